@@ -1,0 +1,311 @@
+//! The `Array` type: shared storage plus a strided view of it.
+
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use crate::dtype::{dispatch_any, Element};
+use crate::error::fail;
+use crate::layout::{contiguous_strides, fmt_shape, numel, Shape, Strides};
+use crate::storage::{Buffer, Storage};
+use crate::{DType, Device};
+
+/// An n-dimensional array with a runtime element type and device.
+///
+/// Cloning is cheap (the storage is shared through an `Arc`); views such as
+/// [`transpose`](Array::transpose), [`narrow`](Array::narrow) and [`expand`](Array::expand)
+/// share storage too and copy nothing. Every operation returns a new array: storage is never
+/// written through a shared handle.
+///
+/// ```
+/// use ferrograd_array::Array;
+/// let a = Array::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+/// let b = a.transpose(0, 1); // a view: no copy
+/// assert_eq!(b.shape(), &[3, 2]);
+/// assert_eq!(b.to_vec::<f32>(), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+/// ```
+#[derive(Clone)]
+pub struct Array {
+    storage: Arc<Storage>,
+    shape: Shape,
+    strides: Strides,
+    offset: usize,
+}
+
+impl Array {
+    // ----- construction from parts -----
+
+    pub(crate) fn from_buffer(buffer: Buffer, shape: &[usize]) -> Array {
+        debug_assert_eq!(buffer.len(), numel(shape));
+        Array {
+            storage: Arc::new(Storage::Cpu(buffer)),
+            strides: contiguous_strides(shape),
+            shape: SmallVec::from_slice(shape),
+            offset: 0,
+        }
+    }
+
+    /// A view of the same storage with another layout. The caller guarantees the layout stays
+    /// inside the storage.
+    pub(crate) fn with_layout(&self, shape: Shape, strides: Strides, offset: usize) -> Array {
+        Array {
+            storage: Arc::clone(&self.storage),
+            shape,
+            strides,
+            offset,
+        }
+    }
+
+    /// An array that owns `values`, laid out row-major in `shape`.
+    ///
+    /// Panics when `values.len()` differs from the number of elements of `shape`.
+    #[track_caller]
+    pub fn from_vec<T: Element>(values: Vec<T>, shape: &[usize]) -> Array {
+        if values.len() != numel(shape) {
+            fail(
+                "from_vec",
+                format_args!(
+                    "{} values cannot fill shape {} ({} elements)",
+                    values.len(),
+                    fmt_shape(shape),
+                    numel(shape)
+                ),
+            )
+        }
+        Array::from_buffer(T::into_buffer(values), shape)
+    }
+
+    /// An array copied from `values`, laid out row-major in `shape`.
+    #[track_caller]
+    pub fn from_slice<T: Element>(values: &[T], shape: &[usize]) -> Array {
+        Array::from_vec(values.to_vec(), shape)
+    }
+
+    /// A 0-d array holding one value.
+    pub fn scalar<T: Element>(value: T) -> Array {
+        Array::from_buffer(T::into_buffer(vec![value]), &[])
+    }
+
+    // ----- metadata -----
+
+    /// The size of each dimension.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The stride of each dimension, in elements.
+    pub fn strides(&self) -> &[isize] {
+        &self.strides
+    }
+
+    /// Offset of the first element in the storage, in elements.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Number of dimensions.
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    /// Size of one dimension (negative dims count from the back).
+    #[track_caller]
+    pub fn size(&self, dim: impl crate::Dim) -> usize {
+        self.shape[dim.resolve(self.ndim(), "size")]
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.storage.dtype()
+    }
+
+    /// The device holding the storage.
+    pub fn device(&self) -> Device {
+        self.storage.device()
+    }
+
+    /// True when the elements are laid out row-major without gaps (offset may be non-zero).
+    pub fn is_contiguous(&self) -> bool {
+        let mut expected = 1isize;
+        for (&n, &s) in self.shape.iter().zip(&self.strides).rev() {
+            if n != 1 && s != expected {
+                return false;
+            }
+            expected *= n as isize;
+        }
+        true
+    }
+
+    /// True when two arrays share storage (one may be a view of the other).
+    pub fn shares_storage(&self, other: &Array) -> bool {
+        Arc::ptr_eq(&self.storage, &other.storage)
+    }
+
+    // ----- element access -----
+
+    /// The whole storage as a typed slice. Panics (naming `op`) on a dtype mismatch.
+    #[track_caller]
+    pub(crate) fn storage_slice<T: Element>(&self, op: &str) -> &[T] {
+        match T::slice(self.storage.cpu()) {
+            Some(s) => s,
+            None => crate::error::dtype_fail(op, self.dtype(), T::DTYPE.name()),
+        }
+    }
+
+    /// The elements as one slice when the array is contiguous.
+    #[track_caller]
+    pub(crate) fn contiguous_slice<T: Element>(&self, op: &str) -> Option<&[T]> {
+        if self.is_contiguous() {
+            Some(&self.storage_slice::<T>(op)[self.offset..self.offset + self.numel()])
+        } else {
+            None
+        }
+    }
+
+    /// The elements in row-major order, borrowed when contiguous, copied otherwise.
+    #[track_caller]
+    pub(crate) fn values<T: Element>(&self, op: &str) -> std::borrow::Cow<'_, [T]> {
+        match self.contiguous_slice::<T>(op) {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => {
+                let data = self.storage_slice::<T>(op);
+                let mut out = Vec::with_capacity(self.numel());
+                crate::layout::for_each_offsets(
+                    &self.shape,
+                    [&self.strides],
+                    [self.offset],
+                    |[o]| out.push(data[o]),
+                );
+                std::borrow::Cow::Owned(out)
+            }
+        }
+    }
+
+    /// The elements in row-major order, as a `Vec` of the array's element type.
+    ///
+    /// Panics when `T` is not the array's dtype.
+    #[track_caller]
+    pub fn to_vec<T: Element>(&self) -> Vec<T> {
+        self.values::<T>("to_vec").into_owned()
+    }
+
+    /// The elements converted to `f64`, whatever the dtype.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        dispatch_any!(self.dtype(), T => self.values::<T>("to_f64_vec").iter().map(|v| v.to_f64()).collect())
+    }
+
+    /// The single element of a one-element array.
+    ///
+    /// Panics when the array has more or fewer than one element, or `T` is not its dtype.
+    #[track_caller]
+    pub fn item<T: Element>(&self) -> T {
+        if self.numel() != 1 {
+            fail(
+                "item",
+                format_args!(
+                    "needs exactly one element, the array has shape {} ({} elements)",
+                    fmt_shape(self.shape()),
+                    self.numel()
+                ),
+            )
+        }
+        self.storage_slice::<T>("item")[self.offset]
+    }
+
+    /// The single element as `f64`, whatever the dtype.
+    #[track_caller]
+    pub fn item_f64(&self) -> f64 {
+        dispatch_any!(self.dtype(), T => self.item::<T>().to_f64())
+    }
+
+    // ----- output buffers -----
+
+    /// Makes `self` a contiguous, unshared buffer of `shape` and `dtype` and returns its
+    /// elements for writing. This is how every `*_into` kernel receives its output:
+    /// `out` must already have the result's shape and dtype; when its storage is shared with
+    /// other arrays (or it is a view), it gets a fresh buffer so the others never change.
+    #[track_caller]
+    pub(crate) fn out_slice<T: Element>(&mut self, shape: &[usize], op: &str) -> &mut [T] {
+        if self.shape.as_slice() != shape || self.dtype() != T::DTYPE {
+            fail(
+                op,
+                format_args!(
+                    "output array has shape {} and dtype {}, the result needs shape {} and \
+                     dtype {}",
+                    fmt_shape(&self.shape),
+                    self.dtype(),
+                    fmt_shape(shape),
+                    T::DTYPE
+                ),
+            )
+        }
+        let n = self.numel();
+        let whole = self.offset == 0 && self.is_contiguous() && self.storage.len() == n;
+        if !whole || Arc::get_mut(&mut self.storage).is_none() {
+            *self = Array::from_buffer(Buffer::zeros(T::DTYPE, n), shape);
+        }
+        let storage = Arc::get_mut(&mut self.storage).expect("unshared after reallocation");
+        T::slice_mut(storage.cpu_mut()).expect("dtype checked above")
+    }
+
+    /// An uninitialised-in-spirit (zero-filled) contiguous array, used as a kernel output.
+    pub(crate) fn empty(shape: &[usize], dtype: DType) -> Array {
+        Array::from_buffer(Buffer::zeros(dtype, numel(shape)), shape)
+    }
+
+    /// A contiguous copy (or `self` when already contiguous with offset 0 over its storage).
+    pub fn contiguous(&self) -> Array {
+        if self.is_contiguous() {
+            return self.clone();
+        }
+        let mut out = Array::empty(&self.shape, self.dtype());
+        self.contiguous_into(&mut out);
+        out
+    }
+
+    /// Copies the elements into `out` (same shape and dtype), row-major.
+    #[track_caller]
+    pub fn contiguous_into(&self, out: &mut Array) {
+        dispatch_any!(self.dtype(), T => {
+            let data = self.storage_slice::<T>("contiguous");
+            let dst = out.out_slice::<T>(&self.shape, "contiguous_into");
+            let mut i = 0;
+            crate::layout::for_each_offsets(&self.shape, [&self.strides], [self.offset], |[o]| {
+                dst[i] = data[o];
+                i += 1;
+            });
+        })
+    }
+
+    /// A row-major copy that owns fresh storage, whatever the layout of `self`.
+    pub fn copy(&self) -> Array {
+        let mut out = Array::empty(&self.shape, self.dtype());
+        self.contiguous_into(&mut out);
+        out
+    }
+
+    /// Mutable elements, row-major: copies first unless `self` is the sole owner of a
+    /// contiguous buffer holding exactly its elements (copy-on-write).
+    pub(crate) fn make_mut_slice<T: Element>(&mut self, op: &str) -> &mut [T] {
+        let whole = self.offset == 0 && self.is_contiguous() && self.storage.len() == self.numel();
+        if !whole || Arc::get_mut(&mut self.storage).is_none() {
+            *self = self.copy();
+        }
+        let storage = Arc::get_mut(&mut self.storage).expect("unshared after copy");
+        match T::slice_mut(storage.cpu_mut()) {
+            Some(s) => s,
+            None => crate::error::dtype_fail(op, T::DTYPE, "the array's own dtype"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Array {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}

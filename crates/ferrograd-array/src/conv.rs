@@ -1,0 +1,454 @@
+//! 2-d convolution by im2col/col2im and GEMM, forward and both gradients.
+//!
+//! For each sample and group the receptive fields are unrolled into a `[C/g·kh·kw, oh·ow]`
+//! column matrix; the forward pass is `W_g @ col`, the input gradient `col2im(W_gᵀ @ dY)`,
+//! and the weight gradient `Σ_n dY @ colᵀ`. Samples run in parallel, each thread with its own
+//! column buffer.
+
+use rayon::prelude::*;
+
+use crate::dtype::{dispatch_float, Float};
+use crate::error::fail;
+use crate::layout::fmt_shape;
+use crate::linalg::{gemm_strided, Mat};
+use crate::Array;
+
+/// Stride, padding, dilation (each `(height, width)`) and groups of a 2-d convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dParams {
+    /// Step between receptive fields.
+    pub stride: (usize, usize),
+    /// Zeros added on each side.
+    pub padding: (usize, usize),
+    /// Spacing between kernel taps.
+    pub dilation: (usize, usize),
+    /// Channel groups: input and output channels split into this many independent parts.
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    /// Stride 1, no padding, no dilation, one group.
+    fn default() -> Self {
+        Conv2dParams {
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+        }
+    }
+}
+
+/// Output size of one spatial dim, or `None` when the kernel does not fit.
+pub(crate) fn out_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Option<usize> {
+    let span = dilation * (kernel.max(1) - 1) + 1;
+    let padded = input + 2 * padding;
+    if padded < span || stride == 0 {
+        None
+    } else {
+        Some((padded - span) / stride + 1)
+    }
+}
+
+/// Sizes of one convolution, checked once.
+#[derive(Clone, Copy)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    p: Conv2dParams,
+}
+
+impl Geometry {
+    #[track_caller]
+    fn new(op: &str, input: &[usize], weight: &[usize], p: Conv2dParams) -> Geometry {
+        if input.len() != 4 || weight.len() != 4 {
+            fail(
+                op,
+                format_args!(
+                    "expects input [N, C, H, W] and weight [O, C/groups, kH, kW], got {} and {}",
+                    fmt_shape(input),
+                    fmt_shape(weight)
+                ),
+            )
+        }
+        let (n, c, h, w) = (input[0], input[1], input[2], input[3]);
+        let (o, cg, kh, kw) = (weight[0], weight[1], weight[2], weight[3]);
+        let g = p.groups;
+        if g == 0 || c % g != 0 || o % g != 0 || cg != c / g {
+            fail(op, format_args!(
+                "input {} and weight {} do not match with {g} groups (need C divisible by groups, weight dim 1 = C/groups, O divisible by groups)",
+                fmt_shape(input), fmt_shape(weight)))
+        }
+        let oh = out_size(h, kh, p.stride.0, p.padding.0, p.dilation.0);
+        let ow = out_size(w, kw, p.stride.1, p.padding.1, p.dilation.1);
+        match (oh, ow) {
+            (Some(oh), Some(ow)) if p.dilation.0 > 0 && p.dilation.1 > 0 => Geometry {
+                n,
+                c,
+                h,
+                w,
+                o,
+                kh,
+                kw,
+                oh,
+                ow,
+                p,
+            },
+            _ => fail(
+                op,
+                format_args!(
+                    "kernel {kh}x{kw} with {p:?} does not fit input {}",
+                    fmt_shape(input)
+                ),
+            ),
+        }
+    }
+
+    fn cg(&self) -> usize {
+        self.c / self.p.groups
+    }
+
+    fn og(&self) -> usize {
+        self.o / self.p.groups
+    }
+
+    /// Rows of a column matrix: C/g·kh·kw.
+    fn k(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+
+    fn spatial(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Unrolls channels `c0..c0+C/g` of one sample image `x` ([C, H, W]) into `col`.
+    fn im2col<T: Float>(&self, x: &[T], c0: usize, col: &mut [T]) {
+        let (sh, sw) = self.p.stride;
+        let (ph, pw) = self.p.padding;
+        let (dh, dw) = self.p.dilation;
+        let s = self.spatial();
+        for c in 0..self.cg() {
+            let plane = &x[(c0 + c) * self.h * self.w..(c0 + c + 1) * self.h * self.w];
+            for i in 0..self.kh {
+                for j in 0..self.kw {
+                    let row = &mut col[((c * self.kh + i) * self.kw + j) * s..][..s];
+                    for y in 0..self.oh {
+                        let iy = (y * sh + i * dh) as isize - ph as isize;
+                        let dst = &mut row[y * self.ow..(y + 1) * self.ow];
+                        if iy < 0 || iy >= self.h as isize {
+                            dst.iter_mut().for_each(|d| *d = T::zero());
+                            continue;
+                        }
+                        let src = &plane[iy as usize * self.w..(iy as usize + 1) * self.w];
+                        for (x, d) in dst.iter_mut().enumerate() {
+                            let ix = (x * sw + j * dw) as isize - pw as isize;
+                            *d = if ix < 0 || ix >= self.w as isize {
+                                T::zero()
+                            } else {
+                                src[ix as usize]
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds a column matrix back into channels `c0..` of one sample's image gradient.
+    fn col2im<T: Float>(&self, col: &[T], c0: usize, dx: &mut [T]) {
+        let (sh, sw) = self.p.stride;
+        let (ph, pw) = self.p.padding;
+        let (dh, dw) = self.p.dilation;
+        let s = self.spatial();
+        for c in 0..self.cg() {
+            let plane = &mut dx[(c0 + c) * self.h * self.w..(c0 + c + 1) * self.h * self.w];
+            for i in 0..self.kh {
+                for j in 0..self.kw {
+                    let row = &col[((c * self.kh + i) * self.kw + j) * s..][..s];
+                    for y in 0..self.oh {
+                        let iy = (y * sh + i * dh) as isize - ph as isize;
+                        if iy < 0 || iy >= self.h as isize {
+                            continue;
+                        }
+                        let dst = &mut plane[iy as usize * self.w..(iy as usize + 1) * self.w];
+                        for (x, &v) in row[y * self.ow..(y + 1) * self.ow].iter().enumerate() {
+                            let ix = (x * sw + j * dw) as isize - pw as isize;
+                            if ix >= 0 && ix < self.w as isize {
+                                dst[ix as usize] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Array {
+    /// 2-d convolution (cross-correlation, as in every deep-learning library) of
+    /// `self: [N, C, H, W]` with `weight: [O, C/groups, kH, kW]`, plus an optional `bias: [O]`;
+    /// the result is `[N, O, H', W']`.
+    ///
+    /// ```
+    /// use ferrograd_array::{Array, Conv2dParams};
+    /// let x = Array::from_vec((0..16).map(|v| v as f32).collect(), &[1, 1, 4, 4]);
+    /// let w = Array::from_vec(vec![1.0f32; 4], &[1, 1, 2, 2]);
+    /// let y = x.conv2d(&w, None, Conv2dParams { stride: (2, 2), ..Default::default() });
+    /// assert_eq!(y.to_vec::<f32>(), vec![10.0, 18.0, 42.0, 50.0]);
+    /// ```
+    #[track_caller]
+    pub fn conv2d(&self, weight: &Array, bias: Option<&Array>, params: Conv2dParams) -> Array {
+        let g = Geometry::new("conv2d", self.shape(), weight.shape(), params);
+        let mut out = Array::empty(&[g.n, g.o, g.oh, g.ow], self.dtype());
+        self.conv2d_into(weight, bias, params, &mut out);
+        out
+    }
+
+    /// [`conv2d`](Array::conv2d) into `out`.
+    #[track_caller]
+    pub fn conv2d_into(
+        &self,
+        weight: &Array,
+        bias: Option<&Array>,
+        params: Conv2dParams,
+        out: &mut Array,
+    ) {
+        let g = Geometry::new("conv2d", self.shape(), weight.shape(), params);
+        crate::error::same_dtype("conv2d", self.dtype(), weight.dtype());
+        if let Some(b) = bias {
+            crate::error::same_dtype("conv2d", self.dtype(), b.dtype());
+            if b.shape() != [g.o] {
+                fail(
+                    "conv2d",
+                    format_args!(
+                        "bias must have shape [{}], got {}",
+                        g.o,
+                        fmt_shape(b.shape())
+                    ),
+                )
+            }
+        }
+        fn kernel<T: Float>(
+            g: Geometry,
+            x: &Array,
+            w: &Array,
+            bias: Option<&Array>,
+            out: &mut Array,
+        ) {
+            let (x, w) = (x.values::<T>("conv2d"), w.values::<T>("conv2d"));
+            let bias = bias.map(|b| b.values::<T>("conv2d").into_owned());
+            let dst = out.out_slice::<T>(&[g.n, g.o, g.oh, g.ow], "conv2d_into");
+            let (k, s, chw) = (g.k(), g.spatial(), g.c * g.h * g.w);
+            let one_sample = g.n == 1;
+            let sample = |(n, y): (usize, &mut [T])| {
+                let mut col = vec![T::zero(); k * s];
+                for grp in 0..g.p.groups {
+                    g.im2col(&x[n * chw..(n + 1) * chw], grp * g.cg(), &mut col);
+                    let yg = &mut y[grp * g.og() * s..(grp + 1) * g.og() * s];
+                    // SAFETY: `yg` is an exclusive [Og, S] block, `w` holds group `grp`'s
+                    // [Og, K] weights at the offset used, and `col` is a [K, S] buffer.
+                    unsafe {
+                        gemm_strided(
+                            g.og(),
+                            s,
+                            k,
+                            Mat {
+                                ptr: yg.as_mut_ptr(),
+                                rs: s as isize,
+                                cs: 1,
+                            },
+                            Mat {
+                                ptr: w.as_ptr().add(grp * g.og() * k),
+                                rs: k as isize,
+                                cs: 1,
+                            },
+                            Mat {
+                                ptr: col.as_ptr(),
+                                rs: s as isize,
+                                cs: 1,
+                            },
+                            false,
+                            one_sample,
+                        );
+                    }
+                }
+                if let Some(b) = &bias {
+                    for (o, plane) in y.chunks_mut(s).enumerate() {
+                        plane.iter_mut().for_each(|v| *v += b[o]);
+                    }
+                }
+            };
+            if g.o * s == 0 {
+                return;
+            }
+            if one_sample {
+                dst.chunks_mut(g.o * s).enumerate().for_each(sample);
+            } else {
+                dst.par_chunks_mut(g.o * s).enumerate().for_each(sample);
+            }
+        }
+        dispatch_float!(self.dtype(), "conv2d", T => kernel::<T>(g, self, weight, bias, out))
+    }
+
+    /// Gradient of [`conv2d`](Array::conv2d) with respect to its input, given the output
+    /// gradient `self: [N, O, H', W']`, the `weight` and the input's shape.
+    #[track_caller]
+    pub fn conv2d_backward_input(
+        &self,
+        weight: &Array,
+        input_shape: &[usize],
+        params: Conv2dParams,
+    ) -> Array {
+        let g = Geometry::new("conv2d_backward_input", input_shape, weight.shape(), params);
+        check_grad_shape("conv2d_backward_input", self, &g);
+        fn kernel<T: Float>(g: Geometry, dy: &Array, w: &Array) -> Array {
+            let (dy, w) = (
+                dy.values::<T>("conv2d_backward_input"),
+                w.values::<T>("conv2d_backward_input"),
+            );
+            let mut dx = vec![T::zero(); g.n * g.c * g.h * g.w];
+            let (k, s, chw) = (g.k(), g.spatial(), g.c * g.h * g.w);
+            if chw > 0 && s > 0 {
+                dx.par_chunks_mut(chw).enumerate().for_each(|(n, dxn)| {
+                    let mut col = vec![T::zero(); k * s];
+                    for grp in 0..g.p.groups {
+                        let dyg = &dy[(n * g.o + grp * g.og()) * s..];
+                        // SAFETY: `col` is an exclusive [K, S] buffer; `w`'s group block is
+                        // read as the transpose [K, Og] (row stride 1, column stride K); `dyg`
+                        // is the [Og, S] gradient block of sample n, group grp.
+                        unsafe {
+                            gemm_strided(
+                                k,
+                                s,
+                                g.og(),
+                                Mat {
+                                    ptr: col.as_mut_ptr(),
+                                    rs: s as isize,
+                                    cs: 1,
+                                },
+                                Mat {
+                                    ptr: w.as_ptr().add(grp * g.og() * k),
+                                    rs: 1,
+                                    cs: k as isize,
+                                },
+                                Mat {
+                                    ptr: dyg.as_ptr(),
+                                    rs: s as isize,
+                                    cs: 1,
+                                },
+                                false,
+                                g.n == 1,
+                            );
+                        }
+                        g.col2im(&col, grp * g.cg(), dxn);
+                    }
+                });
+            }
+            Array::from_vec(dx, &[g.n, g.c, g.h, g.w])
+        }
+        dispatch_float!(self.dtype(), "conv2d_backward_input", T => kernel::<T>(g, self, weight))
+    }
+
+    /// Gradient of [`conv2d`](Array::conv2d) with respect to its weight, given the output
+    /// gradient `self`, the `input` and the weight's shape.
+    #[track_caller]
+    pub fn conv2d_backward_weight(
+        &self,
+        input: &Array,
+        weight_shape: &[usize],
+        params: Conv2dParams,
+    ) -> Array {
+        let g = Geometry::new(
+            "conv2d_backward_weight",
+            input.shape(),
+            weight_shape,
+            params,
+        );
+        check_grad_shape("conv2d_backward_weight", self, &g);
+        fn kernel<T: Float>(g: Geometry, dy: &Array, x: &Array) -> Array {
+            let (dy, x) = (
+                dy.values::<T>("conv2d_backward_weight"),
+                x.values::<T>("conv2d_backward_weight"),
+            );
+            let (k, s, chw) = (g.k(), g.spatial(), g.c * g.h * g.w);
+            let size = g.o * k;
+            let dw = (0..g.n)
+                .into_par_iter()
+                .fold(
+                    || (vec![T::zero(); size], vec![T::zero(); k * s]),
+                    |(mut dw, mut col), n| {
+                        for grp in 0..g.p.groups {
+                            g.im2col(&x[n * chw..(n + 1) * chw], grp * g.cg(), &mut col);
+                            let dyg = &dy[(n * g.o + grp * g.og()) * s..];
+                            // SAFETY: `dw`'s group block is an exclusive [Og, K] matrix; `dyg`
+                            // is [Og, S]; `col` is [K, S], read transposed as [S, K].
+                            unsafe {
+                                gemm_strided(
+                                    g.og(),
+                                    k,
+                                    s,
+                                    Mat {
+                                        ptr: dw.as_mut_ptr().add(grp * g.og() * k),
+                                        rs: k as isize,
+                                        cs: 1,
+                                    },
+                                    Mat {
+                                        ptr: dyg.as_ptr(),
+                                        rs: s as isize,
+                                        cs: 1,
+                                    },
+                                    Mat {
+                                        ptr: col.as_ptr(),
+                                        rs: 1,
+                                        cs: s as isize,
+                                    },
+                                    true,
+                                    false,
+                                );
+                            }
+                        }
+                        (dw, col)
+                    },
+                )
+                .map(|(dw, _)| dw)
+                .reduce(
+                    || vec![T::zero(); size],
+                    |mut a, b| {
+                        a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
+                        a
+                    },
+                );
+            Array::from_vec(dw, &[g.o, g.cg(), g.kh, g.kw])
+        }
+        dispatch_float!(self.dtype(), "conv2d_backward_weight", T => kernel::<T>(g, self, input))
+    }
+}
+
+#[track_caller]
+fn check_grad_shape(op: &str, dy: &Array, g: &Geometry) {
+    if dy.shape() != [g.n, g.o, g.oh, g.ow] {
+        fail(
+            op,
+            format_args!(
+                "output gradient has shape {}, the convolution's output has [{}, {}, {}, {}]",
+                fmt_shape(dy.shape()),
+                g.n,
+                g.o,
+                g.oh,
+                g.ow
+            ),
+        )
+    }
+}

@@ -1,0 +1,255 @@
+//! Element types: the runtime [`DType`] tag and the compile-time [`Element`] traits that
+//! kernels are generic over.
+
+use std::fmt;
+
+use crate::storage::Buffer;
+
+/// The element type of an [`Array`](crate::Array), known at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DType {
+    /// 32-bit IEEE float.
+    F32,
+    /// 64-bit IEEE float.
+    F64,
+    /// 64-bit signed integer (indices).
+    I64,
+    /// Boolean (masks, comparison results).
+    Bool,
+}
+
+impl DType {
+    /// True for `F32` and `F64`.
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64)
+    }
+
+    /// Bytes one element takes.
+    pub fn size_in_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 | DType::I64 => 8,
+            DType::Bool => 1,
+        }
+    }
+
+    /// The lowercase name used in messages and `Display` (`f32`, `f64`, `i64`, `bool`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+            DType::I64 => "i64",
+            DType::Bool => "bool",
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+    impl Sealed for i64 {}
+    impl Sealed for bool {}
+}
+
+/// A Rust type that can be stored in an [`Array`](crate::Array): `f32`, `f64`, `i64`, `bool`.
+pub trait Element:
+    sealed::Sealed + Copy + Send + Sync + fmt::Debug + PartialOrd + Default + 'static
+{
+    /// The runtime tag of this type.
+    const DTYPE: DType;
+    /// Lossy conversion to `f64` (`true` is 1).
+    fn to_f64(self) -> f64;
+    /// Conversion from `f64`: floats round, integers truncate toward zero, bools test `!= 0`.
+    fn from_f64(v: f64) -> Self;
+    #[doc(hidden)]
+    fn slice(buffer: &Buffer) -> Option<&[Self]>;
+    #[doc(hidden)]
+    fn slice_mut(buffer: &mut Buffer) -> Option<&mut [Self]>;
+    #[doc(hidden)]
+    fn into_buffer(values: Vec<Self>) -> Buffer;
+}
+
+/// Element types with arithmetic: `f32`, `f64`, `i64`.
+pub trait Number:
+    Element
+    + num_traits::Num
+    + num_traits::NumCast
+    + std::ops::AddAssign
+    + std::ops::MulAssign
+    + std::ops::Neg<Output = Self>
+    + std::iter::Sum
+{
+    /// Smallest value (negative infinity for floats).
+    fn lowest() -> Self;
+    /// Largest value (positive infinity for floats).
+    fn highest() -> Self;
+    /// NaN test (always false for integers).
+    fn is_nan_value(self) -> bool;
+}
+
+/// Floating-point element types: `f32`, `f64`.
+pub trait Float: Number + num_traits::Float + num_traits::FloatConst {}
+
+macro_rules! element {
+    ($t:ty, $variant:ident) => {
+        impl Element for $t {
+            const DTYPE: DType = DType::$variant;
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn slice(buffer: &Buffer) -> Option<&[Self]> {
+                match buffer {
+                    Buffer::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn slice_mut(buffer: &mut Buffer) -> Option<&mut [Self]> {
+                match buffer {
+                    Buffer::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn into_buffer(values: Vec<Self>) -> Buffer {
+                Buffer::$variant(values)
+            }
+        }
+    };
+}
+element!(f32, F32);
+element!(f64, F64);
+element!(i64, I64);
+
+impl Element for bool {
+    const DTYPE: DType = DType::Bool;
+    fn to_f64(self) -> f64 {
+        if self {
+            1.0
+        } else {
+            0.0
+        }
+    }
+    fn from_f64(v: f64) -> Self {
+        v != 0.0
+    }
+    fn slice(buffer: &Buffer) -> Option<&[Self]> {
+        match buffer {
+            Buffer::Bool(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn slice_mut(buffer: &mut Buffer) -> Option<&mut [Self]> {
+        match buffer {
+            Buffer::Bool(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn into_buffer(values: Vec<Self>) -> Buffer {
+        Buffer::Bool(values)
+    }
+}
+
+macro_rules! float_number {
+    ($t:ty) => {
+        impl Number for $t {
+            fn lowest() -> Self {
+                <$t>::NEG_INFINITY
+            }
+            fn highest() -> Self {
+                <$t>::INFINITY
+            }
+            fn is_nan_value(self) -> bool {
+                self.is_nan()
+            }
+        }
+        impl Float for $t {}
+    };
+}
+float_number!(f32);
+float_number!(f64);
+
+impl Number for i64 {
+    fn lowest() -> Self {
+        i64::MIN
+    }
+    fn highest() -> Self {
+        i64::MAX
+    }
+    fn is_nan_value(self) -> bool {
+        false
+    }
+}
+
+/// Runs `$body` with `$T` bound to the element type of `$dtype`, for float dtypes only;
+/// other dtypes panic naming `$op`.
+macro_rules! dispatch_float {
+    ($dtype:expr, $op:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            $crate::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            other => $crate::error::dtype_fail($op, other, "a float dtype (f32 or f64)"),
+        }
+    };
+}
+
+/// Like [`dispatch_float`] but also accepts `i64`.
+macro_rules! dispatch_number {
+    ($dtype:expr, $op:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            $crate::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            other => $crate::error::dtype_fail($op, other, "a numeric dtype (f32, f64 or i64)"),
+        }
+    };
+}
+
+/// Runs `$body` with `$T` bound to the element type of `$dtype`, for every dtype.
+macro_rules! dispatch_any {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            $crate::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            $crate::DType::Bool => {
+                type $T = bool;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use {dispatch_any, dispatch_float, dispatch_number};

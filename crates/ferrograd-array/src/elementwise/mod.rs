@@ -1,0 +1,119 @@
+//! Elementwise kernels with NumPy broadcasting.
+//!
+//! Two paths: contiguous operands (or a one-element operand) run as straight loops over
+//! slices that the compiler vectorises, split across threads when large; everything else
+//! (strided views, broadcasts) walks offsets with `for_each_offsets`.
+
+mod binary;
+mod ops;
+mod ternary;
+mod unary;
+
+use rayon::prelude::*;
+
+use crate::dtype::Element;
+use crate::error::fail;
+use crate::layout::{broadcast_shapes, broadcast_strides, fmt_shape, for_each_offsets, Shape};
+use crate::Array;
+
+/// Work below this many elements never leaves the calling thread.
+pub(crate) const PARALLEL_MIN: usize = 1 << 16;
+const CHUNK: usize = 1 << 14;
+
+/// `out[i] = f(a[i])`, `out` already shaped like `a`.
+#[track_caller]
+pub(crate) fn map_into<T: Element, U: Element>(
+    a: &Array,
+    out: &mut Array,
+    op: &str,
+    f: impl Fn(T) -> U + Sync,
+) {
+    let dst = out.out_slice::<U>(a.shape(), op);
+    if let Some(src) = a.contiguous_slice::<T>(op) {
+        if src.len() >= PARALLEL_MIN {
+            dst.par_chunks_mut(CHUNK)
+                .zip(src.par_chunks(CHUNK))
+                .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f(s)));
+        } else {
+            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f(s));
+        }
+    } else {
+        let data = a.storage_slice::<T>(op);
+        let mut i = 0;
+        for_each_offsets(a.shape(), [a.strides()], [a.offset()], |[o]| {
+            dst[i] = f(data[o]);
+            i += 1;
+        });
+    }
+}
+
+/// The broadcast shape of `a` and `b`, panicking with both shapes when incompatible.
+#[track_caller]
+pub(crate) fn broadcast_pair(op: &str, a: &[usize], b: &[usize]) -> Shape {
+    match broadcast_shapes(a, b) {
+        Some(s) => s,
+        None => fail(
+            op,
+            format_args!(
+                "shapes {} and {} cannot be broadcast together",
+                fmt_shape(a),
+                fmt_shape(b)
+            ),
+        ),
+    }
+}
+
+/// `out[i] = f(a[i], b[i])` with broadcasting; `out` already has the broadcast shape.
+#[track_caller]
+pub(crate) fn zip_into<T: Element, U: Element>(
+    a: &Array,
+    b: &Array,
+    out: &mut Array,
+    op: &str,
+    f: impl Fn(T, T) -> U + Sync,
+) {
+    crate::error::same_dtype(op, a.dtype(), b.dtype());
+    let shape = broadcast_pair(op, a.shape(), b.shape());
+    let dst = out.out_slice::<U>(&shape, op);
+    let (sa, sb) = (a.contiguous_slice::<T>(op), b.contiguous_slice::<T>(op));
+    match (sa, sb) {
+        (Some(x), Some(y)) if x.len() == dst.len() && y.len() == dst.len() => {
+            if dst.len() >= PARALLEL_MIN {
+                dst.par_chunks_mut(CHUNK)
+                    .zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
+                    .for_each(|(d, (x, y))| {
+                        for ((d, &x), &y) in d.iter_mut().zip(x).zip(y) {
+                            *d = f(x, y)
+                        }
+                    });
+            } else {
+                for ((d, &x), &y) in dst.iter_mut().zip(x).zip(y) {
+                    *d = f(x, y)
+                }
+            }
+        }
+        (Some(x), Some(y)) if y.len() == 1 && x.len() == dst.len() => {
+            let y = y[0];
+            dst.iter_mut().zip(x).for_each(|(d, &x)| *d = f(x, y));
+        }
+        (Some(x), Some(y)) if x.len() == 1 && y.len() == dst.len() => {
+            let x = x[0];
+            dst.iter_mut().zip(y).for_each(|(d, &y)| *d = f(x, y));
+        }
+        _ => {
+            let (da, db) = (a.storage_slice::<T>(op), b.storage_slice::<T>(op));
+            let st_a = broadcast_strides(a.shape(), a.strides(), &shape);
+            let st_b = broadcast_strides(b.shape(), b.strides(), &shape);
+            let mut i = 0;
+            for_each_offsets(
+                &shape,
+                [&st_a, &st_b],
+                [a.offset(), b.offset()],
+                |[oa, ob]| {
+                    dst[i] = f(da[oa], db[ob]);
+                    i += 1;
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! `where_`: choose between two arrays by a bool mask, all three broadcast.
+
+use crate::dtype::{dispatch_any, Element};
+use crate::error::fail;
+use crate::layout::{broadcast_shapes, broadcast_strides, fmt_shape, for_each_offsets};
+use crate::Array;
+
+impl Array {
+    /// `cond ? a : b` elementwise; `cond` is bool, `a` and `b` share a dtype, all three
+    /// broadcast together.
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let x = Array::from_vec(vec![-1.0f64, 2.0, -3.0], &[3]);
+    /// let y = Array::where_(&x.gt_scalar(0.0), &x, &x.neg());
+    /// assert_eq!(y.to_vec::<f64>(), vec![1.0, 2.0, 3.0]);
+    /// ```
+    #[track_caller]
+    pub fn where_(cond: &Array, a: &Array, b: &Array) -> Array {
+        let shape = Array::where_shape(cond, a, b);
+        let mut out = Array::empty(&shape, a.dtype());
+        Array::where_into(cond, a, b, &mut out);
+        out
+    }
+
+    #[track_caller]
+    fn where_shape(cond: &Array, a: &Array, b: &Array) -> crate::layout::Shape {
+        cond.expect_bool("where_");
+        crate::error::same_dtype("where_", a.dtype(), b.dtype());
+        match broadcast_shapes(a.shape(), b.shape())
+            .and_then(|s| broadcast_shapes(&s, cond.shape()))
+        {
+            Some(s) => s,
+            None => fail(
+                "where_",
+                format_args!(
+                    "shapes {} (cond), {} and {} cannot be broadcast together",
+                    fmt_shape(cond.shape()),
+                    fmt_shape(a.shape()),
+                    fmt_shape(b.shape())
+                ),
+            ),
+        }
+    }
+
+    /// [`where_`](Array::where_) into `out`.
+    #[track_caller]
+    pub fn where_into(cond: &Array, a: &Array, b: &Array, out: &mut Array) {
+        let shape = Array::where_shape(cond, a, b);
+        fn kernel<T: Element>(shape: &[usize], c: &Array, a: &Array, b: &Array, out: &mut Array) {
+            let dst = out.out_slice::<T>(shape, "where_into");
+            let (dc, da, db) = (
+                c.storage_slice::<bool>("where_"),
+                a.storage_slice::<T>("where_"),
+                b.storage_slice::<T>("where_"),
+            );
+            let sc = broadcast_strides(c.shape(), c.strides(), shape);
+            let sa = broadcast_strides(a.shape(), a.strides(), shape);
+            let sb = broadcast_strides(b.shape(), b.strides(), shape);
+            let mut i = 0;
+            for_each_offsets(
+                shape,
+                [&sc, &sa, &sb],
+                [c.offset(), a.offset(), b.offset()],
+                |[oc, oa, ob]| {
+                    dst[i] = if dc[oc] { da[oa] } else { db[ob] };
+                    i += 1;
+                },
+            );
+        }
+        dispatch_any!(a.dtype(), T => kernel::<T>(&shape, cond, a, b, out))
+    }
+
+    /// `value` where `mask` is true, `self` elsewhere (`mask` broadcasts to `self`).
+    #[track_caller]
+    pub fn masked_fill(&self, mask: &Array, value: f64) -> Array {
+        let filler = Array::full(&[], value, self.dtype());
+        let out = Array::where_(mask, &filler, self);
+        if out.shape() != self.shape() {
+            fail(
+                "masked_fill",
+                format_args!(
+                    "mask of shape {} does not broadcast to {}",
+                    fmt_shape(mask.shape()),
+                    fmt_shape(self.shape())
+                ),
+            )
+        }
+        out
+    }
+}

@@ -1,0 +1,752 @@
+//! Indexing: gather/scatter along a dim, row selection and assignment, masks, joining and
+//! splitting, repeats, flips and triangles.
+//!
+//! Index arrays are i64; negative indices count from the back as in PyTorch, anything out of
+//! range panics naming the op, the index and the size.
+
+use crate::dtype::{dispatch_any, dispatch_number, Element, Number};
+use crate::error::fail;
+use crate::layout::{fmt_shape, for_each_offsets, Dim, Shape, Strides};
+use crate::{Array, DType};
+
+/// Which rows (along dim 0) an assignment or read addresses: the forms of the seed's
+/// `x[k] = v`.
+#[derive(Clone, Debug)]
+pub enum Index {
+    /// One row (`x[k]`); the row's dim is dropped from the addressed region.
+    Single(i64),
+    /// Several rows by position.
+    List(Vec<i64>),
+    /// Several rows by a 1-d i64 array.
+    Tensor(Array),
+    /// A bool mask: either of the array's whole shape (elementwise), or 1-d over dim 0 (rows).
+    Mask(Array),
+}
+
+impl From<i64> for Index {
+    fn from(k: i64) -> Index {
+        Index::Single(k)
+    }
+}
+
+impl From<Vec<i64>> for Index {
+    fn from(k: Vec<i64>) -> Index {
+        Index::List(k)
+    }
+}
+
+impl From<&[i64]> for Index {
+    fn from(k: &[i64]) -> Index {
+        Index::List(k.to_vec())
+    }
+}
+
+impl From<&Array> for Index {
+    /// An i64 array becomes [`Index::Tensor`], a bool array [`Index::Mask`].
+    fn from(k: &Array) -> Index {
+        if k.dtype() == DType::Bool {
+            Index::Mask(k.clone())
+        } else {
+            Index::Tensor(k.clone())
+        }
+    }
+}
+
+/// Resolves a possibly negative index against `size`.
+#[track_caller]
+fn resolve(op: &str, i: i64, size: usize, dim: usize) -> usize {
+    let n = size as i64;
+    if i >= n || i < -n {
+        fail(
+            op,
+            format_args!("index {i} is out of bounds for dim {dim} of size {size}"),
+        )
+    }
+    (if i < 0 { i + n } else { i }) as usize
+}
+
+#[track_caller]
+fn index_list(op: &str, index: &Array) -> Vec<i64> {
+    if index.dtype() != DType::I64 {
+        crate::error::dtype_fail(op, index.dtype(), "an i64 index array")
+    }
+    if index.ndim() != 1 {
+        fail(
+            op,
+            format_args!(
+                "expects a 1-d index array, got shape {}",
+                fmt_shape(index.shape())
+            ),
+        )
+    }
+    index.to_vec::<i64>()
+}
+
+/// Sizes before, at and after `dim`.
+fn split_at_dim(shape: &[usize], dim: usize) -> (usize, usize, usize) {
+    (
+        shape[..dim].iter().product(),
+        shape[dim],
+        shape[dim + 1..].iter().product(),
+    )
+}
+
+impl Array {
+    /// The entries at `index` (1-d i64) along `dim`.
+    #[track_caller]
+    pub fn index_select(&self, dim: impl Dim, index: &Array) -> Array {
+        let d = dim.resolve(self.ndim(), "index_select");
+        let idx = index_list("index_select", index);
+        let mut shape: Shape = self.shape().into();
+        shape[d] = idx.len();
+        let mut out = Array::empty(&shape, self.dtype());
+        self.index_select_into(d, index, &mut out);
+        out
+    }
+
+    /// [`index_select`](Array::index_select) into `out`.
+    #[track_caller]
+    pub fn index_select_into(&self, dim: impl Dim, index: &Array, out: &mut Array) {
+        let d = dim.resolve(self.ndim(), "index_select");
+        let idx = index_list("index_select", index);
+        let (outer, size, inner) = split_at_dim(self.shape(), d);
+        let rows: Vec<usize> = idx
+            .iter()
+            .map(|&i| resolve("index_select", i, size, d))
+            .collect();
+        let mut shape: Shape = self.shape().into();
+        shape[d] = idx.len();
+        fn kernel<T: Element>(
+            a: &Array,
+            rows: &[usize],
+            shape: &[usize],
+            outer: usize,
+            size: usize,
+            inner: usize,
+            out: &mut Array,
+        ) {
+            let src = a.values::<T>("index_select");
+            let dst = out.out_slice::<T>(shape, "index_select_into");
+            let mut w = 0;
+            for o in 0..outer {
+                for &r in rows {
+                    let s = (o * size + r) * inner;
+                    dst[w..w + inner].copy_from_slice(&src[s..s + inner]);
+                    w += inner;
+                }
+            }
+        }
+        dispatch_any!(self.dtype(), T => kernel::<T>(self, &rows, &shape, outer, size, inner, out))
+    }
+
+    /// `out[i][j][k] = self[index[i][j][k]][j][k]` for `dim = 0` (and likewise for other
+    /// dims). `index` has as many dims as `self`, and no dim larger except `dim`.
+    #[track_caller]
+    pub fn gather(&self, dim: impl Dim, index: &Array) -> Array {
+        let mut out = Array::empty(index.shape(), self.dtype());
+        self.gather_into(dim, index, &mut out);
+        out
+    }
+
+    /// [`gather`](Array::gather) into `out` (shaped like `index`).
+    #[track_caller]
+    pub fn gather_into(&self, dim: impl Dim, index: &Array, out: &mut Array) {
+        let d = dim.resolve(self.ndim(), "gather");
+        check_scatter_index("gather", self, d, index, None);
+        fn kernel<T: Element>(a: &Array, d: usize, index: &Array, out: &mut Array) {
+            let src = a.storage_slice::<T>("gather");
+            let idx = index.storage_slice::<i64>("gather");
+            let dst = out.out_slice::<T>(index.shape(), "gather_into");
+            let mut base: Strides = a.strides().into();
+            base[d] = 0;
+            let (size, stride) = (a.shape()[d], a.strides()[d]);
+            let mut w = 0;
+            for_each_offsets(
+                index.shape(),
+                [&base, index.strides()],
+                [a.offset(), index.offset()],
+                |[oa, oi]| {
+                    let i = resolve("gather", idx[oi], size, d);
+                    dst[w] = src[(oa as isize + i as isize * stride) as usize];
+                    w += 1;
+                },
+            );
+        }
+        dispatch_any!(self.dtype(), T => kernel::<T>(self, d, index, out))
+    }
+
+    /// A copy of `self` with `src` written at the positions `index` names along `dim`
+    /// (the inverse of [`gather`](Array::gather)); repeated positions keep the last write.
+    #[track_caller]
+    pub fn scatter(&self, dim: impl Dim, index: &Array, src: &Array) -> Array {
+        self.scatter_impl(dim, index, src, false, "scatter")
+    }
+
+    /// Like [`scatter`](Array::scatter) but adds `src` into the positions, summing repeats.
+    #[track_caller]
+    pub fn scatter_add(&self, dim: impl Dim, index: &Array, src: &Array) -> Array {
+        self.scatter_impl(dim, index, src, true, "scatter_add")
+    }
+
+    /// [`scatter_add`](Array::scatter_add) into `out` (shaped like `self`).
+    #[track_caller]
+    pub fn scatter_add_into(&self, dim: impl Dim, index: &Array, src: &Array, out: &mut Array) {
+        *out = self.scatter_impl(dim, index, src, true, "scatter_add");
+    }
+
+    #[track_caller]
+    fn scatter_impl(
+        &self,
+        dim: impl Dim,
+        index: &Array,
+        src: &Array,
+        add: bool,
+        op: &str,
+    ) -> Array {
+        let d = dim.resolve(self.ndim(), op);
+        crate::error::same_dtype(op, self.dtype(), src.dtype());
+        check_scatter_index(op, self, d, index, Some(src));
+        let mut out = self.copy();
+        fn kernel<T: Number>(
+            out: &mut Array,
+            d: usize,
+            index: &Array,
+            src: &Array,
+            add: bool,
+            op: &str,
+        ) {
+            let (size, stride) = (out.shape()[d], out.strides()[d]);
+            let mut base: Strides = out.strides().into();
+            base[d] = 0;
+            let s = src.storage_slice::<T>(op);
+            let idx = index.storage_slice::<i64>(op);
+            let dst = out.owned_mut::<T>(op);
+            for_each_offsets(
+                index.shape(),
+                [&base, index.strides(), src.strides()],
+                [0, index.offset(), src.offset()],
+                |[oo, oi, os]| {
+                    let i = resolve(op, idx[oi], size, d);
+                    let at = (oo as isize + i as isize * stride) as usize;
+                    if add {
+                        dst[at] += s[os];
+                    } else {
+                        dst[at] = s[os];
+                    }
+                },
+            );
+        }
+        if !add && self.dtype() == DType::Bool {
+            let f = self.to_dtype(DType::I64).scatter_impl(
+                d,
+                index,
+                &src.to_dtype(DType::I64),
+                false,
+                op,
+            );
+            return f.to_dtype(DType::Bool);
+        }
+        dispatch_number!(self.dtype(), op, T => kernel::<T>(&mut out, d, index, src, add, op));
+        out
+    }
+
+    /// A copy of `self` with `src` added at rows `index` (1-d i64) along `dim`:
+    /// `out[.., index[j], ..] += src[.., j, ..]`, repeats summed.
+    #[track_caller]
+    pub fn index_add(&self, dim: impl Dim, index: &Array, src: &Array) -> Array {
+        let d = dim.resolve(self.ndim(), "index_add");
+        let idx = index_list("index_add", index);
+        crate::error::same_dtype("index_add", self.dtype(), src.dtype());
+        let mut expected: Shape = self.shape().into();
+        expected[d] = idx.len();
+        if src.shape() != expected.as_slice() {
+            fail("index_add", format_args!(
+                "source of shape {} does not match {} (shape {} with dim {d} set to the {} indices)",
+                fmt_shape(src.shape()), fmt_shape(&expected), fmt_shape(self.shape()), idx.len()))
+        }
+        let (outer, size, inner) = split_at_dim(self.shape(), d);
+        let rows: Vec<usize> = idx
+            .iter()
+            .map(|&i| resolve("index_add", i, size, d))
+            .collect();
+        let mut out = self.copy();
+        fn kernel<T: Number>(
+            out: &mut Array,
+            src: &Array,
+            rows: &[usize],
+            outer: usize,
+            size: usize,
+            inner: usize,
+        ) {
+            let s = src.values::<T>("index_add");
+            let dst = out.owned_mut::<T>("index_add");
+            let mut r = 0;
+            for o in 0..outer {
+                for &row in rows {
+                    let at = (o * size + row) * inner;
+                    for (d, &v) in dst[at..at + inner].iter_mut().zip(&s[r..r + inner]) {
+                        *d += v;
+                    }
+                    r += inner;
+                }
+            }
+        }
+        dispatch_number!(self.dtype(), "index_add", T => kernel::<T>(&mut out, src, &rows, outer, size, inner));
+        out
+    }
+
+    /// The rows an [`Index`] names along dim 0, as a 1-d position list, or `None` for an
+    /// elementwise mask.
+    #[track_caller]
+    pub fn index_rows(&self, index: &Index, op: &str) -> Option<Vec<usize>> {
+        if self.ndim() == 0 {
+            fail(op, "cannot index a 0-d array")
+        }
+        let n = self.shape()[0];
+        match index {
+            Index::Single(k) => Some(vec![resolve(op, *k, n, 0)]),
+            Index::List(ks) => Some(ks.iter().map(|&k| resolve(op, k, n, 0)).collect()),
+            Index::Tensor(t) => Some(
+                index_list(op, t)
+                    .iter()
+                    .map(|&k| resolve(op, k, n, 0))
+                    .collect(),
+            ),
+            Index::Mask(m) => {
+                m.expect_bool(op);
+                if m.shape() == self.shape() {
+                    None
+                } else if m.ndim() == 1 && m.shape()[0] == n {
+                    Some(
+                        m.to_vec::<bool>()
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, &b)| b)
+                            .map(|(i, _)| i)
+                            .collect(),
+                    )
+                } else {
+                    fail(op, format_args!(
+                        "mask of shape {} must have the array's shape {} or be 1-d over its {} rows",
+                        fmt_shape(m.shape()), fmt_shape(self.shape()), n))
+                }
+            }
+        }
+    }
+
+    /// Reads what an [`Index`] addresses (`x[k]`): a row (dim dropped), rows, or, for an
+    /// elementwise mask, the selected elements as a 1-d array.
+    #[track_caller]
+    pub fn index(&self, index: impl Into<Index>) -> Array {
+        let index = index.into();
+        match (&index, self.index_rows(&index, "index")) {
+            (Index::Single(_), Some(rows)) => self.select(0usize, rows[0]),
+            (_, Some(rows)) => self.index_select(
+                0usize,
+                &Array::from_vec(rows.iter().map(|&r| r as i64).collect(), &[rows.len()]),
+            ),
+            (Index::Mask(m), None) => {
+                let keep: Vec<i64> = m
+                    .to_vec::<bool>()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &b)| b)
+                    .map(|(i, _)| i as i64)
+                    .collect();
+                let n = keep.len();
+                self.reshape(&[self.numel()])
+                    .index_select(0usize, &Array::from_vec(keep, &[n]))
+            }
+            _ => unreachable!("only masks address elements"),
+        }
+    }
+
+    /// A copy of `self` with `values` written where `index` points (the seed's `x[k] = v`).
+    /// `values` broadcasts to the addressed region (a row for [`Index::Single`], `[n, ...]`
+    /// rows for lists and index arrays); for an elementwise mask it is one value or one value
+    /// per selected element.
+    ///
+    /// ```
+    /// use ferrograd_array::{Array, Index};
+    /// let x = Array::zeros(&[3, 2], ferrograd_array::DType::F32);
+    /// let v = Array::from_vec(vec![1.0f32, 2.0], &[2]);
+    /// let y = x.index_put(&Index::List(vec![0, 2]), &v);
+    /// assert_eq!(y.to_vec::<f32>(), vec![1.0, 2.0, 0.0, 0.0, 1.0, 2.0]);
+    /// ```
+    #[track_caller]
+    pub fn index_put(&self, index: &Index, values: &Array) -> Array {
+        self.index_put_impl(index, values, false)
+    }
+
+    /// Like [`index_put`](Array::index_put) but adds `values` into the addressed places
+    /// (repeated rows sum).
+    #[track_caller]
+    pub fn index_put_add(&self, index: &Index, values: &Array) -> Array {
+        self.index_put_impl(index, values, true)
+    }
+
+    #[track_caller]
+    fn index_put_impl(&self, index: &Index, values: &Array, add: bool) -> Array {
+        let op = if add { "index_put_add" } else { "index_put" };
+        crate::error::same_dtype(op, self.dtype(), values.dtype());
+        match self.index_rows(index, op) {
+            Some(rows) => {
+                let mut region: Shape = self.shape().into();
+                region[0] = rows.len();
+                let vals = match index {
+                    Index::Single(_) => {
+                        broadcast_values(op, values, &self.shape()[1..]).unsqueeze(0usize)
+                    }
+                    _ => broadcast_values(op, values, &region),
+                };
+                let idx = Array::from_vec(rows.iter().map(|&r| r as i64).collect(), &[rows.len()]);
+                if add {
+                    self.index_add(0usize, &idx, &vals.contiguous())
+                } else {
+                    // Plain writes: last write wins for repeated rows.
+                    let inner: usize = self.shape()[1..].iter().product();
+                    let mut out = self.copy();
+                    fn kernel<T: Element>(
+                        out: &mut Array,
+                        vals: &Array,
+                        rows: &[usize],
+                        inner: usize,
+                    ) {
+                        let v = vals.values::<T>("index_put");
+                        let dst = out.owned_mut::<T>("index_put");
+                        for (j, &r) in rows.iter().enumerate() {
+                            dst[r * inner..(r + 1) * inner]
+                                .copy_from_slice(&v[j * inner..(j + 1) * inner]);
+                        }
+                    }
+                    dispatch_any!(self.dtype(), T => kernel::<T>(&mut out, &vals, &rows, inner));
+                    out
+                }
+            }
+            None => {
+                let Index::Mask(mask) = index else {
+                    unreachable!()
+                };
+                let count = mask.to_vec::<bool>().iter().filter(|&&b| b).count();
+                if values.numel() == 1 {
+                    let v = values.reshape(&[]).expand(self.shape());
+                    if add {
+                        Array::where_(mask, &self.add(&v), self)
+                    } else {
+                        Array::where_(mask, &v, self)
+                    }
+                } else if values.numel() == count {
+                    let positions: Vec<i64> = mask
+                        .to_vec::<bool>()
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &b)| b)
+                        .map(|(i, _)| i as i64)
+                        .collect();
+                    let flat = self.reshape(&[self.numel()]);
+                    let idx = Index::List(positions);
+                    let vals = values.reshape(&[count]);
+                    let out = if add {
+                        flat.index_put_add(&idx, &vals)
+                    } else {
+                        flat.index_put(&idx, &vals)
+                    };
+                    out.reshape(self.shape())
+                } else {
+                    fail(op, format_args!(
+                        "a mask selecting {count} elements needs 1 value or {count} values, got shape {}",
+                        fmt_shape(values.shape())))
+                }
+            }
+        }
+    }
+
+    /// Joins arrays along an existing dim; all other dims must match.
+    #[track_caller]
+    pub fn cat(arrays: &[Array], dim: impl Dim) -> Array {
+        let Some(first) = arrays.first() else {
+            fail("cat", "needs at least one array")
+        };
+        let d = dim.resolve(first.ndim(), "cat");
+        let mut shape: Shape = first.shape().into();
+        shape[d] = 0;
+        for a in arrays {
+            crate::error::same_dtype("cat", first.dtype(), a.dtype());
+            let same = a.ndim() == first.ndim()
+                && (0..a.ndim()).all(|i| i == d || a.shape()[i] == first.shape()[i]);
+            if !same {
+                fail(
+                    "cat",
+                    format_args!(
+                        "shapes {} and {} differ outside dim {d}",
+                        fmt_shape(first.shape()),
+                        fmt_shape(a.shape())
+                    ),
+                )
+            }
+            shape[d] += a.shape()[d];
+        }
+        let mut out = Array::empty(&shape, first.dtype());
+        Array::cat_into(arrays, d, &mut out);
+        out
+    }
+
+    /// [`cat`](Array::cat) into `out`.
+    #[track_caller]
+    pub fn cat_into(arrays: &[Array], dim: impl Dim, out: &mut Array) {
+        let Some(first) = arrays.first() else {
+            fail("cat", "needs at least one array")
+        };
+        let d = dim.resolve(first.ndim(), "cat");
+        let mut shape: Shape = first.shape().into();
+        shape[d] = arrays.iter().map(|a| a.shape()[d]).sum();
+        let outer: usize = shape[..d].iter().product();
+        fn kernel<T: Element>(
+            arrays: &[Array],
+            d: usize,
+            outer: usize,
+            shape: &[usize],
+            out: &mut Array,
+        ) {
+            let parts: Vec<_> = arrays
+                .iter()
+                .map(|a| {
+                    (
+                        a.values::<T>("cat"),
+                        a.shape()[d..].iter().product::<usize>(),
+                    )
+                })
+                .collect();
+            let dst = out.out_slice::<T>(shape, "cat_into");
+            let mut w = 0;
+            for o in 0..outer {
+                for (src, block) in &parts {
+                    dst[w..w + block].copy_from_slice(&src[o * block..(o + 1) * block]);
+                    w += block;
+                }
+            }
+        }
+        dispatch_any!(first.dtype(), T => kernel::<T>(arrays, d, outer, &shape, out))
+    }
+
+    /// Joins arrays of one shape along a new dim.
+    #[track_caller]
+    pub fn stack(arrays: &[Array], dim: impl Dim) -> Array {
+        let Some(first) = arrays.first() else {
+            fail("stack", "needs at least one array")
+        };
+        let d = dim.resolve(first.ndim() + 1, "stack");
+        for a in arrays {
+            if a.shape() != first.shape() {
+                fail(
+                    "stack",
+                    format_args!(
+                        "shapes {} and {} differ",
+                        fmt_shape(first.shape()),
+                        fmt_shape(a.shape())
+                    ),
+                )
+            }
+        }
+        let parts: Vec<Array> = arrays.iter().map(|a| a.unsqueeze(d)).collect();
+        Array::cat(&parts, d)
+    }
+
+    /// Views of consecutive pieces of `size` along `dim` (the last may be shorter).
+    #[track_caller]
+    pub fn split(&self, size: usize, dim: impl Dim) -> Vec<Array> {
+        let d = dim.resolve(self.ndim(), "split");
+        if size == 0 {
+            fail("split", "piece size must be positive")
+        }
+        let n = self.shape()[d];
+        (0..n)
+            .step_by(size)
+            .map(|s| self.narrow(d, s, size.min(n - s)))
+            .collect()
+    }
+
+    /// Views of pieces of the given sizes along `dim`; the sizes must add up to its size.
+    #[track_caller]
+    pub fn split_sizes(&self, sizes: &[usize], dim: impl Dim) -> Vec<Array> {
+        let d = dim.resolve(self.ndim(), "split_sizes");
+        if sizes.iter().sum::<usize>() != self.shape()[d] {
+            fail(
+                "split_sizes",
+                format_args!(
+                    "sizes {sizes:?} do not add up to dim {d} of shape {}",
+                    fmt_shape(self.shape())
+                ),
+            )
+        }
+        let mut start = 0;
+        sizes
+            .iter()
+            .map(|&s| {
+                let v = self.narrow(d, start, s);
+                start += s;
+                v
+            })
+            .collect()
+    }
+
+    /// `chunks` views of (nearly) equal size along `dim`, as PyTorch's `chunk`.
+    #[track_caller]
+    pub fn chunk(&self, chunks: usize, dim: impl Dim) -> Vec<Array> {
+        let d = dim.resolve(self.ndim(), "chunk");
+        if chunks == 0 {
+            fail("chunk", "number of chunks must be positive")
+        }
+        let size = self.shape()[d].div_ceil(chunks).max(1);
+        self.split(size, d)
+    }
+
+    /// Tiles the array: dim `i` repeats `repeats[i]` times (extra leading repeats add dims).
+    #[track_caller]
+    pub fn repeat(&self, repeats: &[usize]) -> Array {
+        if repeats.len() < self.ndim() {
+            fail(
+                "repeat",
+                format_args!(
+                    "needs at least {} repeat counts for shape {}, got {repeats:?}",
+                    self.ndim(),
+                    fmt_shape(self.shape())
+                ),
+            )
+        }
+        let lead = repeats.len() - self.ndim();
+        let mut base: Shape = std::iter::repeat_n(1, lead).collect();
+        base.extend_from_slice(self.shape());
+        // View as [1, n0, 1, n1, ...], expand to [r0, n0, r1, n1, ...], then merge pairs.
+        let mut inter: Shape = Shape::new();
+        let mut expanded: Shape = Shape::new();
+        for (&n, &r) in base.iter().zip(repeats) {
+            inter.extend_from_slice(&[1, n]);
+            expanded.extend_from_slice(&[r, n]);
+        }
+        let out: Shape = base.iter().zip(repeats).map(|(&n, &r)| n * r).collect();
+        self.reshape(&inter).expand(&expanded).reshape(&out)
+    }
+
+    /// Reverses the order along each of `dims` (a copy).
+    #[track_caller]
+    pub fn flip(&self, dims: impl crate::Dims) -> Array {
+        let dims = dims.resolve_all(self.ndim(), "flip");
+        let mut strides: Strides = self.strides().into();
+        let mut offset = self.offset() as isize;
+        for &d in &dims {
+            if self.shape()[d] > 0 {
+                offset += (self.shape()[d] as isize - 1) * strides[d];
+            }
+            strides[d] = -strides[d];
+        }
+        self.with_layout(self.shape().into(), strides, offset as usize)
+            .copy()
+    }
+
+    /// For a 1-d array, the square matrix with it on diagonal `k`; for a matrix, a copy of
+    /// its diagonal `k` (see [`diagonal`](Array::diagonal) for a view).
+    #[track_caller]
+    pub fn diag(&self, k: i64) -> Array {
+        match self.ndim() {
+            1 => {
+                let n = self.shape()[0] + k.unsigned_abs() as usize;
+                let out = Array::zeros(&[n, n], self.dtype());
+                let idx =
+                    Array::from_vec((0..self.shape()[0] as i64).collect(), &[self.shape()[0]]);
+                // Write the values through the diagonal positions of the flat matrix.
+                let (r0, c0) = if k >= 0 { (0, k) } else { (-k, 0) };
+                let flat_pos = idx
+                    .add_scalar(r0 as f64)
+                    .mul_scalar(n as f64)
+                    .add(&idx.add_scalar(c0 as f64));
+                out.reshape(&[n * n])
+                    .index_put(&Index::Tensor(flat_pos), self)
+                    .reshape(&[n, n])
+            }
+            2 => self.diagonal(k).copy(),
+            _ => fail(
+                "diag",
+                format_args!("expects 1 or 2 dims, got shape {}", fmt_shape(self.shape())),
+            ),
+        }
+    }
+
+    /// The lower triangle of the last two dims (on and below diagonal `k`), zeros elsewhere.
+    #[track_caller]
+    pub fn tril(&self, k: i64) -> Array {
+        self.triangle(k, true, "tril")
+    }
+
+    /// The upper triangle of the last two dims (on and above diagonal `k`), zeros elsewhere.
+    #[track_caller]
+    pub fn triu(&self, k: i64) -> Array {
+        self.triangle(k, false, "triu")
+    }
+
+    #[track_caller]
+    fn triangle(&self, k: i64, lower: bool, op: &str) -> Array {
+        if self.ndim() < 2 {
+            fail(
+                op,
+                format_args!(
+                    "expects at least 2 dims, got shape {}",
+                    fmt_shape(self.shape())
+                ),
+            )
+        }
+        let (r, c) = (self.shape()[self.ndim() - 2], self.shape()[self.ndim() - 1]);
+        let rows = Array::arange(0.0, r as f64, 1.0, DType::I64).unsqueeze(1usize);
+        let cols = Array::arange(0.0, c as f64, 1.0, DType::I64).unsqueeze(0usize);
+        let diff = cols.sub(&rows); // j - i
+        let keep = if lower {
+            diff.le_scalar(k as f64)
+        } else {
+            diff.ge_scalar(k as f64)
+        };
+        Array::where_(&keep, self, &Array::zeros(&[], self.dtype()))
+    }
+
+    /// Mutable elements of an array that this module just copied (sole owner, contiguous).
+    fn owned_mut<T: Element>(&mut self, op: &str) -> &mut [T] {
+        self.make_mut_slice::<T>(op)
+    }
+}
+
+/// `values` broadcast to `shape`, with a message naming the op when it cannot be.
+#[track_caller]
+fn broadcast_values(op: &str, values: &Array, shape: &[usize]) -> Array {
+    match crate::broadcast_shapes(values.shape(), shape) {
+        Some(s) if s.as_slice() == shape => values.expand(shape),
+        _ => fail(
+            op,
+            format_args!(
+                "values of shape {} do not broadcast to the addressed shape {}",
+                fmt_shape(values.shape()),
+                fmt_shape(shape)
+            ),
+        ),
+    }
+}
+
+/// Checks `index` for gather/scatter: i64, same number of dims as `a`, no dim larger than
+/// `a`'s (except `dim`) or `src`'s.
+#[track_caller]
+fn check_scatter_index(op: &str, a: &Array, dim: usize, index: &Array, src: Option<&Array>) {
+    if index.dtype() != DType::I64 {
+        crate::error::dtype_fail(op, index.dtype(), "an i64 index array")
+    }
+    let fits = index.ndim() == a.ndim()
+        && (0..a.ndim()).all(|i| i == dim || index.shape()[i] <= a.shape()[i])
+        && src.is_none_or(|s| {
+            s.ndim() == index.ndim() && (0..s.ndim()).all(|i| index.shape()[i] <= s.shape()[i])
+        });
+    if !fits {
+        let src_shape = src
+            .map(|s| format!(", source {}", fmt_shape(s.shape())))
+            .unwrap_or_default();
+        fail(op, format_args!(
+            "index of shape {} does not fit array {}{src_shape} along dim {dim} (same number of dims, no larger size)",
+            fmt_shape(index.shape()), fmt_shape(a.shape())))
+    }
+}

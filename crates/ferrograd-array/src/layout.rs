@@ -1,0 +1,209 @@
+//! Shapes, strides, dim arguments, broadcasting and strided iteration.
+
+use smallvec::SmallVec;
+
+use crate::error::fail;
+
+/// A shape: sizes of each dimension, stored inline up to 6 dims.
+pub type Shape = SmallVec<[usize; 6]>;
+/// Strides in elements (signed so that later views may walk backwards).
+pub type Strides = SmallVec<[isize; 6]>;
+
+/// Row-major (C order) strides of a shape.
+pub fn contiguous_strides(shape: &[usize]) -> Strides {
+    let mut strides: Strides = SmallVec::from_elem(0, shape.len());
+    let mut acc = 1isize;
+    for (s, &n) in strides.iter_mut().zip(shape).rev() {
+        *s = acc;
+        acc *= n.max(1) as isize;
+    }
+    strides
+}
+
+/// Number of elements of a shape (1 for a 0-d shape).
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// A dimension argument: a `usize` counts from the front, a negative `isize`/`i32`/`i64`
+/// counts from the back (`-1` is the last dim), as in PyTorch.
+pub trait Dim: Copy {
+    /// The dim as an index in `0..ndim`, panicking with `op`'s name when out of range.
+    #[track_caller]
+    fn resolve(self, ndim: usize, op: &str) -> usize;
+}
+
+impl Dim for usize {
+    #[track_caller]
+    fn resolve(self, ndim: usize, op: &str) -> usize {
+        if self >= ndim {
+            fail(
+                op,
+                format_args!("dim {self} is out of range for an array of {ndim} dims"),
+            )
+        }
+        self
+    }
+}
+
+macro_rules! signed_dim {
+    ($($t:ty),*) => {$(
+        impl Dim for $t {
+            #[track_caller]
+            fn resolve(self, ndim: usize, op: &str) -> usize {
+                let d = self as i64;
+                let n = ndim as i64;
+                if d >= n || d < -n {
+                    fail(op, format_args!(
+                        "dim {d} is out of range for an array of {ndim} dims (valid: {} to {})",
+                        -n, n - 1
+                    ))
+                }
+                (if d < 0 { d + n } else { d }) as usize
+            }
+        }
+    )*};
+}
+signed_dim!(i32, i64, isize);
+
+/// One or several dims for reductions: a single [`Dim`], an array, a slice or a `Vec` of them.
+pub trait Dims {
+    /// The dims resolved, sorted and checked for repeats.
+    #[track_caller]
+    fn resolve_all(&self, ndim: usize, op: &str) -> SmallVec<[usize; 6]>;
+}
+
+#[track_caller]
+fn resolve_list<D: Dim>(dims: &[D], ndim: usize, op: &str) -> SmallVec<[usize; 6]> {
+    let mut out: SmallVec<[usize; 6]> = dims.iter().map(|d| d.resolve(ndim, op)).collect();
+    out.sort_unstable();
+    if out.windows(2).any(|w| w[0] == w[1]) {
+        fail(op, format_args!("dim {} appears twice", out[0]))
+    }
+    out
+}
+
+macro_rules! dims_scalar {
+    ($($t:ty),*) => {$(
+        impl Dims for $t {
+            #[track_caller]
+            fn resolve_all(&self, ndim: usize, op: &str) -> SmallVec<[usize; 6]> {
+                smallvec::smallvec![self.resolve(ndim, op)]
+            }
+        }
+    )*};
+}
+dims_scalar!(usize, i32, i64, isize);
+
+impl<D: Dim, const N: usize> Dims for [D; N] {
+    #[track_caller]
+    fn resolve_all(&self, ndim: usize, op: &str) -> SmallVec<[usize; 6]> {
+        resolve_list(self, ndim, op)
+    }
+}
+impl<D: Dim> Dims for &[D] {
+    #[track_caller]
+    fn resolve_all(&self, ndim: usize, op: &str) -> SmallVec<[usize; 6]> {
+        resolve_list(self, ndim, op)
+    }
+}
+impl<D: Dim> Dims for Vec<D> {
+    #[track_caller]
+    fn resolve_all(&self, ndim: usize, op: &str) -> SmallVec<[usize; 6]> {
+        resolve_list(self, ndim, op)
+    }
+}
+
+/// The NumPy broadcast of two shapes, or `None` when they are incompatible.
+pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Shape> {
+    let n = a.len().max(b.len());
+    let mut out: Shape = SmallVec::from_elem(0, n);
+    for i in 0..n {
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Some(out)
+}
+
+/// Strides that read an array of `shape`/`strides` as if it had the (broadcast) shape `to`:
+/// new leading dims and size-1 dims get stride 0. The caller has checked compatibility.
+pub(crate) fn broadcast_strides(shape: &[usize], strides: &[isize], to: &[usize]) -> Strides {
+    let lead = to.len() - shape.len();
+    let mut out: Strides = SmallVec::from_elem(0, to.len());
+    for i in 0..shape.len() {
+        out[lead + i] = if shape[i] == 1 && to[lead + i] != 1 {
+            0
+        } else {
+            strides[i]
+        };
+    }
+    out
+}
+
+/// Calls `f` with the element offsets of `N` arrays that share the iteration `shape`, in
+/// row-major order of `shape`. Each array is given by its strides (already broadcast to
+/// `shape`) and base offset. The innermost dim runs as a plain loop.
+#[inline]
+pub(crate) fn for_each_offsets<const N: usize>(
+    shape: &[usize],
+    strides: [&[isize]; N],
+    offsets: [usize; N],
+    mut f: impl FnMut([usize; N]),
+) {
+    if shape.contains(&0) {
+        return;
+    }
+    let nd = shape.len();
+    if nd == 0 {
+        f(offsets);
+        return;
+    }
+    let inner = shape[nd - 1];
+    let inner_strides: [isize; N] = std::array::from_fn(|k| strides[k][nd - 1]);
+    let mut base: [isize; N] = std::array::from_fn(|k| offsets[k] as isize);
+    let mut index: SmallVec<[usize; 6]> = SmallVec::from_elem(0, nd - 1);
+    loop {
+        for i in 0..inner as isize {
+            f(std::array::from_fn(|k| {
+                (base[k] + i * inner_strides[k]) as usize
+            }));
+        }
+        let mut d = nd - 1;
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            index[d] += 1;
+            for k in 0..N {
+                base[k] += strides[k][d];
+            }
+            if index[d] < shape[d] {
+                break;
+            }
+            for k in 0..N {
+                base[k] -= strides[k][d] * shape[d] as isize;
+            }
+            index[d] = 0;
+        }
+    }
+}
+
+/// Formats a shape as `[2, 3]`.
+pub(crate) fn fmt_shape(shape: &[usize]) -> String {
+    format!("{shape:?}")
+}

@@ -1,0 +1,48 @@
+//! # ferrograd-array
+//!
+//! The n-d array layer of ferrograd: strided arrays with a runtime element type
+//! ([`DType`]) and device ([`Device`]), cheap views, and the CPU kernels that autodiff is
+//! built on (elementwise with broadcasting, reductions, matrix products on the `gemm` crate,
+//! indexing, convolution, pooling, softmax). It knows nothing of gradients.
+//!
+//! Every kernel that allocates its result has an `*_into` form that writes into an array
+//! the caller owns, so a compiled plan can run without allocating.
+//!
+//! Programmer errors (shape, dtype, dim and index mismatches) panic with a message that
+//! names the op, the shapes and the caller's source line:
+//!
+//! ```should_panic
+//! use ferrograd_array::{Array, DType};
+//! let a = Array::zeros(&[2, 3], DType::F32);
+//! let b = Array::zeros(&[4, 5], DType::F32);
+//! let _ = a.matmul(&b); // panics: "ferrograd: matmul: ... [2, 3] and [4, 5] ... (at src/main.rs:..)"
+//! ```
+#![warn(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+mod array;
+mod conv;
+mod create;
+mod device;
+mod display;
+mod dtype;
+mod elementwise;
+mod error;
+mod index;
+mod layout;
+mod linalg;
+mod pool;
+mod random;
+mod reduce;
+mod softmax;
+mod storage;
+mod views;
+
+pub use array::Array;
+pub use conv::Conv2dParams;
+pub use device::Device;
+pub use dtype::{DType, Element, Float, Number};
+pub use index::Index;
+pub use layout::{broadcast_shapes, contiguous_strides, Dim, Dims, Shape, Strides};
+pub use pool::Pool2dParams;
+pub use random::Generator;

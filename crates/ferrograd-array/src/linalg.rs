@@ -1,0 +1,319 @@
+//! Matrix products on the `gemm` crate: `matmul` (with batch broadcasting), `mm`, `mv`,
+//! `dot`, `outer`, `bmm`.
+//!
+//! `gemm` takes any row and column strides, so transposed views multiply without a copy.
+//! Its kernels are column-major at heart: a row-major `C = A B` runs faster as the
+//! column-major product `Cᵀ = Bᵀ Aᵀ` over the same memory (measured on the seed's skinny
+//! shapes, up to 4x). [`gemm_strided`] picks the orientation from the output's layout.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+use smallvec::SmallVec;
+
+use crate::dtype::{dispatch_float, Float};
+use crate::error::fail;
+use crate::layout::{broadcast_shapes, broadcast_strides, fmt_shape, for_each_offsets, Shape};
+use crate::Array;
+
+/// A matrix operand: base pointer, row stride, column stride (in elements).
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<P> {
+    pub ptr: P,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+/// Raw pointers made shareable across the threads of one batched product; each thread
+/// writes a disjoint output matrix.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: only used to hand disjoint output regions (and read-only inputs) to rayon tasks.
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// Products at least this large (m·n·k) let `gemm` use every core.
+const PARALLEL_FLOPS: usize = 96 * 96 * 96;
+
+/// `C = A B` (or `C += A B` when `accumulate`), A m×k, B k×n, all strided.
+///
+/// # Safety
+/// Every pointer with its strides must address valid elements for the given sizes, and C
+/// must not overlap A or B.
+pub(crate) unsafe fn gemm_strided<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: Mat<*mut T>,
+    a: Mat<*const T>,
+    b: Mat<*const T>,
+    accumulate: bool,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let par = if parallel && m * n * k >= PARALLEL_FLOPS {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
+    let (alpha, beta) = (if accumulate { T::one() } else { T::zero() }, T::one());
+    if c.cs == 1 || n == 1 {
+        // Row-major output: compute the column-major Cᵀ = Bᵀ Aᵀ.
+        gemm::gemm(
+            n, m, k, c.ptr, c.rs, c.cs, accumulate, b.ptr, b.rs, b.cs, a.ptr, a.rs, a.cs, alpha,
+            beta, false, false, false, par,
+        )
+    } else {
+        gemm::gemm(
+            m, n, k, c.ptr, c.cs, c.rs, accumulate, a.ptr, a.cs, a.rs, b.ptr, b.cs, b.rs, alpha,
+            beta, false, false, false, par,
+        )
+    }
+}
+
+/// An operand whose matrix dims have no unit stride (say, a broadcast inside the matrix) is
+/// copied so `gemm` always sees a plain row- or column-major matrix.
+fn gemm_ready(a: &Array) -> Array {
+    let nd = a.ndim();
+    let (r, c) = (a.strides()[nd - 2], a.strides()[nd - 1]);
+    let (nr, nc) = (a.shape()[nd - 2], a.shape()[nd - 1]);
+    if (c == 1 || nc <= 1) || (r == 1 || nr <= 1) {
+        a.clone()
+    } else {
+        a.contiguous()
+    }
+}
+
+impl Array {
+    /// Matrix product with PyTorch's rules: 1-d·1-d is a dot product, 2-d·2-d a matrix
+    /// product, a 1-d operand is a row (left) or column (right) vector that is dropped from
+    /// the result, and leading dims broadcast as batch dims.
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let a = Array::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let b = Array::from_vec(vec![1.0f32, 1.0], &[2]);
+    /// assert_eq!(a.matmul(&b).to_vec::<f32>(), vec![3.0, 7.0]);
+    /// ```
+    #[track_caller]
+    pub fn matmul(&self, other: &Array) -> Array {
+        let shape = matmul_shape(self, other, "matmul");
+        let mut out = Array::empty(&shape, self.dtype());
+        self.matmul_into(other, &mut out);
+        out
+    }
+
+    /// [`matmul`](Array::matmul) into `out`.
+    #[track_caller]
+    pub fn matmul_into(&self, other: &Array, out: &mut Array) {
+        let shape = matmul_shape(self, other, "matmul");
+        crate::error::same_dtype("matmul", self.dtype(), other.dtype());
+        let a = if self.ndim() == 1 {
+            self.unsqueeze(0usize)
+        } else {
+            self.clone()
+        };
+        let b = if other.ndim() == 1 {
+            other.unsqueeze(1usize)
+        } else {
+            other.clone()
+        };
+        let (a, b) = (gemm_ready(&a), gemm_ready(&b));
+        dispatch_float!(self.dtype(), "matmul", T => batched::<T>(&a, &b, &shape, out))
+    }
+
+    /// Product of two matrices.
+    #[track_caller]
+    pub fn mm(&self, other: &Array) -> Array {
+        if self.ndim() != 2 || other.ndim() != 2 {
+            fail(
+                "mm",
+                format_args!(
+                    "expects two matrices, got shapes {} and {}",
+                    fmt_shape(self.shape()),
+                    fmt_shape(other.shape())
+                ),
+            )
+        }
+        self.matmul(other)
+    }
+
+    /// Matrix times vector.
+    #[track_caller]
+    pub fn mv(&self, vector: &Array) -> Array {
+        if self.ndim() != 2 || vector.ndim() != 1 {
+            fail(
+                "mv",
+                format_args!(
+                    "expects a matrix and a vector, got shapes {} and {}",
+                    fmt_shape(self.shape()),
+                    fmt_shape(vector.shape())
+                ),
+            )
+        }
+        self.matmul(vector)
+    }
+
+    /// Inner product of two vectors, as a 0-d array.
+    #[track_caller]
+    pub fn dot(&self, other: &Array) -> Array {
+        if self.ndim() != 1 || other.ndim() != 1 || self.numel() != other.numel() {
+            fail(
+                "dot",
+                format_args!(
+                    "expects two vectors of one length, got shapes {} and {}",
+                    fmt_shape(self.shape()),
+                    fmt_shape(other.shape())
+                ),
+            )
+        }
+        self.mul(other).sum()
+    }
+
+    /// Outer product of two vectors: `out[i, j] = a[i] * b[j]`.
+    #[track_caller]
+    pub fn outer(&self, other: &Array) -> Array {
+        if self.ndim() != 1 || other.ndim() != 1 {
+            fail(
+                "outer",
+                format_args!(
+                    "expects two vectors, got shapes {} and {}",
+                    fmt_shape(self.shape()),
+                    fmt_shape(other.shape())
+                ),
+            )
+        }
+        self.unsqueeze(1usize).mul(&other.unsqueeze(0usize))
+    }
+
+    /// Batched matrix product of two 3-d arrays with equal batch sizes.
+    #[track_caller]
+    pub fn bmm(&self, other: &Array) -> Array {
+        if self.ndim() != 3 || other.ndim() != 3 || self.shape()[0] != other.shape()[0] {
+            fail(
+                "bmm",
+                format_args!(
+                    "expects two 3-d arrays with one batch size, got shapes {} and {}",
+                    fmt_shape(self.shape()),
+                    fmt_shape(other.shape())
+                ),
+            )
+        }
+        self.matmul(other)
+    }
+}
+
+#[track_caller]
+fn matmul_shape(a: &Array, b: &Array, op: &str) -> Shape {
+    let bad = || -> ! {
+        fail(
+            op,
+            format_args!(
+                "shapes {} and {} cannot be multiplied",
+                fmt_shape(a.shape()),
+                fmt_shape(b.shape())
+            ),
+        )
+    };
+    if a.ndim() == 0 || b.ndim() == 0 {
+        fail(
+            op,
+            format_args!(
+                "both operands need at least 1 dim, got shapes {} and {}",
+                fmt_shape(a.shape()),
+                fmt_shape(b.shape())
+            ),
+        )
+    }
+    let ka = a.shape()[a.ndim() - 1];
+    let kb = if b.ndim() == 1 {
+        b.shape()[0]
+    } else {
+        b.shape()[b.ndim() - 2]
+    };
+    if ka != kb {
+        fail(
+            op,
+            format_args!(
+                "shapes {} and {} cannot be multiplied (inner dims {ka} and {kb} differ)",
+                fmt_shape(a.shape()),
+                fmt_shape(b.shape())
+            ),
+        )
+    }
+    let batch_a = &a.shape()[..a.ndim().saturating_sub(2)];
+    let batch_b = &b.shape()[..b.ndim().saturating_sub(2)];
+    let mut shape = broadcast_shapes(batch_a, batch_b).unwrap_or_else(|| bad());
+    if a.ndim() >= 2 {
+        shape.push(a.shape()[a.ndim() - 2]);
+    }
+    if b.ndim() >= 2 {
+        shape.push(b.shape()[b.ndim() - 1]);
+    }
+    shape
+}
+
+/// `out = a @ b` for `a: [..., m, k]`, `b: [..., k, n]` (both at least 2-d), batch dims
+/// broadcast; `out_shape` is the user-facing shape (vector dims already dropped).
+#[track_caller]
+fn batched<T: Float>(a: &Array, b: &Array, out_shape: &[usize], out: &mut Array) {
+    let (m, k) = (a.shape()[a.ndim() - 2], a.shape()[a.ndim() - 1]);
+    let n = b.shape()[b.ndim() - 1];
+    let batch_a = &a.shape()[..a.ndim() - 2];
+    let batch_b = &b.shape()[..b.ndim() - 2];
+    let batch: Shape = broadcast_shapes(batch_a, batch_b).expect("checked by matmul_shape");
+    let sa = broadcast_strides(batch_a, &a.strides()[..a.ndim() - 2], &batch);
+    let sb = broadcast_strides(batch_b, &b.strides()[..b.ndim() - 2], &batch);
+    let (ars, acs) = (a.strides()[a.ndim() - 2], a.strides()[a.ndim() - 1]);
+    let (brs, bcs) = (b.strides()[b.ndim() - 2], b.strides()[b.ndim() - 1]);
+    let pa = a.storage_slice::<T>("matmul").as_ptr();
+    let pb = b.storage_slice::<T>("matmul").as_ptr();
+    let dst = out.out_slice::<T>(out_shape, "matmul_into");
+    if k == 0 {
+        dst.iter_mut().for_each(|d| *d = T::zero());
+        return;
+    }
+    let pc = SendPtr(dst.as_mut_ptr());
+    let mut pairs: SmallVec<[(usize, usize); 8]> = SmallVec::new();
+    for_each_offsets(&batch, [&sa, &sb], [a.offset(), b.offset()], |[oa, ob]| {
+        pairs.push((oa, ob))
+    });
+    let (pa, pb) = (SendPtr(pa as *mut T), SendPtr(pb as *mut T));
+    let run = |(i, &(oa, ob)): (usize, &(usize, usize)), parallel: bool| {
+        let (pa, pb, pc) = (pa, pb, pc);
+        // SAFETY: offsets come from the arrays' own layouts, so every addressed element lies
+        // inside their storage; output matrix `i` is the disjoint range [i*m*n, (i+1)*m*n) of
+        // `dst`, which is freshly owned and never aliases an input.
+        unsafe {
+            gemm_strided(
+                m,
+                n,
+                k,
+                Mat {
+                    ptr: pc.0.add(i * m * n),
+                    rs: n as isize,
+                    cs: 1,
+                },
+                Mat {
+                    ptr: pa.0.add(oa) as *const T,
+                    rs: ars,
+                    cs: acs,
+                },
+                Mat {
+                    ptr: pb.0.add(ob) as *const T,
+                    rs: brs,
+                    cs: bcs,
+                },
+                false,
+                parallel,
+            )
+        }
+    };
+    if pairs.len() > 1 && m * n * k < PARALLEL_FLOPS && pairs.len() * m * n * k >= PARALLEL_FLOPS {
+        pairs.par_iter().enumerate().for_each(|p| run(p, false));
+    } else {
+        pairs.iter().enumerate().for_each(|p| run(p, true));
+    }
+}

@@ -1,0 +1,518 @@
+//! Reductions over all elements or chosen dims, with `keepdim`.
+//!
+//! Every reduction is planned the same way: the kept dims stay in order, the reduced dims
+//! move to the back, and the result is computed row by row over a contiguous buffer (no copy
+//! when the reduced dims are already the innermost). Sums over leading dims (a bias gradient,
+//! `sum_dim(0)`) accumulate whole rows instead, so they never transpose.
+
+use rayon::prelude::*;
+use smallvec::SmallVec;
+
+use crate::dtype::{dispatch_float, dispatch_number, Element, Float, Number};
+use crate::elementwise::PARALLEL_MIN;
+use crate::error::fail;
+use crate::layout::{fmt_shape, Dim, Dims, Shape};
+use crate::{Array, DType};
+
+/// Which dims a reduction keeps and which it folds.
+struct Plan {
+    /// Shape of the result (size-1 dims kept when `keepdim`).
+    out_shape: Shape,
+    /// The input with the reduced dims moved last.
+    permuted: Array,
+    /// Number of result elements.
+    rows: usize,
+    /// Elements folded into each result element.
+    row_len: usize,
+    /// Reduced dims form a prefix of a contiguous input: fold by whole rows.
+    leading: bool,
+}
+
+#[track_caller]
+fn plan(a: &Array, dims: &[usize], keepdim: bool) -> Plan {
+    let nd = a.ndim();
+    let reduced = |d: usize| dims.contains(&d);
+    let mut out_shape = Shape::new();
+    let mut order: SmallVec<[usize; 6]> = SmallVec::new();
+    for d in 0..nd {
+        if reduced(d) {
+            if keepdim {
+                out_shape.push(1);
+            }
+        } else {
+            out_shape.push(a.shape()[d]);
+            order.push(d);
+        }
+    }
+    let rows: usize = order.iter().map(|&d| a.shape()[d]).product();
+    order.extend(dims.iter().copied());
+    let row_len: usize = dims.iter().map(|&d| a.shape()[d]).product();
+    let leading =
+        a.is_contiguous() && !dims.is_empty() && dims.iter().enumerate().all(|(i, &d)| i == d);
+    Plan {
+        out_shape,
+        permuted: a.permute(&order),
+        rows,
+        row_len,
+        leading,
+    }
+}
+
+fn all_dims(a: &Array) -> SmallVec<[usize; 6]> {
+    (0..a.ndim()).collect()
+}
+
+/// Folds each row of the plan with `f` into `out`.
+#[track_caller]
+fn rows_into<T: Element, U: Element>(
+    p: &Plan,
+    out: &mut Array,
+    op: &str,
+    f: impl Fn(&[T]) -> U + Sync,
+) {
+    let src = p.permuted.values::<T>(op);
+    let dst = out.out_slice::<U>(&p.out_shape, op);
+    let n = p.row_len;
+    if n == 0 {
+        dst.iter_mut().for_each(|d| *d = f(&[]));
+    } else if p.rows * n >= PARALLEL_MIN && p.rows > 1 {
+        dst.par_iter_mut()
+            .zip(src.par_chunks(n))
+            .for_each(|(d, row)| *d = f(row));
+    } else {
+        dst.iter_mut()
+            .zip(src.chunks(n))
+            .for_each(|(d, row)| *d = f(row));
+    }
+}
+
+/// Sum with 16 independent accumulators, so the loop vectorises despite float
+/// non-associativity (and rounds better than a serial sum).
+pub(crate) fn sum_row<T: Number>(x: &[T]) -> T {
+    let mut acc = [T::zero(); 16];
+    let chunks = x.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..16 {
+            acc[i] += c[i];
+        }
+    }
+    let mut s = T::zero();
+    for a in acc {
+        s += a;
+    }
+    for &r in rest {
+        s += r;
+    }
+    s
+}
+
+fn prod_row<T: Number>(x: &[T]) -> T {
+    x.iter().fold(T::one(), |a, &b| a * b)
+}
+
+/// First index of the largest (`better = >`) or smallest (`<`) value; NaN wins and stops.
+fn arg_extreme<T: Number>(x: &[T], better: fn(T, T) -> bool) -> (T, i64) {
+    let mut best = x[0];
+    let mut at = 0;
+    if best.is_nan_value() {
+        return (best, 0);
+    }
+    for (i, &v) in x.iter().enumerate().skip(1) {
+        if v.is_nan_value() {
+            return (v, i as i64);
+        }
+        if better(v, best) {
+            best = v;
+            at = i;
+        }
+    }
+    (best, at as i64)
+}
+
+fn logsumexp_row<T: Float>(x: &[T]) -> T {
+    let m = x.iter().fold(
+        T::neg_infinity(),
+        |a, &b| if b > a || b.is_nan() { b } else { a },
+    );
+    if !m.is_finite() {
+        // All -inf gives -inf; +inf or NaN propagate.
+        return if x.is_empty() { T::neg_infinity() } else { m };
+    }
+    let s = x.iter().fold(T::zero(), |a, &v| a + (v - m).exp());
+    m + s.ln()
+}
+
+fn var_row<T: Float>(x: &[T], correction: usize) -> T {
+    let n = T::from(x.len()).unwrap();
+    let mean = sum_row(x) / n;
+    let ss = x
+        .iter()
+        .fold(T::zero(), |a, &v| a + (v - mean) * (v - mean));
+    let dof = x.len() as f64 - correction as f64;
+    ss / T::from(dof.max(0.0)).unwrap()
+}
+
+fn norm_row<T: Float>(x: &[T], p: f64) -> T {
+    if p == 2.0 {
+        x.iter().fold(T::zero(), |a, &v| a + v * v).sqrt()
+    } else if p == 1.0 {
+        x.iter().fold(T::zero(), |a, &v| a + v.abs())
+    } else if p == f64::INFINITY {
+        x.iter().fold(T::zero(), |a, &v| a.max(v.abs()))
+    } else if p == 0.0 {
+        T::from(x.iter().filter(|v| !v.is_zero()).count()).unwrap()
+    } else {
+        let pt = T::from(p).unwrap();
+        x.iter()
+            .fold(T::zero(), |a, &v| a + v.abs().powf(pt))
+            .powf(pt.recip())
+    }
+}
+
+/// Defines `name()` (all elements, 0-d result), `name_dim(dims, keepdim)` and
+/// `name_dim_into(dims, keepdim, out)` from a row kernel.
+macro_rules! reduction {
+    ($($(#[$doc:meta])* $dispatch:ident, $bound:ident, $all:ident, $dim:ident, $into:ident => $row:expr;)*) => {
+        impl Array {$(
+            $(#[$doc])*
+            /// This form reduces every element to a 0-d array.
+            #[track_caller]
+            pub fn $all(&self) -> Array {
+                let dims = all_dims(self);
+                self.$dim(dims.as_slice(), false)
+            }
+
+            $(#[$doc])*
+            /// This form reduces the given dims, keeping them as size 1 when `keepdim`.
+            #[track_caller]
+            pub fn $dim(&self, dims: impl Dims, keepdim: bool) -> Array {
+                let a = self.numeric(stringify!($dim));
+                let dims = dims.resolve_all(a.ndim(), stringify!($dim));
+                let p = plan(&a, &dims, keepdim);
+                let mut out = Array::empty(&p.out_shape, a.dtype());
+                a.$into(dims.as_slice(), keepdim, &mut out);
+                out
+            }
+
+            #[doc = concat!("[`", stringify!($dim), "`](Array::", stringify!($dim), ") into `out`.")]
+            #[track_caller]
+            pub fn $into(&self, dims: impl Dims, keepdim: bool, out: &mut Array) {
+                let a = self.numeric(stringify!($dim));
+                let dims = dims.resolve_all(a.ndim(), stringify!($dim));
+                let p = plan(&a, &dims, keepdim);
+                fn row<T: $bound>(x: &[T]) -> T {
+                    let f: fn(&[T]) -> T = $row;
+                    f(x)
+                }
+                $dispatch!(a.dtype(), stringify!($dim), T => a.reduce_rows::<T>(&p, out, stringify!($dim), row::<T>))
+            }
+        )*}
+    };
+}
+
+reduction! {
+    /// Sum of elements (0 for none).
+    dispatch_number, Number, sum, sum_dim, sum_dim_into => sum_row;
+    /// Product of elements (1 for none).
+    dispatch_number, Number, prod, prod_dim, prod_dim_into => prod_row;
+    /// Mean of elements (NaN for none).
+    dispatch_float, Float, mean, mean_dim, mean_dim_into => |x| sum_row(x) / T::from(x.len()).unwrap();
+    /// Largest element (NaN if any is NaN), values only; see [`max_dim`](Array::max_dim) for indices.
+    dispatch_number, Number, amax, amax_dim, amax_dim_into => |x| arg_extreme(x, |a, b| a > b).0;
+    /// Smallest element (NaN if any is NaN), values only; see [`min_dim`](Array::min_dim) for indices.
+    dispatch_number, Number, amin, amin_dim, amin_dim_into => |x| arg_extreme(x, |a, b| a < b).0;
+    /// `log(sum(exp(x)))`, computed stably.
+    dispatch_float, Float, logsumexp, logsumexp_dim, logsumexp_dim_into => logsumexp_row;
+}
+
+impl Array {
+    /// Bool arrays reduce as i64 counts; everything else as itself.
+    fn numeric(&self, _op: &str) -> Array {
+        if self.dtype() == DType::Bool {
+            self.to_dtype(DType::I64)
+        } else {
+            self.clone()
+        }
+    }
+
+    #[track_caller]
+    fn reduce_rows<T: Number>(&self, p: &Plan, out: &mut Array, op: &str, row: fn(&[T]) -> T) {
+        if (p.row_len == 0 || p.rows == 0) && (op.starts_with("amax") || op.starts_with("amin")) {
+            fail(
+                op,
+                format_args!(
+                    "cannot take the max or min of zero elements (shape {})",
+                    fmt_shape(self.shape())
+                ),
+            )
+        }
+        let is_sum = op.starts_with("sum");
+        let is_mean = op.starts_with("mean");
+        if (is_sum || is_mean) && p.leading && p.rows > 0 && p.row_len > 0 {
+            // Column sums of a contiguous [row_len, rows] buffer: add whole rows.
+            let src = self.values::<T>(op);
+            let dst = out.out_slice::<T>(&p.out_shape, op);
+            dst.iter_mut().for_each(|d| *d = T::zero());
+            for chunk in src.chunks(p.rows) {
+                for (d, &s) in dst.iter_mut().zip(chunk) {
+                    *d += s;
+                }
+            }
+            if is_mean {
+                let n = T::from(p.row_len).unwrap();
+                dst.iter_mut().for_each(|d| *d = *d / n);
+            }
+            return;
+        }
+        if is_sum && p.rows == 1 && p.row_len >= PARALLEL_MIN {
+            let src = self.values::<T>(op);
+            let dst = out.out_slice::<T>(&p.out_shape, op);
+            let parts: Vec<T> = src.par_chunks(1 << 15).map(sum_row).collect();
+            dst[0] = sum_row(&parts);
+            return;
+        }
+        rows_into(p, out, op, row);
+    }
+
+    /// The largest value along `dim` and its first index (NaN counts as largest).
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let a = Array::from_vec(vec![1.0f32, 5.0, 5.0, 2.0], &[2, 2]);
+    /// let (v, i) = a.max_dim(1, false);
+    /// assert_eq!(v.to_vec::<f32>(), vec![5.0, 5.0]);
+    /// assert_eq!(i.to_vec::<i64>(), vec![1, 0]);
+    /// ```
+    #[track_caller]
+    pub fn max_dim(&self, dim: impl Dim, keepdim: bool) -> (Array, Array) {
+        self.extreme_dim(dim, keepdim, "max_dim", |a, b| a > b)
+    }
+
+    /// The smallest value along `dim` and its first index (NaN counts as smallest).
+    #[track_caller]
+    pub fn min_dim(&self, dim: impl Dim, keepdim: bool) -> (Array, Array) {
+        self.extreme_dim(dim, keepdim, "min_dim", |a, b| a < b)
+    }
+
+    /// Index of the first largest value along `dim`.
+    #[track_caller]
+    pub fn argmax(&self, dim: impl Dim, keepdim: bool) -> Array {
+        self.extreme_dim(dim, keepdim, "argmax", |a, b| a > b).1
+    }
+
+    /// Index of the first smallest value along `dim`.
+    #[track_caller]
+    pub fn argmin(&self, dim: impl Dim, keepdim: bool) -> Array {
+        self.extreme_dim(dim, keepdim, "argmin", |a, b| a < b).1
+    }
+
+    /// Index of the first largest value of the flattened array, as a 0-d i64 array.
+    #[track_caller]
+    pub fn argmax_all(&self) -> Array {
+        self.reshape(&[self.numel()]).argmax(0usize, false)
+    }
+
+    /// Index of the first smallest value of the flattened array, as a 0-d i64 array.
+    #[track_caller]
+    pub fn argmin_all(&self) -> Array {
+        self.reshape(&[self.numel()]).argmin(0usize, false)
+    }
+
+    /// Largest element as a 0-d array (same as [`amax`](Array::amax)).
+    #[track_caller]
+    pub fn max(&self) -> Array {
+        self.amax()
+    }
+
+    /// Smallest element as a 0-d array (same as [`amin`](Array::amin)).
+    #[track_caller]
+    pub fn min(&self) -> Array {
+        self.amin()
+    }
+
+    #[track_caller]
+    fn extreme_dim(
+        &self,
+        dim: impl Dim,
+        keepdim: bool,
+        op: &str,
+        better: fn(f64, f64) -> bool,
+    ) -> (Array, Array) {
+        let d = dim.resolve(self.ndim().max(1), op);
+        let a = if self.ndim() == 0 {
+            self.reshape(&[1])
+        } else {
+            self.numeric(op)
+        };
+        let p = plan(&a, &[d], keepdim);
+        if p.row_len == 0 {
+            fail(
+                op,
+                format_args!(
+                    "cannot reduce an empty dim {d} (shape {})",
+                    fmt_shape(self.shape())
+                ),
+            )
+        }
+        let mut values = Array::empty(&p.out_shape, a.dtype());
+        let mut indices = Array::empty(&p.out_shape, DType::I64);
+        a.max_dim_into_plan(&p, better, &mut values, &mut indices, op);
+        (values, indices)
+    }
+
+    /// [`max_dim`](Array::max_dim) into `values` and `indices` (i64).
+    #[track_caller]
+    pub fn max_dim_into(
+        &self,
+        dim: impl Dim,
+        keepdim: bool,
+        values: &mut Array,
+        indices: &mut Array,
+    ) {
+        let d = dim.resolve(self.ndim(), "max_dim");
+        let a = self.numeric("max_dim");
+        let p = plan(&a, &[d], keepdim);
+        a.max_dim_into_plan(&p, |x, y| x > y, values, indices, "max_dim_into");
+    }
+
+    #[track_caller]
+    fn max_dim_into_plan(
+        &self,
+        p: &Plan,
+        better: fn(f64, f64) -> bool,
+        values: &mut Array,
+        indices: &mut Array,
+        op: &str,
+    ) {
+        fn kernel<T: Number>(
+            p: &Plan,
+            better: fn(f64, f64) -> bool,
+            values: &mut Array,
+            indices: &mut Array,
+            op: &str,
+        ) {
+            let src = p.permuted.values::<T>(op);
+            let vs = values.out_slice::<T>(&p.out_shape, op);
+            let is = indices.out_slice::<i64>(&p.out_shape, op);
+            let cmp = if better(1.0, 0.0) {
+                (|a: T, b: T| a > b) as fn(T, T) -> bool
+            } else {
+                |a: T, b: T| a < b
+            };
+            for ((v, i), row) in vs.iter_mut().zip(is.iter_mut()).zip(src.chunks(p.row_len)) {
+                (*v, *i) = arg_extreme(row, cmp);
+            }
+        }
+        dispatch_number!(self.dtype(), op, T => kernel::<T>(p, better, values, indices, op))
+    }
+
+    /// Variance over `dims` with `correction` subtracted from the count (1 gives the unbiased
+    /// estimate, PyTorch's default; 0 the population variance).
+    #[track_caller]
+    pub fn var_dim(&self, dims: impl Dims, correction: usize, keepdim: bool) -> Array {
+        let dims = dims.resolve_all(self.ndim(), "var_dim");
+        let p = plan(self, &dims, keepdim);
+        let mut out = Array::empty(&p.out_shape, self.dtype());
+        self.var_dim_into(dims.as_slice(), correction, keepdim, &mut out);
+        out
+    }
+
+    /// [`var_dim`](Array::var_dim) into `out`.
+    #[track_caller]
+    pub fn var_dim_into(&self, dims: impl Dims, correction: usize, keepdim: bool, out: &mut Array) {
+        let dims = dims.resolve_all(self.ndim(), "var_dim");
+        let p = plan(self, &dims, keepdim);
+        dispatch_float!(self.dtype(), "var_dim", T => rows_into::<T, T>(&p, out, "var_dim", move |x| var_row(x, correction)))
+    }
+
+    /// Variance of all elements (see [`var_dim`](Array::var_dim)).
+    #[track_caller]
+    pub fn var(&self, correction: usize) -> Array {
+        self.var_dim(all_dims(self).as_slice(), correction, false)
+    }
+
+    /// Standard deviation over `dims` (square root of [`var_dim`](Array::var_dim)).
+    #[track_caller]
+    pub fn std_dim(&self, dims: impl Dims, correction: usize, keepdim: bool) -> Array {
+        self.var_dim(dims, correction, keepdim).sqrt()
+    }
+
+    /// Standard deviation of all elements.
+    #[track_caller]
+    pub fn std(&self, correction: usize) -> Array {
+        self.var(correction).sqrt()
+    }
+
+    /// The `p`-norm over `dims` (`p` may be 0, 1, 2, any positive value, or infinity).
+    #[track_caller]
+    pub fn norm_dim(&self, p: f64, dims: impl Dims, keepdim: bool) -> Array {
+        let dims = dims.resolve_all(self.ndim(), "norm_dim");
+        let pl = plan(self, &dims, keepdim);
+        let mut out = Array::empty(&pl.out_shape, self.dtype());
+        self.norm_dim_into(p, dims.as_slice(), keepdim, &mut out);
+        out
+    }
+
+    /// [`norm_dim`](Array::norm_dim) into `out`.
+    #[track_caller]
+    pub fn norm_dim_into(&self, p: f64, dims: impl Dims, keepdim: bool, out: &mut Array) {
+        if p.is_nan() || p < 0.0 {
+            fail("norm", format_args!("p must be >= 0, got {p}"))
+        }
+        let dims = dims.resolve_all(self.ndim(), "norm_dim");
+        let pl = plan(self, &dims, keepdim);
+        dispatch_float!(self.dtype(), "norm", T => rows_into::<T, T>(&pl, out, "norm", move |x| norm_row(x, p)))
+    }
+
+    /// The `p`-norm of all elements (2 is the Euclidean norm).
+    #[track_caller]
+    pub fn norm(&self, p: f64) -> Array {
+        self.norm_dim(p, all_dims(self).as_slice(), false)
+    }
+
+    /// Running sum along `dim`.
+    #[track_caller]
+    pub fn cumsum(&self, dim: impl Dim) -> Array {
+        let a = self.numeric("cumsum");
+        let mut out = Array::empty(a.shape(), a.dtype());
+        a.cumsum_into(dim, &mut out);
+        out
+    }
+
+    /// [`cumsum`](Array::cumsum) into `out`.
+    #[track_caller]
+    pub fn cumsum_into(&self, dim: impl Dim, out: &mut Array) {
+        if self.ndim() == 0 {
+            return self.contiguous_into(out);
+        }
+        let d = dim.resolve(self.ndim(), "cumsum");
+        let a = self.numeric("cumsum");
+        // Move `dim` last, scan contiguous rows, then move it back.
+        let mut order: Vec<usize> = (0..a.ndim()).filter(|&i| i != d).collect();
+        order.push(d);
+        let moved = a.permute(&order);
+        let mut inverse = vec![0; order.len()];
+        for (i, &o) in order.iter().enumerate() {
+            inverse[o] = i;
+        }
+        fn scan<T: Number>(moved: &Array, inverse: &[usize], out: &mut Array) {
+            let src = moved.values::<T>("cumsum");
+            let n = *moved.shape().last().unwrap();
+            let mut scanned = vec![T::zero(); src.len()];
+            if n > 0 {
+                for (dst, row) in scanned.chunks_mut(n).zip(src.chunks(n)) {
+                    let mut acc = T::zero();
+                    for (d, &v) in dst.iter_mut().zip(row) {
+                        acc += v;
+                        *d = acc;
+                    }
+                }
+            }
+            Array::from_vec(scanned, moved.shape())
+                .permute(inverse)
+                .contiguous_into(out);
+        }
+        dispatch_number!(a.dtype(), "cumsum", T => scan::<T>(&moved, &inverse, out))
+    }
+}

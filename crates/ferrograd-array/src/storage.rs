@@ -1,0 +1,83 @@
+//! Typed element buffers and the device storage that owns them.
+//!
+//! `Storage` is an enum over devices so a CUDA buffer becomes one more variant; kernels reach
+//! CPU data only through `Storage::cpu`/`cpu_mut`, which is the one place a device check lives.
+
+use crate::{DType, Device};
+
+/// A CPU buffer of one element type.
+#[derive(Clone, Debug)]
+#[doc(hidden)]
+pub enum Buffer {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+impl Buffer {
+    pub(crate) fn dtype(&self) -> DType {
+        match self {
+            Buffer::F32(_) => DType::F32,
+            Buffer::F64(_) => DType::F64,
+            Buffer::I64(_) => DType::I64,
+            Buffer::Bool(_) => DType::Bool,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Buffer::F32(v) => v.len(),
+            Buffer::F64(v) => v.len(),
+            Buffer::I64(v) => v.len(),
+            Buffer::Bool(v) => v.len(),
+        }
+    }
+
+    pub(crate) fn zeros(dtype: DType, len: usize) -> Buffer {
+        match dtype {
+            DType::F32 => Buffer::F32(vec![0.0; len]),
+            DType::F64 => Buffer::F64(vec![0.0; len]),
+            DType::I64 => Buffer::I64(vec![0; len]),
+            DType::Bool => Buffer::Bool(vec![false; len]),
+        }
+    }
+}
+
+/// The elements of an array, on one device.
+#[derive(Clone, Debug)]
+pub(crate) enum Storage {
+    Cpu(Buffer),
+}
+
+impl Storage {
+    pub(crate) fn device(&self) -> Device {
+        match self {
+            Storage::Cpu(_) => Device::Cpu,
+        }
+    }
+
+    pub(crate) fn dtype(&self) -> DType {
+        match self {
+            Storage::Cpu(b) => b.dtype(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(b) => b.len(),
+        }
+    }
+
+    pub(crate) fn cpu(&self) -> &Buffer {
+        match self {
+            Storage::Cpu(b) => b,
+        }
+    }
+
+    pub(crate) fn cpu_mut(&mut self) -> &mut Buffer {
+        match self {
+            Storage::Cpu(b) => b,
+        }
+    }
+}
