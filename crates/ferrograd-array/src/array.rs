@@ -160,7 +160,9 @@ impl Array {
     /// The elements as one slice when the array is contiguous.
     #[track_caller]
     pub(crate) fn contiguous_slice<T: Element>(&self, op: &str) -> Option<&[T]> {
-        if self.is_contiguous() {
+        if self.numel() == 0 {
+            Some(&self.storage_slice::<T>(op)[..0])
+        } else if self.is_contiguous() {
             Some(&self.storage_slice::<T>(op)[self.offset..self.offset + self.numel()])
         } else {
             None

@@ -28,7 +28,11 @@ fn format_values(a: &Array) -> Vec<String> {
                     if !x.is_finite() {
                         format!("{x}")
                     } else if sci {
-                        format!("{x:.4e}")
+                        // PyTorch's form: a signed two-digit exponent (1.0000e-06).
+                        let m = format!("{x:.4e}");
+                        let (mantissa, exp) = m.split_once('e').unwrap_or((&m, "0"));
+                        let e: i32 = exp.parse().unwrap_or(0);
+                        format!("{mantissa}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
                     } else if integral {
                         format!("{x:.0}.")
                     } else {

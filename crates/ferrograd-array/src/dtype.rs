@@ -95,7 +95,14 @@ pub trait Number:
 }
 
 /// Floating-point element types: `f32`, `f64`.
-pub trait Float: Number + num_traits::Float + num_traits::FloatConst {}
+pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
+    /// `tanh`, vectorisable for f32 (see `math.rs`), libm's for f64.
+    #[doc(hidden)]
+    fn tanh_kernel(self) -> Self;
+    /// The logistic function, accurate in both tails.
+    #[doc(hidden)]
+    fn sigmoid_kernel(self) -> Self;
+}
 
 macro_rules! element {
     ($t:ty, $variant:ident) => {
@@ -171,11 +178,44 @@ macro_rules! float_number {
                 self.is_nan()
             }
         }
-        impl Float for $t {}
     };
 }
 float_number!(f32);
 float_number!(f64);
+
+impl Float for f32 {
+    #[inline(always)]
+    fn tanh_kernel(self) -> Self {
+        crate::math::tanh_f32(self)
+    }
+    #[inline(always)]
+    fn sigmoid_kernel(self) -> Self {
+        // exp keeps the relative accuracy of the far tails (σ(-20) = 2e-9), which
+        // log-likelihoods need; 1 + tanh(x/2) would round them to 0.
+        if self >= 0.0 {
+            1.0 / (1.0 + (-self).exp())
+        } else {
+            let e = self.exp();
+            e / (1.0 + e)
+        }
+    }
+}
+
+impl Float for f64 {
+    #[inline(always)]
+    fn tanh_kernel(self) -> Self {
+        self.tanh()
+    }
+    #[inline(always)]
+    fn sigmoid_kernel(self) -> Self {
+        if self >= 0.0 {
+            1.0 / (1.0 + (-self).exp())
+        } else {
+            let e = self.exp();
+            e / (1.0 + e)
+        }
+    }
+}
 
 impl Number for i64 {
     fn lowest() -> Self {

@@ -65,6 +65,29 @@ fn resolve(op: &str, i: i64, size: usize, dim: usize) -> usize {
     (if i < 0 { i + n } else { i }) as usize
 }
 
+/// Resolves every index of a list (a plain loop, so the caller's line survives).
+#[track_caller]
+fn resolve_list(op: &str, list: &[i64], size: usize, dim: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(list.len());
+    for &i in list {
+        out.push(resolve(op, i, size, dim));
+    }
+    out
+}
+
+/// A possibly negative index that [`check_range`] has already accepted.
+fn wrap(i: i64, size: usize) -> usize {
+    (if i < 0 { i + size as i64 } else { i }) as usize
+}
+
+/// Checks every element of an i64 index array against `size`.
+#[track_caller]
+fn check_range(op: &str, index: &Array, size: usize, dim: usize) {
+    for &i in index.values::<i64>(op).iter() {
+        resolve(op, i, size, dim);
+    }
+}
+
 #[track_caller]
 fn index_list(op: &str, index: &Array) -> Vec<i64> {
     if index.dtype() != DType::I64 {
@@ -110,10 +133,7 @@ impl Array {
         let d = dim.resolve(self.ndim(), "index_select");
         let idx = index_list("index_select", index);
         let (outer, size, inner) = split_at_dim(self.shape(), d);
-        let rows: Vec<usize> = idx
-            .iter()
-            .map(|&i| resolve("index_select", i, size, d))
-            .collect();
+        let rows = resolve_list("index_select", &idx, size, d);
         let mut shape: Shape = self.shape().into();
         shape[d] = idx.len();
         fn kernel<T: Element>(
@@ -153,6 +173,7 @@ impl Array {
     pub fn gather_into(&self, dim: impl Dim, index: &Array, out: &mut Array) {
         let d = dim.resolve(self.ndim(), "gather");
         check_scatter_index("gather", self, d, index, None);
+        check_range("gather", index, self.shape()[d], d);
         fn kernel<T: Element>(a: &Array, d: usize, index: &Array, out: &mut Array) {
             let src = a.storage_slice::<T>("gather");
             let idx = index.storage_slice::<i64>("gather");
@@ -166,7 +187,7 @@ impl Array {
                 [&base, index.strides()],
                 [a.offset(), index.offset()],
                 |[oa, oi]| {
-                    let i = resolve("gather", idx[oi], size, d);
+                    let i = wrap(idx[oi], size);
                     dst[w] = src[(oa as isize + i as isize * stride) as usize];
                     w += 1;
                 },
@@ -206,6 +227,7 @@ impl Array {
         let d = dim.resolve(self.ndim(), op);
         crate::error::same_dtype(op, self.dtype(), src.dtype());
         check_scatter_index(op, self, d, index, Some(src));
+        check_range(op, index, self.shape()[d], d);
         let mut out = self.copy();
         fn kernel<T: Number>(
             out: &mut Array,
@@ -226,7 +248,7 @@ impl Array {
                 [&base, index.strides(), src.strides()],
                 [0, index.offset(), src.offset()],
                 |[oo, oi, os]| {
-                    let i = resolve(op, idx[oi], size, d);
+                    let i = wrap(idx[oi], size);
                     let at = (oo as isize + i as isize * stride) as usize;
                     if add {
                         dst[at] += s[os];
@@ -265,10 +287,7 @@ impl Array {
                 fmt_shape(src.shape()), fmt_shape(&expected), fmt_shape(self.shape()), idx.len()))
         }
         let (outer, size, inner) = split_at_dim(self.shape(), d);
-        let rows: Vec<usize> = idx
-            .iter()
-            .map(|&i| resolve("index_add", i, size, d))
-            .collect();
+        let rows = resolve_list("index_add", &idx, size, d);
         let mut out = self.copy();
         fn kernel<T: Number>(
             out: &mut Array,
@@ -305,13 +324,8 @@ impl Array {
         let n = self.shape()[0];
         match index {
             Index::Single(k) => Some(vec![resolve(op, *k, n, 0)]),
-            Index::List(ks) => Some(ks.iter().map(|&k| resolve(op, k, n, 0)).collect()),
-            Index::Tensor(t) => Some(
-                index_list(op, t)
-                    .iter()
-                    .map(|&k| resolve(op, k, n, 0))
-                    .collect(),
-            ),
+            Index::List(ks) => Some(resolve_list(op, ks, n, 0)),
+            Index::Tensor(t) => Some(resolve_list(op, &index_list(op, t), n, 0)),
             Index::Mask(m) => {
                 m.expect_bool(op);
                 if m.shape() == self.shape() {

@@ -31,6 +31,7 @@ mod error;
 mod index;
 mod layout;
 mod linalg;
+mod math;
 mod pool;
 mod random;
 mod reduce;

@@ -39,7 +39,7 @@ impl Generator {
     /// Uniform values in `[low, high)` (integers: `low..high`).
     #[track_caller]
     pub fn uniform(&mut self, shape: &[usize], low: f64, high: f64, dtype: DType) -> Array {
-        if !(low < high) {
+        if low.partial_cmp(&high) != Some(std::cmp::Ordering::Less) {
             fail(
                 "uniform",
                 format_args!("needs low < high, got low {low}, high {high}"),
@@ -69,8 +69,8 @@ impl Generator {
     #[track_caller]
     pub fn normal(&mut self, shape: &[usize], mean: f64, std: f64, dtype: DType) -> Array {
         let dist = match Normal::new(mean, std) {
-            Ok(d) => d,
-            Err(_) => fail(
+            Ok(d) if std >= 0.0 => d,
+            _ => fail(
                 "normal",
                 format_args!("std must be finite and >= 0, got {std}"),
             ),

@@ -179,6 +179,16 @@ macro_rules! reduction {
             /// This form reduces every element to a 0-d array.
             #[track_caller]
             pub fn $all(&self) -> Array {
+                if self.dtype() != DType::Bool && self.numel() > 0 && self.numel() < PARALLEL_MIN {
+                    // Small contiguous input: one row, no plan.
+                    fn row<T: $bound>(x: &[T]) -> T {
+                        let f: fn(&[T]) -> T = $row;
+                        f(x)
+                    }
+                    if let Some(r) = $dispatch!(self.dtype(), stringify!($all), T => self.contiguous_slice::<T>(stringify!($all)).map(|s| Array::scalar(row::<T>(s)))) {
+                        return r;
+                    }
+                }
                 let dims = all_dims(self);
                 self.$dim(dims.as_slice(), false)
             }
@@ -249,7 +259,15 @@ impl Array {
         }
         let is_sum = op.starts_with("sum");
         let is_mean = op.starts_with("mean");
-        if (is_sum || is_mean) && p.leading && p.rows > 0 && p.row_len > 0 {
+        if is_sum && p.rows == 1 && p.row_len >= PARALLEL_MIN {
+            let src = self.values::<T>(op);
+            let dst = out.out_slice::<T>(&p.out_shape, op);
+            let parts: Vec<T> = src.par_chunks(1 << 15).map(sum_row).collect();
+            dst[0] = sum_row(&parts);
+            return;
+        }
+        // Whole-row accumulation pays off once a row is a few vectors wide.
+        if (is_sum || is_mean) && p.leading && p.rows >= 16 && p.row_len > 0 {
             // Column sums of a contiguous [row_len, rows] buffer: add whole rows.
             let src = self.values::<T>(op);
             let dst = out.out_slice::<T>(&p.out_shape, op);
@@ -263,13 +281,6 @@ impl Array {
                 let n = T::from(p.row_len).unwrap();
                 dst.iter_mut().for_each(|d| *d = *d / n);
             }
-            return;
-        }
-        if is_sum && p.rows == 1 && p.row_len >= PARALLEL_MIN {
-            let src = self.values::<T>(op);
-            let dst = out.out_slice::<T>(&p.out_shape, op);
-            let parts: Vec<T> = src.par_chunks(1 << 15).map(sum_row).collect();
-            dst[0] = sum_row(&parts);
             return;
         }
         rows_into(p, out, op, row);

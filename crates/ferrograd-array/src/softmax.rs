@@ -60,20 +60,21 @@ fn softmax_line<T: Float>(x: &[T], y: &mut [T], n: usize, st: usize, log: bool) 
     let mut sum = T::zero();
     for j in 0..n {
         let e = (x[j * st] - m).exp();
-        sum = sum + e;
+        sum += e;
         if !log {
             y[j * st] = e;
         }
     }
     if log {
-        let lse = m + sum.ln();
+        // (x - m) - ln(sum) keeps the largest entry exact, unlike x - (m + ln(sum)).
+        let ls = sum.ln();
         for j in 0..n {
-            y[j * st] = x[j * st] - lse;
+            y[j * st] = (x[j * st] - m) - ls;
         }
     } else {
         let inv = sum.recip();
         for j in 0..n {
-            y[j * st] = y[j * st] * inv;
+            y[j * st] *= inv;
         }
     }
 }
@@ -180,7 +181,7 @@ impl Array {
                         let mut acc = T::zero();
                         for j in 0..n {
                             let k = i + j * inner;
-                            acc = acc + if log { gs[k] } else { gs[k] * ys[k] };
+                            acc += if log { gs[k] } else { gs[k] * ys[k] };
                         }
                         for j in 0..n {
                             let k = i + j * inner;

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use crate::dtype::Element;
 use crate::error::fail;
 use crate::layout::{broadcast_shapes, broadcast_strides, fmt_shape, for_each_offsets, Shape};
+use crate::math::with_simd;
 use crate::Array;
 
 /// Work below this many elements never leaves the calling thread.
@@ -30,12 +31,14 @@ pub(crate) fn map_into<T: Element, U: Element>(
 ) {
     let dst = out.out_slice::<U>(a.shape(), op);
     if let Some(src) = a.contiguous_slice::<T>(op) {
+        let run =
+            |d: &mut [U], s: &[T]| with_simd(|| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f(s)));
         if src.len() >= PARALLEL_MIN {
             dst.par_chunks_mut(CHUNK)
                 .zip(src.par_chunks(CHUNK))
-                .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f(s)));
+                .for_each(|(d, s)| run(d, s));
         } else {
-            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f(s));
+            run(dst, src);
         }
     } else {
         let data = a.storage_slice::<T>(op);
@@ -78,27 +81,28 @@ pub(crate) fn zip_into<T: Element, U: Element>(
     let (sa, sb) = (a.contiguous_slice::<T>(op), b.contiguous_slice::<T>(op));
     match (sa, sb) {
         (Some(x), Some(y)) if x.len() == dst.len() && y.len() == dst.len() => {
+            let run = |d: &mut [U], x: &[T], y: &[T]| {
+                with_simd(|| {
+                    for ((d, &x), &y) in d.iter_mut().zip(x).zip(y) {
+                        *d = f(x, y)
+                    }
+                })
+            };
             if dst.len() >= PARALLEL_MIN {
                 dst.par_chunks_mut(CHUNK)
                     .zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
-                    .for_each(|(d, (x, y))| {
-                        for ((d, &x), &y) in d.iter_mut().zip(x).zip(y) {
-                            *d = f(x, y)
-                        }
-                    });
+                    .for_each(|(d, (x, y))| run(d, x, y));
             } else {
-                for ((d, &x), &y) in dst.iter_mut().zip(x).zip(y) {
-                    *d = f(x, y)
-                }
+                run(dst, x, y);
             }
         }
         (Some(x), Some(y)) if y.len() == 1 && x.len() == dst.len() => {
             let y = y[0];
-            dst.iter_mut().zip(x).for_each(|(d, &x)| *d = f(x, y));
+            with_simd(|| dst.iter_mut().zip(x).for_each(|(d, &x)| *d = f(x, y)));
         }
         (Some(x), Some(y)) if x.len() == 1 && y.len() == dst.len() => {
             let x = x[0];
-            dst.iter_mut().zip(y).for_each(|(d, &y)| *d = f(x, y));
+            with_simd(|| dst.iter_mut().zip(y).for_each(|(d, &y)| *d = f(x, y)));
         }
         _ => {
             let (da, db) = (a.storage_slice::<T>(op), b.storage_slice::<T>(op));

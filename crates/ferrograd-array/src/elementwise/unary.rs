@@ -77,14 +77,9 @@ float_unary! {
     /// Cosine.
     cos, cos_into => |x| x.cos();
     /// Hyperbolic tangent.
-    tanh, tanh_into => |x| x.tanh();
+    tanh, tanh_into => |x| x.tanh_kernel();
     /// The logistic function `1 / (1 + e^-x)`, computed without overflow for large `|x|`.
-    sigmoid, sigmoid_into => |x| if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (T::one() + e)
-    };
+    sigmoid, sigmoid_into => |x| x.sigmoid_kernel();
     /// Round toward negative infinity.
     floor, floor_into => |x| x.floor();
     /// Round toward positive infinity.
@@ -117,8 +112,8 @@ impl Array {
     #[track_caller]
     pub fn clamp_into(&self, min: Option<f64>, max: Option<f64>, out: &mut Array) {
         dispatch_number!(self.dtype(), "clamp", T => {
-            let lo = min.map(|v| <T as crate::Element>::from_f64(v));
-            let hi = max.map(|v| <T as crate::Element>::from_f64(v));
+            let lo = min.map(<T as crate::Element>::from_f64);
+            let hi = max.map(<T as crate::Element>::from_f64);
             map_into::<T, T>(self, out, "clamp", move |x| {
                 let x = match lo { Some(l) if x < l => l, _ => x };
                 match hi { Some(h) if x > h => h, _ => x }

@@ -1,0 +1,367 @@
+use ferrograd_array::{Array, DType, Generator};
+use rand::Rng;
+
+use crate::common::*;
+
+type Unary = (&'static str, fn(&Array) -> Array, fn(f64) -> f64, f64, f64);
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+const UNARY: &[Unary] = &[
+    ("neg", Array::neg, |x| -x, -3.0, 3.0),
+    ("abs", Array::abs, f64::abs, -3.0, 3.0),
+    (
+        "sign",
+        Array::sign,
+        |x| {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        },
+        -3.0,
+        3.0,
+    ),
+    ("exp", Array::exp, f64::exp, -3.0, 3.0),
+    ("log", Array::log, f64::ln, 0.1, 5.0),
+    ("log1p", Array::log1p, f64::ln_1p, -0.5, 3.0),
+    ("expm1", Array::expm1, f64::exp_m1, -3.0, 3.0),
+    ("sqrt", Array::sqrt, f64::sqrt, 0.0, 5.0),
+    ("rsqrt", Array::rsqrt, |x| 1.0 / x.sqrt(), 0.1, 5.0),
+    ("sin", Array::sin, f64::sin, -3.0, 3.0),
+    ("cos", Array::cos, f64::cos, -3.0, 3.0),
+    ("tanh", Array::tanh, f64::tanh, -3.0, 3.0),
+    ("sigmoid", Array::sigmoid, sigmoid, -8.0, 8.0),
+    ("relu", Array::relu, |x| x.max(0.0), -3.0, 3.0),
+    ("floor", Array::floor, f64::floor, -3.0, 3.0),
+    ("ceil", Array::ceil, f64::ceil, -3.0, 3.0),
+    ("round", Array::round, f64::round_ties_even, -3.0, 3.0),
+    ("reciprocal", Array::reciprocal, |x| 1.0 / x, 0.5, 3.0),
+    ("square", Array::square, |x| x * x, -3.0, 3.0),
+];
+
+#[test]
+fn unary_ops_match_the_reference_on_every_layout() {
+    let mut rng = Generator::new(10);
+    for &(name, op, reference, low, high) in UNARY {
+        for dtype in [DType::F32, DType::F64] {
+            for _ in 0..6 {
+                let shape = random_shape(&mut rng, 4, 5, true);
+                for layout in LAYOUTS {
+                    let c = case(&mut rng, &shape, dtype, layout, low, high);
+                    let got = op(&c.array);
+                    assert_eq!(got.shape(), shape.as_slice(), "{name}");
+                    assert_eq!(got.dtype(), dtype);
+                    let want: Vec<f64> = c.values.iter().map(|&x| reference(x)).collect();
+                    let (rtol, atol) = tol(dtype);
+                    assert_close(&got.to_f64_vec(), &want, rtol, atol);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn large_unary_ops_take_the_parallel_path_and_stay_right() {
+    let mut rng = Generator::new(11);
+    let c = case(
+        &mut rng,
+        &[300, 400],
+        DType::F32,
+        Layout::Contiguous,
+        -2.0,
+        2.0,
+    );
+    let want: Vec<f64> = c.values.iter().map(|x| x.tanh()).collect();
+    assert_close(&c.array.tanh().to_f64_vec(), &want, 2e-6, 1e-6);
+    let d = case(
+        &mut rng,
+        &[300, 400],
+        DType::F32,
+        Layout::Contiguous,
+        -2.0,
+        2.0,
+    );
+    let want: Vec<f64> = c.values.iter().zip(&d.values).map(|(x, y)| x + y).collect();
+    assert_close(&c.array.add(&d.array).to_f64_vec(), &want, 1e-6, 1e-6);
+}
+
+#[test]
+fn rounding_halves_go_to_even() {
+    let a = Array::from_vec(vec![0.5f64, 1.5, 2.5, -0.5, -1.5, -2.5, 2.4, 2.6], &[8]);
+    assert_eq!(
+        a.round().to_vec::<f64>(),
+        vec![0.0, 2.0, 2.0, -0.0, -2.0, -2.0, 2.0, 3.0]
+    );
+}
+
+#[test]
+fn integer_unary_ops() {
+    let a = Array::from_vec(vec![-3i64, 0, 4], &[3]);
+    assert_eq!(a.neg().to_vec::<i64>(), vec![3, 0, -4]);
+    assert_eq!(a.abs().to_vec::<i64>(), vec![3, 0, 4]);
+    assert_eq!(a.sign().to_vec::<i64>(), vec![-1, 0, 1]);
+    assert_eq!(a.relu().to_vec::<i64>(), vec![0, 0, 4]);
+    assert_eq!(
+        a.clamp(Some(-1.0), Some(2.0)).to_vec::<i64>(),
+        vec![-1, 0, 2]
+    );
+}
+
+#[test]
+fn nan_propagates_through_relu_sign_clamp_maximum() {
+    let a = Array::from_vec(vec![f64::NAN, 1.0], &[2]);
+    assert!(a.relu().to_vec::<f64>()[0].is_nan());
+    assert!(a.sign().to_vec::<f64>()[0].is_nan());
+    assert!(a.clamp(Some(0.0), Some(0.5)).to_vec::<f64>()[0].is_nan());
+    let b = Array::from_vec(vec![0.0, f64::NAN], &[2]);
+    let m = a.maximum(&b).to_vec::<f64>();
+    assert!(m[0].is_nan() && m[1].is_nan());
+    assert!(a.minimum(&b).to_vec::<f64>().iter().all(|v| v.is_nan()));
+}
+
+#[test]
+fn clamp_and_pow_scalar() {
+    let mut rng = Generator::new(12);
+    for layout in LAYOUTS {
+        let c = case(&mut rng, &[3, 4], DType::F64, layout, -3.0, 3.0);
+        let want: Vec<f64> = c.values.iter().map(|x| x.clamp(-1.0, 2.0)).collect();
+        assert_eq!(c.array.clamp(Some(-1.0), Some(2.0)).to_f64_vec(), want);
+        let want: Vec<f64> = c.values.iter().map(|x| x.max(0.5)).collect();
+        assert_eq!(c.array.clamp(Some(0.5), None).to_f64_vec(), want);
+        for e in [2.0, 3.0, -1.0, 1.0] {
+            let want: Vec<f64> = c.values.iter().map(|x| x.powf(e)).collect();
+            assert_close(&c.array.pow_scalar(e).to_f64_vec(), &want, 1e-12, 1e-12);
+        }
+        let pos = c.array.abs().add_scalar(0.1);
+        let want: Vec<f64> = c
+            .values
+            .iter()
+            .map(|x| (x.abs() + 0.1).powf(0.37))
+            .collect();
+        assert_close(&pos.pow_scalar(0.37).to_f64_vec(), &want, 1e-12, 1e-12);
+    }
+}
+
+type Binary = (
+    &'static str,
+    fn(&Array, &Array) -> Array,
+    fn(f64, f64) -> f64,
+);
+
+const BINARY: &[Binary] = &[
+    ("add", Array::add, |x, y| x + y),
+    ("sub", Array::sub, |x, y| x - y),
+    ("mul", Array::mul, |x, y| x * y),
+    ("div", Array::div, |x, y| x / y),
+    ("maximum", Array::maximum, f64::max),
+    ("minimum", Array::minimum, f64::min),
+    ("pow", Array::pow, f64::powf),
+    ("atan2", Array::atan2, f64::atan2),
+];
+
+/// Two shapes that broadcast: `a` random, `b` a random suffix of `a` with some dims set to 1,
+/// or the other way round.
+fn broadcastable_pair(rng: &mut Generator) -> (Vec<usize>, Vec<usize>) {
+    let a = random_shape(rng, 4, 4, true);
+    let keep = rng.rng().random_range(0..=a.len());
+    let b: Vec<usize> = a[a.len() - keep..]
+        .iter()
+        .map(|&s| if rng.rng().random_bool(0.3) { 1 } else { s })
+        .collect();
+    if rng.rng().random_bool(0.5) {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+fn broadcast_reference(
+    a: &Case,
+    sa: &[usize],
+    b: &Case,
+    sb: &[usize],
+    f: impl Fn(f64, f64) -> f64,
+) -> (Vec<usize>, Vec<f64>) {
+    let shape = ferrograd_array::broadcast_shapes(sa, sb).unwrap().to_vec();
+    let values = (0..numel(&shape))
+        .map(|i| {
+            let idx = unravel(i, &shape);
+            f(
+                broadcast_get(&a.values, sa, &idx),
+                broadcast_get(&b.values, sb, &idx),
+            )
+        })
+        .collect();
+    (shape, values)
+}
+
+#[test]
+fn binary_ops_broadcast_like_numpy_on_every_layout() {
+    let mut rng = Generator::new(13);
+    for &(name, op, reference) in BINARY {
+        for dtype in [DType::F32, DType::F64] {
+            for _ in 0..25 {
+                let (sa, sb) = broadcastable_pair(&mut rng);
+                let la = LAYOUTS[rng.rng().random_range(0..4)];
+                let lb = LAYOUTS[rng.rng().random_range(0..4)];
+                let a = case(&mut rng, &sa, dtype, la, 0.5, 3.0);
+                let b = case(&mut rng, &sb, dtype, lb, 0.5, 3.0);
+                let got = op(&a.array, &b.array);
+                let (shape, want) = broadcast_reference(&a, &sa, &b, &sb, reference);
+                assert_eq!(got.shape(), shape.as_slice(), "{name} {sa:?} {sb:?}");
+                let (rtol, atol) = tol(dtype);
+                assert_close(&got.to_f64_vec(), &want, rtol * 4.0, atol);
+                // the *_into form writes the same values
+                let mut out = Array::zeros(&shape, dtype);
+                match name {
+                    "add" => a.array.add_into(&b.array, &mut out),
+                    "mul" => a.array.mul_into(&b.array, &mut out),
+                    _ => out = op(&a.array, &b.array),
+                }
+                assert_close(&out.to_f64_vec(), &want, rtol * 4.0, atol);
+            }
+        }
+    }
+}
+
+#[test]
+fn integer_arithmetic() {
+    let a = Array::from_vec(vec![7i64, -7, 3], &[3]);
+    let b = Array::from_vec(vec![2i64, 2, 5], &[3]);
+    assert_eq!(a.add(&b).to_vec::<i64>(), vec![9, -5, 8]);
+    assert_eq!(a.mul(&b).to_vec::<i64>(), vec![14, -14, 15]);
+    assert_eq!(a.div(&b).to_vec::<i64>(), vec![3, -3, 0]);
+    assert_eq!(a.maximum(&b).to_vec::<i64>(), vec![7, 2, 5]);
+}
+
+#[test]
+fn scalars_on_either_side() {
+    let a = Array::from_vec(vec![1.0f32, 2.0, 4.0], &[3]);
+    assert_eq!((&a + 1.0).to_vec::<f32>(), vec![2.0, 3.0, 5.0]);
+    assert_eq!((1.0 + &a).to_vec::<f32>(), vec![2.0, 3.0, 5.0]);
+    assert_eq!((&a - 1.0).to_vec::<f32>(), vec![0.0, 1.0, 3.0]);
+    assert_eq!((1.0 - &a).to_vec::<f32>(), vec![0.0, -1.0, -3.0]);
+    assert_eq!((&a * 2.0).to_vec::<f32>(), vec![2.0, 4.0, 8.0]);
+    assert_eq!((2.0 * a.clone()).to_vec::<f32>(), vec![2.0, 4.0, 8.0]);
+    assert_eq!((&a / 2.0).to_vec::<f32>(), vec![0.5, 1.0, 2.0]);
+    assert_eq!((4.0 / &a).to_vec::<f32>(), vec![4.0, 2.0, 1.0]);
+    assert_eq!((-&a).to_vec::<f32>(), vec![-1.0, -2.0, -4.0]);
+    assert_eq!(a.rpow_scalar(2.0).to_vec::<f32>(), vec![2.0, 4.0, 16.0]);
+    assert_eq!(
+        a.pow_tensor_scalar(2.0).to_vec::<f32>(),
+        vec![1.0, 4.0, 16.0]
+    );
+    assert_eq!(a.maximum_scalar(2.0).to_vec::<f32>(), vec![2.0, 2.0, 4.0]);
+    let b = Array::from_vec(vec![1.0f32, 1.0, 1.0], &[3]);
+    assert_eq!((&a + &b).to_vec::<f32>(), vec![2.0, 3.0, 5.0]);
+    assert_eq!((a.clone() - b.clone()).to_vec::<f32>(), vec![0.0, 1.0, 3.0]);
+    assert_eq!((a.clone() * &b).to_vec::<f32>(), a.to_vec::<f32>());
+    assert_eq!((&a / b).to_vec::<f32>(), a.to_vec::<f32>());
+}
+
+type Compare = (fn(&Array, &Array) -> Array, fn(f64, f64) -> bool);
+
+#[test]
+fn comparisons_give_bool_and_broadcast() {
+    let cmps: [Compare; 6] = [
+        (Array::eq, |x, y| x == y),
+        (Array::ne, |x, y| x != y),
+        (Array::lt, |x, y| x < y),
+        (Array::le, |x, y| x <= y),
+        (Array::gt, |x, y| x > y),
+        (Array::ge, |x, y| x >= y),
+    ];
+    let mut rng = Generator::new(14);
+    for (op, reference) in cmps {
+        for dtype in [DType::F32, DType::I64] {
+            for _ in 0..10 {
+                let (sa, sb) = broadcastable_pair(&mut rng);
+                let a = case(&mut rng, &sa, dtype, Layout::Permuted, 0.0, 3.0);
+                let b = case(&mut rng, &sb, dtype, Layout::Broadcast, 0.0, 3.0);
+                let got = op(&a.array, &b.array);
+                assert_eq!(got.dtype(), DType::Bool);
+                let (_, want) =
+                    broadcast_reference(
+                        &a,
+                        &sa,
+                        &b,
+                        &sb,
+                        |x, y| if reference(x, y) { 1.0 } else { 0.0 },
+                    );
+                assert_eq!(got.to_f64_vec(), want);
+            }
+        }
+    }
+    let a = Array::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    assert_eq!(a.gt_scalar(1.5).to_vec::<bool>(), vec![false, true, true]);
+    assert_eq!(a.eq_scalar(2.0).to_vec::<bool>(), vec![false, true, false]);
+    let m = a.lt_scalar(2.5);
+    assert_eq!(m.logical_not().to_vec::<bool>(), vec![false, false, true]);
+    assert_eq!(
+        m.logical_and(&a.gt_scalar(1.5)).to_vec::<bool>(),
+        vec![false, true, false]
+    );
+    assert_eq!(
+        m.logical_or(&a.gt_scalar(2.5)).to_vec::<bool>(),
+        vec![true, true, true]
+    );
+}
+
+#[test]
+fn where_broadcasts_all_three() {
+    let mut rng = Generator::new(15);
+    for _ in 0..30 {
+        let (sa, sb) = broadcastable_pair(&mut rng);
+        let a = case(&mut rng, &sa, DType::F64, Layout::Narrowed, -1.0, 1.0);
+        let b = case(&mut rng, &sb, DType::F64, Layout::Permuted, -1.0, 1.0);
+        let shape = ferrograd_array::broadcast_shapes(&sa, &sb)
+            .unwrap()
+            .to_vec();
+        let sc: Vec<usize> = shape
+            .iter()
+            .map(|&s| if rng.rng().random_bool(0.3) { 1 } else { s })
+            .collect();
+        let c = case(&mut rng, &sc, DType::Bool, Layout::Contiguous, 0.0, 1.0);
+        let got = Array::where_(&c.array, &a.array, &b.array);
+        let want: Vec<f64> = (0..numel(&shape))
+            .map(|i| {
+                let idx = unravel(i, &shape);
+                if broadcast_get(&c.values, &sc, &idx) != 0.0 {
+                    broadcast_get(&a.values, &sa, &idx)
+                } else {
+                    broadcast_get(&b.values, &sb, &idx)
+                }
+            })
+            .collect();
+        assert_eq!(got.to_f64_vec(), want);
+    }
+    let x = Array::from_vec(vec![1.0f32, -2.0, 3.0], &[3]);
+    assert_eq!(
+        x.masked_fill(&x.lt_scalar(0.0), 0.0).to_vec::<f32>(),
+        vec![1.0, 0.0, 3.0]
+    );
+}
+
+#[test]
+fn empty_and_zero_dim_arrays() {
+    let e = Array::zeros(&[0, 3], DType::F32);
+    assert_eq!(e.exp().shape(), &[0, 3]);
+    assert_eq!(e.add(&Array::ones(&[3], DType::F32)).shape(), &[0, 3]);
+    let s = Array::scalar(2.0f64);
+    let v = Array::from_vec(vec![1.0f64, 2.0], &[2]);
+    assert_eq!(s.mul(&v).to_vec::<f64>(), vec![2.0, 4.0]);
+    assert_eq!(s.exp().item::<f64>(), 2f64.exp());
+}
+
+#[test]
+fn allclose() {
+    let a = Array::from_vec(vec![1.0f64, 2.0], &[2]);
+    assert!(a.allclose(&a.add_scalar(1e-9), 1e-6, 0.0));
+    assert!(!a.allclose(&a.add_scalar(1e-3), 1e-6, 0.0));
+}

@@ -1,0 +1,204 @@
+use ferrograd_array::{Array, DType, Generator};
+use rand::Rng;
+
+use crate::common::*;
+
+/// Naive matmul of row-major `a: [m, k]` and `b: [k, n]`.
+fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum();
+        }
+    }
+    c
+}
+
+#[test]
+fn matrix_products_on_every_layout_and_orientation() {
+    let mut rng = Generator::new(30);
+    for dtype in [DType::F32, DType::F64] {
+        for _ in 0..40 {
+            let (m, k, n) = (
+                rng.rng().random_range(1..20),
+                rng.rng().random_range(0..20),
+                rng.rng().random_range(1..20),
+            );
+            let a = {
+                let l = LAYOUTS[rng.rng().random_range(0..4)];
+                case(&mut rng, &[m, k], dtype, l, -1.0, 1.0)
+            };
+            let b = {
+                let l = LAYOUTS[rng.rng().random_range(0..4)];
+                case(&mut rng, &[k, n], dtype, l, -1.0, 1.0)
+            };
+            let got = a.array.matmul(&b.array);
+            assert_eq!(got.shape(), &[m, n]);
+            let (rtol, _) = tol(dtype);
+            assert_close(
+                &got.to_f64_vec(),
+                &naive(&a.values, &b.values, m, k, n),
+                rtol * 10.0,
+                rtol * 10.0,
+            );
+            let mut out = Array::zeros(&[m, n], dtype);
+            a.array.matmul_into(&b.array, &mut out);
+            assert_eq!(out.to_f64_vec(), got.to_f64_vec());
+        }
+    }
+}
+
+#[test]
+fn large_products_use_threads_and_stay_right() {
+    let mut rng = Generator::new(31);
+    let (m, k, n) = (130, 170, 150);
+    let a = case(&mut rng, &[m, k], DType::F64, Layout::Contiguous, -1.0, 1.0);
+    let b = case(&mut rng, &[k, n], DType::F64, Layout::Permuted, -1.0, 1.0);
+    assert_close(
+        &a.array.mm(&b.array).to_f64_vec(),
+        &naive(&a.values, &b.values, m, k, n),
+        1e-12,
+        1e-12,
+    );
+}
+
+#[test]
+fn vector_operands_follow_pytorch() {
+    let mut rng = Generator::new(32);
+    let a = case(&mut rng, &[4, 3], DType::F64, Layout::Permuted, -1.0, 1.0);
+    let v = case(&mut rng, &[3], DType::F64, Layout::Narrowed, -1.0, 1.0);
+    let w = case(&mut rng, &[4], DType::F64, Layout::Contiguous, -1.0, 1.0);
+    // matrix @ vector drops the vector dim
+    let mv = a.array.mv(&v.array);
+    assert_eq!(mv.shape(), &[4]);
+    assert_close(
+        &mv.to_f64_vec(),
+        &naive(&a.values, &v.values, 4, 3, 1),
+        1e-12,
+        1e-12,
+    );
+    assert_eq!(a.array.matmul(&v.array).to_f64_vec(), mv.to_f64_vec());
+    // vector @ matrix
+    let vm = w.array.matmul(&a.array);
+    assert_eq!(vm.shape(), &[3]);
+    assert_close(
+        &vm.to_f64_vec(),
+        &naive(&w.values, &a.values, 1, 4, 3),
+        1e-12,
+        1e-12,
+    );
+    // vector @ vector is a 0-d dot product
+    let d = v.array.matmul(&v.array);
+    assert_eq!(d.shape(), &[] as &[usize]);
+    let want: f64 = v.values.iter().map(|x| x * x).sum();
+    assert_close(&[d.item::<f64>()], &[want], 1e-12, 1e-12);
+    assert_close(
+        &[v.array.dot(&v.array).item::<f64>()],
+        &[want],
+        1e-12,
+        1e-12,
+    );
+    // outer
+    let o = w.array.outer(&v.array);
+    assert_eq!(o.shape(), &[4, 3]);
+    let want: Vec<f64> = (0..12).map(|i| w.values[i / 3] * v.values[i % 3]).collect();
+    assert_close(&o.to_f64_vec(), &want, 1e-12, 1e-12);
+}
+
+#[test]
+fn batched_products_broadcast_their_batch_dims() {
+    let mut rng = Generator::new(33);
+    for _ in 0..20 {
+        let (m, k, n) = (
+            rng.rng().random_range(1..6),
+            rng.rng().random_range(1..6),
+            rng.rng().random_range(1..6),
+        );
+        let ba: Vec<usize> = vec![rng.rng().random_range(1..4), 1];
+        let bb: Vec<usize> = vec![rng.rng().random_range(2..4)];
+        let sa: Vec<usize> = ba.iter().copied().chain([m, k]).collect();
+        let sb: Vec<usize> = bb.iter().copied().chain([k, n]).collect();
+        let a = {
+            let l = LAYOUTS[rng.rng().random_range(0..4)];
+            case(&mut rng, &sa, DType::F64, l, -1.0, 1.0)
+        };
+        let b = {
+            let l = LAYOUTS[rng.rng().random_range(0..4)];
+            case(&mut rng, &sb, DType::F64, l, -1.0, 1.0)
+        };
+        let got = a.array.matmul(&b.array);
+        let batch = ferrograd_array::broadcast_shapes(&ba, &bb)
+            .unwrap()
+            .to_vec();
+        assert_eq!(
+            got.shape(),
+            batch
+                .iter()
+                .copied()
+                .chain([m, n])
+                .collect::<Vec<_>>()
+                .as_slice()
+        );
+        let mut want = Vec::new();
+        for bi in 0..numel(&batch) {
+            let idx = unravel(bi, &batch);
+            let ia: Vec<usize> = ba
+                .iter()
+                .zip(&idx[idx.len() - ba.len()..])
+                .map(|(&s, &i)| if s == 1 { 0 } else { i })
+                .collect();
+            let ib: Vec<usize> = bb
+                .iter()
+                .zip(&idx[idx.len() - bb.len()..])
+                .map(|(&s, &i)| if s == 1 { 0 } else { i })
+                .collect();
+            let (oa, ob) = (ravel(&ia, &ba) * m * k, ravel(&ib, &bb) * k * n);
+            want.extend(naive(
+                &a.values[oa..oa + m * k],
+                &b.values[ob..ob + k * n],
+                m,
+                k,
+                n,
+            ));
+        }
+        assert_close(&got.to_f64_vec(), &want, 1e-12, 1e-12);
+    }
+    // bmm: many small products run in parallel over the batch
+    let a = case(
+        &mut rng,
+        &[64, 20, 30],
+        DType::F32,
+        Layout::Contiguous,
+        -1.0,
+        1.0,
+    );
+    let b = case(
+        &mut rng,
+        &[64, 30, 10],
+        DType::F32,
+        Layout::Permuted,
+        -1.0,
+        1.0,
+    );
+    let got = a.array.bmm(&b.array).to_f64_vec();
+    for i in 0..64 {
+        let want = naive(
+            &a.values[i * 600..(i + 1) * 600],
+            &b.values[i * 300..(i + 1) * 300],
+            20,
+            30,
+            10,
+        );
+        assert_close(&got[i * 200..(i + 1) * 200], &want, 1e-4, 1e-4);
+    }
+}
+
+#[test]
+fn an_operand_broadcast_inside_the_matrix_is_copied_first() {
+    let row = Array::from_vec(vec![1.0f64, 2.0, 3.0], &[1, 3]);
+    let a = row.expand(&[2, 3]); // strides [0, 1]
+    let col = Array::from_vec(vec![1.0f64, 1.0, 1.0], &[3, 1]).expand(&[3, 2]); // strides [1, 0]
+    assert_eq!(a.matmul(&col).to_vec::<f64>(), vec![6.0; 4]);
+    let z = Array::scalar(2.0f64).expand(&[2, 2]); // strides [0, 0]
+    assert_eq!(z.matmul(&z).to_vec::<f64>(), vec![8.0; 4]);
+}

@@ -1,0 +1,310 @@
+use ferrograd_array::{Array, DType, Generator};
+use rand::Rng;
+
+use crate::common::*;
+
+/// Groups the values of an array of `shape` by the kept dims: one Vec per result element,
+/// in result order, with the reduced elements in row-major order.
+fn groups(values: &[f64], shape: &[usize], dims: &[usize]) -> (Vec<usize>, Vec<Vec<f64>>) {
+    let kept: Vec<usize> = (0..shape.len()).filter(|d| !dims.contains(d)).collect();
+    let out_shape: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
+    let mut g = vec![Vec::new(); numel(&out_shape)];
+    for (i, &v) in values.iter().enumerate() {
+        let idx = unravel(i, shape);
+        let o: Vec<usize> = kept.iter().map(|&d| idx[d]).collect();
+        g[ravel(&o, &out_shape)].push(v);
+    }
+    (out_shape, g)
+}
+
+fn random_dims(rng: &mut Generator, nd: usize) -> Vec<usize> {
+    (0..nd).filter(|_| rng.rng().random_bool(0.5)).collect()
+}
+
+type Reduction = (
+    &'static str,
+    fn(&Array, &[usize], bool) -> Array,
+    fn(&[f64]) -> f64,
+);
+
+fn logsumexp(x: &[f64]) -> f64 {
+    let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+}
+
+#[test]
+fn reductions_over_random_dims_match_the_reference() {
+    let cases: [Reduction; 6] = [
+        ("sum", |a, d, k| a.sum_dim(d, k), |x| x.iter().sum()),
+        ("prod", |a, d, k| a.prod_dim(d, k), |x| x.iter().product()),
+        (
+            "mean",
+            |a, d, k| a.mean_dim(d, k),
+            |x| x.iter().sum::<f64>() / x.len() as f64,
+        ),
+        (
+            "amax",
+            |a, d, k| a.amax_dim(d, k),
+            |x| x.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+        ),
+        (
+            "amin",
+            |a, d, k| a.amin_dim(d, k),
+            |x| x.iter().cloned().fold(f64::INFINITY, f64::min),
+        ),
+        ("logsumexp", |a, d, k| a.logsumexp_dim(d, k), logsumexp),
+    ];
+    let mut rng = Generator::new(20);
+    for (name, op, reference) in cases {
+        for dtype in [DType::F32, DType::F64] {
+            for _ in 0..30 {
+                let shape = random_shape(&mut rng, 4, 4, false);
+                let dims = random_dims(&mut rng, shape.len());
+                let keepdim = rng.rng().random_bool(0.5);
+                let layout = LAYOUTS[rng.rng().random_range(0..4)];
+                let c = case(&mut rng, &shape, dtype, layout, 0.5, 1.5);
+                let got = op(&c.array, &dims, keepdim);
+                let (out_shape, g) = groups(&c.values, &shape, &dims);
+                let want_shape: Vec<usize> = if keepdim {
+                    shape
+                        .iter()
+                        .enumerate()
+                        .map(|(d, &s)| if dims.contains(&d) { 1 } else { s })
+                        .collect()
+                } else {
+                    out_shape
+                };
+                assert_eq!(
+                    got.shape(),
+                    want_shape.as_slice(),
+                    "{name} {shape:?} {dims:?}"
+                );
+                let want: Vec<f64> = g.iter().map(|x| reference(x)).collect();
+                let (rtol, atol) = tol(dtype);
+                assert_close(&got.to_f64_vec(), &want, rtol * 10.0, atol * 10.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn full_reductions_and_negative_dims() {
+    let a = Array::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    assert_eq!(a.sum().item::<f64>(), 21.0);
+    assert_eq!(a.sum().shape(), &[] as &[usize]);
+    assert_eq!(a.prod().item::<f64>(), 720.0);
+    assert_eq!(a.mean().item::<f64>(), 3.5);
+    assert_eq!(a.max().item::<f64>(), 6.0);
+    assert_eq!(a.min().item::<f64>(), 1.0);
+    assert_eq!(a.sum_dim(-1, false).to_vec::<f64>(), vec![6.0, 15.0]);
+    assert_eq!(a.sum_dim([0, 1], true).shape(), &[1, 1]);
+    assert_eq!(
+        a.sum_dim(vec![-2], false).to_vec::<f64>(),
+        vec![5.0, 7.0, 9.0]
+    );
+    assert_eq!(a.sum_dim(&[1usize][..], true).shape(), &[2, 1]);
+}
+
+#[test]
+fn large_sums_take_the_parallel_and_leading_paths() {
+    let mut rng = Generator::new(21);
+    let c = case(
+        &mut rng,
+        &[500, 300],
+        DType::F64,
+        Layout::Contiguous,
+        -1.0,
+        1.0,
+    );
+    let total: f64 = c.values.iter().sum();
+    assert_close(&[c.array.sum().item::<f64>()], &[total], 1e-10, 1e-10);
+    let (_, g) = groups(&c.values, &[500, 300], &[0]);
+    let want: Vec<f64> = g.iter().map(|x| x.iter().sum()).collect();
+    assert_close(&c.array.sum_dim(0, false).to_f64_vec(), &want, 1e-10, 1e-10);
+    let want_mean: Vec<f64> = want.iter().map(|s| s / 500.0).collect();
+    assert_close(
+        &c.array.mean_dim(0, true).to_f64_vec(),
+        &want_mean,
+        1e-10,
+        1e-12,
+    );
+    let (_, g) = groups(&c.values, &[500, 300], &[1]);
+    let want: Vec<f64> = g.iter().map(|x| x.iter().sum()).collect();
+    assert_close(&c.array.sum_dim(1, false).to_f64_vec(), &want, 1e-10, 1e-10);
+}
+
+#[test]
+fn empty_reductions() {
+    let e = Array::zeros(&[0, 3], DType::F64);
+    assert_eq!(e.sum().item::<f64>(), 0.0);
+    assert_eq!(e.sum_dim(0, false).to_vec::<f64>(), vec![0.0; 3]);
+    assert_eq!(e.prod_dim(0, false).to_vec::<f64>(), vec![1.0; 3]);
+    assert!(e.mean().item::<f64>().is_nan());
+    assert_eq!(e.sum_dim(1, false).shape(), &[0]);
+}
+
+#[test]
+fn bool_and_integer_reductions() {
+    let m = Array::from_vec(vec![true, false, true, true], &[2, 2]);
+    assert_eq!(m.sum().item::<i64>(), 3);
+    assert_eq!(m.sum_dim(1, false).to_vec::<i64>(), vec![1, 2]);
+    let i = Array::from_vec(vec![3i64, -1, 4], &[3]);
+    assert_eq!(i.sum().item::<i64>(), 6);
+    assert_eq!(i.amax().item::<i64>(), 4);
+    assert_eq!(i.argmin_all().item::<i64>(), 1);
+    assert_eq!(i.cumsum(0).to_vec::<i64>(), vec![3, 2, 6]);
+}
+
+#[test]
+fn max_and_min_with_indices_pick_the_first_tie() {
+    let a = Array::from_vec(vec![1.0f32, 3.0, 3.0, 0.0, -1.0, -1.0], &[2, 3]);
+    let (v, i) = a.max_dim(1, false);
+    assert_eq!(v.to_vec::<f32>(), vec![3.0, 0.0]);
+    assert_eq!(i.to_vec::<i64>(), vec![1, 0]);
+    let (v, i) = a.min_dim(1, true);
+    assert_eq!(v.shape(), &[2, 1]);
+    assert_eq!(v.to_vec::<f32>(), vec![1.0, -1.0]);
+    assert_eq!(i.to_vec::<i64>(), vec![0, 1]);
+    assert_eq!(a.argmax(0, false).to_vec::<i64>(), vec![0, 0, 0]);
+    assert_eq!(a.argmax_all().item::<i64>(), 1);
+    assert_eq!(a.argmin_all().item::<i64>(), 4);
+    let n = Array::from_vec(vec![1.0f64, f64::NAN, 5.0], &[3]);
+    let (v, i) = n.max_dim(0, false);
+    assert!(v.item::<f64>().is_nan());
+    assert_eq!(i.item::<i64>(), 1);
+    let mut values = Array::zeros(&[2], DType::F32);
+    let mut indices = Array::zeros(&[2], DType::I64);
+    a.max_dim_into(1, false, &mut values, &mut indices);
+    assert_eq!(indices.to_vec::<i64>(), vec![1, 0]);
+}
+
+#[test]
+fn max_dim_on_random_layouts() {
+    let mut rng = Generator::new(22);
+    for _ in 0..40 {
+        let shape = random_shape(&mut rng, 3, 5, false);
+        if shape.is_empty() {
+            continue;
+        }
+        let d = rng.rng().random_range(0..shape.len());
+        let c = {
+            let l = LAYOUTS[rng.rng().random_range(0..4)];
+            case(&mut rng, &shape, DType::F64, l, -1.0, 1.0)
+        };
+        let (v, i) = c.array.max_dim(d, false);
+        let (_, g) = groups(&c.values, &shape, &[d]);
+        for (k, grp) in g.iter().enumerate() {
+            let (mut best, mut at) = (grp[0], 0);
+            for (j, &x) in grp.iter().enumerate() {
+                if x > best {
+                    best = x;
+                    at = j;
+                }
+            }
+            assert_eq!(v.to_f64_vec()[k], best);
+            assert_eq!(i.to_vec::<i64>()[k], at as i64);
+        }
+    }
+}
+
+#[test]
+fn variance_std_and_norms() {
+    let mut rng = Generator::new(23);
+    for _ in 0..30 {
+        let shape = random_shape(&mut rng, 3, 5, false);
+        let dims = random_dims(&mut rng, shape.len());
+        let c = {
+            let l = LAYOUTS[rng.rng().random_range(0..4)];
+            case(&mut rng, &shape, DType::F64, l, -2.0, 2.0)
+        };
+        let (_, g) = groups(&c.values, &shape, &dims);
+        for correction in [0usize, 1] {
+            let want: Vec<f64> = g
+                .iter()
+                .map(|x| {
+                    let m = x.iter().sum::<f64>() / x.len() as f64;
+                    x.iter().map(|v| (v - m).powi(2)).sum::<f64>()
+                        / (x.len() as f64 - correction as f64)
+                })
+                .collect();
+            let got = c
+                .array
+                .var_dim(dims.as_slice(), correction, false)
+                .to_f64_vec();
+            assert_close(&got, &want, 1e-10, 1e-12);
+            let std: Vec<f64> = want.iter().map(|v| v.sqrt()).collect();
+            assert_close(
+                &c.array
+                    .std_dim(dims.as_slice(), correction, false)
+                    .to_f64_vec(),
+                &std,
+                1e-10,
+                1e-12,
+            );
+        }
+        for p in [1.0, 2.0, 3.0, f64::INFINITY] {
+            let want: Vec<f64> = g
+                .iter()
+                .map(|x| {
+                    if p.is_infinite() {
+                        x.iter().fold(0.0f64, |a, v| a.max(v.abs()))
+                    } else {
+                        x.iter().map(|v| v.abs().powf(p)).sum::<f64>().powf(1.0 / p)
+                    }
+                })
+                .collect();
+            assert_close(
+                &c.array.norm_dim(p, dims.as_slice(), false).to_f64_vec(),
+                &want,
+                1e-10,
+                1e-12,
+            );
+        }
+    }
+    let a = Array::from_vec(vec![3.0f64, 4.0], &[2]);
+    assert_eq!(a.norm(2.0).item::<f64>(), 5.0);
+    assert_eq!(a.var(0).item::<f64>(), 0.25);
+    assert_eq!(a.std(1).item::<f64>(), 0.5f64.sqrt());
+}
+
+#[test]
+fn logsumexp_is_stable() {
+    let a = Array::from_vec(vec![1000.0f32, 1000.0], &[2]);
+    assert_close(
+        &[a.logsumexp().item_f64()],
+        &[1000.0 + 2f64.ln()],
+        1e-6,
+        0.0,
+    );
+    let b = Array::from_vec(vec![f64::NEG_INFINITY, f64::NEG_INFINITY], &[2]);
+    assert_eq!(b.logsumexp().item::<f64>(), f64::NEG_INFINITY);
+}
+
+#[test]
+fn cumsum_along_every_dim() {
+    let mut rng = Generator::new(24);
+    for _ in 0..30 {
+        let shape = random_shape(&mut rng, 3, 4, true);
+        if shape.is_empty() {
+            continue;
+        }
+        let d = rng.rng().random_range(0..shape.len());
+        let c = {
+            let l = LAYOUTS[rng.rng().random_range(0..4)];
+            case(&mut rng, &shape, DType::F64, l, -1.0, 1.0)
+        };
+        let want: Vec<f64> = (0..numel(&shape))
+            .map(|i| {
+                let idx = unravel(i, &shape);
+                (0..=idx[d])
+                    .map(|k| {
+                        let mut j = idx.clone();
+                        j[d] = k;
+                        c.values[ravel(&j, &shape)]
+                    })
+                    .sum()
+            })
+            .collect();
+        assert_close(&c.array.cumsum(d).to_f64_vec(), &want, 1e-12, 1e-12);
+    }
+}
