@@ -1,0 +1,390 @@
+//! `grad` and its relatives: the builder, the backward pass, and the helpers built on it
+//! (`value_and_grad`, `vjp`, `jacobian`, `hvp`, `hessian`).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::panic::Location;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::context::{self, Hooks};
+use crate::debug::{DebugEvent, DebugHook};
+use crate::op::Op;
+use crate::profile::Profile;
+use crate::tree::{leaf_names, leaves, rebuild, Tree};
+use crate::{Array, Tensor};
+
+/// Levels only grow, so a level never meets a stale box of an earlier call.
+static NEXT_LEVEL: AtomicU64 = AtomicU64::new(1);
+
+/// Hashes node addresses (already unique) without SipHash's cost.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | b as u64;
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        // Addresses are 8-aligned; mix so the low bits vary.
+        self.0 = (n as u64 >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+pub(crate) type IdMap<V> = HashMap<usize, V, BuildHasherDefault<IdHasher>>;
+
+/// Runs the backward pass of `level` from `root` with output gradient `seed`, returning the
+/// gradient of every node of that level that received one, by node id.
+pub(crate) fn backward(level: u64, root: &Tensor, seed: Tensor, hooks: Option<&Hooks>) -> IdMap<Tensor> {
+    // Nodes of this level reachable from the root, in reverse creation order (a reverse
+    // topological order: inputs are always created before their consumers).
+    let mut nodes: Vec<Tensor> = Vec::new();
+    let mut seen: IdMap<()> = IdMap::default();
+    let mut stack = vec![root.clone()];
+    while let Some(t) = stack.pop() {
+        let Some(n) = t.node_at(level) else { continue };
+        if seen.insert(t.id(), ()).is_some() {
+            continue;
+        }
+        for input in &n.inputs {
+            if input.node_at(level).is_some() && !seen.contains_key(&input.id()) {
+                stack.push(input.clone());
+            }
+        }
+        nodes.push(t);
+    }
+    nodes.sort_unstable_by_key(|t| std::cmp::Reverse(t.as_node().map_or(0, |n| n.seq)));
+
+    let mut grads: IdMap<Tensor> = IdMap::default();
+    grads.insert(root.id(), seed);
+    let _scope = hooks.map(context::backward_scope);
+    for t in &nodes {
+        let n = t.as_node().expect("collected nodes are traced");
+        if matches!(n.op, Op::Leaf) {
+            continue;
+        }
+        let Some(g) = grads.remove(&t.id()) else { continue };
+        let inner: Vec<Tensor> = n.inputs.iter().map(|x| x.unbox(level)).collect();
+        let start = hooks.map(|_| std::time::Instant::now());
+        let contributions = n.op.vjp(&inner, &n.value, &g);
+        if let (Some(h), Some(start)) = (hooks, start) {
+            context::record_backward(h, &n.op, n.location, start.elapsed(), &contributions, root);
+        }
+        for (input, c) in n.inputs.iter().zip(contributions) {
+            let (Some(c), Some(_)) = (c, input.node_at(level)) else { continue };
+            debug_assert_eq!(c.shape(), input.shape(), "gradient of {} has the wrong shape", n.op.name());
+            match grads.remove(&input.id()) {
+                // Accumulate out of place: a contribution may be shared with another node.
+                Some(prev) => grads.insert(input.id(), &prev + &c),
+                None => grads.insert(input.id(), c),
+            };
+        }
+    }
+    grads
+}
+
+/// A function that `grad` can differentiate: `Fn(&P, A, B, ...) -> Out`, called with the
+/// parameters and a tuple of the other arguments. Implemented for closures and functions of
+/// up to six further arguments.
+pub trait Differentiable<P, Args> {
+    /// What the function returns.
+    type Output;
+    /// Calls the function.
+    fn invoke(&self, params: &P, args: Args) -> Self::Output;
+}
+
+macro_rules! differentiable {
+    ($($arg:ident),*) => {
+        impl<Func, P, Out, $($arg),*> Differentiable<P, ($($arg,)*)> for Func
+        where
+            Func: Fn(&P, $($arg),*) -> Out,
+        {
+            type Output = Out;
+            #[allow(non_snake_case)]
+            fn invoke(&self, params: &P, ($($arg,)*): ($($arg,)*)) -> Out {
+                self(params, $($arg),*)
+            }
+        }
+    };
+}
+differentiable!();
+differentiable!(A);
+differentiable!(A, B);
+differentiable!(A, B, C);
+differentiable!(A, B, C, D);
+differentiable!(A, B, C, D, E);
+differentiable!(A, B, C, D, E, G);
+
+/// What a differentiated function returns: a loss, or a loss with auxiliary outputs (any
+/// [`Tree`]: tensors, numbers, tuples of them), which come back untouched beside the
+/// gradient.
+pub trait GradOutput: Sized {
+    /// The tensor being differentiated.
+    fn loss(&self) -> &Tensor;
+    /// The same outputs with every tensor taken out of `grad`'s level.
+    #[doc(hidden)]
+    fn unbox(&self, level: u64) -> Self;
+}
+
+impl GradOutput for Tensor {
+    fn loss(&self) -> &Tensor {
+        self
+    }
+    fn unbox(&self, level: u64) -> Self {
+        Tensor::unbox(self, level)
+    }
+}
+
+impl<T: Tree> GradOutput for (Tensor, T) {
+    fn loss(&self) -> &Tensor {
+        &self.0
+    }
+    fn unbox(&self, level: u64) -> Self {
+        (self.0.unbox(level), self.1.map(&mut |t| t.unbox(level)))
+    }
+}
+
+/// What [`Grad::run`] computed, as its flags asked.
+#[derive(Debug)]
+pub struct Outputs<P, O> {
+    /// The gradient tree (when `with_gradients`).
+    pub grads: Option<P>,
+    /// The function's outputs (when `with_forward`).
+    pub output: Option<O>,
+}
+
+/// The gradient of a function, built by [`grad`]; call it as often as you like.
+pub struct Grad<F> {
+    f: F,
+    with_forward: bool,
+    with_gradients: bool,
+    partial_grad: bool,
+    debug: Option<DebugHook>,
+    profile: Option<Arc<Mutex<Profile>>>,
+}
+
+/// The gradient of `f` with respect to its first argument (a [`Tree`] of tensors).
+///
+/// ```
+/// use ferrograd::{grad, Tensor};
+/// // y = Σ x², dy/dx = 2x
+/// let f = |x: &Tensor| (x * x).sum();
+/// let (dx, y) = grad(f).call(&Tensor::from_vec(vec![1.0f64, -2.0], &[2]), ());
+/// assert_eq!(dx.to_vec::<f64>(), vec![2.0, -4.0]);
+/// assert_eq!(y.item::<f64>(), 5.0);
+/// ```
+pub fn grad<F>(f: F) -> Grad<F> {
+    Grad { f, with_forward: true, with_gradients: true, partial_grad: false, debug: None, profile: None }
+}
+
+/// Same as [`grad`]: [`Grad::call`] returns the value with the gradient.
+pub fn value_and_grad<F>(f: F) -> Grad<F> {
+    grad(f)
+}
+
+impl<F> Grad<F> {
+    /// Whether [`run`](Grad::run) returns the function's outputs (default true).
+    pub fn with_forward(mut self, on: bool) -> Self {
+        self.with_forward = on;
+        self
+    }
+
+    /// Whether [`run`](Grad::run) computes gradients (default true). Without gradients the
+    /// function simply runs.
+    pub fn with_gradients(mut self, on: bool) -> Self {
+        self.with_gradients = on;
+        self
+    }
+
+    /// Whether the function may return a tensor of any shape, whose output gradient is then
+    /// passed to [`run`](Grad::run) (default false: the output must have one element).
+    pub fn partial_grad(mut self, on: bool) -> Self {
+        self.partial_grad = on;
+        self
+    }
+
+    /// Checks every forward op and backward step for NaN and infinity, calling `hook` on each
+    /// detection with the op, the user's line and the graph.
+    pub fn debug_hook(mut self, hook: impl Fn(&DebugEvent) + Send + Sync + 'static) -> Self {
+        self.debug = Some(Arc::new(hook));
+        self
+    }
+
+    /// Times every op, forward and backward; read the table with
+    /// [`profile_report`](Grad::profile_report).
+    pub fn profile(mut self, on: bool) -> Self {
+        self.profile = on.then(|| Arc::new(Mutex::new(Profile::default())));
+        self
+    }
+
+    /// The profiler's table (empty when profiling is off).
+    pub fn profile_report(&self) -> String {
+        self.profile.as_ref().map(|p| p.lock().expect("profile lock").report()).unwrap_or_default()
+    }
+
+    /// Runs `visit` on the profile data (when profiling is on).
+    pub fn with_profile<R>(&self, visit: impl FnOnce(&Profile) -> R) -> Option<R> {
+        self.profile.as_ref().map(|p| visit(&p.lock().expect("profile lock")))
+    }
+
+    /// The gradient of the function at `params` (same type), with its outputs.
+    ///
+    /// Panics when the function's loss has more than one element (use
+    /// [`partial_grad`](Grad::partial_grad) with [`run`](Grad::run), or [`vjp`]).
+    #[track_caller]
+    pub fn call<P, Args>(&self, params: &P, args: Args) -> (P, F::Output)
+    where
+        P: Tree,
+        F: Differentiable<P, Args>,
+        F::Output: GradOutput,
+    {
+        if !self.with_forward || !self.with_gradients || self.partial_grad {
+            panic!("ferrograd: grad: call returns gradients and outputs; with with_forward(false), with_gradients(false) or partial_grad(true) set, use run");
+        }
+        let out = self.run_inner(params, args, None, Location::caller());
+        (out.grads.expect("gradients on"), out.output.expect("forward on"))
+    }
+
+    /// Computes what the flags ask for. `output_grad` is the gradient of the function's
+    /// output when [`partial_grad`](Grad::partial_grad) is on (it must be `None` otherwise).
+    #[track_caller]
+    pub fn run<P, Args>(&self, params: &P, args: Args, output_grad: Option<&Tensor>) -> Outputs<P, F::Output>
+    where
+        P: Tree,
+        F: Differentiable<P, Args>,
+        F::Output: GradOutput,
+    {
+        if self.partial_grad != output_grad.is_some() {
+            panic!("ferrograd: grad: an output gradient must be passed to run exactly when partial_grad(true) is set");
+        }
+        self.run_inner(params, args, output_grad, Location::caller())
+    }
+
+    fn run_inner<P, Args>(&self, params: &P, args: Args, output_grad: Option<&Tensor>, location: &'static Location<'static>) -> Outputs<P, F::Output>
+    where
+        P: Tree,
+        F: Differentiable<P, Args>,
+        F::Output: GradOutput,
+    {
+        let level = NEXT_LEVEL.fetch_add(1, Ordering::Relaxed);
+        let hooks = (self.debug.is_some() || self.profile.is_some()).then(|| {
+            Arc::new(Hooks { id: level, debug: self.debug.clone(), profile: self.profile.clone(), leaf_names: Mutex::new(Vec::new()) })
+        });
+        let _guard = hooks.clone().map(context::push);
+        if let Some(p) = &self.profile {
+            p.lock().expect("profile lock").count_call();
+        }
+        if !self.with_gradients {
+            let output = self.f.invoke(params, args);
+            return Outputs { grads: None, output: self.with_forward.then_some(output) };
+        }
+        // Box every float leaf as a node of this level.
+        let originals = leaves(params);
+        let boxed: Vec<Tensor> = originals
+            .iter()
+            .map(|t| if t.dtype().is_float() { Tensor::node(level, t.clone(), Op::Leaf, Default::default(), location) } else { t.clone() })
+            .collect();
+        if let Some(h) = &hooks {
+            let names = leaf_names(params);
+            *h.leaf_names.lock().expect("leaf names") = boxed.iter().zip(names).map(|(t, n)| (t.id(), if n.is_empty() { "param".into() } else { n })).collect();
+        }
+        let boxed_params = rebuild(params, boxed.clone());
+        let output = self.f.invoke(&boxed_params, args);
+        let loss = output.loss();
+        let seed = match output_grad {
+            Some(g) => {
+                if g.shape() != loss.shape() {
+                    panic!("ferrograd: grad: the output gradient has shape {:?}, the output has {:?} (at {location})", g.shape(), loss.shape());
+                }
+                g.clone()
+            }
+            None => {
+                if loss.numel() != 1 {
+                    panic!(
+                        "ferrograd: grad: the function must return a one-element loss, got shape {:?}; \
+                         for other outputs use partial_grad(true) with run, or vjp (at {location})",
+                        loss.shape()
+                    );
+                }
+                Tensor::new(Array::ones(loss.shape(), loss.dtype()))
+            }
+        };
+        let grads = backward(level, loss, seed, hooks.as_deref());
+        let result: Vec<Tensor> = boxed
+            .iter()
+            .zip(&originals)
+            .map(|(b, orig)| grads.get(&b.id()).cloned().unwrap_or_else(|| orig.zeros_like()))
+            .collect();
+        Outputs { grads: Some(rebuild(params, result)), output: self.with_forward.then(|| output.unbox(level)) }
+    }
+}
+
+/// The vector-Jacobian product: the gradient of `<f(params, args), output_grad>` with respect
+/// to `params`, with `f`'s outputs.
+#[track_caller]
+pub fn vjp<F, P, Args>(f: F, params: &P, args: Args, output_grad: &Tensor) -> (P, F::Output)
+where
+    P: Tree,
+    F: Differentiable<P, Args>,
+    F::Output: GradOutput,
+{
+    let out = grad(f).partial_grad(true).run(params, args, Some(output_grad));
+    (out.grads.expect("gradients on"), out.output.expect("forward on"))
+}
+
+/// The Jacobian of `f` at `x`: shape `f(x).shape() ++ x.shape()`. One forward pass, one
+/// backward pass per output element.
+#[track_caller]
+pub fn jacobian(f: impl Fn(&Tensor) -> Tensor, x: &Tensor) -> Tensor {
+    let level = NEXT_LEVEL.fetch_add(1, Ordering::Relaxed);
+    let boxed = Tensor::node(level, x.clone(), Op::Leaf, Default::default(), Location::caller());
+    let y = f(&boxed);
+    let m = y.numel();
+    let mut rows = Vec::with_capacity(m);
+    for j in 0..m {
+        let mut seed = vec![0.0; m];
+        seed[j] = 1.0;
+        let seed = Tensor::new(Array::from_vec(seed, y.shape()).to_dtype(y.dtype()));
+        let grads = backward(level, &y, seed, None);
+        rows.push(grads.get(&boxed.id()).cloned().unwrap_or_else(|| x.zeros_like()).reshape(&[x.numel()]));
+    }
+    let mut shape = y.shape().to_vec();
+    shape.extend_from_slice(x.shape());
+    if rows.is_empty() {
+        return Tensor::zeros(&shape, x.dtype());
+    }
+    Tensor::stack(&rows, 0).reshape(&shape)
+}
+
+/// The Hessian-vector product `H v` of a scalar function at `params`, where `v` has the
+/// parameters' structure: the gradient of `<∇f, v>`.
+#[track_caller]
+pub fn hvp<F, P, Args>(f: F, params: &P, args: Args, v: &P) -> P
+where
+    P: Tree,
+    Args: Clone,
+    F: Differentiable<P, Args>,
+    F::Output: GradOutput,
+{
+    let call_f = |p: &P, a: Args| f.invoke(p, a);
+    let inner = |p: &P| {
+        let (g, _) = grad(&call_f).call(p, (args.clone(),));
+        let terms: Vec<Tensor> = leaves(&g).iter().zip(leaves(v)).map(|(a, b)| (a * &b).sum()).collect();
+        terms.into_iter().reduce(|a, b| &a + &b).unwrap_or_else(|| Tensor::scalar(0.0f64))
+    };
+    grad(inner).call(params, ()).0
+}
+
+/// The Hessian of a scalar function of one tensor: shape `x.shape() ++ x.shape()`.
+#[track_caller]
+pub fn hessian<F>(f: F, x: &Tensor) -> Tensor
+where
+    F: Fn(&Tensor) -> Tensor,
+{
+    jacobian(|x| grad(&f).call(x, ()).0, x)
+}

@@ -1,0 +1,620 @@
+//! Elementwise primitives: unary math, scalar operands, clamp, binary math with
+//! broadcasting, comparisons, `where`, casts; and the operators `+ - * /` and unary `-`.
+
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+use smallvec::smallvec;
+
+use super::{mask_as, scalar_like, unbroadcast};
+use crate::op::{Grads, Op};
+use crate::tensor::apply;
+use crate::{Array, DType, Tensor};
+
+/// One-input elementwise functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum Unary {
+    Neg,
+    Abs,
+    Exp,
+    Log,
+    Log1p,
+    Expm1,
+    Sqrt,
+    Rsqrt,
+    Sin,
+    Cos,
+    Tanh,
+    Sigmoid,
+    Relu,
+    Reciprocal,
+    Square,
+    Sign,
+    Floor,
+    Ceil,
+    Round,
+}
+
+impl Unary {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Unary::Neg => "neg",
+            Unary::Abs => "abs",
+            Unary::Exp => "exp",
+            Unary::Log => "log",
+            Unary::Log1p => "log1p",
+            Unary::Expm1 => "expm1",
+            Unary::Sqrt => "sqrt",
+            Unary::Rsqrt => "rsqrt",
+            Unary::Sin => "sin",
+            Unary::Cos => "cos",
+            Unary::Tanh => "tanh",
+            Unary::Sigmoid => "sigmoid",
+            Unary::Relu => "relu",
+            Unary::Reciprocal => "reciprocal",
+            Unary::Square => "square",
+            Unary::Sign => "sign",
+            Unary::Floor => "floor",
+            Unary::Ceil => "ceil",
+            Unary::Round => "round",
+        }
+    }
+
+    /// Sign and rounding are flat almost everywhere: no gradient.
+    pub(crate) fn is_differentiable(self) -> bool {
+        !matches!(self, Unary::Sign | Unary::Floor | Unary::Ceil | Unary::Round)
+    }
+
+    #[track_caller]
+    pub(crate) fn forward(self, x: &Array) -> Array {
+        match self {
+            Unary::Neg => x.neg(),
+            Unary::Abs => x.abs(),
+            Unary::Exp => x.exp(),
+            Unary::Log => x.log(),
+            Unary::Log1p => x.log1p(),
+            Unary::Expm1 => x.expm1(),
+            Unary::Sqrt => x.sqrt(),
+            Unary::Rsqrt => x.rsqrt(),
+            Unary::Sin => x.sin(),
+            Unary::Cos => x.cos(),
+            Unary::Tanh => x.tanh(),
+            Unary::Sigmoid => x.sigmoid(),
+            Unary::Relu => x.relu(),
+            Unary::Reciprocal => x.reciprocal(),
+            Unary::Square => x.square(),
+            Unary::Sign => x.sign(),
+            Unary::Floor => x.floor(),
+            Unary::Ceil => x.ceil(),
+            Unary::Round => x.round(),
+        }
+    }
+}
+
+/// Gradient rules of the unary functions.
+pub(crate) fn unary_vjp(u: Unary, x: &Tensor, out: &Tensor, g: &Tensor) -> Grads {
+    let dx = match u {
+        // d(-x) = -1
+        Unary::Neg => -g,
+        // d|x| = sign(x)
+        Unary::Abs => g * &x.sign(),
+        // d e^x = e^x
+        Unary::Exp => g * out,
+        // d ln x = 1/x
+        Unary::Log => g / x,
+        // d ln(1+x) = 1/(1+x)
+        Unary::Log1p => g / &(x + 1.0),
+        // d (e^x - 1) = e^x
+        Unary::Expm1 => g * &(out + 1.0),
+        // d sqrt x = 1 / (2 sqrt x)
+        Unary::Sqrt => &(g * 0.5) / out,
+        // d x^-1/2 = -1/2 x^-3/2
+        Unary::Rsqrt => &(g * -0.5) * &out.pow_scalar(3.0),
+        // d sin = cos, d cos = -sin
+        Unary::Sin => g * &x.cos(),
+        Unary::Cos => -(g * &x.sin()),
+        // d tanh = 1 - tanh²
+        Unary::Tanh => g * &out.square().rsub_scalar(1.0),
+        // d σ = σ (1 - σ)
+        Unary::Sigmoid => g * &(out * &out.rsub_scalar(1.0)),
+        // d relu = [x > 0]
+        Unary::Relu => g * &mask_as(&x.gt_scalar(0.0), x),
+        // d 1/x = -1/x²
+        Unary::Reciprocal => -(g * &out.square()),
+        // d x² = 2x
+        Unary::Square => g * &(x * 2.0),
+        Unary::Sign | Unary::Floor | Unary::Ceil | Unary::Round => return smallvec![None],
+    };
+    smallvec![Some(dx)]
+}
+
+/// Elementwise math with a scalar `s` on one side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScalarOp {
+    /// `x + s`
+    Add,
+    /// `x * s`
+    Mul,
+    /// `s - x`
+    Rsub,
+    /// `s / x`
+    Rdiv,
+    /// `x ^ s`
+    Pow,
+    /// `s ^ x`
+    Rpow,
+}
+
+impl ScalarOp {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ScalarOp::Add => "add_scalar",
+            ScalarOp::Mul => "mul_scalar",
+            ScalarOp::Rsub => "rsub_scalar",
+            ScalarOp::Rdiv => "rdiv_scalar",
+            ScalarOp::Pow => "pow_scalar",
+            ScalarOp::Rpow => "rpow_scalar",
+        }
+    }
+
+    #[track_caller]
+    pub(crate) fn forward(self, x: &Array, s: f64) -> Array {
+        match self {
+            ScalarOp::Add => x.add_scalar(s),
+            ScalarOp::Mul => x.mul_scalar(s),
+            ScalarOp::Rsub => x.rsub_scalar(s),
+            ScalarOp::Rdiv => x.rdiv_scalar(s),
+            ScalarOp::Pow => x.pow_scalar(s),
+            ScalarOp::Rpow => x.rpow_scalar(s),
+        }
+    }
+}
+
+pub(crate) fn scalar_vjp(op: ScalarOp, s: f64, x: &Tensor, out: &Tensor, g: &Tensor) -> Grads {
+    let dx = match op {
+        ScalarOp::Add => g.clone(),
+        ScalarOp::Mul => g * s,
+        ScalarOp::Rsub => -g,
+        // d (s/x) = -s/x² = -out/x
+        ScalarOp::Rdiv => -(g * &(out / x)),
+        // d x^s = s x^(s-1)
+        ScalarOp::Pow if s == 0.0 => return smallvec![None],
+        ScalarOp::Pow => g * &(x.pow_scalar(s - 1.0) * s),
+        // d s^x = s^x ln s
+        ScalarOp::Rpow => g * &(out * s.ln()),
+    };
+    smallvec![Some(dx)]
+}
+
+pub(crate) fn clamp_vjp(min: Option<f64>, max: Option<f64>, x: &Tensor, g: &Tensor) -> Grads {
+    // The gradient passes where min <= x <= max.
+    let mut keep = x.value().ge_scalar(min.unwrap_or(f64::NEG_INFINITY));
+    keep = keep.logical_and(&x.value().le_scalar(max.unwrap_or(f64::INFINITY)));
+    smallvec![Some(g * &mask_as(&Tensor::new(keep), x))]
+}
+
+/// Two-input elementwise functions with broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Maximum,
+    Minimum,
+    Pow,
+    Atan2,
+}
+
+impl Binary {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Binary::Add => "add",
+            Binary::Sub => "sub",
+            Binary::Mul => "mul",
+            Binary::Div => "div",
+            Binary::Maximum => "maximum",
+            Binary::Minimum => "minimum",
+            Binary::Pow => "pow",
+            Binary::Atan2 => "atan2",
+        }
+    }
+
+    #[track_caller]
+    pub(crate) fn forward(self, a: &Array, b: &Array) -> Array {
+        match self {
+            Binary::Add => a.add(b),
+            Binary::Sub => a.sub(b),
+            Binary::Mul => a.mul(b),
+            Binary::Div => a.div(b),
+            Binary::Maximum => a.maximum(b),
+            Binary::Minimum => a.minimum(b),
+            Binary::Pow => a.pow(b),
+            Binary::Atan2 => a.atan2(b),
+        }
+    }
+}
+
+pub(crate) fn binary_vjp(op: Binary, a: &Tensor, b: &Tensor, out: &Tensor, g: &Tensor) -> Grads {
+    let (da, db) = match op {
+        Binary::Add => (g.clone(), g.clone()),
+        Binary::Sub => (g.clone(), -g),
+        Binary::Mul => (g * b, g * a),
+        // d(a/b)/da = 1/b, d(a/b)/db = -a/b² = -out/b
+        Binary::Div => (g / b, -(g * &(out / b))),
+        // ties split the gradient evenly, as PyTorch does
+        Binary::Maximum | Binary::Minimum => {
+            let (av, bv) = (a.value(), b.value());
+            let wins = if op == Binary::Maximum { av.gt(bv) } else { av.lt(bv) };
+            let share = wins.to_dtype(av.dtype()).add(&av.eq(bv).to_dtype(av.dtype()).mul_scalar(0.5));
+            let share = Tensor::new(share);
+            (g * &share, g * &share.rsub_scalar(1.0))
+        }
+        // d a^b / da = b a^(b-1); d a^b / db = a^b ln a (0 where a = 0)
+        Binary::Pow => {
+            let ln_a = Tensor::where_(&a.eq_scalar(0.0), &scalar_like(0.0, a), &a.log());
+            (g * &(b * &a.pow(&(b - 1.0))), g * &(out * &ln_a))
+        }
+        // d atan2(a, b) = (b da - a db) / (a² + b²)
+        Binary::Atan2 => {
+            let r = &a.square() + &b.square();
+            (g * &(b / &r), -(g * &(a / &r)))
+        }
+    };
+    smallvec![Some(unbroadcast(&da, a.shape())), Some(unbroadcast(&db, b.shape()))]
+}
+
+/// Comparisons and logic: bool results, no gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum Compare {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+    Not,
+}
+
+impl Compare {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Compare::Eq => "eq",
+            Compare::Ne => "ne",
+            Compare::Lt => "lt",
+            Compare::Le => "le",
+            Compare::Gt => "gt",
+            Compare::Ge => "ge",
+            Compare::And => "logical_and",
+            Compare::Or => "logical_or",
+            Compare::Not => "logical_not",
+        }
+    }
+
+    #[track_caller]
+    pub(crate) fn forward(self, x: &[&Array]) -> Array {
+        match self {
+            Compare::Eq => x[0].eq(x[1]),
+            Compare::Ne => x[0].ne(x[1]),
+            Compare::Lt => x[0].lt(x[1]),
+            Compare::Le => x[0].le(x[1]),
+            Compare::Gt => x[0].gt(x[1]),
+            Compare::Ge => x[0].ge(x[1]),
+            Compare::And => x[0].logical_and(x[1]),
+            Compare::Or => x[0].logical_or(x[1]),
+            Compare::Not => x[0].logical_not(),
+        }
+    }
+}
+
+pub(crate) fn where_vjp(cond: &Tensor, a: &Tensor, b: &Tensor, g: &Tensor) -> Grads {
+    let zero = scalar_like(0.0, g);
+    let da = Tensor::where_(cond, g, &zero);
+    let db = Tensor::where_(cond, &zero, g);
+    smallvec![None, Some(unbroadcast(&da, a.shape())), Some(unbroadcast(&db, b.shape()))]
+}
+
+macro_rules! unary_methods {
+    ($($(#[$doc:meta])* $name:ident => $variant:ident;)*) => {
+        impl Tensor {$(
+            $(#[$doc])*
+            #[track_caller]
+            pub fn $name(&self) -> Tensor {
+                apply(Op::Unary(Unary::$variant), &[self])
+            }
+        )*}
+    };
+}
+
+unary_methods! {
+    /// `-x`.
+    neg => Neg;
+    /// `|x|` (gradient `sign(x)`, 0 at 0).
+    abs => Abs;
+    /// `e^x`.
+    exp => Exp;
+    /// Natural logarithm.
+    log => Log;
+    /// `ln(1 + x)`.
+    log1p => Log1p;
+    /// `e^x - 1`.
+    expm1 => Expm1;
+    /// Square root.
+    sqrt => Sqrt;
+    /// `1 / sqrt(x)`.
+    rsqrt => Rsqrt;
+    /// Sine.
+    sin => Sin;
+    /// Cosine.
+    cos => Cos;
+    /// Hyperbolic tangent.
+    tanh => Tanh;
+    /// The logistic function.
+    sigmoid => Sigmoid;
+    /// `max(x, 0)` (gradient 0 at 0).
+    relu => Relu;
+    /// `1 / x`.
+    reciprocal => Reciprocal;
+    /// `x²`.
+    square => Square;
+    /// -1, 0 or 1 (no gradient).
+    sign => Sign;
+    /// Round down (no gradient).
+    floor => Floor;
+    /// Round up (no gradient).
+    ceil => Ceil;
+    /// Round half to even (no gradient).
+    round => Round;
+}
+
+macro_rules! scalar_methods {
+    ($($(#[$doc:meta])* $name:ident => $variant:ident;)*) => {
+        impl Tensor {$(
+            $(#[$doc])*
+            #[track_caller]
+            pub fn $name(&self, value: f64) -> Tensor {
+                apply(Op::Scalar(ScalarOp::$variant, value), &[self])
+            }
+        )*}
+    };
+}
+
+scalar_methods! {
+    /// `x + value`.
+    add_scalar => Add;
+    /// `x * value`.
+    mul_scalar => Mul;
+    /// `value - x`.
+    rsub_scalar => Rsub;
+    /// `value / x`.
+    rdiv_scalar => Rdiv;
+    /// `x ^ value`.
+    pow_scalar => Pow;
+    /// `value ^ x`.
+    rpow_scalar => Rpow;
+}
+
+macro_rules! binary_methods {
+    ($($(#[$doc:meta])* $name:ident => $variant:ident;)*) => {
+        impl Tensor {$(
+            $(#[$doc])*
+            #[track_caller]
+            pub fn $name(&self, other: &Tensor) -> Tensor {
+                apply(Op::Binary(Binary::$variant), &[self, other])
+            }
+        )*}
+    };
+}
+
+binary_methods! {
+    /// `a + b` with broadcasting.
+    add => Add;
+    /// `a - b` with broadcasting.
+    sub => Sub;
+    /// `a * b` with broadcasting.
+    mul => Mul;
+    /// `a / b` with broadcasting.
+    div => Div;
+    /// Elementwise maximum (ties share the gradient evenly).
+    maximum => Maximum;
+    /// Elementwise minimum (ties share the gradient evenly).
+    minimum => Minimum;
+    /// `a ^ b` elementwise.
+    pow => Pow;
+    /// `atan2(a, b)` elementwise.
+    atan2 => Atan2;
+}
+
+macro_rules! compare_methods {
+    ($($(#[$doc:meta])* $name:ident, $scalar:ident => $variant:ident;)*) => {
+        impl Tensor {$(
+            $(#[$doc])*
+            #[track_caller]
+            pub fn $name(&self, other: &Tensor) -> Tensor {
+                apply(Op::Compare(Compare::$variant), &[self, other])
+            }
+
+            #[doc = concat!("[`", stringify!($name), "`](Tensor::", stringify!($name), ") against a scalar.")]
+            #[track_caller]
+            pub fn $scalar(&self, value: f64) -> Tensor {
+                apply(Op::Compare(Compare::$variant), &[self, &scalar_like(value, self)])
+            }
+        )*}
+    };
+}
+
+compare_methods! {
+    /// `a == b` as bool (no gradient).
+    eq, eq_scalar => Eq;
+    /// `a != b` as bool (no gradient).
+    ne, ne_scalar => Ne;
+    /// `a < b` as bool (no gradient).
+    lt, lt_scalar => Lt;
+    /// `a <= b` as bool (no gradient).
+    le, le_scalar => Le;
+    /// `a > b` as bool (no gradient).
+    gt, gt_scalar => Gt;
+    /// `a >= b` as bool (no gradient).
+    ge, ge_scalar => Ge;
+}
+
+impl Tensor {
+    /// Elementwise AND of bool tensors.
+    #[track_caller]
+    pub fn logical_and(&self, other: &Tensor) -> Tensor {
+        apply(Op::Compare(Compare::And), &[self, other])
+    }
+
+    /// Elementwise OR of bool tensors.
+    #[track_caller]
+    pub fn logical_or(&self, other: &Tensor) -> Tensor {
+        apply(Op::Compare(Compare::Or), &[self, other])
+    }
+
+    /// Elementwise NOT of a bool tensor.
+    #[track_caller]
+    pub fn logical_not(&self) -> Tensor {
+        apply(Op::Compare(Compare::Not), &[self])
+    }
+
+    /// Clamps into `[min, max]` (either may be absent); the gradient passes inside the range.
+    #[track_caller]
+    pub fn clamp(&self, min: Option<f64>, max: Option<f64>) -> Tensor {
+        apply(Op::Clamp { min, max }, &[self])
+    }
+
+    /// `cond ? a : b` elementwise, all three broadcast.
+    #[track_caller]
+    pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
+        apply(Op::Where, &[cond, a, b])
+    }
+
+    /// `value` where `mask` is true, `self` elsewhere.
+    #[track_caller]
+    pub fn masked_fill(&self, mask: &Tensor, value: f64) -> Tensor {
+        Tensor::where_(mask, &scalar_like(value, self), self)
+    }
+
+    /// Converts to another dtype (the gradient flows between float dtypes).
+    #[track_caller]
+    pub fn to_dtype(&self, dtype: DType) -> Tensor {
+        if dtype == self.dtype() {
+            return self.clone();
+        }
+        apply(Op::Cast(dtype), &[self])
+    }
+}
+
+/// `tensor ∘ s` for the four operators (subtraction and division become `+ (-s)` and
+/// `* (1/s)`).
+#[track_caller]
+fn scalar_right(t: &Tensor, op: char, s: f64) -> Tensor {
+    match op {
+        '+' => t.add_scalar(s),
+        '-' => t.add_scalar(-s),
+        '*' => t.mul_scalar(s),
+        _ => t.mul_scalar(1.0 / s),
+    }
+}
+
+/// `s ∘ tensor` for the four operators.
+#[track_caller]
+fn scalar_left(s: f64, op: char, t: &Tensor) -> Tensor {
+    match op {
+        '+' => t.add_scalar(s),
+        '-' => t.rsub_scalar(s),
+        '*' => t.mul_scalar(s),
+        _ => t.rdiv_scalar(s),
+    }
+}
+
+macro_rules! operator {
+    ($trait:ident, $method:ident, $tensor_fn:ident, $symbol:literal) => {
+        impl $trait<&Tensor> for &Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                Tensor::$tensor_fn(self, rhs)
+            }
+        }
+        impl $trait<Tensor> for Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: Tensor) -> Tensor {
+                Tensor::$tensor_fn(&self, &rhs)
+            }
+        }
+        impl $trait<&Tensor> for Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                Tensor::$tensor_fn(&self, rhs)
+            }
+        }
+        impl $trait<Tensor> for &Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: Tensor) -> Tensor {
+                Tensor::$tensor_fn(self, &rhs)
+            }
+        }
+        // f64 only: a second scalar type would make every float literal (`x * 2.0`)
+        // ambiguous. An f32 variable goes in as `f64::from(s)`.
+        operator!(@scalar $trait, $method, $symbol, f64);
+    };
+    (@scalar $trait:ident, $method:ident, $symbol:literal, $t:ty) => {
+        impl $trait<$t> for &Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: $t) -> Tensor {
+                scalar_right(self, $symbol, rhs as f64)
+            }
+        }
+        impl $trait<$t> for Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: $t) -> Tensor {
+                scalar_right(&self, $symbol, rhs as f64)
+            }
+        }
+        impl $trait<&Tensor> for $t {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                scalar_left(self as f64, $symbol, rhs)
+            }
+        }
+        impl $trait<Tensor> for $t {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: Tensor) -> Tensor {
+                scalar_left(self as f64, $symbol, &rhs)
+            }
+        }
+    };
+}
+
+operator!(Add, add, add, '+');
+operator!(Sub, sub, sub, '-');
+operator!(Mul, mul, mul, '*');
+operator!(Div, div, div, '/');
+
+impl Neg for &Tensor {
+    type Output = Tensor;
+    #[track_caller]
+    fn neg(self) -> Tensor {
+        Tensor::neg(self)
+    }
+}
+
+impl Neg for Tensor {
+    type Output = Tensor;
+    #[track_caller]
+    fn neg(self) -> Tensor {
+        Tensor::neg(&self)
+    }
+}

@@ -1,0 +1,179 @@
+//! Indexing primitives: `index_select`/`index_add`, `gather`/`scatter_add`, `scatter`, and
+//! assignment (`index_put`, the seed's `x[k] = v`); reading by the same index forms.
+//!
+//! Each pair is adjoint: the gradient of `index_select` is an `index_add` into zeros and vice
+//! versa, likewise `gather` and `scatter_add`, so gradients of gradients stay in the family.
+//! Where a write overwrites (`scatter`, `index_put`) and positions repeat, only the write
+//! that lands last receives the gradient, exactly as only it reaches the output.
+
+use smallvec::smallvec;
+
+use super::{scalar_like, unbroadcast, zeros_like};
+use crate::op::{Grads, Op};
+use crate::tensor::apply;
+use crate::{Array, DType, Dim, Index, Tensor};
+
+fn i64_tensor(values: Vec<i64>) -> Tensor {
+    let n = values.len();
+    Tensor::new(Array::from_vec(values, &[n]))
+}
+
+/// Zero-pads `t` at the end of each dim up to `shape` (src arrays may be larger than their
+/// index).
+fn pad_to(t: Tensor, shape: &[usize]) -> Tensor {
+    let mut t = t;
+    for (d, &n) in shape.iter().enumerate() {
+        if t.shape()[d] != n {
+            t = apply(Op::PadNarrow { dim: d, start: 0, size: n }, &[&t]);
+        }
+    }
+    t
+}
+
+/// 1.0 where a scatter's source element is the last write to its position, else 0.0.
+fn scatter_winners(x: &Array, dim: usize, index: &Array, dtype: DType) -> Tensor {
+    let ids = Array::arange(0.0, index.numel() as f64, 1.0, DType::I64).reshape(index.shape());
+    let owner = Array::full(x.shape(), -1.0, DType::I64).scatter(dim, index, &ids);
+    Tensor::new(owner.gather(dim, index).eq(&ids).to_dtype(dtype))
+}
+
+pub(crate) fn index_vjp(op: &Op, x: &[Tensor], g: &Tensor) -> Grads {
+    match op {
+        Op::IndexSelect(d) => smallvec![Some(zeros_like(&x[0]).index_add(*d, &x[1], g)), None],
+        Op::IndexAdd(d) => smallvec![Some(g.clone()), None, Some(g.index_select(*d, &x[1]))],
+        Op::Gather(d) => smallvec![Some(zeros_like(&x[0]).scatter_add(*d, &x[1], g)), None],
+        Op::ScatterAdd(d) => smallvec![Some(g.clone()), None, Some(pad_to(g.gather(*d, &x[1]), x[2].shape()))],
+        Op::Scatter(d) => {
+            let kept = g.scatter(*d, &x[1], &Tensor::new(Array::zeros(x[1].shape(), g.dtype())));
+            let winners = scatter_winners(x[0].value(), *d, x[1].value(), g.dtype());
+            smallvec![Some(kept), None, Some(pad_to(&g.gather(*d, &x[1]) * &winners, x[2].shape()))]
+        }
+        Op::IndexPut(index, accumulate) => {
+            let (base, v) = (&x[0], &x[1]);
+            let dx = if *accumulate { g.clone() } else { g.index_put(index, &scalar_like(0.0, g)) };
+            let dv = match base.value().index_rows(index, "index_put") {
+                Some(rows) => {
+                    let idx = i64_tensor(rows.iter().map(|&r| r as i64).collect());
+                    let mut region = g.index_select(0, &idx);
+                    if !*accumulate {
+                        // Of repeated rows only the last write survives.
+                        let last: Vec<f64> = (0..rows.len()).map(|j| if rows[j + 1..].contains(&rows[j]) { 0.0 } else { 1.0 }).collect();
+                        if last.contains(&0.0) {
+                            let mut shape = vec![1; region.ndim()];
+                            shape[0] = rows.len();
+                            let mask = Tensor::new(Array::from_vec(last, &[rows.len()]).to_dtype(g.dtype()).reshape(&shape));
+                            region = &region * &mask;
+                        }
+                    }
+                    if matches!(index, Index::Single(_)) {
+                        region = region.squeeze_dim(0);
+                    }
+                    unbroadcast(&region, v.shape())
+                }
+                None => {
+                    let Index::Mask(mask) = index else { unreachable!("only masks address elements") };
+                    if v.numel() == 1 {
+                        (g * &Tensor::new(mask.to_dtype(g.dtype()))).sum().reshape(v.shape())
+                    } else {
+                        let positions: Vec<i64> = mask.to_vec::<bool>().iter().enumerate().filter(|(_, &b)| b).map(|(i, _)| i as i64).collect();
+                        g.reshape(&[g.numel()]).index_select(0, &i64_tensor(positions)).reshape(v.shape())
+                    }
+                }
+            };
+            smallvec![Some(dx), Some(dv)]
+        }
+        _ => unreachable!("not an index op: {op:?}"),
+    }
+}
+
+impl Tensor {
+    /// The entries at `index` (1-d i64) along `dim`.
+    #[track_caller]
+    pub fn index_select(&self, dim: impl Dim, index: &Tensor) -> Tensor {
+        let d = dim.resolve(self.ndim(), "index_select");
+        apply(Op::IndexSelect(d), &[self, index])
+    }
+
+    /// `self` with `src` added at rows `index` (1-d i64) along `dim`.
+    #[track_caller]
+    pub fn index_add(&self, dim: impl Dim, index: &Tensor, src: &Tensor) -> Tensor {
+        let d = dim.resolve(self.ndim(), "index_add");
+        apply(Op::IndexAdd(d), &[self, index, src])
+    }
+
+    /// Entries picked along `dim` by an i64 index of the same number of dims.
+    #[track_caller]
+    pub fn gather(&self, dim: impl Dim, index: &Tensor) -> Tensor {
+        let d = dim.resolve(self.ndim(), "gather");
+        apply(Op::Gather(d), &[self, index])
+    }
+
+    /// `self` with `src` added at the positions `index` names along `dim`.
+    #[track_caller]
+    pub fn scatter_add(&self, dim: impl Dim, index: &Tensor, src: &Tensor) -> Tensor {
+        let d = dim.resolve(self.ndim(), "scatter_add");
+        apply(Op::ScatterAdd(d), &[self, index, src])
+    }
+
+    /// `self` with `src` written at the positions `index` names along `dim`.
+    #[track_caller]
+    pub fn scatter(&self, dim: impl Dim, index: &Tensor, src: &Tensor) -> Tensor {
+        let d = dim.resolve(self.ndim(), "scatter");
+        apply(Op::Scatter(d), &[self, index, src])
+    }
+
+    /// `self` with `values` written where `index` points (the seed's `x[k] = v`): a row, rows
+    /// by a list or an i64 tensor, or a mask. `values` broadcasts to the addressed region.
+    ///
+    /// ```
+    /// use ferrograd::{Index, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// let y = x.index_put(&Index::Single(1), &Tensor::scalar(0.0f64));
+    /// assert_eq!(y.to_vec::<f64>(), vec![1.0, 0.0, 3.0]);
+    /// ```
+    #[track_caller]
+    pub fn index_put(&self, index: &Index, values: &Tensor) -> Tensor {
+        apply(Op::IndexPut(index.clone(), false), &[self, values])
+    }
+
+    /// Like [`index_put`](Tensor::index_put) but adds into the addressed places.
+    #[track_caller]
+    pub fn index_put_add(&self, index: &Index, values: &Tensor) -> Tensor {
+        apply(Op::IndexPut(index.clone(), true), &[self, values])
+    }
+
+    /// `self` with the number `value` written where `index` points.
+    #[track_caller]
+    pub fn index_fill(&self, index: &Index, value: f64) -> Tensor {
+        self.index_put(index, &scalar_like(value, self))
+    }
+
+    /// Assigns in place of the handle: `x.set(k, &v)` is `x = x.index_put(k, v)`, so later
+    /// reads see the new value and the gradient flows to both the old `x` and `v`.
+    #[track_caller]
+    pub fn set(&mut self, index: impl Into<Index>, values: &Tensor) {
+        *self = self.index_put(&index.into(), values);
+    }
+
+    /// Assigns a number in place of the handle (see [`set`](Tensor::set)).
+    #[track_caller]
+    pub fn set_value(&mut self, index: impl Into<Index>, value: f64) {
+        *self = self.index_fill(&index.into(), value);
+    }
+
+    /// Reads what an [`Index`] addresses: a row (dim dropped), rows, or the elements a mask
+    /// selects (1-d).
+    #[track_caller]
+    pub fn index(&self, index: impl Into<Index>) -> Tensor {
+        let index = index.into();
+        match (&index, self.value().index_rows(&index, "index")) {
+            (Index::Single(_), Some(rows)) => self.select(0, rows[0]),
+            (_, Some(rows)) => self.index_select(0, &i64_tensor(rows.iter().map(|&r| r as i64).collect())),
+            (Index::Mask(m), None) => {
+                let keep: Vec<i64> = m.to_vec::<bool>().iter().enumerate().filter(|(_, &b)| b).map(|(i, _)| i as i64).collect();
+                self.reshape(&[self.numel()]).index_select(0, &i64_tensor(keep))
+            }
+            _ => unreachable!("only masks address elements"),
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Matrix products. One primitive, `Matmul` on operands of at least 2 dims with broadcast
+//! batch dims; vectors are lifted to matrices around it, as PyTorch's `matmul` does.
+
+use smallvec::smallvec;
+
+use super::unbroadcast;
+use crate::op::{Grads, Op};
+use crate::tensor::apply;
+use crate::Tensor;
+
+/// `dA = G Bᵀ`, `dB = Aᵀ G`, summed over broadcast batch dims.
+pub(crate) fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor) -> Grads {
+    let da = g.matmul(&b.transpose(-1, -2));
+    let db = a.transpose(-1, -2).matmul(g);
+    smallvec![Some(unbroadcast(&da, a.shape())), Some(unbroadcast(&db, b.shape()))]
+}
+
+impl Tensor {
+    /// Matrix product with PyTorch's rules: vector·vector is a dot product, a vector on the
+    /// left is a row and on the right a column (dropped from the result), leading dims
+    /// broadcast as batch dims.
+    #[track_caller]
+    pub fn matmul(&self, other: &Tensor) -> Tensor {
+        if self.ndim() >= 2 && other.ndim() >= 2 {
+            return apply(Op::Matmul, &[self, other]);
+        }
+        // Shape errors come from the array layer, with the caller's line.
+        if self.ndim() == 0 || other.ndim() == 0 {
+            self.value().matmul(other.value());
+        }
+        let a = if self.ndim() == 1 { self.unsqueeze(0) } else { self.clone() };
+        let b = if other.ndim() == 1 { other.unsqueeze(-1) } else { other.clone() };
+        let k_a = a.shape()[a.ndim() - 1];
+        let k_b = b.shape()[b.ndim() - 2];
+        if k_a != k_b {
+            self.value().matmul(other.value());
+        }
+        let mut out = apply(Op::Matmul, &[&a, &b]);
+        if other.ndim() == 1 {
+            out = out.squeeze_dim(-1);
+        }
+        if self.ndim() == 1 {
+            out = out.squeeze_dim(if other.ndim() == 1 { -1 } else { -2 });
+        }
+        out
+    }
+
+    /// Product of two matrices.
+    #[track_caller]
+    pub fn mm(&self, other: &Tensor) -> Tensor {
+        if self.ndim() != 2 || other.ndim() != 2 {
+            self.value().mm(other.value());
+        }
+        self.matmul(other)
+    }
+
+    /// Matrix times vector.
+    #[track_caller]
+    pub fn mv(&self, vector: &Tensor) -> Tensor {
+        if self.ndim() != 2 || vector.ndim() != 1 {
+            self.value().mv(vector.value());
+        }
+        self.matmul(vector)
+    }
+
+    /// Inner product of two vectors, as a 0-d tensor.
+    #[track_caller]
+    pub fn dot(&self, other: &Tensor) -> Tensor {
+        if self.ndim() != 1 || other.ndim() != 1 || self.numel() != other.numel() {
+            self.value().dot(other.value());
+        }
+        (self * other).sum()
+    }
+
+    /// Outer product of two vectors.
+    #[track_caller]
+    pub fn outer(&self, other: &Tensor) -> Tensor {
+        if self.ndim() != 1 || other.ndim() != 1 {
+            self.value().outer(other.value());
+        }
+        &self.unsqueeze(1) * &other.unsqueeze(0)
+    }
+
+    /// Batched product of two 3-d tensors with one batch size.
+    #[track_caller]
+    pub fn bmm(&self, other: &Tensor) -> Tensor {
+        if self.ndim() != 3 || other.ndim() != 3 || self.shape()[0] != other.shape()[0] {
+            self.value().bmm(other.value());
+        }
+        self.matmul(other)
+    }
+}

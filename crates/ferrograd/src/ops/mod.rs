@@ -1,0 +1,42 @@
+//! Primitive families: for each, the `Tensor` methods users call, the forward on arrays and
+//! the gradient rule, side by side.
+
+pub(crate) mod elementwise;
+pub(crate) mod index;
+pub(crate) mod linalg;
+pub(crate) mod nn;
+pub(crate) mod reduce;
+pub(crate) mod shape;
+
+use crate::{Array, Tensor};
+
+/// Sums a broadcast gradient back to the shape of the input it came from.
+pub(crate) fn unbroadcast(g: &Tensor, shape: &[usize]) -> Tensor {
+    if g.shape() == shape {
+        return g.clone();
+    }
+    let lead = g.ndim() - shape.len();
+    let mut dims: Vec<usize> = (0..lead).collect();
+    for (i, &s) in shape.iter().enumerate() {
+        if s == 1 && g.shape()[lead + i] != 1 {
+            dims.push(lead + i);
+        }
+    }
+    let summed = if dims.is_empty() { g.clone() } else { g.sum_dim(dims, true) };
+    summed.reshape(shape)
+}
+
+/// A 0-d tensor holding `value` in the dtype of `like`.
+pub(crate) fn scalar_like(value: f64, like: &Tensor) -> Tensor {
+    Tensor::new(Array::full(&[], value, like.dtype()))
+}
+
+/// Zeros with the shape and dtype of `like` (a constant).
+pub(crate) fn zeros_like(like: &Tensor) -> Tensor {
+    Tensor::new(Array::zeros(like.shape(), like.dtype()))
+}
+
+/// A bool mask as a 0/1 float tensor of `like`'s dtype (a constant).
+pub(crate) fn mask_as(mask: &Tensor, like: &Tensor) -> Tensor {
+    Tensor::new(mask.value().to_dtype(like.dtype()))
+}

@@ -1,0 +1,252 @@
+//! Reductions (sum, mean, prod, amax, amin, logsumexp) over dims, with `keepdim`; `max_dim`
+//! and friends through `gather`; variance, standard deviation and norms as compositions;
+//! cumulative sums.
+
+use smallvec::{smallvec, SmallVec};
+
+use super::{mask_as, scalar_like, zeros_like};
+use crate::op::{Grads, Op};
+use crate::tensor::apply;
+use crate::{Array, Dim, Dims, Tensor};
+
+/// A resolved list of dims.
+pub type DimList = SmallVec<[usize; 6]>;
+
+/// Reductions with a gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum Reduction {
+    Sum,
+    Mean,
+    Prod,
+    Amax,
+    Amin,
+    LogSumExp,
+}
+
+impl Reduction {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Reduction::Sum => "sum",
+            Reduction::Mean => "mean",
+            Reduction::Prod => "prod",
+            Reduction::Amax => "amax",
+            Reduction::Amin => "amin",
+            Reduction::LogSumExp => "logsumexp",
+        }
+    }
+
+    #[track_caller]
+    pub(crate) fn forward(self, x: &Array, dims: &DimList, keepdim: bool) -> Array {
+        let d = dims.as_slice();
+        match self {
+            Reduction::Sum => x.sum_dim(d, keepdim),
+            Reduction::Mean => x.mean_dim(d, keepdim),
+            Reduction::Prod => x.prod_dim(d, keepdim),
+            Reduction::Amax => x.amax_dim(d, keepdim),
+            Reduction::Amin => x.amin_dim(d, keepdim),
+            Reduction::LogSumExp => x.logsumexp_dim(d, keepdim),
+        }
+    }
+}
+
+/// The shape of `shape` with `dims` kept as size 1.
+fn kept_shape(shape: &[usize], dims: &[usize]) -> Vec<usize> {
+    shape.iter().enumerate().map(|(i, &s)| if dims.contains(&i) { 1 } else { s }).collect()
+}
+
+/// A reduced tensor broadcast back over the reduced dims of `shape`.
+fn expand_back(t: &Tensor, shape: &[usize], dims: &[usize], keepdim: bool) -> Tensor {
+    let kept = if keepdim { t.clone() } else { t.reshape(&kept_shape(shape, dims)) };
+    kept.expand(shape)
+}
+
+pub(crate) fn reduce_vjp(r: Reduction, dims: &DimList, keepdim: bool, x: &Tensor, out: &Tensor, g: &Tensor) -> Grads {
+    let shape = x.shape();
+    let ge = expand_back(g, shape, dims, keepdim);
+    let dx = match r {
+        // d sum = 1
+        Reduction::Sum => ge,
+        // d mean = 1/n
+        Reduction::Mean => {
+            let n: usize = dims.iter().map(|&d| shape[d]).product();
+            ge * (1.0 / n as f64)
+        }
+        // d prod / dx_i = prod of the others; rows with one zero send it all to the zero, rows
+        // with two or more zeros have no gradient at all.
+        Reduction::Prod => {
+            let is_zero = x.eq_scalar(0.0);
+            let zeros = Tensor::new(is_zero.value().to_dtype(crate::DType::I64)).sum_dim(dims.as_slice(), true);
+            let nonzero = Tensor::where_(&is_zero, &scalar_like(1.0, x), x);
+            let others_if_no_zero = &expand_back(out, shape, dims, keepdim) / &nonzero;
+            let prod_nonzero = expand_back(&nonzero.prod_dim(dims.as_slice(), true), shape, dims, true);
+            let zeros = zeros.expand(shape);
+            let one_zero_here = zeros.eq_scalar(1.0).logical_and(&is_zero);
+            let d = Tensor::where_(
+                &zeros.eq_scalar(0.0),
+                &others_if_no_zero,
+                &Tensor::where_(&one_zero_here, &prod_nonzero, &zeros_like(x)),
+            );
+            ge * d
+        }
+        // every tied extreme gets an even share
+        Reduction::Amax | Reduction::Amin => {
+            let hit = x.value().eq(expand_back(out, shape, dims, keepdim).value());
+            let hit = Tensor::new(hit);
+            let count = mask_as(&hit, x).sum_dim(dims.as_slice(), true);
+            &(ge * &mask_as(&hit, x)) / &count.expand(shape)
+        }
+        // d logsumexp = softmax
+        Reduction::LogSumExp => ge * &(x - &expand_back(out, shape, dims, keepdim)).exp(),
+    };
+    smallvec![Some(dx)]
+}
+
+macro_rules! reductions {
+    ($($(#[$doc:meta])* $all:ident, $dim:ident => $variant:ident;)*) => {
+        impl Tensor {$(
+            $(#[$doc])*
+            /// This form reduces every element to a 0-d tensor.
+            #[track_caller]
+            pub fn $all(&self) -> Tensor {
+                let dims: DimList = (0..self.ndim()).collect();
+                apply(Op::Reduce(Reduction::$variant, dims, false), &[self])
+            }
+
+            $(#[$doc])*
+            /// This form reduces the given dims, keeping them as size 1 when `keepdim`.
+            #[track_caller]
+            pub fn $dim(&self, dims: impl Dims, keepdim: bool) -> Tensor {
+                let dims = dims.resolve_all(self.ndim(), stringify!($dim));
+                apply(Op::Reduce(Reduction::$variant, dims, keepdim), &[self])
+            }
+        )*}
+    };
+}
+
+reductions! {
+    /// Sum of elements.
+    sum, sum_dim => Sum;
+    /// Mean of elements.
+    mean, mean_dim => Mean;
+    /// Product of elements (gradient exact with zeros present).
+    prod, prod_dim => Prod;
+    /// Largest element; tied maxima share the gradient evenly.
+    amax, amax_dim => Amax;
+    /// Smallest element; tied minima share the gradient evenly.
+    amin, amin_dim => Amin;
+    /// `log(sum(exp(x)))`, stable.
+    logsumexp, logsumexp_dim => LogSumExp;
+}
+
+impl Tensor {
+    /// Largest element as a 0-d tensor (same as [`amax`](Tensor::amax)).
+    #[track_caller]
+    pub fn max(&self) -> Tensor {
+        self.amax()
+    }
+
+    /// Smallest element as a 0-d tensor (same as [`amin`](Tensor::amin)).
+    #[track_caller]
+    pub fn min(&self) -> Tensor {
+        self.amin()
+    }
+
+    /// The largest value along `dim` and its first index; the gradient goes to that index.
+    #[track_caller]
+    pub fn max_dim(&self, dim: impl Dim, keepdim: bool) -> (Tensor, Tensor) {
+        let d = dim.resolve(self.ndim(), "max_dim");
+        let idx = Tensor::new(self.value().argmax(d, true));
+        self.pick(d, idx, keepdim)
+    }
+
+    /// The smallest value along `dim` and its first index; the gradient goes to that index.
+    #[track_caller]
+    pub fn min_dim(&self, dim: impl Dim, keepdim: bool) -> (Tensor, Tensor) {
+        let d = dim.resolve(self.ndim(), "min_dim");
+        let idx = Tensor::new(self.value().argmin(d, true));
+        self.pick(d, idx, keepdim)
+    }
+
+    #[track_caller]
+    fn pick(&self, d: usize, idx: Tensor, keepdim: bool) -> (Tensor, Tensor) {
+        let values = self.gather(d, &idx);
+        if keepdim {
+            (values, idx)
+        } else {
+            (values.squeeze_dim(d), idx.squeeze_dim(d))
+        }
+    }
+
+    /// Index of the first largest value along `dim` (i64, no gradient).
+    #[track_caller]
+    pub fn argmax(&self, dim: impl Dim, keepdim: bool) -> Tensor {
+        Tensor::new(self.value().argmax(dim, keepdim))
+    }
+
+    /// Index of the first smallest value along `dim` (i64, no gradient).
+    #[track_caller]
+    pub fn argmin(&self, dim: impl Dim, keepdim: bool) -> Tensor {
+        Tensor::new(self.value().argmin(dim, keepdim))
+    }
+
+    /// Variance over `dims`, with `correction` subtracted from the count (1: unbiased).
+    #[track_caller]
+    pub fn var_dim(&self, dims: impl Dims, correction: usize, keepdim: bool) -> Tensor {
+        let dims = dims.resolve_all(self.ndim(), "var_dim");
+        let n: usize = dims.iter().map(|&d| self.shape()[d]).product();
+        let centred = self - &self.mean_dim(dims.as_slice(), true);
+        centred.square().sum_dim(dims.as_slice(), keepdim) * (1.0 / (n as f64 - correction as f64))
+    }
+
+    /// Variance of all elements.
+    #[track_caller]
+    pub fn var(&self, correction: usize) -> Tensor {
+        let dims: DimList = (0..self.ndim()).collect();
+        self.var_dim(dims.as_slice(), correction, false)
+    }
+
+    /// Standard deviation over `dims`.
+    #[track_caller]
+    pub fn std_dim(&self, dims: impl Dims, correction: usize, keepdim: bool) -> Tensor {
+        self.var_dim(dims, correction, keepdim).sqrt()
+    }
+
+    /// Standard deviation of all elements.
+    #[track_caller]
+    pub fn std(&self, correction: usize) -> Tensor {
+        self.var(correction).sqrt()
+    }
+
+    /// The `p`-norm over `dims` (0, 1, 2, any positive `p`, or infinity).
+    #[track_caller]
+    pub fn norm_dim(&self, p: f64, dims: impl Dims, keepdim: bool) -> Tensor {
+        let dims = dims.resolve_all(self.ndim(), "norm_dim");
+        let d = dims.as_slice();
+        if p == 2.0 {
+            self.square().sum_dim(d, keepdim).sqrt()
+        } else if p == 1.0 {
+            self.abs().sum_dim(d, keepdim)
+        } else if p == f64::INFINITY {
+            self.abs().amax_dim(d, keepdim)
+        } else if p == 0.0 || p.is_nan() || p < 0.0 {
+            Tensor::new(self.value().norm_dim(p, d, keepdim))
+        } else {
+            self.abs().pow_scalar(p).sum_dim(d, keepdim).pow_scalar(1.0 / p)
+        }
+    }
+
+    /// The `p`-norm of all elements.
+    #[track_caller]
+    pub fn norm(&self, p: f64) -> Tensor {
+        let dims: DimList = (0..self.ndim()).collect();
+        self.norm_dim(p, dims.as_slice(), false)
+    }
+
+    /// Running sum along `dim`.
+    #[track_caller]
+    pub fn cumsum(&self, dim: impl Dim) -> Tensor {
+        let d = dim.resolve(self.ndim(), "cumsum");
+        apply(Op::Cumsum(d), &[self])
+    }
+}

@@ -1,0 +1,294 @@
+//! Shape primitives: permute, reshape, expand, narrow and its adjoint, flips, diagonals,
+//! triangles, concatenation; and the views built from them (transpose, select, squeeze,
+//! unsqueeze, flatten, split, chunk, stack, repeat).
+
+use smallvec::smallvec;
+
+use super::unbroadcast;
+use crate::op::{Grads, Op};
+use crate::ops::reduce::DimList;
+use crate::tensor::apply;
+use crate::{Array, Dim, Dims, Index, Tensor};
+
+/// Zeros of size `size` along `dim`, with `x` placed from `start` (the adjoint of narrow).
+pub(crate) fn pad_narrow(x: &Array, dim: usize, start: usize, size: usize) -> Array {
+    let mut before = x.shape().to_vec();
+    before[dim] = start;
+    let mut after = x.shape().to_vec();
+    after[dim] = size - start - x.shape()[dim];
+    Array::cat(&[Array::zeros(&before, x.dtype()), x.clone(), Array::zeros(&after, x.dtype())], dim)
+}
+
+pub(crate) fn shape_vjp(op: &Op, x: &[Tensor], g: &Tensor) -> Grads {
+    let dx = match op {
+        Op::Permute(p) => {
+            let mut inverse = vec![0; p.len()];
+            for (i, &d) in p.iter().enumerate() {
+                inverse[d] = i;
+            }
+            g.permute(&inverse)
+        }
+        Op::Reshape(_) => g.reshape(x[0].shape()),
+        Op::Expand(_) => unbroadcast(g, x[0].shape()),
+        Op::Narrow { dim, start, .. } => apply(Op::PadNarrow { dim: *dim, start: *start, size: x[0].shape()[*dim] }, &[g]),
+        Op::PadNarrow { dim, start, .. } => g.narrow(*dim, *start, x[0].shape()[*dim]),
+        Op::Flip(dims) => g.flip(dims.as_slice()),
+        Op::DiagEmbed(k) => g.diagonal(*k),
+        Op::Diagonal(k) => {
+            // Place g on diagonal k of a zero matrix of x's shape.
+            let (r, c) = (x[0].shape()[0], x[0].shape()[1]);
+            let (r0, c0) = if *k >= 0 { (0, *k) } else { (-*k, 0) };
+            let positions: Vec<i64> = (0..g.numel() as i64).map(|i| (r0 + i) * c as i64 + c0 + i).collect();
+            let flat = Tensor::new(Array::zeros(&[r * c], g.dtype()));
+            flat.index_put(&Index::List(positions), g).reshape(&[r, c])
+        }
+        Op::Triangle(lower, k) => {
+            if *lower {
+                g.tril(*k)
+            } else {
+                g.triu(*k)
+            }
+        }
+        Op::Cat(dim) => {
+            let mut start = 0;
+            return x
+                .iter()
+                .map(|xi| {
+                    let n = xi.shape()[*dim];
+                    let piece = g.narrow(*dim, start, n);
+                    start += n;
+                    Some(piece)
+                })
+                .collect();
+        }
+        _ => unreachable!("not a shape op: {op:?}"),
+    };
+    smallvec![Some(dx)]
+}
+
+impl Tensor {
+    /// Reorders dims: dim `i` of the result is dim `dims[i]` of `self`.
+    #[track_caller]
+    pub fn permute(&self, dims: &[usize]) -> Tensor {
+        self.value().permute(dims); // checks, with the caller's line
+        if dims.iter().enumerate().all(|(i, &d)| i == d) {
+            return self.clone();
+        }
+        apply(Op::Permute(dims.to_vec()), &[self])
+    }
+
+    /// Swaps two dims.
+    #[track_caller]
+    pub fn transpose(&self, dim0: impl Dim, dim1: impl Dim) -> Tensor {
+        let (a, b) = (dim0.resolve(self.ndim(), "transpose"), dim1.resolve(self.ndim(), "transpose"));
+        let mut p: Vec<usize> = (0..self.ndim()).collect();
+        p.swap(a, b);
+        self.permute(&p)
+    }
+
+    /// The transpose of a matrix (0-d and 1-d tensors are returned as they are).
+    #[track_caller]
+    pub fn t(&self) -> Tensor {
+        self.value().t();
+        if self.ndim() < 2 {
+            self.clone()
+        } else {
+            self.transpose(0, 1)
+        }
+    }
+
+    /// The same elements in another shape.
+    #[track_caller]
+    pub fn reshape(&self, shape: &[usize]) -> Tensor {
+        if shape == self.shape() {
+            return self.clone();
+        }
+        apply(Op::Reshape(shape.into()), &[self])
+    }
+
+    /// Merges dims `start..=end` into one.
+    #[track_caller]
+    pub fn flatten(&self, start: impl Dim, end: impl Dim) -> Tensor {
+        let shape = self.value().flatten(start, end).shape().to_vec();
+        self.reshape(&shape)
+    }
+
+    /// Removes every dim of size 1.
+    #[track_caller]
+    pub fn squeeze(&self) -> Tensor {
+        let shape = self.value().squeeze().shape().to_vec();
+        self.reshape(&shape)
+    }
+
+    /// Removes `dim` if it has size 1.
+    #[track_caller]
+    pub fn squeeze_dim(&self, dim: impl Dim) -> Tensor {
+        let shape = self.value().squeeze_dim(dim).shape().to_vec();
+        self.reshape(&shape)
+    }
+
+    /// Inserts a dim of size 1.
+    #[track_caller]
+    pub fn unsqueeze(&self, dim: impl Dim) -> Tensor {
+        let shape = self.value().unsqueeze(dim).shape().to_vec();
+        self.reshape(&shape)
+    }
+
+    /// A contiguous copy when the data is strided, else the tensor itself.
+    #[track_caller]
+    pub fn contiguous(&self) -> Tensor {
+        if self.value().is_contiguous() {
+            self.clone()
+        } else {
+            apply(Op::Reshape(self.shape().into()), &[self])
+        }
+    }
+
+    /// Broadcast to `shape` (size-1 and new leading dims repeat); the gradient sums back.
+    #[track_caller]
+    pub fn expand(&self, shape: &[usize]) -> Tensor {
+        if shape == self.shape() {
+            return self.clone();
+        }
+        apply(Op::Expand(shape.into()), &[self])
+    }
+
+    /// Same as [`expand`](Tensor::expand).
+    #[track_caller]
+    pub fn broadcast_to(&self, shape: &[usize]) -> Tensor {
+        self.expand(shape)
+    }
+
+    /// The slice `start..start + length` along `dim`.
+    #[track_caller]
+    pub fn narrow(&self, dim: impl Dim, start: usize, length: usize) -> Tensor {
+        let d = dim.resolve(self.ndim(), "narrow");
+        self.value().narrow(d, start, length);
+        if start == 0 && length == self.shape()[d] {
+            return self.clone();
+        }
+        apply(Op::Narrow { dim: d, start, len: length }, &[self])
+    }
+
+    /// Index `index` along `dim`, removing that dim.
+    #[track_caller]
+    pub fn select(&self, dim: impl Dim, index: usize) -> Tensor {
+        let d = dim.resolve(self.ndim(), "select");
+        self.value().select(d, index);
+        self.narrow(d, index, 1).squeeze_dim(d)
+    }
+
+    /// Reverses the order along each of `dims`.
+    #[track_caller]
+    pub fn flip(&self, dims: impl Dims) -> Tensor {
+        let dims: DimList = dims.resolve_all(self.ndim(), "flip");
+        apply(Op::Flip(dims), &[self])
+    }
+
+    /// Diagonal `k` of a matrix as a vector.
+    #[track_caller]
+    pub fn diagonal(&self, k: i64) -> Tensor {
+        self.value().diagonal(k);
+        apply(Op::Diagonal(k), &[self])
+    }
+
+    /// For a vector, the square matrix with it on diagonal `k`; for a matrix, its diagonal `k`.
+    #[track_caller]
+    pub fn diag(&self, k: i64) -> Tensor {
+        match self.ndim() {
+            1 => apply(Op::DiagEmbed(k), &[self]),
+            2 => self.diagonal(k),
+            _ => {
+                self.value().diag(k);
+                unreachable!()
+            }
+        }
+    }
+
+    /// The lower triangle of the last two dims from diagonal `k`, zeros elsewhere.
+    #[track_caller]
+    pub fn tril(&self, k: i64) -> Tensor {
+        apply(Op::Triangle(true, k), &[self])
+    }
+
+    /// The upper triangle of the last two dims from diagonal `k`, zeros elsewhere.
+    #[track_caller]
+    pub fn triu(&self, k: i64) -> Tensor {
+        apply(Op::Triangle(false, k), &[self])
+    }
+
+    /// Joins tensors along an existing dim.
+    #[track_caller]
+    pub fn cat(tensors: &[Tensor], dim: impl Dim) -> Tensor {
+        let Some(first) = tensors.first() else {
+            Array::cat(&[], 0);
+            unreachable!()
+        };
+        let d = dim.resolve(first.ndim(), "cat");
+        let refs: Vec<&Tensor> = tensors.iter().collect();
+        apply(Op::Cat(d), &refs)
+    }
+
+    /// Joins tensors of one shape along a new dim.
+    #[track_caller]
+    pub fn stack(tensors: &[Tensor], dim: impl Dim) -> Tensor {
+        let Some(first) = tensors.first() else {
+            Array::stack(&[], 0);
+            unreachable!()
+        };
+        let d = dim.resolve(first.ndim() + 1, "stack");
+        for t in tensors {
+            if t.shape() != first.shape() {
+                Array::stack(&[first.value().clone(), t.value().clone()], d);
+            }
+        }
+        let parts: Vec<Tensor> = tensors.iter().map(|t| t.unsqueeze(d)).collect();
+        Tensor::cat(&parts, d)
+    }
+
+    /// Consecutive pieces of `size` along `dim` (the last may be shorter).
+    #[track_caller]
+    pub fn split(&self, size: usize, dim: impl Dim) -> Vec<Tensor> {
+        let d = dim.resolve(self.ndim(), "split");
+        let sizes: Vec<usize> = self.value().split(size, d).iter().map(|p| p.shape()[d]).collect();
+        self.split_sizes(&sizes, d)
+    }
+
+    /// Pieces of the given sizes along `dim`.
+    #[track_caller]
+    pub fn split_sizes(&self, sizes: &[usize], dim: impl Dim) -> Vec<Tensor> {
+        let d = dim.resolve(self.ndim(), "split_sizes");
+        self.value().split_sizes(sizes, d);
+        let mut start = 0;
+        let mut out = Vec::with_capacity(sizes.len());
+        for &s in sizes {
+            out.push(self.narrow(d, start, s));
+            start += s;
+        }
+        out
+    }
+
+    /// `chunks` pieces of (nearly) equal size along `dim`.
+    #[track_caller]
+    pub fn chunk(&self, chunks: usize, dim: impl Dim) -> Vec<Tensor> {
+        let d = dim.resolve(self.ndim(), "chunk");
+        let sizes: Vec<usize> = self.value().chunk(chunks, d).iter().map(|p| p.shape()[d]).collect();
+        self.split_sizes(&sizes, d)
+    }
+
+    /// Tiles the tensor: dim `i` repeats `repeats[i]` times (the gradient sums the tiles).
+    #[track_caller]
+    pub fn repeat(&self, repeats: &[usize]) -> Tensor {
+        let out_shape = self.value().repeat(repeats).shape().to_vec();
+        let lead = repeats.len() - self.ndim();
+        let mut base = vec![1; lead];
+        base.extend_from_slice(self.shape());
+        let mut inter = Vec::new();
+        let mut expanded = Vec::new();
+        for (&n, &r) in base.iter().zip(repeats) {
+            inter.extend_from_slice(&[1, n]);
+            expanded.extend_from_slice(&[r, n]);
+        }
+        self.reshape(&inter).expand(&expanded).reshape(&out_shape)
+    }
+}

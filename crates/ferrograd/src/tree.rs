@@ -1,0 +1,172 @@
+//! Parameter trees: the Rust form of the seed's nested Lua tables (and of JAX's pytrees).
+//!
+//! A [`Tree`] lists its tensor leaves in a fixed order, each with a dotted name
+//! (`layers.1.bias`), and rebuilds itself with new leaves. `grad` returns gradients in the
+//! same type as the parameters. Maps visit their keys in sorted order, so the leaf order of a
+//! `HashMap` is as stable as a `BTreeMap`'s.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::Tensor;
+
+/// A structure with tensor leaves, traversable in a fixed order and rebuildable.
+///
+/// Derive it for your own structs with `#[derive(Tree)]` (named fields, tuple structs,
+/// generics; fields that are not trees take `#[tree(skip)]` and are cloned as they are).
+pub trait Tree {
+    /// Calls `f` with each leaf's name (`prefix`, extended by the path to the leaf) and the
+    /// leaf, in order.
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Tensor));
+
+    /// The same structure with each leaf replaced by `f(leaf)`, in the order of `visit`.
+    fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self
+    where
+        Self: Sized;
+}
+
+/// The leaves of a tree, in order.
+pub fn leaves<T: Tree + ?Sized>(tree: &T) -> Vec<Tensor> {
+    let mut out = Vec::new();
+    tree.visit("", &mut |_, t| out.push(t.clone()));
+    out
+}
+
+/// The dotted names of a tree's leaves, in order (`w.0`, `layers.1.bias`; a bare tensor is
+/// named `""`).
+pub fn leaf_names<T: Tree + ?Sized>(tree: &T) -> Vec<String> {
+    let mut out = Vec::new();
+    tree.visit("", &mut |name, _| out.push(name.to_string()));
+    out
+}
+
+/// The tree with its leaves replaced, in order, by `new_leaves`.
+///
+/// Panics when the number of leaves differs.
+#[track_caller]
+pub fn rebuild<T: Tree>(tree: &T, new_leaves: Vec<Tensor>) -> T {
+    let expected = leaves(tree).len();
+    if new_leaves.len() != expected {
+        panic!("ferrograd: rebuild: the tree has {expected} leaves, got {} tensors", new_leaves.len());
+    }
+    let mut it = new_leaves.into_iter();
+    tree.map(&mut |_| it.next().expect("counted above"))
+}
+
+/// Joins a prefix and a path segment with a dot.
+pub fn join_name(prefix: &str, segment: &str) -> String {
+    if prefix.is_empty() {
+        segment.to_string()
+    } else {
+        format!("{prefix}.{segment}")
+    }
+}
+
+impl Tree for Tensor {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Tensor)) {
+        f(prefix, self)
+    }
+    fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
+        f(self)
+    }
+}
+
+impl<T: Tree> Tree for Vec<T> {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Tensor)) {
+        for (i, item) in self.iter().enumerate() {
+            item.visit(&join_name(prefix, &i.to_string()), f);
+        }
+    }
+    fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
+        self.iter().map(|item| item.map(f)).collect()
+    }
+}
+
+impl<T: Tree, const N: usize> Tree for [T; N] {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Tensor)) {
+        for (i, item) in self.iter().enumerate() {
+            item.visit(&join_name(prefix, &i.to_string()), f);
+        }
+    }
+    fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
+        std::array::from_fn(|i| self[i].map(f))
+    }
+}
+
+impl<T: Tree> Tree for Option<T> {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Tensor)) {
+        if let Some(item) = self {
+            item.visit(prefix, f);
+        }
+    }
+    fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
+        self.as_ref().map(|item| item.map(f))
+    }
+}
+
+impl<T: Tree> Tree for Box<T> {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Tensor)) {
+        (**self).visit(prefix, f)
+    }
+    fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
+        Box::new((**self).map(f))
+    }
+}
+
+impl<T: Tree> Tree for BTreeMap<String, T> {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Tensor)) {
+        for (k, item) in self {
+            item.visit(&join_name(prefix, k), f);
+        }
+    }
+    fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
+        self.iter().map(|(k, item)| (k.clone(), item.map(f))).collect()
+    }
+}
+
+impl<T: Tree, S: std::hash::BuildHasher + Default> Tree for HashMap<String, T, S> {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Tensor)) {
+        let mut keys: Vec<&String> = self.keys().collect();
+        keys.sort();
+        for k in keys {
+            self[k].visit(&join_name(prefix, k), f);
+        }
+    }
+    fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
+        let mut keys: Vec<&String> = self.keys().collect();
+        keys.sort();
+        keys.into_iter().map(|k| (k.clone(), self[k].map(f))).collect()
+    }
+}
+
+/// Plain values are trees without leaves, so they can sit in parameter structs and in
+/// auxiliary outputs.
+macro_rules! leafless {
+    ($($t:ty),*) => {$(
+        impl Tree for $t {
+            fn visit<'a>(&'a self, _prefix: &str, _f: &mut dyn FnMut(&str, &'a Tensor)) {}
+            fn map(&self, _f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
+                self.clone()
+            }
+        }
+    )*};
+}
+leafless!((), bool, usize, u32, u64, i32, i64, f32, f64, String, crate::Array);
+
+macro_rules! tuple_tree {
+    ($($name:ident $idx:tt),+) => {
+        impl<$($name: Tree),+> Tree for ($($name,)+) {
+            fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Tensor)) {
+                $(self.$idx.visit(&join_name(prefix, stringify!($idx)), f);)+
+            }
+            fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
+                ($(self.$idx.map(f),)+)
+            }
+        }
+    };
+}
+tuple_tree!(A 0);
+tuple_tree!(A 0, B 1);
+tuple_tree!(A 0, B 1, C 2);
+tuple_tree!(A 0, B 1, C 2, D 3);
+tuple_tree!(A 0, B 1, C 2, D 3, E 4);
+tuple_tree!(A 0, B 1, C 2, D 3, E 4, F 5);

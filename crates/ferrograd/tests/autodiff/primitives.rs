@@ -1,0 +1,269 @@
+//! Every primitive through `gradcheck` (first derivatives) and `gradgradcheck` (second
+//! derivatives) in f64, on broadcast and non-contiguous inputs where the op takes them.
+
+use ferrograd::{gradcheck, gradgradcheck, Conv2dParams, DType, Generator, Index, Pool2dParams, Tensor};
+
+use crate::common::*;
+
+/// Checks `f` on random parameters of `shapes` drawn from `[low, high)`: the loss is `f`'s
+/// output projected on a fixed random tensor, so every output element matters.
+#[track_caller]
+fn check(name: &str, shapes: &[&[usize]], low: f64, high: f64, f: impl Fn(&[Tensor]) -> Tensor) {
+    check_orders(name, shapes, low, high, true, f)
+}
+
+#[track_caller]
+fn check_orders(name: &str, shapes: &[&[usize]], low: f64, high: f64, second: bool, f: impl Fn(&[Tensor]) -> Tensor) {
+    let mut rng = Generator::new(name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)));
+    let params: Vec<Tensor> = shapes.iter().map(|s| rand(&mut rng, s, low, high)).collect();
+    let out_shape = f(&params).shape().to_vec();
+    let proj = rand(&mut rng, &out_shape, -1.0, 1.0);
+    let loss = |p: &Vec<Tensor>| (&f(p) * &proj).sum();
+    let report = gradcheck(loss, &params, (), 1e-6);
+    assert!(report.passed(), "{name}: {report}");
+    if second {
+        let report = gradgradcheck(loss, &params, (), 1e-5);
+        assert!(report.passed(), "{name} (second order): {report}");
+    }
+}
+
+#[test]
+fn unary() {
+    type U = fn(&Tensor) -> Tensor;
+    let cases: [(&str, U, f64, f64); 15] = [
+        ("neg", Tensor::neg, -2.0, 2.0),
+        ("abs", Tensor::abs, 0.1, 2.0),
+        ("exp", Tensor::exp, -2.0, 2.0),
+        ("log", Tensor::log, 0.2, 3.0),
+        ("log1p", Tensor::log1p, -0.5, 2.0),
+        ("expm1", Tensor::expm1, -2.0, 2.0),
+        ("sqrt", Tensor::sqrt, 0.2, 3.0),
+        ("rsqrt", Tensor::rsqrt, 0.2, 3.0),
+        ("sin", Tensor::sin, -3.0, 3.0),
+        ("cos", Tensor::cos, -3.0, 3.0),
+        ("tanh", Tensor::tanh, -2.0, 2.0),
+        ("sigmoid", Tensor::sigmoid, -4.0, 4.0),
+        ("relu", Tensor::relu, 0.1, 2.0),
+        ("reciprocal", Tensor::reciprocal, 0.3, 2.0),
+        ("square", Tensor::square, -2.0, 2.0),
+    ];
+    for (name, op, low, high) in cases {
+        check(name, &[&[2, 3]], low, high, |p| op(&p[0]));
+        // on a transposed (non-contiguous) view
+        check(name, &[&[3, 2]], low, high, |p| op(&p[0].t()));
+    }
+    // relu and abs on negative inputs too
+    check("relu-", &[&[4]], -2.0, -0.1, |p| p[0].relu());
+    check("abs-", &[&[4]], -2.0, -0.1, |p| p[0].abs());
+}
+
+#[test]
+fn flat_ops_pass_no_gradient() {
+    // sign, floor, ceil, round are flat almost everywhere: their gradient is zero
+    let x = Tensor::from_vec(vec![0.3f64, -1.7, 2.2], &[3]);
+    for op in [Tensor::sign, Tensor::floor, Tensor::ceil, Tensor::round] {
+        let (g, _) = ferrograd::grad(|x: &Tensor| (op(x) * x).sum()).call(&x, ());
+        // d(op(x) * x)/dx = op(x)
+        assert_eq!(g.to_f64_vec(), op(&x).to_f64_vec());
+    }
+}
+
+#[test]
+fn scalar_operands_and_clamp() {
+    check("add_scalar", &[&[2, 3]], -1.0, 1.0, |p| &p[0] + 2.5);
+    check("sub_scalar", &[&[2, 3]], -1.0, 1.0, |p| &p[0] - 2.5);
+    check("mul_scalar", &[&[2, 3]], -1.0, 1.0, |p| &p[0] * -1.5);
+    check("div_scalar", &[&[2, 3]], -1.0, 1.0, |p| &p[0] / 4.0);
+    check("rsub_scalar", &[&[2, 3]], -1.0, 1.0, |p| 2.0 - &p[0]);
+    check("rdiv_scalar", &[&[2, 3]], 0.5, 2.0, |p| 3.0 / &p[0]);
+    check("pow_scalar", &[&[2, 3]], 0.5, 2.0, |p| p[0].pow_scalar(2.5));
+    check("pow_scalar_int", &[&[2, 3]], -2.0, 2.0, |p| p[0].pow_scalar(3.0));
+    check("rpow_scalar", &[&[2, 3]], -1.0, 1.0, |p| p[0].rpow_scalar(1.7));
+    check("clamp", &[&[3, 4]], -1.0, 1.0, |p| p[0].clamp(Some(-0.45), Some(0.55)));
+}
+
+#[test]
+fn binary_with_broadcasting() {
+    type B = fn(&Tensor, &Tensor) -> Tensor;
+    let cases: [(&str, B, f64, f64); 8] = [
+        ("add", Tensor::add, -1.0, 1.0),
+        ("sub", Tensor::sub, -1.0, 1.0),
+        ("mul", Tensor::mul, -1.0, 1.0),
+        ("div", Tensor::div, 0.5, 2.0),
+        ("maximum", Tensor::maximum, -1.0, 1.0),
+        ("minimum", Tensor::minimum, -1.0, 1.0),
+        ("pow", Tensor::pow, 0.5, 2.0),
+        ("atan2", Tensor::atan2, 0.3, 2.0),
+    ];
+    for (name, op, low, high) in cases {
+        check(name, &[&[3, 4], &[3, 4]], low, high, |p| op(&p[0], &p[1]));
+        check(name, &[&[3, 4], &[4]], low, high, |p| op(&p[0], &p[1]));
+        check(name, &[&[2, 1, 3], &[4, 1]], low, high, |p| op(&p[0], &p[1]));
+        check(name, &[&[4, 3], &[3, 1]], low, high, |p| op(&p[0].t(), &p[1]));
+    }
+}
+
+#[test]
+fn ties_of_maximum_share_the_gradient() {
+    // max(x, y) at x == y: each gets half
+    let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    let (g, _) = ferrograd::grad(|p: &Vec<Tensor>| p[0].maximum(&p[1]).sum()).call(&vec![x.clone(), x.clone()], ());
+    assert_eq!(g[0].to_f64_vec(), vec![0.5, 0.5]);
+    assert_eq!(g[1].to_f64_vec(), vec![0.5, 0.5]);
+}
+
+#[test]
+fn where_and_masked_fill() {
+    let mut rng = Generator::new(3);
+    let cond = Tensor::new(rng.bernoulli(&[3, 4], 0.5, DType::Bool));
+    check("where", &[&[3, 4], &[4]], -1.0, 1.0, |p| Tensor::where_(&cond, &p[0], &p[1]));
+    check("masked_fill", &[&[3, 4]], -1.0, 1.0, |p| p[0].masked_fill(&cond, 2.0));
+}
+
+#[test]
+fn reductions() {
+    for keepdim in [false, true] {
+        check("sum", &[&[2, 3, 4]], -1.0, 1.0, |p| p[0].sum_dim([0, 2], keepdim));
+        check("mean", &[&[2, 3, 4]], -1.0, 1.0, |p| p[0].mean_dim(1, keepdim));
+        check("prod", &[&[3, 4]], 0.5, 1.5, |p| p[0].prod_dim(1, keepdim));
+        check("amax", &[&[3, 4]], -1.0, 1.0, |p| p[0].amax_dim(0, keepdim));
+        check("amin", &[&[3, 4]], -1.0, 1.0, |p| p[0].amin_dim(-1, keepdim));
+        check("logsumexp", &[&[3, 4]], -2.0, 2.0, |p| p[0].logsumexp_dim(1, keepdim));
+        check("var", &[&[3, 4]], -1.0, 1.0, |p| p[0].var_dim(1, 1, keepdim));
+        check("std", &[&[3, 4]], -1.0, 1.0, |p| p[0].std_dim(0, 0, keepdim));
+        for norm in [1.0, 2.0, 3.0, f64::INFINITY] {
+            check("norm", &[&[3, 4]], 0.2, 1.0, |p| p[0].norm_dim(norm, 1, keepdim));
+        }
+        check("max_dim", &[&[3, 4]], -1.0, 1.0, |p| p[0].max_dim(1, keepdim).0);
+        check("min_dim", &[&[3, 4]], -1.0, 1.0, |p| p[0].min_dim(0, keepdim).0);
+    }
+    check("sum all", &[&[4, 3]], -1.0, 1.0, |p| p[0].t().sum());
+    check("prod all", &[&[5]], 0.5, 1.5, |p| p[0].prod());
+    check("cumsum", &[&[3, 4]], -1.0, 1.0, |p| p[0].cumsum(1));
+    check("cumsum0", &[&[4, 3]], -1.0, 1.0, |p| p[0].t().cumsum(0));
+}
+
+#[test]
+fn product_gradient_is_exact_with_zeros() {
+    // d(abc)/da = bc, even when a or b is zero; with two zeros every gradient is zero.
+    let f = |x: &Tensor| x.prod();
+    let (g, _) = ferrograd::grad(f).call(&Tensor::from_vec(vec![0.0f64, 2.0, 3.0], &[3]), ());
+    assert_eq!(g.to_f64_vec(), vec![6.0, 0.0, 0.0]);
+    let (g, _) = ferrograd::grad(f).call(&Tensor::from_vec(vec![0.0f64, 0.0, 3.0], &[3]), ());
+    assert_eq!(g.to_f64_vec(), vec![0.0, 0.0, 0.0]);
+    let (g, _) = ferrograd::grad(f).call(&Tensor::from_vec(vec![4.0f64, 2.0, 3.0], &[3]), ());
+    assert_eq!(g.to_f64_vec(), vec![6.0, 12.0, 8.0]);
+}
+
+#[test]
+fn amax_ties_share_and_max_dim_picks_the_first() {
+    let x = Tensor::from_vec(vec![1.0f64, 3.0, 3.0], &[3]);
+    let (g, _) = ferrograd::grad(|x: &Tensor| x.amax()).call(&x, ());
+    assert_eq!(g.to_f64_vec(), vec![0.0, 0.5, 0.5]);
+    let (g, _) = ferrograd::grad(|x: &Tensor| x.max_dim(0, false).0).call(&x, ());
+    assert_eq!(g.to_f64_vec(), vec![0.0, 1.0, 0.0]);
+}
+
+#[test]
+fn matrix_products() {
+    check("mm", &[&[3, 4], &[4, 2]], -1.0, 1.0, |p| p[0].matmul(&p[1]));
+    check("mm transposed", &[&[4, 3], &[2, 4]], -1.0, 1.0, |p| p[0].t().matmul(&p[1].t()));
+    check("mv", &[&[3, 4], &[4]], -1.0, 1.0, |p| p[0].mv(&p[1]));
+    check("vm", &[&[3], &[3, 4]], -1.0, 1.0, |p| p[0].matmul(&p[1]));
+    check("dot", &[&[5], &[5]], -1.0, 1.0, |p| p[0].dot(&p[1]));
+    check("outer", &[&[3], &[2]], -1.0, 1.0, |p| p[0].outer(&p[1]));
+    check("bmm", &[&[2, 3, 4], &[2, 4, 2]], -1.0, 1.0, |p| p[0].bmm(&p[1]));
+    check("batched broadcast", &[&[2, 1, 3, 4], &[3, 4, 2]], -1.0, 1.0, |p| p[0].matmul(&p[1]));
+    check("batched @ matrix", &[&[2, 3, 4], &[4, 2]], -1.0, 1.0, |p| p[0].matmul(&p[1]));
+    check("batched @ vector", &[&[2, 3, 4], &[4]], -1.0, 1.0, |p| p[0].matmul(&p[1]));
+}
+
+#[test]
+fn views_and_shapes() {
+    check("transpose", &[&[2, 3, 4]], -1.0, 1.0, |p| p[0].transpose(0, 2));
+    check("permute", &[&[2, 3, 4]], -1.0, 1.0, |p| p[0].permute(&[1, 2, 0]));
+    check("reshape", &[&[2, 6]], -1.0, 1.0, |p| p[0].reshape(&[3, 4]));
+    check("reshape strided", &[&[6, 2]], -1.0, 1.0, |p| p[0].t().reshape(&[3, 4]));
+    check("expand", &[&[3, 1]], -1.0, 1.0, |p| p[0].expand(&[2, 3, 4]));
+    check("narrow", &[&[4, 5]], -1.0, 1.0, |p| p[0].narrow(1, 1, 3));
+    check("select", &[&[4, 5]], -1.0, 1.0, |p| p[0].select(0, 2));
+    check("squeeze/unsqueeze", &[&[3, 1, 2]], -1.0, 1.0, |p| p[0].squeeze().unsqueeze(0).flatten(0, 1));
+    check("flip", &[&[3, 4]], -1.0, 1.0, |p| p[0].flip([0, 1]));
+    check("diagonal", &[&[3, 4]], -1.0, 1.0, |p| p[0].diagonal(1));
+    check("diagonal below", &[&[4, 3]], -1.0, 1.0, |p| p[0].diagonal(-1));
+    check("diag embed", &[&[3]], -1.0, 1.0, |p| p[0].diag(1));
+    check("tril", &[&[3, 3]], -1.0, 1.0, |p| p[0].tril(0));
+    check("triu", &[&[2, 3, 3]], -1.0, 1.0, |p| p[0].triu(1));
+    check("cat", &[&[2, 3], &[1, 3], &[4, 3]], -1.0, 1.0, |p| Tensor::cat(p, 0));
+    check("cat dim 1", &[&[2, 3], &[2, 1]], -1.0, 1.0, |p| Tensor::cat(p, 1));
+    check("stack", &[&[2, 3], &[2, 3]], -1.0, 1.0, |p| Tensor::stack(p, 1));
+    check("split", &[&[5, 2]], -1.0, 1.0, |p| {
+        let parts = p[0].split(2, 0);
+        &parts[0].sum() * &parts[2].sum() + &parts[1]
+    });
+    check("chunk", &[&[2, 6]], -1.0, 1.0, |p| {
+        let c = p[0].chunk(3, 1);
+        &c[0] * &c[2]
+    });
+    check("repeat", &[&[2, 3]], -1.0, 1.0, |p| p[0].repeat(&[2, 1, 2]));
+    check("contiguous", &[&[3, 2]], -1.0, 1.0, |p| p[0].t().contiguous());
+}
+
+fn idx(v: &[i64]) -> Tensor {
+    Tensor::from_vec(v.to_vec(), &[v.len()])
+}
+
+#[test]
+fn indexing() {
+    check("index_select", &[&[4, 3]], -1.0, 1.0, |p| p[0].index_select(0, &idx(&[3, 0, 3])));
+    check("index_select dim 1", &[&[4, 3]], -1.0, 1.0, |p| p[0].index_select(1, &idx(&[2, 2])));
+    check("index_add", &[&[4, 3], &[3, 3]], -1.0, 1.0, |p| p[0].index_add(0, &idx(&[1, 1, 3]), &p[1]));
+    let gi = Tensor::from_vec(vec![0i64, 2, 2, 1, 0, 0], &[2, 3]);
+    check("gather", &[&[2, 4]], -1.0, 1.0, |p| p[0].gather(1, &gi));
+    check("scatter_add", &[&[2, 4], &[2, 3]], -1.0, 1.0, |p| p[0].scatter_add(1, &gi, &p[1]));
+    check("scatter", &[&[2, 4], &[2, 3]], -1.0, 1.0, |p| p[0].scatter(1, &gi, &p[1]));
+    check("scatter big src", &[&[2, 4], &[2, 5]], -1.0, 1.0, |p| p[0].scatter_add(1, &gi, &p[1]));
+}
+
+#[test]
+fn assignment_in_every_form() {
+    // x[k] = v: the gradient of x is g with g[k] = 0, the gradient of v is g[k]
+    check("put single", &[&[3, 2], &[2]], -1.0, 1.0, |p| p[0].index_put(&Index::Single(1), &p[1]) * 2.0);
+    check("put single broadcast", &[&[3, 2], &[]], -1.0, 1.0, |p| p[0].index_put(&Index::Single(-1), &p[1]).square());
+    check("put list", &[&[4, 2], &[2, 2]], -1.0, 1.0, |p| p[0].index_put(&Index::List(vec![0, 3]), &p[1]).exp());
+    check("put list repeated", &[&[4, 2], &[3, 2]], -1.0, 1.0, |p| p[0].index_put(&Index::List(vec![1, 2, 1]), &p[1]));
+    check("put tensor", &[&[4, 2], &[1, 2]], -1.0, 1.0, |p| p[0].index_put(&Index::Tensor(idx(&[2, 0]).value().clone()), &p[1]));
+    let mask = Tensor::from_vec(vec![true, false, true, true, false, false], &[3, 2]);
+    check("put mask scalar", &[&[3, 2], &[]], -1.0, 1.0, |p| p[0].index_put(&Index::Mask(mask.value().clone()), &p[1]).square());
+    check("put mask values", &[&[3, 2], &[3]], -1.0, 1.0, |p| p[0].index_put(&Index::Mask(mask.value().clone()), &p[1]).square());
+    let rows = ferrograd::Array::from_vec(vec![false, true, true], &[3]);
+    check("put row mask", &[&[3, 2], &[2]], -1.0, 1.0, |p| p[0].index_put(&Index::Mask(rows.clone()), &p[1]).square());
+    check("put add", &[&[4, 2], &[3, 2]], -1.0, 1.0, |p| p[0].index_put_add(&Index::List(vec![1, 2, 1]), &p[1]).square());
+    check("read", &[&[4, 2]], -1.0, 1.0, |p| &p[0].index(vec![3, 1]) * &p[0].index(0i64));
+    check("fill", &[&[4, 2]], -1.0, 1.0, |p| p[0].index_fill(&Index::Single(2), 7.0).square());
+}
+
+#[test]
+fn convolution_pooling_softmax() {
+    let p1 = Conv2dParams::default();
+    let p2 = Conv2dParams { stride: (2, 1), padding: (1, 1), dilation: (1, 2), groups: 2 };
+    check("conv2d", &[&[2, 2, 5, 4], &[3, 2, 3, 2], &[3]], -1.0, 1.0, |p| p[0].conv2d(&p[1], Some(&p[2]), p1));
+    check("conv2d strided grouped", &[&[1, 4, 5, 6], &[2, 2, 2, 3]], -1.0, 1.0, |p| p[0].conv2d(&p[1], None, p2));
+    let q = Pool2dParams { kernel: (2, 3), stride: (2, 2), padding: (1, 1) };
+    check("max_pool2d", &[&[2, 2, 5, 6]], -1.0, 1.0, |p| p[0].max_pool2d(q).0);
+    check("avg_pool2d", &[&[2, 2, 5, 6]], -1.0, 1.0, |p| p[0].avg_pool2d(q, true));
+    check("avg_pool2d no pad", &[&[1, 2, 4, 4]], -1.0, 1.0, |p| p[0].avg_pool2d(q, false));
+    for d in [0i64, 1, -1] {
+        check("softmax", &[&[3, 4, 2]], -2.0, 2.0, |p| p[0].softmax(d));
+        check("log_softmax", &[&[3, 4, 2]], -2.0, 2.0, |p| p[0].log_softmax(d));
+    }
+    check("log_softmax strided", &[&[4, 3]], -2.0, 2.0, |p| p[0].t().log_softmax(1));
+}
+
+#[test]
+fn casts_keep_the_gradient_between_floats() {
+    let f = |x: &Tensor| x.to_dtype(DType::F32).square().sum().to_dtype(DType::F64);
+    let (g, _) = ferrograd::grad(f).call(&Tensor::from_vec(vec![1.5f64, -2.0], &[2]), ());
+    assert_eq!(g.dtype(), DType::F64);
+    assert_close(&g, &[3.0, -4.0], 1e-6);
+}
