@@ -39,7 +39,10 @@ fn is_skipped(attrs: &[syn::Attribute]) -> syn::Result<bool> {
 fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
     let name = &input.ident;
     let Data::Struct(data) = &input.data else {
-        return Err(syn::Error::new_spanned(&input.ident, "#[derive(Tree)] supports structs only; write the Tree impl by hand for enums"));
+        return Err(syn::Error::new_spanned(
+            &input.ident,
+            "#[derive(Tree)] supports structs only; write the Tree impl by hand for enums",
+        ));
     };
     let mut generics = input.generics.clone();
     for param in generics.type_params_mut() {
@@ -55,14 +58,24 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
             .iter()
             .map(|f| {
                 let ident = f.ident.clone().expect("named");
-                Ok((syn::Member::Named(ident.clone()), ident.to_string(), is_skipped(&f.attrs)?))
+                Ok((
+                    syn::Member::Named(ident.clone()),
+                    ident.to_string(),
+                    is_skipped(&f.attrs)?,
+                ))
             })
             .collect::<syn::Result<_>>()?,
         Fields::Unnamed(fields) => fields
             .unnamed
             .iter()
             .enumerate()
-            .map(|(i, f)| Ok((syn::Member::Unnamed(Index::from(i)), i.to_string(), is_skipped(&f.attrs)?)))
+            .map(|(i, f)| {
+                Ok((
+                    syn::Member::Unnamed(Index::from(i)),
+                    i.to_string(),
+                    is_skipped(&f.attrs)?,
+                ))
+            })
             .collect::<syn::Result<_>>()?,
         Fields::Unit => Vec::new(),
     };

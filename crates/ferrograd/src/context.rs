@@ -68,18 +68,34 @@ impl Drop for BackwardScope {
 }
 
 /// Reports one applied primitive (forward) to every active hook.
-pub(crate) fn record(op: &Op, location: &'static Location<'static>, elapsed: Duration, inputs: &[&Tensor], out: &Tensor) {
+pub(crate) fn record(
+    op: &Op,
+    location: &'static Location<'static>,
+    elapsed: Duration,
+    inputs: &[&Tensor],
+    out: &Tensor,
+) {
     let skip = IN_BACKWARD.with(|b| b.get());
     for hooks in snapshot() {
         if hooks.id == skip {
             continue;
         }
         if let Some(p) = &hooks.profile {
-            p.lock().expect("profile lock").add(&op.name(), location, Phase::Forward, elapsed);
+            p.lock()
+                .expect("profile lock")
+                .add(&op.name(), location, Phase::Forward, elapsed);
         }
         if let Some(hook) = &hooks.debug {
             if let Some(what) = crate::debug::nonfinite(out.value()) {
-                let event = DebugEvent::new(op.name().into_owned(), location, Phase::Forward, what, inputs.iter().map(|&t| t.clone()).collect(), out.clone(), &hooks);
+                let event = DebugEvent::new(
+                    op.name().into_owned(),
+                    location,
+                    Phase::Forward,
+                    what,
+                    inputs.iter().map(|&t| t.clone()).collect(),
+                    out.clone(),
+                    &hooks,
+                );
                 hook(&event);
             }
         }
@@ -87,14 +103,31 @@ pub(crate) fn record(op: &Op, location: &'static Location<'static>, elapsed: Dur
 }
 
 /// Reports the backward step of one node to `hooks` (its own `grad` call).
-pub(crate) fn record_backward(hooks: &Hooks, op: &Op, location: &'static Location<'static>, elapsed: Duration, grads: &[Option<Tensor>], root: &Tensor) {
+pub(crate) fn record_backward(
+    hooks: &Hooks,
+    op: &Op,
+    location: &'static Location<'static>,
+    elapsed: Duration,
+    grads: &[Option<Tensor>],
+    root: &Tensor,
+) {
     if let Some(p) = &hooks.profile {
-        p.lock().expect("profile lock").add(&op.name(), location, Phase::Backward, elapsed);
+        p.lock()
+            .expect("profile lock")
+            .add(&op.name(), location, Phase::Backward, elapsed);
     }
     if let Some(hook) = &hooks.debug {
         for g in grads.iter().flatten() {
             if let Some(what) = crate::debug::nonfinite(g.value()) {
-                let event = DebugEvent::new(op.name().into_owned(), location, Phase::Backward, what, vec![root.clone()], g.clone(), hooks);
+                let event = DebugEvent::new(
+                    op.name().into_owned(),
+                    location,
+                    Phase::Backward,
+                    what,
+                    vec![root.clone()],
+                    g.clone(),
+                    hooks,
+                );
                 hook(&event);
                 break;
             }

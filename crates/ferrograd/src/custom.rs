@@ -62,9 +62,17 @@ pub trait CustomOp: std::fmt::Debug + Send + Sync + 'static {
 
     /// A hand-written gradient kernel on arrays (first derivatives only). Implement this or
     /// [`backward`](CustomOp::backward).
-    fn backward_array(&self, inputs: &[&Array], output: &Array, grad: &Array) -> Vec<Option<Array>> {
+    fn backward_array(
+        &self,
+        inputs: &[&Array],
+        output: &Array,
+        grad: &Array,
+    ) -> Vec<Option<Array>> {
         let _ = (inputs, output, grad);
-        panic!("ferrograd: custom op `{}` implements neither backward nor backward_array", self.name())
+        panic!(
+            "ferrograd: custom op `{}` implements neither backward nor backward_array",
+            self.name()
+        )
     }
 }
 

@@ -1,7 +1,7 @@
 //! The nan/inf debugger. With [`Grad::debug_hook`](crate::Grad::debug_hook), every forward
 //! op and every backward step of the call is checked; the first non-finite value of each
 //! calls the hook with a [`DebugEvent`]: the op, the user's source line that created it, and
-//! the graph around it, which saves as GraphViz DOT and renders to SVG when `dot` exists.
+//! the graph around it, which saves as Graphviz DOT and renders to SVG when `dot` exists.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -35,8 +35,8 @@ pub enum DebugError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The GraphViz `dot` program is not installed.
-    #[error("cannot render {path}: the GraphViz `dot` program is not installed (Debian: apt-get install graphviz); the DOT text was saved to {dot_path}")]
+    /// The Graphviz `dot` program is not installed.
+    #[error("cannot render {path}: the Graphviz `dot` program is not installed (Debian: apt-get install graphviz); the DOT text was saved to {dot_path}")]
     GraphvizMissing {
         /// The SVG that was asked for.
         path: PathBuf,
@@ -69,9 +69,25 @@ pub struct DebugEvent {
 }
 
 impl DebugEvent {
-    pub(crate) fn new(op: String, location: &'static Location<'static>, phase: Phase, what: &'static str, inputs: Vec<Tensor>, output: Tensor, hooks: &Hooks) -> DebugEvent {
+    pub(crate) fn new(
+        op: String,
+        location: &'static Location<'static>,
+        phase: Phase,
+        what: &'static str,
+        inputs: Vec<Tensor>,
+        output: Tensor,
+        hooks: &Hooks,
+    ) -> DebugEvent {
         let leaf_names = hooks.leaf_names.lock().expect("leaf names").clone();
-        DebugEvent { op, location, phase, what, inputs, output, leaf_names }
+        DebugEvent {
+            op,
+            location,
+            phase,
+            what,
+            inputs,
+            output,
+            leaf_names,
+        }
     }
 
     /// A one-line description: `nan in the forward of div at src/main.rs:12:17`.
@@ -80,7 +96,10 @@ impl DebugEvent {
             Phase::Forward => "forward",
             Phase::Backward => "backward",
         };
-        format!("ferrograd debugger: {} in the {phase} of {} at {}", self.what, self.op, self.location)
+        format!(
+            "ferrograd debugger: {} in the {phase} of {} at {}",
+            self.what, self.op, self.location
+        )
     }
 
     /// The offending value.
@@ -88,11 +107,18 @@ impl DebugEvent {
         &self.output
     }
 
-    /// The graph that led to the value, as GraphViz DOT: ops are boxes labelled with their
+    /// The graph that led to the value, as Graphviz DOT: ops are boxes labelled with their
     /// name and source line, values ellipses with shape and range, parameters named; the
     /// non-finite value and its op are red.
     pub fn dot(&self) -> String {
-        graph_dot(&self.inputs, &self.output, &self.op, self.location, self.phase, &self.leaf_names)
+        graph_dot(
+            &self.inputs,
+            &self.output,
+            &self.op,
+            self.location,
+            self.phase,
+            &self.leaf_names,
+        )
     }
 
     /// Writes [`dot`](DebugEvent::dot) to `path`.
@@ -100,7 +126,7 @@ impl DebugEvent {
         write_atomic(path.as_ref(), self.dot().as_bytes())
     }
 
-    /// Renders the graph to SVG with GraphViz `dot`. When `dot` is missing, the DOT text is
+    /// Renders the graph to SVG with Graphviz `dot`. When `dot` is missing, the DOT text is
     /// saved next to `path` (extension `.dot`) and the error says so.
     pub fn save_svg(&self, path: impl AsRef<Path>) -> Result<(), DebugError> {
         render_svg(&self.dot(), path.as_ref())
@@ -136,8 +162,14 @@ fn range_label(a: &Array) -> String {
         return String::new();
     }
     let v = a.to_f64_vec();
-    let min = v.iter().cloned().fold(f64::INFINITY, |m, x| if x.is_nan() || x < m { x } else { m });
-    let max = v.iter().cloned().fold(f64::NEG_INFINITY, |m, x| if x.is_nan() || x > m { x } else { m });
+    let min = v.iter().cloned().fold(
+        f64::INFINITY,
+        |m, x| if x.is_nan() || x < m { x } else { m },
+    );
+    let max = v.iter().cloned().fold(
+        f64::NEG_INFINITY,
+        |m, x| if x.is_nan() || x > m { x } else { m },
+    );
     format!("\\n[{min:.4}, {max:.4}]")
 }
 
@@ -146,9 +178,18 @@ fn escape(s: &str) -> String {
 }
 
 /// DOT for the graph of traced nodes behind `inputs`, plus the op that produced `output`.
-pub(crate) fn graph_dot(inputs: &[Tensor], output: &Tensor, op: &str, location: &Location<'_>, phase: Phase, leaf_names: &[(usize, String)]) -> String {
+pub(crate) fn graph_dot(
+    inputs: &[Tensor],
+    output: &Tensor,
+    op: &str,
+    location: &Location<'_>,
+    phase: Phase,
+    leaf_names: &[(usize, String)],
+) -> String {
     let names: HashMap<usize, &str> = leaf_names.iter().map(|(id, n)| (*id, n.as_str())).collect();
-    let mut s = String::from("digraph ferrograd {\n  rankdir=TB;\n  node [fontname=\"monospace\", fontsize=10];\n");
+    let mut s = String::from(
+        "digraph ferrograd {\n  rankdir=TB;\n  node [fontname=\"monospace\", fontsize=10];\n",
+    );
     let mut seen: HashMap<usize, String> = HashMap::new();
     let mut stack: Vec<Tensor> = inputs.to_vec();
     let mut count = 0usize;
@@ -161,22 +202,48 @@ pub(crate) fn graph_dot(inputs: &[Tensor], output: &Tensor, op: &str, location: 
         let id = format!("v{}", seen.len());
         seen.insert(t.id(), id.clone());
         let bad = nonfinite(t.value()).is_some();
-        let color = if bad { ", color=red, fontcolor=red" } else { "" };
+        let color = if bad {
+            ", color=red, fontcolor=red"
+        } else {
+            ""
+        };
         match t.as_node() {
             Some(n) if matches!(n.op, crate::op::Op::Leaf) => {
                 let name = names.get(&t.id()).copied().unwrap_or("param");
-                let _ = writeln!(s, "  {id} [shape=doubleoctagon, label=\"{}\\n{:?}{}\"{color}];", escape(name), t.shape(), range_label(t.value()));
+                let _ = writeln!(
+                    s,
+                    "  {id} [shape=doubleoctagon, label=\"{}\\n{:?}{}\"{color}];",
+                    escape(name),
+                    t.shape(),
+                    range_label(t.value())
+                );
             }
             Some(n) => {
-                let _ = writeln!(s, "  {id} [shape=ellipse, label=\"{:?}{}\"{color}];", t.shape(), range_label(t.value()));
-                let _ = writeln!(s, "  {id}_op [shape=box, label=\"{}\\n{}:{}\"{color}];", escape(&n.op.name()), escape(n.location.file()), n.location.line());
+                let _ = writeln!(
+                    s,
+                    "  {id} [shape=ellipse, label=\"{:?}{}\"{color}];",
+                    t.shape(),
+                    range_label(t.value())
+                );
+                let _ = writeln!(
+                    s,
+                    "  {id}_op [shape=box, label=\"{}\\n{}:{}\"{color}];",
+                    escape(&n.op.name()),
+                    escape(n.location.file()),
+                    n.location.line()
+                );
                 let _ = writeln!(s, "  {id}_op -> {id} [color=darkgreen];");
                 for input in &n.inputs {
                     stack.push(input.clone());
                 }
             }
             None => {
-                let _ = writeln!(s, "  {id} [shape=ellipse, style=dashed, label=\"const {:?}{}\"{color}];", t.shape(), range_label(t.value()));
+                let _ = writeln!(
+                    s,
+                    "  {id} [shape=ellipse, style=dashed, label=\"const {:?}{}\"{color}];",
+                    t.shape(),
+                    range_label(t.value())
+                );
             }
         }
     }
@@ -198,10 +265,29 @@ pub(crate) fn graph_dot(inputs: &[Tensor], output: &Tensor, op: &str, location: 
         }
     }
     // The op under scrutiny and its result.
-    let edge = if phase == Phase::Backward { "blue" } else { "red" };
-    let label = if phase == Phase::Backward { format!("backward of {op}") } else { op.to_string() };
-    let _ = writeln!(s, "  bad_op [shape=box, color=red, fontcolor=red, label=\"{}\\n{}:{}\"];", escape(&label), escape(location.file()), location.line());
-    let _ = writeln!(s, "  bad [shape=ellipse, color=red, fontcolor=red, label=\"{:?}{}\"];", output.shape(), range_label(output.value()));
+    let edge = if phase == Phase::Backward {
+        "blue"
+    } else {
+        "red"
+    };
+    let label = if phase == Phase::Backward {
+        format!("backward of {op}")
+    } else {
+        op.to_string()
+    };
+    let _ = writeln!(
+        s,
+        "  bad_op [shape=box, color=red, fontcolor=red, label=\"{}\\n{}:{}\"];",
+        escape(&label),
+        escape(location.file()),
+        location.line()
+    );
+    let _ = writeln!(
+        s,
+        "  bad [shape=ellipse, color=red, fontcolor=red, label=\"{:?}{}\"];",
+        output.shape(),
+        range_label(output.value())
+    );
     let _ = writeln!(s, "  bad_op -> bad [color={edge}];");
     for t in inputs {
         if let Some(src) = seen.get(&t.id()) {
@@ -214,31 +300,61 @@ pub(crate) fn graph_dot(inputs: &[Tensor], output: &Tensor, op: &str, location: 
 
 /// Writes through a temporary file and a rename, so no half-written file is ever seen.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DebugError> {
-    let io = |source| DebugError::Io { path: path.to_path_buf(), source };
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let io = |source| DebugError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
     std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-/// Renders DOT text to an SVG file with GraphViz.
+/// Renders DOT text to an SVG file with Graphviz.
 pub fn render_svg(dot: &str, path: &Path) -> Result<(), DebugError> {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let child = Command::new("dot").arg("-Tsvg").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let child = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let dot_path = path.with_extension("dot");
             write_atomic(&dot_path, dot.as_bytes())?;
-            return Err(DebugError::GraphvizMissing { path: path.to_path_buf(), dot_path });
+            return Err(DebugError::GraphvizMissing {
+                path: path.to_path_buf(),
+                dot_path,
+            });
         }
-        Err(source) => return Err(DebugError::Io { path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(DebugError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     };
-    let io = |source| DebugError::Io { path: path.to_path_buf(), source };
-    child.stdin.take().expect("piped").write_all(dot.as_bytes()).map_err(io)?;
+    let io = |source| DebugError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(dot.as_bytes())
+        .map_err(io)?;
     let out = child.wait_with_output().map_err(io)?;
     if !out.status.success() {
-        return Err(DebugError::Graphviz { path: path.to_path_buf(), message: String::from_utf8_lossy(&out.stderr).into_owned() });
+        return Err(DebugError::Graphviz {
+            path: path.to_path_buf(),
+            message: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
     }
     write_atomic(path, &out.stdout)
 }

@@ -40,7 +40,12 @@ pub(crate) type IdMap<V> = HashMap<usize, V, BuildHasherDefault<IdHasher>>;
 
 /// Runs the backward pass of `level` from `root` with output gradient `seed`, returning the
 /// gradient of every node of that level that received one, by node id.
-pub(crate) fn backward(level: u64, root: &Tensor, seed: Tensor, hooks: Option<&Hooks>) -> IdMap<Tensor> {
+pub(crate) fn backward(
+    level: u64,
+    root: &Tensor,
+    seed: Tensor,
+    hooks: Option<&Hooks>,
+) -> IdMap<Tensor> {
     // Nodes of this level reachable from the root, in reverse creation order (a reverse
     // topological order: inputs are always created before their consumers).
     let mut nodes: Vec<Tensor> = Vec::new();
@@ -68,7 +73,9 @@ pub(crate) fn backward(level: u64, root: &Tensor, seed: Tensor, hooks: Option<&H
         if matches!(n.op, Op::Leaf) {
             continue;
         }
-        let Some(g) = grads.remove(&t.id()) else { continue };
+        let Some(g) = grads.remove(&t.id()) else {
+            continue;
+        };
         let inner: Vec<Tensor> = n.inputs.iter().map(|x| x.unbox(level)).collect();
         let start = hooks.map(|_| std::time::Instant::now());
         let contributions = n.op.vjp(&inner, &n.value, &g);
@@ -76,8 +83,15 @@ pub(crate) fn backward(level: u64, root: &Tensor, seed: Tensor, hooks: Option<&H
             context::record_backward(h, &n.op, n.location, start.elapsed(), &contributions, root);
         }
         for (input, c) in n.inputs.iter().zip(contributions) {
-            let (Some(c), Some(_)) = (c, input.node_at(level)) else { continue };
-            debug_assert_eq!(c.shape(), input.shape(), "gradient of {} has the wrong shape", n.op.name());
+            let (Some(c), Some(_)) = (c, input.node_at(level)) else {
+                continue;
+            };
+            debug_assert_eq!(
+                c.shape(),
+                input.shape(),
+                "gradient of {} has the wrong shape",
+                n.op.name()
+            );
             match grads.remove(&input.id()) {
                 // Accumulate out of place: a contribution may be shared with another node.
                 Some(prev) => grads.insert(input.id(), &prev + &c),
@@ -179,7 +193,14 @@ pub struct Grad<F> {
 /// assert_eq!(y.item::<f64>(), 5.0);
 /// ```
 pub fn grad<F>(f: F) -> Grad<F> {
-    Grad { f, with_forward: true, with_gradients: true, partial_grad: false, debug: None, profile: None }
+    Grad {
+        f,
+        with_forward: true,
+        with_gradients: true,
+        partial_grad: false,
+        debug: None,
+        profile: None,
+    }
 }
 
 /// Same as [`grad`]: [`Grad::call`] returns the value with the gradient.
@@ -224,12 +245,17 @@ impl<F> Grad<F> {
 
     /// The profiler's table (empty when profiling is off).
     pub fn profile_report(&self) -> String {
-        self.profile.as_ref().map(|p| p.lock().expect("profile lock").report()).unwrap_or_default()
+        self.profile
+            .as_ref()
+            .map(|p| p.lock().expect("profile lock").report())
+            .unwrap_or_default()
     }
 
     /// Runs `visit` on the profile data (when profiling is on).
     pub fn with_profile<R>(&self, visit: impl FnOnce(&Profile) -> R) -> Option<R> {
-        self.profile.as_ref().map(|p| visit(&p.lock().expect("profile lock")))
+        self.profile
+            .as_ref()
+            .map(|p| visit(&p.lock().expect("profile lock")))
     }
 
     /// The gradient of the function at `params` (same type), with its outputs.
@@ -247,13 +273,21 @@ impl<F> Grad<F> {
             panic!("ferrograd: grad: call returns gradients and outputs; with with_forward(false), with_gradients(false) or partial_grad(true) set, use run");
         }
         let out = self.run_inner(params, args, None, Location::caller());
-        (out.grads.expect("gradients on"), out.output.expect("forward on"))
+        (
+            out.grads.expect("gradients on"),
+            out.output.expect("forward on"),
+        )
     }
 
     /// Computes what the flags ask for. `output_grad` is the gradient of the function's
     /// output when [`partial_grad`](Grad::partial_grad) is on (it must be `None` otherwise).
     #[track_caller]
-    pub fn run<P, Args>(&self, params: &P, args: Args, output_grad: Option<&Tensor>) -> Outputs<P, F::Output>
+    pub fn run<P, Args>(
+        &self,
+        params: &P,
+        args: Args,
+        output_grad: Option<&Tensor>,
+    ) -> Outputs<P, F::Output>
     where
         P: Tree,
         F: Differentiable<P, Args>,
@@ -265,7 +299,13 @@ impl<F> Grad<F> {
         self.run_inner(params, args, output_grad, Location::caller())
     }
 
-    fn run_inner<P, Args>(&self, params: &P, args: Args, output_grad: Option<&Tensor>, location: &'static Location<'static>) -> Outputs<P, F::Output>
+    fn run_inner<P, Args>(
+        &self,
+        params: &P,
+        args: Args,
+        output_grad: Option<&Tensor>,
+        location: &'static Location<'static>,
+    ) -> Outputs<P, F::Output>
     where
         P: Tree,
         F: Differentiable<P, Args>,
@@ -273,7 +313,12 @@ impl<F> Grad<F> {
     {
         let level = NEXT_LEVEL.fetch_add(1, Ordering::Relaxed);
         let hooks = (self.debug.is_some() || self.profile.is_some()).then(|| {
-            Arc::new(Hooks { id: level, debug: self.debug.clone(), profile: self.profile.clone(), leaf_names: Mutex::new(Vec::new()) })
+            Arc::new(Hooks {
+                id: level,
+                debug: self.debug.clone(),
+                profile: self.profile.clone(),
+                leaf_names: Mutex::new(Vec::new()),
+            })
         });
         let _guard = hooks.clone().map(context::push);
         if let Some(p) = &self.profile {
@@ -281,17 +326,30 @@ impl<F> Grad<F> {
         }
         if !self.with_gradients {
             let output = self.f.invoke(params, args);
-            return Outputs { grads: None, output: self.with_forward.then_some(output) };
+            return Outputs {
+                grads: None,
+                output: self.with_forward.then_some(output),
+            };
         }
         // Box every float leaf as a node of this level.
         let originals = leaves(params);
         let boxed: Vec<Tensor> = originals
             .iter()
-            .map(|t| if t.dtype().is_float() { Tensor::node(level, t.clone(), Op::Leaf, Default::default(), location) } else { t.clone() })
+            .map(|t| {
+                if t.dtype().is_float() {
+                    Tensor::node(level, t.clone(), Op::Leaf, Default::default(), location)
+                } else {
+                    t.clone()
+                }
+            })
             .collect();
         if let Some(h) = &hooks {
             let names = leaf_names(params);
-            *h.leaf_names.lock().expect("leaf names") = boxed.iter().zip(names).map(|(t, n)| (t.id(), if n.is_empty() { "param".into() } else { n })).collect();
+            *h.leaf_names.lock().expect("leaf names") = boxed
+                .iter()
+                .zip(names)
+                .map(|(t, n)| (t.id(), if n.is_empty() { "param".into() } else { n }))
+                .collect();
         }
         let boxed_params = rebuild(params, boxed.clone());
         let output = self.f.invoke(&boxed_params, args);
@@ -318,9 +376,17 @@ impl<F> Grad<F> {
         let result: Vec<Tensor> = boxed
             .iter()
             .zip(&originals)
-            .map(|(b, orig)| grads.get(&b.id()).cloned().unwrap_or_else(|| orig.zeros_like()))
+            .map(|(b, orig)| {
+                grads
+                    .get(&b.id())
+                    .cloned()
+                    .unwrap_or_else(|| orig.zeros_like())
+            })
             .collect();
-        Outputs { grads: Some(rebuild(params, result)), output: self.with_forward.then(|| output.unbox(level)) }
+        Outputs {
+            grads: Some(rebuild(params, result)),
+            output: self.with_forward.then(|| output.unbox(level)),
+        }
     }
 }
 
@@ -333,8 +399,13 @@ where
     F: Differentiable<P, Args>,
     F::Output: GradOutput,
 {
-    let out = grad(f).partial_grad(true).run(params, args, Some(output_grad));
-    (out.grads.expect("gradients on"), out.output.expect("forward on"))
+    let out = grad(f)
+        .partial_grad(true)
+        .run(params, args, Some(output_grad));
+    (
+        out.grads.expect("gradients on"),
+        out.output.expect("forward on"),
+    )
 }
 
 /// The Jacobian of `f` at `x`: shape `f(x).shape() ++ x.shape()`. One forward pass, one
@@ -342,7 +413,13 @@ where
 #[track_caller]
 pub fn jacobian(f: impl Fn(&Tensor) -> Tensor, x: &Tensor) -> Tensor {
     let level = NEXT_LEVEL.fetch_add(1, Ordering::Relaxed);
-    let boxed = Tensor::node(level, x.clone(), Op::Leaf, Default::default(), Location::caller());
+    let boxed = Tensor::node(
+        level,
+        x.clone(),
+        Op::Leaf,
+        Default::default(),
+        Location::caller(),
+    );
     let y = f(&boxed);
     let m = y.numel();
     let mut rows = Vec::with_capacity(m);
@@ -351,7 +428,13 @@ pub fn jacobian(f: impl Fn(&Tensor) -> Tensor, x: &Tensor) -> Tensor {
         seed[j] = 1.0;
         let seed = Tensor::new(Array::from_vec(seed, y.shape()).to_dtype(y.dtype()));
         let grads = backward(level, &y, seed, None);
-        rows.push(grads.get(&boxed.id()).cloned().unwrap_or_else(|| x.zeros_like()).reshape(&[x.numel()]));
+        rows.push(
+            grads
+                .get(&boxed.id())
+                .cloned()
+                .unwrap_or_else(|| x.zeros_like())
+                .reshape(&[x.numel()]),
+        );
     }
     let mut shape = y.shape().to_vec();
     shape.extend_from_slice(x.shape());
@@ -374,8 +457,15 @@ where
     let call_f = |p: &P, a: Args| f.invoke(p, a);
     let inner = |p: &P| {
         let (g, _) = grad(&call_f).call(p, (args.clone(),));
-        let terms: Vec<Tensor> = leaves(&g).iter().zip(leaves(v)).map(|(a, b)| (a * &b).sum()).collect();
-        terms.into_iter().reduce(|a, b| &a + &b).unwrap_or_else(|| Tensor::scalar(0.0f64))
+        let terms: Vec<Tensor> = leaves(&g)
+            .iter()
+            .zip(leaves(v))
+            .map(|(a, b)| (a * &b).sum())
+            .collect();
+        terms
+            .into_iter()
+            .reduce(|a, b| &a + &b)
+            .unwrap_or_else(|| Tensor::scalar(0.0f64))
     };
     grad(inner).call(params, ()).0
 }

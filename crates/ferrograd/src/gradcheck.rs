@@ -44,7 +44,12 @@ impl GradcheckReport {
 
 impl fmt::Display for GradcheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "gradcheck ({}, tolerance {:e}):", if self.passed() { "passed" } else { "FAILED" }, self.tolerance)?;
+        writeln!(
+            f,
+            "gradcheck ({}, tolerance {:e}):",
+            if self.passed() { "passed" } else { "FAILED" },
+            self.tolerance
+        )?;
         for l in &self.leaves {
             writeln!(
                 f,
@@ -92,15 +97,28 @@ where
     let analytic = leaves(&analytic);
     let originals = leaves(params);
     let names = leaf_names(params);
-    let mut report = GradcheckReport { leaves: Vec::new(), tolerance };
+    let mut report = GradcheckReport {
+        leaves: Vec::new(),
+        tolerance,
+    };
     for (i, leaf) in originals.iter().enumerate() {
         if !leaf.dtype().is_float() {
             continue;
         }
-        let eps = if leaf.dtype() == DType::F64 { 1e-6 } else { 1e-3 };
+        let eps = if leaf.dtype() == DType::F64 {
+            1e-6
+        } else {
+            1e-3
+        };
         let base = leaf.value().contiguous().to_f64_vec();
         let got = analytic[i].to_f64_vec();
-        let mut check = LeafCheck { name: names[i].clone(), max_abs_error: 0.0, max_error: 0.0, worst_index: 0, worst: (0.0, 0.0) };
+        let mut check = LeafCheck {
+            name: names[i].clone(),
+            max_abs_error: 0.0,
+            max_error: 0.0,
+            worst_index: 0,
+            worst: (0.0, 0.0),
+        };
         for k in 0..base.len() {
             let at = |delta: f64| {
                 let mut v = base.clone();
@@ -137,12 +155,28 @@ where
     F::Output: GradOutput,
 {
     let mut rng = Generator::new(0x5eed);
-    let directions: Vec<Tensor> = leaves(params).iter().map(|t| Tensor::new(rng.uniform(t.shape(), -1.0, 1.0, DType::F64).to_dtype(t.dtype()))).collect();
+    let directions: Vec<Tensor> = leaves(params)
+        .iter()
+        .map(|t| {
+            Tensor::new(
+                rng.uniform(t.shape(), -1.0, 1.0, DType::F64)
+                    .to_dtype(t.dtype()),
+            )
+        })
+        .collect();
     let call_f = |p: &P, a: Args| f.invoke(p, a);
     let directional = |p: &P, a: Args| {
         let (g, _) = grad(&call_f).call(p, (a,));
-        let terms: Vec<Tensor> = leaves(&g).iter().zip(&directions).filter(|(t, _)| t.dtype().is_float()).map(|(t, v)| (t * v).sum()).collect();
-        terms.into_iter().reduce(|a, b| &a + &b).unwrap_or_else(|| Tensor::scalar(0.0f64))
+        let terms: Vec<Tensor> = leaves(&g)
+            .iter()
+            .zip(&directions)
+            .filter(|(t, _)| t.dtype().is_float())
+            .map(|(t, v)| (t * v).sum())
+            .collect();
+        terms
+            .into_iter()
+            .reduce(|a, b| &a + &b)
+            .unwrap_or_else(|| Tensor::scalar(0.0f64))
     };
     gradcheck(directional, params, (args,), tolerance)
 }

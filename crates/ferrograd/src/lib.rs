@@ -15,13 +15,15 @@ mod tensor;
 mod tree;
 
 pub use custom::CustomOp;
-pub use ferrograd_derive::Tree;
 pub use debug::{render_svg, DebugError, DebugEvent, DebugHook, Phase};
 pub use ferrograd_array::{
     broadcast_shapes, Array, Conv2dParams, DType, Device, Dim, Dims, Element, Float, Generator,
     Index, Number, Pool2dParams, Shape,
 };
-pub use grad::{grad, hessian, hvp, jacobian, value_and_grad, vjp, Differentiable, Grad, GradOutput, Outputs};
+pub use ferrograd_derive::Tree;
+pub use grad::{
+    grad, hessian, hvp, jacobian, value_and_grad, vjp, Differentiable, Grad, GradOutput, Outputs,
+};
 pub use gradcheck::{gradcheck, gradgradcheck, GradcheckReport, LeafCheck};
 pub use op::Op;
 pub use ops::elementwise::{Binary, Compare, ScalarOp, Unary};

@@ -195,7 +195,13 @@ impl Op {
             Op::Flip(dims) => x[0].flip(dims.as_slice()),
             Op::Diagonal(k) => x[0].diagonal(*k),
             Op::DiagEmbed(k) => x[0].diag(*k),
-            Op::Triangle(lower, k) => if *lower { x[0].tril(*k) } else { x[0].triu(*k) },
+            Op::Triangle(lower, k) => {
+                if *lower {
+                    x[0].tril(*k)
+                } else {
+                    x[0].triu(*k)
+                }
+            }
             Op::Cat(d) => Array::cat(&x.iter().map(|a| (*a).clone()).collect::<Vec<_>>(), *d),
             Op::IndexSelect(d) => x[0].index_select(*d, x[1]),
             Op::IndexAdd(d) => x[0].index_add(*d, x[1], x[2]),
@@ -232,13 +238,31 @@ impl Op {
             Op::Reduce(r, dims, keepdim) => reduce::reduce_vjp(*r, dims, *keepdim, &x[0], out, g),
             Op::Cumsum(d) => smallvec::smallvec![Some(g.flip(*d).cumsum(*d).flip(*d))],
             Op::Matmul => linalg::matmul_vjp(&x[0], &x[1], g),
-            Op::Permute(_) | Op::Reshape(_) | Op::Expand(_) | Op::Narrow { .. } | Op::PadNarrow { .. } | Op::Flip(_) | Op::Diagonal(_) | Op::DiagEmbed(_) | Op::Triangle(..) | Op::Cat(_) => {
-                shape::shape_vjp(self, x, g)
-            }
-            Op::IndexSelect(_) | Op::IndexAdd(_) | Op::Gather(_) | Op::ScatterAdd(_) | Op::Scatter(_) | Op::IndexPut(..) => index::index_vjp(self, x, g),
-            Op::Conv2d(_) | Op::Conv2dBackwardInput(..) | Op::Conv2dBackwardWeight(..) | Op::AvgPool2d(..) | Op::AvgPool2dBackward(..) | Op::Softmax(_) | Op::LogSoftmax(_) | Op::SoftmaxBackward(_) | Op::LogSoftmaxBackward(_) => {
-                nn::nn_vjp(self, x, out, g)
-            }
+            Op::Permute(_)
+            | Op::Reshape(_)
+            | Op::Expand(_)
+            | Op::Narrow { .. }
+            | Op::PadNarrow { .. }
+            | Op::Flip(_)
+            | Op::Diagonal(_)
+            | Op::DiagEmbed(_)
+            | Op::Triangle(..)
+            | Op::Cat(_) => shape::shape_vjp(self, x, g),
+            Op::IndexSelect(_)
+            | Op::IndexAdd(_)
+            | Op::Gather(_)
+            | Op::ScatterAdd(_)
+            | Op::Scatter(_)
+            | Op::IndexPut(..) => index::index_vjp(self, x, g),
+            Op::Conv2d(_)
+            | Op::Conv2dBackwardInput(..)
+            | Op::Conv2dBackwardWeight(..)
+            | Op::AvgPool2d(..)
+            | Op::AvgPool2dBackward(..)
+            | Op::Softmax(_)
+            | Op::LogSoftmax(_)
+            | Op::SoftmaxBackward(_)
+            | Op::LogSoftmaxBackward(_) => nn::nn_vjp(self, x, out, g),
             Op::Custom(c) => crate::custom::custom_vjp(c.as_ref(), x, out, g),
         }
     }

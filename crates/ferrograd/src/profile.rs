@@ -24,7 +24,13 @@ pub struct Profile {
 }
 
 impl Profile {
-    pub(crate) fn add(&mut self, op: &str, location: &'static Location<'static>, phase: Phase, elapsed: Duration) {
+    pub(crate) fn add(
+        &mut self,
+        op: &str,
+        location: &'static Location<'static>,
+        phase: Phase,
+        elapsed: Duration,
+    ) {
         let row = self.rows.entry((op.to_string(), location)).or_default();
         match phase {
             Phase::Forward => {
@@ -59,7 +65,15 @@ impl Profile {
         }
         let mut out: Vec<_> = by_op
             .into_iter()
-            .map(|(op, r)| (op.to_string(), r.forward_calls, r.forward_time, r.backward_calls, r.backward_time))
+            .map(|(op, r)| {
+                (
+                    op.to_string(),
+                    r.forward_calls,
+                    r.forward_time,
+                    r.backward_calls,
+                    r.backward_time,
+                )
+            })
             .collect();
         out.sort_by(|a, b| (b.2 + b.4).cmp(&(a.2 + a.4)).then(a.0.cmp(&b.0)));
         out
@@ -69,14 +83,34 @@ impl Profile {
     /// total time.
     pub fn report(&self) -> String {
         let mut rows: Vec<_> = self.rows.iter().collect();
-        rows.sort_by(|a, b| (b.1.forward_time + b.1.backward_time).cmp(&(a.1.forward_time + a.1.backward_time)).then(a.0.0.cmp(&b.0.0)));
-        let total: Duration = rows.iter().map(|(_, r)| r.forward_time + r.backward_time).sum();
+        rows.sort_by(|a, b| {
+            (b.1.forward_time + b.1.backward_time)
+                .cmp(&(a.1.forward_time + a.1.backward_time))
+                .then(a.0 .0.cmp(&b.0 .0))
+        });
+        let total: Duration = rows
+            .iter()
+            .map(|(_, r)| r.forward_time + r.backward_time)
+            .sum();
         let mut s = String::new();
-        let _ = writeln!(s, "ferrograd profile over {} call(s): {:.3} ms in ops", self.calls, total.as_secs_f64() * 1e3);
-        let _ = writeln!(s, "{:<22} {:>8} {:>12} {:>8} {:>12} {:>7}  line", "op", "fwd n", "fwd time", "bwd n", "bwd time", "share");
+        let _ = writeln!(
+            s,
+            "ferrograd profile over {} call(s): {:.3} ms in ops",
+            self.calls,
+            total.as_secs_f64() * 1e3
+        );
+        let _ = writeln!(
+            s,
+            "{:<22} {:>8} {:>12} {:>8} {:>12} {:>7}  line",
+            "op", "fwd n", "fwd time", "bwd n", "bwd time", "share"
+        );
         for ((op, loc), r) in rows {
             let t = r.forward_time + r.backward_time;
-            let share = if total.is_zero() { 0.0 } else { 100.0 * t.as_secs_f64() / total.as_secs_f64() };
+            let share = if total.is_zero() {
+                0.0
+            } else {
+                100.0 * t.as_secs_f64() / total.as_secs_f64()
+            };
             let _ = writeln!(
                 s,
                 "{:<22} {:>8} {:>9.1} µs {:>8} {:>9.1} µs {:>6.1}%  {}:{}",

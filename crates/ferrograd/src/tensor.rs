@@ -72,11 +72,9 @@ impl Drop for Node {
         let mut stack: Vec<Tensor> = std::mem::take(&mut self.inputs).into_vec();
         stack.push(std::mem::replace(&mut self.value, Tensor::placeholder()));
         while let Some(t) = stack.pop() {
-            if let Ok(repr) = Arc::try_unwrap(t.repr) {
-                if let Repr::Traced(mut node) = repr {
-                    stack.extend(std::mem::take(&mut node.inputs));
-                    stack.push(std::mem::replace(&mut node.value, Tensor::placeholder()));
-                }
+            if let Ok(Repr::Traced(mut node)) = Arc::try_unwrap(t.repr) {
+                stack.extend(std::mem::take(&mut node.inputs));
+                stack.push(std::mem::replace(&mut node.value, Tensor::placeholder()));
             }
         }
     }
@@ -86,7 +84,9 @@ impl Tensor {
     /// A shared empty tensor swapped in while a node is torn down.
     fn placeholder() -> Tensor {
         static PLACEHOLDER: std::sync::OnceLock<Tensor> = std::sync::OnceLock::new();
-        PLACEHOLDER.get_or_init(|| Tensor::new(Array::zeros(&[], crate::DType::F32))).clone()
+        PLACEHOLDER
+            .get_or_init(|| Tensor::new(Array::zeros(&[], crate::DType::F32)))
+            .clone()
     }
 
     /// A concrete tensor holding `array`.
@@ -96,7 +96,13 @@ impl Tensor {
         }
     }
 
-    pub(crate) fn node(level: u64, value: Tensor, op: Op, inputs: Inputs, location: &'static Location<'static>) -> Tensor {
+    pub(crate) fn node(
+        level: u64,
+        value: Tensor,
+        op: Op,
+        inputs: Inputs,
+        location: &'static Location<'static>,
+    ) -> Tensor {
         Tensor {
             repr: Arc::new(Repr::Traced(Node {
                 level,

@@ -46,7 +46,10 @@ pub fn leaf_names<T: Tree + ?Sized>(tree: &T) -> Vec<String> {
 pub fn rebuild<T: Tree>(tree: &T, new_leaves: Vec<Tensor>) -> T {
     let expected = leaves(tree).len();
     if new_leaves.len() != expected {
-        panic!("ferrograd: rebuild: the tree has {expected} leaves, got {} tensors", new_leaves.len());
+        panic!(
+            "ferrograd: rebuild: the tree has {expected} leaves, got {} tensors",
+            new_leaves.len()
+        );
     }
     let mut it = new_leaves.into_iter();
     tree.map(&mut |_| it.next().expect("counted above"))
@@ -119,7 +122,9 @@ impl<T: Tree> Tree for BTreeMap<String, T> {
         }
     }
     fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
-        self.iter().map(|(k, item)| (k.clone(), item.map(f))).collect()
+        self.iter()
+            .map(|(k, item)| (k.clone(), item.map(f)))
+            .collect()
     }
 }
 
@@ -134,7 +139,9 @@ impl<T: Tree, S: std::hash::BuildHasher + Default> Tree for HashMap<String, T, S
     fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
         let mut keys: Vec<&String> = self.keys().collect();
         keys.sort();
-        keys.into_iter().map(|k| (k.clone(), self[k].map(f))).collect()
+        keys.into_iter()
+            .map(|k| (k.clone(), self[k].map(f)))
+            .collect()
     }
 }
 
@@ -150,7 +157,19 @@ macro_rules! leafless {
         }
     )*};
 }
-leafless!((), bool, usize, u32, u64, i32, i64, f32, f64, String, crate::Array);
+leafless!(
+    (),
+    bool,
+    usize,
+    u32,
+    u64,
+    i32,
+    i64,
+    f32,
+    f64,
+    String,
+    crate::Array
+);
 
 macro_rules! tuple_tree {
     ($($name:ident $idx:tt),+) => {

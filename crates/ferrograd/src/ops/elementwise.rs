@@ -62,7 +62,10 @@ impl Unary {
 
     /// Sign and rounding are flat almost everywhere: no gradient.
     pub(crate) fn is_differentiable(self) -> bool {
-        !matches!(self, Unary::Sign | Unary::Floor | Unary::Ceil | Unary::Round)
+        !matches!(
+            self,
+            Unary::Sign | Unary::Floor | Unary::Ceil | Unary::Round
+        )
     }
 
     #[track_caller]
@@ -135,6 +138,8 @@ pub enum ScalarOp {
     Add,
     /// `x * s`
     Mul,
+    /// `x / s`
+    Div,
     /// `s - x`
     Rsub,
     /// `s / x`
@@ -150,6 +155,7 @@ impl ScalarOp {
         match self {
             ScalarOp::Add => "add_scalar",
             ScalarOp::Mul => "mul_scalar",
+            ScalarOp::Div => "div_scalar",
             ScalarOp::Rsub => "rsub_scalar",
             ScalarOp::Rdiv => "rdiv_scalar",
             ScalarOp::Pow => "pow_scalar",
@@ -162,6 +168,7 @@ impl ScalarOp {
         match self {
             ScalarOp::Add => x.add_scalar(s),
             ScalarOp::Mul => x.mul_scalar(s),
+            ScalarOp::Div => x.div_scalar(s),
             ScalarOp::Rsub => x.rsub_scalar(s),
             ScalarOp::Rdiv => x.rdiv_scalar(s),
             ScalarOp::Pow => x.pow_scalar(s),
@@ -174,6 +181,7 @@ pub(crate) fn scalar_vjp(op: ScalarOp, s: f64, x: &Tensor, out: &Tensor, g: &Ten
     let dx = match op {
         ScalarOp::Add => g.clone(),
         ScalarOp::Mul => g * s,
+        ScalarOp::Div => g / s,
         ScalarOp::Rsub => -g,
         // d (s/x) = -s/x² = -out/x
         ScalarOp::Rdiv => -(g * &(out / x)),
@@ -246,8 +254,14 @@ pub(crate) fn binary_vjp(op: Binary, a: &Tensor, b: &Tensor, out: &Tensor, g: &T
         // ties split the gradient evenly, as PyTorch does
         Binary::Maximum | Binary::Minimum => {
             let (av, bv) = (a.value(), b.value());
-            let wins = if op == Binary::Maximum { av.gt(bv) } else { av.lt(bv) };
-            let share = wins.to_dtype(av.dtype()).add(&av.eq(bv).to_dtype(av.dtype()).mul_scalar(0.5));
+            let wins = if op == Binary::Maximum {
+                av.gt(bv)
+            } else {
+                av.lt(bv)
+            };
+            let share = wins
+                .to_dtype(av.dtype())
+                .add(&av.eq(bv).to_dtype(av.dtype()).mul_scalar(0.5));
             let share = Tensor::new(share);
             (g * &share, g * &share.rsub_scalar(1.0))
         }
@@ -262,7 +276,10 @@ pub(crate) fn binary_vjp(op: Binary, a: &Tensor, b: &Tensor, out: &Tensor, g: &T
             (g * &(b / &r), -(g * &(a / &r)))
         }
     };
-    smallvec![Some(unbroadcast(&da, a.shape())), Some(unbroadcast(&db, b.shape()))]
+    smallvec![
+        Some(unbroadcast(&da, a.shape())),
+        Some(unbroadcast(&db, b.shape()))
+    ]
 }
 
 /// Comparisons and logic: bool results, no gradient.
@@ -315,7 +332,11 @@ pub(crate) fn where_vjp(cond: &Tensor, a: &Tensor, b: &Tensor, g: &Tensor) -> Gr
     let zero = scalar_like(0.0, g);
     let da = Tensor::where_(cond, g, &zero);
     let db = Tensor::where_(cond, &zero, g);
-    smallvec![None, Some(unbroadcast(&da, a.shape())), Some(unbroadcast(&db, b.shape()))]
+    smallvec![
+        None,
+        Some(unbroadcast(&da, a.shape())),
+        Some(unbroadcast(&db, b.shape()))
+    ]
 }
 
 macro_rules! unary_methods {
@@ -388,6 +409,8 @@ scalar_methods! {
     add_scalar => Add;
     /// `x * value`.
     mul_scalar => Mul;
+    /// `x / value`.
+    div_scalar => Div;
     /// `value - x`.
     rsub_scalar => Rsub;
     /// `value / x`.
@@ -509,15 +532,14 @@ impl Tensor {
     }
 }
 
-/// `tensor ∘ s` for the four operators (subtraction and division become `+ (-s)` and
-/// `* (1/s)`).
+/// `tensor ∘ s` for the four operators (subtraction becomes `+ (-s)`).
 #[track_caller]
 fn scalar_right(t: &Tensor, op: char, s: f64) -> Tensor {
     match op {
         '+' => t.add_scalar(s),
         '-' => t.add_scalar(-s),
         '*' => t.mul_scalar(s),
-        _ => t.mul_scalar(1.0 / s),
+        _ => t.div_scalar(s),
     }
 }
 

@@ -24,7 +24,14 @@ fn pad_to(t: Tensor, shape: &[usize]) -> Tensor {
     let mut t = t;
     for (d, &n) in shape.iter().enumerate() {
         if t.shape()[d] != n {
-            t = apply(Op::PadNarrow { dim: d, start: 0, size: n }, &[&t]);
+            t = apply(
+                Op::PadNarrow {
+                    dim: d,
+                    start: 0,
+                    size: n,
+                },
+                &[&t],
+            );
         }
     }
     t
@@ -42,26 +49,54 @@ pub(crate) fn index_vjp(op: &Op, x: &[Tensor], g: &Tensor) -> Grads {
         Op::IndexSelect(d) => smallvec![Some(zeros_like(&x[0]).index_add(*d, &x[1], g)), None],
         Op::IndexAdd(d) => smallvec![Some(g.clone()), None, Some(g.index_select(*d, &x[1]))],
         Op::Gather(d) => smallvec![Some(zeros_like(&x[0]).scatter_add(*d, &x[1], g)), None],
-        Op::ScatterAdd(d) => smallvec![Some(g.clone()), None, Some(pad_to(g.gather(*d, &x[1]), x[2].shape()))],
+        Op::ScatterAdd(d) => smallvec![
+            Some(g.clone()),
+            None,
+            Some(pad_to(g.gather(*d, &x[1]), x[2].shape()))
+        ],
         Op::Scatter(d) => {
-            let kept = g.scatter(*d, &x[1], &Tensor::new(Array::zeros(x[1].shape(), g.dtype())));
+            let kept = g.scatter(
+                *d,
+                &x[1],
+                &Tensor::new(Array::zeros(x[1].shape(), g.dtype())),
+            );
             let winners = scatter_winners(x[0].value(), *d, x[1].value(), g.dtype());
-            smallvec![Some(kept), None, Some(pad_to(&g.gather(*d, &x[1]) * &winners, x[2].shape()))]
+            smallvec![
+                Some(kept),
+                None,
+                Some(pad_to(&g.gather(*d, &x[1]) * &winners, x[2].shape()))
+            ]
         }
         Op::IndexPut(index, accumulate) => {
             let (base, v) = (&x[0], &x[1]);
-            let dx = if *accumulate { g.clone() } else { g.index_put(index, &scalar_like(0.0, g)) };
+            let dx = if *accumulate {
+                g.clone()
+            } else {
+                g.index_put(index, &scalar_like(0.0, g))
+            };
             let dv = match base.value().index_rows(index, "index_put") {
                 Some(rows) => {
                     let idx = i64_tensor(rows.iter().map(|&r| r as i64).collect());
                     let mut region = g.index_select(0, &idx);
                     if !*accumulate {
                         // Of repeated rows only the last write survives.
-                        let last: Vec<f64> = (0..rows.len()).map(|j| if rows[j + 1..].contains(&rows[j]) { 0.0 } else { 1.0 }).collect();
+                        let last: Vec<f64> = (0..rows.len())
+                            .map(|j| {
+                                if rows[j + 1..].contains(&rows[j]) {
+                                    0.0
+                                } else {
+                                    1.0
+                                }
+                            })
+                            .collect();
                         if last.contains(&0.0) {
                             let mut shape = vec![1; region.ndim()];
                             shape[0] = rows.len();
-                            let mask = Tensor::new(Array::from_vec(last, &[rows.len()]).to_dtype(g.dtype()).reshape(&shape));
+                            let mask = Tensor::new(
+                                Array::from_vec(last, &[rows.len()])
+                                    .to_dtype(g.dtype())
+                                    .reshape(&shape),
+                            );
                             region = &region * &mask;
                         }
                     }
@@ -71,12 +106,24 @@ pub(crate) fn index_vjp(op: &Op, x: &[Tensor], g: &Tensor) -> Grads {
                     unbroadcast(&region, v.shape())
                 }
                 None => {
-                    let Index::Mask(mask) = index else { unreachable!("only masks address elements") };
+                    let Index::Mask(mask) = index else {
+                        unreachable!("only masks address elements")
+                    };
                     if v.numel() == 1 {
-                        (g * &Tensor::new(mask.to_dtype(g.dtype()))).sum().reshape(v.shape())
+                        (g * &Tensor::new(mask.to_dtype(g.dtype())))
+                            .sum()
+                            .reshape(v.shape())
                     } else {
-                        let positions: Vec<i64> = mask.to_vec::<bool>().iter().enumerate().filter(|(_, &b)| b).map(|(i, _)| i as i64).collect();
-                        g.reshape(&[g.numel()]).index_select(0, &i64_tensor(positions)).reshape(v.shape())
+                        let positions: Vec<i64> = mask
+                            .to_vec::<bool>()
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, &b)| b)
+                            .map(|(i, _)| i as i64)
+                            .collect();
+                        g.reshape(&[g.numel()])
+                            .index_select(0, &i64_tensor(positions))
+                            .reshape(v.shape())
                     }
                 }
             };
@@ -168,10 +215,19 @@ impl Tensor {
         let index = index.into();
         match (&index, self.value().index_rows(&index, "index")) {
             (Index::Single(_), Some(rows)) => self.select(0, rows[0]),
-            (_, Some(rows)) => self.index_select(0, &i64_tensor(rows.iter().map(|&r| r as i64).collect())),
+            (_, Some(rows)) => {
+                self.index_select(0, &i64_tensor(rows.iter().map(|&r| r as i64).collect()))
+            }
             (Index::Mask(m), None) => {
-                let keep: Vec<i64> = m.to_vec::<bool>().iter().enumerate().filter(|(_, &b)| b).map(|(i, _)| i as i64).collect();
-                self.reshape(&[self.numel()]).index_select(0, &i64_tensor(keep))
+                let keep: Vec<i64> = m
+                    .to_vec::<bool>()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &b)| b)
+                    .map(|(i, _)| i as i64)
+                    .collect();
+                self.reshape(&[self.numel()])
+                    .index_select(0, &i64_tensor(keep))
             }
             _ => unreachable!("only masks address elements"),
         }

@@ -12,7 +12,10 @@ use crate::Tensor;
 pub(crate) fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor) -> Grads {
     let da = g.matmul(&b.transpose(-1, -2));
     let db = a.transpose(-1, -2).matmul(g);
-    smallvec![Some(unbroadcast(&da, a.shape())), Some(unbroadcast(&db, b.shape()))]
+    smallvec![
+        Some(unbroadcast(&da, a.shape())),
+        Some(unbroadcast(&db, b.shape()))
+    ]
 }
 
 impl Tensor {
@@ -28,8 +31,16 @@ impl Tensor {
         if self.ndim() == 0 || other.ndim() == 0 {
             self.value().matmul(other.value());
         }
-        let a = if self.ndim() == 1 { self.unsqueeze(0) } else { self.clone() };
-        let b = if other.ndim() == 1 { other.unsqueeze(-1) } else { other.clone() };
+        let a = if self.ndim() == 1 {
+            self.unsqueeze(0)
+        } else {
+            self.clone()
+        };
+        let b = if other.ndim() == 1 {
+            other.unsqueeze(-1)
+        } else {
+            other.clone()
+        };
         let k_a = a.shape()[a.ndim() - 1];
         let k_b = b.shape()[b.ndim() - 2];
         if k_a != k_b {

@@ -22,7 +22,11 @@ pub(crate) fn unbroadcast(g: &Tensor, shape: &[usize]) -> Tensor {
             dims.push(lead + i);
         }
     }
-    let summed = if dims.is_empty() { g.clone() } else { g.sum_dim(dims, true) };
+    let summed = if dims.is_empty() {
+        g.clone()
+    } else {
+        g.sum_dim(dims, true)
+    };
     summed.reshape(shape)
 }
 

@@ -11,8 +11,14 @@ use crate::{Conv2dParams, Dim, Pool2dParams, Tensor};
 pub(crate) fn nn_vjp(op: &Op, x: &[Tensor], out: &Tensor, g: &Tensor) -> Grads {
     match op {
         Op::Conv2d(p) => {
-            let dx = apply(Op::Conv2dBackwardInput(*p, x[0].shape().into()), &[g, &x[1]]);
-            let dw = apply(Op::Conv2dBackwardWeight(*p, x[1].shape().into()), &[g, &x[0]]);
+            let dx = apply(
+                Op::Conv2dBackwardInput(*p, x[0].shape().into()),
+                &[g, &x[1]],
+            );
+            let dw = apply(
+                Op::Conv2dBackwardWeight(*p, x[1].shape().into()),
+                &[g, &x[0]],
+            );
             let mut grads: Grads = smallvec![Some(dx), Some(dw)];
             if x.len() == 3 {
                 grads.push(Some(g.sum_dim([0, 2, 3], false)));
@@ -33,7 +39,10 @@ pub(crate) fn nn_vjp(op: &Op, x: &[Tensor], out: &Tensor, g: &Tensor) -> Grads {
             let d_x = apply(Op::Conv2dBackwardInput(*p, xin.shape().into()), &[dy, g]);
             smallvec![Some(d_dy), Some(d_x)]
         }
-        Op::AvgPool2d(p, inc) => smallvec![Some(apply(Op::AvgPool2dBackward(*p, *inc, x[0].shape().into()), &[g]))],
+        Op::AvgPool2d(p, inc) => smallvec![Some(apply(
+            Op::AvgPool2dBackward(*p, *inc, x[0].shape().into()),
+            &[g]
+        ))],
         // average pooling's backward is its adjoint, and the adjoint of that is the pooling
         Op::AvgPool2dBackward(p, inc, _) => smallvec![Some(apply(Op::AvgPool2d(*p, *inc), &[g]))],
         Op::Softmax(d) => smallvec![Some(apply(Op::SoftmaxBackward(*d), &[out, g]))],
@@ -79,7 +88,10 @@ impl Tensor {
         let (n, c) = (self.shape()[0], self.shape()[1]);
         let (oh, ow) = (idx.shape()[2], idx.shape()[3]);
         let flat_idx = Tensor::new(idx.reshape(&[n, c, oh * ow]));
-        let values = self.reshape(&[n, c, self.shape()[2] * self.shape()[3]]).gather(2, &flat_idx).reshape(&[n, c, oh, ow]);
+        let values = self
+            .reshape(&[n, c, self.shape()[2] * self.shape()[3]])
+            .gather(2, &flat_idx)
+            .reshape(&[n, c, oh, ow]);
         (values, Tensor::new(idx))
     }
 

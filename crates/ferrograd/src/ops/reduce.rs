@@ -52,16 +52,31 @@ impl Reduction {
 
 /// The shape of `shape` with `dims` kept as size 1.
 fn kept_shape(shape: &[usize], dims: &[usize]) -> Vec<usize> {
-    shape.iter().enumerate().map(|(i, &s)| if dims.contains(&i) { 1 } else { s }).collect()
+    shape
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| if dims.contains(&i) { 1 } else { s })
+        .collect()
 }
 
 /// A reduced tensor broadcast back over the reduced dims of `shape`.
 fn expand_back(t: &Tensor, shape: &[usize], dims: &[usize], keepdim: bool) -> Tensor {
-    let kept = if keepdim { t.clone() } else { t.reshape(&kept_shape(shape, dims)) };
+    let kept = if keepdim {
+        t.clone()
+    } else {
+        t.reshape(&kept_shape(shape, dims))
+    };
     kept.expand(shape)
 }
 
-pub(crate) fn reduce_vjp(r: Reduction, dims: &DimList, keepdim: bool, x: &Tensor, out: &Tensor, g: &Tensor) -> Grads {
+pub(crate) fn reduce_vjp(
+    r: Reduction,
+    dims: &DimList,
+    keepdim: bool,
+    x: &Tensor,
+    out: &Tensor,
+    g: &Tensor,
+) -> Grads {
     let shape = x.shape();
     let ge = expand_back(g, shape, dims, keepdim);
     let dx = match r {
@@ -76,10 +91,12 @@ pub(crate) fn reduce_vjp(r: Reduction, dims: &DimList, keepdim: bool, x: &Tensor
         // with two or more zeros have no gradient at all.
         Reduction::Prod => {
             let is_zero = x.eq_scalar(0.0);
-            let zeros = Tensor::new(is_zero.value().to_dtype(crate::DType::I64)).sum_dim(dims.as_slice(), true);
+            let zeros = Tensor::new(is_zero.value().to_dtype(crate::DType::I64))
+                .sum_dim(dims.as_slice(), true);
             let nonzero = Tensor::where_(&is_zero, &scalar_like(1.0, x), x);
             let others_if_no_zero = &expand_back(out, shape, dims, keepdim) / &nonzero;
-            let prod_nonzero = expand_back(&nonzero.prod_dim(dims.as_slice(), true), shape, dims, true);
+            let prod_nonzero =
+                expand_back(&nonzero.prod_dim(dims.as_slice(), true), shape, dims, true);
             let zeros = zeros.expand(shape);
             let one_zero_here = zeros.eq_scalar(1.0).logical_and(&is_zero);
             let d = Tensor::where_(
@@ -232,7 +249,10 @@ impl Tensor {
         } else if p == 0.0 || p.is_nan() || p < 0.0 {
             Tensor::new(self.value().norm_dim(p, d, keepdim))
         } else {
-            self.abs().pow_scalar(p).sum_dim(d, keepdim).pow_scalar(1.0 / p)
+            self.abs()
+                .pow_scalar(p)
+                .sum_dim(d, keepdim)
+                .pow_scalar(1.0 / p)
         }
     }
 

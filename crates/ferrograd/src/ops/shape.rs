@@ -16,7 +16,14 @@ pub(crate) fn pad_narrow(x: &Array, dim: usize, start: usize, size: usize) -> Ar
     before[dim] = start;
     let mut after = x.shape().to_vec();
     after[dim] = size - start - x.shape()[dim];
-    Array::cat(&[Array::zeros(&before, x.dtype()), x.clone(), Array::zeros(&after, x.dtype())], dim)
+    Array::cat(
+        &[
+            Array::zeros(&before, x.dtype()),
+            x.clone(),
+            Array::zeros(&after, x.dtype()),
+        ],
+        dim,
+    )
 }
 
 pub(crate) fn shape_vjp(op: &Op, x: &[Tensor], g: &Tensor) -> Grads {
@@ -30,7 +37,14 @@ pub(crate) fn shape_vjp(op: &Op, x: &[Tensor], g: &Tensor) -> Grads {
         }
         Op::Reshape(_) => g.reshape(x[0].shape()),
         Op::Expand(_) => unbroadcast(g, x[0].shape()),
-        Op::Narrow { dim, start, .. } => apply(Op::PadNarrow { dim: *dim, start: *start, size: x[0].shape()[*dim] }, &[g]),
+        Op::Narrow { dim, start, .. } => apply(
+            Op::PadNarrow {
+                dim: *dim,
+                start: *start,
+                size: x[0].shape()[*dim],
+            },
+            &[g],
+        ),
         Op::PadNarrow { dim, start, .. } => g.narrow(*dim, *start, x[0].shape()[*dim]),
         Op::Flip(dims) => g.flip(dims.as_slice()),
         Op::DiagEmbed(k) => g.diagonal(*k),
@@ -38,7 +52,9 @@ pub(crate) fn shape_vjp(op: &Op, x: &[Tensor], g: &Tensor) -> Grads {
             // Place g on diagonal k of a zero matrix of x's shape.
             let (r, c) = (x[0].shape()[0], x[0].shape()[1]);
             let (r0, c0) = if *k >= 0 { (0, *k) } else { (-*k, 0) };
-            let positions: Vec<i64> = (0..g.numel() as i64).map(|i| (r0 + i) * c as i64 + c0 + i).collect();
+            let positions: Vec<i64> = (0..g.numel() as i64)
+                .map(|i| (r0 + i) * c as i64 + c0 + i)
+                .collect();
             let flat = Tensor::new(Array::zeros(&[r * c], g.dtype()));
             flat.index_put(&Index::List(positions), g).reshape(&[r, c])
         }
@@ -80,7 +96,10 @@ impl Tensor {
     /// Swaps two dims.
     #[track_caller]
     pub fn transpose(&self, dim0: impl Dim, dim1: impl Dim) -> Tensor {
-        let (a, b) = (dim0.resolve(self.ndim(), "transpose"), dim1.resolve(self.ndim(), "transpose"));
+        let (a, b) = (
+            dim0.resolve(self.ndim(), "transpose"),
+            dim1.resolve(self.ndim(), "transpose"),
+        );
         let mut p: Vec<usize> = (0..self.ndim()).collect();
         p.swap(a, b);
         self.permute(&p)
@@ -167,7 +186,14 @@ impl Tensor {
         if start == 0 && length == self.shape()[d] {
             return self.clone();
         }
-        apply(Op::Narrow { dim: d, start, len: length }, &[self])
+        apply(
+            Op::Narrow {
+                dim: d,
+                start,
+                len: length,
+            },
+            &[self],
+        )
     }
 
     /// Index `index` along `dim`, removing that dim.
@@ -250,7 +276,12 @@ impl Tensor {
     #[track_caller]
     pub fn split(&self, size: usize, dim: impl Dim) -> Vec<Tensor> {
         let d = dim.resolve(self.ndim(), "split");
-        let sizes: Vec<usize> = self.value().split(size, d).iter().map(|p| p.shape()[d]).collect();
+        let sizes: Vec<usize> = self
+            .value()
+            .split(size, d)
+            .iter()
+            .map(|p| p.shape()[d])
+            .collect();
         self.split_sizes(&sizes, d)
     }
 
@@ -272,7 +303,12 @@ impl Tensor {
     #[track_caller]
     pub fn chunk(&self, chunks: usize, dim: impl Dim) -> Vec<Tensor> {
         let d = dim.resolve(self.ndim(), "chunk");
-        let sizes: Vec<usize> = self.value().chunk(chunks, d).iter().map(|p| p.shape()[d]).collect();
+        let sizes: Vec<usize> = self
+            .value()
+            .chunk(chunks, d)
+            .iter()
+            .map(|p| p.shape()[d])
+            .collect();
         self.split_sizes(&sizes, d)
     }
 

@@ -40,15 +40,35 @@ fn hessian_of_rosenbrock() {
     let x = Tensor::from_vec(vec![a, b], &[2]);
     let h = hessian(rosenbrock, &x);
     assert_eq!(h.shape(), &[2, 2]);
-    assert_close(&h, &[2.0 - 400.0 * b + 1200.0 * a * a, -400.0 * a, -400.0 * a, 200.0], 1e-12);
+    assert_close(
+        &h,
+        &[
+            2.0 - 400.0 * b + 1200.0 * a * a,
+            -400.0 * a,
+            -400.0 * a,
+            200.0,
+        ],
+        1e-12,
+    );
     // The gradient: [-2(1 - a) - 400 a (b - a²), 200 (b - a²)]
     let (g, _) = grad(rosenbrock).call(&x, ());
-    assert_close(&g, &[-2.0 * (1.0 - a) - 400.0 * a * (b - a * a), 200.0 * (b - a * a)], 1e-12);
+    assert_close(
+        &g,
+        &[
+            -2.0 * (1.0 - a) - 400.0 * a * (b - a * a),
+            200.0 * (b - a * a),
+        ],
+        1e-12,
+    );
     // Hessian-vector product agrees with H v
     let v = Tensor::from_vec(vec![0.3, -1.1], &[2]);
     let hv = hvp(|x: &Tensor| rosenbrock(x), &x, (), &v);
     let hm = h.to_f64_vec();
-    assert_close(&hv, &[hm[0] * 0.3 - hm[1] * 1.1, hm[2] * 0.3 - hm[3] * 1.1], 1e-12);
+    assert_close(
+        &hv,
+        &[hm[0] * 0.3 - hm[1] * 1.1, hm[2] * 0.3 - hm[3] * 1.1],
+        1e-12,
+    );
 }
 
 #[test]

@@ -1,1 +1,247 @@
+use std::collections::{BTreeMap, HashMap};
 
+use ferrograd::{grad, leaf_names, vjp, DType, Generator, Tensor, Tree};
+
+use crate::common::*;
+
+#[derive(Tree, Clone)]
+struct Layer {
+    w: Tensor,
+    b: Tensor,
+}
+
+#[derive(Tree, Clone)]
+struct Net<T> {
+    layers: Vec<Layer>,
+    extra: T,
+    #[tree(skip)]
+    name: &'static str,
+}
+
+#[derive(Tree, Clone)]
+struct Pair(Tensor, Option<Tensor>);
+
+#[test]
+fn derived_trees_name_their_leaves_and_come_back_in_the_same_type() {
+    let mut rng = Generator::new(1);
+    let layer = |rng: &mut Generator| Layer {
+        w: rand(rng, &[2, 2], -1.0, 1.0),
+        b: rand(rng, &[2], -1.0, 1.0),
+    };
+    let net = Net {
+        layers: vec![layer(&mut rng), layer(&mut rng)],
+        extra: Pair(rand(&mut rng, &[2], -1.0, 1.0), None),
+        name: "mlp",
+    };
+    assert_eq!(
+        leaf_names(&net),
+        vec![
+            "layers.0.w",
+            "layers.0.b",
+            "layers.1.w",
+            "layers.1.b",
+            "extra.0"
+        ]
+    );
+    // f = Σ_layers sum(w) * 2 + sum(b) * 3 + sum(extra.0²): each gradient is known in closed form
+    let f = |p: &Net<Pair>| {
+        let mut total = (&p.extra.0 * &p.extra.0).sum();
+        for l in &p.layers {
+            total = total + l.w.sum() * 2.0 + l.b.sum() * 3.0;
+        }
+        total
+    };
+    let (g, _) = grad(f).call(&net, ());
+    assert_eq!(g.name, "mlp");
+    for l in &g.layers {
+        assert_eq!(l.w.to_f64_vec(), vec![2.0; 4]);
+        assert_eq!(l.b.to_f64_vec(), vec![3.0; 2]);
+    }
+    assert_close(&g.extra.0, &net.extra.0.mul_scalar(2.0).to_f64_vec(), 1e-12);
+    assert!(g.extra.1.is_none());
+}
+
+#[test]
+fn std_collections_are_trees() {
+    // f = Σ over every leaf of sum(leaf * k) with a different k per leaf
+    let x = |v: f64| Tensor::from_vec(vec![v, v], &[2]);
+    let mut bt = BTreeMap::new();
+    bt.insert("b".to_string(), x(1.0));
+    bt.insert("a".to_string(), x(2.0));
+    let mut hm: HashMap<String, Tensor> = HashMap::new();
+    hm.insert("z".into(), x(3.0));
+    hm.insert("y".into(), x(4.0));
+    let params = (bt, hm, [x(5.0), x(6.0)], vec![Some(x(7.0)), None]);
+    assert_eq!(
+        leaf_names(&params),
+        vec!["0.a", "0.b", "1.y", "1.z", "2.0", "2.1", "3.0"]
+    );
+    type P = (
+        BTreeMap<String, Tensor>,
+        HashMap<String, Tensor>,
+        [Tensor; 2],
+        Vec<Option<Tensor>>,
+    );
+    let f = |p: &P| {
+        let mut total = Tensor::scalar(0.0f64);
+        for (i, leaf) in ferrograd::leaves(p).iter().enumerate() {
+            total = total + (leaf * (i as f64 + 1.0)).sum();
+        }
+        total
+    };
+    let (g, _) = grad(f).call(&params, ());
+    let got: Vec<f64> = ferrograd::leaves(&g)
+        .iter()
+        .map(|t| t.to_f64_vec()[0])
+        .collect();
+    assert_eq!(got, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+    assert_eq!(g.1["z"].to_f64_vec(), vec![4.0, 4.0]);
+}
+
+#[test]
+fn only_the_first_argument_is_differentiated_and_several_inputs_work() {
+    // f(w; x, y) = sum((w * x - y)²): df/dw = 2 x (w x - y)
+    let f = |w: &Tensor, x: &Tensor, y: &Tensor| (w * x - y).square().sum();
+    let w = Tensor::from_vec(vec![0.5f64, -1.0], &[2]);
+    let x = Tensor::from_vec(vec![2.0f64, 3.0], &[2]);
+    let y = Tensor::from_vec(vec![1.0f64, 1.0], &[2]);
+    let df = grad(f);
+    let (g, loss) = df.call(&w, (&x, &y));
+    assert_close(
+        &g,
+        &[2.0 * 2.0 * (1.0 - 1.0), 2.0 * 3.0 * (-3.0 - 1.0)],
+        1e-12,
+    );
+    assert_close(&loss, &[0.0 + 16.0], 1e-12);
+    assert!(!loss.is_traced(), "outputs come back untraced");
+    // the same builder again, other inputs
+    let (g, _) = df.call(&w, (&y, &x));
+    assert_close(
+        &g,
+        &[2.0 * 1.0 * (0.5 - 2.0), 2.0 * 1.0 * (-1.0 - 3.0)],
+        1e-12,
+    );
+}
+
+#[test]
+fn unused_and_integer_leaves_get_zero_gradients() {
+    let p = (
+        Tensor::from_vec(vec![1.0f64], &[1]),
+        Tensor::from_vec(vec![2.0f64, 3.0], &[2]),
+        Tensor::from_vec(vec![4i64], &[1]),
+    );
+    let (g, _) = grad(|p: &(Tensor, Tensor, Tensor)| p.0.sum() * 3.0).call(&p, ());
+    assert_eq!(g.0.to_f64_vec(), vec![3.0]);
+    assert_eq!(g.1.to_f64_vec(), vec![0.0, 0.0]);
+    assert_eq!(g.2.dtype(), DType::I64);
+    assert_eq!(g.2.to_vec::<i64>(), vec![0]);
+    // a loss that does not depend on the parameters at all
+    let (g, loss) = grad(|_: &Tensor| Tensor::scalar(5.0f64)).call(&p.0, ());
+    assert_eq!(g.to_f64_vec(), vec![0.0]);
+    assert_eq!(loss.item::<f64>(), 5.0);
+}
+
+#[test]
+fn auxiliary_outputs_come_back_untouched() {
+    // returns (loss, (prediction, a count))
+    let f = |w: &Tensor, x: &Tensor| {
+        let pred = w * x;
+        (pred.sum(), (pred.clone(), 42usize))
+    };
+    let w = Tensor::from_vec(vec![2.0f64, 3.0], &[2]);
+    let x = Tensor::from_vec(vec![5.0f64, 7.0], &[2]);
+    let (g, (loss, (pred, n))) = grad(f).call(&w, (&x,));
+    assert_eq!(g.to_f64_vec(), vec![5.0, 7.0]);
+    assert_eq!(loss.item::<f64>(), 31.0);
+    assert_eq!(pred.to_f64_vec(), vec![10.0, 21.0]);
+    assert!(!pred.is_traced());
+    assert_eq!(n, 42);
+}
+
+#[test]
+fn forward_and_gradient_flags_and_partial_gradients() {
+    let f = |w: &Tensor| w.square();
+    let w = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    let seed = Tensor::from_vec(vec![10.0f64, 100.0], &[2]);
+    // partial_grad: a tensor output with its gradient given; d(w²) = 2w ⊙ seed
+    let out = grad(f).partial_grad(true).run(&w, (), Some(&seed));
+    assert_eq!(out.grads.unwrap().to_f64_vec(), vec![20.0, 400.0]);
+    assert_eq!(out.output.unwrap().to_f64_vec(), vec![1.0, 4.0]);
+    let out = grad(f)
+        .partial_grad(true)
+        .with_forward(false)
+        .run(&w, (), Some(&seed));
+    assert!(out.output.is_none());
+    assert!(out.grads.is_some());
+    let out = grad(f).with_gradients(false).run(&w, (), None);
+    assert!(out.grads.is_none());
+    assert_eq!(out.output.unwrap().to_f64_vec(), vec![1.0, 4.0]);
+    let (g, y) = vjp(f, &w, (), &seed);
+    assert_eq!(g.to_f64_vec(), vec![20.0, 400.0]);
+    assert_eq!(y.to_f64_vec(), vec![1.0, 4.0]);
+}
+
+#[test]
+fn graphs_are_dynamic() {
+    // The loop count and the branch depend on the input's values, differently each call.
+    let f = |x: &Tensor| {
+        let mut y = x.clone();
+        let steps = x.sum().item::<f64>().abs().ceil() as usize;
+        for _ in 0..steps {
+            y = if y.sum().item::<f64>() > 0.0 {
+                &y * 0.5
+            } else {
+                &y * &y
+            };
+        }
+        y.sum()
+    };
+    // x = [1, 1]: two halvings, d/dx = 0.25
+    let (g, _) = grad(f).call(&Tensor::from_vec(vec![1.0f64, 1.0], &[2]), ());
+    assert_close(&g, &[0.25, 0.25], 1e-12);
+    // x = [-1, -1]: two steps, first squares (sum < 0) then halves: y = x² / 2, dy = x
+    let (g, _) = grad(f).call(&Tensor::from_vec(vec![-1.0f64, -1.0], &[2]), ());
+    assert_close(&g, &[-1.0, -1.0], 1e-12);
+}
+
+#[test]
+fn closures_over_tensors() {
+    let scale = Tensor::from_vec(vec![3.0f64, 4.0], &[2]);
+    let f = move |w: &Tensor| (w * &scale).sum();
+    let (g, _) = grad(f).call(&Tensor::from_vec(vec![1.0f64, 1.0], &[2]), ());
+    assert_eq!(g.to_f64_vec(), vec![3.0, 4.0]);
+}
+
+#[test]
+fn gradients_keep_the_parameters_dtype() {
+    let f = |w: &Tensor| w.tanh().sum();
+    let w32 = Tensor::from_vec(vec![0.5f32, -0.25], &[2]);
+    let (g32, _) = grad(f).call(&w32, ());
+    assert_eq!(g32.dtype(), DType::F32);
+    let (g64, _) = grad(f).call(&w32.to_dtype(DType::F64), ());
+    for (a, b) in g32.to_f64_vec().iter().zip(g64.to_f64_vec()) {
+        assert!((a - b).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn profiler_counts_forward_and_backward() {
+    let f = |w: &Tensor| (w.exp() * 2.0).sum();
+    let df = grad(f).profile(true);
+    for _ in 0..3 {
+        df.call(&Tensor::from_vec(vec![1.0f64, 2.0], &[2]), ());
+    }
+    let totals = df.with_profile(|p| (p.calls(), p.totals())).unwrap();
+    assert_eq!(totals.0, 3);
+    let exp = totals.1.iter().find(|r| r.0 == "exp").expect("exp row");
+    assert_eq!(
+        (exp.1, exp.3),
+        (3, 3),
+        "3 forward and 3 backward calls of exp"
+    );
+    let report = df.profile_report();
+    assert!(
+        report.contains("exp") && report.contains("tests/autodiff/api.rs:"),
+        "{report}"
+    );
+}

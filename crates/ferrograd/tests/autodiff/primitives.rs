@@ -1,7 +1,9 @@
 //! Every primitive through `gradcheck` (first derivatives) and `gradgradcheck` (second
 //! derivatives) in f64, on broadcast and non-contiguous inputs where the op takes them.
 
-use ferrograd::{gradcheck, gradgradcheck, Conv2dParams, DType, Generator, Index, Pool2dParams, Tensor};
+use ferrograd::{
+    gradcheck, gradgradcheck, Conv2dParams, DType, Generator, Index, Pool2dParams, Tensor,
+};
 
 use crate::common::*;
 
@@ -13,9 +15,22 @@ fn check(name: &str, shapes: &[&[usize]], low: f64, high: f64, f: impl Fn(&[Tens
 }
 
 #[track_caller]
-fn check_orders(name: &str, shapes: &[&[usize]], low: f64, high: f64, second: bool, f: impl Fn(&[Tensor]) -> Tensor) {
-    let mut rng = Generator::new(name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)));
-    let params: Vec<Tensor> = shapes.iter().map(|s| rand(&mut rng, s, low, high)).collect();
+fn check_orders(
+    name: &str,
+    shapes: &[&[usize]],
+    low: f64,
+    high: f64,
+    second: bool,
+    f: impl Fn(&[Tensor]) -> Tensor,
+) {
+    let mut rng = Generator::new(
+        name.bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)),
+    );
+    let params: Vec<Tensor> = shapes
+        .iter()
+        .map(|s| rand(&mut rng, s, low, high))
+        .collect();
     let out_shape = f(&params).shape().to_vec();
     let proj = rand(&mut rng, &out_shape, -1.0, 1.0);
     let loss = |p: &Vec<Tensor>| (&f(p) * &proj).sum();
@@ -77,9 +92,15 @@ fn scalar_operands_and_clamp() {
     check("rsub_scalar", &[&[2, 3]], -1.0, 1.0, |p| 2.0 - &p[0]);
     check("rdiv_scalar", &[&[2, 3]], 0.5, 2.0, |p| 3.0 / &p[0]);
     check("pow_scalar", &[&[2, 3]], 0.5, 2.0, |p| p[0].pow_scalar(2.5));
-    check("pow_scalar_int", &[&[2, 3]], -2.0, 2.0, |p| p[0].pow_scalar(3.0));
-    check("rpow_scalar", &[&[2, 3]], -1.0, 1.0, |p| p[0].rpow_scalar(1.7));
-    check("clamp", &[&[3, 4]], -1.0, 1.0, |p| p[0].clamp(Some(-0.45), Some(0.55)));
+    check("pow_scalar_int", &[&[2, 3]], -2.0, 2.0, |p| {
+        p[0].pow_scalar(3.0)
+    });
+    check("rpow_scalar", &[&[2, 3]], -1.0, 1.0, |p| {
+        p[0].rpow_scalar(1.7)
+    });
+    check("clamp", &[&[3, 4]], -1.0, 1.0, |p| {
+        p[0].clamp(Some(-0.45), Some(0.55))
+    });
 }
 
 #[test]
@@ -98,8 +119,12 @@ fn binary_with_broadcasting() {
     for (name, op, low, high) in cases {
         check(name, &[&[3, 4], &[3, 4]], low, high, |p| op(&p[0], &p[1]));
         check(name, &[&[3, 4], &[4]], low, high, |p| op(&p[0], &p[1]));
-        check(name, &[&[2, 1, 3], &[4, 1]], low, high, |p| op(&p[0], &p[1]));
-        check(name, &[&[4, 3], &[3, 1]], low, high, |p| op(&p[0].t(), &p[1]));
+        check(name, &[&[2, 1, 3], &[4, 1]], low, high, |p| {
+            op(&p[0], &p[1])
+        });
+        check(name, &[&[4, 3], &[3, 1]], low, high, |p| {
+            op(&p[0].t(), &p[1])
+        });
     }
 }
 
@@ -107,7 +132,8 @@ fn binary_with_broadcasting() {
 fn ties_of_maximum_share_the_gradient() {
     // max(x, y) at x == y: each gets half
     let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
-    let (g, _) = ferrograd::grad(|p: &Vec<Tensor>| p[0].maximum(&p[1]).sum()).call(&vec![x.clone(), x.clone()], ());
+    let (g, _) = ferrograd::grad(|p: &Vec<Tensor>| p[0].maximum(&p[1]).sum())
+        .call(&vec![x.clone(), x.clone()], ());
     assert_eq!(g[0].to_f64_vec(), vec![0.5, 0.5]);
     assert_eq!(g[1].to_f64_vec(), vec![0.5, 0.5]);
 }
@@ -116,26 +142,48 @@ fn ties_of_maximum_share_the_gradient() {
 fn where_and_masked_fill() {
     let mut rng = Generator::new(3);
     let cond = Tensor::new(rng.bernoulli(&[3, 4], 0.5, DType::Bool));
-    check("where", &[&[3, 4], &[4]], -1.0, 1.0, |p| Tensor::where_(&cond, &p[0], &p[1]));
-    check("masked_fill", &[&[3, 4]], -1.0, 1.0, |p| p[0].masked_fill(&cond, 2.0));
+    check("where", &[&[3, 4], &[4]], -1.0, 1.0, |p| {
+        Tensor::where_(&cond, &p[0], &p[1])
+    });
+    check("masked_fill", &[&[3, 4]], -1.0, 1.0, |p| {
+        p[0].masked_fill(&cond, 2.0)
+    });
 }
 
 #[test]
 fn reductions() {
     for keepdim in [false, true] {
-        check("sum", &[&[2, 3, 4]], -1.0, 1.0, |p| p[0].sum_dim([0, 2], keepdim));
-        check("mean", &[&[2, 3, 4]], -1.0, 1.0, |p| p[0].mean_dim(1, keepdim));
+        check("sum", &[&[2, 3, 4]], -1.0, 1.0, |p| {
+            p[0].sum_dim([0, 2], keepdim)
+        });
+        check("mean", &[&[2, 3, 4]], -1.0, 1.0, |p| {
+            p[0].mean_dim(1, keepdim)
+        });
         check("prod", &[&[3, 4]], 0.5, 1.5, |p| p[0].prod_dim(1, keepdim));
         check("amax", &[&[3, 4]], -1.0, 1.0, |p| p[0].amax_dim(0, keepdim));
-        check("amin", &[&[3, 4]], -1.0, 1.0, |p| p[0].amin_dim(-1, keepdim));
-        check("logsumexp", &[&[3, 4]], -2.0, 2.0, |p| p[0].logsumexp_dim(1, keepdim));
-        check("var", &[&[3, 4]], -1.0, 1.0, |p| p[0].var_dim(1, 1, keepdim));
-        check("std", &[&[3, 4]], -1.0, 1.0, |p| p[0].std_dim(0, 0, keepdim));
+        check("amin", &[&[3, 4]], -1.0, 1.0, |p| {
+            p[0].amin_dim(-1, keepdim)
+        });
+        check("logsumexp", &[&[3, 4]], -2.0, 2.0, |p| {
+            p[0].logsumexp_dim(1, keepdim)
+        });
+        check("var", &[&[3, 4]], -1.0, 1.0, |p| {
+            p[0].var_dim(1, 1, keepdim)
+        });
+        check("std", &[&[3, 4]], -1.0, 1.0, |p| {
+            p[0].std_dim(0, 0, keepdim)
+        });
         for norm in [1.0, 2.0, 3.0, f64::INFINITY] {
-            check("norm", &[&[3, 4]], 0.2, 1.0, |p| p[0].norm_dim(norm, 1, keepdim));
+            check("norm", &[&[3, 4]], 0.2, 1.0, |p| {
+                p[0].norm_dim(norm, 1, keepdim)
+            });
         }
-        check("max_dim", &[&[3, 4]], -1.0, 1.0, |p| p[0].max_dim(1, keepdim).0);
-        check("min_dim", &[&[3, 4]], -1.0, 1.0, |p| p[0].min_dim(0, keepdim).0);
+        check("max_dim", &[&[3, 4]], -1.0, 1.0, |p| {
+            p[0].max_dim(1, keepdim).0
+        });
+        check("min_dim", &[&[3, 4]], -1.0, 1.0, |p| {
+            p[0].min_dim(0, keepdim).0
+        });
     }
     check("sum all", &[&[4, 3]], -1.0, 1.0, |p| p[0].t().sum());
     check("prod all", &[&[5]], 0.5, 1.5, |p| p[0].prod());
@@ -167,36 +215,66 @@ fn amax_ties_share_and_max_dim_picks_the_first() {
 #[test]
 fn matrix_products() {
     check("mm", &[&[3, 4], &[4, 2]], -1.0, 1.0, |p| p[0].matmul(&p[1]));
-    check("mm transposed", &[&[4, 3], &[2, 4]], -1.0, 1.0, |p| p[0].t().matmul(&p[1].t()));
+    check("mm transposed", &[&[4, 3], &[2, 4]], -1.0, 1.0, |p| {
+        p[0].t().matmul(&p[1].t())
+    });
     check("mv", &[&[3, 4], &[4]], -1.0, 1.0, |p| p[0].mv(&p[1]));
     check("vm", &[&[3], &[3, 4]], -1.0, 1.0, |p| p[0].matmul(&p[1]));
     check("dot", &[&[5], &[5]], -1.0, 1.0, |p| p[0].dot(&p[1]));
     check("outer", &[&[3], &[2]], -1.0, 1.0, |p| p[0].outer(&p[1]));
-    check("bmm", &[&[2, 3, 4], &[2, 4, 2]], -1.0, 1.0, |p| p[0].bmm(&p[1]));
-    check("batched broadcast", &[&[2, 1, 3, 4], &[3, 4, 2]], -1.0, 1.0, |p| p[0].matmul(&p[1]));
-    check("batched @ matrix", &[&[2, 3, 4], &[4, 2]], -1.0, 1.0, |p| p[0].matmul(&p[1]));
-    check("batched @ vector", &[&[2, 3, 4], &[4]], -1.0, 1.0, |p| p[0].matmul(&p[1]));
+    check("bmm", &[&[2, 3, 4], &[2, 4, 2]], -1.0, 1.0, |p| {
+        p[0].bmm(&p[1])
+    });
+    check(
+        "batched broadcast",
+        &[&[2, 1, 3, 4], &[3, 4, 2]],
+        -1.0,
+        1.0,
+        |p| p[0].matmul(&p[1]),
+    );
+    check("batched @ matrix", &[&[2, 3, 4], &[4, 2]], -1.0, 1.0, |p| {
+        p[0].matmul(&p[1])
+    });
+    check("batched @ vector", &[&[2, 3, 4], &[4]], -1.0, 1.0, |p| {
+        p[0].matmul(&p[1])
+    });
 }
 
 #[test]
 fn views_and_shapes() {
-    check("transpose", &[&[2, 3, 4]], -1.0, 1.0, |p| p[0].transpose(0, 2));
-    check("permute", &[&[2, 3, 4]], -1.0, 1.0, |p| p[0].permute(&[1, 2, 0]));
+    check("transpose", &[&[2, 3, 4]], -1.0, 1.0, |p| {
+        p[0].transpose(0, 2)
+    });
+    check("permute", &[&[2, 3, 4]], -1.0, 1.0, |p| {
+        p[0].permute(&[1, 2, 0])
+    });
     check("reshape", &[&[2, 6]], -1.0, 1.0, |p| p[0].reshape(&[3, 4]));
-    check("reshape strided", &[&[6, 2]], -1.0, 1.0, |p| p[0].t().reshape(&[3, 4]));
+    check("reshape strided", &[&[6, 2]], -1.0, 1.0, |p| {
+        p[0].t().reshape(&[3, 4])
+    });
     check("expand", &[&[3, 1]], -1.0, 1.0, |p| p[0].expand(&[2, 3, 4]));
     check("narrow", &[&[4, 5]], -1.0, 1.0, |p| p[0].narrow(1, 1, 3));
     check("select", &[&[4, 5]], -1.0, 1.0, |p| p[0].select(0, 2));
-    check("squeeze/unsqueeze", &[&[3, 1, 2]], -1.0, 1.0, |p| p[0].squeeze().unsqueeze(0).flatten(0, 1));
+    check("squeeze/unsqueeze", &[&[3, 1, 2]], -1.0, 1.0, |p| {
+        p[0].squeeze().unsqueeze(0).flatten(0, 1)
+    });
     check("flip", &[&[3, 4]], -1.0, 1.0, |p| p[0].flip([0, 1]));
     check("diagonal", &[&[3, 4]], -1.0, 1.0, |p| p[0].diagonal(1));
-    check("diagonal below", &[&[4, 3]], -1.0, 1.0, |p| p[0].diagonal(-1));
+    check("diagonal below", &[&[4, 3]], -1.0, 1.0, |p| {
+        p[0].diagonal(-1)
+    });
     check("diag embed", &[&[3]], -1.0, 1.0, |p| p[0].diag(1));
     check("tril", &[&[3, 3]], -1.0, 1.0, |p| p[0].tril(0));
     check("triu", &[&[2, 3, 3]], -1.0, 1.0, |p| p[0].triu(1));
-    check("cat", &[&[2, 3], &[1, 3], &[4, 3]], -1.0, 1.0, |p| Tensor::cat(p, 0));
-    check("cat dim 1", &[&[2, 3], &[2, 1]], -1.0, 1.0, |p| Tensor::cat(p, 1));
-    check("stack", &[&[2, 3], &[2, 3]], -1.0, 1.0, |p| Tensor::stack(p, 1));
+    check("cat", &[&[2, 3], &[1, 3], &[4, 3]], -1.0, 1.0, |p| {
+        Tensor::cat(p, 0)
+    });
+    check("cat dim 1", &[&[2, 3], &[2, 1]], -1.0, 1.0, |p| {
+        Tensor::cat(p, 1)
+    });
+    check("stack", &[&[2, 3], &[2, 3]], -1.0, 1.0, |p| {
+        Tensor::stack(p, 1)
+    });
     check("split", &[&[5, 2]], -1.0, 1.0, |p| {
         let parts = p[0].split(2, 0);
         &parts[0].sum() * &parts[2].sum() + &parts[1]
@@ -206,7 +284,9 @@ fn views_and_shapes() {
         &c[0] * &c[2]
     });
     check("repeat", &[&[2, 3]], -1.0, 1.0, |p| p[0].repeat(&[2, 1, 2]));
-    check("contiguous", &[&[3, 2]], -1.0, 1.0, |p| p[0].t().contiguous());
+    check("contiguous", &[&[3, 2]], -1.0, 1.0, |p| {
+        p[0].t().contiguous()
+    });
 }
 
 fn idx(v: &[i64]) -> Tensor {
@@ -215,49 +295,117 @@ fn idx(v: &[i64]) -> Tensor {
 
 #[test]
 fn indexing() {
-    check("index_select", &[&[4, 3]], -1.0, 1.0, |p| p[0].index_select(0, &idx(&[3, 0, 3])));
-    check("index_select dim 1", &[&[4, 3]], -1.0, 1.0, |p| p[0].index_select(1, &idx(&[2, 2])));
-    check("index_add", &[&[4, 3], &[3, 3]], -1.0, 1.0, |p| p[0].index_add(0, &idx(&[1, 1, 3]), &p[1]));
+    check("index_select", &[&[4, 3]], -1.0, 1.0, |p| {
+        p[0].index_select(0, &idx(&[3, 0, 3]))
+    });
+    check("index_select dim 1", &[&[4, 3]], -1.0, 1.0, |p| {
+        p[0].index_select(1, &idx(&[2, 2]))
+    });
+    check("index_add", &[&[4, 3], &[3, 3]], -1.0, 1.0, |p| {
+        p[0].index_add(0, &idx(&[1, 1, 3]), &p[1])
+    });
     let gi = Tensor::from_vec(vec![0i64, 2, 2, 1, 0, 0], &[2, 3]);
     check("gather", &[&[2, 4]], -1.0, 1.0, |p| p[0].gather(1, &gi));
-    check("scatter_add", &[&[2, 4], &[2, 3]], -1.0, 1.0, |p| p[0].scatter_add(1, &gi, &p[1]));
-    check("scatter", &[&[2, 4], &[2, 3]], -1.0, 1.0, |p| p[0].scatter(1, &gi, &p[1]));
-    check("scatter big src", &[&[2, 4], &[2, 5]], -1.0, 1.0, |p| p[0].scatter_add(1, &gi, &p[1]));
+    check("scatter_add", &[&[2, 4], &[2, 3]], -1.0, 1.0, |p| {
+        p[0].scatter_add(1, &gi, &p[1])
+    });
+    check("scatter", &[&[2, 4], &[2, 3]], -1.0, 1.0, |p| {
+        p[0].scatter(1, &gi, &p[1])
+    });
+    check("scatter big src", &[&[2, 4], &[2, 5]], -1.0, 1.0, |p| {
+        p[0].scatter_add(1, &gi, &p[1])
+    });
 }
 
 #[test]
 fn assignment_in_every_form() {
     // x[k] = v: the gradient of x is g with g[k] = 0, the gradient of v is g[k]
-    check("put single", &[&[3, 2], &[2]], -1.0, 1.0, |p| p[0].index_put(&Index::Single(1), &p[1]) * 2.0);
-    check("put single broadcast", &[&[3, 2], &[]], -1.0, 1.0, |p| p[0].index_put(&Index::Single(-1), &p[1]).square());
-    check("put list", &[&[4, 2], &[2, 2]], -1.0, 1.0, |p| p[0].index_put(&Index::List(vec![0, 3]), &p[1]).exp());
-    check("put list repeated", &[&[4, 2], &[3, 2]], -1.0, 1.0, |p| p[0].index_put(&Index::List(vec![1, 2, 1]), &p[1]));
-    check("put tensor", &[&[4, 2], &[1, 2]], -1.0, 1.0, |p| p[0].index_put(&Index::Tensor(idx(&[2, 0]).value().clone()), &p[1]));
+    check("put single", &[&[3, 2], &[2]], -1.0, 1.0, |p| {
+        p[0].index_put(&Index::Single(1), &p[1]) * 2.0
+    });
+    check("put single broadcast", &[&[3, 2], &[]], -1.0, 1.0, |p| {
+        p[0].index_put(&Index::Single(-1), &p[1]).square()
+    });
+    check("put list", &[&[4, 2], &[2, 2]], -1.0, 1.0, |p| {
+        p[0].index_put(&Index::List(vec![0, 3]), &p[1]).exp()
+    });
+    check("put list repeated", &[&[4, 2], &[3, 2]], -1.0, 1.0, |p| {
+        p[0].index_put(&Index::List(vec![1, 2, 1]), &p[1])
+    });
+    check("put tensor", &[&[4, 2], &[1, 2]], -1.0, 1.0, |p| {
+        p[0].index_put(&Index::Tensor(idx(&[2, 0]).value().clone()), &p[1])
+    });
     let mask = Tensor::from_vec(vec![true, false, true, true, false, false], &[3, 2]);
-    check("put mask scalar", &[&[3, 2], &[]], -1.0, 1.0, |p| p[0].index_put(&Index::Mask(mask.value().clone()), &p[1]).square());
-    check("put mask values", &[&[3, 2], &[3]], -1.0, 1.0, |p| p[0].index_put(&Index::Mask(mask.value().clone()), &p[1]).square());
+    check("put mask scalar", &[&[3, 2], &[]], -1.0, 1.0, |p| {
+        p[0].index_put(&Index::Mask(mask.value().clone()), &p[1])
+            .square()
+    });
+    check("put mask values", &[&[3, 2], &[3]], -1.0, 1.0, |p| {
+        p[0].index_put(&Index::Mask(mask.value().clone()), &p[1])
+            .square()
+    });
     let rows = ferrograd::Array::from_vec(vec![false, true, true], &[3]);
-    check("put row mask", &[&[3, 2], &[2]], -1.0, 1.0, |p| p[0].index_put(&Index::Mask(rows.clone()), &p[1]).square());
-    check("put add", &[&[4, 2], &[3, 2]], -1.0, 1.0, |p| p[0].index_put_add(&Index::List(vec![1, 2, 1]), &p[1]).square());
-    check("read", &[&[4, 2]], -1.0, 1.0, |p| &p[0].index(vec![3, 1]) * &p[0].index(0i64));
-    check("fill", &[&[4, 2]], -1.0, 1.0, |p| p[0].index_fill(&Index::Single(2), 7.0).square());
+    check("put row mask", &[&[3, 2], &[2]], -1.0, 1.0, |p| {
+        p[0].index_put(&Index::Mask(rows.clone()), &p[1]).square()
+    });
+    check("put add", &[&[4, 2], &[3, 2]], -1.0, 1.0, |p| {
+        p[0].index_put_add(&Index::List(vec![1, 2, 1]), &p[1])
+            .square()
+    });
+    check("read", &[&[4, 2]], -1.0, 1.0, |p| {
+        &p[0].index(vec![3, 1]) * &p[0].index(0i64)
+    });
+    check("fill", &[&[4, 2]], -1.0, 1.0, |p| {
+        p[0].index_fill(&Index::Single(2), 7.0).square()
+    });
 }
 
 #[test]
 fn convolution_pooling_softmax() {
     let p1 = Conv2dParams::default();
-    let p2 = Conv2dParams { stride: (2, 1), padding: (1, 1), dilation: (1, 2), groups: 2 };
-    check("conv2d", &[&[2, 2, 5, 4], &[3, 2, 3, 2], &[3]], -1.0, 1.0, |p| p[0].conv2d(&p[1], Some(&p[2]), p1));
-    check("conv2d strided grouped", &[&[1, 4, 5, 6], &[2, 2, 2, 3]], -1.0, 1.0, |p| p[0].conv2d(&p[1], None, p2));
-    let q = Pool2dParams { kernel: (2, 3), stride: (2, 2), padding: (1, 1) };
-    check("max_pool2d", &[&[2, 2, 5, 6]], -1.0, 1.0, |p| p[0].max_pool2d(q).0);
-    check("avg_pool2d", &[&[2, 2, 5, 6]], -1.0, 1.0, |p| p[0].avg_pool2d(q, true));
-    check("avg_pool2d no pad", &[&[1, 2, 4, 4]], -1.0, 1.0, |p| p[0].avg_pool2d(q, false));
+    let p2 = Conv2dParams {
+        stride: (2, 1),
+        padding: (1, 1),
+        dilation: (1, 2),
+        groups: 2,
+    };
+    check(
+        "conv2d",
+        &[&[2, 2, 5, 4], &[3, 2, 3, 2], &[3]],
+        -1.0,
+        1.0,
+        |p| p[0].conv2d(&p[1], Some(&p[2]), p1),
+    );
+    check(
+        "conv2d strided grouped",
+        &[&[1, 4, 5, 6], &[2, 2, 2, 3]],
+        -1.0,
+        1.0,
+        |p| p[0].conv2d(&p[1], None, p2),
+    );
+    let q = Pool2dParams {
+        kernel: (2, 3),
+        stride: (2, 2),
+        padding: (1, 1),
+    };
+    check("max_pool2d", &[&[2, 2, 5, 6]], -1.0, 1.0, |p| {
+        p[0].max_pool2d(q).0
+    });
+    check("avg_pool2d", &[&[2, 2, 5, 6]], -1.0, 1.0, |p| {
+        p[0].avg_pool2d(q, true)
+    });
+    check("avg_pool2d no pad", &[&[1, 2, 4, 4]], -1.0, 1.0, |p| {
+        p[0].avg_pool2d(q, false)
+    });
     for d in [0i64, 1, -1] {
         check("softmax", &[&[3, 4, 2]], -2.0, 2.0, |p| p[0].softmax(d));
-        check("log_softmax", &[&[3, 4, 2]], -2.0, 2.0, |p| p[0].log_softmax(d));
+        check("log_softmax", &[&[3, 4, 2]], -2.0, 2.0, |p| {
+            p[0].log_softmax(d)
+        });
     }
-    check("log_softmax strided", &[&[4, 3]], -2.0, 2.0, |p| p[0].t().log_softmax(1));
+    check("log_softmax strided", &[&[4, 3]], -2.0, 2.0, |p| {
+        p[0].t().log_softmax(1)
+    });
 }
 
 #[test]
