@@ -290,20 +290,6 @@ impl Array {
         self.contiguous_into(&mut out);
         out
     }
-
-    /// Mutable elements, row-major: copies first unless `self` is the sole owner of a
-    /// contiguous buffer holding exactly its elements (copy-on-write).
-    pub(crate) fn make_mut_slice<T: Element>(&mut self, op: &str) -> &mut [T] {
-        let whole = self.offset == 0 && self.is_contiguous() && self.storage.len() == self.numel();
-        if !whole || Arc::get_mut(&mut self.storage).is_none() {
-            *self = self.copy();
-        }
-        let storage = Arc::get_mut(&mut self.storage).expect("unshared after copy");
-        match T::slice_mut(storage.cpu_mut()) {
-            Some(s) => s,
-            None => crate::error::dtype_fail(op, T::DTYPE, "the array's own dtype"),
-        }
-    }
 }
 
 impl std::fmt::Debug for Array {

@@ -311,14 +311,29 @@ impl Array {
         input_shape: &[usize],
         params: Conv2dParams,
     ) -> Array {
+        let mut out = Array::empty(input_shape, self.dtype());
+        self.conv2d_backward_input_into(weight, input_shape, params, &mut out);
+        out
+    }
+
+    /// [`conv2d_backward_input`](Array::conv2d_backward_input) into `out` (the input's shape).
+    #[track_caller]
+    pub fn conv2d_backward_input_into(
+        &self,
+        weight: &Array,
+        input_shape: &[usize],
+        params: Conv2dParams,
+        out: &mut Array,
+    ) {
         let g = Geometry::new("conv2d_backward_input", input_shape, weight.shape(), params);
         check_grad_shape("conv2d_backward_input", self, &g);
-        fn kernel<T: Float>(g: Geometry, dy: &Array, w: &Array) -> Array {
+        fn kernel<T: Float>(g: Geometry, dy: &Array, w: &Array, out: &mut Array) {
             let (dy, w) = (
                 dy.values::<T>("conv2d_backward_input"),
                 w.values::<T>("conv2d_backward_input"),
             );
-            let mut dx = vec![T::zero(); g.n * g.c * g.h * g.w];
+            let dx = out.out_slice::<T>(&[g.n, g.c, g.h, g.w], "conv2d_backward_input_into");
+            dx.iter_mut().for_each(|v| *v = T::zero());
             let (k, s, chw) = (g.k(), g.spatial(), g.c * g.h * g.w);
             if chw > 0 && s > 0 {
                 dx.par_chunks_mut(chw).enumerate().for_each(|(n, dxn)| {
@@ -356,9 +371,8 @@ impl Array {
                     }
                 });
             }
-            Array::from_vec(dx, &[g.n, g.c, g.h, g.w])
         }
-        dispatch_float!(self.dtype(), "conv2d_backward_input", T => kernel::<T>(g, self, weight))
+        dispatch_float!(self.dtype(), "conv2d_backward_input", T => kernel::<T>(g, self, weight, out))
     }
 
     /// Gradient of [`conv2d`](Array::conv2d) with respect to its weight, given the output
@@ -370,6 +384,21 @@ impl Array {
         weight_shape: &[usize],
         params: Conv2dParams,
     ) -> Array {
+        let mut out = Array::empty(weight_shape, self.dtype());
+        self.conv2d_backward_weight_into(input, weight_shape, params, &mut out);
+        out
+    }
+
+    /// [`conv2d_backward_weight`](Array::conv2d_backward_weight) into `out` (the weight's
+    /// shape). Threads sum per-thread partial gradients, which is the only scratch.
+    #[track_caller]
+    pub fn conv2d_backward_weight_into(
+        &self,
+        input: &Array,
+        weight_shape: &[usize],
+        params: Conv2dParams,
+        out: &mut Array,
+    ) {
         let g = Geometry::new(
             "conv2d_backward_weight",
             input.shape(),
@@ -377,7 +406,7 @@ impl Array {
             params,
         );
         check_grad_shape("conv2d_backward_weight", self, &g);
-        fn kernel<T: Float>(g: Geometry, dy: &Array, x: &Array) -> Array {
+        fn kernel<T: Float>(g: Geometry, dy: &Array, x: &Array, out: &mut Array) {
             let (dy, x) = (
                 dy.values::<T>("conv2d_backward_weight"),
                 x.values::<T>("conv2d_backward_weight"),
@@ -430,9 +459,10 @@ impl Array {
                         a
                     },
                 );
-            Array::from_vec(dw, &[g.o, g.cg(), g.kh, g.kw])
+            out.out_slice::<T>(&[g.o, g.cg(), g.kh, g.kw], "conv2d_backward_weight_into")
+                .copy_from_slice(&dw);
         }
-        dispatch_float!(self.dtype(), "conv2d_backward_weight", T => kernel::<T>(g, self, input))
+        dispatch_float!(self.dtype(), "conv2d_backward_weight", T => kernel::<T>(g, self, input, out))
     }
 }
 

@@ -200,19 +200,29 @@ impl Array {
     /// (the inverse of [`gather`](Array::gather)); repeated positions keep the last write.
     #[track_caller]
     pub fn scatter(&self, dim: impl Dim, index: &Array, src: &Array) -> Array {
-        self.scatter_impl(dim, index, src, false, "scatter")
+        let mut out = Array::empty(self.shape(), self.dtype());
+        self.scatter_impl(dim, index, src, false, "scatter", &mut out);
+        out
+    }
+
+    /// [`scatter`](Array::scatter) into `out` (shaped like `self`).
+    #[track_caller]
+    pub fn scatter_into(&self, dim: impl Dim, index: &Array, src: &Array, out: &mut Array) {
+        self.scatter_impl(dim, index, src, false, "scatter", out)
     }
 
     /// Like [`scatter`](Array::scatter) but adds `src` into the positions, summing repeats.
     #[track_caller]
     pub fn scatter_add(&self, dim: impl Dim, index: &Array, src: &Array) -> Array {
-        self.scatter_impl(dim, index, src, true, "scatter_add")
+        let mut out = Array::empty(self.shape(), self.dtype());
+        self.scatter_impl(dim, index, src, true, "scatter_add", &mut out);
+        out
     }
 
     /// [`scatter_add`](Array::scatter_add) into `out` (shaped like `self`).
     #[track_caller]
     pub fn scatter_add_into(&self, dim: impl Dim, index: &Array, src: &Array, out: &mut Array) {
-        *out = self.scatter_impl(dim, index, src, true, "scatter_add");
+        self.scatter_impl(dim, index, src, true, "scatter_add", out)
     }
 
     #[track_caller]
@@ -223,59 +233,58 @@ impl Array {
         src: &Array,
         add: bool,
         op: &str,
-    ) -> Array {
+        out: &mut Array,
+    ) {
         let d = dim.resolve(self.ndim(), op);
         crate::error::same_dtype(op, self.dtype(), src.dtype());
         check_scatter_index(op, self, d, index, Some(src));
         check_range(op, index, self.shape()[d], d);
-        let mut out = self.copy();
-        fn kernel<T: Number>(
+        // Start from a copy of `self` in `out`, then write through the index.
+        self.contiguous_into(out);
+        fn kernel<T: Element>(
             out: &mut Array,
             d: usize,
             index: &Array,
             src: &Array,
-            add: bool,
+            combine: impl Fn(T, T) -> T,
             op: &str,
         ) {
             let (size, stride) = (out.shape()[d], out.strides()[d]);
             let mut base: Strides = out.strides().into();
             base[d] = 0;
+            let shape: Shape = out.shape().into();
             let s = src.storage_slice::<T>(op);
             let idx = index.storage_slice::<i64>(op);
-            let dst = out.owned_mut::<T>(op);
+            let dst = out.out_slice::<T>(&shape, op);
             for_each_offsets(
                 index.shape(),
                 [&base, index.strides(), src.strides()],
                 [0, index.offset(), src.offset()],
                 |[oo, oi, os]| {
-                    let i = wrap(idx[oi], size);
-                    let at = (oo as isize + i as isize * stride) as usize;
-                    if add {
-                        dst[at] += s[os];
-                    } else {
-                        dst[at] = s[os];
-                    }
+                    let at = (oo as isize + wrap(idx[oi], size) as isize * stride) as usize;
+                    dst[at] = combine(dst[at], s[os]);
                 },
             );
         }
-        if !add && self.dtype() == DType::Bool {
-            let f = self.to_dtype(DType::I64).scatter_impl(
-                d,
-                index,
-                &src.to_dtype(DType::I64),
-                false,
-                op,
-            );
-            return f.to_dtype(DType::Bool);
+        if add {
+            dispatch_number!(self.dtype(), op, T => kernel::<T>(out, d, index, src, |a, b| a + b, op))
+        } else {
+            dispatch_any!(self.dtype(), T => kernel::<T>(out, d, index, src, |_, b| b, op))
         }
-        dispatch_number!(self.dtype(), op, T => kernel::<T>(&mut out, d, index, src, add, op));
-        out
     }
 
     /// A copy of `self` with `src` added at rows `index` (1-d i64) along `dim`:
     /// `out[.., index[j], ..] += src[.., j, ..]`, repeats summed.
     #[track_caller]
     pub fn index_add(&self, dim: impl Dim, index: &Array, src: &Array) -> Array {
+        let mut out = Array::empty(self.shape(), self.dtype());
+        self.index_add_into(dim, index, src, &mut out);
+        out
+    }
+
+    /// [`index_add`](Array::index_add) into `out` (shaped like `self`).
+    #[track_caller]
+    pub fn index_add_into(&self, dim: impl Dim, index: &Array, src: &Array, out: &mut Array) {
         let d = dim.resolve(self.ndim(), "index_add");
         let idx = index_list("index_add", index);
         crate::error::same_dtype("index_add", self.dtype(), src.dtype());
@@ -288,7 +297,7 @@ impl Array {
         }
         let (outer, size, inner) = split_at_dim(self.shape(), d);
         let rows = resolve_list("index_add", &idx, size, d);
-        let mut out = self.copy();
+        self.contiguous_into(out);
         fn kernel<T: Number>(
             out: &mut Array,
             src: &Array,
@@ -298,7 +307,8 @@ impl Array {
             inner: usize,
         ) {
             let s = src.values::<T>("index_add");
-            let dst = out.owned_mut::<T>("index_add");
+            let shape: Shape = out.shape().into();
+            let dst = out.out_slice::<T>(&shape, "index_add_into");
             let mut r = 0;
             for o in 0..outer {
                 for &row in rows {
@@ -310,8 +320,7 @@ impl Array {
                 }
             }
         }
-        dispatch_number!(self.dtype(), "index_add", T => kernel::<T>(&mut out, src, &rows, outer, size, inner));
-        out
+        dispatch_number!(self.dtype(), "index_add", T => kernel::<T>(out, src, &rows, outer, size, inner));
     }
 
     /// The rows an [`Index`] names along dim 0, as a 1-d position list, or `None` for an
@@ -389,21 +398,26 @@ impl Array {
     /// ```
     #[track_caller]
     pub fn index_put(&self, index: &Index, values: &Array) -> Array {
-        self.index_put_impl(index, values, false)
+        let mut out = Array::empty(self.shape(), self.dtype());
+        self.index_put_impl(index, values, false, &mut out);
+        out
     }
 
     /// Like [`index_put`](Array::index_put) but adds `values` into the addressed places
     /// (repeated rows sum).
     #[track_caller]
     pub fn index_put_add(&self, index: &Index, values: &Array) -> Array {
-        self.index_put_impl(index, values, true)
+        let mut out = Array::empty(self.shape(), self.dtype());
+        self.index_put_impl(index, values, true, &mut out);
+        out
     }
 
     #[track_caller]
-    fn index_put_impl(&self, index: &Index, values: &Array, add: bool) -> Array {
+    fn index_put_impl(&self, index: &Index, values: &Array, add: bool, out: &mut Array) {
         let op = if add { "index_put_add" } else { "index_put" };
         crate::error::same_dtype(op, self.dtype(), values.dtype());
-        match self.index_rows(index, op) {
+        // The addressed positions of the flattened array, and the values for them.
+        let (positions, vals): (Vec<usize>, Array) = match self.index_rows(index, op) {
             Some(rows) => {
                 let mut region: Shape = self.shape().into();
                 region[0] = rows.len();
@@ -413,66 +427,69 @@ impl Array {
                     }
                     _ => broadcast_values(op, values, &region),
                 };
-                let idx = Array::from_vec(rows.iter().map(|&r| r as i64).collect(), &[rows.len()]);
-                if add {
-                    self.index_add(0usize, &idx, &vals.contiguous())
-                } else {
-                    // Plain writes: last write wins for repeated rows.
-                    let inner: usize = self.shape()[1..].iter().product();
-                    let mut out = self.copy();
-                    fn kernel<T: Element>(
-                        out: &mut Array,
-                        vals: &Array,
-                        rows: &[usize],
-                        inner: usize,
-                    ) {
-                        let v = vals.values::<T>("index_put");
-                        let dst = out.owned_mut::<T>("index_put");
-                        for (j, &r) in rows.iter().enumerate() {
-                            dst[r * inner..(r + 1) * inner]
-                                .copy_from_slice(&v[j * inner..(j + 1) * inner]);
-                        }
-                    }
-                    dispatch_any!(self.dtype(), T => kernel::<T>(&mut out, &vals, &rows, inner));
-                    out
-                }
+                let inner: usize = self.shape()[1..].iter().product();
+                (
+                    rows.iter()
+                        .flat_map(|&r| r * inner..(r + 1) * inner)
+                        .collect(),
+                    vals,
+                )
             }
             None => {
                 let Index::Mask(mask) = index else {
-                    unreachable!()
+                    unreachable!("only masks address elements")
                 };
-                let count = mask.to_vec::<bool>().iter().filter(|&&b| b).count();
+                let positions: Vec<usize> = mask
+                    .to_vec::<bool>()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &b)| b)
+                    .map(|(i, _)| i)
+                    .collect();
+                let count = positions.len();
                 if values.numel() == 1 {
-                    let v = values.reshape(&[]).expand(self.shape());
-                    if add {
-                        Array::where_(mask, &self.add(&v), self)
-                    } else {
-                        Array::where_(mask, &v, self)
-                    }
+                    (positions, values.reshape(&[1]).expand(&[count]))
                 } else if values.numel() == count {
-                    let positions: Vec<i64> = mask
-                        .to_vec::<bool>()
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, &b)| b)
-                        .map(|(i, _)| i as i64)
-                        .collect();
-                    let flat = self.reshape(&[self.numel()]);
-                    let idx = Index::List(positions);
-                    let vals = values.reshape(&[count]);
-                    let out = if add {
-                        flat.index_put_add(&idx, &vals)
-                    } else {
-                        flat.index_put(&idx, &vals)
-                    };
-                    out.reshape(self.shape())
+                    (positions, values.reshape(&[count]))
                 } else {
                     fail(op, format_args!(
                         "a mask selecting {count} elements needs 1 value or {count} values, got shape {}",
                         fmt_shape(values.shape())))
                 }
             }
+        };
+        self.contiguous_into(out);
+        fn kernel<T: Element>(
+            out: &mut Array,
+            positions: &[usize],
+            vals: &Array,
+            combine: impl Fn(T, T) -> T,
+        ) {
+            let v = vals.values::<T>("index_put");
+            let shape: Shape = out.shape().into();
+            let dst = out.out_slice::<T>(&shape, "index_put_into");
+            // In order, so repeated positions keep the last write (or sum, when adding).
+            for (&p, &x) in positions.iter().zip(v.iter()) {
+                dst[p] = combine(dst[p], x);
+            }
         }
+        if add {
+            dispatch_number!(self.dtype(), op, T => kernel::<T>(out, &positions, &vals, |a, b| a + b))
+        } else {
+            dispatch_any!(self.dtype(), T => kernel::<T>(out, &positions, &vals, |_, b| b))
+        }
+    }
+
+    /// [`index_put`](Array::index_put) into `out` (shaped like `self`).
+    #[track_caller]
+    pub fn index_put_into(&self, index: &Index, values: &Array, out: &mut Array) {
+        self.index_put_impl(index, values, false, out)
+    }
+
+    /// [`index_put_add`](Array::index_put_add) into `out` (shaped like `self`).
+    #[track_caller]
+    pub fn index_put_add_into(&self, index: &Index, values: &Array, out: &mut Array) {
+        self.index_put_impl(index, values, true, out)
     }
 
     /// Joins arrays along an existing dim; all other dims must match.
@@ -566,6 +583,17 @@ impl Array {
         Array::cat(&parts, d)
     }
 
+    /// [`stack`](Array::stack) into `out`.
+    #[track_caller]
+    pub fn stack_into(arrays: &[Array], dim: impl Dim, out: &mut Array) {
+        let Some(first) = arrays.first() else {
+            fail("stack", "needs at least one array")
+        };
+        let d = dim.resolve(first.ndim() + 1, "stack");
+        let parts: Vec<Array> = arrays.iter().map(|a| a.unsqueeze(d)).collect();
+        Array::cat_into(&parts, d, out)
+    }
+
     /// Views of consecutive pieces of `size` along `dim` (the last may be shorter).
     #[track_caller]
     pub fn split(&self, size: usize, dim: impl Dim) -> Vec<Array> {
@@ -618,6 +646,18 @@ impl Array {
     /// Tiles the array: dim `i` repeats `repeats[i]` times (extra leading repeats add dims).
     #[track_caller]
     pub fn repeat(&self, repeats: &[usize]) -> Array {
+        self.repeat_view(repeats).copy()
+    }
+
+    /// [`repeat`](Array::repeat) into `out`.
+    #[track_caller]
+    pub fn repeat_into(&self, repeats: &[usize], out: &mut Array) {
+        self.repeat_view(repeats).contiguous_into(out)
+    }
+
+    /// The repeated array as a (non-contiguous) view with stride-0 tiles.
+    #[track_caller]
+    fn repeat_view(&self, repeats: &[usize]) -> Array {
         if repeats.len() < self.ndim() {
             fail(
                 "repeat",
@@ -631,7 +671,8 @@ impl Array {
         let lead = repeats.len() - self.ndim();
         let mut base: Shape = std::iter::repeat_n(1, lead).collect();
         base.extend_from_slice(self.shape());
-        // View as [1, n0, 1, n1, ...], expand to [r0, n0, r1, n1, ...], then merge pairs.
+        // View as [1, n0, 1, n1, ...] and expand to [r0, n0, r1, n1, ...]; merging the pairs
+        // (the reshape the caller's copy does) gives the tiled array.
         let mut inter: Shape = Shape::new();
         let mut expanded: Shape = Shape::new();
         for (&n, &r) in base.iter().zip(repeats) {
@@ -645,6 +686,14 @@ impl Array {
     /// Reverses the order along each of `dims` (a copy).
     #[track_caller]
     pub fn flip(&self, dims: impl crate::Dims) -> Array {
+        let mut out = Array::empty(self.shape(), self.dtype());
+        self.flip_into(dims, &mut out);
+        out
+    }
+
+    /// [`flip`](Array::flip) into `out`.
+    #[track_caller]
+    pub fn flip_into(&self, dims: impl crate::Dims, out: &mut Array) {
         let dims = dims.resolve_all(self.ndim(), "flip");
         let mut strides: Strides = self.strides().into();
         let mut offset = self.offset() as isize;
@@ -655,30 +704,51 @@ impl Array {
             strides[d] = -strides[d];
         }
         self.with_layout(self.shape().into(), strides, offset as usize)
-            .copy()
+            .contiguous_into(out)
     }
 
     /// For a 1-d array, the square matrix with it on diagonal `k`; for a matrix, a copy of
     /// its diagonal `k` (see [`diagonal`](Array::diagonal) for a view).
     #[track_caller]
     pub fn diag(&self, k: i64) -> Array {
+        let shape = match self.ndim() {
+            1 => {
+                let n = self.shape()[0] + k.unsigned_abs() as usize;
+                vec![n, n]
+            }
+            2 => vec![self.diagonal(k).numel()],
+            _ => fail(
+                "diag",
+                format_args!("expects 1 or 2 dims, got shape {}", fmt_shape(self.shape())),
+            ),
+        };
+        let mut out = Array::empty(&shape, self.dtype());
+        self.diag_into(k, &mut out);
+        out
+    }
+
+    /// [`diag`](Array::diag) into `out`.
+    #[track_caller]
+    pub fn diag_into(&self, k: i64, out: &mut Array) {
         match self.ndim() {
             1 => {
                 let n = self.shape()[0] + k.unsigned_abs() as usize;
-                let out = Array::zeros(&[n, n], self.dtype());
-                let idx =
-                    Array::from_vec((0..self.shape()[0] as i64).collect(), &[self.shape()[0]]);
-                // Write the values through the diagonal positions of the flat matrix.
-                let (r0, c0) = if k >= 0 { (0, k) } else { (-k, 0) };
-                let flat_pos = idx
-                    .add_scalar(r0 as f64)
-                    .mul_scalar(n as f64)
-                    .add(&idx.add_scalar(c0 as f64));
-                out.reshape(&[n * n])
-                    .index_put(&Index::Tensor(flat_pos), self)
-                    .reshape(&[n, n])
+                let (r0, c0) = if k >= 0 {
+                    (0, k as usize)
+                } else {
+                    ((-k) as usize, 0)
+                };
+                fn kernel<T: Element>(v: &Array, n: usize, r0: usize, c0: usize, out: &mut Array) {
+                    let src = v.values::<T>("diag");
+                    let dst = out.out_slice::<T>(&[n, n], "diag_into");
+                    dst.iter_mut().for_each(|d| *d = T::default());
+                    for (i, &x) in src.iter().enumerate() {
+                        dst[(r0 + i) * n + c0 + i] = x;
+                    }
+                }
+                dispatch_any!(self.dtype(), T => kernel::<T>(self, n, r0, c0, out))
             }
-            2 => self.diagonal(k).copy(),
+            2 => self.diagonal(k).contiguous_into(out),
             _ => fail(
                 "diag",
                 format_args!("expects 1 or 2 dims, got shape {}", fmt_shape(self.shape())),
@@ -698,8 +768,29 @@ impl Array {
         self.triangle(k, false, "triu")
     }
 
+    /// [`tril`](Array::tril) into `out`.
+    #[track_caller]
+    pub fn tril_into(&self, k: i64, out: &mut Array) {
+        let keep = self.triangle_mask(k, true, "tril");
+        Array::where_into(&keep, self, &Array::zeros(&[], self.dtype()), out)
+    }
+
+    /// [`triu`](Array::triu) into `out`.
+    #[track_caller]
+    pub fn triu_into(&self, k: i64, out: &mut Array) {
+        let keep = self.triangle_mask(k, false, "triu");
+        Array::where_into(&keep, self, &Array::zeros(&[], self.dtype()), out)
+    }
+
     #[track_caller]
     fn triangle(&self, k: i64, lower: bool, op: &str) -> Array {
+        let keep = self.triangle_mask(k, lower, op);
+        Array::where_(&keep, self, &Array::zeros(&[], self.dtype()))
+    }
+
+    /// True on and below (`lower`) or on and above diagonal `k` of the last two dims.
+    #[track_caller]
+    fn triangle_mask(&self, k: i64, lower: bool, op: &str) -> Array {
         if self.ndim() < 2 {
             fail(
                 op,
@@ -713,17 +804,11 @@ impl Array {
         let rows = Array::arange(0.0, r as f64, 1.0, DType::I64).unsqueeze(1usize);
         let cols = Array::arange(0.0, c as f64, 1.0, DType::I64).unsqueeze(0usize);
         let diff = cols.sub(&rows); // j - i
-        let keep = if lower {
+        if lower {
             diff.le_scalar(k as f64)
         } else {
             diff.ge_scalar(k as f64)
-        };
-        Array::where_(&keep, self, &Array::zeros(&[], self.dtype()))
-    }
-
-    /// Mutable elements of an array that this module just copied (sole owner, contiguous).
-    fn owned_mut<T: Element>(&mut self, op: &str) -> &mut [T] {
-        self.make_mut_slice::<T>(op)
+        }
     }
 }
 

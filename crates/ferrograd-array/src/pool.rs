@@ -33,7 +33,6 @@ impl Pool2dParams {
 
 #[derive(Clone, Copy)]
 struct Geometry {
-    planes: usize,
     h: usize,
     w: usize,
     oh: usize,
@@ -65,14 +64,7 @@ impl Geometry {
             out_size(h, kh, p.stride.0, p.padding.0, 1),
             out_size(w, kw, p.stride.1, p.padding.1, 1),
         ) {
-            (Some(oh), Some(ow)) => Geometry {
-                planes: shape[0] * shape[1],
-                h,
-                w,
-                oh,
-                ow,
-                p,
-            },
+            (Some(oh), Some(ow)) => Geometry { h, w, oh, ow, p },
             _ => fail(
                 op,
                 format_args!(
@@ -112,11 +104,30 @@ impl Array {
     pub fn max_pool2d(&self, params: Pool2dParams) -> (Array, Array) {
         let g = Geometry::new("max_pool2d", self.shape(), params);
         let shape = [self.shape()[0], self.shape()[1], g.oh, g.ow];
-        fn kernel<T: Float>(g: Geometry, x: &Array, shape: &[usize]) -> (Array, Array) {
+        let mut values = Array::empty(&shape, self.dtype());
+        let mut indices = Array::empty(&shape, DType::I64);
+        self.max_pool2d_into(params, &mut values, &mut indices);
+        (values, indices)
+    }
+
+    /// [`max_pool2d`](Array::max_pool2d) into `values` and `indices` (i64).
+    #[track_caller]
+    pub fn max_pool2d_into(&self, params: Pool2dParams, values: &mut Array, indices: &mut Array) {
+        let g = Geometry::new("max_pool2d", self.shape(), params);
+        let shape = [self.shape()[0], self.shape()[1], g.oh, g.ow];
+        fn kernel<T: Float>(
+            g: Geometry,
+            x: &Array,
+            shape: &[usize],
+            values: &mut Array,
+            indices: &mut Array,
+        ) {
             let x = x.values::<T>("max_pool2d");
             let s = g.oh * g.ow;
-            let mut values = vec![T::neg_infinity(); g.planes * s];
-            let mut indices = vec![-1i64; g.planes * s];
+            let values = values.out_slice::<T>(shape, "max_pool2d_into");
+            let indices = indices.out_slice::<i64>(shape, "max_pool2d_into");
+            values.iter_mut().for_each(|v| *v = T::neg_infinity());
+            indices.iter_mut().for_each(|i| *i = -1);
             if s > 0 && g.h * g.w > 0 {
                 values
                     .par_chunks_mut(s)
@@ -135,18 +146,27 @@ impl Array {
                         });
                     });
             }
-            (
-                Array::from_vec(values, shape),
-                Array::from_vec(indices, shape),
-            )
         }
-        dispatch_float!(self.dtype(), "max_pool2d", T => kernel::<T>(g, self, &shape))
+        dispatch_float!(self.dtype(), "max_pool2d", T => kernel::<T>(g, self, &shape, values, indices))
     }
 
     /// Gradient of [`max_pool2d`](Array::max_pool2d): `self` is the output gradient, routed
     /// to the chosen inputs (summed where windows overlap).
     #[track_caller]
     pub fn max_pool2d_backward(&self, indices: &Array, input_shape: &[usize]) -> Array {
+        let mut out = Array::empty(input_shape, self.dtype());
+        self.max_pool2d_backward_into(indices, input_shape, &mut out);
+        out
+    }
+
+    /// [`max_pool2d_backward`](Array::max_pool2d_backward) into `out` (the input's shape).
+    #[track_caller]
+    pub fn max_pool2d_backward_into(
+        &self,
+        indices: &Array,
+        input_shape: &[usize],
+        out: &mut Array,
+    ) {
         if input_shape.len() != 4
             || self.shape() != indices.shape()
             || self.ndim() != 4
@@ -173,12 +193,14 @@ impl Array {
             input_shape: &[usize],
             hw: usize,
             s: usize,
-        ) -> Array {
+            out: &mut Array,
+        ) {
             let (dy, idx) = (
                 dy.values::<T>("max_pool2d_backward"),
                 idx.values::<i64>("max_pool2d_backward"),
             );
-            let mut dx = vec![T::zero(); input_shape.iter().product()];
+            let dx = out.out_slice::<T>(input_shape, "max_pool2d_backward_into");
+            dx.iter_mut().for_each(|v| *v = T::zero());
             if hw > 0 && s > 0 {
                 dx.par_chunks_mut(hw).enumerate().for_each(|(p, plane)| {
                     for (&g, &i) in dy[p * s..(p + 1) * s].iter().zip(&idx[p * s..(p + 1) * s]) {
@@ -188,9 +210,8 @@ impl Array {
                     }
                 });
             }
-            Array::from_vec(dx, input_shape)
         }
-        dispatch_float!(self.dtype(), "max_pool2d_backward", T => kernel::<T>(self, indices, input_shape, hw, s))
+        dispatch_float!(self.dtype(), "max_pool2d_backward", T => kernel::<T>(self, indices, input_shape, hw, s, out))
     }
 
     /// Average pooling. With `count_include_pad`, padded positions count as zeros in the
@@ -198,11 +219,30 @@ impl Array {
     #[track_caller]
     pub fn avg_pool2d(&self, params: Pool2dParams, count_include_pad: bool) -> Array {
         let g = Geometry::new("avg_pool2d", self.shape(), params);
+        let mut out = Array::empty(
+            &[self.shape()[0], self.shape()[1], g.oh, g.ow],
+            self.dtype(),
+        );
+        self.avg_pool2d_into(params, count_include_pad, &mut out);
+        out
+    }
+
+    /// [`avg_pool2d`](Array::avg_pool2d) into `out`.
+    #[track_caller]
+    pub fn avg_pool2d_into(&self, params: Pool2dParams, count_include_pad: bool, out: &mut Array) {
+        let g = Geometry::new("avg_pool2d", self.shape(), params);
         let shape = [self.shape()[0], self.shape()[1], g.oh, g.ow];
-        fn kernel<T: Float>(g: Geometry, x: &Array, shape: &[usize], include: bool) -> Array {
+        fn kernel<T: Float>(
+            g: Geometry,
+            x: &Array,
+            shape: &[usize],
+            include: bool,
+            out: &mut Array,
+        ) {
             let x = x.values::<T>("avg_pool2d");
             let s = g.oh * g.ow;
-            let mut out = vec![T::zero(); g.planes * s];
+            let out = out.out_slice::<T>(shape, "avg_pool2d_into");
+            out.iter_mut().for_each(|v| *v = T::zero());
             let divisors = divisors(&g, include);
             if s > 0 && g.h * g.w > 0 {
                 out.par_chunks_mut(s).enumerate().for_each(|(p, v)| {
@@ -217,9 +257,8 @@ impl Array {
                         .for_each(|(v, &d)| *v = *v / T::from(d).unwrap());
                 });
             }
-            Array::from_vec(out, shape)
         }
-        dispatch_float!(self.dtype(), "avg_pool2d", T => kernel::<T>(g, self, &shape, count_include_pad))
+        dispatch_float!(self.dtype(), "avg_pool2d", T => kernel::<T>(g, self, &shape, count_include_pad, out))
     }
 
     /// Gradient of [`avg_pool2d`](Array::avg_pool2d): `self` is the output gradient.
@@ -230,6 +269,20 @@ impl Array {
         params: Pool2dParams,
         count_include_pad: bool,
     ) -> Array {
+        let mut out = Array::empty(input_shape, self.dtype());
+        self.avg_pool2d_backward_into(input_shape, params, count_include_pad, &mut out);
+        out
+    }
+
+    /// [`avg_pool2d_backward`](Array::avg_pool2d_backward) into `out` (the input's shape).
+    #[track_caller]
+    pub fn avg_pool2d_backward_into(
+        &self,
+        input_shape: &[usize],
+        params: Pool2dParams,
+        count_include_pad: bool,
+        out: &mut Array,
+    ) {
         let g = Geometry::new("avg_pool2d_backward", input_shape, params);
         if self.shape() != [input_shape[0], input_shape[1], g.oh, g.ow] {
             fail(
@@ -249,11 +302,13 @@ impl Array {
             dy: &Array,
             input_shape: &[usize],
             include: bool,
-        ) -> Array {
+            out: &mut Array,
+        ) {
             let dy = dy.values::<T>("avg_pool2d_backward");
             let s = g.oh * g.ow;
             let divisors = divisors(&g, include);
-            let mut dx = vec![T::zero(); g.planes * g.h * g.w];
+            let dx = out.out_slice::<T>(input_shape, "avg_pool2d_backward_into");
+            dx.iter_mut().for_each(|v| *v = T::zero());
             if s > 0 && g.h * g.w > 0 {
                 dx.par_chunks_mut(g.h * g.w)
                     .enumerate()
@@ -266,9 +321,8 @@ impl Array {
                         });
                     });
             }
-            Array::from_vec(dx, input_shape)
         }
-        dispatch_float!(self.dtype(), "avg_pool2d_backward", T => kernel::<T>(g, self, input_shape, count_include_pad))
+        dispatch_float!(self.dtype(), "avg_pool2d_backward", T => kernel::<T>(g, self, input_shape, count_include_pad, out))
     }
 }
 

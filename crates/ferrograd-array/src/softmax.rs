@@ -132,18 +132,54 @@ impl Array {
     /// gradient; returns `y * (grad - sum(grad * y))` along `dim`.
     #[track_caller]
     pub fn softmax_backward(&self, grad: &Array, dim: impl Dim) -> Array {
-        self.softmax_backward_impl(grad, dim.resolve(self.ndim(), "softmax_backward"), false)
+        let mut out = Array::empty(self.shape(), self.dtype());
+        self.softmax_backward_impl(
+            grad,
+            dim.resolve(self.ndim(), "softmax_backward"),
+            false,
+            &mut out,
+        );
+        out
+    }
+
+    /// [`softmax_backward`](Array::softmax_backward) into `out`.
+    #[track_caller]
+    pub fn softmax_backward_into(&self, grad: &Array, dim: impl Dim, out: &mut Array) {
+        self.softmax_backward_impl(
+            grad,
+            dim.resolve(self.ndim(), "softmax_backward"),
+            false,
+            out,
+        )
+    }
+
+    /// [`log_softmax_backward`](Array::log_softmax_backward) into `out`.
+    #[track_caller]
+    pub fn log_softmax_backward_into(&self, grad: &Array, dim: impl Dim, out: &mut Array) {
+        self.softmax_backward_impl(
+            grad,
+            dim.resolve(self.ndim(), "log_softmax_backward"),
+            true,
+            out,
+        )
     }
 
     /// Gradient of [`log_softmax`](Array::log_softmax): `self` is the output `y`, `grad` the
     /// output gradient; returns `grad - exp(y) * sum(grad)` along `dim`.
     #[track_caller]
     pub fn log_softmax_backward(&self, grad: &Array, dim: impl Dim) -> Array {
-        self.softmax_backward_impl(grad, dim.resolve(self.ndim(), "log_softmax_backward"), true)
+        let mut out = Array::empty(self.shape(), self.dtype());
+        self.softmax_backward_impl(
+            grad,
+            dim.resolve(self.ndim(), "log_softmax_backward"),
+            true,
+            &mut out,
+        );
+        out
     }
 
     #[track_caller]
-    fn softmax_backward_impl(&self, grad: &Array, d: usize, log: bool) -> Array {
+    fn softmax_backward_impl(&self, grad: &Array, d: usize, log: bool, out: &mut Array) {
         let op = if log {
             "log_softmax_backward"
         } else {
@@ -168,13 +204,14 @@ impl Array {
             n: usize,
             inner: usize,
             log: bool,
-        ) -> Array {
+            out: &mut Array,
+        ) {
             let (y_, g_) = (
                 y.values::<T>("softmax_backward"),
                 g.values::<T>("softmax_backward"),
             );
             let block = n * inner;
-            let mut dx = vec![T::zero(); y_.len()];
+            let dx = out.out_slice::<T>(y.shape(), "softmax_backward_into");
             if block > 0 {
                 let body = |((ys, gs), dxs): ((&[T], &[T]), &mut [T])| {
                     for i in 0..inner {
@@ -205,8 +242,7 @@ impl Array {
                         .for_each(body);
                 }
             }
-            Array::from_vec(dx, y.shape())
         }
-        dispatch_float!(self.dtype(), op, T => kernel::<T>(self, grad, outer, n, inner, log))
+        dispatch_float!(self.dtype(), op, T => kernel::<T>(self, grad, outer, n, inner, log, out))
     }
 }

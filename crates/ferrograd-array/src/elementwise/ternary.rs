@@ -71,6 +71,13 @@ impl Array {
         dispatch_any!(a.dtype(), T => kernel::<T>(&shape, cond, a, b, out))
     }
 
+    /// [`masked_fill`](Array::masked_fill) into `out`.
+    #[track_caller]
+    pub fn masked_fill_into(&self, mask: &Array, value: f64, out: &mut Array) {
+        let filler = Array::full(&[], value, self.dtype());
+        Array::where_into(mask, &filler, self, out)
+    }
+
     /// `value` where `mask` is true, `self` elsewhere (`mask` broadcasts to `self`).
     #[track_caller]
     pub fn masked_fill(&self, mask: &Array, value: f64) -> Array {
