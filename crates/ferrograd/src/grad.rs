@@ -478,3 +478,78 @@ where
 {
     jacobian(|x| grad(&f).call(x, ()).0, x)
 }
+
+/// A function evaluated with its parameters traced, kept so that its backward pass can run
+/// later (and more than once): what the stateful Module API needs, where `forward` and
+/// `backward` are separate calls. Made by [`trace`].
+pub struct Traced<P, O> {
+    level: u64,
+    params: P,
+    boxed: Vec<Tensor>,
+    output: O,
+}
+
+/// Evaluates `f` at `params` with every float leaf traced, returning the traced result; call
+/// [`Traced::backward`] for gradients.
+///
+/// ```
+/// use ferrograd::{trace, Tensor};
+/// let x = Tensor::from_vec(vec![3.0f64], &[1]);
+/// let t = trace(&x, |x| x.square());
+/// assert_eq!(t.output().to_vec::<f64>(), vec![9.0]);
+/// let dx = t.backward(&Tensor::from_vec(vec![1.0f64], &[1]));
+/// assert_eq!(dx.to_vec::<f64>(), vec![6.0]);
+/// ```
+#[track_caller]
+pub fn trace<P: Tree, O: GradOutput>(params: &P, f: impl FnOnce(&P) -> O) -> Traced<P, O> {
+    let level = NEXT_LEVEL.fetch_add(1, Ordering::Relaxed);
+    let location = Location::caller();
+    let boxed: Vec<Tensor> = leaves(params)
+        .iter()
+        .map(|t| {
+            if t.dtype().is_float() {
+                Tensor::node(level, t.clone(), Op::Leaf, Default::default(), location)
+            } else {
+                t.clone()
+            }
+        })
+        .collect();
+    let boxed_params = rebuild(params, boxed.clone());
+    let output = f(&boxed_params);
+    Traced {
+        level,
+        params: params.map(&mut |t| t.clone()),
+        boxed,
+        output,
+    }
+}
+
+impl<P: Tree, O: GradOutput> Traced<P, O> {
+    /// The function's outputs, outside this trace.
+    pub fn output(&self) -> O {
+        self.output.unbox(self.level)
+    }
+
+    /// The gradient of `<loss, output_grad>` with respect to the parameters (same type).
+    #[track_caller]
+    pub fn backward(&self, output_grad: &Tensor) -> P {
+        let loss = self.output.loss();
+        if output_grad.shape() != loss.shape() {
+            panic!("ferrograd: backward: the output gradient has shape {:?}, the output has {:?} (at {})", output_grad.shape(), loss.shape(), Location::caller());
+        }
+        let grads = backward(self.level, loss, output_grad.clone(), None);
+        let originals = leaves(&self.params);
+        let result = self
+            .boxed
+            .iter()
+            .zip(&originals)
+            .map(|(b, o)| {
+                grads
+                    .get(&b.id())
+                    .cloned()
+                    .unwrap_or_else(|| o.zeros_like())
+            })
+            .collect();
+        rebuild(&self.params, result)
+    }
+}

@@ -22,7 +22,8 @@ pub use ferrograd_array::{
 };
 pub use ferrograd_derive::Tree;
 pub use grad::{
-    grad, hessian, hvp, jacobian, value_and_grad, vjp, Differentiable, Grad, GradOutput, Outputs,
+    grad, hessian, hvp, jacobian, trace, value_and_grad, vjp, Differentiable, Grad, GradOutput,
+    Outputs, Traced,
 };
 pub use gradcheck::{gradcheck, gradgradcheck, GradcheckReport, LeafCheck};
 pub use op::Op;

@@ -1,0 +1,95 @@
+//! `linear` (the seed's `nn.Linear`: `y = x Wᵀ + b`), `embedding`, and the batched product
+//! of a pair (`nn.MM`).
+
+use ferrograd::{Array, CustomOp, Tensor};
+
+use super::call;
+
+#[derive(Debug)]
+struct Linear {
+    bias: bool,
+}
+
+impl CustomOp for Linear {
+    fn name(&self) -> &str {
+        "linear"
+    }
+
+    fn forward(&self, x: &[&Array]) -> Array {
+        let y = x[0].matmul(&x[1].t());
+        if self.bias {
+            y.add(x[2])
+        } else {
+            y
+        }
+    }
+
+    // dx = g W, dW = gᵀ x (summed over batch rows), db = Σ_rows g
+    fn backward(&self, x: &[Tensor], _out: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+        let (input, w) = (&x[0], &x[1]);
+        let dx = g.matmul(w);
+        let dw = if input.ndim() == 1 {
+            g.outer(input)
+        } else {
+            let (g2, x2) = (
+                g.reshape(&[g.numel() / g.size(-1), g.size(-1)]),
+                input.reshape(&[input.numel() / input.size(-1), input.size(-1)]),
+            );
+            g2.t().matmul(&x2)
+        };
+        let mut grads = vec![Some(dx), Some(dw)];
+        if self.bias {
+            grads.push(Some(if g.ndim() == 1 {
+                g.clone()
+            } else {
+                g.reshape(&[g.numel() / g.size(-1), g.size(-1)])
+                    .sum_dim(0, false)
+            }));
+        }
+        grads
+    }
+}
+
+/// `y = x Wᵀ + b` for `x: [..., in]`, `weight: [out, in]` (nn's layout), `bias: [out]`.
+///
+/// ```
+/// use ferrograd::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2]);
+/// let w = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2]);
+/// let y = ferrograd_nn::functional::linear(&x, &w, None);
+/// assert_eq!(y.to_vec::<f32>(), vec![1.0, 2.0, 3.0]);
+/// ```
+#[track_caller]
+pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
+    match bias {
+        Some(b) => call(Linear { bias: true }, &[x, weight, b]),
+        None => call(Linear { bias: false }, &[x, weight]),
+    }
+}
+
+/// Rows of `weight: [vocabulary, dim]` picked by the i64 `indices` (any shape); the result
+/// has shape `indices.shape() ++ [dim]`. The gradient adds into the picked rows.
+#[track_caller]
+pub fn embedding(weight: &Tensor, indices: &Tensor) -> Tensor {
+    let flat = indices.reshape(&[indices.numel()]);
+    let mut shape = indices.shape().to_vec();
+    shape.push(weight.size(1));
+    weight.index_select(0, &flat).reshape(&shape)
+}
+
+/// The seed's `nn.MM`: the (batched) product of a pair, optionally transposing either
+/// operand's last two dims.
+#[track_caller]
+pub fn bmm_pair(a: &Tensor, b: &Tensor, transpose_a: bool, transpose_b: bool) -> Tensor {
+    let a = if transpose_a {
+        a.transpose(-1, -2)
+    } else {
+        a.clone()
+    };
+    let b = if transpose_b {
+        b.transpose(-1, -2)
+    } else {
+        b.clone()
+    };
+    a.matmul(&b)
+}

@@ -1,0 +1,259 @@
+//! Batch normalization (1-d `[N, C]` and 2-d `[N, C, H, W]`, with running statistics) and
+//! layer normalization, with hand-written gradients.
+
+use std::sync::Mutex;
+
+use ferrograd::{Array, CustomOp, DType, Tensor};
+
+use super::call;
+
+/// Running mean and variance of a batch-norm layer: they move in training
+/// (`running = (1 - momentum) running + momentum batch`, variance unbiased) and are used,
+/// unchanged, in evaluation.
+#[derive(Debug)]
+pub struct RunningStats {
+    state: Mutex<(Array, Array)>,
+    /// Weight of the newest batch in the running averages (PyTorch's default 0.1).
+    pub momentum: f64,
+}
+
+impl RunningStats {
+    /// Mean 0 and variance 1 for `channels` channels.
+    pub fn new(channels: usize, momentum: f64, dtype: DType) -> RunningStats {
+        RunningStats {
+            state: Mutex::new((
+                Array::zeros(&[channels], dtype),
+                Array::ones(&[channels], dtype),
+            )),
+            momentum,
+        }
+    }
+
+    /// The current running mean and variance.
+    pub fn get(&self) -> (Array, Array) {
+        self.state.lock().expect("running stats lock").clone()
+    }
+
+    /// Replaces the running mean and variance (when loading a checkpoint).
+    pub fn set(&self, mean: Array, var: Array) {
+        *self.state.lock().expect("running stats lock") = (mean, var);
+    }
+}
+
+impl Clone for RunningStats {
+    fn clone(&self) -> Self {
+        let (m, v) = self.get();
+        RunningStats {
+            state: Mutex::new((m, v)),
+            momentum: self.momentum,
+        }
+    }
+}
+
+/// The shape that broadcasts a per-channel `[C]` vector over `[N, C, ...]`.
+fn channel_shape(x: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; x.len()];
+    s[1] = x[1];
+    s
+}
+
+fn reduce_dims(ndim: usize) -> Vec<usize> {
+    (0..ndim).filter(|&d| d != 1).collect()
+}
+
+#[derive(Debug)]
+struct BatchNorm {
+    /// Evaluation mode: the running statistics, fixed.
+    fixed: Option<(Array, Array)>,
+    eps: f64,
+    affine: bool,
+}
+
+impl CustomOp for BatchNorm {
+    fn name(&self) -> &str {
+        "nn.batch_norm"
+    }
+
+    fn forward(&self, x: &[&Array]) -> Array {
+        let cs = channel_shape(x[0].shape());
+        let dims = reduce_dims(x[0].ndim());
+        let (mean, var) = match &self.fixed {
+            Some((m, v)) => (m.reshape(&cs), v.reshape(&cs)),
+            None => (
+                x[0].mean_dim(dims.as_slice(), true),
+                x[0].var_dim(dims.as_slice(), 0, true),
+            ),
+        };
+        let mut y = x[0].sub(&mean).mul(&var.add_scalar(self.eps).rsqrt());
+        if self.affine {
+            y = y.mul(&x[1].reshape(&cs)).add(&x[2].reshape(&cs));
+        }
+        y
+    }
+
+    // training: dx = invstd/M (M dx̂ - Σ dx̂ - x̂ Σ dx̂ x̂), dx̂ = g γ; dγ = Σ g x̂; dβ = Σ g
+    // evaluation: dx = g γ invstd
+    fn backward(&self, x: &[Tensor], _out: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+        let input = &x[0];
+        let cs = channel_shape(input.shape());
+        let dims = reduce_dims(input.ndim());
+        let d = dims.as_slice();
+        let (mean, invstd) = match &self.fixed {
+            Some((m, v)) => (
+                Tensor::new(m.reshape(&cs)),
+                Tensor::new(v.reshape(&cs).add_scalar(self.eps).rsqrt()),
+            ),
+            None => (
+                input.mean_dim(d, true),
+                input.var_dim(d, 0, true).add_scalar(self.eps).rsqrt(),
+            ),
+        };
+        let xhat = &(input - &mean) * &invstd;
+        let dxhat = if self.affine {
+            g * &x[1].reshape(&cs)
+        } else {
+            g.clone()
+        };
+        let dx = match &self.fixed {
+            Some(_) => &dxhat * &invstd,
+            None => {
+                let m = (input.numel() / input.size(1)) as f64;
+                let a = dxhat.sum_dim(d, true);
+                let b = (&dxhat * &xhat).sum_dim(d, true);
+                &(&invstd * (1.0 / m)) * &(&(&(&dxhat * m) - &a) - &(&xhat * &b))
+            }
+        };
+        let mut grads = vec![Some(dx)];
+        if self.affine {
+            grads.push(Some((g * &xhat).sum_dim(d, false)));
+            grads.push(Some(g.sum_dim(d, false)));
+        }
+        grads
+    }
+}
+
+/// Batch normalization over `[N, C]` or `[N, C, H, W]`, per channel. In training the batch
+/// statistics normalize and `stats` (when given) moves towards them; in evaluation `stats`
+/// normalizes. `weight`/`bias` (both or neither) are the affine `[C]` parameters.
+#[track_caller]
+pub fn batch_norm(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    stats: Option<&RunningStats>,
+    training: bool,
+    eps: f64,
+) -> Tensor {
+    if x.ndim() != 2 && x.ndim() != 4 {
+        panic!(
+            "ferrograd: batch_norm: expects [N, C] or [N, C, H, W], got {:?}",
+            x.shape()
+        );
+    }
+    let fixed = if training {
+        if let Some(s) = stats {
+            let dims = reduce_dims(x.ndim());
+            let v = x.value();
+            let m = (v.numel() / v.shape()[1]) as f64;
+            let batch_mean = v.mean_dim(dims.as_slice(), false);
+            let batch_var = v
+                .var_dim(dims.as_slice(), 0, false)
+                .mul_scalar(m / (m - 1.0).max(1.0));
+            let mut st = s.state.lock().expect("running stats lock");
+            let k = s.momentum;
+            st.0 = st.0.mul_scalar(1.0 - k).add(&batch_mean.mul_scalar(k));
+            st.1 = st.1.mul_scalar(1.0 - k).add(&batch_var.mul_scalar(k));
+        }
+        None
+    } else {
+        match stats {
+            Some(s) => Some(s.get()),
+            None => panic!("ferrograd: batch_norm: evaluation mode needs running statistics"),
+        }
+    };
+    match (weight, bias) {
+        (Some(w), Some(b)) => call(
+            BatchNorm {
+                fixed,
+                eps,
+                affine: true,
+            },
+            &[x, w, b],
+        ),
+        (None, None) => call(
+            BatchNorm {
+                fixed,
+                eps,
+                affine: false,
+            },
+            &[x],
+        ),
+        _ => panic!("ferrograd: batch_norm: give both weight and bias, or neither"),
+    }
+}
+
+#[derive(Debug)]
+struct LayerNorm {
+    dims: Vec<usize>,
+    eps: f64,
+}
+
+impl CustomOp for LayerNorm {
+    fn name(&self) -> &str {
+        "nn.layer_norm"
+    }
+
+    fn forward(&self, x: &[&Array]) -> Array {
+        let d = self.dims.as_slice();
+        let mean = x[0].mean_dim(d, true);
+        let invstd = x[0].var_dim(d, 0, true).add_scalar(self.eps).rsqrt();
+        x[0].sub(&mean).mul(&invstd).mul(x[1]).add(x[2])
+    }
+
+    // per row over the normalized dims: dx = invstd/M (M dx̂ - Σ dx̂ - x̂ Σ dx̂ x̂), dx̂ = g γ;
+    // dγ = Σ_rows g x̂; dβ = Σ_rows g
+    fn backward(&self, x: &[Tensor], _out: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+        let d = self.dims.as_slice();
+        let input = &x[0];
+        let mean = input.mean_dim(d, true);
+        let invstd = input.var_dim(d, 0, true).add_scalar(self.eps).rsqrt();
+        let xhat = &(input - &mean) * &invstd;
+        let dxhat = g * &x[1];
+        let m: usize = d.iter().map(|&i| input.size(i)).product();
+        let m = m as f64;
+        let a = dxhat.sum_dim(d, true);
+        let b = (&dxhat * &xhat).sum_dim(d, true);
+        let dx = &(&invstd * (1.0 / m)) * &(&(&(&dxhat * m) - &a) - &(&xhat * &b));
+        let rows: Vec<usize> = (0..input.ndim() - d.len()).collect();
+        let (dg, db) = if rows.is_empty() {
+            (g * &xhat, g.clone())
+        } else {
+            (
+                (g * &xhat).sum_dim(rows.as_slice(), false),
+                g.sum_dim(rows.as_slice(), false),
+            )
+        };
+        vec![Some(dx), Some(dg), Some(db)]
+    }
+}
+
+/// Layer normalization over the trailing dims of `weight`'s shape, with affine `weight` and
+/// `bias` of that shape.
+#[track_caller]
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Tensor {
+    let k = weight.ndim();
+    if k == 0
+        || k > x.ndim()
+        || x.shape()[x.ndim() - k..] != *weight.shape()
+        || bias.shape() != weight.shape()
+    {
+        panic!(
+            "ferrograd: layer_norm: weight {:?} and bias {:?} must match the trailing dims of {:?}",
+            weight.shape(),
+            bias.shape(),
+            x.shape()
+        );
+    }
+    let dims: Vec<usize> = (x.ndim() - k..x.ndim()).collect();
+    call(LayerNorm { dims, eps }, &[x, weight, bias])
+}

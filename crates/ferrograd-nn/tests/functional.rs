@@ -1,0 +1,313 @@
+//! Each functional layer's hand-written gradient against (a) the autodiff of the same math
+//! written with core ops and (b) finite differences, first and second order where the math
+//! allows.
+
+use ferrograd::{grad, gradcheck, gradgradcheck, DType, Generator, Tensor};
+use ferrograd_nn::functional as F;
+
+fn rand(rng: &mut Generator, shape: &[usize]) -> Tensor {
+    Tensor::new(rng.uniform(shape, -1.0, 1.0, DType::F64))
+}
+
+/// Checks `layer` (hand-written) against `reference` (core ops) and finite differences.
+#[track_caller]
+fn check(
+    name: &str,
+    shapes: &[&[usize]],
+    second: bool,
+    layer: impl Fn(&[Tensor]) -> Tensor,
+    reference: impl Fn(&[Tensor]) -> Tensor,
+) {
+    let mut rng = Generator::new(name.len() as u64 * 7919);
+    let params: Vec<Tensor> = shapes.iter().map(|s| rand(&mut rng, s)).collect();
+    let out = layer(&params);
+    let want = reference(&params);
+    assert_eq!(out.shape(), want.shape(), "{name}: shape");
+    for (a, b) in out.to_f64_vec().iter().zip(want.to_f64_vec()) {
+        assert!((a - b).abs() < 1e-10, "{name}: forward {a} vs {b}");
+    }
+    let proj = rand(&mut rng, out.shape());
+    let f = |p: &Vec<Tensor>| (&layer(p) * &proj).sum();
+    let r = |p: &Vec<Tensor>| (&reference(p) * &proj).sum();
+    let (g_layer, _) = grad(f).call(&params, ());
+    let (g_ref, _) = grad(r).call(&params, ());
+    for (i, (a, b)) in g_layer.iter().zip(&g_ref).enumerate() {
+        for (x, y) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
+            assert!(
+                (x - y).abs() < 1e-9,
+                "{name}: gradient of input {i}: {x} vs autodiff {y}"
+            );
+        }
+    }
+    let report = gradcheck(f, &params, (), 1e-6);
+    assert!(report.passed(), "{name}: {report}");
+    if second {
+        let report = gradgradcheck(f, &params, (), 1e-5);
+        assert!(report.passed(), "{name} (second order): {report}");
+    }
+}
+
+#[test]
+fn linear() {
+    check(
+        "linear",
+        &[&[4, 3], &[5, 3], &[5]],
+        true,
+        |p| F::linear(&p[0], &p[1], Some(&p[2])),
+        |p| p[0].matmul(&p[1].t()) + &p[2],
+    );
+    check(
+        "linear no bias",
+        &[&[4, 3], &[5, 3]],
+        true,
+        |p| F::linear(&p[0], &p[1], None),
+        |p| p[0].matmul(&p[1].t()),
+    );
+    check(
+        "linear vector",
+        &[&[3], &[5, 3], &[5]],
+        true,
+        |p| F::linear(&p[0], &p[1], Some(&p[2])),
+        |p| p[1].mv(&p[0]) + &p[2],
+    );
+    check(
+        "linear 3-d",
+        &[&[2, 4, 3], &[5, 3], &[5]],
+        true,
+        |p| F::linear(&p[0], &p[1], Some(&p[2])),
+        |p| p[0].matmul(&p[1].t()) + &p[2],
+    );
+}
+
+#[test]
+fn activations() {
+    check(
+        "tanh",
+        &[&[3, 4]],
+        true,
+        |p| F::tanh(&p[0]),
+        |p| p[0].tanh(),
+    );
+    check(
+        "sigmoid",
+        &[&[3, 4]],
+        true,
+        |p| F::sigmoid(&p[0]),
+        |p| p[0].sigmoid(),
+    );
+    check(
+        "relu",
+        &[&[3, 4]],
+        true,
+        |p| F::relu(&(&p[0] + 0.05)),
+        |p| (&p[0] + 0.05).relu(),
+    );
+    check(
+        "threshold",
+        &[&[3, 4]],
+        true,
+        |p| F::threshold(&p[0], 0.1, -2.0),
+        |p| {
+            let keep = p[0].gt_scalar(0.1);
+            Tensor::where_(&keep, &p[0], &Tensor::full(&[], -2.0, DType::F64))
+        },
+    );
+    check(
+        "softmax",
+        &[&[3, 4]],
+        true,
+        |p| F::softmax(&p[0], 1),
+        |p| p[0].softmax(1),
+    );
+    check(
+        "log_softmax",
+        &[&[3, 4]],
+        true,
+        |p| F::log_softmax(&p[0], 0),
+        |p| p[0].log_softmax(0),
+    );
+}
+
+#[test]
+fn criteria() {
+    check(
+        "mse",
+        &[&[3, 4], &[3, 4]],
+        true,
+        |p| F::mse(&p[0], &p[1]),
+        |p| (&p[0] - &p[1]).square().mean(),
+    );
+    let target = Tensor::from_vec(vec![2i64, 0, 3], &[3]);
+    check(
+        "class_nll",
+        &[&[3, 4]],
+        true,
+        |p| F::class_nll(&p[0], &target),
+        |p| -p[0].gather(1, &target.unsqueeze(1)).mean(),
+    );
+    check(
+        "cross_entropy",
+        &[&[3, 4]],
+        true,
+        |p| F::cross_entropy(&p[0], &target),
+        |p| -p[0].log_softmax(1).gather(1, &target.unsqueeze(1)).mean(),
+    );
+    check(
+        "bce",
+        &[&[3, 4], &[3, 4]],
+        true,
+        |p| F::bce(&p[0].sigmoid(), &(&p[1] * 0.5 + 0.5)),
+        |p| {
+            let (q, t) = (p[0].sigmoid(), &p[1] * 0.5 + 0.5);
+            -(&t * &q.log() + &t.rsub_scalar(1.0) * &q.rsub_scalar(1.0).log()).mean()
+        },
+    );
+    check(
+        "parallel",
+        &[&[3, 4], &[3, 4], &[2, 2], &[2, 2]],
+        true,
+        |p| {
+            F::parallel_criterion(&[
+                (0.3, &F::mse, &p[0], &p[1]),
+                (2.0, &|a: &Tensor, b: &Tensor| F::mse(a, b), &p[2], &p[3]),
+            ])
+        },
+        |p| (&p[0] - &p[1]).square().mean() * 0.3 + (&p[2] - &p[3]).square().mean() * 2.0,
+    );
+}
+
+#[test]
+fn normalization() {
+    check(
+        "batch_norm 1d",
+        &[&[5, 3], &[3], &[3]],
+        true,
+        |p| F::batch_norm(&p[0], Some(&p[1]), Some(&p[2]), None, true, 1e-5),
+        |p| {
+            let m = p[0].mean_dim(0, true);
+            let v = p[0].var_dim(0, 0, true);
+            &(&(&p[0] - &m) / &(&v + 1e-5).sqrt()) * &p[1] + &p[2]
+        },
+    );
+    check(
+        "batch_norm 2d",
+        &[&[2, 3, 2, 2], &[3], &[3]],
+        true,
+        |p| F::batch_norm(&p[0], Some(&p[1]), Some(&p[2]), None, true, 1e-5),
+        |p| {
+            let m = p[0].mean_dim([0, 2, 3], true);
+            let v = p[0].var_dim([0, 2, 3], 0, true);
+            &(&(&p[0] - &m) / &(&v + 1e-5).sqrt()) * &p[1].reshape(&[1, 3, 1, 1])
+                + &p[2].reshape(&[1, 3, 1, 1])
+        },
+    );
+    check(
+        "layer_norm",
+        &[&[4, 5], &[5], &[5]],
+        true,
+        |p| F::layer_norm(&p[0], &p[1], &p[2], 1e-5),
+        |p| {
+            let m = p[0].mean_dim(1, true);
+            let v = p[0].var_dim(1, 0, true);
+            &(&(&p[0] - &m) / &(&v + 1e-5).sqrt()) * &p[1] + &p[2]
+        },
+    );
+}
+
+#[test]
+fn running_statistics_move_in_training_and_hold_in_evaluation() {
+    let stats = F::RunningStats::new(2, 0.5, DType::F64);
+    let x = Tensor::from_vec(vec![1.0f64, 10.0, 3.0, 20.0], &[2, 2]);
+    F::batch_norm(&x, None, None, Some(&stats), true, 1e-5);
+    let (m, v) = stats.get();
+    // batch means [2, 15], unbiased variances [2, 50]; running = 0.5 old + 0.5 batch
+    assert_eq!(m.to_vec::<f64>(), vec![1.0, 7.5]);
+    assert_eq!(v.to_vec::<f64>(), vec![1.5, 25.5]);
+    let y = F::batch_norm(&x, None, None, Some(&stats), false, 0.0);
+    assert_eq!(
+        stats.get().0.to_vec::<f64>(),
+        vec![1.0, 7.5],
+        "evaluation leaves the statistics alone"
+    );
+    let want: Vec<f64> = [
+        (1.0 - 1.0) / 1.5f64.sqrt(),
+        (10.0 - 7.5) / 25.5f64.sqrt(),
+        (3.0 - 1.0) / 1.5f64.sqrt(),
+        (20.0 - 7.5) / 25.5f64.sqrt(),
+    ]
+    .to_vec();
+    for (a, b) in y.to_f64_vec().iter().zip(want) {
+        assert!((a - b).abs() < 1e-12);
+    }
+    // in evaluation the gradient is the fixed affine map's
+    let (g, _) = grad(|x: &Tensor| F::batch_norm(x, None, None, Some(&stats), false, 0.0).sum())
+        .call(&x, ());
+    let want = [
+        1.0 / 1.5f64.sqrt(),
+        1.0 / 25.5f64.sqrt(),
+        1.0 / 1.5f64.sqrt(),
+        1.0 / 25.5f64.sqrt(),
+    ];
+    for (a, b) in g.to_f64_vec().iter().zip(want) {
+        assert!((a - b).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn dropout_scales_kept_units_and_is_the_identity_in_evaluation() {
+    let mut rng = Generator::new(3);
+    let x = Tensor::ones(&[1000], DType::F64);
+    let y = F::dropout(&x, 0.25, true, &mut rng).to_f64_vec();
+    assert!(y
+        .iter()
+        .all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-12));
+    let kept = y.iter().filter(|&&v| v != 0.0).count() as f64 / 1000.0;
+    assert!((kept - 0.75).abs() < 0.05, "kept {kept}");
+    assert_eq!(
+        F::dropout(&x, 0.25, false, &mut rng).to_f64_vec(),
+        x.to_f64_vec()
+    );
+    // the gradient is the same mask
+    let (g, out) = grad(|x: &Tensor| {
+        let y = F::dropout(x, 0.25, true, &mut Generator::new(3));
+        (y.sum(), y)
+    })
+    .call(&x, ());
+    assert_eq!(g.to_f64_vec(), out.1.to_f64_vec());
+    // spatial: whole channels together
+    let z = F::spatial_dropout(
+        &Tensor::ones(&[4, 8, 3, 3], DType::F64),
+        0.5,
+        true,
+        &mut rng,
+    );
+    for plane in z.to_f64_vec().chunks(9) {
+        assert!(plane.iter().all(|&v| v == plane[0]));
+    }
+}
+
+#[test]
+fn embedding_and_pair_products() {
+    let idx = Tensor::from_vec(vec![2i64, 0, 2, 1], &[2, 2]);
+    check(
+        "embedding",
+        &[&[3, 4]],
+        true,
+        |p| F::embedding(&p[0], &idx),
+        |p| {
+            let rows: Vec<Tensor> = idx
+                .to_vec::<i64>()
+                .iter()
+                .map(|&i| p[0].select(0, i as usize))
+                .collect();
+            Tensor::stack(&rows, 0).reshape(&[2, 2, 4])
+        },
+    );
+    check(
+        "bmm_pair",
+        &[&[2, 4, 3], &[2, 4, 5]],
+        true,
+        |p| F::bmm_pair(&p[0], &p[1], true, false),
+        |p| p[0].transpose(1, 2).matmul(&p[1]),
+    );
+}
