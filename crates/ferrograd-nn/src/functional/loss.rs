@@ -184,12 +184,13 @@ pub fn bce(probabilities: &Tensor, target: &Tensor) -> Tensor {
     call(Bce { eps: 1e-12 }, &[probabilities, target])
 }
 
+/// A criterion as a function of (input, target).
+pub type CriterionFn<'a> = &'a dyn Fn(&Tensor, &Tensor) -> Tensor;
+
 /// A weighted sum of criteria over paired inputs: `Σ weight_i * criterion_i(input_i,
 /// target_i)` (the seed's `ParallelCriterion`).
 #[track_caller]
-pub fn parallel_criterion(
-    terms: &[(f64, &dyn Fn(&Tensor, &Tensor) -> Tensor, &Tensor, &Tensor)],
-) -> Tensor {
+pub fn parallel_criterion(terms: &[(f64, CriterionFn<'_>, &Tensor, &Tensor)]) -> Tensor {
     let mut total: Option<Tensor> = None;
     for (w, criterion, input, target) in terms {
         let term = criterion(input, target) * *w;

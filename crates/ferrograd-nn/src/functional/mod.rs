@@ -18,7 +18,7 @@ use ferrograd::{CustomOp, Tensor};
 pub use activation::{log_softmax, relu, sigmoid, softmax, tanh, threshold};
 pub use dropout::{dropout, spatial_dropout};
 pub use linear::{bmm_pair, embedding, linear};
-pub use loss::{bce, class_nll, cross_entropy, mse, parallel_criterion};
+pub use loss::{bce, class_nll, cross_entropy, mse, parallel_criterion, CriterionFn};
 pub use norm::{batch_norm, layer_norm, RunningStats};
 
 /// Applies a custom op to its inputs.
