@@ -1,7 +1,24 @@
 //! # ferrograd-nn
 //!
-//! The part of ferrograd that trains models: functional layers with hand-written gradients
-//! ([`functional`]) that mix freely with inferred ones inside `grad`.
+//! The part of ferrograd that trains models. nn layers bring fast hand-written gradients,
+//! autodiff brings everything else, and both meet in one function:
+//!
+//! - [`functional`]: layers and criteria as differentiable functions with hand-written
+//!   gradient kernels;
+//! - [`Module`] and [`Criterion`]: the stateful API of Torch's nn (`forward`, `backward`,
+//!   `grad_parameters`, `train`/`evaluate`, save/load), with the built-ins in [`layers`],
+//!   [`Sequential`](layers::Sequential), and [`AutoModule`]/[`AutoCriterion`] built from any
+//!   differentiable function;
+//! - [`functionalize`]: any module as a plain function of (parameters, input) for `grad`;
+//! - [`optim`]: optimizers over parameter trees; [`checkpoint`]: safetensors files.
 #![warn(missing_docs)]
 
+mod auto;
+pub mod checkpoint;
 pub mod functional;
+pub mod layers;
+mod module;
+pub mod optim;
+
+pub use auto::{AutoCriterion, AutoModule};
+pub use module::{functionalize, functionalize_criterion, Criterion, Module, ModuleState};

@@ -229,6 +229,11 @@ impl Tensor {
         self.value().to_f64_vec()
     }
 
+    /// True when both handles point at the same tensor (not merely equal values).
+    pub fn same(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.repr, &other.repr)
+    }
+
     /// A weak handle to this tensor's node, to observe when its graph is freed.
     #[doc(hidden)]
     pub fn downgrade(&self) -> std::sync::Weak<impl Sized> {

@@ -1,0 +1,264 @@
+//! Checkpoints: any parameter tree (and modules and optimizer state, through their trees)
+//! saved as safetensors, named by the tree's leaf names, so PyTorch and Hugging Face tools
+//! read them. Writes go to a temporary file that is renamed into place, so a crash never
+//! leaves a half-written checkpoint. Loading checks every name, shape and dtype and returns a
+//! typed error naming the problem; it never panics on a bad file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ferrograd::{leaf_names, leaves, rebuild, Array, DType, Tensor, Tree};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+/// What can go wrong saving or loading a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not a valid safetensors file (garbage, truncated, inconsistent).
+    #[error("{path}: not a valid safetensors file: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What the parser found.
+        message: String,
+    },
+    /// A tensor the tree needs is not in the file.
+    #[error("{path}: tensor `{name}` is missing")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The leaf name.
+        name: String,
+    },
+    /// The file holds a tensor the tree has no leaf for.
+    #[error("{path}: tensor `{name}` is not part of the parameters being loaded")]
+    Unexpected {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name in the file.
+        name: String,
+    },
+    /// A tensor has another shape than the leaf it should fill.
+    #[error("{path}: tensor `{name}` has shape {found:?}, the parameter has {expected:?}")]
+    Shape {
+        /// The file.
+        path: PathBuf,
+        /// The leaf name.
+        name: String,
+        /// The leaf's shape.
+        expected: Vec<usize>,
+        /// The file's shape.
+        found: Vec<usize>,
+    },
+    /// A tensor has another dtype than the leaf it should fill.
+    #[error("{path}: tensor `{name}` is {found}, the parameter is {expected}")]
+    DType {
+        /// The file.
+        path: PathBuf,
+        /// The leaf name.
+        name: String,
+        /// The leaf's dtype.
+        expected: String,
+        /// The file's dtype.
+        found: String,
+    },
+}
+
+fn to_safetensors_dtype(d: DType) -> Dtype {
+    match d {
+        DType::F32 => Dtype::F32,
+        DType::F64 => Dtype::F64,
+        DType::I64 => Dtype::I64,
+        DType::Bool => Dtype::BOOL,
+    }
+}
+
+fn bytes_of(a: &Array) -> Vec<u8> {
+    match a.dtype() {
+        DType::F32 => a
+            .to_vec::<f32>()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::F64 => a
+            .to_vec::<f64>()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::I64 => a
+            .to_vec::<i64>()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::Bool => a.to_vec::<bool>().iter().map(|&b| b as u8).collect(),
+    }
+}
+
+fn array_of(view: &TensorView<'_>, path: &Path, name: &str) -> Result<Array, CheckpointError> {
+    let shape = view.shape().to_vec();
+    let data = view.data();
+    let format = |message: String| CheckpointError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    Ok(match view.dtype() {
+        Dtype::F32 => Array::from_vec(
+            data.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect::<Vec<_>>(),
+            &shape,
+        ),
+        Dtype::F64 => Array::from_vec(
+            data.chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect::<Vec<_>>(),
+            &shape,
+        ),
+        Dtype::I64 => Array::from_vec(
+            data.chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect::<Vec<_>>(),
+            &shape,
+        ),
+        Dtype::BOOL => Array::from_vec(data.iter().map(|&b| b != 0).collect::<Vec<_>>(), &shape),
+        other => {
+            return Err(format(format!(
+                "tensor `{name}` has dtype {other:?}, which ferrograd does not load"
+            )))
+        }
+    })
+}
+
+/// Writes named arrays as a safetensors file, atomically.
+pub fn save_arrays(
+    named: &[(String, Array)],
+    path: impl AsRef<Path>,
+) -> Result<(), CheckpointError> {
+    let path = path.as_ref();
+    let io = |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let buffers: Vec<(String, Array, Vec<u8>)> = named
+        .iter()
+        .map(|(n, a)| (n.clone(), a.clone(), bytes_of(a)))
+        .collect();
+    let mut views = Vec::with_capacity(buffers.len());
+    for (name, a, bytes) in &buffers {
+        let view = TensorView::new(to_safetensors_dtype(a.dtype()), a.shape().to_vec(), bytes)
+            .map_err(|e| CheckpointError::Format {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        views.push((name.clone(), view));
+    }
+    let mut info = HashMap::new();
+    info.insert("format".to_string(), "pt".to_string());
+    let bytes =
+        safetensors::tensor::serialize(views, Some(info)).map_err(|e| CheckpointError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "checkpoint".into());
+    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+/// Reads every tensor of a safetensors file, by name.
+pub fn load_arrays(path: impl AsRef<Path>) -> Result<BTreeMap<String, Array>, CheckpointError> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut out = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let a = array_of(&view, path, &name)?;
+        out.insert(name, a);
+    }
+    Ok(out)
+}
+
+/// The name a leaf is stored under (a bare tensor's empty name becomes `tensor`).
+fn stored_name(name: &str) -> String {
+    if name.is_empty() {
+        "tensor".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// Saves every leaf of `tree` under its leaf name.
+pub fn save<P: Tree>(tree: &P, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
+    let named: Vec<(String, Array)> = leaf_names(tree)
+        .iter()
+        .zip(leaves(tree))
+        .map(|(n, t)| (stored_name(n), t.value().clone()))
+        .collect();
+    save_arrays(&named, path)
+}
+
+/// Loads a tree saved by [`save`] into the structure of `template`: every leaf must be in the
+/// file with the template's shape and dtype, and the file must hold nothing else.
+pub fn load<P: Tree>(template: &P, path: impl AsRef<Path>) -> Result<P, CheckpointError> {
+    let path = path.as_ref();
+    let mut stored = load_arrays(path)?;
+    let mut new_leaves = Vec::new();
+    for (name, leaf) in leaf_names(template).iter().zip(leaves(template)) {
+        let name = stored_name(name);
+        let Some(a) = stored.remove(&name) else {
+            return Err(CheckpointError::Missing {
+                path: path.to_path_buf(),
+                name,
+            });
+        };
+        if a.shape() != leaf.shape() {
+            return Err(CheckpointError::Shape {
+                path: path.to_path_buf(),
+                name,
+                expected: leaf.shape().to_vec(),
+                found: a.shape().to_vec(),
+            });
+        }
+        if a.dtype() != leaf.dtype() {
+            return Err(CheckpointError::DType {
+                path: path.to_path_buf(),
+                name,
+                expected: leaf.dtype().to_string(),
+                found: a.dtype().to_string(),
+            });
+        }
+        new_leaves.push(Tensor::new(a));
+    }
+    if let Some(name) = stored.into_keys().next() {
+        return Err(CheckpointError::Unexpected {
+            path: path.to_path_buf(),
+            name,
+        });
+    }
+    Ok(rebuild(template, new_leaves))
+}

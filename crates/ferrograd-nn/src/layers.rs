@@ -1,0 +1,561 @@
+//! The built-in modules: layers with hand-written gradients, the `Sequential` container, and
+//! criteria. Each also has a functional form through [`functionalize`](crate::functionalize)
+//! (see [`crate::fns`] for one-line constructors).
+
+use std::sync::{Arc, Mutex};
+
+use ferrograd::{Array, Conv2dParams, DType, Generator, Pool2dParams, Tensor};
+
+use crate::functional as F;
+use crate::module::{Criterion, Module, ModuleState};
+
+/// Uniform in `±1/sqrt(fan_in)`, Torch's default initialization.
+fn init(rng: &mut Generator, shape: &[usize], fan_in: usize, dtype: DType) -> Tensor {
+    let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+    Tensor::new(rng.uniform(shape, -bound, bound, dtype))
+}
+
+macro_rules! module_boilerplate {
+    () => {
+        fn state(&self) -> &ModuleState {
+            &self.state
+        }
+        fn state_mut(&mut self) -> &mut ModuleState {
+            &mut self.state
+        }
+        fn box_clone(&self) -> Box<dyn Module> {
+            Box::new(self.clone())
+        }
+    };
+}
+
+/// `y = x Wᵀ + b` with `W: [out, in]`.
+#[derive(Clone)]
+pub struct Linear {
+    state: ModuleState,
+}
+
+impl Linear {
+    /// A layer from `inputs` to `outputs` features, initialized uniformly in `±1/sqrt(inputs)`.
+    pub fn new(inputs: usize, outputs: usize, rng: &mut Generator, dtype: DType) -> Linear {
+        Linear::from_parameters(
+            init(rng, &[outputs, inputs], inputs, dtype),
+            init(rng, &[outputs], inputs, dtype),
+        )
+    }
+
+    /// A layer with the given weight `[out, in]` and bias `[out]`.
+    pub fn from_parameters(weight: Tensor, bias: Tensor) -> Linear {
+        Linear {
+            state: ModuleState::new(vec![("weight", weight), ("bias", bias)]),
+        }
+    }
+}
+
+impl Module for Linear {
+    fn name(&self) -> String {
+        let w = &self.state.params[0];
+        format!("Linear({} -> {})", w.size(1), w.size(0))
+    }
+    fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
+        F::linear(x, &p[0], Some(&p[1]))
+    }
+    module_boilerplate!();
+}
+
+/// 2-d convolution with weight `[O, C/groups, kH, kW]` and bias `[O]`.
+#[derive(Clone)]
+pub struct Conv2d {
+    state: ModuleState,
+    params: Conv2dParams,
+}
+
+impl Conv2d {
+    /// A convolution from `inputs` to `outputs` channels with a `kernel`, initialized
+    /// uniformly in `±1/sqrt(fan_in)`.
+    pub fn new(
+        inputs: usize,
+        outputs: usize,
+        kernel: (usize, usize),
+        params: Conv2dParams,
+        rng: &mut Generator,
+        dtype: DType,
+    ) -> Conv2d {
+        let fan_in = inputs / params.groups * kernel.0 * kernel.1;
+        let w = init(
+            rng,
+            &[outputs, inputs / params.groups, kernel.0, kernel.1],
+            fan_in,
+            dtype,
+        );
+        let b = init(rng, &[outputs], fan_in, dtype);
+        Conv2d {
+            state: ModuleState::new(vec![("weight", w), ("bias", b)]),
+            params,
+        }
+    }
+}
+
+impl Module for Conv2d {
+    fn name(&self) -> String {
+        format!("Conv2d({:?})", self.state.params[0].shape())
+    }
+    fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
+        x.conv2d(&p[0], Some(&p[1]), self.params)
+    }
+    module_boilerplate!();
+}
+
+/// Batch normalization over `[N, C]` or `[N, C, H, W]` with affine parameters and running
+/// statistics.
+#[derive(Clone)]
+pub struct BatchNorm {
+    state: ModuleState,
+    stats: Arc<F::RunningStats>,
+    eps: f64,
+}
+
+impl BatchNorm {
+    /// `channels` channels; weight 1, bias 0, momentum 0.1, eps 1e-5 (PyTorch's defaults).
+    pub fn new(channels: usize, dtype: DType) -> BatchNorm {
+        BatchNorm {
+            state: ModuleState::new(vec![
+                ("weight", Tensor::ones(&[channels], dtype)),
+                ("bias", Tensor::zeros(&[channels], dtype)),
+            ]),
+            stats: Arc::new(F::RunningStats::new(channels, 0.1, dtype)),
+            eps: 1e-5,
+        }
+    }
+
+    /// The running mean and variance.
+    pub fn running_stats(&self) -> (Array, Array) {
+        self.stats.get()
+    }
+}
+
+impl Module for BatchNorm {
+    fn name(&self) -> String {
+        format!("BatchNorm({})", self.state.params[0].numel())
+    }
+    fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
+        F::batch_norm(
+            x,
+            Some(&p[0]),
+            Some(&p[1]),
+            Some(&self.stats),
+            self.state.training,
+            self.eps,
+        )
+    }
+    fn box_clone(&self) -> Box<dyn Module> {
+        // A clone owns its own running statistics.
+        Box::new(BatchNorm {
+            state: self.state.clone(),
+            stats: Arc::new((*self.stats).clone()),
+            eps: self.eps,
+        })
+    }
+    fn buffers(&self) -> Vec<(String, Array)> {
+        let (m, v) = self.stats.get();
+        vec![("running_mean".into(), m), ("running_var".into(), v)]
+    }
+    fn set_buffers(&mut self, buffers: &[(String, Array)]) {
+        let find = |n: &str| buffers.iter().find(|(k, _)| k == n).map(|(_, a)| a.clone());
+        if let (Some(m), Some(v)) = (find("running_mean"), find("running_var")) {
+            self.stats.set(m, v);
+        }
+    }
+    fn state(&self) -> &ModuleState {
+        &self.state
+    }
+    fn state_mut(&mut self) -> &mut ModuleState {
+        &mut self.state
+    }
+}
+
+/// Layer normalization over the trailing `shape` dims.
+#[derive(Clone)]
+pub struct LayerNorm {
+    state: ModuleState,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// Normalizes the trailing dims of `shape`; weight 1, bias 0, eps 1e-5.
+    pub fn new(shape: &[usize], dtype: DType) -> LayerNorm {
+        LayerNorm {
+            state: ModuleState::new(vec![
+                ("weight", Tensor::ones(shape, dtype)),
+                ("bias", Tensor::zeros(shape, dtype)),
+            ]),
+            eps: 1e-5,
+        }
+    }
+}
+
+impl Module for LayerNorm {
+    fn name(&self) -> String {
+        format!("LayerNorm({:?})", self.state.params[0].shape())
+    }
+    fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
+        F::layer_norm(x, &p[0], &p[1], self.eps)
+    }
+    module_boilerplate!();
+}
+
+/// Rows of a `[vocabulary, dim]` table picked by i64 indices.
+#[derive(Clone)]
+pub struct Embedding {
+    state: ModuleState,
+}
+
+impl Embedding {
+    /// A table initialized from N(0, 1), as PyTorch does.
+    pub fn new(vocabulary: usize, dim: usize, rng: &mut Generator, dtype: DType) -> Embedding {
+        Embedding {
+            state: ModuleState::new(vec![(
+                "weight",
+                Tensor::new(rng.normal(&[vocabulary, dim], 0.0, 1.0, dtype)),
+            )]),
+        }
+    }
+}
+
+impl Module for Embedding {
+    fn name(&self) -> String {
+        format!("Embedding({:?})", self.state.params[0].shape())
+    }
+    fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
+        F::embedding(&p[0], x)
+    }
+    module_boilerplate!();
+}
+
+/// Dropout (element-wise, or channel-wise when `spatial`); the identity in evaluation.
+#[derive(Clone)]
+pub struct Dropout {
+    state: ModuleState,
+    p: f64,
+    spatial: bool,
+    rng: Arc<Mutex<Generator>>,
+}
+
+impl Dropout {
+    /// Drops with probability `p`; masks come from a generator seeded with `seed`.
+    pub fn new(p: f64, spatial: bool, seed: u64) -> Dropout {
+        Dropout {
+            state: ModuleState::new(vec![]),
+            p,
+            spatial,
+            rng: Arc::new(Mutex::new(Generator::new(seed))),
+        }
+    }
+}
+
+impl Module for Dropout {
+    fn name(&self) -> String {
+        format!(
+            "{}Dropout({})",
+            if self.spatial { "Spatial" } else { "" },
+            self.p
+        )
+    }
+    fn forward_with(&self, _p: &[Tensor], x: &Tensor) -> Tensor {
+        let mut rng = self.rng.lock().expect("dropout generator");
+        if self.spatial {
+            F::spatial_dropout(x, self.p, self.state.training, &mut rng)
+        } else {
+            F::dropout(x, self.p, self.state.training, &mut rng)
+        }
+    }
+    module_boilerplate!();
+}
+
+/// A parameterless module from a function of the input.
+#[derive(Clone)]
+pub struct Function {
+    state: ModuleState,
+    name: String,
+    f: Arc<dyn Fn(&Tensor) -> Tensor + Send + Sync>,
+}
+
+impl Function {
+    /// Wraps `f` under `name`.
+    pub fn new(name: &str, f: impl Fn(&Tensor) -> Tensor + Send + Sync + 'static) -> Function {
+        Function {
+            state: ModuleState::new(vec![]),
+            name: name.to_string(),
+            f: Arc::new(f),
+        }
+    }
+}
+
+impl Module for Function {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn forward_with(&self, _p: &[Tensor], x: &Tensor) -> Tensor {
+        (self.f)(x)
+    }
+    module_boilerplate!();
+}
+
+/// `Tanh` module.
+pub fn tanh() -> Function {
+    Function::new("Tanh", F::tanh)
+}
+
+/// `ReLU` module.
+pub fn relu() -> Function {
+    Function::new("ReLU", F::relu)
+}
+
+/// `Sigmoid` module.
+pub fn sigmoid() -> Function {
+    Function::new("Sigmoid", F::sigmoid)
+}
+
+/// `Threshold(threshold, value)` module.
+pub fn threshold(threshold: f64, value: f64) -> Function {
+    Function::new("Threshold", move |x| F::threshold(x, threshold, value))
+}
+
+/// `SoftMax` over the last dim.
+pub fn softmax() -> Function {
+    Function::new("SoftMax", |x| F::softmax(x, -1))
+}
+
+/// `LogSoftMax` over the last dim.
+pub fn log_softmax() -> Function {
+    Function::new("LogSoftMax", |x| F::log_softmax(x, -1))
+}
+
+/// Max pooling (values only).
+pub fn max_pool2d(params: Pool2dParams) -> Function {
+    Function::new("MaxPool2d", move |x| x.max_pool2d(params).0)
+}
+
+/// Average pooling.
+pub fn avg_pool2d(params: Pool2dParams, count_include_pad: bool) -> Function {
+    Function::new("AvgPool2d", move |x| {
+        x.avg_pool2d(params, count_include_pad)
+    })
+}
+
+/// Reshape each sample (the batch dim is kept): `[N, ...] -> [N, shape...]`.
+pub fn reshape(shape: &[usize]) -> Function {
+    let shape = shape.to_vec();
+    Function::new("Reshape", move |x| {
+        let mut s = vec![x.size(0)];
+        s.extend_from_slice(&shape);
+        x.reshape(&s)
+    })
+}
+
+/// Modules applied one after another.
+#[derive(Clone)]
+pub struct Sequential {
+    state: ModuleState,
+    children: Vec<Box<dyn Module>>,
+}
+
+impl Sequential {
+    /// An empty container.
+    pub fn new() -> Sequential {
+        Sequential {
+            state: ModuleState::new(vec![]),
+            children: Vec::new(),
+        }
+    }
+
+    /// Appends a module.
+    pub fn add(mut self, m: impl Module + 'static) -> Sequential {
+        self.push(Box::new(m));
+        self
+    }
+
+    /// Appends a boxed module.
+    pub fn push(&mut self, m: Box<dyn Module>) {
+        let mut params = self.state.params.clone();
+        let mut names = self.state.names.clone();
+        for (n, p) in m.parameter_names().into_iter().zip(m.parameters()) {
+            names.push(format!("{}.{n}", self.children.len()));
+            params.push(p);
+        }
+        self.children.push(m);
+        let training = self.state.training;
+        self.state = ModuleState::new(names.iter().map(|n| n.as_str()).zip(params).collect());
+        self.state.training = training;
+    }
+
+    /// The modules, in order.
+    pub fn children(&self) -> &[Box<dyn Module>] {
+        &self.children
+    }
+}
+
+impl Default for Sequential {
+    fn default() -> Self {
+        Sequential::new()
+    }
+}
+
+impl Module for Sequential {
+    fn name(&self) -> String {
+        format!(
+            "Sequential[{}]",
+            self.children
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+    fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
+        let mut h = x.clone();
+        let mut at = 0;
+        for c in &self.children {
+            let n = c.state().params.len();
+            h = c.forward_with(&p[at..at + n], &h);
+            at += n;
+        }
+        h
+    }
+    fn on_mode(&mut self, training: bool) {
+        for c in &mut self.children {
+            if training {
+                c.train()
+            } else {
+                c.evaluate()
+            }
+        }
+    }
+    fn set_parameters(&mut self, params: Vec<Tensor>) {
+        let mut at = 0;
+        for c in &mut self.children {
+            let n = c.state().params.len();
+            c.set_parameters(params[at..at + n].to_vec());
+            at += n;
+        }
+        self.state.replace_params(params);
+    }
+    fn update_parameters(&mut self, lr: f64) {
+        let new: Vec<Tensor> = self
+            .state
+            .params
+            .iter()
+            .zip(&self.state.grads)
+            .map(|(p, g)| p - &(g * lr))
+            .collect();
+        self.set_parameters(new);
+    }
+    fn buffers(&self) -> Vec<(String, Array)> {
+        self.children
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                c.buffers()
+                    .into_iter()
+                    .map(move |(n, a)| (format!("{i}.{n}"), a))
+            })
+            .collect()
+    }
+    fn set_buffers(&mut self, buffers: &[(String, Array)]) {
+        for (i, c) in self.children.iter_mut().enumerate() {
+            let prefix = format!("{i}.");
+            let mine: Vec<(String, Array)> = buffers
+                .iter()
+                .filter_map(|(n, a)| n.strip_prefix(&prefix).map(|s| (s.to_string(), a.clone())))
+                .collect();
+            c.set_buffers(&mine);
+        }
+    }
+    module_boilerplate!();
+}
+
+/// Mean squared error.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MseCriterion;
+
+impl Criterion for MseCriterion {
+    fn loss(&self, input: &Tensor, target: &Tensor) -> Tensor {
+        F::mse(input, target)
+    }
+}
+
+/// Negative log-likelihood of i64 class targets under log-probabilities.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClassNllCriterion;
+
+impl Criterion for ClassNllCriterion {
+    fn loss(&self, input: &Tensor, target: &Tensor) -> Tensor {
+        F::class_nll(input, target)
+    }
+}
+
+/// Cross-entropy of logits against i64 class targets.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CrossEntropyCriterion;
+
+impl Criterion for CrossEntropyCriterion {
+    fn loss(&self, input: &Tensor, target: &Tensor) -> Tensor {
+        F::cross_entropy(input, target)
+    }
+}
+
+/// Binary cross-entropy of probabilities against targets in `[0, 1]`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BceCriterion;
+
+impl Criterion for BceCriterion {
+    fn loss(&self, input: &Tensor, target: &Tensor) -> Tensor {
+        F::bce(input, target)
+    }
+}
+
+/// A weighted sum of criteria over paired inputs (the seed's `ParallelCriterion`): input
+/// and target are split along dim 0 into as many parts as there are criteria.
+#[derive(Clone, Default)]
+pub struct ParallelCriterion {
+    parts: Vec<(f64, Arc<dyn Criterion>)>,
+}
+
+impl ParallelCriterion {
+    /// No criteria yet.
+    pub fn new() -> ParallelCriterion {
+        ParallelCriterion::default()
+    }
+
+    /// Adds a criterion with a weight.
+    pub fn add(mut self, criterion: impl Criterion + 'static, weight: f64) -> ParallelCriterion {
+        self.parts.push((weight, Arc::new(criterion)));
+        self
+    }
+
+    /// The weighted sum over explicit pairs.
+    #[track_caller]
+    pub fn loss_pairs(&self, inputs: &[Tensor], targets: &[Tensor]) -> Tensor {
+        if inputs.len() != self.parts.len() || targets.len() != self.parts.len() {
+            panic!("ferrograd: ParallelCriterion: {} criteria need as many inputs and targets, got {} and {}", self.parts.len(), inputs.len(), targets.len());
+        }
+        let mut total: Option<Tensor> = None;
+        for ((w, c), (x, t)) in self.parts.iter().zip(inputs.iter().zip(targets)) {
+            let term = c.loss(x, t) * *w;
+            total = Some(match total {
+                Some(acc) => acc + term,
+                None => term,
+            });
+        }
+        total.unwrap_or_else(|| panic!("ferrograd: ParallelCriterion: no criteria"))
+    }
+}
+
+impl Criterion for ParallelCriterion {
+    fn loss(&self, input: &Tensor, target: &Tensor) -> Tensor {
+        let k = self.parts.len();
+        let inputs = input.chunk(k, 0);
+        let targets = target.chunk(k, 0);
+        self.loss_pairs(&inputs, &targets)
+    }
+}

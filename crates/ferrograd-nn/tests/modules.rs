@@ -1,0 +1,178 @@
+//! The stateful Module API: backward against the functional gradient, AutoModule against
+//! plain nn (the seed's scenario), modes, clone, save and load.
+
+use ferrograd::{grad, DType, Generator, Tensor};
+use ferrograd_nn::layers::{self, BatchNorm, Dropout, Linear, MseCriterion, Sequential};
+use ferrograd_nn::{functionalize, AutoCriterion, AutoModule, Criterion, Module};
+
+fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+}
+
+#[test]
+fn module_backward_equals_the_functional_gradient() {
+    let mut rng = Generator::new(1);
+    let mut net = Sequential::new()
+        .add(Linear::new(5, 7, &mut rng, DType::F64))
+        .add(layers::tanh())
+        .add(BatchNorm::new(7, DType::F64))
+        .add(Linear::new(7, 3, &mut rng, DType::F64));
+    let x = Tensor::new(rng.normal(&[4, 5], 0.0, 1.0, DType::F64));
+    let g_out = Tensor::new(rng.normal(&[4, 3], 0.0, 1.0, DType::F64));
+    // functional gradient of <net(p, x), g_out> with respect to (p, x)
+    let (f, params) = functionalize(&net);
+    let ((gp, gx), _) = grad(|p: &(Vec<Tensor>, Tensor)| (&f(&p.0, &p.1) * &g_out).sum())
+        .call(&(params, x.clone()), ());
+    // the stateful path, scale 0.5 accumulated twice = 1.0
+    let y = net.forward(&x);
+    assert_eq!(y.shape(), &[4, 3]);
+    net.zero_grad_parameters();
+    let dx = net.backward(&x, &g_out, 0.5);
+    net.backward(&x, &g_out, 0.5);
+    assert!(close(&dx.to_f64_vec(), &gx.to_f64_vec(), 1e-12));
+    for (a, b) in net.grad_parameters().iter().zip(&gp) {
+        assert!(close(&a.to_f64_vec(), &b.to_f64_vec(), 1e-12));
+    }
+    assert_eq!(
+        net.parameter_names(),
+        vec!["0.weight", "0.bias", "2.weight", "2.bias", "3.weight", "3.bias"]
+    );
+}
+
+#[test]
+fn evaluation_mode_turns_off_dropout_and_freezes_batch_statistics() {
+    let mut net = Sequential::new()
+        .add(Dropout::new(0.5, false, 3))
+        .add(BatchNorm::new(2, DType::F64));
+    let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 5.0, 5.0, 8.0], &[3, 2]);
+    net.forward(&x);
+    net.evaluate();
+    assert!(!net.is_training() && !net.children()[0].is_training());
+    let a = net.forward(&x).to_f64_vec();
+    let b = net.forward(&x).to_f64_vec();
+    assert_eq!(
+        a, b,
+        "evaluation is deterministic and does not move the statistics"
+    );
+    net.train();
+    assert!(net.children()[1].is_training());
+}
+
+/// The seed's AutoModule scenario: Linear 24->848, ReLU written as 0.5 (|y| + y),
+/// Linear 848->24, MSE; input uniform(-5, 5), target exp(input); 1000 SGD steps at lr 0.001.
+#[test]
+fn auto_modules_train_like_the_plain_nn_version() {
+    let mut rng = Generator::new(2024);
+    let l1 = Linear::new(24, 848, &mut rng, DType::F64);
+    let l2 = Linear::new(848, 24, &mut rng, DType::F64);
+    let (w1, b1) = (l1.parameters()[0].clone(), l1.parameters()[1].clone());
+    let initial = w1.to_f64_vec();
+    let (w2, b2) = (l2.parameters()[0].clone(), l2.parameters()[1].clone());
+    let mut plain = Sequential::new().add(l1).add(layers::relu()).add(l2);
+    let linear_relu = |x: &Tensor, w: &Tensor, b: &Tensor| {
+        let y = w.mv(x) + b;
+        (y.abs() + &y) * 0.5
+    };
+    let linear = |x: &Tensor, w: &Tensor, b: &Tensor| w.mv(x) + b;
+    let mut auto = Sequential::new()
+        .add(AutoModule::new("AutoLinearReLU", linear_relu, w1, b1))
+        .add(AutoModule::new("AutoLinear", linear, w2, b2));
+    let mse = |x: &Tensor, t: &Tensor| (x - t).square().sum() * (1.0 / x.numel() as f64);
+    let auto_mse = AutoCriterion::new("AutoMSE", mse);
+    let plain_mse = MseCriterion;
+    let multiplier = rng.uniform(&[24], 0.0, 1.0, DType::F64);
+    for _ in 0..1000 {
+        let input = Tensor::new(rng.uniform(&[24], -5.0, 5.0, DType::F64).mul(&multiplier));
+        let target = input.exp();
+        for (model, criterion) in [
+            (&mut plain, &plain_mse as &dyn Criterion),
+            (&mut auto, &auto_mse as &dyn Criterion),
+        ] {
+            model.zero_grad_parameters();
+            let out = model.forward(&input);
+            criterion.forward(&out, &target);
+            let g = criterion.backward(&out, &target);
+            model.backward(&input, &g, 1.0);
+            model.update_parameters(0.001);
+        }
+    }
+    let mut worst = 0.0f64;
+    for (a, b) in plain.parameters().iter().zip(auto.parameters()) {
+        for (x, y) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
+            worst = worst.max((x - y).abs());
+        }
+    }
+    assert!(worst < 1e-6, "weights differ by {worst}");
+    // and training moved the weights well beyond that tolerance
+    let moved = plain.parameters()[0]
+        .to_f64_vec()
+        .iter()
+        .zip(&initial)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(moved > 1e-2, "weights moved only {moved}");
+}
+
+#[test]
+fn clones_are_independent_and_keep_their_function() {
+    let double = |x: &Tensor, w: &Tensor, b: &Tensor| (x * w + b) * 2.0;
+    let mut a = AutoModule::new(
+        "Double",
+        double,
+        Tensor::ones(&[2], DType::F64),
+        Tensor::zeros(&[2], DType::F64),
+    );
+    let mut b = a.box_clone();
+    let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    a.set_parameters(vec![
+        Tensor::full(&[2], 3.0, DType::F64),
+        Tensor::zeros(&[2], DType::F64),
+    ]);
+    assert_eq!(a.forward(&x).to_vec::<f64>(), vec![6.0, 12.0]);
+    assert_eq!(b.forward(&x).to_vec::<f64>(), vec![2.0, 4.0]);
+    assert_eq!(b.name(), "Double");
+}
+
+#[test]
+fn modules_save_and_load_parameters_and_buffers() {
+    let dir = std::env::temp_dir().join(format!("ferrograd-nn-modules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("net.safetensors");
+    let mut rng = Generator::new(5);
+    let mut net = Sequential::new()
+        .add(Linear::new(3, 4, &mut rng, DType::F32))
+        .add(BatchNorm::new(4, DType::F32));
+    net.forward(&Tensor::new(rng.normal(&[8, 3], 1.0, 2.0, DType::F32))); // moves the running stats
+    net.save(&path).unwrap();
+    let mut other = Sequential::new()
+        .add(Linear::new(3, 4, &mut rng, DType::F32))
+        .add(BatchNorm::new(4, DType::F32));
+    other.load(&path).unwrap();
+    for (a, b) in net.parameters().iter().zip(other.parameters()) {
+        assert_eq!(a.to_vec::<f32>(), b.to_vec::<f32>());
+    }
+    assert_eq!(
+        net.buffers()[0].1.to_vec::<f32>(),
+        other.buffers()[0].1.to_vec::<f32>()
+    );
+    net.evaluate();
+    other.evaluate();
+    let x = Tensor::new(rng.normal(&[2, 3], 0.0, 1.0, DType::F32));
+    assert_eq!(
+        net.forward(&x).to_vec::<f32>(),
+        other.forward(&x).to_vec::<f32>()
+    );
+    // a module of another shape refuses the file with a typed error
+    let mut wrong = Sequential::new()
+        .add(Linear::new(3, 5, &mut rng, DType::F32))
+        .add(BatchNorm::new(5, DType::F32));
+    let err = wrong.load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("0.weight") && err.contains("[4, 3]") && err.contains("[5, 3]"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
