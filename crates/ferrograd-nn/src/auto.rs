@@ -10,6 +10,7 @@ use ferrograd::Tensor;
 use crate::module::{Criterion, Module, ModuleState};
 
 type ModuleFn = Arc<dyn Fn(&Tensor, &Tensor, &Tensor) -> Tensor + Send + Sync>;
+type CriterionFn = Arc<dyn Fn(&Tensor, &Tensor) -> Tensor + Send + Sync>;
 
 /// A module computing `f(input, weight, bias)`, differentiated automatically.
 #[derive(Clone)]
@@ -68,7 +69,7 @@ impl Module for AutoModule {
 #[derive(Clone)]
 pub struct AutoCriterion {
     name: String,
-    f: Arc<dyn Fn(&Tensor, &Tensor) -> Tensor + Send + Sync>,
+    f: CriterionFn,
 }
 
 impl AutoCriterion {

@@ -370,6 +370,7 @@ impl Sequential {
     }
 
     /// Appends a module.
+    #[allow(clippy::should_implement_trait)] // Torch's name for appending a layer
     pub fn add(mut self, m: impl Module + 'static) -> Sequential {
         self.push(Box::new(m));
         self
