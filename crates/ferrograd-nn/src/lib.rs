@@ -10,15 +10,22 @@
 //!   [`Sequential`](layers::Sequential), and [`AutoModule`]/[`AutoCriterion`] built from any
 //!   differentiable function;
 //! - [`functionalize`]: any module as a plain function of (parameters, input) for `grad`;
+//! - [`models`] and [`primitives`]: the seed's model and module primitives; [`loss`]: its
+//!   losses, batch-aware; [`util`]: casts, one-hot, lookups;
 //! - [`optim`]: optimizers over parameter trees; [`checkpoint`]: safetensors files.
 #![warn(missing_docs)]
 
 mod auto;
 pub mod checkpoint;
+pub mod fns;
 pub mod functional;
 pub mod layers;
+pub mod loss;
+pub mod models;
 mod module;
 pub mod optim;
+pub mod primitives;
+pub mod util;
 
 pub use auto::{AutoCriterion, AutoModule};
 pub use module::{functionalize, functionalize_criterion, Criterion, Module, ModuleState};

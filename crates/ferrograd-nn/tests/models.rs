@@ -1,0 +1,295 @@
+//! Gradcheck for every model primitive, module primitive and loss, and their documented
+//! behaviours (state, outputs, running statistics).
+
+use ferrograd::{gradcheck, DType, Generator, Tensor};
+use ferrograd_nn::loss;
+use ferrograd_nn::models::{
+    self, Activation, Cell, NeuralNetworkOptions, Output, RecurrentNetwork, RecurrentState,
+    SpatialNetworkOptions,
+};
+use ferrograd_nn::primitives::{LayerNormalization, MaskedBatchNormalization, SoftAttention};
+use ferrograd_nn::util;
+
+fn randn(rng: &mut Generator, shape: &[usize]) -> Tensor {
+    Tensor::new(rng.normal(shape, 0.0, 1.0, DType::F64))
+}
+
+#[test]
+fn neural_network_with_batch_norm_and_classifier() {
+    let mut rng = Generator::new(1);
+    let opt = NeuralNetworkOptions {
+        input_features: 4,
+        hidden_features: vec![6, 3],
+        activations: Activation::Tanh,
+        classifier: true,
+        batch_normalization: true,
+        dtype: DType::F64,
+        ..Default::default()
+    };
+    let (model, params) = models::neural_network(&opt, &mut rng);
+    assert_eq!(
+        model.parameter_names(),
+        vec!["1.weight", "1.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
+    );
+    let x = randn(&mut rng, &[5, 2, 2]); // reshaped to [5, 4]
+    let y = model.forward(&params, &x);
+    assert_eq!(y.shape(), &[5, 3]);
+    let report = gradcheck(
+        |p: &Vec<Tensor>, x: &Tensor| model.forward(p, x).square().sum(),
+        &params,
+        (&x,),
+        1e-6,
+    );
+    assert!(report.passed(), "{report}");
+}
+
+#[test]
+fn neural_network_dropout_follows_the_mode() {
+    let mut rng = Generator::new(2);
+    let opt = NeuralNetworkOptions {
+        input_features: 4,
+        hidden_features: vec![50],
+        dropout_probs: vec![0.5],
+        dtype: DType::F64,
+        ..Default::default()
+    };
+    let (mut model, params) = models::neural_network(&opt, &mut rng);
+    let x = randn(&mut rng, &[3, 4]);
+    assert_ne!(
+        model.forward(&params, &x).to_f64_vec(),
+        model.forward(&params, &x).to_f64_vec()
+    );
+    model.evaluate();
+    assert_eq!(
+        model.forward(&params, &x).to_f64_vec(),
+        model.forward(&params, &x).to_f64_vec()
+    );
+}
+
+#[test]
+fn spatial_network_and_alexnet() {
+    let mut rng = Generator::new(3);
+    let opt = SpatialNetworkOptions {
+        kernel_size: 3,
+        input_features: 2,
+        hidden_features: vec![3, 2],
+        poolings: vec![2, 1],
+        dtype: DType::F64,
+        ..Default::default()
+    };
+    let (model, params) = models::spatial_network(&opt, &mut rng);
+    let x = randn(&mut rng, &[2, 2, 6, 6]);
+    assert_eq!(model.forward(&params, &x).shape(), &[2, 2, 3, 3]);
+    let report = gradcheck(
+        |p: &Vec<Tensor>, x: &Tensor| model.forward(p, x).tanh().sum(),
+        &params,
+        (&x,),
+        1e-6,
+    );
+    assert!(report.passed(), "{report}");
+    let mlp = NeuralNetworkOptions {
+        hidden_features: vec![5, 4],
+        dtype: DType::F64,
+        ..Default::default()
+    };
+    let (net, params) = models::alexnet(2, 6, 6, &opt, &mlp, &mut rng);
+    let y = net.forward(&params, &x);
+    assert_eq!(y.shape(), &[2, 4]);
+    let report = gradcheck(
+        |p: &Vec<Tensor>, x: &Tensor| net.forward(p, x).log_softmax(1).sum(),
+        &params,
+        (&x,),
+        1e-6,
+    );
+    assert!(report.passed(), "{report}");
+}
+
+#[test]
+fn recurrent_networks_of_every_cell() {
+    let cells = [
+        Cell::Plain,
+        Cell::Lstm,
+        Cell::Gru,
+        Cell::FastWeights {
+            lambda: 0.9,
+            eta: 0.5,
+            s: 1,
+        },
+    ];
+    for cell in cells {
+        for output in [Output::Last, Output::All] {
+            let mut rng = Generator::new(4);
+            let (rnn, params) = RecurrentNetwork::new(cell, 3, 4, output, &mut rng, DType::F64);
+            let x = randn(&mut rng, &[2, 3, 3]);
+            let (y, state) = rnn.forward(&params, &x, &RecurrentState::default());
+            let want: &[usize] = if output == Output::Last {
+                &[2, 4]
+            } else {
+                &[2, 3, 4]
+            };
+            assert_eq!(y.shape(), want, "{cell:?}");
+            assert_eq!(state.c.is_some(), cell == Cell::Lstm);
+            // running two halves with the state in between equals one run of the whole
+            let (_, s1) = rnn.forward(&params, &x.narrow(1, 0, 2), &RecurrentState::default());
+            let (y2, _) = rnn.forward(&params, &x.narrow(1, 2, 1), &s1);
+            let last = if output == Output::Last {
+                y.clone()
+            } else {
+                y.select(1, 2)
+            };
+            let y2 = if output == Output::Last {
+                y2
+            } else {
+                y2.select(1, 0)
+            };
+            for (a, b) in last.to_f64_vec().iter().zip(y2.to_f64_vec()) {
+                assert!((a - b).abs() < 1e-12, "{cell:?}: state does not carry over");
+            }
+            let f = |p: &models::RecurrentParams, x: &Tensor| {
+                rnn.forward(p, x, &RecurrentState::default()).0.sum()
+            };
+            let report = gradcheck(f, &params, (&x,), 1e-6);
+            assert!(report.passed(), "{cell:?} {output:?}: {report}");
+        }
+    }
+}
+
+#[test]
+fn module_primitives() {
+    let mut rng = Generator::new(5);
+    let (ln, p) = LayerNormalization::new(4, DType::F64);
+    let x = randn(&mut rng, &[3, 4]);
+    let y = ln.forward(&p, &x);
+    for row in y.to_f64_vec().chunks(4) {
+        let m: f64 = row.iter().sum::<f64>() / 4.0;
+        assert!(m.abs() < 1e-12);
+    }
+    let report = gradcheck(
+        |p: &ferrograd_nn::primitives::GainBias, x: &Tensor| ln.forward(p, x).sin().sum(),
+        &p,
+        (&x,),
+        1e-6,
+    );
+    assert!(report.passed(), "{report}");
+
+    let (mut mbn, p) = MaskedBatchNormalization::new(3, DType::F64);
+    let x = randn(&mut rng, &[4, 2, 3]);
+    let mask = Tensor::new(rng.bernoulli(&[4, 2, 3], 0.7, DType::Bool));
+    let before = mbn.running();
+    let y = mbn.forward(&p, &x, &mask);
+    assert_eq!(y.shape(), &[4, 2, 3]);
+    assert_ne!(
+        mbn.running().0.to_f64_vec(),
+        before.0.to_f64_vec(),
+        "statistics move in training"
+    );
+    let report = gradcheck(
+        |p: &ferrograd_nn::primitives::GainBias, x: &Tensor| mbn.forward(p, x, &mask).sin().sum(),
+        &p,
+        (&x,),
+        1e-6,
+    );
+    assert!(report.passed(), "{report}");
+    mbn.training = false;
+    let held = mbn.running();
+    mbn.forward(&p, &x, &mask);
+    assert_eq!(
+        mbn.running().0.to_f64_vec(),
+        held.0.to_f64_vec(),
+        "statistics hold in evaluation"
+    );
+
+    let (att, mut p) = SoftAttention::new(3, 4, 5, DType::F64);
+    p.w_h = randn(&mut rng, &[3, 5]);
+    let subject = randn(&mut rng, &[2, 4, 5]);
+    let h = randn(&mut rng, &[2, 3]);
+    let (a, focus) = att.forward(&p, &subject, &h);
+    assert_eq!(
+        (a.shape(), focus.shape()),
+        (&[2usize, 4][..], &[2usize, 5][..])
+    );
+    for row in focus.to_f64_vec().chunks(5) {
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+    let report = gradcheck(
+        |p: &ferrograd_nn::primitives::AttentionParams, s: &Tensor| {
+            att.forward(p, s, &h).0.square().sum()
+        },
+        &p,
+        (&subject,),
+        1e-6,
+    );
+    assert!(report.passed(), "{report}");
+    let (a1, _) = att.forward(&p, &subject.select(0, 1), &h.select(0, 1));
+    assert_eq!(a1.to_f64_vec(), a.select(0, 1).to_f64_vec());
+}
+
+#[test]
+fn losses() {
+    let mut rng = Generator::new(6);
+    let out = randn(&mut rng, &[3, 4]);
+    let target = util::one_hot(&Tensor::from_vec(vec![1i64, 3, 0], &[3]), 4, DType::F64);
+    let check = |name: &str, f: &dyn Fn(&Tensor) -> Tensor| {
+        let report = gradcheck(|x: &Tensor| f(x), &out, (), 1e-6);
+        assert!(report.passed(), "{name}: {report}");
+    };
+    check("log_multinomial", &|x| {
+        loss::log_multinomial(&x.log_softmax(1), &target)
+    });
+    check("log_bce", &|x| {
+        loss::log_bce(&x.sigmoid(), &target, Some(1e-6))
+    });
+    check("cross_entropy", &|x| loss::cross_entropy(x, &target).0);
+    check("binary_cross_entropy", &|x| {
+        loss::binary_cross_entropy(x, &target).0
+    });
+    check("least_squares", &|x| loss::least_squares(x, &target).0);
+    let scores = Tensor::from_vec(vec![0.3f64, -0.2, 1.4, 0.1], &[4]);
+    let labels = Tensor::from_vec(vec![1.0f64, 0.0, 1.0, 0.0], &[4]);
+    let report = gradcheck(
+        |x: &Tensor| loss::margin(x, &labels, 1.0).0,
+        &scores,
+        (),
+        1e-6,
+    );
+    assert!(report.passed(), "margin: {report}");
+    // cross-entropy is per row: each row's log-softmax sums to one in probability
+    let (_, y_hat) = loss::cross_entropy(&out, &target);
+    for row in y_hat.exp().to_f64_vec().chunks(4) {
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+    // binary cross-entropy is stable for large logits
+    let big = Tensor::from_vec(vec![100.0f64, -100.0], &[2]);
+    let (l, _) = loss::binary_cross_entropy(&big, &Tensor::from_vec(vec![0.0f64, 1.0], &[2]));
+    assert!((l.item::<f64>() - 200.0).abs() < 1e-9);
+    // the margin loss by hand: positives {0.3, 1.4}, negatives {-0.2, 0.1}
+    let want: f64 = [0.3f64, 1.4]
+        .iter()
+        .flat_map(|p| [-0.2f64, 0.1].map(move |n| (1.0 - (p - n)).max(0.0)))
+        .sum();
+    assert!((loss::margin(&scores, &labels, 1.0).0.item::<f64>() - want).abs() < 1e-12);
+}
+
+#[test]
+fn utilities() {
+    let labels = Tensor::from_vec(vec![2i64, 0], &[2]);
+    assert_eq!(
+        util::one_hot(&labels, 3, DType::F32).to_vec::<f32>(),
+        vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
+    );
+    let tree = (
+        Tensor::zeros(&[2], DType::F32),
+        Tensor::zeros(&[1], DType::I64),
+    );
+    let cast = util::cast(&tree, DType::F64);
+    assert_eq!((cast.0.dtype(), cast.1.dtype()), (DType::F64, DType::I64));
+    let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    let lse = util::log_sum_exp(&x).to_f64_vec();
+    assert!((lse[0] - (1f64.exp() + 2f64.exp()).ln()).abs() < 1e-12);
+    assert_eq!(util::log_softmax(&x).shape(), &[2, 2]);
+    let table = Tensor::from_vec(vec![0.0f64, 1.0, 10.0, 11.0], &[2, 2]);
+    assert_eq!(
+        util::lookup(&table, &Tensor::from_vec(vec![1i64, 1, 0], &[3])).to_f64_vec(),
+        vec![10.0, 11.0, 10.0, 11.0, 0.0, 1.0]
+    );
+}
