@@ -311,3 +311,62 @@ fn embedding_and_pair_products() {
         |p| p[0].transpose(1, 2).matmul(&p[1]),
     );
 }
+
+#[test]
+fn convolution_and_pooling() {
+    use ferrograd::{Conv2dParams, Pool2dParams};
+    // the hand-written im2col kernels against a convolution written as shifted products
+    // of the input (autodiff of the same math) and finite differences
+    let p = Conv2dParams {
+        padding: (1, 0),
+        ..Default::default()
+    };
+    check(
+        "conv2d",
+        &[&[2, 2, 4, 3], &[3, 2, 2, 2], &[3]],
+        true,
+        |q| F::conv2d(&q[0], &q[1], Some(&q[2]), p),
+        |q| {
+            let x = Tensor::cat(
+                &[
+                    Tensor::zeros(&[2, 2, 1, 3], DType::F64),
+                    q[0].clone(),
+                    Tensor::zeros(&[2, 2, 1, 3], DType::F64),
+                ],
+                2,
+            );
+            let (oh, ow) = (5, 2);
+            let mut out = q[2].reshape(&[1, 3, 1, 1]).expand(&[2, 3, oh, ow]);
+            for i in 0..2 {
+                for j in 0..2 {
+                    let patch = x.narrow(2, i, oh).narrow(3, j, ow); // [2, 2, oh, ow]
+                    let w = q[1].narrow(2, i, 1).narrow(3, j, 1).reshape(&[3, 2]); // [O, C]
+                    let term = patch
+                        .permute(&[0, 2, 3, 1])
+                        .matmul(&w.t())
+                        .permute(&[0, 3, 1, 2]);
+                    out = out + term;
+                }
+            }
+            out
+        },
+    );
+    let q = Pool2dParams::square(2);
+    check(
+        "max_pool2d",
+        &[&[1, 2, 4, 4]],
+        true,
+        |p| F::max_pool2d(&p[0], q),
+        |p| {
+            let a = p[0].narrow(2, 0, 4).reshape(&[1, 2, 2, 2, 2, 2]);
+            a.amax_dim([3, 5], false)
+        },
+    );
+    check(
+        "avg_pool2d",
+        &[&[1, 2, 4, 4]],
+        true,
+        |p| F::avg_pool2d(&p[0], q, true),
+        |p| p[0].reshape(&[1, 2, 2, 2, 2, 2]).mean_dim([3, 5], false),
+    );
+}

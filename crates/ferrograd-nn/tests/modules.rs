@@ -176,3 +176,100 @@ fn modules_save_and_load_parameters_and_buffers() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A user's own module: y = a ⊙ x² + b, written once as `forward_with`.
+#[derive(Clone)]
+struct Quadratic {
+    state: ferrograd_nn::ModuleState,
+}
+
+impl Module for Quadratic {
+    fn name(&self) -> String {
+        "Quadratic".into()
+    }
+    fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
+        &p[0] * &x.square() + &p[1]
+    }
+    fn state(&self) -> &ferrograd_nn::ModuleState {
+        &self.state
+    }
+    fn state_mut(&mut self) -> &mut ferrograd_nn::ModuleState {
+        &mut self.state
+    }
+    fn box_clone(&self) -> Box<dyn Module> {
+        Box::new(self.clone())
+    }
+}
+
+#[test]
+fn a_users_module_gets_backward_and_functionalize_for_free() {
+    let a = Tensor::from_vec(vec![2.0f64, 3.0], &[2]);
+    let b = Tensor::from_vec(vec![0.5f64, 0.5], &[2]);
+    let mut m = Quadratic {
+        state: ferrograd_nn::ModuleState::new(vec![("a", a), ("b", b)]),
+    };
+    let x = Tensor::from_vec(vec![1.0f64, -2.0], &[2]);
+    assert_eq!(m.forward(&x).to_f64_vec(), vec![2.5, 12.5]);
+    // dy/dx = 2 a x, dy/da = x², dy/db = 1
+    let dx = m.backward(&x, &Tensor::ones(&[2], DType::F64), 1.0);
+    assert_eq!(dx.to_f64_vec(), vec![4.0, -12.0]);
+    assert_eq!(m.grad_parameters()[0].to_f64_vec(), vec![1.0, 4.0]);
+    assert_eq!(m.grad_parameters()[1].to_f64_vec(), vec![1.0, 1.0]);
+    let (f, params) = functionalize(&m);
+    let (g, _) = grad(|p: &Vec<Tensor>| f(p, &x).sum()).call(&params, ());
+    assert_eq!(g[0].to_f64_vec(), vec![1.0, 4.0]);
+    // inside a Sequential with built-in layers
+    let mut rng = Generator::new(9);
+    let mut net = Sequential::new()
+        .add(m)
+        .add(Linear::new(2, 1, &mut rng, DType::F64));
+    assert_eq!(net.forward(&x).shape(), &[1]);
+}
+
+#[test]
+fn criteria_functionalize_and_scale_by_the_incoming_gradient() {
+    let mse = ferrograd_nn::functionalize_criterion(std::sync::Arc::new(MseCriterion));
+    let p = Tensor::from_vec(vec![1.0f64, 3.0], &[2]);
+    let t = Tensor::from_vec(vec![0.0f64, 0.0], &[2]);
+    // d/dp [3 * mse(p, t)] = 3 * 2 (p - t) / 2
+    let (g, _) = grad(|p: &Tensor| mse(p, &t) * 3.0).call(&p, ());
+    assert_eq!(g.to_f64_vec(), vec![3.0, 9.0]);
+    // the criterion's own backward is the unscaled gradient, its forward the value
+    assert_eq!(MseCriterion.backward(&p, &t).to_f64_vec(), vec![1.0, 3.0]);
+    assert_eq!(MseCriterion.forward(&p, &t).item::<f64>(), 5.0);
+    let pc = layers::ParallelCriterion::new()
+        .add(MseCriterion, 0.5)
+        .add(MseCriterion, 2.0);
+    let both = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 2.0], &[4, 1]);
+    let zeros = Tensor::zeros(&[4, 1], DType::F64);
+    // 0.5 * mean(1, 9) + 2 * mean(4, 4)
+    assert_eq!(
+        pc.forward(&both, &zeros).item::<f64>(),
+        0.5 * 5.0 + 2.0 * 4.0
+    );
+}
+
+#[test]
+fn auto_modules_save_and_load() {
+    let dir = std::env::temp_dir().join(format!("ferrograd-nn-auto-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("auto.safetensors");
+    let f = |x: &Tensor, w: &Tensor, b: &Tensor| w.mv(x) + b;
+    let a = AutoModule::new(
+        "AutoLinear",
+        f,
+        Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]),
+        Tensor::from_vec(vec![5.0f32, 6.0], &[2]),
+    );
+    a.save(&path).unwrap();
+    let mut b = AutoModule::new(
+        "AutoLinear",
+        f,
+        Tensor::zeros(&[2, 2], DType::F32),
+        Tensor::zeros(&[2], DType::F32),
+    );
+    b.load(&path).unwrap();
+    let x = Tensor::from_vec(vec![1.0f32, 1.0], &[2]);
+    assert_eq!(b.forward(&x).to_vec::<f32>(), vec![8.0, 13.0]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -6,6 +6,7 @@
 //! tested against the autodiff of the same math and against finite differences.
 
 mod activation;
+mod conv;
 mod dropout;
 mod linear;
 mod loss;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use ferrograd::{CustomOp, Tensor};
 
 pub use activation::{log_softmax, relu, sigmoid, softmax, tanh, threshold};
+pub use conv::{avg_pool2d, conv2d, max_pool2d};
 pub use dropout::{dropout, spatial_dropout};
 pub use linear::{bmm_pair, embedding, linear};
 pub use loss::{bce, class_nll, cross_entropy, mse, parallel_criterion, CriterionFn};
