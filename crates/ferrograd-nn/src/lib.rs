@@ -1,3 +1,6 @@
+#![doc = include_str!("../../../README.md")]
+//! ---
+//!
 //! # ferrograd-nn
 //!
 //! The part of ferrograd that trains models. nn layers bring fast hand-written gradients,
@@ -14,6 +17,7 @@
 //!   losses, batch-aware; [`util`]: casts, one-hot, lookups;
 //! - [`optim`]: optimizers over parameter trees; [`checkpoint`]: safetensors files.
 #![warn(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
 
 mod auto;
 pub mod checkpoint;

@@ -1,4 +1,20 @@
-#![doc = include_str!("../../../README.md")]
+//! # ferrograd
+//!
+//! Automatic differentiation of plain Rust tensor code: write an ordinary function of a
+//! parameter tree and some inputs, with loops and `if`s, and [`grad`] returns the gradient
+//! of its result with respect to every tensor in the tree, in a tree of the same type.
+//!
+//! ```
+//! use ferrograd::{grad, Tensor};
+//! // y = Σ x², dy/dx = 2x
+//! let f = |x: &Tensor| (x * x).sum();
+//! let (dx, _) = grad(f).call(&Tensor::from_vec(vec![1.0f64, -2.0], &[2]), ());
+//! assert_eq!(dx.to_vec::<f64>(), vec![2.0, -4.0]);
+//! ```
+//!
+//! The repository's README (its examples are compiled and run as the doc-tests of
+//! `ferrograd-nn`) tours parameter trees, gradients of gradients, assignment, custom ops,
+//! the debugger and the profiler.
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
