@@ -212,6 +212,52 @@ fn stored_name(name: &str) -> String {
     }
 }
 
+/// Removes `name` from `stored`, checking it has the expected shape and dtype.
+pub(crate) fn take_checked(
+    stored: &mut BTreeMap<String, Array>,
+    path: &Path,
+    name: &str,
+    shape: &[usize],
+    dtype: DType,
+) -> Result<Array, CheckpointError> {
+    let path = path.to_path_buf();
+    let name = name.to_string();
+    let Some(a) = stored.remove(&name) else {
+        return Err(CheckpointError::Missing { path, name });
+    };
+    if a.shape() != shape {
+        return Err(CheckpointError::Shape {
+            path,
+            name,
+            expected: shape.to_vec(),
+            found: a.shape().to_vec(),
+        });
+    }
+    if a.dtype() != dtype {
+        return Err(CheckpointError::DType {
+            path,
+            name,
+            expected: dtype.to_string(),
+            found: a.dtype().to_string(),
+        });
+    }
+    Ok(a)
+}
+
+/// Fails on the first tensor nobody asked for.
+pub(crate) fn ensure_consumed(
+    stored: BTreeMap<String, Array>,
+    path: &Path,
+) -> Result<(), CheckpointError> {
+    match stored.into_keys().next() {
+        Some(name) => Err(CheckpointError::Unexpected {
+            path: path.to_path_buf(),
+            name,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Saves every leaf of `tree` under its leaf name.
 pub fn save<P: Tree>(tree: &P, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
     let named: Vec<(String, Array)> = leaf_names(tree)
@@ -229,36 +275,14 @@ pub fn load<P: Tree>(template: &P, path: impl AsRef<Path>) -> Result<P, Checkpoi
     let mut stored = load_arrays(path)?;
     let mut new_leaves = Vec::new();
     for (name, leaf) in leaf_names(template).iter().zip(leaves(template)) {
-        let name = stored_name(name);
-        let Some(a) = stored.remove(&name) else {
-            return Err(CheckpointError::Missing {
-                path: path.to_path_buf(),
-                name,
-            });
-        };
-        if a.shape() != leaf.shape() {
-            return Err(CheckpointError::Shape {
-                path: path.to_path_buf(),
-                name,
-                expected: leaf.shape().to_vec(),
-                found: a.shape().to_vec(),
-            });
-        }
-        if a.dtype() != leaf.dtype() {
-            return Err(CheckpointError::DType {
-                path: path.to_path_buf(),
-                name,
-                expected: leaf.dtype().to_string(),
-                found: a.dtype().to_string(),
-            });
-        }
-        new_leaves.push(Tensor::new(a));
+        new_leaves.push(Tensor::new(take_checked(
+            &mut stored,
+            path,
+            &stored_name(name),
+            leaf.shape(),
+            leaf.dtype(),
+        )?));
     }
-    if let Some(name) = stored.into_keys().next() {
-        return Err(CheckpointError::Unexpected {
-            path: path.to_path_buf(),
-            name,
-        });
-    }
+    ensure_consumed(stored, path)?;
     Ok(rebuild(template, new_leaves))
 }

@@ -210,56 +210,20 @@ pub trait Module: Send + Sync {
         let mut stored = checkpoint::load_arrays(path)?;
         let mut params = Vec::new();
         for (name, p) in self.parameter_names().into_iter().zip(self.parameters()) {
-            let Some(a) = stored.remove(&name) else {
-                return Err(CheckpointError::Missing {
-                    path: path.to_path_buf(),
-                    name,
-                });
-            };
-            if a.shape() != p.shape() {
-                return Err(CheckpointError::Shape {
-                    path: path.to_path_buf(),
-                    name,
-                    expected: p.shape().to_vec(),
-                    found: a.shape().to_vec(),
-                });
-            }
-            if a.dtype() != p.dtype() {
-                return Err(CheckpointError::DType {
-                    path: path.to_path_buf(),
-                    name,
-                    expected: p.dtype().to_string(),
-                    found: a.dtype().to_string(),
-                });
-            }
-            params.push(Tensor::new(a));
+            params.push(Tensor::new(checkpoint::take_checked(
+                &mut stored,
+                path,
+                &name,
+                p.shape(),
+                p.dtype(),
+            )?));
         }
         let mut buffers = Vec::new();
         for (name, b) in self.buffers() {
-            match stored.remove(&name) {
-                Some(a) if a.shape() == b.shape() => buffers.push((name, a)),
-                Some(a) => {
-                    return Err(CheckpointError::Shape {
-                        path: path.to_path_buf(),
-                        name,
-                        expected: b.shape().to_vec(),
-                        found: a.shape().to_vec(),
-                    })
-                }
-                None => {
-                    return Err(CheckpointError::Missing {
-                        path: path.to_path_buf(),
-                        name,
-                    })
-                }
-            }
+            let a = checkpoint::take_checked(&mut stored, path, &name, b.shape(), b.dtype())?;
+            buffers.push((name, a));
         }
-        if let Some(name) = stored.into_keys().next() {
-            return Err(CheckpointError::Unexpected {
-                path: path.to_path_buf(),
-                name,
-            });
-        }
+        checkpoint::ensure_consumed(stored, path)?;
         self.set_parameters(params);
         self.set_buffers(&buffers);
         Ok(())

@@ -102,6 +102,50 @@ pub(crate) fn backward(
     grads
 }
 
+/// Every float leaf boxed as a leaf node of `level`; other leaves (integers, masks) stay
+/// constants.
+fn box_leaves(
+    originals: &[Tensor],
+    level: u64,
+    location: &'static Location<'static>,
+) -> Vec<Tensor> {
+    originals
+        .iter()
+        .map(|t| {
+            if t.dtype().is_float() {
+                Tensor::node(level, t.clone(), Op::Leaf, Default::default(), location)
+            } else {
+                t.clone()
+            }
+        })
+        .collect()
+}
+
+/// The gradient of each boxed leaf, zeros where the backward pass never reached it.
+fn leaf_grads(grads: &IdMap<Tensor>, boxed: &[Tensor], originals: &[Tensor]) -> Vec<Tensor> {
+    boxed
+        .iter()
+        .zip(originals)
+        .map(|(b, o)| {
+            grads
+                .get(&b.id())
+                .cloned()
+                .unwrap_or_else(|| o.zeros_like())
+        })
+        .collect()
+}
+
+/// `Σ_leaves sum(a ⊙ b)` over two trees of one structure (float leaves only).
+pub(crate) fn tree_dot<P: Tree>(a: &P, b: &[Tensor]) -> Tensor {
+    leaves(a)
+        .iter()
+        .zip(b)
+        .filter(|(t, _)| t.dtype().is_float())
+        .map(|(x, y)| (x * y).sum())
+        .reduce(|x, y| &x + &y)
+        .unwrap_or_else(|| Tensor::scalar(0.0f64))
+}
+
 /// A function that `grad` can differentiate: `Fn(&P, A, B, ...) -> Out`, called with the
 /// parameters and a tuple of the other arguments. Implemented for closures and functions of
 /// up to six further arguments.
@@ -333,16 +377,7 @@ impl<F> Grad<F> {
         }
         // Box every float leaf as a node of this level.
         let originals = leaves(params);
-        let boxed: Vec<Tensor> = originals
-            .iter()
-            .map(|t| {
-                if t.dtype().is_float() {
-                    Tensor::node(level, t.clone(), Op::Leaf, Default::default(), location)
-                } else {
-                    t.clone()
-                }
-            })
-            .collect();
+        let boxed = box_leaves(&originals, level, location);
         if let Some(h) = &hooks {
             let names = leaf_names(params);
             *h.leaf_names.lock().expect("leaf names") = boxed
@@ -373,16 +408,7 @@ impl<F> Grad<F> {
             }
         };
         let grads = backward(level, loss, seed, hooks.as_deref());
-        let result: Vec<Tensor> = boxed
-            .iter()
-            .zip(&originals)
-            .map(|(b, orig)| {
-                grads
-                    .get(&b.id())
-                    .cloned()
-                    .unwrap_or_else(|| orig.zeros_like())
-            })
-            .collect();
+        let result = leaf_grads(&grads, &boxed, &originals);
         Outputs {
             grads: Some(rebuild(params, result)),
             output: self.with_forward.then(|| output.unbox(level)),
@@ -457,15 +483,7 @@ where
     let call_f = |p: &P, a: Args| f.invoke(p, a);
     let inner = |p: &P| {
         let (g, _) = grad(&call_f).call(p, (args.clone(),));
-        let terms: Vec<Tensor> = leaves(&g)
-            .iter()
-            .zip(leaves(v))
-            .map(|(a, b)| (a * &b).sum())
-            .collect();
-        terms
-            .into_iter()
-            .reduce(|a, b| &a + &b)
-            .unwrap_or_else(|| Tensor::scalar(0.0f64))
+        tree_dot(&g, &leaves(v))
     };
     grad(inner).call(params, ()).0
 }
@@ -504,16 +522,7 @@ pub struct Traced<P, O> {
 pub fn trace<P: Tree, O: GradOutput>(params: &P, f: impl FnOnce(&P) -> O) -> Traced<P, O> {
     let level = NEXT_LEVEL.fetch_add(1, Ordering::Relaxed);
     let location = Location::caller();
-    let boxed: Vec<Tensor> = leaves(params)
-        .iter()
-        .map(|t| {
-            if t.dtype().is_float() {
-                Tensor::node(level, t.clone(), Op::Leaf, Default::default(), location)
-            } else {
-                t.clone()
-            }
-        })
-        .collect();
+    let boxed = box_leaves(&leaves(params), level, location);
     let boxed_params = rebuild(params, boxed.clone());
     let output = f(&boxed_params);
     Traced {
@@ -538,18 +547,7 @@ impl<P: Tree, O: GradOutput> Traced<P, O> {
             panic!("ferrograd: backward: the output gradient has shape {:?}, the output has {:?} (at {})", output_grad.shape(), loss.shape(), Location::caller());
         }
         let grads = backward(self.level, loss, output_grad.clone(), None);
-        let originals = leaves(&self.params);
-        let result = self
-            .boxed
-            .iter()
-            .zip(&originals)
-            .map(|(b, o)| {
-                grads
-                    .get(&b.id())
-                    .cloned()
-                    .unwrap_or_else(|| o.zeros_like())
-            })
-            .collect();
+        let result = leaf_grads(&grads, &self.boxed, &leaves(&self.params));
         rebuild(&self.params, result)
     }
 }

@@ -167,16 +167,7 @@ where
     let call_f = |p: &P, a: Args| f.invoke(p, a);
     let directional = |p: &P, a: Args| {
         let (g, _) = grad(&call_f).call(p, (a,));
-        let terms: Vec<Tensor> = leaves(&g)
-            .iter()
-            .zip(&directions)
-            .filter(|(t, _)| t.dtype().is_float())
-            .map(|(t, v)| (t * v).sum())
-            .collect();
-        terms
-            .into_iter()
-            .reduce(|a, b| &a + &b)
-            .unwrap_or_else(|| Tensor::scalar(0.0f64))
+        crate::grad::tree_dot(&g, &directions)
     };
     gradcheck(directional, params, (args,), tolerance)
 }
