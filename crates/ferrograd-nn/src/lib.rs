@@ -21,6 +21,7 @@
 
 mod auto;
 pub mod checkpoint;
+pub mod data;
 pub mod fns;
 pub mod functional;
 pub mod layers;
