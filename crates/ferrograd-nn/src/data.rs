@@ -29,7 +29,9 @@ pub enum DataError {
         message: String,
     },
     /// The file ends before the data its header announces.
-    #[error("{path}: truncated: the header announces {expected} bytes of data, the file has {found}")]
+    #[error(
+        "{path}: truncated: the header announces {expected} bytes of data, the file has {found}"
+    )]
     Truncated {
         /// The file.
         path: PathBuf,
@@ -42,11 +44,16 @@ pub enum DataError {
 
 /// Reads a file, decompressing it when it starts with the gzip magic bytes.
 fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
-    let io = |source| DataError::Io { path: path.to_path_buf(), source };
+    let io = |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let raw = std::fs::read(path).map_err(io)?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(io)?;
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(io)?;
         Ok(out)
     } else {
         Ok(raw)
@@ -75,18 +82,28 @@ impl Dataset {
 
     /// The examples at `indices` (i64 `[k]`).
     pub fn select(&self, indices: &Tensor) -> Dataset {
-        Dataset { inputs: self.inputs.index_select(0, indices), labels: self.labels.index_select(0, indices) }
+        Dataset {
+            inputs: self.inputs.index_select(0, indices),
+            labels: self.labels.index_select(0, indices),
+        }
     }
 
     /// A random split into `(rest, held_out)` with `held_out_fraction` of the examples.
     pub fn split(&self, held_out_fraction: f64, seed: u64) -> (Dataset, Dataset) {
         let order = Tensor::new(Generator::new(seed).randperm(self.len()));
         let k = ((self.len() as f64) * held_out_fraction).round() as usize;
-        (self.select(&order.narrow(0, k, self.len() - k)), self.select(&order.narrow(0, 0, k)))
+        (
+            self.select(&order.narrow(0, k, self.len() - k)),
+            self.select(&order.narrow(0, 0, k)),
+        )
     }
 
     /// Batches of `batch_size` (the last may be smaller), shuffled with `seed` when given.
-    pub fn batches(&self, batch_size: usize, seed: Option<u64>) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
+    pub fn batches(
+        &self,
+        batch_size: usize,
+        seed: Option<u64>,
+    ) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
         let n = self.len();
         let order = match seed {
             Some(s) => Tensor::new(Generator::new(s).randperm(n)),
@@ -94,7 +111,10 @@ impl Dataset {
         };
         (0..n).step_by(batch_size.max(1)).map(move |start| {
             let ids = order.narrow(0, start, batch_size.min(n - start));
-            (self.inputs.index_select(0, &ids), self.labels.index_select(0, &ids))
+            (
+                self.inputs.index_select(0, &ids),
+                self.labels.index_select(0, &ids),
+            )
         })
     }
 }
@@ -104,73 +124,139 @@ impl Dataset {
 pub fn load_digits(path: impl AsRef<Path>) -> Result<Dataset, DataError> {
     let path = path.as_ref();
     let bytes = read_maybe_gzip(path)?;
-    let text = String::from_utf8(bytes).map_err(|e| DataError::Format { path: path.to_path_buf(), message: format!("not UTF-8 text: {e}") })?;
+    let text = String::from_utf8(bytes).map_err(|e| DataError::Format {
+        path: path.to_path_buf(),
+        message: format!("not UTF-8 text: {e}"),
+    })?;
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let format = |message: String| DataError::Format { path: path.to_path_buf(), message: format!("line {}: {message}", n + 1) };
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let format = |message: String| DataError::Format {
+            path: path.to_path_buf(),
+            message: format!("line {}: {message}", n + 1),
+        };
         let fields: Vec<&str> = line.split(',').collect();
         if fields.len() != 65 {
-            return Err(format(format!("expected 65 comma-separated values, found {}", fields.len())));
+            return Err(format(format!(
+                "expected 65 comma-separated values, found {}",
+                fields.len()
+            )));
         }
         for f in &fields[..64] {
-            let v: f32 = f.trim().parse().map_err(|_| format(format!("`{}` is not a number", f.trim())))?;
+            let v: f32 = f
+                .trim()
+                .parse()
+                .map_err(|_| format(format!("`{}` is not a number", f.trim())))?;
             pixels.push(v / 16.0);
         }
-        let label: i64 = fields[64].trim().parse().map_err(|_| format(format!("label `{}` is not an integer", fields[64].trim())))?;
+        let label: i64 = fields[64]
+            .trim()
+            .parse()
+            .map_err(|_| format(format!("label `{}` is not an integer", fields[64].trim())))?;
         if !(0..10).contains(&label) {
             return Err(format(format!("label {label} is not a digit")));
         }
         labels.push(label);
     }
     if labels.is_empty() {
-        return Err(DataError::Format { path: path.to_path_buf(), message: "no examples".into() });
+        return Err(DataError::Format {
+            path: path.to_path_buf(),
+            message: "no examples".into(),
+        });
     }
     let n = labels.len();
-    Ok(Dataset { inputs: Tensor::new(Array::from_vec(pixels, &[n, 1, 8, 8])), labels: Tensor::new(Array::from_vec(labels, &[n])) })
+    Ok(Dataset {
+        inputs: Tensor::new(Array::from_vec(pixels, &[n, 1, 8, 8])),
+        labels: Tensor::new(Array::from_vec(labels, &[n])),
+    })
 }
 
 /// Parses an IDX file: its dims and its payload.
 fn read_idx(path: &Path, expected_magic: u8) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     let bytes = read_maybe_gzip(path)?;
-    let format = |message: String| DataError::Format { path: path.to_path_buf(), message };
+    let format = |message: String| DataError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
     if bytes.len() < 4 {
-        return Err(format(format!("too short for an IDX header ({} bytes)", bytes.len())));
+        return Err(format(format!(
+            "too short for an IDX header ({} bytes)",
+            bytes.len()
+        )));
     }
     if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
-        return Err(format(format!("not an IDX file of unsigned bytes (magic {:02x} {:02x} {:02x} {:02x})", bytes[0], bytes[1], bytes[2], bytes[3])));
+        return Err(format(format!(
+            "not an IDX file of unsigned bytes (magic {:02x} {:02x} {:02x} {:02x})",
+            bytes[0], bytes[1], bytes[2], bytes[3]
+        )));
     }
     if bytes[3] != expected_magic {
-        return Err(format(format!("expected {} dims, the header says {}", expected_magic, bytes[3])));
+        return Err(format(format!(
+            "expected {} dims, the header says {}",
+            expected_magic, bytes[3]
+        )));
     }
     let nd = bytes[3] as usize;
     let header = 4 + 4 * nd;
     if bytes.len() < header {
-        return Err(DataError::Truncated { path: path.to_path_buf(), expected: header, found: bytes.len() });
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            expected: header,
+            found: bytes.len(),
+        });
     }
-    let dims: Vec<usize> = (0..nd).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize).collect();
+    let dims: Vec<usize> = (0..nd)
+        .map(|i| {
+            u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
+        })
+        .collect();
     let size: usize = dims.iter().product();
     if bytes.len() - header < size {
-        return Err(DataError::Truncated { path: path.to_path_buf(), expected: size, found: bytes.len() - header });
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            expected: size,
+            found: bytes.len() - header,
+        });
     }
     if bytes.len() - header > size {
-        return Err(format(format!("{} bytes after the announced data", bytes.len() - header - size)));
+        return Err(format(format!(
+            "{} bytes after the announced data",
+            bytes.len() - header - size
+        )));
     }
     Ok((dims, bytes[header..].to_vec()))
 }
 
 /// MNIST from an IDX image file and an IDX label file (raw or gzip). Inputs come back as
 /// `[N, 1, H, W]` scaled to `[0, 1]`.
-pub fn load_mnist(images: impl AsRef<Path>, labels: impl AsRef<Path>) -> Result<Dataset, DataError> {
+pub fn load_mnist(
+    images: impl AsRef<Path>,
+    labels: impl AsRef<Path>,
+) -> Result<Dataset, DataError> {
     let (images, labels) = (images.as_ref(), labels.as_ref());
     let (dims, pixels) = read_idx(images, 3)?;
     let (ldims, ls) = read_idx(labels, 1)?;
     if ldims[0] != dims[0] {
-        return Err(DataError::Format { path: labels.to_path_buf(), message: format!("{} labels for {} images in {}", ldims[0], dims[0], images.display()) });
+        return Err(DataError::Format {
+            path: labels.to_path_buf(),
+            message: format!(
+                "{} labels for {} images in {}",
+                ldims[0],
+                dims[0],
+                images.display()
+            ),
+        });
     }
     let inputs: Vec<f32> = pixels.iter().map(|&p| p as f32 / 255.0).collect();
     Ok(Dataset {
         inputs: Tensor::new(Array::from_vec(inputs, &[dims[0], 1, dims[1], dims[2]])),
-        labels: Tensor::new(Array::from_vec(ls.iter().map(|&l| l as i64).collect::<Vec<_>>(), &[ldims[0]])),
+        labels: Tensor::new(Array::from_vec(
+            ls.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+            &[ldims[0]],
+        )),
     })
 }
 
@@ -187,8 +273,14 @@ pub fn load_mnist_dir(dir: impl AsRef<Path>) -> Result<(Dataset, Dataset), DataE
             plain
         }
     };
-    let train = load_mnist(find("train-images-idx3-ubyte"), find("train-labels-idx1-ubyte"))?;
-    let test = load_mnist(find("t10k-images-idx3-ubyte"), find("t10k-labels-idx1-ubyte"))?;
+    let train = load_mnist(
+        find("train-images-idx3-ubyte"),
+        find("train-labels-idx1-ubyte"),
+    )?;
+    let test = load_mnist(
+        find("t10k-images-idx3-ubyte"),
+        find("t10k-labels-idx1-ubyte"),
+    )?;
     Ok((train, test))
 }
 
@@ -222,7 +314,13 @@ fn tokens(text: &str, level: Level) -> Vec<String> {
     for line in text.lines() {
         match level {
             Level::Word => out.extend(line.split_whitespace().map(str::to_string)),
-            Level::Char => out.extend(line.trim().chars().map(|c| if c == ' ' { "_".to_string() } else { c.to_string() })),
+            Level::Char => out.extend(line.trim().chars().map(|c| {
+                if c == ' ' {
+                    "_".to_string()
+                } else {
+                    c.to_string()
+                }
+            })),
         }
         out.push("<eos>".to_string());
     }
@@ -237,7 +335,10 @@ pub fn load_ptb(dir: impl AsRef<Path>, level: Level) -> Result<Corpus, DataError
     let read = |name: &str| -> Result<(PathBuf, String), DataError> {
         let path = dir.join(name);
         let bytes = read_maybe_gzip(&path)?;
-        let text = String::from_utf8(bytes).map_err(|e| DataError::Format { path: path.clone(), message: format!("not UTF-8 text: {e}") })?;
+        let text = String::from_utf8(bytes).map_err(|e| DataError::Format {
+            path: path.clone(),
+            message: format!("not UTF-8 text: {e}"),
+        })?;
         Ok((path, text))
     };
     let (train_path, train_text) = read("ptb.train.txt")?;
@@ -245,7 +346,10 @@ pub fn load_ptb(dir: impl AsRef<Path>, level: Level) -> Result<Corpus, DataError
     let mut ids = HashMap::new();
     let train_tokens = tokens(&train_text, level);
     if train_tokens.is_empty() {
-        return Err(DataError::Format { path: train_path, message: "the training text is empty".into() });
+        return Err(DataError::Format {
+            path: train_path,
+            message: "the training text is empty".into(),
+        });
     }
     for t in &train_tokens {
         if !ids.contains_key(t) {
@@ -259,7 +363,15 @@ pub fn load_ptb(dir: impl AsRef<Path>, level: Level) -> Result<Corpus, DataError
             for t in tokens(line, level) {
                 match ids.get(&t) {
                     Some(&id) => v.push(id),
-                    None => return Err(DataError::Format { path: path.to_path_buf(), message: format!("line {}: token `{t}` is not in the training vocabulary", n + 1) }),
+                    None => {
+                        return Err(DataError::Format {
+                            path: path.to_path_buf(),
+                            message: format!(
+                                "line {}: token `{t}` is not in the training vocabulary",
+                                n + 1
+                            ),
+                        })
+                    }
                 }
             }
         }
@@ -271,7 +383,13 @@ pub fn load_ptb(dir: impl AsRef<Path>, level: Level) -> Result<Corpus, DataError
     let valid = stream(&valid_path, &valid_text)?;
     let (test_path, test_text) = read("ptb.test.txt")?;
     let test = stream(&test_path, &test_text)?;
-    Ok(Corpus { vocabulary, ids, train, valid, test })
+    Ok(Corpus {
+        vocabulary,
+        ids,
+        train,
+        valid,
+        test,
+    })
 }
 
 /// A token stream cut into `batch` parallel rows: `[batch, len / batch]` (the tail that does

@@ -42,8 +42,14 @@ fn the_shipped_digits_load() {
     let (train, test) = d.split(0.2, 1);
     assert_eq!((train.len(), test.len()), (1438, 359));
     // batches cover every example once, shuffled reproducibly
-    let a: Vec<i64> = train.batches(100, Some(3)).flat_map(|(_, y)| y.to_vec::<i64>()).collect();
-    let b: Vec<i64> = train.batches(100, Some(3)).flat_map(|(_, y)| y.to_vec::<i64>()).collect();
+    let a: Vec<i64> = train
+        .batches(100, Some(3))
+        .flat_map(|(_, y)| y.to_vec::<i64>())
+        .collect();
+    let b: Vec<i64> = train
+        .batches(100, Some(3))
+        .flat_map(|(_, y)| y.to_vec::<i64>())
+        .collect();
     assert_eq!(a, b);
     assert_eq!(a.len(), 1438);
     assert_eq!(train.batches(100, None).count(), 15);
@@ -52,11 +58,24 @@ fn the_shipped_digits_load() {
 #[test]
 fn malformed_digit_files() {
     let d = dir("digits");
-    let line = |n: usize| (0..n).map(|i| (i % 17).to_string()).collect::<Vec<_>>().join(",");
+    let line = |n: usize| {
+        (0..n)
+            .map(|i| (i % 17).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let cases: Vec<(&str, String, &str)> = vec![
         ("short.csv", line(60), "line 1: expected 65"),
-        ("nan.csv", format!("{},x,3", line(63)), "`x` is not a number"),
-        ("label.csv", format!("{},12", line(64)), "label 12 is not a digit"),
+        (
+            "nan.csv",
+            format!("{},x,3", line(63)),
+            "`x` is not a number",
+        ),
+        (
+            "label.csv",
+            format!("{},12", line(64)),
+            "label 12 is not a digit",
+        ),
         ("empty.csv", String::new(), "no examples"),
     ];
     for (name, text, needle) in cases {
@@ -64,7 +83,10 @@ fn malformed_digit_files() {
         std::fs::write(&p, text).unwrap();
         let err = data::load_digits(&p).unwrap_err();
         assert!(matches!(err, DataError::Format { .. }), "{name}");
-        assert!(err.to_string().contains(needle) && err.to_string().contains(name), "{err}");
+        assert!(
+            err.to_string().contains(needle) && err.to_string().contains(name),
+            "{err}"
+        );
     }
     let err = data::load_digits(d.join("missing.csv")).unwrap_err();
     assert!(matches!(err, DataError::Io { .. }) && err.to_string().contains("missing.csv"));
@@ -72,7 +94,10 @@ fn malformed_digit_files() {
     let good = format!("{},3\n", line(64));
     let gz = gzip(good.repeat(50).as_bytes());
     std::fs::write(d.join("cut.csv.gz"), &gz[..gz.len() / 2]).unwrap();
-    assert!(matches!(data::load_digits(d.join("cut.csv.gz")), Err(DataError::Io { .. })));
+    assert!(matches!(
+        data::load_digits(d.join("cut.csv.gz")),
+        Err(DataError::Io { .. })
+    ));
     std::fs::remove_dir_all(&d).unwrap();
 }
 
@@ -81,8 +106,16 @@ fn mnist_idx_files_raw_and_gzip() {
     let d = dir("mnist");
     let pixels: Vec<u8> = (0..3 * 2 * 2).map(|i| (i * 20) as u8).collect();
     std::fs::write(d.join("train-images-idx3-ubyte"), idx(&[3, 2, 2], &pixels)).unwrap();
-    std::fs::write(d.join("train-labels-idx1-ubyte.gz"), gzip(&idx(&[3], &[7, 0, 9]))).unwrap();
-    std::fs::write(d.join("t10k-images-idx3-ubyte.gz"), gzip(&idx(&[1, 2, 2], &[255, 0, 0, 255]))).unwrap();
+    std::fs::write(
+        d.join("train-labels-idx1-ubyte.gz"),
+        gzip(&idx(&[3], &[7, 0, 9])),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("t10k-images-idx3-ubyte.gz"),
+        gzip(&idx(&[1, 2, 2], &[255, 0, 0, 255])),
+    )
+    .unwrap();
     std::fs::write(d.join("t10k-labels-idx1-ubyte"), idx(&[1], &[4])).unwrap();
     let (train, test) = data::load_mnist_dir(&d).unwrap();
     assert_eq!(train.inputs.shape(), &[3, 1, 2, 2]);
@@ -97,40 +130,80 @@ fn mnist_idx_files_raw_and_gzip() {
     };
     let labels = bad("labels", idx(&[3], &[1, 2, 3]));
     let truncated = bad("truncated", idx(&[3, 2, 2], &pixels[..10]));
-    assert!(matches!(data::load_mnist(&truncated, &labels), Err(DataError::Truncated { expected: 12, found: 10, .. })));
+    assert!(matches!(
+        data::load_mnist(&truncated, &labels),
+        Err(DataError::Truncated {
+            expected: 12,
+            found: 10,
+            ..
+        })
+    ));
     let magic = bad("magic", vec![1, 2, 3, 4, 5, 6, 7, 8]);
     let err = data::load_mnist(&magic, &labels).unwrap_err();
-    assert!(err.to_string().contains("magic") && err.to_string().contains("not an IDX"), "{err}");
+    assert!(
+        err.to_string().contains("magic") && err.to_string().contains("not an IDX"),
+        "{err}"
+    );
     let dims = bad("dims", idx(&[3], &[1, 2, 3]));
-    assert!(data::load_mnist(&dims, &labels).unwrap_err().to_string().contains("expected 3 dims"));
+    assert!(data::load_mnist(&dims, &labels)
+        .unwrap_err()
+        .to_string()
+        .contains("expected 3 dims"));
     let header = bad("header", vec![0, 0, 8, 3, 0, 0]);
-    assert!(matches!(data::load_mnist(&header, &labels), Err(DataError::Truncated { .. })));
+    assert!(matches!(
+        data::load_mnist(&header, &labels),
+        Err(DataError::Truncated { .. })
+    ));
     let images = bad("images", idx(&[2, 2, 3], &pixels));
     let err = data::load_mnist(&images, &labels).unwrap_err();
     assert!(err.to_string().contains("3 labels for 2 images"), "{err}");
     let extra = bad("extra", idx(&[2, 1, 1], &[1, 2, 3]));
-    assert!(data::load_mnist(&extra, &labels).unwrap_err().to_string().contains("after the announced data"));
-    assert!(matches!(data::load_mnist(d.join("nope"), &labels), Err(DataError::Io { .. })));
+    assert!(data::load_mnist(&extra, &labels)
+        .unwrap_err()
+        .to_string()
+        .contains("after the announced data"));
+    assert!(matches!(
+        data::load_mnist(d.join("nope"), &labels),
+        Err(DataError::Io { .. })
+    ));
     std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
 fn penn_treebank_text() {
     let d = dir("ptb");
-    std::fs::write(d.join("ptb.train.txt"), " the cat sat \n the dog sat on the cat \n").unwrap();
+    std::fs::write(
+        d.join("ptb.train.txt"),
+        " the cat sat \n the dog sat on the cat \n",
+    )
+    .unwrap();
     std::fs::write(d.join("ptb.valid.txt"), " the dog sat \n").unwrap();
     std::fs::write(d.join("ptb.test.txt"), " the cat \n").unwrap();
     let c = data::load_ptb(&d, Level::Word).unwrap();
-    assert_eq!(c.vocabulary, vec!["the", "cat", "sat", "<eos>", "dog", "on"]);
-    assert_eq!(c.train.to_vec::<i64>(), vec![0, 1, 2, 3, 0, 4, 2, 5, 0, 1, 3]);
+    assert_eq!(
+        c.vocabulary,
+        vec!["the", "cat", "sat", "<eos>", "dog", "on"]
+    );
+    assert_eq!(
+        c.train.to_vec::<i64>(),
+        vec![0, 1, 2, 3, 0, 4, 2, 5, 0, 1, 3]
+    );
     assert_eq!(c.valid.to_vec::<i64>(), vec![0, 4, 2, 3]);
     assert_eq!(data::batchify(&c.train, 2).shape(), &[2, 5]);
     let chars = data::load_ptb(&d, Level::Char).unwrap();
     assert_eq!(&chars.vocabulary[..4], &["t", "h", "e", "_"]);
     std::fs::write(d.join("ptb.test.txt"), " the bird \n").unwrap();
     let err = data::load_ptb(&d, Level::Word).unwrap_err();
-    assert!(err.to_string().contains("ptb.test.txt") && err.to_string().contains("line 1") && err.to_string().contains("`bird`"), "{err}");
+    assert!(
+        err.to_string().contains("ptb.test.txt")
+            && err.to_string().contains("line 1")
+            && err.to_string().contains("`bird`"),
+        "{err}"
+    );
     std::fs::remove_file(d.join("ptb.valid.txt")).unwrap();
-    assert!(matches!(data::load_ptb(&d, Level::Word), Err(DataError::Io { .. })));
+    assert!(matches!(
+        data::load_ptb(&d, Level::Word),
+        Err(DataError::Io { .. })
+    ));
     std::fs::remove_dir_all(&d).unwrap();
 }

@@ -178,18 +178,18 @@ fn escape(s: &str) -> String {
 }
 
 /// DOT for the graph of traced nodes behind `inputs`, plus the op that produced `output`.
-pub(crate) fn graph_dot(
-    inputs: &[Tensor],
-    output: &Tensor,
-    op: &str,
-    location: &Location<'_>,
-    phase: Phase,
+const DOT_HEADER: &str =
+    "digraph ferrograd {\n  rankdir=TB;\n  node [fontname=\"monospace\", fontsize=10];\n";
+
+/// Writes the values and ops behind `roots` (walking back through every level) into `s`;
+/// returns the DOT id of each value by tensor id.
+fn graph_body(
+    s: &mut String,
+    roots: &[Tensor],
     leaf_names: &[(usize, String)],
-) -> String {
+) -> HashMap<usize, String> {
     let names: HashMap<usize, &str> = leaf_names.iter().map(|(id, n)| (*id, n.as_str())).collect();
-    let mut s = String::from(
-        "digraph ferrograd {\n  rankdir=TB;\n  node [fontname=\"monospace\", fontsize=10];\n",
-    );
+    let inputs = roots;
     let mut seen: HashMap<usize, String> = HashMap::new();
     let mut stack: Vec<Tensor> = inputs.to_vec();
     let mut count = 0usize;
@@ -264,6 +264,36 @@ pub(crate) fn graph_dot(
             }
         }
     }
+    seen
+}
+
+/// The graph behind a traced tensor as Graphviz DOT: ops are boxes labelled with their name
+/// and source line, values ellipses with shape and range, leaves named by `leaf_names`
+/// (pairs of a leaf tensor and its name).
+pub fn graph(root: &Tensor, leaf_names: &[(Tensor, String)]) -> String {
+    let names: Vec<(usize, String)> = leaf_names
+        .iter()
+        .map(|(t, n)| (t.id(), n.clone()))
+        .collect();
+    let mut s = String::from(DOT_HEADER);
+    let seen = graph_body(&mut s, std::slice::from_ref(root), &names);
+    if let Some(id) = seen.get(&root.id()) {
+        let _ = writeln!(s, "  {id} [peripheries=2];");
+    }
+    s.push_str("}\n");
+    s
+}
+
+pub(crate) fn graph_dot(
+    inputs: &[Tensor],
+    output: &Tensor,
+    op: &str,
+    location: &Location<'_>,
+    phase: Phase,
+    leaf_names: &[(usize, String)],
+) -> String {
+    let mut s = String::from(DOT_HEADER);
+    let seen = graph_body(&mut s, inputs, leaf_names);
     // The op under scrutiny and its result.
     let edge = if phase == Phase::Backward {
         "blue"

@@ -539,6 +539,18 @@ impl<P: Tree, O: GradOutput> Traced<P, O> {
         self.output.unbox(self.level)
     }
 
+    /// The traced graph of the loss as Graphviz DOT, parameters named by their leaf names
+    /// (render it with `dot -Tsvg`, or [`render_svg`](crate::render_svg)).
+    pub fn dot(&self) -> String {
+        let pairs: Vec<(Tensor, String)> = self
+            .boxed
+            .iter()
+            .cloned()
+            .zip(leaf_names(&self.params))
+            .collect();
+        crate::debug::graph(self.output.loss(), &pairs)
+    }
+
     /// The gradient of `<loss, output_grad>` with respect to the parameters (same type).
     #[track_caller]
     pub fn backward(&self, output_grad: &Tensor) -> P {

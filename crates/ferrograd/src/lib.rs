@@ -31,7 +31,7 @@ mod tensor;
 mod tree;
 
 pub use custom::CustomOp;
-pub use debug::{render_svg, DebugError, DebugEvent, DebugHook, Phase};
+pub use debug::{graph as dot_graph, render_svg, DebugError, DebugEvent, DebugHook, Phase};
 pub use ferrograd_array::{
     broadcast_shapes, Array, Conv2dParams, DType, Device, Dim, Dims, Element, Float, Generator,
     Index, Number, Pool2dParams, Shape,

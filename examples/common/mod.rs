@@ -1,0 +1,180 @@
+//! What the training examples share: choosing the data (the shipped digits, or MNIST IDX
+//! files), a progress bar, accuracy, and loss/accuracy plots as SVG.
+
+#![allow(dead_code)] // each example uses part of this
+
+use std::path::{Path, PathBuf};
+
+use ferrograd::Tensor;
+use ferrograd_nn::data::{self, Dataset};
+use indicatif::{ProgressBar, ProgressStyle};
+use plotters::prelude::*;
+
+/// The repository's `data/` folder, wherever the example is run from.
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
+}
+
+/// `(train, test)`: MNIST from `mnist_dir` when given, else the shipped digits with 20% held
+/// out.
+pub fn load(mnist_dir: Option<&Path>, seed: u64) -> (Dataset, Dataset) {
+    let result = match mnist_dir {
+        Some(dir) => data::load_mnist_dir(dir),
+        None => data::load_digits(data_dir().join("digits.csv.gz")).map(|d| d.split(0.2, seed)),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    })
+}
+
+/// A progress bar over `steps` steps.
+pub fn progress(steps: u64, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// The share of rows whose largest logit is the label.
+pub fn accuracy(logits: &Tensor, labels: &Tensor) -> f64 {
+    let predicted = logits.argmax(-1, false).to_vec::<i64>();
+    let labels = labels.to_vec::<i64>();
+    predicted
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| p == l)
+        .count() as f64
+        / labels.len().max(1) as f64
+}
+
+/// Draws each named series against the epoch into an SVG file.
+pub fn plot(
+    path: &Path,
+    title: &str,
+    series: &[(&str, &[f64])],
+) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let n = series
+        .iter()
+        .map(|(_, v)| v.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let top = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0f64, f64::max)
+        .max(1e-9)
+        * 1.05;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(1f64..n as f64, 0f64..top)?;
+    chart.configure_mesh().x_desc("epoch").draw()?;
+    let colors = [RED, BLUE, GREEN, MAGENTA];
+    for (i, (name, values)) in series.iter().enumerate() {
+        let color = colors[i % colors.len()];
+        chart
+            .draw_series(LineSeries::new(
+                values.iter().enumerate().map(|(e, &v)| (e as f64 + 1.0, v)),
+                color,
+            ))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// How long and how a training run goes.
+pub struct Run {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Shuffling seed.
+    pub seed: u64,
+    /// No progress bar.
+    pub quiet: bool,
+}
+
+/// Trains `params` with `opt` on the gradient of `loss`; after each epoch, measures the test
+/// accuracy of `predict`. Returns the parameters, the mean training loss and the test
+/// accuracy per epoch.
+pub fn fit<P: ferrograd::Tree>(
+    run: &Run,
+    train: &Dataset,
+    test: &Dataset,
+    mut params: P,
+    opt: &mut impl ferrograd_nn::optim::Optimizer,
+    loss: impl Fn(&P, &Tensor, &Tensor) -> Tensor,
+    predict: impl Fn(&P, &Tensor) -> Tensor,
+) -> (P, Vec<f64>, Vec<f64>) {
+    let df = ferrograd::grad(&loss);
+    let (mut losses, mut accuracies) = (Vec::new(), Vec::new());
+    let bar = progress(
+        (run.epochs * train.len().div_ceil(run.batch_size)) as u64,
+        run.quiet,
+    );
+    for epoch in 1..=run.epochs {
+        bar.set_prefix(format!("epoch {epoch}"));
+        let mut total = 0.0;
+        for (x, y) in train.batches(run.batch_size, Some(run.seed + epoch as u64)) {
+            let (g, l) = df.call(&params, (&x, &y));
+            total += l.item_f64() * y.numel() as f64;
+            params = opt.step(&params, &g);
+            bar.inc(1);
+        }
+        losses.push(total / train.len() as f64);
+        accuracies.push(accuracy(&predict(&params, &test.inputs), &test.labels));
+        bar.set_message(format!(
+            "loss {:.4}, test accuracy {:.2}%",
+            losses[epoch - 1],
+            100.0 * accuracies[epoch - 1]
+        ));
+        if run.quiet {
+            println!(
+                "epoch {epoch:3}: train loss {:.4}, test accuracy {:.2}%",
+                losses[epoch - 1],
+                100.0 * accuracies[epoch - 1]
+            );
+        }
+    }
+    bar.finish();
+    (params, losses, accuracies)
+}
+
+/// Writes the curves and prints the closing line.
+pub fn report(name: &str, plot_path: &Path, losses: &[f64], accuracies: &[f64], seconds: f64) {
+    if let Err(e) = plot(
+        plot_path,
+        name,
+        &[("train loss", losses), ("test accuracy", accuracies)],
+    ) {
+        eprintln!("warning: could not write {}: {e}", plot_path.display());
+    }
+    println!(
+        "held-out accuracy: {:.2}% after {} epochs ({seconds:.1} s); curves in {}",
+        100.0 * accuracies.last().copied().unwrap_or(0.0),
+        accuracies.len(),
+        plot_path.display()
+    );
+}

@@ -1,0 +1,113 @@
+//! A convolutional network on handwritten digits (the seed's `train-mnist-cnn`): convolution
+//! and pooling with hand-written gradient kernels, a linear classifier, Adam.
+//!
+//! `cargo run --release --example train-mnist-cnn -- --help`
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use ferrograd::{Conv2dParams, DType, Generator, Pool2dParams, Tensor};
+use ferrograd_nn::functional as F;
+use ferrograd_nn::optim::Adam;
+
+/// Train a CNN on handwritten digits.
+#[derive(Parser, Debug)]
+struct Args {
+    /// A folder with the four MNIST IDX files (default: the digits shipped in data/).
+    #[arg(long)]
+    mnist: Option<PathBuf>,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 15)]
+    epochs: usize,
+    /// Feature maps of the convolution.
+    #[arg(long, default_value_t = 16)]
+    channels: usize,
+    /// Examples per step.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.003)]
+    lr: f64,
+    /// Seed for the split, the weights and the shuffling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where the curves go (SVG).
+    #[arg(long, default_value = "target/plots/train-mnist-cnn.svg")]
+    plot: PathBuf,
+    /// A short run (2 epochs, no progress bar), for CI.
+    #[arg(long)]
+    quick: bool,
+}
+
+fn main() {
+    run(Args::parse());
+}
+
+/// Trains as `args` say; returns the final held-out accuracy.
+fn run(args: Args) -> f64 {
+    let (train, test) = common::load(args.mnist.as_deref(), args.seed);
+    let (h, w) = (train.inputs.size(2), train.inputs.size(3));
+    let c = args.channels;
+    let conv = Conv2dParams {
+        padding: (1, 1),
+        ..Default::default()
+    };
+    let pool = Pool2dParams::square(2);
+    let features = c * (h / 2) * (w / 2);
+    println!("{} training and {} test images of {h}x{w}; conv 3x3x{c}, relu, max-pool 2, linear {features} -> 10", train.len(), test.len());
+    let mut rng = Generator::new(args.seed);
+    let mut init = |shape: &[usize], fan_in: usize| {
+        Tensor::new(rng.normal(shape, 0.0, (2.0 / fan_in as f64).sqrt(), DType::F32))
+    };
+    let params = vec![
+        init(&[c, 1, 3, 3], 9),
+        Tensor::zeros(&[c], DType::F32),
+        init(&[10, features], features),
+        Tensor::zeros(&[10], DType::F32),
+    ];
+    let model = move |p: &Vec<Tensor>, x: &Tensor| {
+        let y = F::max_pool2d(&F::relu(&F::conv2d(x, &p[0], Some(&p[1]), conv)), pool);
+        F::linear(&y.flatten(1, -1), &p[2], Some(&p[3]))
+    };
+    let loss = move |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| F::cross_entropy(&model(p, x), y);
+    let run = common::Run {
+        epochs: if args.quick { 2 } else { args.epochs },
+        batch_size: args.batch_size,
+        seed: args.seed,
+        quiet: args.quick,
+    };
+    let start = Instant::now();
+    let (_, losses, accuracies) = common::fit(
+        &run,
+        &train,
+        &test,
+        params,
+        &mut Adam::new(args.lr),
+        loss,
+        model,
+    );
+    common::report(
+        "CNN on handwritten digits",
+        &args.plot,
+        &losses,
+        &accuracies,
+        start.elapsed().as_secs_f64(),
+    );
+    accuracies.last().copied().unwrap_or(0.0)
+}
+
+#[test]
+fn a_quick_run_learns() {
+    let plot = std::env::temp_dir().join(format!("ferrograd-cnn-{}.svg", std::process::id()));
+    let accuracy = run(Args::parse_from([
+        "train-mnist-cnn",
+        "--quick",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]));
+    assert!(accuracy >= 0.85, "held-out accuracy {accuracy}");
+    std::fs::remove_file(plot).unwrap();
+}
