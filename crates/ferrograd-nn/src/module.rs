@@ -28,6 +28,9 @@ pub struct ModuleState {
     /// Training (true) or evaluation mode.
     pub training: bool,
     last: Option<Arc<LastForward>>,
+    /// `grads` are all zero (set by `zero_grad_parameters` without touching memory; the next
+    /// `backward` writes instead of adding).
+    zeroed: bool,
 }
 
 struct LastForward {
@@ -38,14 +41,14 @@ struct LastForward {
 impl ModuleState {
     /// A state with named parameters, zero gradients, in training mode.
     pub fn new(named: Vec<(&str, Tensor)>) -> ModuleState {
-        let grads = named.iter().map(|(_, t)| t.zeros_like()).collect();
         let (names, params) = named.into_iter().map(|(n, t)| (n.to_string(), t)).unzip();
         ModuleState {
             params,
             names,
-            grads,
+            grads: Vec::new(),
             training: true,
             last: None,
+            zeroed: true,
         }
     }
 
@@ -113,8 +116,14 @@ pub trait Module: Send + Sync {
         };
         let (param_grads, input_grad) = last.traced.backward(grad_output);
         let state = self.state_mut();
-        for (acc, g) in state.grads.iter_mut().zip(param_grads) {
-            *acc = &*acc + &(&g * scale);
+        let scaled = |g: Tensor| if scale == 1.0 { g } else { &g * scale };
+        if state.zeroed {
+            state.grads = param_grads.into_iter().map(scaled).collect();
+            state.zeroed = false;
+        } else {
+            for (acc, g) in state.grads.iter_mut().zip(param_grads) {
+                *acc = &*acc + &scaled(g);
+            }
         }
         input_grad
     }
@@ -154,13 +163,17 @@ pub trait Module: Send + Sync {
 
     /// The accumulated parameter gradients.
     fn grad_parameters(&self) -> Vec<Tensor> {
-        self.state().grads.clone()
+        let state = self.state();
+        if state.zeroed {
+            state.params.iter().map(|p| p.zeros_like()).collect()
+        } else {
+            state.grads.clone()
+        }
     }
 
     /// Sets the accumulated gradients to zero.
     fn zero_grad_parameters(&mut self) {
-        let state = self.state_mut();
-        state.grads = state.params.iter().map(|p| p.zeros_like()).collect();
+        self.state_mut().zeroed = true;
     }
 
     /// One plain SGD step: `p -= lr * grad` (Torch's `updateParameters`).

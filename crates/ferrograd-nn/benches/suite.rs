@@ -1,0 +1,297 @@
+//! The seed's benchmark suite: each workload run as (a) the hand-written nn Module path
+//! (`forward`/`backward`/`update_parameters`) and (b) autodiff direct mode (`grad` of plain
+//! tensor code), printing time per step and the ratio ag/nn.
+//!
+//! `cargo bench -p ferrograd-nn --bench suite` (`-- --quick` for fewer steps).
+//! `benches/pytorch_suite.py` runs the same workloads in PyTorch eager;
+//! `benches/compare-suite.sh` alternates the two.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use ferrograd::{grad, Conv2dParams, DType, Generator, Pool2dParams, Tensor};
+use ferrograd_nn::functional as F;
+use ferrograd_nn::layers::{self, ClassNllCriterion, Conv2d, Linear, MseCriterion, Sequential};
+use ferrograd_nn::models::{Cell, Output, RecurrentNetwork, RecurrentState};
+use ferrograd_nn::{AutoCriterion, AutoModule, Criterion, Module};
+
+const F32: DType = DType::F32;
+
+/// The quietest of `passes` timings of `steps` calls of `step`, per call.
+fn best(passes: usize, steps: usize, mut step: impl FnMut(usize)) -> Duration {
+    for i in 0..steps.min(3) {
+        step(i);
+    }
+    (0..passes)
+        .map(|_| {
+            let t = Instant::now();
+            for i in 0..steps {
+                step(i);
+            }
+            t.elapsed() / steps as u32
+        })
+        .min()
+        .expect("passes > 0")
+}
+
+/// One SGD step of an nn model on (x, y) through the Module API.
+fn nn_step(model: &mut Sequential, criterion: &dyn Criterion, x: &Tensor, y: &Tensor) {
+    model.zero_grad_parameters();
+    let out = model.forward(x);
+    black_box(criterion.forward(&out, y));
+    let g = criterion.backward(&out, y);
+    model.backward(x, &g, 1.0);
+    model.update_parameters(0.01);
+}
+
+fn sgd(params: &[Tensor], grads: &[Tensor]) -> Vec<Tensor> {
+    params
+        .iter()
+        .zip(grads)
+        .map(|(p, g)| p - &(g * 0.01))
+        .collect()
+}
+
+fn randn(rng: &mut Generator, shape: &[usize]) -> Tensor {
+    Tensor::new(rng.normal(shape, 0.0, 1.0, F32))
+}
+
+fn labels(rng: &mut Generator, n: usize) -> Tensor {
+    Tensor::new(rng.uniform(&[n], 0.0, 10.0, DType::I64))
+}
+
+struct Row {
+    name: &'static str,
+    nn: Duration,
+    ag: Duration,
+}
+
+fn mlp_nn(rng: &mut Generator, inputs: usize, hidden: usize) -> Sequential {
+    Sequential::new()
+        .add(Linear::new(inputs, hidden, rng, F32))
+        .add(layers::tanh())
+        .add(Linear::new(hidden, 10, rng, F32))
+        .add(layers::log_softmax())
+}
+
+/// Plain-tensor MLP with nn's weight layout, NLL by gather.
+fn mlp_ag(p: &Vec<Tensor>, x: &Tensor, y: &Tensor) -> Tensor {
+    let x = if x.ndim() == 1 {
+        x.unsqueeze(0)
+    } else {
+        x.clone()
+    };
+    let h = (x.matmul(&p[0].t()) + &p[1]).tanh();
+    let out = (h.matmul(&p[2].t()) + &p[3]).log_softmax(1);
+    -out.gather(1, &y.reshape(&[y.numel(), 1])).mean()
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (passes, scale) = if quick { (1, 10) } else { (5, 1) };
+    let mut rng = Generator::new(0);
+    let mut rows = Vec::new();
+
+    // logistic: per sample, 100 -> 10
+    {
+        let xs: Vec<Tensor> = (0..100).map(|_| randn(&mut rng, &[1, 100])).collect();
+        let ys: Vec<Tensor> = (0..100).map(|_| labels(&mut rng, 1)).collect();
+        let mut model = Sequential::new()
+            .add(Linear::new(100, 10, &mut rng, F32))
+            .add(layers::log_softmax());
+        let nn = best(passes, 1000 / scale, |i| {
+            nn_step(&mut model, &ClassNllCriterion, &xs[i % 100], &ys[i % 100])
+        });
+        let mut p = vec![randn(&mut rng, &[10, 100]) * 0.1, Tensor::zeros(&[10], F32)];
+        let df = grad(|p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
+            -(x.matmul(&p[0].t()) + &p[1])
+                .log_softmax(1)
+                .gather(1, &y.reshape(&[1, 1]))
+                .sum()
+        });
+        let ag = best(passes, 1000 / scale, |i| {
+            let (g, _) = df.call(&p, (&xs[i % 100], &ys[i % 100]));
+            p = sgd(&p, &g);
+        });
+        rows.push(Row {
+            name: "logistic",
+            nn,
+            ag,
+        });
+    }
+    // mlp: per sample, 100 -> 1000 -> 10
+    {
+        let xs: Vec<Tensor> = (0..100).map(|_| randn(&mut rng, &[1, 100])).collect();
+        let ys: Vec<Tensor> = (0..100).map(|_| labels(&mut rng, 1)).collect();
+        let mut model = mlp_nn(&mut rng, 100, 1000);
+        let mut p = model.parameters();
+        let nn = best(passes, 400 / scale, |i| {
+            nn_step(&mut model, &ClassNllCriterion, &xs[i % 100], &ys[i % 100])
+        });
+        let df = grad(mlp_ag);
+        let ag = best(passes, 400 / scale, |i| {
+            let (g, _) = df.call(&p, (&xs[i % 100], &ys[i % 100]));
+            p = sgd(&p, &g);
+        });
+        rows.push(Row {
+            name: "mlp",
+            nn,
+            ag,
+        });
+    }
+    // mlp batched (32 x 100 -> 1000 -> 10) and wide batched (32 x 1000 -> 1000 -> 10)
+    for (name, inputs) in [("mlp batched", 100usize), ("mlp wide batched", 1000)] {
+        let x = randn(&mut rng, &[32, inputs]);
+        let y = labels(&mut rng, 32);
+        let mut model = mlp_nn(&mut rng, inputs, 1000);
+        let mut p = model.parameters();
+        let nn = best(passes, 200 / scale, |_| {
+            nn_step(&mut model, &ClassNllCriterion, &x, &y)
+        });
+        let df = grad(mlp_ag);
+        let ag = best(passes, 200 / scale, |_| {
+            let (g, _) = df.call(&p, (&x, &y));
+            p = sgd(&p, &g);
+        });
+        rows.push(Row { name, nn, ag });
+    }
+    // cnn batched: 32 x 3 x 64 x 64; conv 3->16 5x5, tanh, pool 2, conv 16->32 5x5, tanh, pool 2, linear 5408 -> 10
+    {
+        let x = randn(&mut rng, &[32, 3, 64, 64]);
+        let y = labels(&mut rng, 32);
+        let c = Conv2dParams::default();
+        let pool = Pool2dParams::square(2);
+        let mut model = Sequential::new()
+            .add(Conv2d::new(3, 16, (5, 5), c, &mut rng, F32))
+            .add(layers::tanh())
+            .add(layers::max_pool2d(pool))
+            .add(Conv2d::new(16, 32, (5, 5), c, &mut rng, F32))
+            .add(layers::tanh())
+            .add(layers::max_pool2d(pool))
+            .add(layers::reshape(&[5408]))
+            .add(Linear::new(5408, 10, &mut rng, F32))
+            .add(layers::log_softmax());
+        let mut p = model.parameters();
+        let nn = best(passes, 10 / scale.min(5), |_| {
+            nn_step(&mut model, &ClassNllCriterion, &x, &y)
+        });
+        let df = grad(move |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
+            let h = x.conv2d(&p[0], Some(&p[1]), c).tanh().max_pool2d(pool).0;
+            let h = h.conv2d(&p[2], Some(&p[3]), c).tanh().max_pool2d(pool).0;
+            let out = (h.reshape(&[32, 5408]).matmul(&p[4].t()) + &p[5]).log_softmax(1);
+            -out.gather(1, &y.unsqueeze(1)).mean()
+        });
+        let ag = best(passes, 10 / scale.min(5), |_| {
+            let (g, _) = df.call(&p, (&x, &y));
+            p = sgd(&p, &g);
+        });
+        rows.push(Row {
+            name: "cnn batched",
+            nn,
+            ag,
+        });
+    }
+    // lstm: 33 steps of 100 features, LSTM 100 -> 200 (last), linear 200 -> 10; batch 1 and 32
+    for (name, batch) in [("lstm", 1usize), ("lstm batched", 32)] {
+        let x = randn(&mut rng, &[batch, 33, 100]);
+        let y = labels(&mut rng, batch);
+        let (rnn, rp) = RecurrentNetwork::new(Cell::Lstm, 100, 200, Output::Last, &mut rng, F32);
+        let head = Linear::new(200, 10, &mut rng, F32).parameters();
+        // (a) functional layers with hand-written gradients
+        let mut p = (rp.clone(), head.clone());
+        let df = grad(
+            |p: &(ferrograd_nn::models::RecurrentParams, Vec<Tensor>), x: &Tensor, y: &Tensor| {
+                let (h, _) = rnn.forward(&p.0, x, &RecurrentState::default());
+                F::class_nll(
+                    &F::log_softmax(&F::linear(&h, &p.1[0], Some(&p.1[1])), 1),
+                    y,
+                )
+            },
+        );
+        let steps = if batch == 1 { 40 } else { 10 } / scale.min(5);
+        let nn = best(passes, steps, |_| {
+            let (g, _) = df.call(&p, (&x, &y));
+            p = (
+                ferrograd::rebuild(
+                    &p.0,
+                    sgd(&ferrograd::leaves(&p.0), &ferrograd::leaves(&g.0)),
+                ),
+                sgd(&p.1, &g.1),
+            );
+        });
+        // (b) plain tensor code
+        let mut q = (rp.w.clone(), rp.b.clone(), head[0].clone(), head[1].clone());
+        let df = grad(
+            |q: &(Tensor, Tensor, Tensor, Tensor), x: &Tensor, y: &Tensor| {
+                let (b, hsz) = (x.size(0), 200);
+                let (mut h, mut c) = (Tensor::zeros(&[b, hsz], F32), Tensor::zeros(&[b, hsz], F32));
+                for t in 0..x.size(1) {
+                    let gates = (Tensor::cat(&[x.select(1, t), h.clone()], 1).matmul(&q.0) + &q.1)
+                        .reshape(&[b, 4, hsz]);
+                    let ifo = gates.narrow(1, 0, 3).sigmoid();
+                    c = &ifo.select(1, 1) * &c + &ifo.select(1, 0) * &gates.select(1, 3).tanh();
+                    h = &ifo.select(1, 2) * &c.tanh();
+                }
+                let out = (h.matmul(&q.2.t()) + &q.3).log_softmax(1);
+                -out.gather(1, &y.unsqueeze(1)).mean()
+            },
+        );
+        let ag = best(passes, steps, |_| {
+            let (g, _) = df.call(&q, (&x, &y));
+            q = (
+                &q.0 - &(&g.0 * 0.01),
+                &q.1 - &(&g.1 * 0.01),
+                &q.2 - &(&g.2 * 0.01),
+                &q.3 - &(&g.3 * 0.01),
+            );
+        });
+        rows.push(Row { name, nn, ag });
+    }
+    // AutoModule batched: 32 x 100, Linear 100 -> 1000, ReLU, Linear 1000 -> 100, MSE
+    {
+        let mult = Tensor::new(rng.uniform(&[100], 0.0, 1.0, F32));
+        let x = &Tensor::new(rng.uniform(&[32, 100], -5.0, 5.0, F32)) * &mult;
+        let y = (&x * 0.1).exp();
+        let l1 = Linear::new(100, 1000, &mut rng, F32);
+        let l2 = Linear::new(1000, 100, &mut rng, F32);
+        let (w1, b1, w2, b2) = (
+            l1.parameters()[0].clone(),
+            l1.parameters()[1].clone(),
+            l2.parameters()[0].clone(),
+            l2.parameters()[1].clone(),
+        );
+        let mut plain = Sequential::new().add(l1).add(layers::relu()).add(l2);
+        let nn = best(passes, 100 / scale, |_| {
+            nn_step(&mut plain, &MseCriterion, &x, &y)
+        });
+        let linear_relu = |x: &Tensor, w: &Tensor, b: &Tensor| {
+            let h = x.matmul(&w.t()) + b;
+            (h.abs() + &h) * 0.5
+        };
+        let linear = |x: &Tensor, w: &Tensor, b: &Tensor| x.matmul(&w.t()) + b;
+        let mut auto = Sequential::new()
+            .add(AutoModule::new("AutoLinearReLU", linear_relu, w1, b1))
+            .add(AutoModule::new("AutoLinear", linear, w2, b2));
+        let mse = AutoCriterion::new("AutoMSE", |x: &Tensor, t: &Tensor| (x - t).square().mean());
+        let ag = best(passes, 100 / scale, |_| nn_step(&mut auto, &mse, &x, &y));
+        rows.push(Row {
+            name: "AutoModule batched",
+            nn,
+            ag,
+        });
+    }
+
+    println!(
+        "{:<22} {:>14} {:>14} {:>8}",
+        "ferrograd (f32)", "nn / step", "ag / step", "ag/nn"
+    );
+    for r in rows {
+        println!(
+            "{:<22} {:>11.1} µs {:>11.1} µs {:>7.2}x",
+            r.name,
+            r.nn.as_secs_f64() * 1e6,
+            r.ag.as_secs_f64() * 1e6,
+            r.ag.as_secs_f64() / r.nn.as_secs_f64()
+        );
+    }
+}
