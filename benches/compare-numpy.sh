@@ -12,5 +12,7 @@ for pass in $(seq 1 "$PASSES"); do
   echo "== pass $pass: ferrograd"
   cargo bench -p ferrograd-array --bench array -- "$FILTER" 2>/dev/null | python3 benches/criterion-summary.py
   echo "== pass $pass: numpy"
-  "$PYTHON" benches/numpy_array.py
+  # Some machines set OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE, which pin OpenBLAS to older
+  # kernels; NumPy is measured with its own choice of kernel.
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PYTHON" benches/numpy_array.py
 done

@@ -26,6 +26,14 @@ def fmt(t):
     return f"{t / 1e-9:.4g} ns"
 
 
+try:
+    from threadpoolctl import threadpool_info
+
+    for lib in threadpool_info():
+        print(f"# {lib.get('internal_api')} {lib.get('version')} kernel {lib.get('architecture')} threads {lib.get('num_threads')}")
+except ImportError:
+    pass
+
 rng = np.random.default_rng(0)
 for dtype in (np.float32, np.float64):
     for n in (128, 512, 1024, 2048):

@@ -75,6 +75,7 @@ fn mlp_nn(rng: &mut Generator, inputs: usize, hidden: usize) -> Sequential {
 }
 
 /// Plain-tensor MLP with nn's weight layout, NLL by gather.
+#[allow(clippy::ptr_arg)] // grad differentiates its first argument as a tree: a Vec
 fn mlp_ag(p: &Vec<Tensor>, x: &Tensor, y: &Tensor) -> Tensor {
     let x = if x.ndim() == 1 {
         x.unsqueeze(0)
