@@ -175,17 +175,61 @@ impl Array {
         match self.contiguous_slice::<T>(op) {
             Some(s) => std::borrow::Cow::Borrowed(s),
             None => {
-                let data = self.storage_slice::<T>(op);
-                let mut out = Vec::with_capacity(self.numel());
-                crate::layout::for_each_offsets(
-                    &self.shape,
-                    [&self.strides],
-                    [self.offset],
-                    |[o]| out.push(data[o]),
-                );
+                let mut out = vec![T::default(); self.numel()];
+                self.copy_to_slice(self.storage_slice::<T>(op), &mut out);
                 std::borrow::Cow::Owned(out)
             }
         }
+    }
+
+    /// True when the last two dims are a transposed (column-major) block: the layout a
+    /// `.t()` view or a transposed gradient has, which a plain element walk reads with a
+    /// cache miss per element.
+    pub(crate) fn is_transposed_block(&self) -> bool {
+        let n = self.ndim();
+        n >= 2
+            && self.strides[n - 2] == 1
+            && self.strides[n - 1] != 1
+            && self.shape[n - 1] > 1
+            && self.shape[n - 2] > 1
+    }
+
+    /// Copies the elements, row-major, from `data` (this array's storage) into `dst`.
+    /// Transposed blocks go through 32x32 tiles so both sides stay in cache.
+    fn copy_to_slice<T: Element>(&self, data: &[T], dst: &mut [T]) {
+        let n = self.ndim();
+        if self.is_transposed_block() {
+            const TILE: usize = 32;
+            let (r, c) = (self.shape[n - 2], self.shape[n - 1]);
+            let (sr, sc) = (self.strides[n - 2], self.strides[n - 1]);
+            let mut block = 0;
+            crate::layout::for_each_offsets(
+                &self.shape[..n - 2],
+                [&self.strides[..n - 2]],
+                [self.offset],
+                |[base]| {
+                    let out = &mut dst[block * r * c..(block + 1) * r * c];
+                    for i0 in (0..r).step_by(TILE) {
+                        for j0 in (0..c).step_by(TILE) {
+                            for i in i0..(i0 + TILE).min(r) {
+                                for j in j0..(j0 + TILE).min(c) {
+                                    out[i * c + j] =
+                                        data[(base as isize + i as isize * sr + j as isize * sc)
+                                            as usize];
+                                }
+                            }
+                        }
+                    }
+                    block += 1;
+                },
+            );
+            return;
+        }
+        let mut i = 0;
+        crate::layout::for_each_offsets(&self.shape, [&self.strides], [self.offset], |[o]| {
+            dst[i] = data[o];
+            i += 1;
+        });
     }
 
     /// The elements in row-major order, as a `Vec` of the array's element type.
@@ -249,15 +293,16 @@ impl Array {
         let n = self.numel();
         let whole = self.offset == 0 && self.is_contiguous() && self.storage.len() == n;
         if !whole || Arc::get_mut(&mut self.storage).is_none() {
-            *self = Array::from_buffer(Buffer::zeros(T::DTYPE, n), shape);
+            *self = Array::from_buffer(Buffer::for_overwrite(T::DTYPE, n), shape);
         }
         let storage = Arc::get_mut(&mut self.storage).expect("unshared after reallocation");
         T::slice_mut(storage.cpu_mut()).expect("dtype checked above")
     }
 
-    /// An uninitialised-in-spirit (zero-filled) contiguous array, used as a kernel output.
+    /// A contiguous array for a kernel to fill: every element must be written (its contents
+    /// may be a reused buffer's old values).
     pub(crate) fn empty(shape: &[usize], dtype: DType) -> Array {
-        Array::from_buffer(Buffer::zeros(dtype, numel(shape)), shape)
+        Array::from_buffer(Buffer::for_overwrite(dtype, numel(shape)), shape)
     }
 
     /// A contiguous copy (or `self` when already contiguous with offset 0 over its storage).
@@ -276,11 +321,7 @@ impl Array {
         dispatch_any!(self.dtype(), T => {
             let data = self.storage_slice::<T>("contiguous");
             let dst = out.out_slice::<T>(&self.shape, "contiguous_into");
-            let mut i = 0;
-            crate::layout::for_each_offsets(&self.shape, [&self.strides], [self.offset], |[o]| {
-                dst[i] = data[o];
-                i += 1;
-            });
+            self.copy_to_slice(data, dst);
         })
     }
 

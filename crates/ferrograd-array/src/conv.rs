@@ -11,6 +11,7 @@ use crate::dtype::{dispatch_float, Float};
 use crate::error::fail;
 use crate::layout::fmt_shape;
 use crate::linalg::{gemm_strided, Mat};
+use crate::storage::Buffer;
 use crate::Array;
 
 /// Stride, padding, dilation (each `(height, width)`) and groups of a 2-d convolution.
@@ -36,6 +37,11 @@ impl Default for Conv2dParams {
             groups: 1,
         }
     }
+}
+
+/// A scratch buffer from the recycling cache; every element is written before it is read.
+fn scratch<T: Float>(len: usize) -> Buffer {
+    Buffer::for_overwrite(T::DTYPE, len)
 }
 
 /// Output size of one spatial dim, or `None` when the kernel does not fit.
@@ -253,9 +259,10 @@ impl Array {
             let (k, s, chw) = (g.k(), g.spatial(), g.c * g.h * g.w);
             let one_sample = g.n == 1;
             let sample = |(n, y): (usize, &mut [T])| {
-                let mut col = vec![T::zero(); k * s];
+                let mut col_buffer = scratch::<T>(k * s);
+                let col = T::slice_mut(&mut col_buffer).expect("scratch of T");
                 for grp in 0..g.p.groups {
-                    g.im2col(&x[n * chw..(n + 1) * chw], grp * g.cg(), &mut col);
+                    g.im2col(&x[n * chw..(n + 1) * chw], grp * g.cg(), col);
                     let yg = &mut y[grp * g.og() * s..(grp + 1) * g.og() * s];
                     // SAFETY: `yg` is an exclusive [Og, S] block, `w` holds group `grp`'s
                     // [Og, K] weights at the offset used, and `col` is a [K, S] buffer.
@@ -337,7 +344,8 @@ impl Array {
             let (k, s, chw) = (g.k(), g.spatial(), g.c * g.h * g.w);
             if chw > 0 && s > 0 {
                 dx.par_chunks_mut(chw).enumerate().for_each(|(n, dxn)| {
-                    let mut col = vec![T::zero(); k * s];
+                    let mut col_buffer = scratch::<T>(k * s);
+                    let col = T::slice_mut(&mut col_buffer).expect("scratch of T");
                     for grp in 0..g.p.groups {
                         let dyg = &dy[(n * g.o + grp * g.og()) * s..];
                         // SAFETY: `col` is an exclusive [K, S] buffer; `w`'s group block is
@@ -367,7 +375,7 @@ impl Array {
                                 g.n == 1,
                             );
                         }
-                        g.col2im(&col, grp * g.cg(), dxn);
+                        g.col2im(col, grp * g.cg(), dxn);
                     }
                 });
             }
@@ -416,10 +424,11 @@ impl Array {
             let dw = (0..g.n)
                 .into_par_iter()
                 .fold(
-                    || (vec![T::zero(); size], vec![T::zero(); k * s]),
-                    |(mut dw, mut col), n| {
+                    || (vec![T::zero(); size], scratch::<T>(k * s)),
+                    |(mut dw, mut col_buffer), n| {
+                        let col = T::slice_mut(&mut col_buffer).expect("scratch of T");
                         for grp in 0..g.p.groups {
-                            g.im2col(&x[n * chw..(n + 1) * chw], grp * g.cg(), &mut col);
+                            g.im2col(&x[n * chw..(n + 1) * chw], grp * g.cg(), col);
                             let dyg = &dy[(n * g.o + grp * g.og()) * s..];
                             // SAFETY: `dw`'s group block is an exclusive [Og, K] matrix; `dyg`
                             // is [Og, S]; `col` is [K, S], read transposed as [S, K].
@@ -448,7 +457,7 @@ impl Array {
                                 );
                             }
                         }
-                        (dw, col)
+                        (dw, col_buffer)
                     },
                 )
                 .map(|(dw, _)| dw)

@@ -8,7 +8,7 @@ use crate::{Array, DType};
 impl Array {
     /// An array of `shape` filled with zeros (`false` for bool).
     pub fn zeros(shape: &[usize], dtype: DType) -> Array {
-        Array::empty(shape, dtype)
+        Array::from_buffer(crate::storage::Buffer::zeros(dtype, numel(shape)), shape)
     }
 
     /// An array of `shape` filled with ones (`true` for bool).

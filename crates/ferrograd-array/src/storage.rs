@@ -3,6 +3,7 @@
 //! `Storage` is an enum over devices so a CUDA buffer becomes one more variant; kernels reach
 //! CPU data only through `Storage::cpu`/`cpu_mut`, which is the one place a device check lives.
 
+use crate::recycle::{self, Raw};
 use crate::{DType, Device};
 
 /// A CPU buffer of one element type.
@@ -34,13 +35,63 @@ impl Buffer {
         }
     }
 
-    pub(crate) fn zeros(dtype: DType, len: usize) -> Buffer {
+    /// A buffer for a kernel that writes every element: a cached one of the same size as it
+    /// is (old values), else a fresh zeroed one.
+    pub(crate) fn for_overwrite(dtype: DType, len: usize) -> Buffer {
+        match recycle::take(dtype, len) {
+            Some(Raw::F32(v)) => Buffer::F32(v),
+            Some(Raw::F64(v)) => Buffer::F64(v),
+            Some(Raw::I64(v)) => Buffer::I64(v),
+            Some(Raw::Bool(v)) => Buffer::Bool(v),
+            None => Buffer::fresh_zeros(dtype, len),
+        }
+    }
+
+    fn fresh_zeros(dtype: DType, len: usize) -> Buffer {
         match dtype {
             DType::F32 => Buffer::F32(vec![0.0; len]),
             DType::F64 => Buffer::F64(vec![0.0; len]),
             DType::I64 => Buffer::I64(vec![0; len]),
             DType::Bool => Buffer::Bool(vec![false; len]),
         }
+    }
+
+    /// A zero-filled buffer, reusing a cached one of the same size when there is one.
+    pub(crate) fn zeros(dtype: DType, len: usize) -> Buffer {
+        if let Some(raw) = recycle::take(dtype, len) {
+            return match raw {
+                Raw::F32(mut v) => {
+                    v.fill(0.0);
+                    Buffer::F32(v)
+                }
+                Raw::F64(mut v) => {
+                    v.fill(0.0);
+                    Buffer::F64(v)
+                }
+                Raw::I64(mut v) => {
+                    v.fill(0);
+                    Buffer::I64(v)
+                }
+                Raw::Bool(mut v) => {
+                    v.fill(false);
+                    Buffer::Bool(v)
+                }
+            };
+        }
+        Buffer::fresh_zeros(dtype, len)
+    }
+}
+
+impl Drop for Buffer {
+    /// Large buffers go back to the cache of `recycle.rs` for reuse.
+    fn drop(&mut self) {
+        let raw = match self {
+            Buffer::F32(v) => Raw::F32(std::mem::take(v)),
+            Buffer::F64(v) => Raw::F64(std::mem::take(v)),
+            Buffer::I64(v) => Raw::I64(std::mem::take(v)),
+            Buffer::Bool(v) => Raw::Bool(std::mem::take(v)),
+        };
+        recycle::give(raw);
     }
 }
 

@@ -74,17 +74,20 @@ fn mlp_nn(rng: &mut Generator, inputs: usize, hidden: usize) -> Sequential {
         .add(layers::log_softmax())
 }
 
-/// Plain-tensor MLP with nn's weight layout, NLL by gather.
+/// Plain-tensor MLP as the seed's autodiff version writes it (`x W + b`, W: [in, out]),
+/// NLL by gather.
 #[allow(clippy::ptr_arg)] // grad differentiates its first argument as a tree: a Vec
 fn mlp_ag(p: &Vec<Tensor>, x: &Tensor, y: &Tensor) -> Tensor {
-    let x = if x.ndim() == 1 {
-        x.unsqueeze(0)
-    } else {
-        x.clone()
-    };
-    let h = (x.matmul(&p[0].t()) + &p[1]).tanh();
-    let out = (h.matmul(&p[2].t()) + &p[3]).log_softmax(1);
+    let h = (x.matmul(&p[0]) + &p[1]).tanh();
+    let out = (h.matmul(&p[2]) + &p[3]).log_softmax(1);
     -out.gather(1, &y.reshape(&[y.numel(), 1])).mean()
+}
+
+/// nn-layout parameters ([out, in] weights) in the seed's autodiff layout ([in, out]).
+fn in_out(p: Vec<Tensor>) -> Vec<Tensor> {
+    p.into_iter()
+        .map(|t| if t.ndim() == 2 { t.t().contiguous() } else { t })
+        .collect()
 }
 
 fn main() {
@@ -103,9 +106,9 @@ fn main() {
         let nn = best(passes, 1000 / scale, |i| {
             nn_step(&mut model, &ClassNllCriterion, &xs[i % 100], &ys[i % 100])
         });
-        let mut p = vec![randn(&mut rng, &[10, 100]) * 0.1, Tensor::zeros(&[10], F32)];
+        let mut p = vec![randn(&mut rng, &[100, 10]) * 0.1, Tensor::zeros(&[10], F32)];
         let df = grad(|p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
-            -(x.matmul(&p[0].t()) + &p[1])
+            -(x.matmul(&p[0]) + &p[1])
                 .log_softmax(1)
                 .gather(1, &y.reshape(&[1, 1]))
                 .sum()
@@ -125,7 +128,7 @@ fn main() {
         let xs: Vec<Tensor> = (0..100).map(|_| randn(&mut rng, &[1, 100])).collect();
         let ys: Vec<Tensor> = (0..100).map(|_| labels(&mut rng, 1)).collect();
         let mut model = mlp_nn(&mut rng, 100, 1000);
-        let mut p = model.parameters();
+        let mut p = in_out(model.parameters());
         let nn = best(passes, 400 / scale, |i| {
             nn_step(&mut model, &ClassNllCriterion, &xs[i % 100], &ys[i % 100])
         });
@@ -145,7 +148,7 @@ fn main() {
         let x = randn(&mut rng, &[32, inputs]);
         let y = labels(&mut rng, 32);
         let mut model = mlp_nn(&mut rng, inputs, 1000);
-        let mut p = model.parameters();
+        let mut p = in_out(model.parameters());
         let nn = best(passes, 200 / scale, |_| {
             nn_step(&mut model, &ClassNllCriterion, &x, &y)
         });
@@ -172,14 +175,15 @@ fn main() {
             .add(layers::reshape(&[5408]))
             .add(Linear::new(5408, 10, &mut rng, F32))
             .add(layers::log_softmax());
-        let mut p = model.parameters();
+        let mut p = in_out(model.parameters()[4..].to_vec());
+        p.splice(0..0, model.parameters()[..4].to_vec());
         let nn = best(passes, 10 / scale.min(5), |_| {
             nn_step(&mut model, &ClassNllCriterion, &x, &y)
         });
         let df = grad(move |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
             let h = x.conv2d(&p[0], Some(&p[1]), c).tanh().max_pool2d(pool).0;
             let h = h.conv2d(&p[2], Some(&p[3]), c).tanh().max_pool2d(pool).0;
-            let out = (h.reshape(&[32, 5408]).matmul(&p[4].t()) + &p[5]).log_softmax(1);
+            let out = (h.reshape(&[32, 5408]).matmul(&p[4]) + &p[5]).log_softmax(1);
             -out.gather(1, &y.unsqueeze(1)).mean()
         });
         let ag = best(passes, 10 / scale.min(5), |_| {
@@ -221,7 +225,12 @@ fn main() {
             );
         });
         // (b) plain tensor code
-        let mut q = (rp.w.clone(), rp.b.clone(), head[0].clone(), head[1].clone());
+        let mut q = (
+            rp.w.clone(),
+            rp.b.clone(),
+            head[0].t().contiguous(),
+            head[1].clone(),
+        );
         let df = grad(
             |q: &(Tensor, Tensor, Tensor, Tensor), x: &Tensor, y: &Tensor| {
                 let (b, hsz) = (x.size(0), 200);
@@ -233,7 +242,7 @@ fn main() {
                     c = &ifo.select(1, 1) * &c + &ifo.select(1, 0) * &gates.select(1, 3).tanh();
                     h = &ifo.select(1, 2) * &c.tanh();
                 }
-                let out = (h.matmul(&q.2.t()) + &q.3).log_softmax(1);
+                let out = (h.matmul(&q.2) + &q.3).log_softmax(1);
                 -out.gather(1, &y.unsqueeze(1)).mean()
             },
         );
