@@ -104,6 +104,10 @@ pub enum Op {
     AvgPool2d(crate::Pool2dParams, bool),
     /// Gradient of average pooling (input: output gradient).
     AvgPool2dBackward(crate::Pool2dParams, bool, crate::Shape),
+    /// Gradient of tanh from its output (inputs: y, output gradient): `g (1 - y²)`.
+    TanhBackward,
+    /// Gradient of sigmoid from its output (inputs: y, output gradient): `g y (1 - y)`.
+    SigmoidBackward,
     /// Softmax along a dim.
     Softmax(usize),
     /// Log-softmax along a dim.
@@ -154,6 +158,8 @@ impl Op {
             Op::Conv2dBackwardWeight(..) => "conv2d_backward_weight",
             Op::AvgPool2d(..) => "avg_pool2d",
             Op::AvgPool2dBackward(..) => "avg_pool2d_backward",
+            Op::TanhBackward => "tanh_backward",
+            Op::SigmoidBackward => "sigmoid_backward",
             Op::Softmax(_) => "softmax",
             Op::LogSoftmax(_) => "log_softmax",
             Op::SoftmaxBackward(_) => "softmax_backward",
@@ -215,6 +221,8 @@ impl Op {
             Op::Conv2dBackwardWeight(p, s) => x[0].conv2d_backward_weight(x[1], s, *p),
             Op::AvgPool2d(p, inc) => x[0].avg_pool2d(*p, *inc),
             Op::AvgPool2dBackward(p, inc, s) => x[0].avg_pool2d_backward(s, *p, *inc),
+            Op::TanhBackward => x[0].tanh_backward(x[1]),
+            Op::SigmoidBackward => x[0].sigmoid_backward(x[1]),
             Op::Softmax(d) => x[0].softmax(*d),
             Op::LogSoftmax(d) => x[0].log_softmax(*d),
             Op::SoftmaxBackward(d) => x[0].softmax_backward(x[1], *d),
@@ -259,6 +267,8 @@ impl Op {
             | Op::Conv2dBackwardWeight(..)
             | Op::AvgPool2d(..)
             | Op::AvgPool2dBackward(..)
+            | Op::TanhBackward
+            | Op::SigmoidBackward
             | Op::Softmax(_)
             | Op::LogSoftmax(_)
             | Op::SoftmaxBackward(_)

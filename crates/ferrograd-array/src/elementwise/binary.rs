@@ -169,3 +169,45 @@ impl Array {
             .all(|(x, y)| (x - y).abs() <= atol + rtol * y.abs())
     }
 }
+
+impl Array {
+    /// The gradient of `tanh` from its output: `grad * (1 - y²)` in one pass (`self` is `y`).
+    #[track_caller]
+    pub fn tanh_backward(&self, grad: &Array) -> Array {
+        let mut out = Array::empty(
+            &broadcast_pair("tanh_backward", self.shape(), grad.shape()),
+            self.dtype(),
+        );
+        self.tanh_backward_into(grad, &mut out);
+        out
+    }
+
+    /// [`tanh_backward`](Array::tanh_backward) into `out`.
+    #[track_caller]
+    pub fn tanh_backward_into(&self, grad: &Array, out: &mut Array) {
+        fn kernel<T: Float>(y: T, g: T) -> T {
+            g * (T::one() - y * y)
+        }
+        dispatch_float!(self.dtype(), "tanh_backward", T => zip_into::<T, T>(self, grad, out, "tanh_backward", kernel::<T>))
+    }
+
+    /// The gradient of `sigmoid` from its output: `grad * y (1 - y)` in one pass.
+    #[track_caller]
+    pub fn sigmoid_backward(&self, grad: &Array) -> Array {
+        let mut out = Array::empty(
+            &broadcast_pair("sigmoid_backward", self.shape(), grad.shape()),
+            self.dtype(),
+        );
+        self.sigmoid_backward_into(grad, &mut out);
+        out
+    }
+
+    /// [`sigmoid_backward`](Array::sigmoid_backward) into `out`.
+    #[track_caller]
+    pub fn sigmoid_backward_into(&self, grad: &Array, out: &mut Array) {
+        fn kernel<T: Float>(y: T, g: T) -> T {
+            g * y * (T::one() - y)
+        }
+        dispatch_float!(self.dtype(), "sigmoid_backward", T => zip_into::<T, T>(self, grad, out, "sigmoid_backward", kernel::<T>))
+    }
+}

@@ -365,3 +365,34 @@ fn allclose() {
     assert!(a.allclose(&a.add_scalar(1e-9), 1e-6, 0.0));
     assert!(!a.allclose(&a.add_scalar(1e-3), 1e-6, 0.0));
 }
+
+#[test]
+fn fused_activation_gradients() {
+    let mut rng = Generator::new(16);
+    for layout in LAYOUTS {
+        let y = case(&mut rng, &[3, 4], DType::F64, layout, -1.0, 1.0);
+        let g = case(&mut rng, &[3, 4], DType::F64, Layout::Permuted, -1.0, 1.0);
+        // tanh: g (1 - y²); sigmoid: g y (1 - y)
+        let want: Vec<f64> = y
+            .values
+            .iter()
+            .zip(&g.values)
+            .map(|(y, g)| g * (1.0 - y * y))
+            .collect();
+        assert_close(
+            &y.array.tanh_backward(&g.array).to_f64_vec(),
+            &want,
+            1e-12,
+            1e-12,
+        );
+        let want: Vec<f64> = y
+            .values
+            .iter()
+            .zip(&g.values)
+            .map(|(y, g)| g * y * (1.0 - y))
+            .collect();
+        let mut out = Array::zeros(&[3, 4], DType::F64);
+        y.array.sigmoid_backward_into(&g.array, &mut out);
+        assert_close(&out.to_f64_vec(), &want, 1e-12, 1e-12);
+    }
+}

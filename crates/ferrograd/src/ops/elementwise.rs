@@ -116,10 +116,10 @@ pub(crate) fn unary_vjp(u: Unary, x: &Tensor, out: &Tensor, g: &Tensor) -> Grads
         // d sin = cos, d cos = -sin
         Unary::Sin => g * &x.cos(),
         Unary::Cos => -(g * &x.sin()),
-        // d tanh = 1 - tanh²
-        Unary::Tanh => g * &out.square().rsub_scalar(1.0),
-        // d σ = σ (1 - σ)
-        Unary::Sigmoid => g * &(out * &out.rsub_scalar(1.0)),
+        // d tanh = 1 - tanh², fused in one pass
+        Unary::Tanh => apply(Op::TanhBackward, &[out, g]),
+        // d σ = σ (1 - σ), fused in one pass
+        Unary::Sigmoid => apply(Op::SigmoidBackward, &[out, g]),
         // d relu = [x > 0]
         Unary::Relu => g * &mask_as(&x.gt_scalar(0.0), x),
         // d 1/x = -1/x²

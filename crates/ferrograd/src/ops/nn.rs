@@ -45,6 +45,22 @@ pub(crate) fn nn_vjp(op: &Op, x: &[Tensor], out: &Tensor, g: &Tensor) -> Grads {
         ))],
         // average pooling's backward is its adjoint, and the adjoint of that is the pooling
         Op::AvgPool2dBackward(p, inc, _) => smallvec![Some(apply(Op::AvgPool2d(*p, *inc), &[g]))],
+        // r = g (1 - y²): dr/dy = -2 g y H, dr/dg = (1 - y²) H
+        Op::TanhBackward => {
+            let (y, dy) = (&x[0], &x[1]);
+            smallvec![
+                Some(-(&(&(dy * y) * g) * 2.0)),
+                Some(apply(Op::TanhBackward, &[y, g]))
+            ]
+        }
+        // r = g y (1 - y): dr/dy = g (1 - 2y) H, dr/dg = y (1 - y) H
+        Op::SigmoidBackward => {
+            let (y, dy) = (&x[0], &x[1]);
+            smallvec![
+                Some(&(dy * &(y * -2.0).add_scalar(1.0)) * g),
+                Some(apply(Op::SigmoidBackward, &[y, g]))
+            ]
+        }
         Op::Softmax(d) => smallvec![Some(apply(Op::SoftmaxBackward(*d), &[out, g]))],
         Op::LogSoftmax(d) => smallvec![Some(apply(Op::LogSoftmaxBackward(*d), &[out, g]))],
         // r = y (dy - s), s = Σ dy y. With t = Σ H y: dr/dy = H (dy - s) - dy t, dr/d dy = y (H - t)
