@@ -138,14 +138,9 @@ fn run(args: Args) -> (f64, f64) {
 
 #[test]
 fn a_quick_run_reconstructs_better() {
-    let plot =
-        std::env::temp_dir().join(format!("ferrograd-autoencoder-{}.svg", std::process::id()));
-    let (before, after) = run(Args::parse_from([
-        "train-mnist-autoencoder",
-        "--quick",
-        "--plot",
-        plot.to_str().unwrap(),
-    ]));
+    let (before, after) =
+        common::run_with_temporary_plot("train-mnist-autoencoder", &["--quick"], |argv| {
+            run(Args::parse_from(argv))
+        });
     assert!(after < 0.8 * before, "loss {before} -> {after}");
-    std::fs::remove_file(plot).unwrap();
 }

@@ -95,19 +95,13 @@ fn run(args: Args) -> f64 {
         &losses,
         &accuracies,
         start.elapsed().as_secs_f64(),
-    );
-    accuracies.last().copied().unwrap_or(0.0)
+    )
 }
 
 #[test]
 fn a_quick_run_learns() {
-    let plot = std::env::temp_dir().join(format!("ferrograd-logistic-{}.svg", std::process::id()));
-    let accuracy = run(Args::parse_from([
-        "train-mnist-logistic",
-        "--quick",
-        "--plot",
-        plot.to_str().unwrap(),
-    ]));
+    let accuracy = common::run_with_temporary_plot("train-mnist-logistic", &["--quick"], |argv| {
+        run(Args::parse_from(argv))
+    });
     assert!(accuracy >= 0.85, "held-out accuracy {accuracy}");
-    std::fs::remove_file(plot).unwrap();
 }

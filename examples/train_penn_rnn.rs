@@ -221,17 +221,13 @@ fn run(args: Args) -> (f64, f64, usize) {
 
 #[test]
 fn a_quick_run_lowers_perplexity_well_below_the_vocabulary() {
-    let plot = std::env::temp_dir().join(format!("ferrograd-penn-{}.svg", std::process::id()));
-    let (before, after, vocab) = run(Args::parse_from([
-        "train-penn-rnn",
-        "--quick",
-        "--plot",
-        plot.to_str().unwrap(),
-    ]));
+    let (before, after, vocab) =
+        common::run_with_temporary_plot("train-penn-rnn", &["--quick"], |argv| {
+            run(Args::parse_from(argv))
+        });
     assert!(
         before > 0.8 * vocab as f64,
         "an untrained model is near uniform: {before} for {vocab} words"
     );
     assert!(after < 0.5 * before, "perplexity {before} -> {after}");
-    std::fs::remove_file(plot).unwrap();
 }

@@ -162,8 +162,34 @@ pub fn fit<P: ferrograd::Tree>(
     (params, losses, accuracies)
 }
 
-/// Writes the curves and prints the closing line.
-pub fn report(name: &str, plot_path: &Path, losses: &[f64], accuracies: &[f64], seconds: f64) {
+/// Runs an example's `run` with `args` plus a temporary `--plot` file, checks the file is an
+/// SVG, removes it, and returns what `run` returned (for the examples' own tests).
+pub fn run_with_temporary_plot<R>(
+    name: &str,
+    args: &[&str],
+    run: impl FnOnce(Vec<String>) -> R,
+) -> R {
+    let plot = std::env::temp_dir().join(format!("ferrograd-{name}-{}.svg", std::process::id()));
+    let mut argv: Vec<String> = std::iter::once(name.to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect();
+    argv.extend(["--plot".to_string(), plot.to_string_lossy().into_owned()]);
+    let result = run(argv);
+    assert!(std::fs::read_to_string(&plot)
+        .expect("the plot was written")
+        .contains("<svg"));
+    std::fs::remove_file(plot).expect("remove the plot");
+    result
+}
+
+/// Writes the curves, prints the closing line, and returns the final held-out accuracy.
+pub fn report(
+    name: &str,
+    plot_path: &Path,
+    losses: &[f64],
+    accuracies: &[f64],
+    seconds: f64,
+) -> f64 {
     if let Err(e) = plot(
         plot_path,
         name,
@@ -177,4 +203,5 @@ pub fn report(name: &str, plot_path: &Path, losses: &[f64], accuracies: &[f64], 
         accuracies.len(),
         plot_path.display()
     );
+    accuracies.last().copied().unwrap_or(0.0)
 }

@@ -54,15 +54,7 @@ impl Module for AutoModule {
     fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
         (self.f)(x, &p[0], &p[1])
     }
-    fn state(&self) -> &ModuleState {
-        &self.state
-    }
-    fn state_mut(&mut self) -> &mut ModuleState {
-        &mut self.state
-    }
-    fn box_clone(&self) -> Box<dyn Module> {
-        Box::new(self.clone())
-    }
+    crate::layers::module_boilerplate!();
 }
 
 /// A criterion computing `f(input, target)`, differentiated automatically.

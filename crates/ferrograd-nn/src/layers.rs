@@ -15,6 +15,7 @@ fn init(rng: &mut Generator, shape: &[usize], fan_in: usize, dtype: DType) -> Te
     Tensor::new(rng.uniform(shape, -bound, bound, dtype))
 }
 
+/// The three `Module` methods every module writes the same way.
 macro_rules! module_boilerplate {
     () => {
         fn state(&self) -> &ModuleState {
@@ -28,6 +29,7 @@ macro_rules! module_boilerplate {
         }
     };
 }
+pub(crate) use module_boilerplate;
 
 /// `y = x Wᵀ + b` with `W: [out, in]`.
 #[derive(Clone)]
