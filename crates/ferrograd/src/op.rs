@@ -100,6 +100,12 @@ pub enum Op {
     Conv2dBackwardInput(crate::Conv2dParams, crate::Shape),
     /// Weight gradient of a convolution (inputs: output gradient, x).
     Conv2dBackwardWeight(crate::Conv2dParams, crate::Shape),
+    /// Max pooling by precomputed window maxima: picks `indices` (i64 `[N, C, H', W']`, flat
+    /// within each `H x W` plane) from the input.
+    MaxPool2d(crate::Array),
+    /// The adjoint of [`Op::MaxPool2d`]: routes the gradient to the picked positions of an
+    /// input of the given shape.
+    MaxPool2dBackward(crate::Array, crate::Shape),
     /// Average pooling (`true`: padding counts in the divisor).
     AvgPool2d(crate::Pool2dParams, bool),
     /// Gradient of average pooling (input: output gradient).
@@ -156,6 +162,8 @@ impl Op {
             Op::Conv2d(_) => "conv2d",
             Op::Conv2dBackwardInput(..) => "conv2d_backward_input",
             Op::Conv2dBackwardWeight(..) => "conv2d_backward_weight",
+            Op::MaxPool2d(_) => "max_pool2d",
+            Op::MaxPool2dBackward(..) => "max_pool2d_backward",
             Op::AvgPool2d(..) => "avg_pool2d",
             Op::AvgPool2dBackward(..) => "avg_pool2d_backward",
             Op::TanhBackward => "tanh_backward",
@@ -219,6 +227,8 @@ impl Op {
             Op::Conv2d(p) => x[0].conv2d(x[1], x.get(2).copied(), *p),
             Op::Conv2dBackwardInput(p, s) => x[0].conv2d_backward_input(x[1], s, *p),
             Op::Conv2dBackwardWeight(p, s) => x[0].conv2d_backward_weight(x[1], s, *p),
+            Op::MaxPool2d(idx) => crate::ops::nn::pick(x[0], idx),
+            Op::MaxPool2dBackward(idx, s) => x[0].max_pool2d_backward(idx, s),
             Op::AvgPool2d(p, inc) => x[0].avg_pool2d(*p, *inc),
             Op::AvgPool2dBackward(p, inc, s) => x[0].avg_pool2d_backward(s, *p, *inc),
             Op::TanhBackward => x[0].tanh_backward(x[1]),
@@ -265,6 +275,8 @@ impl Op {
             Op::Conv2d(_)
             | Op::Conv2dBackwardInput(..)
             | Op::Conv2dBackwardWeight(..)
+            | Op::MaxPool2d(_)
+            | Op::MaxPool2dBackward(..)
             | Op::AvgPool2d(..)
             | Op::AvgPool2dBackward(..)
             | Op::TanhBackward

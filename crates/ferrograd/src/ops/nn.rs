@@ -6,7 +6,15 @@ use smallvec::smallvec;
 
 use crate::op::{Grads, Op};
 use crate::tensor::apply;
-use crate::{Conv2dParams, Dim, Pool2dParams, Tensor};
+use crate::{Array, Conv2dParams, Dim, Pool2dParams, Tensor};
+
+/// The values of `x: [N, C, H, W]` at the flat in-plane `indices: [N, C, H', W']`.
+pub(crate) fn pick(x: &Array, indices: &Array) -> Array {
+    let (n, c) = (x.shape()[0], x.shape()[1]);
+    let planes = x.reshape(&[n, c, x.shape()[2] * x.shape()[3]]);
+    let flat = indices.reshape(&[n, c, indices.shape()[2] * indices.shape()[3]]);
+    planes.gather(2usize, &flat).reshape(indices.shape())
+}
 
 pub(crate) fn nn_vjp(op: &Op, x: &[Tensor], out: &Tensor, g: &Tensor) -> Grads {
     match op {
@@ -39,6 +47,12 @@ pub(crate) fn nn_vjp(op: &Op, x: &[Tensor], out: &Tensor, g: &Tensor) -> Grads {
             let d_x = apply(Op::Conv2dBackwardInput(*p, xin.shape().into()), &[dy, g]);
             smallvec![Some(d_dy), Some(d_x)]
         }
+        Op::MaxPool2d(idx) => smallvec![Some(apply(
+            Op::MaxPool2dBackward(idx.clone(), x[0].shape().into()),
+            &[g]
+        ))],
+        // routing a gradient is linear: its adjoint picks the same positions
+        Op::MaxPool2dBackward(idx, _) => smallvec![Some(apply(Op::MaxPool2d(idx.clone()), &[g]))],
         Op::AvgPool2d(p, inc) => smallvec![Some(apply(
             Op::AvgPool2dBackward(*p, *inc, x[0].shape().into()),
             &[g]
@@ -101,14 +115,7 @@ impl Tensor {
     #[track_caller]
     pub fn max_pool2d(&self, params: Pool2dParams) -> (Tensor, Tensor) {
         let (_, idx) = self.value().max_pool2d(params);
-        let (n, c) = (self.shape()[0], self.shape()[1]);
-        let (oh, ow) = (idx.shape()[2], idx.shape()[3]);
-        let flat_idx = Tensor::new(idx.reshape(&[n, c, oh * ow]));
-        let values = self
-            .reshape(&[n, c, self.shape()[2] * self.shape()[3]])
-            .gather(2, &flat_idx)
-            .reshape(&[n, c, oh, ow]);
-        (values, Tensor::new(idx))
+        (apply(Op::MaxPool2d(idx.clone()), &[self]), Tensor::new(idx))
     }
 
     /// Average pooling (`count_include_pad`: padding counts as zeros in the divisor).
