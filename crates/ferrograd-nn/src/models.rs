@@ -294,6 +294,30 @@ pub struct RecurrentParams {
     pub v: Option<Tensor>,
     /// GRU candidate bias `[H]`.
     pub c: Option<Tensor>,
+    /// Batch-normalized LSTM: gain and bias of the gate normalization `[4H]` (0.1 and 0, as
+    /// the seed) and of the cell normalization `[H]`.
+    pub batch_norm: Option<LstmNormParams>,
+}
+
+/// The shared affine parameters of a batch-normalized LSTM.
+#[derive(Tree, Clone, Debug)]
+pub struct LstmNormParams {
+    /// Gate gain `[4H]`.
+    pub gate_gain: Tensor,
+    /// Gate bias `[4H]`.
+    pub gate_bias: Tensor,
+    /// Cell gain `[H]`.
+    pub cell_gain: Tensor,
+    /// Cell bias `[H]`.
+    pub cell_bias: Tensor,
+}
+
+/// Per-time-step running statistics of a batch-normalized LSTM (steps past the last layer
+/// reuse it, as the seed's `maxBatchNormalizationLayers`).
+#[derive(Debug)]
+pub struct LstmNormState {
+    gates: Vec<crate::functional::RunningStats>,
+    cells: Vec<crate::functional::RunningStats>,
 }
 
 /// The state carried between calls: hidden state, LSTM cell, fast-weight matrix.
@@ -318,6 +342,10 @@ pub struct RecurrentNetwork {
     pub hidden_features: usize,
     /// Last step or all steps.
     pub output: Output,
+    /// Batch-normalization statistics of a batch-normalized LSTM.
+    pub batch_norm: Option<std::sync::Arc<LstmNormState>>,
+    /// Training mode (batch statistics, moving running statistics) or evaluation.
+    pub training: bool,
 }
 
 impl RecurrentNetwork {
@@ -354,9 +382,56 @@ impl RecurrentNetwork {
                 input_features,
                 hidden_features,
                 output,
+                batch_norm: None,
+                training: true,
             },
-            RecurrentParams { w, b, v, c },
+            RecurrentParams {
+                w,
+                b,
+                v,
+                c,
+                batch_norm: None,
+            },
         )
+    }
+
+    /// A batch-normalized LSTM (Cooijmans et al.; the seed's `batchNormalization` option):
+    /// the gate pre-activations and the cell are normalized per time step with their own
+    /// running statistics (steps past `max_layers` share the last), and shared gains (0.1)
+    /// and biases (0). Needs batches of more than one sequence in training.
+    pub fn lstm_with_batch_norm(
+        input_features: usize,
+        hidden_features: usize,
+        output: Output,
+        max_layers: usize,
+        rng: &mut Generator,
+        dtype: DType,
+    ) -> (RecurrentNetwork, RecurrentParams) {
+        let (mut net, mut params) = RecurrentNetwork::new(
+            Cell::Lstm,
+            input_features,
+            hidden_features,
+            output,
+            rng,
+            dtype,
+        );
+        let h = hidden_features;
+        let layers = max_layers.max(1);
+        net.batch_norm = Some(std::sync::Arc::new(LstmNormState {
+            gates: (0..layers)
+                .map(|_| crate::functional::RunningStats::new(4 * h, 0.1, dtype))
+                .collect(),
+            cells: (0..layers)
+                .map(|_| crate::functional::RunningStats::new(h, 0.1, dtype))
+                .collect(),
+        }));
+        params.batch_norm = Some(LstmNormParams {
+            gate_gain: Tensor::full(&[4 * h], 0.1, dtype),
+            gate_bias: Tensor::zeros(&[4 * h], dtype),
+            cell_gain: Tensor::full(&[h], 0.1, dtype),
+            cell_bias: Tensor::zeros(&[h], dtype),
+        });
+        (net, params)
     }
 
     /// Runs the sequence from `state` (zeros when absent); returns the output and the new
@@ -396,12 +471,37 @@ impl RecurrentNetwork {
             match self.cell {
                 Cell::Plain => h = F::tanh(&F::linear(&xh, &p.w.t(), Some(&p.b))),
                 Cell::Lstm => {
-                    let dots = xh.matmul(&p.w) + &p.b;
+                    let norm = match (&self.batch_norm, &p.batch_norm) {
+                        (Some(state), Some(np)) => Some((state, np, t.min(state.gates.len() - 1))),
+                        _ => None,
+                    };
+                    let dots = match norm {
+                        Some((state, np, layer)) => F::batch_norm(
+                            &xh.matmul(&p.w),
+                            Some(&np.gate_gain),
+                            Some(&np.gate_bias),
+                            Some(&state.gates[layer]),
+                            self.training,
+                            1e-5,
+                        ),
+                        None => xh.matmul(&p.w) + &p.b,
+                    };
                     let gates = dots.reshape(&[bsz, 4, hsz]);
                     let ifo = F::sigmoid(&gates.narrow(1, 0, 3));
                     let g = F::tanh(&gates.select(1, 3));
                     c = &ifo.select(1, 1) * &c + &ifo.select(1, 0) * &g;
-                    h = &ifo.select(1, 2) * &F::tanh(&c);
+                    let cell_out = match norm {
+                        Some((state, np, layer)) => F::batch_norm(
+                            &c,
+                            Some(&np.cell_gain),
+                            Some(&np.cell_bias),
+                            Some(&state.cells[layer]),
+                            self.training,
+                            1e-5,
+                        ),
+                        None => c.clone(),
+                    };
+                    h = &ifo.select(1, 2) * &F::tanh(&cell_out);
                 }
                 Cell::Gru => {
                     let gates = F::sigmoid(&(xh.matmul(&p.w) + &p.b)).reshape(&[bsz, 2, hsz]);

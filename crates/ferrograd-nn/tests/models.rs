@@ -293,3 +293,30 @@ fn utilities() {
         vec![10.0, 11.0, 10.0, 11.0, 0.0, 1.0]
     );
 }
+
+#[test]
+fn batch_normalized_lstm() {
+    let mut rng = Generator::new(7);
+    let (mut rnn, params) =
+        RecurrentNetwork::lstm_with_batch_norm(3, 4, Output::All, 2, &mut rng, DType::F64);
+    let x = randn(&mut rng, &[5, 3, 3]);
+    let (y, state) = rnn.forward(&params, &x, &RecurrentState::default());
+    assert_eq!(y.shape(), &[5, 3, 4]);
+    assert!(state.c.is_some());
+    let f = |p: &models::RecurrentParams, x: &Tensor| {
+        rnn.forward(p, x, &RecurrentState::default()).0.sin().sum()
+    };
+    let report = gradcheck(f, &params, (&x,), 1e-6);
+    assert!(report.passed(), "{report}");
+    // evaluation uses (and keeps) the running statistics: deterministic across calls
+    rnn.training = false;
+    let a = rnn
+        .forward(&params, &x, &RecurrentState::default())
+        .0
+        .to_f64_vec();
+    let b = rnn
+        .forward(&params, &x, &RecurrentState::default())
+        .0
+        .to_f64_vec();
+    assert_eq!(a, b);
+}
