@@ -201,6 +201,24 @@ impl Tensor {
         Tensor::new(self.value().argmax(dim, keepdim))
     }
 
+    /// Index of the first largest value of the flattened tensor, 0-d i64 (no gradient).
+    #[track_caller]
+    pub fn argmax_all(&self) -> Tensor {
+        Tensor::new(self.value().argmax_all())
+    }
+
+    /// Index of the first smallest value of the flattened tensor, 0-d i64 (no gradient).
+    #[track_caller]
+    pub fn argmin_all(&self) -> Tensor {
+        Tensor::new(self.value().argmin_all())
+    }
+
+    /// True when every pair of values is within `atol + rtol * |other|` (shapes broadcast).
+    #[track_caller]
+    pub fn allclose(&self, other: &Tensor, rtol: f64, atol: f64) -> bool {
+        self.value().allclose(other.value(), rtol, atol)
+    }
+
     /// Index of the first smallest value along `dim` (i64, no gradient).
     #[track_caller]
     pub fn argmin(&self, dim: impl Dim, keepdim: bool) -> Tensor {

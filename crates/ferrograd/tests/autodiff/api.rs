@@ -245,3 +245,12 @@ fn profiler_counts_forward_and_backward() {
         "{report}"
     );
 }
+
+#[test]
+fn flat_argmax_and_allclose() {
+    let x = Tensor::from_vec(vec![1.0f64, 7.0, -3.0, 7.0], &[2, 2]);
+    assert_eq!(x.argmax_all().item::<i64>(), 1);
+    assert_eq!(x.argmin_all().item::<i64>(), 2);
+    assert!(x.allclose(&(&x + 1e-12), 1e-9, 0.0));
+    assert!(!x.allclose(&(&x + 1e-3), 1e-9, 0.0));
+}
