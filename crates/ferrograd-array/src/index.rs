@@ -323,6 +323,31 @@ impl Array {
         dispatch_number!(self.dtype(), "index_add", T => kernel::<T>(out, src, &rows, outer, size, inner));
     }
 
+    /// The row-major positions where a bool array is true.
+    #[track_caller]
+    pub fn mask_positions(&self) -> Vec<usize> {
+        self.expect_bool("mask_positions");
+        self.values::<bool>("mask_positions")
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The row-major positions where a bool array is true, as a 1-d i64 array (NumPy's
+    /// `flatnonzero`).
+    #[track_caller]
+    pub fn flat_nonzero(&self) -> Array {
+        let positions: Vec<i64> = self
+            .mask_positions()
+            .into_iter()
+            .map(|i| i as i64)
+            .collect();
+        let n = positions.len();
+        Array::from_vec(positions, &[n])
+    }
+
     /// The rows an [`Index`] names along dim 0, as a 1-d position list, or `None` for an
     /// elementwise mask.
     #[track_caller]
@@ -340,14 +365,7 @@ impl Array {
                 if m.shape() == self.shape() {
                     None
                 } else if m.ndim() == 1 && m.shape()[0] == n {
-                    Some(
-                        m.to_vec::<bool>()
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, &b)| b)
-                            .map(|(i, _)| i)
-                            .collect(),
-                    )
+                    Some(m.mask_positions())
                 } else {
                     fail(op, format_args!(
                         "mask of shape {} must have the array's shape {} or be 1-d over its {} rows",
@@ -368,18 +386,9 @@ impl Array {
                 0usize,
                 &Array::from_vec(rows.iter().map(|&r| r as i64).collect(), &[rows.len()]),
             ),
-            (Index::Mask(m), None) => {
-                let keep: Vec<i64> = m
-                    .to_vec::<bool>()
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &b)| b)
-                    .map(|(i, _)| i as i64)
-                    .collect();
-                let n = keep.len();
-                self.reshape(&[self.numel()])
-                    .index_select(0usize, &Array::from_vec(keep, &[n]))
-            }
+            (Index::Mask(m), None) => self
+                .reshape(&[self.numel()])
+                .index_select(0usize, &m.flat_nonzero()),
             _ => unreachable!("only masks address elements"),
         }
     }
@@ -439,13 +448,7 @@ impl Array {
                 let Index::Mask(mask) = index else {
                     unreachable!("only masks address elements")
                 };
-                let positions: Vec<usize> = mask
-                    .to_vec::<bool>()
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &b)| b)
-                    .map(|(i, _)| i)
-                    .collect();
+                let positions = mask.mask_positions();
                 let count = positions.len();
                 if values.numel() == 1 {
                     (positions, values.reshape(&[1]).expand(&[count]))

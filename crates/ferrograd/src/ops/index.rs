@@ -13,9 +13,12 @@ use crate::op::{Grads, Op};
 use crate::tensor::apply;
 use crate::{Array, DType, Dim, Index, Tensor};
 
-fn i64_tensor(values: Vec<i64>) -> Tensor {
-    let n = values.len();
-    Tensor::new(Array::from_vec(values, &[n]))
+/// Row positions as a 1-d i64 index tensor.
+fn positions(rows: &[usize]) -> Tensor {
+    Tensor::from_vec(
+        rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+        &[rows.len()],
+    )
 }
 
 /// Zero-pads `t` at the end of each dim up to `shape` (src arrays may be larger than their
@@ -76,7 +79,7 @@ pub(crate) fn index_vjp(op: &Op, x: &[Tensor], g: &Tensor) -> Grads {
             };
             let dv = match base.value().index_rows(index, "index_put") {
                 Some(rows) => {
-                    let idx = i64_tensor(rows.iter().map(|&r| r as i64).collect());
+                    let idx = positions(&rows);
                     let mut region = g.index_select(0, &idx);
                     if !*accumulate {
                         // Of repeated rows only the last write survives.
@@ -114,15 +117,8 @@ pub(crate) fn index_vjp(op: &Op, x: &[Tensor], g: &Tensor) -> Grads {
                             .sum()
                             .reshape(v.shape())
                     } else {
-                        let positions: Vec<i64> = mask
-                            .to_vec::<bool>()
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, &b)| b)
-                            .map(|(i, _)| i as i64)
-                            .collect();
                         g.reshape(&[g.numel()])
-                            .index_select(0, &i64_tensor(positions))
+                            .index_select(0, &Tensor::new(mask.flat_nonzero()))
                             .reshape(v.shape())
                     }
                 }
@@ -215,20 +211,10 @@ impl Tensor {
         let index = index.into();
         match (&index, self.value().index_rows(&index, "index")) {
             (Index::Single(_), Some(rows)) => self.select(0, rows[0]),
-            (_, Some(rows)) => {
-                self.index_select(0, &i64_tensor(rows.iter().map(|&r| r as i64).collect()))
-            }
-            (Index::Mask(m), None) => {
-                let keep: Vec<i64> = m
-                    .to_vec::<bool>()
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &b)| b)
-                    .map(|(i, _)| i as i64)
-                    .collect();
-                self.reshape(&[self.numel()])
-                    .index_select(0, &i64_tensor(keep))
-            }
+            (_, Some(rows)) => self.index_select(0, &positions(&rows)),
+            (Index::Mask(m), None) => self
+                .reshape(&[self.numel()])
+                .index_select(0, &Tensor::new(m.flat_nonzero())),
             _ => unreachable!("only masks address elements"),
         }
     }
