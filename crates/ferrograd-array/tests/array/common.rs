@@ -145,6 +145,30 @@ pub fn case(
     }
 }
 
+/// A random array of `shape` in one of `layouts`, chosen at random.
+pub fn case_in(
+    rng: &mut Generator,
+    shape: &[usize],
+    dtype: DType,
+    layouts: &[Layout],
+    low: f64,
+    high: f64,
+) -> Case {
+    let layout = layouts[rng.rng().random_range(0..layouts.len())];
+    case(rng, shape, dtype, layout, low, high)
+}
+
+/// A random shape of 1 to `max_dims` dims (sizes `1..=max_size`) and one of its dims.
+pub fn shape_and_dim(rng: &mut Generator, max_dims: usize, max_size: usize) -> (Vec<usize>, usize) {
+    loop {
+        let shape = random_shape(rng, max_dims, max_size, false);
+        if !shape.is_empty() {
+            let d = rng.rng().random_range(0..shape.len());
+            return (shape, d);
+        }
+    }
+}
+
 /// A random shape of 0 to `max_dims` dims with sizes in `0..=max_size` (sizes of 0 only when
 /// `allow_empty`).
 pub fn random_shape(

@@ -74,14 +74,8 @@ fn conv2d_forward_matches_the_definition() {
     for dtype in [DType::F64, DType::F32] {
         for _ in 0..40 {
             let (xs, ws, p) = random_conv(&mut rng);
-            let x = {
-                let l = LAYOUTS[rng.rng().random_range(0..3)];
-                case(&mut rng, &xs, dtype, l, -1.0, 1.0)
-            };
-            let w = {
-                let l = LAYOUTS[rng.rng().random_range(0..3)];
-                case(&mut rng, &ws, dtype, l, -1.0, 1.0)
-            };
+            let x = case_in(&mut rng, &xs, dtype, &LAYOUTS[..3], -1.0, 1.0);
+            let w = case_in(&mut rng, &ws, dtype, &LAYOUTS[..3], -1.0, 1.0);
             let b = case(&mut rng, &[ws[0]], dtype, Layout::Contiguous, -1.0, 1.0);
             let got = x.array.conv2d(&w.array, Some(&b.array), p);
             let (want, shape) = naive_conv(&x.values, xs, &w.values, ws, Some(&b.values), p);
@@ -181,10 +175,7 @@ fn max_pool_forward_and_backward() {
     let mut rng = Generator::new(53);
     for _ in 0..40 {
         let (xs, p) = random_pool(&mut rng);
-        let x = {
-            let l = LAYOUTS[rng.rng().random_range(0..3)];
-            case(&mut rng, &xs, DType::F64, l, -1.0, 1.0)
-        };
+        let x = case_in(&mut rng, &xs, DType::F64, &LAYOUTS[..3], -1.0, 1.0);
         let (y, idx) = x.array.max_pool2d(p);
         let (oh, ow, win, _) = windows(xs, p);
         assert_eq!(y.shape(), &[xs[0], xs[1], oh, ow]);
@@ -223,10 +214,7 @@ fn avg_pool_forward_and_backward() {
     for _ in 0..40 {
         let (xs, p) = random_pool(&mut rng);
         let include = rng.rng().random_bool(0.5);
-        let x = {
-            let l = LAYOUTS[rng.rng().random_range(0..3)];
-            case(&mut rng, &xs, DType::F64, l, -1.0, 1.0)
-        };
+        let x = case_in(&mut rng, &xs, DType::F64, &LAYOUTS[..3], -1.0, 1.0);
         let y = x.array.avg_pool2d(p, include);
         let (oh, ow, win, full) = windows(xs, p);
         let hw = xs[2] * xs[3];

@@ -11,15 +11,8 @@ fn idx(v: &[i64]) -> Array {
 fn index_select_along_each_dim() {
     let mut rng = Generator::new(40);
     for _ in 0..40 {
-        let shape = random_shape(&mut rng, 3, 4, false);
-        if shape.is_empty() {
-            continue;
-        }
-        let d = rng.rng().random_range(0..shape.len());
-        let c = {
-            let l = LAYOUTS[rng.rng().random_range(0..4)];
-            case(&mut rng, &shape, DType::F64, l, -1.0, 1.0)
-        };
+        let (shape, d) = shape_and_dim(&mut rng, 3, 4);
+        let c = case_in(&mut rng, &shape, DType::F64, &LAYOUTS, -1.0, 1.0);
         let picks: Vec<i64> = (0..rng.rng().random_range(0..5))
             .map(|_| rng.rng().random_range(-(shape[d] as i64)..shape[d] as i64))
             .collect();
@@ -47,15 +40,8 @@ fn index_select_along_each_dim() {
 fn gather_and_scatter_are_inverse_along_a_dim() {
     let mut rng = Generator::new(41);
     for _ in 0..40 {
-        let shape = random_shape(&mut rng, 3, 4, false);
-        if shape.is_empty() {
-            continue;
-        }
-        let d = rng.rng().random_range(0..shape.len());
-        let c = {
-            let l = LAYOUTS[rng.rng().random_range(0..4)];
-            case(&mut rng, &shape, DType::F64, l, -1.0, 1.0)
-        };
+        let (shape, d) = shape_and_dim(&mut rng, 3, 4);
+        let c = case_in(&mut rng, &shape, DType::F64, &LAYOUTS, -1.0, 1.0);
         // index no larger than the array outside `d`
         let ishape: Vec<usize> = shape
             .iter()
@@ -170,19 +156,12 @@ fn index_put_in_every_form() {
 fn cat_stack_split_chunk() {
     let mut rng = Generator::new(42);
     for _ in 0..20 {
-        let shape = random_shape(&mut rng, 3, 3, false);
-        if shape.is_empty() {
-            continue;
-        }
-        let d = rng.rng().random_range(0..shape.len());
+        let (shape, d) = shape_and_dim(&mut rng, 3, 3);
         let parts: Vec<Case> = (0..3)
             .map(|_| {
                 let mut s = shape.clone();
                 s[d] = rng.rng().random_range(0..3);
-                {
-                    let l = LAYOUTS[rng.rng().random_range(0..4)];
-                    case(&mut rng, &s, DType::F64, l, -1.0, 1.0)
-                }
+                case_in(&mut rng, &s, DType::F64, &LAYOUTS, -1.0, 1.0)
             })
             .collect();
         let arrays: Vec<Array> = parts.iter().map(|c| c.array.clone()).collect();

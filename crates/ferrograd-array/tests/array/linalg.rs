@@ -24,14 +24,8 @@ fn matrix_products_on_every_layout_and_orientation() {
                 rng.rng().random_range(0..20),
                 rng.rng().random_range(1..20),
             );
-            let a = {
-                let l = LAYOUTS[rng.rng().random_range(0..4)];
-                case(&mut rng, &[m, k], dtype, l, -1.0, 1.0)
-            };
-            let b = {
-                let l = LAYOUTS[rng.rng().random_range(0..4)];
-                case(&mut rng, &[k, n], dtype, l, -1.0, 1.0)
-            };
+            let a = case_in(&mut rng, &[m, k], dtype, &LAYOUTS, -1.0, 1.0);
+            let b = case_in(&mut rng, &[k, n], dtype, &LAYOUTS, -1.0, 1.0);
             let got = a.array.matmul(&b.array);
             assert_eq!(got.shape(), &[m, n]);
             let (rtol, _) = tol(dtype);
@@ -118,14 +112,8 @@ fn batched_products_broadcast_their_batch_dims() {
         let bb: Vec<usize> = vec![rng.rng().random_range(2..4)];
         let sa: Vec<usize> = ba.iter().copied().chain([m, k]).collect();
         let sb: Vec<usize> = bb.iter().copied().chain([k, n]).collect();
-        let a = {
-            let l = LAYOUTS[rng.rng().random_range(0..4)];
-            case(&mut rng, &sa, DType::F64, l, -1.0, 1.0)
-        };
-        let b = {
-            let l = LAYOUTS[rng.rng().random_range(0..4)];
-            case(&mut rng, &sb, DType::F64, l, -1.0, 1.0)
-        };
+        let a = case_in(&mut rng, &sa, DType::F64, &LAYOUTS, -1.0, 1.0);
+        let b = case_in(&mut rng, &sb, DType::F64, &LAYOUTS, -1.0, 1.0);
         let got = a.array.matmul(&b.array);
         let batch = ferrograd_array::broadcast_shapes(&ba, &bb)
             .unwrap()

@@ -182,15 +182,8 @@ fn max_and_min_with_indices_pick_the_first_tie() {
 fn max_dim_on_random_layouts() {
     let mut rng = Generator::new(22);
     for _ in 0..40 {
-        let shape = random_shape(&mut rng, 3, 5, false);
-        if shape.is_empty() {
-            continue;
-        }
-        let d = rng.rng().random_range(0..shape.len());
-        let c = {
-            let l = LAYOUTS[rng.rng().random_range(0..4)];
-            case(&mut rng, &shape, DType::F64, l, -1.0, 1.0)
-        };
+        let (shape, d) = shape_and_dim(&mut rng, 3, 5);
+        let c = case_in(&mut rng, &shape, DType::F64, &LAYOUTS, -1.0, 1.0);
         let (v, i) = c.array.max_dim(d, false);
         let (_, g) = groups(&c.values, &shape, &[d]);
         for (k, grp) in g.iter().enumerate() {
@@ -213,10 +206,7 @@ fn variance_std_and_norms() {
     for _ in 0..30 {
         let shape = random_shape(&mut rng, 3, 5, false);
         let dims = random_dims(&mut rng, shape.len());
-        let c = {
-            let l = LAYOUTS[rng.rng().random_range(0..4)];
-            case(&mut rng, &shape, DType::F64, l, -2.0, 2.0)
-        };
+        let c = case_in(&mut rng, &shape, DType::F64, &LAYOUTS, -2.0, 2.0);
         let (_, g) = groups(&c.values, &shape, &dims);
         for correction in [0usize, 1] {
             let want: Vec<f64> = g
@@ -289,10 +279,7 @@ fn cumsum_along_every_dim() {
             continue;
         }
         let d = rng.rng().random_range(0..shape.len());
-        let c = {
-            let l = LAYOUTS[rng.rng().random_range(0..4)];
-            case(&mut rng, &shape, DType::F64, l, -1.0, 1.0)
-        };
+        let c = case_in(&mut rng, &shape, DType::F64, &LAYOUTS, -1.0, 1.0);
         let want: Vec<f64> = (0..numel(&shape))
             .map(|i| {
                 let idx = unravel(i, &shape);

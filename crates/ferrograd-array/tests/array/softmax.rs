@@ -1,5 +1,4 @@
 use ferrograd_array::{DType, Generator};
-use rand::Rng;
 
 use crate::common::*;
 
@@ -29,15 +28,8 @@ fn softmax_and_log_softmax_forward_and_backward() {
     let mut rng = Generator::new(60);
     for dtype in [DType::F64, DType::F32] {
         for _ in 0..40 {
-            let shape = random_shape(&mut rng, 3, 5, false);
-            if shape.is_empty() {
-                continue;
-            }
-            let d = rng.rng().random_range(0..shape.len());
-            let c = {
-                let l = LAYOUTS[rng.rng().random_range(0..4)];
-                case(&mut rng, &shape, dtype, l, -5.0, 5.0)
-            };
+            let (shape, d) = shape_and_dim(&mut rng, 3, 5);
+            let c = case_in(&mut rng, &shape, dtype, &LAYOUTS, -5.0, 5.0);
             let g = case(&mut rng, &shape, dtype, Layout::Contiguous, -1.0, 1.0);
             let mut sm = vec![0.0; c.values.len()];
             let mut lsm = vec![0.0; c.values.len()];
