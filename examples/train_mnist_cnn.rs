@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::Parser;
 use ferrograd::{Conv2dParams, DType, Generator, Pool2dParams, Tensor};
@@ -74,13 +73,14 @@ fn run(args: Args) -> f64 {
     };
     let loss = move |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| F::cross_entropy(&model(p, x), y);
     let run = common::Run {
+        title: "CNN on handwritten digits",
+        plot: &args.plot,
         epochs: if args.quick { 2 } else { args.epochs },
         batch_size: args.batch_size,
         seed: args.seed,
         quiet: args.quick,
     };
-    let start = Instant::now();
-    let (_, losses, accuracies) = common::fit(
+    common::fit(
         &run,
         &train,
         &test,
@@ -88,13 +88,6 @@ fn run(args: Args) -> f64 {
         &mut Adam::new(args.lr),
         loss,
         model,
-    );
-    common::report(
-        "CNN on handwritten digits",
-        &args.plot,
-        &losses,
-        &accuracies,
-        start.elapsed().as_secs_f64(),
     )
 }
 

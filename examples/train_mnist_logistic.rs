@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::Parser;
 use ferrograd::{DType, Tensor, Tree};
@@ -74,13 +73,14 @@ fn run(args: Args) -> f64 {
         b: Tensor::zeros(&[10], DType::F32),
     };
     let run = common::Run {
+        title: "logistic regression on handwritten digits",
+        plot: &args.plot,
         epochs: if args.quick { 3 } else { args.epochs },
         batch_size: args.batch_size,
         seed: args.seed,
         quiet: args.quick,
     };
-    let start = Instant::now();
-    let (_, losses, accuracies) = common::fit(
+    common::fit(
         &run,
         &train,
         &test,
@@ -88,13 +88,6 @@ fn run(args: Args) -> f64 {
         &mut Sgd::new(args.lr),
         loss,
         logits,
-    );
-    common::report(
-        "logistic regression on handwritten digits",
-        &args.plot,
-        &losses,
-        &accuracies,
-        start.elapsed().as_secs_f64(),
     )
 }
 

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::Parser;
 use ferrograd::{DType, Generator, Tensor};
@@ -85,20 +84,14 @@ fn run(args: Args) -> f64 {
     ];
     let mut opt = Sgd::new(args.lr).momentum(0.9);
     let run = common::Run {
+        title: "MLP on handwritten digits",
+        plot: &args.plot,
         epochs,
         batch_size: args.batch_size,
         seed: args.seed,
         quiet: args.quick,
     };
-    let start = Instant::now();
-    let (_, losses, accuracies) = common::fit(&run, &train, &test, params, &mut opt, loss, model);
-    common::report(
-        "MLP on handwritten digits",
-        &args.plot,
-        &losses,
-        &accuracies,
-        start.elapsed().as_secs_f64(),
-    )
+    common::fit(&run, &train, &test, params, &mut opt, loss, model)
 }
 
 #[test]

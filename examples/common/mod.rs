@@ -104,8 +104,12 @@ pub fn plot(
     Ok(())
 }
 
-/// How long and how a training run goes.
-pub struct Run {
+/// How long and how a training run goes, and where its curves go.
+pub struct Run<'a> {
+    /// The title of the plot.
+    pub title: &'a str,
+    /// Where the curves go (SVG).
+    pub plot: &'a Path,
     /// Passes over the training set.
     pub epochs: usize,
     /// Examples per step.
@@ -117,8 +121,8 @@ pub struct Run {
 }
 
 /// Trains `params` with `opt` on the gradient of `loss`; after each epoch, measures the test
-/// accuracy of `predict`. Returns the parameters, the mean training loss and the test
-/// accuracy per epoch.
+/// accuracy of `predict`. Plots the curves, prints the closing line and returns the final
+/// held-out accuracy.
 pub fn fit<P: ferrograd::Tree>(
     run: &Run,
     train: &Dataset,
@@ -127,7 +131,8 @@ pub fn fit<P: ferrograd::Tree>(
     opt: &mut impl ferrograd_nn::optim::Optimizer,
     loss: impl Fn(&P, &Tensor, &Tensor) -> Tensor,
     predict: impl Fn(&P, &Tensor) -> Tensor,
-) -> (P, Vec<f64>, Vec<f64>) {
+) -> f64 {
+    let start = std::time::Instant::now();
     let df = ferrograd::grad(&loss);
     let (mut losses, mut accuracies) = (Vec::new(), Vec::new());
     let bar = progress(
@@ -159,7 +164,13 @@ pub fn fit<P: ferrograd::Tree>(
         }
     }
     bar.finish();
-    (params, losses, accuracies)
+    report(
+        run.title,
+        run.plot,
+        &losses,
+        &accuracies,
+        start.elapsed().as_secs_f64(),
+    )
 }
 
 /// Runs an example's `run` with `args` plus a temporary `--plot` file, checks the file is an
