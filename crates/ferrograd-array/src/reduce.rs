@@ -172,8 +172,35 @@ fn norm_row<T: Float>(x: &[T], p: f64) -> T {
 
 /// Defines `name()` (all elements, 0-d result), `name_dim(dims, keepdim)` and
 /// `name_dim_into(dims, keepdim, out)` from a row kernel.
+/// Which reductions have a dedicated path in `reduce_rows`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sum,
+    Mean,
+    /// max or min: undefined on zero elements
+    Extreme,
+    Other,
+}
+
+/// The result shape of reducing `shape` over `dims`.
+fn reduced_shape(shape: &[usize], dims: &[usize], keepdim: bool) -> Shape {
+    shape
+        .iter()
+        .enumerate()
+        .filter_map(|(d, &n)| {
+            if !dims.contains(&d) {
+                Some(n)
+            } else if keepdim {
+                Some(1)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 macro_rules! reduction {
-    ($($(#[$doc:meta])* $dispatch:ident, $bound:ident, $all:ident, $dim:ident, $into:ident => $row:expr;)*) => {
+    ($($(#[$doc:meta])* $dispatch:ident, $bound:ident, $kind:ident, $all:ident, $dim:ident, $into:ident => $row:expr;)*) => {
         impl Array {$(
             $(#[$doc])*
             /// This form reduces every element to a 0-d array.
@@ -197,11 +224,10 @@ macro_rules! reduction {
             /// This form reduces the given dims, keeping them as size 1 when `keepdim`.
             #[track_caller]
             pub fn $dim(&self, dims: impl Dims, keepdim: bool) -> Array {
-                let a = self.numeric(stringify!($dim));
-                let dims = dims.resolve_all(a.ndim(), stringify!($dim));
-                let p = plan(&a, &dims, keepdim);
-                let mut out = Array::empty(&p.out_shape, a.dtype());
-                a.$into(dims.as_slice(), keepdim, &mut out);
+                let dims = dims.resolve_all(self.ndim(), stringify!($dim));
+                let dtype = if self.dtype() == DType::Bool { DType::I64 } else { self.dtype() };
+                let mut out = Array::empty(&reduced_shape(self.shape(), &dims, keepdim), dtype);
+                self.$into(dims.as_slice(), keepdim, &mut out);
                 out
             }
 
@@ -215,7 +241,7 @@ macro_rules! reduction {
                     let f: fn(&[T]) -> T = $row;
                     f(x)
                 }
-                $dispatch!(a.dtype(), stringify!($dim), T => a.reduce_rows::<T>(&p, out, stringify!($dim), row::<T>))
+                $dispatch!(a.dtype(), stringify!($dim), T => a.reduce_rows::<T>(&p, out, Kind::$kind, stringify!($dim), row::<T>))
             }
         )*}
     };
@@ -223,17 +249,17 @@ macro_rules! reduction {
 
 reduction! {
     /// Sum of elements (0 for none).
-    dispatch_number, Number, sum, sum_dim, sum_dim_into => sum_row;
+    dispatch_number, Number, Sum, sum, sum_dim, sum_dim_into => sum_row;
     /// Product of elements (1 for none).
-    dispatch_number, Number, prod, prod_dim, prod_dim_into => prod_row;
+    dispatch_number, Number, Other, prod, prod_dim, prod_dim_into => prod_row;
     /// Mean of elements (NaN for none).
-    dispatch_float, Float, mean, mean_dim, mean_dim_into => |x| sum_row(x) / T::from(x.len()).unwrap();
+    dispatch_float, Float, Mean, mean, mean_dim, mean_dim_into => |x| sum_row(x) / T::from(x.len()).unwrap();
     /// Largest element (NaN if any is NaN), values only; see [`max_dim`](Array::max_dim) for indices.
-    dispatch_number, Number, amax, amax_dim, amax_dim_into => |x| arg_extreme(x, |a, b| a > b).0;
+    dispatch_number, Number, Extreme, amax, amax_dim, amax_dim_into => |x| arg_extreme(x, |a, b| a > b).0;
     /// Smallest element (NaN if any is NaN), values only; see [`min_dim`](Array::min_dim) for indices.
-    dispatch_number, Number, amin, amin_dim, amin_dim_into => |x| arg_extreme(x, |a, b| a < b).0;
+    dispatch_number, Number, Extreme, amin, amin_dim, amin_dim_into => |x| arg_extreme(x, |a, b| a < b).0;
     /// `log(sum(exp(x)))`, computed stably.
-    dispatch_float, Float, logsumexp, logsumexp_dim, logsumexp_dim_into => logsumexp_row;
+    dispatch_float, Float, Other, logsumexp, logsumexp_dim, logsumexp_dim_into => logsumexp_row;
 }
 
 impl Array {
@@ -247,8 +273,15 @@ impl Array {
     }
 
     #[track_caller]
-    fn reduce_rows<T: Number>(&self, p: &Plan, out: &mut Array, op: &str, row: fn(&[T]) -> T) {
-        if (p.row_len == 0 || p.rows == 0) && (op.starts_with("amax") || op.starts_with("amin")) {
+    fn reduce_rows<T: Number>(
+        &self,
+        p: &Plan,
+        out: &mut Array,
+        kind: Kind,
+        op: &str,
+        row: fn(&[T]) -> T,
+    ) {
+        if (p.row_len == 0 || p.rows == 0) && kind == Kind::Extreme {
             fail(
                 op,
                 format_args!(
@@ -257,8 +290,7 @@ impl Array {
                 ),
             )
         }
-        let is_sum = op.starts_with("sum");
-        let is_mean = op.starts_with("mean");
+        let (is_sum, is_mean) = (kind == Kind::Sum, kind == Kind::Mean);
         if is_sum && p.rows == 1 && p.row_len >= PARALLEL_MIN {
             let src = self.values::<T>(op);
             let dst = out.out_slice::<T>(&p.out_shape, op);
