@@ -329,25 +329,25 @@ impl Array {
     /// ```
     #[track_caller]
     pub fn max_dim(&self, dim: impl Dim, keepdim: bool) -> (Array, Array) {
-        self.extreme_dim(dim, keepdim, "max_dim", |a, b| a > b)
+        self.extreme_dim(dim, keepdim, "max_dim", true)
     }
 
     /// The smallest value along `dim` and its first index (NaN counts as smallest).
     #[track_caller]
     pub fn min_dim(&self, dim: impl Dim, keepdim: bool) -> (Array, Array) {
-        self.extreme_dim(dim, keepdim, "min_dim", |a, b| a < b)
+        self.extreme_dim(dim, keepdim, "min_dim", false)
     }
 
     /// Index of the first largest value along `dim`.
     #[track_caller]
     pub fn argmax(&self, dim: impl Dim, keepdim: bool) -> Array {
-        self.extreme_dim(dim, keepdim, "argmax", |a, b| a > b).1
+        self.extreme_dim(dim, keepdim, "argmax", true).1
     }
 
     /// Index of the first smallest value along `dim`.
     #[track_caller]
     pub fn argmin(&self, dim: impl Dim, keepdim: bool) -> Array {
-        self.extreme_dim(dim, keepdim, "argmin", |a, b| a < b).1
+        self.extreme_dim(dim, keepdim, "argmin", false).1
     }
 
     /// Index of the first largest value of the flattened array, as a 0-d i64 array.
@@ -375,13 +375,7 @@ impl Array {
     }
 
     #[track_caller]
-    fn extreme_dim(
-        &self,
-        dim: impl Dim,
-        keepdim: bool,
-        op: &str,
-        better: fn(f64, f64) -> bool,
-    ) -> (Array, Array) {
+    fn extreme_dim(&self, dim: impl Dim, keepdim: bool, op: &str, largest: bool) -> (Array, Array) {
         let d = dim.resolve(self.ndim().max(1), op);
         let a = if self.ndim() == 0 {
             self.reshape(&[1])
@@ -400,7 +394,7 @@ impl Array {
         }
         let mut values = Array::empty(&p.out_shape, a.dtype());
         let mut indices = Array::empty(&p.out_shape, DType::I64);
-        a.max_dim_into_plan(&p, better, &mut values, &mut indices, op);
+        a.extreme_into_plan(&p, largest, &mut values, &mut indices, op);
         (values, indices)
     }
 
@@ -416,21 +410,22 @@ impl Array {
         let d = dim.resolve(self.ndim(), "max_dim");
         let a = self.numeric("max_dim");
         let p = plan(&a, &[d], keepdim);
-        a.max_dim_into_plan(&p, |x, y| x > y, values, indices, "max_dim_into");
+        a.extreme_into_plan(&p, true, values, indices, "max_dim_into");
     }
 
     #[track_caller]
-    fn max_dim_into_plan(
+    /// The largest (or smallest) value of each row of the plan and its first index.
+    fn extreme_into_plan(
         &self,
         p: &Plan,
-        better: fn(f64, f64) -> bool,
+        largest: bool,
         values: &mut Array,
         indices: &mut Array,
         op: &str,
     ) {
         fn kernel<T: Number>(
             p: &Plan,
-            better: fn(f64, f64) -> bool,
+            largest: bool,
             values: &mut Array,
             indices: &mut Array,
             op: &str,
@@ -438,7 +433,7 @@ impl Array {
             let src = p.permuted.values::<T>(op);
             let vs = values.out_slice::<T>(&p.out_shape, op);
             let is = indices.out_slice::<i64>(&p.out_shape, op);
-            let cmp = if better(1.0, 0.0) {
+            let cmp = if largest {
                 (|a: T, b: T| a > b) as fn(T, T) -> bool
             } else {
                 |a: T, b: T| a < b
@@ -447,7 +442,7 @@ impl Array {
                 (*v, *i) = arg_extreme(row, cmp);
             }
         }
-        dispatch_number!(self.dtype(), op, T => kernel::<T>(p, better, values, indices, op))
+        dispatch_number!(self.dtype(), op, T => kernel::<T>(p, largest, values, indices, op))
     }
 
     /// Variance over `dims` with `correction` subtracted from the count (1 gives the unbiased
