@@ -45,12 +45,12 @@ impl CustomOp for Activation {
 
     fn backward(&self, x: &[Tensor], y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
         let dx = match self.0 {
-            // 1 - tanh²
-            Kind::Tanh => g * &y.square().rsub_scalar(1.0),
+            // 1 - tanh², one fused pass
+            Kind::Tanh => y.tanh_backward(g),
             // [x > 0]
             Kind::Relu => g * &x[0].gt_scalar(0.0).to_dtype(g.dtype()),
-            // σ (1 - σ)
-            Kind::Sigmoid => g * &(y * &y.rsub_scalar(1.0)),
+            // σ (1 - σ), one fused pass
+            Kind::Sigmoid => y.sigmoid_backward(g),
             // [x > threshold]
             Kind::Threshold { threshold, .. } => g * &x[0].gt_scalar(threshold).to_dtype(g.dtype()),
             // y (g - Σ g y)

@@ -117,9 +117,9 @@ pub(crate) fn unary_vjp(u: Unary, x: &Tensor, out: &Tensor, g: &Tensor) -> Grads
         Unary::Sin => g * &x.cos(),
         Unary::Cos => -(g * &x.sin()),
         // d tanh = 1 - tanh², fused in one pass
-        Unary::Tanh => apply(Op::TanhBackward, &[out, g]),
+        Unary::Tanh => out.tanh_backward(g),
         // d σ = σ (1 - σ), fused in one pass
-        Unary::Sigmoid => apply(Op::SigmoidBackward, &[out, g]),
+        Unary::Sigmoid => out.sigmoid_backward(g),
         // d relu = [x > 0]
         Unary::Relu => g * &mask_as(&x.gt_scalar(0.0), x),
         // d 1/x = -1/x²
@@ -502,6 +502,20 @@ impl Tensor {
     #[track_caller]
     pub fn logical_not(&self) -> Tensor {
         apply(Op::Compare(Compare::Not), &[self])
+    }
+
+    /// The gradient of `tanh` given its output `self` and the output gradient:
+    /// `grad (1 - y²)` in one pass (differentiable again).
+    #[track_caller]
+    pub fn tanh_backward(&self, grad: &Tensor) -> Tensor {
+        apply(Op::TanhBackward, &[self, grad])
+    }
+
+    /// The gradient of `sigmoid` given its output `self` and the output gradient:
+    /// `grad y (1 - y)` in one pass (differentiable again).
+    #[track_caller]
+    pub fn sigmoid_backward(&self, grad: &Tensor) -> Tensor {
+        apply(Op::SigmoidBackward, &[self, grad])
     }
 
     /// Clamps into `[min, max]` (either may be absent); the gradient passes inside the range.
