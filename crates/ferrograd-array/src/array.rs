@@ -209,6 +209,13 @@ impl Array {
                 [self.offset],
                 |[base]| {
                     let out = &mut dst[block * r * c..(block + 1) * r * c];
+                    if sr == 1 && sc == r as isize {
+                        // A whole column-major block (the `.t()` of a row-major matrix):
+                        // the `transpose` crate's cache-blocked copy.
+                        transpose::transpose(&data[base..base + r * c], out, r, c);
+                        block += 1;
+                        return;
+                    }
                     for i0 in (0..r).step_by(TILE) {
                         for j0 in (0..c).step_by(TILE) {
                             for i in i0..(i0 + TILE).min(r) {

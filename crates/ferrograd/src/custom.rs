@@ -24,7 +24,9 @@ use crate::{Array, Tensor};
 /// impl CustomOp for Cube {
 ///     fn name(&self) -> &str { "cube" }
 ///     fn forward(&self, x: &[&Array]) -> Array { x[0].pow_scalar(3.0) }
-///     fn backward(&self, x: &[Tensor], _out: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+///     fn backward(&self, x: &[Tensor], _out: &Tensor, g: &Tensor, _needs: &[bool])
+///         -> Vec<Option<Tensor>>
+///     {
 ///         vec![Some(g * &x[0].square() * 3.0)]
 ///     }
 /// }
@@ -44,7 +46,18 @@ pub trait CustomOp: std::fmt::Debug + Send + Sync + 'static {
     /// The gradient of each input given the inputs, the output and the output gradient, in
     /// differentiable `Tensor` operations (`None`: no gradient for that input). The default
     /// calls [`backward_array`](CustomOp::backward_array).
-    fn backward(&self, inputs: &[Tensor], output: &Tensor, grad: &Tensor) -> Vec<Option<Tensor>> {
+    ///
+    /// `needs[i]` says whether input `i`'s gradient is used (PyTorch's
+    /// `ctx.needs_input_grad`): it is false for inputs that are data or constants to this
+    /// derivative, whose gradient would be dropped. Returning `None` there skips the work
+    /// (say, the input gradient of a first layer); returning a gradient anyway is correct.
+    fn backward(
+        &self,
+        inputs: &[Tensor],
+        output: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
         if inputs.iter().chain([output, grad]).any(Tensor::is_traced) {
             panic!(
                 "ferrograd: custom op `{}` has an array-level backward, so it cannot be \
@@ -54,21 +67,22 @@ pub trait CustomOp: std::fmt::Debug + Send + Sync + 'static {
             );
         }
         let arrays: Vec<&Array> = inputs.iter().map(Tensor::value).collect();
-        self.backward_array(&arrays, output.value(), grad.value())
+        self.backward_array(&arrays, output.value(), grad.value(), needs)
             .into_iter()
             .map(|g| g.map(Tensor::new))
             .collect()
     }
 
     /// A hand-written gradient kernel on arrays (first derivatives only). Implement this or
-    /// [`backward`](CustomOp::backward).
+    /// [`backward`](CustomOp::backward). `needs` is as for `backward`.
     fn backward_array(
         &self,
         inputs: &[&Array],
         output: &Array,
         grad: &Array,
+        needs: &[bool],
     ) -> Vec<Option<Array>> {
-        let _ = (inputs, output, grad);
+        let _ = (inputs, output, grad, needs);
         panic!(
             "ferrograd: custom op `{}` implements neither backward nor backward_array",
             self.name()
@@ -76,8 +90,14 @@ pub trait CustomOp: std::fmt::Debug + Send + Sync + 'static {
     }
 }
 
-pub(crate) fn custom_vjp(op: &dyn CustomOp, x: &[Tensor], out: &Tensor, g: &Tensor) -> Grads {
-    let grads = op.backward(x, out, g);
+pub(crate) fn custom_vjp(
+    op: &dyn CustomOp,
+    x: &[Tensor],
+    out: &Tensor,
+    g: &Tensor,
+    needs: &[bool],
+) -> Grads {
+    let grads = op.backward(x, out, g, needs);
     if grads.len() != x.len() {
         panic!(
             "ferrograd: custom op `{}` returned {} gradients for {} inputs",

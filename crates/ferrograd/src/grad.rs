@@ -7,6 +7,8 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use smallvec::SmallVec;
+
 use crate::context::{self, Hooks};
 use crate::debug::{DebugEvent, DebugHook};
 use crate::op::Op;
@@ -78,7 +80,12 @@ pub(crate) fn backward(
         };
         let inner: Vec<Tensor> = n.inputs.iter().map(|x| x.unbox(level)).collect();
         let start = hooks.map(|_| std::time::Instant::now());
-        let contributions = n.op.vjp(&inner, &n.value, &g);
+        let needs: SmallVec<[bool; 4]> = n
+            .inputs
+            .iter()
+            .map(|x| x.node_at(level).is_some())
+            .collect();
+        let contributions = n.op.vjp(&inner, &n.value, &g, &needs);
         if let (Some(h), Some(start)) = (hooks, start) {
             context::record_backward(h, &n.op, n.location, start.elapsed(), &contributions, root);
         }

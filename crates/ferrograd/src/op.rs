@@ -17,6 +17,13 @@ use crate::{Array, Tensor};
 /// Gradients of a primitive's inputs, `None` where an input gets none.
 pub(crate) type Grads = SmallVec<[Option<Tensor>; 3]>;
 
+/// Computes an input's gradient only where the backward pass will use it: the engine drops
+/// contributions for inputs outside the level being differentiated (constants, data), so
+/// rules skip that work (`dX` of a first layer, the data side of a product).
+pub(crate) fn wanted(needs: &[bool], i: usize, grad: impl FnOnce() -> Tensor) -> Option<Tensor> {
+    needs.get(i).copied().unwrap_or(true).then(grad)
+}
+
 /// A primitive operation with its attributes.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -242,20 +249,21 @@ impl Op {
     }
 
     /// The gradient rule: given the inputs' inner values, the output's inner value and the
-    /// output gradient, the gradient of each input.
-    pub(crate) fn vjp(&self, x: &[Tensor], out: &Tensor, g: &Tensor) -> Grads {
+    /// output gradient, the gradient of each input. `needs[i]` is false where input `i`'s
+    /// gradient would be dropped; rules may then return `None` for it without computing it.
+    pub(crate) fn vjp(&self, x: &[Tensor], out: &Tensor, g: &Tensor, needs: &[bool]) -> Grads {
         match self {
             Op::Leaf => SmallVec::new(),
             Op::Unary(u) => elementwise::unary_vjp(*u, &x[0], out, g),
             Op::Scalar(s, v) => elementwise::scalar_vjp(*s, *v, &x[0], out, g),
             Op::Clamp { min, max } => elementwise::clamp_vjp(*min, *max, &x[0], g),
-            Op::Binary(b) => elementwise::binary_vjp(*b, &x[0], &x[1], out, g),
+            Op::Binary(b) => elementwise::binary_vjp(*b, &x[0], &x[1], out, g, needs),
             Op::Compare(_) => x.iter().map(|_| None).collect(),
-            Op::Where => elementwise::where_vjp(&x[0], &x[1], &x[2], g),
+            Op::Where => elementwise::where_vjp(&x[0], &x[1], &x[2], g, needs),
             Op::Cast(_) => smallvec::smallvec![Some(g.to_dtype(x[0].dtype()))],
             Op::Reduce(r, dims, keepdim) => reduce::reduce_vjp(*r, dims, *keepdim, &x[0], out, g),
             Op::Cumsum(d) => smallvec::smallvec![Some(g.flip(*d).cumsum(*d).flip(*d))],
-            Op::Matmul => linalg::matmul_vjp(&x[0], &x[1], g),
+            Op::Matmul => linalg::matmul_vjp(&x[0], &x[1], g, needs),
             Op::Permute(_)
             | Op::Reshape(_)
             | Op::Expand(_)
@@ -271,7 +279,7 @@ impl Op {
             | Op::Gather(_)
             | Op::ScatterAdd(_)
             | Op::Scatter(_)
-            | Op::IndexPut(..) => index::index_vjp(self, x, g),
+            | Op::IndexPut(..) => index::index_vjp(self, x, g, needs),
             Op::Conv2d(_)
             | Op::Conv2dBackwardInput(..)
             | Op::Conv2dBackwardWeight(..)
@@ -284,8 +292,8 @@ impl Op {
             | Op::Softmax(_)
             | Op::LogSoftmax(_)
             | Op::SoftmaxBackward(_)
-            | Op::LogSoftmaxBackward(_) => nn::nn_vjp(self, x, out, g),
-            Op::Custom(c) => crate::custom::custom_vjp(c.as_ref(), x, out, g),
+            | Op::LogSoftmaxBackward(_) => nn::nn_vjp(self, x, out, g, needs),
+            Op::Custom(c) => crate::custom::custom_vjp(c.as_ref(), x, out, g, needs),
         }
     }
 }

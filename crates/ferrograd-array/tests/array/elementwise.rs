@@ -230,6 +230,41 @@ fn binary_ops_broadcast_like_numpy_on_every_layout() {
     }
 }
 
+/// Long rows on each side (contiguous, or one value repeated along the row): the row-wise
+/// vectorised path, with every layout and both operand orders.
+#[test]
+fn row_broadcasts_match_the_reference() {
+    let mut rng = Generator::new(21);
+    let big = [3usize, 5, 17];
+    let smalls: [&[usize]; 6] = [
+        &[17],
+        &[5, 1],
+        &[3, 1, 17],
+        &[1, 5, 17],
+        &[3, 5, 1],
+        &[3, 1, 1],
+    ];
+    for &(name, op, reference) in &BINARY[..4] {
+        for small in smalls {
+            for (la, lb) in LAYOUTS.iter().zip(LAYOUTS.iter().rev()) {
+                for swap in [false, true] {
+                    let (sa, sb) = if swap {
+                        (small, &big[..])
+                    } else {
+                        (&big[..], small)
+                    };
+                    let a = case(&mut rng, sa, DType::F32, *la, 0.5, 3.0);
+                    let b = case(&mut rng, sb, DType::F32, *lb, 0.5, 3.0);
+                    let got = op(&a.array, &b.array);
+                    let (shape, want) = broadcast_reference(&a, sa, &b, sb, reference);
+                    assert_eq!(got.shape(), shape.as_slice(), "{name} {sa:?} {sb:?}");
+                    assert_close(&got.to_f64_vec(), &want, 1e-6, 1e-6);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn integer_arithmetic() {
     let a = Array::from_vec(vec![7i64, -7, 3], &[3]);

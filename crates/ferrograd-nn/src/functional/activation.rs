@@ -43,7 +43,13 @@ impl CustomOp for Activation {
         }
     }
 
-    fn backward(&self, x: &[Tensor], y: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+    fn backward(
+        &self,
+        x: &[Tensor],
+        y: &Tensor,
+        g: &Tensor,
+        _needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
         let dx = match self.0 {
             // 1 - tanh², one fused pass
             Kind::Tanh => y.tanh_backward(g),

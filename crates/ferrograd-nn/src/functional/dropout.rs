@@ -15,7 +15,13 @@ impl CustomOp for Mask {
     fn forward(&self, x: &[&Array]) -> Array {
         x[0].mul(&self.0)
     }
-    fn backward(&self, _x: &[Tensor], _out: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+    fn backward(
+        &self,
+        _x: &[Tensor],
+        _out: &Tensor,
+        g: &Tensor,
+        _needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
         vec![Some(g * &Tensor::new(self.0.clone()))]
     }
 }

@@ -25,25 +25,36 @@ impl CustomOp for Linear {
     }
 
     // dx = g W, dW = gᵀ x (summed over batch rows), db = Σ_rows g
-    fn backward(&self, x: &[Tensor], _out: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+    fn backward(
+        &self,
+        x: &[Tensor],
+        _out: &Tensor,
+        g: &Tensor,
+        needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
         let (input, w) = (&x[0], &x[1]);
-        let dx = g.matmul(w);
-        let dw = if input.ndim() == 1 {
-            g.outer(input)
-        } else {
-            let (g2, x2) = (
-                g.reshape(&[g.numel() / g.size(-1), g.size(-1)]),
-                input.reshape(&[input.numel() / input.size(-1), input.size(-1)]),
-            );
-            g2.t().matmul(&x2)
-        };
-        let mut grads = vec![Some(dx), Some(dw)];
-        if self.bias {
-            grads.push(Some(if g.ndim() == 1 {
-                g.clone()
+        // The input gradient of a first layer (data) is never used: skip it.
+        let dx = needs[0].then(|| g.matmul(w));
+        let dw = needs[1].then(|| {
+            if input.ndim() == 1 {
+                g.outer(input)
             } else {
-                g.reshape(&[g.numel() / g.size(-1), g.size(-1)])
-                    .sum_dim(0, false)
+                let (g2, x2) = (
+                    g.reshape(&[g.numel() / g.size(-1), g.size(-1)]),
+                    input.reshape(&[input.numel() / input.size(-1), input.size(-1)]),
+                );
+                g2.t().matmul(&x2)
+            }
+        });
+        let mut grads = vec![dx, dw];
+        if self.bias {
+            grads.push(needs[2].then(|| {
+                if g.ndim() == 1 {
+                    g.clone()
+                } else {
+                    g.reshape(&[g.numel() / g.size(-1), g.size(-1)])
+                        .sum_dim(0, false)
+                }
             }));
         }
         grads

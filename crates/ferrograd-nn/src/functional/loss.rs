@@ -54,9 +54,15 @@ impl CustomOp for Mse {
         x[0].sub(x[1]).square().mean()
     }
     // d/dp mean((p - t)²) = 2 (p - t) / n
-    fn backward(&self, x: &[Tensor], _out: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+    fn backward(
+        &self,
+        x: &[Tensor],
+        _out: &Tensor,
+        g: &Tensor,
+        needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
         let d = &(&x[0] - &x[1]) * (2.0 / x[0].numel() as f64) * g;
-        vec![Some(d.clone()), Some(-d)]
+        vec![needs[0].then(|| d.clone()), needs[1].then(|| -d)]
     }
 }
 
@@ -103,7 +109,13 @@ impl CustomOp for ClassNll {
             .mul_scalar(-1.0 / n as f64)
     }
     // NLL: -1/N at each target; cross-entropy: (softmax - onehot) / N
-    fn backward(&self, x: &[Tensor], _out: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+    fn backward(
+        &self,
+        x: &[Tensor],
+        _out: &Tensor,
+        g: &Tensor,
+        _needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
         let (s, t, n) = rows(&x[0], &x[1]);
         let picked = Tensor::full(&[n, 1], -1.0 / n as f64, s.dtype());
         let onehot_scaled = s.zeros_like().scatter(1, &t, &picked);
@@ -160,13 +172,19 @@ impl CustomOp for Bce {
             .mul_scalar(-1.0)
     }
     // d/dp = (p - t) / (p (1 - p)) / n, with p clamped away from 0 and 1
-    fn backward(&self, x: &[Tensor], _out: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+    fn backward(
+        &self,
+        x: &[Tensor],
+        _out: &Tensor,
+        g: &Tensor,
+        needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
         let p = x[0].clamp(Some(self.eps), Some(1.0 - self.eps));
         let t = &x[1];
         let n = x[0].numel() as f64;
-        let dp = &(&(&p - t) / &(&p * &p.rsub_scalar(1.0))) * (1.0 / n) * g;
-        let dt = &(&p.rsub_scalar(1.0).log() - &p.log()) * (1.0 / n) * g;
-        vec![Some(dp), Some(dt)]
+        let dp = needs[0].then(|| &(&(&p - t) / &(&p * &p.rsub_scalar(1.0))) * (1.0 / n) * g);
+        let dt = needs[1].then(|| &(&p.rsub_scalar(1.0).log() - &p.log()) * (1.0 / n) * g);
+        vec![dp, dt]
     }
 }
 

@@ -93,7 +93,13 @@ impl CustomOp for BatchNorm {
 
     // training: dx = invstd/M (M dx̂ - Σ dx̂ - x̂ Σ dx̂ x̂), dx̂ = g γ; dγ = Σ g x̂; dβ = Σ g
     // evaluation: dx = g γ invstd
-    fn backward(&self, x: &[Tensor], _out: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+    fn backward(
+        &self,
+        x: &[Tensor],
+        _out: &Tensor,
+        g: &Tensor,
+        _needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
         let input = &x[0];
         let cs = channel_shape(input.shape());
         let dims = reduce_dims(input.ndim());
@@ -212,7 +218,13 @@ impl CustomOp for LayerNorm {
 
     // per row over the normalized dims: dx = invstd/M (M dx̂ - Σ dx̂ - x̂ Σ dx̂ x̂), dx̂ = g γ;
     // dγ = Σ_rows g x̂; dβ = Σ_rows g
-    fn backward(&self, x: &[Tensor], _out: &Tensor, g: &Tensor) -> Vec<Option<Tensor>> {
+    fn backward(
+        &self,
+        x: &[Tensor],
+        _out: &Tensor,
+        g: &Tensor,
+        _needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
         let d = self.dims.as_slice();
         let input = &x[0];
         let mean = input.mean_dim(d, true);

@@ -6,7 +6,7 @@ use std::ops::{Add, Div, Mul, Neg, Sub};
 use smallvec::smallvec;
 
 use super::{mask_as, scalar_like, unbroadcast};
-use crate::op::{Grads, Op};
+use crate::op::{wanted, Grads, Op};
 use crate::tensor::apply;
 use crate::{Array, DType, Tensor};
 
@@ -244,41 +244,59 @@ impl Binary {
     }
 }
 
-pub(crate) fn binary_vjp(op: Binary, a: &Tensor, b: &Tensor, out: &Tensor, g: &Tensor) -> Grads {
-    let (da, db) = match op {
-        Binary::Add => (g.clone(), g.clone()),
-        Binary::Sub => (g.clone(), -g),
-        Binary::Mul => (g * b, g * a),
-        // d(a/b)/da = 1/b, d(a/b)/db = -a/b² = -out/b
-        Binary::Div => (g / b, -(g * &(out / b))),
-        // ties split the gradient evenly, as PyTorch does
-        Binary::Maximum | Binary::Minimum => {
-            let (av, bv) = (a.value(), b.value());
-            let wins = if op == Binary::Maximum {
-                av.gt(bv)
-            } else {
-                av.lt(bv)
-            };
-            let share = wins
-                .to_dtype(av.dtype())
-                .add(&av.eq(bv).to_dtype(av.dtype()).mul_scalar(0.5));
-            let share = Tensor::new(share);
-            (g * &share, g * &share.rsub_scalar(1.0))
-        }
-        // d a^b / da = b a^(b-1); d a^b / db = a^b ln a (0 where a = 0)
-        Binary::Pow => {
-            let ln_a = Tensor::where_(&a.eq_scalar(0.0), &scalar_like(0.0, a), &a.log());
-            (g * &(b * &a.pow(&(b - 1.0))), g * &(out * &ln_a))
-        }
-        // d atan2(a, b) = (b da - a db) / (a² + b²)
-        Binary::Atan2 => {
-            let r = &a.square() + &b.square();
-            (g * &(b / &r), -(g * &(a / &r)))
+pub(crate) fn binary_vjp(
+    op: Binary,
+    a: &Tensor,
+    b: &Tensor,
+    out: &Tensor,
+    g: &Tensor,
+    needs: &[bool],
+) -> Grads {
+    // Each side's gradient before unbroadcasting; only the sides the pass uses are computed.
+    let side = |i: usize| -> Tensor {
+        let first = i == 0;
+        match op {
+            Binary::Add => g.clone(),
+            Binary::Sub if first => g.clone(),
+            Binary::Sub => -g,
+            Binary::Mul => g * if first { b } else { a },
+            // d(a/b)/da = 1/b, d(a/b)/db = -a/b² = -out/b
+            Binary::Div if first => g / b,
+            Binary::Div => -(g * &(out / b)),
+            // ties split the gradient evenly, as PyTorch does
+            Binary::Maximum | Binary::Minimum => {
+                let (av, bv) = (a.value(), b.value());
+                let wins = match (op == Binary::Maximum, first) {
+                    (true, true) => av.gt(bv),
+                    (true, false) => bv.gt(av),
+                    (false, true) => av.lt(bv),
+                    (false, false) => bv.lt(av),
+                };
+                let share = wins
+                    .to_dtype(av.dtype())
+                    .add(&av.eq(bv).to_dtype(av.dtype()).mul_scalar(0.5));
+                g * &Tensor::new(share)
+            }
+            // d a^b / da = b a^(b-1); d a^b / db = a^b ln a (0 where a = 0)
+            Binary::Pow if first => g * &(b * &a.pow(&(b - 1.0))),
+            Binary::Pow => {
+                let ln_a = Tensor::where_(&a.eq_scalar(0.0), &scalar_like(0.0, a), &a.log());
+                g * &(out * &ln_a)
+            }
+            // d atan2(a, b) = (b da - a db) / (a² + b²)
+            Binary::Atan2 => {
+                let r = &a.square() + &b.square();
+                if first {
+                    g * &(b / &r)
+                } else {
+                    -(g * &(a / &r))
+                }
+            }
         }
     };
     smallvec![
-        Some(unbroadcast(&da, a.shape())),
-        Some(unbroadcast(&db, b.shape()))
+        wanted(needs, 0, || unbroadcast(&side(0), a.shape())),
+        wanted(needs, 1, || unbroadcast(&side(1), b.shape())),
     ]
 }
 
@@ -328,14 +346,24 @@ impl Compare {
     }
 }
 
-pub(crate) fn where_vjp(cond: &Tensor, a: &Tensor, b: &Tensor, g: &Tensor) -> Grads {
+pub(crate) fn where_vjp(
+    cond: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    g: &Tensor,
+    needs: &[bool],
+) -> Grads {
     let zero = scalar_like(0.0, g);
-    let da = Tensor::where_(cond, g, &zero);
-    let db = Tensor::where_(cond, &zero, g);
     smallvec![
         None,
-        Some(unbroadcast(&da, a.shape())),
-        Some(unbroadcast(&db, b.shape()))
+        wanted(needs, 1, || unbroadcast(
+            &Tensor::where_(cond, g, &zero),
+            a.shape()
+        )),
+        wanted(needs, 2, || unbroadcast(
+            &Tensor::where_(cond, &zero, g),
+            b.shape()
+        )),
     ]
 }
 

@@ -9,7 +9,7 @@
 use smallvec::smallvec;
 
 use super::{scalar_like, unbroadcast, zeros_like};
-use crate::op::{Grads, Op};
+use crate::op::{wanted, Grads, Op};
 use crate::tensor::apply;
 use crate::{Array, DType, Dim, Index, Tensor};
 
@@ -47,83 +47,92 @@ fn scatter_winners(x: &Array, dim: usize, index: &Array, dtype: DType) -> Tensor
     Tensor::new(owner.gather(dim, index).eq(&ids).to_dtype(dtype))
 }
 
-pub(crate) fn index_vjp(op: &Op, x: &[Tensor], g: &Tensor) -> Grads {
+pub(crate) fn index_vjp(op: &Op, x: &[Tensor], g: &Tensor, needs: &[bool]) -> Grads {
     match op {
         Op::IndexSelect(d) => smallvec![Some(zeros_like(&x[0]).index_add(*d, &x[1], g)), None],
-        Op::IndexAdd(d) => smallvec![Some(g.clone()), None, Some(g.index_select(*d, &x[1]))],
+        Op::IndexAdd(d) => smallvec![
+            wanted(needs, 0, || g.clone()),
+            None,
+            wanted(needs, 2, || g.index_select(*d, &x[1]))
+        ],
         Op::Gather(d) => smallvec![Some(zeros_like(&x[0]).scatter_add(*d, &x[1], g)), None],
         Op::ScatterAdd(d) => smallvec![
-            Some(g.clone()),
+            wanted(needs, 0, || g.clone()),
             None,
-            Some(pad_to(g.gather(*d, &x[1]), x[2].shape()))
+            wanted(needs, 2, || pad_to(g.gather(*d, &x[1]), x[2].shape()))
         ],
         Op::Scatter(d) => {
-            let kept = g.scatter(
-                *d,
-                &x[1],
-                &Tensor::new(Array::zeros(x[1].shape(), g.dtype())),
-            );
-            let winners = scatter_winners(x[0].value(), *d, x[1].value(), g.dtype());
-            smallvec![
-                Some(kept),
-                None,
-                Some(pad_to(&g.gather(*d, &x[1]) * &winners, x[2].shape()))
-            ]
+            let kept = wanted(needs, 0, || {
+                g.scatter(
+                    *d,
+                    &x[1],
+                    &Tensor::new(Array::zeros(x[1].shape(), g.dtype())),
+                )
+            });
+            let src = wanted(needs, 2, || {
+                let winners = scatter_winners(x[0].value(), *d, x[1].value(), g.dtype());
+                pad_to(&g.gather(*d, &x[1]) * &winners, x[2].shape())
+            });
+            smallvec![kept, None, src]
         }
         Op::IndexPut(index, accumulate) => {
             let (base, v) = (&x[0], &x[1]);
-            let dx = if *accumulate {
-                g.clone()
-            } else {
-                g.index_put(index, &scalar_like(0.0, g))
-            };
-            let dv = match base.value().index_rows(index, "index_put") {
-                Some(rows) => {
-                    let idx = positions(&rows);
-                    let mut region = g.index_select(0, &idx);
-                    if !*accumulate {
-                        // Of repeated rows only the last write survives.
-                        let last: Vec<f64> = (0..rows.len())
-                            .map(|j| {
-                                if rows[j + 1..].contains(&rows[j]) {
-                                    0.0
-                                } else {
-                                    1.0
-                                }
-                            })
-                            .collect();
-                        if last.contains(&0.0) {
-                            let mut shape = vec![1; region.ndim()];
-                            shape[0] = rows.len();
-                            let mask = Tensor::new(
-                                Array::from_vec(last, &[rows.len()])
-                                    .to_dtype(g.dtype())
-                                    .reshape(&shape),
-                            );
-                            region = &region * &mask;
+            let dx = wanted(needs, 0, || {
+                if *accumulate {
+                    g.clone()
+                } else {
+                    g.index_put(index, &scalar_like(0.0, g))
+                }
+            });
+            let dv = wanted(needs, 1, || {
+                match base.value().index_rows(index, "index_put") {
+                    Some(rows) => {
+                        let idx = positions(&rows);
+                        let mut region = g.index_select(0, &idx);
+                        if !*accumulate {
+                            // Of repeated rows only the last write survives.
+                            let last: Vec<f64> = (0..rows.len())
+                                .map(|j| {
+                                    if rows[j + 1..].contains(&rows[j]) {
+                                        0.0
+                                    } else {
+                                        1.0
+                                    }
+                                })
+                                .collect();
+                            if last.contains(&0.0) {
+                                let mut shape = vec![1; region.ndim()];
+                                shape[0] = rows.len();
+                                let mask = Tensor::new(
+                                    Array::from_vec(last, &[rows.len()])
+                                        .to_dtype(g.dtype())
+                                        .reshape(&shape),
+                                );
+                                region = &region * &mask;
+                            }
+                        }
+                        if matches!(index, Index::Single(_)) {
+                            region = region.squeeze_dim(0);
+                        }
+                        unbroadcast(&region, v.shape())
+                    }
+                    None => {
+                        let Index::Mask(mask) = index else {
+                            unreachable!("only masks address elements")
+                        };
+                        if v.numel() == 1 {
+                            (g * &Tensor::new(mask.to_dtype(g.dtype())))
+                                .sum()
+                                .reshape(v.shape())
+                        } else {
+                            g.reshape(&[g.numel()])
+                                .index_select(0, &Tensor::new(mask.flat_nonzero()))
+                                .reshape(v.shape())
                         }
                     }
-                    if matches!(index, Index::Single(_)) {
-                        region = region.squeeze_dim(0);
-                    }
-                    unbroadcast(&region, v.shape())
                 }
-                None => {
-                    let Index::Mask(mask) = index else {
-                        unreachable!("only masks address elements")
-                    };
-                    if v.numel() == 1 {
-                        (g * &Tensor::new(mask.to_dtype(g.dtype())))
-                            .sum()
-                            .reshape(v.shape())
-                    } else {
-                        g.reshape(&[g.numel()])
-                            .index_select(0, &Tensor::new(mask.flat_nonzero()))
-                            .reshape(v.shape())
-                    }
-                }
-            };
-            smallvec![Some(dx), Some(dv)]
+            });
+            smallvec![dx, dv]
         }
         _ => unreachable!("not an index op: {op:?}"),
     }

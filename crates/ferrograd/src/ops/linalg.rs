@@ -4,17 +4,21 @@
 use smallvec::smallvec;
 
 use super::unbroadcast;
-use crate::op::{Grads, Op};
+use crate::op::{wanted, Grads, Op};
 use crate::tensor::apply;
 use crate::Tensor;
 
 /// `dA = G Bᵀ`, `dB = Aᵀ G`, summed over broadcast batch dims.
-pub(crate) fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor) -> Grads {
-    let da = g.matmul(&b.transpose(-1, -2));
-    let db = a.transpose(-1, -2).matmul(g);
+pub(crate) fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor, needs: &[bool]) -> Grads {
     smallvec![
-        Some(unbroadcast(&da, a.shape())),
-        Some(unbroadcast(&db, b.shape()))
+        wanted(needs, 0, || unbroadcast(
+            &g.matmul(&b.transpose(-1, -2)),
+            a.shape()
+        )),
+        wanted(needs, 1, || unbroadcast(
+            &a.transpose(-1, -2).matmul(g),
+            b.shape()
+        )),
     ]
 }
 

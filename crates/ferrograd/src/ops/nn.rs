@@ -4,7 +4,7 @@
 
 use smallvec::smallvec;
 
-use crate::op::{Grads, Op};
+use crate::op::{wanted, Grads, Op};
 use crate::tensor::apply;
 use crate::{Array, Conv2dParams, Dim, Pool2dParams, Tensor};
 
@@ -16,36 +16,46 @@ pub(crate) fn pick(x: &Array, indices: &Array) -> Array {
     planes.gather(2usize, &flat).reshape(indices.shape())
 }
 
-pub(crate) fn nn_vjp(op: &Op, x: &[Tensor], out: &Tensor, g: &Tensor) -> Grads {
+pub(crate) fn nn_vjp(op: &Op, x: &[Tensor], out: &Tensor, g: &Tensor, needs: &[bool]) -> Grads {
     match op {
         Op::Conv2d(p) => {
-            let dx = apply(
-                Op::Conv2dBackwardInput(*p, x[0].shape().into()),
-                &[g, &x[1]],
-            );
-            let dw = apply(
-                Op::Conv2dBackwardWeight(*p, x[1].shape().into()),
-                &[g, &x[0]],
-            );
-            let mut grads: Grads = smallvec![Some(dx), Some(dw)];
+            let dx = wanted(needs, 0, || {
+                apply(
+                    Op::Conv2dBackwardInput(*p, x[0].shape().into()),
+                    &[g, &x[1]],
+                )
+            });
+            let dw = wanted(needs, 1, || {
+                apply(
+                    Op::Conv2dBackwardWeight(*p, x[1].shape().into()),
+                    &[g, &x[0]],
+                )
+            });
+            let mut grads: Grads = smallvec![dx, dw];
             if x.len() == 3 {
-                grads.push(Some(g.sum_dim([0, 2, 3], false)));
+                grads.push(wanted(needs, 2, || g.sum_dim([0, 2, 3], false)));
             }
             grads
         }
         // dx = convT(dy, w): <H, convT(dy, w)> = <conv(H, w), dy>
         Op::Conv2dBackwardInput(p, _) => {
             let (dy, w) = (&x[0], &x[1]);
-            let d_dy = apply(Op::Conv2d(*p), &[g, w]);
-            let d_w = apply(Op::Conv2dBackwardWeight(*p, w.shape().into()), &[dy, g]);
-            smallvec![Some(d_dy), Some(d_w)]
+            smallvec![
+                wanted(needs, 0, || apply(Op::Conv2d(*p), &[g, w])),
+                wanted(needs, 1, || {
+                    apply(Op::Conv2dBackwardWeight(*p, w.shape().into()), &[dy, g])
+                }),
+            ]
         }
         // dw = W(dy, x): <H, W(dy, x)> = <conv(x, H), dy>
         Op::Conv2dBackwardWeight(p, _) => {
             let (dy, xin) = (&x[0], &x[1]);
-            let d_dy = apply(Op::Conv2d(*p), &[xin, g]);
-            let d_x = apply(Op::Conv2dBackwardInput(*p, xin.shape().into()), &[dy, g]);
-            smallvec![Some(d_dy), Some(d_x)]
+            smallvec![
+                wanted(needs, 0, || apply(Op::Conv2d(*p), &[xin, g])),
+                wanted(needs, 1, || {
+                    apply(Op::Conv2dBackwardInput(*p, xin.shape().into()), &[dy, g])
+                }),
+            ]
         }
         Op::MaxPool2d(idx) => smallvec![Some(apply(
             Op::MaxPool2dBackward(idx.clone(), x[0].shape().into()),
@@ -63,16 +73,16 @@ pub(crate) fn nn_vjp(op: &Op, x: &[Tensor], out: &Tensor, g: &Tensor) -> Grads {
         Op::TanhBackward => {
             let (y, dy) = (&x[0], &x[1]);
             smallvec![
-                Some(-(&(&(dy * y) * g) * 2.0)),
-                Some(apply(Op::TanhBackward, &[y, g]))
+                wanted(needs, 0, || -(&(&(dy * y) * g) * 2.0)),
+                wanted(needs, 1, || apply(Op::TanhBackward, &[y, g])),
             ]
         }
         // r = g y (1 - y): dr/dy = g (1 - 2y) H, dr/dg = y (1 - y) H
         Op::SigmoidBackward => {
             let (y, dy) = (&x[0], &x[1]);
             smallvec![
-                Some(&(dy * &(y * -2.0).add_scalar(1.0)) * g),
-                Some(apply(Op::SigmoidBackward, &[y, g]))
+                wanted(needs, 0, || &(dy * &(y * -2.0).add_scalar(1.0)) * g),
+                wanted(needs, 1, || apply(Op::SigmoidBackward, &[y, g])),
             ]
         }
         Op::Softmax(d) => smallvec![Some(apply(Op::SoftmaxBackward(*d), &[out, g]))],
