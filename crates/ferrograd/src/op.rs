@@ -234,7 +234,7 @@ impl Op {
             Op::Conv2d(p) => x[0].conv2d(x[1], x.get(2).copied(), *p),
             Op::Conv2dBackwardInput(p, s) => x[0].conv2d_backward_input(x[1], s, *p),
             Op::Conv2dBackwardWeight(p, s) => x[0].conv2d_backward_weight(x[1], s, *p),
-            Op::MaxPool2d(idx) => crate::ops::nn::pick(x[0], idx),
+            Op::MaxPool2d(idx) => x[0].gather_planes(idx),
             Op::MaxPool2dBackward(idx, s) => x[0].max_pool2d_backward(idx, s),
             Op::AvgPool2d(p, inc) => x[0].avg_pool2d(*p, *inc),
             Op::AvgPool2dBackward(p, inc, s) => x[0].avg_pool2d_backward(s, *p, *inc),

@@ -57,7 +57,7 @@ fn random_conv(rng: &mut Generator) -> ([usize; 4], [usize; 4], Conv2dParams) {
     let og = rng.rng().random_range(1..3);
     let p = Conv2dParams {
         stride: (rng.rng().random_range(1..3), rng.rng().random_range(1..3)),
-        padding: (rng.rng().random_range(0..2), rng.rng().random_range(0..2)),
+        padding: (rng.rng().random_range(0..4), rng.rng().random_range(0..4)),
         dilation: (rng.rng().random_range(1..3), rng.rng().random_range(1..3)),
         groups,
     };
@@ -243,5 +243,47 @@ fn avg_pool_forward_and_backward() {
             1e-10,
             1e-10,
         );
+    }
+}
+
+/// Ties go to the first maximum in window order and a NaN beats every number, inside the
+/// image and at its padded edges; `gather_planes` with the indices returns the pooled values.
+#[test]
+fn max_pool_ties_and_nans() {
+    let mut rng = Generator::new(54);
+    for _ in 0..40 {
+        let (mut xs, p) = random_pool(&mut rng);
+        xs[2] += rng.rng().random_range(0..9);
+        xs[3] += rng.rng().random_range(0..9);
+        let n: usize = xs.iter().product();
+        let values: Vec<f32> = (0..n)
+            .map(|_| match rng.rng().random_range(0..10) {
+                0 => f32::NAN,
+                k => (k % 3) as f32,
+            })
+            .collect();
+        let x = Array::from_vec(values.clone(), &xs);
+        let (y, idx) = x.max_pool2d(p);
+        let (oh, ow, win, _) = windows(xs, p);
+        let (yv, iv) = (y.to_vec::<f32>(), idx.to_vec::<i64>());
+        let hw = xs[2] * xs[3];
+        for plane in 0..xs[0] * xs[1] {
+            for (o, wv) in win.iter().enumerate() {
+                let at = |i: usize| values[plane * hw + i];
+                let want = match wv.iter().find(|&&i| at(i).is_nan()) {
+                    Some(&i) => i,
+                    None => {
+                        let best = wv.iter().map(|&i| at(i)).fold(f32::NEG_INFINITY, f32::max);
+                        *wv.iter().find(|&&i| at(i) == best).unwrap()
+                    }
+                };
+                let k = plane * oh * ow + o;
+                assert_eq!(iv[k], want as i64, "{p:?} {xs:?} output {o}");
+                assert_eq!(yv[k].to_bits(), at(want).to_bits());
+            }
+        }
+        let picked = x.gather_planes(&idx).to_vec::<f32>();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&picked), bits(&yv));
     }
 }

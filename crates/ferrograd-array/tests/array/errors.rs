@@ -306,6 +306,15 @@ fn convolution_and_pooling() {
             ..q
         });
     });
+    check("gather_planes", &["[1, 2, 4, 4]", "[1, 1, 2, 2]"], || {
+        f32s(&[1, 2, 4, 4]).gather_planes(&Array::zeros(&[1, 1, 2, 2], DType::I64));
+    });
+    check("gather_planes", &["i64 indices", "f32"], || {
+        f32s(&[1, 1, 4, 4]).gather_planes(&f32s(&[1, 1, 2, 2]));
+    });
+    check("gather_planes", &["index 16", "16 elements"], || {
+        f32s(&[1, 1, 4, 4]).gather_planes(&Array::full(&[1, 1, 2, 2], 16.0, DType::I64));
+    });
     check("avg_pool2d", &["does not fit", "[1, 1, 1, 1]"], || {
         f32s(&[1, 1, 1, 1]).avg_pool2d(q, true);
     });

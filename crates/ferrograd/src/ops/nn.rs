@@ -6,15 +6,7 @@ use smallvec::smallvec;
 
 use crate::op::{wanted, Grads, Op};
 use crate::tensor::apply;
-use crate::{Array, Conv2dParams, Dim, Pool2dParams, Tensor};
-
-/// The values of `x: [N, C, H, W]` at the flat in-plane `indices: [N, C, H', W']`.
-pub(crate) fn pick(x: &Array, indices: &Array) -> Array {
-    let (n, c) = (x.shape()[0], x.shape()[1]);
-    let planes = x.reshape(&[n, c, x.shape()[2] * x.shape()[3]]);
-    let flat = indices.reshape(&[n, c, indices.shape()[2] * indices.shape()[3]]);
-    planes.gather(2usize, &flat).reshape(indices.shape())
-}
+use crate::{Conv2dParams, Dim, Pool2dParams, Tensor};
 
 pub(crate) fn nn_vjp(op: &Op, x: &[Tensor], out: &Tensor, g: &Tensor, needs: &[bool]) -> Grads {
     match op {
