@@ -102,6 +102,9 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// The logistic function, accurate in both tails.
     #[doc(hidden)]
     fn sigmoid_kernel(self) -> Self;
+    /// `exp`, vectorisable for f32 (see `math.rs`), libm's for f64.
+    #[doc(hidden)]
+    fn exp_kernel(self) -> Self;
 }
 
 macro_rules! element {
@@ -191,13 +194,19 @@ impl Float for f32 {
     #[inline(always)]
     fn sigmoid_kernel(self) -> Self {
         // exp keeps the relative accuracy of the far tails (σ(-20) = 2e-9), which
-        // log-likelihoods need; 1 + tanh(x/2) would round them to 0.
-        if self >= 0.0 {
-            1.0 / (1.0 + (-self).exp())
+        // log-likelihoods need; 1 + tanh(x/2) would round them to 0. With e = e^-|x|,
+        // σ(|x|) = 1 / (1 + e) and σ(-|x|) = e / (1 + e); selected without a branch.
+        let e = crate::math::exp_f32(-self.abs());
+        let s = 1.0 / (1.0 + e);
+        if self >= 0.0 || self.is_nan() {
+            s
         } else {
-            let e = self.exp();
-            e / (1.0 + e)
+            e * s
         }
+    }
+    #[inline(always)]
+    fn exp_kernel(self) -> Self {
+        crate::math::exp_f32(self)
     }
 }
 
@@ -214,6 +223,10 @@ impl Float for f64 {
             let e = self.exp();
             e / (1.0 + e)
         }
+    }
+    #[inline(always)]
+    fn exp_kernel(self) -> Self {
+        self.exp()
     }
 }
 

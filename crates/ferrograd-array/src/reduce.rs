@@ -139,7 +139,7 @@ fn logsumexp_row<T: Float>(x: &[T]) -> T {
         // All -inf gives -inf; +inf or NaN propagate.
         return if x.is_empty() { T::neg_infinity() } else { m };
     }
-    let s = x.iter().fold(T::zero(), |a, &v| a + (v - m).exp());
+    let s = x.iter().fold(T::zero(), |a, &v| a + (v - m).exp_kernel());
     m + s.ln()
 }
 

@@ -59,7 +59,7 @@ fn softmax_line<T: Float>(x: &[T], y: &mut [T], n: usize, st: usize, log: bool) 
     }
     let mut sum = T::zero();
     for j in 0..n {
-        let e = (x[j * st] - m).exp();
+        let e = (x[j * st] - m).exp_kernel();
         sum += e;
         if !log {
             y[j * st] = e;
@@ -223,7 +223,7 @@ impl Array {
                         for j in 0..n {
                             let k = i + j * inner;
                             dxs[k] = if log {
-                                gs[k] - ys[k].exp() * acc
+                                gs[k] - ys[k].exp_kernel() * acc
                             } else {
                                 ys[k] * (gs[k] - acc)
                             };

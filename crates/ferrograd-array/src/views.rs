@@ -138,7 +138,9 @@ impl Array {
         self.expand(shape)
     }
 
-    /// The same elements in another shape: a view when contiguous, a copy otherwise.
+    /// The same elements in another shape: a view whenever the layout allows one (always
+    /// when contiguous; also for a narrowed, selected or broadcast array whose regrouped dims
+    /// keep a single stride, as PyTorch's `view` decides), a copy otherwise.
     #[track_caller]
     pub fn reshape(&self, shape: &[usize]) -> Array {
         if numel(shape) != self.numel() {
@@ -153,11 +155,10 @@ impl Array {
                 ),
             )
         }
-        let base = if self.is_contiguous() {
-            self.clone()
-        } else {
-            self.copy()
-        };
+        if let Some(strides) = view_strides(self.shape(), self.strides(), shape) {
+            return self.with_layout(shape.into(), strides, self.offset());
+        }
+        let base = self.copy();
         base.with_layout(shape.into(), contiguous_strides(shape), base.offset())
     }
 
@@ -248,4 +249,40 @@ impl Array {
         let strides: Strides = SmallVec::from_slice(&[self.strides()[0] + self.strides()[1]]);
         self.with_layout(SmallVec::from_slice(&[len]), strides, offset)
     }
+}
+
+/// Strides that read an array of `shape`/`strides` in row-major order as `new_shape` (same
+/// element count), or `None` when some group of dims that `new_shape` splits or merges does
+/// not step through memory with one stride. Walks the old dims from the innermost, cutting
+/// them into chunks of dims that are contiguous with each other, and fits new dims into each
+/// chunk (the algorithm of PyTorch's `computeStride`).
+fn view_strides(shape: &[usize], strides: &[isize], new_shape: &[usize]) -> Option<Strides> {
+    if shape.contains(&0) || shape.is_empty() {
+        return Some(contiguous_strides(new_shape));
+    }
+    let mut out: Strides = smallvec::SmallVec::from_elem(0, new_shape.len());
+    let mut view_d = new_shape.len() as isize - 1;
+    let mut chunk_stride = *strides.last().expect("at least one dim");
+    let (mut old_numel, mut new_numel) = (1usize, 1usize);
+    for d in (0..shape.len()).rev() {
+        old_numel *= shape[d];
+        let chunk_ends =
+            d == 0 || (shape[d - 1] != 1 && strides[d - 1] != old_numel as isize * chunk_stride);
+        if chunk_ends {
+            while view_d >= 0 && (new_numel < old_numel || new_shape[view_d as usize] == 1) {
+                out[view_d as usize] = new_numel as isize * chunk_stride;
+                new_numel *= new_shape[view_d as usize];
+                view_d -= 1;
+            }
+            if new_numel != old_numel {
+                return None;
+            }
+            if d > 0 {
+                chunk_stride = strides[d - 1];
+                old_numel = 1;
+                new_numel = 1;
+            }
+        }
+    }
+    (view_d == -1).then_some(out)
 }

@@ -48,8 +48,24 @@ pub(crate) fn map_into<T: Element, U: Element>(
         }
     } else {
         let data = a.storage_slice::<T>(op);
+        let (shape, [st]) = coalesce(a.shape(), [a.strides()]);
+        let nd = shape.len();
+        if nd > 1 && st[nd - 1] == 1 && shape[nd - 1] >= 8 {
+            // Contiguous rows (a narrowed or selected view): a vectorised loop per row.
+            let inner = shape[nd - 1];
+            let mut rows = dst.chunks_exact_mut(inner);
+            for_each_offsets(&shape[..nd - 1], [&st[..nd - 1]], [a.offset()], |[o]| {
+                let d = rows.next().expect("one output row per outer index");
+                with_simd(|| {
+                    for (d, &s) in d.iter_mut().zip(&data[o..o + inner]) {
+                        *d = f(s)
+                    }
+                })
+            });
+            return;
+        }
         let mut i = 0;
-        for_each_offsets(a.shape(), [a.strides()], [a.offset()], |[o]| {
+        for_each_offsets(&shape, [&st], [a.offset()], |[o]| {
             dst[i] = f(data[o]);
             i += 1;
         });

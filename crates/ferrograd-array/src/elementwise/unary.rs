@@ -61,7 +61,7 @@ number_unary! {
 
 float_unary! {
     /// `e^x`.
-    exp, exp_into => |x| x.exp();
+    exp, exp_into => |x| x.exp_kernel();
     /// Natural logarithm.
     log, log_into => |x| x.ln();
     /// `ln(1 + x)`, accurate near 0.

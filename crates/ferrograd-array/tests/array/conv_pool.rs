@@ -91,8 +91,24 @@ fn conv2d_gradients_are_the_adjoints_of_the_forward() {
     // For a linear map y = A x: <A x, dy> = <x, Aᵀ dy>. The input gradient is Aᵀ for the
     // input, the weight gradient is the adjoint in the weight.
     let mut rng = Generator::new(51);
-    for _ in 0..40 {
-        let (xs, ws, p) = random_conv(&mut rng);
+    // Random small geometries, then larger ones whose products take gemm's other paths (a
+    // weight gradient with fewer taps than output channels over 100 positions).
+    let fixed = [
+        ([2, 2, 10, 10], [8, 2, 1, 1], Conv2dParams::default()),
+        (
+            [2, 4, 12, 12],
+            [12, 2, 1, 2],
+            Conv2dParams {
+                groups: 2,
+                ..Default::default()
+            },
+        ),
+    ];
+    for i in 0..40 + fixed.len() {
+        let (xs, ws, p) = fixed
+            .get(i.wrapping_sub(40))
+            .copied()
+            .unwrap_or_else(|| random_conv(&mut rng));
         let x = case(&mut rng, &xs, DType::F64, Layout::Contiguous, -1.0, 1.0);
         let w = case(&mut rng, &ws, DType::F64, Layout::Contiguous, -1.0, 1.0);
         let y = x.array.conv2d(&w.array, None, p);

@@ -42,6 +42,53 @@ fn matrix_products_on_every_layout_and_orientation() {
     }
 }
 
+/// A row-major left operand times a column-major right one (`x Wᵀ`), short on the left:
+/// the shapes that gemm runs as the transposed product, plain and batched, with layouts on
+/// either side of the switch.
+#[test]
+fn row_major_times_transposed_on_the_training_shapes() {
+    let mut rng = Generator::new(33);
+    for (m, k, n) in [
+        (2, 64, 3),
+        (32, 100, 70),
+        (5, 300, 40),
+        (4, 63, 9),
+        (40, 80, 30),
+    ] {
+        for dtype in [DType::F32, DType::F64] {
+            let a = case(&mut rng, &[m, k], dtype, Layout::Contiguous, -1.0, 1.0);
+            let bt = case(&mut rng, &[n, k], dtype, Layout::Contiguous, -1.0, 1.0);
+            let b = bt.array.t();
+            let b_values = b.to_f64_vec();
+            let want = naive(&a.values, &b_values, m, k, n);
+            let (rtol, _) = tol(dtype);
+            assert_close(
+                &a.array.matmul(&b).to_f64_vec(),
+                &want,
+                rtol * 50.0,
+                rtol * 50.0,
+            );
+            // three pairs at once, and one left operand broadcast against them
+            let a3 = Array::stack(&[a.array.clone(), a.array.neg(), a.array.clone()], 0);
+            let b3 = Array::stack(&[bt.array.clone(), bt.array.clone(), bt.array.neg()], 0)
+                .transpose(1, 2);
+            let got = a3.matmul(&b3).to_f64_vec();
+            let signs = [1.0, -1.0, -1.0];
+            for (p, s) in signs.iter().enumerate() {
+                let want: Vec<f64> = want.iter().map(|v| v * s).collect();
+                assert_close(
+                    &got[p * m * n..(p + 1) * m * n],
+                    &want,
+                    rtol * 50.0,
+                    rtol * 50.0,
+                );
+            }
+            let got = a.array.matmul(&b3).to_f64_vec();
+            assert_close(&got[..m * n], &want, rtol * 50.0, rtol * 50.0);
+        }
+    }
+}
+
 #[test]
 fn large_products_use_threads_and_stay_right() {
     let mut rng = Generator::new(31);

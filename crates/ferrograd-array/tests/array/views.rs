@@ -151,6 +151,53 @@ fn writing_into_a_shared_output_leaves_other_handles_untouched() {
     assert_eq!(out.to_vec::<f32>(), vec![10.0, 40.0]);
 }
 
+/// Reshaping any layout to any regrouping of its elements reads the same row-major values,
+/// and narrowed, selected and broadcast arrays reshape as views where one stride per
+/// regrouped block exists.
+#[test]
+fn reshape_views_follow_the_strides() {
+    use rand::Rng;
+    let mut rng = Generator::new(5);
+    for _ in 0..300 {
+        let shape = random_shape(&mut rng, 4, 4, true);
+        let layout = LAYOUTS[rng.rng().random_range(0..4)];
+        let a = case(&mut rng, &shape, DType::F64, layout, -1.0, 1.0);
+        let mut new = Vec::new();
+        let mut rest = numel(&shape);
+        if rest == 0 {
+            new = vec![0, rng.rng().random_range(1..4)];
+        }
+        while rest > 1 {
+            let divisors: Vec<usize> = (2..=rest).filter(|d| rest.is_multiple_of(*d)).collect();
+            let d = divisors[rng.rng().random_range(0..divisors.len())];
+            new.push(d);
+            rest /= d;
+            if rng.rng().random_bool(0.3) {
+                new.push(1);
+            }
+        }
+        let r = a.array.reshape(&new);
+        assert_eq!(r.shape(), new.as_slice());
+        assert_eq!(r.to_f64_vec(), a.values, "{layout:?} {shape:?} -> {new:?}");
+    }
+    let a = Array::from_vec((0..60).map(|v| v as f64).collect(), &[4, 3, 5]);
+    let viewed = |v: &Array, shape: &[usize], view: bool| {
+        let r = v.reshape(shape);
+        assert_eq!(r.shares_storage(&a), view, "{:?} -> {shape:?}", v.shape());
+        assert_eq!(r.to_vec::<f64>(), v.to_vec::<f64>());
+    };
+    viewed(&a.narrow(1, 0, 2), &[4, 10], true);
+    viewed(&a.narrow(1, 0, 2), &[8, 5], false);
+    viewed(&a.select(1, 1), &[4, 1, 5], true);
+    viewed(&a.select(1, 1), &[20], false);
+    viewed(&a.narrow(2, 1, 3).unsqueeze(0), &[12, 3], true);
+    viewed(&a.transpose(0, 2), &[5, 12], false);
+    let row = Array::from_vec(vec![1.0, 2.0, 3.0], &[3]);
+    let e = row.expand(&[4, 3]);
+    assert!(e.reshape(&[2, 2, 3]).shares_storage(&row));
+    assert_eq!(e.reshape(&[2, 2, 3]).to_vec::<f64>(), e.to_vec::<f64>());
+}
+
 proptest! {
     #[test]
     fn reshape_round_trips(dims in proptest::collection::vec(1usize..5, 0..5)) {
