@@ -9,17 +9,37 @@ use crate::tensor::apply;
 use crate::Tensor;
 
 /// `dA = G Bᵀ`, `dB = Aᵀ G`, summed over broadcast batch dims.
+///
+/// Each gradient comes out in its operand's layout: for a transposed operand (`x.matmul(&w.t())`)
+/// the product is formed transposed, `dB = (Gᵀ A)ᵀ`, so the gradient that reaches `w` through
+/// the transpose is contiguous rather than a transposed view every later update would copy.
 pub(crate) fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor, needs: &[bool]) -> Grads {
+    let t = |x: &Tensor| x.transpose(-1, -2);
     smallvec![
-        wanted(needs, 0, || unbroadcast(
-            &g.matmul(&b.transpose(-1, -2)),
-            a.shape()
-        )),
-        wanted(needs, 1, || unbroadcast(
-            &a.transpose(-1, -2).matmul(g),
-            b.shape()
-        )),
+        wanted(needs, 0, || {
+            let da = if column_major(a) {
+                t(&b.matmul(&t(g)))
+            } else {
+                g.matmul(&t(b))
+            };
+            unbroadcast(&da, a.shape())
+        }),
+        wanted(needs, 1, || {
+            let db = if column_major(b) {
+                t(&t(g).matmul(a))
+            } else {
+                t(a).matmul(g)
+            };
+            unbroadcast(&db, b.shape())
+        }),
     ]
+}
+
+/// True when the last two dims are stored column by column (a transposed matrix).
+fn column_major(x: &Tensor) -> bool {
+    let (shape, strides) = (x.shape(), x.value().strides());
+    let n = shape.len();
+    n >= 2 && strides[n - 2] == 1 && strides[n - 1] != 1 && shape[n - 1] > 1 && shape[n - 2] > 1
 }
 
 impl Tensor {

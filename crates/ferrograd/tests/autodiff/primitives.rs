@@ -238,6 +238,32 @@ fn matrix_products() {
     check("batched @ vector", &[&[2, 3, 4], &[4]], -1.0, 1.0, |p| {
         p[0].matmul(&p[1])
     });
+    check(
+        "batched @ transposed",
+        &[&[2, 3, 4], &[2, 4]],
+        -1.0,
+        1.0,
+        |p| p[0].matmul(&p[1].t()),
+    );
+    check(
+        "transposed batch @ matrix",
+        &[&[2, 4, 3], &[4, 2]],
+        -1.0,
+        1.0,
+        |p| p[0].transpose(1, 2).matmul(&p[1]),
+    );
+    // A weight used transposed (`x Wᵀ`) gets its gradient back in its own, contiguous,
+    // layout: an optimizer step then runs on plain memory.
+    let mut rng = ferrograd::Generator::new(3);
+    let (x, w) = (
+        rand(&mut rng, &[5, 4], -1.0, 1.0),
+        rand(&mut rng, &[3, 4], -1.0, 1.0),
+    );
+    let (g, _) =
+        ferrograd::grad(|w: &Tensor, x: &Tensor| x.matmul(&w.t()).square().sum()).call(&w, (&x,));
+    assert!(g.value().is_contiguous());
+    let want = (&x.matmul(&w.t()) * 2.0).t().matmul(&x);
+    assert_close(&g, &want.to_f64_vec(), 1e-12);
 }
 
 #[test]
