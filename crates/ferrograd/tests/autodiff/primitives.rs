@@ -262,6 +262,14 @@ fn matrix_products() {
     let (g, _) =
         ferrograd::grad(|w: &Tensor, x: &Tensor| x.matmul(&w.t()).square().sum()).call(&w, (&x,));
     assert!(g.value().is_contiguous());
+    // `contiguous` copies a transposed tensor (concrete or traced) into row-major memory.
+    assert!(w.t().contiguous().value().is_contiguous());
+    let (_, traced) = ferrograd::grad(|w: &Tensor| {
+        let c = w.t().contiguous();
+        (c.sum(), c.value().is_contiguous() as i64 as f64)
+    })
+    .call(&w, ());
+    assert_eq!(traced.1, 1.0);
     let want = (&x.matmul(&w.t()) * 2.0).t().matmul(&x);
     assert_close(&g, &want.to_f64_vec(), 1e-12);
 }
