@@ -13,7 +13,9 @@ use rayon::prelude::*;
 
 use crate::dtype::Element;
 use crate::error::fail;
-use crate::layout::{broadcast_shapes, broadcast_strides, fmt_shape, for_each_offsets, Shape};
+use crate::layout::{
+    broadcast_shapes, broadcast_strides, fmt_shape, for_each_offsets, Shape, Strides,
+};
 use crate::math::with_simd;
 use crate::Array;
 
@@ -75,9 +77,9 @@ pub(crate) fn map_into<T: Element, U: Element>(
 /// `shape` with size-1 dims dropped and neighbouring dims merged where every operand steps
 /// through them as through one dim (its outer stride is the inner stride times the inner
 /// size), so the innermost run is as long as the layouts allow. Offsets are unchanged.
-fn coalesce<const N: usize>(shape: &[usize], strides: [&[isize]; N]) -> (Shape, [Shape2; N]) {
+fn coalesce<const N: usize>(shape: &[usize], strides: [&[isize]; N]) -> (Shape, [Strides; N]) {
     let mut out_shape = Shape::new();
-    let mut out: [Shape2; N] = std::array::from_fn(|_| Shape2::new());
+    let mut out: [Strides; N] = std::array::from_fn(|_| Strides::new());
     for d in 0..shape.len() {
         if shape[d] == 1 {
             continue;
@@ -105,9 +107,6 @@ fn coalesce<const N: usize>(shape: &[usize], strides: [&[isize]; N]) -> (Shape, 
     }
     (out_shape, out)
 }
-
-/// Strides of a coalesced shape.
-type Shape2 = smallvec::SmallVec<[isize; 6]>;
 
 /// The broadcast shape of `a` and `b`, panicking with both shapes when incompatible.
 #[track_caller]
