@@ -134,7 +134,7 @@ impl Array {
     pub fn logical_not(&self) -> Array {
         self.expect_bool("logical_not");
         let mut out = Array::empty(self.shape(), DType::Bool);
-        super::map_into::<bool, bool>(self, &mut out, "logical_not", |x| !x);
+        super::map_into::<bool, bool>(self, &mut out, "logical_not", super::PARALLEL_MIN, |x| !x);
         out
     }
 

@@ -25,23 +25,30 @@ use crate::Array;
 pub(crate) const PARALLEL_MIN: usize = 1 << 17;
 const CHUNK: usize = 1 << 14;
 
-/// `out[i] = f(a[i])`, `out` already shaped like `a`.
+/// Transcendental functions (exp, log, tanh, sigmoid, sin, ...) cost 0.3-5 ns per element,
+/// so splitting pays off sooner: f32 tanh on 10⁵ elements took 34 µs on one thread and 26 µs
+/// split, on 4·10⁴ 14 µs and 17 µs (waking the second thread costs about 10 µs).
+pub(crate) const PARALLEL_MIN_TRANSCENDENTAL: usize = 1 << 16;
+
+/// `out[i] = f(a[i])`, `out` already shaped like `a`; contiguous inputs of at least
+/// `parallel_min` elements are split across threads.
 #[track_caller]
 pub(crate) fn map_into<T: Element, U: Element>(
     a: &Array,
     out: &mut Array,
     op: &str,
+    parallel_min: usize,
     f: impl Fn(T) -> U + Sync,
 ) {
     if a.is_transposed_block() {
         // A tiled copy first, then the vectorised path: far faster than a strided walk.
-        return map_into(&a.copy(), out, op, f);
+        return map_into(&a.copy(), out, op, parallel_min, f);
     }
     let dst = out.out_slice::<U>(a.shape(), op);
     if let Some(src) = a.contiguous_slice::<T>(op) {
         let run =
             |d: &mut [U], s: &[T]| with_simd(|| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f(s)));
-        if src.len() >= PARALLEL_MIN {
+        if src.len() >= parallel_min {
             dst.par_chunks_mut(CHUNK)
                 .zip(src.par_chunks(CHUNK))
                 .for_each(|(d, s)| run(d, s));

@@ -1,12 +1,13 @@
 //! One-input elementwise ops.
 
-use super::map_into;
+use super::{map_into, PARALLEL_MIN, PARALLEL_MIN_TRANSCENDENTAL};
 use crate::dtype::{dispatch_float, dispatch_number, Float, Number};
 use crate::Array;
 
-/// Float-only unary ops: `name`, `name_into`, and the per-element expression.
+/// Float-only unary ops: the threading threshold, then `name`, `name_into`, and the
+/// per-element expression.
 macro_rules! float_unary {
-    ($($(#[$doc:meta])* $name:ident, $into:ident => |$x:ident| $body:expr;)*) => {
+    ($parallel_min:expr; $($(#[$doc:meta])* $name:ident, $into:ident => |$x:ident| $body:expr;)*) => {
         impl Array {$(
             $(#[$doc])*
             #[track_caller]
@@ -20,7 +21,7 @@ macro_rules! float_unary {
             #[track_caller]
             pub fn $into(&self, out: &mut Array) {
                 fn kernel<T: Float>($x: T) -> T { $body }
-                dispatch_float!(self.dtype(), stringify!($name), T => map_into::<T, T>(self, out, stringify!($name), kernel::<T>))
+                dispatch_float!(self.dtype(), stringify!($name), T => map_into::<T, T>(self, out, stringify!($name), $parallel_min, kernel::<T>))
             }
         )*}
     };
@@ -42,7 +43,7 @@ macro_rules! number_unary {
             #[track_caller]
             pub fn $into(&self, out: &mut Array) {
                 fn kernel<T: Number>($x: T) -> T { $body }
-                dispatch_number!(self.dtype(), stringify!($name), T => map_into::<T, T>(self, out, stringify!($name), kernel::<T>))
+                dispatch_number!(self.dtype(), stringify!($name), T => map_into::<T, T>(self, out, stringify!($name), PARALLEL_MIN, kernel::<T>))
             }
         )*}
     };
@@ -59,7 +60,7 @@ number_unary! {
     relu, relu_into => |x| if x < T::zero() { T::zero() } else { x };
 }
 
-float_unary! {
+float_unary! { PARALLEL_MIN_TRANSCENDENTAL;
     /// `e^x`.
     exp, exp_into => |x| x.exp_kernel();
     /// Natural logarithm.
@@ -68,10 +69,6 @@ float_unary! {
     log1p, log1p_into => |x| x.ln_1p();
     /// `e^x - 1`, accurate near 0.
     expm1, expm1_into => |x| x.exp_m1();
-    /// Square root.
-    sqrt, sqrt_into => |x| x.sqrt();
-    /// `1 / sqrt(x)`.
-    rsqrt, rsqrt_into => |x| x.sqrt().recip();
     /// Sine.
     sin, sin_into => |x| x.sin();
     /// Cosine.
@@ -80,6 +77,13 @@ float_unary! {
     tanh, tanh_into => |x| x.tanh_kernel();
     /// The logistic function `1 / (1 + e^-x)`, computed without overflow for large `|x|`.
     sigmoid, sigmoid_into => |x| x.sigmoid_kernel();
+}
+
+float_unary! { PARALLEL_MIN;
+    /// Square root.
+    sqrt, sqrt_into => |x| x.sqrt();
+    /// `1 / sqrt(x)`.
+    rsqrt, rsqrt_into => |x| x.sqrt().recip();
     /// Round toward negative infinity.
     floor, floor_into => |x| x.floor();
     /// Round toward positive infinity.
@@ -114,7 +118,7 @@ impl Array {
         dispatch_number!(self.dtype(), "clamp", T => {
             let lo = min.map(<T as crate::Element>::from_f64);
             let hi = max.map(<T as crate::Element>::from_f64);
-            map_into::<T, T>(self, out, "clamp", move |x| {
+            map_into::<T, T>(self, out, "clamp", PARALLEL_MIN, move |x| {
                 let x = match lo { Some(l) if x < l => l, _ => x };
                 match hi { Some(h) if x > h => h, _ => x }
             })
@@ -135,14 +139,14 @@ impl Array {
         dispatch_float!(self.dtype(), "pow_scalar", T => {
             let e = <T as crate::Element>::from_f64(exponent);
             if exponent == 2.0 {
-                map_into::<T, T>(self, out, "pow_scalar", |x| x * x)
+                map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, |x| x * x)
             } else if exponent == 1.0 {
-                map_into::<T, T>(self, out, "pow_scalar", |x| x)
+                map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, |x| x)
             } else if exponent.fract() == 0.0 && exponent.abs() <= 64.0 {
                 let n = exponent as i32;
-                map_into::<T, T>(self, out, "pow_scalar", move |x| x.powi(n))
+                map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, move |x| x.powi(n))
             } else {
-                map_into::<T, T>(self, out, "pow_scalar", move |x| x.powf(e))
+                map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, move |x| x.powf(e))
             }
         })
     }
