@@ -25,9 +25,10 @@ use crate::Array;
 pub(crate) const PARALLEL_MIN: usize = 1 << 17;
 const CHUNK: usize = 1 << 14;
 
-/// Transcendental functions (exp, log, tanh, sigmoid, sin, ...) cost 0.3-5 ns per element,
-/// so splitting pays off sooner: f32 tanh on 10⁵ elements took 34 µs on one thread and 26 µs
-/// split, on 4·10⁴ 14 µs and 17 µs (waking the second thread costs about 10 µs).
+/// Transcendental functions (exp, log, tanh, sigmoid, sin, ...) cost 0.15-5 ns per element,
+/// so splitting pays off sooner: on 10⁵ f32 elements with AVX-512, exp took 24 µs on one
+/// thread and 18-19 µs split, sigmoid 32 and 21-25 µs, tanh 17.5 and 15-19 µs (waking the
+/// second thread costs about 10 µs).
 pub(crate) const PARALLEL_MIN_TRANSCENDENTAL: usize = 1 << 16;
 
 /// `out[i] = f(a[i])`, `out` already shaped like `a`; contiguous inputs of at least
