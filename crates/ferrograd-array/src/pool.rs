@@ -143,6 +143,12 @@ impl Array {
                 return;
             }
             let hw = g.h * g.w;
+            // Output columns whose windows lie wholly inside the image's columns (a range).
+            let inner_cols = (0..g.ow)
+                .filter(|&xo| g.clip(xo, 1).len() == g.p.kernel.1)
+                .fold(None, |r: Option<(usize, usize)>, xo| {
+                    Some(r.map_or((xo, xo + 1), |(a, _)| (a, xo + 1)))
+                });
             values
                 .par_chunks_mut(s)
                 .zip(indices.par_chunks_mut(s))
@@ -153,13 +159,6 @@ impl Array {
                     let (sw, pw) = (g.p.stride.1, g.p.padding.1);
                     // The first maximum wins; a NaN beats every number.
                     let better = |val: T, best: T| (val > best) | (val.is_nan() & !best.is_nan());
-                    // Output columns whose windows lie wholly inside the image's columns.
-                    let inner_cols = (0..g.ow).filter(|&xo| g.clip(xo, 1).len() == kw).fold(
-                        None,
-                        |r: Option<(usize, usize)>, xo| {
-                            Some(r.map_or((xo, xo + 1), |(a, _)| (a, xo + 1)))
-                        },
-                    );
                     for y in 0..g.oh {
                         let rows = g.clip(y, 0);
                         let (vrow, irow) = (
