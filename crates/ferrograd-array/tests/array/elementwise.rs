@@ -66,6 +66,39 @@ fn unary_ops_match_the_reference_on_every_layout() {
     }
 }
 
+/// Views whose rows are contiguous but not the whole buffer (a narrowed or selected middle
+/// dim): the row-wise vectorised path, for every unary op.
+#[test]
+fn unary_ops_on_row_contiguous_views() {
+    let mut rng = Generator::new(11);
+    for &(name, op, reference, low, high) in UNARY {
+        let base = case(
+            &mut rng,
+            &[3, 5, 17],
+            DType::F32,
+            Layout::Contiguous,
+            low,
+            high,
+        );
+        for (view, (d, start, len)) in [(1usize, 1usize, 3usize), (2, 0, 16), (0, 1, 2)]
+            .iter()
+            .map(|&(d, s, l)| (base.array.narrow(d, s, l), (d, s, l)))
+        {
+            let got = op(&view);
+            let want: Vec<f64> = (0..view.numel())
+                .map(|i| {
+                    let mut idx = unravel(i, view.shape());
+                    idx[d] += start;
+                    reference(base.values[ravel(&idx, &[3, 5, 17])])
+                })
+                .collect();
+            let (rtol, atol) = tol(DType::F32);
+            assert_close(&got.to_f64_vec(), &want, rtol, atol);
+            assert_eq!(got.shape(), view.shape(), "{name} narrowed on {d} to {len}");
+        }
+    }
+}
+
 #[test]
 fn large_unary_ops_take_the_parallel_path_and_stay_right() {
     let mut rng = Generator::new(11);
