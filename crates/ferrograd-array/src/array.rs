@@ -185,7 +185,14 @@ impl Array {
     /// True when the last two dims are a transposed (column-major) block: the layout a
     /// `.t()` view or a transposed gradient has, which a plain element walk reads with a
     /// cache miss per element.
-    pub(crate) fn is_transposed_block(&self) -> bool {
+    ///
+    /// ```
+    /// use ferrograd_array::{Array, DType};
+    /// let a = Array::zeros(&[3, 4], DType::F32);
+    /// assert!(!a.is_transposed_block());
+    /// assert!(a.t().is_transposed_block());
+    /// ```
+    pub fn is_transposed_block(&self) -> bool {
         let n = self.ndim();
         n >= 2
             && self.strides[n - 2] == 1

@@ -17,7 +17,7 @@ pub(crate) fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor, needs: &[bool]) -> 
     let t = |x: &Tensor| x.transpose(-1, -2);
     smallvec![
         wanted(needs, 0, || {
-            let da = if column_major(a) {
+            let da = if a.value().is_transposed_block() {
                 t(&b.matmul(&t(g)))
             } else {
                 g.matmul(&t(b))
@@ -25,7 +25,7 @@ pub(crate) fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor, needs: &[bool]) -> 
             unbroadcast(&da, a.shape())
         }),
         wanted(needs, 1, || {
-            let db = if column_major(b) {
+            let db = if b.value().is_transposed_block() {
                 t(&t(g).matmul(a))
             } else {
                 t(a).matmul(g)
@@ -33,13 +33,6 @@ pub(crate) fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor, needs: &[bool]) -> 
             unbroadcast(&db, b.shape())
         }),
     ]
-}
-
-/// True when the last two dims are stored column by column (a transposed matrix).
-fn column_major(x: &Tensor) -> bool {
-    let (shape, strides) = (x.shape(), x.value().strides());
-    let n = shape.len();
-    n >= 2 && strides[n - 2] == 1 && strides[n - 1] != 1 && shape[n - 1] > 1 && shape[n - 2] > 1
 }
 
 impl Tensor {
