@@ -6,8 +6,10 @@
 //! column-major product `Cᵀ = Bᵀ Aᵀ` over the same memory (gemm 0.19 measured the same either
 //! way). What does matter is the operands' layouts against the shape: a short row-major A
 //! times a column-major B (`x Wᵀ`) runs up to 2x faster as the transposed product through
-//! a scratch block, and threads pay off only above about 8·10⁶ m·n·k. Both choices live in
-//! [`gemm_strided`] alone; `cargo run --release` of the suite bench shows their effect.
+//! a scratch block, threads pay off only above about 8·10⁶ m·n·k, and a large product runs
+//! fastest cut into strips shared out over the threads. These choices live in
+//! [`gemm_strided`] and [`gemm_col_major`] alone; the suite bench and
+//! `benches/compare-numpy-rounds.sh` show their effect.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -124,16 +126,112 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
     let (alpha, beta) = (if accumulate { T::one() } else { T::zero() }, T::one());
     if c.cs == 1 || n == 1 {
         // Row-major output: compute the column-major Cᵀ = Bᵀ Aᵀ.
-        gemm::gemm(
-            n, m, k, c.ptr, c.rs, c.cs, accumulate, b.ptr, b.rs, b.cs, a.ptr, a.rs, a.cs, alpha,
-            beta, false, false, false, par,
+        gemm_col_major(
+            n,
+            m,
+            k,
+            Mat {
+                ptr: c.ptr,
+                rs: c.cs,
+                cs: c.rs,
+            },
+            accumulate,
+            Mat {
+                ptr: b.ptr,
+                rs: b.cs,
+                cs: b.rs,
+            },
+            Mat {
+                ptr: a.ptr,
+                rs: a.cs,
+                cs: a.rs,
+            },
+            (alpha, beta),
+            par,
         )
     } else {
-        gemm::gemm(
-            m, n, k, c.ptr, c.cs, c.rs, accumulate, a.ptr, a.cs, a.rs, b.ptr, b.cs, b.rs, alpha,
-            beta, false, false, false, par,
-        )
+        gemm_col_major(m, n, k, c, accumulate, a, b, (alpha, beta), par)
     }
+}
+
+/// Rows of D per strip, at most, when a large threaded product is cut into strips.
+const STRIP_ROWS: usize = 512;
+
+/// `gemm::gemm` on `D = alpha D + beta L R` (L m×k, R k×n, in gemm's column-major terms).
+///
+/// A large threaded product (m, n, k ≥ 1024) is cut into strips of at most [`STRIP_ROWS`]
+/// rows of D, as many per thread, and each thread runs its strips through single-threaded
+/// gemm. gemm 0.19 packs an L of at most 2·mc rows once per depth block, where one call over a
+/// long m packs it per row block; and one serial call per strip has none of the per-depth-block
+/// handovers between threads of a threaded call. Each strip repacks R, which the cache-sized
+/// strips absorb. Measured on 2 cores (AVX-512, f32), calls of each kind interleaved in one
+/// process, median ms one call → strips: 2048³ 39.1 → 37.1, 2048x2048x4096 79.4 → 75.2 (m, k,
+/// n as here), 1024³ 4.60 → 4.48, 2048x1024x1100 10.4 → 10.4 (ragged strips balanced over the
+/// threads). That brought 2048³ level with NumPy's OpenBLAS (`benches/compare-numpy-rounds.sh`).
+///
+/// # Safety
+/// As for [`gemm_strided`], with the operands in gemm's column-major orientation.
+#[allow(clippy::too_many_arguments)] // gemm's own shape: three strided operands
+unsafe fn gemm_col_major<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    d: Mat<*mut T>,
+    read_dst: bool,
+    l: Mat<*const T>,
+    r: Mat<*const T>,
+    (alpha, beta): (T, T),
+    par: Parallelism,
+) {
+    if !(matches!(par, Parallelism::Rayon(_)) && m >= 1024 && n >= 1024 && k >= 1024) {
+        // SAFETY: the caller's operands, as received.
+        unsafe {
+            gemm::gemm(
+                m, n, k, d.ptr, d.cs, d.rs, read_dst, l.ptr, l.cs, l.rs, r.ptr, r.cs, r.rs, alpha,
+                beta, false, false, false, par,
+            )
+        }
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    let strips = threads * m.div_ceil(threads * STRIP_ROWS);
+    let rows = m.div_ceil(strips).next_multiple_of(16);
+    let (dp, lp, rp) = (
+        SendPtr(d.ptr),
+        SendPtr(l.ptr as *mut T),
+        SendPtr(r.ptr as *mut T),
+    );
+    (0..m.div_ceil(rows))
+        .into_par_iter()
+        .with_max_len(1)
+        .for_each(|s| {
+            let (dp, lp, rp) = (dp, lp, rp);
+            let i = (s * rows) as isize;
+            // SAFETY: rows i..i + rows of D and L lie inside the caller's operands (the caller
+            // vouches for all m rows); distinct strips write disjoint rows of D.
+            unsafe {
+                gemm_col_major(
+                    rows.min(m - s * rows),
+                    n,
+                    k,
+                    Mat {
+                        ptr: dp.0.offset(i * d.rs),
+                        ..d
+                    },
+                    read_dst,
+                    Mat {
+                        ptr: (lp.0 as *const T).offset(i * l.rs),
+                        ..l
+                    },
+                    Mat {
+                        ptr: rp.0 as *const T,
+                        ..r
+                    },
+                    (alpha, beta),
+                    Parallelism::None,
+                )
+            }
+        });
 }
 
 /// An operand whose matrix dims have no unit stride (say, a broadcast inside the matrix) is

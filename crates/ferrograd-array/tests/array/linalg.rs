@@ -103,6 +103,39 @@ fn large_products_use_threads_and_stay_right() {
     );
 }
 
+/// Products large enough that gemm is called on strips of output columns shared out over
+/// the threads (m, n, k ≥ 1024 with 2048 here), ragged (1100 columns), B plain or
+/// transposed. A naive product would take seconds, so whole rows (every strip and its edges)
+/// are checked against f64 dot products.
+#[test]
+fn products_cut_into_column_strips_stay_right() {
+    let mut rng = Generator::new(34);
+    let (m, k, n) = (2048, 1024, 1100);
+    let a = case(&mut rng, &[m, k], DType::F32, Layout::Contiguous, -1.0, 1.0);
+    let b = case(&mut rng, &[k, n], DType::F32, Layout::Contiguous, -1.0, 1.0);
+    let bt = case(&mut rng, &[n, k], DType::F32, Layout::Contiguous, -1.0, 1.0);
+    let rows: Vec<usize> = (0..10)
+        .map(|_| rng.rng().random_range(0..m))
+        .chain([0, m - 1])
+        .collect();
+    for (right, b_at) in [
+        (
+            b.array.clone(),
+            &(|l: usize, j: usize| b.values[l * n + j]) as &dyn Fn(_, _) -> f64,
+        ),
+        (bt.array.t(), &|l: usize, j: usize| bt.values[j * k + l]),
+    ] {
+        let got = a.array.matmul(&right).to_f64_vec();
+        for &i in &rows {
+            for j in 0..n {
+                let want: f64 = (0..k).map(|l| a.values[i * k + l] * b_at(l, j)).sum();
+                let err = (got[i * n + j] - want).abs();
+                assert!(err < 1e-3, "C[{i}, {j}] = {} want {want}", got[i * n + j]);
+            }
+        }
+    }
+}
+
 #[test]
 fn vector_operands_follow_pytorch() {
     let mut rng = Generator::new(32);
