@@ -290,8 +290,9 @@ impl Array {
             let bias = bias.map(|b| b.values::<T>("conv2d").into_owned());
             let dst = out.out_slice::<T>(&[g.n, g.o, g.oh, g.ow], "conv2d_into");
             let (k, s, chw) = (g.k(), g.spatial(), g.c * g.h * g.w);
-            let one_sample = g.n == 1;
-            let sample = |(n, y): (usize, &mut [T])| {
+            // Samples go to threads; one sample (or one thread) lets gemm thread instead.
+            let split_samples = crate::par::split(g.n, 2);
+            let sample = |n: usize, y: &mut [T]| {
                 let mut col_buffer = scratch::<T>(k * s);
                 let col = T::slice_mut(&mut col_buffer).expect("scratch of T");
                 for grp in 0..g.p.groups {
@@ -320,7 +321,7 @@ impl Array {
                                 cs: 1,
                             },
                             false,
-                            one_sample,
+                            !split_samples,
                         );
                     }
                 }
@@ -333,11 +334,7 @@ impl Array {
             if g.o * s == 0 {
                 return;
             }
-            if one_sample {
-                dst.chunks_mut(g.o * s).enumerate().for_each(sample);
-            } else {
-                dst.par_chunks_mut(g.o * s).enumerate().for_each(sample);
-            }
+            crate::par::chunks(dst, g.o * s, split_samples, sample);
         }
         dispatch_float!(self.dtype(), "conv2d", T => kernel::<T>(g, self, weight, bias, out))
     }
@@ -375,43 +372,46 @@ impl Array {
             let dx = out.out_slice::<T>(&[g.n, g.c, g.h, g.w], "conv2d_backward_input_into");
             dx.iter_mut().for_each(|v| *v = T::zero());
             let (k, s, chw) = (g.k(), g.spatial(), g.c * g.h * g.w);
-            if chw > 0 && s > 0 {
-                dx.par_chunks_mut(chw).enumerate().for_each(|(n, dxn)| {
-                    let mut col_buffer = scratch::<T>(k * s);
-                    let col = T::slice_mut(&mut col_buffer).expect("scratch of T");
-                    for grp in 0..g.p.groups {
-                        let dyg = &dy[(n * g.o + grp * g.og()) * s..];
-                        // SAFETY: `col` is an exclusive [K, S] buffer; `w`'s group block is
-                        // read as the transpose [K, Og] (row stride 1, column stride K); `dyg`
-                        // is the [Og, S] gradient block of sample n, group grp.
-                        unsafe {
-                            gemm_strided(
-                                k,
-                                s,
-                                g.og(),
-                                Mat {
-                                    ptr: col.as_mut_ptr(),
-                                    rs: s as isize,
-                                    cs: 1,
-                                },
-                                Mat {
-                                    ptr: w.as_ptr().add(grp * g.og() * k),
-                                    rs: 1,
-                                    cs: k as isize,
-                                },
-                                Mat {
-                                    ptr: dyg.as_ptr(),
-                                    rs: s as isize,
-                                    cs: 1,
-                                },
-                                false,
-                                g.n == 1,
-                            );
-                        }
-                        g.col2im(col, grp * g.cg(), dxn);
+            let split_samples = crate::par::split(g.n, 2);
+            let sample = |n: usize, dxn: &mut [T]| {
+                let mut col_buffer = scratch::<T>(k * s);
+                let col = T::slice_mut(&mut col_buffer).expect("scratch of T");
+                for grp in 0..g.p.groups {
+                    let dyg = &dy[(n * g.o + grp * g.og()) * s..];
+                    // SAFETY: `col` is an exclusive [K, S] buffer; `w`'s group block is
+                    // read as the transpose [K, Og] (row stride 1, column stride K); `dyg`
+                    // is the [Og, S] gradient block of sample n, group grp.
+                    unsafe {
+                        gemm_strided(
+                            k,
+                            s,
+                            g.og(),
+                            Mat {
+                                ptr: col.as_mut_ptr(),
+                                rs: s as isize,
+                                cs: 1,
+                            },
+                            Mat {
+                                ptr: w.as_ptr().add(grp * g.og() * k),
+                                rs: 1,
+                                cs: k as isize,
+                            },
+                            Mat {
+                                ptr: dyg.as_ptr(),
+                                rs: s as isize,
+                                cs: 1,
+                            },
+                            false,
+                            !split_samples,
+                        );
                     }
-                });
+                    g.col2im(col, grp * g.cg(), dxn);
+                }
+            };
+            if chw == 0 || s == 0 {
+                return;
             }
+            crate::par::chunks(dx, chw, split_samples, sample);
         }
         dispatch_float!(self.dtype(), "conv2d_backward_input", T => kernel::<T>(g, self, weight, out))
     }
@@ -457,53 +457,57 @@ impl Array {
             // Each group's gradient is accumulated transposed, dWᵀ [K, Og] += col [K, S] ·
             // dYᵀ [S, Og]: `gemm` runs this orientation 1.2-3x faster than dY · colᵀ on the
             // seed's CNN layers (a tall product with a short inner dim instead of a wide one).
-            let dw_t = (0..g.n)
-                .into_par_iter()
-                .fold(
-                    || (vec![T::zero(); size], scratch::<T>(k * s)),
-                    |(mut dw_t, mut col_buffer), n| {
-                        let col = T::slice_mut(&mut col_buffer).expect("scratch of T");
-                        for grp in 0..g.p.groups {
-                            g.im2col(&x[n * chw..(n + 1) * chw], grp * g.cg(), col);
-                            let dyg = &dy[(n * g.o + grp * og) * s..];
-                            // SAFETY: `dw_t`'s group block is an exclusive [K, Og] matrix;
-                            // `col` is [K, S]; `dyg` is [Og, S], read transposed as [S, Og].
-                            unsafe {
-                                gemm_strided(
-                                    k,
-                                    og,
-                                    s,
-                                    Mat {
-                                        ptr: dw_t.as_mut_ptr().add(grp * og * k),
-                                        rs: og as isize,
-                                        cs: 1,
-                                    },
-                                    Mat {
-                                        ptr: col.as_ptr(),
-                                        rs: s as isize,
-                                        cs: 1,
-                                    },
-                                    Mat {
-                                        ptr: dyg.as_ptr(),
-                                        rs: 1,
-                                        cs: s as isize,
-                                    },
-                                    true,
-                                    false,
-                                );
-                            }
-                        }
-                        (dw_t, col_buffer)
-                    },
-                )
-                .map(|(dw_t, _)| dw_t)
-                .reduce(
-                    || vec![T::zero(); size],
-                    |mut a, b| {
-                        a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
-                        a
-                    },
-                );
+            let split_samples = crate::par::split(g.n, 2);
+            let empty = || (vec![T::zero(); size], scratch::<T>(k * s));
+            let accumulate = |(mut dw_t, mut col_buffer): (Vec<T>, _), n: usize| {
+                let col = T::slice_mut(&mut col_buffer).expect("scratch of T");
+                for grp in 0..g.p.groups {
+                    g.im2col(&x[n * chw..(n + 1) * chw], grp * g.cg(), col);
+                    let dyg = &dy[(n * g.o + grp * og) * s..];
+                    // SAFETY: `dw_t`'s group block is an exclusive [K, Og] matrix;
+                    // `col` is [K, S]; `dyg` is [Og, S], read transposed as [S, Og].
+                    unsafe {
+                        gemm_strided(
+                            k,
+                            og,
+                            s,
+                            Mat {
+                                ptr: dw_t.as_mut_ptr().add(grp * og * k),
+                                rs: og as isize,
+                                cs: 1,
+                            },
+                            Mat {
+                                ptr: col.as_ptr(),
+                                rs: s as isize,
+                                cs: 1,
+                            },
+                            Mat {
+                                ptr: dyg.as_ptr(),
+                                rs: 1,
+                                cs: s as isize,
+                            },
+                            true,
+                            !split_samples,
+                        );
+                    }
+                }
+                (dw_t, col_buffer)
+            };
+            let dw_t = if split_samples {
+                (0..g.n)
+                    .into_par_iter()
+                    .fold(empty, accumulate)
+                    .map(|(dw_t, _)| dw_t)
+                    .reduce(
+                        || vec![T::zero(); size],
+                        |mut a, b| {
+                            a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
+                            a
+                        },
+                    )
+            } else {
+                (0..g.n).fold(empty(), accumulate).0
+            };
             let dw = out.out_slice::<T>(&[g.o, g.cg(), g.kh, g.kw], "conv2d_backward_weight_into");
             if size > 0 {
                 for (src, dst) in dw_t.chunks(og * k).zip(dw.chunks_mut(og * k)) {

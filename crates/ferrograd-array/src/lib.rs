@@ -32,6 +32,7 @@ mod index;
 mod layout;
 mod linalg;
 mod math;
+mod par;
 mod pool;
 mod random;
 mod recycle;

@@ -118,7 +118,7 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
         }
         return;
     }
-    let par = if parallel && m * n * k >= PARALLEL_FLOPS {
+    let par = if parallel && crate::par::split(m * n * k, PARALLEL_FLOPS) {
         Parallelism::Rayon(0)
     } else {
         Parallelism::None
@@ -473,7 +473,10 @@ fn batched<T: Float>(a: &Array, b: &Array, out_shape: &[usize], out: &mut Array)
             )
         }
     };
-    if pairs.len() > 1 && m * n * k < PARALLEL_FLOPS && pairs.len() * m * n * k >= PARALLEL_FLOPS {
+    if pairs.len() > 1
+        && m * n * k < PARALLEL_FLOPS
+        && crate::par::split(pairs.len() * m * n * k, PARALLEL_FLOPS)
+    {
         pairs.par_iter().enumerate().for_each(|p| run(p, false));
     } else {
         pairs.iter().enumerate().for_each(|p| run(p, true));

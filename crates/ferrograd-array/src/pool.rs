@@ -1,6 +1,6 @@
 //! 2-d max and average pooling over `[N, C, H, W]`, forward and backward.
 
-use rayon::prelude::*;
+use crate::elementwise::PARALLEL_MIN;
 
 use crate::conv::out_size;
 use crate::dtype::{dispatch_float, Float};
@@ -149,73 +149,70 @@ impl Array {
                 .fold(None, |r: Option<(usize, usize)>, xo| {
                     Some(r.map_or((xo, xo + 1), |(a, _)| (a, xo + 1)))
                 });
-            values
-                .par_chunks_mut(s)
-                .zip(indices.par_chunks_mut(s))
-                .enumerate()
-                .for_each(|(p, (v, idx))| {
-                    let plane = &x[p * hw..(p + 1) * hw];
-                    let (kh, kw) = g.p.kernel;
-                    let (sw, pw) = (g.p.stride.1, g.p.padding.1);
-                    // The first maximum wins; a NaN beats every number.
-                    let better = |val: T, best: T| (val > best) | (val.is_nan() & !best.is_nan());
-                    for y in 0..g.oh {
-                        let rows = g.clip(y, 0);
-                        let (vrow, irow) = (
-                            &mut v[y * g.ow..(y + 1) * g.ow],
-                            &mut idx[y * g.ow..(y + 1) * g.ow],
-                        );
-                        let (lo, hi) = match inner_cols {
-                            Some((lo, hi)) if rows.len() == kh => (lo, hi),
-                            _ => (0, 0),
-                        };
-                        if hi > lo {
-                            // Whole windows: one pass per window position over the row's
-                            // outputs, so neighbouring outputs are independent work (a
-                            // per-window loop is one long dependency chain of compares).
-                            let (vs, is) = (&mut vrow[lo..hi], &mut irow[lo..hi]);
-                            for i in 0..kh {
-                                let line = (rows.start + i) * g.w;
-                                for j in 0..kw {
-                                    let at0 = line + lo * sw + j - pw;
-                                    let pairs = vs.iter_mut().zip(is.iter_mut()).enumerate();
-                                    if i == 0 && j == 0 {
-                                        for (n, (vb, ib)) in pairs {
-                                            *ib = (at0 + n * sw) as i64;
-                                            *vb = plane[at0 + n * sw];
-                                        }
-                                        continue;
-                                    }
+            let parallel = crate::par::split(x.len(), PARALLEL_MIN);
+            crate::par::chunks2(values, indices, s, parallel, |p, v, idx| {
+                let plane = &x[p * hw..(p + 1) * hw];
+                let (kh, kw) = g.p.kernel;
+                let (sw, pw) = (g.p.stride.1, g.p.padding.1);
+                // The first maximum wins; a NaN beats every number.
+                let better = |val: T, best: T| (val > best) | (val.is_nan() & !best.is_nan());
+                for y in 0..g.oh {
+                    let rows = g.clip(y, 0);
+                    let (vrow, irow) = (
+                        &mut v[y * g.ow..(y + 1) * g.ow],
+                        &mut idx[y * g.ow..(y + 1) * g.ow],
+                    );
+                    let (lo, hi) = match inner_cols {
+                        Some((lo, hi)) if rows.len() == kh => (lo, hi),
+                        _ => (0, 0),
+                    };
+                    if hi > lo {
+                        // Whole windows: one pass per window position over the row's
+                        // outputs, so neighbouring outputs are independent work (a
+                        // per-window loop is one long dependency chain of compares).
+                        let (vs, is) = (&mut vrow[lo..hi], &mut irow[lo..hi]);
+                        for i in 0..kh {
+                            let line = (rows.start + i) * g.w;
+                            for j in 0..kw {
+                                let at0 = line + lo * sw + j - pw;
+                                let pairs = vs.iter_mut().zip(is.iter_mut()).enumerate();
+                                if i == 0 && j == 0 {
                                     for (n, (vb, ib)) in pairs {
-                                        let at = (at0 + n * sw) as i64;
-                                        // Integer arithmetic, not a select: LLVM turns
-                                        // selects here back into branches, which mispredict
-                                        // on half the elements of random data (measured 5x
-                                        // slower).
-                                        let take = better(plane[at as usize], *vb) as i64;
-                                        *ib += take * (at - *ib);
-                                        *vb = plane[*ib as usize];
+                                        *ib = (at0 + n * sw) as i64;
+                                        *vb = plane[at0 + n * sw];
                                     }
+                                    continue;
+                                }
+                                for (n, (vb, ib)) in pairs {
+                                    let at = (at0 + n * sw) as i64;
+                                    // Integer arithmetic, not a select: LLVM turns
+                                    // selects here back into branches, which mispredict
+                                    // on half the elements of random data (measured 5x
+                                    // slower).
+                                    let take = better(plane[at as usize], *vb) as i64;
+                                    *ib += take * (at - *ib);
+                                    *vb = plane[*ib as usize];
                                 }
                             }
-                        }
-                        for xo in (0..lo).chain(hi..g.ow) {
-                            let cols = g.clip(xo, 1);
-                            let (mut best, mut at) = (T::neg_infinity(), -1i64);
-                            for iy in rows.clone() {
-                                for ix in cols.clone() {
-                                    let val = plane[iy * g.w + ix];
-                                    if at < 0 || better(val, best) {
-                                        best = val;
-                                        at = (iy * g.w + ix) as i64;
-                                    }
-                                }
-                            }
-                            vrow[xo] = best;
-                            irow[xo] = at;
                         }
                     }
-                });
+                    for xo in (0..lo).chain(hi..g.ow) {
+                        let cols = g.clip(xo, 1);
+                        let (mut best, mut at) = (T::neg_infinity(), -1i64);
+                        for iy in rows.clone() {
+                            for ix in cols.clone() {
+                                let val = plane[iy * g.w + ix];
+                                if at < 0 || better(val, best) {
+                                    best = val;
+                                    at = (iy * g.w + ix) as i64;
+                                }
+                            }
+                        }
+                        vrow[xo] = best;
+                        irow[xo] = at;
+                    }
+                }
+            });
         }
         dispatch_float!(self.dtype(), "max_pool2d", T => kernel::<T>(g, self, &shape, values, indices))
     }
@@ -272,7 +269,8 @@ impl Array {
             let dx = out.out_slice::<T>(input_shape, "max_pool2d_backward_into");
             dx.iter_mut().for_each(|v| *v = T::zero());
             if hw > 0 && s > 0 {
-                dx.par_chunks_mut(hw).enumerate().for_each(|(p, plane)| {
+                let parallel = crate::par::split(dx.len(), PARALLEL_MIN);
+                crate::par::chunks(dx, hw, parallel, |p, plane| {
                     for (&g, &i) in dy[p * s..(p + 1) * s].iter().zip(&idx[p * s..(p + 1) * s]) {
                         if i >= 0 {
                             plane[i as usize] += g;
@@ -341,17 +339,14 @@ impl Array {
             if s == 0 {
                 return;
             }
-            let pick = |(p, d): (usize, &mut [T])| {
+            let pick = |p: usize, d: &mut [T]| {
                 let plane = &x[p * hw..(p + 1) * hw];
                 for (d, &i) in d.iter_mut().zip(&idx[p * s..(p + 1) * s]) {
                     *d = if i >= 0 { plane[i as usize] } else { T::zero() };
                 }
             };
-            if dst.len() >= crate::elementwise::PARALLEL_MIN {
-                dst.par_chunks_mut(s).enumerate().for_each(pick);
-            } else {
-                dst.chunks_mut(s).enumerate().for_each(pick);
-            }
+            let parallel = crate::par::split(dst.len(), PARALLEL_MIN);
+            crate::par::chunks(dst, s, parallel, pick);
         }
         dispatch_float!(self.dtype(), "gather_planes", T => kernel::<T>(self, indices, hw, s, out))
     }
@@ -387,7 +382,8 @@ impl Array {
             out.iter_mut().for_each(|v| *v = T::zero());
             let divisors = divisors(&g, include);
             if s > 0 && g.h * g.w > 0 {
-                out.par_chunks_mut(s).enumerate().for_each(|(p, v)| {
+                let parallel = crate::par::split(x.len(), PARALLEL_MIN);
+                crate::par::chunks(out, s, parallel, |p, v| {
                     let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
                     g.windows(|o, i| {
                         if let Some(i) = i {
@@ -452,16 +448,15 @@ impl Array {
             let dx = out.out_slice::<T>(input_shape, "avg_pool2d_backward_into");
             dx.iter_mut().for_each(|v| *v = T::zero());
             if s > 0 && g.h * g.w > 0 {
-                dx.par_chunks_mut(g.h * g.w)
-                    .enumerate()
-                    .for_each(|(p, plane)| {
-                        let d = &dy[p * s..(p + 1) * s];
-                        g.windows(|o, i| {
-                            if let Some(i) = i {
-                                plane[i] += d[o] / T::from(divisors[o]).unwrap();
-                            }
-                        });
+                let parallel = crate::par::split(dx.len(), PARALLEL_MIN);
+                crate::par::chunks(dx, g.h * g.w, parallel, |p, plane| {
+                    let d = &dy[p * s..(p + 1) * s];
+                    g.windows(|o, i| {
+                        if let Some(i) = i {
+                            plane[i] += d[o] / T::from(divisors[o]).unwrap();
+                        }
                     });
+                });
             }
         }
         dispatch_float!(self.dtype(), "avg_pool2d_backward", T => kernel::<T>(g, self, input_shape, count_include_pad, out))

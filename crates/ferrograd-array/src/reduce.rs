@@ -75,7 +75,7 @@ fn rows_into<T: Element, U: Element>(
     let n = p.row_len;
     if n == 0 {
         dst.iter_mut().for_each(|d| *d = f(&[]));
-    } else if p.rows * n >= PARALLEL_MIN && p.rows > 1 {
+    } else if crate::par::split(p.rows * n, PARALLEL_MIN) && p.rows > 1 {
         dst.par_iter_mut()
             .zip(src.par_chunks(n))
             .for_each(|(d, row)| *d = f(row));
@@ -291,7 +291,7 @@ impl Array {
             )
         }
         let (is_sum, is_mean) = (kind == Kind::Sum, kind == Kind::Mean);
-        if is_sum && p.rows == 1 && p.row_len >= PARALLEL_MIN {
+        if is_sum && p.rows == 1 && crate::par::split(p.row_len, PARALLEL_MIN) {
             let src = self.values::<T>(op);
             let dst = out.out_slice::<T>(&p.out_shape, op);
             let parts: Vec<T> = src.par_chunks(1 << 15).map(sum_row).collect();

@@ -38,7 +38,7 @@ fn for_lines<T: Float>(
             row(&s[i..], &mut d[i..], inner);
         }
     };
-    if outer * block >= PARALLEL_MIN && outer > 1 {
+    if crate::par::split(outer * block, PARALLEL_MIN) && outer > 1 {
         src.par_chunks(block)
             .zip(dst.par_chunks_mut(block))
             .for_each(per_block);
@@ -230,7 +230,7 @@ impl Array {
                         }
                     }
                 };
-                if outer * block >= PARALLEL_MIN && outer > 1 {
+                if crate::par::split(outer * block, PARALLEL_MIN) && outer > 1 {
                     y_.par_chunks(block)
                         .zip(g_.par_chunks(block))
                         .zip(dx.par_chunks_mut(block))

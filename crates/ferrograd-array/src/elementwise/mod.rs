@@ -49,7 +49,7 @@ pub(crate) fn map_into<T: Element, U: Element>(
     if let Some(src) = a.contiguous_slice::<T>(op) {
         let run =
             |d: &mut [U], s: &[T]| with_simd(|| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f(s)));
-        if src.len() >= parallel_min {
+        if crate::par::split(src.len(), parallel_min) {
             dst.par_chunks_mut(CHUNK)
                 .zip(src.par_chunks(CHUNK))
                 .for_each(|(d, s)| run(d, s));
@@ -161,7 +161,7 @@ pub(crate) fn zip_into<T: Element, U: Element>(
                     }
                 })
             };
-            if dst.len() >= PARALLEL_MIN {
+            if crate::par::split(dst.len(), PARALLEL_MIN) {
                 dst.par_chunks_mut(CHUNK)
                     .zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
                     .for_each(|(d, (x, y))| run(d, x, y));

@@ -13,4 +13,5 @@ mod index;
 mod linalg;
 mod reduce;
 mod softmax;
+mod threads;
 mod views;

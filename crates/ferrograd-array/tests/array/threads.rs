@@ -1,0 +1,82 @@
+//! Kernels that split their work across threads take a serial path when rayon's pool has one
+//! thread (a one-core machine, `RAYON_NUM_THREADS=1`). Both paths must give the same values;
+//! each op here is large enough to split in the default pool.
+
+use ferrograd_array::{Array, Conv2dParams, DType, Generator, Pool2dParams};
+
+/// Every splitting kernel on inputs past its threshold, results flattened.
+fn run_all(x: &Array, w: &Array, v: &Array, a: &Array, b: &Array) -> Vec<(&'static str, Vec<f64>)> {
+    let conv = Conv2dParams {
+        padding: (1, 1),
+        ..Default::default()
+    };
+    let y = x.conv2d(w, None, conv);
+    let pool = Pool2dParams::square(2);
+    // Overlapping windows, so the pooled output is itself past the threshold.
+    let (pooled, idx) = y.max_pool2d(Pool2dParams {
+        stride: (1, 1),
+        ..pool
+    });
+    let avg = y.avg_pool2d(pool, true);
+    vec![
+        ("conv2d", y.to_f64_vec()),
+        (
+            "conv2d_backward_input",
+            y.conv2d_backward_input(w, x.shape(), conv).to_f64_vec(),
+        ),
+        (
+            "conv2d_backward_weight",
+            y.conv2d_backward_weight(x, w.shape(), conv).to_f64_vec(),
+        ),
+        ("max_pool2d", pooled.to_f64_vec()),
+        (
+            "max_pool2d_backward",
+            pooled.max_pool2d_backward(&idx, y.shape()).to_f64_vec(),
+        ),
+        ("gather_planes", y.gather_planes(&idx).to_f64_vec()),
+        ("avg_pool2d", avg.to_f64_vec()),
+        (
+            "avg_pool2d_backward",
+            avg.avg_pool2d_backward(y.shape(), pool, true).to_f64_vec(),
+        ),
+        ("tanh", v.tanh().to_f64_vec()),
+        ("add", v.add(&v.neg()).add(v).to_f64_vec()),
+        ("sum", v.sum().to_f64_vec()),
+        (
+            "sum rows",
+            v.reshape(&[400, 500]).sum_dim(1, false).to_f64_vec(),
+        ),
+        ("softmax", v.reshape(&[400, 500]).softmax(1).to_f64_vec()),
+        ("matmul", a.matmul(b).to_f64_vec()),
+    ]
+}
+
+#[test]
+fn kernels_give_the_same_values_on_a_one_thread_pool() {
+    let mut rng = Generator::new(35);
+    let x = rng.normal(&[6, 8, 40, 40], 0.0, 1.0, DType::F32);
+    let w = rng.normal(&[16, 8, 3, 3], 0.0, 0.3, DType::F32);
+    let v = rng.normal(&[200_000], 0.0, 1.0, DType::F32);
+    let a = rng.normal(&[1024, 1024], 0.0, 1.0, DType::F32);
+    let b = rng.normal(&[1024, 1030], 0.0, 1.0, DType::F32);
+    let split = run_all(&x, &w, &v, &a, &b);
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool");
+    let serial = one.install(|| run_all(&x, &w, &v, &a, &b));
+    for ((name, got), (_, want)) in serial.iter().zip(&split) {
+        assert_eq!(got.len(), want.len(), "{name}");
+        // Sums may group their terms differently across threads.
+        let bad = got
+            .iter()
+            .zip(want)
+            .position(|(g, w)| g.is_nan() || w.is_nan() || (g - w).abs() > 1e-4 + 1e-5 * w.abs());
+        if let Some(i) = bad {
+            panic!(
+                "{name}: element {i} is {} on one thread, {} split",
+                got[i], want[i]
+            );
+        }
+    }
+}
