@@ -19,17 +19,25 @@ use crate::layout::{
 use crate::math::with_simd;
 use crate::Array;
 
-/// Work below this many elements never leaves the calling thread. Measured on 2 cores: a
-/// 10⁵-element `sub` took 10 µs on one thread and 11-16 µs split (waking the pool costs more
-/// than it saves), 3·10⁵ took 37 µs on one and 27 µs split.
-pub(crate) const PARALLEL_MIN: usize = 1 << 17;
+/// Work below this many elements never leaves the calling thread.
+///
+/// Timed alone, an op splits profitably from about 2·10⁵ elements on 2 cores (a 3·10⁵-element
+/// `sub`: 37 µs on one thread, 27 µs split), but that counts only the op. Inside a training
+/// step each split also wakes the pool's threads, which then spin for a while beside the
+/// calling thread's serial work that follows. The seed suite's LSTM (its 240k-element weight
+/// gradient is accumulated 33 times per step and updated by SGD) took 3.7-4.4 ms per step
+/// with splits from 131k elements and 2.6 ms from 512k, on one thread also 2.6 ms; the batched
+/// LSTM 11.9-12.2 → 10.0-10.3 ms; the CNN and wide MLP rows, whose big ops are past 512k,
+/// stayed level (`cargo bench -p ferrograd-nn --bench suite`, 3 alternating passes).
+pub(crate) const PARALLEL_MIN: usize = 1 << 19;
 const CHUNK: usize = 1 << 14;
 
 /// Transcendental functions (exp, log, tanh, sigmoid, sin, ...) cost 0.15-5 ns per element,
-/// so splitting pays off sooner: on 10⁵ f32 elements with AVX-512, exp took 24 µs on one
-/// thread and 18-19 µs split, sigmoid 32 and 21-25 µs, tanh 17.5 and 15-19 µs (waking the
-/// second thread costs about 10 µs).
-pub(crate) const PARALLEL_MIN_TRANSCENDENTAL: usize = 1 << 16;
+/// so splitting pays off sooner: timed alone on 10⁵ f32 elements with AVX-512, exp took 24 µs
+/// on one thread and 18-19 µs split, tanh 17.5 and 15-19 µs (waking the second thread costs
+/// about 10 µs). Within a step the same costs as for [`PARALLEL_MIN`] apply, so the bound is
+/// half of that one rather than the alone-measured crossover.
+pub(crate) const PARALLEL_MIN_TRANSCENDENTAL: usize = 1 << 18;
 
 /// `out[i] = f(a[i])`, `out` already shaped like `a`; contiguous inputs of at least
 /// `parallel_min` elements are split across threads.

@@ -104,7 +104,7 @@ fn large_unary_ops_take_the_parallel_path_and_stay_right() {
     let mut rng = Generator::new(11);
     let c = case(
         &mut rng,
-        &[300, 400],
+        &[1000, 600],
         DType::F32,
         Layout::Contiguous,
         -2.0,
@@ -114,7 +114,7 @@ fn large_unary_ops_take_the_parallel_path_and_stay_right() {
     assert_close(&c.array.tanh().to_f64_vec(), &want, 2e-6, 1e-6);
     let d = case(
         &mut rng,
-        &[300, 400],
+        &[1000, 600],
         DType::F32,
         Layout::Contiguous,
         -2.0,

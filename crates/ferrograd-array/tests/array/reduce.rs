@@ -110,7 +110,7 @@ fn large_sums_take_the_parallel_and_leading_paths() {
     let mut rng = Generator::new(21);
     let c = case(
         &mut rng,
-        &[500, 300],
+        &[1000, 600],
         DType::F64,
         Layout::Contiguous,
         -1.0,
@@ -118,17 +118,17 @@ fn large_sums_take_the_parallel_and_leading_paths() {
     );
     let total: f64 = c.values.iter().sum();
     assert_close(&[c.array.sum().item::<f64>()], &[total], 1e-10, 1e-10);
-    let (_, g) = groups(&c.values, &[500, 300], &[0]);
+    let (_, g) = groups(&c.values, &[1000, 600], &[0]);
     let want: Vec<f64> = g.iter().map(|x| x.iter().sum()).collect();
     assert_close(&c.array.sum_dim(0, false).to_f64_vec(), &want, 1e-10, 1e-10);
-    let want_mean: Vec<f64> = want.iter().map(|s| s / 500.0).collect();
+    let want_mean: Vec<f64> = want.iter().map(|s| s / 1000.0).collect();
     assert_close(
         &c.array.mean_dim(0, true).to_f64_vec(),
         &want_mean,
         1e-10,
         1e-12,
     );
-    let (_, g) = groups(&c.values, &[500, 300], &[1]);
+    let (_, g) = groups(&c.values, &[1000, 600], &[1]);
     let want: Vec<f64> = g.iter().map(|x| x.iter().sum()).collect();
     assert_close(&c.array.sum_dim(1, false).to_f64_vec(), &want, 1e-10, 1e-10);
 }

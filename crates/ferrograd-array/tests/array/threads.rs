@@ -44,9 +44,9 @@ fn run_all(x: &Array, w: &Array, v: &Array, a: &Array, b: &Array) -> Vec<(&'stat
         ("sum", v.sum().to_f64_vec()),
         (
             "sum rows",
-            v.reshape(&[400, 500]).sum_dim(1, false).to_f64_vec(),
+            v.reshape(&[1200, 500]).sum_dim(1, false).to_f64_vec(),
         ),
-        ("softmax", v.reshape(&[400, 500]).softmax(1).to_f64_vec()),
+        ("softmax", v.reshape(&[1200, 500]).softmax(1).to_f64_vec()),
         ("matmul", a.matmul(b).to_f64_vec()),
     ]
 }
@@ -54,9 +54,9 @@ fn run_all(x: &Array, w: &Array, v: &Array, a: &Array, b: &Array) -> Vec<(&'stat
 #[test]
 fn kernels_give_the_same_values_on_a_one_thread_pool() {
     let mut rng = Generator::new(35);
-    let x = rng.normal(&[6, 8, 40, 40], 0.0, 1.0, DType::F32);
+    let x = rng.normal(&[8, 8, 72, 72], 0.0, 1.0, DType::F32);
     let w = rng.normal(&[16, 8, 3, 3], 0.0, 0.3, DType::F32);
-    let v = rng.normal(&[200_000], 0.0, 1.0, DType::F32);
+    let v = rng.normal(&[600_000], 0.0, 1.0, DType::F32);
     let a = rng.normal(&[1024, 1024], 0.0, 1.0, DType::F32);
     let b = rng.normal(&[1024, 1030], 0.0, 1.0, DType::F32);
     let split = run_all(&x, &w, &v, &a, &b);
@@ -67,11 +67,13 @@ fn kernels_give_the_same_values_on_a_one_thread_pool() {
     let serial = one.install(|| run_all(&x, &w, &v, &a, &b));
     for ((name, got), (_, want)) in serial.iter().zip(&split) {
         assert_eq!(got.len(), want.len(), "{name}");
-        // Sums may group their terms differently across threads.
+        // Sums may group their terms differently across threads: the total of 600k f32
+        // terms of size ~1 (Σ|v| ≈ 5·10⁵) may move by a few 10⁻³ with the grouping.
+        let atol = if *name == "sum" { 1e-2 } else { 1e-4 };
         let bad = got
             .iter()
             .zip(want)
-            .position(|(g, w)| g.is_nan() || w.is_nan() || (g - w).abs() > 1e-4 + 1e-5 * w.abs());
+            .position(|(g, w)| g.is_nan() || w.is_nan() || (g - w).abs() > atol + 1e-5 * w.abs());
         if let Some(i) = bad {
             panic!(
                 "{name}: element {i} is {} on one thread, {} split",
