@@ -96,15 +96,17 @@ pub trait Number:
 
 /// Floating-point element types: `f32`, `f64`.
 pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
-    /// `tanh`, vectorisable for f32 (see `math.rs`), libm's for f64.
+    /// `tanh`, vectorisable for f32 (see `math.rs`; `FMA` fuses its multiply-adds), libm's
+    /// for f64.
     #[doc(hidden)]
-    fn tanh_kernel(self) -> Self;
+    fn tanh_kernel<const FMA: bool>(self) -> Self;
     /// The logistic function, accurate in both tails.
     #[doc(hidden)]
-    fn sigmoid_kernel(self) -> Self;
-    /// `exp`, vectorisable for f32 (see `math.rs`), libm's for f64.
+    fn sigmoid_kernel<const FMA: bool>(self) -> Self;
+    /// `exp`, vectorisable for f32 (see `math.rs`; `FMA` fuses its multiply-adds), libm's
+    /// for f64.
     #[doc(hidden)]
-    fn exp_kernel(self) -> Self;
+    fn exp_kernel<const FMA: bool>(self) -> Self;
 }
 
 macro_rules! element {
@@ -188,15 +190,15 @@ float_number!(f64);
 
 impl Float for f32 {
     #[inline(always)]
-    fn tanh_kernel(self) -> Self {
-        crate::math::tanh_f32(self)
+    fn tanh_kernel<const FMA: bool>(self) -> Self {
+        crate::math::tanh_f32::<FMA>(self)
     }
     #[inline(always)]
-    fn sigmoid_kernel(self) -> Self {
+    fn sigmoid_kernel<const FMA: bool>(self) -> Self {
         // exp keeps the relative accuracy of the far tails (σ(-20) = 2e-9), which
         // log-likelihoods need; 1 + tanh(x/2) would round them to 0. With e = e^-|x|,
         // σ(|x|) = 1 / (1 + e) and σ(-|x|) = e / (1 + e); selected without a branch.
-        let e = crate::math::exp_f32(-self.abs());
+        let e = crate::math::exp_f32::<FMA>(-self.abs());
         let s = 1.0 / (1.0 + e);
         if self >= 0.0 || self.is_nan() {
             s
@@ -205,18 +207,18 @@ impl Float for f32 {
         }
     }
     #[inline(always)]
-    fn exp_kernel(self) -> Self {
-        crate::math::exp_f32(self)
+    fn exp_kernel<const FMA: bool>(self) -> Self {
+        crate::math::exp_f32::<FMA>(self)
     }
 }
 
 impl Float for f64 {
     #[inline(always)]
-    fn tanh_kernel(self) -> Self {
+    fn tanh_kernel<const FMA: bool>(self) -> Self {
         self.tanh()
     }
     #[inline(always)]
-    fn sigmoid_kernel(self) -> Self {
+    fn sigmoid_kernel<const FMA: bool>(self) -> Self {
         if self >= 0.0 {
             1.0 / (1.0 + (-self).exp())
         } else {
@@ -225,7 +227,7 @@ impl Float for f64 {
         }
     }
     #[inline(always)]
-    fn exp_kernel(self) -> Self {
+    fn exp_kernel<const FMA: bool>(self) -> Self {
         self.exp()
     }
 }

@@ -8,6 +8,13 @@
 //! Every kernel that allocates its result has an `*_into` form that writes into an array
 //! the caller owns, so a compiled plan can run without allocating.
 //!
+//! Large kernels split their work over rayon's global pool (one thread per core by
+//! default): elementwise ops, reductions and pooling from 512k elements (256k for exp, tanh
+//! and the like), matrix products from 8·10⁶ m·n·k, convolutions by sample. Smaller work
+//! stays on the calling thread, since waking the pool costs more than it saves inside a
+//! training step. With one thread (`RAYON_NUM_THREADS=1`, say, to run several jobs side by
+//! side) nothing is handed to the pool at all.
+//!
 //! Programmer errors (shape, dtype, dim and index mismatches) panic with a message that
 //! names the op, the shapes and the caller's source line:
 //!

@@ -58,8 +58,9 @@ fn softmax_line<T: Float>(x: &[T], y: &mut [T], n: usize, st: usize, log: bool) 
         m = T::zero();
     }
     let mut sum = T::zero();
+    // The running sum keeps this loop scalar, so the unfused exp costs nothing more here.
     for j in 0..n {
-        let e = (x[j * st] - m).exp_kernel();
+        let e = (x[j * st] - m).exp_kernel::<false>();
         sum += e;
         if !log {
             y[j * st] = e;
@@ -223,7 +224,7 @@ impl Array {
                         for j in 0..n {
                             let k = i + j * inner;
                             dxs[k] = if log {
-                                gs[k] - ys[k].exp_kernel() * acc
+                                gs[k] - ys[k].exp_kernel::<false>() * acc
                             } else {
                                 ys[k] * (gs[k] - acc)
                             };

@@ -20,8 +20,9 @@ macro_rules! float_unary {
             #[doc = concat!("[`", stringify!($name), "`](Array::", stringify!($name), ") into `out` (same shape and dtype).")]
             #[track_caller]
             pub fn $into(&self, out: &mut Array) {
-                fn kernel<T: Float>($x: T) -> T { $body }
-                dispatch_float!(self.dtype(), stringify!($name), T => map_into::<T, T>(self, out, stringify!($name), $parallel_min, kernel::<T>))
+                // `FMA`: whether the polynomial kernels may fuse (see `math::has_fma`).
+                fn kernel<T: Float, const FMA: bool>($x: T) -> T { $body }
+                crate::math::with_fma!(F => dispatch_float!(self.dtype(), stringify!($name), T => map_into::<T, T>(self, out, stringify!($name), $parallel_min, kernel::<T, F>)))
             }
         )*}
     };
@@ -62,7 +63,7 @@ number_unary! {
 
 float_unary! { PARALLEL_MIN_TRANSCENDENTAL;
     /// `e^x`.
-    exp, exp_into => |x| x.exp_kernel();
+    exp, exp_into => |x| x.exp_kernel::<FMA>();
     /// Natural logarithm.
     log, log_into => |x| x.ln();
     /// `ln(1 + x)`, accurate near 0.
@@ -74,9 +75,9 @@ float_unary! { PARALLEL_MIN_TRANSCENDENTAL;
     /// Cosine.
     cos, cos_into => |x| x.cos();
     /// Hyperbolic tangent.
-    tanh, tanh_into => |x| x.tanh_kernel();
+    tanh, tanh_into => |x| x.tanh_kernel::<FMA>();
     /// The logistic function `1 / (1 + e^-x)`, computed without overflow for large `|x|`.
-    sigmoid, sigmoid_into => |x| x.sigmoid_kernel();
+    sigmoid, sigmoid_into => |x| x.sigmoid_kernel::<FMA>();
 }
 
 float_unary! { PARALLEL_MIN;
