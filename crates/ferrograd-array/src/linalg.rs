@@ -28,6 +28,17 @@ pub(crate) struct Mat<P> {
     pub cs: isize,
 }
 
+impl<P> Mat<P> {
+    /// The transpose: the same elements with the strides swapped.
+    fn t(self) -> Mat<P> {
+        Mat {
+            ptr: self.ptr,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+}
+
 /// Raw pointers made shareable across the threads of one batched product; each thread
 /// writes a disjoint output matrix.
 #[derive(Clone, Copy)]
@@ -83,16 +94,8 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
                     rs: m as isize,
                     cs: 1,
                 },
-                Mat {
-                    ptr: b.ptr,
-                    rs: b.cs,
-                    cs: b.rs,
-                },
-                Mat {
-                    ptr: a.ptr,
-                    rs: a.cs,
-                    cs: a.rs,
-                },
+                b.t(),
+                a.t(),
                 false,
                 parallel,
             );
@@ -126,29 +129,7 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
     let (alpha, beta) = (if accumulate { T::one() } else { T::zero() }, T::one());
     if c.cs == 1 || n == 1 {
         // Row-major output: compute the column-major Cᵀ = Bᵀ Aᵀ.
-        gemm_col_major(
-            n,
-            m,
-            k,
-            Mat {
-                ptr: c.ptr,
-                rs: c.cs,
-                cs: c.rs,
-            },
-            accumulate,
-            Mat {
-                ptr: b.ptr,
-                rs: b.cs,
-                cs: b.rs,
-            },
-            Mat {
-                ptr: a.ptr,
-                rs: a.cs,
-                cs: a.rs,
-            },
-            (alpha, beta),
-            par,
-        )
+        gemm_col_major(n, m, k, c.t(), accumulate, b.t(), a.t(), (alpha, beta), par)
     } else {
         gemm_col_major(m, n, k, c, accumulate, a, b, (alpha, beta), par)
     }
