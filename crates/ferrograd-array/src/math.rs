@@ -168,19 +168,28 @@ mod tests {
     const TANH: [Form; 2] = [("unfused", tanh_f32::<false>), ("fused", tanh_f32::<true>)];
     const EXP: [Form; 2] = [("unfused", exp_f32::<false>), ("fused", exp_f32::<true>)];
 
+    /// Distance in units in the last place of f32 at the exact value (denormals included).
+    fn ulps(got: f32, want: f64) -> f64 {
+        let w = want as f32;
+        let next = f32::from_bits(w.abs().to_bits() + 1);
+        (got as f64 - want).abs() / ((next - w.abs()) as f64)
+    }
+
+    /// The worst error in ulp of `f` against `exact` on `lo, lo + step, ...` below `hi`.
+    fn worst_ulps(f: fn(f32) -> f32, exact: fn(f64) -> f64, lo: f32, hi: f32, step: f32) -> f64 {
+        let mut worst = 0.0f64;
+        let mut x = lo;
+        while x < hi {
+            worst = worst.max(ulps(f(x), exact(x as f64)));
+            x += step;
+        }
+        worst
+    }
+
     #[test]
     fn tanh_f32_is_within_a_few_ulp_of_libm_everywhere() {
         for (form, tanh) in TANH {
-            let mut worst = 0.0f64;
-            let mut x = -12.0f32;
-            while x < 12.0 {
-                let want = (x as f64).tanh();
-                let got = tanh(x) as f64;
-                let ulp = (want.abs() as f32).max(f32::MIN_POSITIVE);
-                let ulp = (f32::from_bits(ulp.to_bits() + 1) - ulp) as f64;
-                worst = worst.max((got - want).abs() / ulp);
-                x += 1.3e-4;
-            }
+            let worst = worst_ulps(tanh, f64::tanh, -12.0, 12.0, 1.3e-4);
             assert!(worst <= 8.0, "{form}: worst error {worst} ulp");
             assert!(tanh(f32::NAN).is_nan(), "{form}");
             assert_eq!(tanh(f32::INFINITY), 1.0, "{form}");
@@ -189,23 +198,10 @@ mod tests {
         }
     }
 
-    /// Distance in units in the last place of f32 at the exact value (denormals included).
-    fn ulps(got: f32, want: f64) -> f64 {
-        let w = want as f32;
-        let next = f32::from_bits(w.abs().to_bits() + 1);
-        (got as f64 - want).abs() / ((next - w.abs()) as f64)
-    }
-
     #[test]
     fn exp_f32_is_within_2_ulp_of_the_exact_value_from_underflow_to_overflow() {
         for (form, exp) in EXP {
-            let mut worst = 0.0f64;
-            let mut x = -103.0f32;
-            while x < 88.7 {
-                let want = (x as f64).exp();
-                worst = worst.max(ulps(exp(x), want));
-                x += 1.7e-3;
-            }
+            let worst = worst_ulps(exp, f64::exp, -103.0, 88.7, 1.7e-3);
             assert!(worst <= 2.0, "{form}: worst error {worst} ulp");
             assert_eq!(exp(0.0), 1.0, "{form}");
             assert_eq!(exp(89.0), f32::INFINITY, "{form}");
