@@ -129,6 +129,21 @@ impl Array {
         self.storage.device()
     }
 
+    /// A handle naming this array's storage that does not keep the data alive, but keeps the
+    /// identity unique while it lives (no later storage gets the same
+    /// [`StorageRef::id`]). Optimize mode uses it to tell values computed inside a capture
+    /// from constants.
+    #[doc(hidden)]
+    pub fn storage_ref(&self) -> StorageRef {
+        StorageRef(Arc::downgrade(&self.storage))
+    }
+
+    /// The identity of this array's storage (shared by every view of it).
+    #[doc(hidden)]
+    pub fn storage_id(&self) -> usize {
+        Arc::as_ptr(&self.storage) as usize
+    }
+
     /// True when the elements are laid out row-major without gaps (offset may be non-zero).
     pub fn is_contiguous(&self) -> bool {
         let mut expected = 1isize;
@@ -344,6 +359,18 @@ impl Array {
         let mut out = Array::empty(&self.shape, self.dtype());
         self.contiguous_into(&mut out);
         out
+    }
+}
+
+/// A weak handle to an array's storage (see [`Array::storage_ref`]).
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct StorageRef(std::sync::Weak<Storage>);
+
+impl StorageRef {
+    /// The identity, equal to [`Array::storage_id`] of the arrays sharing the storage.
+    pub fn id(&self) -> usize {
+        std::sync::Weak::as_ptr(&self.0) as usize
     }
 }
 

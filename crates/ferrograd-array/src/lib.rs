@@ -48,12 +48,12 @@ mod softmax;
 mod storage;
 mod views;
 
-pub use array::Array;
+pub use array::{Array, StorageRef};
 pub use conv::Conv2dParams;
 pub use device::Device;
 pub use dtype::{DType, Element, Float, Number};
 pub use index::Index;
 pub use layout::{broadcast_shapes, contiguous_strides, Dim, Dims, Shape, Strides};
 pub use pool::Pool2dParams;
-pub use random::Generator;
+pub use random::{draws_on_this_thread, Generator};
 pub use recycle::{cached_bytes, release_cached_memory};

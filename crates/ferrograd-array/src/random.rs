@@ -10,6 +10,26 @@ use crate::error::fail;
 use crate::layout::numel;
 use crate::{Array, DType};
 
+thread_local! {
+    static DRAWS: std::cell::Cell<(u64, Option<&'static std::panic::Location<'static>>)> =
+        const { std::cell::Cell::new((0, None)) };
+}
+
+/// How many random arrays [`Generator`]s have drawn on this thread, and the source line of
+/// the latest draw. Optimize mode compares it before and after capturing a function: a
+/// draw it did not see would be frozen into the plan, so the function then runs in direct
+/// mode instead.
+#[doc(hidden)]
+pub fn draws_on_this_thread() -> (u64, Option<&'static std::panic::Location<'static>>) {
+    DRAWS.with(|d| d.get())
+}
+
+#[track_caller]
+fn count_draw() {
+    let here = std::panic::Location::caller();
+    DRAWS.with(|d| d.set((d.get().0 + 1, Some(here))));
+}
+
 /// A reproducible source of random arrays.
 ///
 /// ```
@@ -32,13 +52,16 @@ impl Generator {
     }
 
     /// The underlying `rand` generator, for draws this type does not offer.
+    #[track_caller]
     pub fn rng(&mut self) -> &mut impl Rng {
+        count_draw();
         &mut self.rng
     }
 
     /// Uniform values in `[low, high)` (integers: `low..high`).
     #[track_caller]
     pub fn uniform(&mut self, shape: &[usize], low: f64, high: f64, dtype: DType) -> Array {
+        count_draw();
         if low.partial_cmp(&high) != Some(std::cmp::Ordering::Less) {
             fail(
                 "uniform",
@@ -68,6 +91,7 @@ impl Generator {
     /// Normal values with the given mean and standard deviation.
     #[track_caller]
     pub fn normal(&mut self, shape: &[usize], mean: f64, std: f64, dtype: DType) -> Array {
+        count_draw();
         let dist = match Normal::new(mean, std) {
             Ok(d) if std >= 0.0 => d,
             _ => fail(
@@ -83,6 +107,7 @@ impl Generator {
     /// Standard normal values (mean 0, std 1).
     #[track_caller]
     pub fn randn(&mut self, shape: &[usize], dtype: DType) -> Array {
+        count_draw();
         let n = numel(shape);
         dispatch_float!(dtype, "randn", T => Array::from_vec(
             (0..n).map(|_| T::from_f64(StandardNormal.sample(&mut self.rng))).collect::<Vec<T>>(), shape))
@@ -91,6 +116,7 @@ impl Generator {
     /// 1 (or `true`) with probability `p`, else 0.
     #[track_caller]
     pub fn bernoulli(&mut self, shape: &[usize], p: f64, dtype: DType) -> Array {
+        count_draw();
         if !(0.0..=1.0).contains(&p) {
             fail("bernoulli", format_args!("p must be in [0, 1], got {p}"))
         }
@@ -100,7 +126,9 @@ impl Generator {
     }
 
     /// A random permutation of `0..n`, as i64.
+    #[track_caller]
     pub fn randperm(&mut self, n: usize) -> Array {
+        count_draw();
         use rand::seq::SliceRandom;
         let mut v: Vec<i64> = (0..n as i64).collect();
         v.shuffle(&mut self.rng);

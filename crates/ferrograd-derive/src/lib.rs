@@ -11,7 +11,9 @@ use proc_macro2::TokenStream as TokenStream2;
 use quote::quote;
 use syn::{parse_macro_input, parse_quote, Data, DeriveInput, Fields, Index};
 
-/// Implements `ferrograd::Tree` for a struct.
+/// Implements `ferrograd::Tree` for a struct (with its `structure`), and
+/// `ferrograd::ArgTree`, so the struct can also be passed as an argument after the
+/// parameters. Fields marked `#[tree(skip)]` are not part of an optimize-mode signature.
 #[proc_macro_derive(Tree, attributes(tree))]
 pub fn derive_tree(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -52,6 +54,7 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
 
     let mut visits = Vec::new();
     let mut maps = Vec::new();
+    let mut structures = Vec::new();
     let members: Vec<(syn::Member, String, bool)> = match &data.fields {
         Fields::Named(fields) => fields
             .named
@@ -87,6 +90,7 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
                 ::ferrograd::Tree::visit(&self.#member, &::ferrograd::join_name(prefix, #label), f);
             });
             maps.push(quote! { #member: ::ferrograd::Tree::map(&self.#member, f) });
+            structures.push(quote! { ::ferrograd::Tree::structure(&self.#member, key); });
         }
     }
     let build = match &data.fields {
@@ -107,6 +111,21 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
             fn map(&self, f: &mut dyn FnMut(&::ferrograd::Tensor) -> ::ferrograd::Tensor) -> Self {
                 let _ = &f;
                 #build
+            }
+
+            fn structure(&self, key: &mut ::std::vec::Vec<u64>) {
+                let _ = &key;
+                #(#structures)*
+            }
+        }
+
+        impl #impl_generics ::ferrograd::ArgTree for #name #ty_generics #where_clause {
+            fn visit_args(
+                &self,
+                tensor: &mut dyn FnMut(&::ferrograd::Tensor),
+                key: &mut ::std::vec::Vec<u64>,
+            ) {
+                ::ferrograd::tree_args(self, tensor, key)
             }
         }
     })

@@ -18,15 +18,10 @@ pub fn cast<T: Tree>(tree: &T, dtype: DType) -> T {
 /// `[labels.len(), classes]` with a 1 at each label (0-based).
 #[track_caller]
 pub fn one_hot(labels: &Tensor, classes: usize, dtype: DType) -> Tensor {
-    let l = labels.to_vec::<i64>();
-    let mut v = vec![0.0; l.len() * classes];
-    for (i, &c) in l.iter().enumerate() {
-        if c < 0 || c as usize >= classes {
-            panic!("ferrograd: one_hot: label {c} is out of range for {classes} classes");
-        }
-        v[i * classes + c as usize] = 1.0;
-    }
-    Tensor::new(Array::from_vec(v, &[l.len(), classes]).to_dtype(dtype))
+    let flat = labels.reshape(&[labels.numel()]).to_dtype(DType::I64);
+    crate::functional::check_index_range("one_hot", "label", &flat, classes);
+    let columns = Tensor::new(Array::arange(0.0, classes as f64, 1.0, DType::I64));
+    flat.unsqueeze(1).eq(&columns.unsqueeze(0)).to_dtype(dtype)
 }
 
 /// `log Σ exp` over the last dim, per row, stable.

@@ -86,7 +86,7 @@ pub(crate) fn record(
                 .add(&op.name(), location, Phase::Forward, elapsed);
         }
         if let Some(hook) = &hooks.debug {
-            if let Some(what) = crate::debug::nonfinite(out.value()) {
+            if let Some(what) = crate::debug::nonfinite(out.data()) {
                 let event = DebugEvent::new(
                     op.name().into_owned(),
                     location,
@@ -118,7 +118,7 @@ pub(crate) fn record_backward(
     }
     if let Some(hook) = &hooks.debug {
         for g in grads.iter().flatten() {
-            if let Some(what) = crate::debug::nonfinite(g.value()) {
+            if let Some(what) = crate::debug::nonfinite(g.data()) {
                 let event = DebugEvent::new(
                     op.name().into_owned(),
                     location,

@@ -66,11 +66,16 @@ pub trait CustomOp: std::fmt::Debug + Send + Sync + 'static {
                 self.name()
             );
         }
-        let arrays: Vec<&Array> = inputs.iter().map(Tensor::value).collect();
-        self.backward_array(&arrays, output.value(), grad.value(), needs)
+        let arrays: Vec<&Array> = inputs.iter().map(Tensor::data).collect();
+        let grads: Vec<Option<Tensor>> = self
+            .backward_array(&arrays, output.data(), grad.data(), needs)
             .into_iter()
             .map(|g| g.map(Tensor::new))
-            .collect()
+            .collect();
+        if crate::compile::capture::active() {
+            crate::compile::capture::record_custom_backward(inputs, output, grad, needs, &grads);
+        }
+        grads
     }
 
     /// A hand-written gradient kernel on arrays (first derivatives only). Implement this or
@@ -91,12 +96,14 @@ pub trait CustomOp: std::fmt::Debug + Send + Sync + 'static {
 }
 
 pub(crate) fn custom_vjp(
-    op: &dyn CustomOp,
+    op: &Arc<dyn CustomOp>,
     x: &[Tensor],
     out: &Tensor,
     g: &Tensor,
     needs: &[bool],
 ) -> Grads {
+    // A capture records an array-level backward as one opaque step that calls it again.
+    let _current = crate::compile::capture::custom_op_scope(op);
     let grads = op.backward(x, out, g, needs);
     if grads.len() != x.len() {
         panic!(

@@ -201,7 +201,7 @@ fn graph_body(
         count += 1;
         let id = format!("v{}", seen.len());
         seen.insert(t.id(), id.clone());
-        let bad = nonfinite(t.value()).is_some();
+        let bad = nonfinite(t.data()).is_some();
         let color = if bad {
             ", color=red, fontcolor=red"
         } else {
@@ -215,7 +215,7 @@ fn graph_body(
                     "  {id} [shape=doubleoctagon, label=\"{}\\n{:?}{}\"{color}];",
                     escape(name),
                     t.shape(),
-                    range_label(t.value())
+                    range_label(t.data())
                 );
             }
             Some(n) => {
@@ -223,7 +223,7 @@ fn graph_body(
                     s,
                     "  {id} [shape=ellipse, label=\"{:?}{}\"{color}];",
                     t.shape(),
-                    range_label(t.value())
+                    range_label(t.data())
                 );
                 let _ = writeln!(
                     s,
@@ -242,7 +242,7 @@ fn graph_body(
                     s,
                     "  {id} [shape=ellipse, style=dashed, label=\"const {:?}{}\"{color}];",
                     t.shape(),
-                    range_label(t.value())
+                    range_label(t.data())
                 );
             }
         }
@@ -316,7 +316,7 @@ pub(crate) fn graph_dot(
         s,
         "  bad [shape=ellipse, color=red, fontcolor=red, label=\"{:?}{}\"];",
         output.shape(),
-        range_label(output.value())
+        range_label(output.data())
     );
     let _ = writeln!(s, "  bad_op -> bad [color={edge}];");
     for t in inputs {

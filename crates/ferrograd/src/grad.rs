@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use smallvec::SmallVec;
 
+use crate::compile::{ArgTree, Optimizer, Stats};
 use crate::context::{self, Hooks};
 use crate::debug::{DebugEvent, DebugHook};
 use crate::op::Op;
@@ -85,7 +86,10 @@ pub(crate) fn backward(
             .iter()
             .map(|x| x.node_at(level).is_some())
             .collect();
-        let contributions = n.op.vjp(&inner, &n.value, &g, &needs);
+        let contributions = {
+            let _origin = crate::compile::capture::backward_origin(&n.op, n.location);
+            n.op.vjp(&inner, &n.value, &g, &needs)
+        };
         if let (Some(h), Some(start)) = (hooks, start) {
             context::record_backward(h, &n.op, n.location, start.elapsed(), &contributions, root);
         }
@@ -187,8 +191,9 @@ differentiable!(A, B, C, D, E, G);
 
 /// What a differentiated function returns: a loss, or a loss with auxiliary outputs (any
 /// [`Tree`]: tensors, numbers, tuples of them), which come back untouched beside the
-/// gradient.
-pub trait GradOutput: Sized {
+/// gradient. Outputs are trees that own their data (`Send + Sync + 'static`), so optimize
+/// mode can keep their shape in a plan.
+pub trait GradOutput: Tree + Send + Sync + Sized + 'static {
     /// The tensor being differentiated.
     fn loss(&self) -> &Tensor;
     /// The same outputs with every tensor taken out of `grad`'s level.
@@ -205,7 +210,7 @@ impl GradOutput for Tensor {
     }
 }
 
-impl<T: Tree> GradOutput for (Tensor, T) {
+impl<T: Tree + Send + Sync + 'static> GradOutput for (Tensor, T) {
     fn loss(&self) -> &Tensor {
         &self.0
     }
@@ -226,11 +231,12 @@ pub struct Outputs<P, O> {
 /// The gradient of a function, built by [`grad`]; call it as often as you like.
 pub struct Grad<F> {
     f: F,
-    with_forward: bool,
-    with_gradients: bool,
+    pub(crate) with_forward: bool,
+    pub(crate) with_gradients: bool,
     partial_grad: bool,
-    debug: Option<DebugHook>,
-    profile: Option<Arc<Mutex<Profile>>>,
+    pub(crate) debug: Option<DebugHook>,
+    pub(crate) profile: Option<Arc<Mutex<Profile>>>,
+    pub(crate) optimizer: Optimizer,
 }
 
 /// The gradient of `f` with respect to its first argument (a [`Tree`] of tensors).
@@ -251,6 +257,7 @@ pub fn grad<F>(f: F) -> Grad<F> {
         partial_grad: false,
         debug: None,
         profile: None,
+        optimizer: Optimizer::default(),
     }
 }
 
@@ -294,6 +301,90 @@ impl<F> Grad<F> {
         self
     }
 
+    /// Optimize mode (default off): the first call for each input signature runs in direct
+    /// mode while it is recorded, and later calls replay the recording, without building a
+    /// graph. A replay returns exactly what direct mode would (bit for bit: the same kernels
+    /// run in the same order), or the function is captured again:
+    ///
+    /// - the signature is the parameter tree's structure, every tensor's shape, dtype,
+    ///   device and strides (parameters and arguments), and the value of every plain number
+    ///   argument (like JAX's static arguments);
+    /// - every read of computed data in the function (`item`, `to_vec`, `value`,
+    ///   `allclose`) is a guard: a replay that reads another value captures the function
+    ///   again, so a function that branches on `loss.item() < 3.0` gets one plan per branch;
+    /// - random draws and state kept behind locks (batch normalization's running statistics;
+    ///   your own through [`side_effect`](crate::side_effect)) make the signature run in
+    ///   direct mode, with a warning;
+    /// - tensors the closure captures are constants. State the function reads through a
+    ///   `Mutex`, a `Cell` or a global is invisible to the capture: [`verify`](Grad::verify)
+    ///   catches it.
+    ///
+    /// Calls whose inputs are traced by an enclosing `grad` (`grad` of this function), and
+    /// calls made while another function is being captured, run in direct mode, so nesting
+    /// is always correct. See [`stats`](Grad::stats) for what happened.
+    ///
+    /// ```
+    /// use ferrograd::{grad, Tensor};
+    /// // y = Σ x³, dy/dx = 3x²
+    /// let f = |x: &Tensor| x.pow_scalar(3.0).sum();
+    /// let df = grad(f).optimize(true);
+    /// for v in [1.0f64, 2.0, 3.0] {
+    ///     let (dx, _) = df.call(&Tensor::from_vec(vec![v], &[1]), ());
+    ///     assert_eq!(dx.to_vec::<f64>(), vec![3.0 * v * v]);
+    /// }
+    /// let stats = df.stats();
+    /// assert_eq!((stats.captures, stats.hits), (1, 2));
+    /// ```
+    pub fn optimize(mut self, on: bool) -> Self {
+        self.optimizer.enabled = on;
+        self
+    }
+
+    /// How many input signatures optimize mode keeps plans for, and how many variants (guard
+    /// outcomes) per signature (default 8). Past that it warns once, naming the input or the
+    /// read that keeps changing, and runs the function in direct mode.
+    pub fn cache_size(mut self, entries: usize) -> Self {
+        self.optimizer.capacity = entries.max(1);
+        self
+    }
+
+    /// Checks every `every`-th replay against direct mode and panics, naming the output that
+    /// differs, when they disagree (default 0: never). This catches a function that reads
+    /// state the capture cannot see, such as a tensor behind a `Mutex`.
+    pub fn verify(mut self, every: u64) -> Self {
+        self.optimizer.verify_every = every;
+        self
+    }
+
+    /// Replaces nothing but refines the signature (the seed's `signatureFn`): `key` gets the
+    /// parameter leaves and the argument tensors of a call and returns a number that splits
+    /// signatures further, or `None` to run that call in direct mode. Calls whose shapes
+    /// differ never share a plan, whatever `key` says.
+    pub fn signature_fn(
+        mut self,
+        key: impl Fn(&[Tensor], &[Tensor]) -> Option<u64> + Send + Sync + 'static,
+    ) -> Self {
+        self.optimizer.signature_fn = Some(Arc::new(key));
+        self
+    }
+
+    /// What optimize mode has done so far: hits, captures, guard failures, fallbacks.
+    pub fn stats(&self) -> Stats {
+        self.optimizer.stats()
+    }
+
+    /// The cached plans as text, one line per step with the op, its inputs and the user's
+    /// source line it came from (the seed's `showCode`); guards show their variants.
+    pub fn plan_text(&self) -> String {
+        self.optimizer.plans_text()
+    }
+
+    /// The most recently used plan as Graphviz DOT (render it with
+    /// [`render_svg`](crate::render_svg)); `None` before the first capture.
+    pub fn plan_dot(&self) -> Option<String> {
+        self.optimizer.plan_dot()
+    }
+
     /// The profiler's table (empty when profiling is off).
     pub fn profile_report(&self) -> String {
         self.profile
@@ -317,6 +408,7 @@ impl<F> Grad<F> {
     pub fn call<P, Args>(&self, params: &P, args: Args) -> (P, F::Output)
     where
         P: Tree,
+        Args: ArgTree,
         F: Differentiable<P, Args>,
         F::Output: GradOutput,
     {
@@ -341,6 +433,7 @@ impl<F> Grad<F> {
     ) -> Outputs<P, F::Output>
     where
         P: Tree,
+        Args: ArgTree,
         F: Differentiable<P, Args>,
         F::Output: GradOutput,
     {
@@ -359,11 +452,49 @@ impl<F> Grad<F> {
     ) -> Outputs<P, F::Output>
     where
         P: Tree,
+        Args: ArgTree,
+        F: Differentiable<P, Args>,
+        F::Output: GradOutput,
+    {
+        if self.optimizer.enabled {
+            self.run_optimized(params, args, output_grad, location)
+        } else {
+            self.run_direct(params, args, output_grad, location)
+        }
+    }
+
+    /// A call in direct mode: run the function, building the graph, and walk it back.
+    pub(crate) fn run_direct<P, Args>(
+        &self,
+        params: &P,
+        args: Args,
+        output_grad: Option<&Tensor>,
+        location: &'static Location<'static>,
+    ) -> Outputs<P, F::Output>
+    where
+        P: Tree,
+        F: Differentiable<P, Args>,
+        F::Output: GradOutput,
+    {
+        self.run_direct_observed(params, args, output_grad, location, true)
+    }
+
+    /// [`run_direct`](Grad::run_direct), with the debugger and profiler when `observed`.
+    pub(crate) fn run_direct_observed<P, Args>(
+        &self,
+        params: &P,
+        args: Args,
+        output_grad: Option<&Tensor>,
+        location: &'static Location<'static>,
+        observed: bool,
+    ) -> Outputs<P, F::Output>
+    where
+        P: Tree,
         F: Differentiable<P, Args>,
         F::Output: GradOutput,
     {
         let level = NEXT_LEVEL.fetch_add(1, Ordering::Relaxed);
-        let hooks = (self.debug.is_some() || self.profile.is_some()).then(|| {
+        let hooks = (observed && (self.debug.is_some() || self.profile.is_some())).then(|| {
             Arc::new(Hooks {
                 id: level,
                 debug: self.debug.clone(),
@@ -372,7 +503,7 @@ impl<F> Grad<F> {
             })
         });
         let _guard = hooks.clone().map(context::push);
-        if let Some(p) = &self.profile {
+        if let Some(p) = self.profile.as_ref().filter(|_| observed) {
             p.lock().expect("profile lock").count_call();
         }
         if !self.with_gradients {
@@ -429,6 +560,7 @@ impl<F> Grad<F> {
 pub fn vjp<F, P, Args>(f: F, params: &P, args: Args, output_grad: &Tensor) -> (P, F::Output)
 where
     P: Tree,
+    Args: ArgTree,
     F: Differentiable<P, Args>,
     F::Output: GradOutput,
 {
@@ -483,7 +615,7 @@ pub fn jacobian(f: impl Fn(&Tensor) -> Tensor, x: &Tensor) -> Tensor {
 pub fn hvp<F, P, Args>(f: F, params: &P, args: Args, v: &P) -> P
 where
     P: Tree,
-    Args: Clone,
+    Args: ArgTree + Clone,
     F: Differentiable<P, Args>,
     F::Output: GradOutput,
 {

@@ -89,7 +89,7 @@ where
 pub fn gradcheck<F, P, Args>(f: F, params: &P, args: Args, tolerance: f64) -> GradcheckReport
 where
     P: Tree,
-    Args: Clone,
+    Args: crate::ArgTree + Clone,
     F: Differentiable<P, Args>,
     F::Output: GradOutput,
 {
@@ -110,7 +110,7 @@ where
         } else {
             1e-3
         };
-        let base = leaf.value().contiguous().to_f64_vec();
+        let base = leaf.data().contiguous().to_f64_vec();
         let got = analytic[i].to_f64_vec();
         let mut check = LeafCheck {
             name: names[i].clone(),
@@ -150,7 +150,7 @@ where
 pub fn gradgradcheck<F, P, Args>(f: F, params: &P, args: Args, tolerance: f64) -> GradcheckReport
 where
     P: Tree,
-    Args: Clone,
+    Args: crate::ArgTree + Clone,
     F: Differentiable<P, Args>,
     F::Output: GradOutput,
 {

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod compile;
 mod context;
 mod create;
 mod custom;
@@ -30,6 +31,7 @@ mod profile;
 mod tensor;
 mod tree;
 
+pub use compile::{compile, side_effect, tree_args, ArgTree, Compiled, Stats, DEFAULT_CACHE_SIZE};
 pub use custom::CustomOp;
 pub use debug::{graph as dot_graph, render_svg, DebugError, DebugEvent, DebugHook, Phase};
 pub use ferrograd_array::{

@@ -53,12 +53,24 @@ pub enum Op {
     Reduce(reduce::Reduction, reduce::DimList, bool),
     /// Running sum along a dim.
     Cumsum(usize),
+    /// Index (i64) of the first largest (`largest`) or smallest value along `dim`, or of the
+    /// flattened tensor when `dim` is `None` (no gradient).
+    ArgExtreme {
+        /// Largest (argmax) or smallest (argmin).
+        largest: bool,
+        /// The dim, or `None` for the flattened tensor.
+        dim: Option<usize>,
+        /// Keep `dim` as size 1.
+        keepdim: bool,
+    },
     /// Matrix product of two arrays of at least 2 dims, batch dims broadcast.
     Matmul,
     /// Dim reordering.
     Permute(Vec<usize>),
     /// Same elements in a new shape.
     Reshape(crate::Shape),
+    /// A row-major copy of a strided tensor.
+    Contiguous,
     /// Broadcast view to a shape.
     Expand(crate::Shape),
     /// Slice along a dim.
@@ -107,12 +119,15 @@ pub enum Op {
     Conv2dBackwardInput(crate::Conv2dParams, crate::Shape),
     /// Weight gradient of a convolution (inputs: output gradient, x).
     Conv2dBackwardWeight(crate::Conv2dParams, crate::Shape),
-    /// Max pooling by precomputed window maxima: picks `indices` (i64 `[N, C, H', W']`, flat
-    /// within each `H x W` plane) from the input.
-    MaxPool2d(crate::Array),
+    /// The position of each max-pooling window's maximum (i64 `[N, C, H', W']`, flat within
+    /// each `H x W` plane; no gradient).
+    MaxPool2dIndices(crate::Pool2dParams),
+    /// Max pooling by precomputed window maxima (inputs: x, indices from
+    /// [`Op::MaxPool2dIndices`]).
+    MaxPool2d,
     /// The adjoint of [`Op::MaxPool2d`]: routes the gradient to the picked positions of an
-    /// input of the given shape.
-    MaxPool2dBackward(crate::Array, crate::Shape),
+    /// input of the given shape (inputs: gradient, indices).
+    MaxPool2dBackward(crate::Shape),
     /// Average pooling (`true`: padding counts in the divisor).
     AvgPool2d(crate::Pool2dParams, bool),
     /// Gradient of average pooling (input: output gradient).
@@ -147,9 +162,12 @@ impl Op {
             Op::Cast(_) => "to_dtype",
             Op::Reduce(r, _, _) => r.name(),
             Op::Cumsum(_) => "cumsum",
+            Op::ArgExtreme { largest: true, .. } => "argmax",
+            Op::ArgExtreme { largest: false, .. } => "argmin",
             Op::Matmul => "matmul",
             Op::Permute(_) => "permute",
             Op::Reshape(_) => "reshape",
+            Op::Contiguous => "contiguous",
             Op::Expand(_) => "expand",
             Op::Narrow { .. } => "narrow",
             Op::PadNarrow { .. } => "pad_narrow",
@@ -169,7 +187,8 @@ impl Op {
             Op::Conv2d(_) => "conv2d",
             Op::Conv2dBackwardInput(..) => "conv2d_backward_input",
             Op::Conv2dBackwardWeight(..) => "conv2d_backward_weight",
-            Op::MaxPool2d(_) => "max_pool2d",
+            Op::MaxPool2dIndices(_) => "max_pool2d_indices",
+            Op::MaxPool2d => "max_pool2d",
             Op::MaxPool2dBackward(..) => "max_pool2d_backward",
             Op::AvgPool2d(..) => "avg_pool2d",
             Op::AvgPool2dBackward(..) => "avg_pool2d_backward",
@@ -186,7 +205,7 @@ impl Op {
     /// False for ops that pass no gradient to any input (comparisons, rounding, ...).
     pub fn is_differentiable(&self) -> bool {
         match self {
-            Op::Compare(_) => false,
+            Op::Compare(_) | Op::ArgExtreme { .. } | Op::MaxPool2dIndices(_) => false,
             Op::Unary(u) => u.is_differentiable(),
             Op::Cast(d) => d.is_float(),
             _ => true,
@@ -207,11 +226,20 @@ impl Op {
             Op::Cast(d) => x[0].to_dtype(*d),
             Op::Reduce(r, dims, keepdim) => r.forward(x[0], dims, *keepdim),
             Op::Cumsum(d) => x[0].cumsum(*d),
+            Op::ArgExtreme {
+                largest,
+                dim,
+                keepdim,
+            } => match (dim, largest) {
+                (Some(d), true) => x[0].argmax(*d, *keepdim),
+                (Some(d), false) => x[0].argmin(*d, *keepdim),
+                (None, true) => x[0].argmax_all(),
+                (None, false) => x[0].argmin_all(),
+            },
             Op::Matmul => x[0].matmul(x[1]),
             Op::Permute(p) => x[0].permute(p),
-            // A reshape to its own shape is `contiguous()`: the one reshape that must copy.
-            Op::Reshape(s) if s.as_slice() == x[0].shape() => x[0].contiguous(),
             Op::Reshape(s) => x[0].reshape(s),
+            Op::Contiguous => x[0].contiguous(),
             Op::Expand(s) => x[0].expand(s),
             Op::Narrow { dim, start, len } => x[0].narrow(*dim, *start, *len),
             Op::PadNarrow { dim, start, size } => shape::pad_narrow(x[0], *dim, *start, *size),
@@ -236,8 +264,9 @@ impl Op {
             Op::Conv2d(p) => x[0].conv2d(x[1], x.get(2).copied(), *p),
             Op::Conv2dBackwardInput(p, s) => x[0].conv2d_backward_input(x[1], s, *p),
             Op::Conv2dBackwardWeight(p, s) => x[0].conv2d_backward_weight(x[1], s, *p),
-            Op::MaxPool2d(idx) => x[0].gather_planes(idx),
-            Op::MaxPool2dBackward(idx, s) => x[0].max_pool2d_backward(idx, s),
+            Op::MaxPool2dIndices(p) => x[0].max_pool2d(*p).1,
+            Op::MaxPool2d => x[0].gather_planes(x[1]),
+            Op::MaxPool2dBackward(s) => x[0].max_pool2d_backward(x[1], s),
             Op::AvgPool2d(p, inc) => x[0].avg_pool2d(*p, *inc),
             Op::AvgPool2dBackward(p, inc, s) => x[0].avg_pool2d_backward(s, *p, *inc),
             Op::TanhBackward => x[0].tanh_backward(x[1]),
@@ -260,7 +289,9 @@ impl Op {
             Op::Scalar(s, v) => elementwise::scalar_vjp(*s, *v, &x[0], out, g),
             Op::Clamp { min, max } => elementwise::clamp_vjp(*min, *max, &x[0], g),
             Op::Binary(b) => elementwise::binary_vjp(*b, &x[0], &x[1], out, g, needs),
-            Op::Compare(_) => x.iter().map(|_| None).collect(),
+            Op::Compare(_) | Op::ArgExtreme { .. } | Op::MaxPool2dIndices(_) => {
+                x.iter().map(|_| None).collect()
+            }
             Op::Where => elementwise::where_vjp(&x[0], &x[1], &x[2], g, needs),
             Op::Cast(_) => smallvec::smallvec![Some(g.to_dtype(x[0].dtype()))],
             Op::Reduce(r, dims, keepdim) => reduce::reduce_vjp(*r, dims, *keepdim, &x[0], out, g),
@@ -268,6 +299,7 @@ impl Op {
             Op::Matmul => linalg::matmul_vjp(&x[0], &x[1], g, needs),
             Op::Permute(_)
             | Op::Reshape(_)
+            | Op::Contiguous
             | Op::Expand(_)
             | Op::Narrow { .. }
             | Op::PadNarrow { .. }
@@ -285,8 +317,8 @@ impl Op {
             Op::Conv2d(_)
             | Op::Conv2dBackwardInput(..)
             | Op::Conv2dBackwardWeight(..)
-            | Op::MaxPool2d(_)
-            | Op::MaxPool2dBackward(..)
+            | Op::MaxPool2d
+            | Op::MaxPool2dBackward(_)
             | Op::AvgPool2d(..)
             | Op::AvgPool2dBackward(..)
             | Op::TanhBackward
@@ -295,7 +327,7 @@ impl Op {
             | Op::LogSoftmax(_)
             | Op::SoftmaxBackward(_)
             | Op::LogSoftmaxBackward(_) => nn::nn_vjp(self, x, out, g, needs),
-            Op::Custom(c) => crate::custom::custom_vjp(c.as_ref(), x, out, g, needs),
+            Op::Custom(c) => crate::custom::custom_vjp(c, x, out, g, needs),
         }
     }
 }

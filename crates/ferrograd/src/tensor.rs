@@ -82,7 +82,7 @@ impl Drop for Node {
 
 impl Tensor {
     /// A shared empty tensor swapped in while a node is torn down.
-    fn placeholder() -> Tensor {
+    pub(crate) fn placeholder() -> Tensor {
         static PLACEHOLDER: std::sync::OnceLock<Tensor> = std::sync::OnceLock::new();
         PLACEHOLDER
             .get_or_init(|| Tensor::new(Array::zeros(&[], crate::DType::F32)))
@@ -148,26 +148,39 @@ impl Tensor {
         Arc::as_ptr(&self.repr) as *const u8 as usize
     }
 
-    /// The concrete data under every level of tracing.
+    /// The concrete data under every level of tracing, read by the user.
     ///
     /// Reading values out of a traced tensor is allowed (to print, to drive an `if`), but
-    /// whatever is computed from the returned array is a constant to every `grad`.
+    /// whatever is computed from the returned array is a constant to every `grad`. In
+    /// optimize mode the read is a guard: a replay recomputes the value at this point and
+    /// captures the function again when it differs (see [`Grad::optimize`](crate::Grad::optimize)).
+    #[track_caller]
     pub fn value(&self) -> &Array {
-        let mut t = self;
-        loop {
-            match &*t.repr {
-                Repr::Concrete(a) => return a,
-                Repr::Traced(n) => t = &n.value,
-            }
+        crate::compile::capture::read(self.concrete(), std::panic::Location::caller());
+        self.data()
+    }
+
+    /// The concrete data, for the library's own reads of shape, dtype and layout: not a guard.
+    pub(crate) fn data(&self) -> &Array {
+        match &*self.concrete().repr {
+            Repr::Concrete(a) => a,
+            Repr::Traced(_) => unreachable!("concrete() ends at concrete data"),
         }
+    }
+
+    /// The concrete handle under every level of tracing (its identity names the value in a
+    /// capture, so it is kept rather than rewrapped).
+    pub(crate) fn concrete(&self) -> &Tensor {
+        let mut t = self;
+        while let Repr::Traced(n) = &*t.repr {
+            t = &n.value;
+        }
+        t
     }
 
     /// A concrete tensor with the same value, cut off from every enclosing `grad`.
     pub fn detach(&self) -> Tensor {
-        match &*self.repr {
-            Repr::Concrete(_) => self.clone(),
-            Repr::Traced(_) => Tensor::new(self.value().clone()),
-        }
+        self.concrete().clone()
     }
 
     /// True when some enclosing `grad` is differentiating this tensor.
@@ -177,33 +190,33 @@ impl Tensor {
 
     /// The size of each dimension.
     pub fn shape(&self) -> &[usize] {
-        self.value().shape()
+        self.data().shape()
     }
 
     /// Size of one dimension (negative dims count from the back).
     #[track_caller]
     pub fn size(&self, dim: impl crate::Dim) -> usize {
-        self.value().size(dim)
+        self.data().size(dim)
     }
 
     /// Number of dimensions.
     pub fn ndim(&self) -> usize {
-        self.value().ndim()
+        self.data().ndim()
     }
 
     /// Number of elements.
     pub fn numel(&self) -> usize {
-        self.value().numel()
+        self.data().numel()
     }
 
     /// The element type.
     pub fn dtype(&self) -> crate::DType {
-        self.value().dtype()
+        self.data().dtype()
     }
 
     /// The device holding the data.
     pub fn device(&self) -> crate::Device {
-        self.value().device()
+        self.data().device()
     }
 
     /// The single element of a one-element tensor.
@@ -225,6 +238,7 @@ impl Tensor {
     }
 
     /// The elements converted to `f64`.
+    #[track_caller]
     pub fn to_f64_vec(&self) -> Vec<f64> {
         self.value().to_f64_vec()
     }
@@ -255,7 +269,7 @@ impl From<&Array> for Tensor {
 
 impl std::fmt::Display for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = self.value().to_string();
+        let text = self.data().to_string();
         let body = text.strip_prefix("array").unwrap_or(&text);
         write!(f, "tensor{body}")?;
         if self.is_traced() {
@@ -297,9 +311,14 @@ fn apply_at(op: Op, inputs: &[&Tensor]) -> Tensor {
         // Concrete data, or an op with no gradient: compute on the values under all levels.
         let mut arrays: SmallVec<[&Array; 4]> = SmallVec::new();
         for t in inputs {
-            arrays.push(t.value());
+            arrays.push(t.data());
         }
-        return Tensor::new(op.forward(&arrays));
+        let out = Tensor::new(op.forward(&arrays));
+        if crate::compile::capture::active() {
+            let concrete: SmallVec<[&Tensor; 4]> = inputs.iter().map(|t| t.concrete()).collect();
+            crate::compile::capture::record_op(&op, &concrete, &out, Location::caller());
+        }
+        return out;
     }
     let mut inner: SmallVec<[Tensor; 4]> = SmallVec::new();
     for t in inputs {
@@ -310,7 +329,7 @@ fn apply_at(op: Op, inputs: &[&Tensor]) -> Tensor {
         refs.push(t);
     }
     let value = apply_at(op.clone(), &refs);
-    if !value.dtype().is_float() {
+    if !value.data().dtype().is_float() {
         return value;
     }
     let mut held = Inputs::new();

@@ -22,6 +22,14 @@ pub trait Tree {
     fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self
     where
         Self: Sized;
+
+    /// Appends to `key` what defines this tree besides its leaves: lengths of vectors and
+    /// maps, map keys, which options are set, and plain numbers by value. Optimize mode makes
+    /// it part of a call's signature. `#[derive(Tree)]` writes it; a hand-written `Tree` that
+    /// holds such things should too (the default adds nothing).
+    fn structure(&self, key: &mut Vec<u64>) {
+        let _ = key;
+    }
 }
 
 /// The leaves of a tree, in order.
@@ -82,6 +90,12 @@ impl<T: Tree> Tree for Vec<T> {
     fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
         self.iter().map(|item| item.map(f)).collect()
     }
+    fn structure(&self, key: &mut Vec<u64>) {
+        key.push(self.len() as u64);
+        for item in self {
+            item.structure(key);
+        }
+    }
 }
 
 impl<T: Tree, const N: usize> Tree for [T; N] {
@@ -92,6 +106,11 @@ impl<T: Tree, const N: usize> Tree for [T; N] {
     }
     fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
         std::array::from_fn(|i| self[i].map(f))
+    }
+    fn structure(&self, key: &mut Vec<u64>) {
+        for item in self {
+            item.structure(key);
+        }
     }
 }
 
@@ -104,6 +123,12 @@ impl<T: Tree> Tree for Option<T> {
     fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
         self.as_ref().map(|item| item.map(f))
     }
+    fn structure(&self, key: &mut Vec<u64>) {
+        key.push(self.is_some() as u64);
+        if let Some(item) = self {
+            item.structure(key);
+        }
+    }
 }
 
 impl<T: Tree> Tree for Box<T> {
@@ -112,6 +137,9 @@ impl<T: Tree> Tree for Box<T> {
     }
     fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
         Box::new((**self).map(f))
+    }
+    fn structure(&self, key: &mut Vec<u64>) {
+        (**self).structure(key)
     }
 }
 
@@ -125,6 +153,13 @@ impl<T: Tree> Tree for BTreeMap<String, T> {
         self.iter()
             .map(|(k, item)| (k.clone(), item.map(f)))
             .collect()
+    }
+    fn structure(&self, key: &mut Vec<u64>) {
+        key.push(self.len() as u64);
+        for (k, item) in self {
+            key.push(hash_str(k));
+            item.structure(key);
+        }
     }
 }
 
@@ -143,33 +178,65 @@ impl<T: Tree, S: std::hash::BuildHasher + Default> Tree for HashMap<String, T, S
             .map(|k| (k.clone(), self[k].map(f)))
             .collect()
     }
+    fn structure(&self, key: &mut Vec<u64>) {
+        let mut keys: Vec<&String> = self.keys().collect();
+        keys.sort();
+        key.push(keys.len() as u64);
+        for k in keys {
+            key.push(hash_str(k));
+            self[k].structure(key);
+        }
+    }
+}
+
+fn hash_str(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
 }
 
 /// Plain values are trees without leaves, so they can sit in parameter structs and in
-/// auxiliary outputs.
+/// auxiliary outputs; their value is part of the structure.
 macro_rules! leafless {
-    ($($t:ty),*) => {$(
+    ($($t:ty => |$v:ident| $bits:expr),* $(,)?) => {$(
         impl Tree for $t {
             fn visit<'a>(&'a self, _prefix: &str, _f: &mut dyn FnMut(&str, &'a Tensor)) {}
             fn map(&self, _f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
                 self.clone()
             }
+            fn structure(&self, key: &mut Vec<u64>) {
+                let $v = self;
+                key.push($bits);
+            }
         }
     )*};
 }
 leafless!(
-    (),
-    bool,
-    usize,
-    u32,
-    u64,
-    i32,
-    i64,
-    f32,
-    f64,
-    String,
-    crate::Array
+    () => |_v| 0,
+    bool => |v| *v as u64,
+    usize => |v| *v as u64,
+    u32 => |v| *v as u64,
+    u64 => |v| *v,
+    i32 => |v| *v as u64,
+    i64 => |v| *v as u64,
+    f32 => |v| v.to_bits() as u64,
+    f64 => |v| v.to_bits(),
+    String => |v| hash_str(v),
 );
+
+/// An array inside a tree is data, not a leaf: it is cloned by `map`, and its storage
+/// identity is its structure (optimize mode treats it as a constant of that identity).
+impl Tree for crate::Array {
+    fn visit<'a>(&'a self, _prefix: &str, _f: &mut dyn FnMut(&str, &'a Tensor)) {}
+    fn map(&self, _f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
+        self.clone()
+    }
+    fn structure(&self, key: &mut Vec<u64>) {
+        key.push(self.storage_id() as u64);
+        key.push(self.offset() as u64);
+    }
+}
 
 macro_rules! tuple_tree {
     ($($name:ident $idx:tt),+) => {
@@ -179,6 +246,9 @@ macro_rules! tuple_tree {
             }
             fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
                 ($(self.$idx.map(f),)+)
+            }
+            fn structure(&self, key: &mut Vec<u64>) {
+                $(self.$idx.structure(key);)+
             }
         }
     };

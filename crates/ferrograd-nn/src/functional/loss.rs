@@ -22,14 +22,7 @@ fn check_classes(op: &str, scores: &Tensor, target: &Tensor) {
             target.dtype()
         );
     }
-    let c = scores.size(-1) as i64;
-    if let Some(bad) = target
-        .to_vec::<i64>()
-        .into_iter()
-        .find(|&t| t < 0 || t >= c)
-    {
-        panic!("ferrograd: {op}: class index {bad} is out of range for {c} classes");
-    }
+    super::check_index_range(op, "class index", target, scores.size(-1));
 }
 
 /// Targets as a [N, 1] index for gather, and N.

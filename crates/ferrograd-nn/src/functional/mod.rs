@@ -14,7 +14,7 @@ mod norm;
 
 use std::sync::Arc;
 
-use ferrograd::{CustomOp, Tensor};
+use ferrograd::{CustomOp, DType, Tensor};
 
 pub use activation::{log_softmax, relu, sigmoid, softmax, tanh, threshold};
 pub use conv::{avg_pool2d, conv2d, max_pool2d};
@@ -27,4 +27,22 @@ pub use norm::{batch_norm, layer_norm, RunningStats};
 #[track_caller]
 pub(crate) fn call(op: impl CustomOp, inputs: &[&Tensor]) -> Tensor {
     Tensor::custom(Arc::new(op), inputs)
+}
+
+/// Panics with `what`'s message when an i64 index tensor holds a value outside `0..n`. The
+/// check counts the bad entries with tensor ops and reads only the count, so in optimize
+/// mode it is one guard that holds whenever the data is valid (reading every index would
+/// make the plan depend on the indices).
+#[track_caller]
+pub(crate) fn check_index_range(op: &str, what: &str, index: &Tensor, n: usize) {
+    let index = index.to_dtype(DType::I64);
+    let bad = index.lt_scalar(0.0).logical_or(&index.ge_scalar(n as f64));
+    if bad.to_dtype(DType::I64).sum().item::<i64>() > 0 {
+        let first = index
+            .to_vec::<i64>()
+            .into_iter()
+            .find(|&c| c < 0 || c >= n as i64)
+            .unwrap_or_default();
+        panic!("ferrograd: {op}: {what} {first} is out of range for {n} classes");
+    }
 }

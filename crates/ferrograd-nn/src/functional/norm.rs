@@ -156,6 +156,9 @@ pub fn batch_norm(
             x.shape()
         );
     }
+    if stats.is_some() {
+        ferrograd::side_effect("batch_norm updates or reads running statistics kept behind a lock");
+    }
     let fixed = if training {
         if let Some(s) = stats {
             let dims = reduce_dims(x.ndim());

@@ -196,9 +196,10 @@ pub(crate) fn scalar_vjp(op: ScalarOp, s: f64, x: &Tensor, out: &Tensor, g: &Ten
 
 pub(crate) fn clamp_vjp(min: Option<f64>, max: Option<f64>, x: &Tensor, g: &Tensor) -> Grads {
     // The gradient passes where min <= x <= max.
-    let mut keep = x.value().ge_scalar(min.unwrap_or(f64::NEG_INFINITY));
-    keep = keep.logical_and(&x.value().le_scalar(max.unwrap_or(f64::INFINITY)));
-    smallvec![Some(g * &mask_as(&Tensor::new(keep), x))]
+    let keep = x
+        .ge_scalar(min.unwrap_or(f64::NEG_INFINITY))
+        .logical_and(&x.le_scalar(max.unwrap_or(f64::INFINITY)));
+    smallvec![Some(g * &mask_as(&keep, x))]
 }
 
 /// Two-input elementwise functions with broadcasting.
@@ -265,17 +266,14 @@ pub(crate) fn binary_vjp(
             Binary::Div => -(g * &(out / b)),
             // ties split the gradient evenly, as PyTorch does
             Binary::Maximum | Binary::Minimum => {
-                let (av, bv) = (a.value(), b.value());
                 let wins = match (op == Binary::Maximum, first) {
-                    (true, true) => av.gt(bv),
-                    (true, false) => bv.gt(av),
-                    (false, true) => av.lt(bv),
-                    (false, false) => bv.lt(av),
+                    (true, true) => a.gt(b),
+                    (true, false) => b.gt(a),
+                    (false, true) => a.lt(b),
+                    (false, false) => b.lt(a),
                 };
-                let share = wins
-                    .to_dtype(av.dtype())
-                    .add(&av.eq(bv).to_dtype(av.dtype()).mul_scalar(0.5));
-                g * &Tensor::new(share)
+                let share = &mask_as(&wins, g) + &(mask_as(&a.eq(b), g) * 0.5);
+                g * &share
             }
             // d a^b / da = b a^(b-1); d a^b / db = a^b ln a (0 where a = 0)
             Binary::Pow if first => g * &(b * &a.pow(&(b - 1.0))),

@@ -41,10 +41,12 @@ fn pad_to(t: Tensor, shape: &[usize]) -> Tensor {
 }
 
 /// 1.0 where a scatter's source element is the last write to its position, else 0.0.
-fn scatter_winners(x: &Array, dim: usize, index: &Array, dtype: DType) -> Tensor {
-    let ids = Array::arange(0.0, index.numel() as f64, 1.0, DType::I64).reshape(index.shape());
-    let owner = Array::full(x.shape(), -1.0, DType::I64).scatter(dim, index, &ids);
-    Tensor::new(owner.gather(dim, index).eq(&ids).to_dtype(dtype))
+fn scatter_winners(x: &Tensor, dim: usize, index: &Tensor, dtype: DType) -> Tensor {
+    let ids = Tensor::new(
+        Array::arange(0.0, index.numel() as f64, 1.0, DType::I64).reshape(index.shape()),
+    );
+    let owner = Tensor::full(x.shape(), -1.0, DType::I64).scatter(dim, index, &ids);
+    owner.gather(dim, index).eq(&ids).to_dtype(dtype)
 }
 
 pub(crate) fn index_vjp(op: &Op, x: &[Tensor], g: &Tensor, needs: &[bool]) -> Grads {
@@ -70,7 +72,7 @@ pub(crate) fn index_vjp(op: &Op, x: &[Tensor], g: &Tensor, needs: &[bool]) -> Gr
                 )
             });
             let src = wanted(needs, 2, || {
-                let winners = scatter_winners(x[0].value(), *d, x[1].value(), g.dtype());
+                let winners = scatter_winners(&x[0], *d, &x[1], g.dtype());
                 pad_to(&g.gather(*d, &x[1]) * &winners, x[2].shape())
             });
             smallvec![kept, None, src]
@@ -85,7 +87,7 @@ pub(crate) fn index_vjp(op: &Op, x: &[Tensor], g: &Tensor, needs: &[bool]) -> Gr
                 }
             });
             let dv = wanted(needs, 1, || {
-                match base.value().index_rows(index, "index_put") {
+                match base.data().index_rows(index, "index_put") {
                     Some(rows) => {
                         let idx = positions(&rows);
                         let mut region = g.index_select(0, &idx);
@@ -218,7 +220,7 @@ impl Tensor {
     #[track_caller]
     pub fn index(&self, index: impl Into<Index>) -> Tensor {
         let index = index.into();
-        match (&index, self.value().index_rows(&index, "index")) {
+        match (&index, self.data().index_rows(&index, "index")) {
             (Index::Single(_), Some(rows)) => self.select(0, rows[0]),
             (_, Some(rows)) => self.index_select(0, &positions(&rows)),
             (Index::Mask(m), None) => self

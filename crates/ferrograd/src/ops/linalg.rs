@@ -17,7 +17,7 @@ pub(crate) fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor, needs: &[bool]) -> 
     let t = |x: &Tensor| x.transpose(-1, -2);
     smallvec![
         wanted(needs, 0, || {
-            let da = if a.value().is_transposed_block() {
+            let da = if a.data().is_transposed_block() {
                 t(&b.matmul(&t(g)))
             } else {
                 g.matmul(&t(b))
@@ -25,7 +25,7 @@ pub(crate) fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor, needs: &[bool]) -> 
             unbroadcast(&da, a.shape())
         }),
         wanted(needs, 1, || {
-            let db = if b.value().is_transposed_block() {
+            let db = if b.data().is_transposed_block() {
                 t(&t(g).matmul(a))
             } else {
                 t(a).matmul(g)
@@ -46,7 +46,7 @@ impl Tensor {
         }
         // Shape errors come from the array layer, with the caller's line.
         if self.ndim() == 0 || other.ndim() == 0 {
-            self.value().matmul(other.value());
+            self.data().matmul(other.data());
         }
         let a = if self.ndim() == 1 {
             self.unsqueeze(0)
@@ -61,7 +61,7 @@ impl Tensor {
         let k_a = a.shape()[a.ndim() - 1];
         let k_b = b.shape()[b.ndim() - 2];
         if k_a != k_b {
-            self.value().matmul(other.value());
+            self.data().matmul(other.data());
         }
         let mut out = apply(Op::Matmul, &[&a, &b]);
         if other.ndim() == 1 {
@@ -77,7 +77,7 @@ impl Tensor {
     #[track_caller]
     pub fn mm(&self, other: &Tensor) -> Tensor {
         if self.ndim() != 2 || other.ndim() != 2 {
-            self.value().mm(other.value());
+            self.data().mm(other.data());
         }
         self.matmul(other)
     }
@@ -86,7 +86,7 @@ impl Tensor {
     #[track_caller]
     pub fn mv(&self, vector: &Tensor) -> Tensor {
         if self.ndim() != 2 || vector.ndim() != 1 {
-            self.value().mv(vector.value());
+            self.data().mv(vector.data());
         }
         self.matmul(vector)
     }
@@ -95,7 +95,7 @@ impl Tensor {
     #[track_caller]
     pub fn dot(&self, other: &Tensor) -> Tensor {
         if self.ndim() != 1 || other.ndim() != 1 || self.numel() != other.numel() {
-            self.value().dot(other.value());
+            self.data().dot(other.data());
         }
         (self * other).sum()
     }
@@ -104,7 +104,7 @@ impl Tensor {
     #[track_caller]
     pub fn outer(&self, other: &Tensor) -> Tensor {
         if self.ndim() != 1 || other.ndim() != 1 {
-            self.value().outer(other.value());
+            self.data().outer(other.data());
         }
         &self.unsqueeze(1) * &other.unsqueeze(0)
     }
@@ -113,7 +113,7 @@ impl Tensor {
     #[track_caller]
     pub fn bmm(&self, other: &Tensor) -> Tensor {
         if self.ndim() != 3 || other.ndim() != 3 || self.shape()[0] != other.shape()[0] {
-            self.value().bmm(other.value());
+            self.data().bmm(other.data());
         }
         self.matmul(other)
     }

@@ -40,7 +40,8 @@ pub(crate) fn zeros_like(like: &Tensor) -> Tensor {
     Tensor::new(Array::zeros(like.shape(), like.dtype()))
 }
 
-/// A bool mask as a 0/1 float tensor of `like`'s dtype (a constant).
+/// A bool mask as a 0/1 float tensor of `like`'s dtype (computed by an op, so a capture
+/// records it; masks carry no gradient).
 pub(crate) fn mask_as(mask: &Tensor, like: &Tensor) -> Tensor {
-    Tensor::new(mask.value().to_dtype(like.dtype()))
+    mask.to_dtype(like.dtype())
 }

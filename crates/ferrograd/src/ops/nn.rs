@@ -49,12 +49,15 @@ pub(crate) fn nn_vjp(op: &Op, x: &[Tensor], out: &Tensor, g: &Tensor, needs: &[b
                 }),
             ]
         }
-        Op::MaxPool2d(idx) => smallvec![Some(apply(
-            Op::MaxPool2dBackward(idx.clone(), x[0].shape().into()),
-            &[g]
-        ))],
+        Op::MaxPool2d => smallvec![
+            Some(apply(
+                Op::MaxPool2dBackward(x[0].shape().into()),
+                &[g, &x[1]]
+            )),
+            None
+        ],
         // routing a gradient is linear: its adjoint picks the same positions
-        Op::MaxPool2dBackward(idx, _) => smallvec![Some(apply(Op::MaxPool2d(idx.clone()), &[g]))],
+        Op::MaxPool2dBackward(_) => smallvec![Some(apply(Op::MaxPool2d, &[g, &x[1]])), None],
         Op::AvgPool2d(p, inc) => smallvec![Some(apply(
             Op::AvgPool2dBackward(*p, *inc, x[0].shape().into()),
             &[g]
@@ -116,8 +119,8 @@ impl Tensor {
     /// plane. The gradient goes to the chosen elements.
     #[track_caller]
     pub fn max_pool2d(&self, params: Pool2dParams) -> (Tensor, Tensor) {
-        let (_, idx) = self.value().max_pool2d(params);
-        (apply(Op::MaxPool2d(idx.clone()), &[self]), Tensor::new(idx))
+        let idx = apply(Op::MaxPool2dIndices(params), &[self]);
+        (apply(Op::MaxPool2d, &[self, &idx]), idx)
     }
 
     /// Average pooling (`count_include_pad`: padding counts as zeros in the divisor).

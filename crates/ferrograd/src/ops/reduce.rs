@@ -91,7 +91,8 @@ pub(crate) fn reduce_vjp(
         // with two or more zeros have no gradient at all.
         Reduction::Prod => {
             let is_zero = x.eq_scalar(0.0);
-            let zeros = Tensor::new(is_zero.value().to_dtype(crate::DType::I64))
+            let zeros = is_zero
+                .to_dtype(crate::DType::I64)
                 .sum_dim(dims.as_slice(), true);
             let nonzero = Tensor::where_(&is_zero, &scalar_like(1.0, x), x);
             let others_if_no_zero = &expand_back(out, shape, dims, keepdim) / &nonzero;
@@ -108,8 +109,7 @@ pub(crate) fn reduce_vjp(
         }
         // every tied extreme gets an even share
         Reduction::Amax | Reduction::Amin => {
-            let hit = x.value().eq(expand_back(out, shape, dims, keepdim).value());
-            let hit = Tensor::new(hit);
+            let hit = x.eq(&expand_back(out, shape, dims, keepdim));
             let count = mask_as(&hit, x).sum_dim(dims.as_slice(), true);
             &(ge * &mask_as(&hit, x)) / &count.expand(shape)
         }
@@ -173,7 +173,7 @@ impl Tensor {
     #[track_caller]
     pub fn max_dim(&self, dim: impl Dim, keepdim: bool) -> (Tensor, Tensor) {
         let d = dim.resolve(self.ndim(), "max_dim");
-        let idx = Tensor::new(self.value().argmax(d, true));
+        let idx = self.arg_extreme(true, Some(d), true);
         self.pick(d, idx, keepdim)
     }
 
@@ -181,8 +181,20 @@ impl Tensor {
     #[track_caller]
     pub fn min_dim(&self, dim: impl Dim, keepdim: bool) -> (Tensor, Tensor) {
         let d = dim.resolve(self.ndim(), "min_dim");
-        let idx = Tensor::new(self.value().argmin(d, true));
+        let idx = self.arg_extreme(false, Some(d), true);
         self.pick(d, idx, keepdim)
+    }
+
+    #[track_caller]
+    fn arg_extreme(&self, largest: bool, dim: Option<usize>, keepdim: bool) -> Tensor {
+        apply(
+            Op::ArgExtreme {
+                largest,
+                dim,
+                keepdim,
+            },
+            &[self],
+        )
     }
 
     #[track_caller]
@@ -198,19 +210,20 @@ impl Tensor {
     /// Index of the first largest value along `dim` (i64, no gradient).
     #[track_caller]
     pub fn argmax(&self, dim: impl Dim, keepdim: bool) -> Tensor {
-        Tensor::new(self.value().argmax(dim, keepdim))
+        let d = dim.resolve(self.ndim(), "argmax");
+        self.arg_extreme(true, Some(d), keepdim)
     }
 
     /// Index of the first largest value of the flattened tensor, 0-d i64 (no gradient).
     #[track_caller]
     pub fn argmax_all(&self) -> Tensor {
-        Tensor::new(self.value().argmax_all())
+        self.arg_extreme(true, None, false)
     }
 
     /// Index of the first smallest value of the flattened tensor, 0-d i64 (no gradient).
     #[track_caller]
     pub fn argmin_all(&self) -> Tensor {
-        Tensor::new(self.value().argmin_all())
+        self.arg_extreme(false, None, false)
     }
 
     /// True when every pair of values is within `atol + rtol * |other|` (shapes broadcast).
@@ -222,7 +235,8 @@ impl Tensor {
     /// Index of the first smallest value along `dim` (i64, no gradient).
     #[track_caller]
     pub fn argmin(&self, dim: impl Dim, keepdim: bool) -> Tensor {
-        Tensor::new(self.value().argmin(dim, keepdim))
+        let d = dim.resolve(self.ndim(), "argmin");
+        self.arg_extreme(false, Some(d), keepdim)
     }
 
     /// Variance over `dims`, with `correction` subtracted from the count (1: unbiased).
@@ -264,8 +278,13 @@ impl Tensor {
             self.abs().sum_dim(d, keepdim)
         } else if p == f64::INFINITY {
             self.abs().amax_dim(d, keepdim)
-        } else if p == 0.0 || p.is_nan() || p < 0.0 {
-            Tensor::new(self.value().norm_dim(p, d, keepdim))
+        } else if p == 0.0 {
+            // the number of non-zero entries (no gradient)
+            mask_as(&self.ne_scalar(0.0), self)
+                .sum_dim(d, keepdim)
+                .detach()
+        } else if p.is_nan() || p < 0.0 {
+            Tensor::new(self.data().norm_dim(p, d, keepdim)) // fails, naming p
         } else {
             self.abs()
                 .pow_scalar(p)

@@ -36,6 +36,7 @@ pub(crate) fn shape_vjp(op: &Op, x: &[Tensor], g: &Tensor) -> Grads {
             g.permute(&inverse)
         }
         Op::Reshape(_) => g.reshape(x[0].shape()),
+        Op::Contiguous => g.clone(),
         Op::Expand(_) => unbroadcast(g, x[0].shape()),
         Op::Narrow { dim, start, .. } => apply(
             Op::PadNarrow {
@@ -86,7 +87,7 @@ impl Tensor {
     /// Reorders dims: dim `i` of the result is dim `dims[i]` of `self`.
     #[track_caller]
     pub fn permute(&self, dims: &[usize]) -> Tensor {
-        self.value().permute(dims); // checks, with the caller's line
+        self.data().permute(dims); // checks, with the caller's line
         if dims.iter().enumerate().all(|(i, &d)| i == d) {
             return self.clone();
         }
@@ -108,7 +109,7 @@ impl Tensor {
     /// The transpose of a matrix (0-d and 1-d tensors are returned as they are).
     #[track_caller]
     pub fn t(&self) -> Tensor {
-        self.value().t();
+        self.data().t();
         if self.ndim() < 2 {
             self.clone()
         } else {
@@ -128,38 +129,38 @@ impl Tensor {
     /// Merges dims `start..=end` into one.
     #[track_caller]
     pub fn flatten(&self, start: impl Dim, end: impl Dim) -> Tensor {
-        let shape = self.value().flatten(start, end).shape().to_vec();
+        let shape = self.data().flatten(start, end).shape().to_vec();
         self.reshape(&shape)
     }
 
     /// Removes every dim of size 1.
     #[track_caller]
     pub fn squeeze(&self) -> Tensor {
-        let shape = self.value().squeeze().shape().to_vec();
+        let shape = self.data().squeeze().shape().to_vec();
         self.reshape(&shape)
     }
 
     /// Removes `dim` if it has size 1.
     #[track_caller]
     pub fn squeeze_dim(&self, dim: impl Dim) -> Tensor {
-        let shape = self.value().squeeze_dim(dim).shape().to_vec();
+        let shape = self.data().squeeze_dim(dim).shape().to_vec();
         self.reshape(&shape)
     }
 
     /// Inserts a dim of size 1.
     #[track_caller]
     pub fn unsqueeze(&self, dim: impl Dim) -> Tensor {
-        let shape = self.value().unsqueeze(dim).shape().to_vec();
+        let shape = self.data().unsqueeze(dim).shape().to_vec();
         self.reshape(&shape)
     }
 
     /// A contiguous copy when the data is strided, else the tensor itself.
     #[track_caller]
     pub fn contiguous(&self) -> Tensor {
-        if self.value().is_contiguous() {
+        if self.data().is_contiguous() {
             self.clone()
         } else {
-            apply(Op::Reshape(self.shape().into()), &[self])
+            apply(Op::Contiguous, &[self])
         }
     }
 
@@ -182,7 +183,7 @@ impl Tensor {
     #[track_caller]
     pub fn narrow(&self, dim: impl Dim, start: usize, length: usize) -> Tensor {
         let d = dim.resolve(self.ndim(), "narrow");
-        self.value().narrow(d, start, length);
+        self.data().narrow(d, start, length);
         if start == 0 && length == self.shape()[d] {
             return self.clone();
         }
@@ -200,7 +201,7 @@ impl Tensor {
     #[track_caller]
     pub fn select(&self, dim: impl Dim, index: usize) -> Tensor {
         let d = dim.resolve(self.ndim(), "select");
-        self.value().select(d, index);
+        self.data().select(d, index);
         self.narrow(d, index, 1).squeeze_dim(d)
     }
 
@@ -214,7 +215,7 @@ impl Tensor {
     /// Diagonal `k` of a matrix as a vector.
     #[track_caller]
     pub fn diagonal(&self, k: i64) -> Tensor {
-        self.value().diagonal(k);
+        self.data().diagonal(k);
         apply(Op::Diagonal(k), &[self])
     }
 
@@ -225,7 +226,7 @@ impl Tensor {
             1 => apply(Op::DiagEmbed(k), &[self]),
             2 => self.diagonal(k),
             _ => {
-                self.value().diag(k);
+                self.data().diag(k);
                 unreachable!()
             }
         }
@@ -265,7 +266,7 @@ impl Tensor {
         let d = dim.resolve(first.ndim() + 1, "stack");
         for t in tensors {
             if t.shape() != first.shape() {
-                Array::stack(&[first.value().clone(), t.value().clone()], d);
+                Array::stack(&[first.data().clone(), t.data().clone()], d);
             }
         }
         let parts: Vec<Tensor> = tensors.iter().map(|t| t.unsqueeze(d)).collect();
@@ -277,7 +278,7 @@ impl Tensor {
     pub fn split(&self, size: usize, dim: impl Dim) -> Vec<Tensor> {
         let d = dim.resolve(self.ndim(), "split");
         let sizes: Vec<usize> = self
-            .value()
+            .data()
             .split(size, d)
             .iter()
             .map(|p| p.shape()[d])
@@ -289,7 +290,7 @@ impl Tensor {
     #[track_caller]
     pub fn split_sizes(&self, sizes: &[usize], dim: impl Dim) -> Vec<Tensor> {
         let d = dim.resolve(self.ndim(), "split_sizes");
-        self.value().split_sizes(sizes, d);
+        self.data().split_sizes(sizes, d);
         let mut start = 0;
         let mut out = Vec::with_capacity(sizes.len());
         for &s in sizes {
@@ -304,7 +305,7 @@ impl Tensor {
     pub fn chunk(&self, chunks: usize, dim: impl Dim) -> Vec<Tensor> {
         let d = dim.resolve(self.ndim(), "chunk");
         let sizes: Vec<usize> = self
-            .value()
+            .data()
             .chunk(chunks, d)
             .iter()
             .map(|p| p.shape()[d])
@@ -315,7 +316,7 @@ impl Tensor {
     /// Tiles the tensor: dim `i` repeats `repeats[i]` times (the gradient sums the tiles).
     #[track_caller]
     pub fn repeat(&self, repeats: &[usize]) -> Tensor {
-        let out_shape = self.value().repeat(repeats).shape().to_vec();
+        let out_shape = self.data().repeat(repeats).shape().to_vec();
         let lead = repeats.len() - self.ndim();
         let mut base = vec![1; lead];
         base.extend_from_slice(self.shape());

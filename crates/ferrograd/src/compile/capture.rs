@@ -1,0 +1,439 @@
+//! Recording one run of a function as a straight-line program over arrays.
+//!
+//! `apply` is the one door every primitive passes, and every primitive ends in a computation
+//! on concrete arrays at level 0: forward ops, the backward pass's gradient rules and the
+//! accumulation of contributions alike. While a capture is active on this thread, each of
+//! those computations is recorded as a step whose inputs and output are *values*, named by
+//! the identity of the concrete tensor handle that holds them.
+//!
+//! A handle that no step produced and that is not an input is a constant (a literal, a
+//! `zeros`, a tensor the closure holds). Three things would make a replay differ from direct
+//! mode, and each is caught here rather than frozen:
+//! - a constant built from computed data outside any op (`Tensor::new(x.value().clone())`,
+//!   or a view of it): its storage is one a recorded step wrote, and the capture is marked
+//!   as not replayable;
+//! - a user's read of data (`item`, `to_vec`, `value`): recorded as a guard, checked by the
+//!   replay at the same point;
+//! - random draws, and effects the library reports through [`side_effect`]: the capture is
+//!   marked as not replayable, so the signature runs in direct mode.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::panic::Location;
+use std::sync::{Arc, Weak};
+
+use smallvec::SmallVec;
+
+use crate::custom::CustomOp;
+use crate::debug::Phase;
+use crate::grad::IdMap;
+use crate::op::Op;
+use crate::tensor::Repr;
+use crate::{Array, Tensor};
+
+/// A value of a captured program: an input, a constant or a step's result.
+pub(crate) type ValueId = u32;
+
+/// Where a step came from: the op the user applied (or whose gradient rule ran, in the
+/// backward pass) and the user's source line, as direct mode reports them.
+#[derive(Clone, Debug)]
+pub(crate) struct Origin {
+    pub op: Cow<'static, str>,
+    pub location: &'static Location<'static>,
+    pub phase: Phase,
+    /// Steps of one forward op, or of one node's gradient rule, share a group.
+    pub group: u32,
+}
+
+/// What a step computes.
+#[derive(Clone, Debug)]
+pub(crate) enum StepKind {
+    /// A primitive with one output.
+    Op(Op),
+    /// A user op's array-level backward (inputs: the op's inputs, its output, the output
+    /// gradient), one output per input that gets a gradient.
+    CustomBackward {
+        op: Arc<dyn CustomOp>,
+        needs: Vec<bool>,
+    },
+}
+
+/// One recorded computation.
+#[derive(Clone, Debug)]
+pub(crate) struct Step {
+    pub kind: StepKind,
+    pub inputs: SmallVec<[ValueId; 4]>,
+    pub outputs: SmallVec<[Option<ValueId>; 2]>,
+    pub origin: Origin,
+}
+
+impl Step {
+    /// The name shown in plans and profiles.
+    pub fn name(&self) -> Cow<'static, str> {
+        match &self.kind {
+            StepKind::Op(op) => op.name(),
+            StepKind::CustomBackward { op, .. } => Cow::Owned(format!("{}.backward", op.name())),
+        }
+    }
+}
+
+/// A user's read of a computed value, with the data read.
+#[derive(Clone, Debug)]
+pub(crate) struct Guard {
+    pub value: ValueId,
+    pub expected: Array,
+    pub location: &'static Location<'static>,
+}
+
+/// One entry of a recording, in program order.
+#[derive(Clone, Debug)]
+pub(crate) enum Entry {
+    Const(ValueId, Array),
+    Step(Step),
+    Guard(Guard),
+}
+
+/// A finished recording.
+pub(crate) struct Trace {
+    pub entries: Vec<Entry>,
+    pub outputs: Vec<ValueId>,
+    pub n_values: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Input,
+    Const,
+    Computed,
+}
+
+struct Recorder {
+    /// Value of each known handle, by handle identity.
+    ids: IdMap<ValueId>,
+    kinds: Vec<Kind>,
+    /// Keep the handles' addresses unique while recording (they do not keep the data).
+    handles: Vec<Weak<Repr>>,
+    /// Storages written by recorded steps (weak, for the same reason).
+    computed: HashMap<usize, ferrograd_array::StorageRef>,
+    entries: Vec<Entry>,
+    poisoned: Option<String>,
+    draws: u64,
+    /// The user op whose backward is running (to record an array-level backward).
+    custom: Option<Arc<dyn CustomOp>>,
+    /// The node whose gradient rule is running.
+    origin: Option<Origin>,
+    /// The last group number given out.
+    groups: u32,
+}
+
+thread_local! {
+    static ACTIVE: Cell<bool> = const { Cell::new(false) };
+    static RECORDER: RefCell<Option<Recorder>> = const { RefCell::new(None) };
+}
+
+/// True while a capture records on this thread.
+#[inline]
+pub(crate) fn active() -> bool {
+    ACTIVE.with(Cell::get)
+}
+
+fn with<R>(f: impl FnOnce(&mut Recorder) -> R) -> Option<R> {
+    RECORDER.with(|r| r.borrow_mut().as_mut().map(f))
+}
+
+/// Ends the capture when dropped (also when the function panics).
+pub(crate) struct CaptureScope(());
+
+impl Drop for CaptureScope {
+    fn drop(&mut self) {
+        RECORDER.with(|r| r.borrow_mut().take());
+        ACTIVE.with(|a| a.set(false));
+    }
+}
+
+/// Starts recording on this thread with `inputs` as values `0..inputs.len()`.
+pub(crate) fn start(inputs: &[Tensor]) -> CaptureScope {
+    let mut rec = Recorder {
+        ids: IdMap::default(),
+        kinds: Vec::new(),
+        handles: Vec::new(),
+        computed: HashMap::new(),
+        entries: Vec::new(),
+        poisoned: None,
+        draws: ferrograd_array::draws_on_this_thread().0,
+        custom: None,
+        origin: None,
+        groups: 0,
+    };
+    for t in inputs {
+        // The same handle twice names the later input; the signature records the aliasing,
+        // so a replay gets the same tensor in both places.
+        let t = t.concrete();
+        rec.ids.insert(t.id(), rec.kinds.len() as ValueId);
+        rec.handles.push(Arc::downgrade(&t.repr));
+        rec.kinds.push(Kind::Input);
+    }
+    RECORDER.with(|r| *r.borrow_mut() = Some(rec));
+    ACTIVE.with(|a| a.set(true));
+    CaptureScope(())
+}
+
+impl Recorder {
+    fn new_value(&mut self, t: &Tensor, kind: Kind) -> ValueId {
+        let id = self.kinds.len() as ValueId;
+        self.kinds.push(kind);
+        self.ids.insert(t.id(), id);
+        self.handles.push(Arc::downgrade(&t.repr));
+        id
+    }
+
+    /// The value of a concrete handle, making it a constant when it is new.
+    fn value_of(&mut self, t: &Tensor, location: &'static Location<'static>) -> ValueId {
+        if let Some(&id) = self.ids.get(&t.id()) {
+            return id;
+        }
+        let array = t.data();
+        if self.computed.contains_key(&array.storage_id()) && self.poisoned.is_none() {
+            self.poisoned = Some(format!(
+                "a value computed inside the function was turned into a new tensor outside any \
+                 op before its use at {location} (for example `Tensor::new(x.value().clone())`); \
+                 use tensor operations (or `detach()`) instead"
+            ));
+        }
+        let id = self.new_value(t, Kind::Const);
+        self.entries.push(Entry::Const(id, array.clone()));
+        id
+    }
+
+    fn origin(&mut self, op: &Op, location: &'static Location<'static>) -> Origin {
+        if let Some(o) = &self.origin {
+            return o.clone();
+        }
+        self.groups += 1;
+        Origin {
+            op: op.name(),
+            location,
+            phase: Phase::Forward,
+            group: self.groups,
+        }
+    }
+
+    fn mark_computed(&mut self, out: &Tensor, inputs: &[ValueId], input_storages: &[usize]) {
+        let sid = out.data().storage_id();
+        // A view of a constant stays a view of a constant.
+        let of_const = inputs
+            .iter()
+            .zip(input_storages)
+            .any(|(&i, &s)| s == sid && self.kinds[i as usize] == Kind::Const);
+        if !of_const {
+            self.computed.insert(sid, out.data().storage_ref());
+        }
+    }
+}
+
+/// Records one level-0 computation: `op` applied to concrete `inputs` gave `out`.
+pub(crate) fn record_op(
+    op: &Op,
+    inputs: &[&Tensor],
+    out: &Tensor,
+    location: &'static Location<'static>,
+) {
+    with(|rec| {
+        let ids: SmallVec<[ValueId; 4]> =
+            inputs.iter().map(|t| rec.value_of(t, location)).collect();
+        let storages: SmallVec<[usize; 4]> = inputs.iter().map(|t| t.data().storage_id()).collect();
+        let origin = rec.origin(op, location);
+        let id = rec.new_value(out, Kind::Computed);
+        rec.mark_computed(out, &ids, &storages);
+        rec.entries.push(Entry::Step(Step {
+            kind: StepKind::Op(op.clone()),
+            inputs: ids,
+            outputs: smallvec::smallvec![Some(id)],
+            origin,
+        }));
+    });
+}
+
+/// Records a user op's array-level backward, which ran on `inputs`, `output` and `grad` and
+/// gave `grads`.
+pub(crate) fn record_custom_backward(
+    inputs: &[Tensor],
+    output: &Tensor,
+    grad: &Tensor,
+    needs: &[bool],
+    grads: &[Option<Tensor>],
+) {
+    with(|rec| {
+        let Some(op) = rec.custom.clone() else {
+            rec.poisoned.get_or_insert_with(|| {
+                "a custom op's array-level backward ran outside the backward pass".into()
+            });
+            return;
+        };
+        let location = rec
+            .origin
+            .as_ref()
+            .map_or(Location::caller(), |o| o.location);
+        let all: Vec<&Tensor> = inputs
+            .iter()
+            .chain([output, grad])
+            .map(Tensor::concrete)
+            .collect();
+        let ids: SmallVec<[ValueId; 4]> = all.iter().map(|t| rec.value_of(t, location)).collect();
+        let storages: SmallVec<[usize; 4]> = all.iter().map(|t| t.data().storage_id()).collect();
+        let origin = rec.origin.clone().unwrap_or_else(|| Origin {
+            op: Cow::Owned(op.name().to_string()),
+            location,
+            phase: Phase::Backward,
+            group: 0,
+        });
+        let mut outputs = SmallVec::new();
+        for g in grads {
+            outputs.push(g.as_ref().map(|g| {
+                let id = rec.new_value(g, Kind::Computed);
+                rec.mark_computed(g, &ids, &storages);
+                id
+            }));
+        }
+        rec.entries.push(Entry::Step(Step {
+            kind: StepKind::CustomBackward {
+                op,
+                needs: needs.to_vec(),
+            },
+            inputs: ids,
+            outputs,
+            origin,
+        }));
+    });
+}
+
+/// Restores the previous value of a recorder field when dropped.
+pub(crate) struct Restore<T: 'static> {
+    previous: Option<T>,
+    field: fn(&mut Recorder) -> &mut Option<T>,
+    armed: bool,
+}
+
+impl<T> Drop for Restore<T> {
+    fn drop(&mut self) {
+        if self.armed {
+            let previous = self.previous.take();
+            let field = self.field;
+            with(|rec| *field(rec) = previous);
+        }
+    }
+}
+
+fn scoped<T: 'static>(value: Option<T>, field: fn(&mut Recorder) -> &mut Option<T>) -> Restore<T> {
+    let Some(value) = value.filter(|_| active()) else {
+        return Restore {
+            previous: None,
+            field,
+            armed: false,
+        };
+    };
+    let previous = with(|rec| field(rec).replace(value)).flatten();
+    Restore {
+        previous,
+        field,
+        armed: true,
+    }
+}
+
+/// While the returned value lives, an array-level backward that runs belongs to `op`.
+pub(crate) fn custom_op_scope(op: &Arc<dyn CustomOp>) -> Restore<Arc<dyn CustomOp>> {
+    scoped(active().then(|| Arc::clone(op)), |rec| &mut rec.custom)
+}
+
+/// While the returned value lives, recorded steps are the backward of `op` at `location`.
+pub(crate) fn backward_origin(op: &Op, location: &'static Location<'static>) -> Restore<Origin> {
+    let origin = active().then(|| Origin {
+        op: op.name(),
+        location,
+        phase: Phase::Backward,
+        group: with(|rec| {
+            rec.groups += 1;
+            rec.groups
+        })
+        .unwrap_or_default(),
+    });
+    scoped(origin, |rec| &mut rec.origin)
+}
+
+/// A user's read of `t`'s data at `location`: a guard when `t` is computed from the inputs.
+pub(crate) fn read(t: &Tensor, location: &'static Location<'static>) {
+    if !active() {
+        return;
+    }
+    with(|rec| {
+        let Some(&id) = rec.ids.get(&t.id()) else {
+            return;
+        };
+        if rec.kinds[id as usize] == Kind::Const {
+            return;
+        }
+        rec.entries.push(Entry::Guard(Guard {
+            value: id,
+            expected: t.data().copy(),
+            location,
+        }));
+    });
+}
+
+/// Marks the running capture as not replayable, with the reason.
+pub(crate) fn poison(reason: String) {
+    with(|rec| {
+        rec.poisoned.get_or_insert(reason);
+    });
+}
+
+/// Tells optimize mode that the running function has an effect a replay would skip or a
+/// state it reads that is not an input (a statistic kept behind a lock, a counter). When it
+/// runs during a capture, that input signature runs in direct mode from then on.
+///
+/// The library calls it where it keeps such state (batch normalization's running
+/// statistics); call it in your own functions likewise.
+#[track_caller]
+pub fn side_effect(what: &str) {
+    if active() {
+        poison(format!("{what} (at {})", Location::caller()));
+    }
+}
+
+/// Ends the recording, naming the returned values. `Err` gives the reason the function
+/// cannot be replayed.
+pub(crate) fn finish(scope: CaptureScope, outputs: &[Tensor]) -> Result<Trace, String> {
+    let result = with(|rec| {
+        let (draws, last) = ferrograd_array::draws_on_this_thread();
+        if draws != rec.draws {
+            let at = last.map_or(String::new(), |l| format!(" (the latest at {l})"));
+            return Err(format!(
+                "the function draws random numbers{at}; a replay would repeat the first call's \
+                 draws, so this signature runs in direct mode"
+            ));
+        }
+        if let Some(reason) = rec.poisoned.take() {
+            return Err(reason);
+        }
+        let mut ids = Vec::with_capacity(outputs.len());
+        for t in outputs {
+            if t.is_traced() {
+                return Err("the function returned a tensor traced by an enclosing grad".into());
+            }
+            let location = Location::caller();
+            ids.push(rec.value_of(t.concrete(), location));
+        }
+        if let Some(reason) = rec.poisoned.take() {
+            return Err(reason);
+        }
+        Ok(Trace {
+            entries: std::mem::take(&mut rec.entries),
+            outputs: ids,
+            n_values: rec.kinds.len(),
+        })
+    })
+    .unwrap_or_else(|| Err("no capture was active".into()));
+    drop(scope);
+    result
+}

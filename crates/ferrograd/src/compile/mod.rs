@@ -1,0 +1,1067 @@
+//! Optimize mode: capture a whole call once per input signature, replay it afterwards.
+//!
+//! # Why it is exact
+//!
+//! The seed's optimize mode returned stale results whenever control flow, closed-over values
+//! or random masks changed between calls. Here a replay returns what direct mode would
+//! return, or the function is captured again:
+//!
+//! - **Capture is complete.** Every computation on data goes through `apply`, including the
+//!   masks and indices that gradient rules build, ops with integer or bool results, argmax
+//!   and max-pool indices; each becomes a step (see `capture.rs`). What cannot be replayed
+//!   (random draws, state behind a lock reported through [`side_effect`], a tensor rebuilt
+//!   from computed data outside any op) makes the signature run in direct mode.
+//! - **The signature is the cache key**: the parameter tree's structure and every tensor's
+//!   shape, dtype, device and strides, in the parameters and in the other arguments (which
+//!   are [`ArgTree`]s), the value of every plain number argument, and which argument tensors
+//!   are the same tensor.
+//! - **Guards.** Rust closures cannot be inspected, so the capture watches what the function
+//!   reads: each read of computed data (`item`, `to_vec`, `value`, `allclose`) is recorded
+//!   with the value read, and a replay compares it at the same point. A different value
+//!   captures the function again and keeps the new variant beside the old (`plan.rs`).
+//! - **What stays the user's promise**: tensors the closure captures are constants (Rust's
+//!   borrow rules keep them unchanged); state the function reads behind a `Mutex`, a
+//!   `Cell` or a global is invisible, and [`Grad::verify`](crate::Grad::verify) re-runs
+//!   direct mode every n-th call to catch it.
+//!
+//! # Cost
+//!
+//! A capture runs the function in direct mode and records it (about the cost of one direct
+//! call plus a few hundred nanoseconds per op). A replay checks the signature, then runs the
+//! kept steps in order through the same array kernels direct mode calls, with no graph, no
+//! level bookkeeping and no backward walk; values are freed right after their last use.
+
+pub(crate) mod capture;
+mod plan;
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::panic::Location;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use capture::side_effect;
+use plan::{Observer, Outcome, Plan, Unobserved};
+
+use crate::context::Hooks;
+use crate::debug::DebugEvent;
+use crate::grad::{Differentiable, Grad, GradOutput, Outputs};
+use crate::tree::{leaf_names, leaves, rebuild, Tree};
+use crate::{Array, Tensor};
+
+/// The arguments after the parameters: tensors, numbers, references to them, and
+/// collections of them. Optimize mode reads them to build the call's signature: tensors by
+/// shape, dtype, device and layout, everything else by value.
+///
+/// Implemented for tensors, references, numbers, `bool`, strings, tuples (up to six),
+/// `Vec`, slices, arrays, `Option`, `Box`, string-keyed maps and [`Generator`](crate::Generator)
+/// (whose draws make a signature run in direct mode). `#[derive(Tree)]` implements it for
+/// your structs too.
+pub trait ArgTree {
+    /// Calls `tensor` on each tensor leaf in order, and appends to `key` everything else the
+    /// function may depend on (numbers by value, lengths, which options are set).
+    fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>);
+}
+
+/// [`ArgTree::visit_args`] for a [`Tree`]: its leaves, then its structure.
+#[doc(hidden)]
+pub fn tree_args<T: Tree>(tree: &T, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
+    tree.visit("", &mut |_, t| tensor(t));
+    tree.structure(key);
+}
+
+impl ArgTree for Tensor {
+    fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), _key: &mut Vec<u64>) {
+        tensor(self)
+    }
+}
+
+impl<T: ArgTree + ?Sized> ArgTree for &T {
+    fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
+        (**self).visit_args(tensor, key)
+    }
+}
+
+impl<T: ArgTree + ?Sized> ArgTree for &mut T {
+    fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
+        (**self).visit_args(tensor, key)
+    }
+}
+
+impl<T: ArgTree> ArgTree for [T] {
+    fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
+        key.push(self.len() as u64);
+        for item in self {
+            item.visit_args(tensor, key);
+        }
+    }
+}
+
+impl<T: ArgTree> ArgTree for Vec<T> {
+    fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
+        self.as_slice().visit_args(tensor, key)
+    }
+}
+
+impl<T: ArgTree, const N: usize> ArgTree for [T; N] {
+    fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
+        self.as_slice().visit_args(tensor, key)
+    }
+}
+
+impl<T: ArgTree> ArgTree for Option<T> {
+    fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
+        key.push(self.is_some() as u64);
+        if let Some(item) = self {
+            item.visit_args(tensor, key);
+        }
+    }
+}
+
+impl<T: ArgTree + ?Sized> ArgTree for Box<T> {
+    fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
+        (**self).visit_args(tensor, key)
+    }
+}
+
+impl<T: ArgTree> ArgTree for BTreeMap<String, T> {
+    fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
+        key.push(self.len() as u64);
+        for (k, v) in self {
+            k.visit_args(tensor, key);
+            v.visit_args(tensor, key);
+        }
+    }
+}
+
+impl<T: ArgTree, S: std::hash::BuildHasher> ArgTree for HashMap<String, T, S> {
+    fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
+        let mut keys: Vec<&String> = self.keys().collect();
+        keys.sort();
+        key.push(keys.len() as u64);
+        for k in keys {
+            k.visit_args(tensor, key);
+            self[k].visit_args(tensor, key);
+        }
+    }
+}
+
+impl ArgTree for str {
+    fn visit_args(&self, _tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
+        key.push(hash_of(self));
+    }
+}
+
+impl ArgTree for String {
+    fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
+        self.as_str().visit_args(tensor, key)
+    }
+}
+
+impl ArgTree for crate::Generator {
+    fn visit_args(&self, _tensor: &mut dyn FnMut(&Tensor), _key: &mut Vec<u64>) {}
+}
+
+macro_rules! number_args {
+    ($($t:ty => |$v:ident| $bits:expr),* $(,)?) => {$(
+        impl ArgTree for $t {
+            fn visit_args(&self, _tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
+                let $v = *self;
+                key.push($bits);
+            }
+        }
+    )*};
+}
+number_args!(
+    bool => |v| v as u64,
+    char => |v| v as u64,
+    u8 => |v| v as u64,
+    u16 => |v| v as u64,
+    u32 => |v| v as u64,
+    u64 => |v| v,
+    usize => |v| v as u64,
+    i8 => |v| v as u64,
+    i16 => |v| v as u64,
+    i32 => |v| v as u64,
+    i64 => |v| v as u64,
+    isize => |v| v as u64,
+    f32 => |v| v.to_bits() as u64,
+    f64 => |v| v.to_bits(),
+);
+
+macro_rules! tuple_args {
+    ($($name:ident $idx:tt),*) => {
+        impl<$($name: ArgTree),*> ArgTree for ($($name,)*) {
+            fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
+                let _ = (&tensor, &key);
+                $(self.$idx.visit_args(tensor, key);)*
+            }
+        }
+    };
+}
+tuple_args!();
+tuple_args!(A 0);
+tuple_args!(A 0, B 1);
+tuple_args!(A 0, B 1, C 2);
+tuple_args!(A 0, B 1, C 2, D 3);
+tuple_args!(A 0, B 1, C 2, D 3, E 4);
+tuple_args!(A 0, B 1, C 2, D 3, E 4, G 5);
+
+fn hash_of(value: impl Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}
+
+/// What optimize mode has done for one function so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Calls in optimize mode.
+    pub calls: u64,
+    /// Calls answered by replaying a plan.
+    pub hits: u64,
+    /// Calls that captured the function (a new signature, or a guard that saw a new value).
+    pub captures: u64,
+    /// Replays stopped by a guard that saw a value no variant had seen.
+    pub guard_failures: u64,
+    /// Calls run in direct mode: inputs traced by an enclosing `grad`, a capture running,
+    /// a signature function that returned `None`, a function that cannot be replayed, or a
+    /// cache that thrashed.
+    pub fallbacks: u64,
+    /// Replays checked against direct mode ([`Grad::verify`](crate::Grad::verify)).
+    pub verified: u64,
+    /// Signatures with a plan in the cache.
+    pub plans: usize,
+    /// Variants over all cached plans (one per combination of guard outcomes seen).
+    pub variants: usize,
+    /// Time spent capturing, in total.
+    pub capture_time: Duration,
+    /// The warnings printed (thrashing, functions that cannot be replayed), in order.
+    pub warnings: Vec<String>,
+}
+
+/// A user's signature function: given the parameter and argument leaves, a key that splits
+/// signatures further, or `None` to run this call in direct mode.
+pub(crate) type SignatureFn = Arc<dyn Fn(&[Tensor], &[Tensor]) -> Option<u64> + Send + Sync>;
+
+/// Optimize-mode settings and cache of one `Grad`.
+pub(crate) struct Optimizer {
+    pub enabled: bool,
+    pub capacity: usize,
+    pub verify_every: u64,
+    pub signature_fn: Option<SignatureFn>,
+    state: Mutex<CacheState>,
+}
+
+/// The default number of signatures (and of variants per signature) a cache holds.
+pub const DEFAULT_CACHE_SIZE: usize = 8;
+
+struct CacheEntry {
+    key: Vec<u64>,
+    /// The plan, or why this signature runs in direct mode.
+    plan: Result<Arc<Plan>, String>,
+    last_used: u64,
+    /// `name shape` of each input leaf, for messages.
+    inputs: Vec<String>,
+    /// Guard misses by the line of the read.
+    misses: HashMap<&'static Location<'static>, u64>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    entries: Vec<CacheEntry>,
+    clock: u64,
+    stats: Stats,
+    evictions: usize,
+    /// Why the whole function runs in direct mode (the cache thrashed).
+    disabled: Option<String>,
+}
+
+impl CacheState {
+    fn warn(&mut self, message: String) {
+        eprintln!("ferrograd: optimize mode: {message}");
+        self.stats.warnings.push(message);
+    }
+}
+
+/// Whether the test suite runs every `grad` in optimize mode, checking each capture and
+/// each replay against direct mode (`FERROGRAD_OPTIMIZE=check`).
+pub(crate) fn check_mode() -> bool {
+    static MODE: OnceLock<bool> = OnceLock::new();
+    *MODE.get_or_init(|| std::env::var("FERROGRAD_OPTIMIZE").is_ok_and(|v| v == "check"))
+}
+
+impl Default for Optimizer {
+    fn default() -> Optimizer {
+        Optimizer {
+            enabled: check_mode(),
+            capacity: DEFAULT_CACHE_SIZE,
+            verify_every: if check_mode() { 1 } else { 0 },
+            signature_fn: None,
+            state: Mutex::new(CacheState::default()),
+        }
+    }
+}
+
+impl Optimizer {
+    fn state(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn stats(&self) -> Stats {
+        let state = self.state();
+        let mut stats = state.stats.clone();
+        stats.plans = state.entries.iter().filter(|e| e.plan.is_ok()).count();
+        stats.variants = state
+            .entries
+            .iter()
+            .filter_map(|e| e.plan.as_ref().ok())
+            .map(|p| p.variants())
+            .sum();
+        stats
+    }
+
+    /// Every cached plan as text, most recently used first.
+    pub fn plans_text(&self) -> String {
+        let state = self.state();
+        let mut entries: Vec<&CacheEntry> = state.entries.iter().collect();
+        entries.sort_by_key(|e| std::cmp::Reverse(e.last_used));
+        let mut s = String::new();
+        for e in entries {
+            s.push_str(&format!("// signature: {}\n", e.inputs.join(", ")));
+            match &e.plan {
+                Ok(p) => s.push_str(&p.text()),
+                Err(why) => s.push_str(&format!("// runs in direct mode: {why}\n")),
+            }
+        }
+        s
+    }
+
+    /// The most recently used plan as DOT.
+    pub fn plan_dot(&self) -> Option<String> {
+        let state = self.state();
+        state
+            .entries
+            .iter()
+            .filter(|e| e.plan.is_ok())
+            .max_by_key(|e| e.last_used)
+            .and_then(|e| e.plan.as_ref().ok().map(|p| p.dot()))
+    }
+}
+
+/// The signature of a call: everything a replay assumes about its inputs.
+fn signature(params: &[Tensor], structure: &[u64], args: &[Tensor], args_key: &[u64]) -> Vec<u64> {
+    let mut key = Vec::with_capacity(8 + 8 * (params.len() + args.len()));
+    let leaf = |key: &mut Vec<u64>, t: &Tensor| {
+        let a = t.data();
+        key.push(a.ndim() as u64);
+        key.extend(a.shape().iter().map(|&n| n as u64));
+        key.extend(a.strides().iter().map(|&s| s as u64));
+        key.push(a.dtype() as u64);
+        key.push(hash_of(a.device()));
+    };
+    key.push(params.len() as u64);
+    for t in params {
+        leaf(&mut key, t);
+    }
+    key.extend_from_slice(structure);
+    key.push(args.len() as u64);
+    for (i, t) in args.iter().enumerate() {
+        leaf(&mut key, t);
+        // which earlier argument tensor this one is, if any (a capture gives both one value)
+        let same = args[..i]
+            .iter()
+            .position(|u| u.concrete().same(t.concrete()));
+        key.push(same.map_or(u64::MAX, |j| j as u64));
+    }
+    key.extend_from_slice(args_key);
+    key
+}
+
+/// Flattens the outputs of a direct call: gradient leaves, then output leaves.
+fn flatten<P: Tree, O: Tree>(out: &Outputs<P, O>) -> Vec<Tensor> {
+    let mut flat = out.grads.as_ref().map(leaves).unwrap_or_default();
+    if let Some(o) = &out.output {
+        flat.extend(leaves(o));
+    }
+    flat
+}
+
+/// Names for the flattened outputs, for messages.
+fn output_names<P: Tree, O: Tree>(out: &Outputs<P, O>) -> Vec<String> {
+    let mut names: Vec<String> = out
+        .grads
+        .as_ref()
+        .map(|g| {
+            leaf_names(g)
+                .into_iter()
+                .map(|n| format!("gradient `{n}`"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(o) = &out.output {
+        names.extend(leaf_names(o).into_iter().map(|n| format!("output `{n}`")));
+    }
+    names
+}
+
+/// The observer of a replay under a debugger or profiler. The steps of one op (a forward
+/// op, or one node's gradient rule) share a group, reported as one profile entry as direct
+/// mode reports them.
+struct HookObserver<'a> {
+    hooks: &'a Hooks,
+    pending: Option<(capture::Origin, Duration)>,
+}
+
+impl HookObserver<'_> {
+    fn flush(&mut self) {
+        if let (Some((o, took)), Some(p)) = (self.pending.take(), &self.hooks.profile) {
+            p.lock()
+                .expect("profile lock")
+                .add(&o.op, o.location, o.phase, took);
+        }
+    }
+}
+
+impl Drop for HookObserver<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+impl Observer for HookObserver<'_> {
+    fn step(
+        &mut self,
+        step: &capture::Step,
+        inputs: &[&Array],
+        outputs: &[Option<Array>],
+        took: Duration,
+    ) {
+        let o = &step.origin;
+        match &mut self.pending {
+            Some((p, t)) if p.group == o.group => *t += took,
+            _ => {
+                self.flush();
+                self.pending = Some((o.clone(), took));
+            }
+        }
+        if let Some(hook) = &self.hooks.debug {
+            for out in outputs.iter().flatten() {
+                if let Some(what) = crate::debug::nonfinite(out) {
+                    let event = DebugEvent::new(
+                        o.op.to_string(),
+                        o.location,
+                        o.phase,
+                        what,
+                        inputs.iter().map(|&a| Tensor::new(a.clone())).collect(),
+                        Tensor::new(out.clone()),
+                        self.hooks,
+                    );
+                    hook(&event);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// What the cache holds for a signature.
+enum Lookup {
+    Plan(Arc<Plan>),
+    Direct,
+    New,
+}
+
+/// Why two runs of the same call disagree, or `None`.
+fn first_difference(a: &[Tensor], b: &[Tensor], names: &[String]) -> Option<String> {
+    if a.len() != b.len() {
+        return Some(format!("{} outputs against {}", a.len(), b.len()));
+    }
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        if !plan::same_bits(x.data(), y.data()) {
+            let name = names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("output {i}"));
+            return Some(format!(
+                "{name} differs: compiled {:?} {}, direct {:?} {}",
+                x.shape(),
+                summary(x.data()),
+                y.shape(),
+                summary(y.data())
+            ));
+        }
+    }
+    None
+}
+
+fn summary(a: &Array) -> String {
+    let v = a.to_f64_vec();
+    if v.len() <= 6 {
+        format!("{v:?}")
+    } else {
+        format!("[{}, {}, {}, ...]", v[0], v[1], v[2])
+    }
+}
+
+impl<F> Grad<F> {
+    /// A call in optimize mode (see the module docs).
+    pub(crate) fn run_optimized<P, Args>(
+        &self,
+        params: &P,
+        args: Args,
+        output_grad: Option<&Tensor>,
+        location: &'static Location<'static>,
+    ) -> Outputs<P, F::Output>
+    where
+        P: Tree,
+        Args: ArgTree,
+        F: Differentiable<P, Args>,
+        F::Output: GradOutput,
+    {
+        let opt = &self.optimizer;
+        let p_leaves = leaves(params);
+        let mut a_leaves = Vec::new();
+        let mut args_key = Vec::new();
+        args.visit_args(&mut |t| a_leaves.push(t.clone()), &mut args_key);
+        let traced = p_leaves
+            .iter()
+            .chain(&a_leaves)
+            .chain(output_grad)
+            .any(Tensor::is_traced);
+        // Inside a capture the outer recording must see this call's ops; inputs traced by an
+        // enclosing grad need the graph direct mode builds.
+        let mut user_key = None;
+        let direct = capture::active()
+            || traced
+            || match &opt.signature_fn {
+                Some(f) => match f(&p_leaves, &a_leaves) {
+                    Some(k) => {
+                        user_key = Some(k);
+                        false
+                    }
+                    None => true,
+                },
+                None => false,
+            };
+        let lookup = {
+            let mut state = opt.state();
+            state.stats.calls += 1;
+            if direct || state.disabled.is_some() {
+                state.stats.fallbacks += 1;
+                None
+            } else {
+                Some(())
+            }
+        };
+        if lookup.is_none() {
+            return self.run_direct(params, args, output_grad, location);
+        }
+        let mut structure = Vec::new();
+        params.structure(&mut structure);
+        let mut key = signature(&p_leaves, &structure, &a_leaves, &args_key);
+        key.extend(user_key);
+
+        let lookup = {
+            let mut state = opt.state();
+            state.clock += 1;
+            let clock = state.clock;
+            match state.entries.iter_mut().find(|e| e.key == key) {
+                Some(e) => {
+                    e.last_used = clock;
+                    match &e.plan {
+                        Ok(p) => Lookup::Plan(Arc::clone(p)),
+                        Err(_) => Lookup::Direct,
+                    }
+                }
+                None => Lookup::New,
+            }
+        };
+        let mut inputs: Vec<Array> = p_leaves.iter().map(|t| t.data().clone()).collect();
+        inputs.extend(a_leaves.iter().map(|t| t.data().clone()));
+        inputs.extend(output_grad.map(|g| g.data().clone()));
+        match lookup {
+            Lookup::Direct => {
+                opt.state().stats.fallbacks += 1;
+                self.run_direct(params, args, output_grad, location)
+            }
+            Lookup::Plan(plan) => match self.replay(&plan, inputs.clone()) {
+                Outcome::Done { outputs, template } => {
+                    let result = self.assemble(params, outputs, &template);
+                    let hits = {
+                        let mut state = opt.state();
+                        state.stats.hits += 1;
+                        state.stats.hits
+                    };
+                    if opt.verify_every > 0 && hits % opt.verify_every == 0 {
+                        let reference =
+                            self.run_direct_observed(params, args, output_grad, location, false);
+                        if let Some(diff) = first_difference(
+                            &flatten(&result),
+                            &flatten(&reference),
+                            &output_names(&reference),
+                        ) {
+                            panic!(
+                                "ferrograd: optimize mode: verify found the compiled call at \
+                                 {location} differs from direct mode: {diff}. The function reads \
+                                 something that is not an input (a tensor behind a Mutex, a \
+                                 Cell or a global, or a tensor the closure captured that is also \
+                                 passed as an argument); pass it as an argument, or call \
+                                 ferrograd::side_effect in the function"
+                            );
+                        }
+                        opt.state().stats.verified += 1;
+                    }
+                    result
+                }
+                Outcome::Miss { location: read_at } => {
+                    {
+                        let mut state = opt.state();
+                        state.stats.guard_failures += 1;
+                        if let Some(e) = state.entries.iter_mut().find(|e| e.key == key) {
+                            *e.misses.entry(read_at).or_default() += 1;
+                        }
+                    }
+                    self.capture(
+                        params,
+                        args,
+                        output_grad,
+                        location,
+                        &p_leaves,
+                        &a_leaves,
+                        key,
+                        inputs,
+                    )
+                }
+            },
+            Lookup::New => self.capture(
+                params,
+                args,
+                output_grad,
+                location,
+                &p_leaves,
+                &a_leaves,
+                key,
+                inputs,
+            ),
+        }
+    }
+
+    /// Runs a plan, under the debugger and profiler when this `Grad` has them.
+    fn replay(&self, plan: &Plan, inputs: Vec<Array>) -> Outcome {
+        if self.debug.is_none() && self.profile.is_none() {
+            return plan.run(inputs, &mut Unobserved);
+        }
+        if let Some(p) = &self.profile {
+            p.lock().expect("profile lock").count_call();
+        }
+        let hooks = Hooks {
+            id: 0,
+            debug: self.debug.clone(),
+            profile: self.profile.clone(),
+            leaf_names: Mutex::new(Vec::new()),
+        };
+        let mut observer = HookObserver {
+            hooks: &hooks,
+            pending: None,
+        };
+        let outcome = plan.run(inputs, &mut observer);
+        observer.flush();
+        outcome
+    }
+
+    /// The outputs of a replay in the types a direct call returns.
+    fn assemble<P: Tree, O: Tree + 'static>(
+        &self,
+        params: &P,
+        outputs: Vec<Array>,
+        template: &Arc<dyn Any + Send + Sync>,
+    ) -> Outputs<P, O> {
+        let mut it = outputs.into_iter().map(Tensor::new);
+        let grads = self.with_gradients.then(|| {
+            let n = leaves(params).len();
+            rebuild(params, it.by_ref().take(n).collect())
+        });
+        let output = self.with_forward.then(|| {
+            let t = template
+                .downcast_ref::<O>()
+                .expect("a plan's output template has the function's output type");
+            rebuild(t, it.collect())
+        });
+        Outputs { grads, output }
+    }
+
+    /// Runs the function in direct mode while recording it, and caches what it recorded.
+    #[allow(clippy::too_many_arguments)]
+    fn capture<P, Args>(
+        &self,
+        params: &P,
+        args: Args,
+        output_grad: Option<&Tensor>,
+        location: &'static Location<'static>,
+        p_leaves: &[Tensor],
+        a_leaves: &[Tensor],
+        key: Vec<u64>,
+        inputs: Vec<Array>,
+    ) -> Outputs<P, F::Output>
+    where
+        P: Tree,
+        Args: ArgTree,
+        F: Differentiable<P, Args>,
+        F::Output: GradOutput,
+    {
+        let opt = &self.optimizer;
+        let start = Instant::now();
+        // Fresh handles for the parameters: a tensor the closure holds that is also a
+        // parameter stays a constant, as it is in direct mode.
+        let fresh: Vec<Tensor> = p_leaves
+            .iter()
+            .map(|t| Tensor::new(t.data().clone()))
+            .collect();
+        let inner_params = rebuild(params, fresh.clone());
+        let mut recorded = fresh;
+        recorded.extend(a_leaves.iter().cloned());
+        recorded.extend(output_grad.cloned());
+        let scope = capture::start(&recorded);
+        let out = self.run_direct(&inner_params, args, output_grad, location);
+        let flat = flatten(&out);
+        let trace = capture::finish(scope, &flat);
+        let took = start.elapsed();
+        let template: Arc<dyn Any + Send + Sync> = match &out.output {
+            Some(o) => Arc::new(o.map(&mut |_| Tensor::placeholder())),
+            None => Arc::new(()),
+        };
+
+        let mut state = opt.state();
+        state.stats.captures += 1;
+        state.stats.capture_time += took;
+        let clock = state.clock;
+        let index = state.entries.iter().position(|e| e.key == key);
+        let plan: Option<Arc<Plan>> = match (trace, index) {
+            (Err(why), Some(i)) => {
+                state.entries[i].plan = Err(why.clone());
+                state.warn(format!("the call at {location} runs in direct mode: {why}"));
+                None
+            }
+            (Err(why), None) => {
+                self.insert_entry(
+                    &mut state,
+                    key,
+                    Err(why.clone()),
+                    p_leaves,
+                    a_leaves,
+                    params,
+                );
+                state.warn(format!("the call at {location} runs in direct mode: {why}"));
+                None
+            }
+            (Ok(trace), Some(i)) => {
+                let entry = &mut state.entries[i];
+                let result = match &mut entry.plan {
+                    Ok(plan) => Arc::make_mut(plan).insert(trace, template),
+                    Err(_) => Err("this signature already runs in direct mode".into()),
+                };
+                entry.last_used = clock;
+                match result {
+                    Err(why) => {
+                        entry.plan = Err(why.clone());
+                        state.warn(format!("the call at {location} runs in direct mode: {why}"));
+                        None
+                    }
+                    Ok(()) => {
+                        let variants = entry.plan.as_ref().map_or(0, |p| p.variants());
+                        if variants > opt.capacity {
+                            let (read_at, _) = entry
+                                .misses
+                                .iter()
+                                .max_by_key(|(_, n)| **n)
+                                .map(|(l, n)| (l.to_string(), *n))
+                                .unwrap_or_default();
+                            let why = format!(
+                                "the value read at {read_at} changed on every call: {variants} \
+                                 variants of the plan (cache_size {}); the call at {location} \
+                                 now runs in direct mode for this signature. Reading data (item, \
+                                 to_vec, value) inside the function makes the plan depend on it; \
+                                 compute with tensor ops (where_, clamp, maximum) instead",
+                                opt.capacity
+                            );
+                            entry.plan = Err(why.clone());
+                            state.warn(why);
+                            None
+                        } else {
+                            entry.plan.as_ref().ok().cloned()
+                        }
+                    }
+                }
+            }
+            (Ok(trace), None) => {
+                let mut names: Vec<String> = leaf_names(params)
+                    .into_iter()
+                    .map(|n| {
+                        if n.is_empty() {
+                            "params".into()
+                        } else {
+                            format!("params.{n}")
+                        }
+                    })
+                    .collect();
+                names.extend((0..a_leaves.len()).map(|i| format!("args[{i}]")));
+                if output_grad.is_some() {
+                    names.push("output_grad".into());
+                }
+                let plan = Arc::new(Plan::new(trace, template, names));
+                self.insert_entry(
+                    &mut state,
+                    key,
+                    Ok(Arc::clone(&plan)),
+                    p_leaves,
+                    a_leaves,
+                    params,
+                );
+                state.disabled.is_none().then_some(plan)
+            }
+        };
+        drop(state);
+        if check_mode() {
+            if let Some(plan) = plan {
+                self.check_capture(&plan, inputs, params, &out, location);
+            }
+        }
+        // The gradients came back in the fresh handles' tree; rebuild on the caller's.
+        Outputs {
+            grads: out.grads.map(|g| rebuild(params, leaves(&g))),
+            output: out.output,
+        }
+    }
+
+    /// Adds a cache entry, evicting the least recently used one when full; a cache that keeps
+    /// evicting turns optimize mode off for this function, with one warning naming the input
+    /// whose signature keeps changing.
+    fn insert_entry<P: Tree>(
+        &self,
+        state: &mut CacheState,
+        key: Vec<u64>,
+        plan: Result<Arc<Plan>, String>,
+        p_leaves: &[Tensor],
+        a_leaves: &[Tensor],
+        params: &P,
+    ) {
+        let mut inputs: Vec<String> = leaf_names(params)
+            .into_iter()
+            .zip(p_leaves)
+            .map(|(n, t)| {
+                let n = if n.is_empty() {
+                    "params".into()
+                } else {
+                    format!("params.{n}")
+                };
+                format!("{n} {:?}", t.shape())
+            })
+            .collect();
+        inputs.extend(
+            a_leaves
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("args[{i}] {:?}", t.shape())),
+        );
+        if state.entries.len() >= self.optimizer.capacity {
+            let (oldest, _) = state
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.last_used)
+                .expect("a full cache has entries");
+            let evicted = state.entries.remove(oldest);
+            state.evictions += 1;
+            if state.evictions >= self.optimizer.capacity {
+                let newest = state.entries.iter().max_by_key(|e| e.last_used);
+                let cause = newest
+                    .and_then(|e| {
+                        e.inputs
+                            .iter()
+                            .zip(&inputs)
+                            .find(|(a, b)| a != b)
+                            .map(|(a, b)| format!("`{a}` became `{b}`"))
+                    })
+                    .or_else(|| {
+                        evicted
+                            .inputs
+                            .iter()
+                            .zip(&inputs)
+                            .find(|(a, b)| a != b)
+                            .map(|(a, b)| format!("`{a}` became `{b}`"))
+                    })
+                    .unwrap_or_else(|| {
+                        "a plain number argument or the tree's structure changed".into()
+                    });
+                let why = format!(
+                    "the function was captured for more than {} different input signatures \
+                     ({cause}); it now runs in direct mode. Raise cache_size, or keep the \
+                     changing input's shape fixed (pad it)",
+                    self.optimizer.capacity
+                );
+                state.disabled = Some(why.clone());
+                state.entries.clear();
+                state.warn(why);
+                return;
+            }
+        }
+        let clock = state.clock;
+        state.entries.push(CacheEntry {
+            key,
+            plan,
+            last_used: clock,
+            inputs,
+            misses: HashMap::new(),
+        });
+    }
+
+    /// `FERROGRAD_OPTIMIZE=check`: the plan just captured replays the same call exactly.
+    fn check_capture<P: Tree, O: Tree + 'static>(
+        &self,
+        plan: &Plan,
+        inputs: Vec<Array>,
+        params: &P,
+        direct: &Outputs<P, O>,
+        location: &'static Location<'static>,
+    ) {
+        match plan.run(inputs, &mut Unobserved) {
+            Outcome::Done { outputs, template } => {
+                let replayed: Outputs<P, O> = self.assemble(params, outputs, &template);
+                if let Some(diff) =
+                    first_difference(&flatten(&replayed), &flatten(direct), &output_names(direct))
+                {
+                    panic!(
+                        "ferrograd: optimize mode check: replaying the capture of the call at \
+                         {location} differs from direct mode: {diff}"
+                    );
+                }
+            }
+            Outcome::Miss { location: at } => panic!(
+                "ferrograd: optimize mode check: replaying the capture of the call at \
+                 {location} missed its own guard at {at}"
+            ),
+        }
+    }
+}
+
+/// A function compiled per input signature, with no gradient: inference, or a function that
+/// takes its own gradients inside (`hvp`, `grad` of `grad`). Made by [`compile`].
+pub struct Compiled<F> {
+    inner: Grad<Forward<F>>,
+}
+
+/// The user's function, returning its output in a [`GradOutput`] that is never
+/// differentiated.
+#[doc(hidden)]
+pub struct Forward<F>(F);
+
+/// An output that `compile` returns as it is.
+#[doc(hidden)]
+pub struct Plain<O>(O);
+
+impl<O: Tree> Tree for Plain<O> {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Tensor)) {
+        self.0.visit(prefix, f)
+    }
+    fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
+        Plain(self.0.map(f))
+    }
+    fn structure(&self, key: &mut Vec<u64>) {
+        self.0.structure(key)
+    }
+}
+
+impl<O: Tree + Send + Sync + 'static> GradOutput for Plain<O> {
+    fn loss(&self) -> &Tensor {
+        unreachable!("compile never differentiates its function")
+    }
+    fn unbox(&self, level: u64) -> Self {
+        self.map(&mut |t| t.unbox(level))
+    }
+}
+
+impl<F, P, Args> Differentiable<P, Args> for Forward<F>
+where
+    F: Differentiable<P, Args>,
+    F::Output: Tree + Send + Sync + 'static,
+{
+    type Output = Plain<F::Output>;
+    fn invoke(&self, params: &P, args: Args) -> Self::Output {
+        Plain(self.0.invoke(params, args))
+    }
+}
+
+/// Compiles `f` (a function of a parameter tree and further arguments, like those [`grad`]
+/// takes) per input signature, with the guards and the cache of
+/// [`Grad::optimize`](crate::Grad::optimize).
+///
+/// ```
+/// use ferrograd::{compile, grad, Tensor};
+/// // the gradient of Σ x³ computed inside a compiled function: 3x²
+/// let f = compile(|x: &Tensor| grad(|x: &Tensor| x.pow_scalar(3.0).sum()).call(x, ()).0);
+/// for v in [1.0f64, 2.0] {
+///     assert_eq!(f.call(&Tensor::from_vec(vec![v], &[1]), ()).to_vec::<f64>(), vec![3.0 * v * v]);
+/// }
+/// assert_eq!(f.stats().hits, 1);
+/// ```
+pub fn compile<F>(f: F) -> Compiled<F> {
+    Compiled {
+        inner: crate::grad(Forward(f)).with_gradients(false).optimize(true),
+    }
+}
+
+impl<F> Compiled<F> {
+    /// Calls the function: a replay when a plan for this signature exists, else a capture.
+    #[track_caller]
+    pub fn call<P, Args>(&self, params: &P, args: Args) -> F::Output
+    where
+        P: Tree,
+        Args: ArgTree,
+        F: Differentiable<P, Args>,
+        F::Output: Tree + Send + Sync + 'static,
+    {
+        let out = self.inner.run(params, args, None);
+        out.output.expect("forward on").0
+    }
+
+    /// See [`Grad::cache_size`](crate::Grad::cache_size).
+    pub fn cache_size(self, entries: usize) -> Self {
+        Compiled {
+            inner: self.inner.cache_size(entries),
+        }
+    }
+
+    /// See [`Grad::verify`](crate::Grad::verify).
+    pub fn verify(self, every: u64) -> Self {
+        Compiled {
+            inner: self.inner.verify(every),
+        }
+    }
+
+    /// See [`Grad::signature_fn`](crate::Grad::signature_fn).
+    pub fn signature_fn(
+        self,
+        key: impl Fn(&[Tensor], &[Tensor]) -> Option<u64> + Send + Sync + 'static,
+    ) -> Self {
+        Compiled {
+            inner: self.inner.signature_fn(key),
+        }
+    }
+
+    /// See [`Grad::stats`](crate::Grad::stats).
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// See [`Grad::plan_text`](crate::Grad::plan_text).
+    pub fn plan_text(&self) -> String {
+        self.inner.plan_text()
+    }
+
+    /// See [`Grad::plan_dot`](crate::Grad::plan_dot).
+    pub fn plan_dot(&self) -> Option<String> {
+        self.inner.plan_dot()
+    }
+}

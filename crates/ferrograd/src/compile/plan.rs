@@ -1,0 +1,605 @@
+//! A captured function as a tree of straight-line segments: the trace tree of a tracing JIT.
+//!
+//! A recording is cut at each guard (a user's read of a computed value). The segment before
+//! a guard is shared by every variant; the guard's observed values key the branches after
+//! it, so a function that branches on `loss.item() < 3.0` holds one path per outcome and a
+//! replay runs each shared step once. A replay whose guard value matches no branch is a
+//! miss: the caller captures the function again and [`Plan::insert`] hangs the new path
+//! beside the old ones.
+//!
+//! Values are numbered in order of first appearance, so two recordings of a deterministic
+//! function agree on the numbers of everything before the point where they diverge;
+//! `insert` checks that they do (op by op) and refuses a recording that does not.
+//!
+//! Liveness runs over the whole tree: a step is kept when some path after it uses its
+//! result (dead-code elimination: forward values the gradient does not need, unused
+//! outputs), and each value is dropped right after its last use on the path taken.
+
+use std::any::Any;
+use std::fmt::Write as _;
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smallvec::SmallVec;
+
+use super::capture::{Entry, Guard, Step, StepKind, Trace, ValueId};
+use crate::Array;
+
+/// What a finished path returns: the values of the output leaves, and the output tree they
+/// fill (type-erased; the caller knows its type).
+#[derive(Clone)]
+pub(crate) struct Done {
+    pub outputs: Vec<ValueId>,
+    pub template: Arc<dyn Any + Send + Sync>,
+}
+
+#[derive(Clone)]
+enum Slot {
+    Const {
+        id: ValueId,
+        array: Array,
+        live: bool,
+    },
+    Step {
+        step: Step,
+        keep: bool,
+        /// Values whose last use on this path is this step.
+        drops: SmallVec<[ValueId; 4]>,
+    },
+}
+
+#[derive(Clone)]
+enum End {
+    Done(Done),
+    Guard {
+        value: ValueId,
+        location: &'static Location<'static>,
+        branches: Vec<(Array, Segment)>,
+    },
+}
+
+#[derive(Clone)]
+struct Segment {
+    slots: Vec<Slot>,
+    end: End,
+}
+
+/// The compiled form of one input signature: every variant captured for it.
+#[derive(Clone)]
+pub(crate) struct Plan {
+    root: Segment,
+    n_values: usize,
+    /// Names of the inputs (`params.w`, `args.0`), for printing.
+    input_names: Vec<String>,
+}
+
+/// The result of a replay.
+pub(crate) enum Outcome {
+    Done {
+        outputs: Vec<Array>,
+        template: Arc<dyn Any + Send + Sync>,
+    },
+    /// A guard saw a value no captured variant saw.
+    Miss {
+        location: &'static Location<'static>,
+    },
+}
+
+/// Observes each step a replay runs (the debugger and the profiler).
+pub(crate) trait Observer {
+    /// Called after each step with its inputs and outputs and the time it took.
+    fn step(&mut self, step: &Step, inputs: &[&Array], outputs: &[Option<Array>], took: Duration);
+}
+
+/// An observer that watches nothing (the fast path).
+pub(crate) struct Unobserved;
+
+impl Observer for Unobserved {
+    fn step(&mut self, _: &Step, _: &[&Array], _: &[Option<Array>], _: Duration) {}
+}
+
+/// Cuts a recording at its guards: pieces of entries, each but the last ending at a guard.
+fn pieces(entries: Vec<Entry>) -> Vec<(Vec<Entry>, Option<Guard>)> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    for e in entries {
+        match e {
+            Entry::Guard(g) => out.push((std::mem::take(&mut current), Some(g))),
+            other => current.push(other),
+        }
+    }
+    out.push((current, None));
+    out
+}
+
+fn slots(entries: Vec<Entry>) -> Vec<Slot> {
+    entries
+        .into_iter()
+        .map(|e| match e {
+            Entry::Const(id, array) => Slot::Const {
+                id,
+                array,
+                live: true,
+            },
+            Entry::Step(step) => Slot::Step {
+                step,
+                keep: true,
+                drops: SmallVec::new(),
+            },
+            Entry::Guard(_) => unreachable!("pieces end at guards"),
+        })
+        .collect()
+}
+
+/// The segments of the remaining pieces, nested at their guards.
+fn build(mut rest: std::vec::IntoIter<(Vec<Entry>, Option<Guard>)>, done: Done) -> Segment {
+    let (entries, guard) = rest.next().expect("a recording has at least one piece");
+    let end = match guard {
+        None => End::Done(done),
+        Some(g) => End::Guard {
+            value: g.value,
+            location: g.location,
+            branches: vec![(g.expected, build(rest, done))],
+        },
+    };
+    Segment {
+        slots: slots(entries),
+        end,
+    }
+}
+
+/// Whether a shared segment and a new recording's piece record the same program.
+fn same_program(old: &[Slot], new: &[Entry]) -> bool {
+    old.len() == new.len()
+        && old.iter().zip(new).all(|(o, n)| match (o, n) {
+            (Slot::Const { id, .. }, Entry::Const(nid, _)) => id == nid,
+            (Slot::Step { step, .. }, Entry::Step(ns)) => {
+                step.inputs == ns.inputs && step.outputs == ns.outputs && step.name() == ns.name()
+            }
+            _ => false,
+        })
+}
+
+/// Bitwise equality of two arrays' elements (NaN equals the same NaN; 0.0 and -0.0 differ).
+pub(crate) fn same_bits(a: &Array, b: &Array) -> bool {
+    use crate::DType;
+    if a.shape() != b.shape() || a.dtype() != b.dtype() {
+        return false;
+    }
+    match a.dtype() {
+        DType::F32 => {
+            let (x, y) = (a.to_vec::<f32>(), b.to_vec::<f32>());
+            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits())
+        }
+        DType::F64 => {
+            let (x, y) = (a.to_vec::<f64>(), b.to_vec::<f64>());
+            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits())
+        }
+        DType::I64 => a.to_vec::<i64>() == b.to_vec::<i64>(),
+        DType::Bool => a.to_vec::<bool>() == b.to_vec::<bool>(),
+    }
+}
+
+impl Plan {
+    /// The plan of one recording.
+    pub fn new(
+        trace: Trace,
+        template: Arc<dyn Any + Send + Sync>,
+        input_names: Vec<String>,
+    ) -> Plan {
+        let done = Done {
+            outputs: trace.outputs,
+            template,
+        };
+        let mut plan = Plan {
+            root: build(pieces(trace.entries).into_iter(), done),
+            n_values: trace.n_values,
+            input_names,
+        };
+        plan.analyze();
+        plan
+    }
+
+    /// Adds a recording made after a miss. `Err` says why it does not fit the recordings
+    /// before it (the function did not compute the same thing up to the guard that differed).
+    pub fn insert(
+        &mut self,
+        trace: Trace,
+        template: Arc<dyn Any + Send + Sync>,
+    ) -> Result<(), String> {
+        let done = Done {
+            outputs: trace.outputs,
+            template,
+        };
+        let mut rest = pieces(trace.entries).into_iter();
+        // Find the path first (immutably), then hang the new branch.
+        let mut path: Vec<usize> = Vec::new();
+        let mut seg = &self.root;
+        let new_branch = loop {
+            let (entries, guard) = rest.next().expect("a recording has at least one piece");
+            if !same_program(&seg.slots, &entries) {
+                return Err(format!(
+                    "the function computed something else before the same read of its data on \
+                     two calls ({} recorded steps against {}); its result depends on more than \
+                     its inputs",
+                    seg.slots.len(),
+                    entries.len()
+                ));
+            }
+            match (&seg.end, guard) {
+                (
+                    End::Guard {
+                        value, branches, ..
+                    },
+                    Some(g),
+                ) if *value == g.value => {
+                    match branches.iter().position(|(e, _)| same_bits(e, &g.expected)) {
+                        Some(i) => {
+                            path.push(i);
+                            seg = &branches[i].1;
+                        }
+                        None => break (g.expected, build(rest, done)),
+                    }
+                }
+                (_, g) => {
+                    let at = g.map_or("the end".to_string(), |g| g.location.to_string());
+                    return Err(format!(
+                        "the function read its data at different points on two calls \
+                         (diverging at {at}); its result depends on more than its inputs"
+                    ));
+                }
+            }
+        };
+        let mut seg = &mut self.root;
+        for i in path {
+            let End::Guard { branches, .. } = &mut seg.end else {
+                unreachable!("the path follows guards")
+            };
+            seg = &mut branches[i].1;
+        }
+        let End::Guard { branches, .. } = &mut seg.end else {
+            unreachable!("the path ends at a guard")
+        };
+        branches.push(new_branch);
+        self.n_values = self.n_values.max(trace.n_values);
+        self.analyze();
+        Ok(())
+    }
+
+    /// The number of complete paths (variants).
+    pub fn variants(&self) -> usize {
+        fn count(seg: &Segment) -> usize {
+            match &seg.end {
+                End::Done(_) => 1,
+                End::Guard { branches, .. } => branches.iter().map(|(_, s)| count(s)).sum(),
+            }
+        }
+        count(&self.root)
+    }
+
+    /// Liveness over the tree: which steps to run and where each value dies.
+    fn analyze(&mut self) {
+        fn visit(seg: &mut Segment, n: usize) -> Vec<bool> {
+            let mut live = vec![false; n];
+            match &mut seg.end {
+                End::Done(d) => {
+                    for &o in &d.outputs {
+                        live[o as usize] = true;
+                    }
+                }
+                End::Guard {
+                    value, branches, ..
+                } => {
+                    live[*value as usize] = true;
+                    for (_, b) in branches {
+                        for (l, b) in live.iter_mut().zip(visit(b, n)) {
+                            *l |= b;
+                        }
+                    }
+                }
+            }
+            for slot in seg.slots.iter_mut().rev() {
+                match slot {
+                    Slot::Const { id, live: l, .. } => {
+                        *l = live[*id as usize];
+                        live[*id as usize] = false;
+                    }
+                    Slot::Step { step, keep, drops } => {
+                        drops.clear();
+                        *keep = step.outputs.iter().flatten().any(|&o| live[o as usize]);
+                        if !*keep {
+                            continue;
+                        }
+                        for &o in step.outputs.iter().flatten() {
+                            if !live[o as usize] {
+                                drops.push(o);
+                            }
+                            live[o as usize] = false;
+                        }
+                        for &i in &step.inputs {
+                            if !live[i as usize] {
+                                drops.push(i);
+                                live[i as usize] = true;
+                            }
+                        }
+                    }
+                }
+            }
+            live
+        }
+        let n = self.n_values;
+        visit(&mut self.root, n);
+    }
+
+    /// Runs the plan on `inputs` (the values of the input leaves, in order).
+    #[track_caller]
+    pub fn run(&self, inputs: Vec<Array>, observer: &mut impl Observer) -> Outcome {
+        let mut values: Vec<Option<Array>> = Vec::with_capacity(self.n_values);
+        values.extend(inputs.into_iter().map(Some));
+        values.resize(self.n_values, None);
+        let mut seg = &self.root;
+        loop {
+            for slot in &seg.slots {
+                match slot {
+                    Slot::Const { id, array, live } => {
+                        if *live {
+                            values[*id as usize] = Some(array.clone());
+                        }
+                    }
+                    Slot::Step { step, keep, drops } => {
+                        if *keep {
+                            run_step(step, &mut values, observer);
+                            for &d in drops {
+                                values[d as usize] = None;
+                            }
+                        }
+                    }
+                }
+            }
+            match &seg.end {
+                End::Done(d) => {
+                    let outputs = d
+                        .outputs
+                        .iter()
+                        .map(|&o| values[o as usize].clone().expect("outputs are live"))
+                        .collect();
+                    return Outcome::Done {
+                        outputs,
+                        template: Arc::clone(&d.template),
+                    };
+                }
+                End::Guard {
+                    value,
+                    location,
+                    branches,
+                } => {
+                    let seen = values[*value as usize]
+                        .as_ref()
+                        .expect("guarded values are live");
+                    match branches.iter().find(|(e, _)| same_bits(e, seen)) {
+                        Some((_, next)) => seg = next,
+                        None => return Outcome::Miss { location },
+                    }
+                }
+            }
+        }
+    }
+
+    /// The plan as text: one line per step, with the user's line each came from (the seed's
+    /// `showCode`).
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let names: Vec<String> = self
+            .input_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("%{i}: {n}"))
+            .collect();
+        let _ = writeln!(s, "plan({}) {{", names.join(", "));
+        write_segment(&mut s, &self.root, 1);
+        s.push_str("}\n");
+        s
+    }
+
+    /// The plan as Graphviz DOT: inputs, constants and steps as nodes, values as edges.
+    pub fn dot(&self) -> String {
+        let mut s = String::from(
+            "digraph plan {\n  rankdir=TB;\n  node [fontname=\"monospace\", fontsize=10];\n",
+        );
+        for (i, n) in self.input_names.iter().enumerate() {
+            let _ = writeln!(s, "  v{i} [shape=doubleoctagon, label=\"%{i}\\n{n}\"];");
+        }
+        let mut counter = 0usize;
+        dot_segment(&mut s, &self.root, &mut counter, None);
+        s.push_str("}\n");
+        s
+    }
+}
+
+#[track_caller]
+fn run_step(step: &Step, values: &mut [Option<Array>], observer: &mut impl Observer) {
+    let start = Instant::now();
+    let outputs: SmallVec<[Option<Array>; 2]> = {
+        let inputs: SmallVec<[&Array; 4]> = step
+            .inputs
+            .iter()
+            .map(|&i| values[i as usize].as_ref().expect("inputs are live"))
+            .collect();
+        let out: SmallVec<[Option<Array>; 2]> = match &step.kind {
+            StepKind::Op(op) => smallvec::smallvec![Some(op.forward(&inputs))],
+            StepKind::CustomBackward { op, needs } => {
+                let n = inputs.len() - 2;
+                let grads = op.backward_array(&inputs[..n], inputs[n], inputs[n + 1], needs);
+                step.outputs
+                    .iter()
+                    .zip(grads.into_iter().chain(std::iter::repeat(None)))
+                    .map(|(want, got)| match (want, got) {
+                        (Some(_), Some(g)) => Some(g),
+                        (Some(_), None) => panic!(
+                            "ferrograd: optimize mode: custom op `{}` returned no gradient for \
+                             an input it gave one when captured; its backward must depend on \
+                             its inputs only",
+                            op.name()
+                        ),
+                        (None, _) => None,
+                    })
+                    .collect()
+            }
+        };
+        observer.step(step, &inputs, &out, start.elapsed());
+        out
+    };
+    for (id, out) in step.outputs.iter().zip(outputs) {
+        if let (Some(id), Some(out)) = (id, out) {
+            values[*id as usize] = Some(out);
+        }
+    }
+}
+
+fn describe(a: &Array) -> String {
+    format!("{}{:?}", a.dtype(), a.shape())
+}
+
+fn write_segment(s: &mut String, seg: &Segment, depth: usize) {
+    let pad = "  ".repeat(depth);
+    for slot in &seg.slots {
+        match slot {
+            Slot::Const { id, array, live } if *live => {
+                let value = if array.numel() == 1 {
+                    format!(" = {}", array.to_f64_vec()[0])
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(s, "{pad}%{id} = const {}{value}", describe(array));
+            }
+            Slot::Step {
+                step, keep: true, ..
+            } => {
+                let outs: Vec<String> = step
+                    .outputs
+                    .iter()
+                    .map(|o| o.map_or("_".into(), |o| format!("%{o}")))
+                    .collect();
+                let ins: Vec<String> = step.inputs.iter().map(|i| format!("%{i}")).collect();
+                let phase = match step.origin.phase {
+                    crate::Phase::Forward => "",
+                    crate::Phase::Backward => "backward of ",
+                };
+                let _ = writeln!(
+                    s,
+                    "{pad}{} = {}({})    # {phase}{} at {}",
+                    outs.join(", "),
+                    step.name(),
+                    ins.join(", "),
+                    step.origin.op,
+                    step.origin.location
+                );
+            }
+            _ => {}
+        }
+    }
+    match &seg.end {
+        End::Done(d) => {
+            let outs: Vec<String> = d.outputs.iter().map(|o| format!("%{o}")).collect();
+            let _ = writeln!(s, "{pad}return {}", outs.join(", "));
+        }
+        End::Guard {
+            value,
+            location,
+            branches,
+        } => {
+            let _ = writeln!(s, "{pad}guard %{value} (read at {location}) {{");
+            for (expected, b) in branches {
+                let shown = if expected.numel() <= 4 {
+                    format!("{:?}", expected.to_f64_vec())
+                } else {
+                    describe(expected)
+                };
+                let _ = writeln!(s, "{pad}  == {shown}:");
+                write_segment(s, b, depth + 2);
+            }
+            let _ = writeln!(s, "{pad}}}");
+        }
+    }
+}
+
+fn dot_segment(s: &mut String, seg: &Segment, counter: &mut usize, from: Option<String>) {
+    let escape = |t: &str| t.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut last = from;
+    for slot in &seg.slots {
+        match slot {
+            Slot::Const { id, array, live } if *live => {
+                let _ = writeln!(
+                    s,
+                    "  v{id} [shape=ellipse, style=dashed, label=\"%{id} const\\n{}\"];",
+                    describe(array)
+                );
+            }
+            Slot::Step {
+                step, keep: true, ..
+            } => {
+                *counter += 1;
+                let node = format!("s{counter}");
+                let color = match step.origin.phase {
+                    crate::Phase::Forward => "black",
+                    crate::Phase::Backward => "blue",
+                };
+                let _ = writeln!(
+                    s,
+                    "  {node} [shape=box, color={color}, label=\"{}\\n{}:{}\"];",
+                    escape(&step.name()),
+                    escape(step.origin.location.file()),
+                    step.origin.location.line()
+                );
+                for i in &step.inputs {
+                    let _ = writeln!(s, "  v{i} -> {node};");
+                }
+                for o in step.outputs.iter().flatten() {
+                    let _ = writeln!(s, "  v{o} [shape=point];\n  {node} -> v{o};");
+                }
+                last = Some(node);
+            }
+            _ => {}
+        }
+    }
+    match &seg.end {
+        End::Done(d) => {
+            *counter += 1;
+            let node = format!("r{counter}");
+            let _ = writeln!(s, "  {node} [shape=doublecircle, label=\"return\"];");
+            for o in &d.outputs {
+                let _ = writeln!(s, "  v{o} -> {node};");
+            }
+        }
+        End::Guard {
+            value,
+            location,
+            branches,
+        } => {
+            *counter += 1;
+            let node = format!("g{counter}");
+            let _ = writeln!(
+                s,
+                "  {node} [shape=diamond, color=red, label=\"guard %{value}\\n{}:{}\"];",
+                escape(location.file()),
+                location.line()
+            );
+            let _ = writeln!(s, "  v{value} -> {node};");
+            if let Some(l) = &last {
+                let _ = writeln!(s, "  {l} -> {node} [style=dotted];");
+            }
+            for (i, (_, b)) in branches.iter().enumerate() {
+                *counter += 1;
+                let branch = format!("b{counter}");
+                let _ = writeln!(
+                    s,
+                    "  {branch} [shape=plaintext, label=\"variant {}\"];",
+                    i + 1
+                );
+                let _ = writeln!(s, "  {node} -> {branch} [color=red];");
+                dot_segment(s, b, counter, Some(branch));
+            }
+        }
+    }
+}
