@@ -216,3 +216,11 @@ pub fn report(
     );
     accuracies.last().copied().unwrap_or(0.0)
 }
+
+/// This example's tests again, with every `grad` in optimize mode and each replay checked
+/// bit for bit against direct mode.
+#[cfg(test)]
+#[test]
+fn the_suite_passes_in_optimize_check_mode() {
+    ferrograd::rerun_tests_in_check_mode("the_suite_passes_in_optimize_check_mode");
+}

@@ -370,3 +370,10 @@ fn convolution_and_pooling() {
         |p| p[0].reshape(&[1, 2, 2, 2, 2, 2]).mean_dim([3, 5], false),
     );
 }
+
+/// Every test above again, with every `grad` in optimize mode and each replay checked bit
+/// for bit against direct mode.
+#[test]
+fn the_suite_passes_in_optimize_check_mode() {
+    ferrograd::rerun_tests_in_check_mode("the_suite_passes_in_optimize_check_mode");
+}

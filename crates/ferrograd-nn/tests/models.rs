@@ -320,3 +320,10 @@ fn batch_normalized_lstm() {
         .to_f64_vec();
     assert_eq!(a, b);
 }
+
+/// Every test above again, with every `grad` in optimize mode and each replay checked bit
+/// for bit against direct mode.
+#[test]
+fn the_suite_passes_in_optimize_check_mode() {
+    ferrograd::rerun_tests_in_check_mode("the_suite_passes_in_optimize_check_mode");
+}

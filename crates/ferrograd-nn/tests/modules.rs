@@ -273,3 +273,10 @@ fn auto_modules_save_and_load() {
     assert_eq!(b.forward(&x).to_vec::<f32>(), vec![8.0, 13.0]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every test above again, with every `grad` in optimize mode and each replay checked bit
+/// for bit against direct mode.
+#[test]
+fn the_suite_passes_in_optimize_check_mode() {
+    ferrograd::rerun_tests_in_check_mode("the_suite_passes_in_optimize_check_mode");
+}

@@ -31,7 +31,10 @@ mod profile;
 mod tensor;
 mod tree;
 
-pub use compile::{compile, side_effect, tree_args, ArgTree, Compiled, Stats, DEFAULT_CACHE_SIZE};
+pub use compile::{
+    compile, rerun_tests_in_check_mode, side_effect, tree_args, ArgTree, Compiled, Stats,
+    DEFAULT_CACHE_SIZE,
+};
 pub use custom::CustomOp;
 pub use debug::{graph as dot_graph, render_svg, DebugError, DebugEvent, DebugHook, Phase};
 pub use ferrograd_array::{

@@ -1065,3 +1065,34 @@ impl<F> Compiled<F> {
         self.inner.plan_dot()
     }
 }
+
+/// Runs the calling test binary again with `FERROGRAD_OPTIMIZE=check` (every `grad` in
+/// optimize mode, each capture replayed at once and every replay verified bit for bit
+/// against direct mode), skipping the test named `this_test`, and panics with the output's
+/// tail when anything fails. Put one such test in each test binary that calls `grad`, so
+/// that plain `cargo test` runs the suite in both modes.
+#[doc(hidden)]
+pub fn rerun_tests_in_check_mode(this_test: &str) {
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("the running test binary");
+    let out = std::process::Command::new(&exe)
+        .env("FERROGRAD_OPTIMIZE", "check")
+        .args(["--skip", this_test, "--test-threads", "2"])
+        .output()
+        .expect("the test binary runs again");
+    if !out.status.success() {
+        let tail = |bytes: &[u8]| {
+            let text = String::from_utf8_lossy(bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(60)..].join("\n")
+        };
+        panic!(
+            "the tests of {} fail with every grad in optimize mode (FERROGRAD_OPTIMIZE=check):\n{}\n{}",
+            exe.display(),
+            tail(&out.stdout),
+            tail(&out.stderr)
+        );
+    }
+}

@@ -8,6 +8,15 @@ mod common;
 mod custom;
 mod debugger;
 mod errors;
+mod optimize;
 mod primitives;
+mod programs;
 mod seed;
 mod threads;
+
+/// Every test above again, with every `grad` in optimize mode and each replay checked bit
+/// for bit against direct mode.
+#[test]
+fn the_suite_passes_in_optimize_check_mode() {
+    ferrograd::rerun_tests_in_check_mode("the_suite_passes_in_optimize_check_mode");
+}

@@ -1,0 +1,535 @@
+//! Optimize mode: a replay returns exactly what direct mode returns (bit for bit), or the
+//! function is captured again; the cache, the guards, the fallbacks and their warnings.
+
+use std::sync::{Arc, Mutex};
+
+use ferrograd::{compile, grad, hvp, Array, CustomOp, DType, Generator, Index, Tensor, Tree};
+
+use crate::common::{panic_message, rand};
+
+/// Bitwise equality of two tensors.
+fn same(a: &Tensor, b: &Tensor) -> bool {
+    a.shape() == b.shape()
+        && a.dtype() == b.dtype()
+        && a.to_f64_vec()
+            .iter()
+            .zip(b.to_f64_vec())
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+#[track_caller]
+fn assert_same_trees<T: Tree>(a: &T, b: &T) {
+    let (la, lb) = (ferrograd::leaves(a), ferrograd::leaves(b));
+    assert_eq!(la.len(), lb.len());
+    for (i, (x, y)) in la.iter().zip(&lb).enumerate() {
+        assert!(same(x, y), "leaf {i}: compiled {x} vs direct {y}");
+    }
+}
+
+#[derive(Tree, Clone)]
+struct Mlp {
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+}
+
+fn mlp(p: &Mlp, x: &Tensor, y: &Tensor) -> (Tensor, Tensor) {
+    let h = (x.matmul(&p.w1) + &p.b1).relu();
+    let out = h.matmul(&p.w2).log_softmax(1);
+    let loss = -(&out * y).sum() * (1.0 / x.size(0) as f64);
+    (loss, out)
+}
+
+fn mlp_params(rng: &mut Generator) -> Mlp {
+    Mlp {
+        w1: rand(rng, &[4, 8], -1.0, 1.0),
+        b1: rand(rng, &[8], -0.5, 0.5),
+        w2: rand(rng, &[8, 3], -1.0, 1.0),
+    }
+}
+
+fn one_hot_rows(rng: &mut Generator, n: usize) -> Tensor {
+    let labels = rng.uniform(&[n], 0.0, 3.0, DType::I64).to_vec::<i64>();
+    let mut v = vec![0.0; n * 3];
+    for (i, l) in labels.iter().enumerate() {
+        v[i * 3 + *l as usize] = 1.0;
+    }
+    Tensor::from_vec(v, &[n, 3])
+}
+
+#[test]
+fn replays_equal_direct_mode_bitwise_with_new_data_each_call() {
+    let mut rng = Generator::new(1);
+    let compiled = grad(mlp).optimize(true);
+    let direct = grad(mlp);
+    let mut p = mlp_params(&mut rng);
+    for step in 0..6 {
+        let x = rand(&mut rng, &[5, 4], -2.0, 2.0);
+        let y = one_hot_rows(&mut rng, 5);
+        let (g1, (l1, o1)) = compiled.call(&p, (&x, &y));
+        let (g2, (l2, o2)) = direct.call(&p, (&x, &y));
+        assert_same_trees(&g1, &g2);
+        assert!(same(&l1, &l2) && same(&o1, &o2), "step {step}");
+        p = Mlp {
+            w1: &p.w1 - &(&g1.w1 * 0.1),
+            b1: &p.b1 - &(&g1.b1 * 0.1),
+            w2: &p.w2 - &(&g1.w2 * 0.1),
+        };
+    }
+    let s = compiled.stats();
+    assert_eq!(
+        (s.calls, s.captures, s.hits, s.fallbacks),
+        (6, 1, 5, 0),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn a_new_shape_is_a_new_signature() {
+    let mut rng = Generator::new(2);
+    let compiled = grad(mlp).optimize(true);
+    let p = mlp_params(&mut rng);
+    for n in [5, 7, 5, 7, 9] {
+        let x = rand(&mut rng, &[n, 4], -2.0, 2.0);
+        let y = one_hot_rows(&mut rng, n);
+        let (g, _) = compiled.call(&p, (&x, &y));
+        let (want, _) = grad(mlp).call(&p, (&x, &y));
+        assert_same_trees(&g, &want);
+    }
+    let s = compiled.stats();
+    assert_eq!((s.captures, s.hits, s.plans), (3, 2, 3), "{s:?}");
+}
+
+/// The seed's LessThan test, which its optimize mode had to skip: a branch on a value read
+/// from the data, alternating every call.
+#[test]
+fn a_branch_on_a_read_value_takes_the_right_path_every_call() {
+    // f = Σx² when Σx < 0, else Σ 3x; df/dx = 2x or 3
+    let f = |x: &Tensor| {
+        if x.sum().item::<f64>() < 0.0 {
+            x.square().sum()
+        } else {
+            (x * 3.0).sum()
+        }
+    };
+    let df = grad(f).optimize(true);
+    for i in 0..10 {
+        let sign = if i % 2 == 0 { -1.0 } else { 1.0 };
+        let x = Tensor::from_vec(vec![sign * 1.5, sign * 0.5 + i as f64 * 0.01], &[2]);
+        let (dx, y) = df.call(&x, ());
+        let v = x.to_vec::<f64>();
+        let (want_dx, want_y) = if v[0] + v[1] < 0.0 {
+            (vec![2.0 * v[0], 2.0 * v[1]], v[0] * v[0] + v[1] * v[1])
+        } else {
+            (vec![3.0, 3.0], 3.0 * (v[0] + v[1]))
+        };
+        assert_eq!(dx.to_vec::<f64>(), want_dx, "call {i}");
+        assert!((y.item::<f64>() - want_y).abs() < 1e-12, "call {i}");
+    }
+    let s = df.stats();
+    // the read value differs on every call, so each call misses once; but both branches are
+    // right, and nothing was ever stale
+    assert_eq!(s.calls, 10);
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("tests/autodiff/optimize.rs")),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn a_read_that_repeats_is_a_guard_that_holds() {
+    // the branch depends on the sign only: a comparison read as bool
+    let f = |x: &Tensor| {
+        let positive = x.sum().gt_scalar(0.0).item::<bool>();
+        if positive {
+            x.exp().sum()
+        } else {
+            x.sin().sum()
+        }
+    };
+    let df = grad(f).optimize(true);
+    let mut rng = Generator::new(3);
+    for i in 0..12 {
+        let sign = if i % 3 == 0 { -1.0 } else { 1.0 };
+        let x = &rand(&mut rng, &[4], 0.1, 1.0) * sign;
+        let (dx, _) = df.call(&x, ());
+        let want = if sign > 0.0 { x.exp() } else { x.cos() };
+        assert!(same(&dx, &want), "call {i}: {dx} vs {want}");
+    }
+    let s = df.stats();
+    assert_eq!(
+        (s.captures, s.guard_failures, s.variants),
+        (2, 1, 2),
+        "{s:?}"
+    );
+    assert_eq!(s.hits, 10);
+    let text = df.plan_text();
+    assert!(
+        text.contains("guard") && text.contains("optimize.rs"),
+        "{text}"
+    );
+}
+
+#[test]
+fn changing_shapes_past_the_cache_size_warn_once_and_fall_back() {
+    let f = |x: &Tensor| x.tanh().sum();
+    let df = grad(f).optimize(true).cache_size(3);
+    for n in 1..=10 {
+        let x = Tensor::ones(&[n], DType::F64);
+        let (dx, _) = df.call(&x, ());
+        assert!(same(&dx, &grad(f).call(&x, ()).0));
+    }
+    let s = df.stats();
+    assert_eq!(s.warnings.len(), 1, "{s:?}");
+    assert!(
+        s.warnings[0].contains("more than 3 different input signatures")
+            && s.warnings[0].contains("params [")
+            && s.warnings[0].contains("became"),
+        "{}",
+        s.warnings[0]
+    );
+    // three plans, three evictions, then direct mode for the remaining four calls
+    assert_eq!((s.captures, s.fallbacks), (6, 4), "{s:?}");
+}
+
+#[test]
+fn a_plain_number_argument_is_part_of_the_signature() {
+    let f = |x: &Tensor, k: &usize| x.narrow(0, *k, 1).sum();
+    let df = grad(f).optimize(true);
+    let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    for k in [0usize, 2, 0, 1, 2] {
+        let (dx, _) = df.call(&x, (&k,));
+        let mut want = vec![0.0; 3];
+        want[k] = 1.0;
+        assert_eq!(dx.to_vec::<f64>(), want);
+    }
+    assert_eq!(df.stats().captures, 3);
+}
+
+#[test]
+fn verify_catches_a_tensor_read_through_a_mutex() {
+    let scale = Arc::new(Mutex::new(Tensor::scalar(2.0f64)));
+    let hidden = Arc::clone(&scale);
+    let f = move |x: &Tensor| (x * &*hidden.lock().unwrap()).sum();
+    let df = grad(f).optimize(true).verify(1);
+    let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    df.call(&x, ());
+    df.call(&x, ());
+    *scale.lock().unwrap() = Tensor::scalar(5.0f64);
+    let message = panic_message(|| {
+        df.call(&x, ());
+    });
+    assert!(
+        message.contains("verify found") && message.contains("differs from direct mode"),
+        "{message}"
+    );
+}
+
+#[test]
+fn random_draws_run_in_direct_mode_with_a_warning() {
+    // dropout-like: a mask drawn from a generator passed in
+    let f = |x: &Tensor, rng: &mut Generator| {
+        let keep = Tensor::new(rng.bernoulli(x.shape(), 0.5, DType::F64));
+        (x * &keep).sum()
+    };
+    let df = grad(f).optimize(true);
+    let (mut a, mut b) = (Generator::new(9), Generator::new(9));
+    let x = Tensor::from_vec(vec![1.0f64; 16], &[16]);
+    for _ in 0..4 {
+        let (g1, _) = df.call(&x, (&mut a,));
+        let (g2, _) = grad(f).call(&x, (&mut b,));
+        assert!(same(&g1, &g2), "same seed, same masks");
+    }
+    let s = df.stats();
+    assert_eq!((s.captures, s.hits), (1, 0), "{s:?}");
+    assert!(
+        s.warnings[0].contains("draws random numbers"),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[test]
+fn a_side_effect_makes_the_signature_run_in_direct_mode() {
+    let count = Arc::new(Mutex::new(0));
+    let c = Arc::clone(&count);
+    let f = move |x: &Tensor| {
+        *c.lock().unwrap() += 1;
+        ferrograd::side_effect("counts calls");
+        x.sum()
+    };
+    let df = grad(f).optimize(true);
+    for _ in 0..3 {
+        df.call(&Tensor::ones(&[2], DType::F64), ());
+    }
+    assert_eq!(*count.lock().unwrap(), 3, "the function ran every time");
+    assert!(df.stats().warnings[0].contains("counts calls"));
+}
+
+#[test]
+fn a_tensor_rebuilt_from_computed_data_is_refused_not_frozen() {
+    // rebuilding a tensor from the array of a computed value, outside any op, would freeze
+    // it into the plan
+    let f = |x: &Tensor| {
+        let y = x.exp();
+        let frozen = Tensor::new(y.value().clone());
+        (x * &frozen).sum()
+    };
+    let df = grad(f).optimize(true);
+    for v in [1.0f64, 2.0, 3.0] {
+        let x = Tensor::from_vec(vec![v], &[1]);
+        let (dx, _) = df.call(&x, ());
+        assert_eq!(dx.to_vec::<f64>(), vec![v.exp()]);
+    }
+    assert!(
+        df.stats().warnings[0].contains("outside any op"),
+        "{:?}",
+        df.stats()
+    );
+}
+
+#[test]
+fn with_forward_with_gradients_and_partial_grad_replay() {
+    let f = |w: &Tensor, x: &Tensor| (x.matmul(w)).tanh();
+    let mut rng = Generator::new(4);
+    let w = rand(&mut rng, &[3, 2], -1.0, 1.0);
+    let vjp_c = grad(f)
+        .optimize(true)
+        .partial_grad(true)
+        .with_forward(false);
+    let fwd_c = grad(f).optimize(true).with_gradients(false);
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[4, 3], -1.0, 1.0);
+        let seed = rand(&mut rng, &[4, 2], -1.0, 1.0);
+        let got = vjp_c.run(&w, (&x,), Some(&seed));
+        let want = grad(f).partial_grad(true).run(&w, (&x,), Some(&seed));
+        assert!(got.output.is_none());
+        assert!(same(
+            got.grads.as_ref().unwrap(),
+            want.grads.as_ref().unwrap()
+        ));
+        let out = fwd_c.run(&w, (&x,), None);
+        assert!(out.grads.is_none());
+        assert!(same(out.output.as_ref().unwrap(), &f(&w, &x)));
+    }
+    assert_eq!(vjp_c.stats().hits, 2);
+    assert_eq!(fwd_c.stats().hits, 2);
+}
+
+#[test]
+fn auxiliary_numbers_read_from_data_stay_right() {
+    // the aux output holds a value read from the data: a guard keeps it right
+    let f = |x: &Tensor| {
+        let loss = x.square().sum();
+        let big = x.amax().gt_scalar(1.0).item::<bool>();
+        (loss, (x.clone(), big))
+    };
+    let df = grad(f).optimize(true);
+    for v in [0.5f64, 2.0, 0.25, 3.0] {
+        let x = Tensor::from_vec(vec![v, -v], &[2]);
+        let (dx, (loss, (xx, big))) = df.call(&x, ());
+        assert_eq!(dx.to_vec::<f64>(), vec![2.0 * v, -2.0 * v]);
+        assert_eq!(loss.item::<f64>(), 2.0 * v * v);
+        assert!(same(&xx, &x));
+        assert_eq!(big, v > 1.0);
+    }
+    assert_eq!(df.stats().variants, 2);
+}
+
+#[test]
+fn grad_of_a_compiled_gradient_and_a_compiled_hvp_are_right() {
+    // f = Σ x³: ∇f = 3x², H v = 6 x v
+    let f = |x: &Tensor| x.pow_scalar(3.0).sum();
+    let df = grad(f).optimize(true);
+    // an outer grad traces the inner compiled call's inputs: it runs in direct mode
+    let outer = grad(|x: &Tensor| df.call(x, ()).0.sum());
+    let x = Tensor::from_vec(vec![1.0f64, -2.0], &[2]);
+    assert_eq!(outer.call(&x, ()).0.to_vec::<f64>(), vec![6.0, -12.0]);
+    assert!(df.stats().fallbacks >= 1);
+    // a compiled function whose body takes a Hessian-vector product
+    let chvp = compile(|x: &Tensor, v: &Tensor| hvp(f, x, (), v));
+    let v = Tensor::from_vec(vec![0.5f64, 2.0], &[2]);
+    for s in [1.0f64, 2.0, 3.0] {
+        let xs = &x * s;
+        let got = chvp.call(&xs, (&v,));
+        let xv = xs.to_vec::<f64>();
+        assert_eq!(
+            got.to_vec::<f64>(),
+            vec![6.0 * xv[0] * 0.5, 6.0 * xv[1] * 2.0]
+        );
+    }
+    assert_eq!(chvp.stats().hits, 2);
+}
+
+#[test]
+fn compiled_gradients_pass_gradcheck_at_orders_one_and_two() {
+    // compiled gradient vs central differences of the compiled function; compiled Hessian-
+    // vector product vs central differences of the compiled gradient
+    let f = |x: &Tensor| (x.sin() * x.exp()).sum() + x.square().prod();
+    let value = compile(f);
+    let gradient = compile(|x: &Tensor| grad(f).call(x, ()).0);
+    let hessian_v = compile(|x: &Tensor, v: &Tensor| hvp(f, x, (), v));
+    let mut rng = Generator::new(5);
+    let h = 1e-5;
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[3], -1.0, 1.0);
+        let v = rand(&mut rng, &[3], -1.0, 1.0);
+        let g = gradient.call(&x, ()).to_vec::<f64>();
+        let hv = hessian_v.call(&x, (&v,)).to_vec::<f64>();
+        for i in 0..3 {
+            let mut e = vec![0.0; 3];
+            e[i] = h;
+            let e = Tensor::from_vec(e, &[3]);
+            let fd = (value.call(&(&x + &e), ()).item::<f64>()
+                - value.call(&(&x - &e), ()).item::<f64>())
+                / (2.0 * h);
+            assert!(
+                (fd - g[i]).abs() < 1e-6 * (1.0 + g[i].abs()),
+                "∂{i}: {fd} vs {}",
+                g[i]
+            );
+        }
+        let xp = &x + &(&v * h);
+        let xm = &x - &(&v * h);
+        let fd = (&gradient.call(&xp, ()) - &gradient.call(&xm, ())) / (2.0 * h);
+        for (a, b) in fd.to_vec::<f64>().iter().zip(&hv) {
+            assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "Hv: {a} vs {b}");
+        }
+    }
+    assert!(value.stats().hits >= 15 && gradient.stats().hits >= 8 && hessian_v.stats().hits >= 2);
+}
+
+#[test]
+fn the_debugger_names_the_op_and_line_in_a_replay() {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&events);
+    let f = |x: &Tensor| x.log().sum();
+    let df = grad(f)
+        .optimize(true)
+        .debug_hook(move |e| seen.lock().unwrap().push(e.message()));
+    df.call(&Tensor::from_vec(vec![1.0f64, 2.0], &[2]), ());
+    assert!(events.lock().unwrap().is_empty());
+    // the second call is a replay; log(-1) is nan
+    df.call(&Tensor::from_vec(vec![1.0f64, -1.0], &[2]), ());
+    assert_eq!(df.stats().hits, 1);
+    let events = events.lock().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|m| m.contains("nan in the forward of log")
+                && m.contains("tests/autodiff/optimize.rs")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn the_profiler_counts_replayed_ops_as_direct_mode_does() {
+    let f = |w: &Tensor| (w.exp() * 2.0).sum();
+    let df = grad(f).optimize(true).profile(true);
+    for _ in 0..3 {
+        df.call(&Tensor::from_vec(vec![1.0f64, 2.0], &[2]), ());
+    }
+    let (calls, totals) = df.with_profile(|p| (p.calls(), p.totals())).unwrap();
+    assert_eq!(calls, 3);
+    let exp = totals.iter().find(|r| r.0 == "exp").expect("exp row");
+    assert_eq!(
+        (exp.1, exp.3),
+        (3, 3),
+        "3 forward and 3 backward entries of exp"
+    );
+}
+
+#[test]
+fn a_signature_function_splits_or_skips() {
+    let f = |x: &Tensor| x.square().sum();
+    // None for odd-sized inputs: those run in direct mode
+    let df = grad(f)
+        .optimize(true)
+        .signature_fn(|p, _| (p[0].numel() % 2 == 0).then_some(7));
+    for n in [2, 3, 2, 3] {
+        let x = Tensor::ones(&[n], DType::F64);
+        assert_eq!(df.call(&x, ()).0.to_vec::<f64>(), vec![2.0; n]);
+    }
+    let s = df.stats();
+    assert_eq!((s.captures, s.hits, s.fallbacks), (1, 1, 2), "{s:?}");
+}
+
+/// y = x³ with an array-level backward (3x² g): an opaque step in the plan.
+#[derive(Debug)]
+struct Cube;
+
+impl CustomOp for Cube {
+    fn name(&self) -> &str {
+        "cube"
+    }
+    fn forward(&self, x: &[&Array]) -> Array {
+        x[0].pow_scalar(3.0)
+    }
+    fn backward_array(
+        &self,
+        x: &[&Array],
+        _out: &Array,
+        g: &Array,
+        _needs: &[bool],
+    ) -> Vec<Option<Array>> {
+        vec![Some(g.mul(&x[0].square()).mul_scalar(3.0))]
+    }
+}
+
+#[test]
+fn a_custom_op_with_an_array_backward_replays() {
+    let cube: Arc<dyn CustomOp> = Arc::new(Cube);
+    let f = move |x: &Tensor| Tensor::custom(Arc::clone(&cube), &[&x.sin()]).sum();
+    let df = grad(f.clone()).optimize(true);
+    let mut rng = Generator::new(6);
+    for _ in 0..4 {
+        let x = rand(&mut rng, &[5], -2.0, 2.0);
+        assert!(same(&df.call(&x, ()).0, &grad(f.clone()).call(&x, ()).0));
+    }
+    assert_eq!(df.stats().hits, 3);
+    assert!(
+        df.plan_text().contains("cube.backward"),
+        "{}",
+        df.plan_text()
+    );
+}
+
+#[test]
+fn masks_and_indices_follow_the_data() {
+    // every rule here built its mask from raw arrays before: relu, clamp, maximum, amax
+    // ties, prod zeros, max_dim's argmax, scatter winners and max-pool indices
+    let f = |x: &Tensor| {
+        let a = x.relu().sum() + x.clamp(Some(-0.3), Some(0.4)).sum();
+        let b = x.maximum(&x.flip(0)).sum() + x.amax_dim(1, false).sum();
+        let c = x.relu().prod_dim(1, false).sum() + x.max_dim(1, false).0.sum();
+        let idx = Tensor::from_vec(vec![0i64, 0, 1, 1, 2, 2], &[2, 3]);
+        let s = x.narrow(0, 0, 2).scatter(1, &idx, &x.narrow(0, 1, 2)).sum();
+        let pooled = x
+            .reshape(&[1, 1, 4, 3])
+            .max_pool2d(ferrograd::Pool2dParams::square(2))
+            .0;
+        let assigned = x
+            .index_put(&Index::Single(1), &x.select(0, 2))
+            .square()
+            .sum();
+        a + b + c + s + pooled.sum() + assigned
+    };
+    let df = grad(f).optimize(true);
+    let mut rng = Generator::new(7);
+    for i in 0..8 {
+        // integers make ties and exact zeros likely
+        let x = Tensor::new(
+            rng.uniform(&[4, 3], -2.0, 3.0, DType::I64)
+                .to_dtype(DType::F64),
+        ) * 0.5;
+        let (g, y) = df.call(&x, ());
+        let (want, want_y) = grad(f).call(&x, ());
+        assert!(
+            same(&g, &want) && same(&y, &want_y),
+            "call {i}: {g} vs {want}"
+        );
+    }
+    assert_eq!(df.stats().hits, 7);
+}

@@ -1,0 +1,503 @@
+//! Differential testing of optimize mode: random programs, each run compiled and in direct
+//! mode on the same data several times (new data every call, then a new batch size, then
+//! the first size again), must agree bit for bit on the loss, an auxiliary output and every
+//! gradient. A mismatch is shrunk to a shortest failing program and printed.
+//!
+//! `FERROGRAD_PROGRAMS=N` sets the number of programs (default 2000).
+
+use std::fmt;
+
+use ferrograd::{grad, Conv2dParams, DType, Generator, Index, Pool2dParams, Tensor};
+
+/// SplitMix64: the program generator's own numbers, apart from the data's generator.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn coin(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - p
+    }
+    fn indices(&mut self, len: usize, below: usize) -> Vec<i64> {
+        (0..len).map(|_| self.below(below) as i64).collect()
+    }
+}
+
+/// One instruction; operands are earlier values (all `[n, width]`), params by index.
+#[derive(Clone, Debug)]
+enum Instr {
+    Unary(usize, usize),
+    Scalar(usize, f64, usize),
+    Clamp(usize),
+    Binary(usize, usize, usize),
+    Bias(usize, usize),
+    ReduceBack(usize, usize),
+    Softmax(bool, usize),
+    Matmul(usize, usize),
+    GramMatmul(usize),
+    Contiguous(usize),
+    Narrow(usize, usize, usize),
+    IndexSelect(usize, Vec<i64>),
+    IndexAdd(usize, Vec<i64>, usize),
+    Gather(usize, Vec<i64>),
+    Scatter(usize, Vec<i64>, usize),
+    Cat(usize, usize),
+    Where(usize, usize, usize),
+    MaxDim(usize),
+    AssignRow(usize, usize),
+    Cumsum(usize),
+    Flip(usize),
+    BranchBool(usize, usize, usize),
+    BranchValue(usize),
+    NestedGrad(usize),
+    Dropout(usize),
+}
+
+const UNARY: [&str; 12] = [
+    "tanh",
+    "sigmoid",
+    "relu",
+    "abs",
+    "sin",
+    "cos",
+    "neg",
+    "square",
+    "exp_tanh",
+    "log1p_sq",
+    "sqrt_sq1",
+    "recip_sq1",
+];
+const SCALAR: [&str; 5] = ["add", "mul", "pow2", "rsub", "div"];
+const BINARY: [&str; 7] = [
+    "add", "sub", "mul", "maximum", "minimum", "div_safe", "atan2",
+];
+const REDUCE: [&str; 7] = [
+    "sum",
+    "mean",
+    "amax",
+    "amin",
+    "logsumexp",
+    "prod_relu",
+    "var",
+];
+
+fn unary(which: usize, x: &Tensor) -> Tensor {
+    match UNARY[which] {
+        "tanh" => x.tanh(),
+        "sigmoid" => x.sigmoid(),
+        "relu" => x.relu(),
+        "abs" => x.abs(),
+        "sin" => x.sin(),
+        "cos" => x.cos(),
+        "neg" => -x,
+        "square" => x.square(),
+        "exp_tanh" => x.tanh().exp(),
+        "log1p_sq" => x.square().log1p(),
+        "sqrt_sq1" => (x.square() + 1.0).sqrt(),
+        _ => (x.square() + 1.0).reciprocal(),
+    }
+}
+
+/// A program: the input's width (12 after a conv/pool front end), the params' shapes, and
+/// the instructions.
+#[derive(Clone)]
+struct Program {
+    conv: bool,
+    width: usize,
+    params: Vec<Vec<usize>>,
+    instrs: Vec<Instr>,
+}
+
+impl fmt::Debug for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "program (x: [n, {}], conv front end: {}):",
+            self.width, self.conv
+        )?;
+        writeln!(f, "  params: {:?}", self.params)?;
+        for (i, instr) in self.instrs.iter().enumerate() {
+            writeln!(f, "  v{} = {instr:?}", i + 1)?;
+        }
+        write!(f, "  loss = Σ sin(v{})", self.instrs.len())
+    }
+}
+
+fn generate(dice: &mut Dice) -> Program {
+    let conv = dice.coin(0.15);
+    let width = if conv { 12 } else { 1 + dice.below(5) };
+    // p0 scales the input (so every op is on a gradient path), p1/p2 are the conv's
+    let mut params = vec![vec![width]];
+    if conv {
+        params.push(vec![3, 2, 3, 3]);
+        params.push(vec![3]);
+    }
+    let mut widths = vec![width];
+    let mut instrs = Vec::new();
+    let len = 1 + dice.below(12);
+    while instrs.len() < len {
+        let n = widths.len();
+        let a = dice.below(n);
+        let wa = widths[a];
+        let same: Vec<usize> = (0..n).filter(|&i| widths[i] == wa).collect();
+        let b = same[dice.below(same.len())];
+        let (instr, w) = match dice.below(25) {
+            0 | 1 => (Instr::Unary(dice.below(UNARY.len()), a), wa),
+            2 => {
+                let s = [0.5, -1.5, 2.0, 0.1][dice.below(4)];
+                (Instr::Scalar(dice.below(SCALAR.len()), s, a), wa)
+            }
+            3 => (Instr::Clamp(a), wa),
+            4 | 5 => (Instr::Binary(dice.below(BINARY.len()), a, b), wa),
+            6 => {
+                params.push(vec![wa]);
+                (Instr::Bias(a, params.len() - 1), wa)
+            }
+            7 => (Instr::ReduceBack(dice.below(REDUCE.len()), a), wa),
+            8 => (Instr::Softmax(dice.coin(0.5), a), wa),
+            9 => {
+                let out = 1 + dice.below(5);
+                params.push(vec![wa, out]);
+                (Instr::Matmul(a, params.len() - 1), out)
+            }
+            10 => (Instr::GramMatmul(a), wa),
+            11 => (Instr::Contiguous(a), wa),
+            12 if wa > 1 => {
+                let start = dice.below(wa - 1);
+                let len = 1 + dice.below(wa - start);
+                (Instr::Narrow(a, start, len), len)
+            }
+            13 => {
+                let k = 1 + dice.below(4);
+                (Instr::IndexSelect(a, dice.indices(k, wa)), k)
+            }
+            14 => {
+                let src = dice.below(n);
+                (Instr::IndexAdd(a, dice.indices(widths[src], wa), src), wa)
+            }
+            15 => {
+                let k = 1 + dice.below(wa);
+                (Instr::Gather(a, dice.indices(k, wa)), k)
+            }
+            16 => {
+                let k = 1 + dice.below(wa);
+                (Instr::Scatter(a, dice.indices(k, wa), b), wa)
+            }
+            17 if wa + widths[b] <= 16 => (Instr::Cat(a, b), wa + wa),
+            18 => {
+                let c = same[dice.below(same.len())];
+                (Instr::Where(a, b, c), wa)
+            }
+            19 => (Instr::MaxDim(a), wa),
+            20 => (Instr::AssignRow(a, b), wa),
+            21 => (
+                if dice.coin(0.5) {
+                    Instr::Cumsum(a)
+                } else {
+                    Instr::Flip(a)
+                },
+                wa,
+            ),
+            22 => (
+                Instr::BranchBool(a, dice.below(UNARY.len()), dice.below(UNARY.len())),
+                wa,
+            ),
+            23 => (
+                if dice.coin(0.2) {
+                    Instr::BranchValue(a)
+                } else {
+                    Instr::NestedGrad(a)
+                },
+                wa,
+            ),
+            24 if dice.coin(0.3) => (Instr::Dropout(a), wa),
+            _ => continue,
+        };
+        instrs.push(instr);
+        widths.push(w);
+    }
+    Program {
+        conv,
+        width,
+        params,
+        instrs,
+    }
+}
+
+/// An i64 index of shape `[n, k]` repeating `pattern` on every row (a constant of the
+/// signature: it depends only on the batch size).
+fn row_index(n: usize, pattern: &[i64]) -> Tensor {
+    let v: Vec<i64> = (0..n).flat_map(|_| pattern.iter().copied()).collect();
+    Tensor::from_vec(v, &[n, pattern.len()])
+}
+
+fn run(prog: &Program, p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator) -> (Tensor, Tensor) {
+    let first = if prog.conv {
+        let y = x.conv2d(&p[1], Some(&p[2]), Conv2dParams::default()).relu();
+        y.max_pool2d(Pool2dParams::square(2))
+            .0
+            .reshape(&[x.size(0), 12])
+    } else {
+        x.clone()
+    };
+    let mut v = vec![&first * &p[0]];
+    for instr in &prog.instrs {
+        let n = v[0].size(0);
+        let out = match instr {
+            Instr::Unary(u, a) => unary(*u, &v[*a]),
+            Instr::Scalar(op, s, a) => {
+                let x = &v[*a];
+                match SCALAR[*op] {
+                    "add" => x + *s,
+                    "mul" => x * *s,
+                    "pow2" => x.pow_scalar(2.0),
+                    "rsub" => *s - x,
+                    _ => x / *s,
+                }
+            }
+            Instr::Clamp(a) => v[*a].clamp(Some(-0.5), Some(0.75)),
+            Instr::Binary(op, a, b) => {
+                let (x, y) = (&v[*a], &v[*b]);
+                match BINARY[*op] {
+                    "add" => x + y,
+                    "sub" => x - y,
+                    "mul" => x * y,
+                    "maximum" => x.maximum(y),
+                    "minimum" => x.minimum(y),
+                    "div_safe" => x / &(y.square() + 1.0),
+                    _ => x.atan2(&(y.abs() + 0.5)),
+                }
+            }
+            Instr::Bias(a, k) => &v[*a] + &p[*k],
+            Instr::ReduceBack(r, a) => {
+                let x = &v[*a];
+                let r = match REDUCE[*r] {
+                    "sum" => x.sum_dim(1, true),
+                    "mean" => x.mean_dim(1, true),
+                    "amax" => x.amax_dim(1, true),
+                    "amin" => x.amin_dim(1, true),
+                    "logsumexp" => x.logsumexp_dim(1, true),
+                    "prod_relu" => x.relu().prod_dim(1, true),
+                    _ => x.var_dim(1, 0, true),
+                };
+                x + &r.expand(x.shape())
+            }
+            Instr::Softmax(log, a) => {
+                if *log {
+                    v[*a].log_softmax(1)
+                } else {
+                    v[*a].softmax(1)
+                }
+            }
+            Instr::Matmul(a, k) => v[*a].matmul(&p[*k]),
+            Instr::GramMatmul(a) => v[*a].matmul(&v[*a].t().matmul(&v[*a])) * 0.1,
+            Instr::Contiguous(a) => v[*a].t().contiguous().t(),
+            Instr::Narrow(a, start, len) => v[*a].narrow(1, *start, *len),
+            Instr::IndexSelect(a, idx) => {
+                v[*a].index_select(1, &Tensor::from_vec(idx.clone(), &[idx.len()]))
+            }
+            Instr::IndexAdd(a, idx, src) => {
+                v[*a].index_add(1, &Tensor::from_vec(idx.clone(), &[idx.len()]), &v[*src])
+            }
+            Instr::Gather(a, idx) => v[*a].gather(1, &row_index(n, idx)),
+            Instr::Scatter(a, idx, b) => {
+                let src = v[*b].narrow(1, 0, idx.len());
+                v[*a].scatter(1, &row_index(n, idx), &src)
+            }
+            Instr::Cat(a, b) => Tensor::cat(&[v[*a].clone(), v[*b].clone()], 1),
+            Instr::Where(a, b, c) => Tensor::where_(&v[*a].gt_scalar(0.0), &v[*b], &v[*c]),
+            Instr::MaxDim(a) => &v[*a] + &v[*a].max_dim(1, true).0,
+            Instr::AssignRow(a, b) => v[*a].index_put(&Index::Single(0), &v[*b].select(0, n - 1)),
+            Instr::Cumsum(a) => v[*a].cumsum(1),
+            Instr::Flip(a) => v[*a].flip(1),
+            Instr::BranchBool(a, u1, u2) => {
+                if v[*a].sum().gt_scalar(0.0).item::<bool>() {
+                    unary(*u1, &v[*a])
+                } else {
+                    unary(*u2, &v[*a])
+                }
+            }
+            Instr::BranchValue(a) => {
+                if v[*a].mean().item::<f64>() > 0.1 {
+                    v[*a].tanh()
+                } else {
+                    v[*a].sin()
+                }
+            }
+            Instr::NestedGrad(a) => {
+                let (g, _) = grad(|y: &Tensor| y.tanh().square().sum()).call(&v[*a], ());
+                &v[*a] + &g
+            }
+            Instr::Dropout(a) => {
+                let keep = Tensor::new(rng.bernoulli(v[*a].shape(), 0.7, DType::F64));
+                &v[*a] * &keep * (1.0 / 0.7)
+            }
+        };
+        v.push(out);
+    }
+    let last = v.last().expect("at least the input").clone();
+    (last.sin().sum(), last)
+}
+
+/// The bits of every output and gradient leaf.
+fn bits(g: &[Tensor], loss: &Tensor, last: &Tensor) -> Vec<(Vec<usize>, Vec<u64>)> {
+    g.iter()
+        .chain([loss, last])
+        .map(|t| {
+            (
+                t.shape().to_vec(),
+                t.to_f64_vec().iter().map(|v| v.to_bits()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Where compiled and direct disagree on `prog`, if anywhere; else how many of the calls
+/// were replays.
+fn check(prog: &Program, seed: u64) -> Result<u64, String> {
+    let mut data = Generator::new(seed);
+    let params: Vec<Tensor> = prog
+        .params
+        .iter()
+        .map(|s| Tensor::new(data.uniform(s, -1.0, 1.0, DType::F64)))
+        .collect();
+    let f = |p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator| run(prog, p, x, rng);
+    let compiled = grad(f).optimize(true);
+    let direct = grad(f);
+    for (call, n) in [3usize, 3, 3, 3, 5, 5, 3].into_iter().enumerate() {
+        let shape = if prog.conv {
+            vec![n, 2, 6, 6]
+        } else {
+            vec![n, prog.width]
+        };
+        let x = if data.uniform(&[1], 0.0, 1.0, DType::F64).item::<f64>() < 0.5 {
+            // integers make ties, exact zeros and sign flips likely
+            Tensor::new(
+                data.uniform(&shape, -2.0, 3.0, DType::I64)
+                    .to_dtype(DType::F64),
+            ) * 0.5
+        } else {
+            Tensor::new(data.normal(&shape, 0.0, 1.0, DType::F64))
+        };
+        let (mut r1, mut r2) = (
+            Generator::new(seed + call as u64),
+            Generator::new(seed + call as u64),
+        );
+        let run_one = |g: &ferrograd::Grad<_>, r: &mut Generator| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let (grads, (loss, last)) = g.call(&params, (&x, r));
+                bits(&grads, &loss, &last)
+            }))
+            .map_err(|e| {
+                e.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            })
+        };
+        let got = run_one(&compiled, &mut r1);
+        let want = run_one(&direct, &mut r2);
+        match (got, want) {
+            (Ok(a), Ok(b)) if a == b => {}
+            (Ok(_), Ok(_)) => return Err(format!("call {call} (n = {n}): outputs differ")),
+            (Err(a), Err(b)) if a == b => {}
+            (a, b) => {
+                return Err(format!(
+                    "call {call} (n = {n}): compiled {:?}, direct {:?}",
+                    a.err(),
+                    b.err()
+                ))
+            }
+        }
+    }
+    Ok(compiled.stats().hits)
+}
+
+/// A shortest failing prefix, then each instruction replaced by a copy of its first operand
+/// where that keeps the program valid and failing.
+fn shrink(prog: &Program, seed: u64) -> Program {
+    let mut best = prog.clone();
+    for len in 1..=prog.instrs.len() {
+        let mut p = prog.clone();
+        p.instrs.truncate(len);
+        if check(&p, seed).is_err() {
+            best = p;
+            break;
+        }
+    }
+    for i in 0..best.instrs.len() {
+        let operand = match &best.instrs[i] {
+            Instr::Unary(_, a) | Instr::Scalar(_, _, a) | Instr::Clamp(a) => Some(*a),
+            Instr::Binary(_, a, _) | Instr::Bias(a, _) | Instr::ReduceBack(_, a) => Some(*a),
+            Instr::Softmax(_, a) | Instr::GramMatmul(a) | Instr::Contiguous(a) => Some(*a),
+            Instr::Where(a, _, _) | Instr::MaxDim(a) | Instr::AssignRow(a, _) => Some(*a),
+            Instr::Cumsum(a) | Instr::Flip(a) | Instr::NestedGrad(a) => Some(*a),
+            _ => None,
+        };
+        if let Some(a) = operand {
+            let mut p = best.clone();
+            p.instrs[i] = Instr::Scalar(1, 1.0, a);
+            if check(&p, seed).is_err() {
+                best = p;
+            }
+        }
+    }
+    best
+}
+
+#[test]
+fn compiled_programs_equal_direct_mode() {
+    let count: u64 = std::env::var("FERROGRAD_PROGRAMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let mut failures = Vec::new();
+    let mut replays = 0;
+    for i in 0..count {
+        let mut dice = Dice(i);
+        let prog = generate(&mut dice);
+        match check(&prog, i) {
+            Ok(hits) => replays += hits,
+            Err(why) => {
+                let small = shrink(&prog, i);
+                let why_small = check(&small, i).err().unwrap_or(why);
+                failures.push(format!("seed {i}: {why_small}\n{small:?}"));
+                if failures.len() >= 3 {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} program(s) disagree:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+    // 7 calls of 2 signatures: up to 5 replays a program; random draws, thrashing reads and
+    // new branches take some away, but most calls must be replays or the test tests little
+    assert!(
+        replays * 10 >= count * 5 * 6,
+        "only {replays} replays in {count} programs"
+    );
+}
+
+#[test]
+fn the_generator_covers_every_instruction() {
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..400 {
+        for instr in generate(&mut Dice(i)).instrs {
+            let name = format!("{instr:?}");
+            seen.insert(name[..name.find('(').unwrap_or(name.len())].to_string());
+        }
+    }
+    assert_eq!(seen.len(), 25, "{seen:?}");
+}
