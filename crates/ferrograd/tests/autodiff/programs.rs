@@ -239,7 +239,7 @@ fn row_index(n: usize, pattern: &[i64]) -> Tensor {
     Tensor::from_vec(v, &[n, pattern.len()])
 }
 
-fn run(prog: &Program, p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator) -> (Tensor, Tensor) {
+fn run(prog: &Program, p: &[Tensor], x: &Tensor, rng: &mut Generator) -> (Tensor, Tensor) {
     let first = if prog.conv {
         let y = x.conv2d(&p[1], Some(&p[2]), Conv2dParams::default()).relu();
         y.max_pool2d(Pool2dParams::square(2))
