@@ -116,6 +116,13 @@ impl<D: Dim> Dims for Vec<D> {
 
 /// The NumPy broadcast of two shapes, or `None` when they are incompatible.
 pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Shape> {
+    // the common cases: equal shapes, and a 0-d operand (a scalar)
+    if a == b || b.is_empty() {
+        return Some(SmallVec::from_slice(a));
+    }
+    if a.is_empty() {
+        return Some(SmallVec::from_slice(b));
+    }
     let n = a.len().max(b.len());
     let mut out: Shape = SmallVec::from_elem(0, n);
     for i in 0..n {

@@ -1,6 +1,8 @@
-//! Direct-mode autodiff overhead: `cargo bench -p ferrograd --bench autodiff`.
+//! Autodiff overhead, direct mode and optimize mode: `cargo bench -p ferrograd --bench
+//! autodiff`.
 //!
-//! Two programs, each run several passes with the quietest pass reported:
+//! Two programs, each run several passes with the quietest pass reported, direct and
+//! compiled alternating pass by pass:
 //! - a forward+backward chain of 100 elementwise ops on a 10-element tensor, reported per
 //!   primitive;
 //! - the seed's `logistic` step: W 10x100 and b 10 for one sample, log-softmax, NLL of the
@@ -14,21 +16,31 @@ use std::time::{Duration, Instant};
 
 use ferrograd::{grad, DType, Generator, Tensor, Tree};
 
-/// The quietest of `passes` timings of `iters` runs of `f`, per run.
-fn best(passes: usize, iters: usize, mut f: impl FnMut()) -> Duration {
+/// The quietest of `passes` timings of `iters` runs of each of `a` and `b`, per run, the two
+/// alternating pass by pass so that both see the same machine.
+fn best_pair(
+    passes: usize,
+    iters: usize,
+    mut a: impl FnMut(),
+    mut b: impl FnMut(),
+) -> (Duration, Duration) {
     for _ in 0..iters / 10 + 1 {
-        f();
+        a();
+        b();
     }
-    (0..passes)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            t.elapsed() / iters as u32
-        })
-        .min()
-        .expect("at least one pass")
+    let mut time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        t.elapsed() / iters as u32
+    };
+    let (mut ta, mut tb) = (Duration::MAX, Duration::MAX);
+    for _ in 0..passes {
+        ta = ta.min(time(&mut a));
+        tb = tb.min(time(&mut b));
+    }
+    (ta, tb)
 }
 
 /// 100 elementwise primitives: 25 rounds of (sin, * 1.01, tanh, + 0.1).
@@ -60,9 +72,20 @@ fn main() {
 
     let x = Tensor::new(rng.normal(&[10], 0.0, 1.0, DType::F32));
     let dchain = grad(chain);
-    let t_chain = best(passes, 2000, || {
-        black_box(dchain.call(&x, ()));
-    });
+    let dchain_c = grad(chain).optimize(true);
+    let capture = Instant::now();
+    dchain_c.call(&x, ());
+    let chain_capture = capture.elapsed();
+    let (t_chain, t_chain_c) = best_pair(
+        passes,
+        2000,
+        || {
+            black_box(dchain.call(&x, ()));
+        },
+        || {
+            black_box(dchain_c.call(&x, ()));
+        },
+    );
 
     let mut params = Logistic {
         w: Tensor::new(rng.normal(&[10, 100], 0.0, 0.1, DType::F32)),
@@ -71,34 +94,61 @@ fn main() {
     let xs: Vec<Tensor> = (0..100)
         .map(|_| Tensor::new(rng.normal(&[100], 0.0, 1.0, DType::F32)))
         .collect();
+    // the label is a plain number argument, so part of the signature: ten plans
     let dlogistic = grad(logistic);
-    let mut i = 0;
-    let t_logistic = best(passes, 2000, || {
-        let (g, _) = dlogistic.call(&params, (&xs[i % 100], &(i % 10)));
-        params = Logistic {
-            w: &params.w - &(&g.w * 0.01),
-            b: &params.b - &(&g.b * 0.01),
+    let dlogistic_c = grad(logistic).optimize(true).cache_size(16);
+    let capture = Instant::now();
+    dlogistic_c.call(&params, (&xs[0], &0usize));
+    let logistic_capture = capture.elapsed();
+    let params = std::cell::RefCell::new(params);
+    let step = |df: &ferrograd::Grad<_>, i: &mut usize| {
+        let p = params.borrow().clone();
+        let (g, _) = df.call(&p, (&xs[*i % 100], &(*i % 10)));
+        *params.borrow_mut() = Logistic {
+            w: &p.w - &(&g.w * 0.01),
+            b: &p.b - &(&g.b * 0.01),
         };
-        i += 1;
-    });
+        *i += 1;
+    };
+    let (mut i, mut j) = (0, 0);
+    let (t_logistic, t_logistic_c) = best_pair(
+        passes,
+        2000,
+        || step(&dlogistic, &mut i),
+        || step(&dlogistic_c, &mut j),
+    );
+    let stats = dlogistic_c.stats();
+    assert_eq!(stats.fallbacks, 0, "{stats:?}");
 
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
-        "{:<46} {:>12}",
-        "ferrograd direct mode (f32, quietest pass)", "time"
+        "{:<46} {:>12} {:>12} {:>8}",
+        "ferrograd (f32, quietest pass)", "direct", "optimize", "ratio"
     );
-    println!(
-        "{:<46} {:>9.3} µs",
+    let row = |name: &str, direct: f64, compiled: f64| {
+        println!(
+            "{name:<46} {direct:>9.3} µs {compiled:>9.3} µs {:>7.2}x",
+            direct / compiled
+        );
+    };
+    row(
         "chain of 100 elementwise ops, per primitive",
-        t_chain.as_secs_f64() * 1e6 / 100.0
+        us(t_chain) / 100.0,
+        us(t_chain_c) / 100.0,
     );
-    println!(
-        "{:<46} {:>9.3} µs",
+    row(
         "chain of 100 elementwise ops, whole step",
-        t_chain.as_secs_f64() * 1e6
+        us(t_chain),
+        us(t_chain_c),
+    );
+    row(
+        "logistic step (10x100, 1 sample, + SGD)",
+        us(t_logistic),
+        us(t_logistic_c),
     );
     println!(
-        "{:<46} {:>9.3} µs",
-        "logistic step (10x100, 1 sample, + SGD)",
-        t_logistic.as_secs_f64() * 1e6
+        "capture per signature: chain {:.2} ms, logistic {:.2} ms",
+        chain_capture.as_secs_f64() * 1e3,
+        logistic_capture.as_secs_f64() * 1e3
     );
 }

@@ -279,6 +279,70 @@ impl Op {
         }
     }
 
+    /// Runs the primitive into `out`, a buffer of the result's shape and dtype (from an
+    /// earlier run of the same step), which a kernel reuses when nothing else holds it.
+    /// `operand` is a scalar op's scalar as an array. Returns false, touching nothing, for
+    /// primitives with no such form: views (which allocate no data) and a few rare ops.
+    /// The result is bit for bit what [`forward`](Op::forward) returns: every allocating
+    /// kernel is an allocation followed by its `*_into` form.
+    #[track_caller]
+    pub(crate) fn forward_into(
+        &self,
+        x: &[&Array],
+        operand: Option<&Array>,
+        out: &mut Array,
+    ) -> bool {
+        match self {
+            Op::Unary(u) => u.forward_into(x[0], out),
+            Op::Scalar(s, v) => s.forward_into(x[0], *v, operand, out),
+            Op::Clamp { min, max } => x[0].clamp_into(*min, *max, out),
+            Op::Binary(b) => b.forward_into(x[0], x[1], out),
+            Op::Compare(c) => return c.forward_into(x, out),
+            Op::Where => Array::where_into(x[0], x[1], x[2], out),
+            Op::Cast(_) => x[0].to_dtype_into(out),
+            Op::Reduce(r, dims, keepdim) => r.forward_into(x[0], dims, *keepdim, out),
+            Op::Cumsum(d) => x[0].cumsum_into(*d, out),
+            Op::Matmul => x[0].matmul_into(x[1], out),
+            Op::Contiguous => x[0].contiguous_into(out),
+            Op::Flip(dims) => x[0].flip_into(dims.as_slice(), out),
+            Op::Triangle(true, k) => x[0].tril_into(*k, out),
+            Op::Triangle(false, k) => x[0].triu_into(*k, out),
+            Op::IndexSelect(d) => x[0].index_select_into(*d, x[1], out),
+            Op::IndexAdd(d) => x[0].index_add_into(*d, x[1], x[2], out),
+            Op::Gather(d) => x[0].gather_into(*d, x[1], out),
+            Op::ScatterAdd(d) => x[0].scatter_add_into(*d, x[1], x[2], out),
+            Op::Scatter(d) => x[0].scatter_into(*d, x[1], x[2], out),
+            Op::IndexPut(i, false) => x[0].index_put_into(i, x[1], out),
+            Op::IndexPut(i, true) => x[0].index_put_add_into(i, x[1], out),
+            Op::Conv2d(p) => x[0].conv2d_into(x[1], x.get(2).copied(), *p, out),
+            Op::Conv2dBackwardInput(p, s) => x[0].conv2d_backward_input_into(x[1], s, *p, out),
+            Op::Conv2dBackwardWeight(p, s) => x[0].conv2d_backward_weight_into(x[1], s, *p, out),
+            Op::MaxPool2d => x[0].gather_planes_into(x[1], out),
+            Op::MaxPool2dBackward(s) => x[0].max_pool2d_backward_into(x[1], s, out),
+            Op::AvgPool2d(p, inc) => x[0].avg_pool2d_into(*p, *inc, out),
+            Op::AvgPool2dBackward(p, inc, s) => x[0].avg_pool2d_backward_into(s, *p, *inc, out),
+            Op::TanhBackward => x[0].tanh_backward_into(x[1], out),
+            Op::SigmoidBackward => x[0].sigmoid_backward_into(x[1], out),
+            Op::Softmax(d) => x[0].softmax_into(*d, out),
+            Op::LogSoftmax(d) => x[0].log_softmax_into(*d, out),
+            Op::SoftmaxBackward(d) => x[0].softmax_backward_into(x[1], *d, out),
+            Op::LogSoftmaxBackward(d) => x[0].log_softmax_backward_into(x[1], *d, out),
+            Op::Leaf
+            | Op::ArgExtreme { .. }
+            | Op::Permute(_)
+            | Op::Reshape(_)
+            | Op::Expand(_)
+            | Op::Narrow { .. }
+            | Op::PadNarrow { .. }
+            | Op::Diagonal(_)
+            | Op::DiagEmbed(_)
+            | Op::Cat(_)
+            | Op::MaxPool2dIndices(_)
+            | Op::Custom(_) => return false,
+        }
+        true
+    }
+
     /// The gradient rule: given the inputs' inner values, the output's inner value and the
     /// output gradient, the gradient of each input. `needs[i]` is false where input `i`'s
     /// gradient would be dropped; rules may then return `None` for it without computing it.

@@ -66,6 +66,8 @@ pub(crate) struct Step {
     pub inputs: SmallVec<[ValueId; 4]>,
     pub outputs: SmallVec<[Option<ValueId>; 2]>,
     pub origin: Origin,
+    /// A scalar op's scalar as the 0-d array its kernel takes, made once at capture.
+    pub operand: Option<Array>,
 }
 
 impl Step {
@@ -246,11 +248,16 @@ pub(crate) fn record_op(
         let origin = rec.origin(op, location);
         let id = rec.new_value(out, Kind::Computed);
         rec.mark_computed(out, &ids, &storages);
+        let operand = match op {
+            Op::Scalar(s, v) => s.operand(*v, inputs[0].data().dtype()),
+            _ => None,
+        };
         rec.entries.push(Entry::Step(Step {
             kind: StepKind::Op(op.clone()),
             inputs: ids,
             outputs: smallvec::smallvec![Some(id)],
             origin,
+            operand,
         }));
     });
 }
@@ -304,6 +311,7 @@ pub(crate) fn record_custom_backward(
             inputs: ids,
             outputs,
             origin,
+            operand: None,
         }));
     });
 }

@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use capture::side_effect;
-use plan::{Observer, Outcome, Plan, Unobserved};
+use plan::{Observer, Outcome, Plan, Scratch, Unobserved};
 
 use crate::context::Hooks;
 use crate::debug::DebugEvent;
@@ -257,10 +257,33 @@ pub(crate) struct Optimizer {
 /// The default number of signatures (and of variants per signature) a cache holds.
 pub const DEFAULT_CACHE_SIZE: usize = 8;
 
+/// A plan with the scratch memory its replays reuse (a replay that finds it busy, on another
+/// thread, runs in a scratch of its own).
+struct CachedPlan {
+    plan: Plan,
+    scratch: Mutex<Scratch>,
+}
+
+impl CachedPlan {
+    fn new(plan: Plan) -> Arc<CachedPlan> {
+        Arc::new(CachedPlan {
+            plan,
+            scratch: Mutex::new(Scratch::default()),
+        })
+    }
+
+    fn run(&self, inputs: Vec<Array>, observer: &mut impl Observer) -> Outcome {
+        match self.scratch.try_lock() {
+            Ok(mut scratch) => self.plan.run(inputs, &mut scratch, observer),
+            Err(_) => self.plan.run(inputs, &mut Scratch::default(), observer),
+        }
+    }
+}
+
 struct CacheEntry {
     key: Vec<u64>,
     /// The plan, or why this signature runs in direct mode.
-    plan: Result<Arc<Plan>, String>,
+    plan: Result<Arc<CachedPlan>, String>,
     last_used: u64,
     /// `name shape` of each input leaf, for messages.
     inputs: Vec<String>,
@@ -317,7 +340,7 @@ impl Optimizer {
             .entries
             .iter()
             .filter_map(|e| e.plan.as_ref().ok())
-            .map(|p| p.variants())
+            .map(|c| c.plan.variants())
             .sum();
         stats
     }
@@ -331,7 +354,7 @@ impl Optimizer {
         for e in entries {
             s.push_str(&format!("// signature: {}\n", e.inputs.join(", ")));
             match &e.plan {
-                Ok(p) => s.push_str(&p.text()),
+                Ok(c) => s.push_str(&c.plan.text()),
                 Err(why) => s.push_str(&format!("// runs in direct mode: {why}\n")),
             }
         }
@@ -346,7 +369,7 @@ impl Optimizer {
             .iter()
             .filter(|e| e.plan.is_ok())
             .max_by_key(|e| e.last_used)
-            .and_then(|e| e.plan.as_ref().ok().map(|p| p.dot()))
+            .and_then(|e| e.plan.as_ref().ok().map(|c| c.plan.dot()))
     }
 }
 
@@ -468,7 +491,7 @@ impl Observer for HookObserver<'_> {
 
 /// What the cache holds for a signature.
 enum Lookup {
-    Plan(Arc<Plan>),
+    Plan(Arc<CachedPlan>),
     Direct,
     New,
 }
@@ -649,7 +672,7 @@ impl<F> Grad<F> {
     }
 
     /// Runs a plan, under the debugger and profiler when this `Grad` has them.
-    fn replay(&self, plan: &Plan, inputs: Vec<Array>) -> Outcome {
+    fn replay(&self, plan: &CachedPlan, inputs: Vec<Array>) -> Outcome {
         if self.debug.is_none() && self.profile.is_none() {
             return plan.run(inputs, &mut Unobserved);
         }
@@ -738,7 +761,7 @@ impl<F> Grad<F> {
         state.stats.capture_time += took;
         let clock = state.clock;
         let index = state.entries.iter().position(|e| e.key == key);
-        let plan: Option<Arc<Plan>> = match (trace, index) {
+        let plan: Option<Arc<CachedPlan>> = match (trace, index) {
             (Err(why), Some(i)) => {
                 state.entries[i].plan = Err(why.clone());
                 state.warn(format!("the call at {location} runs in direct mode: {why}"));
@@ -758,8 +781,13 @@ impl<F> Grad<F> {
             }
             (Ok(trace), Some(i)) => {
                 let entry = &mut state.entries[i];
-                let result = match &mut entry.plan {
-                    Ok(plan) => Arc::make_mut(plan).insert(trace, template),
+                let result = match &entry.plan {
+                    Ok(compiled) => {
+                        let mut plan = compiled.plan.clone();
+                        plan.insert(trace, template).map(|()| {
+                            entry.plan = Ok(CachedPlan::new(plan));
+                        })
+                    }
                     Err(_) => Err("this signature already runs in direct mode".into()),
                 };
                 entry.last_used = clock;
@@ -770,7 +798,7 @@ impl<F> Grad<F> {
                         None
                     }
                     Ok(()) => {
-                        let variants = entry.plan.as_ref().map_or(0, |p| p.variants());
+                        let variants = entry.plan.as_ref().map_or(0, |c| c.plan.variants());
                         if variants > opt.capacity {
                             let (read_at, _) = entry
                                 .misses
@@ -810,7 +838,7 @@ impl<F> Grad<F> {
                 if output_grad.is_some() {
                     names.push("output_grad".into());
                 }
-                let plan = Arc::new(Plan::new(trace, template, names));
+                let plan = CachedPlan::new(Plan::new(trace, template, names));
                 self.insert_entry(
                     &mut state,
                     key,
@@ -842,7 +870,7 @@ impl<F> Grad<F> {
         &self,
         state: &mut CacheState,
         key: Vec<u64>,
-        plan: Result<Arc<Plan>, String>,
+        plan: Result<Arc<CachedPlan>, String>,
         p_leaves: &[Tensor],
         a_leaves: &[Tensor],
         params: &P,
@@ -920,7 +948,7 @@ impl<F> Grad<F> {
     /// `FERROGRAD_OPTIMIZE=check`: the plan just captured replays the same call exactly.
     fn check_capture<P: Tree, O: Tree + 'static>(
         &self,
-        plan: &Plan,
+        plan: &CachedPlan,
         inputs: Vec<Array>,
         params: &P,
         direct: &Outputs<P, O>,

@@ -70,8 +70,42 @@ struct Segment {
 pub(crate) struct Plan {
     root: Segment,
     n_values: usize,
+    /// Values some step computes (the others are inputs and constants).
+    computed: Vec<bool>,
     /// Names of the inputs (`params.w`, `args.0`), for printing.
     input_names: Vec<String>,
+}
+
+/// A replay's working memory, kept between calls: one slot per value. A computed value's
+/// slot keeps its array after the value dies, and its step writes into it again next call
+/// (a kernel reuses a buffer only when nothing else holds it, so tensors returned to the
+/// caller are never overwritten: their steps get fresh memory). Inputs, constants and views
+/// are dropped at their last use: views would pin the buffers they look into.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    values: Vec<Option<Array>>,
+    /// Values whose step has no `*_into` form (views), learned on their second run.
+    views: Vec<bool>,
+}
+
+impl Scratch {
+    /// A value is dead: keep it as a buffer, or drop it.
+    #[inline]
+    fn release(&mut self, id: ValueId, computed: &[bool]) {
+        let id = id as usize;
+        if !computed[id] || self.views[id] {
+            self.values[id] = None;
+        }
+    }
+
+    /// Ends a call: what is not a buffer is dropped.
+    fn recycle(&mut self, computed: &[bool]) {
+        for (id, v) in self.values.iter_mut().enumerate() {
+            if !computed[id] || self.views[id] {
+                *v = None;
+            }
+        }
+    }
 }
 
 /// The result of a replay.
@@ -88,6 +122,8 @@ pub(crate) enum Outcome {
 
 /// Observes each step a replay runs (the debugger and the profiler).
 pub(crate) trait Observer {
+    /// Whether [`step`](Observer::step) is called (the fast path skips it and the clock).
+    const ACTIVE: bool = true;
     /// Called after each step with its inputs and outputs and the time it took.
     fn step(&mut self, step: &Step, inputs: &[&Array], outputs: &[Option<Array>], took: Duration);
 }
@@ -96,6 +132,7 @@ pub(crate) trait Observer {
 pub(crate) struct Unobserved;
 
 impl Observer for Unobserved {
+    const ACTIVE: bool = false;
     fn step(&mut self, _: &Step, _: &[&Array], _: &[Option<Array>], _: Duration) {}
 }
 
@@ -161,6 +198,22 @@ fn same_program(old: &[Slot], new: &[Entry]) -> bool {
         })
 }
 
+/// Whether every step's inputs have smaller numbers than its outputs (the replay relies on
+/// it to borrow a step's output slot beside its inputs).
+fn inputs_come_first(seg: &Segment) -> bool {
+    seg.slots.iter().all(|slot| match slot {
+        Slot::Step { step, .. } => step
+            .outputs
+            .iter()
+            .flatten()
+            .all(|&o| step.inputs.iter().all(|&i| i < o)),
+        Slot::Const { .. } => true,
+    }) && match &seg.end {
+        End::Done(_) => true,
+        End::Guard { branches, .. } => branches.iter().all(|(_, b)| inputs_come_first(b)),
+    }
+}
+
 /// Bitwise equality of two arrays' elements (NaN equals the same NaN; 0.0 and -0.0 differ).
 pub(crate) fn same_bits(a: &Array, b: &Array) -> bool {
     use crate::DType;
@@ -195,6 +248,7 @@ impl Plan {
         let mut plan = Plan {
             root: build(pieces(trace.entries).into_iter(), done),
             n_values: trace.n_values,
+            computed: Vec::new(),
             input_names,
         };
         plan.analyze();
@@ -203,22 +257,22 @@ impl Plan {
 
     /// Adds a recording made after a miss. `Err` says why it does not fit the recordings
     /// before it (the function did not compute the same thing up to the guard that differed).
+    ///
+    /// Values first defined after the divergence are renumbered past the plan's, so that a
+    /// value id names one value (one shape, one buffer) in the whole tree.
     pub fn insert(
         &mut self,
         trace: Trace,
         template: Arc<dyn Any + Send + Sync>,
     ) -> Result<(), String> {
-        let done = Done {
-            outputs: trace.outputs,
-            template,
-        };
-        let mut rest = pieces(trace.entries).into_iter();
-        // Find the path first (immutably), then hang the new branch.
+        let mut pieces = pieces(trace.entries);
+        // Find the path first (immutably): the branch taken at each guard, and the piece
+        // whose guard saw a new value.
         let mut path: Vec<usize> = Vec::new();
         let mut seg = &self.root;
-        let new_branch = loop {
-            let (entries, guard) = rest.next().expect("a recording has at least one piece");
-            if !same_program(&seg.slots, &entries) {
+        let mut diverged = None;
+        for (k, (entries, guard)) in pieces.iter().enumerate() {
+            if !same_program(&seg.slots, entries) {
                 return Err(format!(
                     "the function computed something else before the same read of its data on \
                      two calls ({} recorded steps against {}); its result depends on more than \
@@ -239,18 +293,83 @@ impl Plan {
                             path.push(i);
                             seg = &branches[i].1;
                         }
-                        None => break (g.expected, build(rest, done)),
+                        None => {
+                            diverged = Some(k);
+                            break;
+                        }
                     }
                 }
                 (_, g) => {
-                    let at = g.map_or("the end".to_string(), |g| g.location.to_string());
+                    let at = g
+                        .as_ref()
+                        .map_or("the end".to_string(), |g| g.location.to_string());
                     return Err(format!(
                         "the function read its data at different points on two calls \
                          (diverging at {at}); its result depends on more than its inputs"
                     ));
                 }
             }
+        }
+        let Some(k) = diverged else {
+            return Err(
+                "the function took a path already captured, then missed it on replay; \
+                        its result depends on more than its inputs"
+                    .into(),
+            );
         };
+        // Values defined up to the divergence keep their numbers; later ones move past ours.
+        let mut boundary = self.input_names.len() as ValueId;
+        for (entries, guard) in &pieces[..=k] {
+            for e in entries {
+                match e {
+                    Entry::Const(id, _) => boundary = boundary.max(id + 1),
+                    Entry::Step(st) => {
+                        for &o in st.outputs.iter().flatten() {
+                            boundary = boundary.max(o + 1);
+                        }
+                    }
+                    Entry::Guard(_) => {}
+                }
+            }
+            if let Some(g) = guard {
+                boundary = boundary.max(g.value + 1);
+            }
+        }
+        let shift = self.n_values as ValueId;
+        let moved = |id: ValueId| {
+            if id >= boundary {
+                id - boundary + shift
+            } else {
+                id
+            }
+        };
+        let mut rest: Vec<(Vec<Entry>, Option<Guard>)> = pieces.split_off(k + 1);
+        for (entries, guard) in &mut rest {
+            for e in entries.iter_mut() {
+                match e {
+                    Entry::Const(id, _) => *id = moved(*id),
+                    Entry::Step(st) => {
+                        for i in st.inputs.iter_mut() {
+                            *i = moved(*i);
+                        }
+                        for o in st.outputs.iter_mut().flatten() {
+                            *o = moved(*o);
+                        }
+                    }
+                    Entry::Guard(_) => {}
+                }
+            }
+            if let Some(g) = guard {
+                g.value = moved(g.value);
+            }
+        }
+        let done = Done {
+            outputs: trace.outputs.iter().map(|&o| moved(o)).collect(),
+            template,
+        };
+        let (_, guard) = pieces.pop().expect("the piece that diverged");
+        let guard = guard.expect("it ends at a guard");
+        let new_branch = (guard.expected, build(rest.into_iter(), done));
         let mut seg = &mut self.root;
         for i in path {
             let End::Guard { branches, .. } = &mut seg.end else {
@@ -262,7 +381,7 @@ impl Plan {
             unreachable!("the path ends at a guard")
         };
         branches.push(new_branch);
-        self.n_values = self.n_values.max(trace.n_values);
+        self.n_values += (trace.n_values as ValueId).saturating_sub(boundary) as usize;
         self.analyze();
         Ok(())
     }
@@ -280,6 +399,23 @@ impl Plan {
 
     /// Liveness over the tree: which steps to run and where each value dies.
     fn analyze(&mut self) {
+        fn mark(seg: &Segment, computed: &mut [bool]) {
+            for slot in &seg.slots {
+                if let Slot::Step { step, .. } = slot {
+                    for &o in step.outputs.iter().flatten() {
+                        computed[o as usize] = true;
+                    }
+                }
+            }
+            if let End::Guard { branches, .. } = &seg.end {
+                for (_, b) in branches {
+                    mark(b, computed);
+                }
+            }
+        }
+        self.computed = vec![false; self.n_values];
+        mark(&self.root, &mut self.computed);
+        debug_assert!(inputs_come_first(&self.root), "a step reads a later value");
         fn visit(seg: &mut Segment, n: usize) -> Vec<bool> {
             let mut live = vec![false; n];
             match &mut seg.end {
@@ -332,26 +468,35 @@ impl Plan {
         visit(&mut self.root, n);
     }
 
-    /// Runs the plan on `inputs` (the values of the input leaves, in order).
+    /// Runs the plan on `inputs` (the values of the input leaves, in order), in `scratch`
+    /// (kept between calls for its buffers; a fresh one works too).
     #[track_caller]
-    pub fn run(&self, inputs: Vec<Array>, observer: &mut impl Observer) -> Outcome {
-        let mut values: Vec<Option<Array>> = Vec::with_capacity(self.n_values);
-        values.extend(inputs.into_iter().map(Some));
-        values.resize(self.n_values, None);
+    pub fn run(
+        &self,
+        inputs: Vec<Array>,
+        scratch: &mut Scratch,
+        observer: &mut impl Observer,
+    ) -> Outcome {
+        let n = self.n_values;
+        scratch.values.resize(n, None);
+        scratch.views.resize(n, false);
+        for (slot, input) in scratch.values.iter_mut().zip(inputs) {
+            *slot = Some(input);
+        }
         let mut seg = &self.root;
-        loop {
+        let outcome = loop {
             for slot in &seg.slots {
                 match slot {
                     Slot::Const { id, array, live } => {
                         if *live {
-                            values[*id as usize] = Some(array.clone());
+                            scratch.values[*id as usize] = Some(array.clone());
                         }
                     }
                     Slot::Step { step, keep, drops } => {
                         if *keep {
-                            run_step(step, &mut values, observer);
+                            run_step(step, scratch, observer);
                             for &d in drops {
-                                values[d as usize] = None;
+                                scratch.release(d, &self.computed);
                             }
                         }
                     }
@@ -362,9 +507,13 @@ impl Plan {
                     let outputs = d
                         .outputs
                         .iter()
-                        .map(|&o| values[o as usize].clone().expect("outputs are live"))
+                        .map(|&o| {
+                            scratch.values[o as usize]
+                                .clone()
+                                .expect("outputs are live")
+                        })
                         .collect();
-                    return Outcome::Done {
+                    break Outcome::Done {
                         outputs,
                         template: Arc::clone(&d.template),
                     };
@@ -374,16 +523,18 @@ impl Plan {
                     location,
                     branches,
                 } => {
-                    let seen = values[*value as usize]
+                    let seen = scratch.values[*value as usize]
                         .as_ref()
                         .expect("guarded values are live");
                     match branches.iter().find(|(e, _)| same_bits(e, seen)) {
                         Some((_, next)) => seg = next,
-                        None => return Outcome::Miss { location },
+                        None => break Outcome::Miss { location },
                     }
                 }
             }
-        }
+        };
+        scratch.recycle(&self.computed);
+        outcome
     }
 
     /// The plan as text: one line per step, with the user's line each came from (the seed's
@@ -418,41 +569,71 @@ impl Plan {
 }
 
 #[track_caller]
-fn run_step(step: &Step, values: &mut [Option<Array>], observer: &mut impl Observer) {
-    let start = Instant::now();
-    let outputs: SmallVec<[Option<Array>; 2]> = {
-        let inputs: SmallVec<[&Array; 4]> = step
-            .inputs
-            .iter()
-            .map(|&i| values[i as usize].as_ref().expect("inputs are live"))
-            .collect();
-        let out: SmallVec<[Option<Array>; 2]> = match &step.kind {
-            StepKind::Op(op) => smallvec::smallvec![Some(op.forward(&inputs))],
-            StepKind::CustomBackward { op, needs } => {
+fn run_step<O: Observer>(step: &Step, scratch: &mut Scratch, observer: &mut O) {
+    let start = O::ACTIVE.then(Instant::now);
+    let Scratch { values, views } = scratch;
+    match &step.kind {
+        StepKind::Op(op) => {
+            let id = step.outputs[0].expect("an op has its output") as usize;
+            // Inputs always come before the output (values are numbered in creation order),
+            // so the output's slot, holding last call's array to write into, can be borrowed
+            // beside them.
+            let (before, after) = values.split_at_mut(id);
+            let slot = &mut after[0];
+            let mut inputs: SmallVec<[&Array; 4]> = SmallVec::new();
+            for &i in &step.inputs {
+                inputs.push(before[i as usize].as_ref().expect("inputs are live"));
+            }
+            let written = match slot {
+                Some(buffer) if !views[id] => {
+                    let written = op.forward_into(&inputs, step.operand.as_ref(), buffer);
+                    views[id] = !written;
+                    written
+                }
+                _ => false,
+            };
+            if !written {
+                *slot = Some(op.forward(&inputs));
+            }
+            if let Some(start) = start {
+                observer.step(step, &inputs, std::slice::from_ref(slot), start.elapsed());
+            }
+        }
+        StepKind::CustomBackward { op, needs } => {
+            let outputs = {
+                let inputs: SmallVec<[&Array; 4]> = step
+                    .inputs
+                    .iter()
+                    .map(|&i| values[i as usize].as_ref().expect("inputs are live"))
+                    .collect();
                 let n = inputs.len() - 2;
                 let grads = op.backward_array(&inputs[..n], inputs[n], inputs[n + 1], needs);
-                step.outputs
+                let outputs: SmallVec<[Option<Array>; 2]> = step
+                    .outputs
                     .iter()
                     .zip(grads.into_iter().chain(std::iter::repeat(None)))
                     .map(|(want, got)| match (want, got) {
                         (Some(_), Some(g)) => Some(g),
                         (Some(_), None) => panic!(
-                            "ferrograd: optimize mode: custom op `{}` returned no gradient for \
-                             an input it gave one when captured; its backward must depend on \
-                             its inputs only",
+                            "ferrograd: optimize mode: custom op `{}` returned no gradient for an \
+                         input it gave one when captured; its backward must depend on its \
+                         inputs only",
                             op.name()
                         ),
                         (None, _) => None,
                     })
-                    .collect()
+                    .collect();
+                if let Some(start) = start {
+                    observer.step(step, &inputs, &outputs, start.elapsed());
+                }
+                outputs
+            };
+            for (id, out) in step.outputs.iter().zip(outputs) {
+                if let (Some(id), Some(out)) = (id, out) {
+                    views[*id as usize] = true; // an opaque result: not a buffer to reuse
+                    values[*id as usize] = Some(out);
+                }
             }
-        };
-        observer.step(step, &inputs, &out, start.elapsed());
-        out
-    };
-    for (id, out) in step.outputs.iter().zip(outputs) {
-        if let (Some(id), Some(out)) = (id, out) {
-            values[*id as usize] = Some(out);
         }
     }
 }

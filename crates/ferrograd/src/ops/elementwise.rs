@@ -92,6 +92,32 @@ impl Unary {
             Unary::Round => x.round(),
         }
     }
+
+    /// [`forward`](Unary::forward) into `out`, a buffer of the result's shape and dtype.
+    #[track_caller]
+    pub(crate) fn forward_into(self, x: &Array, out: &mut Array) {
+        match self {
+            Unary::Neg => x.neg_into(out),
+            Unary::Abs => x.abs_into(out),
+            Unary::Exp => x.exp_into(out),
+            Unary::Log => x.log_into(out),
+            Unary::Log1p => x.log1p_into(out),
+            Unary::Expm1 => x.expm1_into(out),
+            Unary::Sqrt => x.sqrt_into(out),
+            Unary::Rsqrt => x.rsqrt_into(out),
+            Unary::Sin => x.sin_into(out),
+            Unary::Cos => x.cos_into(out),
+            Unary::Tanh => x.tanh_into(out),
+            Unary::Sigmoid => x.sigmoid_into(out),
+            Unary::Relu => x.relu_into(out),
+            Unary::Reciprocal => x.reciprocal_into(out),
+            Unary::Square => x.square_into(out),
+            Unary::Sign => x.sign_into(out),
+            Unary::Floor => x.floor_into(out),
+            Unary::Ceil => x.ceil_into(out),
+            Unary::Round => x.round_into(out),
+        }
+    }
 }
 
 /// Gradient rules of the unary functions.
@@ -175,6 +201,27 @@ impl ScalarOp {
             ScalarOp::Rpow => x.rpow_scalar(s),
         }
     }
+
+    /// The scalar as the 0-d array the kernels take (none for `Pow`, which has its own).
+    pub(crate) fn operand(self, s: f64, dtype: DType) -> Option<Array> {
+        (self != ScalarOp::Pow).then(|| Array::full(&[], s, dtype))
+    }
+
+    /// [`forward`](ScalarOp::forward) into `out`, with the scalar already an array
+    /// ([`operand`](ScalarOp::operand)).
+    #[track_caller]
+    pub(crate) fn forward_into(self, x: &Array, s: f64, operand: Option<&Array>, out: &mut Array) {
+        let c = || operand.expect("scalar ops other than pow carry their operand");
+        match self {
+            ScalarOp::Add => x.add_into(c(), out),
+            ScalarOp::Mul => x.mul_into(c(), out),
+            ScalarOp::Div => x.div_into(c(), out),
+            ScalarOp::Rsub => c().sub_into(x, out),
+            ScalarOp::Rdiv => c().div_into(x, out),
+            ScalarOp::Pow => x.pow_scalar_into(s, out),
+            ScalarOp::Rpow => c().pow_into(x, out),
+        }
+    }
 }
 
 pub(crate) fn scalar_vjp(op: ScalarOp, s: f64, x: &Tensor, out: &Tensor, g: &Tensor) -> Grads {
@@ -241,6 +288,21 @@ impl Binary {
             Binary::Minimum => a.minimum(b),
             Binary::Pow => a.pow(b),
             Binary::Atan2 => a.atan2(b),
+        }
+    }
+
+    /// [`forward`](Binary::forward) into `out`.
+    #[track_caller]
+    pub(crate) fn forward_into(self, a: &Array, b: &Array, out: &mut Array) {
+        match self {
+            Binary::Add => a.add_into(b, out),
+            Binary::Sub => a.sub_into(b, out),
+            Binary::Mul => a.mul_into(b, out),
+            Binary::Div => a.div_into(b, out),
+            Binary::Maximum => a.maximum_into(b, out),
+            Binary::Minimum => a.minimum_into(b, out),
+            Binary::Pow => a.pow_into(b, out),
+            Binary::Atan2 => a.atan2_into(b, out),
         }
     }
 }
@@ -341,6 +403,22 @@ impl Compare {
             Compare::Or => x[0].logical_or(x[1]),
             Compare::Not => x[0].logical_not(),
         }
+    }
+
+    /// [`forward`](Compare::forward) into `out`; false for the logic ops, which have no
+    /// such form.
+    #[track_caller]
+    pub(crate) fn forward_into(self, x: &[&Array], out: &mut Array) -> bool {
+        match self {
+            Compare::Eq => x[0].eq_into(x[1], out),
+            Compare::Ne => x[0].ne_into(x[1], out),
+            Compare::Lt => x[0].lt_into(x[1], out),
+            Compare::Le => x[0].le_into(x[1], out),
+            Compare::Gt => x[0].gt_into(x[1], out),
+            Compare::Ge => x[0].ge_into(x[1], out),
+            Compare::And | Compare::Or | Compare::Not => return false,
+        }
+        true
     }
 }
 

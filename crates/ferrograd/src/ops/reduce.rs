@@ -48,6 +48,20 @@ impl Reduction {
             Reduction::LogSumExp => x.logsumexp_dim(d, keepdim),
         }
     }
+
+    /// [`forward`](Reduction::forward) into `out`.
+    #[track_caller]
+    pub(crate) fn forward_into(self, x: &Array, dims: &DimList, keepdim: bool, out: &mut Array) {
+        let d = dims.as_slice();
+        match self {
+            Reduction::Sum => x.sum_dim_into(d, keepdim, out),
+            Reduction::Mean => x.mean_dim_into(d, keepdim, out),
+            Reduction::Prod => x.prod_dim_into(d, keepdim, out),
+            Reduction::Amax => x.amax_dim_into(d, keepdim, out),
+            Reduction::Amin => x.amin_dim_into(d, keepdim, out),
+            Reduction::LogSumExp => x.logsumexp_dim_into(d, keepdim, out),
+        }
+    }
 }
 
 /// The shape of `shape` with `dims` kept as size 1.

@@ -533,3 +533,29 @@ fn masks_and_indices_follow_the_data() {
     }
     assert_eq!(df.stats().hits, 7);
 }
+
+#[test]
+fn tensors_returned_by_a_replay_are_never_overwritten_by_later_calls() {
+    // the aux output is a view (a transpose) of an intermediate whose buffer a replay
+    // would write into again
+    let f = |w: &Tensor, x: &Tensor| {
+        let h = x.matmul(w).tanh();
+        (h.square().sum(), h.t())
+    };
+    let df = grad(f).optimize(true);
+    let mut rng = Generator::new(8);
+    let w = rand(&mut rng, &[3, 2], -1.0, 1.0);
+    let mut kept = Vec::new();
+    for _ in 0..5 {
+        let x = rand(&mut rng, &[4, 3], -1.0, 1.0);
+        let (g, (loss, ht)) = df.call(&w, (&x,));
+        let copies = (g.to_f64_vec(), loss.to_f64_vec(), ht.to_f64_vec());
+        kept.push(((g, loss, ht), copies));
+    }
+    assert_eq!(df.stats().hits, 4);
+    for (i, ((g, loss, ht), (cg, cl, ch))) in kept.iter().enumerate() {
+        assert_eq!(&g.to_f64_vec(), cg, "call {i}: gradient changed");
+        assert_eq!(&loss.to_f64_vec(), cl, "call {i}: loss changed");
+        assert_eq!(&ht.to_f64_vec(), ch, "call {i}: view changed");
+    }
+}
