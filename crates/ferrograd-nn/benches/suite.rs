@@ -1,6 +1,8 @@
 //! The seed's benchmark suite: each workload run as (a) the hand-written nn Module path
-//! (`forward`/`backward`/`update_parameters`) and (b) autodiff direct mode (`grad` of plain
-//! tensor code), printing time per step and the ratio ag/nn.
+//! (`forward`/`backward`/`update_parameters`), (b) autodiff direct mode (`grad` of plain
+//! tensor code) and (c) the same `grad` in optimize mode (captured on the first step,
+//! replayed after), printing time per step, the ratio ag/nn, the speed-up of optimize mode
+//! over direct mode, and the capture time. Direct and optimize mode alternate pass by pass.
 //!
 //! `cargo bench -p ferrograd-nn --bench suite` (`-- --quick` for fewer steps).
 //! `benches/pytorch_suite.py` runs the same workloads in PyTorch eager;
@@ -60,10 +62,46 @@ fn labels(rng: &mut Generator, n: usize) -> Tensor {
     Tensor::new(rng.uniform(&[n], 0.0, 10.0, DType::I64))
 }
 
+/// The quietest of `passes` timings of `steps` calls of each of `a` and `b`, per call, the
+/// two alternating pass by pass so both see the same machine.
+fn best_pair(
+    passes: usize,
+    steps: usize,
+    mut a: impl FnMut(usize),
+    mut b: impl FnMut(usize),
+) -> (Duration, Duration) {
+    for i in 0..steps.min(3) {
+        a(i);
+        b(i);
+    }
+    let mut time = |f: &mut dyn FnMut(usize)| {
+        let t = Instant::now();
+        for i in 0..steps {
+            f(i);
+        }
+        t.elapsed() / steps as u32
+    };
+    let (mut ta, mut tb) = (Duration::MAX, Duration::MAX);
+    for _ in 0..passes {
+        ta = ta.min(time(&mut a));
+        tb = tb.min(time(&mut b));
+    }
+    (ta, tb)
+}
+
+/// How long the first call (the capture) of a compiled step takes.
+fn capture_time(step: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    step();
+    t.elapsed()
+}
+
 struct Row {
     name: &'static str,
     nn: Duration,
     ag: Duration,
+    /// Optimize mode's step time and capture time.
+    opt: Option<(Duration, Duration)>,
 }
 
 fn mlp_nn(rng: &mut Generator, inputs: usize, hidden: usize) -> Sequential {
@@ -107,20 +145,34 @@ fn main() {
             nn_step(&mut model, &ClassNllCriterion, &xs[i % 100], &ys[i % 100])
         });
         let mut p = vec![randn(&mut rng, &[100, 10]) * 0.1, Tensor::zeros(&[10], F32)];
-        let df = grad(|p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
+        let mut q = p.clone();
+        let f = |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
             -(x.matmul(&p[0]) + &p[1])
                 .log_softmax(1)
                 .gather(1, &y.reshape(&[1, 1]))
                 .sum()
+        };
+        let (df, dq) = (grad(f), grad(f).optimize(true));
+        let capture = capture_time(|| {
+            dq.call(&q, (&xs[0], &ys[0]));
         });
-        let ag = best(passes, 1000 / scale, |i| {
-            let (g, _) = df.call(&p, (&xs[i % 100], &ys[i % 100]));
-            p = sgd(&p, &g);
-        });
+        let (ag, opt) = best_pair(
+            passes,
+            1000 / scale,
+            |i| {
+                let (g, _) = df.call(&p, (&xs[i % 100], &ys[i % 100]));
+                p = sgd(&p, &g);
+            },
+            |i| {
+                let (g, _) = dq.call(&q, (&xs[i % 100], &ys[i % 100]));
+                q = sgd(&q, &g);
+            },
+        );
         rows.push(Row {
             name: "logistic",
             nn,
             ag,
+            opt: Some((opt, capture)),
         });
     }
     // mlp: per sample, 100 -> 1000 -> 10
@@ -132,15 +184,28 @@ fn main() {
         let nn = best(passes, 400 / scale, |i| {
             nn_step(&mut model, &ClassNllCriterion, &xs[i % 100], &ys[i % 100])
         });
-        let df = grad(mlp_ag);
-        let ag = best(passes, 400 / scale, |i| {
-            let (g, _) = df.call(&p, (&xs[i % 100], &ys[i % 100]));
-            p = sgd(&p, &g);
+        let mut q = p.clone();
+        let (df, dq) = (grad(mlp_ag), grad(mlp_ag).optimize(true));
+        let capture = capture_time(|| {
+            dq.call(&q, (&xs[0], &ys[0]));
         });
+        let (ag, opt) = best_pair(
+            passes,
+            400 / scale,
+            |i| {
+                let (g, _) = df.call(&p, (&xs[i % 100], &ys[i % 100]));
+                p = sgd(&p, &g);
+            },
+            |i| {
+                let (g, _) = dq.call(&q, (&xs[i % 100], &ys[i % 100]));
+                q = sgd(&q, &g);
+            },
+        );
         rows.push(Row {
             name: "mlp",
             nn,
             ag,
+            opt: Some((opt, capture)),
         });
     }
     // mlp batched (32 x 100 -> 1000 -> 10) and wide batched (32 x 1000 -> 1000 -> 10)
@@ -152,12 +217,29 @@ fn main() {
         let nn = best(passes, 200 / scale, |_| {
             nn_step(&mut model, &ClassNllCriterion, &x, &y)
         });
-        let df = grad(mlp_ag);
-        let ag = best(passes, 200 / scale, |_| {
-            let (g, _) = df.call(&p, (&x, &y));
-            p = sgd(&p, &g);
+        let mut q = p.clone();
+        let (df, dq) = (grad(mlp_ag), grad(mlp_ag).optimize(true));
+        let capture = capture_time(|| {
+            dq.call(&q, (&x, &y));
         });
-        rows.push(Row { name, nn, ag });
+        let (ag, opt) = best_pair(
+            passes,
+            200 / scale,
+            |_| {
+                let (g, _) = df.call(&p, (&x, &y));
+                p = sgd(&p, &g);
+            },
+            |_| {
+                let (g, _) = dq.call(&q, (&x, &y));
+                q = sgd(&q, &g);
+            },
+        );
+        rows.push(Row {
+            name,
+            nn,
+            ag,
+            opt: Some((opt, capture)),
+        });
     }
     // cnn batched: 32 x 3 x 64 x 64; conv 3->16 5x5, tanh, pool 2, conv 16->32 5x5, tanh, pool 2, linear 5408 -> 10
     {
@@ -180,20 +262,34 @@ fn main() {
         let nn = best(passes, 10 / scale.min(5), |_| {
             nn_step(&mut model, &ClassNllCriterion, &x, &y)
         });
-        let df = grad(move |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
+        let f = move |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
             let h = x.conv2d(&p[0], Some(&p[1]), c).tanh().max_pool2d(pool).0;
             let h = h.conv2d(&p[2], Some(&p[3]), c).tanh().max_pool2d(pool).0;
             let out = (h.reshape(&[32, 5408]).matmul(&p[4]) + &p[5]).log_softmax(1);
             -out.gather(1, &y.unsqueeze(1)).mean()
+        };
+        let mut q = p.clone();
+        let (df, dq) = (grad(f), grad(f).optimize(true));
+        let capture = capture_time(|| {
+            dq.call(&q, (&x, &y));
         });
-        let ag = best(passes, 10 / scale.min(5), |_| {
-            let (g, _) = df.call(&p, (&x, &y));
-            p = sgd(&p, &g);
-        });
+        let (ag, opt) = best_pair(
+            passes,
+            10 / scale.min(5),
+            |_| {
+                let (g, _) = df.call(&p, (&x, &y));
+                p = sgd(&p, &g);
+            },
+            |_| {
+                let (g, _) = dq.call(&q, (&x, &y));
+                q = sgd(&q, &g);
+            },
+        );
         rows.push(Row {
             name: "cnn batched",
             nn,
             ag,
+            opt: Some((opt, capture)),
         });
     }
     // lstm: 33 steps of 100 features, LSTM 100 -> 200 (last), linear 200 -> 10; batch 1 and 32
@@ -231,31 +327,51 @@ fn main() {
             head[0].t().contiguous(),
             head[1].clone(),
         );
-        let df = grad(
-            |q: &(Tensor, Tensor, Tensor, Tensor), x: &Tensor, y: &Tensor| {
-                let (b, hsz) = (x.size(0), 200);
-                let (mut h, mut c) = (Tensor::zeros(&[b, hsz], F32), Tensor::zeros(&[b, hsz], F32));
-                for t in 0..x.size(1) {
-                    let gates = (Tensor::cat(&[x.select(1, t), h.clone()], 1).matmul(&q.0) + &q.1)
-                        .reshape(&[b, 4, hsz]);
-                    let ifo = gates.narrow(1, 0, 3).sigmoid();
-                    c = &ifo.select(1, 1) * &c + &ifo.select(1, 0) * &gates.select(1, 3).tanh();
-                    h = &ifo.select(1, 2) * &c.tanh();
-                }
-                let out = (h.matmul(&q.2) + &q.3).log_softmax(1);
-                -out.gather(1, &y.unsqueeze(1)).mean()
-            },
-        );
-        let ag = best(passes, steps, |_| {
-            let (g, _) = df.call(&q, (&x, &y));
-            q = (
+        let lstm = |q: &(Tensor, Tensor, Tensor, Tensor), x: &Tensor, y: &Tensor| {
+            let (b, hsz) = (x.size(0), 200);
+            let (mut h, mut c) = (Tensor::zeros(&[b, hsz], F32), Tensor::zeros(&[b, hsz], F32));
+            for t in 0..x.size(1) {
+                let gates = (Tensor::cat(&[x.select(1, t), h.clone()], 1).matmul(&q.0) + &q.1)
+                    .reshape(&[b, 4, hsz]);
+                let ifo = gates.narrow(1, 0, 3).sigmoid();
+                c = &ifo.select(1, 1) * &c + &ifo.select(1, 0) * &gates.select(1, 3).tanh();
+                h = &ifo.select(1, 2) * &c.tanh();
+            }
+            let out = (h.matmul(&q.2) + &q.3).log_softmax(1);
+            -out.gather(1, &y.unsqueeze(1)).mean()
+        };
+        let update = |q: &(Tensor, Tensor, Tensor, Tensor),
+                      g: &(Tensor, Tensor, Tensor, Tensor)| {
+            (
                 &q.0 - &(&g.0 * 0.01),
                 &q.1 - &(&g.1 * 0.01),
                 &q.2 - &(&g.2 * 0.01),
                 &q.3 - &(&g.3 * 0.01),
-            );
+            )
+        };
+        let mut r = q.clone();
+        let (df, dq) = (grad(lstm), grad(lstm).optimize(true));
+        let capture = capture_time(|| {
+            dq.call(&r, (&x, &y));
         });
-        rows.push(Row { name, nn, ag });
+        let (ag, opt) = best_pair(
+            passes,
+            steps,
+            |_| {
+                let (g, _) = df.call(&q, (&x, &y));
+                q = update(&q, &g);
+            },
+            |_| {
+                let (g, _) = dq.call(&r, (&x, &y));
+                r = update(&r, &g);
+            },
+        );
+        rows.push(Row {
+            name,
+            nn,
+            ag,
+            opt: Some((opt, capture)),
+        });
     }
     // AutoModule batched: 32 x 100, Linear 100 -> 1000, ReLU, Linear 1000 -> 100, MSE
     {
@@ -288,19 +404,33 @@ fn main() {
             name: "AutoModule batched",
             nn,
             ag,
+            opt: None,
         });
     }
 
     println!(
-        "{:<22} {:>14} {:>14} {:>8}",
-        "ferrograd (f32)", "nn / step", "ag / step", "ag/nn"
+        "{:<22} {:>14} {:>14} {:>8} {:>14} {:>9} {:>10}",
+        "ferrograd (f32)", "nn / step", "ag / step", "ag/nn", "opt / step", "ag/opt", "capture"
     );
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
     for r in rows {
+        let (opt, speedup, capture) = match r.opt {
+            Some((o, c)) => (
+                format!("{:>11.1} µs", us(o)),
+                format!("{:>8.2}x", r.ag.as_secs_f64() / o.as_secs_f64()),
+                format!("{:>7.1} ms", c.as_secs_f64() * 1e3),
+            ),
+            None => (
+                format!("{:>14}", "-"),
+                format!("{:>9}", "-"),
+                format!("{:>10}", "-"),
+            ),
+        };
         println!(
-            "{:<22} {:>11.1} µs {:>11.1} µs {:>7.2}x",
+            "{:<22} {:>11.1} µs {:>11.1} µs {:>7.2}x {opt} {speedup} {capture}",
             r.name,
-            r.nn.as_secs_f64() * 1e6,
-            r.ag.as_secs_f64() * 1e6,
+            us(r.nn),
+            us(r.ag),
             r.ag.as_secs_f64() / r.nn.as_secs_f64()
         );
     }
