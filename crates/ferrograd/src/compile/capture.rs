@@ -89,6 +89,8 @@ pub(crate) struct Guard {
 }
 
 /// One entry of a recording, in program order.
+// Most entries are steps: boxing them would allocate once per recorded op for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub(crate) enum Entry {
     Const(ValueId, Array),

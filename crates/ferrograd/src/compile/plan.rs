@@ -34,6 +34,8 @@ pub(crate) struct Done {
     pub template: Arc<dyn Any + Send + Sync>,
 }
 
+// Most slots are steps: boxing them would add a pointer chase to every replayed step.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Slot {
     Const {
