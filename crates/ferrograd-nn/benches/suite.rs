@@ -74,7 +74,7 @@ fn best_pair(
         a(i);
         b(i);
     }
-    let mut time = |f: &mut dyn FnMut(usize)| {
+    let time = |f: &mut dyn FnMut(usize)| {
         let t = Instant::now();
         for i in 0..steps {
             f(i);

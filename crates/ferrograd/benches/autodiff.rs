@@ -28,7 +28,7 @@ fn best_pair(
         a();
         b();
     }
-    let mut time = |f: &mut dyn FnMut()| {
+    let time = |f: &mut dyn FnMut()| {
         let t = Instant::now();
         for _ in 0..iters {
             f();
