@@ -87,7 +87,7 @@ fn main() {
         },
     );
 
-    let mut params = Logistic {
+    let params = Logistic {
         w: Tensor::new(rng.normal(&[10, 100], 0.0, 0.1, DType::F32)),
         b: Tensor::zeros(&[10], DType::F32),
     };
