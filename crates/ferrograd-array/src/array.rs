@@ -306,7 +306,7 @@ impl Array {
     /// other arrays (or it is a view), it gets a fresh buffer so the others never change.
     #[track_caller]
     pub(crate) fn out_slice<T: Element>(&mut self, shape: &[usize], op: &str) -> &mut [T] {
-        if self.shape.as_slice() != shape || self.dtype() != T::DTYPE {
+        if !crate::layout::same_shape(&self.shape, shape) || self.dtype() != T::DTYPE {
             fail(
                 op,
                 format_args!(

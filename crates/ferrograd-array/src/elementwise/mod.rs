@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use crate::dtype::Element;
 use crate::error::fail;
 use crate::layout::{
-    broadcast_shapes, broadcast_strides, fmt_shape, for_each_offsets, Shape, Strides,
+    broadcast_shapes, broadcast_strides, fmt_shape, for_each_offsets, same_shape, Shape, Strides,
 };
 use crate::math::with_simd;
 use crate::Array;
@@ -152,10 +152,10 @@ pub(crate) fn zip_into<T: Element, U: Element>(
     crate::error::same_dtype(op, a.dtype(), b.dtype());
     let shape = broadcast_pair(op, a.shape(), b.shape());
     // Full-size transposed operands: a tiled copy first, then the vectorised path.
-    if a.is_transposed_block() && a.shape() == shape.as_slice() {
+    if a.is_transposed_block() && same_shape(a.shape(), &shape) {
         return zip_into(&a.copy(), b, out, op, f);
     }
-    if b.is_transposed_block() && b.shape() == shape.as_slice() {
+    if b.is_transposed_block() && same_shape(b.shape(), &shape) {
         return zip_into(a, &b.copy(), out, op, f);
     }
     let dst = out.out_slice::<U>(&shape, op);

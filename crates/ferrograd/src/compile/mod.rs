@@ -466,7 +466,7 @@ impl Observer for HookObserver<'_> {
             Some((p, t)) if p.group == o.group => *t += took,
             _ => {
                 self.flush();
-                self.pending = Some((o.clone(), took));
+                self.pending = Some(((**o).clone(), took));
             }
         }
         if let Some(hook) = &self.hooks.debug {

@@ -72,8 +72,6 @@ struct Segment {
 pub(crate) struct Plan {
     root: Segment,
     n_values: usize,
-    /// Values some step computes (the others are inputs and constants).
-    computed: Vec<bool>,
     /// Names of the inputs (`params.w`, `args.0`), for printing.
     input_names: Vec<String>,
 }
@@ -93,6 +91,8 @@ pub(crate) struct Scratch {
     values: Vec<Option<Array>>,
     /// Values whose step has no `*_into` form (views), learned on their second run.
     views: Vec<bool>,
+    /// Whether each value stays in its slot as a buffer, learned when first computed.
+    keep: Vec<bool>,
 }
 
 /// Below this many bytes a value keeps its own buffer between calls (the array layer
@@ -100,30 +100,20 @@ pub(crate) struct Scratch {
 const KEEP_BELOW_BYTES: usize = 64 * 1024;
 
 impl Scratch {
-    /// Whether the value in `id`'s slot stays there as next call's buffer.
-    #[inline]
-    fn keeps(&self, id: usize, computed: &[bool]) -> bool {
-        computed[id]
-            && !self.views[id]
-            && self.values[id]
-                .as_ref()
-                .is_some_and(|a| a.numel() * a.dtype().size_in_bytes() < KEEP_BELOW_BYTES)
-    }
-
     /// A value is dead: keep it as a buffer, or drop it.
     #[inline]
-    fn release(&mut self, id: ValueId, computed: &[bool]) {
+    fn release(&mut self, id: ValueId) {
         let id = id as usize;
-        if !self.keeps(id, computed) {
+        if !self.keep[id] || self.views[id] {
             self.values[id] = None;
         }
     }
 
     /// Ends a call: what is not a buffer is dropped.
-    fn recycle(&mut self, computed: &[bool]) {
-        for id in 0..self.values.len() {
-            if !self.keeps(id, computed) {
-                self.values[id] = None;
+    fn recycle(&mut self) {
+        for ((v, &keep), &view) in self.values.iter_mut().zip(&self.keep).zip(&self.views) {
+            if !keep || view {
+                *v = None;
             }
         }
     }
@@ -269,7 +259,6 @@ impl Plan {
         let mut plan = Plan {
             root: build(pieces(trace.entries).into_iter(), done),
             n_values: trace.n_values,
-            computed: Vec::new(),
             input_names,
         };
         plan.analyze();
@@ -420,22 +409,6 @@ impl Plan {
 
     /// Liveness over the tree: which steps to run and where each value dies.
     fn analyze(&mut self) {
-        fn mark(seg: &Segment, computed: &mut [bool]) {
-            for slot in &seg.slots {
-                if let Slot::Step { step, .. } = slot {
-                    for &o in step.outputs.iter().flatten() {
-                        computed[o as usize] = true;
-                    }
-                }
-            }
-            if let End::Guard { branches, .. } = &seg.end {
-                for (_, b) in branches {
-                    mark(b, computed);
-                }
-            }
-        }
-        self.computed = vec![false; self.n_values];
-        mark(&self.root, &mut self.computed);
         debug_assert!(inputs_come_first(&self.root), "a step reads a later value");
         fn visit(seg: &mut Segment, n: usize) -> Vec<bool> {
             let mut live = vec![false; n];
@@ -501,6 +474,7 @@ impl Plan {
         let n = self.n_values;
         scratch.values.resize(n, None);
         scratch.views.resize(n, false);
+        scratch.keep.resize(n, false);
         for (slot, input) in scratch.values.iter_mut().zip(inputs) {
             *slot = Some(input);
         }
@@ -517,7 +491,7 @@ impl Plan {
                         if *keep {
                             run_step(step, scratch, observer);
                             for &d in drops {
-                                scratch.release(d, &self.computed);
+                                scratch.release(d);
                             }
                         }
                     }
@@ -554,7 +528,7 @@ impl Plan {
                 }
             }
         };
-        scratch.recycle(&self.computed);
+        scratch.recycle();
         outcome
     }
 
@@ -592,7 +566,11 @@ impl Plan {
 #[track_caller]
 fn run_step<O: Observer>(step: &Step, scratch: &mut Scratch, observer: &mut O) {
     let start = O::ACTIVE.then(Instant::now);
-    let Scratch { values, views } = scratch;
+    let Scratch {
+        values,
+        views,
+        keep,
+    } = scratch;
     match &step.kind {
         StepKind::Op(op) => {
             let id = step.outputs[0].expect("an op has its output") as usize;
@@ -607,14 +585,16 @@ fn run_step<O: Observer>(step: &Step, scratch: &mut Scratch, observer: &mut O) {
             }
             let written = match slot {
                 Some(buffer) if !views[id] => {
-                    let written = op.forward_into(&inputs, step.operand.as_ref(), buffer);
+                    let written = op.forward_into(&inputs, step.operand.as_deref(), buffer);
                     views[id] = !written;
                     written
                 }
                 _ => false,
             };
             if !written {
-                *slot = Some(op.forward(&inputs));
+                let result = op.forward(&inputs);
+                keep[id] = result.numel() * result.dtype().size_in_bytes() < KEEP_BELOW_BYTES;
+                *slot = Some(result);
             }
             if let Some(start) = start {
                 observer.step(step, &inputs, std::slice::from_ref(slot), start.elapsed());
