@@ -1,6 +1,7 @@
-//! Tensor constructors (concrete data).
+//! Tensor constructors (concrete data), and random tensors drawn from a [`Generator`].
 
-use crate::{Array, DType, Element, Tensor};
+use crate::compile::capture::{self, Draw};
+use crate::{Array, DType, Element, Generator, Tensor};
 
 impl Tensor {
     /// A tensor owning `values`, laid out row-major in `shape`.
@@ -60,5 +61,58 @@ impl Tensor {
     /// The identity matrix.
     pub fn eye(n: usize, dtype: DType) -> Tensor {
         Tensor::new(Array::eye(n, dtype))
+    }
+
+    /// 1 (or `true`) with probability `p`, else 0, drawn from `rng`.
+    ///
+    /// In optimize mode the draw is a step of the plan: a replay draws anew from the same
+    /// generator, passed as an argument of the call, so the same seed gives the same numbers
+    /// in direct and compiled mode. (A `Generator`'s own methods draw outside any op: a
+    /// function that uses them runs in direct mode.)
+    ///
+    /// ```
+    /// use ferrograd::{DType, Generator, Tensor};
+    /// let a = Tensor::rand_bernoulli(&mut Generator::new(3), &[4], 0.5, DType::F32);
+    /// let b = Tensor::rand_bernoulli(&mut Generator::new(3), &[4], 0.5, DType::F32);
+    /// assert_eq!(a.to_vec::<f32>(), b.to_vec::<f32>());
+    /// ```
+    #[track_caller]
+    pub fn rand_bernoulli(rng: &mut Generator, shape: &[usize], p: f64, dtype: DType) -> Tensor {
+        Tensor::draw(rng, Draw::Bernoulli(shape.into(), p, dtype))
+    }
+
+    /// Uniform values in `[low, high)` drawn from `rng` (see
+    /// [`rand_bernoulli`](Tensor::rand_bernoulli) for optimize mode).
+    #[track_caller]
+    pub fn rand_uniform(
+        rng: &mut Generator,
+        shape: &[usize],
+        low: f64,
+        high: f64,
+        dtype: DType,
+    ) -> Tensor {
+        Tensor::draw(rng, Draw::Uniform(shape.into(), low, high, dtype))
+    }
+
+    /// Normal values with the given mean and standard deviation drawn from `rng` (see
+    /// [`rand_bernoulli`](Tensor::rand_bernoulli) for optimize mode).
+    #[track_caller]
+    pub fn rand_normal(
+        rng: &mut Generator,
+        shape: &[usize],
+        mean: f64,
+        std: f64,
+        dtype: DType,
+    ) -> Tensor {
+        Tensor::draw(rng, Draw::Normal(shape.into(), mean, std, dtype))
+    }
+
+    #[track_caller]
+    fn draw(rng: &mut Generator, draw: Draw) -> Tensor {
+        let out = Tensor::new(draw.sample(rng));
+        if capture::active() {
+            capture::record_draw(rng, draw, &out, std::panic::Location::caller());
+        }
+        out
     }
 }

@@ -1,30 +1,7 @@
 //! Dropout and spatial dropout: in training, zero each element (or each channel) with
 //! probability `p` and scale the rest by `1 / (1 - p)`; in evaluation, the identity.
 
-use ferrograd::{Array, CustomOp, DType, Generator, Tensor};
-
-use super::call;
-
-#[derive(Debug)]
-struct Mask(Array);
-
-impl CustomOp for Mask {
-    fn name(&self) -> &str {
-        "nn.dropout"
-    }
-    fn forward(&self, x: &[&Array]) -> Array {
-        x[0].mul(&self.0)
-    }
-    fn backward(
-        &self,
-        _x: &[Tensor],
-        _out: &Tensor,
-        g: &Tensor,
-        _needs: &[bool],
-    ) -> Vec<Option<Tensor>> {
-        vec![Some(g * &Tensor::new(self.0.clone()))]
-    }
-}
+use ferrograd::{DType, Generator, Tensor};
 
 #[track_caller]
 fn masked(x: &Tensor, p: f64, training: bool, mask_shape: &[usize], rng: &mut Generator) -> Tensor {
@@ -34,11 +11,10 @@ fn masked(x: &Tensor, p: f64, training: bool, mask_shape: &[usize], rng: &mut Ge
     if !training || p == 0.0 {
         return x.clone();
     }
-    let keep = rng
-        .bernoulli(mask_shape, 1.0 - p, DType::F64)
-        .mul_scalar(1.0 / (1.0 - p))
+    // drawn by an op, so optimize mode draws a fresh mask from `rng` on every replay
+    let keep = (Tensor::rand_bernoulli(rng, mask_shape, 1.0 - p, DType::F64) * (1.0 / (1.0 - p)))
         .to_dtype(x.dtype());
-    call(Mask(keep), &[x])
+    x * &keep
 }
 
 /// Element-wise dropout with probability `p` (identity when not `training`).

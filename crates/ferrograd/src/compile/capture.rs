@@ -46,9 +46,39 @@ pub(crate) struct Origin {
     pub group: u32,
 }
 
+/// A random draw: the distribution, the shape and the dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Draw {
+    Bernoulli(crate::Shape, f64, crate::DType),
+    Uniform(crate::Shape, f64, f64, crate::DType),
+    Normal(crate::Shape, f64, f64, crate::DType),
+}
+
+impl Draw {
+    /// Draws from `rng` (the same call direct mode makes, so the same numbers).
+    #[track_caller]
+    pub fn sample(&self, rng: &mut crate::Generator) -> Array {
+        match self {
+            Draw::Bernoulli(s, p, d) => rng.bernoulli(s, *p, *d),
+            Draw::Uniform(s, low, high, d) => rng.uniform(s, *low, *high, *d),
+            Draw::Normal(s, mean, std, d) => rng.normal(s, *mean, *std, *d),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Draw::Bernoulli(..) => "rand_bernoulli",
+            Draw::Uniform(..) => "rand_uniform",
+            Draw::Normal(..) => "rand_normal",
+        }
+    }
+}
+
 /// What a step computes.
 #[derive(Clone, Debug)]
 pub(crate) enum StepKind {
+    /// A random draw from the call's `generator`-th generator argument (no inputs).
+    Draw { generator: usize, draw: Draw },
     /// A primitive with one output.
     Op(Op),
     /// A user op's array-level backward (inputs: the op's inputs, its output, the output
@@ -78,6 +108,7 @@ impl Step {
         match &self.kind {
             StepKind::Op(op) => op.name(),
             StepKind::CustomBackward { op, .. } => Cow::Owned(format!("{}.backward", op.name())),
+            StepKind::Draw { draw, .. } => Cow::Borrowed(draw.name()),
         }
     }
 }
@@ -124,7 +155,11 @@ struct Recorder {
     computed: HashMap<usize, ferrograd_array::StorageRef>,
     entries: Vec<Entry>,
     poisoned: Option<String>,
+    /// The draw counter when the capture started, and the draws recorded as steps since.
     draws: u64,
+    recorded_draws: u64,
+    /// The generator arguments, by address.
+    generators: Vec<usize>,
     /// The user op whose backward is running (to record an array-level backward).
     custom: Option<Arc<dyn CustomOp>>,
     /// The node whose gradient rule is running.
@@ -158,8 +193,9 @@ impl Drop for CaptureScope {
     }
 }
 
-/// Starts recording on this thread with `inputs` as values `0..inputs.len()`.
-pub(crate) fn start(inputs: &[Tensor]) -> CaptureScope {
+/// Starts recording on this thread with `inputs` as values `0..inputs.len()`, and the
+/// generators at `generators` (addresses) as the call's generator arguments.
+pub(crate) fn start(inputs: &[Tensor], generators: Vec<usize>) -> CaptureScope {
     let mut rec = Recorder {
         ids: IdMap::default(),
         kinds: Vec::new(),
@@ -168,6 +204,8 @@ pub(crate) fn start(inputs: &[Tensor]) -> CaptureScope {
         entries: Vec::new(),
         poisoned: None,
         draws: ferrograd_array::draws_on_this_thread().0,
+        recorded_draws: 0,
+        generators,
         custom: None,
         origin: None,
         groups: 0,
@@ -262,6 +300,48 @@ pub(crate) fn record_op(
             outputs: smallvec::smallvec![Some(id)],
             origin: Box::new(origin),
             operand,
+        }));
+    });
+}
+
+/// Records a random draw from `rng` that gave `out`; `false` when `rng` is not one of the
+/// call's generator arguments (the capture is then not replayable).
+pub(crate) fn record_draw(
+    rng: &crate::Generator,
+    draw: Draw,
+    out: &Tensor,
+    location: &'static Location<'static>,
+) {
+    with(|rec| {
+        let address = rng as *const crate::Generator as usize;
+        let Some(generator) = rec.generators.iter().position(|&g| g == address) else {
+            rec.poisoned.get_or_insert_with(|| {
+                format!(
+                    "the random draw at {location} uses a generator that is not an argument of \
+                     the call; pass the Generator as an argument (`&mut Generator`) so that a \
+                     replay draws from it"
+                )
+            });
+            return;
+        };
+        rec.recorded_draws += 1;
+        let group = rec.origin(&Op::Leaf, location).group;
+        let id = rec.new_value(out, Kind::Computed);
+        rec.mark_computed(out, &[], &[]);
+        rec.entries.push(Entry::Step(Step {
+            kind: StepKind::Draw {
+                generator,
+                draw: draw.clone(),
+            },
+            inputs: SmallVec::new(),
+            outputs: smallvec::smallvec![Some(id)],
+            origin: Box::new(Origin {
+                op: Cow::Borrowed(draw.name()),
+                location,
+                phase: Phase::Forward,
+                group,
+            }),
+            operand: None,
         }));
     });
 }
@@ -418,11 +498,13 @@ pub fn side_effect(what: &str) {
 pub(crate) fn finish(scope: CaptureScope, outputs: &[Tensor]) -> Result<Trace, String> {
     let result = with(|rec| {
         let (draws, last) = ferrograd_array::draws_on_this_thread();
-        if draws != rec.draws {
+        if draws != rec.draws + rec.recorded_draws {
             let at = last.map_or(String::new(), |l| format!(" (the latest at {l})"));
             return Err(format!(
-                "the function draws random numbers{at}; a replay would repeat the first call's \
-                 draws, so this signature runs in direct mode"
+                "the function draws random numbers outside the tensor ops{at} (a Generator's \
+                 own methods); a replay would repeat the first call's draws. Draw with \
+                 Tensor::rand_bernoulli, rand_uniform or rand_normal from a generator passed as \
+                 an argument"
             ));
         }
         if let Some(reason) = rec.poisoned.take() {

@@ -62,6 +62,12 @@ pub trait ArgTree {
     /// Calls `tensor` on each tensor leaf in order, and appends to `key` everything else the
     /// function may depend on (numbers by value, lengths, which options are set).
     fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>);
+
+    /// Calls `generator` on each generator the function may draw from (`&mut Generator`
+    /// arguments), in order: a replay draws from them as direct mode would.
+    fn generators<'a>(&'a mut self, generator: &mut dyn FnMut(&'a mut crate::Generator)) {
+        let _ = generator;
+    }
 }
 
 /// [`ArgTree::visit_args`] for a [`Tree`]: its leaves, then its structure.
@@ -87,6 +93,9 @@ impl<T: ArgTree + ?Sized> ArgTree for &mut T {
     fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
         (**self).visit_args(tensor, key)
     }
+    fn generators<'a>(&'a mut self, generator: &mut dyn FnMut(&'a mut crate::Generator)) {
+        (**self).generators(generator)
+    }
 }
 
 impl<T: ArgTree> ArgTree for [T] {
@@ -96,17 +105,28 @@ impl<T: ArgTree> ArgTree for [T] {
             item.visit_args(tensor, key);
         }
     }
+    fn generators<'a>(&'a mut self, generator: &mut dyn FnMut(&'a mut crate::Generator)) {
+        for item in self {
+            item.generators(generator);
+        }
+    }
 }
 
 impl<T: ArgTree> ArgTree for Vec<T> {
     fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
         self.as_slice().visit_args(tensor, key)
     }
+    fn generators<'a>(&'a mut self, generator: &mut dyn FnMut(&'a mut crate::Generator)) {
+        self.as_mut_slice().generators(generator)
+    }
 }
 
 impl<T: ArgTree, const N: usize> ArgTree for [T; N] {
     fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
         self.as_slice().visit_args(tensor, key)
+    }
+    fn generators<'a>(&'a mut self, generator: &mut dyn FnMut(&'a mut crate::Generator)) {
+        self.as_mut_slice().generators(generator)
     }
 }
 
@@ -117,11 +137,19 @@ impl<T: ArgTree> ArgTree for Option<T> {
             item.visit_args(tensor, key);
         }
     }
+    fn generators<'a>(&'a mut self, generator: &mut dyn FnMut(&'a mut crate::Generator)) {
+        if let Some(item) = self {
+            item.generators(generator);
+        }
+    }
 }
 
 impl<T: ArgTree + ?Sized> ArgTree for Box<T> {
     fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
         (**self).visit_args(tensor, key)
+    }
+    fn generators<'a>(&'a mut self, generator: &mut dyn FnMut(&'a mut crate::Generator)) {
+        (**self).generators(generator)
     }
 }
 
@@ -161,6 +189,9 @@ impl ArgTree for String {
 
 impl ArgTree for crate::Generator {
     fn visit_args(&self, _tensor: &mut dyn FnMut(&Tensor), _key: &mut Vec<u64>) {}
+    fn generators<'a>(&'a mut self, generator: &mut dyn FnMut(&'a mut crate::Generator)) {
+        generator(self)
+    }
 }
 
 macro_rules! number_args {
@@ -196,6 +227,10 @@ macro_rules! tuple_args {
             fn visit_args(&self, tensor: &mut dyn FnMut(&Tensor), key: &mut Vec<u64>) {
                 let _ = (&tensor, &key);
                 $(self.$idx.visit_args(tensor, key);)*
+            }
+            fn generators<'a>(&'a mut self, generator: &mut dyn FnMut(&'a mut crate::Generator)) {
+                let _ = &generator;
+                $(self.$idx.generators(generator);)*
             }
         }
     };
@@ -272,10 +307,17 @@ impl CachedPlan {
         })
     }
 
-    fn run(&self, inputs: Vec<Array>, observer: &mut impl Observer) -> Outcome {
+    fn run(
+        &self,
+        inputs: Vec<Array>,
+        generators: &mut [&mut crate::Generator],
+        observer: &mut impl Observer,
+    ) -> Outcome {
         match self.scratch.try_lock() {
-            Ok(mut scratch) => self.plan.run(inputs, &mut scratch, observer),
-            Err(_) => self.plan.run(inputs, &mut Scratch::default(), observer),
+            Ok(mut scratch) => self.plan.run(inputs, generators, &mut scratch, observer),
+            Err(_) => self
+                .plan
+                .run(inputs, generators, &mut Scratch::default(), observer),
         }
     }
 }
@@ -489,6 +531,24 @@ impl Observer for HookObserver<'_> {
     }
 }
 
+/// The call's generator arguments, in order.
+fn generators_of<A: ArgTree>(args: &mut A) -> Vec<&mut crate::Generator> {
+    let mut out = Vec::new();
+    args.generators(&mut |g| out.push(g));
+    out
+}
+
+/// The state of the call's generators (a replay that misses, or a check, starts over from it).
+fn snapshot<A: ArgTree>(args: &mut A) -> Vec<crate::Generator> {
+    generators_of(args).into_iter().map(|g| g.clone()).collect()
+}
+
+fn restore<A: ArgTree>(args: &mut A, states: &[crate::Generator]) {
+    for (g, s) in generators_of(args).into_iter().zip(states) {
+        *g = s.clone();
+    }
+}
+
 /// What the cache holds for a signature.
 enum Lookup {
     Plan(Arc<CachedPlan>),
@@ -533,7 +593,7 @@ impl<F> Grad<F> {
     pub(crate) fn run_optimized<P, Args>(
         &self,
         params: &P,
-        args: Args,
+        mut args: Args,
         output_grad: Option<&Tensor>,
         location: &'static Location<'static>,
     ) -> Outputs<P, F::Output>
@@ -584,6 +644,7 @@ impl<F> Grad<F> {
         let mut structure = Vec::new();
         params.structure(&mut structure);
         let mut key = signature(&p_leaves, &structure, &a_leaves, &args_key);
+        key.push(generators_of(&mut args).len() as u64);
         key.extend(user_key);
 
         let lookup = {
@@ -609,55 +670,52 @@ impl<F> Grad<F> {
                 opt.state().stats.fallbacks += 1;
                 self.run_direct(params, args, output_grad, location)
             }
-            Lookup::Plan(plan) => match self.replay(&plan, inputs.clone()) {
-                Outcome::Done { outputs, template } => {
-                    let result = self.assemble(params, outputs, &template);
-                    let hits = {
-                        let mut state = opt.state();
-                        state.stats.hits += 1;
-                        state.stats.hits
-                    };
-                    if opt.verify_every > 0 && hits % opt.verify_every == 0 {
-                        let reference =
-                            self.run_direct_observed(params, args, output_grad, location, false);
-                        if let Some(diff) = first_difference(
-                            &flatten(&result),
-                            &flatten(&reference),
-                            &output_names(&reference),
-                        ) {
-                            panic!(
-                                "ferrograd: optimize mode: verify found the compiled call at \
-                                 {location} differs from direct mode: {diff}. The function reads \
-                                 something that is not an input (a tensor behind a Mutex, a \
-                                 Cell or a global, or a tensor the closure captured that is also \
-                                 passed as an argument); pass it as an argument, or call \
-                                 ferrograd::side_effect in the function"
+            Lookup::Plan(plan) => {
+                let states = snapshot(&mut args);
+                let outcome = self.replay(&plan, inputs.clone(), &mut generators_of(&mut args));
+                match outcome {
+                    Outcome::Done { outputs, template } => {
+                        let result = self.assemble(params, outputs, &template);
+                        let hits = {
+                            let mut state = opt.state();
+                            state.stats.hits += 1;
+                            state.stats.hits
+                        };
+                        if opt.verify_every > 0 && hits % opt.verify_every == 0 {
+                            self.verify_replay(
+                                params,
+                                args,
+                                output_grad,
+                                location,
+                                &states,
+                                &result,
                             );
                         }
-                        opt.state().stats.verified += 1;
+                        result
                     }
-                    result
-                }
-                Outcome::Miss { location: read_at } => {
-                    {
-                        let mut state = opt.state();
-                        state.stats.guard_failures += 1;
-                        if let Some(e) = state.entries.iter_mut().find(|e| e.key == key) {
-                            *e.misses.entry(read_at).or_default() += 1;
+                    Outcome::Miss { location: read_at } => {
+                        {
+                            let mut state = opt.state();
+                            state.stats.guard_failures += 1;
+                            if let Some(e) = state.entries.iter_mut().find(|e| e.key == key) {
+                                *e.misses.entry(read_at).or_default() += 1;
+                            }
                         }
+                        // the replay may have drawn from the generators before it missed
+                        restore(&mut args, &states);
+                        self.capture(
+                            params,
+                            args,
+                            output_grad,
+                            location,
+                            &p_leaves,
+                            &a_leaves,
+                            key,
+                            inputs,
+                        )
                     }
-                    self.capture(
-                        params,
-                        args,
-                        output_grad,
-                        location,
-                        &p_leaves,
-                        &a_leaves,
-                        key,
-                        inputs,
-                    )
                 }
-            },
+            }
             Lookup::New => self.capture(
                 params,
                 args,
@@ -671,10 +729,51 @@ impl<F> Grad<F> {
         }
     }
 
+    /// `verify`: the call again in direct mode, from the generators' state before the
+    /// replay, must give the replay's outputs bit for bit.
+    fn verify_replay<P, Args>(
+        &self,
+        params: &P,
+        mut args: Args,
+        output_grad: Option<&Tensor>,
+        location: &'static Location<'static>,
+        states: &[crate::Generator],
+        result: &Outputs<P, F::Output>,
+    ) where
+        P: Tree,
+        Args: ArgTree,
+        F: Differentiable<P, Args>,
+        F::Output: GradOutput,
+    {
+        // the reference run draws from the same state and leaves the generators where one
+        // call does
+        restore(&mut args, states);
+        let reference = self.run_direct_observed(params, args, output_grad, location, false);
+        if let Some(diff) = first_difference(
+            &flatten(result),
+            &flatten(&reference),
+            &output_names(&reference),
+        ) {
+            panic!(
+                "ferrograd: optimize mode: verify found the compiled call at {location} differs \
+                 from direct mode: {diff}. The function reads something that is not an input \
+                 (a tensor behind a Mutex, a Cell or a global, or a tensor the closure captured \
+                 that is also passed as an argument); pass it as an argument, or call \
+                 ferrograd::side_effect in the function"
+            );
+        }
+        self.optimizer.state().stats.verified += 1;
+    }
+
     /// Runs a plan, under the debugger and profiler when this `Grad` has them.
-    fn replay(&self, plan: &CachedPlan, inputs: Vec<Array>) -> Outcome {
+    fn replay(
+        &self,
+        plan: &CachedPlan,
+        inputs: Vec<Array>,
+        generators: &mut [&mut crate::Generator],
+    ) -> Outcome {
         if self.debug.is_none() && self.profile.is_none() {
-            return plan.run(inputs, &mut Unobserved);
+            return plan.run(inputs, generators, &mut Unobserved);
         }
         if let Some(p) = &self.profile {
             p.lock().expect("profile lock").count_call();
@@ -689,7 +788,7 @@ impl<F> Grad<F> {
             hooks: &hooks,
             pending: None,
         };
-        let outcome = plan.run(inputs, &mut observer);
+        let outcome = plan.run(inputs, generators, &mut observer);
         observer.flush();
         outcome
     }
@@ -720,7 +819,7 @@ impl<F> Grad<F> {
     fn capture<P, Args>(
         &self,
         params: &P,
-        args: Args,
+        mut args: Args,
         output_grad: Option<&Tensor>,
         location: &'static Location<'static>,
         p_leaves: &[Tensor],
@@ -746,7 +845,16 @@ impl<F> Grad<F> {
         let mut recorded = fresh;
         recorded.extend(a_leaves.iter().cloned());
         recorded.extend(output_grad.cloned());
-        let scope = capture::start(&recorded);
+        let generators: Vec<usize> = generators_of(&mut args)
+            .iter()
+            .map(|g| &**g as *const crate::Generator as usize)
+            .collect();
+        let states = if check_mode() {
+            snapshot(&mut args)
+        } else {
+            Vec::new()
+        };
+        let scope = capture::start(&recorded, generators);
         let out = self.run_direct(&inner_params, args, output_grad, location);
         let flat = flatten(&out);
         let trace = capture::finish(scope, &flat);
@@ -853,7 +961,7 @@ impl<F> Grad<F> {
         drop(state);
         if check_mode() {
             if let Some(plan) = plan {
-                self.check_capture(&plan, inputs, params, &out, location);
+                self.check_capture(&plan, inputs, states, params, &out, location);
             }
         }
         // The gradients came back in the fresh handles' tree; rebuild on the caller's.
@@ -950,11 +1058,13 @@ impl<F> Grad<F> {
         &self,
         plan: &CachedPlan,
         inputs: Vec<Array>,
+        mut generators: Vec<crate::Generator>,
         params: &P,
         direct: &Outputs<P, O>,
         location: &'static Location<'static>,
     ) {
-        match plan.run(inputs, &mut Unobserved) {
+        let mut refs: Vec<&mut crate::Generator> = generators.iter_mut().collect();
+        match plan.run(inputs, &mut refs, &mut Unobserved) {
             Outcome::Done { outputs, template } => {
                 let replayed: Outputs<P, O> = self.assemble(params, outputs, &template);
                 if let Some(diff) =

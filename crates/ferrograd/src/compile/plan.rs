@@ -437,7 +437,10 @@ impl Plan {
                     }
                     Slot::Step { step, keep, drops } => {
                         drops.clear();
-                        *keep = step.outputs.iter().flatten().any(|&o| live[o as usize]);
+                        // a draw advances its generator: it runs even when its value is
+                        // dead, or the draws after it would differ from direct mode's
+                        *keep = step.outputs.iter().flatten().any(|&o| live[o as usize])
+                            || matches!(step.kind, StepKind::Draw { .. });
                         if !*keep {
                             continue;
                         }
@@ -468,6 +471,7 @@ impl Plan {
     pub fn run(
         &self,
         inputs: Vec<Array>,
+        generators: &mut [&mut crate::Generator],
         scratch: &mut Scratch,
         observer: &mut impl Observer,
     ) -> Outcome {
@@ -489,7 +493,7 @@ impl Plan {
                     }
                     Slot::Step { step, keep, drops } => {
                         if *keep {
-                            run_step(step, scratch, observer);
+                            run_step(step, generators, scratch, observer);
                             for &d in drops {
                                 scratch.release(d);
                             }
@@ -564,7 +568,12 @@ impl Plan {
 }
 
 #[track_caller]
-fn run_step<O: Observer>(step: &Step, scratch: &mut Scratch, observer: &mut O) {
+fn run_step<O: Observer>(
+    step: &Step,
+    generators: &mut [&mut crate::Generator],
+    scratch: &mut Scratch,
+    observer: &mut O,
+) {
     let start = O::ACTIVE.then(Instant::now);
     let Scratch {
         values,
@@ -599,6 +608,15 @@ fn run_step<O: Observer>(step: &Step, scratch: &mut Scratch, observer: &mut O) {
             if let Some(start) = start {
                 observer.step(step, &inputs, std::slice::from_ref(slot), start.elapsed());
             }
+        }
+        StepKind::Draw { generator, draw } => {
+            let id = step.outputs[0].expect("a draw has its output") as usize;
+            let result = draw.sample(generators[*generator]);
+            if let Some(start) = start {
+                observer.step(step, &[], &[Some(result.clone())], start.elapsed());
+            }
+            views[id] = true; // fresh every call: not a buffer to reuse
+            values[id] = Some(result);
         }
         StepKind::CustomBackward { op, needs } => {
             let outputs = {

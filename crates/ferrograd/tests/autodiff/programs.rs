@@ -337,7 +337,7 @@ fn run(prog: &Program, p: &[Tensor], x: &Tensor, rng: &mut Generator) -> (Tensor
                 &v[*a] + &g
             }
             Instr::Dropout(a) => {
-                let keep = Tensor::new(rng.bernoulli(v[*a].shape(), 0.7, DType::F64));
+                let keep = Tensor::rand_bernoulli(rng, v[*a].shape(), 0.7, DType::F64);
                 &v[*a] * &keep * (1.0 / 0.7)
             }
         };
