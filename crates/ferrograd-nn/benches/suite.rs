@@ -11,7 +11,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use ferrograd::{grad, Conv2dParams, DType, Generator, Pool2dParams, Tensor};
+use ferrograd::{grad, Conv2dParams, DType, Generator, Grad, Pool2dParams, Tensor};
 use ferrograd_nn::functional as F;
 use ferrograd_nn::layers::{self, ClassNllCriterion, Conv2d, Linear, MseCriterion, Sequential};
 use ferrograd_nn::models::{Cell, Output, RecurrentNetwork, RecurrentState};
@@ -89,11 +89,29 @@ fn best_pair(
     (ta, tb)
 }
 
-/// How long the first call (the capture) of a compiled step takes.
-fn capture_time(step: impl FnOnce()) -> Duration {
+/// One workload's `grad` of plain tensor code in direct and in optimize mode: the capture
+/// time (the first compiled call), then `steps` SGD steps of each, alternating pass by pass,
+/// each mode updating its own copy of the parameters with `step`. Returns the direct step
+/// time and optimize mode's step and capture times.
+fn direct_and_optimized<P: Clone, F: Clone>(
+    passes: usize,
+    steps: usize,
+    f: F,
+    params: P,
+    step: impl Fn(&Grad<F>, &P, usize) -> P,
+) -> (Duration, Option<(Duration, Duration)>) {
+    let (df, dq) = (grad(f.clone()), grad(f).optimize(true));
+    let (mut p, mut q) = (params.clone(), params);
     let t = Instant::now();
-    step();
-    t.elapsed()
+    black_box(step(&dq, &q, 0));
+    let capture = t.elapsed();
+    let (ag, opt) = best_pair(
+        passes,
+        steps,
+        |i| p = step(&df, &p, i),
+        |i| q = step(&dq, &q, i),
+    );
+    (ag, Some((opt, capture)))
 }
 
 struct Row {
@@ -144,35 +162,21 @@ fn main() {
         let nn = best(passes, 1000 / scale, |i| {
             nn_step(&mut model, &ClassNllCriterion, &xs[i % 100], &ys[i % 100])
         });
-        let mut p = vec![randn(&mut rng, &[100, 10]) * 0.1, Tensor::zeros(&[10], F32)];
-        let mut q = p.clone();
+        let p = vec![randn(&mut rng, &[100, 10]) * 0.1, Tensor::zeros(&[10], F32)];
         let f = |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
             -(x.matmul(&p[0]) + &p[1])
                 .log_softmax(1)
                 .gather(1, &y.reshape(&[1, 1]))
                 .sum()
         };
-        let (df, dq) = (grad(f), grad(f).optimize(true));
-        let capture = capture_time(|| {
-            dq.call(&q, (&xs[0], &ys[0]));
+        let (ag, opt) = direct_and_optimized(passes, 1000 / scale, f, p, |df, p, i| {
+            sgd(p, &df.call(p, (&xs[i % 100], &ys[i % 100])).0)
         });
-        let (ag, opt) = best_pair(
-            passes,
-            1000 / scale,
-            |i| {
-                let (g, _) = df.call(&p, (&xs[i % 100], &ys[i % 100]));
-                p = sgd(&p, &g);
-            },
-            |i| {
-                let (g, _) = dq.call(&q, (&xs[i % 100], &ys[i % 100]));
-                q = sgd(&q, &g);
-            },
-        );
         rows.push(Row {
             name: "logistic",
             nn,
             ag,
-            opt: Some((opt, capture)),
+            opt,
         });
     }
     // mlp: per sample, 100 -> 1000 -> 10
@@ -180,32 +184,18 @@ fn main() {
         let xs: Vec<Tensor> = (0..100).map(|_| randn(&mut rng, &[1, 100])).collect();
         let ys: Vec<Tensor> = (0..100).map(|_| labels(&mut rng, 1)).collect();
         let mut model = mlp_nn(&mut rng, 100, 1000);
-        let mut p = in_out(model.parameters());
+        let p = in_out(model.parameters());
         let nn = best(passes, 400 / scale, |i| {
             nn_step(&mut model, &ClassNllCriterion, &xs[i % 100], &ys[i % 100])
         });
-        let mut q = p.clone();
-        let (df, dq) = (grad(mlp_ag), grad(mlp_ag).optimize(true));
-        let capture = capture_time(|| {
-            dq.call(&q, (&xs[0], &ys[0]));
+        let (ag, opt) = direct_and_optimized(passes, 400 / scale, mlp_ag, p, |df, p, i| {
+            sgd(p, &df.call(p, (&xs[i % 100], &ys[i % 100])).0)
         });
-        let (ag, opt) = best_pair(
-            passes,
-            400 / scale,
-            |i| {
-                let (g, _) = df.call(&p, (&xs[i % 100], &ys[i % 100]));
-                p = sgd(&p, &g);
-            },
-            |i| {
-                let (g, _) = dq.call(&q, (&xs[i % 100], &ys[i % 100]));
-                q = sgd(&q, &g);
-            },
-        );
         rows.push(Row {
             name: "mlp",
             nn,
             ag,
-            opt: Some((opt, capture)),
+            opt,
         });
     }
     // mlp batched (32 x 100 -> 1000 -> 10) and wide batched (32 x 1000 -> 1000 -> 10)
@@ -213,33 +203,14 @@ fn main() {
         let x = randn(&mut rng, &[32, inputs]);
         let y = labels(&mut rng, 32);
         let mut model = mlp_nn(&mut rng, inputs, 1000);
-        let mut p = in_out(model.parameters());
+        let p = in_out(model.parameters());
         let nn = best(passes, 200 / scale, |_| {
             nn_step(&mut model, &ClassNllCriterion, &x, &y)
         });
-        let mut q = p.clone();
-        let (df, dq) = (grad(mlp_ag), grad(mlp_ag).optimize(true));
-        let capture = capture_time(|| {
-            dq.call(&q, (&x, &y));
+        let (ag, opt) = direct_and_optimized(passes, 200 / scale, mlp_ag, p, |df, p, _| {
+            sgd(p, &df.call(p, (&x, &y)).0)
         });
-        let (ag, opt) = best_pair(
-            passes,
-            200 / scale,
-            |_| {
-                let (g, _) = df.call(&p, (&x, &y));
-                p = sgd(&p, &g);
-            },
-            |_| {
-                let (g, _) = dq.call(&q, (&x, &y));
-                q = sgd(&q, &g);
-            },
-        );
-        rows.push(Row {
-            name,
-            nn,
-            ag,
-            opt: Some((opt, capture)),
-        });
+        rows.push(Row { name, nn, ag, opt });
     }
     // cnn batched: 32 x 3 x 64 x 64; conv 3->16 5x5, tanh, pool 2, conv 16->32 5x5, tanh, pool 2, linear 5408 -> 10
     {
@@ -259,6 +230,7 @@ fn main() {
             .add(layers::log_softmax());
         let mut p = in_out(model.parameters()[4..].to_vec());
         p.splice(0..0, model.parameters()[..4].to_vec());
+        let p = p;
         let nn = best(passes, 10 / scale.min(5), |_| {
             nn_step(&mut model, &ClassNllCriterion, &x, &y)
         });
@@ -268,28 +240,14 @@ fn main() {
             let out = (h.reshape(&[32, 5408]).matmul(&p[4]) + &p[5]).log_softmax(1);
             -out.gather(1, &y.unsqueeze(1)).mean()
         };
-        let mut q = p.clone();
-        let (df, dq) = (grad(f), grad(f).optimize(true));
-        let capture = capture_time(|| {
-            dq.call(&q, (&x, &y));
+        let (ag, opt) = direct_and_optimized(passes, 10 / scale.min(5), f, p, |df, p, _| {
+            sgd(p, &df.call(p, (&x, &y)).0)
         });
-        let (ag, opt) = best_pair(
-            passes,
-            10 / scale.min(5),
-            |_| {
-                let (g, _) = df.call(&p, (&x, &y));
-                p = sgd(&p, &g);
-            },
-            |_| {
-                let (g, _) = dq.call(&q, (&x, &y));
-                q = sgd(&q, &g);
-            },
-        );
         rows.push(Row {
             name: "cnn batched",
             nn,
             ag,
-            opt: Some((opt, capture)),
+            opt,
         });
     }
     // lstm: 33 steps of 100 features, LSTM 100 -> 200 (last), linear 200 -> 10; batch 1 and 32
@@ -321,7 +279,7 @@ fn main() {
             );
         });
         // (b) plain tensor code
-        let mut q = (
+        let q = (
             rp.w.clone(),
             rp.b.clone(),
             head[0].t().contiguous(),
@@ -349,29 +307,10 @@ fn main() {
                 &q.3 - &(&g.3 * 0.01),
             )
         };
-        let mut r = q.clone();
-        let (df, dq) = (grad(lstm), grad(lstm).optimize(true));
-        let capture = capture_time(|| {
-            dq.call(&r, (&x, &y));
+        let (ag, opt) = direct_and_optimized(passes, steps, lstm, q, |df, q, _| {
+            update(q, &df.call(q, (&x, &y)).0)
         });
-        let (ag, opt) = best_pair(
-            passes,
-            steps,
-            |_| {
-                let (g, _) = df.call(&q, (&x, &y));
-                q = update(&q, &g);
-            },
-            |_| {
-                let (g, _) = dq.call(&r, (&x, &y));
-                r = update(&r, &g);
-            },
-        );
-        rows.push(Row {
-            name,
-            nn,
-            ag,
-            opt: Some((opt, capture)),
-        });
+        rows.push(Row { name, nn, ag, opt });
     }
     // AutoModule batched: 32 x 100, Linear 100 -> 1000, ReLU, Linear 1000 -> 100, MSE
     {
