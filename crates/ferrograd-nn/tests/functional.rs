@@ -214,6 +214,72 @@ fn normalization() {
     );
 }
 
+/// One training step's loss through batch norm with running statistics `stats`.
+fn batch_norm_loss(stats: &F::RunningStats) -> impl Fn(&Vec<Tensor>, &Tensor) -> Tensor + '_ {
+    move |p: &Vec<Tensor>, x: &Tensor| {
+        F::batch_norm(x, Some(&p[0]), Some(&p[1]), Some(stats), true, 1e-5)
+            .tanh()
+            .sum()
+    }
+}
+
+#[test]
+fn batch_norm_replays_in_optimize_mode_with_its_running_statistics() {
+    // the same training steps compiled and in direct mode, each with its own statistics,
+    // agree bit for bit on the loss, the gradients and the statistics; evaluation then reads
+    // the statistics as they are at each call
+    let (compiled_stats, direct_stats) = (
+        F::RunningStats::new(3, 0.1, DType::F64),
+        F::RunningStats::new(3, 0.1, DType::F64),
+    );
+    let compiled = grad(batch_norm_loss(&compiled_stats)).optimize(true);
+    let direct = grad(batch_norm_loss(&direct_stats));
+    let mut rng = Generator::new(5);
+    let p = vec![
+        Tensor::new(rng.normal(&[3], 1.0, 0.1, DType::F64)),
+        Tensor::new(rng.normal(&[3], 0.0, 0.1, DType::F64)),
+    ];
+    let bits = |t: &Tensor| {
+        t.to_f64_vec()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..4 {
+        let x = Tensor::new(rng.normal(&[6, 3], 2.0, 3.0, DType::F64));
+        let (g1, l1) = compiled.call(&p, (&x,));
+        let (g2, l2) = direct.call(&p, (&x,));
+        assert_eq!(bits(&l1), bits(&l2));
+        assert_eq!(bits(&g1[0]), bits(&g2[0]));
+        assert_eq!(bits(&g1[1]), bits(&g2[1]));
+        let (a, b) = (compiled_stats.get(), direct_stats.get());
+        assert_eq!(a.0.to_vec::<f64>(), b.0.to_vec::<f64>(), "running means");
+        assert_eq!(
+            a.1.to_vec::<f64>(),
+            b.1.to_vec::<f64>(),
+            "running variances"
+        );
+    }
+    let s = compiled.stats();
+    assert_eq!((s.captures, s.hits, s.fallbacks), (1, 3, 0), "{s:?}");
+    // evaluation: a compiled function reads the statistics of the moment
+    let eval =
+        grad(|x: &Tensor| F::batch_norm(x, None, None, Some(&compiled_stats), false, 1e-5).sum())
+            .with_gradients(false)
+            .optimize(true);
+    let x = Tensor::new(rng.normal(&[4, 3], 2.0, 3.0, DType::F64));
+    let before = eval.run(&x, (), None).output.unwrap();
+    compiled_stats.set(
+        ferrograd::Array::zeros(&[3], DType::F64),
+        ferrograd::Array::ones(&[3], DType::F64),
+    );
+    let after = eval.run(&x, (), None).output.unwrap();
+    let want = F::batch_norm(&x, None, None, Some(&compiled_stats), false, 1e-5).sum();
+    assert_eq!(bits(&after), bits(&want));
+    assert_ne!(bits(&before), bits(&after));
+    assert_eq!(eval.stats().hits, 1);
+}
+
 #[test]
 fn running_statistics_move_in_training_and_hold_in_evaluation() {
     let stats = F::RunningStats::new(2, 0.5, DType::F64);

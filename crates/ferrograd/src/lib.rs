@@ -32,7 +32,7 @@ mod tensor;
 mod tree;
 
 pub use compile::{
-    compile, rerun_tests_in_check_mode, side_effect, tree_args, ArgTree, Compiled, Stats,
+    compile, rerun_tests_in_check_mode, side_effect, tree_args, ArgTree, Compiled, State, Stats,
     DEFAULT_CACHE_SIZE,
 };
 pub use custom::CustomOp;

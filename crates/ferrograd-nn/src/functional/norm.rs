@@ -1,18 +1,18 @@
 //! Batch normalization (1-d `[N, C]` and 2-d `[N, C, H, W]`, with running statistics) and
 //! layer normalization, with hand-written gradients.
 
-use std::sync::Mutex;
-
-use ferrograd::{Array, CustomOp, DType, Tensor};
+use ferrograd::{Array, CustomOp, DType, State, Tensor};
 
 use super::call;
 
 /// Running mean and variance of a batch-norm layer: they move in training
 /// (`running = (1 - momentum) running + momentum batch`, variance unbiased) and are used,
-/// unchanged, in evaluation.
+/// unchanged, in evaluation. They are [`State`]s, so a function that uses them replays in
+/// optimize mode (each replay reads them and writes the moved statistics back).
 #[derive(Debug)]
 pub struct RunningStats {
-    state: Mutex<(Array, Array)>,
+    mean: State,
+    var: State,
     /// Weight of the newest batch in the running averages (PyTorch's default 0.1).
     pub momentum: f64,
 }
@@ -21,30 +21,34 @@ impl RunningStats {
     /// Mean 0 and variance 1 for `channels` channels.
     pub fn new(channels: usize, momentum: f64, dtype: DType) -> RunningStats {
         RunningStats {
-            state: Mutex::new((
-                Array::zeros(&[channels], dtype),
-                Array::ones(&[channels], dtype),
-            )),
+            mean: State::new(Tensor::zeros(&[channels], dtype)),
+            var: State::new(Tensor::ones(&[channels], dtype)),
             momentum,
         }
     }
 
     /// The current running mean and variance.
+    #[track_caller]
     pub fn get(&self) -> (Array, Array) {
-        self.state.lock().expect("running stats lock").clone()
+        (
+            self.mean.get().value().clone(),
+            self.var.get().value().clone(),
+        )
     }
 
     /// Replaces the running mean and variance (when loading a checkpoint).
     pub fn set(&self, mean: Array, var: Array) {
-        *self.state.lock().expect("running stats lock") = (mean, var);
+        self.mean.set(Tensor::new(mean));
+        self.var.set(Tensor::new(var));
     }
 }
 
 impl Clone for RunningStats {
+    /// A copy with statistics of its own.
     fn clone(&self) -> Self {
-        let (m, v) = self.get();
         RunningStats {
-            state: Mutex::new((m, v)),
+            mean: State::new(self.mean.get()),
+            var: State::new(self.var.get()),
             momentum: self.momentum,
         }
     }
@@ -61,12 +65,26 @@ fn reduce_dims(ndim: usize) -> Vec<usize> {
     (0..ndim).filter(|&d| d != 1).collect()
 }
 
+/// Batch normalization (inputs: x, then weight and bias when `affine`, then the running
+/// mean and variance in evaluation mode). The statistics are inputs, not attributes, so
+/// optimize mode reads their current values on every call.
 #[derive(Debug)]
 struct BatchNorm {
-    /// Evaluation mode: the running statistics, fixed.
-    fixed: Option<(Array, Array)>,
+    /// Evaluation mode: normalize by the running statistics (the last two inputs).
+    evaluation: bool,
     eps: f64,
     affine: bool,
+}
+
+impl BatchNorm {
+    /// Where the running statistics start among the inputs.
+    fn stats_at(&self) -> usize {
+        if self.affine {
+            3
+        } else {
+            1
+        }
+    }
 }
 
 impl CustomOp for BatchNorm {
@@ -77,12 +95,14 @@ impl CustomOp for BatchNorm {
     fn forward(&self, x: &[&Array]) -> Array {
         let cs = channel_shape(x[0].shape());
         let dims = reduce_dims(x[0].ndim());
-        let (mean, var) = match &self.fixed {
-            Some((m, v)) => (m.reshape(&cs), v.reshape(&cs)),
-            None => (
+        let (mean, var) = if self.evaluation {
+            let k = self.stats_at();
+            (x[k].reshape(&cs), x[k + 1].reshape(&cs))
+        } else {
+            (
                 x[0].mean_dim(dims.as_slice(), true),
                 x[0].var_dim(dims.as_slice(), 0, true),
-            ),
+            )
         };
         let mut y = x[0].sub(&mean).mul(&var.add_scalar(self.eps).rsqrt());
         if self.affine {
@@ -104,15 +124,17 @@ impl CustomOp for BatchNorm {
         let cs = channel_shape(input.shape());
         let dims = reduce_dims(input.ndim());
         let d = dims.as_slice();
-        let (mean, invstd) = match &self.fixed {
-            Some((m, v)) => (
-                Tensor::new(m.reshape(&cs)),
-                Tensor::new(v.reshape(&cs).add_scalar(self.eps).rsqrt()),
-            ),
-            None => (
+        let (mean, invstd) = if self.evaluation {
+            let k = self.stats_at();
+            (
+                x[k].detach().reshape(&cs),
+                x[k + 1].detach().reshape(&cs).add_scalar(self.eps).rsqrt(),
+            )
+        } else {
+            (
                 input.mean_dim(d, true),
                 input.var_dim(d, 0, true).add_scalar(self.eps).rsqrt(),
-            ),
+            )
         };
         let xhat = &(input - &mean) * &invstd;
         let dxhat = if self.affine {
@@ -120,19 +142,22 @@ impl CustomOp for BatchNorm {
         } else {
             g.clone()
         };
-        let dx = match &self.fixed {
-            Some(_) => &dxhat * &invstd,
-            None => {
-                let m = (input.numel() / input.size(1)) as f64;
-                let a = dxhat.sum_dim(d, true);
-                let b = (&dxhat * &xhat).sum_dim(d, true);
-                &(&invstd * (1.0 / m)) * &(&(&(&dxhat * m) - &a) - &(&xhat * &b))
-            }
+        let dx = if self.evaluation {
+            &dxhat * &invstd
+        } else {
+            let m = (input.numel() / input.size(1)) as f64;
+            let a = dxhat.sum_dim(d, true);
+            let b = (&dxhat * &xhat).sum_dim(d, true);
+            &(&invstd * (1.0 / m)) * &(&(&(&dxhat * m) - &a) - &(&xhat * &b))
         };
         let mut grads = vec![Some(dx)];
         if self.affine {
             grads.push(Some((g * &xhat).sum_dim(d, false)));
             grads.push(Some(g.sum_dim(d, false)));
+        }
+        if self.evaluation {
+            // the running statistics are data, not parameters
+            grads.extend([None, None]);
         }
         grads
     }
@@ -156,49 +181,45 @@ pub fn batch_norm(
             x.shape()
         );
     }
-    if stats.is_some() {
-        ferrograd::side_effect("batch_norm updates or reads running statistics kept behind a lock");
-    }
-    let fixed = if training {
+    if training {
         if let Some(s) = stats {
+            // the running averages move by tensor ops on State, so optimize mode replays them
             let dims = reduce_dims(x.ndim());
-            let v = x.value();
-            let m = (v.numel() / v.shape()[1]) as f64;
-            let batch_mean = v.mean_dim(dims.as_slice(), false);
-            let batch_var = v
-                .var_dim(dims.as_slice(), 0, false)
-                .mul_scalar(m / (m - 1.0).max(1.0));
-            let mut st = s.state.lock().expect("running stats lock");
+            let d = dims.as_slice();
+            let data = x.detach();
+            let m = (data.numel() / data.size(1)) as f64;
+            let batch_mean = data.mean_dim(d, false);
+            let batch_var = data.var_dim(d, 0, false) * (m / (m - 1.0).max(1.0));
             let k = s.momentum;
-            st.0 = st.0.mul_scalar(1.0 - k).add(&batch_mean.mul_scalar(k));
-            st.1 = st.1.mul_scalar(1.0 - k).add(&batch_var.mul_scalar(k));
+            s.mean.set(&s.mean.get() * (1.0 - k) + &batch_mean * k);
+            s.var.set(&s.var.get() * (1.0 - k) + &batch_var * k);
         }
-        None
-    } else {
-        match stats {
-            Some(s) => Some(s.get()),
-            None => panic!("ferrograd: batch_norm: evaluation mode needs running statistics"),
+    }
+    let running = match (training, stats) {
+        (true, _) => None,
+        (false, Some(s)) => Some((s.mean.get(), s.var.get())),
+        (false, None) => {
+            panic!("ferrograd: batch_norm: evaluation mode needs running statistics")
         }
     };
-    match (weight, bias) {
-        (Some(w), Some(b)) => call(
-            BatchNorm {
-                fixed,
-                eps,
-                affine: true,
-            },
-            &[x, w, b],
-        ),
-        (None, None) => call(
-            BatchNorm {
-                fixed,
-                eps,
-                affine: false,
-            },
-            &[x],
-        ),
+    let mut inputs: Vec<&Tensor> = vec![x];
+    let affine = match (weight, bias) {
+        (Some(w), Some(b)) => {
+            inputs.extend([w, b]);
+            true
+        }
+        (None, None) => false,
         _ => panic!("ferrograd: batch_norm: give both weight and bias, or neither"),
+    };
+    if let Some((m, v)) = &running {
+        inputs.extend([m, v]);
     }
+    let op = BatchNorm {
+        evaluation: running.is_some(),
+        eps,
+        affine,
+    };
+    call(op, &inputs)
 }
 
 #[derive(Debug)]

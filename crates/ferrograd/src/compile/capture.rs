@@ -121,6 +121,9 @@ pub(crate) struct Guard {
     pub location: &'static Location<'static>,
 }
 
+/// A [`State`](super::state::State)'s cell.
+pub(crate) type StateCell = Arc<std::sync::Mutex<Tensor>>;
+
 /// One entry of a recording, in program order.
 // Most entries are steps: boxing them would allocate once per recorded op for nothing.
 #[allow(clippy::large_enum_variant)]
@@ -129,6 +132,19 @@ pub(crate) enum Entry {
     Const(ValueId, Array),
     Step(Step),
     Guard(Guard),
+    /// A state read: the cell's value (of this shape and dtype) becomes `id`.
+    StateRead {
+        id: ValueId,
+        cell: StateCell,
+        shape: crate::Shape,
+        dtype: crate::DType,
+        location: &'static Location<'static>,
+    },
+    /// A state write of value `id`, applied when the call completes.
+    StateWrite {
+        id: ValueId,
+        cell: StateCell,
+    },
 }
 
 /// A finished recording.
@@ -136,6 +152,8 @@ pub(crate) struct Trace {
     pub entries: Vec<Entry>,
     pub outputs: Vec<ValueId>,
     pub n_values: usize,
+    /// The state the capture read, cell by cell (a check replays from it).
+    pub state_read: Vec<(StateCell, Tensor)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -166,6 +184,8 @@ struct Recorder {
     origin: Option<Origin>,
     /// The last group number given out.
     groups: u32,
+    /// The state read, cell by cell.
+    state_read: Vec<(StateCell, Tensor)>,
 }
 
 thread_local! {
@@ -209,6 +229,7 @@ pub(crate) fn start(inputs: &[Tensor], generators: Vec<usize>) -> CaptureScope {
         custom: None,
         origin: None,
         groups: 0,
+        state_read: Vec::new(),
     };
     for t in inputs {
         // The same handle twice names the later input; the signature records the aliasing,
@@ -343,6 +364,44 @@ pub(crate) fn record_draw(
             }),
             operand: None,
         }));
+    });
+}
+
+/// Records a read of state `cell` that gave `value`. A value the capture already knows (one
+/// the call wrote before) needs no read.
+pub(crate) fn record_state_read(
+    cell: &StateCell,
+    value: &Tensor,
+    location: &'static Location<'static>,
+) {
+    with(|rec| {
+        if rec.ids.contains_key(&value.id()) {
+            return;
+        }
+        let id = rec.new_value(value, Kind::Input);
+        rec.state_read.push((Arc::clone(cell), value.clone()));
+        rec.entries.push(Entry::StateRead {
+            id,
+            cell: Arc::clone(cell),
+            shape: value.shape().into(),
+            dtype: value.dtype(),
+            location,
+        });
+    });
+}
+
+/// Records a write of `value` to state `cell`.
+pub(crate) fn record_state_write(
+    cell: &StateCell,
+    value: &Tensor,
+    location: &'static Location<'static>,
+) {
+    with(|rec| {
+        let id = rec.value_of(value.concrete(), location);
+        rec.entries.push(Entry::StateWrite {
+            id,
+            cell: Arc::clone(cell),
+        });
     });
 }
 
@@ -525,6 +584,7 @@ pub(crate) fn finish(scope: CaptureScope, outputs: &[Tensor]) -> Result<Trace, S
             entries: std::mem::take(&mut rec.entries),
             outputs: ids,
             n_values: rec.kinds.len(),
+            state_read: std::mem::take(&mut rec.state_read),
         })
     })
     .unwrap_or_else(|| Err("no capture was active".into()));

@@ -33,6 +33,7 @@
 
 pub(crate) mod capture;
 mod plan;
+pub(crate) mod state;
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +44,7 @@ use std::time::{Duration, Instant};
 
 pub use capture::side_effect;
 use plan::{Observer, Outcome, Plan, Scratch, Unobserved};
+pub use state::State;
 
 use crate::context::Hooks;
 use crate::debug::DebugEvent;
@@ -549,6 +551,13 @@ fn restore<A: ArgTree>(args: &mut A, states: &[crate::Generator]) {
     }
 }
 
+/// Puts state cells back to the values they had.
+fn restore_state(values: &[(capture::StateCell, Tensor)]) {
+    for (cell, value) in values {
+        *cell.lock().unwrap_or_else(|e| e.into_inner()) = value.clone();
+    }
+}
+
 /// What the cache holds for a signature.
 enum Lookup {
     Plan(Arc<CachedPlan>),
@@ -672,16 +681,27 @@ impl<F> Grad<F> {
             }
             Lookup::Plan(plan) => {
                 let states = snapshot(&mut args);
+                let verifying = opt.verify_every > 0
+                    && (opt.state().stats.hits + 1).is_multiple_of(opt.verify_every);
+                let state_before: Vec<(capture::StateCell, Tensor)> = if verifying {
+                    plan.plan
+                        .state_cells()
+                        .into_iter()
+                        .map(|c| {
+                            let v = c.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                            (c, v)
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 let outcome = self.replay(&plan, inputs.clone(), &mut generators_of(&mut args));
                 match outcome {
                     Outcome::Done { outputs, template } => {
                         let result = self.assemble(params, outputs, &template);
-                        let hits = {
-                            let mut state = opt.state();
-                            state.stats.hits += 1;
-                            state.stats.hits
-                        };
-                        if opt.verify_every > 0 && hits % opt.verify_every == 0 {
+                        opt.state().stats.hits += 1;
+                        if verifying {
+                            restore_state(&state_before);
                             self.verify_replay(
                                 params,
                                 args,
@@ -857,7 +877,11 @@ impl<F> Grad<F> {
         let scope = capture::start(&recorded, generators);
         let out = self.run_direct(&inner_params, args, output_grad, location);
         let flat = flatten(&out);
-        let trace = capture::finish(scope, &flat);
+        let mut trace = capture::finish(scope, &flat);
+        let state_read = trace
+            .as_mut()
+            .map(|t| std::mem::take(&mut t.state_read))
+            .unwrap_or_default();
         let took = start.elapsed();
         let template: Arc<dyn Any + Send + Sync> = match &out.output {
             Some(o) => Arc::new(o.map(&mut |_| Tensor::placeholder())),
@@ -961,7 +985,27 @@ impl<F> Grad<F> {
         drop(state);
         if check_mode() {
             if let Some(plan) = plan {
+                // replay from the state the capture read (it has written since)
+                let after: Vec<(capture::StateCell, Tensor)> = state_read
+                    .iter()
+                    .map(|(c, _)| {
+                        (
+                            Arc::clone(c),
+                            c.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                        )
+                    })
+                    .collect();
+                restore_state(&state_read);
                 self.check_capture(&plan, inputs, states, params, &out, location);
+                let written: Vec<Tensor> = after
+                    .iter()
+                    .map(|(c, _)| c.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                    .collect();
+                for ((_, want), got) in after.iter().zip(&written) {
+                    if !plan::same_bits(want.data(), got.data()) {
+                        panic!("ferrograd: optimize mode check: replaying the capture of the call at {location} wrote different state");
+                    }
+                }
             }
         }
         // The gradients came back in the fresh handles' tree; rebuild on the caller's.

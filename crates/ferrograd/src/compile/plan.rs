@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
 
-use super::capture::{Entry, Guard, Step, StepKind, Trace, ValueId};
+use super::capture::{Entry, Guard, StateCell, Step, StepKind, Trace, ValueId};
 use crate::Array;
 
 /// What a finished path returns: the values of the output leaves, and the output tree they
@@ -48,6 +48,18 @@ enum Slot {
         keep: bool,
         /// Values whose last use on this path is this step.
         drops: SmallVec<[ValueId; 4]>,
+    },
+    StateRead {
+        id: ValueId,
+        cell: StateCell,
+        shape: crate::Shape,
+        dtype: crate::DType,
+        location: &'static Location<'static>,
+        live: bool,
+    },
+    StateWrite {
+        id: ValueId,
+        cell: StateCell,
     },
 }
 
@@ -175,6 +187,21 @@ fn slots(entries: Vec<Entry>) -> Vec<Slot> {
                 keep: true,
                 drops: SmallVec::new(),
             },
+            Entry::StateRead {
+                id,
+                cell,
+                shape,
+                dtype,
+                location,
+            } => Slot::StateRead {
+                id,
+                cell,
+                shape,
+                dtype,
+                location,
+                live: true,
+            },
+            Entry::StateWrite { id, cell } => Slot::StateWrite { id, cell },
             Entry::Guard(_) => unreachable!("pieces end at guards"),
         })
         .collect()
@@ -205,6 +232,15 @@ fn same_program(old: &[Slot], new: &[Entry]) -> bool {
             (Slot::Step { step, .. }, Entry::Step(ns)) => {
                 step.inputs == ns.inputs && step.outputs == ns.outputs && step.name() == ns.name()
             }
+            (
+                Slot::StateRead { id, cell, .. },
+                Entry::StateRead {
+                    id: nid, cell: nc, ..
+                },
+            )
+            | (Slot::StateWrite { id, cell }, Entry::StateWrite { id: nid, cell: nc }) => {
+                id == nid && Arc::ptr_eq(cell, nc)
+            }
             _ => false,
         })
 }
@@ -218,7 +254,7 @@ fn inputs_come_first(seg: &Segment) -> bool {
             .iter()
             .flatten()
             .all(|&o| step.inputs.iter().all(|&i| i < o)),
-        Slot::Const { .. } => true,
+        Slot::Const { .. } | Slot::StateRead { .. } | Slot::StateWrite { .. } => true,
     }) && match &seg.end {
         End::Done(_) => true,
         End::Guard { branches, .. } => branches.iter().all(|(_, b)| inputs_come_first(b)),
@@ -332,7 +368,10 @@ impl Plan {
         for (entries, guard) in &pieces[..=k] {
             for e in entries {
                 match e {
-                    Entry::Const(id, _) => boundary = boundary.max(id + 1),
+                    Entry::Const(id, _) | Entry::StateRead { id, .. } => {
+                        boundary = boundary.max(id + 1)
+                    }
+                    Entry::StateWrite { .. } => {}
                     Entry::Step(st) => {
                         for &o in st.outputs.iter().flatten() {
                             boundary = boundary.max(o + 1);
@@ -357,7 +396,9 @@ impl Plan {
         for (entries, guard) in &mut rest {
             for e in entries.iter_mut() {
                 match e {
-                    Entry::Const(id, _) => *id = moved(*id),
+                    Entry::Const(id, _)
+                    | Entry::StateRead { id, .. }
+                    | Entry::StateWrite { id, .. } => *id = moved(*id),
                     Entry::Step(st) => {
                         for i in st.inputs.iter_mut() {
                             *i = moved(*i);
@@ -396,6 +437,27 @@ impl Plan {
         Ok(())
     }
 
+    /// Every state cell the plan reads (`verify` restores them before its direct run).
+    pub fn state_cells(&self) -> Vec<StateCell> {
+        fn visit(seg: &Segment, out: &mut Vec<StateCell>) {
+            for slot in &seg.slots {
+                if let Slot::StateRead { cell, .. } = slot {
+                    if !out.iter().any(|c| Arc::ptr_eq(c, cell)) {
+                        out.push(Arc::clone(cell));
+                    }
+                }
+            }
+            if let End::Guard { branches, .. } = &seg.end {
+                for (_, b) in branches {
+                    visit(b, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        visit(&self.root, &mut out);
+        out
+    }
+
     /// The number of complete paths (variants).
     pub fn variants(&self) -> usize {
         fn count(seg: &Segment) -> usize {
@@ -431,10 +493,12 @@ impl Plan {
             }
             for slot in seg.slots.iter_mut().rev() {
                 match slot {
-                    Slot::Const { id, live: l, .. } => {
+                    Slot::Const { id, live: l, .. } | Slot::StateRead { id, live: l, .. } => {
                         *l = live[*id as usize];
                         live[*id as usize] = false;
                     }
+                    // a write is an effect: always kept
+                    Slot::StateWrite { id, .. } => live[*id as usize] = true,
                     Slot::Step { step, keep, drops } => {
                         drops.clear();
                         // a draw advances its generator: it runs even when its value is
@@ -483,7 +547,9 @@ impl Plan {
             *slot = Some(input);
         }
         let mut seg = &self.root;
-        let outcome = loop {
+        // state writes wait for the end: a replay that misses changes nothing
+        let mut writes: Vec<(&StateCell, ValueId)> = Vec::new();
+        let outcome = 'run: loop {
             for slot in &seg.slots {
                 match slot {
                     Slot::Const { id, array, live } => {
@@ -491,6 +557,24 @@ impl Plan {
                             scratch.values[*id as usize] = Some(array.clone());
                         }
                     }
+                    Slot::StateRead {
+                        id,
+                        cell,
+                        shape,
+                        dtype,
+                        location,
+                        live,
+                    } => {
+                        let value = cell.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        if value.shape() != shape.as_slice() || value.dtype() != *dtype {
+                            // the state changed shape: capture again
+                            break 'run Outcome::Miss { location };
+                        }
+                        if *live {
+                            scratch.values[*id as usize] = Some(value.data().clone());
+                        }
+                    }
+                    Slot::StateWrite { id, cell } => writes.push((cell, *id)),
                     Slot::Step { step, keep, drops } => {
                         if *keep {
                             run_step(step, generators, scratch, observer);
@@ -503,6 +587,12 @@ impl Plan {
             }
             match &seg.end {
                 End::Done(d) => {
+                    for (cell, id) in writes {
+                        let value = scratch.values[id as usize]
+                            .clone()
+                            .expect("written values are live");
+                        *cell.lock().unwrap_or_else(|e| e.into_inner()) = crate::Tensor::new(value);
+                    }
                     let outputs = d
                         .outputs
                         .iter()
@@ -512,7 +602,7 @@ impl Plan {
                                 .expect("outputs are live")
                         })
                         .collect();
-                    break Outcome::Done {
+                    break 'run Outcome::Done {
                         outputs,
                         template: Arc::clone(&d.template),
                     };
@@ -527,7 +617,7 @@ impl Plan {
                         .expect("guarded values are live");
                     match branches.iter().find(|(e, _)| same_bits(e, seen)) {
                         Some((_, next)) => seg = next,
-                        None => break Outcome::Miss { location },
+                        None => break 'run Outcome::Miss { location },
                     }
                 }
             }
@@ -672,6 +762,25 @@ fn write_segment(s: &mut String, seg: &Segment, depth: usize) {
                     String::new()
                 };
                 let _ = writeln!(s, "{pad}%{id} = const {}{value}", describe(array));
+            }
+            Slot::StateRead {
+                id,
+                shape,
+                dtype,
+                location,
+                live: true,
+                ..
+            } => {
+                let _ = writeln!(
+                    s,
+                    "{pad}%{id} = state {dtype}{shape:?}    # read at {location}"
+                );
+            }
+            Slot::StateWrite { id, .. } => {
+                let _ = writeln!(
+                    s,
+                    "{pad}state <- %{id}    # written when the call completes"
+                );
             }
             Slot::Step {
                 step, keep: true, ..
