@@ -20,9 +20,13 @@
 //!   with the value read, and a replay compares it at the same point. A different value
 //!   captures the function again and keeps the new variant beside the old (`plan.rs`).
 //! - **What stays the user's promise**: tensors the closure captures are constants (Rust's
-//!   borrow rules keep them unchanged); state the function reads behind a `Mutex`, a
-//!   `Cell` or a global is invisible, and [`Grad::verify`](crate::Grad::verify) re-runs
-//!   direct mode every n-th call to catch it.
+//!   borrow rules keep them unchanged; one that is also passed as an argument in the
+//!   capturing call is taken for the argument); state the function reads behind a `Mutex`,
+//!   a `Cell` or a global is invisible (keep it in a [`State`] instead); a capture records
+//!   the ops of the calling thread, so tensor ops the function runs on other threads
+//!   (inside its own rayon scope) are invisible too; custom ops must be pure functions of
+//!   their inputs. [`Grad::verify`](crate::Grad::verify) re-runs direct mode every n-th
+//!   call to catch what slips through.
 //!
 //! # Cost
 //!
