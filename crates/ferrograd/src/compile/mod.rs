@@ -641,17 +641,14 @@ impl<F> Grad<F> {
                 },
                 None => false,
             };
-        let lookup = {
+        let fallback = {
             let mut state = opt.state();
             state.stats.calls += 1;
-            if direct || state.disabled.is_some() {
-                state.stats.fallbacks += 1;
-                None
-            } else {
-                Some(())
-            }
+            let fallback = direct || state.disabled.is_some();
+            state.stats.fallbacks += fallback as u64;
+            fallback
         };
-        if lookup.is_none() {
+        if fallback {
             return self.run_direct(params, args, output_grad, location);
         }
         let mut structure = Vec::new();
