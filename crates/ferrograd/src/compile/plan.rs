@@ -845,6 +845,25 @@ fn dot_segment(s: &mut String, seg: &Segment, counter: &mut usize, from: Option<
                     describe(array)
                 );
             }
+            Slot::StateRead {
+                id,
+                shape,
+                dtype,
+                live: true,
+                ..
+            } => {
+                let _ = writeln!(
+                    s,
+                    "  v{id} [shape=house, label=\"%{id} state\\n{dtype}{shape:?}\"];"
+                );
+            }
+            Slot::StateWrite { id, .. } => {
+                *counter += 1;
+                let _ = writeln!(
+                    s,
+                    "  w{counter} [shape=invhouse, label=\"state <- %{id}\"];\n  v{id} -> w{counter};"
+                );
+            }
             Slot::Step {
                 step, keep: true, ..
             } => {

@@ -618,3 +618,29 @@ fn a_guard_that_misses_after_a_draw_redraws_from_the_same_state() {
     let s = df.stats();
     assert_eq!((s.guard_failures, s.variants), (1, 2), "{s:?}");
 }
+
+#[test]
+fn state_reads_and_writes_appear_in_the_plan() {
+    let total = ferrograd::State::new(Tensor::scalar(0.0f64));
+    let f = |x: &Tensor| {
+        total.set(&total.get() + &x.sum().detach());
+        x.square().sum()
+    };
+    let df = grad(f).optimize(true);
+    for v in [1.0f64, 2.0, 3.0] {
+        df.call(&Tensor::from_vec(vec![v, v], &[2]), ());
+    }
+    // 2 + 4 + 6, two of them added by replays
+    assert_eq!(total.get().item::<f64>(), 12.0);
+    assert_eq!(df.stats().hits, 2);
+    let text = df.plan_text();
+    assert!(
+        text.contains("= state f64[]") && text.contains("state <- %"),
+        "{text}"
+    );
+    let dot = df.plan_dot().expect("a plan");
+    assert!(
+        dot.contains("shape=house") && dot.contains("shape=invhouse"),
+        "{dot}"
+    );
+}
