@@ -672,9 +672,15 @@ impl<F> Grad<F> {
                 None => Lookup::New,
             }
         };
-        let mut inputs: Vec<Array> = p_leaves.iter().map(|t| t.data().clone()).collect();
-        inputs.extend(a_leaves.iter().map(|t| t.data().clone()));
-        inputs.extend(output_grad.map(|g| g.data().clone()));
+        // the plan's inputs: parameter leaves, argument tensors, the output gradient
+        let inputs = || -> Vec<Array> {
+            p_leaves
+                .iter()
+                .chain(&a_leaves)
+                .chain(output_grad)
+                .map(|t| t.data().clone())
+                .collect()
+        };
         match lookup {
             Lookup::Direct => {
                 opt.state().stats.fallbacks += 1;
@@ -696,10 +702,10 @@ impl<F> Grad<F> {
                 } else {
                     Vec::new()
                 };
-                let outcome = self.replay(&plan, inputs.clone(), &mut generators_of(&mut args));
+                let outcome = self.replay(&plan, inputs(), &mut generators_of(&mut args));
                 match outcome {
                     Outcome::Done { outputs, template } => {
-                        let result = self.assemble(params, outputs, &template);
+                        let result = self.assemble(params, p_leaves.len(), outputs, &template);
                         opt.state().stats.hits += 1;
                         if verifying {
                             restore_state(&state_before);
@@ -732,7 +738,7 @@ impl<F> Grad<F> {
                             &p_leaves,
                             &a_leaves,
                             key,
-                            inputs,
+                            inputs(),
                         )
                     }
                 }
@@ -745,7 +751,7 @@ impl<F> Grad<F> {
                 &p_leaves,
                 &a_leaves,
                 key,
-                inputs,
+                inputs(),
             ),
         }
     }
@@ -815,17 +821,18 @@ impl<F> Grad<F> {
     }
 
     /// The outputs of a replay in the types a direct call returns.
+    /// `n_grads` is the number of parameter leaves (one gradient each).
     fn assemble<P: Tree, O: Tree + 'static>(
         &self,
         params: &P,
+        n_grads: usize,
         outputs: Vec<Array>,
         template: &Arc<dyn Any + Send + Sync>,
     ) -> Outputs<P, O> {
         let mut it = outputs.into_iter().map(Tensor::new);
-        let grads = self.with_gradients.then(|| {
-            let n = leaves(params).len();
-            rebuild(params, it.by_ref().take(n).collect())
-        });
+        let grads = self
+            .with_gradients
+            .then(|| rebuild(params, it.by_ref().take(n_grads).collect()));
         let output = self.with_forward.then(|| {
             let t = template
                 .downcast_ref::<O>()
@@ -1111,7 +1118,8 @@ impl<F> Grad<F> {
         let mut refs: Vec<&mut crate::Generator> = generators.iter_mut().collect();
         match plan.run(inputs, &mut refs, &mut Unobserved) {
             Outcome::Done { outputs, template } => {
-                let replayed: Outputs<P, O> = self.assemble(params, outputs, &template);
+                let replayed: Outputs<P, O> =
+                    self.assemble(params, leaves(params).len(), outputs, &template);
                 if let Some(diff) =
                     first_difference(&flatten(&replayed), &flatten(direct), &output_names(direct))
                 {
