@@ -124,6 +124,16 @@ pub(crate) struct Guard {
 /// A [`State`](super::state::State)'s cell.
 pub(crate) type StateCell = Arc<std::sync::Mutex<Tensor>>;
 
+/// A state read: the cell's value (of this shape and dtype) becomes `id`.
+#[derive(Clone, Debug)]
+pub(crate) struct StateRead {
+    pub id: ValueId,
+    pub cell: StateCell,
+    pub shape: crate::Shape,
+    pub dtype: crate::DType,
+    pub location: &'static Location<'static>,
+}
+
 /// One entry of a recording, in program order.
 // Most entries are steps: boxing them would allocate once per recorded op for nothing.
 #[allow(clippy::large_enum_variant)]
@@ -132,14 +142,7 @@ pub(crate) enum Entry {
     Const(ValueId, Array),
     Step(Step),
     Guard(Guard),
-    /// A state read: the cell's value (of this shape and dtype) becomes `id`.
-    StateRead {
-        id: ValueId,
-        cell: StateCell,
-        shape: crate::Shape,
-        dtype: crate::DType,
-        location: &'static Location<'static>,
-    },
+    StateRead(StateRead),
     /// A state write of value `id`, applied when the call completes.
     StateWrite {
         id: ValueId,
@@ -380,13 +383,13 @@ pub(crate) fn record_state_read(
         }
         let id = rec.new_value(value, Kind::Input);
         rec.state_read.push((Arc::clone(cell), value.clone()));
-        rec.entries.push(Entry::StateRead {
+        rec.entries.push(Entry::StateRead(StateRead {
             id,
             cell: Arc::clone(cell),
             shape: value.shape().into(),
             dtype: value.dtype(),
             location,
-        });
+        }));
     });
 }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
 
-use super::capture::{Entry, Guard, StateCell, Step, StepKind, Trace, ValueId};
+use super::capture::{Entry, Guard, StateCell, StateRead, Step, StepKind, Trace, ValueId};
 use crate::Array;
 
 /// What a finished path returns: the values of the output leaves, and the output tree they
@@ -50,11 +50,7 @@ enum Slot {
         drops: SmallVec<[ValueId; 4]>,
     },
     StateRead {
-        id: ValueId,
-        cell: StateCell,
-        shape: crate::Shape,
-        dtype: crate::DType,
-        location: &'static Location<'static>,
+        read: StateRead,
         live: bool,
     },
     StateWrite {
@@ -187,20 +183,7 @@ fn slots(entries: Vec<Entry>) -> Vec<Slot> {
                 keep: true,
                 drops: SmallVec::new(),
             },
-            Entry::StateRead {
-                id,
-                cell,
-                shape,
-                dtype,
-                location,
-            } => Slot::StateRead {
-                id,
-                cell,
-                shape,
-                dtype,
-                location,
-                live: true,
-            },
+            Entry::StateRead(read) => Slot::StateRead { read, live: true },
             Entry::StateWrite { id, cell } => Slot::StateWrite { id, cell },
             Entry::Guard(_) => unreachable!("pieces end at guards"),
         })
@@ -232,13 +215,10 @@ fn same_program(old: &[Slot], new: &[Entry]) -> bool {
             (Slot::Step { step, .. }, Entry::Step(ns)) => {
                 step.inputs == ns.inputs && step.outputs == ns.outputs && step.name() == ns.name()
             }
-            (
-                Slot::StateRead { id, cell, .. },
-                Entry::StateRead {
-                    id: nid, cell: nc, ..
-                },
-            )
-            | (Slot::StateWrite { id, cell }, Entry::StateWrite { id: nid, cell: nc }) => {
+            (Slot::StateRead { read, .. }, Entry::StateRead(new)) => {
+                read.id == new.id && Arc::ptr_eq(&read.cell, &new.cell)
+            }
+            (Slot::StateWrite { id, cell }, Entry::StateWrite { id: nid, cell: nc }) => {
                 id == nid && Arc::ptr_eq(cell, nc)
             }
             _ => false,
@@ -368,7 +348,7 @@ impl Plan {
         for (entries, guard) in &pieces[..=k] {
             for e in entries {
                 match e {
-                    Entry::Const(id, _) | Entry::StateRead { id, .. } => {
+                    Entry::Const(id, _) | Entry::StateRead(StateRead { id, .. }) => {
                         boundary = boundary.max(id + 1)
                     }
                     Entry::StateWrite { .. } => {}
@@ -397,7 +377,7 @@ impl Plan {
             for e in entries.iter_mut() {
                 match e {
                     Entry::Const(id, _)
-                    | Entry::StateRead { id, .. }
+                    | Entry::StateRead(StateRead { id, .. })
                     | Entry::StateWrite { id, .. } => *id = moved(*id),
                     Entry::Step(st) => {
                         for i in st.inputs.iter_mut() {
@@ -441,9 +421,9 @@ impl Plan {
     pub fn state_cells(&self) -> Vec<StateCell> {
         fn visit(seg: &Segment, out: &mut Vec<StateCell>) {
             for slot in &seg.slots {
-                if let Slot::StateRead { cell, .. } = slot {
-                    if !out.iter().any(|c| Arc::ptr_eq(c, cell)) {
-                        out.push(Arc::clone(cell));
+                if let Slot::StateRead { read, .. } = slot {
+                    if !out.iter().any(|c| Arc::ptr_eq(c, &read.cell)) {
+                        out.push(Arc::clone(&read.cell));
                     }
                 }
             }
@@ -493,7 +473,11 @@ impl Plan {
             }
             for slot in seg.slots.iter_mut().rev() {
                 match slot {
-                    Slot::Const { id, live: l, .. } | Slot::StateRead { id, live: l, .. } => {
+                    Slot::Const { id, live: l, .. }
+                    | Slot::StateRead {
+                        read: StateRead { id, .. },
+                        live: l,
+                    } => {
                         *l = live[*id as usize];
                         live[*id as usize] = false;
                     }
@@ -557,21 +541,16 @@ impl Plan {
                             scratch.values[*id as usize] = Some(array.clone());
                         }
                     }
-                    Slot::StateRead {
-                        id,
-                        cell,
-                        shape,
-                        dtype,
-                        location,
-                        live,
-                    } => {
-                        let value = cell.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                        if value.shape() != shape.as_slice() || value.dtype() != *dtype {
+                    Slot::StateRead { read, live } => {
+                        let value = read.cell.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        if value.shape() != read.shape.as_slice() || value.dtype() != read.dtype {
                             // the state changed shape: capture again
-                            break 'run Outcome::Miss { location };
+                            break 'run Outcome::Miss {
+                                location: read.location,
+                            };
                         }
                         if *live {
-                            scratch.values[*id as usize] = Some(value.data().clone());
+                            scratch.values[read.id as usize] = Some(value.data().clone());
                         }
                     }
                     Slot::StateWrite { id, cell } => writes.push((cell, *id)),
@@ -764,12 +743,15 @@ fn write_segment(s: &mut String, seg: &Segment, depth: usize) {
                 let _ = writeln!(s, "{pad}%{id} = const {}{value}", describe(array));
             }
             Slot::StateRead {
-                id,
-                shape,
-                dtype,
-                location,
+                read:
+                    StateRead {
+                        id,
+                        shape,
+                        dtype,
+                        location,
+                        ..
+                    },
                 live: true,
-                ..
             } => {
                 let _ = writeln!(
                     s,
@@ -846,11 +828,10 @@ fn dot_segment(s: &mut String, seg: &Segment, counter: &mut usize, from: Option<
                 );
             }
             Slot::StateRead {
-                id,
-                shape,
-                dtype,
+                read: StateRead {
+                    id, shape, dtype, ..
+                },
                 live: true,
-                ..
             } => {
                 let _ = writeln!(
                     s,
