@@ -2,9 +2,7 @@
 //! normalization with running statistics, and soft attention. Each returns its function's
 //! parameters; the functions are plain methods usable inside `grad`.
 
-use std::sync::Mutex;
-
-use ferrograd::{DType, Tensor, Tree};
+use ferrograd::{DType, State, Tensor, Tree};
 
 use crate::functional as F;
 
@@ -46,7 +44,9 @@ impl LayerNormalization {
 /// Batch normalization of `[B, n]` or `[B, T, n]` inputs over the entries a 0/1 `mask`
 /// marks (padding excluded), with running mean and standard deviation that move in training
 /// and stay in evaluation. Normalizes `(x - mean) / std` (the seed subtracted the running
-/// std instead of the mean, a bug).
+/// std instead of the mean, a bug). The running statistics are [`State`]s, so a function
+/// using the layer replays in optimize mode and the statistics move on every replay (the
+/// seed's optimized mode froze them).
 #[derive(Debug)]
 pub struct MaskedBatchNormalization {
     /// Weight of the newest batch in the running statistics (0.1).
@@ -55,7 +55,8 @@ pub struct MaskedBatchNormalization {
     pub eps: f64,
     /// Training (statistics move) or evaluation (they hold).
     pub training: bool,
-    running: Mutex<(Tensor, Tensor)>,
+    mean: State,
+    std: State,
 }
 
 impl MaskedBatchNormalization {
@@ -65,7 +66,8 @@ impl MaskedBatchNormalization {
             momentum: 0.1,
             eps: 1e-5,
             training: true,
-            running: Mutex::new((Tensor::zeros(&[n], dtype), Tensor::ones(&[n], dtype))),
+            mean: State::new(Tensor::zeros(&[n], dtype)),
+            std: State::new(Tensor::ones(&[n], dtype)),
         };
         (
             layer,
@@ -77,8 +79,9 @@ impl MaskedBatchNormalization {
     }
 
     /// The running mean and standard deviation.
+    #[track_caller]
     pub fn running(&self) -> (Tensor, Tensor) {
-        self.running.lock().expect("running statistics").clone()
+        (self.mean.get(), self.std.get())
     }
 
     /// Normalized `x` over the masked entries.
@@ -92,10 +95,11 @@ impl MaskedBatchNormalization {
             let mean = (&x2 * &m2).sum_dim(0, false) / &count;
             let centred = &(&x2 - &mean) * &m2;
             let std = (centred.square().sum_dim(0, false) / &count + self.eps).sqrt();
-            let mut r = self.running.lock().expect("running statistics");
             let k = self.momentum;
-            r.0 = &(&r.0 * (1.0 - k)) + &(mean.detach() * k);
-            r.1 = &(&r.1 * (1.0 - k)) + &(std.detach() * k);
+            self.mean
+                .set(&self.mean.get() * (1.0 - k) + &(mean.detach() * k));
+            self.std
+                .set(&self.std.get() * (1.0 - k) + &(std.detach() * k));
             (mean, std)
         } else {
             self.running()

@@ -443,3 +443,45 @@ fn convolution_and_pooling() {
 fn the_suite_passes_in_optimize_check_mode() {
     ferrograd::rerun_tests_in_check_mode("the_suite_passes_in_optimize_check_mode");
 }
+
+#[test]
+fn activations_and_losses_are_core_primitives_that_optimize_mode_sees() {
+    // no opaque custom step: each activation and loss appears in the plan as the core
+    // primitives it is made of (the hand-written layers, linear here, stay one step)
+    let target = Tensor::from_vec(vec![2i64, 0, 3], &[3]);
+    let f = |p: &Vec<Tensor>, t: &Tensor| {
+        let h = F::linear(&p[0], &p[1], None);
+        let h = F::threshold(&F::sigmoid(&F::relu(&F::tanh(&h))), 0.1, 0.0);
+        let q = F::softmax(&h, 1);
+        F::cross_entropy(&h, t)
+            + F::class_nll(&F::log_softmax(&h, 1), t)
+            + F::mse(&q, &q.detach())
+            + F::bce(&q, &q.detach())
+    };
+    let mut rng = Generator::new(3);
+    let params = vec![rand(&mut rng, &[3, 5]), rand(&mut rng, &[4, 5])];
+    let df = grad(f).optimize(true);
+    let (g1, _) = df.call(&params, (&target,));
+    let (g2, _) = df.call(&params, (&target,));
+    let (want, _) = grad(f).call(&params, (&target,));
+    for ((a, b), c) in g1.iter().zip(&g2).zip(&want) {
+        assert_eq!(a.to_f64_vec(), c.to_f64_vec());
+        assert_eq!(b.to_f64_vec(), c.to_f64_vec());
+    }
+    assert_eq!(df.stats().hits, 1);
+    let plan = df.plan_text();
+    for op in [
+        "tanh",
+        "relu",
+        "sigmoid",
+        "softmax",
+        "log_softmax",
+        "gather",
+        "clamp",
+    ] {
+        assert!(plan.contains(op), "{op} missing from the plan:\n{plan}");
+    }
+    let custom: Vec<&str> = plan.lines().filter(|l| l.contains("nn.")).collect();
+    assert!(custom.is_empty(), "opaque steps: {custom:?}");
+    assert!(plan.contains("linear"), "{plan}");
+}

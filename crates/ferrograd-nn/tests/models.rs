@@ -1,7 +1,7 @@
 //! Gradcheck for every model primitive, module primitive and loss, and their documented
 //! behaviours (state, outputs, running statistics).
 
-use ferrograd::{gradcheck, DType, Generator, Tensor};
+use ferrograd::{grad, gradcheck, DType, Generator, Tensor};
 use ferrograd_nn::loss;
 use ferrograd_nn::models::{
     self, Activation, Cell, NeuralNetworkOptions, Output, RecurrentNetwork, RecurrentState,
@@ -326,4 +326,40 @@ fn batch_normalized_lstm() {
 #[test]
 fn the_suite_passes_in_optimize_check_mode() {
     ferrograd::rerun_tests_in_check_mode("the_suite_passes_in_optimize_check_mode");
+}
+
+#[test]
+fn masked_batch_normalization_replays_in_optimize_mode_with_moving_statistics() {
+    // two layers with their own statistics: one trained by replays, one in direct mode; the
+    // losses, gradients and statistics agree bit for bit at every step
+    let (compiled_layer, p) = MaskedBatchNormalization::new(3, DType::F64);
+    let (direct_layer, _) = MaskedBatchNormalization::new(3, DType::F64);
+    fn loss(
+        layer: &MaskedBatchNormalization,
+    ) -> impl Fn(&ferrograd_nn::primitives::GainBias, &Tensor, &Tensor) -> Tensor + '_ {
+        move |p, x, mask| layer.forward(p, x, mask).sin().sum()
+    }
+    let compiled = grad(loss(&compiled_layer)).optimize(true);
+    let direct = grad(loss(&direct_layer));
+    let mut rng = Generator::new(17);
+    let bits = |t: &Tensor| {
+        t.to_f64_vec()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..4 {
+        let x = randn(&mut rng, &[4, 2, 3]);
+        let mask = Tensor::new(rng.bernoulli(&[4, 2, 3], 0.7, DType::Bool));
+        let (g1, l1) = compiled.call(&p, (&x, &mask));
+        let (g2, l2) = direct.call(&p, (&x, &mask));
+        assert_eq!(bits(&l1), bits(&l2));
+        assert_eq!(bits(&g1.gain), bits(&g2.gain));
+        assert_eq!(bits(&g1.bias), bits(&g2.bias));
+        let (a, b) = (compiled_layer.running(), direct_layer.running());
+        assert_eq!(bits(&a.0), bits(&b.0), "running means");
+        assert_eq!(bits(&a.1), bits(&b.1), "running deviations");
+    }
+    let s = compiled.stats();
+    assert_eq!((s.captures, s.hits, s.fallbacks), (1, 3, 0), "{s:?}");
 }

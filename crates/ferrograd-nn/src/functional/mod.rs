@@ -1,9 +1,14 @@
-//! Functional layers with hand-written forward and backward kernels.
+//! Functional layers: the seed's nn modules as functions of tensors.
 //!
-//! Each enters autodiff as one custom primitive ([`ferrograd::CustomOp`]): its forward runs
-//! a fused array kernel, its backward is the textbook gradient written with `Tensor`
-//! operations, so it is fast at first order and can still be differentiated again. Each is
-//! tested against the autodiff of the same math and against finite differences.
+//! Two kinds, mixed freely in one function. `linear`, `batch_norm` and `layer_norm` have
+//! hand-written gradients: each enters autodiff as one custom primitive
+//! ([`ferrograd::CustomOp`]) whose forward runs fused array kernels and whose backward is the
+//! textbook gradient written with `Tensor` operations, so it can still be differentiated
+//! again (optimize mode runs them as opaque steps). Activations, losses, convolution,
+//! pooling and dropout are core primitives or compositions of them, whose gradients are
+//! inferred (the fused ones, softmax, tanh, convolution, have fused backward primitives), so
+//! optimize mode sees inside them. Each is tested against the autodiff of the same math and
+//! against finite differences.
 
 mod activation;
 mod conv;
