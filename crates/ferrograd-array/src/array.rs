@@ -269,6 +269,43 @@ impl Array {
         self.values::<T>("to_vec").into_owned()
     }
 
+    /// True when both arrays have the same shape, dtype and elements bit for bit (so NaNs
+    /// with the same payload are equal, and `0.0` differs from `-0.0`). Layout is ignored.
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let a = Array::from_vec(vec![1.0f64, f64::NAN], &[2]);
+    /// assert!(a.bit_eq(&a.clone()));
+    /// assert!(!a.bit_eq(&Array::from_vec(vec![1.0f64, 2.0], &[2])));
+    /// ```
+    pub fn bit_eq(&self, other: &Array) -> bool {
+        if self.shape() != other.shape() || self.dtype() != other.dtype() {
+            return false;
+        }
+        if self.storage_id() == other.storage_id()
+            && self.offset == other.offset
+            && self.strides == other.strides
+        {
+            return true;
+        }
+        match self.dtype() {
+            DType::F32 => {
+                let (x, y) = (self.values::<f32>("bit_eq"), other.values::<f32>("bit_eq"));
+                x.iter()
+                    .zip(y.iter())
+                    .all(|(p, q)| p.to_bits() == q.to_bits())
+            }
+            DType::F64 => {
+                let (x, y) = (self.values::<f64>("bit_eq"), other.values::<f64>("bit_eq"));
+                x.iter()
+                    .zip(y.iter())
+                    .all(|(p, q)| p.to_bits() == q.to_bits())
+            }
+            DType::I64 => self.values::<i64>("bit_eq") == other.values::<i64>("bit_eq"),
+            DType::Bool => self.values::<bool>("bit_eq") == other.values::<bool>("bit_eq"),
+        }
+    }
+
     /// The elements converted to `f64`, whatever the dtype.
     pub fn to_f64_vec(&self) -> Vec<f64> {
         dispatch_any!(self.dtype(), T => self.values::<T>("to_f64_vec").iter().map(|v| v.to_f64()).collect())

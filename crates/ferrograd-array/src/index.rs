@@ -23,6 +23,37 @@ pub enum Index {
     Mask(Array),
 }
 
+/// Equal when the same form addresses the same positions: positions by value, index
+/// arrays and masks by shape, dtype and elements (see [`Array::bit_eq`]).
+impl PartialEq for Index {
+    fn eq(&self, other: &Index) -> bool {
+        match (self, other) {
+            (Index::Single(a), Index::Single(b)) => a == b,
+            (Index::List(a), Index::List(b)) => a == b,
+            (Index::Tensor(a), Index::Tensor(b)) | (Index::Mask(a), Index::Mask(b)) => a.bit_eq(b),
+            (Index::Single(_) | Index::List(_) | Index::Tensor(_) | Index::Mask(_), _) => false,
+        }
+    }
+}
+
+impl Eq for Index {}
+
+/// Hashes the form and the positions, or an array's shape and dtype (equal arrays agree on
+/// both, and reading every element is left to the comparison).
+impl std::hash::Hash for Index {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Index::Single(k) => k.hash(state),
+            Index::List(k) => k.hash(state),
+            Index::Tensor(a) | Index::Mask(a) => {
+                a.shape().hash(state);
+                a.dtype().hash(state);
+            }
+        }
+    }
+}
+
 impl From<i64> for Index {
     fn from(k: i64) -> Index {
         Index::Single(k)

@@ -356,6 +356,35 @@ impl<F> Grad<F> {
         self
     }
 
+    /// Returns each replay's gradients in the buffers of the previous call's (the seed's
+    /// `stableGradients`; default false). A training loop that consumes its gradients
+    /// before the next call then gets the same memory every step, with no allocation and
+    /// stable addresses (for buffers registered with a communication library, say). A
+    /// gradient the caller still holds is never overwritten: tensors are immutable, so that
+    /// call's gradient comes back in a new buffer, which the next calls reuse. Captures and
+    /// direct-mode calls return fresh gradients.
+    ///
+    /// ```
+    /// use ferrograd::{grad, Tensor};
+    /// let df = grad(|w: &Tensor, x: &Tensor| w.matmul(x).square().sum())
+    ///     .optimize(true)
+    ///     .stable_gradients(true);
+    /// let mut w = Tensor::from_vec(vec![0.5f64; 4], &[2, 2]);
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2, 1]);
+    /// let mut buffers = Vec::new();
+    /// for _ in 0..4 {
+    ///     let (g, _) = df.call(&w, (&x,));
+    ///     buffers.push(g.value().storage_id());
+    ///     w = &w - &(&g * 0.01); // g is dropped here
+    /// }
+    /// // the capture's gradient is fresh; every replay reuses one buffer
+    /// assert!(buffers[1..].iter().all(|&b| b == buffers[1]));
+    /// ```
+    pub fn stable_gradients(mut self, on: bool) -> Self {
+        self.optimizer.stable_gradients = on;
+        self
+    }
+
     /// Replaces nothing but refines the signature (the seed's `signatureFn`): `key` gets the
     /// parameter leaves and the argument tensors of a call and returns a number that splits
     /// signatures further, or `None` to run that call in direct mode. Calls whose shapes

@@ -49,7 +49,10 @@ pub use grad::{
 pub use gradcheck::{gradcheck, gradgradcheck, GradcheckReport, LeafCheck};
 pub use op::Op;
 pub use ops::elementwise::{Binary, Compare, ScalarOp, Unary};
+pub use ops::index::IndexOp;
+pub use ops::nn::NnOp;
 pub use ops::reduce::{DimList, Reduction};
+pub use ops::shape::ShapeOp;
 pub use profile::Profile;
 pub use tensor::Tensor;
 pub use tree::{join_name, leaf_names, leaves, rebuild, Tree};

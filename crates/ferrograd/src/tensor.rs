@@ -291,7 +291,8 @@ impl std::fmt::Debug for Tensor {
 /// Every function from the user's call down to the array kernel is `#[track_caller]`, so a
 /// shape error raised by the kernel names the user's line.
 #[track_caller]
-pub(crate) fn apply(op: Op, inputs: &[&Tensor]) -> Tensor {
+pub(crate) fn apply(op: impl Into<Op>, inputs: &[&Tensor]) -> Tensor {
+    let op = op.into();
     if !crate::context::active() {
         return apply_at(op, inputs);
     }

@@ -1,4 +1,4 @@
-//! Convolution and pooling. These are primitives of the core (`Op::Conv2d`, `Op::AvgPool2d`,
+//! Convolution and pooling. These are primitives of the core (`NnOp::Conv2d`, `NnOp::AvgPool2d`,
 //! max pooling through `gather`) whose gradients are hand-written im2col/col2im and
 //! scatter kernels in the array layer, themselves primitives, so second derivatives work.
 //! They are re-exported here so every layer of the seed's nn has a functional form in one

@@ -292,6 +292,8 @@ pub(crate) struct Optimizer {
     pub capacity: usize,
     pub verify_every: u64,
     pub signature_fn: Option<SignatureFn>,
+    /// Replays write the gradients into the previous call's gradient buffers.
+    pub stable_gradients: bool,
     state: Mutex<CacheState>,
 }
 
@@ -313,17 +315,26 @@ impl CachedPlan {
         })
     }
 
+    /// Runs the plan; the first `stable` outputs come back in the buffers of the last
+    /// call's (see [`Scratch::stable`]).
     fn run(
         &self,
         inputs: Vec<Array>,
         generators: &mut [&mut crate::Generator],
+        stable: usize,
         observer: &mut impl Observer,
     ) -> Outcome {
         match self.scratch.try_lock() {
-            Ok(mut scratch) => self.plan.run(inputs, generators, &mut scratch, observer),
-            Err(_) => self
+            Ok(mut scratch) => self
                 .plan
-                .run(inputs, generators, &mut Scratch::default(), observer),
+                .run(inputs, generators, &mut scratch, stable, observer),
+            Err(_) => self.plan.run(
+                inputs,
+                generators,
+                &mut Scratch::default(),
+                stable,
+                observer,
+            ),
         }
     }
 }
@@ -370,6 +381,7 @@ impl Default for Optimizer {
             capacity: DEFAULT_CACHE_SIZE,
             verify_every: if check_mode() { 1 } else { 0 },
             signature_fn: None,
+            stable_gradients: false,
             state: Mutex::new(CacheState::default()),
         }
     }
@@ -575,7 +587,7 @@ fn first_difference(a: &[Tensor], b: &[Tensor], names: &[String]) -> Option<Stri
         return Some(format!("{} outputs against {}", a.len(), b.len()));
     }
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        if !plan::same_bits(x.data(), y.data()) {
+        if !x.data().bit_eq(y.data()) {
             let name = names
                 .get(i)
                 .cloned()
@@ -702,7 +714,12 @@ impl<F> Grad<F> {
                 } else {
                     Vec::new()
                 };
-                let outcome = self.replay(&plan, inputs(), &mut generators_of(&mut args));
+                let stable = if opt.stable_gradients && self.with_gradients {
+                    p_leaves.len()
+                } else {
+                    0
+                };
+                let outcome = self.replay(&plan, inputs(), &mut generators_of(&mut args), stable);
                 match outcome {
                     Outcome::Done { outputs, template } => {
                         let result = self.assemble(params, p_leaves.len(), outputs, &template);
@@ -798,9 +815,10 @@ impl<F> Grad<F> {
         plan: &CachedPlan,
         inputs: Vec<Array>,
         generators: &mut [&mut crate::Generator],
+        stable: usize,
     ) -> Outcome {
         if self.debug.is_none() && self.profile.is_none() {
-            return plan.run(inputs, generators, &mut Unobserved);
+            return plan.run(inputs, generators, stable, &mut Unobserved);
         }
         if let Some(p) = &self.profile {
             p.lock().expect("profile lock").count_call();
@@ -815,7 +833,7 @@ impl<F> Grad<F> {
             hooks: &hooks,
             pending: None,
         };
-        let outcome = plan.run(inputs, generators, &mut observer);
+        let outcome = plan.run(inputs, generators, stable, &mut observer);
         observer.flush();
         outcome
     }
@@ -1010,7 +1028,7 @@ impl<F> Grad<F> {
                     .map(|(c, _)| c.lock().unwrap_or_else(|e| e.into_inner()).clone())
                     .collect();
                 for ((_, want), got) in after.iter().zip(&written) {
-                    if !plan::same_bits(want.data(), got.data()) {
+                    if !want.data().bit_eq(got.data()) {
                         panic!("ferrograd: optimize mode check: replaying the capture of the call at {location} wrote different state");
                     }
                 }
@@ -1116,7 +1134,7 @@ impl<F> Grad<F> {
         location: &'static Location<'static>,
     ) {
         let mut refs: Vec<&mut crate::Generator> = generators.iter_mut().collect();
-        match plan.run(inputs, &mut refs, &mut Unobserved) {
+        match plan.run(inputs, &mut refs, 0, &mut Unobserved) {
             Outcome::Done { outputs, template } => {
                 let replayed: Outputs<P, O> =
                     self.assemble(params, leaves(params).len(), outputs, &template);

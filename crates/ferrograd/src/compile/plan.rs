@@ -101,6 +101,12 @@ pub(crate) struct Scratch {
     views: Vec<bool>,
     /// Whether each value stays in its slot as a buffer, learned when first computed.
     keep: Vec<bool>,
+    /// The buffers of the last call's stable outputs (the gradients, with
+    /// `stable_gradients`) that are inputs or views, into which the next call copies them;
+    /// a computed output instead stays in its slot, so its kernel writes the next call's
+    /// result into the same buffer. A buffer the caller still holds is never written (the kernels
+    /// replace shared buffers), so the caller sees a fresh one then.
+    stable: Vec<Option<Array>>,
 }
 
 /// Below this many bytes a value keeps its own buffer between calls (the array layer
@@ -114,6 +120,30 @@ impl Scratch {
         let id = id as usize;
         if !self.keep[id] || self.views[id] {
             self.values[id] = None;
+        }
+    }
+
+    /// Returns `outputs` (the values `ids`) in the last call's buffers where it can (see
+    /// [`Scratch::stable`]); ids below `n_inputs` are the plan's inputs.
+    fn stabilize(&mut self, ids: &[ValueId], outputs: &mut [Array], n_inputs: usize) {
+        self.stable.resize(ids.len(), None);
+        for ((&id, out), buffer) in ids.iter().zip(outputs).zip(&mut self.stable) {
+            let id = id as usize;
+            if id >= n_inputs && !self.views[id] {
+                // computed: its kernel writes into this slot next call (holding a second
+                // handle here would make the buffer look shared to the kernel)
+                self.keep[id] = true;
+                *buffer = None;
+                continue;
+            }
+            match buffer {
+                Some(b) if b.storage_id() == out.storage_id() => {}
+                Some(b) if b.shape() == out.shape() && b.dtype() == out.dtype() => {
+                    out.contiguous_into(b);
+                    *out = b.clone();
+                }
+                _ => *buffer = Some(out.clone()),
+            }
         }
     }
 
@@ -241,26 +271,6 @@ fn inputs_come_first(seg: &Segment) -> bool {
     }
 }
 
-/// Bitwise equality of two arrays' elements (NaN equals the same NaN; 0.0 and -0.0 differ).
-pub(crate) fn same_bits(a: &Array, b: &Array) -> bool {
-    use crate::DType;
-    if a.shape() != b.shape() || a.dtype() != b.dtype() {
-        return false;
-    }
-    match a.dtype() {
-        DType::F32 => {
-            let (x, y) = (a.to_vec::<f32>(), b.to_vec::<f32>());
-            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits())
-        }
-        DType::F64 => {
-            let (x, y) = (a.to_vec::<f64>(), b.to_vec::<f64>());
-            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits())
-        }
-        DType::I64 => a.to_vec::<i64>() == b.to_vec::<i64>(),
-        DType::Bool => a.to_vec::<bool>() == b.to_vec::<bool>(),
-    }
-}
-
 impl Plan {
     /// The plan of one recording.
     pub fn new(
@@ -314,7 +324,7 @@ impl Plan {
                     },
                     Some(g),
                 ) if *value == g.value => {
-                    match branches.iter().position(|(e, _)| same_bits(e, &g.expected)) {
+                    match branches.iter().position(|(e, _)| e.bit_eq(&g.expected)) {
                         Some(i) => {
                             path.push(i);
                             seg = &branches[i].1;
@@ -521,6 +531,7 @@ impl Plan {
         inputs: Vec<Array>,
         generators: &mut [&mut crate::Generator],
         scratch: &mut Scratch,
+        stable: usize,
         observer: &mut impl Observer,
     ) -> Outcome {
         let n = self.n_values;
@@ -572,7 +583,7 @@ impl Plan {
                             .expect("written values are live");
                         *cell.lock().unwrap_or_else(|e| e.into_inner()) = crate::Tensor::new(value);
                     }
-                    let outputs = d
+                    let mut outputs: Vec<Array> = d
                         .outputs
                         .iter()
                         .map(|&o| {
@@ -581,6 +592,13 @@ impl Plan {
                                 .expect("outputs are live")
                         })
                         .collect();
+                    if stable > 0 {
+                        scratch.stabilize(
+                            &d.outputs[..stable],
+                            &mut outputs[..stable],
+                            self.input_names.len(),
+                        );
+                    }
                     break 'run Outcome::Done {
                         outputs,
                         template: Arc::clone(&d.template),
@@ -594,7 +612,7 @@ impl Plan {
                     let seen = scratch.values[*value as usize]
                         .as_ref()
                         .expect("guarded values are live");
-                    match branches.iter().find(|(e, _)| same_bits(e, seen)) {
+                    match branches.iter().find(|(e, _)| e.bit_eq(seen)) {
                         Some((_, next)) => seg = next,
                         None => break 'run Outcome::Miss { location },
                     }
@@ -648,6 +666,7 @@ fn run_step<O: Observer>(
         values,
         views,
         keep,
+        stable: _,
     } = scratch;
     match &step.kind {
         StepKind::Op(op) => {

@@ -612,14 +612,14 @@ impl Tensor {
     /// `grad (1 - y²)` in one pass (differentiable again).
     #[track_caller]
     pub fn tanh_backward(&self, grad: &Tensor) -> Tensor {
-        apply(Op::TanhBackward, &[self, grad])
+        apply(super::nn::NnOp::TanhBackward, &[self, grad])
     }
 
     /// The gradient of `sigmoid` given its output `self` and the output gradient:
     /// `grad y (1 - y)` in one pass (differentiable again).
     #[track_caller]
     pub fn sigmoid_backward(&self, grad: &Tensor) -> Tensor {
-        apply(Op::SigmoidBackward, &[self, grad])
+        apply(super::nn::NnOp::SigmoidBackward, &[self, grad])
     }
 
     /// Clamps into `[min, max]` (either may be absent); the gradient passes inside the range.

@@ -8,6 +8,7 @@
 
 use smallvec::smallvec;
 
+use super::shape::ShapeOp;
 use super::{scalar_like, unbroadcast, zeros_like};
 use crate::op::{wanted, Grads, Op};
 use crate::tensor::apply;
@@ -28,7 +29,7 @@ fn pad_to(t: Tensor, shape: &[usize]) -> Tensor {
     for (d, &n) in shape.iter().enumerate() {
         if t.shape()[d] != n {
             t = apply(
-                Op::PadNarrow {
+                ShapeOp::PadNarrow {
                     dim: d,
                     start: 0,
                     size: n,
@@ -49,21 +50,92 @@ fn scatter_winners(x: &Tensor, dim: usize, index: &Tensor, dtype: DType) -> Tens
     owner.gather(dim, index).eq(&ids).to_dtype(dtype)
 }
 
-pub(crate) fn index_vjp(op: &Op, x: &[Tensor], g: &Tensor, needs: &[bool]) -> Grads {
+/// Indexing primitives: each variant's name, forward, forward into a buffer and gradient
+/// rule are below, one exhaustive match each.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IndexOp {
+    /// Entries at indices along a dim (inputs: x, i64 index).
+    IndexSelect(usize),
+    /// `x` with `src` added at indices along a dim (inputs: x, index, src).
+    IndexAdd(usize),
+    /// Gather along a dim (inputs: x, index).
+    Gather(usize),
+    /// Scatter-add along a dim (inputs: x, index, src).
+    ScatterAdd(usize),
+    /// Scatter (overwrite) along a dim (inputs: x, index, src).
+    Scatter(usize),
+    /// Assignment `x[index] = v` (`accumulate`: `+=`) (inputs: x, v).
+    IndexPut(Index, bool),
+}
+
+impl From<IndexOp> for Op {
+    fn from(op: IndexOp) -> Op {
+        Op::Index(op)
+    }
+}
+
+impl IndexOp {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            IndexOp::IndexSelect(_) => "index_select",
+            IndexOp::IndexAdd(_) => "index_add",
+            IndexOp::Gather(_) => "gather",
+            IndexOp::ScatterAdd(_) => "scatter_add",
+            IndexOp::Scatter(_) => "scatter",
+            IndexOp::IndexPut(_, false) => "index_put",
+            IndexOp::IndexPut(_, true) => "index_put_add",
+        }
+    }
+
+    #[track_caller]
+    pub(crate) fn forward(&self, x: &[&Array]) -> Array {
+        match self {
+            IndexOp::IndexSelect(d) => x[0].index_select(*d, x[1]),
+            IndexOp::IndexAdd(d) => x[0].index_add(*d, x[1], x[2]),
+            IndexOp::Gather(d) => x[0].gather(*d, x[1]),
+            IndexOp::ScatterAdd(d) => x[0].scatter_add(*d, x[1], x[2]),
+            IndexOp::Scatter(d) => x[0].scatter(*d, x[1], x[2]),
+            IndexOp::IndexPut(i, false) => x[0].index_put(i, x[1]),
+            IndexOp::IndexPut(i, true) => x[0].index_put_add(i, x[1]),
+        }
+    }
+
+    /// See [`Op::forward_into`].
+    #[track_caller]
+    pub(crate) fn forward_into(&self, x: &[&Array], out: &mut Array) -> bool {
+        match self {
+            IndexOp::IndexSelect(d) => x[0].index_select_into(*d, x[1], out),
+            IndexOp::IndexAdd(d) => x[0].index_add_into(*d, x[1], x[2], out),
+            IndexOp::Gather(d) => x[0].gather_into(*d, x[1], out),
+            IndexOp::ScatterAdd(d) => x[0].scatter_add_into(*d, x[1], x[2], out),
+            IndexOp::Scatter(d) => x[0].scatter_into(*d, x[1], x[2], out),
+            IndexOp::IndexPut(i, false) => x[0].index_put_into(i, x[1], out),
+            IndexOp::IndexPut(i, true) => x[0].index_put_add_into(i, x[1], out),
+        }
+        true
+    }
+
+    pub(crate) fn vjp(&self, x: &[Tensor], g: &Tensor, needs: &[bool]) -> Grads {
+        index_vjp(self, x, g, needs)
+    }
+}
+
+fn index_vjp(op: &IndexOp, x: &[Tensor], g: &Tensor, needs: &[bool]) -> Grads {
     match op {
-        Op::IndexSelect(d) => smallvec![Some(zeros_like(&x[0]).index_add(*d, &x[1], g)), None],
-        Op::IndexAdd(d) => smallvec![
+        IndexOp::IndexSelect(d) => smallvec![Some(zeros_like(&x[0]).index_add(*d, &x[1], g)), None],
+        IndexOp::IndexAdd(d) => smallvec![
             wanted(needs, 0, || g.clone()),
             None,
             wanted(needs, 2, || g.index_select(*d, &x[1]))
         ],
-        Op::Gather(d) => smallvec![Some(zeros_like(&x[0]).scatter_add(*d, &x[1], g)), None],
-        Op::ScatterAdd(d) => smallvec![
+        IndexOp::Gather(d) => smallvec![Some(zeros_like(&x[0]).scatter_add(*d, &x[1], g)), None],
+        IndexOp::ScatterAdd(d) => smallvec![
             wanted(needs, 0, || g.clone()),
             None,
             wanted(needs, 2, || pad_to(g.gather(*d, &x[1]), x[2].shape()))
         ],
-        Op::Scatter(d) => {
+        IndexOp::Scatter(d) => {
             let kept = wanted(needs, 0, || {
                 g.scatter(
                     *d,
@@ -77,7 +149,7 @@ pub(crate) fn index_vjp(op: &Op, x: &[Tensor], g: &Tensor, needs: &[bool]) -> Gr
             });
             smallvec![kept, None, src]
         }
-        Op::IndexPut(index, accumulate) => {
+        IndexOp::IndexPut(index, accumulate) => {
             let (base, v) = (&x[0], &x[1]);
             let dx = wanted(needs, 0, || {
                 if *accumulate {
@@ -136,7 +208,6 @@ pub(crate) fn index_vjp(op: &Op, x: &[Tensor], g: &Tensor, needs: &[bool]) -> Gr
             });
             smallvec![dx, dv]
         }
-        _ => unreachable!("not an index op: {op:?}"),
     }
 }
 
@@ -145,35 +216,35 @@ impl Tensor {
     #[track_caller]
     pub fn index_select(&self, dim: impl Dim, index: &Tensor) -> Tensor {
         let d = dim.resolve(self.ndim(), "index_select");
-        apply(Op::IndexSelect(d), &[self, index])
+        apply(IndexOp::IndexSelect(d), &[self, index])
     }
 
     /// `self` with `src` added at rows `index` (1-d i64) along `dim`.
     #[track_caller]
     pub fn index_add(&self, dim: impl Dim, index: &Tensor, src: &Tensor) -> Tensor {
         let d = dim.resolve(self.ndim(), "index_add");
-        apply(Op::IndexAdd(d), &[self, index, src])
+        apply(IndexOp::IndexAdd(d), &[self, index, src])
     }
 
     /// Entries picked along `dim` by an i64 index of the same number of dims.
     #[track_caller]
     pub fn gather(&self, dim: impl Dim, index: &Tensor) -> Tensor {
         let d = dim.resolve(self.ndim(), "gather");
-        apply(Op::Gather(d), &[self, index])
+        apply(IndexOp::Gather(d), &[self, index])
     }
 
     /// `self` with `src` added at the positions `index` names along `dim`.
     #[track_caller]
     pub fn scatter_add(&self, dim: impl Dim, index: &Tensor, src: &Tensor) -> Tensor {
         let d = dim.resolve(self.ndim(), "scatter_add");
-        apply(Op::ScatterAdd(d), &[self, index, src])
+        apply(IndexOp::ScatterAdd(d), &[self, index, src])
     }
 
     /// `self` with `src` written at the positions `index` names along `dim`.
     #[track_caller]
     pub fn scatter(&self, dim: impl Dim, index: &Tensor, src: &Tensor) -> Tensor {
         let d = dim.resolve(self.ndim(), "scatter");
-        apply(Op::Scatter(d), &[self, index, src])
+        apply(IndexOp::Scatter(d), &[self, index, src])
     }
 
     /// `self` with `values` written where `index` points (the seed's `x[k] = v`): a row, rows
@@ -187,13 +258,13 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn index_put(&self, index: &Index, values: &Tensor) -> Tensor {
-        apply(Op::IndexPut(index.clone(), false), &[self, values])
+        apply(IndexOp::IndexPut(index.clone(), false), &[self, values])
     }
 
     /// Like [`index_put`](Tensor::index_put) but adds into the addressed places.
     #[track_caller]
     pub fn index_put_add(&self, index: &Index, values: &Tensor) -> Tensor {
-        apply(Op::IndexPut(index.clone(), true), &[self, values])
+        apply(IndexOp::IndexPut(index.clone(), true), &[self, values])
     }
 
     /// `self` with the number `value` written where `index` points.

@@ -6,101 +6,217 @@ use smallvec::smallvec;
 
 use crate::op::{wanted, Grads, Op};
 use crate::tensor::apply;
-use crate::{Conv2dParams, Dim, Pool2dParams, Tensor};
+use crate::{Array, Conv2dParams, Dim, Pool2dParams, Shape, Tensor};
 
-pub(crate) fn nn_vjp(op: &Op, x: &[Tensor], out: &Tensor, g: &Tensor, needs: &[bool]) -> Grads {
-    match op {
-        Op::Conv2d(p) => {
-            let dx = wanted(needs, 0, || {
-                apply(
-                    Op::Conv2dBackwardInput(*p, x[0].shape().into()),
-                    &[g, &x[1]],
-                )
-            });
-            let dw = wanted(needs, 1, || {
-                apply(
-                    Op::Conv2dBackwardWeight(*p, x[1].shape().into()),
-                    &[g, &x[0]],
-                )
-            });
-            let mut grads: Grads = smallvec![dx, dw];
-            if x.len() == 3 {
-                grads.push(wanted(needs, 2, || g.sum_dim([0, 2, 3], false)));
+/// Neural-network primitives: each variant's name, forward, forward into a buffer and
+/// gradient rule are below, one exhaustive match each.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NnOp {
+    /// 2-d convolution (inputs: x, w, optional bias).
+    Conv2d(Conv2dParams),
+    /// Input gradient of a convolution (inputs: output gradient, w).
+    Conv2dBackwardInput(Conv2dParams, Shape),
+    /// Weight gradient of a convolution (inputs: output gradient, x).
+    Conv2dBackwardWeight(Conv2dParams, Shape),
+    /// The position of each max-pooling window's maximum (i64 `[N, C, H', W']`, flat within
+    /// each `H x W` plane; no gradient).
+    MaxPool2dIndices(Pool2dParams),
+    /// Max pooling by precomputed window maxima (inputs: x, indices from
+    /// [`NnOp::MaxPool2dIndices`]).
+    MaxPool2d,
+    /// The adjoint of [`NnOp::MaxPool2d`]: routes the gradient to the picked positions of an
+    /// input of the given shape (inputs: gradient, indices).
+    MaxPool2dBackward(Shape),
+    /// Average pooling (`true`: padding counts in the divisor).
+    AvgPool2d(Pool2dParams, bool),
+    /// Gradient of average pooling (input: output gradient).
+    AvgPool2dBackward(Pool2dParams, bool, Shape),
+    /// Gradient of tanh from its output (inputs: y, output gradient): `g (1 - y²)`.
+    TanhBackward,
+    /// Gradient of sigmoid from its output (inputs: y, output gradient): `g y (1 - y)`.
+    SigmoidBackward,
+    /// Softmax along a dim.
+    Softmax(usize),
+    /// Log-softmax along a dim.
+    LogSoftmax(usize),
+    /// Softmax gradient (inputs: softmax output, output gradient).
+    SoftmaxBackward(usize),
+    /// Log-softmax gradient (inputs: log-softmax output, output gradient).
+    LogSoftmaxBackward(usize),
+}
+
+impl From<NnOp> for Op {
+    fn from(op: NnOp) -> Op {
+        Op::Nn(op)
+    }
+}
+
+impl NnOp {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            NnOp::Conv2d(_) => "conv2d",
+            NnOp::Conv2dBackwardInput(..) => "conv2d_backward_input",
+            NnOp::Conv2dBackwardWeight(..) => "conv2d_backward_weight",
+            NnOp::MaxPool2dIndices(_) => "max_pool2d_indices",
+            NnOp::MaxPool2d => "max_pool2d",
+            NnOp::MaxPool2dBackward(..) => "max_pool2d_backward",
+            NnOp::AvgPool2d(..) => "avg_pool2d",
+            NnOp::AvgPool2dBackward(..) => "avg_pool2d_backward",
+            NnOp::TanhBackward => "tanh_backward",
+            NnOp::SigmoidBackward => "sigmoid_backward",
+            NnOp::Softmax(_) => "softmax",
+            NnOp::LogSoftmax(_) => "log_softmax",
+            NnOp::SoftmaxBackward(_) => "softmax_backward",
+            NnOp::LogSoftmaxBackward(_) => "log_softmax_backward",
+        }
+    }
+
+    /// False for the index computations, which pass no gradient.
+    pub(crate) fn is_differentiable(&self) -> bool {
+        !matches!(self, NnOp::MaxPool2dIndices(_))
+    }
+
+    #[track_caller]
+    pub(crate) fn forward(&self, x: &[&Array]) -> Array {
+        match self {
+            NnOp::Conv2d(p) => x[0].conv2d(x[1], x.get(2).copied(), *p),
+            NnOp::Conv2dBackwardInput(p, s) => x[0].conv2d_backward_input(x[1], s, *p),
+            NnOp::Conv2dBackwardWeight(p, s) => x[0].conv2d_backward_weight(x[1], s, *p),
+            NnOp::MaxPool2dIndices(p) => x[0].max_pool2d(*p).1,
+            NnOp::MaxPool2d => x[0].gather_planes(x[1]),
+            NnOp::MaxPool2dBackward(s) => x[0].max_pool2d_backward(x[1], s),
+            NnOp::AvgPool2d(p, inc) => x[0].avg_pool2d(*p, *inc),
+            NnOp::AvgPool2dBackward(p, inc, s) => x[0].avg_pool2d_backward(s, *p, *inc),
+            NnOp::TanhBackward => x[0].tanh_backward(x[1]),
+            NnOp::SigmoidBackward => x[0].sigmoid_backward(x[1]),
+            NnOp::Softmax(d) => x[0].softmax(*d),
+            NnOp::LogSoftmax(d) => x[0].log_softmax(*d),
+            NnOp::SoftmaxBackward(d) => x[0].softmax_backward(x[1], *d),
+            NnOp::LogSoftmaxBackward(d) => x[0].log_softmax_backward(x[1], *d),
+        }
+    }
+
+    /// See [`Op::forward_into`].
+    #[track_caller]
+    pub(crate) fn forward_into(&self, x: &[&Array], out: &mut Array) -> bool {
+        match self {
+            NnOp::Conv2d(p) => x[0].conv2d_into(x[1], x.get(2).copied(), *p, out),
+            NnOp::Conv2dBackwardInput(p, s) => x[0].conv2d_backward_input_into(x[1], s, *p, out),
+            NnOp::Conv2dBackwardWeight(p, s) => x[0].conv2d_backward_weight_into(x[1], s, *p, out),
+            NnOp::MaxPool2d => x[0].gather_planes_into(x[1], out),
+            NnOp::MaxPool2dBackward(s) => x[0].max_pool2d_backward_into(x[1], s, out),
+            NnOp::AvgPool2d(p, inc) => x[0].avg_pool2d_into(*p, *inc, out),
+            NnOp::AvgPool2dBackward(p, inc, s) => x[0].avg_pool2d_backward_into(s, *p, *inc, out),
+            NnOp::TanhBackward => x[0].tanh_backward_into(x[1], out),
+            NnOp::SigmoidBackward => x[0].sigmoid_backward_into(x[1], out),
+            NnOp::Softmax(d) => x[0].softmax_into(*d, out),
+            NnOp::LogSoftmax(d) => x[0].log_softmax_into(*d, out),
+            NnOp::SoftmaxBackward(d) => x[0].softmax_backward_into(x[1], *d, out),
+            NnOp::LogSoftmaxBackward(d) => x[0].log_softmax_backward_into(x[1], *d, out),
+            NnOp::MaxPool2dIndices(_) => return false,
+        }
+        true
+    }
+
+    pub(crate) fn vjp(&self, x: &[Tensor], out: &Tensor, g: &Tensor, needs: &[bool]) -> Grads {
+        match self {
+            NnOp::MaxPool2dIndices(_) => smallvec![None],
+            NnOp::Conv2d(p) => {
+                let dx = wanted(needs, 0, || {
+                    apply(
+                        NnOp::Conv2dBackwardInput(*p, x[0].shape().into()),
+                        &[g, &x[1]],
+                    )
+                });
+                let dw = wanted(needs, 1, || {
+                    apply(
+                        NnOp::Conv2dBackwardWeight(*p, x[1].shape().into()),
+                        &[g, &x[0]],
+                    )
+                });
+                let mut grads: Grads = smallvec![dx, dw];
+                if x.len() == 3 {
+                    grads.push(wanted(needs, 2, || g.sum_dim([0, 2, 3], false)));
+                }
+                grads
             }
-            grads
+            // dx = convT(dy, w): <H, convT(dy, w)> = <conv(H, w), dy>
+            NnOp::Conv2dBackwardInput(p, _) => {
+                let (dy, w) = (&x[0], &x[1]);
+                smallvec![
+                    wanted(needs, 0, || apply(NnOp::Conv2d(*p), &[g, w])),
+                    wanted(needs, 1, || {
+                        apply(NnOp::Conv2dBackwardWeight(*p, w.shape().into()), &[dy, g])
+                    }),
+                ]
+            }
+            // dw = W(dy, x): <H, W(dy, x)> = <conv(x, H), dy>
+            NnOp::Conv2dBackwardWeight(p, _) => {
+                let (dy, xin) = (&x[0], &x[1]);
+                smallvec![
+                    wanted(needs, 0, || apply(NnOp::Conv2d(*p), &[xin, g])),
+                    wanted(needs, 1, || {
+                        apply(NnOp::Conv2dBackwardInput(*p, xin.shape().into()), &[dy, g])
+                    }),
+                ]
+            }
+            NnOp::MaxPool2d => smallvec![
+                Some(apply(
+                    NnOp::MaxPool2dBackward(x[0].shape().into()),
+                    &[g, &x[1]]
+                )),
+                None
+            ],
+            // routing a gradient is linear: its adjoint picks the same positions
+            NnOp::MaxPool2dBackward(_) => {
+                smallvec![Some(apply(NnOp::MaxPool2d, &[g, &x[1]])), None]
+            }
+            NnOp::AvgPool2d(p, inc) => smallvec![Some(apply(
+                NnOp::AvgPool2dBackward(*p, *inc, x[0].shape().into()),
+                &[g]
+            ))],
+            // average pooling's backward is its adjoint, and the adjoint of that is the pooling
+            NnOp::AvgPool2dBackward(p, inc, _) => {
+                smallvec![Some(apply(NnOp::AvgPool2d(*p, *inc), &[g]))]
+            }
+            // r = g (1 - y²): dr/dy = -2 g y H, dr/dg = (1 - y²) H
+            NnOp::TanhBackward => {
+                let (y, dy) = (&x[0], &x[1]);
+                smallvec![
+                    wanted(needs, 0, || -(&(&(dy * y) * g) * 2.0)),
+                    wanted(needs, 1, || apply(NnOp::TanhBackward, &[y, g])),
+                ]
+            }
+            // r = g y (1 - y): dr/dy = g (1 - 2y) H, dr/dg = y (1 - y) H
+            NnOp::SigmoidBackward => {
+                let (y, dy) = (&x[0], &x[1]);
+                smallvec![
+                    wanted(needs, 0, || &(dy * &(y * -2.0).add_scalar(1.0)) * g),
+                    wanted(needs, 1, || apply(NnOp::SigmoidBackward, &[y, g])),
+                ]
+            }
+            NnOp::Softmax(d) => smallvec![Some(apply(NnOp::SoftmaxBackward(*d), &[out, g]))],
+            NnOp::LogSoftmax(d) => smallvec![Some(apply(NnOp::LogSoftmaxBackward(*d), &[out, g]))],
+            // r = y (dy - s), s = Σ dy y. With t = Σ H y: dr/dy = H (dy - s) - dy t, dr/d dy = y (H - t)
+            NnOp::SoftmaxBackward(d) => {
+                let (y, dy) = (&x[0], &x[1]);
+                let s = (dy * y).sum_dim(*d, true);
+                let t = (g * y).sum_dim(*d, true);
+                let d_y = &(g * &(dy - &s)) - &(dy * &t);
+                let d_dy = apply(NnOp::SoftmaxBackward(*d), &[y, g]);
+                smallvec![Some(d_y), Some(d_dy)]
+            }
+            // r = dy - e^y S, S = Σ dy. dr/dy = -H e^y S, dr/d dy = H - Σ H e^y
+            NnOp::LogSoftmaxBackward(d) => {
+                let (y, dy) = (&x[0], &x[1]);
+                let e = y.exp();
+                let s = dy.sum_dim(*d, true);
+                let d_y = -(&(g * &e) * &s);
+                let d_dy = g - &(g * &e).sum_dim(*d, true);
+                smallvec![Some(d_y), Some(d_dy)]
+            }
         }
-        // dx = convT(dy, w): <H, convT(dy, w)> = <conv(H, w), dy>
-        Op::Conv2dBackwardInput(p, _) => {
-            let (dy, w) = (&x[0], &x[1]);
-            smallvec![
-                wanted(needs, 0, || apply(Op::Conv2d(*p), &[g, w])),
-                wanted(needs, 1, || {
-                    apply(Op::Conv2dBackwardWeight(*p, w.shape().into()), &[dy, g])
-                }),
-            ]
-        }
-        // dw = W(dy, x): <H, W(dy, x)> = <conv(x, H), dy>
-        Op::Conv2dBackwardWeight(p, _) => {
-            let (dy, xin) = (&x[0], &x[1]);
-            smallvec![
-                wanted(needs, 0, || apply(Op::Conv2d(*p), &[xin, g])),
-                wanted(needs, 1, || {
-                    apply(Op::Conv2dBackwardInput(*p, xin.shape().into()), &[dy, g])
-                }),
-            ]
-        }
-        Op::MaxPool2d => smallvec![
-            Some(apply(
-                Op::MaxPool2dBackward(x[0].shape().into()),
-                &[g, &x[1]]
-            )),
-            None
-        ],
-        // routing a gradient is linear: its adjoint picks the same positions
-        Op::MaxPool2dBackward(_) => smallvec![Some(apply(Op::MaxPool2d, &[g, &x[1]])), None],
-        Op::AvgPool2d(p, inc) => smallvec![Some(apply(
-            Op::AvgPool2dBackward(*p, *inc, x[0].shape().into()),
-            &[g]
-        ))],
-        // average pooling's backward is its adjoint, and the adjoint of that is the pooling
-        Op::AvgPool2dBackward(p, inc, _) => smallvec![Some(apply(Op::AvgPool2d(*p, *inc), &[g]))],
-        // r = g (1 - y²): dr/dy = -2 g y H, dr/dg = (1 - y²) H
-        Op::TanhBackward => {
-            let (y, dy) = (&x[0], &x[1]);
-            smallvec![
-                wanted(needs, 0, || -(&(&(dy * y) * g) * 2.0)),
-                wanted(needs, 1, || apply(Op::TanhBackward, &[y, g])),
-            ]
-        }
-        // r = g y (1 - y): dr/dy = g (1 - 2y) H, dr/dg = y (1 - y) H
-        Op::SigmoidBackward => {
-            let (y, dy) = (&x[0], &x[1]);
-            smallvec![
-                wanted(needs, 0, || &(dy * &(y * -2.0).add_scalar(1.0)) * g),
-                wanted(needs, 1, || apply(Op::SigmoidBackward, &[y, g])),
-            ]
-        }
-        Op::Softmax(d) => smallvec![Some(apply(Op::SoftmaxBackward(*d), &[out, g]))],
-        Op::LogSoftmax(d) => smallvec![Some(apply(Op::LogSoftmaxBackward(*d), &[out, g]))],
-        // r = y (dy - s), s = Σ dy y. With t = Σ H y: dr/dy = H (dy - s) - dy t, dr/d dy = y (H - t)
-        Op::SoftmaxBackward(d) => {
-            let (y, dy) = (&x[0], &x[1]);
-            let s = (dy * y).sum_dim(*d, true);
-            let t = (g * y).sum_dim(*d, true);
-            let d_y = &(g * &(dy - &s)) - &(dy * &t);
-            let d_dy = apply(Op::SoftmaxBackward(*d), &[y, g]);
-            smallvec![Some(d_y), Some(d_dy)]
-        }
-        // r = dy - e^y S, S = Σ dy. dr/dy = -H e^y S, dr/d dy = H - Σ H e^y
-        Op::LogSoftmaxBackward(d) => {
-            let (y, dy) = (&x[0], &x[1]);
-            let e = y.exp();
-            let s = dy.sum_dim(*d, true);
-            let d_y = -(&(g * &e) * &s);
-            let d_dy = g - &(g * &e).sum_dim(*d, true);
-            smallvec![Some(d_y), Some(d_dy)]
-        }
-        _ => unreachable!("not an nn op: {op:?}"),
     }
 }
 
@@ -110,8 +226,8 @@ impl Tensor {
     #[track_caller]
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, params: Conv2dParams) -> Tensor {
         match bias {
-            Some(b) => apply(Op::Conv2d(params), &[self, weight, b]),
-            None => apply(Op::Conv2d(params), &[self, weight]),
+            Some(b) => apply(NnOp::Conv2d(params), &[self, weight, b]),
+            None => apply(NnOp::Conv2d(params), &[self, weight]),
         }
     }
 
@@ -119,27 +235,27 @@ impl Tensor {
     /// plane. The gradient goes to the chosen elements.
     #[track_caller]
     pub fn max_pool2d(&self, params: Pool2dParams) -> (Tensor, Tensor) {
-        let idx = apply(Op::MaxPool2dIndices(params), &[self]);
-        (apply(Op::MaxPool2d, &[self, &idx]), idx)
+        let idx = apply(NnOp::MaxPool2dIndices(params), &[self]);
+        (apply(NnOp::MaxPool2d, &[self, &idx]), idx)
     }
 
     /// Average pooling (`count_include_pad`: padding counts as zeros in the divisor).
     #[track_caller]
     pub fn avg_pool2d(&self, params: Pool2dParams, count_include_pad: bool) -> Tensor {
-        apply(Op::AvgPool2d(params, count_include_pad), &[self])
+        apply(NnOp::AvgPool2d(params, count_include_pad), &[self])
     }
 
     /// Softmax along `dim`.
     #[track_caller]
     pub fn softmax(&self, dim: impl Dim) -> Tensor {
         let d = dim.resolve(self.ndim(), "softmax");
-        apply(Op::Softmax(d), &[self])
+        apply(NnOp::Softmax(d), &[self])
     }
 
     /// Log-softmax along `dim`.
     #[track_caller]
     pub fn log_softmax(&self, dim: impl Dim) -> Tensor {
         let d = dim.resolve(self.ndim(), "log_softmax");
-        apply(Op::LogSoftmax(d), &[self])
+        apply(NnOp::LogSoftmax(d), &[self])
     }
 }

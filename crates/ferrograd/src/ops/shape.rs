@@ -8,7 +8,7 @@ use super::unbroadcast;
 use crate::op::{Grads, Op};
 use crate::ops::reduce::DimList;
 use crate::tensor::apply;
-use crate::{Array, Dim, Dims, Index, Tensor};
+use crate::{Array, Dim, Dims, Index, Shape, Tensor};
 
 /// Zeros of size `size` along `dim`, with `x` placed from `start` (the adjoint of narrow).
 pub(crate) fn pad_narrow(x: &Array, dim: usize, start: usize, size: usize) -> Array {
@@ -26,61 +26,167 @@ pub(crate) fn pad_narrow(x: &Array, dim: usize, start: usize, size: usize) -> Ar
     )
 }
 
-pub(crate) fn shape_vjp(op: &Op, x: &[Tensor], g: &Tensor) -> Grads {
-    let dx = match op {
-        Op::Permute(p) => {
-            let mut inverse = vec![0; p.len()];
-            for (i, &d) in p.iter().enumerate() {
-                inverse[d] = i;
+/// Shape primitives: each variant's name, forward, forward into a buffer and gradient rule
+/// are below, one exhaustive match each.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ShapeOp {
+    /// Dim reordering.
+    Permute(Vec<usize>),
+    /// Same elements in a new shape.
+    Reshape(Shape),
+    /// A row-major copy of a strided tensor.
+    Contiguous,
+    /// Broadcast view to a shape.
+    Expand(Shape),
+    /// Slice along a dim.
+    Narrow {
+        /// The dim.
+        dim: usize,
+        /// First index.
+        start: usize,
+        /// Number of entries.
+        len: usize,
+    },
+    /// Zeros of `size` along `dim` with the input placed at `start` (the adjoint of narrow).
+    PadNarrow {
+        /// The dim.
+        dim: usize,
+        /// Where the input goes.
+        start: usize,
+        /// Size of the result along `dim`.
+        size: usize,
+    },
+    /// Reversal along dims.
+    Flip(DimList),
+    /// Diagonal `k` of a matrix as a vector.
+    Diagonal(i64),
+    /// A vector placed on diagonal `k` of a square zero matrix.
+    DiagEmbed(i64),
+    /// Lower (`true`) or upper triangle from diagonal `k`.
+    Triangle(bool, i64),
+    /// Concatenation along a dim.
+    Cat(usize),
+}
+
+impl From<ShapeOp> for Op {
+    fn from(op: ShapeOp) -> Op {
+        Op::Shape(op)
+    }
+}
+
+impl ShapeOp {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            ShapeOp::Permute(_) => "permute",
+            ShapeOp::Reshape(_) => "reshape",
+            ShapeOp::Contiguous => "contiguous",
+            ShapeOp::Expand(_) => "expand",
+            ShapeOp::Narrow { .. } => "narrow",
+            ShapeOp::PadNarrow { .. } => "pad_narrow",
+            ShapeOp::Flip(_) => "flip",
+            ShapeOp::Diagonal(_) => "diagonal",
+            ShapeOp::DiagEmbed(_) => "diag_embed",
+            ShapeOp::Triangle(true, _) => "tril",
+            ShapeOp::Triangle(false, _) => "triu",
+            ShapeOp::Cat(_) => "cat",
+        }
+    }
+
+    #[track_caller]
+    pub(crate) fn forward(&self, x: &[&Array]) -> Array {
+        match self {
+            ShapeOp::Permute(p) => x[0].permute(p),
+            ShapeOp::Reshape(s) => x[0].reshape(s),
+            ShapeOp::Contiguous => x[0].contiguous(),
+            ShapeOp::Expand(s) => x[0].expand(s),
+            ShapeOp::Narrow { dim, start, len } => x[0].narrow(*dim, *start, *len),
+            ShapeOp::PadNarrow { dim, start, size } => pad_narrow(x[0], *dim, *start, *size),
+            ShapeOp::Flip(dims) => x[0].flip(dims.as_slice()),
+            ShapeOp::Diagonal(k) => x[0].diagonal(*k),
+            ShapeOp::DiagEmbed(k) => x[0].diag(*k),
+            ShapeOp::Triangle(true, k) => x[0].tril(*k),
+            ShapeOp::Triangle(false, k) => x[0].triu(*k),
+            ShapeOp::Cat(d) => Array::cat(&x.iter().map(|a| (*a).clone()).collect::<Vec<_>>(), *d),
+        }
+    }
+
+    /// See [`Op::forward_into`]: false for views, which allocate no data, and for the ops
+    /// with no `*_into` kernel.
+    #[track_caller]
+    pub(crate) fn forward_into(&self, x: &[&Array], out: &mut Array) -> bool {
+        match self {
+            ShapeOp::Contiguous => x[0].contiguous_into(out),
+            ShapeOp::Flip(dims) => x[0].flip_into(dims.as_slice(), out),
+            ShapeOp::Triangle(true, k) => x[0].tril_into(*k, out),
+            ShapeOp::Triangle(false, k) => x[0].triu_into(*k, out),
+            ShapeOp::Permute(_)
+            | ShapeOp::Reshape(_)
+            | ShapeOp::Expand(_)
+            | ShapeOp::Narrow { .. }
+            | ShapeOp::PadNarrow { .. }
+            | ShapeOp::Diagonal(_)
+            | ShapeOp::DiagEmbed(_)
+            | ShapeOp::Cat(_) => return false,
+        }
+        true
+    }
+
+    pub(crate) fn vjp(&self, x: &[Tensor], g: &Tensor) -> Grads {
+        let dx = match self {
+            ShapeOp::Permute(p) => {
+                let mut inverse = vec![0; p.len()];
+                for (i, &d) in p.iter().enumerate() {
+                    inverse[d] = i;
+                }
+                g.permute(&inverse)
             }
-            g.permute(&inverse)
-        }
-        Op::Reshape(_) => g.reshape(x[0].shape()),
-        Op::Contiguous => g.clone(),
-        Op::Expand(_) => unbroadcast(g, x[0].shape()),
-        Op::Narrow { dim, start, .. } => apply(
-            Op::PadNarrow {
-                dim: *dim,
-                start: *start,
-                size: x[0].shape()[*dim],
-            },
-            &[g],
-        ),
-        Op::PadNarrow { dim, start, .. } => g.narrow(*dim, *start, x[0].shape()[*dim]),
-        Op::Flip(dims) => g.flip(dims.as_slice()),
-        Op::DiagEmbed(k) => g.diagonal(*k),
-        Op::Diagonal(k) => {
-            // Place g on diagonal k of a zero matrix of x's shape.
-            let (r, c) = (x[0].shape()[0], x[0].shape()[1]);
-            let (r0, c0) = if *k >= 0 { (0, *k) } else { (-*k, 0) };
-            let positions: Vec<i64> = (0..g.numel() as i64)
-                .map(|i| (r0 + i) * c as i64 + c0 + i)
-                .collect();
-            let flat = Tensor::new(Array::zeros(&[r * c], g.dtype()));
-            flat.index_put(&Index::List(positions), g).reshape(&[r, c])
-        }
-        Op::Triangle(lower, k) => {
-            if *lower {
-                g.tril(*k)
-            } else {
-                g.triu(*k)
+            ShapeOp::Reshape(_) => g.reshape(x[0].shape()),
+            ShapeOp::Contiguous => g.clone(),
+            ShapeOp::Expand(_) => unbroadcast(g, x[0].shape()),
+            ShapeOp::Narrow { dim, start, .. } => apply(
+                ShapeOp::PadNarrow {
+                    dim: *dim,
+                    start: *start,
+                    size: x[0].shape()[*dim],
+                },
+                &[g],
+            ),
+            ShapeOp::PadNarrow { dim, start, .. } => g.narrow(*dim, *start, x[0].shape()[*dim]),
+            ShapeOp::Flip(dims) => g.flip(dims.as_slice()),
+            ShapeOp::DiagEmbed(k) => g.diagonal(*k),
+            ShapeOp::Diagonal(k) => {
+                // Place g on diagonal k of a zero matrix of x's shape.
+                let (r, c) = (x[0].shape()[0], x[0].shape()[1]);
+                let (r0, c0) = if *k >= 0 { (0, *k) } else { (-*k, 0) };
+                let positions: Vec<i64> = (0..g.numel() as i64)
+                    .map(|i| (r0 + i) * c as i64 + c0 + i)
+                    .collect();
+                let flat = Tensor::new(Array::zeros(&[r * c], g.dtype()));
+                flat.index_put(&Index::List(positions), g).reshape(&[r, c])
             }
-        }
-        Op::Cat(dim) => {
-            let mut start = 0;
-            return x
-                .iter()
-                .map(|xi| {
-                    let n = xi.shape()[*dim];
-                    let piece = g.narrow(*dim, start, n);
-                    start += n;
-                    Some(piece)
-                })
-                .collect();
-        }
-        _ => unreachable!("not a shape op: {op:?}"),
-    };
-    smallvec![Some(dx)]
+            ShapeOp::Triangle(lower, k) => {
+                if *lower {
+                    g.tril(*k)
+                } else {
+                    g.triu(*k)
+                }
+            }
+            ShapeOp::Cat(dim) => {
+                let mut start = 0;
+                return x
+                    .iter()
+                    .map(|xi| {
+                        let n = xi.shape()[*dim];
+                        let piece = g.narrow(*dim, start, n);
+                        start += n;
+                        Some(piece)
+                    })
+                    .collect();
+            }
+        };
+        smallvec![Some(dx)]
+    }
 }
 
 impl Tensor {
@@ -91,7 +197,7 @@ impl Tensor {
         if dims.iter().enumerate().all(|(i, &d)| i == d) {
             return self.clone();
         }
-        apply(Op::Permute(dims.to_vec()), &[self])
+        apply(ShapeOp::Permute(dims.to_vec()), &[self])
     }
 
     /// Swaps two dims.
@@ -123,7 +229,7 @@ impl Tensor {
         if shape == self.shape() {
             return self.clone();
         }
-        apply(Op::Reshape(shape.into()), &[self])
+        apply(ShapeOp::Reshape(shape.into()), &[self])
     }
 
     /// Merges dims `start..=end` into one.
@@ -160,7 +266,7 @@ impl Tensor {
         if self.data().is_contiguous() {
             self.clone()
         } else {
-            apply(Op::Contiguous, &[self])
+            apply(ShapeOp::Contiguous, &[self])
         }
     }
 
@@ -170,7 +276,7 @@ impl Tensor {
         if shape == self.shape() {
             return self.clone();
         }
-        apply(Op::Expand(shape.into()), &[self])
+        apply(ShapeOp::Expand(shape.into()), &[self])
     }
 
     /// Same as [`expand`](Tensor::expand).
@@ -188,7 +294,7 @@ impl Tensor {
             return self.clone();
         }
         apply(
-            Op::Narrow {
+            ShapeOp::Narrow {
                 dim: d,
                 start,
                 len: length,
@@ -209,21 +315,21 @@ impl Tensor {
     #[track_caller]
     pub fn flip(&self, dims: impl Dims) -> Tensor {
         let dims: DimList = dims.resolve_all(self.ndim(), "flip");
-        apply(Op::Flip(dims), &[self])
+        apply(ShapeOp::Flip(dims), &[self])
     }
 
     /// Diagonal `k` of a matrix as a vector.
     #[track_caller]
     pub fn diagonal(&self, k: i64) -> Tensor {
         self.data().diagonal(k);
-        apply(Op::Diagonal(k), &[self])
+        apply(ShapeOp::Diagonal(k), &[self])
     }
 
     /// For a vector, the square matrix with it on diagonal `k`; for a matrix, its diagonal `k`.
     #[track_caller]
     pub fn diag(&self, k: i64) -> Tensor {
         match self.ndim() {
-            1 => apply(Op::DiagEmbed(k), &[self]),
+            1 => apply(ShapeOp::DiagEmbed(k), &[self]),
             2 => self.diagonal(k),
             _ => {
                 self.data().diag(k);
@@ -235,13 +341,13 @@ impl Tensor {
     /// The lower triangle of the last two dims from diagonal `k`, zeros elsewhere.
     #[track_caller]
     pub fn tril(&self, k: i64) -> Tensor {
-        apply(Op::Triangle(true, k), &[self])
+        apply(ShapeOp::Triangle(true, k), &[self])
     }
 
     /// The upper triangle of the last two dims from diagonal `k`, zeros elsewhere.
     #[track_caller]
     pub fn triu(&self, k: i64) -> Tensor {
-        apply(Op::Triangle(false, k), &[self])
+        apply(ShapeOp::Triangle(false, k), &[self])
     }
 
     /// Joins tensors along an existing dim.
@@ -253,7 +359,7 @@ impl Tensor {
         };
         let d = dim.resolve(first.ndim(), "cat");
         let refs: Vec<&Tensor> = tensors.iter().collect();
-        apply(Op::Cat(d), &refs)
+        apply(ShapeOp::Cat(d), &refs)
     }
 
     /// Joins tensors of one shape along a new dim.

@@ -644,3 +644,52 @@ fn state_reads_and_writes_appear_in_the_plan() {
         "{dot}"
     );
 }
+
+#[test]
+fn stable_gradients_come_back_in_the_same_buffers_unless_still_held() {
+    let id = |t: &Tensor| t.value().storage_id();
+    // a gradient computed by a kernel, large enough (160 KB) that replays would otherwise
+    // hand it to the allocator's cache
+    let f = |w: &Tensor, x: &Tensor| w.matmul(x).tanh().sum();
+    let df = grad(f).optimize(true).stable_gradients(true);
+    let mut rng = Generator::new(41);
+    let w = rand(&mut rng, &[100, 200], -1.0, 1.0);
+    let mut buffers = Vec::new();
+    for _ in 0..4 {
+        let x = rand(&mut rng, &[200, 3], -1.0, 1.0);
+        let (g, _) = df.call(&w, (&x,));
+        let (want, _) = grad(f).call(&w, (&x,));
+        assert!(same(&g, &want));
+        buffers.push(id(&g));
+    }
+    assert!(
+        buffers[1..].iter().all(|&b| b == buffers[1]),
+        "{buffers:x?}"
+    );
+    // a gradient the caller keeps is never written: the next call gets a new buffer
+    let x = rand(&mut rng, &[200, 3], -1.0, 1.0);
+    let (held, _) = df.call(&w, (&x,));
+    let copy = Tensor::new(held.value().copy());
+    let (next, _) = df.call(&w, (&rand(&mut rng, &[200, 3], -1.0, 1.0),));
+    assert_ne!(id(&next), id(&held));
+    assert!(same(&held, &copy), "a held gradient changed");
+    // a gradient that is a view of an input (the output gradient reshaped) is copied into
+    // the buffer of the last call's, once the replays have learned it is a view
+    let identity = grad(|x: &Tensor| x.reshape(&[2, 2]))
+        .partial_grad(true)
+        .optimize(true)
+        .stable_gradients(true);
+    let x = rand(&mut rng, &[4], -1.0, 1.0);
+    let mut buffers = Vec::new();
+    for _ in 0..6 {
+        let og = rand(&mut rng, &[2, 2], -1.0, 1.0);
+        let g = identity.run(&x, (), Some(&og)).grads.unwrap();
+        assert!(same(&g, &og.reshape(&[4])));
+        buffers.push(id(&g));
+    }
+    assert!(
+        buffers[3..].iter().all(|&b| b == buffers[3]),
+        "{buffers:x?}"
+    );
+    assert_eq!(df.stats().hits, 5);
+}

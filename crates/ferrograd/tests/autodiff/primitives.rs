@@ -449,3 +449,114 @@ fn casts_keep_the_gradient_between_floats() {
     assert_eq!(g.dtype(), DType::F64);
     assert_close(&g, &[3.0, -4.0], 1e-6);
 }
+
+#[test]
+fn ops_are_equal_when_they_compute_the_same_function() {
+    use ferrograd::{Array, CustomOp, IndexOp, NnOp, Op, ScalarOp, ShapeOp, Unary};
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::{Hash, Hasher};
+    use std::sync::Arc;
+
+    fn hash(op: &Op) -> u64 {
+        let mut h = DefaultHasher::new();
+        op.hash(&mut h);
+        h.finish()
+    }
+    #[track_caller]
+    fn same(a: Op, b: Op) {
+        assert_eq!(a, b);
+        assert_eq!(hash(&a), hash(&b), "{a:?}");
+    }
+    #[track_caller]
+    fn differ(a: Op, b: Op) {
+        assert_ne!(a, b);
+    }
+    #[derive(Debug)]
+    struct Twice;
+    impl CustomOp for Twice {
+        fn name(&self) -> &str {
+            "twice"
+        }
+        fn forward(&self, x: &[&Array]) -> Array {
+            x[0].mul_scalar(2.0)
+        }
+        fn backward(
+            &self,
+            _: &[Tensor],
+            _: &Tensor,
+            g: &Tensor,
+            _: &[bool],
+        ) -> Vec<Option<Tensor>> {
+            vec![Some(g * 2.0)]
+        }
+    }
+
+    same(
+        Op::Scalar(ScalarOp::Mul, 2.0),
+        Op::Scalar(ScalarOp::Mul, 2.0),
+    );
+    differ(
+        Op::Scalar(ScalarOp::Mul, 2.0),
+        Op::Scalar(ScalarOp::Mul, 2.5),
+    );
+    differ(
+        Op::Scalar(ScalarOp::Mul, 2.0),
+        Op::Scalar(ScalarOp::Add, 2.0),
+    );
+    // numbers by bits: one NaN is itself, and the two zeros differ (x / 0.0 and x / -0.0)
+    same(
+        Op::Scalar(ScalarOp::Div, f64::NAN),
+        Op::Scalar(ScalarOp::Div, f64::NAN),
+    );
+    differ(
+        Op::Scalar(ScalarOp::Div, 0.0),
+        Op::Scalar(ScalarOp::Div, -0.0),
+    );
+    same(
+        Op::Clamp {
+            min: Some(0.0),
+            max: None,
+        },
+        Op::Clamp {
+            min: Some(0.0),
+            max: None,
+        },
+    );
+    differ(
+        Op::Clamp {
+            min: Some(0.0),
+            max: None,
+        },
+        Op::Clamp {
+            min: None,
+            max: Some(0.0),
+        },
+    );
+    same(Op::Unary(Unary::Exp), Op::Unary(Unary::Exp));
+    differ(Op::Unary(Unary::Exp), Op::Unary(Unary::Log));
+    same(
+        Op::Shape(ShapeOp::Permute(vec![1, 0])),
+        Op::Shape(ShapeOp::Permute(vec![1, 0])),
+    );
+    differ(Op::Shape(ShapeOp::Cat(0)), Op::Shape(ShapeOp::Cat(1)));
+    differ(Op::Nn(NnOp::Softmax(1)), Op::Nn(NnOp::LogSoftmax(1)));
+    // an index array by its elements, not its storage
+    let mask = |v: Vec<bool>| Index::Mask(Array::from_vec(v, &[3]));
+    same(
+        Op::Index(IndexOp::IndexPut(mask(vec![true, false, true]), false)),
+        Op::Index(IndexOp::IndexPut(mask(vec![true, false, true]), false)),
+    );
+    differ(
+        Op::Index(IndexOp::IndexPut(mask(vec![true, false, true]), false)),
+        Op::Index(IndexOp::IndexPut(mask(vec![true, true, true]), false)),
+    );
+    differ(
+        Op::Index(IndexOp::IndexPut(mask(vec![true, false, true]), false)),
+        Op::Index(IndexOp::IndexPut(mask(vec![true, false, true]), true)),
+    );
+    // a user primitive by identity: two instances may hold different state
+    let twice: Arc<dyn CustomOp> = Arc::new(Twice);
+    same(Op::Custom(twice.clone()), Op::Custom(twice));
+    differ(Op::Custom(Arc::new(Twice)), Op::Custom(Arc::new(Twice)));
+    differ(Op::Leaf, Op::Matmul);
+}
