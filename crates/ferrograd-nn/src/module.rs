@@ -52,6 +52,19 @@ impl ModuleState {
         }
     }
 
+    /// Adds `scale` times `param_grads` (one per parameter) into the accumulated gradients.
+    pub fn accumulate(&mut self, param_grads: Vec<Tensor>, scale: f64) {
+        let scaled = |g: Tensor| if scale == 1.0 { g } else { &g * scale };
+        if self.zeroed {
+            self.grads = param_grads.into_iter().map(scaled).collect();
+            self.zeroed = false;
+        } else {
+            for (acc, g) in self.grads.iter_mut().zip(param_grads) {
+                *acc = &*acc + &scaled(g);
+            }
+        }
+    }
+
     /// Replaces the parameters, forgetting the last trace (it was of the old ones).
     pub fn replace_params(&mut self, params: Vec<Tensor>) {
         self.params = params;
@@ -92,14 +105,7 @@ pub trait Module: Send + Sync {
     /// The output for `input` (and the trace that `backward` reuses).
     #[track_caller]
     fn forward(&mut self, input: &Tensor) -> Tensor {
-        let params = self.state().params.clone();
-        let traced = trace(&(params, input.clone()), |(p, x)| self.forward_with(p, x));
-        let out = traced.output();
-        self.state_mut().last = Some(Arc::new(LastForward {
-            input: input.clone(),
-            traced,
-        }));
-        out
+        traced_forward(self, input)
     }
 
     /// The gradient with respect to `input` of `<output, grad_output>`; adds `scale` times
@@ -107,25 +113,7 @@ pub trait Module: Send + Sync {
     /// last `forward` when it saw this same input tensor, else runs the forward again.
     #[track_caller]
     fn backward(&mut self, input: &Tensor, grad_output: &Tensor, scale: f64) -> Tensor {
-        let last = match &self.state().last {
-            Some(l) if l.input.same(input) => l.clone(),
-            _ => {
-                self.forward(input);
-                self.state().last.clone().expect("forward stores its trace")
-            }
-        };
-        let (param_grads, input_grad) = last.traced.backward(grad_output);
-        let state = self.state_mut();
-        let scaled = |g: Tensor| if scale == 1.0 { g } else { &g * scale };
-        if state.zeroed {
-            state.grads = param_grads.into_iter().map(scaled).collect();
-            state.zeroed = false;
-        } else {
-            for (acc, g) in state.grads.iter_mut().zip(param_grads) {
-                *acc = &*acc + &scaled(g);
-            }
-        }
-        input_grad
+        traced_backward(self, input, grad_output, scale)
     }
 
     /// The parameters.
@@ -243,6 +231,44 @@ pub trait Module: Send + Sync {
     }
 }
 
+/// [`Module::forward`]'s default: traces `forward_with` and keeps the trace for `backward`.
+#[track_caller]
+pub(crate) fn traced_forward<M: Module + ?Sized>(module: &mut M, input: &Tensor) -> Tensor {
+    let params = module.state().params.clone();
+    let traced = trace(&(params, input.clone()), |(p, x)| module.forward_with(p, x));
+    let out = traced.output();
+    module.state_mut().last = Some(Arc::new(LastForward {
+        input: input.clone(),
+        traced,
+    }));
+    out
+}
+
+/// [`Module::backward`]'s default: walks the last trace back (tracing again for another
+/// input).
+#[track_caller]
+pub(crate) fn traced_backward<M: Module + ?Sized>(
+    module: &mut M,
+    input: &Tensor,
+    grad_output: &Tensor,
+    scale: f64,
+) -> Tensor {
+    let last = match &module.state().last {
+        Some(l) if l.input.same(input) => l.clone(),
+        _ => {
+            module.forward(input);
+            module
+                .state()
+                .last
+                .clone()
+                .expect("forward stores its trace")
+        }
+    };
+    let (param_grads, input_grad) = last.traced.backward(grad_output);
+    module.state_mut().accumulate(param_grads, scale);
+    input_grad
+}
+
 impl Clone for Box<dyn Module> {
     fn clone(&self) -> Self {
         self.box_clone()
@@ -289,11 +315,21 @@ pub trait Criterion: Send + Sync {
     /// The gradient of the loss with respect to `input`.
     #[track_caller]
     fn backward(&self, input: &Tensor, target: &Tensor) -> Tensor {
-        let target = target.detach();
-        let traced = trace(&input.detach(), |x| self.loss(x, &target));
-        let seed = Tensor::ones(traced.output().shape(), input.dtype());
-        traced.backward(&seed)
+        traced_criterion_backward(self, input, target)
     }
+}
+
+/// [`Criterion::backward`]'s default: traces the loss and walks it back.
+#[track_caller]
+pub(crate) fn traced_criterion_backward<C: Criterion + ?Sized>(
+    criterion: &C,
+    input: &Tensor,
+    target: &Tensor,
+) -> Tensor {
+    let target = target.detach();
+    let traced = trace(&input.detach(), |x| criterion.loss(x, &target));
+    let seed = Tensor::ones(traced.output().shape(), input.dtype());
+    traced.backward(&seed)
 }
 
 /// A criterion as a plain function of (prediction, target) for use inside `grad`; the

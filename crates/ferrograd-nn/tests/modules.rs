@@ -78,10 +78,25 @@ fn auto_modules_train_like_the_plain_nn_version() {
     };
     let linear = |x: &Tensor, w: &Tensor, b: &Tensor| w.mv(x) + b;
     let mut auto = Sequential::new()
-        .add(AutoModule::new("AutoLinearReLU", linear_relu, w1, b1))
-        .add(AutoModule::new("AutoLinear", linear, w2, b2));
+        .add(AutoModule::new(
+            "AutoLinearReLU",
+            linear_relu,
+            w1.clone(),
+            b1.clone(),
+        ))
+        .add(AutoModule::new(
+            "AutoLinear",
+            linear,
+            w2.clone(),
+            b2.clone(),
+        ));
+    // the same in optimize mode, each module driven by its own forward and backward as the
+    // seed's containers drove theirs (a container traces its children's functions instead)
+    let mut c1 = AutoModule::new("AutoLinearReLU", linear_relu, w1, b1).optimize(true);
+    let mut c2 = AutoModule::new("AutoLinear", linear, w2, b2).optimize(true);
     let mse = |x: &Tensor, t: &Tensor| (x - t).square().sum() * (1.0 / x.numel() as f64);
     let auto_mse = AutoCriterion::new("AutoMSE", mse);
+    let compiled_mse = AutoCriterion::new("AutoMSE", mse).optimize(true);
     let plain_mse = MseCriterion;
     let multiplier = rng.uniform(&[24], 0.0, 1.0, DType::F64);
     for _ in 0..1000 {
@@ -98,6 +113,16 @@ fn auto_modules_train_like_the_plain_nn_version() {
             model.backward(&input, &g, 1.0);
             model.update_parameters(0.001);
         }
+        c1.zero_grad_parameters();
+        c2.zero_grad_parameters();
+        let h = c1.forward(&input);
+        let out = c2.forward(&h);
+        compiled_mse.forward(&out, &target);
+        let g = compiled_mse.backward(&out, &target);
+        let g = c2.backward(&h, &g, 1.0);
+        c1.backward(&input, &g, 1.0);
+        c1.update_parameters(0.001);
+        c2.update_parameters(0.001);
     }
     let mut worst = 0.0f64;
     for (a, b) in plain.parameters().iter().zip(auto.parameters()) {
@@ -106,6 +131,18 @@ fn auto_modules_train_like_the_plain_nn_version() {
         }
     }
     assert!(worst < 1e-6, "weights differ by {worst}");
+    let compiled = [c1.parameters(), c2.parameters()].concat();
+    for (a, b) in auto.parameters().iter().zip(&compiled) {
+        for (x, y) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
+            assert!((x - y).abs() < 1e-9, "optimize mode: {x} vs {y}");
+        }
+    }
+    for m in [&c1, &c2] {
+        let (forward, backward) = m.stats().unwrap();
+        assert_eq!((forward.hits, backward.hits), (999, 999));
+    }
+    let (forward, backward) = compiled_mse.stats().unwrap();
+    assert_eq!((forward.hits, backward.hits), (999, 999));
     // and training moved the weights well beyond that tolerance
     let moved = plain.parameters()[0]
         .to_f64_vec()
