@@ -44,11 +44,17 @@ pub fn least_squares(out: &Tensor, target: &Tensor) -> (Tensor, Tensor) {
 }
 
 /// Pairwise ranking hinge: `Σ_{i: t=1, j: t=0} max(0, margin - (out_i - out_j))` for a 1-d
-/// `out` and 0/1 `target`; returns `(loss, out)`.
+/// `out` and 0/1 `target`; returns `(loss, out)`. Every pair is computed and the pairs
+/// that are not (positive, negative) are masked out, so the shapes do not depend on the
+/// targets and optimize mode replays the loss for any targets.
 #[track_caller]
 pub fn margin(out: &Tensor, target: &Tensor, margin: f64) -> (Tensor, Tensor) {
-    let pos = out.index(&target.gt_scalar(0.5).value().clone());
-    let neg = out.index(&target.le_scalar(0.5).value().clone());
-    let diffs = &pos.unsqueeze(1) - &neg.unsqueeze(0);
-    (diffs.rsub_scalar(margin).relu().sum(), out.clone())
+    let pos = target.gt_scalar(0.5).to_dtype(out.dtype());
+    let neg = target.le_scalar(0.5).to_dtype(out.dtype());
+    let pairs = &pos.unsqueeze(1) * &neg.unsqueeze(0);
+    let diffs = &out.unsqueeze(1) - &out.unsqueeze(0);
+    (
+        (&diffs.rsub_scalar(margin).relu() * &pairs).sum(),
+        out.clone(),
+    )
 }

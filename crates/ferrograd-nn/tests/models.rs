@@ -363,3 +363,21 @@ fn masked_batch_normalization_replays_in_optimize_mode_with_moving_statistics() 
     let s = compiled.stats();
     assert_eq!((s.captures, s.hits, s.fallbacks), (1, 3, 0), "{s:?}");
 }
+
+#[test]
+fn the_margin_loss_replays_for_any_targets() {
+    // the pairs are masked, not selected, so new targets need no new capture
+    let f = |x: &Tensor, labels: &Tensor| loss::margin(x, labels, 1.0).0;
+    let df = grad(f).optimize(true);
+    let mut rng = Generator::new(8);
+    let x = randn(&mut rng, &[6]);
+    for _ in 0..5 {
+        let labels = Tensor::new(rng.bernoulli(&[6], 0.5, DType::F64));
+        let (g1, l1) = df.call(&x, (&labels,));
+        let (g2, l2) = grad(f).call(&x, (&labels,));
+        assert_eq!(l1.to_f64_vec(), l2.to_f64_vec());
+        assert_eq!(g1.to_f64_vec(), g2.to_f64_vec());
+    }
+    let s = df.stats();
+    assert_eq!((s.captures, s.hits), (1, 4), "{s:?}");
+}
