@@ -64,8 +64,10 @@ impl AutoModule {
     /// per input signature ([`ferrograd::compile`] and [`Grad::optimize`]), so after the
     /// first call of each shape they replay a plan instead of tracing. As in the seed,
     /// `backward` computes the forward again inside the compiled gradient rather than
-    /// keeping the trace of `forward`. The function must be pure in its three arguments:
-    /// tensors it captures are constants of the plan.
+    /// keeping the trace of `forward`: a step pays the forward twice, so this pays off for
+    /// modules of small ops (where tracing dominates), not for matmul-bound ones. The
+    /// function must be pure in its three arguments: tensors it captures are constants of
+    /// the plan.
     ///
     /// This applies where the module's own `forward` and `backward` run. A container
     /// ([`Sequential`](crate::layers::Sequential)) traces its children's functions as one
