@@ -2,9 +2,17 @@
 //!
 //! Run with `cargo run --release --example array-tour`.
 
+use clap::Parser;
 use ferrograd::{Array, DType, Generator};
 
+/// A short tour of the array layer: creation, views, broadcasting, reductions, products.
+/// It prints each step; it takes no options.
+#[derive(Parser, Debug)]
+#[command(name = "array-tour")]
+struct Args {}
+
 fn main() {
+    Args::parse();
     let mut rng = Generator::new(0);
     let a = Array::arange(0.0, 6.0, 1.0, DType::F32).reshape(&[2, 3]);
     println!("a =\n{a}");

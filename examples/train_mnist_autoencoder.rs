@@ -21,26 +21,26 @@ struct Args {
     #[arg(long)]
     mnist: Option<PathBuf>,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = common::at_least_one)]
     epochs: usize,
     /// Size of the code.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = common::at_least_one)]
     code: usize,
     /// Hidden units on each side of the code.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = common::at_least_one)]
     hidden: usize,
     /// Examples per step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = common::at_least_one)]
     batch_size: usize,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.003)]
+    #[arg(long, default_value_t = 0.003, value_parser = common::positive)]
     lr: f64,
     /// Seed for the split, the weights and the shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Where the curves go (SVG).
-    #[arg(long, default_value = "target/plots/train-mnist-autoencoder.svg")]
-    plot: PathBuf,
+    /// Where the curves go (SVG; default: target/plots/ in the workspace).
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// A short run (3 epochs, no progress bar), for CI.
     #[arg(long)]
     quick: bool,
@@ -65,8 +65,9 @@ fn main() {
 
 /// Trains as `args` say; returns the held-out loss before and after training.
 fn run(args: Args) -> (f64, f64) {
+    let plot = common::plot_path(args.plot.as_deref(), "train-mnist-autoencoder");
     let epochs = if args.quick { 3 } else { args.epochs };
-    let (train, test) = common::load(args.mnist.as_deref(), args.seed);
+    let (train, test) = common::load(args.mnist.as_deref(), args.seed, args.batch_size);
     let pixels = train.inputs.numel() / train.len();
     let flat = |x: &Tensor| x.reshape(&[x.size(0), pixels]);
     let test_x = flat(&test.inputs);
@@ -118,20 +119,29 @@ fn run(args: Args) -> (f64, f64) {
             train_losses[epoch - 1],
             test_losses[epoch - 1]
         ));
+        if !common::interactive(args.quick) {
+            println!(
+                "epoch {epoch:3}: train loss {:.4}, test loss {:.4} ({:.1} s)",
+                train_losses[epoch - 1],
+                test_losses[epoch - 1],
+                start.elapsed().as_secs_f64()
+            );
+        }
     }
     bar.finish();
     if let Err(e) = common::plot(
-        &args.plot,
+        &plot,
         "autoencoder on handwritten digits",
         &[("train loss", &train_losses), ("test loss", &test_losses)],
     ) {
-        eprintln!("warning: could not write {}: {e}", args.plot.display());
+        eprintln!("warning: could not write {}: {e}", plot.display());
     }
     let after = test_losses.last().copied().unwrap_or(before);
     println!(
-        "held-out reconstruction loss (binary cross-entropy per pixel): {before:.4} before, {after:.4} after {epochs} epochs ({:.1} s); curves in {}",
+        "held-out reconstruction loss (binary cross-entropy per pixel): {before:.4} before, {after:.4} after {} ({:.1} s); curves in {}",
+        common::epochs(epochs),
         start.elapsed().as_secs_f64(),
-        args.plot.display()
+        plot.display()
     );
     (before, after)
 }

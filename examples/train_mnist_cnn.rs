@@ -19,23 +19,23 @@ struct Args {
     #[arg(long)]
     mnist: Option<PathBuf>,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 15, value_parser = common::at_least_one)]
     epochs: usize,
     /// Feature maps of the convolution.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = common::at_least_one)]
     channels: usize,
     /// Examples per step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = common::at_least_one)]
     batch_size: usize,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.003)]
+    #[arg(long, default_value_t = 0.003, value_parser = common::positive)]
     lr: f64,
     /// Seed for the split, the weights and the shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Where the curves go (SVG).
-    #[arg(long, default_value = "target/plots/train-mnist-cnn.svg")]
-    plot: PathBuf,
+    /// Where the curves go (SVG; default: target/plots/ in the workspace).
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// A short run (2 epochs, no progress bar), for CI.
     #[arg(long)]
     quick: bool,
@@ -47,7 +47,8 @@ fn main() {
 
 /// Trains as `args` say; returns the final held-out accuracy.
 fn run(args: Args) -> f64 {
-    let (train, test) = common::load(args.mnist.as_deref(), args.seed);
+    let plot = common::plot_path(args.plot.as_deref(), "train-mnist-cnn");
+    let (train, test) = common::load(args.mnist.as_deref(), args.seed, args.batch_size);
     let (h, w) = (train.inputs.size(2), train.inputs.size(3));
     let c = args.channels;
     let conv = Conv2dParams {
@@ -74,7 +75,7 @@ fn run(args: Args) -> f64 {
     let loss = move |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| F::cross_entropy(&model(p, x), y);
     let run = common::Run {
         title: "CNN on handwritten digits",
-        plot: &args.plot,
+        plot: &plot,
         epochs: if args.quick { 2 } else { args.epochs },
         batch_size: args.batch_size,
         seed: args.seed,

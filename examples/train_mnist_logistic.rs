@@ -18,20 +18,20 @@ struct Args {
     #[arg(long)]
     mnist: Option<PathBuf>,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = common::at_least_one)]
     epochs: usize,
     /// Examples per step.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = common::at_least_one)]
     batch_size: usize,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = common::positive)]
     lr: f64,
     /// Seed for the split and the shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Where the curves go (SVG).
-    #[arg(long, default_value = "target/plots/train-mnist-logistic.svg")]
-    plot: PathBuf,
+    /// Where the curves go (SVG; default: target/plots/ in the workspace).
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// A short run (3 epochs, no progress bar), for CI.
     #[arg(long)]
     quick: bool,
@@ -61,7 +61,8 @@ fn main() {
 
 /// Trains as `args` say; returns the final held-out accuracy.
 fn run(args: Args) -> f64 {
-    let (train, test) = common::load(args.mnist.as_deref(), args.seed);
+    let plot = common::plot_path(args.plot.as_deref(), "train-mnist-logistic");
+    let (train, test) = common::load(args.mnist.as_deref(), args.seed, args.batch_size);
     let features = train.inputs.numel() / train.len();
     println!(
         "{} training and {} test images; logistic regression {features} -> 10",
@@ -74,7 +75,7 @@ fn run(args: Args) -> f64 {
     };
     let run = common::Run {
         title: "logistic regression on handwritten digits",
-        plot: &args.plot,
+        plot: &plot,
         epochs: if args.quick { 3 } else { args.epochs },
         batch_size: args.batch_size,
         seed: args.seed,

@@ -20,23 +20,23 @@ struct Args {
     #[arg(long)]
     mnist: Option<PathBuf>,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = common::at_least_one)]
     epochs: usize,
     /// Hidden units.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = common::at_least_one)]
     hidden: usize,
     /// Examples per step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = common::at_least_one)]
     batch_size: usize,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = common::positive)]
     lr: f64,
     /// Seed for the split, the weights and the shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Where the loss and accuracy curves go (SVG).
-    #[arg(long, default_value = "target/plots/train-mnist-mlp.svg")]
-    plot: PathBuf,
+    /// Where the curves go (SVG; default: target/plots/ in the workspace).
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// A short run (3 epochs, no progress bar), for CI.
     #[arg(long)]
     quick: bool,
@@ -61,8 +61,9 @@ fn main() {
 
 /// Trains as `args` say; returns the final held-out accuracy.
 fn run(args: Args) -> f64 {
+    let plot = common::plot_path(args.plot.as_deref(), "train-mnist-mlp");
     let epochs = if args.quick { 3 } else { args.epochs };
-    let (train, test) = common::load(args.mnist.as_deref(), args.seed);
+    let (train, test) = common::load(args.mnist.as_deref(), args.seed, args.batch_size);
     let features = train.inputs.numel() / train.len();
     println!(
         "{} training and {} test images of {} pixels; MLP {features}-{}-10",
@@ -85,7 +86,7 @@ fn run(args: Args) -> f64 {
     let mut opt = Sgd::new(args.lr).momentum(0.9);
     let run = common::Run {
         title: "MLP on handwritten digits",
-        plot: &args.plot,
+        plot: &plot,
         epochs,
         batch_size: args.batch_size,
         seed: args.seed,

@@ -38,26 +38,26 @@ struct Args {
     #[arg(long)]
     chars: bool,
     /// Passes over the training text.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = common::at_least_one)]
     epochs: usize,
     /// Embedding and hidden size.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = common::at_least_one)]
     hidden: usize,
     /// Parallel streams.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = common::at_least_one)]
     batch_size: usize,
     /// Steps of backpropagation through time.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = common::at_least_one)]
     bptt: usize,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = common::positive)]
     lr: f64,
     /// Seed for the weights.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Where the curves go (SVG).
-    #[arg(long, default_value = "target/plots/train-penn-rnn.svg")]
-    plot: PathBuf,
+    /// Where the curves go (SVG; default: target/plots/ in the workspace).
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// A short run (1 epoch over part of the text, no progress bar), for CI.
     #[arg(long)]
     quick: bool,
@@ -123,6 +123,7 @@ fn main() {
 
 /// Trains as `args` say; returns (initial, final) validation perplexity and the vocabulary size.
 fn run(args: Args) -> (f64, f64, usize) {
+    let plot = common::plot_path(args.plot.as_deref(), "train-penn-rnn");
     let dir = args
         .data
         .clone()
@@ -132,6 +133,14 @@ fn run(args: Args) -> (f64, f64, usize) {
             eprintln!("error: {e}");
             std::process::exit(1);
         });
+    for (name, stream) in [("validation", &corpus.valid), ("test", &corpus.test)] {
+        if stream.numel() < 2 {
+            common::usage_error(format!(
+                "the {name} text has {} token(s): a perplexity needs at least 2",
+                stream.numel()
+            ));
+        }
+    }
     let vocab = corpus.vocabulary.len();
     let cell = match args.model {
         Model::Lstm => Cell::Lstm,
@@ -165,6 +174,13 @@ fn run(args: Args) -> (f64, f64, usize) {
         out_b: Tensor::zeros(&[vocab], DType::F32),
     };
     let before = perplexity(&params, &corpus.valid, &rnn, &args);
+    if corpus.train.numel() < 2 * args.batch_size {
+        common::usage_error(format!(
+            "the training text has {} tokens: too few for {} streams (--batch-size) of at least 2",
+            corpus.train.numel(),
+            args.batch_size
+        ));
+    }
     let train = data::batchify(&corpus.train, args.batch_size);
     let columns = if args.quick {
         train.size(1).min(args.bptt * 30 + 1)
@@ -178,7 +194,7 @@ fn run(args: Args) -> (f64, f64, usize) {
     let (mut train_ppl, mut valid_ppl) = (Vec::new(), Vec::new());
     let bar = common::progress((epochs * chunks) as u64, args.quick);
     let start = Instant::now();
-    for _ in 0..epochs {
+    for epoch in 1..=epochs {
         let (mut state, mut total, mut count) = (RecurrentState::default(), 0.0, 0usize);
         let mut t = 0;
         while t + 1 < columns {
@@ -199,22 +215,31 @@ fn run(args: Args) -> (f64, f64, usize) {
             train_ppl.last().unwrap(),
             valid_ppl.last().unwrap()
         ));
+        if !common::interactive(args.quick) {
+            println!(
+                "epoch {epoch:3}: train perplexity {:.2}, valid perplexity {:.2} ({:.1} s)",
+                train_ppl.last().unwrap(),
+                valid_ppl.last().unwrap(),
+                start.elapsed().as_secs_f64()
+            );
+        }
     }
     bar.finish();
     let test = perplexity(&params, &corpus.test, &rnn, &args);
     if let Err(e) = common::plot(
-        &args.plot,
+        &plot,
         "recurrent language model (perplexity)",
         &[("train", &train_ppl), ("valid", &valid_ppl)],
     ) {
-        eprintln!("warning: could not write {}: {e}", args.plot.display());
+        eprintln!("warning: could not write {}: {e}", plot.display());
     }
     let valid = *valid_ppl.last().expect("at least one epoch");
     println!(
-        "perplexity: train {:.2}, valid {valid:.2} (from {before:.2}), test {test:.2} after {epochs} epochs ({:.1} s); curves in {}",
+        "perplexity: train {:.2}, valid {valid:.2} (from {before:.2}), test {test:.2} after {} ({:.1} s); curves in {}",
         train_ppl.last().unwrap(),
+        common::epochs(epochs),
         start.elapsed().as_secs_f64(),
-        args.plot.display()
+        plot.display()
     );
     (before, valid, vocab)
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each example uses part of this
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use ferrograd::Tensor;
@@ -15,22 +16,97 @@ pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
 }
 
+/// Prints `error: {message}` and exits with status 2 (a usage error).
+pub fn usage_error(message: impl std::fmt::Display) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(2);
+}
+
 /// `(train, test)`: MNIST from `mnist_dir` when given, else the shipped digits with 20% held
-/// out.
-pub fn load(mnist_dir: Option<&Path>, seed: u64) -> (Dataset, Dataset) {
+/// out. Exits with an error when a file cannot be read, or when `batch_size` is larger than
+/// the training set.
+pub fn load(mnist_dir: Option<&Path>, seed: u64, batch_size: usize) -> (Dataset, Dataset) {
     let result = match mnist_dir {
         Some(dir) => data::load_mnist_dir(dir),
         None => data::load_digits(data_dir().join("digits.csv.gz")).map(|d| d.split(0.2, seed)),
     };
-    result.unwrap_or_else(|e| {
+    let (train, test) = result.unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(1);
-    })
+    });
+    if train.is_empty() || test.is_empty() {
+        usage_error(format!(
+            "{} training and {} test examples: both sets need at least one",
+            train.len(),
+            test.len()
+        ));
+    }
+    if batch_size > train.len() {
+        usage_error(format!(
+            "--batch-size {batch_size} is larger than the {} training examples",
+            train.len()
+        ));
+    }
+    (train, test)
 }
 
-/// A progress bar over `steps` steps.
-pub fn progress(steps: u64, quiet: bool) -> ProgressBar {
-    if quiet {
+/// A clap value parser for counts that must be at least 1 (epochs, batch size, units).
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A clap value parser for rates that must be finite and positive (learning rates).
+pub fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a finite number above 0, got {v}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Where a plot goes: `given`, or `plots/{name}.svg` under the workspace's target folder
+/// (`CARGO_TARGET_DIR` when set), wherever the example runs from.
+pub fn plot_path(given: Option<&Path>, name: &str) -> PathBuf {
+    if let Some(p) = given {
+        return p.to_path_buf();
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        // relative to where cargo ran, as cargo reads it (an absolute path stays as it is)
+        Some(t) => std::env::current_dir().unwrap_or_default().join(t),
+        None => workspace.join("target"),
+    };
+    let path = target.join("plots").join(format!("{name}.svg"));
+    // print `/work/ferrograd/target/...`, not `.../crates/ferrograd-nn/../../target/...`
+    std::fs::create_dir_all(path.parent().expect("a folder"))
+        .ok()
+        .and_then(|_| path.parent()?.canonicalize().ok())
+        .map(|dir| dir.join(format!("{name}.svg")))
+        .unwrap_or(path)
+}
+
+/// `1 epoch`, `3 epochs`.
+pub fn epochs(n: usize) -> String {
+    if n == 1 {
+        "1 epoch".into()
+    } else {
+        format!("{n} epochs")
+    }
+}
+
+/// True when progress goes to a terminal: a progress bar then, one line per epoch otherwise
+/// (logs, CI) or with `--quick`.
+pub fn interactive(quick: bool) -> bool {
+    !quick && std::io::stdout().is_terminal()
+}
+
+/// A progress bar over `steps` steps (hidden when not [`interactive`]).
+pub fn progress(steps: u64, quick: bool) -> ProgressBar {
+    if !interactive(quick) {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(steps);
@@ -155,11 +231,12 @@ pub fn fit<P: ferrograd::Tree>(
             losses[epoch - 1],
             100.0 * accuracies[epoch - 1]
         ));
-        if run.quiet {
+        if !interactive(run.quiet) {
             println!(
-                "epoch {epoch:3}: train loss {:.4}, test accuracy {:.2}%",
+                "epoch {epoch:3}: train loss {:.4}, test accuracy {:.2}% ({:.1} s)",
                 losses[epoch - 1],
-                100.0 * accuracies[epoch - 1]
+                100.0 * accuracies[epoch - 1],
+                start.elapsed().as_secs_f64()
             );
         }
     }
@@ -209,9 +286,9 @@ pub fn report(
         eprintln!("warning: could not write {}: {e}", plot_path.display());
     }
     println!(
-        "held-out accuracy: {:.2}% after {} epochs ({seconds:.1} s); curves in {}",
+        "held-out accuracy: {:.2}% after {} ({seconds:.1} s); curves in {}",
         100.0 * accuracies.last().copied().unwrap_or(0.0),
-        accuracies.len(),
+        epochs(accuracies.len()),
         plot_path.display()
     );
     accuracies.last().copied().unwrap_or(0.0)
@@ -223,4 +300,21 @@ pub fn report(
 #[test]
 fn the_suite_passes_in_optimize_check_mode() {
     ferrograd::rerun_tests_in_check_mode("the_suite_passes_in_optimize_check_mode");
+}
+
+/// Library messages name an example's lines by the path a reader knows, not by Cargo's
+/// `crates/ferrograd-nn/../../examples/...`.
+#[cfg(test)]
+#[test]
+fn messages_name_example_files_by_their_repository_path() {
+    let a = Tensor::zeros(&[2, 3], ferrograd::DType::F32);
+    let b = Tensor::zeros(&[4, 5], ferrograd::DType::F32);
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.matmul(&b))).unwrap_err();
+    let message = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("(at examples/common/mod.rs:"), "{message}");
+    let df = ferrograd::grad(|x: &Tensor| x.square().sum()).optimize(true);
+    df.call(&a, ());
+    let plan = df.plan_text();
+    assert!(plan.contains("at examples/common/mod.rs:"), "{plan}");
+    assert!(!plan.contains("../"), "{plan}");
 }

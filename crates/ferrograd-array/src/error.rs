@@ -12,8 +12,55 @@ use crate::DType;
 #[track_caller]
 #[cold]
 pub(crate) fn fail(op: &str, message: impl Display) -> ! {
-    let at = Location::caller();
+    let at = Site(Location::caller());
     panic!("ferrograd: {op}: {message} (at {at})")
+}
+
+/// A source location as ferrograd's messages and graphs print it: `file:line:column`, with
+/// the file's `dir/..` pairs collapsed. (Cargo names a target kept outside its package by
+/// the package path and the way out: `crates/ferrograd-nn/../../examples/train.rs`, which
+/// prints as `examples/train.rs`.)
+///
+/// ```
+/// use ferrograd_array::normalize_path;
+/// assert_eq!(normalize_path("crates/nn/../../examples/a.rs"), "examples/a.rs");
+/// assert_eq!(normalize_path("src/lib.rs"), "src/lib.rs");
+/// assert_eq!(normalize_path("../x/./y.rs"), "../x/y.rs");
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Site(pub &'static Location<'static>);
+
+impl Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = self.0;
+        write!(
+            f,
+            "{}:{}:{}",
+            normalize_path(l.file()),
+            l.line(),
+            l.column()
+        )
+    }
+}
+
+/// `path` with `.` segments dropped and each `dir/..` pair collapsed, lexically (leading
+/// `..` stay).
+pub fn normalize_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    if !segments.iter().any(|s| *s == ".." || *s == ".") {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out: Vec<&str> = Vec::new();
+    for s in segments {
+        match s {
+            "." => {}
+            ".." if out.last().is_some_and(|l| *l != ".." && !l.is_empty()) => {
+                out.pop();
+            }
+            _ => out.push(s),
+        }
+    }
+    std::borrow::Cow::Owned(out.join("/"))
 }
 
 #[track_caller]

@@ -52,6 +52,7 @@ pub use array::{Array, StorageRef};
 pub use conv::Conv2dParams;
 pub use device::Device;
 pub use dtype::{DType, Element, Float, Number};
+pub use error::{normalize_path, Site};
 pub use index::Index;
 pub use layout::{broadcast_shapes, contiguous_strides, Dim, Dims, Shape, Strides};
 pub use pool::Pool2dParams;

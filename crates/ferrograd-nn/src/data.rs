@@ -213,7 +213,10 @@ fn read_idx(path: &Path, expected_magic: u8) -> Result<(Vec<usize>, Vec<u8>), Da
             u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
         })
         .collect();
-    let size: usize = dims.iter().product();
+    let size = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| format(format!("the header's dims {dims:?} overflow")))?;
     if bytes.len() - header < size {
         return Err(DataError::Truncated {
             path: path.to_path_buf(),
@@ -238,7 +241,22 @@ pub fn load_mnist(
 ) -> Result<Dataset, DataError> {
     let (images, labels) = (images.as_ref(), labels.as_ref());
     let (dims, pixels) = read_idx(images, 3)?;
+    if dims.contains(&0) {
+        return Err(DataError::Format {
+            path: images.to_path_buf(),
+            message: format!(
+                "no images: the header announces {} images of {} x {} pixels",
+                dims[0], dims[1], dims[2]
+            ),
+        });
+    }
     let (ldims, ls) = read_idx(labels, 1)?;
+    if let Some(at) = ls.iter().position(|&l| l > 9) {
+        return Err(DataError::Format {
+            path: labels.to_path_buf(),
+            message: format!("label {} at index {at} is not a digit", ls[at]),
+        });
+    }
     if ldims[0] != dims[0] {
         return Err(DataError::Format {
             path: labels.to_path_buf(),
@@ -277,10 +295,18 @@ pub fn load_mnist_dir(dir: impl AsRef<Path>) -> Result<(Dataset, Dataset), DataE
         find("train-images-idx3-ubyte"),
         find("train-labels-idx1-ubyte"),
     )?;
-    let test = load_mnist(
-        find("t10k-images-idx3-ubyte"),
-        find("t10k-labels-idx1-ubyte"),
-    )?;
+    let test_images = find("t10k-images-idx3-ubyte");
+    let test = load_mnist(&test_images, find("t10k-labels-idx1-ubyte"))?;
+    if train.inputs.shape()[1..] != test.inputs.shape()[1..] {
+        return Err(DataError::Format {
+            path: test_images,
+            message: format!(
+                "test images of {:?} pixels, the training images have {:?}",
+                &test.inputs.shape()[2..],
+                &train.inputs.shape()[2..]
+            ),
+        });
+    }
     Ok((train, test))
 }
 
@@ -309,21 +335,23 @@ pub struct Corpus {
     pub test: Tensor,
 }
 
-fn tokens(text: &str, level: Level) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        match level {
-            Level::Word => out.extend(line.split_whitespace().map(str::to_string)),
-            Level::Char => out.extend(line.trim().chars().map(|c| {
+/// The tokens of one line, then `<eos>`.
+fn line_tokens(line: &str, level: Level) -> Vec<String> {
+    let mut out: Vec<String> = match level {
+        Level::Word => line.split_whitespace().map(str::to_string).collect(),
+        Level::Char => line
+            .trim()
+            .chars()
+            .map(|c| {
                 if c == ' ' {
                     "_".to_string()
                 } else {
                     c.to_string()
                 }
-            })),
-        }
-        out.push("<eos>".to_string());
-    }
+            })
+            .collect(),
+    };
+    out.push("<eos>".to_string());
     out
 }
 
@@ -344,23 +372,28 @@ pub fn load_ptb(dir: impl AsRef<Path>, level: Level) -> Result<Corpus, DataError
     let (train_path, train_text) = read("ptb.train.txt")?;
     let mut vocabulary = Vec::new();
     let mut ids = HashMap::new();
-    let train_tokens = tokens(&train_text, level);
-    if train_tokens.is_empty() {
+    if train_text.lines().next().is_none() {
         return Err(DataError::Format {
             path: train_path,
             message: "the training text is empty".into(),
         });
     }
-    for t in &train_tokens {
-        if !ids.contains_key(t) {
+    for t in train_text.lines().flat_map(|l| line_tokens(l, level)) {
+        if !ids.contains_key(&t) {
             ids.insert(t.clone(), vocabulary.len() as i64);
-            vocabulary.push(t.clone());
+            vocabulary.push(t);
         }
     }
     let stream = |path: &Path, text: &str| -> Result<Tensor, DataError> {
+        if text.lines().next().is_none() {
+            return Err(DataError::Format {
+                path: path.to_path_buf(),
+                message: "the text is empty".into(),
+            });
+        }
         let mut v = Vec::new();
         for (n, line) in text.lines().enumerate() {
-            for t in tokens(line, level) {
+            for t in line_tokens(line, level) {
                 match ids.get(&t) {
                     Some(&id) => v.push(id),
                     None => {
@@ -393,9 +426,16 @@ pub fn load_ptb(dir: impl AsRef<Path>, level: Level) -> Result<Corpus, DataError
 }
 
 /// A token stream cut into `batch` parallel rows: `[batch, len / batch]` (the tail that does
-/// not fill a row is dropped).
+/// not fill a row is dropped). Panics when `batch` is 0 or the stream has fewer tokens than
+/// rows.
 #[track_caller]
 pub fn batchify(stream: &Tensor, batch: usize) -> Tensor {
-    let per = stream.numel() / batch.max(1);
+    if batch == 0 || stream.numel() < batch {
+        panic!(
+            "ferrograd: batchify: a stream of {} tokens cannot fill {batch} rows",
+            stream.numel()
+        );
+    }
+    let per = stream.numel() / batch;
     stream.narrow(0, 0, per * batch).reshape(&[batch, per])
 }

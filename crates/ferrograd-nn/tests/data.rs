@@ -207,3 +207,75 @@ fn penn_treebank_text() {
     ));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn mnist_files_that_load_but_cannot_train_are_errors() {
+    let d = dir("mnist-bad");
+    let write = |name: &str, bytes: Vec<u8>| {
+        let p = d.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let labels = write("labels", idx(&[2], &[1, 2]));
+    // no images, and images of no pixels
+    let empty = write("empty", idx(&[0, 28, 28], &[]));
+    let err = data::load_mnist(&empty, write("none", idx(&[0], &[]))).unwrap_err();
+    assert!(err.to_string().contains("no images"), "{err}");
+    let flat = write("flat", idx(&[2, 0, 28], &[]));
+    assert!(data::load_mnist(&flat, &labels)
+        .unwrap_err()
+        .to_string()
+        .contains("no images"));
+    // dims whose product overflows, with no payload
+    let huge = write("huge", idx(&[1 << 22, 1 << 21, 1 << 21], &[]));
+    let err = data::load_mnist(&huge, &labels).unwrap_err();
+    assert!(err.to_string().contains("overflow"), "{err}");
+    // a label that is not a digit
+    let images = write("images", idx(&[2, 1, 1], &[0, 255]));
+    let bad_labels = write("bad-labels", idx(&[2], &[3, 10]));
+    let err = data::load_mnist(&images, &bad_labels).unwrap_err();
+    assert!(
+        err.to_string().contains("label 10 at index 1") && err.to_string().contains("bad-labels"),
+        "{err}"
+    );
+    // test images of another size than the training images
+    write("train-images-idx3-ubyte", idx(&[2, 1, 1], &[0, 255]));
+    write("train-labels-idx1-ubyte", idx(&[2], &[1, 2]));
+    write("t10k-images-idx3-ubyte", idx(&[1, 2, 2], &[0, 1, 2, 3]));
+    write("t10k-labels-idx1-ubyte", idx(&[1], &[4]));
+    let err = data::load_mnist_dir(&d).unwrap_err();
+    assert!(
+        err.to_string().contains("t10k-images-idx3-ubyte")
+            && err.to_string().contains("[2, 2]")
+            && err.to_string().contains("[1, 1]"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn penn_treebank_edge_cases() {
+    let d = dir("ptb-edge");
+    std::fs::write(d.join("ptb.train.txt"), "a b\n\n\nb\n").unwrap();
+    std::fs::write(d.join("ptb.valid.txt"), "a\n").unwrap();
+    std::fs::write(d.join("ptb.test.txt"), "").unwrap();
+    // an empty test text is an error, not a perplexity of 1
+    let err = data::load_ptb(&d, Level::Word).unwrap_err();
+    assert!(
+        err.to_string().contains("ptb.test.txt") && err.to_string().contains("empty"),
+        "{err}"
+    );
+    std::fs::write(d.join("ptb.test.txt"), "\n").unwrap();
+    let c = data::load_ptb(&d, Level::Word).unwrap();
+    // empty lines end with <eos> in the stream as in the vocabulary
+    assert_eq!(c.vocabulary, vec!["a", "b", "<eos>"]);
+    assert_eq!(c.train.to_vec::<i64>(), vec![0, 1, 2, 2, 2, 1, 2]);
+    assert_eq!(c.test.to_vec::<i64>(), vec![2]);
+    let valid = c.valid.clone();
+    let short =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| data::batchify(&valid, 5)))
+            .unwrap_err();
+    let message = short.downcast_ref::<String>().unwrap();
+    assert!(message.contains("2 tokens cannot fill 5 rows"), "{message}");
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -98,7 +98,9 @@ impl DebugEvent {
         };
         format!(
             "ferrograd debugger: {} in the {phase} of {} at {}",
-            self.what, self.op, self.location
+            self.what,
+            self.op,
+            ferrograd_array::Site(self.location)
         )
     }
 
@@ -229,7 +231,7 @@ fn graph_body(
                     s,
                     "  {id}_op [shape=box, label=\"{}\\n{}:{}\"{color}];",
                     escape(&n.op.name()),
-                    escape(n.location.file()),
+                    escape(&ferrograd_array::normalize_path(n.location.file())),
                     n.location.line()
                 );
                 let _ = writeln!(s, "  {id}_op -> {id} [color=darkgreen];");
@@ -309,7 +311,7 @@ pub(crate) fn graph_dot(
         s,
         "  bad_op [shape=box, color=red, fontcolor=red, label=\"{}\\n{}:{}\"];",
         escape(&label),
-        escape(location.file()),
+        escape(&ferrograd_array::normalize_path(location.file())),
         location.line()
     );
     let _ = writeln!(

@@ -559,7 +559,7 @@ impl<F> Grad<F> {
         let seed = match output_grad {
             Some(g) => {
                 if g.shape() != loss.shape() {
-                    panic!("ferrograd: grad: the output gradient has shape {:?}, the output has {:?} (at {location})", g.shape(), loss.shape());
+                    panic!("ferrograd: grad: the output gradient has shape {:?}, the output has {:?} (at {site})", g.shape(), loss.shape(), site = ferrograd_array::Site(location));
                 }
                 g.clone()
             }
@@ -567,9 +567,8 @@ impl<F> Grad<F> {
                 if loss.numel() != 1 {
                     panic!(
                         "ferrograd: grad: the function must return a one-element loss, got shape {:?}; \
-                         for other outputs use partial_grad(true) with run, or vjp (at {location})",
-                        loss.shape()
-                    );
+                         for other outputs use partial_grad(true) with run, or vjp (at {site})",
+                        loss.shape(), site = ferrograd_array::Site(location));
                 }
                 Tensor::new(Array::ones(loss.shape(), loss.dtype()))
             }

@@ -120,7 +120,7 @@ impl Profile {
                 r.backward_calls,
                 r.backward_time.as_secs_f64() * 1e6,
                 share,
-                loc.file(),
+                ferrograd_array::normalize_path(loc.file()),
                 loc.line()
             );
         }

@@ -265,8 +265,9 @@ impl Recorder {
         if self.computed.contains_key(&array.storage_id()) && self.poisoned.is_none() {
             self.poisoned = Some(format!(
                 "a value computed inside the function was turned into a new tensor outside any \
-                 op before its use at {location} (for example `Tensor::new(x.value().clone())`); \
-                 use tensor operations (or `detach()`) instead"
+                 op before its use at {site} (for example `Tensor::new(x.value().clone())`); \
+                 use tensor operations (or `detach()`) instead",
+                site = ferrograd_array::Site(location)
             ));
         }
         let id = self.new_value(t, Kind::Const);
@@ -341,9 +342,10 @@ pub(crate) fn record_draw(
         let Some(generator) = rec.generators.iter().position(|&g| g == address) else {
             rec.poisoned.get_or_insert_with(|| {
                 format!(
-                    "the random draw at {location} uses a generator that is not an argument of \
+                    "the random draw at {site} uses a generator that is not an argument of \
                      the call; pass the Generator as an argument (`&mut Generator`) so that a \
-                     replay draws from it"
+                     replay draws from it",
+                    site = ferrograd_array::Site(location)
                 )
             });
             return;
@@ -551,7 +553,10 @@ pub(crate) fn poison(reason: String) {
 #[track_caller]
 pub fn side_effect(what: &str) {
     if active() {
-        poison(format!("{what} (at {})", Location::caller()));
+        poison(format!(
+            "{what} (at {})",
+            ferrograd_array::Site(Location::caller())
+        ));
     }
 }
 
@@ -561,7 +566,9 @@ pub(crate) fn finish(scope: CaptureScope, outputs: &[Tensor]) -> Result<Trace, S
     let result = with(|rec| {
         let (draws, last) = ferrograd_array::draws_on_this_thread();
         if draws != rec.draws + rec.recorded_draws {
-            let at = last.map_or(String::new(), |l| format!(" (the latest at {l})"));
+            let at = last.map_or(String::new(), |l| {
+                format!(" (the latest at {})", ferrograd_array::Site(l))
+            });
             return Err(format!(
                 "the function draws random numbers outside the tensor ops{at} (a Generator's \
                  own methods); a replay would repeat the first call's draws. Draw with \

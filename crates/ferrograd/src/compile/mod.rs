@@ -799,11 +799,12 @@ impl<F> Grad<F> {
             &output_names(&reference),
         ) {
             panic!(
-                "ferrograd: optimize mode: verify found the compiled call at {location} differs \
+                "ferrograd: optimize mode: verify found the compiled call at {site} differs \
                  from direct mode: {diff}. The function reads something that is not an input \
                  (a tensor behind a Mutex, a Cell or a global, or a tensor the closure captured \
                  that is also passed as an argument); pass it as an argument, or call \
-                 ferrograd::side_effect in the function"
+                 ferrograd::side_effect in the function",
+                site = ferrograd_array::Site(location)
             );
         }
         self.optimizer.state().stats.verified += 1;
@@ -922,7 +923,10 @@ impl<F> Grad<F> {
         let plan: Option<Arc<CachedPlan>> = match (trace, index) {
             (Err(why), Some(i)) => {
                 state.entries[i].plan = Err(why.clone());
-                state.warn(format!("the call at {location} runs in direct mode: {why}"));
+                state.warn(format!(
+                    "the call at {site} runs in direct mode: {why}",
+                    site = ferrograd_array::Site(location)
+                ));
                 None
             }
             (Err(why), None) => {
@@ -934,7 +938,10 @@ impl<F> Grad<F> {
                     a_leaves,
                     params,
                 );
-                state.warn(format!("the call at {location} runs in direct mode: {why}"));
+                state.warn(format!(
+                    "the call at {site} runs in direct mode: {why}",
+                    site = ferrograd_array::Site(location)
+                ));
                 None
             }
             (Ok(trace), Some(i)) => {
@@ -952,7 +959,10 @@ impl<F> Grad<F> {
                 match result {
                     Err(why) => {
                         entry.plan = Err(why.clone());
-                        state.warn(format!("the call at {location} runs in direct mode: {why}"));
+                        state.warn(format!(
+                            "the call at {site} runs in direct mode: {why}",
+                            site = ferrograd_array::Site(location)
+                        ));
                         None
                     }
                     Ok(()) => {
@@ -964,14 +974,14 @@ impl<F> Grad<F> {
                                 .max_by_key(|(_, n)| **n)
                                 .map(|(l, n)| (l.to_string(), *n))
                                 .unwrap_or_default();
-                            let why = format!(
+                            let why =
+                                format!(
                                 "the value read at {read_at} changed on every call: {variants} \
-                                 variants of the plan (cache_size {}); the call at {location} \
+                                 variants of the plan (cache_size {}); the call at {site} \
                                  now runs in direct mode for this signature. Reading data (item, \
                                  to_vec, value) inside the function makes the plan depend on it; \
                                  compute with tensor ops (where_, clamp, maximum) instead",
-                                opt.capacity
-                            );
+                                opt.capacity, site = ferrograd_array::Site(location));
                             entry.plan = Err(why.clone());
                             state.warn(why);
                             None
@@ -1029,7 +1039,7 @@ impl<F> Grad<F> {
                     .collect();
                 for ((_, want), got) in after.iter().zip(&written) {
                     if !want.data().bit_eq(got.data()) {
-                        panic!("ferrograd: optimize mode check: replaying the capture of the call at {location} wrote different state");
+                        panic!("ferrograd: optimize mode check: replaying the capture of the call at {site} wrote different state", site = ferrograd_array::Site(location));
                     }
                 }
             }
@@ -1143,13 +1153,16 @@ impl<F> Grad<F> {
                 {
                     panic!(
                         "ferrograd: optimize mode check: replaying the capture of the call at \
-                         {location} differs from direct mode: {diff}"
+                         {site} differs from direct mode: {diff}",
+                        site = ferrograd_array::Site(location)
                     );
                 }
             }
             Outcome::Miss { location: at } => panic!(
                 "ferrograd: optimize mode check: replaying the capture of the call at \
-                 {location} missed its own guard at {at}"
+                 {site} missed its own guard at {}",
+                ferrograd_array::Site(at),
+                site = ferrograd_array::Site(location)
             ),
         }
     }

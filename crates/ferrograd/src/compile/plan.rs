@@ -336,9 +336,9 @@ impl Plan {
                     }
                 }
                 (_, g) => {
-                    let at = g
-                        .as_ref()
-                        .map_or("the end".to_string(), |g| g.location.to_string());
+                    let at = g.as_ref().map_or("the end".to_string(), |g| {
+                        ferrograd_array::Site(g.location).to_string()
+                    });
                     return Err(format!(
                         "the function read its data at different points on two calls \
                          (diverging at {at}); its result depends on more than its inputs"
@@ -774,7 +774,8 @@ fn write_segment(s: &mut String, seg: &Segment, depth: usize) {
             } => {
                 let _ = writeln!(
                     s,
-                    "{pad}%{id} = state {dtype}{shape:?}    # read at {location}"
+                    "{pad}%{id} = state {dtype}{shape:?}    # read at {site}",
+                    site = ferrograd_array::Site(location)
                 );
             }
             Slot::StateWrite { id, .. } => {
@@ -803,7 +804,7 @@ fn write_segment(s: &mut String, seg: &Segment, depth: usize) {
                     step.name(),
                     ins.join(", "),
                     step.origin.op,
-                    step.origin.location
+                    ferrograd_array::Site(step.origin.location)
                 );
             }
             _ => {}
@@ -819,7 +820,11 @@ fn write_segment(s: &mut String, seg: &Segment, depth: usize) {
             location,
             branches,
         } => {
-            let _ = writeln!(s, "{pad}guard %{value} (read at {location}) {{");
+            let _ = writeln!(
+                s,
+                "{pad}guard %{value} (read at {site}) {{",
+                site = ferrograd_array::Site(location)
+            );
             for (expected, b) in branches {
                 let shown = if expected.numel() <= 4 {
                     format!("{:?}", expected.to_f64_vec())
@@ -877,7 +882,9 @@ fn dot_segment(s: &mut String, seg: &Segment, counter: &mut usize, from: Option<
                     s,
                     "  {node} [shape=box, color={color}, label=\"{}\\n{}:{}\"];",
                     escape(&step.name()),
-                    escape(step.origin.location.file()),
+                    escape(&ferrograd_array::normalize_path(
+                        step.origin.location.file()
+                    )),
                     step.origin.location.line()
                 );
                 for i in &step.inputs {
@@ -910,7 +917,7 @@ fn dot_segment(s: &mut String, seg: &Segment, counter: &mut usize, from: Option<
             let _ = writeln!(
                 s,
                 "  {node} [shape=diamond, color=red, label=\"guard %{value}\\n{}:{}\"];",
-                escape(location.file()),
+                escape(&ferrograd_array::normalize_path(location.file())),
                 location.line()
             );
             let _ = writeln!(s, "  v{value} -> {node};");
