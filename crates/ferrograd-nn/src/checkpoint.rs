@@ -58,6 +58,22 @@ pub enum CheckpointError {
         /// The file's shape.
         found: Vec<usize>,
     },
+    /// Two leaves would be stored under one name (a bare tensor's `tensor` and a leaf named
+    /// `tensor`, or `{"a": {"b.c": ..}}` and `{"a.b": {"c": ..}}`); nothing is written.
+    #[error(
+        "{path}: the leaves {first} and {second} would both be stored as `{name}` (rename one: \
+         leaf names are joined with `.`)"
+    )]
+    DuplicateName {
+        /// The file.
+        path: PathBuf,
+        /// The name both would have in the file.
+        name: String,
+        /// The first leaf: its position among the leaves and its name.
+        first: String,
+        /// The second leaf: its position among the leaves and its name.
+        second: String,
+    },
     /// A tensor has another dtype than the leaf it should fill.
     #[error("{path}: tensor `{name}` is {found}, the parameter is {expected}")]
     DType {
@@ -137,12 +153,61 @@ fn array_of(view: &TensorView<'_>, path: &Path, name: &str) -> Result<Array, Che
     })
 }
 
-/// Writes named arrays as a safetensors file, atomically.
+/// The first two of `names` that are equal, by index.
+fn first_duplicate<'a>(names: impl Iterator<Item = &'a str>) -> Option<(usize, usize)> {
+    let mut seen = HashMap::new();
+    for (i, n) in names.enumerate() {
+        if let Some(&j) = seen.get(n) {
+            return Some((j, i));
+        }
+        seen.insert(n, i);
+    }
+    None
+}
+
+/// Removes temporary files that earlier saves to `path` left behind when their process was
+/// killed mid-write (`.{name}.tmp-{pid}` whose process no longer runs). Only where a process's
+/// liveness can be told (`/proc`, Linux); a temporary of a running process is never touched.
+fn remove_stale_temporaries(path: &Path, file_name: &str) {
+    let proc_fs = Path::new("/proc");
+    if !proc_fs.join("self").exists() {
+        return;
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let prefix = format!(".{file_name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok_and(|p| p != std::process::id()) && !proc_fs.join(pid).exists()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Writes named arrays as a safetensors file, atomically. Two arrays of one name are a
+/// [`CheckpointError::DuplicateName`].
 pub fn save_arrays(
     named: &[(String, Array)],
     path: impl AsRef<Path>,
 ) -> Result<(), CheckpointError> {
     let path = path.as_ref();
+    if let Some((i, j)) = first_duplicate(named.iter().map(|(n, _)| n.as_str())) {
+        return Err(CheckpointError::DuplicateName {
+            path: path.to_path_buf(),
+            name: named[i].0.clone(),
+            first: format!("#{i} `{}`", named[i].0),
+            second: format!("#{j} `{}`", named[j].0),
+        });
+    }
     let io = |source| CheckpointError::Io {
         path: path.to_path_buf(),
         source,
@@ -171,6 +236,7 @@ pub fn save_arrays(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "checkpoint".into());
+    remove_stale_temporaries(path, &file_name);
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -258,13 +324,24 @@ pub(crate) fn ensure_consumed(
     }
 }
 
-/// Saves every leaf of `tree` under its leaf name.
+/// Saves every leaf of `tree` under its leaf name. Two leaves whose names collide are a
+/// [`CheckpointError::DuplicateName`] naming both; nothing is written then.
 pub fn save<P: Tree>(tree: &P, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
-    let named: Vec<(String, Array)> = leaf_names(tree)
+    let names = leaf_names(tree);
+    let named: Vec<(String, Array)> = names
         .iter()
         .zip(leaves(tree))
         .map(|(n, t)| (stored_name(n), t.value().clone()))
         .collect();
+    if let Some((i, j)) = first_duplicate(named.iter().map(|(n, _)| n.as_str())) {
+        let shown = |k: usize| format!("#{k} `{}`", names[k]);
+        return Err(CheckpointError::DuplicateName {
+            path: path.as_ref().to_path_buf(),
+            name: named[i].0.clone(),
+            first: shown(i),
+            second: shown(j),
+        });
+    }
     save_arrays(&named, path)
 }
 

@@ -52,6 +52,22 @@ impl Buffers {
     }
 }
 
+/// Panics, naming the optimizer, the hyper-parameter and the caller's line, unless `value`
+/// is finite and at least 0 (below 1 too when `below_one`): PyTorch's checks, which refuse a
+/// NaN learning rate before it turns every parameter into NaN.
+#[track_caller]
+fn check(optimizer: &str, name: &str, value: f64, below_one: bool) {
+    let ok = value.is_finite() && value >= 0.0 && (!below_one || value < 1.0);
+    if !ok {
+        let range = if below_one {
+            "in [0, 1)"
+        } else {
+            "finite and >= 0"
+        };
+        panic!("ferrograd: {optimizer}: {name} must be {range}, got {value}");
+    }
+}
+
 fn detached<P: Tree>(tree: &P) -> Vec<Tensor> {
     leaves(tree).iter().map(Tensor::detach).collect()
 }
@@ -79,7 +95,9 @@ pub struct Sgd {
 
 impl Sgd {
     /// Plain SGD at `lr`.
+    #[track_caller]
     pub fn new(lr: f64) -> Sgd {
+        check("Sgd", "lr", lr, false);
         Sgd {
             lr,
             momentum: 0.0,
@@ -93,7 +111,9 @@ impl Sgd {
     }
 
     /// Sets the momentum.
+    #[track_caller]
     pub fn momentum(mut self, momentum: f64) -> Sgd {
+        check("Sgd", "momentum", momentum, false);
         self.momentum = momentum;
         self
     }
@@ -105,20 +125,35 @@ impl Sgd {
     }
 
     /// Sets the L2 weight decay.
+    #[track_caller]
     pub fn weight_decay(mut self, weight_decay: f64) -> Sgd {
+        check("Sgd", "weight_decay", weight_decay, false);
         self.weight_decay = weight_decay;
         self
     }
 
     /// Sets the learning-rate decay.
+    #[track_caller]
     pub fn lr_decay(mut self, lr_decay: f64) -> Sgd {
+        check("Sgd", "lr_decay", lr_decay, false);
         self.lr_decay = lr_decay;
         self
     }
 }
 
 impl Optimizer for Sgd {
+    #[track_caller]
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
+        // the fields are public: check what may have been assigned since
+        for (name, v) in [
+            ("lr", self.lr),
+            ("momentum", self.momentum),
+            ("dampening", self.dampening),
+            ("weight_decay", self.weight_decay),
+            ("lr_decay", self.lr_decay),
+        ] {
+            check("Sgd", name, v, false);
+        }
         let (ps, gs) = (detached(params), detached(grads));
         let first = self.momentum_buffers.0.is_empty();
         self.momentum_buffers.ensure(&ps);
@@ -184,7 +219,9 @@ pub struct Adam {
 
 impl Adam {
     /// Adam with PyTorch's defaults (β = (0.9, 0.999), ε = 1e-8).
+    #[track_caller]
     pub fn new(lr: f64) -> Adam {
+        check("Adam", "lr", lr, false);
         Adam {
             lr,
             betas: (0.9, 0.999),
@@ -198,6 +235,7 @@ impl Adam {
     }
 
     /// AdamW with PyTorch's defaults (weight decay 0.01).
+    #[track_caller]
     pub fn adamw(lr: f64) -> Adam {
         Adam {
             weight_decay: 0.01,
@@ -207,14 +245,26 @@ impl Adam {
     }
 
     /// Sets the weight decay.
+    #[track_caller]
     pub fn weight_decay(mut self, weight_decay: f64) -> Adam {
+        check("Adam", "weight_decay", weight_decay, false);
         self.weight_decay = weight_decay;
         self
     }
 }
 
 impl Optimizer for Adam {
+    #[track_caller]
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
+        for (name, v, below_one) in [
+            ("lr", self.lr, false),
+            ("betas.0", self.betas.0, true),
+            ("betas.1", self.betas.1, true),
+            ("eps", self.eps, false),
+            ("weight_decay", self.weight_decay, false),
+        ] {
+            check("Adam", name, v, below_one);
+        }
         let (ps, gs) = (detached(params), detached(grads));
         self.m.ensure(&ps);
         self.v.ensure(&ps);
@@ -273,7 +323,9 @@ pub struct AdaGrad {
 
 impl AdaGrad {
     /// AdaGrad at `lr`.
+    #[track_caller]
     pub fn new(lr: f64) -> AdaGrad {
+        check("AdaGrad", "lr", lr, false);
         AdaGrad {
             lr,
             lr_decay: 0.0,
@@ -285,7 +337,15 @@ impl AdaGrad {
 }
 
 impl Optimizer for AdaGrad {
+    #[track_caller]
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
+        for (name, v) in [
+            ("lr", self.lr),
+            ("lr_decay", self.lr_decay),
+            ("eps", self.eps),
+        ] {
+            check("AdaGrad", name, v, false);
+        }
         let (ps, gs) = (detached(params), detached(grads));
         self.sums.ensure(&ps);
         self.steps += 1;
@@ -326,7 +386,9 @@ pub struct RmsProp {
 
 impl RmsProp {
     /// RMSprop at `lr`.
+    #[track_caller]
     pub fn new(lr: f64) -> RmsProp {
+        check("RmsProp", "lr", lr, false);
         RmsProp {
             lr,
             alpha: 0.99,
@@ -337,7 +399,11 @@ impl RmsProp {
 }
 
 impl Optimizer for RmsProp {
+    #[track_caller]
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
+        check("RmsProp", "lr", self.lr, false);
+        check("RmsProp", "alpha", self.alpha, false);
+        check("RmsProp", "eps", self.eps, false);
         let (ps, gs) = (detached(params), detached(grads));
         self.squares.ensure(&ps);
         let mut out = Vec::with_capacity(ps.len());

@@ -153,3 +153,46 @@ fn maps_and_optimizer_state_save_too() {
     assert_eq!(back["exp_avg.0"].to_vec::<f64>(), vec![0.1, 0.2]);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn colliding_leaf_names_are_an_error_naming_both_and_nothing_is_written() {
+    let d = dir();
+    let path = d.join("collide.safetensors");
+    let t = Tensor::scalar(1.0f64);
+    let mut tree: BTreeMap<String, BTreeMap<String, Tensor>> = BTreeMap::new();
+    tree.entry("a".into())
+        .or_default()
+        .insert("b.c".into(), t.clone());
+    tree.entry("a.b".into()).or_default().insert("c".into(), t);
+    let err = save(&tree, &path).unwrap_err();
+    assert!(
+        matches!(&err, CheckpointError::DuplicateName { name, .. } if name == "a.b.c"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("the leaves #0 `a.b.c` and #1 `a.b.c` would both be stored as `a.b.c`"),
+        "{err}"
+    );
+    assert!(!path.exists());
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_save_removes_what_killed_saves_left_behind() {
+    let d = dir();
+    let path = d.join("net.safetensors");
+    // a temporary of a process that no longer runs (no pid is this large), and one of a
+    // process that does (init, pid 1)
+    let stale = d.join(".net.safetensors.tmp-4294967295");
+    let live = d.join(".net.safetensors.tmp-1");
+    std::fs::write(&stale, b"half a checkpoint").unwrap();
+    std::fs::write(&live, b"being written").unwrap();
+    save(&net(1.0), &path).unwrap();
+    assert!(path.exists());
+    if std::path::Path::new("/proc/self").exists() {
+        assert!(!stale.exists(), "the stale temporary was left");
+    }
+    assert!(live.exists(), "a running process's temporary was removed");
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -485,3 +485,72 @@ fn activations_and_losses_are_core_primitives_that_optimize_mode_sees() {
     assert!(custom.is_empty(), "opaque steps: {custom:?}");
     assert!(plan.contains("linear"), "{plan}");
 }
+
+/// The panic message of `f`, and the file and line it reports (the panic hook's location).
+fn panic_at(f: impl FnOnce()) -> (String, String) {
+    use std::sync::{Arc, Mutex};
+    let at = Arc::new(Mutex::new(String::new()));
+    let seen = at.clone();
+    let previous = std::panic::take_hook();
+    let this_thread = std::thread::current().id();
+    std::panic::set_hook(Box::new(move |info| {
+        // other tests may panic on their threads meanwhile
+        if std::thread::current().id() != this_thread {
+            return;
+        }
+        if let Some(l) = info.location() {
+            *seen.lock().unwrap() = format!("{}:{}", l.file(), l.line());
+        }
+    }));
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_err();
+    std::panic::set_hook(previous);
+    let message = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    let at = at.lock().unwrap().clone();
+    (message, at)
+}
+
+#[test]
+fn layers_check_their_arguments_at_the_callers_line() {
+    let x = Tensor::zeros(&[4, 3], DType::F64);
+    let here = line!() + 1;
+    let (message, at) = panic_at(|| drop(F::linear(&x, &Tensor::zeros(&[5, 2], DType::F64), None)));
+    assert!(
+        message.contains(
+            "linear: input [4, 3] has 3 features, weight [5, 2] must be [out_features, 3]"
+        ),
+        "{message}"
+    );
+    assert_eq!(at, format!("{}:{here}", file!()));
+    let w = Tensor::zeros(&[5, 3], DType::F64);
+    let (message, _) = panic_at(|| {
+        drop(F::linear(&x, &w, Some(&Tensor::zeros(&[3], DType::F64))));
+    });
+    assert!(message.contains("bias [3] must be [5]"), "{message}");
+    let here = line!() + 2;
+    let (message, at) = panic_at(|| {
+        drop(F::batch_norm(
+            &x,
+            Some(&Tensor::ones(&[5], DType::F64)),
+            None,
+            None,
+            true,
+            1e-5,
+        ));
+    });
+    assert!(
+        message.contains("batch_norm: weight [5] must be [3] for input [4, 3]"),
+        "{message}"
+    );
+    assert_eq!(at, format!("{}:{here}", file!()));
+    let stats = F::RunningStats::new(2, 0.1, DType::F64);
+    let (message, _) = panic_at(|| drop(F::batch_norm(&x, None, None, Some(&stats), false, 1e-5)));
+    assert!(
+        message.contains("running statistics of shape [2]"),
+        "{message}"
+    );
+    let (message, _) = panic_at(|| drop(F::embedding(&w, &Tensor::zeros(&[2], DType::F64))));
+    assert!(
+        message.contains("embedding: needs weight [vocabulary, dim] and i64 indices"),
+        "{message}"
+    );
+}

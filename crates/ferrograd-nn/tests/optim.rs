@@ -151,3 +151,35 @@ fn gradient_norm_clipping() {
     assert_eq!(same.1.item::<f64>(), 4.0);
     let _ = DType::F64;
 }
+
+#[test]
+fn hyper_parameters_out_of_range_are_refused_where_they_are_set() {
+    #[track_caller]
+    fn refused(what: &str, f: impl FnOnce()) {
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_err();
+        let message = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(message.contains(what), "{message}");
+    }
+    refused("Sgd: lr must be finite and >= 0, got NaN", || {
+        Sgd::new(f64::NAN);
+    });
+    refused("Sgd: momentum must be finite and >= 0, got -0.5", || {
+        Sgd::new(0.1).momentum(-0.5);
+    });
+    refused("Adam: lr must be finite and >= 0, got inf", || {
+        Adam::new(f64::INFINITY);
+    });
+    refused("AdaGrad: lr", || {
+        AdaGrad::new(-1.0);
+    });
+    refused("RmsProp: lr", || {
+        RmsProp::new(f64::NAN);
+    });
+    // a public field assigned later is checked at the next step
+    let p = vec![ferrograd::Tensor::scalar(1.0f64)];
+    refused("Adam: betas.1 must be in [0, 1), got 1", || {
+        let mut opt = Adam::new(0.1);
+        opt.betas = (0.9, 1.0);
+        opt.step(&p, &p);
+    });
+}

@@ -72,6 +72,26 @@ impl CustomOp for Linear {
 /// ```
 #[track_caller]
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
+    let features = x.shape().last().copied();
+    if weight.ndim() != 2 || x.ndim() == 0 || features != Some(weight.size(1)) {
+        panic!(
+            "ferrograd: linear: input {:?} has {} features, weight {:?} must be [out_features, {}]",
+            x.shape(),
+            features.map_or("no".to_string(), |f| f.to_string()),
+            weight.shape(),
+            features.map_or("in_features".to_string(), |f| f.to_string()),
+        );
+    }
+    if let Some(b) = bias {
+        if b.shape() != [weight.size(0)] {
+            panic!(
+                "ferrograd: linear: bias {:?} must be [{}] for weight {:?}",
+                b.shape(),
+                weight.size(0),
+                weight.shape()
+            );
+        }
+    }
     match bias {
         Some(b) => call(Linear { bias: true }, &[x, weight, b]),
         None => call(Linear { bias: false }, &[x, weight]),
@@ -82,6 +102,14 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
 /// has shape `indices.shape() ++ [dim]`. The gradient adds into the picked rows.
 #[track_caller]
 pub fn embedding(weight: &Tensor, indices: &Tensor) -> Tensor {
+    if weight.ndim() != 2 || indices.dtype() != ferrograd::DType::I64 {
+        panic!(
+            "ferrograd: embedding: needs weight [vocabulary, dim] and i64 indices, got weight {:?} and indices {:?} {}",
+            weight.shape(),
+            indices.shape(),
+            indices.dtype()
+        );
+    }
     let flat = indices.reshape(&[indices.numel()]);
     let mut shape = indices.shape().to_vec();
     shape.push(weight.size(1));

@@ -181,6 +181,28 @@ pub fn batch_norm(
             x.shape()
         );
     }
+    let channels = x.size(1);
+    for (what, t) in [("weight", weight), ("bias", bias)] {
+        if let Some(t) = t {
+            if t.shape() != [channels] {
+                panic!(
+                    "ferrograd: batch_norm: {what} {:?} must be [{channels}] for input {:?} ({channels} channels)",
+                    t.shape(),
+                    x.shape()
+                );
+            }
+        }
+    }
+    if let Some(s) = stats {
+        let shape = s.mean.shape();
+        if shape != [channels] {
+            panic!(
+                "ferrograd: batch_norm: running statistics of shape {:?} for input {:?} ({channels} channels)",
+                shape,
+                x.shape()
+            );
+        }
+    }
     if training {
         if let Some(s) = stats {
             // the running averages move by tensor ops on State, so optimize mode replays them

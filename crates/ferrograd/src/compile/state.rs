@@ -56,6 +56,17 @@ impl State {
         value
     }
 
+    /// The current value's shape. Unlike [`get`](State::get) this is not a read a capture
+    /// records (a replay checks the shape of every state it reads anyway), so argument
+    /// checks can use it freely.
+    pub fn shape(&self) -> Vec<usize> {
+        self.cell
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shape()
+            .to_vec()
+    }
+
     /// Replaces the value (detached from any `grad`: the state keeps data, not a graph).
     #[track_caller]
     pub fn set(&self, value: Tensor) {
