@@ -1,8 +1,11 @@
 //! Indexing: gather/scatter along a dim, row selection and assignment, masks, joining and
 //! splitting, repeats, flips and triangles.
 //!
-//! Index arrays are i64; negative indices count from the back as in PyTorch, anything out of
-//! range panics naming the op, the index and the size.
+//! Index arrays are i64, with PyTorch's rule for negative indices: [`Index`] reads and
+//! writes (`x[k]`) count them from the back, like Python indexing; the explicit-index ops
+//! (`index_select`, `index_add`, `gather`, `scatter`, `scatter_add`) take positions in
+//! `0..size` and refuse negatives. Anything out of range panics naming the op, the index and
+//! the size.
 
 use crate::dtype::{dispatch_any, dispatch_number, Element, Number};
 use crate::error::fail;
@@ -106,16 +109,40 @@ fn resolve_list(op: &str, list: &[i64], size: usize, dim: usize) -> Vec<usize> {
     out
 }
 
-/// A possibly negative index that [`check_range`] has already accepted.
-fn wrap(i: i64, size: usize) -> usize {
-    (if i < 0 { i + size as i64 } else { i }) as usize
+/// Checks an index of the explicit-index ops (`index_select`, `index_add`, `gather`,
+/// `scatter`, `scatter_add`), which take positions in `0..size` as PyTorch's do: a negative
+/// one is refused, not counted from the end (only [`Index`] reads and writes, `x[k]`, count
+/// from the end, like Python indexing).
+#[track_caller]
+fn resolve_position(op: &str, i: i64, size: usize, dim: usize) -> usize {
+    if i < 0 || i >= size as i64 {
+        fail(
+            op,
+            format_args!(
+                "index {i} is out of range for dim {dim} of size {size} (this op takes \
+                 positions in 0..{size}; negative positions count from the end only in \
+                 Index reads and writes)"
+            ),
+        )
+    }
+    i as usize
 }
 
-/// Checks every element of an i64 index array against `size`.
+/// [`resolve_position`] over a list.
+#[track_caller]
+fn resolve_positions(op: &str, list: &[i64], size: usize, dim: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(list.len());
+    for &i in list {
+        out.push(resolve_position(op, i, size, dim));
+    }
+    out
+}
+
+/// Checks every element of an i64 index array against `size` (see [`resolve_position`]).
 #[track_caller]
 fn check_range(op: &str, index: &Array, size: usize, dim: usize) {
     for &i in index.values::<i64>(op).iter() {
-        resolve(op, i, size, dim);
+        resolve_position(op, i, size, dim);
     }
 }
 
@@ -164,7 +191,7 @@ impl Array {
         let d = dim.resolve(self.ndim(), "index_select");
         let idx = index_list("index_select", index);
         let (outer, size, inner) = split_at_dim(self.shape(), d);
-        let rows = resolve_list("index_select", &idx, size, d);
+        let rows = resolve_positions("index_select", &idx, size, d);
         let mut shape: Shape = self.shape().into();
         shape[d] = idx.len();
         fn kernel<T: Element>(
@@ -211,14 +238,14 @@ impl Array {
             let dst = out.out_slice::<T>(index.shape(), "gather_into");
             let mut base: Strides = a.strides().into();
             base[d] = 0;
-            let (size, stride) = (a.shape()[d], a.strides()[d]);
+            let stride = a.strides()[d];
             let mut w = 0;
             for_each_offsets(
                 index.shape(),
                 [&base, index.strides()],
                 [a.offset(), index.offset()],
                 |[oa, oi]| {
-                    let i = wrap(idx[oi], size);
+                    let i = idx[oi] as usize; // checked by check_range
                     dst[w] = src[(oa as isize + i as isize * stride) as usize];
                     w += 1;
                 },
@@ -280,7 +307,7 @@ impl Array {
             combine: impl Fn(T, T) -> T,
             op: &str,
         ) {
-            let (size, stride) = (out.shape()[d], out.strides()[d]);
+            let stride = out.strides()[d];
             let mut base: Strides = out.strides().into();
             base[d] = 0;
             let shape: Shape = out.shape().into();
@@ -292,7 +319,7 @@ impl Array {
                 [&base, index.strides(), src.strides()],
                 [0, index.offset(), src.offset()],
                 |[oo, oi, os]| {
-                    let at = (oo as isize + wrap(idx[oi], size) as isize * stride) as usize;
+                    let at = (oo as isize + idx[oi] as isize * stride) as usize;
                     dst[at] = combine(dst[at], s[os]);
                 },
             );
@@ -327,7 +354,7 @@ impl Array {
                 fmt_shape(src.shape()), fmt_shape(&expected), fmt_shape(self.shape()), idx.len()))
         }
         let (outer, size, inner) = split_at_dim(self.shape(), d);
-        let rows = resolve_list("index_add", &idx, size, d);
+        let rows = resolve_positions("index_add", &idx, size, d);
         self.contiguous_into(out);
         fn kernel<T: Number>(
             out: &mut Array,

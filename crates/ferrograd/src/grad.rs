@@ -241,6 +241,11 @@ pub struct Grad<F> {
 
 /// The gradient of `f` with respect to its first argument (a [`Tree`] of tensors).
 ///
+/// Float leaves are the parameters. Integer and bool leaves of the tree are data, not
+/// parameters: they pass through untraced and their gradients come back as zeros of their
+/// own dtype (PyTorch refuses `requires_grad` on them instead); pass such data in the
+/// arguments after the parameters where you can.
+///
 /// ```
 /// use ferrograd::{grad, Tensor};
 /// // y = Σ x², dy/dx = 2x
@@ -289,6 +294,10 @@ impl<F> Grad<F> {
 
     /// Checks every forward op and backward step for NaN and infinity, calling `hook` on each
     /// detection with the op, the user's line and the graph.
+    ///
+    /// The checks run on the thread that calls `grad`: tensor ops the function runs on other
+    /// threads (inside its own rayon scope, say) are not checked, so a NaN born there is
+    /// reported at the first op on the calling thread that uses it.
     pub fn debug_hook(mut self, hook: impl Fn(&DebugEvent) + Send + Sync + 'static) -> Self {
         self.debug = Some(Arc::new(hook));
         self

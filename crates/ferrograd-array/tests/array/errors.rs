@@ -200,6 +200,33 @@ fn indexing() {
     check("index_select", &["index 5", "dim 0 of size 2"], || {
         f32s(&[2, 3]).index_select(0, &i(vec![5]));
     });
+    // PyTorch's rule: the explicit-index ops take positions in 0..size, while Index reads
+    // and writes (x[k]) count negatives from the end
+    check(
+        "index_select",
+        &["index -1 is out of range", "0..2"],
+        || {
+            f32s(&[2, 3]).index_select(0, &i(vec![-1]));
+        },
+    );
+    check("index_add", &["index -1 is out of range"], || {
+        f32s(&[2, 3]).index_add(0, &i(vec![-1]), &f32s(&[1, 3]));
+    });
+    check("gather", &["index -2 is out of range", "size 3"], || {
+        f32s(&[2, 3]).gather(1, &Array::full(&[2, 1], -2.0, DType::I64));
+    });
+    check("scatter_add", &["index -1 is out of range"], || {
+        f32s(&[2, 3]).scatter_add(1, &Array::full(&[2, 1], -1.0, DType::I64), &f32s(&[2, 1]));
+    });
+    assert_eq!(
+        Array::from_vec(vec![1.0f32, 2.0, 3.0], &[3])
+            .index(Index::List(vec![-1]))
+            .to_vec::<f32>(),
+        vec![3.0]
+    );
+    check("index_select", &["index 5", "dim 0 of size 2"], || {
+        f32s(&[2, 3]).index_select(0, &i(vec![5]));
+    });
     check("index_select", &["i64 index array", "f32"], || {
         f32s(&[2, 3]).index_select(0, &f32s(&[1]));
     });
