@@ -132,7 +132,10 @@ fn run(args: Args) -> (f64, f64) {
     if let Err(e) = common::plot(
         &plot,
         "autoencoder on handwritten digits",
-        &[("train loss", &train_losses), ("test loss", &test_losses)],
+        &[common::Panel {
+            y: "binary cross-entropy per pixel",
+            series: &[("train", &train_losses), ("test", &test_losses)],
+        }],
     ) {
         eprintln!("warning: could not write {}: {e}", plot.display());
     }

@@ -228,8 +228,11 @@ fn run(args: Args) -> (f64, f64, usize) {
     let test = perplexity(&params, &corpus.test, &rnn, &args);
     if let Err(e) = common::plot(
         &plot,
-        "recurrent language model (perplexity)",
-        &[("train", &train_ppl), ("valid", &valid_ppl)],
+        "recurrent language model",
+        &[common::Panel {
+            y: "perplexity",
+            series: &[("train", &train_ppl), ("valid", &valid_ppl)],
+        }],
     ) {
         eprintln!("warning: could not write {}: {e}", plot.display());
     }

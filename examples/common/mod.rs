@@ -130,52 +130,78 @@ pub fn accuracy(logits: &Tensor, labels: &Tensor) -> f64 {
         / labels.len().max(1) as f64
 }
 
-/// Draws each named series against the epoch into an SVG file.
-pub fn plot(
-    path: &Path,
-    title: &str,
-    series: &[(&str, &[f64])],
-) -> Result<(), Box<dyn std::error::Error>> {
+/// One panel of a plot: its y-axis label and the named series drawn in it.
+pub struct Panel<'a> {
+    /// The y-axis label.
+    pub y: &'a str,
+    /// `(name, value per epoch)`.
+    pub series: &'a [(&'a str, &'a [f64])],
+}
+
+/// Draws the panels side by side into an SVG file, each series against the epoch (whole
+/// numbers) as a line with a point per epoch, so a one-epoch run shows too.
+pub fn plot(path: &Path, title: &str, panels: &[Panel]) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
+    let width = 480 * panels.len().max(1) as u32;
+    let root = SVGBackend::new(path, (width, 400)).into_drawing_area();
     root.fill(&WHITE)?;
-    let n = series
-        .iter()
-        .map(|(_, v)| v.len())
-        .max()
-        .unwrap_or(1)
-        .max(2);
-    let top = series
-        .iter()
-        .flat_map(|(_, v)| v.iter().copied())
-        .fold(0.0f64, f64::max)
-        .max(1e-9)
-        * 1.05;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(50)
-        .build_cartesian_2d(1f64..n as f64, 0f64..top)?;
-    chart.configure_mesh().x_desc("epoch").draw()?;
+    let root = root.titled(title, ("sans-serif", 20))?;
     let colors = [RED, BLUE, GREEN, MAGENTA];
-    for (i, (name, values)) in series.iter().enumerate() {
-        let color = colors[i % colors.len()];
+    for (area, panel) in root
+        .split_evenly((1, panels.len().max(1)))
+        .iter()
+        .zip(panels)
+    {
+        let epochs = panel.series.iter().map(|(_, v)| v.len()).max().unwrap_or(1) as i32;
+        let values = || panel.series.iter().flat_map(|(_, v)| v.iter().copied());
+        let (low, high) = values().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        });
+        let (low, high) = if low.is_finite() {
+            (low, high)
+        } else {
+            (0.0, 1.0)
+        };
+        let pad = ((high - low) * 0.08).max(high.abs() * 0.02).max(1e-9);
+        let mut chart = ChartBuilder::on(area)
+            .margin(14)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0i32..epochs + 1, (low - pad).max(0.0)..high + pad)?;
         chart
-            .draw_series(LineSeries::new(
-                values.iter().enumerate().map(|(e, &v)| (e as f64 + 1.0, v)),
-                color,
-            ))?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc(panel.y)
+            .x_labels((epochs + 2).min(12) as usize)
+            .x_label_formatter(&|e| {
+                if *e >= 1 && *e <= epochs {
+                    e.to_string()
+                } else {
+                    String::new()
+                }
+            })
+            .draw()?;
+        for (i, (name, values)) in panel.series.iter().enumerate() {
+            let color = colors[i % colors.len()];
+            let points = || values.iter().enumerate().map(|(e, &v)| (e as i32 + 1, v));
+            chart
+                .draw_series(LineSeries::new(points(), color.stroke_width(2)))?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+            chart.draw_series(points().map(|p| Circle::new(p, 3, color.filled())))?;
+        }
+        if panel.series.len() > 1 {
+            // losses fall and accuracies rise: the upper right corner is usually free
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+        }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
     root.present()?;
     Ok(())
 }
@@ -278,11 +304,18 @@ pub fn report(
     accuracies: &[f64],
     seconds: f64,
 ) -> f64 {
-    if let Err(e) = plot(
-        plot_path,
-        name,
-        &[("train loss", losses), ("test accuracy", accuracies)],
-    ) {
+    let percent: Vec<f64> = accuracies.iter().map(|a| 100.0 * a).collect();
+    let panels = [
+        Panel {
+            y: "train loss",
+            series: &[("train loss", losses)],
+        },
+        Panel {
+            y: "test accuracy (%)",
+            series: &[("test accuracy", &percent)],
+        },
+    ];
+    if let Err(e) = plot(plot_path, name, &panels) {
         eprintln!("warning: could not write {}: {e}", plot_path.display());
     }
     println!(
