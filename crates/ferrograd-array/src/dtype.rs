@@ -107,7 +107,36 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// for f64.
     #[doc(hidden)]
     fn exp_kernel<const FMA: bool>(self) -> Self;
+    /// gemm's matrix-product kernel for this type (picked for the CPU on first use).
+    #[doc(hidden)]
+    fn gemm_fn() -> GemmFn<Self>;
 }
+
+/// The signature of gemm's kernels: `m, n, k`, then destination, left and right operands
+/// (pointer, column stride, row stride; `read_dst` before the left one), `alpha`, `beta`,
+/// three conjugation flags and the parallelism.
+#[doc(hidden)]
+pub type GemmFn<T> = unsafe fn(
+    usize,
+    usize,
+    usize,
+    *mut T,
+    isize,
+    isize,
+    bool,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    isize,
+    isize,
+    T,
+    T,
+    bool,
+    bool,
+    bool,
+    gemm_common::Parallelism,
+);
 
 macro_rules! element {
     ($t:ty, $variant:ident) => {
@@ -210,6 +239,10 @@ impl Float for f32 {
     fn exp_kernel<const FMA: bool>(self) -> Self {
         crate::math::exp_f32::<FMA>(self)
     }
+    #[inline(always)]
+    fn gemm_fn() -> GemmFn<f32> {
+        gemm_f32::gemm::f32::get_gemm_fn()
+    }
 }
 
 impl Float for f64 {
@@ -229,6 +262,10 @@ impl Float for f64 {
     #[inline(always)]
     fn exp_kernel<const FMA: bool>(self) -> Self {
         self.exp()
+    }
+    #[inline(always)]
+    fn gemm_fn() -> GemmFn<f64> {
+        gemm_f64::gemm::f64::get_gemm_fn()
     }
 }
 

@@ -11,7 +11,7 @@
 //! [`gemm_strided`] and [`gemm_col_major`] alone; the suite bench and
 //! `benches/compare-numpy-rounds.sh` show their effect.
 
-use gemm::Parallelism;
+use gemm_common::Parallelism;
 use rayon::prelude::*;
 use smallvec::SmallVec;
 
@@ -138,7 +138,7 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
 /// Rows of D per strip, at most, when a large threaded product is cut into strips.
 const STRIP_ROWS: usize = 512;
 
-/// `gemm::gemm` on `D = alpha D + beta L R` (L m×k, R k×n, in gemm's column-major terms).
+/// gemm's kernel for `T` on `D = alpha D + beta L R` (L m×k, R k×n, in gemm's column-major terms).
 ///
 /// A large threaded product (m, n, k ≥ 1024) is cut into strips of at most [`STRIP_ROWS`]
 /// rows of D, as many per thread, and each thread runs its strips through single-threaded
@@ -167,7 +167,7 @@ unsafe fn gemm_col_major<T: Float>(
     if !(matches!(par, Parallelism::Rayon(_)) && m >= 1024 && n >= 1024 && k >= 1024) {
         // SAFETY: the caller's operands, as received.
         unsafe {
-            gemm::gemm(
+            T::gemm_fn()(
                 m, n, k, d.ptr, d.cs, d.rs, read_dst, l.ptr, l.cs, l.rs, r.ptr, r.cs, r.rs, alpha,
                 beta, false, false, false, par,
             )
