@@ -532,18 +532,8 @@ impl<F> Grad<F> {
         F::Output: GradOutput,
     {
         let level = NEXT_LEVEL.fetch_add(1, Ordering::Relaxed);
-        let hooks = (observed && (self.debug.is_some() || self.profile.is_some())).then(|| {
-            Arc::new(Hooks {
-                id: level,
-                debug: self.debug.clone(),
-                profile: self.profile.clone(),
-                leaf_names: Mutex::new(Vec::new()),
-            })
-        });
+        let hooks = call_hooks(level, observed, self.debug.as_ref(), self.profile.as_ref());
         let _guard = hooks.clone().map(context::push);
-        if let Some(p) = self.profile.as_ref().filter(|_| observed) {
-            p.lock().expect("profile lock").count_call();
-        }
         if !self.with_gradients {
             let output = self.f.invoke(params, args);
             return Outputs {
@@ -555,38 +545,85 @@ impl<F> Grad<F> {
         let originals = leaves(params);
         let boxed = box_leaves(&originals, level, location);
         if let Some(h) = &hooks {
-            let names = leaf_names(params);
-            *h.leaf_names.lock().expect("leaf names") = boxed
-                .iter()
-                .zip(names)
-                .map(|(t, n)| (t.id(), if n.is_empty() { "param".into() } else { n }))
-                .collect();
+            name_leaves(h, &boxed, leaf_names(params));
         }
         let boxed_params = rebuild(params, boxed.clone());
         let output = self.f.invoke(&boxed_params, args);
         let loss = output.loss();
-        let seed = match output_grad {
-            Some(g) => {
-                if g.shape() != loss.shape() {
-                    panic!("ferrograd: grad: the output gradient has shape {:?}, the output has {:?} (at {site})", g.shape(), loss.shape(), site = ferrograd_array::Site(location));
-                }
-                g.clone()
-            }
-            None => {
-                if loss.numel() != 1 {
-                    panic!(
-                        "ferrograd: grad: the function must return a one-element loss, got shape {:?}; \
-                         for other outputs use partial_grad(true) with run, or vjp (at {site})",
-                        loss.shape(), site = ferrograd_array::Site(location));
-                }
-                Tensor::new(Array::ones(loss.shape(), loss.dtype()))
-            }
-        };
+        let seed = seed_of(loss, output_grad, location);
         let grads = backward(level, loss, seed, hooks.as_deref());
         let result = leaf_grads(&grads, &boxed, &originals);
         Outputs {
             grads: Some(rebuild(params, result)),
             output: self.with_forward.then(|| output.unbox(level)),
+        }
+    }
+}
+
+// The parts of a direct call that do not depend on the function's types, compiled once
+// rather than once per closure.
+
+/// The hooks of a call with a debugger or profiler (`observed`), counting the call.
+fn call_hooks(
+    level: u64,
+    observed: bool,
+    debug: Option<&DebugHook>,
+    profile: Option<&Arc<Mutex<Profile>>>,
+) -> Option<Arc<Hooks>> {
+    if !observed {
+        return None;
+    }
+    if let Some(p) = profile {
+        p.lock().expect("profile lock").count_call();
+    }
+    (debug.is_some() || profile.is_some()).then(|| {
+        Arc::new(Hooks {
+            id: level,
+            debug: debug.cloned(),
+            profile: profile.cloned(),
+            leaf_names: Mutex::new(Vec::new()),
+        })
+    })
+}
+
+/// Tells the debugger the parameter names of the boxed leaves.
+fn name_leaves(hooks: &Hooks, boxed: &[Tensor], names: Vec<String>) {
+    *hooks.leaf_names.lock().expect("leaf names") = boxed
+        .iter()
+        .zip(names)
+        .map(|(t, n)| (t.id(), if n.is_empty() { "param".into() } else { n }))
+        .collect();
+}
+
+/// The gradient the backward pass starts from: the output gradient given (of the loss's
+/// shape), or 1 for a one-element loss.
+#[track_caller]
+fn seed_of(
+    loss: &Tensor,
+    output_grad: Option<&Tensor>,
+    location: &'static Location<'static>,
+) -> Tensor {
+    let site = ferrograd_array::Site(location);
+    match output_grad {
+        Some(g) => {
+            if g.shape() != loss.shape() {
+                panic!(
+                    "ferrograd: grad: the output gradient has shape {:?}, the output has {:?} (at {site})",
+                    g.shape(),
+                    loss.shape()
+                );
+            }
+            g.clone()
+        }
+        None => {
+            if loss.numel() != 1 {
+                panic!(
+                    "ferrograd: grad: the function must return a one-element loss, got shape {:?}; \
+                     for other outputs use partial_grad(true) with run, or vjp (at {site})",
+                    loss.shape()
+                );
+            }
+            Tensor::new(Array::ones(loss.shape(), loss.dtype()))
         }
     }
 }

@@ -219,7 +219,11 @@ fn reshape_round_trips() {
         let n: usize = dims.iter().product();
         let a = Array::from_vec((0..n as i64).collect(), &dims);
         let flat = a.reshape(&[n]);
-        assert_eq!(flat.reshape(&dims).to_vec::<i64>(), a.to_vec::<i64>(), "{dims:?}");
+        assert_eq!(
+            flat.reshape(&dims).to_vec::<i64>(),
+            a.to_vec::<i64>(),
+            "{dims:?}"
+        );
         assert_eq!(flat.to_vec::<i64>(), (0..n as i64).collect::<Vec<_>>());
     }
 }

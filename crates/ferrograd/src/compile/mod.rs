@@ -392,6 +392,266 @@ impl Optimizer {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    // What follows is the part of a call that does not depend on the function's types: kept
+    // out of `Grad<F>`'s generic methods, it is compiled once, not once per closure.
+
+    /// Adds a cache entry, evicting the least recently used one when full; a cache that keeps
+    /// evicting turns optimize mode off for this function, with one warning naming the input
+    /// whose signature keeps changing. `inputs` describes each input (`params.w [3, 4]`).
+    fn insert_entry(
+        &self,
+        state: &mut CacheState,
+        key: Vec<u64>,
+        plan: Result<Arc<CachedPlan>, String>,
+        inputs: Vec<String>,
+    ) {
+        if state.entries.len() >= self.capacity {
+            let (oldest, _) = state
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.last_used)
+                .expect("a full cache has entries");
+            let evicted = state.entries.remove(oldest);
+            state.evictions += 1;
+            if state.evictions >= self.capacity {
+                let newest = state.entries.iter().max_by_key(|e| e.last_used);
+                let cause = newest
+                    .and_then(|e| {
+                        e.inputs
+                            .iter()
+                            .zip(&inputs)
+                            .find(|(a, b)| a != b)
+                            .map(|(a, b)| format!("`{a}` became `{b}`"))
+                    })
+                    .or_else(|| {
+                        evicted
+                            .inputs
+                            .iter()
+                            .zip(&inputs)
+                            .find(|(a, b)| a != b)
+                            .map(|(a, b)| format!("`{a}` became `{b}`"))
+                    })
+                    .unwrap_or_else(|| {
+                        "a plain number argument or the tree's structure changed".into()
+                    });
+                let why = format!(
+                    "the function was captured for more than {} different input signatures \
+                     ({cause}); it now runs in direct mode. Raise cache_size, or keep the \
+                     changing input's shape fixed (pad it)",
+                    self.capacity
+                );
+                state.disabled = Some(why.clone());
+                state.entries.clear();
+                state.warn(why);
+                return;
+            }
+        }
+        let clock = state.clock;
+        state.entries.push(CacheEntry {
+            key,
+            plan,
+            last_used: clock,
+            inputs,
+            misses: HashMap::new(),
+        });
+    }
+
+    /// Whether a call must run in direct mode: inside a capture the outer recording must see
+    /// this call's ops, and inputs traced by an enclosing grad need the graph direct mode
+    /// builds; else what the user's signature function says (with its key).
+    fn must_run_direct(
+        &self,
+        p_leaves: &[Tensor],
+        a_leaves: &[Tensor],
+        output_grad: Option<&Tensor>,
+    ) -> (bool, Option<u64>) {
+        let traced = p_leaves
+            .iter()
+            .chain(a_leaves)
+            .chain(output_grad)
+            .any(Tensor::is_traced);
+        if capture::active() || traced {
+            return (true, None);
+        }
+        match &self.signature_fn {
+            Some(f) => match f(p_leaves, a_leaves) {
+                Some(k) => (false, Some(k)),
+                None => (true, None),
+            },
+            None => (false, None),
+        }
+    }
+
+    /// Counts a call; true when it must run in direct mode (`direct`, or optimize mode
+    /// turned off for this function).
+    fn begin_call(&self, direct: bool) -> bool {
+        let mut state = self.state();
+        state.stats.calls += 1;
+        let fallback = direct || state.disabled.is_some();
+        state.stats.fallbacks += fallback as u64;
+        fallback
+    }
+
+    /// The cache entry for `key`, marked as used now.
+    fn lookup(&self, key: &[u64]) -> Lookup {
+        let mut state = self.state();
+        state.clock += 1;
+        let clock = state.clock;
+        match state.entries.iter_mut().find(|e| e.key == key) {
+            Some(e) => {
+                e.last_used = clock;
+                match &e.plan {
+                    Ok(p) => Lookup::Plan(Arc::clone(p)),
+                    Err(_) => Lookup::Direct,
+                }
+            }
+            None => Lookup::New,
+        }
+    }
+
+    /// A replay of `key` stopped at the guard read at `read_at`.
+    fn record_miss(&self, key: &[u64], read_at: &'static Location<'static>) {
+        let mut state = self.state();
+        state.stats.guard_failures += 1;
+        if let Some(e) = state.entries.iter_mut().find(|e| e.key == key) {
+            *e.misses.entry(read_at).or_default() += 1;
+        }
+    }
+
+    /// Whether this hit is one `verify` checks, and if so the state cells' values before
+    /// it (the check runs from them).
+    fn verify_now(&self, plan: &CachedPlan) -> Option<Vec<(capture::StateCell, Tensor)>> {
+        let verifying = self.verify_every > 0
+            && (self.state().stats.hits + 1).is_multiple_of(self.verify_every);
+        verifying.then(|| {
+            plan.plan
+                .state_cells()
+                .into_iter()
+                .map(|c| {
+                    let v = c.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    (c, v)
+                })
+                .collect()
+        })
+    }
+
+    /// Files what a capture recorded: a new plan, a new variant of a cached one, or the
+    /// reason the signature runs in direct mode (warned once). Returns the plan to check
+    /// (`FERROGRAD_OPTIMIZE=check`), if any. `param_names` are the parameter tree's leaf
+    /// names.
+    #[allow(clippy::too_many_arguments)]
+    fn file_capture(
+        &self,
+        trace: Result<capture::Trace, String>,
+        template: Arc<dyn Any + Send + Sync>,
+        key: Vec<u64>,
+        took: Duration,
+        param_names: Vec<String>,
+        p_leaves: &[Tensor],
+        a_leaves: &[Tensor],
+        has_output_grad: bool,
+        location: &'static Location<'static>,
+    ) -> Option<Arc<CachedPlan>> {
+        // `params.w`, `args[0]`: the plan's names of its inputs
+        let mut names: Vec<String> = param_names
+            .into_iter()
+            .map(|n| {
+                if n.is_empty() {
+                    "params".into()
+                } else {
+                    format!("params.{n}")
+                }
+            })
+            .collect();
+        names.extend((0..a_leaves.len()).map(|i| format!("args[{i}]")));
+        // with their shapes, to name what changed when the cache thrashes
+        let inputs: Vec<String> = names
+            .iter()
+            .zip(p_leaves.iter().chain(a_leaves))
+            .map(|(n, t)| format!("{n} {:?}", t.shape()))
+            .collect();
+        let mut state = self.state();
+        state.stats.captures += 1;
+        state.stats.capture_time += took;
+        let clock = state.clock;
+        let index = state.entries.iter().position(|e| e.key == key);
+        let plan: Option<Arc<CachedPlan>> = match (trace, index) {
+            (Err(why), Some(i)) => {
+                state.entries[i].plan = Err(why.clone());
+                state.warn(format!(
+                    "the call at {site} runs in direct mode: {why}",
+                    site = ferrograd_array::Site(location)
+                ));
+                None
+            }
+            (Err(why), None) => {
+                self.insert_entry(&mut state, key, Err(why.clone()), inputs);
+                state.warn(format!(
+                    "the call at {site} runs in direct mode: {why}",
+                    site = ferrograd_array::Site(location)
+                ));
+                None
+            }
+            (Ok(trace), Some(i)) => {
+                let entry = &mut state.entries[i];
+                let result = match &entry.plan {
+                    Ok(compiled) => {
+                        let mut plan = compiled.plan.clone();
+                        plan.insert(trace, template).map(|()| {
+                            entry.plan = Ok(CachedPlan::new(plan));
+                        })
+                    }
+                    Err(_) => Err("this signature already runs in direct mode".into()),
+                };
+                entry.last_used = clock;
+                match result {
+                    Err(why) => {
+                        entry.plan = Err(why.clone());
+                        state.warn(format!(
+                            "the call at {site} runs in direct mode: {why}",
+                            site = ferrograd_array::Site(location)
+                        ));
+                        None
+                    }
+                    Ok(()) => {
+                        let variants = entry.plan.as_ref().map_or(0, |c| c.plan.variants());
+                        if variants > self.capacity {
+                            let (read_at, _) = entry
+                                .misses
+                                .iter()
+                                .max_by_key(|(_, n)| **n)
+                                .map(|(l, n)| (l.to_string(), *n))
+                                .unwrap_or_default();
+                            let why =
+                                format!(
+                                "the value read at {read_at} changed on every call: {variants} \
+                                 variants of the plan (cache_size {}); the call at {site} \
+                                 now runs in direct mode for this signature. Reading data (item, \
+                                 to_vec, value) inside the function makes the plan depend on it; \
+                                 compute with tensor ops (where_, clamp, maximum) instead",
+                                self.capacity, site = ferrograd_array::Site(location));
+                            entry.plan = Err(why.clone());
+                            state.warn(why);
+                            None
+                        } else {
+                            entry.plan.as_ref().ok().cloned()
+                        }
+                    }
+                }
+            }
+            (Ok(trace), None) => {
+                if has_output_grad {
+                    names.push("output_grad".into());
+                }
+                let plan = CachedPlan::new(Plan::new(trace, template, names));
+                self.insert_entry(&mut state, key, Ok(Arc::clone(&plan)), inputs);
+                state.disabled.is_none().then_some(plan)
+            }
+        };
+        plan
+    }
+
     pub fn stats(&self) -> Stats {
         let state = self.state();
         let mut stats = state.stats.clone();
@@ -613,6 +873,43 @@ fn summary(a: &Array) -> String {
     }
 }
 
+/// The debugger and profiler of a `Grad`, for the parts of a call that do not depend on its
+/// function's type.
+#[derive(Clone, Copy)]
+struct Observers<'a> {
+    debug: Option<&'a crate::debug::DebugHook>,
+    profile: Option<&'a Arc<Mutex<crate::profile::Profile>>>,
+}
+
+/// Runs a plan, under the debugger and profiler when the `Grad` has them.
+fn replay(
+    observers: Observers<'_>,
+    plan: &CachedPlan,
+    inputs: Vec<Array>,
+    generators: &mut [&mut crate::Generator],
+    stable: usize,
+) -> Outcome {
+    if observers.debug.is_none() && observers.profile.is_none() {
+        return plan.run(inputs, generators, stable, &mut Unobserved);
+    }
+    if let Some(p) = observers.profile {
+        p.lock().expect("profile lock").count_call();
+    }
+    let hooks = Hooks {
+        id: 0,
+        debug: observers.debug.cloned(),
+        profile: observers.profile.cloned(),
+        leaf_names: Mutex::new(Vec::new()),
+    };
+    let mut observer = HookObserver {
+        hooks: &hooks,
+        pending: None,
+    };
+    let outcome = plan.run(inputs, generators, stable, &mut observer);
+    observer.flush();
+    outcome
+}
+
 impl<F> Grad<F> {
     /// A call in optimize mode (see the module docs).
     pub(crate) fn run_optimized<P, Args>(
@@ -633,34 +930,8 @@ impl<F> Grad<F> {
         let mut a_leaves = Vec::new();
         let mut args_key = Vec::new();
         args.visit_args(&mut |t| a_leaves.push(t.clone()), &mut args_key);
-        let traced = p_leaves
-            .iter()
-            .chain(&a_leaves)
-            .chain(output_grad)
-            .any(Tensor::is_traced);
-        // Inside a capture the outer recording must see this call's ops; inputs traced by an
-        // enclosing grad need the graph direct mode builds.
-        let mut user_key = None;
-        let direct = capture::active()
-            || traced
-            || match &opt.signature_fn {
-                Some(f) => match f(&p_leaves, &a_leaves) {
-                    Some(k) => {
-                        user_key = Some(k);
-                        false
-                    }
-                    None => true,
-                },
-                None => false,
-            };
-        let fallback = {
-            let mut state = opt.state();
-            state.stats.calls += 1;
-            let fallback = direct || state.disabled.is_some();
-            state.stats.fallbacks += fallback as u64;
-            fallback
-        };
-        if fallback {
+        let (direct, user_key) = opt.must_run_direct(&p_leaves, &a_leaves, output_grad);
+        if opt.begin_call(direct) {
             return self.run_direct(params, args, output_grad, location);
         }
         let mut structure = Vec::new();
@@ -669,30 +940,8 @@ impl<F> Grad<F> {
         key.push(generators_of(&mut args).len() as u64);
         key.extend(user_key);
 
-        let lookup = {
-            let mut state = opt.state();
-            state.clock += 1;
-            let clock = state.clock;
-            match state.entries.iter_mut().find(|e| e.key == key) {
-                Some(e) => {
-                    e.last_used = clock;
-                    match &e.plan {
-                        Ok(p) => Lookup::Plan(Arc::clone(p)),
-                        Err(_) => Lookup::Direct,
-                    }
-                }
-                None => Lookup::New,
-            }
-        };
-        // the plan's inputs: parameter leaves, argument tensors, the output gradient
-        let inputs = || -> Vec<Array> {
-            p_leaves
-                .iter()
-                .chain(&a_leaves)
-                .chain(output_grad)
-                .map(|t| t.data().clone())
-                .collect()
-        };
+        let lookup = opt.lookup(&key);
+        let inputs = || plan_inputs(&p_leaves, &a_leaves, output_grad);
         match lookup {
             Lookup::Direct => {
                 opt.state().stats.fallbacks += 1;
@@ -700,31 +949,24 @@ impl<F> Grad<F> {
             }
             Lookup::Plan(plan) => {
                 let states = snapshot(&mut args);
-                let verifying = opt.verify_every > 0
-                    && (opt.state().stats.hits + 1).is_multiple_of(opt.verify_every);
-                let state_before: Vec<(capture::StateCell, Tensor)> = if verifying {
-                    plan.plan
-                        .state_cells()
-                        .into_iter()
-                        .map(|c| {
-                            let v = c.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                            (c, v)
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
+                let verifying = opt.verify_now(&plan);
                 let stable = if opt.stable_gradients && self.with_gradients {
                     p_leaves.len()
                 } else {
                     0
                 };
-                let outcome = self.replay(&plan, inputs(), &mut generators_of(&mut args), stable);
+                let outcome = replay(
+                    self.observers(),
+                    &plan,
+                    inputs(),
+                    &mut generators_of(&mut args),
+                    stable,
+                );
                 match outcome {
                     Outcome::Done { outputs, template } => {
                         let result = self.assemble(params, p_leaves.len(), outputs, &template);
                         opt.state().stats.hits += 1;
-                        if verifying {
+                        if let Some(state_before) = verifying {
                             restore_state(&state_before);
                             self.verify_replay(
                                 params,
@@ -738,13 +980,7 @@ impl<F> Grad<F> {
                         result
                     }
                     Outcome::Miss { location: read_at } => {
-                        {
-                            let mut state = opt.state();
-                            state.stats.guard_failures += 1;
-                            if let Some(e) = state.entries.iter_mut().find(|e| e.key == key) {
-                                *e.misses.entry(read_at).or_default() += 1;
-                            }
-                        }
+                        opt.record_miss(&key, read_at);
                         // the replay may have drawn from the generators before it missed
                         restore(&mut args, &states);
                         self.capture(
@@ -810,33 +1046,12 @@ impl<F> Grad<F> {
         self.optimizer.state().stats.verified += 1;
     }
 
-    /// Runs a plan, under the debugger and profiler when this `Grad` has them.
-    fn replay(
-        &self,
-        plan: &CachedPlan,
-        inputs: Vec<Array>,
-        generators: &mut [&mut crate::Generator],
-        stable: usize,
-    ) -> Outcome {
-        if self.debug.is_none() && self.profile.is_none() {
-            return plan.run(inputs, generators, stable, &mut Unobserved);
+    /// The debugger and profiler a replay reports to.
+    fn observers(&self) -> Observers<'_> {
+        Observers {
+            debug: self.debug.as_ref(),
+            profile: self.profile.as_ref(),
         }
-        if let Some(p) = &self.profile {
-            p.lock().expect("profile lock").count_call();
-        }
-        let hooks = Hooks {
-            id: 0,
-            debug: self.debug.clone(),
-            profile: self.profile.clone(),
-            leaf_names: Mutex::new(Vec::new()),
-        };
-        let mut observer = HookObserver {
-            hooks: &hooks,
-            pending: None,
-        };
-        let outcome = plan.run(inputs, generators, stable, &mut observer);
-        observer.flush();
-        outcome
     }
 
     /// The outputs of a replay in the types a direct call returns.
@@ -884,18 +1099,9 @@ impl<F> Grad<F> {
         let start = Instant::now();
         // Fresh handles for the parameters: a tensor the closure holds that is also a
         // parameter stays a constant, as it is in direct mode.
-        let fresh: Vec<Tensor> = p_leaves
-            .iter()
-            .map(|t| Tensor::new(t.data().clone()))
-            .collect();
-        let inner_params = rebuild(params, fresh.clone());
-        let mut recorded = fresh;
-        recorded.extend(a_leaves.iter().cloned());
-        recorded.extend(output_grad.cloned());
-        let generators: Vec<usize> = generators_of(&mut args)
-            .iter()
-            .map(|g| &**g as *const crate::Generator as usize)
-            .collect();
+        let (fresh, recorded) = fresh_inputs(p_leaves, a_leaves, output_grad);
+        let inner_params = rebuild(params, fresh);
+        let generators = generator_ids(&generators_of(&mut args));
         let states = if check_mode() {
             snapshot(&mut args)
         } else {
@@ -905,143 +1111,35 @@ impl<F> Grad<F> {
         let out = self.run_direct(&inner_params, args, output_grad, location);
         let flat = flatten(&out);
         let mut trace = capture::finish(scope, &flat);
-        let state_read = trace
-            .as_mut()
-            .map(|t| std::mem::take(&mut t.state_read))
-            .unwrap_or_default();
+        let state_read = take_state_read(&mut trace);
         let took = start.elapsed();
         let template: Arc<dyn Any + Send + Sync> = match &out.output {
             Some(o) => Arc::new(o.map(&mut |_| Tensor::placeholder())),
             None => Arc::new(()),
         };
 
-        let mut state = opt.state();
-        state.stats.captures += 1;
-        state.stats.capture_time += took;
-        let clock = state.clock;
-        let index = state.entries.iter().position(|e| e.key == key);
-        let plan: Option<Arc<CachedPlan>> = match (trace, index) {
-            (Err(why), Some(i)) => {
-                state.entries[i].plan = Err(why.clone());
-                state.warn(format!(
-                    "the call at {site} runs in direct mode: {why}",
-                    site = ferrograd_array::Site(location)
-                ));
-                None
-            }
-            (Err(why), None) => {
-                self.insert_entry(
-                    &mut state,
-                    key,
-                    Err(why.clone()),
-                    p_leaves,
-                    a_leaves,
-                    params,
-                );
-                state.warn(format!(
-                    "the call at {site} runs in direct mode: {why}",
-                    site = ferrograd_array::Site(location)
-                ));
-                None
-            }
-            (Ok(trace), Some(i)) => {
-                let entry = &mut state.entries[i];
-                let result = match &entry.plan {
-                    Ok(compiled) => {
-                        let mut plan = compiled.plan.clone();
-                        plan.insert(trace, template).map(|()| {
-                            entry.plan = Ok(CachedPlan::new(plan));
-                        })
-                    }
-                    Err(_) => Err("this signature already runs in direct mode".into()),
-                };
-                entry.last_used = clock;
-                match result {
-                    Err(why) => {
-                        entry.plan = Err(why.clone());
-                        state.warn(format!(
-                            "the call at {site} runs in direct mode: {why}",
-                            site = ferrograd_array::Site(location)
-                        ));
-                        None
-                    }
-                    Ok(()) => {
-                        let variants = entry.plan.as_ref().map_or(0, |c| c.plan.variants());
-                        if variants > opt.capacity {
-                            let (read_at, _) = entry
-                                .misses
-                                .iter()
-                                .max_by_key(|(_, n)| **n)
-                                .map(|(l, n)| (l.to_string(), *n))
-                                .unwrap_or_default();
-                            let why =
-                                format!(
-                                "the value read at {read_at} changed on every call: {variants} \
-                                 variants of the plan (cache_size {}); the call at {site} \
-                                 now runs in direct mode for this signature. Reading data (item, \
-                                 to_vec, value) inside the function makes the plan depend on it; \
-                                 compute with tensor ops (where_, clamp, maximum) instead",
-                                opt.capacity, site = ferrograd_array::Site(location));
-                            entry.plan = Err(why.clone());
-                            state.warn(why);
-                            None
-                        } else {
-                            entry.plan.as_ref().ok().cloned()
-                        }
-                    }
-                }
-            }
-            (Ok(trace), None) => {
-                let mut names: Vec<String> = leaf_names(params)
-                    .into_iter()
-                    .map(|n| {
-                        if n.is_empty() {
-                            "params".into()
-                        } else {
-                            format!("params.{n}")
-                        }
-                    })
-                    .collect();
-                names.extend((0..a_leaves.len()).map(|i| format!("args[{i}]")));
-                if output_grad.is_some() {
-                    names.push("output_grad".into());
-                }
-                let plan = CachedPlan::new(Plan::new(trace, template, names));
-                self.insert_entry(
-                    &mut state,
-                    key,
-                    Ok(Arc::clone(&plan)),
-                    p_leaves,
-                    a_leaves,
-                    params,
-                );
-                state.disabled.is_none().then_some(plan)
-            }
-        };
-        drop(state);
+        let plan = opt.file_capture(
+            trace,
+            template,
+            key,
+            took,
+            leaf_names(params),
+            p_leaves,
+            a_leaves,
+            output_grad.is_some(),
+            location,
+        );
         if check_mode() {
             if let Some(plan) = plan {
-                // replay from the state the capture read (it has written since)
-                let after: Vec<(capture::StateCell, Tensor)> = state_read
-                    .iter()
-                    .map(|(c, _)| {
-                        (
-                            Arc::clone(c),
-                            c.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-                        )
-                    })
-                    .collect();
-                restore_state(&state_read);
-                self.check_capture(&plan, inputs, states, params, &out, location);
-                let written: Vec<Tensor> = after
-                    .iter()
-                    .map(|(c, _)| c.lock().unwrap_or_else(|e| e.into_inner()).clone())
-                    .collect();
-                for ((_, want), got) in after.iter().zip(&written) {
-                    if !want.data().bit_eq(got.data()) {
-                        panic!("ferrograd: optimize mode check: replaying the capture of the call at {site} wrote different state", site = ferrograd_array::Site(location));
-                    }
-                }
+                check_capture(
+                    &plan,
+                    inputs,
+                    states,
+                    &state_read,
+                    &flat,
+                    &output_names(&out),
+                    location,
+                );
             }
         }
         // The gradients came back in the fresh handles' tree; rebuild on the caller's.
@@ -1050,121 +1148,121 @@ impl<F> Grad<F> {
             output: out.output,
         }
     }
+}
 
-    /// Adds a cache entry, evicting the least recently used one when full; a cache that keeps
-    /// evicting turns optimize mode off for this function, with one warning naming the input
-    /// whose signature keeps changing.
-    fn insert_entry<P: Tree>(
-        &self,
-        state: &mut CacheState,
-        key: Vec<u64>,
-        plan: Result<Arc<CachedPlan>, String>,
-        p_leaves: &[Tensor],
-        a_leaves: &[Tensor],
-        params: &P,
-    ) {
-        let mut inputs: Vec<String> = leaf_names(params)
-            .into_iter()
-            .zip(p_leaves)
-            .map(|(n, t)| {
-                let n = if n.is_empty() {
-                    "params".into()
-                } else {
-                    format!("params.{n}")
-                };
-                format!("{n} {:?}", t.shape())
-            })
-            .collect();
-        inputs.extend(
-            a_leaves
-                .iter()
-                .enumerate()
-                .map(|(i, t)| format!("args[{i}] {:?}", t.shape())),
-        );
-        if state.entries.len() >= self.optimizer.capacity {
-            let (oldest, _) = state
-                .entries
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, e)| e.last_used)
-                .expect("a full cache has entries");
-            let evicted = state.entries.remove(oldest);
-            state.evictions += 1;
-            if state.evictions >= self.optimizer.capacity {
-                let newest = state.entries.iter().max_by_key(|e| e.last_used);
-                let cause = newest
-                    .and_then(|e| {
-                        e.inputs
-                            .iter()
-                            .zip(&inputs)
-                            .find(|(a, b)| a != b)
-                            .map(|(a, b)| format!("`{a}` became `{b}`"))
-                    })
-                    .or_else(|| {
-                        evicted
-                            .inputs
-                            .iter()
-                            .zip(&inputs)
-                            .find(|(a, b)| a != b)
-                            .map(|(a, b)| format!("`{a}` became `{b}`"))
-                    })
-                    .unwrap_or_else(|| {
-                        "a plain number argument or the tree's structure changed".into()
-                    });
-                let why = format!(
-                    "the function was captured for more than {} different input signatures \
-                     ({cause}); it now runs in direct mode. Raise cache_size, or keep the \
-                     changing input's shape fixed (pad it)",
-                    self.optimizer.capacity
-                );
-                state.disabled = Some(why.clone());
-                state.entries.clear();
-                state.warn(why);
-                return;
-            }
-        }
-        let clock = state.clock;
-        state.entries.push(CacheEntry {
-            key,
-            plan,
-            last_used: clock,
-            inputs,
-            misses: HashMap::new(),
-        });
-    }
+/// A plan's inputs: the parameter leaves, the argument tensors, the output gradient.
+fn plan_inputs(
+    p_leaves: &[Tensor],
+    a_leaves: &[Tensor],
+    output_grad: Option<&Tensor>,
+) -> Vec<Array> {
+    p_leaves
+        .iter()
+        .chain(a_leaves)
+        .chain(output_grad)
+        .map(|t| t.data().clone())
+        .collect()
+}
 
-    /// `FERROGRAD_OPTIMIZE=check`: the plan just captured replays the same call exactly.
-    fn check_capture<P: Tree, O: Tree + 'static>(
-        &self,
-        plan: &CachedPlan,
-        inputs: Vec<Array>,
-        mut generators: Vec<crate::Generator>,
-        params: &P,
-        direct: &Outputs<P, O>,
-        location: &'static Location<'static>,
-    ) {
-        let mut refs: Vec<&mut crate::Generator> = generators.iter_mut().collect();
-        match plan.run(inputs, &mut refs, 0, &mut Unobserved) {
-            Outcome::Done { outputs, template } => {
-                let replayed: Outputs<P, O> =
-                    self.assemble(params, leaves(params).len(), outputs, &template);
-                if let Some(diff) =
-                    first_difference(&flatten(&replayed), &flatten(direct), &output_names(direct))
-                {
-                    panic!(
-                        "ferrograd: optimize mode check: replaying the capture of the call at \
-                         {site} differs from direct mode: {diff}",
-                        site = ferrograd_array::Site(location)
-                    );
-                }
-            }
-            Outcome::Miss { location: at } => panic!(
-                "ferrograd: optimize mode check: replaying the capture of the call at \
-                 {site} missed its own guard at {}",
-                ferrograd_array::Site(at),
+/// Fresh handles for the parameter leaves (a tensor the closure holds that is also a
+/// parameter stays a constant, as it is in direct mode), and every input a capture records:
+/// those, the argument tensors, the output gradient.
+fn fresh_inputs(
+    p_leaves: &[Tensor],
+    a_leaves: &[Tensor],
+    output_grad: Option<&Tensor>,
+) -> (Vec<Tensor>, Vec<Tensor>) {
+    let fresh: Vec<Tensor> = p_leaves
+        .iter()
+        .map(|t| Tensor::new(t.data().clone()))
+        .collect();
+    let mut recorded = fresh.clone();
+    recorded.extend(a_leaves.iter().cloned());
+    recorded.extend(output_grad.cloned());
+    (fresh, recorded)
+}
+
+/// The identities of the generator arguments (a capture tells their draws from others').
+fn generator_ids(generators: &[&mut crate::Generator]) -> Vec<usize> {
+    generators
+        .iter()
+        .map(|g| &**g as *const crate::Generator as usize)
+        .collect()
+}
+
+/// The state cells a recording read, with the values it read.
+fn take_state_read(
+    trace: &mut Result<capture::Trace, String>,
+) -> Vec<(capture::StateCell, Tensor)> {
+    trace
+        .as_mut()
+        .map(|t| std::mem::take(&mut t.state_read))
+        .unwrap_or_default()
+}
+
+/// `FERROGRAD_OPTIMIZE=check`: the plan just captured replays the same call exactly, from the
+/// state the capture read (`state_read`; it has written since), and writes the same state
+/// (`direct`: the call's outputs flattened, gradients first, in the order the plan returns
+/// them).
+fn check_capture(
+    plan: &CachedPlan,
+    inputs: Vec<Array>,
+    generators: Vec<crate::Generator>,
+    state_read: &[(capture::StateCell, Tensor)],
+    direct: &[Tensor],
+    names: &[String],
+    location: &'static Location<'static>,
+) {
+    let after: Vec<(capture::StateCell, Tensor)> = state_read
+        .iter()
+        .map(|(c, _)| {
+            (
+                Arc::clone(c),
+                c.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            )
+        })
+        .collect();
+    restore_state(state_read);
+    check_replay(plan, inputs, generators, direct, names, location);
+    for (c, want) in &after {
+        let got = c.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if !want.data().bit_eq(got.data()) {
+            panic!(
+                "ferrograd: optimize mode check: replaying the capture of the call at {site} \
+                 wrote different state",
                 site = ferrograd_array::Site(location)
-            ),
+            );
         }
+    }
+}
+
+/// [`check_capture`]'s replay and comparison.
+fn check_replay(
+    plan: &CachedPlan,
+    inputs: Vec<Array>,
+    mut generators: Vec<crate::Generator>,
+    direct: &[Tensor],
+    names: &[String],
+    location: &'static Location<'static>,
+) {
+    let mut refs: Vec<&mut crate::Generator> = generators.iter_mut().collect();
+    match plan.run(inputs, &mut refs, 0, &mut Unobserved) {
+        Outcome::Done { outputs, .. } => {
+            let replayed: Vec<Tensor> = outputs.into_iter().map(Tensor::new).collect();
+            if let Some(diff) = first_difference(&replayed, direct, names) {
+                panic!(
+                    "ferrograd: optimize mode check: replaying the capture of the call at \
+                     {site} differs from direct mode: {diff}",
+                    site = ferrograd_array::Site(location)
+                );
+            }
+        }
+        Outcome::Miss { location: at } => panic!(
+            "ferrograd: optimize mode check: replaying the capture of the call at \
+             {site} missed its own guard at {}",
+            ferrograd_array::Site(at),
+            site = ferrograd_array::Site(location)
+        ),
     }
 }
 
