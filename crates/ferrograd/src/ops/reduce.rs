@@ -101,23 +101,36 @@ pub(crate) fn reduce_vjp(
             let n: usize = dims.iter().map(|&d| shape[d]).product();
             ge * (1.0 / n as f64)
         }
-        // d prod / dx_i = prod of the others; rows with one zero send it all to the zero, rows
-        // with two or more zeros have no gradient at all.
+        // d prod / dx_i = prod of the others, written so that it stays exact as a function
+        // of x (its own derivatives are right) where a row holds zeros. With P the product of
+        // the row's non-zero entries and e1, e2 the elementary symmetric sums of its zero
+        // entries' values (0 as values, not as functions):
+        // - no zero: prod / x_i;
+        // - one zero (at k): P at k, e1 P / x_i elsewhere (e1 = x_k);
+        // - two zeros (k, l): (e1 - x_i) P at each (the other zero), e2 P / x_i elsewhere;
+        // - three or more: zero, whose derivative (0 as well) is exact at second order.
         Reduction::Prod => {
+            let d_ = dims.as_slice();
+            let back = |t: &Tensor| expand_back(t, shape, dims, true);
             let is_zero = x.eq_scalar(0.0);
-            let zeros = is_zero
-                .to_dtype(crate::DType::I64)
-                .sum_dim(dims.as_slice(), true);
+            let zero_mask = mask_as(&is_zero, x);
+            let zeros = back(&zero_mask.sum_dim(d_, true));
             let nonzero = Tensor::where_(&is_zero, &scalar_like(1.0, x), x);
-            let others_if_no_zero = &expand_back(out, shape, dims, keepdim) / &nonzero;
-            let prod_nonzero =
-                expand_back(&nonzero.prod_dim(dims.as_slice(), true), shape, dims, true);
-            let zeros = zeros.expand(shape);
-            let one_zero_here = zeros.eq_scalar(1.0).logical_and(&is_zero);
+            let p = back(&nonzero.prod_dim(d_, true));
+            let e1 = back(&(x * &zero_mask).sum_dim(d_, true));
+            let sum_sq = back(&(&x.square() * &zero_mask).sum_dim(d_, true));
+            let e2 = (&e1.square() - &sum_sq) * 0.5;
+            let none = &expand_back(out, shape, dims, keepdim) / &nonzero;
+            let one = Tensor::where_(&is_zero, &p, &(&(&e1 * &p) / &nonzero));
+            let two = Tensor::where_(&is_zero, &(&(&e1 - x) * &p), &(&(&e2 * &p) / &nonzero));
             let d = Tensor::where_(
                 &zeros.eq_scalar(0.0),
-                &others_if_no_zero,
-                &Tensor::where_(&one_zero_here, &prod_nonzero, &zeros_like(x)),
+                &none,
+                &Tensor::where_(
+                    &zeros.eq_scalar(1.0),
+                    &one,
+                    &Tensor::where_(&zeros.eq_scalar(2.0), &two, &zeros_like(x)),
+                ),
             );
             ge * d
         }

@@ -204,6 +204,43 @@ fn product_gradient_is_exact_with_zeros() {
 }
 
 #[test]
+fn product_hessian_is_exact_with_zeros() {
+    // H_ij = prod of the entries other than i and j (0 on the diagonal), at inputs with one
+    // and with two zeros: the gradient rule must be right as a function, not only as values
+    let f = |x: &Tensor| x.prod();
+    for (x, want) in [
+        (vec![3.0, 0.0], vec![0.0, 1.0, 1.0, 0.0]),
+        (vec![0.0, 0.0], vec![0.0, 1.0, 1.0, 0.0]),
+        (
+            vec![2.0, 0.0, 5.0],
+            vec![0.0, 5.0, 0.0, 5.0, 0.0, 2.0, 0.0, 2.0, 0.0],
+        ),
+        (
+            vec![2.0, 0.0, 0.0],
+            vec![0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0, 2.0, 0.0],
+        ),
+        (vec![0.0, 0.0, 0.0], vec![0.0; 9]),
+    ] {
+        let n = x.len();
+        let h = ferrograd::hessian(f, &Tensor::from_vec(x.clone(), &[n]));
+        assert_eq!(h.to_f64_vec(), want, "Hessian of prod at {x:?}");
+    }
+    // and against finite differences, along a reduced dim with zeros in some rows
+    let x = Tensor::from_vec(
+        vec![
+            0.0f64, 1.5, -2.0, 0.0, 0.0, 0.7, 1.2, -0.4, 2.0, 0.0, 0.0, 0.0,
+        ],
+        &[4, 3],
+    );
+    let proj = Tensor::from_vec(vec![0.3f64, -1.1, 0.8, 1.7], &[4]);
+    let g = |x: &Tensor| (&x.prod_dim(1, false) * &proj).sum();
+    let report = gradcheck(g, &x, (), 1e-6);
+    assert!(report.passed(), "{report}");
+    let report = gradgradcheck(g, &x, (), 1e-5);
+    assert!(report.passed(), "second order: {report}");
+}
+
+#[test]
 fn amax_ties_share_and_max_dim_picks_the_first() {
     let x = Tensor::from_vec(vec![1.0f64, 3.0, 3.0], &[3]);
     let (g, _) = ferrograd::grad(|x: &Tensor| x.amax()).call(&x, ());
