@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # f32 matmul against NumPy in short alternating rounds (ROUNDS, default 10; sizes as
 # arguments, default 1024 2048), then the median over rounds of each side's per-round figures.
-# Both sides see the same load within a round pair, which the minutes-long criterion passes of
+# Both sides see the same load within a round pair, which the minutes-long passes of
 # compare-numpy.sh do not. NumPy comes from $PYTHON (default python3), best a virtualenv
 # outside the repository.
 set -euo pipefail

@@ -10,7 +10,7 @@ FILTER=${1:-"matmul|elementwise"}
 cargo bench -p ferrograd-array --bench array --no-run >/dev/null 2>&1
 for pass in $(seq 1 "$PASSES"); do
   echo "== pass $pass: ferrograd"
-  cargo bench -p ferrograd-array --bench array -- "$FILTER" 2>/dev/null | python3 benches/criterion-summary.py
+  cargo bench -q -p ferrograd-array --bench array -- "$FILTER" 2>/dev/null
   echo "== pass $pass: numpy"
   # Some machines set OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE, which pin OpenBLAS to older
   # kernels; NumPy is measured with its own choice of kernel.

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""NumPy on the shapes of `cargo bench -p ferrograd-array`, printed like
-benches/criterion-summary.py: median time and throughput (matmul in GFLOP/s, elementwise in
+"""NumPy on the shapes of `cargo bench -p ferrograd-array --bench array`, printed like it:
+median time and throughput (matmul in GFLOP/s, elementwise in
 GB/s). Run with a NumPy from a virtualenv outside the repository."""
 import time
 

@@ -1,28 +1,91 @@
-//! Array-layer benchmarks: `cargo bench -p ferrograd-array`.
+//! Array-layer benchmarks: `cargo bench -p ferrograd-array --bench array [-- FILTER]`, where
+//! FILTER keeps the rows whose name contains one of its `|`-separated words (`matmul|sum`).
 //!
-//! Matmul reports FLOP/s as criterion's "elem/s" (2·n³ per product), elementwise ops and sum
-//! report bytes moved per second. `benches/numpy_array.py` measures NumPy on the same shapes.
+//! One line per case: the median time of one call over ten samples (each sample enough calls
+//! to last about 0.1 s), and its throughput: matmul in GFLOP/s (2·m·n·k per product),
+//! elementwise ops and sum in GB/s of memory moved. `benches/numpy_array.py` measures NumPy on
+//! the same shapes and prints the same columns; `benches/compare-numpy.sh` alternates the two.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ferrograd_array::{Array, Conv2dParams, DType, Generator};
 
-fn matmul(c: &mut Criterion) {
+/// What one call moves or computes, for the throughput column.
+enum Work {
+    Flops(f64),
+    Bytes(f64),
+    Nothing,
+}
+
+/// The median time of one call of `f`.
+fn median_call(f: &mut dyn FnMut()) -> Duration {
+    for _ in 0..3 {
+        f();
+    }
+    let t = Instant::now();
+    f();
+    let once = t.elapsed().max(Duration::from_nanos(1));
+    let calls = (Duration::from_millis(100).as_secs_f64() / once.as_secs_f64()).ceil() as u32;
+    let calls = calls.clamp(1, 1_000_000);
+    let mut samples: Vec<Duration> = (0..10)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..calls {
+                f();
+            }
+            t.elapsed() / calls
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+struct Bench {
+    filter: Vec<String>,
+}
+
+impl Bench {
+    fn run(&self, name: &str, work: Work, mut f: impl FnMut()) {
+        if !self.filter.is_empty() && !self.filter.iter().any(|w| name.contains(w.as_str())) {
+            return;
+        }
+        let t = median_call(&mut f);
+        let secs = t.as_secs_f64();
+        let time = if secs < 1e-6 {
+            format!("{:.1} ns", secs * 1e9)
+        } else if secs < 1e-3 {
+            format!("{:.2} µs", secs * 1e6)
+        } else {
+            format!("{:.3} ms", secs * 1e3)
+        };
+        let rate = match work {
+            Work::Flops(n) => format!("{:.1} GFLOP/s", n / secs / 1e9),
+            Work::Bytes(n) => format!("{:.2} GB/s", n / secs / 1e9),
+            Work::Nothing => String::new(),
+        };
+        println!("{name:<48} {time:>12} {rate:>16}");
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; anything else is the filter
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .flat_map(|a| a.split('|').map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    let b = Bench { filter };
     let mut rng = Generator::new(0);
-    let mut g = c.benchmark_group("matmul");
-    g.warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(10);
+
     for dtype in [DType::F32, DType::F64] {
         for n in [128usize, 512, 1024, 2048] {
-            let a = rng.normal(&[n, n], 0.0, 1.0, dtype);
-            let b = rng.normal(&[n, n], 0.0, 1.0, dtype);
+            let x = rng.normal(&[n, n], 0.0, 1.0, dtype);
+            let y = rng.normal(&[n, n], 0.0, 1.0, dtype);
             let mut out = Array::zeros(&[n, n], dtype);
-            g.throughput(Throughput::Elements(2 * (n * n * n) as u64));
-            g.bench_with_input(BenchmarkId::new(format!("{dtype}"), n), &n, |bch, _| {
-                bch.iter(|| a.matmul_into(&b, &mut out))
+            let flops = 2.0 * (n * n * n) as f64;
+            b.run(&format!("matmul/{dtype}/{n}"), Work::Flops(flops), || {
+                x.matmul_into(&y, &mut out)
             });
         }
     }
@@ -33,70 +96,55 @@ fn matmul(c: &mut Criterion) {
         ("1x100@100x10", 1, 100, 10),
         ("32x100@100x1000", 32, 100, 1000),
     ] {
-        let a = rng.normal(&[m, k], 0.0, 1.0, DType::F32);
-        let b = rng.normal(&[k, n], 0.0, 1.0, DType::F32);
-        g.throughput(Throughput::Elements(2 * (m * n * k) as u64));
-        g.bench_function(BenchmarkId::new("f32-skinny", name), |bch| {
-            bch.iter(|| black_box(a.matmul(&b)))
-        });
+        let x = rng.normal(&[m, k], 0.0, 1.0, DType::F32);
+        let y = rng.normal(&[k, n], 0.0, 1.0, DType::F32);
+        let flops = 2.0 * (m * n * k) as f64;
+        b.run(
+            &format!("matmul/f32-skinny/{name}"),
+            Work::Flops(flops),
+            || {
+                black_box(x.matmul(&y));
+            },
+        );
     }
-    g.finish();
-}
 
-fn elementwise(c: &mut Criterion) {
-    let mut rng = Generator::new(1);
-    let mut g = c.benchmark_group("elementwise");
-    g.warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2));
     for n in [10usize, 1_000, 100_000, 10_000_000] {
-        let a = rng.normal(&[n], 0.0, 1.0, DType::F32);
-        let b = rng.normal(&[n], 0.0, 1.0, DType::F32);
+        let x = rng.normal(&[n], 0.0, 1.0, DType::F32);
+        let y = rng.normal(&[n], 0.0, 1.0, DType::F32);
         let mut out = Array::zeros(&[n], DType::F32);
         // add reads two arrays and writes one; tanh reads one and writes one.
-        g.throughput(Throughput::Bytes((3 * 4 * n) as u64));
-        g.bench_with_input(BenchmarkId::new("add_into", n), &n, |bch, _| {
-            bch.iter(|| a.add_into(&b, &mut out))
+        let bytes = |arrays: usize| Work::Bytes((arrays * 4 * n) as f64);
+        b.run(&format!("elementwise/add_into/{n}"), bytes(3), || {
+            x.add_into(&y, &mut out)
         });
-        g.bench_with_input(BenchmarkId::new("add", n), &n, |bch, _| {
-            bch.iter(|| black_box(a.add(&b)))
+        b.run(&format!("elementwise/add/{n}"), bytes(3), || {
+            black_box(x.add(&y));
         });
-        g.throughput(Throughput::Bytes((2 * 4 * n) as u64));
-        g.bench_with_input(BenchmarkId::new("tanh_into", n), &n, |bch, _| {
-            bch.iter(|| a.tanh_into(&mut out))
+        b.run(&format!("elementwise/tanh_into/{n}"), bytes(2), || {
+            x.tanh_into(&mut out)
         });
-        g.throughput(Throughput::Bytes((4 * n) as u64));
-        g.bench_with_input(BenchmarkId::new("sum", n), &n, |bch, _| {
-            bch.iter(|| black_box(a.sum()))
+        b.run(&format!("elementwise/sum/{n}"), bytes(1), || {
+            black_box(x.sum());
         });
     }
-    g.finish();
-}
 
-fn conv(c: &mut Criterion) {
-    let mut rng = Generator::new(2);
-    let mut g = c.benchmark_group("conv2d");
-    g.warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(10);
     // The seed's CNN layer: 32 images of 3x64x64, 16 filters of 5x5.
     let x = rng.normal(&[32, 3, 64, 64], 0.0, 1.0, DType::F32);
     let w = rng.normal(&[16, 3, 5, 5], 0.0, 0.1, DType::F32);
-    let b = rng.normal(&[16], 0.0, 0.1, DType::F32);
+    let bias = rng.normal(&[16], 0.0, 0.1, DType::F32);
     let p = Conv2dParams::default();
-    let y = x.conv2d(&w, Some(&b), p);
+    let y = x.conv2d(&w, Some(&bias), p);
     let dy = rng.normal(y.shape(), 0.0, 1.0, DType::F32);
     let mut out = Array::zeros(y.shape(), DType::F32);
-    g.bench_function("forward 32x3x64x64 * 16x3x5x5", |bch| {
-        bch.iter(|| x.conv2d_into(&w, Some(&b), p, &mut out))
+    b.run(
+        "conv2d/forward 32x3x64x64 * 16x3x5x5",
+        Work::Nothing,
+        || x.conv2d_into(&w, Some(&bias), p, &mut out),
+    );
+    b.run("conv2d/backward input", Work::Nothing, || {
+        black_box(dy.conv2d_backward_input(&w, x.shape(), p));
     });
-    g.bench_function("backward input", |bch| {
-        bch.iter(|| black_box(dy.conv2d_backward_input(&w, x.shape(), p)))
+    b.run("conv2d/backward weight", Work::Nothing, || {
+        black_box(dy.conv2d_backward_weight(&x, w.shape(), p));
     });
-    g.bench_function("backward weight", |bch| {
-        bch.iter(|| black_box(dy.conv2d_backward_weight(&x, w.shape(), p)))
-    });
-    g.finish();
 }
-
-criterion_group!(benches, matmul, elementwise, conv);
-criterion_main!(benches);

@@ -1,7 +1,7 @@
 //! Large f32 matmul in short rounds, for alternating with NumPy: `benches/compare-numpy-rounds.sh`.
 //!
 //! One round times `REPS` products of each size given on the command line (default 1024 and
-//! 2048) and prints the fastest and the median. Criterion's runs take minutes, across which
+//! 2048) and prints the fastest and the median. The array bench's passes take minutes, across which
 //! this shared machine's load drifts by more than the 1-3% that separate two good GEMMs;
 //! rounds of a second or two, alternated with the same rounds in NumPy, see the same load.
 
