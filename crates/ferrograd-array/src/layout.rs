@@ -188,14 +188,22 @@ pub(crate) fn for_each_offsets<const N: usize>(
         return;
     }
     let inner = shape[nd - 1];
-    let inner_strides: [isize; N] = std::array::from_fn(|k| strides[k][nd - 1]);
-    let mut base: [isize; N] = std::array::from_fn(|k| offsets[k] as isize);
+    // plain loops rather than `std::array::from_fn`, whose closures were instantiated again
+    // for every caller's `f` (a tenth of this crate's LLVM IR); the optimised code is the same
+    let mut inner_strides = [0isize; N];
+    let mut base = [0isize; N];
+    for k in 0..N {
+        inner_strides[k] = strides[k][nd - 1];
+        base[k] = offsets[k] as isize;
+    }
     let mut index: SmallVec<[usize; 6]> = SmallVec::from_elem(0, nd - 1);
     loop {
         for i in 0..inner as isize {
-            f(std::array::from_fn(|k| {
-                (base[k] + i * inner_strides[k]) as usize
-            }));
+            let mut at = [0usize; N];
+            for k in 0..N {
+                at[k] = (base[k] + i * inner_strides[k]) as usize;
+            }
+            f(at);
         }
         let mut d = nd - 1;
         loop {
