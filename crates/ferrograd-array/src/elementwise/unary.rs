@@ -74,6 +74,18 @@ float_unary! { PARALLEL_MIN_TRANSCENDENTAL;
     sin, sin_into => |x| x.sin();
     /// Cosine.
     cos, cos_into => |x| x.cos();
+    /// Tangent.
+    tan, tan_into => |x| x.tan();
+    /// Hyperbolic sine.
+    sinh, sinh_into => |x| x.sinh();
+    /// Hyperbolic cosine.
+    cosh, cosh_into => |x| x.cosh();
+    /// Arcsine (NaN outside `[-1, 1]`).
+    asin, asin_into => |x| x.asin();
+    /// Arccosine (NaN outside `[-1, 1]`).
+    acos, acos_into => |x| x.acos();
+    /// Arctangent.
+    atan, atan_into => |x| x.atan();
     /// Hyperbolic tangent.
     tanh, tanh_into => |x| x.tanh_kernel::<FMA>();
     /// The logistic function `1 / (1 + e^-x)`, computed without overflow for large `|x|`.

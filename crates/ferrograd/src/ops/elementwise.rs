@@ -24,6 +24,12 @@ pub enum Unary {
     Rsqrt,
     Sin,
     Cos,
+    Tan,
+    Sinh,
+    Cosh,
+    Asin,
+    Acos,
+    Atan,
     Tanh,
     Sigmoid,
     Relu,
@@ -48,6 +54,12 @@ impl Unary {
             Unary::Rsqrt => "rsqrt",
             Unary::Sin => "sin",
             Unary::Cos => "cos",
+            Unary::Tan => "tan",
+            Unary::Sinh => "sinh",
+            Unary::Cosh => "cosh",
+            Unary::Asin => "asin",
+            Unary::Acos => "acos",
+            Unary::Atan => "atan",
             Unary::Tanh => "tanh",
             Unary::Sigmoid => "sigmoid",
             Unary::Relu => "relu",
@@ -81,6 +93,12 @@ impl Unary {
             Unary::Rsqrt => x.rsqrt(),
             Unary::Sin => x.sin(),
             Unary::Cos => x.cos(),
+            Unary::Tan => x.tan(),
+            Unary::Sinh => x.sinh(),
+            Unary::Cosh => x.cosh(),
+            Unary::Asin => x.asin(),
+            Unary::Acos => x.acos(),
+            Unary::Atan => x.atan(),
             Unary::Tanh => x.tanh(),
             Unary::Sigmoid => x.sigmoid(),
             Unary::Relu => x.relu(),
@@ -107,6 +125,12 @@ impl Unary {
             Unary::Rsqrt => x.rsqrt_into(out),
             Unary::Sin => x.sin_into(out),
             Unary::Cos => x.cos_into(out),
+            Unary::Tan => x.tan_into(out),
+            Unary::Sinh => x.sinh_into(out),
+            Unary::Cosh => x.cosh_into(out),
+            Unary::Asin => x.asin_into(out),
+            Unary::Acos => x.acos_into(out),
+            Unary::Atan => x.atan_into(out),
             Unary::Tanh => x.tanh_into(out),
             Unary::Sigmoid => x.sigmoid_into(out),
             Unary::Relu => x.relu_into(out),
@@ -142,6 +166,16 @@ pub(crate) fn unary_vjp(u: Unary, x: &Tensor, out: &Tensor, g: &Tensor) -> Grads
         // d sin = cos, d cos = -sin
         Unary::Sin => g * &x.cos(),
         Unary::Cos => -(g * &x.sin()),
+        // d tan = 1 + tan²
+        Unary::Tan => g * &(&out.square() + 1.0),
+        // d sinh = cosh, d cosh = sinh
+        Unary::Sinh => g * &x.cosh(),
+        Unary::Cosh => g * &x.sinh(),
+        // d asin = 1 / sqrt(1 - x²), d acos = -1 / sqrt(1 - x²)
+        Unary::Asin => g * &x.square().rsub_scalar(1.0).rsqrt(),
+        Unary::Acos => -(g * &x.square().rsub_scalar(1.0).rsqrt()),
+        // d atan = 1 / (1 + x²)
+        Unary::Atan => g / &(&x.square() + 1.0),
         // d tanh = 1 - tanh², fused in one pass
         Unary::Tanh => out.tanh_backward(g),
         // d σ = σ (1 - σ), fused in one pass
@@ -476,6 +510,25 @@ unary_methods! {
     sin => Sin;
     /// Cosine.
     cos => Cos;
+    /// Tangent.
+    ///
+    /// ```
+    /// use ferrograd::{grad, Tensor};
+    /// // d tan(x) / dx = 1 + tan²(x): 2 at π/4
+    /// let (g, _) = grad(|x: &Tensor| x.tan().sum()).call(&Tensor::scalar(std::f64::consts::FRAC_PI_4), ());
+    /// assert!((g.item::<f64>() - 2.0).abs() < 1e-12);
+    /// ```
+    tan => Tan;
+    /// Hyperbolic sine.
+    sinh => Sinh;
+    /// Hyperbolic cosine.
+    cosh => Cosh;
+    /// Arcsine (NaN outside `[-1, 1]`; gradient `1 / sqrt(1 - x²)`).
+    asin => Asin;
+    /// Arccosine (NaN outside `[-1, 1]`; gradient `-1 / sqrt(1 - x²)`).
+    acos => Acos;
+    /// Arctangent (gradient `1 / (1 + x²)`).
+    atan => Atan;
     /// Hyperbolic tangent.
     tanh => Tanh;
     /// The logistic function.

@@ -45,7 +45,7 @@ fn check_orders(
 #[test]
 fn unary() {
     type U = fn(&Tensor) -> Tensor;
-    let cases: [(&str, U, f64, f64); 15] = [
+    let cases: [(&str, U, f64, f64); 21] = [
         ("neg", Tensor::neg, -2.0, 2.0),
         ("abs", Tensor::abs, 0.1, 2.0),
         ("exp", Tensor::exp, -2.0, 2.0),
@@ -56,6 +56,12 @@ fn unary() {
         ("rsqrt", Tensor::rsqrt, 0.2, 3.0),
         ("sin", Tensor::sin, -3.0, 3.0),
         ("cos", Tensor::cos, -3.0, 3.0),
+        ("tan", Tensor::tan, -1.2, 1.2),
+        ("sinh", Tensor::sinh, -2.0, 2.0),
+        ("cosh", Tensor::cosh, -2.0, 2.0),
+        ("asin", Tensor::asin, -0.9, 0.9),
+        ("acos", Tensor::acos, -0.9, 0.9),
+        ("atan", Tensor::atan, -3.0, 3.0),
         ("tanh", Tensor::tanh, -2.0, 2.0),
         ("sigmoid", Tensor::sigmoid, -4.0, 4.0),
         ("relu", Tensor::relu, 0.1, 2.0),
