@@ -643,6 +643,46 @@ compare_methods! {
 }
 
 impl Tensor {
+    /// True where `self` is NaN (bool, no gradient; all false for integer tensors).
+    #[track_caller]
+    pub fn isnan(&self) -> Tensor {
+        self.ne(self)
+    }
+
+    /// True where `self` is +∞ or -∞ (bool, no gradient; all false for integer tensors).
+    #[track_caller]
+    pub fn isinf(&self) -> Tensor {
+        if !self.dtype().is_float() {
+            return self.ne(self);
+        }
+        self.abs().eq_scalar(f64::INFINITY)
+    }
+
+    /// True where `self` is neither NaN nor infinite (bool, no gradient).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, f64::NAN, f64::NEG_INFINITY], &[3]);
+    /// assert_eq!(x.isfinite().to_vec::<bool>(), vec![true, false, false]);
+    /// assert_eq!(x.isnan().any().item::<bool>(), true);
+    /// ```
+    #[track_caller]
+    pub fn isfinite(&self) -> Tensor {
+        self.isnan().logical_or(&self.isinf()).logical_not()
+    }
+
+    /// `self + weight (end - self)`, all three broadcast (differentiable in each).
+    #[track_caller]
+    pub fn lerp(&self, end: &Tensor, weight: &Tensor) -> Tensor {
+        self + &(weight * &(end - self))
+    }
+
+    /// [`lerp`](Tensor::lerp) with a number as the weight.
+    #[track_caller]
+    pub fn lerp_scalar(&self, end: &Tensor, weight: f64) -> Tensor {
+        self + &((end - self) * weight)
+    }
+
     /// Elementwise AND of bool tensors.
     #[track_caller]
     pub fn logical_and(&self, other: &Tensor) -> Tensor {

@@ -146,6 +146,54 @@ pub(crate) fn reduce_vjp(
     smallvec![Some(dx)]
 }
 
+impl Tensor {
+    /// True (a 0-d bool tensor) when every element is non-zero, or true for bool tensors; no
+    /// gradient. Computed with tensor ops, so optimize mode replays it for any data.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 0.0, 2.0, 3.0], &[2, 2]);
+    /// assert!(!x.all().item::<bool>() && x.any().item::<bool>());
+    /// assert_eq!(x.all_dim(1, false).to_vec::<bool>(), vec![false, true]);
+    /// ```
+    #[track_caller]
+    pub fn all(&self) -> Tensor {
+        self.nonzero_count_dims(None, false)
+            .eq_scalar(self.numel() as f64)
+    }
+
+    /// True (a 0-d bool tensor) when some element is non-zero; no gradient.
+    #[track_caller]
+    pub fn any(&self) -> Tensor {
+        self.nonzero_count_dims(None, false).gt_scalar(0.0)
+    }
+
+    /// [`all`](Tensor::all) along `dim` (kept as size 1 with `keepdim`).
+    #[track_caller]
+    pub fn all_dim(&self, dim: impl Dim, keepdim: bool) -> Tensor {
+        let d = dim.resolve(self.ndim(), "all_dim");
+        self.nonzero_count_dims(Some(d), keepdim)
+            .eq_scalar(self.shape()[d] as f64)
+    }
+
+    /// [`any`](Tensor::any) along `dim` (kept as size 1 with `keepdim`).
+    #[track_caller]
+    pub fn any_dim(&self, dim: impl Dim, keepdim: bool) -> Tensor {
+        let d = dim.resolve(self.ndim(), "any_dim");
+        self.nonzero_count_dims(Some(d), keepdim).gt_scalar(0.0)
+    }
+
+    /// The number of non-zero elements (i64), over everything or along `dim`.
+    #[track_caller]
+    fn nonzero_count_dims(&self, dim: Option<usize>, keepdim: bool) -> Tensor {
+        let counts = self.ne_scalar(0.0).to_dtype(crate::DType::I64);
+        match dim {
+            Some(d) => counts.sum_dim(d, keepdim),
+            None => counts.sum(),
+        }
+    }
+}
+
 macro_rules! reductions {
     ($($(#[$doc:meta])* $all:ident, $dim:ident => $variant:ident;)*) => {
         impl Tensor {$(

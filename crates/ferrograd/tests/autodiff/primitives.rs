@@ -603,3 +603,60 @@ fn ops_are_equal_when_they_compute_the_same_function() {
     differ(Op::Custom(Arc::new(Twice)), Op::Custom(Arc::new(Twice)));
     differ(Op::Leaf, Op::Matmul);
 }
+
+#[test]
+fn predicates_and_lerp() {
+    let x = Tensor::from_vec(
+        vec![1.0f64, f64::NAN, f64::INFINITY, -f64::INFINITY, 0.0, -2.5],
+        &[6],
+    );
+    assert_eq!(
+        x.isnan().to_vec::<bool>(),
+        vec![false, true, false, false, false, false]
+    );
+    assert_eq!(
+        x.isinf().to_vec::<bool>(),
+        vec![false, false, true, true, false, false]
+    );
+    assert_eq!(
+        x.isfinite().to_vec::<bool>(),
+        vec![true, false, false, false, true, true]
+    );
+    let i = Tensor::from_vec(vec![0i64, 3, -1], &[3]);
+    assert_eq!(i.isnan().to_vec::<bool>(), vec![false; 3]);
+    assert_eq!(i.isinf().to_vec::<bool>(), vec![false; 3]);
+    // all/any over everything, along a dim, and on bool tensors
+    let m = Tensor::from_vec(vec![1.0f64, 0.0, 2.0, 3.0, 0.0, 0.0], &[3, 2]);
+    assert_eq!(
+        (m.all().item::<bool>(), m.any().item::<bool>()),
+        (false, true)
+    );
+    assert_eq!(
+        m.all_dim(1, false).to_vec::<bool>(),
+        vec![false, true, false]
+    );
+    assert_eq!(
+        m.any_dim(1, false).to_vec::<bool>(),
+        vec![true, true, false]
+    );
+    assert_eq!(m.any_dim(0, true).shape(), &[1, 2]);
+    let b = m.gt_scalar(-1.0);
+    assert!(b.all().item::<bool>());
+    assert!(!Tensor::zeros(&[0], DType::F64).any().item::<bool>());
+    assert!(Tensor::zeros(&[0], DType::F64).all().item::<bool>());
+    // lerp = a + w (b - a), differentiable in all three
+    check("lerp", &[&[2, 3], &[2, 3], &[3]], -1.0, 1.0, |p| {
+        p[0].lerp(&p[1], &p[2])
+    });
+    check("lerp_scalar", &[&[2, 3], &[3]], -1.0, 1.0, |p| {
+        p[0].lerp_scalar(&p[1], 0.25)
+    });
+    // made of recorded ops: a compiled predicate follows the data with no new capture
+    let has_nan = ferrograd::compile(|x: &Tensor| x.isnan().any());
+    let clean = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    assert!(!has_nan.call(&clean, ()).item::<bool>());
+    assert!(has_nan.call(&x.narrow(0, 0, 2), ()).item::<bool>());
+    assert!(!has_nan.call(&clean, ()).item::<bool>());
+    let s = has_nan.stats();
+    assert_eq!((s.captures, s.hits), (1, 2), "{s:?}");
+}
