@@ -17,11 +17,18 @@ type ModuleInputs = (Tensor, Tensor, Tensor);
 type ModuleBody = Box<dyn Fn(&ModuleInputs) -> Tensor + Send + Sync>;
 type CriterionBody = Box<dyn Fn(&Tensor, &Tensor) -> Tensor + Send + Sync>;
 
-/// The compiled forward and backward of an optimized [`AutoModule`] (the seed's pair of
-/// `autograd` functions, one with forward only and one with the partial gradient).
-struct OptimizedModule {
-    forward: Compiled<ModuleBody>,
-    backward: Grad<ModuleBody>,
+/// The compiled forward and backward of an optimized [`AutoModule`] or [`AutoCriterion`]
+/// (the seed's pair of `autograd` functions: one with the forward only, one with the
+/// gradient).
+struct Optimized<B> {
+    forward: Compiled<B>,
+    backward: Grad<B>,
+}
+
+impl<B> Optimized<B> {
+    fn stats(&self) -> (Stats, Stats) {
+        (self.forward.stats(), self.backward.stats())
+    }
 }
 
 /// A module computing `f(input, weight, bias)`, differentiated automatically.
@@ -30,7 +37,7 @@ pub struct AutoModule {
     state: ModuleState,
     name: String,
     f: ModuleFn,
-    optimized: Option<Arc<OptimizedModule>>,
+    optimized: Option<Arc<Optimized<ModuleBody>>>,
 }
 
 impl AutoModule {
@@ -93,7 +100,7 @@ impl AutoModule {
     pub fn optimize(mut self, on: bool) -> AutoModule {
         self.optimized = on.then(|| {
             let body = |f: ModuleFn| -> ModuleBody { Box::new(move |p| f(&p.0, &p.1, &p.2)) };
-            Arc::new(OptimizedModule {
+            Arc::new(Optimized {
                 forward: compile(body(self.f.clone())),
                 backward: grad(body(self.f.clone()))
                     .with_forward(false)
@@ -106,9 +113,7 @@ impl AutoModule {
 
     /// In optimize mode, what the compiled forward and backward have done so far.
     pub fn stats(&self) -> Option<(Stats, Stats)> {
-        self.optimized
-            .as_ref()
-            .map(|o| (o.forward.stats(), o.backward.stats()))
+        self.optimized.as_ref().map(|o| o.stats())
     }
 
     fn inputs(&self, input: &Tensor) -> ModuleInputs {
@@ -147,18 +152,12 @@ impl Module for AutoModule {
     crate::layers::module_boilerplate!();
 }
 
-/// The compiled loss and gradient of an optimized [`AutoCriterion`].
-struct OptimizedCriterion {
-    forward: Compiled<CriterionBody>,
-    backward: Grad<CriterionBody>,
-}
-
 /// A criterion computing `f(input, target)`, differentiated automatically.
 #[derive(Clone)]
 pub struct AutoCriterion {
     name: String,
     f: CriterionFn,
-    optimized: Option<Arc<OptimizedCriterion>>,
+    optimized: Option<Arc<Optimized<CriterionBody>>>,
 }
 
 impl AutoCriterion {
@@ -180,7 +179,7 @@ impl AutoCriterion {
     pub fn optimize(mut self, on: bool) -> AutoCriterion {
         self.optimized = on.then(|| {
             let body = |f: CriterionFn| -> CriterionBody { Box::new(move |x, t| f(x, t)) };
-            Arc::new(OptimizedCriterion {
+            Arc::new(Optimized {
                 forward: compile(body(self.f.clone())),
                 backward: grad(body(self.f.clone()))
                     .with_forward(false)
@@ -192,9 +191,7 @@ impl AutoCriterion {
 
     /// In optimize mode, what the compiled loss and gradient have done so far.
     pub fn stats(&self) -> Option<(Stats, Stats)> {
-        self.optimized
-            .as_ref()
-            .map(|o| (o.forward.stats(), o.backward.stats()))
+        self.optimized.as_ref().map(|o| o.stats())
     }
 
     /// The name given at construction.
