@@ -39,6 +39,30 @@ const CHUNK: usize = 1 << 14;
 /// half of that one rather than the alone-measured crossover.
 pub(crate) const PARALLEL_MIN_TRANSCENDENTAL: usize = 1 << 18;
 
+/// Runs `run` on matching chunks of `dst` and `src` across threads. The kernel comes as a
+/// `dyn` (called once per chunk of [`CHUNK`] elements), so rayon's machinery is compiled once
+/// per element type rather than once per kernel: most of this crate's LLVM IR was copies of
+/// it (`cargo llvm-lines`).
+fn par_map<T: Element, U: Element>(
+    dst: &mut [U],
+    src: &[T],
+    run: &(dyn Fn(&mut [U], &[T]) + Sync),
+) {
+    dst.par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .for_each(|(d, s)| run(d, s));
+}
+
+/// A kernel over one chunk of an output and two inputs.
+type ZipChunk<'a, T, U> = dyn Fn(&mut [U], &[T], &[T]) + Sync + 'a;
+
+/// [`par_map`] with two sources.
+fn par_zip<T: Element, U: Element>(dst: &mut [U], x: &[T], y: &[T], run: &ZipChunk<'_, T, U>) {
+    dst.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
+        .for_each(|(d, (x, y))| run(d, x, y));
+}
+
 /// `out[i] = f(a[i])`, `out` already shaped like `a`; contiguous inputs of at least
 /// `parallel_min` elements are split across threads.
 #[track_caller]
@@ -58,9 +82,7 @@ pub(crate) fn map_into<T: Element, U: Element>(
         let run =
             |d: &mut [U], s: &[T]| with_simd(|| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f(s)));
         if crate::par::split(src.len(), parallel_min) {
-            dst.par_chunks_mut(CHUNK)
-                .zip(src.par_chunks(CHUNK))
-                .for_each(|(d, s)| run(d, s));
+            par_map(dst, src, &run);
         } else {
             run(dst, src);
         }
@@ -170,9 +192,7 @@ pub(crate) fn zip_into<T: Element, U: Element>(
                 })
             };
             if crate::par::split(dst.len(), PARALLEL_MIN) {
-                dst.par_chunks_mut(CHUNK)
-                    .zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
-                    .for_each(|(d, (x, y))| run(d, x, y));
+                par_zip(dst, x, y, &run);
             } else {
                 run(dst, x, y);
             }
