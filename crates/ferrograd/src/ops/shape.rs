@@ -8,6 +8,8 @@ use super::unbroadcast;
 use crate::op::{Grads, Op};
 use crate::ops::reduce::DimList;
 use crate::tensor::apply;
+use std::borrow::Borrow;
+
 use crate::{Array, Dim, Dims, Index, Shape, Tensor};
 
 /// Zeros of size `size` along `dim`, with `x` placed from `start` (the adjoint of narrow).
@@ -350,33 +352,72 @@ impl Tensor {
         apply(ShapeOp::Triangle(false, k), &[self])
     }
 
-    /// Joins tensors along an existing dim.
+    /// Joins tensors along an existing dim. Takes a slice of tensors or of references to
+    /// them, so joining tensors held elsewhere needs no clones.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let (a, b) = (Tensor::ones(&[1, 2], ferrograd::DType::F32), Tensor::zeros(&[1, 2], ferrograd::DType::F32));
+    /// assert_eq!(Tensor::cat(&[&a, &b], 0).shape(), &[2, 2]);
+    /// assert_eq!(Tensor::stack(&[a, b], 0).shape(), &[2, 1, 2]);
+    /// ```
     #[track_caller]
-    pub fn cat(tensors: &[Tensor], dim: impl Dim) -> Tensor {
+    pub fn cat<T: Borrow<Tensor>>(tensors: &[T], dim: impl Dim) -> Tensor {
         let Some(first) = tensors.first() else {
             Array::cat(&[], 0);
             unreachable!()
         };
-        let d = dim.resolve(first.ndim(), "cat");
-        let refs: Vec<&Tensor> = tensors.iter().collect();
+        let d = dim.resolve(first.borrow().ndim(), "cat");
+        let refs: Vec<&Tensor> = tensors.iter().map(Borrow::borrow).collect();
         apply(ShapeOp::Cat(d), &refs)
     }
 
     /// Joins tensors of one shape along a new dim.
     #[track_caller]
-    pub fn stack(tensors: &[Tensor], dim: impl Dim) -> Tensor {
-        let Some(first) = tensors.first() else {
+    pub fn stack<T: Borrow<Tensor>>(tensors: &[T], dim: impl Dim) -> Tensor {
+        let Some(first) = tensors.first().map(Borrow::borrow) else {
             Array::stack(&[], 0);
             unreachable!()
         };
         let d = dim.resolve(first.ndim() + 1, "stack");
-        for t in tensors {
+        for t in tensors.iter().map(Borrow::borrow) {
             if t.shape() != first.shape() {
                 Array::stack(&[first.data().clone(), t.data().clone()], d);
             }
         }
-        let parts: Vec<Tensor> = tensors.iter().map(|t| t.unsqueeze(d)).collect();
+        let parts: Vec<Tensor> = tensors.iter().map(|t| t.borrow().unsqueeze(d)).collect();
         Tensor::cat(&parts, d)
+    }
+
+    /// The slices of `self` along `dim`, that dim removed (PyTorch's `unbind`).
+    #[track_caller]
+    pub fn unbind(&self, dim: impl Dim) -> Vec<Tensor> {
+        let d = dim.resolve(self.ndim(), "unbind");
+        (0..self.shape()[d]).map(|i| self.select(d, i)).collect()
+    }
+
+    /// `self` shifted by `shift` places along `dim`, the elements that leave one end coming
+    /// back at the other (PyTorch's `roll`; a negative shift rolls the other way).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[4]);
+    /// assert_eq!(x.roll(1, 0).to_vec::<f64>(), vec![4.0, 1.0, 2.0, 3.0]);
+    /// assert_eq!(x.roll(-1, 0).to_vec::<f64>(), vec![2.0, 3.0, 4.0, 1.0]);
+    /// ```
+    #[track_caller]
+    pub fn roll(&self, shift: i64, dim: impl Dim) -> Tensor {
+        let d = dim.resolve(self.ndim(), "roll");
+        let n = self.shape()[d] as i64;
+        if n == 0 {
+            return self.clone();
+        }
+        let s = shift.rem_euclid(n) as usize;
+        if s == 0 {
+            return self.clone();
+        }
+        let n = n as usize;
+        Tensor::cat(&[self.narrow(d, n - s, s), self.narrow(d, 0, n - s)], d)
     }
 
     /// Consecutive pieces of `size` along `dim` (the last may be shorter).

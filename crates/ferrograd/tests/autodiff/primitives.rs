@@ -660,3 +660,33 @@ fn predicates_and_lerp() {
     let s = has_nan.stats();
     assert_eq!((s.captures, s.hits), (1, 2), "{s:?}");
 }
+
+#[test]
+fn roll_and_unbind() {
+    let x = Tensor::from_vec((0..6).map(|v| v as f64).collect(), &[2, 3]);
+    assert_eq!(
+        x.roll(1, 1).to_vec::<f64>(),
+        vec![2.0, 0.0, 1.0, 5.0, 3.0, 4.0]
+    );
+    assert_eq!(x.roll(-4, 1).to_vec::<f64>(), x.roll(2, 1).to_vec::<f64>());
+    assert_eq!(x.roll(3, 1).to_vec::<f64>(), x.to_vec::<f64>());
+    assert_eq!(
+        x.roll(1, 0).to_vec::<f64>(),
+        vec![3.0, 4.0, 5.0, 0.0, 1.0, 2.0]
+    );
+    let rows = x.unbind(0);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].to_vec::<f64>(), vec![3.0, 4.0, 5.0]);
+    let cols = x.unbind(-1);
+    assert_eq!(cols[2].to_vec::<f64>(), vec![2.0, 5.0]);
+    // references join without clones, and the gradient reaches each part
+    assert_eq!(
+        Tensor::stack(&cols.iter().collect::<Vec<_>>(), 1).to_vec::<f64>(),
+        x.to_vec::<f64>()
+    );
+    check("roll", &[&[3, 4]], -1.0, 1.0, |p| p[0].roll(-3, 1));
+    check("unbind", &[&[3, 2]], -1.0, 1.0, |p| {
+        let parts = p[0].unbind(0);
+        Tensor::cat(&[&parts[2], &parts[0]], 0)
+    });
+}
