@@ -8,6 +8,9 @@
 //! `benches/pytorch_suite.py` runs the same workloads in PyTorch eager;
 //! `benches/compare-suite.sh` alternates the two.
 
+#[path = "../../../benches/alternate.rs"]
+mod alternate;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -62,41 +65,6 @@ fn labels(rng: &mut Generator, n: usize) -> Tensor {
     Tensor::new(rng.uniform(&[n], 0.0, 10.0, DType::I64))
 }
 
-/// The quietest of `passes` timings of `steps` calls of each of `a` and `b`, per call, the
-/// two alternating pass by pass so both see the same machine.
-fn best_pair(
-    passes: usize,
-    steps: usize,
-    mut a: impl FnMut(usize),
-    mut b: impl FnMut(usize),
-) -> (Duration, Duration) {
-    for i in 0..steps.min(3) {
-        a(i);
-        b(i);
-    }
-    let time = |f: &mut dyn FnMut(usize)| {
-        let t = Instant::now();
-        for i in 0..steps {
-            f(i);
-        }
-        t.elapsed() / steps as u32
-    };
-    // The order swaps every pass: measured on mlp wide batched, whichever of two matmul-bound
-    // steps ran second in a pass came out about 5% slower (its weights were cold), which a
-    // fixed order charges to one side.
-    let (mut ta, mut tb) = (Duration::MAX, Duration::MAX);
-    for pass in 0..passes {
-        if pass % 2 == 0 {
-            ta = ta.min(time(&mut a));
-            tb = tb.min(time(&mut b));
-        } else {
-            tb = tb.min(time(&mut b));
-            ta = ta.min(time(&mut a));
-        }
-    }
-    (ta, tb)
-}
-
 /// One workload's `grad` of plain tensor code in direct and in optimize mode: the capture
 /// time (the first compiled call), then `steps` SGD steps of each, alternating pass by pass,
 /// each mode updating its own copy of the parameters with `step`. Returns the direct step
@@ -113,9 +81,10 @@ fn direct_and_optimized<P: Clone, F: Clone>(
     let t = Instant::now();
     black_box(step(&dq, &q, 0));
     let capture = t.elapsed();
-    let (ag, opt) = best_pair(
+    let (ag, opt) = alternate::best_pair(
         passes,
         steps,
+        steps.min(3),
         |i| p = step(&df, &p, i),
         |i| q = step(&dq, &q, i),
     );

@@ -11,43 +11,13 @@
 //! `benches/pytorch_autodiff.py` runs the same programs in PyTorch eager;
 //! `benches/compare-pytorch.sh` alternates the two.
 
+#[path = "../../../benches/alternate.rs"]
+mod alternate;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use ferrograd::{grad, DType, Generator, Tensor, Tree};
-
-/// The quietest of `passes` timings of `iters` runs of each of `a` and `b`, per run, the two
-/// alternating pass by pass so that both see the same machine.
-fn best_pair(
-    passes: usize,
-    iters: usize,
-    mut a: impl FnMut(),
-    mut b: impl FnMut(),
-) -> (Duration, Duration) {
-    for _ in 0..iters / 10 + 1 {
-        a();
-        b();
-    }
-    let time = |f: &mut dyn FnMut()| {
-        let t = Instant::now();
-        for _ in 0..iters {
-            f();
-        }
-        t.elapsed() / iters as u32
-    };
-    let (mut ta, mut tb) = (Duration::MAX, Duration::MAX);
-    // the order swaps every pass: the second of two steps in a pass can find its data cold
-    for pass in 0..passes {
-        if pass % 2 == 0 {
-            ta = ta.min(time(&mut a));
-            tb = tb.min(time(&mut b));
-        } else {
-            tb = tb.min(time(&mut b));
-            ta = ta.min(time(&mut a));
-        }
-    }
-    (ta, tb)
-}
 
 /// 100 elementwise primitives: 25 rounds of (sin, * 1.01, tanh, + 0.1).
 fn chain(x: &Tensor) -> Tensor {
@@ -82,13 +52,14 @@ fn main() {
     let capture = Instant::now();
     dchain_c.call(&x, ());
     let chain_capture = capture.elapsed();
-    let (t_chain, t_chain_c) = best_pair(
+    let (t_chain, t_chain_c) = alternate::best_pair(
         passes,
         2000,
-        || {
+        201,
+        |_| {
             black_box(dchain.call(&x, ()));
         },
-        || {
+        |_| {
             black_box(dchain_c.call(&x, ()));
         },
     );
@@ -117,11 +88,12 @@ fn main() {
         *i += 1;
     };
     let (mut i, mut j) = (0, 0);
-    let (t_logistic, t_logistic_c) = best_pair(
+    let (t_logistic, t_logistic_c) = alternate::best_pair(
         passes,
         2000,
-        || step(&dlogistic, &mut i),
-        || step(&dlogistic_c, &mut j),
+        201,
+        |_| step(&dlogistic, &mut i),
+        |_| step(&dlogistic_c, &mut j),
     );
     let stats = dlogistic_c.stats();
     assert_eq!(stats.fallbacks, 0, "{stats:?}");
