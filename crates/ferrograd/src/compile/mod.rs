@@ -945,7 +945,7 @@ impl<F> Grad<F> {
         match lookup {
             Lookup::Direct => {
                 opt.state().stats.fallbacks += 1;
-                self.run_direct(params, args, output_grad, location)
+                return self.run_direct(params, args, output_grad, location);
             }
             Lookup::Plan(plan) => {
                 let states = snapshot(&mut args);
@@ -977,36 +977,28 @@ impl<F> Grad<F> {
                                 &result,
                             );
                         }
-                        result
+                        return result;
                     }
                     Outcome::Miss { location: read_at } => {
                         opt.record_miss(&key, read_at);
                         // the replay may have drawn from the generators before it missed
                         restore(&mut args, &states);
-                        self.capture(
-                            params,
-                            args,
-                            output_grad,
-                            location,
-                            &p_leaves,
-                            &a_leaves,
-                            key,
-                            inputs(),
-                        )
                     }
                 }
             }
-            Lookup::New => self.capture(
-                params,
-                args,
-                output_grad,
-                location,
-                &p_leaves,
-                &a_leaves,
-                key,
-                inputs(),
-            ),
+            Lookup::New => {}
         }
+        // a new signature, or a guard that saw a value no variant had seen
+        self.capture(
+            params,
+            args,
+            output_grad,
+            location,
+            &p_leaves,
+            &a_leaves,
+            key,
+            inputs(),
+        )
     }
 
     /// `verify`: the call again in direct mode, from the generators' state before the
