@@ -5,50 +5,124 @@
 //! plain arithmetic that the loop vectoriser turns into 8- or 16-wide code, within 8 ulp (5e-7 relative) of `tanh`
 //! over the whole f32 range. f64 keeps libm: its users ask for accuracy first.
 
-/// Runs `body` compiled for AVX-512 (16 f32 lanes) or AVX2 and FMA (8 lanes) when the CPU
-/// has them, instead of the SSE2 baseline's 4. AVX-512 halves the compute-bound loops here
-/// (f32 tanh on 3·10⁴ elements: 10.0 -> 5.3 µs, exp 13.6 -> 7.2 µs). No loop is reassociated,
-/// so both paths give identical results; only f32 tanh, exp and sigmoid on a CPU without FMA
-/// (the SSE2 baseline) may differ from them in the last bit (see [`has_fma`]).
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The vector instruction sets the elementwise kernels may be compiled for, from the
+/// baseline up. [`simd_level`] is the one they use: the best this CPU has, or less when
+/// capped with [`cap_simd_level`] (so each path can be tested on a machine that has a
+/// better one). Matrix products are the `gemm` crate's and choose their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SimdLevel {
+    /// The target's baseline (SSE2 on x86-64): 4 f32 lanes, no fused multiply-add.
+    Portable,
+    /// AVX2 with FMA: 8 f32 lanes.
+    Avx2,
+    /// AVX-512 (F, VL, DQ, BW) with AVX2 and FMA: 16 f32 lanes.
+    Avx512,
+}
+
+impl SimdLevel {
+    /// Every level, from the baseline up.
+    pub const ALL: [SimdLevel; 3] = [SimdLevel::Portable, SimdLevel::Avx2, SimdLevel::Avx512];
+}
+
+/// The best level this CPU supports.
+pub fn detected_simd_level() -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let has = |f: &str| match f {
+            "avx512" => {
+                std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512vl")
+                    && std::is_x86_feature_detected!("avx512dq")
+                    && std::is_x86_feature_detected!("avx512bw")
+            }
+            _ => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+        };
+        if has("avx2") {
+            return if has("avx512") {
+                SimdLevel::Avx512
+            } else {
+                SimdLevel::Avx2
+            };
+        }
+    }
+    SimdLevel::Portable
+}
+
+/// The cap set by [`cap_simd_level`] (`u8::MAX`: none).
+static CAP: AtomicU8 = AtomicU8::new(u8::MAX);
+
+/// Caps the level the kernels use, for the whole process (`None` lifts the cap). For tests
+/// and benchmarks of each vector path: results are identical on every level except that
+/// f32 `tanh`, `exp` and `sigmoid` may differ in the last bit on [`SimdLevel::Portable`],
+/// which has no fused multiply-add. Kernels running on other threads at the time may see
+/// either level.
+///
+/// ```
+/// use ferrograd_array::{cap_simd_level, simd_level, SimdLevel};
+/// cap_simd_level(Some(SimdLevel::Portable));
+/// assert_eq!(simd_level(), SimdLevel::Portable);
+/// cap_simd_level(None);
+/// ```
+pub fn cap_simd_level(level: Option<SimdLevel>) {
+    CAP.store(level.map_or(u8::MAX, |l| l as u8), Ordering::Relaxed);
+}
+
+/// The level the kernels use now: the detected one, or the cap when lower.
+#[inline]
+pub fn simd_level() -> SimdLevel {
+    let detected = detected_simd_level();
+    match CAP.load(Ordering::Relaxed) {
+        0 => SimdLevel::Portable,
+        1 if detected > SimdLevel::Avx2 => SimdLevel::Avx2,
+        _ => detected,
+    }
+}
+
+/// Runs `body` compiled for AVX-512 (16 f32 lanes) or AVX2 and FMA (8 lanes) as
+/// [`simd_level`] allows, instead of the SSE2 baseline's 4. AVX-512 halves the
+/// compute-bound loops here (f32 tanh on 3·10⁴ elements: 10.0 -> 5.3 µs, exp 13.6 -> 7.2
+/// µs). No loop is reassociated, so every path gives identical results; only f32 tanh, exp
+/// and sigmoid on the baseline (no FMA) may differ from them in the last bit (see
+/// [`has_fma`]).
 #[inline(always)]
 pub(crate) fn with_simd<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512vl")
-            && std::is_x86_feature_detected!("avx512dq")
-            && std::is_x86_feature_detected!("avx512bw")
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-        {
-            #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-            unsafe fn run512<R>(body: impl FnOnce() -> R) -> R {
-                body()
+        match simd_level() {
+            SimdLevel::Avx512 => {
+                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+                unsafe fn run512<R>(body: impl FnOnce() -> R) -> R {
+                    body()
+                }
+                // SAFETY: `simd_level` reports AVX-512 only when every feature enabled for
+                // `run512` was detected on this CPU.
+                return unsafe { run512(body) };
             }
-            // SAFETY: every feature enabled for `run512` was detected on this CPU just above.
-            return unsafe { run512(body) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn run<R>(body: impl FnOnce() -> R) -> R {
-                body()
+            SimdLevel::Avx2 => {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn run<R>(body: impl FnOnce() -> R) -> R {
+                    body()
+                }
+                // SAFETY: `simd_level` reports AVX2 only when AVX2 and FMA were detected.
+                return unsafe { run(body) };
             }
-            // SAFETY: both features were detected on this CPU just above.
-            return unsafe { run(body) };
+            SimdLevel::Portable => {}
         }
     }
     body()
 }
 
-/// Whether the vector paths of [`with_simd`] have fused multiply-add (x86-64 with AVX2 and
-/// FMA, or with AVX-512; every aarch64). The polynomial kernels below then fuse their
+/// Whether the vector paths of [`with_simd`] have fused multiply-add (x86-64 at
+/// [`SimdLevel::Avx2`] or above; every aarch64). The polynomial kernels below then fuse their
 /// multiply-adds: one rounding instead of two, and half the instructions (f32 tanh on 10⁵
 /// elements, AVX-512: 17.1 → 10.9 µs). Without it `f32::mul_add` would be a libm call per
 /// step, so those CPUs keep the unfused form. Choose once per call with [`with_fma!`].
 pub(crate) fn has_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        simd_level() >= SimdLevel::Avx2
     }
     #[cfg(target_arch = "aarch64")]
     {

@@ -2,10 +2,11 @@
 
 use super::{broadcast_pair, zip_into};
 use crate::dtype::{dispatch_any, dispatch_float, dispatch_number, Float, Number};
+use crate::fused::ZipFn;
 use crate::{Array, DType};
 
 macro_rules! binary {
-    ($dispatch:ident, $bound:ident; $($(#[$doc:meta])* $name:ident, $into:ident, $scalar:ident => |$x:ident, $y:ident| $body:expr;)*) => {
+    ($dispatch:ident, $bound:ident, $eval:ident; $($(#[$doc:meta])* $name:ident, $into:ident, $scalar:ident => $f:ident;)*) => {
         impl Array {$(
             $(#[$doc])*
             #[track_caller]
@@ -19,7 +20,7 @@ macro_rules! binary {
             #[doc = concat!("[`", stringify!($name), "`](Array::", stringify!($name), ") into `out` (the broadcast shape, same dtype).")]
             #[track_caller]
             pub fn $into(&self, other: &Array, out: &mut Array) {
-                fn kernel<T: $bound>($x: T, $y: T) -> T { $body }
+                fn kernel<T: $bound>(x: T, y: T) -> T { ZipFn::$f.$eval(x, y) }
                 $dispatch!(self.dtype(), stringify!($name), T => zip_into::<T, T>(self, other, out, stringify!($name), kernel::<T>))
             }
 
@@ -32,26 +33,26 @@ macro_rules! binary {
     };
 }
 
-binary! { dispatch_number, Number;
+binary! { dispatch_number, Number, eval_number;
     /// `a + b`.
-    add, add_into, add_scalar => |x, y| x + y;
+    add, add_into, add_scalar => Add;
     /// `a - b`.
-    sub, sub_into, sub_scalar => |x, y| x - y;
+    sub, sub_into, sub_scalar => Sub;
     /// `a * b`.
-    mul, mul_into, mul_scalar => |x, y| x * y;
+    mul, mul_into, mul_scalar => Mul;
     /// `a / b` (integer division truncates; dividing an integer by zero panics).
-    div, div_into, div_scalar => |x, y| x / y;
+    div, div_into, div_scalar => Div;
     /// The larger of each pair; NaN if either is NaN.
-    maximum, maximum_into, maximum_scalar => |x, y| if x.is_nan_value() || y.is_nan_value() { if x.is_nan_value() { x } else { y } } else if y > x { y } else { x };
+    maximum, maximum_into, maximum_scalar => Maximum;
     /// The smaller of each pair; NaN if either is NaN.
-    minimum, minimum_into, minimum_scalar => |x, y| if x.is_nan_value() || y.is_nan_value() { if x.is_nan_value() { x } else { y } } else if y < x { y } else { x };
+    minimum, minimum_into, minimum_scalar => Minimum;
 }
 
-binary! { dispatch_float, Float;
+binary! { dispatch_float, Float, eval;
     /// `a ^ b` elementwise.
-    pow, pow_into, pow_tensor_scalar => |x, y| x.powf(y);
+    pow, pow_into, pow_tensor_scalar => Pow;
     /// `atan2(a, b)`.
-    atan2, atan2_into, atan2_scalar => |x, y| x.atan2(y);
+    atan2, atan2_into, atan2_scalar => Atan2;
 }
 
 impl Array {
@@ -186,7 +187,7 @@ impl Array {
     #[track_caller]
     pub fn tanh_backward_into(&self, grad: &Array, out: &mut Array) {
         fn kernel<T: Float>(y: T, g: T) -> T {
-            g * (T::one() - y * y)
+            ZipFn::TanhBackward.eval(y, g)
         }
         dispatch_float!(self.dtype(), "tanh_backward", T => zip_into::<T, T>(self, grad, out, "tanh_backward", kernel::<T>))
     }
@@ -206,7 +207,7 @@ impl Array {
     #[track_caller]
     pub fn sigmoid_backward_into(&self, grad: &Array, out: &mut Array) {
         fn kernel<T: Float>(y: T, g: T) -> T {
-            g * y * (T::one() - y)
+            ZipFn::SigmoidBackward.eval(y, g)
         }
         dispatch_float!(self.dtype(), "sigmoid_backward", T => zip_into::<T, T>(self, grad, out, "sigmoid_backward", kernel::<T>))
     }

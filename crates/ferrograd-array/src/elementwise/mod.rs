@@ -115,7 +115,10 @@ pub(crate) fn map_into<T: Element, U: Element>(
 /// `shape` with size-1 dims dropped and neighbouring dims merged where every operand steps
 /// through them as through one dim (its outer stride is the inner stride times the inner
 /// size), so the innermost run is as long as the layouts allow. Offsets are unchanged.
-fn coalesce<const N: usize>(shape: &[usize], strides: [&[isize]; N]) -> (Shape, [Strides; N]) {
+pub(crate) fn coalesce<const N: usize>(
+    shape: &[usize],
+    strides: [&[isize]; N],
+) -> (Shape, [Strides; N]) {
     let mut out_shape = Shape::new();
     let mut out: [Strides; N] = std::array::from_fn(|_| Strides::new());
     for d in 0..shape.len() {

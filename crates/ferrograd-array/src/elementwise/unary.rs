@@ -1,13 +1,14 @@
 //! One-input elementwise ops.
 
 use super::{map_into, PARALLEL_MIN, PARALLEL_MIN_TRANSCENDENTAL};
-use crate::dtype::{dispatch_float, dispatch_number, Float, Number};
+use crate::dtype::{dispatch_float, dispatch_number, Element, Float, Number};
+use crate::fused::{clamp_value, MapFn};
 use crate::Array;
 
 /// Float-only unary ops: the threading threshold, then `name`, `name_into`, and the
 /// per-element expression.
 macro_rules! float_unary {
-    ($parallel_min:expr; $($(#[$doc:meta])* $name:ident, $into:ident => |$x:ident| $body:expr;)*) => {
+    ($parallel_min:expr; $($(#[$doc:meta])* $name:ident, $into:ident => $f:ident;)*) => {
         impl Array {$(
             $(#[$doc])*
             #[track_caller]
@@ -21,7 +22,7 @@ macro_rules! float_unary {
             #[track_caller]
             pub fn $into(&self, out: &mut Array) {
                 // `FMA`: whether the polynomial kernels may fuse (see `math::has_fma`).
-                fn kernel<T: Float, const FMA: bool>($x: T) -> T { $body }
+                fn kernel<T: Float, const FMA: bool>(x: T) -> T { MapFn::$f.eval::<T, FMA>(x) }
                 crate::math::with_fma!(F => dispatch_float!(self.dtype(), stringify!($name), T => map_into::<T, T>(self, out, stringify!($name), $parallel_min, kernel::<T, F>)))
             }
         )*}
@@ -30,7 +31,7 @@ macro_rules! float_unary {
 
 /// Unary ops defined for f32, f64 and i64.
 macro_rules! number_unary {
-    ($($(#[$doc:meta])* $name:ident, $into:ident => |$x:ident| $body:expr;)*) => {
+    ($($(#[$doc:meta])* $name:ident, $into:ident => $f:ident;)*) => {
         impl Array {$(
             $(#[$doc])*
             #[track_caller]
@@ -43,7 +44,7 @@ macro_rules! number_unary {
             #[doc = concat!("[`", stringify!($name), "`](Array::", stringify!($name), ") into `out` (same shape and dtype).")]
             #[track_caller]
             pub fn $into(&self, out: &mut Array) {
-                fn kernel<T: Number>($x: T) -> T { $body }
+                fn kernel<T: Number>(x: T) -> T { MapFn::$f.eval_number(x) }
                 dispatch_number!(self.dtype(), stringify!($name), T => map_into::<T, T>(self, out, stringify!($name), PARALLEL_MIN, kernel::<T>))
             }
         )*}
@@ -52,68 +53,61 @@ macro_rules! number_unary {
 
 number_unary! {
     /// `-x`.
-    neg, neg_into => |x| -x;
+    neg, neg_into => Neg;
     /// `|x|`.
-    abs, abs_into => |x| if x < T::zero() { -x } else { x };
+    abs, abs_into => Abs;
     /// -1, 0 or 1 by the sign of `x` (NaN stays NaN).
-    sign, sign_into => |x| if x > T::zero() { T::one() } else if x < T::zero() { -T::one() } else { x };
+    sign, sign_into => Sign;
     /// `max(x, 0)` (NaN stays NaN).
-    relu, relu_into => |x| if x < T::zero() { T::zero() } else { x };
+    relu, relu_into => Relu;
 }
 
 float_unary! { PARALLEL_MIN_TRANSCENDENTAL;
     /// `e^x`.
-    exp, exp_into => |x| x.exp_kernel::<FMA>();
+    exp, exp_into => Exp;
     /// Natural logarithm.
-    log, log_into => |x| x.ln();
+    log, log_into => Log;
     /// `ln(1 + x)`, accurate near 0.
-    log1p, log1p_into => |x| x.ln_1p();
+    log1p, log1p_into => Log1p;
     /// `e^x - 1`, accurate near 0.
-    expm1, expm1_into => |x| x.exp_m1();
+    expm1, expm1_into => Expm1;
     /// Sine.
-    sin, sin_into => |x| x.sin();
+    sin, sin_into => Sin;
     /// Cosine.
-    cos, cos_into => |x| x.cos();
+    cos, cos_into => Cos;
     /// Tangent.
-    tan, tan_into => |x| x.tan();
+    tan, tan_into => Tan;
     /// Hyperbolic sine.
-    sinh, sinh_into => |x| x.sinh();
+    sinh, sinh_into => Sinh;
     /// Hyperbolic cosine.
-    cosh, cosh_into => |x| x.cosh();
+    cosh, cosh_into => Cosh;
     /// Arcsine (NaN outside `[-1, 1]`).
-    asin, asin_into => |x| x.asin();
+    asin, asin_into => Asin;
     /// Arccosine (NaN outside `[-1, 1]`).
-    acos, acos_into => |x| x.acos();
+    acos, acos_into => Acos;
     /// Arctangent.
-    atan, atan_into => |x| x.atan();
+    atan, atan_into => Atan;
     /// Hyperbolic tangent.
-    tanh, tanh_into => |x| x.tanh_kernel::<FMA>();
+    tanh, tanh_into => Tanh;
     /// The logistic function `1 / (1 + e^-x)`, computed without overflow for large `|x|`.
-    sigmoid, sigmoid_into => |x| x.sigmoid_kernel::<FMA>();
+    sigmoid, sigmoid_into => Sigmoid;
 }
 
 float_unary! { PARALLEL_MIN;
     /// Square root.
-    sqrt, sqrt_into => |x| x.sqrt();
+    sqrt, sqrt_into => Sqrt;
     /// `1 / sqrt(x)`.
-    rsqrt, rsqrt_into => |x| x.sqrt().recip();
+    rsqrt, rsqrt_into => Rsqrt;
     /// Round toward negative infinity.
-    floor, floor_into => |x| x.floor();
+    floor, floor_into => Floor;
     /// Round toward positive infinity.
-    ceil, ceil_into => |x| x.ceil();
+    ceil, ceil_into => Ceil;
     /// Round to the nearest integer, halves to even (as PyTorch and NumPy do).
-    round, round_into => |x| {
-        let r = x.round();
-        if (x - x.trunc()).abs() == T::from(0.5).unwrap() && (r / T::from(2.0).unwrap()).fract() != T::zero() {
-            r - x.signum()
-        } else {
-            r
-        }
-    };
+    round, round_into => Round;
     /// `1 / x`.
-    reciprocal, reciprocal_into => |x| x.recip();
+    reciprocal, reciprocal_into => Reciprocal;
     /// `x * x`.
-    square, square_into => |x| x * x;
+    square, square_into => Square;
 }
 
 impl Array {
@@ -129,12 +123,8 @@ impl Array {
     #[track_caller]
     pub fn clamp_into(&self, min: Option<f64>, max: Option<f64>, out: &mut Array) {
         dispatch_number!(self.dtype(), "clamp", T => {
-            let lo = min.map(<T as crate::Element>::from_f64);
-            let hi = max.map(<T as crate::Element>::from_f64);
-            map_into::<T, T>(self, out, "clamp", PARALLEL_MIN, move |x| {
-                let x = match lo { Some(l) if x < l => l, _ => x };
-                match hi { Some(h) if x > h => h, _ => x }
-            })
+            let (lo, hi) = (min.map(T::from_f64), max.map(T::from_f64));
+            map_into::<T, T>(self, out, "clamp", PARALLEL_MIN, move |x| clamp_value(x, lo, hi))
         })
     }
 
@@ -149,18 +139,11 @@ impl Array {
     /// [`pow_scalar`](Array::pow_scalar) into `out`.
     #[track_caller]
     pub fn pow_scalar_into(&self, exponent: f64, out: &mut Array) {
-        dispatch_float!(self.dtype(), "pow_scalar", T => {
-            let e = <T as crate::Element>::from_f64(exponent);
-            if exponent == 2.0 {
-                map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, |x| x * x)
-            } else if exponent == 1.0 {
-                map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, |x| x)
-            } else if exponent.fract() == 0.0 && exponent.abs() <= 64.0 {
-                let n = exponent as i32;
-                map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, move |x| x.powi(n))
-            } else {
-                map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, move |x| x.powf(e))
-            }
+        dispatch_float!(self.dtype(), "pow_scalar", T => match MapFn::pow_scalar(exponent) {
+            MapFn::Square => map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, |x| MapFn::Square.eval::<T, false>(x)),
+            MapFn::Identity => map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, |x| x),
+            MapFn::Powi(n) => map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, move |x| x.powi(n)),
+            f => map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, move |x| f.eval::<T, false>(x)),
         })
     }
 }

@@ -9,6 +9,7 @@ mod create;
 mod display;
 mod elementwise;
 mod errors;
+mod fused;
 mod index;
 mod linalg;
 mod reduce;

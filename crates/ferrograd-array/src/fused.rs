@@ -1,0 +1,744 @@
+//! Fused elementwise programs: a chain of elementwise functions over operands broadcast to
+//! one shape, run as one pass over memory.
+//!
+//! A [`Program`] is plain data (functions, operands, which values to write out), so the same
+//! description can drive this CPU evaluator and, later, a generated GPU kernel. The CPU
+//! evaluator runs it tile by tile: each instruction is one vectorised loop over a tile of a
+//! few hundred elements that stays in L1, so choosing the function costs once per tile, not
+//! per element, and values that are not outputs never reach memory.
+//!
+//! The functions are the ones the unfused kernels compute: `Array::exp`, `Array::add` and the
+//! rest call the same [`MapFn`] and [`ZipFn`] evaluations on the same vector paths, so a fused
+//! program's outputs are bit for bit those of its ops run one at a time.
+
+use rayon::prelude::*;
+use smallvec::SmallVec;
+
+use crate::dtype::{dispatch_float, Float, Number};
+use crate::elementwise::{broadcast_pair, coalesce, PARALLEL_MIN, PARALLEL_MIN_TRANSCENDENTAL};
+use crate::error::fail;
+use crate::layout::{broadcast_strides, fmt_shape, numel, same_shape, Shape, Strides};
+use crate::math::{with_fma, with_simd};
+use crate::{Array, DType};
+
+/// One-input elementwise functions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[allow(missing_docs)]
+pub enum MapFn {
+    Neg,
+    Abs,
+    /// -1, 0 or 1 (NaN stays NaN).
+    Sign,
+    /// `max(x, 0)` (NaN stays NaN).
+    Relu,
+    Exp,
+    Log,
+    Log1p,
+    Expm1,
+    Sin,
+    Cos,
+    Tan,
+    Sinh,
+    Cosh,
+    Asin,
+    Acos,
+    Atan,
+    Tanh,
+    Sigmoid,
+    Sqrt,
+    Rsqrt,
+    Floor,
+    Ceil,
+    /// Halves to even.
+    Round,
+    Reciprocal,
+    Square,
+    /// `x` itself.
+    Identity,
+    /// `x^n` by repeated multiplication.
+    Powi(i32),
+    /// `x^e`.
+    Powf(f64),
+    /// Into `[min, max]`, either bound optional (NaN stays NaN).
+    Clamp(Option<f64>, Option<f64>),
+}
+
+impl MapFn {
+    /// The function `Array::pow_scalar` computes for `exponent`: a square, the identity or
+    /// repeated multiplication for small integers, `powf` otherwise.
+    pub fn pow_scalar(exponent: f64) -> MapFn {
+        if exponent == 2.0 {
+            MapFn::Square
+        } else if exponent == 1.0 {
+            MapFn::Identity
+        } else if exponent.fract() == 0.0 && exponent.abs() <= 64.0 {
+            MapFn::Powi(exponent as i32)
+        } else {
+            MapFn::Powf(exponent)
+        }
+    }
+
+    /// Whether the function costs like `exp` rather than like an add (it decides from how
+    /// many elements work is split across threads).
+    pub fn is_transcendental(self) -> bool {
+        !matches!(
+            self,
+            MapFn::Neg
+                | MapFn::Abs
+                | MapFn::Sign
+                | MapFn::Relu
+                | MapFn::Sqrt
+                | MapFn::Rsqrt
+                | MapFn::Floor
+                | MapFn::Ceil
+                | MapFn::Round
+                | MapFn::Reciprocal
+                | MapFn::Square
+                | MapFn::Identity
+                | MapFn::Clamp(..)
+        )
+    }
+
+    /// The value at `x` (`FMA`: whether the polynomial kernels fuse their multiply-adds, as
+    /// [`with_fma`] chooses).
+    #[inline(always)]
+    pub(crate) fn eval<T: Float, const FMA: bool>(self, x: T) -> T {
+        match self {
+            MapFn::Neg | MapFn::Abs | MapFn::Sign | MapFn::Relu | MapFn::Clamp(..) => {
+                self.eval_number(x)
+            }
+            MapFn::Exp => x.exp_kernel::<FMA>(),
+            MapFn::Log => x.ln(),
+            MapFn::Log1p => x.ln_1p(),
+            MapFn::Expm1 => x.exp_m1(),
+            MapFn::Sin => x.sin(),
+            MapFn::Cos => x.cos(),
+            MapFn::Tan => x.tan(),
+            MapFn::Sinh => x.sinh(),
+            MapFn::Cosh => x.cosh(),
+            MapFn::Asin => x.asin(),
+            MapFn::Acos => x.acos(),
+            MapFn::Atan => x.atan(),
+            MapFn::Tanh => x.tanh_kernel::<FMA>(),
+            MapFn::Sigmoid => x.sigmoid_kernel::<FMA>(),
+            MapFn::Sqrt => x.sqrt(),
+            MapFn::Rsqrt => x.sqrt().recip(),
+            MapFn::Floor => x.floor(),
+            MapFn::Ceil => x.ceil(),
+            MapFn::Round => {
+                let r = x.round();
+                let half = T::from(0.5).expect("0.5 is a float");
+                let two = T::from(2.0).expect("2 is a float");
+                if (x - x.trunc()).abs() == half && (r / two).fract() != T::zero() {
+                    r - x.signum()
+                } else {
+                    r
+                }
+            }
+            MapFn::Reciprocal => x.recip(),
+            MapFn::Square => x * x,
+            MapFn::Identity => x,
+            MapFn::Powi(n) => x.powi(n),
+            MapFn::Powf(e) => x.powf(<T as crate::Element>::from_f64(e)),
+        }
+    }
+
+    /// The functions also defined for integers (`Neg`, `Abs`, `Sign`, `Relu`, `Clamp`).
+    #[inline(always)]
+    pub(crate) fn eval_number<T: Number>(self, x: T) -> T {
+        match self {
+            MapFn::Neg => -x,
+            MapFn::Abs if x < T::zero() => -x,
+            MapFn::Abs => x,
+            MapFn::Sign if x > T::zero() => T::one(),
+            MapFn::Sign if x < T::zero() => -T::one(),
+            MapFn::Sign => x,
+            MapFn::Relu if x < T::zero() => T::zero(),
+            MapFn::Relu => x,
+            MapFn::Clamp(lo, hi) => clamp_value(x, lo.map(T::from_f64), hi.map(T::from_f64)),
+            other => unreachable!("{other:?} is defined for floats only"),
+        }
+    }
+}
+
+/// `x` clamped into `[lo, hi]` (either bound optional; NaN stays NaN).
+#[inline(always)]
+pub(crate) fn clamp_value<T: Number>(x: T, lo: Option<T>, hi: Option<T>) -> T {
+    let x = match lo {
+        Some(l) if x < l => l,
+        _ => x,
+    };
+    match hi {
+        Some(h) if x > h => h,
+        _ => x,
+    }
+}
+
+/// Two-input elementwise functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum ZipFn {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// NaN if either is NaN.
+    Maximum,
+    /// NaN if either is NaN.
+    Minimum,
+    Pow,
+    Atan2,
+    /// `tanh`'s gradient from its output `y` and the output gradient `g`: `g (1 - y²)`.
+    TanhBackward,
+    /// `sigmoid`'s gradient from its output `y` and the output gradient `g`: `g y (1 - y)`.
+    SigmoidBackward,
+}
+
+impl ZipFn {
+    /// Whether the function costs like `exp` rather than like an add.
+    pub fn is_transcendental(self) -> bool {
+        matches!(self, ZipFn::Pow | ZipFn::Atan2)
+    }
+
+    /// The value at `(x, y)`.
+    #[inline(always)]
+    pub(crate) fn eval<T: Float>(self, x: T, y: T) -> T {
+        match self {
+            ZipFn::Pow => x.powf(y),
+            ZipFn::Atan2 => x.atan2(y),
+            ZipFn::TanhBackward => y * (T::one() - x * x),
+            ZipFn::SigmoidBackward => y * x * (T::one() - x),
+            _ => self.eval_number(x, y),
+        }
+    }
+
+    /// The functions also defined for integers (the four operators, `Maximum`, `Minimum`).
+    #[inline(always)]
+    pub(crate) fn eval_number<T: Number>(self, x: T, y: T) -> T {
+        match self {
+            ZipFn::Add => x + y,
+            ZipFn::Sub => x - y,
+            ZipFn::Mul => x * y,
+            ZipFn::Div => x / y,
+            ZipFn::Maximum | ZipFn::Minimum if x.is_nan_value() => x,
+            ZipFn::Maximum | ZipFn::Minimum if y.is_nan_value() => y,
+            ZipFn::Maximum if y > x => y,
+            ZipFn::Minimum if y < x => y,
+            ZipFn::Maximum | ZipFn::Minimum => x,
+            other => unreachable!("{other:?} is defined for floats only"),
+        }
+    }
+}
+
+/// One value of a [`Program`]; values are numbered by their instruction's position.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Instr {
+    /// The `n`-th input array, broadcast to the program's shape.
+    Input(usize),
+    /// A number in the program's dtype (converted as `Array::full` converts it).
+    Const(f64),
+    /// A function of an earlier value.
+    Map(MapFn, usize),
+    /// A function of two earlier values.
+    Zip(ZipFn, usize, usize),
+}
+
+/// Where a value lives while a tile is evaluated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Home {
+    /// An input read in place, or gathered into register `r` when it is not contiguous.
+    Input { n: usize, reg: usize },
+    /// A register, filled once per run (constants) or per tile.
+    Reg(usize),
+}
+
+/// A fused elementwise program: instructions in order (each defines one value, numbered by
+/// its position; operands refer to earlier values) and the values written out.
+///
+/// ```
+/// use ferrograd_array::{Array, DType, Instr, MapFn, Program, ZipFn};
+/// // tanh(x + b) with b broadcast over the rows, in one pass
+/// let program = Program::new(
+///     vec![
+///         Instr::Input(0),
+///         Instr::Input(1),
+///         Instr::Zip(ZipFn::Add, 0, 1),
+///         Instr::Map(MapFn::Tanh, 2),
+///     ],
+///     vec![3],
+/// );
+/// let x = Array::from_vec(vec![0.5f32, -1.0, 2.0, 0.0], &[2, 2]);
+/// let b = Array::from_vec(vec![0.5f32, 1.0], &[2]);
+/// let mut out = [None];
+/// program.run(&[&x, &b], &[2, 2], DType::F32, &mut out);
+/// assert!(out[0].as_ref().unwrap().bit_eq(&x.add(&b).tanh()));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    instrs: Vec<Instr>,
+    outputs: Vec<usize>,
+    homes: Vec<Home>,
+    registers: usize,
+    inputs: usize,
+    transcendental: bool,
+}
+
+impl Program {
+    /// A program over `instrs` writing out the values `outputs`.
+    ///
+    /// Panics when an operand is not an earlier value or an output is not a value.
+    #[track_caller]
+    pub fn new(instrs: Vec<Instr>, outputs: Vec<usize>) -> Program {
+        let n = instrs.len();
+        let bad = |what: String| -> ! { fail("fused program", format_args!("{what}")) };
+        let mut last_use = vec![0usize; n];
+        for (k, instr) in instrs.iter().enumerate() {
+            let operands: &[usize] = match instr {
+                Instr::Map(_, a) => std::slice::from_ref(a),
+                Instr::Zip(_, a, b) => &[*a, *b][..],
+                Instr::Input(_) | Instr::Const(_) => &[],
+            };
+            for &a in operands {
+                if a >= k {
+                    bad(format!(
+                        "instruction {k} reads value {a}, which is not an earlier one"
+                    ));
+                }
+                last_use[a] = k;
+            }
+        }
+        for &o in &outputs {
+            if o >= n {
+                bad(format!("output {o} is not a value (the program has {n})"));
+            }
+            // written out as soon as it is computed: its register is free after its uses
+            last_use[o] = last_use[o].max(o);
+        }
+        // Inputs and constants keep their registers; computed values share registers once
+        // their last use has passed (a result never shares its operands' register).
+        let mut homes = Vec::with_capacity(n);
+        let mut free: Vec<usize> = Vec::new();
+        let mut registers = 0;
+        let mut fresh = |free: &mut Vec<usize>| {
+            free.pop().unwrap_or_else(|| {
+                registers += 1;
+                registers - 1
+            })
+        };
+        let mut releases: Vec<Vec<usize>> = vec![Vec::new(); n + 1];
+        let mut inputs = 0;
+        for (k, instr) in instrs.iter().enumerate() {
+            let home = match *instr {
+                Instr::Input(i) => {
+                    inputs = inputs.max(i + 1);
+                    Home::Input {
+                        n: i,
+                        reg: fresh(&mut Vec::new()),
+                    }
+                }
+                Instr::Const(_) => Home::Reg(fresh(&mut Vec::new())),
+                Instr::Map(..) | Instr::Zip(..) => Home::Reg(fresh(&mut free)),
+            };
+            if let Home::Reg(r) = home {
+                if matches!(instr, Instr::Map(..) | Instr::Zip(..)) {
+                    releases[last_use[k].max(k)].push(r);
+                }
+            }
+            homes.push(home);
+            // operands whose last use is this instruction free their registers after it
+            free.append(&mut releases[k]);
+        }
+        let transcendental = instrs.iter().any(|i| match i {
+            Instr::Map(f, _) => f.is_transcendental(),
+            Instr::Zip(f, ..) => f.is_transcendental(),
+            _ => false,
+        });
+        Program {
+            instrs,
+            outputs,
+            homes,
+            registers,
+            inputs,
+            transcendental,
+        }
+    }
+
+    /// The instructions.
+    pub fn instrs(&self) -> &[Instr] {
+        &self.instrs
+    }
+
+    /// The values written out, in order.
+    pub fn outputs(&self) -> &[usize] {
+        &self.outputs
+    }
+
+    /// Runs the program over `shape` in `dtype` (f32 or f64): every input broadcast to
+    /// `shape`, the outputs written into `outs` (one per output; a slot holding an unshared
+    /// contiguous array of the shape is written in place, anything else is replaced by a
+    /// new array).
+    #[track_caller]
+    pub fn run(
+        &self,
+        inputs: &[&Array],
+        shape: &[usize],
+        dtype: DType,
+        outs: &mut [Option<Array>],
+    ) {
+        let op = "fused program";
+        if inputs.len() < self.inputs || outs.len() != self.outputs.len() {
+            fail(
+                op,
+                format_args!(
+                    "it takes {} inputs and {} outputs, got {} and {}",
+                    self.inputs,
+                    self.outputs.len(),
+                    inputs.len(),
+                    outs.len()
+                ),
+            )
+        }
+        for a in inputs {
+            if a.dtype() != dtype {
+                crate::error::dtype_fail(op, a.dtype(), dtype.name());
+            }
+            let b = broadcast_pair(op, a.shape(), shape);
+            if !same_shape(&b, shape) {
+                fail(
+                    op,
+                    format_args!(
+                        "input of shape {} does not broadcast to {}",
+                        fmt_shape(a.shape()),
+                        fmt_shape(shape)
+                    ),
+                )
+            }
+        }
+        for out in outs.iter_mut() {
+            let fits = out
+                .as_ref()
+                .is_some_and(|o| same_shape(o.shape(), shape) && o.dtype() == dtype);
+            if !fits {
+                *out = Some(Array::empty(shape, dtype));
+            }
+        }
+        with_fma!(FMA => dispatch_float!(dtype, op, T => self.run_typed::<T, FMA>(inputs, shape, outs)))
+    }
+
+    fn run_typed<T: Float, const FMA: bool>(
+        &self,
+        inputs: &[&Array],
+        shape: &[usize],
+        outs: &mut [Option<Array>],
+    ) {
+        let op = "fused program";
+        let n = numel(shape);
+        let sources: SmallVec<[Source<'_, T>; 8]> = inputs
+            .iter()
+            .map(|a| match a.contiguous_slice::<T>(op) {
+                Some(s) if s.len() == n => Source::Slice(s),
+                Some(s) if s.len() == 1 => Source::Splat(s[0]),
+                _ => {
+                    let st = broadcast_strides(a.shape(), a.strides(), shape);
+                    let (shape, [strides]) = coalesce(shape, [&st]);
+                    Source::Strided {
+                        data: a.storage_slice::<T>(op),
+                        shape,
+                        strides,
+                        offset: a.offset(),
+                    }
+                }
+            })
+            .collect();
+        let mut slices: SmallVec<[&mut [T]; 4]> = outs
+            .iter_mut()
+            .map(|o| o.as_mut().expect("filled above").out_slice::<T>(shape, op))
+            .collect();
+        let min = if self.transcendental {
+            PARALLEL_MIN_TRANSCENDENTAL
+        } else {
+            PARALLEL_MIN
+        };
+        if crate::par::split(n, min) {
+            // one range of whole tiles per thread, each with its own registers
+            let parts = rayon::current_num_threads();
+            let per = n.div_ceil(parts).div_ceil(tile::<T>()) * tile::<T>();
+            let mut ranges: Vec<(usize, SmallVec<[&mut [T]; 4]>)> = Vec::new();
+            let mut start = 0;
+            while start < n {
+                let len = per.min(n - start);
+                let mut mine = SmallVec::new();
+                for s in slices.iter_mut() {
+                    let (head, tail) = std::mem::take(s).split_at_mut(len);
+                    mine.push(head);
+                    *s = tail;
+                }
+                ranges.push((start, mine));
+                start += len;
+            }
+            ranges.into_par_iter().for_each(|(start, mut outs)| {
+                self.run_range::<T, FMA>(&sources, start, &mut outs);
+            });
+        } else {
+            self.run_range::<T, FMA>(&sources, 0, &mut slices);
+        }
+    }
+
+    /// Evaluates the elements from `start` on, as many as `outs` hold.
+    fn run_range<T: Float, const FMA: bool>(
+        &self,
+        sources: &[Source<'_, T>],
+        start: usize,
+        outs: &mut [&mut [T]],
+    ) {
+        let len = outs.first().map_or(0, |o| o.len());
+        let tile = tile::<T>();
+        let mut file = vec![T::zero(); self.registers * tile];
+        let mut regs: SmallVec<[&mut [T]; 16]> = file.chunks_mut(tile).collect();
+        // constants and one-element inputs fill their registers once
+        for (instr, home) in self.instrs.iter().zip(&self.homes) {
+            match (*instr, *home) {
+                (Instr::Const(c), Home::Reg(r)) => regs[r].fill(T::from_f64(c)),
+                (Instr::Input(_), Home::Input { n, reg }) => {
+                    if let Source::Splat(v) = sources[n] {
+                        regs[reg].fill(v)
+                    }
+                }
+                _ => {}
+            }
+        }
+        with_simd(|| {
+            let mut at = 0;
+            while at < len {
+                let m = tile.min(len - at);
+                let first = start + at;
+                for (k, (instr, home)) in self.instrs.iter().zip(&self.homes).enumerate() {
+                    match (*instr, *home) {
+                        (Instr::Input(_), Home::Input { n, reg }) => {
+                            if let Source::Strided {
+                                data,
+                                shape,
+                                strides,
+                                offset,
+                            } = &sources[n]
+                            {
+                                gather(data, shape, strides, *offset, first, &mut regs[reg][..m]);
+                            }
+                        }
+                        (Instr::Map(f, a), Home::Reg(r)) => {
+                            let dst = std::mem::take(&mut regs[r]);
+                            let x = self.read(a, sources, &regs, first, m);
+                            map_tile::<T, FMA>(f, &mut dst[..m], x);
+                            regs[r] = dst;
+                        }
+                        (Instr::Zip(f, a, b), Home::Reg(r)) => {
+                            let dst = std::mem::take(&mut regs[r]);
+                            let x = self.read(a, sources, &regs, first, m);
+                            let y = self.read(b, sources, &regs, first, m);
+                            zip_tile(f, &mut dst[..m], x, y);
+                            regs[r] = dst;
+                        }
+                        _ => {}
+                    }
+                    // an output is written as soon as it is computed (its register may be
+                    // reused later in the tile)
+                    for (j, _) in self.outputs.iter().enumerate().filter(|(_, &o)| o == k) {
+                        let v = self.read(k, sources, &regs, first, m);
+                        outs[j][at..at + m].copy_from_slice(v);
+                    }
+                }
+                at += m;
+            }
+        });
+    }
+
+    /// The value `v` over the tile of `m` elements from `first`.
+    #[inline(always)]
+    fn read<'a, T: Float>(
+        &self,
+        v: usize,
+        sources: &'a [Source<'a, T>],
+        regs: &'a [&mut [T]],
+        first: usize,
+        m: usize,
+    ) -> &'a [T] {
+        match self.homes[v] {
+            Home::Input { n, reg } => match &sources[n] {
+                Source::Slice(s) => &s[first..first + m],
+                _ => &regs[reg][..m],
+            },
+            Home::Reg(r) => &regs[r][..m],
+        }
+    }
+}
+
+/// Elements per register: 2 KiB, so a program's registers stay in L1.
+fn tile<T>() -> usize {
+    2048 / std::mem::size_of::<T>()
+}
+
+/// How an input is read.
+enum Source<'a, T> {
+    /// Contiguous with the program's shape: read in place.
+    Slice(&'a [T]),
+    /// One element, broadcast.
+    Splat(T),
+    /// Anything else: gathered tile by tile through its (broadcast, coalesced) strides.
+    Strided {
+        data: &'a [T],
+        shape: Shape,
+        strides: Strides,
+        offset: usize,
+    },
+}
+
+/// Copies the elements `start..start + dst.len()` (in row-major order over `shape`) of a
+/// strided array into `dst`, a run of the innermost dim at a time.
+fn gather<T: Copy>(
+    data: &[T],
+    shape: &[usize],
+    strides: &[isize],
+    offset: usize,
+    start: usize,
+    dst: &mut [T],
+) {
+    let nd = shape.len();
+    if nd == 0 {
+        dst.fill(data[offset]);
+        return;
+    }
+    let mut idx: SmallVec<[usize; 6]> = SmallVec::from_elem(0, nd);
+    let mut rest = start;
+    let mut pos = offset as isize;
+    for d in (0..nd).rev() {
+        idx[d] = rest % shape[d];
+        rest /= shape[d];
+        pos += idx[d] as isize * strides[d];
+    }
+    let (inner, step) = (shape[nd - 1], strides[nd - 1]);
+    let mut i = 0;
+    while i < dst.len() {
+        let run = (inner - idx[nd - 1]).min(dst.len() - i);
+        let p = pos as usize;
+        match step {
+            1 => dst[i..i + run].copy_from_slice(&data[p..p + run]),
+            0 => dst[i..i + run].fill(data[p]),
+            _ => {
+                for (j, d) in dst[i..i + run].iter_mut().enumerate() {
+                    *d = data[(pos + j as isize * step) as usize];
+                }
+            }
+        }
+        i += run;
+        pos += run as isize * step;
+        idx[nd - 1] += run;
+        let mut d = nd - 1;
+        while d > 0 && idx[d] == shape[d] {
+            pos -= shape[d] as isize * strides[d];
+            idx[d] = 0;
+            d -= 1;
+            idx[d] += 1;
+            pos += strides[d];
+        }
+    }
+}
+
+/// `dst[i] = f(x[i])`: one loop per function, so each vectorises with the function inlined.
+#[inline(always)]
+fn map_tile<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &[T]) {
+    macro_rules! each {
+        ($($v:ident),*) => {
+            match f {
+                $(MapFn::$v => {
+                    for (d, &x) in dst.iter_mut().zip(x) {
+                        *d = MapFn::$v.eval::<T, FMA>(x)
+                    }
+                })*
+                MapFn::Powi(n) => {
+                    for (d, &x) in dst.iter_mut().zip(x) {
+                        *d = x.powi(n)
+                    }
+                }
+                MapFn::Clamp(lo, hi) => {
+                    let (lo, hi) = (lo.map(T::from_f64), hi.map(T::from_f64));
+                    for (d, &x) in dst.iter_mut().zip(x) {
+                        *d = clamp_value(x, lo, hi)
+                    }
+                }
+                f @ MapFn::Powf(_) => {
+                    for (d, &x) in dst.iter_mut().zip(x) {
+                        *d = f.eval::<T, FMA>(x)
+                    }
+                }
+            }
+        };
+    }
+    each!(
+        Neg, Abs, Sign, Relu, Exp, Log, Log1p, Expm1, Sin, Cos, Tan, Sinh, Cosh, Asin, Acos, Atan,
+        Tanh, Sigmoid, Sqrt, Rsqrt, Floor, Ceil, Round, Reciprocal, Square, Identity
+    )
+}
+
+/// `dst[i] = f(x[i], y[i])`, one loop per function.
+#[inline(always)]
+fn zip_tile<T: Float>(f: ZipFn, dst: &mut [T], x: &[T], y: &[T]) {
+    macro_rules! each {
+        ($($v:ident),*) => {
+            match f {
+                $(ZipFn::$v => {
+                    for ((d, &x), &y) in dst.iter_mut().zip(x).zip(y) {
+                        *d = ZipFn::$v.eval(x, y)
+                    }
+                })*
+            }
+        };
+    }
+    each!(
+        Add,
+        Sub,
+        Mul,
+        Div,
+        Maximum,
+        Minimum,
+        Pow,
+        Atan2,
+        TanhBackward,
+        SigmoidBackward
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_walks_broadcast_and_strided_layouts_from_any_start() {
+        // a [3, 4] transposed view of a [4, 3] array, and a row broadcast to [3, 4]
+        let base: Vec<f64> = (0..12).map(f64::from).collect();
+        let t = Array::from_vec(base.clone(), &[4, 3]).t();
+        let want = t.to_f64_vec();
+        let st = broadcast_strides(t.shape(), t.strides(), &[3, 4]);
+        for start in 0..12 {
+            for len in 0..=12 - start {
+                let mut dst = vec![0.0; len];
+                gather(&base, &[3, 4], &st, 0, start, &mut dst);
+                assert_eq!(dst, want[start..start + len], "start {start} len {len}");
+            }
+        }
+        let row = [7.0, 8.0, 9.0, 10.0];
+        let mut dst = vec![0.0; 9];
+        gather(&row, &[3, 4], &[0, 1], 0, 2, &mut dst);
+        assert_eq!(dst, [9.0, 10.0, 7.0, 8.0, 9.0, 10.0, 7.0, 8.0, 9.0]);
+    }
+
+    #[test]
+    fn registers_are_shared_once_values_die() {
+        // a chain of ten maps needs two registers besides the input's
+        let mut instrs = vec![Instr::Input(0)];
+        for k in 0..10 {
+            instrs.push(Instr::Map(MapFn::Exp, k));
+        }
+        let p = Program::new(instrs, vec![10]);
+        assert_eq!(p.registers, 3);
+    }
+}

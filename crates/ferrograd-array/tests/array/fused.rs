@@ -1,0 +1,172 @@
+//! Fused elementwise programs against the unfused kernels, bit for bit: every function, every
+//! operand layout (contiguous, permuted, narrowed, broadcast, one element), tiles and the
+//! split across threads.
+
+use ferrograd_array::{Array, DType, Generator, Instr, MapFn, Program, ZipFn};
+
+use crate::common::{case, LAYOUTS};
+#[path = "../shared/fused_table.rs"]
+mod table;
+use table::{unfused_map, unfused_zip, MAPS, ZIPS};
+
+/// Runs `program` into fresh outputs.
+pub fn run(program: &Program, inputs: &[&Array], shape: &[usize]) -> Vec<Array> {
+    let mut outs = vec![None; program.outputs().len()];
+    program.run(inputs, shape, inputs[0].dtype(), &mut outs);
+    outs.into_iter().map(|o| o.expect("written")).collect()
+}
+
+pub fn assert_bits(got: &Array, want: &Array, what: &str) {
+    assert!(
+        got.bit_eq(want),
+        "{what}: fused {:?} != unfused {:?}",
+        &got.to_f64_vec()[..got.numel().min(6)],
+        &want.to_f64_vec()[..want.numel().min(6)]
+    );
+}
+
+#[test]
+fn every_function_matches_its_unfused_kernel_on_every_layout() {
+    let mut rng = Generator::new(11);
+    for dtype in [DType::F32, DType::F64] {
+        // under one tile, and several tiles with a ragged end
+        for shape in [vec![5, 7], vec![3, 700]] {
+            for layout in LAYOUTS {
+                let x = case(&mut rng, &shape, dtype, layout, -1.5, 1.5).array;
+                for f in MAPS {
+                    let p = Program::new(vec![Instr::Input(0), Instr::Map(f, 0)], vec![1]);
+                    let what = format!("{f:?} {dtype} {shape:?} {layout:?}");
+                    assert_bits(&run(&p, &[&x], &shape)[0], &unfused_map(f, &x), &what);
+                }
+                for y_layout in LAYOUTS {
+                    let y = case(&mut rng, &shape, dtype, y_layout, 0.1, 2.0).array;
+                    for f in ZIPS {
+                        let p = Program::new(
+                            vec![Instr::Input(0), Instr::Input(1), Instr::Zip(f, 0, 1)],
+                            vec![2],
+                        );
+                        let what = format!("{f:?} {dtype} {shape:?} {layout:?} {y_layout:?}");
+                        assert_bits(
+                            &run(&p, &[&x, &y], &shape)[0],
+                            &unfused_zip(f, &x, &y),
+                            &what,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn operands_broadcast_from_smaller_shapes_and_single_elements() {
+    let mut rng = Generator::new(12);
+    let shape = [40, 33];
+    let x = rng.normal(&shape, 0.0, 1.0, DType::F32);
+    for y in [
+        rng.normal(&[33], 0.0, 1.0, DType::F32),
+        rng.normal(&[40, 1], 0.0, 1.0, DType::F32),
+        rng.normal(&[], 0.0, 1.0, DType::F32),
+        rng.normal(&[1, 1], 0.0, 1.0, DType::F32),
+        rng.normal(&[33, 40], 0.0, 1.0, DType::F32).t(),
+    ] {
+        for f in ZIPS {
+            let p = Program::new(
+                vec![Instr::Input(0), Instr::Input(1), Instr::Zip(f, 1, 0)],
+                vec![2],
+            );
+            let what = format!("{f:?} with {:?}", y.shape());
+            assert_bits(
+                &run(&p, &[&x, &y], &shape)[0],
+                &unfused_zip(f, &y, &x),
+                &what,
+            );
+        }
+    }
+}
+
+#[test]
+fn a_chain_with_constants_and_several_outputs_matches_op_by_op() {
+    let mut rng = Generator::new(13);
+    // large enough to cross many tiles and, with two threads, to be split between them
+    for (n, dtype) in [(1 << 20, DType::F32), (3001, DType::F64)] {
+        let x = rng.normal(&[n / 8, 8], 0.0, 1.0, dtype);
+        let b = rng.normal(&[8], 0.0, 1.0, dtype);
+        let g = rng.normal(&[n / 8, 8], 0.0, 1.0, dtype);
+        // y = tanh(x + b); z = 0.5 * y; dy = tanh_backward(y, g) - z; out y, dy, 3
+        let p = Program::new(
+            vec![
+                Instr::Input(0),
+                Instr::Input(1),
+                Instr::Input(2),
+                Instr::Zip(ZipFn::Add, 0, 1),
+                Instr::Map(MapFn::Tanh, 3),
+                Instr::Const(0.5),
+                Instr::Zip(ZipFn::Mul, 5, 4),
+                Instr::Zip(ZipFn::TanhBackward, 4, 2),
+                Instr::Zip(ZipFn::Sub, 7, 6),
+            ],
+            vec![4, 8, 3],
+        );
+        let shape = [n / 8, 8];
+        let out = run(&p, &[&x, &b, &g], &shape);
+        let h = x.add(&b);
+        let y = h.tanh();
+        let dy = y.tanh_backward(&g).sub(&y.mul_scalar(0.5));
+        assert_bits(&out[0], &y, "y");
+        assert_bits(&out[1], &dy, "dy");
+        assert_bits(&out[2], &h, "x + b");
+    }
+}
+
+#[test]
+fn outputs_are_written_into_the_given_buffers_when_unshared() {
+    let x = Array::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    let p = Program::new(vec![Instr::Input(0), Instr::Map(MapFn::Square, 0)], vec![1]);
+    let buffer = Array::zeros(&[3], DType::F64);
+    let id = buffer.storage_id();
+    let mut outs = [Some(buffer)];
+    p.run(&[&x], &[3], DType::F64, &mut outs);
+    let out = outs[0].take().expect("written");
+    assert_eq!(out.storage_id(), id);
+    assert_eq!(out.to_f64_vec(), [1.0, 4.0, 9.0]);
+    // a buffer someone else holds is left alone
+    let held = out.clone();
+    let mut outs = [Some(out)];
+    p.run(&[&x.mul_scalar(2.0)], &[3], DType::F64, &mut outs);
+    assert_eq!(held.to_f64_vec(), [1.0, 4.0, 9.0]);
+    assert_eq!(
+        outs[0].as_ref().expect("written").to_f64_vec(),
+        [4.0, 16.0, 36.0]
+    );
+}
+
+#[test]
+fn bad_programs_and_operands_are_refused_with_the_reason() {
+    let err = crate::common::panic_message(|| {
+        Program::new(vec![Instr::Input(0), Instr::Map(MapFn::Exp, 2)], vec![1]);
+    });
+    assert!(
+        err.contains("fused program") && err.contains("instruction 1 reads value 2"),
+        "{err}"
+    );
+    let err = crate::common::panic_message(|| {
+        Program::new(vec![Instr::Input(0)], vec![3]);
+    });
+    assert!(err.contains("output 3 is not a value"), "{err}");
+    let p = Program::new(vec![Instr::Input(0), Instr::Map(MapFn::Exp, 0)], vec![1]);
+    let err = crate::common::panic_message(|| {
+        run(&p, &[&Array::zeros(&[4], DType::F32)], &[3]);
+    });
+    assert!(err.contains("[4]") && err.contains("[3]"), "{err}");
+    let err = crate::common::panic_message(|| {
+        let mut outs = [None];
+        p.run(
+            &[&Array::zeros(&[3], DType::F32)],
+            &[3],
+            DType::F64,
+            &mut outs,
+        );
+    });
+    assert!(err.contains("f32") && err.contains("f64"), "{err}");
+}
