@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use smallvec::SmallVec;
 
 use crate::dtype::{dispatch_float, Float, Number};
-use crate::elementwise::{broadcast_pair, coalesce, PARALLEL_MIN, PARALLEL_MIN_TRANSCENDENTAL};
+use crate::elementwise::{coalesce, PARALLEL_MIN, PARALLEL_MIN_TRANSCENDENTAL};
 use crate::error::fail;
 use crate::layout::{broadcast_strides, fmt_shape, numel, same_shape, Shape, Strides};
 use crate::math::{with_fma, with_simd};
@@ -250,6 +250,8 @@ enum Home {
     Input { n: usize, reg: usize },
     /// A register, filled once per run (constants) or per tile.
     Reg(usize),
+    /// The `j`-th output, written in place (later instructions read it back from there).
+    Out(usize),
 }
 
 /// A fused elementwise program: instructions in order (each defines one value, numbered by
@@ -337,7 +339,10 @@ impl Program {
                     }
                 }
                 Instr::Const(_) => Home::Reg(fresh(&mut Vec::new())),
-                Instr::Map(..) | Instr::Zip(..) => Home::Reg(fresh(&mut free)),
+                Instr::Map(..) | Instr::Zip(..) => match outputs.iter().position(|&o| o == k) {
+                    Some(j) => Home::Out(j),
+                    None => Home::Reg(fresh(&mut free)),
+                },
             };
             if let Home::Reg(r) = home {
                 if matches!(instr, Instr::Map(..) | Instr::Zip(..)) {
@@ -402,8 +407,14 @@ impl Program {
             if a.dtype() != dtype {
                 crate::error::dtype_fail(op, a.dtype(), dtype.name());
             }
-            let b = broadcast_pair(op, a.shape(), shape);
-            if !same_shape(&b, shape) {
+            let (from, to) = (a.shape(), shape);
+            let fits = from.len() <= to.len()
+                && from
+                    .iter()
+                    .rev()
+                    .zip(to.iter().rev())
+                    .all(|(&f, &t)| f == t || f == 1);
+            if !fits {
                 fail(
                     op,
                     format_args!(
@@ -441,12 +452,12 @@ impl Program {
                 _ => {
                     let st = broadcast_strides(a.shape(), a.strides(), shape);
                     let (shape, [strides]) = coalesce(shape, [&st]);
-                    Source::Strided {
+                    Source::Strided(Box::new(Strided {
                         data: a.storage_slice::<T>(op),
                         shape,
                         strides,
                         offset: a.offset(),
-                    }
+                    }))
                 }
             })
             .collect();
@@ -492,7 +503,7 @@ impl Program {
         outs: &mut [&mut [T]],
     ) {
         let len = outs.first().map_or(0, |o| o.len());
-        let tile = tile::<T>();
+        let tile = tile::<T>().min(len.max(1));
         let mut file = vec![T::zero(); self.registers * tile];
         let mut regs: SmallVec<[&mut [T]; 16]> = file.chunks_mut(tile).collect();
         // constants and one-element inputs fill their registers once
@@ -507,60 +518,105 @@ impl Program {
                 _ => {}
             }
         }
-        with_simd(|| {
-            let mut at = 0;
-            while at < len {
-                let m = tile.min(len - at);
-                let first = start + at;
-                for (k, (instr, home)) in self.instrs.iter().zip(&self.homes).enumerate() {
-                    match (*instr, *home) {
-                        (Instr::Input(_), Home::Input { n, reg }) => {
-                            if let Source::Strided {
-                                data,
-                                shape,
-                                strides,
-                                offset,
-                            } = &sources[n]
-                            {
-                                gather(data, shape, strides, *offset, first, &mut regs[reg][..m]);
-                            }
-                        }
-                        (Instr::Map(f, a), Home::Reg(r)) => {
-                            let dst = std::mem::take(&mut regs[r]);
-                            let x = self.read(a, sources, &regs, first, m);
-                            map_tile::<T, FMA>(f, &mut dst[..m], x);
-                            regs[r] = dst;
-                        }
-                        (Instr::Zip(f, a, b), Home::Reg(r)) => {
-                            let dst = std::mem::take(&mut regs[r]);
-                            let x = self.read(a, sources, &regs, first, m);
-                            let y = self.read(b, sources, &regs, first, m);
-                            zip_tile(f, &mut dst[..m], x, y);
-                            regs[r] = dst;
-                        }
-                        _ => {}
-                    }
-                    // an output is written as soon as it is computed (its register may be
-                    // reused later in the tile)
-                    for (j, _) in self.outputs.iter().enumerate().filter(|(_, &o)| o == k) {
-                        let v = self.read(k, sources, &regs, first, m);
-                        outs[j][at..at + m].copy_from_slice(v);
-                    }
-                }
-                at += m;
-            }
-        });
+        // The tile loop runs inside the vector path's target-feature function: a call out of
+        // it to code compiled without those features would make each fused multiply-add a
+        // library call.
+        with_simd(
+            #[inline(always)]
+            || self.tiles::<T, FMA>(sources, start, len, tile, &mut regs, outs),
+        );
     }
 
-    /// The value `v` over the tile of `m` elements from `first`.
+    /// The tile loop of [`run_range`](Program::run_range).
+    #[inline(always)]
+    fn tiles<T: Float, const FMA: bool>(
+        &self,
+        sources: &[Source<'_, T>],
+        start: usize,
+        len: usize,
+        tile: usize,
+        regs: &mut [&mut [T]],
+        outs: &mut [&mut [T]],
+    ) {
+        let mut at = 0;
+        while at < len {
+            let m = tile.min(len - at);
+            let first = start + at;
+            for (k, (instr, home)) in self.instrs.iter().zip(&self.homes).enumerate() {
+                // the destination is taken out of its register or output while the operands
+                // are read, then put back
+                // (no closures here: each must be inlined into the vector path's function)
+                let at_ = Tile { first, at, m };
+                match *home {
+                    Home::Reg(r) => {
+                        let dst = std::mem::take(&mut regs[r]);
+                        self.compute::<T, FMA>(instr, &mut dst[..m], sources, regs, outs, at_);
+                        regs[r] = dst;
+                    }
+                    Home::Out(j) => {
+                        let dst = std::mem::take(&mut outs[j]);
+                        self.compute::<T, FMA>(
+                            instr,
+                            &mut dst[at..at + m],
+                            sources,
+                            regs,
+                            outs,
+                            at_,
+                        );
+                        outs[j] = dst;
+                    }
+                    Home::Input { n, reg } => {
+                        if let Source::Strided(st) = &sources[n] {
+                            let dst = &mut regs[reg][..m];
+                            gather(st.data, &st.shape, &st.strides, st.offset, first, dst);
+                        }
+                    }
+                }
+                // outputs that are not computed in place (an input, a constant, a value
+                // written out twice) are copied
+                for (j, &o) in self.outputs.iter().enumerate() {
+                    if o == k && self.homes[k] != Home::Out(j) {
+                        let v = self.read(k, sources, regs, outs, at_).to_vec();
+                        outs[j][at..at + m].copy_from_slice(&v);
+                    }
+                }
+            }
+            at += m;
+        }
+    }
+
+    /// One instruction's results over a tile, into `dst`.
+    #[inline(always)]
+    fn compute<T: Float, const FMA: bool>(
+        &self,
+        instr: &Instr,
+        dst: &mut [T],
+        sources: &[Source<'_, T>],
+        regs: &[&mut [T]],
+        outs: &[&mut [T]],
+        tile: Tile,
+    ) {
+        match *instr {
+            Instr::Map(f, a) => map_tile::<T, FMA>(f, dst, self.read(a, sources, regs, outs, tile)),
+            Instr::Zip(f, a, b) => zip_tile(
+                f,
+                dst,
+                self.read(a, sources, regs, outs, tile),
+                self.read(b, sources, regs, outs, tile),
+            ),
+            Instr::Input(_) | Instr::Const(_) => {}
+        }
+    }
+
+    /// The value `v` over a tile.
     #[inline(always)]
     fn read<'a, T: Float>(
         &self,
         v: usize,
         sources: &'a [Source<'a, T>],
         regs: &'a [&mut [T]],
-        first: usize,
-        m: usize,
+        outs: &'a [&mut [T]],
+        Tile { first, at, m }: Tile,
     ) -> &'a [T] {
         match self.homes[v] {
             Home::Input { n, reg } => match &sources[n] {
@@ -568,8 +624,18 @@ impl Program {
                 _ => &regs[reg][..m],
             },
             Home::Reg(r) => &regs[r][..m],
+            Home::Out(j) => &outs[j][at..at + m],
         }
     }
+}
+
+/// A tile: `m` elements from element `first` of the program's shape, at `at` within the
+/// range being evaluated (where the outputs' slices start).
+#[derive(Clone, Copy)]
+struct Tile {
+    first: usize,
+    at: usize,
+    m: usize,
 }
 
 /// Elements per register: 2 KiB, so a program's registers stay in L1.
@@ -584,12 +650,15 @@ enum Source<'a, T> {
     /// One element, broadcast.
     Splat(T),
     /// Anything else: gathered tile by tile through its (broadcast, coalesced) strides.
-    Strided {
-        data: &'a [T],
-        shape: Shape,
-        strides: Strides,
-        offset: usize,
-    },
+    Strided(Box<Strided<'a, T>>),
+}
+
+/// A strided input's layout over the program's shape.
+struct Strided<'a, T> {
+    data: &'a [T],
+    shape: Shape,
+    strides: Strides,
+    offset: usize,
 }
 
 /// Copies the elements `start..start + dst.len()` (in row-major order over `shape`) of a

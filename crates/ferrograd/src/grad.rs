@@ -394,6 +394,33 @@ impl<F> Grad<F> {
         self
     }
 
+    /// Whether plans fuse runs of elementwise ops into one pass over memory (default true).
+    /// A fused run computes each element with the same functions in the same order as the
+    /// ops one at a time, so its results are identical bit for bit; values used only inside
+    /// the run are never written to memory. Under a debugger or profiler a plan runs the ops
+    /// one at a time, so each is checked and timed on its own. Turning fusion off shows the
+    /// plan op by op (`plan_text`) and measures what fusion buys.
+    ///
+    /// ```
+    /// use ferrograd::{grad, DType, Generator, Tensor};
+    /// let f = |w: &Tensor, x: &Tensor| (x.matmul(w) + 1.0).tanh().square().sum();
+    /// let mut rng = Generator::new(0);
+    /// let w = Tensor::new(rng.normal(&[3, 4], 0.0, 1.0, DType::F32));
+    /// let x = Tensor::new(rng.normal(&[2, 3], 0.0, 1.0, DType::F32));
+    /// let fused = grad(f).optimize(true);
+    /// let plain = grad(f).optimize(true).fusion(false);
+    /// for _ in 0..2 {
+    ///     let (a, b) = (fused.call(&w, (&x,)).0, plain.call(&w, (&x,)).0);
+    ///     assert_eq!(a.to_vec::<f32>(), b.to_vec::<f32>());
+    /// }
+    /// assert!(fused.plan_text().contains("fused"));
+    /// assert!(!plain.plan_text().contains("fused"));
+    /// ```
+    pub fn fusion(mut self, on: bool) -> Self {
+        self.optimizer.fusion = on;
+        self
+    }
+
     /// Replaces nothing but refines the signature (the seed's `signatureFn`): `key` gets the
     /// parameter leaves and the argument tensors of a call and returns a number that splits
     /// signatures further, or `None` to run that call in direct mode. Calls whose shapes

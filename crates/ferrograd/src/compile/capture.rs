@@ -150,11 +150,29 @@ pub(crate) enum Entry {
     },
 }
 
+/// The shape and dtype of a value, as captured (a plan is specialised to them).
+#[derive(Clone, Debug)]
+pub(crate) struct Meta {
+    pub shape: crate::Shape,
+    pub dtype: crate::DType,
+}
+
+impl Meta {
+    fn of(t: &Tensor) -> Meta {
+        Meta {
+            shape: t.shape().into(),
+            dtype: t.dtype(),
+        }
+    }
+}
+
 /// A finished recording.
 pub(crate) struct Trace {
     pub entries: Vec<Entry>,
     pub outputs: Vec<ValueId>,
     pub n_values: usize,
+    /// Each value's shape and dtype, by id.
+    pub metas: Vec<Meta>,
     /// The state the capture read, cell by cell (a check replays from it).
     pub state_read: Vec<(StateCell, Tensor)>,
 }
@@ -170,6 +188,7 @@ struct Recorder {
     /// Value of each known handle, by handle identity.
     ids: IdMap<ValueId>,
     kinds: Vec<Kind>,
+    metas: Vec<Meta>,
     /// Keep the handles' addresses unique while recording (they do not keep the data).
     handles: Vec<Weak<Repr>>,
     /// Storages written by recorded steps (weak, for the same reason).
@@ -222,6 +241,7 @@ pub(crate) fn start(inputs: &[Tensor], generators: Vec<usize>) -> CaptureScope {
     let mut rec = Recorder {
         ids: IdMap::default(),
         kinds: Vec::new(),
+        metas: Vec::new(),
         handles: Vec::new(),
         computed: HashMap::new(),
         entries: Vec::new(),
@@ -241,6 +261,7 @@ pub(crate) fn start(inputs: &[Tensor], generators: Vec<usize>) -> CaptureScope {
         rec.ids.insert(t.id(), rec.kinds.len() as ValueId);
         rec.handles.push(Arc::downgrade(&t.repr));
         rec.kinds.push(Kind::Input);
+        rec.metas.push(Meta::of(t));
     }
     RECORDER.with(|r| *r.borrow_mut() = Some(rec));
     ACTIVE.with(|a| a.set(true));
@@ -251,6 +272,7 @@ impl Recorder {
     fn new_value(&mut self, t: &Tensor, kind: Kind) -> ValueId {
         let id = self.kinds.len() as ValueId;
         self.kinds.push(kind);
+        self.metas.push(Meta::of(t));
         self.ids.insert(t.id(), id);
         self.handles.push(Arc::downgrade(&t.repr));
         id
@@ -594,6 +616,7 @@ pub(crate) fn finish(scope: CaptureScope, outputs: &[Tensor]) -> Result<Trace, S
             entries: std::mem::take(&mut rec.entries),
             outputs: ids,
             n_values: rec.kinds.len(),
+            metas: std::mem::take(&mut rec.metas),
             state_read: std::mem::take(&mut rec.state_read),
         })
     })

@@ -36,6 +36,8 @@
 //! level bookkeeping and no backward walk; values are freed right after their last use.
 
 pub(crate) mod capture;
+mod fuse;
+mod passes;
 mod plan;
 pub(crate) mod state;
 
@@ -294,6 +296,8 @@ pub(crate) struct Optimizer {
     pub signature_fn: Option<SignatureFn>,
     /// Replays write the gradients into the previous call's gradient buffers.
     pub stable_gradients: bool,
+    /// Plans fuse runs of elementwise steps.
+    pub fusion: bool,
     state: Mutex<CacheState>,
 }
 
@@ -382,6 +386,7 @@ impl Default for Optimizer {
             verify_every: if check_mode() { 1 } else { 0 },
             signature_fn: None,
             stable_gradients: false,
+            fusion: true,
             state: Mutex::new(CacheState::default()),
         }
     }
@@ -644,7 +649,7 @@ impl Optimizer {
                 if has_output_grad {
                     names.push("output_grad".into());
                 }
-                let plan = CachedPlan::new(Plan::new(trace, template, names));
+                let plan = CachedPlan::new(Plan::new(trace, template, names, self.fusion));
                 self.insert_entry(&mut state, key, Ok(Arc::clone(&plan)), inputs);
                 state.disabled.is_none().then_some(plan)
             }
@@ -1349,6 +1354,13 @@ impl<F> Compiled<F> {
     pub fn verify(self, every: u64) -> Self {
         Compiled {
             inner: self.inner.verify(every),
+        }
+    }
+
+    /// See [`Grad::fusion`](crate::Grad::fusion).
+    pub fn fusion(self, on: bool) -> Self {
+        Compiled {
+            inner: self.inner.fusion(on),
         }
     }
 

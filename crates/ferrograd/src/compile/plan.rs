@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
 
-use super::capture::{Entry, Guard, StateCell, StateRead, Step, StepKind, Trace, ValueId};
+use super::capture::{Entry, Guard, Meta, StateCell, StateRead, Step, StepKind, Trace, ValueId};
+use super::fuse::{fuse_segment, Group};
 use crate::Array;
 
 /// What a finished path returns: the values of the output leaves, and the output tree they
@@ -37,7 +38,7 @@ pub(crate) struct Done {
 // Most slots are steps: boxing them would add a pointer chase to every replayed step.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
-enum Slot {
+pub(super) enum Slot {
     Const {
         id: ValueId,
         array: Array,
@@ -57,10 +58,27 @@ enum Slot {
         id: ValueId,
         cell: StateCell,
     },
+    /// Elementwise steps fused into one pass (see [`super::fuse`]).
+    Fused {
+        group: Box<Group>,
+        keep: bool,
+        drops: SmallVec<[ValueId; 4]>,
+    },
+}
+
+impl Slot {
+    /// A step to run.
+    pub(super) fn step(step: Step) -> Slot {
+        Slot::Step {
+            step,
+            keep: true,
+            drops: SmallVec::new(),
+        }
+    }
 }
 
 #[derive(Clone)]
-enum End {
+pub(super) enum End {
     Done(Done),
     Guard {
         value: ValueId,
@@ -70,9 +88,12 @@ enum End {
 }
 
 #[derive(Clone)]
-struct Segment {
-    slots: Vec<Slot>,
-    end: End,
+pub(super) struct Segment {
+    /// The recording, as captured (a later recording is checked against it).
+    pub(super) slots: Vec<Slot>,
+    /// What a replay runs: the live slots, rewritten by the passes.
+    pub(super) exec: Vec<Slot>,
+    pub(super) end: End,
 }
 
 /// The compiled form of one input signature: every variant captured for it.
@@ -80,8 +101,15 @@ struct Segment {
 pub(crate) struct Plan {
     root: Segment,
     n_values: usize,
+    /// Each value's shape and dtype.
+    metas: Vec<Meta>,
     /// Names of the inputs (`params.w`, `args.0`), for printing.
     input_names: Vec<String>,
+    /// Whether elementwise steps are fused.
+    fuse: bool,
+    /// The value that replaces each value after the passes (see [`super::passes`]); the
+    /// recording's guards and returned values read through it.
+    alias: Vec<ValueId>,
 }
 
 /// A replay's working memory, kept between calls: one slot per value. A small computed
@@ -208,11 +236,7 @@ fn slots(entries: Vec<Entry>) -> Vec<Slot> {
                 array,
                 live: true,
             },
-            Entry::Step(step) => Slot::Step {
-                step,
-                keep: true,
-                drops: SmallVec::new(),
-            },
+            Entry::Step(step) => Slot::step(step),
             Entry::StateRead(read) => Slot::StateRead { read, live: true },
             Entry::StateWrite { id, cell } => Slot::StateWrite { id, cell },
             Entry::Guard(_) => unreachable!("pieces end at guards"),
@@ -233,6 +257,7 @@ fn build(mut rest: std::vec::IntoIter<(Vec<Entry>, Option<Guard>)>, done: Done) 
     };
     Segment {
         slots: slots(entries),
+        exec: Vec::new(),
         end,
     }
 }
@@ -251,6 +276,7 @@ fn same_program(old: &[Slot], new: &[Entry]) -> bool {
             (Slot::StateWrite { id, cell }, Entry::StateWrite { id: nid, cell: nc }) => {
                 id == nid && Arc::ptr_eq(cell, nc)
             }
+            (Slot::Fused { .. }, _) => unreachable!("recordings hold no fused slots"),
             _ => false,
         })
 }
@@ -265,10 +291,134 @@ fn inputs_come_first(seg: &Segment) -> bool {
             .flatten()
             .all(|&o| step.inputs.iter().all(|&i| i < o)),
         Slot::Const { .. } | Slot::StateRead { .. } | Slot::StateWrite { .. } => true,
+        Slot::Fused { .. } => unreachable!("recordings hold no fused slots"),
     }) && match &seg.end {
         End::Done(_) => true,
         End::Guard { branches, .. } => branches.iter().all(|(_, b)| inputs_come_first(b)),
     }
+}
+
+/// How often each value is read in the live slots of `seg` and below: by steps, guards,
+/// returned values and state writes.
+fn count_uses(seg: &Segment, uses: &mut [u32], alias: &[ValueId]) {
+    for slot in &seg.exec {
+        match slot {
+            Slot::Step { step, .. } => {
+                for &i in &step.inputs {
+                    uses[i as usize] += 1;
+                }
+            }
+            Slot::StateWrite { id, .. } => uses[*id as usize] += 1,
+            Slot::Fused { group, .. } => {
+                for &i in &group.inputs {
+                    uses[i as usize] += 1;
+                }
+            }
+            Slot::Const { .. } | Slot::StateRead { .. } => {}
+        }
+    }
+    match &seg.end {
+        End::Done(d) => {
+            for &o in &d.outputs {
+                uses[alias[o as usize] as usize] += 1;
+            }
+        }
+        End::Guard {
+            value, branches, ..
+        } => {
+            uses[alias[*value as usize] as usize] += 1;
+            for (_, b) in branches {
+                count_uses(b, uses, alias);
+            }
+        }
+    }
+}
+
+/// Liveness over the tree, over the recorded slots (`exec` false: which to keep) or the
+/// slots a replay runs (`exec` true: also where each value dies). Returns the values live on
+/// entry to `seg`.
+fn liveness(seg: &mut Segment, n: usize, exec: bool, alias: &[ValueId]) -> Vec<bool> {
+    let mut live = vec![false; n];
+    match &mut seg.end {
+        End::Done(d) => {
+            for &o in &d.outputs {
+                live[alias[o as usize] as usize] = true;
+            }
+        }
+        End::Guard {
+            value, branches, ..
+        } => {
+            live[alias[*value as usize] as usize] = true;
+            for (_, b) in branches {
+                for (l, b) in live.iter_mut().zip(liveness(b, n, exec, alias)) {
+                    *l |= b;
+                }
+            }
+        }
+    }
+    let slots = if exec { &mut seg.exec } else { &mut seg.slots };
+    // a step's effect on liveness: kept when an output is live (or it must run), each
+    // dead output and each input read for the last time dropped after it
+    fn step_live(
+        live: &mut [bool],
+        inputs: &[ValueId],
+        outputs: &mut dyn Iterator<Item = ValueId>,
+        must_run: bool,
+        keep: &mut bool,
+        drops: &mut SmallVec<[ValueId; 4]>,
+    ) {
+        drops.clear();
+        let outputs: SmallVec<[ValueId; 4]> = outputs.collect();
+        *keep = outputs.iter().any(|&o| live[o as usize]) || must_run;
+        if !*keep {
+            return;
+        }
+        for &o in &outputs {
+            if !live[o as usize] {
+                drops.push(o);
+            }
+            live[o as usize] = false;
+        }
+        for &i in inputs {
+            if !live[i as usize] {
+                drops.push(i);
+                live[i as usize] = true;
+            }
+        }
+    }
+    for slot in slots.iter_mut().rev() {
+        match slot {
+            Slot::Const { id, live: l, .. }
+            | Slot::StateRead {
+                read: StateRead { id, .. },
+                live: l,
+            } => {
+                *l = live[*id as usize];
+                live[*id as usize] = false;
+            }
+            // a write is an effect: always kept
+            Slot::StateWrite { id, .. } => live[*id as usize] = true,
+            // a draw advances its generator: it runs even when its value is dead, or the
+            // draws after it would differ from direct mode's
+            Slot::Step { step, keep, drops } => step_live(
+                &mut live,
+                &step.inputs,
+                &mut step.outputs.iter().flatten().copied(),
+                matches!(step.kind, StepKind::Draw { .. }),
+                keep,
+                drops,
+            ),
+            Slot::Fused { group, keep, drops } => step_live(
+                &mut live,
+                &group.inputs,
+                &mut group.outputs.iter().copied(),
+                false,
+                keep,
+                drops,
+            ),
+        }
+    }
+    live
 }
 
 impl Plan {
@@ -277,6 +427,7 @@ impl Plan {
         trace: Trace,
         template: Arc<dyn Any + Send + Sync>,
         input_names: Vec<String>,
+        fuse: bool,
     ) -> Plan {
         let done = Done {
             outputs: trace.outputs,
@@ -285,7 +436,10 @@ impl Plan {
         let mut plan = Plan {
             root: build(pieces(trace.entries).into_iter(), done),
             n_values: trace.n_values,
+            metas: trace.metas,
             input_names,
+            fuse,
+            alias: Vec::new(),
         };
         plan.analyze();
         plan
@@ -423,6 +577,9 @@ impl Plan {
         };
         branches.push(new_branch);
         self.n_values += (trace.n_values as ValueId).saturating_sub(boundary) as usize;
+        self.metas
+            .extend(trace.metas.into_iter().skip(boundary as usize));
+        debug_assert_eq!(self.metas.len(), self.n_values);
         self.analyze();
         Ok(())
     }
@@ -459,68 +616,54 @@ impl Plan {
         count(&self.root)
     }
 
-    /// Liveness over the tree: which steps to run and where each value dies.
+    /// The passes: liveness over the recording removes dead steps; the live slots are
+    /// rewritten (folding, simplification, CSE: [`super::passes`]), what that leaves dead is
+    /// removed, the rest is fused (when on), and liveness over the result says where each
+    /// value dies.
     fn analyze(&mut self) {
         debug_assert!(inputs_come_first(&self.root), "a step reads a later value");
-        fn visit(seg: &mut Segment, n: usize) -> Vec<bool> {
-            let mut live = vec![false; n];
-            match &mut seg.end {
-                End::Done(d) => {
-                    for &o in &d.outputs {
-                        live[o as usize] = true;
-                    }
-                }
-                End::Guard {
-                    value, branches, ..
-                } => {
-                    live[*value as usize] = true;
-                    for (_, b) in branches {
-                        for (l, b) in live.iter_mut().zip(visit(b, n)) {
-                            *l |= b;
-                        }
-                    }
-                }
-            }
-            for slot in seg.slots.iter_mut().rev() {
-                match slot {
-                    Slot::Const { id, live: l, .. }
-                    | Slot::StateRead {
-                        read: StateRead { id, .. },
-                        live: l,
-                    } => {
-                        *l = live[*id as usize];
-                        live[*id as usize] = false;
-                    }
-                    // a write is an effect: always kept
-                    Slot::StateWrite { id, .. } => live[*id as usize] = true,
-                    Slot::Step { step, keep, drops } => {
-                        drops.clear();
-                        // a draw advances its generator: it runs even when its value is
-                        // dead, or the draws after it would differ from direct mode's
-                        *keep = step.outputs.iter().flatten().any(|&o| live[o as usize])
-                            || matches!(step.kind, StepKind::Draw { .. });
-                        if !*keep {
-                            continue;
-                        }
-                        for &o in step.outputs.iter().flatten() {
-                            if !live[o as usize] {
-                                drops.push(o);
-                            }
-                            live[o as usize] = false;
-                        }
-                        for &i in &step.inputs {
-                            if !live[i as usize] {
-                                drops.push(i);
-                                live[i as usize] = true;
-                            }
-                        }
-                    }
-                }
-            }
-            live
-        }
         let n = self.n_values;
-        visit(&mut self.root, n);
+        let identity: Vec<ValueId> = (0..n as ValueId).collect();
+        liveness(&mut self.root, n, false, &identity);
+        fn copy(seg: &mut Segment) {
+            seg.exec = seg.slots.clone();
+            if let End::Guard { branches, .. } = &mut seg.end {
+                for (_, b) in branches {
+                    copy(b);
+                }
+            }
+        }
+        fn prune(seg: &mut Segment) {
+            seg.exec.retain(|slot| match slot {
+                Slot::Const { live, .. } | Slot::StateRead { live, .. } => *live,
+                Slot::Step { keep, .. } | Slot::Fused { keep, .. } => *keep,
+                Slot::StateWrite { .. } => true,
+            });
+            if let End::Guard { branches, .. } = &mut seg.end {
+                for (_, b) in branches {
+                    prune(b);
+                }
+            }
+        }
+        copy(&mut self.root);
+        prune(&mut self.root);
+        self.alias = super::passes::rewrite(&mut self.root, &self.metas, n);
+        liveness(&mut self.root, n, true, &self.alias);
+        prune(&mut self.root);
+        if self.fuse {
+            let mut uses = vec![0u32; n];
+            count_uses(&self.root, &mut uses, &self.alias);
+            fn fuse(seg: &mut Segment, metas: &[Meta], uses: &[u32]) {
+                seg.exec = fuse_segment(std::mem::take(&mut seg.exec), metas, uses);
+                if let End::Guard { branches, .. } = &mut seg.end {
+                    for (_, b) in branches {
+                        fuse(b, metas, uses);
+                    }
+                }
+            }
+            fuse(&mut self.root, &self.metas, &uses);
+        }
+        liveness(&mut self.root, n, true, &self.alias);
     }
 
     /// Runs the plan on `inputs` (the values of the input leaves, in order), in `scratch`
@@ -545,7 +688,7 @@ impl Plan {
         // state writes wait for the end: a replay that misses changes nothing
         let mut writes: Vec<(&StateCell, ValueId)> = Vec::new();
         let outcome = 'run: loop {
-            for slot in &seg.slots {
+            for slot in &seg.exec {
                 match slot {
                     Slot::Const { id, array, live } => {
                         if *live {
@@ -573,6 +716,14 @@ impl Plan {
                             }
                         }
                     }
+                    Slot::Fused { group, keep, drops } => {
+                        if *keep {
+                            run_fused(group, generators, scratch, observer);
+                            for &d in drops {
+                                scratch.release(d);
+                            }
+                        }
+                    }
                 }
             }
             match &seg.end {
@@ -583,8 +734,9 @@ impl Plan {
                             .expect("written values are live");
                         *cell.lock().unwrap_or_else(|e| e.into_inner()) = crate::Tensor::new(value);
                     }
-                    let mut outputs: Vec<Array> = d
-                        .outputs
+                    let ids: SmallVec<[ValueId; 8]> =
+                        d.outputs.iter().map(|&o| self.alias[o as usize]).collect();
+                    let mut outputs: Vec<Array> = ids
                         .iter()
                         .map(|&o| {
                             scratch.values[o as usize]
@@ -594,7 +746,7 @@ impl Plan {
                         .collect();
                     if stable > 0 {
                         scratch.stabilize(
-                            &d.outputs[..stable],
+                            &ids[..stable],
                             &mut outputs[..stable],
                             self.input_names.len(),
                         );
@@ -609,7 +761,7 @@ impl Plan {
                     location,
                     branches,
                 } => {
-                    let seen = scratch.values[*value as usize]
+                    let seen = scratch.values[self.alias[*value as usize] as usize]
                         .as_ref()
                         .expect("guarded values are live");
                     match branches.iter().find(|(e, _)| e.bit_eq(seen)) {
@@ -634,7 +786,7 @@ impl Plan {
             .map(|(i, n)| format!("%{i}: {n}"))
             .collect();
         let _ = writeln!(s, "plan({}) {{", names.join(", "));
-        write_segment(&mut s, &self.root, 1);
+        write_segment(&mut s, &self.root, 1, &self.alias);
         s.push_str("}\n");
         s
     }
@@ -648,9 +800,53 @@ impl Plan {
             let _ = writeln!(s, "  v{i} [shape=doubleoctagon, label=\"%{i}\\n{n}\"];");
         }
         let mut counter = 0usize;
-        dot_segment(&mut s, &self.root, &mut counter, None);
+        dot_segment(&mut s, &self.root, &mut counter, None, &self.alias);
         s.push_str("}\n");
         s
+    }
+}
+
+/// Runs a fused group: its program, or its steps one by one when observed (a debugger or
+/// profiler reports every op).
+#[track_caller]
+fn run_fused<O: Observer>(
+    group: &Group,
+    generators: &mut [&mut crate::Generator],
+    scratch: &mut Scratch,
+    observer: &mut O,
+) {
+    if O::ACTIVE {
+        for step in &group.members {
+            run_step(step, generators, scratch, observer);
+        }
+        return;
+    }
+    // last call's buffers, written in place when nothing else holds them
+    let mut outs: SmallVec<[Option<Array>; 4]> = group
+        .outputs
+        .iter()
+        .map(|&o| scratch.values[o as usize].take())
+        .collect();
+    {
+        let inputs: SmallVec<[&Array; 8]> = group
+            .inputs
+            .iter()
+            .map(|&i| {
+                scratch.values[i as usize]
+                    .as_ref()
+                    .expect("inputs are live")
+            })
+            .collect();
+        group
+            .program
+            .run(&inputs, &group.shape, group.dtype, &mut outs);
+    }
+    for (&o, out) in group.outputs.iter().zip(outs) {
+        let out = out.expect("the program writes every output");
+        let o = o as usize;
+        scratch.keep[o] = out.numel() * out.dtype().size_in_bytes() < KEEP_BELOW_BYTES;
+        scratch.views[o] = false;
+        scratch.values[o] = Some(out);
     }
 }
 
@@ -749,9 +945,31 @@ fn describe(a: &Array) -> String {
     format!("{}{:?}", a.dtype(), a.shape())
 }
 
-fn write_segment(s: &mut String, seg: &Segment, depth: usize) {
+fn write_step(s: &mut String, pad: &str, step: &Step) {
+    let outs: Vec<String> = step
+        .outputs
+        .iter()
+        .map(|o| o.map_or("_".into(), |o| format!("%{o}")))
+        .collect();
+    let ins: Vec<String> = step.inputs.iter().map(|i| format!("%{i}")).collect();
+    let phase = match step.origin.phase {
+        crate::Phase::Forward => "",
+        crate::Phase::Backward => "backward of ",
+    };
+    let _ = writeln!(
+        s,
+        "{pad}{} = {}({})    # {phase}{} at {}",
+        outs.join(", "),
+        step.name(),
+        ins.join(", "),
+        step.origin.op,
+        ferrograd_array::Site(step.origin.location)
+    );
+}
+
+fn write_segment(s: &mut String, seg: &Segment, depth: usize, alias: &[ValueId]) {
     let pad = "  ".repeat(depth);
-    for slot in &seg.slots {
+    for slot in &seg.exec {
         match slot {
             Slot::Const { id, array, live } if *live => {
                 let value = if array.numel() == 1 {
@@ -786,33 +1004,34 @@ fn write_segment(s: &mut String, seg: &Segment, depth: usize) {
             }
             Slot::Step {
                 step, keep: true, ..
+            } => write_step(s, &pad, step),
+            Slot::Fused {
+                group, keep: true, ..
             } => {
-                let outs: Vec<String> = step
-                    .outputs
-                    .iter()
-                    .map(|o| o.map_or("_".into(), |o| format!("%{o}")))
-                    .collect();
-                let ins: Vec<String> = step.inputs.iter().map(|i| format!("%{i}")).collect();
-                let phase = match step.origin.phase {
-                    crate::Phase::Forward => "",
-                    crate::Phase::Backward => "backward of ",
-                };
+                let outs: Vec<String> = group.outputs.iter().map(|o| format!("%{o}")).collect();
                 let _ = writeln!(
                     s,
-                    "{pad}{} = {}({})    # {phase}{} at {}",
+                    "{pad}{} = fused {}{:?} {{    # {} elementwise ops in one pass",
                     outs.join(", "),
-                    step.name(),
-                    ins.join(", "),
-                    step.origin.op,
-                    ferrograd_array::Site(step.origin.location)
+                    group.dtype,
+                    group.shape,
+                    group.members.len()
                 );
+                for step in &group.members {
+                    write_step(s, &format!("{pad}  "), step);
+                }
+                let _ = writeln!(s, "{pad}}}");
             }
             _ => {}
         }
     }
     match &seg.end {
         End::Done(d) => {
-            let outs: Vec<String> = d.outputs.iter().map(|o| format!("%{o}")).collect();
+            let outs: Vec<String> = d
+                .outputs
+                .iter()
+                .map(|&o| format!("%{}", alias[o as usize]))
+                .collect();
             let _ = writeln!(s, "{pad}return {}", outs.join(", "));
         }
         End::Guard {
@@ -823,6 +1042,7 @@ fn write_segment(s: &mut String, seg: &Segment, depth: usize) {
             let _ = writeln!(
                 s,
                 "{pad}guard %{value} (read at {site}) {{",
+                value = alias[*value as usize],
                 site = ferrograd_array::Site(location)
             );
             for (expected, b) in branches {
@@ -832,17 +1052,23 @@ fn write_segment(s: &mut String, seg: &Segment, depth: usize) {
                     describe(expected)
                 };
                 let _ = writeln!(s, "{pad}  == {shown}:");
-                write_segment(s, b, depth + 2);
+                write_segment(s, b, depth + 2, alias);
             }
             let _ = writeln!(s, "{pad}}}");
         }
     }
 }
 
-fn dot_segment(s: &mut String, seg: &Segment, counter: &mut usize, from: Option<String>) {
+fn dot_segment(
+    s: &mut String,
+    seg: &Segment,
+    counter: &mut usize,
+    from: Option<String>,
+    alias: &[ValueId],
+) {
     let escape = |t: &str| t.replace('\\', "\\\\").replace('"', "\\\"");
     let mut last = from;
-    for slot in &seg.slots {
+    for slot in &seg.exec {
         match slot {
             Slot::Const { id, array, live } if *live => {
                 let _ = writeln!(
@@ -895,6 +1121,25 @@ fn dot_segment(s: &mut String, seg: &Segment, counter: &mut usize, from: Option<
                 }
                 last = Some(node);
             }
+            Slot::Fused {
+                group, keep: true, ..
+            } => {
+                *counter += 1;
+                let node = format!("s{counter}");
+                let names: Vec<String> = group.members.iter().map(|m| m.name().into()).collect();
+                let _ = writeln!(
+                    s,
+                    "  {node} [shape=box, style=rounded, color=darkgreen, label=\"fused\\n{}\"];",
+                    escape(&names.join(" ")),
+                );
+                for i in &group.inputs {
+                    let _ = writeln!(s, "  v{i} -> {node};");
+                }
+                for o in &group.outputs {
+                    let _ = writeln!(s, "  v{o} [shape=point];\n  {node} -> v{o};");
+                }
+                last = Some(node);
+            }
             _ => {}
         }
     }
@@ -903,8 +1148,8 @@ fn dot_segment(s: &mut String, seg: &Segment, counter: &mut usize, from: Option<
             *counter += 1;
             let node = format!("r{counter}");
             let _ = writeln!(s, "  {node} [shape=doublecircle, label=\"return\"];");
-            for o in &d.outputs {
-                let _ = writeln!(s, "  v{o} -> {node};");
+            for &o in &d.outputs {
+                let _ = writeln!(s, "  v{} -> {node};", alias[o as usize]);
             }
         }
         End::Guard {
@@ -914,6 +1159,7 @@ fn dot_segment(s: &mut String, seg: &Segment, counter: &mut usize, from: Option<
         } => {
             *counter += 1;
             let node = format!("g{counter}");
+            let value = alias[*value as usize];
             let _ = writeln!(
                 s,
                 "  {node} [shape=diamond, color=red, label=\"guard %{value}\\n{}:{}\"];",
@@ -933,7 +1179,7 @@ fn dot_segment(s: &mut String, seg: &Segment, counter: &mut usize, from: Option<
                     i + 1
                 );
                 let _ = writeln!(s, "  {node} -> {branch} [color=red];");
-                dot_segment(s, b, counter, Some(branch));
+                dot_segment(s, b, counter, Some(branch), alias);
             }
         }
     }

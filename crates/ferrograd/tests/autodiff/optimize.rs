@@ -693,3 +693,204 @@ fn stable_gradients_come_back_in_the_same_buffers_unless_still_held() {
     );
     assert_eq!(df.stats().hits, 5);
 }
+
+/// An LSTM-like step: elementwise runs of two shapes around matmuls, broadcast biases,
+/// scalar operands, a clamp and a value the backward pass reads in several places.
+fn gated(p: &Mlp, x: &Tensor, y: &Tensor) -> (Tensor, Tensor) {
+    let pre = x.matmul(&p.w1) + &p.b1;
+    let gate = pre.sigmoid();
+    let cand = (&pre * 0.5 - 0.1).tanh();
+    let h = (&gate * &cand + (1.0 - &gate) * pre.clamp(Some(-1.0), Some(1.0))).relu();
+    let out = h.matmul(&p.w2).log_softmax(1);
+    let loss = -(&out * y).sum() * (1.0 / x.size(0) as f64) + h.square().mean() * 1e-3;
+    (loss, h)
+}
+
+/// The plan's fused runs: `(values written, ops)` per run.
+fn fused_runs(plan: &str) -> Vec<(usize, usize)> {
+    plan.lines()
+        .filter(|l| l.contains(" = fused "))
+        .map(|l| {
+            let outs = l.split(" = fused").next().unwrap().split(',').count();
+            let ops = l
+                .split("# ")
+                .nth(1)
+                .and_then(|c| c.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .expect("the op count");
+            (outs, ops)
+        })
+        .collect()
+}
+
+#[test]
+fn elementwise_runs_fuse_and_replay_bit_for_bit() {
+    let mut rng = Generator::new(21);
+    let fused = grad(gated).optimize(true);
+    let plain = grad(gated).optimize(true).fusion(false);
+    let direct = grad(gated);
+    let p = mlp_params(&mut rng);
+    for step in 0..4 {
+        let x = rand(&mut rng, &[6, 4], -2.0, 2.0);
+        let y = one_hot_rows(&mut rng, 6);
+        let (g1, (l1, h1)) = fused.call(&p, (&x, &y));
+        let (g2, (l2, h2)) = plain.call(&p, (&x, &y));
+        let (g3, (l3, h3)) = direct.call(&p, (&x, &y));
+        assert_same_trees(&g1, &g3);
+        assert_same_trees(&g2, &g3);
+        assert!(
+            same(&l1, &l3) && same(&h1, &h3) && same(&l2, &l3) && same(&h2, &h3),
+            "step {step}"
+        );
+    }
+    let (text, plain_text) = (fused.plan_text(), plain.plan_text());
+    let runs = fused_runs(&text);
+    // the forward's gate arithmetic is one run, and so is its gradient
+    assert!(
+        runs.iter().filter(|(_, ops)| *ops >= 5).count() >= 2,
+        "{text}"
+    );
+    // runs write fewer values than they compute
+    let (outs, ops) = runs.iter().fold((0, 0), |(a, b), (o, n)| (a + o, b + n));
+    assert!(
+        outs < ops,
+        "{outs} values written by {ops} fused ops\n{text}"
+    );
+    assert!(fused_runs(&plain_text).is_empty(), "{plain_text}");
+    // the same ops, each once
+    let count = |t: &str, op: &str| t.matches(&format!(" = {op}(")).count();
+    for op in [
+        "sigmoid",
+        "tanh",
+        "clamp",
+        "relu",
+        "mul",
+        "add",
+        "sigmoid_backward",
+        "matmul",
+    ] {
+        assert_eq!(count(&text, op), count(&plain_text, op), "{op}\n{text}");
+    }
+}
+
+#[test]
+fn a_fused_run_is_checked_op_by_op_under_the_debugger() {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&events);
+    let f = |x: &Tensor| ((x * 2.0).log() + 1.0).exp().sum();
+    let df = grad(f)
+        .optimize(true)
+        .debug_hook(move |e| seen.lock().unwrap().push(e.message()));
+    df.call(&Tensor::from_vec(vec![1.0f64, 2.0], &[2]), ());
+    assert!(df.plan_text().contains("fused"), "{}", df.plan_text());
+    df.call(&Tensor::from_vec(vec![1.0f64, -1.0], &[2]), ());
+    assert_eq!(df.stats().hits, 1);
+    let events = events.lock().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|m| m.contains("nan in the forward of log")),
+        "{events:?}"
+    );
+}
+
+/// How many steps of `op` a plan runs.
+fn steps_of(plan: &str, op: &str) -> usize {
+    plan.matches(&format!(" = {op}(")).count()
+}
+
+#[test]
+fn steps_of_constants_fold_into_constants() {
+    let f = |x: &Tensor| {
+        // built from constants only: computed once, when the plan is made
+        let scale = Tensor::from_vec(vec![0.5f64, 1.5, 2.5], &[3]).exp().sqrt();
+        (x * &scale).sin().sum()
+    };
+    let df = grad(f).optimize(true);
+    let mut rng = Generator::new(31);
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[2, 3], -1.0, 1.0);
+        let (g, l) = df.call(&x, ());
+        let (want_g, want_l) = grad(f).call(&x, ());
+        assert!(same(&g, &want_g) && same(&l, &want_l));
+    }
+    let text = df.plan_text();
+    assert_eq!(
+        (steps_of(&text, "exp"), steps_of(&text, "sqrt")),
+        (0, 0),
+        "{text}"
+    );
+    assert!(text.contains("const f64[3]"), "{text}");
+}
+
+#[test]
+fn identities_are_simplified_away_exactly() {
+    let f = |x: &Tensor| {
+        let y = (x * 1.0).neg().neg() / 1.0;
+        let y = y.t().t().reshape(&[6]).reshape(&[3, 2]).reshape(&[2, 3]);
+        (y.exp() * &Tensor::ones(&[2, 3], DType::F64)).sum()
+    };
+    let df = grad(f).optimize(true);
+    let mut rng = Generator::new(32);
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[2, 3], -1.0, 1.0);
+        let (g, l) = df.call(&x, ());
+        let (want_g, want_l) = grad(f).call(&x, ());
+        assert!(same(&g, &want_g) && same(&l, &want_l));
+    }
+    let text = df.plan_text();
+    for op in [
+        "mul_scalar",
+        "div_scalar",
+        "neg",
+        "permute",
+        "reshape",
+        "mul",
+    ] {
+        assert_eq!(steps_of(&text, op), 0, "{op} left in\n{text}");
+    }
+    // what remains: the exp, its sum, and the gradient is the exp itself
+    assert_eq!(
+        (steps_of(&text, "exp"), steps_of(&text, "sum")),
+        (1, 1),
+        "{text}"
+    );
+}
+
+#[test]
+fn adding_zero_is_kept_because_it_turns_negative_zero_positive() {
+    let f = |x: &Tensor| &(x + 0.0) * 2.0;
+    let c = compile(f);
+    let x = Tensor::from_vec(vec![-0.0f64, 1.0], &[2]);
+    for _ in 0..2 {
+        let y = c.call(&x, ());
+        assert_eq!(y.to_vec::<f64>()[0].to_bits(), 0.0f64.to_bits());
+    }
+    assert_eq!(
+        steps_of(&c.plan_text(), "add_scalar"),
+        1,
+        "{}",
+        c.plan_text()
+    );
+}
+
+#[test]
+fn common_subexpressions_are_computed_once() {
+    let f = |x: &Tensor| {
+        let a = x.exp().sum();
+        let b = x.exp().sum(); // the same ops on the same value
+        (&a * &b).sqrt()
+    };
+    let df = grad(f).optimize(true);
+    let mut rng = Generator::new(33);
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[4], -1.0, 1.0);
+        let (g, l) = df.call(&x, ());
+        let (want_g, want_l) = grad(f).call(&x, ());
+        assert!(same(&g, &want_g) && same(&l, &want_l));
+    }
+    let text = df.plan_text();
+    assert_eq!(steps_of(&text, "exp"), 1, "{text}");
+    // the forward's sum, once; the backward's two identical contributions, once
+    assert_eq!(steps_of(&text, "sum"), 1, "{text}");
+}

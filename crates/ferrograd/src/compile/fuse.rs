@@ -1,0 +1,341 @@
+//! Elementwise fusion: runs of elementwise steps of one shape become one fused program
+//! (`ferrograd_array::Program`), evaluated tile by tile in one pass over memory.
+//!
+//! A segment's steps are read in order. An elementwise step (unary math, scalar operands,
+//! clamp, binary math with broadcasting, the fused activation gradients) joins the open group
+//! of its output's shape and dtype, or opens one; its other operands (smaller broadcast
+//! shapes, values computed by other steps) become the group's inputs. A group is emitted
+//! where the first step that is not in it reads one of its values (a matmul reading an
+//! activation, a step of another shape, the segment's end), so every step still runs after
+//! everything it reads. Steps the group does not read may run before it: the group moves
+//! later, never earlier. A member's value is written out only when something outside the
+//! group uses it; the others live in registers only.
+//!
+//! The fused functions are the kernels' own (see `ferrograd_array::fused`), so a fused plan
+//! gives the same bits as direct mode.
+
+use std::collections::HashMap;
+
+use ferrograd_array::{Instr, MapFn, Program, ZipFn};
+use smallvec::SmallVec;
+
+use super::capture::{Meta, Step, StepKind, ValueId};
+use super::plan::Slot;
+use crate::op::Op;
+use crate::ops::elementwise::{Binary, ScalarOp, Unary};
+use crate::ops::nn::NnOp;
+use crate::{DType, Shape};
+
+/// A fused run of elementwise steps.
+#[derive(Clone, Debug)]
+pub(crate) struct Group {
+    pub program: Program,
+    /// The values the program reads (its `Input(k)` is `inputs[k]`).
+    pub inputs: SmallVec<[ValueId; 8]>,
+    /// The values it writes, in the program's output order.
+    pub outputs: SmallVec<[ValueId; 4]>,
+    pub shape: Shape,
+    pub dtype: DType,
+    /// The steps it replaces, in order: run one by one under a debugger or profiler, which
+    /// report every op.
+    pub members: Vec<Step>,
+}
+
+/// How an elementwise primitive is computed by a fused program.
+enum Elem {
+    Map(MapFn),
+    Zip(ZipFn),
+    /// A function of the input and a number, the number on the left when `left`.
+    Scalar(ZipFn, f64, bool),
+}
+
+fn unary(u: Unary) -> MapFn {
+    match u {
+        Unary::Neg => MapFn::Neg,
+        Unary::Abs => MapFn::Abs,
+        Unary::Exp => MapFn::Exp,
+        Unary::Log => MapFn::Log,
+        Unary::Log1p => MapFn::Log1p,
+        Unary::Expm1 => MapFn::Expm1,
+        Unary::Sqrt => MapFn::Sqrt,
+        Unary::Rsqrt => MapFn::Rsqrt,
+        Unary::Sin => MapFn::Sin,
+        Unary::Cos => MapFn::Cos,
+        Unary::Tan => MapFn::Tan,
+        Unary::Sinh => MapFn::Sinh,
+        Unary::Cosh => MapFn::Cosh,
+        Unary::Asin => MapFn::Asin,
+        Unary::Acos => MapFn::Acos,
+        Unary::Atan => MapFn::Atan,
+        Unary::Tanh => MapFn::Tanh,
+        Unary::Sigmoid => MapFn::Sigmoid,
+        Unary::Relu => MapFn::Relu,
+        Unary::Reciprocal => MapFn::Reciprocal,
+        Unary::Square => MapFn::Square,
+        Unary::Sign => MapFn::Sign,
+        Unary::Floor => MapFn::Floor,
+        Unary::Ceil => MapFn::Ceil,
+        Unary::Round => MapFn::Round,
+    }
+}
+
+fn binary(b: Binary) -> ZipFn {
+    match b {
+        Binary::Add => ZipFn::Add,
+        Binary::Sub => ZipFn::Sub,
+        Binary::Mul => ZipFn::Mul,
+        Binary::Div => ZipFn::Div,
+        Binary::Maximum => ZipFn::Maximum,
+        Binary::Minimum => ZipFn::Minimum,
+        Binary::Pow => ZipFn::Pow,
+        Binary::Atan2 => ZipFn::Atan2,
+    }
+}
+
+/// The fused form of `op`, when it is elementwise.
+fn elementwise(op: &Op) -> Option<Elem> {
+    Some(match *op {
+        Op::Unary(u) => Elem::Map(unary(u)),
+        Op::Binary(b) => Elem::Zip(binary(b)),
+        Op::Clamp { min, max } => Elem::Map(MapFn::Clamp(min, max)),
+        Op::Scalar(s, v) => match s {
+            ScalarOp::Add => Elem::Scalar(ZipFn::Add, v, false),
+            ScalarOp::Mul => Elem::Scalar(ZipFn::Mul, v, false),
+            ScalarOp::Div => Elem::Scalar(ZipFn::Div, v, false),
+            ScalarOp::Rsub => Elem::Scalar(ZipFn::Sub, v, true),
+            ScalarOp::Rdiv => Elem::Scalar(ZipFn::Div, v, true),
+            ScalarOp::Rpow => Elem::Scalar(ZipFn::Pow, v, true),
+            ScalarOp::Pow => Elem::Map(MapFn::pow_scalar(v)),
+        },
+        Op::Nn(NnOp::TanhBackward) => Elem::Zip(ZipFn::TanhBackward),
+        Op::Nn(NnOp::SigmoidBackward) => Elem::Zip(ZipFn::SigmoidBackward),
+        _ => return None,
+    })
+}
+
+/// The step's fused form and output, when it can join a group: an elementwise op on float
+/// values.
+fn fusable<'a>(step: &Step, metas: &'a [Meta]) -> Option<(Elem, ValueId, &'a Meta)> {
+    let StepKind::Op(op) = &step.kind else {
+        return None;
+    };
+    let elem = elementwise(op)?;
+    let out = step.outputs.first().copied().flatten()?;
+    let meta = &metas[out as usize];
+    let float = |m: &Meta| matches!(m.dtype, DType::F32 | DType::F64);
+    let arity = match elem {
+        Elem::Map(_) | Elem::Scalar(..) => 1,
+        Elem::Zip(_) => 2,
+    };
+    (float(meta)
+        && step.inputs.len() == arity
+        && step
+            .inputs
+            .iter()
+            .all(|&i| metas[i as usize].dtype == meta.dtype))
+    .then_some((elem, out, meta))
+}
+
+/// A group being collected.
+struct Open {
+    shape: Shape,
+    dtype: DType,
+    members: Vec<Step>,
+    /// How many slots were emitted before it opened.
+    opened_at: usize,
+    /// Bytes of the values emitted since it opened that its members read: the group runs
+    /// after its last member, so these stay in memory until then.
+    held: usize,
+}
+
+/// The most bytes a group may hold alive past their producers (see [`Open::held`]). Without
+/// a bound, a sum accumulated across the time steps of a recurrent network (each step's
+/// weight gradient added to the last) becomes one group that runs at the end, holding every
+/// step's contribution at once: 33 × 1 MB in the suite's LSTM, which then ran 4x slower.
+const HOLD_MAX: usize = 256 * 1024;
+
+fn bytes(meta: &Meta) -> usize {
+    meta.shape.iter().product::<usize>() * meta.dtype.size_in_bytes()
+}
+
+/// Fuses one segment's slots (dead ones already removed). `uses[v]` counts every use of
+/// value `v` in the whole plan (steps, guards, returned values, state writes). Returns the
+/// slots in their new order, groups among them.
+pub(super) fn fuse_segment(slots: Vec<Slot>, metas: &[Meta], uses: &[u32]) -> Vec<Slot> {
+    let mut open: Vec<Option<Open>> = Vec::new();
+    // the open group defining each value
+    let mut owner: HashMap<ValueId, usize> = HashMap::new();
+    let mut out: Vec<Slot> = Vec::with_capacity(slots.len());
+    // where each value defined in this segment was emitted
+    let mut emitted: HashMap<ValueId, usize> = HashMap::new();
+    let mut scanned = 0;
+    let close = |g: usize,
+                 open: &mut Vec<Option<Open>>,
+                 owner: &mut HashMap<ValueId, usize>,
+                 out: &mut Vec<Slot>| {
+        let Some(group) = open[g].take() else { return };
+        for m in &group.members {
+            for o in m.outputs.iter().flatten() {
+                owner.remove(o);
+            }
+        }
+        out.push(build(group, metas, uses));
+    };
+    for slot in slots {
+        // note where the slots emitted since the last slot define their values
+        for (at, slot) in out.iter().enumerate().skip(scanned) {
+            let defined: SmallVec<[ValueId; 4]> = match slot {
+                Slot::Step { step, .. } => step.outputs.iter().flatten().copied().collect(),
+                Slot::Fused { group, .. } => group.outputs.clone(),
+                Slot::Const { id, .. } => SmallVec::from_slice(&[*id]),
+                Slot::StateRead { read, .. } => SmallVec::from_slice(&[read.id]),
+                Slot::StateWrite { .. } => SmallVec::new(),
+            };
+            for v in defined {
+                emitted.insert(v, at);
+            }
+        }
+        scanned = out.len();
+        let step = match slot {
+            Slot::Step { step, .. } => step,
+            other => {
+                if let Slot::StateWrite { id, .. } = &other {
+                    if let Some(&g) = owner.get(id) {
+                        close(g, &mut open, &mut owner, &mut out);
+                    }
+                }
+                out.push(other);
+                continue;
+            }
+        };
+        match fusable(&step, metas) {
+            Some((_, id, meta)) => {
+                // groups of another shape that this step reads run first
+                for &i in &step.inputs {
+                    if let Some(&g) = owner.get(&i) {
+                        let o = open[g].as_ref().expect("owners are open");
+                        if o.shape != meta.shape || o.dtype != meta.dtype {
+                            close(g, &mut open, &mut owner, &mut out);
+                        }
+                    }
+                }
+                let mut g = open.iter().position(|o| {
+                    o.as_ref()
+                        .is_some_and(|o| o.shape == meta.shape && o.dtype == meta.dtype)
+                });
+                if let Some(k) = g {
+                    // what joining would hold alive: operands emitted since the group opened
+                    let o = open[k].as_ref().expect("open");
+                    let late: usize = step
+                        .inputs
+                        .iter()
+                        .filter(|i| owner.get(i) != Some(&k))
+                        .filter(|i| emitted.get(i).is_some_and(|&at| at >= o.opened_at))
+                        .map(|&i| bytes(&metas[i as usize]))
+                        .sum();
+                    if o.held + late > HOLD_MAX {
+                        close(k, &mut open, &mut owner, &mut out);
+                        g = None;
+                    } else {
+                        open[k].as_mut().expect("open").held += late;
+                    }
+                }
+                let g = match g {
+                    Some(g) => g,
+                    None => {
+                        open.push(Some(Open {
+                            shape: meta.shape.clone(),
+                            dtype: meta.dtype,
+                            members: Vec::new(),
+                            opened_at: out.len(),
+                            held: 0,
+                        }));
+                        open.len() - 1
+                    }
+                };
+                owner.insert(id, g);
+                open[g].as_mut().expect("open").members.push(step);
+            }
+            None => {
+                for &i in &step.inputs {
+                    if let Some(&g) = owner.get(&i) {
+                        close(g, &mut open, &mut owner, &mut out);
+                    }
+                }
+                out.push(Slot::step(step));
+            }
+        }
+    }
+    for g in 0..open.len() {
+        close(g, &mut open, &mut owner, &mut out);
+    }
+    out
+}
+
+/// The fused form of a collected group (a lone step stays a step).
+fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Slot {
+    let Open {
+        shape,
+        dtype,
+        mut members,
+        ..
+    } = open;
+    if members.len() == 1 {
+        return Slot::step(members.pop().expect("one member"));
+    }
+    let mut instrs: Vec<Instr> = Vec::new();
+    let mut inputs: SmallVec<[ValueId; 8]> = SmallVec::new();
+    // the instruction that defines each value inside the program
+    let mut at: HashMap<ValueId, usize> = HashMap::new();
+    let mut inner_uses: HashMap<ValueId, u32> = HashMap::new();
+    for m in &members {
+        for &i in &m.inputs {
+            *inner_uses.entry(i).or_default() += 1;
+        }
+    }
+    let mut operand = |v: ValueId, instrs: &mut Vec<Instr>, at: &mut HashMap<ValueId, usize>| {
+        *at.entry(v).or_insert_with(|| {
+            inputs.push(v);
+            instrs.push(Instr::Input(inputs.len() - 1));
+            instrs.len() - 1
+        })
+    };
+    let mut outputs: SmallVec<[ValueId; 4]> = SmallVec::new();
+    let mut program_outputs = Vec::new();
+    for m in &members {
+        let (elem, id, _) = fusable(m, metas).expect("members are fusable");
+        let a = operand(m.inputs[0], &mut instrs, &mut at);
+        let instr = match elem {
+            Elem::Map(f) => Instr::Map(f, a),
+            Elem::Zip(f) => Instr::Zip(f, a, operand(m.inputs[1], &mut instrs, &mut at)),
+            Elem::Scalar(f, v, left) => {
+                instrs.push(Instr::Const(v));
+                let c = instrs.len() - 1;
+                if left {
+                    Instr::Zip(f, c, a)
+                } else {
+                    Instr::Zip(f, a, c)
+                }
+            }
+        };
+        instrs.push(instr);
+        at.insert(id, instrs.len() - 1);
+        if uses[id as usize] > inner_uses.get(&id).copied().unwrap_or(0) {
+            outputs.push(id);
+            program_outputs.push(instrs.len() - 1);
+        }
+    }
+    debug_assert!(!outputs.is_empty(), "dead steps are removed before fusion");
+    Slot::Fused {
+        group: Box::new(Group {
+            program: Program::new(instrs, program_outputs),
+            inputs,
+            outputs,
+            shape,
+            dtype,
+            members,
+        }),
+        keep: true,
+        drops: SmallVec::new(),
+    }
+}

@@ -1,0 +1,232 @@
+//! Rewrites of a plan's live steps before fusion: constant folding, algebraic
+//! simplification and common-subexpression elimination, in one walk in program order.
+//!
+//! Every rewrite keeps the plan's results identical, bit for bit, to direct mode's:
+//! - **Constant folding**: a step whose inputs are all constants runs once, when the plan is
+//!   built, with the same kernel, and becomes a constant (up to [`FOLD_MAX`] elements).
+//! - **Simplification** replaces a step by a value that already holds its result (`x * 1`,
+//!   `x / 1`, `x + -0.0`, `x ^ 1`, `-(-x)`, a reshape or expand to the same shape, a
+//!   permutation that undoes the one before it, `x * ones`, `x - zeros`), or by a shorter
+//!   step (a permutation of a permutation, a reshape of a reshape). `x + 0` is left alone:
+//!   `-0.0 + 0.0` is `+0.0`, so it is not the identity bit for bit; nor is `sum(expand(x))`
+//!   the same as `x * n` in floating point.
+//! - **CSE**: a step that applies the same op (`Op: Eq + Hash`) to the same values as an
+//!   earlier one reuses that step's result. User ops (`Op::Custom`) and random draws are
+//!   never merged or folded: they may have effects.
+//!
+//! A replaced value is an *alias* of the value that replaces it; the plan keeps the alias
+//! table so that its guards and returned values, which belong to the recording, read the
+//! right value.
+
+use std::collections::HashMap;
+
+use smallvec::SmallVec;
+
+use super::capture::{Meta, StepKind, ValueId};
+use super::plan::{End, Segment, Slot};
+use crate::op::Op;
+use crate::ops::elementwise::{Binary, ScalarOp, Unary};
+use crate::ops::shape::ShapeOp;
+use crate::Array;
+
+/// Constants up to this many elements are folded (a larger one would be held by the plan
+/// for as long as it lives).
+pub(super) const FOLD_MAX: usize = 1 << 16;
+
+type Inputs = SmallVec<[ValueId; 4]>;
+
+/// What the walk knows about values so far.
+struct Known<'a> {
+    metas: &'a [Meta],
+    /// The value that replaces each value (itself when none does).
+    alias: Vec<ValueId>,
+    consts: HashMap<ValueId, Array>,
+    /// The op and inputs that defined each computed value.
+    defs: HashMap<ValueId, (Op, Inputs)>,
+}
+
+/// A step's simpler form.
+enum Simpler {
+    /// An existing value holds the result.
+    Alias(ValueId),
+    /// A shorter step computes it.
+    Step(Op, Inputs),
+}
+
+/// Whether an op may be folded or merged: no user ops (they may have effects).
+fn pure(op: &Op) -> bool {
+    !matches!(op, Op::Custom(_) | Op::Leaf)
+}
+
+/// Rewrites the live steps of `root` and below; returns the alias table (by value id).
+pub(super) fn rewrite(root: &mut Segment, metas: &[Meta], n_values: usize) -> Vec<ValueId> {
+    let mut known = Known {
+        metas,
+        alias: (0..n_values as ValueId).collect(),
+        consts: HashMap::new(),
+        defs: HashMap::new(),
+    };
+    walk(root, &mut HashMap::new(), &mut known);
+    known.alias
+}
+
+fn walk(seg: &mut Segment, seen: &mut HashMap<(Op, Inputs), ValueId>, known: &mut Known<'_>) {
+    let mut out = Vec::with_capacity(seg.exec.len());
+    for slot in std::mem::take(&mut seg.exec) {
+        match slot {
+            Slot::Const { id, array, live } => {
+                known.consts.insert(id, array.clone());
+                out.push(Slot::Const { id, array, live });
+            }
+            Slot::StateWrite { id, cell } => out.push(Slot::StateWrite {
+                id: known.alias[id as usize],
+                cell,
+            }),
+            Slot::Step { mut step, .. } => {
+                for i in step.inputs.iter_mut() {
+                    *i = known.alias[*i as usize];
+                }
+                let StepKind::Op(op) = &step.kind else {
+                    out.push(Slot::step(step));
+                    continue;
+                };
+                let Some(id) = step.outputs[0].filter(|_| pure(op)) else {
+                    out.push(Slot::step(step));
+                    continue;
+                };
+                // constant folding: the same kernel, run once now
+                let small = known.metas[id as usize].shape.iter().product::<usize>() <= FOLD_MAX;
+                if small && step.inputs.iter().all(|i| known.consts.contains_key(i)) {
+                    let array = {
+                        let inputs: SmallVec<[&Array; 4]> =
+                            step.inputs.iter().map(|i| &known.consts[i]).collect();
+                        op.forward(&inputs)
+                    };
+                    known.consts.insert(id, array.clone());
+                    out.push(Slot::Const {
+                        id,
+                        array,
+                        live: true,
+                    });
+                    continue;
+                }
+                let (op, inputs) = match simpler(op, &step.inputs, id, known) {
+                    Some(Simpler::Alias(v)) => {
+                        known.alias[id as usize] = v;
+                        continue;
+                    }
+                    Some(Simpler::Step(op, inputs)) => (op, inputs),
+                    None => (op.clone(), step.inputs.clone()),
+                };
+                // common subexpressions
+                let key = (op, inputs);
+                if let Some(&v) = seen.get(&key) {
+                    known.alias[id as usize] = v;
+                    continue;
+                }
+                seen.insert(key.clone(), id);
+                let (op, inputs) = key;
+                if step.inputs != inputs || !matches!(&step.kind, StepKind::Op(o) if *o == op) {
+                    step.operand = None; // only scalar ops carry one, and they are not rewritten
+                    step.kind = StepKind::Op(op.clone());
+                    step.inputs = inputs.clone();
+                }
+                known.defs.insert(id, (op, inputs));
+                out.push(Slot::step(step));
+            }
+            other => out.push(other),
+        }
+    }
+    seg.exec = out;
+    if let End::Guard { branches, .. } = &mut seg.end {
+        for (_, b) in branches {
+            // what one branch computes is not computed on another
+            walk(b, &mut seen.clone(), known);
+        }
+    }
+}
+
+/// Whether every element of a constant is `value`, bit for bit.
+fn all_bits(a: &Array, value: f64) -> bool {
+    a.dtype().is_float() && {
+        let v = a.to_f64_vec();
+        match a.dtype() {
+            crate::DType::F32 => v
+                .iter()
+                .all(|&x| (x as f32).to_bits() == (value as f32).to_bits()),
+            _ => v.iter().all(|&x| x.to_bits() == value.to_bits()),
+        }
+    }
+}
+
+/// The simpler form of `op` on `inputs` (whose result is `out`), if there is one.
+fn simpler(op: &Op, inputs: &[ValueId], out: ValueId, known: &Known<'_>) -> Option<Simpler> {
+    let meta = |v: ValueId| &known.metas[v as usize];
+    let x = *inputs.first()?;
+    let def = |v: ValueId| known.defs.get(&v);
+    let same_as = |v: ValueId| meta(v).shape == meta(out).shape && meta(v).dtype == meta(out).dtype;
+    match op {
+        Op::Scalar(ScalarOp::Mul | ScalarOp::Div | ScalarOp::Pow, s) if *s == 1.0 => {
+            Some(Simpler::Alias(x))
+        }
+        Op::Scalar(ScalarOp::Add, s) if s.to_bits() == (-0.0f64).to_bits() => {
+            Some(Simpler::Alias(x))
+        }
+        Op::Unary(Unary::Neg) => match def(x) {
+            Some((Op::Unary(Unary::Neg), i)) => Some(Simpler::Alias(i[0])),
+            _ => None,
+        },
+        Op::Binary(b) => {
+            let y = inputs[1];
+            let is =
+                |v: ValueId, value: f64| known.consts.get(&v).is_some_and(|c| all_bits(c, value));
+            let keep = |v: ValueId| same_as(v).then_some(Simpler::Alias(v));
+            match b {
+                Binary::Mul if is(y, 1.0) => keep(x),
+                Binary::Mul if is(x, 1.0) => keep(y),
+                Binary::Div if is(y, 1.0) => keep(x),
+                Binary::Sub if is(y, 0.0) => keep(x),
+                Binary::Add if is(y, -0.0) => keep(x),
+                Binary::Add if is(x, -0.0) => keep(y),
+                _ => None,
+            }
+        }
+        Op::Shape(ShapeOp::Permute(p)) => {
+            let (source, order): (ValueId, Vec<usize>) = match def(x) {
+                Some((Op::Shape(ShapeOp::Permute(q)), i)) => {
+                    (i[0], p.iter().map(|&d| q[d]).collect())
+                }
+                _ => (x, p.clone()),
+            };
+            if order.iter().enumerate().all(|(i, &d)| i == d) {
+                Some(Simpler::Alias(source))
+            } else if source != x {
+                Some(Simpler::Step(
+                    Op::Shape(ShapeOp::Permute(order)),
+                    SmallVec::from_slice(&[source]),
+                ))
+            } else {
+                None
+            }
+        }
+        Op::Shape(ShapeOp::Reshape(s)) => {
+            let source = match def(x) {
+                Some((Op::Shape(ShapeOp::Reshape(_)), i)) => i[0],
+                _ => x,
+            };
+            if meta(source).shape == *s {
+                Some(Simpler::Alias(source))
+            } else if source != x {
+                Some(Simpler::Step(op.clone(), SmallVec::from_slice(&[source])))
+            } else {
+                None
+            }
+        }
+        Op::Shape(ShapeOp::Expand(s)) if meta(x).shape == *s => Some(Simpler::Alias(x)),
+        Op::Shape(ShapeOp::Contiguous) => match def(x) {
+            Some((Op::Shape(ShapeOp::Contiguous), _)) => Some(Simpler::Alias(x)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
