@@ -365,6 +365,16 @@ impl Array {
         T::slice_mut(storage.cpu_mut()).expect("dtype checked above")
     }
 
+    /// Makes `self` the only handle on a contiguous buffer of exactly its elements (copying
+    /// when it is a view or shared), so a kernel may update it in place.
+    pub(crate) fn make_unique(&mut self) {
+        let n = self.numel();
+        let whole = self.offset == 0 && self.is_contiguous() && self.storage.len() == n;
+        if !whole || Arc::get_mut(&mut self.storage).is_none() {
+            *self = self.copy();
+        }
+    }
+
     /// A contiguous array for a kernel to fill: every element must be written (its contents
     /// may be a reused buffer's old values).
     pub(crate) fn empty(shape: &[usize], dtype: DType) -> Array {

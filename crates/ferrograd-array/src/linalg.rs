@@ -135,6 +135,15 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
     }
 }
 
+/// The deepest product [`Array::matmul_acc_into`] adds inside the matrix kernel. gemm 0.19's
+/// blocked kernel sums a whole depth block in registers before it reads its output, so up
+/// to one block the accumulated result is rounded exactly as `out + a @ b`, and its depth-1
+/// path multiplies, then adds. Deeper products (gemm's blocks are hundreds deep on every x86
+/// it tunes for), depth 2 (its `gevv` path adds each product into the output in turn) and
+/// matrix-vector products (which add as they go) are computed apart and added; the test
+/// `accumulating_products_equal_adding_the_product_bit_for_bit` holds gemm to this.
+const ACC_MAX_DEPTH: usize = 128;
+
 /// Rows of D per strip, at most, when a large threaded product is cut into strips.
 const STRIP_ROWS: usize = 512;
 
@@ -263,7 +272,73 @@ impl Array {
             other.clone()
         };
         let (a, b) = (gemm_ready(&a), gemm_ready(&b));
-        dispatch_float!(self.dtype(), "matmul", T => batched::<T>(&a, &b, &shape, out))
+        dispatch_float!(self.dtype(), "matmul", T => batched::<T>(&a, &b, &shape, out, false))
+    }
+
+    /// `out + self @ other`, computed into `out` (which must have the product's shape and
+    /// dtype). For matrix products up to 128 deep (a recurrent network's weight gradients,
+    /// one time step at a time) the matrix kernel adds the product into `out` as it
+    /// finishes each block, with no temporary and no second pass; other products are
+    /// computed apart and added. Either way each element is
+    /// rounded as in `out.add(&self.matmul(other))`: the same result bit for bit. `out` is
+    /// copied first when it is a view or shared.
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let a = Array::from_vec(vec![1.0f64, 2.0], &[2, 1]);
+    /// let b = Array::from_vec(vec![3.0f64, 4.0], &[1, 2]);
+    /// let mut acc = Array::from_vec(vec![0.5f64; 4], &[2, 2]);
+    /// a.matmul_acc_into(&b, &mut acc);
+    /// assert_eq!(acc.to_vec::<f64>(), vec![3.5, 4.5, 6.5, 8.5]);
+    /// ```
+    #[track_caller]
+    pub fn matmul_acc_into(&self, other: &Array, out: &mut Array) {
+        let shape = matmul_shape(self, other, "matmul_acc_into");
+        crate::error::same_dtype("matmul_acc_into", self.dtype(), other.dtype());
+        crate::error::same_dtype("matmul_acc_into", self.dtype(), out.dtype());
+        if out.shape() != shape.as_slice() {
+            fail(
+                "matmul_acc_into",
+                format_args!(
+                    "the accumulator has shape {}, the product {}",
+                    fmt_shape(out.shape()),
+                    fmt_shape(&shape)
+                ),
+            )
+        }
+        let (m, n) = (
+            if self.ndim() >= 2 {
+                self.shape()[self.ndim() - 2]
+            } else {
+                1
+            },
+            if other.ndim() >= 2 {
+                other.shape()[other.ndim() - 1]
+            } else {
+                1
+            },
+        );
+        let k = self.shape()[self.ndim() - 1];
+        if k == 2 || k > ACC_MAX_DEPTH || m < 2 || n < 2 {
+            // gemm's paths that add into the output as they go: sums rounded differently
+            let product = self.matmul(other);
+            let sum = out.add(&product);
+            *out = sum;
+            return;
+        }
+        out.make_unique();
+        let a = if self.ndim() == 1 {
+            self.unsqueeze(0usize)
+        } else {
+            self.clone()
+        };
+        let b = if other.ndim() == 1 {
+            other.unsqueeze(1usize)
+        } else {
+            other.clone()
+        };
+        let (a, b) = (gemm_ready(&a), gemm_ready(&b));
+        dispatch_float!(self.dtype(), "matmul_acc_into", T => batched::<T>(&a, &b, &shape, out, true))
     }
 
     /// Product of two matrices.
@@ -401,7 +476,7 @@ fn matmul_shape(a: &Array, b: &Array, op: &str) -> Shape {
 /// `out = a @ b` for `a: [..., m, k]`, `b: [..., k, n]` (both at least 2-d), batch dims
 /// broadcast; `out_shape` is the user-facing shape (vector dims already dropped).
 #[track_caller]
-fn batched<T: Float>(a: &Array, b: &Array, out_shape: &[usize], out: &mut Array) {
+fn batched<T: Float>(a: &Array, b: &Array, out_shape: &[usize], out: &mut Array, accumulate: bool) {
     let (m, k) = (a.shape()[a.ndim() - 2], a.shape()[a.ndim() - 1]);
     let n = b.shape()[b.ndim() - 1];
     let batch_a = &a.shape()[..a.ndim() - 2];
@@ -415,7 +490,14 @@ fn batched<T: Float>(a: &Array, b: &Array, out_shape: &[usize], out: &mut Array)
     let pb = b.storage_slice::<T>("matmul").as_ptr();
     let dst = out.out_slice::<T>(out_shape, "matmul_into");
     if k == 0 {
-        dst.iter_mut().for_each(|d| *d = T::zero());
+        // an empty sum is +0 (and `x + 0` turns -0 into +0, as the unfused add would)
+        dst.iter_mut().for_each(|d| {
+            *d = if accumulate {
+                *d + T::zero()
+            } else {
+                T::zero()
+            }
+        });
         return;
     }
     let pc = SendPtr(dst.as_mut_ptr());
@@ -449,7 +531,7 @@ fn batched<T: Float>(a: &Array, b: &Array, out_shape: &[usize], out: &mut Array)
                     rs: brs,
                     cs: bcs,
                 },
-                false,
+                accumulate,
                 parallel,
             )
         }

@@ -270,3 +270,64 @@ fn an_operand_broadcast_inside_the_matrix_is_copied_first() {
     let z = Array::scalar(2.0f64).expand(&[2, 2]); // strides [0, 0]
     assert_eq!(z.matmul(&z).to_vec::<f64>(), vec![8.0; 4]);
 }
+
+#[test]
+fn accumulating_products_equal_adding_the_product_bit_for_bit() {
+    let mut rng = Generator::new(77);
+    // (m, k, n): outer products (a recurrent weight gradient), training shapes, the
+    // transposed-scratch path, matrix-vector products, the strip path, an empty inner dim
+    let mut shapes = vec![
+        (300, 1, 800),
+        (32, 100, 1000),
+        (100, 32, 1000),
+        (1, 64, 200),
+        (64, 200, 1),
+        (1100, 1100, 1100),
+        (4, 0, 6),
+    ];
+    for m in [2, 3, 17, 64] {
+        for n in [2, 5, 33] {
+            for k in [1, 2, 3, 8, 128, 129] {
+                shapes.push((m, k, n));
+            }
+        }
+    }
+    let mut failed = Vec::new();
+    for dtype in [DType::F32, DType::F64] {
+        for &(m, k, n) in &shapes {
+            for transposed in [false, true] {
+                let a = if transposed {
+                    rng.normal(&[k, m], 0.0, 1.0, dtype).t()
+                } else {
+                    rng.normal(&[m, k], 0.0, 1.0, dtype)
+                };
+                let b = rng.normal(&[k, n], 0.0, 1.0, dtype);
+                // a negative zero, which an add of +0 turns positive
+                let mut start = rng.normal(&[m * n], 0.0, 1.0, DType::F64).to_vec::<f64>();
+                start[0] = -0.0;
+                let mut acc = Array::from_vec(start, &[m, n]).to_dtype(dtype);
+                let want = acc.add(&a.matmul(&b));
+                let held = acc.clone();
+                a.matmul_acc_into(&b, &mut acc);
+                if !acc.bit_eq(&want) {
+                    failed.push(format!("{dtype} {m}x{k}x{n} transposed {transposed}"));
+                }
+                // a shared accumulator is copied, not written through
+                assert_ne!(held.storage_id(), acc.storage_id());
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
+    let err = panic_message(|| {
+        let mut acc = Array::zeros(&[2, 2], DType::F32);
+        let (a, b) = (
+            Array::zeros(&[2, 3], DType::F32),
+            Array::zeros(&[3, 4], DType::F32),
+        );
+        a.matmul_acc_into(&b, &mut acc);
+    });
+    assert!(
+        err.contains("matmul_acc_into") && err.contains("[2, 2]") && err.contains("[2, 4]"),
+        "{err}"
+    );
+}

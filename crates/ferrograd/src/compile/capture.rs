@@ -87,6 +87,9 @@ pub(crate) enum StepKind {
         op: Arc<dyn CustomOp>,
         needs: Vec<bool>,
     },
+    /// `acc + a @ b` computed into `acc`'s buffer (inputs: acc, a, b), which dies here: a
+    /// plan's rewrite of an add of a matrix product (see `passes::accumulate_products`).
+    MatmulAcc,
 }
 
 /// One recorded computation.
@@ -109,6 +112,7 @@ impl Step {
             StepKind::Op(op) => op.name(),
             StepKind::CustomBackward { op, .. } => Cow::Owned(format!("{}.backward", op.name())),
             StepKind::Draw { draw, .. } => Cow::Borrowed(draw.name()),
+            StepKind::MatmulAcc => Cow::Borrowed("matmul_acc"),
         }
     }
 }

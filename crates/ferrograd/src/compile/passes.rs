@@ -18,7 +18,7 @@
 //! table so that its guards and returned values, which belong to the recording, read the
 //! right value.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use smallvec::SmallVec;
 
@@ -228,5 +228,86 @@ fn simpler(op: &Op, inputs: &[ValueId], out: ValueId, known: &Known<'_>) -> Opti
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// Rewrites `p + a @ b` (an add whose one operand is a matrix product read nowhere else and
+/// whose other operand dies there) as one step that adds the product into `p`'s buffer as
+/// the matrix kernel computes it ([`Array::matmul_acc_into`], exact bit for bit). Gradients
+/// summed over the time steps of a recurrent network, one weight-gradient contribution per
+/// step, then build up in one buffer instead of a new temporary and a pass over memory
+/// per step. `uses[v]` counts every read of `v` in the plan.
+pub(super) fn accumulate_products(seg: &mut Segment, metas: &[Meta], uses: &[u32]) {
+    fn constants(seg: &Segment, out: &mut HashSet<ValueId>) {
+        out.extend(seg.exec.iter().filter_map(|slot| match slot {
+            Slot::Const { id, .. } => Some(*id),
+            _ => None,
+        }));
+        if let End::Guard { branches, .. } = &seg.end {
+            for (_, b) in branches {
+                constants(b, out);
+            }
+        }
+    }
+    let mut consts = HashSet::new();
+    constants(seg, &mut consts);
+    accumulate_in(seg, metas, uses, &consts);
+}
+
+fn accumulate_in(seg: &mut Segment, metas: &[Meta], uses: &[u32], consts: &HashSet<ValueId>) {
+    // the matrix products of this segment: value -> slot index
+    let mut products: HashMap<ValueId, usize> = HashMap::new();
+    let mut removed = vec![false; seg.exec.len()];
+    for k in 0..seg.exec.len() {
+        let Slot::Step { step, .. } = &seg.exec[k] else {
+            continue;
+        };
+        match &step.kind {
+            StepKind::Op(Op::Matmul) => {
+                if let Some(o) = step.outputs[0] {
+                    products.insert(o, k);
+                }
+            }
+            StepKind::Op(Op::Binary(Binary::Add)) => {
+                let (x, y) = (step.inputs[0], step.inputs[1]);
+                let out = step.outputs[0].expect("an add has its output");
+                let shape = &metas[out as usize].shape;
+                let fits = metas[x as usize].shape == *shape
+                    && metas[y as usize].shape == *shape
+                    && metas[out as usize].dtype.is_float();
+                let pick = [(y, x), (x, y)].into_iter().find(|&(q, p)| {
+                    fits && p != q
+                        && uses[q as usize] == 1
+                        && uses[p as usize] == 1
+                        // a constant's buffer belongs to the plan: it would be copied
+                        && !consts.contains(&p)
+                        && products.get(&q).is_some_and(|&m| !removed[m])
+                });
+                let Some((q, p)) = pick else { continue };
+                let m = products[&q];
+                let Slot::Step { step: product, .. } = &seg.exec[m] else {
+                    unreachable!("products are steps")
+                };
+                let inputs = SmallVec::from_slice(&[p, product.inputs[0], product.inputs[1]]);
+                let Slot::Step { step, .. } = &mut seg.exec[k] else {
+                    unreachable!("checked above")
+                };
+                step.kind = StepKind::MatmulAcc;
+                step.inputs = inputs;
+                step.operand = None;
+                removed[m] = true;
+            }
+            _ => {}
+        }
+    }
+    let mut k = 0;
+    seg.exec.retain(|_| {
+        k += 1;
+        !removed[k - 1]
+    });
+    if let End::Guard { branches, .. } = &mut seg.end {
+        for (_, b) in branches {
+            accumulate_in(b, metas, uses, consts);
+        }
     }
 }

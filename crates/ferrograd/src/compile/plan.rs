@@ -300,7 +300,7 @@ fn inputs_come_first(seg: &Segment) -> bool {
 
 /// How often each value is read in the live slots of `seg` and below: by steps, guards,
 /// returned values and state writes.
-fn count_uses(seg: &Segment, uses: &mut [u32], alias: &[ValueId]) {
+pub(super) fn count_uses(seg: &Segment, uses: &mut [u32], alias: &[ValueId]) {
     for slot in &seg.exec {
         match slot {
             Slot::Step { step, .. } => {
@@ -650,6 +650,9 @@ impl Plan {
         self.alias = super::passes::rewrite(&mut self.root, &self.metas, n);
         liveness(&mut self.root, n, true, &self.alias);
         prune(&mut self.root);
+        let mut uses = vec![0u32; n];
+        count_uses(&self.root, &mut uses, &self.alias);
+        super::passes::accumulate_products(&mut self.root, &self.metas, &uses);
         if self.fuse {
             let mut uses = vec![0u32; n];
             count_uses(&self.root, &mut uses, &self.alias);
@@ -892,6 +895,28 @@ fn run_step<O: Observer>(
             if let Some(start) = start {
                 observer.step(step, &inputs, std::slice::from_ref(slot), start.elapsed());
             }
+        }
+        StepKind::MatmulAcc => {
+            let id = step.outputs[0].expect("a product has its output") as usize;
+            // the accumulator dies here (the rewrite checked): its buffer becomes the result
+            let mut acc = values[step.inputs[0] as usize]
+                .take()
+                .expect("inputs are live");
+            let (a, b) = (
+                values[step.inputs[1] as usize]
+                    .as_ref()
+                    .expect("inputs are live"),
+                values[step.inputs[2] as usize]
+                    .as_ref()
+                    .expect("inputs are live"),
+            );
+            a.matmul_acc_into(b, &mut acc);
+            if let Some(start) = start {
+                observer.step(step, &[a, b], &[Some(acc.clone())], start.elapsed());
+            }
+            keep[id] = acc.numel() * acc.dtype().size_in_bytes() < KEEP_BELOW_BYTES;
+            views[id] = false;
+            values[id] = Some(acc);
         }
         StepKind::Draw { generator, draw } => {
             let id = step.outputs[0].expect("a draw has its output") as usize;

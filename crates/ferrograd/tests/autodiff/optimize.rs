@@ -894,3 +894,27 @@ fn common_subexpressions_are_computed_once() {
     // the forward's sum, once; the backward's two identical contributions, once
     assert_eq!(steps_of(&text, "sum"), 1, "{text}");
 }
+
+#[test]
+fn gradients_summed_over_steps_accumulate_inside_the_matrix_kernel() {
+    // a weight used at each of 5 steps: its gradient is a sum of 5 matrix products
+    let f = |w: &Tensor, x: &Tensor| {
+        let mut h = Tensor::zeros(&[3, 4], DType::F64);
+        for t in 0..5 {
+            h = (x.select(0, t).matmul(w) + &h).tanh();
+        }
+        h.sum()
+    };
+    let df = grad(f).optimize(true);
+    let mut rng = Generator::new(34);
+    let w = rand(&mut rng, &[6, 4], -1.0, 1.0);
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[5, 3, 6], -1.0, 1.0);
+        let (g, l) = df.call(&w, (&x,));
+        let (want_g, want_l) = grad(f).call(&w, (&x,));
+        assert!(same(&g, &want_g) && same(&l, &want_l));
+    }
+    let text = df.plan_text();
+    // the first product starts the sum; the other four add into it
+    assert_eq!(steps_of(&text, "matmul_acc"), 4, "{text}");
+}
