@@ -358,8 +358,11 @@ impl<F> Grad<F> {
     }
 
     /// Checks every `every`-th replay against direct mode and panics, naming the output that
-    /// differs, when they disagree (default 0: never). This catches a function that reads
-    /// state the capture cannot see, such as a tensor behind a `Mutex`.
+    /// differs, when they disagree beyond rounding (default 0: never). This catches a
+    /// function that reads state the capture cannot see, such as a tensor behind a `Mutex`.
+    /// "Beyond rounding": within 1e-4 (f32) or 1e-10 (f64) of the output's largest
+    /// magnitude, the room [`fusion`](Grad::fusion)'s reordered sums need; with fusion off a
+    /// replay equals direct mode bit for bit.
     pub fn verify(mut self, every: u64) -> Self {
         self.optimizer.verify_every = every;
         self
@@ -394,12 +397,20 @@ impl<F> Grad<F> {
         self
     }
 
-    /// Whether plans fuse runs of elementwise ops into one pass over memory (default true).
-    /// A fused run computes each element with the same functions in the same order as the
-    /// ops one at a time, so its results are identical bit for bit; values used only inside
-    /// the run are never written to memory. Under a debugger or profiler a plan runs the ops
-    /// one at a time, so each is checked and timed on its own. Turning fusion off shows the
-    /// plan op by op (`plan_text`) and measures what fusion buys.
+    /// Whether plans fuse work across ops (default true):
+    /// - runs of elementwise ops become one pass over memory, computing each element with the
+    ///   same functions in the same order as the ops one at a time (identical bit for bit);
+    ///   values used only inside a run never reach memory;
+    /// - a sum of matrix products (a recurrent network's weight gradient, one term per time
+    ///   step) becomes one product over the joined operands. The matrix kernel then adds the
+    ///   terms in its own order, so each element may differ from direct mode's term-by-term
+    ///   sum by a few units in the last place of `Σ|aᵢ bᵢ|` (n · ε · Σ|aᵢ bᵢ| at most, for n
+    ///   terms).
+    ///
+    /// With fusion off a replay equals direct mode bit for bit. Under a debugger or profiler
+    /// a plan runs the elementwise ops one at a time, so each is checked and timed on its
+    /// own. Turning fusion off also shows the plan op by op (`plan_text`) and measures what
+    /// fusion buys.
     ///
     /// ```
     /// use ferrograd::{grad, DType, Generator, Tensor};

@@ -311,3 +311,120 @@ fn accumulate_in(seg: &mut Segment, metas: &[Meta], uses: &[u32], consts: &HashS
         }
     }
 }
+
+/// Rewrites each sum of matrix products that [`accumulate_products`] made (`p1 = a1 @ b1`,
+/// `p2 = p1 + a2 @ b2`, ...) as one product over the joined operands, `[a1 a2 ...] @ [b1;
+/// b2; ...]`, when the result is large against the operands (so joining them costs less than
+/// a pass over the result per term). A recurrent network's weight gradient is such a sum,
+/// one term per time step: one product writes the gradient once instead of once per step.
+///
+/// This one is not exact: the matrix kernel adds the terms in its own order, so each
+/// element may differ from the sum taken term by term by a few units in the last place of
+/// the sum of the terms' magnitudes (the usual bound for a reordered sum of n terms,
+/// n · ε · Σ|aᵢ bᵢ|). It runs only with fusion on, and never in check mode, which compares
+/// replays with direct mode bit for bit. New values (the joined operands) get ids past the
+/// recording's, with their metas appended.
+pub(super) fn batch_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
+    struct Chain {
+        /// Slot indices of its steps, first to last.
+        steps: Vec<usize>,
+        a: Vec<ValueId>,
+        b: Vec<ValueId>,
+    }
+    let two_d = |metas: &[Meta], v: ValueId| metas[v as usize].shape.len() == 2;
+    // open chains by the value their last step defines
+    let mut chains: HashMap<ValueId, Chain> = HashMap::new();
+    let mut done: Vec<Chain> = Vec::new();
+    for (k, slot) in seg.exec.iter().enumerate() {
+        let Slot::Step { step, .. } = slot else {
+            continue;
+        };
+        let Some(out) = step.outputs.first().copied().flatten() else {
+            continue;
+        };
+        match &step.kind {
+            StepKind::Op(Op::Matmul) if step.inputs.iter().all(|&v| two_d(metas, v)) => {
+                chains.insert(
+                    out,
+                    Chain {
+                        steps: vec![k],
+                        a: vec![step.inputs[0]],
+                        b: vec![step.inputs[1]],
+                    },
+                );
+            }
+            StepKind::MatmulAcc => {
+                let (p, a, b) = (step.inputs[0], step.inputs[1], step.inputs[2]);
+                match chains.remove(&p) {
+                    Some(mut c) if two_d(metas, a) && two_d(metas, b) => {
+                        c.steps.push(k);
+                        c.a.push(a);
+                        c.b.push(b);
+                        chains.insert(out, c);
+                    }
+                    Some(c) => done.push(c),
+                    None => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    done.extend(chains.into_values());
+    let mut removed = vec![false; seg.exec.len()];
+    let mut replacement: HashMap<usize, Vec<Slot>> = HashMap::new();
+    for c in done.into_iter().filter(|c| c.steps.len() > 1) {
+        let shape = |v: ValueId| metas[v as usize].shape.clone();
+        let (m, n) = (shape(c.a[0])[0], shape(c.b[0])[1]);
+        let depth: usize = c.a.iter().map(|&a| shape(a)[1]).sum();
+        // joining copies the operands once; the terms' adds pass over the result per term
+        if (m + n) * depth > m * n * c.steps.len() / 2 {
+            continue;
+        }
+        let last = *c.steps.last().expect("a chain has steps");
+        let Slot::Step { step, .. } = &seg.exec[last] else {
+            unreachable!("chains are steps")
+        };
+        let out = step.outputs[0].expect("a product has its output");
+        let dtype = metas[out as usize].dtype;
+        let mut new = |shape: crate::Shape| {
+            metas.push(Meta { shape, dtype });
+            (metas.len() - 1) as ValueId
+        };
+        let joined_a = new(SmallVec::from_slice(&[m, depth]));
+        let joined_b = new(SmallVec::from_slice(&[depth, n]));
+        let make = |op: Op, inputs: &[ValueId], output: ValueId| {
+            let mut s = step.clone();
+            s.kind = StepKind::Op(op);
+            s.inputs = SmallVec::from_slice(inputs);
+            s.outputs = SmallVec::from_slice(&[Some(output)]);
+            s.operand = None;
+            Slot::step(s)
+        };
+        replacement.insert(
+            last,
+            vec![
+                make(Op::Shape(ShapeOp::Cat(1)), &c.a, joined_a),
+                make(Op::Shape(ShapeOp::Cat(0)), &c.b, joined_b),
+                make(Op::Matmul, &[joined_a, joined_b], out),
+            ],
+        );
+        for &k in &c.steps {
+            removed[k] = true;
+        }
+    }
+    if !replacement.is_empty() {
+        let old = std::mem::take(&mut seg.exec);
+        for (k, slot) in old.into_iter().enumerate() {
+            match replacement.remove(&k) {
+                Some(new) => seg.exec.extend(new),
+                None if removed[k] => {}
+                None => seg.exec.push(slot),
+            }
+        }
+    }
+    if let End::Guard { branches, .. } = &mut seg.end {
+        for (_, b) in branches {
+            batch_products(b, metas);
+        }
+    }
+}

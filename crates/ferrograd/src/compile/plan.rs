@@ -281,8 +281,9 @@ fn same_program(old: &[Slot], new: &[Entry]) -> bool {
         })
 }
 
-/// Whether every step's inputs have smaller numbers than its outputs (the replay relies on
-/// it to borrow a step's output slot beside its inputs).
+/// Whether every recorded step's inputs have smaller numbers than its outputs: true of any
+/// recording, whose values are numbered as they are created (a check on `insert`'s
+/// renumbering).
 fn inputs_come_first(seg: &Segment) -> bool {
     seg.slots.iter().all(|slot| match slot {
         Slot::Step { step, .. } => step
@@ -577,6 +578,7 @@ impl Plan {
         };
         branches.push(new_branch);
         self.n_values += (trace.n_values as ValueId).saturating_sub(boundary) as usize;
+        self.metas.truncate(shift as usize); // the passes' own values are made again
         self.metas
             .extend(trace.metas.into_iter().skip(boundary as usize));
         debug_assert_eq!(self.metas.len(), self.n_values);
@@ -623,6 +625,7 @@ impl Plan {
     fn analyze(&mut self) {
         debug_assert!(inputs_come_first(&self.root), "a step reads a later value");
         let n = self.n_values;
+        self.metas.truncate(n);
         let identity: Vec<ValueId> = (0..n as ValueId).collect();
         liveness(&mut self.root, n, false, &identity);
         fn copy(seg: &mut Segment) {
@@ -653,6 +656,12 @@ impl Plan {
         let mut uses = vec![0u32; n];
         count_uses(&self.root, &mut uses, &self.alias);
         super::passes::accumulate_products(&mut self.root, &self.metas, &uses);
+        if self.fuse && !super::check_mode() {
+            // new values of the passes' own are numbered past the recording's
+            super::passes::batch_products(&mut self.root, &mut self.metas);
+        }
+        let n = self.metas.len();
+        self.alias.extend(self.alias.len() as ValueId..n as ValueId);
         if self.fuse {
             let mut uses = vec![0u32; n];
             count_uses(&self.root, &mut uses, &self.alias);
@@ -680,7 +689,7 @@ impl Plan {
         stable: usize,
         observer: &mut impl Observer,
     ) -> Outcome {
-        let n = self.n_values;
+        let n = self.metas.len();
         scratch.values.resize(n, None);
         scratch.views.resize(n, false);
         scratch.keep.resize(n, false);
@@ -870,14 +879,13 @@ fn run_step<O: Observer>(
     match &step.kind {
         StepKind::Op(op) => {
             let id = step.outputs[0].expect("an op has its output") as usize;
-            // Inputs always come before the output (values are numbered in creation order),
-            // so the output's slot, holding last call's array to write into, can be borrowed
-            // beside them.
-            let (before, after) = values.split_at_mut(id);
-            let slot = &mut after[0];
+            // The output's slot holds last call's array to write into; it is taken out while
+            // the inputs are borrowed (a step never reads its own output).
+            let mut out = values[id].take();
+            let slot = &mut out;
             let mut inputs: SmallVec<[&Array; 4]> = SmallVec::new();
             for &i in &step.inputs {
-                inputs.push(before[i as usize].as_ref().expect("inputs are live"));
+                inputs.push(values[i as usize].as_ref().expect("inputs are live"));
             }
             let written = match slot {
                 Some(buffer) if !views[id] => {
@@ -895,6 +903,8 @@ fn run_step<O: Observer>(
             if let Some(start) = start {
                 observer.step(step, &inputs, std::slice::from_ref(slot), start.elapsed());
             }
+            drop(inputs);
+            values[id] = out;
         }
         StepKind::MatmulAcc => {
             let id = step.outputs[0].expect("a product has its output") as usize;

@@ -918,3 +918,42 @@ fn gradients_summed_over_steps_accumulate_inside_the_matrix_kernel() {
     // the first product starts the sum; the other four add into it
     assert_eq!(steps_of(&text, "matmul_acc"), 4, "{text}");
 }
+
+#[test]
+fn a_sum_of_products_over_steps_becomes_one_product_within_rounding() {
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+        return; // check mode compares bit for bit, so plans keep sums in their order there
+    }
+    // the weight's gradient sums 8 outer products, each as large as the weight: joined,
+    // they are one product
+    let f = |w: &Tensor, x: &Tensor| {
+        let mut loss = Tensor::scalar(0.0);
+        for t in 0..8 {
+            loss = loss + x.select(0, t).matmul(w).tanh().sum();
+        }
+        loss
+    };
+    let fused = grad(f).optimize(true).verify(1);
+    let plain = grad(f).optimize(true).fusion(false);
+    let mut rng = Generator::new(35);
+    let w = rand(&mut rng, &[40, 50], -0.3, 0.3);
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[8, 1, 40], -1.0, 1.0);
+        let (want, _) = grad(f).call(&w, (&x,));
+        let (g, _) = fused.call(&w, (&x,));
+        let (exact, _) = plain.call(&w, (&x,));
+        assert!(same(&exact, &want));
+        // a reordered sum of 8 terms: within a few ulp of the terms' magnitudes
+        let bound = 8.0 * f64::EPSILON * 8.0 * 2.0;
+        let worst = (&g - &want).abs().max().item::<f64>();
+        assert!(worst <= bound, "{worst:e} > {bound:e}");
+    }
+    let (text, plain_text) = (fused.plan_text(), plain.plan_text());
+    assert_eq!(
+        (steps_of(&text, "cat"), steps_of(&text, "matmul_acc")),
+        (2, 0),
+        "{text}"
+    );
+    assert_eq!(steps_of(&plain_text, "matmul_acc"), 7, "{plain_text}");
+    assert_eq!(fused.stats().verified, 2);
+}
