@@ -110,6 +110,9 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// gemm's matrix-product kernel for this type (picked for the CPU on first use).
     #[doc(hidden)]
     fn gemm_fn() -> GemmFn<Self>;
+    /// The error function (libm's).
+    #[doc(hidden)]
+    fn erf_value(self) -> Self;
 }
 
 /// The signature of gemm's kernels: `m, n, k`, then destination, left and right operands
@@ -243,6 +246,10 @@ impl Float for f32 {
     fn gemm_fn() -> GemmFn<f32> {
         gemm_f32::gemm::f32::get_gemm_fn()
     }
+    #[inline(always)]
+    fn erf_value(self) -> Self {
+        libm::erff(self)
+    }
 }
 
 impl Float for f64 {
@@ -266,6 +273,10 @@ impl Float for f64 {
     #[inline(always)]
     fn gemm_fn() -> GemmFn<f64> {
         gemm_f64::gemm::f64::get_gemm_fn()
+    }
+    #[inline(always)]
+    fn erf_value(self) -> Self {
+        libm::erf(self)
     }
 }
 

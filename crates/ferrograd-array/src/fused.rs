@@ -43,6 +43,8 @@ pub enum MapFn {
     Asin,
     Acos,
     Atan,
+    /// The error function.
+    Erf,
     Tanh,
     Sigmoid,
     Sqrt,
@@ -119,6 +121,7 @@ impl MapFn {
             MapFn::Asin => x.asin(),
             MapFn::Acos => x.acos(),
             MapFn::Atan => x.atan(),
+            MapFn::Erf => x.erf_value(),
             MapFn::Tanh => x.tanh_kernel::<FMA>(),
             MapFn::Sigmoid => x.sigmoid_kernel::<FMA>(),
             MapFn::Sqrt => x.sqrt(),
@@ -744,7 +747,7 @@ fn map_tile<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &[T]) {
     }
     each!(
         Neg, Abs, Sign, Relu, Exp, Log, Log1p, Expm1, Sin, Cos, Tan, Sinh, Cosh, Asin, Acos, Atan,
-        Tanh, Sigmoid, Sqrt, Rsqrt, Floor, Ceil, Round, Reciprocal, Square, Identity
+        Erf, Tanh, Sigmoid, Sqrt, Rsqrt, Floor, Ceil, Round, Reciprocal, Square, Identity
     )
 }
 

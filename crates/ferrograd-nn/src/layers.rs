@@ -318,6 +318,41 @@ pub fn sigmoid() -> Function {
     Function::new("Sigmoid", F::sigmoid)
 }
 
+/// `GELU` module (exact, or the tanh approximation when `tanh`).
+pub fn gelu(tanh: bool) -> Function {
+    Function::new("GELU", move |x| F::gelu(x, tanh))
+}
+
+/// `SiLU` module.
+pub fn silu() -> Function {
+    Function::new("SiLU", F::silu)
+}
+
+/// `ELU(alpha)` module.
+pub fn elu(alpha: f64) -> Function {
+    Function::new("ELU", move |x| F::elu(x, alpha))
+}
+
+/// `SELU` module.
+pub fn selu() -> Function {
+    Function::new("SELU", F::selu)
+}
+
+/// `LeakyReLU(negative_slope)` module.
+pub fn leaky_relu(negative_slope: f64) -> Function {
+    Function::new("LeakyReLU", move |x| F::leaky_relu(x, negative_slope))
+}
+
+/// `SoftPlus(beta, threshold)` module.
+pub fn softplus(beta: f64, threshold: f64) -> Function {
+    Function::new("SoftPlus", move |x| F::softplus(x, beta, threshold))
+}
+
+/// `LogSigmoid` module.
+pub fn log_sigmoid() -> Function {
+    Function::new("LogSigmoid", F::logsigmoid)
+}
+
 /// `Threshold(threshold, value)` module.
 pub fn threshold(threshold: f64, value: f64) -> Function {
     Function::new("Threshold", move |x| F::threshold(x, threshold, value))

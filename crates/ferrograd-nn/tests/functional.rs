@@ -4,6 +4,8 @@
 
 use ferrograd::{grad, gradcheck, gradgradcheck, DType, Generator, Tensor};
 use ferrograd_nn::functional as F;
+use ferrograd_nn::layers;
+use ferrograd_nn::Module;
 
 fn rand(rng: &mut Generator, shape: &[usize]) -> Tensor {
     Tensor::new(rng.uniform(shape, -1.0, 1.0, DType::F64))
@@ -126,6 +128,50 @@ fn activations() {
         |p| F::log_softmax(&p[0], 0),
         |p| p[0].log_softmax(0),
     );
+    // PReLU: one learned slope per channel (dim 1), or one for all
+    check(
+        "prelu",
+        &[&[2, 3, 4], &[3]],
+        true,
+        |p| F::prelu(&p[0], &p[1]),
+        |p| {
+            let slope = p[1].reshape(&[3, 1]).expand(&[2, 3, 4]);
+            &p[0].relu() - &(&(-&p[0]).relu() * &slope)
+        },
+    );
+    check(
+        "prelu_shared",
+        &[&[5, 2], &[1]],
+        true,
+        |p| F::prelu(&p[0], &p[1]),
+        |p| &p[0].relu() - &(&(-&p[0]).relu() * &p[1]),
+    );
+    let (message, _) = panic_at(|| {
+        drop(F::prelu(
+            &Tensor::zeros(&[2, 3], DType::F64),
+            &Tensor::zeros(&[4], DType::F64),
+        ))
+    });
+    assert!(
+        message.contains("prelu") && message.contains("[3]"),
+        "{message}"
+    );
+    // the activation modules compute their functions
+    let x = rand(&mut Generator::new(9), &[4, 5]);
+    type A = (ferrograd_nn::layers::Function, fn(&Tensor) -> Tensor);
+    let modules: [A; 8] = [
+        (layers::gelu(false), |x| F::gelu(x, false)),
+        (layers::gelu(true), Tensor::gelu_tanh),
+        (layers::silu(), Tensor::silu),
+        (layers::elu(0.3), |x| x.elu(0.3)),
+        (layers::selu(), Tensor::selu),
+        (layers::leaky_relu(0.2), |x| x.leaky_relu(0.2)),
+        (layers::softplus(2.0, 10.0), |x| x.softplus(2.0, 10.0)),
+        (layers::log_sigmoid(), Tensor::logsigmoid),
+    ];
+    for (mut m, f) in modules {
+        assert_eq!(m.forward(&x).to_vec::<f64>(), f(&x).to_vec::<f64>());
+    }
 }
 
 #[test]

@@ -87,6 +87,8 @@ float_unary! { PARALLEL_MIN_TRANSCENDENTAL;
     acos, acos_into => Acos;
     /// Arctangent.
     atan, atan_into => Atan;
+    /// The error function, `2/√π ∫₀ˣ e^(-t²) dt`.
+    erf, erf_into => Erf;
     /// Hyperbolic tangent.
     tanh, tanh_into => Tanh;
     /// The logistic function `1 / (1 + e^-x)`, computed without overflow for large `|x|`.

@@ -3,7 +3,7 @@
 
 use ferrograd_array::{Array, MapFn, ZipFn};
 
-pub const MAPS: [MapFn; 30] = [
+pub const MAPS: [MapFn; 31] = [
     MapFn::Neg,
     MapFn::Abs,
     MapFn::Sign,
@@ -20,6 +20,7 @@ pub const MAPS: [MapFn; 30] = [
     MapFn::Asin,
     MapFn::Acos,
     MapFn::Atan,
+    MapFn::Erf,
     MapFn::Tanh,
     MapFn::Sigmoid,
     MapFn::Sqrt,
@@ -68,6 +69,7 @@ pub fn unfused_map(f: MapFn, x: &Array) -> Array {
         MapFn::Asin => x.asin(),
         MapFn::Acos => x.acos(),
         MapFn::Atan => x.atan(),
+        MapFn::Erf => x.erf(),
         MapFn::Tanh => x.tanh(),
         MapFn::Sigmoid => x.sigmoid(),
         MapFn::Sqrt => x.sqrt(),

@@ -21,7 +21,10 @@ use std::sync::Arc;
 
 use ferrograd::{CustomOp, DType, Tensor};
 
-pub use activation::{log_softmax, relu, sigmoid, softmax, tanh, threshold};
+pub use activation::{
+    elu, gelu, leaky_relu, log_softmax, logsigmoid, prelu, relu, selu, sigmoid, silu, softmax,
+    softplus, tanh, threshold,
+};
 pub use conv::{avg_pool2d, conv2d, max_pool2d};
 pub use dropout::{dropout, spatial_dropout};
 pub use linear::{bmm_pair, embedding, linear};

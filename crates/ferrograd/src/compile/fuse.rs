@@ -67,6 +67,7 @@ fn unary(u: Unary) -> MapFn {
         Unary::Asin => MapFn::Asin,
         Unary::Acos => MapFn::Acos,
         Unary::Atan => MapFn::Atan,
+        Unary::Erf => MapFn::Erf,
         Unary::Tanh => MapFn::Tanh,
         Unary::Sigmoid => MapFn::Sigmoid,
         Unary::Relu => MapFn::Relu,

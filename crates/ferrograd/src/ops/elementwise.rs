@@ -30,6 +30,7 @@ pub enum Unary {
     Asin,
     Acos,
     Atan,
+    Erf,
     Tanh,
     Sigmoid,
     Relu,
@@ -60,6 +61,7 @@ impl Unary {
             Unary::Asin => "asin",
             Unary::Acos => "acos",
             Unary::Atan => "atan",
+            Unary::Erf => "erf",
             Unary::Tanh => "tanh",
             Unary::Sigmoid => "sigmoid",
             Unary::Relu => "relu",
@@ -99,6 +101,7 @@ impl Unary {
             Unary::Asin => x.asin(),
             Unary::Acos => x.acos(),
             Unary::Atan => x.atan(),
+            Unary::Erf => x.erf(),
             Unary::Tanh => x.tanh(),
             Unary::Sigmoid => x.sigmoid(),
             Unary::Relu => x.relu(),
@@ -131,6 +134,7 @@ impl Unary {
             Unary::Asin => x.asin_into(out),
             Unary::Acos => x.acos_into(out),
             Unary::Atan => x.atan_into(out),
+            Unary::Erf => x.erf_into(out),
             Unary::Tanh => x.tanh_into(out),
             Unary::Sigmoid => x.sigmoid_into(out),
             Unary::Relu => x.relu_into(out),
@@ -176,6 +180,8 @@ pub(crate) fn unary_vjp(u: Unary, x: &Tensor, out: &Tensor, g: &Tensor) -> Grads
         Unary::Acos => -(g * &x.square().rsub_scalar(1.0).rsqrt()),
         // d atan = 1 / (1 + x²)
         Unary::Atan => g / &(&x.square() + 1.0),
+        // d erf = 2/√π e^(-x²)
+        Unary::Erf => g * &(x.square().neg().exp() * std::f64::consts::FRAC_2_SQRT_PI),
         // d tanh = 1 - tanh², fused in one pass
         Unary::Tanh => out.tanh_backward(g),
         // d σ = σ (1 - σ), fused in one pass
@@ -529,6 +535,15 @@ unary_methods! {
     acos => Acos;
     /// Arctangent (gradient `1 / (1 + x²)`).
     atan => Atan;
+    /// The error function `2/√π ∫₀ˣ e^(-t²) dt` (gradient `2/√π e^(-x²)`).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![0.0f64, 1.0, -1.0], &[3]);
+    /// let y = x.erf().to_vec::<f64>();
+    /// assert!(y[0] == 0.0 && (y[1] - 0.8427007929497149).abs() < 1e-15 && y[2] == -y[1]);
+    /// ```
+    erf => Erf;
     /// Hyperbolic tangent.
     tanh => Tanh;
     /// The logistic function.

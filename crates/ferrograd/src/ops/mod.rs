@@ -1,6 +1,7 @@
 //! Primitive families: for each, the `Tensor` methods users call, the forward on arrays and
 //! the gradient rule, side by side.
 
+mod activation;
 pub(crate) mod elementwise;
 pub(crate) mod index;
 pub(crate) mod linalg;

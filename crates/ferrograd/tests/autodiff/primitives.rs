@@ -690,3 +690,75 @@ fn roll_and_unbind() {
         Tensor::cat(&[&parts[2], &parts[0]], 0)
     });
 }
+
+#[test]
+fn erf_and_the_activations() {
+    type U = fn(&Tensor) -> Tensor;
+    let cases: [(&str, U, f64, f64); 10] = [
+        ("erf", Tensor::erf, -2.0, 2.0),
+        ("gelu", Tensor::gelu, -3.0, 3.0),
+        ("gelu_tanh", Tensor::gelu_tanh, -3.0, 3.0),
+        ("silu", Tensor::silu, -3.0, 3.0),
+        ("elu", |x| x.elu(0.7), -2.0, 2.0),
+        ("selu", Tensor::selu, -2.0, 2.0),
+        ("leaky_relu", |x| x.leaky_relu(0.1), -2.0, 2.0),
+        ("softplus", |x| x.softplus(1.0, 20.0), -3.0, 3.0),
+        ("softplus_beta", |x| x.softplus(2.5, 4.0), -3.0, 3.0),
+        ("logsigmoid", Tensor::logsigmoid, -3.0, 3.0),
+    ];
+    for (name, op, low, high) in cases {
+        check(name, &[&[2, 3]], low, high, |p| op(&p[0]));
+        check(name, &[&[3, 2]], low, high, |p| op(&p[0].t()));
+    }
+    // values against the textbook formulas, in f64
+    let xs = [-4.0, -1.3, -0.2, 0.0, 0.4, 1.7, 5.0];
+    let x = Tensor::from_vec(xs.to_vec(), &[7]);
+    type R = fn(f64) -> f64;
+    let want: [(&str, Tensor, R); 6] = [
+        ("gelu_tanh", x.gelu_tanh(), |v| {
+            0.5 * v
+                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v.powi(3))).tanh())
+        }),
+        ("silu", x.silu(), |v| v / (1.0 + (-v).exp())),
+        ("elu", x.elu(1.0), |v| if v > 0.0 { v } else { v.exp_m1() }),
+        ("leaky_relu", x.leaky_relu(0.01), |v| {
+            if v > 0.0 {
+                v
+            } else {
+                0.01 * v
+            }
+        }),
+        ("softplus", x.softplus(1.0, 20.0), |v| v.exp().ln_1p()),
+        ("logsigmoid", x.logsigmoid(), |v| {
+            (1.0 / (1.0 + (-v).exp())).ln()
+        }),
+    ];
+    for (name, got, f) in want {
+        for (g, &v) in got.to_vec::<f64>().iter().zip(&xs) {
+            assert!((g - f(v)).abs() < 1e-14, "{name}({v}) = {g}, want {}", f(v));
+        }
+    }
+    // no overflow at the extremes, and PyTorch's gradients at the kinks
+    let big = Tensor::from_vec(vec![-1000.0f64, 1000.0], &[2]);
+    for y in [
+        big.softplus(1.0, 20.0),
+        big.logsigmoid(),
+        big.elu(1.0),
+        big.selu(),
+    ] {
+        assert!(y.to_vec::<f64>().iter().all(|v| v.is_finite()), "{y}");
+    }
+    let zero = Tensor::from_vec(vec![0.0f64], &[1]);
+    let at_zero = |f: fn(&Tensor) -> Tensor| {
+        ferrograd::grad(move |x: &Tensor| f(x).sum())
+            .call(&zero, ())
+            .0
+            .item::<f64>()
+    };
+    assert_eq!(at_zero(|x| x.elu(0.5)), 0.5);
+    assert_eq!(at_zero(|x| x.leaky_relu(0.1)), 0.1);
+    assert_eq!(at_zero(|x| x.softplus(1.0, 20.0)), 0.5);
+    assert_eq!(at_zero(Tensor::silu), 0.5);
+    let (g, _) = ferrograd::grad(|x: &Tensor| x.softplus(1.0, 20.0).sum()).call(&big, ());
+    assert_eq!(g.to_vec::<f64>(), vec![0.0, 1.0]);
+}
