@@ -195,6 +195,18 @@ pub enum ZipFn {
     TanhBackward,
     /// `sigmoid`'s gradient from its output `y` and the output gradient `g`: `g y (1 - y)`.
     SigmoidBackward,
+    /// `x == y` as 1 or 0 (a mask in the program's dtype; see [`Instr::Select`]).
+    Eq,
+    /// `x != y` as 1 or 0.
+    Ne,
+    /// `x < y` as 1 or 0.
+    Lt,
+    /// `x <= y` as 1 or 0.
+    Le,
+    /// `x > y` as 1 or 0.
+    Gt,
+    /// `x >= y` as 1 or 0.
+    Ge,
 }
 
 impl ZipFn {
@@ -211,6 +223,12 @@ impl ZipFn {
             ZipFn::Atan2 => x.atan2(y),
             ZipFn::TanhBackward => y * (T::one() - x * x),
             ZipFn::SigmoidBackward => y * x * (T::one() - x),
+            ZipFn::Eq => mask(x == y),
+            ZipFn::Ne => mask(x != y),
+            ZipFn::Lt => mask(x < y),
+            ZipFn::Le => mask(x <= y),
+            ZipFn::Gt => mask(x > y),
+            ZipFn::Ge => mask(x >= y),
             _ => self.eval_number(x, y),
         }
     }
@@ -233,6 +251,16 @@ impl ZipFn {
     }
 }
 
+/// A comparison's result as 1 or 0.
+#[inline(always)]
+fn mask<T: Float>(holds: bool) -> T {
+    if holds {
+        T::one()
+    } else {
+        T::zero()
+    }
+}
+
 /// One value of a [`Program`]; values are numbered by their instruction's position.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Instr {
@@ -244,6 +272,8 @@ pub enum Instr {
     Map(MapFn, usize),
     /// A function of two earlier values.
     Zip(ZipFn, usize, usize),
+    /// `b` where the mask `c` (a comparison's 1 or 0) is nonzero, else `e`: `Select(c, b, e)`.
+    Select(usize, usize, usize),
 }
 
 /// Where a value lives while a tile is evaluated.
@@ -301,6 +331,7 @@ impl Program {
             let operands: &[usize] = match instr {
                 Instr::Map(_, a) => std::slice::from_ref(a),
                 Instr::Zip(_, a, b) => &[*a, *b][..],
+                Instr::Select(c, a, b) => &[*c, *a, *b][..],
                 Instr::Input(_) | Instr::Const(_) => &[],
             };
             for &a in operands {
@@ -342,13 +373,15 @@ impl Program {
                     }
                 }
                 Instr::Const(_) => Home::Reg(fresh(&mut Vec::new())),
-                Instr::Map(..) | Instr::Zip(..) => match outputs.iter().position(|&o| o == k) {
-                    Some(j) => Home::Out(j),
-                    None => Home::Reg(fresh(&mut free)),
-                },
+                Instr::Map(..) | Instr::Zip(..) | Instr::Select(..) => {
+                    match outputs.iter().position(|&o| o == k) {
+                        Some(j) => Home::Out(j),
+                        None => Home::Reg(fresh(&mut free)),
+                    }
+                }
             };
             if let Home::Reg(r) = home {
-                if matches!(instr, Instr::Map(..) | Instr::Zip(..)) {
+                if matches!(instr, Instr::Map(..) | Instr::Zip(..) | Instr::Select(..)) {
                     releases[last_use[k].max(k)].push(r);
                 }
             }
@@ -607,6 +640,16 @@ impl Program {
                 self.read(a, sources, regs, outs, tile),
                 self.read(b, sources, regs, outs, tile),
             ),
+            Instr::Select(c, a, b) => {
+                let (c, a, b) = (
+                    self.read(c, sources, regs, outs, tile),
+                    self.read(a, sources, regs, outs, tile),
+                    self.read(b, sources, regs, outs, tile),
+                );
+                for (((d, &c), &a), &b) in dst.iter_mut().zip(c).zip(a).zip(b) {
+                    *d = if c != T::zero() { a } else { b };
+                }
+            }
             Instr::Input(_) | Instr::Const(_) => {}
         }
     }
@@ -775,7 +818,13 @@ fn zip_tile<T: Float>(f: ZipFn, dst: &mut [T], x: &[T], y: &[T]) {
         Pow,
         Atan2,
         TanhBackward,
-        SigmoidBackward
+        SigmoidBackward,
+        Eq,
+        Ne,
+        Lt,
+        Le,
+        Gt,
+        Ge
     )
 }
 

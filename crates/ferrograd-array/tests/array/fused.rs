@@ -170,3 +170,26 @@ fn bad_programs_and_operands_are_refused_with_the_reason() {
     });
     assert!(err.contains("f32") && err.contains("f64"), "{err}");
 }
+
+#[test]
+fn a_select_on_a_comparison_is_where_on_the_bool_mask() {
+    let mut rng = Generator::new(14);
+    for dtype in [DType::F32, DType::F64] {
+        let x = rng.normal(&[7, 300], 0.0, 1.0, dtype);
+        let y = rng.normal(&[300], 0.0, 1.0, dtype);
+        // where(x > y, x * 2, y): a relu-like gate with a broadcast operand
+        let p = Program::new(
+            vec![
+                Instr::Input(0),
+                Instr::Input(1),
+                Instr::Zip(ZipFn::Gt, 0, 1),
+                Instr::Const(2.0),
+                Instr::Zip(ZipFn::Mul, 0, 3),
+                Instr::Select(2, 4, 1),
+            ],
+            vec![5],
+        );
+        let want = Array::where_(&x.gt(&y), &x.mul_scalar(2.0), &y);
+        assert_bits(&run(&p, &[&x, &y], &[7, 300])[0], &want, "select");
+    }
+}

@@ -37,7 +37,7 @@ pub const MAPS: [MapFn; 31] = [
     MapFn::Clamp(None, Some(0.1)),
 ];
 
-pub const ZIPS: [ZipFn; 10] = [
+pub const ZIPS: [ZipFn; 16] = [
     ZipFn::Add,
     ZipFn::Sub,
     ZipFn::Mul,
@@ -48,6 +48,12 @@ pub const ZIPS: [ZipFn; 10] = [
     ZipFn::Atan2,
     ZipFn::TanhBackward,
     ZipFn::SigmoidBackward,
+    ZipFn::Eq,
+    ZipFn::Ne,
+    ZipFn::Lt,
+    ZipFn::Le,
+    ZipFn::Gt,
+    ZipFn::Ge,
 ];
 
 /// The unfused kernel that computes `f`.
@@ -99,5 +105,12 @@ pub fn unfused_zip(f: ZipFn, x: &Array, y: &Array) -> Array {
         ZipFn::Atan2 => x.atan2(y),
         ZipFn::TanhBackward => x.tanh_backward(y),
         ZipFn::SigmoidBackward => x.sigmoid_backward(y),
+        // comparisons as masks in the operands' dtype
+        ZipFn::Eq => x.eq(y).to_dtype(x.dtype()),
+        ZipFn::Ne => x.ne(y).to_dtype(x.dtype()),
+        ZipFn::Lt => x.lt(y).to_dtype(x.dtype()),
+        ZipFn::Le => x.le(y).to_dtype(x.dtype()),
+        ZipFn::Gt => x.gt(y).to_dtype(x.dtype()),
+        ZipFn::Ge => x.ge(y).to_dtype(x.dtype()),
     }
 }

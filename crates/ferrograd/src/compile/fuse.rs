@@ -22,7 +22,7 @@ use smallvec::SmallVec;
 use super::capture::{Meta, Step, StepKind, ValueId};
 use super::plan::Slot;
 use crate::op::Op;
-use crate::ops::elementwise::{Binary, ScalarOp, Unary};
+use crate::ops::elementwise::{Binary, Compare, ScalarOp, Unary};
 use crate::ops::nn::NnOp;
 use crate::{DType, Shape};
 
@@ -42,11 +42,23 @@ pub(crate) struct Group {
 }
 
 /// How an elementwise primitive is computed by a fused program.
+#[derive(Clone, Copy)]
 enum Elem {
     Map(MapFn),
     Zip(ZipFn),
     /// A function of the input and a number, the number on the left when `left`.
     Scalar(ZipFn, f64, bool),
+    /// A comparison: a bool value, held in the program as a 1-or-0 mask. It never leaves the
+    /// group (a group whose mask is read outside it is not fused).
+    Compare(ZipFn),
+    /// A bool mask turned into the float dtype (`to_dtype`): the mask itself.
+    Mask,
+    /// Logic on masks: and (their product), or (their maximum), not (`1 - m`, as
+    /// `Scalar(Sub, 1, left)`). Bool values, like comparisons.
+    Logic(ZipFn),
+    Not,
+    /// `where(cond, a, b)` on a mask.
+    Select,
 }
 
 fn unary(u: Unary) -> MapFn {
@@ -110,31 +122,57 @@ fn elementwise(op: &Op) -> Option<Elem> {
         },
         Op::Nn(NnOp::TanhBackward) => Elem::Zip(ZipFn::TanhBackward),
         Op::Nn(NnOp::SigmoidBackward) => Elem::Zip(ZipFn::SigmoidBackward),
+        Op::Compare(c) => Elem::Compare(match c {
+            Compare::Eq => ZipFn::Eq,
+            Compare::Ne => ZipFn::Ne,
+            Compare::Lt => ZipFn::Lt,
+            Compare::Le => ZipFn::Le,
+            Compare::Gt => ZipFn::Gt,
+            Compare::Ge => ZipFn::Ge,
+            Compare::And => return Some(Elem::Logic(ZipFn::Mul)),
+            Compare::Or => return Some(Elem::Logic(ZipFn::Maximum)),
+            Compare::Not => return Some(Elem::Not),
+        }),
+        Op::Cast(d) if d.is_float() => Elem::Mask,
+        Op::Where => Elem::Select,
         _ => return None,
     })
 }
 
-/// The step's fused form and output, when it can join a group: an elementwise op on float
-/// values.
-fn fusable<'a>(step: &Step, metas: &'a [Meta]) -> Option<(Elem, ValueId, &'a Meta)> {
+/// The step's fused form, output and group key (its shape and the float dtype the group
+/// computes in), when it can join a group: an elementwise op on float values, a comparison
+/// of float values, or a mask's use (`Mask`, `Select`, whose bool operand must then come
+/// from the same group: see `fuse_segment`).
+fn fusable(step: &Step, metas: &[Meta]) -> Option<(Elem, ValueId, Shape, DType)> {
     let StepKind::Op(op) = &step.kind else {
         return None;
     };
     let elem = elementwise(op)?;
     let out = step.outputs.first().copied().flatten()?;
     let meta = &metas[out as usize];
-    let float = |m: &Meta| matches!(m.dtype, DType::F32 | DType::F64);
-    let arity = match elem {
-        Elem::Map(_) | Elem::Scalar(..) => 1,
-        Elem::Zip(_) => 2,
+    let dtype = |i: usize| metas[step.inputs[i] as usize].dtype;
+    let float = |d: DType| matches!(d, DType::F32 | DType::F64);
+    let (arity, key) = match elem {
+        Elem::Map(_) | Elem::Scalar(..) => (1, meta.dtype),
+        Elem::Zip(_) => (2, meta.dtype),
+        Elem::Compare(_) => (2, dtype(0)),
+        Elem::Mask => (1, meta.dtype),
+        Elem::Select => (3, meta.dtype),
+        // bool in, bool out: the group's dtype comes from the group holding the operands
+        Elem::Logic(_) => (2, DType::Bool),
+        Elem::Not => (1, DType::Bool),
     };
-    (float(meta)
-        && step.inputs.len() == arity
-        && step
-            .inputs
-            .iter()
-            .all(|&i| metas[i as usize].dtype == meta.dtype))
-    .then_some((elem, out, meta))
+    if step.inputs.len() != arity || !(float(key) || key == DType::Bool) {
+        return None;
+    }
+    let fits = match elem {
+        Elem::Compare(_) => dtype(1) == key,
+        Elem::Mask => dtype(0) == DType::Bool,
+        Elem::Select => dtype(0) == DType::Bool && dtype(1) == key && dtype(2) == key,
+        Elem::Logic(_) | Elem::Not => (0..arity).all(|i| dtype(i) == DType::Bool),
+        _ => (0..arity).all(|i| dtype(i) == key),
+    };
+    fits.then(|| (elem, out, meta.shape.clone(), key))
 }
 
 /// A group being collected.
@@ -180,7 +218,7 @@ pub(super) fn fuse_segment(slots: Vec<Slot>, metas: &[Meta], uses: &[u32]) -> Ve
                 owner.remove(o);
             }
         }
-        out.push(build(group, metas, uses));
+        out.extend(build(group, metas, uses));
     };
     for slot in slots {
         // note where the slots emitted since the last slot define their values
@@ -209,8 +247,32 @@ pub(super) fn fuse_segment(slots: Vec<Slot>, metas: &[Meta], uses: &[u32]) -> Ve
                 continue;
             }
         };
-        match fusable(&step, metas) {
-            Some((_, id, meta)) => {
+        // a mask's use joins only the group that holds the mask (logic on masks takes that
+        // group's dtype)
+        let in_group = |i: ValueId, shape: &Shape, dtype: Option<DType>| {
+            owner.get(&i).and_then(|&g| {
+                open[g]
+                    .as_ref()
+                    .filter(|o| o.shape == *shape && dtype.is_none_or(|d| d == o.dtype))
+                    .map(|o| o.dtype)
+            })
+        };
+        let fused = fusable(&step, metas).and_then(|(elem, id, shape, dtype)| match elem {
+            Elem::Mask | Elem::Select => {
+                in_group(step.inputs[0], &shape, Some(dtype)).map(|d| (elem, id, shape, d))
+            }
+            Elem::Logic(_) | Elem::Not => {
+                let d = in_group(step.inputs[0], &shape, None)?;
+                step.inputs
+                    .iter()
+                    .all(|&i| in_group(i, &shape, Some(d)).is_some())
+                    .then_some((elem, id, shape, d))
+            }
+            _ => Some((elem, id, shape, dtype)),
+        });
+        match fused {
+            Some((_, id, shape, dtype)) => {
+                let meta = Meta { shape, dtype };
                 // groups of another shape that this step reads run first
                 for &i in &step.inputs {
                     if let Some(&g) = owner.get(&i) {
@@ -273,8 +335,14 @@ pub(super) fn fuse_segment(slots: Vec<Slot>, metas: &[Meta], uses: &[u32]) -> Ve
     out
 }
 
-/// The fused form of a collected group (a lone step stays a step).
-fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Slot {
+/// The steps of a group that cannot be fused, as they were.
+fn unfused(members: Vec<Step>) -> Vec<Slot> {
+    members.into_iter().map(Slot::step).collect()
+}
+
+/// The fused form of a collected group (a lone step stays a step, and so do the steps of a
+/// group whose comparison is read outside it: a mask has no dtype to be written in).
+fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Vec<Slot> {
     let Open {
         shape,
         dtype,
@@ -282,7 +350,7 @@ fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Slot {
         ..
     } = open;
     if members.len() == 1 {
-        return Slot::step(members.pop().expect("one member"));
+        return vec![Slot::step(members.pop().expect("one member"))];
     }
     let mut instrs: Vec<Instr> = Vec::new();
     let mut inputs: SmallVec<[ValueId; 8]> = SmallVec::new();
@@ -304,11 +372,27 @@ fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Slot {
     let mut outputs: SmallVec<[ValueId; 4]> = SmallVec::new();
     let mut program_outputs = Vec::new();
     for m in &members {
-        let (elem, id, _) = fusable(m, metas).expect("members are fusable");
+        let (elem, id, ..) = fusable(m, metas).expect("members are fusable");
+        let outside = uses[id as usize] > inner_uses.get(&id).copied().unwrap_or(0);
+        let boolean = matches!(elem, Elem::Compare(_) | Elem::Logic(_) | Elem::Not);
+        if outside && boolean {
+            return unfused(members);
+        }
         let a = operand(m.inputs[0], &mut instrs, &mut at);
         let instr = match elem {
             Elem::Map(f) => Instr::Map(f, a),
-            Elem::Zip(f) => Instr::Zip(f, a, operand(m.inputs[1], &mut instrs, &mut at)),
+            Elem::Mask => Instr::Map(MapFn::Identity, a),
+            Elem::Zip(f) | Elem::Compare(f) | Elem::Logic(f) => {
+                Instr::Zip(f, a, operand(m.inputs[1], &mut instrs, &mut at))
+            }
+            Elem::Not => {
+                instrs.push(Instr::Const(1.0));
+                Instr::Zip(ZipFn::Sub, instrs.len() - 1, a)
+            }
+            Elem::Select => {
+                let b = operand(m.inputs[1], &mut instrs, &mut at);
+                Instr::Select(a, b, operand(m.inputs[2], &mut instrs, &mut at))
+            }
             Elem::Scalar(f, v, left) => {
                 instrs.push(Instr::Const(v));
                 let c = instrs.len() - 1;
@@ -321,13 +405,13 @@ fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Slot {
         };
         instrs.push(instr);
         at.insert(id, instrs.len() - 1);
-        if uses[id as usize] > inner_uses.get(&id).copied().unwrap_or(0) {
+        if outside {
             outputs.push(id);
             program_outputs.push(instrs.len() - 1);
         }
     }
     debug_assert!(!outputs.is_empty(), "dead steps are removed before fusion");
-    Slot::Fused {
+    vec![Slot::Fused {
         group: Box::new(Group {
             program: Program::new(instrs, program_outputs),
             inputs,
@@ -338,5 +422,5 @@ fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Slot {
         }),
         keep: true,
         drops: SmallVec::new(),
-    }
+    }]
 }

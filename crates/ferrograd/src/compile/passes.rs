@@ -428,3 +428,83 @@ pub(super) fn batch_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
         }
     }
 }
+
+/// Gives each use of a comparison by a selection or a mask conversion (`where(x > 0, ..)`,
+/// `(x > 0).to_dtype(..)`: relu's, clamp's and `where`'s gradients) its own copy of the
+/// comparison, computed right before it. Fusion keeps a comparison inside one fused run,
+/// as a mask that never reaches memory; shared by steps that land in different runs (the
+/// forward's and the backward's), it would otherwise have to be written out as a bool array,
+/// which a run cannot do, and its runs would not fuse. A comparison is cheaper to repeat
+/// than to store and load. New values get ids past the recording's, with their metas
+/// appended. `uses[v]` counts every read of `v` in the plan.
+pub(super) fn split_masks(seg: &mut Segment, metas: &mut Vec<Meta>, uses: &[u32]) {
+    let is_mask_use = |kind: &StepKind, inputs: &[ValueId], v: ValueId| match kind {
+        StepKind::Op(Op::Where) => inputs[0] == v && inputs[1] != v && inputs[2] != v,
+        StepKind::Op(Op::Cast(d)) => d.is_float() && inputs[0] == v,
+        _ => false,
+    };
+    // the comparisons of this segment read more than once, by slot index
+    let mut compares: HashMap<ValueId, usize> = HashMap::new();
+    for (k, slot) in seg.exec.iter().enumerate() {
+        if let Slot::Step { step, .. } = slot {
+            if let (StepKind::Op(Op::Compare(c)), Some(out)) = (&step.kind, step.outputs[0]) {
+                let float = metas[step.inputs[0] as usize].dtype.is_float();
+                if float && uses[out as usize] > 1 && c.is_comparison() {
+                    compares.insert(out, k);
+                }
+            }
+        }
+    }
+    // drop those read by anything else, or from another segment
+    let mut local_uses: HashMap<ValueId, u32> = HashMap::new();
+    for slot in &seg.exec {
+        if let Slot::Step { step, .. } = slot {
+            for &i in &step.inputs {
+                if compares.contains_key(&i) {
+                    *local_uses.entry(i).or_default() += 1;
+                    if !is_mask_use(&step.kind, &step.inputs, i) {
+                        compares.remove(&i);
+                    }
+                }
+            }
+        }
+    }
+    compares.retain(|v, _| local_uses.get(v) == Some(&uses[*v as usize]));
+    if !compares.is_empty() {
+        let old = std::mem::take(&mut seg.exec);
+        let originals: HashMap<ValueId, Slot> = compares
+            .iter()
+            .map(|(&v, &k)| (v, old[k].clone()))
+            .collect();
+        for (k, slot) in old.into_iter().enumerate() {
+            match slot {
+                Slot::Step { step, .. } if compares.values().any(|&c| c == k) => drop(step),
+                Slot::Step { mut step, .. } => {
+                    let copied = step
+                        .inputs
+                        .first()
+                        .copied()
+                        .filter(|i| compares.contains_key(i));
+                    if let Some(v) = copied {
+                        let Slot::Step { step: original, .. } = &originals[&v] else {
+                            unreachable!("comparisons are steps")
+                        };
+                        metas.push(metas[v as usize].clone());
+                        let id = (metas.len() - 1) as ValueId;
+                        let mut copy = original.clone();
+                        copy.outputs = SmallVec::from_slice(&[Some(id)]);
+                        seg.exec.push(Slot::step(copy));
+                        step.inputs[0] = id;
+                    }
+                    seg.exec.push(Slot::step(step));
+                }
+                other => seg.exec.push(other),
+            }
+        }
+    }
+    if let End::Guard { branches, .. } = &mut seg.end {
+        for (_, b) in branches {
+            split_masks(b, metas, uses);
+        }
+    }
+}

@@ -659,6 +659,13 @@ impl Plan {
         if self.fuse && !super::check_mode() {
             // new values of the passes' own are numbered past the recording's
             super::passes::batch_products(&mut self.root, &mut self.metas);
+            self.alias
+                .extend(self.alias.len() as ValueId..self.metas.len() as ValueId);
+        }
+        if self.fuse {
+            let mut uses = vec![0u32; self.metas.len()];
+            count_uses(&self.root, &mut uses, &self.alias);
+            super::passes::split_masks(&mut self.root, &mut self.metas, &uses);
         }
         let n = self.metas.len();
         self.alias.extend(self.alias.len() as ValueId..n as ValueId);

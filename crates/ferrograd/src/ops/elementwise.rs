@@ -416,6 +416,11 @@ pub enum Compare {
 }
 
 impl Compare {
+    /// Whether this compares two values (not a logic op on bools).
+    pub(crate) fn is_comparison(self) -> bool {
+        !matches!(self, Compare::And | Compare::Or | Compare::Not)
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Compare::Eq => "eq",

@@ -957,3 +957,34 @@ fn a_sum_of_products_over_steps_becomes_one_product_within_rounding() {
     assert_eq!(steps_of(&plain_text, "matmul_acc"), 7, "{plain_text}");
     assert_eq!(fused.stats().verified, 2);
 }
+
+#[test]
+fn comparisons_and_selections_fuse_as_masks_that_never_reach_memory() {
+    let f = |p: &Mlp, x: &Tensor, _y: &Tensor| {
+        let h = (x.matmul(&p.w1) + &p.b1).relu(); // backward: g * (h > 0)
+        let e = h.matmul(&p.w2).elu(0.5); // where(x > 0, x, 0.5 (e^min(x, 0) - 1))
+        (e.square().sum(), e)
+    };
+    let df = grad(f).optimize(true);
+    let mut rng = Generator::new(36);
+    let p = mlp_params(&mut rng);
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[5, 4], -2.0, 2.0);
+        let y = one_hot_rows(&mut rng, 5);
+        let (g, (l, e)) = df.call(&p, (&x, &y));
+        let (want_g, (want_l, want_e)) = grad(f).call(&p, (&x, &y));
+        assert_same_trees(&g, &want_g);
+        assert!(same(&l, &want_l) && same(&e, &want_e));
+    }
+    let text = df.plan_text();
+    // only fused runs compare or select: no bool array is written
+    let top_level = |op: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("  %") && l.contains(&format!(" = {op}(")))
+            .count()
+    };
+    for op in ["gt", "where", "to_dtype"] {
+        assert_eq!(top_level(op), 0, "{op} outside a fused run\n{text}");
+        assert!(steps_of(&text, op) > 0, "{op} is in the plan\n{text}");
+    }
+}
