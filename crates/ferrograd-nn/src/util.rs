@@ -15,13 +15,27 @@ pub fn cast<T: Tree>(tree: &T, dtype: DType) -> T {
     })
 }
 
-/// `[labels.len(), classes]` with a 1 at each label (0-based).
+/// One-hot rows: labels of shape `[...]` (0-based class indices) give `[..., classes]`, with
+/// a 1 at each label (as PyTorch's `F.one_hot`).
+///
+/// ```
+/// use ferrograd::{DType, Tensor};
+/// let labels = Tensor::from_vec(vec![2i64, 0, 1, 1], &[2, 2]);
+/// let y = ferrograd_nn::util::one_hot(&labels, 3, DType::F32);
+/// assert_eq!(y.shape(), &[2, 2, 3]);
+/// assert_eq!(y.to_vec::<f32>()[..6], [0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+/// ```
 #[track_caller]
 pub fn one_hot(labels: &Tensor, classes: usize, dtype: DType) -> Tensor {
     let flat = labels.reshape(&[labels.numel()]).to_dtype(DType::I64);
     crate::functional::check_index_range("one_hot", "label", &flat, classes);
     let columns = Tensor::new(Array::arange(0.0, classes as f64, 1.0, DType::I64));
-    flat.unsqueeze(1).eq(&columns.unsqueeze(0)).to_dtype(dtype)
+    let mut shape = labels.shape().to_vec();
+    shape.push(classes);
+    flat.unsqueeze(1)
+        .eq(&columns.unsqueeze(0))
+        .to_dtype(dtype)
+        .reshape(&shape)
 }
 
 /// `log Σ exp` over the last dim, per row, stable.

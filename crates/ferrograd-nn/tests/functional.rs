@@ -208,6 +208,13 @@ fn criteria() {
             -(&t * &q.log() + &t.rsub_scalar(1.0) * &q.rsub_scalar(1.0).log()).mean()
         },
     );
+    // saturated predictions: each log clamped at -100, as PyTorch does, gradients finite
+    let p = Tensor::from_vec(vec![0.0f64, 1.0, 0.5, 1.0], &[4]);
+    let t = Tensor::from_vec(vec![1.0f64, 0.0, 1.0, 1.0], &[4]);
+    let want = (100.0 + 100.0 + 2.0f64.ln() + 0.0) / 4.0;
+    assert!((F::bce(&p, &t).item::<f64>() - want).abs() < 1e-12);
+    let (g, _) = grad(|p: &Tensor, t: &Tensor| F::bce(p, t)).call(&p, (&t,));
+    assert!(g.to_vec::<f64>().iter().all(|v| v.is_finite()), "{g}");
     check(
         "parallel",
         &[&[3, 4], &[3, 4], &[2, 2], &[2, 2]],
@@ -396,6 +403,15 @@ fn dropout_scales_kept_units_and_is_the_identity_in_evaluation() {
     for plane in z.to_f64_vec().chunks(9) {
         assert!(plane.iter().all(|&v| v == plane[0]));
     }
+    // p = 1 drops everything, with a zero gradient
+    let x = Tensor::ones(&[3, 2], DType::F64);
+    assert_eq!(
+        F::dropout(&x, 1.0, true, &mut rng).to_vec::<f64>(),
+        vec![0.0; 6]
+    );
+    let (g, _) = grad(|x: &Tensor, rng: &mut Generator| F::dropout(x, 1.0, true, rng).sum())
+        .call(&x, (&mut rng,));
+    assert_eq!(g.to_vec::<f64>(), vec![0.0; 6]);
 }
 
 #[test]

@@ -277,6 +277,11 @@ fn utilities() {
         util::one_hot(&labels, 3, DType::F32).to_vec::<f32>(),
         vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
     );
+    // [B, T] labels give [B, T, C]
+    let labels = Tensor::from_vec(vec![1i64, 0, 2, 2, 1, 0], &[2, 3]);
+    let y = util::one_hot(&labels, 3, DType::F64);
+    assert_eq!(y.shape(), &[2, 3, 3]);
+    assert_eq!(y.argmax(2, false).to_vec::<i64>(), labels.to_vec::<i64>());
     let tree = (
         Tensor::zeros(&[2], DType::F32),
         Tensor::zeros(&[1], DType::I64),

@@ -5,11 +5,15 @@ use ferrograd::{DType, Generator, Tensor};
 
 #[track_caller]
 fn masked(x: &Tensor, p: f64, training: bool, mask_shape: &[usize], rng: &mut Generator) -> Tensor {
-    if !(0.0..1.0).contains(&p) {
-        panic!("ferrograd: dropout: p must be in [0, 1), got {p}");
+    if !(0.0..=1.0).contains(&p) {
+        panic!("ferrograd: dropout: p must be in [0, 1], got {p}");
     }
     if !training || p == 0.0 {
         return x.clone();
+    }
+    if p == 1.0 {
+        // everything dropped (PyTorch's result; the scale 1 / (1 - p) would be infinite)
+        return x * 0.0;
     }
     // drawn by an op, so optimize mode draws a fresh mask from `rng` on every replay
     let keep = (Tensor::rand_bernoulli(rng, mask_shape, 1.0 - p, DType::F64) * (1.0 / (1.0 - p)))

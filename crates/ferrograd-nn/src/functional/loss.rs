@@ -67,9 +67,11 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor) -> Tensor {
     s.log_softmax(1).gather(1, &t).sum() * (-1.0 / n as f64)
 }
 
-/// Binary cross-entropy `-mean(t log p + (1 - t) log(1 - p))` of probabilities `p` (clamped
-/// into `[1e-12, 1 - 1e-12]`, where the gradient with respect to `p` is then zero) against
-/// targets in `[0, 1]`.
+/// Binary cross-entropy `-mean(t log p + (1 - t) log(1 - p))` of probabilities `p` against
+/// targets in `[0, 1]`. As in PyTorch, each log is clamped at -100, so a saturated
+/// prediction (`p` of exactly 0 or 1) costs at most 100 per element instead of infinity; its
+/// gradient is zero there (PyTorch's hand-written gradient is `(p - t) / max(p (1 - p),
+/// 1e-12)`, huge but finite, where this one is the derivative of the clamped loss).
 #[track_caller]
 pub fn bce(probabilities: &Tensor, target: &Tensor) -> Tensor {
     if probabilities.shape() != target.shape() {
@@ -79,10 +81,12 @@ pub fn bce(probabilities: &Tensor, target: &Tensor) -> Tensor {
             target.shape()
         );
     }
-    const EPS: f64 = 1e-12;
-    let p = probabilities.clamp(Some(EPS), Some(1.0 - EPS));
+    let p = probabilities;
     let t = target;
-    -(t * &p.log() + &t.rsub_scalar(1.0) * &p.rsub_scalar(1.0).log()).mean()
+    // max(ln x, -100) as ln(max(x, e^-100)): the same value, and a finite gradient (zero
+    // where the log is clamped) instead of 0 · ∞
+    let log = |x: &Tensor| x.clamp(Some((-100.0f64).exp()), None).log();
+    -(t * &log(p) + &t.rsub_scalar(1.0) * &log(&p.rsub_scalar(1.0))).mean()
 }
 
 /// A criterion as a function of (input, target).

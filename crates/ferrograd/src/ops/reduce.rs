@@ -342,25 +342,50 @@ impl Tensor {
         self.var(correction).sqrt()
     }
 
-    /// The `p`-norm over `dims` (0, 1, 2, any positive `p`, or infinity).
+    /// The `p`-norm over `dims`, as PyTorch's `vector_norm`: `(Σ|x|^p)^(1/p)` for any `p`
+    /// (negative too), `max |x|` for `p = ∞`, `min |x|` for `p = -∞`, and the number of
+    /// nonzero entries for `p = 0` (no gradient). The gradient at an all-zero slice is 0,
+    /// not the NaN of `0 · ∞` (as in PyTorch).
+    ///
+    /// ```
+    /// use ferrograd::{grad, Tensor};
+    /// let x = Tensor::from_vec(vec![6.0f64, -8.0, 0.0, 0.0], &[2, 2]);
+    /// assert_eq!(x.norm_dim(2.0, 1, false).to_vec::<f64>(), vec![10.0, 0.0]);
+    /// let (g, _) = grad(|x: &Tensor| x.norm_dim(2.0, 1, false).sum()).call(&x, ());
+    /// let g = g.to_vec::<f64>(); // x / ‖x‖ on the first row, 0 on the zero row
+    /// assert!((g[0] - 0.6).abs() < 1e-15 && (g[1] + 0.8).abs() < 1e-15 && g[2..] == [0.0, 0.0]);
+    /// ```
     #[track_caller]
     pub fn norm_dim(&self, p: f64, dims: impl Dims, keepdim: bool) -> Tensor {
         let dims = dims.resolve_all(self.ndim(), "norm_dim");
         let d = dims.as_slice();
+        // s^(1/p) with a zero gradient where s = 0: the root of a safe 1 there, replaced by
+        // 0 (neither branch's gradient is infinite)
+        let root = |s: Tensor, r: &dyn Fn(&Tensor) -> Tensor| {
+            let zero = s.eq_scalar(0.0);
+            let safe = Tensor::where_(&zero, &scalar_like(1.0, &s), &s);
+            Tensor::where_(&zero, &scalar_like(0.0, &s), &r(&safe))
+        };
         if p == 2.0 {
-            self.square().sum_dim(d, keepdim).sqrt()
+            root(self.square().sum_dim(d, keepdim), &|s| s.sqrt())
         } else if p == 1.0 {
             self.abs().sum_dim(d, keepdim)
         } else if p == f64::INFINITY {
             self.abs().amax_dim(d, keepdim)
+        } else if p == f64::NEG_INFINITY {
+            self.abs().amin_dim(d, keepdim)
         } else if p == 0.0 {
             // the number of non-zero entries (no gradient)
             mask_as(&self.ne_scalar(0.0), self)
                 .sum_dim(d, keepdim)
                 .detach()
-        } else if p.is_nan() || p < 0.0 {
+        } else if p.is_nan() {
             Tensor::new(self.data().norm_dim(p, d, keepdim)) // fails, naming p
+        } else if p > 0.0 {
+            let s = self.abs().pow_scalar(p).sum_dim(d, keepdim);
+            root(s, &|s| s.pow_scalar(1.0 / p))
         } else {
+            // a zero entry makes the sum infinite and the norm 0
             self.abs()
                 .pow_scalar(p)
                 .sum_dim(d, keepdim)

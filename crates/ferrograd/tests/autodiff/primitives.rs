@@ -179,7 +179,7 @@ fn reductions() {
         check("std", &[&[3, 4]], -1.0, 1.0, |p| {
             p[0].std_dim(0, 0, keepdim)
         });
-        for norm in [1.0, 2.0, 3.0, f64::INFINITY] {
+        for norm in [1.0, 2.0, 3.0, 0.5, -1.5, f64::INFINITY, f64::NEG_INFINITY] {
             check("norm", &[&[3, 4]], 0.2, 1.0, |p| {
                 p[0].norm_dim(norm, 1, keepdim)
             });
@@ -761,4 +761,30 @@ fn erf_and_the_activations() {
     assert_eq!(at_zero(Tensor::silu), 0.5);
     let (g, _) = ferrograd::grad(|x: &Tensor| x.softplus(1.0, 20.0).sum()).call(&big, ());
     assert_eq!(g.to_vec::<f64>(), vec![0.0, 1.0]);
+}
+
+#[test]
+fn norms_follow_pytorch_at_zero_and_for_every_p() {
+    let x = Tensor::from_vec(vec![3.0f64, -4.0, 0.0, 0.0, 1.0, -2.0], &[3, 2]);
+    let rows = |p: f64| x.norm_dim(p, 1, false).to_vec::<f64>();
+    assert_eq!(rows(2.0), vec![5.0, 0.0, 5f64.sqrt()]);
+    assert_eq!(rows(f64::NEG_INFINITY), vec![3.0, 0.0, 1.0]);
+    assert_eq!(rows(0.0), vec![2.0, 0.0, 2.0]);
+    // negative p: (Σ|x|^p)^(1/p); a zero entry gives 0
+    let want = (3f64.powf(-1.5) + 4f64.powf(-1.5)).powf(-1.0 / 1.5);
+    assert!((rows(-1.5)[0] - want).abs() < 1e-14 && rows(-1.5)[1] == 0.0);
+    // an all-zero row has a zero gradient (not NaN), at first and second order (for p < 1
+    // the derivative of |x|^p is itself infinite at 0)
+    for p in [2.0, 3.0, 1.5] {
+        let f = move |x: &Tensor| x.norm_dim(p, 1, false).sum();
+        let (g, _) = ferrograd::grad(f).call(&x, ());
+        let g = g.to_vec::<f64>();
+        assert_eq!(&g[2..4], &[0.0, 0.0], "p = {p}");
+        assert!(g.iter().all(|v| v.is_finite()), "p = {p}: {g:?}");
+        if p >= 2.0 {
+            // (|x|^p)'' is infinite at 0 for p < 2
+            let h = ferrograd::hessian(f, &x);
+            assert!(h.to_vec::<f64>().iter().all(|v| v.is_finite()), "p = {p}");
+        }
+    }
 }
