@@ -201,7 +201,7 @@ impl Module for LayerNorm {
         format!("LayerNorm({:?})", self.state.params[0].shape())
     }
     fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
-        F::layer_norm(x, &p[0], &p[1], self.eps)
+        F::layer_norm(x, p[0].shape(), Some(&p[0]), Some(&p[1]), self.eps)
     }
     module_boilerplate!();
 }

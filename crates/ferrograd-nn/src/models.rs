@@ -516,12 +516,10 @@ impl RecurrentNetwork {
                 Cell::FastWeights { lambda, eta, s } => {
                     a = &a * lambda + &(&h.unsqueeze(2).matmul(&h.unsqueeze(1)) * eta);
                     let dot = xh.matmul(&p.w) + &p.b;
-                    let ones = Tensor::ones(&[hsz], x.dtype());
-                    let zeros_h = Tensor::zeros(&[hsz], x.dtype());
                     let mut hs = zeros.clone();
                     for _ in 0..=s {
                         let pre = &dot + &a.matmul(&hs.unsqueeze(2)).squeeze_dim(2);
-                        hs = F::relu(&F::layer_norm(&pre, &ones, &zeros_h, 1e-5));
+                        hs = F::relu(&F::layer_norm(&pre, &[hsz], None, None, 1e-5));
                     }
                     h = hs;
                 }

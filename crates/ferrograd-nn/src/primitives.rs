@@ -37,7 +37,7 @@ impl LayerNormalization {
     /// Normalized `x`.
     #[track_caller]
     pub fn forward(&self, p: &GainBias, x: &Tensor) -> Tensor {
-        F::layer_norm(x, &p.gain, &p.bias, self.eps)
+        F::layer_norm(x, p.gain.shape(), Some(&p.gain), Some(&p.bias), self.eps)
     }
 }
 

@@ -258,11 +258,23 @@ fn normalization() {
         "layer_norm",
         &[&[4, 5], &[5], &[5]],
         true,
-        |p| F::layer_norm(&p[0], &p[1], &p[2], 1e-5),
+        |p| F::layer_norm(&p[0], p[1].shape(), Some(&p[1]), Some(&p[2]), 1e-5),
         |p| {
             let m = p[0].mean_dim(1, true);
             let v = p[0].var_dim(1, 0, true);
             &(&(&p[0] - &m) / &(&v + 1e-5).sqrt()) * &p[1] + &p[2]
+        },
+    );
+    // without the affine part, over the last two dims
+    check(
+        "layer_norm_plain",
+        &[&[2, 3, 4]],
+        true,
+        |p| F::layer_norm(&p[0], &[3, 4], None, None, 1e-5),
+        |p| {
+            let m = p[0].mean_dim(&[1, 2][..], true);
+            let v = p[0].var_dim(&[1, 2][..], 0, true);
+            &(&p[0] - &m) / &(&v + 1e-5).sqrt()
         },
     );
 }

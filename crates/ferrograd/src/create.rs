@@ -107,6 +107,36 @@ impl Tensor {
         Tensor::draw(rng, Draw::Normal(shape.into(), mean, std, dtype))
     }
 
+    /// Standard normal values (PyTorch's `torch.randn`) drawn from `rng` (see
+    /// [`rand_bernoulli`](Tensor::rand_bernoulli) for optimize mode).
+    ///
+    /// ```
+    /// use ferrograd::{DType, Generator, Tensor};
+    /// let mut rng = Generator::new(0);
+    /// let w = Tensor::randn(&mut rng, &[100, 10], DType::F32) * 0.1;
+    /// let u = Tensor::rand(&mut rng, &[3], DType::F64);
+    /// let k = Tensor::randint(&mut rng, 0, 10, &[5]);
+    /// assert_eq!((w.shape(), k.dtype()), (&[100, 10][..], DType::I64));
+    /// assert!(u.to_vec::<f64>().iter().all(|&v| (0.0..1.0).contains(&v)));
+    /// assert!(k.to_vec::<i64>().iter().all(|&v| (0..10).contains(&v)));
+    /// ```
+    #[track_caller]
+    pub fn randn(rng: &mut Generator, shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::rand_normal(rng, shape, 0.0, 1.0, dtype)
+    }
+
+    /// Uniform values in `[0, 1)` (PyTorch's `torch.rand`) drawn from `rng`.
+    #[track_caller]
+    pub fn rand(rng: &mut Generator, shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::rand_uniform(rng, shape, 0.0, 1.0, dtype)
+    }
+
+    /// Integers in `[low, high)` (i64; PyTorch's `torch.randint`) drawn from `rng`.
+    #[track_caller]
+    pub fn randint(rng: &mut Generator, low: i64, high: i64, shape: &[usize]) -> Tensor {
+        Tensor::rand_uniform(rng, shape, low as f64, high as f64, DType::I64)
+    }
+
     #[track_caller]
     fn draw(rng: &mut Generator, draw: Draw) -> Tensor {
         let out = Tensor::new(draw.sample(rng));

@@ -295,23 +295,47 @@ impl CustomOp for LayerNorm {
     }
 }
 
-/// Layer normalization over the trailing dims of `weight`'s shape, with affine `weight` and
-/// `bias` of that shape.
+/// Layer normalization over the trailing dims `normalized_shape` of `x` (PyTorch's
+/// `F.layer_norm`), with an optional affine `weight` (default ones) and `bias` (default
+/// zeros) of that shape.
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional as F;
+/// let x = Tensor::from_vec(vec![1.0f64, 3.0, 10.0, 30.0], &[2, 2]);
+/// let y = F::layer_norm(&x, &[2], None, None, 0.0);
+/// assert_eq!(y.to_vec::<f64>(), vec![-1.0, 1.0, -1.0, 1.0]);
+/// ```
 #[track_caller]
-pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Tensor {
-    let k = weight.ndim();
+pub fn layer_norm(
+    x: &Tensor,
+    normalized_shape: &[usize],
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Tensor {
+    let k = normalized_shape.len();
+    let fits = |t: Option<&Tensor>| t.is_none_or(|t| t.shape() == normalized_shape);
     if k == 0
         || k > x.ndim()
-        || x.shape()[x.ndim() - k..] != *weight.shape()
-        || bias.shape() != weight.shape()
+        || x.shape()[x.ndim() - k..] != *normalized_shape
+        || !fits(weight)
+        || !fits(bias)
     {
+        let shape =
+            |t: Option<&Tensor>| t.map_or("none".to_string(), |t| format!("{:?}", t.shape()));
         panic!(
-            "ferrograd: layer_norm: weight {:?} and bias {:?} must match the trailing dims of {:?}",
-            weight.shape(),
-            bias.shape(),
+            "ferrograd: layer_norm: normalized shape {normalized_shape:?}, weight {} and bias {} \
+             must match the trailing dims of {:?}",
+            shape(weight),
+            shape(bias),
             x.shape()
         );
     }
+    let ones = || Tensor::ones(normalized_shape, x.dtype());
+    let zeros = || Tensor::zeros(normalized_shape, x.dtype());
+    let weight = weight.cloned().unwrap_or_else(ones);
+    let bias = bias.cloned().unwrap_or_else(zeros);
     let dims: Vec<usize> = (x.ndim() - k..x.ndim()).collect();
-    call(LayerNorm { dims, eps }, &[x, weight, bias])
+    call(LayerNorm { dims, eps }, &[x, &weight, &bias])
 }
