@@ -113,6 +113,10 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// The error function (libm's).
     #[doc(hidden)]
     fn erf_value(self) -> Self;
+    /// Runs `f` on a scratch buffer of at least `n` elements kept per thread (a fused
+    /// program's registers), so repeated runs allocate nothing.
+    #[doc(hidden)]
+    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
 }
 
 /// The signature of gemm's kernels: `m, n, k`, then destination, left and right operands
@@ -250,6 +254,10 @@ impl Float for f32 {
     fn erf_value(self) -> Self {
         libm::erff(self)
     }
+    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+        thread_local!(static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) });
+        scratch(&SCRATCH, n, f)
+    }
 }
 
 impl Float for f64 {
@@ -277,6 +285,30 @@ impl Float for f64 {
     #[inline(always)]
     fn erf_value(self) -> Self {
         libm::erf(self)
+    }
+    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+        thread_local!(static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) });
+        scratch(&SCRATCH, n, f)
+    }
+}
+
+/// [`Float::with_scratch`] on a thread's buffer (a fresh one if it is in use).
+fn scratch<T: Copy + Default + 'static, R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<T>>>,
+    n: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    let mut f = Some(f);
+    let done = key.with(|cell| {
+        let mut buffer = cell.try_borrow_mut().ok()?;
+        if buffer.len() < n {
+            buffer.resize(n, T::default());
+        }
+        Some((f.take().expect("called once"))(&mut buffer[..n]))
+    });
+    match done {
+        Some(r) => r,
+        None => (f.take().expect("not called"))(&mut vec![T::default(); n]),
     }
 }
 

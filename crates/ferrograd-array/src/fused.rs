@@ -540,7 +540,21 @@ impl Program {
     ) {
         let len = outs.first().map_or(0, |o| o.len());
         let tile = tile::<T>().min(len.max(1));
-        let mut file = vec![T::zero(); self.registers * tile];
+        T::with_scratch(self.registers * tile, |file| {
+            self.run_in::<T, FMA>(sources, start, outs, len, tile, file)
+        });
+    }
+
+    /// [`run_range`](Program::run_range) with `file` for its registers.
+    fn run_in<T: Float, const FMA: bool>(
+        &self,
+        sources: &[Source<'_, T>],
+        start: usize,
+        outs: &mut [&mut [T]],
+        len: usize,
+        tile: usize,
+        file: &mut [T],
+    ) {
         let mut regs: SmallVec<[&mut [T]; 16]> = file.chunks_mut(tile).collect();
         // constants and one-element inputs fill their registers once
         for (instr, home) in self.instrs.iter().zip(&self.homes) {
