@@ -313,6 +313,8 @@ pub struct Program {
     instrs: Vec<Instr>,
     outputs: Vec<usize>,
     homes: Vec<Home>,
+    /// `(value, output)` for the outputs not computed in place, copied after their value.
+    copies: Vec<(usize, usize)>,
     registers: usize,
     inputs: usize,
     transcendental: bool,
@@ -394,10 +396,17 @@ impl Program {
             Instr::Zip(f, ..) => f.is_transcendental(),
             _ => false,
         });
+        let copies = outputs
+            .iter()
+            .enumerate()
+            .filter(|&(j, &o)| homes[o] != Home::Out(j))
+            .map(|(j, &o)| (o, j))
+            .collect();
         Program {
             instrs,
             outputs,
             homes,
+            copies,
             registers,
             inputs,
             transcendental,
@@ -624,8 +633,8 @@ impl Program {
                 }
                 // outputs that are not computed in place (an input, a constant, a value
                 // written out twice) are copied
-                for (j, &o) in self.outputs.iter().enumerate() {
-                    if o == k && self.homes[k] != Home::Out(j) {
+                for &(value, j) in &self.copies {
+                    if value == k {
                         let v = self.read(k, sources, regs, outs, at_).to_vec();
                         outs[j][at..at + m].copy_from_slice(&v);
                     }
