@@ -232,6 +232,44 @@ reductions! {
 }
 
 impl Tensor {
+    /// Sum over `dims` treating NaN as zero (PyTorch's `nansum`); NaN entries get a zero
+    /// gradient.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, f64::NAN, 2.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.nansum_dim(1, false).to_vec::<f64>(), vec![1.0, 6.0]);
+    /// assert_eq!(x.nanmean_dim(1, false).to_vec::<f64>(), vec![1.0, 3.0]);
+    /// ```
+    #[track_caller]
+    pub fn nansum_dim(&self, dims: impl Dims, keepdim: bool) -> Tensor {
+        let dims = dims.resolve_all(self.ndim(), "nansum_dim");
+        let kept = Tensor::where_(&self.isnan(), &scalar_like(0.0, self), self);
+        kept.sum_dim(dims.as_slice(), keepdim)
+    }
+
+    /// Mean over `dims` of the entries that are not NaN (PyTorch's `nanmean`).
+    #[track_caller]
+    pub fn nanmean_dim(&self, dims: impl Dims, keepdim: bool) -> Tensor {
+        let dims = dims.resolve_all(self.ndim(), "nanmean_dim");
+        let count = mask_as(&self.isnan().logical_not(), self).sum_dim(dims.as_slice(), keepdim);
+        &self.nansum_dim(dims.as_slice(), keepdim) / &count
+    }
+
+    /// [`nansum_dim`](Tensor::nansum_dim) over every element.
+    #[track_caller]
+    pub fn nansum(&self) -> Tensor {
+        let dims: DimList = (0..self.ndim()).collect();
+        self.nansum_dim(dims.as_slice(), false)
+    }
+
+    /// [`nanmean_dim`](Tensor::nanmean_dim) over every element.
+    #[track_caller]
+    pub fn nanmean(&self) -> Tensor {
+        let dims: DimList = (0..self.ndim()).collect();
+        self.nanmean_dim(dims.as_slice(), false)
+    }
+
     /// Largest element as a 0-d tensor (same as [`amax`](Tensor::amax)).
     #[track_caller]
     pub fn max(&self) -> Tensor {

@@ -475,4 +475,59 @@ impl Tensor {
         }
         self.reshape(&inter).expand(&expanded).reshape(&out_shape)
     }
+
+    /// Repeats each entry along `dim` `repeats` times in place (PyTorch's
+    /// `repeat_interleave` with a number): `[a, b]` gives `[a, a, b, b]` for 2. The gradient
+    /// sums each entry's copies.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let y = x.repeat_interleave(2, 1);
+    /// assert_eq!(y.to_vec::<f64>(), vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]);
+    /// ```
+    #[track_caller]
+    pub fn repeat_interleave(&self, repeats: usize, dim: impl Dim) -> Tensor {
+        let d = dim.resolve(self.ndim(), "repeat_interleave");
+        // [.., n, ..] -> [.., n, 1, ..] -> [.., n, r, ..] -> [.., n·r, ..]
+        let mut inter = self.shape().to_vec();
+        inter.insert(d + 1, 1);
+        let mut expanded = inter.clone();
+        expanded[d + 1] = repeats;
+        let mut out = self.shape().to_vec();
+        out[d] *= repeats;
+        self.reshape(&inter).expand(&expanded).reshape(&out)
+    }
+
+    /// Coordinate grids of 1-d tensors, with PyTorch's `indexing="ij"`: the `i`-th result
+    /// has shape `[len₀, len₁, ...]` and varies along dim `i`.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// let y = Tensor::from_vec(vec![10.0f64, 20.0, 30.0], &[3]);
+    /// let g = Tensor::meshgrid(&[&x, &y]);
+    /// assert_eq!(g[0].to_vec::<f64>(), vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+    /// assert_eq!(g[1].to_vec::<f64>(), vec![10.0, 20.0, 30.0, 10.0, 20.0, 30.0]);
+    /// ```
+    #[track_caller]
+    pub fn meshgrid<T: std::borrow::Borrow<Tensor>>(tensors: &[T]) -> Vec<Tensor> {
+        let shape: Vec<usize> = tensors.iter().map(|t| t.borrow().numel()).collect();
+        tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let t = t.borrow();
+                if t.ndim() != 1 {
+                    panic!(
+                        "ferrograd: meshgrid: expects 1-d tensors, got shape {:?} at position {i}",
+                        t.shape()
+                    );
+                }
+                let mut view = vec![1; shape.len()];
+                view[i] = shape[i];
+                t.reshape(&view).expand(&shape)
+            })
+            .collect()
+    }
 }

@@ -788,3 +788,34 @@ fn norms_follow_pytorch_at_zero_and_for_every_p() {
         }
     }
 }
+
+#[test]
+fn repeat_interleave_meshgrid_and_nan_reductions() {
+    check("repeat_interleave", &[&[2, 3]], -1.0, 1.0, |p| {
+        p[0].repeat_interleave(3, 1)
+    });
+    check("repeat_interleave0", &[&[3, 2]], -1.0, 1.0, |p| {
+        p[0].t().repeat_interleave(2, 0)
+    });
+    check("meshgrid", &[&[2], &[3]], -1.0, 1.0, |p| {
+        let g = Tensor::meshgrid(&[&p[0], &p[1]]);
+        &g[0] * &g[1]
+    });
+    // values against index arithmetic
+    let x = Tensor::from_vec((0..6).map(f64::from).collect(), &[2, 3]);
+    let y = x.repeat_interleave(2, 0).to_vec::<f64>();
+    for (k, v) in y.iter().enumerate() {
+        let (i, j) = (k / 3, k % 3);
+        assert_eq!(*v, x.to_vec::<f64>()[(i / 2) * 3 + j]);
+    }
+    // NaN entries are skipped, and get no gradient
+    let x = Tensor::from_vec(vec![1.0f64, f64::NAN, 3.0, f64::NAN], &[2, 2]);
+    assert_eq!(x.nansum().item::<f64>(), 4.0);
+    assert_eq!(x.nanmean_dim(0, false).to_vec::<f64>()[0], 2.0);
+    assert!(x.nanmean_dim(0, false).to_vec::<f64>()[1].is_nan()); // no entries: 0 / 0
+    let (g, _) = ferrograd::grad(|x: &Tensor| x.nansum()).call(&x, ());
+    assert_eq!(g.to_vec::<f64>(), vec![1.0, 0.0, 1.0, 0.0]);
+    check("nanmean", &[&[3, 4]], -1.0, 1.0, |p| {
+        p[0].nanmean_dim(1, true)
+    });
+}
