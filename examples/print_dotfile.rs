@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use ferrograd::{render_svg, trace, DType, DebugError, Generator, Tensor, Tree};
+use ferrograd::{record, render_svg, DType, DebugError, Generator, Tensor, Tree};
 
 /// Write the computation graph of a small MLP.
 #[derive(Parser, Debug)]
@@ -44,7 +44,7 @@ fn run(args: Args) -> String {
     };
     let x = Tensor::new(rng.randn(&[4, 10], DType::F32));
     let y = Tensor::from_vec(vec![0i64, 2, 1, 1], &[4]);
-    let traced = trace(&params, |p| {
+    let traced = record(&params, |p| {
         let h = (x.matmul(&p.w[0]) + &p.b[0]).tanh();
         let logits = h.matmul(&p.w[1]) + &p.b[1];
         -logits.log_softmax(1).gather(1, &y.unsqueeze(1)).mean()

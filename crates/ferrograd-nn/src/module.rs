@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ferrograd::{trace, Array, Tensor, Traced};
+use ferrograd::{record, Array, Tensor, Traced};
 
 use crate::checkpoint::{self, CheckpointError};
 
@@ -235,7 +235,7 @@ pub trait Module: Send + Sync {
 #[track_caller]
 pub(crate) fn traced_forward<M: Module + ?Sized>(module: &mut M, input: &Tensor) -> Tensor {
     let params = module.state().params.clone();
-    let traced = trace(&(params, input.clone()), |(p, x)| module.forward_with(p, x));
+    let traced = record(&(params, input.clone()), |(p, x)| module.forward_with(p, x));
     let out = traced.output();
     module.state_mut().last = Some(Arc::new(LastForward {
         input: input.clone(),
@@ -327,7 +327,7 @@ pub(crate) fn traced_criterion_backward<C: Criterion + ?Sized>(
     target: &Tensor,
 ) -> Tensor {
     let target = target.detach();
-    let traced = trace(&input.detach(), |x| criterion.loss(x, &target));
+    let traced = record(&input.detach(), |x| criterion.loss(x, &target));
     let seed = Tensor::ones(traced.output().shape(), input.dtype());
     traced.backward(&seed)
 }

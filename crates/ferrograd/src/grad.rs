@@ -750,7 +750,7 @@ where
 
 /// A function evaluated with its parameters traced, kept so that its backward pass can run
 /// later (and more than once): what the stateful Module API needs, where `forward` and
-/// `backward` are separate calls. Made by [`trace`].
+/// `backward` are separate calls. Made by [`record`].
 pub struct Traced<P, O> {
     level: u64,
     params: P,
@@ -758,19 +758,21 @@ pub struct Traced<P, O> {
     output: O,
 }
 
-/// Evaluates `f` at `params` with every float leaf traced, returning the traced result; call
-/// [`Traced::backward`] for gradients.
+/// Evaluates `f` at `params` with every float leaf traced, recording its graph, and returns
+/// the recorded result; call [`Traced::backward`] for gradients (with any output gradient:
+/// JAX's `vjp`, or PyTorch's forward-then-`backward`). Named `record`, not `trace`, because
+/// [`Tensor::trace`] is the sum of a matrix's diagonal, as in PyTorch.
 ///
 /// ```
-/// use ferrograd::{trace, Tensor};
+/// use ferrograd::{record, Tensor};
 /// let x = Tensor::from_vec(vec![3.0f64], &[1]);
-/// let t = trace(&x, |x| x.square());
+/// let t = record(&x, |x| x.square());
 /// assert_eq!(t.output().to_vec::<f64>(), vec![9.0]);
 /// let dx = t.backward(&Tensor::from_vec(vec![1.0f64], &[1]));
 /// assert_eq!(dx.to_vec::<f64>(), vec![6.0]);
 /// ```
 #[track_caller]
-pub fn trace<P: Tree, O: GradOutput>(params: &P, f: impl FnOnce(&P) -> O) -> Traced<P, O> {
+pub fn record<P: Tree, O: GradOutput>(params: &P, f: impl FnOnce(&P) -> O) -> Traced<P, O> {
     let level = NEXT_LEVEL.fetch_add(1, Ordering::Relaxed);
     let location = Location::caller();
     let boxed = box_leaves(&leaves(params), level, location);

@@ -327,6 +327,25 @@ impl Tensor {
         apply(ShapeOp::Diagonal(k), &[self])
     }
 
+    /// The sum of a matrix's diagonal (PyTorch's `torch.trace`; the gradient is the identity
+    /// matrix times the output gradient).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let m = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(m.trace().item::<f64>(), 5.0);
+    /// ```
+    #[track_caller]
+    pub fn trace(&self) -> Tensor {
+        if self.ndim() != 2 {
+            panic!(
+                "ferrograd: trace: expects a matrix, got shape {:?}",
+                self.shape()
+            );
+        }
+        self.diagonal(0).sum()
+    }
+
     /// For a vector, the square matrix with it on diagonal `k`; for a matrix, its diagonal `k`.
     #[track_caller]
     pub fn diag(&self, k: i64) -> Tensor {

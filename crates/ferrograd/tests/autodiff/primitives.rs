@@ -819,3 +819,12 @@ fn repeat_interleave_meshgrid_and_nan_reductions() {
         p[0].nanmean_dim(1, true)
     });
 }
+
+#[test]
+fn trace_is_the_sum_of_the_diagonal() {
+    check("trace", &[&[3, 3]], -1.0, 1.0, |p| p[0].trace());
+    check("trace_t", &[&[4, 3]], -1.0, 1.0, |p| p[0].t().trace());
+    let (g, _) =
+        ferrograd::grad(|m: &Tensor| m.trace()).call(&Tensor::zeros(&[2, 3], DType::F64), ());
+    assert_eq!(g.to_vec::<f64>(), vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+}
