@@ -80,7 +80,7 @@ fn loss(
     rnn: &RecurrentNetwork,
 ) -> (Tensor, RecurrentState) {
     let steps = chunk.size(1) - 1;
-    let inputs = F::embedding(&p.embedding, &chunk.narrow(1, 0, steps));
+    let inputs = F::embedding(&chunk.narrow(1, 0, steps), &p.embedding, None);
     let (h, state) = rnn.forward(&p.rnn, &inputs, state);
     let logits = F::linear(
         &h.reshape(&[h.size(0) * steps, h.size(2)]),

@@ -229,7 +229,7 @@ impl Module for Embedding {
         format!("Embedding({:?})", self.state.params[0].shape())
     }
     fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
-        F::embedding(&p[0], x)
+        F::embedding(x, &p[0], None)
     }
     module_boilerplate!();
 }

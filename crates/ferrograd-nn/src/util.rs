@@ -53,7 +53,7 @@ pub fn log_softmax(x: &Tensor) -> Tensor {
 /// Rows of `table` picked by `indices` (the seed's `util.lookup`).
 #[track_caller]
 pub fn lookup(table: &Tensor, indices: &Tensor) -> Tensor {
-    crate::functional::embedding(table, indices)
+    crate::functional::embedding(indices, table, None)
 }
 
 /// Dropout with probability `p` in training.

@@ -433,7 +433,7 @@ fn embedding_and_pair_products() {
         "embedding",
         &[&[3, 4]],
         true,
-        |p| F::embedding(&p[0], &idx),
+        |p| F::embedding(&idx, &p[0], None),
         |p| {
             let rows: Vec<Tensor> = idx
                 .to_vec::<i64>()
@@ -622,9 +622,10 @@ fn layers_check_their_arguments_at_the_callers_line() {
         message.contains("running statistics of shape [2]"),
         "{message}"
     );
-    let (message, _) = panic_at(|| drop(F::embedding(&w, &Tensor::zeros(&[2], DType::F64))));
+    // the arguments swapped: refused, naming PyTorch's order
+    let (message, _) = panic_at(|| drop(F::embedding(&w, &Tensor::zeros(&[2], DType::F64), None)));
     assert!(
-        message.contains("embedding: needs weight [vocabulary, dim] and i64 indices"),
+        message.contains("embedding: needs i64 indices and weight [vocabulary, dim]"),
         "{message}"
     );
 }

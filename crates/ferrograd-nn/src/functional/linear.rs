@@ -98,18 +98,52 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
     }
 }
 
-/// Rows of `weight: [vocabulary, dim]` picked by the i64 `indices` (any shape); the result
-/// has shape `indices.shape() ++ [dim]`. The gradient adds into the picked rows.
+/// Rows of `weight: [vocabulary, dim]` picked by the i64 `indices` (any shape), in
+/// PyTorch's argument order (`F.embedding(input, weight, padding_idx)`); the result has shape
+/// `indices.shape() ++ [dim]`. The gradient adds into the picked rows, except the row
+/// `padding_idx`, which gets none (it stays as it is, usually zeros).
+///
+/// ```
+/// use ferrograd::{grad, Tensor};
+/// use ferrograd_nn::functional as F;
+/// let w = Tensor::from_vec(vec![0.0f64, 0.0, 1.0, 2.0, 3.0, 4.0], &[3, 2]);
+/// let idx = Tensor::from_vec(vec![2i64, 0, 2], &[3]);
+/// assert_eq!(F::embedding(&idx, &w, Some(0)).to_vec::<f64>(), vec![3.0, 4.0, 0.0, 0.0, 3.0, 4.0]);
+/// let (g, _) = grad(|w: &Tensor, idx: &Tensor| F::embedding(idx, w, Some(0)).sum()).call(&w, (&idx,));
+/// assert_eq!(g.to_vec::<f64>(), vec![0.0, 0.0, 0.0, 0.0, 2.0, 2.0]);
+/// ```
 #[track_caller]
-pub fn embedding(weight: &Tensor, indices: &Tensor) -> Tensor {
+pub fn embedding(indices: &Tensor, weight: &Tensor, padding_idx: Option<usize>) -> Tensor {
     if weight.ndim() != 2 || indices.dtype() != ferrograd::DType::I64 {
         panic!(
-            "ferrograd: embedding: needs weight [vocabulary, dim] and i64 indices, got weight {:?} and indices {:?} {}",
-            weight.shape(),
+            "ferrograd: embedding: needs i64 indices and weight [vocabulary, dim] (PyTorch's \
+             order), got indices {:?} {} and weight {:?}",
             indices.shape(),
-            indices.dtype()
+            indices.dtype(),
+            weight.shape(),
         );
     }
+    let weight = match padding_idx {
+        Some(pad) => {
+            let vocabulary = weight.size(0);
+            if pad >= vocabulary {
+                panic!(
+                    "ferrograd: embedding: padding_idx {pad} is outside the vocabulary of \
+                     {vocabulary}"
+                );
+            }
+            // the same values; no gradient into the padding row
+            let rows = Tensor::new(ferrograd::Array::arange(
+                0.0,
+                vocabulary as f64,
+                1.0,
+                ferrograd::DType::I64,
+            ));
+            let learned = rows.ne_scalar(pad as f64).unsqueeze(1);
+            Tensor::where_(&learned, weight, &weight.detach())
+        }
+        None => weight.clone(),
+    };
     let flat = indices.reshape(&[indices.numel()]);
     let mut shape = indices.shape().to_vec();
     shape.push(weight.size(1));
