@@ -1,6 +1,9 @@
 //! The seed's losses, batch-aware: each works per row of a batch (the seed's
 //! `crossEntropy` normalized over the whole batch at once, a known bug) and is numerically
-//! stable.
+//! stable. They *sum* over the batch and take one-hot (or soft) targets, as the seed's did;
+//! their names say so, because `functional`'s losses follow PyTorch (class-index targets,
+//! mean over the batch): `cross_entropy_onehot_sum` here against `F::cross_entropy` there,
+//! `bce_with_logits_sum` against `F::bce_with_logits`.
 
 use ferrograd::Tensor;
 
@@ -24,17 +27,20 @@ pub fn log_bce(out: &Tensor, target: &Tensor, p: Option<f64>) -> Tensor {
 /// Cross-entropy of logits `out` against one-hot (or soft) `target`, per row of the last
 /// dim: returns `(-Σ log_softmax(out) ⊙ target, log_softmax(out))`.
 #[track_caller]
-pub fn cross_entropy(out: &Tensor, target: &Tensor) -> (Tensor, Tensor) {
+pub fn cross_entropy_onehot_sum(out: &Tensor, target: &Tensor) -> (Tensor, Tensor) {
     let y_hat = out.log_softmax(-1);
     (-(&y_hat * target).sum(), y_hat)
 }
 
-/// Binary cross-entropy of logits `out` against targets in `[0, 1]`, computed stably as
-/// `Σ max(x, 0) - x t + log(1 + e^-|x|)`; returns `(loss, sigmoid(out))`.
+/// Binary cross-entropy of logits `out` against targets in `[0, 1]`, summed, computed
+/// stably as `Σ max(x, 0) - x t + log(1 + e^-|x|)` (the seed's `binaryCrossEntropy`);
+/// returns `(loss, sigmoid(out))`.
 #[track_caller]
-pub fn binary_cross_entropy(out: &Tensor, target: &Tensor) -> (Tensor, Tensor) {
-    let loss = (out.relu() - out * target + out.abs().neg().exp().log1p()).sum();
-    (loss, out.sigmoid())
+pub fn bce_with_logits_sum(out: &Tensor, target: &Tensor) -> (Tensor, Tensor) {
+    (
+        crate::functional::bce_with_logits_terms(out, target).sum(),
+        out.sigmoid(),
+    )
 }
 
 /// `Σ (out - target)²` (no mean, as the seed's `leastSquares`); returns `(loss, out)`.

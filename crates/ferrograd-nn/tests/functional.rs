@@ -208,6 +208,13 @@ fn criteria() {
             -(&t * &q.log() + &t.rsub_scalar(1.0) * &q.rsub_scalar(1.0).log()).mean()
         },
     );
+    check(
+        "bce_with_logits",
+        &[&[3, 4], &[3, 4]],
+        true,
+        |p| F::bce_with_logits(&p[0], &(&p[1] * 0.5 + 0.5)),
+        |p| F::bce(&p[0].sigmoid(), &(&p[1] * 0.5 + 0.5)),
+    );
     // saturated predictions: each log clamped at -100, as PyTorch does, gradients finite
     let p = Tensor::from_vec(vec![0.0f64, 1.0, 0.5, 1.0], &[4]);
     let t = Tensor::from_vec(vec![1.0f64, 0.0, 1.0, 1.0], &[4]);

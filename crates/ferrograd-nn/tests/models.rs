@@ -239,9 +239,11 @@ fn losses() {
     check("log_bce", &|x| {
         loss::log_bce(&x.sigmoid(), &target, Some(1e-6))
     });
-    check("cross_entropy", &|x| loss::cross_entropy(x, &target).0);
+    check("cross_entropy", &|x| {
+        loss::cross_entropy_onehot_sum(x, &target).0
+    });
     check("binary_cross_entropy", &|x| {
-        loss::binary_cross_entropy(x, &target).0
+        loss::bce_with_logits_sum(x, &target).0
     });
     check("least_squares", &|x| loss::least_squares(x, &target).0);
     let scores = Tensor::from_vec(vec![0.3f64, -0.2, 1.4, 0.1], &[4]);
@@ -254,13 +256,13 @@ fn losses() {
     );
     assert!(report.passed(), "margin: {report}");
     // cross-entropy is per row: each row's log-softmax sums to one in probability
-    let (_, y_hat) = loss::cross_entropy(&out, &target);
+    let (_, y_hat) = loss::cross_entropy_onehot_sum(&out, &target);
     for row in y_hat.exp().to_f64_vec().chunks(4) {
         assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
     }
     // binary cross-entropy is stable for large logits
     let big = Tensor::from_vec(vec![100.0f64, -100.0], &[2]);
-    let (l, _) = loss::binary_cross_entropy(&big, &Tensor::from_vec(vec![0.0f64, 1.0], &[2]));
+    let (l, _) = loss::bce_with_logits_sum(&big, &Tensor::from_vec(vec![0.0f64, 1.0], &[2]));
     assert!((l.item::<f64>() - 200.0).abs() < 1e-9);
     // the margin loss by hand: positives {0.3, 1.4}, negatives {-0.2, 0.1}
     let want: f64 = [0.3f64, 1.4]

@@ -89,6 +89,35 @@ pub fn bce(probabilities: &Tensor, target: &Tensor) -> Tensor {
     -(t * &log(p) + &t.rsub_scalar(1.0) * &log(&p.rsub_scalar(1.0))).mean()
 }
 
+/// Binary cross-entropy of `logits` against targets in `[0, 1]`, averaged (PyTorch's
+/// `F.binary_cross_entropy_with_logits`): `mean(max(x, 0) - x t + ln(1 + e^-|x|))`, stable
+/// for any logit.
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional as F;
+/// let x = Tensor::from_vec(vec![0.0f64, 1000.0], &[2]);
+/// let t = Tensor::from_vec(vec![1.0f64, 1.0], &[2]);
+/// assert!((F::bce_with_logits(&x, &t).item::<f64>() - 2f64.ln() / 2.0).abs() < 1e-15);
+/// ```
+#[track_caller]
+pub fn bce_with_logits(logits: &Tensor, target: &Tensor) -> Tensor {
+    bce_with_logits_terms(logits, target).mean()
+}
+
+/// The elementwise terms of [`bce_with_logits`].
+#[track_caller]
+pub(crate) fn bce_with_logits_terms(x: &Tensor, t: &Tensor) -> Tensor {
+    if x.shape() != t.shape() {
+        panic!(
+            "ferrograd: bce_with_logits: logits {:?} and target {:?} differ in shape",
+            x.shape(),
+            t.shape()
+        );
+    }
+    x.relu() - x * t + x.abs().neg().exp().log1p()
+}
+
 /// A criterion as a function of (input, target).
 pub type CriterionFn<'a> = &'a dyn Fn(&Tensor, &Tensor) -> Tensor;
 

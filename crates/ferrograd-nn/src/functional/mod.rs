@@ -28,7 +28,10 @@ pub use activation::{
 pub use conv::{avg_pool2d, conv2d, max_pool2d};
 pub use dropout::{dropout, spatial_dropout};
 pub use linear::{bmm_pair, embedding, linear};
-pub use loss::{bce, class_nll, cross_entropy, mse, parallel_criterion, CriterionFn};
+pub(crate) use loss::bce_with_logits_terms;
+pub use loss::{
+    bce, bce_with_logits, class_nll, cross_entropy, mse, parallel_criterion, CriterionFn,
+};
 pub use norm::{batch_norm, layer_norm, RunningStats};
 
 /// Applies a custom op to its inputs.
