@@ -6,7 +6,9 @@
 //! - a forward+backward chain of 100 elementwise ops on a 10-element tensor, reported per
 //!   primitive;
 //! - the seed's `logistic` step: W 10x100 and b 10 for one sample, log-softmax, NLL of the
-//!   label, and an SGD update.
+//!   label, and an SGD update;
+//! - a Hessian-vector product of the suite's mlp batched loss (32 x 100 -> 1000 -> 10, tanh,
+//!   NLL): direct `hvp` against `compile(|p| hvp(..))`.
 //!
 //! `benches/pytorch_autodiff.py` runs the same programs in PyTorch eager;
 //! `benches/compare-pytorch.sh` alternates the two.
@@ -40,6 +42,14 @@ struct Logistic {
 fn logistic(p: &Logistic, x: &Tensor, y: &usize) -> Tensor {
     let y_hat = (p.w.mv(x) + &p.b).log_softmax(0);
     -y_hat.narrow(0, *y, 1).sum()
+}
+
+/// The suite's mlp batched loss.
+#[allow(clippy::ptr_arg)] // a Vec is the parameter tree
+fn mlp(p: &Vec<Tensor>, x: &Tensor, y: &Tensor) -> Tensor {
+    let h = (x.matmul(&p[0]) + &p[1]).tanh();
+    let out = (h.matmul(&p[2]) + &p[3]).log_softmax(1);
+    -out.gather(1, &y.unsqueeze(1)).mean()
 }
 
 fn main() {
@@ -98,6 +108,39 @@ fn main() {
     let stats = dlogistic_c.stats();
     assert_eq!(stats.fallbacks, 0, "{stats:?}");
 
+    let normal = |rng: &mut Generator, shape: &[usize], std: f64| {
+        Tensor::new(rng.normal(shape, 0.0, std, DType::F32))
+    };
+    let p = vec![
+        normal(&mut rng, &[100, 1000], 0.03),
+        normal(&mut rng, &[1000], 0.03),
+        normal(&mut rng, &[1000, 10], 0.03),
+        normal(&mut rng, &[10], 0.03),
+    ];
+    let v: Vec<Tensor> = p.iter().map(|t| normal(&mut rng, t.shape(), 1.0)).collect();
+    let (x, y) = (
+        normal(&mut rng, &[32, 100], 1.0),
+        Tensor::randint(&mut rng, 0, 10, &[32]),
+    );
+    let hv = |p: &Vec<Tensor>, v: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
+        ferrograd::hvp(mlp, p, (x, y), v)
+    };
+    let hv_c = ferrograd::compile(hv);
+    let capture = Instant::now();
+    hv_c.call(&p, (&v, &x, &y));
+    let hvp_capture = capture.elapsed();
+    let (t_hvp, t_hvp_c) = alternate::best_pair(
+        passes,
+        200,
+        20,
+        |_| {
+            black_box(hv(&p, &v, &x, &y));
+        },
+        |_| {
+            black_box(hv_c.call(&p, (&v, &x, &y)));
+        },
+    );
+
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
         "{:<46} {:>12} {:>12} {:>8}",
@@ -124,9 +167,15 @@ fn main() {
         us(t_logistic),
         us(t_logistic_c),
     );
+    row(
+        "Hessian-vector product, mlp batched loss",
+        us(t_hvp),
+        us(t_hvp_c),
+    );
     println!(
-        "capture per signature: chain {:.2} ms, logistic {:.2} ms",
+        "capture per signature: chain {:.2} ms, logistic {:.2} ms, hvp {:.2} ms",
         chain_capture.as_secs_f64() * 1e3,
-        logistic_capture.as_secs_f64() * 1e3
+        logistic_capture.as_secs_f64() * 1e3,
+        hvp_capture.as_secs_f64() * 1e3
     );
 }
