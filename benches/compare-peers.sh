@@ -13,5 +13,7 @@ for pass in $(seq 1 "$PASSES"); do
   echo "== pass $pass"
   cargo bench -q -p ferrograd-nn --bench suite 2>/dev/null
   "$PYTHON" benches/pytorch_suite.py
-  "$PYTHON" benches/jax_suite.py 2>/dev/null
+  if "$PYTHON" -c "import jax" 2>/dev/null; then
+    "$PYTHON" benches/jax_suite.py 2>/dev/null
+  fi
 done

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from timing import best
+
 jax.config.update("jax_platforms", "cpu")
 key = jax.random.PRNGKey(0)
 
@@ -26,18 +28,6 @@ def randn(shape, scale=1.0):
 
 def labels(n):
     return jax.random.randint(keys(1)[0], (n,), 0, 10)
-
-
-def best(passes, steps, step):
-    for i in range(min(steps, 3)):
-        step(i)
-    times = []
-    for _ in range(passes):
-        t = time.perf_counter()
-        for i in range(steps):
-            step(i)
-        times.append((time.perf_counter() - t) / steps)
-    return min(times)
 
 
 def sgd(loss):

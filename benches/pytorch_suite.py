@@ -1,25 +1,14 @@
 #!/usr/bin/env python3
 """PyTorch eager on the workloads of `cargo bench -p ferrograd-nn --bench suite`, f32, time
 per SGD step (quietest of 5 passes). The LSTM rows also run PyTorch's fused nn.LSTM."""
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from timing import best
+
 torch.manual_seed(0)
-
-
-def best(passes, steps, step):
-    for i in range(min(steps, 3)):
-        step(i)
-    times = []
-    for _ in range(passes):
-        t = time.perf_counter()
-        for i in range(steps):
-            step(i)
-        times.append((time.perf_counter() - t) / steps)
-    return min(times)
 
 
 def sgd_step(model, loss):

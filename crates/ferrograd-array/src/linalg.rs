@@ -224,6 +224,22 @@ unsafe fn gemm_col_major<T: Float>(
         });
 }
 
+/// The operands as matrices gemm takes: a 1-d left operand as a row, a 1-d right one as a
+/// column (see [`gemm_ready`]).
+fn gemm_operands(a: &Array, b: &Array) -> (Array, Array) {
+    let a = if a.ndim() == 1 {
+        a.unsqueeze(0usize)
+    } else {
+        a.clone()
+    };
+    let b = if b.ndim() == 1 {
+        b.unsqueeze(1usize)
+    } else {
+        b.clone()
+    };
+    (gemm_ready(&a), gemm_ready(&b))
+}
+
 /// An operand whose matrix dims have no unit stride (say, a broadcast inside the matrix) is
 /// copied so `gemm` always sees a plain row- or column-major matrix.
 fn gemm_ready(a: &Array) -> Array {
@@ -261,17 +277,7 @@ impl Array {
     pub fn matmul_into(&self, other: &Array, out: &mut Array) {
         let shape = matmul_shape(self, other, "matmul");
         crate::error::same_dtype("matmul", self.dtype(), other.dtype());
-        let a = if self.ndim() == 1 {
-            self.unsqueeze(0usize)
-        } else {
-            self.clone()
-        };
-        let b = if other.ndim() == 1 {
-            other.unsqueeze(1usize)
-        } else {
-            other.clone()
-        };
-        let (a, b) = (gemm_ready(&a), gemm_ready(&b));
+        let (a, b) = gemm_operands(self, other);
         dispatch_float!(self.dtype(), "matmul", T => batched::<T>(&a, &b, &shape, out, false))
     }
 
@@ -327,17 +333,7 @@ impl Array {
             return;
         }
         out.make_unique();
-        let a = if self.ndim() == 1 {
-            self.unsqueeze(0usize)
-        } else {
-            self.clone()
-        };
-        let b = if other.ndim() == 1 {
-            other.unsqueeze(1usize)
-        } else {
-            other.clone()
-        };
-        let (a, b) = (gemm_ready(&a), gemm_ready(&b));
+        let (a, b) = gemm_operands(self, other);
         dispatch_float!(self.dtype(), "matmul_acc_into", T => batched::<T>(&a, &b, &shape, out, true))
     }
 

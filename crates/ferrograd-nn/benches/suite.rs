@@ -6,7 +6,7 @@
 //!
 //! `cargo bench -p ferrograd-nn --bench suite` (`-- --quick` for fewer steps).
 //! `benches/pytorch_suite.py` runs the same workloads in PyTorch eager;
-//! `benches/compare-suite.sh` alternates the two.
+//! `benches/compare-peers.sh` alternates them (with JAX too).
 
 #[path = "../../../benches/alternate.rs"]
 mod alternate;
