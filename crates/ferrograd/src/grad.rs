@@ -405,7 +405,10 @@ impl<F> Grad<F> {
     ///   step) becomes one product over the joined operands. The matrix kernel then adds the
     ///   terms in its own order, so each element may differ from direct mode's term-by-term
     ///   sum by a few units in the last place of `Σ|aᵢ bᵢ|` (n · ε · Σ|aᵢ bᵢ| at most, for n
-    ///   terms).
+    ///   terms);
+    /// - a slice of a matrix product (the gradient of one operand of a concatenation, such
+    ///   as an LSTM's `cat([x, h]) @ W`) becomes the product of the sliced operand, whose
+    ///   sums the kernel may block differently (the same bound).
     ///
     /// With fusion off a replay equals direct mode bit for bit. Under a debugger or profiler
     /// a plan runs the elementwise ops one at a time, so each is checked and timed on its

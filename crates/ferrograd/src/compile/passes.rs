@@ -508,3 +508,81 @@ pub(super) fn split_masks(seg: &mut Segment, metas: &mut Vec<Meta>, uses: &[u32]
         }
     }
 }
+
+/// Rewrites a slice of a matrix product's columns (or rows) as the product of the sliced
+/// operand: `narrow(a @ b, 1, s, n)` as `a @ narrow(b, 1, s, n)`, `narrow(a @ b, 0, s, n)`
+/// as `narrow(a, 0, s, n) @ b`. The gradient of a concatenation is such a slice: an LSTM's
+/// `cat([x_t, h]) @ W` needs the gradient of `h` only, so its backward computes two thirds
+/// of the product instead of all of it (the product itself dies when only slices read it).
+/// Not exact: the matrix kernel may block a narrower product's sums differently, so like
+/// [`batch_products`] it runs with fusion on and never in check mode. New values get ids
+/// past the recording's, with their metas appended.
+pub(super) fn narrow_products(seg: &mut Segment, metas: &mut Vec<Meta>, uses: &[u32]) {
+    // products read by slices only (else the product would be computed twice over)
+    let mut sliced_reads: HashMap<ValueId, u32> = HashMap::new();
+    for slot in &seg.exec {
+        if let Slot::Step { step, .. } = slot {
+            if let StepKind::Op(Op::Shape(ShapeOp::Narrow { .. })) = &step.kind {
+                *sliced_reads.entry(step.inputs[0]).or_default() += 1;
+            }
+        }
+    }
+    let mut products: HashMap<ValueId, (ValueId, ValueId)> = HashMap::new();
+    let mut out = Vec::with_capacity(seg.exec.len());
+    for slot in std::mem::take(&mut seg.exec) {
+        let Slot::Step { step, .. } = &slot else {
+            out.push(slot);
+            continue;
+        };
+        let two_d = |v: ValueId| metas[v as usize].shape.len() == 2;
+        match &step.kind {
+            StepKind::Op(Op::Matmul) if step.inputs.iter().all(|&v| two_d(v)) => {
+                if let Some(o) = step.outputs[0] {
+                    if sliced_reads.get(&o) == Some(&uses[o as usize]) {
+                        products.insert(o, (step.inputs[0], step.inputs[1]));
+                    }
+                }
+            }
+            StepKind::Op(Op::Shape(ShapeOp::Narrow { dim, start, len })) => {
+                if let Some(&(a, b)) = products.get(&step.inputs[0]) {
+                    let (dim, start, len) = (*dim, *start, *len);
+                    let out_id = step.outputs[0].expect("a narrow has its output");
+                    // the operand to slice: b's columns, or a's rows
+                    let (sliced, axis) = if dim == 1 { (b, 1) } else { (a, 0) };
+                    let mut shape = metas[sliced as usize].shape.clone();
+                    shape[axis] = len;
+                    let dtype = metas[sliced as usize].dtype;
+                    metas.push(Meta { shape, dtype });
+                    let part = (metas.len() - 1) as ValueId;
+                    let mut narrow = step.clone();
+                    narrow.kind = StepKind::Op(Op::Shape(ShapeOp::Narrow {
+                        dim: axis,
+                        start,
+                        len,
+                    }));
+                    narrow.inputs = SmallVec::from_slice(&[sliced]);
+                    narrow.outputs = SmallVec::from_slice(&[Some(part)]);
+                    let mut product = step.clone();
+                    product.kind = StepKind::Op(Op::Matmul);
+                    product.inputs = if dim == 1 {
+                        SmallVec::from_slice(&[a, part])
+                    } else {
+                        SmallVec::from_slice(&[part, b])
+                    };
+                    product.outputs = SmallVec::from_slice(&[Some(out_id)]);
+                    out.push(Slot::step(narrow));
+                    out.push(Slot::step(product));
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        out.push(slot);
+    }
+    seg.exec = out;
+    if let End::Guard { branches, .. } = &mut seg.end {
+        for (_, b) in branches {
+            narrow_products(b, metas, uses);
+        }
+    }
+}

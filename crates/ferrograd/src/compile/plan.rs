@@ -661,6 +661,14 @@ impl Plan {
             super::passes::batch_products(&mut self.root, &mut self.metas);
             self.alias
                 .extend(self.alias.len() as ValueId..self.metas.len() as ValueId);
+            let mut uses = vec![0u32; self.metas.len()];
+            count_uses(&self.root, &mut uses, &self.alias);
+            super::passes::narrow_products(&mut self.root, &mut self.metas, &uses);
+            self.alias
+                .extend(self.alias.len() as ValueId..self.metas.len() as ValueId);
+            // products only slices read are dead now
+            liveness(&mut self.root, self.metas.len(), true, &self.alias);
+            prune(&mut self.root);
         }
         if self.fuse {
             let mut uses = vec![0u32; self.metas.len()];

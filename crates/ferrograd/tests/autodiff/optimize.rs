@@ -988,3 +988,39 @@ fn comparisons_and_selections_fuse_as_masks_that_never_reach_memory() {
         assert!(steps_of(&text, op) > 0, "{op} is in the plan\n{text}");
     }
 }
+
+#[test]
+fn a_slice_of_a_product_becomes_a_product_of_the_slice() {
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+        return; // check mode keeps products whole, to compare bit for bit
+    }
+    // the gradient of h in cat([x, h]) @ w is a slice of g @ wᵀ: only that slice is computed
+    let f = |p: &(Tensor, Tensor), x: &Tensor| {
+        let (w, h) = p;
+        Tensor::cat(&[x, h], 1).matmul(w).tanh().sum()
+    };
+    let df = grad(f).optimize(true).verify(1);
+    let mut rng = Generator::new(37);
+    let p = (
+        rand(&mut rng, &[7, 5], -1.0, 1.0),
+        rand(&mut rng, &[3, 4], -1.0, 1.0),
+    );
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[3, 3], -1.0, 1.0);
+        let (g, _) = df.call(&p, (&x,));
+        let (want, _) = grad(f).call(&p, (&x,));
+        for (a, b) in [(&g.0, &want.0), (&g.1, &want.1)] {
+            let worst = (a - b).abs().max().item::<f64>();
+            assert!(worst <= 1e-14, "{worst:e}");
+        }
+    }
+    let text = df.plan_text();
+    // three products (forward, w's gradient, h's slice of the input gradient) and one
+    // narrow, of wᵀ: the x part of the input gradient is never computed
+    assert_eq!(
+        (steps_of(&text, "matmul"), steps_of(&text, "narrow")),
+        (3, 1),
+        "{text}"
+    );
+    assert_eq!(df.stats().verified, 2);
+}
