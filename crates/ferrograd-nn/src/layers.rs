@@ -206,6 +206,40 @@ impl Module for LayerNorm {
     module_boilerplate!();
 }
 
+/// PReLU: leaky ReLU with a learned slope, one per channel (dim 1) or one shared (the
+/// seed's `nn.PReLU`; see [`F::prelu`]).
+///
+/// ```
+/// use ferrograd::{DType, Tensor};
+/// use ferrograd_nn::{layers::PReLU, Module};
+/// let mut m = PReLU::new(1, DType::F64);
+/// let y = m.forward(&Tensor::from_vec(vec![-2.0f64, 3.0], &[1, 2]));
+/// assert_eq!(y.to_vec::<f64>(), vec![-0.5, 3.0]);
+/// ```
+#[derive(Clone)]
+pub struct PReLU {
+    state: ModuleState,
+}
+
+impl PReLU {
+    /// `channels` slopes (1 for one shared slope), each starting at 0.25 as in PyTorch.
+    pub fn new(channels: usize, dtype: DType) -> PReLU {
+        PReLU {
+            state: ModuleState::new(vec![("weight", Tensor::full(&[channels], 0.25, dtype))]),
+        }
+    }
+}
+
+impl Module for PReLU {
+    fn name(&self) -> String {
+        format!("PReLU({})", self.state.params[0].numel())
+    }
+    fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
+        F::prelu(x, &p[0])
+    }
+    module_boilerplate!();
+}
+
 /// Rows of a `[vocabulary, dim]` table picked by i64 indices.
 #[derive(Clone)]
 pub struct Embedding {

@@ -19,6 +19,7 @@ fn module_backward_equals_the_functional_gradient() {
         .add(Linear::new(5, 7, &mut rng, DType::F64))
         .add(layers::tanh())
         .add(BatchNorm::new(7, DType::F64))
+        .add(layers::PReLU::new(7, DType::F64))
         .add(Linear::new(7, 3, &mut rng, DType::F64));
     let x = Tensor::new(rng.normal(&[4, 5], 0.0, 1.0, DType::F64));
     let g_out = Tensor::new(rng.normal(&[4, 3], 0.0, 1.0, DType::F64));
@@ -38,7 +39,7 @@ fn module_backward_equals_the_functional_gradient() {
     }
     assert_eq!(
         net.parameter_names(),
-        vec!["0.weight", "0.bias", "2.weight", "2.bias", "3.weight", "3.bias"]
+        vec!["0.weight", "0.bias", "2.weight", "2.bias", "3.weight", "4.weight", "4.bias"]
     );
 }
 
