@@ -66,6 +66,43 @@ macro_rules! signed_dim {
 }
 signed_dim!(i32, i64, isize);
 
+/// A position along a dim: a `usize`, or a signed integer that counts from the end when
+/// negative (`-1` is the last), as PyTorch's `narrow` and `select` take.
+pub trait Position: Copy {
+    /// The position as an index from the start, for a dim of `size`; a negative one below
+    /// `-size` panics naming `op`. (A position past the end is the op's own check.)
+    #[track_caller]
+    fn resolve_position(self, size: usize, op: &str) -> usize;
+}
+
+impl Position for usize {
+    fn resolve_position(self, _: usize, _: &str) -> usize {
+        self
+    }
+}
+
+macro_rules! signed_position {
+    ($($t:ty),*) => {$(
+        impl Position for $t {
+            #[track_caller]
+            fn resolve_position(self, size: usize, op: &str) -> usize {
+                let p = self as i64;
+                if p >= 0 {
+                    return p as usize;
+                }
+                if p < -(size as i64) {
+                    fail(op, format_args!(
+                        "position {p} is out of range for a dim of size {size} (valid from {})",
+                        -(size as i64)
+                    ))
+                }
+                (p + size as i64) as usize
+            }
+        }
+    )*};
+}
+signed_position!(i32, i64, isize);
+
 /// One or several dims for reductions: a single [`Dim`], an array, a slice or a `Vec` of them.
 pub trait Dims {
     /// The dims resolved, sorted and checked for repeats.

@@ -56,7 +56,7 @@ pub use dtype::{DType, Element, Float, Number};
 pub use error::{normalize_path, Site};
 pub use fused::{Instr, MapFn, Program, ZipFn};
 pub use index::Index;
-pub use layout::{broadcast_shapes, contiguous_strides, Dim, Dims, Shape, Strides};
+pub use layout::{broadcast_shapes, contiguous_strides, Dim, Dims, Position, Shape, Strides};
 pub use math::{cap_simd_level, detected_simd_level, simd_level, SimdLevel};
 pub use pool::Pool2dParams;
 pub use random::{draws_on_this_thread, Generator};

@@ -39,7 +39,7 @@ pub use custom::CustomOp;
 pub use debug::{graph as dot_graph, render_svg, DebugError, DebugEvent, DebugHook, Phase};
 pub use ferrograd_array::{
     broadcast_shapes, Array, Conv2dParams, DType, Device, Dim, Dims, Element, Float, Generator,
-    Index, Number, Pool2dParams, Shape,
+    Index, Number, Pool2dParams, Position, Shape,
 };
 pub use ferrograd_derive::Tree;
 pub use grad::{

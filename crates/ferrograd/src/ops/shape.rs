@@ -10,7 +10,7 @@ use crate::ops::reduce::DimList;
 use crate::tensor::apply;
 use std::borrow::Borrow;
 
-use crate::{Array, Dim, Dims, Index, Shape, Tensor};
+use crate::{Array, Dim, Dims, Index, Position, Shape, Tensor};
 
 /// Zeros of size `size` along `dim`, with `x` placed from `start` (the adjoint of narrow).
 pub(crate) fn pad_narrow(x: &Array, dim: usize, start: usize, size: usize) -> Array {
@@ -287,10 +287,19 @@ impl Tensor {
         self.expand(shape)
     }
 
-    /// The slice `start..start + length` along `dim`.
+    /// The slice `start..start + length` along `dim`; a negative `start` counts from the
+    /// end, as in PyTorch.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[4]);
+    /// assert_eq!(x.narrow(0, -2, 2).to_vec::<f64>(), vec![3.0, 4.0]);
+    /// assert_eq!(x.select(0, -1).item::<f64>(), 4.0);
+    /// ```
     #[track_caller]
-    pub fn narrow(&self, dim: impl Dim, start: usize, length: usize) -> Tensor {
+    pub fn narrow(&self, dim: impl Dim, start: impl Position, length: usize) -> Tensor {
         let d = dim.resolve(self.ndim(), "narrow");
+        let start = start.resolve_position(self.shape()[d], "narrow");
         self.data().narrow(d, start, length);
         if start == 0 && length == self.shape()[d] {
             return self.clone();
@@ -305,10 +314,11 @@ impl Tensor {
         )
     }
 
-    /// Index `index` along `dim`, removing that dim.
+    /// Index `index` along `dim` (negative counts from the end), removing that dim.
     #[track_caller]
-    pub fn select(&self, dim: impl Dim, index: usize) -> Tensor {
+    pub fn select(&self, dim: impl Dim, index: impl Position) -> Tensor {
         let d = dim.resolve(self.ndim(), "select");
+        let index = index.resolve_position(self.shape()[d], "select");
         self.data().select(d, index);
         self.narrow(d, index, 1).squeeze_dim(d)
     }

@@ -828,3 +828,19 @@ fn trace_is_the_sum_of_the_diagonal() {
         ferrograd::grad(|m: &Tensor| m.trace()).call(&Tensor::zeros(&[2, 3], DType::F64), ());
     assert_eq!(g.to_vec::<f64>(), vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
 }
+
+#[test]
+fn negative_positions_count_from_the_end() {
+    check("narrow-", &[&[3, 5]], -1.0, 1.0, |p| p[0].narrow(1, -3, 2));
+    check("select-", &[&[3, 5]], -1.0, 1.0, |p| p[0].select(0, -1));
+    let x = Tensor::from_vec((0..5).map(f64::from).collect(), &[5]);
+    assert_eq!(
+        x.narrow(0, -3, 3).to_vec::<f64>(),
+        x.narrow(0, 2usize, 3).to_vec::<f64>()
+    );
+    let err = panic_message(|| drop(x.select(0, -6)));
+    assert!(
+        err.contains("select") && err.contains("position -6") && err.contains("size 5"),
+        "{err}"
+    );
+}
