@@ -357,11 +357,9 @@ impl Program {
         let mut homes = Vec::with_capacity(n);
         let mut free: Vec<usize> = Vec::new();
         let mut registers = 0;
-        let mut fresh = |free: &mut Vec<usize>| {
-            free.pop().unwrap_or_else(|| {
-                registers += 1;
-                registers - 1
-            })
+        let mut new_register = || {
+            registers += 1;
+            registers - 1
         };
         let mut releases: Vec<Vec<usize>> = vec![Vec::new(); n + 1];
         let mut inputs = 0;
@@ -371,14 +369,14 @@ impl Program {
                     inputs = inputs.max(i + 1);
                     Home::Input {
                         n: i,
-                        reg: fresh(&mut Vec::new()),
+                        reg: new_register(),
                     }
                 }
-                Instr::Const(_) => Home::Reg(fresh(&mut Vec::new())),
+                Instr::Const(_) => Home::Reg(new_register()),
                 Instr::Map(..) | Instr::Zip(..) | Instr::Select(..) => {
                     match outputs.iter().position(|&o| o == k) {
                         Some(j) => Home::Out(j),
-                        None => Home::Reg(fresh(&mut free)),
+                        None => Home::Reg(free.pop().unwrap_or_else(&mut new_register)),
                     }
                 }
             };

@@ -141,6 +141,19 @@ pub(crate) struct Scratch {
 /// caches freed buffers from this size on).
 const KEEP_BELOW_BYTES: usize = 64 * 1024;
 
+/// Whether a computed value keeps its buffer in its slot between calls (see
+/// [`KEEP_BELOW_BYTES`]).
+fn kept(a: &Array) -> bool {
+    a.numel() * a.dtype().size_in_bytes() < KEEP_BELOW_BYTES
+}
+
+/// The arrays of the values `ids`, which a step reads (they are live by construction).
+fn live<'a>(values: &'a [Option<Array>], ids: &[ValueId]) -> SmallVec<[&'a Array; 8]> {
+    ids.iter()
+        .map(|&i| values[i as usize].as_ref().expect("inputs are live"))
+        .collect()
+}
+
 impl Scratch {
     /// A value is dead: keep it as a buffer, or drop it.
     #[inline]
@@ -855,15 +868,7 @@ fn run_fused<O: Observer>(
         .map(|&o| scratch.values[o as usize].take())
         .collect();
     {
-        let inputs: SmallVec<[&Array; 8]> = group
-            .inputs
-            .iter()
-            .map(|&i| {
-                scratch.values[i as usize]
-                    .as_ref()
-                    .expect("inputs are live")
-            })
-            .collect();
+        let inputs = live(&scratch.values, &group.inputs);
         group
             .program
             .run(&inputs, &group.shape, group.dtype, &mut outs);
@@ -871,7 +876,7 @@ fn run_fused<O: Observer>(
     for (&o, out) in group.outputs.iter().zip(outs) {
         let out = out.expect("the program writes every output");
         let o = o as usize;
-        scratch.keep[o] = out.numel() * out.dtype().size_in_bytes() < KEEP_BELOW_BYTES;
+        scratch.keep[o] = kept(&out);
         scratch.views[o] = false;
         scratch.values[o] = Some(out);
     }
@@ -898,10 +903,7 @@ fn run_step<O: Observer>(
             // the inputs are borrowed (a step never reads its own output).
             let mut out = values[id].take();
             let slot = &mut out;
-            let mut inputs: SmallVec<[&Array; 4]> = SmallVec::new();
-            for &i in &step.inputs {
-                inputs.push(values[i as usize].as_ref().expect("inputs are live"));
-            }
+            let inputs = live(values, &step.inputs);
             let written = match slot {
                 Some(buffer) if !views[id] => {
                     let written = op.forward_into(&inputs, step.operand.as_deref(), buffer);
@@ -912,7 +914,7 @@ fn run_step<O: Observer>(
             };
             if !written {
                 let result = op.forward(&inputs);
-                keep[id] = result.numel() * result.dtype().size_in_bytes() < KEEP_BELOW_BYTES;
+                keep[id] = kept(&result);
                 *slot = Some(result);
             }
             if let Some(start) = start {
@@ -927,19 +929,14 @@ fn run_step<O: Observer>(
             let mut acc = values[step.inputs[0] as usize]
                 .take()
                 .expect("inputs are live");
-            let (a, b) = (
-                values[step.inputs[1] as usize]
-                    .as_ref()
-                    .expect("inputs are live"),
-                values[step.inputs[2] as usize]
-                    .as_ref()
-                    .expect("inputs are live"),
-            );
-            a.matmul_acc_into(b, &mut acc);
-            if let Some(start) = start {
-                observer.step(step, &[a, b], &[Some(acc.clone())], start.elapsed());
+            {
+                let operands = live(values, &step.inputs[1..]);
+                operands[0].matmul_acc_into(operands[1], &mut acc);
+                if let Some(start) = start {
+                    observer.step(step, &operands, &[Some(acc.clone())], start.elapsed());
+                }
             }
-            keep[id] = acc.numel() * acc.dtype().size_in_bytes() < KEEP_BELOW_BYTES;
+            keep[id] = kept(&acc);
             views[id] = false;
             values[id] = Some(acc);
         }
@@ -954,11 +951,7 @@ fn run_step<O: Observer>(
         }
         StepKind::CustomBackward { op, needs } => {
             let outputs = {
-                let inputs: SmallVec<[&Array; 4]> = step
-                    .inputs
-                    .iter()
-                    .map(|&i| values[i as usize].as_ref().expect("inputs are live"))
-                    .collect();
+                let inputs = live(values, &step.inputs);
                 let n = inputs.len() - 2;
                 let grads = op.backward_array(&inputs[..n], inputs[n], inputs[n + 1], needs);
                 let outputs: SmallVec<[Option<Array>; 2]> = step

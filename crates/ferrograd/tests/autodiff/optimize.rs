@@ -799,6 +799,21 @@ fn steps_of(plan: &str, op: &str) -> usize {
     plan.matches(&format!(" = {op}(")).count()
 }
 
+/// Replays `f` of one tensor on three random inputs of `shape`, each equal to direct mode
+/// bit for bit, and returns the plan's text.
+#[track_caller]
+fn replayed_plan(f: fn(&Tensor) -> Tensor, shape: &[usize], seed: u64) -> String {
+    let df = grad(f).optimize(true);
+    let mut rng = Generator::new(seed);
+    for _ in 0..3 {
+        let x = rand(&mut rng, shape, -1.0, 1.0);
+        let (g, l) = df.call(&x, ());
+        let (want_g, want_l) = grad(f).call(&x, ());
+        assert!(same(&g, &want_g) && same(&l, &want_l));
+    }
+    df.plan_text()
+}
+
 #[test]
 fn steps_of_constants_fold_into_constants() {
     let f = |x: &Tensor| {
@@ -806,15 +821,7 @@ fn steps_of_constants_fold_into_constants() {
         let scale = Tensor::from_vec(vec![0.5f64, 1.5, 2.5], &[3]).exp().sqrt();
         (x * &scale).sin().sum()
     };
-    let df = grad(f).optimize(true);
-    let mut rng = Generator::new(31);
-    for _ in 0..3 {
-        let x = rand(&mut rng, &[2, 3], -1.0, 1.0);
-        let (g, l) = df.call(&x, ());
-        let (want_g, want_l) = grad(f).call(&x, ());
-        assert!(same(&g, &want_g) && same(&l, &want_l));
-    }
-    let text = df.plan_text();
+    let text = replayed_plan(f, &[2, 3], 31);
     assert_eq!(
         (steps_of(&text, "exp"), steps_of(&text, "sqrt")),
         (0, 0),
@@ -830,15 +837,7 @@ fn identities_are_simplified_away_exactly() {
         let y = y.t().t().reshape(&[6]).reshape(&[3, 2]).reshape(&[2, 3]);
         (y.exp() * &Tensor::ones(&[2, 3], DType::F64)).sum()
     };
-    let df = grad(f).optimize(true);
-    let mut rng = Generator::new(32);
-    for _ in 0..3 {
-        let x = rand(&mut rng, &[2, 3], -1.0, 1.0);
-        let (g, l) = df.call(&x, ());
-        let (want_g, want_l) = grad(f).call(&x, ());
-        assert!(same(&g, &want_g) && same(&l, &want_l));
-    }
-    let text = df.plan_text();
+    let text = replayed_plan(f, &[2, 3], 32);
     for op in [
         "mul_scalar",
         "div_scalar",
@@ -881,15 +880,7 @@ fn common_subexpressions_are_computed_once() {
         let b = x.exp().sum(); // the same ops on the same value
         (&a * &b).sqrt()
     };
-    let df = grad(f).optimize(true);
-    let mut rng = Generator::new(33);
-    for _ in 0..3 {
-        let x = rand(&mut rng, &[4], -1.0, 1.0);
-        let (g, l) = df.call(&x, ());
-        let (want_g, want_l) = grad(f).call(&x, ());
-        assert!(same(&g, &want_g) && same(&l, &want_l));
-    }
-    let text = df.plan_text();
+    let text = replayed_plan(f, &[4], 33);
     assert_eq!(steps_of(&text, "exp"), 1, "{text}");
     // the forward's sum, once; the backward's two identical contributions, once
     assert_eq!(steps_of(&text, "sum"), 1, "{text}");
