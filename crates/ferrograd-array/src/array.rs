@@ -184,6 +184,21 @@ impl Array {
         }
     }
 
+    /// The elements as one slice in row-major order when the array is contiguous, `None`
+    /// otherwise (a transposed or broadcast view: [`to_vec`](Array::to_vec) copies those).
+    /// Panics when `T` is not the array's dtype.
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let a = Array::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(a.as_slice::<f32>(), Some(&[1.0, 2.0, 3.0, 4.0][..]));
+    /// assert_eq!(a.transpose(0, 1).as_slice::<f32>(), None);
+    /// ```
+    #[track_caller]
+    pub fn as_slice<T: Element>(&self) -> Option<&[T]> {
+        self.contiguous_slice("as_slice")
+    }
+
     /// The elements in row-major order, borrowed when contiguous, copied otherwise.
     #[track_caller]
     pub(crate) fn values<T: Element>(&self, op: &str) -> std::borrow::Cow<'_, [T]> {

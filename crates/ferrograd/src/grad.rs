@@ -41,6 +41,10 @@ impl Hasher for IdHasher {
 
 pub(crate) type IdMap<V> = HashMap<usize, V, BuildHasherDefault<IdHasher>>;
 
+/// Told each leaf (the boxed leaf tensor) and its gradient, if any, when the gradient is
+/// final.
+pub(crate) type LeafReady<'a> = dyn FnMut(&Tensor, Option<&Tensor>) + 'a;
+
 /// Runs the backward pass of `level` from `root` with output gradient `seed`, returning the
 /// gradient of every node of that level that received one, by node id.
 pub(crate) fn backward(
@@ -48,6 +52,7 @@ pub(crate) fn backward(
     root: &Tensor,
     seed: Tensor,
     hooks: Option<&Hooks>,
+    mut ready: Option<&mut LeafReady<'_>>,
 ) -> IdMap<Tensor> {
     // Nodes of this level reachable from the root, in reverse creation order (a reverse
     // topological order: inputs are always created before their consumers).
@@ -67,6 +72,22 @@ pub(crate) fn backward(
         nodes.push(t);
     }
     nodes.sort_unstable_by_key(|t| std::cmp::Reverse(t.as_node().map_or(0, |n| n.seq)));
+    // With a `ready` callback: how many edges into each leaf are still to be walked; the
+    // leaf's gradient is final when its count reaches zero.
+    let mut pending: IdMap<usize> = IdMap::default();
+    if ready.is_some() {
+        for t in &nodes {
+            let n = t.as_node().expect("collected nodes are traced");
+            for input in &n.inputs {
+                if input
+                    .node_at(level)
+                    .is_some_and(|m| matches!(m.op, Op::Leaf))
+                {
+                    *pending.entry(input.id()).or_insert(0) += 1;
+                }
+            }
+        }
+    }
 
     let mut grads: IdMap<Tensor> = IdMap::default();
     grads.insert(root.id(), seed);
@@ -109,6 +130,17 @@ pub(crate) fn backward(
                 None => grads.insert(input.id(), c),
             };
         }
+        if let Some(ready) = ready.as_mut() {
+            for input in &n.inputs {
+                let Some(count) = pending.get_mut(&input.id()) else {
+                    continue;
+                };
+                *count -= 1;
+                if *count == 0 {
+                    ready(input, grads.get(&input.id()));
+                }
+            }
+        }
     }
     grads
 }
@@ -130,6 +162,35 @@ fn box_leaves(
             }
         })
         .collect()
+}
+
+/// [`backward`] and [`leaf_grads`], telling `hook` each leaf's gradient as soon as it is
+/// final and the rest when the pass ends.
+fn backward_reporting(
+    level: u64,
+    loss: &Tensor,
+    seed: Tensor,
+    hooks: Option<&Hooks>,
+    boxed: &[Tensor],
+    originals: &[Tensor],
+    hook: &GradientHook,
+) -> Vec<Tensor> {
+    let index: IdMap<usize> = boxed.iter().enumerate().map(|(i, b)| (b.id(), i)).collect();
+    let mut reported = vec![false; boxed.len()];
+    let mut ready = |leaf: &Tensor, g: Option<&Tensor>| {
+        if let (Some(&i), Some(g)) = (index.get(&leaf.id()), g) {
+            reported[i] = true;
+            hook(i, g);
+        }
+    };
+    let grads = backward(level, loss, seed, hooks, Some(&mut ready));
+    let result = leaf_grads(&grads, boxed, originals);
+    for (i, g) in result.iter().enumerate() {
+        if !reported[i] {
+            hook(i, g);
+        }
+    }
+    result
 }
 
 /// The gradient of each boxed leaf, zeros where the backward pass never reached it.
@@ -237,7 +298,12 @@ pub struct Grad<F> {
     pub(crate) debug: Option<DebugHook>,
     pub(crate) profile: Option<Arc<Mutex<Profile>>>,
     pub(crate) optimizer: Optimizer,
+    pub(crate) on_gradient: Option<GradientHook>,
 }
+
+/// A callback told each parameter's gradient as soon as it is final: see
+/// [`Grad::on_gradient`].
+pub type GradientHook = Arc<dyn Fn(usize, &Tensor) + Send + Sync>;
 
 /// The gradient of `f` with respect to its first argument (a [`Tree`] of tensors).
 ///
@@ -263,6 +329,7 @@ pub fn grad<F>(f: F) -> Grad<F> {
         debug: None,
         profile: None,
         optimizer: Optimizer::default(),
+        on_gradient: None,
     }
 }
 
@@ -289,6 +356,38 @@ impl<F> Grad<F> {
     /// passed to [`run`](Grad::run) (default false: the output must have one element).
     pub fn partial_grad(mut self, on: bool) -> Self {
         self.partial_grad = on;
+        self
+    }
+
+    /// Calls `hook(i, gradient)` for each leaf of the parameter tree as soon as its gradient
+    /// is final, while the backward pass goes on: `i` is the leaf's position in
+    /// [`leaves`](crate::leaves) order. Data-parallel training starts averaging a bucket of
+    /// gradients across processes the moment its last gradient is ready, hiding the
+    /// communication behind the rest of the backward pass; the hook is also the place for
+    /// per-parameter gradient logging or clipping statistics.
+    ///
+    /// Each leaf is reported exactly once per call: in direct mode when the last node that
+    /// uses it has been walked (the output layer's parameters first), leaves the loss does not
+    /// reach (and integer leaves) with their zero gradient when the pass ends. A replay in
+    /// optimize mode reports each gradient as soon as the plan has computed it (gradients
+    /// that are constants first). Nested calls report only their own parameters, and a
+    /// `verify` run reports nothing.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use ferrograd::{grad, DType, Tensor};
+    /// let order = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = order.clone();
+    /// let f = |p: &(Tensor, Tensor)| p.1.tanh().matmul(&p.0).sum();
+    /// let params = (Tensor::ones(&[3, 2], DType::F64), Tensor::ones(&[1, 3], DType::F64));
+    /// grad(f)
+    ///     .on_gradient(move |i, g| seen.lock().unwrap().push((i, g.shape().to_vec())))
+    ///     .call(&params, ());
+    /// // the matrix (used last) is final first
+    /// assert_eq!(*order.lock().unwrap(), vec![(0, vec![3, 2]), (1, vec![1, 3])]);
+    /// ```
+    pub fn on_gradient(mut self, hook: impl Fn(usize, &Tensor) + Send + Sync + 'static) -> Self {
+        self.on_gradient = Some(Arc::new(hook));
         self
     }
 
@@ -592,8 +691,21 @@ impl<F> Grad<F> {
         let output = self.f.invoke(&boxed_params, args);
         let loss = output.loss();
         let seed = seed_of(loss, output_grad, location);
-        let grads = backward(level, loss, seed, hooks.as_deref());
-        let result = leaf_grads(&grads, &boxed, &originals);
+        let result = match self.on_gradient.as_ref().filter(|_| observed) {
+            None => {
+                let grads = backward(level, loss, seed, hooks.as_deref(), None);
+                leaf_grads(&grads, &boxed, &originals)
+            }
+            Some(hook) => backward_reporting(
+                level,
+                loss,
+                seed,
+                hooks.as_deref(),
+                &boxed,
+                &originals,
+                hook,
+            ),
+        };
         Outputs {
             grads: Some(rebuild(params, result)),
             output: self.with_forward.then(|| output.unbox(level)),
@@ -707,7 +819,7 @@ pub fn jacobian(f: impl Fn(&Tensor) -> Tensor, x: &Tensor) -> Tensor {
         let mut seed = vec![0.0; m];
         seed[j] = 1.0;
         let seed = Tensor::new(Array::from_vec(seed, y.shape()).to_dtype(y.dtype()));
-        let grads = backward(level, &y, seed, None);
+        let grads = backward(level, &y, seed, None, None);
         rows.push(
             grads
                 .get(&boxed.id())
@@ -814,7 +926,7 @@ impl<P: Tree, O: GradOutput> Traced<P, O> {
         if output_grad.shape() != loss.shape() {
             panic!("ferrograd: backward: the output gradient has shape {:?}, the output has {:?} (at {})", output_grad.shape(), loss.shape(), Location::caller());
         }
-        let grads = backward(self.level, loss, output_grad.clone(), None);
+        let grads = backward(self.level, loss, output_grad.clone(), None, None);
         let result = leaf_grads(&grads, &self.boxed, &leaves(&self.params));
         rebuild(&self.params, result)
     }

@@ -44,7 +44,7 @@ pub use ferrograd_array::{
 pub use ferrograd_derive::Tree;
 pub use grad::{
     grad, hessian, hvp, jacobian, record, value_and_grad, vjp, Differentiable, Grad, GradOutput,
-    Outputs, Traced,
+    GradientHook, Outputs, Traced,
 };
 pub use gradcheck::{gradcheck, gradgradcheck, GradcheckReport, LeafCheck};
 pub use op::Op;

@@ -327,17 +327,20 @@ impl CachedPlan {
         generators: &mut [&mut crate::Generator],
         stable: usize,
         observer: &mut impl Observer,
+        report: Option<plan::Report<'_>>,
     ) -> Outcome {
         match self.scratch.try_lock() {
-            Ok(mut scratch) => self
-                .plan
-                .run(inputs, generators, &mut scratch, stable, observer),
+            Ok(mut scratch) => {
+                self.plan
+                    .run(inputs, generators, &mut scratch, stable, observer, report)
+            }
             Err(_) => self.plan.run(
                 inputs,
                 generators,
                 &mut Scratch::default(),
                 stable,
                 observer,
+                report,
             ),
         }
     }
@@ -913,9 +916,10 @@ fn replay(
     inputs: Vec<Array>,
     generators: &mut [&mut crate::Generator],
     stable: usize,
+    report: Option<plan::Report<'_>>,
 ) -> Outcome {
     if observers.debug.is_none() && observers.profile.is_none() {
-        return plan.run(inputs, generators, stable, &mut Unobserved);
+        return plan.run(inputs, generators, stable, &mut Unobserved, report);
     }
     if let Some(p) = observers.profile {
         p.lock().expect("profile lock").count_call();
@@ -930,7 +934,7 @@ fn replay(
         hooks: &hooks,
         pending: None,
     };
-    let outcome = plan.run(inputs, generators, stable, &mut observer);
+    let outcome = plan.run(inputs, generators, stable, &mut observer, report);
     observer.flush();
     outcome
 }
@@ -980,12 +984,20 @@ impl<F> Grad<F> {
                 } else {
                     0
                 };
+                let mut tell = |i: usize, g: &Array| {
+                    if let Some(hook) = &self.on_gradient {
+                        hook(i, &Tensor::new(g.clone()));
+                    }
+                };
+                let report = (self.on_gradient.is_some() && self.with_gradients)
+                    .then_some((p_leaves.len(), &mut tell as &mut dyn FnMut(usize, &Array)));
                 let outcome = replay(
                     self.observers(),
                     &plan,
                     inputs(),
                     &mut generators_of(&mut args),
                     stable,
+                    report,
                 );
                 match outcome {
                     Outcome::Done { outputs, template } => {
@@ -1264,7 +1276,7 @@ fn check_replay(
     location: &'static Location<'static>,
 ) {
     let mut refs: Vec<&mut crate::Generator> = generators.iter_mut().collect();
-    match plan.run(inputs, &mut refs, 0, &mut Unobserved) {
+    match plan.run(inputs, &mut refs, 0, &mut Unobserved, None) {
         Outcome::Done { outputs, .. } => {
             let replayed: Vec<Tensor> = outputs.into_iter().map(Tensor::new).collect();
             if let Some(diff) = first_difference(&replayed, direct, names, true) {

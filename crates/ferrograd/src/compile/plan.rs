@@ -16,6 +16,7 @@
 //! outputs), and each value is dropped right after its last use on the path taken.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::panic::Location;
 use std::sync::Arc;
@@ -33,7 +34,15 @@ use crate::Array;
 pub(crate) struct Done {
     pub outputs: Vec<ValueId>,
     pub template: Arc<dyn Any + Send + Sync>,
+    /// When each output is final on this path, for [`Plan::run`]'s `report`: `(s, k, v)`
+    /// says output `k` (value `v`, through the aliases) is ready before `exec[s]` runs
+    /// (`s == exec.len()`: at the end), sorted by `s`. Set when the plan is finished.
+    pub reports: Vec<(u32, u32, ValueId)>,
 }
+
+/// Told each of the first `n` outputs of a replay as soon as the plan has computed it (the
+/// gradients, for [`crate::Grad::on_gradient`]).
+pub(crate) type Report<'a> = (usize, &'a mut dyn FnMut(usize, &Array));
 
 // Most slots are steps: boxing them would add a pointer chase to every replayed step.
 #[allow(clippy::large_enum_variant)]
@@ -224,6 +233,76 @@ pub(crate) struct Unobserved;
 impl Observer for Unobserved {
     const ACTIVE: bool = false;
     fn step(&mut self, _: &Step, _: &[&Array], _: &[Option<Array>], _: Duration) {}
+}
+
+/// Reports the outputs of `due` that are ready before slot `now`, returning the rest.
+fn report_due<'d>(
+    due: &'d [(u32, u32, ValueId)],
+    now: u32,
+    scratch: &Scratch,
+    (count, tell): &mut Report<'_>,
+) -> &'d [(u32, u32, ValueId)] {
+    let ready = due.iter().take_while(|&&(at, ..)| at <= now).count();
+    for &(_, k, id) in &due[..ready] {
+        if (k as usize) < *count {
+            let value = scratch.values[id as usize]
+                .as_ref()
+                .expect("outputs are live once computed");
+            tell(k as usize, value);
+        }
+    }
+    &due[ready..]
+}
+
+/// Fills each finished path's [`Done::reports`]: an output is ready after the slot of its
+/// segment that computes it, or at the segment's start when an earlier segment (or the
+/// inputs) did. A segment that reads state reports everything at its end, since a state
+/// read can still miss and send the call back to direct mode, which reports again.
+fn schedule_reports(seg: &mut Segment, alias: &[ValueId]) {
+    match &mut seg.end {
+        End::Guard { branches, .. } => {
+            for (_, b) in branches {
+                schedule_reports(b, alias);
+            }
+        }
+        End::Done(d) => {
+            let end = seg.exec.len() as u32;
+            let reads_state = seg.exec.iter().any(|s| matches!(s, Slot::StateRead { .. }));
+            let mut made_at: HashMap<ValueId, u32> = HashMap::new();
+            if !reads_state {
+                for (j, slot) in seg.exec.iter().enumerate() {
+                    let outputs: SmallVec<[ValueId; 4]> = match slot {
+                        Slot::Step {
+                            step, keep: true, ..
+                        } => step.outputs.iter().flatten().copied().collect(),
+                        Slot::Fused {
+                            group, keep: true, ..
+                        } => group.outputs.clone(),
+                        Slot::Const { id, live: true, .. } => SmallVec::from_slice(&[*id]),
+                        _ => SmallVec::new(),
+                    };
+                    for o in outputs {
+                        made_at.insert(o, j as u32 + 1);
+                    }
+                }
+            }
+            d.reports = d
+                .outputs
+                .iter()
+                .enumerate()
+                .map(|(k, &o)| {
+                    let id = alias[o as usize];
+                    let at = if reads_state {
+                        end
+                    } else {
+                        made_at.get(&id).copied().unwrap_or(0)
+                    };
+                    (at, k as u32, id)
+                })
+                .collect();
+            d.reports.sort_unstable();
+        }
+    }
 }
 
 /// Cuts a recording at its guards: pieces of entries, each but the last ending at a guard.
@@ -446,6 +525,7 @@ impl Plan {
         let done = Done {
             outputs: trace.outputs,
             template,
+            reports: Vec::new(),
         };
         let mut plan = Plan {
             root: build(pieces(trace.entries).into_iter(), done),
@@ -575,6 +655,7 @@ impl Plan {
         let done = Done {
             outputs: trace.outputs.iter().map(|&o| moved(o)).collect(),
             template,
+            reports: Vec::new(),
         };
         let (_, guard) = pieces.pop().expect("the piece that diverged");
         let guard = guard.expect("it ends at a guard");
@@ -704,6 +785,7 @@ impl Plan {
             fuse(&mut self.root, &self.metas, &uses);
         }
         liveness(&mut self.root, n, true, &self.alias);
+        schedule_reports(&mut self.root, &self.alias);
     }
 
     /// Runs the plan on `inputs` (the values of the input leaves, in order), in `scratch`
@@ -716,6 +798,7 @@ impl Plan {
         scratch: &mut Scratch,
         stable: usize,
         observer: &mut impl Observer,
+        mut report: Option<Report<'_>>,
     ) -> Outcome {
         let n = self.metas.len();
         scratch.values.resize(n, None);
@@ -728,7 +811,17 @@ impl Plan {
         // state writes wait for the end: a replay that misses changes nothing
         let mut writes: Vec<(&StateCell, ValueId)> = Vec::new();
         let outcome = 'run: loop {
-            for slot in &seg.exec {
+            // outputs to report on this path: (before which slot, which output)
+            let mut due: &[(u32, u32, ValueId)] = match (&seg.end, &report) {
+                (End::Done(d), Some(_)) => &d.reports,
+                _ => &[],
+            };
+            for (j, slot) in seg.exec.iter().enumerate() {
+                if let (Some(&(at, ..)), Some(r)) = (due.first(), report.as_mut()) {
+                    if at as usize <= j {
+                        due = report_due(due, j as u32, scratch, r);
+                    }
+                }
                 match slot {
                     Slot::Const { id, array, live } => {
                         if *live {
@@ -765,6 +858,9 @@ impl Plan {
                         }
                     }
                 }
+            }
+            if let (false, Some(r)) = (due.is_empty(), report.as_mut()) {
+                report_due(due, u32::MAX, scratch, r);
             }
             match &seg.end {
                 End::Done(d) => {

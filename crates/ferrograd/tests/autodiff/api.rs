@@ -1,4 +1,5 @@
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use ferrograd::{grad, leaf_names, vjp, DType, Generator, Tensor, Tree};
 
@@ -253,4 +254,149 @@ fn flat_argmax_and_allclose() {
     assert_eq!(x.argmin_all().item::<i64>(), 2);
     assert!(x.allclose(&(&x + 1e-12), 1e-9, 0.0));
     assert!(!x.allclose(&(&x + 1e-3), 1e-9, 0.0));
+}
+
+/// The two-layer net the gradient-hook tests differentiate: leaves w1, b1, w2, b2, an unused
+/// matrix and an integer leaf.
+fn hooked_net() -> (Vec<Layer>, Tensor, Tensor) {
+    let mut g = Generator::new(5);
+    let layer = |g: &mut Generator, i, o| Layer {
+        w: Tensor::randn(g, &[i, o], DType::F64),
+        b: Tensor::randn(g, &[o], DType::F64),
+    };
+    (
+        vec![layer(&mut g, 4, 3), layer(&mut g, 3, 2)],
+        Tensor::randn(&mut g, &[2, 2], DType::F64),
+        Tensor::from_vec(vec![1i64, 2], &[2]),
+    )
+}
+
+/// What the hook tests log: a gradient reported, or the backward pass crossing the marker
+/// between the two layers.
+#[derive(Debug, Clone, PartialEq)]
+enum Event {
+    Grad(usize),
+    Marker,
+}
+
+/// The identity, whose array-level backward logs `Event::Marker` when it runs: in direct
+/// mode and in a replay alike.
+#[derive(Debug)]
+struct Marker(Arc<Mutex<Vec<Event>>>);
+
+impl ferrograd::CustomOp for Marker {
+    fn name(&self) -> &str {
+        "marker"
+    }
+    fn forward(&self, x: &[&ferrograd::Array]) -> ferrograd::Array {
+        x[0].copy()
+    }
+    fn backward_array(
+        &self,
+        _: &[&ferrograd::Array],
+        _: &ferrograd::Array,
+        g: &ferrograd::Array,
+        _: &[bool],
+    ) -> Vec<Option<ferrograd::Array>> {
+        self.0.lock().unwrap().push(Event::Marker);
+        vec![Some(g.copy())]
+    }
+}
+
+/// Runs the net with an `on_gradient` hook `calls` times, returning the last call's
+/// gradients and what the hook and the marker logged in it, in order.
+fn hooked_call(optimize: bool, calls: usize) -> (Vec<Tensor>, Vec<Event>, Vec<Tensor>) {
+    let params = hooked_net();
+    let x = Tensor::randn(&mut Generator::new(6), &[5, 4], DType::F64);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let marker = Arc::new(Marker(log.clone()));
+    let loss = move |p: &(Vec<Layer>, Tensor, Tensor), x: &Tensor| {
+        let h = (&x.matmul(&p.0[0].w) + &p.0[0].b).tanh();
+        let h = Tensor::custom(marker.clone(), &[&h]);
+        (&h.matmul(&p.0[1].w) + &p.0[1].b).square().sum()
+    };
+    let told = Arc::new(Mutex::new(Vec::new()));
+    let (sink, events) = (told.clone(), log.clone());
+    let g = grad(loss).optimize(optimize).on_gradient(move |i, g| {
+        sink.lock().unwrap().push(g.clone());
+        events.lock().unwrap().push(Event::Grad(i));
+    });
+    let mut grads = Vec::new();
+    for _ in 0..calls {
+        told.lock().unwrap().clear();
+        log.lock().unwrap().clear();
+        grads = ferrograd::leaves(&g.call(&params, (&x,)).0);
+    }
+    let events = log.lock().unwrap().clone();
+    let told = told.lock().unwrap().clone();
+    (grads, events, told)
+}
+
+/// Checks the hook's log: each leaf once, with the gradient the call returned; the second
+/// layer's before the marker, the first layer's after it.
+fn check_hook_log(grads: &[Tensor], events: &[Event], told: &[Tensor], what: &str) {
+    let order: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Grad(i) => Some(*i),
+            Event::Marker => None,
+        })
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..6).collect::<Vec<_>>(), "{what}: {events:?}");
+    let at = |e: &Event| events.iter().position(|x| x == e).unwrap();
+    let marker = at(&Event::Marker);
+    for i in [2, 3] {
+        assert!(at(&Event::Grad(i)) < marker, "{what}: {events:?}");
+    }
+    for i in [0, 1] {
+        assert!(at(&Event::Grad(i)) > marker, "{what}: {events:?}");
+    }
+    let values = |t: &Tensor| t.to_dtype(DType::F64).to_vec::<f64>();
+    for (&i, g) in order.iter().zip(told) {
+        assert_eq!(values(g), values(&grads[i]), "{what}: leaf {i}");
+    }
+}
+
+#[test]
+fn on_gradient_reports_each_gradient_once_as_soon_as_it_is_final() {
+    let (grads, events, told) = hooked_call(false, 1);
+    check_hook_log(&grads, &events, &told, "direct");
+    // the unused matrix and the integer leaf come when the pass ends, with zeros
+    assert_eq!(events[5..], [Event::Grad(4), Event::Grad(5)]);
+    assert!(told[4].to_vec::<f64>().iter().all(|&v| v == 0.0));
+    assert_eq!(told[5].dtype(), DType::I64);
+}
+
+#[test]
+fn on_gradient_reports_during_a_replay_of_optimize_mode() {
+    let (direct, ..) = hooked_call(false, 1);
+    // the first call captures (direct mode), the next ones replay
+    for calls in [1, 3] {
+        let (grads, events, told) = hooked_call(true, calls);
+        check_hook_log(&grads, &events, &told, &format!("optimize, {calls} calls"));
+        for (g, d) in grads.iter().zip(&direct) {
+            assert_close(
+                &g.to_dtype(DType::F64),
+                &d.to_dtype(DType::F64).to_vec::<f64>(),
+                1e-12,
+            );
+        }
+    }
+}
+
+#[test]
+fn on_gradient_of_a_nested_grad_reports_only_its_own_parameters() {
+    let told = Arc::new(Mutex::new(Vec::new()));
+    let sink = told.clone();
+    let inner = grad(|x: &Tensor| (x * x * x).sum()).on_gradient(move |i, g| {
+        sink.lock().unwrap().push((i, g.shape().to_vec()));
+    });
+    // d/dx Σ (3x²) = 6x
+    let (dx, _) = grad(|x: &Tensor| inner.call(x, ()).0.sum())
+        .optimize(false)
+        .call(&Tensor::from_vec(vec![1.0f64, 2.0], &[2]), ());
+    assert_eq!(dx.to_vec::<f64>(), vec![6.0, 12.0]);
+    assert_eq!(*told.lock().unwrap(), vec![(0, vec![2])]);
 }
