@@ -38,7 +38,7 @@ impl Array {
     pub(crate) fn from_buffer(buffer: Buffer, shape: &[usize]) -> Array {
         debug_assert_eq!(buffer.len(), numel(shape));
         Array {
-            storage: Arc::new(Storage::Cpu(buffer)),
+            storage: Arc::new(Storage::cpu_buffer(buffer)),
             strides: contiguous_strides(shape),
             shape: SmallVec::from_slice(shape),
             offset: 0,

@@ -96,39 +96,62 @@ impl Drop for Buffer {
 }
 
 /// The elements of an array, on one device.
-#[derive(Clone, Debug)]
-pub(crate) enum Storage {
+#[derive(Debug)]
+pub(crate) enum Data {
     Cpu(Buffer),
 }
 
+/// An array's elements, and the memory meter that counts them (see [`crate::MemoryMeter`]).
+#[derive(Debug)]
+pub(crate) struct Storage {
+    data: Data,
+    meter: Option<crate::memory::Meter>,
+}
+
 impl Storage {
+    pub(crate) fn cpu_buffer(buffer: Buffer) -> Storage {
+        let bytes = buffer.len() * buffer.dtype().size_in_bytes();
+        Storage {
+            data: Data::Cpu(buffer),
+            meter: crate::memory::count(bytes),
+        }
+    }
+
     pub(crate) fn device(&self) -> Device {
-        match self {
-            Storage::Cpu(_) => Device::Cpu,
+        match &self.data {
+            Data::Cpu(_) => Device::Cpu,
         }
     }
 
     pub(crate) fn dtype(&self) -> DType {
-        match self {
-            Storage::Cpu(b) => b.dtype(),
+        match &self.data {
+            Data::Cpu(b) => b.dtype(),
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        match self {
-            Storage::Cpu(b) => b.len(),
+        match &self.data {
+            Data::Cpu(b) => b.len(),
         }
     }
 
     pub(crate) fn cpu(&self) -> &Buffer {
-        match self {
-            Storage::Cpu(b) => b,
+        match &self.data {
+            Data::Cpu(b) => b,
         }
     }
 
     pub(crate) fn cpu_mut(&mut self) -> &mut Buffer {
-        match self {
-            Storage::Cpu(b) => b,
+        match &mut self.data {
+            Data::Cpu(b) => b,
+        }
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Some(m) = self.meter.take() {
+            m.release(self.len() * self.dtype().size_in_bytes());
         }
     }
 }

@@ -305,6 +305,9 @@ impl Module for Dropout {
             F::dropout(x, self.p, self.state.training, &mut rng)
         }
     }
+    fn generators(&self) -> Vec<Arc<Mutex<Generator>>> {
+        vec![self.rng.clone()]
+    }
     module_boilerplate!();
 }
 
@@ -465,6 +468,174 @@ impl Sequential {
     pub fn children(&self) -> &[Box<dyn Module>] {
         &self.children
     }
+
+    /// The same modules in `segments` consecutive groups of about equal length, each
+    /// [`Checkpointed`] (PyTorch's `checkpoint_sequential`): a training step then keeps only
+    /// the segments' outputs and recomputes one segment's activations at a time during the
+    /// backward pass, for one more forward pass. Parameters are named
+    /// `{segment}.{child}.{name}`.
+    ///
+    /// ```
+    /// use ferrograd::{DType, Generator, Tensor};
+    /// use ferrograd_nn::layers::{tanh, Linear, Sequential};
+    /// use ferrograd_nn::Module;
+    /// let mut rng = Generator::new(0);
+    /// let mut net = Sequential::new();
+    /// for _ in 0..6 {
+    ///     net = net.add(Linear::new(8, 8, &mut rng, DType::F64)).add(tanh());
+    /// }
+    /// let x = Tensor::ones(&[2, 8], DType::F64);
+    /// let plain = net.forward_with(&net.parameters(), &x);
+    /// let net = net.checkpoint_sequential(3);
+    /// assert_eq!(net.children().len(), 3);
+    /// assert_eq!(net.forward_with(&net.parameters(), &x).to_vec::<f64>(), plain.to_vec::<f64>());
+    /// ```
+    pub fn checkpoint_sequential(self, segments: usize) -> Sequential {
+        let n = self.children.len();
+        let segments = segments.clamp(1, n.max(1));
+        let training = self.state.training;
+        let mut children = self.children.into_iter();
+        let mut out = Sequential::new();
+        for k in 0..segments {
+            let len = (n * (k + 1)) / segments - (n * k) / segments;
+            let mut seg = Sequential::new();
+            for c in children.by_ref().take(len) {
+                seg.push(c);
+            }
+            out.push(Box::new(Checkpointed::new(seg)));
+        }
+        out.state.training = training;
+        out
+    }
+}
+
+/// A module whose activations are not kept for the backward pass but recomputed by it
+/// (gradient checkpointing, see [`ferrograd::checkpoint`]): memory for one more forward
+/// pass. Dropout inside draws the same masks when recomputed, and batch normalization's
+/// running statistics are updated once, by the forward pass.
+///
+/// ```
+/// use ferrograd::{grad, DType, Generator, Tensor};
+/// use ferrograd_nn::layers::{Checkpointed, Linear};
+/// use ferrograd_nn::Module;
+/// let layer = Linear::new(3, 2, &mut Generator::new(0), DType::F64);
+/// let wrapped = Checkpointed::new(layer.clone());
+/// let x = Tensor::ones(&[4, 3], DType::F64);
+/// let plain = |p: &Vec<Tensor>, x: &Tensor| layer.forward_with(p, x).tanh().sum();
+/// let checkpointed = |p: &Vec<Tensor>, x: &Tensor| wrapped.forward_with(p, x).tanh().sum();
+/// let (want, _) = grad(plain).call(&layer.parameters(), (&x,));
+/// let (got, _) = grad(checkpointed).call(&wrapped.parameters(), (&x,));
+/// assert_eq!(got[0].to_vec::<f64>(), want[0].to_vec::<f64>());
+/// ```
+pub struct Checkpointed {
+    state: ModuleState,
+    inner: Arc<Mutex<Box<dyn Module>>>,
+}
+
+impl Checkpointed {
+    /// Wraps `module`.
+    pub fn new(module: impl Module + 'static) -> Checkpointed {
+        Checkpointed::boxed(Box::new(module))
+    }
+
+    /// Wraps a boxed module.
+    pub fn boxed(module: Box<dyn Module>) -> Checkpointed {
+        let mut state = ModuleState::new(
+            module
+                .parameter_names()
+                .iter()
+                .map(|n| n.as_str())
+                .zip(module.parameters())
+                .collect(),
+        );
+        state.training = module.is_training();
+        Checkpointed {
+            state,
+            inner: Arc::new(Mutex::new(module)),
+        }
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Box<dyn Module>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Clone for Checkpointed {
+    fn clone(&self) -> Self {
+        Checkpointed {
+            state: self.state.clone(),
+            inner: Arc::new(Mutex::new(self.inner().box_clone())),
+        }
+    }
+}
+
+impl Module for Checkpointed {
+    fn name(&self) -> String {
+        format!("Checkpointed({})", self.inner().name())
+    }
+    fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
+        let inner = Arc::clone(&self.inner);
+        let generators = self.inner().generators();
+        let start: Vec<Generator> = generators
+            .iter()
+            .map(|g| g.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect();
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let body = move |(p, x): &(Vec<Tensor>, Tensor)| {
+            let mut m = inner.lock().unwrap_or_else(|e| e.into_inner());
+            if first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                return m.forward_with(p, x);
+            }
+            // a recomputation: the generators as the forward found them, and the buffers
+            // (running statistics) left as the forward left them
+            let lock =
+                |g: &Arc<Mutex<Generator>>| g.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let now: Vec<Generator> = generators.iter().map(lock).collect();
+            for (g, s) in generators.iter().zip(&start) {
+                *g.lock().unwrap_or_else(|e| e.into_inner()) = s.clone();
+            }
+            let buffers = m.buffers();
+            let out = m.forward_with(p, x);
+            m.set_buffers(&buffers);
+            for (g, s) in generators.iter().zip(now) {
+                *g.lock().unwrap_or_else(|e| e.into_inner()) = s;
+            }
+            out
+        };
+        ferrograd::checkpoint(body, &(p.to_vec(), x.clone()))
+    }
+    fn on_mode(&mut self, training: bool) {
+        let mut m = self.inner();
+        if training {
+            m.train()
+        } else {
+            m.evaluate()
+        }
+    }
+    fn set_parameters(&mut self, params: Vec<Tensor>) {
+        self.inner().set_parameters(params.clone());
+        self.state.replace_params(params);
+    }
+    fn update_parameters(&mut self, lr: f64) {
+        let new: Vec<Tensor> = self
+            .state
+            .params
+            .iter()
+            .zip(&self.state.grads)
+            .map(|(p, g)| p - &(g * lr))
+            .collect();
+        self.set_parameters(new);
+    }
+    fn buffers(&self) -> Vec<(String, Array)> {
+        self.inner().buffers()
+    }
+    fn set_buffers(&mut self, buffers: &[(String, Array)]) {
+        self.inner().set_buffers(buffers)
+    }
+    fn generators(&self) -> Vec<Arc<Mutex<Generator>>> {
+        self.inner().generators()
+    }
+    module_boilerplate!();
 }
 
 impl Default for Sequential {
@@ -532,6 +703,9 @@ impl Module for Sequential {
                     .map(move |(n, a)| (format!("{i}.{n}"), a))
             })
             .collect()
+    }
+    fn generators(&self) -> Vec<Arc<Mutex<Generator>>> {
+        self.children.iter().flat_map(|c| c.generators()).collect()
     }
     fn set_buffers(&mut self, buffers: &[(String, Array)]) {
         for (i, c) in self.children.iter_mut().enumerate() {

@@ -9,9 +9,9 @@
 //! [`functionalize`] hands it to `grad` as a plain function.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use ferrograd::{record, Array, Tensor, Traced};
+use ferrograd::{record, Array, Generator, Tensor, Traced};
 
 use crate::checkpoint::{self, CheckpointError};
 
@@ -101,6 +101,13 @@ pub trait Module: Send + Sync {
 
     /// Restores the buffers of [`buffers`](Module::buffers).
     fn set_buffers(&mut self, _buffers: &[(String, Array)]) {}
+
+    /// The random generators the module draws from (dropout's), so that a
+    /// [`Checkpointed`](crate::layers::Checkpointed) recomputation can draw the same numbers
+    /// again. Containers return their children's.
+    fn generators(&self) -> Vec<Arc<Mutex<Generator>>> {
+        Vec::new()
+    }
 
     /// The output for `input` (and the trace that `backward` reuses).
     #[track_caller]

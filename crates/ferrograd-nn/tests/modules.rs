@@ -318,3 +318,60 @@ fn auto_modules_save_and_load() {
 fn the_suite_passes_in_optimize_check_mode() {
     ferrograd::rerun_tests_in_check_mode("the_suite_passes_in_optimize_check_mode");
 }
+
+/// A net with batch normalization and dropout, built the same way from the same seeds.
+fn stateful_net() -> Sequential {
+    let mut rng = Generator::new(4);
+    let mut net = Sequential::new();
+    for i in 0..4 {
+        net = net
+            .add(Linear::new(6, 6, &mut rng, DType::F64))
+            .add(BatchNorm::new(6, DType::F64))
+            .add(layers::tanh())
+            .add(Dropout::new(0.3, false, 10 + i));
+    }
+    net.add(Linear::new(6, 2, &mut rng, DType::F64))
+}
+
+#[test]
+fn checkpointed_segments_give_the_same_steps_with_dropout_and_batch_norm() {
+    let plain = stateful_net();
+    let checkpointed = stateful_net().checkpoint_sequential(3);
+    assert_eq!(checkpointed.children().len(), 3);
+    assert_eq!(checkpointed.parameters().len(), plain.parameters().len());
+    assert!(
+        checkpointed.parameter_names()[0].starts_with("0.0."),
+        "{:?}",
+        checkpointed.parameter_names()
+    );
+    // in optimize mode too: the statistics and the generators make it run in direct mode
+    let optimized = stateful_net().checkpoint_sequential(2);
+    let x = Tensor::new(Generator::new(5).normal(&[8, 6], 0.0, 1.0, DType::F64));
+    let step = |net: &Sequential, optimize: bool| {
+        let loss = |p: &Vec<Tensor>, x: &Tensor| net.forward_with(p, x).square().mean();
+        grad(loss).optimize(optimize).call(&net.parameters(), (&x,))
+    };
+    // three steps: the masks (drawn again by each recomputation) and the running statistics
+    // (updated once per forward, not again when recomputed) stay in step
+    let compiled = grad(|p: &Vec<Tensor>, x: &Tensor| optimized.forward_with(p, x).square().mean())
+        .optimize(true);
+    for _ in 0..3 {
+        let (want, l0) = step(&plain, false);
+        let results = [
+            step(&checkpointed, false),
+            compiled.call(&optimized.parameters(), (&x,)),
+        ];
+        for (got, l) in results {
+            assert_eq!(l.item::<f64>(), l0.item::<f64>());
+            for (a, b) in got.iter().zip(&want) {
+                assert_eq!(a.to_vec::<f64>(), b.to_vec::<f64>());
+            }
+        }
+    }
+    assert_eq!(compiled.stats().hits, 0, "{:?}", compiled.stats());
+    let (a, b) = (plain.buffers(), checkpointed.buffers());
+    assert_eq!(a.len(), 8);
+    for ((_, x), (_, y)) in a.iter().zip(&b) {
+        assert_eq!(x.to_vec::<f64>(), y.to_vec::<f64>());
+    }
+}

@@ -20,6 +20,11 @@ use crate::{Array, Tensor};
 /// Levels only grow, so a level never meets a stale box of an earlier call.
 static NEXT_LEVEL: AtomicU64 = AtomicU64::new(1);
 
+/// A fresh autodiff level, above every level in use.
+pub(crate) fn next_level() -> u64 {
+    NEXT_LEVEL.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Hashes node addresses (already unique) without SipHash's cost.
 #[derive(Default)]
 pub(crate) struct IdHasher(u64);
@@ -147,7 +152,7 @@ pub(crate) fn backward(
 
 /// Every float leaf boxed as a leaf node of `level`; other leaves (integers, masks) stay
 /// constants.
-fn box_leaves(
+pub(crate) fn box_leaves(
     originals: &[Tensor],
     level: u64,
     location: &'static Location<'static>,

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod checkpoint;
 mod compile;
 mod context;
 mod create;
@@ -31,6 +32,7 @@ mod profile;
 mod tensor;
 mod tree;
 
+pub use checkpoint::{checkpoint, checkpoint_with_rng};
 pub use compile::{
     compile, rerun_tests_in_check_mode, side_effect, tree_args, ArgTree, Compiled, State, Stats,
     DEFAULT_CACHE_SIZE,
@@ -39,7 +41,7 @@ pub use custom::CustomOp;
 pub use debug::{graph as dot_graph, render_svg, DebugError, DebugEvent, DebugHook, Phase};
 pub use ferrograd_array::{
     broadcast_shapes, Array, Conv2dParams, DType, Device, Dim, Dims, Element, Float, Generator,
-    Index, Number, Pool2dParams, Position, Shape,
+    Index, MemoryMeter, Number, Pool2dParams, Position, Shape,
 };
 pub use ferrograd_derive::Tree;
 pub use grad::{

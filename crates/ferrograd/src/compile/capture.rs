@@ -225,6 +225,21 @@ pub(crate) fn active() -> bool {
     ACTIVE.with(Cell::get)
 }
 
+/// While the returned value lives, nothing is recorded on this thread (a step that runs
+/// user code, like a checkpoint's forward, is recorded as one step by its caller).
+pub(crate) fn pause() -> Paused {
+    Paused(ACTIVE.with(|a| a.replace(false)))
+}
+
+/// Resumes recording when dropped (see [`pause`]).
+pub(crate) struct Paused(bool);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        ACTIVE.with(|a| a.set(self.0));
+    }
+}
+
 fn with<R>(f: impl FnOnce(&mut Recorder) -> R) -> Option<R> {
     RECORDER.with(|r| r.borrow_mut().as_mut().map(f))
 }
@@ -578,7 +593,9 @@ pub(crate) fn poison(reason: String) {
 /// statistics); call it in your own functions likewise.
 #[track_caller]
 pub fn side_effect(what: &str) {
-    if active() {
+    // also while recording is paused (inside a checkpoint's forward, which a plan runs as
+    // one step): that step would repeat or skip the effect as well
+    if RECORDER.with(|r| r.borrow().is_some()) {
         poison(format!(
             "{what} (at {})",
             ferrograd_array::Site(Location::caller())

@@ -4,6 +4,7 @@
 mod analytic;
 mod api;
 mod assign;
+mod checkpoint;
 mod common;
 mod custom;
 mod debugger;

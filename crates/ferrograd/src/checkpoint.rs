@@ -1,0 +1,344 @@
+//! Gradient checkpointing (rematerialisation): a function whose intermediate values are not
+//! kept for the backward pass but computed again when it needs them.
+//!
+//! A checkpoint is one primitive (a [`CustomOp`]) whose inputs are the float leaves of the
+//! input tree and whose output packs the function's outputs. Its forward runs the function
+//! on the untraced values, so nothing inside is recorded at any level; its gradient rule
+//! runs the function again at a fresh level and walks that graph back, with ordinary tensor
+//! operations, so a checkpoint can be differentiated again (a Hessian-vector product through
+//! it) and is recorded like any other gradient rule by optimize mode.
+
+use std::panic::Location;
+use std::sync::{Arc, Mutex};
+
+use crate::custom::CustomOp;
+use crate::grad::{backward, next_level};
+use crate::op::Op;
+use crate::tree::{leaves, rebuild, Tree};
+use crate::{Array, DType, Generator, Tensor};
+
+/// The function of a checkpoint, on its input tree and an optional generator.
+type Body<I, O> = dyn Fn(&I, Option<&mut Generator>) -> O + Send + Sync;
+
+/// What a checkpoint's forward leaves for the call that made it.
+struct Forward<O> {
+    tree: O,
+    metas: Vec<(Vec<usize>, DType)>,
+    rng: Option<Generator>,
+}
+
+/// One checkpointed call.
+struct Checkpoint<I, O> {
+    f: Box<Body<I, O>>,
+    /// The input tree (its leaves are replaced by the op's inputs).
+    template: I,
+    /// The generator's state when the call began (`checkpoint_with_rng`).
+    rng: Option<Generator>,
+    /// What the forward found: the output tree (with empty placeholder leaves), each
+    /// output's shape and dtype, and the generator's state after it.
+    forward: Mutex<Option<Forward<O>>>,
+    location: &'static Location<'static>,
+}
+
+impl<I, O> std::fmt::Debug for Checkpoint<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "checkpoint at {}", ferrograd_array::Site(self.location))
+    }
+}
+
+/// The panic for a checkpoint whose output `k` depends on a traced tensor that is not one
+/// of its inputs.
+fn captured(k: usize, location: &'static Location<'static>) -> ! {
+    panic!(
+        "ferrograd: checkpoint: output {k} depends on a tensor being differentiated that is not \
+         among the checkpoint's inputs (one the closure captured?); pass every parameter the \
+         function uses in its inputs (at {})",
+        ferrograd_array::Site(location)
+    )
+}
+
+/// The dtype the outputs are packed in: theirs when they share one, else f64 (which holds
+/// f32 values exactly).
+fn pack_dtype(outs: &[Tensor]) -> DType {
+    let first = outs[0].dtype();
+    if outs.iter().all(|t| t.dtype() == first) {
+        first
+    } else {
+        DType::F64
+    }
+}
+
+/// The outputs as one tensor: the output itself when there is one, else their flattened
+/// values concatenated in [`pack_dtype`].
+fn pack(outs: &[Tensor]) -> Tensor {
+    if let [one] = outs {
+        return one.clone();
+    }
+    let dtype = pack_dtype(outs);
+    let flat: Vec<Tensor> = outs
+        .iter()
+        .map(|t| {
+            let t = t.reshape(&[t.numel()]);
+            if t.dtype() == dtype {
+                t
+            } else {
+                t.to_dtype(dtype)
+            }
+        })
+        .collect();
+    Tensor::cat(&flat, 0)
+}
+
+/// The outputs (of these shapes and dtypes) cut back out of `packed`.
+fn unpack(packed: &Tensor, metas: &[(Vec<usize>, DType)]) -> Vec<Tensor> {
+    if metas.len() == 1 {
+        return vec![packed.clone()];
+    }
+    let mut offset = 0;
+    metas
+        .iter()
+        .map(|(shape, dtype)| {
+            let n = shape.iter().product();
+            let part = packed.narrow(0, offset, n).reshape(shape);
+            offset += n;
+            if part.dtype() == *dtype {
+                part
+            } else {
+                part.to_dtype(*dtype)
+            }
+        })
+        .collect()
+}
+
+impl<I, O> Checkpoint<I, O>
+where
+    I: Tree + Send + Sync + 'static,
+    O: Tree + Send + Sync + 'static,
+{
+    /// Runs the function on the op's inputs (as leaves of the input tree) with the
+    /// generator as it was when the call began.
+    fn call(&self, inputs: Vec<Tensor>) -> (O, Option<Generator>) {
+        let tree = rebuild(&self.template, inputs);
+        let mut rng = self.rng.clone();
+        let out = (self.f)(&tree, rng.as_mut());
+        (out, rng)
+    }
+}
+
+impl<I, O> CustomOp for Checkpoint<I, O>
+where
+    I: Tree + Send + Sync + 'static,
+    O: Tree + Send + Sync + 'static,
+{
+    fn name(&self) -> &str {
+        "checkpoint"
+    }
+
+    fn forward(&self, inputs: &[&Array]) -> Array {
+        // the function's own ops are not steps of a plan: this op is one step
+        let _paused = crate::compile::capture::pause();
+        let (out, rng) = self.call(inputs.iter().map(|&a| Tensor::new(a.clone())).collect());
+        let outs = leaves(&out);
+        let site = ferrograd_array::Site(self.location);
+        if outs.is_empty() {
+            panic!("ferrograd: checkpoint: the function returned no tensor (at {site})");
+        }
+        for (k, t) in outs.iter().enumerate() {
+            if t.is_traced() {
+                captured(k, self.location);
+            }
+            if !t.dtype().is_float() {
+                panic!(
+                    "ferrograd: checkpoint: output {k} is {}; a checkpoint returns float tensors \
+                     only (compute integer and bool results outside it) (at {site})",
+                    t.dtype().name()
+                );
+            }
+        }
+        let packed = pack(&outs).value().clone();
+        let placeholders = outs
+            .iter()
+            .map(|t| Tensor::zeros(&[0], t.dtype()))
+            .collect();
+        *self.forward.lock().unwrap_or_else(|e| e.into_inner()) = Some(Forward {
+            tree: rebuild(&out, placeholders),
+            metas: outs
+                .iter()
+                .map(|t| (t.shape().to_vec(), t.dtype()))
+                .collect(),
+            rng,
+        });
+        packed
+    }
+
+    fn backward(
+        &self,
+        inputs: &[Tensor],
+        _output: &Tensor,
+        grad: &Tensor,
+        needs: &[bool],
+    ) -> Vec<Option<Tensor>> {
+        // the forward again, at a level of its own, from the inputs it needs gradients for
+        let level = next_level();
+        let boxed: Vec<Tensor> = inputs
+            .iter()
+            .zip(needs)
+            .map(|(t, &n)| {
+                if n && t.dtype().is_float() {
+                    Tensor::node(
+                        level,
+                        t.clone(),
+                        Op::Leaf,
+                        Default::default(),
+                        self.location,
+                    )
+                } else {
+                    t.clone()
+                }
+            })
+            .collect();
+        let (out, _) = self.call(boxed.clone());
+        let root = pack(&leaves(&out));
+        let grads = backward(level, &root, grad.clone(), None, None);
+        boxed
+            .iter()
+            .zip(inputs)
+            .zip(needs)
+            .map(|((b, x), &n)| {
+                (n && x.dtype().is_float()).then(|| {
+                    grads
+                        .get(&b.id())
+                        .cloned()
+                        .unwrap_or_else(|| x.zeros_like())
+                })
+            })
+            .collect()
+    }
+}
+
+/// Runs `f` on `inputs` without keeping what it computes inside for the backward pass: the
+/// backward pass runs `f` again to get those values (gradient checkpointing, PyTorch's
+/// `torch.utils.checkpoint`, JAX's `jax.checkpoint`). Memory for a deep network drops from
+/// its every activation to the checkpoints' outputs plus one segment's activations, for one
+/// more forward pass of each checkpointed function.
+///
+/// `inputs` and the result are trees (a tensor, a tuple like an LSTM's `(h, c)`, a
+/// parameter struct); every tensor `f` differentiates through must come in through `inputs`
+/// (a checkpoint whose output depends on a traced tensor the closure captured panics, as
+/// its gradient would otherwise be lost). Outputs are float tensors. Gradients are the same
+/// as without the checkpoint, to any order (a Hessian-vector product through a checkpoint
+/// recomputes it inside the recomputation). `f` must compute the same values when run
+/// again: for dropout, use [`checkpoint_with_rng`]. In optimize mode the plan runs `f` as
+/// one step and its recomputation as ordinary steps of the backward pass.
+///
+/// ```
+/// use ferrograd::{checkpoint, grad, DType, Tensor};
+/// let f = |p: &(Tensor, Tensor)| {
+///     let (w, x) = p;
+///     // the tanh's output is not kept: the backward pass computes it again
+///     let h = checkpoint(|(w, x): &(Tensor, Tensor)| x.matmul(w).tanh(), &(w.clone(), x.clone()));
+///     h.sum()
+/// };
+/// let p = (Tensor::ones(&[3, 2], DType::F64), Tensor::ones(&[1, 3], DType::F64));
+/// let plain = |p: &(Tensor, Tensor)| p.1.matmul(&p.0).tanh().sum();
+/// let (g, _) = grad(f).call(&p, ());
+/// let (want, _) = grad(plain).call(&p, ());
+/// assert_eq!(g.0.to_vec::<f64>(), want.0.to_vec::<f64>());
+/// ```
+#[track_caller]
+pub fn checkpoint<I, O>(f: impl Fn(&I) -> O + Send + Sync + 'static, inputs: &I) -> O
+where
+    I: Tree + Clone + Send + Sync + 'static,
+    O: Tree + Send + Sync + 'static,
+{
+    run(Box::new(move |i, _| f(i)), inputs, None, Location::caller()).0
+}
+
+/// [`checkpoint`] for a function that draws random numbers (dropout): `f` draws from a
+/// generator that starts, on the forward pass and again on the recomputation, from `rng`'s
+/// state, so both see the same masks; `rng` is left where the forward left it.
+///
+/// A plan cannot replay the generator of a checkpoint, so in optimize mode a call that
+/// checkpoints with a generator runs in direct mode (with a warning).
+///
+/// ```
+/// use ferrograd::{checkpoint_with_rng, grad, DType, Generator, Tensor};
+/// let mut rng = Generator::new(0);
+/// let x = Tensor::ones(&[100], DType::F64);
+/// let f = |x: &Tensor, rng: &mut Generator| {
+///     let drop = |x: &Tensor, rng: &mut Generator| {
+///         let keep = Tensor::rand_bernoulli(rng, x.shape(), 0.5, DType::F64);
+///         x * &keep * 2.0
+///     };
+///     checkpoint_with_rng(drop, x, rng).sum()
+/// };
+/// let (g, y) = grad(f).call(&x, (&mut rng,));
+/// // the gradient is the mask the forward drew, times 2
+/// assert_eq!(g.sum().item::<f64>(), y.item::<f64>());
+/// ```
+#[track_caller]
+pub fn checkpoint_with_rng<I, O>(
+    f: impl Fn(&I, &mut Generator) -> O + Send + Sync + 'static,
+    inputs: &I,
+    rng: &mut Generator,
+) -> O
+where
+    I: Tree + Clone + Send + Sync + 'static,
+    O: Tree + Send + Sync + 'static,
+{
+    let location = Location::caller();
+    if crate::compile::capture::active() {
+        crate::compile::capture::poison(format!(
+            "checkpoint_with_rng at {} draws from a generator a plan cannot replay",
+            ferrograd_array::Site(location)
+        ));
+    }
+    let body = move |i: &I, g: Option<&mut Generator>| {
+        f(i, g.expect("checkpoint_with_rng passes its generator"))
+    };
+    let (out, after) = run(Box::new(body), inputs, Some(rng.clone()), location);
+    if let Some(after) = after {
+        *rng = after;
+    }
+    out
+}
+
+#[track_caller]
+fn run<I, O>(
+    f: Box<Body<I, O>>,
+    inputs: &I,
+    rng: Option<Generator>,
+    location: &'static Location<'static>,
+) -> (O, Option<Generator>)
+where
+    I: Tree + Clone + Send + Sync + 'static,
+    O: Tree + Send + Sync + 'static,
+{
+    let xs = leaves(inputs);
+    if !xs.iter().any(Tensor::is_traced) {
+        // nothing to differentiate: just the function
+        let mut rng = rng;
+        let out = f(inputs, rng.as_mut());
+        if let Some(k) = leaves(&out).iter().position(Tensor::is_traced) {
+            captured(k, location);
+        }
+        return (out, rng);
+    }
+    let op = Arc::new(Checkpoint {
+        f,
+        template: inputs.clone(),
+        rng,
+        forward: Mutex::new(None),
+        location,
+    });
+    let refs: Vec<&Tensor> = xs.iter().collect();
+    let packed = crate::tensor::apply(Op::Custom(op.clone() as Arc<dyn CustomOp>), &refs);
+    let forward = op
+        .forward
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .expect("the forward ran");
+    let outs = unpack(&packed, &forward.metas);
+    (rebuild(&forward.tree, outs), forward.rng)
+}

@@ -1,0 +1,231 @@
+//! Gradient checkpointing: the same gradients as without it (to second order, with trees
+//! and dropout), clear errors, optimize mode, and the memory it saves.
+
+use ferrograd::{
+    checkpoint, checkpoint_with_rng, grad, hvp, leaves, DType, Generator, MemoryMeter, Tensor,
+};
+
+/// A deep MLP's weights: the tree the tests differentiate.
+type Weights = Vec<Tensor>;
+
+/// A deep tanh MLP: `layers` square matrices of `width`.
+fn deep(layers: usize, width: usize, seed: u64) -> Weights {
+    let mut g = Generator::new(seed);
+    (0..layers)
+        .map(|_| {
+            Tensor::new(g.normal(
+                &[width, width],
+                0.0,
+                1.0 / (width as f64).sqrt(),
+                DType::F64,
+            ))
+        })
+        .collect()
+}
+
+fn layers(ws: &[Tensor], h: &Tensor) -> Tensor {
+    ws.iter().fold(h.clone(), |h, w| h.matmul(w).tanh())
+}
+
+/// The MLP's loss, its layers checkpointed in segments of `every` (0: no checkpoints).
+fn deep_loss(ws: &Weights, x: &Tensor, every: usize) -> Tensor {
+    let mut h = x.clone();
+    if every == 0 {
+        h = layers(ws, &h);
+    } else {
+        for seg in ws.chunks(every) {
+            let seg = seg.to_vec();
+            h = checkpoint(|(ws, h): &(Weights, Tensor)| layers(ws, h), &(seg, h));
+        }
+    }
+    h.square().mean()
+}
+
+fn exact(a: &[Tensor], b: &[Tensor]) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert_eq!(x.shape(), y.shape(), "leaf {i}");
+        assert_eq!(x.to_f64_vec(), y.to_f64_vec(), "leaf {i}");
+    }
+}
+
+#[test]
+fn checkpointed_gradients_are_the_gradients() {
+    let ws = deep(6, 8, 1);
+    let x = Tensor::new(Generator::new(2).normal(&[5, 8], 0.0, 1.0, DType::F64));
+    let (want, y0) = grad(deep_loss).optimize(false).call(&ws, (&x, 0));
+    for every in [1, 2, 4, 6] {
+        let (got, y) = grad(deep_loss).optimize(false).call(&ws, (&x, every));
+        assert_eq!(y.item::<f64>(), y0.item::<f64>());
+        exact(&got, &want);
+    }
+}
+
+/// An LSTM-style cell whose state is a tree `(h, c)`, and whose `c` is kept in f64 while
+/// `h` is f32: outputs of two dtypes.
+fn cell(p: &(Tensor, Tensor), state: &(Tensor, Tensor), x: &Tensor) -> (Tensor, Tensor) {
+    let (w, u) = p;
+    let (h, c) = state;
+    let z = &x.matmul(w) + &h.matmul(u);
+    let c = &(c * &z.sigmoid().to_dtype(DType::F64)) + &z.tanh().to_dtype(DType::F64);
+    let h = c.tanh().to_dtype(DType::F32) * z.sigmoid();
+    (h, c)
+}
+
+fn unrolled(p: &(Tensor, Tensor), xs: &Tensor, checkpointed: bool) -> Tensor {
+    let (batch, hidden) = (xs.size(1), p.1.size(0));
+    let mut state = (
+        Tensor::zeros(&[batch, hidden], DType::F32),
+        Tensor::zeros(&[batch, hidden], DType::F64),
+    );
+    for t in 0..xs.size(0) {
+        let x = xs.select(0, t);
+        state = if checkpointed {
+            checkpoint(
+                |(p, s, x): &((Tensor, Tensor), (Tensor, Tensor), Tensor)| cell(p, s, x),
+                &(p.clone(), state, x),
+            )
+        } else {
+            cell(p, &state, &x)
+        };
+    }
+    &state.0.to_dtype(DType::F64).sum() + &state.1.square().sum()
+}
+
+#[test]
+fn tree_inputs_and_outputs_of_two_dtypes() {
+    let mut g = Generator::new(3);
+    let p = (
+        Tensor::new(g.normal(&[4, 4], 0.0, 0.5, DType::F32)),
+        Tensor::new(g.normal(&[4, 4], 0.0, 0.5, DType::F32)),
+    );
+    let xs = Tensor::new(g.normal(&[5, 2, 4], 0.0, 1.0, DType::F32));
+    let (want, y0) = grad(unrolled).optimize(false).call(&p, (&xs, false));
+    let (got, y) = grad(unrolled).optimize(false).call(&p, (&xs, true));
+    assert_eq!(y.item::<f64>(), y0.item::<f64>());
+    exact(&leaves(&got), &leaves(&want));
+}
+
+#[test]
+fn a_hessian_vector_product_through_checkpoints() {
+    let ws = deep(4, 5, 4);
+    let x = Tensor::new(Generator::new(5).normal(&[3, 5], 0.0, 1.0, DType::F64));
+    let v = deep(4, 5, 6);
+    let want = hvp(deep_loss, &ws, (&x, 0), &v);
+    for every in [1, 2] {
+        let got = hvp(deep_loss, &ws, (&x, every), &v);
+        for (a, b) in got.iter().zip(&want) {
+            for (p, q) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
+                assert!((p - q).abs() <= 1e-12 * (1.0 + q.abs()), "{p} vs {q}");
+            }
+        }
+    }
+}
+
+fn dropped(w: &Tensor, x: &Tensor, rng: &mut Generator, checkpointed: bool) -> Tensor {
+    let body = |(w, x): &(Tensor, Tensor), rng: &mut Generator| {
+        let h = x.matmul(w).tanh();
+        let keep = Tensor::rand_bernoulli(rng, h.shape(), 0.6, DType::F64);
+        &h * &keep * (1.0 / 0.6)
+    };
+    let inputs = (w.clone(), x.clone());
+    let h = if checkpointed {
+        checkpoint_with_rng(body, &inputs, rng)
+    } else {
+        body(&inputs, rng)
+    };
+    // a second draw after the checkpoint: the generator must be where the forward left it
+    let noise = Tensor::rand_normal(rng, h.shape(), 0.0, 1.0, DType::F64);
+    (&h * &noise).sum()
+}
+
+#[test]
+fn dropout_in_a_checkpoint_sees_the_same_masks_when_recomputed() {
+    let w = deep(1, 6, 7).remove(0);
+    let x = Tensor::new(Generator::new(8).normal(&[4, 6], 0.0, 1.0, DType::F64));
+    let mut r1 = Generator::new(9);
+    let mut r2 = Generator::new(9);
+    let (want, y0) = grad(dropped).call(&w, (&x, &mut r1, false));
+    let (got, y) = grad(dropped).call(&w, (&x, &mut r2, true));
+    assert_eq!(y.item::<f64>(), y0.item::<f64>());
+    assert_eq!(got.to_f64_vec(), want.to_f64_vec());
+    // and the generators end in the same state
+    let a = Tensor::rand_normal(&mut r1, &[3], 0.0, 1.0, DType::F64);
+    let b = Tensor::rand_normal(&mut r2, &[3], 0.0, 1.0, DType::F64);
+    assert_eq!(a.to_f64_vec(), b.to_f64_vec());
+}
+
+#[test]
+fn a_parameter_captured_by_the_closure_is_an_error() {
+    let w = Tensor::ones(&[2, 2], DType::F64);
+    let x = Tensor::ones(&[1, 2], DType::F64);
+    let msg = crate::common::panic_message(|| {
+        grad(|w: &Tensor, x: &Tensor| {
+            let w = w.clone();
+            checkpoint(move |x: &Tensor| x.matmul(&w), x).sum()
+        })
+        .optimize(false)
+        .call(&w, (&x,));
+    });
+    assert!(
+        msg.contains("checkpoint: output 0 depends on a tensor being differentiated"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("checkpoint.rs"),
+        "names the caller's line: {msg}"
+    );
+
+    let msg = crate::common::panic_message(|| {
+        grad(|w: &Tensor| checkpoint(|w: &Tensor| (w.sum(), w.argmax(0, false)), w).0)
+            .optimize(false)
+            .call(&w, ());
+    });
+    assert!(msg.contains("output 1 is i64"), "{msg}");
+}
+
+#[test]
+fn checkpoints_replay_in_optimize_mode() {
+    let ws = deep(4, 6, 10);
+    let g = grad(deep_loss).optimize(true);
+    let d = grad(deep_loss).optimize(false);
+    for i in 0..3 {
+        let x = Tensor::new(Generator::new(20 + i).normal(&[3, 6], 0.0, 1.0, DType::F64));
+        let (got, _) = g.call(&ws, (&x, 2));
+        let (want, _) = d.call(&ws, (&x, 2));
+        exact(&got, &want);
+    }
+    assert!(g.stats().hits >= 2, "{:?}", g.stats());
+
+    // with a generator the call runs in direct mode, and stays right
+    let w = deep(1, 6, 7).remove(0);
+    let x = Tensor::new(Generator::new(8).normal(&[4, 6], 0.0, 1.0, DType::F64));
+    let g = grad(dropped).optimize(true);
+    let (mut r1, mut r2) = (Generator::new(1), Generator::new(1));
+    for _ in 0..3 {
+        let (got, _) = g.call(&w, (&x, &mut r1, true));
+        let (want, _) = grad(dropped).optimize(false).call(&w, (&x, &mut r2, false));
+        assert_eq!(got.to_f64_vec(), want.to_f64_vec());
+    }
+    assert_eq!(g.stats().hits, 0, "{:?}", g.stats());
+}
+
+#[test]
+fn checkpointing_a_deep_mlp_lowers_its_peak_memory_3x() {
+    // activations (256 x 64 per layer) dominate the weights (64 x 64)
+    let ws = deep(64, 64, 11);
+    let x = Tensor::new(Generator::new(12).normal(&[256, 64], 0.0, 1.0, DType::F64));
+    let peak = |every: usize| {
+        let meter = MemoryMeter::start();
+        let (g, _) = grad(deep_loss).optimize(false).call(&ws, (&x, every));
+        drop(g);
+        meter.peak_bytes()
+    };
+    let plain = peak(0);
+    // segments of 8 layers: 8 kept boundaries and one segment's activations at a time
+    let checkpointed = peak(8);
+    assert!(
+        plain >= 3 * checkpointed,
+        "peak {plain} bytes without checkpoints, {checkpointed} with"
+    );
+}
