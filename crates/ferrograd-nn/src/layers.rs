@@ -530,6 +530,7 @@ impl Sequential {
 pub struct Checkpointed {
     state: ModuleState,
     inner: Arc<Mutex<Box<dyn Module>>>,
+    policy: ferrograd::Policy,
 }
 
 impl Checkpointed {
@@ -552,7 +553,15 @@ impl Checkpointed {
         Checkpointed {
             state,
             inner: Arc::new(Mutex::new(module)),
+            policy: ferrograd::Policy::Nothing,
         }
+    }
+
+    /// What the forward pass keeps for the backward pass (see [`ferrograd::Policy`]; by
+    /// default nothing).
+    pub fn policy(mut self, policy: ferrograd::Policy) -> Checkpointed {
+        self.policy = policy;
+        self
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Box<dyn Module>> {
@@ -565,6 +574,7 @@ impl Clone for Checkpointed {
         Checkpointed {
             state: self.state.clone(),
             inner: Arc::new(Mutex::new(self.inner().box_clone())),
+            policy: self.policy,
         }
     }
 }
@@ -602,7 +612,7 @@ impl Module for Checkpointed {
             }
             out
         };
-        ferrograd::checkpoint(body, &(p.to_vec(), x.clone()))
+        ferrograd::checkpoint_with(self.policy, body, &(p.to_vec(), x.clone()))
     }
     fn on_mode(&mut self, training: bool) {
         let mut m = self.inner();

@@ -8,6 +8,7 @@
 //! operations, so a checkpoint can be differentiated again (a Hessian-vector product through
 //! it) and is recorded like any other gradient rule by optimize mode.
 
+use std::cell::{Cell, RefCell};
 use std::panic::Location;
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +20,94 @@ use crate::{Array, DType, Generator, Tensor};
 
 /// The function of a checkpoint, on its input tree and an optional generator.
 type Body<I, O> = dyn Fn(&I, Option<&mut Generator>) -> O + Send + Sync;
+
+/// What a checkpoint keeps from its forward pass for the backward pass (JAX's
+/// rematerialization policies).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// Nothing: the backward pass runs the whole function again (the default; the least
+    /// memory).
+    #[default]
+    Nothing,
+    /// The outputs of matrix products (JAX's `dots_saveable`): the recomputation skips the
+    /// products, the most expensive part of most layers, and redoes the cheap elementwise
+    /// work around them.
+    Matmuls,
+    /// Everything, as without the checkpoint: no recomputation.
+    Everything,
+}
+
+thread_local! {
+    /// Checkpoints saving or reusing values, innermost last.
+    static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    static SAVING: Cell<bool> = const { Cell::new(false) };
+}
+
+enum Frame {
+    /// A forward pass: the values of saved ops, in order.
+    Save(Vec<Array>),
+    /// A recomputation: the values its forward saved, still to be used.
+    Reuse(std::vec::IntoIter<Array>),
+}
+
+/// True while a checkpoint's forward saves, or its recomputation reuses, matrix products.
+#[inline]
+pub(crate) fn saving() -> bool {
+    SAVING.with(Cell::get)
+}
+
+/// A matrix product's value inside a saving checkpoint: computed and kept by the forward
+/// pass, taken back by the recomputation.
+#[track_caller]
+pub(crate) fn saved_or(compute: impl FnOnce() -> Array) -> Array {
+    FRAMES.with(|f| {
+        let mut frames = f.borrow_mut();
+        match frames.last_mut().expect("saving() means a frame") {
+            Frame::Save(values) => {
+                let a = compute();
+                values.push(a.clone());
+                a
+            }
+            Frame::Reuse(values) => values.next().unwrap_or_else(|| {
+                panic!(
+                    "ferrograd: checkpoint: the function made more matrix products when \
+                     recomputed than on its forward pass; it must compute the same way both \
+                     times (at {})",
+                    ferrograd_array::Site(Location::caller())
+                )
+            }),
+        }
+    })
+}
+
+/// Runs `f` with `frame` innermost; returns what is left of the frame.
+fn in_frame<R>(frame: Frame, f: impl FnOnce() -> R) -> (R, Frame) {
+    /// Pops the frame, also when `f` panics.
+    struct Pushed {
+        popped: bool,
+    }
+    fn pop() -> Frame {
+        FRAMES.with(|f| {
+            let mut frames = f.borrow_mut();
+            let top = frames.pop().expect("a pushed frame");
+            SAVING.with(|s| s.set(!frames.is_empty()));
+            top
+        })
+    }
+    impl Drop for Pushed {
+        fn drop(&mut self) {
+            if !self.popped {
+                pop();
+            }
+        }
+    }
+    FRAMES.with(|f| f.borrow_mut().push(frame));
+    SAVING.with(|s| s.set(true));
+    let mut pushed = Pushed { popped: false };
+    let out = f();
+    pushed.popped = true;
+    (out, pop())
+}
 
 /// What a checkpoint's forward leaves for the call that made it.
 struct Forward<O> {
@@ -37,6 +126,9 @@ struct Checkpoint<I, O> {
     /// What the forward found: the output tree (with empty placeholder leaves), each
     /// output's shape and dtype, and the generator's state after it.
     forward: Mutex<Option<Forward<O>>>,
+    policy: Policy,
+    /// The values the forward saved (`Policy::Matmuls`).
+    saved: Mutex<Vec<Array>>,
     location: &'static Location<'static>,
 }
 
@@ -137,7 +229,17 @@ where
     fn forward(&self, inputs: &[&Array]) -> Array {
         // the function's own ops are not steps of a plan: this op is one step
         let _paused = crate::compile::capture::pause();
-        let (out, rng) = self.call(inputs.iter().map(|&a| Tensor::new(a.clone())).collect());
+        let inputs: Vec<Tensor> = inputs.iter().map(|&a| Tensor::new(a.clone())).collect();
+        let (out, rng) = match self.policy {
+            Policy::Matmuls => {
+                let (out, frame) = in_frame(Frame::Save(Vec::new()), || self.call(inputs));
+                if let Frame::Save(values) = frame {
+                    *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = values;
+                }
+                out
+            }
+            _ => self.call(inputs),
+        };
         let outs = leaves(&out);
         let site = ferrograd_array::Site(self.location);
         if outs.is_empty() {
@@ -197,7 +299,25 @@ where
                 }
             })
             .collect();
-        let (out, _) = self.call(boxed.clone());
+        let (out, _) = match self.policy {
+            Policy::Matmuls => {
+                let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let (out, rest) =
+                    in_frame(Frame::Reuse(saved.into_iter()), || self.call(boxed.clone()));
+                if let Frame::Reuse(mut rest) = rest {
+                    if rest.next().is_some() {
+                        panic!(
+                            "ferrograd: checkpoint: the function made fewer matrix products \
+                             when recomputed than on its forward pass; it must compute the same \
+                             way both times (at {})",
+                            ferrograd_array::Site(self.location)
+                        );
+                    }
+                }
+                out
+            }
+            _ => self.call(boxed.clone()),
+        };
         let root = pack(&leaves(&out));
         let grads = backward(level, &root, grad.clone(), None, None);
         boxed
@@ -251,7 +371,47 @@ where
     I: Tree + Clone + Send + Sync + 'static,
     O: Tree + Send + Sync + 'static,
 {
-    run(Box::new(move |i, _| f(i)), inputs, None, Location::caller()).0
+    checkpoint_with(Policy::Nothing, f, inputs)
+}
+
+/// [`checkpoint`] keeping what `policy` says from the forward pass: with
+/// [`Policy::Matmuls`] the recomputation reuses the forward's matrix products (more memory,
+/// less time); [`Policy::Everything`] is the function without a checkpoint. In optimize mode
+/// the plan recomputes what the function computes, whatever the policy (the same values).
+///
+/// ```
+/// use ferrograd::{checkpoint_with, grad, DType, Policy, Tensor};
+/// let layer = |(w, x): &(Tensor, Tensor)| x.matmul(w).tanh().matmul(w).tanh();
+/// let f = |w: &Tensor, x: &Tensor| {
+///     checkpoint_with(Policy::Matmuls, layer, &(w.clone(), x.clone())).sum()
+/// };
+/// let w = Tensor::eye(3, DType::F64) * 0.5;
+/// let x = Tensor::ones(&[2, 3], DType::F64);
+/// let (g, _) = grad(f).call(&w, (&x,));
+/// let (want, _) = grad(|w: &Tensor, x: &Tensor| layer(&(w.clone(), x.clone())).sum()).call(&w, (&x,));
+/// assert_eq!(g.to_vec::<f64>(), want.to_vec::<f64>());
+/// ```
+#[track_caller]
+pub fn checkpoint_with<I, O>(
+    policy: Policy,
+    f: impl Fn(&I) -> O + Send + Sync + 'static,
+    inputs: &I,
+) -> O
+where
+    I: Tree + Clone + Send + Sync + 'static,
+    O: Tree + Send + Sync + 'static,
+{
+    if policy == Policy::Everything {
+        return f(inputs);
+    }
+    run(
+        Box::new(move |i, _| f(i)),
+        inputs,
+        None,
+        policy,
+        Location::caller(),
+    )
+    .0
 }
 
 /// [`checkpoint`] for a function that draws random numbers (dropout): `f` draws from a
@@ -296,7 +456,13 @@ where
     let body = move |i: &I, g: Option<&mut Generator>| {
         f(i, g.expect("checkpoint_with_rng passes its generator"))
     };
-    let (out, after) = run(Box::new(body), inputs, Some(rng.clone()), location);
+    let (out, after) = run(
+        Box::new(body),
+        inputs,
+        Some(rng.clone()),
+        Policy::Nothing,
+        location,
+    );
     if let Some(after) = after {
         *rng = after;
     }
@@ -308,6 +474,7 @@ fn run<I, O>(
     f: Box<Body<I, O>>,
     inputs: &I,
     rng: Option<Generator>,
+    policy: Policy,
     location: &'static Location<'static>,
 ) -> (O, Option<Generator>)
 where
@@ -329,6 +496,8 @@ where
         template: inputs.clone(),
         rng,
         forward: Mutex::new(None),
+        policy,
+        saved: Mutex::new(Vec::new()),
         location,
     });
     let refs: Vec<&Tensor> = xs.iter().collect();

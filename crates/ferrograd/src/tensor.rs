@@ -314,7 +314,11 @@ fn apply_at(op: Op, inputs: &[&Tensor]) -> Tensor {
         for t in inputs {
             arrays.push(t.data());
         }
-        let out = Tensor::new(op.forward(&arrays));
+        let out = if crate::checkpoint::saving() && matches!(op, Op::Matmul) {
+            Tensor::new(crate::checkpoint::saved_or(|| op.forward(&arrays)))
+        } else {
+            Tensor::new(op.forward(&arrays))
+        };
         if crate::compile::capture::active() {
             let concrete: SmallVec<[&Tensor; 4]> = inputs.iter().map(|t| t.concrete()).collect();
             crate::compile::capture::record_op(&op, &concrete, &out, Location::caller());

@@ -229,3 +229,69 @@ fn checkpointing_a_deep_mlp_lowers_its_peak_memory_3x() {
         "peak {plain} bytes without checkpoints, {checkpointed} with"
     );
 }
+
+#[test]
+fn policies_keep_the_gradients_and_trade_memory() {
+    use ferrograd::{checkpoint_with, Policy};
+    let ws = deep(16, 32, 13);
+    let x = Tensor::new(Generator::new(14).normal(&[128, 32], 0.0, 1.0, DType::F64));
+    let loss = |ws: &Weights, x: &Tensor, policy: Policy| {
+        let mut h = x.clone();
+        for seg in ws.chunks(4) {
+            let seg = seg.to_vec();
+            h = checkpoint_with(
+                policy,
+                |(ws, h): &(Weights, Tensor)| layers(ws, h),
+                &(seg, h),
+            );
+        }
+        h.square().mean()
+    };
+    let run = |policy: Policy| {
+        let meter = MemoryMeter::start();
+        let f = move |ws: &Weights, x: &Tensor| loss(ws, x, policy);
+        let (g, _) = grad(f).optimize(false).call(&ws, (&x,));
+        (g, meter.peak_bytes())
+    };
+    let (want, everything) = run(Policy::Everything);
+    let (matmuls, saving) = run(Policy::Matmuls);
+    let (nothing, least) = run(Policy::Nothing);
+    exact(&matmuls, &want);
+    exact(&nothing, &want);
+    // matrix products kept: more than nothing, less than everything
+    assert!(
+        least < saving && saving < everything,
+        "{least} {saving} {everything}"
+    );
+}
+
+#[test]
+fn a_function_that_computes_differently_when_recomputed_is_an_error() {
+    use ferrograd::{checkpoint_with, Policy};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let w = Tensor::ones(&[2, 2], DType::F64);
+    let msg = crate::common::panic_message(|| {
+        let calls = calls.clone();
+        grad(move |w: &Tensor| {
+            let calls = calls.clone();
+            let f = move |w: &Tensor| {
+                // two products on the forward pass, one when recomputed
+                let n = if calls.fetch_add(1, Ordering::Relaxed) == 0 {
+                    2
+                } else {
+                    1
+                };
+                (0..n).fold(w.clone(), |h, _| h.matmul(w))
+            };
+            checkpoint_with(Policy::Matmuls, f, w).sum()
+        })
+        .optimize(false)
+        .call(&w, ());
+    });
+    assert!(
+        msg.contains("made fewer matrix products when recomputed"),
+        "{msg}"
+    );
+}
