@@ -255,6 +255,10 @@ fn data_parallel_works_in_optimize_mode_and_in_one_process() {
             let (local, _) = step.call(&params, (&xs, &ys));
             g = ddp.finish(&local).unwrap();
         }
+        // the hook's reads of the gradients are not guards: the plan replays
+        if std::env::var_os("FERROGRAD_OPTIMIZE").is_none() {
+            assert_eq!(step.stats().hits, 2, "{:?}", step.stats());
+        }
         g
     }));
     for g in &out {

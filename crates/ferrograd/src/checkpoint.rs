@@ -6,7 +6,13 @@
 //! on the untraced values, so nothing inside is recorded at any level; its gradient rule
 //! runs the function again at a fresh level and walks that graph back, with ordinary tensor
 //! operations, so a checkpoint can be differentiated again (a Hessian-vector product through
-//! it) and is recorded like any other gradient rule by optimize mode.
+//! it). A [`Policy`] keeps some of the forward's values for the recomputation (matrix
+//! products): the forward saves them in order, the recomputation takes them back in order.
+//!
+//! Optimize mode records the function's steps in the forward pass and again in the
+//! recomputation, marked with the policy; the plan's common-subexpression pass merges a
+//! recomputed step into the forward's only where the policy keeps that value, so the plan
+//! computes the rest twice and frees the forward's copies after their last forward use.
 
 use std::cell::{Cell, RefCell};
 use std::panic::Location;
@@ -45,9 +51,9 @@ thread_local! {
 
 enum Frame {
     /// A forward pass: the values of saved ops, in order.
-    Save(Vec<Array>),
+    Save(Vec<Tensor>),
     /// A recomputation: the values its forward saved, still to be used.
-    Reuse(std::vec::IntoIter<Array>),
+    Reuse(std::vec::IntoIter<Tensor>),
 }
 
 /// True while a checkpoint's forward saves, or its recomputation reuses, matrix products.
@@ -57,18 +63,19 @@ pub(crate) fn saving() -> bool {
 }
 
 /// A matrix product's value inside a saving checkpoint: computed and kept by the forward
-/// pass, taken back by the recomputation.
+/// pass (`false`), taken back by the recomputation (`true`: the very tensor the forward
+/// made, so a capture names it as the forward's value).
 #[track_caller]
-pub(crate) fn saved_or(compute: impl FnOnce() -> Array) -> Array {
+pub(crate) fn saved_or(compute: impl FnOnce() -> Tensor) -> (Tensor, bool) {
     FRAMES.with(|f| {
         let mut frames = f.borrow_mut();
         match frames.last_mut().expect("saving() means a frame") {
             Frame::Save(values) => {
                 let a = compute();
                 values.push(a.clone());
-                a
+                (a, false)
             }
-            Frame::Reuse(values) => values.next().unwrap_or_else(|| {
+            Frame::Reuse(values) => values.next().map(|t| (t, true)).unwrap_or_else(|| {
                 panic!(
                     "ferrograd: checkpoint: the function made more matrix products when \
                      recomputed than on its forward pass; it must compute the same way both \
@@ -111,6 +118,9 @@ fn in_frame<R>(frame: Frame, f: impl FnOnce() -> R) -> (R, Frame) {
 
 /// What a checkpoint's forward leaves for the call that made it.
 struct Forward<O> {
+    /// The packed outputs as the function computed them (a capture names the op's output
+    /// after it).
+    packed: Tensor,
     tree: O,
     metas: Vec<(Vec<usize>, DType)>,
     rng: Option<Generator>,
@@ -121,6 +131,9 @@ struct Checkpoint<I, O> {
     f: Box<Body<I, O>>,
     /// The input tree (its leaves are replaced by the op's inputs).
     template: I,
+    /// The inputs' values, untraced: the forward runs on these handles, so that a capture
+    /// knows them.
+    inputs: Vec<Tensor>,
     /// The generator's state when the call began (`checkpoint_with_rng`).
     rng: Option<Generator>,
     /// What the forward found: the output tree (with empty placeholder leaves), each
@@ -128,7 +141,7 @@ struct Checkpoint<I, O> {
     forward: Mutex<Option<Forward<O>>>,
     policy: Policy,
     /// The values the forward saved (`Policy::Matmuls`).
-    saved: Mutex<Vec<Array>>,
+    saved: Mutex<Vec<Tensor>>,
     location: &'static Location<'static>,
 }
 
@@ -226,10 +239,18 @@ where
         "checkpoint"
     }
 
+    fn recorded_as(&self) -> Option<Tensor> {
+        let forward = self.forward.lock().unwrap_or_else(|e| e.into_inner());
+        forward.as_ref().map(|f| f.packed.clone())
+    }
+
     fn forward(&self, inputs: &[&Array]) -> Array {
-        // the function's own ops are not steps of a plan: this op is one step
-        let _paused = crate::compile::capture::pause();
-        let inputs: Vec<Tensor> = inputs.iter().map(|&a| Tensor::new(a.clone())).collect();
+        // A capture records the function's own steps (and then names this op's output after
+        // the packed outputs rather than recording the op): the plan's passes see the
+        // forward and the recomputation as ordinary steps, and the policy decides which
+        // recomputed values the forward's replace.
+        debug_assert_eq!(inputs.len(), self.inputs.len());
+        let inputs = self.inputs.clone();
         let (out, rng) = match self.policy {
             Policy::Matmuls => {
                 let (out, frame) = in_frame(Frame::Save(Vec::new()), || self.call(inputs));
@@ -257,12 +278,14 @@ where
                 );
             }
         }
-        let packed = pack(&outs).value().clone();
+        let packed_tensor = pack(&outs);
+        let packed = packed_tensor.data().clone();
         let placeholders = outs
             .iter()
             .map(|t| Tensor::zeros(&[0], t.dtype()))
             .collect();
         *self.forward.lock().unwrap_or_else(|e| e.into_inner()) = Some(Forward {
+            packed: packed_tensor,
             tree: rebuild(&out, placeholders),
             metas: outs
                 .iter()
@@ -299,6 +322,7 @@ where
                 }
             })
             .collect();
+        let _recomputing = crate::compile::capture::remat_scope(self.policy);
         let (out, _) = match self.policy {
             Policy::Matmuls => {
                 let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -348,8 +372,8 @@ where
 /// its gradient would otherwise be lost). Outputs are float tensors. Gradients are the same
 /// as without the checkpoint, to any order (a Hessian-vector product through a checkpoint
 /// recomputes it inside the recomputation). `f` must compute the same values when run
-/// again: for dropout, use [`checkpoint_with_rng`]. In optimize mode the plan runs `f` as
-/// one step and its recomputation as ordinary steps of the backward pass.
+/// again: for dropout, use [`checkpoint_with_rng`]. In optimize mode the plan computes the
+/// function twice, freeing the forward's intermediate values after their last forward use.
 ///
 /// ```
 /// use ferrograd::{checkpoint, grad, DType, Tensor};
@@ -376,8 +400,9 @@ where
 
 /// [`checkpoint`] keeping what `policy` says from the forward pass: with
 /// [`Policy::Matmuls`] the recomputation reuses the forward's matrix products (more memory,
-/// less time); [`Policy::Everything`] is the function without a checkpoint. In optimize mode
-/// the plan recomputes what the function computes, whatever the policy (the same values).
+/// less time); [`Policy::Everything`] is the function without a checkpoint. Optimize mode
+/// follows the policy too: its plan keeps the values the policy keeps alive until the
+/// backward pass and computes the others again.
 ///
 /// ```
 /// use ferrograd::{checkpoint_with, grad, DType, Policy, Tensor};
@@ -494,6 +519,7 @@ where
     let op = Arc::new(Checkpoint {
         f,
         template: inputs.clone(),
+        inputs: xs.iter().map(Tensor::detach).collect(),
         rng,
         forward: Mutex::new(None),
         policy,

@@ -78,6 +78,14 @@ pub trait CustomOp: std::fmt::Debug + Send + Sync + 'static {
         grads
     }
 
+    /// The tensor whose value the op's output is, when the op's forward recorded its own
+    /// steps into a capture (a checkpoint's function); `None` for ordinary ops, whose
+    /// forward a plan calls as one step.
+    #[doc(hidden)]
+    fn recorded_as(&self) -> Option<Tensor> {
+        None
+    }
+
     /// A hand-written gradient kernel on arrays (first derivatives only). Implement this or
     /// [`backward`](CustomOp::backward). `needs` is as for `backward`.
     fn backward_array(

@@ -182,14 +182,17 @@ fn backward_reporting(
 ) -> Vec<Tensor> {
     let index: IdMap<usize> = boxed.iter().enumerate().map(|(i, b)| (b.id(), i)).collect();
     let mut reported = vec![false; boxed.len()];
+    // the hook watches the call: what it reads is not part of a capture
     let mut ready = |leaf: &Tensor, g: Option<&Tensor>| {
         if let (Some(&i), Some(g)) = (index.get(&leaf.id()), g) {
             reported[i] = true;
+            let _watching = crate::compile::capture::pause();
             hook(i, g);
         }
     };
     let grads = backward(level, loss, seed, hooks, Some(&mut ready));
     let result = leaf_grads(&grads, boxed, originals);
+    let _watching = crate::compile::capture::pause();
     for (i, g) in result.iter().enumerate() {
         if !reported[i] {
             hook(i, g);

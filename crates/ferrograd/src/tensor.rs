@@ -315,11 +315,21 @@ fn apply_at(op: Op, inputs: &[&Tensor]) -> Tensor {
             arrays.push(t.data());
         }
         let out = if crate::checkpoint::saving() && matches!(op, Op::Matmul) {
-            Tensor::new(crate::checkpoint::saved_or(|| op.forward(&arrays)))
+            match crate::checkpoint::saved_or(|| Tensor::new(op.forward(&arrays))) {
+                // a checkpoint's recomputation: the forward's value (a capture knows it)
+                (out, true) => return out,
+                (out, false) => out,
+            }
         } else {
             Tensor::new(op.forward(&arrays))
         };
         if crate::compile::capture::active() {
+            if let Op::Custom(c) = &op {
+                if let Some(inner) = c.recorded_as() {
+                    crate::compile::capture::alias(&out, &inner);
+                    return out;
+                }
+            }
             let concrete: SmallVec<[&Tensor; 4]> = inputs.iter().map(|t| t.concrete()).collect();
             crate::compile::capture::record_op(&op, &concrete, &out, Location::caller());
         }

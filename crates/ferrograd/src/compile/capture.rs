@@ -44,6 +44,9 @@ pub(crate) struct Origin {
     pub phase: Phase,
     /// Steps of one forward op, or of one node's gradient rule, share a group.
     pub group: u32,
+    /// A checkpoint's recomputation, with the checkpoint's policy: what of it may reuse the
+    /// forward pass's values (see [`super::passes`]).
+    pub remat: Option<crate::Policy>,
 }
 
 /// A random draw: the distribution, the shape and the dtype.
@@ -208,6 +211,8 @@ struct Recorder {
     custom: Option<Arc<dyn CustomOp>>,
     /// The node whose gradient rule is running.
     origin: Option<Origin>,
+    /// The policy of the checkpoint being recomputed, if one is.
+    remat: Option<crate::Policy>,
     /// The last group number given out.
     groups: u32,
     /// The state read, cell by cell.
@@ -225,8 +230,9 @@ pub(crate) fn active() -> bool {
     ACTIVE.with(Cell::get)
 }
 
-/// While the returned value lives, nothing is recorded on this thread (a step that runs
-/// user code, like a checkpoint's forward, is recorded as one step by its caller).
+/// While the returned value lives, nothing is recorded on this thread: for code that
+/// watches the function rather than being part of it (an `on_gradient` hook reading a
+/// gradient must not become a guard of the plan).
 pub(crate) fn pause() -> Paused {
     Paused(ACTIVE.with(|a| a.replace(false)))
 }
@@ -270,6 +276,7 @@ pub(crate) fn start(inputs: &[Tensor], generators: Vec<usize>) -> CaptureScope {
         generators,
         custom: None,
         origin: None,
+        remat: None,
         groups: 0,
         state_read: Vec::new(),
     };
@@ -326,6 +333,7 @@ impl Recorder {
             location,
             phase: Phase::Forward,
             group: self.groups,
+            remat: None,
         }
     }
 
@@ -353,7 +361,8 @@ pub(crate) fn record_op(
         let ids: SmallVec<[ValueId; 4]> =
             inputs.iter().map(|t| rec.value_of(t, location)).collect();
         let storages: SmallVec<[usize; 4]> = inputs.iter().map(|t| t.data().storage_id()).collect();
-        let origin = rec.origin(op, location);
+        let mut origin = rec.origin(op, location);
+        origin.remat = rec.remat;
         let id = rec.new_value(out, Kind::Computed);
         rec.mark_computed(out, &ids, &storages);
         let operand = match op {
@@ -407,6 +416,7 @@ pub(crate) fn record_draw(
                 location,
                 phase: Phase::Forward,
                 group,
+                remat: None,
             }),
             operand: None,
         }));
@@ -483,6 +493,7 @@ pub(crate) fn record_custom_backward(
             location,
             phase: Phase::Backward,
             group: 0,
+            remat: None,
         });
         let mut outputs = SmallVec::new();
         for g in grads {
@@ -554,8 +565,25 @@ pub(crate) fn backward_origin(op: &Op, location: &'static Location<'static>) -> 
             rec.groups
         })
         .unwrap_or_default(),
+        remat: None,
     });
     scoped(origin, |rec| &mut rec.origin)
+}
+
+/// While the returned value lives, recorded steps recompute a checkpoint with `policy`.
+pub(crate) fn remat_scope(policy: crate::Policy) -> Restore<crate::Policy> {
+    scoped(Some(policy), |rec| &mut rec.remat)
+}
+
+/// Records that `new` (a fresh handle) holds the value `existing` holds: the output of a
+/// checkpoint, whose function's own steps were recorded.
+pub(crate) fn alias(new: &Tensor, existing: &Tensor) {
+    with(|rec| {
+        let location = Location::caller();
+        let id = rec.value_of(existing.concrete(), location);
+        rec.ids.insert(new.id(), id);
+        rec.handles.push(Arc::downgrade(&new.repr));
+    });
 }
 
 /// A user's read of `t`'s data at `location`: a guard when `t` is computed from the inputs.
@@ -593,9 +621,7 @@ pub(crate) fn poison(reason: String) {
 /// statistics); call it in your own functions likewise.
 #[track_caller]
 pub fn side_effect(what: &str) {
-    // also while recording is paused (inside a checkpoint's forward, which a plan runs as
-    // one step): that step would repeat or skip the effect as well
-    if RECORDER.with(|r| r.borrow().is_some()) {
+    if active() {
         poison(format!(
             "{what} (at {})",
             ferrograd_array::Site(Location::caller())

@@ -53,6 +53,17 @@ enum Simpler {
     Step(Op, Inputs),
 }
 
+/// Whether a checkpoint with `policy` keeps the forward's value of `op` for its backward
+/// pass (the plan then computes it once), or recomputes it (the plan computes it again, and
+/// the forward's value dies after its last forward use).
+fn keeps(policy: crate::Policy, op: &Op) -> bool {
+    match policy {
+        crate::Policy::Nothing => false,
+        crate::Policy::Matmuls => matches!(op, Op::Matmul),
+        crate::Policy::Everything => true,
+    }
+}
+
 /// Whether an op may be folded or merged: no user ops (they may have effects).
 fn pure(op: &Op) -> bool {
     !matches!(op, Op::Custom(_) | Op::Leaf)
@@ -70,7 +81,7 @@ pub(super) fn rewrite(root: &mut Segment, metas: &[Meta], n_values: usize) -> Ve
     known.alias
 }
 
-fn walk(seg: &mut Segment, seen: &mut HashMap<(Op, Inputs), ValueId>, known: &mut Known<'_>) {
+fn walk(seg: &mut Segment, seen: &mut HashMap<(Op, Inputs, bool), ValueId>, known: &mut Known<'_>) {
     let mut out = Vec::with_capacity(seg.exec.len());
     for slot in std::mem::take(&mut seg.exec) {
         match slot {
@@ -118,14 +129,16 @@ fn walk(seg: &mut Segment, seen: &mut HashMap<(Op, Inputs), ValueId>, known: &mu
                     Some(Simpler::Step(op, inputs)) => (op, inputs),
                     None => (op.clone(), step.inputs.clone()),
                 };
-                // common subexpressions
-                let key = (op, inputs);
+                // common subexpressions; a checkpoint's recomputation reuses the forward's
+                // values only where its policy keeps them
+                let kept = step.origin.remat.is_none_or(|policy| keeps(policy, &op));
+                let key = (op, inputs, kept);
                 if let Some(&v) = seen.get(&key) {
                     known.alias[id as usize] = v;
                     continue;
                 }
                 seen.insert(key.clone(), id);
-                let (op, inputs) = key;
+                let (op, inputs, _) = key;
                 if step.inputs != inputs || !matches!(&step.kind, StepKind::Op(o) if *o == op) {
                     step.operand = None; // only scalar ops carry one, and they are not rewritten
                     step.kind = StepKind::Op(op.clone());

@@ -295,3 +295,60 @@ fn a_function_that_computes_differently_when_recomputed_is_an_error() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_plan_frees_what_a_checkpoint_recomputes_and_keeps_what_its_policy_saves() {
+    use ferrograd::{checkpoint_with, Policy};
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+        return; // measures plans' first replays; check mode replays in between
+    }
+    let ws = deep(32, 64, 15);
+    let x = Tensor::new(Generator::new(16).normal(&[256, 64], 0.0, 1.0, DType::F64));
+    let (want, _) = grad(deep_loss).optimize(false).call(&ws, (&x, 0));
+    let loss = |ws: &Weights, x: &Tensor, policy: Option<Policy>| {
+        let mut h = x.clone();
+        for seg in ws.chunks(8) {
+            let seg = seg.to_vec();
+            let f = |(ws, h): &(Weights, Tensor)| layers(ws, h);
+            h = match policy {
+                Some(p) => checkpoint_with(p, f, &(seg, h)),
+                None => f(&(seg, h)),
+            };
+        }
+        h.square().mean()
+    };
+    // the peak of a plan's first replay (the second call), and its gradient
+    let replay = |policy: Option<Policy>| {
+        let g = grad(move |ws: &Weights, x: &Tensor| loss(ws, x, policy)).optimize(true);
+        g.call(&ws, (&x,));
+        let meter = MemoryMeter::start();
+        let (grads, _) = g.call(&ws, (&x,));
+        assert_eq!(g.stats().hits, 1, "{:?}", g.stats());
+        (grads, meter.peak_bytes())
+    };
+    // the matrix products in the plan
+    let products = |policy: Option<Policy>| {
+        let g = grad(move |ws: &Weights, x: &Tensor| loss(ws, x, policy)).optimize(true);
+        g.call(&ws, (&x,));
+        g.plan_text().matches("matmul").count()
+    };
+    let (plain_g, plain) = replay(None);
+    let (nothing_g, nothing) = replay(Some(Policy::Nothing));
+    let (matmuls_g, matmuls) = replay(Some(Policy::Matmuls));
+    for g in [&plain_g, &nothing_g, &matmuls_g] {
+        exact(g, &want);
+    }
+    assert!(
+        plain >= 2 * nothing,
+        "plain {plain}, recompute everything {nothing}"
+    );
+    // the products stay alive until the backward pass (in this tanh net, where the backward
+    // needs only the tanh outputs, more than without checkpoints)
+    assert!(nothing < matmuls, "{nothing} {matmuls} {plain}");
+    // and are not computed again: 32 fewer products in the plan
+    assert_eq!(products(None) - products(Some(Policy::Matmuls)), 0);
+    assert_eq!(
+        products(Some(Policy::Nothing)) - products(Some(Policy::Matmuls)),
+        32
+    );
+}
