@@ -15,6 +15,7 @@
 //! computes the rest twice and frees the forward's copies after their last forward use.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::{Arc, Mutex};
 
@@ -39,52 +40,131 @@ pub enum Policy {
     /// products, the most expensive part of most layers, and redoes the cheap elementwise
     /// work around them.
     Matmuls,
+    /// The values the function marks with [`checkpoint_name`] under one of these names
+    /// (JAX's `save_only_these_names`): the recomputation takes them from the forward pass;
+    /// in optimize mode the plan then drops the steps that only led to them.
+    Names(&'static [&'static str]),
     /// Everything, as without the checkpoint: no recomputation.
     Everything,
 }
 
 thread_local! {
-    /// Checkpoints saving or reusing values, innermost last.
+    /// Checkpoints that save values (forward) or reuse them (recomputation), innermost last.
     static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
     static SAVING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Values a checkpoint keeps, named by the position of the op that made them among the
+/// ops the function ran (the recomputation runs the same ops in the same order).
 enum Frame {
-    /// A forward pass: the values of saved ops, in order.
-    Save(Vec<Tensor>),
-    /// A recomputation: the values its forward saved, still to be used.
-    Reuse(std::vec::IntoIter<Tensor>),
+    /// A forward pass.
+    Save {
+        policy: Policy,
+        /// Ops run so far.
+        count: usize,
+        /// The op that made each value, by handle (for [`checkpoint_name`]).
+        made_by: HashMap<usize, usize>,
+        /// The values kept, by op, in order.
+        kept: Vec<(usize, Tensor)>,
+    },
+    /// A recomputation.
+    Reuse {
+        count: usize,
+        /// Ops the forward ran.
+        total: usize,
+        kept: std::iter::Peekable<std::vec::IntoIter<(usize, Tensor)>>,
+    },
 }
 
-/// True while a checkpoint's forward saves, or its recomputation reuses, matrix products.
+/// True while a checkpoint's forward keeps values, or its recomputation reuses them.
 #[inline]
 pub(crate) fn saving() -> bool {
     SAVING.with(Cell::get)
 }
 
-/// A matrix product's value inside a saving checkpoint: computed and kept by the forward
-/// pass (`false`), taken back by the recomputation (`true`: the very tensor the forward
-/// made, so a capture names it as the forward's value).
-#[track_caller]
-pub(crate) fn saved_or(compute: impl FnOnce() -> Tensor) -> (Tensor, bool) {
-    FRAMES.with(|f| {
+/// An op run inside a checkpoint that keeps values: on the forward pass, `compute`d and
+/// kept when the policy says so (`false`); on the recomputation, the forward's value when
+/// it kept one (`true`: the very tensor the forward made, which a capture knows), else
+/// `compute`d again.
+pub(crate) fn kept_or(op: &Op, compute: impl FnOnce() -> Tensor) -> (Tensor, bool) {
+    let reused = FRAMES.with(|f| {
         let mut frames = f.borrow_mut();
         match frames.last_mut().expect("saving() means a frame") {
-            Frame::Save(values) => {
-                let a = compute();
-                values.push(a.clone());
-                (a, false)
+            Frame::Save { count, .. } => {
+                *count += 1;
+                None
             }
-            Frame::Reuse(values) => values.next().map(|t| (t, true)).unwrap_or_else(|| {
-                panic!(
-                    "ferrograd: checkpoint: the function made more matrix products when \
-                     recomputed than on its forward pass; it must compute the same way both \
-                     times (at {})",
-                    ferrograd_array::Site(Location::caller())
-                )
-            }),
+            Frame::Reuse { count, kept, .. } => {
+                let at = *count;
+                *count += 1;
+                kept.next_if(|(i, _)| *i == at).map(|(_, t)| t)
+            }
         }
-    })
+    });
+    if let Some(t) = reused {
+        return (t, true);
+    }
+    let out = compute();
+    FRAMES.with(|f| {
+        if let Some(Frame::Save {
+            policy,
+            count,
+            made_by,
+            kept,
+        }) = f.borrow_mut().last_mut()
+        {
+            let at = *count - 1;
+            match policy {
+                Policy::Matmuls if matches!(op, Op::Matmul) => kept.push((at, out.clone())),
+                Policy::Names(_) => {
+                    made_by.insert(out.id(), at);
+                }
+                _ => {}
+            }
+        }
+    });
+    (out, false)
+}
+
+/// Marks `x` as the value called `name`, for a checkpoint whose [`Policy::Names`] keeps it
+/// (the recomputation then takes it from the forward pass instead of computing it again).
+/// Returns `x`; outside such a checkpoint it does nothing.
+///
+/// ```
+/// use ferrograd::{checkpoint_name, checkpoint_with, grad, DType, Policy, Tensor};
+/// let block = |(w, x): &(Tensor, Tensor)| {
+///     let h = checkpoint_name(&x.matmul(w).tanh(), "hidden");
+///     h.matmul(w).tanh()
+/// };
+/// let f = |w: &Tensor, x: &Tensor| {
+///     checkpoint_with(Policy::Names(&["hidden"]), block, &(w.clone(), x.clone())).sum()
+/// };
+/// let w = Tensor::eye(3, DType::F64) * 0.5;
+/// let x = Tensor::ones(&[2, 3], DType::F64);
+/// let (g, _) = grad(f).call(&w, (&x,));
+/// let (want, _) = grad(|w: &Tensor, x: &Tensor| block(&(w.clone(), x.clone())).sum()).call(&w, (&x,));
+/// assert_eq!(g.to_vec::<f64>(), want.to_vec::<f64>());
+/// ```
+pub fn checkpoint_name(x: &Tensor, name: &str) -> Tensor {
+    if saving() {
+        FRAMES.with(|f| {
+            if let Some(Frame::Save {
+                policy: Policy::Names(names),
+                made_by,
+                kept,
+                ..
+            }) = f.borrow_mut().last_mut()
+            {
+                let t = x.concrete();
+                if let (true, Some(&at)) = (names.contains(&name), made_by.get(&t.id())) {
+                    if let Err(k) = kept.binary_search_by_key(&at, |(i, _)| *i) {
+                        kept.insert(k, (at, t.clone()));
+                    }
+                }
+            }
+        });
+    }
+    x.clone()
 }
 
 /// Runs `f` with `frame` innermost; returns what is left of the frame.
@@ -140,8 +220,8 @@ struct Checkpoint<I, O> {
     /// output's shape and dtype, and the generator's state after it.
     forward: Mutex<Option<Forward<O>>>,
     policy: Policy,
-    /// The values the forward saved (`Policy::Matmuls`).
-    saved: Mutex<Vec<Tensor>>,
+    /// The values the forward kept, by op, and how many ops it ran.
+    kept: Mutex<(Vec<(usize, Tensor)>, usize)>,
     location: &'static Location<'static>,
 }
 
@@ -252,14 +332,20 @@ where
         debug_assert_eq!(inputs.len(), self.inputs.len());
         let inputs = self.inputs.clone();
         let (out, rng) = match self.policy {
-            Policy::Matmuls => {
-                let (out, frame) = in_frame(Frame::Save(Vec::new()), || self.call(inputs));
-                if let Frame::Save(values) = frame {
-                    *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = values;
+            Policy::Nothing | Policy::Everything => self.call(inputs),
+            policy => {
+                let frame = Frame::Save {
+                    policy,
+                    count: 0,
+                    made_by: HashMap::new(),
+                    kept: Vec::new(),
+                };
+                let (out, frame) = in_frame(frame, || self.call(inputs));
+                if let Frame::Save { kept, count, .. } = frame {
+                    *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = (kept, count);
                 }
                 out
             }
-            _ => self.call(inputs),
         };
         let outs = leaves(&out);
         let site = ferrograd_array::Site(self.location);
@@ -322,25 +408,29 @@ where
                 }
             })
             .collect();
-        let _recomputing = crate::compile::capture::remat_scope(self.policy);
+        let _recomputing = crate::compile::capture::remat_scope();
         let (out, _) = match self.policy {
-            Policy::Matmuls => {
-                let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                let (out, rest) =
-                    in_frame(Frame::Reuse(saved.into_iter()), || self.call(boxed.clone()));
-                if let Frame::Reuse(mut rest) = rest {
-                    if rest.next().is_some() {
+            Policy::Nothing | Policy::Everything => self.call(boxed.clone()),
+            _ => {
+                let (kept, total) = self.kept.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let frame = Frame::Reuse {
+                    count: 0,
+                    total,
+                    kept: kept.into_iter().peekable(),
+                };
+                let (out, rest) = in_frame(frame, || self.call(boxed.clone()));
+                if let Frame::Reuse { count, total, .. } = rest {
+                    if count != total {
                         panic!(
-                            "ferrograd: checkpoint: the function made fewer matrix products \
-                             when recomputed than on its forward pass; it must compute the same \
-                             way both times (at {})",
+                            "ferrograd: checkpoint: the function ran {count} operations when \
+                             recomputed and {total} on its forward pass; it must compute the \
+                             same way both times (at {})",
                             ferrograd_array::Site(self.location)
                         );
                     }
                 }
                 out
             }
-            _ => self.call(boxed.clone()),
         };
         let root = pack(&leaves(&out));
         let grads = backward(level, &root, grad.clone(), None, None);
@@ -523,7 +613,7 @@ where
         rng,
         forward: Mutex::new(None),
         policy,
-        saved: Mutex::new(Vec::new()),
+        kept: Mutex::new((Vec::new(), 0)),
         location,
     });
     let refs: Vec<&Tensor> = xs.iter().collect();

@@ -32,7 +32,7 @@ mod profile;
 mod tensor;
 mod tree;
 
-pub use checkpoint::{checkpoint, checkpoint_with, checkpoint_with_rng, Policy};
+pub use checkpoint::{checkpoint, checkpoint_name, checkpoint_with, checkpoint_with_rng, Policy};
 pub use compile::{
     compile, rerun_tests_in_check_mode, side_effect, tree_args, ArgTree, Compiled, State, Stats,
     DEFAULT_CACHE_SIZE,

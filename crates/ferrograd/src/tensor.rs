@@ -314,8 +314,8 @@ fn apply_at(op: Op, inputs: &[&Tensor]) -> Tensor {
         for t in inputs {
             arrays.push(t.data());
         }
-        let out = if crate::checkpoint::saving() && matches!(op, Op::Matmul) {
-            match crate::checkpoint::saved_or(|| Tensor::new(op.forward(&arrays))) {
+        let out = if crate::checkpoint::saving() {
+            match crate::checkpoint::kept_or(&op, || Tensor::new(op.forward(&arrays))) {
                 // a checkpoint's recomputation: the forward's value (a capture knows it)
                 (out, true) => return out,
                 (out, false) => out,

@@ -44,9 +44,9 @@ pub(crate) struct Origin {
     pub phase: Phase,
     /// Steps of one forward op, or of one node's gradient rule, share a group.
     pub group: u32,
-    /// A checkpoint's recomputation, with the checkpoint's policy: what of it may reuse the
-    /// forward pass's values (see [`super::passes`]).
-    pub remat: Option<crate::Policy>,
+    /// A checkpoint's recomputation: never merged into the forward's steps (see
+    /// [`super::passes`]; the values a checkpoint keeps are not recomputed at all).
+    pub remat: bool,
 }
 
 /// A random draw: the distribution, the shape and the dtype.
@@ -211,8 +211,8 @@ struct Recorder {
     custom: Option<Arc<dyn CustomOp>>,
     /// The node whose gradient rule is running.
     origin: Option<Origin>,
-    /// The policy of the checkpoint being recomputed, if one is.
-    remat: Option<crate::Policy>,
+    /// `Some` while a checkpoint is being recomputed.
+    remat: Option<()>,
     /// The last group number given out.
     groups: u32,
     /// The state read, cell by cell.
@@ -333,7 +333,7 @@ impl Recorder {
             location,
             phase: Phase::Forward,
             group: self.groups,
-            remat: None,
+            remat: false,
         }
     }
 
@@ -362,7 +362,7 @@ pub(crate) fn record_op(
             inputs.iter().map(|t| rec.value_of(t, location)).collect();
         let storages: SmallVec<[usize; 4]> = inputs.iter().map(|t| t.data().storage_id()).collect();
         let mut origin = rec.origin(op, location);
-        origin.remat = rec.remat;
+        origin.remat = rec.remat.is_some();
         let id = rec.new_value(out, Kind::Computed);
         rec.mark_computed(out, &ids, &storages);
         let operand = match op {
@@ -416,7 +416,7 @@ pub(crate) fn record_draw(
                 location,
                 phase: Phase::Forward,
                 group,
-                remat: None,
+                remat: false,
             }),
             operand: None,
         }));
@@ -493,7 +493,7 @@ pub(crate) fn record_custom_backward(
             location,
             phase: Phase::Backward,
             group: 0,
-            remat: None,
+            remat: false,
         });
         let mut outputs = SmallVec::new();
         for g in grads {
@@ -565,14 +565,14 @@ pub(crate) fn backward_origin(op: &Op, location: &'static Location<'static>) -> 
             rec.groups
         })
         .unwrap_or_default(),
-        remat: None,
+        remat: false,
     });
     scoped(origin, |rec| &mut rec.origin)
 }
 
-/// While the returned value lives, recorded steps recompute a checkpoint with `policy`.
-pub(crate) fn remat_scope(policy: crate::Policy) -> Restore<crate::Policy> {
-    scoped(Some(policy), |rec| &mut rec.remat)
+/// While the returned value lives, recorded steps recompute a checkpoint.
+pub(crate) fn remat_scope() -> Restore<()> {
+    scoped(Some(()), |rec| &mut rec.remat)
 }
 
 /// Records that `new` (a fresh handle) holds the value `existing` holds: the output of a

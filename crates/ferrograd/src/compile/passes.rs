@@ -53,17 +53,6 @@ enum Simpler {
     Step(Op, Inputs),
 }
 
-/// Whether a checkpoint with `policy` keeps the forward's value of `op` for its backward
-/// pass (the plan then computes it once), or recomputes it (the plan computes it again, and
-/// the forward's value dies after its last forward use).
-fn keeps(policy: crate::Policy, op: &Op) -> bool {
-    match policy {
-        crate::Policy::Nothing => false,
-        crate::Policy::Matmuls => matches!(op, Op::Matmul),
-        crate::Policy::Everything => true,
-    }
-}
-
 /// Whether an op may be folded or merged: no user ops (they may have effects).
 fn pure(op: &Op) -> bool {
     !matches!(op, Op::Custom(_) | Op::Leaf)
@@ -129,10 +118,9 @@ fn walk(seg: &mut Segment, seen: &mut HashMap<(Op, Inputs, bool), ValueId>, know
                     Some(Simpler::Step(op, inputs)) => (op, inputs),
                     None => (op.clone(), step.inputs.clone()),
                 };
-                // common subexpressions; a checkpoint's recomputation reuses the forward's
-                // values only where its policy keeps them
-                let kept = step.origin.remat.is_none_or(|policy| keeps(policy, &op));
-                let key = (op, inputs, kept);
+                // common subexpressions; a checkpoint's recomputation is not merged into the
+                // forward (what the checkpoint keeps, it does not recompute at all)
+                let key = (op, inputs, step.origin.remat);
                 if let Some(&v) = seen.get(&key) {
                     known.alias[id as usize] = v;
                     continue;
