@@ -19,9 +19,9 @@ pub const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
 ///   from the same model;
 /// - [`wrap`](DataParallel::wrap) adds an [`on_gradient`](Grad::on_gradient) hook to a
 ///   `grad`: as the backward pass finalizes each parameter's gradient, it is copied into a
-///   flat bucket (buckets fill in backward order, one dtype each, about
-///   [`bucket_bytes`](DataParallel::bucket_bytes) large), and a full bucket is handed to a
-///   communication thread that all-reduces it while the backward pass goes on;
+///   flat bucket (buckets fill in backward order, one dtype each, of about 25 MiB or what
+///   [`with_bucket_bytes`](DataParallel::with_bucket_bytes) says), and a full bucket is
+///   handed to a communication thread that all-reduces it while the backward pass goes on;
 /// - [`finish`](DataParallel::finish) waits for the last buckets and returns the gradient
 ///   tree averaged over the ranks, identical on every rank, for the optimizer.
 ///

@@ -1343,7 +1343,7 @@ where
     }
 }
 
-/// Compiles `f` (a function of a parameter tree and further arguments, like those [`grad`]
+/// Compiles `f` (a function of a parameter tree and further arguments, like those [`grad`](crate::grad())
 /// takes) per input signature, with the guards and the cache of
 /// [`Grad::optimize`](crate::Grad::optimize).
 ///
