@@ -326,3 +326,35 @@ fn the_sampler_gives_disjoint_equal_shares_that_cover_each_epoch() {
         assert!(len < 7 || a != b, "epochs are shuffled differently");
     }
 }
+
+#[test]
+fn a_rank_that_fails_mid_training_stops_the_others_at_finish() {
+    let start = Instant::now();
+    let out = ThreadGroup::new(3).run(|comm| {
+        let r = comm.rank();
+        let mut params = mlp(1);
+        let ddp = DataParallel::with_bucket_bytes(Arc::new(comm), &mut params, 256).unwrap();
+        let step = ddp.wrap(grad(mlp_loss));
+        for i in 0..10 {
+            if r == 2 && i == 3 {
+                panic!("rank 2 lost its data at step 3");
+            }
+            let (x, y) = batch(4, i);
+            let (local, _) = step.call(&params, (&x, &y));
+            if let Err(e) = ddp.finish(&local) {
+                return (i, e.to_string());
+            }
+        }
+        (10, String::new())
+    });
+    assert!(start.elapsed() < Duration::from_secs(60));
+    assert!(out[2].as_ref().unwrap_err().contains("lost its data"));
+    for r in [0, 1] {
+        let (step, err) = out[r].as_ref().unwrap();
+        assert_eq!(*step, 3, "rank {r} stopped at step {step}");
+        assert!(
+            err.contains("rank 2 failed") && err.contains("lost its data"),
+            "{err}"
+        );
+    }
+}

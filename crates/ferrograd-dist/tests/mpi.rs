@@ -2,7 +2,8 @@
 //! which launches itself under `mpirun -np N` for each scenario and checks what the ranks
 //! report: a step on N ranks equals one process's step on the whole batch, the parameters
 //! stay identical on every rank through 100 steps, and a rank that panics ends the job
-//! (with its message) instead of leaving the others waiting.
+//! (with its message) instead of leaving the others waiting, as does a rank that stalls
+//! (after the communicator's timeout).
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -52,6 +53,11 @@ fn launch_all() {
     );
     assert!(!out.contains("rank 0 of 3: ok"), "{out}");
     println!("mpi: a failing rank ends the job ({took:.1?})");
+    let (ok, out, took) = launch("stall", 2, Duration::from_secs(120));
+    assert!(!ok, "the job with a stalled rank exited cleanly:\n{out}");
+    assert!(out.contains("timed out after"), "{out}");
+    assert!(took < Duration::from_secs(60), "the watchdog took {took:?}");
+    println!("mpi: a stalled rank ends the job after the timeout ({took:.1?})");
     println!("mpi: all scenarios passed");
 }
 
@@ -99,7 +105,11 @@ fn launch(scenario: &str, n: usize, limit: Duration) -> (bool, String, Duration)
 // ----- a rank -----
 
 fn rank_main(scenario: &str) {
-    let comm = Arc::new(MpiCommunicator::init().expect("MPI starts"));
+    let comm = match scenario {
+        "stall" => MpiCommunicator::init_with_timeout(Duration::from_secs(2)),
+        _ => MpiCommunicator::init(),
+    };
+    let comm = Arc::new(comm.expect("MPI starts"));
     let (rank, size) = (comm.rank(), comm.size());
     match scenario {
         "train" => train(comm.clone(), rank, size),
@@ -110,6 +120,13 @@ fn rank_main(scenario: &str) {
             }
             let mut v = vec![1.0f32; 4];
             comm.all_reduce_sum((&mut v).into()).expect("all-reduce");
+            comm.barrier().expect("barrier");
+        }
+        "stall" => {
+            // rank 1 never joins: rank 0's watchdog ends the job
+            if rank == 1 {
+                std::thread::sleep(Duration::from_secs(300));
+            }
             comm.barrier().expect("barrier");
         }
         other => panic!("unknown scenario {other}"),
