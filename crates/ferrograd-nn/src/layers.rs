@@ -626,16 +626,6 @@ impl Module for Checkpointed {
         self.inner().set_parameters(params.clone());
         self.state.replace_params(params);
     }
-    fn update_parameters(&mut self, lr: f64) {
-        let new: Vec<Tensor> = self
-            .state
-            .params
-            .iter()
-            .zip(&self.state.grads)
-            .map(|(p, g)| p - &(g * lr))
-            .collect();
-        self.set_parameters(new);
-    }
     fn buffers(&self) -> Vec<(String, Array)> {
         self.inner().buffers()
     }
@@ -692,16 +682,6 @@ impl Module for Sequential {
             at += n;
         }
         self.state.replace_params(params);
-    }
-    fn update_parameters(&mut self, lr: f64) {
-        let new: Vec<Tensor> = self
-            .state
-            .params
-            .iter()
-            .zip(&self.state.grads)
-            .map(|(p, g)| p - &(g * lr))
-            .collect();
-        self.set_parameters(new);
     }
     fn buffers(&self) -> Vec<(String, Array)> {
         self.children

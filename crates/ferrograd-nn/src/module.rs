@@ -171,16 +171,17 @@ pub trait Module: Send + Sync {
         self.state_mut().zeroed = true;
     }
 
-    /// One plain SGD step: `p -= lr * grad` (Torch's `updateParameters`).
+    /// One plain SGD step: `p -= lr * grad` (Torch's `updateParameters`), through
+    /// [`set_parameters`](Module::set_parameters) (so containers pass it on).
     fn update_parameters(&mut self, lr: f64) {
-        let state = self.state_mut();
+        let state = self.state();
         let new = state
             .params
             .iter()
             .zip(&state.grads)
             .map(|(p, g)| p - &(g * lr))
             .collect();
-        state.replace_params(new);
+        self.set_parameters(new);
     }
 
     /// Training mode (dropout active, batch statistics).
