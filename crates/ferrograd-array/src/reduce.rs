@@ -557,3 +557,62 @@ impl Array {
         dispatch_number!(a.dtype(), "cumsum", T => scan::<T>(&moved, &inverse, out))
     }
 }
+
+/// The indices that sort each row of `values` (rows of `row` elements), stably: equal
+/// elements keep their order; NaN sorts after every number (PyTorch's order).
+fn argsort_rows<T: Copy + PartialOrd>(values: &[T], row: usize, descending: bool) -> Vec<i64> {
+    #[allow(clippy::eq_op)] // x != x is the NaN test for every T here
+    let order = |a: &T, b: &T| match (a != a, b != b) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        (false, false) => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    };
+    let mut out = Vec::with_capacity(values.len());
+    let mut idx: Vec<usize> = Vec::with_capacity(row);
+    for r in values.chunks(row) {
+        idx.clear();
+        idx.extend(0..row);
+        if descending {
+            idx.sort_by(|&i, &j| order(&r[j], &r[i]));
+        } else {
+            idx.sort_by(|&i, &j| order(&r[i], &r[j]));
+        }
+        out.extend(idx.iter().map(|&i| i as i64));
+    }
+    out
+}
+
+impl Array {
+    /// The indices (i64, same shape) that sort the array along `dim`, ascending or
+    /// `descending`; stable (equal elements keep their order), NaN last.
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let a = Array::from_vec(vec![3.0f32, 1.0, 2.0, 1.0], &[4]);
+    /// assert_eq!(a.argsort(0usize, false).to_vec::<i64>(), vec![1, 3, 2, 0]);
+    /// assert_eq!(a.argsort(0usize, true).to_vec::<i64>(), vec![0, 2, 1, 3]);
+    /// ```
+    #[track_caller]
+    pub fn argsort(&self, dim: impl Dim, descending: bool) -> Array {
+        if self.ndim() == 0 {
+            return Array::from_vec(vec![0i64], &[]);
+        }
+        let d = dim.resolve(self.ndim(), "argsort");
+        let last = self.ndim() - 1;
+        let moved = self.transpose(d, last).contiguous();
+        let row = moved.shape()[last];
+        if moved.numel() == 0 {
+            return Array::from_vec(Vec::<i64>::new(), self.shape());
+        }
+        let idx = match moved.dtype() {
+            DType::F32 => argsort_rows(&moved.to_vec::<f32>(), row, descending),
+            DType::F64 => argsort_rows(&moved.to_vec::<f64>(), row, descending),
+            DType::I64 => argsort_rows(&moved.to_vec::<i64>(), row, descending),
+            DType::Bool => argsort_rows(&moved.to_vec::<bool>(), row, descending),
+        };
+        Array::from_vec(idx, moved.shape())
+            .transpose(d, last)
+            .contiguous()
+    }
+}

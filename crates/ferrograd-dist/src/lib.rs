@@ -14,8 +14,8 @@
 //!   accumulation, [`stats`](DataParallel::stats) for the share of communication hidden.
 //! - [`ShardedSampler`]: each rank's share of an epoch.
 //!
-//! The examples `train-digits-ddp` and `train-digits-cnn-ddp` train on `mpirun -np 2` (see
-//! the README) or, without MPI, on threads.
+//! The example `train-digits-ddp` trains the digits MLP or CNN (`--model cnn`) on
+//! `mpirun -np 2` (see the README) or, without MPI, on threads (`--ranks 2`).
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 

@@ -70,6 +70,14 @@ pub enum Op {
         /// Keep `dim` as size 1.
         keepdim: bool,
     },
+    /// The indices (i64) that sort the input along `dim`, stably (no gradient; values come
+    /// from a `gather` with them, which has one).
+    ArgSort {
+        /// The dim.
+        dim: usize,
+        /// Largest first.
+        descending: bool,
+    },
     /// Matrix product of two arrays of at least 2 dims, batch dims broadcast.
     Matmul,
     /// Shape primitives: permute, reshape, expand, narrow, flips, diagonals, concatenation.
@@ -113,6 +121,16 @@ impl PartialEq for Op {
                     keepdim: l,
                 },
             ) => a == b && x == y && k == l,
+            (
+                Op::ArgSort {
+                    dim: a,
+                    descending: x,
+                },
+                Op::ArgSort {
+                    dim: b,
+                    descending: y,
+                },
+            ) => a == b && x == y,
             (Op::Shape(a), Op::Shape(b)) => a == b,
             (Op::Index(a), Op::Index(b)) => a == b,
             (Op::Nn(a), Op::Nn(b)) => a == b,
@@ -130,6 +148,7 @@ impl PartialEq for Op {
                 | Op::Reduce(..)
                 | Op::Cumsum(_)
                 | Op::ArgExtreme { .. }
+                | Op::ArgSort { .. }
                 | Op::Matmul
                 | Op::Shape(_)
                 | Op::Index(_)
@@ -161,6 +180,7 @@ impl Hash for Op {
                 dim,
                 keepdim,
             } => (largest, dim, keepdim).hash(state),
+            Op::ArgSort { dim, descending } => (dim, descending).hash(state),
             Op::Shape(s) => s.hash(state),
             Op::Index(i) => i.hash(state),
             Op::Nn(n) => n.hash(state),
@@ -185,6 +205,7 @@ impl Op {
             Op::Cumsum(_) => "cumsum",
             Op::ArgExtreme { largest: true, .. } => "argmax",
             Op::ArgExtreme { largest: false, .. } => "argmin",
+            Op::ArgSort { .. } => "argsort",
             Op::Matmul => "matmul",
             Op::Shape(s) => s.name(),
             Op::Index(i) => i.name(),
@@ -196,7 +217,7 @@ impl Op {
     /// False for ops that pass no gradient to any input (comparisons, rounding, ...).
     pub fn is_differentiable(&self) -> bool {
         match self {
-            Op::Compare(_) | Op::ArgExtreme { .. } => false,
+            Op::Compare(_) | Op::ArgExtreme { .. } | Op::ArgSort { .. } => false,
             Op::Unary(u) => u.is_differentiable(),
             Op::Cast(d) => d.is_float(),
             Op::Nn(n) => n.is_differentiable(),
@@ -238,6 +259,7 @@ impl Op {
                 (None, true) => x[0].argmax_all(),
                 (None, false) => x[0].argmin_all(),
             },
+            Op::ArgSort { dim, descending } => x[0].argsort(*dim, *descending),
             Op::Matmul => x[0].matmul(x[1]),
             Op::Shape(s) => s.forward(x),
             Op::Index(i) => i.forward(x),
@@ -273,7 +295,7 @@ impl Op {
             Op::Shape(s) => return s.forward_into(x, out),
             Op::Index(i) => return i.forward_into(x, out),
             Op::Nn(n) => return n.forward_into(x, out),
-            Op::Leaf | Op::ArgExtreme { .. } | Op::Custom(_) => return false,
+            Op::Leaf | Op::ArgExtreme { .. } | Op::ArgSort { .. } | Op::Custom(_) => return false,
         }
         true
     }
@@ -288,7 +310,9 @@ impl Op {
             Op::Scalar(s, v) => elementwise::scalar_vjp(*s, *v, &x[0], out, g),
             Op::Clamp { min, max } => elementwise::clamp_vjp(*min, *max, &x[0], g),
             Op::Binary(b) => elementwise::binary_vjp(*b, &x[0], &x[1], out, g, needs),
-            Op::Compare(_) | Op::ArgExtreme { .. } => x.iter().map(|_| None).collect(),
+            Op::Compare(_) | Op::ArgExtreme { .. } | Op::ArgSort { .. } => {
+                x.iter().map(|_| None).collect()
+            }
             Op::Where => elementwise::where_vjp(&x[0], &x[1], &x[2], g, needs),
             Op::Cast(_) => smallvec::smallvec![Some(g.to_dtype(x[0].dtype()))],
             Op::Reduce(r, dims, keepdim) => reduce::reduce_vjp(*r, dims, *keepdim, &x[0], out, g),

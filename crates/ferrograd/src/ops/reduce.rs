@@ -327,6 +327,118 @@ impl Tensor {
         self.arg_extreme(true, Some(d), keepdim)
     }
 
+    /// The indices (i64, no gradient) that sort the tensor along `dim`, ascending or
+    /// `descending`; stable (equal values keep their order), NaN last (PyTorch's
+    /// `argsort(stable=True)`).
+    #[track_caller]
+    pub fn argsort(&self, dim: impl Dim, descending: bool) -> Tensor {
+        let dim = dim.resolve(self.ndim().max(1), "argsort");
+        apply(Op::ArgSort { dim, descending }, &[self])
+    }
+
+    /// The values sorted along `dim` and the indices they came from (PyTorch's
+    /// `sort(stable=True)`); the gradient of the values goes back to where each came from.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![3.0f64, 1.0, 2.0], &[3]);
+    /// let (v, i) = x.sort(0, true);
+    /// assert_eq!(v.to_vec::<f64>(), vec![3.0, 2.0, 1.0]);
+    /// assert_eq!(i.to_vec::<i64>(), vec![0, 2, 1]);
+    /// ```
+    #[track_caller]
+    pub fn sort(&self, dim: impl Dim, descending: bool) -> (Tensor, Tensor) {
+        if self.ndim() == 0 {
+            return (self.clone(), self.argsort(0usize, descending));
+        }
+        let d = dim.resolve(self.ndim(), "sort");
+        let idx = self.argsort(d, descending);
+        (self.gather(d, &idx), idx)
+    }
+
+    /// The `k` largest (or, with `largest` false, smallest) values along `dim`, in order,
+    /// and their indices (PyTorch's `topk(sorted=True)`). Panics when `k` exceeds the dim.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 5.0, 3.0, 4.0], &[2, 2]);
+    /// let (v, i) = x.topk(1, 1, true);
+    /// assert_eq!(v.to_vec::<f32>(), vec![5.0, 4.0]);
+    /// assert_eq!(i.to_vec::<i64>(), vec![1, 1]);
+    /// ```
+    #[track_caller]
+    pub fn topk(&self, k: usize, dim: impl Dim, largest: bool) -> (Tensor, Tensor) {
+        let d = dim.resolve(self.ndim().max(1), "topk");
+        let n = if self.ndim() == 0 { 1 } else { self.size(d) };
+        if k > n {
+            panic!(
+                "ferrograd: topk: k = {k} is larger than dim {d} of shape {:?} ({n}) (at {})",
+                self.shape(),
+                ferrograd_array::Site(std::panic::Location::caller())
+            );
+        }
+        if self.ndim() == 0 {
+            return self.sort(0usize, largest);
+        }
+        let idx = self.argsort(d, largest).narrow(d, 0, k);
+        (self.gather(d, &idx), idx)
+    }
+
+    /// The `k`-th smallest value along `dim` (`k` from 1, as PyTorch's `kthvalue`) and its
+    /// index; `keepdim` keeps `dim` as size 1.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![3.0f64, 1.0, 2.0], &[3]);
+    /// let (v, i) = x.kthvalue(2, 0, false);
+    /// assert_eq!((v.item::<f64>(), i.item::<i64>()), (2.0, 2));
+    /// ```
+    #[track_caller]
+    pub fn kthvalue(&self, k: usize, dim: impl Dim, keepdim: bool) -> (Tensor, Tensor) {
+        let d = dim.resolve(self.ndim().max(1), "kthvalue");
+        let n = if self.ndim() == 0 { 1 } else { self.size(d) };
+        if k == 0 || k > n {
+            panic!(
+                "ferrograd: kthvalue: k = {k} must be in 1..={n} for dim {d} of shape {:?} (at {})",
+                self.shape(),
+                ferrograd_array::Site(std::panic::Location::caller())
+            );
+        }
+        if self.ndim() == 0 {
+            return self.sort(0usize, false);
+        }
+        let idx = self.argsort(d, false).narrow(d, k - 1, 1);
+        self.pick(d, idx, keepdim)
+    }
+
+    /// The median along `dim` and its index: the lower of the two middle values for an even
+    /// count (PyTorch's `median(dim)`); the gradient goes to that element.
+    #[track_caller]
+    pub fn median_dim(&self, dim: impl Dim, keepdim: bool) -> (Tensor, Tensor) {
+        let d = dim.resolve(self.ndim().max(1), "median_dim");
+        let n = if self.ndim() == 0 { 1 } else { self.size(d) };
+        if n == 0 {
+            panic!(
+                "ferrograd: median_dim: dim {d} of shape {:?} is empty (at {})",
+                self.shape(),
+                ferrograd_array::Site(std::panic::Location::caller())
+            );
+        }
+        self.kthvalue(n.div_ceil(2), d, keepdim)
+    }
+
+    /// The median of all elements (the lower middle value for an even count), 0-d.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![4.0f64, 1.0, 3.0, 2.0], &[2, 2]);
+    /// assert_eq!(x.median().item::<f64>(), 2.0);
+    /// ```
+    #[track_caller]
+    pub fn median(&self) -> Tensor {
+        self.reshape(&[self.numel()]).median_dim(0usize, false).0
+    }
+
     /// Index of the first largest value of the flattened tensor, 0-d i64 (no gradient).
     #[track_caller]
     pub fn argmax_all(&self) -> Tensor {

@@ -844,3 +844,59 @@ fn negative_positions_count_from_the_end() {
         "{err}"
     );
 }
+
+#[test]
+fn sorting() {
+    for keepdim in [false, true] {
+        check("kthvalue", &[&[3, 5]], -1.0, 1.0, |p| {
+            p[0].kthvalue(2, 1, keepdim).0
+        });
+        check("median_dim", &[&[4, 3]], -1.0, 1.0, |p| {
+            p[0].median_dim(0, keepdim).0
+        });
+    }
+    check("sort", &[&[3, 4]], -1.0, 1.0, |p| p[0].sort(1, false).0);
+    check("sort desc", &[&[4, 3]], -1.0, 1.0, |p| {
+        p[0].t().sort(0, true).0
+    });
+    check("topk", &[&[3, 5]], -1.0, 1.0, |p| p[0].topk(2, -1, true).0);
+    check("topk smallest", &[&[5, 2]], -1.0, 1.0, |p| {
+        p[0].topk(3, 0, false).0
+    });
+    check("median", &[&[2, 3]], -1.0, 1.0, |p| p[0].median());
+}
+
+#[test]
+fn sorting_values_against_a_reference() {
+    let x = Tensor::from_vec(vec![2.0f64, f64::NAN, -1.0, 2.0, 0.5, -3.0], &[2, 3]);
+    // rows [2, NaN, -1] and [2, 0.5, -3]; NaN sorts last, equal values keep their order
+    let (v, i) = x.sort(1, false);
+    assert_eq!(i.to_vec::<i64>(), vec![2, 0, 1, 2, 1, 0]);
+    assert_eq!(v.to_vec::<f64>()[..2], [-1.0, 2.0]);
+    assert!(v.to_vec::<f64>()[2].is_nan());
+    // columns [2, 2] (a tie), [NaN, 0.5] (NaN is the largest), [-1, -3]
+    let (_, i) = x.sort(0, true);
+    assert_eq!(i.to_vec::<i64>(), vec![0, 0, 0, 1, 1, 1]);
+    let ties = Tensor::from_vec(vec![1i64, 0, 1, 0], &[4]);
+    assert_eq!(ties.argsort(0, false).to_vec::<i64>(), vec![1, 3, 0, 2]);
+    assert_eq!(ties.argsort(0, true).to_vec::<i64>(), vec![0, 2, 1, 3]);
+    let (v, i) = Tensor::from_vec(vec![5.0f32, 1.0, 4.0, 2.0, 3.0], &[5]).topk(3, 0, false);
+    assert_eq!(
+        (v.to_vec::<f32>(), i.to_vec::<i64>()),
+        (vec![1.0, 2.0, 3.0], vec![1, 3, 4])
+    );
+    let m = Tensor::from_vec(vec![4.0f64, 1.0, 3.0, 2.0], &[4]);
+    assert_eq!(m.median_dim(0, false).1.item::<i64>(), 3); // lower middle: 2.0
+    let msg = panic_message(|| {
+        m.topk(5, 0, true);
+    });
+    assert!(
+        msg.contains("topk: k = 5 is larger than dim 0 of shape [4] (4)"),
+        "{msg}"
+    );
+    assert!(msg.contains("primitives.rs"), "{msg}");
+    let msg = panic_message(|| {
+        m.kthvalue(0, 0, true);
+    });
+    assert!(msg.contains("kthvalue: k = 0 must be in 1..=4"), "{msg}");
+}
