@@ -1,6 +1,7 @@
 //! Optimizers over parameter trees: SGD (momentum, Nesterov, weight decay, learning-rate
-//! decay), Adam, AdamW, AdaGrad and RMSprop, each with its state kept per leaf and saveable
-//! as a tree; and gradient-norm clipping.
+//! decay), Adam, AdamW, Adamax, AdaGrad, Adadelta, RMSprop and Rprop, each with its state
+//! kept per leaf and saveable as a tree; learning-rate schedules; and gradient-norm
+//! clipping.
 //!
 //! Every update follows the textbook (PyTorch's documented) algorithm step for step.
 
@@ -18,6 +19,24 @@ pub trait Optimizer {
 
     /// Restores a state saved with [`state`](Optimizer::state).
     fn load_state(&mut self, state: &BTreeMap<String, Tensor>);
+
+    /// The learning rate.
+    fn lr(&self) -> f64;
+
+    /// Sets the learning rate (what a [`Schedule`] does each epoch).
+    fn set_lr(&mut self, lr: f64);
+}
+
+/// `lr` and `set_lr` for an optimizer with a public `lr` field.
+macro_rules! lr_field {
+    () => {
+        fn lr(&self) -> f64 {
+            self.lr
+        }
+        fn set_lr(&mut self, lr: f64) {
+            self.lr = lr;
+        }
+    };
 }
 
 /// Per-leaf buffers, created as zeros at the first step.
@@ -142,6 +161,8 @@ impl Sgd {
 }
 
 impl Optimizer for Sgd {
+    lr_field!();
+
     #[track_caller]
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
         // the fields are public: check what may have been assigned since
@@ -254,6 +275,8 @@ impl Adam {
 }
 
 impl Optimizer for Adam {
+    lr_field!();
+
     #[track_caller]
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
         for (name, v, below_one) in [
@@ -337,6 +360,8 @@ impl AdaGrad {
 }
 
 impl Optimizer for AdaGrad {
+    lr_field!();
+
     #[track_caller]
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
         for (name, v) in [
@@ -399,6 +424,8 @@ impl RmsProp {
 }
 
 impl Optimizer for RmsProp {
+    lr_field!();
+
     #[track_caller]
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
         check("RmsProp", "lr", self.lr, false);
@@ -423,6 +450,323 @@ impl Optimizer for RmsProp {
 
     fn load_state(&mut self, state: &BTreeMap<String, Tensor>) {
         self.squares.load("square_avg", state);
+    }
+}
+
+/// Adamax (Adam with the infinity norm): `m ← β₁ m + (1 - β₁) g`,
+/// `u ← max(β₂ u, |g| + ε)`, `p ← p - lr / (1 - β₁ᵗ) · m / u` (PyTorch's defaults: lr 0.002,
+/// β = (0.9, 0.999), ε = 1e-8; weight decay adds `λ p` to the gradient).
+#[derive(Clone, Debug)]
+pub struct Adamax {
+    /// Learning rate.
+    pub lr: f64,
+    /// β₁, β₂.
+    pub betas: (f64, f64),
+    /// ε.
+    pub eps: f64,
+    /// Weight decay λ.
+    pub weight_decay: f64,
+    steps: u64,
+    m: Buffers,
+    u: Buffers,
+}
+
+impl Adamax {
+    /// Adamax at `lr` with PyTorch's other defaults.
+    #[track_caller]
+    pub fn new(lr: f64) -> Adamax {
+        check("Adamax", "lr", lr, false);
+        Adamax {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            steps: 0,
+            m: Buffers::default(),
+            u: Buffers::default(),
+        }
+    }
+}
+
+impl Optimizer for Adamax {
+    lr_field!();
+
+    #[track_caller]
+    fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
+        for (name, v, below_one) in [
+            ("lr", self.lr, false),
+            ("betas.0", self.betas.0, true),
+            ("betas.1", self.betas.1, true),
+            ("eps", self.eps, false),
+            ("weight_decay", self.weight_decay, false),
+        ] {
+            check("Adamax", name, v, below_one);
+        }
+        let (ps, gs) = (detached(params), detached(grads));
+        self.m.ensure(&ps);
+        self.u.ensure(&ps);
+        self.steps += 1;
+        let (b1, b2) = self.betas;
+        let clr = self.lr / (1.0 - b1.powi(self.steps as i32));
+        let mut out = Vec::with_capacity(ps.len());
+        for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {
+            let g = decayed(g, p, self.weight_decay);
+            let m = &(&self.m.0[i] * b1) + &(&g * (1.0 - b1));
+            let u = (&self.u.0[i] * b2).maximum(&(g.abs() + self.eps));
+            out.push(p - &(&(&m / &u) * clr));
+            self.m.0[i] = m;
+            self.u.0[i] = u;
+        }
+        rebuild(params, out)
+    }
+
+    fn state(&self) -> BTreeMap<String, Tensor> {
+        let mut s = BTreeMap::new();
+        s.insert("step".into(), Tensor::scalar(self.steps as i64));
+        self.m.save("exp_avg", &mut s);
+        self.u.save("exp_inf", &mut s);
+        s
+    }
+
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) {
+        self.steps = state.get("step").map_or(0, |t| t.item::<i64>() as u64);
+        self.m.load("exp_avg", state);
+        self.u.load("exp_inf", state);
+    }
+}
+
+/// `g + λ p`, or `g` when `λ` is 0.
+fn decayed(g: &Tensor, p: &Tensor, weight_decay: f64) -> Tensor {
+    if weight_decay == 0.0 {
+        g.clone()
+    } else {
+        g + &(p * weight_decay)
+    }
+}
+
+/// Adadelta: `v ← ρ v + (1 - ρ) g²`, `Δ = sqrt(u + ε) / sqrt(v + ε) · g`,
+/// `u ← ρ u + (1 - ρ) Δ²`, `p ← p - lr Δ` (PyTorch's defaults: lr 1, ρ 0.9, ε 1e-6).
+#[derive(Clone, Debug)]
+pub struct Adadelta {
+    /// Learning rate (a scale on Δ; 1 in the paper).
+    pub lr: f64,
+    /// ρ.
+    pub rho: f64,
+    /// ε.
+    pub eps: f64,
+    /// Weight decay λ.
+    pub weight_decay: f64,
+    squares: Buffers,
+    deltas: Buffers,
+}
+
+impl Adadelta {
+    /// Adadelta at `lr` with PyTorch's other defaults.
+    #[track_caller]
+    pub fn new(lr: f64) -> Adadelta {
+        check("Adadelta", "lr", lr, false);
+        Adadelta {
+            lr,
+            rho: 0.9,
+            eps: 1e-6,
+            weight_decay: 0.0,
+            squares: Buffers::default(),
+            deltas: Buffers::default(),
+        }
+    }
+}
+
+impl Optimizer for Adadelta {
+    lr_field!();
+
+    #[track_caller]
+    fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
+        check("Adadelta", "lr", self.lr, false);
+        check("Adadelta", "rho", self.rho, false);
+        check("Adadelta", "eps", self.eps, false);
+        check("Adadelta", "weight_decay", self.weight_decay, false);
+        let (ps, gs) = (detached(params), detached(grads));
+        self.squares.ensure(&ps);
+        self.deltas.ensure(&ps);
+        let rho = self.rho;
+        let mut out = Vec::with_capacity(ps.len());
+        for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {
+            let g = decayed(g, p, self.weight_decay);
+            let v = &(&self.squares.0[i] * rho) + &(&g.square() * (1.0 - rho));
+            let delta = &(&(&self.deltas.0[i] + self.eps).sqrt() / &(&v + self.eps).sqrt()) * &g;
+            let u = &(&self.deltas.0[i] * rho) + &(&delta.square() * (1.0 - rho));
+            out.push(p - &(&delta * self.lr));
+            self.squares.0[i] = v;
+            self.deltas.0[i] = u;
+        }
+        rebuild(params, out)
+    }
+
+    fn state(&self) -> BTreeMap<String, Tensor> {
+        let mut s = BTreeMap::new();
+        self.squares.save("square_avg", &mut s);
+        self.deltas.save("acc_delta", &mut s);
+        s
+    }
+
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) {
+        self.squares.load("square_avg", state);
+        self.deltas.load("acc_delta", state);
+    }
+}
+
+/// Rprop (resilient backpropagation, full-batch training): each element keeps its own step
+/// size, multiplied by η₊ (1.2) while the gradient keeps its sign and by η₋ (0.5) when it
+/// flips (clamped to [1e-6, 50]); a flip also skips that element's update once; then
+/// `p ← p - sign(g) · step` (PyTorch's algorithm; the steps start at `lr`).
+#[derive(Clone, Debug)]
+pub struct Rprop {
+    /// Learning rate: the initial step size.
+    pub lr: f64,
+    /// η₋, η₊.
+    pub etas: (f64, f64),
+    /// The smallest and largest step size.
+    pub step_sizes: (f64, f64),
+    previous: Buffers,
+    steps: Buffers,
+}
+
+impl Rprop {
+    /// Rprop starting with steps of `lr` (PyTorch's default 0.01).
+    #[track_caller]
+    pub fn new(lr: f64) -> Rprop {
+        check("Rprop", "lr", lr, false);
+        Rprop {
+            lr,
+            etas: (0.5, 1.2),
+            step_sizes: (1e-6, 50.0),
+            previous: Buffers::default(),
+            steps: Buffers::default(),
+        }
+    }
+}
+
+impl Optimizer for Rprop {
+    lr_field!();
+
+    #[track_caller]
+    fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
+        check("Rprop", "lr", self.lr, false);
+        let (minus, plus) = self.etas;
+        let (low, high) = self.step_sizes;
+        let ok = 0.0 < minus && minus < 1.0 && plus > 1.0 && 0.0 <= low && low <= high;
+        if !ok {
+            panic!(
+                "ferrograd: Rprop: needs 0 < etas.0 < 1 < etas.1 and 0 <= step_sizes.0 <= \
+                 step_sizes.1, got {:?} and {:?}",
+                self.etas, self.step_sizes
+            );
+        }
+        let (ps, gs) = (detached(params), detached(grads));
+        if self.steps.0.len() != ps.len() {
+            self.previous.ensure(&ps);
+            self.steps.0 = ps.iter().map(|p| &p.zeros_like() + self.lr).collect();
+        }
+        let mut out = Vec::with_capacity(ps.len());
+        for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {
+            let agree = g * &self.previous.0[i];
+            let (same, flipped) = (agree.gt_scalar(0.0), agree.lt_scalar(0.0));
+            let step = &self.steps.0[i];
+            let ones = step.ones_like();
+            let factor = Tensor::where_(
+                &same,
+                &(&ones * plus),
+                &Tensor::where_(&flipped, &(&ones * minus), &ones),
+            );
+            let step = (step * &factor).clamp(Some(low), Some(high));
+            let g = Tensor::where_(&flipped, &g.zeros_like(), g);
+            out.push(p - &(&g.sign() * &step));
+            self.previous.0[i] = g;
+            self.steps.0[i] = step;
+        }
+        rebuild(params, out)
+    }
+
+    fn state(&self) -> BTreeMap<String, Tensor> {
+        let mut s = BTreeMap::new();
+        self.previous.save("prev", &mut s);
+        self.steps.save("step_size", &mut s);
+        s
+    }
+
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) {
+        self.previous.load("prev", state);
+        self.steps.load("step_size", state);
+    }
+}
+
+/// A learning rate by epoch (or step), PyTorch's schedulers as closed forms: set it with
+/// [`Optimizer::set_lr`] before each epoch.
+///
+/// ```
+/// use ferrograd_nn::optim::{Optimizer, Schedule, Sgd};
+/// let mut opt = Sgd::new(0.1);
+/// let schedule = Schedule::Step { every: 10, gamma: 0.5 };
+/// for epoch in 0..30 {
+///     opt.set_lr(schedule.lr(0.1, epoch));
+///     // ... an epoch of opt.step(..)
+/// }
+/// assert_eq!(opt.lr(), 0.025);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Schedule {
+    /// The base rate throughout.
+    Constant,
+    /// `base · γ^⌊t / every⌋` (StepLR).
+    Step {
+        /// Epochs between decays.
+        every: u64,
+        /// The factor.
+        gamma: f64,
+    },
+    /// `base · γ^t` (ExponentialLR).
+    Exponential {
+        /// The factor per epoch.
+        gamma: f64,
+    },
+    /// `η_min + (base - η_min) (1 + cos(π t / T)) / 2` for `t ≤ T`, then `η_min`
+    /// (CosineAnnealingLR without restarts).
+    Cosine {
+        /// T, the epochs of the half cosine.
+        period: u64,
+        /// η_min.
+        min: f64,
+    },
+    /// Linear from `start · base` to `base` over the first `epochs`, then `base` (LinearLR,
+    /// the usual warm-up).
+    Warmup {
+        /// The epochs of the ramp.
+        epochs: u64,
+        /// The starting fraction of the base rate.
+        start: f64,
+    },
+}
+
+impl Schedule {
+    /// The learning rate at epoch `t` (from 0) for a base rate `base`.
+    pub fn lr(&self, base: f64, t: u64) -> f64 {
+        match *self {
+            Schedule::Constant => base,
+            Schedule::Step { every, gamma } => base * gamma.powi((t / every.max(1)) as i32),
+            Schedule::Exponential { gamma } => base * gamma.powi(t as i32),
+            Schedule::Cosine { period, min } => {
+                let t = t.min(period) as f64;
+                min + (base - min) * (1.0 + (std::f64::consts::PI * t / period.max(1) as f64).cos())
+                    / 2.0
+            }
+            Schedule::Warmup { epochs, start } => {
+                if t >= epochs {
+                    base
+                } else {
+                    base * (start + (1.0 - start) * t as f64 / epochs as f64)
+                }
+            }
+        }
     }
 }
 

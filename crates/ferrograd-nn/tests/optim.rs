@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use ferrograd::{DType, Tensor};
-use ferrograd_nn::optim::{clip_grad_norm, AdaGrad, Adam, Optimizer, RmsProp, Sgd};
+use ferrograd_nn::optim::{
+    clip_grad_norm, AdaGrad, Adadelta, Adam, Adamax, Optimizer, RmsProp, Rprop, Schedule, Sgd,
+};
 
 /// Runs `opt` for 5 steps on f(p) = Σ c_i p_i² (gradient 2 c p) over two leaves, and the
 /// textbook `reference(step, p, g, state) -> p` on plain numbers; both must agree.
@@ -120,6 +122,83 @@ fn adagrad_and_rmsprop() {
 }
 
 #[test]
+fn adamax_adadelta_and_rprop() {
+    agree(Adamax::new(0.002), |step, p, g, s| {
+        if s.is_empty() {
+            *s = vec![0.0, 0.0];
+        }
+        s[0] = 0.9 * s[0] + 0.1 * g;
+        s[1] = (0.999 * s[1]).max(g.abs() + 1e-8);
+        p - 0.002 / (1.0 - 0.9f64.powi(step as i32)) * s[0] / s[1]
+    });
+    agree(Adadelta::new(1.0), |_, p, g, s| {
+        if s.is_empty() {
+            *s = vec![0.0, 0.0];
+        }
+        s[0] = 0.9 * s[0] + 0.1 * g * g;
+        let delta = (s[1] + 1e-6).sqrt() / (s[0] + 1e-6).sqrt() * g;
+        s[1] = 0.9 * s[1] + 0.1 * delta * delta;
+        p - delta
+    });
+    // Rprop: the steps grow while the sign holds and shrink (skipping the update) on a flip;
+    // a large learning rate makes the quadratic's gradients flip
+    for lr in [0.01, 0.9] {
+        agree(Rprop::new(lr), move |_, p, g, s| {
+            if s.is_empty() {
+                *s = vec![0.0, lr];
+            }
+            let agree = g * s[0];
+            let factor = if agree > 0.0 {
+                1.2
+            } else if agree < 0.0 {
+                0.5
+            } else {
+                1.0
+            };
+            s[1] = (s[1] * factor).clamp(1e-6, 50.0);
+            let g = if agree < 0.0 { 0.0 } else { g };
+            s[0] = g;
+            p - g.signum() * if g == 0.0 { 0.0 } else { s[1] }
+        });
+    }
+}
+
+#[test]
+fn schedules_follow_pytorchs_closed_forms() {
+    let base = 0.1;
+    let step = Schedule::Step {
+        every: 3,
+        gamma: 0.1,
+    };
+    let got: Vec<f64> = (0..7).map(|t| step.lr(base, t)).collect();
+    let want = [0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.001];
+    for (a, b) in got.iter().zip(want) {
+        assert!((a - b).abs() < 1e-15, "{got:?}");
+    }
+    assert!((Schedule::Exponential { gamma: 0.9 }.lr(base, 2) - 0.081).abs() < 1e-15);
+    let cosine = Schedule::Cosine {
+        period: 10,
+        min: 0.001,
+    };
+    assert_eq!(cosine.lr(base, 0), base);
+    assert!((cosine.lr(base, 5) - (0.001 + 0.099 / 2.0)).abs() < 1e-15);
+    assert_eq!(cosine.lr(base, 10), 0.001);
+    assert_eq!(cosine.lr(base, 25), 0.001);
+    let warmup = Schedule::Warmup {
+        epochs: 4,
+        start: 0.25,
+    };
+    let got: Vec<f64> = (0..6).map(|t| warmup.lr(base, t)).collect();
+    let want = [0.025, 0.04375, 0.0625, 0.08125, 0.1, 0.1];
+    for (a, b) in got.iter().zip(want) {
+        assert!((a - b).abs() < 1e-15, "{got:?}");
+    }
+    let mut opt = Adam::new(0.1);
+    opt.set_lr(Schedule::Constant.lr(0.5, 3));
+    assert_eq!(opt.lr(), 0.5);
+}
+
+#[test]
 fn optimizer_state_round_trips() {
     let p = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
     let g = Tensor::from_vec(vec![0.5f64, -1.0], &[2]);
@@ -133,6 +212,24 @@ fn optimizer_state_round_trips() {
         a.step(&p1, &g).to_vec::<f64>(),
         b.step(&p1, &g).to_vec::<f64>()
     );
+    // the others: two steps, save, then one more step from the saved state
+    fn round_trip<O: Optimizer + Clone>(fresh: O, p: &Tensor, g: &Tensor) {
+        let mut a = fresh.clone();
+        let p1 = a.step(p, g);
+        let p2 = a.step(&p1, &(g * -0.5));
+        let mut b = fresh;
+        b.load_state(&a.state());
+        assert_eq!(
+            a.step(&p2, g).to_vec::<f64>(),
+            b.step(&p2, g).to_vec::<f64>()
+        );
+    }
+    round_trip(Adamax::new(0.1), &p, &g);
+    round_trip(Adadelta::new(1.0), &p, &g);
+    round_trip(Rprop::new(0.1), &p, &g);
+    round_trip(AdaGrad::new(0.1), &p, &g);
+    round_trip(RmsProp::new(0.1), &p, &g);
+    round_trip(Sgd::new(0.1).momentum(0.9), &p, &g);
 }
 
 #[test]
@@ -175,11 +272,25 @@ fn hyper_parameters_out_of_range_are_refused_where_they_are_set() {
     refused("RmsProp: lr", || {
         RmsProp::new(f64::NAN);
     });
+    refused("Adamax: lr", || {
+        Adamax::new(f64::NAN);
+    });
+    refused("Adadelta: lr", || {
+        Adadelta::new(-1.0);
+    });
+    refused("Rprop: lr", || {
+        Rprop::new(f64::INFINITY);
+    });
     // a public field assigned later is checked at the next step
     let p = vec![ferrograd::Tensor::scalar(1.0f64)];
     refused("Adam: betas.1 must be in [0, 1), got 1", || {
         let mut opt = Adam::new(0.1);
         opt.betas = (0.9, 1.0);
+        opt.step(&p, &p);
+    });
+    refused("Rprop: needs 0 < etas.0 < 1 < etas.1", || {
+        let mut opt = Rprop::new(0.1);
+        opt.etas = (1.5, 1.2);
         opt.step(&p, &p);
     });
 }
