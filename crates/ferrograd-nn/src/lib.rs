@@ -15,7 +15,8 @@
 //! - [`functionalize`]: any module as a plain function of (parameters, input) for `grad`;
 //! - [`models`] and [`primitives`]: the seed's model and module primitives; [`loss`]: its
 //!   losses, batch-aware; [`util`]: casts, one-hot, lookups;
-//! - [`optim`]: optimizers over parameter trees; [`checkpoint`]: safetensors files.
+//! - [`optim`]: optimizers over parameter trees and learning-rate schedules; [`init`]:
+//!   initial weights; [`checkpoint`]: safetensors files.
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
@@ -24,6 +25,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod fns;
 pub mod functional;
+pub mod init;
 pub mod layers;
 pub mod loss;
 pub mod models;

@@ -52,6 +52,7 @@ pub use gradcheck::{gradcheck, gradgradcheck, GradcheckReport, LeafCheck};
 pub use op::Op;
 pub use ops::elementwise::{Binary, Compare, ScalarOp, Unary};
 pub use ops::index::IndexOp;
+pub use ops::linalg::Coefficient;
 pub use ops::nn::NnOp;
 pub use ops::reduce::{DimList, Reduction};
 pub use ops::shape::ShapeOp;

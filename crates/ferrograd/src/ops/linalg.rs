@@ -117,4 +117,142 @@ impl Tensor {
         }
         self.matmul(other)
     }
+
+    /// `β · self + α · (m1 @ m2)` for matrices (PyTorch's `addmm`); `self` broadcasts to the
+    /// product's shape. `β` and `α` are numbers or tensors (then they get gradients too).
+    ///
+    /// ```
+    /// use ferrograd::{DType, Tensor};
+    /// let c = Tensor::ones(&[2, 2], DType::F64);
+    /// let a = Tensor::eye(2, DType::F64);
+    /// let y = c.addmm(&a, &a, 0.5, 2.0);
+    /// assert_eq!(y.to_vec::<f64>(), vec![2.5, 0.5, 0.5, 2.5]);
+    /// ```
+    #[track_caller]
+    pub fn addmm(
+        &self,
+        m1: &Tensor,
+        m2: &Tensor,
+        beta: impl Coefficient,
+        alpha: impl Coefficient,
+    ) -> Tensor {
+        add_scaled(self, beta, &m1.mm(m2), alpha)
+    }
+
+    /// `β · self + α · (matrix @ vector)` (PyTorch's `addmv`).
+    #[track_caller]
+    pub fn addmv(
+        &self,
+        matrix: &Tensor,
+        vector: &Tensor,
+        beta: impl Coefficient,
+        alpha: impl Coefficient,
+    ) -> Tensor {
+        add_scaled(self, beta, &matrix.mv(vector), alpha)
+    }
+
+    /// `β · self + α · (v1 ⊗ v2)` (PyTorch's `addr`).
+    #[track_caller]
+    pub fn addr(
+        &self,
+        v1: &Tensor,
+        v2: &Tensor,
+        beta: impl Coefficient,
+        alpha: impl Coefficient,
+    ) -> Tensor {
+        add_scaled(self, beta, &v1.outer(v2), alpha)
+    }
+
+    /// `β · self + α · (b1 @ b2)` for batches of matrices `[B, n, m]` and `[B, m, p]`
+    /// (PyTorch's `baddbmm`).
+    #[track_caller]
+    pub fn baddbmm(
+        &self,
+        b1: &Tensor,
+        b2: &Tensor,
+        beta: impl Coefficient,
+        alpha: impl Coefficient,
+    ) -> Tensor {
+        add_scaled(self, beta, &b1.bmm(b2), alpha)
+    }
+
+    /// `β · self + α · Σ_b (b1[b] @ b2[b])`: the batch's products summed (PyTorch's
+    /// `addbmm`).
+    #[track_caller]
+    pub fn addbmm(
+        &self,
+        b1: &Tensor,
+        b2: &Tensor,
+        beta: impl Coefficient,
+        alpha: impl Coefficient,
+    ) -> Tensor {
+        add_scaled(self, beta, &b1.bmm(b2).sum_dim(0, false), alpha)
+    }
+}
+
+/// A scale factor of [`Tensor::addmm`] and its relatives: a number, or a tensor (one
+/// element, or broadcasting) that is differentiated like any other.
+pub trait Coefficient {
+    /// `self · t`.
+    fn scale(self, t: &Tensor) -> Tensor;
+    /// True for the number 1 (no multiplication needed).
+    fn is_one(&self) -> bool {
+        false
+    }
+    /// True for the number 0 (the term is dropped, as PyTorch ignores `input` when β = 0,
+    /// NaN and infinity included).
+    fn is_zero(&self) -> bool {
+        false
+    }
+}
+
+impl Coefficient for f64 {
+    fn scale(self, t: &Tensor) -> Tensor {
+        t * self
+    }
+    fn is_one(&self) -> bool {
+        *self == 1.0
+    }
+    fn is_zero(&self) -> bool {
+        *self == 0.0
+    }
+}
+
+impl Coefficient for &Tensor {
+    fn scale(self, t: &Tensor) -> Tensor {
+        t * self
+    }
+}
+
+/// `β · input + α · product`, `input` broadcast to the product's shape.
+#[track_caller]
+fn add_scaled(
+    input: &Tensor,
+    beta: impl Coefficient,
+    product: &Tensor,
+    alpha: impl Coefficient,
+) -> Tensor {
+    if crate::broadcast_shapes(input.shape(), product.shape()).as_deref() != Some(product.shape()) {
+        panic!(
+            "ferrograd: addmm and its relatives: input of shape {:?} does not broadcast to the \
+             product's shape {:?} (at {})",
+            input.shape(),
+            product.shape(),
+            ferrograd_array::Site(std::panic::Location::caller())
+        );
+    }
+    let p = if alpha.is_one() {
+        product.clone()
+    } else {
+        alpha.scale(product)
+    };
+    if beta.is_zero() {
+        return p;
+    }
+    let i = if beta.is_one() {
+        input.clone()
+    } else {
+        beta.scale(input)
+    };
+    &i + &p
 }

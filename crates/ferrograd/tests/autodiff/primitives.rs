@@ -900,3 +900,69 @@ fn sorting_values_against_a_reference() {
     });
     assert!(msg.contains("kthvalue: k = 0 must be in 1..=4"), "{msg}");
 }
+
+#[test]
+fn products_with_an_added_term() {
+    // numbers as coefficients, and tensors (which then get gradients)
+    check("addmm", &[&[3], &[3, 4], &[4, 3]], -1.0, 1.0, |p| {
+        p[0].addmm(&p[1], &p[2], 0.5, -2.0)
+    });
+    check(
+        "addmm tensor coefficients",
+        &[&[3, 3], &[3, 4], &[4, 3], &[], &[1]],
+        -1.0,
+        1.0,
+        |p| p[0].addmm(&p[1], &p[2], &p[3], &p[4]),
+    );
+    check("addmv", &[&[3], &[3, 4], &[4], &[]], -1.0, 1.0, |p| {
+        p[0].addmv(&p[1], &p[2], 1.0, &p[3])
+    });
+    check("addr", &[&[3, 4], &[3], &[4]], -1.0, 1.0, |p| {
+        p[0].addr(&p[1], &p[2], 2.0, 1.0)
+    });
+    check(
+        "baddbmm",
+        &[&[2, 3, 2], &[2, 3, 4], &[2, 4, 2]],
+        -1.0,
+        1.0,
+        |p| p[0].baddbmm(&p[1], &p[2], 0.3, 0.7),
+    );
+    check(
+        "addbmm",
+        &[&[3, 2], &[2, 3, 4], &[2, 4, 2], &[]],
+        -1.0,
+        1.0,
+        |p| p[0].addbmm(&p[1], &p[2], &p[3], 1.5),
+    );
+}
+
+#[test]
+fn products_with_an_added_term_against_a_reference() {
+    let c = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    // 0.5 c + 2 (a @ a): a @ a = [[7, 10], [15, 22]]
+    assert_eq!(
+        c.addmm(&a, &a, 0.5, 2.0).to_vec::<f64>(),
+        vec![14.5, 21.0, 30.5, 45.0]
+    );
+    // β = 0 ignores the input, NaN included (PyTorch's rule)
+    let nan = Tensor::from_vec(vec![f64::NAN, 0.0], &[2]);
+    assert_eq!(
+        nan.addmm(&a, &a, 0.0, 1.0).to_vec::<f64>(),
+        vec![7.0, 10.0, 15.0, 22.0]
+    );
+    // addbmm sums the batch: two copies of a
+    let b = Tensor::stack(&[&a, &a], 0);
+    assert_eq!(
+        c.addbmm(&b, &b, 1.0, 1.0).to_vec::<f64>(),
+        vec![15.0, 22.0, 31.0, 46.0]
+    );
+    let msg = panic_message(|| {
+        Tensor::ones(&[3], DType::F64).addmm(&a, &a, 1.0, 1.0);
+    });
+    assert!(
+        msg.contains("input of shape [3] does not broadcast to the product's shape [2, 2]"),
+        "{msg}"
+    );
+    assert!(msg.contains("primitives.rs"), "{msg}");
+}
