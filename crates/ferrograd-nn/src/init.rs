@@ -124,7 +124,8 @@ pub fn trunc_normal(
 ) -> Tensor {
     let site = ferrograd::array::Site(std::panic::Location::caller());
     // at least ~1% of draws must land inside, or redrawing would not end
-    if !(low < high) || !(std > 0.0) || mean + 3.0 * std < low || mean - 3.0 * std > high {
+    let reachable = low < high && std > 0.0 && mean + 3.0 * std >= low && mean - 3.0 * std <= high;
+    if !reachable {
         panic!(
             "ferrograd: trunc_normal: [{low}, {high}] must be an interval that Normal({mean}, {std}) reaches (at {site})"
         );
