@@ -636,3 +636,100 @@ fn layers_check_their_arguments_at_the_callers_line() {
         "{message}"
     );
 }
+
+#[test]
+fn regression_and_divergence_losses_with_every_reduction() {
+    use F::Reduce;
+    let mut rng = Generator::new(31);
+    let p = rand(&mut rng, &[3, 4]);
+    let t = rand(&mut rng, &[3, 4]);
+    let (pv, tv) = (p.to_f64_vec(), t.to_f64_vec());
+    type Term = fn(f64, f64) -> f64;
+    let smooth: Term = |p, t| {
+        let d = (p - t).abs();
+        if d < 0.3 {
+            0.5 * d * d / 0.3
+        } else {
+            d - 0.15
+        }
+    };
+    let huber: Term = |p, t| {
+        let d = (p - t).abs();
+        if d <= 0.3 {
+            0.5 * d * d
+        } else {
+            0.3 * (d - 0.15)
+        }
+    };
+    type Loss = fn(&Tensor, &Tensor, Reduce) -> Tensor;
+    let cases: [(&str, Loss, Term); 4] = [
+        ("l1", |p, t, r| F::l1_loss(p, t, r), |p, t| (p - t).abs()),
+        (
+            "mse",
+            |p, t, r| F::mse_loss(p, t, r),
+            |p, t| (p - t) * (p - t),
+        ),
+        (
+            "smooth_l1",
+            |p, t, r| F::smooth_l1_loss(p, t, 0.3, r),
+            smooth,
+        ),
+        ("huber", |p, t, r| F::huber_loss(p, t, 0.3, r), huber),
+    ];
+    for (name, loss, term) in cases {
+        let want: Vec<f64> = pv.iter().zip(&tv).map(|(&a, &b)| term(a, b)).collect();
+        let none = loss(&p, &t, Reduce::None);
+        assert_eq!(none.shape(), &[3, 4]);
+        for (a, b) in none.to_f64_vec().iter().zip(&want) {
+            assert!((a - b).abs() < 1e-12, "{name}: {a} vs {b}");
+        }
+        let sum: f64 = want.iter().sum();
+        assert!(
+            (loss(&p, &t, Reduce::Sum).item::<f64>() - sum).abs() < 1e-12,
+            "{name}"
+        );
+        assert!((loss(&p, &t, Reduce::Mean).item::<f64>() - sum / 12.0).abs() < 1e-12);
+        assert!((loss(&p, &t, Reduce::BatchMean).item::<f64>() - sum / 3.0).abs() < 1e-12);
+        let f = |q: &Vec<Tensor>| loss(&q[0], &q[1], Reduce::Sum);
+        let params = vec![p.clone(), t.clone()];
+        assert!(gradcheck(f, &params, (), 1e-6).passed(), "{name}");
+        assert!(
+            gradgradcheck(f, &params, (), 1e-5).passed(),
+            "{name} second order"
+        );
+    }
+    // kl: log-probabilities against probabilities with a zero, and with log targets
+    let q = rand(&mut rng, &[2, 3]).log_softmax(1);
+    let target = Tensor::from_vec(vec![0.2f64, 0.0, 0.8, 0.5, 0.25, 0.25], &[2, 3]);
+    let (qv, tv) = (q.to_f64_vec(), target.to_f64_vec());
+    let want: f64 = qv
+        .iter()
+        .zip(&tv)
+        .map(|(&q, &t)| if t > 0.0 { t * (t.ln() - q) } else { 0.0 })
+        .sum::<f64>()
+        / 2.0;
+    let kl = F::kl_div(&q, &target, Reduce::BatchMean, false).item::<f64>();
+    assert!((kl - want).abs() < 1e-12, "{kl} vs {want}");
+    let kl_log = F::kl_div(
+        &q,
+        &target.clamp(Some(1e-300), None).log(),
+        Reduce::BatchMean,
+        true,
+    );
+    assert!((kl_log.item::<f64>() - want).abs() < 1e-12);
+    let f = |x: &Vec<Tensor>| F::kl_div(&x[0], &target, Reduce::Sum, false);
+    assert!(gradcheck(f, &vec![q.clone()], (), 1e-6).passed());
+    let (g, _) = grad(|t: &Tensor| F::kl_div(&q, t, Reduce::Sum, false)).call(&target, ());
+    assert!(
+        g.to_f64_vec().iter().all(|v| v.is_finite()),
+        "no NaN where t = 0"
+    );
+    let msg = panic_at(|| {
+        F::huber_loss(&p, &t, -1.0, Reduce::Mean);
+    })
+    .0;
+    assert!(
+        msg.contains("huber_loss: delta must be finite and >= 0, got -1"),
+        "{msg}"
+    );
+}

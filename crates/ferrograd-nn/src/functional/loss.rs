@@ -135,3 +135,145 @@ pub fn parallel_criterion(terms: &[(f64, CriterionFn<'_>, &Tensor, &Tensor)]) ->
     }
     total.unwrap_or_else(|| panic!("ferrograd: parallel_criterion: needs at least one criterion"))
 }
+
+/// How a loss reduces its elementwise terms (PyTorch's `reduction`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reduce {
+    /// The mean over every element (PyTorch's default).
+    #[default]
+    Mean,
+    /// The sum.
+    Sum,
+    /// No reduction: the terms, in the input's shape.
+    None,
+    /// The sum divided by the batch size (dim 0): `kl_div`'s mathematically right mean.
+    BatchMean,
+}
+
+impl Reduce {
+    /// Applies the reduction to elementwise `terms`.
+    pub fn apply(self, terms: &Tensor) -> Tensor {
+        match self {
+            Reduce::Mean => terms.mean(),
+            Reduce::Sum => terms.sum(),
+            Reduce::None => terms.clone(),
+            Reduce::BatchMean => {
+                let n = if terms.ndim() == 0 { 1 } else { terms.size(0) };
+                terms.sum() * (1.0 / n.max(1) as f64)
+            }
+        }
+    }
+}
+
+/// Panics naming `op` unless `a` and `b` have one shape.
+#[track_caller]
+fn same_shape(op: &str, what: (&str, &str), a: &Tensor, b: &Tensor) {
+    if a.shape() != b.shape() {
+        panic!(
+            "ferrograd: {op}: {} {:?} and {} {:?} differ in shape (at {})",
+            what.0,
+            a.shape(),
+            what.1,
+            b.shape(),
+            ferrograd::array::Site(std::panic::Location::caller())
+        );
+    }
+}
+
+/// Mean absolute error `|prediction - target|`, reduced (PyTorch's `l1_loss`).
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional::{self as F, Reduce};
+/// let p = Tensor::from_vec(vec![1.0f64, -2.0], &[2]);
+/// let t = Tensor::from_vec(vec![0.5f64, 0.0], &[2]);
+/// assert_eq!(F::l1_loss(&p, &t, Reduce::Sum).item::<f64>(), 2.5);
+/// ```
+#[track_caller]
+pub fn l1_loss(prediction: &Tensor, target: &Tensor, reduction: Reduce) -> Tensor {
+    same_shape("l1_loss", ("prediction", "target"), prediction, target);
+    reduction.apply(&(prediction - target).abs())
+}
+
+/// Squared error `(prediction - target)²`, reduced (PyTorch's `mse_loss`; [`mse`] is its
+/// mean).
+#[track_caller]
+pub fn mse_loss(prediction: &Tensor, target: &Tensor, reduction: Reduce) -> Tensor {
+    same_shape("mse_loss", ("prediction", "target"), prediction, target);
+    reduction.apply(&(prediction - target).square())
+}
+
+/// Smooth L1: `0.5 d² / β` where `|d| < β`, else `|d| - 0.5 β`, for `d = prediction -
+/// target` (PyTorch's `smooth_l1_loss`; `β = 0` is the L1 loss).
+#[track_caller]
+pub fn smooth_l1_loss(
+    prediction: &Tensor,
+    target: &Tensor,
+    beta: f64,
+    reduction: Reduce,
+) -> Tensor {
+    same_shape(
+        "smooth_l1_loss",
+        ("prediction", "target"),
+        prediction,
+        target,
+    );
+    check_positive("smooth_l1_loss", "beta", beta);
+    let d = (prediction - target).abs();
+    if beta == 0.0 {
+        return reduction.apply(&d);
+    }
+    let near = d.lt_scalar(beta);
+    let terms = Tensor::where_(&near, &(d.square() * (0.5 / beta)), &(&d - 0.5 * beta));
+    reduction.apply(&terms)
+}
+
+/// Huber: `0.5 d²` where `|d| ≤ δ`, else `δ (|d| - 0.5 δ)` (PyTorch's `huber_loss`;
+/// smooth L1 times δ).
+#[track_caller]
+pub fn huber_loss(prediction: &Tensor, target: &Tensor, delta: f64, reduction: Reduce) -> Tensor {
+    same_shape("huber_loss", ("prediction", "target"), prediction, target);
+    check_positive("huber_loss", "delta", delta);
+    let d = (prediction - target).abs();
+    let near = d.le_scalar(delta);
+    let terms = Tensor::where_(&near, &(d.square() * 0.5), &((&d - 0.5 * delta) * delta));
+    reduction.apply(&terms)
+}
+
+/// Kullback-Leibler divergence of `target` from the distribution whose log-probabilities
+/// are `input`: `t (ln t - input)`, 0 where `t = 0` (PyTorch's `kl_div`; with `log_target`
+/// the target is given as log-probabilities, `eᵗ (t - input)`). Use [`Reduce::BatchMean`]
+/// for the divergence per example.
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional::{self as F, Reduce};
+/// let q = Tensor::from_vec(vec![0.5f64, 0.5], &[1, 2]).log();
+/// let p = Tensor::from_vec(vec![1.0f64, 0.0], &[1, 2]);
+/// let kl = F::kl_div(&q, &p, Reduce::BatchMean, false).item::<f64>();
+/// assert!((kl - 2f64.ln()).abs() < 1e-15);
+/// ```
+#[track_caller]
+pub fn kl_div(input: &Tensor, target: &Tensor, reduction: Reduce, log_target: bool) -> Tensor {
+    same_shape("kl_div", ("input", "target"), input, target);
+    let terms = if log_target {
+        &target.exp() * &(target - input)
+    } else {
+        // t ln t with 0 ln 0 = 0, and no NaN gradient through the masked branch
+        let positive = target.gt_scalar(0.0);
+        let safe = Tensor::where_(&positive, target, &target.ones_like());
+        let t_log_t = target * &safe.log();
+        &t_log_t - &(target * input)
+    };
+    reduction.apply(&terms)
+}
+
+#[track_caller]
+fn check_positive(op: &str, name: &str, value: f64) {
+    if !(value.is_finite() && value >= 0.0) {
+        panic!(
+            "ferrograd: {op}: {name} must be finite and >= 0, got {value} (at {})",
+            ferrograd::array::Site(std::panic::Location::caller())
+        );
+    }
+}
