@@ -233,9 +233,12 @@ pub struct Adam {
     pub weight_decay: f64,
     /// AdamW's decoupled weight decay.
     pub decoupled: bool,
+    /// AMSGrad: divide by the largest `v` so far instead of the current one.
+    pub amsgrad: bool,
     steps: u64,
     m: Buffers,
     v: Buffers,
+    v_max: Buffers,
 }
 
 impl Adam {
@@ -249,10 +252,18 @@ impl Adam {
             eps: 1e-8,
             weight_decay: 0.0,
             decoupled: false,
+            amsgrad: false,
             steps: 0,
             m: Buffers::default(),
             v: Buffers::default(),
+            v_max: Buffers::default(),
         }
+    }
+
+    /// Turns AMSGrad on or off.
+    pub fn amsgrad(mut self, on: bool) -> Adam {
+        self.amsgrad = on;
+        self
     }
 
     /// AdamW with PyTorch's defaults (weight decay 0.01).
@@ -291,6 +302,9 @@ impl Optimizer for Adam {
         let (ps, gs) = (detached(params), detached(grads));
         self.m.ensure(&ps);
         self.v.ensure(&ps);
+        if self.amsgrad {
+            self.v_max.ensure(&ps);
+        }
         self.steps += 1;
         let (b1, b2) = self.betas;
         let t = self.steps as i32;
@@ -308,7 +322,14 @@ impl Optimizer for Adam {
             };
             let m = &(&self.m.0[i] * b1) + &(&g * (1.0 - b1));
             let v = &(&self.v.0[i] * b2) + &(&g.square() * (1.0 - b2));
-            let update = &(&m * (1.0 / c1)) / &(&(&v * (1.0 / c2)).sqrt() + self.eps);
+            let denominator = if self.amsgrad {
+                let v_max = self.v_max.0[i].maximum(&v);
+                self.v_max.0[i] = v_max.clone();
+                v_max
+            } else {
+                v.clone()
+            };
+            let update = &(&m * (1.0 / c1)) / &(&(&denominator * (1.0 / c2)).sqrt() + self.eps);
             out.push(&p - &(&update * self.lr));
             self.m.0[i] = m;
             self.v.0[i] = v;
@@ -321,6 +342,7 @@ impl Optimizer for Adam {
         s.insert("step".into(), Tensor::scalar(self.steps as i64));
         self.m.save("exp_avg", &mut s);
         self.v.save("exp_avg_sq", &mut s);
+        self.v_max.save("max_exp_avg_sq", &mut s);
         s
     }
 
@@ -328,6 +350,7 @@ impl Optimizer for Adam {
         self.steps = state.get("step").map_or(0, |t| t.item::<i64>() as u64);
         self.m.load("exp_avg", state);
         self.v.load("exp_avg_sq", state);
+        self.v_max.load("max_exp_avg_sq", state);
     }
 }
 
@@ -340,6 +363,8 @@ pub struct AdaGrad {
     pub lr_decay: f64,
     /// ε (PyTorch's default 1e-10).
     pub eps: f64,
+    /// Weight decay λ (adds `λ p` to the gradient).
+    pub weight_decay: f64,
     steps: u64,
     sums: Buffers,
 }
@@ -353,6 +378,7 @@ impl AdaGrad {
             lr,
             lr_decay: 0.0,
             eps: 1e-10,
+            weight_decay: 0.0,
             steps: 0,
             sums: Buffers::default(),
         }
@@ -368,6 +394,7 @@ impl Optimizer for AdaGrad {
             ("lr", self.lr),
             ("lr_decay", self.lr_decay),
             ("eps", self.eps),
+            ("weight_decay", self.weight_decay),
         ] {
             check("AdaGrad", name, v, false);
         }
@@ -377,6 +404,7 @@ impl Optimizer for AdaGrad {
         let lr = self.lr / (1.0 + (self.steps - 1) as f64 * self.lr_decay);
         let mut out = Vec::with_capacity(ps.len());
         for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {
+            let g = &decayed(g, p, self.weight_decay);
             let s = &self.sums.0[i] + &g.square();
             out.push(p - &(&(g / &(&s.sqrt() + self.eps)) * lr));
             self.sums.0[i] = s;
@@ -406,7 +434,16 @@ pub struct RmsProp {
     pub alpha: f64,
     /// ε (PyTorch's default 1e-8).
     pub eps: f64,
+    /// Weight decay λ (adds `λ p` to the gradient).
+    pub weight_decay: f64,
+    /// Momentum μ on the scaled step (0: none).
+    pub momentum: f64,
+    /// Centered: divide by an estimate of the gradient's standard deviation
+    /// (`v - mean(g)²`) instead of its root mean square.
+    pub centered: bool,
     squares: Buffers,
+    means: Buffers,
+    velocity: Buffers,
 }
 
 impl RmsProp {
@@ -418,8 +455,27 @@ impl RmsProp {
             lr,
             alpha: 0.99,
             eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
             squares: Buffers::default(),
+            means: Buffers::default(),
+            velocity: Buffers::default(),
         }
+    }
+
+    /// Sets the momentum.
+    #[track_caller]
+    pub fn momentum(mut self, momentum: f64) -> RmsProp {
+        check("RmsProp", "momentum", momentum, false);
+        self.momentum = momentum;
+        self
+    }
+
+    /// Turns the centered variant on or off.
+    pub fn centered(mut self, on: bool) -> RmsProp {
+        self.centered = on;
+        self
     }
 }
 
@@ -431,12 +487,38 @@ impl Optimizer for RmsProp {
         check("RmsProp", "lr", self.lr, false);
         check("RmsProp", "alpha", self.alpha, false);
         check("RmsProp", "eps", self.eps, false);
+        check("RmsProp", "weight_decay", self.weight_decay, false);
+        check("RmsProp", "momentum", self.momentum, false);
         let (ps, gs) = (detached(params), detached(grads));
         self.squares.ensure(&ps);
+        if self.centered {
+            self.means.ensure(&ps);
+        }
+        if self.momentum > 0.0 {
+            self.velocity.ensure(&ps);
+        }
+        let a = self.alpha;
         let mut out = Vec::with_capacity(ps.len());
         for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {
-            let v = &(&self.squares.0[i] * self.alpha) + &(&g.square() * (1.0 - self.alpha));
-            out.push(p - &(&(g / &(&v.sqrt() + self.eps)) * self.lr));
+            let g = &decayed(g, p, self.weight_decay);
+            let v = &(&self.squares.0[i] * a) + &(&g.square() * (1.0 - a));
+            let spread = if self.centered {
+                let mean = &(&self.means.0[i] * a) + &(g * (1.0 - a));
+                let spread = &v - &mean.square();
+                self.means.0[i] = mean;
+                spread
+            } else {
+                v.clone()
+            };
+            let scaled = g / &(&spread.sqrt() + self.eps);
+            let step = if self.momentum > 0.0 {
+                let b = &(&self.velocity.0[i] * self.momentum) + &scaled;
+                self.velocity.0[i] = b.clone();
+                b
+            } else {
+                scaled
+            };
+            out.push(p - &(&step * self.lr));
             self.squares.0[i] = v;
         }
         rebuild(params, out)
@@ -445,11 +527,15 @@ impl Optimizer for RmsProp {
     fn state(&self) -> BTreeMap<String, Tensor> {
         let mut s = BTreeMap::new();
         self.squares.save("square_avg", &mut s);
+        self.means.save("grad_avg", &mut s);
+        self.velocity.save("momentum_buffer", &mut s);
         s
     }
 
     fn load_state(&mut self, state: &BTreeMap<String, Tensor>) {
         self.squares.load("square_avg", state);
+        self.means.load("grad_avg", state);
+        self.velocity.load("momentum_buffer", state);
     }
 }
 
@@ -768,6 +854,25 @@ impl Schedule {
             }
         }
     }
+}
+
+/// Clamps every gradient element into `[-clip, clip]` (PyTorch's `clip_grad_value_`).
+#[track_caller]
+pub fn clip_grad_value<P: Tree>(grads: &P, clip: f64) -> P {
+    check("clip_grad_value", "clip", clip, false);
+    rebuild(
+        grads,
+        detached(grads)
+            .iter()
+            .map(|g| {
+                if g.dtype().is_float() {
+                    g.clamp(Some(-clip), Some(clip))
+                } else {
+                    g.clone()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Scales the gradients so their global 2-norm is at most `max_norm`; returns them and the

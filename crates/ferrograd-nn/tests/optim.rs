@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use ferrograd::{DType, Tensor};
 use ferrograd_nn::optim::{
-    clip_grad_norm, AdaGrad, Adadelta, Adam, Adamax, Optimizer, RmsProp, Rprop, Schedule, Sgd,
+    clip_grad_norm, clip_grad_value, AdaGrad, Adadelta, Adam, Adamax, Optimizer, RmsProp, Rprop,
+    Schedule, Sgd,
 };
 
 /// Runs `opt` for 5 steps on f(p) = Σ c_i p_i² (gradient 2 c p) over two leaves, and the
@@ -164,6 +165,51 @@ fn adamax_adadelta_and_rprop() {
 }
 
 #[test]
+fn optimizer_options_amsgrad_centered_momentum_and_decay() {
+    agree(Adam::new(0.01).amsgrad(true), |step, p, g, s| {
+        if s.is_empty() {
+            *s = vec![0.0; 3];
+        }
+        s[0] = 0.9 * s[0] + 0.1 * g;
+        s[1] = 0.999 * s[1] + 0.001 * g * g;
+        s[2] = s[2].max(s[1]);
+        let mh = s[0] / (1.0 - 0.9f64.powi(step as i32));
+        let vh = s[2] / (1.0 - 0.999f64.powi(step as i32));
+        p - 0.01 * mh / (vh.sqrt() + 1e-8)
+    });
+    let mut rms = RmsProp::new(0.01).momentum(0.9).centered(true);
+    rms.weight_decay = 0.1;
+    agree(rms, |_, p, g, s| {
+        if s.is_empty() {
+            *s = vec![0.0; 3];
+        }
+        let g = g + 0.1 * p;
+        s[0] = 0.99 * s[0] + 0.01 * g * g;
+        s[1] = 0.99 * s[1] + 0.01 * g;
+        let avg = (s[0] - s[1] * s[1]).sqrt() + 1e-8;
+        s[2] = 0.9 * s[2] + g / avg;
+        p - 0.01 * s[2]
+    });
+    let mut ada = AdaGrad::new(0.1);
+    ada.weight_decay = 0.5;
+    agree(ada, |_, p, g, s| {
+        if s.is_empty() {
+            *s = vec![0.0];
+        }
+        let g = g + 0.5 * p;
+        s[0] += g * g;
+        p - 0.1 * g / (s[0].sqrt() + 1e-10)
+    });
+    let g = (
+        Tensor::from_vec(vec![0.5f64, -3.0, 2.0], &[3]),
+        Tensor::from_vec(vec![7i64], &[1]),
+    );
+    let clipped = clip_grad_value(&g, 1.0);
+    assert_eq!(clipped.0.to_vec::<f64>(), vec![0.5, -1.0, 1.0]);
+    assert_eq!(clipped.1.to_vec::<i64>(), vec![7]);
+}
+
+#[test]
 fn schedules_follow_pytorchs_closed_forms() {
     let base = 0.1;
     let step = Schedule::Step {
@@ -228,7 +274,8 @@ fn optimizer_state_round_trips() {
     round_trip(Adadelta::new(1.0), &p, &g);
     round_trip(Rprop::new(0.1), &p, &g);
     round_trip(AdaGrad::new(0.1), &p, &g);
-    round_trip(RmsProp::new(0.1), &p, &g);
+    round_trip(RmsProp::new(0.1).centered(true).momentum(0.5), &p, &g);
+    round_trip(Adam::new(0.1).amsgrad(true), &p, &g);
     round_trip(Sgd::new(0.1).momentum(0.9), &p, &g);
 }
 
