@@ -621,6 +621,191 @@ impl Optimizer for Adamax {
     }
 }
 
+/// NAdam (Adam with Nesterov momentum, Dozat), as PyTorch: momentum decay ψ = 0.004
+/// schedules `μₜ = β₁ (1 - ½ · 0.96^(t ψ))`; with `m`, `v` as Adam's and
+/// `d = sqrt(v / (1 - β₂ᵗ)) + ε`, `p ← p - lr (1 - μₜ) / (1 - Πμ) · g / d
+/// - lr μₜ₊₁ / (1 - Πμ · μₜ₊₁) · m / d` (defaults lr 0.002, β = (0.9, 0.999), ε = 1e-8).
+#[derive(Clone, Debug)]
+pub struct NAdam {
+    /// Learning rate.
+    pub lr: f64,
+    /// β₁, β₂.
+    pub betas: (f64, f64),
+    /// ε.
+    pub eps: f64,
+    /// ψ.
+    pub momentum_decay: f64,
+    steps: u64,
+    mu_product: f64,
+    m: Buffers,
+    v: Buffers,
+}
+
+impl NAdam {
+    /// NAdam at `lr` with PyTorch's other defaults.
+    #[track_caller]
+    pub fn new(lr: f64) -> NAdam {
+        check("NAdam", "lr", lr, false);
+        NAdam {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            momentum_decay: 0.004,
+            steps: 0,
+            mu_product: 1.0,
+            m: Buffers::default(),
+            v: Buffers::default(),
+        }
+    }
+}
+
+impl Optimizer for NAdam {
+    lr_field!();
+
+    #[track_caller]
+    fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
+        for (name, v, below_one) in [
+            ("lr", self.lr, false),
+            ("betas.0", self.betas.0, true),
+            ("betas.1", self.betas.1, true),
+            ("eps", self.eps, false),
+            ("momentum_decay", self.momentum_decay, false),
+        ] {
+            check("NAdam", name, v, below_one);
+        }
+        let (ps, gs) = (detached(params), detached(grads));
+        self.m.ensure(&ps);
+        self.v.ensure(&ps);
+        self.steps += 1;
+        let (b1, b2) = self.betas;
+        let t = self.steps as f64;
+        let mu = b1 * (1.0 - 0.5 * 0.96f64.powf(t * self.momentum_decay));
+        let mu_next = b1 * (1.0 - 0.5 * 0.96f64.powf((t + 1.0) * self.momentum_decay));
+        self.mu_product *= mu;
+        let c2 = 1.0 - b2.powi(self.steps as i32);
+        let k_g = self.lr * (1.0 - mu) / (1.0 - self.mu_product);
+        let k_m = self.lr * mu_next / (1.0 - self.mu_product * mu_next);
+        let mut out = Vec::with_capacity(ps.len());
+        for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {
+            let m = &(&self.m.0[i] * b1) + &(g * (1.0 - b1));
+            let v = &(&self.v.0[i] * b2) + &(&g.square() * (1.0 - b2));
+            let d = &(&v * (1.0 / c2)).sqrt() + self.eps;
+            let p = &(p - &(&(g / &d) * k_g)) - &(&(&m / &d) * k_m);
+            out.push(p);
+            self.m.0[i] = m;
+            self.v.0[i] = v;
+        }
+        rebuild(params, out)
+    }
+
+    fn state(&self) -> BTreeMap<String, Tensor> {
+        let mut s = BTreeMap::new();
+        s.insert("step".into(), Tensor::scalar(self.steps as i64));
+        s.insert("mu_product".into(), Tensor::scalar(self.mu_product));
+        self.m.save("exp_avg", &mut s);
+        self.v.save("exp_avg_sq", &mut s);
+        s
+    }
+
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) {
+        self.steps = state.get("step").map_or(0, |t| t.item::<i64>() as u64);
+        self.mu_product = state.get("mu_product").map_or(1.0, |t| t.item::<f64>());
+        self.m.load("exp_avg", state);
+        self.v.load("exp_avg_sq", state);
+    }
+}
+
+/// RAdam (rectified Adam, Liu et al.), as PyTorch: with `ρ∞ = 2 / (1 - β₂) - 1` and
+/// `ρₜ = ρ∞ - 2 t β₂ᵗ / (1 - β₂ᵗ)`, a plain momentum step `lr m̂` while `ρₜ ≤ 5`, then the
+/// Adam step scaled by `r = sqrt((ρₜ - 4)(ρₜ - 2) ρ∞ / ((ρ∞ - 4)(ρ∞ - 2) ρₜ))`:
+/// `p ← p - lr m̂ r sqrt(1 - β₂ᵗ) / (sqrt(v) + ε)` (defaults lr 0.001, β = (0.9, 0.999),
+/// ε = 1e-8).
+#[derive(Clone, Debug)]
+pub struct RAdam {
+    /// Learning rate.
+    pub lr: f64,
+    /// β₁, β₂.
+    pub betas: (f64, f64),
+    /// ε.
+    pub eps: f64,
+    steps: u64,
+    m: Buffers,
+    v: Buffers,
+}
+
+impl RAdam {
+    /// RAdam at `lr` with PyTorch's other defaults.
+    #[track_caller]
+    pub fn new(lr: f64) -> RAdam {
+        check("RAdam", "lr", lr, false);
+        RAdam {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            steps: 0,
+            m: Buffers::default(),
+            v: Buffers::default(),
+        }
+    }
+}
+
+impl Optimizer for RAdam {
+    lr_field!();
+
+    #[track_caller]
+    fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
+        for (name, v, below_one) in [
+            ("lr", self.lr, false),
+            ("betas.0", self.betas.0, true),
+            ("betas.1", self.betas.1, true),
+            ("eps", self.eps, false),
+        ] {
+            check("RAdam", name, v, below_one);
+        }
+        let (ps, gs) = (detached(params), detached(grads));
+        self.m.ensure(&ps);
+        self.v.ensure(&ps);
+        self.steps += 1;
+        let (b1, b2) = self.betas;
+        let t = self.steps as i32;
+        let (c1, b2t) = (1.0 - b1.powi(t), b2.powi(t));
+        let rho_inf = 2.0 / (1.0 - b2) - 1.0;
+        let rho = rho_inf - 2.0 * t as f64 * b2t / (1.0 - b2t);
+        let mut out = Vec::with_capacity(ps.len());
+        for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {
+            let m = &(&self.m.0[i] * b1) + &(g * (1.0 - b1));
+            let v = &(&self.v.0[i] * b2) + &(&g.square() * (1.0 - b2));
+            let m_hat = &m * (1.0 / c1);
+            let step = if rho > 5.0 {
+                let r = ((rho - 4.0) * (rho - 2.0) * rho_inf
+                    / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
+                    .sqrt();
+                &(&m_hat * (r * (1.0 - b2t).sqrt())) / &(&v.sqrt() + self.eps)
+            } else {
+                m_hat
+            };
+            out.push(p - &(&step * self.lr));
+            self.m.0[i] = m;
+            self.v.0[i] = v;
+        }
+        rebuild(params, out)
+    }
+
+    fn state(&self) -> BTreeMap<String, Tensor> {
+        let mut s = BTreeMap::new();
+        s.insert("step".into(), Tensor::scalar(self.steps as i64));
+        self.m.save("exp_avg", &mut s);
+        self.v.save("exp_avg_sq", &mut s);
+        s
+    }
+
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) {
+        self.steps = state.get("step").map_or(0, |t| t.item::<i64>() as u64);
+        self.m.load("exp_avg", state);
+        self.v.load("exp_avg_sq", state);
+    }
+}
+
 /// `g + λ p`, or `g` when `λ` is 0.
 fn decayed(g: &Tensor, p: &Tensor, weight_decay: f64) -> Tensor {
     if weight_decay == 0.0 {
@@ -831,6 +1016,14 @@ pub enum Schedule {
         /// The starting fraction of the base rate.
         start: f64,
     },
+    /// The one-cycle policy (OneCycleLR with cosine annealing, by step): from `base / 25` up
+    /// to `base` over the first `rise` share of `total` steps, then down to `base / 25e4`.
+    OneCycle {
+        /// The number of steps of the whole cycle.
+        total: u64,
+        /// The share of the steps that rise (PyTorch's `pct_start`, 0.3).
+        rise: f64,
+    },
 }
 
 impl Schedule {
@@ -852,7 +1045,93 @@ impl Schedule {
                     base * (start + (1.0 - start) * t as f64 / epochs as f64)
                 }
             }
+            Schedule::OneCycle { total, rise } => {
+                let (initial, last) = (base / 25.0, base / 25.0 / 1e4);
+                let peak = (rise * total as f64 - 1.0).max(0.0);
+                let end = total.saturating_sub(1) as f64;
+                let anneal = |from: f64, to: f64, share: f64| {
+                    to + (from - to) / 2.0 * (1.0 + (std::f64::consts::PI * share).cos())
+                };
+                let t = (t as f64).min(end);
+                if t <= peak {
+                    anneal(initial, base, if peak > 0.0 { t / peak } else { 1.0 })
+                } else {
+                    anneal(base, last, (t - peak) / (end - peak).max(1.0))
+                }
+            }
         }
+    }
+}
+
+/// Lowers the learning rate by `factor` when a metric has not improved for `patience`
+/// epochs (PyTorch's `ReduceLROnPlateau` in `min` mode with a relative threshold):
+/// call [`step`](ReduceOnPlateau::step) with each epoch's validation loss.
+///
+/// ```
+/// use ferrograd_nn::optim::{Optimizer, ReduceOnPlateau, Sgd};
+/// let mut opt = Sgd::new(0.1);
+/// let mut plateau = ReduceOnPlateau::new(0.5, 2);
+/// for loss in [1.0, 0.9, 0.95, 0.91, 0.92] {
+///     plateau.step(loss, &mut opt);
+/// }
+/// assert_eq!(opt.lr(), 0.05); // three epochs without beating 0.9
+/// ```
+#[derive(Clone, Debug)]
+pub struct ReduceOnPlateau {
+    /// The factor the rate is multiplied by.
+    pub factor: f64,
+    /// Epochs without improvement before a reduction.
+    pub patience: u64,
+    /// The relative improvement that counts (PyTorch's 1e-4).
+    pub threshold: f64,
+    /// Epochs to wait after a reduction before counting again.
+    pub cooldown: u64,
+    /// The smallest rate.
+    pub min_lr: f64,
+    best: f64,
+    bad: u64,
+    cooling: u64,
+}
+
+impl ReduceOnPlateau {
+    /// Multiplies the rate by `factor` after `patience` epochs without improvement.
+    #[track_caller]
+    pub fn new(factor: f64, patience: u64) -> ReduceOnPlateau {
+        check("ReduceOnPlateau", "factor", factor, true);
+        ReduceOnPlateau {
+            factor,
+            patience,
+            threshold: 1e-4,
+            cooldown: 0,
+            min_lr: 0.0,
+            best: f64::INFINITY,
+            bad: 0,
+            cooling: 0,
+        }
+    }
+
+    /// Records an epoch's `metric` (lower is better), reducing `opt`'s rate when due.
+    /// Returns whether it did.
+    pub fn step(&mut self, metric: f64, opt: &mut impl Optimizer) -> bool {
+        if metric < self.best * (1.0 - self.threshold) {
+            self.best = metric;
+            self.bad = 0;
+        } else {
+            self.bad += 1;
+        }
+        if self.cooling > 0 {
+            self.cooling -= 1;
+            self.bad = 0;
+        }
+        if self.bad > self.patience {
+            let lr = (opt.lr() * self.factor).max(self.min_lr);
+            let reduced = lr < opt.lr();
+            opt.set_lr(lr);
+            self.cooling = self.cooldown;
+            self.bad = 0;
+            return reduced;
+        }
+        false
     }
 }
 

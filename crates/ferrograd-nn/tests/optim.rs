@@ -5,13 +5,19 @@ use std::collections::BTreeMap;
 
 use ferrograd::{DType, Tensor};
 use ferrograd_nn::optim::{
-    clip_grad_norm, clip_grad_value, AdaGrad, Adadelta, Adam, Adamax, Optimizer, RmsProp, Rprop,
-    Schedule, Sgd,
+    clip_grad_norm, clip_grad_value, AdaGrad, Adadelta, Adam, Adamax, NAdam, Optimizer, RAdam,
+    RmsProp, Rprop, Schedule, Sgd,
 };
 
 /// Runs `opt` for 5 steps on f(p) = Σ c_i p_i² (gradient 2 c p) over two leaves, and the
 /// textbook `reference(step, p, g, state) -> p` on plain numbers; both must agree.
-fn agree(
+fn agree(opt: impl Optimizer, reference: impl FnMut(usize, f64, f64, &mut Vec<f64>) -> f64) {
+    agree_for(5, opt, reference)
+}
+
+/// [`agree`] over `steps` steps.
+fn agree_for(
+    steps: usize,
     mut opt: impl Optimizer,
     mut reference: impl FnMut(usize, f64, f64, &mut Vec<f64>) -> f64,
 ) {
@@ -23,7 +29,7 @@ fn agree(
     );
     let mut flat = start.clone();
     let mut states = vec![Vec::new(); 5];
-    for step in 1..=5 {
+    for step in 1..=steps {
         let grads = (
             Tensor::from_vec(vec![2.0 * c[0] * flat[0], 2.0 * c[1] * flat[1]], &[2]),
             Tensor::from_vec(
@@ -210,6 +216,44 @@ fn optimizer_options_amsgrad_centered_momentum_and_decay() {
 }
 
 #[test]
+fn nadam_and_radam() {
+    agree(NAdam::new(0.002), |step, p, g, s| {
+        if s.is_empty() {
+            *s = vec![0.0, 0.0, 1.0];
+        }
+        let (b1, b2, t) = (0.9f64, 0.999f64, step as f64);
+        let mu = b1 * (1.0 - 0.5 * 0.96f64.powf(t * 0.004));
+        let mu_next = b1 * (1.0 - 0.5 * 0.96f64.powf((t + 1.0) * 0.004));
+        s[2] *= mu;
+        s[0] = b1 * s[0] + (1.0 - b1) * g;
+        s[1] = b2 * s[1] + (1.0 - b2) * g * g;
+        let d = (s[1] / (1.0 - b2.powi(step as i32))).sqrt() + 1e-8;
+        p - 0.002 * (1.0 - mu) / (1.0 - s[2]) * g / d
+            - 0.002 * mu_next / (1.0 - s[2] * mu_next) * s[0] / d
+    });
+    // 8 steps: the first five are plain momentum steps (ρₜ ≤ 5), then rectified
+    agree_for(8, RAdam::new(0.001), |step, p, g, s| {
+        if s.is_empty() {
+            *s = vec![0.0, 0.0];
+        }
+        let (b1, b2, t) = (0.9f64, 0.999f64, step as i32);
+        s[0] = b1 * s[0] + (1.0 - b1) * g;
+        s[1] = b2 * s[1] + (1.0 - b2) * g * g;
+        let m_hat = s[0] / (1.0 - b1.powi(t));
+        let rho_inf = 2.0 / (1.0 - b2) - 1.0;
+        let rho = rho_inf - 2.0 * t as f64 * b2.powi(t) / (1.0 - b2.powi(t));
+        if rho > 5.0 {
+            let r = ((rho - 4.0) * (rho - 2.0) * rho_inf
+                / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
+                .sqrt();
+            p - 0.001 * m_hat * r * (1.0 - b2.powi(t)).sqrt() / (s[1].sqrt() + 1e-8)
+        } else {
+            p - 0.001 * m_hat
+        }
+    });
+}
+
+#[test]
 fn schedules_follow_pytorchs_closed_forms() {
     let base = 0.1;
     let step = Schedule::Step {
@@ -242,6 +286,50 @@ fn schedules_follow_pytorchs_closed_forms() {
     let mut opt = Adam::new(0.1);
     opt.set_lr(Schedule::Constant.lr(0.5, 3));
     assert_eq!(opt.lr(), 0.5);
+    // PyTorch 2.15's OneCycleLR(max_lr=0.1, total_steps=10, pct_start=0.3), step by step
+    let torch = [
+        0.004,
+        0.052,
+        0.1,
+        0.09504846320134738,
+        0.0811745653949763,
+        0.06112620219362893,
+        0.03887419780637107,
+        0.0188258346050237,
+        0.004951936798652629,
+        4e-07,
+    ];
+    let one_cycle = Schedule::OneCycle {
+        total: 10,
+        rise: 0.3,
+    };
+    for (t, want) in torch.iter().enumerate() {
+        let got = one_cycle.lr(0.1, t as u64);
+        assert!((got - want).abs() < 1e-12, "step {t}: {got} vs {want}");
+    }
+}
+
+#[test]
+fn reduce_on_plateau_follows_pytorch() {
+    use ferrograd_nn::optim::ReduceOnPlateau;
+    // PyTorch 2.15's ReduceLROnPlateau(factor=0.5, patience=2, cooldown=1) on this sequence
+    let metrics = [
+        1.0, 0.9, 0.95, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.5, 0.6, 0.7, 0.8,
+    ];
+    let torch = [
+        0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.025, 0.025, 0.0125,
+    ];
+    let mut opt = Sgd::new(0.1);
+    let mut plateau = ReduceOnPlateau::new(0.5, 2);
+    plateau.cooldown = 1;
+    for (m, want) in metrics.iter().zip(torch) {
+        plateau.step(*m, &mut opt);
+        assert!(
+            (opt.lr() - want).abs() < 1e-15,
+            "after {m}: {} vs {want}",
+            opt.lr()
+        );
+    }
 }
 
 #[test]
@@ -276,6 +364,8 @@ fn optimizer_state_round_trips() {
     round_trip(AdaGrad::new(0.1), &p, &g);
     round_trip(RmsProp::new(0.1).centered(true).momentum(0.5), &p, &g);
     round_trip(Adam::new(0.1).amsgrad(true), &p, &g);
+    round_trip(NAdam::new(0.1), &p, &g);
+    round_trip(RAdam::new(0.1), &p, &g);
     round_trip(Sgd::new(0.1).momentum(0.9), &p, &g);
 }
 
