@@ -733,3 +733,108 @@ fn regression_and_divergence_losses_with_every_reduction() {
         "{msg}"
     );
 }
+
+#[test]
+fn padding_in_every_mode() {
+    use F::PadMode;
+    let mut rng = Generator::new(41);
+    let x = rand(&mut rng, &[2, 3, 4]);
+    let v = x.to_f64_vec();
+    // reference: the source index of each padded position, per mode
+    let source = |i: isize, n: isize, mode: PadMode| -> Option<isize> {
+        match mode {
+            PadMode::Constant(_) => (0..n).contains(&i).then_some(i),
+            PadMode::Reflect => Some(if i < 0 {
+                -i
+            } else if i >= n {
+                2 * (n - 1) - i
+            } else {
+                i
+            }),
+            PadMode::Replicate => Some(i.clamp(0, n - 1)),
+        }
+    };
+    let pads = [(1usize, 2usize), (2, 1)];
+    for mode in [
+        PadMode::Constant(-5.0),
+        PadMode::Reflect,
+        PadMode::Replicate,
+    ] {
+        let y = F::pad(&x, &pads, mode);
+        assert_eq!(y.shape(), &[2, 6, 7], "{mode:?}");
+        let got = y.to_f64_vec();
+        for b in 0..2 {
+            for r in 0..6 {
+                for c in 0..7 {
+                    let (i, j) = (r as isize - 1, c as isize - 2);
+                    let want = match (source(i, 3, mode), source(j, 4, mode)) {
+                        (Some(i), Some(j)) => v[b * 12 + i as usize * 4 + j as usize],
+                        _ => -5.0,
+                    };
+                    assert_eq!(got[b * 42 + r * 7 + c], want, "{mode:?} at {b},{r},{c}");
+                }
+            }
+        }
+        let proj = rand(&mut rng, &[2, 6, 7]);
+        let f = |p: &Vec<Tensor>| (&F::pad(&p[0], &pads, mode) * &proj).sum();
+        assert!(
+            gradcheck(f, &vec![x.clone()], (), 1e-6).passed(),
+            "{mode:?}"
+        );
+        assert!(
+            gradgradcheck(f, &vec![x.clone()], (), 1e-5).passed(),
+            "{mode:?}"
+        );
+    }
+    let msg = panic_at(|| {
+        F::pad(&x, &[(4, 0)], PadMode::Reflect);
+    })
+    .0;
+    assert!(
+        msg.contains("a reflect pad of 4 needs dim 2 longer than 4"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn conv1d_against_a_direct_sum() {
+    let mut rng = Generator::new(43);
+    let (n, c, l, o, k) = (2, 3, 9, 4, 3);
+    let x = rand(&mut rng, &[n, c, l]);
+    let w = rand(&mut rng, &[o, c, k]);
+    let b = rand(&mut rng, &[o]);
+    let params = ferrograd::Conv2dParams {
+        stride: (1, 2),
+        padding: (0, 1),
+        dilation: (1, 2),
+        groups: 1,
+    };
+    let y = F::conv1d(&x, &w, Some(&b), params);
+    let out_len = (l + 2 - 2 * (k - 1) - 1) / 2 + 1;
+    assert_eq!(y.shape(), &[n, o, out_len]);
+    let (xv, wv, bv, yv) = (
+        x.to_f64_vec(),
+        w.to_f64_vec(),
+        b.to_f64_vec(),
+        y.to_f64_vec(),
+    );
+    for s in 0..n {
+        for q in 0..o {
+            for t in 0..out_len {
+                let mut want = bv[q];
+                for ch in 0..c {
+                    for tap in 0..k {
+                        let at = (t * 2 + tap * 2) as isize - 1;
+                        if (0..l as isize).contains(&at) {
+                            want += xv[(s * c + ch) * l + at as usize] * wv[(q * c + ch) * k + tap];
+                        }
+                    }
+                }
+                let got = yv[(s * o + q) * out_len + t];
+                assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+            }
+        }
+    }
+    let f = |p: &Vec<Tensor>| F::conv1d(&p[0], &p[1], Some(&p[2]), params).square().sum();
+    assert!(gradcheck(f, &vec![x, w, b], (), 1e-6).passed());
+}

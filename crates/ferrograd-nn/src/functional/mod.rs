@@ -25,7 +25,7 @@ pub use activation::{
     elu, gelu, leaky_relu, log_softmax, logsigmoid, prelu, relu, selu, sigmoid, silu, softmax,
     softplus, tanh, threshold,
 };
-pub use conv::{avg_pool2d, conv2d, max_pool2d};
+pub use conv::{avg_pool2d, conv1d, conv2d, max_pool2d, pad, PadMode};
 pub use dropout::{dropout, spatial_dropout};
 pub use linear::{bmm_pair, embedding, linear};
 pub(crate) use loss::bce_with_logits_terms;
