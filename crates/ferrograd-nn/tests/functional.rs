@@ -838,3 +838,111 @@ fn conv1d_against_a_direct_sum() {
     let f = |p: &Vec<Tensor>| F::conv1d(&p[0], &p[1], Some(&p[2]), params).square().sum();
     assert!(gradcheck(f, &vec![x, w, b], (), 1e-6).passed());
 }
+
+#[test]
+fn cross_entropy_options_match_pytorch() {
+    use F::{CrossEntropy, Reduce};
+    // logits [3, 4, 2] = 2 sin(0.7 i); targets [3, 2] with one ignored; weights per class
+    let x = Tensor::from_vec(
+        (0..24).map(|i| (i as f64 * 0.7).sin() * 2.0).collect(),
+        &[3, 4, 2],
+    );
+    let t = Tensor::from_vec(vec![0i64, 3, -100, 1, 2, 2], &[3, 2]);
+    let w = Tensor::from_vec(vec![0.5f64, 1.0, 2.0, 1.5], &[4]);
+    // PyTorch 2.15: F.cross_entropy(x, t, weight, ignore_index=-100, label_smoothing, reduction)
+    let torch: [(Reduce, bool, f64, &[f64]); 12] = [
+        (Reduce::Mean, false, 0.0, &[1.5814838851028408]),
+        (Reduce::Mean, true, 0.0, &[1.404355733067839]),
+        (Reduce::Mean, false, 0.1, &[1.6358595059017467]),
+        (Reduce::Mean, true, 0.1, &[1.4485395880182257]),
+        (Reduce::Sum, false, 0.0, &[7.907419425514203]),
+        (Reduce::Sum, true, 0.0, &[9.830490131474873]),
+        (Reduce::Sum, false, 0.1, &[8.179297529508732]),
+        (Reduce::Sum, true, 0.1, &[10.139777116127581]),
+        (
+            Reduce::None,
+            false,
+            0.0,
+            &[
+                2.3327542180459746,
+                4.255779372548905,
+                0.0,
+                0.3573277062101189,
+                0.35051292582562443,
+                0.6110452028835809,
+            ],
+        ),
+        (
+            Reduce::None,
+            true,
+            0.0,
+            &[
+                1.1663771090229873,
+                6.383669058823358,
+                0.0,
+                0.3573277062101189,
+                0.7010258516512489,
+                1.2220904057671618,
+            ],
+        ),
+        (
+            Reduce::None,
+            false,
+            0.1,
+            &[
+                2.310311112659436,
+                4.050579289345408,
+                0.0,
+                0.5327421161485674,
+                0.5312258454390788,
+                0.7544391659162429,
+            ],
+        ),
+        (
+            Reduce::None,
+            true,
+            0.1,
+            &[
+                1.323930556792441,
+                6.081157779555953,
+                0.0,
+                0.5975415438916032,
+                0.8233928996803559,
+                1.3137543362072295,
+            ],
+        ),
+    ];
+    for (reduction, weighted, eps, want) in torch {
+        let options = CrossEntropy {
+            weight: weighted.then_some(&w),
+            ignore_index: Some(-100),
+            label_smoothing: eps,
+            reduction,
+        };
+        let got = F::cross_entropy_with(&x, &t, options).to_f64_vec();
+        assert_eq!(got.len(), want.len());
+        for (a, b) in got.iter().zip(want) {
+            assert!(
+                (a - b).abs() < 1e-12,
+                "{reduction:?} {weighted} {eps}: {a} vs {b}"
+            );
+        }
+        let f = |p: &Vec<Tensor>| F::cross_entropy_with(&p[0], &t, options).sum();
+        assert!(gradcheck(f, &vec![x.clone()], (), 1e-6).passed());
+    }
+    // the defaults are cross_entropy
+    let x2 = x.select(2, 0);
+    let t2 = Tensor::from_vec(vec![1i64, 0, 3], &[3]);
+    let a = F::cross_entropy_with(&x2, &t2, CrossEntropy::default()).item::<f64>();
+    assert!((a - F::cross_entropy(&x2, &t2).item::<f64>()).abs() < 1e-15);
+    let msg = panic_at(|| {
+        F::cross_entropy_with(&x, &t2, CrossEntropy::default());
+    })
+    .0;
+    assert!(
+        msg.contains(
+            "needs logits [N, C, ...] and i64 class indices [N, ...], got [3, 4, 2] and [3]"
+        ),
+        "{msg}"
+    );
+}

@@ -277,3 +277,106 @@ fn check_positive(op: &str, name: &str, value: f64) {
         );
     }
 }
+
+/// The options of [`cross_entropy_with`], PyTorch's: class weights, an ignored target
+/// value, label smoothing and the reduction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CrossEntropy<'a> {
+    /// A weight per class (`[C]`): each element's term is scaled by its target's weight,
+    /// and the mean divides by the sum of those weights.
+    pub weight: Option<&'a Tensor>,
+    /// Targets with this value contribute nothing and are left out of the mean.
+    pub ignore_index: Option<i64>,
+    /// ε in [0, 1]: the target distribution is `(1 - ε) onehot + ε / C`.
+    pub label_smoothing: f64,
+    /// How the terms are reduced (the mean by default; `BatchMean` divides the sum by N).
+    pub reduction: Reduce,
+}
+
+/// Cross-entropy of `logits` `[N, C]` or `[N, C, d...]` against class indices `target`
+/// (i64 `[N]` or `[N, d...]`) with PyTorch's options (`F.cross_entropy`'s `weight`,
+/// `ignore_index`, `label_smoothing` and `reduction`). [`cross_entropy`] is this with the
+/// defaults.
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional::{self as F, CrossEntropy};
+/// let logits = Tensor::from_vec(vec![2.0f64, 0.0, 0.0, 2.0], &[2, 2]);
+/// let target = Tensor::from_vec(vec![0i64, -100], &[2]);
+/// let options = CrossEntropy { ignore_index: Some(-100), ..Default::default() };
+/// let loss = F::cross_entropy_with(&logits, &target, options).item::<f64>();
+/// assert!((loss - (1.0 + (-2.0f64).exp()).ln()).abs() < 1e-15); // only the first row
+/// ```
+#[track_caller]
+pub fn cross_entropy_with(logits: &Tensor, target: &Tensor, options: CrossEntropy<'_>) -> Tensor {
+    let site = ferrograd::array::Site(std::panic::Location::caller());
+    let (logits, target) = if logits.ndim() == 1 {
+        (logits.unsqueeze(0), target.reshape(&[1]))
+    } else {
+        (logits.clone(), target.clone())
+    };
+    let mut expected = logits.shape().to_vec();
+    expected.remove(1);
+    if target.dtype() != DType::I64 || target.shape() != expected.as_slice() {
+        panic!(
+            "ferrograd: cross_entropy: needs logits [N, C, ...] and i64 class indices [N, ...], got {:?} and {:?} {} (at {site})",
+            logits.shape(),
+            target.shape(),
+            target.dtype().name()
+        );
+    }
+    let eps = options.label_smoothing;
+    if !(0.0..=1.0).contains(&eps) {
+        panic!(
+            "ferrograd: cross_entropy: label_smoothing must be in [0, 1], got {eps} (at {site})"
+        );
+    }
+    let c = logits.size(1);
+    if let Some(w) = options.weight {
+        if w.shape() != [c] {
+            panic!(
+                "ferrograd: cross_entropy: weight must be [C] = [{c}], got {:?} (at {site})",
+                w.shape()
+            );
+        }
+    }
+    let kept = match options.ignore_index {
+        Some(i) => target.ne_scalar(i as f64),
+        None => target.ge_scalar(i64::MIN as f64), // all true
+    };
+    let safe = target.masked_fill(&kept.logical_not(), 0.0);
+    super::check_index_range("cross_entropy", "class index", &safe, c);
+    let log_p = logits.log_softmax(1);
+    let picked = log_p.gather(1, &safe.unsqueeze(1)).squeeze_dim(1);
+    let kept_f = kept.to_dtype(log_p.dtype());
+    // each element's weight: its target's class weight, 0 where ignored
+    let w_t = match options.weight {
+        Some(w) => {
+            let flat = safe.reshape(&[safe.numel()]);
+            &w.to_dtype(log_p.dtype())
+                .gather(0, &flat)
+                .reshape(safe.shape())
+                * &kept_f
+        }
+        None => kept_f.clone(),
+    };
+    let reduce = |terms: &Tensor| match options.reduction {
+        Reduce::Mean => terms.sum() / w_t.sum(),
+        other => other.apply(terms),
+    };
+    let nll = reduce(&-(&picked * &w_t));
+    if eps == 0.0 {
+        return nll;
+    }
+    // the uniform part: -Σ_c w_c log p_c per element, 0 where ignored
+    let weighted = match options.weight {
+        Some(w) => {
+            let mut shape = vec![1; log_p.ndim()];
+            shape[1] = c;
+            &log_p * &w.to_dtype(log_p.dtype()).reshape(&shape)
+        }
+        None => log_p.clone(),
+    };
+    let smooth = reduce(&-(&weighted.sum_dim(1, false) * &kept_f));
+    nll * (1.0 - eps) + smooth * (eps / c as f64)
+}

@@ -30,8 +30,8 @@ pub use dropout::{dropout, spatial_dropout};
 pub use linear::{bmm_pair, embedding, linear};
 pub(crate) use loss::bce_with_logits_terms;
 pub use loss::{
-    bce, bce_with_logits, class_nll, cross_entropy, huber_loss, kl_div, l1_loss, mse, mse_loss,
-    parallel_criterion, smooth_l1_loss, CriterionFn, Reduce,
+    bce, bce_with_logits, class_nll, cross_entropy, cross_entropy_with, huber_loss, kl_div,
+    l1_loss, mse, mse_loss, parallel_criterion, smooth_l1_loss, CriterionFn, CrossEntropy, Reduce,
 };
 pub use norm::{batch_norm, layer_norm, RunningStats};
 
