@@ -33,7 +33,10 @@ pub use loss::{
     bce, bce_with_logits, class_nll, cross_entropy, cross_entropy_with, huber_loss, kl_div,
     l1_loss, mse, mse_loss, parallel_criterion, smooth_l1_loss, CriterionFn, CrossEntropy, Reduce,
 };
-pub use norm::{batch_norm, layer_norm, RunningStats};
+pub use norm::{
+    batch_norm, cosine_similarity, group_norm, instance_norm, layer_norm, normalize, rms_norm,
+    RunningStats,
+};
 
 /// Applies a custom op to its inputs.
 #[track_caller]

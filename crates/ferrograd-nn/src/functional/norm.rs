@@ -339,3 +339,128 @@ pub fn layer_norm(
     let dims: Vec<usize> = (x.ndim() - k..x.ndim()).collect();
     call(LayerNorm { dims, eps }, &[x, &weight, &bias])
 }
+
+/// The optional per-channel affine of the group and instance norms: `x · w + b` with `[C]`
+/// parameters broadcast over `[N, C, ...]`.
+#[track_caller]
+fn channel_affine(op: &str, y: Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>) -> Tensor {
+    let c = y.size(1);
+    let mut shape = vec![1; y.ndim()];
+    shape[1] = c;
+    let fit = |t: &Tensor| {
+        if t.shape() != [c] {
+            panic!(
+                "ferrograd: {op}: weight and bias must be [C] = [{c}], got {:?} (at {})",
+                t.shape(),
+                ferrograd::array::Site(std::panic::Location::caller())
+            );
+        }
+        t.reshape(&shape)
+    };
+    let y = match weight {
+        Some(w) => &y * &fit(w),
+        None => y,
+    };
+    match bias {
+        Some(b) => &y + &fit(b),
+        None => y,
+    }
+}
+
+/// Group normalization (Wu & He): the `C` channels of `x` `[N, C, ...]` in `groups` groups,
+/// each normalized over its channels and positions (biased variance), then the optional
+/// per-channel affine (PyTorch's `group_norm`).
+///
+/// ```
+/// use ferrograd::{DType, Tensor};
+/// use ferrograd_nn::functional as F;
+/// let x = Tensor::from_vec(vec![1.0f64, 3.0, 10.0, 30.0], &[1, 2, 2]);
+/// let y = F::group_norm(&x, 2, None, None, 0.0);
+/// assert_eq!(y.to_vec::<f64>(), vec![-1.0, 1.0, -1.0, 1.0]);
+/// ```
+#[track_caller]
+pub fn group_norm(
+    x: &Tensor,
+    groups: usize,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Tensor {
+    if x.ndim() < 2 || groups == 0 || x.size(1) % groups != 0 {
+        panic!(
+            "ferrograd: group_norm: needs [N, C, ...] with C divisible by {groups} groups, got {:?} (at {})",
+            x.shape(),
+            ferrograd::array::Site(std::panic::Location::caller())
+        );
+    }
+    let n = x.size(0);
+    let grouped = x.reshape(&[n, groups, x.numel() / (n * groups).max(1)]);
+    let mean = grouped.mean_dim(2, true);
+    let var = grouped.var_dim(2, 0, true);
+    let y = (&(&grouped - &mean) / &(var + eps).sqrt()).reshape(x.shape());
+    channel_affine("group_norm", y, weight, bias)
+}
+
+/// Instance normalization: each channel of each example normalized over its positions,
+/// then the optional affine (PyTorch's `instance_norm` without running statistics; group
+/// norm with one group per channel).
+#[track_caller]
+pub fn instance_norm(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Tensor {
+    if x.ndim() < 3 {
+        panic!(
+            "ferrograd: instance_norm: needs [N, C, ...] with positions, got {:?} (at {})",
+            x.shape(),
+            ferrograd::array::Site(std::panic::Location::caller())
+        );
+    }
+    group_norm(x, x.size(1), weight, bias, eps)
+}
+
+/// RMS normalization (Zhang & Sennrich): `x / sqrt(mean(x²) + ε) · weight` over the trailing
+/// dims `normalized_shape` (PyTorch's `rms_norm`).
+#[track_caller]
+pub fn rms_norm(
+    x: &Tensor,
+    normalized_shape: &[usize],
+    weight: Option<&Tensor>,
+    eps: f64,
+) -> Tensor {
+    let k = normalized_shape.len();
+    if k == 0
+        || k > x.ndim()
+        || x.shape()[x.ndim() - k..] != *normalized_shape
+        || weight.is_some_and(|w| w.shape() != normalized_shape)
+    {
+        panic!(
+            "ferrograd: rms_norm: normalized shape {normalized_shape:?} (and the weight, {:?}) must match the trailing dims of {:?} (at {})",
+            weight.map(|w| w.shape().to_vec()),
+            x.shape(),
+            ferrograd::array::Site(std::panic::Location::caller())
+        );
+    }
+    let dims: Vec<usize> = (x.ndim() - k..x.ndim()).collect();
+    let y = x * &(x.square().mean_dim(dims.as_slice(), true) + eps).rsqrt();
+    match weight {
+        Some(w) => &y * w,
+        None => y,
+    }
+}
+
+/// `x / max(‖x‖_p, ε)` along `dim` (PyTorch's `normalize`).
+#[track_caller]
+pub fn normalize(x: &Tensor, p: f64, dim: isize, eps: f64) -> Tensor {
+    x / &x.norm_dim(p, dim, true).clamp(Some(eps), None)
+}
+
+/// The cosine of the angle between `a` and `b` along `dim`, each norm clamped below at ε
+/// (PyTorch's `cosine_similarity`: 0 for a zero vector).
+#[track_caller]
+pub fn cosine_similarity(a: &Tensor, b: &Tensor, dim: isize, eps: f64) -> Tensor {
+    let unit = |t: &Tensor| t / &t.norm_dim(2.0, dim, true).clamp(Some(eps), None);
+    (&unit(a) * &unit(b)).sum_dim(dim, false)
+}
