@@ -386,7 +386,7 @@ pub fn group_norm(
     bias: Option<&Tensor>,
     eps: f64,
 ) -> Tensor {
-    if x.ndim() < 2 || groups == 0 || x.size(1) % groups != 0 {
+    if x.ndim() < 2 || groups == 0 || !x.size(1).is_multiple_of(groups) {
         panic!(
             "ferrograd: group_norm: needs [N, C, ...] with C divisible by {groups} groups, got {:?} (at {})",
             x.shape(),
