@@ -311,6 +311,80 @@ impl Module for Dropout {
     module_boilerplate!();
 }
 
+/// Multi-head self-attention over batch-first `[N, L, E]` inputs (PyTorch's
+/// `nn.MultiheadAttention(batch_first=True)` called with the input as query, key and
+/// value), optionally causal. Parameters: `q_weight`, `k_weight`, `v_weight` `[E, E]`
+/// (Xavier-uniform), their biases (zeros), `out_weight` `[E, E]` and `out_bias`.
+#[derive(Clone)]
+pub struct MultiheadAttention {
+    state: ModuleState,
+    heads: usize,
+    causal: bool,
+}
+
+impl MultiheadAttention {
+    /// `heads` heads over `embed_dim` features (divisible by `heads`).
+    #[track_caller]
+    pub fn new(
+        embed_dim: usize,
+        heads: usize,
+        causal: bool,
+        rng: &mut Generator,
+        dtype: DType,
+    ) -> MultiheadAttention {
+        if heads == 0 || !embed_dim.is_multiple_of(heads) {
+            panic!(
+                "ferrograd: MultiheadAttention: embed_dim {embed_dim} is not divisible by {heads} heads"
+            );
+        }
+        let e = embed_dim;
+        let mut xavier = || crate::init::xavier_uniform(rng, &[e, e], 1.0, dtype);
+        let (q, k, v) = (xavier(), xavier(), xavier());
+        let out = init(rng, &[e, e], e, dtype);
+        let zeros = || Tensor::zeros(&[e], dtype);
+        MultiheadAttention {
+            state: ModuleState::new(vec![
+                ("q_weight", q),
+                ("k_weight", k),
+                ("v_weight", v),
+                ("q_bias", zeros()),
+                ("k_bias", zeros()),
+                ("v_bias", zeros()),
+                ("out_weight", out),
+                ("out_bias", zeros()),
+            ]),
+            heads,
+            causal,
+        }
+    }
+}
+
+impl Module for MultiheadAttention {
+    fn name(&self) -> String {
+        format!(
+            "MultiheadAttention({}, {} heads{})",
+            self.state.params[0].size(0),
+            self.heads,
+            if self.causal { ", causal" } else { "" }
+        )
+    }
+    fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
+        let params = F::AttentionParams {
+            in_weights: [&p[0], &p[1], &p[2]],
+            in_biases: Some([&p[3], &p[4], &p[5]]),
+            out_weight: &p[6],
+            out_bias: Some(&p[7]),
+        };
+        let mask = if self.causal {
+            F::AttentionMask::Causal
+        } else {
+            F::AttentionMask::None
+        };
+        F::multi_head_attention(x, x, x, &params, self.heads, mask)
+    }
+    module_boilerplate!();
+}
+
 /// A parameterless module from a function of the input.
 #[derive(Clone)]
 pub struct Function {

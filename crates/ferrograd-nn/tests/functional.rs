@@ -1112,3 +1112,180 @@ fn group_instance_rms_norms_and_normalize_match_pytorch() {
     assert!(gradcheck(f, &params, (), 1e-6).passed());
     assert!(gradgradcheck(f, &params, (), 1e-5).passed());
 }
+
+#[test]
+fn attention_matches_pytorch() {
+    use F::{AttentionMask, AttentionParams};
+    let det = |shape: &[usize], a: f64, b: f64| {
+        let n: usize = shape.iter().product();
+        Tensor::from_vec((0..n).map(|i| (i as f64 * a + b).sin()).collect(), shape)
+    };
+    let q = det(&[2, 3, 4], 0.31, 0.0);
+    let k = det(&[2, 5, 4], 0.23, 1.0);
+    let v = det(&[2, 5, 3], 0.17, 2.0);
+    let close = |got: &Tensor, want: &[f64], what: &str| {
+        assert_eq!(got.numel(), want.len(), "{what}");
+        for (a, b) in got.to_f64_vec().iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{what}: {a} vs {b}");
+        }
+    };
+    // PyTorch 2.15's F.scaled_dot_product_attention and nn.MultiheadAttention
+    let sdpa = |mask, scale| F::scaled_dot_product_attention(&q, &k, &v, mask, scale, None);
+    close(
+        &sdpa(AttentionMask::None, None),
+        &[
+            0.45662359015986487,
+            0.3362338055654169,
+            0.20615024361074713,
+            0.6737709413655867,
+            0.559096838724137,
+            0.4283037135820153,
+            0.2557927521210612,
+            0.12619447370524478,
+            -0.00704205021694429,
+            -0.41458204119283315,
+            -0.3317613252255689,
+            -0.2393757755912655,
+            -0.5153228157076455,
+            -0.4425997207225381,
+            -0.3571162694574732,
+            -0.5702560221439922,
+            -0.4613214709121594,
+            -0.33908680661468027,
+        ],
+        "none",
+    );
+    close(
+        &sdpa(AttentionMask::Causal, None),
+        &[
+            0.9092974268256817,
+            0.825784993105608,
+            0.7184647930691263,
+            0.7776854426993665,
+            0.6687708213792414,
+            0.540575225510584,
+            0.5626765873204249,
+            0.4314799134166733,
+            0.2878434724614341,
+            -0.9868438585032366,
+            -0.9999710363300245,
+            -0.9842685830120413,
+            -0.9762700578094031,
+            -0.9702886344217626,
+            -0.9363333373737346,
+            -0.8251633275548265,
+            -0.7422346626794891,
+            -0.6379070264634947,
+        ],
+        "causal",
+    );
+    let allowed = Tensor::from_vec(
+        vec![
+            true, false, true, true, false, false, true, true, false, true, true, true, false,
+            false, true,
+        ],
+        &[3, 5],
+    );
+    close(
+        &sdpa(AttentionMask::Allowed(&allowed), None),
+        &[
+            0.5592592435539352,
+            0.447026143896812,
+            0.3219050721161035,
+            0.457845373239019,
+            0.3100497759567503,
+            0.15331529909437183,
+            0.44912097169887305,
+            0.3378696171602017,
+            0.21687732405044688,
+            -0.8162585163551662,
+            -0.7827999200873917,
+            -0.7267728371971433,
+            -0.15054805142757513,
+            -0.01879023848761885,
+            0.11350930578758539,
+            -0.673857948603781,
+            -0.6068289509777445,
+            -0.522304791802966,
+        ],
+        "bool mask",
+    );
+    let additive = det(&[3, 5], 0.5, 0.0);
+    close(
+        &sdpa(AttentionMask::Additive(&additive), Some(0.7)),
+        &[
+            0.39926226406551124,
+            0.2730644599302377,
+            0.13899408011774578,
+            0.8011915974122038,
+            0.6989463929939246,
+            0.5765502382301871,
+            -0.018807752110533787,
+            -0.14924792930259279,
+            -0.2753852191163272,
+            -0.1640959060996064,
+            -0.053420284375287175,
+            0.05879546905108668,
+            -0.8393094075706881,
+            -0.8221533909714074,
+            -0.7812943088382311,
+            -0.39289821892738575,
+            -0.2602978166205678,
+            -0.12019290691471414,
+        ],
+        "additive mask",
+    );
+    // multi-head: torch's in_proj_weight [3E, E] holds W_q, W_k, W_v in that order
+    let in_w = det(&[12, 4], 0.13, 0.0);
+    let in_b = det(&[12], 0.41, 0.0);
+    let (ws, bs): (Vec<Tensor>, Vec<Tensor>) = (0..3)
+        .map(|i| (in_w.narrow(0, 4 * i, 4), in_b.narrow(0, 4 * i, 4)))
+        .unzip();
+    let (out_w, out_b) = (det(&[4, 4], 0.29, 0.0), det(&[4], 0.53, 0.0));
+    let params = AttentionParams {
+        in_weights: [&ws[0], &ws[1], &ws[2]],
+        in_biases: Some([&bs[0], &bs[1], &bs[2]]),
+        out_weight: &out_w,
+        out_bias: Some(&out_b),
+    };
+    let y = F::multi_head_attention(&q, &k, &k, &params, 2, AttentionMask::None);
+    close(
+        &y,
+        &[
+            0.14618818030891267,
+            -3.892644469287142,
+            -2.7865652121378948,
+            2.475690089086943,
+            0.1251053191244551,
+            -4.268443461833222,
+            -3.065625136622843,
+            2.628609763793084,
+            0.6003823720005881,
+            -0.5321894742687471,
+            -0.556834371226358,
+            0.8960744234930825,
+            -3.5146058656792913,
+            -3.9829438704738718,
+            0.802108593099156,
+            5.432188107425641,
+            -3.539862294362631,
+            -4.532090023791739,
+            0.38877348890005137,
+            5.651212168747581,
+            -1.5053114612171314,
+            -6.116602960010301,
+            -2.9112946448207935,
+            4.6000297939087,
+        ],
+        "multi-head",
+    );
+    // gradients through the causal attention, to second order
+    let f = |p: &Vec<Tensor>| {
+        F::scaled_dot_product_attention(&p[0], &p[1], &p[2], AttentionMask::Causal, None, None)
+            .square()
+            .sum()
+    };
+    let small = vec![q.narrow(1, 0, 2), k.narrow(1, 0, 3), v.narrow(1, 0, 3)];
+    assert!(gradcheck(f, &small, (), 1e-6).passed());
+    assert!(gradgradcheck(f, &small, (), 1e-5).passed());
+}

@@ -375,3 +375,44 @@ fn checkpointed_segments_give_the_same_steps_with_dropout_and_batch_norm() {
         assert_eq!(x.to_vec::<f64>(), y.to_vec::<f64>());
     }
 }
+
+#[test]
+fn multihead_attention_layer_is_the_functional_attention_and_learns() {
+    use ferrograd_nn::functional::{self as F, AttentionMask, AttentionParams};
+    let mut rng = Generator::new(9);
+    let layer = layers::MultiheadAttention::new(8, 2, true, &mut rng, DType::F64);
+    assert_eq!(layer.parameter_names().len(), 8);
+    let x = Tensor::new(rng.normal(&[2, 5, 8], 0.0, 1.0, DType::F64));
+    let p = layer.parameters();
+    let params = AttentionParams {
+        in_weights: [&p[0], &p[1], &p[2]],
+        in_biases: Some([&p[3], &p[4], &p[5]]),
+        out_weight: &p[6],
+        out_bias: Some(&p[7]),
+    };
+    let want = F::multi_head_attention(&x, &x, &x, &params, 2, AttentionMask::Causal);
+    assert_eq!(
+        layer.forward_with(&p, &x).to_vec::<f64>(),
+        want.to_vec::<f64>()
+    );
+    // causal: the first position's output depends only on the first input
+    let mut y = x.to_vec::<f64>();
+    y[8..40].iter_mut().for_each(|v| *v += 1.0);
+    let changed = Tensor::from_vec(y, &[2, 5, 8]);
+    let (a, b) = (layer.forward_with(&p, &x), layer.forward_with(&p, &changed));
+    assert_eq!(
+        a.narrow(1, 0, 1).to_vec::<f64>(),
+        b.narrow(1, 0, 1).to_vec::<f64>()
+    );
+    // a few Adam steps copy the input through attention
+    let loss = |p: &Vec<Tensor>, x: &Tensor| (&layer.forward_with(p, x) - x).square().mean();
+    let mut opt = ferrograd_nn::optim::Adam::new(0.05);
+    let mut params = p.clone();
+    let first = loss(&params, &x).item::<f64>();
+    for _ in 0..30 {
+        let (g, _) = grad(loss).call(&params, (&x,));
+        params = ferrograd_nn::optim::Optimizer::step(&mut opt, &params, &g);
+    }
+    let last = loss(&params, &x).item::<f64>();
+    assert!(last < first / 2.0, "{first} -> {last}");
+}

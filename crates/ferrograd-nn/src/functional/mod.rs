@@ -11,6 +11,7 @@
 //! against finite differences.
 
 mod activation;
+mod attention;
 mod conv;
 mod dropout;
 mod linear;
@@ -24,6 +25,9 @@ use ferrograd::{CustomOp, DType, Tensor};
 pub use activation::{
     elu, gelu, leaky_relu, log_softmax, logsigmoid, prelu, relu, selu, sigmoid, silu, softmax,
     softplus, tanh, threshold,
+};
+pub use attention::{
+    multi_head_attention, scaled_dot_product_attention, AttentionMask, AttentionParams,
 };
 pub use conv::{avg_pool2d, conv1d, conv2d, max_pool2d, pad, PadMode};
 pub use dropout::{dropout, spatial_dropout};
