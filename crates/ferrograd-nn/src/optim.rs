@@ -71,6 +71,58 @@ impl Buffers {
     }
 }
 
+/// Adam's moments and step count, shared by the Adam family: `m ← β₁ m + (1 - β₁) g`,
+/// `v ← β₂ v + (1 - β₂) g²`, saved as PyTorch names them.
+#[derive(Clone, Debug, Default)]
+struct Moments {
+    steps: u64,
+    m: Buffers,
+    v: Buffers,
+}
+
+impl Moments {
+    /// Starts a step over `params`: the buffers exist, the count is up; returns it.
+    fn begin(&mut self, params: &[Tensor]) -> u64 {
+        self.m.ensure(params);
+        self.v.ensure(params);
+        self.steps += 1;
+        self.steps
+    }
+
+    /// Updates leaf `i`'s moments with `g`; returns `(m, v)`.
+    fn update(&mut self, i: usize, g: &Tensor, (b1, b2): (f64, f64)) -> (Tensor, Tensor) {
+        let m = &(&self.m.0[i] * b1) + &(g * (1.0 - b1));
+        let v = &(&self.v.0[i] * b2) + &(&g.square() * (1.0 - b2));
+        self.m.0[i] = m.clone();
+        self.v.0[i] = v.clone();
+        (m, v)
+    }
+
+    fn save(&self, out: &mut BTreeMap<String, Tensor>) {
+        out.insert("step".into(), Tensor::scalar(self.steps as i64));
+        self.m.save("exp_avg", out);
+        self.v.save("exp_avg_sq", out);
+    }
+
+    fn load(&mut self, state: &BTreeMap<String, Tensor>) {
+        self.steps = state.get("step").map_or(0, |t| t.item::<i64>() as u64);
+        self.m.load("exp_avg", state);
+        self.v.load("exp_avg_sq", state);
+    }
+}
+
+/// Checks an Adam-family optimizer's `lr`, `betas`, `eps` and `others`.
+#[track_caller]
+fn check_adam(optimizer: &str, lr: f64, betas: (f64, f64), eps: f64, others: &[(&str, f64)]) {
+    check(optimizer, "lr", lr, false);
+    check(optimizer, "betas.0", betas.0, true);
+    check(optimizer, "betas.1", betas.1, true);
+    check(optimizer, "eps", eps, false);
+    for &(name, v) in others {
+        check(optimizer, name, v, false);
+    }
+}
+
 /// Panics, naming the optimizer, the hyper-parameter and the caller's line, unless `value`
 /// is finite and at least 0 (below 1 too when `below_one`): PyTorch's checks, which refuse a
 /// NaN learning rate before it turns every parameter into NaN.
@@ -235,9 +287,7 @@ pub struct Adam {
     pub decoupled: bool,
     /// AMSGrad: divide by the largest `v` so far instead of the current one.
     pub amsgrad: bool,
-    steps: u64,
-    m: Buffers,
-    v: Buffers,
+    moments: Moments,
     v_max: Buffers,
 }
 
@@ -253,9 +303,7 @@ impl Adam {
             weight_decay: 0.0,
             decoupled: false,
             amsgrad: false,
-            steps: 0,
-            m: Buffers::default(),
-            v: Buffers::default(),
+            moments: Moments::default(),
             v_max: Buffers::default(),
         }
     }
@@ -290,24 +338,14 @@ impl Optimizer for Adam {
 
     #[track_caller]
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
-        for (name, v, below_one) in [
-            ("lr", self.lr, false),
-            ("betas.0", self.betas.0, true),
-            ("betas.1", self.betas.1, true),
-            ("eps", self.eps, false),
-            ("weight_decay", self.weight_decay, false),
-        ] {
-            check("Adam", name, v, below_one);
-        }
+        let decay = [("weight_decay", self.weight_decay)];
+        check_adam("Adam", self.lr, self.betas, self.eps, &decay);
         let (ps, gs) = (detached(params), detached(grads));
-        self.m.ensure(&ps);
-        self.v.ensure(&ps);
+        let t = self.moments.begin(&ps) as i32;
         if self.amsgrad {
             self.v_max.ensure(&ps);
         }
-        self.steps += 1;
         let (b1, b2) = self.betas;
-        let t = self.steps as i32;
         let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
         let mut out = Vec::with_capacity(ps.len());
         for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {
@@ -320,8 +358,7 @@ impl Optimizer for Adam {
             } else {
                 g.clone()
             };
-            let m = &(&self.m.0[i] * b1) + &(&g * (1.0 - b1));
-            let v = &(&self.v.0[i] * b2) + &(&g.square() * (1.0 - b2));
+            let (m, v) = self.moments.update(i, &g, self.betas);
             let denominator = if self.amsgrad {
                 let v_max = self.v_max.0[i].maximum(&v);
                 self.v_max.0[i] = v_max.clone();
@@ -331,25 +368,19 @@ impl Optimizer for Adam {
             };
             let update = &(&m * (1.0 / c1)) / &(&(&denominator * (1.0 / c2)).sqrt() + self.eps);
             out.push(&p - &(&update * self.lr));
-            self.m.0[i] = m;
-            self.v.0[i] = v;
         }
         rebuild(params, out)
     }
 
     fn state(&self) -> BTreeMap<String, Tensor> {
         let mut s = BTreeMap::new();
-        s.insert("step".into(), Tensor::scalar(self.steps as i64));
-        self.m.save("exp_avg", &mut s);
-        self.v.save("exp_avg_sq", &mut s);
+        self.moments.save(&mut s);
         self.v_max.save("max_exp_avg_sq", &mut s);
         s
     }
 
     fn load_state(&mut self, state: &BTreeMap<String, Tensor>) {
-        self.steps = state.get("step").map_or(0, |t| t.item::<i64>() as u64);
-        self.m.load("exp_avg", state);
-        self.v.load("exp_avg_sq", state);
+        self.moments.load(state);
         self.v_max.load("max_exp_avg_sq", state);
     }
 }
@@ -579,15 +610,8 @@ impl Optimizer for Adamax {
 
     #[track_caller]
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
-        for (name, v, below_one) in [
-            ("lr", self.lr, false),
-            ("betas.0", self.betas.0, true),
-            ("betas.1", self.betas.1, true),
-            ("eps", self.eps, false),
-            ("weight_decay", self.weight_decay, false),
-        ] {
-            check("Adamax", name, v, below_one);
-        }
+        let decay = [("weight_decay", self.weight_decay)];
+        check_adam("Adamax", self.lr, self.betas, self.eps, &decay);
         let (ps, gs) = (detached(params), detached(grads));
         self.m.ensure(&ps);
         self.u.ensure(&ps);
@@ -635,10 +659,8 @@ pub struct NAdam {
     pub eps: f64,
     /// ψ.
     pub momentum_decay: f64,
-    steps: u64,
     mu_product: f64,
-    m: Buffers,
-    v: Buffers,
+    moments: Moments,
 }
 
 impl NAdam {
@@ -651,10 +673,8 @@ impl NAdam {
             betas: (0.9, 0.999),
             eps: 1e-8,
             momentum_decay: 0.004,
-            steps: 0,
             mu_product: 1.0,
-            m: Buffers::default(),
-            v: Buffers::default(),
+            moments: Moments::default(),
         }
     }
 }
@@ -664,54 +684,37 @@ impl Optimizer for NAdam {
 
     #[track_caller]
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
-        for (name, v, below_one) in [
-            ("lr", self.lr, false),
-            ("betas.0", self.betas.0, true),
-            ("betas.1", self.betas.1, true),
-            ("eps", self.eps, false),
-            ("momentum_decay", self.momentum_decay, false),
-        ] {
-            check("NAdam", name, v, below_one);
-        }
+        let decay = [("momentum_decay", self.momentum_decay)];
+        check_adam("NAdam", self.lr, self.betas, self.eps, &decay);
         let (ps, gs) = (detached(params), detached(grads));
-        self.m.ensure(&ps);
-        self.v.ensure(&ps);
-        self.steps += 1;
+        let step = self.moments.begin(&ps);
         let (b1, b2) = self.betas;
-        let t = self.steps as f64;
+        let t = step as f64;
         let mu = b1 * (1.0 - 0.5 * 0.96f64.powf(t * self.momentum_decay));
         let mu_next = b1 * (1.0 - 0.5 * 0.96f64.powf((t + 1.0) * self.momentum_decay));
         self.mu_product *= mu;
-        let c2 = 1.0 - b2.powi(self.steps as i32);
+        let c2 = 1.0 - b2.powi(step as i32);
         let k_g = self.lr * (1.0 - mu) / (1.0 - self.mu_product);
         let k_m = self.lr * mu_next / (1.0 - self.mu_product * mu_next);
         let mut out = Vec::with_capacity(ps.len());
         for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {
-            let m = &(&self.m.0[i] * b1) + &(g * (1.0 - b1));
-            let v = &(&self.v.0[i] * b2) + &(&g.square() * (1.0 - b2));
+            let (m, v) = self.moments.update(i, g, self.betas);
             let d = &(&v * (1.0 / c2)).sqrt() + self.eps;
-            let p = &(p - &(&(g / &d) * k_g)) - &(&(&m / &d) * k_m);
-            out.push(p);
-            self.m.0[i] = m;
-            self.v.0[i] = v;
+            out.push(&(p - &(&(g / &d) * k_g)) - &(&(&m / &d) * k_m));
         }
         rebuild(params, out)
     }
 
     fn state(&self) -> BTreeMap<String, Tensor> {
         let mut s = BTreeMap::new();
-        s.insert("step".into(), Tensor::scalar(self.steps as i64));
+        self.moments.save(&mut s);
         s.insert("mu_product".into(), Tensor::scalar(self.mu_product));
-        self.m.save("exp_avg", &mut s);
-        self.v.save("exp_avg_sq", &mut s);
         s
     }
 
     fn load_state(&mut self, state: &BTreeMap<String, Tensor>) {
-        self.steps = state.get("step").map_or(0, |t| t.item::<i64>() as u64);
+        self.moments.load(state);
         self.mu_product = state.get("mu_product").map_or(1.0, |t| t.item::<f64>());
-        self.m.load("exp_avg", state);
-        self.v.load("exp_avg_sq", state);
     }
 }
 
@@ -728,9 +731,7 @@ pub struct RAdam {
     pub betas: (f64, f64),
     /// ε.
     pub eps: f64,
-    steps: u64,
-    m: Buffers,
-    v: Buffers,
+    moments: Moments,
 }
 
 impl RAdam {
@@ -742,9 +743,7 @@ impl RAdam {
             lr,
             betas: (0.9, 0.999),
             eps: 1e-8,
-            steps: 0,
-            m: Buffers::default(),
-            v: Buffers::default(),
+            moments: Moments::default(),
         }
     }
 }
@@ -754,27 +753,16 @@ impl Optimizer for RAdam {
 
     #[track_caller]
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
-        for (name, v, below_one) in [
-            ("lr", self.lr, false),
-            ("betas.0", self.betas.0, true),
-            ("betas.1", self.betas.1, true),
-            ("eps", self.eps, false),
-        ] {
-            check("RAdam", name, v, below_one);
-        }
+        check_adam("RAdam", self.lr, self.betas, self.eps, &[]);
         let (ps, gs) = (detached(params), detached(grads));
-        self.m.ensure(&ps);
-        self.v.ensure(&ps);
-        self.steps += 1;
+        let t = self.moments.begin(&ps) as i32;
         let (b1, b2) = self.betas;
-        let t = self.steps as i32;
         let (c1, b2t) = (1.0 - b1.powi(t), b2.powi(t));
         let rho_inf = 2.0 / (1.0 - b2) - 1.0;
         let rho = rho_inf - 2.0 * t as f64 * b2t / (1.0 - b2t);
         let mut out = Vec::with_capacity(ps.len());
         for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {
-            let m = &(&self.m.0[i] * b1) + &(g * (1.0 - b1));
-            let v = &(&self.v.0[i] * b2) + &(&g.square() * (1.0 - b2));
+            let (m, v) = self.moments.update(i, g, self.betas);
             let m_hat = &m * (1.0 / c1);
             let step = if rho > 5.0 {
                 let r = ((rho - 4.0) * (rho - 2.0) * rho_inf
@@ -785,24 +773,18 @@ impl Optimizer for RAdam {
                 m_hat
             };
             out.push(p - &(&step * self.lr));
-            self.m.0[i] = m;
-            self.v.0[i] = v;
         }
         rebuild(params, out)
     }
 
     fn state(&self) -> BTreeMap<String, Tensor> {
         let mut s = BTreeMap::new();
-        s.insert("step".into(), Tensor::scalar(self.steps as i64));
-        self.m.save("exp_avg", &mut s);
-        self.v.save("exp_avg_sq", &mut s);
+        self.moments.save(&mut s);
         s
     }
 
     fn load_state(&mut self, state: &BTreeMap<String, Tensor>) {
-        self.steps = state.get("step").map_or(0, |t| t.item::<i64>() as u64);
-        self.m.load("exp_avg", state);
-        self.v.load("exp_avg_sq", state);
+        self.moments.load(state);
     }
 }
 
