@@ -201,6 +201,23 @@ struct Done {
     took: Duration,
 }
 
+/// Each leaf's value read out of its bucket (buckets hold their leaves' own dtype), or the
+/// leaf itself where it has none (integer leaves).
+fn from_buckets(buckets: &[Bucket], slots: &[Option<Slot>], current: &[Tensor]) -> Vec<Tensor> {
+    current
+        .iter()
+        .zip(slots)
+        .map(|(t, s)| match s {
+            Some(s) => buckets[s.bucket]
+                .data
+                .as_ref()
+                .expect("every bucket is home")
+                .tensor(s),
+            None => t.clone(),
+        })
+        .collect()
+}
+
 impl Reducer {
     /// The hook's work: add the gradient of leaf `i` into its bucket and send every bucket
     /// that is complete, in order.
@@ -315,18 +332,7 @@ impl DataParallel {
         for b in &mut buckets {
             comm.broadcast(b.data.as_mut().expect("fresh").buffer(), 0)?;
         }
-        let new_leaves: Vec<Tensor> = current
-            .iter()
-            .zip(&slots)
-            .map(|(t, s)| match s {
-                Some(s) => {
-                    let v = buckets[s.bucket].data.as_ref().expect("fresh").tensor(s);
-                    v.to_dtype(t.dtype())
-                }
-                None => t.clone(),
-            })
-            .collect();
-        *params = rebuild(params, new_leaves);
+        *params = rebuild(params, from_buckets(&buckets, &slots, &current));
         for b in &mut buckets {
             b.data.as_mut().expect("fresh").zero();
         }
@@ -444,20 +450,7 @@ impl DataParallel {
         let result = match &first_error {
             Some(_) => None,
             None => {
-                let current = leaves(grads);
-                let averaged: Vec<Tensor> = current
-                    .iter()
-                    .zip(&r.slots)
-                    .map(|(t, s)| match s {
-                        Some(s) => r.buckets[s.bucket]
-                            .data
-                            .as_ref()
-                            .expect("every bucket came back")
-                            .tensor(s)
-                            .to_dtype(t.dtype()),
-                        None => t.clone(),
-                    })
-                    .collect();
+                let averaged = from_buckets(&r.buckets, &r.slots, &leaves(grads));
                 Some(rebuild(grads, averaged))
             }
         };
@@ -486,24 +479,23 @@ impl DataParallel {
     /// The average over the ranks of every float leaf of `tree` (a metric, running
     /// statistics), in one all-reduce per leaf; integer leaves come back unchanged.
     pub fn average<P: Tree>(&self, tree: &P) -> Result<P, CommError> {
-        let scale = 1.0 / self.comm.size() as f64;
         let mut out = Vec::new();
         for t in leaves(tree) {
-            out.push(match t.dtype() {
-                DType::F32 => {
-                    let mut v = t.to_vec::<f32>();
-                    self.comm.all_reduce_sum((&mut v).into())?;
-                    v.iter_mut().for_each(|x| *x *= scale as f32);
-                    Tensor::from_vec(v, t.shape())
-                }
-                DType::F64 => {
-                    let mut v = t.to_vec::<f64>();
-                    self.comm.all_reduce_sum((&mut v).into())?;
-                    v.iter_mut().for_each(|x| *x *= scale);
-                    Tensor::from_vec(v, t.shape())
-                }
-                _ => t,
-            });
+            if !t.dtype().is_float() {
+                out.push(t);
+                continue;
+            }
+            let slot = Slot {
+                bucket: 0,
+                offset: 0,
+                numel: t.numel(),
+                shape: t.shape().to_vec(),
+            };
+            let mut flat = Flat::zeros(t.dtype(), t.numel());
+            flat.add(0, &t);
+            self.comm.all_reduce_sum(flat.buffer())?;
+            flat.scale(1.0 / self.comm.size() as f64);
+            out.push(flat.tensor(&slot));
         }
         Ok(rebuild(tree, out))
     }
