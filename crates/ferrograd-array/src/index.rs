@@ -817,6 +817,84 @@ impl Array {
         }
     }
 
+    /// The vectors of the last dim `[.., len]` placed on diagonal `k` of square matrices
+    /// `[.., n, n]`, `n = len + |k|`, zeros elsewhere (PyTorch's `torch.diag_embed`).
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let v = Array::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(v.diag_embed(0).to_vec::<f32>(), vec![1.0, 0.0, 0.0, 2.0, 3.0, 0.0, 0.0, 4.0]);
+    /// ```
+    #[track_caller]
+    pub fn diag_embed(&self, k: i64) -> Array {
+        if self.ndim() == 0 {
+            fail("diag_embed", "expects at least 1 dim, got a 0-d array")
+        }
+        let len = self.shape()[self.ndim() - 1];
+        let n = len + k.unsigned_abs() as usize;
+        let mut shape: Vec<usize> = self.shape()[..self.ndim() - 1].to_vec();
+        shape.extend([n, n]);
+        let d = shape.len();
+        Array::zeros(&shape, self.dtype()).diagonal_scatter(self, k, d - 2, d - 1)
+    }
+
+    /// A copy of `self` with diagonal `k` of dims `dim1`, `dim2` (as
+    /// [`diagonal_dims`](Array::diagonal_dims) reads it) replaced by `src`, which has that
+    /// diagonal's shape (PyTorch's `torch.diagonal_scatter`).
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let a = Array::zeros(&[2, 3], ferrograd_array::DType::F32);
+    /// let d = Array::from_vec(vec![1.0f32, 2.0], &[2]);
+    /// assert_eq!(a.diagonal_scatter(&d, 1, 0usize, 1usize).to_vec::<f32>(), vec![0.0, 1.0, 0.0, 0.0, 0.0, 2.0]);
+    /// ```
+    #[track_caller]
+    pub fn diagonal_scatter(&self, src: &Array, k: i64, dim1: impl Dim, dim2: impl Dim) -> Array {
+        let view = self.diagonal_dims(k, dim1, dim2);
+        if view.shape() != src.shape() || src.dtype() != self.dtype() {
+            fail(
+                "diagonal_scatter",
+                format_args!(
+                    "src of shape {} ({:?}) does not fit the diagonal of shape {} ({:?})",
+                    fmt_shape(src.shape()),
+                    src.dtype(),
+                    fmt_shape(view.shape()),
+                    self.dtype()
+                ),
+            )
+        }
+        let mut out = self.copy();
+        let (d1, d2) = (
+            dim1.resolve(self.ndim(), "diagonal_scatter"),
+            dim2.resolve(self.ndim(), "diagonal_scatter"),
+        );
+        let (vshape, vstrides, voffset) = crate::views::diagonal_layout(
+            out.shape(),
+            &crate::layout::contiguous_strides(out.shape()),
+            0,
+            k,
+            d1,
+            d2,
+        );
+        fn kernel<T: Element>(
+            src: &Array,
+            out: &mut Array,
+            vshape: &[usize],
+            vstrides: &[isize],
+            voffset: usize,
+        ) {
+            let values = src.values::<T>("diagonal_scatter");
+            let shape = out.shape().to_vec();
+            let dst = out.out_slice::<T>(&shape, "diagonal_scatter");
+            let src_strides = crate::layout::contiguous_strides(vshape);
+            for_each_offsets(vshape, [&src_strides, vstrides], [0, voffset], |[i, o]| {
+                dst[o] = values[i];
+            });
+        }
+        dispatch_any!(self.dtype(), T => kernel::<T>(src, &mut out, &vshape, &vstrides, voffset));
+        out
+    }
+
     /// The lower triangle of the last two dims (on and below diagonal `k`), zeros elsewhere.
     #[track_caller]
     pub fn tril(&self, k: i64) -> Array {

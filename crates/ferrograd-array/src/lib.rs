@@ -30,6 +30,7 @@
 mod array;
 mod conv;
 mod create;
+mod decomp;
 mod device;
 mod display;
 mod dtype;

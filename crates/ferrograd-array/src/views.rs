@@ -1,8 +1,6 @@
 //! Views: new layouts over the same storage, no copy. Each panics with the op name, the
 //! shapes and the caller's line on a bad argument.
 
-use smallvec::SmallVec;
-
 use crate::error::fail;
 use crate::layout::{broadcast_strides, contiguous_strides, fmt_shape, numel, Dim, Shape, Strides};
 use crate::Array;
@@ -227,28 +225,80 @@ impl Array {
         self.with_layout(shape, strides, self.offset())
     }
 
-    /// The `k`-th diagonal of a matrix as a 1-d view (`k > 0` above, `k < 0` below).
+    /// Diagonal `k` (`k > 0` above, `k < 0` below) of the matrices in the last two dims, as
+    /// a view `[.., len]` (PyTorch's `torch.linalg.diagonal`; for a matrix, its diagonal as
+    /// a vector).
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let a = Array::from_vec((0..8).map(|v| v as f32).collect(), &[2, 2, 2]);
+    /// assert_eq!(a.diagonal(0).to_vec::<f32>(), vec![0.0, 3.0, 4.0, 7.0]);
+    /// ```
     #[track_caller]
     pub fn diagonal(&self, k: i64) -> Array {
-        if self.ndim() != 2 {
+        if self.ndim() < 2 {
             fail(
                 "diagonal",
-                format_args!("expects a matrix, got shape {}", fmt_shape(self.shape())),
+                format_args!(
+                    "expects a matrix or a batch of matrices, got shape {}",
+                    fmt_shape(self.shape())
+                ),
             )
         }
-        let (r, c) = (self.shape()[0] as i64, self.shape()[1] as i64);
-        let len = if k >= 0 { r.min(c - k) } else { (r + k).min(c) }.max(0) as usize;
-        let (row, col) = if k >= 0 { (0, k) } else { (-k, 0) };
-        let offset = if len == 0 {
-            self.offset()
-        } else {
-            (self.offset() as isize
-                + row as isize * self.strides()[0]
-                + col as isize * self.strides()[1]) as usize
-        };
-        let strides: Strides = SmallVec::from_slice(&[self.strides()[0] + self.strides()[1]]);
-        self.with_layout(SmallVec::from_slice(&[len]), strides, offset)
+        self.diagonal_dims(k, self.ndim() - 2, self.ndim() - 1)
     }
+
+    /// Diagonal `k` of the planes spanned by dims `dim1` and `dim2`, as a view: those two
+    /// dims are removed and the diagonal appended as the last dim (PyTorch's
+    /// `torch.diagonal`).
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let a = Array::from_vec((0..8).map(|v| v as f32).collect(), &[2, 2, 2]);
+    /// assert_eq!(a.diagonal_dims(0, 0usize, 2usize).to_vec::<f32>(), vec![0.0, 5.0, 2.0, 7.0]);
+    /// ```
+    #[track_caller]
+    pub fn diagonal_dims(&self, k: i64, dim1: impl Dim, dim2: impl Dim) -> Array {
+        let (d1, d2) = (
+            dim1.resolve(self.ndim(), "diagonal"),
+            dim2.resolve(self.ndim(), "diagonal"),
+        );
+        if d1 == d2 {
+            fail(
+                "diagonal",
+                format_args!("dim1 and dim2 are the same dim ({d1})"),
+            )
+        }
+        let (shape, strides, offset) =
+            diagonal_layout(self.shape(), self.strides(), self.offset(), k, d1, d2);
+        self.with_layout(shape, strides, offset)
+    }
+}
+
+/// The layout of diagonal `k` of dims `d1`, `d2` of an array laid out as `shape`, `strides`,
+/// `offset`: the other dims in order, then the diagonal.
+pub(crate) fn diagonal_layout(
+    shape: &[usize],
+    strides: &[isize],
+    offset: usize,
+    k: i64,
+    d1: usize,
+    d2: usize,
+) -> (Shape, Strides, usize) {
+    let (r, c) = (shape[d1] as i64, shape[d2] as i64);
+    let len = if k >= 0 { r.min(c - k) } else { (r + k).min(c) }.max(0) as usize;
+    let (row, col) = if k >= 0 { (0, k) } else { (-k, 0) };
+    let offset = if len == 0 {
+        offset
+    } else {
+        (offset as isize + row as isize * strides[d1] + col as isize * strides[d2]) as usize
+    };
+    let keep = (0..shape.len()).filter(|&d| d != d1 && d != d2);
+    let mut out_shape: Shape = keep.clone().map(|d| shape[d]).collect();
+    let mut out_strides: Strides = keep.map(|d| strides[d]).collect();
+    out_shape.push(len);
+    out_strides.push(strides[d1] + strides[d2]);
+    (out_shape, out_strides, offset)
 }
 
 /// Strides that read an array of `shape`/`strides` in row-major order as `new_shape` (same

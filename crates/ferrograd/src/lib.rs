@@ -50,9 +50,10 @@ pub use grad::{
 };
 pub use gradcheck::{gradcheck, gradgradcheck, GradcheckReport, LeafCheck};
 pub use op::Op;
+pub use ops::decomp::{LinalgOp, Triangular};
 pub use ops::elementwise::{Binary, Compare, ScalarOp, Unary};
 pub use ops::index::IndexOp;
-pub use ops::linalg::Coefficient;
+pub use ops::linalg::{einsum, Coefficient, MatrixNorm};
 pub use ops::nn::NnOp;
 pub use ops::reduce::{DimList, Reduction};
 pub use ops::shape::ShapeOp;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::custom::CustomOp;
-use crate::ops::{elementwise, index, linalg, nn, reduce, shape};
+use crate::ops::{decomp, elementwise, index, linalg, nn, reduce, shape};
 use crate::{Array, Tensor};
 
 /// Gradients of a primitive's inputs, `None` where an input gets none.
@@ -86,6 +86,8 @@ pub enum Op {
     Index(index::IndexOp),
     /// Neural-network primitives: convolution, pooling, softmax and fused gradients.
     Nn(nn::NnOp),
+    /// Matrix decompositions and solvers.
+    Linalg(decomp::LinalgOp),
     /// A user primitive with a hand-written gradient.
     Custom(Arc<dyn CustomOp>),
 }
@@ -134,6 +136,7 @@ impl PartialEq for Op {
             (Op::Shape(a), Op::Shape(b)) => a == b,
             (Op::Index(a), Op::Index(b)) => a == b,
             (Op::Nn(a), Op::Nn(b)) => a == b,
+            (Op::Linalg(a), Op::Linalg(b)) => a == b,
             (Op::Custom(a), Op::Custom(b)) => Arc::ptr_eq(a, b),
             // different variants (listed so that a new variant must be added above)
             (
@@ -153,6 +156,7 @@ impl PartialEq for Op {
                 | Op::Shape(_)
                 | Op::Index(_)
                 | Op::Nn(_)
+                | Op::Linalg(_)
                 | Op::Custom(_),
                 _,
             ) => false,
@@ -184,6 +188,7 @@ impl Hash for Op {
             Op::Shape(s) => s.hash(state),
             Op::Index(i) => i.hash(state),
             Op::Nn(n) => n.hash(state),
+            Op::Linalg(l) => l.hash(state),
             Op::Custom(c) => (Arc::as_ptr(c) as *const () as usize).hash(state),
         }
     }
@@ -210,6 +215,7 @@ impl Op {
             Op::Shape(s) => s.name(),
             Op::Index(i) => i.name(),
             Op::Nn(n) => n.name(),
+            Op::Linalg(l) => l.name(),
             Op::Custom(c) => return Cow::Owned(c.name().to_string()),
         })
     }
@@ -231,6 +237,7 @@ impl Op {
             | Op::Matmul
             | Op::Shape(_)
             | Op::Index(_)
+            | Op::Linalg(_)
             | Op::Custom(_) => true,
         }
     }
@@ -264,6 +271,7 @@ impl Op {
             Op::Shape(s) => s.forward(x),
             Op::Index(i) => i.forward(x),
             Op::Nn(n) => n.forward(x),
+            Op::Linalg(l) => l.forward(x),
             Op::Custom(c) => c.forward(x),
         }
     }
@@ -295,7 +303,11 @@ impl Op {
             Op::Shape(s) => return s.forward_into(x, out),
             Op::Index(i) => return i.forward_into(x, out),
             Op::Nn(n) => return n.forward_into(x, out),
-            Op::Leaf | Op::ArgExtreme { .. } | Op::ArgSort { .. } | Op::Custom(_) => return false,
+            Op::Leaf
+            | Op::ArgExtreme { .. }
+            | Op::ArgSort { .. }
+            | Op::Linalg(_)
+            | Op::Custom(_) => return false,
         }
         true
     }
@@ -321,6 +333,7 @@ impl Op {
             Op::Shape(s) => s.vjp(x, g),
             Op::Index(i) => i.vjp(x, g, needs),
             Op::Nn(n) => n.vjp(x, out, g, needs),
+            Op::Linalg(l) => l.vjp(x, out, g, needs),
             Op::Custom(c) => crate::custom::custom_vjp(c, x, out, g, needs),
         }
     }

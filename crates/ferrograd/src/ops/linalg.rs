@@ -256,3 +256,352 @@ fn add_scaled(
     };
     &i + &p
 }
+
+/// Which norm [`Tensor::matrix_norm`] computes (PyTorch's `ord` of
+/// `torch.linalg.matrix_norm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatrixNorm {
+    /// Frobenius: the square root of the sum of squares (`'fro'`).
+    Frobenius,
+    /// Nuclear: the sum of the singular values (`'nuc'`).
+    Nuclear,
+    /// The largest absolute column sum (`1`).
+    One,
+    /// The smallest absolute column sum (`-1`).
+    NegOne,
+    /// The largest singular value, the spectral norm (`2`).
+    Two,
+    /// The smallest singular value (`-2`).
+    NegTwo,
+    /// The largest absolute row sum (`inf`).
+    Inf,
+    /// The smallest absolute row sum (`-inf`).
+    NegInf,
+}
+
+impl Tensor {
+    /// A norm of each matrix of `[.., m, n]` (shape `[..]`; PyTorch's
+    /// `torch.linalg.matrix_norm`). The Frobenius norm has a zero gradient at a zero matrix;
+    /// the spectral and nuclear norms differentiate through the singular values.
+    ///
+    /// ```
+    /// use ferrograd::{MatrixNorm, Tensor};
+    /// let a = Tensor::from_vec(vec![3.0f64, 0.0, 0.0, -4.0], &[2, 2]);
+    /// assert_eq!(a.matrix_norm(MatrixNorm::Frobenius).item::<f64>(), 5.0);
+    /// assert_eq!(a.matrix_norm(MatrixNorm::Nuclear).item::<f64>(), 7.0);
+    /// assert_eq!(a.matrix_norm(MatrixNorm::Two).item::<f64>(), 4.0);
+    /// assert_eq!(a.matrix_norm(MatrixNorm::One).item::<f64>(), 4.0);
+    /// ```
+    #[track_caller]
+    pub fn matrix_norm(&self, ord: MatrixNorm) -> Tensor {
+        if self.ndim() < 2 {
+            panic!(
+                "ferrograd: matrix_norm: expects a matrix or a batch of matrices [.., m, n], \
+                 got shape {:?} (at {})",
+                self.shape(),
+                ferrograd_array::Site(std::panic::Location::caller())
+            );
+        }
+        let d = self.ndim();
+        match ord {
+            MatrixNorm::Frobenius => self.norm_dim(2.0, [d - 2, d - 1], false),
+            MatrixNorm::Nuclear => self.svdvals().sum_dim(-1, false),
+            MatrixNorm::Two => self.svdvals().amax_dim(-1, false),
+            MatrixNorm::NegTwo => self.svdvals().amin_dim(-1, false),
+            MatrixNorm::One => self.abs().sum_dim(d - 2, false).amax_dim(-1, false),
+            MatrixNorm::NegOne => self.abs().sum_dim(d - 2, false).amin_dim(-1, false),
+            MatrixNorm::Inf => self.abs().sum_dim(d - 1, false).amax_dim(-1, false),
+            MatrixNorm::NegInf => self.abs().sum_dim(d - 1, false).amin_dim(-1, false),
+        }
+    }
+
+    /// The `p`-norm distance between each row of `self` (`[.., P, M]`) and each row of
+    /// `other` (`[.., R, M]`), as `[.., P, R]`; batch dims broadcast (PyTorch's
+    /// `torch.cdist`, computed exactly from the differences for every `p`; the gradient at a
+    /// zero distance is 0).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let a = Tensor::from_vec(vec![0.0f64, 0.0, 3.0, 4.0], &[2, 2]);
+    /// let b = Tensor::from_vec(vec![0.0f64, 0.0], &[1, 2]);
+    /// assert_eq!(a.cdist(&b, 2.0).to_vec::<f64>(), vec![0.0, 5.0]);
+    /// ```
+    #[track_caller]
+    pub fn cdist(&self, other: &Tensor, p: f64) -> Tensor {
+        if self.ndim() < 2
+            || other.ndim() < 2
+            || self.shape()[self.ndim() - 1] != other.shape()[other.ndim() - 1]
+        {
+            panic!(
+                "ferrograd: cdist: expects [.., P, M] and [.., R, M] with one M, got shapes \
+                 {:?} and {:?} (at {})",
+                self.shape(),
+                other.shape(),
+                ferrograd_array::Site(std::panic::Location::caller())
+            );
+        }
+        let diff = &self.unsqueeze(-2) - &other.unsqueeze(-3);
+        diff.norm_dim(p, -1, false)
+    }
+}
+
+/// Sums of products over labelled dims, in Einstein's notation (PyTorch's and NumPy's
+/// `einsum`): `"ij,jk->ik"` is a matrix product, `"ii->i"` a diagonal, `"bij->bji"` a
+/// transpose, `"...ij,...jk"` a batched product. Each operand has one label (a letter) per
+/// dim, `...` standing for any number of leading broadcast dims; a label repeated within an
+/// operand takes its diagonal; labels missing from the output are summed. Without `->` the
+/// output has the labels that appear once, in alphabetical order (after `...`'s dims).
+///
+/// Contractions run pairwise from the left as batched matrix products, so the work is a
+/// `matmul` per operand, never a broadcast product of all of them.
+///
+/// ```
+/// use ferrograd::{einsum, Tensor};
+/// let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+/// let b = Tensor::from_vec(vec![5.0f64, 6.0, 7.0, 8.0], &[2, 2]);
+/// assert_eq!(einsum("ij,jk->ik", &[&a, &b]).to_vec::<f64>(), a.matmul(&b).to_vec::<f64>());
+/// assert_eq!(einsum("ii", &[&a]).item::<f64>(), 5.0);
+/// assert_eq!(einsum("ij->j", &[&a]).to_vec::<f64>(), vec![4.0, 6.0]);
+/// ```
+#[track_caller]
+pub fn einsum(spec: &str, operands: &[&Tensor]) -> Tensor {
+    let site = ferrograd_array::Site(std::panic::Location::caller());
+    let fail = |msg: String| -> ! { panic!("ferrograd: einsum: {msg} (in \"{spec}\", at {site})") };
+    let spec_clean: String = spec.chars().filter(|c| !c.is_whitespace()).collect();
+    let (lhs, rhs) = match spec_clean.split_once("->") {
+        Some((l, r)) => (l.to_string(), Some(r.to_string())),
+        None => (spec_clean.clone(), None),
+    };
+    let terms: Vec<&str> = lhs.split(',').collect();
+    if terms.len() != operands.len() {
+        fail(format!(
+            "{} operand terms for {} operands",
+            terms.len(),
+            operands.len()
+        ));
+    }
+    // Labels as u32: letters by code point, the dims of `...` as 0, 1, ... (leftmost first).
+    let parse = |term: &str, ndim: Option<usize>| -> (Vec<u32>, Option<usize>) {
+        let (before, after, has_dots) = match term.split_once("...") {
+            Some((b, a)) => (b, a, true),
+            None => (term, "", false),
+        };
+        let mut labels = Vec::new();
+        for c in before.chars().chain(after.chars()) {
+            if !c.is_ascii_alphabetic() {
+                fail(format!(
+                    "'{c}' is not a label (labels are letters, and '...')"
+                ));
+            }
+        }
+        labels.extend(before.chars().map(|c| c as u32 + 1000));
+        let named = before.len() + after.len();
+        let dots = match (has_dots, ndim) {
+            (true, Some(n)) => {
+                if n < named {
+                    fail(format!(
+                        "term \"{term}\" names more dims than its operand has ({n})"
+                    ));
+                }
+                Some(n - named)
+            }
+            (true, None) => Some(0),
+            (false, _) => None,
+        };
+        if let Some(k) = dots {
+            labels.extend((0..k as u32).map(|i| 999 - i));
+        }
+        labels.extend(after.chars().map(|c| c as u32 + 1000));
+        (labels, dots)
+    };
+    let mut dots_max = 0;
+    let mut parsed = Vec::new();
+    for (term, t) in terms.iter().zip(operands) {
+        let (labels, dots) = parse(term, Some(t.ndim()));
+        if dots.is_none() && labels.len() != t.ndim() {
+            fail(format!(
+                "term \"{term}\" has {} labels for an operand of shape {:?}",
+                labels.len(),
+                t.shape()
+            ));
+        }
+        dots_max = dots_max.max(dots.unwrap_or(0));
+        parsed.push((labels, dots.unwrap_or(0)));
+    }
+    // Align `...` dims from the right: dim i of an operand's k dots is broadcast dim
+    // (dots_max - k + i), labelled 999 - that (so the leftmost is the largest label...
+    // relabelled to keep them distinct and ordered).
+    let dots_label = |j: usize| 999 - j as u32;
+    let mut ops: Vec<(Tensor, Vec<u32>)> = Vec::new();
+    for ((labels, k), t) in parsed.into_iter().zip(operands) {
+        let shift = dots_max - k;
+        let relabel: Vec<u32> = labels
+            .iter()
+            .map(|&l| {
+                if l < 1000 {
+                    dots_label((999 - l) as usize + shift)
+                } else {
+                    l
+                }
+            })
+            .collect();
+        ops.push(((*t).clone(), relabel));
+    }
+    let dot_labels: Vec<u32> = (0..dots_max).map(dots_label).collect();
+    let output: Vec<u32> = match &rhs {
+        Some(r) => {
+            let (labels, dots) = parse(r, Some(r.replace("...", "").len() + dots_max));
+            if r.contains("...") && dots != Some(dots_max) {
+                fail("bad output term".to_string());
+            }
+            // the output's `...` are all the broadcast dims
+            labels
+                .into_iter()
+                .map(|l| {
+                    if l < 1000 {
+                        dots_label((999 - l) as usize)
+                    } else {
+                        l
+                    }
+                })
+                .collect()
+        }
+        None => {
+            let mut counts = std::collections::BTreeMap::new();
+            for (_, labels) in &ops {
+                for &l in labels.iter().filter(|&&l| l >= 1000) {
+                    *counts.entry(l).or_insert(0) += 1;
+                }
+            }
+            let once = counts.into_iter().filter(|&(_, c)| c == 1).map(|(l, _)| l);
+            dot_labels.iter().copied().chain(once).collect()
+        }
+    };
+    let name = |l: u32| {
+        if l >= 1000 {
+            char::from_u32(l - 1000).map_or("?".into(), String::from)
+        } else {
+            "...".into()
+        }
+    };
+    for (i, &l) in output.iter().enumerate() {
+        if output[..i].contains(&l) {
+            fail(format!("output label '{}' appears twice", name(l)));
+        }
+        if !ops.iter().any(|(_, labels)| labels.contains(&l)) {
+            fail(format!("output label '{}' is in no operand", name(l)));
+        }
+    }
+    // The size of each label (1 broadcasts).
+    let mut sizes = std::collections::HashMap::new();
+    for (t, labels) in &ops {
+        for (d, &l) in labels.iter().enumerate() {
+            let s = t.shape()[d];
+            let e = sizes.entry(l).or_insert(s);
+            if *e == 1 {
+                *e = s;
+            } else if s != 1 && s != *e {
+                fail(format!("label '{}' has sizes {} and {s}", name(l), *e));
+            }
+        }
+    }
+    // Diagonals for repeated labels, then sums of labels no one else needs.
+    let needed_after = |ops: &[(Tensor, Vec<u32>)], from: usize, l: u32| {
+        output.contains(&l) || ops[from..].iter().any(|(_, labels)| labels.contains(&l))
+    };
+    for (t, labels) in ops.iter_mut() {
+        while let Some((i, j)) = (0..labels.len()).find_map(|i| {
+            (i + 1..labels.len())
+                .find(|&j| labels[j] == labels[i])
+                .map(|j| (i, j))
+        }) {
+            let l = labels[i];
+            *t = t.diagonal_dims(0, i, j);
+            labels.remove(j);
+            labels.remove(i);
+            labels.push(l);
+        }
+    }
+    let reduce_unneeded = |t: &Tensor, labels: &[u32], keep: &dyn Fn(u32) -> bool| {
+        let drop: Vec<usize> = (0..labels.len()).filter(|&d| !keep(labels[d])).collect();
+        if drop.is_empty() {
+            return (t.clone(), labels.to_vec());
+        }
+        let kept: Vec<u32> = labels
+            .iter()
+            .enumerate()
+            .filter(|(d, _)| !drop.contains(d))
+            .map(|(_, &l)| l)
+            .collect();
+        (t.sum_dim(drop, false), kept)
+    };
+    let (first, rest) = ops.split_first().expect("einsum: at least one operand");
+    let keep_first = |l: u32| needed_after(&ops, 1, l);
+    let (mut acc, mut acc_labels) = reduce_unneeded(&first.0, &first.1, &keep_first);
+    for (k, (t, labels)) in rest.iter().enumerate() {
+        let later = k + 2; // operands after this one start here
+        let keep_b = |l: u32| acc_labels.contains(&l) || needed_after(&ops, later, l);
+        let (b, b_labels) = reduce_unneeded(t, labels, &keep_b);
+        let keep_a = |l: u32| b_labels.contains(&l) || needed_after(&ops, later, l);
+        let (a, a_labels) = reduce_unneeded(&acc, &acc_labels, &keep_a);
+        let in_b = |l: &u32| b_labels.contains(l);
+        let in_a = |l: &u32| a_labels.contains(l);
+        let batch: Vec<u32> = a_labels
+            .iter()
+            .filter(|l| in_b(l) && needed_after(&ops, later, **l))
+            .copied()
+            .collect();
+        let contracted: Vec<u32> = a_labels
+            .iter()
+            .filter(|l| in_b(l) && !batch.contains(l))
+            .copied()
+            .collect();
+        let left: Vec<u32> = a_labels.iter().filter(|l| !in_b(l)).copied().collect();
+        let right: Vec<u32> = b_labels.iter().filter(|l| !in_a(l)).copied().collect();
+        let arrange = |t: &Tensor, labels: &[u32], groups: [&[u32]; 3]| {
+            let order: Vec<usize> = groups
+                .iter()
+                .flat_map(|g| g.iter())
+                .map(|l| labels.iter().position(|x| x == l).expect("label present"))
+                .collect();
+            let full: Vec<usize> = groups
+                .iter()
+                .flat_map(|g| g.iter())
+                .map(|l| sizes[l])
+                .collect();
+            let t = t.permute(&order);
+            let t = if t.shape() == full.as_slice() {
+                t
+            } else {
+                t.expand(&full)
+            };
+            let size = |g: &[u32]| g.iter().map(|l| sizes[l]).product::<usize>();
+            t.reshape(&[size(groups[0]), size(groups[1]), size(groups[2])])
+        };
+        let a3 = arrange(&a, &a_labels, [&batch, &left, &contracted]);
+        let b3 = arrange(&b, &b_labels, [&batch, &contracted, &right]);
+        let product = a3.matmul(&b3);
+        let labels: Vec<u32> = batch.iter().chain(&left).chain(&right).copied().collect();
+        let shape: Vec<usize> = labels.iter().map(|l| sizes[l]).collect();
+        acc = product.reshape(&shape);
+        acc_labels = labels;
+    }
+    // A single operand may still hold labels the output drops.
+    let (acc, acc_labels) = reduce_unneeded(&acc, &acc_labels, &|l| output.contains(&l));
+    let order: Vec<usize> = output
+        .iter()
+        .map(|l| {
+            acc_labels
+                .iter()
+                .position(|x| x == l)
+                .expect("output label present")
+        })
+        .collect();
+    let out = acc.permute(&order);
+    let full: Vec<usize> = output.iter().map(|l| sizes[l]).collect();
+    if out.shape() == full.as_slice() {
+        out
+    } else {
+        out.expand(&full)
+    }
+}

@@ -10,7 +10,7 @@ use crate::ops::reduce::DimList;
 use crate::tensor::apply;
 use std::borrow::Borrow;
 
-use crate::{Array, Dim, Dims, Index, Position, Shape, Tensor};
+use crate::{Array, Dim, Dims, Position, Shape, Tensor};
 
 /// Zeros of size `size` along `dim`, with `x` placed from `start` (the adjoint of narrow).
 pub(crate) fn pad_narrow(x: &Array, dim: usize, start: usize, size: usize) -> Array {
@@ -61,10 +61,27 @@ pub enum ShapeOp {
     },
     /// Reversal along dims.
     Flip(DimList),
-    /// Diagonal `k` of a matrix as a vector.
-    Diagonal(i64),
-    /// A vector placed on diagonal `k` of a square zero matrix.
+    /// Diagonal `k` of the planes of two dims, appended as the last dim (a view).
+    Diagonal {
+        /// The offset (above the main diagonal when positive).
+        k: i64,
+        /// The rows' dim.
+        dim1: usize,
+        /// The columns' dim.
+        dim2: usize,
+    },
+    /// The last dim's vectors placed on diagonal `k` of square zero matrices.
     DiagEmbed(i64),
+    /// A copy of the first input with a diagonal (as [`ShapeOp::Diagonal`] reads it)
+    /// replaced by the second input.
+    DiagonalScatter {
+        /// The offset.
+        k: i64,
+        /// The rows' dim.
+        dim1: usize,
+        /// The columns' dim.
+        dim2: usize,
+    },
     /// Lower (`true`) or upper triangle from diagonal `k`.
     Triangle(bool, i64),
     /// Concatenation along a dim.
@@ -87,8 +104,9 @@ impl ShapeOp {
             ShapeOp::Narrow { .. } => "narrow",
             ShapeOp::PadNarrow { .. } => "pad_narrow",
             ShapeOp::Flip(_) => "flip",
-            ShapeOp::Diagonal(_) => "diagonal",
+            ShapeOp::Diagonal { .. } => "diagonal",
             ShapeOp::DiagEmbed(_) => "diag_embed",
+            ShapeOp::DiagonalScatter { .. } => "diagonal_scatter",
             ShapeOp::Triangle(true, _) => "tril",
             ShapeOp::Triangle(false, _) => "triu",
             ShapeOp::Cat(_) => "cat",
@@ -105,8 +123,11 @@ impl ShapeOp {
             ShapeOp::Narrow { dim, start, len } => x[0].narrow(*dim, *start, *len),
             ShapeOp::PadNarrow { dim, start, size } => pad_narrow(x[0], *dim, *start, *size),
             ShapeOp::Flip(dims) => x[0].flip(dims.as_slice()),
-            ShapeOp::Diagonal(k) => x[0].diagonal(*k),
-            ShapeOp::DiagEmbed(k) => x[0].diag(*k),
+            ShapeOp::Diagonal { k, dim1, dim2 } => x[0].diagonal_dims(*k, *dim1, *dim2),
+            ShapeOp::DiagEmbed(k) => x[0].diag_embed(*k),
+            ShapeOp::DiagonalScatter { k, dim1, dim2 } => {
+                x[0].diagonal_scatter(x[1], *k, *dim1, *dim2)
+            }
             ShapeOp::Triangle(true, k) => x[0].tril(*k),
             ShapeOp::Triangle(false, k) => x[0].triu(*k),
             ShapeOp::Cat(d) => Array::cat(&x.iter().map(|a| (*a).clone()).collect::<Vec<_>>(), *d),
@@ -127,8 +148,9 @@ impl ShapeOp {
             | ShapeOp::Expand(_)
             | ShapeOp::Narrow { .. }
             | ShapeOp::PadNarrow { .. }
-            | ShapeOp::Diagonal(_)
+            | ShapeOp::Diagonal { .. }
             | ShapeOp::DiagEmbed(_)
+            | ShapeOp::DiagonalScatter { .. }
             | ShapeOp::Cat(_) => return false,
         }
         true
@@ -157,15 +179,16 @@ impl ShapeOp {
             ShapeOp::PadNarrow { dim, start, .. } => g.narrow(*dim, *start, x[0].shape()[*dim]),
             ShapeOp::Flip(dims) => g.flip(dims.as_slice()),
             ShapeOp::DiagEmbed(k) => g.diagonal(*k),
-            ShapeOp::Diagonal(k) => {
-                // Place g on diagonal k of a zero matrix of x's shape.
-                let (r, c) = (x[0].shape()[0], x[0].shape()[1]);
-                let (r0, c0) = if *k >= 0 { (0, *k) } else { (-*k, 0) };
-                let positions: Vec<i64> = (0..g.numel() as i64)
-                    .map(|i| (r0 + i) * c as i64 + c0 + i)
-                    .collect();
-                let flat = Tensor::new(Array::zeros(&[r * c], g.dtype()));
-                flat.index_put(&Index::List(positions), g).reshape(&[r, c])
+            ShapeOp::Diagonal { k, dim1, dim2 } => {
+                let zeros = Tensor::new(Array::zeros(x[0].shape(), g.dtype()));
+                zeros.diagonal_scatter(g, *k, *dim1, *dim2)
+            }
+            ShapeOp::DiagonalScatter { k, dim1, dim2 } => {
+                let (k, d1, d2) = (*k, *dim1, *dim2);
+                return smallvec![
+                    Some(g.diagonal_scatter(&x[1].zeros_like(), k, d1, d2)),
+                    Some(g.diagonal_dims(k, d1, d2)),
+                ];
             }
             ShapeOp::Triangle(lower, k) => {
                 if *lower {
@@ -330,11 +353,98 @@ impl Tensor {
         apply(ShapeOp::Flip(dims), &[self])
     }
 
-    /// Diagonal `k` of a matrix as a vector.
+    /// Diagonal `k` (`k > 0` above, `k < 0` below) of the matrices in the last two dims,
+    /// as `[.., len]` (PyTorch's `torch.linalg.diagonal`; for a matrix, its diagonal as a
+    /// vector). A view; its gradient lands on the diagonal.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let m = Tensor::from_vec((0..8).map(f64::from).collect(), &[2, 2, 2]);
+    /// assert_eq!(m.diagonal(0).to_vec::<f64>(), vec![0.0, 3.0, 4.0, 7.0]);
+    /// ```
     #[track_caller]
     pub fn diagonal(&self, k: i64) -> Tensor {
-        self.data().diagonal(k);
-        apply(ShapeOp::Diagonal(k), &[self])
+        self.data().diagonal(k); // checks, with the caller's line
+        let d = self.ndim();
+        apply(
+            ShapeOp::Diagonal {
+                k,
+                dim1: d - 2,
+                dim2: d - 1,
+            },
+            &[self],
+        )
+    }
+
+    /// Diagonal `k` of the planes spanned by `dim1` and `dim2`: those dims are removed and
+    /// the diagonal appended as the last dim (PyTorch's `torch.diagonal`).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let m = Tensor::from_vec((0..8).map(f64::from).collect(), &[2, 2, 2]);
+    /// assert_eq!(m.diagonal_dims(0, 0, 2).to_vec::<f64>(), vec![0.0, 5.0, 2.0, 7.0]);
+    /// ```
+    #[track_caller]
+    pub fn diagonal_dims(&self, k: i64, dim1: impl Dim, dim2: impl Dim) -> Tensor {
+        let (d1, d2) = (
+            dim1.resolve(self.ndim(), "diagonal"),
+            dim2.resolve(self.ndim(), "diagonal"),
+        );
+        self.data().diagonal_dims(k, d1, d2); // checks, with the caller's line
+        apply(
+            ShapeOp::Diagonal {
+                k,
+                dim1: d1,
+                dim2: d2,
+            },
+            &[self],
+        )
+    }
+
+    /// The last dim's vectors placed on diagonal `k` of square zero matrices `[.., n, n]`,
+    /// `n = len + |k|` (PyTorch's `torch.diag_embed`).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let v = Tensor::from_vec(vec![1.0f64, 2.0], &[1, 2]);
+    /// assert_eq!(v.diag_embed(0).to_vec::<f64>(), vec![1.0, 0.0, 0.0, 2.0]);
+    /// ```
+    #[track_caller]
+    pub fn diag_embed(&self, k: i64) -> Tensor {
+        if self.ndim() == 0 {
+            self.data().diag_embed(k); // panics, with the caller's line
+        }
+        apply(ShapeOp::DiagEmbed(k), &[self])
+    }
+
+    /// A copy of `self` with diagonal `k` of dims `dim1`, `dim2` (as
+    /// [`diagonal_dims`](Tensor::diagonal_dims) reads it) replaced by `src` (PyTorch's
+    /// `torch.diagonal_scatter`). Both get gradients.
+    ///
+    /// ```
+    /// use ferrograd::{DType, Tensor};
+    /// let z = Tensor::zeros(&[2, 2], DType::F64);
+    /// let d = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// assert_eq!(z.diagonal_scatter(&d, 0, 0, 1).to_vec::<f64>(), vec![1.0, 0.0, 0.0, 2.0]);
+    /// ```
+    #[track_caller]
+    pub fn diagonal_scatter(&self, src: &Tensor, k: i64, dim1: impl Dim, dim2: impl Dim) -> Tensor {
+        let (d1, d2) = (
+            dim1.resolve(self.ndim(), "diagonal_scatter"),
+            dim2.resolve(self.ndim(), "diagonal_scatter"),
+        );
+        let view = self.data().diagonal_dims(k, d1, d2);
+        if view.shape() != src.shape() || src.dtype() != self.dtype() {
+            self.data().diagonal_scatter(src.data(), k, d1, d2); // panics, with the caller's line
+        }
+        apply(
+            ShapeOp::DiagonalScatter {
+                k,
+                dim1: d1,
+                dim2: d2,
+            },
+            &[self, src],
+        )
     }
 
     /// The sum of a matrix's diagonal (PyTorch's `torch.trace`; the gradient is the identity

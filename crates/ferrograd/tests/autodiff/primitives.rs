@@ -10,12 +10,18 @@ use crate::common::*;
 /// Checks `f` on random parameters of `shapes` drawn from `[low, high)`: the loss is `f`'s
 /// output projected on a fixed random tensor, so every output element matters.
 #[track_caller]
-fn check(name: &str, shapes: &[&[usize]], low: f64, high: f64, f: impl Fn(&[Tensor]) -> Tensor) {
+pub(crate) fn check(
+    name: &str,
+    shapes: &[&[usize]],
+    low: f64,
+    high: f64,
+    f: impl Fn(&[Tensor]) -> Tensor,
+) {
     check_orders(name, shapes, low, high, true, f)
 }
 
 #[track_caller]
-fn check_orders(
+pub(crate) fn check_orders(
     name: &str,
     shapes: &[&[usize]],
     low: f64,
