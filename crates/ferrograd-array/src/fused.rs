@@ -45,6 +45,16 @@ pub enum MapFn {
     Atan,
     /// The error function.
     Erf,
+    /// The inverse error function.
+    Erfinv,
+    /// `ln |Γ(x)|`.
+    Lgamma,
+    /// `Γ'(x) / Γ(x)`.
+    Digamma,
+    /// The `n`-th derivative of digamma.
+    Polygamma(u32),
+    /// Round toward zero.
+    Trunc,
     Tanh,
     Sigmoid,
     Sqrt,
@@ -94,6 +104,7 @@ impl MapFn {
                 | MapFn::Floor
                 | MapFn::Ceil
                 | MapFn::Round
+                | MapFn::Trunc
                 | MapFn::Reciprocal
                 | MapFn::Square
                 | MapFn::Identity
@@ -122,6 +133,11 @@ impl MapFn {
             MapFn::Acos => x.acos(),
             MapFn::Atan => x.atan(),
             MapFn::Erf => x.erf_value(),
+            MapFn::Erfinv => T::from_f64(crate::special::erfinv(x.to_f64())),
+            MapFn::Lgamma => T::from_f64(crate::special::lgamma(x.to_f64())),
+            MapFn::Digamma => T::from_f64(crate::special::digamma(x.to_f64())),
+            MapFn::Polygamma(n) => T::from_f64(crate::special::polygamma(n, x.to_f64())),
+            MapFn::Trunc => x.trunc(),
             MapFn::Tanh => x.tanh_kernel::<FMA>(),
             MapFn::Sigmoid => x.sigmoid_kernel::<FMA>(),
             MapFn::Sqrt => x.sqrt(),
@@ -191,6 +207,10 @@ pub enum ZipFn {
     Minimum,
     Pow,
     Atan2,
+    /// `x - trunc(x / y) y`, the sign of `x` (C's `fmod`, Rust's `%`).
+    Fmod,
+    /// `x - floor(x / y) y`, the sign of `y` (Python's `%`).
+    Remainder,
     /// `tanh`'s gradient from its output `y` and the output gradient `g`: `g (1 - y²)`.
     TanhBackward,
     /// `sigmoid`'s gradient from its output `y` and the output gradient `g`: `g y (1 - y)`.
@@ -241,6 +261,15 @@ impl ZipFn {
             ZipFn::Sub => x - y,
             ZipFn::Mul => x * y,
             ZipFn::Div => x / y,
+            ZipFn::Fmod => x % y,
+            ZipFn::Remainder => {
+                let r = x % y;
+                if r != T::zero() && ((r < T::zero()) != (y < T::zero())) {
+                    r + y
+                } else {
+                    r
+                }
+            }
             ZipFn::Maximum | ZipFn::Minimum if x.is_nan_value() => x,
             ZipFn::Maximum | ZipFn::Minimum if y.is_nan_value() => y,
             ZipFn::Maximum if y > x => y,
@@ -801,7 +830,7 @@ fn map_tile<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &[T]) {
                         *d = clamp_value(x, lo, hi)
                     }
                 }
-                f @ MapFn::Powf(_) => {
+                f @ (MapFn::Powf(_) | MapFn::Polygamma(_)) => {
                     for (d, &x) in dst.iter_mut().zip(x) {
                         *d = f.eval::<T, FMA>(x)
                     }
@@ -811,7 +840,8 @@ fn map_tile<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &[T]) {
     }
     each!(
         Neg, Abs, Sign, Relu, Exp, Log, Log1p, Expm1, Sin, Cos, Tan, Sinh, Cosh, Asin, Acos, Atan,
-        Erf, Tanh, Sigmoid, Sqrt, Rsqrt, Floor, Ceil, Round, Reciprocal, Square, Identity
+        Erf, Erfinv, Lgamma, Digamma, Trunc, Tanh, Sigmoid, Sqrt, Rsqrt, Floor, Ceil, Round,
+        Reciprocal, Square, Identity
     )
 }
 
@@ -838,6 +868,8 @@ fn zip_tile<T: Float>(f: ZipFn, dst: &mut [T], x: &[T], y: &[T]) {
         Minimum,
         Pow,
         Atan2,
+        Fmod,
+        Remainder,
         TanhBackward,
         SigmoidBackward,
         Eq,

@@ -48,6 +48,7 @@ mod random;
 mod recycle;
 mod reduce;
 mod softmax;
+mod special;
 mod storage;
 mod views;
 

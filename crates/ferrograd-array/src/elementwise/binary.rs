@@ -46,6 +46,11 @@ binary! { dispatch_number, Number, eval_number;
     maximum, maximum_into, maximum_scalar => Maximum;
     /// The smaller of each pair; NaN if either is NaN.
     minimum, minimum_into, minimum_scalar => Minimum;
+    /// `a - trunc(a / b) b`, with the sign of `a` (C's `fmod`; an integer `b` of 0 panics).
+    fmod, fmod_into, fmod_scalar => Fmod;
+    /// `a - floor(a / b) b`, with the sign of `b` (Python's `%`; an integer `b` of 0
+    /// panics).
+    remainder, remainder_into, remainder_scalar => Remainder;
 }
 
 binary! { dispatch_float, Float, eval;

@@ -89,6 +89,12 @@ float_unary! { PARALLEL_MIN_TRANSCENDENTAL;
     atan, atan_into => Atan;
     /// The error function, `2/√π ∫₀ˣ e^(-t²) dt`.
     erf, erf_into => Erf;
+    /// The inverse error function on `(-1, 1)` (±∞ at ±1, NaN outside).
+    erfinv, erfinv_into => Erfinv;
+    /// `ln |Γ(x)|` (+∞ at 0 and the negative integers).
+    lgamma, lgamma_into => Lgamma;
+    /// The digamma function `Γ'(x) / Γ(x)` (-∞ at 0, NaN at the negative integers).
+    digamma, digamma_into => Digamma;
     /// Hyperbolic tangent.
     tanh, tanh_into => Tanh;
     /// The logistic function `1 / (1 + e^-x)`, computed without overflow for large `|x|`.
@@ -106,6 +112,8 @@ float_unary! { PARALLEL_MIN;
     ceil, ceil_into => Ceil;
     /// Round to the nearest integer, halves to even (as PyTorch and NumPy do).
     round, round_into => Round;
+    /// Round toward zero.
+    trunc, trunc_into => Trunc;
     /// `1 / x`.
     reciprocal, reciprocal_into => Reciprocal;
     /// `x * x`.
@@ -127,6 +135,32 @@ impl Array {
         dispatch_number!(self.dtype(), "clamp", T => {
             let (lo, hi) = (min.map(T::from_f64), max.map(T::from_f64));
             map_into::<T, T>(self, out, "clamp", PARALLEL_MIN, move |x| clamp_value(x, lo, hi))
+        })
+    }
+
+    /// The polygamma function `ψ⁽ⁿ⁾(x)`, the `n`-th derivative of digamma (`n = 0` is
+    /// digamma itself).
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let x = Array::from_vec(vec![1.0f64], &[1]);
+    /// let trigamma = x.polygamma(1).to_vec::<f64>()[0]; // π²/6
+    /// assert!((trigamma - std::f64::consts::PI.powi(2) / 6.0).abs() < 1e-14);
+    /// ```
+    #[track_caller]
+    pub fn polygamma(&self, n: u32) -> Array {
+        let mut out = Array::empty(self.shape(), self.dtype());
+        self.polygamma_into(n, &mut out);
+        out
+    }
+
+    /// [`polygamma`](Array::polygamma) into `out`.
+    #[track_caller]
+    pub fn polygamma_into(&self, n: u32, out: &mut Array) {
+        dispatch_float!(self.dtype(), "polygamma", T => {
+            map_into::<T, T>(self, out, "polygamma", PARALLEL_MIN_TRANSCENDENTAL, move |x| {
+                MapFn::Polygamma(n).eval::<T, false>(x)
+            })
         })
     }
 

@@ -3,7 +3,7 @@
 
 use ferrograd_array::{Array, MapFn, ZipFn};
 
-pub const MAPS: [MapFn; 31] = [
+pub const MAPS: [MapFn; 36] = [
     MapFn::Neg,
     MapFn::Abs,
     MapFn::Sign,
@@ -21,6 +21,11 @@ pub const MAPS: [MapFn; 31] = [
     MapFn::Acos,
     MapFn::Atan,
     MapFn::Erf,
+    MapFn::Erfinv,
+    MapFn::Lgamma,
+    MapFn::Digamma,
+    MapFn::Polygamma(2),
+    MapFn::Trunc,
     MapFn::Tanh,
     MapFn::Sigmoid,
     MapFn::Sqrt,
@@ -37,7 +42,7 @@ pub const MAPS: [MapFn; 31] = [
     MapFn::Clamp(None, Some(0.1)),
 ];
 
-pub const ZIPS: [ZipFn; 16] = [
+pub const ZIPS: [ZipFn; 18] = [
     ZipFn::Add,
     ZipFn::Sub,
     ZipFn::Mul,
@@ -46,6 +51,8 @@ pub const ZIPS: [ZipFn; 16] = [
     ZipFn::Minimum,
     ZipFn::Pow,
     ZipFn::Atan2,
+    ZipFn::Fmod,
+    ZipFn::Remainder,
     ZipFn::TanhBackward,
     ZipFn::SigmoidBackward,
     ZipFn::Eq,
@@ -76,6 +83,11 @@ pub fn unfused_map(f: MapFn, x: &Array) -> Array {
         MapFn::Acos => x.acos(),
         MapFn::Atan => x.atan(),
         MapFn::Erf => x.erf(),
+        MapFn::Erfinv => x.erfinv(),
+        MapFn::Lgamma => x.lgamma(),
+        MapFn::Digamma => x.digamma(),
+        MapFn::Polygamma(n) => x.polygamma(n),
+        MapFn::Trunc => x.trunc(),
         MapFn::Tanh => x.tanh(),
         MapFn::Sigmoid => x.sigmoid(),
         MapFn::Sqrt => x.sqrt(),
@@ -103,6 +115,8 @@ pub fn unfused_zip(f: ZipFn, x: &Array, y: &Array) -> Array {
         ZipFn::Minimum => x.minimum(y),
         ZipFn::Pow => x.pow(y),
         ZipFn::Atan2 => x.atan2(y),
+        ZipFn::Fmod => x.fmod(y),
+        ZipFn::Remainder => x.remainder(y),
         ZipFn::TanhBackward => x.tanh_backward(y),
         ZipFn::SigmoidBackward => x.sigmoid_backward(y),
         // comparisons as masks in the operands' dtype

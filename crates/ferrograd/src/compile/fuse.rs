@@ -80,6 +80,11 @@ fn unary(u: Unary) -> MapFn {
         Unary::Acos => MapFn::Acos,
         Unary::Atan => MapFn::Atan,
         Unary::Erf => MapFn::Erf,
+        Unary::Erfinv => MapFn::Erfinv,
+        Unary::Lgamma => MapFn::Lgamma,
+        Unary::Digamma => MapFn::Digamma,
+        Unary::Polygamma(n) => MapFn::Polygamma(n),
+        Unary::Trunc => MapFn::Trunc,
         Unary::Tanh => MapFn::Tanh,
         Unary::Sigmoid => MapFn::Sigmoid,
         Unary::Relu => MapFn::Relu,
@@ -102,6 +107,8 @@ fn binary(b: Binary) -> ZipFn {
         Binary::Minimum => ZipFn::Minimum,
         Binary::Pow => ZipFn::Pow,
         Binary::Atan2 => ZipFn::Atan2,
+        Binary::Fmod => ZipFn::Fmod,
+        Binary::Remainder => ZipFn::Remainder,
     }
 }
 

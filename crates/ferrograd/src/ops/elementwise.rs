@@ -31,6 +31,10 @@ pub enum Unary {
     Acos,
     Atan,
     Erf,
+    Erfinv,
+    Lgamma,
+    Digamma,
+    Polygamma(u32),
     Tanh,
     Sigmoid,
     Relu,
@@ -40,6 +44,7 @@ pub enum Unary {
     Floor,
     Ceil,
     Round,
+    Trunc,
 }
 
 impl Unary {
@@ -62,6 +67,10 @@ impl Unary {
             Unary::Acos => "acos",
             Unary::Atan => "atan",
             Unary::Erf => "erf",
+            Unary::Erfinv => "erfinv",
+            Unary::Lgamma => "lgamma",
+            Unary::Digamma => "digamma",
+            Unary::Polygamma(_) => "polygamma",
             Unary::Tanh => "tanh",
             Unary::Sigmoid => "sigmoid",
             Unary::Relu => "relu",
@@ -71,6 +80,7 @@ impl Unary {
             Unary::Floor => "floor",
             Unary::Ceil => "ceil",
             Unary::Round => "round",
+            Unary::Trunc => "trunc",
         }
     }
 
@@ -78,7 +88,7 @@ impl Unary {
     pub(crate) fn is_differentiable(self) -> bool {
         !matches!(
             self,
-            Unary::Sign | Unary::Floor | Unary::Ceil | Unary::Round
+            Unary::Sign | Unary::Floor | Unary::Ceil | Unary::Round | Unary::Trunc
         )
     }
 
@@ -102,6 +112,10 @@ impl Unary {
             Unary::Acos => x.acos(),
             Unary::Atan => x.atan(),
             Unary::Erf => x.erf(),
+            Unary::Erfinv => x.erfinv(),
+            Unary::Lgamma => x.lgamma(),
+            Unary::Digamma => x.digamma(),
+            Unary::Polygamma(n) => x.polygamma(n),
             Unary::Tanh => x.tanh(),
             Unary::Sigmoid => x.sigmoid(),
             Unary::Relu => x.relu(),
@@ -111,6 +125,7 @@ impl Unary {
             Unary::Floor => x.floor(),
             Unary::Ceil => x.ceil(),
             Unary::Round => x.round(),
+            Unary::Trunc => x.trunc(),
         }
     }
 
@@ -135,6 +150,10 @@ impl Unary {
             Unary::Acos => x.acos_into(out),
             Unary::Atan => x.atan_into(out),
             Unary::Erf => x.erf_into(out),
+            Unary::Erfinv => x.erfinv_into(out),
+            Unary::Lgamma => x.lgamma_into(out),
+            Unary::Digamma => x.digamma_into(out),
+            Unary::Polygamma(n) => x.polygamma_into(n, out),
             Unary::Tanh => x.tanh_into(out),
             Unary::Sigmoid => x.sigmoid_into(out),
             Unary::Relu => x.relu_into(out),
@@ -144,6 +163,7 @@ impl Unary {
             Unary::Floor => x.floor_into(out),
             Unary::Ceil => x.ceil_into(out),
             Unary::Round => x.round_into(out),
+            Unary::Trunc => x.trunc_into(out),
         }
     }
 }
@@ -182,6 +202,12 @@ pub(crate) fn unary_vjp(u: Unary, x: &Tensor, out: &Tensor, g: &Tensor) -> Grads
         Unary::Atan => g / &(&x.square() + 1.0),
         // d erf = 2/√π e^(-x²)
         Unary::Erf => g * &(x.square().neg().exp() * std::f64::consts::FRAC_2_SQRT_PI),
+        // d erfinv(x) = √π/2 e^(erfinv(x)²)
+        Unary::Erfinv => g * &(out.square().exp() * (std::f64::consts::PI.sqrt() / 2.0)),
+        // d ln Γ = ψ, d ψ⁽ⁿ⁾ = ψ⁽ⁿ⁺¹⁾
+        Unary::Lgamma => g * &x.digamma(),
+        Unary::Digamma => g * &x.polygamma(1),
+        Unary::Polygamma(n) => g * &x.polygamma(n + 1),
         // d tanh = 1 - tanh², fused in one pass
         Unary::Tanh => out.tanh_backward(g),
         // d σ = σ (1 - σ), fused in one pass
@@ -192,7 +218,9 @@ pub(crate) fn unary_vjp(u: Unary, x: &Tensor, out: &Tensor, g: &Tensor) -> Grads
         Unary::Reciprocal => -(g * &out.square()),
         // d x² = 2x
         Unary::Square => g * &(x * 2.0),
-        Unary::Sign | Unary::Floor | Unary::Ceil | Unary::Round => return smallvec![None],
+        Unary::Sign | Unary::Floor | Unary::Ceil | Unary::Round | Unary::Trunc => {
+            return smallvec![None]
+        }
     };
     smallvec![Some(dx)]
 }
@@ -301,6 +329,8 @@ pub enum Binary {
     Minimum,
     Pow,
     Atan2,
+    Fmod,
+    Remainder,
 }
 
 impl Binary {
@@ -314,6 +344,8 @@ impl Binary {
             Binary::Minimum => "minimum",
             Binary::Pow => "pow",
             Binary::Atan2 => "atan2",
+            Binary::Fmod => "fmod",
+            Binary::Remainder => "remainder",
         }
     }
 
@@ -328,6 +360,8 @@ impl Binary {
             Binary::Minimum => a.minimum(b),
             Binary::Pow => a.pow(b),
             Binary::Atan2 => a.atan2(b),
+            Binary::Fmod => a.fmod(b),
+            Binary::Remainder => a.remainder(b),
         }
     }
 
@@ -343,6 +377,8 @@ impl Binary {
             Binary::Minimum => a.minimum_into(b, out),
             Binary::Pow => a.pow_into(b, out),
             Binary::Atan2 => a.atan2_into(b, out),
+            Binary::Fmod => a.fmod_into(b, out),
+            Binary::Remainder => a.remainder_into(b, out),
         }
     }
 }
@@ -392,6 +428,10 @@ pub(crate) fn binary_vjp(
                     -(g * &(a / &r))
                 }
             }
+            // a - q b with q = trunc(a/b) (fmod) or floor(a/b) (remainder), flat in a and b
+            Binary::Fmod | Binary::Remainder if first => g.clone(),
+            Binary::Fmod => -(g * &(a / b).trunc()),
+            Binary::Remainder => -(g * &(a / b).floor()),
         }
     };
     smallvec![
@@ -567,6 +607,35 @@ unary_methods! {
     ceil => Ceil;
     /// Round half to even (no gradient).
     round => Round;
+    /// Round toward zero (no gradient).
+    trunc => Trunc;
+    /// The inverse error function on `(-1, 1)` (±∞ at ±1, NaN outside).
+    erfinv => Erfinv;
+    /// `ln |Γ(x)|`, PyTorch's `lgamma` (+∞ at 0 and the negative integers).
+    lgamma => Lgamma;
+    /// The digamma function `ψ(x) = Γ'(x) / Γ(x)`, the derivative of `lgamma` (-∞ at 0,
+    /// NaN at the negative integers).
+    digamma => Digamma;
+}
+
+impl Tensor {
+    /// The polygamma function `ψ⁽ⁿ⁾(x)`, the `n`-th derivative of
+    /// [`digamma`](Tensor::digamma) (`n = 0` is digamma; PyTorch's `torch.polygamma(n, x)`).
+    /// Differentiable to any order (each derivative is the next polygamma).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64], &[1]);
+    /// let trigamma = x.polygamma(1).to_vec::<f64>()[0]; // π²/6
+    /// assert!((trigamma - std::f64::consts::PI.powi(2) / 6.0).abs() < 1e-14);
+    /// ```
+    #[track_caller]
+    pub fn polygamma(&self, n: u32) -> Tensor {
+        if n == 0 {
+            return self.digamma();
+        }
+        apply(Op::Unary(Unary::Polygamma(n)), &[self])
+    }
 }
 
 macro_rules! scalar_methods {
@@ -627,6 +696,12 @@ binary_methods! {
     pow => Pow;
     /// `atan2(a, b)` elementwise.
     atan2 => Atan2;
+    /// `a - trunc(a / b) b`, with the sign of `a` (C's `fmod`, PyTorch's `torch.fmod`).
+    /// The gradient is 1 for `a` and `-trunc(a / b)` for `b`.
+    fmod => Fmod;
+    /// `a - floor(a / b) b`, with the sign of `b` (Python's `%`, PyTorch's
+    /// `torch.remainder`). The gradient is 1 for `a` and `-floor(a / b)` for `b`.
+    remainder => Remainder;
 }
 
 macro_rules! compare_methods {

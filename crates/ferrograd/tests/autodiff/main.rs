@@ -14,6 +14,7 @@ mod optimize;
 mod primitives;
 mod programs;
 mod seed;
+mod special;
 mod threads;
 
 /// Every test above again, with every `grad` in optimize mode and each replay checked bit
