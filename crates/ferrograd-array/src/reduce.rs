@@ -524,11 +524,38 @@ impl Array {
     /// [`cumsum`](Array::cumsum) into `out`.
     #[track_caller]
     pub fn cumsum_into(&self, dim: impl Dim, out: &mut Array) {
+        self.scan_into(dim, false, "cumsum", out)
+    }
+
+    /// Running product along `dim`.
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let a = Array::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(a.cumprod(1usize).to_vec::<f64>(), vec![1.0, 2.0, 3.0, 12.0]);
+    /// ```
+    #[track_caller]
+    pub fn cumprod(&self, dim: impl Dim) -> Array {
+        let a = self.numeric("cumprod");
+        let mut out = Array::empty(a.shape(), a.dtype());
+        a.cumprod_into(dim, &mut out);
+        out
+    }
+
+    /// [`cumprod`](Array::cumprod) into `out`.
+    #[track_caller]
+    pub fn cumprod_into(&self, dim: impl Dim, out: &mut Array) {
+        self.scan_into(dim, true, "cumprod", out)
+    }
+
+    /// A running sum, or product, along `dim` into `out`.
+    #[track_caller]
+    fn scan_into(&self, dim: impl Dim, product: bool, op: &str, out: &mut Array) {
         if self.ndim() == 0 {
             return self.contiguous_into(out);
         }
-        let d = dim.resolve(self.ndim(), "cumsum");
-        let a = self.numeric("cumsum");
+        let d = dim.resolve(self.ndim(), op);
+        let a = self.numeric(op);
         // Move `dim` last, scan contiguous rows, then move it back.
         let mut order: Vec<usize> = (0..a.ndim()).filter(|&i| i != d).collect();
         order.push(d);
@@ -537,16 +564,24 @@ impl Array {
         for (i, &o) in order.iter().enumerate() {
             inverse[o] = i;
         }
-        fn scan<T: Number>(moved: &Array, inverse: &[usize], out: &mut Array) {
-            let src = moved.values::<T>("cumsum");
+        fn scan<T: Number>(moved: &Array, inverse: &[usize], product: bool, out: &mut Array) {
+            let src = moved.values::<T>("scan");
             let n = *moved.shape().last().unwrap();
             let mut scanned = vec![T::zero(); src.len()];
             if n > 0 {
                 for (dst, row) in scanned.chunks_mut(n).zip(src.chunks(n)) {
-                    let mut acc = T::zero();
-                    for (d, &v) in dst.iter_mut().zip(row) {
-                        acc += v;
-                        *d = acc;
+                    if product {
+                        let mut acc = T::one();
+                        for (d, &v) in dst.iter_mut().zip(row) {
+                            acc *= v;
+                            *d = acc;
+                        }
+                    } else {
+                        let mut acc = T::zero();
+                        for (d, &v) in dst.iter_mut().zip(row) {
+                            acc += v;
+                            *d = acc;
+                        }
                     }
                 }
             }
@@ -554,7 +589,7 @@ impl Array {
                 .permute(inverse)
                 .contiguous_into(out);
         }
-        dispatch_number!(a.dtype(), "cumsum", T => scan::<T>(&moved, &inverse, out))
+        dispatch_number!(a.dtype(), op, T => scan::<T>(&moved, &inverse, product, out))
     }
 }
 

@@ -60,6 +60,8 @@ pub enum Op {
     Reduce(reduce::Reduction, reduce::DimList, bool),
     /// Running sum along a dim.
     Cumsum(usize),
+    /// Running product along a dim.
+    Cumprod(usize),
     /// Index (i64) of the first largest (`largest`) or smallest value along `dim`, or of the
     /// flattened tensor when `dim` is `None` (no gradient).
     ArgExtreme {
@@ -110,7 +112,7 @@ impl PartialEq for Op {
             (Op::Compare(a), Op::Compare(b)) => a == b,
             (Op::Cast(a), Op::Cast(b)) => a == b,
             (Op::Reduce(a, x, k), Op::Reduce(b, y, l)) => a == b && x == y && k == l,
-            (Op::Cumsum(a), Op::Cumsum(b)) => a == b,
+            (Op::Cumsum(a), Op::Cumsum(b)) | (Op::Cumprod(a), Op::Cumprod(b)) => a == b,
             (
                 Op::ArgExtreme {
                     largest: a,
@@ -150,6 +152,7 @@ impl PartialEq for Op {
                 | Op::Cast(_)
                 | Op::Reduce(..)
                 | Op::Cumsum(_)
+                | Op::Cumprod(_)
                 | Op::ArgExtreme { .. }
                 | Op::ArgSort { .. }
                 | Op::Matmul
@@ -178,7 +181,7 @@ impl Hash for Op {
             Op::Compare(c) => c.hash(state),
             Op::Cast(d) => d.hash(state),
             Op::Reduce(r, dims, keepdim) => (r, dims, keepdim).hash(state),
-            Op::Cumsum(d) => d.hash(state),
+            Op::Cumsum(d) | Op::Cumprod(d) => d.hash(state),
             Op::ArgExtreme {
                 largest,
                 dim,
@@ -208,6 +211,7 @@ impl Op {
             Op::Cast(_) => "to_dtype",
             Op::Reduce(r, _, _) => r.name(),
             Op::Cumsum(_) => "cumsum",
+            Op::Cumprod(_) => "cumprod",
             Op::ArgExtreme { largest: true, .. } => "argmax",
             Op::ArgExtreme { largest: false, .. } => "argmin",
             Op::ArgSort { .. } => "argsort",
@@ -234,6 +238,7 @@ impl Op {
             | Op::Where
             | Op::Reduce(..)
             | Op::Cumsum(_)
+            | Op::Cumprod(_)
             | Op::Matmul
             | Op::Shape(_)
             | Op::Index(_)
@@ -256,6 +261,7 @@ impl Op {
             Op::Cast(d) => x[0].to_dtype(*d),
             Op::Reduce(r, dims, keepdim) => r.forward(x[0], dims, *keepdim),
             Op::Cumsum(d) => x[0].cumsum(*d),
+            Op::Cumprod(d) => x[0].cumprod(*d),
             Op::ArgExtreme {
                 largest,
                 dim,
@@ -299,6 +305,7 @@ impl Op {
             Op::Cast(_) => x[0].to_dtype_into(out),
             Op::Reduce(r, dims, keepdim) => r.forward_into(x[0], dims, *keepdim, out),
             Op::Cumsum(d) => x[0].cumsum_into(*d, out),
+            Op::Cumprod(d) => x[0].cumprod_into(*d, out),
             Op::Matmul => x[0].matmul_into(x[1], out),
             Op::Shape(s) => return s.forward_into(x, out),
             Op::Index(i) => return i.forward_into(x, out),
@@ -329,6 +336,7 @@ impl Op {
             Op::Cast(_) => smallvec::smallvec![Some(g.to_dtype(x[0].dtype()))],
             Op::Reduce(r, dims, keepdim) => reduce::reduce_vjp(*r, dims, *keepdim, &x[0], out, g),
             Op::Cumsum(d) => smallvec::smallvec![Some(g.flip(*d).cumsum(*d).flip(*d))],
+            Op::Cumprod(d) => smallvec::smallvec![Some(reduce::cumprod_vjp(*d, &x[0], g))],
             Op::Matmul => linalg::matmul_vjp(&x[0], &x[1], g, needs),
             Op::Shape(s) => s.vjp(x, g),
             Op::Index(i) => i.vjp(x, g, needs),

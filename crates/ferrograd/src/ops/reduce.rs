@@ -556,4 +556,50 @@ impl Tensor {
         let d = dim.resolve(self.ndim(), "cumsum");
         apply(Op::Cumsum(d), &[self])
     }
+
+    /// Running product along `dim` (PyTorch's `torch.cumprod`). The gradient is exact where
+    /// entries are zero too (no division); it costs `O(n²)` in the length `n` of `dim`.
+    ///
+    /// ```
+    /// use ferrograd::{grad, Tensor};
+    /// let x = Tensor::from_vec(vec![2.0f64, 0.0, 3.0], &[3]);
+    /// assert_eq!(x.cumprod(0).to_vec::<f64>(), vec![2.0, 0.0, 0.0]);
+    /// let (g, _) = grad(|x: &Tensor| x.cumprod(0).sum()).call(&x, ());
+    /// assert_eq!(g.to_vec::<f64>(), vec![1.0, 8.0, 0.0]); // d/dx₁ (x₀ + x₀x₁ + x₀x₁x₂)
+    /// ```
+    #[track_caller]
+    pub fn cumprod(&self, dim: impl Dim) -> Tensor {
+        let d = dim.resolve(self.ndim(), "cumprod");
+        apply(Op::Cumprod(d), &[self])
+    }
+}
+
+/// The gradient of a running product along `dim`, without dividing by `x` (so zeros are
+/// exact): `dx_i = E_i Σ_{j≥i} g_j Π_{i<k≤j} x_k` with `E_i = Π_{k<i} x_k`, the inner
+/// products as a running product over an `n x n` table (`n` the length of `dim`).
+pub(crate) fn cumprod_vjp(dim: usize, x: &Tensor, g: &Tensor) -> Tensor {
+    if x.ndim() == 0 {
+        return g.clone();
+    }
+    let last = x.ndim() - 1;
+    let (xl, gl) = (x.transpose(dim, last), g.transpose(dim, last));
+    let n = xl.shape()[last];
+    if n == 0 {
+        return g.clone();
+    }
+    let dtype = x.dtype();
+    // strict upper ones: U[i, j] = [j > i]
+    let upper = Tensor::ones(&[n, n], dtype).triu(1);
+    let table = &(&xl.unsqueeze(-2) * &upper) + &upper.rsub_scalar(1.0);
+    // M[i, j] = Π_{i<k≤j} x_k for j ≥ i, 0 below the diagonal
+    let m = &table.cumprod(-1) * &Tensor::ones(&[n, n], dtype).triu(0);
+    let s = (&m * &gl.unsqueeze(-2)).sum_dim(-1, false);
+    let mut ones_shape = xl.shape().to_vec();
+    ones_shape[last] = 1;
+    let shifted = Tensor::cat(
+        &[Tensor::ones(&ones_shape, dtype), xl.narrow(-1, 0, n - 1)],
+        -1,
+    );
+    let exclusive = shifted.cumprod(-1);
+    (&exclusive * &s).transpose(dim, last)
 }

@@ -201,6 +201,21 @@ fn reductions() {
     check("prod all", &[&[5]], 0.5, 1.5, |p| p[0].prod());
     check("cumsum", &[&[3, 4]], -1.0, 1.0, |p| p[0].cumsum(1));
     check("cumsum0", &[&[4, 3]], -1.0, 1.0, |p| p[0].t().cumsum(0));
+    check("cumprod", &[&[3, 4]], -1.5, 1.5, |p| p[0].cumprod(1));
+    check("cumprod0", &[&[4, 3]], -1.5, 1.5, |p| p[0].t().cumprod(0));
+    // at inputs with exact zeros, one and two, where a rule dividing by x would fail
+    for x in [
+        vec![0.7, -1.2, 0.0, 1.3, 0.4],
+        vec![0.7, 0.0, -0.6, 0.0, 1.1],
+    ] {
+        let params = vec![Tensor::from_vec(x.clone(), &[5])];
+        let proj = Tensor::from_vec(vec![0.3, -0.8, 0.5, 0.9, -0.4], &[5]);
+        let loss = |p: &Vec<Tensor>| (&p[0].cumprod(0) * &proj).sum();
+        let report = gradcheck(loss, &params, (), 1e-6);
+        assert!(report.passed(), "cumprod at {x:?}: {report}");
+        let report = gradgradcheck(loss, &params, (), 1e-5);
+        assert!(report.passed(), "cumprod at {x:?} (second order): {report}");
+    }
 }
 
 #[test]
