@@ -56,7 +56,7 @@ pub use ops::index::IndexOp;
 pub use ops::linalg::{einsum, Coefficient, MatrixNorm};
 pub use ops::nn::NnOp;
 pub use ops::reduce::{DimList, Reduction};
-pub use ops::shape::ShapeOp;
+pub use ops::shape::{ShapeOp, ShapeSpec};
 pub use profile::Profile;
 pub use tensor::Tensor;
 pub use tree::{join_name, leaf_names, leaves, rebuild, Tree};

@@ -248,13 +248,30 @@ impl Tensor {
         }
     }
 
-    /// The same elements in another shape.
+    /// The same elements in another shape; one size may be -1, inferred from the others
+    /// (as PyTorch's `reshape` and `view`). A view when the layout allows, else a copy.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec((0..12).map(f64::from).collect(), &[3, 4]);
+    /// assert_eq!(x.reshape(&[2, 6]).shape(), &[2, 6]);
+    /// assert_eq!(x.reshape(&[-1, 2]).shape(), &[6, 2]);
+    /// assert_eq!(x.reshape(&[-1]).shape(), &[12]);
+    /// ```
     #[track_caller]
-    pub fn reshape(&self, shape: &[usize]) -> Tensor {
-        if shape == self.shape() {
+    pub fn reshape(&self, shape: impl ShapeSpec) -> Tensor {
+        let shape = resolve_reshape(&shape.sizes(), self.shape(), "reshape");
+        if shape.as_slice() == self.shape() {
             return self.clone();
         }
-        apply(ShapeOp::Reshape(shape.into()), &[self])
+        apply(ShapeOp::Reshape(shape), &[self])
+    }
+
+    /// Same as [`reshape`](Tensor::reshape) (PyTorch's `view`; ferrograd copies only when
+    /// the layout needs it, and the gradient is the same either way).
+    #[track_caller]
+    pub fn view(&self, shape: impl ShapeSpec) -> Tensor {
+        self.reshape(shape)
     }
 
     /// Merges dims `start..=end` into one.
@@ -295,18 +312,27 @@ impl Tensor {
         }
     }
 
-    /// Broadcast to `shape` (size-1 and new leading dims repeat); the gradient sums back.
+    /// Broadcast to `shape` (size-1 and new leading dims repeat); -1 keeps a dim's size,
+    /// as in PyTorch. The gradient sums back.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3, 1]);
+    /// assert_eq!(x.expand(&[3, 4]).shape(), &[3, 4]);
+    /// assert_eq!(x.expand(&[2, -1, 4]).shape(), &[2, 3, 4]);
+    /// ```
     #[track_caller]
-    pub fn expand(&self, shape: &[usize]) -> Tensor {
-        if shape == self.shape() {
+    pub fn expand(&self, shape: impl ShapeSpec) -> Tensor {
+        let shape = resolve_expand(&shape.sizes(), self.shape());
+        if shape.as_slice() == self.shape() {
             return self.clone();
         }
-        apply(ShapeOp::Expand(shape.into()), &[self])
+        apply(ShapeOp::Expand(shape), &[self])
     }
 
     /// Same as [`expand`](Tensor::expand).
     #[track_caller]
-    pub fn broadcast_to(&self, shape: &[usize]) -> Tensor {
+    pub fn broadcast_to(&self, shape: impl ShapeSpec) -> Tensor {
         self.expand(shape)
     }
 
@@ -669,4 +695,100 @@ impl Tensor {
             })
             .collect()
     }
+}
+
+/// A shape argument of [`Tensor::reshape`], [`Tensor::expand`] and their relatives: a
+/// borrowed slice, array or `Vec` of sizes, `usize` or signed (where -1 asks for a size to
+/// be inferred or kept), so `x.reshape(&[2, -1])` and `x.reshape(y.shape())` both read
+/// naturally. (Only borrowed forms, so every call reads the same way.)
+pub trait ShapeSpec {
+    /// The sizes, -1 included.
+    fn sizes(&self) -> smallvec::SmallVec<[i64; 6]>;
+}
+
+macro_rules! shape_spec {
+    ($($t:ty),*) => {$(
+        impl ShapeSpec for &[$t] {
+            fn sizes(&self) -> smallvec::SmallVec<[i64; 6]> {
+                self.iter().map(|&s| s as i64).collect()
+            }
+        }
+        impl<const N: usize> ShapeSpec for &[$t; N] {
+            fn sizes(&self) -> smallvec::SmallVec<[i64; 6]> {
+                self.iter().map(|&s| s as i64).collect()
+            }
+        }
+        impl ShapeSpec for &Vec<$t> {
+            fn sizes(&self) -> smallvec::SmallVec<[i64; 6]> {
+                self.iter().map(|&s| s as i64).collect()
+            }
+        }
+    )*};
+}
+
+shape_spec!(usize, i64, i32);
+
+impl ShapeSpec for &Shape {
+    fn sizes(&self) -> smallvec::SmallVec<[i64; 6]> {
+        self.iter().map(|&s| s as i64).collect()
+    }
+}
+
+/// `sizes` with its one -1 inferred so that the element count is `from`'s.
+#[track_caller]
+fn resolve_reshape(sizes: &[i64], from: &[usize], op: &str) -> Shape {
+    let numel: usize = from.iter().product();
+    let site = ferrograd_array::Site(std::panic::Location::caller());
+    let fail = |why: &str| -> ! {
+        panic!(
+            "ferrograd: {op}: cannot reshape {from:?} ({numel} elements) to {sizes:?}: {why} \
+             (at {site})"
+        )
+    };
+    let inferred: Vec<usize> = (0..sizes.len()).filter(|&i| sizes[i] == -1).collect();
+    if inferred.len() > 1 {
+        fail("only one size may be -1");
+    }
+    if sizes.iter().any(|&s| s < -1) {
+        fail("sizes must be non-negative, or -1 for one inferred size");
+    }
+    let known: usize = sizes
+        .iter()
+        .filter(|&&s| s >= 0)
+        .map(|&s| s as usize)
+        .product();
+    let mut out: Shape = sizes.iter().map(|&s| s.max(0) as usize).collect();
+    if let Some(&i) = inferred.first() {
+        if known == 0 || !numel.is_multiple_of(known) {
+            fail("the other sizes do not divide the element count");
+        }
+        out[i] = numel / known;
+    } else if known != numel {
+        fail("the element counts differ");
+    }
+    out
+}
+
+/// `sizes` with each -1 replaced by the size of the matching dim of `from` (aligned from
+/// the right, as broadcasting aligns them). Other checks are the array layer's.
+#[track_caller]
+fn resolve_expand(sizes: &[i64], from: &[usize]) -> Shape {
+    let lead = sizes.len() as isize - from.len() as isize;
+    let site = ferrograd_array::Site(std::panic::Location::caller());
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let j = i as isize - lead;
+            match s {
+                -1 if j >= 0 => from[j as usize],
+                s if s >= 0 => s as usize,
+                _ => panic!(
+                    "ferrograd: expand: cannot expand {from:?} to {sizes:?}: -1 (keep the \
+                     size) is only valid for existing dims, and other sizes must be \
+                     non-negative (at {site})"
+                ),
+            }
+        })
+        .collect()
 }

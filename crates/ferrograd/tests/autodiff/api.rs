@@ -400,3 +400,50 @@ fn on_gradient_of_a_nested_grad_reports_only_its_own_parameters() {
     assert_eq!(dx.to_vec::<f64>(), vec![6.0, 12.0]);
     assert_eq!(*told.lock().unwrap(), vec![(0, vec![2])]);
 }
+
+#[test]
+fn reshape_infers_minus_one_and_expand_keeps_sizes() {
+    let x = Tensor::from_vec((0..24).map(f64::from).collect(), &[2, 3, 4]);
+    assert_eq!(x.reshape(&[-1, 4]).shape(), &[6, 4]);
+    assert_eq!(x.reshape(&[4, -1]).shape(), &[4, 6]);
+    let sizes: Vec<i64> = vec![2, -1, 2];
+    assert_eq!(x.reshape(&sizes).shape(), &[2, 6, 2]);
+    assert_eq!(x.view(&[-1]).shape(), &[24]);
+    let n = 3usize;
+    assert_eq!(x.reshape(&[2, n, 4]).to_vec::<f64>(), x.to_vec::<f64>());
+    assert_eq!(x.reshape(x.shape()).shape(), &[2, 3, 4]);
+    let empty = Tensor::zeros(&[0, 3], DType::F64);
+    assert_eq!(empty.reshape(&[3, 0]).shape(), &[3, 0]);
+    for (bad, why) in [
+        (vec![-1i64, -1], "only one size may be -1"),
+        (
+            vec![5, -1],
+            "the other sizes do not divide the element count",
+        ),
+        (vec![5, 5], "the element counts differ"),
+        (vec![-2, 12], "sizes must be non-negative"),
+    ] {
+        let msg = crate::common::panic_message(|| {
+            x.reshape(&bad);
+        });
+        assert!(
+            msg.contains("reshape") && msg.contains("[2, 3, 4]") && msg.contains(why),
+            "{msg}"
+        );
+        assert!(msg.contains("api.rs"), "{msg}");
+    }
+    let col = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3, 1]);
+    let e = col.expand(&[2, -1, 4]);
+    assert_eq!(e.shape(), &[2, 3, 4]);
+    assert_eq!(e.sum().item::<f64>(), 6.0 * 8.0);
+    let msg = crate::common::panic_message(|| {
+        col.expand(&[-1, 3, 1]);
+    });
+    assert!(
+        msg.contains("expand") && msg.contains("only valid for existing dims"),
+        "{msg}"
+    );
+    // the gradient of a reshape with an inferred size
+    let (g, _) = grad(|x: &Tensor| x.reshape(&[-1, 2]).square().sum()).call(&x, ());
+    assert_eq!(g.to_vec::<f64>(), (&x * 2.0).to_vec::<f64>());
+}
