@@ -50,6 +50,7 @@ pub use grad::{
 };
 pub use gradcheck::{gradcheck, gradgradcheck, GradcheckReport, LeafCheck};
 pub use op::Op;
+pub use ops::at::{At, AtIndex, Ellipsis, NewAxis, Step};
 pub use ops::decomp::{LinalgOp, Triangular};
 pub use ops::elementwise::{Binary, Compare, ScalarOp, Unary};
 pub use ops::index::IndexOp;

@@ -2,6 +2,7 @@
 //! the gradient rule, side by side.
 
 mod activation;
+pub(crate) mod at;
 pub(crate) mod decomp;
 pub(crate) mod elementwise;
 pub(crate) mod index;

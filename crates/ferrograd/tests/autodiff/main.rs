@@ -9,6 +9,7 @@ mod common;
 mod custom;
 mod debugger;
 mod errors;
+mod indexing;
 mod linalg;
 mod optimize;
 mod primitives;
