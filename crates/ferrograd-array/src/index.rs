@@ -911,20 +911,20 @@ impl Array {
     #[track_caller]
     pub fn tril_into(&self, k: i64, out: &mut Array) {
         let keep = self.triangle_mask(k, true, "tril");
-        Array::where_into(&keep, self, &Array::zeros(&[], self.dtype()), out)
+        Array::where_cond_into(&keep, self, &Array::zeros(&[], self.dtype()), out)
     }
 
     /// [`triu`](Array::triu) into `out`.
     #[track_caller]
     pub fn triu_into(&self, k: i64, out: &mut Array) {
         let keep = self.triangle_mask(k, false, "triu");
-        Array::where_into(&keep, self, &Array::zeros(&[], self.dtype()), out)
+        Array::where_cond_into(&keep, self, &Array::zeros(&[], self.dtype()), out)
     }
 
     #[track_caller]
     fn triangle(&self, k: i64, lower: bool, op: &str) -> Array {
         let keep = self.triangle_mask(k, lower, op);
-        Array::where_(&keep, self, &Array::zeros(&[], self.dtype()))
+        Array::where_cond(&keep, self, &Array::zeros(&[], self.dtype()))
     }
 
     /// True on and below (`lower`) or on and above diagonal `k` of the last two dims.

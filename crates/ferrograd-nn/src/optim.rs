@@ -926,13 +926,13 @@ impl Optimizer for Rprop {
             let (same, flipped) = (agree.gt_scalar(0.0), agree.lt_scalar(0.0));
             let step = &self.steps.0[i];
             let ones = step.ones_like();
-            let factor = Tensor::where_(
+            let factor = Tensor::where_cond(
                 &same,
                 &(&ones * plus),
-                &Tensor::where_(&flipped, &(&ones * minus), &ones),
+                &Tensor::where_cond(&flipped, &(&ones * minus), &ones),
             );
             let step = (step * &factor).clamp(Some(low), Some(high));
-            let g = Tensor::where_(&flipped, &g.zeros_like(), g);
+            let g = Tensor::where_cond(&flipped, &g.zeros_like(), g);
             out.push(p - &(&g.sign() * &step));
             self.previous.0[i] = g;
             self.steps.0[i] = step;

@@ -111,7 +111,7 @@ fn activations() {
         |p| F::threshold(&p[0], 0.1, -2.0),
         |p| {
             let keep = p[0].gt_scalar(0.1);
-            Tensor::where_(&keep, &p[0], &Tensor::full(&[], -2.0, DType::F64))
+            Tensor::where_cond(&keep, &p[0], &Tensor::full(&[], -2.0, DType::F64))
         },
     );
     check(

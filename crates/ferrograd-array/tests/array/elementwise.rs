@@ -415,7 +415,7 @@ fn where_broadcasts_all_three() {
             .map(|&s| if rng.rng().random_bool(0.3) { 1 } else { s })
             .collect();
         let c = case(&mut rng, &sc, DType::Bool, Layout::Contiguous, 0.0, 1.0);
-        let got = Array::where_(&c.array, &a.array, &b.array);
+        let got = Array::where_cond(&c.array, &a.array, &b.array);
         let want: Vec<f64> = (0..numel(&shape))
             .map(|i| {
                 let idx = unravel(i, &shape);

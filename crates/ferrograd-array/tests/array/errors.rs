@@ -121,8 +121,8 @@ fn elementwise() {
     check("logical_not", &["expected bool", "got f32"], || {
         f32s(&[2]).logical_not();
     });
-    check("where_", &["[2] (cond)", "[3]", "[4]"], || {
-        Array::where_(&Array::zeros(&[2], DType::Bool), &f32s(&[3]), &f32s(&[4]));
+    check("where", &["[2] (cond)", "[3]", "[4]"], || {
+        Array::where_cond(&Array::zeros(&[2], DType::Bool), &f32s(&[3]), &f32s(&[4]));
     });
     check("masked_fill", &["mask of shape [2, 3]", "[3]"], || {
         f32s(&[3]).masked_fill(&Array::zeros(&[2, 3], DType::Bool), 1.0);

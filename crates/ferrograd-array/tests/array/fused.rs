@@ -189,7 +189,7 @@ fn a_select_on_a_comparison_is_where_on_the_bool_mask() {
             ],
             vec![5],
         );
-        let want = Array::where_(&x.gt(&y), &x.mul_scalar(2.0), &y);
+        let want = Array::where_cond(&x.gt(&y), &x.mul_scalar(2.0), &y);
         assert_bits(&run(&p, &[&x, &y], &[7, 300])[0], &want, "select");
     }
 }

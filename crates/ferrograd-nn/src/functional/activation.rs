@@ -87,7 +87,7 @@ pub fn prelu(x: &Tensor, weight: &Tensor) -> Tensor {
     let mut shape = vec![c];
     shape.extend(std::iter::repeat_n(1, x.ndim().saturating_sub(2)));
     let w = weight.reshape(&shape);
-    Tensor::where_(&x.gt_scalar(0.0), x, &(x * &w))
+    Tensor::where_cond(&x.gt_scalar(0.0), x, &(x * &w))
 }
 
 /// Softplus: `ln(1 + e^(βx)) / β`, linear where `βx > threshold`.

@@ -140,7 +140,7 @@ pub fn embedding(indices: &Tensor, weight: &Tensor, padding_idx: Option<usize>) 
                 ferrograd::DType::I64,
             ));
             let learned = rows.ne_scalar(pad as f64).unsqueeze(1);
-            Tensor::where_(&learned, weight, &weight.detach())
+            Tensor::where_cond(&learned, weight, &weight.detach())
         }
         None => weight.clone(),
     };

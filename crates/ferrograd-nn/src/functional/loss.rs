@@ -224,7 +224,7 @@ pub fn smooth_l1_loss(
         return reduction.apply(&d);
     }
     let near = d.lt_scalar(beta);
-    let terms = Tensor::where_(&near, &(d.square() * (0.5 / beta)), &(&d - 0.5 * beta));
+    let terms = Tensor::where_cond(&near, &(d.square() * (0.5 / beta)), &(&d - 0.5 * beta));
     reduction.apply(&terms)
 }
 
@@ -236,7 +236,7 @@ pub fn huber_loss(prediction: &Tensor, target: &Tensor, delta: f64, reduction: R
     check_positive("huber_loss", "delta", delta);
     let d = (prediction - target).abs();
     let near = d.le_scalar(delta);
-    let terms = Tensor::where_(&near, &(d.square() * 0.5), &((&d - 0.5 * delta) * delta));
+    let terms = Tensor::where_cond(&near, &(d.square() * 0.5), &((&d - 0.5 * delta) * delta));
     reduction.apply(&terms)
 }
 
@@ -261,7 +261,7 @@ pub fn kl_div(input: &Tensor, target: &Tensor, reduction: Reduce, log_target: bo
     } else {
         // t ln t with 0 ln 0 = 0, and no NaN gradient through the masked branch
         let positive = target.gt_scalar(0.0);
-        let safe = Tensor::where_(&positive, target, &target.ones_like());
+        let safe = Tensor::where_cond(&positive, target, &target.ones_like());
         let t_log_t = target * &safe.log();
         &t_log_t - &(target * input)
     };

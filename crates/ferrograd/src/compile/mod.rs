@@ -637,7 +637,7 @@ impl Optimizer {
                                  variants of the plan (cache_size {}); the call at {site} \
                                  now runs in direct mode for this signature. Reading data (item, \
                                  to_vec, value) inside the function makes the plan depend on it; \
-                                 compute with tensor ops (where_, clamp, maximum) instead",
+                                 compute with tensor ops (where_cond, clamp, maximum) instead",
                                 self.capacity, site = ferrograd_array::Site(location));
                             entry.plan = Err(why.clone());
                             state.warn(why);

@@ -56,7 +56,7 @@ impl Tensor {
         // e^x - 1 of the clamped input: the branch not taken stays finite, and so does its
         // (zero) gradient
         let negative = self.clamp(None, Some(0.0)).expm1() * alpha;
-        Tensor::where_(&self.gt_scalar(0.0), self, &negative)
+        Tensor::where_cond(&self.gt_scalar(0.0), self, &negative)
     }
 
     /// SELU: `scale · elu(x, alpha)` with PyTorch's constants (alpha ≈ 1.6733, scale ≈
@@ -70,7 +70,7 @@ impl Tensor {
     /// 0.01).
     #[track_caller]
     pub fn leaky_relu(&self, negative_slope: f64) -> Tensor {
-        Tensor::where_(&self.gt_scalar(0.0), self, &(self * negative_slope))
+        Tensor::where_cond(&self.gt_scalar(0.0), self, &(self * negative_slope))
     }
 
     /// Softplus: `ln(1 + e^(βx)) / β`, and `x` itself where `βx > threshold` (PyTorch's
@@ -88,8 +88,8 @@ impl Tensor {
         // clamped input, so neither overflows, nor does the gradient of the one not taken
         let low = z.clamp(None, Some(0.0)).exp().log1p();
         let high = &z + &(-z.clamp(Some(0.0), None)).exp().log1p();
-        let soft = Tensor::where_(&z.gt_scalar(0.0), &high, &low) / beta;
-        Tensor::where_(&z.gt_scalar(threshold), self, &soft)
+        let soft = Tensor::where_cond(&z.gt_scalar(0.0), &high, &low) / beta;
+        Tensor::where_cond(&z.gt_scalar(threshold), self, &soft)
     }
 
     /// `ln σ(x) = -softplus(-x)`, without overflow.

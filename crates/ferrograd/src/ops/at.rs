@@ -316,11 +316,63 @@ impl Tensor {
         write(self, index.into(), values, true, "at_add")
     }
 
+    /// `self` with `src` written at positions `start..end` by `step` along `dim` (PyTorch's
+    /// `torch.slice_scatter`; `None` ends are the dim's ends, negatives count from the end);
+    /// `src` has exactly the slice's shape. The adjoint of slicing: both inputs get
+    /// gradients.
+    ///
+    /// ```
+    /// use ferrograd::{DType, Tensor};
+    /// let x = Tensor::zeros(&[2, 4], DType::F64);
+    /// let src = Tensor::ones(&[2, 2], DType::F64);
+    /// let y = x.slice_scatter(&src, 1, Some(0), None, 2);
+    /// assert_eq!(y.to_vec::<f64>(), vec![1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn slice_scatter(
+        &self,
+        src: &Tensor,
+        dim: impl crate::Dim,
+        start: Option<i64>,
+        end: Option<i64>,
+        step: i64,
+    ) -> Tensor {
+        let d = dim.resolve(self.ndim(), "slice_scatter");
+        let mut items: Vec<At> = (0..d).map(|_| At::from(..)).collect();
+        items.push(At::Slice { start, end, step });
+        let mut region = self.shape().to_vec();
+        let (s, e) = slice_bounds(region[d] as i64, start, end);
+        region[d] = ((e - s) as usize).div_ceil(step.max(1) as usize);
+        if region != src.shape() {
+            fail(
+                "slice_scatter",
+                self.shape(),
+                format_args!(
+                    "src of shape {:?} is not the slice's shape {:?}",
+                    src.shape(),
+                    region
+                ),
+            );
+        }
+        write(self, AtIndex(items), src, false, "slice_scatter")
+    }
+
     /// Assigns in place of the handle: `x.set_at(idx, &v)` is `x = x.at_put(idx, &v)`.
     #[track_caller]
     pub fn set_at(&mut self, index: impl Into<AtIndex>, values: &Tensor) {
         *self = self.at_put(index, values);
     }
+}
+
+/// Python's slice bounds: negatives from the end, both clamped into `0..=size`, `end` at
+/// least `start`.
+fn slice_bounds(size: i64, start: Option<i64>, end: Option<i64>) -> (i64, i64) {
+    let clamp = |v: i64| {
+        let v = if v < 0 { v + size } else { v };
+        v.clamp(0, size)
+    };
+    let s = start.map_or(0, clamp);
+    (s, end.map_or(size, clamp).max(s))
 }
 
 /// The read itself, on a normalized index.
@@ -356,12 +408,7 @@ fn read(x: &Tensor, items: Vec<At>, op: &str) -> Tensor {
                     );
                 }
                 let size = y.shape()[dim] as i64;
-                let clamp = |v: i64| {
-                    let v = if v < 0 { v + size } else { v };
-                    v.clamp(0, size)
-                };
-                let s = start.map_or(0, clamp);
-                let e = end.map_or(size, clamp).max(s);
+                let (s, e) = slice_bounds(size, start, end);
                 if s != 0 || e != size {
                     y = y.narrow(dim, s as usize, (e - s) as usize);
                 }

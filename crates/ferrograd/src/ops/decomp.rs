@@ -154,7 +154,7 @@ fn slogdet_shapes(a: &[usize]) -> Vec<Vec<usize>> {
 /// which must not turn into NaN where `den` is 0).
 fn div_where_nonzero(num: &Tensor, den: &Tensor) -> Tensor {
     let zero = Tensor::new(Array::zeros(&[], num.dtype()));
-    Tensor::where_(&num.eq_scalar(0.0), &zero, &(num / den))
+    Tensor::where_cond(&num.eq_scalar(0.0), &zero, &(num / den))
 }
 
 /// The identity of size `n` in `like`'s dtype.

@@ -416,7 +416,7 @@ pub(crate) fn binary_vjp(
             // d a^b / da = b a^(b-1); d a^b / db = a^b ln a (0 where a = 0)
             Binary::Pow if first => g * &(b * &a.pow(&(b - 1.0))),
             Binary::Pow => {
-                let ln_a = Tensor::where_(&a.eq_scalar(0.0), &scalar_like(0.0, a), &a.log());
+                let ln_a = Tensor::where_cond(&a.eq_scalar(0.0), &scalar_like(0.0, a), &a.log());
                 g * &(out * &ln_a)
             }
             // d atan2(a, b) = (b da - a db) / (a² + b²)
@@ -518,11 +518,11 @@ pub(crate) fn where_vjp(
     smallvec![
         None,
         wanted(needs, 1, || unbroadcast(
-            &Tensor::where_(cond, g, &zero),
+            &Tensor::where_cond(cond, g, &zero),
             a.shape()
         )),
         wanted(needs, 2, || unbroadcast(
-            &Tensor::where_(cond, &zero, g),
+            &Tensor::where_cond(cond, &zero, g),
             b.shape()
         )),
     ]
@@ -816,16 +816,25 @@ impl Tensor {
         apply(Op::Clamp { min, max }, &[self])
     }
 
-    /// `cond ? a : b` elementwise, all three broadcast.
+    /// `cond ? a : b` elementwise, all three broadcast (PyTorch's `torch.where(cond, a, b)`;
+    /// not in place, so not `where_`). `self` is the bool condition: call it as a method,
+    /// `cond.where_cond(&a, &b)`, or as `Tensor::where_cond(&cond, &a, &b)`. The gradient
+    /// flows to `a` where the condition holds and to `b` elsewhere.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![-1.0f64, 2.0], &[2]);
+    /// assert_eq!(x.gt_scalar(0.0).where_cond(&x, &x.neg()).to_vec::<f64>(), vec![1.0, 2.0]);
+    /// ```
     #[track_caller]
-    pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
-        apply(Op::Where, &[cond, a, b])
+    pub fn where_cond(&self, a: &Tensor, b: &Tensor) -> Tensor {
+        apply(Op::Where, &[self, a, b])
     }
 
     /// `value` where `mask` is true, `self` elsewhere.
     #[track_caller]
     pub fn masked_fill(&self, mask: &Tensor, value: f64) -> Tensor {
-        Tensor::where_(mask, &scalar_like(value, self), self)
+        Tensor::where_cond(mask, &scalar_like(value, self), self)
     }
 
     /// Converts to another dtype (the gradient flows between float dtypes).

@@ -115,21 +115,21 @@ pub(crate) fn reduce_vjp(
             let is_zero = x.eq_scalar(0.0);
             let zero_mask = mask_as(&is_zero, x);
             let zeros = back(&zero_mask.sum_dim(d_, true));
-            let nonzero = Tensor::where_(&is_zero, &scalar_like(1.0, x), x);
+            let nonzero = Tensor::where_cond(&is_zero, &scalar_like(1.0, x), x);
             let p = back(&nonzero.prod_dim(d_, true));
             let e1 = back(&(x * &zero_mask).sum_dim(d_, true));
             let sum_sq = back(&(&x.square() * &zero_mask).sum_dim(d_, true));
             let e2 = (&e1.square() - &sum_sq) * 0.5;
             let none = &expand_back(out, shape, dims, keepdim) / &nonzero;
-            let one = Tensor::where_(&is_zero, &p, &(&(&e1 * &p) / &nonzero));
-            let two = Tensor::where_(&is_zero, &(&(&e1 - x) * &p), &(&(&e2 * &p) / &nonzero));
-            let d = Tensor::where_(
+            let one = Tensor::where_cond(&is_zero, &p, &(&(&e1 * &p) / &nonzero));
+            let two = Tensor::where_cond(&is_zero, &(&(&e1 - x) * &p), &(&(&e2 * &p) / &nonzero));
+            let d = Tensor::where_cond(
                 &zeros.eq_scalar(0.0),
                 &none,
-                &Tensor::where_(
+                &Tensor::where_cond(
                     &zeros.eq_scalar(1.0),
                     &one,
-                    &Tensor::where_(&zeros.eq_scalar(2.0), &two, &zeros_like(x)),
+                    &Tensor::where_cond(&zeros.eq_scalar(2.0), &two, &zeros_like(x)),
                 ),
             );
             ge * d
@@ -244,7 +244,7 @@ impl Tensor {
     #[track_caller]
     pub fn nansum_dim(&self, dims: impl Dims, keepdim: bool) -> Tensor {
         let dims = dims.resolve_all(self.ndim(), "nansum_dim");
-        let kept = Tensor::where_(&self.isnan(), &scalar_like(0.0, self), self);
+        let kept = Tensor::where_cond(&self.isnan(), &scalar_like(0.0, self), self);
         kept.sum_dim(dims.as_slice(), keepdim)
     }
 
@@ -513,8 +513,8 @@ impl Tensor {
         // 0 (neither branch's gradient is infinite)
         let root = |s: Tensor, r: &dyn Fn(&Tensor) -> Tensor| {
             let zero = s.eq_scalar(0.0);
-            let safe = Tensor::where_(&zero, &scalar_like(1.0, &s), &s);
-            Tensor::where_(&zero, &scalar_like(0.0, &s), &r(&safe))
+            let safe = Tensor::where_cond(&zero, &scalar_like(1.0, &s), &s);
+            Tensor::where_cond(&zero, &scalar_like(0.0, &s), &r(&safe))
         };
         if p == 2.0 {
             root(self.square().sum_dim(d, keepdim), &|s| s.sqrt())

@@ -149,6 +149,17 @@ fn gradients_flow_to_the_tensor_and_the_values() {
     check("at_add with repeats", &[&[4, 2], &[3, 2]], -1.0, 1.0, |p| {
         p[0].at_add(&rows, &p[1])
     });
+    check("slice_scatter", &[&[3, 5], &[3, 2]], -1.0, 1.0, |p| {
+        p[0].slice_scatter(&p[1], -1, Some(1), Some(-1), 2)
+    });
+    let msg = panic_message(|| {
+        let src = Tensor::ones(&[3, 2], DType::F64);
+        Tensor::zeros(&[3, 5], DType::F64).slice_scatter(&src, 1, None, None, 2);
+    });
+    assert!(
+        msg.contains("src of shape [3, 2] is not the slice's shape [3, 3]"),
+        "{msg}"
+    );
     // the overwritten places get no gradient
     let x = Tensor::ones(&[2, 2], DType::F64);
     let (g, _) = grad(|x: &Tensor| x.at_put(0, &Tensor::scalar(5.0f64)).sum()).call(&x, ());

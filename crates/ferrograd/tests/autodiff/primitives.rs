@@ -155,7 +155,7 @@ fn where_and_masked_fill() {
     let mut rng = Generator::new(3);
     let cond = Tensor::new(rng.bernoulli(&[3, 4], 0.5, DType::Bool));
     check("where", &[&[3, 4], &[4]], -1.0, 1.0, |p| {
-        Tensor::where_(&cond, &p[0], &p[1])
+        Tensor::where_cond(&cond, &p[0], &p[1])
     });
     check("masked_fill", &[&[3, 4]], -1.0, 1.0, |p| {
         p[0].masked_fill(&cond, 2.0)
