@@ -1,5 +1,6 @@
 //! Optimizers over parameter trees: SGD (momentum, Nesterov, weight decay, learning-rate
-//! decay), Adam, AdamW, Adamax, AdaGrad, Adadelta, RMSprop and Rprop, each with its state
+//! decay), Adam, AdamW, Adamax, NAdam, RAdam, AdaGrad, Adadelta, RMSprop, Rprop, ASGD and
+//! L-BFGS (with a strong-Wolfe line search), each with its state
 //! kept per leaf and saveable as a tree; learning-rate schedules; and gradient-norm
 //! clipping.
 //!
@@ -951,6 +952,518 @@ impl Optimizer for Rprop {
         self.previous.load("prev", state);
         self.steps.load("step_size", state);
     }
+}
+
+/// Averaged SGD (Polyak and Juditsky), as PyTorch's ASGD: `g ← g + λ_wd p`,
+/// `p ← p (1 - λ η) - η g`, then the running average `a ← a + μ (p - a)` (`a = p` while
+/// `μ = 1`), with `η = lr / (1 + λ lr t)^α` and `μ = 1 / max(1, t - t₀)` updated after each
+/// step `t` (defaults λ = 1e-4, α = 0.75, t₀ = 1e6). The averaged parameters, usually the
+/// ones to evaluate, are [`averaged`](Asgd::averaged).
+#[derive(Clone, Debug)]
+pub struct Asgd {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay term λ.
+    pub lambd: f64,
+    /// Power α of the step-size schedule.
+    pub alpha: f64,
+    /// The step at which averaging starts, t₀.
+    pub t0: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    steps: u64,
+    eta: f64,
+    mu: f64,
+    averages: Buffers,
+}
+
+impl Asgd {
+    /// ASGD at `lr` with PyTorch's other defaults.
+    #[track_caller]
+    pub fn new(lr: f64) -> Asgd {
+        check("Asgd", "lr", lr, false);
+        Asgd {
+            lr,
+            lambd: 1e-4,
+            alpha: 0.75,
+            t0: 1e6,
+            weight_decay: 0.0,
+            steps: 0,
+            eta: lr,
+            mu: 1.0,
+            averages: Buffers::default(),
+        }
+    }
+
+    /// The averaged parameters `a`, in the tree shape of `like` (the parameters themselves
+    /// before the first step).
+    pub fn averaged<P: Tree>(&self, like: &P) -> P {
+        if self.averages.0.is_empty() {
+            return rebuild(like, detached(like));
+        }
+        rebuild(like, self.averages.0.clone())
+    }
+}
+
+impl Optimizer for Asgd {
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    /// Sets the base rate; the step size η follows from the next step on.
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    #[track_caller]
+    fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
+        for (name, v) in [
+            ("lr", self.lr),
+            ("lambd", self.lambd),
+            ("alpha", self.alpha),
+            ("t0", self.t0),
+            ("weight_decay", self.weight_decay),
+        ] {
+            check("Asgd", name, v, false);
+        }
+        let (ps, gs) = (detached(params), detached(grads));
+        self.averages.ensure(&ps);
+        self.steps += 1;
+        let mut out = Vec::with_capacity(ps.len());
+        for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {
+            let g = decayed(g, p, self.weight_decay);
+            let p = &(p * (1.0 - self.lambd * self.eta)) - &(&g * self.eta);
+            self.averages.0[i] = if self.mu != 1.0 {
+                let a = &self.averages.0[i];
+                a + &(&(&p - a) * self.mu)
+            } else {
+                p.clone()
+            };
+            out.push(p);
+        }
+        let t = self.steps as f64;
+        self.eta = self.lr / (1.0 + self.lambd * self.lr * t).powf(self.alpha);
+        self.mu = 1.0 / (t - self.t0).max(1.0);
+        rebuild(params, out)
+    }
+
+    fn state(&self) -> BTreeMap<String, Tensor> {
+        let mut s = BTreeMap::new();
+        s.insert("step".into(), Tensor::scalar(self.steps as i64));
+        s.insert("eta".into(), Tensor::scalar(self.eta));
+        s.insert("mu".into(), Tensor::scalar(self.mu));
+        self.averages.save("ax", &mut s);
+        s
+    }
+
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) {
+        self.steps = state.get("step").map_or(0, |t| t.item::<i64>() as u64);
+        self.eta = state.get("eta").map_or(self.lr, |t| t.item::<f64>());
+        self.mu = state.get("mu").map_or(1.0, |t| t.item::<f64>());
+        self.averages.load("ax", state);
+    }
+}
+
+/// How [`Lbfgs`] picks the step length along each direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineSearch {
+    /// A fixed step of `lr` (the first one scaled by `min(1, 1 / ‖g‖₁)`).
+    Fixed,
+    /// A line search satisfying the strong Wolfe conditions (Nocedal and Wright,
+    /// algorithms 3.5 and 3.6, with cubic interpolation), as PyTorch's `"strong_wolfe"`.
+    StrongWolfe,
+}
+
+/// L-BFGS, as PyTorch's `LBFGS`: each [`minimize`](Lbfgs::minimize) call runs up to
+/// `max_iter` iterations (`max_eval` evaluations of the function), each taking the
+/// two-loop-recursion direction from the last `history_size` curvature pairs and a step
+/// from the [`LineSearch`]; it stops early when the gradient's largest entry is at most
+/// `tolerance_grad` or a step changes the parameters or the loss by at most
+/// `tolerance_change`. The history carries over between calls. Needs the function itself,
+/// not one gradient, so it is not an [`Optimizer`]: pass a closure returning the loss and
+/// its gradients (`grad(f).call(..)` gives both).
+///
+/// ```
+/// use ferrograd::{grad, Tensor};
+/// use ferrograd_nn::optim::{Lbfgs, LineSearch};
+/// // minimize (x - 3)² + (y + 1)²
+/// let f = |p: &Tensor| (p - &Tensor::from_vec(vec![3.0f64, -1.0], &[2])).square().sum();
+/// let mut opt = Lbfgs::new(1.0).line_search(LineSearch::StrongWolfe);
+/// let p = opt.minimize(&Tensor::zeros(&[2], ferrograd::DType::F64), |p| {
+///     let (g, loss) = grad(f).call(p, ());
+///     (loss.item::<f64>(), g)
+/// });
+/// assert!((p.to_vec::<f64>()[0] - 3.0).abs() < 1e-6 && (p.to_vec::<f64>()[1] + 1.0).abs() < 1e-6);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Lbfgs {
+    /// Learning rate (the initial step length).
+    pub lr: f64,
+    /// Iterations per call (PyTorch's default 20).
+    pub max_iter: usize,
+    /// Function evaluations per call (default `max_iter · 5 / 4`).
+    pub max_eval: usize,
+    /// Stop when `max |g| <= tolerance_grad` (1e-7).
+    pub tolerance_grad: f64,
+    /// Stop when a step moves the parameters or the loss by at most this (1e-9).
+    pub tolerance_change: f64,
+    /// Curvature pairs kept (100).
+    pub history_size: usize,
+    /// The step-length rule (default [`LineSearch::Fixed`], as PyTorch).
+    pub line_search: LineSearch,
+    state: LbfgsState,
+}
+
+/// What L-BFGS carries between calls.
+#[derive(Clone, Debug, Default)]
+struct LbfgsState {
+    iterations: usize,
+    evaluations: usize,
+    direction: Vec<f64>,
+    step: f64,
+    old_steps: Vec<Vec<f64>>, // s_k
+    old_diffs: Vec<Vec<f64>>, // y_k
+    rhos: Vec<f64>,           // 1 / (y_k · s_k)
+    hessian_scale: f64,       // H_diag
+    previous_grad: Vec<f64>,
+    previous_loss: f64,
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn axpy(alpha: f64, x: &[f64], y: &[f64]) -> Vec<f64> {
+    x.iter().zip(y).map(|(xi, yi)| yi + alpha * xi).collect()
+}
+
+fn max_abs(v: &[f64]) -> f64 {
+    v.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+impl Lbfgs {
+    /// L-BFGS at `lr` with PyTorch's other defaults.
+    #[track_caller]
+    pub fn new(lr: f64) -> Lbfgs {
+        check("Lbfgs", "lr", lr, false);
+        Lbfgs {
+            lr,
+            max_iter: 20,
+            max_eval: 25,
+            tolerance_grad: 1e-7,
+            tolerance_change: 1e-9,
+            history_size: 100,
+            line_search: LineSearch::Fixed,
+            state: LbfgsState::default(),
+        }
+    }
+
+    /// Sets the step-length rule.
+    pub fn line_search(mut self, rule: LineSearch) -> Lbfgs {
+        self.line_search = rule;
+        self
+    }
+
+    /// Sets the iterations per call (and the evaluations to `max_iter · 5 / 4`).
+    pub fn max_iter(mut self, max_iter: usize) -> Lbfgs {
+        self.max_iter = max_iter;
+        self.max_eval = max_iter * 5 / 4;
+        self
+    }
+
+    /// The number of iterations run over all calls.
+    pub fn iterations(&self) -> usize {
+        self.state.iterations
+    }
+
+    /// The number of function evaluations over all calls.
+    pub fn evaluations(&self) -> usize {
+        self.state.evaluations
+    }
+
+    /// Runs up to `max_iter` iterations from `params` on the function `f` (the loss and the
+    /// gradients, a tree like `params`); returns the parameters reached.
+    #[track_caller]
+    pub fn minimize<P: Tree>(&mut self, params: &P, mut f: impl FnMut(&P) -> (f64, P)) -> P {
+        check("Lbfgs", "lr", self.lr, false);
+        let template = detached(params);
+        let flatten =
+            |tree: &P| -> Vec<f64> { leaves(tree).iter().flat_map(|t| t.to_f64_vec()).collect() };
+        let unflatten = |flat: &[f64]| -> P {
+            let mut at = 0;
+            let parts = template
+                .iter()
+                .map(|t| {
+                    let n = t.numel();
+                    let values = ferrograd::Array::from_vec(flat[at..at + n].to_vec(), t.shape())
+                        .to_dtype(t.dtype());
+                    at += n;
+                    Tensor::new(values)
+                })
+                .collect();
+            rebuild(params, parts)
+        };
+        let mut evaluate = |x: &[f64]| -> (f64, Vec<f64>) {
+            let (loss, g) = f(&unflatten(x));
+            (loss, flatten(&g))
+        };
+        let mut x = flatten(params);
+        let (mut loss, mut g) = evaluate(&x);
+        let st = &mut self.state;
+        st.evaluations += 1;
+        let mut evals = 1;
+        if max_abs(&g) <= self.tolerance_grad {
+            return unflatten(&x);
+        }
+        let mut n_iter = 0;
+        while n_iter < self.max_iter {
+            n_iter += 1;
+            st.iterations += 1;
+            // the direction: steepest descent first, then the two-loop recursion
+            if st.iterations == 1 {
+                st.direction = g.iter().map(|v| -v).collect();
+                st.hessian_scale = 1.0;
+                st.old_steps.clear();
+                st.old_diffs.clear();
+                st.rhos.clear();
+            } else {
+                let y = axpy(-1.0, &st.previous_grad, &g);
+                let s: Vec<f64> = st.direction.iter().map(|d| d * st.step).collect();
+                let ys = dot(&y, &s);
+                if ys > 1e-10 {
+                    if st.old_steps.len() == self.history_size {
+                        st.old_steps.remove(0);
+                        st.old_diffs.remove(0);
+                        st.rhos.remove(0);
+                    }
+                    st.hessian_scale = ys / dot(&y, &y);
+                    st.old_steps.push(s);
+                    st.old_diffs.push(y);
+                    st.rhos.push(1.0 / ys);
+                }
+                let k = st.old_steps.len();
+                let mut q: Vec<f64> = g.iter().map(|v| -v).collect();
+                let mut alphas = vec![0.0; k];
+                for i in (0..k).rev() {
+                    alphas[i] = dot(&st.old_steps[i], &q) * st.rhos[i];
+                    q = axpy(-alphas[i], &st.old_diffs[i], &q);
+                }
+                let mut r: Vec<f64> = q.iter().map(|v| v * st.hessian_scale).collect();
+                for (i, alpha) in alphas.iter().enumerate() {
+                    let beta = dot(&st.old_diffs[i], &r) * st.rhos[i];
+                    r = axpy(alpha - beta, &st.old_steps[i], &r);
+                }
+                st.direction = r;
+            }
+            st.previous_grad = g.clone();
+            st.previous_loss = loss;
+            // the step length
+            st.step = if st.iterations == 1 {
+                (1.0 / g.iter().map(|v| v.abs()).sum::<f64>()).min(1.0) * self.lr
+            } else {
+                self.lr
+            };
+            let gtd = dot(&g, &st.direction);
+            if gtd > -self.tolerance_change {
+                break; // not a descent direction any more
+            }
+            let mut used = 0;
+            match self.line_search {
+                LineSearch::Fixed => {
+                    x = axpy(st.step, &st.direction, &x);
+                    if n_iter != self.max_iter {
+                        (loss, g) = evaluate(&x);
+                        used = 1;
+                    }
+                }
+                LineSearch::StrongWolfe => {
+                    let (new_loss, new_g, t, n) = strong_wolfe(
+                        &mut evaluate,
+                        &x,
+                        st.step,
+                        &st.direction,
+                        loss,
+                        &g,
+                        gtd,
+                        self.tolerance_change,
+                    );
+                    x = axpy(t, &st.direction, &x);
+                    st.step = t;
+                    (loss, g) = (new_loss, new_g);
+                    used = n;
+                }
+            }
+            evals += used;
+            st.evaluations += used;
+            if n_iter == self.max_iter || evals >= self.max_eval {
+                break;
+            }
+            if max_abs(&g) <= self.tolerance_grad {
+                break;
+            }
+            if max_abs(&st.direction) * st.step.abs() <= self.tolerance_change {
+                break;
+            }
+            if (loss - st.previous_loss).abs() < self.tolerance_change {
+                break;
+            }
+        }
+        unflatten(&x)
+    }
+}
+
+/// The minimizer of the cubic through `(x1, f1)`, `(x2, f2)` with slopes `g1`, `g2`, kept
+/// inside `bounds` (their midpoint if the cubic has no minimum).
+fn cubic_interpolate(
+    (x1, f1, g1): (f64, f64, f64),
+    (x2, f2, g2): (f64, f64, f64),
+    bounds: Option<(f64, f64)>,
+) -> f64 {
+    let (lo, hi) = bounds.unwrap_or(if x1 <= x2 { (x1, x2) } else { (x2, x1) });
+    let d1 = g1 + g2 - 3.0 * (f1 - f2) / (x1 - x2);
+    let d2_square = d1 * d1 - g1 * g2;
+    if d2_square >= 0.0 {
+        let d2 = d2_square.sqrt();
+        let min_pos = if x1 <= x2 {
+            x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2.0 * d2))
+        } else {
+            x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2.0 * d2))
+        };
+        min_pos.max(lo).min(hi)
+    } else {
+        (lo + hi) / 2.0
+    }
+}
+
+/// A step `t` along `d` from `x` satisfying the strong Wolfe conditions (c₁ = 1e-4,
+/// c₂ = 0.9): bracketing, then zooming with cubic interpolation (at most 25 evaluations).
+/// Returns the loss and gradient there, `t`, and the evaluations used.
+#[allow(clippy::too_many_arguments)] // the line search's own state, as the algorithm names it
+fn strong_wolfe(
+    evaluate: &mut impl FnMut(&[f64]) -> (f64, Vec<f64>),
+    x: &[f64],
+    t: f64,
+    d: &[f64],
+    f: f64,
+    g: &[f64],
+    gtd: f64,
+    tolerance_change: f64,
+) -> (f64, Vec<f64>, f64, usize) {
+    let (c1, c2, max_ls) = (1e-4, 0.9, 25);
+    let d_norm = max_abs(d);
+    let mut t = t;
+    let (mut f_new, mut g_new) = evaluate(&axpy(t, d, x));
+    let mut evals = 1;
+    let mut gtd_new = dot(&g_new, d);
+    let (mut t_prev, mut f_prev, mut g_prev, mut gtd_prev) = (0.0, f, g.to_vec(), gtd);
+    let mut done = false;
+    let mut ls_iter = 0;
+    // bracket: [(t, f, g, gtd); 2]
+    let mut bracket: Vec<(f64, f64, Vec<f64>, f64)>;
+    loop {
+        if f_new > f + c1 * t * gtd || (ls_iter > 1 && f_new >= f_prev) {
+            bracket = vec![
+                (t_prev, f_prev, g_prev.clone(), gtd_prev),
+                (t, f_new, g_new.clone(), gtd_new),
+            ];
+            break;
+        }
+        if gtd_new.abs() <= -c2 * gtd {
+            bracket = vec![(t, f_new, g_new.clone(), gtd_new)];
+            done = true;
+            break;
+        }
+        if gtd_new >= 0.0 {
+            bracket = vec![
+                (t_prev, f_prev, g_prev.clone(), gtd_prev),
+                (t, f_new, g_new.clone(), gtd_new),
+            ];
+            break;
+        }
+        // extrapolate
+        let min_step = t + 0.01 * (t - t_prev);
+        let max_step = t * 10.0;
+        let next = cubic_interpolate(
+            (t_prev, f_prev, gtd_prev),
+            (t, f_new, gtd_new),
+            Some((min_step, max_step)),
+        );
+        t_prev = t;
+        f_prev = f_new;
+        g_prev = g_new.clone();
+        gtd_prev = gtd_new;
+        t = next;
+        (f_new, g_new) = evaluate(&axpy(t, d, x));
+        evals += 1;
+        gtd_new = dot(&g_new, d);
+        ls_iter += 1;
+        if ls_iter == max_ls {
+            bracket = vec![
+                (0.0, f, g.to_vec(), gtd),
+                (t, f_new, g_new.clone(), gtd_new),
+            ];
+            break;
+        }
+    }
+    // zoom
+    let mut insufficient_progress = false;
+    let (mut low, mut high) = if bracket.len() == 2 && bracket[0].1 > bracket[1].1 {
+        (1, 0)
+    } else {
+        (0, 1)
+    };
+    while !done && ls_iter < max_ls && bracket.len() == 2 {
+        if (bracket[1].0 - bracket[0].0).abs() * d_norm < tolerance_change {
+            break;
+        }
+        let mut t_new = cubic_interpolate(
+            (bracket[0].0, bracket[0].1, bracket[0].3),
+            (bracket[1].0, bracket[1].1, bracket[1].3),
+            None,
+        );
+        // keep away from the ends of the bracket
+        let (b_lo, b_hi) = (
+            bracket[0].0.min(bracket[1].0),
+            bracket[0].0.max(bracket[1].0),
+        );
+        let eps = 0.1 * (b_hi - b_lo);
+        if (b_hi - t_new).min(t_new - b_lo) < eps {
+            if insufficient_progress || t_new >= b_hi || t_new <= b_lo {
+                t_new = if (t_new - b_hi).abs() < (t_new - b_lo).abs() {
+                    b_hi - eps
+                } else {
+                    b_lo + eps
+                };
+                insufficient_progress = false;
+            } else {
+                insufficient_progress = true;
+            }
+        } else {
+            insufficient_progress = false;
+        }
+        t = t_new;
+        (f_new, g_new) = evaluate(&axpy(t, d, x));
+        evals += 1;
+        gtd_new = dot(&g_new, d);
+        ls_iter += 1;
+        if f_new > f + c1 * t * gtd || f_new >= bracket[low].1 {
+            bracket[high] = (t, f_new, g_new.clone(), gtd_new);
+            if bracket[0].1 <= bracket[1].1 {
+                (low, high) = (0, 1);
+            } else {
+                (low, high) = (1, 0);
+            }
+        } else {
+            if gtd_new.abs() <= -c2 * gtd {
+                done = true;
+            } else if gtd_new * (bracket[high].0 - bracket[low].0) >= 0.0 {
+                bracket[high] = bracket[low].clone();
+            }
+            bracket[low] = (t, f_new, g_new.clone(), gtd_new);
+        }
+    }
+    let best = bracket.swap_remove(if bracket.len() == 1 { 0 } else { low });
+    (best.1, best.2, best.0, evals)
 }
 
 /// A learning rate by epoch (or step), PyTorch's schedulers as closed forms: set it with

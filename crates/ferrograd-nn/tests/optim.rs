@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use ferrograd::{DType, Tensor};
 use ferrograd_nn::optim::{
-    clip_grad_norm, clip_grad_value, AdaGrad, Adadelta, Adam, Adamax, NAdam, Optimizer, RAdam,
-    RmsProp, Rprop, Schedule, Sgd,
+    clip_grad_norm, clip_grad_value, AdaGrad, Adadelta, Adam, Adamax, Asgd, Lbfgs, LineSearch,
+    NAdam, Optimizer, RAdam, RmsProp, Rprop, Schedule, Sgd,
 };
 
 /// Runs `opt` for 5 steps on f(p) = Σ c_i p_i² (gradient 2 c p) over two leaves, and the
@@ -367,6 +367,118 @@ fn optimizer_state_round_trips() {
     round_trip(NAdam::new(0.1), &p, &g);
     round_trip(RAdam::new(0.1), &p, &g);
     round_trip(Sgd::new(0.1).momentum(0.9), &p, &g);
+    let mut asgd = Asgd::new(0.1);
+    asgd.t0 = 1.0;
+    round_trip(asgd, &p, &g);
+}
+
+#[test]
+fn asgd_steps_and_averages_as_documented() {
+    // t0 = 2 so that averaging starts within the run (mu = 1 / max(1, t - t0)); f = x²
+    let (lr, lambd, alpha, t0, decay) = (0.1, 1e-2, 0.75, 2.0, 0.05);
+    let mut opt = Asgd::new(lr);
+    opt.lambd = lambd;
+    opt.t0 = t0;
+    opt.weight_decay = decay;
+    let (mut eta, mut mu) = (lr, 1.0);
+    let mut x = Tensor::from_vec(vec![1.5f64], &[1]);
+    assert_eq!(opt.averaged(&x).to_vec::<f64>(), vec![1.5]);
+    let (mut plain, mut avg) = (1.5f64, 0.0f64);
+    for t in 1..=8 {
+        let grads = Tensor::from_vec(vec![2.0 * x.to_vec::<f64>()[0]], &[1]);
+        x = opt.step(&x, &grads);
+        let g = 2.0 * plain + decay * plain;
+        plain = plain * (1.0 - lambd * eta) - eta * g;
+        avg = if mu == 1.0 {
+            plain
+        } else {
+            avg + mu * (plain - avg)
+        };
+        eta = lr / (1.0 + lambd * lr * t as f64).powf(alpha);
+        mu = 1.0 / (t as f64 - t0).max(1.0);
+        assert!((x.to_vec::<f64>()[0] - plain).abs() < 1e-14, "step {t}");
+        let a = opt.averaged(&x).to_vec::<f64>()[0];
+        assert!((a - avg).abs() < 1e-14, "step {t}: average {a} vs {avg}");
+    }
+    // after t0 the average differs from the iterate
+    assert!((opt.averaged(&x).to_vec::<f64>()[0] - plain).abs() > 1e-6);
+}
+
+/// Rosenbrock's function (1 - a)² + 100 (b - a²)² and its gradient.
+fn rosenbrock(p: &Tensor) -> (f64, Tensor) {
+    let v = p.to_vec::<f64>();
+    let (a, b) = (v[0], v[1]);
+    let loss = (1.0 - a).powi(2) + 100.0 * (b - a * a).powi(2);
+    let g = vec![
+        -2.0 * (1.0 - a) - 400.0 * a * (b - a * a),
+        200.0 * (b - a * a),
+    ];
+    (loss, Tensor::from_vec(g, &[2]))
+}
+
+#[test]
+fn lbfgs_first_step_is_scaled_steepest_descent() {
+    // one iteration from x0: x1 = x0 - min(1, 1/|g|_1) lr g (PyTorch's first step)
+    let x0 = Tensor::from_vec(vec![-1.5f64, 2.0], &[2]);
+    let (_, g) = rosenbrock(&x0);
+    let g = g.to_vec::<f64>();
+    let scale = (1.0 / (g[0].abs() + g[1].abs())).min(1.0) * 0.5;
+    let mut opt = Lbfgs::new(0.5).max_iter(1);
+    let x1 = opt.minimize(&x0, rosenbrock).to_vec::<f64>();
+    assert!((x1[0] - (-1.5 - scale * g[0])).abs() < 1e-15);
+    assert!((x1[1] - (2.0 - scale * g[1])).abs() < 1e-15);
+    assert_eq!(opt.evaluations(), 1);
+}
+
+#[test]
+fn lbfgs_minimizes_rosenbrock_and_quadratics() {
+    // strong Wolfe: from (-1.5, 2) to the minimum (1, 1), decreasing at every call
+    // (tolerances tighter than PyTorch's defaults, which stop at about 2e-6 from (1, 1))
+    let mut opt = Lbfgs::new(1.0).line_search(LineSearch::StrongWolfe);
+    opt.tolerance_change = 1e-15;
+    opt.tolerance_grad = 1e-10;
+    let mut x = Tensor::from_vec(vec![-1.5f64, 2.0], &[2]);
+    let mut last = rosenbrock(&x).0;
+    for _ in 0..10 {
+        x = opt.minimize(&x, rosenbrock);
+        let now = rosenbrock(&x).0;
+        assert!(now <= last, "{now} > {last}");
+        last = now;
+    }
+    let v = x.to_vec::<f64>();
+    assert!(
+        (v[0] - 1.0).abs() < 1e-6 && (v[1] - 1.0).abs() < 1e-6,
+        "{v:?}"
+    );
+    assert!(opt.iterations() < 100, "{} iterations", opt.iterations());
+    // a 5-d quadratic over a tree of two leaves: the fixed step converges too
+    let c = [1.0, 2.0, 3.0, 4.0, 5.0];
+    let quadratic = |p: &(Tensor, Tensor)| {
+        let v: Vec<f64> =
+            p.0.to_vec::<f64>()
+                .into_iter()
+                .chain(p.1.to_vec::<f64>())
+                .collect();
+        let loss: f64 = v.iter().zip(c).map(|(x, c)| c * (x - 1.0).powi(2)).sum();
+        let g: Vec<f64> = v.iter().zip(c).map(|(x, c)| 2.0 * c * (x - 1.0)).collect();
+        (
+            loss,
+            (
+                Tensor::from_vec(g[..2].to_vec(), &[2]),
+                Tensor::from_vec(g[2..].to_vec(), &[3]),
+            ),
+        )
+    };
+    for rule in [LineSearch::Fixed, LineSearch::StrongWolfe] {
+        let mut opt = Lbfgs::new(0.1).line_search(rule).max_iter(200);
+        opt.tolerance_change = 1e-15;
+        let start = (
+            Tensor::zeros(&[2], DType::F64),
+            Tensor::from_vec(vec![3.0f64, -2.0, 0.5], &[3]),
+        );
+        let end = opt.minimize(&start, quadratic);
+        assert!(quadratic(&end).0 < 1e-12, "{rule:?}: {}", quadratic(&end).0);
+    }
 }
 
 #[test]
