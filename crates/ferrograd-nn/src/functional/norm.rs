@@ -163,9 +163,10 @@ impl CustomOp for BatchNorm {
     }
 }
 
-/// Batch normalization over `[N, C]` or `[N, C, H, W]`, per channel. In training the batch
-/// statistics normalize and `stats` (when given) moves towards them; in evaluation `stats`
-/// normalizes. `weight`/`bias` (both or neither) are the affine `[C]` parameters.
+/// Batch normalization over `[N, C]`, `[N, C, L]`, `[N, C, H, W]` or `[N, C, D, H, W]`
+/// (PyTorch's BatchNorm1d, 2d and 3d), per channel. In training the batch statistics
+/// normalize and `stats` (when given) moves towards them; in evaluation `stats` normalizes.
+/// `weight`/`bias` (both or neither) are the affine `[C]` parameters.
 #[track_caller]
 pub fn batch_norm(
     x: &Tensor,
@@ -175,10 +176,12 @@ pub fn batch_norm(
     training: bool,
     eps: f64,
 ) -> Tensor {
-    if x.ndim() != 2 && x.ndim() != 4 {
+    if !(2..=5).contains(&x.ndim()) {
         panic!(
-            "ferrograd: batch_norm: expects [N, C] or [N, C, H, W], got {:?}",
-            x.shape()
+            "ferrograd: batch_norm: expects [N, C], [N, C, L], [N, C, H, W] or [N, C, D, H, W], \
+             got {:?} (at {})",
+            x.shape(),
+            ferrograd::array::Site(std::panic::Location::caller())
         );
     }
     let channels = x.size(1);

@@ -191,8 +191,9 @@ fn normalize(items: Vec<At>, shape: &[usize], op: &str) -> Vec<At> {
                 if t.ndim() == 0 {
                     fail(op, shape, format_args!("a 0-d bool mask is not supported"));
                 }
-                // the true positions, one index tensor per mask dim
-                let flat = t.data().reshape(&[t.numel()]).flat_nonzero();
+                // the true positions, one index tensor per mask dim (the mask decides the
+                // result's shape, so in optimize mode reading it is a guard)
+                let flat = t.value().reshape(&[t.numel()]).flat_nonzero();
                 let positions = flat.to_vec::<i64>();
                 let mut strides = vec![1i64; t.ndim()];
                 for d in (0..t.ndim().saturating_sub(1)).rev() {
@@ -462,13 +463,18 @@ fn read(x: &Tensor, items: Vec<At>, op: &str) -> Tensor {
     let mut flat: Option<Tensor> = None;
     let mut stride = 1i64;
     for ((_, t), &size) in advanced.iter().zip(&sizes).rev() {
-        // bounds, then negatives from the end
-        let values = t.data().to_dtype(DType::I64);
-        if let Some(bad) = values
-            .to_vec::<i64>()
-            .into_iter()
-            .find(|&v| v < -(size as i64) || v >= size as i64)
-        {
+        // bounds, counted with tensor ops so that in optimize mode the guard is on the
+        // count alone (it holds while the indices are valid, whatever they are); then
+        // negatives from the end
+        let outside = t
+            .lt_scalar(-(size as f64))
+            .logical_or(&t.ge_scalar(size as f64));
+        if outside.to_dtype(DType::I64).sum().item::<i64>() > 0 {
+            let values = t.data().to_vec::<i64>();
+            let bad = values
+                .into_iter()
+                .find(|&v| v < -(size as i64) || v >= size as i64)
+                .expect("an index out of range");
             fail(
                 op,
                 &shape,

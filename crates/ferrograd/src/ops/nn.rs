@@ -231,6 +231,67 @@ impl Tensor {
         }
     }
 
+    /// Transposed 2-d convolution (PyTorch's `conv_transpose2d`; the adjoint of
+    /// [`conv2d`](Tensor::conv2d), "deconvolution"): `self` `[N, C_in, H, W]`, `weight`
+    /// `[C_in, C_out / groups, kH, kW]`, optional `bias` `[C_out]`; the output is
+    /// `[N, C_out, H', W']` with `H' = (H - 1) stride - 2 padding + dilation (kH - 1) +
+    /// output_padding + 1`. It runs the convolution's input-gradient kernel, so its own
+    /// gradients are convolutions and every order works.
+    ///
+    /// ```
+    /// use ferrograd::{Conv2dParams, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[1, 1, 1, 2]);
+    /// let w = Tensor::from_vec(vec![1.0f64, 10.0], &[1, 1, 1, 2]);
+    /// let y = x.conv_transpose2d(&w, None, Conv2dParams::default(), (0, 0));
+    /// assert_eq!(y.to_vec::<f64>(), vec![1.0, 12.0, 20.0]);
+    /// ```
+    #[track_caller]
+    pub fn conv_transpose2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: Conv2dParams,
+        output_padding: (usize, usize),
+    ) -> Tensor {
+        let site = ferrograd_array::Site(std::panic::Location::caller());
+        if self.ndim() != 4 || weight.ndim() != 4 || weight.shape()[0] != self.shape()[1] {
+            panic!(
+                "ferrograd: conv_transpose2d: needs input [N, C_in, H, W] and weight \
+                 [C_in, C_out/groups, kH, kW], got {:?} and {:?} (at {site})",
+                self.shape(),
+                weight.shape()
+            );
+        }
+        let (s, p, d) = (params.stride, params.padding, params.dilation);
+        if output_padding.0 >= s.0.max(d.0) || output_padding.1 >= s.1.max(d.1) {
+            panic!(
+                "ferrograd: conv_transpose2d: output_padding {output_padding:?} must be smaller \
+                 than the stride {s:?} or the dilation {d:?} (at {site})"
+            );
+        }
+        let (k, x) = (weight.shape(), self.shape());
+        let size = |n: usize, s: usize, p: usize, d: usize, k: usize, o: usize| {
+            ((n - 1) * s + d * (k - 1) + o + 1).checked_sub(2 * p)
+        };
+        let (Some(h), Some(w)) = (
+            size(x[2], s.0, p.0, d.0, k[2], output_padding.0),
+            size(x[3], s.1, p.1, d.1, k[3], output_padding.1),
+        ) else {
+            panic!(
+                "ferrograd: conv_transpose2d: padding {p:?} leaves no output for input {:?} \
+                 and kernel {:?} (at {site})",
+                self.shape(),
+                weight.shape()
+            );
+        };
+        let shape: Shape = [x[0], k[1] * params.groups, h, w].as_slice().into();
+        let y = apply(NnOp::Conv2dBackwardInput(params, shape), &[self, weight]);
+        match bias {
+            Some(b) => &y + &b.reshape(&[1, b.numel(), 1, 1]),
+            None => y,
+        }
+    }
+
     /// Max pooling: the pooled values and the i64 index of each maximum within its `H x W`
     /// plane. The gradient goes to the chosen elements.
     #[track_caller]

@@ -210,3 +210,43 @@ fn errors_name_the_problem_and_the_line() {
         assert!(msg.contains("indexing.rs"), "{msg}");
     }
 }
+
+#[test]
+fn optimize_mode_replays_never_reuse_a_stale_mask_or_index() {
+    // the mask decides the result's shape: a replay with another mask captures again
+    let f = |x: &Tensor| x.at(&x.gt_scalar(0.0)).square().sum();
+    let df = grad(f).optimize(true);
+    for v in [
+        vec![1.0f64, -2.0, 3.0],
+        vec![-1.0, 2.0, 3.0],
+        vec![1.0, -2.0, 3.0],
+    ] {
+        let x = Tensor::from_vec(v.clone(), &[3]);
+        let (g, _) = df.call(&x, ());
+        let want: Vec<f64> = v
+            .iter()
+            .map(|&a| if a > 0.0 { 2.0 * a } else { 0.0 })
+            .collect();
+        assert_eq!(g.to_vec::<f64>(), want);
+    }
+    let stats = df.stats();
+    assert_eq!((stats.captures, stats.hits), (2, 1));
+    // index tensors computed in the function are graph values: one plan for any indices
+    let h = |x: &Tensor| x.at(&x.argmax_all().reshape(&[1])).sum();
+    let dh = grad(h).optimize(true);
+    for v in [
+        vec![1.0f64, 5.0, 3.0],
+        vec![7.0, 5.0, 3.0],
+        vec![1.0, 5.0, 9.0],
+    ] {
+        let x = Tensor::from_vec(v.clone(), &[3]);
+        let (g, _) = dh.call(&x, ());
+        let best = v
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, &a)| if a > v[b] { i } else { b });
+        let want: Vec<f64> = (0..3).map(|i| if i == best { 1.0 } else { 0.0 }).collect();
+        assert_eq!(g.to_vec::<f64>(), want);
+    }
+    assert_eq!(dh.stats().captures, 1);
+}
