@@ -17,6 +17,7 @@ mod dropout;
 mod linear;
 mod loss;
 mod norm;
+mod resample;
 
 use std::sync::Arc;
 
@@ -40,6 +41,10 @@ pub use loss::{
 pub use norm::{
     batch_norm, cosine_similarity, group_norm, instance_norm, layer_norm, normalize, rms_norm,
     RunningStats,
+};
+pub use resample::{
+    adaptive_avg_pool, adaptive_max_pool, conv_transpose1d, conv_transpose2d, fold, interpolate,
+    max_pool2d_with, unfold, Interpolation, Sliding,
 };
 
 /// Applies a custom op to its inputs.

@@ -1,0 +1,408 @@
+//! Resampling layers (interpolation, adaptive pooling, unfold/fold, max pooling with every
+//! option, transposed convolution): against naive loops and the identities that define
+//! them (unfold times a weight matrix is a convolution; fold is unfold's adjoint;
+//! transposed convolution is convolution's adjoint), and their gradients against finite
+//! differences at first and second order.
+
+use ferrograd::{gradcheck, gradgradcheck, Conv2dParams, DType, Generator, Pool2dParams, Tensor};
+use ferrograd_nn::functional::{self as F, Interpolation, Sliding};
+
+fn rand(rng: &mut Generator, shape: &[usize]) -> Tensor {
+    Tensor::new(rng.uniform(shape, -1.0, 1.0, DType::F64))
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    (a - b).abs().max().item::<f64>()
+}
+
+/// First and second derivatives of `f` at random inputs of `shapes`, against finite
+/// differences.
+#[track_caller]
+fn check(name: &str, shapes: &[&[usize]], second: bool, f: impl Fn(&[Tensor]) -> Tensor) {
+    let mut rng = Generator::new(name.len() as u64 * 31 + 7);
+    let params: Vec<Tensor> = shapes.iter().map(|s| rand(&mut rng, s)).collect();
+    let proj = rand(&mut rng, f(&params).shape());
+    let loss = |p: &Vec<Tensor>| (&f(p) * &proj).sum();
+    let report = gradcheck(loss, &params, (), 1e-6);
+    assert!(report.passed(), "{name}: {report}");
+    if second {
+        let report = gradgradcheck(loss, &params, (), 1e-5);
+        assert!(report.passed(), "{name} (second order): {report}");
+    }
+}
+
+#[test]
+fn unfold_times_weights_is_convolution_and_fold_is_its_adjoint() {
+    let mut rng = Generator::new(3);
+    let x = rand(&mut rng, &[2, 3, 7, 6]);
+    let w = rand(&mut rng, &[4, 3, 3, 2]);
+    for (stride, padding, dilation) in [((1, 1), (0, 0), (1, 1)), ((2, 1), (1, 1), (2, 1))] {
+        let sliding = Sliding {
+            kernel: (3, 2),
+            stride,
+            padding,
+            dilation,
+            ceil_mode: false,
+        };
+        let conv = x.conv2d(
+            &w,
+            None,
+            Conv2dParams {
+                stride,
+                padding,
+                dilation,
+                groups: 1,
+            },
+        );
+        let cols = F::unfold(&x, sliding);
+        let (oh, ow) = (conv.shape()[2], conv.shape()[3]);
+        assert_eq!(cols.shape(), &[2, 3 * 6, oh * ow]);
+        let via = w.reshape(&[4, 18]).matmul(&cols).reshape(&[2, 4, oh, ow]);
+        assert!(max_diff(&via, &conv) < 1e-12);
+        // <unfold(x), y> = <x, fold(y)>
+        let y = rand(&mut rng, cols.shape());
+        let left = (&cols * &y).sum().item::<f64>();
+        let right = (&x * &F::fold(&y, (7, 6), sliding)).sum().item::<f64>();
+        assert!((left - right).abs() < 1e-12, "{left} vs {right}");
+    }
+    check("unfold", &[&[1, 2, 5, 4]], true, |p| {
+        F::unfold(
+            &p[0],
+            Sliding {
+                stride: (2, 1),
+                padding: (1, 0),
+                ..Sliding::kernel(2)
+            },
+        )
+    });
+    check("fold", &[&[1, 8, 12]], true, |p| {
+        F::fold(&p[0], (4, 5), Sliding::kernel(2))
+    });
+}
+
+#[test]
+fn transposed_convolution_is_the_adjoint_of_convolution() {
+    let mut rng = Generator::new(4);
+    for (groups, stride, padding, dilation, extra) in [
+        (1, (1, 1), (0, 0), (1, 1), (0, 0)),
+        (1, (2, 3), (1, 0), (1, 2), (1, 2)),
+        (2, (2, 2), (1, 1), (1, 1), (1, 0)),
+    ] {
+        let params = Conv2dParams {
+            stride,
+            padding,
+            dilation,
+            groups,
+        };
+        let w = rand(&mut rng, &[4, 6 / groups, 3, 2]);
+        let y = rand(&mut rng, &[2, 4, 4, 3]);
+        let x_like = y.conv_transpose2d(&w, None, params, extra);
+        // conv2d of something of the transposed output's shape gives y's shape back
+        let x = rand(&mut rng, x_like.shape());
+        let cx = x.conv2d(&w, None, params);
+        assert_eq!(cx.shape(), y.shape());
+        let left = (&cx * &y).sum().item::<f64>();
+        let right = (&x * &x_like).sum().item::<f64>();
+        assert!((left - right).abs() < 1e-12, "{left} vs {right}");
+    }
+    // the output size formula, and the bias
+    let x = Tensor::ones(&[1, 2, 3, 3], DType::F64);
+    let w = Tensor::ones(&[2, 5, 3, 3], DType::F64);
+    let b = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0], &[5]);
+    let p = Conv2dParams {
+        stride: (2, 2),
+        padding: (1, 1),
+        ..Conv2dParams::default()
+    };
+    let y = F::conv_transpose2d(&x, &w, Some(&b), p, (1, 1));
+    assert_eq!(y.shape(), &[1, 5, 6, 6]); // (3 - 1) 2 - 2 + 3 + 1
+    assert_eq!(y.at((0, 4, 1, 1)).item::<f64>(), 2.0 * 4.0 + 5.0);
+    check(
+        "conv_transpose2d",
+        &[&[1, 2, 3, 3], &[2, 3, 2, 2], &[3]],
+        true,
+        |p| {
+            p[0].conv_transpose2d(
+                &p[1],
+                Some(&p[2]),
+                Conv2dParams {
+                    stride: (2, 1),
+                    padding: (1, 0),
+                    ..Conv2dParams::default()
+                },
+                (1, 0),
+            )
+        },
+    );
+    check("conv_transpose1d", &[&[2, 2, 4], &[2, 3, 3]], true, |p| {
+        F::conv_transpose1d(
+            &p[0],
+            &p[1],
+            None,
+            Conv2dParams {
+                stride: (1, 2),
+                ..Conv2dParams::default()
+            },
+            1,
+        )
+    });
+}
+
+/// Max pooling by loops over the windows (padding as -inf, PyTorch's ceil_mode rule).
+fn naive_max_pool(x: &Tensor, p: Sliding) -> Tensor {
+    let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+    let count = |size: usize, k: usize, s: usize, pad: usize, d: usize| {
+        let span = d * (k - 1) + 1;
+        let room = size + 2 * pad - span;
+        let mut o = if p.ceil_mode {
+            room.div_ceil(s) + 1
+        } else {
+            room / s + 1
+        };
+        if p.ceil_mode && (o - 1) * s >= size + pad {
+            o -= 1;
+        }
+        o
+    };
+    let oh = count(h, p.kernel.0, p.stride.0, p.padding.0, p.dilation.0);
+    let ow = count(w, p.kernel.1, p.stride.1, p.padding.1, p.dilation.1);
+    let v = x.to_vec::<f64>();
+    let mut out = Vec::new();
+    for b in 0..n * c {
+        for i in 0..oh {
+            for j in 0..ow {
+                let mut best = f64::NEG_INFINITY;
+                for ki in 0..p.kernel.0 {
+                    for kj in 0..p.kernel.1 {
+                        let r =
+                            (i * p.stride.0 + ki * p.dilation.0) as isize - p.padding.0 as isize;
+                        let q =
+                            (j * p.stride.1 + kj * p.dilation.1) as isize - p.padding.1 as isize;
+                        if r >= 0 && q >= 0 && (r as usize) < h && (q as usize) < w {
+                            best = best.max(v[b * h * w + r as usize * w + q as usize]);
+                        }
+                    }
+                }
+                out.push(best);
+            }
+        }
+    }
+    Tensor::from_vec(out, &[n, c, oh, ow])
+}
+
+#[test]
+fn max_pooling_with_dilation_and_ceil_mode() {
+    let mut rng = Generator::new(5);
+    let x = rand(&mut rng, &[2, 3, 7, 8]);
+    for p in [
+        Sliding::kernel(2),
+        Sliding {
+            stride: (2, 2),
+            ceil_mode: true,
+            ..Sliding::kernel(2)
+        },
+        Sliding {
+            stride: (2, 3),
+            padding: (1, 1),
+            dilation: (2, 1),
+            ..Sliding::kernel(3)
+        },
+        Sliding {
+            stride: (3, 3),
+            padding: (1, 0),
+            ceil_mode: true,
+            ..Sliding::kernel(3)
+        },
+    ] {
+        assert!(
+            max_diff(&F::max_pool2d_with(&x, p), &naive_max_pool(&x, p)) == 0.0,
+            "{p:?}"
+        );
+    }
+    // the common case equals the fused kernel
+    let fused = F::max_pool2d(
+        &x,
+        Pool2dParams {
+            kernel: (3, 3),
+            stride: (2, 2),
+            padding: (1, 1),
+        },
+    );
+    let general = F::max_pool2d_with(
+        &x,
+        Sliding {
+            stride: (2, 2),
+            padding: (1, 1),
+            ..Sliding::kernel(3)
+        },
+    );
+    assert_eq!(max_diff(&fused, &general), 0.0);
+    check("max_pool2d_with", &[&[1, 2, 5, 5]], true, |p| {
+        F::max_pool2d_with(
+            &p[0],
+            Sliding {
+                stride: (2, 2),
+                ceil_mode: true,
+                dilation: (1, 2),
+                ..Sliding::kernel(2)
+            },
+        )
+    });
+}
+
+#[test]
+fn adaptive_pooling_and_interpolation() {
+    let mut rng = Generator::new(6);
+    let x = rand(&mut rng, &[2, 3, 6, 8]);
+    // divisible sizes: plain average and max pooling
+    let avg = x.avg_pool2d(
+        Pool2dParams {
+            kernel: (2, 4),
+            stride: (2, 4),
+            padding: (0, 0),
+        },
+        true,
+    );
+    assert!(max_diff(&F::adaptive_avg_pool(&x, &[3, 2]), &avg) < 1e-15);
+    let max = F::max_pool2d(
+        &x,
+        Pool2dParams {
+            kernel: (3, 2),
+            stride: (3, 2),
+            padding: (0, 0),
+        },
+    );
+    assert_eq!(max_diff(&F::adaptive_max_pool(&x, &[2, 4]), &max), 0.0);
+    // overlapping windows: output i covers floor(i n / o) .. ceil((i + 1) n / o)
+    let v = Tensor::from_vec((1..=7).map(f64::from).collect(), &[1, 1, 7]);
+    let a = F::adaptive_avg_pool(&v, &[3]).to_vec::<f64>();
+    let want = [
+        (1.0 + 2.0 + 3.0) / 3.0,
+        (3.0 + 4.0 + 5.0) / 3.0,
+        (5.0 + 6.0 + 7.0) / 3.0,
+    ];
+    assert!(
+        a.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-15),
+        "{a:?}"
+    );
+    assert_eq!(
+        F::adaptive_max_pool(&v, &[3]).to_vec::<f64>(),
+        vec![3.0, 5.0, 7.0]
+    );
+    // interpolation: nearest picks floor(i in / out); linear with and without aligned corners
+    let s = Tensor::from_vec(vec![1.0f64, 2.0, 4.0], &[1, 1, 3]);
+    assert_eq!(
+        F::interpolate(&s, &[5], Interpolation::Nearest).to_vec::<f64>(),
+        vec![1.0, 1.0, 2.0, 2.0, 4.0]
+    );
+    let aligned = F::interpolate(
+        &s,
+        &[5],
+        Interpolation::Linear {
+            align_corners: true,
+        },
+    );
+    assert_eq!(aligned.to_vec::<f64>(), vec![1.0, 1.5, 2.0, 3.0, 4.0]);
+    // half-pixel centres: src = (i + 0.5) 3/5 - 0.5 = -0.2 (clamped to 0), 0.4, 1, 1.6, 2.2
+    let centred = F::interpolate(
+        &s,
+        &[5],
+        Interpolation::Linear {
+            align_corners: false,
+        },
+    );
+    let want = [1.0, 1.4, 2.0, 2.0 + 0.6 * 2.0, 4.0];
+    let got = centred.to_vec::<f64>();
+    assert!(
+        got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-14),
+        "{got:?}"
+    );
+    // bilinear is linear in each dim: an input linear in both is reproduced with corners
+    let ramp = Tensor::from_vec(
+        (0..12).map(|k| f64::from(k / 4 * 10 + k % 4)).collect(),
+        &[1, 1, 3, 4],
+    );
+    let up = F::interpolate(
+        &ramp,
+        &[5, 7],
+        Interpolation::Linear {
+            align_corners: true,
+        },
+    );
+    let want: Vec<f64> = (0..35)
+        .map(|k| (k / 7) as f64 * 5.0 + (k % 7) as f64 * 0.5)
+        .collect();
+    assert!(up
+        .to_vec::<f64>()
+        .iter()
+        .zip(&want)
+        .all(|(a, b)| (a - b).abs() < 1e-12));
+    check("adaptive_avg_pool", &[&[1, 2, 5, 7]], true, |p| {
+        F::adaptive_avg_pool(&p[0], &[3, 4])
+    });
+    check("adaptive_max_pool", &[&[1, 2, 5, 7]], true, |p| {
+        F::adaptive_max_pool(&p[0], &[2, 3])
+    });
+    check("interpolate bilinear", &[&[1, 2, 3, 4]], true, |p| {
+        F::interpolate(
+            &p[0],
+            &[5, 3],
+            Interpolation::Linear {
+                align_corners: false,
+            },
+        )
+    });
+    check("interpolate nearest", &[&[1, 2, 3, 4]], true, |p| {
+        F::interpolate(&p[0], &[6, 2], Interpolation::Nearest)
+    });
+}
+
+#[test]
+fn batch_norm_runs_on_sequences() {
+    // [N, C, L]: per-channel statistics over N and L
+    let mut rng = Generator::new(8);
+    let x = rand(&mut rng, &[4, 3, 5]);
+    let y = F::batch_norm(&x, None, None, None, true, 1e-5);
+    let mean = x.mean_dim([0, 2], true);
+    let var = x.var_dim([0, 2], 0, true);
+    let want = &(&x - &mean) / &var.add_scalar(1e-5).sqrt();
+    assert!(max_diff(&y, &want) < 1e-12);
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let x = Tensor::zeros(&[1, 1, 3, 3], DType::F64);
+    for (msg, want) in [
+        (
+            panic_message(|| drop(F::unfold(&x, Sliding::kernel(4)))),
+            "no window of",
+        ),
+        (
+            panic_message(|| drop(F::interpolate(&x, &[2], Interpolation::Nearest))),
+            "one output size per spatial dim",
+        ),
+        (
+            panic_message(|| {
+                drop(F::max_pool2d_with(
+                    &x,
+                    Sliding {
+                        padding: (2, 2),
+                        ..Sliding::kernel(3)
+                    },
+                ))
+            }),
+            "at most half the kernel",
+        ),
+    ] {
+        assert!(
+            msg.contains(want) && msg.contains("tests/resample.rs"),
+            "{msg}"
+        );
+    }
+}
+
+fn panic_message(f: impl FnOnce()) -> String {
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).expect_err("a panic");
+    err.downcast_ref::<String>().cloned().unwrap_or_default()
+}
