@@ -362,7 +362,7 @@ pub fn fold(columns: &Tensor, output_size: (usize, usize), params: Sliding) -> T
     };
     let (h, w) = output_size;
     let k = params.kernel.0 * params.kernel.1;
-    if columns.ndim() != 3 || k == 0 || columns.shape()[1] % k != 0 {
+    if columns.ndim() != 3 || k == 0 || !columns.shape()[1].is_multiple_of(k) {
         fail(
             "fold",
             columns,
