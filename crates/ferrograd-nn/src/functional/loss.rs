@@ -380,3 +380,208 @@ pub fn cross_entropy_with(logits: &Tensor, target: &Tensor, options: CrossEntrop
     let smooth = reduce(&-(&weighted.sum_dim(1, false) * &kept_f));
     nll * (1.0 - eps) + smooth * (eps / c as f64)
 }
+
+/// Negative log-likelihood of class indices `target` (i64 `[N]`) under log-probabilities
+/// `log_probs` (`[N, C]`), reduced (PyTorch's `F.nll_loss`; [`class_nll`] is its mean).
+/// For weights, `ignore_index` and `[N, C, d...]` inputs use [`cross_entropy_with`] on
+/// log-probabilities, which it accepts unchanged (log-softmax of log-probabilities is the
+/// identity).
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional::{self as F, Reduce};
+/// let lp = Tensor::from_vec(vec![-0.5f64, -1.0, -2.0, -0.25], &[2, 2]);
+/// let t = Tensor::from_vec(vec![1i64, 0], &[2]);
+/// assert_eq!(F::nll_loss(&lp, &t, Reduce::None).to_vec::<f64>(), vec![1.0, 2.0]);
+/// ```
+#[track_caller]
+pub fn nll_loss(log_probs: &Tensor, target: &Tensor, reduction: Reduce) -> Tensor {
+    check_classes("nll_loss", log_probs, target);
+    let (s, t, n) = rows(log_probs, target);
+    let terms = -s.gather(1, &t).reshape(&[n]);
+    let terms = if log_probs.ndim() == 1 {
+        terms.reshape(&[] as &[usize])
+    } else {
+        terms
+    };
+    reduction.apply(&terms)
+}
+
+/// Binary cross-entropy of probabilities against targets in `[0, 1]`, reduced (PyTorch's
+/// `F.binary_cross_entropy`; each log clamped at -100 as there; [`bce`] is its mean).
+#[track_caller]
+pub fn binary_cross_entropy(probabilities: &Tensor, target: &Tensor, reduction: Reduce) -> Tensor {
+    same_shape(
+        "binary_cross_entropy",
+        ("probabilities", "target"),
+        probabilities,
+        target,
+    );
+    let log = |x: &Tensor| x.clamp(Some((-100.0f64).exp()), None).log();
+    let (p, t) = (probabilities, target);
+    reduction.apply(&-(t * &log(p) + &t.rsub_scalar(1.0) * &log(&p.rsub_scalar(1.0))))
+}
+
+/// Binary cross-entropy of logits against targets in `[0, 1]`, reduced (PyTorch's
+/// `F.binary_cross_entropy_with_logits`; [`bce_with_logits`] is its mean).
+#[track_caller]
+pub fn binary_cross_entropy_with_logits(
+    logits: &Tensor,
+    target: &Tensor,
+    reduction: Reduce,
+) -> Tensor {
+    reduction.apply(&bce_with_logits_terms(logits, target))
+}
+
+/// `max(0, margin - y x)` for labels `y` of ±1: the hinge loss, the seed's
+/// `MarginCriterion`, reduced.
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional::{self as F, Reduce};
+/// let x = Tensor::from_vec(vec![0.3f64, -2.0], &[2]);
+/// let y = Tensor::from_vec(vec![1.0f64, -1.0], &[2]);
+/// assert_eq!(F::hinge_loss(&x, &y, 1.0, Reduce::None).to_vec::<f64>(), vec![0.7, 0.0]);
+/// ```
+#[track_caller]
+pub fn hinge_loss(input: &Tensor, target: &Tensor, margin: f64, reduction: Reduce) -> Tensor {
+    same_shape("hinge_loss", ("input", "target"), input, target);
+    reduction.apply(&(input * target).rsub_scalar(margin).relu())
+}
+
+/// `max(0, -y (x₁ - x₂) + margin)` for labels `y` of ±1 (PyTorch's
+/// `F.margin_ranking_loss`): `y = 1` asks for `x₁` to rank above `x₂`.
+#[track_caller]
+pub fn margin_ranking_loss(
+    input1: &Tensor,
+    input2: &Tensor,
+    target: &Tensor,
+    margin: f64,
+    reduction: Reduce,
+) -> Tensor {
+    same_shape("margin_ranking_loss", ("input1", "input2"), input1, input2);
+    let terms = (&-target * &(input1 - input2)).add_scalar(margin).relu();
+    reduction.apply(&terms)
+}
+
+/// `x` where `y = 1` and `max(0, margin - x)` where `y = -1` (PyTorch's
+/// `F.hinge_embedding_loss`; `x` usually a distance).
+#[track_caller]
+pub fn hinge_embedding_loss(
+    input: &Tensor,
+    target: &Tensor,
+    margin: f64,
+    reduction: Reduce,
+) -> Tensor {
+    same_shape("hinge_embedding_loss", ("input", "target"), input, target);
+    let zero = Tensor::zeros(&[], input.dtype());
+    let pos = target.eq_scalar(1.0).where_cond(input, &zero);
+    let neg = target
+        .eq_scalar(-1.0)
+        .where_cond(&input.rsub_scalar(margin).relu(), &zero);
+    reduction.apply(&(&pos + &neg))
+}
+
+/// `ln(1 + e^(-y x))` for labels `y` of ±1, computed stably (PyTorch's
+/// `F.soft_margin_loss`).
+#[track_caller]
+pub fn soft_margin_loss(input: &Tensor, target: &Tensor, reduction: Reduce) -> Tensor {
+    same_shape("soft_margin_loss", ("input", "target"), input, target);
+    // ln(1 + e^z) = max(z, 0) + ln(1 + e^-|z|)
+    let z = -(input * target);
+    reduction.apply(&(z.relu() + z.abs().neg().exp().log1p()))
+}
+
+/// The multi-label one-versus-all loss of logits `[N, C]` against 0/1 targets `[N, C]`:
+/// per sample `-mean_c(y log σ(x) + (1 - y) log σ(-x))`, then reduced over the batch
+/// (PyTorch's `F.multilabel_soft_margin_loss`).
+#[track_caller]
+pub fn multilabel_soft_margin_loss(input: &Tensor, target: &Tensor, reduction: Reduce) -> Tensor {
+    same_shape(
+        "multilabel_soft_margin_loss",
+        ("input", "target"),
+        input,
+        target,
+    );
+    let per_class = bce_with_logits_terms(input, target);
+    let per_sample = if input.ndim() == 0 {
+        per_class
+    } else {
+        per_class.mean_dim(-1, false)
+    };
+    reduction.apply(&per_sample)
+}
+
+/// `1 - cos(x₁, x₂)` where `y = 1` and `max(0, cos(x₁, x₂) - margin)` where `y = -1`, the
+/// cosine over dim 1 of `[N, D]` inputs (or of `[D]` vectors) with PyTorch's 1e-12 guard in
+/// the norms (PyTorch's `F.cosine_embedding_loss`).
+#[track_caller]
+pub fn cosine_embedding_loss(
+    input1: &Tensor,
+    input2: &Tensor,
+    target: &Tensor,
+    margin: f64,
+    reduction: Reduce,
+) -> Tensor {
+    same_shape(
+        "cosine_embedding_loss",
+        ("input1", "input2"),
+        input1,
+        input2,
+    );
+    let dim = input1.ndim().saturating_sub(1);
+    let dot = (input1 * input2).sum_dim(dim, false);
+    let m1 = input1.square().sum_dim(dim, false).add_scalar(1e-12);
+    let m2 = input2.square().sum_dim(dim, false).add_scalar(1e-12);
+    let cos = &dot / &(&m1 * &m2).sqrt();
+    let zero = Tensor::zeros(&[], input1.dtype());
+    let pos = target
+        .eq_scalar(1.0)
+        .where_cond(&cos.rsub_scalar(1.0), &zero);
+    let neg = target
+        .eq_scalar(-1.0)
+        .where_cond(&cos.add_scalar(-margin).relu(), &zero);
+    reduction.apply(&(&pos + &neg))
+}
+
+/// The multi-class hinge loss of scores `[N, C]` against class indices (i64 `[N]`): per
+/// sample `Σ_{i ≠ y} w_y max(0, margin - x_y + x_i)^p / C` with `p` 1 or 2 and optional
+/// class weights `w` (PyTorch's `F.multi_margin_loss`).
+#[track_caller]
+pub fn multi_margin_loss(
+    input: &Tensor,
+    target: &Tensor,
+    p: u32,
+    margin: f64,
+    weight: Option<&Tensor>,
+    reduction: Reduce,
+) -> Tensor {
+    check_classes("multi_margin_loss", input, target);
+    if p != 1 && p != 2 {
+        panic!(
+            "ferrograd: multi_margin_loss: p must be 1 or 2, got {p} (at {})",
+            ferrograd::array::Site(std::panic::Location::caller())
+        );
+    }
+    let (s, t, n) = rows(input, target);
+    let c = s.size(1);
+    let picked = s.gather(1, &t);
+    let mut terms = (&s - &picked).add_scalar(margin).relu();
+    if p == 2 {
+        terms = terms.square();
+    }
+    // not the target class itself
+    let classes = Tensor::arange(0.0, c as f64, 1.0, DType::I64).reshape(&[1, c]);
+    let others = classes.ne(&t).to_dtype(s.dtype());
+    terms = &terms * &others;
+    if let Some(w) = weight {
+        terms = &terms * &w.index_select(0, &t.reshape(&[n])).reshape(&[n, 1]);
+    }
+    let per_sample = terms.sum_dim(1, false) * (1.0 / c as f64);
+    let per_sample = if input.ndim() == 1 {
+        per_sample.reshape(&[] as &[usize])
+    } else {
+        per_sample
+    };
+    reduction.apply(&per_sample)
+}

@@ -700,7 +700,9 @@ impl Tensor {
 /// A shape argument of [`Tensor::reshape`], [`Tensor::expand`] and their relatives: a
 /// borrowed slice, array or `Vec` of sizes, `usize` or signed (where -1 asks for a size to
 /// be inferred or kept), so `x.reshape(&[2, -1])` and `x.reshape(y.shape())` both read
-/// naturally. (Only borrowed forms, so every call reads the same way.)
+/// naturally. (Only borrowed forms, so every call reads the same way.) An empty literal
+/// has no element type to infer: a 0-d shape is `&[] as &[usize]` (or use
+/// [`squeeze`](Tensor::squeeze)).
 pub trait ShapeSpec {
     /// The sizes, -1 included.
     fn sizes(&self) -> smallvec::SmallVec<[i64; 6]>;

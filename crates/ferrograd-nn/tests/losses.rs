@@ -1,0 +1,292 @@
+//! The margin-family losses and the reduced forms of the older ones against PyTorch 2.15
+//! (values printed by it, quoted below) for every reduction, and their gradients against
+//! finite differences.
+
+use ferrograd::{gradcheck, DType, Tensor};
+use ferrograd_nn::functional::{self as F, Reduce};
+
+// PyTorch 2.15, inputs as built by `inputs()` below
+const NLL_NONE: [f64; 4] = [
+    0.7737350839680697,
+    0.6758803502636003,
+    0.7349069948740143,
+    1.6649069948740143,
+];
+const BCE_NONE: [f64; 12] = [
+    1.0374879504858856,
+    0.5847451567037304,
+    0.6255951823371514,
+    0.9803133180448746,
+    0.5050369938177537,
+    0.7184596480132863,
+    0.5458929371800755,
+    0.40651526920662473,
+    0.5803299666264258,
+    0.7602581946816906,
+    0.47407698418010646,
+    0.9310837825796713,
+];
+const BCE_LOGITS_NONE: [f64; 12] = [
+    1.0374879504858856,
+    0.5847451567037305,
+    0.6255951823371514,
+    0.9803133180448749,
+    0.5050369938177537,
+    0.7184596480132862,
+    0.5458929371800755,
+    0.40651526920662473,
+    0.5803299666264258,
+    0.7602581946816906,
+    0.47407698418010663,
+    0.9310837825796712,
+];
+const RANKING_NONE: [f64; 4] = [0.3, 0.34, 0.38000000000000006, 0.0];
+const HINGE_EMB_NONE: [f64; 12] = [
+    -0.6,
+    0.63,
+    0.14,
+    0.0,
+    0.8200000000000001,
+    -0.04999999999999993,
+    0.31999999999999973,
+    0.6899999999999998,
+    0.6400000000000001,
+    0.27,
+    0.5000000000000001,
+    -0.4299999999999998,
+];
+const SOFT_MARGIN_NONE: [f64; 12] = [
+    1.0374879504858856,
+    0.5847451567037305,
+    0.6255951823371514,
+    0.980313318044875,
+    0.5050369938177537,
+    0.7184596480132862,
+    0.5458929371800755,
+    0.40651526920662473,
+    0.5803299666264258,
+    0.7602581946816906,
+    0.47407698418010663,
+    0.9310837825796712,
+];
+const MULTILABEL_NONE: [f64; 4] = [
+    0.7492760965089226,
+    0.7346033199586383,
+    0.5109127243377086,
+    0.7218063204804895,
+];
+const COSINE_NONE: [f64; 4] = [
+    0.0027969442579894865,
+    0.8678440017783684,
+    0.818488478056329,
+    1.3392042744014971,
+];
+const MULTI_MARGIN_NONE: [f64; 4] = [
+    0.16333333333333336,
+    0.08000000000000007,
+    0.1433333333333333,
+    1.03,
+];
+const MULTI_MARGIN_SQ_W_NONE: [f64; 4] = [
+    0.23225000000000004,
+    0.03308333333333336,
+    0.2678666666666666,
+    3.0792499999999996,
+];
+const NLL_MEAN: [f64; 1] = [0.9623573559949247];
+const BCE_MEAN: [f64; 1] = [0.6791496153214398];
+const BCE_LOGITS_MEAN: [f64; 1] = [0.6791496153214398];
+const RANKING_MEAN: [f64; 1] = [0.255];
+const HINGE_EMB_MEAN: [f64; 1] = [0.24416666666666673];
+const SOFT_MARGIN_MEAN: [f64; 1] = [0.6791496153214398];
+const MULTILABEL_MEAN: [f64; 1] = [0.6791496153214398];
+const COSINE_MEAN: [f64; 1] = [0.757083424623546];
+const MULTI_MARGIN_MEAN: [f64; 1] = [0.3541666666666667];
+const MULTI_MARGIN_SQ_W_MEAN: [f64; 1] = [0.9031124999999999];
+const NLL_SUM: [f64; 1] = [3.8494294239796987];
+const BCE_SUM: [f64; 1] = [8.149795383857278];
+const BCE_LOGITS_SUM: [f64; 1] = [8.149795383857278];
+const RANKING_SUM: [f64; 1] = [1.02];
+const HINGE_EMB_SUM: [f64; 1] = [2.9300000000000006];
+const SOFT_MARGIN_SUM: [f64; 1] = [8.149795383857278];
+const MULTILABEL_SUM: [f64; 1] = [2.716598461285759];
+const COSINE_SUM: [f64; 1] = [3.028333698494184];
+const MULTI_MARGIN_SUM: [f64; 1] = [1.4166666666666667];
+const MULTI_MARGIN_SQ_W_SUM: [f64; 1] = [3.6124499999999995];
+
+/// `arange(n) * step % modulus - shift` in `shape`, as the reference builds its inputs.
+fn ramp(shape: &[usize], step: f64, modulus: f64, shift: f64) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::from_vec(
+        (0..n)
+            .map(|k| (k as f64 * step) % modulus - shift)
+            .collect(),
+        shape,
+    )
+}
+
+struct Inputs {
+    x: Tensor,
+    x2: Tensor,
+    classes: Tensor,
+    signs: Tensor,
+    signs12: Tensor,
+    bits: Tensor,
+    weight: Tensor,
+}
+
+fn inputs() -> Inputs {
+    let signs12 = Tensor::from_vec(
+        vec![
+            1.0f64, -1.0, 1.0, -1.0, -1.0, 1.0, 1.0, 1.0, -1.0, -1.0, 1.0, 1.0,
+        ],
+        &[4, 3],
+    );
+    Inputs {
+        x: ramp(&[4, 3], 0.37, 1.3, 0.6),
+        x2: ramp(&[4, 3], 0.29, 1.1, 0.5),
+        classes: Tensor::from_vec(vec![2i64, 0, 1, 2], &[4]),
+        signs: Tensor::from_vec(vec![1.0f64, -1.0, -1.0, 1.0], &[4]),
+        bits: signs12.gt_scalar(0.0).to_dtype(DType::F64),
+        signs12,
+        weight: Tensor::from_vec(vec![0.5f64, 2.0, 1.5], &[3]),
+    }
+}
+
+#[track_caller]
+fn matches(name: &str, got: &Tensor, want: &[f64]) {
+    let got = got.to_vec::<f64>();
+    assert_eq!(got.len(), want.len(), "{name}");
+    for (a, b) in got.iter().zip(want) {
+        assert!((a - b).abs() < 1e-13, "{name}: {got:?} vs PyTorch {want:?}");
+    }
+}
+
+#[test]
+fn values_against_pytorch_for_every_reduction() {
+    let i = inputs();
+    let col = |t: &Tensor| t.at((.., 0));
+    for (reduction, tables) in [
+        (
+            Reduce::None,
+            [
+                &NLL_NONE[..],
+                &BCE_NONE,
+                &BCE_LOGITS_NONE,
+                &RANKING_NONE,
+                &HINGE_EMB_NONE,
+                &SOFT_MARGIN_NONE,
+                &MULTILABEL_NONE,
+                &COSINE_NONE,
+                &MULTI_MARGIN_NONE,
+                &MULTI_MARGIN_SQ_W_NONE,
+            ],
+        ),
+        (
+            Reduce::Mean,
+            [
+                &NLL_MEAN[..],
+                &BCE_MEAN,
+                &BCE_LOGITS_MEAN,
+                &RANKING_MEAN,
+                &HINGE_EMB_MEAN,
+                &SOFT_MARGIN_MEAN,
+                &MULTILABEL_MEAN,
+                &COSINE_MEAN,
+                &MULTI_MARGIN_MEAN,
+                &MULTI_MARGIN_SQ_W_MEAN,
+            ],
+        ),
+        (
+            Reduce::Sum,
+            [
+                &NLL_SUM[..],
+                &BCE_SUM,
+                &BCE_LOGITS_SUM,
+                &RANKING_SUM,
+                &HINGE_EMB_SUM,
+                &SOFT_MARGIN_SUM,
+                &MULTILABEL_SUM,
+                &COSINE_SUM,
+                &MULTI_MARGIN_SUM,
+                &MULTI_MARGIN_SQ_W_SUM,
+            ],
+        ),
+    ] {
+        let r = reduction;
+        let got = [
+            F::nll_loss(&i.x.log_softmax(1), &i.classes, r),
+            F::binary_cross_entropy(&i.x.sigmoid(), &i.bits, r),
+            F::binary_cross_entropy_with_logits(&i.x, &i.bits, r),
+            F::margin_ranking_loss(&col(&i.x), &col(&i.x2), &i.signs, 0.2, r),
+            F::hinge_embedding_loss(&i.x, &i.signs12, 0.4, r),
+            F::soft_margin_loss(&i.x, &i.signs12, r),
+            F::multilabel_soft_margin_loss(&i.x, &i.bits, r),
+            F::cosine_embedding_loss(&i.x, &i.x2, &i.signs, 0.1, r),
+            F::multi_margin_loss(&i.x, &i.classes, 1, 0.8, None, r),
+            F::multi_margin_loss(&i.x, &i.classes, 2, 1.0, Some(&i.weight), r),
+        ];
+        for (k, (g, want)) in got.iter().zip(tables).enumerate() {
+            matches(&format!("loss {k} with {r:?}"), g, want);
+        }
+    }
+}
+
+#[test]
+fn gradients_against_finite_differences() {
+    let i = inputs();
+    type Loss = Box<dyn Fn(&Tensor, &Inputs) -> Tensor>;
+    let losses: Vec<(&str, Loss)> = vec![
+        (
+            "nll",
+            Box::new(|x, i| F::nll_loss(&x.log_softmax(1), &i.classes, Reduce::Mean)),
+        ),
+        (
+            "bce",
+            Box::new(|x, i| F::binary_cross_entropy(&x.sigmoid(), &i.bits, Reduce::Sum)),
+        ),
+        (
+            "ranking",
+            Box::new(|x, i| {
+                F::margin_ranking_loss(
+                    &x.at((.., 0)),
+                    &i.x2.at((.., 1)),
+                    &i.signs,
+                    0.2,
+                    Reduce::Mean,
+                )
+            }),
+        ),
+        (
+            "hinge embedding",
+            Box::new(|x, i| F::hinge_embedding_loss(x, &i.signs12, 0.4, Reduce::Mean)),
+        ),
+        (
+            "soft margin",
+            Box::new(|x, i| F::soft_margin_loss(x, &i.signs12, Reduce::Mean)),
+        ),
+        (
+            "multilabel",
+            Box::new(|x, i| F::multilabel_soft_margin_loss(x, &i.bits, Reduce::Mean)),
+        ),
+        (
+            "cosine",
+            Box::new(|x, i| F::cosine_embedding_loss(x, &i.x2, &i.signs, 0.1, Reduce::Mean)),
+        ),
+        (
+            "multi margin",
+            Box::new(|x, i| {
+                F::multi_margin_loss(x, &i.classes, 2, 1.0, Some(&i.weight), Reduce::Mean)
+            }),
+        ),
+        (
+            "hinge",
+            Box::new(|x, i| F::hinge_loss(x, &i.signs12, 1.0, Reduce::Sum)),
+        ),
+    ];
+    for (name, loss) in losses {
+        let f = |p: &Vec<Tensor>| loss(&p[0], &i);
+        let report = gradcheck(f, &vec![i.x.clone()], (), 1e-6);
+        assert!(report.passed(), "{name}: {report}");
+    }
+}
