@@ -108,6 +108,62 @@ impl Module for Conv2d {
     module_boilerplate!();
 }
 
+/// Transposed 2-d convolution (PyTorch's `ConvTranspose2d`) with weight
+/// `[C_in, C_out / groups, kH, kW]` and bias `[C_out]`.
+///
+/// ```
+/// use ferrograd::{Conv2dParams, DType, Generator, Tensor};
+/// use ferrograd_nn::{layers::ConvTranspose2d, Module};
+/// let p = Conv2dParams { stride: (2, 2), padding: (1, 1), ..Conv2dParams::default() };
+/// let mut up = ConvTranspose2d::new(4, 2, (3, 3), p, (1, 1), &mut Generator::new(0), DType::F32);
+/// let y = up.forward(&Tensor::zeros(&[1, 4, 5, 5], DType::F32));
+/// assert_eq!(y.shape(), &[1, 2, 10, 10]); // twice the size
+/// ```
+#[derive(Clone)]
+pub struct ConvTranspose2d {
+    state: ModuleState,
+    params: Conv2dParams,
+    output_padding: (usize, usize),
+}
+
+impl ConvTranspose2d {
+    /// From `inputs` to `outputs` channels with a `kernel`, initialized uniformly in
+    /// `±1/sqrt(fan_in)` with PyTorch's fan (`outputs / groups · kH · kW`).
+    pub fn new(
+        inputs: usize,
+        outputs: usize,
+        kernel: (usize, usize),
+        params: Conv2dParams,
+        output_padding: (usize, usize),
+        rng: &mut Generator,
+        dtype: DType,
+    ) -> ConvTranspose2d {
+        let fan_in = outputs / params.groups * kernel.0 * kernel.1;
+        let w = init(
+            rng,
+            &[inputs, outputs / params.groups, kernel.0, kernel.1],
+            fan_in,
+            dtype,
+        );
+        let b = init(rng, &[outputs], fan_in, dtype);
+        ConvTranspose2d {
+            state: ModuleState::new(vec![("weight", w), ("bias", b)]),
+            params,
+            output_padding,
+        }
+    }
+}
+
+impl Module for ConvTranspose2d {
+    fn name(&self) -> String {
+        format!("ConvTranspose2d({:?})", self.state.params[0].shape())
+    }
+    fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
+        x.conv_transpose2d(&p[0], Some(&p[1]), self.params, self.output_padding)
+    }
+    module_boilerplate!();
+}
+
 /// Batch normalization over `[N, C]` or `[N, C, H, W]` with affine parameters and running
 /// statistics.
 #[derive(Clone)]
@@ -491,6 +547,61 @@ pub fn avg_pool2d(params: Pool2dParams, count_include_pad: bool) -> Function {
     })
 }
 
+/// `Upsample` module: [`F::interpolate`] to a fixed spatial `size`.
+pub fn upsample(size: &[usize], mode: F::Interpolation) -> Function {
+    let size = size.to_vec();
+    Function::new("Upsample", move |x| F::interpolate(x, &size, mode))
+}
+
+/// `AdaptiveAvgPool` module (1-d or 2-d by the length of `size`).
+pub fn adaptive_avg_pool(size: &[usize]) -> Function {
+    let size = size.to_vec();
+    Function::new("AdaptiveAvgPool", move |x| F::adaptive_avg_pool(x, &size))
+}
+
+/// `AdaptiveMaxPool` module (1-d or 2-d by the length of `size`).
+pub fn adaptive_max_pool(size: &[usize]) -> Function {
+    let size = size.to_vec();
+    Function::new("AdaptiveMaxPool", move |x| F::adaptive_max_pool(x, &size))
+}
+
+/// `MaxPool2d` with dilation and `ceil_mode` ([`F::max_pool2d_with`]).
+pub fn max_pool2d_with(params: F::Sliding) -> Function {
+    Function::new("MaxPool2d", move |x| F::max_pool2d_with(x, params))
+}
+
+/// `Unfold` module ([`F::unfold`]).
+pub fn unfold(params: F::Sliding) -> Function {
+    Function::new("Unfold", move |x| F::unfold(x, params))
+}
+
+/// `Fold` module ([`F::fold`]) to `output_size`.
+pub fn fold(output_size: (usize, usize), params: F::Sliding) -> Function {
+    Function::new("Fold", move |x| F::fold(x, output_size, params))
+}
+
+/// A padding module over the trailing dims (PyTorch's `ZeroPad2d`, `ConstantPad1d/2d/3d`,
+/// `ReflectionPad1d/2d`, `ReplicationPad1d/2d/3d`): `pads[i] = (before, after)` for the
+/// `i`-th of the last `pads.len()` dims, in dim order.
+///
+/// ```
+/// use ferrograd::{DType, Tensor};
+/// use ferrograd_nn::functional::PadMode;
+/// use ferrograd_nn::{layers, Module};
+/// let mut reflect = layers::pad(&[(1, 1), (2, 0)], PadMode::Reflect);
+/// assert_eq!(reflect.forward(&Tensor::zeros(&[1, 1, 3, 3], DType::F64)).shape(), &[1, 1, 5, 5]);
+/// ```
+pub fn pad(pads: &[(usize, usize)], mode: F::PadMode) -> Function {
+    let pads = pads.to_vec();
+    let name = match mode {
+        F::PadMode::Constant(0.0) => "ZeroPad",
+        F::PadMode::Constant(_) => "ConstantPad",
+        F::PadMode::Reflect => "ReflectionPad",
+        F::PadMode::Replicate => "ReplicationPad",
+    };
+    Function::new(name, move |x| F::pad(x, &pads, mode))
+}
+
 /// Reshape each sample (the batch dim is kept): `[N, ...] -> [N, shape...]`.
 pub fn reshape(shape: &[usize]) -> Function {
     let shape = shape.to_vec();
@@ -868,4 +979,105 @@ impl Criterion for ParallelCriterion {
         let targets = target.chunk(k, 0);
         self.loss_pairs(&inputs, &targets)
     }
+}
+
+/// A criterion from a loss function of (input, target) with a name, for the losses below.
+macro_rules! reduced_criterion {
+    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty = $default:expr),* } => |$s:ident, $x:ident, $t:ident| $body:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug)]
+        pub struct $name {
+            $(#[doc = concat!("PyTorch's `", stringify!($field), "`.")] pub $field: $ty,)*
+            /// How the terms are reduced (the mean by default).
+            pub reduction: F::Reduce,
+        }
+
+        impl Default for $name {
+            fn default() -> $name {
+                $name { $($field: $default,)* reduction: F::Reduce::Mean }
+            }
+        }
+
+        impl Criterion for $name {
+            fn loss(&self, $x: &Tensor, $t: &Tensor) -> Tensor {
+                let $s = self;
+                $body
+            }
+        }
+    };
+}
+
+/// The pair inputs of the two-input criteria, stacked along dim 0 (`[2, ...]`).
+#[track_caller]
+fn pair(name: &str, input: &Tensor) -> (Tensor, Tensor) {
+    if input.ndim() == 0 || input.size(0) != 2 {
+        panic!(
+            "ferrograd: {name}: expects its two inputs stacked along dim 0 ([2, ...]), got {:?} \
+             (at {})",
+            input.shape(),
+            ferrograd::array::Site(std::panic::Location::caller())
+        );
+    }
+    (input.select(0, 0), input.select(0, 1))
+}
+
+reduced_criterion! {
+    /// `|input - target|` (the seed's `AbsCriterion`, PyTorch's `L1Loss`).
+    AbsCriterion {} => |s, x, t| F::l1_loss(x, t, s.reduction)
+}
+
+reduced_criterion! {
+    /// Smooth L1 (the seed's `SmoothL1Criterion`, PyTorch's `SmoothL1Loss`).
+    SmoothL1Criterion { beta: f64 = 1.0 } => |s, x, t| F::smooth_l1_loss(x, t, s.beta, s.reduction)
+}
+
+reduced_criterion! {
+    /// KL divergence of log-probabilities `input` from `target` (the seed's
+    /// `DistKLDivCriterion`, PyTorch's `KLDivLoss`).
+    KlDivCriterion { log_target: bool = false } => |s, x, t| F::kl_div(x, t, s.reduction, s.log_target)
+}
+
+reduced_criterion! {
+    /// The hinge loss `max(0, margin - y x)` (the seed's `MarginCriterion`).
+    MarginCriterion { margin: f64 = 1.0 } => |s, x, t| F::hinge_loss(x, t, s.margin, s.reduction)
+}
+
+reduced_criterion! {
+    /// The multi-class hinge loss against class indices (the seed's
+    /// `MultiMarginCriterion`, PyTorch's `MultiMarginLoss`; `p` 1 or 2).
+    MultiMarginCriterion { p: u32 = 1, margin: f64 = 1.0 } => |s, x, t| F::multi_margin_loss(x, t, s.p, s.margin, None, s.reduction)
+}
+
+reduced_criterion! {
+    /// `x` for `y = 1`, `max(0, margin - x)` for `y = -1` (the seed's
+    /// `HingeEmbeddingCriterion`).
+    HingeEmbeddingCriterion { margin: f64 = 1.0 } => |s, x, t| F::hinge_embedding_loss(x, t, s.margin, s.reduction)
+}
+
+reduced_criterion! {
+    /// The cosine embedding loss of two inputs stacked as `[2, N, D]` against ±1 labels
+    /// (the seed's `CosineEmbeddingCriterion`, whose input was the pair).
+    CosineEmbeddingCriterion { margin: f64 = 0.0 } => |s, x, t| {
+        let (a, b) = pair("CosineEmbeddingCriterion", x);
+        F::cosine_embedding_loss(&a, &b, t, s.margin, s.reduction)
+    }
+}
+
+reduced_criterion! {
+    /// The ranking loss of two inputs stacked as `[2, N]` against ±1 labels (the seed's
+    /// `MarginRankingCriterion`).
+    MarginRankingCriterion { margin: f64 = 0.0 } => |s, x, t| {
+        let (a, b) = pair("MarginRankingCriterion", x);
+        F::margin_ranking_loss(&a, &b, t, s.margin, s.reduction)
+    }
+}
+
+reduced_criterion! {
+    /// `ln(1 + e^(-y x))` (the seed's `SoftMarginCriterion`).
+    SoftMarginCriterion {} => |s, x, t| F::soft_margin_loss(x, t, s.reduction)
+}
+
+reduced_criterion! {
+    /// The multi-label one-versus-all loss (the seed's `MultiLabelSoftMarginCriterion`).
+    MultiLabelSoftMarginCriterion {} => |s, x, t| F::multilabel_soft_margin_loss(x, t, s.reduction)
 }

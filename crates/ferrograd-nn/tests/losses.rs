@@ -290,3 +290,92 @@ fn gradients_against_finite_differences() {
         assert!(report.passed(), "{name}: {report}");
     }
 }
+
+#[test]
+fn criterion_modules_compute_their_losses() {
+    use ferrograd_nn::layers::{
+        AbsCriterion, CosineEmbeddingCriterion, HingeEmbeddingCriterion, KlDivCriterion,
+        MarginCriterion, MarginRankingCriterion, MultiLabelSoftMarginCriterion,
+        MultiMarginCriterion, SmoothL1Criterion, SoftMarginCriterion,
+    };
+    use ferrograd_nn::Criterion;
+    let i = inputs();
+    let sum = Reduce::Sum;
+    let same = |a: Tensor, b: Tensor| assert_eq!(a.to_vec::<f64>(), b.to_vec::<f64>());
+    same(
+        AbsCriterion { reduction: sum }.loss(&i.x, &i.x2),
+        F::l1_loss(&i.x, &i.x2, sum),
+    );
+    same(
+        SmoothL1Criterion::default().loss(&i.x, &i.x2),
+        F::smooth_l1_loss(&i.x, &i.x2, 1.0, Reduce::Mean),
+    );
+    let lp = i.x.log_softmax(1);
+    let probs = i.x2.softmax(1);
+    same(
+        KlDivCriterion::default().loss(&lp, &probs),
+        F::kl_div(&lp, &probs, Reduce::Mean, false),
+    );
+    same(
+        MarginCriterion::default().loss(&i.x, &i.signs12),
+        F::hinge_loss(&i.x, &i.signs12, 1.0, Reduce::Mean),
+    );
+    matches(
+        "MultiMarginCriterion",
+        &MultiMarginCriterion {
+            margin: 0.8,
+            ..Default::default()
+        }
+        .loss(&i.x, &i.classes),
+        &MULTI_MARGIN_MEAN,
+    );
+    matches(
+        "HingeEmbeddingCriterion",
+        &HingeEmbeddingCriterion {
+            margin: 0.4,
+            reduction: sum,
+        }
+        .loss(&i.x, &i.signs12),
+        &HINGE_EMB_SUM,
+    );
+    let stacked = Tensor::stack(&[i.x.clone(), i.x2.clone()], 0);
+    matches(
+        "CosineEmbeddingCriterion",
+        &CosineEmbeddingCriterion {
+            margin: 0.1,
+            ..Default::default()
+        }
+        .loss(&stacked, &i.signs),
+        &COSINE_MEAN,
+    );
+    let columns = Tensor::stack(&[i.x.at((.., 0)), i.x2.at((.., 0))], 0);
+    matches(
+        "MarginRankingCriterion",
+        &MarginRankingCriterion {
+            margin: 0.2,
+            ..Default::default()
+        }
+        .loss(&columns, &i.signs),
+        &RANKING_MEAN,
+    );
+    matches(
+        "SoftMarginCriterion",
+        &SoftMarginCriterion::default().loss(&i.x, &i.signs12),
+        &SOFT_MARGIN_MEAN,
+    );
+    matches(
+        "MultiLabelSoftMarginCriterion",
+        &MultiLabelSoftMarginCriterion::default().loss(&i.x, &i.bits),
+        &MULTILABEL_MEAN,
+    );
+    // the pair criteria refuse an input that is not a stacked pair
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        CosineEmbeddingCriterion::default().loss(&i.x, &i.signs);
+    }))
+    .expect_err("a panic");
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        msg.contains("stacked along dim 0") && msg.contains("[4, 3]"),
+        "{msg}"
+    );
+}
