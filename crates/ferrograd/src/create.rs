@@ -137,6 +137,103 @@ impl Tensor {
         Tensor::rand_uniform(rng, shape, low as f64, high as f64, DType::I64)
     }
 
+    /// Class indices drawn from the categorical distributions in the last dim of `self`
+    /// (`[C]` or `[N, C]` non-negative weights, not necessarily normalized): `num_samples`
+    /// per row, i64 `[num_samples]` or `[N, num_samples]` (PyTorch's `torch.multinomial`).
+    /// With `replacement` each draw inverts the cumulative distribution at a uniform number;
+    /// without, the Gumbel-top-k trick picks `num_samples` distinct classes with the law of
+    /// drawing one after another and renormalizing.
+    ///
+    /// Built from uniform draws and tensor ops, so in optimize mode a replay draws anew from
+    /// `rng` for the current weights. Panics on negative weights, a row without positive
+    /// weight, or (without replacement) more samples than classes with positive weight.
+    ///
+    /// ```
+    /// use ferrograd::{Generator, Tensor};
+    /// let mut rng = Generator::new(0);
+    /// let p = Tensor::from_vec(vec![0.0f64, 0.2, 0.8], &[3]);
+    /// let k = p.multinomial(&mut rng, 1000, true).to_vec::<i64>();
+    /// assert!(!k.contains(&0)); // zero weight, never drawn
+    /// let twos = k.iter().filter(|&&c| c == 2).count();
+    /// assert!((700..900).contains(&twos));
+    /// let all = p.multinomial(&mut rng, 2, false).to_vec::<i64>();
+    /// assert!(all.contains(&1) && all.contains(&2));
+    /// ```
+    #[track_caller]
+    pub fn multinomial(
+        &self,
+        rng: &mut Generator,
+        num_samples: usize,
+        replacement: bool,
+    ) -> Tensor {
+        let site = ferrograd_array::Site(std::panic::Location::caller());
+        let fail = |why: String| -> ! {
+            panic!(
+                "ferrograd: multinomial: {why} (weights of shape {:?}) (at {site})",
+                self.shape()
+            )
+        };
+        if !(1..=2).contains(&self.ndim()) || !self.dtype().is_float() {
+            fail("expects float weights [C] or [N, C]".to_string());
+        }
+        let weights = self.detach().to_dtype(DType::F64);
+        let c = weights.size(-1);
+        // checks counted with tensor ops: in optimize mode the guards are on the counts
+        let count = |mask: &Tensor| mask.to_dtype(DType::I64).sum().item::<i64>();
+        if count(
+            &weights
+                .lt_scalar(0.0)
+                .logical_or(&weights.isfinite().logical_not()),
+        ) > 0
+        {
+            fail("weights must be finite and non-negative".to_string());
+        }
+        let positive = weights
+            .gt_scalar(0.0)
+            .to_dtype(DType::I64)
+            .sum_dim(-1, false);
+        if count(&positive.eq_scalar(0.0)) > 0 {
+            fail("a row has no positive weight".to_string());
+        }
+        if !replacement {
+            if num_samples > c {
+                fail(format!(
+                    "{num_samples} samples without replacement from {c} classes"
+                ));
+            }
+            if count(&positive.lt_scalar(num_samples as f64)) > 0 {
+                fail(format!(
+                    "{num_samples} samples without replacement, but a row has fewer classes of \
+                     positive weight"
+                ));
+            }
+        }
+        let rows = if self.ndim() == 1 { 1 } else { self.size(0) };
+        let w = weights.reshape(&[rows, c]);
+        let out = if replacement {
+            // index = the number of cumulative probabilities at or below u
+            let cdf = &w.cumsum(1) / &w.sum_dim(1, true);
+            let u = Tensor::rand(rng, &[rows, num_samples, 1], DType::F64);
+            let below = cdf
+                .unsqueeze(1)
+                .le(&u)
+                .to_dtype(DType::I64)
+                .sum_dim(-1, false);
+            below.clamp(None, Some((c - 1) as f64))
+        } else {
+            // Gumbel-top-k: the classes with the largest log w - log(-log u)
+            let u = Tensor::rand(rng, &[rows, c], DType::F64);
+            let gumbel = -(-u.log()).log();
+            let keys = &w.log() + &gumbel;
+            keys.topk(num_samples, 1, true).1
+        };
+        if self.ndim() == 1 {
+            out.reshape(&[num_samples])
+        } else {
+            out
+        }
+    }
+
     #[track_caller]
     fn draw(rng: &mut Generator, draw: Draw) -> Tensor {
         let out = Tensor::new(draw.sample(rng));

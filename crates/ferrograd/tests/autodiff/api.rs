@@ -447,3 +447,41 @@ fn reshape_infers_minus_one_and_expand_keeps_sizes() {
     let (g, _) = grad(|x: &Tensor| x.reshape(&[-1, 2]).square().sum()).call(&x, ());
     assert_eq!(g.to_vec::<f64>(), (&x * 2.0).to_vec::<f64>());
 }
+
+#[test]
+fn multinomial_draws_follow_the_weights() {
+    let mut rng = Generator::new(11);
+    let n = 40_000;
+    // with replacement: frequencies near the normalized weights (5 standard errors)
+    let w = Tensor::from_vec(vec![1.0f64, 0.0, 3.0, 6.0], &[4]);
+    let k = w.multinomial(&mut rng, n, true).to_vec::<i64>();
+    let p = [0.1, 0.0, 0.3, 0.6];
+    for (c, &pc) in p.iter().enumerate() {
+        let f = k.iter().filter(|&&v| v == c as i64).count() as f64 / n as f64;
+        let se = (pc * (1.0 - pc) / n as f64).sqrt();
+        assert!((f - pc).abs() <= 5.0 * se + 1e-12, "class {c}: {f} vs {pc}");
+    }
+    // without replacement: distinct classes; the first pick follows p, the pair (i, j)
+    // has probability p_i p_j / (1 - p_i)
+    let rows = Tensor::stack(&vec![w.clone(); 4000], 0);
+    let picks = rows.multinomial(&mut rng, 2, false).to_vec::<i64>();
+    let pairs: Vec<(i64, i64)> = picks.chunks(2).map(|c| (c[0], c[1])).collect();
+    assert!(pairs.iter().all(|(a, b)| a != b && *a != 1 && *b != 1));
+    let first_of_3 = pairs.iter().filter(|(a, _)| *a == 3).count() as f64 / 4000.0;
+    assert!((first_of_3 - 0.6).abs() < 5.0 * (0.24f64 / 4000.0).sqrt());
+    let pair_23 = pairs.iter().filter(|&&(a, b)| (a, b) == (2, 3)).count() as f64 / 4000.0;
+    let want = 0.3 * 0.6 / 0.7;
+    assert!((pair_23 - want).abs() < 5.0 * (want * (1.0 - want) / 4000.0).sqrt());
+    // errors
+    let msg = crate::common::panic_message(|| {
+        w.multinomial(&mut rng, 4, false);
+    });
+    assert!(msg.contains("fewer classes of positive weight"), "{msg}");
+    let msg = crate::common::panic_message(|| {
+        Tensor::from_vec(vec![1.0f64, -1.0], &[2]).multinomial(&mut rng, 1, true);
+    });
+    assert!(
+        msg.contains("non-negative") && msg.contains("api.rs"),
+        "{msg}"
+    );
+}
