@@ -144,3 +144,38 @@ pub fn trunc_normal(
     }
     Tensor::from_vec(out, shape).to_dtype(dtype)
 }
+
+/// A (semi-)orthogonal matrix times `gain` (Saxe et al.; PyTorch's `orthogonal_`): the
+/// weight flattened to `[shape[0], rest]`, the Q of the QR decomposition of a standard
+/// normal draw (rows orthonormal when there are fewer rows than columns, columns otherwise),
+/// with signs fixed by R's diagonal so the result is uniform over orthogonal matrices.
+///
+/// ```
+/// use ferrograd::{DType, Generator, Tensor};
+/// use ferrograd_nn::init;
+/// let w = init::orthogonal(&mut Generator::new(0), &[3, 5], 1.0, DType::F64);
+/// let rows = w.matmul(&w.t()); // W Wᵀ = I
+/// assert!((&rows - &Tensor::eye(3, DType::F64)).abs().max().item::<f64>() < 1e-12);
+/// ```
+#[track_caller]
+pub fn orthogonal(rng: &mut Generator, shape: &[usize], gain: f64, dtype: DType) -> Tensor {
+    if shape.len() < 2 {
+        panic!(
+            "ferrograd: init: orthogonal needs a weight of at least 2 dims, got shape {shape:?} (at {})",
+            ferrograd::array::Site(std::panic::Location::caller())
+        );
+    }
+    let rows = shape[0];
+    let cols: usize = shape[1..].iter().product();
+    let draw = Tensor::new(rng.normal(&[rows, cols], 0.0, 1.0, DType::F64));
+    let tall = if rows < cols { draw.t() } else { draw };
+    let (q, r) = tall.qr();
+    let signs = r.diagonal(0).sign();
+    let q = &q * &signs.unsqueeze(0);
+    let q = if rows < cols { q.t() } else { q };
+    (q * gain)
+        .contiguous()
+        .reshape(shape)
+        .to_dtype(dtype)
+        .detach()
+}

@@ -103,3 +103,33 @@ fn truncated_normal_stays_inside_and_refuses_an_unreachable_interval() {
         "{msg}"
     );
 }
+
+#[test]
+fn orthogonal_rows_or_columns_are_orthonormal() {
+    let mut rng = Generator::new(21);
+    for (shape, gain) in [
+        (vec![4usize, 6], 1.0),
+        (vec![6, 4], 2.0),
+        (vec![3, 2, 2, 2], 0.5),
+    ] {
+        let w = ferrograd_nn::init::orthogonal(&mut rng, &shape, gain, DType::F64);
+        assert_eq!(w.shape(), shape.as_slice());
+        let m = w.reshape(&[shape[0], shape[1..].iter().product::<usize>()]);
+        let (r, c) = (m.size(0), m.size(1));
+        let gram = if r <= c {
+            m.matmul(&m.t())
+        } else {
+            m.t().matmul(&m)
+        };
+        let eye = Tensor::eye(r.min(c), DType::F64) * (gain * gain);
+        assert!(
+            (&gram - &eye).abs().max().item::<f64>() < 1e-12,
+            "{shape:?}"
+        );
+    }
+    // f32 too, and different draws differ
+    let a = ferrograd_nn::init::orthogonal(&mut rng, &[5, 5], 1.0, DType::F32);
+    let b = ferrograd_nn::init::orthogonal(&mut rng, &[5, 5], 1.0, DType::F32);
+    assert_eq!(a.dtype(), DType::F32);
+    assert!((&a - &b).abs().max().item::<f32>() > 1e-3);
+}
