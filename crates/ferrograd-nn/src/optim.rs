@@ -954,6 +954,130 @@ impl Optimizer for Rprop {
     }
 }
 
+/// Parameter groups (PyTorch's `param_groups`): each leaf of the parameter tree goes to
+/// the first group whose predicate accepts its name (as [`ferrograd::leaf_names`] spells
+/// it), and each group is one optimizer of the same kind with its own hyper-parameters;
+/// leaves no group accepts are left as they are. The learning rate of the whole is the
+/// first group's: [`set_lr`](Optimizer::set_lr) (what a [`Schedule`] calls) sets it and
+/// keeps every other group's ratio to it, as PyTorch's schedulers scale each group's base
+/// rate by the same factor.
+///
+/// ```
+/// use ferrograd::{DType, Tensor};
+/// use ferrograd_nn::optim::{Groups, Optimizer, Sgd};
+/// #[derive(Clone, ferrograd::Tree)]
+/// struct Params { weight: Tensor, bias: Tensor }
+/// let p = Params { weight: Tensor::ones(&[2], DType::F64), bias: Tensor::ones(&[2], DType::F64) };
+/// // weight decay on the weights only, and a slower rate for the biases
+/// let mut opt = Groups::new()
+///     .group(|name| name.ends_with("bias"), Sgd::new(0.05))
+///     .group(|_| true, Sgd::new(0.1).weight_decay(0.5));
+/// let p = opt.step(&p, &p.clone());
+/// assert_eq!(p.bias.to_vec::<f64>(), vec![0.95, 0.95]);
+/// assert_eq!(p.weight.to_vec::<f64>(), vec![0.85, 0.85]); // 1 - 0.1 (1 + 0.5)
+/// ```
+pub struct Groups<O: Optimizer> {
+    groups: Vec<(Box<dyn Fn(&str) -> bool + Send + Sync>, O, f64)>,
+}
+
+impl<O: Optimizer> Default for Groups<O> {
+    fn default() -> Groups<O> {
+        Groups { groups: Vec::new() }
+    }
+}
+
+impl<O: Optimizer> Groups<O> {
+    /// No groups yet.
+    pub fn new() -> Groups<O> {
+        Groups::default()
+    }
+
+    /// Adds a group: the leaves whose names `accepts` (and no earlier group took), stepped
+    /// by `optimizer`.
+    pub fn group(
+        mut self,
+        accepts: impl Fn(&str) -> bool + Send + Sync + 'static,
+        optimizer: O,
+    ) -> Groups<O> {
+        let base = optimizer.lr();
+        self.groups.push((Box::new(accepts), optimizer, base));
+        self
+    }
+
+    /// Group `i`'s optimizer (to read or change its hyper-parameters).
+    pub fn get_mut(&mut self, i: usize) -> &mut O {
+        &mut self.groups[i].1
+    }
+
+    /// The group of each leaf name, or `None`.
+    fn assign(&self, names: &[String]) -> Vec<Option<usize>> {
+        names
+            .iter()
+            .map(|n| self.groups.iter().position(|(accepts, _, _)| accepts(n)))
+            .collect()
+    }
+}
+
+impl<O: Optimizer> Optimizer for Groups<O> {
+    #[track_caller]
+    fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
+        let names = ferrograd::leaf_names(params);
+        let (ps, gs) = (leaves(params), leaves(grads));
+        let owner = self.assign(&names);
+        let mut out = ps.clone();
+        for (g, (_, opt, _)) in self.groups.iter_mut().enumerate() {
+            let mine: Vec<usize> = (0..ps.len()).filter(|&i| owner[i] == Some(g)).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let sub_p: Vec<Tensor> = mine.iter().map(|&i| ps[i].clone()).collect();
+            let sub_g: Vec<Tensor> = mine.iter().map(|&i| gs[i].clone()).collect();
+            for (i, t) in mine.iter().zip(opt.step(&sub_p, &sub_g)) {
+                out[*i] = t;
+            }
+        }
+        rebuild(params, out)
+    }
+
+    fn state(&self) -> BTreeMap<String, Tensor> {
+        let mut s = BTreeMap::new();
+        for (g, (_, opt, _)) in self.groups.iter().enumerate() {
+            for (k, v) in opt.state() {
+                s.insert(format!("group{g}.{k}"), v);
+            }
+        }
+        s
+    }
+
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) {
+        for (g, (_, opt, _)) in self.groups.iter_mut().enumerate() {
+            let prefix = format!("group{g}.");
+            let mine: BTreeMap<String, Tensor> = state
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone())))
+                .collect();
+            opt.load_state(&mine);
+        }
+    }
+
+    /// The first group's rate (0 with no groups).
+    fn lr(&self) -> f64 {
+        self.groups.first().map_or(0.0, |(_, o, _)| o.lr())
+    }
+
+    /// Sets the first group's rate to `lr` and every other group's to its base rate times
+    /// the same factor.
+    fn set_lr(&mut self, lr: f64) {
+        let Some(first) = self.groups.first().map(|(_, _, base)| *base) else {
+            return;
+        };
+        for (_, opt, base) in &mut self.groups {
+            let scaled = if first == 0.0 { lr } else { *base * lr / first };
+            opt.set_lr(scaled);
+        }
+    }
+}
+
 /// Averaged SGD (Polyak and Juditsky), as PyTorch's ASGD: `g ← g + λ_wd p`,
 /// `p ← p (1 - λ η) - η g`, then the running average `a ← a + μ (p - a)` (`a = p` while
 /// `μ = 1`), with `η = lr / (1 + λ lr t)^α` and `μ = 1 / max(1, t - t₀)` updated after each

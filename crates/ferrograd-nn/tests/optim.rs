@@ -543,3 +543,61 @@ fn hyper_parameters_out_of_range_are_refused_where_they_are_set() {
         opt.step(&p, &p);
     });
 }
+
+#[test]
+fn parameter_groups_step_each_group_with_its_own_settings() {
+    use ferrograd_nn::optim::Groups;
+    let params: BTreeMap<String, Tensor> = [
+        ("encoder.weight", vec![1.0f64, -2.0]),
+        ("encoder.bias", vec![0.5]),
+        ("head.weight", vec![3.0, 1.0]),
+        ("frozen", vec![7.0]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), Tensor::from_vec(v.clone(), &[v.len()])))
+    .collect();
+    let grads: BTreeMap<String, Tensor> =
+        params.iter().map(|(k, v)| (k.clone(), v * 2.0)).collect();
+    let mut opt = Groups::new()
+        .group(|n| n.ends_with("bias"), Adam::new(0.01))
+        .group(|n| n.starts_with("encoder"), Adam::new(0.001))
+        .group(|n| n.starts_with("head"), Adam::new(0.1));
+    // each leaf equals what its group's optimizer alone does to it
+    let mut alone = [Adam::new(0.01), Adam::new(0.001), Adam::new(0.1)];
+    let mut p = params.clone();
+    let mut singles: Vec<Tensor> = ["encoder.bias", "encoder.weight", "head.weight"]
+        .iter()
+        .map(|k| params[*k].clone())
+        .collect();
+    for _ in 0..3 {
+        let g: BTreeMap<String, Tensor> = p.iter().map(|(k, v)| (k.clone(), v * 2.0)).collect();
+        p = opt.step(&p, &g);
+        for (i, s) in singles.iter_mut().enumerate() {
+            *s = alone[i].step(&vec![s.clone()], &vec![&*s * 2.0]).remove(0);
+        }
+    }
+    for (k, s) in ["encoder.bias", "encoder.weight", "head.weight"]
+        .iter()
+        .zip(&singles)
+    {
+        assert_eq!(p[*k].to_vec::<f64>(), s.to_vec::<f64>(), "{k}");
+    }
+    assert_eq!(p["frozen"].to_vec::<f64>(), vec![7.0]); // in no group
+                                                        // the schedule's rate drives the first group, the others keep their ratios
+    opt.set_lr(0.02);
+    assert_eq!(opt.lr(), 0.02);
+    assert!((opt.get_mut(1).lr - 0.002).abs() < 1e-15 && (opt.get_mut(2).lr - 0.2).abs() < 1e-15);
+    // state round-trips per group
+    let saved = opt.state();
+    assert!(saved.contains_key("group2.step"));
+    let mut fresh = Groups::new()
+        .group(|n| n.ends_with("bias"), Adam::new(0.02))
+        .group(|n| n.starts_with("encoder"), Adam::new(0.002))
+        .group(|n| n.starts_with("head"), Adam::new(0.2));
+    fresh.load_state(&saved);
+    let a = opt.step(&p, &grads);
+    let b = fresh.step(&p, &grads);
+    for k in a.keys() {
+        assert_eq!(a[k].to_vec::<f64>(), b[k].to_vec::<f64>(), "{k}");
+    }
+}
