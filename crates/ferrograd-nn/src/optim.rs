@@ -977,8 +977,12 @@ impl Optimizer for Rprop {
 /// assert_eq!(p.weight.to_vec::<f64>(), vec![0.85, 0.85]); // 1 - 0.1 (1 + 0.5)
 /// ```
 pub struct Groups<O: Optimizer> {
-    groups: Vec<(Box<dyn Fn(&str) -> bool + Send + Sync>, O, f64)>,
+    /// (which leaves, their optimizer, its base rate)
+    groups: Vec<(Accepts, O, f64)>,
 }
+
+/// A group's test on leaf names.
+type Accepts = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl<O: Optimizer> Default for Groups<O> {
     fn default() -> Groups<O> {
