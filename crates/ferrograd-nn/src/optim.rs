@@ -1087,6 +1087,20 @@ impl<O: Optimizer> Optimizer for Groups<O> {
 /// `μ = 1`), with `η = lr / (1 + λ lr t)^α` and `μ = 1 / max(1, t - t₀)` updated after each
 /// step `t` (defaults λ = 1e-4, α = 0.75, t₀ = 1e6). The averaged parameters, usually the
 /// ones to evaluate, are [`averaged`](Asgd::averaged).
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::optim::{Asgd, Optimizer};
+/// let mut opt = Asgd::new(0.1);
+/// let mut x = Tensor::from_vec(vec![1.0f64], &[1]);
+/// for _ in 0..10 {
+///     let g = &x * 2.0; // d x² / dx
+///     x = opt.step(&x, &g);
+/// }
+/// assert!(x.item::<f64>().abs() < 0.2);
+/// let evaluate = opt.averaged(&x); // the averaged parameters (= x until step t₀)
+/// assert_eq!(evaluate.item::<f64>(), x.item::<f64>());
+/// ```
 #[derive(Clone, Debug)]
 pub struct Asgd {
     /// Learning rate.

@@ -409,6 +409,14 @@ pub fn nll_loss(log_probs: &Tensor, target: &Tensor, reduction: Reduce) -> Tenso
 
 /// Binary cross-entropy of probabilities against targets in `[0, 1]`, reduced (PyTorch's
 /// `F.binary_cross_entropy`; each log clamped at -100 as there; [`bce`] is its mean).
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional::{self as F, Reduce};
+/// let p = Tensor::from_vec(vec![0.5f64, 0.0], &[2]);
+/// let t = Tensor::from_vec(vec![1.0f64, 1.0], &[2]);
+/// assert_eq!(F::binary_cross_entropy(&p, &t, Reduce::None).to_vec::<f64>(), vec![2f64.ln(), 100.0]);
+/// ```
 #[track_caller]
 pub fn binary_cross_entropy(probabilities: &Tensor, target: &Tensor, reduction: Reduce) -> Tensor {
     same_shape(
@@ -424,6 +432,14 @@ pub fn binary_cross_entropy(probabilities: &Tensor, target: &Tensor, reduction: 
 
 /// Binary cross-entropy of logits against targets in `[0, 1]`, reduced (PyTorch's
 /// `F.binary_cross_entropy_with_logits`; [`bce_with_logits`] is its mean).
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional::{self as F, Reduce};
+/// let x = Tensor::from_vec(vec![0.0f64, 0.0], &[2]);
+/// let t = Tensor::from_vec(vec![1.0f64, 0.0], &[2]);
+/// assert_eq!(F::binary_cross_entropy_with_logits(&x, &t, Reduce::Sum).item::<f64>(), 2.0 * 2f64.ln());
+/// ```
 #[track_caller]
 pub fn binary_cross_entropy_with_logits(
     logits: &Tensor,
@@ -451,6 +467,14 @@ pub fn hinge_loss(input: &Tensor, target: &Tensor, margin: f64, reduction: Reduc
 
 /// `max(0, -y (x₁ - x₂) + margin)` for labels `y` of ±1 (PyTorch's
 /// `F.margin_ranking_loss`): `y = 1` asks for `x₁` to rank above `x₂`.
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional::{self as F, Reduce};
+/// let (a, b) = (Tensor::from_vec(vec![1.0f64, 1.0], &[2]), Tensor::from_vec(vec![0.5f64, 0.5], &[2]));
+/// let y = Tensor::from_vec(vec![1.0f64, -1.0], &[2]);
+/// assert_eq!(F::margin_ranking_loss(&a, &b, &y, 0.0, Reduce::None).to_vec::<f64>(), vec![0.0, 0.5]);
+/// ```
 #[track_caller]
 pub fn margin_ranking_loss(
     input1: &Tensor,
@@ -466,6 +490,14 @@ pub fn margin_ranking_loss(
 
 /// `x` where `y = 1` and `max(0, margin - x)` where `y = -1` (PyTorch's
 /// `F.hinge_embedding_loss`; `x` usually a distance).
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional::{self as F, Reduce};
+/// let d = Tensor::from_vec(vec![0.3f64, 0.3], &[2]);
+/// let y = Tensor::from_vec(vec![1.0f64, -1.0], &[2]);
+/// assert_eq!(F::hinge_embedding_loss(&d, &y, 1.0, Reduce::None).to_vec::<f64>(), vec![0.3, 0.7]);
+/// ```
 #[track_caller]
 pub fn hinge_embedding_loss(
     input: &Tensor,
@@ -484,6 +516,14 @@ pub fn hinge_embedding_loss(
 
 /// `ln(1 + e^(-y x))` for labels `y` of ±1, computed stably (PyTorch's
 /// `F.soft_margin_loss`).
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional::{self as F, Reduce};
+/// let x = Tensor::from_vec(vec![0.0f64], &[1]);
+/// let y = Tensor::from_vec(vec![1.0f64], &[1]);
+/// assert_eq!(F::soft_margin_loss(&x, &y, Reduce::Mean).item::<f64>(), 2f64.ln());
+/// ```
 #[track_caller]
 pub fn soft_margin_loss(input: &Tensor, target: &Tensor, reduction: Reduce) -> Tensor {
     same_shape("soft_margin_loss", ("input", "target"), input, target);
@@ -495,6 +535,14 @@ pub fn soft_margin_loss(input: &Tensor, target: &Tensor, reduction: Reduce) -> T
 /// The multi-label one-versus-all loss of logits `[N, C]` against 0/1 targets `[N, C]`:
 /// per sample `-mean_c(y log σ(x) + (1 - y) log σ(-x))`, then reduced over the batch
 /// (PyTorch's `F.multilabel_soft_margin_loss`).
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional::{self as F, Reduce};
+/// let x = Tensor::from_vec(vec![0.0f64, 0.0], &[1, 2]);
+/// let y = Tensor::from_vec(vec![1.0f64, 0.0], &[1, 2]);
+/// assert_eq!(F::multilabel_soft_margin_loss(&x, &y, Reduce::Mean).item::<f64>(), 2f64.ln());
+/// ```
 #[track_caller]
 pub fn multilabel_soft_margin_loss(input: &Tensor, target: &Tensor, reduction: Reduce) -> Tensor {
     same_shape(
@@ -515,6 +563,15 @@ pub fn multilabel_soft_margin_loss(input: &Tensor, target: &Tensor, reduction: R
 /// `1 - cos(x₁, x₂)` where `y = 1` and `max(0, cos(x₁, x₂) - margin)` where `y = -1`, the
 /// cosine over dim 1 of `[N, D]` inputs (or of `[D]` vectors) with PyTorch's 1e-12 guard in
 /// the norms (PyTorch's `F.cosine_embedding_loss`).
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional::{self as F, Reduce};
+/// let a = Tensor::from_vec(vec![1.0f64, 0.0], &[1, 2]);
+/// let b = Tensor::from_vec(vec![0.0f64, 2.0], &[1, 2]);
+/// let y = Tensor::from_vec(vec![1.0f64], &[1]);
+/// assert_eq!(F::cosine_embedding_loss(&a, &b, &y, 0.0, Reduce::Sum).item::<f64>(), 1.0); // cos = 0
+/// ```
 #[track_caller]
 pub fn cosine_embedding_loss(
     input1: &Tensor,
@@ -547,6 +604,16 @@ pub fn cosine_embedding_loss(
 /// The multi-class hinge loss of scores `[N, C]` against class indices (i64 `[N]`): per
 /// sample `Σ_{i ≠ y} w_y max(0, margin - x_y + x_i)^p / C` with `p` 1 or 2 and optional
 /// class weights `w` (PyTorch's `F.multi_margin_loss`).
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional::{self as F, Reduce};
+/// let x = Tensor::from_vec(vec![0.1f64, 0.2, 0.4, 0.8], &[1, 4]);
+/// let y = Tensor::from_vec(vec![3i64], &[1]);
+/// // (max(0, 1 - 0.8 + 0.1) + max(0, 1 - 0.8 + 0.2) + max(0, 1 - 0.8 + 0.4)) / 4
+/// let loss = F::multi_margin_loss(&x, &y, 1, 1.0, None, Reduce::Mean).item::<f64>();
+/// assert!((loss - 0.325).abs() < 1e-15);
+/// ```
 #[track_caller]
 pub fn multi_margin_loss(
     input: &Tensor,

@@ -548,7 +548,13 @@ impl Tensor {
     }
 
     /// `ln det(A)`: NaN where the determinant is negative, -∞ where it is zero (PyTorch's
-    /// `torch.logdet`).
+    /// `torch.logdet`). Its gradient is `A⁻ᵀ`.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let a = Tensor::from_vec(vec![2.0f64, 0.0, 0.0, 3.0], &[2, 2]);
+    /// assert!((a.logdet().item::<f64>() - 6f64.ln()).abs() < 1e-15);
+    /// ```
     #[track_caller]
     pub fn logdet(&self) -> Tensor {
         let (sign, log) = self.slogdet();
@@ -699,6 +705,13 @@ impl Tensor {
     /// [`pinv`](Tensor::pinv) with explicit tolerances: singular values at or below
     /// `max(atol, rtol · σ_max)` count as zero (PyTorch's `torch.linalg.pinv(A, atol=,
     /// rtol=)`). The gradient assumes the rank stays the same nearby.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f64, 0.0, 0.0, 1e-9], &[2, 2]);
+    /// // 1e-9 is below the cut of 1e-6 · 1: treated as zero
+    /// assert_eq!(a.pinv_with(0.0, 1e-6).to_vec::<f64>(), vec![1.0, 0.0, 0.0, 0.0]);
+    /// ```
     #[track_caller]
     pub fn pinv_with(&self, atol: f64, rtol: f64) -> Tensor {
         apply(LinalgOp::Pinv { atol, rtol }, &[self])

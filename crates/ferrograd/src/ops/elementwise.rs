@@ -608,13 +608,38 @@ unary_methods! {
     /// Round half to even (no gradient).
     round => Round;
     /// Round toward zero (no gradient).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![-1.5f64, 2.7], &[2]);
+    /// assert_eq!(x.trunc().to_vec::<f64>(), vec![-1.0, 2.0]);
+    /// ```
     trunc => Trunc;
     /// The inverse error function on `(-1, 1)` (±∞ at ±1, NaN outside).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let y = Tensor::from_vec(vec![-0.5f64, 0.0, 0.9], &[3]);
+    /// let back = y.erfinv().erf().to_vec::<f64>();
+    /// assert!(back.iter().zip([-0.5, 0.0, 0.9]).all(|(a, b)| (a - b).abs() < 1e-15));
+    /// ```
     erfinv => Erfinv;
     /// `ln |Γ(x)|`, PyTorch's `lgamma` (+∞ at 0 and the negative integers).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![5.0f64], &[1]);
+    /// assert!((x.lgamma().item::<f64>() - 24f64.ln()).abs() < 1e-14); // Γ(5) = 4!
+    /// ```
     lgamma => Lgamma;
     /// The digamma function `ψ(x) = Γ'(x) / Γ(x)`, the derivative of `lgamma` (-∞ at 0,
     /// NaN at the negative integers).
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64], &[1]);
+    /// assert!((x.digamma().item::<f64>() + 0.5772156649015329).abs() < 1e-14); // -γ
+    /// ```
     digamma => Digamma;
 }
 
@@ -698,6 +723,14 @@ binary_methods! {
     atan2 => Atan2;
     /// `a - trunc(a / b) b`, with the sign of `a` (C's `fmod`, PyTorch's `torch.fmod`).
     /// The gradient is 1 for `a` and `-trunc(a / b)` for `b`.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let a = Tensor::from_vec(vec![5.5f64, -5.5], &[2]);
+    /// let b = Tensor::from_vec(vec![2.0f64, 2.0], &[2]);
+    /// assert_eq!(a.fmod(&b).to_vec::<f64>(), vec![1.5, -1.5]);
+    /// assert_eq!(a.remainder(&b).to_vec::<f64>(), vec![1.5, 0.5]);
+    /// ```
     fmod => Fmod;
     /// `a - floor(a / b) b`, with the sign of `b` (Python's `%`, PyTorch's
     /// `torch.remainder`). The gradient is 1 for `a` and `-floor(a / b)` for `b`.
