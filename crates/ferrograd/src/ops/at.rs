@@ -11,7 +11,10 @@
 //!
 //! Index tensors follow NumPy's advanced indexing: they broadcast together; their dims
 //! replace the indexed dims where those are adjacent, and lead the result otherwise. A bool
-//! mask over `k` dims counts as `k` index tensors (its true positions).
+//! mask over `k` dims counts as `k` index tensors (its true positions). Integers select
+//! before that, as in PyTorch (NumPy counts an integer beside an index tensor as one more
+//! index tensor, which can move the index dims to the front: `x[:, [0, 1], :, 1]` is
+//! `[2, N, ...]`-shaped there and `[N, 2, ...]` here and in PyTorch).
 
 use std::ops::{Range, RangeFrom, RangeFull, RangeInclusive, RangeTo, RangeToInclusive};
 

@@ -523,3 +523,63 @@ fn f32_matrices_decompose_in_f32() {
     assert_eq!(g.dtype(), DType::F32);
     assert!(close(&g, &a.inverse().mt()) < 1e-5);
 }
+
+#[test]
+fn new_ops_on_strided_and_broadcast_inputs() {
+    // transposed (non-contiguous) operands and broadcast batch dims, first and second order
+    check(
+        "solve, transposed A, broadcast B",
+        &[&[3, 3], &[2, 3, 2]],
+        -1.0,
+        1.0,
+        |p| shifted(&p[0]).mt().solve(&p[1]),
+    );
+    check("svd of a transposed matrix", &[&[4, 3]], -1.0, 1.0, |p| {
+        let (u, s, vh) = p[0].mt().svd();
+        Tensor::cat(&[u.matmul(&vh).flatten(0, -1), s], 0)
+    });
+    check("eigh of a permuted batch", &[&[3, 2, 3]], -1.0, 1.0, |p| {
+        sym(&p[0].permute(&[1, 0, 2])).eigvalsh()
+    });
+    check(
+        "cholesky of a transposed product",
+        &[&[3, 3]],
+        -1.0,
+        1.0,
+        |p| (&p[0].mt().matmul(&p[0]) + &Tensor::eye(3, DType::F64)).cholesky(),
+    );
+    check(
+        "einsum on transposed operands",
+        &[&[4, 3], &[5, 4]],
+        -1.0,
+        1.0,
+        |p| einsum("ij,jk->ik", &[&p[0].t(), &p[1].t()]),
+    );
+    check("at on a transposed tensor", &[&[4, 3]], -1.0, 1.0, |p| {
+        p[0].t().at((
+            ferrograd::Step(.., 2),
+            &Tensor::from_vec(vec![3i64, 0], &[2]),
+        ))
+    });
+    check(
+        "special functions on a transposed tensor",
+        &[&[3, 4]],
+        0.3,
+        0.9,
+        |p| {
+            let t = p[0].t();
+            &(&t.erfinv() + &t.lgamma()) + &t.digamma()
+        },
+    );
+    check("fmod, broadcast divisor", &[&[2, 3], &[3]], 2.2, 2.5, |p| {
+        p[0].t()
+            .fmod(&(&(&p[1] - 2.2) * (0.2 / 0.3)).add_scalar(1.3).unsqueeze(1))
+    });
+    check(
+        "cumprod along a transposed dim",
+        &[&[4, 3]],
+        -1.5,
+        1.5,
+        |p| p[0].t().cumprod(1),
+    );
+}
