@@ -61,6 +61,28 @@ fn square_dims(a: &Array, op: &str) -> (Vec<usize>, usize) {
     (batch, n)
 }
 
+/// The batch shape, `n` and `k` of a system `A X = B`: `A` `[.., n, n]`, `B` `[.., n, k]`
+/// with the same batch shape and dtype, or a panic naming `op`.
+#[track_caller]
+fn system_dims(a: &Array, b: &Array, op: &str) -> (Vec<usize>, usize, usize) {
+    let (batch, n) = square_dims(a, op);
+    let (b_batch, b_rows, k) = matrix_dims(b, op);
+    if b_batch != batch || b_rows != n || b.dtype() != a.dtype() {
+        fail(
+            op,
+            format_args!(
+                "A of shape {} ({:?}) and B of shape {} ({:?}) do not match: B must be \
+                 [.., n, k] with A's batch shape and dtype",
+                fmt_shape(a.shape()),
+                a.dtype(),
+                fmt_shape(b.shape()),
+                b.dtype()
+            ),
+        )
+    }
+    (batch, n, k)
+}
+
 /// `batch ++ tail`.
 fn with_tail(batch: &[usize], tail: &[usize]) -> Vec<usize> {
     batch.iter().chain(tail).copied().collect()
@@ -167,21 +189,7 @@ impl Array {
     /// ```
     #[track_caller]
     pub fn solve(&self, b: &Array) -> Array {
-        let (batch, n) = square_dims(self, "solve");
-        let (b_batch, b_rows, k) = matrix_dims(b, "solve");
-        if b_batch != batch || b_rows != n || b.dtype() != self.dtype() {
-            fail(
-                "solve",
-                format_args!(
-                    "A of shape {} ({:?}) and B of shape {} ({:?}) do not match: B must be \
-                     [.., n, k] with A's batch shape and dtype",
-                    fmt_shape(self.shape()),
-                    self.dtype(),
-                    fmt_shape(b.shape()),
-                    b.dtype()
-                ),
-            )
-        }
+        let (batch, n, k) = system_dims(self, b, "solve");
         #[track_caller]
         fn kernel<T: Real>(a: &Array, rhs: &Array, n: usize, k: usize) -> Vec<T> {
             let rhs_values = rhs.values::<T>("solve");
@@ -409,21 +417,7 @@ impl Array {
     /// ```
     #[track_caller]
     pub fn solve_triangular(&self, b: &Array, upper: bool, unit: bool) -> Array {
-        let (batch, n) = square_dims(self, "solve_triangular");
-        let (b_batch, b_rows, k) = matrix_dims(b, "solve_triangular");
-        if b_batch != batch || b_rows != n || b.dtype() != self.dtype() {
-            fail(
-                "solve_triangular",
-                format_args!(
-                    "A of shape {} ({:?}) and B of shape {} ({:?}) do not match: B must be \
-                     [.., n, k] with A's batch shape and dtype",
-                    fmt_shape(self.shape()),
-                    self.dtype(),
-                    fmt_shape(b.shape()),
-                    b.dtype()
-                ),
-            )
-        }
+        let (batch, n, k) = system_dims(self, b, "solve_triangular");
         #[track_caller]
         fn kernel<T: Real>(
             a: &Array,
