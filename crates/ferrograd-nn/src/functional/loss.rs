@@ -652,3 +652,145 @@ pub fn multi_margin_loss(
     };
     reduction.apply(&per_sample)
 }
+
+/// Connectionist temporal classification (Graves et al., 2006; PyTorch's `F.ctc_loss`):
+/// the negative log-likelihood of each target sequence summed over every alignment of it
+/// with the input frames, blanks and repeats allowed.
+///
+/// `log_probs` is `[T, N, C]` (log-softmax over the classes), `targets` `[N, S]` i64 class
+/// indices padded to the longest target (values past each `target_lengths[n]` are
+/// ignored), `input_lengths` and `target_lengths` one per batch element, `blank` the blank
+/// class. `Reduce::Mean` divides each loss by its target length, then averages (PyTorch's
+/// mean); `zero_infinity` turns the infinite losses of impossible alignments (inputs too
+/// short for their targets) into zeros with zero gradient.
+///
+/// The forward recursion over alignment states is written with tensor ops in log space
+/// (unreachable states hold -1e30, not -∞, so no NaN reaches the gradient), and autodiff
+/// gives the gradient at any order.
+///
+/// ```
+/// use ferrograd::Tensor;
+/// use ferrograd_nn::functional::{self as F, Reduce};
+/// // two frames, classes {blank, a}: the target "a" is aligned as "a a", "a _" or "_ a"
+/// let p = Tensor::from_vec(vec![0.5f64, 0.5, 0.5, 0.5], &[2, 1, 2]).log();
+/// let targets = Tensor::from_vec(vec![1i64], &[1, 1]);
+/// let loss = F::ctc_loss(&p, &targets, &[2], &[1], 0, Reduce::Sum, false);
+/// assert!((loss.item::<f64>() + 0.75f64.ln()).abs() < 1e-12);
+/// ```
+#[allow(clippy::too_many_arguments)] // PyTorch's argument list
+#[track_caller]
+pub fn ctc_loss(
+    log_probs: &Tensor,
+    targets: &Tensor,
+    input_lengths: &[usize],
+    target_lengths: &[usize],
+    blank: usize,
+    reduction: Reduce,
+    zero_infinity: bool,
+) -> Tensor {
+    const NEG: f64 = -1e30;
+    let site = ferrograd::array::Site(std::panic::Location::caller());
+    let fail = |why: String| -> ! {
+        panic!(
+            "ferrograd: ctc_loss: {why} (log_probs {:?}, targets {:?}) (at {site})",
+            log_probs.shape(),
+            targets.shape()
+        )
+    };
+    if log_probs.ndim() != 3 || targets.ndim() != 2 || targets.dtype() != DType::I64 {
+        fail("expects log_probs [T, N, C] and i64 targets [N, S]".to_string());
+    }
+    let (t_max, n, c) = (log_probs.size(0), log_probs.size(1), log_probs.size(2));
+    let s_max = targets.size(1);
+    if targets.size(0) != n || input_lengths.len() != n || target_lengths.len() != n {
+        fail(format!(
+            "{n} batch elements need {n} target rows and lengths, got {} rows, {} input \
+             lengths, {} target lengths",
+            targets.size(0),
+            input_lengths.len(),
+            target_lengths.len()
+        ));
+    }
+    if let Some(&bad) = input_lengths.iter().find(|&&l| l > t_max || l == 0) {
+        fail(format!("input length {bad} is not in 1..={t_max}"));
+    }
+    if let Some(&bad) = target_lengths.iter().find(|&&l| l > s_max) {
+        fail(format!(
+            "target length {bad} exceeds the padded length {s_max}"
+        ));
+    }
+    if blank >= c {
+        fail(format!("blank {blank} is not one of the {c} classes"));
+    }
+    let dtype = log_probs.dtype();
+    let mask = |f: &dyn Fn(usize, usize) -> bool, cols: usize| -> Tensor {
+        let v: Vec<bool> = (0..n * cols).map(|i| f(i / cols, i % cols)).collect();
+        Tensor::from_vec(v, &[n, cols])
+    };
+    // the extended targets: blank, l1, blank, l2, ..., blank (padding read as blank)
+    let in_target = mask(&|b, k| k < target_lengths[b], s_max);
+    let blank_t = Tensor::full(&[n, s_max], blank as f64, DType::I64);
+    let labels = in_target.where_cond(targets, &blank_t);
+    super::check_index_range("ctc_loss", "target", &labels, c);
+    let l = 2 * s_max + 1;
+    let ext = Tensor::cat(
+        &[
+            Tensor::stack(&[&blank_t, &labels], 2).reshape(&[n, 2 * s_max]),
+            Tensor::full(&[n, 1], blank as f64, DType::I64),
+        ],
+        1,
+    );
+    // a skip from s - 2 is allowed onto a label that differs from the label two back
+    let two_back = Tensor::cat(
+        &[
+            Tensor::full(&[n, 2.min(l)], -1.0, DType::I64),
+            ext.narrow(1, 0, l.saturating_sub(2)),
+        ],
+        1,
+    );
+    let skip = ext.ne_scalar(blank as f64).logical_and(&ext.ne(&two_back));
+    let neg = Tensor::full(&[], NEG, dtype);
+    let lp = log_probs.clamp(Some(NEG), None);
+    let shift = |a: &Tensor, k: usize| {
+        Tensor::cat(
+            &[
+                Tensor::full(&[n, k.min(l)], NEG, dtype),
+                a.narrow(1, 0, l.saturating_sub(k)),
+            ],
+            1,
+        )
+    };
+    let emit = |t: usize| lp.select(0, t).gather(1, &ext);
+    let first_two = mask(&|_, s| s < 2, l);
+    let mut alpha = first_two.where_cond(&emit(0), &neg);
+    for t in 1..t_max {
+        let stay = &alpha;
+        let step = shift(&alpha, 1);
+        let jump = skip.where_cond(&shift(&alpha, 2), &neg);
+        let next = &emit(t) + &Tensor::stack(&[stay, &step, &jump], 0).logsumexp_dim(0, false);
+        let running = mask(&|b, _| t < input_lengths[b], 1);
+        alpha = running.where_cond(&next, &alpha);
+    }
+    // end in the last label or the blank after it
+    let ends: Vec<i64> = target_lengths.iter().map(|&s| 2 * s as i64).collect();
+    let before: Vec<i64> = target_lengths
+        .iter()
+        .map(|&s| (2 * s as i64 - 1).max(0))
+        .collect();
+    let last = alpha.gather(1, &Tensor::from_vec(ends, &[n, 1]));
+    let has_label = mask(&|b, _| target_lengths[b] > 0, 1);
+    let prev = has_label.where_cond(&alpha.gather(1, &Tensor::from_vec(before, &[n, 1])), &neg);
+    let ll = Tensor::cat(&[last, prev], 1).logsumexp_dim(1, false);
+    let impossible = ll.lt_scalar(NEG / 2.0);
+    let losses = impossible.where_cond(
+        &Tensor::full(&[], if zero_infinity { 0.0 } else { f64::INFINITY }, dtype),
+        &-&ll,
+    );
+    match reduction {
+        Reduce::Mean => {
+            let lengths: Vec<f64> = target_lengths.iter().map(|&s| s.max(1) as f64).collect();
+            (&losses / &Tensor::from_vec(lengths, &[n]).to_dtype(dtype)).mean()
+        }
+        other => other.apply(&losses),
+    }
+}

@@ -36,8 +36,8 @@ pub use linear::{bmm_pair, embedding, linear};
 pub(crate) use loss::bce_with_logits_terms;
 pub use loss::{
     bce, bce_with_logits, binary_cross_entropy, binary_cross_entropy_with_logits, class_nll,
-    cosine_embedding_loss, cross_entropy, cross_entropy_with, hinge_embedding_loss, hinge_loss,
-    huber_loss, kl_div, l1_loss, margin_ranking_loss, mse, mse_loss, multi_margin_loss,
+    cosine_embedding_loss, cross_entropy, cross_entropy_with, ctc_loss, hinge_embedding_loss,
+    hinge_loss, huber_loss, kl_div, l1_loss, margin_ranking_loss, mse, mse_loss, multi_margin_loss,
     multilabel_soft_margin_loss, nll_loss, parallel_criterion, smooth_l1_loss, soft_margin_loss,
     CriterionFn, CrossEntropy, Reduce,
 };
