@@ -60,6 +60,7 @@ enum Model {
 }
 
 fn main() {
+    common::install_panic_hook();
     let args = Args::parse();
     if args.mpi {
         run_mpi(args);

@@ -60,6 +60,7 @@ fn loss(p: &Vec<Tensor>, x: &Tensor) -> Tensor {
 }
 
 fn main() {
+    common::install_panic_hook();
     run(Args::parse());
 }
 

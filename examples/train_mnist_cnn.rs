@@ -42,6 +42,7 @@ struct Args {
 }
 
 fn main() {
+    common::install_panic_hook();
     run(Args::parse());
 }
 

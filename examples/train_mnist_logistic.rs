@@ -56,6 +56,7 @@ fn loss(p: &Logistic, x: &Tensor, y: &Tensor) -> Tensor {
 }
 
 fn main() {
+    common::install_panic_hook();
     run(Args::parse());
 }
 

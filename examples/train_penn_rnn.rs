@@ -118,6 +118,7 @@ fn detach(s: &RecurrentState) -> RecurrentState {
 }
 
 fn main() {
+    common::install_panic_hook();
     run(Args::parse());
 }
 

@@ -16,6 +16,45 @@ pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
 }
 
+/// Replaces the standard panic message's location with the repository path: Cargo names an
+/// example kept outside its package `crates/ferrograd-nn/../../examples/x.rs`, and the
+/// standard hook prints that as it is. Backtraces still follow `RUST_BACKTRACE`.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("Box<dyn Any>");
+        let at = info.location().map(|l| (l.file(), l.line(), l.column()));
+        eprintln!(
+            "{}",
+            panic_text(thread.name().unwrap_or("<unnamed>"), at, message)
+        );
+        let backtrace = std::backtrace::Backtrace::capture();
+        match backtrace.status() {
+            std::backtrace::BacktraceStatus::Captured => eprintln!("stack backtrace:\n{backtrace}"),
+            _ => eprintln!(
+                "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"
+            ),
+        }
+    }));
+}
+
+/// The first lines of a panic report, as the standard hook writes them but with the
+/// location's path normalized.
+pub fn panic_text(thread: &str, at: Option<(&str, u32, u32)>, message: &str) -> String {
+    match at {
+        Some((file, line, column)) => format!(
+            "thread '{thread}' panicked at {}:{line}:{column}:\n{message}",
+            ferrograd::array::normalize_path(file)
+        ),
+        None => format!("thread '{thread}' panicked:\n{message}"),
+    }
+}
+
 /// Prints `error: {message}` and exits with status 2 (a usage error).
 pub fn usage_error(message: impl std::fmt::Display) -> ! {
     eprintln!("error: {message}");
@@ -333,6 +372,32 @@ pub fn report(
 #[test]
 fn the_suite_passes_in_optimize_check_mode() {
     ferrograd::rerun_tests_in_check_mode("the_suite_passes_in_optimize_check_mode");
+}
+
+/// The examples' panic reports name their lines by the path a reader knows too.
+#[cfg(test)]
+#[test]
+fn panic_reports_name_example_files_by_their_repository_path() {
+    let text = panic_text(
+        "main",
+        Some((
+            "crates/ferrograd-nn/../../examples/train_mnist_mlp.rs",
+            12,
+            5,
+        )),
+        "boom",
+    );
+    assert_eq!(
+        text,
+        "thread 'main' panicked at examples/train_mnist_mlp.rs:12:5:\nboom"
+    );
+    // this very file, as Cargo names it to the compiler
+    let here = std::panic::Location::caller().file();
+    assert!(
+        here.contains("../") || here.starts_with("examples/"),
+        "{here}"
+    );
+    assert!(panic_text("t", Some((here, 1, 1)), "m").contains("at examples/common/mod.rs:1:1"));
 }
 
 /// Library messages name an example's lines by the path a reader knows, not by Cargo's
