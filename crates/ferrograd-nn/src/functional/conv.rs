@@ -46,15 +46,20 @@ pub fn conv1d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, params: Conv2d
             ferrograd::array::Site(std::panic::Location::caller())
         );
     }
-    let params = Conv2dParams {
+    x.unsqueeze(2)
+        .conv2d(&weight.unsqueeze(2), bias, height_one(params))
+        .squeeze_dim(2)
+}
+
+/// The 2-d parameters of a 1-d convolution run as a 2-d one of height 1: the second
+/// components of `params`, and stride 1, no padding, no dilation in height.
+pub(crate) fn height_one(params: Conv2dParams) -> Conv2dParams {
+    Conv2dParams {
         stride: (1, params.stride.1),
         padding: (0, params.padding.1),
         dilation: (1, params.dilation.1),
         groups: params.groups,
-    };
-    x.unsqueeze(2)
-        .conv2d(&weight.unsqueeze(2), bias, params)
-        .squeeze_dim(2)
+    }
 }
 
 /// How [`pad`] fills the new border.

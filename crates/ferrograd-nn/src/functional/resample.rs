@@ -481,12 +481,7 @@ pub fn conv_transpose1d(
             ),
         );
     }
-    let params = Conv2dParams {
-        stride: (1, params.stride.1),
-        padding: (0, params.padding.1),
-        dilation: (1, params.dilation.1),
-        groups: params.groups,
-    };
+    let params = super::conv::height_one(params);
     x.unsqueeze(2)
         .conv_transpose2d(&weight.unsqueeze(2), bias, params, (0, output_padding))
         .squeeze_dim(2)
