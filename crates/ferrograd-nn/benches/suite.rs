@@ -137,7 +137,12 @@ fn main() {
             .add(Linear::new(100, 10, &mut rng, F32))
             .add(layers::log_softmax());
         let nn = best(passes, 1000 / scale, |i| {
-            nn_step(&mut model, &ClassNllCriterion, &xs[i % 100], &ys[i % 100])
+            nn_step(
+                &mut model,
+                &ClassNllCriterion::default(),
+                &xs[i % 100],
+                &ys[i % 100],
+            )
         });
         let p = vec![randn(&mut rng, &[100, 10]) * 0.1, Tensor::zeros(&[10], F32)];
         let f = |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
@@ -163,7 +168,12 @@ fn main() {
         let mut model = mlp_nn(&mut rng, 100, 1000);
         let p = in_out(model.parameters());
         let nn = best(passes, 400 / scale, |i| {
-            nn_step(&mut model, &ClassNllCriterion, &xs[i % 100], &ys[i % 100])
+            nn_step(
+                &mut model,
+                &ClassNllCriterion::default(),
+                &xs[i % 100],
+                &ys[i % 100],
+            )
         });
         let (ag, opt) = direct_and_optimized(passes, 400 / scale, mlp_ag, p, |df, p, i| {
             sgd(p, &df.call(p, (&xs[i % 100], &ys[i % 100])).0)
@@ -182,7 +192,7 @@ fn main() {
         let mut model = mlp_nn(&mut rng, inputs, 1000);
         let p = in_out(model.parameters());
         let nn = best(passes, 200 / scale, |_| {
-            nn_step(&mut model, &ClassNllCriterion, &x, &y)
+            nn_step(&mut model, &ClassNllCriterion::default(), &x, &y)
         });
         let (ag, opt) = direct_and_optimized(passes, 200 / scale, mlp_ag, p, |df, p, _| {
             sgd(p, &df.call(p, (&x, &y)).0)
@@ -209,7 +219,7 @@ fn main() {
         p.splice(0..0, model.parameters()[..4].to_vec());
         let p = p;
         let nn = best(passes, 10 / scale.min(5), |_| {
-            nn_step(&mut model, &ClassNllCriterion, &x, &y)
+            nn_step(&mut model, &ClassNllCriterion::default(), &x, &y)
         });
         let f = move |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
             let h = x.conv2d(&p[0], Some(&p[1]), c).tanh().max_pool2d(pool).0;
@@ -304,7 +314,7 @@ fn main() {
         );
         let mut plain = Sequential::new().add(l1).add(layers::relu()).add(l2);
         let nn = best(passes, 100 / scale, |_| {
-            nn_step(&mut plain, &MseCriterion, &x, &y)
+            nn_step(&mut plain, &MseCriterion::default(), &x, &y)
         });
         let linear_relu = |x: &Tensor, w: &Tensor, b: &Tensor| {
             let h = x.matmul(&w.t()) + b;

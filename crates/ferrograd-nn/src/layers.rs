@@ -895,46 +895,6 @@ impl Module for Sequential {
     module_boilerplate!();
 }
 
-/// Mean squared error.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MseCriterion;
-
-impl Criterion for MseCriterion {
-    fn loss(&self, input: &Tensor, target: &Tensor) -> Tensor {
-        F::mse(input, target)
-    }
-}
-
-/// Negative log-likelihood of i64 class targets under log-probabilities.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ClassNllCriterion;
-
-impl Criterion for ClassNllCriterion {
-    fn loss(&self, input: &Tensor, target: &Tensor) -> Tensor {
-        F::class_nll(input, target)
-    }
-}
-
-/// Cross-entropy of logits against i64 class targets.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CrossEntropyCriterion;
-
-impl Criterion for CrossEntropyCriterion {
-    fn loss(&self, input: &Tensor, target: &Tensor) -> Tensor {
-        F::cross_entropy(input, target)
-    }
-}
-
-/// Binary cross-entropy of probabilities against targets in `[0, 1]`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct BceCriterion;
-
-impl Criterion for BceCriterion {
-    fn loss(&self, input: &Tensor, target: &Tensor) -> Tensor {
-        F::bce(input, target)
-    }
-}
-
 /// A weighted sum of criteria over paired inputs (the seed's `ParallelCriterion`): input
 /// and target are split along dim 0 into as many parts as there are criteria.
 #[derive(Clone, Default)]
@@ -1080,4 +1040,51 @@ reduced_criterion! {
 reduced_criterion! {
     /// The multi-label one-versus-all loss (the seed's `MultiLabelSoftMarginCriterion`).
     MultiLabelSoftMarginCriterion {} => |s, x, t| F::multilabel_soft_margin_loss(x, t, s.reduction)
+}
+
+reduced_criterion! {
+    /// Squared error (the seed's `MSECriterion`, PyTorch's `MSELoss`).
+    MseCriterion {} => |s, x, t| match s.reduction {
+        F::Reduce::Mean => F::mse(x, t),
+        r => F::mse_loss(x, t, r),
+    }
+}
+
+reduced_criterion! {
+    /// Negative log-likelihood of i64 class targets under log-probabilities (the seed's
+    /// `ClassNLLCriterion`, PyTorch's `NLLLoss`).
+    ClassNllCriterion {} => |s, x, t| match s.reduction {
+        F::Reduce::Mean => F::class_nll(x, t),
+        r => F::nll_loss(x, t, r),
+    }
+}
+
+reduced_criterion! {
+    /// Cross-entropy of logits against i64 class targets (PyTorch's `CrossEntropyLoss`),
+    /// with label smoothing and an ignored target value ([`F::cross_entropy_with`] also takes
+    /// class weights).
+    CrossEntropyCriterion { label_smoothing: f64 = 0.0, ignore_index: Option<i64> = None } => |s, x, t| {
+        match (s.reduction, s.label_smoothing, s.ignore_index) {
+            (F::Reduce::Mean, 0.0, None) => F::cross_entropy(x, t),
+            (reduction, label_smoothing, ignore_index) => F::cross_entropy_with(
+                x,
+                t,
+                F::CrossEntropy {
+                    reduction,
+                    label_smoothing,
+                    ignore_index,
+                    ..Default::default()
+                },
+            ),
+        }
+    }
+}
+
+reduced_criterion! {
+    /// Binary cross-entropy of probabilities against targets in `[0, 1]` (the seed's
+    /// `BCECriterion`, PyTorch's `BCELoss`).
+    BceCriterion {} => |s, x, t| match s.reduction {
+        F::Reduce::Mean => F::bce(x, t),
+        r => F::binary_cross_entropy(x, t, r),
+    }
 }

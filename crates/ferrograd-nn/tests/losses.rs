@@ -598,3 +598,64 @@ fn ctc_against_pytorch() {
     let report = ferrograd::gradgradcheck(f, &vec![small], (), 1e-5);
     assert!(report.passed(), "second order: {report}");
 }
+
+#[test]
+fn the_older_criteria_take_a_reduction_too() {
+    use ferrograd_nn::layers::{
+        BceCriterion, ClassNllCriterion, CrossEntropyCriterion, MseCriterion,
+    };
+    use ferrograd_nn::Criterion;
+    let i = inputs();
+    let sum = Reduce::Sum;
+    let same = |a: Tensor, b: Tensor| assert_eq!(a.to_vec::<f64>(), b.to_vec::<f64>());
+    // the default is the mean, through the same functions as before
+    same(
+        MseCriterion::default().loss(&i.x, &i.x2),
+        F::mse(&i.x, &i.x2),
+    );
+    same(
+        MseCriterion { reduction: sum }.loss(&i.x, &i.x2),
+        F::mse_loss(&i.x, &i.x2, sum),
+    );
+    let lp = i.x.log_softmax(1);
+    same(
+        ClassNllCriterion::default().loss(&lp, &i.classes),
+        F::class_nll(&lp, &i.classes),
+    );
+    matches(
+        "nll none",
+        &ClassNllCriterion {
+            reduction: Reduce::None,
+        }
+        .loss(&lp, &i.classes),
+        &NLL_NONE,
+    );
+    same(
+        CrossEntropyCriterion::default().loss(&i.x, &i.classes),
+        F::cross_entropy(&i.x, &i.classes),
+    );
+    let smoothed = CrossEntropyCriterion {
+        label_smoothing: 0.1,
+        reduction: sum,
+        ..Default::default()
+    };
+    let options = F::CrossEntropy {
+        label_smoothing: 0.1,
+        reduction: sum,
+        ..Default::default()
+    };
+    same(
+        smoothed.loss(&i.x, &i.classes),
+        F::cross_entropy_with(&i.x, &i.classes, options),
+    );
+    let p = i.x.sigmoid();
+    same(
+        BceCriterion::default().loss(&p, &i.bits),
+        F::bce(&p, &i.bits),
+    );
+    matches(
+        "bce sum",
+        &BceCriterion { reduction: sum }.loss(&p, &i.bits),
+        &BCE_SUM,
+    );
+}

@@ -98,7 +98,7 @@ fn auto_modules_train_like_the_plain_nn_version() {
     let mse = |x: &Tensor, t: &Tensor| (x - t).square().sum() * (1.0 / x.numel() as f64);
     let auto_mse = AutoCriterion::new("AutoMSE", mse);
     let compiled_mse = AutoCriterion::new("AutoMSE", mse).optimize(true);
-    let plain_mse = MseCriterion;
+    let plain_mse = MseCriterion::default();
     let multiplier = rng.uniform(&[24], 0.0, 1.0, DType::F64);
     for _ in 0..1000 {
         let input = Tensor::new(rng.uniform(&[24], -5.0, 5.0, DType::F64).mul(&multiplier));
@@ -266,18 +266,21 @@ fn a_users_module_gets_backward_and_functionalize_for_free() {
 
 #[test]
 fn criteria_functionalize_and_scale_by_the_incoming_gradient() {
-    let mse = ferrograd_nn::functionalize_criterion(std::sync::Arc::new(MseCriterion));
+    let mse = ferrograd_nn::functionalize_criterion(std::sync::Arc::new(MseCriterion::default()));
     let p = Tensor::from_vec(vec![1.0f64, 3.0], &[2]);
     let t = Tensor::from_vec(vec![0.0f64, 0.0], &[2]);
     // d/dp [3 * mse(p, t)] = 3 * 2 (p - t) / 2
     let (g, _) = grad(|p: &Tensor| mse(p, &t) * 3.0).call(&p, ());
     assert_eq!(g.to_f64_vec(), vec![3.0, 9.0]);
     // the criterion's own backward is the unscaled gradient, its forward the value
-    assert_eq!(MseCriterion.backward(&p, &t).to_f64_vec(), vec![1.0, 3.0]);
-    assert_eq!(MseCriterion.forward(&p, &t).item::<f64>(), 5.0);
+    assert_eq!(
+        MseCriterion::default().backward(&p, &t).to_f64_vec(),
+        vec![1.0, 3.0]
+    );
+    assert_eq!(MseCriterion::default().forward(&p, &t).item::<f64>(), 5.0);
     let pc = layers::ParallelCriterion::new()
-        .add(MseCriterion, 0.5)
-        .add(MseCriterion, 2.0);
+        .add(MseCriterion::default(), 0.5)
+        .add(MseCriterion::default(), 2.0);
     let both = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 2.0], &[4, 1]);
     let zeros = Tensor::zeros(&[4, 1], DType::F64);
     // 0.5 * mean(1, 9) + 2 * mean(4, 4)

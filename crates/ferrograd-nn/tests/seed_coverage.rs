@@ -670,7 +670,10 @@ fn rows() -> Vec<Row> {
             "nn.MSECriterion",
             Box::new(|| {
                 binary(
-                    |a, b| &F::mse_loss(a, b, Reduce::Sum) + &layers::MseCriterion.loss(a, b),
+                    |a, b| {
+                        &F::mse_loss(a, b, Reduce::Sum)
+                            + &layers::MseCriterion::default().loss(a, b)
+                    },
                     -1.0,
                     1.0,
                 )
@@ -706,7 +709,8 @@ fn rows() -> Vec<Row> {
                 unary(
                     |a| {
                         &F::nll_loss(&a.log_softmax(1), &class_targets(), Reduce::Sum)
-                            + &layers::ClassNllCriterion.loss(&a.log_softmax(1), &class_targets())
+                            + &layers::ClassNllCriterion::default()
+                                .loss(&a.log_softmax(1), &class_targets())
                     },
                     -1.0,
                     1.0,
@@ -717,7 +721,7 @@ fn rows() -> Vec<Row> {
             "nn.CrossEntropyCriterion",
             Box::new(|| {
                 unary(
-                    |a| layers::CrossEntropyCriterion.loss(a, &class_targets()),
+                    |a| layers::CrossEntropyCriterion::default().loss(a, &class_targets()),
                     -1.0,
                     1.0,
                 )
@@ -725,7 +729,7 @@ fn rows() -> Vec<Row> {
         ),
         (
             "nn.BCECriterion",
-            Box::new(|| binary(|a, b| layers::BceCriterion.loss(a, b), 0.2, 0.8)),
+            Box::new(|| binary(|a, b| layers::BceCriterion::default().loss(a, b), 0.2, 0.8)),
         ),
         (
             "nn.MarginCriterion",
