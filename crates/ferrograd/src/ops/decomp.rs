@@ -531,7 +531,9 @@ impl Tensor {
 
     /// The sign (-1, 0, 1; no gradient) and the log of the absolute value of the
     /// determinant of each square matrix of `[.., n, n]` (PyTorch's `torch.linalg.slogdet`),
-    /// finite where the determinant itself would overflow.
+    /// finite where the determinant itself would overflow. The gradient of the log is
+    /// `A⁻ᵀ`, which a singular matrix does not have (its backward pass panics as
+    /// [`inverse`](Tensor::inverse) does).
     ///
     /// ```
     /// use ferrograd::Tensor;
