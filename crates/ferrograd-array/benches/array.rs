@@ -126,6 +126,18 @@ fn main() {
         b.run(&format!("elementwise/sum/{n}"), bytes(1), || {
             black_box(x.sum());
         });
+        // sin: ours (vectorised), and std's scalar sinf over the same data, what it replaced
+        b.run(&format!("elementwise/sin_into/{n}"), bytes(2), || {
+            x.sin_into(&mut out)
+        });
+        let xs = x.to_vec::<f32>();
+        let mut ys = vec![0.0f32; n];
+        b.run(&format!("elementwise/sin_std_loop/{n}"), bytes(2), || {
+            for (y, &v) in ys.iter_mut().zip(&xs) {
+                *y = v.sin();
+            }
+            black_box(&ys);
+        });
     }
 
     // The seed's CNN layer: 32 images of 3x64x64, 16 filters of 5x5.

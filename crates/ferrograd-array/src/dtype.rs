@@ -107,6 +107,12 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// for f64.
     #[doc(hidden)]
     fn exp_kernel<const FMA: bool>(self) -> Self;
+    /// `sin`, vectorisable for f32 (see `math.rs`), std's for f64.
+    #[doc(hidden)]
+    fn sin_kernel<const FMA: bool>(self) -> Self;
+    /// `cos`, vectorisable for f32 (see `math.rs`), std's for f64.
+    #[doc(hidden)]
+    fn cos_kernel<const FMA: bool>(self) -> Self;
     /// gemm's matrix-product kernel for this type (picked for the CPU on first use).
     #[doc(hidden)]
     fn gemm_fn() -> GemmFn<Self>;
@@ -247,6 +253,14 @@ impl Float for f32 {
         crate::math::exp_f32::<FMA>(self)
     }
     #[inline(always)]
+    fn sin_kernel<const FMA: bool>(self) -> Self {
+        crate::math::sin_f32::<FMA>(self)
+    }
+    #[inline(always)]
+    fn cos_kernel<const FMA: bool>(self) -> Self {
+        crate::math::cos_f32::<FMA>(self)
+    }
+    #[inline(always)]
     fn gemm_fn() -> GemmFn<f32> {
         gemm_f32::gemm::f32::get_gemm_fn()
     }
@@ -277,6 +291,14 @@ impl Float for f64 {
     #[inline(always)]
     fn exp_kernel<const FMA: bool>(self) -> Self {
         self.exp()
+    }
+    #[inline(always)]
+    fn sin_kernel<const FMA: bool>(self) -> Self {
+        self.sin()
+    }
+    #[inline(always)]
+    fn cos_kernel<const FMA: bool>(self) -> Self {
+        self.cos()
     }
     #[inline(always)]
     fn gemm_fn() -> GemmFn<f64> {
