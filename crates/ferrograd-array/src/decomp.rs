@@ -153,6 +153,25 @@ fn lu_nonsingular<T: Real>(
     Ok(lu)
 }
 
+/// `det A` from its LU factorization: the permutation's sign times the product of the
+/// pivots (exact for small integer matrices, where `exp(ln|det|)` is not).
+fn lu_det<T: Real>(lu: &faer::linalg::solvers::PartialPivLu<T>) -> T {
+    let u = lu.U();
+    let mut d = T::from_f64(permutation_sign(lu.P().arrays().0));
+    for i in 0..u.nrows() {
+        d *= u[(i, i)];
+    }
+    d
+}
+
+/// `det A` (1 for a 0 x 0 matrix).
+fn det_of<T: Real>(a: MatRef<'_, T>) -> T {
+    if a.nrows() == 0 {
+        return T::one();
+    }
+    lu_det(&a.partial_piv_lu())
+}
+
 /// `ln|det A|` and `sign(det A)` (0 and -inf for a singular matrix).
 fn lu_slogdet<T: Real>(a: MatRef<'_, T>) -> (T, T) {
     if a.nrows() == 0 {
@@ -244,27 +263,16 @@ impl Array {
     #[track_caller]
     pub fn det(&self) -> Array {
         let (batch, n) = square_dims(self, "det");
-        // the product of the pivots, not exp(ln|det|): exact for integer matrices
         #[track_caller]
-        fn exact<T: Real>(a: &Array, n: usize) -> Vec<T> {
+        fn kernel<T: Real>(a: &Array, n: usize) -> Vec<T> {
             let mut out = Vec::new();
             for_each_matrix::<T>(a, "det", n, n, |_, m| {
-                if n == 0 {
-                    out.push(T::one());
-                    return Ok(());
-                }
-                let lu = m.partial_piv_lu();
-                let u = lu.U();
-                let mut d = T::from_f64(permutation_sign(lu.P().arrays().0));
-                for i in 0..n {
-                    d *= u[(i, i)];
-                }
-                out.push(d);
+                out.push(det_of(m));
                 Ok(())
             });
             out
         }
-        dispatch_float!(self.dtype(), "det", T => Array::from_vec(exact::<T>(self, n), &batch))
+        dispatch_float!(self.dtype(), "det", T => Array::from_vec(kernel::<T>(self, n), &batch))
     }
 
     /// The cofactor matrix `det(A) A⁻ᵀ` of each square matrix of `[.., n, n]` (the
@@ -284,16 +292,13 @@ impl Array {
         #[track_caller]
         fn kernel<T: Real>(a: &Array, n: usize) -> Vec<T> {
             let mut out = Vec::with_capacity(a.numel());
-            let det_of = |m: MatRef<'_, T>| {
-                let (sign, log) = lu_slogdet(m);
-                sign * log.exp()
-            };
             for_each_matrix::<T>(a, "cofactor", n, n, |b, m| {
                 let lu = m.partial_piv_lu();
                 let u = lu.U();
                 let singular = (0..n).any(|i| u[(i, i)] == T::zero());
                 if !singular {
-                    let det = det_of(m);
+                    // one factorization for both the determinant and the inverse
+                    let det = lu_det(&lu);
                     let inv = lu.inverse();
                     for i in 0..n {
                         for j in 0..n {
