@@ -136,6 +136,15 @@ pub fn parallel_criterion(terms: &[(f64, CriterionFn<'_>, &Tensor, &Tensor)]) ->
     total.unwrap_or_else(|| panic!("ferrograd: parallel_criterion: needs at least one criterion"))
 }
 
+/// `positive` where `target` is 1, `negative` where it is -1, 0 elsewhere (PyTorch's rule
+/// for the ±1-labelled embedding losses).
+fn by_label(target: &Tensor, positive: &Tensor, negative: &Tensor) -> Tensor {
+    let zero = Tensor::zeros(&[], positive.dtype());
+    let pos = target.eq_scalar(1.0).where_cond(positive, &zero);
+    let neg = target.eq_scalar(-1.0).where_cond(negative, &zero);
+    &pos + &neg
+}
+
 /// How a loss reduces its elementwise terms (PyTorch's `reduction`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Reduce {
@@ -506,12 +515,8 @@ pub fn hinge_embedding_loss(
     reduction: Reduce,
 ) -> Tensor {
     same_shape("hinge_embedding_loss", ("input", "target"), input, target);
-    let zero = Tensor::zeros(&[], input.dtype());
-    let pos = target.eq_scalar(1.0).where_cond(input, &zero);
-    let neg = target
-        .eq_scalar(-1.0)
-        .where_cond(&input.rsub_scalar(margin).relu(), &zero);
-    reduction.apply(&(&pos + &neg))
+    let terms = by_label(target, input, &input.rsub_scalar(margin).relu());
+    reduction.apply(&terms)
 }
 
 /// `ln(1 + e^(-y x))` for labels `y` of ±1, computed stably (PyTorch's
@@ -591,14 +596,12 @@ pub fn cosine_embedding_loss(
     let m1 = input1.square().sum_dim(dim, false).add_scalar(1e-12);
     let m2 = input2.square().sum_dim(dim, false).add_scalar(1e-12);
     let cos = &dot / &(&m1 * &m2).sqrt();
-    let zero = Tensor::zeros(&[], input1.dtype());
-    let pos = target
-        .eq_scalar(1.0)
-        .where_cond(&cos.rsub_scalar(1.0), &zero);
-    let neg = target
-        .eq_scalar(-1.0)
-        .where_cond(&cos.add_scalar(-margin).relu(), &zero);
-    reduction.apply(&(&pos + &neg))
+    let terms = by_label(
+        target,
+        &cos.rsub_scalar(1.0),
+        &cos.add_scalar(-margin).relu(),
+    );
+    reduction.apply(&terms)
 }
 
 /// The multi-class hinge loss of scores `[N, C]` against class indices (i64 `[N]`): per
