@@ -4,7 +4,9 @@
 //! transposed convolution is convolution's adjoint), and their gradients against finite
 //! differences at first and second order.
 
-use ferrograd::{gradcheck, gradgradcheck, Conv2dParams, DType, Generator, Pool2dParams, Tensor};
+mod common;
+
+use ferrograd::{Conv2dParams, DType, Generator, Pool2dParams, Tensor};
 use ferrograd_nn::functional::{self as F, Interpolation, Sliding};
 
 fn rand(rng: &mut Generator, shape: &[usize]) -> Tensor {
@@ -23,13 +25,7 @@ fn check(name: &str, shapes: &[&[usize]], second: bool, f: impl Fn(&[Tensor]) ->
     let mut rng = Generator::new(name.len() as u64 * 31 + 7);
     let params: Vec<Tensor> = shapes.iter().map(|s| rand(&mut rng, s)).collect();
     let proj = rand(&mut rng, f(&params).shape());
-    let loss = |p: &Vec<Tensor>| (&f(p) * &proj).sum();
-    let report = gradcheck(loss, &params, (), 1e-6);
-    assert!(report.passed(), "{name}: {report}");
-    if second {
-        let report = gradgradcheck(loss, &params, (), 1e-5);
-        assert!(report.passed(), "{name} (second order): {report}");
-    }
+    common::against_finite_differences(name, params, &proj, second, f);
 }
 
 #[test]
