@@ -115,6 +115,14 @@ fn unpack(packed: &Tensor, shapes: &[Vec<usize>]) -> Vec<Tensor> {
         .collect()
 }
 
+/// The results of a packed decomposition of `a`. The forward runs first, so a bad shape
+/// panics there, with the caller's line, before `shapes` reads the shape.
+#[track_caller]
+fn decompose(a: &Tensor, op: LinalgOp, shapes: fn(&[usize]) -> Vec<Vec<usize>>) -> Vec<Tensor> {
+    let packed = apply(op, &[a]);
+    unpack(&packed, &shapes(a.shape()))
+}
+
 /// `shape[..-2] ++ tail`.
 fn batch_with(shape: &[usize], tail: &[usize]) -> Vec<usize> {
     let d = shape.len();
@@ -544,8 +552,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn slogdet(&self) -> (Tensor, Tensor) {
-        let packed = apply(LinalgOp::SlogDet, &[self]);
-        let parts = unpack(&packed, &slogdet_shapes(self.shape()));
+        let parts = decompose(self, LinalgOp::SlogDet, slogdet_shapes);
         (parts[0].detach(), parts[1].clone())
     }
 
@@ -602,8 +609,7 @@ impl Tensor {
             let ry = q.mt().matmul(&self.narrow(-1, m, n - m));
             return (q, Tensor::cat(&[&rx, &ry], -1));
         }
-        let packed = apply(LinalgOp::Qr, &[self]);
-        let parts = unpack(&packed, &qr_shapes(self.shape()));
+        let parts = decompose(self, LinalgOp::Qr, qr_shapes);
         (parts[0].clone(), parts[1].clone())
     }
 
@@ -624,11 +630,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn svd(&self) -> (Tensor, Tensor, Tensor) {
-        if self.ndim() < 2 {
-            self.data().svd(); // panics, with the caller's line
-        }
-        let packed = apply(LinalgOp::Svd, &[self]);
-        let parts = unpack(&packed, &svd_shapes(self.shape()));
+        let parts = decompose(self, LinalgOp::Svd, svd_shapes);
         (parts[0].clone(), parts[1].clone(), parts[2].clone())
     }
 
@@ -660,11 +662,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn eigh(&self) -> (Tensor, Tensor) {
-        if self.ndim() < 2 {
-            self.data().eigh(); // panics, with the caller's line
-        }
-        let packed = apply(LinalgOp::Eigh, &[self]);
-        let parts = unpack(&packed, &eigh_shapes(self.shape()));
+        let parts = decompose(self, LinalgOp::Eigh, eigh_shapes);
         (parts[0].clone(), parts[1].clone())
     }
 
