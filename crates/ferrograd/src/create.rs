@@ -179,7 +179,7 @@ impl Tensor {
         let weights = self.detach().to_dtype(DType::F64);
         let c = weights.size(-1);
         // checks counted with tensor ops: in optimize mode the guards are on the counts
-        let count = |mask: &Tensor| mask.to_dtype(DType::I64).sum().item::<i64>();
+        let count = crate::ops::count_true;
         if count(
             &weights
                 .lt_scalar(0.0)

@@ -472,7 +472,7 @@ fn read(x: &Tensor, items: Vec<At>, op: &str) -> Tensor {
         let outside = t
             .lt_scalar(-(size as f64))
             .logical_or(&t.ge_scalar(size as f64));
-        if outside.to_dtype(DType::I64).sum().item::<i64>() > 0 {
+        if super::count_true(&outside) > 0 {
             let values = t.data().to_vec::<i64>();
             let bad = values
                 .into_iter()

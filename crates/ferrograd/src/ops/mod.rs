@@ -33,6 +33,14 @@ pub(crate) fn unbroadcast(g: &Tensor, shape: &[usize]) -> Tensor {
     summed.reshape(shape)
 }
 
+/// The number of true elements of a bool `mask`, counted with tensor ops and read once: in
+/// optimize mode the guard is on the count alone, so a check that holds for valid data
+/// (no index out of range, no negative weight) holds for any valid data.
+#[track_caller]
+pub(crate) fn count_true(mask: &Tensor) -> i64 {
+    mask.to_dtype(crate::DType::I64).sum().item::<i64>()
+}
+
 /// A 0-d tensor holding `value` in the dtype of `like`.
 pub(crate) fn scalar_like(value: f64, like: &Tensor) -> Tensor {
     Tensor::new(Array::full(&[], value, like.dtype()))
