@@ -1,29 +1,30 @@
-//! Matrix decompositions and solvers on `faer`: LU (`solve`, `inverse`, `det`, `slogdet`),
+//! Matrix decompositions and solvers on `nalgebra`: LU (`solve`, `inverse`, `det`, `slogdet`),
 //! Cholesky, triangular solves, QR, the singular value decomposition, the symmetric
 //! eigendecomposition and the pseudo-inverse.
 //!
 //! Every function takes a batch of matrices `[.., m, n]` (any number of leading batch dims)
-//! and runs `faer` on each matrix in turn, single-threaded: the matrices these ops meet in
-//! models are small, and a batch of them is the caller's to spread over threads. Results are
-//! row-major arrays of the input's dtype (f32 or f64; faer computes in that type).
+//! and factorizes each matrix in turn, single-threaded: the matrices these ops meet in
+//! models are small, and a batch of them is the caller's to spread over threads. Every
+//! factorization computes in f64, f32 inputs included (their results are rounded once at
+//! the end, so they are at least as accurate as an f32 computation); results are row-major
+//! arrays of the input's dtype. Cholesky and the triangular solves are the textbook loops
+//! (the first to name the failing minor, the second to give LAPACK's infinities at a zero
+//! diagonal); LU, QR, the SVD and the symmetric eigendecomposition are nalgebra's.
+//!
+//! Why nalgebra rather than faer (faster on large matrices): faer and the GEMM and SIMD
+//! crates it brings took about 250 s of CPU of a 690 s cold build on a 2-core machine, and
+//! sat on the build's critical path; nalgebra takes about 40 s.
 //!
 //! Numerical failures panic as shape errors do, naming the op, the matrix of the batch and
 //! the caller's line: a singular matrix in `solve` and `inverse` (an exact zero pivot, as
-//! LAPACK reports it), a matrix that is not positive-definite in `cholesky`, an iteration
-//! that does not converge in `svd` and `eigh`.
+//! LAPACK reports it), a matrix that is not positive-definite in `cholesky`, an SVD or
+//! eigendecomposition that does not converge (or meets non-finite entries).
 
-use faer::linalg::solvers::{DenseSolveCore, Solve};
-use faer::traits::RealField;
-use faer::{Mat, MatRef, Par, Side};
+use nalgebra::DMatrix;
 
-use crate::dtype::{dispatch_float, Float};
-use crate::error::fail;
+use crate::error::{dtype_fail, fail};
 use crate::layout::{fmt_shape, numel};
-use crate::Array;
-
-/// A float faer computes in (f32, f64).
-trait Real: Float + RealField {}
-impl<T: Float + RealField> Real for T {}
+use crate::{Array, DType};
 
 /// The batch shape and matrix size of `a` (`[.., m, n]`).
 #[track_caller]
@@ -88,63 +89,59 @@ fn with_tail(batch: &[usize], tail: &[usize]) -> Vec<usize> {
     batch.iter().chain(tail).copied().collect()
 }
 
-/// Calls `f(b, A_b)` for each matrix `A_b` (`m x n`) of the batch, in order, and fails
-/// with the first error `f` returns (closures cannot carry the caller's line; this can).
+/// The elements of `a` in f64, or a panic naming `op` for a dtype other than f32 and f64.
+/// Every decomposition computes in f64 (f32 results are rounded from it).
 #[track_caller]
-fn for_each_matrix<T: Real>(
+fn float_values(a: &Array, op: &str) -> Vec<f64> {
+    if !a.dtype().is_float() {
+        dtype_fail(op, a.dtype(), "a float dtype (f32 or f64)")
+    }
+    a.to_f64_vec()
+}
+
+/// `values` (computed in f64) as an array of `shape` in `dtype`.
+fn output(values: Vec<f64>, shape: &[usize], dtype: DType) -> Array {
+    Array::from_vec(values, shape).to_dtype(dtype)
+}
+
+/// Calls `f(b, A_b)` for each matrix `A_b` (`m x n`, in f64) of the batch, in order, and
+/// fails with the first error `f` returns (closures cannot carry the caller's line; this
+/// can).
+#[track_caller]
+fn for_each_matrix(
     a: &Array,
     op: &str,
     m: usize,
     n: usize,
-    mut f: impl FnMut(usize, MatRef<'_, T>) -> Result<(), String>,
+    mut f: impl FnMut(usize, DMatrix<f64>) -> Result<(), String>,
 ) {
-    let values = a.values::<T>(op);
+    let values = float_values(a, op);
     let count = numel(&a.shape()[..a.ndim() - 2]);
     for b in 0..count {
         let chunk = &values[b * m * n..(b + 1) * m * n];
-        if let Err(message) = f(b, MatRef::from_row_major_slice(chunk, m, n)) {
+        if let Err(message) = f(b, DMatrix::from_row_slice(m, n, chunk)) {
             fail(op, message)
         }
     }
 }
 
 /// Appends `mat` row by row.
-fn push_rows<T: Real>(out: &mut Vec<T>, mat: MatRef<'_, T>) {
+fn push_rows(out: &mut Vec<f64>, mat: &DMatrix<f64>) {
     for i in 0..mat.nrows() {
-        for j in 0..mat.ncols() {
-            out.push(mat[(i, j)]);
-        }
+        out.extend(mat.row(i).iter());
     }
-}
-
-/// The sign of a permutation given as the image of each position.
-fn permutation_sign(forward: &[usize]) -> f64 {
-    let mut seen = vec![false; forward.len()];
-    let mut sign = 1.0;
-    for start in 0..forward.len() {
-        let mut len = 0;
-        let mut i = start;
-        while !seen[i] {
-            seen[i] = true;
-            i = forward[i];
-            len += 1;
-        }
-        if len > 0 && len % 2 == 0 {
-            sign = -sign;
-        }
-    }
-    sign
 }
 
 /// The LU factorization of `a` with partial pivoting, or an error when `a` (matrix `b` of
-/// its batch) is singular.
-fn lu_nonsingular<T: Real>(
-    a: MatRef<'_, T>,
+/// its batch) is singular (an exactly zero pivot, as LAPACK reports it).
+fn lu_nonsingular(
+    a: DMatrix<f64>,
     b: usize,
-) -> Result<faer::linalg::solvers::PartialPivLu<T>, String> {
-    let lu = a.partial_piv_lu();
-    let u = lu.U();
-    if let Some(i) = (0..u.nrows()).find(|&i| u[(i, i)] == T::zero()) {
+) -> Result<nalgebra::linalg::LU<f64, nalgebra::Dyn, nalgebra::Dyn>, String> {
+    let lu = a.lu();
+    if !lu.is_invertible() {
+        let u = lu.u();
+        let i = (0..u.nrows()).find(|&i| u[(i, i)] == 0.0).unwrap_or(0);
         return Err(format!(
             "matrix {b} of the batch is singular (pivot {i} of its LU factorization is \
              exactly zero)"
@@ -153,45 +150,113 @@ fn lu_nonsingular<T: Real>(
     Ok(lu)
 }
 
-/// `det A` from its LU factorization: the permutation's sign times the product of the
+/// `det A` (1 for a 0 x 0 matrix): the permutation's sign times the product of the LU
 /// pivots (exact for small integer matrices, where `exp(ln|det|)` is not).
-fn lu_det<T: Real>(lu: &faer::linalg::solvers::PartialPivLu<T>) -> T {
-    let u = lu.U();
-    let mut d = T::from_f64(permutation_sign(lu.P().arrays().0));
-    for i in 0..u.nrows() {
-        d *= u[(i, i)];
-    }
-    d
-}
-
-/// `det A` (1 for a 0 x 0 matrix).
-fn det_of<T: Real>(a: MatRef<'_, T>) -> T {
+fn det_of(a: DMatrix<f64>) -> f64 {
     if a.nrows() == 0 {
-        return T::one();
+        return 1.0;
     }
-    lu_det(&a.partial_piv_lu())
+    a.lu().determinant()
 }
 
 /// `ln|det A|` and `sign(det A)` (0 and -inf for a singular matrix).
-fn lu_slogdet<T: Real>(a: MatRef<'_, T>) -> (T, T) {
+fn lu_slogdet(a: DMatrix<f64>) -> (f64, f64) {
     if a.nrows() == 0 {
-        return (T::one(), T::zero());
+        return (1.0, 0.0);
     }
-    let lu = a.partial_piv_lu();
-    let u = lu.U();
-    let mut sign = T::from_f64(permutation_sign(lu.P().arrays().0));
-    let mut log = T::zero();
-    for i in 0..u.nrows() {
-        let d = u[(i, i)];
-        if d == T::zero() {
-            return (T::zero(), T::neg_infinity());
+    let lu = a.lu();
+    let mut sign = lu.p().determinant::<f64>();
+    let mut log = 0.0;
+    for d in lu.u().diagonal().iter().copied() {
+        if d == 0.0 {
+            return (0.0, f64::NEG_INFINITY);
         }
-        if d < T::zero() {
+        if d < 0.0 {
             sign = -sign;
         }
-        log += num_traits::Float::abs(d).ln();
+        log += d.abs().ln();
     }
     (sign, log)
+}
+
+/// The SVD of `a` (matrix `b` of its batch) with the singular vectors when `vectors`,
+/// singular values largest first; an error for a matrix with non-finite entries or an
+/// iteration that does not converge.
+fn svd_of(
+    a: DMatrix<f64>,
+    vectors: bool,
+    b: usize,
+) -> Result<nalgebra::linalg::SVD<f64, nalgebra::Dyn, nalgebra::Dyn>, String> {
+    let fail = || format!("did not converge on matrix {b} of the batch");
+    if a.iter().any(|v| !v.is_finite()) {
+        return Err(format!("{} (it has non-finite entries)", fail()));
+    }
+    let iterations = 100 * (a.nrows() + a.ncols()).max(10);
+    a.try_svd(vectors, vectors, f64::EPSILON, iterations)
+        .ok_or_else(fail)
+}
+
+/// The eigenvalues (ascending) and eigenvectors (columns, in the same order) of the
+/// symmetric matrix `a` (matrix `b` of its batch), reading its lower triangle; an error for
+/// non-finite entries or an iteration that does not converge.
+fn eigh_of(a: DMatrix<f64>, b: usize) -> Result<(Vec<f64>, DMatrix<f64>), String> {
+    let fail = || format!("did not converge on matrix {b} of the batch");
+    let n = a.nrows();
+    if (0..n).any(|i| (0..=i).any(|j| !a[(i, j)].is_finite())) {
+        return Err(format!("{} (it has non-finite entries)", fail()));
+    }
+    let evd = a
+        .try_symmetric_eigen(f64::EPSILON, 100 * n.max(10))
+        .ok_or_else(fail)?;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&i, &j| evd.eigenvalues[i].total_cmp(&evd.eigenvalues[j]));
+    let values = order.iter().map(|&i| evd.eigenvalues[i]).collect();
+    let vectors = DMatrix::from_fn(n, n, |i, j| evd.eigenvectors[(i, order[j])]);
+    Ok((values, vectors))
+}
+
+/// The lower-triangular Cholesky factor of `a` (reading its lower triangle), or the index
+/// of the first pivot that is not positive (the leading minor of that order plus one is not
+/// positive-definite).
+fn cholesky_of(a: &DMatrix<f64>) -> Result<DMatrix<f64>, usize> {
+    let n = a.nrows();
+    let mut l = DMatrix::<f64>::zeros(n, n);
+    for j in 0..n {
+        let d = a[(j, j)] - (0..j).map(|k| l[(j, k)] * l[(j, k)]).sum::<f64>();
+        // NaN is not positive either
+        if d.is_nan() || d <= 0.0 {
+            return Err(j);
+        }
+        let pivot = d.sqrt();
+        l[(j, j)] = pivot;
+        for i in j + 1..n {
+            let s = a[(i, j)] - (0..j).map(|k| l[(i, k)] * l[(j, k)]).sum::<f64>();
+            l[(i, j)] = s / pivot;
+        }
+    }
+    Ok(l)
+}
+
+/// Solves `A X = B` in place for triangular `A` (its `upper` or lower triangle; with `unit`
+/// its diagonal taken as ones) by substitution. A zero on the diagonal gives infinities, as
+/// LAPACK's `trtrs` without its check.
+fn substitute(a: &DMatrix<f64>, x: &mut DMatrix<f64>, upper: bool, unit: bool) {
+    let n = a.nrows();
+    for c in 0..x.ncols() {
+        let rows: Box<dyn Iterator<Item = usize>> = if upper {
+            Box::new((0..n).rev())
+        } else {
+            Box::new(0..n)
+        };
+        for i in rows {
+            let known = if upper { i + 1..n } else { 0..i };
+            let mut v = x[(i, c)];
+            for k in known {
+                v -= a[(i, k)] * x[(k, c)];
+            }
+            x[(i, c)] = if unit { v } else { v / a[(i, i)] };
+        }
+    }
 }
 
 impl Array {
@@ -209,21 +274,18 @@ impl Array {
     #[track_caller]
     pub fn solve(&self, b: &Array) -> Array {
         let (batch, n, k) = system_dims(self, b, "solve");
-        #[track_caller]
-        fn kernel<T: Real>(a: &Array, rhs: &Array, n: usize, k: usize) -> Vec<T> {
-            let rhs_values = rhs.values::<T>("solve");
-            let mut out = Vec::with_capacity(rhs_values.len());
-            for_each_matrix::<T>(a, "solve", n, n, |b, m| {
-                let lu = lu_nonsingular(m, b)?;
-                let chunk = &rhs_values[b * n * k..(b + 1) * n * k];
-                let x = lu.solve(MatRef::from_row_major_slice(chunk, n, k));
-                push_rows(&mut out, x.as_ref());
-                Ok(())
-            });
-            out
-        }
-        let shape = with_tail(&batch, &[n, k]);
-        dispatch_float!(self.dtype(), "solve", T => Array::from_vec(kernel::<T>(self, b, n, k), &shape))
+        let rhs = float_values(b, "solve");
+        let mut out = Vec::with_capacity(rhs.len());
+        for_each_matrix(self, "solve", n, n, |i, m| {
+            let lu = lu_nonsingular(m, i)?;
+            let chunk = &rhs[i * n * k..(i + 1) * n * k];
+            let x = lu
+                .solve(&DMatrix::from_row_slice(n, k, chunk))
+                .expect("an invertible LU solves");
+            push_rows(&mut out, &x);
+            Ok(())
+        });
+        output(out, &with_tail(&batch, &[n, k]), self.dtype())
     }
 
     /// The inverse of each square matrix of `[.., n, n]`, by LU with partial pivoting.
@@ -238,18 +300,16 @@ impl Array {
     #[track_caller]
     pub fn inverse(&self) -> Array {
         let (batch, n) = square_dims(self, "inverse");
-        #[track_caller]
-        fn kernel<T: Real>(a: &Array, n: usize) -> Vec<T> {
-            let mut out = Vec::with_capacity(a.numel());
-            for_each_matrix::<T>(a, "inverse", n, n, |b, m| {
-                let lu = lu_nonsingular(m, b)?;
-                push_rows(&mut out, lu.inverse().as_ref());
-                Ok(())
-            });
-            out
-        }
-        let shape = with_tail(&batch, &[n, n]);
-        dispatch_float!(self.dtype(), "inverse", T => Array::from_vec(kernel::<T>(self, n), &shape))
+        let mut out = Vec::with_capacity(self.numel());
+        for_each_matrix(self, "inverse", n, n, |b, m| {
+            let lu = lu_nonsingular(m, b)?;
+            push_rows(
+                &mut out,
+                &lu.try_inverse().expect("an invertible LU inverts"),
+            );
+            Ok(())
+        });
+        output(out, &with_tail(&batch, &[n, n]), self.dtype())
     }
 
     /// The determinant of each square matrix of `[.., n, n]` (shape `[..]`), from its LU
@@ -263,16 +323,12 @@ impl Array {
     #[track_caller]
     pub fn det(&self) -> Array {
         let (batch, n) = square_dims(self, "det");
-        #[track_caller]
-        fn kernel<T: Real>(a: &Array, n: usize) -> Vec<T> {
-            let mut out = Vec::new();
-            for_each_matrix::<T>(a, "det", n, n, |_, m| {
-                out.push(det_of(m));
-                Ok(())
-            });
-            out
-        }
-        dispatch_float!(self.dtype(), "det", T => Array::from_vec(kernel::<T>(self, n), &batch))
+        let mut out = Vec::new();
+        for_each_matrix(self, "det", n, n, |_, m| {
+            out.push(det_of(m));
+            Ok(())
+        });
+        output(out, &batch, self.dtype())
     }
 
     /// The cofactor matrix `det(A) A⁻ᵀ` of each square matrix of `[.., n, n]` (the
@@ -289,57 +345,45 @@ impl Array {
     #[track_caller]
     pub fn cofactor(&self) -> Array {
         let (batch, n) = square_dims(self, "cofactor");
-        #[track_caller]
-        fn kernel<T: Real>(a: &Array, n: usize) -> Vec<T> {
-            let mut out = Vec::with_capacity(a.numel());
-            for_each_matrix::<T>(a, "cofactor", n, n, |b, m| {
-                let lu = m.partial_piv_lu();
-                let u = lu.U();
-                let singular = (0..n).any(|i| u[(i, i)] == T::zero());
-                if !singular {
-                    // one factorization for both the determinant and the inverse
-                    let det = lu_det(&lu);
-                    let inv = lu.inverse();
-                    for i in 0..n {
-                        for j in 0..n {
-                            out.push(det * inv[(j, i)]);
-                        }
-                    }
-                    return Ok(());
+        let mut out = Vec::with_capacity(self.numel());
+        for_each_matrix(self, "cofactor", n, n, |b, m| {
+            let lu = m.clone().lu();
+            if lu.is_invertible() {
+                // one factorization for both the determinant and the inverse
+                let det = lu.determinant();
+                let inv = lu.try_inverse().expect("an invertible LU inverts");
+                out.extend(
+                    (0..n)
+                        .flat_map(|i| (0..n).map(move |j| (i, j)))
+                        .map(|(i, j)| det * inv[(j, i)]),
+                );
+                return Ok(());
+            }
+            let svd = svd_of(m, true, b).map_err(|e| format!("the SVD {e}"))?;
+            let s = &svd.singular_values;
+            // Π_{j≠i} s_j without dividing: prefix and suffix products
+            let mut others = vec![1.0; n];
+            let mut prefix = 1.0;
+            for i in 0..n {
+                others[i] = prefix;
+                prefix *= s[i];
+            }
+            let mut suffix = 1.0;
+            for i in (0..n).rev() {
+                others[i] *= suffix;
+                suffix *= s[i];
+            }
+            let (u, vt) = (svd.u.expect("computed"), svd.v_t.expect("computed"));
+            let scale = det_of(u.clone()) * det_of(vt.clone());
+            for i in 0..n {
+                for j in 0..n {
+                    let c: f64 = (0..n).map(|r| u[(i, r)] * others[r] * vt[(r, j)]).sum();
+                    out.push(scale * c);
                 }
-                let svd = m
-                    .svd()
-                    .map_err(|_| format!("the SVD did not converge on matrix {b} of the batch"))?;
-                let s: Vec<T> = svd.S().column_vector().iter().copied().collect();
-                // Π_{j≠i} s_j without dividing: prefix and suffix products
-                let mut others = vec![T::one(); n];
-                let mut prefix = T::one();
-                for i in 0..n {
-                    others[i] = prefix;
-                    prefix *= s[i];
-                }
-                let mut suffix = T::one();
-                for i in (0..n).rev() {
-                    others[i] *= suffix;
-                    suffix *= s[i];
-                }
-                let scale = det_of(svd.U()) * det_of(svd.V());
-                let (uu, vv) = (svd.U(), svd.V());
-                for i in 0..n {
-                    for j in 0..n {
-                        let mut c = T::zero();
-                        for r in 0..n {
-                            c += uu[(i, r)] * others[r] * vv[(j, r)];
-                        }
-                        out.push(scale * c);
-                    }
-                }
-                Ok(())
-            });
-            out
-        }
-        let shape = with_tail(&batch, &[n, n]);
-        dispatch_float!(self.dtype(), "cofactor", T => Array::from_vec(kernel::<T>(self, n), &shape))
+            }
+            Ok(())
+        });
+        output(out, &with_tail(&batch, &[n, n]), self.dtype())
     }
 
     /// The sign (-1, 0 or 1) and the natural log of the absolute value of the determinant of
@@ -357,21 +401,17 @@ impl Array {
     #[track_caller]
     pub fn slogdet(&self) -> (Array, Array) {
         let (batch, n) = square_dims(self, "slogdet");
-        #[track_caller]
-        fn kernel<T: Real>(a: &Array, n: usize) -> (Vec<T>, Vec<T>) {
-            let (mut signs, mut logs) = (Vec::new(), Vec::new());
-            for_each_matrix::<T>(a, "slogdet", n, n, |_, m| {
-                let (s, l) = lu_slogdet(m);
-                signs.push(s);
-                logs.push(l);
-                Ok(())
-            });
-            (signs, logs)
-        }
-        dispatch_float!(self.dtype(), "slogdet", T => {
-            let (s, l) = kernel::<T>(self, n);
-            (Array::from_vec(s, &batch), Array::from_vec(l, &batch))
-        })
+        let (mut signs, mut logs) = (Vec::new(), Vec::new());
+        for_each_matrix(self, "slogdet", n, n, |_, m| {
+            let (s, l) = lu_slogdet(m);
+            signs.push(s);
+            logs.push(l);
+            Ok(())
+        });
+        (
+            output(signs, &batch, self.dtype()),
+            output(logs, &batch, self.dtype()),
+        )
     }
 
     /// The lower-triangular Cholesky factor `L` of each symmetric positive-definite matrix
@@ -387,26 +427,19 @@ impl Array {
     #[track_caller]
     pub fn cholesky(&self) -> Array {
         let (batch, n) = square_dims(self, "cholesky");
-        #[track_caller]
-        fn kernel<T: Real>(a: &Array, n: usize) -> Vec<T> {
-            let mut out = Vec::with_capacity(a.numel());
-            for_each_matrix::<T>(a, "cholesky", n, n, |b, m| match m.llt(Side::Lower) {
-                Ok(llt) => {
-                    push_rows(&mut out, llt.L());
-                    Ok(())
-                }
-                Err(faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index }) => {
-                    Err(format!(
-                        "matrix {b} of the batch is not positive-definite (its leading minor of \
-                     order {} is not)",
-                        index + 1
-                    ))
-                }
-            });
-            out
-        }
-        let shape = with_tail(&batch, &[n, n]);
-        dispatch_float!(self.dtype(), "cholesky", T => Array::from_vec(kernel::<T>(self, n), &shape))
+        let mut out = Vec::with_capacity(self.numel());
+        for_each_matrix(self, "cholesky", n, n, |b, m| match cholesky_of(&m) {
+            Ok(l) => {
+                push_rows(&mut out, &l);
+                Ok(())
+            }
+            Err(index) => Err(format!(
+                "matrix {b} of the batch is not positive-definite (its leading minor of order \
+                 {} is not)",
+                index + 1
+            )),
+        });
+        output(out, &with_tail(&batch, &[n, n]), self.dtype())
     }
 
     /// The solution `X` of `A X = B` for triangular `A` (`self`, `[.., n, n]`; only the
@@ -423,45 +456,23 @@ impl Array {
     #[track_caller]
     pub fn solve_triangular(&self, b: &Array, upper: bool, unit: bool) -> Array {
         let (batch, n, k) = system_dims(self, b, "solve_triangular");
-        #[track_caller]
-        fn kernel<T: Real>(
-            a: &Array,
-            rhs: &Array,
-            n: usize,
-            k: usize,
-            upper: bool,
-            unit: bool,
-        ) -> Vec<T> {
-            use faer::linalg::triangular_solve as ts;
-            let rhs_values = rhs.values::<T>("solve_triangular");
-            let mut out = Vec::with_capacity(rhs_values.len());
-            for_each_matrix::<T>(a, "solve_triangular", n, n, |b, m| {
-                let chunk = &rhs_values[b * n * k..(b + 1) * n * k];
-                let mut x = MatRef::from_row_major_slice(chunk, n, k).to_owned();
-                match (upper, unit) {
-                    (false, false) => ts::solve_lower_triangular_in_place(m, x.as_mut(), Par::Seq),
-                    (false, true) => {
-                        ts::solve_unit_lower_triangular_in_place(m, x.as_mut(), Par::Seq)
-                    }
-                    (true, false) => ts::solve_upper_triangular_in_place(m, x.as_mut(), Par::Seq),
-                    (true, true) => {
-                        ts::solve_unit_upper_triangular_in_place(m, x.as_mut(), Par::Seq)
-                    }
-                }
-                push_rows(&mut out, x.as_ref());
-                Ok(())
-            });
-            out
-        }
-        let shape = with_tail(&batch, &[n, k]);
-        dispatch_float!(self.dtype(), "solve_triangular", T => {
-            Array::from_vec(kernel::<T>(self, b, n, k, upper, unit), &shape)
-        })
+        let rhs = float_values(b, "solve_triangular");
+        let mut out = Vec::with_capacity(rhs.len());
+        for_each_matrix(self, "solve_triangular", n, n, |i, m| {
+            let chunk = &rhs[i * n * k..(i + 1) * n * k];
+            let mut x = DMatrix::from_row_slice(n, k, chunk);
+            substitute(&m, &mut x, upper, unit);
+            push_rows(&mut out, &x);
+            Ok(())
+        });
+        output(out, &with_tail(&batch, &[n, k]), self.dtype())
     }
 
     /// The reduced QR decomposition of each matrix of `[.., m, n]`: `Q` (`[.., m, k]`,
     /// orthonormal columns) and `R` (`[.., k, n]`, upper triangular), `k = min(m, n)`, by
-    /// Householder reflections (R's diagonal may be negative, as LAPACK's).
+    /// Householder reflections. `R`'s diagonal is non-negative, which makes the QR of a
+    /// full-rank matrix unique; LAPACK's (so NumPy's and PyTorch's) may differ from it by
+    /// the sign of a column of `Q` and of the same row of `R`.
     ///
     /// ```
     /// use ferrograd_array::Array;
@@ -474,24 +485,17 @@ impl Array {
     pub fn qr(&self) -> (Array, Array) {
         let (batch, m, n) = matrix_dims(self, "qr");
         let k = m.min(n);
-        #[track_caller]
-        fn kernel<T: Real>(a: &Array, m: usize, n: usize) -> (Vec<T>, Vec<T>) {
-            let (mut qs, mut rs) = (Vec::new(), Vec::new());
-            for_each_matrix::<T>(a, "qr", m, n, |_, mat| {
-                let qr = mat.qr();
-                push_rows(&mut qs, qr.compute_thin_Q().as_ref());
-                push_rows(&mut rs, qr.thin_R());
-                Ok(())
-            });
-            (qs, rs)
-        }
-        dispatch_float!(self.dtype(), "qr", T => {
-            let (q, r) = kernel::<T>(self, m, n);
-            (
-                Array::from_vec(q, &with_tail(&batch, &[m, k])),
-                Array::from_vec(r, &with_tail(&batch, &[k, n])),
-            )
-        })
+        let (mut qs, mut rs) = (Vec::new(), Vec::new());
+        for_each_matrix(self, "qr", m, n, |_, mat| {
+            let qr = mat.qr();
+            push_rows(&mut qs, &qr.q());
+            push_rows(&mut rs, &qr.r());
+            Ok(())
+        });
+        (
+            output(qs, &with_tail(&batch, &[m, k]), self.dtype()),
+            output(rs, &with_tail(&batch, &[k, n]), self.dtype()),
+        )
     }
 
     /// The reduced singular value decomposition `A = U diag(S) Vh` of each matrix of
@@ -510,28 +514,19 @@ impl Array {
     pub fn svd(&self) -> (Array, Array, Array) {
         let (batch, m, n) = matrix_dims(self, "svd");
         let k = m.min(n);
-        #[track_caller]
-        fn kernel<T: Real>(a: &Array, m: usize, n: usize) -> [Vec<T>; 3] {
-            let [mut us, mut ss, mut vhs] = [Vec::new(), Vec::new(), Vec::new()];
-            for_each_matrix::<T>(a, "svd", m, n, |b, mat| {
-                let svd = mat
-                    .thin_svd()
-                    .map_err(|_| format!("did not converge on matrix {b} of the batch"))?;
-                push_rows(&mut us, svd.U());
-                ss.extend(svd.S().column_vector().iter().copied());
-                push_rows(&mut vhs, svd.V().transpose());
-                Ok(())
-            });
-            [us, ss, vhs]
-        }
-        dispatch_float!(self.dtype(), "svd", T => {
-            let [u, s, vh] = kernel::<T>(self, m, n);
-            (
-                Array::from_vec(u, &with_tail(&batch, &[m, k])),
-                Array::from_vec(s, &with_tail(&batch, &[k])),
-                Array::from_vec(vh, &with_tail(&batch, &[k, n])),
-            )
-        })
+        let [mut us, mut ss, mut vhs] = [Vec::new(), Vec::new(), Vec::new()];
+        for_each_matrix(self, "svd", m, n, |b, mat| {
+            let svd = svd_of(mat, true, b)?;
+            push_rows(&mut us, svd.u.as_ref().expect("computed"));
+            ss.extend(svd.singular_values.iter());
+            push_rows(&mut vhs, svd.v_t.as_ref().expect("computed"));
+            Ok(())
+        });
+        (
+            output(us, &with_tail(&batch, &[m, k]), self.dtype()),
+            output(ss, &with_tail(&batch, &[k]), self.dtype()),
+            output(vhs, &with_tail(&batch, &[k, n]), self.dtype()),
+        )
     }
 
     /// The singular values of each matrix of `[.., m, n]` (`[.., min(m, n)]`, largest
@@ -545,20 +540,12 @@ impl Array {
     #[track_caller]
     pub fn svdvals(&self) -> Array {
         let (batch, m, n) = matrix_dims(self, "svdvals");
-        #[track_caller]
-        fn kernel<T: Real>(a: &Array, m: usize, n: usize) -> Vec<T> {
-            let mut out = Vec::new();
-            for_each_matrix::<T>(a, "svdvals", m, n, |b, mat| {
-                let s = mat
-                    .singular_values()
-                    .map_err(|_| format!("did not converge on matrix {b} of the batch"))?;
-                out.extend(s);
-                Ok(())
-            });
-            out
-        }
-        let shape = with_tail(&batch, &[m.min(n)]);
-        dispatch_float!(self.dtype(), "svdvals", T => Array::from_vec(kernel::<T>(self, m, n), &shape))
+        let mut out = Vec::new();
+        for_each_matrix(self, "svdvals", m, n, |b, mat| {
+            out.extend(svd_of(mat, false, b)?.singular_values.iter());
+            Ok(())
+        });
+        output(out, &with_tail(&batch, &[m.min(n)]), self.dtype())
     }
 
     /// The eigenvalues `L` (`[.., n]`, ascending) and orthonormal eigenvectors `V` (`[.., n,
@@ -577,26 +564,17 @@ impl Array {
     #[track_caller]
     pub fn eigh(&self) -> (Array, Array) {
         let (batch, n) = square_dims(self, "eigh");
-        #[track_caller]
-        fn kernel<T: Real>(a: &Array, n: usize) -> (Vec<T>, Vec<T>) {
-            let (mut ls, mut vs) = (Vec::new(), Vec::new());
-            for_each_matrix::<T>(a, "eigh", n, n, |b, mat| {
-                let evd = mat
-                    .self_adjoint_eigen(Side::Lower)
-                    .map_err(|_| format!("did not converge on matrix {b} of the batch"))?;
-                ls.extend(evd.S().column_vector().iter().copied());
-                push_rows(&mut vs, evd.U());
-                Ok(())
-            });
-            (ls, vs)
-        }
-        dispatch_float!(self.dtype(), "eigh", T => {
-            let (l, v) = kernel::<T>(self, n);
-            (
-                Array::from_vec(l, &with_tail(&batch, &[n])),
-                Array::from_vec(v, &with_tail(&batch, &[n, n])),
-            )
-        })
+        let (mut ls, mut vs) = (Vec::new(), Vec::new());
+        for_each_matrix(self, "eigh", n, n, |b, mat| {
+            let (values, vectors) = eigh_of(mat, b)?;
+            ls.extend(values);
+            push_rows(&mut vs, &vectors);
+            Ok(())
+        });
+        (
+            output(ls, &with_tail(&batch, &[n]), self.dtype()),
+            output(vs, &with_tail(&batch, &[n, n]), self.dtype()),
+        )
     }
 
     /// The eigenvalues (`[.., n]`, ascending) of each symmetric matrix of `[.., n, n]`,
@@ -610,20 +588,12 @@ impl Array {
     #[track_caller]
     pub fn eigvalsh(&self) -> Array {
         let (batch, n) = square_dims(self, "eigvalsh");
-        #[track_caller]
-        fn kernel<T: Real>(a: &Array, n: usize) -> Vec<T> {
-            let mut out = Vec::new();
-            for_each_matrix::<T>(a, "eigvalsh", n, n, |b, mat| {
-                let l = mat
-                    .self_adjoint_eigenvalues(Side::Lower)
-                    .map_err(|_| format!("did not converge on matrix {b} of the batch"))?;
-                out.extend(l);
-                Ok(())
-            });
-            out
-        }
-        let shape = with_tail(&batch, &[n]);
-        dispatch_float!(self.dtype(), "eigvalsh", T => Array::from_vec(kernel::<T>(self, n), &shape))
+        let mut out = Vec::new();
+        for_each_matrix(self, "eigvalsh", n, n, |b, mat| {
+            out.extend(eigh_of(mat, b)?.0);
+            Ok(())
+        });
+        output(out, &with_tail(&batch, &[n]), self.dtype())
     }
 
     /// The Moore-Penrose pseudo-inverse of each matrix of `[.., m, n]` (`[.., n, m]`), from
@@ -637,37 +607,31 @@ impl Array {
     #[track_caller]
     pub fn pinv(&self, atol: f64, rtol: f64) -> Array {
         let (batch, m, n) = matrix_dims(self, "pinv");
-        #[track_caller]
-        fn kernel<T: Real>(a: &Array, m: usize, n: usize, atol: f64, rtol: f64) -> Vec<T> {
-            let mut out = Vec::with_capacity(a.numel());
-            for_each_matrix::<T>(a, "pinv", m, n, |b, mat| {
-                let svd = mat
-                    .thin_svd()
-                    .map_err(|_| format!("the SVD did not converge on matrix {b} of the batch"))?;
-                let s = svd.S().column_vector();
-                let largest = s.iter().copied().fold(T::zero(), T::max);
-                let cut = T::from_f64(atol).max(T::from_f64(rtol) * largest);
-                let (u, v) = (svd.U(), svd.V());
-                let mut p = Mat::<T>::zeros(n, m);
-                for (r, &sr) in s.iter().enumerate() {
-                    if sr > cut {
-                        let inv = T::one() / sr;
-                        for i in 0..n {
-                            let vi = v[(i, r)] * inv;
-                            for j in 0..m {
-                                p[(i, j)] += vi * u[(j, r)];
-                            }
+        let mut out = Vec::with_capacity(self.numel());
+        for_each_matrix(self, "pinv", m, n, |b, mat| {
+            let svd = svd_of(mat, true, b).map_err(|e| format!("the SVD {e}"))?;
+            let s = &svd.singular_values;
+            let largest = s.iter().copied().fold(0.0, f64::max);
+            let cut = atol.max(rtol * largest);
+            let (u, vt) = (
+                svd.u.as_ref().expect("computed"),
+                svd.v_t.as_ref().expect("computed"),
+            );
+            let mut p = DMatrix::<f64>::zeros(n, m);
+            for (r, &sr) in s.iter().enumerate() {
+                if sr > cut {
+                    let inv = 1.0 / sr;
+                    for i in 0..n {
+                        let vi = vt[(r, i)] * inv;
+                        for j in 0..m {
+                            p[(i, j)] += vi * u[(j, r)];
                         }
                     }
                 }
-                push_rows(&mut out, p.as_ref());
-                Ok(())
-            });
-            out
-        }
-        let shape = with_tail(&batch, &[n, m]);
-        dispatch_float!(self.dtype(), "pinv", T => {
-            Array::from_vec(kernel::<T>(self, m, n, atol, rtol), &shape)
-        })
+            }
+            push_rows(&mut out, &p);
+            Ok(())
+        });
+        output(out, &with_tail(&batch, &[n, m]), self.dtype())
     }
 }

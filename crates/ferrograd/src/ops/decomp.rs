@@ -1,4 +1,4 @@
-//! Matrix decompositions and solvers (the array layer runs them on `faer`), with gradient
+//! Matrix decompositions and solvers (the array layer runs them in f64 on `nalgebra`), with gradient
 //! rules written as `Tensor` code so that every order of derivative works.
 //!
 //! A decomposition with several results (QR, SVD, the symmetric eigendecomposition,
@@ -588,7 +588,10 @@ impl Tensor {
 
     /// The reduced QR decomposition of each matrix of `[.., m, n]`: `Q` (`[.., m, k]`,
     /// orthonormal columns) and upper-triangular `R` (`[.., k, n]`), `k = min(m, n)`, by
-    /// Householder reflections as LAPACK (PyTorch's `torch.linalg.qr`, mode "reduced").
+    /// Householder reflections (PyTorch's `torch.linalg.qr`, mode "reduced"). `R`'s diagonal
+    /// is non-negative, which makes the QR of a full-rank matrix unique; LAPACK's (so
+    /// PyTorch's and NumPy's) may differ from it by the sign of a column of `Q` and of the
+    /// same row of `R`.
     ///
     /// ```
     /// use ferrograd::Tensor;

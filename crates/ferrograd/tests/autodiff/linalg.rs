@@ -88,21 +88,22 @@ fn values_against_numpy() {
         ],
         1e-13,
     );
-    // LAPACK's Householder signs, which NumPy shows and faer shares
+    // NumPy's (LAPACK's) Householder signs make R's diagonal [-5, -5.02]; ours is
+    // non-negative, so Q's columns and R's rows are NumPy's negated
     let (q, r) = t(&[3., 1., 4., 2., 0., 5.], &[3, 2]).qr();
     assert_close(
         &q,
         &[
-            -0.6,
-            0.06379617782631204,
-            -0.8,
-            -0.04784713336973403,
+            0.6,
+            -0.06379617782631204,
+            0.8,
+            0.04784713336973403,
             0.0,
-            -0.9968152785361247,
+            0.9968152785361247,
         ],
         1e-14,
     );
-    assert_close(&r, &[-5.0, -2.2, 0.0, -5.015974481593782], 1e-14);
+    assert_close(&r, &[5.0, 2.2, 0.0, 5.015974481593782], 1e-14);
     let norms = [
         (MatrixNorm::Frobenius, 4.6097722286464435),
         (MatrixNorm::Nuclear, 7.473466175794337),
@@ -502,12 +503,36 @@ fn errors_name_the_op_and_the_problem() {
         einsum("ij->k", &[&singular]);
     });
     assert!(msg.contains("output label 'k' is in no operand"), "{msg}");
+    // iterative decompositions refuse non-finite entries (rather than iterating forever),
+    // naming the matrix of the batch
+    let batch = t(&[1., 0., 0., 1., 1., 0., f64::NAN, 1.], &[2, 2, 2]);
+    for (op, run) in [
+        ("svd", Box::new(|| drop(batch.svd())) as Box<dyn Fn()>),
+        ("eigh", Box::new(|| drop(batch.eigh()))),
+        ("pinv", Box::new(|| drop(batch.pinv()))),
+    ] {
+        let msg = panic_message(run);
+        assert!(
+            msg.contains(op) && msg.contains("matrix 1 of the batch") && msg.contains("non-finite"),
+            "{msg}"
+        );
+    }
 }
 
 #[test]
-fn f32_matrices_decompose_in_f32() {
+fn f32_matrices_decompose_in_f64_and_return_f32() {
     let a = spd().to_dtype(DType::F32);
     let b = general().to_dtype(DType::F32);
+    // computed in f64 from the f32 values, rounded once
+    let in_f64 = b.to_dtype(DType::F64);
+    assert_eq!(
+        b.inverse().to_vec::<f32>(),
+        in_f64.inverse().to_dtype(DType::F32).to_vec::<f32>()
+    );
+    assert_eq!(
+        b.svdvals().to_vec::<f32>(),
+        in_f64.svdvals().to_dtype(DType::F32).to_vec::<f32>()
+    );
     let close = |x: &Tensor, y: &Tensor| max_diff(&x.to_dtype(DType::F64), &y.to_dtype(DType::F64));
     let l = a.cholesky();
     assert_eq!(l.dtype(), DType::F32);
