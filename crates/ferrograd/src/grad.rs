@@ -1,6 +1,7 @@
 //! `grad` and its relatives: the builder, the backward pass, and the helpers built on it
 //! (`value_and_grad`, `vjp`, `jacobian`, `hvp`, `hessian`).
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
@@ -300,6 +301,12 @@ pub struct Outputs<P, O> {
 /// The gradient of a function, built by [`grad`]; call it as often as you like.
 pub struct Grad<F> {
     f: F,
+    config: Config,
+}
+
+/// Everything of a [`Grad`] but its function: the engine (direct and optimize mode) is
+/// written against this and [`Call`], so it is compiled once, not once per closure.
+pub(crate) struct Config {
     pub(crate) with_forward: bool,
     pub(crate) with_gradients: bool,
     partial_grad: bool,
@@ -331,13 +338,15 @@ pub type GradientHook = Arc<dyn Fn(usize, &Tensor) + Send + Sync>;
 pub fn grad<F>(f: F) -> Grad<F> {
     Grad {
         f,
-        with_forward: true,
-        with_gradients: true,
-        partial_grad: false,
-        debug: None,
-        profile: None,
-        optimizer: Optimizer::default(),
-        on_gradient: None,
+        config: Config {
+            with_forward: true,
+            with_gradients: true,
+            partial_grad: false,
+            debug: None,
+            profile: None,
+            optimizer: Optimizer::default(),
+            on_gradient: None,
+        },
     }
 }
 
@@ -349,21 +358,21 @@ pub fn value_and_grad<F>(f: F) -> Grad<F> {
 impl<F> Grad<F> {
     /// Whether [`run`](Grad::run) returns the function's outputs (default true).
     pub fn with_forward(mut self, on: bool) -> Self {
-        self.with_forward = on;
+        self.config.with_forward = on;
         self
     }
 
     /// Whether [`run`](Grad::run) computes gradients (default true). Without gradients the
     /// function simply runs.
     pub fn with_gradients(mut self, on: bool) -> Self {
-        self.with_gradients = on;
+        self.config.with_gradients = on;
         self
     }
 
     /// Whether the function may return a tensor of any shape, whose output gradient is then
     /// passed to [`run`](Grad::run) (default false: the output must have one element).
     pub fn partial_grad(mut self, on: bool) -> Self {
-        self.partial_grad = on;
+        self.config.partial_grad = on;
         self
     }
 
@@ -395,7 +404,7 @@ impl<F> Grad<F> {
     /// assert_eq!(*order.lock().unwrap(), vec![(0, vec![3, 2]), (1, vec![1, 3])]);
     /// ```
     pub fn on_gradient(mut self, hook: impl Fn(usize, &Tensor) + Send + Sync + 'static) -> Self {
-        self.on_gradient = Some(Arc::new(hook));
+        self.config.on_gradient = Some(Arc::new(hook));
         self
     }
 
@@ -406,14 +415,14 @@ impl<F> Grad<F> {
     /// threads (inside its own rayon scope, say) are not checked, so a NaN born there is
     /// reported at the first op on the calling thread that uses it.
     pub fn debug_hook(mut self, hook: impl Fn(&DebugEvent) + Send + Sync + 'static) -> Self {
-        self.debug = Some(Arc::new(hook));
+        self.config.debug = Some(Arc::new(hook));
         self
     }
 
     /// Times every op, forward and backward; read the table with
     /// [`profile_report`](Grad::profile_report).
     pub fn profile(mut self, on: bool) -> Self {
-        self.profile = on.then(|| Arc::new(Mutex::new(Profile::default())));
+        self.config.profile = on.then(|| Arc::new(Mutex::new(Profile::default())));
         self
     }
 
@@ -452,7 +461,7 @@ impl<F> Grad<F> {
     /// assert_eq!((stats.captures, stats.hits), (1, 2));
     /// ```
     pub fn optimize(mut self, on: bool) -> Self {
-        self.optimizer.enabled = on;
+        self.config.optimizer.enabled = on;
         self
     }
 
@@ -460,7 +469,7 @@ impl<F> Grad<F> {
     /// outcomes) per signature (default 8). Past that it warns once, naming the input or the
     /// read that keeps changing, and runs the function in direct mode.
     pub fn cache_size(mut self, entries: usize) -> Self {
-        self.optimizer.capacity = entries.max(1);
+        self.config.optimizer.capacity = entries.max(1);
         self
     }
 
@@ -471,7 +480,7 @@ impl<F> Grad<F> {
     /// magnitude, the room [`fusion`](Grad::fusion)'s reordered sums need; with fusion off a
     /// replay equals direct mode bit for bit.
     pub fn verify(mut self, every: u64) -> Self {
-        self.optimizer.verify_every = every;
+        self.config.optimizer.verify_every = every;
         self
     }
 
@@ -500,7 +509,7 @@ impl<F> Grad<F> {
     /// assert!(buffers[1..].iter().all(|&b| b == buffers[1]));
     /// ```
     pub fn stable_gradients(mut self, on: bool) -> Self {
-        self.optimizer.stable_gradients = on;
+        self.config.optimizer.stable_gradients = on;
         self
     }
 
@@ -538,7 +547,7 @@ impl<F> Grad<F> {
     /// assert!(!plain.plan_text().contains("fused"));
     /// ```
     pub fn fusion(mut self, on: bool) -> Self {
-        self.optimizer.fusion = on;
+        self.config.optimizer.fusion = on;
         self
     }
 
@@ -550,30 +559,31 @@ impl<F> Grad<F> {
         mut self,
         key: impl Fn(&[Tensor], &[Tensor]) -> Option<u64> + Send + Sync + 'static,
     ) -> Self {
-        self.optimizer.signature_fn = Some(Arc::new(key));
+        self.config.optimizer.signature_fn = Some(Arc::new(key));
         self
     }
 
     /// What optimize mode has done so far: hits, captures, guard failures, fallbacks.
     pub fn stats(&self) -> Stats {
-        self.optimizer.stats()
+        self.config.optimizer.stats()
     }
 
     /// The cached plans as text, one line per step with the op, its inputs and the user's
     /// source line it came from (the seed's `showCode`); guards show their variants.
     pub fn plan_text(&self) -> String {
-        self.optimizer.plans_text()
+        self.config.optimizer.plans_text()
     }
 
     /// The most recently used plan as Graphviz DOT (render it with
     /// [`render_svg`](crate::render_svg)); `None` before the first capture.
     pub fn plan_dot(&self) -> Option<String> {
-        self.optimizer.plan_dot()
+        self.config.optimizer.plan_dot()
     }
 
     /// The profiler's table (empty when profiling is off).
     pub fn profile_report(&self) -> String {
-        self.profile
+        self.config
+            .profile
             .as_ref()
             .map(|p| p.lock().expect("profile lock").report())
             .unwrap_or_default()
@@ -581,7 +591,8 @@ impl<F> Grad<F> {
 
     /// Runs `visit` on the profile data (when profiling is on).
     pub fn with_profile<R>(&self, visit: impl FnOnce(&Profile) -> R) -> Option<R> {
-        self.profile
+        self.config
+            .profile
             .as_ref()
             .map(|p| visit(&p.lock().expect("profile lock")))
     }
@@ -598,7 +609,8 @@ impl<F> Grad<F> {
         F: Differentiable<P, Args>,
         F::Output: GradOutput,
     {
-        if !self.with_forward || !self.with_gradients || self.partial_grad {
+        let c = &self.config;
+        if !c.with_forward || !c.with_gradients || c.partial_grad {
             panic!("ferrograd: grad: call returns gradients and outputs; with with_forward(false), with_gradients(false) or partial_grad(true) set, use run");
         }
         let out = self.run_inner(params, args, None, Location::caller());
@@ -623,12 +635,13 @@ impl<F> Grad<F> {
         F: Differentiable<P, Args>,
         F::Output: GradOutput,
     {
-        if self.partial_grad != output_grad.is_some() {
+        if self.config.partial_grad != output_grad.is_some() {
             panic!("ferrograd: grad: an output gradient must be passed to run exactly when partial_grad(true) is set");
         }
         self.run_inner(params, args, output_grad, Location::caller())
     }
 
+    /// The one generic step of a call: erase the types, run the engine, restore the types.
     fn run_inner<P, Args>(
         &self,
         params: &P,
@@ -642,61 +655,172 @@ impl<F> Grad<F> {
         F: Differentiable<P, Args>,
         F::Output: GradOutput,
     {
+        let mut call = Typed {
+            f: &self.f,
+            params,
+            args: Some(args),
+        };
+        let out = self.config.run(&mut call, output_grad, location);
+        Outputs {
+            grads: out.grads.map(|g| rebuild(params, g)),
+            output: out.output.map(|o| {
+                *o.into_any()
+                    .downcast::<F::Output>()
+                    .expect("the engine returns the function's output")
+            }),
+        }
+    }
+}
+
+/// A call's outputs with their types erased: the gradient leaves, the function's outputs.
+pub(crate) type Flat = Outputs<Vec<Tensor>, Box<dyn DynOutput>>;
+
+/// What the engine needs of one call's function, parameters and arguments, with their
+/// types erased.
+pub(crate) trait Call {
+    /// The leaves of the parameter tree.
+    fn param_leaves(&self) -> Vec<Tensor>;
+    /// Their names.
+    fn param_names(&self) -> Vec<String>;
+    /// The parameter tree's structure, for the signature.
+    fn param_structure(&self, key: &mut Vec<u64>);
+    /// The arguments, until [`invoke`](Call::invoke) uses them up.
+    fn args(&mut self) -> &mut dyn ArgTree;
+    /// Calls the function on the parameter tree rebuilt from `leaves` (the caller's own
+    /// tree when `None`), using up the arguments.
+    fn invoke(&mut self, leaves: Option<Vec<Tensor>>) -> Box<dyn DynOutput>;
+}
+
+/// The [`Call`] of a function `F` of parameters `P` and arguments `Args`.
+struct Typed<'a, F, P, Args> {
+    f: &'a F,
+    params: &'a P,
+    args: Option<Args>,
+}
+
+impl<F, P, Args> Call for Typed<'_, F, P, Args>
+where
+    P: Tree,
+    Args: ArgTree,
+    F: Differentiable<P, Args>,
+    F::Output: GradOutput,
+{
+    fn param_leaves(&self) -> Vec<Tensor> {
+        leaves(self.params)
+    }
+    fn param_names(&self) -> Vec<String> {
+        leaf_names(self.params)
+    }
+    fn param_structure(&self, key: &mut Vec<u64>) {
+        self.params.structure(key);
+    }
+    fn args(&mut self) -> &mut dyn ArgTree {
+        self.args.as_mut().expect("the arguments are used once")
+    }
+    fn invoke(&mut self, leaves: Option<Vec<Tensor>>) -> Box<dyn DynOutput> {
+        let args = self.args.take().expect("the arguments are used once");
+        Box::new(match leaves {
+            None => self.f.invoke(self.params, args),
+            Some(l) => self.f.invoke(&rebuild(self.params, l), args),
+        })
+    }
+}
+
+/// A function's outputs ([`GradOutput`]) with their type erased.
+pub(crate) trait DynOutput: Send + Sync {
+    /// The tensor being differentiated.
+    fn loss(&self) -> &Tensor;
+    /// The outputs with every tensor taken out of `level`.
+    fn unbox(&self, level: u64) -> Box<dyn DynOutput>;
+    /// The output leaves.
+    fn leaves(&self) -> Vec<Tensor>;
+    /// Their names.
+    fn names(&self) -> Vec<String>;
+    /// The outputs' structure, with placeholders for tensors (a plan's template).
+    fn template(&self) -> Arc<dyn DynOutput>;
+    /// Outputs of this structure holding `leaves`.
+    fn rebuild(&self, leaves: Vec<Tensor>) -> Box<dyn DynOutput>;
+    /// For the downcast back to the function's output type.
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+impl<O: GradOutput> DynOutput for O {
+    fn loss(&self) -> &Tensor {
+        GradOutput::loss(self)
+    }
+    fn unbox(&self, level: u64) -> Box<dyn DynOutput> {
+        Box::new(GradOutput::unbox(self, level))
+    }
+    fn leaves(&self) -> Vec<Tensor> {
+        leaves(self)
+    }
+    fn names(&self) -> Vec<String> {
+        leaf_names(self)
+    }
+    fn template(&self) -> Arc<dyn DynOutput> {
+        Arc::new(self.map(&mut |_| Tensor::placeholder()))
+    }
+    fn rebuild(&self, leaves: Vec<Tensor>) -> Box<dyn DynOutput> {
+        Box::new(rebuild(self, leaves))
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+impl Config {
+    /// A call in optimize or direct mode.
+    fn run(
+        &self,
+        call: &mut dyn Call,
+        output_grad: Option<&Tensor>,
+        location: &'static Location<'static>,
+    ) -> Flat {
         if self.optimizer.enabled {
-            self.run_optimized(params, args, output_grad, location)
+            self.run_optimized(call, output_grad, location)
         } else {
-            self.run_direct(params, args, output_grad, location)
+            self.run_direct(call, None, output_grad, location)
         }
     }
 
     /// A call in direct mode: run the function, building the graph, and walk it back.
-    pub(crate) fn run_direct<P, Args>(
+    /// `leaves` replaces the parameter leaves (a capture's fresh handles).
+    pub(crate) fn run_direct(
         &self,
-        params: &P,
-        args: Args,
+        call: &mut dyn Call,
+        leaves: Option<Vec<Tensor>>,
         output_grad: Option<&Tensor>,
         location: &'static Location<'static>,
-    ) -> Outputs<P, F::Output>
-    where
-        P: Tree,
-        F: Differentiable<P, Args>,
-        F::Output: GradOutput,
-    {
-        self.run_direct_observed(params, args, output_grad, location, true)
+    ) -> Flat {
+        self.run_direct_observed(call, leaves, output_grad, location, true)
     }
 
-    /// [`run_direct`](Grad::run_direct), with the debugger and profiler when `observed`.
-    pub(crate) fn run_direct_observed<P, Args>(
+    /// [`run_direct`](Config::run_direct), with the debugger and profiler when `observed`.
+    pub(crate) fn run_direct_observed(
         &self,
-        params: &P,
-        args: Args,
+        call: &mut dyn Call,
+        leaves: Option<Vec<Tensor>>,
         output_grad: Option<&Tensor>,
         location: &'static Location<'static>,
         observed: bool,
-    ) -> Outputs<P, F::Output>
-    where
-        P: Tree,
-        F: Differentiable<P, Args>,
-        F::Output: GradOutput,
-    {
+    ) -> Flat {
         let level = NEXT_LEVEL.fetch_add(1, Ordering::Relaxed);
         let hooks = call_hooks(level, observed, self.debug.as_ref(), self.profile.as_ref());
         let _guard = hooks.clone().map(context::push);
         if !self.with_gradients {
-            let output = self.f.invoke(params, args);
+            let output = call.invoke(leaves);
             return Outputs {
                 grads: None,
                 output: self.with_forward.then_some(output),
             };
         }
         // Box every float leaf as a node of this level.
-        let originals = leaves(params);
+        let originals = leaves.unwrap_or_else(|| call.param_leaves());
         let boxed = box_leaves(&originals, level, location);
         if let Some(h) = &hooks {
-            name_leaves(h, &boxed, leaf_names(params));
+            name_leaves(h, &boxed, call.param_names());
         }
-        let boxed_params = rebuild(params, boxed.clone());
-        let output = self.f.invoke(&boxed_params, args);
+        let output = call.invoke(Some(boxed.clone()));
         let loss = output.loss();
         let seed = seed_of(loss, output_grad, location);
         let result = match self.on_gradient.as_ref().filter(|_| observed) {
@@ -715,7 +839,7 @@ impl<F> Grad<F> {
             ),
         };
         Outputs {
-            grads: Some(rebuild(params, result)),
+            grads: Some(result),
             output: self.with_forward.then(|| output.unbox(level)),
         }
     }

@@ -41,7 +41,6 @@ mod passes;
 mod plan;
 pub(crate) mod state;
 
-use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::panic::Location;
@@ -54,8 +53,8 @@ pub use state::State;
 
 use crate::context::Hooks;
 use crate::debug::DebugEvent;
-use crate::grad::{Differentiable, Grad, GradOutput, Outputs};
-use crate::tree::{leaf_names, leaves, rebuild, Tree};
+use crate::grad::{Call, Config, Differentiable, DynOutput, Flat, Grad, GradOutput, Outputs};
+use crate::tree::Tree;
 use crate::{Array, Tensor};
 
 /// The arguments after the parameters: tensors, numbers, references to them, and
@@ -552,7 +551,7 @@ impl Optimizer {
     fn file_capture(
         &self,
         trace: Result<capture::Trace, String>,
-        template: Arc<dyn Any + Send + Sync>,
+        template: Template,
         key: Vec<u64>,
         took: Duration,
         param_names: Vec<String>,
@@ -701,6 +700,10 @@ impl Optimizer {
     }
 }
 
+/// A plan's template of the function's outputs (their structure, tensors as placeholders);
+/// `None` for calls that return no outputs.
+pub(crate) type Template = Option<Arc<dyn DynOutput>>;
+
 /// The signature of a call: everything a replay assumes about its inputs.
 fn signature(params: &[Tensor], structure: &[u64], args: &[Tensor], args_key: &[u64]) -> Vec<u64> {
     let mut key = Vec::with_capacity(8 + 8 * (params.len() + args.len()));
@@ -731,28 +734,23 @@ fn signature(params: &[Tensor], structure: &[u64], args: &[Tensor], args_key: &[
 }
 
 /// Flattens the outputs of a direct call: gradient leaves, then output leaves.
-fn flatten<P: Tree, O: Tree>(out: &Outputs<P, O>) -> Vec<Tensor> {
-    let mut flat = out.grads.as_ref().map(leaves).unwrap_or_default();
+fn flatten(out: &Flat) -> Vec<Tensor> {
+    let mut flat = out.grads.clone().unwrap_or_default();
     if let Some(o) = &out.output {
-        flat.extend(leaves(o));
+        flat.extend(o.leaves());
     }
     flat
 }
 
-/// Names for the flattened outputs, for messages.
-fn output_names<P: Tree, O: Tree>(out: &Outputs<P, O>) -> Vec<String> {
-    let mut names: Vec<String> = out
-        .grads
-        .as_ref()
-        .map(|g| {
-            leaf_names(g)
-                .into_iter()
-                .map(|n| format!("gradient `{n}`"))
-                .collect()
-        })
-        .unwrap_or_default();
+/// Names for the flattened outputs, for messages (`params`: the parameter leaves' names,
+/// which their gradients share).
+fn output_names(out: &Flat, params: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = match out.grads {
+        Some(_) => params.iter().map(|n| format!("gradient `{n}`")).collect(),
+        None => Vec::new(),
+    };
     if let Some(o) = &out.output {
-        names.extend(leaf_names(o).into_iter().map(|n| format!("output `{n}`")));
+        names.extend(o.names().into_iter().map(|n| format!("output `{n}`")));
     }
     names
 }
@@ -818,18 +816,18 @@ impl Observer for HookObserver<'_> {
 }
 
 /// The call's generator arguments, in order.
-fn generators_of<A: ArgTree>(args: &mut A) -> Vec<&mut crate::Generator> {
+fn generators_of(args: &mut dyn ArgTree) -> Vec<&mut crate::Generator> {
     let mut out = Vec::new();
     args.generators(&mut |g| out.push(g));
     out
 }
 
 /// The state of the call's generators (a replay that misses, or a check, starts over from it).
-fn snapshot<A: ArgTree>(args: &mut A) -> Vec<crate::Generator> {
+fn snapshot(args: &mut dyn ArgTree) -> Vec<crate::Generator> {
     generators_of(args).into_iter().map(|g| g.clone()).collect()
 }
 
-fn restore<A: ArgTree>(args: &mut A, states: &[crate::Generator]) {
+fn restore(args: &mut dyn ArgTree, states: &[crate::Generator]) {
     for (g, s) in generators_of(args).into_iter().zip(states) {
         *g = s.clone();
     }
@@ -939,34 +937,28 @@ fn replay(
     outcome
 }
 
-impl<F> Grad<F> {
+impl Config {
     /// A call in optimize mode (see the module docs).
-    pub(crate) fn run_optimized<P, Args>(
+    pub(crate) fn run_optimized(
         &self,
-        params: &P,
-        mut args: Args,
+        call: &mut dyn Call,
         output_grad: Option<&Tensor>,
         location: &'static Location<'static>,
-    ) -> Outputs<P, F::Output>
-    where
-        P: Tree,
-        Args: ArgTree,
-        F: Differentiable<P, Args>,
-        F::Output: GradOutput,
-    {
+    ) -> Flat {
         let opt = &self.optimizer;
-        let p_leaves = leaves(params);
+        let p_leaves = call.param_leaves();
         let mut a_leaves = Vec::new();
         let mut args_key = Vec::new();
-        args.visit_args(&mut |t| a_leaves.push(t.clone()), &mut args_key);
+        call.args()
+            .visit_args(&mut |t| a_leaves.push(t.clone()), &mut args_key);
         let (direct, user_key) = opt.must_run_direct(&p_leaves, &a_leaves, output_grad);
         if opt.begin_call(direct) {
-            return self.run_direct(params, args, output_grad, location);
+            return self.run_direct(call, None, output_grad, location);
         }
         let mut structure = Vec::new();
-        params.structure(&mut structure);
+        call.param_structure(&mut structure);
         let mut key = signature(&p_leaves, &structure, &a_leaves, &args_key);
-        key.push(generators_of(&mut args).len() as u64);
+        key.push(generators_of(call.args()).len() as u64);
         key.extend(user_key);
 
         let lookup = opt.lookup(&key);
@@ -974,10 +966,10 @@ impl<F> Grad<F> {
         match lookup {
             Lookup::Direct => {
                 opt.state().stats.fallbacks += 1;
-                return self.run_direct(params, args, output_grad, location);
+                return self.run_direct(call, None, output_grad, location);
             }
             Lookup::Plan(plan) => {
-                let states = snapshot(&mut args);
+                let states = snapshot(call.args());
                 let verifying = opt.verify_now(&plan);
                 let stable = if opt.stable_gradients && self.with_gradients {
                     p_leaves.len()
@@ -995,31 +987,24 @@ impl<F> Grad<F> {
                     self.observers(),
                     &plan,
                     inputs(),
-                    &mut generators_of(&mut args),
+                    &mut generators_of(call.args()),
                     stable,
                     report,
                 );
                 match outcome {
                     Outcome::Done { outputs, template } => {
-                        let result = self.assemble(params, p_leaves.len(), outputs, &template);
+                        let result = self.assemble(p_leaves.len(), outputs, &template);
                         opt.state().stats.hits += 1;
                         if let Some(state_before) = verifying {
                             restore_state(&state_before);
-                            self.verify_replay(
-                                params,
-                                args,
-                                output_grad,
-                                location,
-                                &states,
-                                &result,
-                            );
+                            self.verify_replay(call, output_grad, location, &states, &result);
                         }
                         return result;
                     }
                     Outcome::Miss { location: read_at } => {
                         opt.record_miss(&key, read_at);
                         // the replay may have drawn from the generators before it missed
-                        restore(&mut args, &states);
+                        restore(call.args(), &states);
                     }
                 }
             }
@@ -1027,8 +1012,7 @@ impl<F> Grad<F> {
         }
         // a new signature, or a guard that saw a value no variant had seen
         self.capture(
-            params,
-            args,
+            call,
             output_grad,
             location,
             &p_leaves,
@@ -1040,28 +1024,22 @@ impl<F> Grad<F> {
 
     /// `verify`: the call again in direct mode, from the generators' state before the
     /// replay, must give the replay's outputs bit for bit.
-    fn verify_replay<P, Args>(
+    fn verify_replay(
         &self,
-        params: &P,
-        mut args: Args,
+        call: &mut dyn Call,
         output_grad: Option<&Tensor>,
         location: &'static Location<'static>,
         states: &[crate::Generator],
-        result: &Outputs<P, F::Output>,
-    ) where
-        P: Tree,
-        Args: ArgTree,
-        F: Differentiable<P, Args>,
-        F::Output: GradOutput,
-    {
+        result: &Flat,
+    ) {
         // the reference run draws from the same state and leaves the generators where one
         // call does
-        restore(&mut args, states);
-        let reference = self.run_direct_observed(params, args, output_grad, location, false);
+        restore(call.args(), states);
+        let reference = self.run_direct_observed(call, None, output_grad, location, false);
         if let Some(diff) = first_difference(
             &flatten(result),
             &flatten(&reference),
-            &output_names(&reference),
+            &output_names(&reference, &call.param_names()),
             false,
         ) {
             panic!(
@@ -1084,76 +1062,61 @@ impl<F> Grad<F> {
         }
     }
 
-    /// The outputs of a replay in the types a direct call returns.
-    /// `n_grads` is the number of parameter leaves (one gradient each).
-    fn assemble<P: Tree, O: Tree + 'static>(
-        &self,
-        params: &P,
-        n_grads: usize,
-        outputs: Vec<Array>,
-        template: &Arc<dyn Any + Send + Sync>,
-    ) -> Outputs<P, O> {
+    /// The outputs of a replay as a direct call returns them. `n_grads` is the number of
+    /// parameter leaves (one gradient each).
+    fn assemble(&self, n_grads: usize, outputs: Vec<Array>, template: &Template) -> Flat {
         let mut it = outputs.into_iter().map(Tensor::new);
         let grads = self
             .with_gradients
-            .then(|| rebuild(params, it.by_ref().take(n_grads).collect()));
+            .then(|| it.by_ref().take(n_grads).collect());
         let output = self.with_forward.then(|| {
-            let t = template
-                .downcast_ref::<O>()
-                .expect("a plan's output template has the function's output type");
-            rebuild(t, it.collect())
+            template
+                .as_ref()
+                .expect("a plan of a call with outputs has their template")
+                .rebuild(it.collect())
         });
         Outputs { grads, output }
     }
 
     /// Runs the function in direct mode while recording it, and caches what it recorded.
     #[allow(clippy::too_many_arguments)]
-    fn capture<P, Args>(
+    fn capture(
         &self,
-        params: &P,
-        mut args: Args,
+        call: &mut dyn Call,
         output_grad: Option<&Tensor>,
         location: &'static Location<'static>,
         p_leaves: &[Tensor],
         a_leaves: &[Tensor],
         key: Vec<u64>,
         inputs: Vec<Array>,
-    ) -> Outputs<P, F::Output>
-    where
-        P: Tree,
-        Args: ArgTree,
-        F: Differentiable<P, Args>,
-        F::Output: GradOutput,
-    {
+    ) -> Flat {
         let opt = &self.optimizer;
         let start = Instant::now();
         // Fresh handles for the parameters: a tensor the closure holds that is also a
         // parameter stays a constant, as it is in direct mode.
         let (fresh, recorded) = fresh_inputs(p_leaves, a_leaves, output_grad);
-        let inner_params = rebuild(params, fresh);
-        let generators = generator_ids(&generators_of(&mut args));
+        let generators = generator_ids(&generators_of(call.args()));
         let states = if check_mode() {
-            snapshot(&mut args)
+            snapshot(call.args())
         } else {
             Vec::new()
         };
+        let names = call.param_names();
         let scope = capture::start(&recorded, generators);
-        let out = self.run_direct(&inner_params, args, output_grad, location);
+        let out = self.run_direct(call, Some(fresh), output_grad, location);
         let flat = flatten(&out);
         let mut trace = capture::finish(scope, &flat);
         let state_read = take_state_read(&mut trace);
         let took = start.elapsed();
-        let template: Arc<dyn Any + Send + Sync> = match &out.output {
-            Some(o) => Arc::new(o.map(&mut |_| Tensor::placeholder())),
-            None => Arc::new(()),
-        };
+        let template: Template = out.output.as_ref().map(|o| o.template());
+        let output_names = output_names(&out, &names);
 
         let plan = opt.file_capture(
             trace,
             template,
             key,
             took,
-            leaf_names(params),
+            names,
             p_leaves,
             a_leaves,
             output_grad.is_some(),
@@ -1167,16 +1130,12 @@ impl<F> Grad<F> {
                     states,
                     &state_read,
                     &flat,
-                    &output_names(&out),
+                    &output_names,
                     location,
                 );
             }
         }
-        // The gradients came back in the fresh handles' tree; rebuild on the caller's.
-        Outputs {
-            grads: out.grads.map(|g| rebuild(params, leaves(&g))),
-            output: out.output,
-        }
+        out
     }
 }
 

@@ -15,7 +15,6 @@
 //! result (dead-code elimination: forward values the gradient does not need, unused
 //! outputs), and each value is dropped right after its last use on the path taken.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::panic::Location;
@@ -33,7 +32,7 @@ use crate::Array;
 #[derive(Clone)]
 pub(crate) struct Done {
     pub outputs: Vec<ValueId>,
-    pub template: Arc<dyn Any + Send + Sync>,
+    pub template: super::Template,
     /// When each output is final on this path, for [`Plan::run`]'s `report`: `(s, k, v)`
     /// says output `k` (value `v`, through the aliases) is ready before `exec[s]` runs
     /// (`s == exec.len()`: at the end), sorted by `s`. Set when the plan is finished.
@@ -211,7 +210,7 @@ impl Scratch {
 pub(crate) enum Outcome {
     Done {
         outputs: Vec<Array>,
-        template: Arc<dyn Any + Send + Sync>,
+        template: super::Template,
     },
     /// A guard saw a value no captured variant saw.
     Miss {
@@ -518,7 +517,7 @@ impl Plan {
     /// The plan of one recording.
     pub fn new(
         trace: Trace,
-        template: Arc<dyn Any + Send + Sync>,
+        template: super::Template,
         input_names: Vec<String>,
         fuse: bool,
     ) -> Plan {
@@ -544,11 +543,7 @@ impl Plan {
     ///
     /// Values first defined after the divergence are renumbered past the plan's, so that a
     /// value id names one value (one shape, one buffer) in the whole tree.
-    pub fn insert(
-        &mut self,
-        trace: Trace,
-        template: Arc<dyn Any + Send + Sync>,
-    ) -> Result<(), String> {
+    pub fn insert(&mut self, trace: Trace, template: super::Template) -> Result<(), String> {
         let mut pieces = pieces(trace.entries);
         // Find the path first (immutably): the branch taken at each guard, and the piece
         // whose guard saw a new value.
@@ -889,7 +884,7 @@ impl Plan {
                     }
                     break 'run Outcome::Done {
                         outputs,
-                        template: Arc::clone(&d.template),
+                        template: d.template.clone(),
                     };
                 }
                 End::Guard {
