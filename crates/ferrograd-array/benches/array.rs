@@ -126,6 +126,26 @@ fn main() {
         b.run(&format!("elementwise/sum/{n}"), bytes(1), || {
             black_box(x.sum());
         });
+        // strided views walked by offsets: rows of 3 of every 4 elements (short rows, the
+        // offset walk's worst case) and every other element
+        let rows = x
+            .narrow(0, 0, n / 4 * 4)
+            .reshape(&[n / 4, 4])
+            .narrow(1, 0, 3);
+        b.run(&format!("elementwise/tanh_rows_of_3/{n}"), bytes(2), || {
+            black_box(rows.tanh());
+        });
+        let every_other = x
+            .narrow(0, 0, n / 2 * 2)
+            .reshape(&[n / 2, 2])
+            .narrow(1, 0, 1);
+        b.run(
+            &format!("elementwise/add_every_other/{n}"),
+            bytes(3),
+            || {
+                black_box(every_other.add(&every_other));
+            },
+        );
         // sin: ours (vectorised), and std's scalar sinf over the same data, what it replaced
         b.run(&format!("elementwise/sin_into/{n}"), bytes(2), || {
             x.sin_into(&mut out)

@@ -208,7 +208,9 @@ pub(crate) fn broadcast_strides(shape: &[usize], strides: &[isize], to: &[usize]
 
 /// Calls `f` with the element offsets of `N` arrays that share the iteration `shape`, in
 /// row-major order of `shape`. Each array is given by its strides (already broadcast to
-/// `shape`) and base offset. The innermost dim runs as a plain loop.
+/// `shape`) and base offset. The innermost dim runs as a plain loop, compiled with `f` for
+/// each caller; the walk over the outer dims ([`for_each_row`]) is compiled once per `N`
+/// (it was the largest item of this crate's LLVM IR, one copy per kernel closure).
 #[inline]
 pub(crate) fn for_each_offsets<const N: usize>(
     shape: &[usize],
@@ -224,24 +226,41 @@ pub(crate) fn for_each_offsets<const N: usize>(
         f(offsets);
         return;
     }
-    let inner = shape[nd - 1];
-    // plain loops rather than `std::array::from_fn`, whose closures were instantiated again
-    // for every caller's `f` (a tenth of this crate's LLVM IR); the optimised code is the same
+    let inner = shape[nd - 1] as isize;
     let mut inner_strides = [0isize; N];
-    let mut base = [0isize; N];
     for k in 0..N {
         inner_strides[k] = strides[k][nd - 1];
-        base[k] = offsets[k] as isize;
     }
-    let mut index: SmallVec<[usize; 6]> = SmallVec::from_elem(0, nd - 1);
-    loop {
-        for i in 0..inner as isize {
+    for_each_row(shape, strides, offsets, &mut move |base| {
+        // locals, so the loop keeps them in registers while `f` writes through its captures
+        let (inner, inner_strides) = (inner, inner_strides);
+        for i in 0..inner {
             let mut at = [0usize; N];
             for k in 0..N {
                 at[k] = (base[k] + i * inner_strides[k]) as usize;
             }
             f(at);
         }
+    });
+}
+
+/// Calls `row` with the base offsets of each innermost row of `shape` (non-empty, no zero
+/// sizes), in row-major order: the odometer of [`for_each_offsets`].
+#[inline(never)]
+fn for_each_row<const N: usize>(
+    shape: &[usize],
+    strides: [&[isize]; N],
+    offsets: [usize; N],
+    row: &mut dyn FnMut([isize; N]),
+) {
+    let nd = shape.len();
+    let mut base = [0isize; N];
+    for k in 0..N {
+        base[k] = offsets[k] as isize;
+    }
+    let mut index: SmallVec<[usize; 6]> = SmallVec::from_elem(0, nd - 1);
+    loop {
+        row(base);
         let mut d = nd - 1;
         loop {
             if d == 0 {
