@@ -244,6 +244,34 @@ pub(crate) fn for_each_offsets<const N: usize>(
     });
 }
 
+/// Calls `row(base, len, strides)` for each innermost row of `shape`, in row-major order:
+/// the base offset of each array, the row's length and each array's stride along it. For
+/// kernels that run each row under [`with_simd`](crate::math::with_simd): code called
+/// through the row walker is not compiled with the vector path's features otherwise.
+pub(crate) fn for_each_row_offsets<const N: usize>(
+    shape: &[usize],
+    strides: [&[isize]; N],
+    offsets: [usize; N],
+    mut row: impl FnMut([isize; N], usize, [isize; N]),
+) {
+    if shape.contains(&0) {
+        return;
+    }
+    let nd = shape.len();
+    if nd == 0 {
+        row(offsets.map(|o| o as isize), 1, [0; N]);
+        return;
+    }
+    let inner = shape[nd - 1];
+    let mut inner_strides = [0isize; N];
+    for k in 0..N {
+        inner_strides[k] = strides[k][nd - 1];
+    }
+    for_each_row(shape, strides, offsets, &mut move |base| {
+        row(base, inner, inner_strides)
+    });
+}
+
 /// Calls `row` with the base offsets of each innermost row of `shape` (non-empty, no zero
 /// sizes), in row-major order: the odometer of [`for_each_offsets`].
 #[inline(never)]

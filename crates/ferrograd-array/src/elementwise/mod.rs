@@ -14,7 +14,8 @@ use rayon::prelude::*;
 use crate::dtype::Element;
 use crate::error::fail;
 use crate::layout::{
-    broadcast_shapes, broadcast_strides, fmt_shape, for_each_offsets, same_shape, Shape, Strides,
+    broadcast_shapes, broadcast_strides, fmt_shape, for_each_offsets, for_each_row_offsets,
+    same_shape, Shape, Strides,
 };
 use crate::math::with_simd;
 use crate::Array;
@@ -104,10 +105,15 @@ pub(crate) fn map_into<T: Element, U: Element>(
             });
             return;
         }
-        let mut i = 0;
-        for_each_offsets(&shape, [&st], [a.offset()], |[o]| {
-            dst[i] = f(data[o]);
-            i += 1;
+        // each row under `with_simd`: the vector path's features (FMA above all, which the
+        // polynomial kernels use) reach only code compiled inside it
+        let mut rows = dst.iter_mut();
+        for_each_row_offsets(&shape, [&st], [a.offset()], |[o], len, [s]| {
+            with_simd(|| {
+                for (j, d) in rows.by_ref().take(len).enumerate() {
+                    *d = f(data[(o + j as isize * s) as usize]);
+                }
+            })
         });
     }
 }
@@ -253,11 +259,21 @@ pub(crate) fn zip_into<T: Element, U: Element>(
                 );
                 return;
             }
-            let mut i = 0;
-            for_each_offsets(&shape, [st_a, st_b], [a.offset(), b.offset()], |[oa, ob]| {
-                dst[i] = f(da[oa], db[ob]);
-                i += 1;
-            });
+            // each row under `with_simd`, as in `map_into`
+            let mut out = dst.iter_mut();
+            for_each_row_offsets(
+                &shape,
+                [st_a, st_b],
+                [a.offset(), b.offset()],
+                |[oa, ob], len, [sa, sb]| {
+                    with_simd(|| {
+                        for (j, d) in out.by_ref().take(len).enumerate() {
+                            let j = j as isize;
+                            *d = f(da[(oa + j * sa) as usize], db[(ob + j * sb) as usize]);
+                        }
+                    })
+                },
+            );
         }
     }
 }

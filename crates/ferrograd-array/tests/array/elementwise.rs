@@ -483,3 +483,25 @@ fn fused_activation_gradients() {
         assert_close(&out.to_f64_vec(), &want, 1e-12, 1e-12);
     }
 }
+
+#[test]
+fn strided_views_compute_bit_for_bit_as_their_contiguous_copies() {
+    // rows of 3 of every 4 elements: the offset walk, each row under the vector path (whose
+    // FMA the f32 polynomial kernels use), against the contiguous kernels on the same values
+    let mut rng = Generator::new(11);
+    let x = rng.normal(&[257, 4], 0.0, 2.0, DType::F32);
+    let y = rng.normal(&[257, 4], 0.0, 2.0, DType::F32);
+    let (xv, yv) = (x.narrow(1, 0, 3), y.narrow(1, 1, 3));
+    let (xc, yc) = (xv.copy(), yv.copy());
+    let unary: [(&str, fn(&Array) -> Array); 4] = [
+        ("tanh", Array::tanh),
+        ("exp", Array::exp),
+        ("sin", Array::sin),
+        ("sigmoid", Array::sigmoid),
+    ];
+    for (name, f) in unary {
+        assert!(f(&xv).bit_eq(&f(&xc)), "{name}");
+    }
+    assert!(xv.mul(&yv).bit_eq(&xc.mul(&yc)));
+    assert!(xv.tanh_backward(&yv).bit_eq(&xc.tanh_backward(&yc)));
+}
