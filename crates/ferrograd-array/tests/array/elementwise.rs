@@ -493,7 +493,8 @@ fn strided_views_compute_bit_for_bit_as_their_contiguous_copies() {
     let y = rng.normal(&[257, 4], 0.0, 2.0, DType::F32);
     let (xv, yv) = (x.narrow(1, 0, 3), y.narrow(1, 1, 3));
     let (xc, yc) = (xv.copy(), yv.copy());
-    let unary: [(&str, fn(&Array) -> Array); 4] = [
+    type Op = fn(&Array) -> Array;
+    let unary: [(&str, Op); 4] = [
         ("tanh", Array::tanh),
         ("exp", Array::exp),
         ("sin", Array::sin),
