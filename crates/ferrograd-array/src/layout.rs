@@ -218,23 +218,8 @@ pub(crate) fn for_each_offsets<const N: usize>(
     offsets: [usize; N],
     mut f: impl FnMut([usize; N]),
 ) {
-    if shape.contains(&0) {
-        return;
-    }
-    let nd = shape.len();
-    if nd == 0 {
-        f(offsets);
-        return;
-    }
-    let inner = shape[nd - 1] as isize;
-    let mut inner_strides = [0isize; N];
-    for k in 0..N {
-        inner_strides[k] = strides[k][nd - 1];
-    }
-    for_each_row(shape, strides, offsets, &mut move |base| {
-        // locals, so the loop keeps them in registers while `f` writes through its captures
-        let (inner, inner_strides) = (inner, inner_strides);
-        for i in 0..inner {
+    for_each_row_offsets(shape, strides, offsets, |base, len, inner_strides| {
+        for i in 0..len as isize {
             let mut at = [0usize; N];
             for k in 0..N {
                 at[k] = (base[k] + i * inner_strides[k]) as usize;
@@ -267,6 +252,8 @@ pub(crate) fn for_each_row_offsets<const N: usize>(
     for k in 0..N {
         inner_strides[k] = strides[k][nd - 1];
     }
+    // the row's length and strides reach `row` as arguments, so its loop keeps them in
+    // registers while it writes through its captures
     for_each_row(shape, strides, offsets, &mut move |base| {
         row(base, inner, inner_strides)
     });
