@@ -187,27 +187,27 @@ fn svd_of(
     vectors: bool,
     b: usize,
 ) -> Result<nalgebra::linalg::SVD<f64, nalgebra::Dyn, nalgebra::Dyn>, String> {
-    let fail = || format!("did not converge on matrix {b} of the batch");
+    let not_converged = || format!("did not converge on matrix {b} of the batch");
     if a.iter().any(|v| !v.is_finite()) {
-        return Err(format!("{} (it has non-finite entries)", fail()));
+        return Err(format!("{} (it has non-finite entries)", not_converged()));
     }
     let iterations = 100 * (a.nrows() + a.ncols()).max(10);
     a.try_svd(vectors, vectors, f64::EPSILON, iterations)
-        .ok_or_else(fail)
+        .ok_or_else(not_converged)
 }
 
 /// The eigenvalues (ascending) and eigenvectors (columns, in the same order) of the
 /// symmetric matrix `a` (matrix `b` of its batch), reading its lower triangle; an error for
 /// non-finite entries or an iteration that does not converge.
 fn eigh_of(a: DMatrix<f64>, b: usize) -> Result<(Vec<f64>, DMatrix<f64>), String> {
-    let fail = || format!("did not converge on matrix {b} of the batch");
+    let not_converged = || format!("did not converge on matrix {b} of the batch");
     let n = a.nrows();
     if (0..n).any(|i| (0..=i).any(|j| !a[(i, j)].is_finite())) {
-        return Err(format!("{} (it has non-finite entries)", fail()));
+        return Err(format!("{} (it has non-finite entries)", not_converged()));
     }
     let evd = a
         .try_symmetric_eigen(f64::EPSILON, 100 * n.max(10))
-        .ok_or_else(fail)?;
+        .ok_or_else(not_converged)?;
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&i, &j| evd.eigenvalues[i].total_cmp(&evd.eigenvalues[j]));
     let values = order.iter().map(|&i| evd.eigenvalues[i]).collect();
@@ -243,12 +243,9 @@ fn cholesky_of(a: &DMatrix<f64>) -> Result<DMatrix<f64>, usize> {
 fn substitute(a: &DMatrix<f64>, x: &mut DMatrix<f64>, upper: bool, unit: bool) {
     let n = a.nrows();
     for c in 0..x.ncols() {
-        let rows: Box<dyn Iterator<Item = usize>> = if upper {
-            Box::new((0..n).rev())
-        } else {
-            Box::new(0..n)
-        };
-        for i in rows {
+        for step in 0..n {
+            // upper: from the last row up; lower: from the first row down
+            let i = if upper { n - 1 - step } else { step };
             let known = if upper { i + 1..n } else { 0..i };
             let mut v = x[(i, c)];
             for k in known {
@@ -352,11 +349,7 @@ impl Array {
                 // one factorization for both the determinant and the inverse
                 let det = lu.determinant();
                 let inv = lu.try_inverse().expect("an invertible LU inverts");
-                out.extend(
-                    (0..n)
-                        .flat_map(|i| (0..n).map(move |j| (i, j)))
-                        .map(|(i, j)| det * inv[(j, i)]),
-                );
+                push_rows(&mut out, &(inv.transpose() * det));
                 return Ok(());
             }
             let svd = svd_of(m, true, b).map_err(|e| format!("the SVD {e}"))?;
