@@ -146,6 +146,23 @@ fn main() {
                 black_box(every_other.add(&every_other));
             },
         );
+        // a scalar operand, a bias row over rows of 64, and a per-row value (a column)
+        b.run(
+            &format!("elementwise/mul_scalar_into/{n}"),
+            bytes(2),
+            || x.mul_into(&Array::full(&[], 0.5, DType::F32), &mut out),
+        );
+        if n >= 64 {
+            let m = n / 64 * 64;
+            let (xm, bias) = (x.narrow(0, 0, m).reshape(&[m / 64, 64]), y.narrow(0, 0, 64));
+            let col = y.narrow(0, 0, m / 64).reshape(&[m / 64, 1]);
+            b.run(&format!("elementwise/add_bias_row/{n}"), bytes(3), || {
+                black_box(xm.add(&bias));
+            });
+            b.run(&format!("elementwise/mul_column/{n}"), bytes(3), || {
+                black_box(xm.mul(&col));
+            });
+        }
         // sin: ours (vectorised), and std's scalar sinf over the same data, what it replaced
         b.run(&format!("elementwise/sin_into/{n}"), bytes(2), || {
             x.sin_into(&mut out)

@@ -373,10 +373,14 @@ impl Array {
         }
         let n = self.numel();
         let whole = self.offset == 0 && self.is_contiguous() && self.storage.len() == n;
-        if !whole || Arc::get_mut(&mut self.storage).is_none() {
+        // The counts are plain loads; `get_mut` (an atomic read-modify-write, a good part of
+        // a small op's time) then runs once. With `&mut self` holding the only strong handle
+        // and no weak one, nothing can share the storage between the test and `get_mut`.
+        let unshared = Arc::strong_count(&self.storage) == 1 && Arc::weak_count(&self.storage) == 0;
+        if !whole || !unshared {
             *self = Array::from_buffer(Buffer::for_overwrite(T::DTYPE, n), shape);
         }
-        let storage = Arc::get_mut(&mut self.storage).expect("unshared after reallocation");
+        let storage = Arc::get_mut(&mut self.storage).expect("unshared, checked or fresh");
         T::slice_mut(storage.cpu_mut()).expect("dtype checked above")
     }
 

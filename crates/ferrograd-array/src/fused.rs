@@ -15,9 +15,10 @@ use rayon::prelude::*;
 use smallvec::SmallVec;
 
 use crate::dtype::{dispatch_float, Float, Number};
-use crate::elementwise::{coalesce, PARALLEL_MIN, PARALLEL_MIN_TRANSCENDENTAL};
+use crate::elementwise::kernels::{map_float, zip_float};
+use crate::elementwise::{tile, Operand, Source, PARALLEL_MIN, PARALLEL_MIN_TRANSCENDENTAL};
 use crate::error::fail;
-use crate::layout::{broadcast_strides, fmt_shape, numel, same_shape, Shape, Strides};
+use crate::layout::{fmt_shape, numel, same_shape};
 use crate::math::{with_fma, with_simd};
 use crate::{Array, DType};
 
@@ -88,6 +89,15 @@ impl MapFn {
         } else {
             MapFn::Powf(exponent)
         }
+    }
+
+    /// Whether the function is also defined for integers (`Neg`, `Abs`, `Sign`, `Relu`,
+    /// `Clamp`).
+    pub fn is_number(self) -> bool {
+        matches!(
+            self,
+            MapFn::Neg | MapFn::Abs | MapFn::Sign | MapFn::Relu | MapFn::Clamp(..)
+        )
     }
 
     /// Whether the function costs like `exp` rather than like an add (it decides from how
@@ -233,6 +243,30 @@ impl ZipFn {
     /// Whether the function costs like `exp` rather than like an add.
     pub fn is_transcendental(self) -> bool {
         matches!(self, ZipFn::Pow | ZipFn::Atan2)
+    }
+
+    /// Whether the function is also defined for integers (the four operators, `Maximum`,
+    /// `Minimum`, `Fmod`, `Remainder`).
+    pub fn is_number(self) -> bool {
+        matches!(
+            self,
+            ZipFn::Add
+                | ZipFn::Sub
+                | ZipFn::Mul
+                | ZipFn::Div
+                | ZipFn::Maximum
+                | ZipFn::Minimum
+                | ZipFn::Fmod
+                | ZipFn::Remainder
+        )
+    }
+
+    /// Whether the function is a comparison (`Eq` ... `Ge`).
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            ZipFn::Eq | ZipFn::Ne | ZipFn::Lt | ZipFn::Le | ZipFn::Gt | ZipFn::Ge
+        )
     }
 
     /// The value at `(x, y)`.
@@ -516,23 +550,8 @@ impl Program {
     ) {
         let op = "fused program";
         let n = numel(shape);
-        let sources: SmallVec<[Source<'_, T>; 8]> = inputs
-            .iter()
-            .map(|a| match a.contiguous_slice::<T>(op) {
-                Some(s) if s.len() == n => Source::Slice(s),
-                Some(s) if s.len() == 1 => Source::Splat(s[0]),
-                _ => {
-                    let st = broadcast_strides(a.shape(), a.strides(), shape);
-                    let (shape, [strides]) = coalesce(shape, [&st]);
-                    Source::Strided(Box::new(Strided {
-                        data: a.storage_slice::<T>(op),
-                        shape,
-                        strides,
-                        offset: a.offset(),
-                    }))
-                }
-            })
-            .collect();
+        let sources: SmallVec<[Source<'_, T>; 8]> =
+            inputs.iter().map(|a| Source::of(a, shape, n, op)).collect();
         let mut slices: SmallVec<[&mut [T]; 4]> = outs
             .iter_mut()
             .map(|o| o.as_mut().expect("filled above").out_slice::<T>(shape, op))
@@ -652,9 +671,8 @@ impl Program {
                         outs[j] = dst;
                     }
                     Home::Input { n, reg } => {
-                        if let Source::Strided(st) = &sources[n] {
-                            let dst = &mut regs[reg][..m];
-                            gather(st.data, &st.shape, &st.strides, st.offset, first, dst);
+                        if let src @ Source::Strided(_) = &sources[n] {
+                            src.read(first, m, &mut regs[reg][..m]);
                         }
                     }
                 }
@@ -683,12 +701,14 @@ impl Program {
         tile: Tile,
     ) {
         match *instr {
-            Instr::Map(f, a) => map_tile::<T, FMA>(f, dst, self.read(a, sources, regs, outs, tile)),
-            Instr::Zip(f, a, b) => zip_tile(
+            Instr::Map(f, a) => {
+                map_float::<T, FMA>(f, dst, self.read(a, sources, regs, outs, tile))
+            }
+            Instr::Zip(f, a, b) => zip_float(
                 f,
                 dst,
-                self.read(a, sources, regs, outs, tile),
-                self.read(b, sources, regs, outs, tile),
+                Operand::Slice(self.read(a, sources, regs, outs, tile)),
+                Operand::Slice(self.read(b, sources, regs, outs, tile)),
             ),
             Instr::Select(c, a, b) => {
                 let (c, a, b) = (
@@ -734,156 +754,11 @@ struct Tile {
     m: usize,
 }
 
-/// Elements per register: 2 KiB, so a program's registers stay in L1.
-fn tile<T>() -> usize {
-    2048 / std::mem::size_of::<T>()
-}
-
-/// How an input is read.
-enum Source<'a, T> {
-    /// Contiguous with the program's shape: read in place.
-    Slice(&'a [T]),
-    /// One element, broadcast.
-    Splat(T),
-    /// Anything else: gathered tile by tile through its (broadcast, coalesced) strides.
-    Strided(Box<Strided<'a, T>>),
-}
-
-/// A strided input's layout over the program's shape.
-struct Strided<'a, T> {
-    data: &'a [T],
-    shape: Shape,
-    strides: Strides,
-    offset: usize,
-}
-
-/// Copies the elements `start..start + dst.len()` (in row-major order over `shape`) of a
-/// strided array into `dst`, a run of the innermost dim at a time.
-fn gather<T: Copy>(
-    data: &[T],
-    shape: &[usize],
-    strides: &[isize],
-    offset: usize,
-    start: usize,
-    dst: &mut [T],
-) {
-    let nd = shape.len();
-    if nd == 0 {
-        dst.fill(data[offset]);
-        return;
-    }
-    let mut idx: SmallVec<[usize; 6]> = SmallVec::from_elem(0, nd);
-    let mut rest = start;
-    let mut pos = offset as isize;
-    for d in (0..nd).rev() {
-        idx[d] = rest % shape[d];
-        rest /= shape[d];
-        pos += idx[d] as isize * strides[d];
-    }
-    let (inner, step) = (shape[nd - 1], strides[nd - 1]);
-    let mut i = 0;
-    while i < dst.len() {
-        let run = (inner - idx[nd - 1]).min(dst.len() - i);
-        let p = pos as usize;
-        match step {
-            1 => dst[i..i + run].copy_from_slice(&data[p..p + run]),
-            0 => dst[i..i + run].fill(data[p]),
-            _ => {
-                for (j, d) in dst[i..i + run].iter_mut().enumerate() {
-                    *d = data[(pos + j as isize * step) as usize];
-                }
-            }
-        }
-        i += run;
-        pos += run as isize * step;
-        idx[nd - 1] += run;
-        let mut d = nd - 1;
-        while d > 0 && idx[d] == shape[d] {
-            pos -= shape[d] as isize * strides[d];
-            idx[d] = 0;
-            d -= 1;
-            idx[d] += 1;
-            pos += strides[d];
-        }
-    }
-}
-
-/// `dst[i] = f(x[i])`: one loop per function, so each vectorises with the function inlined.
-#[inline(always)]
-fn map_tile<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &[T]) {
-    macro_rules! each {
-        ($($v:ident),*) => {
-            match f {
-                $(MapFn::$v => {
-                    for (d, &x) in dst.iter_mut().zip(x) {
-                        *d = MapFn::$v.eval::<T, FMA>(x)
-                    }
-                })*
-                MapFn::Powi(n) => {
-                    for (d, &x) in dst.iter_mut().zip(x) {
-                        *d = x.powi(n)
-                    }
-                }
-                MapFn::Clamp(lo, hi) => {
-                    let (lo, hi) = (lo.map(T::from_f64), hi.map(T::from_f64));
-                    for (d, &x) in dst.iter_mut().zip(x) {
-                        *d = clamp_value(x, lo, hi)
-                    }
-                }
-                f @ (MapFn::Powf(_) | MapFn::Polygamma(_)) => {
-                    for (d, &x) in dst.iter_mut().zip(x) {
-                        *d = f.eval::<T, FMA>(x)
-                    }
-                }
-            }
-        };
-    }
-    each!(
-        Neg, Abs, Sign, Relu, Exp, Log, Log1p, Expm1, Sin, Cos, Tan, Sinh, Cosh, Asin, Acos, Atan,
-        Erf, Erfinv, Lgamma, Digamma, Trunc, Tanh, Sigmoid, Sqrt, Rsqrt, Floor, Ceil, Round,
-        Reciprocal, Square, Identity
-    )
-}
-
-/// `dst[i] = f(x[i], y[i])`, one loop per function.
-#[inline(always)]
-fn zip_tile<T: Float>(f: ZipFn, dst: &mut [T], x: &[T], y: &[T]) {
-    macro_rules! each {
-        ($($v:ident),*) => {
-            match f {
-                $(ZipFn::$v => {
-                    for ((d, &x), &y) in dst.iter_mut().zip(x).zip(y) {
-                        *d = ZipFn::$v.eval(x, y)
-                    }
-                })*
-            }
-        };
-    }
-    each!(
-        Add,
-        Sub,
-        Mul,
-        Div,
-        Maximum,
-        Minimum,
-        Pow,
-        Atan2,
-        Fmod,
-        Remainder,
-        TanhBackward,
-        SigmoidBackward,
-        Eq,
-        Ne,
-        Lt,
-        Le,
-        Gt,
-        Ge
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::elementwise::gather;
+    use crate::layout::broadcast_strides;
 
     #[test]
     fn gather_walks_broadcast_and_strided_layouts_from_any_start() {

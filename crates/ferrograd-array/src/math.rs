@@ -50,8 +50,22 @@ pub fn detected_simd_level() -> SimdLevel {
     SimdLevel::Portable
 }
 
-/// The cap set by [`cap_simd_level`] (`u8::MAX`: none).
-static CAP: AtomicU8 = AtomicU8::new(u8::MAX);
+/// The level in use, the detected one under [`cap_simd_level`]'s cap (`u8::MAX`: not yet
+/// known). Every elementwise op reads it, so it is one load rather than the feature tests.
+static LEVEL: AtomicU8 = AtomicU8::new(u8::MAX);
+
+/// `detected` under the cap `cap` (`None`: no cap).
+fn capped(detected: SimdLevel, cap: Option<SimdLevel>) -> SimdLevel {
+    cap.map_or(detected, |c| c.min(detected))
+}
+
+fn level_from(v: u8) -> SimdLevel {
+    match v {
+        0 => SimdLevel::Portable,
+        1 => SimdLevel::Avx2,
+        _ => SimdLevel::Avx512,
+    }
+}
 
 /// Caps the level the kernels use, for the whole process (`None` lifts the cap). For tests
 /// and benchmarks of each vector path: results are identical on every level except that
@@ -66,17 +80,24 @@ static CAP: AtomicU8 = AtomicU8::new(u8::MAX);
 /// cap_simd_level(None);
 /// ```
 pub fn cap_simd_level(level: Option<SimdLevel>) {
-    CAP.store(level.map_or(u8::MAX, |l| l as u8), Ordering::Relaxed);
+    let level = capped(detected_simd_level(), level);
+    LEVEL.store(level as u8, Ordering::Relaxed);
 }
 
 /// The level the kernels use now: the detected one, or the cap when lower.
 #[inline]
 pub fn simd_level() -> SimdLevel {
-    let detected = detected_simd_level();
-    match CAP.load(Ordering::Relaxed) {
-        0 => SimdLevel::Portable,
-        1 if detected > SimdLevel::Avx2 => SimdLevel::Avx2,
-        _ => detected,
+    match LEVEL.load(Ordering::Relaxed) {
+        u8::MAX => {
+            let level = detected_simd_level();
+            // a cap set meanwhile wins
+            match LEVEL.compare_exchange(u8::MAX, level as u8, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => level,
+                Err(now) => level_from(now),
+            }
+        }
+        v => level_from(v),
     }
 }
 

@@ -41,6 +41,73 @@ fn results(x: &Array, y: &Array) -> Vec<(String, Array, Array)> {
     out
 }
 
+/// The operand forms the elementwise driver reads differently — contiguous, one element
+/// (0-d or `[1, 1]`), a broadcast row or column, a transposed or narrowed view, a scalar
+/// expanded to the full shape — on either side of a binary op and as a unary op's input,
+/// over a shape of several gather tiles with a ragged last one: every result equals a scalar
+/// loop over the broadcast values, exactly (the ops here are correctly rounded).
+fn every_layout_form_matches_a_scalar_loop() {
+    let (r, c) = (37, 29);
+    let mut rng = Generator::new(17);
+    let full = rng.uniform(&[r, c], 0.5, 2.0, DType::F64);
+    let forms: Vec<(&str, Array)> = vec![
+        ("contiguous", full.clone()),
+        ("0-d", Array::full(&[], 1.25, DType::F64)),
+        ("[1, 1]", Array::full(&[1, 1], 0.75, DType::F64)),
+        ("row", rng.uniform(&[c], 0.5, 2.0, DType::F64)),
+        ("column", rng.uniform(&[r, 1], 0.5, 2.0, DType::F64)),
+        ("transposed", rng.uniform(&[c, r], 0.5, 2.0, DType::F64).t()),
+        (
+            "narrowed",
+            rng.uniform(&[r, c + 3], 0.5, 2.0, DType::F64)
+                .narrow(1, 2, c),
+        ),
+        (
+            "expanded",
+            Array::full(&[1], 1.5, DType::F64).expand(&[r, c]),
+        ),
+    ];
+    let values = |a: &Array| a.expand(&[r, c]).to_vec::<f64>();
+    type Zip = (
+        &'static str,
+        fn(&Array, &Array) -> Array,
+        fn(f64, f64) -> f64,
+    );
+    let zips: [Zip; 5] = [
+        ("add", Array::add, |x, y| x + y),
+        ("sub", Array::sub, |x, y| x - y),
+        ("mul", Array::mul, |x, y| x * y),
+        ("div", Array::div, |x, y| x / y),
+        ("maximum", Array::maximum, f64::max),
+    ];
+    for (na, a) in &forms {
+        let av = values(a);
+        let sqrt = a.sqrt().expand(&[r, c]).to_vec::<f64>();
+        let want: Vec<f64> = av.iter().map(|x| x.sqrt()).collect();
+        assert_eq!(sqrt, want, "sqrt of {na}");
+        for (nb, b) in &forms {
+            let bv = values(b);
+            for (name, op, f) in zips {
+                let got = op(a, b).expand(&[r, c]).to_vec::<f64>();
+                let want: Vec<f64> = av.iter().zip(&bv).map(|(&x, &y)| f(x, y)).collect();
+                assert_eq!(got, want, "{name} of {na} and {nb}");
+            }
+            let lt = a.lt(b).expand(&[r, c]).to_vec::<bool>();
+            let want: Vec<bool> = av.iter().zip(&bv).map(|(x, y)| x < y).collect();
+            assert_eq!(lt, want, "lt of {na} and {nb}");
+            let (ai, bi) = (a.mul_scalar(8.0).floor(), b.mul_scalar(8.0).floor());
+            let (ai, bi) = (ai.to_dtype(DType::I64), bi.to_dtype(DType::I64));
+            let got = ai.sub(&bi).expand(&[r, c]).to_vec::<i64>();
+            let want: Vec<i64> = values(&ai.to_dtype(DType::F64))
+                .iter()
+                .zip(values(&bi.to_dtype(DType::F64)))
+                .map(|(&x, y)| x as i64 - y as i64)
+                .collect();
+            assert_eq!(got, want, "i64 sub of {na} and {nb}");
+        }
+    }
+}
+
 /// Units in the last place of f32 between `a` and `b`.
 fn ulps(a: f32, b: f32) -> u32 {
     if a == b || (a.is_nan() && b.is_nan()) {
@@ -62,6 +129,7 @@ fn every_supported_vector_path_agrees_and_fuses_exactly() {
         for level in SimdLevel::ALL.into_iter().filter(|&l| l <= best) {
             cap_simd_level(Some(level));
             assert_eq!(simd_level(), level);
+            every_layout_form_matches_a_scalar_loop();
             for ((name, want, got), (_, top, _)) in results(&x, &y).iter().zip(&reference) {
                 assert!(
                     got.bit_eq(want),

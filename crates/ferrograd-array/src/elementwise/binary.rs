@@ -1,12 +1,14 @@
 //! Two-input elementwise ops with broadcasting, and their forms with a scalar on either side.
 
-use super::{broadcast_pair, zip_into};
-use crate::dtype::{dispatch_any, dispatch_float, dispatch_number, Float, Number};
+use super::kernels::{compare, logic, map_bool, zip_float, zip_number, Logic};
+use super::{broadcast_pair, map_into, zip_into, PARALLEL_MIN, PARALLEL_MIN_TRANSCENDENTAL};
+use crate::dtype::{dispatch_any, Element, Float};
 use crate::fused::ZipFn;
+use crate::math::with_simd;
 use crate::{Array, DType};
 
 macro_rules! binary {
-    ($dispatch:ident, $bound:ident, $eval:ident; $($(#[$doc:meta])* $name:ident, $into:ident, $scalar:ident => $f:ident;)*) => {
+    ($($(#[$doc:meta])* $name:ident, $into:ident, $scalar:ident => $f:ident;)*) => {
         impl Array {$(
             $(#[$doc])*
             #[track_caller]
@@ -20,8 +22,7 @@ macro_rules! binary {
             #[doc = concat!("[`", stringify!($name), "`](Array::", stringify!($name), ") into `out` (the broadcast shape, same dtype).")]
             #[track_caller]
             pub fn $into(&self, other: &Array, out: &mut Array) {
-                fn kernel<T: $bound>(x: T, y: T) -> T { ZipFn::$f.$eval(x, y) }
-                $dispatch!(self.dtype(), stringify!($name), T => zip_into::<T, T>(self, other, out, stringify!($name), kernel::<T>))
+                self.zip_fn_named(other, ZipFn::$f, out, stringify!($name))
             }
 
             #[doc = concat!("[`", stringify!($name), "`](Array::", stringify!($name), ") with a scalar right operand (converted to this array's dtype).")]
@@ -33,7 +34,7 @@ macro_rules! binary {
     };
 }
 
-binary! { dispatch_number, Number, eval_number;
+binary! {
     /// `a + b`.
     add, add_into, add_scalar => Add;
     /// `a - b`.
@@ -53,7 +54,7 @@ binary! { dispatch_number, Number, eval_number;
     remainder, remainder_into, remainder_scalar => Remainder;
 }
 
-binary! { dispatch_float, Float, eval;
+binary! {
     /// `a ^ b` elementwise.
     pow, pow_into, pow_tensor_scalar => Pow;
     /// `atan2(a, b)`.
@@ -61,6 +62,83 @@ binary! { dispatch_float, Float, eval;
 }
 
 impl Array {
+    /// `f` of every pair of elements, with broadcasting: the op [`ZipFn`] names
+    /// (`a.zip_fn(&b, ZipFn::Add)` is `a.add(&b)`), for code that holds functions as data.
+    /// A comparison gives 1 or 0 in the operands' dtype (a mask a fused program can
+    /// multiply by); the comparison ops (`eq`, `lt`, ...) give bool. Integer arrays take the
+    /// functions also defined for integers.
+    ///
+    /// ```
+    /// use ferrograd_array::{Array, ZipFn};
+    /// let a = Array::from_vec(vec![1.0f64, 5.0], &[2]);
+    /// let b = Array::from_vec(vec![3.0f64], &[1]);
+    /// assert_eq!(a.zip_fn(&b, ZipFn::Lt).to_vec::<f64>(), vec![1.0, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn zip_fn(&self, other: &Array, f: ZipFn) -> Array {
+        let shape = broadcast_pair("zip_fn", self.shape(), other.shape());
+        let mut out = Array::empty(&shape, self.dtype());
+        self.zip_fn_into(other, f, &mut out);
+        out
+    }
+
+    /// [`zip_fn`](Array::zip_fn) into `out` (the broadcast shape, same dtype).
+    #[track_caller]
+    pub fn zip_fn_into(&self, other: &Array, f: ZipFn, out: &mut Array) {
+        self.zip_fn_named(other, f, out, "zip_fn")
+    }
+
+    /// `f` over every pair into `out`, errors naming `op`: one kernel per dtype and vector
+    /// path serves every function (see `kernels.rs`).
+    #[track_caller]
+    pub(crate) fn zip_fn_named(&self, other: &Array, f: ZipFn, out: &mut Array, op: &str) {
+        #[track_caller]
+        fn float<T: Float>(a: &Array, b: &Array, f: ZipFn, out: &mut Array, op: &str) {
+            let parallel_min = if f.is_transcendental() {
+                PARALLEL_MIN_TRANSCENDENTAL
+            } else {
+                PARALLEL_MIN
+            };
+            zip_into::<T, T>(a, b, out, op, parallel_min, &|d, x, y| {
+                with_simd(
+                    #[inline(always)]
+                    || zip_float(f, d, x, y),
+                )
+            })
+        }
+        match self.dtype() {
+            DType::F32 => float::<f32>(self, other, f, out, op),
+            DType::F64 => float::<f64>(self, other, f, out, op),
+            DType::I64 if f.is_number() => {
+                zip_into::<i64, i64>(self, other, out, op, PARALLEL_MIN, &|d, x, y| {
+                    with_simd(
+                        #[inline(always)]
+                        || zip_number(f, d, x, y),
+                    )
+                })
+            }
+            other if f.is_number() => {
+                crate::error::dtype_fail(op, other, "a numeric dtype (f32, f64 or i64)")
+            }
+            other => crate::error::dtype_fail(op, other, "a float dtype (f32 or f64)"),
+        }
+    }
+
+    /// The comparison `f` of every pair, as bool, into `out`.
+    #[track_caller]
+    fn compare_into(&self, other: &Array, f: ZipFn, out: &mut Array, op: &str) {
+        #[track_caller]
+        fn typed<T: Element>(a: &Array, b: &Array, f: ZipFn, out: &mut Array, op: &str) {
+            zip_into::<T, bool>(a, b, out, op, PARALLEL_MIN, &|d, x, y| {
+                with_simd(
+                    #[inline(always)]
+                    || compare(f, d, x, y),
+                )
+            })
+        }
+        dispatch_any!(self.dtype(), T => typed::<T>(self, other, f, out, op))
+    }
+
     /// `value - self`.
     #[track_caller]
     pub fn rsub_scalar(&self, value: f64) -> Array {
@@ -81,7 +159,7 @@ impl Array {
 }
 
 macro_rules! compare {
-    ($($(#[$doc:meta])* $name:ident, $into:ident, $scalar:ident => $cmp:tt;)*) => {
+    ($($(#[$doc:meta])* $name:ident, $into:ident, $scalar:ident => $cmp:ident;)*) => {
         impl Array {$(
             $(#[$doc])*
             #[track_caller]
@@ -95,7 +173,7 @@ macro_rules! compare {
             #[doc = concat!("[`", stringify!($name), "`](Array::", stringify!($name), ") into a bool `out` of the broadcast shape.")]
             #[track_caller]
             pub fn $into(&self, other: &Array, out: &mut Array) {
-                dispatch_any!(self.dtype(), T => zip_into::<T, bool>(self, other, out, stringify!($name), |x, y| x $cmp y))
+                self.compare_into(other, ZipFn::$cmp, out, stringify!($name))
             }
 
             #[doc = concat!("[`", stringify!($name), "`](Array::", stringify!($name), ") against a scalar (converted to this array's dtype).")]
@@ -109,30 +187,30 @@ macro_rules! compare {
 
 compare! {
     /// `a == b`, as bool.
-    eq, eq_into, eq_scalar => ==;
+    eq, eq_into, eq_scalar => Eq;
     /// `a != b`, as bool.
-    ne, ne_into, ne_scalar => !=;
+    ne, ne_into, ne_scalar => Ne;
     /// `a < b`, as bool.
-    lt, lt_into, lt_scalar => <;
+    lt, lt_into, lt_scalar => Lt;
     /// `a <= b`, as bool.
-    le, le_into, le_scalar => <=;
+    le, le_into, le_scalar => Le;
     /// `a > b`, as bool.
-    gt, gt_into, gt_scalar => >;
+    gt, gt_into, gt_scalar => Gt;
     /// `a >= b`, as bool.
-    ge, ge_into, ge_scalar => >=;
+    ge, ge_into, ge_scalar => Ge;
 }
 
 impl Array {
     /// Elementwise AND of two bool arrays.
     #[track_caller]
     pub fn logical_and(&self, other: &Array) -> Array {
-        self.bool_binary(other, "logical_and", |x, y| x && y)
+        self.bool_binary(other, "logical_and", Logic::And)
     }
 
     /// Elementwise OR of two bool arrays.
     #[track_caller]
     pub fn logical_or(&self, other: &Array) -> Array {
-        self.bool_binary(other, "logical_or", |x, y| x || y)
+        self.bool_binary(other, "logical_or", Logic::Or)
     }
 
     /// Elementwise NOT of a bool array.
@@ -140,17 +218,19 @@ impl Array {
     pub fn logical_not(&self) -> Array {
         self.expect_bool("logical_not");
         let mut out = Array::empty(self.shape(), DType::Bool);
-        super::map_into::<bool, bool>(self, &mut out, "logical_not", super::PARALLEL_MIN, |x| !x);
+        map_into::<bool, bool>(self, &mut out, "logical_not", PARALLEL_MIN, &map_bool);
         out
     }
 
     #[track_caller]
-    fn bool_binary(&self, other: &Array, op: &str, f: fn(bool, bool) -> bool) -> Array {
+    fn bool_binary(&self, other: &Array, op: &str, f: Logic) -> Array {
         self.expect_bool(op);
         other.expect_bool(op);
         let shape = broadcast_pair(op, self.shape(), other.shape());
         let mut out = Array::empty(&shape, DType::Bool);
-        zip_into::<bool, bool>(self, other, &mut out, op, f);
+        zip_into::<bool, bool>(self, other, &mut out, op, PARALLEL_MIN, &|d, x, y| {
+            logic(f, d, x, y)
+        });
         out
     }
 
@@ -191,10 +271,7 @@ impl Array {
     /// [`tanh_backward`](Array::tanh_backward) into `out`.
     #[track_caller]
     pub fn tanh_backward_into(&self, grad: &Array, out: &mut Array) {
-        fn kernel<T: Float>(y: T, g: T) -> T {
-            ZipFn::TanhBackward.eval(y, g)
-        }
-        dispatch_float!(self.dtype(), "tanh_backward", T => zip_into::<T, T>(self, grad, out, "tanh_backward", kernel::<T>))
+        self.zip_fn_named(grad, ZipFn::TanhBackward, out, "tanh_backward")
     }
 
     /// The gradient of `sigmoid` from its output: `grad * y (1 - y)` in one pass.
@@ -211,9 +288,6 @@ impl Array {
     /// [`sigmoid_backward`](Array::sigmoid_backward) into `out`.
     #[track_caller]
     pub fn sigmoid_backward_into(&self, grad: &Array, out: &mut Array) {
-        fn kernel<T: Float>(y: T, g: T) -> T {
-            ZipFn::SigmoidBackward.eval(y, g)
-        }
-        dispatch_float!(self.dtype(), "sigmoid_backward", T => zip_into::<T, T>(self, grad, out, "sigmoid_backward", kernel::<T>))
+        self.zip_fn_named(grad, ZipFn::SigmoidBackward, out, "sigmoid_backward")
     }
 }

@@ -1,23 +1,25 @@
 //! Elementwise kernels with NumPy broadcasting.
 //!
-//! Two paths: contiguous operands (or a one-element operand) run as straight loops over
-//! slices that the compiler vectorises, split across threads when large; everything else
-//! (strided views, broadcasts) walks offsets with `for_each_offsets`.
+//! Every op is a [`MapFn`](crate::MapFn) or [`ZipFn`](crate::ZipFn) run by one driver per
+//! element type ([`map_into`], [`zip_into`]) with one kernel per element type and vector
+//! path (`kernels.rs`). Contiguous operands and one-element operands are read in place,
+//! split across threads when large; everything else (strided views, broadcasts) is gathered
+//! tile by tile into an L1-sized buffer and run through the same vectorised kernel.
 
 mod binary;
+pub(crate) mod kernels;
 mod ops;
 mod ternary;
 mod unary;
 
 use rayon::prelude::*;
+use smallvec::SmallVec;
+
+pub(crate) use kernels::Operand;
 
 use crate::dtype::Element;
 use crate::error::fail;
-use crate::layout::{
-    broadcast_shapes, broadcast_strides, fmt_shape, for_each_offsets, for_each_row_offsets,
-    same_shape, Shape, Strides,
-};
-use crate::math::with_simd;
+use crate::layout::{broadcast_shapes, broadcast_strides, fmt_shape, same_shape, Shape, Strides};
 use crate::Array;
 
 /// Work below this many elements never leaves the calling thread.
@@ -40,81 +42,237 @@ const CHUNK: usize = 1 << 14;
 /// half of that one rather than the alone-measured crossover.
 pub(crate) const PARALLEL_MIN_TRANSCENDENTAL: usize = 1 << 18;
 
-/// Runs `run` on matching chunks of `dst` and `src` across threads. The kernel comes as a
-/// `dyn` (called once per chunk of [`CHUNK`] elements), so rayon's machinery is compiled once
-/// per element type rather than once per kernel: most of this crate's LLVM IR was copies of
-/// it (`cargo llvm-lines`).
-fn par_map<T: Element, U: Element>(
-    dst: &mut [U],
-    src: &[T],
-    run: &(dyn Fn(&mut [U], &[T]) + Sync),
-) {
-    dst.par_chunks_mut(CHUNK)
-        .zip(src.par_chunks(CHUNK))
-        .for_each(|(d, s)| run(d, s));
-}
+/// The kernel of a one-input op over a run of elements: `dst[i] = f(src[i])`.
+pub(crate) type MapKernel<'a, T, U> = dyn Fn(&mut [U], &[T]) + Sync + 'a;
 
-/// A kernel over one chunk of an output and two inputs.
-type ZipChunk<'a, T, U> = dyn Fn(&mut [U], &[T], &[T]) + Sync + 'a;
+/// The kernel of a two-input op over a run of elements.
+pub(crate) type ZipKernel<'a, T, U> = dyn Fn(&mut [U], Operand<'_, T>, Operand<'_, T>) + Sync + 'a;
 
-/// [`par_map`] with two sources.
-fn par_zip<T: Element, U: Element>(dst: &mut [U], x: &[T], y: &[T], run: &ZipChunk<'_, T, U>) {
-    dst.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
-        .for_each(|(d, (x, y))| run(d, x, y));
-}
-
-/// `out[i] = f(a[i])`, `out` already shaped like `a`; contiguous inputs of at least
-/// `parallel_min` elements are split across threads.
+/// `out[i] = kernel(a[i])`, `out` already shaped like `a`. A contiguous `a` is read in place
+/// (split across threads from `parallel_min` elements); any other layout is gathered tile by
+/// tile into a buffer that stays in L1 and the same kernel runs on the tiles, so a strided
+/// view costs a copy per element, not a walk per element.
+///
+/// The kernel comes as a `dyn`: this function, its offset walk and rayon's machinery are
+/// compiled once per element type, not once per op.
 #[track_caller]
 pub(crate) fn map_into<T: Element, U: Element>(
     a: &Array,
     out: &mut Array,
     op: &str,
     parallel_min: usize,
-    f: impl Fn(T) -> U + Sync,
+    kernel: &MapKernel<'_, T, U>,
 ) {
     if a.is_transposed_block() {
         // A tiled copy first, then the vectorised path: far faster than a strided walk.
-        return map_into(&a.copy(), out, op, parallel_min, f);
+        return map_into(&a.copy(), out, op, parallel_min, kernel);
     }
     let dst = out.out_slice::<U>(a.shape(), op);
-    if let Some(src) = a.contiguous_slice::<T>(op) {
-        let run =
-            |d: &mut [U], s: &[T]| with_simd(|| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f(s)));
-        if crate::par::split(src.len(), parallel_min) {
-            par_map(dst, src, &run);
+    match Source::of(a, a.shape(), dst.len(), op) {
+        Source::Slice(src) => {
+            if crate::par::split(src.len(), parallel_min) {
+                dst.par_chunks_mut(CHUNK)
+                    .zip(src.par_chunks(CHUNK))
+                    .for_each(|(d, s)| kernel(d, s));
+            } else {
+                kernel(dst, src);
+            }
+        }
+        Source::Splat(v) => kernel(dst, &[v]),
+        src => {
+            let mut buf = vec![T::default(); tile::<T>().min(dst.len())];
+            for (k, d) in dst.chunks_mut(buf.len().max(1)).enumerate() {
+                let x = src.read(k * buf.len(), d.len(), &mut buf);
+                kernel(d, x);
+            }
+        }
+    }
+}
+
+/// `out[i] = kernel(a[i], b[i])` with broadcasting; `out` already has the broadcast shape.
+/// Operands are read as [`map_into`] reads its input; one-element operands reach the kernel
+/// as [`Operand::Splat`].
+#[track_caller]
+pub(crate) fn zip_into<T: Element, U: Element>(
+    a: &Array,
+    b: &Array,
+    out: &mut Array,
+    op: &str,
+    parallel_min: usize,
+    kernel: &ZipKernel<'_, T, U>,
+) {
+    crate::error::same_dtype(op, a.dtype(), b.dtype());
+    let shape = broadcast_pair(op, a.shape(), b.shape());
+    // Full-size transposed operands: a tiled copy first, then the vectorised path.
+    if a.is_transposed_block() && same_shape(a.shape(), &shape) {
+        return zip_into(&a.copy(), b, out, op, parallel_min, kernel);
+    }
+    if b.is_transposed_block() && same_shape(b.shape(), &shape) {
+        return zip_into(a, &b.copy(), out, op, parallel_min, kernel);
+    }
+    let dst = out.out_slice::<U>(&shape, op);
+    let n = dst.len();
+    let (x, y) = (Source::of(a, &shape, n, op), Source::of(b, &shape, n, op));
+    let split = crate::par::split(dst.len(), parallel_min);
+    let strided = |s: &Source<'_, T>| matches!(s, Source::Strided(_));
+    if !split && !strided(&x) && !strided(&y) {
+        // the common case of small ops: straight to the kernel
+        let len = dst.len();
+        return kernel(dst, x.operand(0, len, &mut []), y.operand(0, len, &mut []));
+    }
+    let range = |start: usize, dst: &mut [U]| {
+        let tile = if strided(&x) || strided(&y) {
+            tile::<T>().min(dst.len()).max(1)
         } else {
-            run(dst, src);
+            dst.len().max(1)
+        };
+        let buffer = |s: &Source<'_, T>| vec![T::default(); if strided(s) { tile } else { 0 }];
+        let (mut bx, mut by) = (buffer(&x), buffer(&y));
+        for (k, d) in dst.chunks_mut(tile).enumerate() {
+            let at = start + k * tile;
+            kernel(
+                d,
+                x.operand(at, d.len(), &mut bx),
+                y.operand(at, d.len(), &mut by),
+            );
         }
+    };
+    if split {
+        dst.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(k, d)| range(k * CHUNK, d));
     } else {
-        let data = a.storage_slice::<T>(op);
-        let (shape, [st]) = coalesce(a.shape(), [a.strides()]);
-        let nd = shape.len();
-        if nd > 1 && st[nd - 1] == 1 && shape[nd - 1] >= 8 {
-            // Contiguous rows (a narrowed or selected view): a vectorised loop per row.
-            let inner = shape[nd - 1];
-            let mut rows = dst.chunks_exact_mut(inner);
-            for_each_offsets(&shape[..nd - 1], [&st[..nd - 1]], [a.offset()], |[o]| {
-                let d = rows.next().expect("one output row per outer index");
-                with_simd(|| {
-                    for (d, &s) in d.iter_mut().zip(&data[o..o + inner]) {
-                        *d = f(s)
-                    }
-                })
-            });
-            return;
+        range(0, dst);
+    }
+}
+
+/// Elements per gathered tile: 2 KiB, so the tiles of a kernel's operands stay in L1.
+pub(crate) fn tile<T>() -> usize {
+    2048 / std::mem::size_of::<T>()
+}
+
+/// How an operand is read over an op's (broadcast) shape.
+pub(crate) enum Source<'a, T> {
+    /// Contiguous with the op's shape: read in place.
+    Slice(&'a [T]),
+    /// One element, broadcast.
+    Splat(T),
+    /// Anything else: gathered tile by tile through its (broadcast, coalesced) strides.
+    Strided(Box<Strided<'a, T>>),
+}
+
+/// A strided operand's layout over the op's shape.
+pub(crate) struct Strided<'a, T> {
+    data: &'a [T],
+    shape: Shape,
+    strides: Strides,
+    offset: usize,
+}
+
+impl<'a, T: Element> Source<'a, T> {
+    /// How `a` (which broadcasts to `shape`, of `n` elements) is read.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn of(a: &'a Array, shape: &[usize], n: usize, op: &str) -> Source<'a, T> {
+        match a.contiguous_slice::<T>(op) {
+            Some(s) if s.len() == n => Source::Slice(s),
+            Some(s) if s.len() == 1 => Source::Splat(s[0]),
+            _ if a.numel() == 1 => Source::Splat(a.storage_slice::<T>(op)[a.offset()]),
+            _ => {
+                let st = broadcast_strides(a.shape(), a.strides(), shape);
+                let (shape, [strides]) = coalesce(shape, [&st]);
+                Source::Strided(Box::new(Strided {
+                    data: a.storage_slice::<T>(op),
+                    shape,
+                    strides,
+                    offset: a.offset(),
+                }))
+            }
         }
-        // each row under `with_simd`: the vector path's features (FMA above all, which the
-        // polynomial kernels use) reach only code compiled inside it
-        let mut rows = dst.iter_mut();
-        for_each_row_offsets(&shape, [&st], [a.offset()], |[o], len, [s]| {
-            with_simd(|| {
-                for (j, d) in rows.by_ref().take(len).enumerate() {
-                    *d = f(data[(o + j as isize * s) as usize]);
+    }
+
+    /// Elements `start..start + len` as a slice: in place when contiguous, else gathered
+    /// into `buf` (at least `len` long); a splat is written into `buf` too.
+    #[inline]
+    pub(crate) fn read<'b>(&'b self, start: usize, len: usize, buf: &'b mut [T]) -> &'b [T] {
+        match self {
+            Source::Slice(s) => &s[start..start + len],
+            Source::Splat(v) => {
+                buf[..len].fill(*v);
+                &buf[..len]
+            }
+            Source::Strided(st) => {
+                let dst = &mut buf[..len];
+                gather(st.data, &st.shape, &st.strides, st.offset, start, dst);
+                dst
+            }
+        }
+    }
+
+    /// Elements `start..start + len` as a kernel operand: a splat stays one value.
+    #[inline]
+    fn operand<'b>(&'b self, start: usize, len: usize, buf: &'b mut [T]) -> Operand<'b, T> {
+        match self {
+            Source::Splat(v) => Operand::Splat(*v),
+            s => Operand::Slice(s.read(start, len, buf)),
+        }
+    }
+}
+
+/// Copies the elements `start..start + dst.len()` (in row-major order over `shape`) of a
+/// strided array into `dst`, a run of the innermost dim at a time.
+pub(crate) fn gather<T: Copy>(
+    data: &[T],
+    shape: &[usize],
+    strides: &[isize],
+    offset: usize,
+    start: usize,
+    dst: &mut [T],
+) {
+    let nd = shape.len();
+    if nd == 0 {
+        dst.fill(data[offset]);
+        return;
+    }
+    let mut idx: SmallVec<[usize; 6]> = SmallVec::from_elem(0, nd);
+    let mut rest = start;
+    let mut pos = offset as isize;
+    for d in (0..nd).rev() {
+        idx[d] = rest % shape[d];
+        rest /= shape[d];
+        pos += idx[d] as isize * strides[d];
+    }
+    let (inner, step) = (shape[nd - 1], strides[nd - 1]);
+    let mut i = 0;
+    while i < dst.len() {
+        let run = (inner - idx[nd - 1]).min(dst.len() - i);
+        let p = pos as usize;
+        match step {
+            1 => dst[i..i + run].copy_from_slice(&data[p..p + run]),
+            0 => dst[i..i + run].fill(data[p]),
+            step if step > 0 => {
+                let from = data[p..].iter().step_by(step as usize);
+                for (d, &v) in dst[i..i + run].iter_mut().zip(from) {
+                    *d = v;
                 }
-            })
-        });
+            }
+            _ => {
+                for (j, d) in dst[i..i + run].iter_mut().enumerate() {
+                    *d = data[(pos + j as isize * step) as usize];
+                }
+            }
+        }
+        i += run;
+        pos += run as isize * step;
+        idx[nd - 1] += run;
+        let mut d = nd - 1;
+        while d > 0 && idx[d] == shape[d] {
+            pos -= shape[d] as isize * strides[d];
+            idx[d] = 0;
+            d -= 1;
+            idx[d] += 1;
+            pos += strides[d];
+        }
     }
 }
 
@@ -168,112 +326,5 @@ pub(crate) fn broadcast_pair(op: &str, a: &[usize], b: &[usize]) -> Shape {
                 fmt_shape(b)
             ),
         ),
-    }
-}
-
-/// `out[i] = f(a[i], b[i])` with broadcasting; `out` already has the broadcast shape.
-#[track_caller]
-pub(crate) fn zip_into<T: Element, U: Element>(
-    a: &Array,
-    b: &Array,
-    out: &mut Array,
-    op: &str,
-    f: impl Fn(T, T) -> U + Sync,
-) {
-    crate::error::same_dtype(op, a.dtype(), b.dtype());
-    let shape = broadcast_pair(op, a.shape(), b.shape());
-    // Full-size transposed operands: a tiled copy first, then the vectorised path.
-    if a.is_transposed_block() && same_shape(a.shape(), &shape) {
-        return zip_into(&a.copy(), b, out, op, f);
-    }
-    if b.is_transposed_block() && same_shape(b.shape(), &shape) {
-        return zip_into(a, &b.copy(), out, op, f);
-    }
-    let dst = out.out_slice::<U>(&shape, op);
-    let (sa, sb) = (a.contiguous_slice::<T>(op), b.contiguous_slice::<T>(op));
-    match (sa, sb) {
-        (Some(x), Some(y)) if x.len() == dst.len() && y.len() == dst.len() => {
-            let run = |d: &mut [U], x: &[T], y: &[T]| {
-                with_simd(|| {
-                    for ((d, &x), &y) in d.iter_mut().zip(x).zip(y) {
-                        *d = f(x, y)
-                    }
-                })
-            };
-            if crate::par::split(dst.len(), PARALLEL_MIN) {
-                par_zip(dst, x, y, &run);
-            } else {
-                run(dst, x, y);
-            }
-        }
-        (Some(x), Some(y)) if y.len() == 1 && x.len() == dst.len() => {
-            let y = y[0];
-            with_simd(|| dst.iter_mut().zip(x).for_each(|(d, &x)| *d = f(x, y)));
-        }
-        (Some(x), Some(y)) if x.len() == 1 && y.len() == dst.len() => {
-            let x = x[0];
-            with_simd(|| dst.iter_mut().zip(y).for_each(|(d, &y)| *d = f(x, y)));
-        }
-        _ => {
-            let (da, db) = (a.storage_slice::<T>(op), b.storage_slice::<T>(op));
-            let st_a = broadcast_strides(a.shape(), a.strides(), &shape);
-            let st_b = broadcast_strides(b.shape(), b.strides(), &shape);
-            let (shape, st) = coalesce(&shape, [&st_a, &st_b]);
-            let [st_a, st_b] = &st;
-            let nd = shape.len();
-            let inner = shape.last().copied().unwrap_or(1);
-            let unit = |s: &[isize]| nd > 0 && (s[nd - 1] == 0 || s[nd - 1] == 1);
-            if inner >= 8 && unit(st_a) && unit(st_b) {
-                // Rows that are contiguous or one repeated value on each side (a bias row, a
-                // per-channel scale): a vectorised loop per row instead of an offset walk.
-                let (a_row, b_row) = (st_a[nd - 1] == 1, st_b[nd - 1] == 1);
-                let mut rows = dst.chunks_exact_mut(inner);
-                for_each_offsets(
-                    &shape[..nd - 1],
-                    [&st_a[..nd - 1], &st_b[..nd - 1]],
-                    [a.offset(), b.offset()],
-                    |[oa, ob]| {
-                        let d = rows.next().expect("one output row per outer index");
-                        with_simd(|| match (a_row, b_row) {
-                            (true, true) => {
-                                let (x, y) = (&da[oa..oa + inner], &db[ob..ob + inner]);
-                                for ((d, &x), &y) in d.iter_mut().zip(x).zip(y) {
-                                    *d = f(x, y)
-                                }
-                            }
-                            (true, false) => {
-                                let y = db[ob];
-                                for (d, &x) in d.iter_mut().zip(&da[oa..oa + inner]) {
-                                    *d = f(x, y)
-                                }
-                            }
-                            (false, true) => {
-                                let x = da[oa];
-                                for (d, &y) in d.iter_mut().zip(&db[ob..ob + inner]) {
-                                    *d = f(x, y)
-                                }
-                            }
-                            (false, false) => d.fill(f(da[oa], db[ob])),
-                        })
-                    },
-                );
-                return;
-            }
-            // each row under `with_simd`, as in `map_into`
-            let mut out = dst.iter_mut();
-            for_each_row_offsets(
-                &shape,
-                [st_a, st_b],
-                [a.offset(), b.offset()],
-                |[oa, ob], len, [sa, sb]| {
-                    with_simd(|| {
-                        for (j, d) in out.by_ref().take(len).enumerate() {
-                            let j = j as isize;
-                            *d = f(da[(oa + j * sa) as usize], db[(ob + j * sb) as usize]);
-                        }
-                    })
-                },
-            );
-        }
     }
 }

@@ -1,36 +1,14 @@
 //! One-input elementwise ops.
 
+use super::kernels::{map_float, map_number};
 use super::{map_into, PARALLEL_MIN, PARALLEL_MIN_TRANSCENDENTAL};
-use crate::dtype::{dispatch_float, dispatch_number, Element, Float, Number};
-use crate::fused::{clamp_value, MapFn};
-use crate::Array;
+use crate::dtype::Float;
+use crate::fused::MapFn;
+use crate::math::{with_fma, with_simd};
+use crate::{Array, DType};
 
-/// Float-only unary ops: the threading threshold, then `name`, `name_into`, and the
-/// per-element expression.
-macro_rules! float_unary {
-    ($parallel_min:expr; $($(#[$doc:meta])* $name:ident, $into:ident => $f:ident;)*) => {
-        impl Array {$(
-            $(#[$doc])*
-            #[track_caller]
-            pub fn $name(&self) -> Array {
-                let mut out = Array::empty(self.shape(), self.dtype());
-                self.$into(&mut out);
-                out
-            }
-
-            #[doc = concat!("[`", stringify!($name), "`](Array::", stringify!($name), ") into `out` (same shape and dtype).")]
-            #[track_caller]
-            pub fn $into(&self, out: &mut Array) {
-                // `FMA`: whether the polynomial kernels may fuse (see `math::has_fma`).
-                fn kernel<T: Float, const FMA: bool>(x: T) -> T { MapFn::$f.eval::<T, FMA>(x) }
-                crate::math::with_fma!(F => dispatch_float!(self.dtype(), stringify!($name), T => map_into::<T, T>(self, out, stringify!($name), $parallel_min, kernel::<T, F>)))
-            }
-        )*}
-    };
-}
-
-/// Unary ops defined for f32, f64 and i64.
-macro_rules! number_unary {
+/// Unary ops: `name`, `name_into`, and the [`MapFn`] they apply.
+macro_rules! unary {
     ($($(#[$doc:meta])* $name:ident, $into:ident => $f:ident;)*) => {
         impl Array {$(
             $(#[$doc])*
@@ -44,14 +22,74 @@ macro_rules! number_unary {
             #[doc = concat!("[`", stringify!($name), "`](Array::", stringify!($name), ") into `out` (same shape and dtype).")]
             #[track_caller]
             pub fn $into(&self, out: &mut Array) {
-                fn kernel<T: Number>(x: T) -> T { MapFn::$f.eval_number(x) }
-                dispatch_number!(self.dtype(), stringify!($name), T => map_into::<T, T>(self, out, stringify!($name), PARALLEL_MIN, kernel::<T>))
+                self.map_fn_named(MapFn::$f, out, stringify!($name))
             }
         )*}
     };
 }
 
-number_unary! {
+impl Array {
+    /// `f` applied to every element: the op [`MapFn`] names (`x.map_fn(MapFn::Exp)` is
+    /// `x.exp()`), for code that holds functions as data, as the optimize mode does.
+    /// Integer arrays take the functions also defined for integers (`Neg`, `Abs`, `Sign`,
+    /// `Relu`, `Clamp`).
+    ///
+    /// ```
+    /// use ferrograd_array::{Array, MapFn};
+    /// let x = Array::from_vec(vec![-1.5f32, 0.0, 2.0], &[3]);
+    /// assert!(x.map_fn(MapFn::Tanh).bit_eq(&x.tanh()));
+    /// ```
+    #[track_caller]
+    pub fn map_fn(&self, f: MapFn) -> Array {
+        let mut out = Array::empty(self.shape(), self.dtype());
+        self.map_fn_into(f, &mut out);
+        out
+    }
+
+    /// [`map_fn`](Array::map_fn) into `out` (same shape and dtype).
+    #[track_caller]
+    pub fn map_fn_into(&self, f: MapFn, out: &mut Array) {
+        self.map_fn_named(f, out, "map_fn")
+    }
+
+    /// `f` over every element into `out`, errors naming `op`: one kernel per dtype and
+    /// vector path serves every function (see `kernels.rs`).
+    #[track_caller]
+    pub(crate) fn map_fn_named(&self, f: MapFn, out: &mut Array, op: &str) {
+        #[track_caller]
+        fn float<T: Float>(a: &Array, f: MapFn, out: &mut Array, op: &str, parallel_min: usize) {
+            with_fma!(F => map_into::<T, T>(a, out, op, parallel_min, &|d, s| {
+                with_simd(
+                    #[inline(always)]
+                    || map_float::<T, F>(f, d, s),
+                )
+            }))
+        }
+        let parallel_min = if f.is_transcendental() {
+            PARALLEL_MIN_TRANSCENDENTAL
+        } else {
+            PARALLEL_MIN
+        };
+        match self.dtype() {
+            DType::F32 => float::<f32>(self, f, out, op, parallel_min),
+            DType::F64 => float::<f64>(self, f, out, op, parallel_min),
+            DType::I64 if f.is_number() => {
+                map_into::<i64, i64>(self, out, op, parallel_min, &|d, s| {
+                    with_simd(
+                        #[inline(always)]
+                        || map_number(f, d, s),
+                    )
+                })
+            }
+            other if f.is_number() => {
+                crate::error::dtype_fail(op, other, "a numeric dtype (f32, f64 or i64)")
+            }
+            other => crate::error::dtype_fail(op, other, "a float dtype (f32 or f64)"),
+        }
+    }
+}
+
+unary! {
     /// `-x`.
     neg, neg_into => Neg;
     /// `|x|`.
@@ -62,7 +100,7 @@ number_unary! {
     relu, relu_into => Relu;
 }
 
-float_unary! { PARALLEL_MIN_TRANSCENDENTAL;
+unary! {
     /// `e^x`.
     exp, exp_into => Exp;
     /// Natural logarithm.
@@ -101,7 +139,7 @@ float_unary! { PARALLEL_MIN_TRANSCENDENTAL;
     sigmoid, sigmoid_into => Sigmoid;
 }
 
-float_unary! { PARALLEL_MIN;
+unary! {
     /// Square root.
     sqrt, sqrt_into => Sqrt;
     /// `1 / sqrt(x)`.
@@ -132,10 +170,7 @@ impl Array {
     /// [`clamp`](Array::clamp) into `out`.
     #[track_caller]
     pub fn clamp_into(&self, min: Option<f64>, max: Option<f64>, out: &mut Array) {
-        dispatch_number!(self.dtype(), "clamp", T => {
-            let (lo, hi) = (min.map(T::from_f64), max.map(T::from_f64));
-            map_into::<T, T>(self, out, "clamp", PARALLEL_MIN, move |x| clamp_value(x, lo, hi))
-        })
+        self.map_fn_named(MapFn::Clamp(min, max), out, "clamp")
     }
 
     /// The polygamma function `ψ⁽ⁿ⁾(x)`, the `n`-th derivative of digamma (`n = 0` is
@@ -157,11 +192,7 @@ impl Array {
     /// [`polygamma`](Array::polygamma) into `out`.
     #[track_caller]
     pub fn polygamma_into(&self, n: u32, out: &mut Array) {
-        dispatch_float!(self.dtype(), "polygamma", T => {
-            map_into::<T, T>(self, out, "polygamma", PARALLEL_MIN_TRANSCENDENTAL, move |x| {
-                MapFn::Polygamma(n).eval::<T, false>(x)
-            })
-        })
+        self.map_fn_named(MapFn::Polygamma(n), out, "polygamma")
     }
 
     /// `x ^ exponent` for a scalar exponent.
@@ -175,11 +206,9 @@ impl Array {
     /// [`pow_scalar`](Array::pow_scalar) into `out`.
     #[track_caller]
     pub fn pow_scalar_into(&self, exponent: f64, out: &mut Array) {
-        dispatch_float!(self.dtype(), "pow_scalar", T => match MapFn::pow_scalar(exponent) {
-            MapFn::Square => map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, |x| MapFn::Square.eval::<T, false>(x)),
-            MapFn::Identity => map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, |x| x),
-            MapFn::Powi(n) => map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, move |x| x.powi(n)),
-            f => map_into::<T, T>(self, out, "pow_scalar", PARALLEL_MIN, move |x| f.eval::<T, false>(x)),
-        })
+        if !self.dtype().is_float() {
+            crate::error::dtype_fail("pow_scalar", self.dtype(), "a float dtype (f32 or f64)")
+        }
+        self.map_fn_named(MapFn::pow_scalar(exponent), out, "pow_scalar")
     }
 }

@@ -1,0 +1,202 @@
+//! The element loops: one loop per [`MapFn`] / [`ZipFn`] over a run of elements, chosen by a
+//! `match` outside the loop so each vectorises with its function inlined.
+//!
+//! These tables are the only place an elementwise function meets a loop. The named ops
+//! (`Array::exp`, `Array::add`, the comparisons), the fused [`Program`](crate::Program)
+//! evaluator and the offset walks for strided operands all call them, so each function is
+//! compiled once per element type and vector path, not once per op and caller: the array
+//! crate's build spent most of its time on those copies (`cargo llvm-lines`).
+
+use crate::dtype::{Element, Float, Number};
+use crate::fused::{clamp_value, MapFn, ZipFn};
+
+/// One operand of a two-input loop over a run of elements: a slice as long as the run, or
+/// one value repeated (a scalar, a broadcast row's value).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Operand<'a, T> {
+    /// One value per element of the run.
+    Slice(&'a [T]),
+    /// The same value for every element.
+    Splat(T),
+}
+
+/// `dst[i] = f(x[i], y[i])` over the four forms of the operands. Inlined into each table
+/// entry, so every `(function, form)` pair is its own loop.
+#[inline(always)]
+fn zip_loop<T: Copy, U>(dst: &mut [U], x: Operand<'_, T>, y: Operand<'_, T>, f: impl Fn(T, T) -> U)
+where
+    U: Copy,
+{
+    match (x, y) {
+        (Operand::Slice(x), Operand::Slice(y)) => {
+            for ((d, &x), &y) in dst.iter_mut().zip(x).zip(y) {
+                *d = f(x, y)
+            }
+        }
+        (Operand::Slice(x), Operand::Splat(y)) => {
+            for (d, &x) in dst.iter_mut().zip(x) {
+                *d = f(x, y)
+            }
+        }
+        (Operand::Splat(x), Operand::Slice(y)) => {
+            for (d, &y) in dst.iter_mut().zip(y) {
+                *d = f(x, y)
+            }
+        }
+        (Operand::Splat(x), Operand::Splat(y)) => dst.fill(f(x, y)),
+    }
+}
+
+/// `dst[i] = f(x[i])` for a float function (`FMA`: whether the polynomial kernels fuse their
+/// multiply-adds, as [`with_fma`](crate::math::with_fma) chooses).
+#[inline(always)]
+pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &[T]) {
+    macro_rules! each {
+        ($($v:ident),*) => {
+            match f {
+                $(MapFn::$v => {
+                    for (d, &x) in dst.iter_mut().zip(x) {
+                        *d = MapFn::$v.eval::<T, FMA>(x)
+                    }
+                })*
+                MapFn::Powi(n) => {
+                    for (d, &x) in dst.iter_mut().zip(x) {
+                        *d = x.powi(n)
+                    }
+                }
+                MapFn::Clamp(lo, hi) => {
+                    let (lo, hi) = (lo.map(T::from_f64), hi.map(T::from_f64));
+                    for (d, &x) in dst.iter_mut().zip(x) {
+                        *d = clamp_value(x, lo, hi)
+                    }
+                }
+                f @ (MapFn::Powf(_) | MapFn::Polygamma(_)) => {
+                    for (d, &x) in dst.iter_mut().zip(x) {
+                        *d = f.eval::<T, FMA>(x)
+                    }
+                }
+            }
+        };
+    }
+    each!(
+        Neg, Abs, Sign, Relu, Exp, Log, Log1p, Expm1, Sin, Cos, Tan, Sinh, Cosh, Asin, Acos, Atan,
+        Erf, Erfinv, Lgamma, Digamma, Trunc, Tanh, Sigmoid, Sqrt, Rsqrt, Floor, Ceil, Round,
+        Reciprocal, Square, Identity
+    )
+}
+
+/// `dst[i] = f(x[i])` for the functions also defined on integers (`Neg`, `Abs`, `Sign`,
+/// `Relu`, `Clamp`, `Identity`); the caller has checked `f` is one of them.
+#[inline(always)]
+pub(crate) fn map_number<T: Number>(f: MapFn, dst: &mut [T], x: &[T]) {
+    macro_rules! each {
+        ($($v:ident),*) => {
+            match f {
+                $(MapFn::$v => {
+                    for (d, &x) in dst.iter_mut().zip(x) {
+                        *d = MapFn::$v.eval_number(x)
+                    }
+                })*
+                MapFn::Clamp(lo, hi) => {
+                    let (lo, hi) = (lo.map(T::from_f64), hi.map(T::from_f64));
+                    for (d, &x) in dst.iter_mut().zip(x) {
+                        *d = clamp_value(x, lo, hi)
+                    }
+                }
+                MapFn::Identity => dst.copy_from_slice(x),
+                other => unreachable!("{other:?} is defined for floats only"),
+            }
+        };
+    }
+    each!(Neg, Abs, Sign, Relu)
+}
+
+/// `dst[i] = f(x[i], y[i])` for a float function.
+#[inline(always)]
+pub(crate) fn zip_float<T: Float>(f: ZipFn, dst: &mut [T], x: Operand<'_, T>, y: Operand<'_, T>) {
+    macro_rules! each {
+        ($($v:ident),*) => {
+            match f {
+                $(ZipFn::$v => zip_loop(dst, x, y, |x, y| ZipFn::$v.eval(x, y)),)*
+            }
+        };
+    }
+    each!(
+        Add,
+        Sub,
+        Mul,
+        Div,
+        Maximum,
+        Minimum,
+        Pow,
+        Atan2,
+        Fmod,
+        Remainder,
+        TanhBackward,
+        SigmoidBackward,
+        Eq,
+        Ne,
+        Lt,
+        Le,
+        Gt,
+        Ge
+    )
+}
+
+/// `dst[i] = f(x[i], y[i])` for the functions also defined on integers (the four operators,
+/// `Maximum`, `Minimum`, `Fmod`, `Remainder`); the caller has checked `f` is one of them.
+#[inline(always)]
+pub(crate) fn zip_number<T: Number>(f: ZipFn, dst: &mut [T], x: Operand<'_, T>, y: Operand<'_, T>) {
+    macro_rules! each {
+        ($($v:ident),*) => {
+            match f {
+                $(ZipFn::$v => zip_loop(dst, x, y, |x, y| ZipFn::$v.eval_number(x, y)),)*
+                other => unreachable!("{other:?} is defined for floats only"),
+            }
+        };
+    }
+    each!(Add, Sub, Mul, Div, Maximum, Minimum, Fmod, Remainder)
+}
+
+/// `dst[i] = x[i] ⋈ y[i]` as bool, for the comparisons (`Eq` ... `Ge`); the caller has
+/// checked `f` is one.
+#[inline(always)]
+pub(crate) fn compare<T: Element>(
+    f: ZipFn,
+    dst: &mut [bool],
+    x: Operand<'_, T>,
+    y: Operand<'_, T>,
+) {
+    match f {
+        ZipFn::Eq => zip_loop(dst, x, y, |x, y| x == y),
+        ZipFn::Ne => zip_loop(dst, x, y, |x, y| x != y),
+        ZipFn::Lt => zip_loop(dst, x, y, |x, y| x < y),
+        ZipFn::Le => zip_loop(dst, x, y, |x, y| x <= y),
+        ZipFn::Gt => zip_loop(dst, x, y, |x, y| x > y),
+        ZipFn::Ge => zip_loop(dst, x, y, |x, y| x >= y),
+        other => unreachable!("{other:?} is not a comparison"),
+    }
+}
+
+/// The two-input functions of bool arrays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Logic {
+    And,
+    Or,
+}
+
+/// `dst[i] = x[i] ∧ y[i]` or `x[i] ∨ y[i]`.
+#[inline(always)]
+pub(crate) fn logic(f: Logic, dst: &mut [bool], x: Operand<'_, bool>, y: Operand<'_, bool>) {
+    match f {
+        Logic::And => zip_loop(dst, x, y, |x, y| x && y),
+        Logic::Or => zip_loop(dst, x, y, |x, y| x || y),
+    }
+}
+
+/// `dst[i] = ¬x[i]`.
+pub(crate) fn map_bool(dst: &mut [bool], x: &[bool]) {
+    for (d, &x) in dst.iter_mut().zip(x) {
+        *d = !x
+    }
+}
