@@ -163,6 +163,19 @@ fn main() {
                 black_box(xm.mul(&col));
             });
         }
+        if n >= 4096 {
+            // a value per row of 4096 (a CNN's per-channel bias over its pixels)
+            let m = n / 4096 * 4096;
+            let xm = x.narrow(0, 0, m).reshape(&[m / 4096, 4096]);
+            let col = y.narrow(0, 0, m / 4096).reshape(&[m / 4096, 1]);
+            b.run(
+                &format!("elementwise/add_long_column/{n}"),
+                bytes(3),
+                || {
+                    black_box(xm.add(&col));
+                },
+            );
+        }
         // sin: ours (vectorised), and std's scalar sinf over the same data, what it replaced
         b.run(&format!("elementwise/sin_into/{n}"), bytes(2), || {
             x.sin_into(&mut out)

@@ -334,7 +334,7 @@ impl Array {
             if g.o * s == 0 {
                 return;
             }
-            crate::par::chunks(dst, g.o * s, split_samples, sample);
+            crate::par::chunks(dst, g.o * s, split_samples, &sample);
         }
         dispatch_float!(self.dtype(), "conv2d", T => kernel::<T>(g, self, weight, bias, out))
     }
@@ -411,7 +411,7 @@ impl Array {
             if chw == 0 || s == 0 {
                 return;
             }
-            crate::par::chunks(dx, chw, split_samples, sample);
+            crate::par::chunks(dx, chw, split_samples, &sample);
         }
         dispatch_float!(self.dtype(), "conv2d_backward_input", T => kernel::<T>(g, self, weight, out))
     }

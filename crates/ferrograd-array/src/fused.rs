@@ -672,7 +672,7 @@ impl Program {
                     }
                     Home::Input { n, reg } => {
                         if let src @ Source::Strided(_) = &sources[n] {
-                            src.read(first, m, &mut regs[reg][..m]);
+                            src.fill(first, &mut regs[reg][..m]);
                         }
                     }
                 }

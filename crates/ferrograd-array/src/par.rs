@@ -15,12 +15,13 @@ pub(crate) fn split(work: usize, min: usize) -> bool {
 }
 
 /// `f(i, chunk)` for each `size`-long chunk of `data` (the last may be shorter), spread over
-/// the threads when `parallel`, else in order on the calling thread.
+/// the threads when `parallel`, else in order on the calling thread. `f` is a `dyn` (called
+/// once per chunk), so rayon's machinery is compiled once per element type, not per caller.
 pub(crate) fn chunks<T: Send>(
     data: &mut [T],
     size: usize,
     parallel: bool,
-    f: impl Fn(usize, &mut [T]) + Sync + Send,
+    f: &(dyn Fn(usize, &mut [T]) + Sync),
 ) {
     use rayon::prelude::*;
     if parallel {
@@ -32,13 +33,16 @@ pub(crate) fn chunks<T: Send>(
     }
 }
 
+/// The work of [`chunks2`] on the `i`-th chunks of its two slices.
+pub(crate) type Chunks2Fn<'a, A, B> = dyn Fn(usize, &mut [A], &mut [B]) + Sync + 'a;
+
 /// [`chunks`] over two slices in step: `f(i, a_chunk, b_chunk)`.
 pub(crate) fn chunks2<A: Send, B: Send>(
     a: &mut [A],
     b: &mut [B],
     size: usize,
     parallel: bool,
-    f: impl Fn(usize, &mut [A], &mut [B]) + Sync + Send,
+    f: &Chunks2Fn<'_, A, B>,
 ) {
     use rayon::prelude::*;
     if parallel {

@@ -150,7 +150,7 @@ impl Array {
                     Some(r.map_or((xo, xo + 1), |(a, _)| (a, xo + 1)))
                 });
             let parallel = crate::par::split(x.len(), PARALLEL_MIN);
-            crate::par::chunks2(values, indices, s, parallel, |p, v, idx| {
+            crate::par::chunks2(values, indices, s, parallel, &|p, v, idx| {
                 let plane = &x[p * hw..(p + 1) * hw];
                 let (kh, kw) = g.p.kernel;
                 let (sw, pw) = (g.p.stride.1, g.p.padding.1);
@@ -270,7 +270,7 @@ impl Array {
             dx.iter_mut().for_each(|v| *v = T::zero());
             if hw > 0 && s > 0 {
                 let parallel = crate::par::split(dx.len(), PARALLEL_MIN);
-                crate::par::chunks(dx, hw, parallel, |p, plane| {
+                crate::par::chunks(dx, hw, parallel, &|p, plane| {
                     for (&g, &i) in dy[p * s..(p + 1) * s].iter().zip(&idx[p * s..(p + 1) * s]) {
                         if i >= 0 {
                             plane[i as usize] += g;
@@ -346,7 +346,7 @@ impl Array {
                 }
             };
             let parallel = crate::par::split(dst.len(), PARALLEL_MIN);
-            crate::par::chunks(dst, s, parallel, pick);
+            crate::par::chunks(dst, s, parallel, &pick);
         }
         dispatch_float!(self.dtype(), "gather_planes", T => kernel::<T>(self, indices, hw, s, out))
     }
@@ -383,7 +383,7 @@ impl Array {
             let divisors = divisors(&g, include);
             if s > 0 && g.h * g.w > 0 {
                 let parallel = crate::par::split(x.len(), PARALLEL_MIN);
-                crate::par::chunks(out, s, parallel, |p, v| {
+                crate::par::chunks(out, s, parallel, &|p, v| {
                     let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
                     g.windows(|o, i| {
                         if let Some(i) = i {
@@ -449,7 +449,7 @@ impl Array {
             dx.iter_mut().for_each(|v| *v = T::zero());
             if s > 0 && g.h * g.w > 0 {
                 let parallel = crate::par::split(dx.len(), PARALLEL_MIN);
-                crate::par::chunks(dx, g.h * g.w, parallel, |p, plane| {
+                crate::par::chunks(dx, g.h * g.w, parallel, &|p, plane| {
                     let d = &dy[p * s..(p + 1) * s];
                     g.windows(|o, i| {
                         if let Some(i) = i {

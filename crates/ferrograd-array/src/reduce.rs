@@ -62,13 +62,14 @@ fn all_dims(a: &Array) -> SmallVec<[usize; 6]> {
     (0..a.ndim()).collect()
 }
 
-/// Folds each row of the plan with `f` into `out`.
+/// Folds each row of the plan with `f` into `out`. `f` is a `dyn` (one call per row), so
+/// the loops and rayon's machinery are compiled once per element type, not per reduction.
 #[track_caller]
 fn rows_into<T: Element, U: Element>(
     p: &Plan,
     out: &mut Array,
     op: &str,
-    f: impl Fn(&[T]) -> U + Sync,
+    f: &(dyn Fn(&[T]) -> U + Sync),
 ) {
     let src = p.permuted.values::<T>(op);
     let dst = out.out_slice::<U>(&p.out_shape, op);
@@ -318,7 +319,7 @@ impl Array {
             }
             return;
         }
-        rows_into(p, out, op, row);
+        rows_into(p, out, op, &row);
     }
 
     /// The largest value along `dim` and its first index (NaN counts as largest).
@@ -464,7 +465,7 @@ impl Array {
     pub fn var_dim_into(&self, dims: impl Dims, correction: usize, keepdim: bool, out: &mut Array) {
         let dims = dims.resolve_all(self.ndim(), "var_dim");
         let p = plan(self, &dims, keepdim);
-        dispatch_float!(self.dtype(), "var_dim", T => rows_into::<T, T>(&p, out, "var_dim", move |x| var_row(x, correction)))
+        dispatch_float!(self.dtype(), "var_dim", T => rows_into::<T, T>(&p, out, "var_dim", &|x| var_row(x, correction)))
     }
 
     /// Variance of all elements (see [`var_dim`](Array::var_dim)).
@@ -503,7 +504,7 @@ impl Array {
         }
         let dims = dims.resolve_all(self.ndim(), "norm_dim");
         let pl = plan(self, &dims, keepdim);
-        dispatch_float!(self.dtype(), "norm", T => rows_into::<T, T>(&pl, out, "norm", move |x| norm_row(x, p)))
+        dispatch_float!(self.dtype(), "norm", T => rows_into::<T, T>(&pl, out, "norm", &|x| norm_row(x, p)))
     }
 
     /// The `p`-norm of all elements (2 is the Euclidean norm).

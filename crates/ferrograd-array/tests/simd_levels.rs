@@ -41,13 +41,20 @@ fn results(x: &Array, y: &Array) -> Vec<(String, Array, Array)> {
     out
 }
 
-/// The operand forms the elementwise driver reads differently — contiguous, one element
+/// The operand forms the elementwise drivers read differently — contiguous, one element
 /// (0-d or `[1, 1]`), a broadcast row or column, a transposed or narrowed view, a scalar
-/// expanded to the full shape — on either side of a binary op and as a unary op's input,
-/// over a shape of several gather tiles with a ragged last one: every result equals a scalar
-/// loop over the broadcast values, exactly (the ops here are correctly rounded).
+/// expanded to the full shape — on either side of a binary op, as a unary op's input, and as
+/// `where_cond`'s mask and values — over shapes of several gather tiles with a ragged last
+/// one (rows shorter than a tile, and rows longer, whose tiles are read in place or as one
+/// value where they fall inside a row): every result equals a scalar loop over the broadcast
+/// values, exactly (the ops here are correctly rounded).
 fn every_layout_form_matches_a_scalar_loop() {
-    let (r, c) = (37, 29);
+    for (r, c) in [(37, 29), (3, 700)] {
+        layout_forms_match_a_scalar_loop(r, c)
+    }
+}
+
+fn layout_forms_match_a_scalar_loop(r: usize, c: usize) {
     let mut rng = Generator::new(17);
     let full = rng.uniform(&[r, c], 0.5, 2.0, DType::F64);
     let forms: Vec<(&str, Array)> = vec![
@@ -90,8 +97,19 @@ fn every_layout_form_matches_a_scalar_loop() {
             for (name, op, f) in zips {
                 let got = op(a, b).expand(&[r, c]).to_vec::<f64>();
                 let want: Vec<f64> = av.iter().zip(&bv).map(|(&x, &y)| f(x, y)).collect();
-                assert_eq!(got, want, "{name} of {na} and {nb}");
+                assert_eq!(got, want, "{name} of {na} and {nb}, [{r}, {c}]");
             }
+            let picked = Array::where_cond(&a.gt_scalar(1.0), a, b);
+            let want: Vec<f64> = av
+                .iter()
+                .zip(&bv)
+                .map(|(&x, &y)| if x > 1.0 { x } else { y })
+                .collect();
+            assert_eq!(
+                picked.expand(&[r, c]).to_vec::<f64>(),
+                want,
+                "where of {na} and {nb}"
+            );
             let lt = a.lt(b).expand(&[r, c]).to_vec::<bool>();
             let want: Vec<bool> = av.iter().zip(&bv).map(|(x, y)| x < y).collect();
             assert_eq!(lt, want, "lt of {na} and {nb}");

@@ -33,7 +33,7 @@ use crate::Array;
 /// LSTM 11.9-12.2 → 10.0-10.3 ms; the CNN and wide MLP rows, whose big ops are past 512k,
 /// stayed level (`cargo bench -p ferrograd-nn --bench suite`, 3 alternating passes).
 pub(crate) const PARALLEL_MIN: usize = 1 << 19;
-const CHUNK: usize = 1 << 14;
+pub(crate) const CHUNK: usize = 1 << 14;
 
 /// Transcendental functions (exp, log, tanh, sigmoid, sin, ...) cost 0.15-5 ns per element,
 /// so splitting pays off sooner: timed alone on 10⁵ f32 elements with AVX-512, exp took 24 µs
@@ -80,10 +80,13 @@ pub(crate) fn map_into<T: Element, U: Element>(
         }
         Source::Splat(v) => kernel(dst, &[v]),
         src => {
-            let mut buf = vec![T::default(); tile::<T>().min(dst.len())];
-            for (k, d) in dst.chunks_mut(buf.len().max(1)).enumerate() {
-                let x = src.read(k * buf.len(), d.len(), &mut buf);
-                kernel(d, x);
+            let tile = tile::<T>();
+            let mut buf = vec![T::default(); tile.min(dst.len())];
+            let mut at = 0;
+            while at < dst.len() {
+                let m = stretch(src.direct(at, dst.len() - at, false), dst.len() - at, tile);
+                kernel(&mut dst[at..at + m], src.read(at, m, &mut buf));
+                at += m;
             }
         }
     }
@@ -114,27 +117,30 @@ pub(crate) fn zip_into<T: Element, U: Element>(
     let n = dst.len();
     let (x, y) = (Source::of(a, &shape, n, op), Source::of(b, &shape, n, op));
     let split = crate::par::split(dst.len(), parallel_min);
-    let strided = |s: &Source<'_, T>| matches!(s, Source::Strided(_));
-    if !split && !strided(&x) && !strided(&y) {
+    if !split && !x.is_strided() && !y.is_strided() {
         // the common case of small ops: straight to the kernel
         let len = dst.len();
         return kernel(dst, x.operand(0, len, &mut []), y.operand(0, len, &mut []));
     }
     let range = |start: usize, dst: &mut [U]| {
-        let tile = if strided(&x) || strided(&y) {
+        let tile = if x.is_strided() || y.is_strided() {
             tile::<T>().min(dst.len()).max(1)
         } else {
             dst.len().max(1)
         };
-        let buffer = |s: &Source<'_, T>| vec![T::default(); if strided(s) { tile } else { 0 }];
+        let buffer = |s: &Source<'_, T>| vec![T::default(); if s.is_strided() { tile } else { 0 }];
         let (mut bx, mut by) = (buffer(&x), buffer(&y));
-        for (k, d) in dst.chunks_mut(tile).enumerate() {
-            let at = start + k * tile;
+        let mut at = 0;
+        while at < dst.len() {
+            let (from, rest) = (start + at, dst.len() - at);
+            let direct = x.direct(from, rest, true).min(y.direct(from, rest, true));
+            let m = stretch(direct, rest, tile);
             kernel(
-                d,
-                x.operand(at, d.len(), &mut bx),
-                y.operand(at, d.len(), &mut by),
+                &mut dst[at..at + m],
+                x.operand(from, m, &mut bx),
+                y.operand(from, m, &mut by),
             );
+            at += m;
         }
     };
     if split {
@@ -143,6 +149,18 @@ pub(crate) fn zip_into<T: Element, U: Element>(
             .for_each(|(k, d)| range(k * CHUNK, d));
     } else {
         range(0, dst);
+    }
+}
+
+/// How many elements the next kernel call takes: a stretch every operand reads without a
+/// buffer (`direct` elements, see [`Source::direct`]) when it is at least a tile long, so a
+/// long run costs one call, else a tile (or what is left).
+#[inline]
+pub(crate) fn stretch(direct: usize, rest: usize, tile: usize) -> usize {
+    if direct >= tile {
+        direct
+    } else {
+        tile.min(rest)
     }
 }
 
@@ -169,6 +187,26 @@ pub(crate) struct Strided<'a, T> {
     offset: usize,
 }
 
+impl<T> Strided<'_, T> {
+    /// When elements `start..start + len` lie in one run of the innermost dim: the position
+    /// of the first in `data` and the run's stride.
+    #[inline]
+    fn run(&self, start: usize, len: usize) -> Option<(usize, isize)> {
+        let nd = self.shape.len();
+        let inner = *self.shape.last()?;
+        if start % inner + len > inner {
+            return None;
+        }
+        let mut rest = start;
+        let mut pos = self.offset as isize;
+        for d in (0..nd).rev() {
+            pos += (rest % self.shape[d]) as isize * self.strides[d];
+            rest /= self.shape[d];
+        }
+        Some((pos as usize, self.strides[nd - 1]))
+    }
+}
+
 impl<'a, T: Element> Source<'a, T> {
     /// How `a` (which broadcasts to `shape`, of `n` elements) is read.
     #[inline]
@@ -191,29 +229,77 @@ impl<'a, T: Element> Source<'a, T> {
         }
     }
 
-    /// Elements `start..start + len` as a slice: in place when contiguous, else gathered
-    /// into `buf` (at least `len` long); a splat is written into `buf` too.
+    /// Elements `start..start + len` as a slice: in place when contiguous (or when they lie
+    /// in one contiguous run of a strided layout), else gathered into `buf` (at least `len`
+    /// long); a splat is written into `buf` too.
     #[inline]
     pub(crate) fn read<'b>(&'b self, start: usize, len: usize, buf: &'b mut [T]) -> &'b [T] {
         match self {
             Source::Slice(s) => &s[start..start + len],
+            Source::Strided(st) => match st.run(start, len) {
+                Some((p, 1)) => &st.data[p..p + len],
+                _ => {
+                    let dst = &mut buf[..len];
+                    gather(st.data, &st.shape, &st.strides, st.offset, start, dst);
+                    dst
+                }
+            },
             Source::Splat(v) => {
                 buf[..len].fill(*v);
                 &buf[..len]
             }
-            Source::Strided(st) => {
-                let dst = &mut buf[..len];
-                gather(st.data, &st.shape, &st.strides, st.offset, start, dst);
-                dst
-            }
         }
+    }
+
+    /// Writes elements `start..start + buf.len()` into `buf`.
+    pub(crate) fn fill(&self, start: usize, buf: &mut [T]) {
+        match self {
+            Source::Slice(s) => buf.copy_from_slice(&s[start..start + buf.len()]),
+            Source::Splat(v) => buf.fill(*v),
+            Source::Strided(st) => gather(st.data, &st.shape, &st.strides, st.offset, start, buf),
+        }
+    }
+
+    /// How many of the `rest` elements from `start` on it gives without a buffer: all of them
+    /// when contiguous or one element; for a strided layout, the rest of the current run of
+    /// its innermost dim when that run is contiguous, or (with `splat`, for
+    /// [`operand`](Source::operand)) one repeated value; else none.
+    #[inline]
+    pub(crate) fn direct(&self, start: usize, rest: usize, splat: bool) -> usize {
+        match self {
+            Source::Strided(st) => {
+                let inner = st.shape.last().copied().unwrap_or(1);
+                match st.strides.last() {
+                    Some(1) => rest.min(inner - start % inner),
+                    Some(0) if splat => rest.min(inner - start % inner),
+                    _ => 0,
+                }
+            }
+            Source::Splat(_) if !splat => 0,
+            _ => rest,
+        }
+    }
+
+    /// Whether reading it gathers into a buffer.
+    pub(crate) fn is_strided(&self) -> bool {
+        matches!(self, Source::Strided(_))
     }
 
     /// Elements `start..start + len` as a kernel operand: a splat stays one value.
     #[inline]
-    fn operand<'b>(&'b self, start: usize, len: usize, buf: &'b mut [T]) -> Operand<'b, T> {
+    pub(crate) fn operand<'b>(
+        &'b self,
+        start: usize,
+        len: usize,
+        buf: &'b mut [T],
+    ) -> Operand<'b, T> {
         match self {
             Source::Splat(v) => Operand::Splat(*v),
+            // a broadcast value repeated along the run (a per-channel bias or scale)
+            Source::Strided(st) => match st.run(start, len) {
+                Some((p, 0)) => Operand::Splat(st.data[p]),
+                _ => Operand::Slice(self.read(start, len, buf)),
+            },
             s => Operand::Slice(s.read(start, len, buf)),
         }
     }

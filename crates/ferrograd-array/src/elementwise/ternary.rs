@@ -1,9 +1,39 @@
 //! `where_cond`: choose between two arrays by a bool mask, all three broadcast.
 
+use rayon::prelude::*;
+
+use super::{stretch, tile, Operand, Source, CHUNK, PARALLEL_MIN};
 use crate::dtype::{dispatch_any, Element};
 use crate::error::fail;
-use crate::layout::{broadcast_shapes, broadcast_strides, fmt_shape, for_each_offsets};
+use crate::layout::{broadcast_shapes, fmt_shape};
 use crate::Array;
+
+/// `dst[i] = c[i] ? a[i] : b[i]`, one loop per form of the operands.
+fn select<T: Copy>(dst: &mut [T], c: &[bool], a: Operand<'_, T>, b: Operand<'_, T>) {
+    let pick = |c: bool, a: T, b: T| if c { a } else { b };
+    match (a, b) {
+        (Operand::Slice(a), Operand::Slice(b)) => {
+            for (((d, &c), &a), &b) in dst.iter_mut().zip(c).zip(a).zip(b) {
+                *d = pick(c, a, b)
+            }
+        }
+        (Operand::Slice(a), Operand::Splat(b)) => {
+            for ((d, &c), &a) in dst.iter_mut().zip(c).zip(a) {
+                *d = pick(c, a, b)
+            }
+        }
+        (Operand::Splat(a), Operand::Slice(b)) => {
+            for ((d, &c), &b) in dst.iter_mut().zip(c).zip(b) {
+                *d = pick(c, a, b)
+            }
+        }
+        (Operand::Splat(a), Operand::Splat(b)) => {
+            for (d, &c) in dst.iter_mut().zip(c) {
+                *d = pick(c, a, b)
+            }
+        }
+    }
+}
 
 impl Array {
     /// `cond ? a : b` elementwise (PyTorch's `torch.where(cond, a, b)`); `self` is the bool
@@ -50,26 +80,53 @@ impl Array {
     pub fn where_cond_into(&self, a: &Array, b: &Array, out: &mut Array) {
         let cond = self;
         let shape = Array::where_shape(cond, a, b);
+        #[track_caller]
         fn kernel<T: Element>(shape: &[usize], c: &Array, a: &Array, b: &Array, out: &mut Array) {
-            let dst = out.out_slice::<T>(shape, "where_cond_into");
-            let (dc, da, db) = (
-                c.storage_slice::<bool>("where"),
-                a.storage_slice::<T>("where"),
-                b.storage_slice::<T>("where"),
+            let op = "where_cond";
+            let dst = out.out_slice::<T>(shape, op);
+            let n = dst.len();
+            let (sc, sa, sb) = (
+                Source::<bool>::of(c, shape, n, op),
+                Source::<T>::of(a, shape, n, op),
+                Source::<T>::of(b, shape, n, op),
             );
-            let sc = broadcast_strides(c.shape(), c.strides(), shape);
-            let sa = broadcast_strides(a.shape(), a.strides(), shape);
-            let sb = broadcast_strides(b.shape(), b.strides(), shape);
-            let mut i = 0;
-            for_each_offsets(
-                shape,
-                [&sc, &sa, &sb],
-                [c.offset(), a.offset(), b.offset()],
-                |[oc, oa, ob]| {
-                    dst[i] = if dc[oc] { da[oa] } else { db[ob] };
-                    i += 1;
-                },
-            );
+            // tile by tile, as `zip_into` runs: the mask and the strided operands gathered
+            let range = |start: usize, dst: &mut [T]| {
+                let tile = tile::<T>().min(dst.len()).max(1);
+                // buffers only for what is gathered (a splat mask is filled once per tile)
+                let (mut bc, mut ba, mut bb) = (
+                    vec![
+                        false;
+                        if matches!(sc, Source::Slice(_)) {
+                            0
+                        } else {
+                            tile
+                        }
+                    ],
+                    vec![T::default(); if sa.is_strided() { tile } else { 0 }],
+                    vec![T::default(); if sb.is_strided() { tile } else { 0 }],
+                );
+                let mut at = 0;
+                while at < dst.len() {
+                    let (from, rest) = (start + at, dst.len() - at);
+                    let direct = sc
+                        .direct(from, rest, false)
+                        .min(sa.direct(from, rest, true))
+                        .min(sb.direct(from, rest, true));
+                    let m = stretch(direct, rest, tile);
+                    let c = sc.read(from, m, &mut bc);
+                    let (a, b) = (sa.operand(from, m, &mut ba), sb.operand(from, m, &mut bb));
+                    select(&mut dst[at..at + m], c, a, b);
+                    at += m;
+                }
+            };
+            if crate::par::split(n, PARALLEL_MIN) {
+                dst.par_chunks_mut(CHUNK)
+                    .enumerate()
+                    .for_each(|(k, d)| range(k * CHUNK, d));
+            } else {
+                range(0, dst);
+            }
         }
         dispatch_any!(a.dtype(), T => kernel::<T>(&shape, cond, a, b, out))
     }
