@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 /// both see the same machine, and the order swaps every pass: measured on the suite's mlp
 /// wide batched, whichever of two matmul-bound steps ran second in a pass came out about 5%
 /// slower (its weights were cold), which a fixed order charges to one side.
+#[allow(dead_code)] // not every bench binary that includes this file uses both
 pub fn best_pair(
     passes: usize,
     steps: usize,
@@ -15,9 +16,23 @@ pub fn best_pair(
     mut a: impl FnMut(usize),
     mut b: impl FnMut(usize),
 ) -> (Duration, Duration) {
+    let t = best_each(passes, steps, warmup, &mut [&mut a, &mut b]);
+    (t[0], t[1])
+}
+
+/// [`best_pair`] for any number of ways: each pass runs them all, in an order rotated pass
+/// by pass, so each way runs first, second, ... equally often.
+#[allow(dead_code)]
+pub fn best_each(
+    passes: usize,
+    steps: usize,
+    warmup: usize,
+    ways: &mut [&mut dyn FnMut(usize)],
+) -> Vec<Duration> {
     for i in 0..warmup {
-        a(i);
-        b(i);
+        for f in ways.iter_mut() {
+            f(i);
+        }
     }
     let time = |f: &mut dyn FnMut(usize)| {
         let t = Instant::now();
@@ -26,15 +41,13 @@ pub fn best_pair(
         }
         t.elapsed() / steps as u32
     };
-    let (mut ta, mut tb) = (Duration::MAX, Duration::MAX);
+    let n = ways.len();
+    let mut best = vec![Duration::MAX; n];
     for pass in 0..passes {
-        if pass % 2 == 0 {
-            ta = ta.min(time(&mut a));
-            tb = tb.min(time(&mut b));
-        } else {
-            tb = tb.min(time(&mut b));
-            ta = ta.min(time(&mut a));
+        for k in 0..n {
+            let w = (k + pass) % n;
+            best[w] = best[w].min(time(&mut *ways[w]));
         }
     }
-    (ta, tb)
+    best
 }

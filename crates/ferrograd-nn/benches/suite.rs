@@ -1,8 +1,10 @@
 //! The seed's benchmark suite: each workload run as (a) the hand-written nn Module path
 //! (`forward`/`backward`/`update_parameters`), (b) autodiff direct mode (`grad` of plain
-//! tensor code) and (c) the same `grad` in optimize mode (captured on the first step,
-//! replayed after), printing time per step, the ratio ag/nn, the speed-up of optimize mode
-//! over direct mode, and the capture time. Direct and optimize mode alternate pass by pass.
+//! tensor code), (c) the same `grad` in optimize mode (captured on the first step, replayed
+//! after) with the SGD update run op by op, as PyTorch eager runs it, and (d) the whole step,
+//! gradient and update, compiled with `compile`, as `jax.jit` compiles it; printing time per
+//! step, the ratio ag/nn, the speed-ups of (c) and (d) over direct mode, and the capture
+//! times. Direct mode, (c) and (d) alternate pass by pass.
 //!
 //! `cargo bench -p ferrograd-nn --bench suite` (`-- --quick` for fewer steps).
 //! `benches/pytorch_suite.py` runs the same workloads in PyTorch eager;
@@ -14,7 +16,7 @@ mod alternate;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use ferrograd::{grad, Conv2dParams, DType, Generator, Grad, Pool2dParams, Tensor};
+use ferrograd::{compile, grad, Conv2dParams, DType, Generator, Grad, Pool2dParams, Tensor};
 use ferrograd_nn::functional as F;
 use ferrograd_nn::layers::{self, ClassNllCriterion, Conv2d, Linear, MseCriterion, Sequential};
 use ferrograd_nn::models::{Cell, Output, RecurrentNetwork, RecurrentState};
@@ -65,30 +67,45 @@ fn labels(rng: &mut Generator, n: usize) -> Tensor {
     Tensor::new(rng.uniform(&[n], 0.0, 10.0, DType::I64))
 }
 
-/// One workload's `grad` of plain tensor code in direct and in optimize mode: the capture
-/// time (the first compiled call), then `steps` SGD steps of each, alternating pass by pass,
-/// each mode updating its own copy of the parameters with `step`. Returns the direct step
-/// time and optimize mode's step and capture times.
+/// A step time and the capture time of its first (compiling) call.
+type Compiled = Option<(Duration, Duration)>;
+
+/// One workload's `grad` of plain tensor code in direct and in optimize mode, and its whole
+/// step compiled: the capture times (the first compiled calls), then `steps` SGD steps of
+/// each, alternating pass by pass, each updating its own copy of the parameters — with
+/// `step` (a `grad` and the update) or `whole` (the compiled step). Returns the direct step
+/// time, then optimize mode's and the compiled step's step and capture times.
 fn direct_and_optimized<P: Clone, F: Clone>(
     passes: usize,
     steps: usize,
     f: F,
     params: P,
     step: impl Fn(&Grad<F>, &P, usize) -> P,
-) -> (Duration, Option<(Duration, Duration)>) {
+    whole: impl Fn(&P, usize) -> P,
+) -> (Duration, Compiled, Compiled) {
     let (df, dq) = (grad(f.clone()), grad(f).optimize(true));
-    let (mut p, mut q) = (params.clone(), params);
+    let (mut p, mut q, mut r) = (params.clone(), params.clone(), params);
     let t = Instant::now();
     black_box(step(&dq, &q, 0));
     let capture = t.elapsed();
-    let (ag, opt) = alternate::best_pair(
+    let t = Instant::now();
+    black_box(whole(&r, 0));
+    let capture_whole = t.elapsed();
+    let times = alternate::best_each(
         passes,
         steps,
         steps.min(3),
-        |i| p = step(&df, &p, i),
-        |i| q = step(&dq, &q, i),
+        &mut [
+            &mut |i| p = step(&df, &p, i),
+            &mut |i| q = step(&dq, &q, i),
+            &mut |i| r = whole(&r, i),
+        ],
     );
-    (ag, Some((opt, capture)))
+    (
+        times[0],
+        Some((times[1], capture)),
+        Some((times[2], capture_whole)),
+    )
 }
 
 struct Row {
@@ -96,7 +113,9 @@ struct Row {
     nn: Duration,
     ag: Duration,
     /// Optimize mode's step time and capture time.
-    opt: Option<(Duration, Duration)>,
+    opt: Compiled,
+    /// The compiled whole step's time and capture time.
+    whole: Compiled,
 }
 
 fn mlp_nn(rng: &mut Generator, inputs: usize, hidden: usize) -> Sequential {
@@ -151,14 +170,23 @@ fn main() {
                 .gather(1, &y.reshape(&[1, 1]))
                 .sum()
         };
-        let (ag, opt) = direct_and_optimized(passes, 1000 / scale, f, p, |df, p, i| {
-            sgd(p, &df.call(p, (&xs[i % 100], &ys[i % 100])).0)
+        let whole = compile(move |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
+            sgd(p, &grad(f).call(p, (x, y)).0)
         });
+        let (ag, opt, whole) = direct_and_optimized(
+            passes,
+            1000 / scale,
+            f,
+            p,
+            |df, p, i| sgd(p, &df.call(p, (&xs[i % 100], &ys[i % 100])).0),
+            |p, i| whole.call(p, (&xs[i % 100], &ys[i % 100])),
+        );
         rows.push(Row {
             name: "logistic",
             nn,
             ag,
             opt,
+            whole,
         });
     }
     // mlp: per sample, 100 -> 1000 -> 10
@@ -175,14 +203,23 @@ fn main() {
                 &ys[i % 100],
             )
         });
-        let (ag, opt) = direct_and_optimized(passes, 400 / scale, mlp_ag, p, |df, p, i| {
-            sgd(p, &df.call(p, (&xs[i % 100], &ys[i % 100])).0)
+        let whole = compile(|p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
+            sgd(p, &grad(mlp_ag).call(p, (x, y)).0)
         });
+        let (ag, opt, whole) = direct_and_optimized(
+            passes,
+            400 / scale,
+            mlp_ag,
+            p,
+            |df, p, i| sgd(p, &df.call(p, (&xs[i % 100], &ys[i % 100])).0),
+            |p, i| whole.call(p, (&xs[i % 100], &ys[i % 100])),
+        );
         rows.push(Row {
             name: "mlp",
             nn,
             ag,
             opt,
+            whole,
         });
     }
     // mlp batched (32 x 100 -> 1000 -> 10) and wide batched (32 x 1000 -> 1000 -> 10)
@@ -194,10 +231,24 @@ fn main() {
         let nn = best(passes, 200 / scale, |_| {
             nn_step(&mut model, &ClassNllCriterion::default(), &x, &y)
         });
-        let (ag, opt) = direct_and_optimized(passes, 200 / scale, mlp_ag, p, |df, p, _| {
-            sgd(p, &df.call(p, (&x, &y)).0)
+        let whole = compile(|p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
+            sgd(p, &grad(mlp_ag).call(p, (x, y)).0)
         });
-        rows.push(Row { name, nn, ag, opt });
+        let (ag, opt, whole) = direct_and_optimized(
+            passes,
+            200 / scale,
+            mlp_ag,
+            p,
+            |df, p, _| sgd(p, &df.call(p, (&x, &y)).0),
+            |p, _| whole.call(p, (&x, &y)),
+        );
+        rows.push(Row {
+            name,
+            nn,
+            ag,
+            opt,
+            whole,
+        });
     }
     // cnn batched: 32 x 3 x 64 x 64; conv 3->16 5x5, tanh, pool 2, conv 16->32 5x5, tanh, pool 2, linear 5408 -> 10
     {
@@ -227,14 +278,23 @@ fn main() {
             let out = (h.reshape(&[32, 5408]).matmul(&p[4]) + &p[5]).log_softmax(1);
             -out.gather(1, &y.unsqueeze(1)).mean()
         };
-        let (ag, opt) = direct_and_optimized(passes, 10 / scale.min(5), f, p, |df, p, _| {
-            sgd(p, &df.call(p, (&x, &y)).0)
+        let whole = compile(move |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
+            sgd(p, &grad(f).call(p, (x, y)).0)
         });
+        let (ag, opt, whole) = direct_and_optimized(
+            passes,
+            10 / scale.min(5),
+            f,
+            p,
+            |df, p, _| sgd(p, &df.call(p, (&x, &y)).0),
+            |p, _| whole.call(p, (&x, &y)),
+        );
         rows.push(Row {
             name: "cnn batched",
             nn,
             ag,
             opt,
+            whole,
         });
     }
     // lstm: 33 steps of 100 features, LSTM 100 -> 200 (last), linear 200 -> 10; batch 1 and 32
@@ -294,10 +354,26 @@ fn main() {
                 &q.3 - &(&g.3 * 0.01),
             )
         };
-        let (ag, opt) = direct_and_optimized(passes, steps, lstm, q, |df, q, _| {
-            update(q, &df.call(q, (&x, &y)).0)
+        let whole = compile(
+            move |q: &(Tensor, Tensor, Tensor, Tensor), x: &Tensor, y: &Tensor| {
+                update(q, &grad(lstm).call(q, (x, y)).0)
+            },
+        );
+        let (ag, opt, whole) = direct_and_optimized(
+            passes,
+            steps,
+            lstm,
+            q,
+            |df, q, _| update(q, &df.call(q, (&x, &y)).0),
+            |q, _| whole.call(q, (&x, &y)),
+        );
+        rows.push(Row {
+            name,
+            nn,
+            ag,
+            opt,
+            whole,
         });
-        rows.push(Row { name, nn, ag, opt });
     }
     // AutoModule batched: 32 x 100, Linear 100 -> 1000, ReLU, Linear 1000 -> 100, MSE
     {
@@ -332,41 +408,59 @@ fn main() {
         });
         // optimize mode compiles the whole model: its function, differentiated
         let f = move |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| mse(&model(p, x), y);
-        let (_, opt) = direct_and_optimized(passes, 100 / scale, f, params, |df, p, _| {
-            sgd(p, &df.call(p, (&x, &y)).0)
+        let g = f.clone();
+        let whole = compile(move |p: &Vec<Tensor>, x: &Tensor, y: &Tensor| {
+            sgd(p, &grad(g.clone()).call(p, (x, y)).0)
         });
+        let (_, opt, whole) = direct_and_optimized(
+            passes,
+            100 / scale,
+            f,
+            params,
+            |df, p, _| sgd(p, &df.call(p, (&x, &y)).0),
+            |p, _| whole.call(p, (&x, &y)),
+        );
         rows.push(Row {
             name: "AutoModule batched",
             nn,
             ag,
             opt,
+            whole,
         });
     }
 
     println!(
-        "{:<22} {:>14} {:>14} {:>8} {:>14} {:>9} {:>10}",
-        "ferrograd (f32)", "nn / step", "ag / step", "ag/nn", "opt / step", "ag/opt", "capture"
+        "{:<22} {:>14} {:>14} {:>8} {:>14} {:>9} {:>10} {:>14} {:>9} {:>10}",
+        "ferrograd (f32)",
+        "nn / step",
+        "ag / step",
+        "ag/nn",
+        "opt / step",
+        "ag/opt",
+        "capture",
+        "step compiled",
+        "ag/step",
+        "capture"
     );
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     for r in rows {
-        let (opt, speedup, capture) = match r.opt {
-            Some((o, c)) => (
-                format!("{:>11.1} µs", us(o)),
-                format!("{:>8.2}x", r.ag.as_secs_f64() / o.as_secs_f64()),
-                format!("{:>7.1} ms", c.as_secs_f64() * 1e3),
+        let columns = |t: Compiled| match t {
+            Some((o, c)) => format!(
+                "{:>11.1} µs {:>8.2}x {:>7.1} ms",
+                us(o),
+                r.ag.as_secs_f64() / o.as_secs_f64(),
+                c.as_secs_f64() * 1e3
             ),
-            None => (
-                format!("{:>14}", "-"),
-                format!("{:>9}", "-"),
-                format!("{:>10}", "-"),
-            ),
+            None => format!("{:>14} {:>9} {:>10}", "-", "-", "-"),
         };
         println!(
-            "{:<22} {:>11.1} µs {:>11.1} µs {:>7.2}x {opt} {speedup} {capture}",
+            "{:<22} {:>11.1} µs {:>11.1} µs {:>7.2}x {} {}",
             r.name,
             us(r.nn),
             us(r.ag),
-            r.ag.as_secs_f64() / r.nn.as_secs_f64()
+            r.ag.as_secs_f64() / r.nn.as_secs_f64(),
+            columns(r.opt),
+            columns(r.whole)
         );
     }
 }
