@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use ferrograd_array::{Array, Conv2dParams, DType, Generator};
+use ferrograd_array::{Array, Conv2dParams, DType, Generator, Instr, MapFn, Program, ZipFn};
 
 /// What one call moves or computes, for the throughput column.
 enum Work {
@@ -187,6 +187,46 @@ fn main() {
                 *y = v.sin();
             }
             black_box(&ys);
+        });
+    }
+
+    // Fused programs with broadcast inputs over [100, 1000] f32: an SGD update by an outer
+    // product, p - (x·g)·0.01 with x a column and g a row (a batch-1 weight gradient), and
+    // tanh(p + b) with b a row (a bias)
+    {
+        let p = rng.normal(&[100, 1000], 0.0, 1.0, DType::F32);
+        let x = rng.normal(&[100, 1], 0.0, 1.0, DType::F32);
+        let g = rng.normal(&[1, 1000], 0.0, 1.0, DType::F32);
+        let bias = rng.normal(&[1000], 0.0, 1.0, DType::F32);
+        let outer = Program::new(
+            vec![
+                Instr::Input(0),
+                Instr::Input(1),
+                Instr::Input(2),
+                Instr::Zip(ZipFn::Mul, 1, 2),
+                Instr::Const(0.01),
+                Instr::Zip(ZipFn::Mul, 3, 4),
+                Instr::Zip(ZipFn::Sub, 0, 5),
+            ],
+            vec![6],
+        );
+        let biased = Program::new(
+            vec![
+                Instr::Input(0),
+                Instr::Input(1),
+                Instr::Zip(ZipFn::Add, 0, 1),
+                Instr::Map(MapFn::Tanh, 2),
+            ],
+            vec![3],
+        );
+        let mut out = [None];
+        // each reads p and writes the result
+        let bytes = || Work::Bytes((2 * 4 * 100_000) as f64);
+        b.run("fused/outer-product update 100x1000", bytes(), || {
+            outer.run(&[&p, &x, &g], &[100, 1000], DType::F32, &mut out)
+        });
+        b.run("fused/tanh of a bias add 100x1000", bytes(), || {
+            biased.run(&[&p, &bias], &[100, 1000], DType::F32, &mut out)
         });
     }
 

@@ -643,15 +643,36 @@ impl Program {
         regs: &mut [&mut [T]],
         outs: &mut [&mut [T]],
     ) {
+        // strided inputs read in place for the tiles that fall inside one of their
+        // contiguous runs (a broadcast row, a narrowed view), else gathered
+        let mut runs: SmallVec<[Option<Operand<'_, T>>; 8]> =
+            SmallVec::from_elem(None, sources.len());
         let mut at = 0;
         while at < len {
-            let m = tile.min(len - at);
             let first = start + at;
+            let rest = len - at;
+            // Tiles follow the strided inputs' runs when those are at least a quarter of a
+            // tile long: a tile that would straddle the end of a run stops there, so the next
+            // starts a run and every tile lies inside one (rows of 1000 in tiles of 512: 512,
+            // 488, 512, ...). Shorter runs are gathered whatever the tiles.
+            let left = sources.iter().filter_map(|s| s.run_left(first)).min();
+            let m = match left {
+                Some(r) if r < tile && r >= tile / 4 => r.min(rest),
+                _ => tile.min(rest),
+            };
+            for (run, s) in runs.iter_mut().zip(sources) {
+                *run = s.run_operand(first, m);
+            }
             for (k, (instr, home)) in self.instrs.iter().zip(&self.homes).enumerate() {
                 // the destination is taken out of its register or output while the operands
                 // are read, then put back
                 // (no closures here: each must be inlined into the vector path's function)
-                let at_ = Tile { first, at, m };
+                let at_ = Tile {
+                    first,
+                    at,
+                    m,
+                    runs: &runs,
+                };
                 match *home {
                     Home::Reg(r) => {
                         let dst = std::mem::take(&mut regs[r]);
@@ -671,8 +692,14 @@ impl Program {
                         outs[j] = dst;
                     }
                     Home::Input { n, reg } => {
+                        // (a value repeated along a run is filled in too: the binary
+                        // functions take it as one value, the others read the register)
                         if let src @ Source::Strided(_) = &sources[n] {
-                            src.fill(first, &mut regs[reg][..m]);
+                            match runs[n] {
+                                Some(Operand::Slice(_)) => {}
+                                Some(Operand::Splat(v)) => regs[reg][..m].fill(v),
+                                None => src.fill(first, &mut regs[reg][..m]),
+                            }
                         }
                     }
                 }
@@ -698,7 +725,7 @@ impl Program {
         sources: &[Source<'_, T>],
         regs: &[&mut [T]],
         outs: &[&mut [T]],
-        tile: Tile,
+        tile: Tile<'_, T>,
     ) {
         match *instr {
             Instr::Map(f, a) => {
@@ -707,8 +734,8 @@ impl Program {
             Instr::Zip(f, a, b) => zip_float(
                 f,
                 dst,
-                Operand::Slice(self.read(a, sources, regs, outs, tile)),
-                Operand::Slice(self.read(b, sources, regs, outs, tile)),
+                self.operand(a, sources, regs, outs, tile),
+                self.operand(b, sources, regs, outs, tile),
             ),
             Instr::Select(c, a, b) => {
                 let (c, a, b) = (
@@ -724,6 +751,27 @@ impl Program {
         }
     }
 
+    /// The value `v` over a tile as a binary function's operand: one value for constants,
+    /// one-element inputs and inputs repeated along the tile's run, else [`read`](Program::read).
+    #[inline(always)]
+    fn operand<'a, T: Float>(
+        &self,
+        v: usize,
+        sources: &'a [Source<'a, T>],
+        regs: &'a [&mut [T]],
+        outs: &'a [&mut [T]],
+        tile: Tile<'a, T>,
+    ) -> Operand<'a, T> {
+        match (self.instrs[v], self.homes[v]) {
+            (Instr::Const(_), Home::Reg(r)) => Operand::Splat(regs[r][0]),
+            (_, Home::Input { n, .. }) => match (&sources[n], tile.runs[n]) {
+                (&Source::Splat(x), _) | (_, Some(Operand::Splat(x))) => Operand::Splat(x),
+                _ => Operand::Slice(self.read(v, sources, regs, outs, tile)),
+            },
+            _ => Operand::Slice(self.read(v, sources, regs, outs, tile)),
+        }
+    }
+
     /// The value `v` over a tile.
     #[inline(always)]
     fn read<'a, T: Float>(
@@ -732,11 +780,14 @@ impl Program {
         sources: &'a [Source<'a, T>],
         regs: &'a [&mut [T]],
         outs: &'a [&mut [T]],
-        Tile { first, at, m }: Tile,
+        Tile {
+            first, at, m, runs, ..
+        }: Tile<'a, T>,
     ) -> &'a [T] {
         match self.homes[v] {
-            Home::Input { n, reg } => match &sources[n] {
-                Source::Slice(s) => &s[first..first + m],
+            Home::Input { n, reg } => match (&sources[n], runs[n]) {
+                (Source::Slice(s), _) => &s[first..first + m],
+                (_, Some(Operand::Slice(run))) => run,
                 _ => &regs[reg][..m],
             },
             Home::Reg(r) => &regs[r][..m],
@@ -746,12 +797,14 @@ impl Program {
 }
 
 /// A tile: `m` elements from element `first` of the program's shape, at `at` within the
-/// range being evaluated (where the outputs' slices start).
+/// range being evaluated (where the outputs' slices start); `runs` holds, per input, its
+/// elements in place (or its one value) when the tile lies in one run of a strided input.
 #[derive(Clone, Copy)]
-struct Tile {
+struct Tile<'r, T> {
     first: usize,
     at: usize,
     m: usize,
+    runs: &'r [Option<Operand<'r, T>>],
 }
 
 #[cfg(test)]

@@ -280,6 +280,33 @@ impl<'a, T: Element> Source<'a, T> {
         }
     }
 
+    /// For a strided source: how many elements are left, from element `start` on, in the
+    /// run of its innermost dim that `start` is in.
+    #[inline]
+    pub(crate) fn run_left(&self, start: usize) -> Option<usize> {
+        match self {
+            Source::Strided(st) => {
+                let inner = st.shape.last().copied().unwrap_or(1);
+                Some(inner - start % inner)
+            }
+            _ => None,
+        }
+    }
+
+    /// For a strided source whose elements `start..start + len` lie in one run that is
+    /// contiguous or one repeated value: those elements in place, or that value.
+    #[inline]
+    pub(crate) fn run_operand(&self, start: usize, len: usize) -> Option<Operand<'a, T>> {
+        match self {
+            Source::Strided(st) => match st.run(start, len) {
+                Some((p, 1)) => Some(Operand::Slice(&st.data[p..p + len])),
+                Some((p, 0)) => Some(Operand::Splat(st.data[p])),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Whether reading it gathers into a buffer.
     pub(crate) fn is_strided(&self) -> bool {
         matches!(self, Source::Strided(_))

@@ -61,26 +61,39 @@ fn every_function_matches_its_unfused_kernel_on_every_layout() {
 #[test]
 fn operands_broadcast_from_smaller_shapes_and_single_elements() {
     let mut rng = Generator::new(12);
-    let shape = [40, 33];
-    let x = rng.normal(&shape, 0.0, 1.0, DType::F32);
-    for y in [
-        rng.normal(&[33], 0.0, 1.0, DType::F32),
-        rng.normal(&[40, 1], 0.0, 1.0, DType::F32),
-        rng.normal(&[], 0.0, 1.0, DType::F32),
-        rng.normal(&[1, 1], 0.0, 1.0, DType::F32),
-        rng.normal(&[33, 40], 0.0, 1.0, DType::F32).t(),
-    ] {
-        for f in ZIPS {
-            let p = Program::new(
-                vec![Instr::Input(0), Instr::Input(1), Instr::Zip(f, 1, 0)],
-                vec![2],
-            );
-            let what = format!("{f:?} with {:?}", y.shape());
-            assert_bits(
-                &run(&p, &[&x, &y], &shape)[0],
-                &unfused_zip(f, &y, &x),
-                &what,
-            );
+    // rows shorter than a tile (gathered), and rows of 1500 and 300 f32 (runs that tiles follow:
+    // read in place, or as one value along a broadcast column)
+    for (r, c) in [(40, 33), (6, 1500), (9, 300)] {
+        let shape = [r, c];
+        let x = rng.normal(&shape, 0.0, 1.0, DType::F32);
+        for y in [
+            rng.normal(&[c], 0.0, 1.0, DType::F32),
+            rng.normal(&[r, 1], 0.0, 1.0, DType::F32),
+            rng.normal(&[], 0.0, 1.0, DType::F32),
+            rng.normal(&[1, 1], 0.0, 1.0, DType::F32),
+            rng.normal(&[c, r], 0.0, 1.0, DType::F32).t(),
+            rng.normal(&[r, c + 5], 0.0, 1.0, DType::F32)
+                .narrow(1, 3, c),
+        ] {
+            for f in ZIPS {
+                // the broadcast operand on either side, and through a map
+                let p = Program::new(
+                    vec![
+                        Instr::Input(0),
+                        Instr::Input(1),
+                        Instr::Zip(f, 1, 0),
+                        Instr::Zip(f, 0, 1),
+                        Instr::Map(MapFn::Neg, 1),
+                    ],
+                    vec![2, 3, 4],
+                );
+                let what = format!("{f:?} with {:?} over {shape:?}", y.shape());
+                let out = run(&p, &[&x, &y], &shape);
+                assert_bits(&out[0], &unfused_zip(f, &y, &x), &what);
+                assert_bits(&out[1], &unfused_zip(f, &x, &y), &what);
+                let neg = y.neg().expand(&shape).contiguous();
+                assert_bits(&out[2], &neg, &what);
+            }
         }
     }
 }
