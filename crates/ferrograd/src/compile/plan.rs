@@ -760,6 +760,7 @@ impl Plan {
             prune(&mut self.root);
         }
         if self.fuse {
+            super::passes::outer_products(&mut self.root, &self.metas);
             let mut uses = vec![0u32; self.metas.len()];
             count_uses(&self.root, &mut uses, &self.alias);
             super::passes::split_masks(&mut self.root, &mut self.metas, &uses);

@@ -1015,3 +1015,32 @@ fn a_slice_of_a_product_becomes_a_product_of_the_slice() {
     );
     assert_eq!(df.stats().verified, 2);
 }
+
+#[test]
+fn a_product_over_one_inner_element_becomes_a_multiply_fused_with_the_update() {
+    // A compiled SGD step of a linear layer on one sample: w's gradient xᵀ·g contracts over
+    // one element, an outer product; it runs as a broadcast multiply inside the update's
+    // pass (the product's matrix is never written), and the values are the same bits.
+    let loss = |p: &(Tensor, Tensor), x: &Tensor| (x.matmul(&p.0) + &p.1).tanh().sum();
+    let sgd =
+        |p: &(Tensor, Tensor), g: &(Tensor, Tensor)| (&p.0 - &(&g.0 * 0.1), &p.1 - &(&g.1 * 0.1));
+    let step = move |p: &(Tensor, Tensor), x: &Tensor| sgd(p, &grad(loss).call(p, (x,)).0);
+    let (fused, unfused) = (compile(step), compile(step).fusion(false));
+    let mut rng = Generator::new(41);
+    // rows of 300: long enough for the pass (short rows keep the matrix kernel)
+    let p = (
+        rand(&mut rng, &[6, 300], -1.0, 1.0),
+        rand(&mut rng, &[300], -1.0, 1.0),
+    );
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[1, 6], -1.0, 1.0);
+        let want = step(&p, &x);
+        for got in [fused.call(&p, (&x,)), unfused.call(&p, (&x,))] {
+            assert!(got.0.value().bit_eq(want.0.value()) && got.1.value().bit_eq(want.1.value()));
+        }
+    }
+    // the forward's product only; without fusion, the gradient's product too
+    let products = |text: String| steps_of(&text, "matmul");
+    assert_eq!(products(fused.plan_text()), 1, "{}", fused.plan_text());
+    assert_eq!(products(unfused.plan_text()), 2, "{}", unfused.plan_text());
+}
