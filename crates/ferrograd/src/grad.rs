@@ -524,7 +524,11 @@ impl<F> Grad<F> {
     ///   terms);
     /// - a slice of a matrix product (the gradient of one operand of a concatenation, such
     ///   as an LSTM's `cat([x, h]) @ W`) becomes the product of the sliced operand, whose
-    ///   sums the kernel may block differently (the same bound).
+    ///   sums the kernel may block differently (the same bound);
+    /// - a product over one inner element with rows of at least 256 (`xᵀ @ g` for one
+    ///   sample: a linear layer's weight gradient) becomes the broadcast multiply it is,
+    ///   which fuses with what uses it, such as a compiled SGD update (identical bit for bit:
+    ///   one rounded product per element either way).
     ///
     /// With fusion off a replay equals direct mode bit for bit. Under a debugger or profiler
     /// a plan runs the elementwise ops one at a time, so each is checked and timed on its
