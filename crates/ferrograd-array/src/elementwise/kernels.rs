@@ -47,6 +47,15 @@ where
     }
 }
 
+/// `dst[i] = x[i]` clamped into `[lo, hi]` (bounds converted to the element type once).
+#[inline(always)]
+fn clamp_loop<T: Number>(dst: &mut [T], x: &[T], lo: Option<f64>, hi: Option<f64>) {
+    let (lo, hi) = (lo.map(T::from_f64), hi.map(T::from_f64));
+    for (d, &x) in dst.iter_mut().zip(x) {
+        *d = clamp_value(x, lo, hi)
+    }
+}
+
 /// `dst[i] = f(x[i])` for a float function (`FMA`: whether the polynomial kernels fuse their
 /// multiply-adds, as [`with_fma`](crate::math::with_fma) chooses).
 #[inline(always)]
@@ -64,12 +73,7 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
                         *d = x.powi(n)
                     }
                 }
-                MapFn::Clamp(lo, hi) => {
-                    let (lo, hi) = (lo.map(T::from_f64), hi.map(T::from_f64));
-                    for (d, &x) in dst.iter_mut().zip(x) {
-                        *d = clamp_value(x, lo, hi)
-                    }
-                }
+                MapFn::Clamp(lo, hi) => clamp_loop(dst, x, lo, hi),
                 f @ (MapFn::Powf(_) | MapFn::Polygamma(_)) => {
                     for (d, &x) in dst.iter_mut().zip(x) {
                         *d = f.eval::<T, FMA>(x)
@@ -97,12 +101,7 @@ pub(crate) fn map_number<T: Number>(f: MapFn, dst: &mut [T], x: &[T]) {
                         *d = MapFn::$v.eval_number(x)
                     }
                 })*
-                MapFn::Clamp(lo, hi) => {
-                    let (lo, hi) = (lo.map(T::from_f64), hi.map(T::from_f64));
-                    for (d, &x) in dst.iter_mut().zip(x) {
-                        *d = clamp_value(x, lo, hi)
-                    }
-                }
+                MapFn::Clamp(lo, hi) => clamp_loop(dst, x, lo, hi),
                 MapFn::Identity => dst.copy_from_slice(x),
                 other => unreachable!("{other:?} is defined for floats only"),
             }
