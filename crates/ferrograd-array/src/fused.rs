@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 
 use crate::dtype::{dispatch_float, Float, Number};
 use crate::elementwise::kernels::{map_float, zip_float};
-use crate::elementwise::{tile, Operand, Source, PARALLEL_MIN, PARALLEL_MIN_TRANSCENDENTAL};
+use crate::elementwise::{parallel_min, tile, Operand, Source};
 use crate::error::fail;
 use crate::layout::{fmt_shape, numel, same_shape};
 use crate::math::{with_fma, with_simd};
@@ -258,14 +258,6 @@ impl ZipFn {
                 | ZipFn::Minimum
                 | ZipFn::Fmod
                 | ZipFn::Remainder
-        )
-    }
-
-    /// Whether the function is a comparison (`Eq` ... `Ge`).
-    pub fn is_comparison(self) -> bool {
-        matches!(
-            self,
-            ZipFn::Eq | ZipFn::Ne | ZipFn::Lt | ZipFn::Le | ZipFn::Gt | ZipFn::Ge
         )
     }
 
@@ -556,11 +548,7 @@ impl Program {
             .iter_mut()
             .map(|o| o.as_mut().expect("filled above").out_slice::<T>(shape, op))
             .collect();
-        let min = if self.transcendental {
-            PARALLEL_MIN_TRANSCENDENTAL
-        } else {
-            PARALLEL_MIN
-        };
+        let min = parallel_min(self.transcendental);
         if crate::par::split(n, min) {
             // one range of whole tiles per thread, each with its own registers
             let parts = rayon::current_num_threads();
@@ -780,9 +768,7 @@ impl Program {
         sources: &'a [Source<'a, T>],
         regs: &'a [&mut [T]],
         outs: &'a [&mut [T]],
-        Tile {
-            first, at, m, runs, ..
-        }: Tile<'a, T>,
+        Tile { first, at, m, runs }: Tile<'a, T>,
     ) -> &'a [T] {
         match self.homes[v] {
             Home::Input { n, reg } => match (&sources[n], runs[n]) {

@@ -1,7 +1,7 @@
 //! Two-input elementwise ops with broadcasting, and their forms with a scalar on either side.
 
 use super::kernels::{compare, logic, map_bool, zip_float, zip_number, Logic};
-use super::{broadcast_pair, map_into, zip_into, PARALLEL_MIN, PARALLEL_MIN_TRANSCENDENTAL};
+use super::{broadcast_pair, map_into, parallel_min, unsupported_dtype, zip_into, PARALLEL_MIN};
 use crate::dtype::{dispatch_any, Element, Float};
 use crate::fused::ZipFn;
 use crate::math::with_simd;
@@ -94,17 +94,19 @@ impl Array {
     pub(crate) fn zip_fn_named(&self, other: &Array, f: ZipFn, out: &mut Array, op: &str) {
         #[track_caller]
         fn float<T: Float>(a: &Array, b: &Array, f: ZipFn, out: &mut Array, op: &str) {
-            let parallel_min = if f.is_transcendental() {
-                PARALLEL_MIN_TRANSCENDENTAL
-            } else {
-                PARALLEL_MIN
-            };
-            zip_into::<T, T>(a, b, out, op, parallel_min, &|d, x, y| {
-                with_simd(
-                    #[inline(always)]
-                    || zip_float(f, d, x, y),
-                )
-            })
+            zip_into::<T, T>(
+                a,
+                b,
+                out,
+                op,
+                parallel_min(f.is_transcendental()),
+                &|d, x, y| {
+                    with_simd(
+                        #[inline(always)]
+                        || zip_float(f, d, x, y),
+                    )
+                },
+            )
         }
         match self.dtype() {
             DType::F32 => float::<f32>(self, other, f, out, op),
@@ -117,10 +119,7 @@ impl Array {
                     )
                 })
             }
-            other if f.is_number() => {
-                crate::error::dtype_fail(op, other, "a numeric dtype (f32, f64 or i64)")
-            }
-            other => crate::error::dtype_fail(op, other, "a float dtype (f32 or f64)"),
+            other => unsupported_dtype(op, other, f.is_number()),
         }
     }
 

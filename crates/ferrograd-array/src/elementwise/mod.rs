@@ -164,6 +164,27 @@ pub(crate) fn stretch(direct: usize, rest: usize, tile: usize) -> usize {
     }
 }
 
+/// From how many elements an op splits across threads: [`PARALLEL_MIN_TRANSCENDENTAL`] for
+/// functions that cost like `exp`, else [`PARALLEL_MIN`].
+pub(crate) fn parallel_min(transcendental: bool) -> usize {
+    if transcendental {
+        PARALLEL_MIN_TRANSCENDENTAL
+    } else {
+        PARALLEL_MIN
+    }
+}
+
+/// Fails an elementwise op on a dtype its function is not defined for (`number`: whether
+/// the function is also defined for integers).
+#[track_caller]
+pub(crate) fn unsupported_dtype(op: &str, dtype: crate::DType, number: bool) -> ! {
+    if number {
+        crate::error::dtype_fail(op, dtype, "a numeric dtype (f32, f64 or i64)")
+    } else {
+        crate::error::dtype_fail(op, dtype, "a float dtype (f32 or f64)")
+    }
+}
+
 /// Elements per gathered tile: 2 KiB, so the tiles of a kernel's operands stay in L1.
 pub(crate) fn tile<T>() -> usize {
     2048 / std::mem::size_of::<T>()
@@ -236,8 +257,8 @@ impl<'a, T: Element> Source<'a, T> {
     pub(crate) fn read<'b>(&'b self, start: usize, len: usize, buf: &'b mut [T]) -> &'b [T] {
         match self {
             Source::Slice(s) => &s[start..start + len],
-            Source::Strided(st) => match st.run(start, len) {
-                Some((p, 1)) => &st.data[p..p + len],
+            Source::Strided(st) => match self.run_operand(start, len) {
+                Some(Operand::Slice(run)) => run,
                 _ => {
                     let dst = &mut buf[..len];
                     gather(st.data, &st.shape, &st.strides, st.offset, start, dst);
@@ -267,14 +288,11 @@ impl<'a, T: Element> Source<'a, T> {
     #[inline]
     pub(crate) fn direct(&self, start: usize, rest: usize, splat: bool) -> usize {
         match self {
-            Source::Strided(st) => {
-                let inner = st.shape.last().copied().unwrap_or(1);
-                match st.strides.last() {
-                    Some(1) => rest.min(inner - start % inner),
-                    Some(0) if splat => rest.min(inner - start % inner),
-                    _ => 0,
-                }
-            }
+            Source::Strided(st) => match st.strides.last() {
+                Some(1) => rest.min(self.run_left(start).unwrap_or(0)),
+                Some(0) if splat => rest.min(self.run_left(start).unwrap_or(0)),
+                _ => 0,
+            },
             Source::Splat(_) if !splat => 0,
             _ => rest,
         }
@@ -322,10 +340,10 @@ impl<'a, T: Element> Source<'a, T> {
     ) -> Operand<'b, T> {
         match self {
             Source::Splat(v) => Operand::Splat(*v),
-            // a broadcast value repeated along the run (a per-channel bias or scale)
-            Source::Strided(st) => match st.run(start, len) {
-                Some((p, 0)) => Operand::Splat(st.data[p]),
-                _ => Operand::Slice(self.read(start, len, buf)),
+            // in place, or a value repeated along the run (a per-channel bias or scale)
+            Source::Strided(_) => match self.run_operand(start, len) {
+                Some(run) => run,
+                None => Operand::Slice(self.read(start, len, buf)),
             },
             s => Operand::Slice(s.read(start, len, buf)),
         }

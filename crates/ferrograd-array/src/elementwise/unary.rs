@@ -1,7 +1,7 @@
 //! One-input elementwise ops.
 
 use super::kernels::{map_float, map_number};
-use super::{map_into, PARALLEL_MIN, PARALLEL_MIN_TRANSCENDENTAL};
+use super::{map_into, parallel_min, unsupported_dtype};
 use crate::dtype::Float;
 use crate::fused::MapFn;
 use crate::math::{with_fma, with_simd};
@@ -65,11 +65,7 @@ impl Array {
                 )
             }))
         }
-        let parallel_min = if f.is_transcendental() {
-            PARALLEL_MIN_TRANSCENDENTAL
-        } else {
-            PARALLEL_MIN
-        };
+        let parallel_min = parallel_min(f.is_transcendental());
         match self.dtype() {
             DType::F32 => float::<f32>(self, f, out, op, parallel_min),
             DType::F64 => float::<f64>(self, f, out, op, parallel_min),
@@ -81,10 +77,7 @@ impl Array {
                     )
                 })
             }
-            other if f.is_number() => {
-                crate::error::dtype_fail(op, other, "a numeric dtype (f32, f64 or i64)")
-            }
-            other => crate::error::dtype_fail(op, other, "a float dtype (f32 or f64)"),
+            other => unsupported_dtype(op, other, f.is_number()),
         }
     }
 }
@@ -206,9 +199,6 @@ impl Array {
     /// [`pow_scalar`](Array::pow_scalar) into `out`.
     #[track_caller]
     pub fn pow_scalar_into(&self, exponent: f64, out: &mut Array) {
-        if !self.dtype().is_float() {
-            crate::error::dtype_fail("pow_scalar", self.dtype(), "a float dtype (f32 or f64)")
-        }
         self.map_fn_named(MapFn::pow_scalar(exponent), out, "pow_scalar")
     }
 }
