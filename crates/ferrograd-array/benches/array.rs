@@ -107,6 +107,29 @@ fn main() {
             },
         );
     }
+    // A per-sample step's products (the suite's mlp row): a row times a matrix, its
+    // backward through the transposed weight, and the weight gradients (outer products).
+    for (name, m, k, n, transposed) in [
+        ("1x100@100x1000", 1, 100, 1000, false),
+        ("1x1000@1000x10", 1, 1000, 10, false),
+        ("1x10@(1000x10)T", 1, 10, 1000, true),
+        ("1000x1@1x10", 1000, 1, 10, false),
+        ("100x1@1x1000", 100, 1, 1000, false),
+    ] {
+        let x = rng.normal(&[m, k], 0.0, 1.0, DType::F32);
+        let y = if transposed {
+            rng.normal(&[n, k], 0.0, 1.0, DType::F32).t()
+        } else {
+            rng.normal(&[k, n], 0.0, 1.0, DType::F32)
+        };
+        let mut out = x.matmul(&y);
+        let flops = 2.0 * (m * n * k) as f64;
+        b.run(
+            &format!("matmul/f32-vector/{name}"),
+            Work::Flops(flops),
+            || x.matmul_into(&y, &mut out),
+        );
+    }
 
     for n in [10usize, 1_000, 100_000, 10_000_000] {
         let x = rng.normal(&[n], 0.0, 1.0, DType::F32);

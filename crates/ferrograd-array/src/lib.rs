@@ -50,6 +50,7 @@ mod reduce;
 mod softmax;
 mod special;
 mod storage;
+mod thin;
 mod views;
 
 pub use array::{Array, StorageRef};

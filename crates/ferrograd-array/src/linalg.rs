@@ -30,7 +30,7 @@ pub(crate) struct Mat<P> {
 
 impl<P> Mat<P> {
     /// The transpose: the same elements with the strides swapped.
-    fn t(self) -> Mat<P> {
+    pub(crate) fn t(self) -> Mat<P> {
         Mat {
             ptr: self.ptr,
             rs: self.cs,
@@ -71,6 +71,10 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
     parallel: bool,
 ) {
     if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the caller's operands, as received.
+    if unsafe { crate::thin::product(m, n, k, c, a, b, accumulate) } {
         return;
     }
     if a.cs == 1 && b.rs == 1 && b.cs != 1 && m > 1 && m < n && k >= 64 {

@@ -1,7 +1,8 @@
 //! Every vector path the machine supports, by capping the level the kernels may use: the
 //! elementwise kernels agree across levels (bit for bit, except f32 `exp`, `tanh` and
-//! `sigmoid` on the portable path, which has no fused multiply-add: within a few ulp), and
-//! on each level a fused program equals its ops run one at a time, bit for bit.
+//! `sigmoid` on the portable path, which has no fused multiply-add: within a few ulp), on
+//! each level a fused program equals its ops run one at a time, bit for bit, and the matrix
+//! products with a unit dimension match a naive loop.
 //!
 //! Its own test binary: the cap is process-wide, and tests running beside it in one process
 //! would see it change under them.
@@ -126,6 +127,42 @@ fn layout_forms_match_a_scalar_loop(r: usize, c: usize) {
     }
 }
 
+/// The matrix products with a unit dimension run as vector loops of their own (a row times
+/// row-major or short column-major columns, a matrix times a column, outer products with
+/// short and long rows): on this level, within rounding of a naive f64 loop.
+fn unit_dimension_products_match_a_naive_loop(dtype: DType) {
+    let mut rng = Generator::new(23);
+    for (m, k, n, transposed) in [
+        (1, 100, 1000, false),
+        (1, 1001, 10, false),
+        (1, 10, 300, true),
+        (300, 1, 10, false),
+        (30, 1, 1000, false),
+        (500, 10, 1, false),
+    ] {
+        let a = rng.uniform(&[m, k], -1.0, 1.0, dtype);
+        let b = if transposed {
+            rng.uniform(&[n, k], -1.0, 1.0, dtype).t()
+        } else {
+            rng.uniform(&[k, n], -1.0, 1.0, dtype)
+        };
+        let (av, bv) = (a.to_f64_vec(), b.to_f64_vec());
+        let got = a.matmul(&b).to_f64_vec();
+        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-13 } * (k as f64).sqrt();
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k).map(|l| av[i * k + l] * bv[l * n + j]).sum();
+                let g = got[i * n + j];
+                assert!(
+                    (g - want).abs() <= tol * (1.0 + want.abs()),
+                    "{:?} {dtype} {m}x{k}x{n} ({i}, {j}): {g} vs {want}",
+                    simd_level()
+                );
+            }
+        }
+    }
+}
+
 /// Units in the last place of f32 between `a` and `b`.
 fn ulps(a: f32, b: f32) -> u32 {
     if a == b || (a.is_nan() && b.is_nan()) {
@@ -148,6 +185,7 @@ fn every_supported_vector_path_agrees_and_fuses_exactly() {
             cap_simd_level(Some(level));
             assert_eq!(simd_level(), level);
             every_layout_form_matches_a_scalar_loop();
+            unit_dimension_products_match_a_naive_loop(dtype);
             for ((name, want, got), (_, top, _)) in results(&x, &y).iter().zip(&reference) {
                 assert!(
                     got.bit_eq(want),

@@ -42,6 +42,76 @@ fn matrix_products_on_every_layout_and_orientation() {
     }
 }
 
+/// Products with a unit dimension (a row times a matrix, a matrix times a column, outer
+/// products), which run as vector loops instead of gemm where the layout allows: every
+/// layout on either side, rows crossing the loops' blocks and windows, against a naive loop.
+/// Infinities in the right operand times zeros in the left give NaN exactly where the naive
+/// product does (an outer product's short rows are written as overlapping windows).
+#[test]
+fn products_with_a_unit_dimension_on_every_layout() {
+    let mut rng = Generator::new(34);
+    let shapes = [
+        (1, 100, 1000),
+        (1, 1000, 10),
+        (1, 7, 2500),
+        (1, 5, 4500),
+        (1, 10, 300),
+        (1, 15, 200),
+        (1, 16, 200),
+        (300, 1, 10),
+        (5, 1, 3),
+        (4, 1, 4),
+        (17, 1, 15),
+        (100, 1, 1000),
+        (500, 10, 1),
+        (700, 3, 1),
+        (300, 100, 1),
+        (1, 1, 1),
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        let (rtol, _) = tol(dtype);
+        for &(m, k, n) in &shapes {
+            for la in LAYOUTS {
+                for lb in LAYOUTS {
+                    let a = case(&mut rng, &[m, k], dtype, la, -1.0, 1.0);
+                    let b = case(&mut rng, &[k, n], dtype, lb, -1.0, 1.0);
+                    let want = naive(&a.values, &b.values, m, k, n);
+                    let tol = rtol * 10.0 * (k as f64).sqrt();
+                    let got = a.array.matmul(&b.array);
+                    assert_eq!(got.shape(), &[m, n]);
+                    assert_close(&got.to_f64_vec(), &want, tol, tol);
+                    // into a used output, and with the left operand as a 1-d vector
+                    let mut out = got.neg();
+                    a.array.matmul_into(&b.array, &mut out);
+                    assert!(out.bit_eq(&got), "{dtype} {m}x{k}x{n} {la:?} {lb:?}");
+                    if m == 1 {
+                        let v = a.array.reshape(&[k]).matmul(&b.array);
+                        assert!(v.bit_eq(&got.reshape(&[n])));
+                    }
+                }
+            }
+        }
+        // zeros times infinities
+        let (m, n) = (40, 9);
+        let mut av: Vec<f64> = (0..m).map(|i| (i % 3) as f64).collect();
+        av[7] = f64::NAN;
+        let mut bv: Vec<f64> = (0..n).map(|j| j as f64 - 4.0).collect();
+        bv[2] = f64::INFINITY;
+        let a = Array::from_vec(av.clone(), &[m, 1]).to_dtype(dtype);
+        let b = Array::from_vec(bv.clone(), &[1, n]).to_dtype(dtype);
+        let got = a.matmul(&b).to_f64_vec();
+        for i in 0..m {
+            for j in 0..n {
+                let (g, w) = (got[i * n + j], av[i] * bv[j]);
+                assert!(
+                    g == w || (g.is_nan() && w.is_nan()),
+                    "({i}, {j}): {g} vs {w}"
+                );
+            }
+        }
+    }
+}
+
 /// A row-major left operand times a column-major right one (`x Wᵀ`), short on the left:
 /// the shapes that gemm runs as the transposed product, plain and batched, with layouts on
 /// either side of the switch.
