@@ -12,7 +12,7 @@ mod table;
 
 use ferrograd_array::{
     cap_simd_level, detected_simd_level, simd_level, Array, DType, Generator, Instr, Program,
-    SimdLevel,
+    SimdLevel, ZipFn,
 };
 use table::{unfused_map, unfused_zip, MAPS, ZIPS};
 
@@ -39,6 +39,23 @@ fn results(x: &Array, y: &Array) -> Vec<(String, Array, Array)> {
         );
         out.push((format!("{f:?}"), want, got));
     }
+    // a gradient step's update, which runs as one loop of its own
+    let update = Program::new(
+        vec![
+            Instr::Input(0),
+            Instr::Input(1),
+            Instr::Zip(ZipFn::Mul, 0, 1),
+            Instr::Const(0.01),
+            Instr::Zip(ZipFn::Mul, 2, 3),
+            Instr::Zip(ZipFn::Sub, 0, 4),
+        ],
+        vec![5],
+    );
+    assert!(update.is_one_loop());
+    let want = x.sub(&x.mul(y).mul_scalar(0.01));
+    let mut outs = [None];
+    update.run(&[x, y], &shape, x.dtype(), &mut outs);
+    out.push(("update".into(), want, outs[0].take().expect("written")));
     out
 }
 

@@ -132,6 +132,152 @@ fn a_chain_with_constants_and_several_outputs_matches_op_by_op() {
     }
 }
 
+/// A gradient step's update, `a ∓ (b·c)·d` or `a ∓ b·d`, runs as one loop: with every
+/// operand form (contiguous, a broadcast row or column read as one value along its run, one
+/// element, a constant, a transposed view gathered), the operands of each product and sum in
+/// either order, over rows shorter and longer than a tile and in f32 and f64, the result
+/// equals the ops run one at a time, bit for bit. Programs that only look like one (a
+/// product used twice, a map inside, two outputs) run instruction by instruction.
+#[test]
+fn a_gradient_step_update_runs_as_one_loop_and_matches_op_by_op() {
+    use Instr::{Const, Input, Zip};
+    use ZipFn::{Add, Mul, Sub};
+    let mut rng = Generator::new(14);
+    for (r, c, dtype) in [
+        (100, 1000, DType::F32),
+        (40, 33, DType::F64),
+        (7, 300, DType::F32),
+    ] {
+        let shape = [r, c];
+        let p = rng.normal(&shape, 0.0, 1.0, dtype);
+        let forms = [
+            rng.normal(&shape, 0.0, 1.0, dtype),
+            rng.normal(&[c], 0.0, 1.0, dtype),
+            rng.normal(&[r, 1], 0.0, 1.0, dtype),
+            rng.normal(&[1, 1], 0.0, 1.0, dtype),
+            rng.normal(&[c, r], 0.0, 1.0, dtype).t(),
+        ];
+        for x in &forms {
+            for g in &forms {
+                // (instrs, output, want)
+                let d = Array::scalar(0.01).to_dtype(dtype);
+                let xg = x.mul(g);
+                let cases: Vec<(Vec<Instr>, Array)> = vec![
+                    // p - (x·g)·0.01, then with the products' operands swapped
+                    (
+                        vec![
+                            Input(0),
+                            Input(1),
+                            Input(2),
+                            Zip(Mul, 1, 2),
+                            Const(0.01),
+                            Zip(Mul, 3, 4),
+                            Zip(Sub, 0, 5),
+                        ],
+                        p.sub(&xg.mul(&d)),
+                    ),
+                    (
+                        vec![
+                            Input(0),
+                            Input(1),
+                            Input(2),
+                            Zip(Mul, 2, 1),
+                            Const(0.01),
+                            Zip(Mul, 4, 3),
+                            Zip(Sub, 0, 5),
+                        ],
+                        p.sub(&g.mul(x).mul(&d)),
+                    ),
+                    // (x·g)·g + p: the third factor an input, the sum's operands swapped
+                    (
+                        vec![
+                            Input(0),
+                            Input(1),
+                            Input(2),
+                            Zip(Mul, 1, 2),
+                            Zip(Mul, 3, 2),
+                            Zip(Add, 4, 0),
+                        ],
+                        xg.mul(g).add(&p),
+                    ),
+                    // p + x·g and p - g·0.01
+                    (
+                        vec![Input(0), Input(1), Input(2), Zip(Mul, 1, 2), Zip(Add, 0, 3)],
+                        p.add(&xg),
+                    ),
+                    (
+                        vec![
+                            Input(0),
+                            Input(1),
+                            Const(0.01),
+                            Zip(Mul, 1, 2),
+                            Zip(Sub, 0, 3),
+                        ],
+                        p.sub(&x.mul(&d)),
+                    ),
+                ];
+                for (k, (instrs, want)) in cases.into_iter().enumerate() {
+                    let out = instrs.len() - 1;
+                    let prog = Program::new(instrs, vec![out]);
+                    assert!(prog.is_one_loop(), "case {k}");
+                    let what = format!(
+                        "case {k}, {:?} and {:?} over {shape:?}",
+                        x.shape(),
+                        g.shape()
+                    );
+                    let got = run(&prog, &[&p, x, g], &shape);
+                    assert_bits(&got[0], &want.expand(&shape).contiguous(), &what);
+                }
+            }
+        }
+    }
+    // look-alikes
+    let not_updates = [
+        // the product also written out
+        (
+            vec![Input(0), Input(1), Input(2), Zip(Mul, 1, 2), Zip(Sub, 0, 3)],
+            vec![4, 3],
+        ),
+        // the product used twice
+        (
+            vec![Input(0), Input(1), Input(2), Zip(Mul, 1, 2), Zip(Sub, 3, 3)],
+            vec![4],
+        ),
+        // the subtrahend first
+        (
+            vec![Input(0), Input(1), Input(2), Zip(Mul, 1, 2), Zip(Sub, 3, 0)],
+            vec![4],
+        ),
+        // a map inside
+        (
+            vec![
+                Input(0),
+                Input(1),
+                Instr::Map(MapFn::Exp, 1),
+                Zip(Mul, 2, 1),
+                Zip(Sub, 0, 3),
+            ],
+            vec![4],
+        ),
+    ];
+    let x = rng.normal(&[50, 60], 0.0, 1.0, DType::F32);
+    let g = rng.normal(&[60], 0.0, 1.0, DType::F32);
+    let p = rng.normal(&[50, 60], 0.0, 1.0, DType::F32);
+    for (k, (instrs, outputs)) in not_updates.into_iter().enumerate() {
+        let prog = Program::new(instrs, outputs);
+        assert!(!prog.is_one_loop(), "look-alike {k}");
+        // and they still compute what they say
+        let got = run(&prog, &[&p, &x, &g], &[50, 60]);
+        let want = match k {
+            0 => p.sub(&x.mul(&g)),
+            1 => x.mul(&g).sub(&x.mul(&g)),
+            2 => x.mul(&g).sub(&p),
+            _ => p.sub(&x.exp().mul(&x)),
+        };
+        assert_bits(&got[0], &want, &format!("look-alike {k}"));
+    }
+}
+
 #[test]
 fn outputs_are_written_into_the_given_buffers_when_unshared() {
     let x = Array::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
