@@ -87,7 +87,7 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
             maps.push(quote! { #member: ::core::clone::Clone::clone(&self.#member) });
         } else {
             visits.push(quote! {
-                ::ferrograd::Tree::visit(&self.#member, &::ferrograd::join_name(prefix, #label), f);
+                ::ferrograd::visit_child(&self.#member, prefix, &#label, f);
             });
             maps.push(quote! { #member: ::ferrograd::Tree::map(&self.#member, f) });
             structures.push(quote! { ::ferrograd::Tree::structure(&self.#member, key); });

@@ -60,7 +60,7 @@ pub use ops::reduce::{DimList, Reduction};
 pub use ops::shape::{ShapeOp, ShapeSpec};
 pub use profile::Profile;
 pub use tensor::Tensor;
-pub use tree::{join_name, leaf_names, leaves, rebuild, Tree};
+pub use tree::{join_name, leaf_names, leaves, rebuild, visit_child, Tree};
 
 /// The array layer, for everything not re-exported at the top.
 pub use ferrograd_array as array;

@@ -63,6 +63,49 @@ pub fn rebuild<T: Tree>(tree: &T, new_leaves: Vec<Tensor>) -> T {
     tree.map(&mut |_| it.next().expect("counted above"))
 }
 
+/// Visits `item` under the name `prefix.segment` (`segment` at the root), written on the
+/// stack when it is short, so visiting a tree allocates nothing (a compiled step visits its
+/// parameters and gradients on every call). `#[derive(Tree)]` calls it.
+pub fn visit_child<'a, T: Tree + ?Sized>(
+    item: &'a T,
+    prefix: &str,
+    segment: &dyn std::fmt::Display,
+    f: &mut dyn FnMut(&str, &'a Tensor),
+) {
+    use std::fmt::Write as _;
+    /// A name in a fixed buffer; `None` once it does not fit.
+    struct Name {
+        bytes: [u8; 120],
+        len: usize,
+    }
+    impl std::fmt::Write for Name {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let end = self.len + s.len();
+            let room = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+            room.copy_from_slice(s.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+    let mut name = Name {
+        bytes: [0; 120],
+        len: 0,
+    };
+    let written = if prefix.is_empty() {
+        write!(name, "{segment}")
+    } else {
+        write!(name, "{prefix}.{segment}")
+    };
+    match written {
+        // whole `str`s were copied in, so the bytes are UTF-8
+        Ok(()) => item.visit(
+            std::str::from_utf8(&name.bytes[..name.len]).expect("copied from strs"),
+            f,
+        ),
+        Err(_) => item.visit(&join_name(prefix, &segment.to_string()), f),
+    }
+}
+
 /// Joins a prefix and a path segment with a dot.
 pub fn join_name(prefix: &str, segment: &str) -> String {
     if prefix.is_empty() {
@@ -84,7 +127,7 @@ impl Tree for Tensor {
 impl<T: Tree> Tree for Vec<T> {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Tensor)) {
         for (i, item) in self.iter().enumerate() {
-            item.visit(&join_name(prefix, &i.to_string()), f);
+            visit_child(item, prefix, &i, f);
         }
     }
     fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
@@ -101,7 +144,7 @@ impl<T: Tree> Tree for Vec<T> {
 impl<T: Tree, const N: usize> Tree for [T; N] {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Tensor)) {
         for (i, item) in self.iter().enumerate() {
-            item.visit(&join_name(prefix, &i.to_string()), f);
+            visit_child(item, prefix, &i, f);
         }
     }
     fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
@@ -146,7 +189,7 @@ impl<T: Tree> Tree for Box<T> {
 impl<T: Tree> Tree for BTreeMap<String, T> {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Tensor)) {
         for (k, item) in self {
-            item.visit(&join_name(prefix, k), f);
+            visit_child(item, prefix, k, f);
         }
     }
     fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
@@ -168,7 +211,7 @@ impl<T: Tree, S: std::hash::BuildHasher + Default> Tree for HashMap<String, T, S
         let mut keys: Vec<&String> = self.keys().collect();
         keys.sort();
         for k in keys {
-            self[k].visit(&join_name(prefix, k), f);
+            visit_child(&self[k], prefix, k, f);
         }
     }
     fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
@@ -242,7 +285,7 @@ macro_rules! tuple_tree {
     ($($name:ident $idx:tt),+) => {
         impl<$($name: Tree),+> Tree for ($($name,)+) {
             fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Tensor)) {
-                $(self.$idx.visit(&join_name(prefix, stringify!($idx)), f);)+
+                $(visit_child(&self.$idx, prefix, &stringify!($idx), f);)+
             }
             fn map(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
                 ($(self.$idx.map(f),)+)

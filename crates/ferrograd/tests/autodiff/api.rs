@@ -77,6 +77,15 @@ fn std_collections_are_trees() {
         leaf_names(&params),
         vec!["0.a", "0.b", "1.y", "1.z", "2.0", "2.1", "3.0"]
     );
+    // names too long for the stack buffer they are built in
+    let long = "k".repeat(150);
+    let mut deep = BTreeMap::new();
+    deep.insert(long.clone(), vec![x(1.0), x(2.0)]);
+    let mut outer = BTreeMap::new();
+    outer.insert("m".repeat(100), deep);
+    let names = leaf_names(&outer);
+    let stem = format!("{}.{long}", "m".repeat(100));
+    assert_eq!(names, vec![format!("{stem}.0"), format!("{stem}.1")]);
     type P = (
         BTreeMap<String, Tensor>,
         HashMap<String, Tensor>,
