@@ -74,6 +74,11 @@ pub trait Element:
     fn slice_mut(buffer: &mut Buffer) -> Option<&mut [Self]>;
     #[doc(hidden)]
     fn into_buffer(values: Vec<Self>) -> Buffer;
+    /// Runs `f` on a scratch buffer of at least `n` elements kept per thread (a fused
+    /// program's registers, an elementwise op's gathered tiles), so repeated runs allocate
+    /// nothing.
+    #[doc(hidden)]
+    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
 }
 
 /// Element types with arithmetic: `f32`, `f64`, `i64`.
@@ -119,10 +124,6 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// The error function (libm's).
     #[doc(hidden)]
     fn erf_value(self) -> Self;
-    /// Runs `f` on a scratch buffer of at least `n` elements kept per thread (a fused
-    /// program's registers), so repeated runs allocate nothing.
-    #[doc(hidden)]
-    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
 }
 
 /// The signature of gemm's kernels: `m, n, k`, then destination, left and right operands
@@ -176,6 +177,10 @@ macro_rules! element {
             fn into_buffer(values: Vec<Self>) -> Buffer {
                 Buffer::$variant(values)
             }
+            fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+                thread_local!(static SCRATCH: std::cell::RefCell<Vec<$t>> = const { std::cell::RefCell::new(Vec::new()) });
+                scratch(&SCRATCH, n, f)
+            }
         }
     };
 }
@@ -209,6 +214,10 @@ impl Element for bool {
     }
     fn into_buffer(values: Vec<Self>) -> Buffer {
         Buffer::Bool(values)
+    }
+    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+        thread_local!(static SCRATCH: std::cell::RefCell<Vec<bool>> = const { std::cell::RefCell::new(Vec::new()) });
+        scratch(&SCRATCH, n, f)
     }
 }
 
@@ -268,10 +277,6 @@ impl Float for f32 {
     fn erf_value(self) -> Self {
         libm::erff(self)
     }
-    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
-        thread_local!(static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) });
-        scratch(&SCRATCH, n, f)
-    }
 }
 
 impl Float for f64 {
@@ -308,13 +313,9 @@ impl Float for f64 {
     fn erf_value(self) -> Self {
         libm::erf(self)
     }
-    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
-        thread_local!(static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) });
-        scratch(&SCRATCH, n, f)
-    }
 }
 
-/// [`Float::with_scratch`] on a thread's buffer (a fresh one if it is in use).
+/// [`Element::with_scratch`] on a thread's buffer (a fresh one if it is in use).
 fn scratch<T: Copy + Default + 'static, R>(
     key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<T>>>,
     n: usize,

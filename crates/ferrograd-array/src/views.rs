@@ -40,7 +40,7 @@ impl Array {
     #[track_caller]
     pub fn permute(&self, dims: &[usize]) -> Array {
         let n = self.ndim();
-        let mut seen = vec![false; n];
+        let mut seen: smallvec::SmallVec<[bool; 8]> = smallvec::SmallVec::from_elem(false, n);
         if dims.len() != n
             || dims
                 .iter()

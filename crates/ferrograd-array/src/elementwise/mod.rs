@@ -81,13 +81,14 @@ pub(crate) fn map_into<T: Element, U: Element>(
         Source::Splat(v) => kernel(dst, &[v]),
         src => {
             let tile = tile::<T>();
-            let mut buf = vec![T::default(); tile.min(dst.len())];
-            let mut at = 0;
-            while at < dst.len() {
-                let m = stretch(src.direct(at, dst.len() - at, false), dst.len() - at, tile);
-                kernel(&mut dst[at..at + m], src.read(at, m, &mut buf));
-                at += m;
-            }
+            T::with_scratch(tile.min(dst.len()), |buf| {
+                let mut at = 0;
+                while at < dst.len() {
+                    let m = stretch(src.direct(at, dst.len() - at, false), dst.len() - at, tile);
+                    kernel(&mut dst[at..at + m], src.read(at, m, buf));
+                    at += m;
+                }
+            })
         }
     }
 }
@@ -128,20 +129,22 @@ pub(crate) fn zip_into<T: Element, U: Element>(
         } else {
             dst.len().max(1)
         };
-        let buffer = |s: &Source<'_, T>| vec![T::default(); if s.is_strided() { tile } else { 0 }];
-        let (mut bx, mut by) = (buffer(&x), buffer(&y));
-        let mut at = 0;
-        while at < dst.len() {
-            let (from, rest) = (start + at, dst.len() - at);
-            let direct = x.direct(from, rest, true).min(y.direct(from, rest, true));
-            let m = stretch(direct, rest, tile);
-            kernel(
-                &mut dst[at..at + m],
-                x.operand(from, m, &mut bx),
-                y.operand(from, m, &mut by),
-            );
-            at += m;
-        }
+        let size = |s: &Source<'_, T>| if s.is_strided() { tile } else { 0 };
+        T::with_scratch(size(&x) + size(&y), |buffers| {
+            let (bx, by) = buffers.split_at_mut(size(&x));
+            let mut at = 0;
+            while at < dst.len() {
+                let (from, rest) = (start + at, dst.len() - at);
+                let direct = x.direct(from, rest, true).min(y.direct(from, rest, true));
+                let m = stretch(direct, rest, tile);
+                kernel(
+                    &mut dst[at..at + m],
+                    x.operand(from, m, bx),
+                    y.operand(from, m, by),
+                );
+                at += m;
+            }
+        })
     };
     if split {
         dst.par_chunks_mut(CHUNK)
@@ -197,7 +200,8 @@ pub(crate) enum Source<'a, T> {
     /// One element, broadcast.
     Splat(T),
     /// Anything else: gathered tile by tile through its (broadcast, coalesced) strides.
-    Strided(Box<Strided<'a, T>>),
+    /// (Held inline: a box would be an allocation per strided op, tens of ns on small ones.)
+    Strided(Strided<'a, T>),
 }
 
 /// A strided operand's layout over the op's shape.
@@ -240,12 +244,12 @@ impl<'a, T: Element> Source<'a, T> {
             _ => {
                 let st = broadcast_strides(a.shape(), a.strides(), shape);
                 let (shape, [strides]) = coalesce(shape, [&st]);
-                Source::Strided(Box::new(Strided {
+                Source::Strided(Strided {
                     data: a.storage_slice::<T>(op),
                     shape,
                     strides,
                     offset: a.offset(),
-                }))
+                })
             }
         }
     }
