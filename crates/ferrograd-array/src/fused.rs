@@ -749,14 +749,22 @@ impl Program {
             for (run, s) in runs.iter_mut().zip(sources) {
                 *run = s.run_operand(first, m);
             }
-            let tile_at = Tile {
+            // strided inputs outside any run are gathered into their registers
+            for (instr, home) in self.instrs.iter().zip(&self.homes) {
+                if let (Instr::Input(_), &Home::Input { n, reg }) = (instr, home) {
+                    if let (src @ Source::Strided(_), None) = (&sources[n], runs[n]) {
+                        src.fill(first, &mut regs[reg][..m]);
+                    }
+                }
+            }
+            let at_ = Tile {
                 first,
                 at,
                 m,
                 runs: &runs,
             };
             if let Some(u) = self.update {
-                if self.update_tile(u, sources, regs, outs, tile_at) {
+                if self.update_tile(u, sources, regs, outs, at_) {
                     at += m;
                     continue;
                 }
@@ -765,12 +773,6 @@ impl Program {
                 // the destination is taken out of its register or output while the operands
                 // are read, then put back
                 // (no closures here: each must be inlined into the vector path's function)
-                let at_ = Tile {
-                    first,
-                    at,
-                    m,
-                    runs: &runs,
-                };
                 match *home {
                     Home::Reg(r) => {
                         let dst = std::mem::take(&mut regs[r]);
@@ -790,14 +792,12 @@ impl Program {
                         outs[j] = dst;
                     }
                     Home::Input { n, reg } => {
-                        // (a value repeated along a run is filled in too: the binary
-                        // functions take it as one value, the others read the register)
-                        if let src @ Source::Strided(_) = &sources[n] {
-                            match runs[n] {
-                                Some(Operand::Slice(_)) => {}
-                                Some(Operand::Splat(v)) => regs[reg][..m].fill(v),
-                                None => src.fill(first, &mut regs[reg][..m]),
-                            }
+                        // a value repeated along the run is filled in (the binary functions
+                        // take it as one value, the others read the register)
+                        if let (Source::Strided(_), Some(Operand::Splat(v))) =
+                            (&sources[n], runs[n])
+                        {
+                            regs[reg][..m].fill(v);
                         }
                     }
                 }
@@ -822,20 +822,13 @@ impl Program {
         &self,
         u: Update,
         sources: &[Source<'_, T>],
-        regs: &mut [&mut [T]],
+        regs: &[&mut [T]],
         outs: &mut [&mut [T]],
         tile: Tile<'_, T>,
     ) -> bool {
-        // gathered inputs are filled; a value repeated along the run is read as one value
-        for (instr, home) in self.instrs.iter().zip(&self.homes) {
-            if let (Instr::Input(_), &Home::Input { n, reg }) = (instr, home) {
-                if let (src @ Source::Strided(_), None) = (&sources[n], tile.runs[n]) {
-                    src.fill(tile.first, &mut regs[reg][..tile.m]);
-                }
-            }
-        }
+        // (gathered inputs are in their registers; a value repeated along the run is read as
+        // one value)
         let dst = std::mem::take(&mut outs[0]);
-        let regs: &[&mut [T]] = regs;
         let operand = |v| self.operand(v, sources, regs, outs, tile);
         let (a, mut b, mut c, d) = (operand(u.a), operand(u.b), u.c.map(operand), operand(u.d));
         if let (Operand::Splat(_), Some(Operand::Slice(_))) = (b, c) {

@@ -79,11 +79,7 @@ pub(crate) unsafe fn product<T: Float>(
     }
     // SAFETY: C's n elements are contiguous (checked) and exclusively the caller's.
     let out = unsafe { std::slice::from_raw_parts_mut(c.ptr, n) };
-    T::with_scratch(k, |x| {
-        for (i, x) in x.iter_mut().enumerate() {
-            // SAFETY: element i < k of the row vector A.
-            *x = unsafe { *a.ptr.offset(i as isize * a.cs) };
-        }
+    let mut run = |x: &[T]| {
         if b.cs == 1 {
             // SAFETY: B's rows are contiguous runs of n elements.
             unsafe { row_times_rows(out, x, b) };
@@ -95,7 +91,19 @@ pub(crate) unsafe fn product<T: Float>(
         } else {
             false
         }
-    })
+    };
+    if a.cs == 1 {
+        // SAFETY: A's k elements are contiguous.
+        run(unsafe { std::slice::from_raw_parts(a.ptr, k) })
+    } else {
+        T::with_scratch(k, |x| {
+            for (i, x) in x.iter_mut().enumerate() {
+                // SAFETY: element i < k of the row vector A.
+                *x = unsafe { *a.ptr.offset(i as isize * a.cs) };
+            }
+            run(x)
+        })
+    }
 }
 
 /// `c[j] = Σ_i x[i] B[i, j]`, B's rows contiguous: the rows streamed through an output
