@@ -560,49 +560,45 @@ impl Array {
             fail("cat", "needs at least one array")
         };
         let d = dim.resolve(first.ndim(), "cat");
-        let mut shape: Shape = first.shape().into();
-        shape[d] = 0;
-        for a in arrays {
-            crate::error::same_dtype("cat", first.dtype(), a.dtype());
-            let same = a.ndim() == first.ndim()
-                && (0..a.ndim()).all(|i| i == d || a.shape()[i] == first.shape()[i]);
-            if !same {
-                fail(
-                    "cat",
-                    format_args!(
-                        "shapes {} and {} differ outside dim {d}",
-                        fmt_shape(first.shape()),
-                        fmt_shape(a.shape())
-                    ),
-                )
-            }
-            shape[d] += a.shape()[d];
-        }
-        let mut out = Array::empty(&shape, first.dtype());
+        let mut out = Array::empty(&cat_shape(arrays, d), first.dtype());
         Array::cat_into(arrays, d, &mut out);
         out
     }
 
     /// [`cat`](Array::cat) into `out`.
     #[track_caller]
-    pub fn cat_into(arrays: &[Array], dim: impl Dim, out: &mut Array) {
+    pub fn cat_into<A: std::borrow::Borrow<Array>>(arrays: &[A], dim: impl Dim, out: &mut Array) {
         let Some(first) = arrays.first() else {
             fail("cat", "needs at least one array")
         };
+        let first = first.borrow();
         let d = dim.resolve(first.ndim(), "cat");
-        let mut shape: Shape = first.shape().into();
-        shape[d] = arrays.iter().map(|a| a.shape()[d]).sum();
+        let shape = cat_shape(arrays, d);
         let outer: usize = shape[..d].iter().product();
-        fn kernel<T: Element>(
-            arrays: &[Array],
+        fn kernel<T: Element, A: std::borrow::Borrow<Array>>(
+            arrays: &[A],
             d: usize,
             outer: usize,
             shape: &[usize],
             out: &mut Array,
         ) {
+            if outer == 1 {
+                // each part's elements are one run of the output: copied there, whatever
+                // its layout
+                let dst = out.out_slice::<T>(shape, "cat_into");
+                let mut w = 0;
+                for a in arrays {
+                    let a = a.borrow();
+                    let n = a.numel();
+                    a.copy_to_slice(a.storage_slice::<T>("cat"), &mut dst[w..w + n]);
+                    w += n;
+                }
+                return;
+            }
             let parts: Vec<_> = arrays
                 .iter()
                 .map(|a| {
+                    let a = a.borrow();
                     (
                         a.values::<T>("cat"),
                         a.shape()[d..].iter().product::<usize>(),
@@ -618,7 +614,64 @@ impl Array {
                 }
             }
         }
-        dispatch_any!(first.dtype(), T => kernel::<T>(arrays, d, outer, &shape, out))
+        dispatch_any!(first.dtype(), T => kernel::<T, A>(arrays, d, outer, &shape, out))
+    }
+
+    /// Zeros of size `size` along `dim`, with `self` placed from `start`: the adjoint of
+    /// [`narrow`](Array::narrow), and the gradient of a slice.
+    ///
+    /// ```
+    /// # use ferrograd_array::Array;
+    /// let x = Array::from_vec(vec![1.0f32, 2.0], &[1, 2]);
+    /// assert_eq!(x.pad_narrow(1, 1, 4).to_vec::<f32>(), [0.0, 1.0, 2.0, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn pad_narrow(&self, dim: impl Dim, start: usize, size: usize) -> Array {
+        let d = dim.resolve(self.ndim(), "pad_narrow");
+        let mut shape: Shape = self.shape().into();
+        shape[d] = size;
+        let mut out = Array::empty(&shape, self.dtype());
+        self.pad_narrow_into(d, start, size, &mut out);
+        out
+    }
+
+    /// [`pad_narrow`](Array::pad_narrow) into `out`.
+    #[track_caller]
+    pub fn pad_narrow_into(&self, dim: impl Dim, start: usize, size: usize, out: &mut Array) {
+        let d = dim.resolve(self.ndim(), "pad_narrow");
+        let len = self.shape()[d];
+        if start + len > size {
+            fail(
+                "pad_narrow",
+                format_args!(
+                    "{} placed at {start} along dim {d} does not fit in size {size}",
+                    fmt_shape(self.shape())
+                ),
+            )
+        }
+        let mut shape: Shape = self.shape().into();
+        shape[d] = size;
+        let outer: usize = shape[..d].iter().product();
+        let inner: usize = shape[d + 1..].iter().product();
+        fn kernel<T: Element>(
+            x: &Array,
+            (outer, inner, len, start, size): (usize, usize, usize, usize, usize),
+            shape: &[usize],
+            out: &mut Array,
+        ) {
+            let src = x.values::<T>("pad_narrow");
+            let dst = out.out_slice::<T>(shape, "pad_narrow_into");
+            let (block, row) = (len * inner, size * inner);
+            for o in 0..outer {
+                let r = &mut dst[o * row..(o + 1) * row];
+                r[..start * inner].fill(T::default());
+                r[start * inner..start * inner + block]
+                    .copy_from_slice(&src[o * block..(o + 1) * block]);
+                r[start * inner + block..].fill(T::default());
+            }
+        }
+        let sizes = (outer, inner, len, start, size);
+        dispatch_any!(self.dtype(), T => kernel::<T>(self, sizes, &shape, out))
     }
 
     /// Joins arrays of one shape along a new dim.
@@ -987,4 +1040,31 @@ fn check_scatter_index(op: &str, a: &Array, dim: usize, index: &Array, src: Opti
             "index of shape {} does not fit array {}{src_shape} along dim {dim} (same number of dims, no larger size)",
             fmt_shape(index.shape()), fmt_shape(a.shape())))
     }
+}
+
+/// The shape of `arrays` joined along `d`; fails unless they agree in dtype and in every
+/// other dim.
+#[track_caller]
+fn cat_shape<A: std::borrow::Borrow<Array>>(arrays: &[A], d: usize) -> Shape {
+    let first = arrays[0].borrow();
+    let mut shape: Shape = first.shape().into();
+    shape[d] = 0;
+    for a in arrays {
+        let a = a.borrow();
+        crate::error::same_dtype("cat", first.dtype(), a.dtype());
+        let same = a.ndim() == first.ndim()
+            && (0..a.ndim()).all(|i| i == d || a.shape()[i] == first.shape()[i]);
+        if !same {
+            fail(
+                "cat",
+                format_args!(
+                    "shapes {} and {} differ outside dim {d}",
+                    fmt_shape(first.shape()),
+                    fmt_shape(a.shape())
+                ),
+            )
+        }
+        shape[d] += a.shape()[d];
+    }
+    shape
 }

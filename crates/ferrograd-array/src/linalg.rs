@@ -336,9 +336,41 @@ impl Array {
             *out = sum;
             return;
         }
+        self.matmul_add_into(other, out)
+    }
+
+    /// `out += self @ other` at any size, the matrix kernel adding the product into `out` as
+    /// it goes: no temporary and no second pass, but not rounded as `out + self @ other`
+    /// (the kernel adds each depth block's partial sums into `out` in turn, a reordered sum
+    /// within n · ε · Σ|aᵢ bᵢ| of it). [`matmul_acc_into`](Array::matmul_acc_into) is the
+    /// exact one. `out` is copied first when it is a view or shared.
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let a = Array::from_vec(vec![1.0f64, 2.0], &[1, 2]);
+    /// let b = Array::from_vec(vec![3.0f64, 4.0], &[2, 1]);
+    /// let mut acc = Array::from_vec(vec![0.5f64], &[1, 1]);
+    /// a.matmul_add_into(&b, &mut acc);
+    /// assert_eq!(acc.to_vec::<f64>(), vec![11.5]);
+    /// ```
+    #[track_caller]
+    pub fn matmul_add_into(&self, other: &Array, out: &mut Array) {
+        let shape = matmul_shape(self, other, "matmul_add_into");
+        crate::error::same_dtype("matmul_add_into", self.dtype(), other.dtype());
+        crate::error::same_dtype("matmul_add_into", self.dtype(), out.dtype());
+        if out.shape() != shape.as_slice() {
+            fail(
+                "matmul_add_into",
+                format_args!(
+                    "the accumulator has shape {}, the product {}",
+                    fmt_shape(out.shape()),
+                    fmt_shape(&shape)
+                ),
+            )
+        }
         out.make_unique();
         let (a, b) = gemm_operands(self, other);
-        dispatch_float!(self.dtype(), "matmul_acc_into", T => batched::<T>(&a, &b, &shape, out, true))
+        dispatch_float!(self.dtype(), "matmul_add_into", T => batched::<T>(&a, &b, &shape, out, true))
     }
 
     /// Product of two matrices.

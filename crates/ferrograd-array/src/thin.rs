@@ -41,7 +41,7 @@ const SHORT_ROW: usize = 16;
 /// faster there (its call costs less than this module's copy of the row).
 const SHORT_PRODUCT: usize = 2048;
 
-/// `C = A B` (`C += A B` when `accumulate`, for the outer product only) for an m×k A and a
+/// `C = A B` (`C += A B` when `accumulate`) for an m×k A and a
 /// k×n B when one of m, n, k is 1 and the layouts let a vector loop run along contiguous
 /// memory; returns `false`, having written nothing, when it leaves the product to gemm.
 ///
@@ -65,7 +65,7 @@ pub(crate) unsafe fn product<T: Float>(
         unsafe { outer(m, n, c, a, b, accumulate) };
         return true;
     }
-    if accumulate || (m != 1 && n != 1) {
+    if m != 1 && n != 1 {
         return false;
     }
     // a row vector times a matrix: Cᵀ = Bᵀ Aᵀ when C is a column
@@ -82,11 +82,11 @@ pub(crate) unsafe fn product<T: Float>(
     let mut run = |x: &[T]| {
         if b.cs == 1 {
             // SAFETY: B's rows are contiguous runs of n elements.
-            unsafe { row_times_rows(out, x, b) };
+            unsafe { row_times_rows(out, x, b, accumulate) };
             true
         } else if b.rs == 1 && k < SHORT_ROW && n * k >= SHORT_PRODUCT {
             // SAFETY: B's columns are contiguous runs of k elements.
-            unsafe { row_times_short_columns(out, x, b) };
+            unsafe { row_times_short_columns(out, x, b, accumulate) };
             true
         } else {
             false
@@ -106,16 +106,17 @@ pub(crate) unsafe fn product<T: Float>(
     }
 }
 
-/// `c[j] = Σ_i x[i] B[i, j]`, B's rows contiguous: the rows streamed through an output
-/// block held in L1, four at a time.
+/// `c[j] = Σ_i x[i] B[i, j]` (`c[j] + Σ_i ...` when `accumulate`, added in the same order),
+/// B's rows contiguous: the rows streamed through an output block held in L1, four at a
+/// time.
 ///
 /// # Safety
 /// B has `x.len()` rows of at least `c.len()` contiguous elements, `b.rs` apart.
-unsafe fn row_times_rows<T: Float>(c: &mut [T], x: &[T], b: Mat<*const T>) {
+unsafe fn row_times_rows<T: Float>(c: &mut [T], x: &[T], b: Mat<*const T>, accumulate: bool) {
     with_fma!(FMA => with_simd(
         #[inline(always)]
         // SAFETY: as the caller vouches.
-        || unsafe { rows_kernel::<T, FMA>(c, x, b) },
+        || unsafe { rows_kernel::<T, FMA>(c, x, b, accumulate) },
     ))
 }
 
@@ -134,10 +135,17 @@ unsafe fn row<'a, T>(b: Mat<*const T>, i: usize, j0: usize, len: usize) -> &'a [
 /// # Safety
 /// As for [`row_times_rows`].
 #[inline(always)]
-unsafe fn rows_kernel<T: Float, const FMA: bool>(c: &mut [T], x: &[T], b: Mat<*const T>) {
+unsafe fn rows_kernel<T: Float, const FMA: bool>(
+    c: &mut [T],
+    x: &[T],
+    b: Mat<*const T>,
+    accumulate: bool,
+) {
     for (blk, c) in c.chunks_mut(BLOCK).enumerate() {
         let (j0, len) = (blk * BLOCK, c.len());
-        c.fill(T::zero());
+        if !accumulate {
+            c.fill(T::zero());
+        }
         let mut i = 0;
         while i + 4 <= x.len() {
             // SAFETY: rows i..i + 4 of B, columns j0..j0 + len, as the caller vouches.
@@ -168,20 +176,27 @@ unsafe fn rows_kernel<T: Float, const FMA: bool>(c: &mut [T], x: &[T], b: Mat<*c
     }
 }
 
-/// `c[j] = x · B[:, j]`, B's columns contiguous and short: one dot product per column, in
-/// order, the columns' chains overlapping in the out-of-order core. (Over long columns gemm
-/// is as fast, and faster at 4096² where it blocks for the cache.)
+/// `c[j] = x · B[:, j]` (`c[j] + x · B[:, j]` when `accumulate`), B's columns contiguous
+/// and short: one dot product per column, in order, the columns' chains overlapping in the
+/// out-of-order core. (Over long columns gemm is as fast, and faster at 4096² where it
+/// blocks for the cache.)
 ///
 /// # Safety
 /// B has `c.len()` columns of at least `x.len()` contiguous elements, `b.cs` apart.
-unsafe fn row_times_short_columns<T: Float>(c: &mut [T], x: &[T], b: Mat<*const T>) {
+unsafe fn row_times_short_columns<T: Float>(
+    c: &mut [T],
+    x: &[T],
+    b: Mat<*const T>,
+    accumulate: bool,
+) {
     with_fma!(FMA => with_simd(
         #[inline(always)]
         || {
             for (j, c) in c.iter_mut().enumerate() {
                 // SAFETY: column j of B, as the caller vouches.
                 let col = unsafe { std::slice::from_raw_parts(b.ptr.offset(j as isize * b.cs), x.len()) };
-                *c = x.iter().zip(col).fold(T::zero(), |s, (&x, &y)| madd::<T, FMA>(x, y, s));
+                let start = if accumulate { *c } else { T::zero() };
+                *c = x.iter().zip(col).fold(start, |s, (&x, &y)| madd::<T, FMA>(x, y, s));
             }
         },
     ))

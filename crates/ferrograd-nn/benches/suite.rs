@@ -6,7 +6,8 @@
 //! step, the ratio ag/nn, the speed-ups of (c) and (d) over direct mode, and the capture
 //! times. Direct mode, (c) and (d) alternate pass by pass.
 //!
-//! `cargo bench -p ferrograd-nn --bench suite` (`-- --quick` for fewer steps).
+//! `cargo bench -p ferrograd-nn --bench suite` (`-- --quick` for fewer steps, `-- --only lstm`
+//! for the rows whose names contain "lstm").
 //! `benches/pytorch_suite.py` runs the same workloads in PyTorch eager;
 //! `benches/compare-peers.sh` alternates them (with JAX too).
 
@@ -143,13 +144,20 @@ fn in_out(p: Vec<Tensor>) -> Vec<Tensor> {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only lstm`: the rows whose names contain "lstm"
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|i| args[i + 1].clone());
+    let want = |name: &str| only.as_ref().is_none_or(|o| name.contains(o.as_str()));
     let (passes, scale) = if quick { (1, 10) } else { (5, 1) };
     let mut rng = Generator::new(0);
     let mut rows = Vec::new();
 
     // logistic: per sample, 100 -> 10
-    {
+    if want("logistic") {
         let xs: Vec<Tensor> = (0..100).map(|_| randn(&mut rng, &[1, 100])).collect();
         let ys: Vec<Tensor> = (0..100).map(|_| labels(&mut rng, 1)).collect();
         let mut model = Sequential::new()
@@ -190,7 +198,7 @@ fn main() {
         });
     }
     // mlp: per sample, 100 -> 1000 -> 10
-    {
+    if want("mlp") {
         let xs: Vec<Tensor> = (0..100).map(|_| randn(&mut rng, &[1, 100])).collect();
         let ys: Vec<Tensor> = (0..100).map(|_| labels(&mut rng, 1)).collect();
         let mut model = mlp_nn(&mut rng, 100, 1000);
@@ -224,6 +232,9 @@ fn main() {
     }
     // mlp batched (32 x 100 -> 1000 -> 10) and wide batched (32 x 1000 -> 1000 -> 10)
     for (name, inputs) in [("mlp batched", 100usize), ("mlp wide batched", 1000)] {
+        if !want(name) {
+            continue;
+        }
         let x = randn(&mut rng, &[32, inputs]);
         let y = labels(&mut rng, 32);
         let mut model = mlp_nn(&mut rng, inputs, 1000);
@@ -251,7 +262,7 @@ fn main() {
         });
     }
     // cnn batched: 32 x 3 x 64 x 64; conv 3->16 5x5, tanh, pool 2, conv 16->32 5x5, tanh, pool 2, linear 5408 -> 10
-    {
+    if want("cnn batched") {
         let x = randn(&mut rng, &[32, 3, 64, 64]);
         let y = labels(&mut rng, 32);
         let c = Conv2dParams::default();
@@ -299,6 +310,9 @@ fn main() {
     }
     // lstm: 33 steps of 100 features, LSTM 100 -> 200 (last), linear 200 -> 10; batch 1 and 32
     for (name, batch) in [("lstm", 1usize), ("lstm batched", 32)] {
+        if !want(name) {
+            continue;
+        }
         let x = randn(&mut rng, &[batch, 33, 100]);
         let y = labels(&mut rng, batch);
         let (rnn, rp) = RecurrentNetwork::new(Cell::Lstm, 100, 200, Output::Last, &mut rng, F32);
@@ -376,7 +390,7 @@ fn main() {
         });
     }
     // AutoModule batched: 32 x 100, Linear 100 -> 1000, ReLU, Linear 1000 -> 100, MSE
-    {
+    if want("AutoModule batched") {
         let mult = Tensor::new(rng.uniform(&[100], 0.0, 1.0, F32));
         let x = &Tensor::new(rng.uniform(&[32, 100], -5.0, 5.0, F32)) * &mult;
         let y = (&x * 0.1).exp();

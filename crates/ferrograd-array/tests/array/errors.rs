@@ -274,6 +274,13 @@ fn indexing() {
     check("cat", &["at least one"], || {
         Array::cat(&[], 0);
     });
+    check("cat", &["[2, 3]", "[3, 3]", "outside dim 1"], || {
+        let mut out = f32s(&[2, 6]);
+        Array::cat_into(&[f32s(&[2, 3]), f32s(&[3, 3])], 1, &mut out);
+    });
+    check("pad_narrow", &["[2, 3]", "at 2", "size 4"], || {
+        f32s(&[2, 3]).pad_narrow(1, 2, 4);
+    });
     check("stack", &["[2]", "[3]", "differ"], || {
         Array::stack(&[f32s(&[2]), f32s(&[3])], 0);
     });

@@ -166,6 +166,27 @@ fn cat_stack_split_chunk() {
         for (piece, part) in got.split_sizes(&sizes, d).iter().zip(&parts) {
             assert_eq!(piece.to_f64_vec(), part.values);
         }
+        // into a used output, from borrowed parts
+        let mut out = got.neg();
+        let borrowed: Vec<&Array> = arrays.iter().collect();
+        Array::cat_into(&borrowed, d, &mut out);
+        assert!(out.bit_eq(&got));
+        // padding a part with zeros is the cat of it with zeros
+        let (before, after) = (rng.rng().random_range(0..3), rng.rng().random_range(0..3));
+        let part = &parts[0];
+        let len = part.array.shape()[d];
+        let zeros = |n: usize| {
+            let mut s = part.array.shape().to_vec();
+            s[d] = n;
+            Array::zeros(&s, DType::F64)
+        };
+        let want = Array::cat(&[zeros(before), part.array.clone(), zeros(after)], d);
+        let padded = part.array.pad_narrow(d, before, before + len + after);
+        assert!(padded.bit_eq(&want));
+        let mut out = want.neg();
+        part.array
+            .pad_narrow_into(d, before, before + len + after, &mut out);
+        assert!(out.bit_eq(&want));
     }
     let a = Array::from_vec(vec![1i64, 2], &[2]);
     let b = Array::from_vec(vec![3i64, 4], &[2]);

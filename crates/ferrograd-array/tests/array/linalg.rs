@@ -88,6 +88,18 @@ fn products_with_a_unit_dimension_on_every_layout() {
                         let v = a.array.reshape(&[k]).matmul(&b.array);
                         assert!(v.bit_eq(&got.reshape(&[n])));
                     }
+                    // added into an accumulator, in the kernel's order
+                    let start = case(&mut rng, &[m, n], dtype, Layout::Contiguous, -1.0, 1.0);
+                    let mut acc = start.array.clone();
+                    a.array.matmul_add_into(&b.array, &mut acc);
+                    let want: Vec<f64> =
+                        want.iter().zip(&start.values).map(|(p, s)| p + s).collect();
+                    assert_close(&acc.to_f64_vec(), &want, tol, tol);
+                    assert_eq!(
+                        start.array.to_f64_vec(),
+                        start.values,
+                        "the shared start is kept"
+                    );
                 }
             }
         }

@@ -92,7 +92,11 @@ pub(crate) enum StepKind {
     },
     /// `acc + a @ b` computed into `acc`'s buffer (inputs: acc, a, b), which dies here: a
     /// plan's rewrite of an add of a matrix product (see `passes::accumulate_products`).
-    MatmulAcc,
+    /// `exact`: rounded as the add of the product, bit for bit
+    /// ([`Array::matmul_acc_into`](crate::Array::matmul_acc_into)); else summed in the
+    /// kernel's order ([`Array::matmul_add_into`](crate::Array::matmul_add_into)), for the
+    /// rewrites that run with fusion on.
+    MatmulAcc { exact: bool },
 }
 
 /// One recorded computation.
@@ -115,7 +119,7 @@ impl Step {
             StepKind::Op(op) => op.name(),
             StepKind::CustomBackward { op, .. } => Cow::Owned(format!("{}.backward", op.name())),
             StepKind::Draw { draw, .. } => Cow::Borrowed(draw.name()),
-            StepKind::MatmulAcc => Cow::Borrowed("matmul_acc"),
+            StepKind::MatmulAcc { .. } => Cow::Borrowed("matmul_acc"),
         }
     }
 }

@@ -753,6 +753,8 @@ impl Plan {
             let mut uses = vec![0u32; self.metas.len()];
             count_uses(&self.root, &mut uses, &self.alias);
             super::passes::narrow_products(&mut self.root, &mut self.metas, &uses);
+            super::passes::pads_to_cat(&mut self.root, &mut self.metas, &uses);
+            super::passes::join_products(&mut self.root, &mut self.metas);
             self.alias
                 .extend(self.alias.len() as ValueId..self.metas.len() as ValueId);
             // products only slices read are dead now
@@ -1015,15 +1017,20 @@ fn run_step<O: Observer>(
             drop(inputs);
             values[id] = out;
         }
-        StepKind::MatmulAcc => {
+        StepKind::MatmulAcc { exact } => {
             let id = step.outputs[0].expect("a product has its output") as usize;
             // the accumulator dies here (the rewrite checked): its buffer becomes the result
+            // (a copy of it when it is a view, as a joined product's block is)
             let mut acc = values[step.inputs[0] as usize]
                 .take()
                 .expect("inputs are live");
             {
                 let operands = live(values, &step.inputs[1..]);
-                operands[0].matmul_acc_into(operands[1], &mut acc);
+                if *exact {
+                    operands[0].matmul_acc_into(operands[1], &mut acc);
+                } else {
+                    operands[0].matmul_add_into(operands[1], &mut acc);
+                }
                 if let Some(start) = start {
                     observer.step(step, &operands, &[Some(acc.clone())], start.elapsed());
                 }

@@ -12,22 +12,6 @@ use std::borrow::Borrow;
 
 use crate::{Array, Dim, Dims, Position, Shape, Tensor};
 
-/// Zeros of size `size` along `dim`, with `x` placed from `start` (the adjoint of narrow).
-pub(crate) fn pad_narrow(x: &Array, dim: usize, start: usize, size: usize) -> Array {
-    let mut before = x.shape().to_vec();
-    before[dim] = start;
-    let mut after = x.shape().to_vec();
-    after[dim] = size - start - x.shape()[dim];
-    Array::cat(
-        &[
-            Array::zeros(&before, x.dtype()),
-            x.clone(),
-            Array::zeros(&after, x.dtype()),
-        ],
-        dim,
-    )
-}
-
 /// Shape primitives: each variant's name, forward, forward into a buffer and gradient rule
 /// are below, one exhaustive match each.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -121,7 +105,7 @@ impl ShapeOp {
             ShapeOp::Contiguous => x[0].contiguous(),
             ShapeOp::Expand(s) => x[0].expand(s),
             ShapeOp::Narrow { dim, start, len } => x[0].narrow(*dim, *start, *len),
-            ShapeOp::PadNarrow { dim, start, size } => pad_narrow(x[0], *dim, *start, *size),
+            ShapeOp::PadNarrow { dim, start, size } => x[0].pad_narrow(*dim, *start, *size),
             ShapeOp::Flip(dims) => x[0].flip(dims.as_slice()),
             ShapeOp::Diagonal { k, dim1, dim2 } => x[0].diagonal_dims(*k, *dim1, *dim2),
             ShapeOp::DiagEmbed(k) => x[0].diag_embed(*k),
@@ -143,15 +127,17 @@ impl ShapeOp {
             ShapeOp::Flip(dims) => x[0].flip_into(dims.as_slice(), out),
             ShapeOp::Triangle(true, k) => x[0].tril_into(*k, out),
             ShapeOp::Triangle(false, k) => x[0].triu_into(*k, out),
+            ShapeOp::PadNarrow { dim, start, size } => {
+                x[0].pad_narrow_into(*dim, *start, *size, out)
+            }
+            ShapeOp::Cat(d) => Array::cat_into(x, *d, out),
             ShapeOp::Permute(_)
             | ShapeOp::Reshape(_)
             | ShapeOp::Expand(_)
             | ShapeOp::Narrow { .. }
-            | ShapeOp::PadNarrow { .. }
             | ShapeOp::Diagonal { .. }
             | ShapeOp::DiagEmbed(_)
-            | ShapeOp::DiagonalScatter { .. }
-            | ShapeOp::Cat(_) => return false,
+            | ShapeOp::DiagonalScatter { .. } => return false,
         }
         true
     }

@@ -940,9 +940,15 @@ fn a_sum_of_products_over_steps_becomes_one_product_within_rounding() {
         assert!(worst <= bound, "{worst:e} > {bound:e}");
     }
     let (text, plain_text) = (fused.plan_text(), plain.plan_text());
+    // two joins for the gradient's one product, and one for the forward's: the 8 products
+    // share w, so they run as one product of the 8 stacked rows
     assert_eq!(
-        (steps_of(&text, "cat"), steps_of(&text, "matmul_acc")),
-        (2, 0),
+        (
+            steps_of(&text, "cat"),
+            steps_of(&text, "matmul"),
+            steps_of(&text, "matmul_acc")
+        ),
+        (3, 2, 0),
         "{text}"
     );
     assert_eq!(steps_of(&plain_text, "matmul_acc"), 7, "{plain_text}");
@@ -1014,6 +1020,87 @@ fn a_slice_of_a_product_becomes_a_product_of_the_slice() {
         "{text}"
     );
     assert_eq!(df.stats().verified, 2);
+}
+
+#[test]
+fn a_recurrent_cells_input_projections_run_as_one_product_within_rounding() {
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+        return; // check mode keeps products as recorded, to compare bit for bit
+    }
+    // cat([x_t, h]) @ w at each of 6 steps: x_t @ w[..4] is ready from the start for every
+    // step, so the six projections are one product of 18 rows; each step adds h @ w[4..]
+    // into its block
+    let f = |p: &(Tensor, Tensor), x: &Tensor| {
+        let mut h = Tensor::zeros(&[3, 5], DType::F64);
+        for t in 0..x.size(0) {
+            h = (Tensor::cat(&[x.select(0, t), h.clone()], 1).matmul(&p.0) + &p.1).tanh();
+        }
+        h.square().sum()
+    };
+    let df = grad(f).optimize(true).verify(1);
+    let mut rng = Generator::new(43);
+    let p = (
+        rand(&mut rng, &[9, 5], -0.5, 0.5),
+        rand(&mut rng, &[5], -0.5, 0.5),
+    );
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[6, 3, 4], -1.0, 1.0);
+        let ((g, l), (want_g, want_l)) = (df.call(&p, (&x,)), grad(f).call(&p, (&x,)));
+        // the projections summed in another order: within a few ulp of the terms, which
+        // are below 10 in magnitude
+        for (a, b) in [(&g.0, &want_g.0), (&g.1, &want_g.1), (&l, &want_l)] {
+            let worst = (a - b).abs().max().item::<f64>();
+            assert!(worst <= 1e-13, "{worst:e}");
+        }
+    }
+    let text = df.plan_text();
+    // the forward's steps (the backward's are of its ops or of the gradients' sums)
+    let forward = |op: &str| {
+        text.lines()
+            .filter(|l| l.contains(&format!(" = {op}(")) && l.contains("# matmul at"))
+            .count()
+    };
+    assert_eq!(
+        (forward("matmul"), forward("matmul_acc")),
+        (1, 6),
+        "one product for the six steps' projections, and each step's h @ w[4..]\n{text}"
+    );
+    assert_eq!(df.stats().verified, 2);
+}
+
+#[test]
+fn gradients_of_slices_that_tile_a_dim_are_concatenated_not_summed() {
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+        return; // check mode keeps the recorded sum, to compare bit for bit
+    }
+    // four slices of one value, each used on its own: its gradient is a sum of four padded
+    // blocks, which the plan writes as one concatenation; two slices of it, as a padded one
+    let tiled = |x: &Tensor| {
+        (&x.select(1, 0).sigmoid() * &x.select(1, 1).tanh() + x.select(1, 2).exp() * x.select(1, 3))
+            .sum()
+    };
+    let middle =
+        |x: &Tensor| (&x.select(1, 1).sigmoid() * &x.narrow(1, 2, 2).sum_dim(1, false)).sum();
+    let mut rng = Generator::new(44);
+    for (f, cats, pads) in [
+        (&tiled as &dyn Fn(&Tensor) -> Tensor, 1, 0),
+        (&middle, 1, 1),
+    ] {
+        let df = grad(f).optimize(true);
+        for _ in 0..3 {
+            let x = rand(&mut rng, &[3, 4, 5], -1.0, 1.0);
+            let (g, _) = df.call(&x, ());
+            let (want, _) = grad(f).call(&x, ());
+            // the same numbers: a slice's -0.0 may come back as -0.0 where the sum gave +0.0
+            assert_eq!(g.to_vec::<f64>(), want.to_vec::<f64>());
+        }
+        let text = df.plan_text();
+        assert_eq!(
+            (steps_of(&text, "cat"), steps_of(&text, "pad_narrow")),
+            (cats, pads),
+            "{text}"
+        );
+    }
 }
 
 #[test]
