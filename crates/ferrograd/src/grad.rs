@@ -684,6 +684,8 @@ pub(crate) type Flat = Outputs<Vec<Tensor>, Box<dyn DynOutput>>;
 pub(crate) trait Call {
     /// The leaves of the parameter tree.
     fn param_leaves(&self) -> Vec<Tensor>;
+    /// The leaves of the parameter tree, pushed onto `out`.
+    fn param_leaves_into(&self, out: &mut Vec<Tensor>);
     /// Their names.
     fn param_names(&self) -> Vec<String>;
     /// The parameter tree's structure, for the signature.
@@ -711,6 +713,9 @@ where
 {
     fn param_leaves(&self) -> Vec<Tensor> {
         leaves(self.params)
+    }
+    fn param_leaves_into(&self, out: &mut Vec<Tensor>) {
+        self.params.visit("", &mut |_, t| out.push(t.clone()));
     }
     fn param_names(&self) -> Vec<String> {
         leaf_names(self.params)

@@ -52,7 +52,8 @@ pub fn leaf_names<T: Tree + ?Sized>(tree: &T) -> Vec<String> {
 /// Panics when the number of leaves differs.
 #[track_caller]
 pub fn rebuild<T: Tree>(tree: &T, new_leaves: Vec<Tensor>) -> T {
-    let expected = leaves(tree).len();
+    let mut expected = 0;
+    tree.visit("", &mut |_, _| expected += 1);
     if new_leaves.len() != expected {
         panic!(
             "ferrograd: rebuild: the tree has {expected} leaves, got {} tensors",

@@ -322,7 +322,7 @@ impl CachedPlan {
     /// call's (see [`Scratch::stable`]).
     fn run(
         &self,
-        inputs: Vec<Array>,
+        inputs: &mut Vec<Array>,
         generators: &mut [&mut crate::Generator],
         stable: usize,
         observer: &mut impl Observer,
@@ -705,8 +705,14 @@ impl Optimizer {
 pub(crate) type Template = Option<Arc<dyn DynOutput>>;
 
 /// The signature of a call: everything a replay assumes about its inputs.
-fn signature(params: &[Tensor], structure: &[u64], args: &[Tensor], args_key: &[u64]) -> Vec<u64> {
-    let mut key = Vec::with_capacity(8 + 8 * (params.len() + args.len()));
+fn signature(
+    params: &[Tensor],
+    structure: &[u64],
+    args: &[Tensor],
+    args_key: &[u64],
+    key: &mut Vec<u64>,
+) {
+    key.reserve(8 + 8 * (params.len() + args.len()));
     let leaf = |key: &mut Vec<u64>, t: &Tensor| {
         let a = t.data();
         key.push(a.ndim() as u64);
@@ -717,12 +723,12 @@ fn signature(params: &[Tensor], structure: &[u64], args: &[Tensor], args_key: &[
     };
     key.push(params.len() as u64);
     for t in params {
-        leaf(&mut key, t);
+        leaf(key, t);
     }
     key.extend_from_slice(structure);
     key.push(args.len() as u64);
     for (i, t) in args.iter().enumerate() {
-        leaf(&mut key, t);
+        leaf(key, t);
         // which earlier argument tensor this one is, if any (a capture gives both one value)
         let same = args[..i]
             .iter()
@@ -730,7 +736,6 @@ fn signature(params: &[Tensor], structure: &[u64], args: &[Tensor], args_key: &[
         key.push(same.map_or(u64::MAX, |j| j as u64));
     }
     key.extend_from_slice(args_key);
-    key
 }
 
 /// Flattens the outputs of a direct call: gradient leaves, then output leaves.
@@ -911,7 +916,7 @@ struct Observers<'a> {
 fn replay(
     observers: Observers<'_>,
     plan: &CachedPlan,
-    inputs: Vec<Array>,
+    inputs: &mut Vec<Array>,
     generators: &mut [&mut crate::Generator],
     stable: usize,
     report: Option<plan::Report<'_>>,
@@ -946,26 +951,36 @@ impl Config {
         location: &'static Location<'static>,
     ) -> Flat {
         let opt = &self.optimizer;
-        let p_leaves = call.param_leaves();
-        let mut a_leaves = Vec::new();
-        let mut args_key = Vec::new();
+        // the lists of the last call on this thread, emptied: a replay allocates none
+        let mut lists = CallLists::take();
+        let CallLists {
+            p_leaves,
+            a_leaves,
+            args_key,
+            structure,
+            key,
+            inputs,
+        } = &mut *lists;
+        call.param_leaves_into(p_leaves);
         call.args()
-            .visit_args(&mut |t| a_leaves.push(t.clone()), &mut args_key);
-        let (direct, user_key) = opt.must_run_direct(&p_leaves, &a_leaves, output_grad);
+            .visit_args(&mut |t| a_leaves.push(t.clone()), args_key);
+        let (direct, user_key) = opt.must_run_direct(p_leaves, a_leaves, output_grad);
         if opt.begin_call(direct) {
+            lists.give_back();
             return self.run_direct(call, None, output_grad, location);
         }
-        let mut structure = Vec::new();
-        call.param_structure(&mut structure);
-        let mut key = signature(&p_leaves, &structure, &a_leaves, &args_key);
+        call.param_structure(structure);
+        signature(p_leaves, structure, a_leaves, args_key, key);
         key.push(generators_of(call.args()).len() as u64);
         key.extend(user_key);
 
-        let lookup = opt.lookup(&key);
-        let inputs = || plan_inputs(&p_leaves, &a_leaves, output_grad);
+        let lookup = opt.lookup(key);
+        let (p_leaves, a_leaves) = (&*p_leaves, &*a_leaves);
+        let fill = |inputs: &mut Vec<Array>| plan_inputs(p_leaves, a_leaves, output_grad, inputs);
         match lookup {
             Lookup::Direct => {
                 opt.state().stats.fallbacks += 1;
+                lists.give_back();
                 return self.run_direct(call, None, output_grad, location);
             }
             Lookup::Plan(plan) => {
@@ -983,10 +998,11 @@ impl Config {
                 };
                 let report = (self.on_gradient.is_some() && self.with_gradients)
                     .then_some((p_leaves.len(), &mut tell as &mut dyn FnMut(usize, &Array)));
+                fill(inputs);
                 let outcome = replay(
                     self.observers(),
                     &plan,
-                    inputs(),
+                    inputs,
                     &mut generators_of(call.args()),
                     stable,
                     report,
@@ -995,6 +1011,7 @@ impl Config {
                     Outcome::Done { outputs, template } => {
                         let result = self.assemble(p_leaves.len(), outputs, &template);
                         opt.state().stats.hits += 1;
+                        lists.give_back();
                         if let Some(state_before) = verifying {
                             restore_state(&state_before);
                             self.verify_replay(call, output_grad, location, &states, &result);
@@ -1002,7 +1019,7 @@ impl Config {
                         return result;
                     }
                     Outcome::Miss { location: read_at } => {
-                        opt.record_miss(&key, read_at);
+                        opt.record_miss(key, read_at);
                         // the replay may have drawn from the generators before it missed
                         restore(call.args(), &states);
                     }
@@ -1011,6 +1028,10 @@ impl Config {
             Lookup::New => {}
         }
         // a new signature, or a guard that saw a value no variant had seen
+        fill(inputs);
+        let (key, inputs) = (std::mem::take(key), std::mem::take(inputs));
+        let (p_leaves, a_leaves) = (p_leaves.to_vec(), a_leaves.to_vec());
+        lists.give_back();
         self.capture(
             call,
             output_grad,
@@ -1018,7 +1039,7 @@ impl Config {
             &p_leaves,
             &a_leaves,
             key,
-            inputs(),
+            inputs,
         )
     }
 
@@ -1144,13 +1165,54 @@ fn plan_inputs(
     p_leaves: &[Tensor],
     a_leaves: &[Tensor],
     output_grad: Option<&Tensor>,
-) -> Vec<Array> {
-    p_leaves
-        .iter()
-        .chain(a_leaves)
-        .chain(output_grad)
-        .map(|t| t.data().clone())
-        .collect()
+    inputs: &mut Vec<Array>,
+) {
+    inputs.clear();
+    inputs.extend(
+        p_leaves
+            .iter()
+            .chain(a_leaves)
+            .chain(output_grad)
+            .map(|t| t.data().clone()),
+    );
+}
+
+/// The lists an optimized call builds (the leaves, the signature, the plan's inputs), kept
+/// per thread between calls, emptied, so that a replay allocates none of them. A call made
+/// inside another's function (a nested `grad`) takes a fresh set.
+#[derive(Default)]
+struct CallLists {
+    p_leaves: Vec<Tensor>,
+    a_leaves: Vec<Tensor>,
+    args_key: Vec<u64>,
+    structure: Vec<u64>,
+    key: Vec<u64>,
+    inputs: Vec<Array>,
+}
+
+thread_local! {
+    static CALL_LISTS: std::cell::Cell<Option<Box<CallLists>>> = const { std::cell::Cell::new(None) };
+}
+
+impl CallLists {
+    fn take() -> Box<CallLists> {
+        CALL_LISTS
+            .try_with(|c| c.take())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Empties the lists (dropping the handles they hold) and keeps them for the next call.
+    fn give_back(mut self: Box<Self>) {
+        self.p_leaves.clear();
+        self.a_leaves.clear();
+        self.args_key.clear();
+        self.structure.clear();
+        self.key.clear();
+        self.inputs.clear();
+        let _ = CALL_LISTS.try_with(|c| c.set(Some(self)));
+    }
 }
 
 /// Fresh handles for the parameter leaves (a tensor the closure holds that is also a
@@ -1235,7 +1297,7 @@ fn check_replay(
     location: &'static Location<'static>,
 ) {
     let mut refs: Vec<&mut crate::Generator> = generators.iter_mut().collect();
-    match plan.run(inputs, &mut refs, 0, &mut Unobserved, None) {
+    match plan.run(&mut { inputs }, &mut refs, 0, &mut Unobserved, None) {
         Outcome::Done { outputs, .. } => {
             let replayed: Vec<Tensor> = outputs.into_iter().map(Tensor::new).collect();
             if let Some(diff) = first_difference(&replayed, direct, names, true) {

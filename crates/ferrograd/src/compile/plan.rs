@@ -786,12 +786,13 @@ impl Plan {
         schedule_reports(&mut self.root, &self.alias);
     }
 
-    /// Runs the plan on `inputs` (the values of the input leaves, in order), in `scratch`
-    /// (kept between calls for its buffers; a fresh one works too).
+    /// Runs the plan on `inputs` (the values of the input leaves, in order; taken out, the
+    /// list kept for the next call), in `scratch` (kept between calls for its buffers; a
+    /// fresh one works too).
     #[track_caller]
     pub fn run(
         &self,
-        inputs: Vec<Array>,
+        inputs: &mut Vec<Array>,
         generators: &mut [&mut crate::Generator],
         scratch: &mut Scratch,
         stable: usize,
@@ -802,7 +803,7 @@ impl Plan {
         scratch.values.resize(n, None);
         scratch.views.resize(n, false);
         scratch.keep.resize(n, false);
-        for (slot, input) in scratch.values.iter_mut().zip(inputs) {
+        for (slot, input) in scratch.values.iter_mut().zip(inputs.drain(..)) {
             *slot = Some(input);
         }
         let mut seg = &self.root;

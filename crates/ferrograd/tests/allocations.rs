@@ -1,0 +1,149 @@
+//! Memory planning, measured by the allocator: after warm-up a replayed training step keeps
+//! no memory but the gradients it returns, and with `stable_gradients` none at all (its
+//! gradients come back in the last call's buffers); what it allocates at all is a few
+//! small handles and lists (counted here, so that a new one per step shows up) and, inside
+//! each matrix product of more than a few rows, the `gemm` crate's packing workspace, which
+//! it allocates and frees within the product.
+//!
+//! Its own test binary: the counting allocator is global.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+
+use ferrograd::{grad, DType, Generator, Tensor};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+static LARGEST: AtomicUsize = AtomicUsize::new(0);
+/// Bytes allocated and not yet freed, counted always.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+fn note(size: usize) {
+    if COUNTING.load(Relaxed) {
+        COUNT.fetch_add(1, Relaxed);
+        LARGEST.fetch_max(size, Relaxed);
+    }
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; it only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        note(l.size());
+        LIVE.fetch_add(l.size(), Relaxed);
+        // SAFETY: the caller's layout, as received.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        note(l.size());
+        LIVE.fetch_add(l.size(), Relaxed);
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Relaxed);
+        // SAFETY: as above.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        LIVE.fetch_add(new_size, Relaxed);
+        LIVE.fetch_sub(l.size(), Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(p, l, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// What `f` allocated: (count, largest allocation, bytes still allocated after it).
+fn allocations(f: impl FnOnce()) -> (usize, usize, isize) {
+    COUNT.store(0, Relaxed);
+    LARGEST.store(0, Relaxed);
+    let live = LIVE.load(Relaxed);
+    COUNTING.store(true, Relaxed);
+    f();
+    COUNTING.store(false, Relaxed);
+    let kept = LIVE.load(Relaxed) as isize - live as isize;
+    (COUNT.load(Relaxed), LARGEST.load(Relaxed), kept)
+}
+
+#[allow(clippy::ptr_arg)] // a Vec is the parameter tree
+fn mlp(p: &Vec<Tensor>, x: &Tensor, y: &Tensor) -> Tensor {
+    let h = (x.matmul(&p[0]) + &p[1]).tanh();
+    let out = (h.matmul(&p[2]) + &p[3]).log_softmax(1);
+    -out.gather(1, &y.reshape(&[y.numel(), 1])).mean()
+}
+
+/// The small allocations of a replayed step of `mlp`: the five tensors it returns (loss and
+/// gradients) and the gradients' list, the loss's box, the list of the plan's outputs and the
+/// gradients' list before the tree is rebuilt.
+const HANDLES: usize = 9;
+/// With fresh gradients: their buffers and storage handles (large buffers come from the
+/// array layer's cache, their handles do not).
+const FRESH_GRADIENTS: usize = 7;
+/// A batched step's five matrix products through `gemm`: its packing workspace and two flag
+/// lists per product (three on the Xeon of the figures; four allowed).
+const GEMM: usize = 5 * 4;
+
+#[test]
+fn a_replayed_step_keeps_no_memory_but_the_gradients_it_returns() {
+    let mut rng = Generator::new(0);
+    for batch in [1, 32] {
+        let p = vec![
+            Tensor::new(rng.normal(&[100, 1000], 0.0, 0.1, DType::F32)),
+            Tensor::zeros(&[1000], DType::F32),
+            Tensor::new(rng.normal(&[1000, 10], 0.0, 0.1, DType::F32)),
+            Tensor::zeros(&[10], DType::F32),
+        ];
+        let gradient_bytes: usize = p.iter().map(|t| t.numel() * 4).sum();
+        let x = Tensor::new(rng.normal(&[batch, 100], 0.0, 1.0, DType::F32));
+        let y = Tensor::new(rng.uniform(&[batch], 0.0, 10.0, DType::I64));
+        for stable in [false, true] {
+            let df = grad(mlp).optimize(true).stable_gradients(stable);
+            for _ in 0..5 {
+                df.call(&p, (&x, &y)); // the capture, then replays that size their buffers
+            }
+            let steps = 5;
+            let mut held = Vec::new();
+            let (count, largest, kept) = allocations(|| {
+                for _ in 0..steps {
+                    let (g, loss) = df.call(&p, (&x, &y));
+                    if !stable {
+                        // held: each call's gradients need buffers of their own
+                        held.push(g);
+                    }
+                    drop(loss); // consumed before the next step, as a training loop does
+                }
+            });
+            let what = format!(
+                "batch {batch}, stable {stable}: {count} allocations, largest {largest} bytes, \
+                 {kept} bytes kept, over {steps} steps"
+            );
+            if stable {
+                // nothing kept, and (without a matrix kernel's workspace) nothing the size
+                // of an array allocated at all
+                assert_eq!(kept, 0, "{what}");
+                if batch == 1 {
+                    assert!(largest < 1024, "{what}");
+                }
+            } else {
+                // the held gradients' buffers and handles, nothing more; large buffers may
+                // come from the array layer's cache of freed ones (where the warm-up's
+                // gradients went, and a batched step's temporaries), already counted
+                assert!(kept < (steps * gradient_bytes + 4096) as isize, "{what}");
+                if batch == 1 {
+                    // no temporaries that large: all but the first step's are new
+                    assert!(kept >= ((steps - 1) * gradient_bytes) as isize, "{what}");
+                }
+            }
+            let per_step = HANDLES
+                + if stable { 0 } else { FRESH_GRADIENTS }
+                + if batch > 1 { GEMM } else { 0 };
+            assert!(count <= steps * per_step, "{what}");
+            drop(held);
+        }
+    }
+}
