@@ -559,16 +559,7 @@ pub(super) fn join_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
         joined: Option<(usize, usize, usize)>,
     }
     let two_d = |metas: &[Meta], v: ValueId| metas[v as usize].shape.len() == 2;
-    // the slot that defines each value of this segment
-    let mut def: HashMap<ValueId, usize> = HashMap::new();
-    for (k, slot) in seg.exec.iter().enumerate() {
-        match slot {
-            Slot::Step { step, .. } => def.extend(step.outputs.iter().flatten().map(|&o| (o, k))),
-            Slot::Const { id, .. } => drop(def.insert(*id, k)),
-            Slot::StateRead { read, .. } => drop(def.insert(read.id, k)),
-            Slot::StateWrite { .. } | Slot::Fused { .. } => {}
-        }
-    }
+    let def = defining_slots(seg);
     let step_at = |k: usize| match &seg.exec[k] {
         Slot::Step { step, .. } => Some(step),
         _ => None,
@@ -610,31 +601,7 @@ pub(super) fn join_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
             joined: None,
         });
     }
-    // The view steps that lead to `v` from a value defined before slot `before` (in order),
-    // or None when something else computes it late.
-    let chain = |v: ValueId, before: usize| -> Option<Vec<usize>> {
-        let mut steps = Vec::new();
-        let mut v = v;
-        while let Some(&k) = def.get(&v).filter(|&&k| k >= before) {
-            let step = step_at(k)?;
-            let is_view = matches!(
-                &step.kind,
-                StepKind::Op(Op::Shape(
-                    ShapeOp::Narrow { .. }
-                        | ShapeOp::Reshape(_)
-                        | ShapeOp::Permute(_)
-                        | ShapeOp::Expand(_)
-                ))
-            );
-            if !is_view {
-                return None;
-            }
-            steps.push(k);
-            v = step.inputs[0];
-        }
-        steps.reverse();
-        Some(steps)
-    };
+    let chain = |v: ValueId, before: usize| view_chain(seg, &def, v, before);
     // groups of pieces by the rows of `w` they multiply
     let mut groups: HashMap<(ValueId, usize, usize), Vec<(usize, usize)>> = HashMap::new();
     let mut order = Vec::new();
@@ -807,6 +774,232 @@ pub(super) fn join_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
     }
     seg.exec = out;
     recurse_join(seg, metas)
+}
+
+/// The slot that defines each value of `seg` (values from outside it are absent).
+fn defining_slots(seg: &Segment) -> HashMap<ValueId, usize> {
+    let mut def: HashMap<ValueId, usize> = HashMap::new();
+    for (k, slot) in seg.exec.iter().enumerate() {
+        match slot {
+            Slot::Step { step, .. } => def.extend(step.outputs.iter().flatten().map(|&o| (o, k))),
+            Slot::Const { id, .. } => drop(def.insert(*id, k)),
+            Slot::StateRead { read, .. } => drop(def.insert(read.id, k)),
+            Slot::StateWrite { .. } | Slot::Fused { .. } => {}
+        }
+    }
+    def
+}
+
+/// The view steps (slot indices, in order) that lead to `v` from a value defined before slot
+/// `before`, or None when something else computes it late: what a join moves ahead.
+fn view_chain(
+    seg: &Segment,
+    def: &HashMap<ValueId, usize>,
+    v: ValueId,
+    before: usize,
+) -> Option<Vec<usize>> {
+    let mut steps = Vec::new();
+    let mut v = v;
+    while let Some(&k) = def.get(&v).filter(|&&k| k >= before) {
+        let Slot::Step { step, .. } = &seg.exec[k] else {
+            return None;
+        };
+        let is_view = matches!(
+            &step.kind,
+            StepKind::Op(Op::Shape(
+                ShapeOp::Narrow { .. }
+                    | ShapeOp::Reshape(_)
+                    | ShapeOp::Permute(_)
+                    | ShapeOp::Expand(_)
+            ))
+        );
+        if !is_view {
+            return None;
+        }
+        steps.push(k);
+        v = step.inputs[0];
+    }
+    steps.reverse();
+    Some(steps)
+}
+
+/// Joins matrix products that share their left operand, `a @ w1`, `a @ w2`, ..., with right
+/// operands all ready before the first of them (parameters, typically), into one product
+/// `a @ cat([w1, w2, ...], 1)`, each original product becoming a block of its columns (a
+/// view; a product added into an accumulator, `acc + a @ w`, becomes the add of its block):
+/// the four gate products of an LSTM written with a weight per gate are one product per
+/// step. The joined weights are made once per call and shared by every group of the
+/// same weights (every time step), where [`join_products`] then joins the steps' products
+/// by rows as well. Joining copies the weights, so it runs only where the copy is shared by
+/// at least [`JOIN_MIN_ROWS`] rows of products in all. Not exact (the kernel blocks a
+/// wider product differently): with fusion on, never in check mode. New values get ids past
+/// the recording's, with their metas appended.
+pub(super) fn join_columns(seg: &mut Segment, metas: &mut Vec<Meta>) {
+    let def = defining_slots(seg);
+    let two_d = |v: ValueId| metas[v as usize].shape.len() == 2;
+    // products (and products added into an accumulator) by their left operand, in program
+    // order: (slot, right operand, output)
+    let mut by_left: HashMap<ValueId, Vec<(usize, ValueId, ValueId)>> = HashMap::new();
+    let mut order = Vec::new();
+    for (k, slot) in seg.exec.iter().enumerate() {
+        let Slot::Step { step, .. } = slot else {
+            continue;
+        };
+        let Some(out) = step.outputs[0] else {
+            continue;
+        };
+        let (a, w) = match step.kind {
+            StepKind::Op(Op::Matmul) => (step.inputs[0], step.inputs[1]),
+            StepKind::MatmulAcc { .. } => (step.inputs[1], step.inputs[2]),
+            _ => continue,
+        };
+        if two_d(a) && two_d(w) && metas[a as usize].shape[0] <= JOIN_MAX_ROWS {
+            let members = by_left.entry(a).or_default();
+            if members.is_empty() {
+                order.push(a);
+            }
+            if members.iter().all(|m| m.1 != w) {
+                members.push((k, w, out));
+            }
+        }
+    }
+    // each group: (first slot, view steps to move ahead, left operand, members); the joined
+    // weights by the weights they join, with the rows of products sharing them
+    struct Group {
+        first: usize,
+        hoisted: Vec<usize>,
+        a: ValueId,
+        members: Vec<(usize, ValueId, ValueId)>,
+    }
+    let mut groups = Vec::new();
+    let mut rows_per_weights: HashMap<Vec<ValueId>, usize> = HashMap::new();
+    for a in order {
+        let members = &by_left[&a];
+        let first = members[0].0;
+        let mut hoisted = Vec::new();
+        let ready: Vec<_> = members
+            .iter()
+            .filter(|m| match view_chain(seg, &def, m.1, first) {
+                Some(steps) => {
+                    hoisted.extend(steps);
+                    true
+                }
+                None => false,
+            })
+            .copied()
+            .collect();
+        if ready.len() < 2 {
+            continue;
+        }
+        let weights: Vec<ValueId> = ready.iter().map(|m| m.1).collect();
+        *rows_per_weights.entry(weights).or_default() += metas[a as usize].shape[0];
+        hoisted.sort_unstable();
+        hoisted.dedup();
+        groups.push(Group {
+            first,
+            hoisted,
+            a,
+            members: ready,
+        });
+    }
+    groups.retain(|g| {
+        let weights: Vec<ValueId> = g.members.iter().map(|m| m.1).collect();
+        rows_per_weights[&weights] >= JOIN_MIN_ROWS
+    });
+    if groups.is_empty() {
+        return recurse_columns(seg, metas);
+    }
+    // every member product's slot: (its group, its first column)
+    let mut member_at: HashMap<usize, (usize, usize)> = HashMap::new();
+    for (gi, g) in groups.iter().enumerate() {
+        let mut at = 0;
+        for m in &g.members {
+            member_at.insert(m.0, (gi, at));
+            at += metas[m.1 as usize].shape[1];
+        }
+    }
+    let hoisted: HashSet<usize> = groups
+        .iter()
+        .flat_map(|g| g.hoisted.iter().copied())
+        .collect();
+    let old = std::mem::take(&mut seg.exec);
+    let mut out: Vec<Slot> = Vec::with_capacity(old.len() + 3 * groups.len());
+    let mut joined_weights: HashMap<Vec<ValueId>, ValueId> = HashMap::new();
+    let mut products = vec![0 as ValueId; groups.len()];
+    let mut moved: HashSet<usize> = HashSet::new();
+    for (k, slot) in old.iter().enumerate() {
+        for (gi, g) in groups.iter().enumerate().filter(|(_, g)| g.first == k) {
+            let Slot::Step { step: base, .. } = &old[k] else {
+                unreachable!("products are steps")
+            };
+            for &h in &g.hoisted {
+                if moved.insert(h) {
+                    out.push(old[h].clone());
+                }
+            }
+            let weights: Vec<ValueId> = g.members.iter().map(|m| m.1).collect();
+            let w = *joined_weights.entry(weights).or_insert_with_key(|weights| {
+                let mut meta = metas[weights[0] as usize].clone();
+                meta.shape[1] = weights.iter().map(|&w| metas[w as usize].shape[1]).sum();
+                metas.push(meta);
+                let id = (metas.len() - 1) as ValueId;
+                out.push(shape_step(base, ShapeOp::Cat(1), weights, id));
+                id
+            });
+            let mut meta = metas[g.a as usize].clone();
+            meta.shape[1] = metas[w as usize].shape[1];
+            metas.push(meta);
+            products[gi] = (metas.len() - 1) as ValueId;
+            let mut product = base.clone();
+            product.kind = StepKind::Op(Op::Matmul);
+            product.inputs = SmallVec::from_slice(&[g.a, w]);
+            product.outputs = SmallVec::from_slice(&[Some(products[gi])]);
+            out.push(Slot::step(product));
+        }
+        if hoisted.contains(&k) {
+            if !moved.contains(&k) {
+                out.push(slot.clone());
+            }
+            continue;
+        }
+        match member_at.get(&k) {
+            Some(&(gi, start)) => {
+                let Slot::Step { step, .. } = slot else {
+                    unreachable!("products are steps")
+                };
+                let product = step.outputs[0].expect("a product has its output");
+                let len = metas[product as usize].shape[1];
+                let block = ShapeOp::Narrow { dim: 1, start, len };
+                if let StepKind::MatmulAcc { .. } = step.kind {
+                    // `acc + a @ w`: the block added to the accumulator, an elementwise add
+                    // that fuses with what reads it
+                    metas.push(metas[product as usize].clone());
+                    let part = (metas.len() - 1) as ValueId;
+                    out.push(shape_step(step, block, &[products[gi]], part));
+                    let mut add = step.clone();
+                    add.kind = StepKind::Op(Op::Binary(Binary::Add));
+                    add.inputs = SmallVec::from_slice(&[step.inputs[0], part]);
+                    out.push(Slot::step(add));
+                } else {
+                    out.push(shape_step(step, block, &[products[gi]], product));
+                }
+            }
+            None => out.push(slot.clone()),
+        }
+    }
+    seg.exec = out;
+    recurse_columns(seg, metas)
+}
+
+/// Joined weights serve at least this many rows of products in all (see [`join_columns`]).
+const JOIN_MIN_ROWS: usize = 4;
+
+fn recurse_columns(seg: &mut Segment, metas: &mut Vec<Meta>) {
+    if let End::Guard { branches, .. } = &mut seg.end {
+        for (_, b) in branches {
+            join_columns(b, metas);
+        }
+    }
 }
 
 /// Products of at most this many rows are joined by [`join_products`].

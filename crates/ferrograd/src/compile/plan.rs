@@ -754,6 +754,7 @@ impl Plan {
             count_uses(&self.root, &mut uses, &self.alias);
             super::passes::narrow_products(&mut self.root, &mut self.metas, &uses);
             super::passes::pads_to_cat(&mut self.root, &mut self.metas, &uses);
+            super::passes::join_columns(&mut self.root, &mut self.metas);
             super::passes::join_products(&mut self.root, &mut self.metas);
             self.alias
                 .extend(self.alias.len() as ValueId..self.metas.len() as ValueId);

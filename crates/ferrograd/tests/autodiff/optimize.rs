@@ -1069,6 +1069,62 @@ fn a_recurrent_cells_input_projections_run_as_one_product_within_rounding() {
 }
 
 #[test]
+fn an_lstm_with_a_weight_per_gate_runs_one_product_for_all_inputs_and_one_per_step() {
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+        return; // check mode keeps products as recorded, to compare bit for bit
+    }
+    // four gates, each x_t @ w_g + h @ u_g: the gates' products share x_t (and h), so they
+    // join by columns; the joined input products of all 5 steps then join by rows
+    type Gates = (Vec<Tensor>, Vec<Tensor>);
+    let f = |p: &Gates, x: &Tensor| {
+        let (w, u) = p;
+        let (mut h, mut c) = (
+            Tensor::zeros(&[2, 3], DType::F64),
+            Tensor::zeros(&[2, 3], DType::F64),
+        );
+        for t in 0..x.size(0) {
+            let xt = x.select(0, t);
+            let gate = |g: usize| xt.matmul(&w[g]) + h.matmul(&u[g]);
+            let (i, f, o, z) = (
+                gate(0).sigmoid(),
+                gate(1).sigmoid(),
+                gate(2).sigmoid(),
+                gate(3).tanh(),
+            );
+            c = &f * &c + &i * &z;
+            h = &o * &c.tanh();
+        }
+        h.square().sum()
+    };
+    let df = grad(f).optimize(true).verify(1);
+    let mut rng = Generator::new(45);
+    let p: Gates = (
+        (0..4).map(|_| rand(&mut rng, &[4, 3], -0.5, 0.5)).collect(),
+        (0..4).map(|_| rand(&mut rng, &[3, 3], -0.5, 0.5)).collect(),
+    );
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[5, 2, 4], -1.0, 1.0);
+        let ((g, l), (want_g, want_l)) = (df.call(&p, (&x,)), grad(f).call(&p, (&x,)));
+        let pairs = g.0.iter().chain(&g.1).zip(want_g.0.iter().chain(&want_g.1));
+        for (a, b) in pairs.chain([(&l, &want_l)]) {
+            let worst = (a - b).abs().max().item::<f64>();
+            assert!(worst <= 1e-14, "{worst:e}");
+        }
+    }
+    let text = df.plan_text();
+    // the forward's products: at a line of this file, not the backward of one
+    let forward = text
+        .lines()
+        .filter(|l| {
+            l.contains(" = matmul") && l.contains("tests/autodiff/") && !l.contains("backward of")
+        })
+        .count();
+    // one product for the inputs of every gate and step, one per step for h
+    assert_eq!(forward, 1 + 5, "{text}");
+    assert_eq!(df.stats().verified, 2);
+}
+
+#[test]
 fn gradients_of_slices_that_tile_a_dim_are_concatenated_not_summed() {
     if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
         return; // check mode keeps the recorded sum, to compare bit for bit
