@@ -303,19 +303,7 @@ impl Array {
     /// ```
     #[track_caller]
     pub fn matmul_acc_into(&self, other: &Array, out: &mut Array) {
-        let shape = matmul_shape(self, other, "matmul_acc_into");
-        crate::error::same_dtype("matmul_acc_into", self.dtype(), other.dtype());
-        crate::error::same_dtype("matmul_acc_into", self.dtype(), out.dtype());
-        if out.shape() != shape.as_slice() {
-            fail(
-                "matmul_acc_into",
-                format_args!(
-                    "the accumulator has shape {}, the product {}",
-                    fmt_shape(out.shape()),
-                    fmt_shape(&shape)
-                ),
-            )
-        }
+        accumulated_shape(self, other, out, "matmul_acc_into");
         let (m, n) = (
             if self.ndim() >= 2 {
                 self.shape()[self.ndim() - 2]
@@ -355,19 +343,7 @@ impl Array {
     /// ```
     #[track_caller]
     pub fn matmul_add_into(&self, other: &Array, out: &mut Array) {
-        let shape = matmul_shape(self, other, "matmul_add_into");
-        crate::error::same_dtype("matmul_add_into", self.dtype(), other.dtype());
-        crate::error::same_dtype("matmul_add_into", self.dtype(), out.dtype());
-        if out.shape() != shape.as_slice() {
-            fail(
-                "matmul_add_into",
-                format_args!(
-                    "the accumulator has shape {}, the product {}",
-                    fmt_shape(out.shape()),
-                    fmt_shape(&shape)
-                ),
-            )
-        }
+        let shape = accumulated_shape(self, other, out, "matmul_add_into");
         out.make_unique();
         let (a, b) = gemm_operands(self, other);
         dispatch_float!(self.dtype(), "matmul_add_into", T => batched::<T>(&a, &b, &shape, out, true))
@@ -501,6 +477,25 @@ fn matmul_shape(a: &Array, b: &Array, op: &str) -> Shape {
     }
     if b.ndim() >= 2 {
         shape.push(b.shape()[b.ndim() - 1]);
+    }
+    shape
+}
+
+/// The shape of `a @ b`, which `out` must have, of one dtype with them.
+#[track_caller]
+fn accumulated_shape(a: &Array, b: &Array, out: &Array, op: &str) -> Shape {
+    let shape = matmul_shape(a, b, op);
+    crate::error::same_dtype(op, a.dtype(), b.dtype());
+    crate::error::same_dtype(op, a.dtype(), out.dtype());
+    if out.shape() != shape.as_slice() {
+        fail(
+            op,
+            format_args!(
+                "the accumulator has shape {}, the product {}",
+                fmt_shape(out.shape()),
+                fmt_shape(&shape)
+            ),
+        )
     }
     shape
 }

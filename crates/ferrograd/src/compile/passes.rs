@@ -435,19 +435,26 @@ pub(super) fn batch_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
             removed[k] = true;
         }
     }
-    if !replacement.is_empty() {
-        let old = std::mem::take(&mut seg.exec);
-        for (k, slot) in old.into_iter().enumerate() {
-            match replacement.remove(&k) {
-                Some(new) => seg.exec.extend(new),
-                None if removed[k] => {}
-                None => seg.exec.push(slot),
-            }
-        }
-    }
+    splice(seg, replacement, &removed);
     if let End::Guard { branches, .. } = &mut seg.end {
         for (_, b) in branches {
             batch_products(b, metas);
+        }
+    }
+}
+
+/// Rewrites `seg`'s slots: each slot in `replacement` by its new slots, the `removed` ones
+/// dropped.
+fn splice(seg: &mut Segment, mut replacement: HashMap<usize, Vec<Slot>>, removed: &[bool]) {
+    if replacement.is_empty() {
+        return;
+    }
+    let old = std::mem::take(&mut seg.exec);
+    for (k, slot) in old.into_iter().enumerate() {
+        match replacement.remove(&k) {
+            Some(new) => seg.exec.extend(new),
+            None if removed[k] => {}
+            None => seg.exec.push(slot),
         }
     }
 }
@@ -1153,16 +1160,7 @@ pub(super) fn pads_to_cat(seg: &mut Segment, metas: &mut Vec<Meta>, uses: &[u32]
             removed[k] = true;
         }
     }
-    if !replacement.is_empty() {
-        let old = std::mem::take(&mut seg.exec);
-        for (k, slot) in old.into_iter().enumerate() {
-            match replacement.remove(&k) {
-                Some(new) => seg.exec.extend(new),
-                None if removed[k] => {}
-                None => seg.exec.push(slot),
-            }
-        }
-    }
+    splice(seg, replacement, &removed);
     if let End::Guard { branches, .. } = &mut seg.end {
         for (_, b) in branches {
             pads_to_cat(b, metas, uses);
