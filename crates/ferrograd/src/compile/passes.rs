@@ -338,13 +338,7 @@ pub(super) fn batch_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
     let mut done: Vec<Chain> = Vec::new();
     // matrices defined here as transposes, with what they transpose
     let mut transposed: HashMap<ValueId, ValueId> = HashMap::new();
-    for (k, slot) in seg.exec.iter().enumerate() {
-        let Slot::Step { step, .. } = slot else {
-            continue;
-        };
-        let Some(out) = step.outputs.first().copied().flatten() else {
-            continue;
-        };
+    for (k, step, out) in computed(seg) {
         match &step.kind {
             StepKind::Op(Op::Shape(ShapeOp::Permute(p))) if p == &[1, 0] => {
                 transposed.insert(out, step.inputs[0]);
@@ -441,6 +435,17 @@ pub(super) fn batch_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
             batch_products(b, metas);
         }
     }
+}
+
+/// The steps of `seg` with a first output: (slot index, step, that output).
+fn computed(seg: &Segment) -> impl Iterator<Item = (usize, &super::capture::Step, ValueId)> {
+    seg.exec
+        .iter()
+        .enumerate()
+        .filter_map(|(k, slot)| match slot {
+            Slot::Step { step, .. } => Some((k, step, step.outputs.first().copied().flatten()?)),
+            _ => None,
+        })
 }
 
 /// Rewrites `seg`'s slots: each slot in `replacement` by its new slots, the `removed` ones
@@ -1059,13 +1064,7 @@ pub(super) fn pads_to_cat(seg: &mut Segment, metas: &mut Vec<Meta>, uses: &[u32]
     let mut sums: HashMap<ValueId, Pads> = HashMap::new();
     // sums a later add took in, by value
     let mut absorbed: HashSet<ValueId> = HashSet::new();
-    for (k, slot) in seg.exec.iter().enumerate() {
-        let Slot::Step { step, .. } = slot else {
-            continue;
-        };
-        let Some(out) = step.outputs.first().copied().flatten() else {
-            continue;
-        };
+    for (k, step, out) in computed(seg) {
         match &step.kind {
             StepKind::Op(Op::Shape(ShapeOp::PadNarrow { dim, start, size })) => {
                 let len = metas[step.inputs[0] as usize].shape[*dim];
