@@ -1003,8 +1003,11 @@ pub(super) fn join_columns(seg: &mut Segment, metas: &mut Vec<Meta>) {
     recurse_columns(seg, metas)
 }
 
-/// Joined weights serve at least this many rows of products in all (see [`join_columns`]).
-const JOIN_MIN_ROWS: usize = 4;
+/// Joined weights serve at least this many rows of products in all (see [`join_columns`]):
+/// joining copies the weights, one element per `2 · rows` flops of the products, so a few
+/// rows would spend on the copy what the joined product saves (an LSTM's per-step gate
+/// products share their joined weights over every step, 33 rows at batch 1).
+const JOIN_MIN_ROWS: usize = 32;
 
 fn recurse_columns(seg: &mut Segment, metas: &mut Vec<Meta>) {
     if let End::Guard { branches, .. } = &mut seg.end {

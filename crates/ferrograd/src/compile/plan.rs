@@ -754,13 +754,15 @@ impl Plan {
             count_uses(&self.root, &mut uses, &self.alias);
             super::passes::narrow_products(&mut self.root, &mut self.metas, &uses);
             super::passes::pads_to_cat(&mut self.root, &mut self.metas, &uses);
+            self.alias
+                .extend(self.alias.len() as ValueId..self.metas.len() as ValueId);
+            // products only slices read are dead now: gone before the joins see them
+            liveness(&mut self.root, self.metas.len(), true, &self.alias);
+            prune(&mut self.root);
             super::passes::join_columns(&mut self.root, &mut self.metas);
             super::passes::join_products(&mut self.root, &mut self.metas);
             self.alias
                 .extend(self.alias.len() as ValueId..self.metas.len() as ValueId);
-            // products only slices read are dead now
-            liveness(&mut self.root, self.metas.len(), true, &self.alias);
-            prune(&mut self.root);
         }
         if self.fuse {
             super::passes::outer_products(&mut self.root, &self.metas);
