@@ -560,8 +560,9 @@ impl Array {
             fail("cat", "needs at least one array")
         };
         let d = dim.resolve(first.ndim(), "cat");
-        let mut out = Array::empty(&cat_shape(arrays, d), first.dtype());
-        Array::cat_into(arrays, d, &mut out);
+        let shape = cat_shape(arrays, d);
+        let mut out = Array::empty(&shape, first.dtype());
+        cat_kernel(arrays, d, &shape, &mut out);
         out
     }
 
@@ -571,50 +572,8 @@ impl Array {
         let Some(first) = arrays.first() else {
             fail("cat", "needs at least one array")
         };
-        let first = first.borrow();
-        let d = dim.resolve(first.ndim(), "cat");
-        let shape = cat_shape(arrays, d);
-        let outer: usize = shape[..d].iter().product();
-        fn kernel<T: Element, A: std::borrow::Borrow<Array>>(
-            arrays: &[A],
-            d: usize,
-            outer: usize,
-            shape: &[usize],
-            out: &mut Array,
-        ) {
-            if outer == 1 {
-                // each part's elements are one run of the output: copied there, whatever
-                // its layout
-                let dst = out.out_slice::<T>(shape, "cat_into");
-                let mut w = 0;
-                for a in arrays {
-                    let a = a.borrow();
-                    let n = a.numel();
-                    a.copy_to_slice(a.storage_slice::<T>("cat"), &mut dst[w..w + n]);
-                    w += n;
-                }
-                return;
-            }
-            let parts: Vec<_> = arrays
-                .iter()
-                .map(|a| {
-                    let a = a.borrow();
-                    (
-                        a.values::<T>("cat"),
-                        a.shape()[d..].iter().product::<usize>(),
-                    )
-                })
-                .collect();
-            let dst = out.out_slice::<T>(shape, "cat_into");
-            let mut w = 0;
-            for o in 0..outer {
-                for (src, block) in &parts {
-                    dst[w..w + block].copy_from_slice(&src[o * block..(o + 1) * block]);
-                    w += block;
-                }
-            }
-        }
-        dispatch_any!(first.dtype(), T => kernel::<T, A>(arrays, d, outer, &shape, out))
+        let d = dim.resolve(first.borrow().ndim(), "cat");
+        cat_kernel(arrays, d, &cat_shape(arrays, d), out)
     }
 
     /// Zeros of size `size` along `dim`, with `self` placed from `start`: the adjoint of
@@ -1040,6 +999,57 @@ fn check_scatter_index(op: &str, a: &Array, dim: usize, index: &Array, src: Opti
             "index of shape {} does not fit array {}{src_shape} along dim {dim} (same number of dims, no larger size)",
             fmt_shape(index.shape()), fmt_shape(a.shape())))
     }
+}
+
+/// [`Array::cat`] of checked `arrays` along `d` into `out` (`shape`: the joined shape).
+#[track_caller]
+fn cat_kernel<A: std::borrow::Borrow<Array>>(
+    arrays: &[A],
+    d: usize,
+    shape: &[usize],
+    out: &mut Array,
+) {
+    let outer: usize = shape[..d].iter().product();
+    fn kernel<T: Element, A: std::borrow::Borrow<Array>>(
+        arrays: &[A],
+        d: usize,
+        outer: usize,
+        shape: &[usize],
+        out: &mut Array,
+    ) {
+        if outer == 1 {
+            // each part's elements are one run of the output: copied there, whatever
+            // its layout
+            let dst = out.out_slice::<T>(shape, "cat_into");
+            let mut w = 0;
+            for a in arrays {
+                let a = a.borrow();
+                let n = a.numel();
+                a.copy_to_slice(a.storage_slice::<T>("cat"), &mut dst[w..w + n]);
+                w += n;
+            }
+            return;
+        }
+        let parts: Vec<_> = arrays
+            .iter()
+            .map(|a| {
+                let a = a.borrow();
+                (
+                    a.values::<T>("cat"),
+                    a.shape()[d..].iter().product::<usize>(),
+                )
+            })
+            .collect();
+        let dst = out.out_slice::<T>(shape, "cat_into");
+        let mut w = 0;
+        for o in 0..outer {
+            for (src, block) in &parts {
+                dst[w..w + block].copy_from_slice(&src[o * block..(o + 1) * block]);
+                w += block;
+            }
+        }
+    }
+    dispatch_any!(arrays[0].borrow().dtype(), T => kernel::<T, A>(arrays, d, outer, shape, out))
 }
 
 /// The shape of `arrays` joined along `d`; fails unless they agree in dtype and in every

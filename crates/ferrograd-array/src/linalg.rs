@@ -303,7 +303,7 @@ impl Array {
     /// ```
     #[track_caller]
     pub fn matmul_acc_into(&self, other: &Array, out: &mut Array) {
-        accumulated_shape(self, other, out, "matmul_acc_into");
+        let shape = accumulated_shape(self, other, out, "matmul_acc_into");
         let (m, n) = (
             if self.ndim() >= 2 {
                 self.shape()[self.ndim() - 2]
@@ -324,7 +324,7 @@ impl Array {
             *out = sum;
             return;
         }
-        self.matmul_add_into(other, out)
+        self.add_product_into(other, out, &shape)
     }
 
     /// `out += self @ other` at any size, the matrix kernel adding the product into `out` as
@@ -344,9 +344,15 @@ impl Array {
     #[track_caller]
     pub fn matmul_add_into(&self, other: &Array, out: &mut Array) {
         let shape = accumulated_shape(self, other, out, "matmul_add_into");
+        self.add_product_into(other, out, &shape)
+    }
+
+    /// `out += self @ other` in the kernel, the operands checked (`shape`: the product's).
+    #[track_caller]
+    fn add_product_into(&self, other: &Array, out: &mut Array, shape: &[usize]) {
         out.make_unique();
         let (a, b) = gemm_operands(self, other);
-        dispatch_float!(self.dtype(), "matmul_add_into", T => batched::<T>(&a, &b, &shape, out, true))
+        dispatch_float!(self.dtype(), "matmul_add_into", T => batched::<T>(&a, &b, shape, out, true))
     }
 
     /// Product of two matrices.

@@ -15,7 +15,7 @@ use crate::context::{self, Hooks};
 use crate::debug::{DebugEvent, DebugHook};
 use crate::op::Op;
 use crate::profile::Profile;
-use crate::tree::{leaf_names, leaves, rebuild, Tree};
+use crate::tree::{leaf_names, leaves, leaves_into, rebuild, Tree};
 use crate::{Array, Tensor};
 
 /// Levels only grow, so a level never meets a stale box of an earlier call.
@@ -683,7 +683,11 @@ pub(crate) type Flat = Outputs<Vec<Tensor>, Box<dyn DynOutput>>;
 /// types erased.
 pub(crate) trait Call {
     /// The leaves of the parameter tree.
-    fn param_leaves(&self) -> Vec<Tensor>;
+    fn param_leaves(&self) -> Vec<Tensor> {
+        let mut out = Vec::new();
+        self.param_leaves_into(&mut out);
+        out
+    }
     /// The leaves of the parameter tree, pushed onto `out`.
     fn param_leaves_into(&self, out: &mut Vec<Tensor>);
     /// Their names.
@@ -711,11 +715,8 @@ where
     F: Differentiable<P, Args>,
     F::Output: GradOutput,
 {
-    fn param_leaves(&self) -> Vec<Tensor> {
-        leaves(self.params)
-    }
     fn param_leaves_into(&self, out: &mut Vec<Tensor>) {
-        self.params.visit("", &mut |_, t| out.push(t.clone()));
+        leaves_into(self.params, out);
     }
     fn param_names(&self) -> Vec<String> {
         leaf_names(self.params)

@@ -35,8 +35,13 @@ pub trait Tree {
 /// The leaves of a tree, in order.
 pub fn leaves<T: Tree + ?Sized>(tree: &T) -> Vec<Tensor> {
     let mut out = Vec::new();
-    tree.visit("", &mut |_, t| out.push(t.clone()));
+    leaves_into(tree, &mut out);
     out
+}
+
+/// [`leaves`] pushed onto `out` (a list kept between calls allocates nothing).
+pub(crate) fn leaves_into<T: Tree + ?Sized>(tree: &T, out: &mut Vec<Tensor>) {
+    tree.visit("", &mut |_, t| out.push(t.clone()));
 }
 
 /// The dotted names of a tree's leaves, in order (`w.0`, `layers.1.bias`; a bare tensor is

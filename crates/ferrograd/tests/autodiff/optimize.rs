@@ -795,6 +795,13 @@ fn a_fused_run_is_checked_op_by_op_under_the_debugger() {
 }
 
 /// How many steps of `op` a plan runs.
+/// Every element of `got` within `bound` of `want`'s.
+#[track_caller]
+fn assert_within(got: &Tensor, want: &Tensor, bound: f64) {
+    let worst = (got - want).abs().max().item::<f64>();
+    assert!(worst <= bound, "{worst:e} > {bound:e}");
+}
+
 fn steps_of(plan: &str, op: &str) -> usize {
     plan.matches(&format!(" = {op}(")).count()
 }
@@ -935,9 +942,7 @@ fn a_sum_of_products_over_steps_becomes_one_product_within_rounding() {
         let (exact, _) = plain.call(&w, (&x,));
         assert!(same(&exact, &want));
         // a reordered sum of 8 terms: within a few ulp of the terms' magnitudes
-        let bound = 8.0 * f64::EPSILON * 8.0 * 2.0;
-        let worst = (&g - &want).abs().max().item::<f64>();
-        assert!(worst <= bound, "{worst:e} > {bound:e}");
+        assert_within(&g, &want, 8.0 * f64::EPSILON * 8.0 * 2.0);
     }
     let (text, plain_text) = (fused.plan_text(), plain.plan_text());
     // two joins for the gradient's one product, and one for the forward's: the 8 products
@@ -1007,8 +1012,7 @@ fn a_slice_of_a_product_becomes_a_product_of_the_slice() {
         let (g, _) = df.call(&p, (&x,));
         let (want, _) = grad(f).call(&p, (&x,));
         for (a, b) in [(&g.0, &want.0), (&g.1, &want.1)] {
-            let worst = (a - b).abs().max().item::<f64>();
-            assert!(worst <= 1e-14, "{worst:e}");
+            assert_within(a, b, 1e-14);
         }
     }
     let text = df.plan_text();
@@ -1049,8 +1053,7 @@ fn a_recurrent_cells_input_projections_run_as_one_product_within_rounding() {
         // the projections summed in another order: within a few ulp of the terms, which
         // are below 10 in magnitude
         for (a, b) in [(&g.0, &want_g.0), (&g.1, &want_g.1), (&l, &want_l)] {
-            let worst = (a - b).abs().max().item::<f64>();
-            assert!(worst <= 1e-13, "{worst:e}");
+            assert_within(a, b, 1e-13);
         }
     }
     let text = df.plan_text();
@@ -1108,8 +1111,7 @@ fn an_lstm_with_a_weight_per_gate_runs_one_product_for_all_inputs_and_one_per_st
         let ((g, l), (want_g, want_l)) = (df.call(&p, (&x,)), grad(f).call(&p, (&x,)));
         let pairs = g.0.iter().chain(&g.1).zip(want_g.0.iter().chain(&want_g.1));
         for (a, b) in pairs.chain([(&l, &want_l)]) {
-            let worst = (a - b).abs().max().item::<f64>();
-            assert!(worst <= 1e-14, "{worst:e}");
+            assert_within(a, b, 1e-14);
         }
     }
     let text = df.plan_text();
