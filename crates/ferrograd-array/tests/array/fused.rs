@@ -132,6 +132,46 @@ fn a_chain_with_constants_and_several_outputs_matches_op_by_op() {
     }
 }
 
+/// Programs shorter than a tile run padded to whole vectors (their outputs computed in
+/// registers and copied out) from a third of a vector up, and element by element below: at
+/// every length from 1 to 40, in f32 and f64, with a broadcast operand, a transposed one, a
+/// constant, an input and a value each written out twice, every output equals the ops run one
+/// at a time, bit for bit.
+#[test]
+fn short_programs_padded_to_whole_vectors_match_op_by_op() {
+    let mut rng = Generator::new(14);
+    for dtype in [DType::F32, DType::F64] {
+        for n in 1..=40 {
+            let x = rng.normal(&[n], 0.0, 1.0, dtype);
+            let b = rng.normal(&[1], 0.0, 1.0, dtype);
+            let t = rng.normal(&[n, 1], 0.0, 1.0, dtype).t().reshape(&[n]);
+            // s = sin(x) * 1.01 + b; y = tanh(s) - t; out y, exp(y), s, x, y
+            let p = Program::new(
+                vec![
+                    Instr::Input(0),
+                    Instr::Input(1),
+                    Instr::Input(2),
+                    Instr::Map(MapFn::Sin, 0),
+                    Instr::Const(1.01),
+                    Instr::Zip(ZipFn::Mul, 3, 4),
+                    Instr::Zip(ZipFn::Add, 5, 1),
+                    Instr::Map(MapFn::Tanh, 6),
+                    Instr::Zip(ZipFn::Sub, 7, 2),
+                    Instr::Map(MapFn::Exp, 8),
+                ],
+                vec![8, 9, 6, 0, 8],
+            );
+            let out = run(&p, &[&x, &b, &t], &[n]);
+            let s = x.sin().mul_scalar(1.01).add(&b);
+            let y = s.tanh().sub(&t);
+            let what = format!("{dtype} [{n}]");
+            for (got, want) in out.iter().zip([&y, &y.exp(), &s, &x, &y]) {
+                assert_bits(got, want, &what);
+            }
+        }
+    }
+}
+
 /// A gradient step's update, `a ∓ (b·c)·d` or `a ∓ b·d`, runs as one loop: with every
 /// operand form (contiguous, a broadcast row or column read as one value along its run, one
 /// element, a constant, a transposed view gathered), the operands of each product and sum in

@@ -204,32 +204,121 @@ fn bytes(meta: &Meta) -> usize {
     meta.shape.iter().product::<usize>() * meta.dtype.size_in_bytes()
 }
 
+/// A step that reads values of open groups, waiting for those groups (indices into
+/// [`Fuser::open`]) to run.
+struct Waiting {
+    step: Step,
+    groups: SmallVec<[usize; 2]>,
+}
+
+/// One segment's fusion in progress.
+struct Fuser<'a> {
+    metas: &'a [Meta],
+    uses: &'a [u32],
+    open: Vec<Option<Open>>,
+    /// The open group defining each value.
+    owner: HashMap<ValueId, usize>,
+    /// The slots emitted so far, in order.
+    out: Vec<Slot>,
+    /// Steps that read values of open groups and wait for them to run (in their order), so
+    /// that a group can take in the elementwise steps that come after such a reader: a
+    /// training step's forward chain, the sum of its loss, and the backward chain, which the
+    /// sum does not feed, are one group instead of two that pass every value the backward
+    /// reads through memory. Only primitives wait (a user's backward or an accumulating
+    /// product keeps its place).
+    waiting: Vec<Option<Waiting>>,
+    /// The waiting step defining each value.
+    pending: HashMap<ValueId, usize>,
+}
+
+impl Fuser<'_> {
+    /// Emits open group `g` (if still open), then the steps that waited only for groups that
+    /// have now run.
+    fn close(&mut self, g: usize) {
+        let Some(group) = self.open[g].take() else {
+            return;
+        };
+        for m in &group.members {
+            for o in m.outputs.iter().flatten() {
+                self.owner.remove(o);
+            }
+        }
+        self.out.extend(build(group, self.metas, self.uses));
+        for w in self.waiting.iter_mut() {
+            let ready = w
+                .as_ref()
+                .is_some_and(|w| w.groups.iter().all(|&g| self.open[g].is_none()));
+            if ready {
+                let Waiting { step, .. } = w.take().expect("checked");
+                for o in step.outputs.iter().flatten() {
+                    self.pending.remove(o);
+                }
+                self.out.push(Slot::step(step));
+            }
+        }
+    }
+
+    /// Before `v` is read: when a waiting step defines it, the groups that step waits for
+    /// run now, and it after them.
+    fn flush(&mut self, v: ValueId) {
+        if let Some(&w) = self.pending.get(&v) {
+            let groups = self.waiting[w]
+                .as_ref()
+                .expect("pending steps wait")
+                .groups
+                .clone();
+            for g in groups {
+                self.close(g);
+            }
+        }
+    }
+
+    /// A step that no group takes: emitted now when it reads no open group, else it waits
+    /// for the groups it reads (a primitive), or they run first (anything else).
+    fn unfused(&mut self, step: Step) {
+        let mut groups: SmallVec<[usize; 2]> = SmallVec::new();
+        for i in &step.inputs {
+            if let Some(&g) = self.owner.get(i) {
+                if !groups.contains(&g) {
+                    groups.push(g);
+                }
+            }
+        }
+        if groups.is_empty() {
+            self.out.push(Slot::step(step));
+        } else if matches!(step.kind, StepKind::Op(_)) {
+            for o in step.outputs.iter().flatten() {
+                self.pending.insert(*o, self.waiting.len());
+            }
+            self.waiting.push(Some(Waiting { step, groups }));
+        } else {
+            for g in groups {
+                self.close(g);
+            }
+            self.out.push(Slot::step(step));
+        }
+    }
+}
+
 /// Fuses one segment's slots (dead ones already removed). `uses[v]` counts every use of
 /// value `v` in the whole plan (steps, guards, returned values, state writes). Returns the
 /// slots in their new order, groups among them.
 pub(super) fn fuse_segment(slots: Vec<Slot>, metas: &[Meta], uses: &[u32]) -> Vec<Slot> {
-    let mut open: Vec<Option<Open>> = Vec::new();
-    // the open group defining each value
-    let mut owner: HashMap<ValueId, usize> = HashMap::new();
-    let mut out: Vec<Slot> = Vec::with_capacity(slots.len());
+    let mut f = Fuser {
+        metas,
+        uses,
+        open: Vec::new(),
+        owner: HashMap::new(),
+        out: Vec::with_capacity(slots.len()),
+        waiting: Vec::new(),
+        pending: HashMap::new(),
+    };
     // where each value defined in this segment was emitted
     let mut emitted: HashMap<ValueId, usize> = HashMap::new();
     let mut scanned = 0;
-    let close = |g: usize,
-                 open: &mut Vec<Option<Open>>,
-                 owner: &mut HashMap<ValueId, usize>,
-                 out: &mut Vec<Slot>| {
-        let Some(group) = open[g].take() else { return };
-        for m in &group.members {
-            for o in m.outputs.iter().flatten() {
-                owner.remove(o);
-            }
-        }
-        out.extend(build(group, metas, uses));
-    };
     for slot in slots {
         // note where the slots emitted since the last slot define their values
-        for (at, slot) in out.iter().enumerate().skip(scanned) {
+        for (at, slot) in f.out.iter().enumerate().skip(scanned) {
             let defined: SmallVec<[ValueId; 4]> = match slot {
                 Slot::Step { step, .. } => step.outputs.iter().flatten().copied().collect(),
                 Slot::Fused { group, .. } => group.outputs.clone(),
@@ -241,24 +330,28 @@ pub(super) fn fuse_segment(slots: Vec<Slot>, metas: &[Meta], uses: &[u32]) -> Ve
                 emitted.insert(v, at);
             }
         }
-        scanned = out.len();
+        scanned = f.out.len();
         let step = match slot {
             Slot::Step { step, .. } => step,
             other => {
                 if let Slot::StateWrite { id, .. } = &other {
-                    if let Some(&g) = owner.get(id) {
-                        close(g, &mut open, &mut owner, &mut out);
+                    f.flush(*id);
+                    if let Some(&g) = f.owner.get(id) {
+                        f.close(g);
                     }
                 }
-                out.push(other);
+                f.out.push(other);
                 continue;
             }
         };
+        for &i in &step.inputs {
+            f.flush(i);
+        }
         // a mask's use joins only the group that holds the mask (logic on masks takes that
         // group's dtype)
         let in_group = |i: ValueId, shape: &Shape, dtype: Option<DType>| {
-            owner.get(&i).and_then(|&g| {
-                open[g]
+            f.owner.get(&i).and_then(|&g| {
+                f.open[g]
                     .as_ref()
                     .filter(|o| o.shape == *shape && dtype.is_none_or(|d| d == o.dtype))
                     .map(|o| o.dtype)
@@ -277,69 +370,65 @@ pub(super) fn fuse_segment(slots: Vec<Slot>, metas: &[Meta], uses: &[u32]) -> Ve
             }
             _ => Some((elem, id, shape, dtype)),
         });
-        match fused {
-            Some((_, id, shape, dtype)) => {
-                let meta = Meta { shape, dtype };
-                // groups of another shape that this step reads run first
-                for &i in &step.inputs {
-                    if let Some(&g) = owner.get(&i) {
-                        let o = open[g].as_ref().expect("owners are open");
-                        if o.shape != meta.shape || o.dtype != meta.dtype {
-                            close(g, &mut open, &mut owner, &mut out);
-                        }
-                    }
+        let Some((_, id, shape, dtype)) = fused else {
+            f.unfused(step);
+            continue;
+        };
+        let meta = Meta { shape, dtype };
+        // groups of another shape that this step reads run first
+        for &i in &step.inputs {
+            if let Some(&g) = f.owner.get(&i) {
+                let o = f.open[g].as_ref().expect("owners are open");
+                if o.shape != meta.shape || o.dtype != meta.dtype {
+                    f.close(g);
                 }
-                let mut g = open.iter().position(|o| {
-                    o.as_ref()
-                        .is_some_and(|o| o.shape == meta.shape && o.dtype == meta.dtype)
-                });
-                if let Some(k) = g {
-                    // what joining would hold alive: operands emitted since the group opened
-                    let o = open[k].as_ref().expect("open");
-                    let late: usize = step
-                        .inputs
-                        .iter()
-                        .filter(|i| owner.get(i) != Some(&k))
-                        .filter(|i| emitted.get(i).is_some_and(|&at| at >= o.opened_at))
-                        .map(|&i| bytes(&metas[i as usize]))
-                        .sum();
-                    if o.held + late > HOLD_MAX {
-                        close(k, &mut open, &mut owner, &mut out);
-                        g = None;
-                    } else {
-                        open[k].as_mut().expect("open").held += late;
-                    }
-                }
-                let g = match g {
-                    Some(g) => g,
-                    None => {
-                        open.push(Some(Open {
-                            shape: meta.shape.clone(),
-                            dtype: meta.dtype,
-                            members: Vec::new(),
-                            opened_at: out.len(),
-                            held: 0,
-                        }));
-                        open.len() - 1
-                    }
-                };
-                owner.insert(id, g);
-                open[g].as_mut().expect("open").members.push(step);
-            }
-            None => {
-                for &i in &step.inputs {
-                    if let Some(&g) = owner.get(&i) {
-                        close(g, &mut open, &mut owner, &mut out);
-                    }
-                }
-                out.push(Slot::step(step));
             }
         }
+        let mut g = f.open.iter().position(|o| {
+            o.as_ref()
+                .is_some_and(|o| o.shape == meta.shape && o.dtype == meta.dtype)
+        });
+        if let Some(k) = g {
+            // what joining would hold alive: operands emitted since the group opened
+            let o = f.open[k].as_ref().expect("open");
+            let late: usize = step
+                .inputs
+                .iter()
+                .filter(|i| f.owner.get(i) != Some(&k))
+                .filter(|i| emitted.get(i).is_some_and(|&at| at >= o.opened_at))
+                .map(|&i| bytes(&metas[i as usize]))
+                .sum();
+            if o.held + late > HOLD_MAX {
+                f.close(k);
+                g = None;
+            } else {
+                f.open[k].as_mut().expect("open").held += late;
+            }
+        }
+        let g = match g {
+            Some(g) => g,
+            None => {
+                f.open.push(Some(Open {
+                    shape: meta.shape.clone(),
+                    dtype: meta.dtype,
+                    members: Vec::new(),
+                    opened_at: f.out.len(),
+                    held: 0,
+                }));
+                f.open.len() - 1
+            }
+        };
+        f.owner.insert(id, g);
+        f.open[g].as_mut().expect("open").members.push(step);
     }
-    for g in 0..open.len() {
-        close(g, &mut open, &mut owner, &mut out);
+    for g in 0..f.open.len() {
+        f.close(g);
     }
-    out
+    debug_assert!(
+        f.waiting.iter().all(Option::is_none),
+        "every waiting step ran"
+    );
+    f.out
 }
 
 /// The steps of a group that cannot be fused, as they were.
@@ -376,6 +465,15 @@ fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Vec<Slot> {
             instrs.len() - 1
         })
     };
+    // one register per distinct number (a chain scaling by the same factor at every step
+    // reads one)
+    let mut numbers: HashMap<u64, usize> = HashMap::new();
+    let mut constant = |v: f64, instrs: &mut Vec<Instr>| {
+        *numbers.entry(v.to_bits()).or_insert_with(|| {
+            instrs.push(Instr::Const(v));
+            instrs.len() - 1
+        })
+    };
     let mut outputs: SmallVec<[ValueId; 4]> = SmallVec::new();
     let mut program_outputs = Vec::new();
     for m in &members {
@@ -392,17 +490,13 @@ fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Vec<Slot> {
             Elem::Zip(f) | Elem::Compare(f) | Elem::Logic(f) => {
                 Instr::Zip(f, a, operand(m.inputs[1], &mut instrs, &mut at))
             }
-            Elem::Not => {
-                instrs.push(Instr::Const(1.0));
-                Instr::Zip(ZipFn::Sub, instrs.len() - 1, a)
-            }
+            Elem::Not => Instr::Zip(ZipFn::Sub, constant(1.0, &mut instrs), a),
             Elem::Select => {
                 let b = operand(m.inputs[1], &mut instrs, &mut at);
                 Instr::Select(a, b, operand(m.inputs[2], &mut instrs, &mut at))
             }
             Elem::Scalar(f, v, left) => {
-                instrs.push(Instr::Const(v));
-                let c = instrs.len() - 1;
+                let c = constant(v, &mut instrs);
                 if left {
                     Instr::Zip(f, c, a)
                 } else {

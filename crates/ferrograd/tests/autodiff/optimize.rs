@@ -773,6 +773,42 @@ fn elementwise_runs_fuse_and_replay_bit_for_bit() {
     }
 }
 
+/// A step that only reads the values of an open run waits for it instead of ending it, so the
+/// elementwise steps after it can join: a forward chain, the sum of its loss, and the
+/// backward chain (which the sum does not feed) are one run that writes two values, where
+/// they were two runs passing every value the backward reads through memory. A step that
+/// reads the waiting one's value (the backward of a `log` of the sum) ends the run before it.
+/// Both replay bit for bit as direct mode.
+#[test]
+fn a_loss_sum_waits_so_forward_and_backward_chains_fuse_into_one_run() {
+    let chain = |x: &Tensor| {
+        let mut t = x.clone();
+        for _ in 0..5 {
+            t = (t.sin() * 1.01).tanh() + 0.1;
+        }
+        t
+    };
+    let summed = move |x: &Tensor| chain(x).sum();
+    let logged = move |x: &Tensor| chain(x).sum().log();
+    let x = Tensor::from_vec((0..7).map(|i| 0.3 * i as f64 - 0.5).collect(), &[7]);
+    let (fused, direct) = (grad(summed).optimize(true), grad(summed));
+    for _ in 0..2 {
+        let ((g1, l1), (g2, l2)) = (fused.call(&x, ()), direct.call(&x, ()));
+        assert!(same(&g1, &g2) && same(&l1, &l2));
+    }
+    let text = fused.plan_text();
+    // 20 forward ops and 20 backward ones (cos, tanh's gradient and two products per round)
+    assert_eq!(fused_runs(&text), vec![(2, 40)], "{text}");
+    let (fused, direct) = (grad(logged).optimize(true), grad(logged));
+    for _ in 0..2 {
+        let ((g1, l1), (g2, l2)) = (fused.call(&x, ()), direct.call(&x, ()));
+        assert!(same(&g1, &g2) && same(&l1, &l2));
+    }
+    // the forward (writing what the backward reads), the log and its gradient, the backward
+    let text = fused.plan_text();
+    assert_eq!(fused_runs(&text), vec![(10, 20), (2, 2), (1, 20)], "{text}");
+}
+
 #[test]
 fn a_fused_run_is_checked_op_by_op_under_the_debugger() {
     let events = Arc::new(Mutex::new(Vec::new()));
