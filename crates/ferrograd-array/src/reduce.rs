@@ -238,14 +238,31 @@ macro_rules! reduction {
             #[doc = concat!("[`", stringify!($dim), "`](Array::", stringify!($dim), ") into `out`.")]
             #[track_caller]
             pub fn $into(&self, dims: impl Dims, keepdim: bool, out: &mut Array) {
-                let a = self.numeric(stringify!($dim));
-                let dims = dims.resolve_all(a.ndim(), stringify!($dim));
-                let p = plan(&a, &dims, keepdim);
+                let op = stringify!($dim);
+                let dims = dims.resolve_all(self.ndim(), op);
                 fn row<T: $bound>(x: &[T]) -> T {
                     let f: fn(&[T]) -> T = $row;
                     f(x)
                 }
-                $dispatch!(a.dtype(), stringify!($dim), T => a.reduce_rows::<T>(&p, out, Kind::$kind, stringify!($dim), row::<T>))
+                let small = self.numel() > 0 && self.numel() < PARALLEL_MIN;
+                if small && self.dtype() != DType::Bool && dims.len() == self.ndim() {
+                    // Every element of a small contiguous input into one: one row, no plan
+                    // (a loss's sum in a compiled step spent most of its time planning).
+                    let shape = reduced_shape(self.shape(), &dims, keepdim);
+                    let done = $dispatch!(self.dtype(), op, T => match self.contiguous_slice::<T>(op) {
+                        Some(x) => {
+                            out.out_slice::<T>(&shape, op)[0] = row::<T>(x);
+                            true
+                        }
+                        None => false,
+                    });
+                    if done {
+                        return;
+                    }
+                }
+                let a = self.numeric(op);
+                let p = plan(&a, &dims, keepdim);
+                $dispatch!(a.dtype(), op, T => a.reduce_rows::<T>(&p, out, Kind::$kind, op, row::<T>))
             }
         )*}
     };
