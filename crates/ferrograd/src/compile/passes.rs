@@ -179,8 +179,18 @@ fn simpler(op: &Op, inputs: &[ValueId], out: ValueId, known: &Known<'_>) -> Opti
         },
         Op::Binary(b) => {
             let y = inputs[1];
-            let is =
-                |v: ValueId, value: f64| known.consts.get(&v).is_some_and(|c| all_bits(c, value));
+            // a constant, or a constant expanded or reshaped (a gradient seed of ones
+            // expanded to a parameter's shape is too large to fold)
+            let is = |v: ValueId, value: f64| {
+                let source = match def(v) {
+                    Some((Op::Shape(ShapeOp::Expand(_) | ShapeOp::Reshape(_)), i)) => i[0],
+                    _ => v,
+                };
+                known
+                    .consts
+                    .get(&source)
+                    .is_some_and(|c| all_bits(c, value))
+            };
             let keep = |v: ValueId| same_as(v).then_some(Simpler::Alias(v));
             match b {
                 Binary::Mul if is(y, 1.0) => keep(x),
@@ -862,7 +872,9 @@ pub(super) fn join_columns(seg: &mut Segment, metas: &mut Vec<Meta>) {
         members: Vec<(usize, ValueId, ValueId)>,
     }
     let mut groups = Vec::new();
-    let mut rows_per_weights: HashMap<Vec<ValueId>, usize> = HashMap::new();
+    // per joined weights: the rows of products sharing them, how many groups share them,
+    // and whether any member product is small
+    let mut uses_of_weights: HashMap<Vec<ValueId>, (usize, usize, bool)> = HashMap::new();
     for a in order {
         let members = &by_left[&a];
         let first = members[0].0;
@@ -881,8 +893,15 @@ pub(super) fn join_columns(seg: &mut Segment, metas: &mut Vec<Meta>) {
         if ready.len() < 2 {
             continue;
         }
+        let work = |m: &(usize, ValueId, ValueId)| {
+            let (a, w) = (&metas[a as usize].shape, &metas[m.1 as usize].shape);
+            a[0] * a[1] * w[1]
+        };
         let weights: Vec<ValueId> = ready.iter().map(|m| m.1).collect();
-        *rows_per_weights.entry(weights).or_default() += metas[a as usize].shape[0];
+        let uses = uses_of_weights.entry(weights).or_default();
+        uses.0 += metas[a as usize].shape[0];
+        uses.1 += 1;
+        uses.2 |= ready.iter().any(|m| work(m) < JOIN_MAX_WORK);
         hoisted.sort_unstable();
         hoisted.dedup();
         groups.push(Group {
@@ -894,7 +913,12 @@ pub(super) fn join_columns(seg: &mut Segment, metas: &mut Vec<Meta>) {
     }
     groups.retain(|g| {
         let weights: Vec<ValueId> = g.members.iter().map(|m| m.1).collect();
-        rows_per_weights[&weights] >= JOIN_MIN_ROWS
+        // Products this large already run near the kernel's peak: joining them once would
+        // only add the copy (an hvp's `x @ W` and `x @ V`, [32, 100] by [100, 1000], 7%
+        // slower on the whole hvp). Shared by several groups (an LSTM's time steps), the
+        // copy is made once and every group saves its separate products.
+        let (rows, groups, small) = uses_of_weights[&weights];
+        rows >= JOIN_MIN_ROWS && (groups > 1 || small)
     });
     if groups.is_empty() {
         return recurse_columns(seg, metas);
@@ -966,6 +990,10 @@ pub(super) fn join_columns(seg: &mut Segment, metas: &mut Vec<Meta>) {
 /// rows would spend on the copy what the joined product saves (an LSTM's per-step gate
 /// products share their joined weights over every step, 33 rows at batch 1).
 const JOIN_MIN_ROWS: usize = 32;
+
+/// Products of at least this many multiply-adds each are joined by [`join_columns`] only
+/// where the joined weights are shared.
+const JOIN_MAX_WORK: usize = 1 << 20;
 
 fn recurse_columns(seg: &mut Segment, metas: &mut Vec<Meta>) {
     if let End::Guard { branches, .. } = &mut seg.end {

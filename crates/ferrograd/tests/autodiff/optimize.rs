@@ -899,6 +899,48 @@ fn identities_are_simplified_away_exactly() {
     );
 }
 
+/// `x * ones` where the ones are a constant expanded past the size folding makes constants
+/// of (the seed of an hvp's inner gradient, expanded to a parameter's shape): simplified away
+/// as well, in the forward and in its gradient.
+#[test]
+fn a_product_by_expanded_ones_is_simplified_away() {
+    let f = |x: &Tensor| {
+        let ones = Tensor::ones(&[1, 1], DType::F64).expand(&[300, 300]);
+        (x.exp() * ones).sum()
+    };
+    let text = replayed_plan(f, &[300, 300], 35);
+    assert_eq!(steps_of(&text, "mul"), 0, "{text}");
+}
+
+/// Products sharing their left operand join into one product of the joined weights where
+/// the copy pays (an LSTM's gates, whose joined weights every time step shares): not two
+/// products this large made once (`x @ w` and `x @ v`, [32, 100] by [100, 1000], an hvp's
+/// forward), which the joined product would run no faster; two small ones are joined.
+#[test]
+fn products_sharing_an_operand_join_only_where_the_copy_pays() {
+    let f = |p: &(Tensor, Tensor), x: &Tensor| (x.matmul(&p.0).tanh() + x.matmul(&p.1).sin()).sum();
+    let mut rng = Generator::new(36);
+    for (k, n, joined) in [(100, 1000, false), (100, 30, true)] {
+        let p = (
+            rand(&mut rng, &[k, n], -0.1, 0.1),
+            rand(&mut rng, &[k, n], -0.1, 0.1),
+        );
+        let x = rand(&mut rng, &[32, k], -1.0, 1.0);
+        let df = grad(f).optimize(true);
+        for _ in 0..2 {
+            let ((g, l), (want_g, want_l)) = (df.call(&p, (&x,)), grad(f).call(&p, (&x,)));
+            assert_within(&l, &want_l, 1e-12);
+            assert_within(&g.0, &want_g.0, 1e-12);
+            assert_within(&g.1, &want_g.1, 1e-12);
+        }
+        if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+            continue; // check mode runs no joins
+        }
+        let text = df.plan_text();
+        assert_eq!(steps_of(&text, "cat") > 0, joined, "[{k}, {n}]\n{text}");
+    }
+}
+
 #[test]
 fn adding_zero_is_kept_because_it_turns_negative_zero_positive() {
     let f = |x: &Tensor| &(x + 0.0) * 2.0;
