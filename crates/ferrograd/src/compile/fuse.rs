@@ -224,8 +224,9 @@ struct Fuser<'a> {
     /// that a group can take in the elementwise steps that come after such a reader: a
     /// training step's forward chain, the sum of its loss, and the backward chain, which the
     /// sum does not feed, are one group instead of two that pass every value the backward
-    /// reads through memory. Only primitives wait (a user's backward or an accumulating
-    /// product keeps its place).
+    /// reads through memory. Only the library's primitives wait: a user's op, which may have
+    /// effects, its backward and an accumulating product keep their place, so effects run in
+    /// the order the function made them.
     waiting: Vec<Option<Waiting>>,
     /// The waiting step defining each value.
     pending: HashMap<ValueId, usize>,
@@ -286,7 +287,7 @@ impl Fuser<'_> {
         }
         if groups.is_empty() {
             self.out.push(Slot::step(step));
-        } else if matches!(step.kind, StepKind::Op(_)) {
+        } else if matches!(&step.kind, StepKind::Op(op) if !matches!(op, Op::Custom(_))) {
             for o in step.outputs.iter().flatten() {
                 self.pending.insert(*o, self.waiting.len());
             }

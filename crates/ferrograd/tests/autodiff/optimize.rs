@@ -496,6 +496,61 @@ fn a_custom_op_with_an_array_backward_replays() {
     );
 }
 
+/// Doubles its input and logs its name each time it runs: an op with an effect.
+#[derive(Debug)]
+struct Logged {
+    name: &'static str,
+    log: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl CustomOp for Logged {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn forward(&self, x: &[&Array]) -> Array {
+        self.log.lock().unwrap().push(self.name);
+        x[0].mul_scalar(2.0)
+    }
+    fn backward_array(&self, _: &[&Array], _: &Array, g: &Array, _: &[bool]) -> Vec<Option<Array>> {
+        vec![Some(g.mul_scalar(2.0))]
+    }
+}
+
+/// A user's op may have effects, so it keeps its place among the others: one reading a
+/// value of an open fused run ends the run rather than waiting for it (which would let a
+/// later user op run first), and a replay logs in the order direct mode does.
+#[test]
+fn user_ops_keep_their_order_when_they_read_a_fused_run() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let op = |name| -> Arc<dyn CustomOp> {
+        Arc::new(Logged {
+            name,
+            log: Arc::clone(&log),
+        })
+    };
+    let (a, b) = (op("a"), op("b"));
+    let f = move |x: &Tensor| {
+        let y = (x.exp() * 2.0).tanh();
+        let ya = Tensor::custom(Arc::clone(&a), &[&y]);
+        let xb = Tensor::custom(Arc::clone(&b), &[x]);
+        (ya + xb + y.sin()).sum()
+    };
+    let df = grad(f.clone()).optimize(true);
+    let mut rng = Generator::new(8);
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[6], -1.0, 1.0);
+        log.lock().unwrap().clear();
+        let (g, l) = df.call(&x, ());
+        let replayed = std::mem::take(&mut *log.lock().unwrap());
+        let (want_g, want_l) = grad(f.clone()).call(&x, ());
+        let direct = std::mem::take(&mut *log.lock().unwrap());
+        assert!(same(&g, &want_g) && same(&l, &want_l));
+        assert_eq!(replayed, direct);
+        assert_eq!(direct, ["a", "b"]);
+    }
+    assert_eq!(df.stats().hits, 2);
+}
+
 #[test]
 fn masks_and_indices_follow_the_data() {
     // every rule here built its mask from raw arrays before: relu, clamp, maximum, amax
