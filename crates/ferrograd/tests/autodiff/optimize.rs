@@ -545,8 +545,12 @@ fn user_ops_keep_their_order_when_they_read_a_fused_run() {
         let (want_g, want_l) = grad(f.clone()).call(&x, ());
         let direct = std::mem::take(&mut *log.lock().unwrap());
         assert!(same(&g, &want_g) && same(&l, &want_l));
+        // (check mode runs each call twice, replayed and direct)
         assert_eq!(replayed, direct);
-        assert_eq!(direct, ["a", "b"]);
+        assert!(
+            !direct.is_empty() && direct.chunks(2).all(|c| c == ["a", "b"]),
+            "{direct:?}"
+        );
     }
     assert_eq!(df.stats().hits, 2);
 }
