@@ -762,16 +762,6 @@ impl Program {
         tiling: Tiling,
         file: &mut [T],
     ) {
-        let tile = tiling.tile;
-        // constants and one-element inputs fill their registers once
-        for &(p, c) in &self.consts {
-            file[p * tile..(p + 1) * tile].fill(T::from_f64(c));
-        }
-        for &(n, p) in &self.reads {
-            if let Source::Splat(v) = sources[n] {
-                file[p * tile..(p + 1) * tile].fill(v);
-            }
-        }
         // The tile loop runs inside the vector path's target-feature function: a call out of
         // it to code compiled without those features would make each fused multiply-add a
         // library call.
@@ -809,13 +799,16 @@ impl Program {
                 one: None,
             });
         }
-        for &(p, c) in &self.consts {
-            places[p].one = Some(T::from_f64(c));
-        }
-        for &(n, p) in &self.reads {
-            if let Source::Splat(v) = sources[n] {
-                places[p].one = Some(v);
-            }
+        // constants and one-element inputs: one value, their registers filled once
+        let splats = self.consts.iter().map(|&(p, c)| (p, T::from_f64(c)));
+        let inputs = self.reads.iter().filter_map(|&(n, p)| match sources[n] {
+            Source::Splat(v) => Some((p, v)),
+            _ => None,
+        });
+        for (p, v) in splats.chain(inputs) {
+            // SAFETY: register `p` of the file, as above
+            unsafe { std::slice::from_raw_parts_mut(file.add(p * tile), tile) }.fill(v);
+            places[p].one = Some(v);
         }
         let strided = self.reads.iter().any(|&(n, _)| sources[n].is_strided());
         let mut at = 0;

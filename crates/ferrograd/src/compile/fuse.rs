@@ -245,6 +245,7 @@ impl Fuser<'_> {
             }
         }
         self.out.extend(build(group, self.metas, self.uses));
+        let mut left = false;
         for w in self.waiting.iter_mut() {
             let ready = w
                 .as_ref()
@@ -256,6 +257,12 @@ impl Fuser<'_> {
                 }
                 self.out.push(Slot::step(step));
             }
+            left |= w.is_some();
+        }
+        // (emptied once all have run, so each close scans only the steps still waiting
+        // since then, not every step that ever waited in the segment)
+        if !left {
+            self.waiting.clear();
         }
     }
 
