@@ -22,7 +22,7 @@ use crate::dtype::{dispatch_float, Float, Number};
 use crate::elementwise::kernels::{map_float, zip_float};
 use crate::elementwise::{parallel_min, tile, Operand, Source};
 use crate::error::fail;
-use crate::layout::{fmt_shape, numel, same_shape};
+use crate::layout::{fmt_shape, numel, same_shape, Shape};
 use crate::math::{with_fma, with_simd};
 use crate::{Array, DType};
 
@@ -335,6 +335,33 @@ pub enum Instr {
     Select(usize, usize, usize),
 }
 
+/// A reduction at the end of a [`Program`]: the sum or mean of one of its values, written to
+/// an output of its own. The value, in the program's shape, is read as `[rows, kept]` (row
+/// major): `kept` 1 reduces every element (the sum of a loss), a larger `kept` reduces the
+/// leading dims and keeps the trailing ones (a bias gradient's column sum, `sum_dim(0)` of a
+/// `[batch, features]` value).
+///
+/// The additions are made in the order [`Array::sum_dim`] and [`Array::mean_dim`] make them
+/// on a contiguous input below the size where they split across threads: 16 partial sums per
+/// kept element when fewer than 16 are kept, whole rows added in order otherwise. So the
+/// result is theirs bit for bit. A program with a reduction runs on the calling thread.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reduction {
+    /// The value reduced.
+    pub value: usize,
+    /// The mean rather than the sum.
+    pub mean: bool,
+    /// The result's shape; it holds `kept` elements, which must divide the program's.
+    pub shape: Shape,
+}
+
+impl Reduction {
+    /// Elements kept.
+    fn kept(&self) -> usize {
+        numel(&self.shape)
+    }
+}
+
 /// Where a value lives while a tile is evaluated.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Home {
@@ -405,6 +432,12 @@ pub struct Program {
     reads: Vec<(usize, usize)>,
     /// `(place, number)` per constant: a register filled once per run.
     consts: Vec<(usize, f64)>,
+    reductions: Vec<Reduction>,
+    /// The place of each reduction's value.
+    folds: Vec<usize>,
+    /// Partial sums the reductions keep while they run (16 per kept element of those
+    /// keeping fewer than 16).
+    partials: usize,
     registers: usize,
     inputs: usize,
     transcendental: bool,
@@ -483,6 +516,40 @@ impl Program {
     /// Panics when an operand is not an earlier value or an output is not a value.
     #[track_caller]
     pub fn new(instrs: Vec<Instr>, outputs: Vec<usize>) -> Program {
+        Program::with_reductions(instrs, outputs, Vec::new())
+    }
+
+    /// A program over `instrs` writing out the values `outputs`, then the results of
+    /// `reductions`, each a sum or mean of a value computed in the same pass (see
+    /// [`Reduction`]).
+    ///
+    /// ```
+    /// use ferrograd_array::{Array, DType, Instr, MapFn, Program, Reduction, Shape, ZipFn};
+    /// // the sum of (x - y)² without writing the squares out
+    /// let program = Program::with_reductions(
+    ///     vec![
+    ///         Instr::Input(0),
+    ///         Instr::Input(1),
+    ///         Instr::Zip(ZipFn::Sub, 0, 1),
+    ///         Instr::Map(MapFn::Square, 2),
+    ///     ],
+    ///     vec![],
+    ///     vec![Reduction { value: 3, mean: false, shape: Shape::new() }],
+    /// );
+    /// let x = Array::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// let y = Array::from_vec(vec![0.5f64, 2.5, 1.0], &[3]);
+    /// let mut out = [None];
+    /// program.run(&[&x, &y], &[3], DType::F64, &mut out);
+    /// assert!(out[0].as_ref().unwrap().bit_eq(&x.sub(&y).square().sum()));
+    /// ```
+    ///
+    /// Panics as [`new`](Program::new) does, and when a reduction's value is not a value.
+    #[track_caller]
+    pub fn with_reductions(
+        instrs: Vec<Instr>,
+        outputs: Vec<usize>,
+        reductions: Vec<Reduction>,
+    ) -> Program {
         let n = instrs.len();
         let bad = |what: String| -> ! { fail("fused program", format_args!("{what}")) };
         let mut last_use = vec![0usize; n];
@@ -508,6 +575,16 @@ impl Program {
             }
             // written out as soon as it is computed: its register is free after its uses
             last_use[o] = last_use[o].max(o);
+        }
+        for r in &reductions {
+            if r.value >= n {
+                bad(format!(
+                    "a reduction reads value {}, which is not one (the program has {n})",
+                    r.value
+                ));
+            }
+            // folded at the end of each tile: its register lives to the end
+            last_use[r.value] = n;
         }
         // Inputs and constants keep their registers; computed values share registers once
         // their last use has passed (a result never shares its operands' register).
@@ -572,7 +649,16 @@ impl Program {
                 }
             }
         }
-        let update = Update::recognise(&instrs, &outputs).map(|u| Update {
+        let folds = reductions.iter().map(|r| place(r.value)).collect();
+        let partials = reductions
+            .iter()
+            .map(|r| Fold::<f64>::partials(r.kept()))
+            .sum();
+        let update = match reductions.is_empty() {
+            true => Update::recognise(&instrs, &outputs),
+            false => None,
+        };
+        let update = update.map(|u| Update {
             a: place(u.a),
             b: place(u.b),
             c: u.c.map(place),
@@ -583,6 +669,9 @@ impl Program {
             runs,
             reads,
             consts,
+            reductions,
+            folds,
+            partials,
             registers,
             inputs,
             transcendental,
@@ -600,6 +689,11 @@ impl Program {
     /// The values written out, in order.
     pub fn outputs(&self) -> &[usize] {
         &self.outputs
+    }
+
+    /// The reductions, whose results follow the outputs.
+    pub fn reductions(&self) -> &[Reduction] {
+        &self.reductions
     }
 
     /// Whether the evaluator runs the program as one loop with its values in vector
@@ -629,9 +723,9 @@ impl Program {
     }
 
     /// Runs the program over `shape` in `dtype` (f32 or f64): every input broadcast to
-    /// `shape`, the outputs written into `outs` (one per output; a slot holding an unshared
-    /// contiguous array of the shape is written in place, anything else is replaced by a
-    /// new array).
+    /// `shape`, the outputs written into `outs` (one per output, then one per reduction; a
+    /// slot holding an unshared contiguous array of the shape is written in place, anything
+    /// else is replaced by a new array).
     #[track_caller]
     pub fn run(
         &self,
@@ -641,17 +735,30 @@ impl Program {
         outs: &mut [Option<Array>],
     ) {
         let op = "fused program";
-        if inputs.len() < self.inputs || outs.len() != self.outputs.len() {
+        let wanted = self.outputs.len() + self.reductions.len();
+        if inputs.len() < self.inputs || outs.len() != wanted {
             fail(
                 op,
                 format_args!(
-                    "it takes {} inputs and {} outputs, got {} and {}",
+                    "it takes {} inputs and {wanted} outputs, got {} and {}",
                     self.inputs,
-                    self.outputs.len(),
                     inputs.len(),
                     outs.len()
                 ),
             )
+        }
+        for r in &self.reductions {
+            let kept = r.kept();
+            if kept == 0 || !numel(shape).is_multiple_of(kept) {
+                fail(
+                    op,
+                    format_args!(
+                        "a reduction to {} does not divide the program's shape {}",
+                        fmt_shape(&r.shape),
+                        fmt_shape(shape)
+                    ),
+                )
+            }
         }
         for a in inputs {
             if a.dtype() != dtype {
@@ -675,7 +782,9 @@ impl Program {
                 )
             }
         }
-        for out in outs.iter_mut() {
+        let shapes = (self.outputs.iter().map(|_| shape))
+            .chain(self.reductions.iter().map(|r| &r.shape[..]));
+        for (out, shape) in outs.iter_mut().zip(shapes) {
             let fits = out
                 .as_ref()
                 .is_some_and(|o| same_shape(o.shape(), shape) && o.dtype() == dtype);
@@ -696,12 +805,20 @@ impl Program {
         let n = numel(shape);
         let sources: SmallVec<[Source<'_, T>; 8]> =
             inputs.iter().map(|a| Source::of(a, shape, n, op)).collect();
+        let (outs, reduced) = outs.split_at_mut(self.outputs.len());
         let mut slices: SmallVec<[&mut [T]; 4]> = outs
             .iter_mut()
             .map(|o| o.as_mut().expect("filled above").out_slice::<T>(shape, op))
             .collect();
+        let mut sums: SmallVec<[&mut [T]; 2]> = (reduced.iter_mut().zip(&self.reductions))
+            .map(|(o, r)| {
+                o.as_mut()
+                    .expect("filled above")
+                    .out_slice::<T>(&r.shape, op)
+            })
+            .collect();
         let min = parallel_min(self.transcendental);
-        if crate::par::split(n, min) {
+        if sums.is_empty() && crate::par::split(n, min) {
             // one range of whole tiles per thread, each with its own registers
             let parts = rayon::current_num_threads();
             let per = n.div_ceil(parts).div_ceil(tile::<T>()) * tile::<T>();
@@ -719,21 +836,24 @@ impl Program {
                 start += len;
             }
             ranges.into_par_iter().for_each(|(start, mut outs)| {
-                self.run_range::<T, FMA>(&sources, start, &mut outs);
+                let len = outs.first().map_or(0, |o| o.len());
+                self.run_range::<T, FMA>(&sources, start..start + len, &mut outs, &mut []);
             });
         } else {
-            self.run_range::<T, FMA>(&sources, 0, &mut slices);
+            self.run_range::<T, FMA>(&sources, 0..n, &mut slices, &mut sums);
         }
     }
 
-    /// Evaluates the elements from `start` on, as many as `outs` hold.
+    /// Evaluates the elements of `range` into `outs` and, when the range is all of them, the
+    /// reductions into `sums`.
     fn run_range<T: Float, const FMA: bool>(
         &self,
         sources: &[Source<'_, T>],
-        start: usize,
+        range: std::ops::Range<usize>,
         outs: &mut [&mut [T]],
+        sums: &mut [&mut [T]],
     ) {
-        let len = outs.first().map_or(0, |o| o.len());
+        let (start, len) = (range.start, range.len());
         // A range shorter than a tile whose length is not a whole number of vectors runs
         // padded: its values (outputs included) live in registers of whole vectors, the
         // inputs copied in and the outputs copied out, so the polynomial kernels run their
@@ -748,17 +868,19 @@ impl Program {
             false => (tile::<T>().min(len.max(1)), self.registers),
         };
         let tiling = Tiling { len, tile, padded };
-        T::with_scratch(registers * tile, |file| {
-            self.run_in::<T, FMA>(sources, start, outs, tiling, file)
+        T::with_scratch(registers * tile + self.partials, |file| {
+            self.run_in::<T, FMA>(sources, start, outs, sums, tiling, file)
         });
     }
 
-    /// [`run_range`](Program::run_range) with `file` for its registers.
+    /// [`run_range`](Program::run_range) with `file` for its registers, then the reductions'
+    /// partial sums.
     fn run_in<T: Float, const FMA: bool>(
         &self,
         sources: &[Source<'_, T>],
         start: usize,
         outs: &mut [&mut [T]],
+        sums: &mut [&mut [T]],
         tiling: Tiling,
         file: &mut [T],
     ) {
@@ -767,7 +889,7 @@ impl Program {
         // library call.
         with_simd(
             #[inline(always)]
-            || self.tiles::<T, FMA>(sources, start, tiling, file, outs),
+            || self.tiles::<T, FMA>(sources, start, tiling, file, outs, sums),
         );
     }
 
@@ -780,8 +902,21 @@ impl Program {
         Tiling { len, tile, padded }: Tiling,
         file: &mut [T],
         outs: &mut [&mut [T]],
+        sums: &mut [&mut [T]],
     ) {
         let registers = self.registers;
+        debug_assert!(
+            sums.is_empty() || start == 0,
+            "reductions run over every element"
+        );
+        let (file, mut partials) = file.split_at_mut(file.len() - self.partials);
+        let mut folds: SmallVec<[Fold<'_, T>; 2]> = SmallVec::new();
+        for (r, sum) in self.reductions.iter().zip(sums.iter_mut()) {
+            let (mine, rest) =
+                std::mem::take(&mut partials).split_at_mut(Fold::<T>::partials(r.kept()));
+            partials = rest;
+            folds.push(Fold::new(len / r.kept(), sum, mine));
+        }
         // (padded: one tile, the outputs in registers after the program's own)
         debug_assert!(file.len() >= (registers + if padded { outs.len() } else { 0 }) * tile);
         debug_assert!(outs.iter().all(|o| o.len() >= len) && (!padded || len <= tile));
@@ -896,7 +1031,109 @@ impl Program {
                     o[at..at + m].copy_from_slice(reg);
                 }
             }
+            for ((fold, sum), &p) in folds.iter_mut().zip(sums.iter_mut()).zip(&self.folds) {
+                // SAFETY: the value's place holds the tile's `m` elements (its register lives
+                // to the end of the tile: `Program::with_reductions`), no longer written
+                fold.add(unsafe { read(&places, p, m) }, first, sum);
+            }
             at += m;
+        }
+        for ((fold, sum), r) in folds.iter_mut().zip(sums.iter_mut()).zip(&self.reductions) {
+            fold.finish(sum, r.mean);
+        }
+    }
+}
+
+/// A [`Reduction`] in progress: its additions in the order `Array::sum_dim` makes them, the
+/// result accumulated in its output `sum` (`kept` elements).
+struct Fold<'a, T> {
+    kept: usize,
+    rows: usize,
+    /// Rows summed into the 16 partial sums of each kept element (fewer than 16 kept); the
+    /// rows after them are added one by one to the sum of the partial sums.
+    whole: usize,
+    /// The partial sums, 16 per kept element (fewer than 16 kept).
+    partial: &'a mut [T],
+    /// Whether the partial sums have been summed into the output.
+    summed: bool,
+}
+
+impl<'a, T: Float> Fold<'a, T> {
+    /// How many partial sums a reduction keeping `kept` elements needs.
+    fn partials(kept: usize) -> usize {
+        if kept < 16 {
+            kept * 16
+        } else {
+            0
+        }
+    }
+
+    fn new(rows: usize, sum: &mut [T], partial: &'a mut [T]) -> Fold<'a, T> {
+        sum.fill(T::zero());
+        partial.fill(T::zero());
+        Fold {
+            kept: sum.len(),
+            rows,
+            whole: rows - rows % 16,
+            partial,
+            summed: false,
+        }
+    }
+
+    /// Adds the elements `x` of the value from element `first` on.
+    #[inline(always)]
+    fn add(&mut self, x: &[T], first: usize, sum: &mut [T]) {
+        let kept = self.kept;
+        if kept >= 16 {
+            // whole rows added in order (`Array::sum_dim` over leading dims)
+            let (mut i, mut c) = (0, first % kept);
+            while i < x.len() {
+                let k = (kept - c).min(x.len() - i);
+                for (d, &v) in sum[c..c + k].iter_mut().zip(&x[i..i + k]) {
+                    *d += v;
+                }
+                i += k;
+                c = 0;
+            }
+            return;
+        }
+        // 16 partial sums per kept element, then the rest (`sum_row`)
+        let mut i = 0;
+        while i < x.len() {
+            let g = first + i;
+            let (r, c) = (g / kept, g % kept);
+            if r >= self.whole {
+                self.sum_partials(sum);
+                sum[c] += x[i];
+                i += 1;
+            } else if kept == 1 && r % 16 == 0 && i + 16 <= x.len() && r + 16 <= self.whole {
+                for (a, &v) in self.partial[..16].iter_mut().zip(&x[i..i + 16]) {
+                    *a += v;
+                }
+                i += 16;
+            } else {
+                self.partial[c * 16 + r % 16] += x[i];
+                i += 1;
+            }
+        }
+    }
+
+    fn sum_partials(&mut self, sum: &mut [T]) {
+        if !self.summed && self.kept < 16 {
+            for (c, s) in sum.iter_mut().enumerate() {
+                for &a in &self.partial[c * 16..c * 16 + 16] {
+                    *s += a;
+                }
+            }
+        }
+        self.summed = true;
+    }
+
+    fn finish(&mut self, sum: &mut [T], mean: bool) {
+        self.sum_partials(sum);
+        if mean {
+            let n = T::from(self.rows).expect("a count");
+            sum.iter_mut().for_each(|s| *s = *s / n);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! operand layout (contiguous, permuted, narrowed, broadcast, one element), tiles and the
 //! split across threads.
 
-use ferrograd_array::{Array, DType, Generator, Instr, MapFn, Program, ZipFn};
+use ferrograd_array::{Array, DType, Generator, Instr, MapFn, Program, Reduction, ZipFn};
 
 use crate::common::{case, LAYOUTS};
 #[path = "../shared/fused_table.rs"]
@@ -11,7 +11,7 @@ use table::{unfused_map, unfused_zip, MAPS, ZIPS};
 
 /// Runs `program` into fresh outputs.
 pub fn run(program: &Program, inputs: &[&Array], shape: &[usize]) -> Vec<Array> {
-    let mut outs = vec![None; program.outputs().len()];
+    let mut outs = vec![None; program.outputs().len() + program.reductions().len()];
     program.run(inputs, shape, inputs[0].dtype(), &mut outs);
     outs.into_iter().map(|o| o.expect("written")).collect()
 }
@@ -170,6 +170,112 @@ fn short_programs_padded_to_whole_vectors_match_op_by_op() {
             }
         }
     }
+}
+
+/// Sums and means at the end of a program (a loss's sum, a bias gradient's column sum) equal
+/// `sum_dim` and `mean_dim` of the value computed op by op, bit for bit: every element or the
+/// leading dims, fewer or more than 16 kept, padded short runs, one tile or many, tiles that
+/// end where a strided input's rows end (so they start off a multiple of 16), the reduced
+/// value written out as well or not.
+#[test]
+fn reductions_at_the_end_match_sum_dim_and_mean_dim_bit_for_bit() {
+    let mut rng = Generator::new(15);
+    let cases: [(&[usize], usize); 12] = [
+        (&[7], 1),
+        (&[10], 1),
+        (&[33], 1),
+        (&[3000], 1),
+        (&[1, 10], 1),
+        (&[40, 3], 1),
+        (&[37, 3], 2),
+        (&[2, 3, 4], 1),
+        (&[5, 16], 1),
+        (&[33, 40], 1),
+        (&[2, 3, 20], 2),
+        (&[50, 300], 1),
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        for &(shape, lead) in &cases {
+            let (rows, cols) = (shape[0], shape[1..].iter().product::<usize>());
+            let x = rng.normal(shape, 0.0, 1.0, dtype);
+            // rows of a wider array: a strided input whose runs are its rows
+            let t = rng
+                .normal(&[rows, cols + 5], 0.0, 1.0, dtype)
+                .narrow(1, 2, cols);
+            let t = t.reshape(shape);
+            let dims: Vec<usize> = (0..lead.min(shape.len())).collect();
+            let all: Vec<usize> = (0..shape.len()).collect();
+            let kept = |dims: &[usize]| -> ferrograd_array::Shape {
+                (shape.iter().enumerate())
+                    .map(|(d, &n)| if dims.contains(&d) { 1 } else { n })
+                    .collect()
+            };
+            // v = exp(x * 0.5) - t; sums and means of v, v written out or not
+            for write in [false, true] {
+                let reduction = |dims: &[usize], mean| Reduction {
+                    value: 4,
+                    mean,
+                    shape: kept(dims),
+                };
+                let p = Program::with_reductions(
+                    vec![
+                        Instr::Input(0),
+                        Instr::Input(1),
+                        Instr::Const(0.5),
+                        Instr::Zip(ZipFn::Mul, 0, 2),
+                        Instr::Map(MapFn::Exp, 3),
+                        Instr::Zip(ZipFn::Sub, 4, 1),
+                    ],
+                    if write { vec![5] } else { vec![] },
+                    vec![
+                        reduction(&dims, false),
+                        reduction(&dims, true),
+                        reduction(&all, false),
+                        Reduction {
+                            value: 5,
+                            ..reduction(&all, true)
+                        },
+                    ],
+                );
+                let out = run(&p, &[&x, &t], shape);
+                let e = x.mul_scalar(0.5).exp();
+                let v = e.sub(&t);
+                let mut want = vec![
+                    e.sum_dim(dims.as_slice(), true),
+                    e.mean_dim(dims.as_slice(), true),
+                    e.sum_dim(all.as_slice(), true),
+                    v.mean_dim(all.as_slice(), true),
+                ];
+                if write {
+                    want.insert(0, v.clone());
+                }
+                assert_eq!(out.len(), want.len());
+                for (k, (got, want)) in out.iter().zip(&want).enumerate() {
+                    assert_bits(got, want, &format!("{dtype} {shape:?} output {k}"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_reduction_must_divide_the_programs_shape() {
+    let p = Program::with_reductions(
+        vec![Instr::Input(0), Instr::Map(MapFn::Exp, 0)],
+        vec![],
+        vec![Reduction {
+            value: 1,
+            mean: false,
+            shape: [3usize].as_slice().into(),
+        }],
+    );
+    let x = Array::from_vec(vec![1.0f32; 4], &[4]);
+    let err = std::panic::catch_unwind(|| run(&p, &[&x], &[4])).unwrap_err();
+    let msg = err.downcast_ref::<String>().expect("a message");
+    assert!(
+        msg.contains("fused program") && msg.contains("[3]") && msg.contains("[4]"),
+        "{msg}"
+    );
 }
 
 /// A gradient step's update, `a ∓ (b·c)·d` or `a ∓ b·d`, runs as one loop: with every

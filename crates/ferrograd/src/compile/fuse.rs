@@ -11,12 +11,18 @@
 //! later, never earlier. A member's value is written out only when something outside the
 //! group uses it; the others live in registers only.
 //!
+//! A sum or mean of a member's value over leading dims (the sum of a loss, a bias gradient's
+//! column sum) joins the group as its reduction: added up tile by tile as the group runs, in
+//! the order direct mode adds (see `ferrograd_array::Reduction`), so the value it sums need
+//! not be written out. Its result is ready when the group has run: whatever reads it ends the
+//! group first.
+//!
 //! The fused functions are the kernels' own (see `ferrograd_array::fused`), so a fused plan
 //! gives the same bits as direct mode.
 
 use std::collections::HashMap;
 
-use ferrograd_array::{Instr, MapFn, Program, ZipFn};
+use ferrograd_array::{Instr, MapFn, Program, Reduction, ZipFn};
 use smallvec::SmallVec;
 
 use super::capture::{Meta, Step, StepKind, ValueId};
@@ -24,6 +30,7 @@ use super::plan::Slot;
 use crate::op::Op;
 use crate::ops::elementwise::{Binary, Compare, ScalarOp, Unary};
 use crate::ops::nn::NnOp;
+use crate::ops::reduce::Reduction as Reduce;
 use crate::{DType, Shape};
 
 /// A fused run of elementwise steps.
@@ -32,7 +39,7 @@ pub(crate) struct Group {
     pub program: Program,
     /// The values the program reads (its `Input(k)` is `inputs[k]`).
     pub inputs: SmallVec<[ValueId; 8]>,
-    /// The values it writes, in the program's output order.
+    /// The values it writes, in the program's output order, then its reductions' results.
     pub outputs: SmallVec<[ValueId; 4]>,
     pub shape: Shape,
     pub dtype: DType,
@@ -182,6 +189,28 @@ fn fusable(step: &Step, metas: &[Meta]) -> Option<(Elem, ValueId, Shape, DType)>
     fits.then(|| (elem, out, meta.shape.clone(), key))
 }
 
+/// The largest group a reduction joins. Below it neither the group's program nor the sum in
+/// direct mode splits across threads (the array layer splits a transcendental program from
+/// 2¹⁸ elements, a sum from 2¹⁹), so the fused sum adds in direct mode's order and gives
+/// its bits; above it the sum is a small part of the pass anyway.
+const REDUCE_MAX: usize = 1 << 18;
+
+/// A sum or mean over the leading dims (all of them, or a bias gradient's batch dim) of a
+/// value: the reduction a group can end in. Returns its input, output and whether it is the
+/// mean.
+fn reduction(step: &Step, metas: &[Meta]) -> Option<(ValueId, ValueId, bool)> {
+    let StepKind::Op(Op::Reduce(kind @ (Reduce::Sum | Reduce::Mean), dims, _)) = &step.kind else {
+        return None;
+    };
+    let (&[input], Some(Some(out))) = (step.inputs.as_slice(), step.outputs.first()) else {
+        return None;
+    };
+    let n: usize = metas[input as usize].shape.iter().product();
+    let leading = !dims.is_empty() && dims.iter().enumerate().all(|(i, &d)| i == d);
+    let same = metas[*out as usize].dtype == metas[input as usize].dtype;
+    (leading && same && n > 0 && n < REDUCE_MAX).then_some((input, *out, *kind == Reduce::Mean))
+}
+
 /// A group being collected.
 struct Open {
     shape: Shape,
@@ -230,6 +259,8 @@ struct Fuser<'a> {
     waiting: Vec<Option<Waiting>>,
     /// The waiting step defining each value.
     pending: HashMap<ValueId, usize>,
+    /// The open group whose reduction defines each value: it runs before the value is read.
+    reduced: HashMap<ValueId, usize>,
 }
 
 impl Fuser<'_> {
@@ -242,6 +273,7 @@ impl Fuser<'_> {
         for m in &group.members {
             for o in m.outputs.iter().flatten() {
                 self.owner.remove(o);
+                self.reduced.remove(o);
             }
         }
         self.out.extend(build(group, self.metas, self.uses));
@@ -269,6 +301,9 @@ impl Fuser<'_> {
     /// Before `v` is read: when a waiting step defines it, the groups that step waits for
     /// run now, and it after them.
     fn flush(&mut self, v: ValueId) {
+        if let Some(&g) = self.reduced.get(&v) {
+            self.close(g);
+        }
         if let Some(&w) = self.pending.get(&v) {
             let groups = self.waiting[w]
                 .as_ref()
@@ -281,9 +316,22 @@ impl Fuser<'_> {
         }
     }
 
-    /// A step that no group takes: emitted now when it reads no open group, else it waits
-    /// for the groups it reads (a primitive), or they run first (anything else).
+    /// A step that no group takes as an elementwise member: the reduction a group ends in
+    /// (the sum or mean of one of its values over leading dims, added up as the group runs),
+    /// else emitted now when it reads no open group, else it waits for the groups it reads
+    /// (a primitive), or they run first (anything else).
     fn unfused(&mut self, step: Step) {
+        if let Some((input, out, _)) = reduction(&step, self.metas) {
+            if let Some(&g) = self.owner.get(&input) {
+                self.reduced.insert(out, g);
+                self.open[g]
+                    .as_mut()
+                    .expect("owners are open")
+                    .members
+                    .push(step);
+                return;
+            }
+        }
         let mut groups: SmallVec<[usize; 2]> = SmallVec::new();
         for i in &step.inputs {
             if let Some(&g) = self.owner.get(i) {
@@ -320,6 +368,7 @@ pub(super) fn fuse_segment(slots: Vec<Slot>, metas: &[Meta], uses: &[u32]) -> Ve
         out: Vec::with_capacity(slots.len()),
         waiting: Vec::new(),
         pending: HashMap::new(),
+        reduced: HashMap::new(),
     };
     // where each value defined in this segment was emitted
     let mut emitted: HashMap<ValueId, usize> = HashMap::new();
@@ -484,7 +533,17 @@ fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Vec<Slot> {
     };
     let mut outputs: SmallVec<[ValueId; 4]> = SmallVec::new();
     let mut program_outputs = Vec::new();
+    let (mut reductions, mut reduced) = (Vec::new(), SmallVec::<[ValueId; 2]>::new());
     for m in &members {
+        if let Some((input, out, mean)) = reduction(m, metas) {
+            reductions.push(Reduction {
+                value: at[&input],
+                mean,
+                shape: metas[out as usize].shape.iter().copied().collect(),
+            });
+            reduced.push(out);
+            continue;
+        }
         let (elem, id, ..) = fusable(m, metas).expect("members are fusable");
         let outside = uses[id as usize] > inner_uses.get(&id).copied().unwrap_or(0);
         let boolean = matches!(elem, Elem::Compare(_) | Elem::Logic(_) | Elem::Not);
@@ -519,10 +578,11 @@ fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Vec<Slot> {
             program_outputs.push(instrs.len() - 1);
         }
     }
+    outputs.extend(reduced);
     debug_assert!(!outputs.is_empty(), "dead steps are removed before fusion");
     vec![Slot::Fused {
         group: Box::new(Group {
-            program: Program::new(instrs, program_outputs),
+            program: Program::with_reductions(instrs, program_outputs, reductions),
             inputs,
             outputs,
             shape,

@@ -1155,13 +1155,18 @@ fn write_segment(s: &mut String, seg: &Segment, depth: usize, alias: &[ValueId])
                 group, keep: true, ..
             } => {
                 let outs: Vec<String> = group.outputs.iter().map(|o| format!("%{o}")).collect();
+                let (ops, sums) = (group.members.len(), group.program.reductions().len());
+                let what = match sums {
+                    0 => "elementwise ops in one pass".to_string(),
+                    1 => "ops in one pass, one of them a sum".to_string(),
+                    k => format!("ops in one pass, {k} of them sums"),
+                };
                 let _ = writeln!(
                     s,
-                    "{pad}{} = fused {}{:?} {{    # {} elementwise ops in one pass",
+                    "{pad}{} = fused {}{:?} {{    # {ops} {what}",
                     outs.join(", "),
                     group.dtype,
                     group.shape,
-                    group.members.len()
                 );
                 for step in &group.members {
                     write_step(s, &format!("{pad}  "), step);

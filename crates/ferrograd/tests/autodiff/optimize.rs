@@ -832,14 +832,15 @@ fn elementwise_runs_fuse_and_replay_bit_for_bit() {
     }
 }
 
-/// A step that only reads the values of an open run waits for it instead of ending it, so the
-/// elementwise steps after it can join: a forward chain, the sum of its loss, and the
-/// backward chain (which the sum does not feed) are one run that writes two values, where
-/// they were two runs passing every value the backward reads through memory. A step that
-/// reads the waiting one's value (the backward of a `log` of the sum) ends the run before it.
-/// Both replay bit for bit as direct mode.
+/// The sum of a loss is added up inside the run that computes the loss's terms, and the
+/// elementwise steps after it still join that run: a forward chain, the sum of its loss, and
+/// the backward chain (which the sum does not feed) are one run that writes two values (the
+/// gradient and the sum; the chain's last values never reach memory), where they were two
+/// runs passing every value the backward reads through memory, and the sum a third step. A
+/// step that reads the sum (the backward of a `log` of it) ends the run before it. Both
+/// replay bit for bit as direct mode.
 #[test]
-fn a_loss_sum_waits_so_forward_and_backward_chains_fuse_into_one_run() {
+fn a_loss_sum_joins_its_run_and_the_backward_chain_fuses_after_it() {
     let chain = |x: &Tensor| {
         let mut t = x.clone();
         for _ in 0..5 {
@@ -856,16 +857,80 @@ fn a_loss_sum_waits_so_forward_and_backward_chains_fuse_into_one_run() {
         assert!(same(&g1, &g2) && same(&l1, &l2));
     }
     let text = fused.plan_text();
-    // 20 forward ops and 20 backward ones (cos, tanh's gradient and two products per round)
-    assert_eq!(fused_runs(&text), vec![(2, 40)], "{text}");
+    // 20 forward ops, the sum, and 20 backward ones (cos, tanh's gradient and two products
+    // per round)
+    assert_eq!(fused_runs(&text), vec![(2, 41)], "{text}");
+    assert!(
+        text.contains("41 ops in one pass, one of them a sum"),
+        "{text}"
+    );
     let (fused, direct) = (grad(logged).optimize(true), grad(logged));
     for _ in 0..2 {
         let ((g1, l1), (g2, l2)) = (fused.call(&x, ()), direct.call(&x, ()));
         assert!(same(&g1, &g2) && same(&l1, &l2));
     }
-    // the forward (writing what the backward reads), the log and its gradient, the backward
+    // the forward with the sum (writing what the backward reads and the sum, not the last
+    // value, which only the sum read), the log and its gradient, the backward
     let text = fused.plan_text();
-    assert_eq!(fused_runs(&text), vec![(10, 20), (2, 2), (1, 20)], "{text}");
+    assert_eq!(fused_runs(&text), vec![(10, 21), (2, 2), (1, 20)], "{text}");
+}
+
+#[derive(Tree, Clone)]
+struct Biased {
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+}
+
+/// A regression net whose bias gradients are column sums of 40 and of 3 elements (added as
+/// whole rows, and as 16 partial sums each), over 37 rows (not whole sixteens), a loss that
+/// is a mean, and a value centred on its own mean (the mean is read inside the chain it
+/// sums, so that run must end before the subtraction).
+fn biased(p: &Biased, x: &Tensor, y: &Tensor) -> Tensor {
+    let h = (x.matmul(&p.w1) + &p.b1).tanh();
+    let h = &h - h.mean() * 0.5;
+    let out = h.matmul(&p.w2) + &p.b2;
+    (out - y).square().mean() + h.square().sum_dim(1, false).sum() * 1e-3
+}
+
+/// Sums at the end of an elementwise run are added up as the run computes their values: the
+/// bias gradients' column sums and the loss's mean join their runs (the summed values are
+/// not written out unless something else reads them), a sum over the last dim does not,
+/// and the replay is bit for bit direct mode's (the fused sums add in the order `sum_dim`
+/// does).
+#[test]
+fn bias_gradient_and_loss_sums_are_added_up_inside_their_runs() {
+    let mut rng = Generator::new(31);
+    let p = Biased {
+        w1: rand(&mut rng, &[5, 40], -0.5, 0.5),
+        b1: rand(&mut rng, &[40], -0.5, 0.5),
+        w2: rand(&mut rng, &[40, 3], -0.5, 0.5),
+        b2: rand(&mut rng, &[3], -0.5, 0.5),
+    };
+    let fused = grad(biased).optimize(true);
+    for call in 0..3 {
+        let x = rand(&mut rng, &[37, 5], -2.0, 2.0);
+        let y = rand(&mut rng, &[37, 3], -1.0, 1.0);
+        let (g1, l1) = fused.call(&p, (&x, &y));
+        let (g2, l2) = grad(biased).call(&p, (&x, &y));
+        assert_same_trees(&g1, &g2);
+        assert!(same(&l1, &l2), "call {call}");
+    }
+    let text = fused.plan_text();
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_none() {
+        // each in the run computing its values: the two bias gradients, the loss's mean,
+        // h's mean and the gradient of the subtraction of it (a sum over h's shape)
+        let sums = text.matches("of them a sum").count() + text.matches("of them sums").count();
+        assert!(sums >= 5, "{text}");
+        let top = |op: &str| {
+            (text.lines())
+                .filter(|l| l.starts_with("  %") && l.contains(&format!(" = {op}(")))
+                .count()
+        };
+        // left as steps: the sum over the last dim, and the sum of its result
+        assert_eq!(top("sum_dim") + top("sum") + top("mean"), 2, "{text}");
+    }
 }
 
 #[test]
