@@ -9,7 +9,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use ferrograd_array::{Array, Conv2dParams, DType, Generator, Instr, MapFn, Program, ZipFn};
+use ferrograd_array::{
+    Array, Conv2dParams, DType, Generator, Instr, MapFn, Pool2dParams, Program, ZipFn,
+};
 
 /// What one call moves or computes, for the throughput column.
 enum Work {
@@ -271,5 +273,17 @@ fn main() {
     });
     b.run("conv2d/backward weight", Work::Nothing, || {
         black_box(dy.conv2d_backward_weight(&x, w.shape(), p));
+    });
+
+    // The 2x2 max-pool after it, forward (values and indices) and backward.
+    let pool = Pool2dParams::square(2);
+    let (mut values, mut indices) = y.max_pool2d(pool);
+    b.run("pool/max 2x2 forward 32x16x60x60", Work::Nothing, || {
+        y.max_pool2d_into(pool, &mut values, &mut indices)
+    });
+    let dv = rng.normal(values.shape(), 0.0, 1.0, DType::F32);
+    let mut dx = Array::zeros(y.shape(), DType::F32);
+    b.run("pool/max 2x2 backward", Work::Nothing, || {
+        dv.max_pool2d_backward_into(&indices, y.shape(), &mut dx)
     });
 }

@@ -152,10 +152,14 @@ impl Array {
             let parallel = crate::par::split(x.len(), PARALLEL_MIN);
             crate::par::chunks2(values, indices, s, parallel, &|p, v, idx| {
                 let plane = &x[p * hw..(p + 1) * hw];
+                if g.p.padding == (0, 0) {
+                    return crate::math::with_simd(
+                        #[inline(always)]
+                        || max_pool_inside(&g, plane, v, idx),
+                    );
+                }
                 let (kh, kw) = g.p.kernel;
                 let (sw, pw) = (g.p.stride.1, g.p.padding.1);
-                // The first maximum wins; a NaN beats every number.
-                let better = |val: T, best: T| (val > best) | (val.is_nan() & !best.is_nan());
                 for y in 0..g.oh {
                     let rows = g.clip(y, 0);
                     let (vrow, irow) = (
@@ -216,7 +220,66 @@ impl Array {
         }
         dispatch_float!(self.dtype(), "max_pool2d", T => kernel::<T>(g, self, &shape, values, indices))
     }
+}
 
+/// Whether `val` beats `best` in a max-pooling window: the first maximum wins, and a NaN
+/// beats every number.
+#[inline(always)]
+fn better<T: Float>(val: T, best: T) -> bool {
+    (val > best) | (val.is_nan() & !best.is_nan())
+}
+
+/// Max pooling of one plane whose windows all lie inside it (no padding): the outputs in
+/// blocks, each block's window elements read tap by tap through their flat indices, so the
+/// comparisons run as vector selects over the block rather than branches (taking an
+/// element is a coin flip on random data) or a walk along rows as short as the output's
+/// (on 32x16x60x60 f32, 2x2 windows: 2.5 → 1.4 ms on a 2-core Xeon, `cargo bench -p
+/// ferrograd-array --bench array -- pool`).
+#[inline(always)]
+fn max_pool_inside<T: Float>(g: &Geometry, plane: &[T], v: &mut [T], idx: &mut [i64]) {
+    const BLOCK: usize = 64;
+    let (kh, kw) = g.p.kernel;
+    let (sh, sw) = g.p.stride;
+    // the flat index of each output's window corner, for the block
+    let mut corner = [0usize; BLOCK];
+    let (mut y, mut x) = (0, 0);
+    let last = (kh - 1) * g.w + kw - 1;
+    for (vb, ib) in v.chunks_mut(BLOCK).zip(idx.chunks_mut(BLOCK)) {
+        let corner = &mut corner[..vb.len()];
+        for c in corner.iter_mut() {
+            *c = y * sh * g.w + x * sw;
+            x += 1;
+            if x == g.ow {
+                (x, y) = (0, y + 1);
+            }
+        }
+        // every window lies inside the plane
+        assert!(corner.last().is_none_or(|&c| c + last < plane.len()));
+        for i in 0..kh {
+            for j in 0..kw {
+                let off = i * g.w + j;
+                let taps = vb.iter_mut().zip(ib.iter_mut()).zip(corner.iter());
+                if i == 0 && j == 0 {
+                    for ((vb, ib), &c) in taps {
+                        *vb = plane[c];
+                        *ib = c as i64;
+                    }
+                    continue;
+                }
+                for ((vb, ib), &c) in taps {
+                    // SAFETY: `c + off <= c + last`, inside the plane (the corners grow, and
+                    // the last one's window was checked above)
+                    let val = unsafe { *plane.get_unchecked(c + off) };
+                    let take = better(val, *vb);
+                    *vb = if take { val } else { *vb };
+                    *ib = if take { (c + off) as i64 } else { *ib };
+                }
+            }
+        }
+    }
+}
+
+impl Array {
     /// Gradient of [`max_pool2d`](Array::max_pool2d): `self` is the output gradient, routed
     /// to the chosen inputs (summed where windows overlap).
     #[track_caller]
@@ -267,10 +330,13 @@ impl Array {
                 idx.values::<i64>("max_pool2d_backward"),
             );
             let dx = out.out_slice::<T>(input_shape, "max_pool2d_backward_into");
-            dx.iter_mut().for_each(|v| *v = T::zero());
-            if hw > 0 && s > 0 {
+            if hw == 0 || s == 0 {
+                dx.fill(T::zero());
+            } else {
                 let parallel = crate::par::split(dx.len(), PARALLEL_MIN);
+                // each plane zeroed by the thread that scatters into it, while in its cache
                 crate::par::chunks(dx, hw, parallel, &|p, plane| {
+                    plane.fill(T::zero());
                     for (&g, &i) in dy[p * s..(p + 1) * s].iter().zip(&idx[p * s..(p + 1) * s]) {
                         if i >= 0 {
                             plane[i as usize] += g;
