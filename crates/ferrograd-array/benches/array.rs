@@ -275,6 +275,14 @@ fn main() {
         black_box(dy.conv2d_backward_weight(&x, w.shape(), p));
     });
 
+    // Its bias gradient: the output gradient summed over all but the channels.
+    let mut db = Array::zeros(&[16], DType::F32);
+    b.run(
+        "reduce/conv bias gradient 32x16x60x60",
+        Work::Nothing,
+        || dy.sum_dim_into([0usize, 2, 3].as_slice(), false, &mut db),
+    );
+
     // The 2x2 max-pool after it, forward (values and indices) and backward.
     let pool = Pool2dParams::square(2);
     let (mut values, mut indices) = y.max_pool2d(pool);

@@ -26,6 +26,11 @@ struct Plan {
     row_len: usize,
     /// Reduced dims form a prefix of a contiguous input: fold by whole rows.
     leading: bool,
+    /// A contiguous input read as `[outer, kept, inner]` (row major), the reduced dims
+    /// leading and trailing the kept ones, both sides present (a convolution's bias
+    /// gradient, the sum over `[N, _, H, W]`): each kept element folds its `outer` runs of
+    /// `inner` in place, with no transposed copy.
+    around: Option<(usize, usize, usize)>,
 }
 
 #[track_caller]
@@ -49,12 +54,24 @@ fn plan(a: &Array, dims: &[usize], keepdim: bool) -> Plan {
     let row_len: usize = dims.iter().map(|&d| a.shape()[d]).product();
     let leading =
         a.is_contiguous() && !dims.is_empty() && dims.iter().enumerate().all(|(i, &d)| i == d);
+    // the kept dims one run in the middle, reduced dims on both sides
+    let first = (0..nd).find(|&d| !reduced(d));
+    let last = (0..nd).rev().find(|&d| !reduced(d));
+    let around = match (first, last) {
+        (Some(f), Some(l)) if a.is_contiguous() && f > 0 && l + 1 < nd => {
+            let middle = (f..=l).all(|d| !reduced(d));
+            let size = |r: std::ops::Range<usize>| r.map(|d| a.shape()[d]).product::<usize>();
+            middle.then(|| (size(0..f), size(f..l + 1), size(l + 1..nd)))
+        }
+        _ => None,
+    };
     Plan {
         out_shape,
         permuted: a.permute(&order),
         rows,
         row_len,
         leading,
+        around,
     }
 }
 
@@ -333,6 +350,26 @@ impl Array {
             if is_mean {
                 let n = T::from(p.row_len).unwrap();
                 dst.iter_mut().for_each(|d| *d = *d / n);
+            }
+            return;
+        }
+        if let (true, Some((outer, kept, inner))) = (is_sum || is_mean, p.around) {
+            // Each kept element: the sum of its `outer` runs of `inner` contiguous elements,
+            // each run folded as a row; threads take kept elements.
+            let src = self.values::<T>(op);
+            let dst = out.out_slice::<T>(&p.out_shape, op);
+            let n = T::from(outer * inner).expect("a count");
+            let fold = |k: usize, d: &mut T| {
+                let mut s = T::zero();
+                for o in 0..outer {
+                    s += sum_row(&src[(o * kept + k) * inner..][..inner]);
+                }
+                *d = if is_mean { s / n } else { s };
+            };
+            if crate::par::split(outer * kept * inner, PARALLEL_MIN) && kept > 1 {
+                dst.par_iter_mut().enumerate().for_each(|(k, d)| fold(k, d));
+            } else {
+                dst.iter_mut().enumerate().for_each(|(k, d)| fold(k, d));
             }
             return;
         }

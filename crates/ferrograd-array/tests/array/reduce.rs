@@ -87,6 +87,33 @@ fn reductions_over_random_dims_match_the_reference() {
     }
 }
 
+/// Sums and means over dims on both sides of the kept ones (a convolution's bias gradient,
+/// `[N, C, H, W]` summed over N, H and W) fold the input in place; small and large enough
+/// to split across threads, the same result as the reference.
+#[test]
+fn sums_around_kept_middle_dims_match_the_reference() {
+    let mut rng = Generator::new(21);
+    for (shape, dims) in [
+        (vec![3, 5, 7, 9], vec![0, 2, 3]),
+        (vec![4, 2, 3, 17], vec![0, 3]),
+        (vec![2, 3, 4, 5, 6], vec![0, 1, 4]),
+        (vec![8, 16, 80, 80], vec![0, 2, 3]),
+    ] {
+        for dtype in [DType::F32, DType::F64] {
+            let c = case(&mut rng, &shape, dtype, Layout::Contiguous, -1.0, 1.5);
+            let (_, g) = groups(&c.values, &shape, &dims);
+            let (rtol, atol) = tol(dtype);
+            let sums: Vec<f64> = g.iter().map(|x| x.iter().sum()).collect();
+            let got = c.array.sum_dim(dims.as_slice(), false);
+            assert_close(&got.to_f64_vec(), &sums, rtol * 10.0, atol * 100.0);
+            let mean = |x: &Vec<f64>| x.iter().sum::<f64>() / x.len() as f64;
+            let means: Vec<f64> = g.iter().map(mean).collect();
+            let got = c.array.mean_dim(dims.as_slice(), true);
+            assert_close(&got.to_f64_vec(), &means, rtol * 10.0, atol * 10.0);
+        }
+    }
+}
+
 #[test]
 fn full_reductions_and_negative_dims() {
     let a = Array::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
