@@ -289,6 +289,12 @@ fn main() {
     b.run("pool/max 2x2 forward 32x16x60x60", Work::Nothing, || {
         y.max_pool2d_into(pool, &mut values, &mut indices)
     });
+    b.run("pool/max 2x2 indices alone", Work::Nothing, || {
+        y.max_pool2d_indices_into(pool, &mut indices)
+    });
+    b.run("pool/gather the pooled values", Work::Nothing, || {
+        y.gather_planes_into(&indices, &mut values)
+    });
     let dv = rng.normal(values.shape(), 0.0, 1.0, DType::F32);
     let mut dx = Array::zeros(y.shape(), DType::F32);
     b.run("pool/max 2x2 backward", Work::Nothing, || {

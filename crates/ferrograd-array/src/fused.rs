@@ -1020,8 +1020,10 @@ impl Program {
                 None => false,
             };
             if !done {
+                // (a plain slice: indexing the SmallVec checks where it lives at every step)
+                let places: &[Place<T>] = &places;
                 for run in &self.runs {
-                    unsafe { step::<T, FMA>(*run, &places, width) };
+                    unsafe { step::<T, FMA>(*run, places, width) };
                 }
             }
             if padded {

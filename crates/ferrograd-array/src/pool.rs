@@ -126,18 +126,56 @@ impl Array {
     /// [`max_pool2d`](Array::max_pool2d) into `values` and `indices` (i64).
     #[track_caller]
     pub fn max_pool2d_into(&self, params: Pool2dParams, values: &mut Array, indices: &mut Array) {
+        self.max_pool2d_kernel(params, Some(values), indices)
+    }
+
+    /// The indices of [`max_pool2d`](Array::max_pool2d) alone (the values are not written):
+    /// what a differentiable max-pooling records, its values then read through the indices
+    /// ([`gather_planes`](Array::gather_planes)), whose adjoint routes the gradient.
+    ///
+    /// ```
+    /// use ferrograd_array::{Array, Pool2dParams};
+    /// let x = Array::from_vec(vec![1.0f32, 5.0, 2.0, 3.0], &[1, 1, 2, 2]);
+    /// let idx = x.max_pool2d_indices(Pool2dParams::square(2));
+    /// assert_eq!(idx.to_vec::<i64>(), vec![1]);
+    /// assert!(x.gather_planes(&idx).bit_eq(&x.max_pool2d(Pool2dParams::square(2)).0));
+    /// ```
+    #[track_caller]
+    pub fn max_pool2d_indices(&self, params: Pool2dParams) -> Array {
+        let g = Geometry::new("max_pool2d", self.shape(), params);
+        let shape = [self.shape()[0], self.shape()[1], g.oh, g.ow];
+        let mut indices = Array::empty(&shape, DType::I64);
+        self.max_pool2d_indices_into(params, &mut indices);
+        indices
+    }
+
+    /// [`max_pool2d_indices`](Array::max_pool2d_indices) into `indices` (i64).
+    #[track_caller]
+    pub fn max_pool2d_indices_into(&self, params: Pool2dParams, indices: &mut Array) {
+        self.max_pool2d_kernel(params, None, indices)
+    }
+
+    /// Max pooling into `indices`, and into `values` when given (else each plane's values
+    /// live in a scratch buffer while it is pooled).
+    #[track_caller]
+    fn max_pool2d_kernel(
+        &self,
+        params: Pool2dParams,
+        values: Option<&mut Array>,
+        indices: &mut Array,
+    ) {
         let g = Geometry::new("max_pool2d", self.shape(), params);
         let shape = [self.shape()[0], self.shape()[1], g.oh, g.ow];
         fn kernel<T: Float>(
             g: Geometry,
             x: &Array,
             shape: &[usize],
-            values: &mut Array,
+            values: Option<&mut Array>,
             indices: &mut Array,
         ) {
             let x = x.values::<T>("max_pool2d");
             let s = g.oh * g.ow;
-            let values = values.out_slice::<T>(shape, "max_pool2d_into");
+            let values = values.map(|v| v.out_slice::<T>(shape, "max_pool2d_into"));
             let indices = indices.out_slice::<i64>(shape, "max_pool2d_into");
             if s == 0 {
                 return;
@@ -150,7 +188,7 @@ impl Array {
                     Some(r.map_or((xo, xo + 1), |(a, _)| (a, xo + 1)))
                 });
             let parallel = crate::par::split(x.len(), PARALLEL_MIN);
-            crate::par::chunks2(values, indices, s, parallel, &|p, v, idx| {
+            let pool = |p: usize, v: &mut [T], idx: &mut [i64]| {
                 let plane = &x[p * hw..(p + 1) * hw];
                 if g.p.padding == (0, 0) {
                     return crate::math::with_simd(
@@ -216,7 +254,13 @@ impl Array {
                         irow[xo] = at;
                     }
                 }
-            });
+            };
+            match values {
+                Some(values) => crate::par::chunks2(values, indices, s, parallel, &pool),
+                None => crate::par::chunks(indices, s, parallel, &|p, idx| {
+                    T::with_scratch(s, |v| pool(p, v, idx))
+                }),
+            }
         }
         dispatch_float!(self.dtype(), "max_pool2d", T => kernel::<T>(g, self, &shape, values, indices))
     }
@@ -385,17 +429,14 @@ impl Array {
         }
         let hw = self.shape()[2] * self.shape()[3];
         let s = indices.shape()[2] * indices.shape()[3];
-        if let Some(&bad) = indices
-            .values::<i64>("gather_planes")
-            .iter()
-            .find(|&&i| i >= hw as i64)
-        {
-            fail(
-                "gather_planes",
-                format_args!("index {bad} is out of range for planes of {hw} elements"),
-            )
-        }
-        fn kernel<T: Float>(x: &Array, idx: &Array, hw: usize, s: usize, out: &mut Array) {
+        /// The values, or the first index past a plane.
+        fn kernel<T: Float>(
+            x: &Array,
+            idx: &Array,
+            hw: usize,
+            s: usize,
+            out: &mut Array,
+        ) -> Option<i64> {
             let shape = idx.shape().to_vec();
             let (x, idx) = (
                 x.values::<T>("gather_planes"),
@@ -403,18 +444,34 @@ impl Array {
             );
             let dst = out.out_slice::<T>(&shape, "gather_planes_into");
             if s == 0 {
-                return;
+                return None;
             }
+            // indices past the plane are noted as the values are read, and refused after
+            let past = std::sync::atomic::AtomicBool::new(false);
             let pick = |p: usize, d: &mut [T]| {
                 let plane = &x[p * hw..(p + 1) * hw];
+                let mut bad = false;
                 for (d, &i) in d.iter_mut().zip(&idx[p * s..(p + 1) * s]) {
-                    *d = if i >= 0 { plane[i as usize] } else { T::zero() };
+                    bad |= i >= hw as i64;
+                    // (a negative index, a window wholly in the padding, reads as 0)
+                    *d = plane.get(i as usize).copied().unwrap_or(T::zero());
+                }
+                if bad {
+                    past.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             };
-            let parallel = crate::par::split(dst.len(), PARALLEL_MIN);
+            let parallel = crate::par::split(x.len().max(dst.len()), PARALLEL_MIN);
             crate::par::chunks(dst, s, parallel, &pick);
+            let past = past.into_inner();
+            past.then(|| *idx.iter().find(|&&i| i >= hw as i64).expect("noted"))
         }
-        dispatch_float!(self.dtype(), "gather_planes", T => kernel::<T>(self, indices, hw, s, out))
+        let past = dispatch_float!(self.dtype(), "gather_planes", T => kernel::<T>(self, indices, hw, s, out));
+        if let Some(bad) = past {
+            fail(
+                "gather_planes",
+                format_args!("index {bad} is out of range for planes of {hw} elements"),
+            )
+        }
     }
 
     /// Average pooling. With `count_include_pad`, padded positions count as zeros in the

@@ -193,6 +193,8 @@ fn max_pool_forward_and_backward() {
         let (xs, p) = random_pool(&mut rng);
         let x = case_in(&mut rng, &xs, DType::F64, &LAYOUTS[..3], -1.0, 1.0);
         let (y, idx) = x.array.max_pool2d(p);
+        // the indices alone (values in scratch) are the same
+        assert!(x.array.max_pool2d_indices(p).bit_eq(&idx), "{p:?} {xs:?}");
         let (oh, ow, win, _) = windows(xs, p);
         assert_eq!(y.shape(), &[xs[0], xs[1], oh, ow]);
         let (yv, iv) = (y.to_f64_vec(), idx.to_vec::<i64>());
@@ -280,6 +282,7 @@ fn max_pool_ties_and_nans() {
             .collect();
         let x = Array::from_vec(values.clone(), &xs);
         let (y, idx) = x.max_pool2d(p);
+        assert!(x.max_pool2d_indices(p).bit_eq(&idx), "{p:?} {xs:?}");
         let (oh, ow, win, _) = windows(xs, p);
         let (yv, iv) = (y.to_vec::<f32>(), idx.to_vec::<i64>());
         let hw = xs[2] * xs[3];

@@ -83,7 +83,7 @@ impl NnOp {
             NnOp::Conv2d(p) => x[0].conv2d(x[1], x.get(2).copied(), *p),
             NnOp::Conv2dBackwardInput(p, s) => x[0].conv2d_backward_input(x[1], s, *p),
             NnOp::Conv2dBackwardWeight(p, s) => x[0].conv2d_backward_weight(x[1], s, *p),
-            NnOp::MaxPool2dIndices(p) => x[0].max_pool2d(*p).1,
+            NnOp::MaxPool2dIndices(p) => x[0].max_pool2d_indices(*p),
             NnOp::MaxPool2d => x[0].gather_planes(x[1]),
             NnOp::MaxPool2dBackward(s) => x[0].max_pool2d_backward(x[1], s),
             NnOp::AvgPool2d(p, inc) => x[0].avg_pool2d(*p, *inc),
@@ -104,6 +104,7 @@ impl NnOp {
             NnOp::Conv2d(p) => x[0].conv2d_into(x[1], x.get(2).copied(), *p, out),
             NnOp::Conv2dBackwardInput(p, s) => x[0].conv2d_backward_input_into(x[1], s, *p, out),
             NnOp::Conv2dBackwardWeight(p, s) => x[0].conv2d_backward_weight_into(x[1], s, *p, out),
+            NnOp::MaxPool2dIndices(p) => x[0].max_pool2d_indices_into(*p, out),
             NnOp::MaxPool2d => x[0].gather_planes_into(x[1], out),
             NnOp::MaxPool2dBackward(s) => x[0].max_pool2d_backward_into(x[1], s, out),
             NnOp::AvgPool2d(p, inc) => x[0].avg_pool2d_into(*p, *inc, out),
@@ -114,7 +115,6 @@ impl NnOp {
             NnOp::LogSoftmax(d) => x[0].log_softmax_into(*d, out),
             NnOp::SoftmaxBackward(d) => x[0].softmax_backward_into(x[1], *d, out),
             NnOp::LogSoftmaxBackward(d) => x[0].log_softmax_backward_into(x[1], *d, out),
-            NnOp::MaxPool2dIndices(_) => return false,
         }
         true
     }
