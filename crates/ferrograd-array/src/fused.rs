@@ -650,10 +650,7 @@ impl Program {
             }
         }
         let folds = reductions.iter().map(|r| place(r.value)).collect();
-        let partials = reductions
-            .iter()
-            .map(|r| Fold::<f64>::partials(r.kept()))
-            .sum();
+        let partials = reductions.iter().map(|r| partial_sums(r.kept())).sum();
         let update = match reductions.is_empty() {
             true => Update::recognise(&instrs, &outputs),
             false => None,
@@ -912,10 +909,9 @@ impl Program {
         let (file, mut partials) = file.split_at_mut(file.len() - self.partials);
         let mut folds: SmallVec<[Fold<'_, T>; 2]> = SmallVec::new();
         for (r, sum) in self.reductions.iter().zip(sums.iter_mut()) {
-            let (mine, rest) =
-                std::mem::take(&mut partials).split_at_mut(Fold::<T>::partials(r.kept()));
+            let (mine, rest) = std::mem::take(&mut partials).split_at_mut(partial_sums(r.kept()));
             partials = rest;
-            folds.push(Fold::new(len / r.kept(), sum, mine));
+            folds.push(Fold::new(len / r.kept(), r.mean, sum, mine));
         }
         // (padded: one tile, the outputs in registers after the program's own)
         debug_assert!(file.len() >= (registers + if padded { outs.len() } else { 0 }) * tile);
@@ -1033,22 +1029,34 @@ impl Program {
                     o[at..at + m].copy_from_slice(reg);
                 }
             }
-            for ((fold, sum), &p) in folds.iter_mut().zip(sums.iter_mut()).zip(&self.folds) {
+            for (fold, &p) in folds.iter_mut().zip(&self.folds) {
                 // SAFETY: the value's place holds the tile's `m` elements (its register lives
                 // to the end of the tile: `Program::with_reductions`), no longer written
-                fold.add(unsafe { read(&places, p, m) }, first, sum);
+                fold.add(unsafe { read(&places, p, m) }, first);
             }
             at += m;
         }
-        for ((fold, sum), r) in folds.iter_mut().zip(sums.iter_mut()).zip(&self.reductions) {
-            fold.finish(sum, r.mean);
+        for fold in &mut folds {
+            fold.finish();
         }
+    }
+}
+
+/// How many partial sums a reduction keeping `kept` elements needs while it runs (16 per
+/// kept element below 16 kept, as `sum_row` keeps them; none from 16, which add whole rows).
+fn partial_sums(kept: usize) -> usize {
+    if kept < 16 {
+        kept * 16
+    } else {
+        0
     }
 }
 
 /// A [`Reduction`] in progress: its additions in the order `Array::sum_dim` makes them, the
 /// result accumulated in its output `sum` (`kept` elements).
 struct Fold<'a, T> {
+    sum: &'a mut [T],
+    mean: bool,
     kept: usize,
     rows: usize,
     /// Rows summed into the 16 partial sums of each kept element (fewer than 16 kept); the
@@ -1061,20 +1069,13 @@ struct Fold<'a, T> {
 }
 
 impl<'a, T: Float> Fold<'a, T> {
-    /// How many partial sums a reduction keeping `kept` elements needs.
-    fn partials(kept: usize) -> usize {
-        if kept < 16 {
-            kept * 16
-        } else {
-            0
-        }
-    }
-
-    fn new(rows: usize, sum: &mut [T], partial: &'a mut [T]) -> Fold<'a, T> {
+    fn new(rows: usize, mean: bool, sum: &'a mut [T], partial: &'a mut [T]) -> Fold<'a, T> {
         sum.fill(T::zero());
         partial.fill(T::zero());
         Fold {
             kept: sum.len(),
+            sum,
+            mean,
             rows,
             whole: rows - rows % 16,
             partial,
@@ -1084,14 +1085,14 @@ impl<'a, T: Float> Fold<'a, T> {
 
     /// Adds the elements `x` of the value from element `first` on.
     #[inline(always)]
-    fn add(&mut self, x: &[T], first: usize, sum: &mut [T]) {
+    fn add(&mut self, x: &[T], first: usize) {
         let kept = self.kept;
         if kept >= 16 {
             // whole rows added in order (`Array::sum_dim` over leading dims)
             let (mut i, mut c) = (0, first % kept);
             while i < x.len() {
                 let k = (kept - c).min(x.len() - i);
-                for (d, &v) in sum[c..c + k].iter_mut().zip(&x[i..i + k]) {
+                for (d, &v) in self.sum[c..c + k].iter_mut().zip(&x[i..i + k]) {
                     *d += v;
                 }
                 i += k;
@@ -1105,8 +1106,8 @@ impl<'a, T: Float> Fold<'a, T> {
             let g = first + i;
             let (r, c) = (g / kept, g % kept);
             if r >= self.whole {
-                self.sum_partials(sum);
-                sum[c] += x[i];
+                self.sum_partials();
+                self.sum[c] += x[i];
                 i += 1;
             } else if kept == 1 && r % 16 == 0 && i + 16 <= x.len() && r + 16 <= self.whole {
                 for (a, &v) in self.partial[..16].iter_mut().zip(&x[i..i + 16]) {
@@ -1120,9 +1121,9 @@ impl<'a, T: Float> Fold<'a, T> {
         }
     }
 
-    fn sum_partials(&mut self, sum: &mut [T]) {
+    fn sum_partials(&mut self) {
         if !self.summed && self.kept < 16 {
-            for (c, s) in sum.iter_mut().enumerate() {
+            for (c, s) in self.sum.iter_mut().enumerate() {
                 for &a in &self.partial[c * 16..c * 16 + 16] {
                     *s += a;
                 }
@@ -1131,11 +1132,11 @@ impl<'a, T: Float> Fold<'a, T> {
         self.summed = true;
     }
 
-    fn finish(&mut self, sum: &mut [T], mean: bool) {
-        self.sum_partials(sum);
-        if mean {
+    fn finish(&mut self) {
+        self.sum_partials();
+        if self.mean {
             let n = T::from(self.rows).expect("a count");
-            sum.iter_mut().for_each(|s| *s = *s / n);
+            self.sum.iter_mut().for_each(|s| *s = *s / n);
         }
     }
 }
