@@ -109,6 +109,41 @@ fn main() {
             },
         );
     }
+    // Mid-sized products, run as two halves on two cores (the LSTM rows' per-step `h W` and
+    // its gradient, a batch of 32 through a layer of 1000), beside the same product on a
+    // one-thread pool.
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool");
+    for (name, m, k, n, transposed) in [
+        ("32x200@200x800", 32, 200, 800, false),
+        ("32x800@(200x800)T", 32, 800, 200, true),
+        ("64x500@500x300", 64, 500, 300, false),
+        ("32x1000@1000x1000", 32, 1000, 1000, false),
+    ] {
+        let x = rng.normal(&[m, k], 0.0, 1.0, DType::F32);
+        let y = if transposed {
+            rng.normal(&[n, k], 0.0, 1.0, DType::F32).t()
+        } else {
+            rng.normal(&[k, n], 0.0, 1.0, DType::F32)
+        };
+        let mut out = x.matmul(&y);
+        let flops = 2.0 * (m * n * k) as f64;
+        b.run(
+            &format!("matmul/f32-halves/{name}"),
+            Work::Flops(flops),
+            || x.matmul_into(&y, &mut out),
+        );
+        // the whole timing loop inside the pool: its calls run on the pool's one thread
+        one.install(|| {
+            b.run(
+                &format!("matmul/f32-one-thread/{name}"),
+                Work::Flops(flops),
+                || x.matmul_into(&y, &mut out),
+            )
+        });
+    }
     // A per-sample step's products (the suite's mlp row): a row times a matrix, its
     // backward through the transposed weight, and the weight gradients (outer products).
     for (name, m, k, n, transposed) in [

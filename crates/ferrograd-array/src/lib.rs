@@ -12,8 +12,11 @@
 //! default): elementwise ops, reductions and pooling from 512k elements (256k for exp, tanh
 //! and the like), matrix products from 8·10⁶ m·n·k, convolutions by sample. Smaller work
 //! stays on the calling thread, since waking the pool costs more than it saves inside a
-//! training step. With one thread (`RAYON_NUM_THREADS=1`, say, to run several jobs side by
-//! side) nothing is handed to the pool at all.
+//! training step. Matrix products from 10⁶ m·n·k run as two halves, one handed to a pool
+//! thread kept awake between products (it spins for 200 µs after each, running any other
+//! pool work meanwhile), so a step made of 30-100 µs products still uses two cores. With
+//! one thread (`RAYON_NUM_THREADS=1`, say, to run several jobs side by side) nothing is
+//! handed to the pool at all.
 //!
 //! Programmer errors (shape, dtype, dim and index mismatches) panic with a message that
 //! names the op, the shapes and the caller's source line:
@@ -43,6 +46,7 @@ mod linalg;
 mod math;
 mod memory;
 mod par;
+mod partner;
 mod pool;
 mod random;
 mod recycle;

@@ -6,9 +6,11 @@
 //! column-major product `Cᵀ = Bᵀ Aᵀ` over the same memory (gemm 0.19 measured the same either
 //! way). What does matter is the operands' layouts against the shape: a short row-major A
 //! times a column-major B (`x Wᵀ`) runs up to 2x faster as the transposed product through
-//! a scratch block, threads pay off only above about 8·10⁶ m·n·k, and a large product runs
-//! fastest cut into strips shared out over the threads. These choices live in
-//! [`gemm_strided`] and [`gemm_col_major`] alone; the suite bench and
+//! a scratch block, a rayon split pays off only above about 8·10⁶ m·n·k, a product from
+//! 10⁶ runs as two halves on two cores with a partner thread kept awake between products
+//! ([`crate::partner`]), and a large product runs fastest cut into strips shared out over the
+//! threads. These choices live in [`gemm_strided`], [`halves`] and [`gemm_col_major`] alone;
+//! the suite bench, the `matmul/f32-halves` rows of the array bench and
 //! `benches/compare-numpy-rounds.sh` show their effect.
 
 use gemm_common::Parallelism;
@@ -50,8 +52,12 @@ unsafe impl<T> Sync for SendPtr<T> {}
 
 /// Products at least this large (m·n·k) let `gemm` use every core. Measured with
 /// `gemm` 0.19 on 2 cores: below about 8·10⁶ (200³; the training shapes 32x100x1000 and
-/// 100x32x1000 are 3.2·10⁶) threads cost more than they save, by up to 1.5x, and more again
-/// inside a training step where the other core's cache is cold; above it they save 1.3-1.9x.
+/// 100x32x1000 are 3.2·10⁶) its rayon split costs more than it saves, by up to 1.5x, and
+/// more again inside a training step where the other core's cache is cold; above it it
+/// saves 1.3-1.9x. Smaller products from [`PAIR_FLOPS`] go to [`halves`] instead, whose
+/// partner is already awake; so do larger ones on a 2-thread pool, where two halves beat
+/// gemm's split (64x500x300: 201 → 111 µs, 128x512x512: 412 → 321 µs, 512x1000x1000: 6.4 →
+/// 5.1 ms, same run).
 const PARALLEL_FLOPS: usize = 8 << 20;
 
 /// `C = A B` (or `C += A B` when `accumulate`), A m×k, B k×n, all strided.
@@ -125,6 +131,11 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
         }
         return;
     }
+    if parallel && in_halves(m, n, k) {
+        // SAFETY: the caller's operands, as received.
+        unsafe { halves(m, n, k, c, a, b, accumulate) };
+        return;
+    }
     let par = if parallel && crate::par::split(m * n * k, PARALLEL_FLOPS) {
         Parallelism::Rayon(0)
     } else {
@@ -137,6 +148,84 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
     } else {
         gemm_col_major(m, n, k, c, accumulate, a, b, (alpha, beta), par)
     }
+}
+
+/// Whether a product is run as two halves, one on each of two cores (see [`halves`]): from
+/// [`PAIR_FLOPS`] (m·n·k) with a dimension of the output at least 128 long, below the large
+/// products that [`gemm_col_major`] cuts into strips; past [`PARALLEL_FLOPS`] only on a
+/// 2-thread pool (with more threads gemm's own split uses them all).
+fn in_halves(m: usize, n: usize, k: usize) -> bool {
+    let work = m * n * k;
+    let threads = rayon::current_num_threads();
+    threads > 1
+        && work >= PAIR_FLOPS
+        && m.max(n) >= 128
+        && !(m >= 1024 && n >= 1024 && k >= 1024)
+        && (work < PARALLEL_FLOPS || threads == 2)
+}
+
+/// Products at least this large (m·n·k) are worth [`halves`] on two cores: on the 2-core
+/// Xeon (f32, the calling thread alone → halves, µs, quietest of 3 alternated runs),
+/// 32x128x256 26.0 → 19.2, 32x200x800 119 → 62, 32x800x200 120 → 84, 100x32x1000 58 → 46,
+/// where a rayon split's wake-ups cost more than it saved.
+const PAIR_FLOPS: usize = 1 << 20;
+
+/// `C = A B` (or `+=`) as two products of half of C's longer dimension each, one handed to
+/// the partner core ([`crate::partner::pair`]), each through single-threaded gemm. Each
+/// element is the same sum in the same order as in one call (gemm's depth blocking depends
+/// on k alone), so the result does not depend on the split; `kernels_give_the_same_values_on_a_one_thread_pool` holds it to that.
+///
+/// # Safety
+/// As for [`gemm_strided`].
+#[allow(clippy::too_many_arguments)] // gemm's own shape: three strided operands
+unsafe fn halves<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: Mat<*mut T>,
+    a: Mat<*const T>,
+    b: Mat<*const T>,
+    accumulate: bool,
+) {
+    // split C's rows, or its columns as the rows of Cᵀ = Bᵀ Aᵀ
+    let (m, n, c, a, b) = if m >= n {
+        (m, n, c, a, b)
+    } else {
+        (n, m, c.t(), b.t(), a.t())
+    };
+    let top = (m / 2).next_multiple_of(16);
+    let (cp, ap, bp) = (
+        SendPtr(c.ptr),
+        SendPtr(a.ptr as *mut T),
+        SendPtr(b.ptr as *mut T),
+    );
+    let rows = |first: usize, rows: usize| {
+        let (cp, ap, bp) = (cp, ap, bp);
+        // SAFETY: rows first..first + rows of C and A lie inside the caller's operands (the
+        // caller vouches for all m rows); the two calls write disjoint rows of C.
+        unsafe {
+            gemm_strided(
+                rows,
+                n,
+                k,
+                Mat {
+                    ptr: cp.0.offset(first as isize * c.rs),
+                    ..c
+                },
+                Mat {
+                    ptr: (ap.0 as *const T).offset(first as isize * a.rs),
+                    ..a
+                },
+                Mat {
+                    ptr: bp.0 as *const T,
+                    ..b
+                },
+                accumulate,
+                false,
+            )
+        }
+    };
+    crate::partner::pair(&|| rows(top, m - top), &|| rows(0, top));
 }
 
 /// The deepest product [`Array::matmul_acc_into`] adds inside the matrix kernel. gemm 0.19's

@@ -82,3 +82,51 @@ fn kernels_give_the_same_values_on_a_one_thread_pool() {
         }
     }
 }
+
+/// Mid-sized products run as two halves on two cores (rows of the output, or its columns
+/// when it is wider than long); each element must be the one-thread product's bit for bit,
+/// whatever the operands' layouts and whether the product is added into an output.
+#[test]
+fn products_split_in_halves_equal_the_one_thread_product_bit_for_bit() {
+    let mut rng = Generator::new(36);
+    // (m, k, n, dtype, A stored transposed, B stored transposed)
+    let cases = [
+        (32, 200, 800, DType::F32, false, false),
+        (32, 800, 200, DType::F32, false, true),
+        (64, 500, 300, DType::F32, false, false),
+        (300, 1056, 800, DType::F32, true, false),
+        (128, 256, 256, DType::F32, false, false),
+        (200, 64, 96, DType::F32, true, true),
+        (130, 100, 90, DType::F32, false, false),
+        (1000, 32, 100, DType::F32, false, false),
+        (64, 300, 200, DType::F64, false, true),
+        (24, 130, 700, DType::F64, true, false),
+    ];
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool");
+    for (m, k, n, dtype, at, bt) in cases {
+        let a = match at {
+            true => rng.normal(&[k, m], 0.0, 1.0, dtype).t(),
+            false => rng.normal(&[m, k], 0.0, 1.0, dtype),
+        };
+        let b = match bt {
+            true => rng.normal(&[n, k], 0.0, 1.0, dtype).t(),
+            false => rng.normal(&[k, n], 0.0, 1.0, dtype),
+        };
+        let base = rng.normal(&[m, n], 0.0, 1.0, dtype);
+        let run = || {
+            let mut added = base.clone();
+            a.matmul_add_into(&b, &mut added);
+            (a.matmul(&b), added)
+        };
+        // twice in the default pool: the first call may find the partner asleep
+        let _ = run();
+        let (product, added) = run();
+        let (one_product, one_added) = one.install(run);
+        let case = format!("[{m}, {k}]·[{k}, {n}] {dtype:?}");
+        assert!(product.bit_eq(&one_product), "{case}: product");
+        assert!(added.bit_eq(&one_added), "{case}: added into an output");
+    }
+}
