@@ -836,6 +836,20 @@ impl Program {
                 let len = outs.first().map_or(0, |o| o.len());
                 self.run_range::<T, FMA>(&sources, start..start + len, &mut outs, &mut []);
             });
+        } else if sums.is_empty() && crate::par::split(n, crate::elementwise::PAIR_MIN) {
+            // two halves of whole tiles, one on the partner core when it is awake
+            let half = (n / 2).next_multiple_of(tile::<T>()).min(n);
+            let mut tails: SmallVec<[&mut [T]; 4]> = SmallVec::new();
+            for s in slices.iter_mut() {
+                let (head, tail) = std::mem::take(s).split_at_mut(half);
+                *s = head;
+                tails.push(tail);
+            }
+            let sources = &sources;
+            crate::partner::pair_if_awake(
+                &mut || self.run_range::<T, FMA>(sources, half..n, &mut tails, &mut []),
+                &mut || self.run_range::<T, FMA>(sources, 0..half, &mut slices, &mut []),
+            );
         } else {
             self.run_range::<T, FMA>(&sources, 0..n, &mut slices, &mut sums);
         }

@@ -225,7 +225,7 @@ unsafe fn halves<T: Float>(
             )
         }
     };
-    crate::partner::pair(&|| rows(top, m - top), &|| rows(0, top));
+    crate::partner::pair(&mut || rows(top, m - top), &mut || rows(0, top));
 }
 
 /// The deepest product [`Array::matmul_acc_into`] adds inside the matrix kernel. gemm 0.19's

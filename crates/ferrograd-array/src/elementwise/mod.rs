@@ -20,6 +20,7 @@ pub(crate) use kernels::Operand;
 use crate::dtype::Element;
 use crate::error::fail;
 use crate::layout::{broadcast_shapes, broadcast_strides, fmt_shape, same_shape, Shape, Strides};
+use crate::partner::pair_if_awake;
 use crate::Array;
 
 /// Work below this many elements never leaves the calling thread.
@@ -33,6 +34,16 @@ use crate::Array;
 /// LSTM 11.9-12.2 → 10.0-10.3 ms; the CNN and wide MLP rows, whose big ops are past 512k,
 /// stayed level (`cargo bench -p ferrograd-nn --bench suite`, 3 alternating passes).
 pub(crate) const PARALLEL_MIN: usize = 1 << 19;
+
+/// Ops from this many elements (below [`PARALLEL_MIN`]) run as two halves when the partner
+/// core is awake, that is, between the matrix products of a step (see [`crate::partner`]):
+/// then handing one half over costs well under a microsecond, not a pool's wake-up. Each
+/// half starts at a multiple of [`VECTOR`] elements or of a tile, so the elements a vector
+/// loop leaves to its scalar tail are those of the whole op's tail.
+pub(crate) const PAIR_MIN: usize = 1 << 12;
+
+/// Elements in a vector of the widest path, any element type (64 bytes of u8).
+const VECTOR: usize = 64;
 pub(crate) const CHUNK: usize = 1 << 14;
 
 /// Transcendental functions (exp, log, tanh, sigmoid, sin, ...) cost 0.15-5 ns per element,
@@ -74,6 +85,10 @@ pub(crate) fn map_into<T: Element, U: Element>(
                 dst.par_chunks_mut(CHUNK)
                     .zip(src.par_chunks(CHUNK))
                     .for_each(|(d, s)| kernel(d, s));
+            } else if crate::par::split(src.len(), PAIR_MIN) {
+                let half = (src.len() / 2).next_multiple_of(VECTOR);
+                let ((d0, d1), (s0, s1)) = (dst.split_at_mut(half), src.split_at(half));
+                pair_if_awake(&mut || kernel(d1, s1), &mut || kernel(d0, s0));
             } else {
                 kernel(dst, src);
             }
@@ -81,14 +96,25 @@ pub(crate) fn map_into<T: Element, U: Element>(
         Source::Splat(v) => kernel(dst, &[v]),
         src => {
             let tile = tile::<T>();
-            T::with_scratch(tile.min(dst.len()), |buf| {
-                let mut at = 0;
-                while at < dst.len() {
-                    let m = stretch(src.direct(at, dst.len() - at, false), dst.len() - at, tile);
-                    kernel(&mut dst[at..at + m], src.read(at, m, buf));
-                    at += m;
-                }
-            })
+            // the elements from `start` on, into `dst`
+            let range = |start: usize, dst: &mut [U]| {
+                T::with_scratch(tile.min(dst.len()), |buf| {
+                    let mut at = 0;
+                    while at < dst.len() {
+                        let rest = dst.len() - at;
+                        let m = stretch(src.direct(start + at, rest, false), rest, tile);
+                        kernel(&mut dst[at..at + m], src.read(start + at, m, buf));
+                        at += m;
+                    }
+                })
+            };
+            if crate::par::split(dst.len(), PAIR_MIN) {
+                let half = (dst.len() / 2).next_multiple_of(tile).min(dst.len());
+                let (d0, d1) = dst.split_at_mut(half);
+                pair_if_awake(&mut || range(half, d1), &mut || range(0, d0));
+            } else {
+                range(0, dst)
+            }
         }
     }
 }
@@ -121,6 +147,21 @@ pub(crate) fn zip_into<T: Element, U: Element>(
     if !split && !x.is_strided() && !y.is_strided() {
         // the common case of small ops: straight to the kernel
         let len = dst.len();
+        if crate::par::split(len, PAIR_MIN) {
+            let half = (len / 2).next_multiple_of(VECTOR);
+            let (d0, d1) = dst.split_at_mut(half);
+            let (x, y) = (&x, &y);
+            return pair_if_awake(
+                &mut || {
+                    kernel(
+                        d1,
+                        x.operand(half, len - half, &mut []),
+                        y.operand(half, len - half, &mut []),
+                    )
+                },
+                &mut || kernel(d0, x.operand(0, half, &mut []), y.operand(0, half, &mut [])),
+            );
+        }
         return kernel(dst, x.operand(0, len, &mut []), y.operand(0, len, &mut []));
     }
     let range = |start: usize, dst: &mut [U]| {
@@ -150,6 +191,10 @@ pub(crate) fn zip_into<T: Element, U: Element>(
         dst.par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(k, d)| range(k * CHUNK, d));
+    } else if crate::par::split(n, PAIR_MIN) {
+        let half = (n / 2).next_multiple_of(tile::<T>()).min(n);
+        let (d0, d1) = dst.split_at_mut(half);
+        pair_if_awake(&mut || range(half, d1), &mut || range(0, d0));
     } else {
         range(0, dst);
     }

@@ -2,7 +2,9 @@
 //! thread (a one-core machine, `RAYON_NUM_THREADS=1`). Both paths must give the same values;
 //! each op here is large enough to split in the default pool.
 
-use ferrograd_array::{Array, Conv2dParams, DType, Generator, Pool2dParams};
+use ferrograd_array::{
+    Array, Conv2dParams, DType, Generator, Instr, MapFn, Pool2dParams, Program, ZipFn,
+};
 
 /// Every splitting kernel on inputs past its threshold, results flattened.
 fn run_all(x: &Array, w: &Array, v: &Array, a: &Array, b: &Array) -> Vec<(&'static str, Vec<f64>)> {
@@ -129,4 +131,77 @@ fn products_split_in_halves_equal_the_one_thread_product_bit_for_bit() {
         assert!(product.bit_eq(&one_product), "{case}: product");
         assert!(added.bit_eq(&one_added), "{case}: added into an output");
     }
+}
+
+/// Fused programs and single elementwise ops from 4096 elements run as two halves (on two
+/// cores when the partner is awake, else one after the other); each element must come out
+/// as it does from one pass over all of them, with strided and broadcast inputs whose runs
+/// the halves cut.
+#[test]
+fn programs_split_in_halves_equal_one_pass_bit_for_bit() {
+    let mut rng = Generator::new(37);
+    let program = Program::new(
+        vec![
+            Instr::Input(0),
+            Instr::Input(1),
+            Instr::Input(2),
+            Instr::Zip(ZipFn::Mul, 0, 1),
+            Instr::Map(MapFn::Tanh, 3),
+            Instr::Map(MapFn::Sigmoid, 2),
+            Instr::Zip(ZipFn::Add, 4, 5),
+            Instr::Map(MapFn::Exp, 0),
+            Instr::Zip(ZipFn::Sub, 6, 7),
+        ],
+        vec![4, 8],
+    );
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool");
+    for (rows, cols, dtype) in [
+        (32, 200, DType::F32),
+        (37, 211, DType::F32),
+        (64, 1000, DType::F32),
+        (33, 129, DType::F64),
+    ] {
+        let shape = [rows, cols];
+        // a strided input (a transposed view), a row broadcast down the rows, a plain one
+        let a = rng.normal(&[cols, rows], 0.0, 1.0, dtype).t();
+        let b = rng.normal(&[cols], 0.0, 1.0, dtype);
+        let c = rng.normal(&shape, 0.0, 1.0, dtype);
+        let run = || {
+            let mut outs = [None, None];
+            program.run(&[&a, &b, &c], &shape, dtype, &mut outs);
+            outs.map(|o| o.expect("written"))
+        };
+        // a product split in halves first wakes the partner, which may then take a half
+        let _ = rng_product();
+        let split = run();
+        let whole = one.install(run);
+        for (k, (s, w)) in split.iter().zip(&whole).enumerate() {
+            assert!(s.bit_eq(w), "[{rows}, {cols}] {dtype:?}: output {k}");
+        }
+        // single ops split the same way: contiguous, strided and broadcast operands
+        let ops = || {
+            let _ = rng_product();
+            vec![
+                ("tanh", c.tanh()),
+                ("exp of a strided view", a.exp()),
+                ("sigmoid of a slice", c.narrow(1, 1, cols - 2).sigmoid()),
+                ("add a broadcast row", c.add(&b)),
+                ("mul", c.mul(&c)),
+                ("sub a strided view", c.sub(&a)),
+            ]
+        };
+        let split = ops();
+        for ((name, s), (_, w)) in split.iter().zip(one.install(ops)) {
+            assert!(s.bit_eq(&w), "[{rows}, {cols}] {dtype:?}: {name}");
+        }
+    }
+}
+
+/// A product that runs in halves, so the partner is awake for what follows.
+fn rng_product() -> Array {
+    let a = Array::full(&[32, 200], 0.5, DType::F32);
+    a.matmul(&Array::full(&[200, 800], 0.25, DType::F32))
 }
