@@ -109,6 +109,15 @@ fn main() {
             },
         );
     }
+    // An f32 [m, k] and [k, n] (that one a transposed view of an [n, k] when `transposed`).
+    let operands = |rng: &mut Generator, m: usize, k: usize, n: usize, transposed: bool| {
+        let x = rng.normal(&[m, k], 0.0, 1.0, DType::F32);
+        let y = match transposed {
+            true => rng.normal(&[n, k], 0.0, 1.0, DType::F32).t(),
+            false => rng.normal(&[k, n], 0.0, 1.0, DType::F32),
+        };
+        (x, y)
+    };
     // Mid-sized products, run as two halves on two cores (the LSTM rows' per-step `h W` and
     // its gradient, a batch of 32 through a layer of 1000), beside the same product on a
     // one-thread pool.
@@ -122,12 +131,7 @@ fn main() {
         ("64x500@500x300", 64, 500, 300, false),
         ("32x1000@1000x1000", 32, 1000, 1000, false),
     ] {
-        let x = rng.normal(&[m, k], 0.0, 1.0, DType::F32);
-        let y = if transposed {
-            rng.normal(&[n, k], 0.0, 1.0, DType::F32).t()
-        } else {
-            rng.normal(&[k, n], 0.0, 1.0, DType::F32)
-        };
+        let (x, y) = operands(&mut rng, m, k, n, transposed);
         let mut out = x.matmul(&y);
         let flops = 2.0 * (m * n * k) as f64;
         b.run(
@@ -153,12 +157,7 @@ fn main() {
         ("1000x1@1x10", 1000, 1, 10, false),
         ("100x1@1x1000", 100, 1, 1000, false),
     ] {
-        let x = rng.normal(&[m, k], 0.0, 1.0, DType::F32);
-        let y = if transposed {
-            rng.normal(&[n, k], 0.0, 1.0, DType::F32).t()
-        } else {
-            rng.normal(&[k, n], 0.0, 1.0, DType::F32)
-        };
+        let (x, y) = operands(&mut rng, m, k, n, transposed);
         let mut out = x.matmul(&y);
         let flops = 2.0 * (m * n * k) as f64;
         b.run(

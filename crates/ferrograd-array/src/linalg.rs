@@ -173,7 +173,8 @@ const PAIR_FLOPS: usize = 1 << 20;
 /// `C = A B` (or `+=`) as two products of half of C's longer dimension each, one handed to
 /// the partner core ([`crate::partner::pair`]), each through single-threaded gemm. Each
 /// element is the same sum in the same order as in one call (gemm's depth blocking depends
-/// on k alone), so the result does not depend on the split; `kernels_give_the_same_values_on_a_one_thread_pool` holds it to that.
+/// on k alone), so the result does not depend on the split (the test
+/// `products_split_in_halves_equal_the_one_thread_product_bit_for_bit` holds it to that).
 ///
 /// # Safety
 /// As for [`gemm_strided`].
