@@ -35,6 +35,8 @@ const IDLE: u8 = 0;
 const POSTED: u8 = 1;
 const CLAIMED: u8 = 2;
 const DONE: u8 = 3;
+/// Done, and the half panicked (its payload in [`Slot::panic`]).
+const FAILED: u8 = 4;
 
 /// A half handed over: the caller's closure, run on one thread or the other.
 type Half<'a> = &'a mut (dyn FnMut() + Send);
@@ -45,7 +47,7 @@ struct Slot {
     state: AtomicU8,
     /// Points at the owner's [`Half`] (on its stack) while `state` is `POSTED` or `CLAIMED`.
     half: AtomicPtr<()>,
-    /// The half's panic, for its owner to resume.
+    /// The half's panic, for its owner to resume (set with state `FAILED`).
     panic: Mutex<Option<Box<dyn Any + Send>>>,
     /// Whether a partner job is spinning (or about to).
     partner: AtomicBool,
@@ -95,13 +97,21 @@ pub(crate) fn pair(a: Half<'_>, b: &mut dyn FnMut()) {
         // not claimed: run it here
         catch_unwind(AssertUnwindSafe(posted))
     } else {
-        while SLOT.state.load(Acquire) != DONE {
-            std::hint::spin_loop();
-        }
+        let end = loop {
+            match SLOT.state.load(Acquire) {
+                s @ (DONE | FAILED) => break s,
+                _ => std::hint::spin_loop(),
+            }
+        };
         SLOT.state.store(IDLE, Relaxed);
-        match SLOT.panic.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            Some(p) => Err(p),
-            None => Ok(()),
+        match end {
+            FAILED => Err(SLOT
+                .panic
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .expect("a failed half leaves its panic")),
+            _ => Ok(()),
         }
     };
     SLOT.owned.store(false, Release);
@@ -121,6 +131,18 @@ pub(crate) fn pair_if_awake(a: Half<'_>, b: &mut dyn FnMut()) {
     }
 }
 
+/// `f(start, part)` over two halves of `dst` (the second from an element that is a multiple
+/// of `align`), as [`pair_if_awake`] runs them.
+pub(crate) fn halves_if_awake<U: Send>(
+    dst: &mut [U],
+    align: usize,
+    f: &(dyn Fn(usize, &mut [U]) + Sync),
+) {
+    let half = (dst.len() / 2).next_multiple_of(align).min(dst.len());
+    let (first, second) = dst.split_at_mut(half);
+    pair_if_awake(&mut || f(half, second), &mut || f(0, first));
+}
+
 /// The partner job: runs posted halves until none has come for [`SPIN`], and pending rayon
 /// work in between.
 fn partner() {
@@ -136,11 +158,14 @@ fn partner() {
             // SAFETY: a POSTED slot's pointer is the owner's `Half`, which lives on the
             // owner's stack, untouched by the owner, until the owner sees DONE (set below,
             // after the last use); claiming it made this thread its only user.
-            let result = catch_unwind(AssertUnwindSafe(|| unsafe { (*half)() }));
-            if let Err(p) = result {
-                *SLOT.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
-            }
-            SLOT.state.store(DONE, Release);
+            let end = match catch_unwind(AssertUnwindSafe(|| unsafe { (*half)() })) {
+                Ok(()) => DONE,
+                Err(p) => {
+                    *SLOT.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+                    FAILED
+                }
+            };
+            SLOT.state.store(end, Release);
             since = Instant::now();
             continue;
         }

@@ -20,7 +20,7 @@ pub(crate) use kernels::Operand;
 use crate::dtype::Element;
 use crate::error::fail;
 use crate::layout::{broadcast_shapes, broadcast_strides, fmt_shape, same_shape, Shape, Strides};
-use crate::partner::pair_if_awake;
+use crate::partner::halves_if_awake;
 use crate::Array;
 
 /// Work below this many elements never leaves the calling thread.
@@ -86,9 +86,9 @@ pub(crate) fn map_into<T: Element, U: Element>(
                     .zip(src.par_chunks(CHUNK))
                     .for_each(|(d, s)| kernel(d, s));
             } else if crate::par::split(src.len(), PAIR_MIN) {
-                let half = (src.len() / 2).next_multiple_of(VECTOR);
-                let ((d0, d1), (s0, s1)) = (dst.split_at_mut(half), src.split_at(half));
-                pair_if_awake(&mut || kernel(d1, s1), &mut || kernel(d0, s0));
+                halves_if_awake(dst, VECTOR, &|start, d| {
+                    kernel(d, &src[start..start + d.len()])
+                });
             } else {
                 kernel(dst, src);
             }
@@ -109,9 +109,7 @@ pub(crate) fn map_into<T: Element, U: Element>(
                 })
             };
             if crate::par::split(dst.len(), PAIR_MIN) {
-                let half = (dst.len() / 2).next_multiple_of(tile).min(dst.len());
-                let (d0, d1) = dst.split_at_mut(half);
-                pair_if_awake(&mut || range(half, d1), &mut || range(0, d0));
+                halves_if_awake(dst, tile, &range);
             } else {
                 range(0, dst)
             }
@@ -148,19 +146,14 @@ pub(crate) fn zip_into<T: Element, U: Element>(
         // the common case of small ops: straight to the kernel
         let len = dst.len();
         if crate::par::split(len, PAIR_MIN) {
-            let half = (len / 2).next_multiple_of(VECTOR);
-            let (d0, d1) = dst.split_at_mut(half);
-            let (x, y) = (&x, &y);
-            return pair_if_awake(
-                &mut || {
-                    kernel(
-                        d1,
-                        x.operand(half, len - half, &mut []),
-                        y.operand(half, len - half, &mut []),
-                    )
-                },
-                &mut || kernel(d0, x.operand(0, half, &mut []), y.operand(0, half, &mut [])),
-            );
+            return halves_if_awake(dst, VECTOR, &|start, d| {
+                let m = d.len();
+                kernel(
+                    d,
+                    x.operand(start, m, &mut []),
+                    y.operand(start, m, &mut []),
+                )
+            });
         }
         return kernel(dst, x.operand(0, len, &mut []), y.operand(0, len, &mut []));
     }
@@ -192,9 +185,7 @@ pub(crate) fn zip_into<T: Element, U: Element>(
             .enumerate()
             .for_each(|(k, d)| range(k * CHUNK, d));
     } else if crate::par::split(n, PAIR_MIN) {
-        let half = (n / 2).next_multiple_of(tile::<T>()).min(n);
-        let (d0, d1) = dst.split_at_mut(half);
-        pair_if_awake(&mut || range(half, d1), &mut || range(0, d0));
+        halves_if_awake(dst, tile::<T>(), &range);
     } else {
         range(0, dst);
     }
