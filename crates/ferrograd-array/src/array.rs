@@ -45,6 +45,63 @@ impl Array {
         }
     }
 
+    /// A contiguous array over a device buffer of exactly its elements (or one element, for
+    /// an empty array).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn from_cuda(buffer: crate::cuda::CudaBuffer, shape: &[usize]) -> Array {
+        debug_assert!(buffer.len() == numel(shape).max(1));
+        Array {
+            storage: Arc::new(Storage::cuda_buffer(buffer)),
+            strides: contiguous_strides(shape),
+            shape: SmallVec::from_slice(shape),
+            offset: 0,
+        }
+    }
+
+    /// The device buffer, `None` for a host array.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda_buffer(&self) -> Option<&crate::cuda::CudaBuffer> {
+        self.storage.cuda()
+    }
+
+    /// [`out_slice`](Array::out_slice) for a device kernel: makes `self` a contiguous,
+    /// unshared buffer of `shape` and `dtype` on `gpu` (allocating one unless it already
+    /// is one) and returns it for writing.
+    #[cfg(feature = "cuda")]
+    #[track_caller]
+    pub(crate) fn cuda_out(
+        &mut self,
+        gpu: &crate::cuda::Gpu,
+        shape: &[usize],
+        dtype: DType,
+        op: &str,
+    ) -> &mut crate::cuda::CudaBuffer {
+        if !crate::layout::same_shape(&self.shape, shape) || self.dtype() != dtype {
+            fail(
+                op,
+                format_args!(
+                    "output array has shape {} and dtype {}, the result needs shape {} and \
+                     dtype {}",
+                    fmt_shape(&self.shape),
+                    self.dtype(),
+                    fmt_shape(shape),
+                    dtype
+                ),
+            )
+        }
+        let n = self.numel();
+        let whole = self.offset == 0 && self.is_contiguous() && self.storage.len() == n.max(1);
+        let unshared = Arc::strong_count(&self.storage) == 1 && Arc::weak_count(&self.storage) == 0;
+        if !whole || !unshared || self.device() != gpu.device {
+            let buffer = gpu
+                .alloc(dtype, n)
+                .unwrap_or_else(|e| crate::cuda::fail(op, e));
+            *self = Array::from_cuda(buffer, shape);
+        }
+        let storage = Arc::get_mut(&mut self.storage).expect("unshared, checked or fresh");
+        storage.cuda_mut().expect("on the device, checked or fresh")
+    }
+
     /// A view of the same storage with another layout. The caller guarantees the layout stays
     /// inside the storage.
     pub(crate) fn with_layout(&self, shape: Shape, strides: Strides, offset: usize) -> Array {
@@ -166,7 +223,10 @@ impl Array {
     /// The whole storage as a typed slice. Panics (naming `op`) on a dtype mismatch.
     #[track_caller]
     pub(crate) fn storage_slice<T: Element>(&self, op: &str) -> &[T] {
-        match T::slice(self.storage.cpu()) {
+        let Some(buffer) = self.storage.cpu() else {
+            crate::error::no_kernel_on(op, self.device())
+        };
+        match T::slice(buffer) {
             Some(s) => s,
             None => crate::error::dtype_fail(op, self.dtype(), T::DTYPE.name()),
         }
@@ -301,7 +361,21 @@ impl Array {
     /// Panics when `T` is not the array's dtype.
     #[track_caller]
     pub fn to_vec<T: Element>(&self) -> Vec<T> {
-        self.values::<T>("to_vec").into_owned()
+        self.to_host("to_vec").values::<T>("to_vec").into_owned()
+    }
+
+    /// `self` when on the host, else a host copy: how the reads that hand elements to the
+    /// caller (`to_vec`, `item`, `Display`) reach a device array. Kernels never use it, so an
+    /// op without a kernel for a device fails instead of moving its operands silently.
+    #[track_caller]
+    pub(crate) fn to_host(&self, op: &str) -> std::borrow::Cow<'_, Array> {
+        if self.device().is_cpu() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        match self.to_device(Device::Cpu) {
+            Ok(a) => std::borrow::Cow::Owned(a),
+            Err(e) => fail(op, format_args!("reading the array back to the host: {e}")),
+        }
     }
 
     /// True when both arrays have the same shape, dtype and elements bit for bit (so NaNs
@@ -323,27 +397,30 @@ impl Array {
         {
             return true;
         }
-        match self.dtype() {
+        let (this, other) = (self.to_host("bit_eq"), other.to_host("bit_eq"));
+        let this = this.as_ref();
+        match this.dtype() {
             DType::F32 => {
-                let (x, y) = (self.values::<f32>("bit_eq"), other.values::<f32>("bit_eq"));
+                let (x, y) = (this.values::<f32>("bit_eq"), other.values::<f32>("bit_eq"));
                 x.iter()
                     .zip(y.iter())
                     .all(|(p, q)| p.to_bits() == q.to_bits())
             }
             DType::F64 => {
-                let (x, y) = (self.values::<f64>("bit_eq"), other.values::<f64>("bit_eq"));
+                let (x, y) = (this.values::<f64>("bit_eq"), other.values::<f64>("bit_eq"));
                 x.iter()
                     .zip(y.iter())
                     .all(|(p, q)| p.to_bits() == q.to_bits())
             }
-            DType::I64 => self.values::<i64>("bit_eq") == other.values::<i64>("bit_eq"),
-            DType::Bool => self.values::<bool>("bit_eq") == other.values::<bool>("bit_eq"),
+            DType::I64 => this.values::<i64>("bit_eq") == other.values::<i64>("bit_eq"),
+            DType::Bool => this.values::<bool>("bit_eq") == other.values::<bool>("bit_eq"),
         }
     }
 
     /// The elements converted to `f64`, whatever the dtype.
     pub fn to_f64_vec(&self) -> Vec<f64> {
-        dispatch_any!(self.dtype(), T => self.values::<T>("to_f64_vec").iter().map(|v| v.to_f64()).collect())
+        let host = self.to_host("to_f64_vec");
+        dispatch_any!(self.dtype(), T => host.values::<T>("to_f64_vec").iter().map(|v| v.to_f64()).collect())
     }
 
     /// The single element of a one-element array.
@@ -361,7 +438,8 @@ impl Array {
                 ),
             )
         }
-        self.storage_slice::<T>("item")[self.offset]
+        let host = self.to_host("item");
+        host.storage_slice::<T>("item")[host.offset]
     }
 
     /// The single element as `f64`, whatever the dtype.
@@ -397,11 +475,12 @@ impl Array {
         // a small op's time) then runs once. With `&mut self` holding the only strong handle
         // and no weak one, nothing can share the storage between the test and `get_mut`.
         let unshared = Arc::strong_count(&self.storage) == 1 && Arc::weak_count(&self.storage) == 0;
-        if !whole || !unshared {
+        if !whole || !unshared || !self.device().is_cpu() {
             *self = Array::from_buffer(Buffer::for_overwrite(T::DTYPE, n), shape);
         }
         let storage = Arc::get_mut(&mut self.storage).expect("unshared, checked or fresh");
-        T::slice_mut(storage.cpu_mut()).expect("dtype checked above")
+        let buffer = storage.cpu_mut().expect("on the host, checked or fresh");
+        T::slice_mut(buffer).expect("dtype checked above")
     }
 
     /// Makes `self` the only handle on a contiguous buffer of exactly its elements (copying
@@ -420,12 +499,29 @@ impl Array {
         Array::from_buffer(Buffer::for_overwrite(dtype, numel(shape)), shape)
     }
 
+    /// [`empty`](Array::empty) on `device`.
+    #[track_caller]
+    pub(crate) fn empty_on(shape: &[usize], dtype: DType, device: Device) -> Array {
+        match device {
+            Device::Cpu => Array::empty(shape, dtype),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(n) => {
+                let buffer = crate::cuda::gpu(n)
+                    .and_then(|g| g.alloc(dtype, numel(shape)))
+                    .unwrap_or_else(|e| crate::cuda::fail("allocating", e));
+                Array::from_cuda(buffer, shape)
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => unreachable!("no device arrays without the cuda feature"),
+        }
+    }
+
     /// A contiguous copy (or `self` when already contiguous with offset 0 over its storage).
     pub fn contiguous(&self) -> Array {
         if self.is_contiguous() {
             return self.clone();
         }
-        let mut out = Array::empty(&self.shape, self.dtype());
+        let mut out = Array::empty_on(&self.shape, self.dtype(), self.device());
         self.contiguous_into(&mut out);
         out
     }
@@ -433,6 +529,10 @@ impl Array {
     /// Copies the elements into `out` (same shape and dtype), row-major.
     #[track_caller]
     pub fn contiguous_into(&self, out: &mut Array) {
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() {
+            return crate::cuda::elementwise::cast(self, self.dtype(), out, "contiguous_into");
+        }
         dispatch_any!(self.dtype(), T => {
             let data = self.storage_slice::<T>("contiguous");
             let dst = out.out_slice::<T>(&self.shape, "contiguous_into");
@@ -442,7 +542,7 @@ impl Array {
 
     /// A row-major copy that owns fresh storage, whatever the layout of `self`.
     pub fn copy(&self) -> Array {
-        let mut out = Array::empty(&self.shape, self.dtype());
+        let mut out = Array::empty_on(&self.shape, self.dtype(), self.device());
         self.contiguous_into(&mut out);
         out
     }

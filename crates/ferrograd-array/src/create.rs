@@ -21,19 +21,30 @@ impl Array {
         dispatch_any!(dtype, T => Array::from_vec(vec![T::from_f64(value); numel(shape)], shape))
     }
 
-    /// Zeros with the shape and dtype of `other`.
+    /// Zeros with the shape, dtype and device of `other`.
+    #[track_caller]
     pub fn zeros_like(other: &Array) -> Array {
-        Array::zeros(other.shape(), other.dtype())
+        Array::full_like(other, 0.0)
     }
 
-    /// Ones with the shape and dtype of `other`.
+    /// Ones with the shape, dtype and device of `other`.
+    #[track_caller]
     pub fn ones_like(other: &Array) -> Array {
-        Array::ones(other.shape(), other.dtype())
+        Array::full_like(other, 1.0)
     }
 
-    /// `value` with the shape and dtype of `other`.
+    /// `value` with the shape, dtype and device of `other`.
+    #[track_caller]
     pub fn full_like(other: &Array, value: f64) -> Array {
-        Array::full(other.shape(), value, other.dtype())
+        let device = other.device();
+        if device.is_cpu() {
+            return Array::full(other.shape(), value, other.dtype());
+        }
+        // one element moved, then broadcast into place on the device
+        match Array::full(&[], value, other.dtype()).to_device(device) {
+            Ok(one) => one.expand(other.shape()).contiguous(),
+            Err(e) => crate::error::fail("full_like", e),
+        }
     }
 
     /// The 1-d array `start, start + step, ...` up to but excluding `end`.
@@ -87,7 +98,7 @@ impl Array {
         if dtype == self.dtype() {
             return self.clone();
         }
-        let mut out = Array::empty(self.shape(), dtype);
+        let mut out = Array::empty_on(self.shape(), dtype, self.device());
         self.to_dtype_into(&mut out);
         out
     }
@@ -95,6 +106,10 @@ impl Array {
     /// [`to_dtype`](Array::to_dtype) into `out`, whose dtype picks the target type.
     #[track_caller]
     pub fn to_dtype_into(&self, out: &mut Array) {
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() {
+            return crate::cuda::elementwise::cast(self, out.dtype(), out, "to_dtype_into");
+        }
         fn cast<S: Element, D: Element>(a: &Array, out: &mut Array) {
             let src = a.values::<S>("to_dtype");
             let dst = out.out_slice::<D>(a.shape(), "to_dtype_into");

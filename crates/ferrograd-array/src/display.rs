@@ -130,7 +130,7 @@ fn gather_shown(a: &Array, summarize: bool) -> Array {
 impl fmt::Display for Array {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let summarize = self.numel() > SUMMARIZE_ABOVE;
-        let cells = format_values(&gather_shown(self, summarize));
+        let cells = format_values(&gather_shown(&self.to_host("Display"), summarize));
         let width = cells.iter().map(|c| c.len()).max().unwrap_or(0);
         f.write_str("array(")?;
         if self.numel() == 0 {
@@ -140,6 +140,9 @@ impl fmt::Display for Array {
         }
         if self.dtype() != DType::F32 {
             write!(f, ", dtype={}", self.dtype())?;
+        }
+        if !self.device().is_cpu() {
+            write!(f, ", device={}", self.device())?;
         }
         f.write_str(")")
     }

@@ -63,6 +63,43 @@ pub fn normalize_path(path: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out.join("/"))
 }
 
+/// Panics for an op reached with an operand on a device it has no kernel for.
+#[track_caller]
+#[cold]
+pub(crate) fn no_kernel_on(op: &str, device: crate::Device) -> ! {
+    fail(
+        op,
+        format_args!(
+            "has no kernel for {device} yet; move the operands with .to_device(Device::Cpu) \
+             (and the result back) around this op"
+        ),
+    )
+}
+
+/// Checks that every operand of an op is on one device (a CPU array of one element, a
+/// scalar, goes with any device, as in PyTorch) and returns that device.
+#[track_caller]
+pub(crate) fn same_device(op: &str, arrays: &[&crate::Array]) -> crate::Device {
+    let mut found: Option<crate::Device> = None;
+    for a in arrays {
+        let d = a.device();
+        if d.is_cpu() && a.ndim() == 0 {
+            continue;
+        }
+        match found {
+            Some(f) if f != d => fail(
+                op,
+                format_args!(
+                    "operands are on different devices ({f} and {d}); move one with \
+                     .to_device(..) first"
+                ),
+            ),
+            _ => found = Some(d),
+        }
+    }
+    found.unwrap_or_default()
+}
+
 #[track_caller]
 #[cold]
 pub(crate) fn dtype_fail(op: &str, got: DType, expected: &str) -> ! {

@@ -163,7 +163,8 @@ impl MapFn {
                 let half = T::from(0.5).expect("0.5 is a float");
                 let two = T::from(2.0).expect("2 is a float");
                 if (x - x.trunc()).abs() == half && (r / two).fract() != T::zero() {
-                    r - x.signum()
+                    // toward even; -0.5 rounds to -0, as in IEEE's roundTiesToEven
+                    (r - x.signum()).copysign(x)
                 } else {
                     r
                 }

@@ -35,6 +35,8 @@
 mod array;
 mod conv;
 mod create;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod decomp;
 mod device;
 mod display;
@@ -61,7 +63,7 @@ mod views;
 
 pub use array::{Array, StorageRef};
 pub use conv::Conv2dParams;
-pub use device::Device;
+pub use device::{Device, DeviceError};
 pub use dtype::{DType, Element, Float, Number};
 pub use error::{normalize_path, Site};
 pub use fused::{Instr, MapFn, Program, Reduction, ZipFn};

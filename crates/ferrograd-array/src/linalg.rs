@@ -361,7 +361,8 @@ impl Array {
     #[track_caller]
     pub fn matmul(&self, other: &Array) -> Array {
         let shape = matmul_shape(self, other, "matmul");
-        let mut out = Array::empty(&shape, self.dtype());
+        let device = crate::error::same_device("matmul", &[self, other]);
+        let mut out = Array::empty_on(&shape, self.dtype(), device);
         self.matmul_into(other, &mut out);
         out
     }
@@ -371,6 +372,10 @@ impl Array {
     pub fn matmul_into(&self, other: &Array, out: &mut Array) {
         let shape = matmul_shape(self, other, "matmul");
         crate::error::same_dtype("matmul", self.dtype(), other.dtype());
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() || !other.device().is_cpu() {
+            return crate::cuda::linalg::matmul(self, other, &shape, out, "matmul");
+        }
         let (a, b) = gemm_operands(self, other);
         dispatch_float!(self.dtype(), "matmul", T => batched::<T>(&a, &b, &shape, out, false))
     }

@@ -227,7 +227,7 @@ macro_rules! reduction {
             /// This form reduces every element to a 0-d array.
             #[track_caller]
             pub fn $all(&self) -> Array {
-                if self.dtype() != DType::Bool && self.numel() > 0 && self.numel() < PARALLEL_MIN {
+                if self.dtype() != DType::Bool && self.numel() > 0 && self.numel() < PARALLEL_MIN && self.device().is_cpu() {
                     // Small contiguous input: one row, no plan.
                     fn row<T: $bound>(x: &[T]) -> T {
                         let f: fn(&[T]) -> T = $row;
@@ -247,7 +247,7 @@ macro_rules! reduction {
             pub fn $dim(&self, dims: impl Dims, keepdim: bool) -> Array {
                 let dims = dims.resolve_all(self.ndim(), stringify!($dim));
                 let dtype = if self.dtype() == DType::Bool { DType::I64 } else { self.dtype() };
-                let mut out = Array::empty(&reduced_shape(self.shape(), &dims, keepdim), dtype);
+                let mut out = Array::empty_on(&reduced_shape(self.shape(), &dims, keepdim), dtype, self.device());
                 self.$into(dims.as_slice(), keepdim, &mut out);
                 out
             }
@@ -257,6 +257,10 @@ macro_rules! reduction {
             pub fn $into(&self, dims: impl Dims, keepdim: bool, out: &mut Array) {
                 let op = stringify!($dim);
                 let dims = dims.resolve_all(self.ndim(), op);
+                #[cfg(feature = "cuda")]
+                if !self.device().is_cpu() {
+                    return crate::cuda::reduce::reduce(self, &dims, keepdim, out, op);
+                }
                 fn row<T: $bound>(x: &[T]) -> T {
                     let f: fn(&[T]) -> T = $row;
                     f(x)

@@ -1,7 +1,8 @@
 //! Typed element buffers and the device storage that owns them.
 //!
-//! `Storage` is an enum over devices so a CUDA buffer becomes one more variant; kernels reach
-//! CPU data only through `Storage::cpu`/`cpu_mut`, which is the one place a device check lives.
+//! `Storage` is an enum over devices; CPU kernels reach their data only through
+//! `Storage::cpu`/`cpu_mut`, which return `None` for another device's buffer (the one place
+//! a CPU kernel meets the device check), and CUDA kernels through `Storage::cuda`.
 
 use crate::recycle::{self, Raw};
 use crate::{DType, Device};
@@ -99,6 +100,8 @@ impl Drop for Buffer {
 #[derive(Debug)]
 pub(crate) enum Data {
     Cpu(Buffer),
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::CudaBuffer),
 }
 
 /// An array's elements, and the memory meter that counts them (see [`crate::MemoryMeter`]).
@@ -117,33 +120,70 @@ impl Storage {
         }
     }
 
+    /// Device storage (no memory meter: the meter counts host memory).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda_buffer(buffer: crate::cuda::CudaBuffer) -> Storage {
+        Storage {
+            data: Data::Cuda(buffer),
+            meter: None,
+        }
+    }
+
     pub(crate) fn device(&self) -> Device {
         match &self.data {
             Data::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "cuda")]
+            Data::Cuda(b) => Device::Cuda(b.ordinal),
         }
     }
 
     pub(crate) fn dtype(&self) -> DType {
         match &self.data {
             Data::Cpu(b) => b.dtype(),
+            #[cfg(feature = "cuda")]
+            Data::Cuda(b) => b.dtype(),
         }
     }
 
     pub(crate) fn len(&self) -> usize {
         match &self.data {
             Data::Cpu(b) => b.len(),
+            #[cfg(feature = "cuda")]
+            Data::Cuda(b) => b.len(),
         }
     }
 
-    pub(crate) fn cpu(&self) -> &Buffer {
+    /// The host buffer, `None` when the storage is on another device.
+    pub(crate) fn cpu(&self) -> Option<&Buffer> {
         match &self.data {
-            Data::Cpu(b) => b,
+            Data::Cpu(b) => Some(b),
+            #[cfg(feature = "cuda")]
+            Data::Cuda(_) => None,
         }
     }
 
-    pub(crate) fn cpu_mut(&mut self) -> &mut Buffer {
+    pub(crate) fn cpu_mut(&mut self) -> Option<&mut Buffer> {
         match &mut self.data {
-            Data::Cpu(b) => b,
+            Data::Cpu(b) => Some(b),
+            #[cfg(feature = "cuda")]
+            Data::Cuda(_) => None,
+        }
+    }
+
+    /// The CUDA buffer, `None` when the storage is on the host.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda(&self) -> Option<&crate::cuda::CudaBuffer> {
+        match &self.data {
+            Data::Cuda(b) => Some(b),
+            Data::Cpu(_) => None,
+        }
+    }
+
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda_mut(&mut self) -> Option<&mut crate::cuda::CudaBuffer> {
+        match &mut self.data {
+            Data::Cuda(b) => Some(b),
+            Data::Cpu(_) => None,
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use ferrograd::{Array, DType, Generator, Tensor, Tree};
 
-/// The tree with every float leaf converted to `dtype` (the seed's `util.cast`; devices come
-/// with CUDA).
+/// The tree with every float leaf converted to `dtype` (the seed's `util.cast`; for its
+/// move to a CUDA type, see [`ferrograd::to_device`]).
 pub fn cast<T: Tree>(tree: &T, dtype: DType) -> T {
     tree.map(&mut |t| {
         if t.dtype().is_float() {

@@ -36,14 +36,16 @@ impl Tensor {
         Tensor::new(Array::full(shape, value, dtype))
     }
 
-    /// Zeros with this tensor's shape and dtype.
+    /// Zeros with this tensor's shape, dtype and device.
+    #[track_caller]
     pub fn zeros_like(&self) -> Tensor {
-        Tensor::zeros(self.shape(), self.dtype())
+        Tensor::new(Array::zeros_like(self.data()))
     }
 
-    /// Ones with this tensor's shape and dtype.
+    /// Ones with this tensor's shape, dtype and device.
+    #[track_caller]
     pub fn ones_like(&self) -> Tensor {
-        Tensor::ones(self.shape(), self.dtype())
+        Tensor::new(Array::ones_like(self.data()))
     }
 
     /// `start, start + step, ...` below `end`.

@@ -918,7 +918,7 @@ fn seed_of(
                     loss.shape()
                 );
             }
-            Tensor::new(Array::ones(loss.shape(), loss.dtype()))
+            loss.ones_like()
         }
     }
 }

@@ -40,8 +40,8 @@ pub use compile::{
 pub use custom::CustomOp;
 pub use debug::{graph as dot_graph, render_svg, DebugError, DebugEvent, DebugHook, Phase};
 pub use ferrograd_array::{
-    broadcast_shapes, Array, Conv2dParams, DType, Device, Dim, Dims, Element, Float, Generator,
-    Index, MemoryMeter, Number, Pool2dParams, Position, Shape,
+    broadcast_shapes, Array, Conv2dParams, DType, Device, DeviceError, Dim, Dims, Element, Float,
+    Generator, Index, MemoryMeter, Number, Pool2dParams, Position, Shape,
 };
 pub use ferrograd_derive::Tree;
 pub use grad::{
@@ -60,7 +60,7 @@ pub use ops::reduce::{DimList, Reduction};
 pub use ops::shape::{ShapeOp, ShapeSpec};
 pub use profile::Profile;
 pub use tensor::Tensor;
-pub use tree::{join_name, leaf_names, leaves, rebuild, visit_child, Tree};
+pub use tree::{join_name, leaf_names, leaves, rebuild, to_device, visit_child, Tree};
 
 /// The array layer, for everything not re-exported at the top.
 pub use ferrograd_array as array;

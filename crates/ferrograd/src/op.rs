@@ -56,6 +56,8 @@ pub enum Op {
     Where,
     /// Conversion to another dtype.
     Cast(crate::DType),
+    /// A copy on another device (the gradient goes back to the input's device).
+    ToDevice(crate::Device),
     /// Reduction over dims.
     Reduce(reduce::Reduction, reduce::DimList, bool),
     /// Running sum along a dim.
@@ -111,6 +113,7 @@ impl PartialEq for Op {
             (Op::Binary(a), Op::Binary(b)) => a == b,
             (Op::Compare(a), Op::Compare(b)) => a == b,
             (Op::Cast(a), Op::Cast(b)) => a == b,
+            (Op::ToDevice(a), Op::ToDevice(b)) => a == b,
             (Op::Reduce(a, x, k), Op::Reduce(b, y, l)) => a == b && x == y && k == l,
             (Op::Cumsum(a), Op::Cumsum(b)) | (Op::Cumprod(a), Op::Cumprod(b)) => a == b,
             (
@@ -150,6 +153,7 @@ impl PartialEq for Op {
                 | Op::Compare(_)
                 | Op::Where
                 | Op::Cast(_)
+                | Op::ToDevice(_)
                 | Op::Reduce(..)
                 | Op::Cumsum(_)
                 | Op::Cumprod(_)
@@ -180,6 +184,7 @@ impl Hash for Op {
             Op::Binary(b) => b.hash(state),
             Op::Compare(c) => c.hash(state),
             Op::Cast(d) => d.hash(state),
+            Op::ToDevice(d) => d.hash(state),
             Op::Reduce(r, dims, keepdim) => (r, dims, keepdim).hash(state),
             Op::Cumsum(d) | Op::Cumprod(d) => d.hash(state),
             Op::ArgExtreme {
@@ -209,6 +214,7 @@ impl Op {
             Op::Compare(c) => c.name(),
             Op::Where => "where",
             Op::Cast(_) => "to_dtype",
+            Op::ToDevice(_) => "to_device",
             Op::Reduce(r, _, _) => r.name(),
             Op::Cumsum(_) => "cumsum",
             Op::Cumprod(_) => "cumprod",
@@ -236,6 +242,7 @@ impl Op {
             | Op::Clamp { .. }
             | Op::Binary(_)
             | Op::Where
+            | Op::ToDevice(_)
             | Op::Reduce(..)
             | Op::Cumsum(_)
             | Op::Cumprod(_)
@@ -259,6 +266,9 @@ impl Op {
             Op::Compare(c) => c.forward(x),
             Op::Where => Array::where_cond(x[0], x[1], x[2]),
             Op::Cast(d) => x[0].to_dtype(*d),
+            Op::ToDevice(d) => x[0]
+                .to_device(*d)
+                .unwrap_or_else(|e| panic!("ferrograd: to_device: {e}")),
             Op::Reduce(r, dims, keepdim) => r.forward(x[0], dims, *keepdim),
             Op::Cumsum(d) => x[0].cumsum(*d),
             Op::Cumprod(d) => x[0].cumprod(*d),
@@ -311,6 +321,7 @@ impl Op {
             Op::Index(i) => return i.forward_into(x, out),
             Op::Nn(n) => return n.forward_into(x, out),
             Op::Leaf
+            | Op::ToDevice(_)
             | Op::ArgExtreme { .. }
             | Op::ArgSort { .. }
             | Op::Linalg(_)
@@ -334,6 +345,10 @@ impl Op {
             }
             Op::Where => elementwise::where_vjp(&x[0], &x[1], &x[2], g, needs),
             Op::Cast(_) => smallvec::smallvec![Some(g.to_dtype(x[0].dtype()))],
+            Op::ToDevice(_) => smallvec::smallvec![Some(
+                g.to_device(x[0].device())
+                    .unwrap_or_else(|e| panic!("ferrograd: to_device's gradient: {e}"))
+            )],
             Op::Reduce(r, dims, keepdim) => reduce::reduce_vjp(*r, dims, *keepdim, &x[0], out, g),
             Op::Cumsum(d) => smallvec::smallvec![Some(g.flip(*d).cumsum(*d).flip(*d))],
             Op::Cumprod(d) => smallvec::smallvec![Some(reduce::cumprod_vjp(*d, &x[0], g))],

@@ -52,6 +52,30 @@ pub fn leaf_names<T: Tree + ?Sized>(tree: &T) -> Vec<String> {
     out
 }
 
+/// The tree with every leaf on `device` (leaves already there are shared, not copied): how
+/// a model moves to a GPU before training, or back to save it.
+///
+/// Either every leaf moves or none does: the first error (no `cuda` feature, no driver, no
+/// such device, out of memory) is returned and the tree is left as it was.
+///
+/// ```
+/// use ferrograd::{Device, Tensor};
+/// let params = vec![Tensor::ones(&[2, 2], ferrograd::DType::F32)];
+/// let same = ferrograd::to_device(&params, Device::Cpu).unwrap();
+/// assert_eq!(same[0].device(), Device::Cpu);
+/// match ferrograd::to_device(&params, Device::Cuda(0)) {
+///     Ok(on_gpu) => assert_eq!(on_gpu[0].device(), Device::Cuda(0)),
+///     Err(e) => println!("staying on the CPU: {e}"),
+/// }
+/// ```
+pub fn to_device<T: Tree>(tree: &T, device: crate::Device) -> Result<T, crate::DeviceError> {
+    let moved = leaves(tree)
+        .iter()
+        .map(|t| t.to_device(device))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rebuild(tree, moved))
+}
+
 /// The tree with its leaves replaced, in order, by `new_leaves`.
 ///
 /// Panics when the number of leaves differs.

@@ -14,7 +14,8 @@ macro_rules! binary {
             #[track_caller]
             pub fn $name(&self, other: &Array) -> Array {
                 let shape = broadcast_pair(stringify!($name), self.shape(), other.shape());
-                let mut out = Array::empty(&shape, self.dtype());
+                let device = crate::error::same_device(stringify!($name), &[self, other]);
+                let mut out = Array::empty_on(&shape, self.dtype(), device);
                 self.$into(other, &mut out);
                 out
             }
@@ -77,7 +78,8 @@ impl Array {
     #[track_caller]
     pub fn zip_fn(&self, other: &Array, f: ZipFn) -> Array {
         let shape = broadcast_pair("zip_fn", self.shape(), other.shape());
-        let mut out = Array::empty(&shape, self.dtype());
+        let device = crate::error::same_device("zip_fn", &[self, other]);
+        let mut out = Array::empty_on(&shape, self.dtype(), device);
         self.zip_fn_into(other, f, &mut out);
         out
     }
@@ -92,6 +94,10 @@ impl Array {
     /// path serves every function (see `kernels.rs`).
     #[track_caller]
     pub(crate) fn zip_fn_named(&self, other: &Array, f: ZipFn, out: &mut Array, op: &str) {
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() || !other.device().is_cpu() {
+            return crate::cuda::elementwise::zip(self, other, f, out, op, false);
+        }
         #[track_caller]
         fn float<T: Float>(a: &Array, b: &Array, f: ZipFn, out: &mut Array, op: &str) {
             zip_into::<T, T>(
@@ -126,6 +132,10 @@ impl Array {
     /// The comparison `f` of every pair, as bool, into `out`.
     #[track_caller]
     fn compare_into(&self, other: &Array, f: ZipFn, out: &mut Array, op: &str) {
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() || !other.device().is_cpu() {
+            return crate::cuda::elementwise::zip(self, other, f, out, op, true);
+        }
         #[track_caller]
         fn typed<T: Element>(a: &Array, b: &Array, f: ZipFn, out: &mut Array, op: &str) {
             zip_into::<T, bool>(a, b, out, op, PARALLEL_MIN, &|d, x, y| {
@@ -164,7 +174,8 @@ macro_rules! compare {
             #[track_caller]
             pub fn $name(&self, other: &Array) -> Array {
                 let shape = broadcast_pair(stringify!($name), self.shape(), other.shape());
-                let mut out = Array::empty(&shape, DType::Bool);
+                let device = crate::error::same_device(stringify!($name), &[self, other]);
+                let mut out = Array::empty_on(&shape, DType::Bool, device);
                 self.$into(other, &mut out);
                 out
             }
@@ -259,9 +270,10 @@ impl Array {
     /// The gradient of `tanh` from its output: `grad * (1 - y²)` in one pass (`self` is `y`).
     #[track_caller]
     pub fn tanh_backward(&self, grad: &Array) -> Array {
-        let mut out = Array::empty(
+        let mut out = Array::empty_on(
             &broadcast_pair("tanh_backward", self.shape(), grad.shape()),
             self.dtype(),
+            crate::error::same_device("tanh_backward", &[self, grad]),
         );
         self.tanh_backward_into(grad, &mut out);
         out
@@ -276,9 +288,10 @@ impl Array {
     /// The gradient of `sigmoid` from its output: `grad * y (1 - y)` in one pass.
     #[track_caller]
     pub fn sigmoid_backward(&self, grad: &Array) -> Array {
-        let mut out = Array::empty(
+        let mut out = Array::empty_on(
             &broadcast_pair("sigmoid_backward", self.shape(), grad.shape()),
             self.dtype(),
+            crate::error::same_device("sigmoid_backward", &[self, grad]),
         );
         self.sigmoid_backward_into(grad, &mut out);
         out

@@ -14,7 +14,7 @@ macro_rules! unary {
             $(#[$doc])*
             #[track_caller]
             pub fn $name(&self) -> Array {
-                let mut out = Array::empty(self.shape(), self.dtype());
+                let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
                 self.$into(&mut out);
                 out
             }
@@ -41,7 +41,7 @@ impl Array {
     /// ```
     #[track_caller]
     pub fn map_fn(&self, f: MapFn) -> Array {
-        let mut out = Array::empty(self.shape(), self.dtype());
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
         self.map_fn_into(f, &mut out);
         out
     }
@@ -56,6 +56,10 @@ impl Array {
     /// vector path serves every function (see `kernels.rs`).
     #[track_caller]
     pub(crate) fn map_fn_named(&self, f: MapFn, out: &mut Array, op: &str) {
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() {
+            return crate::cuda::elementwise::map(self, f, out, op);
+        }
         #[track_caller]
         fn float<T: Float>(a: &Array, f: MapFn, out: &mut Array, op: &str, parallel_min: usize) {
             with_fma!(F => map_into::<T, T>(a, out, op, parallel_min, &|d, s| {
@@ -155,7 +159,7 @@ impl Array {
     /// Clamps into `[min, max]`; either bound may be absent. NaN stays NaN.
     #[track_caller]
     pub fn clamp(&self, min: Option<f64>, max: Option<f64>) -> Array {
-        let mut out = Array::empty(self.shape(), self.dtype());
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
         self.clamp_into(min, max, &mut out);
         out
     }
@@ -177,7 +181,7 @@ impl Array {
     /// ```
     #[track_caller]
     pub fn polygamma(&self, n: u32) -> Array {
-        let mut out = Array::empty(self.shape(), self.dtype());
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
         self.polygamma_into(n, &mut out);
         out
     }
@@ -191,7 +195,7 @@ impl Array {
     /// `x ^ exponent` for a scalar exponent.
     #[track_caller]
     pub fn pow_scalar(&self, exponent: f64) -> Array {
-        let mut out = Array::empty(self.shape(), self.dtype());
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
         self.pow_scalar_into(exponent, &mut out);
         out
     }

@@ -150,6 +150,17 @@ fn rounding_halves_go_to_even() {
         a.round().to_vec::<f64>(),
         vec![0.0, 2.0, 2.0, -0.0, -2.0, -2.0, 2.0, 3.0]
     );
+    // and bit for bit, the sign of a zero included (-0.5 rounds to -0, as IEEE's
+    // roundTiesToEven, PyTorch and CUDA's rint do)
+    let bits = |v: Vec<f64>| v.into_iter().map(f64::to_bits).collect::<Vec<_>>();
+    let want: Vec<f64> = a
+        .to_vec::<f64>()
+        .into_iter()
+        .map(f64::round_ties_even)
+        .collect();
+    assert_eq!(bits(a.round().to_vec::<f64>()), bits(want.clone()));
+    let single: Vec<f64> = a.to_dtype(DType::F32).round().to_f64_vec();
+    assert_eq!(bits(single), bits(want));
 }
 
 #[test]

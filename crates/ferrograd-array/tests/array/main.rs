@@ -6,6 +6,7 @@
 mod common;
 mod conv_pool;
 mod create;
+mod devices;
 mod display;
 mod elementwise;
 mod errors;

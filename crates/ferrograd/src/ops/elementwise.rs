@@ -878,6 +878,32 @@ impl Tensor {
         }
         apply(Op::Cast(dtype), &[self])
     }
+
+    /// The tensor on `device`: `self` when already there, else a copy whose gradient flows
+    /// back to this tensor's device (the seed's `util.cast` to a CUDA type). Moving a whole
+    /// parameter tree: [`to_device`](crate::to_device).
+    ///
+    /// ```
+    /// use ferrograd::{Device, DeviceError, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
+    /// assert_eq!(x.to_device(Device::Cpu).unwrap().to_vec::<f32>(), vec![1.0, 2.0]);
+    /// if let Err(e) = x.to_device(Device::Cuda(0)) {
+    ///     // no `cuda` feature, driver or GPU here: the error says which
+    ///     assert!(matches!(e, DeviceError::NotBuilt { .. } | DeviceError::NoDriver { .. }
+    ///         | DeviceError::NoSuchDevice { .. }));
+    /// }
+    /// ```
+    pub fn to_device(&self, device: crate::Device) -> Result<Tensor, crate::DeviceError> {
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        // the move itself can fail (no driver, no such GPU): try it on one element first, so
+        // the op below (which cannot return an error) fails only on what cannot be foreseen
+        Array::zeros(&[], self.dtype())
+            .to_device(device)
+            .and_then(|probe| probe.to_device(crate::Device::Cpu))?;
+        Ok(apply(Op::ToDevice(device), &[self]))
+    }
 }
 
 /// `tensor ∘ s` for the four operators (subtraction becomes `+ (-s)`).

@@ -8,6 +8,7 @@ mod checkpoint;
 mod common;
 mod custom;
 mod debugger;
+mod devices;
 mod errors;
 mod indexing;
 mod linalg;

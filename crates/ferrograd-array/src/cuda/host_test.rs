@@ -1,0 +1,527 @@
+//! The generated CUDA kernels run on the host: every kernel source compiled by the system's
+//! C++ compiler with the CUDA keywords defined away (one block of one thread, so each
+//! grid-stride loop visits every element), called on host memory with the layouts and
+//! arguments the backend builds, and compared with the CPU ops. This checks what the kernels
+//! compute (indexing, broadcasting, scalar operands, NaN rules, casts, reductions) on any
+//! machine; only the launch and the device's own math library are left to the GPU tests.
+
+use std::ffi::c_void;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use super::elementwise::{layout, scalar_bits};
+use super::source::{self, Layout, Reduce};
+use crate::dtype::Element;
+use crate::fused::{MapFn, ZipFn};
+use crate::{Array, DType};
+
+/// What stands in for the CUDA runtime on the host.
+const HOST_PRELUDE: &str = r#"
+#include <math.h>
+#include <string.h>
+struct fg_dim3 { unsigned int x, y, z; };
+static const fg_dim3 blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0};
+static const fg_dim3 blockDim = {1, 1, 1}, gridDim = {1, 1, 1};
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+#define __syncthreads()
+static inline float __uint_as_float(unsigned int u) { float f; memcpy(&f, &u, 4); return f; }
+static inline double __longlong_as_double(long long u) { double f; memcpy(&f, &u, 8); return f; }
+// the inverse error function (CUDA's math library has it, the C library does not):
+// Newton's method on erf from Giles's single-precision approximation
+static double erfinv(double y) {
+    if (y != y || y < -1.0 || y > 1.0) return NAN;
+    if (y == 1.0) return INFINITY;
+    if (y == -1.0) return -INFINITY;
+    double w = -log((1.0 - y) * (1.0 + y)), x;
+    if (w < 5.0) {
+        w -= 2.5;
+        x = 2.81022636e-08;
+        x = 3.43273939e-07 + x * w; x = -3.5233877e-06 + x * w; x = -4.39150654e-06 + x * w;
+        x = 0.00021858087 + x * w; x = -0.00125372503 + x * w; x = -0.00417768164 + x * w;
+        x = 0.246640727 + x * w; x = 1.50140941 + x * w;
+    } else {
+        w = sqrt(w) - 3.0;
+        x = -0.000200214257;
+        x = 0.000100950558 + x * w; x = 0.00134934322 + x * w; x = -0.00367342844 + x * w;
+        x = 0.00573950773 + x * w; x = -0.0076224613 + x * w; x = 0.00943887047 + x * w;
+        x = 1.00167406 + x * w; x = 2.83297682 + x * w;
+    }
+    x *= y;
+    for (int i = 0; i < 3; ++i) x -= (erf(x) - y) / (1.1283791670955126 * exp(-x * x));
+    return x;
+}
+static float erfinvf(float y) { return (float)erfinv((double)y); }
+"#;
+
+/// The kernels compiled for the host, `None` (with the reason printed) where there is no
+/// C++ compiler.
+fn kernels() -> Option<&'static libloading::Library> {
+    static LIB: OnceLock<Option<libloading::Library>> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("ferrograd-host-kernels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let mut code = String::from(HOST_PRELUDE);
+        for (i, (_, src)) in source::all_sources().iter().enumerate() {
+            code.push_str(&format!("namespace k{i} {{\n{src}\n}}\n"));
+        }
+        let cpp = dir.join("kernels.cpp");
+        let lib: PathBuf = dir.join("kernels.so");
+        std::fs::write(&cpp, code).expect("writing the kernels' source");
+        let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+        let status = std::process::Command::new(&cxx)
+            .args(["-O1", "-shared", "-fPIC", "-std=c++14", "-o"])
+            .arg(&lib)
+            .arg(&cpp)
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => panic!(
+                "{cxx} failed ({s}) on the kernels' host source {}",
+                cpp.display()
+            ),
+            Err(e) => {
+                eprintln!(
+                    "skipped: no C++ compiler `{cxx}` to build the kernels for the host: {e}"
+                );
+                return None;
+            }
+        }
+        // SAFETY: the library is our own kernels, which run no code when loaded.
+        Some(unsafe { libloading::Library::new(&lib) }.expect("loading the host kernels"))
+    })
+    .as_ref()
+}
+
+/// The address of a host array's storage.
+fn base<T: Element>(a: &Array) -> *const c_void {
+    a.storage_slice::<T>("test").as_ptr().cast()
+}
+
+type MapKernel = unsafe extern "C" fn(*mut c_void, *const c_void, Layout, i64, f64, f64, i32);
+type ZipKernel = unsafe extern "C" fn(
+    *mut c_void,
+    *const c_void,
+    Layout,
+    *const c_void,
+    Layout,
+    i64,
+    u64,
+    u64,
+    i32,
+);
+type CastKernel = unsafe extern "C" fn(*mut c_void, *const c_void, Layout, i64);
+type ReduceKernel = unsafe extern "C" fn(*mut c_void, *const c_void, Layout, Layout, i64, i64, f64);
+
+/// The kernel `name` from the host library.
+fn symbol<F: Copy>(lib: &libloading::Library, name: &str) -> F {
+    // SAFETY: every caller names the kernel's type as its generated signature declares it.
+    unsafe {
+        *lib.get::<F>(name.as_bytes())
+            .unwrap_or_else(|e| panic!("kernel {name}: {e}"))
+    }
+}
+
+/// `f(a)` by the host-compiled kernel, as the backend launches it.
+fn run_map<T: Element>(lib: &libloading::Library, f: MapFn, a: &Array) -> Array {
+    let k: MapKernel = symbol(lib, &source::map_name(f, a.dtype()));
+    let mut out = vec![T::default(); a.numel()];
+    let (p0, p1, flags) = source::map_params(f);
+    // SAFETY: the kernel's signature; `a`'s storage holds what its layout addresses.
+    unsafe {
+        k(
+            out.as_mut_ptr().cast(),
+            base::<T>(a),
+            layout(a, a.shape(), "test"),
+            a.numel() as i64,
+            p0,
+            p1,
+            flags,
+        )
+    };
+    Array::from_vec(out, a.shape())
+}
+
+/// `f(a, b)` (a 0-d operand as a scalar argument) by the host-compiled kernel.
+fn run_zip<T: Element, U: Element>(
+    lib: &libloading::Library,
+    f: ZipFn,
+    a: &Array,
+    b: &Array,
+    compare: bool,
+) -> Array {
+    let shape = crate::elementwise::broadcast_pair("test", a.shape(), b.shape());
+    let k: ZipKernel = symbol(lib, &source::zip_name(f, a.dtype(), compare));
+    let n: usize = shape.iter().product();
+    let mut out = vec![U::default(); n];
+    let operand = |x: &Array| {
+        if x.ndim() == 0 {
+            (std::ptr::null(), scalar_bits(x), 1)
+        } else {
+            (base::<T>(x), 0, 0)
+        }
+    };
+    let ((px, sx, fx), (py, sy, fy)) = (operand(a), operand(b));
+    // SAFETY: the kernel's signature; each operand's storage holds what its layout
+    // addresses, and a scalar's null pointer is never read.
+    unsafe {
+        k(
+            out.as_mut_ptr().cast(),
+            px,
+            layout(a, &shape, "test"),
+            py,
+            layout(b, &shape, "test"),
+            n as i64,
+            sx,
+            sy,
+            fx | fy << 1,
+        )
+    };
+    Array::from_vec(out, &shape)
+}
+
+/// True when `got` is `want` within `rel` (relative, or absolute below 1), NaN matching
+/// NaN and infinities matching exactly.
+fn close(got: &Array, want: &Array, rel: f64) -> Result<(), String> {
+    assert_eq!(got.shape(), want.shape());
+    for (i, (g, w)) in got
+        .to_f64_vec()
+        .into_iter()
+        .zip(want.to_f64_vec())
+        .enumerate()
+    {
+        let ok = if w.is_nan() || g.is_nan() {
+            w.is_nan() && g.is_nan()
+        } else if w.is_infinite() || g.is_infinite() {
+            g == w
+        } else {
+            (g - w).abs() <= rel * w.abs().max(1.0)
+        };
+        if !ok {
+            return Err(format!("element {i}: kernel {g}, CPU {w}"));
+        }
+    }
+    Ok(())
+}
+
+/// A non-contiguous float operand: a transposed view over values that include the awkward
+/// ones (NaN, ±∞, ±0, halves for rounding, values near and past each function's domain).
+fn awkward(dtype: DType) -> Array {
+    let v = [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        0.0,
+        -0.0,
+        0.5,
+        -0.5,
+        1.5,
+        2.5,
+        -2.5,
+        0.999,
+        -0.999,
+        1e-4,
+        -1e-4,
+        3.25,
+        -3.25,
+        0.3,
+        -0.7,
+        7.0,
+        -7.5,
+        20.0,
+        -20.0,
+        1.0,
+        -1.0,
+    ];
+    Array::from_vec(v.to_vec(), &[4, 6])
+        .to_dtype(dtype)
+        .transpose(0, 1)
+}
+
+#[test]
+fn one_input_kernels_compute_what_the_cpu_ops_do() {
+    let Some(lib) = kernels() else { return };
+    let functions = [
+        MapFn::Neg,
+        MapFn::Abs,
+        MapFn::Sign,
+        MapFn::Relu,
+        MapFn::Exp,
+        MapFn::Log,
+        MapFn::Log1p,
+        MapFn::Expm1,
+        MapFn::Sin,
+        MapFn::Cos,
+        MapFn::Tan,
+        MapFn::Sinh,
+        MapFn::Cosh,
+        MapFn::Asin,
+        MapFn::Acos,
+        MapFn::Atan,
+        MapFn::Erf,
+        MapFn::Erfinv,
+        MapFn::Lgamma,
+        MapFn::Digamma,
+        MapFn::Polygamma(1),
+        MapFn::Polygamma(2),
+        MapFn::Trunc,
+        MapFn::Tanh,
+        MapFn::Sigmoid,
+        MapFn::Sqrt,
+        MapFn::Rsqrt,
+        MapFn::Floor,
+        MapFn::Ceil,
+        MapFn::Round,
+        MapFn::Reciprocal,
+        MapFn::Square,
+        MapFn::Identity,
+        MapFn::Powi(3),
+        MapFn::Powi(-2),
+        MapFn::Powf(0.5),
+        MapFn::Powf(-1.5),
+        MapFn::Clamp(Some(-1.0), Some(2.0)),
+        MapFn::Clamp(None, Some(0.25)),
+        MapFn::Clamp(Some(0.0), None),
+    ];
+    let mut failures = Vec::new();
+    for dtype in [DType::F32, DType::F64] {
+        let x = awkward(dtype);
+        // f32 functions are computed by different polynomials on each side
+        let rel = if dtype == DType::F32 { 2e-5 } else { 1e-12 };
+        for f in functions {
+            let got = match dtype {
+                DType::F32 => run_map::<f32>(lib, f, &x),
+                _ => run_map::<f64>(lib, f, &x),
+            };
+            // the exact functions must agree bit for bit (NaN rules, signs of zero, halves)
+            let exact = !f.is_transcendental() && !matches!(f, MapFn::Powi(_) | MapFn::Powf(_));
+            let want = x.map_fn(f);
+            let verdict = if exact {
+                if got.bit_eq(&want) {
+                    Ok(())
+                } else {
+                    Err(format!("{:?} vs {:?}", got.to_f64_vec(), want.to_f64_vec()))
+                }
+            } else {
+                close(&got, &want, rel)
+            };
+            if let Err(e) = verdict {
+                failures.push(format!("{f:?} {dtype}: {e}"));
+            }
+        }
+    }
+    let ints = Array::from_vec(vec![-7i64, -1, 0, 1, 5, i64::MAX, i64::MIN + 1, 3], &[2, 4]).t();
+    for f in [
+        MapFn::Neg,
+        MapFn::Abs,
+        MapFn::Sign,
+        MapFn::Relu,
+        MapFn::Clamp(Some(-2.0), Some(4.0)),
+    ] {
+        let got = run_map::<i64>(lib, f, &ints);
+        if got.to_vec::<i64>() != ints.map_fn(f).to_vec::<i64>() {
+            failures.push(format!("{f:?} i64: {:?}", got.to_vec::<i64>()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn two_input_kernels_broadcast_and_take_scalars_as_the_cpu_ops_do() {
+    let Some(lib) = kernels() else { return };
+    let mut failures = Vec::new();
+    for dtype in [DType::F32, DType::F64] {
+        let rel = if dtype == DType::F32 { 2e-5 } else { 1e-12 };
+        // [4, 1, 6] against a transposed [6] row broadcast, and each against a scalar
+        let a = awkward(dtype).reshape(&[6, 1, 4]).transpose(0, 2);
+        let b = Array::from_vec(vec![2.0, -0.5, f64::NAN, 0.0, -3.0, 1.5], &[6]).to_dtype(dtype);
+        let s = Array::full(&[], -1.25, dtype);
+        for f in [
+            ZipFn::Add,
+            ZipFn::Sub,
+            ZipFn::Mul,
+            ZipFn::Div,
+            ZipFn::Maximum,
+            ZipFn::Minimum,
+            ZipFn::Pow,
+            ZipFn::Atan2,
+            ZipFn::Fmod,
+            ZipFn::Remainder,
+            ZipFn::TanhBackward,
+            ZipFn::SigmoidBackward,
+            ZipFn::Eq,
+            ZipFn::Ne,
+            ZipFn::Lt,
+            ZipFn::Le,
+            ZipFn::Gt,
+            ZipFn::Ge,
+        ] {
+            for (x, y) in [(&a, &b), (&b, &a), (&a, &s), (&s, &b)] {
+                let got = match dtype {
+                    DType::F32 => run_zip::<f32, f32>(lib, f, x, y, false),
+                    _ => run_zip::<f64, f64>(lib, f, x, y, false),
+                };
+                if let Err(e) = close(&got, &x.zip_fn(y, f), rel) {
+                    failures.push(format!(
+                        "{f:?} {dtype} {:?}·{:?}: {e}",
+                        x.shape(),
+                        y.shape()
+                    ));
+                }
+                if source::compare_op(f).is_some() {
+                    let got = match dtype {
+                        DType::F32 => run_zip::<f32, bool>(lib, f, x, y, true),
+                        _ => run_zip::<f64, bool>(lib, f, x, y, true),
+                    };
+                    let want = x.zip_fn(y, f).ne(&Array::full(&[], 0.0, dtype));
+                    if !got.bit_eq(&want) {
+                        failures.push(format!("{f:?} {dtype} as bool"));
+                    }
+                }
+            }
+        }
+    }
+    let a = Array::from_vec(vec![-7i64, 9, 4, -3, 10, 0], &[3, 2]).t();
+    let b = Array::from_vec(vec![3i64, -2, 5], &[3]);
+    let s = Array::full(&[], -4.0, DType::I64);
+    for f in [
+        ZipFn::Add,
+        ZipFn::Sub,
+        ZipFn::Mul,
+        ZipFn::Div,
+        ZipFn::Maximum,
+        ZipFn::Minimum,
+        ZipFn::Fmod,
+        ZipFn::Remainder,
+    ] {
+        for (x, y) in [(&a, &b), (&a, &s)] {
+            let got = run_zip::<i64, i64>(lib, f, x, y, false);
+            if got.to_vec::<i64>() != x.zip_fn(y, f).to_vec::<i64>() {
+                failures.push(format!("{f:?} i64: {:?}", got.to_vec::<i64>()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn cast_kernels_convert_as_to_dtype_does() {
+    let Some(lib) = kernels() else { return };
+    let v = [
+        f64::NAN,
+        f64::INFINITY,
+        -1e20,
+        2.7,
+        -2.7,
+        0.0,
+        -0.0,
+        1.0,
+        1e20,
+        f64::NEG_INFINITY,
+    ];
+    let dtypes = [DType::F32, DType::F64, DType::I64, DType::Bool];
+    for from in dtypes {
+        let x = Array::from_vec(v.to_vec(), &[2, 5]).to_dtype(from).t();
+        for to in dtypes {
+            let k: CastKernel = symbol(lib, &source::cast_name(from, to));
+            let want = x.to_dtype(to);
+            let mut out = Array::zeros(x.shape(), to);
+            macro_rules! run {
+                ($s:ty, $d:ty) => {{
+                    let dst = out
+                        .out_slice::<$d>(&x.shape().to_vec(), "test")
+                        .as_mut_ptr();
+                    // SAFETY: the kernel's signature; `x`'s storage holds what its layout
+                    // addresses, `dst` 10 elements.
+                    unsafe {
+                        k(
+                            dst.cast(),
+                            base::<$s>(&x),
+                            layout(&x, x.shape(), "test"),
+                            10,
+                        )
+                    }
+                }};
+            }
+            crate::dtype::dispatch_any!(from, S => crate::dtype::dispatch_any!(to, D => run!(S, D)));
+            assert!(out.bit_eq(&want), "{from} -> {to}: {} vs {}", out, want);
+        }
+    }
+}
+
+#[test]
+fn reduction_kernels_sum_and_pick_extremes_over_any_dims() {
+    let Some(lib) = kernels() else { return };
+    let values: Vec<f64> = (0..60)
+        .map(|i| ((i * 37 % 23) as f64 - 11.0) * 0.25)
+        .collect();
+    for dtype in [DType::F32, DType::F64, DType::I64] {
+        let mut v = values.clone();
+        if dtype.is_float() {
+            v[17] = f64::NAN;
+        }
+        // a permuted view: no dim is contiguous with its neighbour
+        let x = Array::from_vec(v, &[3, 4, 5])
+            .to_dtype(dtype)
+            .permute(&[2, 0, 1]);
+        for dims in [vec![0], vec![1], vec![2], vec![0, 2], vec![0, 1, 2]] {
+            for (r, mean) in [
+                (Reduce::Sum, false),
+                (Reduce::Sum, true),
+                (Reduce::Max, false),
+                (Reduce::Min, false),
+            ] {
+                if mean && !dtype.is_float() {
+                    continue;
+                }
+                let op = match (r, mean) {
+                    (Reduce::Sum, false) => "sum_dim",
+                    (Reduce::Sum, true) => "mean_dim",
+                    (Reduce::Max, _) => "amax_dim",
+                    (Reduce::Min, _) => "amin_dim",
+                };
+                let want = match op {
+                    "sum_dim" => x.sum_dim(dims.as_slice(), true),
+                    "mean_dim" => x.mean_dim(dims.as_slice(), true),
+                    "amax_dim" => x.amax_dim(dims.as_slice(), true),
+                    _ => x.amin_dim(dims.as_slice(), true),
+                };
+                let plan = super::reduce::plan(&x, &dims, true, op);
+                assert_eq!(plan.shape, want.shape());
+                let k: ReduceKernel = symbol(lib, &source::reduce_name(r, dtype));
+                let scale = if mean { 1.0 / plan.n_red as f64 } else { 1.0 };
+                let mut out = Array::zeros(&plan.shape, dtype);
+                macro_rules! run {
+                    ($t:ty) => {{
+                        let dst = out.out_slice::<$t>(&plan.shape, "test").as_mut_ptr();
+                        // SAFETY: the kernel's signature; `x`'s storage holds what the
+                        // plan's layouts address, `dst` n_out elements.
+                        unsafe {
+                            k(
+                                dst.cast(),
+                                base::<$t>(&x),
+                                plan.lo,
+                                plan.lr,
+                                plan.n_out as i64,
+                                plan.n_red as i64,
+                                scale,
+                            )
+                        }
+                    }};
+                }
+                match dtype {
+                    DType::F32 => run!(f32),
+                    DType::F64 => run!(f64),
+                    _ => run!(i64),
+                }
+                let rel = if dtype == DType::F32 { 1e-6 } else { 1e-14 };
+                if let Err(e) = close(&out, &want, rel) {
+                    panic!("{op} {dtype} over {dims:?}: {e}");
+                }
+            }
+        }
+    }
+}

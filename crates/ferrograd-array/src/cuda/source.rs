@@ -1,0 +1,654 @@
+//! CUDA C for the device kernels, generated from the op tables the CPU loops use
+//! ([`MapFn`], [`ZipFn`]), and its compilation by NVRTC.
+//!
+//! Each kernel is one `extern "C"` function in a source of its own, named after its op and
+//! element types (`map_exp_f32`, `zip_add_f64`, `cast_i64_f32`, `sum_f32`), so the cache of
+//! compiled kernels is keyed by name. Parameters that vary between calls (a clamp's bounds,
+//! a power's exponent, a scalar operand) are kernel arguments, not baked into the source.
+//! Every kernel reads its inputs through a [`Layout`] (any strides, broadcasting included)
+//! and writes a contiguous output, grid-stride.
+//!
+//! The element functions follow the CPU's definitions exactly where those are not a
+//! library's rounding: NaN handling of `maximum`/`minimum`/`relu`/`sign`/`clamp`, rounding
+//! halves to even, `remainder` with the divisor's sign, casts that saturate (NaN to 0) as
+//! Rust's `as` does. Transcendental functions are CUDA's (within a few ulps of the CPU's).
+
+use cudarc::driver::DeviceRepr;
+
+use crate::fused::{MapFn, ZipFn};
+use crate::{DType, DeviceError};
+
+/// The most dims a kernel's [`Layout`] takes (after merging dims that are contiguous in
+/// each other).
+pub(crate) const MAX_DIMS: usize = 8;
+
+/// How a kernel finds element `i` (row-major over `shape`) of an operand: `ndim < 0` means
+/// contiguous from `offset`. Mirrors the `Layout` struct of [`PRELUDE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    pub(crate) ndim: i64,
+    pub(crate) offset: i64,
+    pub(crate) shape: [i64; MAX_DIMS],
+    pub(crate) strides: [i64; MAX_DIMS],
+}
+
+// SAFETY: `Layout` is `repr(C)` plain integers, laid out as the C struct of `PRELUDE`.
+unsafe impl DeviceRepr for Layout {}
+
+/// Definitions every kernel source starts with.
+const PRELUDE: &str = r#"
+struct Layout { long long ndim; long long offset; long long shape[8]; long long strides[8]; };
+
+__device__ __forceinline__ long long fg_at(const Layout& l, long long i) {
+    if (l.ndim < 0) return l.offset + i;
+    long long off = l.offset;
+    for (int d = (int)l.ndim - 1; d >= 0; --d) {
+        long long s = l.shape[d];
+        off += (i % s) * l.strides[d];
+        i /= s;
+    }
+    return off;
+}
+
+template <typename T> __device__ __forceinline__ T fg_powi(T x, int n) {
+    unsigned int m = n < 0 ? 0u - (unsigned int)n : (unsigned int)n;
+    T r = (T)1;
+    while (m) {
+        if (m & 1u) r *= x;
+        x *= x;
+        m >>= 1;
+    }
+    return n < 0 ? (T)1 / r : r;
+}
+
+template <typename T> __device__ __forceinline__ T fg_clamp(T x, int flags, T lo, T hi) {
+    if ((flags & 1) && x < lo) x = lo;
+    if ((flags & 2) && x > hi) x = hi;
+    return x;
+}
+
+__device__ __forceinline__ long long fg_to_i64(double v) {
+    if (v != v) return 0;
+    if (v >= 9223372036854775807.0) return 9223372036854775807LL;
+    if (v <= -9223372036854775808.0) return (-9223372036854775807LL - 1LL);
+    return (long long)v;
+}
+"#;
+
+/// `digamma` and `polygamma` in double, as the CPU's `special.rs` computes them.
+const SPECIAL: &str = r#"
+__device__ double fg_digamma(double x) {
+    const double PI = 3.141592653589793238462643383279502884;
+    if (x != x || x == -1.0 / 0.0) return 0.0 / 0.0;
+    if (x == 0.0) return signbit(x) ? 1.0 / 0.0 : -1.0 / 0.0;
+    double reflect = 0.0;
+    if (x < 0.0) {
+        if (x == floor(x)) return 0.0 / 0.0;
+        reflect = -PI / tan(PI * x);
+        x = 1.0 - x;
+    }
+    double shift = 0.0;
+    while (x < 10.0) { shift -= 1.0 / x; x += 1.0; }
+    double inv2 = 1.0 / (x * x);
+    double series = inv2 * (1.0 / 12.0 - inv2 * (1.0 / 120.0 - inv2 * (1.0 / 252.0
+        - inv2 * (1.0 / 240.0 - inv2 * (1.0 / 132.0 - inv2 * 691.0 / 32760.0)))));
+    return shift + log(x) - 0.5 / x - series + reflect;
+}
+
+__device__ double fg_hurwitz_zeta(double s, double q) {
+    const double FACTORS[12] = {12.0, -720.0, 30240.0, -1209600.0, 47900160.0,
+        -1.8924375803183792e9, 7.47242496e10, -2.950130727918164e12, 1.1646782814350067e14,
+        -4.597978722407473e15, 1.8152105401943547e17, -7.166165256175667e18};
+    if (q <= 0.0 && q == floor(q)) return 1.0 / 0.0;
+    double sum = pow(q, -s), a = q, term = 0.0;
+    int i = 0;
+    while (i < 9 || a <= 9.0) {
+        i += 1; a += 1.0;
+        term = pow(a, -s);
+        sum += term;
+        if (fabs(term / sum) < 2.220446049250313e-16) return sum;
+    }
+    double w = a;
+    sum += term * w / (s - 1.0);
+    sum -= 0.5 * term;
+    double rising = 1.0, k = 0.0;
+    for (int j = 0; j < 12; ++j) {
+        rising *= s + k;
+        term /= w;
+        double t = rising * term / FACTORS[j];
+        sum += t;
+        if (fabs(t / sum) < 2.220446049250313e-16) break;
+        k += 1.0;
+        rising *= s + k;
+        term /= w;
+        k += 1.0;
+    }
+    return sum;
+}
+
+__device__ double fg_polygamma(int n, double x) {
+    if (n == 0) return fg_digamma(x);
+    if (x != x) return x;
+    double factorial = 1.0;
+    for (int j = 2; j <= n; ++j) factorial *= (double)j;
+    double sign = (n % 2 == 1) ? 1.0 : -1.0;
+    return sign * factorial * fg_hurwitz_zeta((double)n + 1.0, x);
+}
+"#;
+
+/// The C type of a dtype.
+pub(crate) fn c_type(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "float",
+        DType::F64 => "double",
+        DType::I64 => "long long",
+        DType::Bool => "bool",
+    }
+}
+
+/// The short name in kernel names.
+pub(crate) fn short(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "f32",
+        DType::F64 => "f64",
+        DType::I64 => "i64",
+        DType::Bool => "bool",
+    }
+}
+
+/// A math library function for the float type: `expf` for f32, `exp` for f64.
+fn math(name: &str, dtype: DType) -> String {
+    match dtype {
+        DType::F32 => format!("{name}f"),
+        _ => name.to_string(),
+    }
+}
+
+/// A lower-case name for a function of the table (its `Debug` name).
+fn fn_name(debug: &str) -> String {
+    let head = debug.split('(').next().unwrap_or(debug);
+    let mut out = String::new();
+    for (i, c) in head.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// The C expression of `f` at `v` in `dtype` (`p0`, `p1`, `flags`: the kernel's parameter
+/// arguments), `None` where the function is not defined for the dtype.
+pub(crate) fn map_expr(f: MapFn, dtype: DType) -> Option<String> {
+    let t = c_type(dtype);
+    let float = dtype.is_float();
+    if dtype == DType::Bool || !float && !f.is_number() {
+        return None;
+    }
+    let call = |name: &str| format!("{}(v)", math(name, dtype));
+    Some(match f {
+        MapFn::Neg => "-v".into(),
+        MapFn::Abs => "(v < 0 ? -v : v)".into(),
+        MapFn::Sign => format!("(v > 0 ? ({t})1 : (v < 0 ? ({t})-1 : v))"),
+        MapFn::Relu => format!("(v < 0 ? ({t})0 : v)"),
+        MapFn::Clamp(..) => format!("fg_clamp<{t}>(v, flags, ({t})p0, ({t})p1)"),
+        MapFn::Identity => "v".into(),
+        MapFn::Exp => call("exp"),
+        MapFn::Log => call("log"),
+        MapFn::Log1p => call("log1p"),
+        MapFn::Expm1 => call("expm1"),
+        MapFn::Sin => call("sin"),
+        MapFn::Cos => call("cos"),
+        MapFn::Tan => call("tan"),
+        MapFn::Sinh => call("sinh"),
+        MapFn::Cosh => call("cosh"),
+        MapFn::Asin => call("asin"),
+        MapFn::Acos => call("acos"),
+        MapFn::Atan => call("atan"),
+        MapFn::Erf => call("erf"),
+        MapFn::Erfinv => call("erfinv"),
+        MapFn::Lgamma => call("lgamma"),
+        MapFn::Digamma => format!("({t})fg_digamma((double)v)"),
+        MapFn::Polygamma(_) => format!("({t})fg_polygamma((int)p0, (double)v)"),
+        MapFn::Trunc => call("trunc"),
+        MapFn::Tanh => call("tanh"),
+        MapFn::Sigmoid => format!("(({t})1 / (({t})1 + {}(-v)))", math("exp", dtype)),
+        MapFn::Sqrt => call("sqrt"),
+        MapFn::Rsqrt => format!("(({t})1 / {}(v))", math("sqrt", dtype)),
+        MapFn::Floor => call("floor"),
+        MapFn::Ceil => call("ceil"),
+        MapFn::Round => call("rint"),
+        MapFn::Reciprocal => format!("(({t})1 / v)"),
+        MapFn::Square => "(v * v)".into(),
+        MapFn::Powi(_) => format!("fg_powi<{t}>(v, (int)p0)"),
+        MapFn::Powf(_) => format!("{}(v, ({t})p0)", math("pow", dtype)),
+    })
+}
+
+/// The kernel parameters of `f`: `(p0, p1, flags)`.
+pub(crate) fn map_params(f: MapFn) -> (f64, f64, i32) {
+    match f {
+        MapFn::Clamp(lo, hi) => (
+            lo.unwrap_or(0.0),
+            hi.unwrap_or(0.0),
+            i32::from(lo.is_some()) | i32::from(hi.is_some()) << 1,
+        ),
+        MapFn::Polygamma(n) => (f64::from(n), 0.0, 0),
+        MapFn::Powi(n) => (f64::from(n), 0.0, 0),
+        MapFn::Powf(e) => (e, 0.0, 0),
+        _ => (0.0, 0.0, 0),
+    }
+}
+
+/// The name of `f`'s kernel from `dtype` to `out` (the two differ for a cast only).
+pub(crate) fn map_name(f: MapFn, dtype: DType) -> String {
+    format!("map_{}_{}", fn_name(&format!("{f:?}")), short(dtype))
+}
+
+/// The source of `f`'s kernel: `out[i] = f(x[at(i)])`.
+pub(crate) fn map_source(f: MapFn, dtype: DType) -> Option<String> {
+    let expr = map_expr(f, dtype)?;
+    let t = c_type(dtype);
+    let name = map_name(f, dtype);
+    let special = if matches!(f, MapFn::Digamma | MapFn::Polygamma(_)) {
+        SPECIAL
+    } else {
+        ""
+    };
+    Some(format!(
+        "{PRELUDE}{special}
+extern \"C\" __global__ void {name}({t}* __restrict__ out, const {t}* __restrict__ x, Layout lx,
+        long long n, double p0, double p1, int flags) {{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+            i += (long long)gridDim.x * blockDim.x) {{
+        {t} v = x[fg_at(lx, i)];
+        out[i] = {expr};
+    }}
+}}
+"
+    ))
+}
+
+/// The C expression of `f` at `(a, b)` in `dtype`, `None` where not defined for it.
+pub(crate) fn zip_expr(f: ZipFn, dtype: DType) -> Option<String> {
+    let t = c_type(dtype);
+    if dtype == DType::Bool || !dtype.is_float() && !f.is_number() {
+        return None;
+    }
+    let fmod = if dtype.is_float() {
+        format!("{}(a, b)", math("fmod", dtype))
+    } else {
+        "(a % b)".into()
+    };
+    let mask = |op: &str| format!("(a {op} b ? ({t})1 : ({t})0)");
+    Some(match f {
+        ZipFn::Add => "(a + b)".into(),
+        ZipFn::Sub => "(a - b)".into(),
+        ZipFn::Mul => "(a * b)".into(),
+        ZipFn::Div => "(a / b)".into(),
+        ZipFn::Maximum => "(a != a ? a : (b != b ? b : (b > a ? b : a)))".into(),
+        ZipFn::Minimum => "(a != a ? a : (b != b ? b : (b < a ? b : a)))".into(),
+        ZipFn::Pow => format!("{}(a, b)", math("pow", dtype)),
+        ZipFn::Atan2 => format!("{}(a, b)", math("atan2", dtype)),
+        ZipFn::Fmod => fmod,
+        ZipFn::Remainder => format!(
+            "([&]() {{ {t} r = {fmod}; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }})()"
+        ),
+        ZipFn::TanhBackward => format!("(b * (({t})1 - a * a))"),
+        ZipFn::SigmoidBackward => format!("(b * a * (({t})1 - a))"),
+        ZipFn::Eq => mask("=="),
+        ZipFn::Ne => mask("!="),
+        ZipFn::Lt => mask("<"),
+        ZipFn::Le => mask("<="),
+        ZipFn::Gt => mask(">"),
+        ZipFn::Ge => mask(">="),
+    })
+}
+
+/// A comparison as a C operator (`None` for the other functions).
+pub(crate) fn compare_op(f: ZipFn) -> Option<&'static str> {
+    Some(match f {
+        ZipFn::Eq => "==",
+        ZipFn::Ne => "!=",
+        ZipFn::Lt => "<",
+        ZipFn::Le => "<=",
+        ZipFn::Gt => ">",
+        ZipFn::Ge => ">=",
+        _ => return None,
+    })
+}
+
+/// The name of a two-input kernel; `compare`: the bool-valued form of a comparison.
+pub(crate) fn zip_name(f: ZipFn, dtype: DType, compare: bool) -> String {
+    let kind = if compare { "cmp" } else { "zip" };
+    format!("{kind}_{}_{}", fn_name(&format!("{f:?}")), short(dtype))
+}
+
+/// How a scalar operand's bits (passed as a 64-bit integer) become a value of `dtype`.
+fn from_bits(bits: &str, dtype: DType) -> String {
+    match dtype {
+        DType::F32 => format!("__uint_as_float((unsigned int){bits})"),
+        DType::F64 => format!("__longlong_as_double((long long){bits})"),
+        DType::I64 => format!("(long long){bits}"),
+        DType::Bool => format!("({bits} != 0ull)"),
+    }
+}
+
+/// The source of a two-input kernel: `out[i] = f(x[at(i)], y[at(i)])`, either operand
+/// replaced by a scalar when its bit in `splat` is set (bit 0: `x`, bit 1: `y`); the
+/// bool-valued form of a comparison when `compare`.
+pub(crate) fn zip_source(f: ZipFn, dtype: DType, compare: bool) -> Option<String> {
+    let (out_t, expr) = if compare {
+        ("bool".to_string(), format!("(a {} b)", compare_op(f)?))
+    } else {
+        (c_type(dtype).to_string(), zip_expr(f, dtype)?)
+    };
+    let t = c_type(dtype);
+    let name = zip_name(f, dtype, compare);
+    let (sx, sy) = (from_bits("sx", dtype), from_bits("sy", dtype));
+    Some(format!(
+        "{PRELUDE}
+extern \"C\" __global__ void {name}({out_t}* __restrict__ out, const {t}* __restrict__ x,
+        Layout lx, const {t}* __restrict__ y, Layout ly, long long n, unsigned long long sx,
+        unsigned long long sy, int splat) {{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+            i += (long long)gridDim.x * blockDim.x) {{
+        {t} a = (splat & 1) ? {sx} : x[fg_at(lx, i)];
+        {t} b = (splat & 2) ? {sy} : y[fg_at(ly, i)];
+        out[i] = {expr};
+    }}
+}}
+"
+    ))
+}
+
+/// The name of the cast kernel from `from` to `to`.
+pub(crate) fn cast_name(from: DType, to: DType) -> String {
+    format!("cast_{}_{}", short(from), short(to))
+}
+
+/// The source of the cast kernel: through `f64`, as the CPU's `to_dtype` converts (floats
+/// round, integers truncate toward zero and saturate, NaN becomes 0, bools test `!= 0`).
+pub(crate) fn cast_source(from: DType, to: DType) -> String {
+    let (ft, tt) = (c_type(from), c_type(to));
+    let wide = if from == DType::Bool {
+        "(v ? 1.0 : 0.0)".to_string()
+    } else {
+        "(double)v".to_string()
+    };
+    let expr = match to {
+        DType::F32 => format!("(float){wide}"),
+        DType::F64 => wide,
+        DType::I64 => format!("fg_to_i64({wide})"),
+        DType::Bool => format!("({wide} != 0.0)"),
+    };
+    let name = cast_name(from, to);
+    format!(
+        "{PRELUDE}
+extern \"C\" __global__ void {name}({tt}* __restrict__ out, const {ft}* __restrict__ x,
+        Layout lx, long long n) {{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+            i += (long long)gridDim.x * blockDim.x) {{
+        {ft} v = x[fg_at(lx, i)];
+        out[i] = {expr};
+    }}
+}}
+"
+    )
+}
+
+/// What a reduction kernel computes per output element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reduce {
+    /// The sum, times the kernel's `scale` (1, or 1/n for a mean).
+    Sum,
+    /// The largest element; NaN if any is NaN.
+    Max,
+    /// The smallest element; NaN if any is NaN.
+    Min,
+}
+
+/// The name of a reduction kernel.
+pub(crate) fn reduce_name(r: Reduce, dtype: DType) -> String {
+    format!("reduce_{}_{}", fn_name(&format!("{r:?}")), short(dtype))
+}
+
+/// The threads of a reduction's block (a power of two).
+pub(crate) const REDUCE_THREADS: u32 = 256;
+
+/// The source of a reduction kernel: one block per output element `o` sums (or takes the
+/// extreme of) `x[at(lo, o) + at(lr, j)]` over `j < n_red`, each thread a strided share,
+/// then a tree in shared memory.
+pub(crate) fn reduce_source(r: Reduce, dtype: DType) -> Option<String> {
+    if dtype == DType::Bool {
+        return None;
+    }
+    let t = c_type(dtype);
+    let name = reduce_name(r, dtype);
+    let (init, combine) = match r {
+        Reduce::Sum => ("(T)0".to_string(), "(p + q)"),
+        Reduce::Max => (
+            if dtype.is_float() {
+                "(T)(-1.0 / 0.0)".to_string()
+            } else {
+                "(-9223372036854775807LL - 1LL)".to_string()
+            },
+            "(p != p ? p : (q != q ? q : (q > p ? q : p)))",
+        ),
+        Reduce::Min => (
+            if dtype.is_float() {
+                "(T)(1.0 / 0.0)".to_string()
+            } else {
+                "9223372036854775807LL".to_string()
+            },
+            "(p != p ? p : (q != q ? q : (q < p ? q : p)))",
+        ),
+    };
+    let threads = REDUCE_THREADS;
+    Some(format!(
+        "{PRELUDE}
+typedef {t} T;
+__device__ __forceinline__ T fg_combine(T p, T q) {{ return {combine}; }}
+extern \"C\" __global__ void {name}(T* __restrict__ out, const T* __restrict__ x, Layout lo,
+        Layout lr, long long n_out, long long n_red, double scale) {{
+    __shared__ T buf[{threads}];
+    for (long long o = blockIdx.x; o < n_out; o += gridDim.x) {{
+        long long base = fg_at(lo, o);
+        T acc = {init};
+        for (long long j = threadIdx.x; j < n_red; j += blockDim.x) {{
+            acc = fg_combine(acc, x[base + fg_at(lr, j)]);
+        }}
+        buf[threadIdx.x] = acc;
+        __syncthreads();
+        for (unsigned int s = blockDim.x / 2; s > 0; s >>= 1) {{
+            if (threadIdx.x < s) buf[threadIdx.x] = fg_combine(buf[threadIdx.x], buf[threadIdx.x + s]);
+            __syncthreads();
+        }}
+        if (threadIdx.x == 0) out[o] = scale == 1.0 ? buf[0] : (T)((double)buf[0] * scale);
+        __syncthreads();
+    }}
+}}
+"
+    ))
+}
+
+/// Every kernel source the backend can generate, `(name, source)`: what the NVRTC test
+/// compiles.
+#[cfg(test)]
+pub(crate) fn all_sources() -> Vec<(String, String)> {
+    let dtypes = [DType::F32, DType::F64, DType::I64, DType::Bool];
+    let maps = [
+        MapFn::Neg,
+        MapFn::Abs,
+        MapFn::Sign,
+        MapFn::Relu,
+        MapFn::Exp,
+        MapFn::Log,
+        MapFn::Log1p,
+        MapFn::Expm1,
+        MapFn::Sin,
+        MapFn::Cos,
+        MapFn::Tan,
+        MapFn::Sinh,
+        MapFn::Cosh,
+        MapFn::Asin,
+        MapFn::Acos,
+        MapFn::Atan,
+        MapFn::Erf,
+        MapFn::Erfinv,
+        MapFn::Lgamma,
+        MapFn::Digamma,
+        MapFn::Polygamma(1),
+        MapFn::Trunc,
+        MapFn::Tanh,
+        MapFn::Sigmoid,
+        MapFn::Sqrt,
+        MapFn::Rsqrt,
+        MapFn::Floor,
+        MapFn::Ceil,
+        MapFn::Round,
+        MapFn::Reciprocal,
+        MapFn::Square,
+        MapFn::Identity,
+        MapFn::Powi(3),
+        MapFn::Powf(0.5),
+        MapFn::Clamp(Some(0.0), None),
+    ];
+    let zips = [
+        ZipFn::Add,
+        ZipFn::Sub,
+        ZipFn::Mul,
+        ZipFn::Div,
+        ZipFn::Maximum,
+        ZipFn::Minimum,
+        ZipFn::Pow,
+        ZipFn::Atan2,
+        ZipFn::Fmod,
+        ZipFn::Remainder,
+        ZipFn::TanhBackward,
+        ZipFn::SigmoidBackward,
+        ZipFn::Eq,
+        ZipFn::Ne,
+        ZipFn::Lt,
+        ZipFn::Le,
+        ZipFn::Gt,
+        ZipFn::Ge,
+    ];
+    let mut out = Vec::new();
+    for d in dtypes {
+        for f in maps {
+            if let Some(s) = map_source(f, d) {
+                out.push((map_name(f, d), s));
+            }
+        }
+        for f in zips {
+            for compare in [false, true] {
+                if let Some(s) = zip_source(f, d, compare) {
+                    out.push((zip_name(f, d, compare), s));
+                }
+            }
+        }
+        for to in dtypes {
+            out.push((cast_name(d, to), cast_source(d, to)));
+        }
+        for r in [Reduce::Sum, Reduce::Max, Reduce::Min] {
+            if let Some(s) = reduce_source(r, d) {
+                out.push((reduce_name(r, d), s));
+            }
+        }
+    }
+    out
+}
+
+/// Whether the NVRTC library loads (checked once).
+pub(crate) fn nvrtc_present() -> bool {
+    static PRESENT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // SAFETY: only tries to open the library; no NVRTC function is called.
+    *PRESENT.get_or_init(|| unsafe { cudarc::nvrtc::sys::is_culib_present() })
+}
+
+/// `source` compiled to PTX for `arch` (`compute_XY`).
+pub(crate) fn compile(
+    name: &str,
+    source: &str,
+    arch: &'static str,
+) -> Result<cudarc::nvrtc::Ptx, DeviceError> {
+    if !nvrtc_present() {
+        return Err(DeviceError::NoNvrtc);
+    }
+    let options = cudarc::nvrtc::CompileOptions {
+        arch: Some(arch),
+        name: Some(format!("{name}.cu")),
+        options: vec!["--std=c++14".into()],
+        ..Default::default()
+    };
+    cudarc::nvrtc::compile_ptx_with_opts(source, options).map_err(|e| DeviceError::Compile {
+        kernel: name.to_string(),
+        log: match e {
+            cudarc::nvrtc::CompileError::CompileError { log, .. } => {
+                log.to_string_lossy().into_owned()
+            }
+            other => other.to_string(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every generated kernel compiles with NVRTC. Needs only the NVRTC library, no GPU:
+    /// CI installs it (PyPI's nvidia-cuda-nvrtc-cu12) and sets `FERROGRAD_REQUIRE_NVRTC`, so
+    /// there the test fails rather than skips when the library does not load.
+    #[test]
+    fn every_kernel_source_compiles_with_nvrtc() {
+        if !nvrtc_present() {
+            assert!(
+                std::env::var_os("FERROGRAD_REQUIRE_NVRTC").is_none(),
+                "FERROGRAD_REQUIRE_NVRTC is set but libnvrtc does not load: {}",
+                DeviceError::NoNvrtc
+            );
+            eprintln!(
+                "skipped: {} (the kernels were not compiled)",
+                DeviceError::NoNvrtc
+            );
+            return;
+        }
+        let sources = all_sources();
+        // per float dtype 35 functions, 18 two-input functions and 6 bool comparisons, 4
+        // casts, 3 reductions; i64 the 5 integer functions, 8 + 6, 4, 3; bool 6 + 4
+        assert_eq!(sources.len(), 2 * 66 + 26 + 10);
+        let mut names = std::collections::HashSet::new();
+        for (name, source) in &sources {
+            assert!(names.insert(name.clone()), "two kernels named {name}");
+            assert!(
+                source.contains(&format!("void {name}(")),
+                "{name} defines another name"
+            );
+            // sm_80 (A100) is the oldest architecture the CI check compiles for
+            if let Err(e) = compile(name, source, "compute_80") {
+                panic!("{e}\n--- source ---\n{source}");
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_names_follow_the_tables() {
+        assert_eq!(map_name(MapFn::Exp, DType::F32), "map_exp_f32");
+        assert_eq!(
+            map_name(MapFn::Clamp(None, Some(1.0)), DType::I64),
+            "map_clamp_i64"
+        );
+        assert_eq!(
+            zip_name(ZipFn::SigmoidBackward, DType::F64, false),
+            "zip_sigmoid_backward_f64"
+        );
+        assert_eq!(zip_name(ZipFn::Lt, DType::I64, true), "cmp_lt_i64");
+        assert!(map_source(MapFn::Exp, DType::I64).is_none());
+        assert!(map_source(MapFn::Abs, DType::I64).is_some());
+        assert!(zip_source(ZipFn::Pow, DType::I64, false).is_none());
+        assert!(zip_source(ZipFn::Lt, DType::Bool, true).is_some());
+        assert_eq!(map_params(MapFn::Clamp(None, Some(2.0))), (0.0, 2.0, 2));
+    }
+}

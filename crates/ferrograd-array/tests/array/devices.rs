@@ -1,0 +1,286 @@
+//! Every op with a device kernel, run on each device the machine has (`Device::available`)
+//! and compared with the same op on the CPU. On a machine without a GPU only the error paths
+//! run (and the tests say the comparisons were skipped); CI builds and lints the CUDA code,
+//! compiles every kernel with NVRTC and runs the kernels' bodies on the host (the `cuda`
+//! feature's unit tests), and a GPU machine runs all of this.
+
+use ferrograd_array::{Array, DType, Device, DeviceError, Generator, MapFn, ZipFn};
+
+/// The GPUs to compare with the CPU; prints why there are none.
+fn gpus() -> Vec<Device> {
+    let gpus: Vec<Device> = Device::available()
+        .into_iter()
+        .filter(|d| !d.is_cpu())
+        .collect();
+    if gpus.is_empty() {
+        eprintln!(
+            "skipped: no CUDA device ({}), so nothing was compared with the CPU",
+            if cfg!(feature = "cuda") {
+                "no driver or GPU"
+            } else {
+                "built without the `cuda` feature"
+            }
+        );
+    }
+    gpus
+}
+
+/// `got` (on any device) against `want` (on the CPU): same shape, dtype and device-free
+/// values within `rel`, NaN where NaN.
+#[track_caller]
+fn assert_matches(got: &Array, want: &Array, rel: f64, what: &str) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
+    for (i, (g, w)) in got
+        .to_f64_vec()
+        .into_iter()
+        .zip(want.to_f64_vec())
+        .enumerate()
+    {
+        let ok = if w.is_nan() {
+            g.is_nan()
+        } else if w.is_infinite() {
+            g == w
+        } else {
+            (g - w).abs() <= rel * w.abs().max(1.0)
+        };
+        assert!(
+            ok,
+            "{what}: element {i} is {g} on the device, {w} on the CPU"
+        );
+    }
+}
+
+fn on(a: &Array, device: Device) -> Array {
+    a.to_device(device).expect("moving to the device")
+}
+
+#[test]
+fn moving_to_a_missing_gpu_is_a_typed_error_naming_what_is_missing() {
+    let a = Array::from_vec(vec![1.0f32, 2.0], &[2]);
+    let missing = Device::Cuda(Device::cuda_count());
+    let e = a.to_device(missing).unwrap_err();
+    if cfg!(feature = "cuda") {
+        assert!(
+            matches!(
+                e,
+                DeviceError::NoDriver { .. } | DeviceError::NoSuchDevice { .. }
+            ),
+            "{e:?}"
+        );
+    } else {
+        assert_eq!(e, DeviceError::NotBuilt { device: missing });
+        assert!(e.to_string().contains("`cuda` feature"), "{e}");
+    }
+    assert!(
+        e.to_string()
+            .starts_with(&format!("cuda:{}", Device::cuda_count())),
+        "{e}"
+    );
+    // the CPU is always there, and moving to it is free
+    assert_eq!(Device::available()[0], Device::Cpu);
+    assert!(a.to_device(Device::Cpu).unwrap().shares_storage(&a));
+}
+
+#[test]
+fn arrays_move_to_each_device_and_back_unchanged() {
+    for device in gpus() {
+        let mut g = Generator::new(1);
+        for dtype in [DType::F32, DType::F64] {
+            let a = g.normal(&[3, 4, 5], 0.0, 1.0, dtype);
+            // views come back as their elements, not their storage
+            for view in [
+                a.clone(),
+                a.permute(&[2, 0, 1]),
+                a.narrow(1, 1, 2),
+                Array::zeros(&[0, 3], dtype),
+            ] {
+                let d = on(&view, device);
+                assert_eq!(d.device(), device);
+                assert!(on(&d, Device::Cpu).bit_eq(&view));
+            }
+        }
+        let ints = Array::from_vec(vec![i64::MIN, -1, 0, i64::MAX], &[4]);
+        assert!(on(&on(&ints, device), Device::Cpu).bit_eq(&ints));
+        let bools = Array::from_vec(vec![true, false, true], &[3]);
+        assert!(on(&on(&bools, device), Device::Cpu).bit_eq(&bools));
+        assert!(format!("{}", on(&bools, device)).contains(&format!("device={device}")));
+    }
+}
+
+#[test]
+fn elementwise_ops_on_a_gpu_match_the_cpu() {
+    for device in gpus() {
+        let mut g = Generator::new(2);
+        for dtype in [DType::F32, DType::F64] {
+            let rel = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+            let a = g.normal(&[6, 5], 0.0, 2.0, dtype).t();
+            let b = g.normal(&[5, 1], 0.0, 2.0, dtype);
+            let (da, db) = (on(&a, device), on(&b, device));
+            for f in [
+                MapFn::Neg,
+                MapFn::Abs,
+                MapFn::Exp,
+                MapFn::Log,
+                MapFn::Tanh,
+                MapFn::Sigmoid,
+                MapFn::Sqrt,
+                MapFn::Round,
+                MapFn::Erf,
+                MapFn::Lgamma,
+                MapFn::Digamma,
+                MapFn::Powi(3),
+                MapFn::Clamp(Some(-1.0), Some(0.5)),
+            ] {
+                let got = da.map_fn(f);
+                assert_eq!(got.device(), device);
+                assert_matches(&got, &a.map_fn(f), rel, &format!("{f:?} {dtype}"));
+            }
+            for f in [
+                ZipFn::Add,
+                ZipFn::Sub,
+                ZipFn::Mul,
+                ZipFn::Div,
+                ZipFn::Maximum,
+                ZipFn::Pow,
+                ZipFn::Remainder,
+            ] {
+                assert_matches(
+                    &da.zip_fn(&db, f),
+                    &a.zip_fn(&b, f),
+                    rel,
+                    &format!("{f:?} {dtype}"),
+                );
+            }
+            // a CPU scalar goes with a device array, on either side
+            assert_matches(&(&da * 2.5), &(&a * 2.5), rel, "mul_scalar");
+            assert_matches(&(1.0 - &da), &(1.0 - &a), rel, "rsub_scalar");
+            assert_matches(&da.lt(&db), &a.lt(&b), 0.0, "lt");
+            assert_matches(
+                &da.tanh_backward(&db),
+                &a.tanh_backward(&b),
+                rel,
+                "tanh_backward",
+            );
+            for to in [DType::F32, DType::F64, DType::I64, DType::Bool] {
+                assert_matches(
+                    &da.to_dtype(to),
+                    &a.to_dtype(to),
+                    rel,
+                    &format!("{dtype} -> {to}"),
+                );
+            }
+            assert_matches(&da.contiguous(), &a.contiguous(), 0.0, "contiguous");
+            assert_matches(
+                &Array::ones_like(&da),
+                &Array::ones_like(&a),
+                0.0,
+                "ones_like",
+            );
+        }
+    }
+}
+
+#[test]
+fn reductions_on_a_gpu_match_the_cpu() {
+    for device in gpus() {
+        let mut g = Generator::new(3);
+        for dtype in [DType::F32, DType::F64] {
+            let rel = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+            let a = g.normal(&[7, 300, 3], 0.0, 1.0, dtype).permute(&[1, 2, 0]);
+            let d = on(&a, device);
+            assert_matches(&d.sum(), &a.sum(), rel, "sum");
+            assert_matches(&d.mean(), &a.mean(), rel, "mean");
+            for dims in [vec![0], vec![2], vec![0, 2]] {
+                let dims = dims.as_slice();
+                assert_matches(
+                    &d.sum_dim(dims, true),
+                    &a.sum_dim(dims, true),
+                    rel,
+                    "sum_dim",
+                );
+                assert_matches(
+                    &d.mean_dim(dims, false),
+                    &a.mean_dim(dims, false),
+                    rel,
+                    "mean_dim",
+                );
+                assert_matches(
+                    &d.amax_dim(dims, false),
+                    &a.amax_dim(dims, false),
+                    0.0,
+                    "amax_dim",
+                );
+                assert_matches(
+                    &d.amin_dim(dims, true),
+                    &a.amin_dim(dims, true),
+                    0.0,
+                    "amin_dim",
+                );
+            }
+        }
+        let mask = Array::from_vec(vec![true, false, true, true], &[2, 2]);
+        assert_matches(&on(&mask, device).sum(), &mask.sum(), 0.0, "sum of bools");
+    }
+}
+
+#[test]
+fn matrix_products_on_a_gpu_match_the_cpu() {
+    for device in gpus() {
+        let mut g = Generator::new(4);
+        for dtype in [DType::F32, DType::F64] {
+            let rel = if dtype == DType::F32 { 1e-4 } else { 1e-11 };
+            let n = |shape: &[usize], g: &mut Generator| g.normal(shape, 0.0, 1.0, dtype);
+            let cases = [
+                (n(&[33, 70], &mut g), n(&[70, 17], &mut g)),
+                (n(&[70, 33], &mut g).t(), n(&[70, 17], &mut g)),
+                (n(&[33, 70], &mut g), n(&[17, 70], &mut g).t()),
+                (n(&[4, 9, 8], &mut g), n(&[4, 8, 5], &mut g)),
+                (n(&[4, 9, 8], &mut g), n(&[8, 5], &mut g)),
+                (
+                    n(&[2, 1, 9, 8], &mut g),
+                    n(&[3, 8, 5], &mut g).transpose(1, 2).transpose(1, 2),
+                ),
+                (n(&[8], &mut g), n(&[8, 5], &mut g)),
+                (n(&[9, 8], &mut g), n(&[8], &mut g)),
+                (n(&[8], &mut g), n(&[8], &mut g)),
+                (n(&[3, 0], &mut g), n(&[0, 4], &mut g)),
+            ];
+            for (a, b) in &cases {
+                let got = on(a, device).matmul(&on(b, device));
+                let what = format!("{dtype} {:?}·{:?}", a.shape(), b.shape());
+                assert_matches(&got, &a.matmul(b), rel, &what);
+            }
+        }
+    }
+}
+
+/// The message of the panic `f` raises.
+fn panic_message(f: impl FnOnce() + std::panic::UnwindSafe) -> String {
+    let e = std::panic::catch_unwind(f).expect_err("the op should panic");
+    e.downcast_ref::<String>().cloned().unwrap_or_default()
+}
+
+#[test]
+fn mixing_devices_in_one_op_is_refused() {
+    for device in gpus() {
+        let a = Array::ones(&[2], DType::F32);
+        let d = on(&a, device);
+        let msg = panic_message(|| drop(d.add(&a)));
+        assert!(
+            msg.contains(&format!("different devices ({device} and cpu)")),
+            "{msg}"
+        );
+        let msg = panic_message(|| drop(a.matmul(&on(&Array::ones(&[2, 2], DType::F32), device))));
+        assert!(msg.contains("different devices"), "{msg}");
+    }
+}
+
+#[test]
+fn ops_without_a_device_kernel_say_so() {
+    for device in gpus() {
+        let a = on(&Array::ones(&[2, 2], DType::F32), device);
+        let msg = panic_message(|| drop(a.cumsum(0usize)));
+        assert!(msg.contains(&format!("no kernel for {device}")), "{msg}");
+    }
+}

@@ -1,0 +1,83 @@
+//! Gradients on each device the machine has, against the CPU's: a parameter tree moved with
+//! `to_device`, the same user function, gradients that come back on the parameters' device.
+//! Without a GPU only the error paths run (the comparisons say they were skipped).
+
+use ferrograd::{grad, to_device, DType, Device, DeviceError, Generator, Tensor, Tree};
+
+#[derive(Tree, Clone)]
+struct Mlp {
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+}
+
+fn loss(p: &Mlp, x: &Tensor) -> Tensor {
+    let h = (x.matmul(&p.w1) + &p.b1).tanh();
+    let y = h.matmul(&p.w2).sigmoid();
+    (y * 2.0 - 1.0).square().mean()
+}
+
+#[test]
+fn a_tree_moves_whole_or_not_at_all() {
+    let mut g = Generator::new(5);
+    let p = Mlp {
+        w1: Tensor::new(g.normal(&[4, 8], 0.0, 0.5, DType::F32)),
+        b1: Tensor::zeros(&[8], DType::F32),
+        w2: Tensor::new(g.normal(&[8, 1], 0.0, 0.5, DType::F32)),
+    };
+    let missing = Device::Cuda(Device::cuda_count());
+    match to_device(&p, missing) {
+        Err(DeviceError::NotBuilt { device } | DeviceError::NoDriver { device })
+        | Err(DeviceError::NoSuchDevice { device, .. }) => assert_eq!(device, missing),
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("{missing} does not exist but the tree moved there"),
+    }
+    let same = to_device(&p, Device::Cpu).unwrap();
+    assert!(same.w1.value().shares_storage(p.w1.value()));
+}
+
+#[test]
+fn gradients_on_a_gpu_match_the_cpu() {
+    let gpus: Vec<Device> = Device::available()
+        .into_iter()
+        .filter(|d| !d.is_cpu())
+        .collect();
+    if gpus.is_empty() {
+        eprintln!("skipped: no CUDA device, so no gradient was compared with the CPU's");
+    }
+    for device in gpus {
+        let mut g = Generator::new(6);
+        for dtype in [DType::F32, DType::F64] {
+            let p = Mlp {
+                w1: Tensor::new(g.normal(&[4, 8], 0.0, 0.5, dtype)),
+                b1: Tensor::new(g.normal(&[8], 0.0, 0.1, dtype)),
+                w2: Tensor::new(g.normal(&[8, 1], 0.0, 0.5, dtype)),
+            };
+            let x = Tensor::new(g.normal(&[16, 4], 0.0, 1.0, dtype));
+            let (want, want_loss) = grad(loss).call(&p, (&x,));
+            let (pd, xd) = (to_device(&p, device).unwrap(), x.to_device(device).unwrap());
+            let (got, got_loss) = grad(loss).call(&pd, (&xd,));
+            assert_eq!(got_loss.device(), device);
+            let rel = if dtype == DType::F32 { 1e-4 } else { 1e-10 };
+            let close = |a: &Tensor, b: &Tensor| {
+                assert_eq!(a.device(), device);
+                let (a, b) = (a.to_device(Device::Cpu).unwrap(), b);
+                assert!(
+                    a.value().allclose(b.value(), rel, rel),
+                    "{} vs {}",
+                    a.value(),
+                    b.value()
+                );
+            };
+            close(&got_loss, &want_loss);
+            close(&got.w1, &want.w1);
+            close(&got.b1, &want.b1);
+            close(&got.w2, &want.w2);
+            // the gradient of a move goes back to where the tensor came from
+            let (dx, _) =
+                grad(|x: &Tensor| x.to_device(device).unwrap().square().sum()).call(&x, ());
+            assert_eq!(dx.device(), Device::Cpu);
+            assert!(dx.value().allclose((&x * 2.0).value(), rel, rel));
+        }
+    }
+}
