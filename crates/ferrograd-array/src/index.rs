@@ -141,7 +141,9 @@ fn resolve_positions(op: &str, list: &[i64], size: usize, dim: usize) -> Vec<usi
 /// Checks every element of an i64 index array against `size` (see [`resolve_position`]).
 #[track_caller]
 fn check_range(op: &str, index: &Array, size: usize, dim: usize) {
-    for &i in index.values::<i64>(op).iter() {
+    // a device index is checked on a host copy (the host waits for it)
+    let host = index.to_host(op);
+    for &i in host.values::<i64>(op).iter() {
         resolve_position(op, i, size, dim);
     }
 }
@@ -180,7 +182,7 @@ impl Array {
         let idx = index_list("index_select", index);
         let mut shape: Shape = self.shape().into();
         shape[d] = idx.len();
-        let mut out = Array::empty(&shape, self.dtype());
+        let mut out = Array::empty_on(&shape, self.dtype(), self.device());
         self.index_select_into(d, index, &mut out);
         out
     }
@@ -194,6 +196,11 @@ impl Array {
         let rows = resolve_positions("index_select", &idx, size, d);
         let mut shape: Shape = self.shape().into();
         shape[d] = idx.len();
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() || !index.device().is_cpu() {
+            let index = crate::cuda::index::broadcast_index(index, d, &shape);
+            return crate::cuda::index::gather(self, d, &index, out, "index_select_into");
+        }
         fn kernel<T: Element>(
             a: &Array,
             rows: &[usize],
@@ -221,7 +228,7 @@ impl Array {
     /// dims). `index` has as many dims as `self`, and no dim larger except `dim`.
     #[track_caller]
     pub fn gather(&self, dim: impl Dim, index: &Array) -> Array {
-        let mut out = Array::empty(index.shape(), self.dtype());
+        let mut out = Array::empty_on(index.shape(), self.dtype(), self.device());
         self.gather_into(dim, index, &mut out);
         out
     }
@@ -232,6 +239,10 @@ impl Array {
         let d = dim.resolve(self.ndim(), "gather");
         check_scatter_index("gather", self, d, index, None);
         check_range("gather", index, self.shape()[d], d);
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() || !index.device().is_cpu() {
+            return crate::cuda::index::gather(self, d, index, out, "gather_into");
+        }
         fn kernel<T: Element>(a: &Array, d: usize, index: &Array, out: &mut Array) {
             let src = a.storage_slice::<T>("gather");
             let idx = index.storage_slice::<i64>("gather");
@@ -258,7 +269,7 @@ impl Array {
     /// (the inverse of [`gather`](Array::gather)); repeated positions keep the last write.
     #[track_caller]
     pub fn scatter(&self, dim: impl Dim, index: &Array, src: &Array) -> Array {
-        let mut out = Array::empty(self.shape(), self.dtype());
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
         self.scatter_impl(dim, index, src, false, "scatter", &mut out);
         out
     }
@@ -272,7 +283,7 @@ impl Array {
     /// Like [`scatter`](Array::scatter) but adds `src` into the positions, summing repeats.
     #[track_caller]
     pub fn scatter_add(&self, dim: impl Dim, index: &Array, src: &Array) -> Array {
-        let mut out = Array::empty(self.shape(), self.dtype());
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
         self.scatter_impl(dim, index, src, true, "scatter_add", &mut out);
         out
     }
@@ -297,6 +308,10 @@ impl Array {
         crate::error::same_dtype(op, self.dtype(), src.dtype());
         check_scatter_index(op, self, d, index, Some(src));
         check_range(op, index, self.shape()[d], d);
+        #[cfg(feature = "cuda")]
+        if add && (!self.device().is_cpu() || !index.device().is_cpu() || !src.device().is_cpu()) {
+            return crate::cuda::index::scatter_add(self, d, index, src, out, op);
+        }
         // Start from a copy of `self` in `out`, then write through the index.
         self.contiguous_into(out);
         fn kernel<T: Element>(
@@ -335,7 +350,7 @@ impl Array {
     /// `out[.., index[j], ..] += src[.., j, ..]`, repeats summed.
     #[track_caller]
     pub fn index_add(&self, dim: impl Dim, index: &Array, src: &Array) -> Array {
-        let mut out = Array::empty(self.shape(), self.dtype());
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
         self.index_add_into(dim, index, src, &mut out);
         out
     }
@@ -355,6 +370,11 @@ impl Array {
         }
         let (outer, size, inner) = split_at_dim(self.shape(), d);
         let rows = resolve_positions("index_add", &idx, size, d);
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() || !index.device().is_cpu() || !src.device().is_cpu() {
+            let index = crate::cuda::index::broadcast_index(index, d, src.shape());
+            return crate::cuda::index::scatter_add(self, d, &index, src, out, "index_add_into");
+        }
         self.contiguous_into(out);
         fn kernel<T: Number>(
             out: &mut Array,

@@ -84,7 +84,7 @@ impl Array {
     /// `exp(x) / sum(exp(x))` along `dim`, computed stably.
     #[track_caller]
     pub fn softmax(&self, dim: impl Dim) -> Array {
-        let mut out = Array::empty(self.shape(), self.dtype());
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
         self.softmax_into(dim, &mut out);
         out
     }
@@ -92,7 +92,7 @@ impl Array {
     /// `x - log(sum(exp(x)))` along `dim`, computed stably.
     #[track_caller]
     pub fn log_softmax(&self, dim: impl Dim) -> Array {
-        let mut out = Array::empty(self.shape(), self.dtype());
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
         self.log_softmax_into(dim, &mut out);
         out
     }
@@ -111,6 +111,11 @@ impl Array {
 
     #[track_caller]
     fn softmax_impl(&self, d: usize, log: bool, out: &mut Array) {
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() {
+            let op = if log { "log_softmax" } else { "softmax" };
+            return crate::cuda::softmax::softmax(self, None, d, log, out, op);
+        }
         let (outer, n, inner) = split(self.shape(), d);
         fn kernel<T: Float>(
             a: &Array,
@@ -133,7 +138,7 @@ impl Array {
     /// gradient; returns `y * (grad - sum(grad * y))` along `dim`.
     #[track_caller]
     pub fn softmax_backward(&self, grad: &Array, dim: impl Dim) -> Array {
-        let mut out = Array::empty(self.shape(), self.dtype());
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
         self.softmax_backward_impl(
             grad,
             dim.resolve(self.ndim(), "softmax_backward"),
@@ -169,7 +174,7 @@ impl Array {
     /// output gradient; returns `grad - exp(y) * sum(grad)` along `dim`.
     #[track_caller]
     pub fn log_softmax_backward(&self, grad: &Array, dim: impl Dim) -> Array {
-        let mut out = Array::empty(self.shape(), self.dtype());
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
         self.softmax_backward_impl(
             grad,
             dim.resolve(self.ndim(), "log_softmax_backward"),
@@ -197,6 +202,10 @@ impl Array {
             )
         }
         crate::error::same_dtype(op, self.dtype(), grad.dtype());
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() || !grad.device().is_cpu() {
+            return crate::cuda::softmax::softmax(self, Some(grad), d, log, out, op);
+        }
         let (outer, n, inner) = split(self.shape(), d);
         fn kernel<T: Float>(
             y: &Array,

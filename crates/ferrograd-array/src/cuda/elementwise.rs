@@ -231,3 +231,73 @@ pub(crate) fn cast(a: &Array, to: DType, out: &mut Array, op: &str) {
     // SAFETY: `cast_source`'s signature; `x` holds what `lx` addresses, `dst` n elements.
     unsafe { go(b, grid(n as usize), &gpu, op) }
 }
+
+/// `out = cond ? a : b` with broadcasting on the operands' GPU (`a` or `b` may be a CPU
+/// scalar).
+#[track_caller]
+pub(crate) fn select(
+    cond: &Array,
+    a: &Array,
+    b: &Array,
+    shape: &[usize],
+    out: &mut Array,
+    op: &str,
+) {
+    let device = same_device(op, &[cond, a, b]);
+    let gpu = gpu_of(device, op);
+    let dtype = a.dtype();
+    let operand = |x: &Array| -> (u64, Layout, u64, i32) {
+        match x.cuda_buffer() {
+            Some(buf) => (buf.ptr(&gpu, 0), layout(x, shape, op), 0, 0),
+            None => (0, layout(x, shape, op), scalar_bits(x), 1),
+        }
+    };
+    let (pc, lc) = match cond.cuda_buffer() {
+        Some(buf) => (buf.ptr(&gpu, 0), layout(cond, shape, op)),
+        // a CPU scalar condition picks one side everywhere
+        None => {
+            let side = if cond.item::<bool>() { a } else { b };
+            if side.device().is_cpu() {
+                let like = Array::empty_on(shape, dtype, device);
+                *out = Array::full_like(&like, side.item_f64());
+            } else {
+                side.expand(shape).contiguous_into(out);
+            }
+            return;
+        }
+    };
+    let (mut pa, la, sa, fa) = operand(a);
+    let (mut pb, lb, sb, fb) = operand(b);
+    if fa == 1 {
+        pa = pc;
+    }
+    if fb == 1 {
+        pb = pc;
+    }
+    let splat = fa | fb << 1;
+    let dst = out.cuda_out(&gpu, shape, dtype, op).ptr(&gpu, 0);
+    let n = shape.iter().product::<usize>();
+    if n == 0 {
+        return;
+    }
+    let n = n as i64;
+    let k = kernel(
+        &gpu,
+        &source::where_name(dtype),
+        || source::where_source(dtype),
+        op,
+    );
+    let mut bld = gpu.stream.launch_builder(&k);
+    bld.arg(&dst)
+        .arg(&pc)
+        .arg(&lc)
+        .arg(&pa)
+        .arg(&la)
+        .arg(&pb)
+        .arg(&lb)
+        .arg(&n);
+    bld.arg(&sa).arg(&sb).arg(&splat);
+    // SAFETY: `where_source`'s signature; each pointer holds what its layout addresses (a
+    // splat operand's is never read), `dst` n elements.
+    unsafe { go(bld, grid(n as usize), &gpu, op) }
+}

@@ -54,6 +54,7 @@ static double erfinv(double y) {
     return x;
 }
 static float erfinvf(float y) { return (float)erfinv((double)y); }
+template <typename T> static inline T atomicAdd(T* p, T v) { T old = *p; *p += v; return old; }
 "#;
 
 /// The kernels compiled for the host, `None` (with the reason printed) where there is no
@@ -114,6 +115,34 @@ type ZipKernel = unsafe extern "C" fn(
     i32,
 );
 type CastKernel = unsafe extern "C" fn(*mut c_void, *const c_void, Layout, i64);
+type SoftmaxKernel = unsafe extern "C" fn(*mut c_void, *const c_void, i64, i64, i64);
+type SoftmaxBackwardKernel =
+    unsafe extern "C" fn(*mut c_void, *const c_void, *const c_void, i64, i64, i64);
+type GatherKernel =
+    unsafe extern "C" fn(*mut c_void, *const c_void, Layout, i64, *const c_void, Layout, i64);
+type ScatterAddKernel = unsafe extern "C" fn(
+    *mut c_void,
+    Layout,
+    i64,
+    *const c_void,
+    Layout,
+    *const c_void,
+    Layout,
+    i64,
+);
+type WhereKernel = unsafe extern "C" fn(
+    *mut c_void,
+    *const c_void,
+    Layout,
+    *const c_void,
+    Layout,
+    *const c_void,
+    Layout,
+    i64,
+    u64,
+    u64,
+    i32,
+);
 type ReduceKernel = unsafe extern "C" fn(*mut c_void, *const c_void, Layout, Layout, i64, i64, f64);
 
 /// The kernel `name` from the host library.
@@ -522,6 +551,213 @@ fn reduction_kernels_sum_and_pick_extremes_over_any_dims() {
                     panic!("{op} {dtype} over {dims:?}: {e}");
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn softmax_kernels_and_their_gradients_compute_what_the_cpu_does() {
+    let Some(lib) = kernels() else { return };
+    let mut g = crate::Generator::new(7);
+    for dtype in [DType::F32, DType::F64] {
+        let rel = if dtype == DType::F32 { 1e-5 } else { 1e-13 };
+        let mut x = g.normal(&[3, 4, 5], 0.0, 3.0, dtype).to_f64_vec();
+        x[7] = f64::NEG_INFINITY; // a masked entry
+        let x = Array::from_vec(x, &[3, 4, 5]).to_dtype(dtype);
+        let grad = g.normal(&[3, 4, 5], 0.0, 1.0, dtype);
+        for d in 0..3 {
+            let (outer, n, inner): (usize, usize, usize) = (
+                x.shape()[..d].iter().product(),
+                x.shape()[d],
+                x.shape()[d + 1..].iter().product(),
+            );
+            let rows = (outer * inner) as i64;
+            for log in [false, true] {
+                let y = if log { x.log_softmax(d) } else { x.softmax(d) };
+                let fwd: SoftmaxKernel = symbol(lib, &source::softmax_name(dtype, log, false));
+                let bwd: SoftmaxBackwardKernel =
+                    symbol(lib, &source::softmax_name(dtype, log, true));
+                let mut out = Array::zeros(x.shape(), dtype);
+                let mut dx = Array::zeros(x.shape(), dtype);
+                macro_rules! run {
+                    ($t:ty) => {{
+                        let o = out.out_slice::<$t>(&[3, 4, 5], "test").as_mut_ptr();
+                        // SAFETY: the kernel's signature; contiguous operands of 60 elements.
+                        unsafe { fwd(o.cast(), base::<$t>(&x), rows, n as i64, inner as i64) };
+                        let o = dx.out_slice::<$t>(&[3, 4, 5], "test").as_mut_ptr();
+                        // SAFETY: as above.
+                        unsafe {
+                            bwd(
+                                o.cast(),
+                                base::<$t>(&y),
+                                base::<$t>(&grad),
+                                rows,
+                                n as i64,
+                                inner as i64,
+                            )
+                        };
+                    }};
+                }
+                match dtype {
+                    DType::F32 => run!(f32),
+                    _ => run!(f64),
+                }
+                let want_dx = if log {
+                    y.log_softmax_backward(&grad, d)
+                } else {
+                    y.softmax_backward(&grad, d)
+                };
+                let what = if log { "log_softmax" } else { "softmax" };
+                close(&out, &y, rel).unwrap_or_else(|e| panic!("{what} {dtype} dim {d}: {e}"));
+                close(&dx, &want_dx, rel)
+                    .unwrap_or_else(|e| panic!("{what} backward {dtype} dim {d}: {e}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn gather_scatter_add_and_where_kernels_compute_what_the_cpu_does() {
+    let Some(lib) = kernels() else { return };
+    let mut g = crate::Generator::new(8);
+    for dtype in [DType::F32, DType::F64, DType::I64] {
+        // [6, 4, 3], strided (integers: the normal draws truncated)
+        let x = g
+            .normal(&[4, 6, 3], 0.0, 5.0, DType::F64)
+            .to_dtype(dtype)
+            .permute(&[1, 0, 2]);
+        // a strided index with repeats, along each dim
+        for d in 0..3 {
+            let size = x.shape()[d] as i64;
+            let mut ishape = [5, 4, 3];
+            ishape[1] = 2; // smaller than x along a dim that is not d
+            if d == 1 {
+                ishape = [5, 4, 2];
+            }
+            let n: usize = ishape.iter().product();
+            let idx: Vec<i64> = (0..n as i64).map(|i| (i * 7 + 3) % size).collect();
+            let index =
+                Array::from_vec(idx, &[ishape[2], ishape[1], ishape[0]]).permute(&[2, 1, 0]);
+            let want = x.gather(d, &index);
+            let k: GatherKernel = symbol(lib, &source::gather_name(dtype));
+            let lbase = super::elementwise::pack(
+                index
+                    .shape()
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &s)| (s, if k == d { 0 } else { x.strides()[k] as i64 })),
+                x.offset(),
+                "test",
+            );
+            let li = layout(&index, index.shape(), "test");
+            let mut out = Array::zeros(index.shape(), dtype);
+            // scatter-add the gathered values back into zeros: repeats add up
+            let zeros = Array::zeros(x.shape(), dtype);
+            let sum_back = zeros.scatter_add(d, &index, &want);
+            let sk: ScatterAddKernel = symbol(lib, &source::scatter_add_name(dtype));
+            let mut acc = Array::zeros(x.shape(), dtype);
+            let strides = crate::layout::contiguous_strides(x.shape());
+            let lout = super::elementwise::pack(
+                index
+                    .shape()
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &s)| (s, if k == d { 0 } else { strides[k] as i64 })),
+                0,
+                "test",
+            );
+            macro_rules! run {
+                ($t:ty) => {{
+                    let o = out.out_slice::<$t>(index.shape(), "test").as_mut_ptr();
+                    // SAFETY: the kernel's signature; positions inside dim d of `x`.
+                    unsafe {
+                        k(
+                            o.cast(),
+                            base::<$t>(&x),
+                            lbase,
+                            x.strides()[d] as i64,
+                            base::<i64>(&index),
+                            li,
+                            n as i64,
+                        )
+                    };
+                    let w = want.contiguous();
+                    let o = acc.out_slice::<$t>(x.shape(), "test").as_mut_ptr();
+                    // SAFETY: the kernel's signature; `acc` contiguous with x's shape.
+                    unsafe {
+                        sk(
+                            o.cast(),
+                            lout,
+                            strides[d] as i64,
+                            base::<i64>(&index),
+                            li,
+                            base::<$t>(&w),
+                            layout(&w, index.shape(), "test"),
+                            n as i64,
+                        )
+                    };
+                }};
+            }
+            match dtype {
+                DType::F32 => run!(f32),
+                DType::F64 => run!(f64),
+                _ => run!(i64),
+            }
+            assert!(out.bit_eq(&want), "gather {dtype} dim {d}: {out} vs {want}");
+            close(&acc, &sum_back, 1e-6)
+                .unwrap_or_else(|e| panic!("scatter_add {dtype} dim {d}: {e}"));
+            // index_select is the gather of the broadcast 1-d index
+            let list = Array::from_vec(vec![size - 1, 0, 1 % size, size - 1], &[4]);
+            let mut shape = x.shape().to_vec();
+            shape[d] = 4;
+            let wide = super::index::broadcast_index(&list, d, &shape);
+            assert!(x.gather(d, &wide).bit_eq(&x.index_select(d, &list)));
+        }
+        // where, with a strided condition and a scalar on either side
+        let c = Array::from_vec((0..12).map(|i| i % 3 == 0).collect::<Vec<_>>(), &[3, 4]).t();
+        let a = g.normal(&[4, 1], 0.0, 9.0, DType::F64).to_dtype(dtype);
+        let b = Array::full(&[], -2.0, dtype);
+        let wk: WhereKernel = symbol(lib, &source::where_name(dtype));
+        for (p, q) in [(&a, &b), (&b, &a)] {
+            let want = c.where_cond(p, q);
+            let shape = want.shape().to_vec();
+            let mut out = Array::zeros(&shape, dtype);
+            macro_rules! run {
+                ($t:ty) => {{
+                    let op = |v: &Array| -> (*const c_void, u64, i32) {
+                        if v.ndim() == 0 {
+                            (std::ptr::null(), scalar_bits(v), 1)
+                        } else {
+                            (base::<$t>(v), 0, 0)
+                        }
+                    };
+                    let ((pa, sa, fa), (pb, sb, fb)) = (op(p), op(q));
+                    let o = out.out_slice::<$t>(&shape, "test").as_mut_ptr();
+                    // SAFETY: the kernel's signature; each operand's storage holds what its
+                    // layout addresses, a scalar's null pointer is never read.
+                    unsafe {
+                        wk(
+                            o.cast(),
+                            base::<bool>(&c),
+                            layout(&c, &shape, "test"),
+                            pa,
+                            layout(p, &shape, "test"),
+                            pb,
+                            layout(q, &shape, "test"),
+                            want.numel() as i64,
+                            sa,
+                            sb,
+                            fa | fb << 1,
+                        )
+                    };
+                }};
+            }
+            match dtype {
+                DType::F32 => run!(f32),
+                DType::F64 => run!(f64),
+                _ => run!(i64),
+            }
+            assert!(out.bit_eq(&want), "where {dtype}: {out} vs {want}");
         }
     }
 }

@@ -18,8 +18,10 @@
 pub(crate) mod elementwise;
 #[cfg(test)]
 mod host_test;
+pub(crate) mod index;
 pub(crate) mod linalg;
 pub(crate) mod reduce;
+pub(crate) mod softmax;
 pub(crate) mod source;
 
 use std::collections::HashMap;

@@ -473,6 +473,205 @@ extern \"C\" __global__ void {name}(T* __restrict__ out, const T* __restrict__ x
     ))
 }
 
+/// The name of the softmax kernel (`log`: log-softmax; `backward`: its gradient).
+pub(crate) fn softmax_name(dtype: DType, log: bool, backward: bool) -> String {
+    let f = if log { "log_softmax" } else { "softmax" };
+    let b = if backward { "_backward" } else { "" };
+    format!("{f}{b}_{}", short(dtype))
+}
+
+/// The source of a softmax kernel over contiguous input viewed as `[outer, n, inner]`: one
+/// block per line (`rows = outer · inner` of them), the line's maximum and sum of
+/// exponentials (or, backward, its `Σ g y` or `Σ g`) reduced in shared memory.
+/// Forward: `out = exp(x - max) / Σ` or `x - max - log Σ`. Backward from the output `y` and
+/// its gradient `g`: `y (g - Σ g y)` or `g - exp(y) Σ g`.
+pub(crate) fn softmax_source(dtype: DType, log: bool, backward: bool) -> Option<String> {
+    if !dtype.is_float() {
+        return None;
+    }
+    let t = c_type(dtype);
+    let name = softmax_name(dtype, log, backward);
+    let exp = math("exp", dtype);
+    let lg = math("log", dtype);
+    let threads = REDUCE_THREADS;
+    let body = if backward {
+        let (term, write) = if log {
+            ("g[at]".to_string(), format!("g[at] - {exp}(y[at]) * total"))
+        } else {
+            (
+                "g[at] * y[at]".to_string(),
+                "y[at] * (g[at] - total)".to_string(),
+            )
+        };
+        format!(
+            "extern \"C\" __global__ void {name}(T* __restrict__ out, const T* __restrict__ y,
+        const T* __restrict__ g, long long rows, long long n, long long inner) {{
+    __shared__ T buf[{threads}];
+    for (long long r = blockIdx.x; r < rows; r += gridDim.x) {{
+        long long base = (r / inner) * n * inner + r % inner;
+        T acc = (T)0;
+        for (long long j = threadIdx.x; j < n; j += blockDim.x) {{
+            long long at = base + j * inner;
+            acc += {term};
+        }}
+        T total = fg_block_sum(buf, acc);
+        for (long long j = threadIdx.x; j < n; j += blockDim.x) {{
+            long long at = base + j * inner;
+            out[at] = {write};
+        }}
+        __syncthreads();
+    }}
+}}"
+        )
+    } else {
+        let write = if log {
+            format!("x[at] - m - {lg}(total)")
+        } else {
+            format!("{exp}(x[at] - m) / total")
+        };
+        format!(
+            "extern \"C\" __global__ void {name}(T* __restrict__ out, const T* __restrict__ x,
+        long long rows, long long n, long long inner) {{
+    __shared__ T buf[{threads}];
+    for (long long r = blockIdx.x; r < rows; r += gridDim.x) {{
+        long long base = (r / inner) * n * inner + r % inner;
+        T m = (T)(-1.0 / 0.0);
+        for (long long j = threadIdx.x; j < n; j += blockDim.x) {{
+            T v = x[base + j * inner];
+            m = (v != v || v > m) ? v : m;
+        }}
+        m = fg_block_max(buf, m);
+        T acc = (T)0;
+        for (long long j = threadIdx.x; j < n; j += blockDim.x) {{
+            acc += {exp}(x[base + j * inner] - m);
+        }}
+        T total = fg_block_sum(buf, acc);
+        for (long long j = threadIdx.x; j < n; j += blockDim.x) {{
+            long long at = base + j * inner;
+            out[at] = {write};
+        }}
+        __syncthreads();
+    }}
+}}"
+        )
+    };
+    Some(format!(
+        "{PRELUDE}
+typedef {t} T;
+// the block's sum (or maximum, NaN winning) of each thread's `v`, for every thread
+__device__ T fg_block_sum(T* buf, T v) {{
+    buf[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned int s = blockDim.x / 2; s > 0; s >>= 1) {{
+        if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
+        __syncthreads();
+    }}
+    T total = buf[0];
+    __syncthreads();
+    return total;
+}}
+__device__ T fg_block_max(T* buf, T v) {{
+    buf[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned int s = blockDim.x / 2; s > 0; s >>= 1) {{
+        if (threadIdx.x < s) {{
+            T p = buf[threadIdx.x], q = buf[threadIdx.x + s];
+            buf[threadIdx.x] = p != p ? p : (q != q ? q : (q > p ? q : p));
+        }}
+        __syncthreads();
+    }}
+    T total = buf[0];
+    __syncthreads();
+    return total;
+}}
+{body}
+"
+    ))
+}
+
+/// The name of the gather kernel.
+pub(crate) fn gather_name(dtype: DType) -> String {
+    format!("gather_{}", short(dtype))
+}
+
+/// The source of the gather kernel: `out[i] = x[at(lbase, i) + idx[at(li, i)] · stride]`
+/// (positions checked on the host before the launch). With the index broadcast along the
+/// other dims it is `index_select`.
+pub(crate) fn gather_source(dtype: DType) -> String {
+    let t = c_type(dtype);
+    let name = gather_name(dtype);
+    format!(
+        "{PRELUDE}
+extern \"C\" __global__ void {name}({t}* __restrict__ out, const {t}* __restrict__ x,
+        Layout lbase, long long stride, const long long* __restrict__ idx, Layout li,
+        long long n) {{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+            i += (long long)gridDim.x * blockDim.x) {{
+        out[i] = x[fg_at(lbase, i) + idx[fg_at(li, i)] * stride];
+    }}
+}}
+"
+    )
+}
+
+/// The name of the scatter-add kernel.
+pub(crate) fn scatter_add_name(dtype: DType) -> String {
+    format!("scatter_add_{}", short(dtype))
+}
+
+/// The source of the scatter-add kernel: `out[at(lbase, i) + idx[at(li, i)] · stride] +=
+/// src[at(ls, i)]` with atomic adds (repeated positions add up; in floating point, in an
+/// order that varies from run to run, as in PyTorch).
+pub(crate) fn scatter_add_source(dtype: DType) -> Option<String> {
+    let t = c_type(dtype);
+    let name = scatter_add_name(dtype);
+    let add = match dtype {
+        DType::F32 | DType::F64 => "atomicAdd(&out[at], v)",
+        DType::I64 => "atomicAdd((unsigned long long*)&out[at], (unsigned long long)v)",
+        DType::Bool => return None,
+    };
+    Some(format!(
+        "{PRELUDE}
+extern \"C\" __global__ void {name}({t}* out, Layout lbase, long long stride,
+        const long long* __restrict__ idx, Layout li, const {t}* __restrict__ src, Layout ls,
+        long long n) {{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+            i += (long long)gridDim.x * blockDim.x) {{
+        long long at = fg_at(lbase, i) + idx[fg_at(li, i)] * stride;
+        {t} v = src[fg_at(ls, i)];
+        {add};
+    }}
+}}
+"
+    ))
+}
+
+/// The name of the select kernel (`where`).
+pub(crate) fn where_name(dtype: DType) -> String {
+    format!("where_{}", short(dtype))
+}
+
+/// The source of `where`: `out[i] = c[at(lc, i)] ? a : b`, `a` or `b` a scalar argument
+/// when its bit in `splat` is set.
+pub(crate) fn where_source(dtype: DType) -> String {
+    let t = c_type(dtype);
+    let name = where_name(dtype);
+    let (sa, sb) = (from_bits("sa", dtype), from_bits("sb", dtype));
+    format!(
+        "{PRELUDE}
+extern \"C\" __global__ void {name}({t}* __restrict__ out, const bool* __restrict__ c,
+        Layout lc, const {t}* __restrict__ a, Layout la, const {t}* __restrict__ b, Layout lb,
+        long long n, unsigned long long sa, unsigned long long sb, int splat) {{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+            i += (long long)gridDim.x * blockDim.x) {{
+        out[i] = c[fg_at(lc, i)] ? ((splat & 1) ? {sa} : a[fg_at(la, i)])
+                                 : ((splat & 2) ? {sb} : b[fg_at(lb, i)]);
+    }}
+}}
+"
+    )
+}
+
 /// Every kernel source the backend can generate, `(name, source)`: what the NVRTC test
 /// compiles.
 #[cfg(test)]
@@ -557,6 +756,16 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
                 out.push((reduce_name(r, d), s));
             }
         }
+        for (log, backward) in [(false, false), (true, false), (false, true), (true, true)] {
+            if let Some(s) = softmax_source(d, log, backward) {
+                out.push((softmax_name(d, log, backward), s));
+            }
+        }
+        out.push((gather_name(d), gather_source(d)));
+        if let Some(s) = scatter_add_source(d) {
+            out.push((scatter_add_name(d), s));
+        }
+        out.push((where_name(d), where_source(d)));
     }
     out
 }
@@ -617,8 +826,10 @@ mod tests {
         }
         let sources = all_sources();
         // per float dtype 35 functions, 18 two-input functions and 6 bool comparisons, 4
-        // casts, 3 reductions; i64 the 5 integer functions, 8 + 6, 4, 3; bool 6 + 4
-        assert_eq!(sources.len(), 2 * 66 + 26 + 10);
+        // casts, 3 reductions, 4 softmax kernels, gather, scatter-add, where; i64 the 5
+        // integer functions, 8 + 6, 4, 3, gather, scatter-add, where; bool 6 + 4, gather,
+        // where
+        assert_eq!(sources.len(), 2 * 73 + 29 + 12);
         let mut names = std::collections::HashSet::new();
         for (name, source) in &sources {
             assert!(names.insert(name.clone()), "two kernels named {name}");

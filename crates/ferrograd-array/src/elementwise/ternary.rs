@@ -50,7 +50,8 @@ impl Array {
     pub fn where_cond(&self, a: &Array, b: &Array) -> Array {
         let cond = self;
         let shape = Array::where_shape(cond, a, b);
-        let mut out = Array::empty(&shape, a.dtype());
+        let device = crate::error::same_device("where", &[cond, a, b]);
+        let mut out = Array::empty_on(&shape, a.dtype(), device);
         Array::where_cond_into(cond, a, b, &mut out);
         out
     }
@@ -80,6 +81,10 @@ impl Array {
     pub fn where_cond_into(&self, a: &Array, b: &Array, out: &mut Array) {
         let cond = self;
         let shape = Array::where_shape(cond, a, b);
+        #[cfg(feature = "cuda")]
+        if [cond, a, b].iter().any(|x| !x.device().is_cpu()) {
+            return crate::cuda::elementwise::select(cond, a, b, &shape, out, "where_cond");
+        }
         #[track_caller]
         fn kernel<T: Element>(shape: &[usize], c: &Array, a: &Array, b: &Array, out: &mut Array) {
             let op = "where_cond";

@@ -225,6 +225,72 @@ fn reductions_on_a_gpu_match_the_cpu() {
 }
 
 #[test]
+fn softmax_indexing_and_where_on_a_gpu_match_the_cpu() {
+    for device in gpus() {
+        let mut g = Generator::new(5);
+        for dtype in [DType::F32, DType::F64] {
+            let rel = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+            let x = g.normal(&[6, 10, 4], 0.0, 3.0, dtype).permute(&[1, 0, 2]);
+            let grad = g.normal(&[10, 6, 4], 0.0, 1.0, dtype);
+            let (dx, dg) = (on(&x, device), on(&grad, device));
+            for d in 0..3 {
+                let (y, ly) = (x.softmax(d), x.log_softmax(d));
+                assert_matches(&dx.softmax(d), &y, rel, "softmax");
+                assert_matches(&dx.log_softmax(d), &ly, rel, "log_softmax");
+                let (dy, dly) = (on(&y, device), on(&ly, device));
+                assert_matches(
+                    &dy.softmax_backward(&dg, d),
+                    &y.softmax_backward(&grad, d),
+                    rel,
+                    "softmax_backward",
+                );
+                assert_matches(
+                    &dly.log_softmax_backward(&dg, d),
+                    &ly.log_softmax_backward(&grad, d),
+                    rel,
+                    "log_softmax_backward",
+                );
+            }
+            // cross-entropy's pieces: pick each row's target, add the gradient back
+            let labels = Array::from_vec(vec![3i64, 0, 5, 5, 1, 2, 4, 0, 3, 5], &[10, 1]);
+            let (dl, logits) = (on(&labels, device), x.narrow(2, 0, 1).reshape(&[10, 6]));
+            let picked = logits.gather(1, &labels);
+            assert_matches(&on(&logits, device).gather(1, &dl), &picked, 0.0, "gather");
+            let back = Array::zeros(&[10, 6], dtype).scatter_add(1, &labels, &picked);
+            let dback = on(&Array::zeros(&[10, 6], dtype), device).scatter_add(
+                1,
+                &dl,
+                &on(&picked, device),
+            );
+            assert_matches(&dback, &back, rel, "scatter_add");
+            let rows = Array::from_vec(vec![2i64, 0, 2, 9], &[4]);
+            let drows = on(&rows, device);
+            assert_matches(
+                &on(&logits, device).index_select(0, &drows),
+                &logits.index_select(0, &rows),
+                0.0,
+                "index_select",
+            );
+            let src = g.normal(&[4, 6], 0.0, 1.0, dtype);
+            assert_matches(
+                &on(&logits, device).index_add(0, &drows, &on(&src, device)),
+                &logits.index_add(0, &rows, &src),
+                rel,
+                "index_add (a repeated row adds twice)",
+            );
+            let mask = logits.gt(&Array::full(&[], 0.0, dtype));
+            let zero = Array::full(&[], 0.0, dtype);
+            assert_matches(
+                &on(&mask, device).where_cond(&on(&logits, device), &zero),
+                &mask.where_cond(&logits, &zero),
+                0.0,
+                "where",
+            );
+        }
+    }
+}
+
+#[test]
 fn matrix_products_on_a_gpu_match_the_cpu() {
     for device in gpus() {
         let mut g = Generator::new(4);

@@ -137,11 +137,7 @@ fn index_vjp(op: &IndexOp, x: &[Tensor], g: &Tensor, needs: &[bool]) -> Grads {
         ],
         IndexOp::Scatter(d) => {
             let kept = wanted(needs, 0, || {
-                g.scatter(
-                    *d,
-                    &x[1],
-                    &Tensor::new(Array::zeros(x[1].shape(), g.dtype())),
-                )
+                g.scatter(*d, &x[1], &x[1].zeros_like().to_dtype(g.dtype()))
             });
             let src = wanted(needs, 2, || {
                 let winners = scatter_winners(&x[0], *d, &x[1], g.dtype());

@@ -46,9 +46,9 @@ pub(crate) fn scalar_like(value: f64, like: &Tensor) -> Tensor {
     Tensor::new(Array::full(&[], value, like.dtype()))
 }
 
-/// Zeros with the shape and dtype of `like` (a constant).
+/// Zeros with the shape, dtype and device of `like` (a constant).
 pub(crate) fn zeros_like(like: &Tensor) -> Tensor {
-    Tensor::new(Array::zeros(like.shape(), like.dtype()))
+    like.zeros_like()
 }
 
 /// A bool mask as a 0/1 float tensor of `like`'s dtype (computed by an op, so a capture

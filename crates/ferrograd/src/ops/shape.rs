@@ -166,7 +166,7 @@ impl ShapeOp {
             ShapeOp::Flip(dims) => g.flip(dims.as_slice()),
             ShapeOp::DiagEmbed(k) => g.diagonal(*k),
             ShapeOp::Diagonal { k, dim1, dim2 } => {
-                let zeros = Tensor::new(Array::zeros(x[0].shape(), g.dtype()));
+                let zeros = x[0].zeros_like().to_dtype(g.dtype());
                 zeros.diagonal_scatter(g, *k, *dim1, *dim2)
             }
             ShapeOp::DiagonalScatter { k, dim1, dim2 } => {

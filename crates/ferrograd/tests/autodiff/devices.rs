@@ -11,10 +11,15 @@ struct Mlp {
     w2: Tensor,
 }
 
-fn loss(p: &Mlp, x: &Tensor) -> Tensor {
+/// A two-layer network's loss: a squared error on a sigmoid output plus a cross-entropy of
+/// the hidden layer's first 3 units as logits against `labels`, so that products, bias
+/// broadcasts, tanh, sigmoid, log-softmax, gather and means all take part.
+fn loss(p: &Mlp, x: &Tensor, labels: &Tensor) -> Tensor {
     let h = (x.matmul(&p.w1) + &p.b1).tanh();
     let y = h.matmul(&p.w2).sigmoid();
-    (y * 2.0 - 1.0).square().mean()
+    let logits = h.narrow(1, 0, 3);
+    let nll = -logits.log_softmax(1).gather(1, labels).mean();
+    (y * 2.0 - 1.0).square().mean() + nll
 }
 
 #[test]
@@ -54,9 +59,11 @@ fn gradients_on_a_gpu_match_the_cpu() {
                 w2: Tensor::new(g.normal(&[8, 1], 0.0, 0.5, dtype)),
             };
             let x = Tensor::new(g.normal(&[16, 4], 0.0, 1.0, dtype));
-            let (want, want_loss) = grad(loss).call(&p, (&x,));
+            let labels = Tensor::from_vec((0..16).map(|i| i % 3).collect::<Vec<i64>>(), &[16, 1]);
+            let (want, want_loss) = grad(loss).call(&p, (&x, &labels));
             let (pd, xd) = (to_device(&p, device).unwrap(), x.to_device(device).unwrap());
-            let (got, got_loss) = grad(loss).call(&pd, (&xd,));
+            let ld = labels.to_device(device).unwrap();
+            let (got, got_loss) = grad(loss).call(&pd, (&xd, &ld));
             assert_eq!(got_loss.device(), device);
             let rel = if dtype == DType::F32 { 1e-4 } else { 1e-10 };
             let close = |a: &Tensor, b: &Tensor| {
