@@ -581,7 +581,7 @@ impl Array {
         };
         let d = dim.resolve(first.ndim(), "cat");
         let shape = cat_shape(arrays, d);
-        let mut out = Array::empty(&shape, first.dtype());
+        let mut out = Array::empty_on(&shape, first.dtype(), first.device());
         cat_kernel(arrays, d, &shape, &mut out);
         out
     }
@@ -609,7 +609,7 @@ impl Array {
         let d = dim.resolve(self.ndim(), "pad_narrow");
         let mut shape: Shape = self.shape().into();
         shape[d] = size;
-        let mut out = Array::empty(&shape, self.dtype());
+        let mut out = Array::empty_on(&shape, self.dtype(), self.device());
         self.pad_narrow_into(d, start, size, &mut out);
         out
     }
@@ -630,6 +630,10 @@ impl Array {
         }
         let mut shape: Shape = self.shape().into();
         shape[d] = size;
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() {
+            return crate::cuda::index::pad_narrow(self, d, start, &shape, out, "pad_narrow_into");
+        }
         let outer: usize = shape[..d].iter().product();
         let inner: usize = shape[d + 1..].iter().product();
         fn kernel<T: Element>(
@@ -1029,6 +1033,10 @@ fn cat_kernel<A: std::borrow::Borrow<Array>>(
     shape: &[usize],
     out: &mut Array,
 ) {
+    #[cfg(feature = "cuda")]
+    if arrays.iter().any(|a| !a.borrow().device().is_cpu()) {
+        return crate::cuda::index::cat(arrays, d, shape, out, "cat");
+    }
     let outer: usize = shape[..d].iter().product();
     fn kernel<T: Element, A: std::borrow::Borrow<Array>>(
         arrays: &[A],

@@ -86,6 +86,16 @@ pub enum CheckpointError {
         /// The file's dtype.
         found: String,
     },
+    /// A tensor could not be placed on the device of the leaf it should fill.
+    #[error("{path}: tensor `{name}`: {source}")]
+    Device {
+        /// The file.
+        path: PathBuf,
+        /// The leaf name.
+        name: String,
+        /// The cause.
+        source: ferrograd::DeviceError,
+    },
 }
 
 fn to_safetensors_dtype(d: DType) -> Dtype {
@@ -346,19 +356,29 @@ pub fn save<P: Tree>(tree: &P, path: impl AsRef<Path>) -> Result<(), CheckpointE
 }
 
 /// Loads a tree saved by [`save`] into the structure of `template`: every leaf must be in the
-/// file with the template's shape and dtype, and the file must hold nothing else.
+/// file with the template's shape and dtype, and the file must hold nothing else. Each leaf
+/// goes to the device of the template's leaf (load into a model already moved to a GPU, and
+/// the weights go there); saving reads device tensors back to the host.
 pub fn load<P: Tree>(template: &P, path: impl AsRef<Path>) -> Result<P, CheckpointError> {
     let path = path.as_ref();
     let mut stored = load_arrays(path)?;
     let mut new_leaves = Vec::new();
     for (name, leaf) in leaf_names(template).iter().zip(leaves(template)) {
-        new_leaves.push(Tensor::new(take_checked(
+        let array = take_checked(
             &mut stored,
             path,
             &stored_name(name),
             leaf.shape(),
             leaf.dtype(),
-        )?));
+        )?;
+        let placed = array
+            .to_device(leaf.device())
+            .map_err(|source| CheckpointError::Device {
+                path: path.to_path_buf(),
+                name: stored_name(name),
+                source,
+            })?;
+        new_leaves.push(Tensor::new(placed));
     }
     ensure_consumed(stored, path)?;
     Ok(rebuild(template, new_leaves))

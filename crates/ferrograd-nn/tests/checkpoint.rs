@@ -196,3 +196,31 @@ fn a_save_removes_what_killed_saves_left_behind() {
     assert!(live.exists(), "a running process's temporary was removed");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn checkpoints_load_onto_the_devices_of_the_template() {
+    let gpus: Vec<ferrograd::Device> = ferrograd::Device::available()
+        .into_iter()
+        .filter(|d| !d.is_cpu())
+        .collect();
+    if gpus.is_empty() {
+        eprintln!("skipped: no CUDA device to save from and load onto");
+    }
+    for device in gpus {
+        let path = dir().join(format!("on-{device}.safetensors"));
+        let on_gpu = ferrograd::to_device(&net(2.0), device).unwrap();
+        save(&on_gpu, &path).unwrap(); // read back from the device
+        let template = ferrograd::to_device(&net(0.0), device).unwrap();
+        let loaded = load(&template, &path).unwrap();
+        for (l, w) in ferrograd::leaves(&loaded)
+            .iter()
+            .zip(ferrograd::leaves(&net(2.0)))
+        {
+            assert_eq!(l.device(), device);
+            assert!(l.value().bit_eq(w.value()));
+        }
+        // a CPU template loads the same file onto the CPU
+        let host = load(&net(0.0), &path).unwrap();
+        assert!(ferrograd::leaves(&host).iter().all(|t| t.device().is_cpu()));
+    }
+}

@@ -143,6 +143,7 @@ type WhereKernel = unsafe extern "C" fn(
     u64,
     i32,
 );
+type CopyKernel = unsafe extern "C" fn(*mut c_void, Layout, *const c_void, Layout, i64);
 type ReduceKernel = unsafe extern "C" fn(*mut c_void, *const c_void, Layout, Layout, i64, i64, f64);
 
 /// The kernel `name` from the host library.
@@ -758,6 +759,85 @@ fn gather_scatter_add_and_where_kernels_compute_what_the_cpu_does() {
                 _ => run!(i64),
             }
             assert!(out.bit_eq(&want), "where {dtype}: {out} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn copy_kernels_place_blocks_as_cat_and_pad_narrow_do() {
+    let Some(lib) = kernels() else { return };
+    let mut g = crate::Generator::new(9);
+    for dtype in [DType::F32, DType::I64] {
+        let k: CopyKernel = symbol(lib, &source::copy_name(dtype));
+        for d in 0..3 {
+            // three strided parts of different sizes along d
+            let parts: Vec<Array> = [2usize, 1, 3]
+                .iter()
+                .map(|&s| {
+                    let mut shape = [4usize, 3, 5];
+                    shape[d] = s;
+                    let mut rev = shape;
+                    rev.reverse();
+                    g.normal(&rev, 0.0, 4.0, DType::F64)
+                        .to_dtype(dtype)
+                        .permute(&[2, 1, 0])
+                })
+                .collect();
+            let want = Array::cat(&parts, d);
+            let shape = want.shape().to_vec();
+            let mut out = Array::zeros(&shape, dtype);
+            let mut start = 0;
+            for p in &parts {
+                let lo = super::index::block(&shape, p.shape(), d, start, "test");
+                macro_rules! run {
+                    ($t:ty) => {{
+                        let o = out.out_slice::<$t>(&shape, "test").as_mut_ptr();
+                        // SAFETY: the kernel's signature; the block lies inside `out`.
+                        unsafe {
+                            k(
+                                o.cast(),
+                                lo,
+                                base::<$t>(p),
+                                layout(p, p.shape(), "test"),
+                                p.numel() as i64,
+                            )
+                        }
+                    }};
+                }
+                match dtype {
+                    DType::F32 => run!(f32),
+                    _ => run!(i64),
+                }
+                start += p.shape()[d];
+            }
+            assert!(out.bit_eq(&want), "cat {dtype} dim {d}: {out} vs {want}");
+            // pad_narrow: the middle part placed in zeros
+            let padded = parts[2].pad_narrow(d, 1, parts[2].shape()[d] + 2);
+            let pshape = padded.shape().to_vec();
+            let mut out = Array::zeros(&pshape, dtype);
+            let lo = super::index::block(&pshape, parts[2].shape(), d, 1, "test");
+            let p = &parts[2];
+            macro_rules! run {
+                ($t:ty) => {{
+                    let o = out.out_slice::<$t>(&pshape, "test");
+                    o.fill(<$t>::default());
+                    // SAFETY: as above.
+                    unsafe {
+                        k(
+                            o.as_mut_ptr().cast(),
+                            lo,
+                            base::<$t>(p),
+                            layout(p, p.shape(), "test"),
+                            p.numel() as i64,
+                        )
+                    }
+                }};
+            }
+            match dtype {
+                DType::F32 => run!(f32),
+                _ => run!(i64),
+            }
+            assert!(out.bit_eq(&padded), "pad_narrow {dtype} dim {d}");
         }
     }
 }

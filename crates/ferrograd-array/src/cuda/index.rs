@@ -116,3 +116,98 @@ pub(crate) fn broadcast_index(index: &Array, d: usize, shape: &[usize]) -> Array
     view[d] = index.numel();
     index.reshape(&view).expand(shape)
 }
+
+/// The [`Layout`](super::source::Layout) of the block of a contiguous `out_shape` array that
+/// starts at `start` along `d` and has `shape`.
+pub(crate) fn block(
+    out_shape: &[usize],
+    shape: &[usize],
+    d: usize,
+    start: usize,
+    op: &str,
+) -> super::source::Layout {
+    let strides = crate::layout::contiguous_strides(out_shape);
+    pack(
+        shape
+            .iter()
+            .zip(strides.iter())
+            .map(|(&s, &st)| (s, st as i64)),
+        start * strides[d] as usize,
+        op,
+    )
+}
+
+/// Copies `x` into the block of `dst` (a contiguous array of `out_shape` on `gpu`) that
+/// starts at `start` along `d`.
+#[track_caller]
+fn copy_block(
+    x: &Array,
+    dst: u64,
+    out_shape: &[usize],
+    d: usize,
+    start: usize,
+    gpu: &super::Gpu,
+    op: &str,
+) {
+    let n = x.numel();
+    if n == 0 {
+        return;
+    }
+    let dtype = x.dtype();
+    let lo = block(out_shape, x.shape(), d, start, op);
+    let lx = layout(x, x.shape(), op);
+    let px = x.cuda_buffer().expect("a device array").ptr(gpu, 0);
+    let n = n as i64;
+    let k = kernel(
+        gpu,
+        &source::copy_name(dtype),
+        || source::copy_source(dtype),
+        op,
+    );
+    let mut b = gpu.stream.launch_builder(&k);
+    b.arg(&dst).arg(&lo).arg(&px).arg(&lx).arg(&n);
+    // SAFETY: `copy_source`'s signature; the block lies inside `dst` (its shape fits
+    // `out_shape` from `start`, checked by the caller), `x` holds what `lx` addresses.
+    unsafe { go(b, grid(n as usize), gpu, op) }
+}
+
+/// `out = cat(arrays, d)` (shapes checked, `shape` the result's) on their GPU.
+#[track_caller]
+pub(crate) fn cat<A: std::borrow::Borrow<Array>>(
+    arrays: &[A],
+    d: usize,
+    shape: &[usize],
+    out: &mut Array,
+    op: &str,
+) {
+    let all: Vec<&Array> = arrays.iter().map(|a| a.borrow()).collect();
+    let device = same_device(op, &all);
+    let gpu = gpu_of(device, op);
+    let dtype = all[0].dtype();
+    for a in &all {
+        crate::error::same_dtype(op, dtype, a.dtype());
+    }
+    let dst = out.cuda_out(&gpu, shape, dtype, op).ptr(&gpu, 0);
+    let mut start = 0;
+    for a in all {
+        copy_block(a, dst, shape, d, start, &gpu, op);
+        start += a.shape()[d];
+    }
+}
+
+/// `out` = zeros of `shape` with `a` placed from `start` along `d` (checked), on its GPU.
+#[track_caller]
+pub(crate) fn pad_narrow(
+    a: &Array,
+    d: usize,
+    start: usize,
+    shape: &[usize],
+    out: &mut Array,
+    op: &str,
+) {
+    let gpu = gpu_of(a.device(), op);
+    let buffer = out.cuda_out(&gpu, shape, a.dtype(), op);
+    buffer.zero(&gpu).unwrap_or_else(|e| super::fail(op, e));
+    let dst = buffer.ptr(&gpu, 0);
+    copy_block(a, dst, shape, d, start, &gpu, op);
+}

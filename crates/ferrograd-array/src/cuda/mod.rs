@@ -87,6 +87,12 @@ impl CudaBuffer {
         each_slice!(&self.data, s => s.len())
     }
 
+    /// Sets every element to zero (asynchronously, on the stream).
+    pub(crate) fn zero(&mut self, gpu: &Gpu) -> Result<(), DeviceError> {
+        each_slice!(&mut self.data, s => gpu.stream.memset_zeros(s))
+            .map_err(|e| driver_error(gpu.device, "zeroing", e))
+    }
+
     /// The device address of element `offset`, for a kernel argument. The one stream per
     /// device orders every use, so no event is recorded (event tracking is off).
     pub(crate) fn ptr(&self, gpu: &Gpu, offset: usize) -> u64 {

@@ -646,6 +646,29 @@ extern \"C\" __global__ void {name}({t}* out, Layout lbase, long long stride,
     ))
 }
 
+/// The name of the strided copy kernel.
+pub(crate) fn copy_name(dtype: DType) -> String {
+    format!("copy_{}", short(dtype))
+}
+
+/// The source of the strided copy: `out[at(lo, i)] = x[at(lx, i)]`, writing into a view of
+/// a larger output (a slice of a concatenation, the placed block of a padding).
+pub(crate) fn copy_source(dtype: DType) -> String {
+    let t = c_type(dtype);
+    let name = copy_name(dtype);
+    format!(
+        "{PRELUDE}
+extern \"C\" __global__ void {name}({t}* __restrict__ out, Layout lo, const {t}* __restrict__ x,
+        Layout lx, long long n) {{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+            i += (long long)gridDim.x * blockDim.x) {{
+        out[fg_at(lo, i)] = x[fg_at(lx, i)];
+    }}
+}}
+"
+    )
+}
+
 /// The name of the select kernel (`where`).
 pub(crate) fn where_name(dtype: DType) -> String {
     format!("where_{}", short(dtype))
@@ -766,6 +789,7 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
             out.push((scatter_add_name(d), s));
         }
         out.push((where_name(d), where_source(d)));
+        out.push((copy_name(d), copy_source(d)));
     }
     out
 }
@@ -826,10 +850,10 @@ mod tests {
         }
         let sources = all_sources();
         // per float dtype 35 functions, 18 two-input functions and 6 bool comparisons, 4
-        // casts, 3 reductions, 4 softmax kernels, gather, scatter-add, where; i64 the 5
-        // integer functions, 8 + 6, 4, 3, gather, scatter-add, where; bool 6 + 4, gather,
-        // where
-        assert_eq!(sources.len(), 2 * 73 + 29 + 12);
+        // casts, 3 reductions, 4 softmax kernels, gather, scatter-add, where, copy; i64 the
+        // 5 integer functions, 8 + 6, 4, 3, gather, scatter-add, where, copy; bool 6 + 4,
+        // gather, where, copy
+        assert_eq!(sources.len(), 2 * 74 + 30 + 13);
         let mut names = std::collections::HashSet::new();
         for (name, source) in &sources {
             assert!(names.insert(name.clone()), "two kernels named {name}");

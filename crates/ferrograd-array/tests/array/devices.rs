@@ -278,6 +278,26 @@ fn softmax_indexing_and_where_on_a_gpu_match_the_cpu() {
                 rel,
                 "index_add (a repeated row adds twice)",
             );
+            // joins and the gradient of a slice
+            let parts = [
+                x.narrow(1, 0, 2),
+                x.narrow(1, 3, 3).contiguous(),
+                x.narrow(1, 5, 1),
+            ];
+            let dparts: Vec<Array> = parts.iter().map(|p| on(p, device)).collect();
+            assert_matches(&Array::cat(&dparts, 1), &Array::cat(&parts, 1), 0.0, "cat");
+            assert_matches(
+                &Array::stack(&dparts[..1], 0),
+                &Array::stack(&parts[..1], 0),
+                0.0,
+                "stack",
+            );
+            assert_matches(
+                &dparts[1].pad_narrow(1, 2, 9),
+                &parts[1].pad_narrow(1, 2, 9),
+                0.0,
+                "pad_narrow",
+            );
             let mask = logits.gt(&Array::full(&[], 0.0, dtype));
             let zero = Array::full(&[], 0.0, dtype);
             assert_matches(
