@@ -18,6 +18,10 @@ fn masked(x: &Tensor, p: f64, training: bool, mask_shape: &[usize], rng: &mut Ge
     // drawn by an op, so optimize mode draws a fresh mask from `rng` on every replay
     let keep = (Tensor::rand_bernoulli(rng, mask_shape, 1.0 - p, DType::F64) * (1.0 / (1.0 - p)))
         .to_dtype(x.dtype());
+    // the generator draws on the host; the mask goes where `x` is
+    let keep = keep
+        .to_device(x.device())
+        .unwrap_or_else(|e| panic!("ferrograd: dropout: {e}"));
     x * &keep
 }
 

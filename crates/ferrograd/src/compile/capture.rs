@@ -284,6 +284,15 @@ pub(crate) fn start(inputs: &[Tensor], generators: Vec<usize>) -> CaptureScope {
         groups: 0,
         state_read: Vec::new(),
     };
+    if let Some(t) = inputs.iter().find(|t| !t.device().is_cpu()) {
+        // Plans run their fused programs and buffers on the host; a signature with device
+        // tensors runs in direct mode (whose ops run on the device) until plans learn devices.
+        rec.poisoned = Some(format!(
+            "optimize mode compiles host tensors only so far, and an input is on {}; this \
+             signature runs in direct mode",
+            t.device()
+        ));
+    }
     for t in inputs {
         // The same handle twice names the later input; the signature records the aliasing,
         // so a replay gets the same tensor in both places.
