@@ -77,6 +77,13 @@ struct Geometry {
 }
 
 impl Geometry {
+    /// The sizes as the CUDA kernels take them.
+    #[cfg(feature = "cuda")]
+    fn cuda(&self) -> crate::cuda::source::ConvGeom {
+        let (input, taps) = ([self.n, self.c, self.h, self.w], (self.kh, self.kw));
+        crate::cuda::conv::geom(&input, taps, (self.oh, self.ow), self.p)
+    }
+
     #[track_caller]
     fn new(op: &str, input: &[usize], weight: &[usize], p: Conv2dParams) -> Geometry {
         if input.len() != 4 || weight.len() != 4 {
@@ -250,7 +257,7 @@ impl Array {
     #[track_caller]
     pub fn conv2d(&self, weight: &Array, bias: Option<&Array>, params: Conv2dParams) -> Array {
         let g = Geometry::new("conv2d", self.shape(), weight.shape(), params);
-        let mut out = Array::empty(&[g.n, g.o, g.oh, g.ow], self.dtype());
+        let mut out = Array::empty_on(&[g.n, g.o, g.oh, g.ow], self.dtype(), self.device());
         self.conv2d_into(weight, bias, params, &mut out);
         out
     }
@@ -278,6 +285,10 @@ impl Array {
                     ),
                 )
             }
+        }
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() || !weight.device().is_cpu() {
+            return crate::cuda::conv::forward(self, weight, bias, g.cuda(), params, out, "conv2d");
         }
         fn kernel<T: Float>(
             g: Geometry,
@@ -348,7 +359,7 @@ impl Array {
         input_shape: &[usize],
         params: Conv2dParams,
     ) -> Array {
-        let mut out = Array::empty(input_shape, self.dtype());
+        let mut out = Array::empty_on(input_shape, self.dtype(), self.device());
         self.conv2d_backward_input_into(weight, input_shape, params, &mut out);
         out
     }
@@ -364,6 +375,11 @@ impl Array {
     ) {
         let g = Geometry::new("conv2d_backward_input", input_shape, weight.shape(), params);
         check_grad_shape("conv2d_backward_input", self, &g);
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() || !weight.device().is_cpu() {
+            let op = "conv2d_backward_input";
+            return crate::cuda::conv::backward_input(self, weight, g.cuda(), params, out, op);
+        }
         fn kernel<T: Float>(g: Geometry, dy: &Array, w: &Array, out: &mut Array) {
             let (dy, w) = (
                 dy.values::<T>("conv2d_backward_input"),
@@ -425,7 +441,7 @@ impl Array {
         weight_shape: &[usize],
         params: Conv2dParams,
     ) -> Array {
-        let mut out = Array::empty(weight_shape, self.dtype());
+        let mut out = Array::empty_on(weight_shape, self.dtype(), self.device());
         self.conv2d_backward_weight_into(input, weight_shape, params, &mut out);
         out
     }
@@ -447,6 +463,19 @@ impl Array {
             params,
         );
         check_grad_shape("conv2d_backward_weight", self, &g);
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() || !input.device().is_cpu() {
+            let (op, g) = ("conv2d_backward_weight", g.cuda());
+            return crate::cuda::conv::backward_weight(
+                self,
+                input,
+                weight_shape,
+                g,
+                params,
+                out,
+                op,
+            );
+        }
         fn kernel<T: Float>(g: Geometry, dy: &Array, x: &Array, out: &mut Array) {
             let (dy, x) = (
                 dy.values::<T>("conv2d_backward_weight"),

@@ -144,6 +144,7 @@ type WhereKernel = unsafe extern "C" fn(
     i32,
 );
 type CopyKernel = unsafe extern "C" fn(*mut c_void, Layout, *const c_void, Layout, i64);
+type Im2colKernel = unsafe extern "C" fn(*mut c_void, *const c_void, source::ConvGeom);
 type ReduceKernel = unsafe extern "C" fn(*mut c_void, *const c_void, Layout, Layout, i64, i64, f64);
 
 /// The kernel `name` from the host library.
@@ -838,6 +839,68 @@ fn copy_kernels_place_blocks_as_cat_and_pad_narrow_do() {
                 _ => run!(i64),
             }
             assert!(out.bit_eq(&padded), "pad_narrow {dtype} dim {d}");
+        }
+    }
+}
+
+#[test]
+fn im2col_and_col2im_kernels_give_the_cpu_convolution_and_its_input_gradient() {
+    let Some(lib) = kernels() else { return };
+    let mut g = crate::Generator::new(10);
+    let geometries = [
+        crate::Conv2dParams::default(),
+        crate::Conv2dParams {
+            stride: (2, 1),
+            padding: (1, 2),
+            dilation: (1, 2),
+            groups: 1,
+        },
+        crate::Conv2dParams {
+            stride: (3, 2),
+            padding: (2, 0),
+            dilation: (2, 1),
+            groups: 1,
+        },
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        let rel = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+        for p in geometries {
+            let x = g.normal(&[2, 3, 9, 8], 0.0, 1.0, dtype);
+            let w = g.normal(&[4, 3, 3, 2], 0.0, 1.0, dtype);
+            let y = x.conv2d(&w, None, p);
+            let (oh, ow) = (y.shape()[2], y.shape()[3]);
+            let geom = super::conv::geom(x.shape(), (3, 2), (oh, ow), p);
+            let (ck, l) = (3 * 3 * 2, oh * ow);
+            let mut col = Array::zeros(&[2, ck, l], dtype);
+            let im2col: Im2colKernel = symbol(lib, &source::im2col_name(dtype, false));
+            let col2im: Im2colKernel = symbol(lib, &source::im2col_name(dtype, true));
+            let dy = g.normal(y.shape(), 0.0, 1.0, dtype);
+            let dcol = w
+                .reshape(&[4, ck])
+                .t()
+                .matmul(&dy.reshape(&[2, 4, l]))
+                .contiguous();
+            let mut dx = Array::zeros(x.shape(), dtype);
+            macro_rules! run {
+                ($t:ty) => {{
+                    let c = col.out_slice::<$t>(&[2, ck, l], "test").as_mut_ptr();
+                    // SAFETY: the kernel's signature; contiguous operands of the sizes `geom`
+                    // says.
+                    unsafe { im2col(c.cast(), base::<$t>(&x), geom) };
+                    let o = dx.out_slice::<$t>(&[2, 3, 9, 8], "test").as_mut_ptr();
+                    // SAFETY: as above.
+                    unsafe { col2im(o.cast(), base::<$t>(&dcol), geom) };
+                }};
+            }
+            match dtype {
+                DType::F32 => run!(f32),
+                _ => run!(f64),
+            }
+            let via_columns = w.reshape(&[4, ck]).matmul(&col).reshape(y.shape());
+            close(&via_columns, &y, rel).unwrap_or_else(|e| panic!("conv2d {dtype} {p:?}: {e}"));
+            let want = dy.conv2d_backward_input(&w, x.shape(), p);
+            close(&dx, &want, rel)
+                .unwrap_or_else(|e| panic!("conv2d input gradient {dtype} {p:?}: {e}"));
         }
     }
 }

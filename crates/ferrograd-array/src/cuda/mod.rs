@@ -15,6 +15,7 @@
 //! [`MapFn`]: crate::MapFn
 //! [`ZipFn`]: crate::ZipFn
 
+pub(crate) mod conv;
 pub(crate) mod elementwise;
 #[cfg(test)]
 mod host_test;

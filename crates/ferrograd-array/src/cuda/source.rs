@@ -669,6 +669,96 @@ extern \"C\" __global__ void {name}({t}* __restrict__ out, Layout lo, const {t}*
     )
 }
 
+/// A convolution's sizes as the im2col and col2im kernels take them. Mirrors `ConvGeom`
+/// in their sources.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvGeom {
+    pub(crate) n: i64,
+    pub(crate) c: i64,
+    pub(crate) h: i64,
+    pub(crate) w: i64,
+    pub(crate) kh: i64,
+    pub(crate) kw: i64,
+    pub(crate) oh: i64,
+    pub(crate) ow: i64,
+    pub(crate) sh: i64,
+    pub(crate) sw: i64,
+    pub(crate) ph: i64,
+    pub(crate) pw: i64,
+    pub(crate) dh: i64,
+    pub(crate) dw: i64,
+}
+
+// SAFETY: `ConvGeom` is `repr(C)` plain integers, laid out as the C struct of its kernels.
+unsafe impl DeviceRepr for ConvGeom {}
+
+const CONV_GEOM: &str =
+    "struct ConvGeom { long long n, c, h, w, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw; };";
+
+/// The name of the im2col kernel (`backward`: col2im, its adjoint).
+pub(crate) fn im2col_name(dtype: DType, backward: bool) -> String {
+    format!(
+        "{}_{}",
+        if backward { "col2im" } else { "im2col" },
+        short(dtype)
+    )
+}
+
+/// The source of im2col (`col[n, (c, i, j), (y, x)]` = the input under kernel tap `(i, j)`
+/// of output position `(y, x)`, zero in the padding) or, `backward`, of col2im (each input
+/// element the sum of the columns' entries it was copied to, gathered, so no atomics).
+/// Both over contiguous `[N, C, H, W]` images and `[N, C·kh·kw, oh·ow]` columns.
+pub(crate) fn im2col_source(dtype: DType, backward: bool) -> Option<String> {
+    if !dtype.is_float() {
+        return None;
+    }
+    let t = c_type(dtype);
+    let name = im2col_name(dtype, backward);
+    let body = if backward {
+        format!(
+            "extern \"C\" __global__ void {name}({t}* __restrict__ x, const {t}* __restrict__ col,
+        ConvGeom g) {{
+    long long total = g.n * g.c * g.h * g.w, taps = g.kh * g.kw, l = g.oh * g.ow;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+            i += (long long)gridDim.x * blockDim.x) {{
+        long long xx = i % g.w, y = (i / g.w) % g.h, c = (i / (g.w * g.h)) % g.c;
+        long long n = i / (g.w * g.h * g.c);
+        {t} acc = ({t})0;
+        for (long long ki = 0; ki < g.kh; ++ki) {{
+            long long ty = y + g.ph - ki * g.dh;
+            if (ty < 0 || ty % g.sh != 0 || ty / g.sh >= g.oh) continue;
+            for (long long kj = 0; kj < g.kw; ++kj) {{
+                long long tx = xx + g.pw - kj * g.dw;
+                if (tx < 0 || tx % g.sw != 0 || tx / g.sw >= g.ow) continue;
+                long long row = (n * g.c + c) * taps + ki * g.kw + kj;
+                acc += col[row * l + (ty / g.sh) * g.ow + tx / g.sw];
+            }}
+        }}
+        x[i] = acc;
+    }}
+}}"
+        )
+    } else {
+        format!(
+            "extern \"C\" __global__ void {name}({t}* __restrict__ col, const {t}* __restrict__ x,
+        ConvGeom g) {{
+    long long taps = g.kh * g.kw, l = g.oh * g.ow, total = g.n * g.c * taps * l;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+            i += (long long)gridDim.x * blockDim.x) {{
+        long long p = i % l, row = i / l;
+        long long tap = row % taps, c = (row / taps) % g.c, n = row / (taps * g.c);
+        long long y = (p / g.ow) * g.sh - g.ph + (tap / g.kw) * g.dh;
+        long long xx = (p % g.ow) * g.sw - g.pw + (tap % g.kw) * g.dw;
+        bool inside = y >= 0 && y < g.h && xx >= 0 && xx < g.w;
+        col[i] = inside ? x[((n * g.c + c) * g.h + y) * g.w + xx] : ({t})0;
+    }}
+}}"
+        )
+    };
+    Some(format!("{PRELUDE}\n{CONV_GEOM}\n{body}\n"))
+}
+
 /// The name of the select kernel (`where`).
 pub(crate) fn where_name(dtype: DType) -> String {
     format!("where_{}", short(dtype))
@@ -790,6 +880,11 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
         }
         out.push((where_name(d), where_source(d)));
         out.push((copy_name(d), copy_source(d)));
+        for backward in [false, true] {
+            if let Some(s) = im2col_source(d, backward) {
+                out.push((im2col_name(d, backward), s));
+            }
+        }
     }
     out
 }
@@ -852,8 +947,8 @@ mod tests {
         // per float dtype 35 functions, 18 two-input functions and 6 bool comparisons, 4
         // casts, 3 reductions, 4 softmax kernels, gather, scatter-add, where, copy; i64 the
         // 5 integer functions, 8 + 6, 4, 3, gather, scatter-add, where, copy; bool 6 + 4,
-        // gather, where, copy
-        assert_eq!(sources.len(), 2 * 74 + 30 + 13);
+        // gather, where, copy; im2col and col2im for floats
+        assert_eq!(sources.len(), 2 * 76 + 30 + 13);
         let mut names = std::collections::HashSet::new();
         for (name, source) in &sources {
             assert!(names.insert(name.clone()), "two kernels named {name}");
