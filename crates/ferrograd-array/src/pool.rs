@@ -117,8 +117,8 @@ impl Array {
     pub fn max_pool2d(&self, params: Pool2dParams) -> (Array, Array) {
         let g = Geometry::new("max_pool2d", self.shape(), params);
         let shape = [self.shape()[0], self.shape()[1], g.oh, g.ow];
-        let mut values = Array::empty(&shape, self.dtype());
-        let mut indices = Array::empty(&shape, DType::I64);
+        let mut values = Array::empty_on(&shape, self.dtype(), self.device());
+        let mut indices = Array::empty_on(&shape, DType::I64, self.device());
         self.max_pool2d_into(params, &mut values, &mut indices);
         (values, indices)
     }
@@ -144,7 +144,7 @@ impl Array {
     pub fn max_pool2d_indices(&self, params: Pool2dParams) -> Array {
         let g = Geometry::new("max_pool2d", self.shape(), params);
         let shape = [self.shape()[0], self.shape()[1], g.oh, g.ow];
-        let mut indices = Array::empty(&shape, DType::I64);
+        let mut indices = Array::empty_on(&shape, DType::I64, self.device());
         self.max_pool2d_indices_into(params, &mut indices);
         indices
     }
@@ -166,6 +166,11 @@ impl Array {
     ) {
         let g = Geometry::new("max_pool2d", self.shape(), params);
         let shape = [self.shape()[0], self.shape()[1], g.oh, g.ow];
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() {
+            let geom = crate::cuda::pool::geom(self.shape(), (g.oh, g.ow), params);
+            return crate::cuda::pool::max_pool(self, geom, values, indices, "max_pool2d");
+        }
         fn kernel<T: Float>(
             g: Geometry,
             x: &Array,
@@ -328,7 +333,7 @@ impl Array {
     /// to the chosen inputs (summed where windows overlap).
     #[track_caller]
     pub fn max_pool2d_backward(&self, indices: &Array, input_shape: &[usize]) -> Array {
-        let mut out = Array::empty(input_shape, self.dtype());
+        let mut out = Array::empty_on(input_shape, self.dtype(), self.device());
         self.max_pool2d_backward_into(indices, input_shape, &mut out);
         out
     }
@@ -358,6 +363,11 @@ impl Array {
         }
         if indices.dtype() != DType::I64 {
             crate::error::dtype_fail("max_pool2d_backward", indices.dtype(), "i64 indices")
+        }
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() || !indices.device().is_cpu() {
+            let op = "max_pool2d_backward";
+            return crate::cuda::pool::max_pool_backward(self, indices, input_shape, out, op);
         }
         let hw = input_shape[2] * input_shape[3];
         let s = self.shape()[2] * self.shape()[3];
@@ -406,7 +416,7 @@ impl Array {
     /// ```
     #[track_caller]
     pub fn gather_planes(&self, indices: &Array) -> Array {
-        let mut out = Array::empty(indices.shape(), self.dtype());
+        let mut out = Array::empty_on(indices.shape(), self.dtype(), self.device());
         self.gather_planes_into(indices, &mut out);
         out
     }
@@ -426,6 +436,10 @@ impl Array {
         }
         if indices.dtype() != DType::I64 {
             crate::error::dtype_fail("gather_planes", indices.dtype(), "i64 indices")
+        }
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() || !indices.device().is_cpu() {
+            return crate::cuda::pool::gather_planes(self, indices, out, "gather_planes");
         }
         let hw = self.shape()[2] * self.shape()[3];
         let s = indices.shape()[2] * indices.shape()[3];
@@ -479,9 +493,10 @@ impl Array {
     #[track_caller]
     pub fn avg_pool2d(&self, params: Pool2dParams, count_include_pad: bool) -> Array {
         let g = Geometry::new("avg_pool2d", self.shape(), params);
-        let mut out = Array::empty(
+        let mut out = Array::empty_on(
             &[self.shape()[0], self.shape()[1], g.oh, g.ow],
             self.dtype(),
+            self.device(),
         );
         self.avg_pool2d_into(params, count_include_pad, &mut out);
         out
@@ -492,6 +507,12 @@ impl Array {
     pub fn avg_pool2d_into(&self, params: Pool2dParams, count_include_pad: bool, out: &mut Array) {
         let g = Geometry::new("avg_pool2d", self.shape(), params);
         let shape = [self.shape()[0], self.shape()[1], g.oh, g.ow];
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() {
+            let geom = crate::cuda::pool::geom(self.shape(), (g.oh, g.ow), params);
+            let op = "avg_pool2d";
+            return crate::cuda::pool::avg_pool(self, geom, count_include_pad, false, out, op);
+        }
         fn kernel<T: Float>(
             g: Geometry,
             x: &Array,
@@ -530,7 +551,7 @@ impl Array {
         params: Pool2dParams,
         count_include_pad: bool,
     ) -> Array {
-        let mut out = Array::empty(input_shape, self.dtype());
+        let mut out = Array::empty_on(input_shape, self.dtype(), self.device());
         self.avg_pool2d_backward_into(input_shape, params, count_include_pad, &mut out);
         out
     }
@@ -557,6 +578,12 @@ impl Array {
                     g.ow
                 ),
             )
+        }
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() {
+            let geom = crate::cuda::pool::geom(input_shape, (g.oh, g.ow), params);
+            let (op, include) = ("avg_pool2d_backward", count_include_pad);
+            return crate::cuda::pool::avg_pool(self, geom, include, true, out, op);
         }
         fn kernel<T: Float>(
             g: Geometry,

@@ -79,11 +79,15 @@ pub(crate) fn give(raw: Raw) {
     }
 }
 
-/// Frees every cached buffer (the memory goes back to the allocator).
+/// Frees every cached buffer (the memory goes back to the allocator), and with the `cuda`
+/// feature the device memory the GPUs' pools keep for reuse (PyTorch's
+/// `torch.cuda.empty_cache`).
 pub fn release_cached_memory() {
     if let Ok(mut guard) = CACHE.lock() {
         *guard = None;
     }
+    #[cfg(feature = "cuda")]
+    crate::cuda::release_pools();
 }
 
 /// Bytes currently held by the cache.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use super::elementwise::{layout, scalar_bits};
-use super::source::{self, Layout, Reduce};
+use super::source::{self, Layout, Pool, Reduce};
 use crate::dtype::Element;
 use crate::fused::{MapFn, ZipFn};
 use crate::{Array, DType};
@@ -145,6 +145,9 @@ type WhereKernel = unsafe extern "C" fn(
 );
 type CopyKernel = unsafe extern "C" fn(*mut c_void, Layout, *const c_void, Layout, i64);
 type Im2colKernel = unsafe extern "C" fn(*mut c_void, *const c_void, source::ConvGeom);
+type PoolKernel4 =
+    unsafe extern "C" fn(*mut c_void, *const c_void, *const c_void, source::ConvGeom);
+type AvgKernel = unsafe extern "C" fn(*mut c_void, *const c_void, source::ConvGeom, i32);
 type ReduceKernel = unsafe extern "C" fn(*mut c_void, *const c_void, Layout, Layout, i64, i64, f64);
 
 /// The kernel `name` from the host library.
@@ -901,6 +904,100 @@ fn im2col_and_col2im_kernels_give_the_cpu_convolution_and_its_input_gradient() {
             let want = dy.conv2d_backward_input(&w, x.shape(), p);
             close(&dx, &want, rel)
                 .unwrap_or_else(|e| panic!("conv2d input gradient {dtype} {p:?}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn pooling_kernels_compute_what_the_cpu_does() {
+    let Some(lib) = kernels() else { return };
+    let mut g = crate::Generator::new(11);
+    let settings = [
+        crate::Pool2dParams::square(2),
+        crate::Pool2dParams {
+            kernel: (3, 2),
+            stride: (2, 1),
+            padding: (1, 1),
+        },
+        crate::Pool2dParams {
+            kernel: (3, 3),
+            stride: (1, 2),
+            padding: (1, 0),
+        },
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        let rel = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+        for p in settings {
+            let mut v = g.normal(&[2, 3, 7, 6], 0.0, 1.0, DType::F64).to_f64_vec();
+            v[5] = f64::NAN; // NaN wins its windows
+            v[40] = v[41]; // a tie: the first maximum
+            let x = Array::from_vec(v, &[2, 3, 7, 6]).to_dtype(dtype);
+            let (values, indices) = x.max_pool2d(p);
+            let (oh, ow) = (values.shape()[2], values.shape()[3]);
+            let geom = super::pool::geom(x.shape(), (oh, ow), p);
+            let oshape = values.shape().to_vec();
+            let dy = g.normal(&oshape, 0.0, 1.0, dtype);
+            let (mut got_v, mut got_i) = (
+                Array::zeros(&oshape, dtype),
+                Array::zeros(&oshape, DType::I64),
+            );
+            let (mut dx, mut picked) =
+                (Array::zeros(x.shape(), dtype), Array::zeros(&oshape, dtype));
+            let (mut avg, mut avg_in) =
+                (Array::zeros(&oshape, dtype), Array::zeros(&oshape, dtype));
+            let (mut davg, mut davg_in) = (
+                Array::zeros(x.shape(), dtype),
+                Array::zeros(x.shape(), dtype),
+            );
+            let name = |k| source::pool_name(k, dtype);
+            let max: PoolKernel4 = symbol(lib, &name(Pool::Max));
+            let max_back: PoolKernel4 = symbol(lib, &name(Pool::MaxBackward));
+            let gather: PoolKernel4 = symbol(lib, &name(Pool::GatherPlanes));
+            let avg_k: AvgKernel = symbol(lib, &name(Pool::Avg));
+            let avg_back: AvgKernel = symbol(lib, &name(Pool::AvgBackward));
+            macro_rules! run {
+                ($t:ty) => {{
+                    let xs = x.shape().to_vec();
+                    let pv = got_v.out_slice::<$t>(&oshape, "test").as_mut_ptr();
+                    let pi = got_i.out_slice::<i64>(&oshape, "test").as_mut_ptr();
+                    // SAFETY (each call): the kernel's signature; contiguous operands of the
+                    // sizes `geom` says.
+                    unsafe { max(pv.cast(), pi.cast(), base::<$t>(&x), geom) };
+                    let pd = dx.out_slice::<$t>(&xs, "test").as_mut_ptr();
+                    unsafe { max_back(pd.cast(), base::<$t>(&dy), base::<i64>(&indices), geom) };
+                    let pp = picked.out_slice::<$t>(&oshape, "test").as_mut_ptr();
+                    unsafe { gather(pp.cast(), base::<$t>(&x), base::<i64>(&indices), geom) };
+                    let pa = avg.out_slice::<$t>(&oshape, "test").as_mut_ptr();
+                    unsafe { avg_k(pa.cast(), base::<$t>(&x), geom, 0) };
+                    let pa = avg_in.out_slice::<$t>(&oshape, "test").as_mut_ptr();
+                    unsafe { avg_k(pa.cast(), base::<$t>(&x), geom, 1) };
+                    let pa = davg.out_slice::<$t>(&xs, "test").as_mut_ptr();
+                    unsafe { avg_back(pa.cast(), base::<$t>(&dy), geom, 0) };
+                    let pa = davg_in.out_slice::<$t>(&xs, "test").as_mut_ptr();
+                    unsafe { avg_back(pa.cast(), base::<$t>(&dy), geom, 1) };
+                }};
+            }
+            match dtype {
+                DType::F32 => run!(f32),
+                _ => run!(f64),
+            }
+            let what = format!("{dtype} {p:?}");
+            assert!(got_i.bit_eq(&indices), "max_pool2d indices {what}");
+            assert!(got_v.bit_eq(&values), "max_pool2d values {what}");
+            close(&dx, &dy.max_pool2d_backward(&indices, x.shape()), rel)
+                .unwrap_or_else(|e| panic!("max_pool2d_backward {what}: {e}"));
+            assert!(
+                picked.bit_eq(&x.gather_planes(&indices)),
+                "gather_planes {what}"
+            );
+            close(&avg, &x.avg_pool2d(p, false), rel)
+                .unwrap_or_else(|e| panic!("avg_pool2d {what}: {e}"));
+            close(&avg_in, &x.avg_pool2d(p, true), rel)
+                .unwrap_or_else(|e| panic!("avg_pool2d counting the padding {what}: {e}"));
+            close(&davg, &dy.avg_pool2d_backward(x.shape(), p, false), rel)
+                .unwrap_or_else(|e| panic!("avg_pool2d_backward {what}: {e}"));
+            close(&davg_in, &dy.avg_pool2d_backward(x.shape(), p, true), rel)
+                .unwrap_or_else(|e| panic!("avg_pool2d_backward counting the padding {what}: {e}"));
         }
     }
 }

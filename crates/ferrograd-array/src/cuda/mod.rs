@@ -21,6 +21,7 @@ pub(crate) mod elementwise;
 mod host_test;
 pub(crate) mod index;
 pub(crate) mod linalg;
+pub(crate) mod pool;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
 pub(crate) mod source;
@@ -155,6 +156,10 @@ pub(crate) fn gpu(ordinal: usize) -> Result<Arc<Gpu>, DeviceError> {
         .compute_capability()
         .map_err(|e| driver_error(device, "reading the compute capability", e))?;
     let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
+    if ctx.has_async_alloc() {
+        pool_attribute(&ctx, PoolSetting::KeepFreed)
+            .map_err(|e| driver_error(device, "configuring the memory pool", e))?;
+    }
     let g = Arc::new(Gpu {
         device,
         stream: ctx.default_stream(),
@@ -167,6 +172,52 @@ pub(crate) fn gpu(ordinal: usize) -> Result<Arc<Gpu>, DeviceError> {
     }
     gpus[ordinal] = Some(Arc::clone(&g));
     Ok(g)
+}
+
+/// What to do with a device's stream-ordered memory pool.
+#[derive(Clone, Copy)]
+enum PoolSetting {
+    /// Keep freed memory for reuse (the driver's default returns it at every
+    /// synchronisation, and an allocation after that costs a call into the driver).
+    KeepFreed,
+    /// Give back everything not in use.
+    Trim,
+}
+
+/// Applies `setting` to the default memory pool of `ctx`'s device.
+fn pool_attribute(ctx: &CudaContext, setting: PoolSetting) -> Result<(), DriverError> {
+    ctx.bind_to_thread()?;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    // SAFETY: `pool` is a valid place for the handle and the device is the context's own;
+    // the threshold is a u64, as CU_MEMPOOL_ATTR_RELEASE_THRESHOLD takes.
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()).result()?;
+        match setting {
+            PoolSetting::KeepFreed => {
+                let mut threshold = u64::MAX;
+                sys::cuMemPoolSetAttribute(
+                    pool,
+                    sys::CUmemPool_attribute_enum::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                    (&mut threshold as *mut u64).cast(),
+                )
+                .result()
+            }
+            PoolSetting::Trim => sys::cuMemPoolTrimTo(pool, 0).result(),
+        }
+    }
+}
+
+/// Gives the memory the pools of every GPU in use keep for reuse back to the devices (what
+/// `release_cached_memory` does for GPUs).
+pub(crate) fn release_pools() {
+    let gpus = GPUS.lock().unwrap_or_else(|e| e.into_inner());
+    for g in gpus.iter().flatten() {
+        let ctx = g.stream.context();
+        // freed buffers return to the pool once the stream has passed their frees
+        if g.stream.synchronize().is_ok() && ctx.has_async_alloc() {
+            let _ = pool_attribute(ctx, PoolSetting::Trim);
+        }
+    }
 }
 
 /// A driver error as a [`DeviceError`] (out of memory gets its own variant where the size

@@ -759,6 +759,146 @@ pub(crate) fn im2col_source(dtype: DType, backward: bool) -> Option<String> {
     Some(format!("{PRELUDE}\n{CONV_GEOM}\n{body}\n"))
 }
 
+/// The pooling kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pool {
+    /// Per output: the flat in-plane index of the window's first maximum (NaN wins), and its
+    /// value when `values` is not null.
+    Max,
+    /// Per output: its gradient added (atomically: windows may overlap) at the chosen input.
+    MaxBackward,
+    /// Per output: the input at a flat in-plane index (0 for a negative one).
+    GatherPlanes,
+    /// Per output: the window's mean (over `kh·kw`, or the positions inside the image).
+    Avg,
+    /// Per input: the sum of the gradients of the windows that cover it over their divisors
+    /// (gathered: no atomics).
+    AvgBackward,
+}
+
+/// The name of a pooling kernel.
+pub(crate) fn pool_name(kind: Pool, dtype: DType) -> String {
+    let k = match kind {
+        Pool::Max => "max_pool",
+        Pool::MaxBackward => "max_pool_backward",
+        Pool::GatherPlanes => "gather_planes",
+        Pool::Avg => "avg_pool",
+        Pool::AvgBackward => "avg_pool_backward",
+    };
+    format!("{k}_{}", short(dtype))
+}
+
+/// The source of a pooling kernel over contiguous `[N, C, H, W]` inputs and `[N, C, oh, ow]`
+/// outputs, sizes in a [`ConvGeom`] (no dilation).
+pub(crate) fn pool_source(kind: Pool, dtype: DType) -> Option<String> {
+    if !dtype.is_float() {
+        return None;
+    }
+    let t = c_type(dtype);
+    let name = pool_name(kind, dtype);
+    let loop_outputs = "long long planes = g.n * g.c, s = g.oh * g.ow, hw = g.h * g.w;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < planes * s;
+            i += (long long)gridDim.x * blockDim.x) {
+        long long plane = i / s, oy = (i % s) / g.ow, ox = i % g.ow;";
+    let body = match kind {
+        Pool::Max => format!(
+            "extern \"C\" __global__ void {name}({t}* values, long long* __restrict__ idx,
+        const {t}* __restrict__ x, ConvGeom g) {{
+    {loop_outputs}
+        {t} best = ({t})0;
+        long long at = -1;
+        for (long long ki = 0; ki < g.kh; ++ki) {{
+            long long iy = oy * g.sh - g.ph + ki;
+            if (iy < 0 || iy >= g.h) continue;
+            for (long long kj = 0; kj < g.kw; ++kj) {{
+                long long ix = ox * g.sw - g.pw + kj;
+                if (ix < 0 || ix >= g.w) continue;
+                {t} v = x[plane * hw + iy * g.w + ix];
+                if (at < 0 || (best == best && (v != v || v > best))) {{
+                    best = v;
+                    at = iy * g.w + ix;
+                }}
+            }}
+        }}
+        idx[i] = at;
+        if (values) values[i] = best;
+    }}
+}}"
+        ),
+        Pool::MaxBackward => format!(
+            "extern \"C\" __global__ void {name}({t}* dx, const {t}* __restrict__ dy,
+        const long long* __restrict__ idx, ConvGeom g) {{
+    {loop_outputs}
+        (void)oy; (void)ox;
+        if (idx[i] >= 0) atomicAdd(&dx[plane * hw + idx[i]], dy[i]);
+    }}
+}}"
+        ),
+        Pool::GatherPlanes => format!(
+            "extern \"C\" __global__ void {name}({t}* __restrict__ out, const {t}* __restrict__ x,
+        const long long* __restrict__ idx, ConvGeom g) {{
+    {loop_outputs}
+        (void)oy; (void)ox;
+        out[i] = idx[i] >= 0 ? x[plane * hw + idx[i]] : ({t})0;
+    }}
+}}"
+        ),
+        Pool::Avg => format!(
+            "extern \"C\" __global__ void {name}({t}* __restrict__ out, const {t}* __restrict__ x,
+        ConvGeom g, int include) {{
+    {loop_outputs}
+        {t} acc = ({t})0;
+        long long count = 0;
+        for (long long ki = 0; ki < g.kh; ++ki) {{
+            long long iy = oy * g.sh - g.ph + ki;
+            for (long long kj = 0; kj < g.kw; ++kj) {{
+                long long ix = ox * g.sw - g.pw + kj;
+                if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+                acc += x[plane * hw + iy * g.w + ix];
+                count += 1;
+            }}
+        }}
+        out[i] = acc / ({t})(include ? g.kh * g.kw : count);
+    }}
+}}"
+        ),
+        Pool::AvgBackward => format!(
+            "extern \"C\" __global__ void {name}({t}* __restrict__ dx, const {t}* __restrict__ dy,
+        ConvGeom g, int include) {{
+    long long hw = g.h * g.w, s = g.oh * g.ow;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < g.n * g.c * hw;
+            i += (long long)gridDim.x * blockDim.x) {{
+        long long plane = i / hw, iy = (i % hw) / g.w, ix = i % g.w;
+        {t} acc = ({t})0;
+        // the windows that cover (iy, ix): oy·sh - ph <= iy < oy·sh - ph + kh
+        long long ty = iy + g.ph, tx = ix + g.pw;
+        long long oy_lo = ty < g.kh ? 0 : (ty - g.kh) / g.sh + 1;
+        long long oy_hi = ty / g.sh < g.oh - 1 ? ty / g.sh : g.oh - 1;
+        long long ox_lo = tx < g.kw ? 0 : (tx - g.kw) / g.sw + 1;
+        long long ox_hi = tx / g.sw < g.ow - 1 ? tx / g.sw : g.ow - 1;
+        for (long long oy = oy_lo; oy <= oy_hi; ++oy) {{
+            long long y0 = oy * g.sh - g.ph;
+            if (iy < y0 || iy >= y0 + g.kh) continue;
+            for (long long ox = ox_lo; ox <= ox_hi; ++ox) {{
+                long long x0 = ox * g.sw - g.pw;
+                if (ix < x0 || ix >= x0 + g.kw) continue;
+                long long count = g.kh * g.kw;
+                if (!include) {{
+                    long long ry = (y0 + g.kh < g.h ? y0 + g.kh : g.h) - (y0 > 0 ? y0 : 0);
+                    long long rx = (x0 + g.kw < g.w ? x0 + g.kw : g.w) - (x0 > 0 ? x0 : 0);
+                    count = ry * rx;
+                }}
+                acc += dy[plane * s + oy * g.ow + ox] / ({t})count;
+            }}
+        }}
+        dx[i] = acc;
+    }}
+}}"
+        ),
+    };
+    Some(format!("{PRELUDE}\n{CONV_GEOM}\n{body}\n"))
+}
+
 /// The name of the select kernel (`where`).
 pub(crate) fn where_name(dtype: DType) -> String {
     format!("where_{}", short(dtype))
@@ -885,6 +1025,17 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
                 out.push((im2col_name(d, backward), s));
             }
         }
+        for kind in [
+            Pool::Max,
+            Pool::MaxBackward,
+            Pool::GatherPlanes,
+            Pool::Avg,
+            Pool::AvgBackward,
+        ] {
+            if let Some(s) = pool_source(kind, d) {
+                out.push((pool_name(kind, d), s));
+            }
+        }
     }
     out
 }
@@ -947,8 +1098,8 @@ mod tests {
         // per float dtype 35 functions, 18 two-input functions and 6 bool comparisons, 4
         // casts, 3 reductions, 4 softmax kernels, gather, scatter-add, where, copy; i64 the
         // 5 integer functions, 8 + 6, 4, 3, gather, scatter-add, where, copy; bool 6 + 4,
-        // gather, where, copy; im2col and col2im for floats
-        assert_eq!(sources.len(), 2 * 76 + 30 + 13);
+        // gather, where, copy; im2col, col2im and 5 pooling kernels for floats
+        assert_eq!(sources.len(), 2 * 81 + 30 + 13);
         let mut names = std::collections::HashSet::new();
         for (name, source) in &sources {
             assert!(names.insert(name.clone()), "two kernels named {name}");

@@ -347,6 +347,56 @@ fn convolutions_and_their_gradients_on_a_gpu_match_the_cpu() {
 }
 
 #[test]
+fn pooling_and_its_gradients_on_a_gpu_match_the_cpu() {
+    use ferrograd_array::Pool2dParams;
+    for device in gpus() {
+        let mut g = Generator::new(7);
+        for dtype in [DType::F32, DType::F64] {
+            let rel = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+            let p = Pool2dParams {
+                kernel: (3, 3),
+                stride: (2, 2),
+                padding: (1, 1),
+            };
+            let x = g.normal(&[2, 3, 9, 8], 0.0, 1.0, dtype);
+            let dx = on(&x, device);
+            let (v, i) = x.max_pool2d(p);
+            let (dv, di) = dx.max_pool2d(p);
+            assert_matches(&dv, &v, 0.0, "max_pool2d values");
+            assert_matches(&di, &i, 0.0, "max_pool2d indices");
+            let dy = g.normal(v.shape(), 0.0, 1.0, dtype);
+            let ddy = on(&dy, device);
+            assert_matches(
+                &ddy.max_pool2d_backward(&di, x.shape()),
+                &dy.max_pool2d_backward(&i, x.shape()),
+                rel,
+                "max_pool2d_backward",
+            );
+            assert_matches(
+                &dx.gather_planes(&di),
+                &x.gather_planes(&i),
+                0.0,
+                "gather_planes",
+            );
+            for include in [false, true] {
+                assert_matches(
+                    &dx.avg_pool2d(p, include),
+                    &x.avg_pool2d(p, include),
+                    rel,
+                    "avg_pool2d",
+                );
+                assert_matches(
+                    &ddy.avg_pool2d_backward(x.shape(), p, include),
+                    &dy.avg_pool2d_backward(x.shape(), p, include),
+                    rel,
+                    "avg_pool2d_backward",
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn matrix_products_on_a_gpu_match_the_cpu() {
     for device in gpus() {
         let mut g = Generator::new(4);
