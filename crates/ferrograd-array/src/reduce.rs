@@ -522,6 +522,15 @@ impl Array {
     #[track_caller]
     pub fn var_dim_into(&self, dims: impl Dims, correction: usize, keepdim: bool, out: &mut Array) {
         let dims = dims.resolve_all(self.ndim(), "var_dim");
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() {
+            // centred sum of squares, from the device's mean and sum kernels
+            let n: usize = dims.iter().map(|&d| self.shape()[d]).product();
+            let centred = self.sub(&self.mean_dim(dims.as_slice(), true));
+            let ss = centred.square().sum_dim(dims.as_slice(), keepdim);
+            let scale = Array::full(&[], 1.0 / (n as f64 - correction as f64), self.dtype());
+            return ss.mul_into(&scale, out);
+        }
         let p = plan(self, &dims, keepdim);
         dispatch_float!(self.dtype(), "var_dim", T => rows_into::<T, T>(&p, out, "var_dim", &|x| var_row(x, correction)))
     }
