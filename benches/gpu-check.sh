@@ -12,7 +12,8 @@
 # wheels), links them under the unversioned names cudarc also looks for, prints the GPU,
 # then runs every test whose body runs on each available device: the kernels compiled by
 # the driver's NVRTC, the array ops, a network's gradients and checkpoints, each against the
-# CPU. The binaries need glibc 2.34 or newer there.
+# CPU; then trains the MLP and CNN examples there (`--device cuda`). The binaries need glibc
+# 2.34 or newer there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=target/gpu-check
@@ -36,6 +37,12 @@ for line in sys.stdin:
       cp "$exe" "$dir/$name"
       strip "$dir/$name"
     done
+  # and the MLP and CNN examples, trained on the GPU with --device cuda
+  cargo build --features ferrograd/cuda --example train-mnist-mlp --example train-mnist-cnn
+  for e in train-mnist-mlp train-mnist-cnn; do
+    cp "target/debug/examples/$e" "$dir/$e"
+    strip "$dir/$e"
+  done
   ls -la "$dir"
   du -sh "$dir"
   ;;
@@ -56,7 +63,7 @@ run)
     fi
   done
   export LD_LIBRARY_PATH="$links${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  export FERROGRAD_REQUIRE_NVRTC=1 RUST_BACKTRACE=1
+  export FERROGRAD_REQUIRE_NVRTC=1 RUST_BACKTRACE=1 FERROGRAD_DATA="$PWD/data"
   status=0
   run() {
     local name=$1
@@ -68,6 +75,8 @@ run)
   run array devices::
   run autodiff devices::
   run checkpoint devices
+  run train-mnist-mlp --quick --device cuda --plot "$out/mlp.svg"
+  run train-mnist-cnn --quick --device cuda --plot "$out/cnn.svg"
   echo "exit $status" | tee -a "$out/tests.log"
   exit $status
   ;;

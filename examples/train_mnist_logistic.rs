@@ -35,6 +35,10 @@ struct Args {
     /// A short run (3 epochs, no progress bar), for CI.
     #[arg(long)]
     quick: bool,
+    /// Where to train: cpu, cuda or cuda:N (a GPU needs the `cuda` feature:
+    /// `--features ferrograd/cuda`).
+    #[arg(long, default_value = "cpu", value_parser = common::device)]
+    device: ferrograd::Device,
 }
 
 #[derive(Tree, Clone)]
@@ -81,6 +85,7 @@ fn run(args: Args) -> f64 {
         batch_size: args.batch_size,
         seed: args.seed,
         quiet: args.quick,
+        device: args.device,
     };
     common::fit(
         &run,

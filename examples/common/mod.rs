@@ -11,9 +11,13 @@ use ferrograd_nn::data::{self, Dataset};
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 
-/// The repository's `data/` folder, wherever the example is run from.
+/// The repository's `data/` folder, wherever the example is run from (or `$FERROGRAD_DATA`,
+/// for a binary carried away from the checkout it was built in).
 pub fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
+    match std::env::var_os("FERROGRAD_DATA") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"),
+    }
 }
 
 /// Replaces the standard panic message's location with the repository path: Cargo names an
@@ -157,8 +161,28 @@ pub fn progress(steps: u64, quick: bool) -> ProgressBar {
     bar
 }
 
-/// The share of rows whose largest logit is the label.
+/// A `--device` value: `cpu`, `cuda` (the first GPU) or `cuda:N`.
+pub fn device(s: &str) -> Result<ferrograd::Device, String> {
+    let device = match s {
+        "cpu" => ferrograd::Device::Cpu,
+        "cuda" => ferrograd::Device::Cuda(0),
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => ferrograd::Device::Cuda(n),
+            _ => return Err(format!("`{s}` is not a device: use cpu, cuda or cuda:N")),
+        },
+    };
+    // reachable now, or a clear error before any work
+    ferrograd::Tensor::zeros(&[1], ferrograd::DType::F32)
+        .to_device(device)
+        .map(|_| device)
+        .map_err(|e| e.to_string())
+}
+
+/// The share of rows whose largest logit is the label (counted on the host).
 pub fn accuracy(logits: &Tensor, labels: &Tensor) -> f64 {
+    let logits = logits
+        .to_device(ferrograd::Device::Cpu)
+        .expect("reading the logits back");
     let predicted = logits.argmax(-1, false).to_vec::<i64>();
     let labels = labels.to_vec::<i64>();
     predicted
@@ -259,6 +283,8 @@ pub struct Run<'a> {
     pub seed: u64,
     /// No progress bar.
     pub quiet: bool,
+    /// Where the parameters and each batch go (`--device`).
+    pub device: ferrograd::Device,
 }
 
 /// Trains `params` with `opt` on the gradient of `loss`; after each epoch, measures the test
@@ -268,12 +294,15 @@ pub fn fit<P: ferrograd::Tree>(
     run: &Run,
     train: &Dataset,
     test: &Dataset,
-    mut params: P,
+    params: P,
     opt: &mut impl ferrograd_nn::optim::Optimizer,
     loss: impl Fn(&P, &Tensor, &Tensor) -> Tensor,
     predict: impl Fn(&P, &Tensor) -> Tensor,
 ) -> f64 {
     let start = std::time::Instant::now();
+    let on = |t: &Tensor| t.to_device(run.device).unwrap_or_else(|e| usage_error(e));
+    let mut params = ferrograd::to_device(&params, run.device).unwrap_or_else(|e| usage_error(e));
+    let test_inputs = on(&test.inputs);
     let df = ferrograd::grad(&loss);
     let (mut losses, mut accuracies) = (Vec::new(), Vec::new());
     let bar = progress(
@@ -284,13 +313,14 @@ pub fn fit<P: ferrograd::Tree>(
         bar.set_prefix(format!("epoch {epoch}"));
         let mut total = 0.0;
         for (x, y) in train.batches(run.batch_size, Some(run.seed + epoch as u64)) {
+            let (x, y) = (on(&x), on(&y));
             let (g, l) = df.call(&params, (&x, &y));
             total += l.item_f64() * y.numel() as f64;
             params = opt.step(&params, &g);
             bar.inc(1);
         }
         losses.push(total / train.len() as f64);
-        accuracies.push(accuracy(&predict(&params, &test.inputs), &test.labels));
+        accuracies.push(accuracy(&predict(&params, &test_inputs), &test.labels));
         bar.set_message(format!(
             "loss {:.4}, test accuracy {:.2}%",
             losses[epoch - 1],
