@@ -925,76 +925,82 @@ extern \"C\" __global__ void {name}({t}* __restrict__ out, const bool* __restric
     )
 }
 
+/// Every one-input function of the table (with sample parameters), for the kernel tests.
+#[cfg(test)]
+pub(crate) const MAPS: [MapFn; 35] = [
+    MapFn::Neg,
+    MapFn::Abs,
+    MapFn::Sign,
+    MapFn::Relu,
+    MapFn::Exp,
+    MapFn::Log,
+    MapFn::Log1p,
+    MapFn::Expm1,
+    MapFn::Sin,
+    MapFn::Cos,
+    MapFn::Tan,
+    MapFn::Sinh,
+    MapFn::Cosh,
+    MapFn::Asin,
+    MapFn::Acos,
+    MapFn::Atan,
+    MapFn::Erf,
+    MapFn::Erfinv,
+    MapFn::Lgamma,
+    MapFn::Digamma,
+    MapFn::Polygamma(1),
+    MapFn::Trunc,
+    MapFn::Tanh,
+    MapFn::Sigmoid,
+    MapFn::Sqrt,
+    MapFn::Rsqrt,
+    MapFn::Floor,
+    MapFn::Ceil,
+    MapFn::Round,
+    MapFn::Reciprocal,
+    MapFn::Square,
+    MapFn::Identity,
+    MapFn::Powi(3),
+    MapFn::Powf(0.5),
+    MapFn::Clamp(Some(0.0), None),
+];
+
+/// Every two-input function of the table, for the kernel tests.
+#[cfg(test)]
+pub(crate) const ZIPS: [ZipFn; 18] = [
+    ZipFn::Add,
+    ZipFn::Sub,
+    ZipFn::Mul,
+    ZipFn::Div,
+    ZipFn::Maximum,
+    ZipFn::Minimum,
+    ZipFn::Pow,
+    ZipFn::Atan2,
+    ZipFn::Fmod,
+    ZipFn::Remainder,
+    ZipFn::TanhBackward,
+    ZipFn::SigmoidBackward,
+    ZipFn::Eq,
+    ZipFn::Ne,
+    ZipFn::Lt,
+    ZipFn::Le,
+    ZipFn::Gt,
+    ZipFn::Ge,
+];
+
 /// Every kernel source the backend can generate, `(name, source)`: what the NVRTC test
 /// compiles.
 #[cfg(test)]
 pub(crate) fn all_sources() -> Vec<(String, String)> {
     let dtypes = [DType::F32, DType::F64, DType::I64, DType::Bool];
-    let maps = [
-        MapFn::Neg,
-        MapFn::Abs,
-        MapFn::Sign,
-        MapFn::Relu,
-        MapFn::Exp,
-        MapFn::Log,
-        MapFn::Log1p,
-        MapFn::Expm1,
-        MapFn::Sin,
-        MapFn::Cos,
-        MapFn::Tan,
-        MapFn::Sinh,
-        MapFn::Cosh,
-        MapFn::Asin,
-        MapFn::Acos,
-        MapFn::Atan,
-        MapFn::Erf,
-        MapFn::Erfinv,
-        MapFn::Lgamma,
-        MapFn::Digamma,
-        MapFn::Polygamma(1),
-        MapFn::Trunc,
-        MapFn::Tanh,
-        MapFn::Sigmoid,
-        MapFn::Sqrt,
-        MapFn::Rsqrt,
-        MapFn::Floor,
-        MapFn::Ceil,
-        MapFn::Round,
-        MapFn::Reciprocal,
-        MapFn::Square,
-        MapFn::Identity,
-        MapFn::Powi(3),
-        MapFn::Powf(0.5),
-        MapFn::Clamp(Some(0.0), None),
-    ];
-    let zips = [
-        ZipFn::Add,
-        ZipFn::Sub,
-        ZipFn::Mul,
-        ZipFn::Div,
-        ZipFn::Maximum,
-        ZipFn::Minimum,
-        ZipFn::Pow,
-        ZipFn::Atan2,
-        ZipFn::Fmod,
-        ZipFn::Remainder,
-        ZipFn::TanhBackward,
-        ZipFn::SigmoidBackward,
-        ZipFn::Eq,
-        ZipFn::Ne,
-        ZipFn::Lt,
-        ZipFn::Le,
-        ZipFn::Gt,
-        ZipFn::Ge,
-    ];
     let mut out = Vec::new();
     for d in dtypes {
-        for f in maps {
+        for f in MAPS {
             if let Some(s) = map_source(f, d) {
                 out.push((map_name(f, d), s));
             }
         }
-        for f in zips {
+        for f in ZIPS {
             for compare in [false, true] {
                 if let Some(s) = zip_source(f, d, compare) {
                     out.push((zip_name(f, d, compare), s));
