@@ -444,6 +444,20 @@ impl Array {
         } else {
             self.numeric(op)
         };
+        #[cfg(feature = "cuda")]
+        if !a.device().is_cpu() {
+            let mut shape = a.shape().to_vec();
+            if keepdim {
+                shape[d] = 1;
+            } else {
+                shape.remove(d);
+            }
+            let mut values = Array::empty_on(&shape, a.dtype(), a.device());
+            let mut indices = Array::empty_on(&shape, DType::I64, a.device());
+            let (v, i) = (Some(&mut values), &mut indices);
+            crate::cuda::reduce::extreme(&a, d, keepdim, largest, v, i, op);
+            return (values, indices);
+        }
         let p = plan(&a, &[d], keepdim);
         if p.row_len == 0 {
             fail(
@@ -471,6 +485,11 @@ impl Array {
     ) {
         let d = dim.resolve(self.ndim(), "max_dim");
         let a = self.numeric("max_dim");
+        #[cfg(feature = "cuda")]
+        if !a.device().is_cpu() {
+            let op = "max_dim_into";
+            return crate::cuda::reduce::extreme(&a, d, keepdim, true, Some(values), indices, op);
+        }
         let p = plan(&a, &[d], keepdim);
         a.extreme_into_plan(&p, true, values, indices, "max_dim_into");
     }
@@ -558,7 +577,7 @@ impl Array {
     pub fn norm_dim(&self, p: f64, dims: impl Dims, keepdim: bool) -> Array {
         let dims = dims.resolve_all(self.ndim(), "norm_dim");
         let pl = plan(self, &dims, keepdim);
-        let mut out = Array::empty(&pl.out_shape, self.dtype());
+        let mut out = Array::empty_on(&pl.out_shape, self.dtype(), self.device());
         self.norm_dim_into(p, dims.as_slice(), keepdim, &mut out);
         out
     }
@@ -570,6 +589,10 @@ impl Array {
             fail("norm", format_args!("p must be >= 0, got {p}"))
         }
         let dims = dims.resolve_all(self.ndim(), "norm_dim");
+        #[cfg(feature = "cuda")]
+        if !self.device().is_cpu() {
+            return crate::cuda::reduce::norm(self, p, &dims, keepdim, out);
+        }
         let pl = plan(self, &dims, keepdim);
         dispatch_float!(self.dtype(), "norm", T => rows_into::<T, T>(&pl, out, "norm", &|x| norm_row(x, p)))
     }

@@ -148,6 +148,8 @@ type Im2colKernel = unsafe extern "C" fn(*mut c_void, *const c_void, source::Con
 type PoolKernel4 =
     unsafe extern "C" fn(*mut c_void, *const c_void, *const c_void, source::ConvGeom);
 type AvgKernel = unsafe extern "C" fn(*mut c_void, *const c_void, source::ConvGeom, i32);
+type ExtremeKernel =
+    unsafe extern "C" fn(*mut c_void, *mut c_void, *const c_void, Layout, Layout, i64, i64, i32);
 type ReduceKernel = unsafe extern "C" fn(*mut c_void, *const c_void, Layout, Layout, i64, i64, f64);
 
 /// The kernel `name` from the host library.
@@ -946,6 +948,67 @@ fn pooling_kernels_compute_what_the_cpu_does() {
                 .unwrap_or_else(|e| panic!("avg_pool2d_backward {what}: {e}"));
             close(&davg_in, &dy.avg_pool2d_backward(x.shape(), p, true), rel)
                 .unwrap_or_else(|e| panic!("avg_pool2d_backward counting the padding {what}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn arg_extreme_kernels_pick_the_first_extreme_as_the_cpu_does() {
+    let Some(lib) = kernels() else { return };
+    for dtype in [DType::F32, DType::F64, DType::I64] {
+        // ties everywhere (values from a small set), a NaN in the float cases
+        let mut v: Vec<f64> = (0..60).map(|i| ((i * 37 % 23) % 5) as f64).collect();
+        if dtype.is_float() {
+            v[17] = f64::NAN;
+            v[44] = f64::NAN;
+        }
+        let x = Array::from_vec(v, &[3, 4, 5])
+            .to_dtype(dtype)
+            .permute(&[2, 0, 1]);
+        let k: ExtremeKernel = symbol(lib, &source::extreme_name(dtype));
+        for d in 0..3 {
+            for largest in [true, false] {
+                let (want_v, want_i) = if largest {
+                    x.max_dim(d, false)
+                } else {
+                    x.min_dim(d, false)
+                };
+                let plan = super::reduce::plan(&x, &[d], false, "test");
+                let mut got_v = Array::zeros(&plan.shape, dtype);
+                let mut got_i = Array::zeros(&plan.shape, DType::I64);
+                macro_rules! run {
+                    ($t:ty) => {{
+                        let pv = got_v.out_slice::<$t>(&plan.shape, "test").as_mut_ptr();
+                        let pi = got_i.out_slice::<i64>(&plan.shape, "test").as_mut_ptr();
+                        // SAFETY: the kernel's signature; `x` holds what the plan addresses.
+                        unsafe {
+                            k(
+                                pi.cast(),
+                                pv.cast(),
+                                base::<$t>(&x),
+                                plan.lo,
+                                plan.lr,
+                                plan.n_out as i64,
+                                plan.n_red as i64,
+                                i32::from(largest),
+                            )
+                        }
+                    }};
+                }
+                match dtype {
+                    DType::F32 => run!(f32),
+                    DType::F64 => run!(f64),
+                    _ => run!(i64),
+                }
+                assert!(
+                    got_i.bit_eq(&want_i),
+                    "{dtype} dim {d} largest {largest}: {got_i} vs {want_i}"
+                );
+                assert!(
+                    got_v.bit_eq(&want_v),
+                    "{dtype} dim {d} largest {largest}: {got_v} vs {want_v}"
+                );
+            }
         }
     }
 }

@@ -18,6 +18,7 @@ pub(crate) fn reduce(a: &Array, dims: &[usize], keepdim: bool, out: &mut Array, 
         "mean_dim" => (Reduce::Sum, true),
         "amax_dim" => (Reduce::Max, false),
         "amin_dim" => (Reduce::Min, false),
+        "logsumexp_dim" => return logsumexp(a, dims, keepdim, out),
         _ => crate::error::no_kernel_on(op, a.device()),
     };
     if a.dtype() == DType::Bool {
@@ -108,4 +109,97 @@ pub(crate) fn plan(a: &Array, dims: &[usize], keepdim: bool, op: &str) -> Plan {
         lr: pack(reduced.into_iter(), 0, op),
         shape,
     }
+}
+
+/// `log Σ exp(a)` over `dims`, stably, from the device's max, exp, sum and log kernels: the
+/// maximum is subtracted first (0 where it is infinite, so a row of -∞ gives -∞).
+#[track_caller]
+fn logsumexp(a: &Array, dims: &[usize], keepdim: bool, out: &mut Array) {
+    let m = a.amax_dim(dims, true);
+    let finite = m.abs().lt(&Array::full(&[], f64::INFINITY, m.dtype()));
+    let m = finite.where_cond(&m, &Array::full(&[], 0.0, m.dtype()));
+    let total = a.sub(&m).exp().sum_dim(dims, true).log().add(&m);
+    if keepdim {
+        total.contiguous_into(out)
+    } else {
+        let shape: Vec<usize> = (0..a.ndim())
+            .filter(|d| !dims.contains(d))
+            .map(|d| a.shape()[d])
+            .collect();
+        total.reshape(&shape).contiguous_into(out)
+    }
+}
+
+/// The `p`-norm over `dims` from the device's elementwise and sum kernels.
+#[track_caller]
+pub(crate) fn norm(a: &Array, p: f64, dims: &[usize], keepdim: bool, out: &mut Array) {
+    let x = a.abs();
+    let r = if p == 2.0 {
+        x.square().sum_dim(dims, keepdim).sqrt()
+    } else if p == 1.0 {
+        x.sum_dim(dims, keepdim)
+    } else if p == f64::INFINITY {
+        x.amax_dim(dims, keepdim)
+    } else if p == 0.0 {
+        x.ne(&Array::full(&[], 0.0, x.dtype()))
+            .to_dtype(x.dtype())
+            .sum_dim(dims, keepdim)
+    } else {
+        x.pow_scalar(p).sum_dim(dims, keepdim).pow_scalar(1.0 / p)
+    };
+    r.contiguous_into(out)
+}
+
+/// The largest (or smallest) element along one dim and its first index (NaN wins), one
+/// thread per output, on `a`'s GPU.
+#[track_caller]
+pub(crate) fn extreme(
+    a: &Array,
+    d: usize,
+    keepdim: bool,
+    largest: bool,
+    values: Option<&mut Array>,
+    indices: &mut Array,
+    op: &str,
+) {
+    let gpu = gpu_of(a.device(), op);
+    let dtype = a.dtype();
+    let Some(code) = source::extreme_source(dtype) else {
+        crate::error::dtype_fail(op, dtype, "a numeric dtype")
+    };
+    let plan = plan(a, &[d], keepdim, op);
+    if plan.n_red == 0 && plan.n_out > 0 {
+        crate::error::fail(
+            op,
+            format_args!(
+                "cannot reduce an empty dim {d} (shape {})",
+                fmt_shape(a.shape())
+            ),
+        )
+    }
+    let x = a.cuda_buffer().expect("a device array").ptr(&gpu, 0);
+    let pi = indices
+        .cuda_out(&gpu, &plan.shape, DType::I64, op)
+        .ptr(&gpu, 0);
+    let pv = match values {
+        Some(v) => v.cuda_out(&gpu, &plan.shape, dtype, op).ptr(&gpu, 0),
+        None => 0,
+    };
+    if plan.n_out == 0 {
+        return;
+    }
+    let (n_out, n_red, largest) = (plan.n_out as i64, plan.n_red as i64, i32::from(largest));
+    let k = kernel(&gpu, &source::extreme_name(dtype), || code, op);
+    let mut b = gpu.stream.launch_builder(&k);
+    b.arg(&pi)
+        .arg(&pv)
+        .arg(&x)
+        .arg(&plan.lo)
+        .arg(&plan.lr)
+        .arg(&n_out)
+        .arg(&n_red)
+        .arg(&largest);
+    // SAFETY: `extreme_source`'s signature; `x` holds what the plan's layouts address, the
+    // outputs n_out elements (values null when not wanted).
+    unsafe { go(b, super::elementwise::grid(plan.n_out), &gpu, op) }
 }

@@ -899,6 +899,44 @@ pub(crate) fn pool_source(kind: Pool, dtype: DType) -> Option<String> {
     Some(format!("{PRELUDE}\n{CONV_GEOM}\n{body}\n"))
 }
 
+/// The name of the arg-extreme kernel.
+pub(crate) fn extreme_name(dtype: DType) -> String {
+    format!("extreme_{}", short(dtype))
+}
+
+/// The source of the arg-extreme kernel: per output `o`, the first index `j < n_red` of the
+/// largest (`largest`) or smallest `x[at(lo, o) + at(lr, j)]`, a NaN winning, and its value
+/// when `values` is not null. One thread per output.
+pub(crate) fn extreme_source(dtype: DType) -> Option<String> {
+    if dtype == DType::Bool {
+        return None;
+    }
+    let t = c_type(dtype);
+    let name = extreme_name(dtype);
+    Some(format!(
+        "{PRELUDE}
+extern \"C\" __global__ void {name}(long long* __restrict__ idx, {t}* values,
+        const {t}* __restrict__ x, Layout lo, Layout lr, long long n_out, long long n_red,
+        int largest) {{
+    for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < n_out;
+            o += (long long)gridDim.x * blockDim.x) {{
+        long long base = fg_at(lo, o), at = 0;
+        {t} best = x[base + fg_at(lr, 0)];
+        for (long long j = 1; j < n_red && best == best; ++j) {{
+            {t} v = x[base + fg_at(lr, j)];
+            if (v != v || (largest ? v > best : v < best)) {{
+                best = v;
+                at = j;
+            }}
+        }}
+        idx[o] = at;
+        if (values) values[o] = best;
+    }}
+}}
+"
+    ))
+}
+
 /// The name of the select kernel (`where`).
 pub(crate) fn where_name(dtype: DType) -> String {
     format!("where_{}", short(dtype))
@@ -1026,6 +1064,9 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
         }
         out.push((where_name(d), where_source(d)));
         out.push((copy_name(d), copy_source(d)));
+        if let Some(s) = extreme_source(d) {
+            out.push((extreme_name(d), s));
+        }
         for backward in [false, true] {
             if let Some(s) = im2col_source(d, backward) {
                 out.push((im2col_name(d, backward), s));
@@ -1104,8 +1145,9 @@ mod tests {
         // per float dtype 35 functions, 18 two-input functions and 6 bool comparisons, 4
         // casts, 3 reductions, 4 softmax kernels, gather, scatter-add, where, copy; i64 the
         // 5 integer functions, 8 + 6, 4, 3, gather, scatter-add, where, copy; bool 6 + 4,
-        // gather, where, copy; im2col, col2im and 5 pooling kernels for floats
-        assert_eq!(sources.len(), 2 * 81 + 30 + 13);
+        // gather, where, copy, arg-extreme (not bool); im2col, col2im and 5 pooling kernels
+        // for floats
+        assert_eq!(sources.len(), 2 * 82 + 31 + 13);
         let mut names = std::collections::HashSet::new();
         for (name, source) in &sources {
             assert!(names.insert(name.clone()), "two kernels named {name}");

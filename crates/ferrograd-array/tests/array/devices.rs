@@ -217,6 +217,20 @@ fn reductions_on_a_gpu_match_the_cpu() {
                     0.0,
                     "amin_dim",
                 );
+                let var = (d.var_dim(dims, 1, true), a.var_dim(dims, 1, true));
+                assert_matches(&var.0, &var.1, rel, "var_dim");
+                let lse = (d.logsumexp_dim(dims, false), a.logsumexp_dim(dims, false));
+                assert_matches(&lse.0, &lse.1, rel, "logsumexp_dim");
+                for p in [0.0, 1.0, 2.0, 3.5, f64::INFINITY] {
+                    let norm = (d.norm_dim(p, dims, true), a.norm_dim(p, dims, true));
+                    assert_matches(&norm.0, &norm.1, rel, "norm_dim");
+                }
+            }
+            for dim in 0..3 {
+                assert_matches(&d.argmax(dim, false), &a.argmax(dim, false), 0.0, "argmax");
+                let ((dv, di), (v, i)) = (d.min_dim(dim, true), a.min_dim(dim, true));
+                assert_matches(&dv, &v, 0.0, "min_dim values");
+                assert_matches(&di, &i, 0.0, "min_dim indices");
             }
         }
         let mask = Array::from_vec(vec![true, false, true, true], &[2, 2]);
