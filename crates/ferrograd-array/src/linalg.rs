@@ -321,6 +321,13 @@ unsafe fn gemm_col_major<T: Float>(
 /// The operands as matrices gemm takes: a 1-d left operand as a row, a 1-d right one as a
 /// column (see [`gemm_ready`]).
 fn gemm_operands(a: &Array, b: &Array) -> (Array, Array) {
+    let (a, b) = as_matrices(a, b);
+    (gemm_ready(&a), gemm_ready(&b))
+}
+
+/// A 1-d left operand of a product as a row, a 1-d right one as a column (views); every
+/// device's product starts from these.
+pub(crate) fn as_matrices(a: &Array, b: &Array) -> (Array, Array) {
     let a = if a.ndim() == 1 {
         a.unsqueeze(0usize)
     } else {
@@ -331,7 +338,7 @@ fn gemm_operands(a: &Array, b: &Array) -> (Array, Array) {
     } else {
         b.clone()
     };
-    (gemm_ready(&a), gemm_ready(&b))
+    (a, b)
 }
 
 /// An operand whose matrix dims have no unit stride (say, a broadcast inside the matrix) is

@@ -81,16 +81,7 @@ fn operand(a: &Array, batch: &[usize], gpu: &Gpu, keep: &mut Vec<Array>) -> Oper
 pub(crate) fn matmul(a: &Array, b: &Array, shape: &[usize], out: &mut Array, op: &str) {
     let device = same_device(op, &[a, b]);
     let gpu = gpu_of(device, op);
-    let a = if a.ndim() == 1 {
-        a.unsqueeze(0usize)
-    } else {
-        a.clone()
-    };
-    let b = if b.ndim() == 1 {
-        b.unsqueeze(1usize)
-    } else {
-        b.clone()
-    };
+    let (a, b) = crate::linalg::as_matrices(a, b);
     let (m, k, n) = (
         a.shape()[a.ndim() - 2],
         a.shape()[a.ndim() - 1],
