@@ -202,6 +202,7 @@ fn every_supported_vector_path_agrees_and_fuses_exactly() {
             cap_simd_level(Some(level));
             assert_eq!(simd_level(), level);
             every_layout_form_matches_a_scalar_loop();
+            table::check_chains_on_short_runs(&mut rng);
             unit_dimension_products_match_a_naive_loop(dtype);
             for ((name, want, got), (_, top, _)) in results(&x, &y).iter().zip(&reference) {
                 assert!(

@@ -130,6 +130,34 @@ __device__ double fg_hurwitz_zeta(double s, double q) {
 __device__ double fg_polygamma(int n, double x) {
     if (n == 0) return fg_digamma(x);
     if (x != x) return x;
+    if (x < 0.0 && x != floor(x) && n <= 32) {
+        // reflected, as the CPU's polygamma (special.rs)
+        const double PI = 3.141592653589793;
+        double r = x - round(x);
+        double c = 1.0 / tan(PI * r);
+        double p[34], next[34];
+        for (int j = 0; j < 34; ++j) p[j] = 0.0;
+        p[1] = 1.0;
+        for (int k = 0; k < n; ++k) {
+            for (int j = 0; j < 34; ++j) next[j] = 0.0;
+            for (int j = 0; j <= k; ++j) {
+                double d = (double)(j + 1) * p[j + 1];
+                next[j] -= d;
+                next[j + 2] -= d;
+            }
+            for (int j = 0; j < 34; ++j) p[j] = next[j];
+        }
+        double value = 0.0;
+        for (int j = n + 1; j >= 0; --j) value = value * c + p[j];
+        double sign = (n % 2 == 0) ? 1.0 : -1.0;
+        double factorial = 1.0;
+        for (int j = 2; j <= n; ++j) factorial *= (double)j;
+        double fsign = (n % 2 == 1) ? 1.0 : -1.0;
+        double pi_power = PI;
+        for (int j = 0; j < n; ++j) pi_power *= PI;
+        return sign * fsign * factorial * fg_hurwitz_zeta((double)n + 1.0, 1.0 - x)
+            - pi_power * value;
+    }
     double factorial = 1.0;
     for (int j = 2; j <= n; ++j) factorial *= (double)j;
     double sign = (n % 2 == 1) ? 1.0 : -1.0;

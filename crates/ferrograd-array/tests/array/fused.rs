@@ -172,6 +172,13 @@ fn short_programs_padded_to_whole_vectors_match_op_by_op() {
     }
 }
 
+/// Chains of every function on runs of 1 to 17 elements (see
+/// [`table::check_chains_on_short_runs`]; `simd_levels` runs it on each vector path).
+#[test]
+fn chains_on_short_runs_match_op_by_op() {
+    table::check_chains_on_short_runs(&mut Generator::new(15));
+}
+
 /// Sums and means at the end of a program (a loss's sum, a bias gradient's column sum) equal
 /// `sum_dim` and `mean_dim` of the value computed op by op, bit for bit: every element or the
 /// leading dims, fewer or more than 16 kept, padded short runs, one tile or many, tiles that

@@ -128,3 +128,91 @@ pub fn unfused_zip(f: ZipFn, x: &Array, y: &Array) -> Array {
         ZipFn::Ge => x.ge(y).to_dtype(x.dtype()),
     }
 }
+
+/// Programs over 1 to 17 elements (element by element below a third of a vector, in vector
+/// form up to 16, padded above), in f32 and f64, with every function in a chain: a step reading
+/// the previous step's result as its first operand, as its second, after a step the vector
+/// form does not compute (a select, `Powf`, `Lgamma`: the chain restarts from memory), with a
+/// transposed input, a one-element input and an input written out. Every output equals the
+/// ops run one at a time, bit for bit.
+pub fn check_chains_on_short_runs(rng: &mut ferrograd_array::Generator) {
+    use ferrograd_array::{DType, Instr, Program};
+    let run = |p: &Program, inputs: &[&Array], n: usize| -> Vec<Array> {
+        let mut outs = vec![None; p.outputs().len()];
+        p.run(inputs, &[n], inputs[0].dtype(), &mut outs);
+        outs.into_iter().map(|o| o.expect("written")).collect()
+    };
+    let check = |got: &[Array], want: &[Array], what: &str| {
+        for (k, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                g.bit_eq(w),
+                "{what}, output {k}: fused {:?} != unfused {:?}",
+                g.to_f64_vec(),
+                w.to_f64_vec()
+            );
+        }
+    };
+    for dtype in [DType::F32, DType::F64] {
+        for n in 1..=17 {
+            let x = rng.uniform(&[n, 1], -1.5, 1.5, dtype).t().reshape(&[n]);
+            let y = rng.uniform(&[n], 0.1, 2.0, dtype);
+            let b = rng.uniform(&[1], 0.5, 1.5, dtype);
+            let (i0, i1, i2) = (Instr::Input(0), Instr::Input(1), Instr::Input(2));
+            for f in MAPS {
+                // v = f(x); w = v + y; u = y * w; z = f(u); s = u < b ? u : v; r = f(s) ^ 0.7
+                let p = Program::new(
+                    vec![
+                        i0,
+                        i1,
+                        i2,
+                        Instr::Map(f, 0),
+                        Instr::Zip(ZipFn::Add, 3, 1),
+                        Instr::Zip(ZipFn::Mul, 1, 4),
+                        Instr::Map(f, 5),
+                        Instr::Zip(ZipFn::Lt, 5, 2),
+                        Instr::Select(7, 5, 3),
+                        Instr::Map(f, 8),
+                        Instr::Map(MapFn::Powf(0.7), 9),
+                        Instr::Map(MapFn::Tanh, 10),
+                    ],
+                    vec![3, 5, 6, 11, 1],
+                );
+                let v = unfused_map(f, &x);
+                let u = y.mul(&v.add(&y));
+                let s = Array::where_cond(&u.lt(&b), &u, &v);
+                let r = unfused_map(MapFn::Powf(0.7), &unfused_map(f, &s)).tanh();
+                let want = [v, u.clone(), unfused_map(f, &u), r, y.clone()];
+                check(
+                    &run(&p, &[&x, &y, &b], n),
+                    &want,
+                    &format!("{f:?} {dtype} [{n}]"),
+                );
+            }
+            for f in ZIPS {
+                // a = f(x, y); c = f(a, b); d = f(y, c); e = lgamma(d); g = f(e, c)
+                let p = Program::new(
+                    vec![
+                        i0,
+                        i1,
+                        i2,
+                        Instr::Zip(f, 0, 1),
+                        Instr::Zip(f, 3, 2),
+                        Instr::Zip(f, 1, 4),
+                        Instr::Map(MapFn::Lgamma, 5),
+                        Instr::Zip(f, 6, 4),
+                    ],
+                    vec![3, 5, 7],
+                );
+                let a = unfused_zip(f, &x, &y);
+                let c = unfused_zip(f, &a, &b);
+                let d = unfused_zip(f, &y, &c);
+                let g = unfused_zip(f, &d.lgamma(), &c);
+                check(
+                    &run(&p, &[&x, &y, &b], n),
+                    &[a, d, g],
+                    &format!("{f:?} {dtype} [{n}]"),
+                );
+            }
+        }
+    }
+}

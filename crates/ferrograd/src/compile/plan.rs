@@ -118,6 +118,10 @@ pub(crate) struct Plan {
     /// The value that replaces each value after the passes (see [`super::passes`]); the
     /// recording's guards and returned values read through it.
     alias: Vec<ValueId>,
+    /// Every value a replay may put in its slot (the inputs, and what the slots of every
+    /// path write): [`Scratch::recycle`] looks at these only. A fused chain of 200 ops has
+    /// 200 values and writes 2 of them.
+    written: Vec<ValueId>,
 }
 
 /// A replay's working memory, kept between calls: one slot per value. A small computed
@@ -196,13 +200,28 @@ impl Scratch {
         }
     }
 
-    /// Ends a call: what is not a buffer is dropped.
-    fn recycle(&mut self) {
-        for ((v, &keep), &view) in self.values.iter_mut().zip(&self.keep).zip(&self.views) {
-            if !keep || view {
-                *v = None;
+    /// Ends a call: what is not a buffer is dropped. `written` lists every slot the call
+    /// may have filled (`None`: look at every slot).
+    fn recycle(&mut self, written: Option<&[ValueId]>) {
+        let Some(written) = written else {
+            for ((v, &keep), &view) in self.values.iter_mut().zip(&self.keep).zip(&self.views) {
+                if !keep || view {
+                    *v = None;
+                }
+            }
+            return;
+        };
+        for &id in written {
+            let id = id as usize;
+            if !self.keep[id] || self.views[id] {
+                self.values[id] = None;
             }
         }
+        debug_assert!(
+            (self.values.iter().zip(&self.keep).zip(&self.views))
+                .all(|((v, &keep), &view)| v.is_none() || keep && !view),
+            "a replay wrote a slot its plan's `written` does not list"
+        );
     }
 }
 
@@ -251,6 +270,25 @@ fn report_due<'d>(
         }
     }
     &due[ready..]
+}
+
+/// Pushes the values the slots of `seg` and of every path after it write to `out` (a fused
+/// group's outputs; not its members', which only an observer's replay writes).
+fn written_values(seg: &Segment, out: &mut Vec<ValueId>) {
+    for slot in &seg.exec {
+        match slot {
+            Slot::Const { id, .. } => out.push(*id),
+            Slot::StateRead { read, .. } => out.push(read.id),
+            Slot::StateWrite { .. } => {}
+            Slot::Step { step, .. } => out.extend(step.outputs.iter().flatten()),
+            Slot::Fused { group, .. } => out.extend(&group.outputs),
+        }
+    }
+    if let End::Guard { branches, .. } = &seg.end {
+        for (_, b) in branches {
+            written_values(b, out);
+        }
+    }
 }
 
 /// Fills each finished path's [`Done::reports`]: an output is ready after the slot of its
@@ -533,6 +571,7 @@ impl Plan {
             input_names,
             fuse,
             alias: Vec::new(),
+            written: Vec::new(),
         };
         plan.analyze();
         plan
@@ -787,19 +826,24 @@ impl Plan {
         }
         liveness(&mut self.root, n, true, &self.alias);
         schedule_reports(&mut self.root, &self.alias);
+        let mut written: Vec<ValueId> = (0..self.input_names.len() as ValueId).collect();
+        written_values(&self.root, &mut written);
+        written.sort_unstable();
+        written.dedup();
+        self.written = written;
     }
 
     /// Runs the plan on `inputs` (the values of the input leaves, in order; taken out, the
     /// list kept for the next call), in `scratch` (kept between calls for its buffers; a
     /// fresh one works too).
     #[track_caller]
-    pub fn run(
+    pub fn run<O: Observer>(
         &self,
         inputs: &mut Vec<Array>,
         generators: &mut [&mut crate::Generator],
         scratch: &mut Scratch,
         stable: usize,
-        observer: &mut impl Observer,
+        observer: &mut O,
         mut report: Option<Report<'_>>,
     ) -> Outcome {
         let n = self.metas.len();
@@ -909,7 +953,8 @@ impl Plan {
                 }
             }
         };
-        scratch.recycle();
+        // (an observer's replay also writes the members of fused groups)
+        scratch.recycle((!O::ACTIVE).then_some(&self.written[..]));
         outcome
     }
 

@@ -92,6 +92,22 @@ fn values_against_scipy() {
     for (n, want) in polygammas {
         assert_close(&xs.polygamma(n), &want, 1e-12);
     }
+    // Negative arguments are reflected (the series from x itself would take a term per
+    // unit up to 9: minutes at -3e9); values from mpmath 1.3 at 30 digits.
+    let far = t(&[-2.3, -12345.25]);
+    let reflected: [(u32, [f64; 2]); 3] = [
+        (1, [14.725912160961279, 19.73912780264451]),
+        (2, [68.71379252927017, 124.02510671463835]),
+        (3, [768.9350646661405, 1558.545456544038]),
+    ];
+    for (n, want) in reflected {
+        assert_close(&far.polygamma(n), &want, 1e-12);
+    }
+    // at x = -N - 1/2, cot(πx) = 0, so ψ''(x) = ψ''(1 - x) (-1.1e-19), up to the rounding
+    // of cot(π/2) in f64 (6e-17, times the derivative's 2π³)
+    let x = t(&[-3e9 - 0.5]).polygamma(2).to_vec::<f64>()[0];
+    let mirror = t(&[3e9 + 1.5]).polygamma(2).to_vec::<f64>()[0];
+    assert!((x - mirror).abs() <= 1e-14, "{x} vs {mirror}");
     // poles: PyTorch's digamma(0) = -inf; negative integers are NaN
     let poles = t(&[0.0, -2.0]).digamma().to_vec::<f64>();
     assert!(poles[0] == f64::NEG_INFINITY && poles[1].is_nan());
