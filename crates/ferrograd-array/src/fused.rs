@@ -429,6 +429,8 @@ pub struct Program {
     outputs: Vec<usize>,
     /// What a tile runs, in order, over places (see [`Run`]).
     runs: Vec<Run>,
+    /// The same in vector form, one to one.
+    vector_steps: Vec<VectorStep>,
     /// `(input, place)` per input instruction: where its elements are found for each tile.
     reads: Vec<(usize, usize)>,
     /// `(place, number)` per constant: a register filled once per run.
@@ -664,6 +666,7 @@ impl Program {
             ..u
         });
         Program {
+            vector_steps: runs.iter().map(|&r| VectorStep::of(r)).collect(),
             runs,
             reads,
             consts,
@@ -1059,9 +1062,13 @@ impl Program {
                     place: usize::MAX,
                 };
                 let registers = file.cast::<[T; VECTOR]>();
-                for run in &self.runs {
+                for (k, run) in self.runs.iter().enumerate() {
                     // (vector: every place is a register of `VECTOR` elements)
-                    if vector && unsafe { vector_step::<T, FMA>(*run, registers, &mut chain) } {
+                    if vector
+                        && unsafe {
+                            vector_step::<T, FMA>(self.vector_steps[k], registers, &mut chain)
+                        }
+                    {
                         continue;
                     }
                     unsafe { step::<T, FMA>(*run, places, width) };
@@ -1193,104 +1200,110 @@ impl<'a, T: Float> Fold<'a, T> {
 /// (and at least a third of a vector; fewer run element by element) is padded to it.
 const VECTOR: usize = 16;
 
-/// The value a vector-form step left in a (machine) register, and the place it was also
-/// stored to: the next step reads it from there rather than from memory, so a chain of
-/// steps waits on its arithmetic, not on a store and a load per step (the 100-op chain on 10
-/// elements, value and gradient, with the plan changes of the same commit: 5.0 → 3.6 µs on
-/// a 2-core Xeon).
+/// The value the last vector-form step computed, and the place it was also stored to: the
+/// next step takes it from here, a local the compiler keeps in a register or spills to the
+/// stack, instead of loading it from the register file it was just stored to. With whole-vector
+/// steps and one jump per step (see [`VectorStep`]), the 100-op chain on 10 elements, value
+/// and gradient: 5.0 → 3.0-3.2 µs per call on a 2-core Xeon (with the plan's cheaper end of
+/// call; `cargo bench -p ferrograd --bench autodiff`).
 struct Chain<T> {
     value: [T; VECTOR],
     place: usize,
 }
 
-/// One step of a program in vector form, when its function is one of those computed here
-/// (the four operators, the vectorised polynomial kernels and the cheap maps; `false`,
-/// having done nothing, for the others, which [`step`] runs). The result is the same as
-/// [`step`]'s bit for bit: the same function of each element.
-///
-/// # Safety
-/// `registers` points at a register file holding every place `run` names.
-#[inline(always)]
-unsafe fn vector_step<T: Float, const FMA: bool>(
-    run: Run,
-    registers: *mut [T; VECTOR],
-    chain: &mut Chain<T>,
-) -> bool {
-    // SAFETY (all): the caller's promise
-    let get = |p: usize, chain: &Chain<T>| match p == chain.place {
-        true => chain.value,
-        false => unsafe { *registers.add(p) },
-    };
-    let (d, value) = match run {
-        Run::Map(f, d, x) => match map_vector::<T, FMA>(f, get(x, chain)) {
-            Some(v) => (d, v),
-            None => return false,
-        },
-        Run::Zip(f, d, x, y) => match zip_vector(f, get(x, chain), get(y, chain)) {
-            Some(v) => (d, v),
-            None => return false,
-        },
-        Run::Select(..) | Run::Copy(..) => return false,
-    };
-    unsafe { *registers.add(d) = value };
-    *chain = Chain { value, place: d };
-    true
+/// One step of a program in vector form (see [`vector_step`]): its function flattened into
+/// one list with the operands' places beside it, so a step is one jump on `f`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct VectorStep {
+    f: Fast,
+    d: u32,
+    x: u32,
+    y: u32,
 }
 
-/// `f` of each element of `x`, for the functions [`vector_step`] computes.
-#[inline(always)]
-fn map_vector<T: Float, const FMA: bool>(f: MapFn, x: [T; VECTOR]) -> Option<[T; VECTOR]> {
-    let mut r = x;
-    macro_rules! each {
-        ($($v:ident),*; f32: $($p:ident),*) => {
-            match f {
-                $(MapFn::$v => {
+macro_rules! fast_functions {
+    (maps: $($m:ident),*; f32 maps: $($p:ident),*; zips: $($z:ident),*) => {
+        /// The functions [`vector_step`] computes, and `Slow` for those [`step`] runs.
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        enum Fast {
+            $($m,)*
+            $($p,)*
+            $($z,)*
+            Slow,
+        }
+
+        impl VectorStep {
+            /// The step `run` in vector form.
+            fn of(run: Run) -> VectorStep {
+                let lane = |f, d: usize, x: usize, y: usize| VectorStep {
+                    f,
+                    d: d as u32,
+                    x: x as u32,
+                    y: y as u32,
+                };
+                match run {
+                    $(Run::Map(MapFn::$m, d, x) => lane(Fast::$m, d, x, 0),)*
+                    $(Run::Map(MapFn::$p, d, x) => lane(Fast::$p, d, x, 0),)*
+                    $(Run::Zip(ZipFn::$z, d, x, y) => lane(Fast::$z, d, x, y),)*
+                    _ => lane(Fast::Slow, 0, 0, 0),
+                }
+            }
+        }
+
+        /// One step of a program in vector form, when its function is one of those computed
+        /// here (the four operators, the vectorised polynomial kernels of f32 and the cheap
+        /// maps; `false`, having done nothing, for the others, which [`step`] runs). The
+        /// result is the same as [`step`]'s bit for bit: the same function of each element.
+        ///
+        /// # Safety
+        /// `registers` points at a register file holding every place `lane` names.
+        #[inline(always)]
+        unsafe fn vector_step<T: Float, const FMA: bool>(
+            lane: VectorStep,
+            registers: *mut [T; VECTOR],
+            chain: &mut Chain<T>,
+        ) -> bool {
+            // SAFETY (all): the caller's promise
+            let get = |p: u32, chain: &Chain<T>| match p as usize == chain.place {
+                true => chain.value,
+                false => unsafe { *registers.add(p as usize) },
+            };
+            let mut r = [T::zero(); VECTOR];
+            match lane.f {
+                $(Fast::$m => {
+                    let x = get(lane.x, chain);
                     for i in 0..VECTOR {
-                        r[i] = MapFn::$v.eval::<T, FMA>(x[i]);
+                        r[i] = MapFn::$m.eval::<T, FMA>(x[i]);
                     }
                 })*
-                // the polynomial kernels of f32 (f64's are libm's, one call per element)
-                $(MapFn::$p if std::mem::size_of::<T>() == 4 => {
+                // (f64's are libm's, one call per element: `step` runs them)
+                $(Fast::$p if std::mem::size_of::<T>() == 4 => {
+                    let x = get(lane.x, chain);
                     for i in 0..VECTOR {
                         r[i] = MapFn::$p.eval::<T, FMA>(x[i]);
                     }
                 })*
-                _ => return None,
-            }
-        };
-    }
-    each!(Neg, Abs, Relu, Sqrt, Reciprocal, Square, Identity; f32: Exp, Sin, Cos, Tanh, Sigmoid);
-    Some(r)
-}
-
-/// `f` of each pair of elements, for the functions [`vector_step`] computes.
-#[inline(always)]
-fn zip_vector<T: Float>(f: ZipFn, x: [T; VECTOR], y: [T; VECTOR]) -> Option<[T; VECTOR]> {
-    let mut r = x;
-    macro_rules! each {
-        ($($v:ident),*) => {
-            match f {
-                $(ZipFn::$v => {
+                $(Fast::$z => {
+                    let (x, y) = (get(lane.x, chain), get(lane.y, chain));
                     for i in 0..VECTOR {
-                        r[i] = ZipFn::$v.eval(x[i], y[i]);
+                        r[i] = ZipFn::$z.eval(x[i], y[i]);
                     }
                 })*
-                _ => return None,
+                _ => return false,
             }
-        };
-    }
-    each!(
-        Add,
-        Sub,
-        Mul,
-        Div,
-        Maximum,
-        Minimum,
-        TanhBackward,
-        SigmoidBackward
-    );
-    Some(r)
+            let d = lane.d as usize;
+            unsafe { *registers.add(d) = r };
+            *chain = Chain { value: r, place: d };
+            true
+        }
+    };
 }
+
+fast_functions!(
+    maps: Neg, Abs, Relu, Sqrt, Reciprocal, Square, Identity;
+    f32 maps: Exp, Sin, Cos, Tanh, Sigmoid;
+    zips: Add, Sub, Mul, Div, Maximum, Minimum, TanhBackward, SigmoidBackward
+);
 
 /// How a range is cut into tiles: `len` elements in tiles of `tile`, or (`padded`) one tile
 /// of `len` elements run over `tile`, its whole vectors (see [`Program::run_range`]).
