@@ -783,7 +783,7 @@ impl Array {
     /// Reverses the order along each of `dims` (a copy).
     #[track_caller]
     pub fn flip(&self, dims: impl crate::Dims) -> Array {
-        let mut out = Array::empty(self.shape(), self.dtype());
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
         self.flip_into(dims, &mut out);
         out
     }

@@ -468,8 +468,8 @@ impl Array {
                 ),
             )
         }
-        let mut values = Array::empty(&p.out_shape, a.dtype());
-        let mut indices = Array::empty(&p.out_shape, DType::I64);
+        let mut values = Array::empty_on(&p.out_shape, a.dtype(), a.device());
+        let mut indices = Array::empty_on(&p.out_shape, DType::I64, a.device());
         a.extreme_into_plan(&p, largest, &mut values, &mut indices, op);
         (values, indices)
     }
@@ -532,7 +532,7 @@ impl Array {
     pub fn var_dim(&self, dims: impl Dims, correction: usize, keepdim: bool) -> Array {
         let dims = dims.resolve_all(self.ndim(), "var_dim");
         let p = plan(self, &dims, keepdim);
-        let mut out = Array::empty(&p.out_shape, self.dtype());
+        let mut out = Array::empty_on(&p.out_shape, self.dtype(), self.device());
         self.var_dim_into(dims.as_slice(), correction, keepdim, &mut out);
         out
     }
@@ -607,7 +607,7 @@ impl Array {
     #[track_caller]
     pub fn cumsum(&self, dim: impl Dim) -> Array {
         let a = self.numeric("cumsum");
-        let mut out = Array::empty(a.shape(), a.dtype());
+        let mut out = Array::empty_on(a.shape(), a.dtype(), a.device());
         a.cumsum_into(dim, &mut out);
         out
     }
@@ -628,7 +628,7 @@ impl Array {
     #[track_caller]
     pub fn cumprod(&self, dim: impl Dim) -> Array {
         let a = self.numeric("cumprod");
-        let mut out = Array::empty(a.shape(), a.dtype());
+        let mut out = Array::empty_on(a.shape(), a.dtype(), a.device());
         a.cumprod_into(dim, &mut out);
         out
     }
@@ -647,6 +647,10 @@ impl Array {
         }
         let d = dim.resolve(self.ndim(), op);
         let a = self.numeric(op);
+        #[cfg(feature = "cuda")]
+        if !a.device().is_cpu() {
+            return crate::cuda::reduce::scan(&a, d, product, out, op);
+        }
         // Move `dim` last, scan contiguous rows, then move it back.
         let mut order: Vec<usize> = (0..a.ndim()).filter(|&i| i != d).collect();
         order.push(d);

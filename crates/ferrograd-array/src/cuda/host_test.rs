@@ -150,6 +150,8 @@ type PoolKernel4 =
 type AvgKernel = unsafe extern "C" fn(*mut c_void, *const c_void, source::ConvGeom, i32);
 type ExtremeKernel =
     unsafe extern "C" fn(*mut c_void, *mut c_void, *const c_void, Layout, Layout, i64, i64, i32);
+type ScanKernel =
+    unsafe extern "C" fn(*mut c_void, *const c_void, Layout, Layout, Layout, Layout, i64, i64, i32);
 type ReduceKernel = unsafe extern "C" fn(*mut c_void, *const c_void, Layout, Layout, i64, i64, f64);
 
 /// The kernel `name` from the host library.
@@ -432,6 +434,111 @@ fn cast_kernels_convert_as_to_dtype_does() {
             }
             crate::dtype::dispatch_any!(from, S => crate::dtype::dispatch_any!(to, D => run!(S, D)));
             assert!(out.bit_eq(&want), "{from} -> {to}: {} vs {}", out, want);
+        }
+    }
+}
+
+/// `flip` on a GPU is the copy kernel over a view with negative strides (`flip_into`).
+#[test]
+fn the_copy_kernel_reads_flipped_views_as_flip_does() {
+    let Some(lib) = kernels() else { return };
+    let v: Vec<f64> = (0..24).map(|i| i as f64 * 0.5 - 3.0).collect();
+    for dtype in [DType::F32, DType::F64, DType::I64] {
+        let x = Array::from_vec(v.clone(), &[2, 3, 4])
+            .to_dtype(dtype)
+            .permute(&[2, 0, 1]);
+        let k: CastKernel = symbol(lib, &source::cast_name(dtype, dtype));
+        for dims in [vec![0], vec![1], vec![2], vec![0, 2], vec![0, 1, 2]] {
+            // the view `flip_into` copies
+            let mut strides: crate::layout::Strides = x.strides().into();
+            let mut offset = x.offset() as isize;
+            for &d in &dims {
+                offset += (x.shape()[d] as isize - 1) * strides[d];
+                strides[d] = -strides[d];
+            }
+            let view = x.with_layout(x.shape().into(), strides, offset as usize);
+            let mut out = Array::zeros(x.shape(), dtype);
+            macro_rules! run {
+                ($t:ty) => {{
+                    let dst = out.out_slice::<$t>(x.shape(), "test").as_mut_ptr();
+                    // SAFETY: the kernel's signature; the view's layout stays inside `x`'s
+                    // storage, `dst` 24 elements.
+                    unsafe {
+                        k(
+                            dst.cast(),
+                            base::<$t>(&view),
+                            layout(&view, x.shape(), "test"),
+                            24,
+                        )
+                    }
+                }};
+            }
+            match dtype {
+                DType::F32 => run!(f32),
+                DType::F64 => run!(f64),
+                _ => run!(i64),
+            }
+            let want = x.flip(dims.as_slice());
+            assert!(out.bit_eq(&want), "{dtype} flip {dims:?}: {out} vs {want}");
+        }
+    }
+}
+
+/// `cumsum` and `cumprod` along each dim of a permuted view, with a NaN and an infinity in
+/// the float cases: the same numbers as the CPU's, bit for bit (the same additions in the
+/// same order).
+#[test]
+fn scan_kernels_add_and_multiply_in_order_as_the_cpu_does() {
+    let Some(lib) = kernels() else { return };
+    let v: Vec<f64> = (0..60)
+        .map(|i| ((i * 37 % 23) as f64 - 11.0) * 0.13)
+        .collect();
+    for dtype in [DType::F32, DType::F64, DType::I64] {
+        let mut v = v.clone();
+        if dtype.is_float() {
+            v[17] = f64::NAN;
+            v[41] = f64::INFINITY;
+        }
+        let x = Array::from_vec(v, &[3, 4, 5])
+            .to_dtype(dtype)
+            .permute(&[2, 0, 1]);
+        let k: ScanKernel = symbol(lib, &source::scan_name(dtype));
+        for d in 0..3 {
+            for product in [false, true] {
+                let want = if product { x.cumprod(d) } else { x.cumsum(d) };
+                let mut out = Array::zeros(x.shape(), dtype);
+                let input = super::reduce::plan(&x, &[d], true, "test");
+                let output = super::reduce::plan(&out, &[d], true, "test");
+                macro_rules! run {
+                    ($t:ty) => {{
+                        let dst = out.out_slice::<$t>(x.shape(), "test").as_mut_ptr();
+                        // SAFETY: the kernel's signature; `x` holds what the input plan
+                        // addresses, `dst` what the output plan addresses.
+                        unsafe {
+                            k(
+                                dst.cast(),
+                                base::<$t>(&x),
+                                input.lo,
+                                input.lr,
+                                output.lo,
+                                output.lr,
+                                input.n_out as i64,
+                                input.n_red as i64,
+                                i32::from(product),
+                            )
+                        }
+                    }};
+                }
+                match dtype {
+                    DType::F32 => run!(f32),
+                    DType::F64 => run!(f64),
+                    _ => run!(i64),
+                }
+                assert!(
+                    out.bit_eq(&want),
+                    "{dtype} dim {d} product {product}: {out} vs {want}"
+                );
+            }
         }
     }
 }

@@ -203,3 +203,35 @@ pub(crate) fn extreme(
     // outputs n_out elements (values null when not wanted).
     unsafe { go(b, super::elementwise::grid(plan.n_out), &gpu, op) }
 }
+
+/// `cumsum` (`product`: `cumprod`) of `a` along `d` into `out`, on `a`'s GPU: one thread per
+/// line, adding in order as the CPU does.
+#[track_caller]
+pub(crate) fn scan(a: &Array, d: usize, product: bool, out: &mut Array, op: &str) {
+    let gpu = gpu_of(a.device(), op);
+    let dtype = a.dtype();
+    let Some(code) = source::scan_source(dtype) else {
+        crate::error::dtype_fail(op, dtype, "a numeric dtype")
+    };
+    let x = a.cuda_buffer().expect("a device array").ptr(&gpu, 0);
+    let dst = out.cuda_out(&gpu, a.shape(), dtype, op).ptr(&gpu, 0);
+    let (input, output) = (plan(a, &[d], true, op), plan(out, &[d], true, op));
+    if input.n_out == 0 || input.n_red == 0 {
+        return;
+    }
+    let (n_out, n, product) = (input.n_out as i64, input.n_red as i64, i32::from(product));
+    let k = kernel(&gpu, &source::scan_name(dtype), || code, op);
+    let mut b = gpu.stream.launch_builder(&k);
+    b.arg(&dst)
+        .arg(&x)
+        .arg(&input.lo)
+        .arg(&input.lr)
+        .arg(&output.lo)
+        .arg(&output.lr)
+        .arg(&n_out)
+        .arg(&n)
+        .arg(&product);
+    // SAFETY: `scan_source`'s signature; `x` holds what the input plan's layouts address,
+    // `dst` (`a`'s shape, contiguous) what the output plan's address.
+    unsafe { go(b, super::elementwise::grid(input.n_out), &gpu, op) }
+}

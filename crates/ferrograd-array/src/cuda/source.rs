@@ -965,6 +965,40 @@ extern \"C\" __global__ void {name}(long long* __restrict__ idx, {t}* values,
     ))
 }
 
+/// The name of the running sum/product kernel (`cumsum`, `cumprod`).
+pub(crate) fn scan_name(dtype: DType) -> String {
+    format!("scan_{}", short(dtype))
+}
+
+/// The source of `cumsum` and `cumprod`: per line `o` (every index but along the scanned dim),
+/// `out[at(oo, o) + at(or, j)]` = the sum (`product`: the product) of `x[at(lo, o) +
+/// at(lr, k)]` over `k <= j`, added in order as the CPU adds them. One thread per line.
+pub(crate) fn scan_source(dtype: DType) -> Option<String> {
+    if dtype == DType::Bool {
+        return None;
+    }
+    let t = c_type(dtype);
+    let name = scan_name(dtype);
+    Some(format!(
+        "{PRELUDE}
+extern \"C\" __global__ void {name}({t}* __restrict__ out, const {t}* __restrict__ x,
+        Layout lo, Layout lr, Layout oo, Layout orr, long long n_out, long long n,
+        int product) {{
+    for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < n_out;
+            o += (long long)gridDim.x * blockDim.x) {{
+        long long bx = fg_at(lo, o), bo = fg_at(oo, o);
+        {t} acc = product ? ({t})1 : ({t})0;
+        for (long long j = 0; j < n; ++j) {{
+            {t} v = x[bx + fg_at(lr, j)];
+            acc = product ? acc * v : acc + v;
+            out[bo + fg_at(orr, j)] = acc;
+        }}
+    }}
+}}
+"
+    ))
+}
+
 /// The name of the select kernel (`where`).
 pub(crate) fn where_name(dtype: DType) -> String {
     format!("where_{}", short(dtype))
@@ -1095,6 +1129,9 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
         if let Some(s) = extreme_source(d) {
             out.push((extreme_name(d), s));
         }
+        if let Some(s) = scan_source(d) {
+            out.push((scan_name(d), s));
+        }
         for backward in [false, true] {
             if let Some(s) = im2col_source(d, backward) {
                 out.push((im2col_name(d, backward), s));
@@ -1173,9 +1210,9 @@ mod tests {
         // per float dtype 35 functions, 18 two-input functions and 6 bool comparisons, 4
         // casts, 3 reductions, 4 softmax kernels, gather, scatter-add, where, copy; i64 the
         // 5 integer functions, 8 + 6, 4, 3, gather, scatter-add, where, copy; bool 6 + 4,
-        // gather, where, copy, arg-extreme (not bool); im2col, col2im and 5 pooling kernels
-        // for floats
-        assert_eq!(sources.len(), 2 * 82 + 31 + 13);
+        // gather, where, copy, arg-extreme and scan (not bool); im2col, col2im and 5 pooling
+        // kernels for floats
+        assert_eq!(sources.len(), 2 * 83 + 32 + 13);
         let mut names = std::collections::HashSet::new();
         for (name, source) in &sources {
             assert!(names.insert(name.clone()), "two kernels named {name}");

@@ -227,6 +227,10 @@ fn reductions_on_a_gpu_match_the_cpu() {
                 }
             }
             for dim in 0..3 {
+                // the same additions in the same order: equal bit for bit
+                assert_matches(&d.cumsum(dim), &a.cumsum(dim), 0.0, "cumsum");
+                assert_matches(&d.cumprod(dim), &a.cumprod(dim), 0.0, "cumprod");
+                assert_matches(&d.flip([dim]), &a.flip([dim]), 0.0, "flip");
                 assert_matches(&d.argmax(dim, false), &a.argmax(dim, false), 0.0, "argmax");
                 let ((dv, di), (v, i)) = (d.min_dim(dim, true), a.min_dim(dim, true));
                 assert_matches(&dv, &v, 0.0, "min_dim values");
@@ -466,7 +470,7 @@ fn mixing_devices_in_one_op_is_refused() {
 fn ops_without_a_device_kernel_say_so() {
     for device in gpus() {
         let a = on(&Array::ones(&[2, 2], DType::F32), device);
-        let msg = panic_message(|| drop(a.cumsum(0usize)));
+        let msg = panic_message(|| drop(a.argsort(0usize, false)));
         assert!(msg.contains(&format!("no kernel for {device}")), "{msg}");
     }
 }
