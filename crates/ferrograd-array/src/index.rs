@@ -819,7 +819,7 @@ impl Array {
                 format_args!("expects 1 or 2 dims, got shape {}", fmt_shape(self.shape())),
             ),
         };
-        let mut out = Array::empty(&shape, self.dtype());
+        let mut out = Array::empty_on(&shape, self.dtype(), self.device());
         self.diag_into(k, &mut out);
         out
     }
@@ -979,11 +979,14 @@ impl Array {
         let rows = Array::arange(0.0, r as f64, 1.0, DType::I64).unsqueeze(1usize);
         let cols = Array::arange(0.0, c as f64, 1.0, DType::I64).unsqueeze(0usize);
         let diff = cols.sub(&rows); // j - i
-        if lower {
+        let mask = if lower {
             diff.le_scalar(k as f64)
         } else {
             diff.ge_scalar(k as f64)
-        }
+        };
+        // (built on the host, r·c bools; moved to a GPU input's device)
+        mask.to_device(self.device())
+            .unwrap_or_else(|e| fail(op, e))
     }
 }
 

@@ -226,6 +226,10 @@ fn reductions_on_a_gpu_match_the_cpu() {
                     assert_matches(&norm.0, &norm.1, rel, "norm_dim");
                 }
             }
+            for k in [-1, 0, 2] {
+                assert_matches(&d.tril(k), &a.tril(k), 0.0, "tril");
+                assert_matches(&d.triu(k), &a.triu(k), 0.0, "triu");
+            }
             for dim in 0..3 {
                 // the same additions in the same order: equal bit for bit
                 assert_matches(&d.cumsum(dim), &a.cumsum(dim), 0.0, "cumsum");
