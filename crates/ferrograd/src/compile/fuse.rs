@@ -495,6 +495,61 @@ fn unfused(members: Vec<Step>) -> Vec<Slot> {
 
 /// The fused form of a collected group (a lone step stays a step, and so do the steps of a
 /// group whose comparison is read outside it: a mask has no dtype to be written in).
+/// Programs of at most this many elements (one vector: the evaluator's vector form) have
+/// their transcendental maps hoisted (see [`hoist`]).
+const HOIST_BELOW: usize = 16;
+
+/// Moves each transcendental map (`cos`, `exp`, ...) to just after the value it reads,
+/// renumbering the values. In a short program every step waits on the one before it, and a
+/// backward pass's `cos(x)` of a forward value computed at the end is on that chain; computed
+/// beside the forward steps that follow `x`, the processor overlaps it with them (the 100-op
+/// chain's value and gradient on 10 elements, where each `sin`'s derivative is such a map:
+/// about 7% faster). Each value keeps its operands and function, so the results are the same;
+/// longer programs keep their order, as a value computed early holds a tile of memory until
+/// its last use.
+fn hoist(instrs: &mut Vec<Instr>, outputs: &mut [usize], reductions: &mut [Reduction]) {
+    let n = instrs.len();
+    // hoisted[v]: the transcendental maps of value v, in order
+    let mut hoisted: Vec<SmallVec<[usize; 2]>> = vec![SmallVec::new(); n];
+    let mut moves = vec![false; n];
+    for (k, instr) in instrs.iter().enumerate() {
+        if let Instr::Map(f, a) = *instr {
+            if f.is_transcendental() {
+                hoisted[a].push(k);
+                moves[k] = true;
+            }
+        }
+    }
+    let mut order = Vec::with_capacity(n);
+    fn emit(k: usize, order: &mut Vec<usize>, hoisted: &[SmallVec<[usize; 2]>]) {
+        order.push(k);
+        for &m in &hoisted[k] {
+            emit(m, order, hoisted);
+        }
+    }
+    for (k, _) in moves.iter().enumerate().filter(|(_, &moved)| !moved) {
+        emit(k, &mut order, &hoisted);
+    }
+    debug_assert_eq!(order.len(), n, "every instruction once");
+    let mut new_at = vec![0; n];
+    for (new, &old) in order.iter().enumerate() {
+        new_at[old] = new;
+    }
+    let renumber = |instr: Instr| match instr {
+        Instr::Map(f, a) => Instr::Map(f, new_at[a]),
+        Instr::Zip(f, a, b) => Instr::Zip(f, new_at[a], new_at[b]),
+        Instr::Select(c, a, b) => Instr::Select(new_at[c], new_at[a], new_at[b]),
+        other => other,
+    };
+    *instrs = order.iter().map(|&old| renumber(instrs[old])).collect();
+    for o in outputs {
+        *o = new_at[*o];
+    }
+    for r in reductions {
+        r.value = new_at[r.value];
+    }
+}
+
 fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Vec<Slot> {
     let Open {
         shape,
@@ -580,6 +635,9 @@ fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Vec<Slot> {
     }
     outputs.extend(reduced);
     debug_assert!(!outputs.is_empty(), "dead steps are removed before fusion");
+    if shape.iter().product::<usize>() <= HOIST_BELOW {
+        hoist(&mut instrs, &mut program_outputs, &mut reductions);
+    }
     vec![Slot::Fused {
         group: Box::new(Group {
             program: Program::with_reductions(instrs, program_outputs, reductions),
@@ -592,4 +650,92 @@ fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Vec<Slot> {
         keep: true,
         drops: SmallVec::new(),
     }]
+}
+
+#[cfg(test)]
+mod tests {
+    use ferrograd_array::{Array, DType, Generator, Instr, MapFn, Program, Reduction, ZipFn};
+
+    use super::hoist;
+
+    /// Hoisting moves each transcendental map right after the value it reads (a map of a
+    /// map right after that), keeps every other instruction in order, and the program
+    /// computes the same outputs and reductions bit for bit.
+    #[test]
+    fn hoisted_maps_follow_their_operand_and_compute_the_same() {
+        let instrs = vec![
+            Instr::Input(0),
+            Instr::Input(1),
+            Instr::Map(MapFn::Sin, 0),      // 2
+            Instr::Zip(ZipFn::Mul, 2, 1),   // 3
+            Instr::Map(MapFn::Tanh, 3),     // 4
+            Instr::Const(0.5),              // 5
+            Instr::Zip(ZipFn::Add, 4, 5),   // 6
+            Instr::Map(MapFn::Cos, 0),      // 7: of an input
+            Instr::Map(MapFn::Exp, 7),      // 8: of a hoisted map
+            Instr::Zip(ZipFn::Mul, 6, 8),   // 9
+            Instr::Map(MapFn::Neg, 3),      // 10: cheap, stays
+            Instr::Map(MapFn::Sigmoid, 3),  // 11
+            Instr::Zip(ZipFn::Sub, 9, 11),  // 12
+            Instr::Zip(ZipFn::Add, 12, 10), // 13
+        ];
+        let outputs = vec![13, 8, 6];
+        let reductions = vec![Reduction {
+            value: 11,
+            mean: false,
+            shape: Default::default(),
+        }];
+        let (mut h_instrs, mut h_outputs, mut h_reductions) =
+            (instrs.clone(), outputs.clone(), reductions.clone());
+        hoist(&mut h_instrs, &mut h_outputs, &mut h_reductions);
+        let name = |i: &Instr| format!("{i:?}").split('(').next().unwrap_or("").to_string();
+        let functions = |is: &[Instr]| {
+            let mut f: Vec<String> = is
+                .iter()
+                .map(|i| match i {
+                    Instr::Map(f, _) => format!("{f:?}"),
+                    Instr::Zip(f, ..) => format!("{f:?}"),
+                    other => name(other),
+                })
+                .collect();
+            f.sort();
+            f
+        };
+        assert_eq!(
+            functions(&h_instrs),
+            functions(&instrs),
+            "the same instructions"
+        );
+        for (k, i) in h_instrs.iter().enumerate() {
+            match *i {
+                Instr::Map(f, a) if f.is_transcendental() => {
+                    // right after its operand, or after a sibling map of the same operand
+                    let between = &h_instrs[a + 1..k];
+                    assert!(
+                        between.iter().all(|b| matches!(b, Instr::Map(g, x)
+                            if g.is_transcendental() && *x >= a)),
+                        "{f:?} at {k} does not follow its operand {a}: {h_instrs:?}"
+                    );
+                }
+                Instr::Map(_, a) => assert!(a < k),
+                Instr::Zip(_, a, b) => assert!(a < k && b < k),
+                _ => {}
+            }
+        }
+        let mut g = Generator::new(3);
+        let x = g.normal(&[10], 0.0, 1.0, DType::F32);
+        let y = g.normal(&[10], 0.0, 1.0, DType::F32);
+        let run = |p: Program| {
+            let mut outs = vec![None; 4];
+            p.run(&[&x, &y], &[10], DType::F32, &mut outs);
+            outs.into_iter()
+                .map(|o| o.expect("written"))
+                .collect::<Vec<Array>>()
+        };
+        let want = run(Program::with_reductions(instrs, outputs, reductions));
+        let got = run(Program::with_reductions(h_instrs, h_outputs, h_reductions));
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g.bit_eq(w), "output {k}: {g} vs {w}");
+        }
+    }
 }
