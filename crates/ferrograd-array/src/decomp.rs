@@ -96,6 +96,10 @@ fn float_values(a: &Array, op: &str) -> Vec<f64> {
     if !a.dtype().is_float() {
         dtype_fail(op, a.dtype(), "a float dtype (f32 or f64)")
     }
+    if !a.device().is_cpu() {
+        // (reading the elements would copy them to the host, and the result stay there)
+        crate::error::no_kernel_on(op, a.device())
+    }
     a.to_f64_vec()
 }
 

@@ -725,6 +725,10 @@ impl Array {
     /// ```
     #[track_caller]
     pub fn argsort(&self, dim: impl Dim, descending: bool) -> Array {
+        if !self.device().is_cpu() {
+            // (it sorts rows read to the host, and the result would stay there)
+            crate::error::no_kernel_on("argsort", self.device())
+        }
         if self.ndim() == 0 {
             return Array::from_vec(vec![0i64], &[]);
         }

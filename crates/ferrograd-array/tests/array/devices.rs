@@ -474,7 +474,14 @@ fn mixing_devices_in_one_op_is_refused() {
 fn ops_without_a_device_kernel_say_so() {
     for device in gpus() {
         let a = on(&Array::ones(&[2, 2], DType::F32), device);
+        // (both read their elements on the host: refused rather than leaving the result
+        // there)
         let msg = panic_message(|| drop(a.argsort(0usize, false)));
+        assert!(
+            msg.contains(&format!("argsort: has no kernel for {device}")),
+            "{msg}"
+        );
+        let msg = panic_message(|| drop(a.det()));
         assert!(msg.contains(&format!("no kernel for {device}")), "{msg}");
     }
 }
