@@ -5,7 +5,7 @@
 
 use cudarc::driver::PushKernelArg;
 
-use super::elementwise::{go, gpu_of, grid, kernel};
+use super::elementwise::{first_ptr, go, gpu_of, grid, kernel};
 use super::source::{self, ConvGeom};
 use crate::array::Array;
 use crate::error::same_device;
@@ -64,10 +64,7 @@ fn im2col(x: &Array, g: ConvGeom, op: &str) -> Array {
     ];
     let mut col = Array::empty_on(&shape, dtype, x.device());
     let dst = col.cuda_out(&gpu, &shape, dtype, op).ptr(&gpu, 0);
-    let px = x
-        .cuda_buffer()
-        .expect("a device array")
-        .ptr(&gpu, x.offset());
+    let px = first_ptr(&x, &gpu);
     let n: usize = shape.iter().product();
     if n > 0 {
         let code = source::im2col_source(dtype, false).expect("a float dtype");
@@ -135,10 +132,7 @@ pub(crate) fn backward_input(
         .contiguous();
     let shape = [g.n as usize, g.c as usize, g.h as usize, g.w as usize];
     let dst = out.cuda_out(&gpu, &shape, dtype, op).ptr(&gpu, 0);
-    let pc = dcol
-        .cuda_buffer()
-        .expect("a device array")
-        .ptr(&gpu, dcol.offset());
+    let pc = first_ptr(&dcol, &gpu);
     let n: usize = shape.iter().product();
     if n == 0 {
         return;

@@ -92,6 +92,19 @@ pub(crate) fn gpu_of(device: Device, op: &str) -> std::sync::Arc<Gpu> {
     }
 }
 
+/// The device address of `a`'s storage, for a kernel that reads it through a [`Layout`]
+/// (which holds the view's offset).
+pub(crate) fn base_ptr(a: &Array, gpu: &Gpu) -> u64 {
+    a.cuda_buffer().expect("a device array").ptr(gpu, 0)
+}
+
+/// The device address of `a`'s first element, for a kernel that reads it contiguously.
+pub(crate) fn first_ptr(a: &Array, gpu: &Gpu) -> u64 {
+    a.cuda_buffer()
+        .expect("a device array")
+        .ptr(gpu, a.offset())
+}
+
 /// The kernel `name` (compiled from `source` on first use), panicking (naming `op`) when it
 /// cannot be had.
 #[track_caller]
@@ -132,7 +145,7 @@ pub(crate) fn map(a: &Array, f: MapFn, out: &mut Array, op: &str) {
     let gpu = gpu_of(a.device(), op);
     let n = a.numel();
     let lx = layout(a, a.shape(), op);
-    let x = a.cuda_buffer().expect("a device array").ptr(&gpu, 0);
+    let x = base_ptr(a, &gpu);
     let dst = out.cuda_out(&gpu, a.shape(), dtype, op).ptr(&gpu, 0);
     if n == 0 {
         return;
@@ -214,7 +227,7 @@ pub(crate) fn cast(a: &Array, to: DType, out: &mut Array, op: &str) {
     let gpu = gpu_of(a.device(), op);
     let n = a.numel();
     let lx = layout(a, a.shape(), op);
-    let x = a.cuda_buffer().expect("a device array").ptr(&gpu, 0);
+    let x = base_ptr(a, &gpu);
     let dst = out.cuda_out(&gpu, a.shape(), to, op).ptr(&gpu, 0);
     if n == 0 {
         return;

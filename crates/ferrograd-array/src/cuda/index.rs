@@ -4,7 +4,7 @@
 
 use cudarc::driver::PushKernelArg;
 
-use super::elementwise::{go, gpu_of, grid, kernel, layout, pack};
+use super::elementwise::{base_ptr, go, gpu_of, grid, kernel, layout, pack};
 use super::source;
 use crate::array::Array;
 use crate::error::same_device;
@@ -27,8 +27,8 @@ pub(crate) fn gather(a: &Array, d: usize, index: &Array, out: &mut Array, op: &s
     );
     let stride = a.strides()[d] as i64;
     let li = layout(index, &shape, op);
-    let x = a.cuda_buffer().expect("a device array").ptr(&gpu, 0);
-    let idx = index.cuda_buffer().expect("a device array").ptr(&gpu, 0);
+    let x = base_ptr(a, &gpu);
+    let idx = base_ptr(index, &gpu);
     let dst = out.cuda_out(&gpu, &shape, dtype, op).ptr(&gpu, 0);
     let n = shape.iter().product::<usize>();
     if n == 0 {
@@ -86,8 +86,8 @@ pub(crate) fn scatter_add(
     let stride = strides[d] as i64;
     let li = layout(index, &shape, op);
     let ls = layout(src, &shape, op);
-    let idx = index.cuda_buffer().expect("a device array").ptr(&gpu, 0);
-    let s = src.cuda_buffer().expect("a device array").ptr(&gpu, 0);
+    let idx = base_ptr(index, &gpu);
+    let s = base_ptr(src, &gpu);
     let dst = out.cuda_out(&gpu, a.shape(), dtype, op).ptr(&gpu, 0);
     let n = shape.iter().product::<usize>();
     if n == 0 {
@@ -156,7 +156,7 @@ fn copy_block(
     let dtype = x.dtype();
     let lo = block(out_shape, x.shape(), d, start, op);
     let lx = layout(x, x.shape(), op);
-    let px = x.cuda_buffer().expect("a device array").ptr(gpu, 0);
+    let px = base_ptr(x, gpu);
     let n = n as i64;
     let k = kernel(
         gpu,

@@ -4,7 +4,7 @@
 
 use cudarc::cublas::{result as blas, sys as blas_sys};
 
-use super::elementwise::gpu_of;
+use super::elementwise::{first_ptr, gpu_of};
 use super::{fail, Gpu};
 use crate::array::Array;
 use crate::error::same_device;
@@ -56,10 +56,7 @@ fn operand(a: &Array, batch: &[usize], gpu: &Gpu, keep: &mut Vec<Array>) -> Oper
         keep.push(copy);
         return op;
     }
-    let ptr = expanded
-        .cuda_buffer()
-        .expect("a device array")
-        .ptr(gpu, expanded.offset());
+    let ptr = first_ptr(&expanded, gpu);
     // cuBLAS wants a leading dimension of at least 1 even for an empty matrix
     let (transposed, ld) = if row_major {
         (false, if r <= 1 { c as i64 } else { s0 as i64 })

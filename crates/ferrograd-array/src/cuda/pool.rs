@@ -3,7 +3,7 @@
 
 use cudarc::driver::PushKernelArg;
 
-use super::elementwise::{go, gpu_of, grid, kernel};
+use super::elementwise::{first_ptr, go, gpu_of, grid, kernel};
 use super::source::{self, ConvGeom, Pool};
 use crate::array::Array;
 use crate::error::same_device;
@@ -45,10 +45,7 @@ pub(crate) fn max_pool(
     let code = code(Pool::Max, dtype, op);
     let x = x.contiguous();
     let shape = [g.n as usize, g.c as usize, g.oh as usize, g.ow as usize];
-    let px = x
-        .cuda_buffer()
-        .expect("a device array")
-        .ptr(&gpu, x.offset());
+    let px = first_ptr(&x, &gpu);
     let pi = indices.cuda_out(&gpu, &shape, DType::I64, op).ptr(&gpu, 0);
     let pv = match values {
         Some(v) => v.cuda_out(&gpu, &shape, dtype, op).ptr(&gpu, 0),
@@ -92,14 +89,8 @@ pub(crate) fn max_pool_backward(
     if n == 0 {
         return;
     }
-    let pg = dy
-        .cuda_buffer()
-        .expect("a device array")
-        .ptr(&gpu, dy.offset());
-    let pi = indices
-        .cuda_buffer()
-        .expect("a device array")
-        .ptr(&gpu, indices.offset());
+    let pg = first_ptr(&dy, &gpu);
+    let pi = first_ptr(&indices, &gpu);
     let k = kernel(
         &gpu,
         &source::pool_name(Pool::MaxBackward, dtype),
@@ -131,14 +122,8 @@ pub(crate) fn gather_planes(x: &Array, indices: &Array, out: &mut Array, op: &st
     if n == 0 {
         return;
     }
-    let px = x
-        .cuda_buffer()
-        .expect("a device array")
-        .ptr(&gpu, x.offset());
-    let pi = indices
-        .cuda_buffer()
-        .expect("a device array")
-        .ptr(&gpu, indices.offset());
+    let px = first_ptr(&x, &gpu);
+    let pi = first_ptr(&indices, &gpu);
     let k = kernel(
         &gpu,
         &source::pool_name(Pool::GatherPlanes, dtype),
@@ -181,10 +166,7 @@ pub(crate) fn avg_pool(
     if n == 0 {
         return;
     }
-    let px = x
-        .cuda_buffer()
-        .expect("a device array")
-        .ptr(&gpu, x.offset());
+    let px = first_ptr(&x, &gpu);
     let include = i32::from(include);
     let k = kernel(&gpu, &source::pool_name(kind, dtype), || code, op);
     let mut b = gpu.stream.launch_builder(&k);

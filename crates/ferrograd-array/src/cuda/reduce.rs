@@ -3,7 +3,7 @@
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::elementwise::{cast, go, gpu_of, kernel, pack};
+use super::elementwise::{base_ptr, cast, go, gpu_of, kernel, pack};
 use super::source::{self, Layout, Reduce, REDUCE_THREADS};
 use crate::array::Array;
 use crate::layout::fmt_shape;
@@ -44,7 +44,7 @@ pub(crate) fn reduce(a: &Array, dims: &[usize], keepdim: bool, out: &mut Array, 
         )
     }
     let shape = plan.shape;
-    let x = a.cuda_buffer().expect("a device array").ptr(&gpu, 0);
+    let x = base_ptr(a, &gpu);
     let dst = out.cuda_out(&gpu, &shape, dtype, op).ptr(&gpu, 0);
     if n_out == 0 {
         return;
@@ -177,7 +177,7 @@ pub(crate) fn extreme(
             ),
         )
     }
-    let x = a.cuda_buffer().expect("a device array").ptr(&gpu, 0);
+    let x = base_ptr(a, &gpu);
     let pi = indices
         .cuda_out(&gpu, &plan.shape, DType::I64, op)
         .ptr(&gpu, 0);
@@ -213,7 +213,7 @@ pub(crate) fn scan(a: &Array, d: usize, product: bool, out: &mut Array, op: &str
     let Some(code) = source::scan_source(dtype) else {
         crate::error::dtype_fail(op, dtype, "a numeric dtype")
     };
-    let x = a.cuda_buffer().expect("a device array").ptr(&gpu, 0);
+    let x = base_ptr(a, &gpu);
     let dst = out.cuda_out(&gpu, a.shape(), dtype, op).ptr(&gpu, 0);
     let (input, output) = (plan(a, &[d], true, op), plan(out, &[d], true, op));
     if input.n_out == 0 || input.n_red == 0 {

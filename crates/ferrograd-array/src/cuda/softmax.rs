@@ -2,7 +2,7 @@
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::elementwise::{go, gpu_of, kernel};
+use super::elementwise::{first_ptr, go, gpu_of, kernel};
 use super::source::{self, REDUCE_THREADS};
 use crate::array::Array;
 use crate::error::same_device;
@@ -53,15 +53,8 @@ pub(crate) fn softmax(
     // the kernel reads lines of contiguous input
     let x = a.contiguous();
     let g = grad.map(Array::contiguous);
-    let px = x
-        .cuda_buffer()
-        .expect("a device array")
-        .ptr(&gpu, x.offset());
-    let pg = g.as_ref().map(|g| {
-        g.cuda_buffer()
-            .expect("a device array")
-            .ptr(&gpu, g.offset())
-    });
+    let px = first_ptr(&x, &gpu);
+    let pg = g.as_ref().map(|g| first_ptr(g, &gpu));
     let dst = out.cuda_out(&gpu, a.shape(), dtype, op).ptr(&gpu, 0);
     let rows = outer * inner;
     if rows == 0 || n == 0 {

@@ -497,7 +497,7 @@ fn unfused(members: Vec<Step>) -> Vec<Slot> {
 /// group whose comparison is read outside it: a mask has no dtype to be written in).
 /// Programs of at most this many elements (one vector: the evaluator's vector form) have
 /// their transcendental maps hoisted (see [`hoist`]).
-const HOIST_BELOW: usize = 16;
+const HOIST_MAX_ELEMENTS: usize = 16;
 
 /// Moves each transcendental map (`cos`, `exp`, ...) to just after the value it reads,
 /// renumbering the values. In a short program every step waits on the one before it, and a
@@ -635,7 +635,7 @@ fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Vec<Slot> {
     }
     outputs.extend(reduced);
     debug_assert!(!outputs.is_empty(), "dead steps are removed before fusion");
-    if shape.iter().product::<usize>() <= HOIST_BELOW {
+    if shape.iter().product::<usize>() <= HOIST_MAX_ELEMENTS {
         hoist(&mut instrs, &mut program_outputs, &mut reductions);
     }
     vec![Slot::Fused {
