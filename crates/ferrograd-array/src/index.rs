@@ -309,8 +309,11 @@ impl Array {
         check_scatter_index(op, self, d, index, Some(src));
         check_range(op, index, self.shape()[d], d);
         #[cfg(feature = "cuda")]
-        if add && (!self.device().is_cpu() || !index.device().is_cpu() || !src.device().is_cpu()) {
-            return crate::cuda::index::scatter_add(self, d, index, src, out, op);
+        if !self.device().is_cpu() || !index.device().is_cpu() || !src.device().is_cpu() {
+            return match add {
+                true => crate::cuda::index::scatter_add(self, d, index, src, out, op),
+                false => crate::cuda::index::scatter(self, d, index, src, out, op),
+            };
         }
         // Start from a copy of `self` in `out`, then write through the index.
         self.contiguous_into(out);

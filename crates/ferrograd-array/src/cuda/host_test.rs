@@ -55,6 +55,7 @@ static double erfinv(double y) {
 }
 static float erfinvf(float y) { return (float)erfinv((double)y); }
 template <typename T> static inline T atomicAdd(T* p, T v) { T old = *p; *p += v; return old; }
+template <typename T> static inline T atomicMax(T* p, T v) { T old = *p; if (v > old) *p = v; return old; }
 "#;
 
 /// The kernels compiled for the host, `None` (with the reason printed) where there is no
@@ -128,6 +129,19 @@ type ScatterAddKernel = unsafe extern "C" fn(
     Layout,
     *const c_void,
     Layout,
+    i64,
+);
+type ScatterClaimKernel =
+    unsafe extern "C" fn(*mut c_void, Layout, i64, *const c_void, Layout, i64);
+type ScatterKernel = unsafe extern "C" fn(
+    *mut c_void,
+    Layout,
+    i64,
+    *const c_void,
+    Layout,
+    *const c_void,
+    Layout,
+    *const c_void,
     i64,
 );
 type WhereKernel = unsafe extern "C" fn(
@@ -536,7 +550,7 @@ fn scan_kernels_add_and_multiply_in_order_as_the_cpu_does() {
 }
 
 #[test]
-fn reduction_kernels_sum_and_pick_extremes_over_any_dims() {
+fn reduction_kernels_sum_multiply_and_pick_extremes_over_any_dims() {
     let Some(lib) = kernels() else { return };
     let values: Vec<f64> = (0..60)
         .map(|i| ((i * 37 % 23) as f64 - 11.0) * 0.25)
@@ -556,6 +570,7 @@ fn reduction_kernels_sum_and_pick_extremes_over_any_dims() {
                 (Reduce::Sum, true),
                 (Reduce::Max, false),
                 (Reduce::Min, false),
+                (Reduce::Prod, false),
             ] {
                 if mean && !dtype.is_float() {
                     continue;
@@ -565,12 +580,14 @@ fn reduction_kernels_sum_and_pick_extremes_over_any_dims() {
                     (Reduce::Sum, true) => "mean_dim",
                     (Reduce::Max, _) => "amax_dim",
                     (Reduce::Min, _) => "amin_dim",
+                    (Reduce::Prod, _) => "prod_dim",
                 };
                 let want = match op {
                     "sum_dim" => x.sum_dim(dims.as_slice(), true),
                     "mean_dim" => x.mean_dim(dims.as_slice(), true),
                     "amax_dim" => x.amax_dim(dims.as_slice(), true),
-                    _ => x.amin_dim(dims.as_slice(), true),
+                    "amin_dim" => x.amin_dim(dims.as_slice(), true),
+                    _ => x.prod_dim(dims.as_slice(), true),
                 };
                 let plan = super::reduce::plan(&x, &dims, true, op);
                 assert_eq!(plan.shape, want.shape());
@@ -600,7 +617,13 @@ fn reduction_kernels_sum_and_pick_extremes_over_any_dims() {
                     DType::F64 => run!(f64),
                     _ => run!(i64),
                 }
-                let rel = if dtype == DType::F32 { 1e-6 } else { 1e-14 };
+                // (a product of up to 60 factors, multiplied in another order)
+                let rel = match (dtype, r) {
+                    (DType::F32, Reduce::Prod) => 1e-5,
+                    (DType::F32, _) => 1e-6,
+                    (_, Reduce::Prod) => 1e-13,
+                    _ => 1e-14,
+                };
                 if let Err(e) = close(&out, &want, rel) {
                     panic!("{op} {dtype} over {dims:?}: {e}");
                 }
@@ -671,7 +694,7 @@ fn softmax_kernels_and_their_gradients_compute_what_the_cpu_does() {
 }
 
 #[test]
-fn gather_scatter_add_and_where_kernels_compute_what_the_cpu_does() {
+fn gather_scatter_and_where_kernels_compute_what_the_cpu_does() {
     let Some(lib) = kernels() else { return };
     let mut g = crate::Generator::new(8);
     for dtype in [DType::F32, DType::F64, DType::I64] {
@@ -760,6 +783,51 @@ fn gather_scatter_add_and_where_kernels_compute_what_the_cpu_does() {
             assert!(out.bit_eq(&want), "gather {dtype} dim {d}: {out} vs {want}");
             close(&acc, &sum_back, 1e-6)
                 .unwrap_or_else(|e| panic!("scatter_add {dtype} dim {d}: {e}"));
+            // scatter distinct values into x: where positions repeat, the last one wins
+            let src = Array::from_vec((0..n).map(|i| i as f64 + 0.5).collect(), index.shape())
+                .to_dtype(dtype);
+            let want_scatter = x.scatter(d, &index, &src);
+            let claim: ScatterClaimKernel = symbol(lib, source::SCATTER_CLAIM);
+            let place: ScatterKernel = symbol(lib, &source::scatter_name(dtype));
+            let mut placed = x.contiguous();
+            let mut winner = vec![0u64; x.numel()];
+            macro_rules! scatter {
+                ($t:ty) => {{
+                    let o = placed.out_slice::<$t>(x.shape(), "test").as_mut_ptr();
+                    // SAFETY: the kernels' signatures; positions inside dim d of `x`, whose
+                    // elements `winner` and `placed` hold (contiguous).
+                    unsafe {
+                        claim(
+                            winner.as_mut_ptr().cast(),
+                            lout,
+                            strides[d] as i64,
+                            base::<i64>(&index),
+                            li,
+                            n as i64,
+                        );
+                        place(
+                            o.cast(),
+                            lout,
+                            strides[d] as i64,
+                            base::<i64>(&index),
+                            li,
+                            base::<$t>(&src),
+                            layout(&src, index.shape(), "test"),
+                            winner.as_ptr().cast(),
+                            n as i64,
+                        )
+                    };
+                }};
+            }
+            match dtype {
+                DType::F32 => scatter!(f32),
+                DType::F64 => scatter!(f64),
+                _ => scatter!(i64),
+            }
+            assert!(
+                placed.bit_eq(&want_scatter),
+                "scatter {dtype} dim {d}: {placed} vs {want_scatter}"
+            );
             // index_select is the gather of the broadcast 1-d index
             let list = Array::from_vec(vec![size - 1, 0, 1 % size, size - 1], &[4]);
             let mut shape = x.shape().to_vec();

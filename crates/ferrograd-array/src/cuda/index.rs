@@ -1,5 +1,5 @@
 //! Indexing on a GPU: `gather` (and `index_select`, a gather with the index broadcast along
-//! the other dims) and `scatter_add` (and `index_add`). The callers check the index's shape
+//! the other dims), `scatter` and `scatter_add` (and `index_add`). The callers check the index's shape
 //! and, on a host copy, its positions, before anything is launched.
 
 use cudarc::driver::PushKernelArg;
@@ -8,6 +8,7 @@ use super::elementwise::{base_ptr, go, gpu_of, grid, kernel, layout, pack};
 use super::source;
 use crate::array::Array;
 use crate::error::same_device;
+use crate::DType;
 
 /// `out = a.gather(d, index)` on the operands' GPU.
 #[track_caller]
@@ -106,6 +107,81 @@ pub(crate) fn scatter_add(
         .arg(&n);
     // SAFETY: `scatter_add_source`'s signature; the positions were checked against dim `d`
     // of `out` (a's shape, contiguous), `src` covers the index's shape (checked).
+    unsafe { go(b, grid(n as usize), &gpu, op) }
+}
+
+/// `out = a` with `src` written at the positions `index` names along `d`, on the operands'
+/// GPU: where positions repeat, the last source element in the index's row-major order
+/// wins, as on the CPU (two kernels: one picks each position's last writer, one places).
+#[track_caller]
+pub(crate) fn scatter(a: &Array, d: usize, index: &Array, src: &Array, out: &mut Array, op: &str) {
+    let device = same_device(op, &[a, index, src]);
+    let gpu = gpu_of(device, op);
+    let dtype = a.dtype();
+    // a copy of `a` to write into (contiguous, so its strides are known)
+    super::elementwise::cast(a, dtype, out, op);
+    let shape = index.shape().to_vec();
+    let strides = crate::layout::contiguous_strides(a.shape());
+    let lbase = pack(
+        shape
+            .iter()
+            .enumerate()
+            .map(|(k, &s)| (s, if k == d { 0 } else { strides[k] as i64 })),
+        0,
+        op,
+    );
+    let stride = strides[d] as i64;
+    let li = layout(index, &shape, op);
+    let ls = layout(src, &shape, op);
+    let n = shape.iter().product::<usize>();
+    if n == 0 {
+        return;
+    }
+    // each output position's winner, as 1 + the source element's flat position (0: none)
+    let mut winner = gpu
+        .alloc(DType::I64, a.numel())
+        .unwrap_or_else(|e| super::fail(op, e));
+    winner.zero(&gpu).unwrap_or_else(|e| super::fail(op, e));
+    let win = winner.ptr(&gpu, 0);
+    let idx = base_ptr(index, &gpu);
+    let s = base_ptr(src, &gpu);
+    let dst = out.cuda_out(&gpu, a.shape(), dtype, op).ptr(&gpu, 0);
+    let n = n as i64;
+    let claim = kernel(
+        &gpu,
+        source::SCATTER_CLAIM,
+        source::scatter_claim_source,
+        op,
+    );
+    let mut b = gpu.stream.launch_builder(&claim);
+    b.arg(&win)
+        .arg(&lbase)
+        .arg(&stride)
+        .arg(&idx)
+        .arg(&li)
+        .arg(&n);
+    // SAFETY: `scatter_claim_source`'s signature; the positions were checked against dim
+    // `d` of `a`'s shape, which `winner` has (contiguous).
+    unsafe { go(b, grid(n as usize), &gpu, op) }
+    let place = kernel(
+        &gpu,
+        &source::scatter_name(dtype),
+        || source::scatter_source(dtype),
+        op,
+    );
+    let mut b = gpu.stream.launch_builder(&place);
+    b.arg(&dst)
+        .arg(&lbase)
+        .arg(&stride)
+        .arg(&idx)
+        .arg(&li)
+        .arg(&s)
+        .arg(&ls)
+        .arg(&win)
+        .arg(&n);
+    // SAFETY: `scatter_source`'s signature; positions as above, `src` covers the index's
+    // shape (checked), `winner` as filled above (it is freed in the stream's order, after
+    // both kernels have run).
     unsafe { go(b, grid(n as usize), &gpu, op) }
 }
 

@@ -9,8 +9,8 @@ use crate::array::Array;
 use crate::layout::fmt_shape;
 use crate::DType;
 
-/// `out` = the reduction `op` (`sum_dim`, `mean_dim`, `amax_dim`, `amin_dim`) of `a` over
-/// `dims` (sorted, distinct), on `a`'s GPU; other reductions have no CUDA kernel yet.
+/// `out` = the reduction `op` (`sum_dim`, `mean_dim`, `amax_dim`, `amin_dim`, `prod_dim`,
+/// `logsumexp_dim`) of `a` over `dims` (sorted, distinct), on `a`'s GPU.
 #[track_caller]
 pub(crate) fn reduce(a: &Array, dims: &[usize], keepdim: bool, out: &mut Array, op: &str) {
     let (r, mean) = match op {
@@ -18,6 +18,7 @@ pub(crate) fn reduce(a: &Array, dims: &[usize], keepdim: bool, out: &mut Array, 
         "mean_dim" => (Reduce::Sum, true),
         "amax_dim" => (Reduce::Max, false),
         "amin_dim" => (Reduce::Min, false),
+        "prod_dim" => (Reduce::Prod, false),
         "logsumexp_dim" => return logsumexp(a, dims, keepdim, out),
         _ => crate::error::no_kernel_on(op, a.device()),
     };

@@ -435,6 +435,8 @@ pub(crate) enum Reduce {
     Max,
     /// The smallest element; NaN if any is NaN.
     Min,
+    /// The product (1 for none).
+    Prod,
 }
 
 /// The name of a reduction kernel.
@@ -472,6 +474,7 @@ pub(crate) fn reduce_source(r: Reduce, dtype: DType) -> Option<String> {
             },
             "(p != p ? p : (q != q ? q : (q < p ? q : p)))",
         ),
+        Reduce::Prod => ("(T)1".to_string(), "(p * q)"),
     };
     let threads = REDUCE_THREADS;
     Some(format!(
@@ -672,6 +675,55 @@ extern \"C\" __global__ void {name}({t}* out, Layout lbase, long long stride,
 }}
 "
     ))
+}
+
+/// The name of the kernel that finds, for each position a scatter writes, the last source
+/// element written there.
+pub(crate) const SCATTER_CLAIM: &str = "scatter_claim";
+
+/// The source of [`SCATTER_CLAIM`]: `winner[at] = max(winner[at], i + 1)` over the source
+/// elements `i` (zeros in `winner` beforehand), `at` as in the scatter-add. With the
+/// placement kernel ([`scatter_source`]) it makes a scatter with repeated positions keep
+/// the last element in the index's row-major order, as the CPU's does, on every run
+/// (PyTorch leaves that order undefined on a GPU).
+pub(crate) fn scatter_claim_source() -> String {
+    format!(
+        "{PRELUDE}
+extern \"C\" __global__ void {SCATTER_CLAIM}(unsigned long long* winner, Layout lbase,
+        long long stride, const long long* __restrict__ idx, Layout li, long long n) {{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+            i += (long long)gridDim.x * blockDim.x) {{
+        long long at = fg_at(lbase, i) + idx[fg_at(li, i)] * stride;
+        atomicMax(&winner[at], (unsigned long long)(i + 1));
+    }}
+}}
+"
+    )
+}
+
+/// The name of a scatter's placement kernel.
+pub(crate) fn scatter_name(dtype: DType) -> String {
+    format!("scatter_{}", short(dtype))
+}
+
+/// The source of a scatter's placement kernel: `out[at] = src[at(ls, i)]` for the source
+/// element `i` that [`scatter_claim_source`] picked for `at`.
+pub(crate) fn scatter_source(dtype: DType) -> String {
+    let t = c_type(dtype);
+    let name = scatter_name(dtype);
+    format!(
+        "{PRELUDE}
+extern \"C\" __global__ void {name}({t}* out, Layout lbase, long long stride,
+        const long long* __restrict__ idx, Layout li, const {t}* __restrict__ src, Layout ls,
+        const unsigned long long* __restrict__ winner, long long n) {{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+            i += (long long)gridDim.x * blockDim.x) {{
+        long long at = fg_at(lbase, i) + idx[fg_at(li, i)] * stride;
+        if (winner[at] == (unsigned long long)(i + 1)) out[at] = src[fg_at(ls, i)];
+    }}
+}}
+"
+    )
 }
 
 /// The name of the strided copy kernel.
@@ -1110,7 +1162,7 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
         for to in dtypes {
             out.push((cast_name(d, to), cast_source(d, to)));
         }
-        for r in [Reduce::Sum, Reduce::Max, Reduce::Min] {
+        for r in [Reduce::Sum, Reduce::Max, Reduce::Min, Reduce::Prod] {
             if let Some(s) = reduce_source(r, d) {
                 out.push((reduce_name(r, d), s));
             }
@@ -1124,6 +1176,7 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
         if let Some(s) = scatter_add_source(d) {
             out.push((scatter_add_name(d), s));
         }
+        out.push((scatter_name(d), scatter_source(d)));
         out.push((where_name(d), where_source(d)));
         out.push((copy_name(d), copy_source(d)));
         if let Some(s) = extreme_source(d) {
@@ -1149,6 +1202,7 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
             }
         }
     }
+    out.push((SCATTER_CLAIM.to_string(), scatter_claim_source()));
     out
 }
 
@@ -1208,11 +1262,11 @@ mod tests {
         }
         let sources = all_sources();
         // per float dtype 35 functions, 18 two-input functions and 6 bool comparisons, 4
-        // casts, 3 reductions, 4 softmax kernels, gather, scatter-add, where, copy; i64 the
-        // 5 integer functions, 8 + 6, 4, 3, gather, scatter-add, where, copy; bool 6 + 4,
-        // gather, where, copy, arg-extreme and scan (not bool); im2col, col2im and 5 pooling
-        // kernels for floats
-        assert_eq!(sources.len(), 2 * 83 + 32 + 13);
+        // casts, 4 reductions, 4 softmax kernels, gather, scatter-add, scatter, where, copy;
+        // i64 the 5 integer functions, 8 + 6, 4, 4, gather, scatter-add, scatter, where,
+        // copy; bool 6 + 4, gather, scatter, where, copy, arg-extreme and scan (not bool);
+        // im2col, col2im and 5 pooling kernels for floats; the scatter's claim kernel
+        assert_eq!(sources.len(), 2 * 85 + 34 + 14 + 1);
         let mut names = std::collections::HashSet::new();
         for (name, source) in &sources {
             assert!(names.insert(name.clone()), "two kernels named {name}");

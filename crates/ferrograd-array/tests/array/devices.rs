@@ -191,6 +191,8 @@ fn reductions_on_a_gpu_match_the_cpu() {
             let d = on(&a, device);
             assert_matches(&d.sum(), &a.sum(), rel, "sum");
             assert_matches(&d.mean(), &a.mean(), rel, "mean");
+            let (dp, ap) = (d.mul_scalar(0.01).exp(), a.mul_scalar(0.01).exp());
+            assert_matches(&dp.prod(), &ap.prod(), rel, "prod");
             for dims in [vec![0], vec![2], vec![0, 2]] {
                 let dims = dims.as_slice();
                 assert_matches(
@@ -216,6 +218,14 @@ fn reductions_on_a_gpu_match_the_cpu() {
                     &a.amin_dim(dims, true),
                     0.0,
                     "amin_dim",
+                );
+                // (a product of 300 normals under- or overflows: scaled towards 1 first)
+                let (dp, ap) = (d.mul_scalar(0.1).exp(), a.mul_scalar(0.1).exp());
+                assert_matches(
+                    &dp.prod_dim(dims, true),
+                    &ap.prod_dim(dims, true),
+                    rel,
+                    "prod_dim",
                 );
                 let var = (d.var_dim(dims, 1, true), a.var_dim(dims, 1, true));
                 assert_matches(&var.0, &var.1, rel, "var_dim");
@@ -285,6 +295,13 @@ fn softmax_indexing_and_where_on_a_gpu_match_the_cpu() {
                 &on(&picked, device),
             );
             assert_matches(&dback, &back, rel, "scatter_add");
+            // a scatter along dim 0 with repeated rows (labels 5, 0 and 3 twice each): the
+            // last of each wins on both devices
+            let rows_of = labels.reshape(&[10, 1]).expand(&[10, 6]).contiguous();
+            let put = logits.scatter(0, &rows_of, &logits.neg());
+            let dput =
+                on(&logits, device).scatter(0, &on(&rows_of, device), &on(&logits.neg(), device));
+            assert_matches(&dput, &put, 0.0, "scatter");
             let rows = Array::from_vec(vec![2i64, 0, 2, 9], &[4]);
             let drows = on(&rows, device);
             assert_matches(
