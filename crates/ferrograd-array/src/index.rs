@@ -404,11 +404,13 @@ impl Array {
         dispatch_number!(self.dtype(), "index_add", T => kernel::<T>(out, src, &rows, outer, size, inner));
     }
 
-    /// The row-major positions where a bool array is true.
+    /// The row-major positions where a bool array is true (read on the host: a mask on a
+    /// device is copied back, which waits for the work queued on it).
     #[track_caller]
     pub fn mask_positions(&self) -> Vec<usize> {
         self.expect_bool("mask_positions");
-        self.values::<bool>("mask_positions")
+        self.to_host("mask_positions")
+            .values::<bool>("mask_positions")
             .iter()
             .enumerate()
             .filter(|(_, &b)| b)
@@ -420,13 +422,7 @@ impl Array {
     /// `flatnonzero`).
     #[track_caller]
     pub fn flat_nonzero(&self) -> Array {
-        let positions: Vec<i64> = self
-            .mask_positions()
-            .into_iter()
-            .map(|i| i as i64)
-            .collect();
-        let n = positions.len();
-        Array::from_vec(positions, &[n])
+        positions_on(self.device(), self.mask_positions(), "flat_nonzero")
     }
 
     /// The rows an [`Index`] names along dim 0, as a 1-d position list, or `None` for an
@@ -463,10 +459,9 @@ impl Array {
         let index = index.into();
         match (&index, self.index_rows(&index, "index")) {
             (Index::Single(_), Some(rows)) => self.select(0usize, rows[0]),
-            (_, Some(rows)) => self.index_select(
-                0usize,
-                &Array::from_vec(rows.iter().map(|&r| r as i64).collect(), &[rows.len()]),
-            ),
+            (_, Some(rows)) => {
+                self.index_select(0usize, &positions_on(self.device(), rows, "index"))
+            }
             (Index::Mask(m), None) => self
                 .reshape(&[self.numel()])
                 .index_select(0usize, &m.flat_nonzero()),
@@ -542,26 +537,21 @@ impl Array {
                 }
             }
         };
-        self.contiguous_into(out);
-        fn kernel<T: Element>(
-            out: &mut Array,
-            positions: &[usize],
-            vals: &Array,
-            combine: impl Fn(T, T) -> T,
-        ) {
-            let v = vals.values::<T>("index_put");
-            let shape: Shape = out.shape().into();
-            let dst = out.out_slice::<T>(&shape, "index_put_into");
-            // In order, so repeated positions keep the last write (or sum, when adding).
-            for (&p, &x) in positions.iter().zip(v.iter()) {
-                dst[p] = combine(dst[p], x);
-            }
+        // a scatter into the flattened array, on whichever device it is (repeated positions:
+        // the last write wins, or all add up), into `out`'s buffer when it has the room
+        let (count, numel) = (positions.len(), self.numel());
+        let index = positions_on(self.device(), positions, op);
+        let flat = self.reshape(&[numel]);
+        let vals = vals.reshape(&[count]);
+        let mut written = match std::mem::replace(out, Array::empty(&[0], self.dtype())) {
+            o if o.numel() == numel && o.is_contiguous() => o.reshape(&[numel]),
+            _ => Array::empty_on(&[numel], self.dtype(), self.device()),
+        };
+        match add {
+            true => flat.scatter_add_into(0usize, &index, &vals, &mut written),
+            false => flat.scatter_into(0usize, &index, &vals, &mut written),
         }
-        if add {
-            dispatch_number!(self.dtype(), op, T => kernel::<T>(out, &positions, &vals, |a, b| a + b))
-        } else {
-            dispatch_any!(self.dtype(), T => kernel::<T>(out, &positions, &vals, |_, b| b))
-        }
+        *out = written.reshape(self.shape());
     }
 
     /// [`index_put`](Array::index_put) into `out` (shaped like `self`).
@@ -991,6 +981,19 @@ impl Array {
         mask.to_device(self.device())
             .unwrap_or_else(|e| fail(op, e))
     }
+}
+
+/// `positions` as a 1-d i64 array on `device` (an index for the gathers and scatters that
+/// [`Index`] reads and writes through).
+#[track_caller]
+fn positions_on(device: crate::Device, positions: Vec<usize>, op: &str) -> Array {
+    let n = positions.len();
+    let host = Array::from_vec(positions.into_iter().map(|p| p as i64).collect(), &[n]);
+    if device.is_cpu() {
+        return host;
+    }
+    host.to_device(device)
+        .unwrap_or_else(|e| fail(op, format_args!("moving the positions to {device}: {e}")))
 }
 
 /// `values` broadcast to `shape`, with a message naming the op when it cannot be.

@@ -4,7 +4,7 @@
 //! compiles every kernel with NVRTC and runs the kernels' bodies on the host (the `cuda`
 //! feature's unit tests), and a GPU machine runs all of this.
 
-use ferrograd_array::{Array, DType, Device, DeviceError, Generator, MapFn, ZipFn};
+use ferrograd_array::{Array, DType, Device, DeviceError, Generator, Index, MapFn, ZipFn};
 
 /// The GPUs to compare with the CPU; prints why there are none.
 fn gpus() -> Vec<Device> {
@@ -344,6 +344,52 @@ fn softmax_indexing_and_where_on_a_gpu_match_the_cpu() {
                 &mask.where_cond(&logits, &zero),
                 0.0,
                 "where",
+            );
+            // `Index` reads and writes: rows (a repeated one), an elementwise mask (on the
+            // device, read back for its positions), a single row
+            let dl = on(&logits, device);
+            let list = Index::List(vec![2, 0, 2, -1]);
+            assert_matches(
+                &dl.index(list.clone()),
+                &logits.index(list.clone()),
+                0.0,
+                "index rows",
+            );
+            let dmask = Index::Mask(on(&mask, device));
+            let hmask = Index::Mask(mask.clone());
+            assert_matches(
+                &dl.index(dmask.clone()),
+                &logits.index(hmask.clone()),
+                0.0,
+                "index mask",
+            );
+            let rows4 = g.normal(&[4, 6], 0.0, 1.0, dtype);
+            let d4 = on(&rows4, device);
+            assert_matches(
+                &dl.index_put(&list, &d4),
+                &logits.index_put(&list, &rows4),
+                0.0,
+                "index_put (the last of a repeated row wins)",
+            );
+            assert_matches(
+                &dl.index_put_add(&list, &d4),
+                &logits.index_put_add(&list, &rows4),
+                rel,
+                "index_put_add (a repeated row adds twice)",
+            );
+            let one = Array::full(&[], 7.0, dtype);
+            assert_matches(
+                &dl.index_put(&dmask, &on(&one, device)),
+                &logits.index_put(&hmask, &one),
+                0.0,
+                "index_put through a mask",
+            );
+            let row = Array::full(&[6], -3.0, dtype);
+            assert_matches(
+                &dl.index_put(&Index::Single(-2), &on(&row, device)),
+                &logits.index_put(&Index::Single(-2), &row),
+                0.0,
+                "index_put of one row",
             );
         }
     }

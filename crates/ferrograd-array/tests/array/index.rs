@@ -134,6 +134,16 @@ fn index_put_in_every_form() {
         x.to_vec::<f64>(),
         (0..6).map(|v| v as f64).collect::<Vec<_>>()
     );
+    // a repeated row: the last of its values wins
+    let y = x.index_put(
+        &Index::List(vec![2, 0, 2]),
+        &Array::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2]),
+    );
+    assert_eq!(y.to_vec::<f64>(), vec![3.0, 4.0, 2.0, 3.0, 5.0, 6.0]);
+    // into a buffer of another layout: written through, the result contiguous
+    let mut out = Array::zeros(&[2, 3], DType::F64).t();
+    x.index_put_into(&Index::Single(0), &Array::scalar(-5.0f64), &mut out);
+    assert_eq!(out.to_vec::<f64>(), vec![-5.0, -5.0, 2.0, 3.0, 4.0, 5.0]);
     // accumulate form sums repeats
     let y = x.index_put_add(&Index::List(vec![0, 0]), &Array::scalar(1.0f64));
     assert_eq!(y.to_vec::<f64>(), vec![2.0, 3.0, 2.0, 3.0, 4.0, 5.0]);
