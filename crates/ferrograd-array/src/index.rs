@@ -828,6 +828,20 @@ impl Array {
                 } else {
                     ((-k) as usize, 0)
                 };
+                #[cfg(feature = "cuda")]
+                if !self.device().is_cpu() {
+                    let (op, len) = ("diag", self.shape()[0]);
+                    crate::cuda::index::zeros_into(&[n, n], self.dtype(), self.device(), out, op);
+                    let diagonal = (r0 * n + c0, (n + 1) as isize);
+                    return crate::cuda::index::write_view(
+                        self,
+                        out,
+                        &[len],
+                        &[diagonal.1],
+                        diagonal.0,
+                        op,
+                    );
+                }
                 fn kernel<T: Element>(v: &Array, n: usize, r0: usize, c0: usize, out: &mut Array) {
                     let src = v.values::<T>("diag");
                     let dst = out.out_slice::<T>(&[n, n], "diag_into");
@@ -864,7 +878,12 @@ impl Array {
         let mut shape: Vec<usize> = self.shape()[..self.ndim() - 1].to_vec();
         shape.extend([n, n]);
         let d = shape.len();
-        Array::zeros(&shape, self.dtype()).diagonal_scatter(self, k, d - 2, d - 1)
+        zeros_on(&shape, self.dtype(), self.device(), "diag_embed").diagonal_scatter(
+            self,
+            k,
+            d - 2,
+            d - 1,
+        )
     }
 
     /// A copy of `self` with diagonal `k` of dims `dim1`, `dim2` (as
@@ -905,6 +924,12 @@ impl Array {
             d1,
             d2,
         );
+        #[cfg(feature = "cuda")]
+        if !out.device().is_cpu() || !src.device().is_cpu() {
+            let op = "diagonal_scatter";
+            crate::cuda::index::write_view(src, &mut out, &vshape, &vstrides, voffset, op);
+            return out;
+        }
         fn kernel<T: Element>(
             src: &Array,
             out: &mut Array,
@@ -981,6 +1006,19 @@ impl Array {
         mask.to_device(self.device())
             .unwrap_or_else(|e| fail(op, e))
     }
+}
+
+/// Zeros of `shape` on `device`.
+#[track_caller]
+fn zeros_on(shape: &[usize], dtype: DType, device: crate::Device, op: &str) -> Array {
+    #[cfg(feature = "cuda")]
+    if !device.is_cpu() {
+        let mut out = Array::empty_on(shape, dtype, device);
+        crate::cuda::index::zeros_into(shape, dtype, device, &mut out, op);
+        return out;
+    }
+    let _ = (device, op);
+    Array::zeros(shape, dtype)
 }
 
 /// `positions` as a 1-d i64 array on `device` (an index for the gathers and scatters that

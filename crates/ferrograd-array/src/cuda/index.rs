@@ -213,6 +213,65 @@ pub(crate) fn block(
     )
 }
 
+/// Writes `x` (of shape `view`) into the elements of `out` (contiguous, on `x`'s GPU) that a
+/// view of `view`'s shape with `strides` from element `offset` addresses (a diagonal), the
+/// rest of `out` unchanged.
+#[track_caller]
+pub(crate) fn write_view(
+    x: &Array,
+    out: &mut Array,
+    view: &[usize],
+    strides: &[isize],
+    offset: usize,
+    op: &str,
+) {
+    let device = same_device(op, &[x, out]);
+    let gpu = gpu_of(device, op);
+    let n = x.numel();
+    let (shape, dtype) = (out.shape().to_vec(), out.dtype());
+    let lo = pack(
+        view.iter().zip(strides).map(|(&s, &st)| (s, st as i64)),
+        offset,
+        op,
+    );
+    let lx = layout(x, view, op);
+    let px = base_ptr(x, &gpu);
+    // (a contiguous copy of `out` first when it is a view or shared: the elements outside
+    // the view stay)
+    out.make_unique();
+    let dst = out.cuda_out(&gpu, &shape, dtype, op).ptr(&gpu, 0);
+    if n == 0 {
+        return;
+    }
+    let n = n as i64;
+    let k = kernel(
+        &gpu,
+        &source::copy_name(dtype),
+        || source::copy_source(dtype),
+        op,
+    );
+    let mut b = gpu.stream.launch_builder(&k);
+    b.arg(&dst).arg(&lo).arg(&px).arg(&lx).arg(&n);
+    // SAFETY: `copy_source`'s signature; the view lies inside `out` (its layout comes from
+    // `out`'s own shape, checked by the caller), `x` holds what `lx` addresses.
+    unsafe { go(b, grid(n as usize), &gpu, op) }
+}
+
+/// `out` = zeros of `shape` on `device`'s GPU.
+#[track_caller]
+pub(crate) fn zeros_into(
+    shape: &[usize],
+    dtype: DType,
+    device: crate::Device,
+    out: &mut Array,
+    op: &str,
+) {
+    let gpu = gpu_of(device, op);
+    out.cuda_out(&gpu, shape, dtype, op)
+        .zero(&gpu)
+        .unwrap_or_else(|e| super::fail(op, e));
+}
+
 /// Copies `x` into the block of `dst` (a contiguous array of `out_shape` on `gpu`) that
 /// starts at `start` along `d`.
 #[track_caller]

@@ -239,6 +239,19 @@ fn reductions_on_a_gpu_match_the_cpu() {
             for k in [-1, 0, 2] {
                 assert_matches(&d.tril(k), &a.tril(k), 0.0, "tril");
                 assert_matches(&d.triu(k), &a.triu(k), 0.0, "triu");
+                // diagonals: read from a matrix, placed into zeros, written into a copy
+                let (dm, m) = (d.select(1, 0), a.select(1, 0));
+                assert_matches(&dm.diag(k), &m.diag(k), 0.0, "diag of a matrix");
+                let (dv, v) = (dm.select(1, 3), m.select(1, 3));
+                assert_matches(&dv.diag(k), &v.diag(k), 0.0, "diag of a vector");
+                assert_matches(&dm.diag_embed(k), &m.diag_embed(k), 0.0, "diag_embed");
+                let (ds, s) = (dm.diagonal(k).neg(), m.diagonal(k).neg());
+                assert_matches(
+                    &dm.diagonal_scatter(&ds, k, 0usize, 1usize),
+                    &m.diagonal_scatter(&s, k, 0usize, 1usize),
+                    0.0,
+                    "diagonal_scatter",
+                );
             }
             for dim in 0..3 {
                 // the same additions in the same order: equal bit for bit
