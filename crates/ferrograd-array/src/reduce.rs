@@ -725,14 +725,18 @@ impl Array {
     /// ```
     #[track_caller]
     pub fn argsort(&self, dim: impl Dim, descending: bool) -> Array {
-        if !self.device().is_cpu() {
-            // (it sorts rows read to the host, and the result would stay there)
-            crate::error::no_kernel_on("argsort", self.device())
-        }
         if self.ndim() == 0 {
-            return Array::from_vec(vec![0i64], &[]);
+            return Array::from_vec(vec![0i64], &[])
+                .to_device(self.device())
+                .unwrap_or_else(|e| crate::error::fail("argsort", e));
         }
         let d = dim.resolve(self.ndim(), "argsort");
+        if !self.device().is_cpu() {
+            #[cfg(feature = "cuda")]
+            return crate::cuda::reduce::argsort(self, d, descending, "argsort");
+            #[cfg(not(feature = "cuda"))]
+            crate::error::no_kernel_on("argsort", self.device())
+        }
         let last = self.ndim() - 1;
         let moved = self.transpose(d, last).contiguous();
         let row = moved.shape()[last];

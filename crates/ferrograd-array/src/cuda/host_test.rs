@@ -167,6 +167,9 @@ type ExtremeKernel =
 type ScanKernel =
     unsafe extern "C" fn(*mut c_void, *const c_void, Layout, Layout, Layout, Layout, i64, i64, i32);
 type ReduceKernel = unsafe extern "C" fn(*mut c_void, *const c_void, Layout, Layout, i64, i64, f64);
+type ArgsortInitKernel = unsafe extern "C" fn(*mut c_void, i64, i64);
+type ArgsortStepKernel =
+    unsafe extern "C" fn(*mut c_void, *const c_void, Layout, i64, i64, i64, i64, i64, i32);
 
 /// The kernel `name` from the host library.
 fn symbol<F: Copy>(lib: &libloading::Library, name: &str) -> F {
@@ -1174,6 +1177,76 @@ fn arg_extreme_kernels_pick_the_first_extreme_as_the_cpu_does() {
                 assert!(
                     got_v.bit_eq(&want_v),
                     "{dtype} dim {d} largest {largest}: {got_v} vs {want_v}"
+                );
+            }
+        }
+    }
+}
+
+/// `argsort` along each dim of a permuted view, ascending and descending, with ties, NaNs
+/// and a row length that is not a power of two: the bitonic network's stages, run in turn
+/// as the backend launches them, give the CPU's stable order.
+#[test]
+fn the_argsort_network_orders_rows_as_the_cpus_stable_sort() {
+    let Some(lib) = kernels() else { return };
+    // values with repeats (i % 7) and, for floats, NaNs
+    let values: Vec<f64> = (0..60).map(|i| ((i * 37 % 23) % 7) as f64 - 3.0).collect();
+    for dtype in [DType::F32, DType::F64, DType::I64, DType::Bool] {
+        let mut v = values.clone();
+        if dtype.is_float() {
+            (v[5], v[17], v[18]) = (f64::NAN, f64::NAN, f64::NEG_INFINITY);
+        }
+        let x = Array::from_vec(v, &[3, 4, 5])
+            .to_dtype(dtype)
+            .permute(&[2, 0, 1]);
+        let init: ArgsortInitKernel = symbol(lib, source::ARGSORT_INIT);
+        let step: ArgsortStepKernel = symbol(lib, &source::argsort_step_name(dtype));
+        for d in 0..3 {
+            for descending in [false, true] {
+                let want = x.argsort(d, descending);
+                let moved = x.transpose(d, 2);
+                let (len, n) = (moved.shape()[2], moved.numel());
+                let (rows, padded) = (n / len, len.next_power_of_two());
+                let mut idx = vec![0i64; rows * padded];
+                let lx = layout(&moved, moved.shape(), "test");
+                let x_ptr = match dtype {
+                    DType::F32 => base::<f32>(&moved),
+                    DType::F64 => base::<f64>(&moved),
+                    DType::I64 => base::<i64>(&moved),
+                    DType::Bool => base::<bool>(&moved),
+                };
+                // SAFETY: the kernels' signatures; `idx` holds `rows` padded rows, each
+                // index below `len` naming an element of `moved` that `lx` addresses.
+                unsafe {
+                    init(idx.as_mut_ptr().cast(), idx.len() as i64, padded as i64);
+                    let mut k = 2;
+                    while k <= padded as i64 {
+                        let mut j = k / 2;
+                        while j > 0 {
+                            step(
+                                idx.as_mut_ptr().cast(),
+                                x_ptr,
+                                lx,
+                                rows as i64,
+                                len as i64,
+                                padded as i64,
+                                k,
+                                j,
+                                i32::from(descending),
+                            );
+                            j /= 2;
+                        }
+                        k *= 2;
+                    }
+                }
+                let got: Vec<i64> = idx
+                    .chunks(padded)
+                    .flat_map(|row| row[..len].to_vec())
+                    .collect();
+                let got = Array::from_vec(got, moved.shape()).transpose(d, 2);
+                assert!(
+                    got.bit_eq(&want),
+                    "{dtype} dim {d} descending {descending}: {got} vs {want}"
                 );
             }
         }

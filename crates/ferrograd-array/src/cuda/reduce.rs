@@ -3,7 +3,7 @@
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::elementwise::{base_ptr, cast, go, gpu_of, kernel, pack};
+use super::elementwise::{base_ptr, cast, go, gpu_of, grid, kernel, layout, pack};
 use super::source::{self, Layout, Reduce, REDUCE_THREADS};
 use crate::array::Array;
 use crate::layout::fmt_shape;
@@ -235,4 +235,85 @@ pub(crate) fn scan(a: &Array, d: usize, product: bool, out: &mut Array, op: &str
     // SAFETY: `scan_source`'s signature; `x` holds what the input plan's layouts address,
     // `dst` (`a`'s shape, contiguous) what the output plan's address.
     unsafe { go(b, super::elementwise::grid(input.n_out), &gpu, op) }
+}
+
+/// The indices (i64, `a`'s shape) that sort `a` along `d` on its GPU: stable, NaN last (first
+/// when `descending`), as the CPU's `argsort`. Each row is padded to a power of two and run
+/// through a bitonic sorting network, one launch per stage, comparing indices by the
+/// elements they name (ties by index, which makes the one order the network can reach the
+/// stable one); the first `len` indices of each padded row are the result.
+#[track_caller]
+pub(crate) fn argsort(a: &Array, d: usize, descending: bool, op: &str) -> Array {
+    let gpu = gpu_of(a.device(), op);
+    let last = a.ndim() - 1;
+    let moved = a.transpose(d, last);
+    let (len, n) = (moved.shape()[last], moved.numel());
+    let mut sorted = Array::empty_on(moved.shape(), DType::I64, a.device());
+    if n > 0 {
+        let rows = n / len;
+        let padded = len.next_power_of_two();
+        let scratch = gpu
+            .alloc(DType::I64, rows * padded)
+            .unwrap_or_else(|e| super::fail(op, e));
+        let idx = scratch.ptr(&gpu, 0);
+        let (total, padded_i) = ((rows * padded) as i64, padded as i64);
+        let init = kernel(&gpu, source::ARGSORT_INIT, source::argsort_init_source, op);
+        let mut b = gpu.stream.launch_builder(&init);
+        b.arg(&idx).arg(&total).arg(&padded_i);
+        // SAFETY: `argsort_init_source`'s signature; `idx` holds `total` elements.
+        unsafe { go(b, grid(total as usize), &gpu, op) }
+        let step = kernel(
+            &gpu,
+            &source::argsort_step_name(a.dtype()),
+            || source::argsort_step_source(a.dtype()),
+            op,
+        );
+        let (x, lx) = (base_ptr(&moved, &gpu), layout(&moved, moved.shape(), op));
+        let (rows, len, descending) = (rows as i64, len as i64, i32::from(descending));
+        let mut k = 2i64;
+        while k <= padded_i {
+            let mut j = k / 2;
+            while j > 0 {
+                let mut b = gpu.stream.launch_builder(&step);
+                b.arg(&idx)
+                    .arg(&x)
+                    .arg(&lx)
+                    .arg(&rows)
+                    .arg(&len)
+                    .arg(&padded_i)
+                    .arg(&k)
+                    .arg(&j)
+                    .arg(&descending);
+                // SAFETY: `argsort_step_source`'s signature; `idx` holds `rows` padded rows,
+                // each index below `len` naming an element `lx` addresses in `x`.
+                unsafe { go(b, grid(total as usize), &gpu, op) }
+                j /= 2;
+            }
+            k *= 2;
+        }
+        // the first `len` of each padded row, into the result (contiguous)
+        let dst = sorted
+            .cuda_out(&gpu, moved.shape(), DType::I64, op)
+            .ptr(&gpu, 0);
+        let lo = pack(std::iter::once((n, 1)), 0, op);
+        let ls = pack(
+            [(rows as usize, padded as i64), (len as usize, 1)].into_iter(),
+            0,
+            op,
+        );
+        let copy = kernel(
+            &gpu,
+            &source::copy_name(DType::I64),
+            || source::copy_source(DType::I64),
+            op,
+        );
+        let n = n as i64;
+        let mut b = gpu.stream.launch_builder(&copy);
+        b.arg(&dst).arg(&lo).arg(&idx).arg(&ls).arg(&n);
+        // SAFETY: `copy_source`'s signature; `dst` holds n elements, `ls` addresses the
+        // first `len` of each of the scratch's rows (`scratch` is freed in the stream's
+        // order, after this copy).
+        unsafe { go(b, grid(n as usize), &gpu, op) }
+    }
+    sorted.transpose(d, last).contiguous()
 }

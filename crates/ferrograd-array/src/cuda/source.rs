@@ -980,6 +980,77 @@ pub(crate) fn pool_source(kind: Pool, dtype: DType) -> Option<String> {
 }
 
 /// The name of the arg-extreme kernel.
+/// The name of the kernel that starts an argsort: each padded row holds `0, 1, ..., P-1`.
+pub(crate) const ARGSORT_INIT: &str = "argsort_init";
+
+/// The source of [`ARGSORT_INIT`].
+pub(crate) fn argsort_init_source() -> String {
+    format!(
+        "{PRELUDE}
+extern \"C\" __global__ void {ARGSORT_INIT}(long long* __restrict__ idx, long long n,
+        long long padded) {{
+    for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < n;
+            t += (long long)gridDim.x * blockDim.x) {{
+        idx[t] = t % padded;
+    }}
+}}
+"
+    )
+}
+
+/// The name of one stage of the argsort's bitonic network.
+pub(crate) fn argsort_step_name(dtype: DType) -> String {
+    format!("argsort_step_{}", short(dtype))
+}
+
+/// The source of one stage `(k, j)` of a bitonic sorting network over rows of `padded` (a
+/// power of two) indices, compared by the elements they name in the row of `len` that
+/// `x`'s layout reads from `r·len`: NaN after every number (before, descending), equal
+/// elements by index, and the padding's indices (from `len`) after everything, so the
+/// network's one ordering is the CPU's stable sort. One thread per pair.
+pub(crate) fn argsort_step_source(dtype: DType) -> String {
+    let t = c_type(dtype);
+    let name = argsort_step_name(dtype);
+    format!(
+        "{PRELUDE}
+typedef {t} T;
+// -1, 0 or 1 as a sorts before, with or after b (NaN after every number)
+__device__ __forceinline__ int fg_order(T a, T b) {{
+    bool na = a != a, nb = b != b;
+    if (na || nb) return na == nb ? 0 : (na ? 1 : -1);
+    return a < b ? -1 : (b < a ? 1 : 0);
+}}
+extern \"C\" __global__ void {name}(long long* __restrict__ idx, const T* __restrict__ x,
+        Layout lx, long long rows, long long len, long long padded, long long k, long long j,
+        int descending) {{
+    long long n = rows * padded;
+    for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < n;
+            t += (long long)gridDim.x * blockDim.x) {{
+        long long i = t % padded, l = i ^ j;
+        if (l <= i) continue;
+        long long r = t - i;
+        long long p = idx[r + i], q = idx[r + l];
+        long long base = (t / padded) * len;
+        // whether q belongs before p
+        bool q_first;
+        if (q >= len) q_first = false;
+        else if (p >= len) q_first = true;
+        else {{
+            int o = fg_order(x[fg_at(lx, base + q)], x[fg_at(lx, base + p)]);
+            if (descending) o = -o;
+            q_first = o < 0 || (o == 0 && q < p);
+        }}
+        // ascending runs where bit k of i is clear, descending runs where it is set
+        if (((i & k) == 0) == q_first) {{
+            idx[r + i] = q;
+            idx[r + l] = p;
+        }}
+    }}
+}}
+"
+    )
+}
+
 pub(crate) fn extreme_name(dtype: DType) -> String {
     format!("extreme_{}", short(dtype))
 }
@@ -1178,6 +1249,7 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
         }
         out.push((scatter_name(d), scatter_source(d)));
         out.push((where_name(d), where_source(d)));
+        out.push((argsort_step_name(d), argsort_step_source(d)));
         out.push((copy_name(d), copy_source(d)));
         if let Some(s) = extreme_source(d) {
             out.push((extreme_name(d), s));
@@ -1203,6 +1275,7 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
         }
     }
     out.push((SCATTER_CLAIM.to_string(), scatter_claim_source()));
+    out.push((ARGSORT_INIT.to_string(), argsort_init_source()));
     out
 }
 
@@ -1262,11 +1335,12 @@ mod tests {
         }
         let sources = all_sources();
         // per float dtype 35 functions, 18 two-input functions and 6 bool comparisons, 4
-        // casts, 4 reductions, 4 softmax kernels, gather, scatter-add, scatter, where, copy;
-        // i64 the 5 integer functions, 8 + 6, 4, 4, gather, scatter-add, scatter, where,
-        // copy; bool 6 + 4, gather, scatter, where, copy, arg-extreme and scan (not bool);
-        // im2col, col2im and 5 pooling kernels for floats; the scatter's claim kernel
-        assert_eq!(sources.len(), 2 * 85 + 34 + 14 + 1);
+        // casts, 4 reductions, 4 softmax kernels, gather, scatter-add, scatter, where, copy,
+        // an argsort stage; i64 the 5 integer functions, 8 + 6, 4, 4, gather, scatter-add,
+        // scatter, where, copy, argsort; bool 6 + 4, gather, scatter, where, copy, argsort;
+        // arg-extreme and scan (not bool); im2col, col2im and 5 pooling kernels for floats;
+        // the scatter's claim kernel and the argsort's first
+        assert_eq!(sources.len(), 2 * 86 + 35 + 15 + 2);
         let mut names = std::collections::HashSet::new();
         for (name, source) in &sources {
             assert!(names.insert(name.clone()), "two kernels named {name}");
