@@ -13,14 +13,16 @@ struct Mlp {
 
 /// A two-layer network's loss: a squared error on a sigmoid output plus a cross-entropy of
 /// the hidden layer's first 3 units as logits against `labels`, and a running sum of the
-/// hidden units, so that products, bias broadcasts, tanh, sigmoid, log-softmax, gather,
-/// cumsum (its gradient a flipped cumsum) and means all take part.
+/// hidden units and of its two largest, so that products, bias broadcasts, tanh, sigmoid,
+/// log-softmax, gather, cumsum (its gradient a flipped cumsum), top-k (a sort, its gradient
+/// a scatter) and means all take part.
 fn loss(p: &Mlp, x: &Tensor, labels: &Tensor) -> Tensor {
     let h = (x.matmul(&p.w1) + &p.b1).tanh();
     let y = h.matmul(&p.w2).sigmoid();
     let logits = h.narrow(1, 0, 3);
     let nll = -logits.log_softmax(1).gather(1, labels).mean();
-    (y * 2.0 - 1.0).square().mean() + nll + h.cumsum(1).square().mean() * 0.1
+    let top = h.topk(2, 1, true).0.mean();
+    (y * 2.0 - 1.0).square().mean() + nll + h.cumsum(1).square().mean() * 0.1 + top
 }
 
 #[test]
