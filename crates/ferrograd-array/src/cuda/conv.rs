@@ -1,7 +1,9 @@
-//! 2-d convolution on a GPU, one group: the input unfolded into columns (im2col), one
-//! batched cuBLAS product with the weight, and for the gradients the product's adjoints with
-//! the columns folded back (col2im, gathered rather than added atomically, so the input
-//! gradient is the same from run to run).
+//! 2-d convolution on a GPU: the input unfolded into columns (im2col), one batched cuBLAS
+//! product with the weight, and for the gradients the product's adjoints with the columns
+//! folded back (col2im, gathered rather than added atomically, so the input gradient is the
+//! same from run to run). With groups the columns' rows of each group are one block
+//! (`[N, C·kh·kw, L]` is `[N, G, C/G·kh·kw, L]`), so the products are batched over the
+//! groups as well as the samples.
 
 use cudarc::driver::PushKernelArg;
 
@@ -37,18 +39,12 @@ pub(crate) fn geom(
     }
 }
 
-/// Panics unless the convolution has one group (the only kind with a CUDA path so far).
-#[track_caller]
-fn one_group(p: Conv2dParams, op: &str, device: crate::Device) {
-    if p.groups != 1 {
-        crate::error::fail(
-            op,
-            format_args!(
-                "has no kernel for {device} with {} groups yet (one group only)",
-                p.groups
-            ),
-        )
-    }
+/// The groups of a convolution of `g`'s input by a weight `[O, C/G, kh, kw]`: `(G, O/G,
+/// C/G·kh·kw)`, the batch and sizes of each group's product.
+fn groups(g: ConvGeom, p: Conv2dParams, o: usize) -> (usize, usize, usize) {
+    let groups = p.groups;
+    let cgk = (g.c * g.kh * g.kw) as usize / groups;
+    (groups, o / groups, cgk)
 }
 
 /// `x` (`[N, C, H, W]`, on a GPU) unfolded to columns `[N, C·kh·kw, oh·ow]`.
@@ -78,6 +74,47 @@ fn im2col(x: &Array, g: ConvGeom, op: &str) -> Array {
     col
 }
 
+/// The convolution `[N, O, oh, ow]` from the input's columns `col` (`[N, C·kh·kw, L]`): for
+/// each group, `[O/G, C/G·kh·kw] · [C/G·kh·kw, L]`, batched over samples and groups (the
+/// weight shared). Array ops only, on whichever device the operands are.
+pub(crate) fn columns_product(w: &Array, col: &Array, g: ConvGeom, p: Conv2dParams) -> Array {
+    let o = w.shape()[0];
+    let (groups, og, cgk) = groups(g, p, o);
+    let (n, l) = (g.n as usize, (g.oh * g.ow) as usize);
+    w.reshape(&[groups, og, cgk])
+        .matmul(&col.reshape(&[n, groups, cgk, l]))
+        .reshape(&[n, o, g.oh as usize, g.ow as usize])
+}
+
+/// The gradient of the columns (`[N, C·kh·kw, L]`, contiguous) from the output gradient
+/// `dy`: `W_gᵀ [C/G·kh·kw, O/G] · dy[n, g] [O/G, L]` for each sample and group.
+pub(crate) fn columns_grad(w: &Array, dy: &Array, g: ConvGeom, p: Conv2dParams) -> Array {
+    let (o, l) = (w.shape()[0], (g.oh * g.ow) as usize);
+    let (groups, og, cgk) = groups(g, p, o);
+    w.reshape(&[groups, og, cgk])
+        .transpose(1, 2)
+        .matmul(&dy.reshape(&[g.n as usize, groups, og, l]))
+        .reshape(&[g.n as usize, groups * cgk, l])
+        .contiguous()
+}
+
+/// The weight gradient (`weight_shape`) from the output gradient `dy` and the input's
+/// columns `col`: `Σₙ dy[n, g] [O/G, L] · col[n, g]ᵀ [L, C/G·kh·kw]` for each group.
+pub(crate) fn weight_grad(
+    dy: &Array,
+    col: &Array,
+    weight_shape: &[usize],
+    g: ConvGeom,
+    p: Conv2dParams,
+) -> Array {
+    let (o, l, n) = (weight_shape[0], (g.oh * g.ow) as usize, g.n as usize);
+    let (groups, og, cgk) = groups(g, p, o);
+    dy.reshape(&[n, groups, og, l])
+        .matmul(&col.reshape(&[n, groups, cgk, l]).transpose(2, 3))
+        .sum_dim(0usize, false)
+        .reshape(weight_shape)
+}
+
 /// `y = conv2d(x, w) + bias` on the operands' GPU (shapes checked by the caller).
 #[track_caller]
 pub(crate) fn forward(
@@ -91,14 +128,10 @@ pub(crate) fn forward(
 ) {
     let mut all = vec![x, w];
     all.extend(bias);
-    let device = same_device(op, &all);
-    one_group(p, op, device);
+    same_device(op, &all);
     let col = im2col(x, g, op);
-    let (o, ck) = (w.shape()[0], (g.c * g.kh * g.kw) as usize);
-    // [O, CK] · [N, CK, L]: one strided-batched product, the weight shared
-    let y = w.reshape(&[o, ck]).matmul(&col);
-    let shape = [g.n as usize, o, g.oh as usize, g.ow as usize];
-    let y = y.reshape(&shape);
+    let y = columns_product(w, &col, g, p);
+    let o = w.shape()[0];
     match bias {
         Some(b) => y.add_into(&b.reshape(&[1, o, 1, 1]), out),
         None => y.contiguous_into(out),
@@ -116,20 +149,9 @@ pub(crate) fn backward_input(
     op: &str,
 ) {
     let device = same_device(op, &[dy, w]);
-    one_group(p, op, device);
     let gpu = gpu_of(device, op);
     let dtype = dy.dtype();
-    let (o, ck, l) = (
-        w.shape()[0],
-        (g.c * g.kh * g.kw) as usize,
-        (g.oh * g.ow) as usize,
-    );
-    // the columns' gradient [N, CK, L] = Wᵀ [CK, O] · dy [N, O, L]
-    let dcol = w
-        .reshape(&[o, ck])
-        .t()
-        .matmul(&dy.reshape(&[g.n as usize, o, l]))
-        .contiguous();
+    let dcol = columns_grad(w, dy, g, p);
     let shape = [g.n as usize, g.c as usize, g.h as usize, g.w as usize];
     let dst = out.cuda_out(&gpu, &shape, dtype, op).ptr(&gpu, 0);
     let pc = first_ptr(&dcol, &gpu);
@@ -157,13 +179,7 @@ pub(crate) fn backward_weight(
     out: &mut Array,
     op: &str,
 ) {
-    let device = same_device(op, &[dy, x]);
-    one_group(p, op, device);
+    same_device(op, &[dy, x]);
     let col = im2col(x, g, op);
-    let (o, l) = (weight_shape[0], (g.oh * g.ow) as usize);
-    // Σₙ dy[n] [O, L] · col[n]ᵀ [L, CK]
-    let per_sample = dy
-        .reshape(&[g.n as usize, o, l])
-        .matmul(&col.transpose(1, 2));
-    *out = per_sample.sum_dim(0usize, false).reshape(weight_shape);
+    *out = weight_grad(dy, &col, weight_shape, g, p);
 }

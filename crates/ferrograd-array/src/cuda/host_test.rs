@@ -967,63 +967,63 @@ fn copy_kernels_place_blocks_as_cat_and_pad_narrow_do() {
 }
 
 #[test]
-fn im2col_and_col2im_kernels_give_the_cpu_convolution_and_its_input_gradient() {
+fn im2col_and_col2im_kernels_give_the_cpu_convolution_and_its_gradients() {
     let Some(lib) = kernels() else { return };
     let mut g = crate::Generator::new(10);
+    let p = |stride, padding, dilation, groups| crate::Conv2dParams {
+        stride,
+        padding,
+        dilation,
+        groups,
+    };
+    // (params, input channels, output channels)
     let geometries = [
-        crate::Conv2dParams::default(),
-        crate::Conv2dParams {
-            stride: (2, 1),
-            padding: (1, 2),
-            dilation: (1, 2),
-            groups: 1,
-        },
-        crate::Conv2dParams {
-            stride: (3, 2),
-            padding: (2, 0),
-            dilation: (2, 1),
-            groups: 1,
-        },
+        (crate::Conv2dParams::default(), 3, 4),
+        (p((2, 1), (1, 2), (1, 2), 1), 3, 4),
+        (p((3, 2), (2, 0), (2, 1), 1), 3, 4),
+        (p((2, 1), (1, 2), (1, 2), 2), 4, 6),
+        (p((1, 1), (1, 1), (1, 1), 4), 4, 4),
     ];
     for dtype in [DType::F32, DType::F64] {
         let rel = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
-        for p in geometries {
-            let x = g.normal(&[2, 3, 9, 8], 0.0, 1.0, dtype);
-            let w = g.normal(&[4, 3, 3, 2], 0.0, 1.0, dtype);
+        for (p, c, o) in geometries {
+            let x = g.normal(&[2, c, 9, 8], 0.0, 1.0, dtype);
+            let w = g.normal(&[o, c / p.groups, 3, 2], 0.0, 1.0, dtype);
             let y = x.conv2d(&w, None, p);
             let (oh, ow) = (y.shape()[2], y.shape()[3]);
             let geom = super::conv::geom(x.shape(), (3, 2), (oh, ow), p);
-            let (ck, l) = (3 * 3 * 2, oh * ow);
+            let (ck, l) = (c * 3 * 2, oh * ow);
             let mut col = Array::zeros(&[2, ck, l], dtype);
             let im2col: Im2colKernel = symbol(lib, &source::im2col_name(dtype, false));
             let col2im: Im2colKernel = symbol(lib, &source::im2col_name(dtype, true));
             let dy = g.normal(y.shape(), 0.0, 1.0, dtype);
-            let dcol = w
-                .reshape(&[4, ck])
-                .t()
-                .matmul(&dy.reshape(&[2, 4, l]))
-                .contiguous();
+            let dcol = super::conv::columns_grad(&w, &dy, geom, p);
             let mut dx = Array::zeros(x.shape(), dtype);
             macro_rules! run {
                 ($t:ty) => {{
-                    let c = col.out_slice::<$t>(&[2, ck, l], "test").as_mut_ptr();
+                    let cp = col.out_slice::<$t>(&[2, ck, l], "test").as_mut_ptr();
                     // SAFETY: the kernel's signature; contiguous operands of the sizes `geom`
                     // says.
-                    unsafe { im2col(c.cast(), base::<$t>(&x), geom) };
-                    let o = dx.out_slice::<$t>(&[2, 3, 9, 8], "test").as_mut_ptr();
+                    unsafe { im2col(cp.cast(), base::<$t>(&x), geom) };
+                    let d = dx.out_slice::<$t>(&[2, c, 9, 8], "test").as_mut_ptr();
                     // SAFETY: as above.
-                    unsafe { col2im(o.cast(), base::<$t>(&dcol), geom) };
+                    unsafe { col2im(d.cast(), base::<$t>(&dcol), geom) };
                 }};
             }
             match dtype {
                 DType::F32 => run!(f32),
                 _ => run!(f64),
             }
-            let via_columns = w.reshape(&[4, ck]).matmul(&col).reshape(y.shape());
+            // the backend's products over the columns, here on the host
+            let via_columns = super::conv::columns_product(&w, &col, geom, p);
             close(&via_columns, &y, rel).unwrap_or_else(|e| panic!("conv2d {dtype} {p:?}: {e}"));
             let want = dy.conv2d_backward_input(&w, x.shape(), p);
             close(&dx, &want, rel)
                 .unwrap_or_else(|e| panic!("conv2d input gradient {dtype} {p:?}: {e}"));
+            let dw = super::conv::weight_grad(&dy, &col, w.shape(), geom, p);
+            let want = dy.conv2d_backward_weight(&x, w.shape(), p);
+            close(&dw, &want, rel)
+                .unwrap_or_else(|e| panic!("conv2d weight gradient {dtype} {p:?}: {e}"));
         }
     }
 }

@@ -427,31 +427,35 @@ fn convolutions_and_their_gradients_on_a_gpu_match_the_cpu() {
         let mut g = Generator::new(6);
         for dtype in [DType::F32, DType::F64] {
             let rel = if dtype == DType::F32 { 1e-4 } else { 1e-11 };
-            let p = Conv2dParams {
-                stride: (2, 1),
-                padding: (1, 1),
-                ..Default::default()
-            };
-            let x = g.normal(&[3, 2, 9, 7], 0.0, 1.0, dtype);
-            let w = g.normal(&[5, 2, 3, 3], 0.0, 1.0, dtype);
-            let b = g.normal(&[5], 0.0, 1.0, dtype);
-            let y = x.conv2d(&w, Some(&b), p);
-            let (dx_, dw_, db_) = (on(&x, device), on(&w, device), on(&b, device));
-            assert_matches(&dx_.conv2d(&dw_, Some(&db_), p), &y, rel, "conv2d");
-            let dy = g.normal(y.shape(), 0.0, 1.0, dtype);
-            let ddy = on(&dy, device);
-            assert_matches(
-                &ddy.conv2d_backward_input(&dw_, x.shape(), p),
-                &dy.conv2d_backward_input(&w, x.shape(), p),
-                rel,
-                "conv2d_backward_input",
-            );
-            assert_matches(
-                &ddy.conv2d_backward_weight(&dx_, w.shape(), p),
-                &dy.conv2d_backward_weight(&x, w.shape(), p),
-                rel,
-                "conv2d_backward_weight",
-            );
+            // one group, then 2 (4 input channels and 6 output channels in 2 groups)
+            for (c, o, groups) in [(2, 5, 1), (4, 6, 2)] {
+                let p = Conv2dParams {
+                    stride: (2, 1),
+                    padding: (1, 1),
+                    groups,
+                    ..Default::default()
+                };
+                let x = g.normal(&[3, c, 9, 7], 0.0, 1.0, dtype);
+                let w = g.normal(&[o, c / groups, 3, 3], 0.0, 1.0, dtype);
+                let b = g.normal(&[o], 0.0, 1.0, dtype);
+                let y = x.conv2d(&w, Some(&b), p);
+                let (dx_, dw_, db_) = (on(&x, device), on(&w, device), on(&b, device));
+                assert_matches(&dx_.conv2d(&dw_, Some(&db_), p), &y, rel, "conv2d");
+                let dy = g.normal(y.shape(), 0.0, 1.0, dtype);
+                let ddy = on(&dy, device);
+                assert_matches(
+                    &ddy.conv2d_backward_input(&dw_, x.shape(), p),
+                    &dy.conv2d_backward_input(&w, x.shape(), p),
+                    rel,
+                    "conv2d_backward_input",
+                );
+                assert_matches(
+                    &ddy.conv2d_backward_weight(&dx_, w.shape(), p),
+                    &dy.conv2d_backward_weight(&x, w.shape(), p),
+                    rel,
+                    "conv2d_backward_weight",
+                );
+            }
         }
     }
 }
