@@ -390,8 +390,8 @@ impl Array {
     /// `out + self @ other`, computed into `out` (which must have the product's shape and
     /// dtype). For matrix products up to 128 deep (a recurrent network's weight gradients,
     /// one time step at a time) the matrix kernel adds the product into `out` as it
-    /// finishes each block, with no temporary and no second pass; other products are
-    /// computed apart and added. Either way each element is
+    /// finishes each block, with no temporary and no second pass; other products (and
+    /// products on a device) are computed apart and added. Either way each element is
     /// rounded as in `out.add(&self.matmul(other))`: the same result bit for bit. `out` is
     /// copied first when it is a view or shared.
     ///
@@ -419,7 +419,8 @@ impl Array {
             },
         );
         let k = self.shape()[self.ndim() - 1];
-        if k == 2 || k > ACC_MAX_DEPTH || m < 2 || n < 2 {
+        let on_device = !self.device().is_cpu() || !other.device().is_cpu();
+        if k == 2 || k > ACC_MAX_DEPTH || m < 2 || n < 2 || on_device {
             // gemm's paths that add into the output as they go: sums rounded differently
             let product = self.matmul(other);
             let sum = out.add(&product);
@@ -430,7 +431,7 @@ impl Array {
     }
 
     /// `out += self @ other` at any size, the matrix kernel adding the product into `out` as
-    /// it goes: no temporary and no second pass, but not rounded as `out + self @ other`
+    /// it goes (on a device: computed apart and added): no temporary and no second pass, but not rounded as `out + self @ other`
     /// (the kernel adds each depth block's partial sums into `out` in turn, a reordered sum
     /// within n · ε · Σ|aᵢ bᵢ| of it). [`matmul_acc_into`](Array::matmul_acc_into) is the
     /// exact one. `out` is copied first when it is a view or shared.
@@ -450,8 +451,14 @@ impl Array {
     }
 
     /// `out += self @ other` in the kernel, the operands checked (`shape`: the product's).
+    /// On a device, the product is computed apart and added.
     #[track_caller]
     fn add_product_into(&self, other: &Array, out: &mut Array, shape: &[usize]) {
+        if !self.device().is_cpu() || !other.device().is_cpu() || !out.device().is_cpu() {
+            let product = self.matmul(other);
+            *out = out.add(&product);
+            return;
+        }
         out.make_unique();
         let (a, b) = gemm_operands(self, other);
         dispatch_float!(self.dtype(), "matmul_add_into", T => batched::<T>(&a, &b, shape, out, true))

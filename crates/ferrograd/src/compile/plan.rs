@@ -559,6 +559,8 @@ impl Plan {
         input_names: Vec<String>,
         fuse: bool,
     ) -> Plan {
+        // fused programs run on the host: a plan with device values runs its steps
+        let fuse = fuse && !trace.on_device;
         let done = Done {
             outputs: trace.outputs,
             template,
@@ -583,6 +585,13 @@ impl Plan {
     /// Values first defined after the divergence are renumbered past the plan's, so that a
     /// value id names one value (one shape, one buffer) in the whole tree.
     pub fn insert(&mut self, trace: Trace, template: super::Template) -> Result<(), String> {
+        if self.fuse && trace.on_device {
+            return Err(
+                "a new path moves values to a device, and this signature's plan runs fused \
+                 programs, which run on the host"
+                    .into(),
+            );
+        }
         let mut pieces = pieces(trace.entries);
         // Find the path first (immutably): the branch taken at each guard, and the piece
         // whose guard saw a new value.

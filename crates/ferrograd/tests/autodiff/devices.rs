@@ -83,13 +83,18 @@ fn gradients_on_a_gpu_match_the_cpu() {
             close(&got.w1, &want.w1);
             close(&got.b1, &want.b1);
             close(&got.w2, &want.w2);
-            // optimize mode runs device signatures in direct mode, with the same results
+            // optimize mode compiles device signatures (their steps one by one, each on the
+            // device), with the same results
             let compiled = grad(loss).optimize(true);
-            for _ in 0..2 {
-                let (again, _) = compiled.call(&pd, (&xd, &ld));
+            for _ in 0..3 {
+                let (again, again_loss) = compiled.call(&pd, (&xd, &ld));
+                assert_eq!(again.w1.device(), device);
+                close(&again_loss, &want_loss);
                 close(&again.w1, &want.w1);
+                close(&again.b1, &want.b1);
+                close(&again.w2, &want.w2);
             }
-            assert_eq!(compiled.stats().hits, 0);
+            assert_eq!(compiled.stats().hits, 2, "{}", compiled.plan_text());
             // the gradient of a move goes back to where the tensor came from
             let (dx, _) =
                 grad(|x: &Tensor| x.to_device(device).unwrap().square().sum()).call(&x, ());
