@@ -358,7 +358,7 @@ pub struct Reduction {
 
 impl Reduction {
     /// Elements kept.
-    fn kept(&self) -> usize {
+    pub(crate) fn kept(&self) -> usize {
         numel(&self.shape)
     }
 }
@@ -446,6 +446,21 @@ pub struct Program {
     transcendental: bool,
     /// The program as a gradient step's update, run as one loop (see [`Update`]).
     update: Option<Update>,
+    #[cfg(feature = "cuda")]
+    gpu: GpuKernel,
+}
+
+/// A program's generated GPU kernel, made on first use (not part of what the program is:
+/// equal programs compare equal whatever their caches hold).
+#[cfg(feature = "cuda")]
+#[derive(Clone, Debug, Default)]
+struct GpuKernel(std::sync::OnceLock<(DType, Option<(String, String)>)>);
+
+#[cfg(feature = "cuda")]
+impl PartialEq for GpuKernel {
+    fn eq(&self, _: &GpuKernel) -> bool {
+        true
+    }
 }
 
 /// A program the evaluator runs as one loop with every value in vector registers, instead of
@@ -679,6 +694,39 @@ impl Program {
             update,
             instrs,
             outputs,
+            #[cfg(feature = "cuda")]
+            gpu: GpuKernel::default(),
+        }
+    }
+
+    /// The GPU kernel's name and source in `dtype` (see `cuda::source::program_source`),
+    /// generated once per program.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn gpu_kernel(&self, dtype: DType) -> Option<&(String, String)> {
+        let (d, kernel) = self
+            .gpu
+            .0
+            .get_or_init(|| (dtype, crate::cuda::source::program_source(self, dtype)));
+        match *d == dtype {
+            true => kernel.as_ref(),
+            // (a program runs in the dtype it was first asked for; another is not cached)
+            false => None,
+        }
+    }
+
+    /// Whether the program runs on `device` in `dtype`: always on the host; on a GPU when
+    /// its kernel can be generated (at most 12 inputs and 8 values written, reductions'
+    /// included). An optimize-mode plan runs a group whose program does not as its steps.
+    pub fn runs_on(&self, device: crate::Device, dtype: DType) -> bool {
+        if device.is_cpu() {
+            return true;
+        }
+        #[cfg(feature = "cuda")]
+        return crate::cuda::fused::runs(self, dtype);
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = dtype;
+            false
         }
     }
 
@@ -792,6 +840,10 @@ impl Program {
             if !fits {
                 *out = Some(Array::empty(shape, dtype));
             }
+        }
+        #[cfg(feature = "cuda")]
+        if inputs.iter().any(|a| !a.device().is_cpu()) {
+            return crate::cuda::fused::run(self, inputs, shape, dtype, outs);
         }
         with_fma!(FMA => dispatch_float!(dtype, op, T => self.run_typed::<T, FMA>(inputs, shape, outs)))
     }

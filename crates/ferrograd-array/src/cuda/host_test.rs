@@ -63,39 +63,43 @@ template <typename T> static inline T atomicMax(T* p, T v) { T old = *p; if (v >
 fn kernels() -> Option<&'static libloading::Library> {
     static LIB: OnceLock<Option<libloading::Library>> = OnceLock::new();
     LIB.get_or_init(|| {
-        let dir =
-            std::env::temp_dir().join(format!("ferrograd-host-kernels-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let mut code = String::from(HOST_PRELUDE);
-        for (i, (_, src)) in source::all_sources().iter().enumerate() {
-            code.push_str(&format!("namespace k{i} {{\n{src}\n}}\n"));
-        }
-        let cpp = dir.join("kernels.cpp");
-        let lib: PathBuf = dir.join("kernels.so");
-        std::fs::write(&cpp, code).expect("writing the kernels' source");
-        let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
-        let status = std::process::Command::new(&cxx)
-            .args(["-O1", "-shared", "-fPIC", "-std=c++14", "-o"])
-            .arg(&lib)
-            .arg(&cpp)
-            .status();
-        match status {
-            Ok(s) if s.success() => {}
-            Ok(s) => panic!(
-                "{cxx} failed ({s}) on the kernels' host source {}",
-                cpp.display()
-            ),
-            Err(e) => {
-                eprintln!(
-                    "skipped: no C++ compiler `{cxx}` to build the kernels for the host: {e}"
-                );
-                return None;
-            }
-        }
-        // SAFETY: the library is our own kernels, which run no code when loaded.
-        Some(unsafe { libloading::Library::new(&lib) }.expect("loading the host kernels"))
+        let sources: Vec<String> = source::all_sources().into_iter().map(|(_, s)| s).collect();
+        host_library("kernels", &sources)
     })
     .as_ref()
+}
+
+/// `sources` compiled for the host into one library (each in a namespace of its own), `None`
+/// (with the reason printed) where there is no C++ compiler.
+fn host_library(tag: &str, sources: &[String]) -> Option<libloading::Library> {
+    let dir = std::env::temp_dir().join(format!("ferrograd-host-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let mut code = String::from(HOST_PRELUDE);
+    for (i, src) in sources.iter().enumerate() {
+        code.push_str(&format!("namespace k{i} {{\n{src}\n}}\n"));
+    }
+    let cpp = dir.join("kernels.cpp");
+    let lib: PathBuf = dir.join("kernels.so");
+    std::fs::write(&cpp, code).expect("writing the kernels' source");
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let status = std::process::Command::new(&cxx)
+        .args(["-O1", "-shared", "-fPIC", "-std=c++14", "-o"])
+        .arg(&lib)
+        .arg(&cpp)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!(
+            "{cxx} failed ({s}) on the kernels' host source {}",
+            cpp.display()
+        ),
+        Err(e) => {
+            eprintln!("skipped: no C++ compiler `{cxx}` to build the kernels for the host: {e}");
+            return None;
+        }
+    }
+    // SAFETY: the library is our own kernels, which run no code when loaded.
+    Some(unsafe { libloading::Library::new(&lib) }.expect("loading the host kernels"))
 }
 
 /// The address of a host array's storage.
@@ -167,6 +171,7 @@ type ExtremeKernel =
 type ScanKernel =
     unsafe extern "C" fn(*mut c_void, *const c_void, Layout, Layout, Layout, Layout, i64, i64, i32);
 type ReduceKernel = unsafe extern "C" fn(*mut c_void, *const c_void, Layout, Layout, i64, i64, f64);
+type FusedKernel = unsafe extern "C" fn(source::FusedArgs, i64);
 type ArgsortInitKernel = unsafe extern "C" fn(*mut c_void, i64, i64);
 type ArgsortStepKernel =
     unsafe extern "C" fn(*mut c_void, *const c_void, Layout, i64, i64, i64, i64, i64, i32);
@@ -1248,6 +1253,165 @@ fn the_argsort_network_orders_rows_as_the_cpus_stable_sort() {
                     got.bit_eq(&want),
                     "{dtype} dim {d} descending {descending}: {got} vs {want}"
                 );
+            }
+        }
+    }
+}
+
+/// Fused programs' generated kernels, run on the host, against the CPU evaluator: inputs
+/// broadcast, strided and of one element, constants (a NaN and an infinity among them),
+/// parameterised functions, a select on a comparison, several outputs and both kinds of
+/// reduction (their values written out and summed as the backend sums them).
+#[test]
+fn fused_program_kernels_compute_what_the_cpu_evaluator_does() {
+    use crate::fused::{Instr, Program, Reduction};
+    let mut g = crate::Generator::new(12);
+    let programs: Vec<(Program, usize)> = vec![
+        // tanh(x + b), b a broadcast row
+        (
+            Program::new(
+                vec![
+                    Instr::Input(0),
+                    Instr::Input(1),
+                    Instr::Zip(ZipFn::Add, 0, 1),
+                    Instr::Map(MapFn::Tanh, 2),
+                ],
+                vec![3],
+            ),
+            2,
+        ),
+        // an LSTM cell: c' = σ(f)·c + σ(i)·tanh(u), h = σ(o)·tanh(c')
+        (
+            Program::new(
+                vec![
+                    Instr::Input(0),
+                    Instr::Input(1),
+                    Instr::Input(2),
+                    Instr::Input(3),
+                    Instr::Input(4),
+                    Instr::Map(MapFn::Sigmoid, 0),
+                    Instr::Map(MapFn::Sigmoid, 1),
+                    Instr::Map(MapFn::Tanh, 2),
+                    Instr::Map(MapFn::Sigmoid, 3),
+                    Instr::Zip(ZipFn::Mul, 6, 4),
+                    Instr::Zip(ZipFn::Mul, 5, 7),
+                    Instr::Zip(ZipFn::Add, 9, 10),
+                    Instr::Map(MapFn::Tanh, 11),
+                    Instr::Zip(ZipFn::Mul, 8, 12),
+                ],
+                vec![13, 11],
+            ),
+            5,
+        ),
+        // leaky relu by a select, clamps, powers, a reciprocal, NaN and ∞ constants
+        (
+            Program::new(
+                vec![
+                    Instr::Input(0),
+                    Instr::Const(0.0),
+                    Instr::Zip(ZipFn::Gt, 0, 1),
+                    Instr::Const(0.1),
+                    Instr::Zip(ZipFn::Mul, 0, 3),
+                    Instr::Select(2, 0, 4),
+                    Instr::Map(MapFn::Clamp(Some(-0.25), None), 5),
+                    Instr::Map(MapFn::Powi(3), 6),
+                    Instr::Map(MapFn::pow_scalar(1.5), 0),
+                    Instr::Const(f64::INFINITY),
+                    Instr::Zip(ZipFn::Minimum, 8, 9),
+                    Instr::Const(f64::NAN),
+                    Instr::Zip(ZipFn::Maximum, 0, 11),
+                    Instr::Map(MapFn::Reciprocal, 7),
+                    Instr::Input(1),
+                    Instr::Zip(ZipFn::TanhBackward, 14, 0),
+                ],
+                vec![7, 10, 12, 13, 15],
+            ),
+            2,
+        ),
+        // a loss's sum and a bias gradient's column sum
+        (
+            Program::with_reductions(
+                vec![
+                    Instr::Input(0),
+                    Instr::Input(1),
+                    Instr::Zip(ZipFn::Sub, 0, 1),
+                    Instr::Map(MapFn::Square, 2),
+                ],
+                vec![2],
+                vec![
+                    Reduction {
+                        value: 3,
+                        mean: true,
+                        shape: [].as_slice().into(),
+                    },
+                    Reduction {
+                        value: 2,
+                        mean: false,
+                        shape: [6].as_slice().into(),
+                    },
+                ],
+            ),
+            2,
+        ),
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        let rel = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+        let kernels: Vec<(String, String)> = programs
+            .iter()
+            .map(|(p, _)| source::program_source(p, dtype).expect("a kernel"))
+            .collect();
+        let sources: Vec<String> = kernels.iter().map(|(_, s)| s.clone()).collect();
+        let Some(lib) = host_library(&format!("fused-{dtype}"), &sources) else {
+            return;
+        };
+        for ((program, inputs), (name, _)) in programs.iter().zip(&kernels) {
+            let shape = [4, 6];
+            // input 0 transposed, input 1 a broadcast row, the rest plain; for the select
+            // program input 1 is one element
+            let ins: Vec<Array> = (0..*inputs)
+                .map(|k| match k {
+                    0 => g.normal(&[6, 4], 0.0, 1.0, dtype).t(),
+                    1 if *inputs == 2 && program.outputs().len() == 5 => {
+                        g.normal(&[1], 0.0, 1.0, dtype)
+                    }
+                    1 => g.normal(&[6], 0.0, 1.0, dtype),
+                    _ => g.normal(&shape, 0.0, 1.0, dtype),
+                })
+                .collect();
+            let refs: Vec<&Array> = ins.iter().collect();
+            let written = program.outputs().len() + program.reductions().len();
+            let mut want: Vec<Option<Array>> = vec![None; written];
+            program.run(&refs, &shape, dtype, &mut want);
+            let mut args = source::FusedArgs {
+                outs: [0; source::FUSED_OUTPUTS],
+                ins: [0; source::FUSED_INPUTS],
+                layouts: [layout(&ins[0], &shape, "test"); source::FUSED_INPUTS],
+            };
+            let mut outs: Vec<Array> = (0..written).map(|_| Array::zeros(&shape, dtype)).collect();
+            for (k, a) in ins.iter().enumerate() {
+                args.ins[k] = match dtype {
+                    DType::F32 => base::<f32>(a),
+                    _ => base::<f64>(a),
+                } as u64;
+                args.layouts[k] = layout(a, &shape, "test");
+            }
+            for (k, o) in outs.iter_mut().enumerate() {
+                args.outs[k] = match dtype {
+                    DType::F32 => o.out_slice::<f32>(&shape, "test").as_mut_ptr() as u64,
+                    _ => o.out_slice::<f64>(&shape, "test").as_mut_ptr() as u64,
+                };
+            }
+            let k: FusedKernel = symbol(&lib, name);
+            // SAFETY: the kernel's signature; every input's storage holds what its layout
+            // addresses over `shape`, every output 24 elements.
+            unsafe { k(args, 24) };
+            let values = program.outputs().len();
+            let mut got: Vec<Option<Array>> = outs[..values].iter().cloned().map(Some).collect();
+            got.resize(written, None);
+            super::fused::reduce(program, outs[values..].to_vec(), &mut got[values..]);
+            for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                let (g, w) = (g.as_ref().expect("written"), w.as_ref().expect("written"));
+                close(g, w, rel).unwrap_or_else(|e| panic!("{name} output {j}: {e}"));
             }
         }
     }

@@ -17,6 +17,7 @@
 
 pub(crate) mod conv;
 pub(crate) mod elementwise;
+pub(crate) mod fused;
 #[cfg(test)]
 mod host_test;
 pub(crate) mod index;

@@ -980,6 +980,129 @@ pub(crate) fn pool_source(kind: Pool, dtype: DType) -> Option<String> {
 }
 
 /// The name of the arg-extreme kernel.
+/// The most inputs a fused program's kernel takes ([`FusedArgs`]).
+pub(crate) const FUSED_INPUTS: usize = 12;
+/// The most outputs (values written out, reductions' values included) it writes.
+pub(crate) const FUSED_OUTPUTS: usize = 8;
+
+/// A fused program kernel's operands, passed by value: the outputs' and inputs' device
+/// addresses and the inputs' layouts over the program's shape. Mirrors the C struct of
+/// [`program_source`].
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct FusedArgs {
+    pub(crate) outs: [u64; FUSED_OUTPUTS],
+    pub(crate) ins: [u64; FUSED_INPUTS],
+    pub(crate) layouts: [Layout; FUSED_INPUTS],
+}
+
+// SAFETY: `FusedArgs` is `repr(C)` plain integers and `Layout`s, laid out as the C struct.
+unsafe impl DeviceRepr for FusedArgs {}
+
+/// A C literal of `v` as a double.
+fn c_double(v: f64) -> String {
+    if v.is_nan() {
+        "(0.0 / 0.0)".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "(1.0 / 0.0)"
+        } else {
+            "(-1.0 / 0.0)"
+        }
+        .into()
+    } else {
+        // the shortest text that reads back as `v`, always with a decimal point or exponent
+        let t = format!("{v:?}");
+        if t.contains(['.', 'e', 'E']) {
+            t
+        } else {
+            format!("{t}.0")
+        }
+    }
+}
+
+/// The kernel of a fused program in `dtype`: its name and source, or `None` when it has
+/// more operands than [`FusedArgs`] holds or a function without a C expression. One thread
+/// per element evaluates the instructions in order into locals, each with the expression of
+/// its function's own kernel (`map_expr`, `zip_expr`), and writes the outputs, then the
+/// values the reductions add up (reduced after, by the reduction kernel). The kernels are
+/// compiled without contracting multiplies and adds into FMAs, so each value is rounded as
+/// the op-by-op kernels round it: a fused program gives their bits.
+pub(crate) fn program_source(p: &crate::Program, dtype: DType) -> Option<(String, String)> {
+    let instrs = p.instrs();
+    let inputs = instrs
+        .iter()
+        .filter_map(|i| match *i {
+            crate::fused::Instr::Input(n) => Some(n + 1),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let written: Vec<usize> = (p.outputs().iter().copied())
+        .chain(p.reductions().iter().map(|r| r.value))
+        .collect();
+    if inputs > FUSED_INPUTS || written.len() > FUSED_OUTPUTS || !dtype.is_float() {
+        return None;
+    }
+    let t = c_type(dtype);
+    let mut body = String::new();
+    let mut special = false;
+    for (k, instr) in instrs.iter().enumerate() {
+        use crate::fused::Instr;
+        let line = match *instr {
+            Instr::Input(n) => {
+                format!("T v{k} = ((const T*)args.ins[{n}])[fg_at(args.layouts[{n}], i)];")
+            }
+            Instr::Const(c) => format!("T v{k} = (T){};", c_double(c)),
+            Instr::Map(f, x) => {
+                special |= matches!(f, MapFn::Digamma | MapFn::Polygamma(_));
+                let (p0, p1, flags) = map_params(f);
+                format!(
+                    "T v{k}; {{ const double p0 = {}, p1 = {}; const int flags = {flags}; \
+                     (void)p0; (void)p1; (void)flags; T v = v{x}; v{k} = {}; }}",
+                    c_double(p0),
+                    c_double(p1),
+                    map_expr(f, dtype)?
+                )
+            }
+            Instr::Zip(f, x, y) => {
+                format!(
+                    "T v{k}; {{ T a = v{x}; T b = v{y}; v{k} = {}; }}",
+                    zip_expr(f, dtype)?
+                )
+            }
+            Instr::Select(c, x, y) => format!("T v{k} = v{c} != (T)0 ? v{x} : v{y};"),
+        };
+        body.push_str("        ");
+        body.push_str(&line);
+        body.push('\n');
+    }
+    for (j, v) in written.iter().enumerate() {
+        body.push_str(&format!("        ((T*)args.outs[{j}])[i] = v{v};\n"));
+    }
+    let special = if special { SPECIAL } else { "" };
+    let head = format!(
+        "struct FusedArgs {{ unsigned long long outs[{FUSED_OUTPUTS}]; \
+         unsigned long long ins[{FUSED_INPUTS}]; Layout layouts[{FUSED_INPUTS}]; }};\ntypedef {t} T;"
+    );
+    // named by the text it runs, so equal programs share one compiled kernel
+    let hash = body.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let name = format!("fused_{}_{hash:016x}", short(dtype));
+    let source = format!(
+        "{PRELUDE}{special}
+{head}
+extern \"C\" __global__ void {name}(FusedArgs args, long long n) {{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+            i += (long long)gridDim.x * blockDim.x) {{
+{body}    }}
+}}
+"
+    );
+    Some((name, source))
+}
+
 /// The name of the kernel that starts an argsort: each padded row holds `0, 1, ..., P-1`.
 pub(crate) const ARGSORT_INIT: &str = "argsort_init";
 
@@ -1298,7 +1421,8 @@ pub(crate) fn compile(
     let options = cudarc::nvrtc::CompileOptions {
         arch: Some(arch),
         name: Some(format!("{name}.cu")),
-        options: vec!["--std=c++14".into()],
+        // each op rounds as written (a fused program then gives the op-by-op kernels' bits)
+        options: vec!["--std=c++14".into(), "--fmad=false".into()],
         ..Default::default()
     };
     cudarc::nvrtc::compile_ptx_with_opts(source, options).map_err(|e| DeviceError::Compile {
@@ -1350,6 +1474,35 @@ mod tests {
             );
             // sm_80 (A100) is the oldest architecture the CI check compiles for
             if let Err(e) = compile(name, source, "compute_80") {
+                panic!("{e}\n--- source ---\n{source}");
+            }
+        }
+        // a fused program's generated kernel: every kind of instruction, special functions
+        // (their definitions included), a reduction's value written out
+        use crate::fused::{Instr, Program, Reduction};
+        let program = Program::with_reductions(
+            vec![
+                Instr::Input(0),
+                Instr::Input(1),
+                Instr::Const(f64::NAN),
+                Instr::Map(MapFn::Digamma, 0),
+                Instr::Map(MapFn::Clamp(None, Some(2.5)), 3),
+                Instr::Zip(ZipFn::Le, 4, 1),
+                Instr::Select(5, 4, 2),
+                Instr::Map(MapFn::Polygamma(1), 6),
+                Instr::Zip(ZipFn::Atan2, 7, 1),
+            ],
+            vec![8, 6],
+            vec![Reduction {
+                value: 7,
+                mean: false,
+                shape: [].as_slice().into(),
+            }],
+        );
+        for dtype in [DType::F32, DType::F64] {
+            let (name, source) = program_source(&program, dtype).expect("a kernel");
+            assert!(source.contains(&format!("void {name}(")));
+            if let Err(e) = compile(&name, &source, "compute_80") {
                 panic!("{e}\n--- source ---\n{source}");
             }
         }

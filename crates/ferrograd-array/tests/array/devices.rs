@@ -421,6 +421,55 @@ fn softmax_indexing_and_where_on_a_gpu_match_the_cpu() {
 }
 
 #[test]
+fn fused_programs_on_a_gpu_match_the_cpu() {
+    use ferrograd_array::{Instr, Program, Reduction};
+    for device in gpus() {
+        let mut g = Generator::new(9);
+        // an LSTM cell's forward (sigmoids, tanhs, products; a broadcast bias and a host
+        // scalar among the inputs) and a column sum of one of its values
+        let program = Program::with_reductions(
+            vec![
+                Instr::Input(0),
+                Instr::Input(1),
+                Instr::Input(2),
+                Instr::Input(3),
+                Instr::Zip(ZipFn::Add, 0, 1),
+                Instr::Map(MapFn::Sigmoid, 4),
+                Instr::Map(MapFn::Tanh, 2),
+                Instr::Zip(ZipFn::Mul, 5, 6),
+                Instr::Zip(ZipFn::Mul, 7, 3),
+                Instr::Map(MapFn::Tanh, 8),
+            ],
+            vec![9, 8],
+            vec![Reduction {
+                value: 7,
+                mean: false,
+                shape: [5].as_slice().into(),
+            }],
+        );
+        for dtype in [DType::F32, DType::F64] {
+            let rel = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+            let x = g.normal(&[5, 7], 0.0, 1.0, dtype).t();
+            let b = g.normal(&[5], 0.0, 1.0, dtype);
+            let u = g.normal(&[7, 5], 0.0, 1.0, dtype);
+            let s = Array::full(&[], 0.75, dtype);
+            let mut want = [None, None, None];
+            program.run(&[&x, &b, &u, &s], &[7, 5], dtype, &mut want);
+            assert!(program.runs_on(device, dtype));
+            let on_gpu = [on(&x, device), on(&b, device), on(&u, device)];
+            let mut got = [None, None, None];
+            let inputs = [&on_gpu[0], &on_gpu[1], &on_gpu[2], &s];
+            program.run(&inputs, &[7, 5], dtype, &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                let (g, w) = (g.as_ref().unwrap(), w.as_ref().unwrap());
+                assert_eq!(g.device(), device);
+                assert_matches(g, w, rel, "fused program");
+            }
+        }
+    }
+}
+
+#[test]
 fn convolutions_and_their_gradients_on_a_gpu_match_the_cpu() {
     use ferrograd_array::Conv2dParams;
     for device in gpus() {

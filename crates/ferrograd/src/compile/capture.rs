@@ -186,10 +186,6 @@ pub(crate) struct Trace {
     pub metas: Vec<Meta>,
     /// The state the capture read, cell by cell (a check replays from it).
     pub state_read: Vec<(StateCell, Tensor)>,
-    /// Whether any value lives on a device (an input, a constant, or a move to one): the
-    /// plan then runs its steps one by one, each on its device, with no fused programs
-    /// (they run on the host).
-    pub on_device: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -225,8 +221,6 @@ struct Recorder {
     groups: u32,
     /// The state read, cell by cell.
     state_read: Vec<(StateCell, Tensor)>,
-    /// Whether an input is on a device.
-    on_device: bool,
 }
 
 thread_local! {
@@ -289,7 +283,6 @@ pub(crate) fn start(inputs: &[Tensor], generators: Vec<usize>) -> CaptureScope {
         remat: None,
         groups: 0,
         state_read: Vec::new(),
-        on_device: inputs.iter().any(|t| !t.device().is_cpu()),
     };
     for t in inputs {
         // The same handle twice names the later input; the signature records the aliasing,
@@ -670,23 +663,12 @@ pub(crate) fn finish(scope: CaptureScope, outputs: &[Tensor]) -> Result<Trace, S
         if let Some(reason) = rec.poisoned.take() {
             return Err(reason);
         }
-        let entries = std::mem::take(&mut rec.entries);
-        let on_device = rec.on_device
-            || entries.iter().any(|e| match e {
-                Entry::Const(_, a) => !a.device().is_cpu(),
-                Entry::Step(Step {
-                    kind: StepKind::Op(Op::ToDevice(d)),
-                    ..
-                }) => !d.is_cpu(),
-                _ => false,
-            });
         Ok(Trace {
-            entries,
+            entries: std::mem::take(&mut rec.entries),
             outputs: ids,
             n_values: rec.kinds.len(),
             metas: std::mem::take(&mut rec.metas),
             state_read: std::mem::take(&mut rec.state_read),
-            on_device,
         })
     })
     .unwrap_or_else(|| Err("no capture was active".into()));

@@ -559,8 +559,6 @@ impl Plan {
         input_names: Vec<String>,
         fuse: bool,
     ) -> Plan {
-        // fused programs run on the host: a plan with device values runs its steps
-        let fuse = fuse && !trace.on_device;
         let done = Done {
             outputs: trace.outputs,
             template,
@@ -585,13 +583,6 @@ impl Plan {
     /// Values first defined after the divergence are renumbered past the plan's, so that a
     /// value id names one value (one shape, one buffer) in the whole tree.
     pub fn insert(&mut self, trace: Trace, template: super::Template) -> Result<(), String> {
-        if self.fuse && trace.on_device {
-            return Err(
-                "a new path moves values to a device, and this signature's plan runs fused \
-                 programs, which run on the host"
-                    .into(),
-            );
-        }
         let mut pieces = pieces(trace.entries);
         // Find the path first (immutably): the branch taken at each guard, and the piece
         // whose guard saw a new value.
@@ -999,7 +990,7 @@ impl Plan {
 }
 
 /// Runs a fused group: its program, or its steps one by one when observed (a debugger or
-/// profiler reports every op).
+/// profiler reports every op) or on a device its program has no kernel for.
 #[track_caller]
 fn run_fused<O: Observer>(
     group: &Group,
@@ -1007,7 +998,12 @@ fn run_fused<O: Observer>(
     scratch: &mut Scratch,
     observer: &mut O,
 ) {
-    if O::ACTIVE {
+    let device = (group.inputs.iter())
+        .filter_map(|&i| scratch.values[i as usize].as_ref())
+        .map(|a| a.device())
+        .find(|d| !d.is_cpu())
+        .unwrap_or(ferrograd_array::Device::Cpu);
+    if O::ACTIVE || !group.program.runs_on(device, group.dtype) {
         for step in &group.members {
             run_step(step, generators, scratch, observer);
         }
