@@ -55,6 +55,53 @@ pub(crate) fn gather(a: &Array, d: usize, index: &Array, out: &mut Array, op: &s
     unsafe { go(b, grid(n as usize), &gpu, op) }
 }
 
+/// What both scatter kernels take: `out` (a copy of `a`, contiguous, so its strides are
+/// known), where each source element lands in it (`lbase` and `stride` with the index's
+/// values), the index's and the source's layouts over the index's shape, and how many
+/// source elements there are.
+struct Scatter {
+    gpu: std::sync::Arc<super::Gpu>,
+    dst: u64,
+    lbase: super::source::Layout,
+    stride: i64,
+    idx: u64,
+    li: super::source::Layout,
+    src: u64,
+    ls: super::source::Layout,
+    n: i64,
+}
+
+impl Scatter {
+    #[track_caller]
+    fn new(a: &Array, d: usize, index: &Array, src: &Array, out: &mut Array, op: &str) -> Self {
+        let device = same_device(op, &[a, index, src]);
+        let gpu = gpu_of(device, op);
+        let dtype = a.dtype();
+        super::elementwise::cast(a, dtype, out, op);
+        let shape = index.shape().to_vec();
+        let strides = crate::layout::contiguous_strides(a.shape());
+        let lbase = pack(
+            shape
+                .iter()
+                .enumerate()
+                .map(|(k, &s)| (s, if k == d { 0 } else { strides[k] as i64 })),
+            0,
+            op,
+        );
+        Scatter {
+            dst: out.cuda_out(&gpu, a.shape(), dtype, op).ptr(&gpu, 0),
+            lbase,
+            stride: strides[d] as i64,
+            idx: base_ptr(index, &gpu),
+            li: layout(index, &shape, op),
+            src: base_ptr(src, &gpu),
+            ls: layout(src, &shape, op),
+            n: shape.iter().product::<usize>() as i64,
+            gpu,
+        }
+    }
+}
+
 /// `out = a` with `src` added at the positions `index` names along `d`, on the operands'
 /// GPU.
 #[track_caller]
@@ -66,48 +113,27 @@ pub(crate) fn scatter_add(
     out: &mut Array,
     op: &str,
 ) {
-    let device = same_device(op, &[a, index, src]);
-    let gpu = gpu_of(device, op);
     let dtype = a.dtype();
     let Some(code) = source::scatter_add_source(dtype) else {
         crate::error::dtype_fail(op, dtype, "a numeric dtype")
     };
-    // a copy of `a` to add into (contiguous, so its strides are known)
-    super::elementwise::cast(a, dtype, out, op);
-    let shape = index.shape().to_vec();
-    let strides = crate::layout::contiguous_strides(a.shape());
-    let lbase = pack(
-        shape
-            .iter()
-            .enumerate()
-            .map(|(k, &s)| (s, if k == d { 0 } else { strides[k] as i64 })),
-        0,
-        op,
-    );
-    let stride = strides[d] as i64;
-    let li = layout(index, &shape, op);
-    let ls = layout(src, &shape, op);
-    let idx = base_ptr(index, &gpu);
-    let s = base_ptr(src, &gpu);
-    let dst = out.cuda_out(&gpu, a.shape(), dtype, op).ptr(&gpu, 0);
-    let n = shape.iter().product::<usize>();
-    if n == 0 {
+    let s = Scatter::new(a, d, index, src, out, op);
+    if s.n == 0 {
         return;
     }
-    let n = n as i64;
-    let k = kernel(&gpu, &source::scatter_add_name(dtype), || code, op);
-    let mut b = gpu.stream.launch_builder(&k);
-    b.arg(&dst)
-        .arg(&lbase)
-        .arg(&stride)
-        .arg(&idx)
-        .arg(&li)
-        .arg(&s)
-        .arg(&ls)
-        .arg(&n);
+    let k = kernel(&s.gpu, &source::scatter_add_name(dtype), || code, op);
+    let mut b = s.gpu.stream.launch_builder(&k);
+    b.arg(&s.dst)
+        .arg(&s.lbase)
+        .arg(&s.stride)
+        .arg(&s.idx)
+        .arg(&s.li)
+        .arg(&s.src)
+        .arg(&s.ls)
+        .arg(&s.n);
     // SAFETY: `scatter_add_source`'s signature; the positions were checked against dim `d`
     // of `out` (a's shape, contiguous), `src` covers the index's shape (checked).
-    unsafe { go(b, grid(n as usize), &gpu, op) }
+    unsafe { go(b, grid(s.n as usize), &s.gpu, op) }
 }
 
 /// `out = a` with `src` written at the positions `index` names along `d`, on the operands'
@@ -115,74 +141,49 @@ pub(crate) fn scatter_add(
 /// wins, as on the CPU (two kernels: one picks each position's last writer, one places).
 #[track_caller]
 pub(crate) fn scatter(a: &Array, d: usize, index: &Array, src: &Array, out: &mut Array, op: &str) {
-    let device = same_device(op, &[a, index, src]);
-    let gpu = gpu_of(device, op);
-    let dtype = a.dtype();
-    // a copy of `a` to write into (contiguous, so its strides are known)
-    super::elementwise::cast(a, dtype, out, op);
-    let shape = index.shape().to_vec();
-    let strides = crate::layout::contiguous_strides(a.shape());
-    let lbase = pack(
-        shape
-            .iter()
-            .enumerate()
-            .map(|(k, &s)| (s, if k == d { 0 } else { strides[k] as i64 })),
-        0,
-        op,
-    );
-    let stride = strides[d] as i64;
-    let li = layout(index, &shape, op);
-    let ls = layout(src, &shape, op);
-    let n = shape.iter().product::<usize>();
-    if n == 0 {
+    let s = Scatter::new(a, d, index, src, out, op);
+    if s.n == 0 {
         return;
     }
+    let gpu = &s.gpu;
     // each output position's winner, as 1 + the source element's flat position (0: none)
     let mut winner = gpu
         .alloc(DType::I64, a.numel())
         .unwrap_or_else(|e| super::fail(op, e));
-    winner.zero(&gpu).unwrap_or_else(|e| super::fail(op, e));
-    let win = winner.ptr(&gpu, 0);
-    let idx = base_ptr(index, &gpu);
-    let s = base_ptr(src, &gpu);
-    let dst = out.cuda_out(&gpu, a.shape(), dtype, op).ptr(&gpu, 0);
-    let n = n as i64;
-    let claim = kernel(
-        &gpu,
-        source::SCATTER_CLAIM,
-        source::scatter_claim_source,
-        op,
-    );
+    winner.zero(gpu).unwrap_or_else(|e| super::fail(op, e));
+    let win = winner.ptr(gpu, 0);
+    let claim = kernel(gpu, source::SCATTER_CLAIM, source::scatter_claim_source, op);
     let mut b = gpu.stream.launch_builder(&claim);
     b.arg(&win)
-        .arg(&lbase)
-        .arg(&stride)
-        .arg(&idx)
-        .arg(&li)
-        .arg(&n);
+        .arg(&s.lbase)
+        .arg(&s.stride)
+        .arg(&s.idx)
+        .arg(&s.li)
+        .arg(&s.n);
     // SAFETY: `scatter_claim_source`'s signature; the positions were checked against dim
     // `d` of `a`'s shape, which `winner` has (contiguous).
-    unsafe { go(b, grid(n as usize), &gpu, op) }
+    unsafe { go(b, grid(s.n as usize), gpu, op) }
+    let dtype = a.dtype();
     let place = kernel(
-        &gpu,
+        gpu,
         &source::scatter_name(dtype),
         || source::scatter_source(dtype),
         op,
     );
     let mut b = gpu.stream.launch_builder(&place);
-    b.arg(&dst)
-        .arg(&lbase)
-        .arg(&stride)
-        .arg(&idx)
-        .arg(&li)
-        .arg(&s)
-        .arg(&ls)
+    b.arg(&s.dst)
+        .arg(&s.lbase)
+        .arg(&s.stride)
+        .arg(&s.idx)
+        .arg(&s.li)
+        .arg(&s.src)
+        .arg(&s.ls)
         .arg(&win)
-        .arg(&n);
+        .arg(&s.n);
     // SAFETY: `scatter_source`'s signature; positions as above, `src` covers the index's
     // shape (checked), `winner` as filled above (it is freed in the stream's order, after
     // both kernels have run).
-    unsafe { go(b, grid(n as usize), &gpu, op) }
+    unsafe { go(b, grid(s.n as usize), gpu, op) }
 }
 
 /// `index` (1-d, `k` positions) as the index of a gather or scatter along `d` whose index
