@@ -390,8 +390,8 @@ impl Array {
     /// `out + self @ other`, computed into `out` (which must have the product's shape and
     /// dtype). For matrix products up to 128 deep (a recurrent network's weight gradients,
     /// one time step at a time) the matrix kernel adds the product into `out` as it
-    /// finishes each block, with no temporary and no second pass; other products (and
-    /// products on a device) are computed apart and added. Either way each element is
+    /// finishes each block, with no temporary and no second pass; other products (and any
+    /// on a device) are computed apart and added. Either way each element is
     /// rounded as in `out.add(&self.matmul(other))`: the same result bit for bit. `out` is
     /// copied first when it is a view or shared.
     ///
@@ -419,8 +419,7 @@ impl Array {
             },
         );
         let k = self.shape()[self.ndim() - 1];
-        let on_device = !self.device().is_cpu() || !other.device().is_cpu();
-        if k == 2 || k > ACC_MAX_DEPTH || m < 2 || n < 2 || on_device {
+        if k == 2 || k > ACC_MAX_DEPTH || m < 2 || n < 2 {
             // gemm's paths that add into the output as they go: sums rounded differently
             let product = self.matmul(other);
             let sum = out.add(&product);
@@ -431,10 +430,11 @@ impl Array {
     }
 
     /// `out += self @ other` at any size, the matrix kernel adding the product into `out` as
-    /// it goes (on a device: computed apart and added): no temporary and no second pass, but not rounded as `out + self @ other`
-    /// (the kernel adds each depth block's partial sums into `out` in turn, a reordered sum
-    /// within n · ε · Σ|aᵢ bᵢ| of it). [`matmul_acc_into`](Array::matmul_acc_into) is the
-    /// exact one. `out` is copied first when it is a view or shared.
+    /// it goes (on a device: computed apart and added): no temporary and no second pass,
+    /// but not rounded as `out + self @ other` (the kernel adds each depth block's partial
+    /// sums into `out` in turn, a reordered sum within n · ε · Σ|aᵢ bᵢ| of it).
+    /// [`matmul_acc_into`](Array::matmul_acc_into) is the exact one. `out` is copied first
+    /// when it is a view or shared.
     ///
     /// ```
     /// use ferrograd_array::Array;
