@@ -241,21 +241,40 @@ pub(crate) fn write_view(
     // the view stay)
     out.make_unique();
     let dst = out.cuda_out(&gpu, &shape, dtype, op).ptr(&gpu, 0);
+    // SAFETY: the view lies inside `out` (its layout comes from `out`'s own shape, checked
+    // by the caller), `x` holds what `lx` addresses.
+    unsafe { copy(&gpu, dtype, (dst, lo), (px, lx), n, op) }
+}
+
+/// The strided copy kernel over `n` elements: `dst[at(lo, i)] = src[at(ls, i)]` (nothing
+/// for none).
+///
+/// # Safety
+/// `dst` and `src` are device addresses of `dtype` elements on `gpu` holding every element
+/// their layouts address for `i < n`, and the written elements are distinct.
+#[track_caller]
+pub(crate) unsafe fn copy(
+    gpu: &super::Gpu,
+    dtype: DType,
+    (dst, lo): (u64, super::source::Layout),
+    (src, ls): (u64, super::source::Layout),
+    n: usize,
+    op: &str,
+) {
     if n == 0 {
         return;
     }
-    let n = n as i64;
     let k = kernel(
-        &gpu,
+        gpu,
         &source::copy_name(dtype),
         || source::copy_source(dtype),
         op,
     );
+    let n = n as i64;
     let mut b = gpu.stream.launch_builder(&k);
-    b.arg(&dst).arg(&lo).arg(&px).arg(&lx).arg(&n);
-    // SAFETY: `copy_source`'s signature; the view lies inside `out` (its layout comes from
-    // `out`'s own shape, checked by the caller), `x` holds what `lx` addresses.
-    unsafe { go(b, grid(n as usize), &gpu, op) }
+    b.arg(&dst).arg(&lo).arg(&src).arg(&ls).arg(&n);
+    // SAFETY: `copy_source`'s signature, with operands as the caller guarantees.
+    unsafe { go(b, grid(n as usize), gpu, op) }
 }
 
 /// `out` = zeros of `shape` on `device`'s GPU.
@@ -285,26 +304,15 @@ fn copy_block(
     gpu: &super::Gpu,
     op: &str,
 ) {
-    let n = x.numel();
-    if n == 0 {
+    if x.numel() == 0 {
         return;
     }
-    let dtype = x.dtype();
     let lo = block(out_shape, x.shape(), d, start, op);
     let lx = layout(x, x.shape(), op);
     let px = base_ptr(x, gpu);
-    let n = n as i64;
-    let k = kernel(
-        gpu,
-        &source::copy_name(dtype),
-        || source::copy_source(dtype),
-        op,
-    );
-    let mut b = gpu.stream.launch_builder(&k);
-    b.arg(&dst).arg(&lo).arg(&px).arg(&lx).arg(&n);
-    // SAFETY: `copy_source`'s signature; the block lies inside `dst` (its shape fits
-    // `out_shape` from `start`, checked by the caller), `x` holds what `lx` addresses.
-    unsafe { go(b, grid(n as usize), gpu, op) }
+    // SAFETY: the block lies inside `dst` (its shape fits `out_shape` from `start`, checked
+    // by the caller), `x` holds what `lx` addresses.
+    unsafe { copy(gpu, x.dtype(), (dst, lo), (px, lx), x.numel(), op) }
 }
 
 /// `out = cat(arrays, d)` (shapes checked, `shape` the result's) on their GPU.

@@ -301,19 +301,9 @@ pub(crate) fn argsort(a: &Array, d: usize, descending: bool, op: &str) -> Array 
             0,
             op,
         );
-        let copy = kernel(
-            &gpu,
-            &source::copy_name(DType::I64),
-            || source::copy_source(DType::I64),
-            op,
-        );
-        let n = n as i64;
-        let mut b = gpu.stream.launch_builder(&copy);
-        b.arg(&dst).arg(&lo).arg(&idx).arg(&ls).arg(&n);
-        // SAFETY: `copy_source`'s signature; `dst` holds n elements, `ls` addresses the
-        // first `len` of each of the scratch's rows (`scratch` is freed in the stream's
-        // order, after this copy).
-        unsafe { go(b, grid(n as usize), &gpu, op) }
+        // SAFETY: `dst` holds n elements, `ls` addresses the first `len` of each of the
+        // scratch's rows (`scratch` is freed in the stream's order, after this copy).
+        unsafe { super::index::copy(&gpu, DType::I64, (dst, lo), (idx, ls), n, op) }
     }
     sorted.transpose(d, last).contiguous()
 }
