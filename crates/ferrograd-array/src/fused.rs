@@ -1046,6 +1046,7 @@ impl Program {
             let width = if padded { tile } else { m };
             // the inputs' elements over the tile: in place, one value, or gathered into their
             // registers
+            let mut unfilled: SmallVec<[(usize, usize); 4]> = SmallVec::new();
             for &(n, p) in &self.reads {
                 // SAFETY: register `p` of the file, as above; `m <= tile`.
                 let reg = unsafe { std::slice::from_raw_parts_mut(file.add(p * tile), m) };
@@ -1074,7 +1075,8 @@ impl Program {
                                 one: None,
                             },
                             Some(Operand::Splat(v)) => {
-                                reg.fill(v);
+                                // filled only if a step reads it as elements (below)
+                                unfilled.push((p, m));
                                 Place {
                                     ptr: reg.as_mut_ptr(),
                                     one: Some(v),
@@ -1107,6 +1109,13 @@ impl Program {
                 None => false,
             };
             if !done {
+                // A run that repeats one value (a row's factor in an outer product) is one
+                // value to the update, which reads it so; the steps read its elements.
+                for &(p, m) in &unfilled {
+                    // SAFETY: register `p` of the file, `m <= tile` elements, as above
+                    unsafe { std::slice::from_raw_parts_mut(places[p].ptr, m) }
+                        .fill(places[p].one.expect("a one-value run"));
+                }
                 // (a plain slice: indexing the SmallVec checks where it lives at every step)
                 let places: &[Place<T>] = &places;
                 let mut chain = Chain {
