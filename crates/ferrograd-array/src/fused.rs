@@ -1537,6 +1537,54 @@ mod tests {
         assert_eq!(dst, [9.0, 10.0, 7.0, 8.0, 9.0, 10.0, 7.0, 8.0, 9.0]);
     }
 
+    /// Short runs are written as overlapping windows (see `copy_run`): every layout of runs
+    /// shorter and longer than a window, from every start, to every end, against the
+    /// elements addressed one by one. The data is exactly as long as the layout needs, so the
+    /// last runs' windows would read past it.
+    #[test]
+    fn gather_of_short_runs_gives_each_element_whatever_the_window() {
+        for inner in [1usize, 3, 10, 15, 16, 17] {
+            let rows = 7;
+            // (shape, strides, data length): a row broadcast down, a column broadcast
+            // along, rows back to back, every other element, a 3-d view
+            let layouts: [(Vec<usize>, Vec<isize>, usize); 5] = [
+                (vec![rows, inner], vec![0, 1], inner),
+                (vec![rows, inner], vec![1, 0], rows),
+                (vec![rows, inner], vec![inner as isize, 1], rows * inner),
+                (
+                    vec![rows, inner],
+                    vec![2 * inner as isize, 2],
+                    2 * rows * inner - 1,
+                ),
+                (
+                    vec![2, rows, inner],
+                    vec![0, inner as isize, 1],
+                    rows * inner,
+                ),
+            ];
+            for (shape, strides, len) in layouts {
+                let data: Vec<f64> = (0..len).map(|i| i as f64 + 0.5).collect();
+                let n: usize = shape.iter().product();
+                let at = |e: usize| {
+                    let (mut rest, mut pos) = (e, 0isize);
+                    for d in (0..shape.len()).rev() {
+                        pos += (rest % shape[d]) as isize * strides[d];
+                        rest /= shape[d];
+                    }
+                    data[pos as usize]
+                };
+                for start in 0..n {
+                    for end in [start, start + 1, (start + 21).min(n), n] {
+                        let mut dst = vec![-1.0; end - start];
+                        gather(&data, &shape, &strides, 0, start, &mut dst);
+                        let want: Vec<f64> = (start..end).map(at).collect();
+                        assert_eq!(dst, want, "{shape:?} {strides:?} from {start} to {end}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn registers_are_shared_once_values_die() {
         // a chain of ten maps needs two registers besides the input's
