@@ -5,7 +5,7 @@
 use cudarc::driver::PushKernelArg;
 
 use super::elementwise::{base_ptr, go, gpu_of, grid, kernel, layout};
-use super::source::{self, FusedArgs, Layout, FUSED_INPUTS, FUSED_OUTPUTS};
+use super::source::{self, FusedArgs, Layout, FUSED_INPUTS, FUSED_OUTPUTS, SPLAT};
 use crate::array::Array;
 use crate::error::same_device;
 use crate::fused::Program;
@@ -30,17 +30,6 @@ pub(crate) fn run(
     let op = "fused program";
     let device = same_device(op, inputs);
     let gpu = gpu_of(device, op);
-    // host scalars (which the op-by-op kernels take by value) moved to the device
-    let moved: Vec<std::borrow::Cow<'_, Array>> = inputs
-        .iter()
-        .map(|&a| match a.device().is_cpu() {
-            true => std::borrow::Cow::Owned(
-                a.to_device(device)
-                    .unwrap_or_else(|e| crate::error::fail(op, e)),
-            ),
-            false => std::borrow::Cow::Borrowed(a),
-        })
-        .collect();
     let Some((name, code)) = program.gpu_kernel(dtype) else {
         crate::error::no_kernel_on(op, device)
     };
@@ -60,10 +49,18 @@ pub(crate) fn run(
             shape: [1; source::MAX_DIMS],
             strides: [0; source::MAX_DIMS],
         }; FUSED_INPUTS],
+        splats: [0.0; FUSED_INPUTS],
     };
-    for (k, a) in moved.iter().enumerate().take(FUSED_INPUTS) {
-        args.ins[k] = base_ptr(a, &gpu);
-        args.layouts[k] = layout(a, shape, op);
+    for (k, &a) in inputs.iter().enumerate().take(FUSED_INPUTS) {
+        if a.device().is_cpu() {
+            // a host scalar (the only host operand `same_device` lets through), passed by
+            // value as the op-by-op kernels take it
+            args.layouts[k].ndim = SPLAT;
+            args.splats[k] = a.item_f64();
+        } else {
+            args.ins[k] = base_ptr(a, &gpu);
+            args.layouts[k] = layout(a, shape, op);
+        }
     }
     for (k, out) in outs[..values].iter_mut().enumerate() {
         let out = out.get_or_insert_with(|| Array::empty_on(shape, dtype, device));

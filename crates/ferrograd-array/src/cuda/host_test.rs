@@ -1386,6 +1386,7 @@ fn fused_program_kernels_compute_what_the_cpu_evaluator_does() {
                 outs: [0; source::FUSED_OUTPUTS],
                 ins: [0; source::FUSED_INPUTS],
                 layouts: [layout(&ins[0], &shape, "test"); source::FUSED_INPUTS],
+                splats: [0.0; source::FUSED_INPUTS],
             };
             let mut outs: Vec<Array> = (0..written).map(|_| Array::zeros(&shape, dtype)).collect();
             for (k, a) in ins.iter().enumerate() {
@@ -1401,10 +1402,10 @@ fn fused_program_kernels_compute_what_the_cpu_evaluator_does() {
                     _ => o.out_slice::<f64>(&shape, "test").as_mut_ptr() as u64,
                 };
             }
-            let k: FusedKernel = symbol(&lib, name);
+            let k_fn: FusedKernel = symbol(&lib, name);
             // SAFETY: the kernel's signature; every input's storage holds what its layout
             // addresses over `shape`, every output 24 elements.
-            unsafe { k(args, 24) };
+            unsafe { k_fn(args, 24) };
             let values = program.outputs().len();
             let mut got: Vec<Option<Array>> = outs[..values].iter().cloned().map(Some).collect();
             got.resize(written, None);
@@ -1412,6 +1413,27 @@ fn fused_program_kernels_compute_what_the_cpu_evaluator_does() {
             for (j, (g, w)) in got.iter().zip(&want).enumerate() {
                 let (g, w) = (g.as_ref().expect("written"), w.as_ref().expect("written"));
                 close(g, w, rel).unwrap_or_else(|e| panic!("{name} output {j}: {e}"));
+            }
+            // a one-element input passed by value (as a host scalar is), not by address:
+            // the same bits
+            for (k, a) in ins.iter().enumerate().filter(|(_, a)| a.numel() == 1) {
+                let mut by_value = args;
+                by_value.ins[k] = 0;
+                by_value.layouts[k].ndim = source::SPLAT;
+                by_value.splats[k] = a.item_f64();
+                let mut again: Vec<Array> =
+                    (0..written).map(|_| Array::zeros(&shape, dtype)).collect();
+                for (j, o) in again.iter_mut().enumerate() {
+                    by_value.outs[j] = match dtype {
+                        DType::F32 => o.out_slice::<f32>(&shape, "test").as_mut_ptr() as u64,
+                        _ => o.out_slice::<f64>(&shape, "test").as_mut_ptr() as u64,
+                    };
+                }
+                // SAFETY: as above; input k is read from `splats`, its address unused.
+                unsafe { k_fn(by_value, 24) };
+                for (j, (a, b)) in again.iter().zip(&outs).enumerate() {
+                    assert!(a.bit_eq(b), "{name} output {j} with input {k} by value");
+                }
             }
         }
     }

@@ -986,7 +986,9 @@ pub(crate) const FUSED_INPUTS: usize = 12;
 pub(crate) const FUSED_OUTPUTS: usize = 8;
 
 /// A fused program kernel's operands, passed by value: the outputs' and inputs' device
-/// addresses and the inputs' layouts over the program's shape. Mirrors the C struct of
+/// addresses, the inputs' layouts over the program's shape, and the values of inputs that
+/// are host scalars (their layout's `ndim` is [`SPLAT`]): a scalar rides in the launch's
+/// arguments instead of a copy to the device per call. Mirrors the C struct of
 /// [`program_source`].
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -994,7 +996,12 @@ pub(crate) struct FusedArgs {
     pub(crate) outs: [u64; FUSED_OUTPUTS],
     pub(crate) ins: [u64; FUSED_INPUTS],
     pub(crate) layouts: [Layout; FUSED_INPUTS],
+    pub(crate) splats: [f64; FUSED_INPUTS],
 }
+
+/// A fused kernel input's `Layout::ndim` when the input is the value in
+/// [`FusedArgs::splats`] (every f32 and f64 is exact as a double).
+pub(crate) const SPLAT: i64 = -2;
 
 // SAFETY: `FusedArgs` is `repr(C)` plain integers and `Layout`s, laid out as the C struct.
 unsafe impl DeviceRepr for FusedArgs {}
@@ -1051,7 +1058,10 @@ pub(crate) fn program_source(p: &crate::Program, dtype: DType) -> Option<(String
         use crate::fused::Instr;
         let line = match *instr {
             Instr::Input(n) => {
-                format!("T v{k} = ((const T*)args.ins[{n}])[fg_at(args.layouts[{n}], i)];")
+                format!(
+                    "T v{k} = args.layouts[{n}].ndim == {SPLAT} ? (T)args.splats[{n}] \
+                     : ((const T*)args.ins[{n}])[fg_at(args.layouts[{n}], i)];"
+                )
             }
             Instr::Const(c) => format!("T v{k} = (T){};", c_double(c)),
             Instr::Map(f, x) => {
@@ -1083,7 +1093,8 @@ pub(crate) fn program_source(p: &crate::Program, dtype: DType) -> Option<(String
     let special = if special { SPECIAL } else { "" };
     let head = format!(
         "struct FusedArgs {{ unsigned long long outs[{FUSED_OUTPUTS}]; \
-         unsigned long long ins[{FUSED_INPUTS}]; Layout layouts[{FUSED_INPUTS}]; }};\ntypedef {t} T;"
+         unsigned long long ins[{FUSED_INPUTS}]; Layout layouts[{FUSED_INPUTS}]; \
+         double splats[{FUSED_INPUTS}]; }};\ntypedef {t} T;"
     );
     // named by the text it runs, so equal programs share one compiled kernel
     let hash = body.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
