@@ -936,6 +936,11 @@ impl Program {
         let (tile, registers) = match (vector, padded) {
             (true, _) => (VECTOR, self.registers + outs.len()),
             (false, true) => (len.next_multiple_of(lanes), self.registers + outs.len()),
+            // (an update reads its operands in place and writes the output directly, so its
+            // tiles need not fit registers in L1: longer ones pay the per-tile work less often)
+            (false, false) if self.update.is_some() => {
+                ((UPDATE_TILES * tile::<T>()).min(len.max(1)), self.registers)
+            }
             (false, false) => (tile::<T>().min(len.max(1)), self.registers),
         };
         let tiling = Tiling {
@@ -1030,8 +1035,8 @@ impl Program {
         while at < len {
             let first = start + at;
             let rest = len - at;
-            // Tiles follow the strided inputs' runs when those are at least a quarter of a
-            // tile long: a tile that would straddle the end of a run stops there, so the next
+            // Tiles follow the strided inputs' runs when those are at least a quarter of the
+            // usual tile long (an update's tiles are longer): a tile that would straddle the end of a run stops there, so the next
             // starts a run and every tile lies inside one (rows of 1000 in tiles of 512: 512,
             // 488, 512, ...). Shorter runs are gathered whatever the tiles.
             let left = match strided {
@@ -1039,7 +1044,7 @@ impl Program {
                 false => None,
             };
             let m = match left {
-                Some(r) if r < tile && r >= tile / 4 => r.min(rest),
+                Some(r) if r < tile && r >= crate::elementwise::tile::<T>() / 4 => r.min(rest),
                 _ => tile.min(rest),
             };
             // the elements the steps run over: the tile, or the whole padded registers
@@ -1376,6 +1381,9 @@ struct Tiling {
     /// Padded to one [`VECTOR`], run in vector form.
     vector: bool,
 }
+
+/// Tiles of an update program are this many times the usual tile (see `run_range`).
+const UPDATE_TILES: usize = 4;
 
 /// Place `p`'s elements over a tile of `m`.
 ///

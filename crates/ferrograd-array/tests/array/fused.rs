@@ -288,7 +288,8 @@ fn a_reduction_must_divide_the_programs_shape() {
 /// A gradient step's update, `a ∓ (b·c)·d` or `a ∓ b·d`, runs as one loop: with every
 /// operand form (contiguous, a broadcast row or column read as one value along its run, one
 /// element, a constant, a transposed view gathered), the operands of each product and sum in
-/// either order, over rows shorter and longer than a tile and in f32 and f64, the result
+/// either order, over rows shorter and longer than a tile (an update's longer tile too) and
+/// in f32 and f64, the result
 /// equals the ops run one at a time, bit for bit. Programs that only look like one (a
 /// product used twice, a map inside, two outputs) run instruction by instruction.
 #[test]
@@ -300,6 +301,8 @@ fn a_gradient_step_update_runs_as_one_loop_and_matches_op_by_op() {
         (100, 1000, DType::F32),
         (40, 33, DType::F64),
         (7, 300, DType::F32),
+        (3, 5000, DType::F32),
+        (300, 10, DType::F64),
     ] {
         let shape = [r, c];
         let p = rng.normal(&shape, 0.0, 1.0, dtype);
