@@ -1036,9 +1036,10 @@ impl Program {
             let first = start + at;
             let rest = len - at;
             // Tiles follow the strided inputs' runs when those are at least a quarter of the
-            // usual tile long (an update's tiles are longer): a tile that would straddle the end of a run stops there, so the next
-            // starts a run and every tile lies inside one (rows of 1000 in tiles of 512: 512,
-            // 488, 512, ...). Shorter runs are gathered whatever the tiles.
+            // usual tile long (an update's tiles are longer): a tile that would straddle the
+            // end of a run stops there, so the next starts a run and every tile lies inside
+            // one (rows of 1000 in tiles of 512: 512, 488, 512, ...). Shorter runs are
+            // gathered whatever the tiles.
             let left = match strided {
                 true => sources.iter().filter_map(|s| s.run_left(first)).min(),
                 false => None,
@@ -1051,7 +1052,7 @@ impl Program {
             let width = if padded { tile } else { m };
             // the inputs' elements over the tile: in place, one value, or gathered into their
             // registers
-            let mut unfilled: SmallVec<[(usize, usize); 4]> = SmallVec::new();
+            let mut unfilled: SmallVec<[usize; 4]> = SmallVec::new();
             for &(n, p) in &self.reads {
                 // SAFETY: register `p` of the file, as above; `m <= tile`.
                 let reg = unsafe { std::slice::from_raw_parts_mut(file.add(p * tile), m) };
@@ -1081,7 +1082,7 @@ impl Program {
                             },
                             Some(Operand::Splat(v)) => {
                                 // filled only if a step reads it as elements (below)
-                                unfilled.push((p, m));
+                                unfilled.push(p);
                                 Place {
                                     ptr: reg.as_mut_ptr(),
                                     one: Some(v),
@@ -1116,7 +1117,7 @@ impl Program {
             if !done {
                 // A run that repeats one value (a row's factor in an outer product) is one
                 // value to the update, which reads it so; the steps read its elements.
-                for &(p, m) in &unfilled {
+                for &p in &unfilled {
                     // SAFETY: register `p` of the file, `m <= tile` elements, as above
                     unsafe { std::slice::from_raw_parts_mut(places[p].ptr, m) }
                         .fill(places[p].one.expect("a one-value run"));

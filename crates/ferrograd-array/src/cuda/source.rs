@@ -1003,7 +1003,8 @@ pub(crate) struct FusedArgs {
 /// [`FusedArgs::splats`] (every f32 and f64 is exact as a double).
 pub(crate) const SPLAT: i64 = -2;
 
-// SAFETY: `FusedArgs` is `repr(C)` plain integers and `Layout`s, laid out as the C struct.
+// SAFETY: `FusedArgs` is `repr(C)` plain integers, `Layout`s and doubles, laid out as the C
+// struct.
 unsafe impl DeviceRepr for FusedArgs {}
 
 /// A C literal of `v` as a double.
