@@ -100,6 +100,18 @@ impl Scatter {
             gpu,
         }
     }
+
+    /// The arguments the scatter kernels share, in their order: the output, its base
+    /// layout and the stride along `d`, the index and the source with their layouts.
+    fn push<'a>(&'a self, b: &mut cudarc::driver::LaunchArgs<'a>) {
+        b.arg(&self.dst)
+            .arg(&self.lbase)
+            .arg(&self.stride)
+            .arg(&self.idx)
+            .arg(&self.li)
+            .arg(&self.src)
+            .arg(&self.ls);
+    }
 }
 
 /// `out = a` with `src` added at the positions `index` names along `d`, on the operands'
@@ -123,14 +135,8 @@ pub(crate) fn scatter_add(
     }
     let k = kernel(&s.gpu, &source::scatter_add_name(dtype), || code, op);
     let mut b = s.gpu.stream.launch_builder(&k);
-    b.arg(&s.dst)
-        .arg(&s.lbase)
-        .arg(&s.stride)
-        .arg(&s.idx)
-        .arg(&s.li)
-        .arg(&s.src)
-        .arg(&s.ls)
-        .arg(&s.n);
+    s.push(&mut b);
+    b.arg(&s.n);
     // SAFETY: `scatter_add_source`'s signature; the positions were checked against dim `d`
     // of `out` (a's shape, contiguous), `src` covers the index's shape (checked).
     unsafe { go(b, grid(s.n as usize), &s.gpu, op) }
@@ -171,15 +177,8 @@ pub(crate) fn scatter(a: &Array, d: usize, index: &Array, src: &Array, out: &mut
         op,
     );
     let mut b = gpu.stream.launch_builder(&place);
-    b.arg(&s.dst)
-        .arg(&s.lbase)
-        .arg(&s.stride)
-        .arg(&s.idx)
-        .arg(&s.li)
-        .arg(&s.src)
-        .arg(&s.ls)
-        .arg(&win)
-        .arg(&s.n);
+    s.push(&mut b);
+    b.arg(&win).arg(&s.n);
     // SAFETY: `scatter_source`'s signature; positions as above, `src` covers the index's
     // shape (checked), `winner` as filled above (it is freed in the stream's order, after
     // both kernels have run).
