@@ -61,6 +61,7 @@ fn products_with_a_unit_dimension_on_every_layout() {
         (1, 3, 5),
         (1, 2, 9),
         (1, 12, 9),
+        (12, 9, 1),
         (300, 1, 10),
         (5, 1, 3),
         (4, 1, 4),
