@@ -411,7 +411,8 @@ pub(crate) fn gather<T: Copy>(
     let (inner, step) = (shape[nd - 1], strides[nd - 1]);
     if nd == 2 {
         // (the common case once coalesced, a row or a column broadcast over a matrix: rows
-        // counted directly, without the index carry of the general walk)
+        // counted directly, without the index carry of the general walk; direct
+        // `[1000, 10] + bias[10]` 9.6 -> 5.7 µs with it on a Zen 4, the windows below kept)
         let (mut row, mut j) = (start / inner, start % inner);
         let mut i = 0;
         while i < dst.len() {
