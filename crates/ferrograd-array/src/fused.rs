@@ -856,8 +856,12 @@ impl Program {
     ) {
         let op = "fused program";
         let n = numel(shape);
-        let sources: SmallVec<[Source<'_, T>; 8]> =
-            inputs.iter().map(|a| Source::of(a, shape, n, op)).collect();
+        // (pushed, not collected: eight inline sources are over a kilobyte, which a collect
+        // builds and then copies)
+        let mut sources: SmallVec<[Source<'_, T>; 8]> = SmallVec::new();
+        for a in inputs {
+            sources.push(Source::of(a, shape, n, op));
+        }
         let (outs, reduced) = outs.split_at_mut(self.outputs.len());
         let mut slices: SmallVec<[&mut [T]; 4]> = outs
             .iter_mut()
@@ -1124,22 +1128,18 @@ impl Program {
                 }
                 // (a plain slice: indexing the SmallVec checks where it lives at every step)
                 let places: &[Place<T>] = &places;
-                let mut chain = Chain {
-                    value: [T::zero(); VECTOR],
-                    place: usize::MAX,
-                };
-                let registers = file.cast::<[T; VECTOR]>();
-                for (k, run) in self.runs.iter().enumerate() {
-                    // (vector: every place is a register of `VECTOR` elements)
-                    if vector
-                        && unsafe {
-                            vector_step::<T, FMA>(self.vector_steps[k], registers, &mut chain)
+                if vector {
+                    // (every place is a register of `VECTOR` elements)
+                    let registers = file.cast::<[T; VECTOR]>();
+                    for (&lane, run) in self.vector_steps.iter().zip(&self.runs) {
+                        if !unsafe { vector_step::<T, FMA>(lane, registers) } {
+                            unsafe { step::<T, FMA>(*run, places, width) };
                         }
-                    {
-                        continue;
                     }
-                    unsafe { step::<T, FMA>(*run, places, width) };
-                    chain.place = usize::MAX;
+                } else {
+                    for run in &self.runs {
+                        unsafe { step::<T, FMA>(*run, places, width) };
+                    }
                 }
             }
             if padded {
@@ -1267,17 +1267,6 @@ impl<'a, T: Float> Fold<'a, T> {
 /// (and at least a third of a vector; fewer run element by element) is padded to it.
 const VECTOR: usize = 16;
 
-/// The value the last vector-form step computed, and the place it was also stored to: the
-/// next step takes it from here, a local the compiler keeps in a register or spills to the
-/// stack, instead of loading it from the register file it was just stored to. With whole-vector
-/// steps and one jump per step (see [`VectorStep`]), the 100-op chain on 10 elements, value
-/// and gradient: 5.0 → 3.0-3.2 µs per call on a 2-core Xeon (with the plan's cheaper end of
-/// call; `cargo bench -p ferrograd --bench autodiff`).
-struct Chain<T> {
-    value: [T; VECTOR],
-    place: usize,
-}
-
 /// One step of a program in vector form (see [`vector_step`]): its function flattened into
 /// one list with the operands' places beside it, so a step is one jump on `f`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -1322,45 +1311,44 @@ macro_rules! fast_functions {
         /// maps; `false`, having done nothing, for the others, which [`step`] runs). The
         /// result is the same as [`step`]'s bit for bit: the same function of each element.
         ///
+        /// Each function's arm stores its own result: with one result variable shared by
+        /// the arms, the compiler met the arms' sixteen lanes in a join it did not vectorise,
+        /// and several arms (the product among them) ran lane by lane and were reassembled
+        /// with sixteen inserts.
+        ///
         /// # Safety
-        /// `registers` points at a register file holding every place `lane` names.
+        /// `registers` points at a register file holding every place `lane` names, the
+        /// result's disjoint from the operands'.
         #[inline(always)]
         unsafe fn vector_step<T: Float, const FMA: bool>(
             lane: VectorStep,
             registers: *mut [T; VECTOR],
-            chain: &mut Chain<T>,
         ) -> bool {
             // SAFETY (all): the caller's promise
-            let get = |p: u32, chain: &Chain<T>| match p as usize == chain.place {
-                true => chain.value,
-                false => unsafe { *registers.add(p as usize) },
-            };
-            let mut r = [T::zero(); VECTOR];
+            let get = |p: u32| unsafe { *registers.add(p as usize) };
+            let d = unsafe { &mut *registers.add(lane.d as usize) };
             match lane.f {
                 $(Fast::$m => {
-                    let x = get(lane.x, chain);
+                    let x = get(lane.x);
                     for i in 0..VECTOR {
-                        r[i] = MapFn::$m.eval::<T, FMA>(x[i]);
+                        d[i] = MapFn::$m.eval::<T, FMA>(x[i]);
                     }
                 })*
                 // (f64's are libm's, one call per element: `step` runs them)
                 $(Fast::$p if std::mem::size_of::<T>() == 4 => {
-                    let x = get(lane.x, chain);
+                    let x = get(lane.x);
                     for i in 0..VECTOR {
-                        r[i] = MapFn::$p.eval::<T, FMA>(x[i]);
+                        d[i] = MapFn::$p.eval::<T, FMA>(x[i]);
                     }
                 })*
                 $(Fast::$z => {
-                    let (x, y) = (get(lane.x, chain), get(lane.y, chain));
+                    let (x, y) = (get(lane.x), get(lane.y));
                     for i in 0..VECTOR {
-                        r[i] = ZipFn::$z.eval(x[i], y[i]);
+                        d[i] = ZipFn::$z.eval(x[i], y[i]);
                     }
                 })*
                 _ => return false,
             }
-            let d = lane.d as usize;
-            unsafe { *registers.add(d) = r };
-            *chain = Chain { value: r, place: d };
             true
         }
     };
