@@ -875,10 +875,17 @@ impl Program {
             })
             .collect();
         let min = parallel_min(self.transcendental);
+        // ranges split at whole tiles, or at whole rows for an update run a row at a time
+        let unit = match self.update {
+            Some(_) => (sources.iter().find_map(|s| s.strided_row()))
+                .filter(|&c| c >= UPDATE_ROW_MIN)
+                .unwrap_or(tile::<T>()),
+            None => tile::<T>(),
+        };
         if sums.is_empty() && crate::par::split(n, min) {
             // one range of whole tiles per thread, each with its own registers
             let parts = rayon::current_num_threads();
-            let per = n.div_ceil(parts).div_ceil(tile::<T>()) * tile::<T>();
+            let per = n.div_ceil(parts).div_ceil(unit) * unit;
             let mut ranges: Vec<(usize, SmallVec<[&mut [T]; 4]>)> = Vec::new();
             let mut start = 0;
             while start < n {
@@ -898,7 +905,7 @@ impl Program {
             });
         } else if sums.is_empty() && crate::par::split(n, crate::elementwise::PAIR_MIN) {
             // two halves of whole tiles, one on the partner core when it is awake
-            let half = (n / 2).next_multiple_of(tile::<T>()).min(n);
+            let half = (n / 2).next_multiple_of(unit).min(n);
             let mut tails: SmallVec<[&mut [T]; 4]> = SmallVec::new();
             for s in slices.iter_mut() {
                 let (head, tail) = std::mem::take(s).split_at_mut(half);
@@ -915,6 +922,54 @@ impl Program {
         }
     }
 
+    /// An update program's range run a row at a time, when a strided operand makes the
+    /// program's shape `[rows, cols]` with rows of at least [`UPDATE_ROW_MIN`] and every
+    /// operand reads each row as one run (a weight, the row and column factors of an outer
+    /// product, the rate): each row is then one loop whose operands are found by a
+    /// multiplication, where the tile loop paid for each strided operand's place by division
+    /// and bookkeeping per tile (the [100, 1000] outer-product update of a batch-1 mlp,
+    /// compiled: 21.4 → 15.2 µs on a 2-core Zen 4, with the halves run on two cores split at
+    /// a row). `false`, having written nothing, for other programs and layouts.
+    #[inline(always)]
+    fn update_rows<'a, T: Float>(
+        &self,
+        sources: &[Source<'a, T>],
+        start: usize,
+        out: &mut [T],
+    ) -> bool {
+        let Some(u) = self.update else { return false };
+        let cols = match sources.iter().find_map(|s| s.strided_row()) {
+            Some(c) if c >= UPDATE_ROW_MIN => c,
+            _ => return false,
+        };
+        if !start.is_multiple_of(cols) || !out.len().is_multiple_of(cols) {
+            return false;
+        }
+        let rows = |p: usize| match self.reads.iter().find(|&&(_, q)| q == p) {
+            Some(&(n, _)) => sources[n].rows(cols),
+            None => (self.consts.iter().find(|&&(q, _)| q == p))
+                .map(|&(_, c)| crate::elementwise::Rows::Splat(T::from_f64(c))),
+        };
+        let (Some(a), Some(b), Some(d)) = (rows(u.a), rows(u.b), rows(u.d)) else {
+            return false;
+        };
+        let c = match u.c.map(rows) {
+            Some(None) => return false,
+            c => c.flatten(),
+        };
+        let first = start / cols;
+        for (i, out) in out.chunks_exact_mut(cols).enumerate() {
+            let r = first + i;
+            let row = |x: crate::elementwise::Rows<'a, T>| x.row(r, cols);
+            // (the operands' forms are the same in every row: the first decides)
+            if !update_operands(u.sub, row(a), row(b), c.map(row), row(d), out) {
+                debug_assert_eq!(i, 0, "every row has the first's forms");
+                return false;
+            }
+        }
+        true
+    }
+
     /// Evaluates the elements of `range` into `outs` and, when the range is all of them, the
     /// reductions into `sums`.
     fn run_range<T: Float, const FMA: bool>(
@@ -925,6 +980,14 @@ impl Program {
         sums: &mut [&mut [T]],
     ) {
         let (start, len) = (range.start, range.len());
+        if let [out] = outs {
+            if with_simd(
+                #[inline(always)]
+                || self.update_rows::<T>(sources, start, &mut out[..len]),
+            ) {
+                return;
+            }
+        }
         // A range shorter than a tile whose length is not a whole number of vectors runs
         // padded: its values (outputs included) live in registers of whole vectors, the
         // inputs copied in and the outputs copied out, so the polynomial kernels run their
@@ -1374,6 +1437,10 @@ struct Tiling {
 /// Tiles of an update program are this many times the usual tile (see `run_range`).
 const UPDATE_TILES: usize = 4;
 
+/// Rows at least this long run an update program a row at a time (see
+/// [`Program::update_rows`]); shorter ones are gathered by the tile loop.
+const UPDATE_ROW_MIN: usize = 256;
+
 /// Place `p`'s elements over a tile of `m`.
 ///
 /// # Safety
@@ -1438,18 +1505,32 @@ unsafe fn update_tile<T: Float>(
 ) -> bool {
     // SAFETY (all): the caller's promise.
     let operand = |p| unsafe { operand(places, p, m) };
-    let (a, mut b, mut c, d) = (operand(u.a), operand(u.b), u.c.map(operand), operand(u.d));
+    let (a, b, c, d) = (operand(u.a), operand(u.b), u.c.map(operand), operand(u.d));
+    let out = unsafe { std::slice::from_raw_parts_mut(places[registers].ptr, m) };
+    update_operands(u.sub, a, b, c, d, out)
+}
+
+/// `out = a ∓ (b·c)·d` over one run (see [`update_tile`]), when the operands allow: `a` and
+/// one of `b`, `c` as elements; `false`, having written nothing, when they do not.
+#[inline(always)]
+fn update_operands<'a, T: Float>(
+    sub: bool,
+    a: Operand<'a, T>,
+    mut b: Operand<'a, T>,
+    mut c: Option<Operand<'a, T>>,
+    d: Operand<'a, T>,
+    out: &mut [T],
+) -> bool {
     if let (Operand::Splat(_), Some(Operand::Slice(_))) = (b, c) {
         std::mem::swap(&mut b, c.as_mut().expect("matched"));
     }
     let (Operand::Slice(a), Operand::Slice(b)) = (a, b) else {
         return false;
     };
-    let out = unsafe { std::slice::from_raw_parts_mut(places[registers].ptr, m) };
     use Operand::{Slice as E, Splat as S};
     macro_rules! run {
         ($c:expr, $d:expr, $has_c:literal) => {
-            if u.sub {
+            if sub {
                 update_loop::<T, _, _, true, $has_c>(out, a, b, $c, $d)
             } else {
                 update_loop::<T, _, _, false, $has_c>(out, a, b, $c, $d)
@@ -1538,6 +1619,41 @@ mod tests {
     /// shorter and longer than a window, from every start, to every end, against the
     /// elements addressed one by one. The data is exactly as long as the layout needs, so the
     /// last runs' windows would read past it.
+    #[test]
+    fn a_strided_operand_gives_any_run_in_place_or_as_its_one_value() {
+        // three-dim layouts the coalescing keeps (inner runs contiguous, or one value
+        // repeated, under outer dims that do not merge), and two-dim ones
+        let base = Array::arange(0.0, 24.0, 1.0, DType::F64);
+        let layouts = [
+            (base.reshape(&[3, 2, 4]).permute(&[1, 0, 2]), vec![2, 3, 4]),
+            (base.narrow(0, 0, 8).reshape(&[2, 1, 4]), vec![2, 3, 4]),
+            (
+                base.narrow(0, 0, 6).reshape(&[3, 2, 1]).permute(&[1, 0, 2]),
+                vec![2, 3, 5],
+            ),
+            (base.narrow(0, 0, 5).reshape(&[1, 5]), vec![4, 5]),
+            (base.narrow(0, 0, 4).reshape(&[4, 1]), vec![4, 6]),
+        ];
+        for (a, shape) in layouts {
+            let want = a.expand(&shape).contiguous().to_f64_vec();
+            let n = want.len();
+            let source = Source::<f64>::of(&a, &shape, n, "test");
+            assert!(source.is_strided(), "{:?} to {shape:?}", a.shape());
+            let inner = shape[shape.len() - 1];
+            for start in 0..n {
+                for len in 1..=inner - start % inner {
+                    let what = format!("{:?} to {shape:?}, {start}..+{len}", a.shape());
+                    let elems = &want[start..start + len];
+                    match source.run_operand(start, len) {
+                        Some(Operand::Slice(s)) => assert_eq!(s, elems, "{what}"),
+                        Some(Operand::Splat(v)) => assert!(elems.iter().all(|&e| e == v), "{what}"),
+                        None => panic!("{what}: no run"),
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn gather_of_short_runs_gives_each_element_whatever_the_window() {
         for inner in [1usize, 3, 10, 15, 16, 17] {

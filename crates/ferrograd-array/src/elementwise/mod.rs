@@ -255,14 +255,20 @@ impl<T> Strided<'_, T> {
     fn run(&self, start: usize, len: usize) -> Option<(usize, isize)> {
         let nd = self.shape.len();
         let inner = *self.shape.last()?;
-        if start % inner + len > inner {
+        // (one division for the innermost dim and one per dim between it and the outermost,
+        // whose index is what is left: a tile of a fused update over a matrix asks this of
+        // each strided operand, and the divisions were most of its fixed cost)
+        let (mut rest, j) = (start / inner, start % inner);
+        if j + len > inner {
             return None;
         }
-        let mut rest = start;
-        let mut pos = self.offset as isize;
-        for d in (0..nd).rev() {
+        let mut pos = self.offset as isize + j as isize * self.strides[nd - 1];
+        for d in (1..nd - 1).rev() {
             pos += (rest % self.shape[d]) as isize * self.strides[d];
             rest /= self.shape[d];
+        }
+        if nd > 1 {
+            pos += rest as isize * self.strides[0];
         }
         Some((pos as usize, self.strides[nd - 1]))
     }
@@ -365,6 +371,35 @@ impl<'a, T: Element> Source<'a, T> {
         }
     }
 
+    /// For a strided source of two dims (once coalesced): the length of its rows.
+    pub(crate) fn strided_row(&self) -> Option<usize> {
+        match self {
+            Source::Strided(st) if st.shape.len() == 2 => Some(st.shape[1]),
+            _ => None,
+        }
+    }
+
+    /// How it is read a row at a time over a `[rows, cols]` view of the op's shape, when each
+    /// row is one run that is contiguous or one repeated value (a matrix, a row broadcast
+    /// down it, a column broadcast along it, one value); `None` for other layouts.
+    pub(crate) fn rows(&self, cols: usize) -> Option<Rows<'a, T>> {
+        match self {
+            Source::Slice(s) => Some(Rows::Slice(s)),
+            Source::Splat(v) => Some(Rows::Splat(*v)),
+            Source::Strided(st) => match (&st.shape[..], &st.strides[..]) {
+                (&[_, c], &[row, inner]) if c == cols && (inner == 0 || inner == 1) => {
+                    Some(Rows::Strided {
+                        data: st.data,
+                        offset: st.offset as isize,
+                        row,
+                        repeated: inner == 0,
+                    })
+                }
+                _ => None,
+            },
+        }
+    }
+
     /// Whether reading it gathers into a buffer.
     pub(crate) fn is_strided(&self) -> bool {
         matches!(self, Source::Strided(_))
@@ -386,6 +421,46 @@ impl<'a, T: Element> Source<'a, T> {
                 None => Operand::Slice(self.read(start, len, buf)),
             },
             s => Operand::Slice(s.read(start, len, buf)),
+        }
+    }
+}
+
+/// A [`Source`] read a row at a time (see [`Source::rows`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Rows<'a, T> {
+    /// Contiguous with the op's shape.
+    Slice(&'a [T]),
+    /// One value.
+    Splat(T),
+    /// Row `r` starts at `offset + r·row` in `data`: its elements in place, or (`repeated`)
+    /// that one element repeated.
+    Strided {
+        data: &'a [T],
+        offset: isize,
+        row: isize,
+        repeated: bool,
+    },
+}
+
+impl<'a, T: Copy> Rows<'a, T> {
+    /// Row `r`, of `cols` elements.
+    #[inline(always)]
+    pub(crate) fn row(self, r: usize, cols: usize) -> Operand<'a, T> {
+        match self {
+            Rows::Slice(s) => Operand::Slice(&s[r * cols..(r + 1) * cols]),
+            Rows::Splat(v) => Operand::Splat(v),
+            Rows::Strided {
+                data,
+                offset,
+                row,
+                repeated,
+            } => {
+                let at = (offset + r as isize * row) as usize;
+                match repeated {
+                    true => Operand::Splat(data[at]),
+                    false => Operand::Slice(&data[at..at + cols]),
+                }
+            }
         }
     }
 }
