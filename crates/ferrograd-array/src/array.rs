@@ -483,6 +483,17 @@ impl Array {
         T::slice_mut(buffer).expect("dtype checked above")
     }
 
+    /// Whether `self` is the only handle on a contiguous host buffer of exactly its elements
+    /// (so a kernel may write its result over it).
+    pub(crate) fn is_unique_buffer(&self) -> bool {
+        self.offset == 0
+            && self.is_contiguous()
+            && self.storage.len() == self.numel()
+            && Arc::strong_count(&self.storage) == 1
+            && Arc::weak_count(&self.storage) == 0
+            && self.device().is_cpu()
+    }
+
     /// Makes `self` the only handle on a contiguous buffer of exactly its elements (copying
     /// when it is a view or shared), so a kernel may update it in place.
     pub(crate) fn make_unique(&mut self) {

@@ -473,6 +473,9 @@ impl PartialEq for GpuKernel {
 struct Update {
     /// `a - …` rather than `a + …`.
     sub: bool,
+    /// The input `a` is, when it is one (not a constant): the input an update in place
+    /// writes over (see [`Program::run_in_place`]).
+    input: Option<usize>,
     a: usize,
     b: usize,
     c: Option<usize>,
@@ -524,7 +527,18 @@ impl Update {
             .iter()
             .filter(|i| matches!(i, Instr::Zip(..)))
             .count();
-        (computed == 2 + usize::from(c.is_some())).then_some(Update { sub, a, b, c, d })
+        let input = match instrs[a] {
+            Instr::Input(n) => Some(n),
+            _ => None,
+        };
+        (computed == 2 + usize::from(c.is_some())).then_some(Update {
+            sub,
+            input,
+            a,
+            b,
+            c,
+            d,
+        })
     }
 }
 
@@ -810,26 +824,7 @@ impl Program {
             }
         }
         for a in inputs {
-            if a.dtype() != dtype {
-                crate::error::dtype_fail(op, a.dtype(), dtype.name());
-            }
-            let (from, to) = (a.shape(), shape);
-            let fits = from.len() <= to.len()
-                && from
-                    .iter()
-                    .rev()
-                    .zip(to.iter().rev())
-                    .all(|(&f, &t)| f == t || f == 1);
-            if !fits {
-                fail(
-                    op,
-                    format_args!(
-                        "input of shape {} does not broadcast to {}",
-                        fmt_shape(a.shape()),
-                        fmt_shape(shape)
-                    ),
-                )
-            }
+            check_input(a, shape, dtype);
         }
         let shapes = (self.outputs.iter().map(|_| shape))
             .chain(self.reductions.iter().map(|r| &r.shape[..]));
@@ -848,6 +843,118 @@ impl Program {
         with_fma!(FMA => dispatch_float!(dtype, op, T => self.run_typed::<T, FMA>(inputs, shape, outs)))
     }
 
+    /// The input an update program (see [`is_one_loop`](Program::is_one_loop)) updates, when
+    /// it updates an input (`p` in `p - g·lr`): the one [`run_in_place`](Program::run_in_place)
+    /// can write over.
+    pub fn update_input(&self) -> Option<usize> {
+        self.update.and_then(|u| u.input)
+    }
+
+    /// Runs an update program with the input it updates ([`update_input`](Program::update_input))
+    /// given as `target`, and writes the result over it: a gradient step's new weights in the
+    /// old ones' buffer, which the one loop reads element by element just before writing each.
+    /// `inputs` are the program's inputs with that one `None`. Returns `false`, having changed
+    /// nothing, when the program updates no input, when `target` is not the only handle on a
+    /// contiguous host buffer of `shape` and `dtype`, or when an operand's layout could leave
+    /// a tile to the instruction-by-instruction path; the caller then runs
+    /// [`run`](Program::run) with a buffer of its own. The result is [`run`](Program::run)'s,
+    /// bit for bit.
+    ///
+    /// ```
+    /// use ferrograd_array::{Array, DType, Instr, Program, ZipFn};
+    /// // p - g·0.01, written over p
+    /// let program = Program::new(
+    ///     vec![
+    ///         Instr::Input(0),
+    ///         Instr::Input(1),
+    ///         Instr::Const(0.01),
+    ///         Instr::Zip(ZipFn::Mul, 1, 2),
+    ///         Instr::Zip(ZipFn::Sub, 0, 3),
+    ///     ],
+    ///     vec![4],
+    /// );
+    /// assert_eq!(program.update_input(), Some(0));
+    /// let g = Array::from_vec(vec![1.0f32; 1000], &[1000]);
+    /// let mut p = Array::from_vec(vec![2.0f32; 1000], &[1000]);
+    /// assert!(program.run_in_place(&[None, Some(&g)], &mut p, &[1000], DType::F32));
+    /// assert_eq!(p.to_vec::<f32>(), vec![2.0f32 - 0.01; 1000]);
+    /// ```
+    #[track_caller]
+    pub fn run_in_place(
+        &self,
+        inputs: &[Option<&Array>],
+        target: &mut Array,
+        shape: &[usize],
+        dtype: DType,
+    ) -> bool {
+        let op = "fused program";
+        let Some(k) = self.update_input() else {
+            return false;
+        };
+        if inputs.len() < self.inputs
+            || inputs
+                .iter()
+                .enumerate()
+                .any(|(i, a)| a.is_none() != (i == k))
+        {
+            fail(
+                op,
+                format_args!(
+                    "an update in place takes {} inputs, all but input {k} (the target) given",
+                    self.inputs
+                ),
+            )
+        }
+        for a in inputs.iter().flatten() {
+            check_input(a, shape, dtype);
+        }
+        if target.dtype() != dtype
+            || !same_shape(target.shape(), shape)
+            || !target.is_unique_buffer()
+        {
+            return false;
+        }
+        with_fma!(FMA => dispatch_float!(dtype, op, T => self.run_in_place_typed::<T, FMA>(k, inputs, target, shape)))
+    }
+
+    fn run_in_place_typed<T: Float, const FMA: bool>(
+        &self,
+        k: usize,
+        inputs: &[Option<&Array>],
+        target: &mut Array,
+        shape: &[usize],
+    ) -> bool {
+        let op = "fused program";
+        let n = numel(shape);
+        let u = self.update.expect("an update");
+        let mut sources: SmallVec<[Source<'_, T>; 8]> = SmallVec::new();
+        for a in inputs {
+            sources.push(match a {
+                Some(a) => Source::of(a, shape, n, op),
+                // (read from the target: the tiles point this input's place at it)
+                None => Source::Splat(T::zero()),
+            });
+        }
+        // every tile must run as the one loop (a factor read as elements in each), and the
+        // target must be read as `a` alone
+        let elements = |p: usize| {
+            (self.reads.iter().find(|&&(_, q)| q == p))
+                .is_some_and(|&(i, _)| sources[i].always_elements())
+        };
+        let one_loop = match u.c {
+            Some(c) => elements(u.b) || elements(c),
+            None => elements(u.b) || elements(u.d),
+        };
+        let read_once = (self.reads.iter()).all(|&(i, p)| i != k || p == u.a)
+            && ![Some(u.b), u.c, Some(u.d)].contains(&Some(u.a));
+        if !one_loop || !read_once {
+            return false;
+        }
+        let out = target.out_slice::<T>(shape, op);
+        self.run_split::<T, FMA>(&sources, smallvec::smallvec![out], SmallVec::new(), n, true);
+        true
+    }
+
     fn run_typed<T: Float, const FMA: bool>(
         &self,
         inputs: &[&Array],
@@ -863,17 +970,31 @@ impl Program {
             sources.push(Source::of(a, shape, n, op));
         }
         let (outs, reduced) = outs.split_at_mut(self.outputs.len());
-        let mut slices: SmallVec<[&mut [T]; 4]> = outs
+        let slices: SmallVec<[&mut [T]; 4]> = outs
             .iter_mut()
             .map(|o| o.as_mut().expect("filled above").out_slice::<T>(shape, op))
             .collect();
-        let mut sums: SmallVec<[&mut [T]; 2]> = (reduced.iter_mut().zip(&self.reductions))
+        let sums: SmallVec<[&mut [T]; 2]> = (reduced.iter_mut().zip(&self.reductions))
             .map(|(o, r)| {
                 o.as_mut()
                     .expect("filled above")
                     .out_slice::<T>(&r.shape, op)
             })
             .collect();
+        self.run_split::<T, FMA>(&sources, slices, sums, n, false);
+    }
+
+    /// The elements of every output (`slices`) and the reductions (`sums`) of `sources`, in
+    /// ranges on several threads when it pays. `alias`: the update's value `a` is read from
+    /// its output (see [`Program::run_in_place`]).
+    fn run_split<T: Float, const FMA: bool>(
+        &self,
+        sources: &[Source<'_, T>],
+        mut slices: SmallVec<[&mut [T]; 4]>,
+        mut sums: SmallVec<[&mut [T]; 2]>,
+        n: usize,
+        alias: bool,
+    ) {
         let min = parallel_min(self.transcendental);
         // ranges split at whole tiles, or at whole rows for an update run a row at a time
         let unit = match self.update {
@@ -901,7 +1022,7 @@ impl Program {
             }
             ranges.into_par_iter().for_each(|(start, mut outs)| {
                 let len = outs.first().map_or(0, |o| o.len());
-                self.run_range::<T, FMA>(&sources, start..start + len, &mut outs, &mut []);
+                self.run_range::<T, FMA>(sources, start..start + len, &mut outs, &mut [], alias);
             });
         } else if sums.is_empty() && crate::par::split(n, crate::elementwise::PAIR_MIN) {
             // two halves of whole tiles, one on the partner core when it is awake
@@ -912,13 +1033,12 @@ impl Program {
                 *s = head;
                 tails.push(tail);
             }
-            let sources = &sources;
             crate::partner::pair_if_awake(
-                &mut || self.run_range::<T, FMA>(sources, half..n, &mut tails, &mut []),
-                &mut || self.run_range::<T, FMA>(sources, 0..half, &mut slices, &mut []),
+                &mut || self.run_range::<T, FMA>(sources, half..n, &mut tails, &mut [], alias),
+                &mut || self.run_range::<T, FMA>(sources, 0..half, &mut slices, &mut [], alias),
             );
         } else {
-            self.run_range::<T, FMA>(&sources, 0..n, &mut slices, &mut sums);
+            self.run_range::<T, FMA>(sources, 0..n, &mut slices, &mut sums, alias);
         }
     }
 
@@ -936,6 +1056,7 @@ impl Program {
         sources: &[Source<'a, T>],
         start: usize,
         out: &mut [T],
+        alias: bool,
     ) -> bool {
         let Some(u) = self.update else { return false };
         let cols = match sources.iter().find_map(|s| s.strided_row()) {
@@ -962,7 +1083,8 @@ impl Program {
             let r = first + i;
             let row = |x: crate::elementwise::Rows<'a, T>| x.row(r, cols);
             // (the operands' forms are the same in every row: the first decides)
-            if !update_operands(u.sub, row(a), row(b), c.map(row), row(d), out) {
+            // (aliased, `a` is the row being written: its operand, a placeholder, unread)
+            if !update_operands(u.sub, alias, row(a), row(b), c.map(row), row(d), out) {
                 debug_assert_eq!(i, 0, "every row has the first's forms");
                 return false;
             }
@@ -978,12 +1100,13 @@ impl Program {
         range: std::ops::Range<usize>,
         outs: &mut [&mut [T]],
         sums: &mut [&mut [T]],
+        alias: bool,
     ) {
         let (start, len) = (range.start, range.len());
         if let [out] = outs {
             if with_simd(
                 #[inline(always)]
-                || self.update_rows::<T>(sources, start, &mut out[..len]),
+                || self.update_rows::<T>(sources, start, &mut out[..len], alias),
             ) {
                 return;
             }
@@ -999,7 +1122,9 @@ impl Program {
         // Up to one vector's worth of elements (16), the steps run on whole vectors held
         // in registers (see `vector_step`).
         let vector = self.update.is_none() && len <= VECTOR && 3 * len >= lanes;
-        let padded = vector || len < tile::<T>() && !len.is_multiple_of(lanes) && 3 * len >= lanes;
+        // (an update in place reads and writes its output's elements alone: never padded)
+        let padded =
+            vector || !alias && len < tile::<T>() && !len.is_multiple_of(lanes) && 3 * len >= lanes;
         let (tile, registers) = match (vector, padded) {
             (true, _) => (VECTOR, self.registers + outs.len()),
             (false, true) => (len.next_multiple_of(lanes), self.registers + outs.len()),
@@ -1015,6 +1140,7 @@ impl Program {
             tile,
             padded,
             vector,
+            alias,
         };
         T::with_scratch(registers * tile + self.partials, |file| {
             self.run_in::<T, FMA>(sources, start, outs, sums, tiling, file)
@@ -1052,6 +1178,7 @@ impl Program {
             tile,
             padded,
             vector,
+            alias,
         }: Tiling,
         file: &mut [T],
         outs: &mut [&mut [T]],
@@ -1171,6 +1298,10 @@ impl Program {
                     places[registers + j].ptr = o[at..at + m].as_mut_ptr();
                 }
             }
+            if let (true, Some(u)) = (alias, self.update) {
+                // the updated value is read where the result is written
+                places[u.a] = places[registers];
+            }
             // SAFETY (both calls): every place holds `width` elements from its `ptr` (a
             // register's first `width`, an output's tile, an input's elements from the tile's
             // first, all checked above; padded, every place is a register); the places are
@@ -1181,6 +1312,8 @@ impl Program {
                 Some(u) => unsafe { update_tile(u, &places, registers, width) },
                 None => false,
             };
+            // (`run_in_place` checked that every tile's operands allow the one loop)
+            assert!(done || !alias, "an update in place runs as one loop");
             if !done {
                 // A run that repeats one value (a row's factor in an outer product) is one
                 // value to the update, which reads it so; the steps read its elements.
@@ -1222,6 +1355,28 @@ impl Program {
         for fold in &mut folds {
             fold.finish();
         }
+    }
+}
+
+/// Panics unless `a` is of `dtype` and broadcasts to `shape` (a fused program's input).
+#[track_caller]
+fn check_input(a: &Array, shape: &[usize], dtype: DType) {
+    let op = "fused program";
+    if a.dtype() != dtype {
+        crate::error::dtype_fail(op, a.dtype(), dtype.name());
+    }
+    let from = a.shape();
+    let fits = from.len() <= shape.len()
+        && (from.iter().rev().zip(shape.iter().rev())).all(|(&f, &t)| f == t || f == 1);
+    if !fits {
+        fail(
+            op,
+            format_args!(
+                "input of shape {} does not broadcast to {}",
+                fmt_shape(from),
+                fmt_shape(shape)
+            ),
+        )
     }
 }
 
@@ -1432,6 +1587,8 @@ struct Tiling {
     padded: bool,
     /// Padded to one [`VECTOR`], run in vector form.
     vector: bool,
+    /// The update's value `a` is read from its output (see [`Program::run_in_place`]).
+    alias: bool,
 }
 
 /// Tiles of an update program are this many times the usual tile (see `run_range`).
@@ -1505,35 +1662,51 @@ unsafe fn update_tile<T: Float>(
 ) -> bool {
     // SAFETY (all): the caller's promise.
     let operand = |p| unsafe { operand(places, p, m) };
-    let (a, b, c, d) = (operand(u.a), operand(u.b), u.c.map(operand), operand(u.d));
+    // in place, `a` is read through the output's slice alone
+    let in_place = places[u.a].ptr == places[registers].ptr;
+    let a = match in_place {
+        true => Operand::Splat(T::zero()),
+        false => operand(u.a),
+    };
+    let (b, c, d) = (operand(u.b), u.c.map(operand), operand(u.d));
     let out = unsafe { std::slice::from_raw_parts_mut(places[registers].ptr, m) };
-    update_operands(u.sub, a, b, c, d, out)
+    update_operands(u.sub, in_place, a, b, c, d, out)
 }
 
 /// `out = a ∓ (b·c)·d` over one run (see [`update_tile`]), when the operands allow: `a` and
-/// one of `b`, `c` as elements; `false`, having written nothing, when they do not.
+/// one of `b`, `c` as elements; `false`, having written nothing, when they do not. `in_place`:
+/// `a` is `out`'s own elements (`a` unread), each read before it is written.
 #[inline(always)]
 fn update_operands<'a, T: Float>(
     sub: bool,
+    in_place: bool,
     a: Operand<'a, T>,
     mut b: Operand<'a, T>,
     mut c: Option<Operand<'a, T>>,
-    d: Operand<'a, T>,
+    mut d: Operand<'a, T>,
     out: &mut [T],
 ) -> bool {
     if let (Operand::Splat(_), Some(Operand::Slice(_))) = (b, c) {
         std::mem::swap(&mut b, c.as_mut().expect("matched"));
     }
-    let (Operand::Slice(a), Operand::Slice(b)) = (a, b) else {
-        return false;
+    // `a ∓ b·d` is `a ∓ d·b` bit for bit (`p - 0.01·g` as `p - g·0.01`)
+    if let (Operand::Splat(_), None, Operand::Slice(_)) = (b, c, d) {
+        std::mem::swap(&mut b, &mut d);
+    }
+    let a = match (in_place, a) {
+        (true, _) => &[][..],
+        (false, Operand::Slice(a)) => a,
+        (false, Operand::Splat(_)) => return false,
     };
+    let Operand::Slice(b) = b else { return false };
     use Operand::{Slice as E, Splat as S};
     macro_rules! run {
         ($c:expr, $d:expr, $has_c:literal) => {
-            if sub {
-                update_loop::<T, _, _, true, $has_c>(out, a, b, $c, $d)
-            } else {
-                update_loop::<T, _, _, false, $has_c>(out, a, b, $c, $d)
+            match (sub, in_place) {
+                (true, false) => update_loop::<T, _, _, true, $has_c, false>(out, a, b, $c, $d),
+                (false, false) => update_loop::<T, _, _, false, $has_c, false>(out, a, b, $c, $d),
+                (true, true) => update_loop::<T, _, _, true, $has_c, true>(out, a, b, $c, $d),
+                (false, true) => update_loop::<T, _, _, false, $has_c, true>(out, a, b, $c, $d),
             }
         };
     }
@@ -1571,9 +1744,17 @@ impl<T: Float> Lane<T> for T {
     }
 }
 
-/// `out = a ∓ (b·c)·d` (`a ∓ b·d` without `HAS_C`), each product rounded, then the sum.
+/// `out = a ∓ (b·c)·d` (`a ∓ b·d` without `HAS_C`), each product rounded, then the sum;
+/// `IN_PLACE`: `a` is `out` itself (and the slice `a` unread).
 #[inline(always)]
-fn update_loop<T: Float, C: Lane<T>, D: Lane<T>, const SUB: bool, const HAS_C: bool>(
+fn update_loop<
+    T: Float,
+    C: Lane<T>,
+    D: Lane<T>,
+    const SUB: bool,
+    const HAS_C: bool,
+    const IN_PLACE: bool,
+>(
     out: &mut [T],
     a: &[T],
     b: &[T],
@@ -1581,11 +1762,13 @@ fn update_loop<T: Float, C: Lane<T>, D: Lane<T>, const SUB: bool, const HAS_C: b
     d: D,
 ) {
     let n = out.len();
-    let (a, b) = (&a[..n], &b[..n]);
+    let a = if IN_PLACE { a } else { &a[..n] };
+    let b = &b[..n];
     for i in 0..n {
         let p = if HAS_C { b[i] * c.at(i) } else { b[i] };
         let t = p * d.at(i);
-        out[i] = if SUB { a[i] - t } else { a[i] + t };
+        let v = if IN_PLACE { out[i] } else { a[i] };
+        out[i] = if SUB { v - t } else { v + t };
     }
 }
 

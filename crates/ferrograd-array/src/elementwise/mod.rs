@@ -371,6 +371,16 @@ impl<'a, T: Element> Source<'a, T> {
         }
     }
 
+    /// Whether every run of it is read as elements, never as one repeated value (contiguous,
+    /// or strided with elements that change along the innermost dim).
+    pub(crate) fn always_elements(&self) -> bool {
+        match self {
+            Source::Slice(_) => true,
+            Source::Splat(_) => false,
+            Source::Strided(st) => st.strides.last() != Some(&0),
+        }
+    }
+
     /// For a strided source of two dims (once coalesced): the length of its rows.
     pub(crate) fn strided_row(&self) -> Option<usize> {
         match self {

@@ -313,8 +313,11 @@ fn a_gradient_step_update_runs_as_one_loop_and_matches_op_by_op() {
             rng.normal(&[1, 1], 0.0, 1.0, dtype),
             rng.normal(&[c, r], 0.0, 1.0, dtype).t(),
         ];
-        for x in &forms {
-            for g in &forms {
+        // the forms read as elements in every run: the matrix, the row broadcast down it,
+        // the transposed view (gathered); the column and the one value are repeated values
+        let elements = |form: usize| [0, 1, 4].contains(&form);
+        for (i, x) in forms.iter().enumerate() {
+            for (j, g) in forms.iter().enumerate() {
                 // (instrs, output, want)
                 let d = Array::scalar(0.01).to_dtype(dtype);
                 let xg = x.mul(g);
@@ -382,7 +385,33 @@ fn a_gradient_step_update_runs_as_one_loop_and_matches_op_by_op() {
                         g.shape()
                     );
                     let got = run(&prog, &[&p, x, g], &shape);
-                    assert_bits(&got[0], &want.expand(&shape).contiguous(), &what);
+                    let want = want.expand(&shape).contiguous();
+                    assert_bits(&got[0], &want, &what);
+                    // written over (a copy of) p: the same bits, whenever a factor is read as
+                    // elements in every run, and p unchanged otherwise
+                    assert_eq!(prog.update_input(), Some(0), "{what}");
+                    let mut target = Array::from_vec(p.to_f64_vec(), &shape).to_dtype(dtype);
+                    let done =
+                        prog.run_in_place(&[None, Some(x), Some(g)], &mut target, &shape, dtype);
+                    let one_loop = match k {
+                        4 => elements(i),
+                        _ => elements(i) || elements(j),
+                    };
+                    assert_eq!(done, one_loop, "{what}: in place");
+                    assert_bits(
+                        &target,
+                        if done { &want } else { &p },
+                        &format!("{what}, in place"),
+                    );
+                    // never over a buffer something else holds
+                    let mut target = Array::from_vec(p.to_f64_vec(), &shape).to_dtype(dtype);
+                    let held = target.clone();
+                    let inputs = [None, Some(x), Some(g)];
+                    assert!(
+                        !prog.run_in_place(&inputs, &mut target, &shape, dtype),
+                        "{what}"
+                    );
+                    assert_bits(&held, &p, &format!("{what}, held"));
                 }
             }
         }
