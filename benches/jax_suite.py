@@ -5,6 +5,7 @@ of 5 passes), and the compile time of the first call. The LSTM rows run the cell
 Python loop unrolled into the jitted step (as the Rust code and PyTorch eager write it) and
 once with `lax.scan`."""
 import time
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +34,9 @@ def labels(n):
 def sgd(loss):
     """One jitted SGD step of `loss(params, x, y)`."""
 
-    @jax.jit
+    # (the parameters donated: XLA writes the update over them, as ferrograd's compiled step
+    # with `call_donating` and PyTorch's in-place SGD do)
+    @partial(jax.jit, donate_argnums=0)
     def step(params, x, y):
         g = jax.grad(loss)(params, x, y)
         return jax.tree_util.tree_map(lambda p, g: p - 0.01 * g, params, g)
@@ -45,6 +48,7 @@ def run(name, loss, params, data, steps):
     """Times `steps` SGD steps on `data(i)`; returns (name, step time, compile time)."""
     step = sgd(loss)
     x, y = data(0)
+    params = jax.tree_util.tree_map(jnp.copy, params)  # (donated: the caller's stay usable)
     t = time.perf_counter()
     state = {"p": jax.block_until_ready(step(params, x, y))}
     compile_time = time.perf_counter() - t

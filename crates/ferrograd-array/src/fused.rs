@@ -891,6 +891,12 @@ impl Program {
         let Some(k) = self.update_input() else {
             return false;
         };
+        if target.dtype() != dtype
+            || !same_shape(target.shape(), shape)
+            || !target.is_unique_buffer()
+        {
+            return false;
+        }
         if inputs.len() < self.inputs
             || inputs
                 .iter()
@@ -907,12 +913,6 @@ impl Program {
         }
         for a in inputs.iter().flatten() {
             check_input(a, shape, dtype);
-        }
-        if target.dtype() != dtype
-            || !same_shape(target.shape(), shape)
-            || !target.is_unique_buffer()
-        {
-            return false;
         }
         with_fma!(FMA => dispatch_float!(dtype, op, T => self.run_in_place_typed::<T, FMA>(k, inputs, target, shape)))
     }

@@ -74,7 +74,9 @@ type Compiled = Option<(Duration, Duration)>;
 /// One workload's `grad` of plain tensor code in direct and in optimize mode, and its whole
 /// step compiled: the capture times (the first compiled calls), then `steps` SGD steps of
 /// each, alternating pass by pass, each updating its own copy of the parameters — with
-/// `step` (a `grad` and the update) or `whole` (the compiled step). Returns the direct step
+/// `step` (a `grad` and the update) or `whole` (the compiled step, called with its parameters
+/// donated, `call_donating`: the update writes them in place, as PyTorch's in-place SGD
+/// does and `jax.jit` with `donate_argnums` does in `benches/jax_suite.py`). Returns the direct step
 /// time, then optimize mode's and the compiled step's step and capture times.
 fn direct_and_optimized<P: Clone, F: Clone>(
     passes: usize,
@@ -82,15 +84,17 @@ fn direct_and_optimized<P: Clone, F: Clone>(
     f: F,
     params: P,
     step: impl Fn(&Grad<F>, &P, usize) -> P,
-    whole: impl Fn(&P, usize) -> P,
+    whole: impl Fn(P, usize) -> P,
 ) -> (Duration, Compiled, Compiled) {
     let (df, dq) = (grad(f.clone()), grad(f).optimize(true));
-    let (mut p, mut q, mut r) = (params.clone(), params.clone(), params);
+    let (mut p, mut q) = (params.clone(), params.clone());
+    // (the compiled step takes its parameters by value: `call_donating`)
+    let mut r = Some(params);
     let t = Instant::now();
     black_box(step(&dq, &q, 0));
     let capture = t.elapsed();
     let t = Instant::now();
-    black_box(whole(&r, 0));
+    r = Some(black_box(whole(r.take().expect("parameters"), 0)));
     let capture_whole = t.elapsed();
     let times = alternate::best_each(
         passes,
@@ -99,7 +103,7 @@ fn direct_and_optimized<P: Clone, F: Clone>(
         &mut [
             &mut |i| p = step(&df, &p, i),
             &mut |i| q = step(&dq, &q, i),
-            &mut |i| r = whole(&r, i),
+            &mut |i| r = Some(whole(r.take().expect("parameters"), i)),
         ],
     );
     (
@@ -187,7 +191,7 @@ fn main() {
             f,
             p,
             |df, p, i| sgd(p, &df.call(p, (&xs[i % 100], &ys[i % 100])).0),
-            |p, i| whole.call(p, (&xs[i % 100], &ys[i % 100])),
+            |p, i| whole.call_donating(p, (&xs[i % 100], &ys[i % 100])),
         );
         rows.push(Row {
             name: "logistic",
@@ -220,7 +224,7 @@ fn main() {
             mlp_ag,
             p,
             |df, p, i| sgd(p, &df.call(p, (&xs[i % 100], &ys[i % 100])).0),
-            |p, i| whole.call(p, (&xs[i % 100], &ys[i % 100])),
+            |p, i| whole.call_donating(p, (&xs[i % 100], &ys[i % 100])),
         );
         rows.push(Row {
             name: "mlp",
@@ -251,7 +255,7 @@ fn main() {
             mlp_ag,
             p,
             |df, p, _| sgd(p, &df.call(p, (&x, &y)).0),
-            |p, _| whole.call(p, (&x, &y)),
+            |p, _| whole.call_donating(p, (&x, &y)),
         );
         rows.push(Row {
             name,
@@ -298,7 +302,7 @@ fn main() {
             f,
             p,
             |df, p, _| sgd(p, &df.call(p, (&x, &y)).0),
-            |p, _| whole.call(p, (&x, &y)),
+            |p, _| whole.call_donating(p, (&x, &y)),
         );
         rows.push(Row {
             name: "cnn batched",
@@ -379,7 +383,7 @@ fn main() {
             lstm,
             q,
             |df, q, _| update(q, &df.call(q, (&x, &y)).0),
-            |q, _| whole.call(q, (&x, &y)),
+            |q, _| whole.call_donating(q, (&x, &y)),
         );
         rows.push(Row {
             name,
@@ -432,7 +436,7 @@ fn main() {
             f,
             params,
             |df, p, _| sgd(p, &df.call(p, (&x, &y)).0),
-            |p, _| whole.call(p, (&x, &y)),
+            |p, _| whole.call_donating(p, (&x, &y)),
         );
         rows.push(Row {
             name: "AutoModule batched",

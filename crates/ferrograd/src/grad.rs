@@ -645,6 +645,34 @@ impl<F> Grad<F> {
         self.run_inner(params, args, output_grad, Location::caller())
     }
 
+    /// A call with the parameters moved in (see
+    /// [`Compiled::call_donating`](crate::Compiled::call_donating)): the function's output
+    /// (no gradients).
+    #[track_caller]
+    pub(crate) fn run_donating<P, Args>(&self, params: P, args: Args) -> F::Output
+    where
+        P: Tree,
+        Args: ArgTree,
+        F: Differentiable<P, Args>,
+        F::Output: GradOutput,
+    {
+        assert!(
+            !self.config.with_gradients,
+            "ferrograd: internal: donated calls return no gradients"
+        );
+        let mut call = Donated {
+            f: &self.f,
+            params: Some(params),
+            args: Some(args),
+        };
+        let out = self.config.run(&mut call, None, Location::caller());
+        *out.output
+            .expect("forward on")
+            .into_any()
+            .downcast::<F::Output>()
+            .expect("the engine returns the function's output")
+    }
+
     /// The one generic step of a call: erase the types, run the engine, restore the types.
     fn run_inner<P, Args>(
         &self,
@@ -699,6 +727,12 @@ pub(crate) trait Call {
     /// Calls the function on the parameter tree rebuilt from `leaves` (the caller's own
     /// tree when `None`), using up the arguments.
     fn invoke(&mut self, leaves: Option<Vec<Tensor>>) -> Box<dyn DynOutput>;
+    /// For parameters moved into the call (donated): drops them, so that the engine's
+    /// copies are their only handles, and says so; after it the call must not read them.
+    /// Borrowed parameters stay (`false`).
+    fn release_params(&mut self) -> bool {
+        false
+    }
 }
 
 /// The [`Call`] of a function `F` of parameters `P` and arguments `Args`.
@@ -733,6 +767,54 @@ where
             None => self.f.invoke(self.params, args),
             Some(l) => self.f.invoke(&rebuild(self.params, l), args),
         })
+    }
+}
+
+/// The [`Call`] of a function with its parameters moved in (see [`Grad::run_donating`]).
+struct Donated<'a, F, P, Args> {
+    f: &'a F,
+    /// Until [`release_params`](Call::release_params).
+    params: Option<P>,
+    args: Option<Args>,
+}
+
+impl<F, P, Args> Donated<'_, F, P, Args> {
+    fn params(&self) -> &P {
+        self.params
+            .as_ref()
+            .expect("parameters are read before they are released")
+    }
+}
+
+impl<F, P, Args> Call for Donated<'_, F, P, Args>
+where
+    P: Tree,
+    Args: ArgTree,
+    F: Differentiable<P, Args>,
+    F::Output: GradOutput,
+{
+    fn param_leaves_into(&self, out: &mut Vec<Tensor>) {
+        leaves_into(self.params(), out);
+    }
+    fn param_names(&self) -> Vec<String> {
+        leaf_names(self.params())
+    }
+    fn param_structure(&self, key: &mut Vec<u64>) {
+        self.params().structure(key);
+    }
+    fn args(&mut self) -> &mut dyn ArgTree {
+        self.args.as_mut().expect("the arguments are used once")
+    }
+    fn invoke(&mut self, leaves: Option<Vec<Tensor>>) -> Box<dyn DynOutput> {
+        let args = self.args.take().expect("the arguments are used once");
+        Box::new(match leaves {
+            None => self.f.invoke(self.params(), args),
+            Some(l) => self.f.invoke(&rebuild(self.params(), l), args),
+        })
+    }
+    fn release_params(&mut self) -> bool {
+        self.params = None;
+        true
     }
 }
 

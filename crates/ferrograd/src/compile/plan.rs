@@ -833,6 +833,13 @@ impl Plan {
         self.written = written;
     }
 
+    /// Whether a replay can stop short of its end (a guard or a state read that sees what
+    /// no variant saw), handing the call back to a capture that reads the inputs again.
+    pub(crate) fn can_miss(&self) -> bool {
+        !matches!(self.root.end, End::Done(_))
+            || (self.root.exec.iter()).any(|s| matches!(s, Slot::StateRead { .. }))
+    }
+
     /// Runs the plan on `inputs` (the values of the input leaves, in order; taken out, the
     /// list kept for the next call), in `scratch` (kept between calls for its buffers; a
     /// fresh one works too).
@@ -897,7 +904,8 @@ impl Plan {
                     }
                     Slot::Fused { group, keep, drops } => {
                         if *keep {
-                            run_fused(group, generators, scratch, observer);
+                            let inputs = self.input_names.len();
+                            run_fused(group, generators, scratch, observer, drops, inputs);
                             for &d in drops {
                                 scratch.release(d);
                             }
@@ -991,12 +999,17 @@ impl Plan {
 
 /// Runs a fused group: its program, or its steps one by one when observed (a debugger or
 /// profiler reports every op) or on a device its program has no kernel for.
+/// An update of a plan input that dies at the group (`drops`; the first `n_inputs` values are
+/// the plan's inputs) is written over the input's buffer when nothing else holds it: a
+/// parameter passed to [`Compiled::call_donating`](crate::Compiled::call_donating).
 #[track_caller]
 fn run_fused<O: Observer>(
     group: &Group,
     generators: &mut [&mut crate::Generator],
     scratch: &mut Scratch,
     observer: &mut O,
+    drops: &[ValueId],
+    n_inputs: usize,
 ) {
     let device = (group.inputs.iter())
         .filter_map(|&i| scratch.values[i as usize].as_ref())
@@ -1007,6 +1020,9 @@ fn run_fused<O: Observer>(
         for step in &group.members {
             run_step(step, generators, scratch, observer);
         }
+        return;
+    }
+    if device.is_cpu() && update_in_place(group, scratch, drops, n_inputs) {
         return;
     }
     // last call's buffers, written in place when nothing else holds them
@@ -1028,6 +1044,61 @@ fn run_fused<O: Observer>(
         scratch.views[o] = false;
         scratch.values[o] = Some(out);
     }
+}
+
+/// [`run_fused`]'s update in place: `true` when it wrote the group's output over its input.
+fn update_in_place(
+    group: &Group,
+    scratch: &mut Scratch,
+    drops: &[ValueId],
+    n_inputs: usize,
+) -> bool {
+    let Some(k) = group.program.update_input() else {
+        return false;
+    };
+    let v = group.inputs[k];
+    let (&[o], true) = (
+        &group.outputs[..],
+        (v as usize) < n_inputs && drops.contains(&v),
+    ) else {
+        return false;
+    };
+    if group.inputs.iter().filter(|&&i| i == v).count() != 1 {
+        return false;
+    }
+    let (o, v) = (o as usize, v as usize);
+    // the output's last buffer is the input itself when the caller passed last call's
+    // result back: let go of it, or the input would never be the only handle
+    if let (Some(out), Some(input)) = (&scratch.values[o], &scratch.values[v]) {
+        if out.shares_storage(input) {
+            scratch.values[o] = None;
+        }
+    }
+    let Some(mut target) = scratch.values[v].take() else {
+        return false;
+    };
+    let done = {
+        let inputs: SmallVec<[Option<&Array>; 8]> = (group.inputs.iter())
+            .map(|&i| {
+                (i as usize != v).then(|| {
+                    scratch.values[i as usize]
+                        .as_ref()
+                        .expect("inputs are live")
+                })
+            })
+            .collect();
+        group
+            .program
+            .run_in_place(&inputs, &mut target, &group.shape, group.dtype)
+    };
+    if !done {
+        scratch.values[v] = Some(target);
+        return false;
+    }
+    scratch.keep[o] = kept(&target);
+    scratch.views[o] = false;
+    scratch.values[o] = Some(target);
+    true
 }
 
 #[track_caller]

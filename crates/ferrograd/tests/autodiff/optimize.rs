@@ -1392,3 +1392,97 @@ fn a_product_over_one_inner_element_becomes_a_multiply_fused_with_the_update() {
     assert_eq!(products(fused.plan_text()), 1, "{}", fused.plan_text());
     assert_eq!(products(unfused.plan_text()), 2, "{}", unfused.plan_text());
 }
+
+/// The address of a tensor's first element.
+fn address(t: &Tensor) -> usize {
+    t.value()
+        .as_slice::<f64>()
+        .expect("contiguous f64")
+        .as_ptr() as usize
+}
+
+/// A copy that shares no buffer with `p`.
+fn deep_copy(p: &Mlp) -> Mlp {
+    let copy = |t: &Tensor| Tensor::from_vec(t.to_f64_vec(), t.shape());
+    Mlp {
+        w1: copy(&p.w1),
+        b1: copy(&p.b1),
+        w2: copy(&p.w2),
+    }
+}
+
+fn sgd_step(p: &Mlp, x: &Tensor, y: &Tensor) -> Mlp {
+    let g = grad(mlp).call(p, (x, y)).0;
+    Mlp {
+        w1: &p.w1 - &(&g.w1 * 0.1),
+        b1: &p.b1 - &(&g.b1 * 0.1),
+        w2: &p.w2 - &(&g.w2 * 0.1),
+    }
+}
+
+/// `call_donating` writes a training step's new parameters over the old ones (the same
+/// buffers, call after call), with the bits of `call`; a parameter still held elsewhere is
+/// never written, and a plan that can hand the call back to a capture donates nothing.
+#[test]
+fn donated_parameters_are_updated_in_place_with_the_results_of_call() {
+    // (check mode verifies every replay against direct mode on the parameters: it donates
+    // nothing, and only the results are compared)
+    let checking = std::env::var_os("FERROGRAD_OPTIMIZE").is_some();
+    let (plain, donating) = (compile(sgd_step), compile(sgd_step));
+    let mut rng = Generator::new(21);
+    let mut p = mlp_params(&mut rng);
+    let mut q = deep_copy(&p);
+    for k in 0..6 {
+        let x = rand(&mut rng, &[5, 4], -1.0, 1.0);
+        let y = one_hot_rows(&mut rng, 5);
+        let before: Vec<usize> = ferrograd::leaves(&q).iter().map(address).collect();
+        p = plain.call(&p, (&x, &y));
+        q = donating.call_donating(q, (&x, &y));
+        assert_same_trees(&p, &q);
+        let after: Vec<usize> = ferrograd::leaves(&q).iter().map(address).collect();
+        // the capture and the first replay's outputs are new buffers; from then on the
+        // parameters stay where they are
+        if k >= 2 && !checking {
+            assert_eq!(before, after, "call {k}: updated in place");
+        }
+    }
+    // held elsewhere: left as it was
+    let held = q.w1.clone();
+    let kept = held.to_f64_vec();
+    let x = rand(&mut rng, &[5, 4], -1.0, 1.0);
+    let y = one_hot_rows(&mut rng, 5);
+    p = plain.call(&p, (&x, &y));
+    q = donating.call_donating(q, (&x, &y));
+    assert_same_trees(&p, &q);
+    assert_eq!(held.to_f64_vec(), kept, "a held parameter was written");
+    assert_ne!(address(&held), address(&q.w1));
+
+    // a branch on a value: the replay may miss and capture again from the parameters
+    let branchy = |p: &Mlp, x: &Tensor, y: &Tensor| {
+        let next = sgd_step(p, x, y);
+        if x.sum().item::<f64>() > 0.0 {
+            next
+        } else {
+            Mlp {
+                w1: &next.w1 * 0.5,
+                ..next
+            }
+        }
+    };
+    let (plain, donating) = (compile(branchy), compile(branchy));
+    let mut p = mlp_params(&mut rng);
+    let mut q = deep_copy(&p);
+    for k in 0..6 {
+        let x = rand(&mut rng, &[5, 4], -1.0, 1.0);
+        let y = one_hot_rows(&mut rng, 5);
+        let before = address(&q.w2);
+        p = plain.call(&p, (&x, &y));
+        q = donating.call_donating(q, (&x, &y));
+        assert_same_trees(&p, &q);
+        assert_ne!(
+            before,
+            address(&q.w2),
+            "call {k}: a plan that can miss donated"
+        );
+    }
+}
