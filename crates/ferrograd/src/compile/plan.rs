@@ -999,6 +999,7 @@ impl Plan {
 
 /// Runs a fused group: its program, or its steps one by one when observed (a debugger or
 /// profiler reports every op) or on a device its program has no kernel for.
+///
 /// An update of a plan input that dies at the group (`drops`; the first `n_inputs` values are
 /// the plan's inputs) is written over the input's buffer when nothing else holds it: a
 /// parameter passed to [`Compiled::call_donating`](crate::Compiled::call_donating).
