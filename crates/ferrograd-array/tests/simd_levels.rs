@@ -1,7 +1,8 @@
 //! Every vector path the machine supports, by capping the level the kernels may use: the
 //! elementwise kernels agree across levels (bit for bit, except f32 `exp`, `tanh` and
 //! `sigmoid` on the portable path, which has no fused multiply-add: within a few ulp), on
-//! each level a fused program equals its ops run one at a time, bit for bit, and the matrix
+//! each level a fused program equals its ops run one at a time, bit for bit (an update run
+//! a row at a time and written in place included), and the matrix
 //! products with a unit dimension match a naive loop.
 //!
 //! Its own test binary: the cap is process-wide, and tests running beside it in one process
@@ -56,6 +57,38 @@ fn results(x: &Array, y: &Array) -> Vec<(String, Array, Array)> {
     let mut outs = [None];
     update.run(&[x, y], &shape, x.dtype(), &mut outs);
     out.push(("update".into(), want, outs[0].take().expect("written")));
+    // an outer-product update over rows of 300 (run a row at a time, its operands a column
+    // and a row broadcast over the matrix), then the same written over its input in place
+    let dtype = x.dtype();
+    let p = Array::arange(0.0, 1200.0, 1.0, dtype)
+        .reshape(&[4, 300])
+        .mul_scalar(0.001);
+    let column = Array::arange(1.0, 5.0, 1.0, dtype).reshape(&[4, 1]);
+    let row = Array::arange(0.0, 300.0, 1.0, dtype).mul_scalar(0.01);
+    let outer = Program::new(
+        vec![
+            Instr::Input(0),
+            Instr::Input(1),
+            Instr::Input(2),
+            Instr::Zip(ZipFn::Mul, 1, 2),
+            Instr::Const(0.01),
+            Instr::Zip(ZipFn::Mul, 3, 4),
+            Instr::Zip(ZipFn::Sub, 0, 5),
+        ],
+        vec![6],
+    );
+    let want = p.sub(&column.mul(&row).mul_scalar(0.01));
+    let mut outs = [None];
+    outer.run(&[&p, &column, &row], &[4, 300], dtype, &mut outs);
+    out.push((
+        "outer update".into(),
+        want.clone(),
+        outs[0].take().expect("written"),
+    ));
+    let mut target = Array::from_vec(p.to_f64_vec(), &[4, 300]).to_dtype(dtype);
+    let inputs = [None, Some(&column), Some(&row)];
+    assert!(outer.run_in_place(&inputs, &mut target, &[4, 300], dtype));
+    out.push(("outer update in place".into(), want, target));
     out
 }
 
