@@ -660,9 +660,9 @@ impl<F> Grad<F> {
             !self.config.with_gradients,
             "ferrograd: internal: donated calls return no gradients"
         );
-        let mut call = Donated {
+        let mut call = Typed {
             f: &self.f,
-            params: Some(params),
+            params: Params::Donated(Some(params)),
             args: Some(args),
         };
         let out = self.config.run(&mut call, None, Location::caller());
@@ -689,7 +689,7 @@ impl<F> Grad<F> {
     {
         let mut call = Typed {
             f: &self.f,
-            params,
+            params: Params::Borrowed(params),
             args: Some(args),
         };
         let out = self.config.run(&mut call, output_grad, location);
@@ -738,55 +738,29 @@ pub(crate) trait Call {
 /// The [`Call`] of a function `F` of parameters `P` and arguments `Args`.
 struct Typed<'a, F, P, Args> {
     f: &'a F,
-    params: &'a P,
+    params: Params<'a, P>,
     args: Option<Args>,
+}
+
+/// A call's parameter tree: the caller's, or moved into the call (donated, see
+/// [`Grad::run_donating`]) until [`release_params`](Call::release_params).
+enum Params<'a, P> {
+    Borrowed(&'a P),
+    Donated(Option<P>),
+}
+
+impl<F, P, Args> Typed<'_, F, P, Args> {
+    fn params(&self) -> &P {
+        match &self.params {
+            Params::Borrowed(p) => p,
+            Params::Donated(p) => p
+                .as_ref()
+                .expect("parameters are read before they are released"),
+        }
+    }
 }
 
 impl<F, P, Args> Call for Typed<'_, F, P, Args>
-where
-    P: Tree,
-    Args: ArgTree,
-    F: Differentiable<P, Args>,
-    F::Output: GradOutput,
-{
-    fn param_leaves_into(&self, out: &mut Vec<Tensor>) {
-        leaves_into(self.params, out);
-    }
-    fn param_names(&self) -> Vec<String> {
-        leaf_names(self.params)
-    }
-    fn param_structure(&self, key: &mut Vec<u64>) {
-        self.params.structure(key);
-    }
-    fn args(&mut self) -> &mut dyn ArgTree {
-        self.args.as_mut().expect("the arguments are used once")
-    }
-    fn invoke(&mut self, leaves: Option<Vec<Tensor>>) -> Box<dyn DynOutput> {
-        let args = self.args.take().expect("the arguments are used once");
-        Box::new(match leaves {
-            None => self.f.invoke(self.params, args),
-            Some(l) => self.f.invoke(&rebuild(self.params, l), args),
-        })
-    }
-}
-
-/// The [`Call`] of a function with its parameters moved in (see [`Grad::run_donating`]).
-struct Donated<'a, F, P, Args> {
-    f: &'a F,
-    /// Until [`release_params`](Call::release_params).
-    params: Option<P>,
-    args: Option<Args>,
-}
-
-impl<F, P, Args> Donated<'_, F, P, Args> {
-    fn params(&self) -> &P {
-        self.params
-            .as_ref()
-            .expect("parameters are read before they are released")
-    }
-}
-
-impl<F, P, Args> Call for Donated<'_, F, P, Args>
 where
     P: Tree,
     Args: ArgTree,
@@ -813,8 +787,13 @@ where
         })
     }
     fn release_params(&mut self) -> bool {
-        self.params = None;
-        true
+        match &mut self.params {
+            Params::Borrowed(_) => false,
+            Params::Donated(p) => {
+                *p = None;
+                true
+            }
+        }
     }
 }
 
