@@ -938,8 +938,8 @@ impl Program {
         // every tile must run as the one loop (a factor read as elements in each), and the
         // target must be read as `a` alone
         let elements = |p: usize| {
-            (self.reads.iter().find(|&&(_, q)| q == p))
-                .is_some_and(|&(i, _)| sources[i].always_elements())
+            self.input_at(p)
+                .is_some_and(|i| sources[i].always_elements())
         };
         let one_loop = match u.c {
             Some(c) => elements(u.b) || elements(c),
@@ -997,12 +997,7 @@ impl Program {
     ) {
         let min = parallel_min(self.transcendental);
         // ranges split at whole tiles, or at whole rows for an update run a row at a time
-        let unit = match self.update {
-            Some(_) => (sources.iter().find_map(|s| s.strided_row()))
-                .filter(|&c| c >= UPDATE_ROW_MIN)
-                .unwrap_or(tile::<T>()),
-            None => tile::<T>(),
-        };
+        let unit = self.update_row(sources).unwrap_or(tile::<T>());
         if sums.is_empty() && crate::par::split(n, min) {
             // one range of whole tiles per thread, each with its own registers
             let parts = rayon::current_num_threads();
@@ -1054,20 +1049,17 @@ impl Program {
     fn update_rows<'a, T: Float>(
         &self,
         sources: &[Source<'a, T>],
+        cols: usize,
         start: usize,
         out: &mut [T],
         alias: bool,
     ) -> bool {
         let Some(u) = self.update else { return false };
-        let cols = match sources.iter().find_map(|s| s.strided_row()) {
-            Some(c) if c >= UPDATE_ROW_MIN => c,
-            _ => return false,
-        };
         if !start.is_multiple_of(cols) || !out.len().is_multiple_of(cols) {
             return false;
         }
-        let rows = |p: usize| match self.reads.iter().find(|&&(_, q)| q == p) {
-            Some(&(n, _)) => sources[n].rows(cols),
+        let rows = |p: usize| match self.input_at(p) {
+            Some(n) => sources[n].rows(cols),
             None => (self.consts.iter().find(|&&(q, _)| q == p))
                 .map(|&(_, c)| crate::elementwise::Rows::Splat(T::from_f64(c))),
         };
@@ -1092,6 +1084,19 @@ impl Program {
         true
     }
 
+    /// The row length an update program runs a row at a time over (see
+    /// [`update_rows`](Program::update_rows)): a strided operand's, when at least
+    /// [`UPDATE_ROW_MIN`]. Ranges on several threads split at its rows.
+    fn update_row<T: Float>(&self, sources: &[Source<'_, T>]) -> Option<usize> {
+        self.update?;
+        (sources.iter().find_map(|s| s.strided_row())).filter(|&c| c >= UPDATE_ROW_MIN)
+    }
+
+    /// The input read into place `p`, if one is.
+    fn input_at(&self, p: usize) -> Option<usize> {
+        (self.reads.iter().find(|&&(_, q)| q == p)).map(|&(n, _)| n)
+    }
+
     /// Evaluates the elements of `range` into `outs` and, when the range is all of them, the
     /// reductions into `sums`.
     fn run_range<T: Float, const FMA: bool>(
@@ -1103,10 +1108,10 @@ impl Program {
         alias: bool,
     ) {
         let (start, len) = (range.start, range.len());
-        if let [out] = outs {
+        if let (Some(cols), [out]) = (self.update_row(sources), &mut *outs) {
             if with_simd(
                 #[inline(always)]
-                || self.update_rows::<T>(sources, start, &mut out[..len], alias),
+                || self.update_rows::<T>(sources, cols, start, &mut out[..len], alias),
             ) {
                 return;
             }
