@@ -20,6 +20,10 @@
 //! one thread (`RAYON_NUM_THREADS=1`, say, to run several jobs side by side) nothing is
 //! handed to the pool at all.
 //!
+//! The `openblas` feature runs the matrix products on the system's OpenBLAS instead of
+//! `gemm` (Debian: `libopenblas-dev`), for machines where its kernels are faster; the
+//! default build is pure Rust.
+//!
 //! Programmer errors (shape, dtype, dim and index mismatches) panic with a message that
 //! names the op, the shapes and the caller's source line:
 //!
@@ -33,6 +37,8 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod array;
+#[cfg(feature = "openblas")]
+mod blas;
 mod conv;
 mod create;
 #[cfg(feature = "cuda")]

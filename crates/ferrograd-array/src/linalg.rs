@@ -83,6 +83,11 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
     if unsafe { crate::thin::product(m, n, k, c, a, b, accumulate) } {
         return;
     }
+    // SAFETY: the caller's operands, as received.
+    #[cfg(feature = "openblas")]
+    if parallel && unsafe { crate::blas::product(m, n, k, c, a, b, accumulate) } {
+        return;
+    }
     if a.cs == 1 && b.rs == 1 && b.cs != 1 && m > 1 && m < n && k >= 64 {
         // A row-major times a column-major B (`x Wᵀ` with W stored [out, in], or `G Wᵀ` in a
         // backward pass) with a short A. gemm 0.19 runs the transposed problem Cᵀ = Bᵀ Aᵀ,

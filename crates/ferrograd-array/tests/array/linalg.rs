@@ -417,3 +417,133 @@ fn accumulating_products_equal_adding_the_product_bit_for_bit() {
         "{err}"
     );
 }
+
+/// With the `openblas` feature, products from 8·10⁶ m·n·k run on OpenBLAS: `matmul` gives
+/// the bits of `cblas_sgemm`/`cblas_dgemm` called on the same memory, with each operand
+/// row-major, the transpose of a row-major matrix, or a narrowed view (a leading dimension
+/// past its columns), and the result added into an accumulator gives `out + a @ b`.
+#[cfg(feature = "openblas")]
+#[test]
+fn products_run_on_openblas_on_every_layout_it_takes() {
+    use cblas_sys::{cblas_dgemm, cblas_sgemm, CBLAS_LAYOUT, CBLAS_TRANSPOSE};
+    /// An operand: the array, its row-major storage, and (transposed, leading dimension).
+    struct Operand {
+        array: Array,
+        data: Vec<f64>,
+        trans: bool,
+        ld: usize,
+    }
+    fn operand(
+        rng: &mut Generator,
+        rows: usize,
+        cols: usize,
+        form: usize,
+        dtype: DType,
+    ) -> Operand {
+        let (array, trans, ld, stored) = match form {
+            0 => {
+                let a = rng.normal(&[rows, cols], 0.0, 1.0, dtype);
+                (a.clone(), false, cols, a)
+            }
+            1 => {
+                let a = rng.normal(&[cols, rows], 0.0, 1.0, dtype);
+                (a.t(), true, rows, a)
+            }
+            _ => {
+                let a = rng.normal(&[rows, cols + 3], 0.0, 1.0, dtype);
+                (a.narrow(1, 0, cols), false, cols + 3, a)
+            }
+        };
+        Operand {
+            array,
+            data: stored.to_f64_vec(),
+            trans,
+            ld,
+        }
+    }
+    let t = |trans: bool| {
+        if trans {
+            CBLAS_TRANSPOSE::CblasTrans
+        } else {
+            CBLAS_TRANSPOSE::CblasNoTrans
+        }
+    };
+    let mut rng = Generator::new(78);
+    for dtype in [DType::F32, DType::F64] {
+        for &(m, k, n) in &[
+            (64, 200, 800),
+            (1056, 100, 800),
+            (600, 64, 257),
+            (129, 257, 257),
+        ] {
+            for fa in 0..3 {
+                for fb in 0..3 {
+                    let a = operand(&mut rng, m, k, fa, dtype);
+                    let b = operand(&mut rng, k, n, fb, dtype);
+                    let got = a.array.matmul(&b.array);
+                    let (mi, ni, ki) = (m as i32, n as i32, k as i32);
+                    let (lda, ldb) = (a.ld as i32, b.ld as i32);
+                    let want = if dtype == DType::F32 {
+                        let av: Vec<f32> = a.data.iter().map(|&v| v as f32).collect();
+                        let bv: Vec<f32> = b.data.iter().map(|&v| v as f32).collect();
+                        let mut c = vec![0f32; m * n];
+                        // SAFETY: row-major buffers of the sizes the dims and leading
+                        // dimensions describe.
+                        unsafe {
+                            cblas_sgemm(
+                                CBLAS_LAYOUT::CblasRowMajor,
+                                t(a.trans),
+                                t(b.trans),
+                                mi,
+                                ni,
+                                ki,
+                                1.0,
+                                av.as_ptr(),
+                                lda,
+                                bv.as_ptr(),
+                                ldb,
+                                0.0,
+                                c.as_mut_ptr(),
+                                ni,
+                            )
+                        };
+                        Array::from_vec(c, &[m, n])
+                    } else {
+                        let mut c = vec![0f64; m * n];
+                        // SAFETY: as above.
+                        unsafe {
+                            cblas_dgemm(
+                                CBLAS_LAYOUT::CblasRowMajor,
+                                t(a.trans),
+                                t(b.trans),
+                                mi,
+                                ni,
+                                ki,
+                                1.0,
+                                a.data.as_ptr(),
+                                lda,
+                                b.data.as_ptr(),
+                                ldb,
+                                0.0,
+                                c.as_mut_ptr(),
+                                ni,
+                            )
+                        };
+                        Array::from_vec(c, &[m, n])
+                    };
+                    let case = format!("{dtype} {m}x{k}x{n} forms {fa} {fb}");
+                    assert!(got.bit_eq(&want), "{case}");
+                    // the same product on the naive loop, within rounding
+                    let (rtol, _) = tol(dtype);
+                    let exact = naive(&a.array.to_f64_vec(), &b.array.to_f64_vec(), m, k, n);
+                    let bound = rtol * 10.0 * (k as f64).sqrt();
+                    assert_close(&got.to_f64_vec(), &exact, bound, bound);
+                    let mut acc = rng.normal(&[m, n], 0.0, 1.0, dtype);
+                    let sum = acc.add(&got);
+                    a.array.matmul_acc_into(&b.array, &mut acc);
+                    assert!(acc.bit_eq(&sum), "accumulated: {case}");
+                }
+            }
+        }
+    }
+}
