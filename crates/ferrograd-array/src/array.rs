@@ -484,8 +484,17 @@ impl Array {
     }
 
     /// Whether `self` is the only handle on a contiguous host buffer of exactly its elements
-    /// (so a kernel may write its result over it).
-    pub(crate) fn is_unique_buffer(&self) -> bool {
+    /// (so a kernel may write its result over it, as
+    /// [`Program::run_over`](crate::Program::run_over) does).
+    ///
+    /// ```
+    /// use ferrograd_array::{Array, DType};
+    /// let a = Array::zeros(&[3, 4], DType::F32);
+    /// assert!(a.is_unique_buffer());
+    /// let b = a.clone();
+    /// assert!(!a.is_unique_buffer() && !b.t().is_unique_buffer());
+    /// ```
+    pub fn is_unique_buffer(&self) -> bool {
         self.offset == 0
             && self.is_contiguous()
             && self.storage.len() == self.numel()

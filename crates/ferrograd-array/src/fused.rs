@@ -797,19 +797,122 @@ impl Program {
         dtype: DType,
         outs: &mut [Option<Array>],
     ) {
+        self.check_arity(inputs.len(), outs.len());
+        for a in inputs {
+            check_input(a, shape, dtype);
+        }
+        self.prepare_outputs(shape, dtype, outs);
+        #[cfg(feature = "cuda")]
+        if inputs.iter().any(|a| !a.device().is_cpu()) {
+            return crate::cuda::fused::run(self, inputs, shape, dtype, outs);
+        }
         let op = "fused program";
-        let wanted = self.outputs.len() + self.reductions.len();
-        if inputs.len() < self.inputs || outs.len() != wanted {
+        with_fma!(FMA => dispatch_float!(dtype, op, T => self.run_typed::<T, FMA>(inputs, shape, outs)))
+    }
+
+    /// Runs the program as [`run`](Program::run) does, with outputs written over inputs: each
+    /// pair `(i, j)` of `over` writes output `j` over input `i`, which the caller passes as
+    /// `outs[j]` (moved in: the only handle on it) with `inputs[i]` `None`. Every tile's
+    /// elements of such an input are copied into its register before any step runs, so the
+    /// result is [`run`](Program::run)'s bit for bit, whatever reads the input after an
+    /// output is written: a momentum or Adam step's new weights and moments written over the
+    /// old ones, which a compiled step given them by
+    /// [`call_donating`](../ferrograd/struct.Compiled.html#method.call_donating) no longer
+    /// needs. Returns `false`, having changed nothing, when an `outs[j]` of a pair is not the
+    /// only handle on a contiguous host buffer of `shape` and `dtype`; the caller then runs
+    /// [`run`](Program::run) with buffers of its own.
+    ///
+    /// ```
+    /// use ferrograd_array::{Array, DType, Instr, Program, ZipFn};
+    /// // momentum SGD: v' = 0.9·v + g, p' = p - 0.1·v'
+    /// let program = Program::new(
+    ///     vec![
+    ///         Instr::Input(0), // p
+    ///         Instr::Input(1), // v
+    ///         Instr::Input(2), // g
+    ///         Instr::Const(0.9),
+    ///         Instr::Const(0.1),
+    ///         Instr::Zip(ZipFn::Mul, 3, 1),
+    ///         Instr::Zip(ZipFn::Add, 5, 2),
+    ///         Instr::Zip(ZipFn::Mul, 4, 6),
+    ///         Instr::Zip(ZipFn::Sub, 0, 7),
+    ///     ],
+    ///     vec![8, 6],
+    /// );
+    /// let g = Array::from_vec(vec![1.0f32; 1000], &[1000]);
+    /// let p = Array::from_vec(vec![2.0f32; 1000], &[1000]);
+    /// let v = Array::from_vec(vec![0.5f32; 1000], &[1000]);
+    /// let (p_at, v_at) = (p.storage_id(), v.storage_id());
+    /// let mut outs = [Some(p), Some(v)];
+    /// assert!(program.run_over(&[None, None, Some(&g)], &[(0, 0), (1, 1)], &[1000], DType::F32, &mut outs));
+    /// let [Some(p), Some(v)] = outs else { unreachable!() };
+    /// assert_eq!((p.storage_id(), v.storage_id()), (p_at, v_at));
+    /// assert_eq!(v.to_vec::<f32>(), vec![0.9f32 * 0.5 + 1.0; 1000]);
+    /// assert_eq!(p.to_vec::<f32>(), vec![2.0f32 - 0.1 * (0.9 * 0.5 + 1.0); 1000]);
+    /// ```
+    #[track_caller]
+    pub fn run_over(
+        &self,
+        inputs: &[Option<&Array>],
+        over: &[(usize, usize)],
+        shape: &[usize],
+        dtype: DType,
+        outs: &mut [Option<Array>],
+    ) -> bool {
+        let op = "fused program";
+        self.check_arity(inputs.len(), outs.len());
+        let paired = |i: usize| over.iter().any(|&(k, _)| k == i);
+        let valid = (over.iter().enumerate()).all(|(x, &(i, j))| {
+            i < inputs.len()
+                && j < self.outputs.len()
+                && over[..x].iter().all(|&(k, l)| k != i && l != j)
+        }) && (inputs.iter().enumerate()).all(|(i, a)| a.is_none() == paired(i));
+        if !valid {
             fail(
                 op,
                 format_args!(
-                    "it takes {} inputs and {wanted} outputs, got {} and {}",
-                    self.inputs,
-                    inputs.len(),
-                    outs.len()
+                    "writing over inputs takes distinct (input, output) pairs, each input \
+                     `None` exactly when paired, got {over:?} over {} inputs",
+                    inputs.len()
                 ),
             )
         }
+        let fits = over.iter().all(|&(_, j)| {
+            (outs[j].as_ref()).is_some_and(|o| {
+                o.dtype() == dtype && same_shape(o.shape(), shape) && o.is_unique_buffer()
+            })
+        });
+        if !fits {
+            return false;
+        }
+        for a in inputs.iter().flatten() {
+            check_input(a, shape, dtype);
+        }
+        self.prepare_outputs(shape, dtype, outs);
+        with_fma!(FMA => dispatch_float!(dtype, op, T => self.run_over_typed::<T, FMA>(inputs, over, shape, outs)));
+        true
+    }
+
+    /// Panics unless `inputs` and `outs` counts suit the program.
+    #[track_caller]
+    fn check_arity(&self, inputs: usize, outs: usize) {
+        let wanted = self.outputs.len() + self.reductions.len();
+        if inputs < self.inputs || outs != wanted {
+            fail(
+                "fused program",
+                format_args!(
+                    "it takes {} inputs and {wanted} outputs, got {inputs} and {outs}",
+                    self.inputs,
+                ),
+            )
+        }
+    }
+
+    /// Checks that the reductions divide `shape`, and gives each output slot that does not
+    /// hold an array of its shape and `dtype` a new one.
+    #[track_caller]
+    fn prepare_outputs(&self, shape: &[usize], dtype: DType, outs: &mut [Option<Array>]) {
+        let op = "fused program";
         for r in &self.reductions {
             let kept = r.kept();
             if kept == 0 || !numel(shape).is_multiple_of(kept) {
@@ -823,9 +926,6 @@ impl Program {
                 )
             }
         }
-        for a in inputs {
-            check_input(a, shape, dtype);
-        }
         let shapes = (self.outputs.iter().map(|_| shape))
             .chain(self.reductions.iter().map(|r| &r.shape[..]));
         for (out, shape) in outs.iter_mut().zip(shapes) {
@@ -836,11 +936,6 @@ impl Program {
                 *out = Some(Array::empty(shape, dtype));
             }
         }
-        #[cfg(feature = "cuda")]
-        if inputs.iter().any(|a| !a.device().is_cpu()) {
-            return crate::cuda::fused::run(self, inputs, shape, dtype, outs);
-        }
-        with_fma!(FMA => dispatch_float!(dtype, op, T => self.run_typed::<T, FMA>(inputs, shape, outs)))
     }
 
     /// The input an update program (see [`is_one_loop`](Program::is_one_loop)) updates, when
@@ -951,7 +1046,14 @@ impl Program {
             return false;
         }
         let out = target.out_slice::<T>(shape, op);
-        self.run_split::<T, FMA>(&sources, smallvec::smallvec![out], SmallVec::new(), n, true);
+        self.run_split::<T, FMA>(
+            &sources,
+            smallvec::smallvec![out],
+            SmallVec::new(),
+            n,
+            true,
+            &[],
+        );
         true
     }
 
@@ -969,6 +1071,39 @@ impl Program {
         for a in inputs {
             sources.push(Source::of(a, shape, n, op));
         }
+        self.run_sources::<T, FMA>(&sources, shape, outs, &[]);
+    }
+
+    fn run_over_typed<T: Float, const FMA: bool>(
+        &self,
+        inputs: &[Option<&Array>],
+        over: &[(usize, usize)],
+        shape: &[usize],
+        outs: &mut [Option<Array>],
+    ) {
+        let op = "fused program";
+        let n = numel(shape);
+        let mut sources: SmallVec<[Source<'_, T>; 8]> = SmallVec::new();
+        for a in inputs {
+            sources.push(match a {
+                Some(a) => Source::of(a, shape, n, op),
+                // (an input written over is read from its output: the tiles copy it)
+                None => Source::Slice(&[]),
+            });
+        }
+        self.run_sources::<T, FMA>(&sources, shape, outs, over);
+    }
+
+    /// The program over `sources` into `outs`, the outputs of `over` read as inputs too.
+    fn run_sources<T: Float, const FMA: bool>(
+        &self,
+        sources: &[Source<'_, T>],
+        shape: &[usize],
+        outs: &mut [Option<Array>],
+        over: &[(usize, usize)],
+    ) {
+        let op = "fused program";
+        let n = numel(shape);
         let (outs, reduced) = outs.split_at_mut(self.outputs.len());
         let slices: SmallVec<[&mut [T]; 4]> = outs
             .iter_mut()
@@ -981,12 +1116,13 @@ impl Program {
                     .out_slice::<T>(&r.shape, op)
             })
             .collect();
-        self.run_split::<T, FMA>(&sources, slices, sums, n, false);
+        self.run_split::<T, FMA>(sources, slices, sums, n, false, over);
     }
 
     /// The elements of every output (`slices`) and the reductions (`sums`) of `sources`, in
     /// ranges on several threads when it pays. `alias`: the update's value `a` is read from
-    /// its output (see [`Program::run_in_place`]).
+    /// its output (see [`Program::run_in_place`]); `over`: the (input, output) pairs whose
+    /// output is written over its input (see [`Program::run_over`]).
     fn run_split<T: Float, const FMA: bool>(
         &self,
         sources: &[Source<'_, T>],
@@ -994,6 +1130,7 @@ impl Program {
         mut sums: SmallVec<[&mut [T]; 2]>,
         n: usize,
         alias: bool,
+        over: &[(usize, usize)],
     ) {
         let min = parallel_min(self.transcendental);
         // ranges split at whole tiles, or at whole rows for an update run a row at a time
@@ -1017,7 +1154,8 @@ impl Program {
             }
             ranges.into_par_iter().for_each(|(start, mut outs)| {
                 let len = outs.first().map_or(0, |o| o.len());
-                self.run_range::<T, FMA>(sources, start..start + len, &mut outs, &mut [], alias);
+                let range = start..start + len;
+                self.run_range::<T, FMA>(sources, range, &mut outs, &mut [], alias, over);
             });
         } else if sums.is_empty() && crate::par::split(n, crate::elementwise::PAIR_MIN) {
             // two halves of whole tiles, one on the partner core when it is awake
@@ -1029,11 +1167,15 @@ impl Program {
                 tails.push(tail);
             }
             crate::partner::pair_if_awake(
-                &mut || self.run_range::<T, FMA>(sources, half..n, &mut tails, &mut [], alias),
-                &mut || self.run_range::<T, FMA>(sources, 0..half, &mut slices, &mut [], alias),
+                &mut || {
+                    self.run_range::<T, FMA>(sources, half..n, &mut tails, &mut [], alias, over)
+                },
+                &mut || {
+                    self.run_range::<T, FMA>(sources, 0..half, &mut slices, &mut [], alias, over)
+                },
             );
         } else {
-            self.run_range::<T, FMA>(sources, 0..n, &mut slices, &mut sums, alias);
+            self.run_range::<T, FMA>(sources, 0..n, &mut slices, &mut sums, alias, over);
         }
     }
 
@@ -1106,9 +1248,12 @@ impl Program {
         outs: &mut [&mut [T]],
         sums: &mut [&mut [T]],
         alias: bool,
+        over: &[(usize, usize)],
     ) {
         let (start, len) = (range.start, range.len());
-        if let (Some(cols), [out]) = (self.update_row(sources), &mut *outs) {
+        // (the row loop reads every operand in place: not with inputs written over)
+        let row = self.update_row(sources).filter(|_| over.is_empty());
+        if let (Some(cols), [out]) = (row, &mut *outs) {
             if with_simd(
                 #[inline(always)]
                 || self.update_rows::<T>(sources, cols, start, &mut out[..len], alias),
@@ -1146,6 +1291,7 @@ impl Program {
             padded,
             vector,
             alias,
+            over,
         };
         T::with_scratch(registers * tile + self.partials, |file| {
             self.run_in::<T, FMA>(sources, start, outs, sums, tiling, file)
@@ -1160,7 +1306,7 @@ impl Program {
         start: usize,
         outs: &mut [&mut [T]],
         sums: &mut [&mut [T]],
-        tiling: Tiling,
+        tiling: Tiling<'_>,
         file: &mut [T],
     ) {
         // The tile loop runs inside the vector path's target-feature function: a call out of
@@ -1184,7 +1330,8 @@ impl Program {
             padded,
             vector,
             alias,
-        }: Tiling,
+            over,
+        }: Tiling<'_>,
         file: &mut [T],
         outs: &mut [&mut [T]],
         sums: &mut [&mut [T]],
@@ -1261,6 +1408,16 @@ impl Program {
                     // SAFETY: register `p` is `tile` elements, as above
                     unsafe { std::slice::from_raw_parts_mut(file.add(p * tile + m), tile - m) }
                         .fill(T::zero());
+                }
+                if let Some(&(_, j)) = over.iter().find(|&&(i, _)| i == n) {
+                    // an input written over: its elements are the output's until a step
+                    // writes them, so every read of it is from this copy
+                    reg.copy_from_slice(&outs[j][at..at + m]);
+                    places[p] = Place {
+                        ptr: reg.as_mut_ptr(),
+                        one: None,
+                    };
+                    continue;
                 }
                 match &sources[n] {
                     Source::Slice(s) if padded => reg.copy_from_slice(&s[first..first + m]),
@@ -1586,7 +1743,7 @@ fast_functions!(
 /// How a range is cut into tiles: `len` elements in tiles of `tile`, or (`padded`) one tile
 /// of `len` elements run over `tile`, its whole vectors (see [`Program::run_range`]).
 #[derive(Clone, Copy)]
-struct Tiling {
+struct Tiling<'o> {
     len: usize,
     tile: usize,
     padded: bool,
@@ -1594,6 +1751,9 @@ struct Tiling {
     vector: bool,
     /// The update's value `a` is read from its output (see [`Program::run_in_place`]).
     alias: bool,
+    /// (input, output) pairs: the output is written over the input, whose elements each
+    /// tile copies into its register before any step runs (see [`Program::run_over`]).
+    over: &'o [(usize, usize)],
 }
 
 /// Tiles of an update program are this many times the usual tile (see `run_range`).

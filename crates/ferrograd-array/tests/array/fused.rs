@@ -537,3 +537,98 @@ fn a_select_on_a_comparison_is_where_on_the_bool_mask() {
         assert_bits(&run(&p, &[&x, &y], &[7, 300])[0], &want, "select");
     }
 }
+
+/// `run_over` writes outputs over inputs and gives `run`'s bits: an Adam step (`m' = 0.9 m +
+/// 0.1 g`, `v' = 0.999 v + 0.001 g²`, `p' = p - 0.01 m' / (√v' + 10⁻⁸)`) with its new weights
+/// and moments over the old ones, and paired crosswise (`m'` over `v`, which is read after
+/// `m'` is written: every read of an input written over must see the input), at every
+/// length form (one element, the vector form, padded, tiles, two halves, ranges on
+/// threads), in f32 and f64, with the gradient in full or broadcast along rows. The results
+/// lie in the inputs' buffers. A buffer held elsewhere is refused with nothing written, and
+/// pairs that do not match the `None` inputs are refused with the reason.
+#[test]
+fn outputs_written_over_inputs_give_the_bits_of_a_plain_run() {
+    use MapFn::Sqrt;
+    use ZipFn::{Add, Div, Mul, Sub};
+    let program = Program::new(
+        vec![
+            Instr::Input(0), // p
+            Instr::Input(1), // m
+            Instr::Input(2), // v
+            Instr::Input(3), // g
+            Instr::Const(0.9),
+            Instr::Zip(Mul, 4, 1),
+            Instr::Const(0.1),
+            Instr::Zip(Mul, 6, 3),
+            Instr::Zip(Add, 5, 7), // m'
+            Instr::Const(0.999),
+            Instr::Zip(Mul, 9, 2),
+            Instr::Zip(Mul, 3, 3),
+            Instr::Const(0.001),
+            Instr::Zip(Mul, 12, 11),
+            Instr::Zip(Add, 10, 13), // v'
+            Instr::Map(Sqrt, 14),
+            Instr::Const(1e-8),
+            Instr::Zip(Add, 15, 16),
+            Instr::Zip(Div, 8, 17),
+            Instr::Const(0.01),
+            Instr::Zip(Mul, 19, 18),
+            Instr::Zip(Sub, 0, 20), // p'
+        ],
+        vec![21, 8, 14],
+    );
+    let mut rng = Generator::new(19);
+    for dtype in [DType::F32, DType::F64] {
+        for rows in [1usize, 2, 5, 375, 9000, 131_072] {
+            let shape = [rows, 8];
+            for broadcast in [false, true] {
+                let g = match broadcast {
+                    true => rng.normal(&[8], 0.0, 1.0, dtype),
+                    false => rng.normal(&shape, 0.0, 1.0, dtype),
+                };
+                let p = rng.normal(&shape, 0.0, 1.0, dtype);
+                let m = rng.normal(&shape, 0.0, 0.1, dtype);
+                let v = rng.normal(&shape, 0.0, 0.1, dtype).abs();
+                let want = run(&program, &[&p, &m, &v, &g], &shape);
+                for over in [[(0, 0), (1, 1), (2, 2)], [(0, 0), (2, 1), (1, 2)]] {
+                    let case = format!("{dtype} {shape:?} broadcast {broadcast} over {over:?}");
+                    let (pc, mc, vc) = (p.copy(), m.copy(), v.copy());
+                    let ids = [pc.storage_id(), mc.storage_id(), vc.storage_id()];
+                    let mut inputs = [Some(pc), Some(mc), Some(vc)];
+                    let mut outs = vec![None, None, None];
+                    for &(i, j) in &over {
+                        outs[j] = inputs[i].take();
+                    }
+                    let given = [None, None, None, Some(&g)];
+                    assert!(
+                        program.run_over(&given, &over, &shape, dtype, &mut outs),
+                        "{case}"
+                    );
+                    for (j, (got, want)) in outs.iter().zip(&want).enumerate() {
+                        let got = got.as_ref().expect("written");
+                        assert_bits(got, want, &format!("{case}: output {j}"));
+                        let i = over.iter().find(|&&(_, o)| o == j).unwrap().0;
+                        assert_eq!(got.storage_id(), ids[i], "{case}: output {j} in place");
+                    }
+                }
+            }
+        }
+    }
+    // a held buffer is not written; pairs must match the inputs given as None
+    let shape = [100];
+    let x = rng.normal(&shape, 0.0, 1.0, DType::F32);
+    let g = rng.normal(&shape, 0.0, 1.0, DType::F32);
+    let held = x.copy();
+    let mut outs = vec![Some(held.clone()), None, None];
+    let given = [None, Some(&x), Some(&x), Some(&g)];
+    assert!(!program.run_over(&given, &[(0, 0)], &shape, DType::F32, &mut outs));
+    assert!(held.bit_eq(&x) && outs[1].is_none(), "nothing written");
+    let err = crate::common::panic_message(|| {
+        let mut outs = vec![Some(x.copy()), None, None];
+        program.run_over(&given, &[(1, 0)], &shape, DType::F32, &mut outs);
+    });
+    assert!(
+        err.contains("fused program") && err.contains("(1, 0)"),
+        "{err}"
+    );
+}

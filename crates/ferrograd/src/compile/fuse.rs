@@ -244,6 +244,8 @@ struct Waiting {
 struct Fuser<'a> {
     metas: &'a [Meta],
     uses: &'a [u32],
+    /// Values below this are the plan's inputs.
+    n_inputs: usize,
     open: Vec<Option<Open>>,
     /// The open group defining each value.
     owner: HashMap<ValueId, usize>,
@@ -276,7 +278,8 @@ impl Fuser<'_> {
                 self.reduced.remove(o);
             }
         }
-        self.out.extend(build(group, self.metas, self.uses));
+        self.out
+            .extend(build(group, self.metas, self.uses, self.n_inputs));
         let mut left = false;
         for w in self.waiting.iter_mut() {
             let ready = w
@@ -359,10 +362,16 @@ impl Fuser<'_> {
 /// Fuses one segment's slots (dead ones already removed). `uses[v]` counts every use of
 /// value `v` in the whole plan (steps, guards, returned values, state writes). Returns the
 /// slots in their new order, groups among them.
-pub(super) fn fuse_segment(slots: Vec<Slot>, metas: &[Meta], uses: &[u32]) -> Vec<Slot> {
+pub(super) fn fuse_segment(
+    slots: Vec<Slot>,
+    metas: &[Meta],
+    uses: &[u32],
+    n_inputs: usize,
+) -> Vec<Slot> {
     let mut f = Fuser {
         metas,
         uses,
+        n_inputs,
         open: Vec::new(),
         owner: HashMap::new(),
         out: Vec::with_capacity(slots.len()),
@@ -550,14 +559,22 @@ fn hoist(instrs: &mut Vec<Instr>, outputs: &mut [usize], reductions: &mut [Reduc
     }
 }
 
-fn build(open: Open, metas: &[Meta], uses: &[u32]) -> Vec<Slot> {
+fn build(open: Open, metas: &[Meta], uses: &[u32], n_inputs: usize) -> Vec<Slot> {
     let Open {
         shape,
         dtype,
         mut members,
         ..
     } = open;
-    if members.len() == 1 {
+    // One op stays a step, unless it reads a plan input of its shape: as a program of one
+    // instruction it can write over that input when the caller donates it (`0.9·v` of a
+    // momentum step, before the gradient's product is added into it).
+    let over_input = |m: &Step| {
+        reduction(m, metas).is_none()
+            && (m.inputs.iter())
+                .any(|&v| (v as usize) < n_inputs && metas[v as usize].shape[..] == shape[..])
+    };
+    if members.len() == 1 && !over_input(&members[0]) {
         return vec![Slot::step(members.pop().expect("one member"))];
     }
     let mut instrs: Vec<Instr> = Vec::new();

@@ -1412,8 +1412,9 @@ impl<F> Compiled<F> {
     /// of theirs that nothing else holds may be written over by the call. A training step
     /// that returns the new parameters (`p - g·lr`) then writes them in place of the old
     /// ones, as an in-place optimizer does, instead of into a second buffer per parameter:
-    /// half the memory, and a faster update (see the README's figures). Results are those
-    /// of [`call`](Compiled::call), bit for bit.
+    /// half the memory, and a faster update (see the README's figures). So does optimizer
+    /// state passed in and out beside them (a momentum step's velocities, Adam's moments).
+    /// Results are those of [`call`](Compiled::call), bit for bit.
     ///
     /// ```
     /// use ferrograd::{compile, grad, Tensor};

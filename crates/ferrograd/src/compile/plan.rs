@@ -814,15 +814,15 @@ impl Plan {
         if self.fuse {
             let mut uses = vec![0u32; n];
             count_uses(&self.root, &mut uses, &self.alias);
-            fn fuse(seg: &mut Segment, metas: &[Meta], uses: &[u32]) {
-                seg.exec = fuse_segment(std::mem::take(&mut seg.exec), metas, uses);
+            fn fuse(seg: &mut Segment, metas: &[Meta], uses: &[u32], inputs: usize) {
+                seg.exec = fuse_segment(std::mem::take(&mut seg.exec), metas, uses, inputs);
                 if let End::Guard { branches, .. } = &mut seg.end {
                     for (_, b) in branches {
-                        fuse(b, metas, uses);
+                        fuse(b, metas, uses, inputs);
                     }
                 }
             }
-            fuse(&mut self.root, &self.metas, &uses);
+            fuse(&mut self.root, &self.metas, &uses, self.input_names.len());
         }
         liveness(&mut self.root, n, true, &self.alias);
         schedule_reports(&mut self.root, &self.alias);
@@ -859,6 +859,25 @@ impl Plan {
         scratch.keep.resize(n, false);
         for (slot, input) in scratch.values.iter_mut().zip(inputs.drain(..)) {
             *slot = Some(input);
+        }
+        // Last call's outputs that come back as inputs (a training step's new parameters,
+        // passed back or donated): their slots let go, so that a donated one is the only
+        // handle on its buffer, which a kernel may then write over (a slot that kept it would
+        // only have made the next kernel take a new buffer: its reader holds it too).
+        if let End::Done(done) = &self.root.end {
+            let (inputs, rest) = scratch.values.split_at_mut(self.input_names.len());
+            for &o in &done.outputs {
+                let Some(slot) =
+                    rest.get_mut((self.alias[o as usize] as usize).wrapping_sub(inputs.len()))
+                else {
+                    continue;
+                };
+                if (slot.as_ref())
+                    .is_some_and(|a| inputs.iter().flatten().any(|i| i.shares_storage(a)))
+                {
+                    *slot = None;
+                }
+            }
         }
         let mut seg = &self.root;
         // state writes wait for the end: a replay that misses changes nothing
@@ -1000,9 +1019,13 @@ impl Plan {
 /// Runs a fused group: its program, or its steps one by one when observed (a debugger or
 /// profiler reports every op) or on a device its program has no kernel for.
 ///
-/// An update of a plan input that dies at the group (`drops`; the first `n_inputs` values are
-/// the plan's inputs) is written over the input's buffer when nothing else holds it: a
-/// parameter passed to [`Compiled::call_donating`](crate::Compiled::call_donating).
+/// Outputs are written over plan inputs that die at the group (`drops`; the first
+/// `n_inputs` values are the plan's inputs) and that nothing else holds: the parameters (and
+/// optimizer state) passed to [`Compiled::call_donating`](crate::Compiled::call_donating).
+/// An update `p ∓ g·lr` runs as its one loop reading `p` where it writes (see
+/// [`update_in_place`]); any other program copies each tile of such an input before it
+/// writes over it (a momentum or Adam step's weights and moments, see
+/// [`Program::run_over`](ferrograd_array::Program::run_over)).
 #[track_caller]
 fn run_fused<O: Observer>(
     group: &Group,
@@ -1032,7 +1055,7 @@ fn run_fused<O: Observer>(
         .iter()
         .map(|&o| scratch.values[o as usize].take())
         .collect();
-    {
+    if !(device.is_cpu() && run_over_inputs(group, scratch, drops, n_inputs, &mut outs)) {
         let inputs = live(&scratch.values, &group.inputs);
         group
             .program
@@ -1100,6 +1123,85 @@ fn update_in_place(
     scratch.views[o] = false;
     scratch.values[o] = Some(target);
     true
+}
+
+/// Whether `a` may be the only handle on its buffer once last call's outputs in `outs` are let
+/// go (as [`run_over_inputs`] does; [`Program::run_over`] then checks): a cheap test that
+/// keeps the inputs a caller still holds from being taken out and put back on every call.
+///
+/// [`Program::run_over`]: ferrograd_array::Program::run_over
+fn unique(a: &Array, outs: &[Option<Array>]) -> bool {
+    a.is_unique_buffer() || outs.iter().flatten().any(|o| o.shares_storage(a))
+}
+
+/// [`run_fused`]'s outputs written over dying plan inputs of their shape: `true` when the
+/// program ran so, its results in `outs` (which holds last call's buffers on entry).
+fn run_over_inputs(
+    group: &Group,
+    scratch: &mut Scratch,
+    drops: &[ValueId],
+    n_inputs: usize,
+    outs: &mut [Option<Array>],
+) -> bool {
+    let reads = |v: ValueId| group.inputs.iter().filter(|&&i| i == v).count();
+    // (input position, output position): each elementwise output over its own input
+    let mut over: SmallVec<[(usize, usize); 4]> = SmallVec::new();
+    for (k, &v) in group.inputs.iter().enumerate() {
+        let j = over.len();
+        let fits = (scratch.values[v as usize].as_ref()).is_some_and(|a| {
+            a.shape() == &group.shape[..] && a.dtype() == group.dtype && unique(a, outs)
+        });
+        if j < group.program.outputs().len()
+            && (v as usize) < n_inputs
+            && drops.contains(&v)
+            && reads(v) == 1
+            && fits
+        {
+            over.push((k, j));
+        }
+    }
+    if over.is_empty() {
+        return false;
+    }
+    // last call's output buffers that are these inputs (the caller passed last call's results
+    // back) are let go, or the inputs would never be the only handles
+    for out in outs.iter_mut() {
+        let mine = |o: &Array| {
+            (over.iter()).any(|&(k, _)| {
+                (scratch.values[group.inputs[k] as usize].as_ref())
+                    .is_some_and(|a| a.shares_storage(o))
+            })
+        };
+        if out.as_ref().is_some_and(mine) {
+            *out = None;
+        }
+    }
+    let mut held: SmallVec<[Option<Array>; 4]> = SmallVec::new();
+    for &(k, j) in &over {
+        let target = scratch.values[group.inputs[k] as usize].take();
+        held.push(std::mem::replace(&mut outs[j], target));
+    }
+    let done = {
+        let inputs: SmallVec<[Option<&Array>; 8]> = (group.inputs.iter().enumerate())
+            .map(|(k, &i)| {
+                (!over.iter().any(|&(p, _)| p == k)).then(|| {
+                    scratch.values[i as usize]
+                        .as_ref()
+                        .expect("inputs are live")
+                })
+            })
+            .collect();
+        group
+            .program
+            .run_over(&inputs, &over, &group.shape, group.dtype, outs)
+    };
+    if !done {
+        // (nothing was written: the inputs go back, and last call's buffers with them)
+        for (&(k, j), buffer) in over.iter().zip(held) {
+            scratch.values[group.inputs[k] as usize] = std::mem::replace(&mut outs[j], buffer);
+        }
+    }
+    done
 }
 
 #[track_caller]
@@ -1279,6 +1381,8 @@ fn write_segment(s: &mut String, seg: &Segment, depth: usize, alias: &[ValueId])
                 let outs: Vec<String> = group.outputs.iter().map(|o| format!("%{o}")).collect();
                 let (ops, sums) = (group.members.len(), group.program.reductions().len());
                 let what = match sums {
+                    // (one op reading an input of its shape, which it may write over)
+                    0 if ops == 1 => "elementwise op, as a program".to_string(),
                     0 => "elementwise ops in one pass".to_string(),
                     1 => "ops in one pass, one of them a sum".to_string(),
                     k => format!("ops in one pass, {k} of them sums"),

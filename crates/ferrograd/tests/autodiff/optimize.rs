@@ -1486,3 +1486,61 @@ fn donated_parameters_are_updated_in_place_with_the_results_of_call() {
         );
     }
 }
+
+/// A momentum step: the velocity `v' = 0.9 v + g` and the weights `p' = p - 0.1 v'`, the
+/// state passed in and out as one tree.
+fn momentum_step(state: &(Mlp, Mlp), x: &Tensor, y: &Tensor) -> (Mlp, Mlp) {
+    let (p, v) = state;
+    let g = grad(mlp).call(p, (x, y)).0;
+    let v = Mlp {
+        w1: &(&v.w1 * 0.9) + &g.w1,
+        b1: &(&v.b1 * 0.9) + &g.b1,
+        w2: &(&v.w2 * 0.9) + &g.w2,
+    };
+    let p = Mlp {
+        w1: &p.w1 - &(&v.w1 * 0.1),
+        b1: &p.b1 - &(&v.b1 * 0.1),
+        w2: &p.w2 - &(&v.w2 * 0.1),
+    };
+    (p, v)
+}
+
+/// `call_donating` writes a momentum step's new weights and velocities over the old ones
+/// (one fused program with two outputs per parameter, not the `p - g·lr` update's one loop),
+/// with the bits of `call`, call after call; a velocity still held elsewhere is never
+/// written.
+#[test]
+fn donated_weights_and_velocities_are_updated_in_place_with_the_results_of_call() {
+    let checking = std::env::var_os("FERROGRAD_OPTIMIZE").is_some();
+    let (plain, donating) = (compile(momentum_step), compile(momentum_step));
+    let mut rng = Generator::new(22);
+    let p = mlp_params(&mut rng);
+    let v = Mlp {
+        w1: p.w1.zeros_like(),
+        b1: p.b1.zeros_like(),
+        w2: p.w2.zeros_like(),
+    };
+    let mut s = (deep_copy(&p), deep_copy(&v));
+    let mut t = (deep_copy(&p), deep_copy(&v));
+    for k in 0..6 {
+        let x = rand(&mut rng, &[5, 4], -1.0, 1.0);
+        let y = one_hot_rows(&mut rng, 5);
+        let before: Vec<usize> = ferrograd::leaves(&t).iter().map(address).collect();
+        s = plain.call(&s, (&x, &y));
+        t = donating.call_donating(t, (&x, &y));
+        assert_same_trees(&s, &t);
+        let after: Vec<usize> = ferrograd::leaves(&t).iter().map(address).collect();
+        if k >= 2 && !checking {
+            assert_eq!(before, after, "call {k}: updated in place");
+        }
+    }
+    let held = t.1.w1.clone();
+    let kept = held.to_f64_vec();
+    let x = rand(&mut rng, &[5, 4], -1.0, 1.0);
+    let y = one_hot_rows(&mut rng, 5);
+    s = plain.call(&s, (&x, &y));
+    t = donating.call_donating(t, (&x, &y));
+    assert_same_trees(&s, &t);
+    assert_eq!(held.to_f64_vec(), kept, "a held velocity was written");
+    assert_ne!(address(&held), address(&t.1.w1));
+}
