@@ -112,47 +112,36 @@ pub(crate) unsafe fn product<T: Float>(
             unsafe { openblas_set_num_threads(threads) };
         }
     });
-    let layout = CBLAS_LAYOUT::CblasRowMajor;
-    let beta = if accumulate { 1.0 } else { 0.0 };
-    // SAFETY: the caller vouches for the operands; `operand` checked that each is the
-    // row-major matrix (or transpose) that the dims and leading dimensions describe, and
-    // T's dtype picks the routine of its element type.
-    unsafe {
-        match T::DTYPE {
-            DType::F32 => cblas_sgemm(
-                layout,
-                ta,
-                tb,
-                mi,
-                ni,
-                ki,
-                1.0,
-                a.ptr as *const f32,
-                lda,
-                b.ptr as *const f32,
-                ldb,
-                beta as f32,
-                c.ptr as *mut f32,
-                ldc,
-            ),
-            DType::F64 => cblas_dgemm(
-                layout,
-                ta,
-                tb,
-                mi,
-                ni,
-                ki,
-                1.0,
-                a.ptr as *const f64,
-                lda,
-                b.ptr as *const f64,
-                ldb,
-                beta,
-                c.ptr as *mut f64,
-                ldc,
-            ),
-            _ => return false,
-        }
+    // The routine of T's element type, called on the checked operands.
+    macro_rules! gemm {
+        ($routine:ident, $t:ty) => {
+            // SAFETY: the caller vouches for the operands; `operand` checked that each is
+            // the row-major matrix (or transpose) that the dims and leading dimensions
+            // describe, and T is `$t` (its dtype says so).
+            unsafe {
+                $routine(
+                    CBLAS_LAYOUT::CblasRowMajor,
+                    ta,
+                    tb,
+                    mi,
+                    ni,
+                    ki,
+                    1.0,
+                    a.ptr as *const $t,
+                    lda,
+                    b.ptr as *const $t,
+                    ldb,
+                    if accumulate { 1.0 } else { 0.0 },
+                    c.ptr as *mut $t,
+                    ldc,
+                )
+            }
+        };
+    }
+    match T::DTYPE {
+        DType::F32 => gemm!(cblas_sgemm, f32),
+        DType::F64 => gemm!(cblas_dgemm, f64),
+        _ => return false,
     }
     true
 }

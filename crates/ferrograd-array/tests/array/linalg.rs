@@ -483,53 +483,38 @@ fn products_run_on_openblas_on_every_layout_it_takes() {
                     let got = a.array.matmul(&b.array);
                     let (mi, ni, ki) = (m as i32, n as i32, k as i32);
                     let (lda, ldb) = (a.ld as i32, b.ld as i32);
-                    let want = if dtype == DType::F32 {
-                        let av: Vec<f32> = a.data.iter().map(|&v| v as f32).collect();
-                        let bv: Vec<f32> = b.data.iter().map(|&v| v as f32).collect();
-                        let mut c = vec![0f32; m * n];
-                        // SAFETY: row-major buffers of the sizes the dims and leading
-                        // dimensions describe.
-                        unsafe {
-                            cblas_sgemm(
-                                CBLAS_LAYOUT::CblasRowMajor,
-                                t(a.trans),
-                                t(b.trans),
-                                mi,
-                                ni,
-                                ki,
-                                1.0,
-                                av.as_ptr(),
-                                lda,
-                                bv.as_ptr(),
-                                ldb,
-                                0.0,
-                                c.as_mut_ptr(),
-                                ni,
-                            )
-                        };
-                        Array::from_vec(c, &[m, n])
-                    } else {
-                        let mut c = vec![0f64; m * n];
-                        // SAFETY: as above.
-                        unsafe {
-                            cblas_dgemm(
-                                CBLAS_LAYOUT::CblasRowMajor,
-                                t(a.trans),
-                                t(b.trans),
-                                mi,
-                                ni,
-                                ki,
-                                1.0,
-                                a.data.as_ptr(),
-                                lda,
-                                b.data.as_ptr(),
-                                ldb,
-                                0.0,
-                                c.as_mut_ptr(),
-                                ni,
-                            )
-                        };
-                        Array::from_vec(c, &[m, n])
+                    // OpenBLAS's routine for `$t` on the same operands
+                    macro_rules! cblas {
+                        ($routine:ident, $t:ty) => {{
+                            let av: Vec<$t> = a.data.iter().map(|&v| v as $t).collect();
+                            let bv: Vec<$t> = b.data.iter().map(|&v| v as $t).collect();
+                            let mut c: Vec<$t> = vec![0.0; m * n];
+                            // SAFETY: row-major buffers of the sizes the dims and leading
+                            // dimensions describe.
+                            unsafe {
+                                $routine(
+                                    CBLAS_LAYOUT::CblasRowMajor,
+                                    t(a.trans),
+                                    t(b.trans),
+                                    mi,
+                                    ni,
+                                    ki,
+                                    1.0,
+                                    av.as_ptr(),
+                                    lda,
+                                    bv.as_ptr(),
+                                    ldb,
+                                    0.0,
+                                    c.as_mut_ptr(),
+                                    ni,
+                                )
+                            };
+                            Array::from_vec(c, &[m, n])
+                        }};
+                    }
+                    let want = match dtype {
+                        DType::F32 => cblas!(cblas_sgemm, f32),
+                        _ => cblas!(cblas_dgemm, f64),
                     };
                     let case = format!("{dtype} {m}x{k}x{n} forms {fa} {fb}");
                     assert!(got.bit_eq(&want), "{case}");

@@ -1070,6 +1070,15 @@ fn run_fused<O: Observer>(
     }
 }
 
+/// A group's inputs, `None` for those taken out of their slots to be written over (the
+/// others are live by construction).
+fn left_in_slots<'a>(
+    values: &'a [Option<Array>],
+    ids: &[ValueId],
+) -> SmallVec<[Option<&'a Array>; 8]> {
+    ids.iter().map(|&i| values[i as usize].as_ref()).collect()
+}
+
 /// [`run_fused`]'s update in place: `true` when it wrote the group's output over its input.
 fn update_in_place(
     group: &Group,
@@ -1102,15 +1111,7 @@ fn update_in_place(
         return false;
     };
     let done = {
-        let inputs: SmallVec<[Option<&Array>; 8]> = (group.inputs.iter())
-            .map(|&i| {
-                (i as usize != v).then(|| {
-                    scratch.values[i as usize]
-                        .as_ref()
-                        .expect("inputs are live")
-                })
-            })
-            .collect();
+        let inputs = left_in_slots(&scratch.values, &group.inputs);
         group
             .program
             .run_in_place(&inputs, &mut target, &group.shape, group.dtype)
@@ -1182,15 +1183,7 @@ fn run_over_inputs(
         held.push(std::mem::replace(&mut outs[j], target));
     }
     let done = {
-        let inputs: SmallVec<[Option<&Array>; 8]> = (group.inputs.iter().enumerate())
-            .map(|(k, &i)| {
-                (!over.iter().any(|&(p, _)| p == k)).then(|| {
-                    scratch.values[i as usize]
-                        .as_ref()
-                        .expect("inputs are live")
-                })
-            })
-            .collect();
+        let inputs = left_in_slots(&scratch.values, &group.inputs);
         group
             .program
             .run_over(&inputs, &over, &group.shape, group.dtype, outs)
