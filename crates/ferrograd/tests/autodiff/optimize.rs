@@ -1544,3 +1544,67 @@ fn donated_weights_and_velocities_are_updated_in_place_with_the_results_of_call(
     assert_eq!(held.to_f64_vec(), kept, "a held velocity was written");
     assert_ne!(address(&held), address(&t.1.w1));
 }
+
+/// An Adam step with bias correction: the state (weights, first and second moments) passed
+/// in and out as one tree, the step count as a tensor argument.
+fn adam_step(state: &(Mlp, Mlp, Mlp), x: &Tensor, y: &Tensor, t: &Tensor) -> (Mlp, Mlp, Mlp) {
+    let (p, m, v) = state;
+    let g = grad(mlp).call(p, (x, y)).0;
+    // 1 / (1 - β^t) for β = 0.9 and 0.999
+    let (c1, c2) = (
+        (-(t * 0.9f64.ln()).exp() + 1.0).reciprocal(),
+        (-(t * 0.999f64.ln()).exp() + 1.0).reciprocal(),
+    );
+    let leaf = |p: &Tensor, m: &Tensor, v: &Tensor, g: &Tensor| {
+        let m = &(m * 0.9) + &(g * 0.1);
+        let v = &(v * 0.999) + &(&(g * g) * 0.001);
+        let step = &(&m * &c1) / &((&v * &c2).sqrt() + 1e-8);
+        (p - &(step * 0.01), m, v)
+    };
+    let (w1, m1, v1) = leaf(&p.w1, &m.w1, &v.w1, &g.w1);
+    let (b1, mb, vb) = leaf(&p.b1, &m.b1, &v.b1, &g.b1);
+    let (w2, m2, v2) = leaf(&p.w2, &m.w2, &v.w2, &g.w2);
+    (
+        Mlp { w1, b1, w2 },
+        Mlp {
+            w1: m1,
+            b1: mb,
+            w2: m2,
+        },
+        Mlp {
+            w1: v1,
+            b1: vb,
+            w2: v2,
+        },
+    )
+}
+
+/// `call_donating` writes an Adam step's new weights and both moments over the old ones,
+/// with the bits of `call`, call after call.
+#[test]
+fn donated_adam_state_is_updated_in_place_with_the_results_of_call() {
+    let checking = std::env::var_os("FERROGRAD_OPTIMIZE").is_some();
+    let (plain, donating) = (compile(adam_step), compile(adam_step));
+    let mut rng = Generator::new(23);
+    let p = mlp_params(&mut rng);
+    let zeros = || Mlp {
+        w1: p.w1.zeros_like(),
+        b1: p.b1.zeros_like(),
+        w2: p.w2.zeros_like(),
+    };
+    let mut s = (deep_copy(&p), zeros(), zeros());
+    let mut u = (deep_copy(&p), zeros(), zeros());
+    for k in 0..6 {
+        let x = rand(&mut rng, &[5, 4], -1.0, 1.0);
+        let y = one_hot_rows(&mut rng, 5);
+        let t = Tensor::scalar((k + 1) as f64);
+        let before: Vec<usize> = ferrograd::leaves(&u).iter().map(address).collect();
+        s = plain.call(&s, (&x, &y, &t));
+        u = donating.call_donating(u, (&x, &y, &t));
+        assert_same_trees(&s, &u);
+        let after: Vec<usize> = ferrograd::leaves(&u).iter().map(address).collect();
+        if k >= 2 && !checking {
+            assert_eq!(before, after, "call {k}: updated in place");
+        }
+    }
+}
