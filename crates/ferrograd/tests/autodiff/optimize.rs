@@ -1420,32 +1420,51 @@ fn sgd_step(p: &Mlp, x: &Tensor, y: &Tensor) -> Mlp {
     }
 }
 
+/// Six calls of a training step compiled twice, by `call` from `s` and by `call_donating`
+/// from `u` (equal states), each call's arguments from `args`: the same bits every call, and
+/// from the third call on the donated state's leaves stay where they are (the capture and
+/// the first replay return new buffers). Check mode verifies every replay against direct
+/// mode on the state, so it donates nothing, and only the results are compared there.
+/// Returns both states.
+fn assert_donated_in_place<S: Tree, A>(
+    mut s: S,
+    mut u: S,
+    mut args: impl FnMut() -> A,
+    plain: impl Fn(&S, &A) -> S,
+    donating: impl Fn(S, &A) -> S,
+) -> (S, S) {
+    let checking = std::env::var_os("FERROGRAD_OPTIMIZE").is_some();
+    for k in 0..6 {
+        let a = args();
+        let before: Vec<usize> = ferrograd::leaves(&u).iter().map(address).collect();
+        s = plain(&s, &a);
+        u = donating(u, &a);
+        assert_same_trees(&s, &u);
+        let after: Vec<usize> = ferrograd::leaves(&u).iter().map(address).collect();
+        if k >= 2 && !checking {
+            assert_eq!(before, after, "call {k}: updated in place");
+        }
+    }
+    (s, u)
+}
+
 /// `call_donating` writes a training step's new parameters over the old ones (the same
 /// buffers, call after call), with the bits of `call`; a parameter still held elsewhere is
 /// never written, and a plan that can hand the call back to a capture donates nothing.
 #[test]
 fn donated_parameters_are_updated_in_place_with_the_results_of_call() {
-    // (check mode verifies every replay against direct mode on the parameters: it donates
-    // nothing, and only the results are compared)
-    let checking = std::env::var_os("FERROGRAD_OPTIMIZE").is_some();
     let (plain, donating) = (compile(sgd_step), compile(sgd_step));
     let mut rng = Generator::new(21);
-    let mut p = mlp_params(&mut rng);
-    let mut q = deep_copy(&p);
-    for k in 0..6 {
-        let x = rand(&mut rng, &[5, 4], -1.0, 1.0);
-        let y = one_hot_rows(&mut rng, 5);
-        let before: Vec<usize> = ferrograd::leaves(&q).iter().map(address).collect();
-        p = plain.call(&p, (&x, &y));
-        q = donating.call_donating(q, (&x, &y));
-        assert_same_trees(&p, &q);
-        let after: Vec<usize> = ferrograd::leaves(&q).iter().map(address).collect();
-        // the capture and the first replay's outputs are new buffers; from then on the
-        // parameters stay where they are
-        if k >= 2 && !checking {
-            assert_eq!(before, after, "call {k}: updated in place");
-        }
-    }
+    let p = mlp_params(&mut rng);
+    let q = deep_copy(&p);
+    let batch = |rng: &mut Generator| (rand(rng, &[5, 4], -1.0, 1.0), one_hot_rows(rng, 5));
+    let (mut p, mut q) = assert_donated_in_place(
+        p,
+        q,
+        || batch(&mut rng),
+        |p, (x, y)| plain.call(p, (x, y)),
+        |q, (x, y)| donating.call_donating(q, (x, y)),
+    );
     // held elsewhere: left as it was
     let held = q.w1.clone();
     let kept = held.to_f64_vec();
@@ -1511,7 +1530,6 @@ fn momentum_step(state: &(Mlp, Mlp), x: &Tensor, y: &Tensor) -> (Mlp, Mlp) {
 /// written.
 #[test]
 fn donated_weights_and_velocities_are_updated_in_place_with_the_results_of_call() {
-    let checking = std::env::var_os("FERROGRAD_OPTIMIZE").is_some();
     let (plain, donating) = (compile(momentum_step), compile(momentum_step));
     let mut rng = Generator::new(22);
     let p = mlp_params(&mut rng);
@@ -1520,20 +1538,18 @@ fn donated_weights_and_velocities_are_updated_in_place_with_the_results_of_call(
         b1: p.b1.zeros_like(),
         w2: p.w2.zeros_like(),
     };
-    let mut s = (deep_copy(&p), deep_copy(&v));
-    let mut t = (deep_copy(&p), deep_copy(&v));
-    for k in 0..6 {
-        let x = rand(&mut rng, &[5, 4], -1.0, 1.0);
-        let y = one_hot_rows(&mut rng, 5);
-        let before: Vec<usize> = ferrograd::leaves(&t).iter().map(address).collect();
-        s = plain.call(&s, (&x, &y));
-        t = donating.call_donating(t, (&x, &y));
-        assert_same_trees(&s, &t);
-        let after: Vec<usize> = ferrograd::leaves(&t).iter().map(address).collect();
-        if k >= 2 && !checking {
-            assert_eq!(before, after, "call {k}: updated in place");
-        }
-    }
+    let (s, t) = (
+        (deep_copy(&p), deep_copy(&v)),
+        (deep_copy(&p), deep_copy(&v)),
+    );
+    let batch = |rng: &mut Generator| (rand(rng, &[5, 4], -1.0, 1.0), one_hot_rows(rng, 5));
+    let (mut s, mut t) = assert_donated_in_place(
+        s,
+        t,
+        || batch(&mut rng),
+        |s, (x, y)| plain.call(s, (x, y)),
+        |t, (x, y)| donating.call_donating(t, (x, y)),
+    );
     let held = t.1.w1.clone();
     let kept = held.to_f64_vec();
     let x = rand(&mut rng, &[5, 4], -1.0, 1.0);
@@ -1583,7 +1599,6 @@ fn adam_step(state: &(Mlp, Mlp, Mlp), x: &Tensor, y: &Tensor, t: &Tensor) -> (Ml
 /// with the bits of `call`, call after call.
 #[test]
 fn donated_adam_state_is_updated_in_place_with_the_results_of_call() {
-    let checking = std::env::var_os("FERROGRAD_OPTIMIZE").is_some();
     let (plain, donating) = (compile(adam_step), compile(adam_step));
     let mut rng = Generator::new(23);
     let p = mlp_params(&mut rng);
@@ -1592,19 +1607,24 @@ fn donated_adam_state_is_updated_in_place_with_the_results_of_call() {
         b1: p.b1.zeros_like(),
         w2: p.w2.zeros_like(),
     };
-    let mut s = (deep_copy(&p), zeros(), zeros());
-    let mut u = (deep_copy(&p), zeros(), zeros());
-    for k in 0..6 {
-        let x = rand(&mut rng, &[5, 4], -1.0, 1.0);
-        let y = one_hot_rows(&mut rng, 5);
-        let t = Tensor::scalar((k + 1) as f64);
-        let before: Vec<usize> = ferrograd::leaves(&u).iter().map(address).collect();
-        s = plain.call(&s, (&x, &y, &t));
-        u = donating.call_donating(u, (&x, &y, &t));
-        assert_same_trees(&s, &u);
-        let after: Vec<usize> = ferrograd::leaves(&u).iter().map(address).collect();
-        if k >= 2 && !checking {
-            assert_eq!(before, after, "call {k}: updated in place");
-        }
-    }
+    let (s, u) = (
+        (deep_copy(&p), zeros(), zeros()),
+        (deep_copy(&p), zeros(), zeros()),
+    );
+    let mut step = 0.0;
+    let batch = || {
+        step += 1.0;
+        let (x, y) = (
+            rand(&mut rng, &[5, 4], -1.0, 1.0),
+            one_hot_rows(&mut rng, 5),
+        );
+        (x, y, Tensor::scalar(step))
+    };
+    assert_donated_in_place(
+        s,
+        u,
+        batch,
+        |s, (x, y, t)| plain.call(s, (x, y, t)),
+        |u, (x, y, t)| donating.call_donating(u, (x, y, t)),
+    );
 }
