@@ -864,17 +864,19 @@ impl Plan {
         // passed back or donated): their slots let go, so that a donated one is the only
         // handle on its buffer, which a kernel may then write over (a slot that kept it would
         // only have made the next kernel take a new buffer: its reader holds it too).
+        // (the inputs' buffers sorted, so a tree of many leaves costs a search per output)
         if let End::Done(done) = &self.root.end {
             let (inputs, rest) = scratch.values.split_at_mut(self.input_names.len());
+            let mut buffers: SmallVec<[usize; 16]> =
+                inputs.iter().flatten().map(Array::storage_id).collect();
+            buffers.sort_unstable();
             for &o in &done.outputs {
                 let Some(slot) =
                     rest.get_mut((self.alias[o as usize] as usize).wrapping_sub(inputs.len()))
                 else {
                     continue;
                 };
-                if (slot.as_ref())
-                    .is_some_and(|a| inputs.iter().flatten().any(|i| i.shares_storage(a)))
-                {
+                if (slot.as_ref()).is_some_and(|a| buffers.binary_search(&a.storage_id()).is_ok()) {
                     *slot = None;
                 }
             }
@@ -1149,14 +1151,14 @@ fn run_over_inputs(
     let mut over: SmallVec<[(usize, usize); 4]> = SmallVec::new();
     for (k, &v) in group.inputs.iter().enumerate() {
         let j = over.len();
-        let fits = (scratch.values[v as usize].as_ref()).is_some_and(|a| {
+        let fits = |a: &Array| {
             a.shape() == &group.shape[..] && a.dtype() == group.dtype && unique(a, outs)
-        });
+        };
         if j < group.program.outputs().len()
             && (v as usize) < n_inputs
             && drops.contains(&v)
             && reads(v) == 1
-            && fits
+            && scratch.values[v as usize].as_ref().is_some_and(fits)
         {
             over.push((k, j));
         }
