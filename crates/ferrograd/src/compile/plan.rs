@@ -1154,8 +1154,12 @@ fn run_over_inputs(
         let fits = |a: &Array| {
             a.shape() == &group.shape[..] && a.dtype() == group.dtype && unique(a, outs)
         };
+        // a plan input (donated), or a value of the plan's own that is not kept in its slot
+        // between calls (a large one, whose buffer would go back to the array layer's cache
+        // here anyway)
+        let own = (v as usize) < n_inputs || !scratch.keep[v as usize];
         if j < group.program.outputs().len()
-            && (v as usize) < n_inputs
+            && own
             && drops.contains(&v)
             && reads(v) == 1
             && scratch.values[v as usize].as_ref().is_some_and(fits)

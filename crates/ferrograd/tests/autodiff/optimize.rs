@@ -1628,3 +1628,63 @@ fn donated_adam_state_is_updated_in_place_with_the_results_of_call() {
         |u, (x, y, t)| donating.call_donating(u, (x, y, t)),
     );
 }
+
+/// A replayed Adam step donated its state allocates one buffer of the weight's size at its
+/// peak, the gradient's: the new weights and moments are written over the old ones, and
+/// values that die inside the step (`0.999·v` in a group of its own) are written over too.
+/// Called without donating, it allocates the new state and the gradient, no more.
+#[test]
+fn a_donated_adam_step_holds_one_new_buffer_at_its_peak() {
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+        return; // check mode runs every call in direct mode as well
+    }
+    fn loss(p: &Tensor, x: &Tensor) -> Tensor {
+        x.matmul(p).tanh().sum()
+    }
+    fn step(s: &(Tensor, Tensor, Tensor), x: &Tensor, t: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let (p, m, v) = s;
+        let g = grad(loss).call(p, (x,)).0;
+        let c1 = (-(t * 0.9f64.ln()).exp() + 1.0).reciprocal();
+        let c2 = (-(t * 0.999f64.ln()).exp() + 1.0).reciprocal();
+        let m = &(m * 0.9) + &(&g * 0.1);
+        let v = &(v * 0.999) + &(&(&g * &g) * 0.001);
+        let update = &(&m * &c1) / &((&v * &c2).sqrt() + 1e-8);
+        (p - &(update * 0.001), m, v)
+    }
+    let n = 256; // 256 KB per f32 buffer: past the size the plan keeps in its slots
+    let bytes = n * n * 4;
+    let mut rng = Generator::new(24);
+    let x = Tensor::new(rng.normal(&[8, n], 0.0, 1.0, DType::F32));
+    let mut state = || {
+        let p = Tensor::new(rng.normal(&[n, n], 0.0, 0.01, DType::F32));
+        (
+            p,
+            Tensor::zeros(&[n, n], DType::F32),
+            Tensor::zeros(&[n, n], DType::F32),
+        )
+    };
+    let (mut s, mut u) = (state(), state());
+    let (plain, donating) = (compile(step), compile(step));
+    for k in 0..3 {
+        let t = Tensor::scalar((k + 1) as f32);
+        s = plain.call(&s, (&x, &t));
+        u = donating.call_donating(u, (&x, &t));
+    }
+    let t = Tensor::scalar(4.0f32);
+    let meter = ferrograd::array::MemoryMeter::start();
+    u = donating.call_donating(u, (&x, &t));
+    let donated = meter.peak_bytes();
+    meter.reset_peak();
+    s = plain.call(&s, (&x, &t));
+    let plain_peak = meter.peak_bytes();
+    drop(meter);
+    assert!(
+        donated <= bytes + 64 * 1024,
+        "donated: {donated} bytes at the peak"
+    );
+    assert!(
+        plain_peak <= 4 * bytes + 64 * 1024,
+        "call: {plain_peak} bytes at the peak"
+    );
+    let _ = (&s, &u);
+}
