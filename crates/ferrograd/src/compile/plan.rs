@@ -1027,7 +1027,8 @@ impl Plan {
 /// An update `p ∓ g·lr` runs as its one loop reading `p` where it writes (see
 /// [`update_in_place`]); any other program copies each tile of such an input before it
 /// writes over it (a momentum or Adam step's weights and moments, see
-/// [`Program::run_over`](ferrograd_array::Program::run_over)).
+/// [`Program::run_over`](ferrograd_array::Program::run_over)), and so over the large values
+/// of the plan's own that die at the group (see [`run_over_inputs`]).
 #[track_caller]
 fn run_fused<O: Observer>(
     group: &Group,
@@ -1137,8 +1138,11 @@ fn unique(a: &Array, outs: &[Option<Array>]) -> bool {
     a.is_unique_buffer() || outs.iter().flatten().any(|o| o.shares_storage(a))
 }
 
-/// [`run_fused`]'s outputs written over dying plan inputs of their shape: `true` when the
-/// program ran so, its results in `outs` (which holds last call's buffers on entry).
+/// [`run_fused`]'s outputs written over the group's inputs of their shape that die there and
+/// that nothing else holds: plan inputs (donated), and values of the plan's own not kept in
+/// their slots between calls (from 64 KB; a kept one would make its producer take a new
+/// buffer next call). `true` when the program ran so, its results in `outs` (which holds
+/// last call's buffers on entry).
 fn run_over_inputs(
     group: &Group,
     scratch: &mut Scratch,
