@@ -877,11 +877,8 @@ impl Program {
                 ),
             )
         }
-        let fits = over.iter().all(|&(_, j)| {
-            (outs[j].as_ref()).is_some_and(|o| {
-                o.dtype() == dtype && same_shape(o.shape(), shape) && o.is_unique_buffer()
-            })
-        });
+        let fits = (over.iter())
+            .all(|&(_, j)| (outs[j].as_ref()).is_some_and(|o| writable(o, shape, dtype)));
         if !fits {
             return false;
         }
@@ -986,10 +983,7 @@ impl Program {
         let Some(k) = self.update_input() else {
             return false;
         };
-        if target.dtype() != dtype
-            || !same_shape(target.shape(), shape)
-            || !target.is_unique_buffer()
-        {
+        if !writable(target, shape, dtype) {
             return false;
         }
         if inputs.len() < self.inputs
@@ -1518,6 +1512,12 @@ impl Program {
             fold.finish();
         }
     }
+}
+
+/// Whether a program may write its result over `a`: the only handle on a contiguous host
+/// buffer of `shape` and `dtype` (see [`Program::run_in_place`], [`Program::run_over`]).
+fn writable(a: &Array, shape: &[usize], dtype: DType) -> bool {
+    a.dtype() == dtype && same_shape(a.shape(), shape) && a.is_unique_buffer()
 }
 
 /// Panics unless `a` is of `dtype` and broadcasts to `shape` (a fused program's input).

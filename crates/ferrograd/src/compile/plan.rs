@@ -1102,14 +1102,8 @@ fn update_in_place(
     if group.inputs.iter().filter(|&&i| i == v).count() != 1 {
         return false;
     }
+    // (a last call's output passed back as this input no longer holds it: `Plan::run`)
     let (o, v) = (o as usize, v as usize);
-    // the output's last buffer is the input itself when the caller passed last call's
-    // result back: let go of it, or the input would never be the only handle
-    if let (Some(out), Some(input)) = (&scratch.values[o], &scratch.values[v]) {
-        if out.shares_storage(input) {
-            scratch.values[o] = None;
-        }
-    }
     let Some(mut target) = scratch.values[v].take() else {
         return false;
     };
@@ -1129,15 +1123,6 @@ fn update_in_place(
     true
 }
 
-/// Whether `a` may be the only handle on its buffer once last call's outputs in `outs` are let
-/// go (as [`run_over_inputs`] does; [`Program::run_over`] then checks): a cheap test that
-/// keeps the inputs a caller still holds from being taken out and put back on every call.
-///
-/// [`Program::run_over`]: ferrograd_array::Program::run_over
-fn unique(a: &Array, outs: &[Option<Array>]) -> bool {
-    a.is_unique_buffer() || outs.iter().flatten().any(|o| o.shares_storage(a))
-}
-
 /// [`run_fused`]'s outputs written over the group's inputs of their shape that die there and
 /// that nothing else holds: plan inputs (donated), and values of the plan's own not kept in
 /// their slots between calls (from 64 KB; a kept one would make its producer take a new
@@ -1155,8 +1140,10 @@ fn run_over_inputs(
     let mut over: SmallVec<[(usize, usize); 4]> = SmallVec::new();
     for (k, &v) in group.inputs.iter().enumerate() {
         let j = over.len();
+        // (the only handle: a last call's output passed back as this input no longer holds
+        // it, `Plan::run`, so a value the caller still holds is not taken out and put back)
         let fits = |a: &Array| {
-            a.shape() == &group.shape[..] && a.dtype() == group.dtype && unique(a, outs)
+            a.shape() == &group.shape[..] && a.dtype() == group.dtype && a.is_unique_buffer()
         };
         // a plan input (donated), or a value of the plan's own that is not kept in its slot
         // between calls (a large one, whose buffer would go back to the array layer's cache
@@ -1173,19 +1160,6 @@ fn run_over_inputs(
     }
     if over.is_empty() {
         return false;
-    }
-    // last call's output buffers that are these inputs (the caller passed last call's results
-    // back) are let go, or the inputs would never be the only handles
-    for out in outs.iter_mut() {
-        let mine = |o: &Array| {
-            (over.iter()).any(|&(k, _)| {
-                (scratch.values[group.inputs[k] as usize].as_ref())
-                    .is_some_and(|a| a.shares_storage(o))
-            })
-        };
-        if out.as_ref().is_some_and(mine) {
-            *out = None;
-        }
     }
     let mut held: SmallVec<[Option<Array>; 4]> = SmallVec::new();
     for &(k, j) in &over {
