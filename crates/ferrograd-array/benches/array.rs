@@ -10,7 +10,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use ferrograd_array::{
-    Array, Conv2dParams, DType, Generator, Instr, MapFn, Pool2dParams, Program, ZipFn,
+    cap_simd_level, detected_simd_level, Array, Conv2dParams, DType, Generator, Instr, MapFn,
+    Pool2dParams, Program, SimdLevel, ZipFn,
 };
 
 /// What one call moves or computes, for the throughput column.
@@ -48,25 +49,42 @@ struct Bench {
 }
 
 impl Bench {
+    fn wants(&self, name: &str) -> bool {
+        self.filter.is_empty() || self.filter.iter().any(|w| name.contains(w.as_str()))
+    }
+
     fn run(&self, name: &str, work: Work, mut f: impl FnMut()) {
-        if !self.filter.is_empty() && !self.filter.iter().any(|w| name.contains(w.as_str())) {
+        if !self.wants(name) {
             return;
         }
         let t = median_call(&mut f);
         let secs = t.as_secs_f64();
-        let time = if secs < 1e-6 {
-            format!("{:.1} ns", secs * 1e9)
-        } else if secs < 1e-3 {
-            format!("{:.2} µs", secs * 1e6)
-        } else {
-            format!("{:.3} ms", secs * 1e3)
-        };
+        let time = time(t);
         let rate = match work {
             Work::Flops(n) => format!("{:.1} GFLOP/s", n / secs / 1e9),
             Work::Bytes(n) => format!("{:.2} GB/s", n / secs / 1e9),
             Work::Nothing => String::new(),
         };
         println!("{name:<48} {time:>12} {rate:>16}");
+    }
+
+    /// A row of the time per step of a call that runs `steps` like steps.
+    fn run_per_step(&self, name: &str, steps: u32, mut f: impl FnMut()) {
+        if self.wants(name) {
+            let ns = median_call(&mut f).as_secs_f64() * 1e9 / f64::from(steps);
+            println!("{name:<48} {:>9.2} ns", ns);
+        }
+    }
+}
+
+fn time(t: Duration) -> String {
+    let secs = t.as_secs_f64();
+    if secs < 1e-6 {
+        format!("{:.1} ns", secs * 1e9)
+    } else if secs < 1e-3 {
+        format!("{:.2} µs", secs * 1e6)
+    } else {
+        format!("{:.3} ms", secs * 1e3)
     }
 }
 
@@ -287,6 +305,40 @@ fn main() {
         b.run("fused/tanh of a bias add 100x1000", bytes(), || {
             biased.run(&[&p, &bias], &[100, 1000], DType::F32, &mut out)
         });
+    }
+
+    // Short programs in the evaluator's vector form: 200 steps on 10 f32 elements, each step
+    // reading the one before it (per step: the latency of one step to the next), on every
+    // vector path this machine has
+    for level in SimdLevel::ALL
+        .into_iter()
+        .filter(|&l| l <= detected_simd_level())
+    {
+        cap_simd_level(Some(level));
+        let x = rng.normal(&[10], 0.0, 1.0, DType::F32);
+        let chain = |step: &dyn Fn(usize, usize) -> Instr| {
+            let mut instrs = vec![Instr::Input(0), Instr::Const(1.01), Instr::Const(0.1)];
+            for k in 0..200 {
+                instrs.push(step(k, instrs.len() - 1));
+            }
+            Program::new(instrs, vec![202])
+        };
+        let sums = chain(&|k, last| match k % 2 {
+            0 => Instr::Zip(ZipFn::Mul, last, 1),
+            _ => Instr::Zip(ZipFn::Add, last, 2),
+        });
+        let maps = chain(&|k, last| match k % 2 {
+            0 => Instr::Map(MapFn::Sin, last),
+            _ => Instr::Map(MapFn::Tanh, last),
+        });
+        let mut out = [None];
+        for (what, program) in [("products and sums", &sums), ("sin and tanh", &maps)] {
+            let name = format!("fused/200 {what} on 10, per step ({level:?})");
+            b.run_per_step(&name, 200, || {
+                program.run(&[&x], &[10], DType::F32, &mut out)
+            });
+        }
+        cap_simd_level(None);
     }
 
     // The seed's CNN layer: 32 images of 3x64x64, 16 filters of 5x5.
