@@ -3,7 +3,8 @@
 //! `sigmoid` on the portable path, which has no fused multiply-add: within a few ulp), on
 //! each level a fused program equals its ops run one at a time, bit for bit (an update run
 //! a row at a time and written in place included), and the matrix
-//! products with a unit dimension match a naive loop.
+//! products with a unit dimension match a naive loop (a row times long columns giving the
+//! same bits on the AVX2 and AVX-512 paths).
 //!
 //! Its own test binary: the cap is process-wide, and tests running beside it in one process
 //! would see it change under them.
@@ -189,6 +190,12 @@ fn unit_dimension_products_match_a_naive_loop(dtype: DType) {
         (300, 1, 10, false),
         (30, 1, 1000, false),
         (500, 10, 1, false),
+        // long columns: whole windows of 16 and a tail, groups of four columns and a rest
+        (1, 100, 301, true),
+        (1, 16, 50, true),
+        (1, 37, 7, true),
+        (1, 800, 45, true),
+        (400, 40, 1, false),
     ] {
         let a = rng.uniform(&[m, k], -1.0, 1.0, dtype);
         let b = if transposed {
@@ -213,6 +220,55 @@ fn unit_dimension_products_match_a_naive_loop(dtype: DType) {
     }
 }
 
+/// A row times long contiguous columns (`x·Wᵀ`, a matrix times a column) gives each column
+/// the same bits whatever columns run beside it and on every vector path, and
+/// `matmul_add_into` adds the product to what the output held (`out + x·Wᵀ`, bit for bit).
+/// (The portable path leaves these products to gemm, whose sums depend on the shape and
+/// which adds into the output as it goes: nothing is checked there.)
+fn long_columns_agree_across_paths_and_positions(best: &[Array]) -> Vec<Array> {
+    let mut rng = Generator::new(29);
+    let mut got = Vec::new();
+    let ours = simd_level() != SimdLevel::Portable;
+    for (k, n) in [(100, 301), (37, 7), (16, 9)] {
+        let x = rng.uniform(&[1, k], -1.0, 1.0, DType::F32);
+        let w = rng.uniform(&[n, k], -1.0, 1.0, DType::F32);
+        let all = x.matmul(&w.t());
+        // each column alone, and the columns from the third on (another grouping)
+        for j in [0, n / 2, n - 1].into_iter().filter(|_| ours) {
+            let one = x.matmul(&w.narrow(0, j, 1).t());
+            assert!(
+                one.bit_eq(&all.narrow(1, j, 1)),
+                "{:?} {k}x{n}: column {j} alone differs",
+                simd_level()
+            );
+        }
+        assert!(
+            !ours
+                || x.matmul(&w.narrow(0, 2, n - 2).t())
+                    .bit_eq(&all.narrow(1, 2, n - 2)),
+            "{:?} {k}x{n}: columns regrouped differ",
+            simd_level()
+        );
+        let start = rng.uniform(&[1, n], -1.0, 1.0, DType::F32);
+        let mut out = start.clone();
+        x.matmul_add_into(&w.t(), &mut out);
+        assert!(
+            !ours || out.bit_eq(&start.add(&all)),
+            "{:?} {k}x{n}: accumulated != out + product",
+            simd_level()
+        );
+        if let (true, Some(b)) = (ours, best.get(got.len())) {
+            assert!(
+                all.bit_eq(b),
+                "{:?} {k}x{n}: differs from the best path",
+                simd_level()
+            );
+        }
+        got.push(all);
+    }
+    got
+}
+
 /// Units in the last place of f32 between `a` and `b`.
 fn ulps(a: f32, b: f32) -> u32 {
     if a == b || (a.is_nan() && b.is_nan()) {
@@ -231,12 +287,14 @@ fn every_supported_vector_path_agrees_and_fuses_exactly() {
         let y = rng.uniform(&[100], 0.1, 2.0, dtype);
         cap_simd_level(None);
         let reference = results(&x, &y);
+        let long_columns = long_columns_agree_across_paths_and_positions(&[]);
         for level in SimdLevel::ALL.into_iter().filter(|&l| l <= best) {
             cap_simd_level(Some(level));
             assert_eq!(simd_level(), level);
             every_layout_form_matches_a_scalar_loop();
             table::check_chains_on_short_runs(&mut rng);
             unit_dimension_products_match_a_naive_loop(dtype);
+            long_columns_agree_across_paths_and_positions(&long_columns);
             for ((name, want, got), (_, top, _)) in results(&x, &y).iter().zip(&reference) {
                 assert!(
                     got.bit_eq(want),
