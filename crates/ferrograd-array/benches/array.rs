@@ -187,6 +187,21 @@ fn main() {
             || x.matmul_into(&y, &mut out),
         );
     }
+    // the same long-column products in f64
+    for (name, m, k, n, transposed) in [
+        ("1x100@(1000x100)T", 1, 100, 1000, true),
+        ("1x800@(200x800)T", 1, 800, 200, true),
+        ("1000x100@100x1", 1000, 100, 1, false),
+    ] {
+        let (x, y) = operands(&mut rng, m, k, n, transposed);
+        let (x, y) = (x.to_dtype(DType::F64), y.to_dtype(DType::F64));
+        let mut out = x.matmul(&y);
+        b.run(
+            &format!("matmul/f64-vector/{name}"),
+            Work::Flops(2.0 * (m * n * k) as f64),
+            || x.matmul_into(&y, &mut out),
+        );
+    }
 
     for n in [10usize, 1_000, 100_000, 10_000_000] {
         let x = rng.normal(&[n], 0.0, 1.0, DType::F32);
