@@ -1700,7 +1700,8 @@ macro_rules! fast_functions {
                     d: d as u32,
                     x: x as u32,
                     y: y as u32,
-                    chain: u8::from(last == Some(x)) * CHAIN_X + u8::from(last == Some(y)) * CHAIN_Y,
+                    chain: u8::from(last == Some(x)) * CHAIN_X
+                        + u8::from(last == Some(y)) * CHAIN_Y,
                 };
                 match run {
                     $(Run::Map(MapFn::$m, d, x) => lane(Fast::$m, d, x, 0),)*

@@ -27,14 +27,15 @@
 //! layer `x Wᵀ` with W stored `[out, in]`, a matrix times a column) took gemm about 10 µs
 //! for `[1000, 100]·[100]` on the Zen 4, against 4.9 µs for OpenBLAS's sgemv. Dot products
 //! of 16 partial sums per column written as loops over arrays stayed on the stack or lane by
-//! lane in LLVM's hands (10-60 µs in five forms), so for f32 they are explicit AVX2 vectors ([`long_columns`]): on the Zen 4, alternated 3 times with gemm, quietest
-//! (`cargo bench -p ferrograd-array --bench array -- f32-vector`), `[1, 100]·[1000, 100]ᵀ`
-//! 9.4 → 5.2 µs, `[1000, 100]·[100, 1]` 9.4 → 5.3 µs, and `[1, 800]·[200, 800]ᵀ` (the
-//! LSTM's per-sample `δ W_hᵀ`) 7.5 → 6.9 µs, where both stream B from L2. f64 and the
-//! portable path leave them to gemm: the same kernel on f64 (four AVX2 vectors of partial
-//! sums per column, two columns side by side) ran level with gemm there, whose f64 products
-//! of this shape already stream B as fast (`matmul/f64-vector` rows: 9.9 against 10.4 µs,
-//! 18.9 against 19.2, 12.4 against 11.7).
+//! lane in LLVM's hands (10-60 µs in five forms), so for f32 they are explicit AVX2 vectors
+//! ([`long_columns`]): on the Zen 4, alternated 3 times with gemm, quietest (`cargo bench -p
+//! ferrograd-array --bench array -- f32-vector`), `[1, 100]·[1000, 100]ᵀ` 9.4 → 5.2 µs,
+//! `[1000, 100]·[100, 1]` 9.4 → 5.3 µs, and `[1, 800]·[200, 800]ᵀ` (the LSTM's per-sample
+//! `δ W_hᵀ`) 7.5 → 6.9 µs, where both stream B from L2. f64 and the portable path leave
+//! them to gemm: the same kernel on f64 (four AVX2 vectors of partial sums per column, two
+//! columns side by side) ran level with gemm there, whose f64 products of this shape
+//! already stream B as fast (`matmul/f64-vector` rows, gemm against it: 9.9 against 10.4
+//! µs, 18.9 against 19.2, 12.4 against 11.7).
 //!
 //! Each output element is one sum over the inner dimension in order (`k = 0, 1, …`), with
 //! fused multiply-adds where the vector path has them (long columns: in 16 partial sums,
@@ -317,8 +318,7 @@ unsafe fn row_times_long_columns<T: Float>(
     accumulate: bool,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if T::DTYPE == crate::DType::F32 {
-        use crate::math::{simd_level, SimdLevel};
+    if T::DTYPE == crate::DType::F32 && crate::math::simd_level() != crate::SimdLevel::Portable {
         // SAFETY: T is f32 (its dtype), so these are the caller's slices as f32
         let (c, x) = unsafe {
             (
@@ -326,13 +326,9 @@ unsafe fn row_times_long_columns<T: Float>(
                 std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()),
             )
         };
-        let (b, cs) = (b.ptr.cast::<f32>(), b.cs);
-        if simd_level() == SimdLevel::Portable {
-            return false;
-        }
         // SAFETY: AVX2 and FMA were detected (AVX-512's level has them); B as the caller
         // vouches
-        unsafe { long_columns::avx2(c, x, b, cs, accumulate) };
+        unsafe { long_columns::avx2(c, x, b.ptr.cast::<f32>(), b.cs, accumulate) };
         return true;
     }
     let _ = (c, x, b, accumulate);
@@ -423,7 +419,7 @@ fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
 
 /// Dot products of a row with long contiguous columns on explicit vectors (f32): the
 /// vectoriser, given the same loops over arrays of 16 partial sums, kept them on the stack
-/// or lane by lane and ran slower than gemm (three forms tried); here they are vector
+/// or lane by lane and ran slower than gemm (five forms tried); here they are vector
 /// registers. Four columns run side by side, each in 16 partial sums (two AVX2 vectors):
 /// lane `l` adds the elements `l, l + 16, …` in order with fused multiply-adds, the
 /// elements after the last whole window go to lanes `0, 1, …`, and the lanes are added in
