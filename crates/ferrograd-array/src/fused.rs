@@ -809,7 +809,8 @@ impl Program {
             return crate::cuda::fused::run(self, inputs, shape, dtype, outs);
         }
         let op = "fused program";
-        with_fma!(FMA => dispatch_float!(dtype, op, T => self.run_typed::<T, FMA>(inputs, shape, outs)))
+        let inputs = inputs.iter().map(|&a| Some(a));
+        with_fma!(FMA => dispatch_float!(dtype, op, T => self.run_typed::<T, FMA>(inputs, &[], shape, outs)))
     }
 
     /// Runs the program as [`run`](Program::run) does, with outputs written over inputs: each
@@ -888,7 +889,8 @@ impl Program {
             check_input(a, shape, dtype);
         }
         self.prepare_outputs(shape, dtype, outs);
-        with_fma!(FMA => dispatch_float!(dtype, op, T => self.run_over_typed::<T, FMA>(inputs, over, shape, outs)));
+        let inputs = inputs.iter().copied();
+        with_fma!(FMA => dispatch_float!(dtype, op, T => self.run_typed::<T, FMA>(inputs, over, shape, outs)));
         true
     }
 
@@ -1053,9 +1055,12 @@ impl Program {
         true
     }
 
-    fn run_typed<T: Float, const FMA: bool>(
+    /// [`run`](Program::run) and [`run_over`](Program::run_over) on one element type: each
+    /// input an array, or `None` for one written over (see `run_over`'s `over`).
+    fn run_typed<'a, T: Float, const FMA: bool>(
         &self,
-        inputs: &[&Array],
+        inputs: impl IntoIterator<Item = Option<&'a Array>>,
+        over: &[(usize, usize)],
         shape: &[usize],
         outs: &mut [Option<Array>],
     ) {
@@ -1063,22 +1068,6 @@ impl Program {
         let n = numel(shape);
         // (pushed, not collected: eight inline sources are over a kilobyte, which a collect
         // builds and then copies)
-        let mut sources: SmallVec<[Source<'_, T>; 8]> = SmallVec::new();
-        for a in inputs {
-            sources.push(Source::of(a, shape, n, op));
-        }
-        self.run_sources::<T, FMA>(&sources, shape, outs, &[]);
-    }
-
-    fn run_over_typed<T: Float, const FMA: bool>(
-        &self,
-        inputs: &[Option<&Array>],
-        over: &[(usize, usize)],
-        shape: &[usize],
-        outs: &mut [Option<Array>],
-    ) {
-        let op = "fused program";
-        let n = numel(shape);
         let mut sources: SmallVec<[Source<'_, T>; 8]> = SmallVec::new();
         for a in inputs {
             sources.push(match a {
