@@ -118,6 +118,10 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// `cos`, vectorisable for f32 (see `math.rs`), std's for f64.
     #[doc(hidden)]
     fn cos_kernel<const FMA: bool>(self) -> Self;
+    /// `(sin, cos)`: [`sin_kernel`](Float::sin_kernel) and [`cos_kernel`](Float::cos_kernel)
+    /// bit for bit, from one reduction for f32.
+    #[doc(hidden)]
+    fn sin_cos_kernel<const FMA: bool>(self) -> (Self, Self);
     /// gemm's matrix-product kernel for this type (picked for the CPU on first use).
     #[doc(hidden)]
     fn gemm_fn() -> GemmFn<Self>;
@@ -270,6 +274,10 @@ impl Float for f32 {
         crate::math::cos_f32::<FMA>(self)
     }
     #[inline(always)]
+    fn sin_cos_kernel<const FMA: bool>(self) -> (Self, Self) {
+        crate::math::sin_and_cos_f32::<FMA>(self)
+    }
+    #[inline(always)]
     fn gemm_fn() -> GemmFn<f32> {
         gemm_f32::gemm::f32::get_gemm_fn()
     }
@@ -304,6 +312,10 @@ impl Float for f64 {
     #[inline(always)]
     fn cos_kernel<const FMA: bool>(self) -> Self {
         self.cos()
+    }
+    #[inline(always)]
+    fn sin_cos_kernel<const FMA: bool>(self) -> (Self, Self) {
+        (self.sin(), self.cos())
     }
     #[inline(always)]
     fn gemm_fn() -> GemmFn<f64> {

@@ -258,8 +258,12 @@ pub(crate) fn exp_f32<const FMA: bool>(x: f32) -> f32 {
 /// and the quadrant `j mod 4` picks and signs one of them. Branch-free, so loops over it
 /// vectorise (the f64 steps use the wide lanes too); within 2 ulp of the exact value.
 /// NaN and ±∞ give NaN. `FMA` fuses the polynomials' steps.
+///
+/// Returns both polynomials at `r` and the quadrant `j` (in its low bits); [`quadrant`] makes
+/// `sin` of them, and `cos` from the next quadrant (`cos(x) = sin(x + π/2)`), so `sin` and
+/// `cos` of one argument share everything but that last pick ([`sin_and_cos_f32`]).
 #[inline(always)]
-fn sin_cos_f32<const FMA: bool, const COS: bool>(x: f32) -> f32 {
+fn sin_cos_parts<const FMA: bool>(x: f32) -> (f32, f32, u32) {
     const TWO_OVER_PI: f64 = std::f64::consts::FRAC_2_PI;
     // π/2 = HI + LO, HI with 33 significant bits so that j·HI is exact for |j| < 2²⁰
     const PIO2_HI: f64 = 1.570_796_326_734_125_6;
@@ -277,7 +281,6 @@ fn sin_cos_f32<const FMA: bool, const COS: bool>(x: f32) -> f32 {
     let t = xd * TWO_OVER_PI + ROUNDER;
     let j = t - ROUNDER;
     let r = ((xd - j * PIO2_HI) - j * PIO2_LO) as f32;
-    let q = (t.to_bits() as u32).wrapping_add(u32::from(COS)); // cos(x) = sin(x + π/2)
     let z = r * r;
     // (r itself at ±0, so that sin(-0) = -0; a select, which still vectorises)
     let sin_r = if r == 0.0 {
@@ -286,21 +289,37 @@ fn sin_cos_f32<const FMA: bool, const COS: bool>(x: f32) -> f32 {
         m(m(m(S3, z, S2), z, S1) * z, r, r)
     };
     let cos_r = m(m(m(m(C3, z, C2), z, C1), z * z, -0.5 * z), 1.0, 1.0);
+    (sin_r, cos_r, t.to_bits() as u32)
+}
+
+/// `sin` of quadrant `q` from the polynomials of [`sin_cos_parts`].
+#[inline(always)]
+fn quadrant(sin_r: f32, cos_r: f32, q: u32) -> f32 {
     let v = if q & 1 == 0 { sin_r } else { cos_r };
     let sign = (q & 2) << 30; // the sign bit for quadrants 2 and 3
     f32::from_bits(v.to_bits() ^ sign)
 }
 
-/// `sin` for f32 (see [`sin_cos_f32`]).
+/// `sin` for f32 (see [`sin_cos_parts`]).
 #[inline(always)]
 pub(crate) fn sin_f32<const FMA: bool>(x: f32) -> f32 {
-    sin_cos_f32::<FMA, false>(x)
+    let (s, c, q) = sin_cos_parts::<FMA>(x);
+    quadrant(s, c, q)
 }
 
-/// `cos` for f32 (see [`sin_cos_f32`]).
+/// `cos` for f32 (see [`sin_cos_parts`]).
 #[inline(always)]
 pub(crate) fn cos_f32<const FMA: bool>(x: f32) -> f32 {
-    sin_cos_f32::<FMA, true>(x)
+    let (s, c, q) = sin_cos_parts::<FMA>(x);
+    quadrant(s, c, q.wrapping_add(1))
+}
+
+/// `(sin(x), cos(x))` for f32 from one reduction: [`sin_f32`] and [`cos_f32`] bit for bit,
+/// for about the work of one of them.
+#[inline(always)]
+pub(crate) fn sin_and_cos_f32<const FMA: bool>(x: f32) -> (f32, f32) {
+    let (s, c, q) = sin_cos_parts::<FMA>(x);
+    (quadrant(s, c, q), quadrant(s, c, q.wrapping_add(1)))
 }
 
 #[cfg(test)]
@@ -378,6 +397,37 @@ mod tests {
             assert!(sin(-0.0).is_sign_negative(), "{form}");
             for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
                 assert!(sin(bad).is_nan() && cos(bad).is_nan(), "{form}: {bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn sin_and_cos_together_are_sin_and_cos_alone_bit_for_bit() {
+        let special = [
+            0.0,
+            -0.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e-30,
+            -7e5,
+        ];
+        let grid = (-40_000..40_000).map(|k| k as f32 * 2.7e-3);
+        let wide = (-20_000..20_000).map(|k| k as f32 * 51.3);
+        for x in special.into_iter().chain(grid).chain(wide) {
+            for (s, c, form) in [
+                (sin_f32::<false>(x), cos_f32::<false>(x), "unfused"),
+                (sin_f32::<true>(x), cos_f32::<true>(x), "fused"),
+            ] {
+                let (s2, c2) = match form {
+                    "fused" => sin_and_cos_f32::<true>(x),
+                    _ => sin_and_cos_f32::<false>(x),
+                };
+                assert_eq!(
+                    (s.to_bits(), c.to_bits()),
+                    (s2.to_bits(), c2.to_bits()),
+                    "{form}: x = {x}"
+                );
             }
         }
     }

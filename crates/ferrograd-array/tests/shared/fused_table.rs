@@ -213,6 +213,50 @@ pub fn check_chains_on_short_runs(rng: &mut ferrograd_array::Generator) {
                     &format!("{f:?} {dtype} [{n}]"),
                 );
             }
+            // `cos` then `sin` of one value, which the vector form computes in one step: of a
+            // product, of the previous step's result (the pair's sine), with the sine read
+            // next and the cosine later, both written out; `sin` then `cos` stay apart.
+            // v = x * y; c = cos v; s = sin v; w = s + b; c2 = cos w; s2 = sin w;
+            // q = s2 * c2 - c; h = sin x + cos x; and `cos y` then `sin x`, which stay apart:
+            // k = sin x - cos y
+            let p = Program::new(
+                vec![
+                    i0,
+                    i1,
+                    i2,
+                    Instr::Zip(ZipFn::Mul, 0, 1),
+                    Instr::Map(MapFn::Cos, 3),
+                    Instr::Map(MapFn::Sin, 3),
+                    Instr::Zip(ZipFn::Add, 5, 2),
+                    Instr::Map(MapFn::Cos, 6),
+                    Instr::Map(MapFn::Sin, 6),
+                    Instr::Zip(ZipFn::Mul, 8, 7),
+                    Instr::Zip(ZipFn::Sub, 9, 4),
+                    Instr::Map(MapFn::Sin, 0),
+                    Instr::Map(MapFn::Cos, 0),
+                    Instr::Zip(ZipFn::Add, 11, 12),
+                    Instr::Map(MapFn::Cos, 1),
+                    Instr::Map(MapFn::Sin, 0),
+                    Instr::Zip(ZipFn::Sub, 15, 14),
+                ],
+                vec![5, 10, 7, 13, 4, 16],
+            );
+            let v = x.mul(&y);
+            let w = v.sin().add(&b);
+            let q = w.sin().mul(&w.cos()).sub(&v.cos());
+            let want = [
+                v.sin(),
+                q,
+                w.cos(),
+                x.sin().add(&x.cos()),
+                v.cos(),
+                x.sin().sub(&y.cos()),
+            ];
+            check(
+                &run(&p, &[&x, &y, &b], n),
+                &want,
+                &format!("cos and sin {dtype} [{n}]"),
+            );
         }
     }
 }

@@ -530,9 +530,12 @@ fn hoist(instrs: &mut Vec<Instr>, outputs: &mut [usize], reductions: &mut [Reduc
         }
     }
     let mut order = Vec::with_capacity(n);
+    // (a value's maps latest first: the earliest, a forward step, then lies next to the step
+    // that reads it, and a backward `cos(x)` lies just before the forward `sin(x)`, where the
+    // evaluator computes the two from one reduction)
     fn emit(k: usize, order: &mut Vec<usize>, hoisted: &[SmallVec<[usize; 2]>]) {
         order.push(k);
-        for &m in &hoisted[k] {
+        for &m in hoisted[k].iter().rev() {
             emit(m, order, hoisted);
         }
     }
