@@ -1021,7 +1021,7 @@ impl Program {
         let mut sources: SmallVec<[Source<'_, T>; 8]> = SmallVec::new();
         for a in inputs {
             sources.push(match a {
-                Some(a) => Source::of(a, shape, n, op),
+                Some(a) => source(a, shape, n, op),
                 // (read from the target: the tiles point this input's place at it)
                 None => Source::Splat(T::zero()),
             });
@@ -1069,7 +1069,7 @@ impl Program {
         let mut sources: SmallVec<[Source<'_, T>; 8]> = SmallVec::new();
         for a in inputs {
             sources.push(match a {
-                Some(a) => Source::of(a, shape, n, op),
+                Some(a) => source(a, shape, n, op),
                 // (an input written over is read from its output: the tiles copy it)
                 None => Source::Slice(&[]),
             });
@@ -1335,7 +1335,9 @@ impl Program {
         debug_assert!(file.len() >= (registers + if padded { outs.len() } else { 0 }) * tile);
         debug_assert!(outs.iter().all(|o| o.len() >= len) && (!padded || len <= tile));
         let file = file.as_mut_ptr();
-        let mut places: SmallVec<[Place<T>; 32]> = SmallVec::with_capacity(registers + outs.len());
+        // (64 inline: the 100-op chain's value and gradient has over 32 places, and a list on
+        // the heap, allocated and freed per call, cost that call 4%)
+        let mut places: SmallVec<[Place<T>; 64]> = SmallVec::with_capacity(registers + outs.len());
         for r in 0..registers + outs.len() {
             places.push(Place {
                 // SAFETY: register `r` is `file[r * tile..(r + 1) * tile]`, inside the file
@@ -1504,6 +1506,18 @@ impl Program {
         for fold in &mut folds {
             fold.finish();
         }
+    }
+}
+
+/// How a program reads input `a`: as [`Source::of`] does, but one element repeated (an
+/// expanded scalar: a sum's gradient) is one value, its register filled once per run, not a
+/// strided source found tile by tile.
+#[track_caller]
+fn source<'a, T: Float>(a: &'a Array, shape: &[usize], n: usize, op: &str) -> Source<'a, T> {
+    if a.numel() > 1 && a.strides().iter().all(|&s| s == 0) {
+        Source::Splat(a.storage_slice::<T>(op)[a.offset()])
+    } else {
+        Source::of(a, shape, n, op)
     }
 }
 

@@ -1015,8 +1015,8 @@ impl Config {
                     report,
                 );
                 match outcome {
-                    Outcome::Done { outputs, template } => {
-                        let result = self.assemble(n_params, outputs, &template);
+                    Outcome::Done { template } => {
+                        let result = self.assemble(n_params, inputs, &template);
                         opt.state().stats.hits += 1;
                         lists.give_back();
                         if let Some(state_before) = verifying {
@@ -1096,8 +1096,8 @@ impl Config {
 
     /// The outputs of a replay as a direct call returns them. `n_grads` is the number of
     /// parameter leaves (one gradient each).
-    fn assemble(&self, n_grads: usize, outputs: Vec<Array>, template: &Template) -> Flat {
-        let mut it = outputs.into_iter().map(Tensor::new);
+    fn assemble(&self, n_grads: usize, outputs: &mut Vec<Array>, template: &Template) -> Flat {
+        let mut it = outputs.drain(..).map(Tensor::new);
         let grads = self
             .with_gradients
             .then(|| it.by_ref().take(n_grads).collect());
@@ -1308,9 +1308,10 @@ fn check_replay(
     location: &'static Location<'static>,
 ) {
     let mut refs: Vec<&mut crate::Generator> = generators.iter_mut().collect();
-    match plan.run(&mut { inputs }, &mut refs, 0, &mut Unobserved, None) {
-        Outcome::Done { outputs, .. } => {
-            let replayed: Vec<Tensor> = outputs.into_iter().map(Tensor::new).collect();
+    let mut values = inputs;
+    match plan.run(&mut values, &mut refs, 0, &mut Unobserved, None) {
+        Outcome::Done { .. } => {
+            let replayed: Vec<Tensor> = values.into_iter().map(Tensor::new).collect();
             if let Some(diff) = first_difference(&replayed, direct, names, true) {
                 panic!(
                     "ferrograd: optimize mode check: replaying the capture of the call at \

@@ -230,10 +230,8 @@ impl Scratch {
 
 /// The result of a replay.
 pub(crate) enum Outcome {
-    Done {
-        outputs: Vec<Array>,
-        template: super::Template,
-    },
+    /// The outputs are in the list the inputs came in (see [`Plan::run`]).
+    Done { template: super::Template },
     /// A guard saw a value no captured variant saw.
     Miss {
         location: &'static Location<'static>,
@@ -843,9 +841,10 @@ impl Plan {
             || (self.root.exec.iter()).any(|s| matches!(s, Slot::StateRead { .. }))
     }
 
-    /// Runs the plan on `inputs` (the values of the input leaves, in order; taken out, the
-    /// list kept for the next call), in `scratch` (kept between calls for its buffers; a
-    /// fresh one works too).
+    /// Runs the plan on `inputs` (the values of the input leaves, in order; taken out),
+    /// in `scratch` (kept between calls for its buffers; a fresh one works too). When it
+    /// is done, `inputs` holds the outputs, in order (one list kept from call to call: a
+    /// list of its own cost a call on 10 elements an allocation).
     #[track_caller]
     pub fn run<O: Observer>(
         &self,
@@ -950,14 +949,13 @@ impl Plan {
                     }
                     let ids: SmallVec<[ValueId; 8]> =
                         d.outputs.iter().map(|&o| self.alias[o as usize]).collect();
-                    let mut outputs: Vec<Array> = ids
-                        .iter()
-                        .map(|&o| {
-                            scratch.values[o as usize]
-                                .clone()
-                                .expect("outputs are live")
-                        })
-                        .collect();
+                    let outputs = &mut *inputs;
+                    outputs.clear();
+                    outputs.extend(ids.iter().map(|&o| {
+                        scratch.values[o as usize]
+                            .clone()
+                            .expect("outputs are live")
+                    }));
                     if stable > 0 {
                         scratch.stabilize(
                             &ids[..stable],
@@ -966,7 +964,6 @@ impl Plan {
                         );
                     }
                     break 'run Outcome::Done {
-                        outputs,
                         template: d.template.clone(),
                     };
                 }
