@@ -1612,18 +1612,19 @@ impl<'a, T: Float> Fold<'a, T> {
         while i < x.len() {
             let g = first + i;
             let (r, c) = (g / kept, g % kept);
-            if r >= self.whole && kept == 1 {
-                // the rest, in order, in a register: through `sum[0]` each addition waited
-                // for the last one's store (a fifth of a 10-element program's tile loop)
+            if r >= self.whole {
                 self.sum_partials();
-                let mut sum = self.sum[0];
-                for &v in &x[i..] {
-                    sum += v;
+                if kept == 1 {
+                    // the rest, in order, in a register: through `sum[0]` each addition
+                    // waited for the last one's store (a fifth of a 10-element program's
+                    // tile loop)
+                    let mut sum = self.sum[0];
+                    for &v in &x[i..] {
+                        sum += v;
+                    }
+                    self.sum[0] = sum;
+                    break;
                 }
-                self.sum[0] = sum;
-                break;
-            } else if r >= self.whole {
-                self.sum_partials();
                 self.sum[c] += x[i];
                 i += 1;
             } else if kept == 1 && r % 16 == 0 && i + 16 <= x.len() && r + 16 <= self.whole {
