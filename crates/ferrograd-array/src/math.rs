@@ -403,8 +403,14 @@ mod tests {
 
     #[test]
     fn sin_and_cos_together_are_sin_and_cos_alone_bit_for_bit() {
-        type Both = fn(f32) -> (f32, f32);
-        let forms: [(&str, fn(f32) -> f32, fn(f32) -> f32, Both); 2] = [
+        /// A form's name, its `sin`, its `cos` and the two together.
+        type Forms = (
+            &'static str,
+            fn(f32) -> f32,
+            fn(f32) -> f32,
+            fn(f32) -> (f32, f32),
+        );
+        let forms: [Forms; 2] = [
             (
                 "unfused",
                 sin_f32::<false>,
