@@ -429,7 +429,8 @@ pub struct Program {
     outputs: Vec<usize>,
     /// What a tile runs, in order, over places (see [`Run`]).
     runs: Vec<Run>,
-    /// The same in vector form, one to one.
+    /// The same in vector form: one step per run, or one per `cos`-`sin` pair of runs
+    /// ([`VectorStep::all`]).
     vector_steps: Vec<VectorStep>,
     /// `(input, place)` per input instruction: where its elements are found for each tile.
     reads: Vec<(usize, usize)>,
@@ -1337,7 +1338,7 @@ impl Program {
         let file = file.as_mut_ptr();
         // (64 inline: the 100-op chain's value and gradient has over 32 places, and a list on
         // the heap, allocated and freed per call, cost that call 4%)
-        let mut places: SmallVec<[Place<T>; 64]> = SmallVec::with_capacity(registers + outs.len());
+        let mut places: SmallVec<[Place<T>; 64]> = SmallVec::new();
         for r in 0..registers + outs.len() {
             places.push(Place {
                 // SAFETY: register `r` is `file[r * tile..(r + 1) * tile]`, inside the file
@@ -1476,11 +1477,15 @@ impl Program {
                     let registers = file.cast::<[T; VECTOR]>();
                     // the previous step's result, in vector registers (see `vector_step`)
                     let mut last = [T::zero(); VECTOR];
-                    for (&lane, run) in self.vector_steps.iter().zip(&self.runs) {
+                    for &lane in &self.vector_steps {
                         if !unsafe { vector_step::<T, FMA>(lane, registers, &mut last) } {
-                            unsafe { step::<T, FMA>(*run, places, width) };
-                            // SAFETY: the step's result, a register of the file
-                            last = unsafe { *registers.add(run.dst()) };
+                            let runs = &self.runs[lane.runs()];
+                            for &run in runs {
+                                unsafe { step::<T, FMA>(run, places, width) };
+                            }
+                            let dst = runs.last().expect("a step runs one or two runs").dst();
+                            // SAFETY: the last run's result, a register of the file
+                            last = unsafe { *registers.add(dst) };
                         }
                     }
                 } else {
@@ -1677,6 +1682,9 @@ struct VectorStep {
     /// Which operands are the previous step's result ([`CHAIN_X`], [`CHAIN_Y`]): read from
     /// the copy the loop keeps in vector registers, not loaded back from the file.
     chain: u8,
+    /// The index of the step's (first) run, which [`step`] runs when [`vector_step`] does
+    /// not.
+    run: u32,
 }
 
 /// [`VectorStep::chain`]: the first operand is the previous step's result.
@@ -1685,36 +1693,42 @@ const CHAIN_X: u8 = 1;
 const CHAIN_Y: u8 = 2;
 
 impl VectorStep {
-    /// The vector form of `runs`, one step each. A `cos` followed by a `sin` of the same
-    /// value (where `hoist`, in the compiler's fusion, puts a backward pass's `cos(x)`: just
-    /// before the forward `sin(x)`) are computed together from one reduction by a
-    /// [`Fast::CosSin`] step, and the `sin`'s step, a [`Fast::SinOfPair`], does nothing: the
-    /// bits are those of the two functions alone (`sin_and_cos_f32`). The 100-op chain's
-    /// value and gradient on 10 elements, whose 25 `sin`s each have such a `cos`: 2.23 → 2.07
-    /// µs per call on a 2-core Zen 4 (AVX-512), quietest of 4 alternations.
+    /// The vector form of `runs`, one step each, but that a `cos` followed by a `sin` of
+    /// the same value (where `hoist`, in the compiler's fusion, puts a backward pass's
+    /// `cos(x)`: just before the forward `sin(x)`) is one [`Fast::CosSin`] step, computing
+    /// both from one reduction: the bits are those of the two functions alone
+    /// (`sin_and_cos_f32`). The 100-op chain's value and gradient on 10 elements, whose 25
+    /// `sin`s each have such a `cos`: 2.23 → 2.07 µs per call on a 2-core Zen 4 (AVX-512),
+    /// quietest of 4 alternations (and 1.88 → 1.83 µs once the `sin`'s run no longer had a
+    /// step of its own that did nothing).
     fn all(runs: &[Run]) -> Vec<VectorStep> {
-        let mut steps: Vec<VectorStep> = (runs.iter().enumerate())
-            .map(|(k, &r)| VectorStep::of(r, k.checked_sub(1).map(|p| runs[p])))
-            .collect();
-        for k in 1..runs.len() {
-            if let (Run::Map(MapFn::Cos, c, x), Run::Map(MapFn::Sin, s, x2)) =
-                (runs[k - 1], runs[k])
+        let mut steps: Vec<VectorStep> = Vec::with_capacity(runs.len());
+        let mut k = 0;
+        while k < runs.len() {
+            let mut step = VectorStep::of(runs[k], k.checked_sub(1).map(|p| runs[p]), k);
+            if let (Run::Map(MapFn::Cos, c, x), Some(&Run::Map(MapFn::Sin, s, x2))) =
+                (runs[k], runs.get(k + 1))
             {
                 // (the sine is written with the cosine, so its place must be neither the
                 // operand's nor the cosine's; it is not, as no step writes over an operand
                 // and two live values never share a place)
-                if x == x2 && s != c && s != x && steps[k - 1].f == Fast::Cos {
-                    steps[k - 1] = VectorStep {
-                        f: Fast::CosSin,
-                        y: s as u32,
-                        chain: steps[k - 1].chain & CHAIN_X,
-                        ..steps[k - 1]
-                    };
-                    steps[k].f = Fast::SinOfPair;
+                if x == x2 && s != c && s != x {
+                    step.f = Fast::CosSin;
+                    step.y = s as u32;
+                    step.chain &= CHAIN_X;
+                    k += 1;
                 }
             }
+            steps.push(step);
+            k += 1;
         }
         steps
+    }
+
+    /// The indices of the runs the step computes (see [`VectorStep::all`]).
+    fn runs(self) -> std::ops::Range<usize> {
+        let first = self.run as usize;
+        first..first + if self.f == Fast::CosSin { 2 } else { 1 }
     }
 }
 
@@ -1736,16 +1750,14 @@ macro_rules! fast_functions {
             $($p,)*
             $($z,)*
             /// f32's `cos` of `x` into `d` and its `sin` into `y` (see [`VectorStep::all`]);
-            /// other types run the `cos` alone.
+            /// other types run the two runs.
             CosSin,
-            /// The `sin` of a [`Fast::CosSin`] pair, which computed it; other types run it.
-            SinOfPair,
             Slow,
         }
 
         impl VectorStep {
-            /// The step `run` in vector form.
-            fn of(run: Run, previous: Option<Run>) -> VectorStep {
+            /// The step `run`, run `index` of its program, in vector form.
+            fn of(run: Run, previous: Option<Run>, index: usize) -> VectorStep {
                 let last = previous.map(Run::dst);
                 let lane = |f, d: usize, x: usize, y: usize| VectorStep {
                     f,
@@ -1754,6 +1766,7 @@ macro_rules! fast_functions {
                     y: y as u32,
                     chain: u8::from(last == Some(x)) * CHAIN_X
                         + u8::from(last == Some(y)) * CHAIN_Y,
+                    run: index as u32,
                 };
                 match run {
                     $(Run::Map(MapFn::$m, d, x) => lane(Fast::$m, d, x, 0),)*
@@ -1844,7 +1857,6 @@ macro_rules! fast_functions {
                     // (the pair's second step leaves its result here, as `step` would)
                     *last = sin;
                 }
-                Fast::SinOfPair if std::mem::size_of::<T>() == 4 => {}
                 _ => return false,
             }
             true

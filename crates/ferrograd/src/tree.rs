@@ -93,6 +93,16 @@ pub fn rebuild<T: Tree>(tree: &T, new_leaves: Vec<Tensor>) -> T {
     tree.map(&mut |_| it.next().expect("counted above"))
 }
 
+/// The tree with its leaves replaced, in order, by the next ones of `leaves` (which must
+/// hold enough): [`rebuild`] without a list, for a replay's outputs.
+pub(crate) fn rebuild_from<T: Tree>(tree: &T, leaves: &mut dyn Iterator<Item = Tensor>) -> T {
+    tree.map(&mut |_| {
+        leaves
+            .next()
+            .expect("ferrograd: internal: fewer leaves than the tree holds")
+    })
+}
+
 /// Visits `item` under the name `prefix.segment` (`segment` at the root), written on the
 /// stack when it is short, so visiting a tree allocates nothing (a compiled step visits its
 /// parameters and gradients on every call). `#[derive(Tree)]` calls it.

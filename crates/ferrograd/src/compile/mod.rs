@@ -250,6 +250,16 @@ tuple_args!(A 0, B 1, C 2, D 3);
 tuple_args!(A 0, B 1, C 2, D 3, E 4);
 tuple_args!(A 0, B 1, C 2, D 3, E 4, G 5);
 
+/// A device in a signature: the host 0, a GPU its ordinal + 1 (hashing it cost a small call
+/// a tenth of its signature's work); any other its hash.
+fn device_key(device: crate::Device) -> u64 {
+    match device {
+        crate::Device::Cpu => 0,
+        crate::Device::Cuda(n) => n as u64 + 1,
+        other => hash_of(other),
+    }
+}
+
 fn hash_of(value: impl Hash) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     value.hash(&mut h);
@@ -719,7 +729,7 @@ fn signature(
         key.extend(a.shape().iter().map(|&n| n as u64));
         key.extend(a.strides().iter().map(|&s| s as u64));
         key.push(a.dtype() as u64);
-        key.push(hash_of(a.device()));
+        key.push(device_key(a.device()));
     };
     key.push(params.len() as u64);
     for t in params {
@@ -943,13 +953,14 @@ fn replay(
 }
 
 impl Config {
-    /// A call in optimize mode (see the module docs).
+    /// A call in optimize mode (see the module docs): its outputs, or `None` from a replay
+    /// that left them in the call ([`Call::keep`]).
     pub(crate) fn run_optimized(
         &self,
         call: &mut dyn Call,
         output_grad: Option<&Tensor>,
         location: &'static Location<'static>,
-    ) -> Flat {
+    ) -> Option<Flat> {
         let opt = &self.optimizer;
         // the lists of the last call on this thread, emptied: a replay allocates none
         let mut lists = CallLists::take();
@@ -967,7 +978,7 @@ impl Config {
         let (direct, user_key) = opt.must_run_direct(p_leaves, a_leaves, output_grad);
         if opt.begin_call(direct) {
             lists.give_back();
-            return self.run_direct(call, None, output_grad, location);
+            return Some(self.run_direct(call, None, output_grad, location));
         }
         call.param_structure(structure);
         signature(p_leaves, structure, a_leaves, args_key, key);
@@ -979,7 +990,7 @@ impl Config {
             Lookup::Direct => {
                 opt.state().stats.fallbacks += 1;
                 lists.give_back();
-                return self.run_direct(call, None, output_grad, location);
+                return Some(self.run_direct(call, None, output_grad, location));
             }
             Lookup::Plan(plan) => {
                 let states = snapshot(call.args());
@@ -1016,14 +1027,25 @@ impl Config {
                 );
                 match outcome {
                     Outcome::Done { template } => {
-                        let result = self.assemble(n_params, inputs, &template);
                         opt.state().stats.hits += 1;
-                        lists.give_back();
                         if let Some(state_before) = verifying {
+                            let result = self.assemble(n_params, inputs, &template);
+                            lists.give_back();
                             restore_state(&state_before);
                             self.verify_replay(call, output_grad, location, &states, &result);
+                            return Some(result);
                         }
-                        return result;
+                        let template = self.with_forward.then(|| {
+                            (template.as_deref())
+                                .expect("a plan of a call with outputs has their template")
+                        });
+                        call.keep(
+                            self.with_gradients,
+                            template,
+                            &mut inputs.drain(..).map(Tensor::new),
+                        );
+                        lists.give_back();
+                        return None;
                     }
                     Outcome::Miss { location: read_at } => {
                         assert!(
@@ -1043,7 +1065,7 @@ impl Config {
         let (key, inputs) = (std::mem::take(key), std::mem::take(inputs));
         let (p_leaves, a_leaves) = (p_leaves.to_vec(), a_leaves.to_vec());
         lists.give_back();
-        self.capture(
+        Some(self.capture(
             call,
             output_grad,
             location,
@@ -1051,7 +1073,7 @@ impl Config {
             &a_leaves,
             key,
             inputs,
-        )
+        ))
     }
 
     /// `verify`: the call again in direct mode, from the generators' state before the
