@@ -166,6 +166,34 @@ fn main() {
             )
         });
     }
+    // The matrix products of one training step of the suite's lstm batched row (batch 32,
+    // 33 steps, 100 -> 200 hidden), as its compiled plan runs them: the input projections of
+    // all steps as one product, then per step `h W_h` forward and `dgates W_hᵀ` backward
+    // (32 of them: the first step's `h` is zeros), and the weight gradient of all steps as
+    // one product. Their sum is a floor under the step's time (the suite's `step compiled`):
+    // the elementwise gates and everything else come on top.
+    if b.wants("matmul/f32-lstm-batched-step") {
+        let (xs, wx) = operands(&mut rng, 33 * 32, 100, 800, false);
+        let (h, wh) = operands(&mut rng, 32, 200, 800, false);
+        let (dg, wht) = operands(&mut rng, 32, 800, 200, true);
+        let (cat, dgs) = operands(&mut rng, 300, 33 * 32, 800, false);
+        let flops = 2.0 * ((33 * 32 * 100 * 800) + 33 * (32 * 200 * 800)) as f64
+            + 2.0 * (32 * (32 * 800 * 200) + 300 * 33 * 32 * 800) as f64;
+        b.run(
+            "matmul/f32-lstm-batched-step (all products)",
+            Work::Flops(flops),
+            || {
+                black_box(xs.matmul(&wx));
+                for _ in 0..33 {
+                    black_box(h.matmul(&wh));
+                }
+                for _ in 0..32 {
+                    black_box(dg.matmul(&wht));
+                }
+                black_box(cat.matmul(&dgs));
+            },
+        );
+    }
     // A per-sample step's products (the suite's mlp row): a row times a matrix, its
     // backward through the transposed weight, and the weight gradients (outer products).
     for (name, m, k, n, transposed) in [
