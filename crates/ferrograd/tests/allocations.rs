@@ -78,9 +78,9 @@ fn mlp(p: &Vec<Tensor>, x: &Tensor, y: &Tensor) -> Tensor {
 }
 
 /// The small allocations of a replayed step of `mlp`: the five tensors it returns (loss and
-/// gradients) and the gradients' list, the loss's box, the list of the plan's outputs and the
-/// gradients' list before the tree is rebuilt.
-const HANDLES: usize = 9;
+/// gradients) and the gradients' list (the parameter tree's `Vec`). A replay builds them in
+/// the function's own types, with no erased lists or boxes on the way.
+const HANDLES: usize = 6;
 /// With fresh gradients: their buffers and storage handles (large buffers come from the
 /// array layer's cache, their handles do not).
 const FRESH_GRADIENTS: usize = 7;
