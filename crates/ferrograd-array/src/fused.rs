@@ -1699,8 +1699,8 @@ impl VectorStep {
     /// both from one reduction: the bits are those of the two functions alone
     /// (`sin_and_cos_f32`). The 100-op chain's value and gradient on 10 elements, whose 25
     /// `sin`s each have such a `cos`: 2.23 → 2.07 µs per call on a 2-core Zen 4 (AVX-512),
-    /// quietest of 4 alternations (and 1.88 → 1.83 µs once the `sin`'s run no longer had a
-    /// step of its own that did nothing).
+    /// quietest of 4 alternations (and 1.80 → 1.78 µs, 4 alternations, once the `sin`'s run
+    /// no longer had a step of its own that did nothing).
     fn all(runs: &[Run]) -> Vec<VectorStep> {
         let mut steps: Vec<VectorStep> = Vec::with_capacity(runs.len());
         let mut k = 0;
