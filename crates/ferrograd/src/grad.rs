@@ -486,8 +486,9 @@ impl<F> Grad<F> {
 
     /// Returns each replay's gradients in the buffers of the previous call's (the seed's
     /// `stableGradients`; default false). A training loop that consumes its gradients
-    /// before the next call then gets the same memory every step, with no allocation and
-    /// stable addresses (for buffers registered with a communication library, say). A
+    /// before the next call then gets the same memory every step, with no buffer allocated
+    /// and stable addresses (for buffers registered with a communication library, say); the
+    /// replay allocates only the returned tensors' handles and the tree's own containers. A
     /// gradient the caller still holds is never overwritten: tensors are immutable, so that
     /// call's gradient comes back in a new buffer, which the next calls reuse. Captures and
     /// direct-mode calls return fresh gradients.
