@@ -205,3 +205,71 @@ fn rng_product() -> Array {
     let a = Array::full(&[32, 200], 0.5, DType::F32);
     a.matmul(&Array::full(&[200, 800], 0.25, DType::F32))
 }
+
+/// `cat` splits its copy as an elementwise op of its size splits (over the pool from 2¹⁹
+/// elements, in halves on the partner core from 2¹² while it is awake) and reads strided,
+/// transposed, broadcast and empty parts in place; every piece of the result must be its
+/// part's values, on two threads as on one.
+#[test]
+fn cats_split_across_threads_give_each_part_back() {
+    let mut rng = Generator::new(37);
+    let n = |rng: &mut Generator, s: &[usize], dtype: DType| rng.normal(s, 0.0, 1.0, dtype);
+    let x = n(&mut rng, &[32, 33, 100], DType::F32);
+    // (parts, dim): a recurrent network's gate and input cats, its 33 steps' gradients
+    // joined for the weight gradient (with a transposed, a narrowed and a broadcast part),
+    // and an f64 and an i64 cat with an empty part
+    let mut steps: Vec<Array> = (0..30)
+        .map(|_| n(&mut rng, &[32, 800], DType::F32))
+        .collect();
+    steps.push(n(&mut rng, &[800, 32], DType::F32).t());
+    steps.push(n(&mut rng, &[32, 900], DType::F32).narrow(1, 50, 800));
+    steps.push(n(&mut rng, &[1, 800], DType::F32).expand(&[32, 800]));
+    let ints = Array::arange(0.0, 64.0 * 70.0, 1.0, DType::I64).reshape(&[64, 70]);
+    let cases: Vec<(Vec<Array>, usize)> = vec![
+        (
+            vec![
+                n(&mut rng, &[32, 3, 200], DType::F32),
+                n(&mut rng, &[32, 1, 200], DType::F32),
+            ],
+            1,
+        ),
+        (vec![x.select(1, 5), n(&mut rng, &[32, 200], DType::F32)], 1),
+        (steps, 0),
+        (
+            vec![
+                n(&mut rng, &[64, 0], DType::F64),
+                n(&mut rng, &[70, 64], DType::F64).t(),
+                n(&mut rng, &[64, 1], DType::F64),
+            ],
+            1,
+        ),
+        (
+            vec![
+                ints.clone(),
+                Array::zeros(&[64, 0], DType::I64),
+                ints.t().t(),
+            ],
+            1,
+        ),
+    ];
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool");
+    let two = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("a two-thread pool");
+    for (k, (parts, d)) in cases.iter().enumerate() {
+        let sizes: Vec<usize> = parts.iter().map(|a| a.shape()[*d]).collect();
+        let serial = one.install(|| Array::cat(parts, *d));
+        let split = two.install(|| {
+            let _ = rng_product();
+            Array::cat(parts, *d)
+        });
+        assert!(split.bit_eq(&serial), "case {k}: two threads against one");
+        for (i, (piece, part)) in split.split_sizes(&sizes, *d).iter().zip(parts).enumerate() {
+            assert_eq!(piece.to_f64_vec(), part.to_f64_vec(), "case {k}, part {i}");
+        }
+    }
+}
