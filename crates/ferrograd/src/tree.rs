@@ -89,8 +89,7 @@ pub fn rebuild<T: Tree>(tree: &T, new_leaves: Vec<Tensor>) -> T {
             new_leaves.len()
         );
     }
-    let mut it = new_leaves.into_iter();
-    tree.map(&mut |_| it.next().expect("counted above"))
+    rebuild_from(tree, &mut new_leaves.into_iter())
 }
 
 /// The tree with its leaves replaced, in order, by the next ones of `leaves` (which must
