@@ -39,6 +39,7 @@ pub(crate) mod capture;
 mod fuse;
 mod passes;
 mod plan;
+mod slices;
 pub(crate) mod state;
 
 use std::collections::{BTreeMap, HashMap};

@@ -156,6 +156,11 @@ pub(crate) struct Scratch {
 /// caches freed buffers from this size on).
 const KEEP_BELOW_BYTES: usize = 64 * 1024;
 
+/// The most rounds of [`super::slices`]' rewrites a plan gets: each round moves a slice one
+/// op further up (and a concatenation one op further down), so a round without change ends
+/// them much sooner; the bound only keeps a plan's build time bounded.
+const SLICE_ROUNDS: usize = 16;
+
 /// Whether a computed value keeps its buffer in its slot between calls (see
 /// [`KEEP_BELOW_BYTES`]).
 fn kept(a: &Array) -> bool {
@@ -805,6 +810,28 @@ impl Plan {
                 .extend(self.alias.len() as ValueId..self.metas.len() as ValueId);
         }
         if self.fuse {
+            // slices and concatenations moved across pointwise ops (exact, so in check mode
+            // too), until none moves; each rewrite leaves dead views for the pruning
+            for _ in 0..SLICE_ROUNDS {
+                let mut changed = false;
+                for pass in 0..3 {
+                    let mut uses = vec![0u32; self.metas.len()];
+                    count_uses(&self.root, &mut uses, &self.alias);
+                    let (root, metas) = (&mut self.root, &mut self.metas);
+                    changed |= match pass {
+                        0 => super::slices::cats_through(root, metas, &uses),
+                        1 => super::slices::flatten_cats(root, &uses),
+                        _ => super::slices::slices_through(root, metas, &uses),
+                    };
+                    self.alias
+                        .extend(self.alias.len() as ValueId..self.metas.len() as ValueId);
+                    liveness(&mut self.root, self.metas.len(), true, &self.alias);
+                    prune(&mut self.root);
+                }
+                if !changed {
+                    break;
+                }
+            }
             super::passes::outer_products(&mut self.root, &self.metas);
             let mut uses = vec![0u32; self.metas.len()];
             count_uses(&self.root, &mut uses, &self.alias);

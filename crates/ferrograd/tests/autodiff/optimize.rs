@@ -1688,3 +1688,74 @@ fn a_donated_adam_step_holds_one_new_buffer_at_its_peak() {
     );
     let _ = (&s, &u);
 }
+
+/// LSTM gates written the plain way: the bias added to all four gates' block, viewed as
+/// `[b, 4, h]`, three sigmoids taken at once, each gate read through a slice. `pre` holds the
+/// gates' inputs for every time step, the last output is added to every gate in place of a
+/// product (so every pass on it is exact).
+fn lstm_gates(p: &(Tensor, Tensor), c0: &Tensor) -> (Tensor, Tensor) {
+    let (pre, bias) = p;
+    let (b, h) = (c0.size(0), c0.size(1));
+    let (mut c, mut out) = (c0.clone(), c0.clone());
+    for t in 0..pre.size(0) {
+        let gates = (pre.select(0, t) + bias).reshape(&[b, 4, h]) + out.unsqueeze(1);
+        let ifo = gates.narrow(1, 0, 3).sigmoid();
+        c = &ifo.select(1, 1) * &c + &ifo.select(1, 0) * &gates.select(1, 3).tanh();
+        out = &ifo.select(1, 2) * &c.tanh();
+    }
+    let loss = (&out * &out).sum() + c.sum() * 0.5;
+    (loss, out)
+}
+
+/// Steps of `op` outside fused runs (a run's members are indented further).
+fn unfused_steps_of(plan: &str, op: &str) -> usize {
+    plan.lines()
+        .filter(|l| l.starts_with("  %") && l.contains(&format!(" = {op}(")))
+        .count()
+}
+
+#[test]
+fn slices_and_concatenations_move_across_pointwise_ops_into_the_gates_fused_runs() {
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+        return; // check mode keeps the recorded sum of padded gradients, which this reads
+    }
+    // Each step's bias add, 3-gate sigmoid, the gradient's 3-gate concatenation and the
+    // sigmoid's derivative run over shapes of their own ([b, 4h], [b, 3, h]); moved onto
+    // the per-gate slices, they join the per-gate arithmetic's fused runs.
+    let mut rng = Generator::new(45);
+    let (steps, b, h) = (3, 5, 7);
+    let df = grad(lstm_gates).optimize(true);
+    for _ in 0..3 {
+        let p = (
+            rand(&mut rng, &[steps, b, 4 * h], -2.0, 2.0),
+            rand(&mut rng, &[4 * h], -1.0, 1.0),
+        );
+        let c0 = rand(&mut rng, &[b, h], -1.0, 1.0);
+        let ((gp, gb), (l, out)) = df.call(&p, (&c0,));
+        let ((wp, wb), (wl, wout)) = grad(lstm_gates).call(&p, (&c0,));
+        assert!(same(&l, &wl) && same(&out, &wout));
+        // the same numbers (a slice's -0.0 may come back where a sum of pads gave +0.0)
+        assert_eq!(gp.to_vec::<f64>(), wp.to_vec::<f64>());
+        assert_eq!(gb.to_vec::<f64>(), wb.to_vec::<f64>());
+    }
+    let text = df.plan_text();
+    for op in [
+        "sigmoid",
+        "tanh",
+        "sigmoid_backward",
+        "tanh_backward",
+        "add",
+        "mul",
+    ] {
+        assert_eq!(
+            unfused_steps_of(&text, op),
+            0,
+            "{op} runs on its own:\n{text}"
+        );
+    }
+    // at most a forward run and a backward run per step, and the loss's and the bias's
+    assert!(fused_runs(&text).len() <= 2 * steps + 2, "{text}");
+    // each step's gate gradients are concatenated once ([b, 4, h], not [b, 3, h] first),
+    // and the steps' gradients of `pre` once
+    assert_eq!(steps_of(&text, "cat"), steps + 1, "{text}");
+}
