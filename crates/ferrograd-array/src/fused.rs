@@ -1019,7 +1019,8 @@ impl Program {
         let op = "fused program";
         let n = numel(shape);
         let u = self.update.expect("an update");
-        let mut sources: SmallVec<[Source<'_, T>; 8]> = SmallVec::new();
+        // (a program of more inputs spills once, not once per doubling)
+        let mut sources: SmallVec<[Source<'_, T>; 8]> = SmallVec::with_capacity(inputs.len());
         for a in inputs {
             sources.push(match a {
                 Some(a) => source(a, shape, n, op),
@@ -1067,7 +1068,10 @@ impl Program {
         let n = numel(shape);
         // (pushed, not collected: eight inline sources are over a kilobyte, which a collect
         // builds and then copies)
+        let inputs = inputs.into_iter();
         let mut sources: SmallVec<[Source<'_, T>; 8]> = SmallVec::new();
+        // (a program of more inputs spills once, not once per doubling)
+        sources.reserve(inputs.size_hint().0);
         for a in inputs {
             sources.push(match a {
                 Some(a) => source(a, shape, n, op),
