@@ -1,9 +1,10 @@
 //! Memory planning, measured by the allocator: after warm-up a replayed training step keeps
 //! no memory but the gradients it returns, and with `stable_gradients` none at all (its
 //! gradients come back in the last call's buffers); what it allocates at all is a few
-//! small handles and lists (counted here, so that a new one per step shows up) and, inside
-//! each matrix product of more than a few rows, the `gemm` crate's packing workspace, which
-//! it allocates and frees within the product.
+//! small handles and lists (counted here, so that a new one per step shows up), a handle
+//! for each intermediate of 64 KiB or more (whose buffer the array layer's cache gives
+//! back) and, inside each matrix product of more than a few rows, the `gemm` crate's
+//! packing workspace, which it allocates and frees within the product.
 //!
 //! Its own test binary: the counting allocator is global.
 
