@@ -99,12 +99,17 @@ const GEMM: usize = 5 * 4;
 /// take its first half only inside the counted steps), not on the plan counted here.
 #[test]
 fn a_replayed_step_keeps_no_memory_but_the_gradients_it_returns() {
+    on_one_thread(replayed_steps);
+}
+
+/// Runs `f` on a one-thread pool (see above), while no other test of this binary counts.
+fn on_one_thread(f: impl FnOnce() + Send) {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .expect("a one-thread pool");
-    one.install(replayed_steps);
+    one.install(f);
 }
 
 fn replayed_steps() {
@@ -181,12 +186,7 @@ const STEPS: usize = 40;
 
 #[test]
 fn a_replayed_step_holding_many_buffers_of_one_size_allocates_none() {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let one = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .expect("a one-thread pool");
-    one.install(|| {
+    on_one_thread(|| {
         let mut rng = Generator::new(1);
         // [32, 512] f32: 64 KiB per state
         let p = Tensor::new(rng.uniform(&[512], 0.5, 1.0, DType::F32));

@@ -449,10 +449,14 @@ fn computed(seg: &Segment) -> impl Iterator<Item = (usize, &super::capture::Step
 }
 
 /// Rewrites `seg`'s slots: each slot in `replacement` by its new slots, the `removed` ones
-/// dropped.
-fn splice(seg: &mut Segment, mut replacement: HashMap<usize, Vec<Slot>>, removed: &[bool]) {
-    if replacement.is_empty() {
-        return;
+/// dropped. Returns whether anything changed.
+pub(super) fn splice(
+    seg: &mut Segment,
+    mut replacement: HashMap<usize, Vec<Slot>>,
+    removed: &[bool],
+) -> bool {
+    if replacement.is_empty() && !removed.contains(&true) {
+        return false;
     }
     let old = std::mem::take(&mut seg.exec);
     for (k, slot) in old.into_iter().enumerate() {
@@ -462,6 +466,7 @@ fn splice(seg: &mut Segment, mut replacement: HashMap<usize, Vec<Slot>>, removed
             None => seg.exec.push(slot),
         }
     }
+    true
 }
 
 /// Gives each use of a comparison by a selection or a mask conversion (`where(x > 0, ..)`,

@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use smallvec::SmallVec;
 
 use super::capture::{Meta, Step, StepKind, ValueId};
+use super::passes::splice;
 use super::plan::{End, Segment, Slot};
 use crate::op::Op;
 use crate::ops::nn::NnOp;
@@ -257,23 +258,6 @@ fn pointwise_step(base: &Step, inputs: SmallVec<[ValueId; 4]>, output: ValueId) 
     s.inputs = inputs;
     s.outputs = SmallVec::from_slice(&[Some(output)]);
     Slot::step(s)
-}
-
-/// Rewrites `seg`'s slots: each slot in `replacement` by its new slots, the `removed` ones
-/// dropped. Returns whether anything changed.
-fn splice(seg: &mut Segment, mut replacement: HashMap<usize, Vec<Slot>>, removed: &[bool]) -> bool {
-    if replacement.is_empty() && !removed.contains(&true) {
-        return false;
-    }
-    let old = std::mem::take(&mut seg.exec);
-    for (k, slot) in old.into_iter().enumerate() {
-        match replacement.remove(&k) {
-            Some(new) => seg.exec.extend(new),
-            None if removed[k] => {}
-            None => seg.exec.push(slot),
-        }
-    }
-    true
 }
 
 /// Moves every slice (or splitting reshape) of a pointwise op's value onto the op's operands
