@@ -7,10 +7,11 @@
 //! 42 µs with memory reused. Buffers of at least 16 KiB go back to this cache when their
 //! last array drops (256 MiB in all; beyond that they are freed) and come out zeroed for the
 //! next array of the same dtype and length. Each size keeps at most 16 buffers, plus one for
-//! every time a buffer of that size was wanted and none was cached: a training step that
-//! holds 40 buffers of one size at once (a recurrent network's states, which its backward
-//! reads) finds them all cached from its second step on, where a fixed bound of 16 had 24
-//! allocated, zeroed and freed again at every step.
+//! every time a buffer of that size was wanted and none was cached (counted from the first
+//! time one came back): a training step that holds 40 buffers of one size at once (a
+//! recurrent network's states, which its backward reads) finds them all cached from its
+//! third step on, where a fixed bound of 16 had 24 allocated, zeroed and freed again at
+//! every step.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,6 +27,8 @@ const MIN_BYTES: usize = 16 * 1024;
 /// At most this many cached buffers of one dtype and length, plus that size's misses (see
 /// the module docs).
 const MAX_PER_SIZE: usize = 16;
+/// At most this many sizes known: past it, those with no buffer cached are forgotten.
+const MAX_SIZES: usize = 1024;
 /// At most this many bytes cached in all.
 const MAX_BYTES: usize = 256 << 20;
 
@@ -74,8 +77,10 @@ pub(crate) fn take(dtype: DType, len: usize) -> Option<Raw> {
         return None;
     }
     let mut guard = CACHE.lock().ok()?;
-    let cache = guard.get_or_insert_with(Cache::default);
-    let sized = cache.by_key.entry((dtype, len)).or_default();
+    let cache = guard.as_mut()?;
+    // (a size never given back has no entry and counts no misses: one allocated once, or
+    // once per new size as an array grows, leaves nothing here)
+    let sized = cache.by_key.get_mut(&(dtype, len))?;
     let Some(raw) = sized.free.pop() else {
         sized.misses += 1;
         return None;
@@ -93,8 +98,19 @@ pub(crate) fn give(raw: Raw) {
     }
     let Ok(mut guard) = CACHE.lock() else { return };
     let cache = guard.get_or_insert_with(Cache::default);
+    if cache.bytes + size > MAX_BYTES {
+        return;
+    }
+    if cache.by_key.len() >= MAX_SIZES && !cache.by_key.contains_key(&(dtype, len)) {
+        // sizes with nothing cached go (their misses with them); when every one holds
+        // buffers, a new size is not cached
+        cache.by_key.retain(|_, s| !s.free.is_empty());
+        if cache.by_key.len() >= MAX_SIZES {
+            return;
+        }
+    }
     let sized = cache.by_key.entry((dtype, len)).or_default();
-    if sized.free.len() < MAX_PER_SIZE + sized.misses && cache.bytes + size <= MAX_BYTES {
+    if sized.free.len() < MAX_PER_SIZE + sized.misses {
         sized.free.push(raw);
         cache.bytes += size;
     }
