@@ -818,15 +818,18 @@ impl Plan {
                     let mut uses = vec![0u32; self.metas.len()];
                     count_uses(&self.root, &mut uses, &self.alias);
                     let (root, metas) = (&mut self.root, &mut self.metas);
-                    changed |= match pass {
+                    let moved = match pass {
                         0 => super::slices::cats_through(root, metas, &uses),
                         1 => super::slices::flatten_cats(root, &uses),
                         _ => super::slices::slices_through(root, metas, &uses),
                     };
-                    self.alias
-                        .extend(self.alias.len() as ValueId..self.metas.len() as ValueId);
-                    liveness(&mut self.root, self.metas.len(), true, &self.alias);
-                    prune(&mut self.root);
+                    if moved {
+                        self.alias
+                            .extend(self.alias.len() as ValueId..self.metas.len() as ValueId);
+                        liveness(&mut self.root, self.metas.len(), true, &self.alias);
+                        prune(&mut self.root);
+                    }
+                    changed |= moved;
                 }
                 if !changed {
                     break;
