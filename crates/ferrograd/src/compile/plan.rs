@@ -792,6 +792,7 @@ impl Plan {
         super::passes::accumulate_products(&mut self.root, &self.metas, &uses);
         if self.fuse && !super::check_mode() {
             // new values of the passes' own are numbered past the recording's
+            super::passes::fold_updates(&mut self.root, &mut self.metas, &uses, &self.alias);
             super::passes::batch_products(&mut self.root, &mut self.metas);
             self.alias
                 .extend(self.alias.len() as ValueId..self.metas.len() as ValueId);

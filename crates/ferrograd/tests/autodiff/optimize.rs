@@ -1759,3 +1759,71 @@ fn slices_and_concatenations_move_across_pointwise_ops_into_the_gates_fused_runs
     // and the steps' gradients of `pre` once
     assert_eq!(steps_of(&text, "cat"), steps + 1, "{text}");
 }
+
+#[test]
+fn an_sgd_update_by_a_products_gradient_accumulates_into_the_weight() {
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+        return; // check mode runs no inexact rewrite, and this reads the plan
+    }
+    // w - lr * (xᵀ dh): the gradient's product accumulates straight into the weight
+    let step = |p: &(Tensor, Tensor), x: &Tensor| {
+        let loss = |p: &(Tensor, Tensor), x: &Tensor| (x.matmul(&p.0) + &p.1).tanh().sum();
+        let g = grad(loss).call(p, (x,)).0;
+        (&p.0 - &(&g.0 * 0.01), &p.1 - &(&g.1 * 0.01))
+    };
+    let mut rng = Generator::new(46);
+    let compiled = compile(step);
+    for donate in [false, false, true, true] {
+        let p = (
+            rand(&mut rng, &[20, 30], -1.0, 1.0),
+            rand(&mut rng, &[30], -1.0, 1.0),
+        );
+        let x = rand(&mut rng, &[8, 20], -1.0, 1.0);
+        let (w0, b0) = (p.0.to_f64_vec(), p.1.to_f64_vec());
+        let (want_w, want_b) = step(&p, &x);
+        // the weight gradient's terms, for the bound
+        let dh = {
+            let h = (x.matmul(&p.0) + &p.1).tanh();
+            -(&h * &h) + 1.0
+        };
+        let magnitude = (x.abs().t().matmul(&dh.abs()) * 0.01 + p.0.abs()).to_f64_vec();
+        let (w, b) = if donate {
+            compiled.call_donating(p, (&x,))
+        } else {
+            let got = compiled.call(&p, (&x,));
+            // the caller's parameters are not written
+            assert_eq!((p.0.to_f64_vec(), p.1.to_f64_vec()), (w0, b0));
+            got
+        };
+        assert!(same(&b, &want_b));
+        let (w, want_w) = (w.to_f64_vec(), want_w.to_f64_vec());
+        for ((g, e), m) in w.iter().zip(&want_w).zip(&magnitude) {
+            // a few units in the last place of what is added up
+            assert!((g - e).abs() <= 4.0 * f64::EPSILON * m, "{g} against {e}");
+        }
+    }
+    let text = compiled.plan_text();
+    assert_eq!(steps_of(&text, "matmul_acc"), 1, "{text}");
+    // the forward product remains; the weight gradient's is folded
+    assert_eq!(steps_of(&text, "matmul"), 1, "{text}");
+
+    // a weight read after its update keeps its buffer: nothing is folded into it
+    let read_after = |p: &(Tensor, Tensor), x: &Tensor| {
+        let (w, b) = step(p, x);
+        let norm = (&p.0 * &p.0).sum();
+        (w, b, norm)
+    };
+    let compiled = compile(read_after);
+    let p = (
+        rand(&mut rng, &[20, 30], -1.0, 1.0),
+        rand(&mut rng, &[30], -1.0, 1.0),
+    );
+    let x = rand(&mut rng, &[8, 20], -1.0, 1.0);
+    for _ in 0..2 {
+        let (w, _, norm) = compiled.call(&p, (&x,));
+        let (want_w, _, want_norm) = read_after(&p, &x);
+        assert!(same(&w, &want_w) && same(&norm, &want_norm));
+    }
+    let text = compiled.plan_text();
+    assert_eq!(steps_of(&text, "matmul_acc"), 0, "{text}");
+}
