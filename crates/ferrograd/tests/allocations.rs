@@ -9,48 +9,57 @@
 //! Its own test binary: the counting allocator is global.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::cell::Cell;
 
 use ferrograd::{grad, DType, Generator, Tensor};
 
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static COUNT: AtomicUsize = AtomicUsize::new(0);
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-/// Bytes allocated and not yet freed, counted always.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
+// Per thread: the counted work runs on one thread (a one-thread pool's), and what other
+// threads do meanwhile (the test harness reporting another test, a finished test's pool
+// shutting down) is not the plan's.
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<usize> = const { Cell::new(0) };
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+    /// Bytes this thread allocated less those it freed, counted always.
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+}
 
 fn note(size: usize) {
-    if COUNTING.load(Relaxed) {
-        COUNT.fetch_add(1, Relaxed);
-        LARGEST.fetch_max(size, Relaxed);
-    }
+    let _ = COUNTING.try_with(|on| {
+        if on.get() {
+            COUNT.with(|c| c.set(c.get() + 1));
+            LARGEST.with(|l| l.set(l.get().max(size)));
+        }
+    });
+    live(size as isize);
+}
+
+fn live(bytes: isize) {
+    let _ = LIVE.try_with(|l| l.set(l.get() + bytes));
 }
 
 // SAFETY: forwards every call to the system allocator unchanged; it only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         note(l.size());
-        LIVE.fetch_add(l.size(), Relaxed);
         // SAFETY: the caller's layout, as received.
         unsafe { System.alloc(l) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         note(l.size());
-        LIVE.fetch_add(l.size(), Relaxed);
         // SAFETY: as above.
         unsafe { System.alloc_zeroed(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Relaxed);
+        live(-(l.size() as isize));
         // SAFETY: as above.
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
         note(new_size);
-        LIVE.fetch_add(new_size, Relaxed);
-        LIVE.fetch_sub(l.size(), Relaxed);
+        live(-(l.size() as isize));
         // SAFETY: as above.
         unsafe { System.realloc(p, l, new_size) }
     }
@@ -59,19 +68,21 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// Held by each test: the counters are global, so tests count one at a time.
+/// Held by each test: the array layer's cache of freed buffers is shared, so tests run one
+/// at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// What `f` allocated: (count, largest allocation, bytes still allocated after it).
+/// What `f` allocated on this thread: (count, largest allocation, bytes still allocated
+/// after it).
 fn allocations(f: impl FnOnce()) -> (usize, usize, isize) {
-    COUNT.store(0, Relaxed);
-    LARGEST.store(0, Relaxed);
-    let live = LIVE.load(Relaxed);
-    COUNTING.store(true, Relaxed);
+    COUNT.with(|c| c.set(0));
+    LARGEST.with(|l| l.set(0));
+    let before = LIVE.with(Cell::get);
+    COUNTING.with(|on| on.set(true));
     f();
-    COUNTING.store(false, Relaxed);
-    let kept = LIVE.load(Relaxed) as isize - live as isize;
-    (COUNT.load(Relaxed), LARGEST.load(Relaxed), kept)
+    COUNTING.with(|on| on.set(false));
+    let kept = LIVE.with(Cell::get) - before;
+    (COUNT.with(Cell::get), LARGEST.with(Cell::get), kept)
 }
 
 #[allow(clippy::ptr_arg)] // a Vec is the parameter tree
