@@ -409,6 +409,8 @@ pub(super) fn fold_updates(
                             && metas[w as usize].shape == metas[out as usize].shape
                             && metas[m as usize].shape == metas[out as usize].shape
                             && metas[out as usize].dtype.is_float()
+                            && metas[w as usize].dtype == metas[out as usize].dtype
+                            && metas[m as usize].dtype == metas[out as usize].dtype
                             && !consts.contains(&w)
                             && !returned.contains(&w)
                             && last_read.get(&w) == Some(&k)
