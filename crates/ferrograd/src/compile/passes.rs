@@ -249,20 +249,23 @@ fn simpler(op: &Op, inputs: &[ValueId], out: ValueId, known: &Known<'_>) -> Opti
 /// step, then build up in one buffer instead of a new temporary and a pass over memory
 /// per step. `uses[v]` counts every read of `v` in the plan.
 pub(super) fn accumulate_products(seg: &mut Segment, metas: &[Meta], uses: &[u32]) {
-    fn constants(seg: &Segment, out: &mut HashSet<ValueId>) {
-        out.extend(seg.exec.iter().filter_map(|slot| match slot {
-            Slot::Const { id, .. } => Some(*id),
-            _ => None,
-        }));
-        if let End::Guard { branches, .. } = &seg.end {
-            for (_, b) in branches {
-                constants(b, out);
-            }
-        }
-    }
     let mut consts = HashSet::new();
     constants(seg, &mut consts);
     accumulate_in(seg, metas, uses, &consts);
+}
+
+/// Adds the constants of `seg` and of every path after it to `out` (their buffers belong to
+/// the plan: a step must not take one over).
+fn constants(seg: &Segment, out: &mut HashSet<ValueId>) {
+    out.extend(seg.exec.iter().filter_map(|slot| match slot {
+        Slot::Const { id, .. } => Some(*id),
+        _ => None,
+    }));
+    if let End::Guard { branches, .. } = &seg.end {
+        for (_, b) in branches {
+            constants(b, out);
+        }
+    }
 }
 
 fn accumulate_in(seg: &mut Segment, metas: &[Meta], uses: &[u32], consts: &HashSet<ValueId>) {
@@ -346,24 +349,17 @@ pub(super) fn fold_updates(
         return;
     };
     let mut consts = HashSet::new();
+    constants(seg, &mut consts);
     // each value's last reading slot, and the values the plan returns
     let mut last_read: HashMap<ValueId, usize> = HashMap::new();
     for (k, slot) in seg.exec.iter().enumerate() {
-        match slot {
-            Slot::Const { id, .. } => {
-                consts.insert(*id);
-            }
-            Slot::Step { step, .. } => {
-                for &i in &step.inputs {
-                    last_read.insert(i, k);
-                }
-            }
-            Slot::Fused { group, .. } => {
-                for &i in &group.inputs {
-                    last_read.insert(i, k);
-                }
-            }
-            Slot::StateRead { .. } | Slot::StateWrite { .. } => {}
+        let inputs = match slot {
+            Slot::Step { step, .. } => &step.inputs[..],
+            Slot::Fused { group, .. } => &group.inputs[..],
+            _ => continue,
+        };
+        for &i in inputs {
+            last_read.insert(i, k);
         }
     }
     let returned: HashSet<ValueId> = done.outputs.iter().map(|&o| alias[o as usize]).collect();
