@@ -60,7 +60,7 @@ fn operand(rows: usize, cols: usize, rs: isize, cs: isize) -> Option<(CBLAS_TRAN
     }
 }
 
-/// `C = A B` (or `C += A B` when `accumulate`) on OpenBLAS, A m×k, B k×n, all strided, when
+/// `C = s·A B` (or `C += s·A B` when `accumulate`) on OpenBLAS, A m×k, B k×n, all strided, when
 /// the product is at least [`BLAS_MIN_FLOPS`] and the layouts suit BLAS (each operand has a
 /// unit stride, C one along a dim of its own); false, with nothing written, otherwise. With `accumulate` the product of a depth
 /// of at most a few hundred is added to C after it is summed, so `matmul_acc_into` rounds
@@ -78,6 +78,7 @@ pub(crate) unsafe fn product<T: Float>(
     a: Mat<*const T>,
     b: Mat<*const T>,
     accumulate: bool,
+    scale: T,
 ) -> bool {
     if k == 0 || m * n * k < BLAS_MIN_FLOPS {
         return false;
@@ -126,7 +127,7 @@ pub(crate) unsafe fn product<T: Float>(
                     mi,
                     ni,
                     ki,
-                    1.0,
+                    scale.to_f64() as $t,
                     a.ptr as *const $t,
                     lda,
                     b.ptr as *const $t,

@@ -76,16 +76,39 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
     accumulate: bool,
     parallel: bool,
 ) {
+    // SAFETY: the caller's operands, as received.
+    unsafe { gemm_scaled(m, n, k, c, a, b, accumulate, T::one(), parallel) }
+}
+
+/// `C = s·A B` (or `C += s·A B` when `accumulate`), A m×k, B k×n, all strided: the scale
+/// is applied by the matrix kernel to each element's finished sum (gemm's `beta`, BLAS's
+/// `alpha`), so a scaled product costs no pass of its own.
+///
+/// # Safety
+/// As for [`gemm_strided`].
+#[allow(clippy::too_many_arguments)] // m, n, k and three strided operands: gemm's own shape
+pub(crate) unsafe fn gemm_scaled<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: Mat<*mut T>,
+    a: Mat<*const T>,
+    b: Mat<*const T>,
+    accumulate: bool,
+    scale: T,
+    parallel: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
+    // (the thin kernels take no scale)
     // SAFETY: the caller's operands, as received.
-    if unsafe { crate::thin::product(m, n, k, c, a, b, accumulate) } {
+    if scale == T::one() && unsafe { crate::thin::product(m, n, k, c, a, b, accumulate) } {
         return;
     }
     // SAFETY: the caller's operands, as received.
     #[cfg(feature = "openblas")]
-    if parallel && unsafe { crate::blas::product(m, n, k, c, a, b, accumulate) } {
+    if parallel && unsafe { crate::blas::product(m, n, k, c, a, b, accumulate, scale) } {
         return;
     }
     if a.cs == 1 && b.rs == 1 && b.cs != 1 && m > 1 && m < n && k >= 64 {
@@ -100,7 +123,7 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
         // SAFETY: `t` is an exclusive n×m buffer; Bᵀ and Aᵀ are the caller's operands read
         // through swapped strides, which address the same valid elements.
         unsafe {
-            gemm_strided(
+            gemm_scaled(
                 n,
                 m,
                 k,
@@ -112,6 +135,7 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
                 b.t(),
                 a.t(),
                 false,
+                scale,
                 parallel,
             );
         }
@@ -138,7 +162,7 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
     }
     if parallel && in_halves(m, n, k) {
         // SAFETY: the caller's operands, as received.
-        unsafe { halves(m, n, k, c, a, b, accumulate) };
+        unsafe { halves(m, n, k, c, a, b, accumulate, scale) };
         return;
     }
     let par = if parallel && crate::par::split(m * n * k, PARALLEL_FLOPS) {
@@ -146,7 +170,7 @@ pub(crate) unsafe fn gemm_strided<T: Float>(
     } else {
         Parallelism::None
     };
-    let (alpha, beta) = (if accumulate { T::one() } else { T::zero() }, T::one());
+    let (alpha, beta) = (if accumulate { T::one() } else { T::zero() }, scale);
     if c.cs == 1 || n == 1 {
         // Row-major output: compute the column-major Cᵀ = Bᵀ Aᵀ.
         gemm_col_major(n, m, k, c.t(), accumulate, b.t(), a.t(), (alpha, beta), par)
@@ -192,6 +216,7 @@ unsafe fn halves<T: Float>(
     a: Mat<*const T>,
     b: Mat<*const T>,
     accumulate: bool,
+    scale: T,
 ) {
     // split C's rows, or its columns as the rows of Cᵀ = Bᵀ Aᵀ
     let (m, n, c, a, b) = if m >= n {
@@ -210,7 +235,7 @@ unsafe fn halves<T: Float>(
         // SAFETY: rows first..first + rows of C and A lie inside the caller's operands (the
         // caller vouches for all m rows); the two calls write disjoint rows of C.
         unsafe {
-            gemm_strided(
+            gemm_scaled(
                 rows,
                 n,
                 k,
@@ -227,6 +252,7 @@ unsafe fn halves<T: Float>(
                     ..b
                 },
                 accumulate,
+                scale,
                 false,
             )
         }
@@ -389,7 +415,7 @@ impl Array {
             return crate::cuda::linalg::matmul(self, other, &shape, out, "matmul");
         }
         let (a, b) = gemm_operands(self, other);
-        dispatch_float!(self.dtype(), "matmul", T => batched::<T>(&a, &b, &shape, out, false))
+        dispatch_float!(self.dtype(), "matmul", T => batched::<T>(&a, &b, &shape, out, false, 1.0))
     }
 
     /// `out + self @ other`, computed into `out` (which must have the product's shape and
@@ -431,7 +457,7 @@ impl Array {
             *out = sum;
             return;
         }
-        self.add_product_into(other, out, &shape)
+        self.add_product_into(other, 1.0, out, &shape)
     }
 
     /// `out += self @ other` at any size, the matrix kernel adding the product into `out` as
@@ -452,21 +478,48 @@ impl Array {
     #[track_caller]
     pub fn matmul_add_into(&self, other: &Array, out: &mut Array) {
         let shape = accumulated_shape(self, other, out, "matmul_add_into");
-        self.add_product_into(other, out, &shape)
+        self.add_product_into(other, 1.0, out, &shape)
     }
 
-    /// `out += self @ other` in the kernel, the operands checked (`shape`: the product's).
-    /// On a device, the product is computed apart and added.
+    /// `out += scale · (self @ other)`, the scale applied by the matrix kernel to each
+    /// element's finished sum (no pass of its own), and the result added into `out` as in
+    /// [`matmul_add_into`](Array::matmul_add_into): each element within a few units in the
+    /// last place of `|out| + |scale| · Σ|aᵢ bᵢ|` of the exact value. An SGD step's
+    /// `w - lr · (xᵀ @ dy)` is `xᵀ.matmul_add_scaled_into(&dy, -lr, &mut w)`, the
+    /// gradient never written out. On a device, the product is computed apart, scaled and
+    /// added. `out` is copied first when it is a view or shared.
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let a = Array::from_vec(vec![1.0f64, 2.0], &[1, 2]);
+    /// let b = Array::from_vec(vec![3.0f64, 4.0], &[2, 1]);
+    /// let mut w = Array::from_vec(vec![0.5f64], &[1, 1]);
+    /// a.matmul_add_scaled_into(&b, -0.5, &mut w);
+    /// assert_eq!(w.to_vec::<f64>(), vec![-5.0]);
+    /// ```
     #[track_caller]
-    fn add_product_into(&self, other: &Array, out: &mut Array, shape: &[usize]) {
+    pub fn matmul_add_scaled_into(&self, other: &Array, scale: f64, out: &mut Array) {
+        let shape = accumulated_shape(self, other, out, "matmul_add_scaled_into");
+        self.add_product_into(other, scale, out, &shape)
+    }
+
+    /// `out += scale · (self @ other)` in the kernel, the operands checked (`shape`: the
+    /// product's). On a device, the product is computed apart, scaled and added.
+    #[track_caller]
+    fn add_product_into(&self, other: &Array, scale: f64, out: &mut Array, shape: &[usize]) {
         if !self.device().is_cpu() || !other.device().is_cpu() || !out.device().is_cpu() {
             let product = self.matmul(other);
+            let product = if scale == 1.0 {
+                product
+            } else {
+                product.mul_scalar(scale)
+            };
             *out = out.add(&product);
             return;
         }
         out.make_unique();
         let (a, b) = gemm_operands(self, other);
-        dispatch_float!(self.dtype(), "matmul_add_into", T => batched::<T>(&a, &b, shape, out, true))
+        dispatch_float!(self.dtype(), "matmul_add_into", T => batched::<T>(&a, &b, shape, out, true, scale))
     }
 
     /// Product of two matrices.
@@ -620,10 +673,19 @@ fn accumulated_shape(a: &Array, b: &Array, out: &Array, op: &str) -> Shape {
     shape
 }
 
-/// `out = a @ b` for `a: [..., m, k]`, `b: [..., k, n]` (both at least 2-d), batch dims
-/// broadcast; `out_shape` is the user-facing shape (vector dims already dropped).
+/// `out = scale · a @ b` (`out +=` when `accumulate`) for `a: [..., m, k]`, `b: [..., k, n]`
+/// (both at least 2-d), batch dims broadcast; `out_shape` is the user-facing shape (vector
+/// dims already dropped).
 #[track_caller]
-fn batched<T: Float>(a: &Array, b: &Array, out_shape: &[usize], out: &mut Array, accumulate: bool) {
+fn batched<T: Float>(
+    a: &Array,
+    b: &Array,
+    out_shape: &[usize],
+    out: &mut Array,
+    accumulate: bool,
+    scale: f64,
+) {
+    let scale = T::from_f64(scale);
     let (m, k) = (a.shape()[a.ndim() - 2], a.shape()[a.ndim() - 1]);
     let n = b.shape()[b.ndim() - 1];
     let batch_a = &a.shape()[..a.ndim() - 2];
@@ -659,7 +721,7 @@ fn batched<T: Float>(a: &Array, b: &Array, out_shape: &[usize], out: &mut Array,
         // inside their storage; output matrix `i` is the disjoint range [i*m*n, (i+1)*m*n) of
         // `dst`, which is freshly owned and never aliases an input.
         unsafe {
-            gemm_strided(
+            gemm_scaled(
                 m,
                 n,
                 k,
@@ -679,6 +741,7 @@ fn batched<T: Float>(a: &Array, b: &Array, out_shape: &[usize], out: &mut Array,
                     cs: bcs,
                 },
                 accumulate,
+                scale,
                 parallel,
             )
         }

@@ -357,6 +357,80 @@ fn an_operand_broadcast_inside_the_matrix_is_copied_first() {
     assert_eq!(z.matmul(&z).to_vec::<f64>(), vec![8.0; 4]);
 }
 
+/// `out += s · a @ b` with the scale applied in the kernel: within a few units in the last
+/// place of `|out| + |s| Σ|aᵢ bᵢ|` of the exact value, on every path a product can take (the
+/// thin kernels, which take no scale and leave it to gemm; the transposed-scratch path; the
+/// two-core halves; gemm's own split of a large product), with both operand layouts.
+#[test]
+fn scaled_products_added_into_an_output_are_within_a_few_ulp_of_the_exact_value() {
+    let mut rng = Generator::new(78);
+    let shapes = [
+        (1, 64, 200),
+        (64, 200, 1),
+        (300, 1, 80),
+        (32, 100, 1000),
+        (32, 800, 200),
+        (300, 1056, 800),
+        (17, 3, 33),
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        let eps = match dtype {
+            DType::F32 => f32::EPSILON as f64,
+            _ => f64::EPSILON,
+        };
+        for &(m, k, n) in &shapes {
+            for (at, bt) in [(false, false), (true, false), (false, true)] {
+                let a = case(&mut rng, &[m, k], dtype, Layout::Contiguous, -1.0, 1.0);
+                let b = case(&mut rng, &[k, n], dtype, Layout::Contiguous, -1.0, 1.0);
+                // the same values, stored transposed where asked
+                let (av, bv) = (
+                    match at {
+                        true => a.array.t().contiguous().t(),
+                        false => a.array.clone(),
+                    },
+                    match bt {
+                        true => b.array.t().contiguous().t(),
+                        false => b.array.clone(),
+                    },
+                );
+                let start = case(&mut rng, &[m, n], dtype, Layout::Contiguous, -1.0, 1.0);
+                let scale = -0.37;
+                let mut acc = start.array.clone();
+                av.matmul_add_scaled_into(&bv, scale, &mut acc);
+                let abs = |v: &[f64]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
+                let exact = naive(&a.values, &b.values, m, k, n);
+                let size = naive(&abs(&a.values), &abs(&b.values), m, k, n);
+                let got = acc.to_f64_vec();
+                for (i, g) in got.iter().enumerate() {
+                    let want = start.values[i] + scale * exact[i];
+                    let bound = 4.0 * eps * (start.values[i].abs() + scale.abs() * size[i]);
+                    assert!(
+                        (g - want).abs() <= bound,
+                        "{dtype} {m}x{k}x{n} ({at}, {bt}) element {i}: {g} against {want}"
+                    );
+                }
+                assert_eq!(
+                    start.array.to_f64_vec(),
+                    start.values,
+                    "the shared start is kept"
+                );
+            }
+        }
+    }
+    let err = panic_message(|| {
+        let mut acc = Array::zeros(&[2, 2], DType::F32);
+        let (a, b) = (
+            Array::zeros(&[2, 3], DType::F32),
+            Array::zeros(&[3, 4], DType::F32),
+        );
+        a.matmul_add_scaled_into(&b, 2.0, &mut acc);
+    });
+    assert!(
+        err.contains("matmul_add_scaled_into") && err.contains("[2, 2]") && err.contains("[2, 4]"),
+        "{err}"
+    );
+}
+
 #[test]
 fn accumulating_products_equal_adding_the_product_bit_for_bit() {
     let mut rng = Generator::new(77);

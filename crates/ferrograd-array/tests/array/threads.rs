@@ -121,15 +121,18 @@ fn products_split_in_halves_equal_the_one_thread_product_bit_for_bit() {
         let run = || {
             let mut added = base.clone();
             a.matmul_add_into(&b, &mut added);
-            (a.matmul(&b), added)
+            let mut scaled = base.clone();
+            a.matmul_add_scaled_into(&b, -0.01, &mut scaled);
+            (a.matmul(&b), added, scaled)
         };
         // twice in the default pool: the first call may find the partner asleep
         let _ = run();
-        let (product, added) = run();
-        let (one_product, one_added) = one.install(run);
+        let (product, added, scaled) = run();
+        let (one_product, one_added, one_scaled) = one.install(run);
         let case = format!("[{m}, {k}]·[{k}, {n}] {dtype:?}");
         assert!(product.bit_eq(&one_product), "{case}: product");
         assert!(added.bit_eq(&one_added), "{case}: added into an output");
+        assert!(scaled.bit_eq(&one_scaled), "{case}: scaled and added");
     }
 }
 

@@ -95,8 +95,11 @@ pub(crate) enum StepKind {
     /// `exact`: rounded as the add of the product, bit for bit
     /// ([`Array::matmul_acc_into`](crate::Array::matmul_acc_into)); else summed in the
     /// kernel's order ([`Array::matmul_add_into`](crate::Array::matmul_add_into)), for the
-    /// rewrites that run with fusion on.
-    MatmulAcc { exact: bool },
+    /// rewrites that run with fusion on. `scale`: the product is `scale · a @ b`, scaled in
+    /// the kernel ([`Array::matmul_add_scaled_into`](crate::Array::matmul_add_scaled_into);
+    /// 1 when `exact`), an SGD update folded into its weight gradient's product (see
+    /// `passes::fold_updates`).
+    MatmulAcc { exact: bool, scale: f64 },
 }
 
 /// One recorded computation.
@@ -119,6 +122,9 @@ impl Step {
             StepKind::Op(op) => op.name(),
             StepKind::CustomBackward { op, .. } => Cow::Owned(format!("{}.backward", op.name())),
             StepKind::Draw { draw, .. } => Cow::Borrowed(draw.name()),
+            StepKind::MatmulAcc { scale, .. } if *scale != 1.0 => {
+                Cow::Owned(format!("matmul_acc·{scale}"))
+            }
             StepKind::MatmulAcc { .. } => Cow::Borrowed("matmul_acc"),
         }
     }

@@ -306,7 +306,10 @@ fn accumulate_in(seg: &mut Segment, metas: &[Meta], uses: &[u32], consts: &HashS
                 let Slot::Step { step, .. } = &mut seg.exec[k] else {
                     unreachable!("checked above")
                 };
-                step.kind = StepKind::MatmulAcc { exact: true };
+                step.kind = StepKind::MatmulAcc {
+                    exact: true,
+                    scale: 1.0,
+                };
                 step.inputs = inputs;
                 step.operand = None;
                 removed[m] = true;
@@ -327,24 +330,20 @@ fn accumulate_in(seg: &mut Segment, metas: &[Meta], uses: &[u32], consts: &HashS
 }
 
 /// Folds an update of a value by a scaled matrix product, `w - c * (a @ b)` (or `w + c *
-/// (a @ b)`, the product read nowhere else, `w`'s last read), into the product: `w + (-c ·
-/// a) @ b` accumulated into `w`'s buffer by the matrix kernel ([`Array::matmul_add_into`]),
-/// the smaller operand scaled. An SGD step's update of a weight by its gradient then writes
-/// the weight once, where the gradient was written out by its product and read back by the
-/// update (a `[1000, 1000]` f32 weight: 145 µs of a wide MLP's 1.13 ms step on the 2-core
-/// Xeon). Only in segments that end the plan (no guard after them reads `w`).
+/// (a @ b)`, the product read nowhere else, `w`'s last read), into the product: `w + (-c) ·
+/// (a @ b)` accumulated into `w`'s buffer by the matrix kernel, which applies the scale to
+/// each finished sum ([`Array::matmul_add_scaled_into`]). An SGD step's update of a weight
+/// by its gradient then writes the weight once, where the gradient was written out by its
+/// product and read back by the update (a `[1000, 1000]` f32 weight: 145 µs of a wide MLP's
+/// 1.13 ms step on the 2-core Xeon). It runs after [`batch_products`], so a recurrent
+/// network's weight gradient, a sum over time steps joined into one product, folds too. Only
+/// in segments that end the plan (no guard after them reads `w`).
 ///
-/// Not exact: one rounding of `c · a` before the product where direct mode rounds the product,
-/// its scaling and the difference, so each element is within a few units in the last place
-/// of `|w| + |c| Σ|aᵢ bᵢ|` of direct mode's; it runs only with fusion on, and never in check
-/// mode. New values (the scaled operands) get ids past the recording's, with their metas
-/// appended. `uses[v]` counts every read of `v` in the plan.
-pub(super) fn fold_updates(
-    seg: &mut Segment,
-    metas: &mut Vec<Meta>,
-    uses: &[u32],
-    alias: &[ValueId],
-) {
+/// Not exact: one rounding of `w + (-c) · Σ` where direct mode rounds the product, its
+/// scaling and the difference, so each element is within a few units in the last place of
+/// `|w| + |c| Σ|aᵢ bᵢ|` of direct mode's; it runs only with fusion on, and never in check
+/// mode. `uses[v]` counts every read of `v` in the plan.
+pub(super) fn fold_updates(seg: &mut Segment, metas: &[Meta], uses: &[u32], alias: &[ValueId]) {
     let End::Done(done) = &seg.end else {
         return;
     };
@@ -421,23 +420,14 @@ pub(super) fn fold_updates(
                     unreachable!("products are steps")
                 };
                 let (a, b) = (product.inputs[0], product.inputs[1]);
-                let numel = |v: ValueId| metas[v as usize].shape.iter().product::<usize>();
-                // scale the smaller operand
-                let scale_a = numel(a) < numel(b);
-                let target = if scale_a { a } else { b };
-                let meta = metas[target as usize].clone();
-                let dtype = meta.dtype;
-                let t = new_value(metas, meta);
-                let mut scale = derived(step, Op::Scalar(ScalarOp::Mul, sign * c), &[target], t);
-                if let Slot::Step { step, .. } = &mut scale {
-                    step.operand = ScalarOp::Mul.operand(sign * c, dtype).map(Box::new);
-                }
-                let (a, b) = if scale_a { (t, b) } else { (a, t) };
                 let mut acc = step.clone();
-                acc.kind = StepKind::MatmulAcc { exact: false };
+                acc.kind = StepKind::MatmulAcc {
+                    exact: false,
+                    scale: sign * c,
+                };
                 acc.inputs = SmallVec::from_slice(&[w, a, b]);
                 acc.operand = None;
-                replacement.insert(k, vec![scale, Slot::step(acc)]);
+                replacement.insert(k, vec![Slot::step(acc)]);
                 removed[ks] = true;
                 removed[kp] = true;
             }
@@ -487,7 +477,7 @@ pub(super) fn batch_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
                     },
                 );
             }
-            StepKind::MatmulAcc { .. } => {
+            StepKind::MatmulAcc { scale, .. } if *scale == 1.0 => {
                 let (p, a, b) = (step.inputs[0], step.inputs[1], step.inputs[2]);
                 match chains.remove(&p) {
                     Some(mut c) if two_d(metas, a) && two_d(metas, b) => {
@@ -890,7 +880,10 @@ pub(super) fn join_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
                 new_value(metas, metas[p.out as usize].clone())
             };
             let mut step = base.clone();
-            step.kind = StepKind::MatmulAcc { exact: false };
+            step.kind = StepKind::MatmulAcc {
+                exact: false,
+                scale: 1.0,
+            };
             step.inputs = SmallVec::from_slice(&[acc, a, w]);
             step.outputs = SmallVec::from_slice(&[Some(sum)]);
             out.push(Slot::step(step));
@@ -979,7 +972,8 @@ pub(super) fn join_columns(seg: &mut Segment, metas: &mut Vec<Meta>) {
     for (k, step, out) in computed(seg) {
         let (a, w) = match step.kind {
             StepKind::Op(Op::Matmul) => (step.inputs[0], step.inputs[1]),
-            StepKind::MatmulAcc { .. } => (step.inputs[1], step.inputs[2]),
+            // (a scaled one is an update folded into its product: left alone)
+            StepKind::MatmulAcc { scale: 1.0, .. } => (step.inputs[1], step.inputs[2]),
             _ => continue,
         };
         if two_d(a) && two_d(w) && metas[a as usize].shape[0] <= JOIN_MAX_ROWS {

@@ -792,12 +792,13 @@ impl Plan {
         super::passes::accumulate_products(&mut self.root, &self.metas, &uses);
         if self.fuse && !super::check_mode() {
             // new values of the passes' own are numbered past the recording's
-            super::passes::fold_updates(&mut self.root, &mut self.metas, &uses, &self.alias);
             super::passes::batch_products(&mut self.root, &mut self.metas);
             self.alias
                 .extend(self.alias.len() as ValueId..self.metas.len() as ValueId);
             let mut uses = vec![0u32; self.metas.len()];
             count_uses(&self.root, &mut uses, &self.alias);
+            // (the fold moves reads from the update to its product: the counts still hold)
+            super::passes::fold_updates(&mut self.root, &self.metas, &uses, &self.alias);
             super::passes::narrow_products(&mut self.root, &mut self.metas, &uses);
             super::passes::pads_to_cat(&mut self.root, &mut self.metas, &uses);
             self.alias
@@ -1257,7 +1258,7 @@ fn run_step<O: Observer>(
             drop(inputs);
             values[id] = out;
         }
-        StepKind::MatmulAcc { exact } => {
+        StepKind::MatmulAcc { exact, scale } => {
             let id = step.outputs[0].expect("a product has its output") as usize;
             // the accumulator dies here (the rewrite checked): its buffer becomes the result
             // (a copy of it when it is a view, as a joined product's block is)
@@ -1269,7 +1270,7 @@ fn run_step<O: Observer>(
                 if *exact {
                     operands[0].matmul_acc_into(operands[1], &mut acc);
                 } else {
-                    operands[0].matmul_add_into(operands[1], &mut acc);
+                    operands[0].matmul_add_scaled_into(operands[1], *scale, &mut acc);
                 }
                 if let Some(start) = start {
                     observer.step(step, &operands, &[Some(acc.clone())], start.elapsed());

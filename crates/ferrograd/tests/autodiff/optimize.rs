@@ -1761,6 +1761,69 @@ fn slices_and_concatenations_move_across_pointwise_ops_into_the_gates_fused_runs
 }
 
 #[test]
+fn a_recurrent_weight_gradient_joined_over_time_steps_folds_into_the_weight_update() {
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+        return; // check mode runs no inexact rewrite, and this reads the plan
+    }
+    // h' = tanh([x_t, h] @ w + b + e_t) over 8 steps: w's gradient is a sum of one product
+    // per step, which the plan joins into one product over the stacked steps and then adds,
+    // scaled by -lr, into w itself. The offsets e_t are zero; their gradients are the
+    // pre-activations' gradients, which the bound below needs.
+    let (steps, batch, nx, nh) = (8, 4, 20, 30);
+    let loss = |p: &(Tensor, Tensor, Vec<Tensor>), x: &Tensor| {
+        let mut h = Tensor::zeros(&[batch, nh], DType::F64);
+        for t in 0..steps {
+            let pre = Tensor::cat(&[x.select(1, t), h], 1).matmul(&p.0) + &p.1 + &p.2[t];
+            h = pre.tanh();
+        }
+        (&h * &h).sum()
+    };
+    let step = |p: &(Tensor, Tensor, Vec<Tensor>), x: &Tensor| {
+        let g = grad(loss).call(p, (x,)).0;
+        (&p.0 - &(&g.0 * 0.01), &p.1 - &(&g.1 * 0.01))
+    };
+    let mut rng = Generator::new(47);
+    let compiled = compile(step);
+    for donate in [false, true, true] {
+        let p = (
+            rand(&mut rng, &[nx + nh, nh], -0.3, 0.3),
+            rand(&mut rng, &[nh], -0.3, 0.3),
+            vec![Tensor::zeros(&[batch, nh], DType::F64); steps],
+        );
+        let x = rand(&mut rng, &[batch, steps, nx], -1.0, 1.0);
+        let (want_w, want_b) = step(&p, &x);
+        // Σ_t |[x_t, h_t-1]|ᵀ |d pre_t|: what the weight gradient adds up
+        let d_pre = grad(loss).call(&p, (&x,)).0 .2;
+        // (and the bias's: its gradient's terms may be added in another order too)
+        let mut h = Tensor::zeros(&[batch, nh], DType::F64);
+        let (mut size, mut bias_size) = (p.0.abs(), p.1.abs());
+        for (t, d) in d_pre.iter().enumerate() {
+            let input = Tensor::cat(&[x.select(1, t), h.clone()], 1);
+            size = size + input.abs().t().matmul(&d.abs()) * 0.01;
+            bias_size = bias_size + d.abs().sum_dim(0, false) * 0.01;
+            h = (input.matmul(&p.0) + &p.1).tanh();
+        }
+        let (w, b) = if donate {
+            compiled.call_donating(p, (&x,))
+        } else {
+            compiled.call(&p, (&x,))
+        };
+        for (got, want, size) in [(w, want_w, size), (b, want_b, bias_size)] {
+            let (got, want, size) = (got.to_f64_vec(), want.to_f64_vec(), size.to_f64_vec());
+            for ((g, e), m) in got.iter().zip(&want).zip(&size) {
+                assert!((g - e).abs() <= 4.0 * f64::EPSILON * m, "{g} against {e}");
+            }
+        }
+    }
+    let text = compiled.plan_text();
+    // one product over the stacked steps, into w (params.0)
+    assert_eq!(steps_of(&text, "matmul_acc·-0.01"), 1, "{text}");
+    assert!(text.contains("= matmul_acc·-0.01(%0, "), "{text}");
+    // and no [50, 30] gradient written out for an update to read back
+    assert!(!text.contains("fused f64[50, 30]"), "{text}");
+}
+
+#[test]
 fn an_sgd_update_by_a_products_gradient_accumulates_into_the_weight() {
     if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
         return; // check mode runs no inexact rewrite, and this reads the plan
@@ -1803,7 +1866,9 @@ fn an_sgd_update_by_a_products_gradient_accumulates_into_the_weight() {
         }
     }
     let text = compiled.plan_text();
-    assert_eq!(steps_of(&text, "matmul_acc"), 1, "{text}");
+    // the weight gradient's product scaled by -lr and added into the weight, in the kernel
+    assert_eq!(steps_of(&text, "matmul_acc·-0.01"), 1, "{text}");
+    assert!(text.contains("= matmul_acc·-0.01(%0, "), "{text}");
     // the forward product remains; the weight gradient's is folded
     assert_eq!(steps_of(&text, "matmul"), 1, "{text}");
 
