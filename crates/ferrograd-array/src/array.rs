@@ -527,6 +527,30 @@ impl Array {
         }
     }
 
+    /// All the elements of a host array that [`make_unique`](Array::make_unique) made the
+    /// only handle on its contiguous buffer, for writing.
+    pub(crate) fn unique_slice_mut<T: Element>(&mut self) -> &mut [T] {
+        let storage = Arc::get_mut(&mut self.storage).expect("made unique first");
+        let buffer = storage.cpu_mut().expect("a host array");
+        T::slice_mut(buffer).expect("the array's own dtype")
+    }
+
+    /// A contiguous host array whose elements are all about to be written: a freed buffer
+    /// of its size from the cache of freed buffers, with whatever values it holds, or a
+    /// fresh zeroed one. For a buffer filled piece by piece (see
+    /// [`cat_into_at`](Array::cat_into_at)), where zeroing it first would cost a pass.
+    ///
+    /// ```
+    /// use ferrograd_array::{Array, DType};
+    /// let mut a = Array::for_overwrite(&[2, 3], DType::F32);
+    /// let row = Array::from_vec(vec![1.0f32, 2.0, 3.0], &[1, 3]);
+    /// Array::cat_into_at(&[&row, &row], 0, &mut a, 0);
+    /// assert_eq!(a.to_vec::<f32>(), [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+    /// ```
+    pub fn for_overwrite(shape: &[usize], dtype: DType) -> Array {
+        Array::empty(shape, dtype)
+    }
+
     /// A contiguous array for a kernel to fill: every element must be written (its contents
     /// may be a reused buffer's old values).
     pub(crate) fn empty(shape: &[usize], dtype: DType) -> Array {

@@ -628,6 +628,59 @@ impl Array {
         cat_kernel(arrays, d, &cat_shape(arrays, d), out)
     }
 
+    /// [`cat`](Array::cat) written into `out`'s elements from `start` on (as many as the
+    /// concatenation has, in its row-major order), the rest of `out` kept: a stack built
+    /// piece by piece as its pieces are made, each written into its rows. `out` is made the
+    /// only handle on a contiguous buffer first (copied when it is a view or shared, as
+    /// every `*_into` output is), so other arrays never see the write. Host arrays only.
+    ///
+    /// ```
+    /// use ferrograd_array::{Array, DType};
+    /// let mut stack = Array::zeros(&[3, 2], DType::F32);
+    /// let (a, b) = (
+    ///     Array::from_vec(vec![1.0f32], &[1, 1]),
+    ///     Array::from_vec(vec![2.0f32], &[1, 1]),
+    /// );
+    /// Array::cat_into_at(&[a, b], 1, &mut stack, 2); // row 1
+    /// assert_eq!(stack.to_vec::<f32>(), [0.0, 0.0, 1.0, 2.0, 0.0, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn cat_into_at<A: std::borrow::Borrow<Array>>(
+        arrays: &[A],
+        dim: impl Dim,
+        out: &mut Array,
+        start: usize,
+    ) {
+        let Some(first) = arrays.first() else {
+            fail("cat_into_at", "needs at least one array")
+        };
+        let d = dim.resolve(first.borrow().ndim(), "cat_into_at");
+        let shape = cat_shape(arrays, d);
+        let n: usize = shape.iter().product();
+        let dtype = first.borrow().dtype();
+        if out.dtype() != dtype || start + n > out.numel() {
+            fail(
+                "cat_into_at",
+                format_args!(
+                    "the concatenation ({} {}) does not fit from element {start} of an output \
+                     of {} {}",
+                    dtype,
+                    fmt_shape(&shape),
+                    out.dtype(),
+                    fmt_shape(out.shape())
+                ),
+            )
+        }
+        if !out.device().is_cpu() || arrays.iter().any(|a| !a.borrow().device().is_cpu()) {
+            fail("cat_into_at", "takes host arrays only")
+        }
+        out.make_unique();
+        dispatch_any!(dtype, T => {
+            let all = out.unique_slice_mut::<T>();
+            cat_fill::<T, A>(arrays, d, &shape, &mut all[start..start + n])
+        })
+    }
+
     /// Zeros of size `size` along `dim`, with `self` placed from `start`: the adjoint of
     /// [`narrow`](Array::narrow), and the gradient of a slice.
     ///
@@ -1131,6 +1184,22 @@ fn cat_kernel<A: std::borrow::Borrow<Array>>(
     if arrays.iter().any(|a| !a.borrow().device().is_cpu()) {
         return crate::cuda::index::cat(arrays, d, shape, out, "cat");
     }
+    dispatch_any!(arrays[0].borrow().dtype(), T => {
+        let dst = out.out_slice::<T>(shape, "cat_into");
+        cat_fill::<T, A>(arrays, d, shape, dst)
+    })
+}
+
+/// The concatenation of `arrays` along `d` (of shape `shape`) into `dst`, its elements in
+/// row-major order: contiguous parts copied as slices, others read through their layout;
+/// split over the pool when large, in halves on the partner core when it is awake (between
+/// the products of a training step).
+fn cat_fill<T: Element, A: std::borrow::Borrow<Array>>(
+    arrays: &[A],
+    d: usize,
+    shape: &[usize],
+    dst: &mut [T],
+) {
     /// The output's elements from `start` on, into `dst`, rows of `total`: a part's `block`
     /// elements (those from dim `d` on) per index of the dims before `d`, read by
     /// `read(part, first element, into)`.
@@ -1164,9 +1233,7 @@ fn cat_kernel<A: std::borrow::Borrow<Array>>(
             }
         }
     }
-    /// `fill(start, into)` over all of `dst`, split as an elementwise op of its size is:
-    /// over the pool when large, in halves on the partner core when it is awake (between
-    /// the products of a training step).
+    /// `fill(start, into)` over all of `dst`, split as an elementwise op of its size is.
     fn split<T: Element>(dst: &mut [T], fill: &(dyn Fn(usize, &mut [T]) + Sync)) {
         let n = dst.len();
         if crate::par::split(n, crate::elementwise::PARALLEL_MIN) {
@@ -1179,12 +1246,7 @@ fn cat_kernel<A: std::borrow::Borrow<Array>>(
             fill(0, dst);
         }
     }
-    fn kernel<T: Element, A: std::borrow::Borrow<Array>>(
-        arrays: &[A],
-        d: usize,
-        shape: &[usize],
-        out: &mut Array,
-    ) {
+    {
         let total: usize = shape[d..].iter().product();
         // contiguous parts (the common case) as slices, with no reader set up per part
         let mut blocks: SmallVec<[usize; 8]> = SmallVec::new();
@@ -1197,7 +1259,6 @@ fn cat_kernel<A: std::borrow::Borrow<Array>>(
             }
         }
         if slices.len() == arrays.len() {
-            let dst = out.out_slice::<T>(shape, "cat_into");
             if dst.len() < crate::elementwise::PAIR_MIN {
                 // not split: row by row, part by part (a small cat's fixed cost is most of it)
                 let mut w = 0;
@@ -1230,7 +1291,6 @@ fn cat_kernel<A: std::borrow::Borrow<Array>>(
                 Source::of(a, a.shape(), a.numel(), "cat")
             })
             .collect();
-        let dst = out.out_slice::<T>(shape, "cat_into");
         if !dst.is_empty() {
             split(dst, &|start, dst| {
                 fill_from(&blocks, total, start, dst, |p, from, to| {
@@ -1239,7 +1299,6 @@ fn cat_kernel<A: std::borrow::Borrow<Array>>(
             });
         }
     }
-    dispatch_any!(arrays[0].borrow().dtype(), T => kernel::<T, A>(arrays, d, shape, out))
 }
 
 /// The shape of `arrays` joined along `d`; fails unless they agree in dtype and in every

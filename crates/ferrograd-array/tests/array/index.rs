@@ -181,6 +181,18 @@ fn cat_stack_split_chunk() {
         let borrowed: Vec<&Array> = arrays.iter().collect();
         Array::cat_into(&borrowed, d, &mut out);
         assert!(out.bit_eq(&got));
+        // into rows of a larger array, whose other elements are kept, and never through a
+        // handle someone else holds
+        let n = got.numel();
+        let (before, after) = (rng.rng().random_range(0..5), rng.rng().random_range(0..5));
+        let mut big = Array::full(&[before + n + after], 7.0, DType::F64);
+        let held = big.clone();
+        Array::cat_into_at(&arrays, d, &mut big, before);
+        let mut want = vec![7.0; before];
+        want.extend(got.to_f64_vec());
+        want.extend(vec![7.0; after]);
+        assert_eq!(big.to_f64_vec(), want);
+        assert_eq!(held.to_f64_vec(), vec![7.0; before + n + after]);
         // padding a part with zeros is the cat of it with zeros
         let (before, after) = (rng.rng().random_range(0..3), rng.rng().random_range(0..3));
         let part = &parts[0];
@@ -209,6 +221,27 @@ fn cat_stack_split_chunk() {
     assert_eq!(pieces, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
     let chunks: Vec<usize> = r.chunk(3, 0).iter().map(|p| p.numel()).collect();
     assert_eq!(chunks, vec![3, 3, 1]);
+}
+
+#[test]
+fn cat_into_at_refuses_what_does_not_fit() {
+    let parts = [
+        Array::zeros(&[2, 3], DType::F32),
+        Array::zeros(&[2, 1], DType::F32),
+    ];
+    let err = panic_message(|| {
+        let mut out = Array::zeros(&[3, 3], DType::F32);
+        Array::cat_into_at(&parts, 1, &mut out, 2);
+    });
+    assert!(
+        err.contains("cat_into_at") && err.contains("[2, 4]") && err.contains("[3, 3]"),
+        "{err}"
+    );
+    let err = panic_message(|| {
+        let mut out = Array::zeros(&[8], DType::F64);
+        Array::cat_into_at(&parts, 1, &mut out, 0);
+    });
+    assert!(err.contains("cat_into_at") && err.contains("f64"), "{err}");
 }
 
 #[test]

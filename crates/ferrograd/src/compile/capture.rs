@@ -100,6 +100,18 @@ pub(crate) enum StepKind {
     /// 1 when `exact`), an SGD update folded into its weight gradient's product (see
     /// `passes::fold_updates`).
     MatmulAcc { exact: bool, scale: f64 },
+    /// A `cat` along `dim` written straight into the rows of a stack it is a piece of
+    /// (`stack`, of `shape`, from element `start`; see `passes::assemble_stacks`): the
+    /// inputs are the cat's, the output a view of those rows.
+    CatInto {
+        dim: usize,
+        stack: ValueId,
+        start: usize,
+        shape: crate::Shape,
+    },
+    /// The stack whose pieces `CatInto` steps wrote where it holds them: no inputs, nothing
+    /// left to copy.
+    Assembled,
 }
 
 /// One recorded computation.
@@ -126,6 +138,8 @@ impl Step {
                 Cow::Owned(format!("matmul_acc·{scale}"))
             }
             StepKind::MatmulAcc { .. } => Cow::Borrowed("matmul_acc"),
+            StepKind::CatInto { stack, .. } => Cow::Owned(format!("cat_into[%{stack}]")),
+            StepKind::Assembled => Cow::Borrowed("assembled"),
         }
     }
 }

@@ -662,7 +662,8 @@ impl Optimizer {
                 if has_output_grad {
                     names.push("output_grad".into());
                 }
-                let plan = CachedPlan::new(Plan::new(trace, template, names, self.fusion));
+                let host = (p_leaves.iter().chain(a_leaves)).all(|t| t.device().is_cpu());
+                let plan = CachedPlan::new(Plan::new(trace, template, names, self.fusion, host));
                 self.insert_entry(&mut state, key, Ok(Arc::clone(&plan)), inputs);
                 state.disabled.is_none().then_some(plan)
             }

@@ -437,6 +437,117 @@ pub(super) fn fold_updates(seg: &mut Segment, metas: &[Meta], uses: &[u32], alia
     splice(seg, replacement, &removed);
 }
 
+/// Writes the pieces of a stack straight into it: a `cat` along dim 0 whose every piece is
+/// made by a `cat` of its own (or is a reshape of one that nothing else reads) has each of
+/// those cats write into the piece's rows of the stack as it runs, its value a view of
+/// them, and the stack itself is then complete, with nothing to copy. A recurrent network's
+/// weight gradient reads two such stacks, its steps' `[x_t, h]` inputs and their gate
+/// gradients (a `[1056, 800]` block for the seed suite's batched LSTM), which were
+/// assembled at the end of the backward pass from pieces long out of cache; the pieces
+/// also die at their last other read instead of living until the stack.
+///
+/// Exact (a copy either way). Host plans only (`host`): the rows are written through the
+/// host kernel. The stack, its pieces and what the pieces are reshaped from must not be
+/// returned or read by a guard (`outputs`); `uses[v]` counts every read of `v`.
+pub(super) fn assemble_stacks(
+    seg: &mut Segment,
+    metas: &[Meta],
+    uses: &[u32],
+    outputs: &HashSet<ValueId>,
+    n_inputs: usize,
+) {
+    let def = defining_slots(seg);
+    let step_at = |k: usize| match &seg.exec[k] {
+        Slot::Step { step, .. } => Some(step),
+        _ => None,
+    };
+    let is_cat = |k: usize| {
+        step_at(k).is_some_and(|s| matches!(s.kind, StepKind::Op(Op::Shape(ShapeOp::Cat(_)))))
+    };
+    // per stack, its slot and each piece's writing cat: (slot, first element)
+    let mut plans: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
+    let mut taken: HashSet<usize> = HashSet::new();
+    for (k, step, out) in computed(seg) {
+        let StepKind::Op(Op::Shape(ShapeOp::Cat(0))) = step.kind else {
+            continue;
+        };
+        let shape = &metas[out as usize].shape;
+        if shape.is_empty() || outputs.contains(&out) || (out as usize) < n_inputs {
+            continue;
+        }
+        let row: usize = shape[1..].iter().product();
+        let mut writers = Vec::new();
+        let mut at = 0;
+        let mut ok = true;
+        let mut seen: HashSet<ValueId> = HashSet::new();
+        for &p in &step.inputs {
+            let rows = metas[p as usize].shape.first().copied().unwrap_or(0);
+            let start = at * row;
+            at += rows;
+            // the piece's own cat, or the cat it is a reshape of (read only there)
+            let writer = def.get(&p).copied().and_then(|d| {
+                if is_cat(d) {
+                    return Some((d, p));
+                }
+                let s = step_at(d)?;
+                let StepKind::Op(Op::Shape(ShapeOp::Reshape(_))) = s.kind else {
+                    return None;
+                };
+                let v = s.inputs[0];
+                let dv = def.get(&v).copied()?;
+                (is_cat(dv) && uses[v as usize] == 1 && !outputs.contains(&v)).then_some((dv, v))
+            });
+            match writer {
+                Some((d, v))
+                    if d < k
+                        && seen.insert(p)
+                        && !outputs.contains(&p)
+                        && !taken.contains(&d)
+                        && metas[v as usize].dtype == metas[out as usize].dtype =>
+                {
+                    writers.push((d, start));
+                }
+                _ => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok && !writers.is_empty() {
+            taken.extend(writers.iter().map(|w| w.0));
+            plans.push((k, writers));
+        }
+    }
+    for (k, writers) in plans {
+        let Slot::Step { step, .. } = &mut seg.exec[k] else {
+            unreachable!("stacks are steps")
+        };
+        let stack = step.outputs[0].expect("a cat has its output");
+        step.kind = StepKind::Assembled;
+        step.inputs.clear();
+        let shape = metas[stack as usize].shape.clone();
+        for (d, start) in writers {
+            let Slot::Step { step, .. } = &mut seg.exec[d] else {
+                unreachable!("writers are steps")
+            };
+            let StepKind::Op(Op::Shape(ShapeOp::Cat(dim))) = step.kind else {
+                unreachable!("writers are cats")
+            };
+            step.kind = StepKind::CatInto {
+                dim,
+                stack,
+                start,
+                shape: shape.clone(),
+            };
+        }
+    }
+    if let End::Guard { branches, .. } = &mut seg.end {
+        for (_, b) in branches {
+            assemble_stacks(b, metas, uses, outputs, n_inputs);
+        }
+    }
+}
+
 /// Rewrites each sum of matrix products that [`accumulate_products`] made (`p1 = a1 @ b1`,
 /// `p2 = p1 + a2 @ b2`, ...) as one product over the joined operands, `[a1 a2 ...] @ [b1;
 /// b2; ...]`, when the result is large against the operands (so joining them costs less than

@@ -15,7 +15,7 @@
 //! result (dead-code elimination: forward values the gradient does not need, unused
 //! outputs), and each value is dropped right after its last use on the path taken.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::panic::Location;
 use std::sync::Arc;
@@ -115,6 +115,9 @@ pub(crate) struct Plan {
     input_names: Vec<String>,
     /// Whether elementwise steps are fused.
     fuse: bool,
+    /// Whether every value lives on the host (the inputs and constants, and no step moves
+    /// one to a device): the stacks' in-place assembly needs it.
+    host: bool,
     /// The value that replaces each value after the passes (see [`super::passes`]); the
     /// recording's guards and returned values read through it.
     alias: Vec<ValueId>,
@@ -280,6 +283,31 @@ fn report_due<'d>(
 
 /// Pushes the values the slots of `seg` and of every path after it write to `out` (a fused
 /// group's outputs; not its members', which only an observer's replay writes).
+/// Whether a recording keeps to the host: no step moves a value to a device, and every
+/// constant is a host array.
+fn on_host(trace: &Trace) -> bool {
+    trace.entries.iter().all(|e| match e {
+        Entry::Const(_, a) => a.device().is_cpu(),
+        Entry::Step(step) => !matches!(step.kind, StepKind::Op(crate::Op::ToDevice(_))),
+        _ => true,
+    })
+}
+
+/// The values a path returns or a guard reads, through the aliases.
+fn read_at_ends(seg: &Segment, alias: &[ValueId], out: &mut HashSet<ValueId>) {
+    match &seg.end {
+        End::Done(d) => out.extend(d.outputs.iter().map(|&o| alias[o as usize])),
+        End::Guard {
+            value, branches, ..
+        } => {
+            out.insert(alias[*value as usize]);
+            for (_, b) in branches {
+                read_at_ends(b, alias, out);
+            }
+        }
+    }
+}
+
 fn written_values(seg: &Segment, out: &mut Vec<ValueId>) {
     for slot in &seg.exec {
         match slot {
@@ -522,6 +550,8 @@ fn liveness(seg: &mut Segment, n: usize, exec: bool, alias: &[ValueId]) -> Vec<b
             }
         }
     }
+    // stacks whose assembly is kept: the steps that write their pieces must run
+    let mut assembled: Vec<ValueId> = Vec::new();
     for slot in slots.iter_mut().rev() {
         match slot {
             Slot::Const { id, live: l, .. }
@@ -536,14 +566,24 @@ fn liveness(seg: &mut Segment, n: usize, exec: bool, alias: &[ValueId]) -> Vec<b
             Slot::StateWrite { id, .. } => live[*id as usize] = true,
             // a draw advances its generator: it runs even when its value is dead, or the
             // draws after it would differ from direct mode's
-            Slot::Step { step, keep, drops } => step_live(
-                &mut live,
-                &step.inputs,
-                &mut step.outputs.iter().flatten().copied(),
-                matches!(step.kind, StepKind::Draw { .. }),
-                keep,
-                drops,
-            ),
+            Slot::Step { step, keep, drops } => {
+                let must_run = match &step.kind {
+                    StepKind::Draw { .. } => true,
+                    StepKind::CatInto { stack, .. } => assembled.contains(stack),
+                    _ => false,
+                };
+                step_live(
+                    &mut live,
+                    &step.inputs,
+                    &mut step.outputs.iter().flatten().copied(),
+                    must_run,
+                    keep,
+                    drops,
+                );
+                if let (StepKind::Assembled, true) = (&step.kind, *keep) {
+                    assembled.extend(step.outputs.iter().flatten());
+                }
+            }
             Slot::Fused { group, keep, drops } => step_live(
                 &mut live,
                 &group.inputs,
@@ -564,7 +604,9 @@ impl Plan {
         template: super::Template,
         input_names: Vec<String>,
         fuse: bool,
+        host_inputs: bool,
     ) -> Plan {
+        let host = host_inputs && on_host(&trace);
         let done = Done {
             outputs: trace.outputs,
             template,
@@ -576,6 +618,7 @@ impl Plan {
             metas: trace.metas,
             input_names,
             fuse,
+            host,
             alias: Vec::new(),
             written: Vec::new(),
         };
@@ -589,6 +632,7 @@ impl Plan {
     /// Values first defined after the divergence are renumbered past the plan's, so that a
     /// value id names one value (one shape, one buffer) in the whole tree.
     pub fn insert(&mut self, trace: Trace, template: super::Template) -> Result<(), String> {
+        self.host &= on_host(&trace);
         let mut pieces = pieces(trace.entries);
         // Find the path first (immutably): the branch taken at each guard, and the piece
         // whose guard saw a new value.
@@ -856,6 +900,14 @@ impl Plan {
                 }
             }
             fuse(&mut self.root, &self.metas, &uses, self.input_names.len());
+        }
+        if self.fuse && self.host {
+            let mut uses = vec![0u32; n];
+            count_uses(&self.root, &mut uses, &self.alias);
+            let mut outputs = HashSet::new();
+            read_at_ends(&self.root, &self.alias, &mut outputs);
+            let inputs = self.input_names.len();
+            super::passes::assemble_stacks(&mut self.root, &self.metas, &uses, &outputs, inputs);
         }
         liveness(&mut self.root, n, true, &self.alias);
         schedule_reports(&mut self.root, &self.alias);
@@ -1279,6 +1331,51 @@ fn run_step<O: Observer>(
             keep[id] = kept(&acc);
             views[id] = false;
             values[id] = Some(acc);
+        }
+        StepKind::CatInto {
+            dim,
+            stack,
+            start: first,
+            shape,
+        } => {
+            let id = step.outputs[0].expect("a cat has its output") as usize;
+            let s = *stack as usize;
+            // the stack's buffer: from an earlier piece of this call, or a new one (rows not
+            // yet written hold whatever the buffer held)
+            let held = values[s].take();
+            let inputs = live(values, &step.inputs);
+            let dtype = inputs[0].dtype();
+            let mut big = match held {
+                Some(b) if b.shape() == &shape[..] && b.dtype() == dtype => b,
+                _ => Array::for_overwrite(shape, dtype),
+            };
+            Array::cat_into_at(&inputs, *dim, &mut big, *first);
+            // the piece: a view of its rows
+            let mut piece_shape: SmallVec<[usize; 4]> = SmallVec::from_slice(inputs[0].shape());
+            piece_shape[*dim] = inputs.iter().map(|a| a.shape()[*dim]).sum();
+            let n = piece_shape.iter().product();
+            let piece = big
+                .reshape(&[big.numel()])
+                .narrow(0, *first, n)
+                .reshape(&piece_shape);
+            if let Some(start) = start {
+                observer.step(step, &inputs, &[Some(piece.clone())], start.elapsed());
+            }
+            drop(inputs);
+            views[id] = true;
+            values[id] = Some(piece);
+            values[s] = Some(big);
+        }
+        StepKind::Assembled => {
+            let id = step.outputs[0].expect("a stack has its output") as usize;
+            let stack = values[id]
+                .as_ref()
+                .expect("a stack's pieces are written before it is read");
+            keep[id] = kept(stack);
+            views[id] = false;
+            if let Some(start) = start {
+                observer.step(step, &[], &[Some(stack.clone())], start.elapsed());
+            }
         }
         StepKind::Draw { generator, draw } => {
             let id = step.outputs[0].expect("a draw has its output") as usize;
