@@ -446,15 +446,15 @@ pub(super) fn fold_updates(seg: &mut Segment, metas: &[Meta], uses: &[u32], alia
 /// assembled at the end of the backward pass from pieces long out of cache; the pieces
 /// also die at their last other read instead of living until the stack.
 ///
-/// Exact (a copy either way). Host plans only (`host`): the rows are written through the
-/// host kernel. The stack, its pieces and what the pieces are reshaped from must not be
-/// returned or read by a guard (`outputs`); `uses[v]` counts every read of `v`.
+/// Exact (a copy either way). The plan runs it on host plans only (the rows are written by
+/// the host kernel, [`Array::cat_into_at`]). The stack, its pieces and what the pieces are
+/// reshaped from must not be returned or read by a guard (`outputs`); `uses[v]` counts
+/// every read of `v`.
 pub(super) fn assemble_stacks(
     seg: &mut Segment,
     metas: &[Meta],
     uses: &[u32],
     outputs: &HashSet<ValueId>,
-    n_inputs: usize,
 ) {
     let def = defining_slots(seg);
     let step_at = |k: usize| match &seg.exec[k] {
@@ -472,7 +472,7 @@ pub(super) fn assemble_stacks(
             continue;
         };
         let shape = &metas[out as usize].shape;
-        if shape.is_empty() || outputs.contains(&out) || (out as usize) < n_inputs {
+        if outputs.contains(&out) {
             continue;
         }
         let row: usize = shape[1..].iter().product();
@@ -543,7 +543,7 @@ pub(super) fn assemble_stacks(
     }
     if let End::Guard { branches, .. } = &mut seg.end {
         for (_, b) in branches {
-            assemble_stacks(b, metas, uses, outputs, n_inputs);
+            assemble_stacks(b, metas, uses, outputs);
         }
     }
 }

@@ -906,8 +906,7 @@ impl Plan {
             count_uses(&self.root, &mut uses, &self.alias);
             let mut outputs = HashSet::new();
             read_at_ends(&self.root, &self.alias, &mut outputs);
-            let inputs = self.input_names.len();
-            super::passes::assemble_stacks(&mut self.root, &self.metas, &uses, &outputs, inputs);
+            super::passes::assemble_stacks(&mut self.root, &self.metas, &uses, &outputs);
         }
         liveness(&mut self.root, n, true, &self.alias);
         schedule_reports(&mut self.root, &self.alias);
