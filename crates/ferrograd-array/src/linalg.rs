@@ -503,6 +503,79 @@ impl Array {
         self.add_product_into(other, scale, out, &shape)
     }
 
+    /// `out[first_row..first_row + m] += self @ other` for matrices `self: [m, k]`, `other:
+    /// [k, n]` and `out: [rows, n]`, the product added into those rows of `out` inside the
+    /// matrix kernel as [`matmul_add_into`](Array::matmul_add_into) adds it (summed in the
+    /// kernel's order), the other rows kept. A recurrent network's per-step `h @ W_h` is
+    /// added so into its step's rows of the input projections of every step. `out` is made
+    /// the only handle on a contiguous buffer first (copied when it is a view or shared).
+    /// Host arrays only.
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let a = Array::from_vec(vec![1.0f64, 2.0], &[1, 2]);
+    /// let b = Array::from_vec(vec![3.0f64, 4.0], &[2, 1]);
+    /// let mut out = Array::from_vec(vec![0.5f64, 0.5, 0.5], &[3, 1]);
+    /// a.matmul_add_into_rows(&b, &mut out, 1);
+    /// assert_eq!(out.to_vec::<f64>(), vec![0.5, 11.5, 0.5]);
+    /// ```
+    #[track_caller]
+    pub fn matmul_add_into_rows(&self, other: &Array, out: &mut Array, first_row: usize) {
+        let op = "matmul_add_into_rows";
+        let fits = self.ndim() == 2
+            && other.ndim() == 2
+            && out.ndim() == 2
+            && self.shape()[1] == other.shape()[0]
+            && out.shape()[1] == other.shape()[1]
+            && first_row + self.shape()[0] <= out.shape()[0];
+        if !fits {
+            fail(
+                op,
+                format_args!(
+                    "adds a product of {} and {} into rows from {first_row} of {}: it needs \
+                     two matrices whose product fits there",
+                    fmt_shape(self.shape()),
+                    fmt_shape(other.shape()),
+                    fmt_shape(out.shape())
+                ),
+            )
+        }
+        crate::error::same_dtype(op, self.dtype(), other.dtype());
+        crate::error::same_dtype(op, self.dtype(), out.dtype());
+        if !self.device().is_cpu() || !other.device().is_cpu() || !out.device().is_cpu() {
+            fail(op, "takes host arrays only")
+        }
+        out.make_unique();
+        let (a, b) = gemm_operands(self, other);
+        let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
+        dispatch_float!(self.dtype(), op, T => {
+            if k == 0 {
+                // an empty sum is +0 (and `x + 0` turns -0 into +0, as the unfused add would)
+                let dst = &mut out.unique_slice_mut::<T>()[first_row * n..(first_row + m) * n];
+                dst.iter_mut().for_each(|d| *d += 0.0);
+                return;
+            }
+            let pa = a.storage_slice::<T>(op)[a.offset()..].as_ptr();
+            let pb = b.storage_slice::<T>(op)[b.offset()..].as_ptr();
+            let dst = &mut out.unique_slice_mut::<T>()[first_row * n..(first_row + m) * n];
+            // SAFETY: A and B address their own elements through their layouts; the
+            // destination is the m·n contiguous elements of rows first_row.. of `out`, which
+            // `make_unique` made this array's own (so it overlaps neither operand).
+            unsafe {
+                gemm_strided(
+                    m,
+                    n,
+                    k,
+                    Mat { ptr: dst.as_mut_ptr(), rs: n as isize, cs: 1 },
+                    Mat { ptr: pa, rs: a.strides()[0], cs: a.strides()[1] },
+                    Mat { ptr: pb, rs: b.strides()[0], cs: b.strides()[1] },
+                    true,
+                    true,
+                )
+            }
+        })
+    }
+
     /// `out += scale · (self @ other)` in the kernel, the operands checked (`shape`: the
     /// product's). On a device, the product is computed apart, scaled and added.
     #[track_caller]

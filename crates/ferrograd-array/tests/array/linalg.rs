@@ -431,6 +431,53 @@ fn scaled_products_added_into_an_output_are_within_a_few_ulp_of_the_exact_value(
     );
 }
 
+/// A product added into a block of rows of a larger matrix is the same sum as the product
+/// added into that block alone, bit for bit; the other rows are kept and a handle held
+/// elsewhere is never written.
+#[test]
+fn products_added_into_rows_equal_adding_into_the_block() {
+    let mut rng = Generator::new(79);
+    for dtype in [DType::F32, DType::F64] {
+        for &(m, k, n, rows, first) in &[
+            (32, 200, 800, 96, 32),
+            (4, 30, 30, 32, 28),
+            (3, 0, 5, 9, 2),
+            (7, 130, 9, 7, 0),
+        ] {
+            let a = rng.normal(&[m, k], 0.0, 1.0, dtype);
+            let b = rng.normal(&[n, k], 0.0, 1.0, dtype).t();
+            let mut out = rng.normal(&[rows, n], 0.0, 1.0, dtype);
+            let held = out.clone();
+            let mut block = out.narrow(0, first, m).contiguous();
+            a.matmul_add_into(&b, &mut block);
+            a.matmul_add_into_rows(&b, &mut out, first);
+            let case = format!("{dtype} {m}x{k}x{n} into rows {first}.. of {rows}");
+            assert!(out.narrow(0, first, m).bit_eq(&block), "{case}");
+            for (r, same) in [(0, first), (first + m, rows - first - m)] {
+                assert!(
+                    out.narrow(0, r, same).bit_eq(&held.narrow(0, r, same)),
+                    "{case}"
+                );
+            }
+            assert!(
+                held.storage_id() != out.storage_id(),
+                "{case}: a held handle written"
+            );
+        }
+    }
+    let err = panic_message(|| {
+        let (a, b) = (
+            Array::zeros(&[3, 2], DType::F32),
+            Array::zeros(&[2, 4], DType::F32),
+        );
+        a.matmul_add_into_rows(&b, &mut Array::zeros(&[4, 4], DType::F32), 2);
+    });
+    assert!(
+        err.contains("matmul_add_into_rows") && err.contains("[3, 2]") && err.contains("[4, 4]"),
+        "{err}"
+    );
+}
+
 #[test]
 fn accumulating_products_equal_adding_the_product_bit_for_bit() {
     let mut rng = Generator::new(77);

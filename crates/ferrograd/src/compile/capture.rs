@@ -112,6 +112,11 @@ pub(crate) enum StepKind {
     /// The stack whose pieces `CatInto` steps wrote where it holds them: no inputs, nothing
     /// left to copy.
     Assembled,
+    /// `x[first_row..] + a @ b` added into those rows of `x`'s own buffer (inputs: x, a, b),
+    /// the output a view of them: a recurrent step's `h @ W_h` added into its rows of the
+    /// input projections of every step, each row block read once (see
+    /// `passes::accumulate_in_rows`). Summed as `MatmulAcc { exact: false }` sums.
+    MatmulAccRows { first_row: usize },
 }
 
 /// One recorded computation.
@@ -140,6 +145,9 @@ impl Step {
             StepKind::MatmulAcc { .. } => Cow::Borrowed("matmul_acc"),
             StepKind::CatInto { stack, .. } => Cow::Owned(format!("cat_into[%{stack}]")),
             StepKind::Assembled => Cow::Borrowed("assembled"),
+            StepKind::MatmulAccRows { first_row } => {
+                Cow::Owned(format!("matmul_acc_rows[{first_row}..]"))
+            }
         }
     }
 }

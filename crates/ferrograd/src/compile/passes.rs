@@ -548,6 +548,114 @@ pub(super) fn assemble_stacks(
     }
 }
 
+/// Adds each `acc + a @ b` whose accumulator is a block of rows of a larger value `x` into
+/// those rows of `x`'s own buffer (`StepKind::MatmulAccRows`), where the accumulator was a
+/// copy of them first: the input projections of every step of a recurrent network, one
+/// product, have each step's `h @ W_h` added into that step's rows (a `[32, 800]` block a
+/// step for the seed suite's batched LSTM). Applied when `x` is read only through such
+/// blocks, none read twice or overlapping, and each block's result (and the views of it)
+/// is read for the last time before the next block is written, so the buffer is never
+/// written under a reader; `x` must not be returned or guarded (`outputs`). Summed as the
+/// accumulation it replaces (the same kernel call), so the results are the same bits.
+pub(super) fn accumulate_in_rows(
+    seg: &mut Segment,
+    metas: &[Meta],
+    uses: &[u32],
+    outputs: &HashSet<ValueId>,
+) {
+    let def = defining_slots(seg);
+    // each value's last reading slot, and the views defined from each value
+    let mut last_read: HashMap<ValueId, usize> = HashMap::new();
+    let mut views: HashMap<ValueId, Vec<ValueId>> = HashMap::new();
+    for (k, slot) in seg.exec.iter().enumerate() {
+        let inputs = match slot {
+            Slot::Step { step, .. } => &step.inputs[..],
+            Slot::Fused { group, .. } => &group.inputs[..],
+            _ => continue,
+        };
+        for &i in inputs {
+            last_read.insert(i, k);
+        }
+        if let Slot::Step { step, .. } = slot {
+            if let (StepKind::Op(Op::Shape(op)), Some(Some(o))) = (&step.kind, step.outputs.first())
+            {
+                if !matches!(
+                    op,
+                    ShapeOp::Contiguous | ShapeOp::Cat(_) | ShapeOp::PadNarrow { .. }
+                ) {
+                    views.entry(step.inputs[0]).or_default().push(*o);
+                }
+            }
+        }
+    }
+    // the last slot reading `v` or any view of it
+    fn last_use(
+        v: ValueId,
+        last_read: &HashMap<ValueId, usize>,
+        views: &HashMap<ValueId, Vec<ValueId>>,
+    ) -> usize {
+        let own = last_read.get(&v).copied().unwrap_or(0);
+        (views.get(&v).into_iter().flatten())
+            .map(|&w| last_use(w, last_read, views))
+            .fold(own, usize::max)
+    }
+    // candidate blocks by their base: (accumulating slot, first row, rows, result)
+    let mut blocks: HashMap<ValueId, Vec<(usize, usize, usize, ValueId)>> = HashMap::new();
+    for (k, step, out) in computed(seg) {
+        let StepKind::MatmulAcc {
+            exact: false,
+            scale,
+        } = step.kind
+        else {
+            continue;
+        };
+        let acc = step.inputs[0];
+        let Some(Slot::Step { step: view, .. }) = def.get(&acc).map(|&d| &seg.exec[d]) else {
+            continue;
+        };
+        let StepKind::Op(Op::Shape(ShapeOp::Narrow { dim: 0, start, len })) = view.kind else {
+            continue;
+        };
+        let x = view.inputs[0];
+        let two_d = metas[x as usize].shape.len() == 2;
+        if scale == 1.0 && two_d && uses[acc as usize] == 1 && def.contains_key(&x) {
+            blocks.entry(x).or_default().push((k, start, len, out));
+        }
+    }
+    let mut rewrites: Vec<(usize, ValueId, usize)> = Vec::new();
+    for (x, mut list) in blocks {
+        // x read through these blocks alone, not returned, the blocks disjoint, each
+        // block's result done with before the next block is written
+        if outputs.contains(&x) || uses[x as usize] as usize != list.len() {
+            continue;
+        }
+        list.sort_unstable();
+        let disjoint = {
+            let mut rows: Vec<(usize, usize)> = list.iter().map(|b| (b.1, b.2)).collect();
+            rows.sort_unstable();
+            rows.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0)
+        };
+        let in_turn = list
+            .windows(2)
+            .all(|w| last_use(w[0].3, &last_read, &views) < w[1].0);
+        if disjoint && in_turn {
+            rewrites.extend(list.iter().map(|b| (b.0, x, b.1)));
+        }
+    }
+    for (k, x, first_row) in rewrites {
+        let Slot::Step { step, .. } = &mut seg.exec[k] else {
+            unreachable!("products are steps")
+        };
+        step.kind = StepKind::MatmulAccRows { first_row };
+        step.inputs[0] = x;
+    }
+    if let End::Guard { branches, .. } = &mut seg.end {
+        for (_, b) in branches {
+            accumulate_in_rows(b, metas, uses, outputs);
+        }
+    }
+}
+
 /// Rewrites each sum of matrix products that [`accumulate_products`] made (`p1 = a1 @ b1`,
 /// `p2 = p1 + a2 @ b2`, ...) as one product over the joined operands, `[a1 a2 ...] @ [b1;
 /// b2; ...]`, when the result is large against the operands (so joining them costs less than

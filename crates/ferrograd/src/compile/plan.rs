@@ -907,6 +907,9 @@ impl Plan {
             let mut outputs = HashSet::new();
             read_at_ends(&self.root, &self.alias, &mut outputs);
             super::passes::assemble_stacks(&mut self.root, &self.metas, &uses, &outputs);
+            let mut uses = vec![0u32; n];
+            count_uses(&self.root, &mut uses, &self.alias);
+            super::passes::accumulate_in_rows(&mut self.root, &self.metas, &uses, &outputs);
         }
         liveness(&mut self.root, n, true, &self.alias);
         schedule_reports(&mut self.root, &self.alias);
@@ -1364,6 +1367,26 @@ fn run_step<O: Observer>(
             views[id] = true;
             values[id] = Some(piece);
             values[s] = Some(big);
+        }
+        StepKind::MatmulAccRows { first_row } => {
+            let id = step.outputs[0].expect("a product has its output") as usize;
+            let x = step.inputs[0] as usize;
+            // the rows' buffer is written in place: nothing else holds it by now (the rows
+            // written before were read and dropped), else `matmul_add_into_rows` copies it
+            let mut base = values[x].take().expect("inputs are live");
+            let rows = {
+                let operands = live(values, &step.inputs[1..]);
+                operands[0].matmul_add_into_rows(operands[1], &mut base, *first_row);
+                operands[0].shape()[0]
+            };
+            let block = base.narrow(0, *first_row, rows);
+            if let Some(start) = start {
+                let operands = live(values, &step.inputs[1..]);
+                observer.step(step, &operands, &[Some(block.clone())], start.elapsed());
+            }
+            views[id] = true;
+            values[id] = Some(block);
+            values[x] = Some(base);
         }
         StepKind::Assembled => {
             let id = step.outputs[0].expect("a stack has its output") as usize;

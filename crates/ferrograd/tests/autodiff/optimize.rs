@@ -1329,8 +1329,12 @@ fn a_recurrent_cells_input_projections_run_as_one_product_within_rounding() {
             .filter(|l| l.contains(&format!(" = {op}(")) && l.contains("# matmul at"))
             .count()
     };
+    // (each step's h @ w[4..] added into its rows of the projections' buffer)
+    let into_rows = (text.lines())
+        .filter(|l| l.contains(" = matmul_acc_rows[") && l.contains("# matmul at"))
+        .count();
     assert_eq!(
-        (forward("matmul"), forward("matmul_acc")),
+        (forward("matmul"), forward("matmul_acc") + into_rows),
         (1, 6),
         "one product for the six steps' projections, and each step's h @ w[4..]\n{text}"
     );
@@ -1885,6 +1889,8 @@ fn a_recurrent_weight_gradient_joined_over_time_steps_folds_into_the_weight_upda
     assert!(text.contains("= matmul_acc·-0.01(%0, "), "{text}");
     // and no [50, 30] gradient written out for an update to read back
     assert!(!text.contains("fused f64[50, 30]"), "{text}");
+    // each step's `h @ w_h` added into its rows of the joined input projections, in place
+    assert_eq!(text.matches(" = matmul_acc_rows[").count(), steps, "{text}");
 }
 
 #[test]
