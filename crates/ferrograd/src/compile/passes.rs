@@ -350,17 +350,7 @@ pub(super) fn fold_updates(seg: &mut Segment, metas: &[Meta], uses: &[u32], alia
     let mut consts = HashSet::new();
     constants(seg, &mut consts);
     // each value's last reading slot, and the values the plan returns
-    let mut last_read: HashMap<ValueId, usize> = HashMap::new();
-    for (k, slot) in seg.exec.iter().enumerate() {
-        let inputs = match slot {
-            Slot::Step { step, .. } => &step.inputs[..],
-            Slot::Fused { group, .. } => &group.inputs[..],
-            _ => continue,
-        };
-        for &i in inputs {
-            last_read.insert(i, k);
-        }
-    }
+    let last_read = last_reads(seg);
     let returned: HashSet<ValueId> = done.outputs.iter().map(|&o| alias[o as usize]).collect();
     let two_d = |metas: &[Meta], v: ValueId| metas[v as usize].shape.len() == 2;
     // products and scaled values read once: value -> slot
@@ -565,26 +555,15 @@ pub(super) fn accumulate_in_rows(
 ) {
     let def = defining_slots(seg);
     // each value's last reading slot, and the views defined from each value
-    let mut last_read: HashMap<ValueId, usize> = HashMap::new();
+    let last_read = last_reads(seg);
     let mut views: HashMap<ValueId, Vec<ValueId>> = HashMap::new();
-    for (k, slot) in seg.exec.iter().enumerate() {
-        let inputs = match slot {
-            Slot::Step { step, .. } => &step.inputs[..],
-            Slot::Fused { group, .. } => &group.inputs[..],
-            _ => continue,
-        };
-        for &i in inputs {
-            last_read.insert(i, k);
-        }
-        if let Slot::Step { step, .. } = slot {
-            if let (StepKind::Op(Op::Shape(op)), Some(Some(o))) = (&step.kind, step.outputs.first())
-            {
-                if !matches!(
-                    op,
-                    ShapeOp::Contiguous | ShapeOp::Cat(_) | ShapeOp::PadNarrow { .. }
-                ) {
-                    views.entry(step.inputs[0]).or_default().push(*o);
-                }
+    for (_, step, o) in computed(seg) {
+        if let StepKind::Op(Op::Shape(op)) = &step.kind {
+            if !matches!(
+                op,
+                ShapeOp::Contiguous | ShapeOp::Cat(_) | ShapeOp::PadNarrow { .. }
+            ) {
+                views.entry(step.inputs[0]).or_default().push(o);
             }
         }
     }
@@ -771,6 +750,22 @@ pub(super) fn batch_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
 }
 
 /// The steps of `seg` with a first output: (slot index, step, that output).
+/// Each value's last reading slot in `seg`.
+fn last_reads(seg: &Segment) -> HashMap<ValueId, usize> {
+    let mut last_read = HashMap::new();
+    for (k, slot) in seg.exec.iter().enumerate() {
+        let inputs = match slot {
+            Slot::Step { step, .. } => &step.inputs[..],
+            Slot::Fused { group, .. } => &group.inputs[..],
+            _ => continue,
+        };
+        for &i in inputs {
+            last_read.insert(i, k);
+        }
+    }
+    last_read
+}
+
 fn computed(seg: &Segment) -> impl Iterator<Item = (usize, &super::capture::Step, ValueId)> {
     seg.exec
         .iter()
