@@ -102,12 +102,13 @@ pub(crate) enum StepKind {
     MatmulAcc { exact: bool, scale: f64 },
     /// A `cat` along `dim` written straight into the rows of a stack it is a piece of
     /// (`stack`, of `shape`, from element `start`; see `passes::assemble_stacks`): the
-    /// inputs are the cat's, the output a view of those rows.
+    /// inputs are the cat's, the output a view of those rows, of shape `piece`.
     CatInto {
         dim: usize,
         stack: ValueId,
         start: usize,
         shape: crate::Shape,
+        piece: crate::Shape,
     },
     /// The stack whose pieces `CatInto` steps wrote where it holds them: no inputs, nothing
     /// left to copy.

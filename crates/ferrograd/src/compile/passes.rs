@@ -523,11 +523,13 @@ pub(super) fn assemble_stacks(
             let StepKind::Op(Op::Shape(ShapeOp::Cat(dim))) = step.kind else {
                 unreachable!("writers are cats")
             };
+            let piece = step.outputs[0].expect("a cat has its output");
             step.kind = StepKind::CatInto {
                 dim,
                 stack,
                 start,
                 shape: shape.clone(),
+                piece: metas[piece as usize].shape.clone(),
             };
         }
     }

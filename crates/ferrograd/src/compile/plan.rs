@@ -1339,6 +1339,7 @@ fn run_step<O: Observer>(
             stack,
             start: first,
             shape,
+            piece,
         } => {
             let id = step.outputs[0].expect("a cat has its output") as usize;
             let s = *stack as usize;
@@ -1353,13 +1354,11 @@ fn run_step<O: Observer>(
             };
             Array::cat_into_at(&inputs, *dim, &mut big, *first);
             // the piece: a view of its rows
-            let mut piece_shape: SmallVec<[usize; 4]> = SmallVec::from_slice(inputs[0].shape());
-            piece_shape[*dim] = inputs.iter().map(|a| a.shape()[*dim]).sum();
-            let n = piece_shape.iter().product();
+            let n = piece.iter().product();
             let piece = big
                 .reshape(&[big.numel()])
                 .narrow(0, *first, n)
-                .reshape(&piece_shape);
+                .reshape(piece);
             if let Some(start) = start {
                 observer.step(step, &inputs, &[Some(piece.clone())], start.elapsed());
             }
