@@ -231,6 +231,18 @@ fn main() {
         );
     }
 
+    // Column sums: a bias gradient, here of the lstm batched row's gates, one step's and all
+    // 33 steps' at once.
+    for rows in [32usize, 33 * 32] {
+        let x = rng.normal(&[rows, 800], 0.0, 1.0, DType::F32);
+        let mut sums = Array::zeros(&[800], DType::F32);
+        b.run(
+            &format!("reduce/f32-column-sums/{rows}x800"),
+            Work::Bytes((rows * 800 * 4) as f64),
+            || x.sum_dim_into([0usize].as_slice(), false, &mut sums),
+        );
+    }
+
     for n in [10usize, 1_000, 100_000, 10_000_000] {
         let x = rng.normal(&[n], 0.0, 1.0, DType::F32);
         let y = rng.normal(&[n], 0.0, 1.0, DType::F32);

@@ -1146,8 +1146,12 @@ impl Program {
                 self.run_range::<T, FMA>(sources, range, &mut outs, &mut [], alias, over);
             });
         } else if sums.is_empty() && crate::par::split(n, crate::elementwise::PAIR_MIN) {
-            // two halves of whole tiles, one on the partner core when it is awake
-            let half = (n / 2).next_multiple_of(unit).min(n);
+            // Two halves, one on the partner core when it is awake, split at a whole vector
+            // (or row, for an update run by rows) from the middle: at a whole tile, a
+            // [32, 200] gate program split 3584 + 2816, and the first core waited.
+            let half = (n / 2)
+                .next_multiple_of(self.update_row(sources).unwrap_or(16))
+                .min(n);
             let mut tails: SmallVec<[&mut [T]; 4]> = SmallVec::new();
             for s in slices.iter_mut() {
                 let (head, tail) = std::mem::take(s).split_at_mut(half);

@@ -120,10 +120,16 @@ pub(crate) fn pair(a: Half<'_>, b: &mut dyn FnMut()) {
     }
 }
 
+/// Whether the partner is awake (it ran a half within the last [`SPIN`]), so that
+/// [`pair_if_awake`] would split: for work that costs more split and run on one thread.
+pub(crate) fn awake() -> bool {
+    SLOT.partner.load(Relaxed)
+}
+
 /// [`pair`] when the partner is awake (it ran a half within the last [`SPIN`]); else `a`
 /// then `b` on the calling thread. For work too short to pay for waking it.
 pub(crate) fn pair_if_awake(a: Half<'_>, b: &mut dyn FnMut()) {
-    if SLOT.partner.load(Relaxed) {
+    if awake() {
         pair(a, b)
     } else {
         a();

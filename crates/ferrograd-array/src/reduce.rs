@@ -345,15 +345,30 @@ impl Array {
             // Column sums of a contiguous [row_len, rows] buffer: add whole rows.
             let src = self.values::<T>(op);
             let dst = out.out_slice::<T>(&p.out_shape, op);
-            dst.iter_mut().for_each(|d| *d = T::zero());
-            for chunk in src.chunks(p.rows) {
-                for (d, &s) in dst.iter_mut().zip(chunk) {
-                    *d += s;
+            let (columns, n) = (p.rows, T::from(p.row_len).unwrap());
+            // Columns from `first` on: each the sum of its column's rows in order, so the
+            // same sums on every vector path and however the columns are split.
+            let sums = |first: usize, part: &mut [T]| {
+                part.iter_mut().for_each(|d| *d = T::zero());
+                crate::math::with_simd(|| {
+                    for row in src.chunks(columns) {
+                        for (d, &s) in part.iter_mut().zip(&row[first..]) {
+                            *d += s;
+                        }
+                    }
+                });
+                if is_mean {
+                    part.iter_mut().for_each(|d| *d = *d / n);
                 }
-            }
-            if is_mean {
-                let n = T::from(p.row_len).unwrap();
-                dst.iter_mut().for_each(|d| *d = *d / n);
+            };
+            // A bias gradient's rows were mostly written in halves of rows on two cores:
+            // halves of the columns read half of them there, not all. (Not when both halves
+            // would run here: each walks every row, so that is slower than one walk.)
+            if crate::par::split(src.len(), crate::elementwise::PAIR_MIN) && crate::partner::awake()
+            {
+                crate::partner::halves_if_awake(dst, 16, &sums);
+            } else {
+                sums(0, dst);
             }
             return;
         }

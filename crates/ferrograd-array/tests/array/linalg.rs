@@ -438,14 +438,21 @@ fn scaled_products_added_into_an_output_are_within_a_few_ulp_of_the_exact_value(
 fn products_added_into_rows_equal_adding_into_the_block() {
     let mut rng = Generator::new(79);
     for dtype in [DType::F32, DType::F64] {
-        for &(m, k, n, rows, first) in &[
-            (32, 200, 800, 96, 32),
-            (4, 30, 30, 32, 28),
-            (3, 0, 5, 9, 2),
-            (7, 130, 9, 7, 0),
+        // (m, k, n, rows, first, B transposed): recurrent steps' products, split between
+        // two cores by rows (48 rows: 32 and 16), small ones, an empty inner dim
+        for &(m, k, n, rows, first, transposed) in &[
+            (32, 200, 800, 96, 32, true),
+            (32, 200, 800, 96, 64, false),
+            (48, 300, 400, 144, 48, false),
+            (4, 30, 30, 32, 28, true),
+            (3, 0, 5, 9, 2, true),
+            (7, 130, 9, 7, 0, true),
         ] {
             let a = rng.normal(&[m, k], 0.0, 1.0, dtype);
-            let b = rng.normal(&[n, k], 0.0, 1.0, dtype).t();
+            let b = match transposed {
+                true => rng.normal(&[n, k], 0.0, 1.0, dtype).t(),
+                false => rng.normal(&[k, n], 0.0, 1.0, dtype),
+            };
             let mut out = rng.normal(&[rows, n], 0.0, 1.0, dtype);
             let held = out.clone();
             let mut block = out.narrow(0, first, m).contiguous();

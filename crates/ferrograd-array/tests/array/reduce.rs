@@ -161,6 +161,46 @@ fn large_sums_take_the_parallel_and_leading_paths() {
 }
 
 #[test]
+fn column_sums_add_the_rows_in_order_bit_for_bit_however_the_columns_are_split() {
+    // A bias gradient's column sums: each column the sum of its rows from the first on, in
+    // that order, whether the columns run in halves on two cores (while the partner core is
+    // awake, as it is just after a product split in halves) or on one thread.
+    let mut rng = Generator::new(23);
+    let (x, y) = (
+        rng.normal(&[256, 256], 0.0, 1.0, DType::F32),
+        rng.normal(&[256, 256], 0.0, 1.0, DType::F32),
+    );
+    for &(rows, cols) in &[(32usize, 800usize), (1056, 800), (17, 4099), (300, 33)] {
+        let a = rng.normal(&[rows, cols], 0.0, 1.0, DType::F32);
+        let v = a.to_vec::<f32>();
+        let sums: Vec<f32> = (0..cols)
+            .map(|j| (0..rows).fold(0.0f32, |s, i| s + v[i * cols + j]))
+            .collect();
+        let means: Vec<f32> = sums.iter().map(|s| s / rows as f32).collect();
+        for awake in [false, true] {
+            if awake {
+                std::hint::black_box(x.matmul(&y));
+            }
+            let got = a.sum_dim(0, false).to_vec::<f32>();
+            let case = format!("[{rows}, {cols}], after a product: {awake}");
+            assert!(
+                got.iter()
+                    .zip(&sums)
+                    .all(|(g, w)| g.to_bits() == w.to_bits()),
+                "{case}"
+            );
+            let got = a.mean_dim(0, false).to_vec::<f32>();
+            assert!(
+                got.iter()
+                    .zip(&means)
+                    .all(|(g, w)| g.to_bits() == w.to_bits()),
+                "{case}: mean"
+            );
+        }
+    }
+}
+
+#[test]
 fn empty_reductions() {
     let e = Array::zeros(&[0, 3], DType::F64);
     assert_eq!(e.sum().item::<f64>(), 0.0);
