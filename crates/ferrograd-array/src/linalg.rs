@@ -516,7 +516,8 @@ impl Array {
     /// kernel's order), the other rows kept. A recurrent network's per-step `h @ W_h` is
     /// added so into its step's rows of the input projections of every step. `out` is made
     /// the only handle on a contiguous buffer first (copied when it is a view or shared).
-    /// Host arrays only.
+    /// Host arrays only. Split in halves on two cores, it splits the rows (the batch), as
+    /// the elementwise ops that read them split them, so each core reads what it wrote.
     ///
     /// ```
     /// use ferrograd_array::Array;
