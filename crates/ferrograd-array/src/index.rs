@@ -1246,58 +1246,56 @@ fn cat_fill<T: Element, A: std::borrow::Borrow<Array>>(
             fill(0, dst);
         }
     }
-    {
-        let total: usize = shape[d..].iter().product();
-        // contiguous parts (the common case) as slices, with no reader set up per part
-        let mut blocks: SmallVec<[usize; 8]> = SmallVec::new();
-        let mut slices: SmallVec<[&[T]; 8]> = SmallVec::new();
-        for a in arrays {
-            let a = a.borrow();
-            blocks.push(a.shape()[d..].iter().product());
-            if let Some(s) = a.contiguous_slice::<T>("cat") {
-                slices.push(s);
-            }
+    let total: usize = shape[d..].iter().product();
+    // contiguous parts (the common case) as slices, with no reader set up per part
+    let mut blocks: SmallVec<[usize; 8]> = SmallVec::new();
+    let mut slices: SmallVec<[&[T]; 8]> = SmallVec::new();
+    for a in arrays {
+        let a = a.borrow();
+        blocks.push(a.shape()[d..].iter().product());
+        if let Some(s) = a.contiguous_slice::<T>("cat") {
+            slices.push(s);
         }
-        if slices.len() == arrays.len() {
-            if dst.len() < crate::elementwise::PAIR_MIN {
-                // not split: row by row, part by part (a small cat's fixed cost is most of it)
-                let mut w = 0;
-                for o in 0..dst.len().checked_div(total).unwrap_or(0) {
-                    for (s, &b) in slices.iter().zip(&blocks) {
-                        dst[w..w + b].copy_from_slice(&s[o * b..(o + 1) * b]);
-                        w += b;
-                    }
+    }
+    if slices.len() == arrays.len() {
+        if dst.len() < crate::elementwise::PAIR_MIN {
+            // not split: row by row, part by part (a small cat's fixed cost is most of it)
+            let mut w = 0;
+            for o in 0..dst.len().checked_div(total).unwrap_or(0) {
+                for (s, &b) in slices.iter().zip(&blocks) {
+                    dst[w..w + b].copy_from_slice(&s[o * b..(o + 1) * b]);
+                    w += b;
                 }
-            } else {
-                split(dst, &|start, dst| {
-                    fill_from(&blocks, total, start, dst, |p, from, to| {
-                        to.copy_from_slice(&slices[p][from..from + to.len()])
-                    })
-                });
             }
-            return;
-        }
-        // others read in place through their layout (a transposed part copied first by
-        // blocks: read run by run, its runs are one element long)
-        let copies: Vec<Option<Array>> = (arrays.iter())
-            .map(|a| {
-                let a = a.borrow();
-                a.is_transposed_block().then(|| a.copy())
-            })
-            .collect();
-        let sources: Vec<Source<'_, T>> = (arrays.iter().zip(&copies))
-            .map(|(a, c)| {
-                let a = c.as_ref().unwrap_or(a.borrow());
-                Source::of(a, a.shape(), a.numel(), "cat")
-            })
-            .collect();
-        if !dst.is_empty() {
+        } else {
             split(dst, &|start, dst| {
                 fill_from(&blocks, total, start, dst, |p, from, to| {
-                    sources[p].fill(from, to)
+                    to.copy_from_slice(&slices[p][from..from + to.len()])
                 })
             });
         }
+        return;
+    }
+    // others read in place through their layout (a transposed part copied first by
+    // blocks: read run by run, its runs are one element long)
+    let copies: Vec<Option<Array>> = (arrays.iter())
+        .map(|a| {
+            let a = a.borrow();
+            a.is_transposed_block().then(|| a.copy())
+        })
+        .collect();
+    let sources: Vec<Source<'_, T>> = (arrays.iter().zip(&copies))
+        .map(|(a, c)| {
+            let a = c.as_ref().unwrap_or(a.borrow());
+            Source::of(a, a.shape(), a.numel(), "cat")
+        })
+        .collect();
+    if !dst.is_empty() {
+        split(dst, &|start, dst| {
+            fill_from(&blocks, total, start, dst, |p, from, to| {
+                sources[p].fill(from, to)
+            })
+        });
     }
 }
 

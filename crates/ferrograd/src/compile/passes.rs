@@ -751,7 +751,6 @@ pub(super) fn batch_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
     }
 }
 
-/// The steps of `seg` with a first output: (slot index, step, that output).
 /// Each value's last reading slot in `seg`.
 fn last_reads(seg: &Segment) -> HashMap<ValueId, usize> {
     let mut last_read = HashMap::new();
@@ -768,6 +767,7 @@ fn last_reads(seg: &Segment) -> HashMap<ValueId, usize> {
     last_read
 }
 
+/// The steps of `seg` with a first output: (slot index, step, that output).
 fn computed(seg: &Segment) -> impl Iterator<Item = (usize, &super::capture::Step, ValueId)> {
     seg.exec
         .iter()

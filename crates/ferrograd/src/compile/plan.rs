@@ -281,8 +281,6 @@ fn report_due<'d>(
     &due[ready..]
 }
 
-/// Pushes the values the slots of `seg` and of every path after it write to `out` (a fused
-/// group's outputs; not its members', which only an observer's replay writes).
 /// Whether a recording keeps to the host: no step moves a value to a device, and every
 /// constant is a host array.
 fn on_host(trace: &Trace) -> bool {
@@ -308,6 +306,8 @@ fn read_at_ends(seg: &Segment, alias: &[ValueId], out: &mut HashSet<ValueId>) {
     }
 }
 
+/// Pushes the values the slots of `seg` and of every path after it write to `out` (a fused
+/// group's outputs; not its members', which only an observer's replay writes).
 fn written_values(seg: &Segment, out: &mut Vec<ValueId>) {
     for slot in &seg.exec {
         match slot {
