@@ -1303,6 +1303,13 @@ fn run_step<O: Observer>(
             };
             if !written {
                 let result = op.forward(&inputs);
+                // A view of an input is no buffer to keep: kept in its slot (before its
+                // second run shows it has no `*_into` form) it would pin the buffer it looks
+                // into, and a kernel writing that buffer in place would have to copy it (the
+                // lstm batched row's first replay copied its 3.4 MB projections 32 times).
+                if inputs.iter().any(|i| i.storage_id() == result.storage_id()) {
+                    views[id] = true;
+                }
                 keep[id] = kept(&result);
                 *slot = Some(result);
             }
