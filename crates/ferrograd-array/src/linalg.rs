@@ -121,7 +121,6 @@ pub(crate) unsafe fn gemm_scaled<T: Float>(
         let mut scratch = crate::storage::Buffer::for_overwrite(T::DTYPE, m * n);
         let t = T::slice_mut(&mut scratch).expect("scratch of T");
         let (tp, cp) = (SendPtr(t.as_mut_ptr()), SendPtr(c.ptr));
-        let whole = c.cs == 1 && c.rs == n as isize && !accumulate;
         // Rows `first..first + rows` of the n×m scratch (columns of C) into C.
         let put = |first: usize, rows: usize| {
             let (tp, cp) = (tp, cp);
@@ -137,8 +136,9 @@ pub(crate) unsafe fn gemm_scaled<T: Float>(
                 }
             }
         };
+        // (through the one pointer `put` reads the scratch by)
         let tmat = Mat {
-            ptr: t.as_mut_ptr(),
+            ptr: tp.0,
             rs: m as isize,
             cs: 1,
         };
@@ -154,7 +154,7 @@ pub(crate) unsafe fn gemm_scaled<T: Float>(
             // SAFETY: `t` is an exclusive n×m buffer; Bᵀ and Aᵀ are the caller's operands
             // read through swapped strides, which address the same valid elements.
             unsafe { gemm_scaled(n, m, k, tmat, b.t(), a.t(), false, scale, parallel) };
-            if whole {
+            if c.cs == 1 && c.rs == n as isize && !accumulate {
                 // SAFETY: C is a contiguous m×n block the caller owns exclusively.
                 let dst = unsafe { std::slice::from_raw_parts_mut(c.ptr, m * n) };
                 transpose::transpose(t, dst, m, n);

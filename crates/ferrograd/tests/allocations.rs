@@ -24,6 +24,7 @@ thread_local! {
     static LARGEST: Cell<usize> = const { Cell::new(0) };
     /// Allocations of at least [`LARGE`] bytes while counting.
     static LARGE_COUNT: Cell<usize> = const { Cell::new(0) };
+    /// The size from which [`LARGE_COUNT`] counts an allocation (none by default).
     static LARGE: Cell<usize> = const { Cell::new(usize::MAX) };
     /// Bytes this thread allocated less those it freed, counted always.
     static LIVE: Cell<isize> = const { Cell::new(0) };
@@ -259,7 +260,6 @@ fn the_first_replay_copies_no_buffer_its_views_look_into() {
         );
         let x = Tensor::new(rng.normal(&[batch, steps, nx], 0.0, 1.0, DType::F32));
         let df = grad(rnn).optimize(true);
-        let text = || df.plan_text();
         drop(df.call(&p, (&x,))); // the capture
         let projections = steps * batch * 2 * nh * 4;
         LARGE.with(|l| l.set(projections));
@@ -271,8 +271,8 @@ fn the_first_replay_copies_no_buffer_its_views_look_into() {
         let first = large(&mut || drop(df.call(&p, (&x,))));
         let later = large(&mut || drop(df.call(&p, (&x,))));
         LARGE.with(|l| l.set(usize::MAX));
-        let rows = text().matches(" = matmul_acc_rows[").count();
-        assert_eq!(rows, steps, "{}", text());
+        let text = df.plan_text();
+        assert_eq!(text.matches(" = matmul_acc_rows[").count(), steps, "{text}");
         // the projections' buffer itself at most, not a copy per step
         assert!(
             first <= 1 && later <= 1,
