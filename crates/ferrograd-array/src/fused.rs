@@ -1122,7 +1122,8 @@ impl Program {
     ) {
         let min = parallel_min(self.transcendental);
         // ranges split at whole tiles, or at whole rows for an update run a row at a time
-        let unit = self.update_row(sources).unwrap_or(tile::<T>());
+        let row = self.update_row(sources);
+        let unit = row.unwrap_or(tile::<T>());
         if sums.is_empty() && crate::par::split(n, min) {
             // one range of whole tiles per thread, each with its own registers
             let parts = rayon::current_num_threads();
@@ -1149,9 +1150,7 @@ impl Program {
             // Two halves, one on the partner core when it is awake, split at a whole vector
             // (or row, for an update run by rows) from the middle: at a whole tile, a
             // [32, 200] gate program split 3584 + 2816, and the first core waited.
-            let half = (n / 2)
-                .next_multiple_of(self.update_row(sources).unwrap_or(16))
-                .min(n);
+            let half = (n / 2).next_multiple_of(row.unwrap_or(16)).min(n);
             let mut tails: SmallVec<[&mut [T]; 4]> = SmallVec::new();
             for s in slices.iter_mut() {
                 let (head, tail) = std::mem::take(s).split_at_mut(half);
