@@ -203,6 +203,53 @@ enum Kind {
     Other,
 }
 
+/// Column sums of the contiguous rows `src` (rows of `columns` elements), the columns from
+/// `first` on into `part`: each the sum of its column's rows in order (divided by `count` for
+/// a mean), so the same sums on every vector path and however the columns are split.
+fn column_sums<T: Number>(
+    src: &[T],
+    columns: usize,
+    first: usize,
+    part: &mut [T],
+    count: Option<T>,
+) {
+    part.iter_mut().for_each(|d| *d = T::zero());
+    crate::math::with_simd(|| {
+        for row in src.chunks(columns) {
+            for (d, &s) in part.iter_mut().zip(&row[first..]) {
+                *d += s;
+            }
+        }
+    });
+    if let Some(n) = count {
+        part.iter_mut().for_each(|d| *d = *d / n);
+    }
+}
+
+/// Panics unless `a` is 2-D and each block of `rows` rows from a row of `firsts` lies in it.
+#[track_caller]
+fn check_blocks(a: &Array, firsts: &[usize], rows: usize, op: &str) {
+    if a.ndim() != 2 {
+        fail(
+            op,
+            format_args!("takes a 2-D array, got shape {}", fmt_shape(a.shape())),
+        )
+    }
+    let n = a.shape()[0];
+    if let Some(&f) = firsts
+        .iter()
+        .find(|&&f| f.checked_add(rows).is_none_or(|e| e > n))
+    {
+        fail(
+            op,
+            format_args!(
+                "a block of {rows} rows from row {f} does not fit in shape {}",
+                fmt_shape(a.shape())
+            ),
+        )
+    }
+}
+
 /// The result shape of reducing `shape` over `dims`.
 fn reduced_shape(shape: &[usize], dims: &[usize], keepdim: bool) -> Shape {
     shape
@@ -345,22 +392,10 @@ impl Array {
             // Column sums of a contiguous [row_len, rows] buffer: add whole rows.
             let src = self.values::<T>(op);
             let dst = out.out_slice::<T>(&p.out_shape, op);
-            let (columns, n) = (p.rows, T::from(p.row_len).unwrap());
-            // Columns from `first` on: each the sum of its column's rows in order, so the
-            // same sums on every vector path and however the columns are split.
-            let sums = |first: usize, part: &mut [T]| {
-                part.iter_mut().for_each(|d| *d = T::zero());
-                crate::math::with_simd(|| {
-                    for row in src.chunks(columns) {
-                        for (d, &s) in part.iter_mut().zip(&row[first..]) {
-                            *d += s;
-                        }
-                    }
-                });
-                if is_mean {
-                    part.iter_mut().for_each(|d| *d = *d / n);
-                }
-            };
+            let columns = p.rows;
+            let count = is_mean.then(|| T::from(p.row_len).expect("a count"));
+            let sums =
+                |first: usize, part: &mut [T]| column_sums(&src, columns, first, part, count);
             // A bias gradient's rows were mostly written in halves of rows on two cores:
             // halves of the columns read half of them there, not all. (Not when both halves
             // would run here: each walks every row, so that is slower than one walk.)
@@ -393,6 +428,97 @@ impl Array {
             return;
         }
         rows_into(p, out, op, &row);
+    }
+
+    /// The sums of blocks of `rows` rows of a 2-D array, the `k`-th block from row
+    /// `firsts[k]`: a `[firsts.len(), columns]` array whose row `k` is
+    /// `self.narrow(0, firsts[k], rows).sum_dim(0, false)`, or `mean_dim` when `mean`, bit for
+    /// bit. One pass over the blocks, split over the cores by blocks, where one reduction per
+    /// block would be a call and a handover to the other core each: a compiled plan sums a
+    /// recurrent network's per-step bias gradients this way, from the stack of its gate
+    /// gradients, after the backward pass.
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let x = Array::from_vec((0..12).map(|v| v as f32).collect(), &[6, 2]);
+    /// let sums = x.row_block_sums(&[0, 3], 3, false);
+    /// assert_eq!(sums.to_vec::<f32>(), [6.0, 9.0, 24.0, 27.0]);
+    /// assert!(sums.narrow(0, 1, 1).reshape(&[2]).bit_eq(&x.narrow(0, 3, 3).sum_dim(0, false)));
+    /// ```
+    ///
+    /// Panics unless `self` is 2-D and every block lies inside it.
+    #[track_caller]
+    pub fn row_block_sums(&self, firsts: &[usize], rows: usize, mean: bool) -> Array {
+        let op = "row_block_sums";
+        check_blocks(self, firsts, rows, op);
+        let dtype = if self.dtype() == DType::Bool {
+            DType::I64
+        } else {
+            self.dtype()
+        };
+        let shape = [firsts.len(), self.shape()[1]];
+        let mut out = Array::empty_on(&shape, dtype, self.device());
+        self.row_block_sums_into(firsts, rows, mean, &mut out);
+        out
+    }
+
+    /// [`row_block_sums`](Array::row_block_sums) into `out`.
+    #[track_caller]
+    pub fn row_block_sums_into(&self, firsts: &[usize], rows: usize, mean: bool, out: &mut Array) {
+        let op = "row_block_sums";
+        check_blocks(self, firsts, rows, op);
+        let columns = self.shape()[1];
+        // The blocks' own reductions' whole-row path (`reduce_rows`), where it applies: a
+        // contiguous host array, at least 16 columns, whole rows; else those reductions.
+        let fast = self.device().is_cpu()
+            && self.is_contiguous()
+            && self.dtype() != DType::Bool
+            && (!mean || self.dtype().is_float())
+            && columns >= 16
+            && rows > 0;
+        if !fast {
+            let blocks: Vec<Array> = (firsts.iter())
+                .map(|&f| match mean {
+                    true => self.narrow(0, f, rows).mean_dim(0, true),
+                    false => self.narrow(0, f, rows).sum_dim(0, true),
+                })
+                .collect();
+            *out = match blocks.is_empty() {
+                true => Array::empty_on(&[0, columns], out.dtype(), self.device()),
+                false => Array::cat(&blocks, 0),
+            };
+            return;
+        }
+        dispatch_number!(self.dtype(), op, T => self.block_sums::<T>(firsts, rows, mean, out))
+    }
+
+    /// [`row_block_sums_into`](Array::row_block_sums_into) of a contiguous host array of at
+    /// least 16 columns, by whole rows.
+    fn block_sums<T: Number>(&self, firsts: &[usize], rows: usize, mean: bool, out: &mut Array) {
+        let op = "row_block_sums";
+        let columns = self.shape()[1];
+        let src = self.values::<T>(op);
+        let dst = out.out_slice::<T>(&[firsts.len(), columns], op);
+        let count = mean.then(|| T::from(rows).expect("a count"));
+        // output rows from element `start` on (whole rows)
+        let blocks = |start: usize, part: &mut [T]| {
+            for (k, sums) in part.chunks_mut(columns).enumerate() {
+                let first = firsts[start / columns + k] * columns;
+                column_sums(&src[first..first + rows * columns], columns, 0, sums, count);
+            }
+        };
+        let work = firsts.len() * rows * columns;
+        // (two halves on two cores, with the partner awake between a training step's
+        // products, rather than a pool job that wakes workers and waits for them)
+        let pair = crate::partner::awake() && rayon::current_num_threads() == 2;
+        if crate::par::split(work, PARALLEL_MIN) && !pair {
+            (dst.par_chunks_mut(columns).enumerate())
+                .for_each(|(k, sums)| blocks(k * columns, sums));
+        } else if crate::par::split(work, crate::elementwise::PAIR_MIN) {
+            crate::partner::halves_if_awake(dst, columns, &blocks);
+        } else {
+            blocks(0, dst);
+        }
     }
 
     /// The largest value along `dim` and its first index (NaN counts as largest).

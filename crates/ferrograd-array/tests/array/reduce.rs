@@ -201,6 +201,94 @@ fn column_sums_add_the_rows_in_order_bit_for_bit_however_the_columns_are_split()
 }
 
 #[test]
+fn block_sums_are_each_blocks_column_sums_bit_for_bit() {
+    // `row_block_sums`: row k the sum over the block of rows from firsts[k], as that block's
+    // own `sum_dim(0)` (rows added in order, checked against a scalar fold too), on one
+    // thread and split over two cores, and through the blocks' own reductions where their
+    // whole-row path does not apply (few columns, a strided input, integers, bools)
+    let mut rng = Generator::new(29);
+    let (x, y) = (
+        rng.normal(&[256, 256], 0.0, 1.0, DType::F32),
+        rng.normal(&[256, 256], 0.0, 1.0, DType::F32),
+    );
+    let every_32: Vec<usize> = (0..33).map(|k| 32 * k).collect();
+    let cases: [(&[usize], usize, &[usize]); 5] = [
+        (&[1056, 800], 32, &every_32),
+        (&[100, 33], 7, &[93, 0, 5, 6]),
+        (&[40, 8], 5, &[0, 35, 10]),
+        (&[64, 20], 3, &[]),
+        (&[300, 40], 16, &[0, 16, 200, 284]),
+    ];
+    for &(shape, rows, firsts) in &cases {
+        for dtype in [DType::F32, DType::F64, DType::I64, DType::Bool] {
+            let a = match dtype {
+                DType::Bool => rng.normal(shape, 0.0, 1.0, DType::F32).gt_scalar(0.0),
+                DType::I64 => rng
+                    .uniform(shape, -50.0, 50.0, DType::F32)
+                    .to_dtype(DType::I64),
+                d => rng.normal(shape, 0.0, 1.0, d),
+            };
+            for (input, layout) in [
+                (a.clone(), "contiguous"),
+                (a.t().contiguous().t(), "strided"),
+            ] {
+                for awake in [false, true] {
+                    if awake {
+                        std::hint::black_box(x.matmul(&y));
+                    }
+                    let case = format!("{shape:?} {dtype} {layout}, after a product: {awake}");
+                    let got = input.row_block_sums(firsts, rows, false);
+                    assert_eq!(got.shape(), &[firsts.len(), shape[1]], "{case}");
+                    for (k, &f) in firsts.iter().enumerate() {
+                        let want = input.narrow(0, f, rows).sum_dim(0, false);
+                        let row = got.narrow(0, k, 1).reshape(&[shape[1]]);
+                        assert!(row.bit_eq(&want), "{case}: block {k}");
+                        if dtype.is_float() {
+                            let means = input.row_block_sums(firsts, rows, true);
+                            let want = input.narrow(0, f, rows).mean_dim(0, false);
+                            assert!(
+                                means.narrow(0, k, 1).reshape(&[shape[1]]).bit_eq(&want),
+                                "{case}: block {k}, mean"
+                            );
+                        }
+                    }
+                    if dtype == DType::F32 && layout == "contiguous" {
+                        let (v, cols) = (input.to_vec::<f32>(), shape[1]);
+                        let fold: Vec<f32> = (firsts.iter())
+                            .flat_map(|&f| {
+                                let v = &v;
+                                (0..cols).map(move |j| {
+                                    (f..f + rows).fold(0.0f32, |s, i| s + v[i * cols + j])
+                                })
+                            })
+                            .collect();
+                        let got = got.to_vec::<f32>();
+                        assert!(
+                            got.iter()
+                                .zip(&fold)
+                                .all(|(g, w)| g.to_bits() == w.to_bits()),
+                            "{case}: against the scalar fold"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let a = Array::zeros(&[10, 20], DType::F32);
+    let message = panic_message(|| drop(a.row_block_sums(&[0, 8], 3, false)));
+    assert!(
+        message.contains("row_block_sums") && message.contains("3 rows from row 8"),
+        "{message}"
+    );
+    let message =
+        panic_message(|| drop(Array::zeros(&[4], DType::F32).row_block_sums(&[0], 1, false)));
+    assert!(
+        message.contains("takes a 2-D array, got shape [4]"),
+        "{message}"
+    );
+}
+
+#[test]
 fn empty_reductions() {
     let e = Array::zeros(&[0, 3], DType::F64);
     assert_eq!(e.sum().item::<f64>(), 0.0);

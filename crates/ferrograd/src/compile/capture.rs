@@ -118,6 +118,16 @@ pub(crate) enum StepKind {
     /// input projections of every step, each row block read once (see
     /// `passes::accumulate_in_rows`). Summed as `MatmulAcc { exact: false }` sums.
     MatmulAccRows { first_row: usize },
+    /// The sums (or means, `mean`) over blocks of `rows` rows of a 2-D stack (the input),
+    /// block `k` from row `firsts[k]`, as the rows of one `[blocks, columns]` output: the
+    /// per-step bias gradients of a recurrent network, summed from the stack of its gate
+    /// gradients in one pass (see `passes::sum_blocks_together`), each the sum it replaces
+    /// bit for bit ([`Array::row_block_sums`](crate::Array::row_block_sums)).
+    BlockSums {
+        firsts: Vec<usize>,
+        rows: usize,
+        mean: bool,
+    },
 }
 
 /// One recorded computation.
@@ -149,6 +159,11 @@ impl Step {
             StepKind::MatmulAccRows { first_row } => {
                 Cow::Owned(format!("matmul_acc_rows[{first_row}..]"))
             }
+            StepKind::BlockSums { firsts, rows, mean } => Cow::Owned(format!(
+                "{}[{} blocks of {rows} rows]",
+                if *mean { "block_means" } else { "block_sums" },
+                firsts.len()
+            )),
         }
     }
 }

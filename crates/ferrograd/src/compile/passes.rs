@@ -26,6 +26,7 @@ use super::capture::{Meta, StepKind, ValueId};
 use super::plan::{End, Segment, Slot};
 use crate::op::Op;
 use crate::ops::elementwise::{Binary, ScalarOp, Unary};
+use crate::ops::reduce::Reduction;
 use crate::ops::shape::ShapeOp;
 use crate::Array;
 
@@ -633,6 +634,201 @@ pub(super) fn accumulate_in_rows(
     if let End::Guard { branches, .. } = &mut seg.end {
         for (_, b) in branches {
             accumulate_in_rows(b, metas, uses, outputs);
+        }
+    }
+}
+
+/// Sums blocks of an assembled stack's rows in one step after the stack is complete: each
+/// `sum(0)` or `mean(0)` of a 2-D value that is whole rows of a stack a [`assemble_stacks`]
+/// wrote piece by piece (a `cat_into` piece, or a reshape of one), two or more of them over
+/// one stack, becomes a row of one [`StepKind::BlockSums`] placed right after the stack's
+/// assembly, and each sum's value a view of its row. A recurrent network's bias gradient is
+/// one such sum per time step, of its gate gradients (33 of `[32, 800]` for the seed suite's
+/// batched LSTM): each was a call, and a handover to the other core, between the backward
+/// pass's products; the step reads the same rows once, after them. Exact: each row is the
+/// sum it replaces, bit for bit. A sum joins only when nothing reads it (or the reshapes
+/// of it, which move with it) before the assembly. New values get ids past every value so
+/// far, with their metas appended.
+pub(super) fn sum_blocks_together(seg: &mut Segment, metas: &mut Vec<Meta>) {
+    let def = defining_slots(seg);
+    let step_at = |k: usize| match &seg.exec[k] {
+        Slot::Step { step, .. } => Some(step),
+        _ => None,
+    };
+    let reshape_of = |v: ValueId| {
+        let s = step_at(*def.get(&v)?)?;
+        matches!(s.kind, StepKind::Op(Op::Shape(ShapeOp::Reshape(_)))).then(|| s.inputs[0])
+    };
+    // the stacks: where each is assembled, and the pieces written into it
+    let mut assembled: HashMap<ValueId, usize> = HashMap::new();
+    let mut pieces: HashMap<ValueId, (ValueId, usize)> = HashMap::new();
+    for (k, step, out) in computed(seg) {
+        match step.kind {
+            StepKind::Assembled => drop(assembled.insert(out, k)),
+            StepKind::CatInto { stack, start, .. } => drop(pieces.insert(out, (stack, start))),
+            _ => {}
+        }
+    }
+    // the sums of whole rows of a stack, by stack, rows, kind and dtype: (slot, first row)
+    type Key = (ValueId, usize, bool, crate::DType);
+    let mut groups: HashMap<Key, Vec<(usize, usize)>> = HashMap::new();
+    for (k, step, out) in computed(seg) {
+        let StepKind::Op(Op::Reduce(r @ (Reduction::Sum | Reduction::Mean), ref dims, _)) =
+            step.kind
+        else {
+            continue;
+        };
+        let input = &metas[step.inputs[0] as usize];
+        let [rows, columns] = input.shape[..] else {
+            continue;
+        };
+        if dims[..] != [0] || metas[out as usize].dtype != input.dtype {
+            continue;
+        }
+        let mut v = step.inputs[0];
+        while let Some(w) = reshape_of(v) {
+            v = w;
+        }
+        let Some(&(stack, start)) = pieces.get(&v) else {
+            continue;
+        };
+        let whole = &metas[stack as usize];
+        if whole.shape.len() == 2
+            && whole.shape[1] == columns
+            && whole.dtype == input.dtype
+            && start.is_multiple_of(columns.max(1))
+            && assembled.contains_key(&stack)
+        {
+            let key = (stack, rows, r == Reduction::Mean, input.dtype);
+            groups
+                .entry(key)
+                .or_default()
+                .push((k, start / columns.max(1)));
+        }
+    }
+    // each slot's reads, to find who reads a sum before its stack is assembled
+    let mut readers: HashMap<ValueId, Vec<usize>> = HashMap::new();
+    for (k, slot) in seg.exec.iter().enumerate() {
+        let inputs: &[ValueId] = match slot {
+            Slot::Step { step, .. } => &step.inputs,
+            Slot::Fused { group, .. } => &group.inputs,
+            Slot::StateWrite { id, .. } => std::slice::from_ref(id),
+            _ => continue,
+        };
+        for &i in inputs {
+            readers.entry(i).or_default().push(k);
+        }
+    }
+    /// The steps before slot `at` that read `v` (a sum), and those reading them, found
+    /// into `moved` (they move after the sum): `None` when one of them is not an op of
+    /// these values alone (a pure function of buffers nothing else writes: a reshape of the
+    /// sum, say), or is read before `at` by anything else.
+    fn moving(
+        seg: &Segment,
+        readers: &HashMap<ValueId, Vec<usize>>,
+        v: ValueId,
+        at: usize,
+        moved: &mut Vec<(usize, ValueId)>,
+    ) -> Option<()> {
+        for &r in readers.get(&v).into_iter().flatten().filter(|&&r| r < at) {
+            let Slot::Step { step, .. } = &seg.exec[r] else {
+                return None;
+            };
+            let ours = |i: &ValueId| moved.iter().any(|m| m.1 == *i);
+            if !matches!(step.kind, StepKind::Op(_)) || !step.inputs.iter().all(ours) {
+                return None;
+            }
+            let out = step.outputs[0]?;
+            if !moved.iter().any(|m| m.0 == r) {
+                moved.push((r, out));
+                moving(seg, readers, out, at, moved)?;
+            }
+        }
+        Some(())
+    }
+    let mut replacement: HashMap<usize, Vec<Slot>> = HashMap::new();
+    let mut removed = vec![false; seg.exec.len()];
+    let mut groups: Vec<(Key, Vec<(usize, usize)>)> = groups.into_iter().collect();
+    groups.sort_unstable_by_key(|(_, sums)| sums[0].0);
+    for ((stack, rows, mean, dtype), sums) in groups {
+        let at = assembled[&stack];
+        let mut joined = Vec::new();
+        for (k, first) in sums {
+            let Some(Slot::Step { step, .. }) = seg.exec.get(k) else {
+                continue;
+            };
+            let out = step.outputs[0].expect("a sum has its output");
+            // (the sum itself first: its value is one of those the moved steps may read)
+            let mut moved = vec![(k, out)];
+            if moving(seg, &readers, out, at, &mut moved).is_some() {
+                let mut moved: Vec<usize> = moved[1..].iter().map(|m| m.0).collect();
+                moved.sort_unstable();
+                joined.push((k, first, out, moved));
+            }
+        }
+        if joined.len() < 2 {
+            continue;
+        }
+        let columns = metas[stack as usize].shape[1];
+        let firsts: Vec<usize> = joined.iter().map(|j| j.1).collect();
+        let block = new_value(
+            metas,
+            Meta {
+                shape: [firsts.len(), columns].into_iter().collect(),
+                dtype,
+            },
+        );
+        let Some(Slot::Step { step: base, .. }) = seg.exec.get(joined[0].0) else {
+            unreachable!("sums are steps")
+        };
+        let mut sums_step = base.clone();
+        sums_step.kind = StepKind::BlockSums { firsts, rows, mean };
+        sums_step.inputs = SmallVec::from_slice(&[stack]);
+        sums_step.outputs = SmallVec::from_slice(&[Some(block)]);
+        sums_step.operand = None;
+        // (the assembly stays first)
+        let mut new_slots = vec![seg.exec[at].clone(), Slot::step(sums_step)];
+        let mut moved_all = Vec::new();
+        for (j, (k, _, out, moved)) in joined.into_iter().enumerate() {
+            let Slot::Step { step: sum, .. } = &seg.exec[k] else {
+                unreachable!("sums are steps")
+            };
+            let narrow = ShapeOp::Narrow {
+                dim: 0,
+                start: j,
+                len: 1,
+            };
+            let shape = metas[out as usize].shape.clone();
+            if shape.len() == 2 {
+                // keepdim: the row itself
+                new_slots.push(shape_step(sum, narrow, &[block], out));
+            } else {
+                let row = new_value(
+                    metas,
+                    Meta {
+                        shape: [1, columns].into_iter().collect(),
+                        dtype,
+                    },
+                );
+                let reshape = ShapeOp::Reshape(shape);
+                new_slots.push(shape_step(sum, narrow, &[block], row));
+                new_slots.push(shape_step(sum, reshape, &[row], out));
+            }
+            removed[k] = true;
+            moved_all.extend(moved);
+        }
+        moved_all.sort_unstable();
+        moved_all.dedup();
+        for r in moved_all {
+            new_slots.push(seg.exec[r].clone());
+            removed[r] = true;
+        }
+        replacement.insert(at, new_slots);
+    }
+    splice(seg, replacement, &removed);
+    if let End::Guard { branches, .. } = &mut seg.end {
+        for (_, b) in branches {
+            sum_blocks_together(b, metas);
         }
     }
 }

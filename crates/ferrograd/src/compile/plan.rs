@@ -910,7 +910,10 @@ impl Plan {
             let mut uses = vec![0u32; n];
             count_uses(&self.root, &mut uses, &self.alias);
             super::passes::accumulate_in_rows(&mut self.root, &self.metas, &uses, &outputs);
+            super::passes::sum_blocks_together(&mut self.root, &mut self.metas);
         }
+        let n = self.metas.len();
+        self.alias.extend(self.alias.len() as ValueId..n as ValueId);
         liveness(&mut self.root, n, true, &self.alias);
         schedule_reports(&mut self.root, &self.alias);
         let mut written: Vec<ValueId> = (0..self.input_names.len() as ValueId).collect();
@@ -1393,6 +1396,24 @@ fn run_step<O: Observer>(
             views[id] = true;
             values[id] = Some(block);
             values[x] = Some(base);
+        }
+        StepKind::BlockSums { firsts, rows, mean } => {
+            let id = step.outputs[0].expect("block sums have their output") as usize;
+            // into last call's buffer when the slot kept it
+            let mut out = values[id].take();
+            {
+                let stack = live(values, &step.inputs);
+                match &mut out {
+                    Some(buffer) => stack[0].row_block_sums_into(firsts, *rows, *mean, buffer),
+                    None => out = Some(stack[0].row_block_sums(firsts, *rows, *mean)),
+                }
+                if let Some(start) = start {
+                    observer.step(step, &stack, std::slice::from_ref(&out), start.elapsed());
+                }
+            }
+            keep[id] = kept(out.as_ref().expect("computed above"));
+            views[id] = false;
+            values[id] = out;
         }
         StepKind::Assembled => {
             let id = step.outputs[0].expect("a stack has its output") as usize;

@@ -1045,6 +1045,79 @@ fn stacks_of_concatenations_are_written_where_the_stack_holds_them() {
     assert_eq!(steps_of(&text, "assembled"), 0, "{text}");
 }
 
+/// The sums over the batch of each piece of a stack (`[4, 20]` pieces, each `[x_t, h_t]`,
+/// the shape of a recurrent network's per-step bias gradients), read only once the stack is
+/// complete (`late`), or each read by the next step before it is (`early`).
+fn piece_sums(x: &Tensor, late: bool) -> Tensor {
+    let mut h = x.select(1, 0).tanh();
+    let (mut pieces, mut sums) = (Vec::new(), Vec::new());
+    for t in 0..6 {
+        let xt = x.select(1, t);
+        let carried = match (late, sums.last()) {
+            (false, Some(s)) => (s as &Tensor).narrow(0, 0, 10) * 0.1,
+            _ => Tensor::zeros(&[10], DType::F64),
+        };
+        h = (&h * 0.9 + &xt + carried).tanh();
+        let piece = Tensor::cat(&[xt, h.clone()], 1);
+        sums.push(piece.sum_dim(0, false));
+        pieces.push(piece);
+    }
+    let s = Tensor::cat(&pieces, 0);
+    let mut loss = (&s * &s).sum();
+    for (k, v) in sums.iter().enumerate() {
+        loss = loss + (v * v).sum() * (k + 1) as f64;
+    }
+    loss
+}
+
+/// The sums of an assembled stack's blocks of rows (a recurrent network's per-step bias
+/// gradients) run as one step after the stack is complete, each the sum it replaces bit
+/// for bit; a sum something reads before the stack is complete stays where it was.
+#[test]
+fn sums_of_a_stacks_blocks_run_together_after_it() {
+    let text = replayed_plan(|x| piece_sums(x, true), &[4, 6, 10], 50);
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_none() {
+        assert_eq!(
+            text.matches(" = block_sums[6 blocks of 4 rows](").count(),
+            1,
+            "{text}"
+        );
+    }
+    let text = replayed_plan(|x| piece_sums(x, false), &[4, 6, 10], 51);
+    assert_eq!(text.matches(" = block_sums[").count(), 0, "{text}");
+    // a recurrent network's bias gradient, one sum per step of its gate gradients (its
+    // other rewrites, with fusion on, add products in the matrix kernel's order: within
+    // rounding of direct mode, not bit for bit)
+    let rnn = |p: &(Tensor, Tensor), x: &Tensor| {
+        let nh = p.0.size(1) / 2;
+        let mut h = Tensor::zeros(&[x.size(0), nh], DType::F64);
+        for t in 0..x.size(1) {
+            let pre = Tensor::cat(&[x.select(1, t), h.clone()], 1).matmul(&p.0) + &p.1;
+            h = pre.narrow(1, 0, nh).tanh() * pre.narrow(1, nh, nh).sigmoid();
+        }
+        h.sum()
+    };
+    let mut rng = Generator::new(52);
+    let (steps, batch, nx, nh) = (5, 16, 40, 64);
+    let p = (
+        rand(&mut rng, &[nx + nh, 2 * nh], -0.3, 0.3),
+        rand(&mut rng, &[2 * nh], -0.1, 0.1),
+    );
+    let df = grad(rnn).optimize(true);
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[batch, steps, nx], -1.0, 1.0);
+        let ((g, l), (want_g, want_l)) = (df.call(&p, (&x,)), grad(rnn).call(&p, (&x,)));
+        assert_within(&l, &want_l, 1e-12);
+        assert_within(&g.0, &want_g.0, 1e-12);
+        assert_within(&g.1, &want_g.1, 1e-12);
+    }
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_none() {
+        let text = df.plan_text();
+        let joined = format!(" = block_sums[{steps} blocks of {batch} rows](");
+        assert_eq!(text.matches(&joined).count(), 1, "{text}");
+    }
+}
+
 #[test]
 fn steps_of_constants_fold_into_constants() {
     let f = |x: &Tensor| {
