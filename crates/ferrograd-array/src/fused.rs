@@ -802,7 +802,7 @@ impl Program {
         for a in inputs {
             check_input(a, shape, dtype);
         }
-        self.prepare_outputs(shape, dtype, outs);
+        self.prepare_outputs(shape, dtype, outs, &[]);
         #[cfg(feature = "cuda")]
         if inputs.iter().any(|a| !a.device().is_cpu()) {
             return crate::cuda::fused::run(self, inputs, shape, dtype, outs);
@@ -887,10 +887,157 @@ impl Program {
         for a in inputs.iter().flatten() {
             check_input(a, shape, dtype);
         }
-        self.prepare_outputs(shape, dtype, outs);
+        self.prepare_outputs(shape, dtype, outs, &[]);
         let inputs = inputs.iter().copied();
         with_fma!(FMA => dispatch_float!(dtype, op, T => self.run_typed::<T, FMA>(inputs, over, shape, outs)));
         true
+    }
+
+    /// Runs the program as [`run`](Program::run) does, with each output `j` of a pair `(j,
+    /// window)` of `windows` written into that [`Window`] of `target` instead of an array of
+    /// its own (its slot in `outs` is left as it is): a recurrent network's gate gradients
+    /// written straight into their columns of the rows of the stack that its weight
+    /// gradient reads, with no copy after. `target` is first made the only handle on a
+    /// contiguous buffer (copied when it is a view or shared, as every `*_into` output is),
+    /// so other arrays never see the writes. The results are [`run`](Program::run)'s, bit
+    /// for bit. Host arrays only.
+    ///
+    /// ```
+    /// use ferrograd_array::{Array, DType, Instr, MapFn, Program, Window};
+    /// // tanh(x) and exp(x), written side by side into the rows of a [2, 4] array
+    /// let program = Program::new(
+    ///     vec![Instr::Input(0), Instr::Map(MapFn::Tanh, 0), Instr::Map(MapFn::Exp, 0)],
+    ///     vec![1, 2],
+    /// );
+    /// let x = Array::from_vec(vec![0.5f32, -1.0, 2.0, 0.0], &[2, 2]);
+    /// let mut rows = Array::zeros(&[2, 4], DType::F32);
+    /// let windows = [
+    ///     (0, Window { start: 0, cols: 2, stride: 4 }),
+    ///     (1, Window { start: 2, cols: 2, stride: 4 }),
+    /// ];
+    /// program.run_into(&[&x], &[2, 2], DType::F32, &mut [None, None], &windows, &mut rows);
+    /// assert!(rows.bit_eq(&Array::cat(&[x.tanh(), x.exp()], 1)));
+    /// ```
+    ///
+    /// Panics when a window does not fit in `target`, two share an element, an output is
+    /// named twice, or the program is an update run as one loop
+    /// ([`is_one_loop`](Program::is_one_loop)), besides [`run`](Program::run)'s panics.
+    #[track_caller]
+    pub fn run_into(
+        &self,
+        inputs: &[&Array],
+        shape: &[usize],
+        dtype: DType,
+        outs: &mut [Option<Array>],
+        windows: &[(usize, Window)],
+        target: &mut Array,
+    ) {
+        let op = "fused program";
+        self.check_arity(inputs.len(), outs.len());
+        for a in inputs {
+            check_input(a, shape, dtype);
+        }
+        self.check_windows(numel(shape), windows, target, dtype);
+        if !target.device().is_cpu() || inputs.iter().any(|a| !a.device().is_cpu()) {
+            fail(op, "writes into windows of host arrays only")
+        }
+        self.prepare_outputs(shape, dtype, outs, windows);
+        target.make_unique();
+        with_fma!(FMA => dispatch_float!(dtype, op, T => {
+            let sources: SmallVec<[Source<'_, T>; 8]> =
+                inputs.iter().map(|a| source(a, shape, numel(shape), op)).collect();
+            let base = target.unique_slice_mut::<T>().as_mut_ptr();
+            self.run_dests::<T, FMA>(&sources, shape, outs, windows, base)
+        }))
+    }
+
+    /// [`run_into`](Program::run_into)'s program over `sources`, `base` the target's first
+    /// element.
+    fn run_dests<T: Float, const FMA: bool>(
+        &self,
+        sources: &[Source<'_, T>],
+        shape: &[usize],
+        outs: &mut [Option<Array>],
+        windows: &[(usize, Window)],
+        base: *mut T,
+    ) {
+        let op = "fused program";
+        let (outs, reduced) = outs.split_at_mut(self.outputs.len());
+        let mut dests: Dests<'_, T> = SmallVec::new();
+        for (j, o) in outs.iter_mut().enumerate() {
+            dests.push(match windows.iter().find(|w| w.0 == j) {
+                // SAFETY: `check_windows` found each window inside the target, `base` its
+                // first element, the windows sharing no element; the target is unique and
+                // no output's array of its own shares its buffer.
+                Some(&(_, w)) => unsafe { Dest::window(base, w) },
+                None => {
+                    Dest::contiguous(o.as_mut().expect("filled above").out_slice::<T>(shape, op))
+                }
+            });
+        }
+        let sums: SmallVec<[&mut [T]; 2]> = (reduced.iter_mut().zip(&self.reductions))
+            .map(|(o, r)| {
+                o.as_mut()
+                    .expect("filled above")
+                    .out_slice::<T>(&r.shape, op)
+            })
+            .collect();
+        self.run_split::<T, FMA>(sources, dests, sums, numel(shape), false, &[]);
+    }
+
+    /// Panics unless each window of `windows` holds an output of `n` elements inside
+    /// `target` (of `dtype`), no two share an element, and no output is named twice.
+    #[track_caller]
+    fn check_windows(&self, n: usize, windows: &[(usize, Window)], target: &Array, dtype: DType) {
+        let bad = |what: String| -> ! { fail("fused program", format_args!("{what}")) };
+        if self.update.is_some() && !windows.is_empty() {
+            bad("an update run as one loop writes no window".into())
+        }
+        if target.dtype() != dtype {
+            bad(format!(
+                "the target is {}, the program {dtype}",
+                target.dtype()
+            ))
+        }
+        // each window's rows and columns within a row of its stride
+        let span = |w: &Window| {
+            let rows = n / w.cols.max(1);
+            (
+                w.start / w.stride.max(1),
+                rows,
+                w.start % w.stride.max(1),
+                w.cols,
+            )
+        };
+        for (x, &(j, w)) in windows.iter().enumerate() {
+            if j >= self.outputs.len() || windows[..x].iter().any(|v| v.0 == j) {
+                bad(format!(
+                    "window {x} names output {j}: not one, or named twice"
+                ))
+            }
+            let rows = n / w.cols.max(1);
+            let fits = w.cols > 0
+                && n.is_multiple_of(w.cols)
+                && w.cols <= w.stride
+                && (n == 0 || w.start + (rows - 1) * w.stride + w.cols <= target.numel());
+            if !fits {
+                bad(format!(
+                    "{w:?} does not hold {n} elements in rows inside a target of {}",
+                    target.numel()
+                ))
+            }
+            for &(_, v) in &windows[..x] {
+                let ((r0, rn, c0, cn), (s0, sn, d0, dn)) = (span(&w), span(&v));
+                let apart = |a: usize, m: usize, b: usize, k: usize| a + m <= b || b + k <= a;
+                // (columns apart only for windows within their rows)
+                let within = c0 + cn <= w.stride && d0 + dn <= w.stride;
+                let disjoint = v.stride == w.stride
+                    && (apart(r0, rn, s0, sn) || within && apart(c0, cn, d0, dn));
+                if !disjoint && n > 0 {
+                    bad(format!("{w:?} and {v:?} may share elements"))
+                }
+            }
+        }
     }
 
     /// Panics unless `inputs` and `outs` counts suit the program.
@@ -909,9 +1056,15 @@ impl Program {
     }
 
     /// Checks that the reductions divide `shape`, and gives each output slot that does not
-    /// hold an array of its shape and `dtype` a new one.
+    /// hold an array of its shape and `dtype` a new one (not those written into `windows`).
     #[track_caller]
-    fn prepare_outputs(&self, shape: &[usize], dtype: DType, outs: &mut [Option<Array>]) {
+    fn prepare_outputs(
+        &self,
+        shape: &[usize],
+        dtype: DType,
+        outs: &mut [Option<Array>],
+        windows: &[(usize, Window)],
+    ) {
         let op = "fused program";
         for r in &self.reductions {
             let kept = r.kept();
@@ -928,7 +1081,10 @@ impl Program {
         }
         let shapes = (self.outputs.iter().map(|_| shape))
             .chain(self.reductions.iter().map(|r| &r.shape[..]));
-        for (out, shape) in outs.iter_mut().zip(shapes) {
+        for (j, (out, shape)) in outs.iter_mut().zip(shapes).enumerate() {
+            if windows.iter().any(|w| w.0 == j) {
+                continue;
+            }
             let fits = out
                 .as_ref()
                 .is_some_and(|o| same_shape(o.shape(), shape) && o.dtype() == dtype);
@@ -1043,7 +1199,7 @@ impl Program {
         if !one_loop || !read_once {
             return false;
         }
-        let out = target.out_slice::<T>(shape, op);
+        let out = Dest::contiguous(target.out_slice::<T>(shape, op));
         self.run_split::<T, FMA>(
             &sources,
             smallvec::smallvec![out],
@@ -1093,9 +1249,9 @@ impl Program {
         let op = "fused program";
         let n = numel(shape);
         let (outs, reduced) = outs.split_at_mut(self.outputs.len());
-        let slices: SmallVec<[&mut [T]; 4]> = outs
+        let slices: Dests<'_, T> = outs
             .iter_mut()
-            .map(|o| o.as_mut().expect("filled above").out_slice::<T>(shape, op))
+            .map(|o| Dest::contiguous(o.as_mut().expect("filled above").out_slice::<T>(shape, op)))
             .collect();
         let sums: SmallVec<[&mut [T]; 2]> = (reduced.iter_mut().zip(&self.reductions))
             .map(|(o, r)| {
@@ -1114,35 +1270,36 @@ impl Program {
     fn run_split<T: Float, const FMA: bool>(
         &self,
         sources: &[Source<'_, T>],
-        mut slices: SmallVec<[&mut [T]; 4]>,
+        mut slices: Dests<'_, T>,
         mut sums: SmallVec<[&mut [T]; 2]>,
         n: usize,
         alias: bool,
         over: &[(usize, usize)],
     ) {
         let min = parallel_min(self.transcendental);
-        // ranges split at whole tiles, or at whole rows for an update run a row at a time
+        // ranges split at whole tiles, or at whole rows for an update run a row at a time,
+        // and at whole rows of the windows written (see `Dest`)
+        let rows = (slices.iter()).fold(1, |a, d| d.window.map_or(a, |(c, _)| lcm(a, c)));
         let row = self.update_row(sources);
-        let unit = row.unwrap_or(tile::<T>());
+        let unit = row.unwrap_or(tile::<T>()).next_multiple_of(rows);
         if sums.is_empty() && crate::par::split(n, min) {
             // one range of whole tiles per thread, each with its own registers
             let parts = rayon::current_num_threads();
             let per = n.div_ceil(parts).div_ceil(unit) * unit;
-            let mut ranges: Vec<(usize, SmallVec<[&mut [T]; 4]>)> = Vec::new();
+            let mut ranges: Vec<(usize, usize, Dests<'_, T>)> = Vec::new();
             let mut start = 0;
             while start < n {
                 let len = per.min(n - start);
                 let mut mine = SmallVec::new();
                 for s in slices.iter_mut() {
-                    let (head, tail) = std::mem::take(s).split_at_mut(len);
+                    let (head, tail) = s.take().split_at(len);
                     mine.push(head);
                     *s = tail;
                 }
-                ranges.push((start, mine));
+                ranges.push((start, len, mine));
                 start += len;
             }
-            ranges.into_par_iter().for_each(|(start, mut outs)| {
-                let len = outs.first().map_or(0, |o| o.len());
+            ranges.into_par_iter().for_each(|(start, len, mut outs)| {
                 let range = start..start + len;
                 self.run_range::<T, FMA>(sources, range, &mut outs, &mut [], alias, over);
             });
@@ -1150,10 +1307,12 @@ impl Program {
             // Two halves, one on the partner core when it is awake, split at a whole vector
             // (or row, for an update run by rows) from the middle: at a whole tile, a
             // [32, 200] gate program split 3584 + 2816, and the first core waited.
-            let half = (n / 2).next_multiple_of(row.unwrap_or(16)).min(n);
-            let mut tails: SmallVec<[&mut [T]; 4]> = SmallVec::new();
+            let half = (n / 2)
+                .next_multiple_of(lcm(row.unwrap_or(16), rows))
+                .min(n);
+            let mut tails: Dests<'_, T> = SmallVec::new();
             for s in slices.iter_mut() {
-                let (head, tail) = std::mem::take(s).split_at_mut(half);
+                let (head, tail) = s.take().split_at(half);
                 *s = head;
                 tails.push(tail);
             }
@@ -1236,7 +1395,7 @@ impl Program {
         &self,
         sources: &[Source<'_, T>],
         range: std::ops::Range<usize>,
-        outs: &mut [&mut [T]],
+        outs: &mut [Dest<'_, T>],
         sums: &mut [&mut [T]],
         alias: bool,
         over: &[(usize, usize)],
@@ -1245,9 +1404,10 @@ impl Program {
         // (the row loop reads every operand in place: not with inputs written over)
         let row = self.update_row(sources).filter(|_| over.is_empty());
         if let (Some(cols), [out]) = (row, &mut *outs) {
+            let out = out.run(0, len);
             if with_simd(
                 #[inline(always)]
-                || self.update_rows::<T>(sources, cols, start, &mut out[..len], alias),
+                || self.update_rows::<T>(sources, cols, start, out, alias),
             ) {
                 return;
             }
@@ -1295,7 +1455,7 @@ impl Program {
         &self,
         sources: &[Source<'_, T>],
         start: usize,
-        outs: &mut [&mut [T]],
+        outs: &mut [Dest<'_, T>],
         sums: &mut [&mut [T]],
         tiling: Tiling<'_>,
         file: &mut [T],
@@ -1324,7 +1484,7 @@ impl Program {
             over,
         }: Tiling<'_>,
         file: &mut [T],
-        outs: &mut [&mut [T]],
+        outs: &mut [Dest<'_, T>],
         sums: &mut [&mut [T]],
     ) {
         let registers = self.registers;
@@ -1341,7 +1501,7 @@ impl Program {
         }
         // (padded: one tile, the outputs in registers after the program's own)
         debug_assert!(file.len() >= (registers + if padded { outs.len() } else { 0 }) * tile);
-        debug_assert!(outs.iter().all(|o| o.len() >= len) && (!padded || len <= tile));
+        debug_assert!(outs.iter().all(|o| o.holds(len)) && (!padded || len <= tile));
         let file = file.as_mut_ptr();
         // (64 inline: the 100-op chain's value and gradient has over 32 places, and a list on
         // the heap, allocated and freed per call, cost that call 4%)
@@ -1387,6 +1547,8 @@ impl Program {
                 Some(r) if r < tile && r >= crate::elementwise::tile::<T>() / 4 => r.min(rest),
                 _ => tile.min(rest),
             };
+            // and never past the end of a row of a window written (see `Dest`)
+            let m = (outs.iter().filter_map(|o| o.row_left(at))).fold(m, usize::min);
             // the elements the steps run over: the tile, or the whole padded registers
             let width = if padded { tile } else { m };
             // the inputs' elements over the tile: in place, one value, or gathered into their
@@ -1405,7 +1567,7 @@ impl Program {
                 if let Some(&(_, j)) = over.iter().find(|&&(i, _)| i == n) {
                     // an input written over: its elements are the output's until a step
                     // writes them, so every read of it is from this copy
-                    reg.copy_from_slice(&outs[j][at..at + m]);
+                    reg.copy_from_slice(outs[j].run(at, m));
                     places[p] = Place {
                         ptr: reg.as_mut_ptr(),
                         one: None,
@@ -1450,7 +1612,7 @@ impl Program {
             }
             if !padded {
                 for (j, o) in outs.iter_mut().enumerate() {
-                    places[registers + j].ptr = o[at..at + m].as_mut_ptr();
+                    places[registers + j].ptr = o.run(at, m).as_mut_ptr();
                 }
             }
             if let (true, Some(u)) = (alias, self.update) {
@@ -1505,7 +1667,7 @@ impl Program {
                 for (j, o) in outs.iter_mut().enumerate() {
                     // SAFETY: output `j`'s register, `tile >= m` elements, no longer written
                     let reg = unsafe { read(&places, registers + j, m) };
-                    o[at..at + m].copy_from_slice(reg);
+                    o.run(at, m).copy_from_slice(reg);
                 }
             }
             for (fold, &p) in folds.iter_mut().zip(&self.folds) {
@@ -1876,6 +2038,210 @@ fast_functions!(
     f32 maps: Exp, Sin, Cos, Tanh, Sigmoid;
     zips: Add, Sub, Mul, Div, Maximum, Minimum, TanhBackward, SigmoidBackward
 );
+
+/// Where [`Program::run_into`] writes an output inside a larger array: the output's
+/// elements in row-major order as rows of `cols`, the first row from element `start` of the
+/// array and each row `stride` elements after the last (a block of columns of a matrix's
+/// rows: `start` the block's first column, `stride` the matrix's row length).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// The array's element where the first row begins.
+    pub start: usize,
+    /// Elements per row.
+    pub cols: usize,
+    /// Elements from one row's start to the next's.
+    pub stride: usize,
+}
+
+impl Array {
+    /// Copies the elements of `self`, in row-major order, into `window` of `out` (see
+    /// [`Window`]), the rest of `out` kept: a piece of a stack of rows that a compiled plan
+    /// writes into its columns of the rows while a fused program writes the others
+    /// ([`Program::run_into`]). `out` is first made the only handle on a contiguous buffer
+    /// (copied when it is a view or shared, as every `*_into` output is). Host arrays only.
+    ///
+    /// ```
+    /// use ferrograd_array::{Array, DType, Window};
+    /// let x = Array::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let mut rows = Array::zeros(&[2, 3], DType::F32);
+    /// x.write_window(&mut rows, Window { start: 1, cols: 2, stride: 3 });
+    /// assert_eq!(rows.to_vec::<f32>(), [0.0, 1.0, 2.0, 0.0, 3.0, 4.0]);
+    /// ```
+    ///
+    /// Panics when the dtypes differ, or the window does not hold `self`'s elements in rows
+    /// inside `out`.
+    #[track_caller]
+    pub fn write_window(&self, out: &mut Array, window: Window) {
+        let op = "write_window";
+        let (
+            n,
+            Window {
+                start,
+                cols,
+                stride,
+            },
+        ) = (self.numel(), window);
+        if self.dtype() != out.dtype() {
+            crate::error::dtype_fail(op, self.dtype(), out.dtype().name());
+        }
+        let fits = cols > 0
+            && n.is_multiple_of(cols)
+            && cols <= stride
+            && (n == 0 || start + (n / cols - 1) * stride + cols <= out.numel());
+        if !fits {
+            fail(
+                op,
+                format_args!(
+                    "{window:?} does not hold {n} elements in rows inside {}",
+                    fmt_shape(out.shape())
+                ),
+            )
+        }
+        if !self.device().is_cpu() || !out.device().is_cpu() {
+            fail(op, "takes host arrays only")
+        }
+        out.make_unique();
+        crate::dtype::dispatch_any!(self.dtype(), T => {
+            let src = Source::<T>::of(self, self.shape(), n, op);
+            let dst = out.unique_slice_mut::<T>();
+            for (r, first) in (0..n).step_by(cols.max(1)).enumerate() {
+                let row = &mut dst[start + r * stride..][..cols];
+                match src.run_operand(first, cols) {
+                    Some(Operand::Slice(run)) => row.copy_from_slice(run),
+                    Some(Operand::Splat(v)) => row.fill(v),
+                    None => src.fill(first, row),
+                }
+            }
+        })
+    }
+}
+
+/// An output's elements as the tile loop writes them: contiguous, or a window of a larger
+/// array (`window: Some((cols, stride))`): rows of `cols` elements, each `stride` after the
+/// last, the output's elements in row-major order (see [`Program::run_into`]). Indices are
+/// from the first element of the range the loop runs; tiles never straddle a window's row.
+/// Held as a pointer and a length: the windows of one array interleave (the column blocks of
+/// the same rows), so they cannot be disjoint slices, though their elements are disjoint.
+struct Dest<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    window: Option<(usize, usize)>,
+    _elements: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: a `Dest` is the only handle on its elements, as the `&mut [T]` it is made from
+// (`contiguous`) or a window of an array no other `Dest` shares an element of (`window`).
+unsafe impl<T: Send> Send for Dest<'_, T> {}
+
+impl<'a, T> Dest<'a, T> {
+    fn contiguous(data: &'a mut [T]) -> Dest<'a, T> {
+        Dest {
+            ptr: data.as_mut_ptr(),
+            len: data.len(),
+            window: None,
+            _elements: std::marker::PhantomData,
+        }
+    }
+
+    /// A window of `data` (see [`Window`]), of `n` elements in rows of `w.cols`.
+    ///
+    /// # Safety
+    /// The window lies inside `data` and shares no element with another `Dest` of it made
+    /// while this one lives.
+    unsafe fn window(data: *mut T, w: Window) -> Dest<'a, T> {
+        Dest {
+            // SAFETY: inside `data`, the caller's promise.
+            ptr: unsafe { data.add(w.start) },
+            len: usize::MAX,
+            window: Some((w.cols, w.stride)),
+            _elements: std::marker::PhantomData,
+        }
+    }
+
+    /// Where element `i` is, from `ptr`.
+    #[inline(always)]
+    fn offset(&self, i: usize) -> usize {
+        match self.window {
+            None => i,
+            Some((cols, stride)) => i / cols * stride + i % cols,
+        }
+    }
+
+    /// Elements `i..i + m`, inside one row.
+    #[inline(always)]
+    fn run(&mut self, i: usize, m: usize) -> &mut [T] {
+        let o = self.offset(i);
+        debug_assert!(self.window.is_none_or(|(cols, _)| i % cols + m <= cols));
+        assert!(
+            self.window.is_some() || o + m <= self.len,
+            "inside the output"
+        );
+        // SAFETY: a contiguous output's elements are checked just above; a window's are
+        // inside its array (`Dest::window`'s promise), and the loop runs no tile past its
+        // range or across a row.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(o), m) }
+    }
+
+    /// Elements left in element `i`'s row, for a window.
+    #[inline(always)]
+    fn row_left(&self, i: usize) -> Option<usize> {
+        self.window.map(|(cols, _)| cols - i % cols)
+    }
+
+    /// Whether it holds `n` elements.
+    fn holds(&self, n: usize) -> bool {
+        self.window.is_some() || n <= self.len
+    }
+
+    /// Its elements before element `i` (a whole number of a window's rows) and from it.
+    fn split_at(self, i: usize) -> (Dest<'a, T>, Dest<'a, T>) {
+        let at = match self.window {
+            None => {
+                assert!(i <= self.len, "inside the output");
+                i
+            }
+            Some((cols, stride)) => {
+                debug_assert!(i.is_multiple_of(cols), "windows split at whole rows");
+                i / cols * stride
+            }
+        };
+        let tail = Dest {
+            // SAFETY: a contiguous output's `i` is checked above; a window's rows from `i`
+            // on start there (a pointer one past the window's last row is never read).
+            ptr: unsafe { self.ptr.add(at) },
+            len: self.len.saturating_sub(at),
+            ..self
+        };
+        (
+            Dest {
+                len: self.len.min(at),
+                ..self
+            },
+            tail,
+        )
+    }
+
+    /// Itself, leaving an empty one.
+    fn take(&mut self) -> Dest<'a, T> {
+        let len = std::mem::take(&mut self.len);
+        Dest { len, ..*self }
+    }
+}
+
+/// A program's outputs as the tile loop writes them (a few inline).
+type Dests<'a, T> = SmallVec<[Dest<'a, T>; 4]>;
+
+/// The least common multiple.
+fn lcm(a: usize, b: usize) -> usize {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    a / gcd(a, b) * b
+}
 
 /// How a range is cut into tiles: `len` elements in tiles of `tile`, or (`padded`) one tile
 /// of `len` elements run over `tile`, its whole vectors (see [`Program::run_range`]).

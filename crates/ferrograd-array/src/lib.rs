@@ -72,7 +72,7 @@ pub use conv::Conv2dParams;
 pub use device::{Device, DeviceError};
 pub use dtype::{DType, Element, Float, Number};
 pub use error::{normalize_path, Site};
-pub use fused::{Instr, MapFn, Program, Reduction, ZipFn};
+pub use fused::{Instr, MapFn, Program, Reduction, Window, ZipFn};
 pub use index::Index;
 pub use layout::{broadcast_shapes, contiguous_strides, Dim, Dims, Position, Shape, Strides};
 pub use math::{cap_simd_level, detected_simd_level, simd_level, SimdLevel};

@@ -273,9 +273,12 @@ fn the_first_replay_copies_no_buffer_its_views_look_into() {
         LARGE.with(|l| l.set(usize::MAX));
         let text = df.plan_text();
         assert_eq!(text.matches(" = matmul_acc_rows[").count(), steps, "{text}");
-        // the projections' buffer itself at most, not a copy per step
+        // the projections' buffer itself at most, not a copy per step; in the first replay
+        // also the stack of gate gradients (as large here), which the backward's first gate
+        // program makes, writing its gradients into it, before the buffers dying there are
+        // freed for it to reuse
         assert!(
-            first <= 1 && later <= 1,
+            first <= 2 && later <= 1,
             "buffers of {projections} bytes or more: {first} in the first replay, {later} in the next"
         );
     });

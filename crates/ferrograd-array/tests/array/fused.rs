@@ -2,7 +2,7 @@
 //! operand layout (contiguous, permuted, narrowed, broadcast, one element), tiles and the
 //! split across threads.
 
-use ferrograd_array::{Array, DType, Generator, Instr, MapFn, Program, Reduction, ZipFn};
+use ferrograd_array::{Array, DType, Generator, Instr, MapFn, Program, Reduction, Window, ZipFn};
 
 use crate::common::{case, LAYOUTS};
 #[path = "../shared/fused_table.rs"]
@@ -631,4 +631,296 @@ fn outputs_written_over_inputs_give_the_bits_of_a_plain_run() {
         err.contains("fused program") && err.contains("(1, 0)"),
         "{err}"
     );
+}
+
+/// An LSTM cell's backward-like program: four gate gradients and a carried gradient from
+/// inputs read as column blocks of one `[rows, 4 cols]` block (strided), and (`sum`) the
+/// sum of one of them (a program with a reduction runs on the calling thread alone).
+fn gates_program(sum: bool) -> Program {
+    use MapFn::Tanh;
+    use ZipFn::{Add, Mul, SigmoidBackward, TanhBackward};
+    Program::with_reductions(
+        vec![
+            Instr::Input(0), // dh
+            Instr::Input(1), // i
+            Instr::Input(2), // g
+            Instr::Input(3), // c
+            Instr::Map(Tanh, 3),
+            Instr::Zip(Mul, 0, 4),
+            Instr::Zip(TanhBackward, 4, 5), // dc
+            Instr::Zip(Mul, 6, 2),
+            Instr::Zip(SigmoidBackward, 1, 7), // di
+            Instr::Zip(Mul, 6, 1),
+            Instr::Zip(TanhBackward, 2, 9), // dg
+            Instr::Zip(Add, 6, 0),          // carried
+            Instr::Zip(Mul, 8, 10),         // a fourth
+        ],
+        vec![8, 10, 11, 12, 6],
+        match sum {
+            true => vec![Reduction {
+                value: 11,
+                mean: false,
+                shape: [1].into_iter().collect(),
+            }],
+            false => vec![],
+        },
+    )
+}
+
+/// Outputs written into windows of a larger array (a stack's rows, each gate's block of
+/// columns) are the outputs a plain run gives, bit for bit, in the windows' elements, and
+/// the target's other elements are kept; on one thread, in halves on two cores and split
+/// over the pool; windows whose rows are shorter than a tile, longer, and not a multiple
+/// of a vector.
+#[test]
+fn outputs_written_into_windows_of_a_target_give_the_bits_of_a_plain_run() {
+    let mut rng = Generator::new(21);
+    let (x, y) = (
+        rng.normal(&[256, 256], 0.0, 1.0, DType::F32),
+        rng.normal(&[256, 256], 0.0, 1.0, DType::F32),
+    );
+    let cases = [DType::F32, DType::F64]
+        .into_iter()
+        .flat_map(|d| [(d, false), (d, true)]);
+    for (dtype, sum) in cases {
+        let program = gates_program(sum);
+        let outputs = 5 + usize::from(sum);
+        let shapes = [
+            (32usize, 200usize),
+            (33, 200),
+            (3, 37),
+            (64, 1000),
+            (1500, 333),
+            (5, 16),
+        ];
+        for &(rows, cols) in &shapes {
+            let shape = [rows, cols];
+            let block = rng.normal(&[rows, 4 * cols], 0.0, 1.0, dtype);
+            let gate = |k: usize| block.narrow(1, k * cols, cols);
+            let dh = rng.normal(&shape, 0.0, 1.0, dtype);
+            let (i, g, c) = (gate(0).sigmoid(), gate(1).tanh(), gate(2));
+            let want = run(&program, &[&dh, &i, &g, &c], &shape);
+            for awake in [false, true] {
+                if awake {
+                    std::hint::black_box(x.matmul(&y));
+                }
+                let case = format!("{dtype} {shape:?} sum {sum}, after a product: {awake}");
+                // the four gate gradients into their columns of rows 3.. of the stack, the
+                // carried gradient into an array of its own
+                let stride = 4 * cols;
+                let start = 3 * stride;
+                let before = rng.normal(&[rows + 5, stride], 0.0, 1.0, dtype);
+                let mut stack = before.copy();
+                let windows: Vec<(usize, Window)> = (0..4)
+                    .map(|k| {
+                        let at = start + [1, 0, 3, 2][k] * cols;
+                        (
+                            k,
+                            Window {
+                                start: at,
+                                cols,
+                                stride,
+                            },
+                        )
+                    })
+                    .collect();
+                let mut outs = vec![None; outputs];
+                program.run_into(
+                    &[&dh, &i, &g, &c],
+                    &shape,
+                    dtype,
+                    &mut outs,
+                    &windows,
+                    &mut stack,
+                );
+                for (k, (j, w)) in windows.iter().enumerate() {
+                    let got = stack.narrow(0, 3, rows).narrow(1, w.start - start, cols);
+                    assert_bits(&got, &want[*j], &format!("{case}: window {k}"));
+                    assert!(outs[*j].is_none(), "{case}: window {k}'s slot left empty");
+                }
+                assert_bits(
+                    outs[4].as_ref().expect("written"),
+                    &want[4],
+                    &format!("{case}: dc"),
+                );
+                if sum {
+                    assert_bits(
+                        outs[5].as_ref().expect("written"),
+                        &want[5],
+                        &format!("{case}: sum"),
+                    );
+                }
+                let kept =
+                    |a: &Array| Array::cat(&[a.narrow(0, 0, 3), a.narrow(0, 3 + rows, 2)], 0);
+                assert_bits(
+                    &kept(&stack),
+                    &kept(&before),
+                    &format!("{case}: other rows kept"),
+                );
+            }
+        }
+    }
+    // a target shared with another array is copied first: the other never sees the writes
+    let program = gates_program(true);
+    let shape = [4, 20];
+    let dh = rng.normal(&shape, 0.0, 1.0, DType::F32);
+    let i = rng.normal(&shape, 0.0, 1.0, DType::F32);
+    let mut stack = Array::zeros(&[4, 80], DType::F32);
+    let other = stack.clone();
+    let windows = [(
+        0,
+        Window {
+            start: 0,
+            cols: 20,
+            stride: 80,
+        },
+    )];
+    let mut outs = vec![None; 6];
+    program.run_into(
+        &[&dh, &i, &i, &i],
+        &shape,
+        DType::F32,
+        &mut outs,
+        &windows,
+        &mut stack,
+    );
+    assert!(
+        other.bit_eq(&Array::zeros(&[4, 80], DType::F32)),
+        "the other array kept"
+    );
+    // windows that do not fit, overlap, or name an output twice
+    for (windows, says) in [
+        (
+            vec![(
+                0,
+                Window {
+                    start: 70,
+                    cols: 20,
+                    stride: 80,
+                },
+            )],
+            "does not hold 80 elements",
+        ),
+        (
+            vec![
+                (
+                    0,
+                    Window {
+                        start: 0,
+                        cols: 20,
+                        stride: 80,
+                    },
+                ),
+                (
+                    1,
+                    Window {
+                        start: 10,
+                        cols: 20,
+                        stride: 80,
+                    },
+                ),
+            ],
+            "may share elements",
+        ),
+        (
+            vec![
+                (
+                    0,
+                    Window {
+                        start: 0,
+                        cols: 20,
+                        stride: 80,
+                    },
+                ),
+                (
+                    0,
+                    Window {
+                        start: 20,
+                        cols: 20,
+                        stride: 80,
+                    },
+                ),
+            ],
+            "named twice",
+        ),
+    ] {
+        let err = crate::common::panic_message(|| {
+            let mut outs = vec![None; 6];
+            let mut stack = Array::zeros(&[4, 80], DType::F32);
+            program.run_into(
+                &[&dh, &i, &i, &i],
+                &shape,
+                DType::F32,
+                &mut outs,
+                &windows,
+                &mut stack,
+            );
+        });
+        assert!(err.contains("fused program") && err.contains(says), "{err}");
+    }
+}
+
+/// `write_window` copies any layout of its source (contiguous, strided, broadcast) into its
+/// rows of the target, the rest kept; a target shared with another array is copied first.
+#[test]
+fn a_window_write_copies_any_layout_into_its_rows() {
+    let mut rng = Generator::new(22);
+    let block = rng.normal(&[6, 9], 0.0, 1.0, DType::F64);
+    let sources = [
+        block.narrow(1, 2, 4),                                  // strided rows
+        block.narrow(1, 0, 4).contiguous(),                     // contiguous
+        rng.normal(&[4], 0.0, 1.0, DType::F64).expand(&[6, 4]), // a broadcast row
+    ];
+    for (k, x) in sources.iter().enumerate() {
+        let before = rng.normal(&[8, 10], 0.0, 1.0, DType::F64);
+        let mut target = before.copy();
+        let shared = target.clone();
+        x.write_window(
+            &mut target,
+            Window {
+                start: 13,
+                cols: 4,
+                stride: 10,
+            },
+        );
+        let got = target.narrow(0, 1, 6).narrow(1, 3, 4);
+        assert_bits(&got, &x.contiguous(), &format!("source {k}"));
+        let mask = |a: &Array| {
+            let mut v = a.to_vec::<f64>();
+            for r in 1..7 {
+                for c in 3..7 {
+                    v[r * 10 + c] = 0.0;
+                }
+            }
+            v
+        };
+        assert_eq!(mask(&target), mask(&before), "source {k}: the rest kept");
+        assert!(shared.bit_eq(&before), "source {k}: the sharing array kept");
+    }
+    let x = Array::zeros(&[3, 4], DType::F32);
+    let err = crate::common::panic_message(|| {
+        x.write_window(
+            &mut Array::zeros(&[3, 8], DType::F32),
+            Window {
+                start: 5,
+                cols: 4,
+                stride: 8,
+            },
+        )
+    });
+    assert!(
+        err.contains("write_window") && err.contains("does not hold 12 elements"),
+        "{err}"
+    );
+    let err = crate::common::panic_message(|| {
+        x.write_window(
+            &mut Array::zeros(&[3, 8], DType::F64),
+            Window {
+                start: 0,
+                cols: 4,
+                stride: 8,
+            },
+        )
+    });
+    assert!(err.contains("write_window"), "{err}");
 }

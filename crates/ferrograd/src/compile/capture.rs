@@ -102,13 +102,17 @@ pub(crate) enum StepKind {
     MatmulAcc { exact: bool, scale: f64 },
     /// A `cat` along `dim` written straight into the rows of a stack it is a piece of
     /// (`stack`, of `shape`, from element `start`; see `passes::assemble_stacks`): the
-    /// inputs are the cat's, the output a view of those rows, of shape `piece`.
+    /// inputs are the cat's, the output a view of those rows, of shape `piece`. `written`:
+    /// a piece a fused group writes into its place in the stack, with the others (see
+    /// `passes::programs_into_stacks`); when that piece is found in the stack's buffer the
+    /// group did (it does not when run op by op), and there is nothing to copy.
     CatInto {
         dim: usize,
         stack: ValueId,
         start: usize,
         shape: crate::Shape,
         piece: crate::Shape,
+        written: Option<usize>,
     },
     /// The stack whose pieces `CatInto` steps wrote where it holds them: no inputs, nothing
     /// left to copy.
@@ -154,7 +158,13 @@ impl Step {
                 Cow::Owned(format!("matmul_acc·{scale}"))
             }
             StepKind::MatmulAcc { .. } => Cow::Borrowed("matmul_acc"),
-            StepKind::CatInto { stack, .. } => Cow::Owned(format!("cat_into[%{stack}]")),
+            StepKind::CatInto {
+                stack,
+                written: None,
+                ..
+            } => Cow::Owned(format!("cat_into[%{stack}]")),
+            // (its pieces written there by the group that makes them)
+            StepKind::CatInto { stack, .. } => Cow::Owned(format!("cat_into[%{stack}, in place]")),
             StepKind::Assembled => Cow::Borrowed("assembled"),
             StepKind::MatmulAccRows { first_row } => {
                 Cow::Owned(format!("matmul_acc_rows[{first_row}..]"))

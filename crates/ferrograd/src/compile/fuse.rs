@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 
-use ferrograd_array::{Instr, MapFn, Program, Reduction, ZipFn};
+use ferrograd_array::{Instr, MapFn, Program, Reduction, Window, ZipFn};
 use smallvec::SmallVec;
 
 use super::capture::{Meta, Step, StepKind, ValueId};
@@ -46,6 +46,21 @@ pub(crate) struct Group {
     /// The steps it replaces, in order: run one by one under a debugger or profiler, which
     /// report every op.
     pub members: Vec<Step>,
+    /// Outputs it writes straight into a stack's rows (see `passes::programs_into_stacks`).
+    pub into: Option<Box<IntoStack>>,
+}
+
+/// Where a [`Group`] writes outputs into the rows of a stack that a `cat_into` assembles,
+/// instead of arrays the `cat_into` copies: each `(output, window)` of `windows` written
+/// there by the program, each `(value, window)` of `copies` (the cat's other pieces, made
+/// before the group) copied there first, and the outputs' values views of their windows.
+#[derive(Clone, Debug)]
+pub(crate) struct IntoStack {
+    pub stack: ValueId,
+    /// The stack's shape.
+    pub shape: Shape,
+    pub windows: SmallVec<[(usize, Window); 4]>,
+    pub copies: SmallVec<[(ValueId, Window); 2]>,
 }
 
 /// How an elementwise primitive is computed by a fused program.
@@ -666,6 +681,7 @@ fn build(open: Open, metas: &[Meta], uses: &[u32], n_inputs: usize) -> Vec<Slot>
             shape,
             dtype,
             members,
+            into: None,
         }),
         keep: true,
         drops: SmallVec::new(),

@@ -29,6 +29,7 @@ use crate::ops::elementwise::{Binary, ScalarOp, Unary};
 use crate::ops::reduce::Reduction;
 use crate::ops::shape::ShapeOp;
 use crate::Array;
+use ferrograd_array::Window;
 
 /// Constants up to this many elements are folded (a larger one would be held by the plan
 /// for as long as it lives).
@@ -531,6 +532,7 @@ pub(super) fn assemble_stacks(
                 start,
                 shape: shape.clone(),
                 piece: metas[piece as usize].shape.clone(),
+                written: None,
             };
         }
     }
@@ -538,6 +540,193 @@ pub(super) fn assemble_stacks(
         for (_, b) in branches {
             assemble_stacks(b, metas, uses, outputs);
         }
+    }
+}
+
+/// Has each fused group whose outputs are pieces of a `cat_into` (see [`assemble_stacks`])
+/// write them straight into their places in the stack, with the cat's other pieces copied
+/// there by the group first, so that the cat copies nothing: a recurrent network's gate
+/// program writes its new `h` into its columns of the `[x_t, h]` rows of the weight
+/// gradient's stack (copying `x_t` beside it), and the backward's gate program its four gate
+/// gradients into their columns of the stack of gate gradients, which the cat then copied
+/// from arrays of their own, a copy and a handover to the other core per time step each.
+/// Exact (the same elements, written elsewhere). The outputs' values become views of their
+/// places, so they must not be returned or guarded (`outputs`), and every read of them (or
+/// of views of them) must come before the stack is next written, or that write would copy
+/// the stack; the cat's other pieces must be made before the group. One cat per group, its
+/// piece from one group.
+pub(super) fn programs_into_stacks(seg: &mut Segment, metas: &[Meta], outputs: &HashSet<ValueId>) {
+    let def = defining_slots(seg);
+    let last_read = last_reads(seg);
+    let views = views_of(seg);
+    // each fused output's group slot and its index among the program's outputs
+    let mut made: HashMap<ValueId, (usize, usize)> = HashMap::new();
+    for (k, slot) in seg.exec.iter().enumerate() {
+        if let Slot::Fused { group, .. } = slot {
+            let n = group.program.outputs().len();
+            for (j, &o) in group.outputs[..n].iter().enumerate() {
+                made.insert(o, (k, j));
+            }
+        }
+    }
+    let reshape_of = |v: ValueId| {
+        let Slot::Step { step, .. } = &seg.exec[*def.get(&v)?] else {
+            return None;
+        };
+        matches!(step.kind, StepKind::Op(Op::Shape(ShapeOp::Reshape(_)))).then(|| step.inputs[0])
+    };
+    // per cat_into: (slot, its group, the group's windows, the cat's copies, a written piece)
+    type Plan = (
+        usize,
+        usize,
+        SmallVec<[(usize, Window); 4]>,
+        SmallVec<[(ValueId, Window); 2]>,
+        usize,
+    );
+    let mut plans: Vec<Plan> = Vec::new();
+    // each stack's cat_intos, and the earliest slot each may write from (its group's)
+    let mut writes: HashMap<ValueId, Vec<(usize, usize)>> = HashMap::new();
+    for (c, step, _) in computed(seg) {
+        let StepKind::CatInto {
+            dim,
+            stack,
+            start,
+            ref shape,
+            ..
+        } = step.kind
+        else {
+            continue;
+        };
+        let first_write = |g: Option<usize>| g.unwrap_or(c).min(c);
+        let piece_shapes: Vec<&crate::Shape> = step
+            .inputs
+            .iter()
+            .map(|&p| &metas[p as usize].shape)
+            .collect();
+        // the cat's rows (the dims before `dim`), each piece's columns in them, the stride
+        let rows: usize = piece_shapes[0][..dim].iter().product();
+        let inner: usize = piece_shapes[0][dim + 1..].iter().product();
+        let widths: Vec<usize> = piece_shapes.iter().map(|s| s[dim] * inner).collect();
+        let stride: usize = widths.iter().sum();
+        let numel: usize = shape.iter().product();
+        // the pieces a group makes (through reshapes), and that group
+        let mut from_group: Vec<(usize, ValueId, usize, usize)> = Vec::new();
+        for (k, &p) in step.inputs.iter().enumerate() {
+            let mut v = p;
+            loop {
+                if let Some(&(g, j)) = made.get(&v) {
+                    from_group.push((k, v, g, j));
+                    break;
+                }
+                match reshape_of(v) {
+                    Some(w) => v = w,
+                    None => break,
+                }
+            }
+        }
+        let group = from_group.first().map(|f| f.2);
+        writes
+            .entry(stack)
+            .or_default()
+            .push((c, first_write(group)));
+        let Some(g) = group else { continue };
+        let Slot::Fused { group: grp, .. } = &seg.exec[g] else {
+            unreachable!("made by groups")
+        };
+        let fits = stride > 0
+            && start.is_multiple_of(stride)
+            && numel.is_multiple_of(stride)
+            && from_group.iter().all(|f| f.2 == g)
+            && g < c
+            && !grp.program.is_one_loop()
+            && grp.into.is_none()
+            && grp.dtype == metas[stack as usize].dtype
+            && grp.shape.split_last().is_some_and(|(&last, rest)| {
+                rest.iter().product::<usize>() == rows
+                    && from_group.iter().all(|f| widths[f.0] == last)
+            })
+            && !from_group.iter().any(|f| outputs.contains(&f.1))
+            // (each output one piece, of some elements)
+            && (from_group.iter().enumerate()).all(|(x, f)| from_group[..x].iter().all(|e| e.3 != f.3))
+            && grp.shape.iter().product::<usize>() > 0;
+        if !fits {
+            continue;
+        }
+        let window = |k: usize| Window {
+            start: start + widths[..k].iter().sum::<usize>(),
+            cols: widths[k],
+            stride,
+        };
+        // the other pieces, made before the group
+        let mut copies: SmallVec<[(ValueId, Window); 2]> = SmallVec::new();
+        let mut early = true;
+        for (k, &p) in step.inputs.iter().enumerate() {
+            if from_group.iter().all(|f| f.0 != k) {
+                let made_at = def.get(&p).copied().or(made.get(&p).map(|m| m.0));
+                early &= made_at.is_none_or(|d| d < g);
+                copies.push((p, window(k)));
+            }
+        }
+        if early {
+            let windows = from_group.iter().map(|f| (f.3, window(f.0))).collect();
+            plans.push((c, g, windows, copies, from_group[0].0));
+        }
+    }
+    // every read of a windowed output done before the stack's next write
+    plans.retain(|&(c, g, ref windows, _, _)| {
+        let StepKind::CatInto { stack, .. } = step_kind(seg, c) else {
+            unreachable!("cats")
+        };
+        let next = (writes[stack].iter())
+            .filter(|w| w.0 > c)
+            .map(|w| w.1)
+            .min()
+            .unwrap_or(usize::MAX);
+        let Slot::Fused { group, .. } = &seg.exec[g] else {
+            unreachable!("groups")
+        };
+        (windows.iter()).all(|&(j, _)| last_use(group.outputs[j], &last_read, &views) < next)
+    });
+    // one cat per group
+    let mut seen = HashSet::new();
+    plans.retain(|p| seen.insert(p.1));
+    for (c, g, windows, copies, written) in plans {
+        let Slot::Step { step, .. } = &mut seg.exec[c] else {
+            unreachable!("cats")
+        };
+        let StepKind::CatInto {
+            stack,
+            ref shape,
+            written: ref mut w,
+            ..
+        } = step.kind
+        else {
+            unreachable!("cats")
+        };
+        *w = Some(written);
+        let into = super::fuse::IntoStack {
+            stack,
+            shape: shape.clone(),
+            windows,
+            copies,
+        };
+        let Slot::Fused { group, .. } = &mut seg.exec[g] else {
+            unreachable!("groups")
+        };
+        group.into = Some(Box::new(into));
+    }
+    if let End::Guard { branches, .. } = &mut seg.end {
+        for (_, b) in branches {
+            programs_into_stacks(b, metas, outputs);
+        }
+    }
+}
+
+/// The kind of the step at slot `k`.
+fn step_kind(seg: &Segment, k: usize) -> &StepKind {
+    match &seg.exec[k] {
+        Slot::Step { step, .. } => &step.kind,
+        _ => unreachable!("a step's slot"),
     }
 }
 
@@ -559,28 +748,7 @@ pub(super) fn accumulate_in_rows(
     let def = defining_slots(seg);
     // each value's last reading slot, and the views defined from each value
     let last_read = last_reads(seg);
-    let mut views: HashMap<ValueId, Vec<ValueId>> = HashMap::new();
-    for (_, step, o) in computed(seg) {
-        if let StepKind::Op(Op::Shape(op)) = &step.kind {
-            if !matches!(
-                op,
-                ShapeOp::Contiguous | ShapeOp::Cat(_) | ShapeOp::PadNarrow { .. }
-            ) {
-                views.entry(step.inputs[0]).or_default().push(o);
-            }
-        }
-    }
-    // the last slot reading `v` or any view of it
-    fn last_use(
-        v: ValueId,
-        last_read: &HashMap<ValueId, usize>,
-        views: &HashMap<ValueId, Vec<ValueId>>,
-    ) -> usize {
-        let own = last_read.get(&v).copied().unwrap_or(0);
-        (views.get(&v).into_iter().flatten())
-            .map(|&w| last_use(w, last_read, views))
-            .fold(own, usize::max)
-    }
+    let views = views_of(seg);
     // candidate blocks by their base: (accumulating slot, first row, rows, result)
     let mut blocks: HashMap<ValueId, Vec<(usize, usize, usize, ValueId)>> = HashMap::new();
     for (k, step, out) in computed(seg) {
@@ -961,6 +1129,34 @@ fn last_reads(seg: &Segment) -> HashMap<ValueId, usize> {
         }
     }
     last_read
+}
+
+/// The views each value of `seg` has defined from it (by shape ops that copy nothing).
+fn views_of(seg: &Segment) -> HashMap<ValueId, Vec<ValueId>> {
+    let mut views: HashMap<ValueId, Vec<ValueId>> = HashMap::new();
+    for (_, step, o) in computed(seg) {
+        if let StepKind::Op(Op::Shape(op)) = &step.kind {
+            if !matches!(
+                op,
+                ShapeOp::Contiguous | ShapeOp::Cat(_) | ShapeOp::PadNarrow { .. }
+            ) {
+                views.entry(step.inputs[0]).or_default().push(o);
+            }
+        }
+    }
+    views
+}
+
+/// The last slot reading `v` or any view of it (see [`last_reads`], [`views_of`]).
+fn last_use(
+    v: ValueId,
+    last_read: &HashMap<ValueId, usize>,
+    views: &HashMap<ValueId, Vec<ValueId>>,
+) -> usize {
+    let own = last_read.get(&v).copied().unwrap_or(0);
+    (views.get(&v).into_iter().flatten())
+        .map(|&w| last_use(w, last_read, views))
+        .fold(own, usize::max)
 }
 
 /// The steps of `seg` with a first output: (slot index, step, that output).

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use smallvec::SmallVec;
 
 use super::capture::{Entry, Guard, Meta, StateCell, StateRead, Step, StepKind, Trace, ValueId};
-use super::fuse::{fuse_segment, Group};
+use super::fuse::{fuse_segment, Group, IntoStack};
 use crate::Array;
 
 /// What a finished path returns: the values of the output leaves, and the output tree they
@@ -907,6 +907,7 @@ impl Plan {
             let mut outputs = HashSet::new();
             read_at_ends(&self.root, &self.alias, &mut outputs);
             super::passes::assemble_stacks(&mut self.root, &self.metas, &uses, &outputs);
+            super::passes::programs_into_stacks(&mut self.root, &self.metas, &outputs);
             let mut uses = vec![0u32; n];
             count_uses(&self.root, &mut uses, &self.alias);
             super::passes::accumulate_in_rows(&mut self.root, &self.metas, &uses, &outputs);
@@ -1141,6 +1142,9 @@ fn run_fused<O: Observer>(
     if device.is_cpu() && update_in_place(group, scratch, drops, n_inputs) {
         return;
     }
+    if let (true, Some(into)) = (device.is_cpu(), &group.into) {
+        return run_into_stack(group, into, scratch);
+    }
     // last call's buffers, written in place when nothing else holds them
     let mut outs = std::mem::take(&mut scratch.outs);
     outs.extend(
@@ -1163,6 +1167,68 @@ fn run_fused<O: Observer>(
         scratch.values[o] = Some(out);
     }
     scratch.outs = outs;
+}
+
+/// A stack's buffer: `held`, from an earlier piece of this call (or the last call's, kept),
+/// or a new one (rows not yet written hold whatever the buffer held).
+fn stack_buffer(held: Option<Array>, shape: &[usize], dtype: ferrograd_array::DType) -> Array {
+    match held {
+        Some(b) if b.shape() == shape && b.dtype() == dtype => b,
+        _ => Array::for_overwrite(shape, dtype),
+    }
+}
+
+/// [`run_fused`] for a group writing outputs into a stack's rows (see
+/// `passes::programs_into_stacks`): the cat's other pieces copied into theirs first, then
+/// the program, each windowed output's value a view of its window.
+fn run_into_stack(group: &Group, into: &IntoStack, scratch: &mut Scratch) {
+    let s = into.stack as usize;
+    let mut big = stack_buffer(scratch.values[s].take(), &into.shape, group.dtype);
+    for &(v, w) in &into.copies {
+        let piece = scratch.values[v as usize]
+            .as_ref()
+            .expect("inputs are live");
+        piece.write_window(&mut big, w);
+    }
+    let mut outs = std::mem::take(&mut scratch.outs);
+    outs.extend(
+        group
+            .outputs
+            .iter()
+            .map(|&o| scratch.values[o as usize].take()),
+    );
+    {
+        let inputs = live(&scratch.values, &group.inputs);
+        let (shape, dtype) = (&group.shape, group.dtype);
+        (group.program).run_into(&inputs, shape, dtype, &mut outs, &into.windows, &mut big);
+    }
+    for (j, (&o, out)) in group.outputs.iter().zip(outs.drain(..)).enumerate() {
+        let o = o as usize;
+        let value = match into.windows.iter().find(|w| w.0 == j) {
+            Some(&(_, w)) => {
+                // (the pass chose windows inside rows of the stack seen as [_, stride])
+                let rows = big.reshape(&[big.numel() / w.stride, w.stride]);
+                let n: usize = group.shape.iter().product();
+                let window = (rows.narrow(0, w.start / w.stride, n / w.cols)).narrow(
+                    1,
+                    w.start % w.stride,
+                    w.cols,
+                );
+                scratch.views[o] = true;
+                scratch.keep[o] = false;
+                window.reshape(&group.shape)
+            }
+            None => {
+                let out = out.expect("the program writes every output");
+                scratch.keep[o] = kept(&out);
+                scratch.views[o] = false;
+                out
+            }
+        };
+        scratch.values[o] = Some(value);
+    }
+    scratch.outs = outs;
+    scratch.values[s] = Some(big);
 }
 
 /// A group's inputs, `None` for those taken out of their slots to be written over (the
@@ -1350,19 +1416,18 @@ fn run_step<O: Observer>(
             start: first,
             shape,
             piece,
+            written,
         } => {
             let id = step.outputs[0].expect("a cat has its output") as usize;
             let s = *stack as usize;
-            // the stack's buffer: from an earlier piece of this call, or a new one (rows not
-            // yet written hold whatever the buffer held)
             let held = values[s].take();
             let inputs = live(values, &step.inputs);
-            let dtype = inputs[0].dtype();
-            let mut big = match held {
-                Some(b) if b.shape() == &shape[..] && b.dtype() == dtype => b,
-                _ => Array::for_overwrite(shape, dtype),
-            };
-            Array::cat_into_at(&inputs, *dim, &mut big, *first);
+            let mut big = stack_buffer(held, shape, inputs[0].dtype());
+            // (a group wrote every piece, unless it ran op by op)
+            let done = written.is_some_and(|k| inputs[k].storage_id() == big.storage_id());
+            if !done {
+                Array::cat_into_at(&inputs, *dim, &mut big, *first);
+            }
             // the piece: a view of its rows
             let n = piece.iter().product();
             let piece = big
@@ -1546,9 +1611,13 @@ fn write_segment(s: &mut String, seg: &Segment, depth: usize, alias: &[ValueId])
                     1 => "ops in one pass, one of them a sum".to_string(),
                     k => format!("ops in one pass, {k} of them sums"),
                 };
+                let into = match &group.into {
+                    Some(into) => format!(", {} into %{}", into.windows.len(), into.stack),
+                    None => String::new(),
+                };
                 let _ = writeln!(
                     s,
-                    "{pad}{} = fused {}{:?} {{    # {ops} {what}",
+                    "{pad}{} = fused {}{:?} {{    # {ops} {what}{into}",
                     outs.join(", "),
                     group.dtype,
                     group.shape,

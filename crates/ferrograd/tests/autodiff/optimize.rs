@@ -1118,6 +1118,61 @@ fn sums_of_a_stacks_blocks_run_together_after_it() {
     }
 }
 
+/// An LSTM written as the seed suite writes it: `[x_t, h] @ w + b`, the gates a `[b, 4, h]`
+/// view of it, three sigmoids at once.
+fn suite_lstm(p: &(Tensor, Tensor), x: &Tensor) -> Tensor {
+    let (b, nh) = (x.size(0), p.0.size(1) / 4);
+    let mut h = Tensor::zeros(&[b, nh], DType::F64);
+    let mut c = Tensor::zeros(&[b, nh], DType::F64);
+    for t in 0..x.size(1) {
+        let gates =
+            (Tensor::cat(&[x.select(1, t), h.clone()], 1).matmul(&p.0) + &p.1).reshape(&[b, 4, nh]);
+        let ifo = gates.narrow(1, 0, 3).sigmoid();
+        c = &ifo.select(1, 1) * &c + &ifo.select(1, 0) * &gates.select(1, 3).tanh();
+        h = &ifo.select(1, 2) * &c.tanh();
+    }
+    (&h * &h).sum() + c.sum() * 0.5
+}
+
+/// The gate programs of a recurrent network write what the weight gradient's stacks hold
+/// straight into their rows: the forward's new `h` into its columns of the `[x_t, h]` rows
+/// (the program copying `x_t` beside it), the backward's four gate gradients into theirs, so
+/// the stacks' cats copy nothing. The same bits as a replay that runs the programs op by op
+/// (under the profiler), where the cats copy every piece; within rounding of direct mode.
+#[test]
+fn gate_programs_write_into_the_rows_of_the_weight_gradients_stacks() {
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+        return; // check mode fuses nothing
+    }
+    let (steps, batch, nx, nh) = (5, 16, 40, 64);
+    let mut rng = Generator::new(53);
+    let p = (
+        rand(&mut rng, &[nx + nh, 4 * nh], -0.2, 0.2),
+        rand(&mut rng, &[4 * nh], -0.1, 0.1),
+    );
+    let df = grad(suite_lstm).optimize(true);
+    let observed = grad(suite_lstm).optimize(true).profile(true);
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[batch, steps, nx], -1.0, 1.0);
+        let (g, l) = df.call(&p, (&x,));
+        let (og, ol) = observed.call(&p, (&x,));
+        assert!(same(&l, &ol) && same(&g.0, &og.0) && same(&g.1, &og.1));
+        let (want_g, want_l) = grad(suite_lstm).call(&p, (&x,));
+        assert_within(&l, &want_l, 1e-12);
+        assert_within(&g.0, &want_g.0, 1e-12);
+        assert_within(&g.1, &want_g.1, 1e-12);
+    }
+    let text = df.plan_text();
+    let into = |windows: usize| text.matches(&format!(", {windows} into %")).count();
+    // each step's h but the first (a constant zero) and each step's gate gradients
+    assert_eq!((into(1), into(4)), (steps - 1, steps), "{text}");
+    assert_eq!(
+        text.matches(", in place](").count(),
+        2 * steps - 1,
+        "{text}"
+    );
+}
+
 #[test]
 fn steps_of_constants_fold_into_constants() {
     let f = |x: &Tensor| {
