@@ -554,7 +554,8 @@ pub(super) fn assemble_stacks(
 /// places, so they must not be returned or guarded (`outputs`), and every read of them (or
 /// of views of them) must come before the stack is next written, or that write would copy
 /// the stack; the cat's other pieces must be made before the group. One cat per group, its
-/// piece from one group.
+/// pieces from one group; a cat of at least [`HANDOVER_MIN`] elements (below, its copy costs
+/// less than the windows' bookkeeping: the single-sequence LSTM's rows of 300 and 800).
 pub(super) fn programs_into_stacks(seg: &mut Segment, metas: &[Meta], outputs: &HashSet<ValueId>) {
     let def = defining_slots(seg);
     let last_read = last_reads(seg);
@@ -634,6 +635,7 @@ pub(super) fn programs_into_stacks(seg: &mut Segment, metas: &[Meta], outputs: &
             unreachable!("made by groups")
         };
         let fits = stride > 0
+            && rows * stride >= HANDOVER_MIN
             && start.is_multiple_of(stride)
             && numel.is_multiple_of(stride)
             && from_group.iter().all(|f| f.2 == g)
@@ -721,6 +723,13 @@ pub(super) fn programs_into_stacks(seg: &mut Segment, metas: &[Meta], outputs: &
         }
     }
 }
+
+/// The fewest elements of a cat whose pieces [`programs_into_stacks`] writes in place, and
+/// of a block [`sum_blocks_together`] sums with the others: the size from which the array
+/// layer splits a copy or a column sum over two cores (its `PAIR_MIN`), where each costs a
+/// handover to the other core besides the work. Below it, the step saved costs less than
+/// the bookkeeping that replaces it.
+const HANDOVER_MIN: usize = 1 << 12;
 
 /// The kind of the step at slot `k`.
 fn step_kind(seg: &Segment, k: usize) -> &StepKind {
@@ -814,9 +823,11 @@ pub(super) fn accumulate_in_rows(
 /// one such sum per time step, of its gate gradients (33 of `[32, 800]` for the seed suite's
 /// batched LSTM): each was a call, and a handover to the other core, between the backward
 /// pass's products; the step reads the same rows once, after them. Exact: each row is the
-/// sum it replaces, bit for bit. A sum joins only when nothing reads it (or the reshapes
-/// of it, which move with it) before the assembly. New values get ids past every value so
-/// far, with their metas appended.
+/// sum it replaces, bit for bit. A sum joins only when nothing but ops of it alone (its
+/// reshape, say, which move with it) reads it before the assembly, and when its block holds
+/// at least [`HANDOVER_MIN`] elements (a single sequence's `[1, 800]` sums cost less than
+/// the row views that would replace them). New values get ids past every value so far,
+/// with their metas appended.
 pub(super) fn sum_blocks_together(seg: &mut Segment, metas: &mut Vec<Meta>) {
     let def = defining_slots(seg);
     let step_at = |k: usize| match &seg.exec[k] {
@@ -862,6 +873,7 @@ pub(super) fn sum_blocks_together(seg: &mut Segment, metas: &mut Vec<Meta>) {
         };
         let whole = &metas[stack as usize];
         if whole.shape.len() == 2
+            && rows * columns >= HANDOVER_MIN
             && whole.shape[1] == columns
             && whole.dtype == input.dtype
             && start.is_multiple_of(columns.max(1))
