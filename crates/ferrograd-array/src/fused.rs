@@ -947,12 +947,13 @@ impl Program {
             let sources: SmallVec<[Source<'_, T>; 8]> =
                 inputs.iter().map(|a| source(a, shape, numel(shape), op)).collect();
             let base = target.unique_slice_mut::<T>().as_mut_ptr();
-            self.run_dests::<T, FMA>(&sources, shape, outs, windows, base)
+            self.run_dests::<T, FMA>(&sources, shape, outs, windows, base, &[])
         }))
     }
 
-    /// [`run_into`](Program::run_into)'s program over `sources`, `base` the target's first
-    /// element.
+    /// The program over `sources` into `outs`, or into `windows` of the target whose first
+    /// element is `base` ([`run_into`](Program::run_into)), the outputs of `over` read as
+    /// inputs too.
     fn run_dests<T: Float, const FMA: bool>(
         &self,
         sources: &[Source<'_, T>],
@@ -960,6 +961,7 @@ impl Program {
         outs: &mut [Option<Array>],
         windows: &[(usize, Window)],
         base: *mut T,
+        over: &[(usize, usize)],
     ) {
         let op = "fused program";
         let (outs, reduced) = outs.split_at_mut(self.outputs.len());
@@ -982,7 +984,7 @@ impl Program {
                     .out_slice::<T>(&r.shape, op)
             })
             .collect();
-        self.run_split::<T, FMA>(sources, dests, sums, numel(shape), false, &[]);
+        self.run_split::<T, FMA>(sources, dests, sums, numel(shape), false, over);
     }
 
     /// Panics unless each window of `windows` holds an output of `n` elements inside
@@ -1235,32 +1237,7 @@ impl Program {
                 None => Source::Slice(&[]),
             });
         }
-        self.run_sources::<T, FMA>(&sources, shape, outs, over);
-    }
-
-    /// The program over `sources` into `outs`, the outputs of `over` read as inputs too.
-    fn run_sources<T: Float, const FMA: bool>(
-        &self,
-        sources: &[Source<'_, T>],
-        shape: &[usize],
-        outs: &mut [Option<Array>],
-        over: &[(usize, usize)],
-    ) {
-        let op = "fused program";
-        let n = numel(shape);
-        let (outs, reduced) = outs.split_at_mut(self.outputs.len());
-        let slices: Dests<'_, T> = outs
-            .iter_mut()
-            .map(|o| Dest::contiguous(o.as_mut().expect("filled above").out_slice::<T>(shape, op)))
-            .collect();
-        let sums: SmallVec<[&mut [T]; 2]> = (reduced.iter_mut().zip(&self.reductions))
-            .map(|(o, r)| {
-                o.as_mut()
-                    .expect("filled above")
-                    .out_slice::<T>(&r.shape, op)
-            })
-            .collect();
-        self.run_split::<T, FMA>(sources, slices, sums, n, false, over);
+        self.run_dests::<T, FMA>(&sources, shape, outs, &[], std::ptr::null_mut(), over);
     }
 
     /// The elements of every output (`slices`) and the reductions (`sums`) of `sources`, in

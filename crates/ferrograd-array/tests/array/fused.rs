@@ -767,94 +767,38 @@ fn outputs_written_into_windows_of_a_target_give_the_bits_of_a_plain_run() {
     let i = rng.normal(&shape, 0.0, 1.0, DType::F32);
     let mut stack = Array::zeros(&[4, 80], DType::F32);
     let other = stack.clone();
-    let windows = [(
-        0,
-        Window {
-            start: 0,
+    let at = |output: usize, start: usize| {
+        let window = Window {
+            start,
             cols: 20,
             stride: 80,
-        },
-    )];
-    let mut outs = vec![None; 6];
-    program.run_into(
-        &[&dh, &i, &i, &i],
-        &shape,
-        DType::F32,
-        &mut outs,
-        &windows,
-        &mut stack,
-    );
+        };
+        (output, window)
+    };
+    let run = |windows: &[(usize, Window)], stack: &mut Array| {
+        let mut outs = vec![None; 6];
+        program.run_into(
+            &[&dh, &i, &i, &i],
+            &shape,
+            DType::F32,
+            &mut outs,
+            windows,
+            stack,
+        );
+    };
+    run(&[at(0, 0)], &mut stack);
     assert!(
         other.bit_eq(&Array::zeros(&[4, 80], DType::F32)),
         "the other array kept"
     );
     // windows that do not fit, overlap, or name an output twice
     for (windows, says) in [
-        (
-            vec![(
-                0,
-                Window {
-                    start: 70,
-                    cols: 20,
-                    stride: 80,
-                },
-            )],
-            "does not hold 80 elements",
-        ),
-        (
-            vec![
-                (
-                    0,
-                    Window {
-                        start: 0,
-                        cols: 20,
-                        stride: 80,
-                    },
-                ),
-                (
-                    1,
-                    Window {
-                        start: 10,
-                        cols: 20,
-                        stride: 80,
-                    },
-                ),
-            ],
-            "may share elements",
-        ),
-        (
-            vec![
-                (
-                    0,
-                    Window {
-                        start: 0,
-                        cols: 20,
-                        stride: 80,
-                    },
-                ),
-                (
-                    0,
-                    Window {
-                        start: 20,
-                        cols: 20,
-                        stride: 80,
-                    },
-                ),
-            ],
-            "named twice",
-        ),
+        (vec![at(0, 70)], "does not hold 80 elements"),
+        (vec![at(0, 0), at(1, 10)], "may share elements"),
+        (vec![at(0, 0), at(0, 20)], "named twice"),
     ] {
         let err = crate::common::panic_message(|| {
-            let mut outs = vec![None; 6];
-            let mut stack = Array::zeros(&[4, 80], DType::F32);
-            program.run_into(
-                &[&dh, &i, &i, &i],
-                &shape,
-                DType::F32,
-                &mut outs,
-                &windows,
-                &mut stack,
-            );
+            run(&windows, &mut Array::zeros(&[4, 80], DType::F32));
         });
         assert!(err.contains("fused program") && err.contains(says), "{err}");
     }

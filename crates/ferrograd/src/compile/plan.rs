@@ -1145,14 +1145,7 @@ fn run_fused<O: Observer>(
     if let (true, Some(into)) = (device.is_cpu(), &group.into) {
         return run_into_stack(group, into, scratch);
     }
-    // last call's buffers, written in place when nothing else holds them
-    let mut outs = std::mem::take(&mut scratch.outs);
-    outs.extend(
-        group
-            .outputs
-            .iter()
-            .map(|&o| scratch.values[o as usize].take()),
-    );
+    let mut outs = last_outputs(group, scratch);
     if !(device.is_cpu() && run_over_inputs(group, scratch, drops, n_inputs, &mut outs)) {
         let inputs = live(&scratch.values, &group.inputs);
         group
@@ -1167,6 +1160,19 @@ fn run_fused<O: Observer>(
         scratch.values[o] = Some(out);
     }
     scratch.outs = outs;
+}
+
+/// The group's outputs' slots, taken: last call's buffers, written in place when nothing
+/// else holds them (in the scratch's list of them, kept between calls).
+fn last_outputs(group: &Group, scratch: &mut Scratch) -> Vec<Option<Array>> {
+    let mut outs = std::mem::take(&mut scratch.outs);
+    outs.extend(
+        group
+            .outputs
+            .iter()
+            .map(|&o| scratch.values[o as usize].take()),
+    );
+    outs
 }
 
 /// A stack's buffer: `held`, from an earlier piece of this call (or the last call's, kept),
@@ -1190,13 +1196,7 @@ fn run_into_stack(group: &Group, into: &IntoStack, scratch: &mut Scratch) {
             .expect("inputs are live");
         piece.write_window(&mut big, w);
     }
-    let mut outs = std::mem::take(&mut scratch.outs);
-    outs.extend(
-        group
-            .outputs
-            .iter()
-            .map(|&o| scratch.values[o as usize].take()),
-    );
+    let mut outs = last_outputs(group, scratch);
     {
         let inputs = live(&scratch.values, &group.inputs);
         let (shape, dtype) = (&group.shape, group.dtype);
