@@ -965,7 +965,8 @@ impl Program {
     ) {
         let op = "fused program";
         let (outs, reduced) = outs.split_at_mut(self.outputs.len());
-        let mut dests: Dests<'_, T> = SmallVec::new();
+        // (sized at once: a program of many outputs grows it once, not once per doubling)
+        let mut dests: Dests<'_, T> = SmallVec::with_capacity(outs.len());
         for (j, o) in outs.iter_mut().enumerate() {
             dests.push(match windows.iter().find(|w| w.0 == j) {
                 // SAFETY: `check_windows` found each window inside the target, `base` its
