@@ -1018,12 +1018,7 @@ impl Program {
                     "window {x} names output {j}: not one, or named twice"
                 ))
             }
-            let rows = n / w.cols.max(1);
-            let fits = w.cols > 0
-                && n.is_multiple_of(w.cols)
-                && w.cols <= w.stride
-                && (n == 0 || w.start + (rows - 1) * w.stride + w.cols <= target.numel());
-            if !fits {
+            if !w.holds(n, target.numel()) {
                 bad(format!(
                     "{w:?} does not hold {n} elements in rows inside a target of {}",
                     target.numel()
@@ -2062,11 +2057,7 @@ impl Array {
         if self.dtype() != out.dtype() {
             crate::error::dtype_fail(op, self.dtype(), out.dtype().name());
         }
-        let fits = cols > 0
-            && n.is_multiple_of(cols)
-            && cols <= stride
-            && (n == 0 || start + (n / cols - 1) * stride + cols <= out.numel());
-        if !fits {
+        if !window.holds(n, out.numel()) {
             fail(
                 op,
                 format_args!(
@@ -2091,6 +2082,17 @@ impl Array {
                 }
             }
         })
+    }
+}
+
+impl Window {
+    /// Whether it holds `n` elements in whole rows that do not overlap, inside an array of
+    /// `len` elements.
+    fn holds(&self, n: usize, len: usize) -> bool {
+        self.cols > 0
+            && n.is_multiple_of(self.cols)
+            && self.cols <= self.stride
+            && (n == 0 || self.start + (n / self.cols - 1) * self.stride + self.cols <= len)
     }
 }
 
