@@ -4,14 +4,28 @@
 # optimize mode), PyTorch eager (with its fused nn.LSTM) and JAX jit (with lax.scan for the
 # LSTM rows). The Python references come from $PYTHON (default python3), best a virtualenv
 # outside the repository: `python3 -m venv ~/pyref && ~/pyref/bin/pip install torch jax`.
+#
+# SIMD=avx2 runs everyone on an AVX2-only machine's code, on any machine: ferrograd with its
+# kernels (matrix products included) capped by `--simd avx2`, PyTorch with its own kernels,
+# MKL's and oneDNN's capped by their environment variables, JAX's XLA by --xla_cpu_max_isa.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PASSES=${PASSES:-2}
 PYTHON=${PYTHON:-python3}
+SIMD=${SIMD:-}
+SUITE_ARGS=()
+if [ "$SIMD" = avx2 ]; then
+  SUITE_ARGS=(-- --simd avx2)
+  export ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
+  export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_max_isa=AVX2"
+elif [ -n "$SIMD" ]; then
+  echo "SIMD takes avx2 (or nothing, for the machine's best)" >&2
+  exit 2
+fi
 cargo bench -p ferrograd-nn --bench suite --no-run >/dev/null 2>&1
 for pass in $(seq 1 "$PASSES"); do
   echo "== pass $pass"
-  cargo bench -q -p ferrograd-nn --bench suite 2>/dev/null
+  cargo bench -q -p ferrograd-nn --bench suite "${SUITE_ARGS[@]}" 2>/dev/null
   "$PYTHON" benches/pytorch_suite.py
   if "$PYTHON" -c "import jax" 2>/dev/null; then
     "$PYTHON" benches/jax_suite.py 2>/dev/null

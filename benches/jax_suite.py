@@ -4,6 +4,7 @@ the whole SGD step (loss, gradient, update) compiled with `jax.jit`, time per st
 of 5 passes), and the compile time of the first call. The LSTM rows run the cell once as a
 Python loop unrolled into the jitted step (as the Rust code and PyTorch eager write it) and
 once with `lax.scan`."""
+import os
 import time
 from functools import partial
 
@@ -157,6 +158,7 @@ rows.append(run("AutoModule batched", auto,
                 [randn((1000, 100), 0.1), jnp.zeros(1000), randn((100, 1000), 0.03), jnp.zeros(100)],
                 lambda i: (x, y), 100))
 
-print(f"{'jax ' + jax.__version__ + ' jit (f32)':<30} {'step':>14} {'compile':>10}")
+isa = "avx2" if "xla_cpu_max_isa=AVX2" in os.environ.get("XLA_FLAGS", "") else "best isa"
+print(f"{'jax ' + jax.__version__ + ' jit (f32, ' + isa + ')':<30} {'step':>14} {'compile':>10}")
 for name, t, c in rows:
     print(f"{name:<30} {t * 1e6:>11.1f} µs {c * 1e3:>7.0f} ms")

@@ -85,6 +85,7 @@ y = torch.exp(x * 0.1)
 m = nn.Sequential(nn.Linear(100, 1000), nn.ReLU(), nn.Linear(1000, 100))
 rows.append(("AutoModule batched", best(5, 100, lambda i: sgd_step(m, F.mse_loss(m(x), y)))))
 
-print(f"{'pytorch ' + torch.__version__ + ' eager (f32)':<30} {'step':>14}")
+isa = torch.backends.cpu.get_cpu_capability().lower()
+print(f"{'pytorch ' + torch.__version__ + ' eager (f32, ' + isa + ')':<30} {'step':>14}")
 for name, t in rows:
     print(f"{name:<30} {t * 1e6:>11.1f} µs")

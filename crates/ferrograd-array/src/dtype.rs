@@ -122,7 +122,8 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// bit for bit, from one reduction for f32.
     #[doc(hidden)]
     fn sin_cos_kernel<const FMA: bool>(self) -> (Self, Self);
-    /// gemm's matrix-product kernel for this type (picked for the CPU on first use).
+    /// gemm's matrix-product kernel for this type at the SIMD level in use (gemm's own pick
+    /// for the CPU, or the capped level's kernels: see `gemm_paths.rs`).
     #[doc(hidden)]
     fn gemm_fn() -> GemmFn<Self>;
     /// The error function (libm's).
@@ -279,7 +280,7 @@ impl Float for f32 {
     }
     #[inline(always)]
     fn gemm_fn() -> GemmFn<f32> {
-        gemm_f32::gemm::f32::get_gemm_fn()
+        crate::gemm_paths::f32_kernels()
     }
     #[inline(always)]
     fn erf_value(self) -> Self {
@@ -319,7 +320,7 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn gemm_fn() -> GemmFn<f64> {
-        gemm_f64::gemm::f64::get_gemm_fn()
+        crate::gemm_paths::f64_kernels()
     }
     #[inline(always)]
     fn erf_value(self) -> Self {

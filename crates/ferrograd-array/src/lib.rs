@@ -50,6 +50,7 @@ mod dtype;
 mod elementwise;
 mod error;
 mod fused;
+mod gemm_paths;
 mod index;
 mod layout;
 mod linalg;

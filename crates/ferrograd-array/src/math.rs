@@ -67,11 +67,15 @@ fn level_from(v: u8) -> SimdLevel {
     }
 }
 
-/// Caps the level the kernels use, for the whole process (`None` lifts the cap). For tests
-/// and benchmarks of each vector path: results are identical on every level except that
-/// f32 `tanh`, `exp` and `sigmoid` may differ in the last bit on [`SimdLevel::Portable`],
-/// which has no fused multiply-add. Kernels running on other threads at the time may see
-/// either level.
+/// Caps the level the kernels use, for the whole process (`None` lifts the cap): the
+/// elementwise kernels and the matrix products alike (gemm's AVX2 or portable kernels then
+/// run in place of the CPU's own; an `openblas` build's large products stay on OpenBLAS).
+/// For tests and benchmarks of each vector path: elementwise results are identical on every
+/// level except that f32 `tanh`, `exp` and `sigmoid` may differ in the last bit on
+/// [`SimdLevel::Portable`], which has no fused multiply-add; matrix products agree within
+/// rounding (gemm's kernels of each level block the inner dimension their own way, and its
+/// portable ones multiply and add apart). Kernels running on other threads at the time may
+/// see either level.
 ///
 /// ```
 /// use ferrograd_array::{cap_simd_level, simd_level, SimdLevel};

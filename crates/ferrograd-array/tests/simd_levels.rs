@@ -3,8 +3,9 @@
 //! `sigmoid` on the portable path, which has no fused multiply-add: within a few ulp), on
 //! each level a fused program equals its ops run one at a time, bit for bit (an update run
 //! a row at a time and written in place included), and the matrix
-//! products with a unit dimension match a naive loop (a row times long columns giving the
-//! same bits on the AVX2 and AVX-512 paths).
+//! products match a naive loop (those with a unit dimension on this crate's vector loops, a
+//! row times long columns giving the same bits on the AVX2 and AVX-512 paths; the others on
+//! the capped level's gemm kernels).
 //!
 //! Its own test binary: the cap is process-wide, and tests running beside it in one process
 //! would see it change under them.
@@ -220,6 +221,58 @@ fn unit_dimension_products_match_a_naive_loop(dtype: DType) {
     }
 }
 
+/// Products through gemm's blocked kernels, which a cap also reaches (gemm's AVX2 or
+/// portable kernels run in place of the CPU's own): plain and with a transposed right
+/// operand, added into an output, deeper than one of gemm's depth blocks, and large enough
+/// to run as two halves on two cores: on this level, within rounding of a naive f64 loop.
+/// Returns the first product, for the caller to compare across levels.
+fn blocked_products_match_a_naive_loop(dtype: DType) -> Array {
+    let mut rng = Generator::new(31);
+    let mut first = None;
+    for (m, k, n, transposed, add) in [
+        (37, 129, 45, false, false),
+        (37, 129, 45, true, false),
+        (20, 700, 33, false, true),
+        (64, 300, 130, true, false),
+    ] {
+        let a = rng.uniform(&[m, k], -1.0, 1.0, dtype);
+        let b = if transposed {
+            rng.uniform(&[n, k], -1.0, 1.0, dtype).t()
+        } else {
+            rng.uniform(&[k, n], -1.0, 1.0, dtype)
+        };
+        let start = rng.uniform(&[m, n], -1.0, 1.0, dtype);
+        let got = if add {
+            let mut out = start.clone();
+            a.matmul_add_into(&b, &mut out);
+            out
+        } else {
+            a.matmul(&b)
+        };
+        let (av, bv, sv, gv) = (
+            a.to_f64_vec(),
+            b.to_f64_vec(),
+            start.to_f64_vec(),
+            got.to_f64_vec(),
+        );
+        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-13 } * (k as f64).sqrt();
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k).map(|l| av[i * k + l] * bv[l * n + j]).sum();
+                let want = if add { sv[i * n + j] + dot } else { dot };
+                let g = gv[i * n + j];
+                assert!(
+                    (g - want).abs() <= tol * (1.0 + want.abs()),
+                    "{:?} {dtype} {m}x{k}x{n} ({i}, {j}): {g} vs {want}",
+                    simd_level()
+                );
+            }
+        }
+        first.get_or_insert(got);
+    }
+    first.expect("a product")
+}
+
 /// A row times long contiguous columns (`x·Wᵀ`, a matrix times a column) gives each column
 /// the same bits whatever columns run beside it and on every vector path, and
 /// `matmul_add_into` adds the product to what the output held (`out + x·Wᵀ`, bit for bit).
@@ -288,6 +341,7 @@ fn every_supported_vector_path_agrees_and_fuses_exactly() {
         cap_simd_level(None);
         let reference = results(&x, &y);
         let long_columns = long_columns_agree_across_paths_and_positions(&[]);
+        let blocked = blocked_products_match_a_naive_loop(dtype);
         for level in SimdLevel::ALL.into_iter().filter(|&l| l <= best) {
             cap_simd_level(Some(level));
             assert_eq!(simd_level(), level);
@@ -295,6 +349,15 @@ fn every_supported_vector_path_agrees_and_fuses_exactly() {
             table::check_chains_on_short_runs(&mut rng);
             unit_dimension_products_match_a_naive_loop(dtype);
             long_columns_agree_across_paths_and_positions(&long_columns);
+            let product = blocked_products_match_a_naive_loop(dtype);
+            // the cap reaches gemm: its portable kernels multiply and add apart, so their
+            // sums round differently from the fused multiply-adds of every vector path
+            if level == SimdLevel::Portable && best != SimdLevel::Portable {
+                assert!(
+                    !product.bit_eq(&blocked),
+                    "{dtype}: the portable cap left the products on {best:?} kernels"
+                );
+            }
             for ((name, want, got), (_, top, _)) in results(&x, &y).iter().zip(&reference) {
                 assert!(
                     got.bit_eq(want),

@@ -7,7 +7,9 @@
 //! times. Direct mode, (c) and (d) alternate pass by pass.
 //!
 //! `cargo bench -p ferrograd-nn --bench suite` (`-- --quick` for fewer steps, `-- --only lstm`
-//! for the rows whose names contain "lstm").
+//! for the rows whose names contain "lstm", `-- --simd avx2` or `-- --simd portable` to cap
+//! the vector path every kernel, matrix products included, may use: an AVX2-only machine's
+//! code on this one).
 //! `benches/pytorch_suite.py` runs the same workloads in PyTorch eager;
 //! `benches/compare-peers.sh` alternates them (with JAX too).
 
@@ -17,7 +19,10 @@ mod alternate;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use ferrograd::{compile, grad, Conv2dParams, DType, Generator, Grad, Pool2dParams, Tensor};
+use ferrograd::{
+    cap_simd_level, compile, grad, simd_level, Conv2dParams, DType, Generator, Grad, Pool2dParams,
+    SimdLevel, Tensor,
+};
 use ferrograd_nn::functional as F;
 use ferrograd_nn::layers::{self, ClassNllCriterion, Conv2d, Linear, MseCriterion, Sequential};
 use ferrograd_nn::models::{Cell, Output, RecurrentNetwork, RecurrentState};
@@ -147,6 +152,15 @@ fn in_out(p: Vec<Tensor>) -> Vec<Tensor> {
         .collect()
 }
 
+/// The level's name as `--simd` takes it.
+fn level_name(level: SimdLevel) -> &'static str {
+    match level {
+        SimdLevel::Avx512 => "avx512",
+        SimdLevel::Avx2 => "avx2",
+        SimdLevel::Portable => "portable",
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -156,6 +170,15 @@ fn main() {
         .position(|a| a == "--only")
         .map(|i| args[i + 1].clone());
     let want = |name: &str| only.as_ref().is_none_or(|o| name.contains(o.as_str()));
+    let simd = args.iter().position(|a| a == "--simd").map(|i| {
+        match args.get(i + 1).map(String::as_str) {
+            Some("avx2") => SimdLevel::Avx2,
+            Some("portable") => SimdLevel::Portable,
+            Some("avx512") => SimdLevel::Avx512,
+            other => panic!("--simd takes avx512, avx2 or portable, not {other:?}"),
+        }
+    });
+    cap_simd_level(simd);
     let (passes, scale) = if quick { (1, 10) } else { (5, 1) };
     let mut rng = Generator::new(0);
     let mut rows = Vec::new();
@@ -449,7 +472,7 @@ fn main() {
 
     println!(
         "{:<22} {:>14} {:>14} {:>8} {:>14} {:>9} {:>10} {:>14} {:>9} {:>10}",
-        "ferrograd (f32)",
+        format!("ferrograd (f32, {})", level_name(simd_level())),
         "nn / step",
         "ag / step",
         "ag/nn",
