@@ -3,19 +3,25 @@
 # arguments, default 1024 2048), then the median over rounds of each side's per-round figures.
 # Both sides see the same load within a round pair, which the minutes-long passes of
 # compare-numpy.sh do not. NumPy comes from $PYTHON (default python3), best a virtualenv
-# outside the repository.
+# outside the repository. SIMD=avx2 runs both on AVX2 kernels, on any machine: ferrograd's
+# gemm capped at AVX2, NumPy's OpenBLAS pinned to its Haswell (AVX2) kernels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-10}
 PYTHON=${PYTHON:-python3}
+SIMD=${SIMD:-}
 cargo bench -p ferrograd-array --bench matmul_rounds --no-run >/dev/null 2>&1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for round in $(seq 1 "$ROUNDS"); do
-  cargo bench -q -p ferrograd-array --bench matmul_rounds -- "$@" 2>/dev/null | tee -a "$log"
-  # Some machines set OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE, which pin OpenBLAS to older
-  # kernels; NumPy is measured with its own choice of kernel.
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PYTHON" benches/numpy_matmul_rounds.py "$@" | tee -a "$log"
+  cargo bench -q -p ferrograd-array --bench matmul_rounds -- "$@" $SIMD 2>/dev/null | tee -a "$log"
+  if [ "$SIMD" = avx2 ]; then
+    OPENBLAS_CORETYPE=Haswell "$PYTHON" benches/numpy_matmul_rounds.py "$@" | tee -a "$log"
+  else
+    # Some machines set OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE, which pin OpenBLAS to older
+    # kernels; NumPy is measured with its own choice of kernel.
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PYTHON" benches/numpy_matmul_rounds.py "$@" | tee -a "$log"
+  fi
 done
 echo "== over $ROUNDS rounds: median of each round's min and median (ms)"
 python3 - "$log" <<'PY'
