@@ -1,5 +1,6 @@
 //! Array-layer benchmarks: `cargo bench -p ferrograd-array --bench array [-- FILTER]`, where
-//! FILTER keeps the rows whose name contains one of its `|`-separated words (`matmul|sum`).
+//! FILTER keeps the rows whose name contains one of its `|`-separated words (`matmul|sum`);
+//! `--simd avx2` (or `portable`) caps every kernel at that level, matrix products included.
 //!
 //! One line per case: the median time of one call over ten samples (each sample enough calls
 //! to last about 0.1 s), and its throughput: matmul in GFLOP/s (2·m·n·k per product),
@@ -89,11 +90,20 @@ fn time(t: Duration) -> String {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; anything else is the filter
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .flat_map(|a| a.split('|').map(str::to_string).collect::<Vec<_>>())
+    // `cargo bench` passes `--bench`; `--simd avx2` (or `portable`) caps the kernels, matrix
+    // products included; anything else is the filter
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let simd = args.iter().position(|a| a == "--simd");
+    let cap = simd.map(|i| match args.get(i + 1).map(String::as_str) {
+        Some("avx2") => SimdLevel::Avx2,
+        Some("portable") => SimdLevel::Portable,
+        Some("avx512") => SimdLevel::Avx512,
+        other => panic!("--simd takes avx512, avx2 or portable, not {other:?}"),
+    });
+    cap_simd_level(cap);
+    let filter: Vec<String> = (args.iter().enumerate())
+        .filter(|&(i, a)| !a.starts_with("--") && simd.is_none_or(|s| i != s + 1))
+        .flat_map(|(_, a)| a.split('|').map(str::to_string).collect::<Vec<_>>())
         .collect();
     let b = Bench { filter };
     let mut rng = Generator::new(0);
@@ -367,10 +377,10 @@ fn main() {
 
     // Short programs in the evaluator's vector form: 200 steps on 10 f32 elements, each step
     // reading the one before it (per step: the latency of one step to the next), on every
-    // vector path this machine has
+    // vector path this machine has (up to `--simd`'s cap)
     for level in SimdLevel::ALL
         .into_iter()
-        .filter(|&l| l <= detected_simd_level())
+        .filter(|&l| l <= detected_simd_level() && cap.is_none_or(|c| l <= c))
     {
         cap_simd_level(Some(level));
         let x = rng.normal(&[10], 0.0, 1.0, DType::F32);
@@ -396,7 +406,7 @@ fn main() {
                 program.run(&[&x], &[10], DType::F32, &mut out)
             });
         }
-        cap_simd_level(None);
+        cap_simd_level(cap);
     }
 
     // The seed's CNN layer: 32 images of 3x64x64, 16 filters of 5x5.
