@@ -94,11 +94,10 @@ fn main() {
     // products included; anything else is the filter
     let args: Vec<String> = std::env::args().skip(1).collect();
     let simd = args.iter().position(|a| a == "--simd");
-    let cap = simd.map(|i| match args.get(i + 1).map(String::as_str) {
-        Some("avx2") => SimdLevel::Avx2,
-        Some("portable") => SimdLevel::Portable,
-        Some("avx512") => SimdLevel::Avx512,
-        other => panic!("--simd takes avx512, avx2 or portable, not {other:?}"),
+    let cap = simd.map(|i| {
+        let name = args.get(i + 1).map_or("", String::as_str);
+        name.parse::<SimdLevel>()
+            .unwrap_or_else(|e| panic!("--simd: {e}"))
     });
     cap_simd_level(cap);
     let filter: Vec<String> = (args.iter().enumerate())

@@ -4,7 +4,8 @@
 //! 2048) and prints the fastest and the median. The array bench's passes take minutes, across which
 //! this shared machine's load drifts by more than the 1-3% that separate two good GEMMs;
 //! rounds of a second or two, alternated with the same rounds in NumPy, see the same load.
-//! An argument `avx2` caps the kernels at AVX2 (gemm's AVX2 kernels on any machine).
+//! An argument `avx2` (or `portable`) caps the kernels at that level (gemm's AVX2 kernels on
+//! any machine).
 
 use std::time::Instant;
 
@@ -14,9 +15,9 @@ const REPS: usize = 10;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "avx2") {
-        cap_simd_level(Some(SimdLevel::Avx2));
-    }
+    // a level's name caps the kernels at it
+    let level = args.iter().find_map(|a| a.parse::<SimdLevel>().ok());
+    cap_simd_level(level);
     let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() {
         vec![1024, 2048]

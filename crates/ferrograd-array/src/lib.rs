@@ -76,7 +76,7 @@ pub use error::{normalize_path, Site};
 pub use fused::{Instr, MapFn, Program, Reduction, Window, ZipFn};
 pub use index::Index;
 pub use layout::{broadcast_shapes, contiguous_strides, Dim, Dims, Position, Shape, Strides};
-pub use math::{cap_simd_level, detected_simd_level, simd_level, SimdLevel};
+pub use math::{cap_simd_level, detected_simd_level, simd_level, ParseSimdLevelError, SimdLevel};
 pub use memory::MemoryMeter;
 pub use pool::Pool2dParams;
 pub use random::{draws_on_this_thread, Generator};

@@ -10,7 +10,16 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// The vector instruction sets the elementwise kernels may be compiled for, from the
 /// baseline up. [`simd_level`] is the one they use: the best this CPU has, or less when
 /// capped with [`cap_simd_level`] (so each path can be tested on a machine that has a
-/// better one). Matrix products are the `gemm` crate's and choose their own.
+/// better one); matrix products run the `gemm` crate's kernels for the same level. It reads
+/// and prints as `portable`, `avx2` or `avx512`.
+///
+/// ```
+/// use ferrograd_array::SimdLevel;
+/// let level: SimdLevel = "avx2".parse().unwrap();
+/// assert_eq!(level, SimdLevel::Avx2);
+/// assert_eq!(level.to_string(), "avx2");
+/// assert!("sse9".parse::<SimdLevel>().is_err());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SimdLevel {
     /// The target's baseline (SSE2 on x86-64): 4 f32 lanes, no fused multiply-add.
@@ -24,6 +33,52 @@ pub enum SimdLevel {
 impl SimdLevel {
     /// Every level, from the baseline up.
     pub const ALL: [SimdLevel; 3] = [SimdLevel::Portable, SimdLevel::Avx2, SimdLevel::Avx512];
+
+    /// The level's name, as it reads and prints: `portable`, `avx2` or `avx512`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdLevel::Portable => "portable",
+            SimdLevel::Avx2 => "avx2",
+            SimdLevel::Avx512 => "avx512",
+        }
+    }
+}
+
+impl std::fmt::Display for SimdLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is no [`SimdLevel`]'s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseSimdLevelError {
+    /// The name given.
+    pub given: String,
+}
+
+impl std::fmt::Display for ParseSimdLevelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no SIMD level is called `{}`: the levels are portable, avx2 and avx512",
+            self.given
+        )
+    }
+}
+
+impl std::error::Error for ParseSimdLevelError {}
+
+impl std::str::FromStr for SimdLevel {
+    type Err = ParseSimdLevelError;
+
+    /// A level by its [`name`](SimdLevel::name).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SimdLevel::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| ParseSimdLevelError { given: s.into() })
+    }
 }
 
 /// The best level this CPU supports.

@@ -152,15 +152,6 @@ fn in_out(p: Vec<Tensor>) -> Vec<Tensor> {
         .collect()
 }
 
-/// The level's name as `--simd` takes it.
-fn level_name(level: SimdLevel) -> &'static str {
-    match level {
-        SimdLevel::Avx512 => "avx512",
-        SimdLevel::Avx2 => "avx2",
-        SimdLevel::Portable => "portable",
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -171,12 +162,9 @@ fn main() {
         .map(|i| args[i + 1].clone());
     let want = |name: &str| only.as_ref().is_none_or(|o| name.contains(o.as_str()));
     let simd = args.iter().position(|a| a == "--simd").map(|i| {
-        match args.get(i + 1).map(String::as_str) {
-            Some("avx2") => SimdLevel::Avx2,
-            Some("portable") => SimdLevel::Portable,
-            Some("avx512") => SimdLevel::Avx512,
-            other => panic!("--simd takes avx512, avx2 or portable, not {other:?}"),
-        }
+        let name = args.get(i + 1).map_or("", String::as_str);
+        name.parse::<SimdLevel>()
+            .unwrap_or_else(|e| panic!("--simd: {e}"))
     });
     cap_simd_level(simd);
     let (passes, scale) = if quick { (1, 10) } else { (5, 1) };
@@ -472,7 +460,7 @@ fn main() {
 
     println!(
         "{:<22} {:>14} {:>14} {:>8} {:>14} {:>9} {:>10} {:>14} {:>9} {:>10}",
-        format!("ferrograd (f32, {})", level_name(simd_level())),
+        format!("ferrograd (f32, {})", simd_level()),
         "nn / step",
         "ag / step",
         "ag/nn",
