@@ -48,7 +48,7 @@ macro_rules! gemm_path {
             use $kernels as kernels;
             const N: usize = $lanes;
             let simd = <$simd as MixedSimd<$ty, $ty, $ty, $ty>>::try_new()
-                .expect("the level was checked against the CPU before this path was picked");
+                .expect("`pick` checked that the CPU has this instruction set");
             // SAFETY: the caller's operands, as received (the contract of gemm's own
             // `gemm_basic`, which is this same call).
             unsafe {
@@ -124,15 +124,22 @@ gemm_path!(
 );
 
 /// The kernels for the level in use: gemm's own pick when the level is the CPU's, else the
-/// capped level's (see the module's comment).
+/// capped level's (see the module's comment). gemm's AVX2 driver runs under pulp's `V3`
+/// (x86-64-v3: AVX2 and FMA with BMI1/2, F16C, LZCNT and MOVBE), which an AVX-512 CPU has
+/// but a machine that masks some of them (a virtual one) may not: there gemm's own pick runs.
 fn pick<T>(own: fn() -> GemmFn<T>, avx2: GemmFn<T>, portable: GemmFn<T>) -> GemmFn<T> {
-    static DETECTED: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
-    let level = simd_level();
-    if level == *DETECTED.get_or_init(detected_simd_level) {
-        return own();
-    }
-    match level {
-        SimdLevel::Avx2 => avx2,
+    static DETECTED: std::sync::OnceLock<(SimdLevel, bool)> = std::sync::OnceLock::new();
+    let (detected, v3) = *DETECTED.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        let v3 = gemm_common::simd::V3::try_new().is_some();
+        #[cfg(not(target_arch = "x86_64"))]
+        let v3 = false;
+        (detected_simd_level(), v3)
+    });
+    match simd_level() {
+        level if level == detected => own(),
+        SimdLevel::Avx2 if v3 => avx2,
+        SimdLevel::Avx2 => own(),
         _ => portable,
     }
 }
