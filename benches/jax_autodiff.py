@@ -2,6 +2,7 @@
 """JAX jit on the programs of `cargo bench -p ferrograd --bench autodiff`, f32 on the CPU:
 the 100-op elementwise chain (value and gradient) and a Hessian-vector product of the mlp
 batched loss (forward-over-reverse, `jax.jvp` of `jax.grad`), quietest of 5 passes."""
+import os
 import time
 
 import jax
@@ -48,7 +49,8 @@ y = jax.random.randint(k[9], (32,), 0, 10)
 hvp = jax.jit(lambda p, v, x, y: jax.jvp(lambda p: jax.grad(mlp)(p, x, y), (p,), (v,))[1])
 t_hvp = best(hvp, p, v, x, y, steps=200)
 
-print(f"{'jax ' + jax.__version__ + ' jit (f32)':<46} {'step':>12}")
+isa = "avx2" if "xla_cpu_max_isa=AVX2" in os.environ.get("XLA_FLAGS", "") else "best isa"
+print(f"{'jax ' + jax.__version__ + ' jit (f32, ' + isa + ')':<46} {'step':>12}")
 print(f"{'chain of 100 elementwise ops, per primitive':<46} {t_chain * 1e6 / 100:>9.3f} µs")
 print(f"{'chain of 100 elementwise ops, whole step':<46} {t_chain * 1e6:>9.3f} µs")
 print(f"{'Hessian-vector product, mlp batched loss':<46} {t_hvp * 1e6:>9.3f} µs")

@@ -55,7 +55,8 @@ def logistic_step():
 
 t_chain = best(7, 2000, chain_step)
 t_log = best(7, 2000, logistic_step)
-print(f"{'pytorch ' + torch.__version__ + ' eager (f32, quietest pass)':<46} {'time':>12}")
+isa = torch.backends.cpu.get_cpu_capability().lower()
+print(f"{'pytorch ' + torch.__version__ + ' eager (f32, ' + isa + ', quietest pass)':<46} {'time':>12}")
 print(f"{'chain of 100 elementwise ops, per primitive':<46} {t_chain * 1e6 / 100:>9.3f} µs")
 print(f"{'chain of 100 elementwise ops, whole step':<46} {t_chain * 1e6:>9.3f} µs")
 print(f"{'logistic step (10x100, 1 sample, + SGD)':<46} {t_log * 1e6:>9.3f} µs")

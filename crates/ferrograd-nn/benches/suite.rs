@@ -20,8 +20,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use ferrograd::{
-    cap_simd_level, compile, grad, simd_level, Conv2dParams, DType, Generator, Grad, Pool2dParams,
-    SimdLevel, Tensor,
+    compile, grad, simd_level, Conv2dParams, DType, Generator, Grad, Pool2dParams, Tensor,
 };
 use ferrograd_nn::functional as F;
 use ferrograd_nn::layers::{self, ClassNllCriterion, Conv2d, Linear, MseCriterion, Sequential};
@@ -161,12 +160,7 @@ fn main() {
         .position(|a| a == "--only")
         .map(|i| args[i + 1].clone());
     let want = |name: &str| only.as_ref().is_none_or(|o| name.contains(o.as_str()));
-    let simd = args.iter().position(|a| a == "--simd").map(|i| {
-        let name = args.get(i + 1).map_or("", String::as_str);
-        name.parse::<SimdLevel>()
-            .unwrap_or_else(|e| panic!("--simd: {e}"))
-    });
-    cap_simd_level(simd);
+    alternate::cap_from_args();
     let (passes, scale) = if quick { (1, 10) } else { (5, 1) };
     let mut rng = Generator::new(0);
     let mut rows = Vec::new();

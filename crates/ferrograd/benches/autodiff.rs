@@ -11,7 +11,8 @@
 //!   NLL): direct `hvp` against `compile(|p| hvp(..))`.
 //!
 //! `benches/pytorch_autodiff.py` runs the same programs in PyTorch eager;
-//! `benches/compare-pytorch.sh` alternates the two.
+//! `benches/compare-pytorch.sh` alternates the two. `-- --simd avx2` (or `portable`) caps
+//! every kernel at that level, matrix products included.
 
 #[path = "../../../benches/alternate.rs"]
 mod alternate;
@@ -19,7 +20,7 @@ mod alternate;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use ferrograd::{grad, DType, Generator, Tensor, Tree};
+use ferrograd::{grad, simd_level, DType, Generator, Tensor, Tree};
 
 /// 100 elementwise primitives: 25 rounds of (sin, * 1.01, tanh, + 0.1).
 fn chain(x: &Tensor) -> Tensor {
@@ -53,6 +54,7 @@ fn mlp(p: &Vec<Tensor>, x: &Tensor, y: &Tensor) -> Tensor {
 }
 
 fn main() {
+    alternate::cap_from_args();
     let passes = 7;
     let mut rng = Generator::new(0);
 
@@ -144,7 +146,10 @@ fn main() {
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
         "{:<46} {:>12} {:>12} {:>8}",
-        "ferrograd (f32, quietest pass)", "direct", "optimize", "ratio"
+        format!("ferrograd (f32, {}, quietest pass)", simd_level()),
+        "direct",
+        "optimize",
+        "ratio"
     );
     let row = |name: &str, direct: f64, compiled: f64| {
         println!(

@@ -543,6 +543,32 @@ pub(super) fn assemble_stacks(
     }
 }
 
+/// A cat's piece that a fused group makes (through reshapes).
+struct GroupPiece {
+    /// Its place among the cat's pieces.
+    piece: usize,
+    /// The value the group makes.
+    value: ValueId,
+    /// The group's slot.
+    group: usize,
+    /// That value's place among the group's outputs.
+    output: usize,
+}
+
+/// A cat whose pieces a fused group writes into the cat's stack ([`programs_into_stacks`]).
+struct StackWrite {
+    /// The cat's slot.
+    cat: usize,
+    /// The group's slot.
+    group: usize,
+    /// Each output of the group written into the stack, and its window there.
+    windows: SmallVec<[(usize, Window); 4]>,
+    /// The cat's other pieces (made before the group), copied into their windows.
+    copies: SmallVec<[(ValueId, Window); 2]>,
+    /// One piece the group writes (the cat's `written`).
+    written: usize,
+}
+
 /// Has each fused group whose outputs are pieces of a `cat_into` (see [`assemble_stacks`])
 /// write them straight into their places in the stack, with the cat's other pieces copied
 /// there by the group first, so that the cat copies nothing: a recurrent network's gate
@@ -576,15 +602,7 @@ pub(super) fn programs_into_stacks(seg: &mut Segment, metas: &[Meta], outputs: &
         };
         matches!(step.kind, StepKind::Op(Op::Shape(ShapeOp::Reshape(_)))).then(|| step.inputs[0])
     };
-    // per cat_into: (slot, its group, the group's windows, the cat's copies, a written piece)
-    type Plan = (
-        usize,
-        usize,
-        SmallVec<[(usize, Window); 4]>,
-        SmallVec<[(ValueId, Window); 2]>,
-        usize,
-    );
-    let mut plans: Vec<Plan> = Vec::new();
+    let mut plans: Vec<StackWrite> = Vec::new();
     // each stack's cat_intos, and the earliest slot each may write from (its group's)
     let mut writes: HashMap<ValueId, Vec<(usize, usize)>> = HashMap::new();
     for (c, step, _) in computed(seg) {
@@ -611,12 +629,17 @@ pub(super) fn programs_into_stacks(seg: &mut Segment, metas: &[Meta], outputs: &
         let stride: usize = widths.iter().sum();
         let numel: usize = shape.iter().product();
         // the pieces a group makes (through reshapes), and that group
-        let mut from_group: Vec<(usize, ValueId, usize, usize)> = Vec::new();
-        for (k, &p) in step.inputs.iter().enumerate() {
+        let mut from_group: Vec<GroupPiece> = Vec::new();
+        for (piece, &p) in step.inputs.iter().enumerate() {
             let mut v = p;
             loop {
-                if let Some(&(g, j)) = made.get(&v) {
-                    from_group.push((k, v, g, j));
+                if let Some(&(group, output)) = made.get(&v) {
+                    from_group.push(GroupPiece {
+                        piece,
+                        value: v,
+                        group,
+                        output,
+                    });
                     break;
                 }
                 match reshape_of(v) {
@@ -625,7 +648,7 @@ pub(super) fn programs_into_stacks(seg: &mut Segment, metas: &[Meta], outputs: &
                 }
             }
         }
-        let group = from_group.first().map(|f| f.2);
+        let group = from_group.first().map(|f| f.group);
         writes
             .entry(stack)
             .or_default()
@@ -638,18 +661,19 @@ pub(super) fn programs_into_stacks(seg: &mut Segment, metas: &[Meta], outputs: &
             && rows * stride >= HANDOVER_MIN
             && start.is_multiple_of(stride)
             && numel.is_multiple_of(stride)
-            && from_group.iter().all(|f| f.2 == g)
+            && from_group.iter().all(|f| f.group == g)
             && g < c
             && !grp.program.is_one_loop()
             && grp.into.is_none()
             && grp.dtype == metas[stack as usize].dtype
             && grp.shape.split_last().is_some_and(|(&last, rest)| {
                 rest.iter().product::<usize>() == rows
-                    && from_group.iter().all(|f| widths[f.0] == last)
+                    && from_group.iter().all(|f| widths[f.piece] == last)
             })
-            && !from_group.iter().any(|f| outputs.contains(&f.1))
+            && !from_group.iter().any(|f| outputs.contains(&f.value))
             // (each output one piece, of some elements)
-            && (from_group.iter().enumerate()).all(|(x, f)| from_group[..x].iter().all(|e| e.3 != f.3))
+            && (from_group.iter().enumerate())
+                .all(|(x, f)| from_group[..x].iter().all(|e| e.output != f.output))
             && grp.shape.iter().product::<usize>() > 0;
         if !fits {
             continue;
@@ -663,37 +687,44 @@ pub(super) fn programs_into_stacks(seg: &mut Segment, metas: &[Meta], outputs: &
         let mut copies: SmallVec<[(ValueId, Window); 2]> = SmallVec::new();
         let mut early = true;
         for (k, &p) in step.inputs.iter().enumerate() {
-            if from_group.iter().all(|f| f.0 != k) {
+            if from_group.iter().all(|f| f.piece != k) {
                 let made_at = def.get(&p).copied().or(made.get(&p).map(|m| m.0));
                 early &= made_at.is_none_or(|d| d < g);
                 copies.push((p, window(k)));
             }
         }
         if early {
-            let windows = from_group.iter().map(|f| (f.3, window(f.0))).collect();
-            plans.push((c, g, windows, copies, from_group[0].0));
+            plans.push(StackWrite {
+                cat: c,
+                group: g,
+                windows: (from_group.iter())
+                    .map(|f| (f.output, window(f.piece)))
+                    .collect(),
+                copies,
+                written: from_group[0].piece,
+            });
         }
     }
     // every read of a windowed output done before the stack's next write
-    plans.retain(|&(c, g, ref windows, _, _)| {
-        let StepKind::CatInto { stack, .. } = step_kind(seg, c) else {
+    plans.retain(|p| {
+        let StepKind::CatInto { stack, .. } = step_kind(seg, p.cat) else {
             unreachable!("cats")
         };
         let next = (writes[stack].iter())
-            .filter(|w| w.0 > c)
+            .filter(|w| w.0 > p.cat)
             .map(|w| w.1)
             .min()
             .unwrap_or(usize::MAX);
-        let Slot::Fused { group, .. } = &seg.exec[g] else {
+        let Slot::Fused { group, .. } = &seg.exec[p.group] else {
             unreachable!("groups")
         };
-        (windows.iter()).all(|&(j, _)| last_use(group.outputs[j], &last_read, &views) < next)
+        (p.windows.iter()).all(|&(j, _)| last_use(group.outputs[j], &last_read, &views) < next)
     });
     // one cat per group
     let mut seen = HashSet::new();
-    plans.retain(|p| seen.insert(p.1));
-    for (c, g, windows, copies, written) in plans {
-        let Slot::Step { step, .. } = &mut seg.exec[c] else {
+    plans.retain(|p| seen.insert(p.group));
+    for plan in plans {
+        let Slot::Step { step, .. } = &mut seg.exec[plan.cat] else {
             unreachable!("cats")
         };
         let StepKind::CatInto {
@@ -705,14 +736,14 @@ pub(super) fn programs_into_stacks(seg: &mut Segment, metas: &[Meta], outputs: &
         else {
             unreachable!("cats")
         };
-        *w = Some(written);
+        *w = Some(plan.written);
         let into = super::fuse::IntoStack {
             stack,
             shape: shape.clone(),
-            windows,
-            copies,
+            windows: plan.windows,
+            copies: plan.copies,
         };
-        let Slot::Fused { group, .. } = &mut seg.exec[g] else {
+        let Slot::Fused { group, .. } = &mut seg.exec[plan.group] else {
             unreachable!("groups")
         };
         group.into = Some(Box::new(into));
