@@ -1,21 +1,7 @@
 //! What the bench binaries share (each includes this file with `#[path]`): timing two ways
-//! of doing the same step against each other on a shared, noisy machine, and the `--simd`
-//! option.
+//! of doing the same step against each other on a shared, noisy machine.
 
 use std::time::{Duration, Instant};
-
-/// Caps every kernel, matrix products included, at the level named after `--simd` on the
-/// command line (`avx2`: an AVX2-only machine's code on this one), if one is.
-#[allow(dead_code)] // not every bench binary that includes this file takes it
-pub fn cap_from_args() {
-    let args: Vec<String> = std::env::args().collect();
-    let level = args.iter().position(|a| a == "--simd").map(|i| {
-        let name = args.get(i + 1).map_or("", String::as_str);
-        name.parse::<ferrograd::SimdLevel>()
-            .unwrap_or_else(|e| panic!("--simd: {e}"))
-    });
-    ferrograd::cap_simd_level(level);
-}
 
 /// The quietest of `passes` timings of `steps` calls of each of `a` and `b` (each given the
 /// call's index), per call, after `warmup` calls of each. The two alternate pass by pass so

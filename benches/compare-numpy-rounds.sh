@@ -14,7 +14,7 @@ cargo bench -p ferrograd-array --bench matmul_rounds --no-run >/dev/null 2>&1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for round in $(seq 1 "$ROUNDS"); do
-  cargo bench -q -p ferrograd-array --bench matmul_rounds -- "$@" $SIMD 2>/dev/null | tee -a "$log"
+  cargo bench -q -p ferrograd-array --bench matmul_rounds -- "$@" ${SIMD:+--simd "$SIMD"} 2>/dev/null | tee -a "$log"
   if [ "$SIMD" = avx2 ]; then
     OPENBLAS_CORETYPE=Haswell "$PYTHON" benches/numpy_matmul_rounds.py "$@" | tee -a "$log"
   else

@@ -7,6 +7,9 @@
 //! elementwise ops and sum in GB/s of memory moved. `benches/numpy_array.py` measures NumPy on
 //! the same shapes and prints the same columns; `benches/compare-numpy.sh` alternates the two.
 
+#[path = "../../../benches/simd_arg.rs"]
+mod simd_arg;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -92,16 +95,11 @@ fn time(t: Duration) -> String {
 fn main() {
     // `cargo bench` passes `--bench`; `--simd avx2` (or `portable`) caps the kernels, matrix
     // products included; anything else is the filter
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let simd = args.iter().position(|a| a == "--simd");
-    let cap = simd.map(|i| {
-        let name = args.get(i + 1).map_or("", String::as_str);
-        name.parse::<SimdLevel>()
-            .unwrap_or_else(|e| panic!("--simd: {e}"))
-    });
+    let simd = simd_arg::simd_arg::<SimdLevel>();
+    let cap = simd.as_ref().map(|&(_, level)| level);
     cap_simd_level(cap);
-    let filter: Vec<String> = (args.iter().enumerate())
-        .filter(|&(i, a)| !a.starts_with("--") && simd.is_none_or(|s| i != s + 1))
+    let filter: Vec<String> = (std::env::args().enumerate().skip(1))
+        .filter(|(i, a)| !a.starts_with("--") && simd.as_ref().is_none_or(|s| *i != s.0))
         .flat_map(|(_, a)| a.split('|').map(str::to_string).collect::<Vec<_>>())
         .collect();
     let b = Bench { filter };

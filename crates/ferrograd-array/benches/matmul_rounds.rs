@@ -4,8 +4,11 @@
 //! 2048) and prints the fastest and the median. The array bench's passes take minutes, across which
 //! this shared machine's load drifts by more than the 1-3% that separate two good GEMMs;
 //! rounds of a second or two, alternated with the same rounds in NumPy, see the same load.
-//! An argument `avx2` (or `portable`) caps the kernels at that level (gemm's AVX2 kernels on
-//! any machine).
+//! `--simd avx2` (or `portable`) caps the kernels at that level (gemm's AVX2 kernels on any
+//! machine).
+
+#[path = "../../../benches/simd_arg.rs"]
+mod simd_arg;
 
 use std::time::Instant;
 
@@ -14,11 +17,11 @@ use ferrograd_array::{cap_simd_level, Array, DType, Generator, SimdLevel};
 const REPS: usize = 10;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    // a level's name caps the kernels at it
-    let level = args.iter().find_map(|a| a.parse::<SimdLevel>().ok());
-    cap_simd_level(level);
-    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    cap_simd_level(simd_arg::simd_arg::<SimdLevel>().map(|(_, level)| level));
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let sizes = if sizes.is_empty() {
         vec![1024, 2048]
     } else {

@@ -204,19 +204,27 @@ fn unit_dimension_products_match_a_naive_loop(dtype: DType) {
         } else {
             rng.uniform(&[k, n], -1.0, 1.0, dtype)
         };
-        let (av, bv) = (a.to_f64_vec(), b.to_f64_vec());
-        let got = a.matmul(&b).to_f64_vec();
-        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-13 } * (k as f64).sqrt();
-        for i in 0..m {
-            for j in 0..n {
-                let want: f64 = (0..k).map(|l| av[i * k + l] * bv[l * n + j]).sum();
-                let g = got[i * n + j];
-                assert!(
-                    (g - want).abs() <= tol * (1.0 + want.abs()),
-                    "{:?} {dtype} {m}x{k}x{n} ({i}, {j}): {g} vs {want}",
-                    simd_level()
-                );
-            }
+        assert_naive_product(&a, &b, None, &a.matmul(&b));
+    }
+}
+
+/// Asserts that `got` is `start + a @ b` (`a @ b` without a start) within rounding of a
+/// naive f64 loop, on the level in use.
+fn assert_naive_product(a: &Array, b: &Array, start: Option<&Array>, got: &Array) {
+    let (m, k, n, dtype) = (a.shape()[0], a.shape()[1], b.shape()[1], a.dtype());
+    let (av, bv, gv) = (a.to_f64_vec(), b.to_f64_vec(), got.to_f64_vec());
+    let sv = start.map(Array::to_f64_vec);
+    let tol = if dtype == DType::F32 { 1e-5 } else { 1e-13 } * (k as f64).sqrt();
+    for i in 0..m {
+        for j in 0..n {
+            let dot: f64 = (0..k).map(|l| av[i * k + l] * bv[l * n + j]).sum();
+            let want = sv.as_ref().map_or(0.0, |s| s[i * n + j]) + dot;
+            let g = gv[i * n + j];
+            assert!(
+                (g - want).abs() <= tol * (1.0 + want.abs()),
+                "{:?} {dtype} {m}x{k}x{n} ({i}, {j}): {g} vs {want}",
+                simd_level()
+            );
         }
     }
 }
@@ -249,25 +257,7 @@ fn blocked_products_match_a_naive_loop(dtype: DType) -> Array {
         } else {
             a.matmul(&b)
         };
-        let (av, bv, sv, gv) = (
-            a.to_f64_vec(),
-            b.to_f64_vec(),
-            start.to_f64_vec(),
-            got.to_f64_vec(),
-        );
-        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-13 } * (k as f64).sqrt();
-        for i in 0..m {
-            for j in 0..n {
-                let dot: f64 = (0..k).map(|l| av[i * k + l] * bv[l * n + j]).sum();
-                let want = if add { sv[i * n + j] + dot } else { dot };
-                let g = gv[i * n + j];
-                assert!(
-                    (g - want).abs() <= tol * (1.0 + want.abs()),
-                    "{:?} {dtype} {m}x{k}x{n} ({i}, {j}): {g} vs {want}",
-                    simd_level()
-                );
-            }
-        }
+        assert_naive_product(&a, &b, add.then_some(&start), &got);
         first.get_or_insert(got);
     }
     first.expect("a product")

@@ -15,6 +15,8 @@
 
 #[path = "../../../benches/alternate.rs"]
 mod alternate;
+#[path = "../../../benches/simd_arg.rs"]
+mod simd_arg;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -160,7 +162,7 @@ fn main() {
         .position(|a| a == "--only")
         .map(|i| args[i + 1].clone());
     let want = |name: &str| only.as_ref().is_none_or(|o| name.contains(o.as_str()));
-    alternate::cap_from_args();
+    ferrograd::cap_simd_level(simd_arg::simd_arg().map(|(_, level)| level));
     let (passes, scale) = if quick { (1, 10) } else { (5, 1) };
     let mut rng = Generator::new(0);
     let mut rows = Vec::new();

@@ -16,6 +16,8 @@
 
 #[path = "../../../benches/alternate.rs"]
 mod alternate;
+#[path = "../../../benches/simd_arg.rs"]
+mod simd_arg;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -54,7 +56,7 @@ fn mlp(p: &Vec<Tensor>, x: &Tensor, y: &Tensor) -> Tensor {
 }
 
 fn main() {
-    alternate::cap_from_args();
+    ferrograd::cap_simd_level(simd_arg::simd_arg().map(|(_, level)| level));
     let passes = 7;
     let mut rng = Generator::new(0);
 
