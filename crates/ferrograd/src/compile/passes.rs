@@ -596,12 +596,6 @@ pub(super) fn programs_into_stacks(seg: &mut Segment, metas: &[Meta], outputs: &
             }
         }
     }
-    let reshape_of = |v: ValueId| {
-        let Slot::Step { step, .. } = &seg.exec[*def.get(&v)?] else {
-            return None;
-        };
-        matches!(step.kind, StepKind::Op(Op::Shape(ShapeOp::Reshape(_)))).then(|| step.inputs[0])
-    };
     let mut plans: Vec<StackWrite> = Vec::new();
     // each stack's cat_intos, and the earliest slot each may write from (its group's)
     let mut writes: HashMap<ValueId, Vec<(usize, usize)>> = HashMap::new();
@@ -642,7 +636,7 @@ pub(super) fn programs_into_stacks(seg: &mut Segment, metas: &[Meta], outputs: &
                     });
                     break;
                 }
-                match reshape_of(v) {
+                match reshaped_from(seg, &def, v) {
                     Some(w) => v = w,
                     None => break,
                 }
@@ -861,14 +855,6 @@ pub(super) fn accumulate_in_rows(
 /// with their metas appended.
 pub(super) fn sum_blocks_together(seg: &mut Segment, metas: &mut Vec<Meta>) {
     let def = defining_slots(seg);
-    let step_at = |k: usize| match &seg.exec[k] {
-        Slot::Step { step, .. } => Some(step),
-        _ => None,
-    };
-    let reshape_of = |v: ValueId| {
-        let s = step_at(*def.get(&v)?)?;
-        matches!(s.kind, StepKind::Op(Op::Shape(ShapeOp::Reshape(_)))).then(|| s.inputs[0])
-    };
     // the stacks: where each is assembled, and the pieces written into it
     let mut assembled: HashMap<ValueId, usize> = HashMap::new();
     let mut pieces: HashMap<ValueId, (ValueId, usize)> = HashMap::new();
@@ -896,7 +882,7 @@ pub(super) fn sum_blocks_together(seg: &mut Segment, metas: &mut Vec<Meta>) {
             continue;
         }
         let mut v = step.inputs[0];
-        while let Some(w) = reshape_of(v) {
+        while let Some(w) = reshaped_from(seg, &def, v) {
             v = w;
         }
         let Some(&(stack, start)) = pieces.get(&v) else {
@@ -1553,6 +1539,15 @@ fn move_ahead(hoisted: &[usize], old: &[Slot], moved: &mut HashSet<usize>, out: 
             out.push(old[h].clone());
         }
     }
+}
+
+/// The value `v` is a reshape of, when a reshape step defines it (`def`: the defining
+/// slots, [`defining_slots`]).
+fn reshaped_from(seg: &Segment, def: &HashMap<ValueId, usize>, v: ValueId) -> Option<ValueId> {
+    let Slot::Step { step, .. } = &seg.exec[*def.get(&v)?] else {
+        return None;
+    };
+    matches!(step.kind, StepKind::Op(Op::Shape(ShapeOp::Reshape(_)))).then(|| step.inputs[0])
 }
 
 /// The slot that defines each value of `seg` (values from outside it are absent).
