@@ -447,7 +447,10 @@ impl Array {
     }
 
     /// [`conv2d_backward_weight`](Array::conv2d_backward_weight) into `out` (the weight's
-    /// shape). Threads sum per-thread partial gradients, which is the only scratch.
+    /// shape). The samples are summed in a fixed grouping, the same on any number of threads
+    /// and from run to run: up to eight contiguous runs of samples, each accumulated in order
+    /// into a partial gradient (the threads take the runs), then the partials added in order.
+    /// The partials are the only scratch.
     #[track_caller]
     pub fn conv2d_backward_weight_into(
         &self,
@@ -486,57 +489,56 @@ impl Array {
             // Each group's gradient is accumulated transposed, dWᵀ [K, Og] += col [K, S] ·
             // dYᵀ [S, Og]: `gemm` runs this orientation 1.2-3x faster than dY · colᵀ on the
             // seed's CNN layers (a tall product with a short inner dim instead of a wide one).
-            let split_samples = crate::par::split(g.n, 2);
-            let empty = || (vec![T::zero(); size], scratch::<T>(k * s));
-            let accumulate = |(mut dw_t, mut col_buffer): (Vec<T>, _), n: usize| {
+            let parts = g.n.min(WEIGHT_GRAD_PARTS);
+            // one run of samples: gemm may split it across the threads itself
+            let gemm_parallel = parts == 1;
+            let partial = |part: usize| {
+                let (mut dw_t, mut col_buffer) = (vec![T::zero(); size], scratch::<T>(k * s));
                 let col = T::slice_mut(&mut col_buffer).expect("scratch of T");
-                for grp in 0..g.p.groups {
-                    g.im2col(&x[n * chw..(n + 1) * chw], grp * g.cg(), col);
-                    let dyg = &dy[(n * g.o + grp * og) * s..];
-                    // SAFETY: `dw_t`'s group block is an exclusive [K, Og] matrix;
-                    // `col` is [K, S]; `dyg` is [Og, S], read transposed as [S, Og].
-                    unsafe {
-                        gemm_strided(
-                            k,
-                            og,
-                            s,
-                            Mat {
-                                ptr: dw_t.as_mut_ptr().add(grp * og * k),
-                                rs: og as isize,
-                                cs: 1,
-                            },
-                            Mat {
-                                ptr: col.as_ptr(),
-                                rs: s as isize,
-                                cs: 1,
-                            },
-                            Mat {
-                                ptr: dyg.as_ptr(),
-                                rs: 1,
-                                cs: s as isize,
-                            },
-                            true,
-                            !split_samples,
-                        );
+                for n in part * g.n / parts..(part + 1) * g.n / parts {
+                    for grp in 0..g.p.groups {
+                        g.im2col(&x[n * chw..(n + 1) * chw], grp * g.cg(), col);
+                        let dyg = &dy[(n * g.o + grp * og) * s..];
+                        // SAFETY: `dw_t`'s group block is an exclusive [K, Og] matrix;
+                        // `col` is [K, S]; `dyg` is [Og, S], read transposed as [S, Og].
+                        unsafe {
+                            gemm_strided(
+                                k,
+                                og,
+                                s,
+                                Mat {
+                                    ptr: dw_t.as_mut_ptr().add(grp * og * k),
+                                    rs: og as isize,
+                                    cs: 1,
+                                },
+                                Mat {
+                                    ptr: col.as_ptr(),
+                                    rs: s as isize,
+                                    cs: 1,
+                                },
+                                Mat {
+                                    ptr: dyg.as_ptr(),
+                                    rs: 1,
+                                    cs: s as isize,
+                                },
+                                true,
+                                gemm_parallel,
+                            );
+                        }
                     }
                 }
-                (dw_t, col_buffer)
+                dw_t
             };
-            let dw_t = if split_samples {
-                (0..g.n)
-                    .into_par_iter()
-                    .fold(empty, accumulate)
-                    .map(|(dw_t, _)| dw_t)
-                    .reduce(
-                        || vec![T::zero(); size],
-                        |mut a, b| {
-                            a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
-                            a
-                        },
-                    )
+            let partials: Vec<Vec<T>> = if crate::par::split(parts, 2) {
+                (0..parts).into_par_iter().map(partial).collect()
             } else {
-                (0..g.n).fold(empty(), accumulate).0
+                (0..parts).map(partial).collect()
             };
+            let mut partials = partials.into_iter();
+            let mut dw_t = partials.next().unwrap_or_else(|| vec![T::zero(); size]);
+            for more in partials {
+                dw_t.iter_mut().zip(&more).for_each(|(a, &b)| *a += b);
+            }
             let dw = out.out_slice::<T>(&[g.o, g.cg(), g.kh, g.kw], "conv2d_backward_weight_into");
             if size > 0 {
                 for (src, dst) in dw_t.chunks(og * k).zip(dw.chunks_mut(og * k)) {
@@ -547,6 +549,11 @@ impl Array {
         dispatch_float!(self.dtype(), "conv2d_backward_weight", T => kernel::<T>(g, self, input, out))
     }
 }
+
+/// The most runs of samples [`Array::conv2d_backward_weight_into`] sums apart: a fixed
+/// number, not the pool's thread count, so that the gradient's bits do not depend on it
+/// (eight runs keep eight cores busy, and cost seven additions of a weight-sized partial).
+const WEIGHT_GRAD_PARTS: usize = 8;
 
 #[track_caller]
 fn check_grad_shape(op: &str, dy: &Array, g: &Geometry) {

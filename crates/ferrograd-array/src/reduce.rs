@@ -380,10 +380,16 @@ impl Array {
             )
         }
         let (is_sum, is_mean) = (kind == Kind::Sum, kind == Kind::Mean);
-        if is_sum && p.rows == 1 && crate::par::split(p.row_len, PARALLEL_MIN) {
+        if is_sum && p.rows == 1 && p.row_len >= PARALLEL_MIN {
+            // runs of 2¹⁵ summed apart (on the threads when there are several), then their
+            // sums: grouped alike on any pool, so the bits do not depend on it
             let src = self.values::<T>(op);
             let dst = out.out_slice::<T>(&p.out_shape, op);
-            let parts: Vec<T> = src.par_chunks(1 << 15).map(sum_row).collect();
+            let parts: Vec<T> = if crate::par::split(p.row_len, PARALLEL_MIN) {
+                src.par_chunks(1 << 15).map(sum_row).collect()
+            } else {
+                src.chunks(1 << 15).map(sum_row).collect()
+            };
             dst[0] = sum_row(&parts);
             return;
         }

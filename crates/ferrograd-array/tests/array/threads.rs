@@ -1,6 +1,7 @@
 //! Kernels that split their work across threads take a serial path when rayon's pool has one
-//! thread (a one-core machine, `RAYON_NUM_THREADS=1`). Both paths must give the same values;
-//! each op here is large enough to split in the default pool.
+//! thread (a one-core machine, `RAYON_NUM_THREADS=1`). Both paths must give the same values,
+//! bit for bit (a sum is grouped by the sizes alone, never by the pool); each op here is
+//! large enough to split in the default pool.
 
 use ferrograd_array::{
     Array, Conv2dParams, DType, Generator, Instr, MapFn, Pool2dParams, Program, ZipFn,
@@ -69,13 +70,10 @@ fn kernels_give_the_same_values_on_a_one_thread_pool() {
     let serial = one.install(|| run_all(&x, &w, &v, &a, &b));
     for ((name, got), (_, want)) in serial.iter().zip(&split) {
         assert_eq!(got.len(), want.len(), "{name}");
-        // Sums may group their terms differently across threads: the total of 600k f32
-        // terms of size ~1 (Σ|v| ≈ 5·10⁵) may move by a few 10⁻³ with the grouping.
-        let atol = if *name == "sum" { 1e-2 } else { 1e-4 };
         let bad = got
             .iter()
             .zip(want)
-            .position(|(g, w)| g.is_nan() || w.is_nan() || (g - w).abs() > atol + 1e-5 * w.abs());
+            .position(|(g, w)| g.to_bits() != w.to_bits());
         if let Some(i) = bad {
             panic!(
                 "{name}: element {i} is {} on one thread, {} split",
@@ -133,6 +131,46 @@ fn products_split_in_halves_equal_the_one_thread_product_bit_for_bit() {
         assert!(product.bit_eq(&one_product), "{case}: product");
         assert!(added.bit_eq(&one_added), "{case}: added into an output");
         assert!(scaled.bit_eq(&one_scaled), "{case}: scaled and added");
+    }
+}
+
+/// A convolution's weight gradient sums over the samples; the sum must be grouped the same
+/// way whatever the pool's size and however its threads steal the work, so that a training
+/// step is the same bits from run to run (and optimize mode's exact replay equals direct
+/// mode's).
+#[test]
+fn conv_weight_gradients_are_the_same_bits_on_any_pool_and_every_run() {
+    let mut rng = Generator::new(38);
+    let conv = Conv2dParams {
+        padding: (1, 1),
+        ..Default::default()
+    };
+    for (n, dtype) in [
+        (250, DType::F32),
+        (37, DType::F32),
+        (9, DType::F64),
+        (1, DType::F32),
+    ] {
+        let x = rng.normal(&[n, 2, 12, 12], 0.0, 1.0, dtype);
+        let w = rng.normal(&[3, 2, 3, 3], 0.0, 0.3, dtype);
+        let dy = rng.normal(&[n, 3, 12, 12], 0.0, 1.0, dtype);
+        let run = || dy.conv2d_backward_weight(&x, w.shape(), conv);
+        let want = run();
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a pool");
+            for round in 0..4 {
+                assert!(
+                    pool.install(run).bit_eq(&want),
+                    "{n} samples, {dtype:?}: {threads} threads, round {round}"
+                );
+            }
+        }
+        for round in 0..8 {
+            assert!(run().bit_eq(&want), "{n} samples, {dtype:?}: round {round}");
+        }
     }
 }
 
