@@ -98,8 +98,14 @@ pub(crate) enum StepKind {
     /// rewrites that run with fusion on. `scale`: the product is `scale · a @ b`, scaled in
     /// the kernel ([`Array::matmul_add_scaled_into`](crate::Array::matmul_add_scaled_into);
     /// 1 when `exact`), an SGD update folded into its weight gradient's product (see
-    /// `passes::fold_updates`).
-    MatmulAcc { exact: bool, scale: f64 },
+    /// `passes::fold_updates`). `shared`: the accumulator is read again after all (a pass
+    /// after the rewrite gave it a later reader, or it is an operand too): its buffer is
+    /// copied instead of taken (see `plan::share_accumulators`).
+    MatmulAcc {
+        exact: bool,
+        scale: f64,
+        shared: bool,
+    },
     /// A `cat` along `dim` written straight into the rows of a stack it is a piece of
     /// (`stack`, of `shape`, from element `start`; see `passes::assemble_stacks`): the
     /// inputs are the cat's, the output a view of those rows, of shape `piece`. `written`:

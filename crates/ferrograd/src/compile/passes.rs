@@ -311,6 +311,7 @@ fn accumulate_in(seg: &mut Segment, metas: &[Meta], uses: &[u32], consts: &HashS
                 step.kind = StepKind::MatmulAcc {
                     exact: true,
                     scale: 1.0,
+                    shared: false,
                 };
                 step.inputs = inputs;
                 step.operand = None;
@@ -416,6 +417,7 @@ pub(super) fn fold_updates(seg: &mut Segment, metas: &[Meta], uses: &[u32], alia
                 acc.kind = StepKind::MatmulAcc {
                     exact: false,
                     scale: sign * c,
+                    shared: false,
                 };
                 acc.inputs = SmallVec::from_slice(&[w, a, b]);
                 acc.operand = None;
@@ -789,6 +791,7 @@ pub(super) fn accumulate_in_rows(
         let StepKind::MatmulAcc {
             exact: false,
             scale,
+            ..
         } = step.kind
         else {
             continue;
@@ -1234,13 +1237,26 @@ pub(super) fn split_masks(seg: &mut Segment, metas: &mut Vec<Meta>, uses: &[u32]
         StepKind::Op(Op::Cast(d)) => d.is_float() && inputs[0] == v,
         _ => false,
     };
+    // values a step takes the buffer of (the accumulators the rewrites before this one
+    // chose where they were last read): a copy of a comparison moved past that step would
+    // read a value that is gone
+    let taken: HashSet<ValueId> = (seg.exec.iter())
+        .filter_map(|slot| match slot {
+            Slot::Step { step, .. } => match step.kind {
+                StepKind::MatmulAcc { .. } | StepKind::MatmulAccRows { .. } => Some(step.inputs[0]),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
     // the comparisons of this segment read more than once, by slot index
     let mut compares: HashMap<ValueId, usize> = HashMap::new();
     for (k, slot) in seg.exec.iter().enumerate() {
         if let Slot::Step { step, .. } = slot {
             if let (StepKind::Op(Op::Compare(c)), Some(out)) = (&step.kind, step.outputs[0]) {
                 let float = metas[step.inputs[0] as usize].dtype.is_float();
-                if float && uses[out as usize] > 1 && c.is_comparison() {
+                let kept = !step.inputs.iter().any(|i| taken.contains(i));
+                if float && kept && uses[out as usize] > 1 && c.is_comparison() {
                     compares.insert(out, k);
                 }
             }
@@ -1520,6 +1536,7 @@ pub(super) fn join_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
             step.kind = StepKind::MatmulAcc {
                 exact: false,
                 scale: 1.0,
+                shared: false,
             };
             step.inputs = SmallVec::from_slice(&[acc, a, w]);
             step.outputs = SmallVec::from_slice(&[Some(sum)]);

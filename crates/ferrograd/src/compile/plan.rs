@@ -170,6 +170,27 @@ fn kept(a: &Array) -> bool {
     a.numel() * a.dtype().size_in_bytes() < KEEP_BELOW_BYTES
 }
 
+/// Marks each accumulating product whose accumulator is still read after it (`shared`: its
+/// buffer is copied, not taken). The rewrites that make them check that the accumulator dies
+/// there, but passes after them may give it a later reader: a comparison moved next to a
+/// use in the backward pass, a slice moved up through a pointwise op. From the plan's final
+/// liveness, so no pass order can make a replay read a taken value.
+fn share_accumulators(seg: &mut Segment) {
+    for slot in &mut seg.exec {
+        if let Slot::Step { step, drops, .. } = slot {
+            let acc = step.inputs.first().copied();
+            if let (StepKind::MatmulAcc { shared, .. }, Some(acc)) = (&mut step.kind, acc) {
+                *shared = !drops.contains(&acc) || step.inputs[1..].contains(&acc);
+            }
+        }
+    }
+    if let End::Guard { branches, .. } = &mut seg.end {
+        for (_, b) in branches {
+            share_accumulators(b);
+        }
+    }
+}
+
 /// The arrays of the values `ids`, which a step reads (they are live by construction).
 fn live<'a>(values: &'a [Option<Array>], ids: &[ValueId]) -> SmallVec<[&'a Array; 8]> {
     ids.iter()
@@ -916,6 +937,7 @@ impl Plan {
         let n = self.metas.len();
         self.alias.extend(self.alias.len() as ValueId..n as ValueId);
         liveness(&mut self.root, n, true, &self.alias);
+        share_accumulators(&mut self.root);
         schedule_reports(&mut self.root, &self.alias);
         let mut written: Vec<ValueId> = (0..self.input_names.len() as ValueId).collect();
         written_values(&self.root, &mut written);
@@ -1388,13 +1410,16 @@ fn run_step<O: Observer>(
             drop(inputs);
             values[id] = out;
         }
-        StepKind::MatmulAcc { exact, scale } => {
+        StepKind::MatmulAcc {
+            exact,
+            scale,
+            shared,
+        } => {
             let id = step.outputs[0].expect("a product has its output") as usize;
-            // the accumulator dies here (the rewrite checked): its buffer becomes the result
-            // (a copy of it when it is a view, as a joined product's block is)
-            let mut acc = values[step.inputs[0] as usize]
-                .take()
-                .expect("inputs are live");
+            // the accumulator dies here: its buffer becomes the result (a copy of it when it
+            // is a view, as a joined product's block is, or still read after this step)
+            let acc = &mut values[step.inputs[0] as usize];
+            let mut acc = if *shared { acc.clone() } else { acc.take() }.expect("inputs are live");
             {
                 let operands = live(values, &step.inputs[1..]);
                 if *exact {
