@@ -448,10 +448,13 @@ fn same_bits(got: &[(Vec<usize>, Vec<u64>)], want: &[(Vec<usize>, Vec<u64>)]) ->
         && got.iter().zip(want).all(|((sa, a), (sb, b))| {
             sa == sb
                 && a.len() == b.len()
-                && a.iter().zip(b).all(|(&x, &y)| {
-                    x == y || (f64::from_bits(x).is_nan() && f64::from_bits(y).is_nan())
-                })
+                && (a.iter().zip(b)).all(|(&x, &y)| same(f64::from_bits(x), f64::from_bits(y)))
         })
+}
+
+/// The same bits, or both NaN.
+fn same(x: f64, y: f64) -> bool {
+    x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
 }
 
 /// Whether the fused replay's values (as bits) are within rounding of direct mode's: each
@@ -468,11 +471,8 @@ fn close(got: &[(Vec<usize>, Vec<u64>)], want: &[(Vec<usize>, Vec<u64>)], tolera
                 .filter(|v| v.is_finite())
                 .fold(1.0f64, |m, v| m.max(v.abs()));
             sa == sb
-                && a.iter().zip(&b).all(|(x, y)| {
-                    x.to_bits() == y.to_bits()
-                        || (x.is_nan() && y.is_nan())
-                        || (x - y).abs() <= tolerance * scale
-                })
+                && (a.iter().zip(&b))
+                    .all(|(&x, &y)| same(x, y) || (x - y).abs() <= tolerance * scale)
         })
 }
 
