@@ -1951,18 +1951,40 @@ pub(super) fn pads_to_cat(seg: &mut Segment, metas: &mut Vec<Meta>, uses: &[u32]
 /// as `narrow(a, 0, s, n) @ b`. The gradient of a concatenation is such a slice: an LSTM's
 /// `cat([x_t, h]) @ W` needs the gradient of `h` only, so its backward computes two thirds
 /// of the product instead of all of it (the product itself dies when only slices read it).
-/// Not exact: the matrix kernel may block a narrower product's sums differently, so like
-/// [`batch_products`] it runs with fusion on and never in check mode. New values get ids
+/// A product whose slices along one dim read all of it stays whole: cutting it saves nothing,
+/// and a recurrent cell's gates taken by slices of `cat([x_t, h]) @ W` (`g.narrow(1, ..)`, as
+/// `chunk` does) would lose the shared `W` that joins the input projections of every step
+/// into one product ([`join_columns`]). Not exact: the matrix kernel may block a narrower
+/// product's sums differently, so like [`batch_products`] it runs with fusion on and never in
+/// check mode. New values get ids
 /// past the recording's, with their metas appended.
 pub(super) fn narrow_products(seg: &mut Segment, metas: &mut Vec<Meta>, uses: &[u32]) {
-    // products read by slices only (else the product would be computed twice over)
-    let mut sliced_reads: HashMap<ValueId, u32> = HashMap::new();
+    // products read by slices only (else the product would be computed twice over), with
+    // the slices: (dim, start, len)
+    let mut slices: HashMap<ValueId, Vec<(usize, usize, usize)>> = HashMap::new();
     for slot in &seg.exec {
         if let Slot::Step { step, .. } = slot {
-            if let StepKind::Op(Op::Shape(ShapeOp::Narrow { .. })) = &step.kind {
-                *sliced_reads.entry(step.inputs[0]).or_default() += 1;
+            if let StepKind::Op(Op::Shape(ShapeOp::Narrow { dim, start, len })) = &step.kind {
+                slices
+                    .entry(step.inputs[0])
+                    .or_default()
+                    .push((*dim, *start, *len));
             }
         }
+    }
+    // whether slices (dim, start, len) of a value of `shape`, all along one dim, read all of it
+    fn whole(cuts: &[(usize, usize, usize)], shape: &[usize]) -> bool {
+        let dim = cuts[0].0;
+        let mut spans: Vec<(usize, usize)> = cuts.iter().map(|c| (c.1, c.1 + c.2)).collect();
+        spans.sort_unstable();
+        let mut reached = 0;
+        for (start, end) in spans {
+            if start > reached {
+                return false;
+            }
+            reached = reached.max(end);
+        }
+        cuts.iter().all(|c| c.0 == dim) && reached == shape[dim]
     }
     let mut products: HashMap<ValueId, (ValueId, ValueId)> = HashMap::new();
     let mut out = Vec::with_capacity(seg.exec.len());
@@ -1975,7 +1997,11 @@ pub(super) fn narrow_products(seg: &mut Segment, metas: &mut Vec<Meta>, uses: &[
         match &step.kind {
             StepKind::Op(Op::Matmul) if step.inputs.iter().all(|&v| two_d(v)) => {
                 if let Some(o) = step.outputs[0] {
-                    if sliced_reads.get(&o) == Some(&uses[o as usize]) {
+                    let cuts = slices.get(&o).map_or(&[][..], Vec::as_slice);
+                    if !cuts.is_empty()
+                        && cuts.len() == uses[o as usize] as usize
+                        && !whole(cuts, &metas[o as usize].shape)
+                    {
                         products.insert(o, (step.inputs[0], step.inputs[1]));
                     }
                 }

@@ -1483,6 +1483,45 @@ fn a_recurrent_cells_input_projections_run_as_one_product_within_rounding() {
 }
 
 #[test]
+fn gates_taken_by_slices_keep_the_product_whole_so_the_projections_join() {
+    if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+        return; // check mode keeps products as recorded, to compare bit for bit
+    }
+    // a cell written as `chunk` writes it: the two gates are column slices of one product,
+    // which together read all of it, so it stays one product (cut into one per slice, the
+    // steps' products would no longer share `w` and their projections would not join)
+    let f = |w: &Tensor, x: &Tensor| {
+        let mut h = Tensor::zeros(&[3, 5], DType::F64);
+        for t in 0..x.size(0) {
+            let g = Tensor::cat(&[x.select(0, t), h.clone()], 1).matmul(w);
+            h = &g.narrow(1, 0, 5).sigmoid() * &g.narrow(1, 5, 5).tanh();
+        }
+        h.square().sum()
+    };
+    let df = grad(f).optimize(true).verify(1);
+    let mut rng = Generator::new(44);
+    let w = rand(&mut rng, &[9, 10], -0.5, 0.5);
+    for _ in 0..3 {
+        let x = rand(&mut rng, &[6, 3, 4], -1.0, 1.0);
+        let ((g, l), (want_g, want_l)) = (df.call(&w, (&x,)), grad(f).call(&w, (&x,)));
+        assert_within(&g, &want_g, 1e-13);
+        assert_within(&l, &want_l, 1e-13);
+    }
+    let text = df.plan_text();
+    let forward = |op: &str| {
+        text.lines()
+            .filter(|l| l.contains(&format!(" = {op}")) && l.contains("# matmul at"))
+            .count()
+    };
+    assert_eq!(
+        (forward("matmul("), forward("matmul_acc")),
+        (1, 6),
+        "one product for the six steps' projections, and each step's h @ w[4..]\n{text}"
+    );
+    assert_eq!(df.stats().verified, 2);
+}
+
+#[test]
 fn an_lstm_with_a_weight_per_gate_runs_one_product_for_all_inputs_and_one_per_step() {
     if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
         return; // check mode keeps products as recorded, to compare bit for bit
