@@ -1242,10 +1242,9 @@ pub(super) fn split_masks(seg: &mut Segment, metas: &mut Vec<Meta>, uses: &[u32]
     // read a value that is gone
     let taken: HashSet<ValueId> = (seg.exec.iter())
         .filter_map(|slot| match slot {
-            Slot::Step { step, .. } => match step.kind {
-                StepKind::MatmulAcc { .. } | StepKind::MatmulAccRows { .. } => Some(step.inputs[0]),
-                _ => None,
-            },
+            Slot::Step { step, .. } if matches!(step.kind, StepKind::MatmulAcc { .. }) => {
+                Some(step.inputs[0])
+            }
             _ => None,
         })
         .collect();
