@@ -1239,7 +1239,8 @@ pub(super) fn split_masks(seg: &mut Segment, metas: &mut Vec<Meta>, uses: &[u32]
     };
     // values a step takes the buffer of (the accumulators the rewrites before this one
     // chose where they were last read): a copy of a comparison moved past that step would
-    // read a value that is gone
+    // read the value after it, and the step would then copy its accumulator instead of
+    // taking it (`plan::share_accumulators`), a pass over memory to save a comparison
     let taken: HashSet<ValueId> = (seg.exec.iter())
         .filter_map(|slot| match slot {
             Slot::Step { step, .. } if matches!(step.kind, StepKind::MatmulAcc { .. }) => {

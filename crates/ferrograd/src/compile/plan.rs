@@ -1416,8 +1416,8 @@ fn run_step<O: Observer>(
             shared,
         } => {
             let id = step.outputs[0].expect("a product has its output") as usize;
-            // the accumulator dies here: its buffer becomes the result (a copy of it when it
-            // is a view, as a joined product's block is, or still read after this step)
+            // the accumulator's buffer becomes the result: taken where it dies here, copied
+            // where it is a view (a joined product's block) or still read after (`shared`)
             let acc = &mut values[step.inputs[0] as usize];
             let mut acc = if *shared { acc.clone() } else { acc.take() }.expect("inputs are live");
             {
