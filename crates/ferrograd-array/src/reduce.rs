@@ -4,6 +4,12 @@
 //! move to the back, and the result is computed row by row over a contiguous buffer (no copy
 //! when the reduced dims are already the innermost). Sums over leading dims (a bias gradient,
 //! `sum_dim(0)`) accumulate whole rows instead, so they never transpose.
+//!
+//! Which way a reduction adds depends on the shape and the reduced dims alone, never on the
+//! layout: a view (a slice, a transpose) is read in row-major order, copied where it must be,
+//! and added as a row-major array of its shape would be, so a reduction gives the same bits
+//! on a view and on its contiguous copy (optimize mode moves slices across ops and counts on
+//! that).
 
 use rayon::prelude::*;
 use smallvec::SmallVec;
@@ -24,9 +30,9 @@ struct Plan {
     rows: usize,
     /// Elements folded into each result element.
     row_len: usize,
-    /// Reduced dims form a prefix of a contiguous input: fold by whole rows.
+    /// Reduced dims form a prefix: fold by whole rows (of the row-major order).
     leading: bool,
-    /// A contiguous input read as `[outer, kept, inner]` (row major), the reduced dims
+    /// The input read as `[outer, kept, inner]` (row major), the reduced dims
     /// leading and trailing the kept ones, both sides present (a convolution's bias
     /// gradient, the sum over `[N, _, H, W]`): each kept element folds its `outer` runs of
     /// `inner` in place, with no transposed copy.
@@ -52,13 +58,13 @@ fn plan(a: &Array, dims: &[usize], keepdim: bool) -> Plan {
     let rows: usize = order.iter().map(|&d| a.shape()[d]).product();
     order.extend(dims.iter().copied());
     let row_len: usize = dims.iter().map(|&d| a.shape()[d]).product();
-    let leading =
-        a.is_contiguous() && !dims.is_empty() && dims.iter().enumerate().all(|(i, &d)| i == d);
+    // (by the shape and dims alone, whatever the layout: see the module docs)
+    let leading = !dims.is_empty() && dims.iter().enumerate().all(|(i, &d)| i == d);
     // the kept dims one run in the middle, reduced dims on both sides
     let first = (0..nd).find(|&d| !reduced(d));
     let last = (0..nd).rev().find(|&d| !reduced(d));
     let around = match (first, last) {
-        (Some(f), Some(l)) if a.is_contiguous() && f > 0 && l + 1 < nd => {
+        (Some(f), Some(l)) if f > 0 && l + 1 < nd => {
             let middle = (f..=l).all(|d| !reduced(d));
             let size = |r: std::ops::Range<usize>| r.map(|d| a.shape()[d]).product::<usize>();
             middle.then(|| (size(0..f), size(f..l + 1), size(l + 1..nd)))
@@ -395,11 +401,20 @@ impl Array {
         }
         // Whole-row accumulation pays off once a row is a few vectors wide.
         if (is_sum || is_mean) && p.leading && p.rows >= 16 && p.row_len > 0 {
-            // Column sums of a contiguous [row_len, rows] buffer: add whole rows.
+            let count = is_mean.then(|| T::from(p.row_len).expect("a count"));
+            if !self.is_contiguous() && p.permuted.is_contiguous() {
+                // each column contiguous in memory (a transposed view): the same sums, in
+                // the same order, each along its column, with no transposed copy
+                let column = |x: &[T]| {
+                    let s = x.iter().fold(T::zero(), |s, &v| s + v);
+                    count.map_or(s, |n| s / n)
+                };
+                return rows_into(p, out, op, &column);
+            }
+            // Column sums of a [row_len, rows] buffer in row-major order: add whole rows.
             let src = self.values::<T>(op);
             let dst = out.out_slice::<T>(&p.out_shape, op);
             let columns = p.rows;
-            let count = is_mean.then(|| T::from(p.row_len).expect("a count"));
             let sums =
                 |first: usize, part: &mut [T]| column_sums(&src, columns, first, part, count);
             // A bias gradient's rows were mostly written in halves of rows on two cores:
@@ -416,16 +431,26 @@ impl Array {
         if let (true, Some((outer, kept, inner))) = (is_sum || is_mean, p.around) {
             // Each kept element: the sum of its `outer` runs of `inner` contiguous elements,
             // each run folded as a row; threads take kept elements.
-            let src = self.values::<T>(op);
-            let dst = out.out_slice::<T>(&p.out_shape, op);
             let n = T::from(outer * inner).expect("a count");
-            let fold = |k: usize, d: &mut T| {
+            // the runs of `x` from run `first` on, every `step`-th
+            let runs = |x: &[T], first: usize, step: usize| {
                 let mut s = T::zero();
                 for o in 0..outer {
-                    s += sum_row(&src[(o * kept + k) * inner..][..inner]);
+                    s += sum_row(&x[(o * step + first) * inner..][..inner]);
                 }
-                *d = if is_mean { s / n } else { s };
+                if is_mean {
+                    s / n
+                } else {
+                    s
+                }
             };
+            if !self.is_contiguous() && p.permuted.is_contiguous() {
+                // each kept element's runs one after another in memory: the same sums
+                return rows_into(p, out, op, &|x: &[T]| runs(x, 0, 1));
+            }
+            let src = self.values::<T>(op);
+            let dst = out.out_slice::<T>(&p.out_shape, op);
+            let fold = |k: usize, d: &mut T| *d = runs(&src, k, kept);
             if crate::par::split(outer * kept * inner, PARALLEL_MIN) && kept > 1 {
                 dst.par_iter_mut().enumerate().for_each(|(k, d)| fold(k, d));
             } else {

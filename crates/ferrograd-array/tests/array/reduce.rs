@@ -114,6 +114,82 @@ fn sums_around_kept_middle_dims_match_the_reference() {
     }
 }
 
+/// A reduction adds in an order set by the shape and the reduced dims alone, so a view (a
+/// slice, a transpose, a broadcast) gives the same bits as its contiguous copy: optimize
+/// mode moves slices across ops, and its exact replay counts on that. A sum over the rows
+/// of a slice `[33, 37]` of `[33, 40]` added its columns 16 lanes at a time (after a
+/// transposed copy) while the contiguous copy added whole rows in order.
+#[test]
+fn reductions_give_the_same_bits_on_a_view_as_on_its_contiguous_copy() {
+    type Along = fn(&Array, &[usize]) -> Array;
+    let ops: [(&str, Along); 10] = [
+        ("sum", |a, d| a.sum_dim(d, false)),
+        ("mean", |a, d| a.mean_dim(d, true)),
+        ("prod", |a, d| a.prod_dim(d, false)),
+        ("logsumexp", |a, d| a.logsumexp_dim(d, false)),
+        ("var", |a, d| a.var_dim(d, 1, false)),
+        ("norm", |a, d| a.norm_dim(2.0, d, false)),
+        ("amax", |a, d| a.amax_dim(d, false)),
+        ("softmax", |a, d| a.softmax(d.first().copied().unwrap_or(0))),
+        ("log_softmax", |a, d| {
+            a.log_softmax(d.last().copied().unwrap_or(0))
+        }),
+        ("cumsum", |a, d| a.cumsum(d.first().copied().unwrap_or(0))),
+    ];
+    let mut rng = Generator::new(22);
+    let fixed = [
+        (
+            Array::from_vec(
+                (0..1320).map(|i| (i as f64 * 0.37).sin()).collect(),
+                &[33, 40],
+            )
+            .narrow(1, 1, 37),
+            vec![0],
+        ),
+        (rng.normal(&[40, 33], 0.0, 1.0, DType::F32).t(), vec![0]),
+        (
+            rng.normal(&[6, 20, 5], 0.0, 1.0, DType::F64)
+                .permute(&[2, 1, 0]),
+            vec![0, 2],
+        ),
+        // the kept dim outermost in memory: each kept element's elements one run
+        (
+            rng.normal(&[20, 5, 6], 0.0, 1.0, DType::F64)
+                .permute(&[1, 0, 2]),
+            vec![0, 2],
+        ),
+    ];
+    let mut differ = Vec::new();
+    for (name, op) in ops {
+        for (a, dims) in &fixed {
+            if !op(a, dims).bit_eq(&op(&a.contiguous(), dims)) {
+                differ.push(format!("{name} {:?} over {dims:?}", a.shape()));
+            }
+        }
+        for dtype in [DType::F32, DType::F64] {
+            for _ in 0..40 {
+                let shape = random_shape(&mut rng, 3, 40, false);
+                let dims = random_dims(&mut rng, shape.len());
+                if shape.is_empty() && ["softmax", "log_softmax", "cumsum"].contains(&name) {
+                    continue; // (along a dim: none in a 0-d array)
+                }
+                let layout = LAYOUTS[rng.rng().random_range(1..4)];
+                let c = case(&mut rng, &shape, dtype, layout, -1.0, 1.5);
+                let (view, copy) = (op(&c.array, &dims), op(&c.array.contiguous(), &dims));
+                if !view.bit_eq(&copy) {
+                    differ.push(format!(
+                        "{name} {dtype:?} {shape:?} {layout:?} over {dims:?}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "views and their copies differ: {differ:#?}"
+    );
+}
+
 #[test]
 fn full_reductions_and_negative_dims() {
     let a = Array::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
