@@ -195,13 +195,15 @@ pub(crate) struct Guard {
 /// A [`State`](super::state::State)'s cell.
 pub(crate) type StateCell = Arc<std::sync::Mutex<Tensor>>;
 
-/// A state read: the cell's value (of this shape and dtype) becomes `id`.
+/// A state read: the cell's value (of this shape, dtype and layout) becomes `id`.
 #[derive(Clone, Debug)]
 pub(crate) struct StateRead {
     pub id: ValueId,
     pub cell: StateCell,
     pub shape: crate::Shape,
     pub dtype: crate::DType,
+    /// Whether it was row-major (the plan's simplifications count on it, see [`Meta`]).
+    pub row_major: bool,
     pub location: &'static Location<'static>,
 }
 
@@ -226,6 +228,12 @@ pub(crate) enum Entry {
 pub(crate) struct Meta {
     pub shape: crate::Shape,
     pub dtype: crate::DType,
+    /// Whether the recorded array was laid out row-major (contiguous strides): the same on
+    /// every call of the signature, whose key holds the inputs' strides, since each op lays
+    /// out its result by its operands' layouts alone (a state read whose layout changes is
+    /// a miss, as one whose shape changes). False where not known: the values the plan's
+    /// passes make (after the simplifications that read this).
+    pub row_major: bool,
 }
 
 impl Meta {
@@ -233,6 +241,16 @@ impl Meta {
         Meta {
             shape: t.shape().into(),
             dtype: t.dtype(),
+            row_major: t.data().is_contiguous(),
+        }
+    }
+
+    /// A value made by a pass, its layout not recorded.
+    pub(super) fn made(shape: crate::Shape, dtype: crate::DType) -> Meta {
+        Meta {
+            shape,
+            dtype,
+            row_major: false,
         }
     }
 }
@@ -505,6 +523,7 @@ pub(crate) fn record_state_read(
             cell: Arc::clone(cell),
             shape: value.shape().into(),
             dtype: value.dtype(),
+            row_major: value.data().is_contiguous(),
             location,
         }));
     });

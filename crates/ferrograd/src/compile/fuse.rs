@@ -455,7 +455,7 @@ pub(super) fn fuse_segment(
             f.unfused(step);
             continue;
         };
-        let meta = Meta { shape, dtype };
+        let meta = Meta::made(shape, dtype);
         // groups of another shape that this step reads run first
         for &i in &step.inputs {
             if let Some(&g) = f.owner.get(&i) {

@@ -9,7 +9,11 @@
 //!   permutation that undoes the one before it, `x * ones`, `x - zeros`), or by a shorter
 //!   step (a permutation of a permutation, a reshape of a reshape). `x + 0` is left alone:
 //!   `-0.0 + 0.0` is `+0.0`, so it is not the identity bit for bit; nor is `sum(expand(x))`
-//!   the same as `x * n` in floating point.
+//!   the same as `x * n` in floating point. Bit for bit includes the layout: an
+//!   elementwise op writes a new row-major array, and a matrix product's kernel follows its
+//!   operands' strides, so a value standing in for `x * 1` must be row-major too; a view
+//!   (a transpose, a slice) stands in as a row-major copy (`contiguous`), and a reshape of a
+//!   reshape becomes one only where the first was a view of a row-major value.
 //! - **CSE**: a step that applies the same op (`Op: Eq + Hash`) to the same values as an
 //!   earlier one reuses that step's result. User ops (`Op::Custom`) and random draws are
 //!   never merged or folded: they may have effects.
@@ -162,28 +166,51 @@ fn all_bits(a: &Array, value: f64) -> bool {
     }
 }
 
+/// Whether `v` is laid out row-major on every call: as recorded, or, for a constant, as
+/// folded (a folded value has no recorded array).
+fn row_major(v: ValueId, known: &Known<'_>) -> bool {
+    match known.consts.get(&v) {
+        Some(c) => c.is_contiguous(),
+        None => known.metas[v as usize].row_major,
+    }
+}
+
 /// The simpler form of `op` on `inputs` (whose result is `out`), if there is one.
 fn simpler(op: &Op, inputs: &[ValueId], out: ValueId, known: &Known<'_>) -> Option<Simpler> {
     let meta = |v: ValueId| &known.metas[v as usize];
     let x = *inputs.first()?;
     let def = |v: ValueId| known.defs.get(&v);
     let same_as = |v: ValueId| meta(v).shape == meta(out).shape && meta(v).dtype == meta(out).dtype;
+    // An elementwise op writes a new row-major array, so the value standing in for its
+    // result must be laid out so too: what reads it may round by its layout (a matrix
+    // product's kernel follows its operands' strides; `x @ (x * 1)` with `x` a transposed
+    // view differed from direct mode in the last bit). A view stands in as a row-major copy.
+    let stand_in = |v: ValueId| {
+        if row_major(v, known) {
+            Simpler::Alias(v)
+        } else {
+            Simpler::Step(Op::Shape(ShapeOp::Contiguous), SmallVec::from_slice(&[v]))
+        }
+    };
     match op {
         Op::Scalar(ScalarOp::Mul | ScalarOp::Div | ScalarOp::Pow, s) if *s == 1.0 => {
-            Some(Simpler::Alias(x))
+            Some(stand_in(x))
         }
-        Op::Scalar(ScalarOp::Add, s) if s.to_bits() == (-0.0f64).to_bits() => {
-            Some(Simpler::Alias(x))
-        }
+        Op::Scalar(ScalarOp::Add, s) if s.to_bits() == (-0.0f64).to_bits() => Some(stand_in(x)),
         Op::Unary(Unary::Neg) => match def(x) {
-            Some((Op::Unary(Unary::Neg), i)) => Some(Simpler::Alias(i[0])),
+            Some((Op::Unary(Unary::Neg), i)) => Some(stand_in(i[0])),
             _ => None,
         },
         Op::Binary(b) => {
             let y = inputs[1];
             // a constant, or a constant expanded or reshaped (a gradient seed of ones
-            // expanded to a parameter's shape is too large to fold)
+            // expanded to a parameter's shape is too large to fold), or a row-major copy of
+            // one (standing in for a product by ones)
             let is = |v: ValueId, value: f64| {
+                let v = match def(v) {
+                    Some((Op::Shape(ShapeOp::Contiguous), i)) => i[0],
+                    _ => v,
+                };
                 let source = match def(v) {
                     Some((Op::Shape(ShapeOp::Expand(_) | ShapeOp::Reshape(_)), i)) => i[0],
                     _ => v,
@@ -193,7 +220,7 @@ fn simpler(op: &Op, inputs: &[ValueId], out: ValueId, known: &Known<'_>) -> Opti
                     .get(&source)
                     .is_some_and(|c| all_bits(c, value))
             };
-            let keep = |v: ValueId| same_as(v).then_some(Simpler::Alias(v));
+            let keep = |v: ValueId| same_as(v).then(|| stand_in(v));
             match b {
                 Binary::Mul if is(y, 1.0) => keep(x),
                 Binary::Mul if is(x, 1.0) => keep(y),
@@ -223,8 +250,10 @@ fn simpler(op: &Op, inputs: &[ValueId], out: ValueId, known: &Known<'_>) -> Opti
             }
         }
         Op::Shape(ShapeOp::Reshape(s)) => {
+            // a reshape copies what it cannot view, so a chain of two lays out its result
+            // as one reshape does only when the first is a view of a row-major value
             let source = match def(x) {
-                Some((Op::Shape(ShapeOp::Reshape(_)), i)) => i[0],
+                Some((Op::Shape(ShapeOp::Reshape(_)), i)) if row_major(i[0], known) => i[0],
                 _ => x,
             };
             if meta(source).shape == *s {
@@ -973,10 +1002,7 @@ pub(super) fn sum_blocks_together(seg: &mut Segment, metas: &mut Vec<Meta>) {
         let firsts: Vec<usize> = joined.iter().map(|j| j.1).collect();
         let block = new_value(
             metas,
-            Meta {
-                shape: [firsts.len(), columns].into_iter().collect(),
-                dtype,
-            },
+            Meta::made([firsts.len(), columns].into_iter().collect(), dtype),
         );
         let Some(Slot::Step { step: base, .. }) = seg.exec.get(joined[0].0) else {
             unreachable!("sums are steps")
@@ -1003,13 +1029,7 @@ pub(super) fn sum_blocks_together(seg: &mut Segment, metas: &mut Vec<Meta>) {
                 // keepdim: the row itself
                 new_slots.push(shape_step(sum, narrow, &[block], out));
             } else {
-                let row = new_value(
-                    metas,
-                    Meta {
-                        shape: [1, columns].into_iter().collect(),
-                        dtype,
-                    },
-                );
+                let row = new_value(metas, Meta::made([1, columns].into_iter().collect(), dtype));
                 let reshape = ShapeOp::Reshape(shape);
                 new_slots.push(shape_step(sum, narrow, &[block], row));
                 new_slots.push(shape_step(sum, reshape, &[row], out));
@@ -1106,7 +1126,7 @@ pub(super) fn batch_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
         };
         let out = step.outputs[0].expect("a product has its output");
         let dtype = metas[out as usize].dtype;
-        let mut new = |shape: crate::Shape| new_value(metas, Meta { shape, dtype });
+        let mut new = |shape: crate::Shape| new_value(metas, Meta::made(shape, dtype));
         let joined_a = new(SmallVec::from_slice(&[m, depth]));
         let joined_b = new(SmallVec::from_slice(&[depth, n]));
         let make = |op: Op, inputs: &[ValueId], output: ValueId| derived(step, op, inputs, output);
@@ -1431,7 +1451,7 @@ pub(super) fn join_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
         let n = metas[w as usize].shape[1];
         let dtype = metas[w as usize].dtype;
         let shape = SmallVec::from_slice(&[rows, n]);
-        let out = new_value(metas, Meta { shape, dtype });
+        let out = new_value(metas, Meta::made(shape, dtype));
         for &(i, j, row) in &chosen {
             products[i].joined = Some((j, joins.len(), row));
         }
@@ -2015,7 +2035,7 @@ pub(super) fn narrow_products(seg: &mut Segment, metas: &mut Vec<Meta>, uses: &[
                     let mut shape = metas[sliced as usize].shape.clone();
                     shape[axis] = len;
                     let dtype = metas[sliced as usize].dtype;
-                    let part = new_value(metas, Meta { shape, dtype });
+                    let part = new_value(metas, Meta::made(shape, dtype));
                     let narrow = ShapeOp::Narrow {
                         dim: axis,
                         start,

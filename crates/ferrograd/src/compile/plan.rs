@@ -446,6 +446,40 @@ fn build(mut rest: std::vec::IntoIter<(Vec<Entry>, Option<Guard>)>, done: Done) 
     }
 }
 
+/// Why a new recording's piece cannot share a segment because a state it reads changed shape,
+/// dtype or layout since the segment was recorded (a replay misses there; the plan is made
+/// for one of each), if it is that.
+fn state_changed(old: &[Slot], new: &[Entry]) -> Option<String> {
+    let layout = |row_major: bool| {
+        if row_major {
+            "row-major"
+        } else {
+            "a strided view"
+        }
+    };
+    old.iter().zip(new).find_map(|(o, n)| match (o, n) {
+        (Slot::StateRead { read, .. }, Entry::StateRead(new))
+            if Arc::ptr_eq(&read.cell, &new.cell)
+                && (read.shape != new.shape
+                    || read.dtype != new.dtype
+                    || read.row_major != new.row_major) =>
+        {
+            Some(format!(
+                "the state read at {} was {}{:?} ({}) on one call and {}{:?} ({}) on another; \
+                 a plan reads a state of one shape, dtype and layout",
+                ferrograd_array::Site(new.location),
+                read.dtype,
+                read.shape.as_slice(),
+                layout(read.row_major),
+                new.dtype,
+                new.shape.as_slice(),
+                layout(new.row_major),
+            ))
+        }
+        _ => None,
+    })
+}
+
 /// Whether a shared segment and a new recording's piece record the same program.
 fn same_program(old: &[Slot], new: &[Entry]) -> bool {
     old.len() == new.len()
@@ -661,6 +695,9 @@ impl Plan {
         let mut seg = &self.root;
         let mut diverged = None;
         for (k, (entries, guard)) in pieces.iter().enumerate() {
+            if let Some(why) = state_changed(&seg.slots, entries) {
+                return Err(why);
+            }
             if !same_program(&seg.slots, entries) {
                 return Err(format!(
                     "the function computed something else before the same read of its data on \
@@ -1018,8 +1055,11 @@ impl Plan {
                     }
                     Slot::StateRead { read, live } => {
                         let value = read.cell.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                        if value.shape() != read.shape.as_slice() || value.dtype() != read.dtype {
-                            // the state changed shape: capture again
+                        if value.shape() != read.shape.as_slice()
+                            || value.dtype() != read.dtype
+                            || value.data().is_contiguous() != read.row_major
+                        {
+                            // the state changed shape or layout: capture again
                             break 'run Outcome::Miss {
                                 location: read.location,
                             };

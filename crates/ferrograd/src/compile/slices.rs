@@ -236,7 +236,7 @@ impl Views {
             return v;
         }
         let dtype = metas[x as usize].dtype;
-        metas.push(Meta { shape, dtype });
+        metas.push(Meta::made(shape, dtype));
         let v = (metas.len() - 1) as ValueId;
         let mut s = base.clone();
         s.kind = StepKind::Op(Op::Shape(view.clone()));
@@ -500,10 +500,7 @@ pub(super) fn cats_through(seg: &mut Segment, metas: &mut Vec<Meta>, uses: &[u32
                 })
                 .collect();
             let dtype = metas[e as usize].dtype;
-            metas.push(Meta {
-                shape: piece.shape.clone(),
-                dtype,
-            });
+            metas.push(Meta::made(piece.shape.clone(), dtype));
             let q = (metas.len() - 1) as ValueId;
             new.push(pointwise_step(&base, inputs, q));
             let t = metas[p as usize].shape.clone();

@@ -1228,6 +1228,107 @@ fn identities_are_simplified_away_exactly() {
     );
 }
 
+/// `y @ (yᵀ y)`, whose matrix kernels follow their operands' strides.
+fn gram_loss(y: &Tensor) -> Tensor {
+    y.matmul(&y.t().matmul(y)).sin().sum()
+}
+
+/// A simplified step's stand-in is laid out as direct mode's result was. `x * 1` of a
+/// transposed view is a row-major copy in direct mode, and a matrix product's kernel follows
+/// its operands' strides (the last bit of `y @ (yᵀ y)` moved when the plan read the view
+/// itself: found by the random programs), so a view stands in as a row-major copy; and a
+/// reshape chain that copied does not become the view it started from. Inputs passed as
+/// views too (their strides are in the signature).
+#[test]
+fn a_simplified_step_keeps_direct_modes_layout() {
+    type Loss = fn(&Tensor) -> Tensor;
+    let cases: [(&str, Loss); 5] = [
+        ("x * 1 of a view made inside", |x| {
+            gram_loss(&(x.contiguous().t() * 1.0))
+        }),
+        ("-(-x) of a view made inside", |x| gram_loss(&-(-x.t()))),
+        ("x / 1 of an input view", |x| gram_loss(&(x / 1.0))),
+        ("x * ones of an input view", |x| {
+            gram_loss(&(x * &Tensor::ones(x.shape(), DType::F64)))
+        }),
+        ("a reshape chain that copies", |x| {
+            gram_loss(&x.t().reshape(&[91]).reshape(&[7, 13]))
+        }),
+    ];
+    let mut rng = Generator::new(37);
+    let mut differ = Vec::new();
+    for (what, f) in cases {
+        let (fused, unfused) = (grad(f).optimize(true), grad(f).optimize(true).fusion(false));
+        for call in 0..3 {
+            // [13, 7] row-major, or its transpose's transpose: [7, 13] read column by column
+            let x = if what.contains("input") {
+                rand(&mut rng, &[13, 7], -1.0, 1.0).t()
+            } else {
+                rand(&mut rng, &[13, 7], -1.0, 1.0)
+            };
+            let (want_g, want_l) = grad(f).call(&x, ());
+            for (df, how) in [(&fused, "fused"), (&unfused, "unfused")] {
+                let (g, l) = df.call(&x, ());
+                if !(same(&g, &want_g) && same(&l, &want_l)) {
+                    differ.push(format!("{what}, {how}, call {call}"));
+                }
+            }
+        }
+    }
+    assert!(differ.is_empty(), "differ from direct mode: {differ:#?}");
+}
+
+/// A state read in another layout than the capture's is a miss, as one of another shape
+/// is: the plan's simplifications count on the recorded layout (`s * 1` is `s` itself only
+/// where `s` was row-major; read as the transposed view it became, the Gram product's last
+/// bits moved). Here the function writes its state back as a transposed view: it runs in
+/// direct mode from the second call, with a warning that says why.
+#[test]
+fn a_state_read_in_another_layout_runs_in_direct_mode() {
+    let f = |s: &ferrograd::State, x: &Tensor| {
+        let m = s.get();
+        s.set((&m + 0.01).t().detach());
+        gram_loss(&(&m * 1.0)) * x.sum()
+    };
+    let start = rand(&mut Generator::new(39), &[7, 7], -1.0, 1.0);
+    let (mine, theirs) = (
+        ferrograd::State::new(start.clone()),
+        ferrograd::State::new(start),
+    );
+    let (df, direct) = (
+        grad(|x: &Tensor| f(&mine, x)).optimize(true),
+        grad(|x: &Tensor| f(&theirs, x)),
+    );
+    let mut rng = Generator::new(40);
+    for call in 0..4 {
+        let x = rand(&mut rng, &[7, 7], -1.0, 1.0);
+        let ((g, l), (want_g, want_l)) = (df.call(&x, ()), direct.call(&x, ()));
+        assert!(
+            same(&g, &want_g) && same(&l, &want_l),
+            "call {call}: compiled {g} vs direct {want_g}"
+        );
+    }
+    let s = df.stats();
+    assert_eq!((s.hits, s.warnings.len()), (0, 1), "{s:?}");
+    assert!(
+        s.warnings[0].contains("f64[7, 7] (row-major) on one call and f64[7, 7] (a strided view)"),
+        "{}",
+        s.warnings[0]
+    );
+}
+
+/// A slice moved ahead of the pointwise op it read (the fused plan computes `sin` of the
+/// slice, not a slice of `sin`) leaves a sum over its rows the same bits: reductions add by
+/// shape, not by layout (a sum over the rows of the `[33, 37]` view added in another order
+/// than over a row-major `[33, 37]`, and the replay differed from direct mode).
+#[test]
+fn a_slice_moved_ahead_leaves_the_sums_bits() {
+    let f = |x: &Tensor| x.sin().narrow(1, 1, 37).sum_dim(0, false).sin().sum();
+    let text = replayed_plan(f, &[33, 40], 38);
+    // the slice reads the input now
+    assert!(text.contains("= narrow(%0)"), "{text}");
+}
+
 /// `x * ones` where the ones are a constant expanded past the size folding makes constants
 /// of (the seed of an hvp's inner gradient, expanded to a parameter's shape): simplified away
 /// as well, in the forward and in its gradient.
