@@ -1,7 +1,7 @@
 //! Differential testing of optimize mode: random programs, each run compiled and in direct
 //! mode on the same data several times (new data every call, then a new batch size, then
 //! the first size again), must agree on the loss, an auxiliary output and every gradient:
-//! bit for bit with fusion off (any NaN matching any NaN, see [`same_bits`]), and within
+//! bit for bit with fusion off (any NaN matching any NaN, see [`same`]), and within
 //! rounding with it on, where the joins of matrix products reorder sums: 1e-12 (f64) of each
 //! tensor's largest magnitude, times the largest magnitude of the last value where that is
 //! above 1 (the loss is `Σ sin(last)`: `sin` turns a rounding of `last` into a difference
@@ -85,9 +85,66 @@ enum Instr {
     /// (joined input projections, products added into their rows, stacked weight
     /// gradients, programs written into stacks) meet random neighbours.
     Recur(usize, usize),
+    /// A round trip through views and copies back to `[n, w]` (`VIEWS`): permute pairs,
+    /// a sum of an expand, unbind and stack, split and cat, a batched product with a
+    /// diagonal, an average pool, a mean over the rows: the shape passes' and
+    /// simplifications' targets.
+    Views(usize, usize),
+    /// An op that leaves its operand's value as it is, or nearly (`IDENTITIES`): `x · 1` by a
+    /// constant of ones, `x - 0`, `-(-x)`, `x¹`, and `x + 0`, which is not `x` at `-0`.
+    Identity(usize, usize),
+    /// Sorting and order statistics along the row (`ORDERS`); the `usize` is topk's and
+    /// kthvalue's `k`.
+    Order(usize, usize, usize),
+    /// A product with a param `[w, out]` written another way (`PRODUCTS`): einsum, a
+    /// batched product of an expanded weight, addmm, transposed operands, per-row outer
+    /// products (inner dim 1), cdist.
+    Product(usize, usize, usize),
+    /// Two values mixed or one filled where the other says (`FILLS`).
+    Fill(usize, usize, usize),
 }
 
-const UNARY: [&str; 12] = [
+const VIEWS: [&str; 10] = [
+    "permute_pair",
+    "sum_of_expand",
+    "unbind_stack",
+    "split_cat",
+    "roll",
+    "repeat_interleave",
+    "diag_bmm",
+    "flatten_transpose",
+    "avg_pool",
+    "column_mean",
+];
+const IDENTITIES: [&str; 9] = [
+    "mul_ones",
+    "ones_mul",
+    "div_ones",
+    "sub_zeros",
+    "add_minus_zeros",
+    "neg_neg",
+    "pow1",
+    "mul_scalar_one",
+    "add_zeros",
+];
+const ORDERS: [&str; 6] = [
+    "sort",
+    "topk",
+    "kthvalue",
+    "median",
+    "cumprod",
+    "argsort_gather",
+];
+const PRODUCTS: [&str; 6] = ["einsum", "bmm", "addmm", "transposed", "outer", "cdist"];
+const FILLS: [&str; 5] = [
+    "masked_fill",
+    "lerp_scalar",
+    "lerp",
+    "slice_scatter",
+    "tril_triu",
+];
+
+const UNARY: [&str; 20] = [
     "tanh",
     "sigmoid",
     "relu",
@@ -100,6 +157,14 @@ const UNARY: [&str; 12] = [
     "log1p_sq",
     "sqrt_sq1",
     "recip_sq1",
+    "gelu",
+    "gelu_tanh",
+    "silu",
+    "elu",
+    "selu",
+    "softplus",
+    "logsigmoid",
+    "leaky_relu",
 ];
 const SCALAR: [&str; 5] = ["add", "mul", "pow2", "rsub", "div"];
 const BINARY: [&str; 7] = [
@@ -128,7 +193,15 @@ fn unary(which: usize, x: &Tensor) -> Tensor {
         "exp_tanh" => x.tanh().exp(),
         "log1p_sq" => x.square().log1p(),
         "sqrt_sq1" => (x.square() + 1.0).sqrt(),
-        _ => (x.square() + 1.0).reciprocal(),
+        "recip_sq1" => (x.square() + 1.0).reciprocal(),
+        "gelu" => x.gelu(),
+        "gelu_tanh" => x.gelu_tanh(),
+        "silu" => x.silu(),
+        "elu" => x.elu(1.0),
+        "selu" => x.selu(),
+        "softplus" => x.softplus(1.0, 20.0),
+        "logsigmoid" => x.logsigmoid(),
+        _ => x.leaky_relu(0.1),
     }
 }
 
@@ -175,7 +248,7 @@ fn generate(dice: &mut Dice) -> Program {
         let wa = widths[a];
         let same: Vec<usize> = (0..n).filter(|&i| widths[i] == wa).collect();
         let b = same[dice.below(same.len())];
-        let (instr, w) = match dice.below(26) {
+        let (instr, w) = match dice.below(31) {
             0 | 1 => (Instr::Unary(dice.below(UNARY.len()), a), wa),
             2 => {
                 let s = [0.5, -1.5, 2.0, 0.1][dice.below(4)];
@@ -249,6 +322,22 @@ fn generate(dice: &mut Dice) -> Program {
                 params.push(vec![2 * wa, 2 * wa]);
                 (Instr::Recur(a, params.len() - 1), wa)
             }
+            26 => (Instr::Views(dice.below(VIEWS.len()), a), wa),
+            27 => (Instr::Identity(dice.below(IDENTITIES.len()), a), wa),
+            28 => {
+                let (kind, k) = (dice.below(ORDERS.len()), 1 + dice.below(wa));
+                let w = if ORDERS[kind] == "topk" { k } else { wa };
+                (Instr::Order(kind, a, k), w)
+            }
+            29 => {
+                let out = 1 + dice.below(5);
+                params.push(vec![wa, out]);
+                (
+                    Instr::Product(dice.below(PRODUCTS.len()), a, params.len() - 1),
+                    out,
+                )
+            }
+            30 => (Instr::Fill(dice.below(FILLS.len()), a, b), wa),
             _ => continue,
         };
         instrs.push(instr);
@@ -407,6 +496,104 @@ fn run(prog: &Program, p: &[Tensor], x: &Tensor, rng: &mut Generator) -> (Tensor
                 }
                 h
             }
+            Instr::Views(kind, a) => {
+                let x = &v[*a];
+                let w = x.size(1);
+                match VIEWS[*kind] {
+                    "permute_pair" => x
+                        .unsqueeze(2)
+                        .permute(&[2, 1, 0])
+                        .permute(&[2, 1, 0])
+                        .squeeze_dim(2),
+                    "sum_of_expand" => x.unsqueeze(0).expand(&[2, n, w]).sum_dim(0, false),
+                    "unbind_stack" => Tensor::stack(&x.unbind(1), 1),
+                    "split_cat" => Tensor::cat(&x.split(2, 1), 1),
+                    "roll" => &x.roll(1, 1) + &x.roll(-1, 0),
+                    "repeat_interleave" => x
+                        .repeat_interleave(2, 1)
+                        .reshape(&[n, w, 2])
+                        .sum_dim(2, false),
+                    "diag_bmm" => x.diag_embed(0).matmul(&x.unsqueeze(2)).squeeze_dim(2),
+                    "flatten_transpose" => x
+                        .unsqueeze(2)
+                        .flatten(1, 2)
+                        .reshape(&[n * w])
+                        .reshape(&[n, w])
+                        .transpose(0, 1)
+                        .t(),
+                    // a sum over the rows, of a slice when an earlier `Narrow` made one
+                    "column_mean" => x + &x.mean_dim(0, true).expand(x.shape()),
+                    _ => {
+                        let pool = Pool2dParams {
+                            kernel: (1, 2),
+                            stride: (1, 1),
+                            padding: (0, 1),
+                        };
+                        x.reshape(&[n, 1, 1, w])
+                            .avg_pool2d(pool, w % 2 == 0)
+                            .reshape(&[n, w + 1])
+                            .narrow(1, 1, w)
+                    }
+                }
+            }
+            Instr::Identity(kind, a) => {
+                let x = &v[*a];
+                let (shape, dt) = (x.shape(), x.dtype());
+                match IDENTITIES[*kind] {
+                    "mul_ones" => x * &Tensor::ones(shape, dt),
+                    "ones_mul" => &Tensor::ones(shape, dt) * x,
+                    "div_ones" => x / &Tensor::ones(shape, dt),
+                    "sub_zeros" => x - &Tensor::zeros(shape, dt),
+                    "add_minus_zeros" => x + &Tensor::full(shape, -0.0, dt),
+                    "neg_neg" => -(-x),
+                    "pow1" => x.pow_scalar(1.0),
+                    "mul_scalar_one" => x * &Tensor::full(&[], 1.0, dt),
+                    _ => x + &Tensor::zeros(shape, dt),
+                }
+            }
+            Instr::Order(kind, a, k) => {
+                let x = &v[*a];
+                let spread = |r: Tensor| x + &r.expand(x.shape());
+                match ORDERS[*kind] {
+                    "sort" => x.sort(1, true).0,
+                    "topk" => x.topk(*k, 1, true).0,
+                    "kthvalue" => spread(x.kthvalue(*k, 1, true).0),
+                    "median" => spread(x.median_dim(1, true).0),
+                    "cumprod" => x.tanh().cumprod(1),
+                    _ => x.gather(1, &x.argsort(1, false)),
+                }
+            }
+            Instr::Product(kind, a, k) => {
+                let (x, w) = (&v[*a], &p[*k]);
+                let (inner, out) = (w.size(0), w.size(1));
+                match PRODUCTS[*kind] {
+                    "einsum" => ferrograd::einsum("ni,io->no", &[x, w]),
+                    "bmm" => x
+                        .unsqueeze(1)
+                        .bmm(&w.unsqueeze(0).expand(&[n, inner, out]))
+                        .squeeze_dim(1),
+                    "addmm" => x.matmul(w).addmm(x, w, 0.5, 2.0),
+                    "transposed" => w.t().matmul(&x.t()).t(),
+                    "outer" => {
+                        let outer = x.unsqueeze(2).matmul(&x.unsqueeze(1));
+                        outer.matmul(w).sum_dim(1, false) * 0.1
+                    }
+                    _ => x.cdist(&w.t(), 2.0),
+                }
+            }
+            Instr::Fill(kind, a, b) => {
+                let (x, y) = (&v[*a], &v[*b]);
+                let w = x.size(1);
+                match FILLS[*kind] {
+                    "masked_fill" => x.masked_fill(&y.gt_scalar(0.0), 0.5),
+                    "lerp_scalar" => x.lerp_scalar(y, 0.3),
+                    "lerp" => x.lerp(y, &y.sigmoid()),
+                    "slice_scatter" => {
+                        x.slice_scatter(&y.narrow(1, 0, w.div_ceil(2)), 1, None, None, 2)
+                    }
+                    _ => &x.tril(0) + &y.triu(1),
+                }
+            }
             Instr::Dropout(a) => {
                 let keep = Tensor::rand_bernoulli(rng, v[*a].shape(), 0.7, v[*a].dtype());
                 &v[*a] * &keep * (1.0 / 0.7)
@@ -431,51 +618,59 @@ fn bits(g: &[Tensor], loss: &Tensor, last: &Tensor) -> Vec<(Vec<usize>, Vec<u64>
         .collect()
 }
 
-/// The largest magnitude of the program's last value (the last of `bits`' tensors), at least
-/// 1: the loss is `Σ sin(last)`, so a rounding of `last` relative to its size comes back
-/// from `sin` and `cos` as an absolute difference that size times larger.
-fn largest_last(bits: &[(Vec<usize>, Vec<u64>)]) -> f64 {
-    let last = &bits.last().expect("the last value is returned").1;
-    (last.iter().map(|&v| f64::from_bits(v).abs()))
+/// The largest finite magnitude among `bits`' values, at least 1.
+fn largest(bits: &[u64]) -> f64 {
+    (bits.iter().map(|&v| f64::from_bits(v).abs()))
         .filter(|v| v.is_finite())
         .fold(1.0, f64::max)
 }
 
-/// Whether the unfused replay's values (as bits) are direct mode's: the same bits, a NaN
-/// matching any NaN (which NaN an operation on two of them passes on, and so its sign and
-/// payload, is the hardware's choice: `x + y` on x86 passes on `x`'s, and a product added
-/// into its accumulator by the matrix kernel adds in the other order).
-fn same_bits(got: &[(Vec<usize>, Vec<u64>)], want: &[(Vec<usize>, Vec<u64>)]) -> bool {
-    got.len() == want.len()
-        && got.iter().zip(want).all(|((sa, a), (sb, b))| {
-            sa == sb
-                && a.len() == b.len()
-                && (a.iter().zip(b)).all(|(&x, &y)| same(f64::from_bits(x), f64::from_bits(y)))
-        })
+/// The largest magnitude of the program's last value (the last of `bits`' tensors), at least
+/// 1: the loss is `Σ sin(last)`, so a rounding of `last` relative to its size comes back
+/// from `sin` and `cos` as an absolute difference that size times larger.
+fn largest_last(bits: &[(Vec<usize>, Vec<u64>)]) -> f64 {
+    largest(&bits.last().expect("the last value is returned").1)
 }
 
-/// The same bits, or both NaN.
+/// The same bits, or both NaN: how the unfused replay's values must match direct mode's
+/// (which NaN an operation on two of them passes on, and so its sign and payload, is the
+/// hardware's choice: `x + y` on x86 passes on `x`'s, and a product added into its
+/// accumulator by the matrix kernel adds in the other order).
 fn same(x: f64, y: f64) -> bool {
     x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
 }
 
-/// Whether the fused replay's values (as bits) are within rounding of direct mode's: each
-/// the same bits, or both NaN, or within `tolerance` of the largest magnitude of its tensor.
-fn close(got: &[(Vec<usize>, Vec<u64>)], want: &[(Vec<usize>, Vec<u64>)], tolerance: f64) -> bool {
-    got.len() == want.len()
-        && got.iter().zip(want).all(|((sa, a), (sb, b))| {
-            let (a, b): (Vec<f64>, Vec<f64>) = (
-                a.iter().map(|&v| f64::from_bits(v)).collect(),
-                b.iter().map(|&v| f64::from_bits(v)).collect(),
-            );
-            let scale = b
-                .iter()
-                .filter(|v| v.is_finite())
-                .fold(1.0f64, |m, v| m.max(v.abs()));
-            sa == sb
-                && (a.iter().zip(&b))
-                    .all(|(&x, &y)| same(x, y) || (x - y).abs() <= tolerance * scale)
-        })
+/// Checks `got` against `want` (outputs as bits: the gradients, then the loss and the last
+/// value), each element with `agree(got, want, largest magnitude of its tensor)`; the first
+/// element that fails, named.
+fn compare(
+    got: &[(Vec<usize>, Vec<u64>)],
+    want: &[(Vec<usize>, Vec<u64>)],
+    agree: impl Fn(f64, f64, f64) -> bool,
+) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("{} outputs, direct {}", got.len(), want.len()));
+    }
+    let name = |k: usize| match want.len() - k {
+        2 => "the loss".to_string(),
+        1 => "the last value".to_string(),
+        _ => format!("gradient {k}"),
+    };
+    for (k, ((sa, a), (sb, b))) in got.iter().zip(want).enumerate() {
+        if sa != sb || a.len() != b.len() {
+            return Err(format!("{}: shape {sa:?}, direct {sb:?}", name(k)));
+        }
+        let scale = largest(b);
+        let pair = |i: usize| (f64::from_bits(a[i]), f64::from_bits(b[i]));
+        if let Some(i) = (0..a.len()).find(|&i| !agree(pair(i).0, pair(i).1, scale)) {
+            let (x, y) = pair(i);
+            return Err(format!(
+                "{} {sa:?}, element {i}: {x:e}, direct {y:e}",
+                name(k)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Where compiled and direct disagree on `prog`, if anywhere; else how many of the calls
@@ -531,8 +726,10 @@ fn check(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
         let want = run_one(&direct, &mut r2);
         let unfused = run_one(&exact, &mut r3);
         if let (Ok(a), Ok(b)) = (&unfused, &want) {
-            if !same_bits(a, b) {
-                return Err(format!("call {call} (n = {n}): unfused outputs differ"));
+            if let Err(at) = compare(a, b, |x, y, _| same(x, y)) {
+                return Err(format!(
+                    "call {call} (n = {n}): unfused outputs differ: {at}"
+                ));
             }
         }
         // (f32 sums reordered by the fused plan can move a value that cancels to about zero
@@ -541,8 +738,17 @@ fn check(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
         // so in f32 only the normal data's fused values are compared)
         let kinks = integers && at.dtype == DType::F32;
         match (got, want) {
-            (Ok(a), Ok(b)) if kinks || close(&a, &b, at.tolerance * largest_last(&b)) => {}
-            (Ok(_), Ok(_)) => return Err(format!("call {call} (n = {n}): outputs differ")),
+            (Ok(_), Ok(_)) if kinks => {}
+            (Ok(a), Ok(b)) => {
+                // within the tolerance of each tensor's largest magnitude, per unit of the
+                // last value's
+                let bound = at.tolerance * largest_last(&b);
+                let close =
+                    |x: f64, y: f64, scale: f64| same(x, y) || (x - y).abs() <= bound * scale;
+                if let Err(at) = compare(&a, &b, close) {
+                    return Err(format!("call {call} (n = {n}): outputs differ: {at}"));
+                }
+            }
             (Err(a), Err(b)) if a == b => {}
             (a, b) => {
                 return Err(format!(
@@ -575,7 +781,8 @@ fn shrink(prog: &Program, seed: u64, at: Setting) -> Program {
             Instr::Softmax(_, a) | Instr::GramMatmul(a) | Instr::Contiguous(a) => Some(*a),
             Instr::Where(a, _, _) | Instr::MaxDim(a) | Instr::AssignRow(a, _) => Some(*a),
             Instr::Cumsum(a) | Instr::Flip(a) | Instr::NestedGrad(a) => Some(*a),
-            Instr::Recur(a, _) => Some(*a),
+            Instr::Recur(a, _) | Instr::Views(_, a) | Instr::Identity(_, a) => Some(*a),
+            Instr::Fill(_, a, _) => Some(*a),
             _ => None,
         };
         if let Some(a) = operand {
@@ -656,7 +863,7 @@ fn the_generator_covers_every_instruction() {
             seen.insert(name[..name.find('(').unwrap_or(name.len())].to_string());
         }
     }
-    assert_eq!(seen.len(), 26, "{seen:?}");
+    assert_eq!(seen.len(), 31, "{seen:?}");
 }
 
 /// Programs the hunt found disagreeing once (shrunk), kept as regression tests with their
@@ -708,6 +915,23 @@ fn programs_that_once_disagreed_agree() {
                     Scalar(1, 1.0, 1),
                     Scalar(1, 1.0, 6),
                     Binary(1, 8, 1),
+                ],
+            ),
+        ),
+        // `v * 1` of a transposed view (`Contiguous` is `t().contiguous().t()`) was simplified
+        // to the view itself, where direct mode's product has a row-major copy: the Gram
+        // product's kernel follows its operands' strides, and the last bit moved
+        (
+            17984,
+            SMALL_F64,
+            program(
+                5,
+                &[&[5], &[5, 2]],
+                vec![
+                    Product(2, 0, 1),
+                    Contiguous(0),
+                    Scalar(1, 1.0, 2),
+                    GramMatmul(3),
                 ],
             ),
         ),
