@@ -864,24 +864,31 @@ enum Lookup {
     New,
 }
 
-/// Whether two results agree: bit for bit when `exact`, else up to rounding: every element
-/// within `tol` of the largest magnitude in `b` (1e-4 for f32, 1e-10 for f64; a plan's
-/// reordered sums differ from direct mode's by a few units in the last place, and a
-/// function that reads stale state differs by far more).
+/// Whether two results agree: bit for bit when `exact` (a NaN matching any NaN: which NaN
+/// an operation on two passes on, and so its sign and payload, is the hardware's choice,
+/// `x + y` on x86 passes on `x`'s, and an exact rewrite may swap the operands of an add),
+/// else up to rounding: every element within `tol` of the largest magnitude in `b` (1e-4
+/// for f32, 1e-10 for f64; a plan's reordered sums differ from direct mode's by a few units
+/// in the last place, and a function that reads stale state differs by far more).
 fn agrees(a: &Array, b: &Array, exact: bool) -> bool {
-    if exact || a.bit_eq(b) || a.shape() != b.shape() || !a.dtype().is_float() {
+    if a.bit_eq(b) || a.shape() != b.shape() || a.dtype() != b.dtype() || !a.dtype().is_float() {
         return a.bit_eq(b);
+    }
+    let (x, y) = (a.to_f64_vec(), b.to_f64_vec());
+    let nan_or_same = |p: f64, q: f64| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan());
+    if exact {
+        // (f32 to f64 is exact, so the same f64 bits are the same f32 bits)
+        return x.iter().zip(&y).all(|(&p, &q)| nan_or_same(p, q));
     }
     let tol = if a.dtype() == crate::DType::F32 {
         1e-4
     } else {
         1e-10
     };
-    let (x, y) = (a.to_f64_vec(), b.to_f64_vec());
     let scale = y.iter().fold(f64::MIN_POSITIVE, |m, v| m.max(v.abs()));
     x.iter()
         .zip(&y)
-        .all(|(p, q)| (p - q).abs() <= tol * scale || (p.is_nan() && q.is_nan()))
+        .all(|(&p, &q)| (p - q).abs() <= tol * scale || nan_or_same(p, q))
 }
 
 /// Why two runs of the same call disagree (see [`agrees`]), or `None`.
@@ -1543,5 +1550,34 @@ pub fn rerun_tests_in_check_mode(this_test: &str) {
             tail(&out.stdout),
             tail(&out.stderr)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::agrees;
+    use crate::Array;
+
+    /// A check (and `verify`) compares bit for bit, but any NaN matches any NaN: its sign and
+    /// payload are the hardware's pick of an operand (a replay in check mode once panicked
+    /// on `[NaN]` against `[NaN]`).
+    #[test]
+    fn an_exact_check_matches_any_nan_and_nothing_else() {
+        let nan = f64::NAN;
+        let a = Array::from_vec(vec![1.0f64, nan, -0.0], &[3]);
+        let b = Array::from_vec(vec![1.0f64, -nan, -0.0], &[3]);
+        assert!(agrees(&a, &b, true));
+        let f32s = |v: Vec<f32>| Array::from_vec(v, &[2]);
+        assert!(agrees(
+            &f32s(vec![f32::NAN, 2.0]),
+            &f32s(vec![-f32::NAN, 2.0]),
+            true
+        ));
+        // a zero's sign and the last bit still count
+        let plus_zero = Array::from_vec(vec![1.0f64, nan, 0.0], &[3]);
+        assert!(!agrees(&a, &plus_zero, true));
+        let next = Array::from_vec(vec![f64::from_bits(1.0f64.to_bits() + 1), nan, -0.0], &[3]);
+        assert!(!agrees(&a, &next, true));
+        assert!(agrees(&a, &next, false));
     }
 }
