@@ -20,12 +20,21 @@
 //! kink, where a reordered sum's 2e-8 against direct mode's -1e-8 changes a gradient
 //! wholesale. Fusion off, every call is compared bit for bit, as in f64.
 //!
+//! A program's training step is checked too, compiled whole (`compile`: the gradient, then
+//! an SGD update, called with the params donated, so the update may write them in place, as
+//! the suite's compiled steps do): unfused, each side updates its own params and every
+//! call's new params, loss and last value must be the same bits; fused, each call starts
+//! from a copy of direct mode's params and must agree within rounding. So is its loss's
+//! Hessian-vector product (`compile` of `hvp`), where every op's backward is differentiated
+//! again.
+//!
 //! `FERROGRAD_PROGRAMS=N` sets the number of programs (default 2000, and a tenth of it for
-//! each f32 run); `FERROGRAD_PROGRAMS_FROM=K` starts at seed K.
+//! each f32 run, a quarter for the f64 training steps and Hessian-vector products);
+//! `FERROGRAD_PROGRAMS_FROM=K` starts at seed K.
 
 use std::fmt;
 
-use ferrograd::{grad, Conv2dParams, DType, Generator, Index, Pool2dParams, Tensor};
+use ferrograd::{compile, grad, Conv2dParams, DType, Generator, Index, Pool2dParams, Tensor};
 
 /// SplitMix64: the program generator's own numbers, apart from the data's generator.
 struct Dice(u64);
@@ -673,98 +682,213 @@ fn compare(
     Ok(())
 }
 
+/// The params of `prog`, drawn from `data`.
+fn params_of(prog: &Program, data: &mut Generator, at: Setting) -> Vec<Tensor> {
+    (prog.params.iter())
+        .map(|s| Tensor::new(data.uniform(s, -1.0, 1.0, at.dtype)))
+        .collect()
+}
+
+/// The input of a call on `n` rows, drawn from `data`, and whether it is the small integers
+/// (half the calls: they make ties, exact zeros and sign flips likely).
+fn input_of(prog: &Program, data: &mut Generator, n: usize, at: Setting) -> (Tensor, bool) {
+    let shape = if prog.conv {
+        vec![n, 2, 6, 6]
+    } else {
+        vec![n, prog.width]
+    };
+    let integers = data.uniform(&[1], 0.0, 1.0, DType::F64).item::<f64>() < 0.5;
+    let x = if integers {
+        let draw = data.uniform(&shape, -2.0, 3.0, DType::I64);
+        Tensor::new(draw.to_dtype(at.dtype)) * 0.5
+    } else {
+        Tensor::new(data.normal(&shape, 0.0, 1.0, at.dtype))
+    };
+    (x, integers)
+}
+
+/// The batch sizes of a program's calls, as multiples of its setting's rows: new data every
+/// call, then a new size, then the first again.
+const CALLS: [usize; 7] = [3, 3, 3, 3, 5, 5, 3];
+
+/// `f()`, or the message it panicked with.
+fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|e| {
+        e.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+    })
+}
+
+/// How a fused result must match direct mode's: within the setting's tolerance of each
+/// tensor's largest magnitude, per unit of the last value's; the first difference past it.
+fn within_rounding(
+    got: &[(Vec<usize>, Vec<u64>)],
+    want: &[(Vec<usize>, Vec<u64>)],
+    at: Setting,
+) -> Result<(), String> {
+    let bound = at.tolerance * largest_last(want);
+    compare(got, want, |x, y, scale| {
+        same(x, y) || (x - y).abs() <= bound * scale
+    })
+}
+
+/// Outputs as bits, or the message of the panic that stopped the call.
+type Outcome = Result<Vec<(Vec<usize>, Vec<u64>)>, String>;
+
+/// Judges one call: the unfused replay must give direct mode's bits, the fused one agree
+/// within rounding (not compared where `kinks`: see [`check`]); a panic must be direct
+/// mode's, with the same message.
+fn judge(
+    unfused: &Outcome,
+    fused: &Outcome,
+    want: &Outcome,
+    kinks: bool,
+    at: Setting,
+) -> Result<(), String> {
+    for (got, exact, how) in [(unfused, true, "unfused"), (fused, false, "fused")] {
+        match (got, want) {
+            (Ok(_), Ok(_)) if !exact && kinks => {}
+            (Ok(a), Ok(b)) => {
+                let agree = if exact {
+                    compare(a, b, |x, y, _| same(x, y))
+                } else {
+                    within_rounding(a, b, at)
+                };
+                agree.map_err(|e| format!("the {how} result differs: {e}"))?;
+            }
+            (Err(a), Err(b)) if a == b => {}
+            (a, b) => {
+                let (a, b) = (a.as_ref().err(), b.as_ref().err());
+                return Err(format!("{how}: {a:?}, direct: {b:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Where compiled and direct disagree on `prog`, if anywhere; else how many of the calls
 /// were replays.
 fn check(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
     let mut data = Generator::new(seed);
-    let params: Vec<Tensor> = prog
-        .params
-        .iter()
-        .map(|s| Tensor::new(data.uniform(s, -1.0, 1.0, at.dtype)))
-        .collect();
+    let params = params_of(prog, &mut data, at);
     let f = |p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator| run(prog, p, x, rng);
     // fused: within rounding of direct mode (the joins of products reorder sums); unfused:
     // the same bits
     let compiled = grad(f).optimize(true);
     let exact = grad(f).optimize(true).fusion(false);
     let direct = grad(f);
-    for (call, n) in [3usize, 3, 3, 3, 5, 5, 3].into_iter().enumerate() {
+    for (call, n) in CALLS.into_iter().enumerate() {
         let n = n * at.rows;
-        let shape = if prog.conv {
-            vec![n, 2, 6, 6]
-        } else {
-            vec![n, prog.width]
-        };
-        let integers = data.uniform(&[1], 0.0, 1.0, DType::F64).item::<f64>() < 0.5;
-        let x = if integers {
-            // integers make ties, exact zeros and sign flips likely
-            Tensor::new(
-                data.uniform(&shape, -2.0, 3.0, DType::I64)
-                    .to_dtype(at.dtype),
-            ) * 0.5
-        } else {
-            Tensor::new(data.normal(&shape, 0.0, 1.0, at.dtype))
-        };
+        let (x, integers) = input_of(prog, &mut data, n, at);
         let (mut r1, mut r2, mut r3) = (
             Generator::new(seed + call as u64),
             Generator::new(seed + call as u64),
             Generator::new(seed + call as u64),
         );
         let run_one = |g: &ferrograd::Grad<_>, r: &mut Generator| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            caught(|| {
                 let (grads, (loss, last)) = g.call(&params, (&x, r));
                 bits(&grads, &loss, &last)
-            }))
-            .map_err(|e| {
-                e.downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
             })
         };
         let got = run_one(&compiled, &mut r1);
         let want = run_one(&direct, &mut r2);
         let unfused = run_one(&exact, &mut r3);
-        if let (Ok(a), Ok(b)) = (&unfused, &want) {
-            if let Err(at) = compare(a, b, |x, y, _| same(x, y)) {
-                return Err(format!(
-                    "call {call} (n = {n}): unfused outputs differ: {at}"
-                ));
-            }
-        }
         // (f32 sums reordered by the fused plan can move a value that cancels to about zero
         // across a kink: a relu of 2e-8 against one of -1e-8, whose gradients differ by the
         // whole of what flows through it; exact cancellations come from the integer data,
         // so in f32 only the normal data's fused values are compared)
         let kinks = integers && at.dtype == DType::F32;
-        match (got, want) {
-            (Ok(_), Ok(_)) if kinks => {}
-            (Ok(a), Ok(b)) => {
-                // within the tolerance of each tensor's largest magnitude, per unit of the
-                // last value's
-                let bound = at.tolerance * largest_last(&b);
-                let close =
-                    |x: f64, y: f64, scale: f64| same(x, y) || (x - y).abs() <= bound * scale;
-                if let Err(at) = compare(&a, &b, close) {
-                    return Err(format!("call {call} (n = {n}): outputs differ: {at}"));
-                }
-            }
-            (Err(a), Err(b)) if a == b => {}
-            (a, b) => {
-                return Err(format!(
-                    "call {call} (n = {n}): compiled {:?}, direct {:?}",
-                    a.err(),
-                    b.err()
-                ))
-            }
-        }
+        judge(&unfused, &got, &want, kinks, at)
+            .map_err(|e| format!("call {call} (n = {n}): {e}"))?;
     }
     Ok(compiled.stats().hits)
 }
 
+/// Where a compiled training step of `prog` (its gradient, then an SGD update, called with
+/// the params donated, as the suite's compiled steps are: the update may write them in
+/// place) disagrees with the same step in direct mode, if anywhere; else how many calls were
+/// replays. Unfused, each side updates its own params and every call's new params, loss and
+/// last value must be the same bits; fused, each call starts from a copy of direct mode's
+/// params and must agree within rounding.
+fn check_step(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
+    let mut data = Generator::new(seed);
+    let f = |p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator| run(prog, p, x, rng);
+    let step = |p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator| {
+        let (g, (loss, last)) = grad(f).call(p, (x, rng));
+        let next: Vec<Tensor> = p.iter().zip(&g).map(|(w, g)| w - &(g * 0.01)).collect();
+        (next, loss, last)
+    };
+    let (fused, exact) = (compile(step), compile(step).fusion(false));
+    // copies that share no buffer (a donated param's buffer is written over)
+    let copy =
+        |p: &[Tensor]| -> Vec<Tensor> { p.iter().map(|t| Tensor::new(t.value().copy())).collect() };
+    let mut direct = params_of(prog, &mut data, at);
+    let mut mine = copy(&direct);
+    let as_bits = |(p, loss, last): &(Vec<Tensor>, Tensor, Tensor)| bits(p, loss, last);
+    for (call, n) in CALLS.into_iter().enumerate() {
+        let n = n * at.rows;
+        let (x, integers) = input_of(prog, &mut data, n, at);
+        let rng = || Generator::new(seed + call as u64);
+        let want = caught(|| step(&direct, &x, &mut rng()));
+        let got = caught(|| fused.call_donating(copy(&direct), (&x, &mut rng())));
+        // (taken, not cloned: a donated buffer no one else holds is written in place)
+        let unfused = caught(|| exact.call_donating(std::mem::take(&mut mine), (&x, &mut rng())));
+        let kinks = integers && at.dtype == DType::F32;
+        let outcome = |r: &Result<(Vec<Tensor>, Tensor, Tensor), String>| -> Outcome {
+            r.as_ref().map(as_bits).map_err(|e| e.clone())
+        };
+        judge(
+            &outcome(&unfused),
+            &outcome(&got),
+            &outcome(&want),
+            kinks,
+            at,
+        )
+        .map_err(|e| format!("call {call} (n = {n}): the step: {e}"))?;
+        match (unfused, want) {
+            (Ok(a), Ok(b)) => (mine, direct) = (a.0, b.0),
+            _ => return Ok(exact.stats().hits), // (both failed alike: nothing to go on from)
+        }
+    }
+    Ok(exact.stats().hits)
+}
+
+/// Where a compiled Hessian-vector product of `prog`'s loss (`compile` of `hvp`: a gradient
+/// of a gradient, every op's backward differentiated again) disagrees with direct mode's,
+/// if anywhere; else how many calls were replays. Unfused the same bits, fused within
+/// rounding, as in [`check`].
+fn check_hvp(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
+    if prog.instrs.iter().any(|i| matches!(i, Instr::Dropout(_))) {
+        return Ok(0); // (hvp runs `f` on copies of its arguments: a generator is not one)
+    }
+    let mut data = Generator::new(seed);
+    let params = params_of(prog, &mut data, at);
+    let v = params_of(prog, &mut data, at);
+    // (no draws: the generator is only the argument `run` takes)
+    let f = |p: &Vec<Tensor>, x: &Tensor| run(prog, p, x, &mut Generator::new(0)).0;
+    let hv = |p: &Vec<Tensor>, v: &Vec<Tensor>, x: &Tensor| ferrograd::hvp(f, p, (x,), v);
+    let (fused, exact) = (compile(hv), compile(hv).fusion(false));
+    // (the loss stands for the last value: a program's hvp returns none)
+    let as_bits = |h: &Vec<Tensor>| bits(h, &h[0], &h[0]);
+    for (call, n) in CALLS.into_iter().enumerate() {
+        let n = n * at.rows;
+        let (x, integers) = input_of(prog, &mut data, n, at);
+        let want = caught(|| as_bits(&hv(&params, &v, &x)));
+        let got = caught(|| as_bits(&fused.call(&params, (&v, &x))));
+        let unfused = caught(|| as_bits(&exact.call(&params, (&v, &x))));
+        let kinks = integers && at.dtype == DType::F32;
+        judge(&unfused, &got, &want, kinks, at)
+            .map_err(|e| format!("call {call} (n = {n}): the hvp: {e}"))?;
+    }
+    Ok(exact.stats().hits)
+}
+
 /// A shortest failing prefix, then each instruction replaced by a copy of its first operand
 /// where that keeps the program valid and failing.
-fn shrink(prog: &Program, seed: u64, at: Setting) -> Program {
+fn shrink(prog: &Program, seed: u64, at: Setting, check: Check) -> Program {
     let mut best = prog.clone();
     for len in 1..=prog.instrs.len() {
         let mut p = prog.clone();
@@ -796,23 +920,41 @@ fn shrink(prog: &Program, seed: u64, at: Setting) -> Program {
     best
 }
 
+/// A check of one program at one setting: where it disagrees, or how many calls replayed.
+type Check = fn(&Program, u64, Setting) -> Result<u64, String>;
+
 #[test]
 fn compiled_programs_equal_direct_mode() {
-    hunt(SMALL_F64, 1);
+    hunt(SMALL_F64, 1, check);
 }
 
 #[test]
 fn compiled_programs_equal_direct_mode_on_f32_batches_whose_products_join() {
-    hunt(JOINED_F32, 10);
+    hunt(JOINED_F32, 10, check);
 }
 
 #[test]
 fn compiled_programs_equal_direct_mode_on_larger_f32_batches() {
-    hunt(LARGE_F32, 10);
+    hunt(LARGE_F32, 10, check);
+}
+
+#[test]
+fn compiled_training_steps_equal_direct_mode() {
+    hunt(SMALL_F64, 4, check_step);
+}
+
+#[test]
+fn compiled_training_steps_equal_direct_mode_on_f32_batches() {
+    hunt(JOINED_F32, 10, check_step);
+}
+
+#[test]
+fn compiled_hessian_vector_products_equal_direct_mode() {
+    hunt(SMALL_F64, 4, check_hvp);
 }
 
 /// Checks the programs of `FERROGRAD_PROGRAMS` seeds (2000 by default) divided by `fewer`.
-fn hunt(at: Setting, fewer: u64) {
+fn hunt(at: Setting, fewer: u64, check: Check) {
     let count: u64 = std::env::var("FERROGRAD_PROGRAMS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -831,7 +973,7 @@ fn hunt(at: Setting, fewer: u64) {
         match check(&prog, i, at) {
             Ok(hits) => replays += hits,
             Err(why) => {
-                let small = shrink(&prog, i, at);
+                let small = shrink(&prog, i, at, check);
                 let why_small = check(&small, i, at).err().unwrap_or(why);
                 failures.push(format!("seed {i} ({at:?}): {why_small}\n{small:?}"));
                 if failures.len() >= 3 {
