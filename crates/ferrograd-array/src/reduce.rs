@@ -404,12 +404,38 @@ impl Array {
             let count = is_mean.then(|| T::from(p.row_len).expect("a count"));
             if !self.is_contiguous() && p.permuted.is_contiguous() {
                 // each column contiguous in memory (a transposed view): the same sums, in
-                // the same order, each along its column, with no transposed copy
-                let column = |x: &[T]| {
-                    let s = x.iter().fold(T::zero(), |s, &v| s + v);
-                    count.map_or(s, |n| s / n)
+                // the same order, with no transposed copy; 16 columns side by side, so the
+                // adds are 16 independent chains, not one
+                let src = p.permuted.values::<T>(op);
+                let dst = out.out_slice::<T>(&p.out_shape, op);
+                let n = p.row_len;
+                let block = |(b, d): (usize, &mut [T])| {
+                    let mut acc = [T::zero(); 16];
+                    let columns = src[b * 16 * n..][..d.len() * n].chunks_exact(n);
+                    if d.len() == 16 {
+                        let c: [&[T]; 16] = std::array::from_fn(|j| &src[(b * 16 + j) * n..][..n]);
+                        // (indexed: the 16 loads and adds unroll; zipped, 2048² ran 1.7x slower)
+                        #[allow(clippy::needless_range_loop)]
+                        for i in 0..n {
+                            for j in 0..16 {
+                                acc[j] += c[j][i];
+                            }
+                        }
+                    } else {
+                        for (a, column) in acc.iter_mut().zip(columns) {
+                            *a = column.iter().fold(T::zero(), |s, &v| s + v);
+                        }
+                    }
+                    for (d, a) in d.iter_mut().zip(acc) {
+                        *d = count.map_or(a, |c| a / c);
+                    }
                 };
-                return rows_into(p, out, op, &column);
+                if crate::par::split(src.len(), PARALLEL_MIN) && dst.len() > 16 {
+                    dst.par_chunks_mut(16).enumerate().for_each(block);
+                } else {
+                    dst.chunks_mut(16).enumerate().for_each(block);
+                }
+                return;
             }
             // Column sums of a [row_len, rows] buffer in row-major order: add whole rows.
             let src = self.values::<T>(op);
