@@ -911,7 +911,8 @@ fn check_hvp(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
     let f = |p: &Vec<Tensor>, x: &Tensor| run(prog, p, x, &mut Generator::new(0)).0;
     let hv = |p: &Vec<Tensor>, v: &Vec<Tensor>, x: &Tensor| ferrograd::hvp(f, p, (x,), v);
     let (fused, exact) = (compile(hv), compile(hv).fusion(false));
-    // (the loss stands for the last value: a program's hvp returns none)
+    // (an hvp has no loss or last value: its first part stands in for both, so failures
+    // name it so, and the fused tolerance scales with its largest magnitude)
     let as_bits = |h: &Vec<Tensor>| bits(h, &h[0], &h[0]);
     for (call, n) in CALLS.into_iter().enumerate() {
         let n = n * at.rows;
