@@ -716,12 +716,14 @@ impl Optimizer {
 /// `None` for calls that return no outputs.
 pub(crate) type Template = Option<Arc<dyn DynOutput>>;
 
-/// The signature of a call: everything a replay assumes about its inputs.
+/// The signature of a call: everything a replay assumes about its inputs (the output
+/// gradient of a `partial_grad` call among them: the plan reads its layout too).
 fn signature(
     params: &[Tensor],
     structure: &[u64],
     args: &[Tensor],
     args_key: &[u64],
+    output_grad: Option<&Tensor>,
     key: &mut Vec<u64>,
 ) {
     key.reserve(8 + 8 * (params.len() + args.len()));
@@ -748,6 +750,10 @@ fn signature(
         key.push(same.map_or(u64::MAX, |j| j as u64));
     }
     key.extend_from_slice(args_key);
+    key.push(output_grad.is_some() as u64);
+    if let Some(g) = output_grad {
+        leaf(key, g);
+    }
 }
 
 /// Flattens the outputs of a direct call: gradient leaves, then output leaves.
@@ -990,7 +996,7 @@ impl Config {
             return Some(self.run_direct(call, None, output_grad, location));
         }
         call.param_structure(structure);
-        signature(p_leaves, structure, a_leaves, args_key, key);
+        signature(p_leaves, structure, a_leaves, args_key, output_grad, key);
         key.push(generators_of(call.args()).len() as u64);
         key.extend(user_key);
 

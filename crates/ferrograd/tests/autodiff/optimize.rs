@@ -1317,6 +1317,42 @@ fn a_state_read_in_another_layout_runs_in_direct_mode() {
     );
 }
 
+/// The output gradient of a `partial_grad` call is part of the signature, its layout too: a
+/// plan made for a row-major one stands it in for `g * 1` as it is, and replayed with a
+/// transposed one, the gradients' products read the view (other bits, for `[3, 5]` by
+/// `[5, 5]`). Another layout is another signature.
+#[test]
+fn an_output_gradient_in_another_layout_is_another_signature() {
+    let f = |p: &(Tensor, Tensor)| p.0.matmul(&p.1) * 1.0;
+    let df = grad(f).partial_grad(true).optimize(true);
+    let mut rng = Generator::new(42);
+    let mut differ = Vec::new();
+    for call in 0..4 {
+        let p = (
+            rand(&mut rng, &[3, 5], -1.0, 1.0),
+            rand(&mut rng, &[5, 5], -1.0, 1.0),
+        );
+        // row-major, then a transposed view of the same shape, twice each
+        let g = if call < 2 {
+            rand(&mut rng, &[3, 5], -1.0, 1.0)
+        } else {
+            rand(&mut rng, &[5, 3], -1.0, 1.0).t()
+        };
+        let got = df.run(&p, (), Some(&g)).grads.expect("gradients");
+        let want = grad(f).partial_grad(true).run(&p, (), Some(&g));
+        let want = want.grads.expect("gradients");
+        if !(same(&got.0, &want.0) && same(&got.1, &want.1)) {
+            differ.push(call);
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "calls {differ:?} differ from direct mode"
+    );
+    let s = df.stats();
+    assert_eq!((s.captures, s.hits), (2, 2), "{s:?}");
+}
+
 /// A slice moved ahead of the pointwise op it read (the fused plan computes `sin` of the
 /// slice, not a slice of `sin`) leaves a sum over its rows the same bits: reductions add by
 /// shape, not by layout (a sum over the rows of the `[33, 37]` view added in another order
