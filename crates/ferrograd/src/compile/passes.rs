@@ -166,13 +166,10 @@ fn all_bits(a: &Array, value: f64) -> bool {
     }
 }
 
-/// Whether `v` is laid out row-major on every call: as recorded, or, for a constant, as
-/// folded (a folded value has no recorded array).
+/// Whether `v` is laid out row-major on every call, as recorded (a folded constant too: the
+/// fold runs the kernel that made the recorded value).
 fn row_major(v: ValueId, known: &Known<'_>) -> bool {
-    match known.consts.get(&v) {
-        Some(c) => c.is_contiguous(),
-        None => known.metas[v as usize].row_major,
-    }
+    known.metas[v as usize].row_major
 }
 
 /// The simpler form of `op` on `inputs` (whose result is `out`), if there is one.
