@@ -87,9 +87,10 @@ impl MaskedBatchNormalization {
     /// Normalized `x` over the masked entries.
     #[track_caller]
     pub fn forward(&self, p: &GainBias, x: &Tensor, mask: &Tensor) -> Tensor {
-        let n = *x.shape().last().expect("at least 1 dim");
-        let x2 = x.reshape(&[x.numel() / n, n]);
-        let m2 = mask.to_dtype(x.dtype()).reshape(&[x.numel() / n, n]);
+        let (n, lead) = x.shape().split_last().expect("at least 1 dim");
+        let rows = [lead.iter().product(), *n];
+        let x2 = x.reshape(&rows);
+        let m2 = mask.to_dtype(x.dtype()).reshape(&rows);
         let (mean, std) = if self.training {
             let count = m2.sum_dim(0, false).clamp(Some(1.0), None);
             let mean = (&x2 * &m2).sum_dim(0, false) / &count;

@@ -79,6 +79,15 @@ fn linear() {
         |p| F::linear(&p[0], &p[1], Some(&p[2])),
         |p| p[0].matmul(&p[1].t()) + &p[2],
     );
+    // no input features (a layer after a convolution whose output is empty): the bias
+    // alone, as in PyTorch; the gradients' shapes follow (it divided by the 0 features)
+    check(
+        "linear from no features",
+        &[&[2, 4, 0], &[5, 0], &[5]],
+        true,
+        |p| F::linear(&p[0], &p[1], Some(&p[2])),
+        |p| p[0].matmul(&p[1].t()) + &p[2],
+    );
 }
 
 #[test]

@@ -39,11 +39,9 @@ impl CustomOp for Linear {
             if input.ndim() == 1 {
                 g.outer(input)
             } else {
-                let (g2, x2) = (
-                    g.reshape(&[g.numel() / g.size(-1), g.size(-1)]),
-                    input.reshape(&[input.numel() / input.size(-1), input.size(-1)]),
-                );
-                g2.t().matmul(&x2)
+                g.reshape(&as_rows(g))
+                    .t()
+                    .matmul(&input.reshape(&as_rows(input)))
             }
         });
         let mut grads = vec![dx, dw];
@@ -52,13 +50,19 @@ impl CustomOp for Linear {
                 if g.ndim() == 1 {
                     g.clone()
                 } else {
-                    g.reshape(&[g.numel() / g.size(-1), g.size(-1)])
-                        .sum_dim(0, false)
+                    g.reshape(&as_rows(g)).sum_dim(0, false)
                 }
             }));
         }
         grads
     }
+}
+
+/// The shape of `t` `[..., k]` as a matrix `[rows, k]` (the leading dims' product: `k` may
+/// be 0, as when a layer has no input features).
+fn as_rows(t: &Tensor) -> [usize; 2] {
+    let (lead, last) = t.shape().split_at(t.ndim() - 1);
+    [lead.iter().product(), last[0]]
 }
 
 /// `y = x Wᵀ + b` for `x: [..., in]`, `weight: [out, in]` (nn's layout), `bias: [out]`.
