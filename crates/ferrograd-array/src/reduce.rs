@@ -376,11 +376,11 @@ impl Array {
         op: &str,
         row: fn(&[T]) -> T,
     ) {
-        if (p.row_len == 0 || p.rows == 0) && kind == Kind::Extreme {
+        if p.row_len == 0 && kind == Kind::Extreme {
             fail(
                 op,
                 format_args!(
-                    "cannot take the max or min of zero elements (shape {})",
+                    "cannot take the max or min of zero elements (shape {}, an empty dim reduced)",
                     fmt_shape(self.shape())
                 ),
             )
@@ -745,7 +745,8 @@ impl Array {
             let n: usize = dims.iter().map(|&d| self.shape()[d]).product();
             let centred = self.sub(&self.mean_dim(dims.as_slice(), true));
             let ss = centred.square().sum_dim(dims.as_slice(), keepdim);
-            let scale = Array::full(&[], 1.0 / (n as f64 - correction as f64), self.dtype());
+            let dof = (n as f64 - correction as f64).max(0.0);
+            let scale = Array::full(&[], 1.0 / dof, self.dtype());
             return ss.mul_into(&scale, out);
         }
         let p = plan(self, &dims, keepdim);

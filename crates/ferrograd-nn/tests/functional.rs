@@ -647,6 +647,44 @@ fn layers_check_their_arguments_at_the_callers_line() {
 }
 
 #[test]
+fn batch_norm_refuses_one_value_per_channel_in_training_and_skips_an_empty_batch() {
+    // one value per channel: the batch variance is 0 and the output all zeros, silently;
+    // PyTorch refuses it, and so do we, at the caller's line (evaluation is fine)
+    let stats = F::RunningStats::new(3, 0.1, DType::F64);
+    for shape in [&[1usize, 3][..], &[1, 3, 1], &[1, 3, 1, 1]] {
+        let x = Tensor::ones(shape, DType::F64);
+        let here = line!() + 2;
+        let (message, at) =
+            panic_at(|| drop(F::batch_norm(&x, None, None, Some(&stats), true, 1e-5)));
+        assert!(
+            message.contains(&format!(
+                "batch_norm: needs more than one value per channel in training, got input {shape:?}"
+            )),
+            "{message}"
+        );
+        assert_eq!(at, format!("{}:{here}", file!()));
+        let y = F::batch_norm(&x, None, None, Some(&stats), false, 0.0);
+        assert_eq!(y.to_vec::<f64>(), vec![1.0; 3]);
+    }
+    assert_eq!(stats.get().0.to_vec::<f64>(), vec![0.0; 3], "nothing moved");
+    // an empty batch: an empty output, and the running statistics stay as they were (its
+    // mean is NaN: they became NaN)
+    let x = Tensor::zeros(&[0, 3], DType::F64);
+    let y = F::batch_norm(&x, None, None, Some(&stats), true, 1e-5);
+    assert_eq!(y.shape(), &[0, 3]);
+    let (mean, var) = stats.get();
+    assert_eq!(
+        (mean.to_vec::<f64>(), var.to_vec::<f64>()),
+        (vec![0.0; 3], vec![1.0; 3])
+    );
+    // no channels: empty, with empty gradients (it divided by the 0 channels)
+    let x = Tensor::zeros(&[4, 0, 2], DType::F64);
+    let (g, y) =
+        grad(|x: &Tensor| F::batch_norm(x, None, None, None, true, 1e-5).sum()).call(&x, ());
+    assert_eq!((g.shape(), y.item::<f64>()), (&[4, 0, 2][..], 0.0));
+}
+
+#[test]
 fn regression_and_divergence_losses_with_every_reduction() {
     use F::Reduce;
     let mut rng = Generator::new(31);

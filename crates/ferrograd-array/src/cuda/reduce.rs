@@ -35,11 +35,13 @@ pub(crate) fn reduce(a: &Array, dims: &[usize], keepdim: bool, out: &mut Array, 
     let gpu = gpu_of(a.device(), op);
     let plan = plan(a, dims, keepdim, op);
     let (lo, lr, n_out, n_red) = (plan.lo, plan.lr, plan.n_out, plan.n_red);
-    if r != Reduce::Sum && n_red == 0 && n_out > 0 {
+    // (as on the host: a product of nothing is 1; the max or min of nothing is refused,
+    // even where there is no output)
+    if matches!(r, Reduce::Max | Reduce::Min) && n_red == 0 {
         crate::error::fail(
             op,
             format_args!(
-                "cannot reduce empty dims {dims:?} (shape {})",
+                "cannot take the max or min of zero elements: empty dims {dims:?} (shape {})",
                 fmt_shape(a.shape())
             ),
         )

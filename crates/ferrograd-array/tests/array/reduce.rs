@@ -372,6 +372,31 @@ fn empty_reductions() {
     assert_eq!(e.prod_dim(0, false).to_vec::<f64>(), vec![1.0; 3]);
     assert!(e.mean().item::<f64>().is_nan());
     assert_eq!(e.sum_dim(1, false).shape(), &[0]);
+    // the max and min over a dim that is not empty, of an empty tensor: empty (they
+    // refused); over an empty dim, refused, as in PyTorch
+    for keepdim in [false, true] {
+        let want: &[usize] = if keepdim { &[0, 1] } else { &[0] };
+        assert_eq!(e.amax_dim(1, keepdim).shape(), want);
+        assert_eq!(e.amin_dim(1, keepdim).shape(), want);
+    }
+    let message = std::panic::catch_unwind(|| e.amax_dim(0, false))
+        .expect_err("an empty dim has no max")
+        .downcast::<String>()
+        .map(|m| *m)
+        .unwrap_or_default();
+    assert!(
+        message.contains("amax_dim: cannot take the max or min of zero elements (shape [0, 3], an empty dim reduced)"),
+        "{message}"
+    );
+    // variance with no degrees of freedom left: NaN (0/0) or infinity, never negative
+    let x = Array::from_vec(vec![1.0f64, 3.0], &[1, 2]);
+    assert!(e
+        .var_dim(0, 1, false)
+        .to_vec::<f64>()
+        .iter()
+        .all(|v| v.is_nan()));
+    assert_eq!(x.var_dim(1, 2, false).to_vec::<f64>(), vec![f64::INFINITY]);
+    assert_eq!(x.var_dim(1, 3, false).to_vec::<f64>(), vec![f64::INFINITY]);
 }
 
 #[test]

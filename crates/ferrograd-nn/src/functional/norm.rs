@@ -65,6 +65,14 @@ fn reduce_dims(ndim: usize) -> Vec<usize> {
     (0..ndim).filter(|&d| d != 1).collect()
 }
 
+/// How many values each channel of `[N, C, ...]` holds (the batch statistics' count).
+fn per_channel(shape: &[usize]) -> usize {
+    (shape.iter().enumerate())
+        .filter(|&(d, _)| d != 1)
+        .map(|(_, &n)| n)
+        .product()
+}
+
 /// Batch normalization (inputs: x, then weight and bias when `affine`, then the running
 /// mean and variance in evaluation mode). The statistics are inputs, not attributes, so
 /// optimize mode reads their current values on every call.
@@ -145,7 +153,7 @@ impl CustomOp for BatchNorm {
         let dx = if self.evaluation {
             &dxhat * &invstd
         } else {
-            let m = (input.numel() / input.size(1)) as f64;
+            let m = per_channel(input.shape()) as f64;
             let a = dxhat.sum_dim(d, true);
             let b = (&dxhat * &xhat).sum_dim(d, true);
             &(&invstd * (1.0 / m)) * &(&(&(&dxhat * m) - &a) - &(&xhat * &b))
@@ -167,6 +175,9 @@ impl CustomOp for BatchNorm {
 /// (PyTorch's BatchNorm1d, 2d and 3d), per channel. In training the batch statistics
 /// normalize and `stats` (when given) moves towards them; in evaluation `stats` normalizes.
 /// `weight`/`bias` (both or neither) are the affine `[C]` parameters.
+///
+/// In training each channel needs more than one value (a panic otherwise, as in PyTorch:
+/// the batch variance of one value is 0); an empty batch leaves `stats` as they are.
 #[track_caller]
 pub fn batch_norm(
     x: &Tensor,
@@ -206,13 +217,25 @@ pub fn batch_norm(
             );
         }
     }
-    if training {
+    let m = per_channel(x.shape());
+    if training && m == 1 {
+        // (PyTorch refuses it too: the batch variance is 0, the output all zeros)
+        panic!(
+            "ferrograd: batch_norm: needs more than one value per channel in training, got \
+             input {:?} (evaluate, or batch more samples) (at {})",
+            x.shape(),
+            ferrograd::array::Site(std::panic::Location::caller())
+        );
+    }
+    // (an empty batch leaves the running statistics as they are, as in PyTorch: its mean
+    // is NaN)
+    if training && m > 0 {
         if let Some(s) = stats {
             // the running averages move by tensor ops on State, so optimize mode replays them
             let dims = reduce_dims(x.ndim());
             let d = dims.as_slice();
             let data = x.detach();
-            let m = (data.numel() / data.size(1)) as f64;
+            let m = m as f64;
             let batch_mean = data.mean_dim(d, false);
             let batch_var = data.var_dim(d, 0, false) * (m / (m - 1.0).max(1.0));
             let k = s.momentum;

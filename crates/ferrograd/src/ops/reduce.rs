@@ -465,12 +465,17 @@ impl Tensor {
     }
 
     /// Variance over `dims`, with `correction` subtracted from the count (1: unbiased).
+    /// With no degrees of freedom left (`correction` at or above the count) it is NaN where
+    /// the values are all equal (or there are none) and infinite elsewhere, as in PyTorch.
     #[track_caller]
     pub fn var_dim(&self, dims: impl Dims, correction: usize, keepdim: bool) -> Tensor {
         let dims = dims.resolve_all(self.ndim(), "var_dim");
         let n: usize = dims.iter().map(|&d| self.shape()[d]).product();
         let centred = self - &self.mean_dim(dims.as_slice(), true);
-        centred.square().sum_dim(dims.as_slice(), keepdim) * (1.0 / (n as f64 - correction as f64))
+        // (no degrees of freedom left: NaN or infinity, as in PyTorch, never a negative
+        // variance)
+        let dof = (n as f64 - correction as f64).max(0.0);
+        centred.square().sum_dim(dims.as_slice(), keepdim) * (1.0 / dof)
     }
 
     /// Variance of all elements.

@@ -218,6 +218,29 @@ fn reductions() {
     }
 }
 
+/// A variance with no degrees of freedom left (`correction` at or above the count) is NaN
+/// (0/0) or infinite, as the array layer's and PyTorch's are: the tensor's divided by
+/// `n - correction`, giving -0 over an empty dim and a negative variance past it.
+#[test]
+fn variance_without_degrees_of_freedom_is_the_arrays() {
+    let mut rng = Generator::new(5);
+    for shape in [&[1usize, 2][..], &[3, 1], &[3, 0], &[2, 3]] {
+        let x = Tensor::new(rng.normal(shape, 0.0, 1.0, DType::F64));
+        for correction in 0..4 {
+            let got = x.var_dim(1, correction, false).to_f64_vec();
+            let want = x.value().var_dim(1, correction, false).to_f64_vec();
+            let same = |a: f64, b: f64| {
+                a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() < 1e-12 * b.abs()
+            };
+            assert!(
+                got.iter().zip(&want).all(|(&a, &b)| same(a, b)),
+                "{shape:?}, correction {correction}: {got:?}, the array's {want:?}"
+            );
+            assert!(got.iter().all(|v| v.is_nan() || *v >= 0.0), "{got:?}");
+        }
+    }
+}
+
 #[test]
 fn product_gradient_is_exact_with_zeros() {
     // d(abc)/da = bc, even when a or b is zero; with two zeros every gradient is zero.
