@@ -118,6 +118,23 @@ impl Array {
             DType::F32 => float::<f32>(self, other, f, out, op),
             DType::F64 => float::<f64>(self, other, f, out, op),
             DType::I64 if f.is_number() => {
+                if matches!(f, ZipFn::Div | ZipFn::Fmod | ZipFn::Remainder) {
+                    // (refused here, naming the op and the caller's line, not inside a kernel
+                    // on a worker thread)
+                    let zero = match other.contiguous_slice::<i64>(op) {
+                        Some(y) => y.contains(&0),
+                        None => other.to_vec::<i64>().contains(&0),
+                    };
+                    if zero {
+                        crate::error::fail(
+                            op,
+                            format_args!(
+                                "integer division by zero (an {} divisor holds 0)",
+                                other.dtype()
+                            ),
+                        );
+                    }
+                }
                 zip_into::<i64, i64>(self, other, out, op, PARALLEL_MIN, &|d, x, y| {
                     with_simd(
                         #[inline(always)]

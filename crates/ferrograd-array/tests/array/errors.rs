@@ -134,6 +134,19 @@ fn elementwise() {
     check("div", &["[2]", "[3]"], || {
         let _ = 1.0 / f32s(&[2]) / f32s(&[3]);
     });
+    // an integer divisor of 0: refused here, not by a kernel on a worker thread
+    let ints = Array::from_vec(vec![7i64, -7, 4], &[3]);
+    let divisor = Array::from_vec(vec![2i64, 0, 1], &[3]);
+    check("div", &["integer division by zero"], || {
+        ints.div(&divisor);
+    });
+    check("remainder", &["integer division by zero"], || {
+        ints.remainder(&divisor.narrow(0, 1, 1));
+    });
+    check("fmod", &["integer division by zero"], || {
+        ints.fmod_scalar(0.0);
+    });
+    assert_eq!(ints.div_scalar(2.0).to_vec::<i64>(), vec![3, -3, 2]);
 }
 
 #[test]

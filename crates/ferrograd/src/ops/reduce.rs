@@ -412,7 +412,17 @@ impl Tensor {
     }
 
     /// The median along `dim` and its index: the lower of the two middle values for an even
-    /// count (PyTorch's `median(dim)`); the gradient goes to that element.
+    /// count, and NaN (the first) where the values hold one, as PyTorch's `median(dim)`;
+    /// the gradient goes to that element.
+    ///
+    /// ```
+    /// use ferrograd::Tensor;
+    /// let x = Tensor::from_vec(vec![4.0f64, 1.0, 3.0, 2.0, f64::NAN, 5.0], &[2, 3]);
+    /// let (v, i) = x.median_dim(1, false);
+    /// assert_eq!(v.to_vec::<f64>()[0], 3.0);
+    /// assert!(v.to_vec::<f64>()[1].is_nan());
+    /// assert_eq!(i.to_vec::<i64>(), vec![2, 1]);
+    /// ```
     #[track_caller]
     pub fn median_dim(&self, dim: impl Dim, keepdim: bool) -> (Tensor, Tensor) {
         let d = dim.resolve(self.ndim().max(1), "median_dim");
@@ -424,10 +434,23 @@ impl Tensor {
                 ferrograd_array::Site(std::panic::Location::caller())
             );
         }
-        self.kthvalue(n.div_ceil(2), d, keepdim)
+        if self.ndim() == 0 || !self.dtype().is_float() {
+            return self.kthvalue(n.div_ceil(2), d, keepdim);
+        }
+        // (the sort puts NaNs last, so the middle value alone would skip them; with tensor
+        // ops, not a read of the data, so optimize mode replays it)
+        let middle = self.argsort(d, false).narrow(d, n.div_ceil(2) - 1, 1);
+        let nan = self.isnan().to_dtype(self.dtype());
+        let first_nan = nan.argmax(d, true);
+        let idx = nan
+            .amax_dim(d, true)
+            .gt_scalar(0.0)
+            .where_cond(&first_nan, &middle);
+        self.pick(d, idx, keepdim)
     }
 
-    /// The median of all elements (the lower middle value for an even count), 0-d.
+    /// The median of all elements (the lower middle value for an even count; NaN if any is
+    /// NaN), 0-d.
     ///
     /// ```
     /// use ferrograd::Tensor;

@@ -931,6 +931,17 @@ fn sorting_values_against_a_reference() {
     );
     let m = Tensor::from_vec(vec![4.0f64, 1.0, 3.0, 2.0], &[4]);
     assert_eq!(m.median_dim(0, false).1.item::<i64>(), 3); // lower middle: 2.0
+                                                           // a NaN makes the median NaN, at the first NaN, as in PyTorch (the middle of the sorted
+                                                           // values skipped it: rows [2, NaN, -1] gave 2); the gradient goes to it
+    let (v, i) = x.median_dim(1, true);
+    assert!(v.to_vec::<f64>()[0].is_nan());
+    assert_eq!((v.shape(), v.to_vec::<f64>()[1]), (&[2, 1][..], 0.5));
+    assert_eq!(i.to_vec::<i64>(), vec![1, 1]);
+    let twice = Tensor::from_vec(vec![1.0f64, f64::NAN, 0.0, f64::NAN], &[4]);
+    assert_eq!(twice.median_dim(0, false).1.item::<i64>(), 1);
+    assert!(x.median().item::<f64>().is_nan());
+    let (g, _) = ferrograd::grad(|x: &Tensor| x.median_dim(1, false).0.sum()).call(&x, ());
+    assert_eq!(g.to_vec::<f64>(), vec![0.0, 1.0, 0.0, 0.0, 1.0, 0.0]);
     let msg = panic_message(|| {
         m.topk(5, 0, true);
     });
