@@ -776,7 +776,8 @@ impl Array {
         Array::cat_into(&parts, d, out)
     }
 
-    /// Views of consecutive pieces of `size` along `dim` (the last may be shorter).
+    /// Views of consecutive pieces of `size` along `dim` (the last may be shorter; an empty
+    /// dim gives one empty piece, as in PyTorch).
     #[track_caller]
     pub fn split(&self, size: usize, dim: impl Dim) -> Vec<Array> {
         let d = dim.resolve(self.ndim(), "split");
@@ -784,6 +785,9 @@ impl Array {
             fail("split", "piece size must be positive")
         }
         let n = self.shape()[d];
+        if n == 0 {
+            return vec![self.narrow(d, 0, 0)];
+        }
         (0..n)
             .step_by(size)
             .map(|s| self.narrow(d, s, size.min(n - s)))
@@ -814,12 +818,16 @@ impl Array {
             .collect()
     }
 
-    /// `chunks` views of (nearly) equal size along `dim`, as PyTorch's `chunk`.
+    /// `chunks` views of (nearly) equal size along `dim`, as PyTorch's `chunk` (fewer where
+    /// the size does not divide so; an empty dim gives `chunks` empty pieces).
     #[track_caller]
     pub fn chunk(&self, chunks: usize, dim: impl Dim) -> Vec<Array> {
         let d = dim.resolve(self.ndim(), "chunk");
         if chunks == 0 {
             fail("chunk", "number of chunks must be positive")
+        }
+        if self.shape()[d] == 0 {
+            return vec![self.narrow(d, 0, 0); chunks];
         }
         let size = self.shape()[d].div_ceil(chunks).max(1);
         self.split(size, d)

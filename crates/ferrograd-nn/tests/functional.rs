@@ -685,6 +685,25 @@ fn batch_norm_refuses_one_value_per_channel_in_training_and_skips_an_empty_batch
 }
 
 #[test]
+fn empty_inputs_give_what_pytorch_gives() {
+    // no channels: an empty output (instance norm asked for 0 groups and refused)
+    let x = Tensor::zeros(&[2, 0, 3, 3], DType::F64);
+    assert_eq!(
+        F::instance_norm(&x, None, None, 1e-5).shape(),
+        &[2, 0, 3, 3]
+    );
+    let none = Tensor::zeros(&[0], DType::F64);
+    let y = F::instance_norm(&x, Some(&none), Some(&none), 1e-5);
+    assert_eq!(y.shape(), &[2, 0, 3, 3]);
+    // an empty batch's `batchmean` is 0/0, NaN, as its mean is (it gave 0)
+    let e = Tensor::zeros(&[0, 4], DType::F64);
+    let kl = F::kl_div(&e, &e, F::Reduce::BatchMean, false);
+    assert!(kl.item::<f64>().is_nan(), "{kl:?}");
+    assert!(F::mse_loss(&e, &e, F::Reduce::Mean).item::<f64>().is_nan());
+    assert_eq!(F::mse_loss(&e, &e, F::Reduce::Sum).item::<f64>(), 0.0);
+}
+
+#[test]
 fn regression_and_divergence_losses_with_every_reduction() {
     use F::Reduce;
     let mut rng = Generator::new(31);

@@ -221,6 +221,13 @@ fn cat_stack_split_chunk() {
     assert_eq!(pieces, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
     let chunks: Vec<usize> = r.chunk(3, 0).iter().map(|p| p.numel()).collect();
     assert_eq!(chunks, vec![3, 3, 1]);
+    // an empty dim: one empty piece from split, `chunks` from chunk, as in PyTorch (there
+    // were none, and a cat of them back refused)
+    let e = Array::zeros(&[0, 4], DType::F32);
+    let shapes = |v: Vec<Array>| v.iter().map(|p| p.shape().to_vec()).collect::<Vec<_>>();
+    assert_eq!(shapes(e.split(2, 0)), vec![vec![0, 4]]);
+    assert_eq!(shapes(e.chunk(3, 0)), vec![vec![0, 4]; 3]);
+    assert_eq!(Array::cat(&e.split(1, 0), 0).shape(), &[0, 4]);
 }
 
 #[test]

@@ -167,8 +167,9 @@ impl Reduce {
             Reduce::Sum => terms.sum(),
             Reduce::None => terms.clone(),
             Reduce::BatchMean => {
+                // (an empty batch: 0/0, NaN, as the mean's and PyTorch's)
                 let n = if terms.ndim() == 0 { 1 } else { terms.size(0) };
-                terms.sum() * (1.0 / n.max(1) as f64)
+                terms.sum() * (1.0 / n as f64)
             }
         }
     }
