@@ -431,8 +431,8 @@ pub fn load_ptb(dir: impl AsRef<Path>, level: Level) -> Result<Corpus, DataError
 #[track_caller]
 pub fn batchify(stream: &Tensor, batch: usize) -> Tensor {
     if batch == 0 || stream.numel() < batch {
-        panic!(
-            "ferrograd: batchify: a stream of {} tokens cannot fill {batch} rows",
+        crate::fail!(
+            "batchify: a stream of {} tokens cannot fill {batch} rows",
             stream.numel()
         );
     }

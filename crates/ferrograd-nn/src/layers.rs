@@ -389,8 +389,8 @@ impl MultiheadAttention {
         dtype: DType,
     ) -> MultiheadAttention {
         if heads == 0 || !embed_dim.is_multiple_of(heads) {
-            panic!(
-                "ferrograd: MultiheadAttention: embed_dim {embed_dim} is not divisible by {heads} heads"
+            crate::fail!(
+                "MultiheadAttention: embed_dim {embed_dim} is not divisible by {heads} heads"
             );
         }
         let e = embed_dim;
@@ -918,7 +918,12 @@ impl ParallelCriterion {
     #[track_caller]
     pub fn loss_pairs(&self, inputs: &[Tensor], targets: &[Tensor]) -> Tensor {
         if inputs.len() != self.parts.len() || targets.len() != self.parts.len() {
-            panic!("ferrograd: ParallelCriterion: {} criteria need as many inputs and targets, got {} and {}", self.parts.len(), inputs.len(), targets.len());
+            crate::fail!(
+                "ParallelCriterion: {} criteria need as many inputs and targets, got {} and {}",
+                self.parts.len(),
+                inputs.len(),
+                targets.len()
+            );
         }
         let mut total: Option<Tensor> = None;
         for ((w, c), (x, t)) in self.parts.iter().zip(inputs.iter().zip(targets)) {
@@ -928,7 +933,10 @@ impl ParallelCriterion {
                 None => term,
             });
         }
-        total.unwrap_or_else(|| panic!("ferrograd: ParallelCriterion: no criteria"))
+        match total {
+            Some(total) => total,
+            None => crate::fail!("ParallelCriterion: no criteria"),
+        }
     }
 }
 

@@ -20,6 +20,20 @@
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+/// Panics with `ferrograd: `, the message, and the caller's line. Used inside
+/// `#[track_caller]` functions (not closures), where `Location::caller()` is the user's
+/// call.
+macro_rules! fail {
+    ($($arg:tt)+) => {
+        panic!(
+            "ferrograd: {} (at {})",
+            format_args!($($arg)+),
+            ferrograd::array::Site(std::panic::Location::caller())
+        )
+    };
+}
+pub(crate) use fail;
+
 mod auto;
 pub mod checkpoint;
 pub mod data;

@@ -449,8 +449,8 @@ impl RecurrentNetwork {
             x.clone()
         };
         if x.ndim() != 3 || x.size(2) != self.input_features {
-            panic!(
-                "ferrograd: RecurrentNetwork: expects [B, T, {}] or [T, {}], got {:?}",
+            crate::fail!(
+                "RecurrentNetwork: expects [B, T, {}] or [T, {}], got {:?}",
                 self.input_features,
                 self.input_features,
                 x.shape()

@@ -143,8 +143,8 @@ pub trait Module: Send + Sync {
                 .zip(&state.params)
                 .any(|(a, b)| a.shape() != b.shape())
         {
-            panic!(
-                "ferrograd: set_parameters: expected {} tensors of shapes {:?}",
+            crate::fail!(
+                "set_parameters: expected {} tensors of shapes {:?}",
                 state.params.len(),
                 state
                     .params

@@ -136,7 +136,7 @@ fn check(optimizer: &str, name: &str, value: f64, below_one: bool) {
         } else {
             "finite and >= 0"
         };
-        panic!("ferrograd: {optimizer}: {name} must be {range}, got {value}");
+        crate::fail!("{optimizer}: {name} must be {range}, got {value}");
     }
 }
 
@@ -910,10 +910,11 @@ impl Optimizer for Rprop {
         let (low, high) = self.step_sizes;
         let ok = 0.0 < minus && minus < 1.0 && plus > 1.0 && 0.0 <= low && low <= high;
         if !ok {
-            panic!(
-                "ferrograd: Rprop: needs 0 < etas.0 < 1 < etas.1 and 0 <= step_sizes.0 <= \
+            crate::fail!(
+                "Rprop: needs 0 < etas.0 < 1 < etas.1 and 0 <= step_sizes.0 <= \
                  step_sizes.1, got {:?} and {:?}",
-                self.etas, self.step_sizes
+                self.etas,
+                self.step_sizes
             );
         }
         let (ps, gs) = (detached(params), detached(grads));

@@ -646,6 +646,82 @@ fn layers_check_their_arguments_at_the_callers_line() {
     );
 }
 
+/// Asserts `call` panics with a message holding `needle` and naming its own line (the line
+/// of this macro's call, or one of the next few where formatting breaks the call).
+macro_rules! refused_here {
+    ($needle:expr, $call:expr) => {{
+        let line = line!();
+        let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop($call)))
+            .expect_err("a panic")
+            .downcast::<String>()
+            .map(|m| *m)
+            .unwrap_or_default();
+        assert!(message.contains($needle), "{message}");
+        let prefix = format!("(at {}:", file!());
+        let at: Option<u32> = (message.split(&prefix).nth(1))
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|n| n.parse().ok());
+        assert!(
+            at.is_some_and(|at| (line..line + 6).contains(&at)),
+            "{message:?} does not name the line of the call ({line})"
+        );
+    }};
+}
+
+#[test]
+fn every_layer_and_loss_names_the_callers_line_when_it_refuses() {
+    use F::Reduce;
+    let f64s = |shape: &[usize]| Tensor::zeros(shape, DType::F64);
+    let (p, t) = (f64s(&[4, 1]), f64s(&[4]));
+    let shapes = "differ in shape";
+    refused_here!(shapes, F::mse(&p, &t));
+    refused_here!(shapes, F::bce(&p.sigmoid(), &t));
+    refused_here!(shapes, F::bce_with_logits(&p, &t));
+    // a target of another shape than the inputs ranked every pair silently
+    refused_here!(
+        "margin_ranking_loss: input1 [4, 1] and target [4] differ in shape",
+        F::margin_ranking_loss(&p, &p, &t, 1.0, Reduce::Mean)
+    );
+    refused_here!(
+        "cosine_embedding_loss: target [3] must have one label per pair",
+        F::cosine_embedding_loss(&p, &p, &f64s(&[3]), 0.0, Reduce::Mean)
+    );
+    let logits = f64s(&[4, 3]);
+    refused_here!("i64 class indices", F::cross_entropy(&logits, &t));
+    let out_of_range = Tensor::from_vec(vec![0i64, 1, 2, 3], &[4]);
+    refused_here!(
+        "class index 3 is out of range for 3 classes",
+        F::class_nll(&logits, &out_of_range)
+    );
+    let mut rng = Generator::new(0);
+    refused_here!(
+        "p must be in [0, 1]",
+        F::dropout(&logits, 1.5, true, &mut rng)
+    );
+    refused_here!(
+        "prelu: the weight has shape [2]",
+        F::prelu(&logits, &f64s(&[2]))
+    );
+    refused_here!(
+        "normalized shape [4]",
+        F::layer_norm(&logits, &[4], None, None, 1e-5)
+    );
+    refused_here!(
+        "padding_idx 9",
+        F::embedding(&out_of_range, &logits, Some(9))
+    );
+    refused_here!(
+        "batch_norm: evaluation mode needs running statistics",
+        F::batch_norm(&logits, None, None, None, false, 1e-5)
+    );
+    let one = f64s(&[3]);
+    refused_here!(
+        "give both weight and bias",
+        F::batch_norm(&logits, Some(&one), None, None, true, 1e-5)
+    );
+    refused_here!("needs at least one criterion", F::parallel_criterion(&[]));
+}
+
 #[test]
 fn batch_norm_refuses_one_value_per_channel_in_training_and_skips_an_empty_batch() {
     // one value per channel: the batch variance is 0 and the output all zeros, silently;

@@ -616,7 +616,11 @@ impl<F> Grad<F> {
     {
         let c = &self.config;
         if !c.with_forward || !c.with_gradients || c.partial_grad {
-            panic!("ferrograd: grad: call returns gradients and outputs; with with_forward(false), with_gradients(false) or partial_grad(true) set, use run");
+            panic!(
+                "ferrograd: grad: call returns gradients and outputs; with with_forward(false), \
+                 with_gradients(false) or partial_grad(true) set, use run (at {})",
+                ferrograd_array::Site(Location::caller())
+            );
         }
         let out = self.run_inner(params, args, None, Location::caller());
         (
@@ -641,7 +645,11 @@ impl<F> Grad<F> {
         F::Output: GradOutput,
     {
         if self.config.partial_grad != output_grad.is_some() {
-            panic!("ferrograd: grad: an output gradient must be passed to run exactly when partial_grad(true) is set");
+            panic!(
+                "ferrograd: grad: an output gradient must be passed to run exactly when \
+                 partial_grad(true) is set (at {})",
+                ferrograd_array::Site(Location::caller())
+            );
         }
         self.run_inner(params, args, output_grad, Location::caller())
     }

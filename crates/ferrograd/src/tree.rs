@@ -85,8 +85,9 @@ pub fn rebuild<T: Tree>(tree: &T, new_leaves: Vec<Tensor>) -> T {
     tree.visit("", &mut |_, _| expected += 1);
     if new_leaves.len() != expected {
         panic!(
-            "ferrograd: rebuild: the tree has {expected} leaves, got {} tensors",
-            new_leaves.len()
+            "ferrograd: rebuild: the tree has {expected} leaves, got {} tensors (at {})",
+            new_leaves.len(),
+            ferrograd_array::Site(std::panic::Location::caller())
         );
     }
     rebuild_from(tree, &mut new_leaves.into_iter())

@@ -76,8 +76,8 @@ pub fn prelu(x: &Tensor, weight: &Tensor) -> Tensor {
     let c = weight.numel();
     let channels = if x.ndim() >= 2 { x.size(1) } else { 1 };
     if weight.ndim() != 1 || (c != 1 && c != channels) {
-        panic!(
-            "ferrograd: prelu: the weight has shape {:?}; it needs [1] or [C] = [{channels}] \
+        crate::fail!(
+            "prelu: the weight has shape {:?}; it needs [1] or [C] = [{channels}] \
              for an input of shape {:?}",
             weight.shape(),
             x.shape(),

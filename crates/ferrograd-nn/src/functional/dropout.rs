@@ -6,7 +6,7 @@ use ferrograd::{DType, Generator, Tensor};
 #[track_caller]
 fn masked(x: &Tensor, p: f64, training: bool, mask_shape: &[usize], rng: &mut Generator) -> Tensor {
     if !(0.0..=1.0).contains(&p) {
-        panic!("ferrograd: dropout: p must be in [0, 1], got {p}");
+        crate::fail!("dropout: p must be in [0, 1], got {p}");
     }
     if !training || p == 0.0 {
         return x.clone();
@@ -19,9 +19,10 @@ fn masked(x: &Tensor, p: f64, training: bool, mask_shape: &[usize], rng: &mut Ge
     let keep = (Tensor::rand_bernoulli(rng, mask_shape, 1.0 - p, DType::F64) * (1.0 / (1.0 - p)))
         .to_dtype(x.dtype());
     // the generator draws on the host; the mask goes where `x` is
-    let keep = keep
-        .to_device(x.device())
-        .unwrap_or_else(|e| panic!("ferrograd: dropout: {e}"));
+    let keep = match keep.to_device(x.device()) {
+        Ok(keep) => keep,
+        Err(e) => crate::fail!("dropout: {e}"),
+    };
     x * &keep
 }
 
@@ -35,8 +36,8 @@ pub fn dropout(x: &Tensor, p: f64, training: bool, rng: &mut Generator) -> Tenso
 #[track_caller]
 pub fn spatial_dropout(x: &Tensor, p: f64, training: bool, rng: &mut Generator) -> Tensor {
     if x.ndim() < 3 {
-        panic!(
-            "ferrograd: spatial_dropout: expects [N, C, ...] with spatial dims, got {:?}",
+        crate::fail!(
+            "spatial_dropout: expects [N, C, ...] with spatial dims, got {:?}",
             x.shape()
         );
     }

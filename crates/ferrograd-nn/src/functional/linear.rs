@@ -78,8 +78,8 @@ fn as_rows(t: &Tensor) -> [usize; 2] {
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
     let features = x.shape().last().copied();
     if weight.ndim() != 2 || x.ndim() == 0 || features != Some(weight.size(1)) {
-        panic!(
-            "ferrograd: linear: input {:?} has {} features, weight {:?} must be [out_features, {}]",
+        crate::fail!(
+            "linear: input {:?} has {} features, weight {:?} must be [out_features, {}]",
             x.shape(),
             features.map_or("no".to_string(), |f| f.to_string()),
             weight.shape(),
@@ -88,8 +88,8 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
     }
     if let Some(b) = bias {
         if b.shape() != [weight.size(0)] {
-            panic!(
-                "ferrograd: linear: bias {:?} must be [{}] for weight {:?}",
+            crate::fail!(
+                "linear: bias {:?} must be [{}] for weight {:?}",
                 b.shape(),
                 weight.size(0),
                 weight.shape()
@@ -119,8 +119,8 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
 #[track_caller]
 pub fn embedding(indices: &Tensor, weight: &Tensor, padding_idx: Option<usize>) -> Tensor {
     if weight.ndim() != 2 || indices.dtype() != ferrograd::DType::I64 {
-        panic!(
-            "ferrograd: embedding: needs i64 indices and weight [vocabulary, dim] (PyTorch's \
+        crate::fail!(
+            "embedding: needs i64 indices and weight [vocabulary, dim] (PyTorch's \
              order), got indices {:?} {} and weight {:?}",
             indices.shape(),
             indices.dtype(),
@@ -131,8 +131,8 @@ pub fn embedding(indices: &Tensor, weight: &Tensor, padding_idx: Option<usize>) 
         Some(pad) => {
             let vocabulary = weight.size(0);
             if pad >= vocabulary {
-                panic!(
-                    "ferrograd: embedding: padding_idx {pad} is outside the vocabulary of \
+                crate::fail!(
+                    "embedding: padding_idx {pad} is outside the vocabulary of \
                      {vocabulary}"
                 );
             }

@@ -14,8 +14,8 @@ fn check_classes(op: &str, scores: &Tensor, target: &Tensor) {
         _ => false,
     };
     if target.dtype() != DType::I64 || !rows_ok {
-        panic!(
-            "ferrograd: {op}: needs scores [N, C] (or [C]) and i64 class indices [N] (or one), got {:?} and {:?} {}",
+        crate::fail!(
+            "{op}: needs scores [N, C] (or [C]) and i64 class indices [N] (or one), got {:?} and {:?} {}",
             scores.shape(),
             target.shape(),
             target.dtype()
@@ -39,8 +39,8 @@ fn rows(scores: &Tensor, target: &Tensor) -> (Tensor, Tensor, usize) {
 #[track_caller]
 pub fn mse(prediction: &Tensor, target: &Tensor) -> Tensor {
     if prediction.shape() != target.shape() {
-        panic!(
-            "ferrograd: mse: prediction {:?} and target {:?} differ in shape",
+        crate::fail!(
+            "mse: prediction {:?} and target {:?} differ in shape",
             prediction.shape(),
             target.shape()
         );
@@ -75,8 +75,8 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor) -> Tensor {
 #[track_caller]
 pub fn bce(probabilities: &Tensor, target: &Tensor) -> Tensor {
     if probabilities.shape() != target.shape() {
-        panic!(
-            "ferrograd: bce: probabilities {:?} and target {:?} differ in shape",
+        crate::fail!(
+            "bce: probabilities {:?} and target {:?} differ in shape",
             probabilities.shape(),
             target.shape()
         );
@@ -109,8 +109,8 @@ pub fn bce_with_logits(logits: &Tensor, target: &Tensor) -> Tensor {
 #[track_caller]
 pub(crate) fn bce_with_logits_terms(x: &Tensor, t: &Tensor) -> Tensor {
     if x.shape() != t.shape() {
-        panic!(
-            "ferrograd: bce_with_logits: logits {:?} and target {:?} differ in shape",
+        crate::fail!(
+            "bce_with_logits: logits {:?} and target {:?} differ in shape",
             x.shape(),
             t.shape()
         );
@@ -133,7 +133,10 @@ pub fn parallel_criterion(terms: &[(f64, CriterionFn<'_>, &Tensor, &Tensor)]) ->
             None => term,
         });
     }
-    total.unwrap_or_else(|| panic!("ferrograd: parallel_criterion: needs at least one criterion"))
+    match total {
+        Some(total) => total,
+        None => crate::fail!("parallel_criterion: needs at least one criterion"),
+    }
 }
 
 /// `positive` where `target` is 1, `negative` where it is -1, 0 elsewhere (PyTorch's rule
@@ -494,6 +497,9 @@ pub fn margin_ranking_loss(
     reduction: Reduce,
 ) -> Tensor {
     same_shape("margin_ranking_loss", ("input1", "input2"), input1, input2);
+    // (a target of another shape broadcast silently: [N, 1] inputs against [N] labels
+    // ranked every pair)
+    same_shape("margin_ranking_loss", ("input1", "target"), input1, target);
     let terms = (&-target * &(input1 - input2)).add_scalar(margin).relu();
     reduction.apply(&terms)
 }
@@ -593,6 +599,15 @@ pub fn cosine_embedding_loss(
         input2,
     );
     let dim = input1.ndim().saturating_sub(1);
+    let pairs = &input1.shape()[..dim];
+    if target.shape() != pairs {
+        crate::fail!(
+            "cosine_embedding_loss: target {:?} must have one label per pair of inputs {:?}: {:?}",
+            target.shape(),
+            input1.shape(),
+            pairs
+        );
+    }
     let dot = (input1 * input2).sum_dim(dim, false);
     let m1 = input1.square().sum_dim(dim, false).add_scalar(1e-12);
     let m2 = input2.square().sum_dim(dim, false).add_scalar(1e-12);

@@ -70,6 +70,6 @@ pub(crate) fn check_index_range(op: &str, what: &str, index: &Tensor, n: usize) 
             .into_iter()
             .find(|&c| c < 0 || c >= n as i64)
             .unwrap_or_default();
-        panic!("ferrograd: {op}: {what} {first} is out of range for {n} classes");
+        crate::fail!("{op}: {what} {first} is out of range for {n} classes");
     }
 }

@@ -199,8 +199,8 @@ pub fn batch_norm(
     for (what, t) in [("weight", weight), ("bias", bias)] {
         if let Some(t) = t {
             if t.shape() != [channels] {
-                panic!(
-                    "ferrograd: batch_norm: {what} {:?} must be [{channels}] for input {:?} ({channels} channels)",
+                crate::fail!(
+                    "batch_norm: {what} {:?} must be [{channels}] for input {:?} ({channels} channels)",
                     t.shape(),
                     x.shape()
                 );
@@ -210,8 +210,8 @@ pub fn batch_norm(
     if let Some(s) = stats {
         let shape = s.mean.shape();
         if shape != [channels] {
-            panic!(
-                "ferrograd: batch_norm: running statistics of shape {:?} for input {:?} ({channels} channels)",
+            crate::fail!(
+                "batch_norm: running statistics of shape {:?} for input {:?} ({channels} channels)",
                 shape,
                 x.shape()
             );
@@ -247,7 +247,7 @@ pub fn batch_norm(
         (true, _) => None,
         (false, Some(s)) => Some((s.mean.get(), s.var.get())),
         (false, None) => {
-            panic!("ferrograd: batch_norm: evaluation mode needs running statistics")
+            crate::fail!("batch_norm: evaluation mode needs running statistics")
         }
     };
     let mut inputs: Vec<&Tensor> = vec![x];
@@ -257,7 +257,7 @@ pub fn batch_norm(
             true
         }
         (None, None) => false,
-        _ => panic!("ferrograd: batch_norm: give both weight and bias, or neither"),
+        _ => crate::fail!("batch_norm: give both weight and bias, or neither"),
     };
     if let Some((m, v)) = &running {
         inputs.extend([m, v]);
@@ -350,8 +350,8 @@ pub fn layer_norm(
     {
         let shape =
             |t: Option<&Tensor>| t.map_or("none".to_string(), |t| format!("{:?}", t.shape()));
-        panic!(
-            "ferrograd: layer_norm: normalized shape {normalized_shape:?}, weight {} and bias {} \
+        crate::fail!(
+            "layer_norm: normalized shape {normalized_shape:?}, weight {} and bias {} \
              must match the trailing dims of {:?}",
             shape(weight),
             shape(bias),

@@ -471,8 +471,9 @@ impl Tensor {
     pub fn trace(&self) -> Tensor {
         if self.ndim() != 2 {
             panic!(
-                "ferrograd: trace: expects a matrix, got shape {:?}",
-                self.shape()
+                "ferrograd: trace: expects a matrix, got shape {:?} (at {})",
+                self.shape(),
+                ferrograd_array::Site(std::panic::Location::caller())
             );
         }
         self.diagonal(0).sum()
@@ -663,6 +664,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn meshgrid<T: std::borrow::Borrow<Tensor>>(tensors: &[T]) -> Vec<Tensor> {
+        let site = ferrograd_array::Site(std::panic::Location::caller());
         let shape: Vec<usize> = tensors.iter().map(|t| t.borrow().numel()).collect();
         tensors
             .iter()
@@ -671,7 +673,7 @@ impl Tensor {
                 let t = t.borrow();
                 if t.ndim() != 1 {
                     panic!(
-                        "ferrograd: meshgrid: expects 1-d tensors, got shape {:?} at position {i}",
+                        "ferrograd: meshgrid: expects 1-d tensors, got shape {:?} at position {i} (at {site})",
                         t.shape()
                     );
                 }

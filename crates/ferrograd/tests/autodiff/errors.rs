@@ -101,3 +101,38 @@ fn a_non_scalar_loss_is_refused_with_the_way_out() {
         &["output gradient has shape [3]", "[2]"],
     );
 }
+
+#[test]
+fn misused_calls_and_tree_rebuilds_point_at_the_user() {
+    let w = Tensor::zeros(&[2], DType::F64);
+    check(
+        || {
+            grad(|w: &Tensor| w.sum()).partial_grad(true).call(&w, ());
+        },
+        &["grad: call returns gradients and outputs", "use run"],
+    );
+    check(
+        || {
+            grad(|w: &Tensor| w.sum()).run(&w, (), Some(&w));
+        },
+        &["an output gradient must be passed to run exactly when"],
+    );
+    check(
+        || {
+            ferrograd::rebuild(&vec![w.clone()], vec![]);
+        },
+        &["rebuild: the tree has 1 leaves, got 0 tensors"],
+    );
+    check(
+        || {
+            w.trace();
+        },
+        &["trace: expects a matrix", "[2]"],
+    );
+    check(
+        || {
+            Tensor::meshgrid(&[w.clone(), Tensor::zeros(&[2, 2], DType::F64)]);
+        },
+        &["meshgrid: expects 1-d tensors", "[2, 2] at position 1"],
+    );
+}
