@@ -45,9 +45,23 @@ macro_rules! lr_field {
 struct Buffers(Vec<Tensor>);
 
 impl Buffers {
-    fn ensure(&mut self, params: &[Tensor]) {
-        if self.0.len() != params.len() {
+    /// Zeros like `params` at the first step; after it, `params` must be the ones the
+    /// buffers were made for (an optimizer stepping another tree broadcast its buffers
+    /// into the new params, or refused inside an update).
+    #[track_caller]
+    fn ensure(&mut self, optimizer: &str, params: &[Tensor]) {
+        if self.0.is_empty() {
             self.0 = params.iter().map(|p| p.zeros_like()).collect();
+            return;
+        }
+        let shapes = |ts: &[Tensor]| ts.iter().map(|t| t.shape().to_vec()).collect::<Vec<_>>();
+        if shapes(&self.0) != shapes(params) {
+            crate::fail!(
+                "{optimizer}: its state was made for parameters of shapes {:?}, this step's are \
+                 {:?} (one optimizer per parameter tree)",
+                shapes(&self.0),
+                shapes(params)
+            );
         }
     }
 
@@ -83,9 +97,10 @@ struct Moments {
 
 impl Moments {
     /// Starts a step over `params`: the buffers exist, the count is up; returns it.
-    fn begin(&mut self, params: &[Tensor]) -> u64 {
-        self.m.ensure(params);
-        self.v.ensure(params);
+    #[track_caller]
+    fn begin(&mut self, optimizer: &str, params: &[Tensor]) -> u64 {
+        self.m.ensure(optimizer, params);
+        self.v.ensure(optimizer, params);
         self.steps += 1;
         self.steps
     }
@@ -142,6 +157,33 @@ fn check(optimizer: &str, name: &str, value: f64, below_one: bool) {
 
 fn detached<P: Tree>(tree: &P) -> Vec<Tensor> {
     leaves(tree).iter().map(Tensor::detach).collect()
+}
+
+/// The leaves of `params` and `grads`, detached, after checking that each gradient has its
+/// parameter's shape and dtype (a `[3, 1]` gradient for a `[3]` parameter broadcast the
+/// update into a `[3, 3]` parameter, silently).
+#[track_caller]
+fn paired<P: Tree>(optimizer: &str, params: &P, grads: &P) -> (Vec<Tensor>, Vec<Tensor>) {
+    let (ps, gs) = (detached(params), detached(grads));
+    if ps.len() != gs.len() {
+        crate::fail!(
+            "{optimizer}: {} parameters and {} gradients",
+            ps.len(),
+            gs.len()
+        );
+    }
+    for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {
+        if p.shape() != g.shape() || p.dtype() != g.dtype() {
+            crate::fail!(
+                "{optimizer}: gradient {i} is {:?} {}, its parameter {:?} {}",
+                g.shape(),
+                g.dtype(),
+                p.shape(),
+                p.dtype()
+            );
+        }
+    }
+    (ps, gs)
 }
 
 /// Stochastic gradient descent: `g ← g + λ p`; with momentum `b ← μ b + (1 - dampening) g`
@@ -228,9 +270,9 @@ impl Optimizer for Sgd {
         ] {
             check("Sgd", name, v, false);
         }
-        let (ps, gs) = (detached(params), detached(grads));
+        let (ps, gs) = paired("Sgd", params, grads);
         let first = self.momentum_buffers.0.is_empty();
-        self.momentum_buffers.ensure(&ps);
+        self.momentum_buffers.ensure("Sgd", &ps);
         let lr = self.lr / (1.0 + self.steps as f64 * self.lr_decay);
         let mut out = Vec::with_capacity(ps.len());
         for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {
@@ -341,10 +383,10 @@ impl Optimizer for Adam {
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
         let decay = [("weight_decay", self.weight_decay)];
         check_adam("Adam", self.lr, self.betas, self.eps, &decay);
-        let (ps, gs) = (detached(params), detached(grads));
-        let t = self.moments.begin(&ps) as i32;
+        let (ps, gs) = paired("Adam", params, grads);
+        let t = self.moments.begin("Adam", &ps) as i32;
         if self.amsgrad {
-            self.v_max.ensure(&ps);
+            self.v_max.ensure("Adam", &ps);
         }
         let (b1, b2) = self.betas;
         let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
@@ -430,8 +472,8 @@ impl Optimizer for AdaGrad {
         ] {
             check("AdaGrad", name, v, false);
         }
-        let (ps, gs) = (detached(params), detached(grads));
-        self.sums.ensure(&ps);
+        let (ps, gs) = paired("AdaGrad", params, grads);
+        self.sums.ensure("AdaGrad", &ps);
         self.steps += 1;
         let lr = self.lr / (1.0 + (self.steps - 1) as f64 * self.lr_decay);
         let mut out = Vec::with_capacity(ps.len());
@@ -521,13 +563,13 @@ impl Optimizer for RmsProp {
         check("RmsProp", "eps", self.eps, false);
         check("RmsProp", "weight_decay", self.weight_decay, false);
         check("RmsProp", "momentum", self.momentum, false);
-        let (ps, gs) = (detached(params), detached(grads));
-        self.squares.ensure(&ps);
+        let (ps, gs) = paired("RmsProp", params, grads);
+        self.squares.ensure("RmsProp", &ps);
         if self.centered {
-            self.means.ensure(&ps);
+            self.means.ensure("RmsProp", &ps);
         }
         if self.momentum > 0.0 {
-            self.velocity.ensure(&ps);
+            self.velocity.ensure("RmsProp", &ps);
         }
         let a = self.alpha;
         let mut out = Vec::with_capacity(ps.len());
@@ -613,9 +655,9 @@ impl Optimizer for Adamax {
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
         let decay = [("weight_decay", self.weight_decay)];
         check_adam("Adamax", self.lr, self.betas, self.eps, &decay);
-        let (ps, gs) = (detached(params), detached(grads));
-        self.m.ensure(&ps);
-        self.u.ensure(&ps);
+        let (ps, gs) = paired("Adamax", params, grads);
+        self.m.ensure("Adamax", &ps);
+        self.u.ensure("Adamax", &ps);
         self.steps += 1;
         let (b1, b2) = self.betas;
         let clr = self.lr / (1.0 - b1.powi(self.steps as i32));
@@ -687,8 +729,8 @@ impl Optimizer for NAdam {
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
         let decay = [("momentum_decay", self.momentum_decay)];
         check_adam("NAdam", self.lr, self.betas, self.eps, &decay);
-        let (ps, gs) = (detached(params), detached(grads));
-        let step = self.moments.begin(&ps);
+        let (ps, gs) = paired("NAdam", params, grads);
+        let step = self.moments.begin("NAdam", &ps);
         let (b1, b2) = self.betas;
         let t = step as f64;
         let mu = b1 * (1.0 - 0.5 * 0.96f64.powf(t * self.momentum_decay));
@@ -755,8 +797,8 @@ impl Optimizer for RAdam {
     #[track_caller]
     fn step<P: Tree>(&mut self, params: &P, grads: &P) -> P {
         check_adam("RAdam", self.lr, self.betas, self.eps, &[]);
-        let (ps, gs) = (detached(params), detached(grads));
-        let t = self.moments.begin(&ps) as i32;
+        let (ps, gs) = paired("RAdam", params, grads);
+        let t = self.moments.begin("RAdam", &ps) as i32;
         let (b1, b2) = self.betas;
         let (c1, b2t) = (1.0 - b1.powi(t), b2.powi(t));
         let rho_inf = 2.0 / (1.0 - b2) - 1.0;
@@ -839,9 +881,9 @@ impl Optimizer for Adadelta {
         check("Adadelta", "rho", self.rho, false);
         check("Adadelta", "eps", self.eps, false);
         check("Adadelta", "weight_decay", self.weight_decay, false);
-        let (ps, gs) = (detached(params), detached(grads));
-        self.squares.ensure(&ps);
-        self.deltas.ensure(&ps);
+        let (ps, gs) = paired("Adadelta", params, grads);
+        self.squares.ensure("Adadelta", &ps);
+        self.deltas.ensure("Adadelta", &ps);
         let rho = self.rho;
         let mut out = Vec::with_capacity(ps.len());
         for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {
@@ -917,9 +959,9 @@ impl Optimizer for Rprop {
                 self.step_sizes
             );
         }
-        let (ps, gs) = (detached(params), detached(grads));
+        let (ps, gs) = paired("Rprop", params, grads);
         if self.steps.0.len() != ps.len() {
-            self.previous.ensure(&ps);
+            self.previous.ensure("Rprop", &ps);
             self.steps.0 = ps.iter().map(|p| &p.zeros_like() + self.lr).collect();
         }
         let mut out = Vec::with_capacity(ps.len());
@@ -1169,8 +1211,8 @@ impl Optimizer for Asgd {
         ] {
             check("Asgd", name, v, false);
         }
-        let (ps, gs) = (detached(params), detached(grads));
-        self.averages.ensure(&ps);
+        let (ps, gs) = paired("Asgd", params, grads);
+        self.averages.ensure("Asgd", &ps);
         self.steps += 1;
         let mut out = Vec::with_capacity(ps.len());
         for (i, (p, g)) in ps.iter().zip(&gs).enumerate() {

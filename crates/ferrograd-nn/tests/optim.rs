@@ -601,3 +601,63 @@ fn parameter_groups_step_each_group_with_its_own_settings() {
         assert_eq!(a[k].to_vec::<f64>(), b[k].to_vec::<f64>(), "{k}");
     }
 }
+
+/// A step's gradients must be its params' shapes and dtypes, and an optimizer's state its
+/// params': a `[3, 1]` gradient for a `[3]` parameter broadcast the update into a `[3, 3]`
+/// parameter, silently, and an optimizer stepping another tree broadcast its buffers or
+/// refused inside its update.
+#[test]
+fn a_gradient_or_state_that_does_not_fit_its_params_is_refused_at_the_callers_line() {
+    fn message(f: impl FnOnce() -> Vec<Tensor>) -> String {
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_err();
+        err.downcast_ref::<String>().cloned().unwrap_or_default()
+    }
+    let p = vec![Tensor::zeros(&[3], DType::F64)];
+    let column = vec![Tensor::ones(&[3, 1], DType::F64)];
+    let other_dtype = vec![Tensor::ones(&[3], DType::F32)];
+    let here = format!("(at {}:", file!());
+    type Step = fn(&Vec<Tensor>, &Vec<Tensor>) -> Vec<Tensor>;
+    let steps: [(&str, Step); 10] = [
+        ("Sgd", |p, g| Sgd::new(0.1).momentum(0.9).step(p, g)),
+        ("Adam", |p, g| Adam::new(0.1).step(p, g)),
+        ("AdaGrad", |p, g| AdaGrad::new(0.1).step(p, g)),
+        ("RmsProp", |p, g| RmsProp::new(0.1).step(p, g)),
+        ("Adamax", |p, g| Adamax::new(0.1).step(p, g)),
+        ("NAdam", |p, g| NAdam::new(0.1).step(p, g)),
+        ("RAdam", |p, g| RAdam::new(0.1).step(p, g)),
+        ("Adadelta", |p, g| Adadelta::new(0.1).step(p, g)),
+        ("Rprop", |p, g| Rprop::new(0.1).step(p, g)),
+        ("Asgd", |p, g| Asgd::new(0.1).step(p, g)),
+    ];
+    for (name, step) in steps {
+        let m = message(|| step(&p, &column));
+        assert!(
+            m.contains(&format!(
+                "{name}: gradient 0 is [3, 1] f64, its parameter [3] f64"
+            )),
+            "{m}"
+        );
+        assert!(m.contains(&here), "{m}");
+        let m = message(|| step(&p, &other_dtype));
+        assert!(
+            m.contains("gradient 0 is [3] f32, its parameter [3] f64"),
+            "{m}"
+        );
+        let m = message(|| step(&p, &vec![]));
+        assert!(
+            m.contains(&format!("{name}: 1 parameters and 0 gradients")),
+            "{m}"
+        );
+    }
+    let mut adam = Adam::new(0.1);
+    adam.step(&p, &vec![Tensor::ones(&[3], DType::F64)]);
+    let q = vec![Tensor::zeros(&[4], DType::F64)];
+    let m = message(|| adam.step(&q, &vec![Tensor::ones(&[4], DType::F64)]));
+    assert!(
+        m.contains(
+            "Adam: its state was made for parameters of shapes [[3]], this step's are [[4]]"
+        ),
+        "{m}"
+    );
+    assert!(m.contains(&here), "{m}");
+}
