@@ -2,6 +2,7 @@
 //! values involved and the caller's source line, which `#[track_caller]` carries up from the
 //! user's call through every public method.
 
+use std::cell::RefCell;
 use std::fmt::Display;
 use std::panic::Location;
 
@@ -31,15 +32,118 @@ pub(crate) fn fail(op: &str, message: impl Display) -> ! {
 pub struct Site(pub &'static Location<'static>);
 
 impl Display for Site {
+    /// `file:line:column`; in a panic's message, then the [`Context`]s it was raised in,
+    /// innermost first.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let l = self.0;
-        write!(
-            f,
-            "{}:{}:{}",
-            normalize_path(l.file()),
-            l.line(),
-            l.column()
-        )
+        write_location(f, self.0)?;
+        if std::thread::panicking() {
+            // (a call made on the panic's own line says nothing more)
+            let here = |c: &&Context| match c {
+                Context::Call { at, .. } => {
+                    (at.file(), at.line(), at.column())
+                        == (self.0.file(), self.0.line(), self.0.column())
+                }
+                Context::Layer { .. } => false,
+            };
+            CONTEXT.with(|c| match c.try_borrow() {
+                Ok(frames) => (frames.iter().rev())
+                    .filter(|c| !here(c))
+                    .try_for_each(|c| write!(f, ", {c}")),
+                Err(_) => Ok(()),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn write_location(f: &mut std::fmt::Formatter<'_>, l: &Location<'_>) -> std::fmt::Result {
+    write!(
+        f,
+        "{}:{}:{}",
+        normalize_path(l.file()),
+        l.line(),
+        l.column()
+    )
+}
+
+/// Where code runs that a panic's message should name beside its line: a layer of a
+/// container, or a call the user made whose own line the panic's may not be (an error
+/// inside a module's layer is raised on the layer's line, in the library; the user's line
+/// is the `forward` call). See [`in_context`].
+#[derive(Clone, Copy, Debug)]
+pub enum Context {
+    /// Layer `index` (from 0) of a container named `of`.
+    Layer {
+        /// The container (`a Sequential`).
+        of: &'static str,
+        /// The layer's position, from 0.
+        index: usize,
+    },
+    /// A call (`forward`) made at `at`.
+    Call {
+        /// What was called.
+        what: &'static str,
+        /// The caller's line.
+        at: &'static Location<'static>,
+    },
+}
+
+impl Display for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Context::Layer { of, index } => write!(f, "in layer {index} of {of}"),
+            Context::Call { what, at } => {
+                write!(f, "in {what} called at ")?;
+                write_location(f, at)
+            }
+        }
+    }
+}
+
+thread_local! {
+    static CONTEXT: RefCell<Vec<Context>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` in `context`: the message of a panic raised inside it (every ferrograd panic
+/// names its [`Site`]) adds the context after the line, so an error inside a container's
+/// layer says which layer, and where the user called it. Costs a push and a pop on a
+/// thread-local stack, no allocation after the first.
+///
+/// ```
+/// use ferrograd_array::{in_context, Array, Context, DType};
+/// let at = std::panic::Location::caller();
+/// let message = std::panic::catch_unwind(|| {
+///     in_context(Context::Call { what: "forward", at }, || {
+///         in_context(Context::Layer { of: "a Sequential", index: 1 }, || {
+///             Array::zeros(&[2], DType::F32).add(&Array::zeros(&[3], DType::F32))
+///         })
+///     })
+/// })
+/// .unwrap_err()
+/// .downcast::<String>()
+/// .unwrap();
+/// assert!(message.contains(", in layer 1 of a Sequential, in forward called at "), "{message}");
+/// ```
+pub fn in_context<R>(context: Context, f: impl FnOnce() -> R) -> R {
+    let _entered = enter(context);
+    f()
+}
+
+/// [`in_context`] without a closure (which would end a `#[track_caller]` chain): the
+/// context holds until the guard drops.
+pub fn enter(context: Context) -> Entered {
+    CONTEXT.with(|c| c.borrow_mut().push(context));
+    Entered(())
+}
+
+/// A [`Context`] entered with [`enter`]; dropping it (at the end of the scope, or while a
+/// panic unwinds) leaves it.
+#[must_use = "the context is left when this guard drops"]
+pub struct Entered(());
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        CONTEXT.with(|c| c.borrow_mut().pop());
     }
 }
 

@@ -72,7 +72,7 @@ pub use array::{Array, StorageRef};
 pub use conv::Conv2dParams;
 pub use device::{Device, DeviceError};
 pub use dtype::{DType, Element, Float, Number};
-pub use error::{normalize_path, Site};
+pub use error::{enter, in_context, normalize_path, Context, Entered, Site};
 pub use fused::{Instr, MapFn, Program, Reduction, Window, ZipFn};
 pub use index::Index;
 pub use layout::{broadcast_shapes, contiguous_strides, Dim, Dims, Position, Shape, Strides};

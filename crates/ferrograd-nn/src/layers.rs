@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use ferrograd::array::{in_context, Context};
 use ferrograd::{Array, Conv2dParams, DType, Generator, Pool2dParams, Tensor};
 
 use crate::functional as F;
@@ -843,9 +844,13 @@ impl Module for Sequential {
     fn forward_with(&self, p: &[Tensor], x: &Tensor) -> Tensor {
         let mut h = x.clone();
         let mut at = 0;
-        for c in &self.children {
+        for (index, c) in self.children.iter().enumerate() {
             let n = c.state().params.len();
-            h = c.forward_with(&p[at..at + n], &h);
+            let layer = Context::Layer {
+                of: "a Sequential",
+                index,
+            };
+            h = in_context(layer, || c.forward_with(&p[at..at + n], &h));
             at += n;
         }
         h
@@ -926,8 +931,13 @@ impl ParallelCriterion {
             );
         }
         let mut total: Option<Tensor> = None;
-        for ((w, c), (x, t)) in self.parts.iter().zip(inputs.iter().zip(targets)) {
-            let term = c.loss(x, t) * *w;
+        let pairs = self.parts.iter().zip(inputs.iter().zip(targets));
+        for (index, ((w, c), (x, t))) in pairs.enumerate() {
+            let part = Context::Layer {
+                of: "a ParallelCriterion",
+                index,
+            };
+            let term = in_context(part, || c.loss(x, t)) * *w;
             total = Some(match total {
                 Some(acc) => acc + term,
                 None => term,

@@ -8,8 +8,11 @@
 //! graph backwards (through the layers' hand-written gradients), and
 //! [`functionalize`] hands it to `grad` as a plain function.
 
+use std::panic::Location;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+use ferrograd::array::{enter, Context};
 
 use ferrograd::{record, Array, Generator, Tensor, Traced};
 
@@ -243,6 +246,12 @@ pub trait Module: Send + Sync {
 #[track_caller]
 pub(crate) fn traced_forward<M: Module + ?Sized>(module: &mut M, input: &Tensor) -> Tensor {
     let params = module.state().params.clone();
+    // (an error inside a layer is raised on the layer's line: its message names the user's)
+    let called = Context::Call {
+        what: "forward",
+        at: Location::caller(),
+    };
+    let _called = enter(called);
     let traced = record(&(params, input.clone()), |(p, x)| module.forward_with(p, x));
     let out = traced.output();
     module.state_mut().last = Some(Arc::new(LastForward {
@@ -272,6 +281,11 @@ pub(crate) fn traced_backward<M: Module + ?Sized>(
                 .expect("forward stores its trace")
         }
     };
+    let called = Context::Call {
+        what: "backward",
+        at: Location::caller(),
+    };
+    let _called = enter(called);
     let (param_grads, input_grad) = last.traced.backward(grad_output);
     module.state_mut().accumulate(param_grads, scale);
     input_grad
@@ -317,6 +331,11 @@ pub trait Criterion: Send + Sync {
     /// The loss value.
     #[track_caller]
     fn forward(&self, input: &Tensor, target: &Tensor) -> Tensor {
+        let called = Context::Call {
+            what: "forward",
+            at: Location::caller(),
+        };
+        let _called = enter(called);
         self.loss(&input.detach(), &target.detach())
     }
 
@@ -335,6 +354,11 @@ pub(crate) fn traced_criterion_backward<C: Criterion + ?Sized>(
     target: &Tensor,
 ) -> Tensor {
     let target = target.detach();
+    let called = Context::Call {
+        what: "backward",
+        at: Location::caller(),
+    };
+    let _called = enter(called);
     let traced = record(&input.detach(), |x| criterion.loss(x, &target));
     let seed = Tensor::ones(traced.output().shape(), input.dtype());
     traced.backward(&seed)

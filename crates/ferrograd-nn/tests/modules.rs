@@ -419,3 +419,50 @@ fn multihead_attention_layer_is_the_functional_attention_and_learns() {
     let last = loss(&params, &x).item::<f64>();
     assert!(last < first / 2.0, "{first} -> {last}");
 }
+
+/// An error inside a module's layer is raised on the layer's line, in the library: its
+/// message names the layer and the user's `forward` or `backward` call.
+#[test]
+fn an_error_inside_a_layer_names_the_layer_and_the_users_call() {
+    let message = |f: &mut dyn FnMut()| {
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_err();
+        err.downcast_ref::<String>().cloned().unwrap_or_default()
+    };
+    let mut rng = Generator::new(0);
+    let mut net = Sequential::new()
+        .add(Linear::new(3, 4, &mut rng, DType::F64))
+        .add(layers::tanh())
+        .add(Linear::new(5, 2, &mut rng, DType::F64));
+    let x = Tensor::zeros(&[2, 3], DType::F64);
+    let line = line!() + 1;
+    let m = message(&mut || drop(net.forward(&x)));
+    assert!(m.contains("linear: input [2, 4] has 4 features"), "{m}");
+    assert!(
+        m.contains(&format!(
+            ", in layer 2 of a Sequential, in forward called at {}:{line}:",
+            file!()
+        )),
+        "{m}"
+    );
+    // through `functionalize` and `grad`: the layer still named
+    let (f, p) = functionalize(&net);
+    let m =
+        message(&mut || drop(grad(|p: &Vec<Tensor>, x: &Tensor| f(p, x).sum()).call(&p, (&x,))));
+    assert!(m.contains(", in layer 2 of a Sequential"), "{m}");
+    // a wrong output gradient: the user's line, once
+    let mut one = Linear::new(3, 4, &mut rng, DType::F64);
+    one.forward(&x);
+    let line = line!() + 1;
+    let m = message(&mut || drop(one.backward(&x, &Tensor::zeros(&[2, 7], DType::F64), 1.0)));
+    assert!(
+        m.contains("the output gradient has shape [2, 7], the output has [2, 4]"),
+        "{m}"
+    );
+    assert!(m.contains(&format!("(at {}:{line}:", file!())), "{m}");
+    assert!(!m.contains("in backward called at"), "{m}");
+    // a criterion's error: the user's call
+    let mse = MseCriterion::default();
+    let line = line!() + 1;
+    let m = message(&mut || drop(mse.forward(&x, &Tensor::zeros(&[3], DType::F64))));
+    assert!(m.contains(&format!("{}:{line}:", file!())), "{m}");
+}

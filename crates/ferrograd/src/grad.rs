@@ -1179,7 +1179,12 @@ impl<P: Tree, O: GradOutput> Traced<P, O> {
     pub fn backward(&self, output_grad: &Tensor) -> P {
         let loss = self.output.loss();
         if output_grad.shape() != loss.shape() {
-            panic!("ferrograd: backward: the output gradient has shape {:?}, the output has {:?} (at {})", output_grad.shape(), loss.shape(), Location::caller());
+            panic!(
+                "ferrograd: backward: the output gradient has shape {:?}, the output has {:?} (at {})",
+                output_grad.shape(),
+                loss.shape(),
+                ferrograd_array::Site(Location::caller())
+            );
         }
         let grads = backward(self.level, loss, output_grad.clone(), None, None);
         let result = leaf_grads(&grads, &self.boxed, &leaves(&self.params));

@@ -390,3 +390,57 @@ fn convolution_and_pooling() {
         f32s(&[3]).softmax(1);
     });
 }
+
+/// A panic raised inside a context names it after its line (innermost first), and only
+/// there: a context left, normally or by a caught panic, is gone, and a site formatted
+/// outside a panic is the bare line.
+#[test]
+fn contexts_follow_the_line_in_panic_messages_only() {
+    use ferrograd_array::{enter, in_context, Context, Site};
+    let at = std::panic::Location::caller();
+    let bad = || {
+        f32s(&[2]).add(&f32s(&[3]));
+    };
+    let m = panic_message(|| {
+        in_context(
+            Context::Call {
+                what: "forward",
+                at,
+            },
+            || {
+                let _layer = enter(Context::Layer {
+                    of: "a Sequential",
+                    index: 2,
+                });
+                bad()
+            },
+        )
+    });
+    let called = format!("in forward called at {}:{}:", file!(), at.line());
+    assert!(
+        m.contains(&format!(", in layer 2 of a Sequential, {called}")),
+        "{m}"
+    );
+    // left after the caught panic: the next message is bare
+    let m = panic_message(bad);
+    assert!(!m.contains(", in "), "{m}");
+    // a call whose line is the panic's own (a `#[track_caller]` chain) is not repeated
+    #[track_caller]
+    fn forward() {
+        let at = std::panic::Location::caller();
+        let _called = enter(Context::Call {
+            what: "forward",
+            at,
+        });
+        f32s(&[2]).add(&f32s(&[3]));
+    }
+    let m = panic_message(|| forward());
+    assert!(!m.contains("in forward called at"), "{m}");
+    assert!(m.contains("tests/array/errors.rs:"), "{m}");
+    let _outer = enter(Context::Call {
+        what: "forward",
+        at,
+    });
+    let shown = Site(at).to_string();
+    assert_eq!(shown, format!("{}:{}:{}", file!(), at.line(), at.column()));
+}
