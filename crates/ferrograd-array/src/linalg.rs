@@ -565,6 +565,11 @@ impl Array {
         let (a, b) = gemm_operands(self, other);
         let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
         dispatch_float!(self.dtype(), op, T => {
+            if m == 0 || n == 0 {
+                // nothing to add into (and an empty operand's view may start past its
+                // storage's end)
+                return;
+            }
             if k == 0 {
                 // an empty sum is +0 (and `x + 0` turns -0 into +0, as the unfused add would)
                 let dst = &mut out.unique_slice_mut::<T>()[first_row * n..(first_row + m) * n];

@@ -237,3 +237,22 @@ fn double_transpose_is_identity() {
         }
     }
 }
+
+/// An empty view may start past its storage's end (the second column of `[0, 2]` starts at
+/// 1 of 0 elements, and its reshape is contiguous): copying it is empty, not a slice index
+/// out of range (a gradient through a narrow of an empty batch panicked so).
+#[test]
+fn empty_views_past_their_storage_copy_as_empty() {
+    let e = Array::zeros(&[0, 2], DType::F64).add_scalar(1.0);
+    for v in [
+        e.narrow(1, 1, 1).reshape(&[0]),
+        e.narrow(1, 1, 1).flatten(0, 1),
+        e.select(1, 1),
+        e.t().narrow(0, 1, 1),
+    ] {
+        assert_eq!(v.copy().shape(), v.shape());
+        assert_eq!(v.contiguous().shape(), v.shape());
+        assert_eq!(v.to_vec::<f64>(), Vec::<f64>::new());
+        assert_eq!(v.add_scalar(1.0).shape(), v.shape());
+    }
+}

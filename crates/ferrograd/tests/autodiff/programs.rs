@@ -18,7 +18,10 @@
 //! `sin` inside the program, not only the last, turns into differences of order 10⁻⁵ each:
 //! a loss of -1.07 off by 1.3e-4 seen), on the normal data only: the integers' exact cancellations put values at relu's
 //! kink, where a reordered sum's 2e-8 against direct mode's -1e-8 changes a gradient
-//! wholesale. Fusion off, every call is compared bit for bit, as in f64.
+//! wholesale. Fusion off, every call is compared bit for bit, as in f64. A shorter f64 run
+//! puts empty batches between the others (plans for no rows, views of nothing). A panic
+//! must be direct mode's, with its message, and one of ferrograd's checks (`ferrograd: `):
+//! any other (a slice index out of range in a kernel) is a bug even where both modes hit it.
 //!
 //! A program's training step is checked too, compiled whole (`compile`: the gradient, then
 //! an SGD update, called with the params donated, so the update may write them in place, as
@@ -380,8 +383,9 @@ fn row_index(n: usize, pattern: &[i64]) -> Tensor {
 /// The batch sizes and dtype a program runs at.
 #[derive(Clone, Copy, Debug)]
 struct Setting {
-    /// each call's batch size is this times 3 or 5
+    /// each call's batch size is this times the next of `calls`
     rows: usize,
+    calls: &'static [usize],
     dtype: DType,
     /// the fused replay's tolerance, relative to each tensor's largest magnitude, per unit of
     /// the last value's (see [`largest_last`])
@@ -390,18 +394,21 @@ struct Setting {
 
 const SMALL_F64: Setting = Setting {
     rows: 1,
+    calls: &CALLS,
     dtype: DType::F64,
     tolerance: 1e-12,
 };
 
 const JOINED_F32: Setting = Setting {
     rows: 12,
+    calls: &CALLS,
     dtype: DType::F32,
     tolerance: 2e-3,
 };
 
 const LARGE_F32: Setting = Setting {
     rows: 50,
+    calls: &CALLS,
     dtype: DType::F32,
     tolerance: 2e-3,
 };
@@ -736,6 +743,14 @@ fn input_of(prog: &Program, data: &mut Generator, n: usize, at: Setting) -> (Ten
 /// call, then a new size, then the first again.
 const CALLS: [usize; 7] = [3, 3, 3, 3, 5, 5, 3];
 
+/// f64 on batches of 3 and 5 with empty batches between: a plan for no rows (buffers of no
+/// elements, views of nothing that start past their storage's end), then the others again.
+/// Programs that pick a row (`select`) fail on an empty batch, alike in both modes.
+const EMPTY_F64: Setting = Setting {
+    calls: &[3, 0, 3, 0, 5, 0, 3],
+    ..SMALL_F64
+};
+
 /// `f()`, or the message it panicked with.
 fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|e| {
@@ -796,6 +811,11 @@ fn judge_one(
             };
             agree.map_err(|e| format!("the {how} result differs: {e}"))
         }
+        // (a panic that is not one of ferrograd's checks, an index out of range or a
+        // division by zero in a kernel, is a bug even where both modes hit it)
+        (_, Err(b)) if !b.starts_with("ferrograd: ") => Err(format!(
+            "direct mode panicked outside ferrograd's checks: {b:?}"
+        )),
         (Err(a), Err(b)) if a == b => Ok(()),
         (a, b) => {
             let (a, b) = (a.as_ref().err(), b.as_ref().err());
@@ -820,7 +840,7 @@ fn check(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
         .fusion(false)
         .stable_gradients(seed.is_multiple_of(2));
     let direct = grad(f);
-    for (call, n) in CALLS.into_iter().enumerate() {
+    for (call, &n) in at.calls.iter().enumerate() {
         let n = n * at.rows;
         let (x, integers) = input_of(prog, &mut data, n, at);
         let (mut r1, mut r2, mut r3) = (
@@ -872,7 +892,7 @@ fn check_step(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
     let first = params_of(prog, &mut data, at);
     let (mut direct, mut mine) = (copy(&first), copy(&first));
     let as_bits = |(p, loss, last): &(Vec<Tensor>, Tensor, Tensor)| bits(p, loss, last);
-    for (call, n) in CALLS.into_iter().enumerate() {
+    for (call, &n) in at.calls.iter().enumerate() {
         let n = n * at.rows;
         let (x, integers) = input_of(prog, &mut data, n, at);
         let rng = || Generator::new(seed + call as u64);
@@ -914,7 +934,7 @@ fn check_hvp(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
     // (an hvp has no loss or last value: its first part stands in for both, so failures
     // name it so, and the fused tolerance scales with its largest magnitude)
     let as_bits = |h: &Vec<Tensor>| bits(h, &h[0], &h[0]);
-    for (call, n) in CALLS.into_iter().enumerate() {
+    for (call, &n) in at.calls.iter().enumerate() {
         let n = n * at.rows;
         let (x, integers) = input_of(prog, &mut data, n, at);
         let want = caught(|| as_bits(&hv(&params, &v, &x)));
@@ -987,6 +1007,16 @@ fn compiled_training_steps_equal_direct_mode() {
 #[test]
 fn compiled_training_steps_equal_direct_mode_on_f32_batches() {
     hunt(JOINED_F32, 10, check_step);
+}
+
+#[test]
+fn compiled_programs_equal_direct_mode_on_empty_batches() {
+    hunt(EMPTY_F64, 4, check);
+}
+
+#[test]
+fn compiled_training_steps_equal_direct_mode_on_empty_batches() {
+    hunt(EMPTY_F64, 8, check_step);
 }
 
 #[test]
@@ -1123,6 +1153,25 @@ fn programs_that_once_disagreed_agree() {
                     Contiguous(0),
                     Scalar(1, 1.0, 2),
                     GramMatmul(3),
+                ],
+            ),
+        ),
+        // an empty batch: a column of `[0, 2]`, reshaped, is a contiguous view that starts
+        // past its storage's end; copying it sliced the storage out of range ("range start
+        // index 1 out of range for slice of length 0"), in both modes
+        (
+            562,
+            EMPTY_F64,
+            program(
+                2,
+                &[&[2], &[2, 1]],
+                vec![
+                    Product(0, 0, 1),
+                    Fill(3, 1, 1),
+                    IndexSelect(2, vec![0, 0, 0]),
+                    Scalar(1, 1.0, 1),
+                    Scalar(1, 1.0, 0),
+                    Cat(1, 2),
                 ],
             ),
         ),
