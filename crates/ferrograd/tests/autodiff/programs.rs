@@ -504,7 +504,10 @@ fn run(prog: &Program, p: &[Tensor], x: &Tensor, rng: &mut Generator) -> (Tensor
             Instr::Cat(a, b) => Tensor::cat(&[v[*a].clone(), v[*b].clone()], 1),
             Instr::Where(a, b, c) => Tensor::where_cond(&v[*a].gt_scalar(0.0), &v[*b], &v[*c]),
             Instr::MaxDim(a) => &v[*a] + &v[*a].max_dim(1, true).0,
-            Instr::AssignRow(a, b) => v[*a].index_put(&Index::Single(0), &v[*b].select(0, n - 1)),
+            // (`n - 1` wraps on an empty batch: `select` refuses the row, in any profile)
+            Instr::AssignRow(a, b) => {
+                v[*a].index_put(&Index::Single(0), &v[*b].select(0, n.wrapping_sub(1)))
+            }
             Instr::Cumsum(a) => v[*a].cumsum(1),
             Instr::Flip(a) => v[*a].flip(1),
             Instr::BranchBool(a, u1, u2) => {
