@@ -87,8 +87,7 @@ impl MaskedBatchNormalization {
     /// Normalized `x` over the masked entries.
     #[track_caller]
     pub fn forward(&self, p: &GainBias, x: &Tensor, mask: &Tensor) -> Tensor {
-        let (n, lead) = x.shape().split_last().expect("at least 1 dim");
-        let rows = [lead.iter().product(), *n];
+        let rows = crate::functional::as_rows(x);
         let x2 = x.reshape(&rows);
         let m2 = mask.to_dtype(x.dtype()).reshape(&rows);
         let (mean, std) = if self.training {

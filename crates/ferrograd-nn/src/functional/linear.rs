@@ -3,7 +3,7 @@
 
 use ferrograd::{Array, CustomOp, Tensor};
 
-use super::call;
+use super::{as_rows, call};
 
 #[derive(Debug)]
 struct Linear {
@@ -56,13 +56,6 @@ impl CustomOp for Linear {
         }
         grads
     }
-}
-
-/// The shape of `t` `[..., k]` as a matrix `[rows, k]` (the leading dims' product: `k` may
-/// be 0, as when a layer has no input features).
-fn as_rows(t: &Tensor) -> [usize; 2] {
-    let (lead, last) = t.shape().split_at(t.ndim() - 1);
-    [lead.iter().product(), last[0]]
 }
 
 /// `y = x Wᵀ + b` for `x: [..., in]`, `weight: [out, in]` (nn's layout), `bias: [out]`.

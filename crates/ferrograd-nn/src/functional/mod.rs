@@ -50,6 +50,13 @@ pub use resample::{
     max_pool2d_with, unfold, Interpolation, Sliding,
 };
 
+/// The shape of `t` `[..., k]` as a matrix `[rows, k]` (the leading dims' product: `k` may
+/// be 0, as when a layer has no input features, so not `numel / k`).
+pub(crate) fn as_rows(t: &Tensor) -> [usize; 2] {
+    let (k, lead) = t.shape().split_last().expect("at least 1 dim");
+    [lead.iter().product(), *k]
+}
+
 /// Applies a custom op to its inputs.
 #[track_caller]
 pub(crate) fn call(op: impl CustomOp, inputs: &[&Tensor]) -> Tensor {

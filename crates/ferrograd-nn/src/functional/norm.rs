@@ -220,11 +220,10 @@ pub fn batch_norm(
     let m = per_channel(x.shape());
     if training && m == 1 {
         // (PyTorch refuses it too: the batch variance is 0, the output all zeros)
-        panic!(
-            "ferrograd: batch_norm: needs more than one value per channel in training, got \
-             input {:?} (evaluate, or batch more samples) (at {})",
-            x.shape(),
-            ferrograd::array::Site(std::panic::Location::caller())
+        crate::fail!(
+            "batch_norm: needs more than one value per channel in training, got input {:?} \
+             (evaluate, or batch more samples)",
+            x.shape()
         );
     }
     // (an empty batch leaves the running statistics as they are, as in PyTorch: its mean
