@@ -1,6 +1,7 @@
 //! Where an array's elements live, and what can go wrong there.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::Array;
 
@@ -54,6 +55,42 @@ impl Device {
             0
         }
     }
+}
+
+/// Whether the GPU kernels that add into repeated positions do so in a fixed order; see
+/// [`set_deterministic`].
+static DETERMINISTIC: AtomicBool = AtomicBool::new(false);
+
+/// Makes the GPU's scatter-adds deterministic (`true`) or fast (`false`, the default), for the
+/// whole process, and returns the previous setting: the counterpart of PyTorch's
+/// `torch.use_deterministic_algorithms`.
+///
+/// On the CPU every op gives the same bits from run to run, on any number of threads,
+/// whatever this says. On a GPU, [`Array::scatter_add`](crate::Array::scatter_add),
+/// [`index_add`](crate::Array::index_add), an accumulating
+/// [`index_put_add`](crate::Array::index_put_add) and
+/// [`max_pool2d_backward`](crate::Array::max_pool2d_backward) (the gradients of `gather`,
+/// `index_select`, an embedding, indexing and max pooling) add floats that land on one
+/// position with atomic adds by default, in an order that varies from run to run, as
+/// PyTorch's kernels do; the last bits of such a sum then vary. With this set they sort the
+/// source elements by where they land (a stable sort on the GPU) and add each position's
+/// values in the source's order, the CPU's loop, so they give the same bits on every run and
+/// the CPU's bits. That costs a sort of the source positions (`log²(n)/2` passes over them),
+/// several times the atomic kernels' time. Integer sums are exact and never sorted.
+///
+/// ```
+/// use ferrograd_array::{deterministic, set_deterministic};
+/// let before = set_deterministic(true);
+/// assert!(deterministic());
+/// set_deterministic(before);
+/// ```
+pub fn set_deterministic(on: bool) -> bool {
+    DETERMINISTIC.swap(on, Ordering::Relaxed)
+}
+
+/// Whether the GPU's scatter-adds run in their deterministic form ([`set_deterministic`]).
+pub fn deterministic() -> bool {
+    DETERMINISTIC.load(Ordering::Relaxed)
 }
 
 impl fmt::Display for Device {

@@ -282,7 +282,9 @@ impl Array {
         self.scatter_impl(dim, index, src, false, "scatter", out)
     }
 
-    /// Like [`scatter`](Array::scatter) but adds `src` into the positions, summing repeats.
+    /// Like [`scatter`](Array::scatter) but adds `src` into the positions, summing repeats
+    /// (in the index's row-major order; on a GPU in no fixed order unless
+    /// [`set_deterministic`](crate::set_deterministic) is on).
     #[track_caller]
     pub fn scatter_add(&self, dim: impl Dim, index: &Array, src: &Array) -> Array {
         let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
@@ -352,7 +354,8 @@ impl Array {
     }
 
     /// A copy of `self` with `src` added at rows `index` (1-d i64) along `dim`:
-    /// `out[.., index[j], ..] += src[.., j, ..]`, repeats summed.
+    /// `out[.., index[j], ..] += src[.., j, ..]`, repeats summed in order of `j` (on a GPU in
+    /// no fixed order unless [`set_deterministic`](crate::set_deterministic) is on).
     #[track_caller]
     pub fn index_add(&self, dim: impl Dim, index: &Array, src: &Array) -> Array {
         let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());

@@ -70,7 +70,7 @@ mod views;
 
 pub use array::{Array, StorageRef};
 pub use conv::Conv2dParams;
-pub use device::{Device, DeviceError};
+pub use device::{deterministic, set_deterministic, Device, DeviceError};
 pub use dtype::{DType, Element, Float, Number};
 pub use error::{enter, in_context, normalize_path, Context, Entered, Site};
 pub use fused::{Instr, MapFn, Program, Reduction, Window, ZipFn};

@@ -330,7 +330,8 @@ fn max_pool_inside<T: Float>(g: &Geometry, plane: &[T], v: &mut [T], idx: &mut [
 
 impl Array {
     /// Gradient of [`max_pool2d`](Array::max_pool2d): `self` is the output gradient, routed
-    /// to the chosen inputs (summed where windows overlap).
+    /// to the chosen inputs (summed where windows overlap, in the outputs' order; on a GPU
+    /// in no fixed order unless [`set_deterministic`](crate::set_deterministic) is on).
     #[track_caller]
     pub fn max_pool2d_backward(&self, indices: &Array, input_shape: &[usize]) -> Array {
         let mut out = Array::empty_on(input_shape, self.dtype(), self.device());

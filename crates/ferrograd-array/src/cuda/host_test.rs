@@ -172,6 +172,9 @@ type ScanKernel =
     unsafe extern "C" fn(*mut c_void, *const c_void, Layout, Layout, Layout, Layout, i64, i64, i32);
 type ReduceKernel = unsafe extern "C" fn(*mut c_void, *const c_void, Layout, Layout, i64, i64, f64);
 type FusedKernel = unsafe extern "C" fn(source::FusedArgs, i64);
+type ScatterKeysKernel = unsafe extern "C" fn(*mut c_void, Layout, i64, *const c_void, Layout, i64);
+type ScatterSortedKernel<T> =
+    unsafe extern "C" fn(*mut T, *const i64, *const i64, *const c_void, Layout, i64);
 type ArgsortInitKernel = unsafe extern "C" fn(*mut c_void, i64, i64);
 type ArgsortStepKernel =
     unsafe extern "C" fn(*mut c_void, *const c_void, Layout, i64, i64, i64, i64, i64, i32);
@@ -1204,57 +1207,184 @@ fn the_argsort_network_orders_rows_as_the_cpus_stable_sort() {
         let x = Array::from_vec(v, &[3, 4, 5])
             .to_dtype(dtype)
             .permute(&[2, 0, 1]);
-        let init: ArgsortInitKernel = symbol(lib, source::ARGSORT_INIT);
-        let step: ArgsortStepKernel = symbol(lib, &source::argsort_step_name(dtype));
         for d in 0..3 {
             for descending in [false, true] {
                 let want = x.argsort(d, descending);
                 let moved = x.transpose(d, 2);
-                let (len, n) = (moved.shape()[2], moved.numel());
-                let (rows, padded) = (n / len, len.next_power_of_two());
-                let mut idx = vec![0i64; rows * padded];
-                let lx = layout(&moved, moved.shape(), "test");
-                let x_ptr = match dtype {
-                    DType::F32 => base::<f32>(&moved),
-                    DType::F64 => base::<f64>(&moved),
-                    DType::I64 => base::<i64>(&moved),
-                    DType::Bool => base::<bool>(&moved),
-                };
-                // SAFETY: the kernels' signatures; `idx` holds `rows` padded rows, each
-                // index below `len` naming an element of `moved` that `lx` addresses.
-                unsafe {
-                    init(idx.as_mut_ptr().cast(), idx.len() as i64, padded as i64);
-                    let mut k = 2;
-                    while k <= padded as i64 {
-                        let mut j = k / 2;
-                        while j > 0 {
-                            step(
-                                idx.as_mut_ptr().cast(),
-                                x_ptr,
-                                lx,
-                                rows as i64,
-                                len as i64,
-                                padded as i64,
-                                k,
-                                j,
-                                i32::from(descending),
-                            );
-                            j /= 2;
-                        }
-                        k *= 2;
-                    }
-                }
-                let got: Vec<i64> = idx
-                    .chunks(padded)
-                    .flat_map(|row| row[..len].to_vec())
-                    .collect();
-                let got = Array::from_vec(got, moved.shape()).transpose(d, 2);
+                let got = Array::from_vec(network_argsort(lib, &moved, descending), moved.shape())
+                    .transpose(d, 2);
                 assert!(
                     got.bit_eq(&want),
                     "{dtype} dim {d} descending {descending}: {got} vs {want}"
                 );
             }
         }
+    }
+}
+
+/// The indices that sort each row (the last dim) of `x`, by the argsort network's kernels
+/// launched as the backend launches them, row after row.
+fn network_argsort(lib: &libloading::Library, x: &Array, descending: bool) -> Vec<i64> {
+    let init: ArgsortInitKernel = symbol(lib, source::ARGSORT_INIT);
+    let step: ArgsortStepKernel = symbol(lib, &source::argsort_step_name(x.dtype()));
+    let (len, n) = (x.shape()[x.ndim() - 1], x.numel());
+    let (rows, padded) = (n / len, len.next_power_of_two());
+    let mut idx = vec![0i64; rows * padded];
+    let lx = layout(x, x.shape(), "test");
+    let x_ptr = match x.dtype() {
+        DType::F32 => base::<f32>(x),
+        DType::F64 => base::<f64>(x),
+        DType::I64 => base::<i64>(x),
+        DType::Bool => base::<bool>(x),
+    };
+    // SAFETY: the kernels' signatures; `idx` holds `rows` padded rows, each index below
+    // `len` naming an element of `x` that `lx` addresses.
+    unsafe {
+        init(idx.as_mut_ptr().cast(), idx.len() as i64, padded as i64);
+        let mut k = 2;
+        while k <= padded as i64 {
+            let mut j = k / 2;
+            while j > 0 {
+                step(
+                    idx.as_mut_ptr().cast(),
+                    x_ptr,
+                    lx,
+                    rows as i64,
+                    len as i64,
+                    padded as i64,
+                    k,
+                    j,
+                    i32::from(descending),
+                );
+                j /= 2;
+            }
+            k *= 2;
+        }
+    }
+    idx.chunks(padded)
+        .flat_map(|row| row[..len].to_vec())
+        .collect()
+}
+
+/// The deterministic scatter-add ([`crate::set_deterministic`]) as the backend runs it:
+/// positions written down, sorted by the argsort network, runs added in order. Values of
+/// magnitudes 1 to 10¹⁸, so a sum's bits depend on its order (checked: the reversed order
+/// gives other bits), must give the CPU's bits exactly: `scatter_add` along each dim of a
+/// strided array with repeats, and max pooling's gradient with overlapping windows and
+/// windows that chose nothing.
+#[test]
+fn deterministic_scatter_adds_give_the_cpus_bits() {
+    let Some(lib) = kernels() else { return };
+    let keys_k: ScatterKeysKernel = symbol(lib, source::SCATTER_KEYS);
+    // src[i]: (i·37 mod 11 - 5) · 10^(6 (i mod 4))
+    let spread = |n: usize, shape: &[usize], dtype: DType| {
+        let v = (0..n)
+            .map(|i| ((i * 37 % 11) as f64 - 5.0) * 10f64.powi(6 * (i % 4) as i32))
+            .collect();
+        Array::from_vec(v, shape).to_dtype(dtype)
+    };
+    // the deterministic add of `src` (contiguous, n) into `out` at the keys that `lbase`,
+    // `stride` and `index` (contiguous, n) give
+    let add = |out: &mut Array, lbase: Layout, stride: i64, index: &Array, src: &Array| {
+        let n = index.numel();
+        let flat = super::elementwise::pack(std::iter::once((n, 1)), 0, "test");
+        let mut keys = vec![0i64; n];
+        // SAFETY: the kernel's signature; `keys` and the contiguous `index` hold n elements.
+        unsafe {
+            keys_k(
+                keys.as_mut_ptr().cast(),
+                lbase,
+                stride,
+                base::<i64>(index),
+                flat,
+                n as i64,
+            )
+        };
+        let order = network_argsort(lib, &Array::from_vec(keys.clone(), &[n]), false);
+        let dtype = out.dtype();
+        let shape = out.shape().to_vec();
+        macro_rules! run {
+            ($t:ty) => {{
+                let k: ScatterSortedKernel<$t> =
+                    symbol(lib, &source::scatter_add_sorted_name(dtype));
+                let o = out.out_slice::<$t>(&shape, "test").as_mut_ptr();
+                // SAFETY: the kernel's signature; every key is -1 or inside `out`
+                // (contiguous), `src` contiguous with n elements.
+                unsafe {
+                    k(
+                        o,
+                        keys.as_ptr(),
+                        order.as_ptr(),
+                        base::<$t>(src).cast(),
+                        flat,
+                        n as i64,
+                    )
+                };
+            }};
+        }
+        match dtype {
+            DType::F32 => run!(f32),
+            _ => run!(f64),
+        }
+    };
+    let mut g = crate::Generator::new(12);
+    for dtype in [DType::F32, DType::F64] {
+        let mut order_matters = false;
+        let x = g
+            .normal(&[4, 6, 3], 0.0, 5.0, DType::F64)
+            .to_dtype(dtype)
+            .permute(&[1, 0, 2]);
+        let strides = crate::layout::contiguous_strides(x.shape());
+        for d in 0..3 {
+            let size = x.shape()[d] as i64;
+            let ishape = if d == 1 { [5, 4, 2] } else { [5, 2, 3] };
+            let n: usize = ishape.iter().product();
+            let index =
+                Array::from_vec((0..n as i64).map(|i| (i * 7 + 3) % size).collect(), &ishape);
+            let src = spread(n, &ishape, dtype);
+            let want = x.scatter_add(d, &index, &src);
+            let reversed = x.scatter_add(d, &index.flip([0, 1, 2]), &src.flip([0, 1, 2]));
+            order_matters |= !reversed.bit_eq(&want);
+            let lbase = super::elementwise::pack(
+                ishape
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &s)| (s, if k == d { 0 } else { strides[k] as i64 })),
+                0,
+                "test",
+            );
+            let mut got = x.contiguous();
+            add(&mut got, lbase, strides[d] as i64, &index, &src);
+            assert!(
+                got.bit_eq(&want),
+                "scatter_add {dtype} dim {d}: {got} vs {want}"
+            );
+        }
+        // max pooling's gradient: stride 1 windows of 3 share their maxima
+        let x = g.normal(&[2, 3, 7, 6], 0.0, 1.0, dtype);
+        let (values, indices) = x.max_pool2d(crate::Pool2dParams {
+            kernel: (3, 3),
+            stride: (1, 1),
+            padding: (1, 1),
+        });
+        let mut at = indices.to_vec::<i64>();
+        (at[0], at[9]) = (-1, -1); // windows that chose nothing
+        let indices = Array::from_vec(at, indices.shape());
+        let dy = spread(values.numel(), values.shape(), dtype);
+        let want = dy.max_pool2d_backward(&indices, x.shape());
+        let reversed = dy
+            .flip([2, 3])
+            .max_pool2d_backward(&indices.flip([2, 3]), x.shape());
+        order_matters |= !reversed.bit_eq(&want);
+        let (planes, s, hw) = (6, values.numel() / 6, 7 * 6);
+        let lbase = super::elementwise::pack([(planes, hw as i64), (s, 0)].into_iter(), 0, "test");
+        let mut got = Array::zeros(x.shape(), dtype);
+        add(&mut got, lbase, 1, &indices, &dy);
+        assert!(
+            got.bit_eq(&want),
+            "max_pool2d_backward {dtype}: {got} vs {want}"
+        );
+        assert!(order_matters, "{dtype}: no sum above depends on its order");
     }
 }
 

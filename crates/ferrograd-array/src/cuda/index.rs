@@ -133,6 +133,20 @@ pub(crate) fn scatter_add(
     if s.n == 0 {
         return;
     }
+    if crate::deterministic() && dtype.is_float() {
+        let sum = Sorted {
+            lbase: s.lbase,
+            stride: s.stride,
+            idx: s.idx,
+            li: s.li,
+            src: s.src,
+            ls: s.ls,
+            n: s.n,
+        };
+        // SAFETY: the positions were checked against dim `d` of `out` (a's shape,
+        // contiguous), `src` covers the index's shape (checked).
+        return unsafe { sum.add_into(&s.gpu, a.device(), dtype, s.dst, op) };
+    }
     let k = kernel(&s.gpu, &source::scatter_add_name(dtype), || code, op);
     let mut b = s.gpu.stream.launch_builder(&k);
     s.push(&mut b);
@@ -140,6 +154,70 @@ pub(crate) fn scatter_add(
     // SAFETY: `scatter_add_source`'s signature; the positions were checked against dim `d`
     // of `out` (a's shape, contiguous), `src` covers the index's shape (checked).
     unsafe { go(b, grid(s.n as usize), &s.gpu, op) }
+}
+
+/// A deterministic scatter-add ([`crate::set_deterministic`]): source element `i` (of `n`)
+/// adds `src[at(ls, i)]` at `at(lbase, i) + idx[at(li, i)] · stride` (nothing where the
+/// index is negative), repeated positions in the source's order.
+pub(crate) struct Sorted {
+    pub(crate) lbase: source::Layout,
+    pub(crate) stride: i64,
+    pub(crate) idx: u64,
+    pub(crate) li: source::Layout,
+    pub(crate) src: u64,
+    pub(crate) ls: source::Layout,
+    pub(crate) n: i64,
+}
+
+impl Sorted {
+    /// Adds into `dst` (`dtype`, a float) on `gpu`: each element's position written down,
+    /// the elements stably sorted by it ([`argsort`](super::reduce::argsort)), and each
+    /// position's run added in order by one thread, as the CPU's loop does.
+    ///
+    /// # Safety
+    /// Every position must lie inside `dst`'s buffer, and `idx` and `src` must hold what
+    /// their layouts address for `n` elements.
+    #[track_caller]
+    pub(crate) unsafe fn add_into(
+        &self,
+        gpu: &std::sync::Arc<super::Gpu>,
+        device: crate::Device,
+        dtype: DType,
+        dst: u64,
+        op: &str,
+    ) {
+        let count = self.n as usize;
+        let mut keys = Array::empty_on(&[count], DType::I64, device);
+        let pk = keys.cuda_out(gpu, &[count], DType::I64, op).ptr(gpu, 0);
+        let k = kernel(gpu, source::SCATTER_KEYS, source::scatter_keys_source, op);
+        let mut b = gpu.stream.launch_builder(&k);
+        b.arg(&pk)
+            .arg(&self.lbase)
+            .arg(&self.stride)
+            .arg(&self.idx)
+            .arg(&self.li)
+            .arg(&self.n);
+        // SAFETY: `scatter_keys_source`'s signature; `keys` holds n elements, the index
+        // what `li` addresses (the caller's promise).
+        unsafe { go(b, grid(count), gpu, op) }
+        let order = super::reduce::argsort(&keys, 0, false, op);
+        let po = super::elementwise::first_ptr(&order, gpu);
+        let code = source::scatter_add_sorted_source(dtype)
+            .unwrap_or_else(|| crate::error::dtype_fail(op, dtype, "f32 or f64"));
+        let name = source::scatter_add_sorted_name(dtype);
+        let k = kernel(gpu, &name, || code, op);
+        let mut b = gpu.stream.launch_builder(&k);
+        b.arg(&dst)
+            .arg(&pk)
+            .arg(&po)
+            .arg(&self.src)
+            .arg(&self.ls)
+            .arg(&self.n);
+        // SAFETY: `scatter_add_sorted_source`'s signature; `keys` and `order` hold n
+        // elements (contiguous), every key is -1 or inside `dst` and `src` holds what `ls`
+        // addresses (the caller's promise); both are freed in the stream's order.
+        unsafe { go(b, grid(count), gpu, op) }
+    }
 }
 
 /// `out = a` with `src` written at the positions `index` names along `d`, on the operands'

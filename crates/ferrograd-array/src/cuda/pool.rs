@@ -91,6 +91,23 @@ pub(crate) fn max_pool_backward(
     }
     let pg = first_ptr(&dy, &gpu);
     let pi = first_ptr(&indices, &gpu);
+    if crate::deterministic() {
+        // element i of plane p (of s = oh·ow) lands at p·hw + indices[i]
+        let (planes, s) = ((g.n * g.c) as usize, (g.oh * g.ow) as usize);
+        let flat = super::elementwise::pack(std::iter::once((n, 1)), 0, op);
+        let sum = super::index::Sorted {
+            lbase: super::elementwise::pack([(planes, g.h * g.w), (s, 0)].into_iter(), 0, op),
+            stride: 1,
+            idx: pi,
+            li: flat,
+            src: pg,
+            ls: flat,
+            n: n as i64,
+        };
+        // SAFETY: the indices lie inside each H·W plane of `out` (they come from a pooling
+        // of that shape), `dy` and `indices` are contiguous with n elements.
+        return unsafe { sum.add_into(&gpu, device, dtype, dst, op) };
+    }
     let k = kernel(
         &gpu,
         &source::pool_name(Pool::MaxBackward, dtype),

@@ -652,7 +652,8 @@ pub(crate) fn scatter_add_name(dtype: DType) -> String {
 
 /// The source of the scatter-add kernel: `out[at(lbase, i) + idx[at(li, i)] · stride] +=
 /// src[at(ls, i)]` with atomic adds (repeated positions add up; in floating point, in an
-/// order that varies from run to run, as in PyTorch).
+/// order that varies from run to run, as in PyTorch; [`scatter_add_sorted_source`] is the
+/// deterministic form).
 pub(crate) fn scatter_add_source(dtype: DType) -> Option<String> {
     let t = c_type(dtype);
     let name = scatter_add_name(dtype);
@@ -724,6 +725,62 @@ extern \"C\" __global__ void {name}({t}* out, Layout lbase, long long stride,
 }}
 "
     )
+}
+
+/// The name of the kernel that writes down where each source element of a scatter-add
+/// lands, for the deterministic form ([`crate::set_deterministic`]).
+pub(crate) const SCATTER_KEYS: &str = "scatter_keys";
+
+/// The source of [`SCATTER_KEYS`]: `keys[i] = at(lbase, i) + idx[at(li, i)] · stride`, the
+/// position the scatter-add writes source element `i` to, or -1 where the index is negative
+/// (a max pooling's window that chose nothing; a scatter's positions are checked before).
+pub(crate) fn scatter_keys_source() -> String {
+    format!(
+        "{PRELUDE}
+extern \"C\" __global__ void {SCATTER_KEYS}(long long* __restrict__ keys, Layout lbase,
+        long long stride, const long long* __restrict__ idx, Layout li, long long n) {{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+            i += (long long)gridDim.x * blockDim.x) {{
+        long long v = idx[fg_at(li, i)];
+        keys[i] = v < 0 ? -1 : fg_at(lbase, i) + v * stride;
+    }}
+}}
+"
+    )
+}
+
+/// The name of the deterministic scatter-add's summing kernel.
+pub(crate) fn scatter_add_sorted_name(dtype: DType) -> String {
+    format!("scatter_add_sorted_{}", short(dtype))
+}
+
+/// The source of the deterministic scatter-add's summing kernel: given each source element's
+/// position (`keys`, from [`scatter_keys_source`]) and the source elements stably sorted by
+/// it (`order`), the first element of each run of one position adds the run's values to
+/// `out` one after another, in the source's row-major order: the CPU's loop, so the same
+/// bits on every run and as on the CPU. Keys below 0 are skipped.
+pub(crate) fn scatter_add_sorted_source(dtype: DType) -> Option<String> {
+    if !dtype.is_float() {
+        return None;
+    }
+    let t = c_type(dtype);
+    let name = scatter_add_sorted_name(dtype);
+    Some(format!(
+        "{PRELUDE}
+extern \"C\" __global__ void {name}({t}* out, const long long* __restrict__ keys,
+        const long long* __restrict__ order, const {t}* __restrict__ src, Layout ls,
+        long long n) {{
+    for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < n;
+            j += (long long)gridDim.x * blockDim.x) {{
+        long long at = keys[order[j]];
+        if (at < 0 || (j > 0 && keys[order[j - 1]] == at)) continue;
+        {t} acc = out[at];
+        for (long long m = j; m < n && keys[order[m]] == at; ++m) acc += src[fg_at(ls, order[m])];
+        out[at] = acc;
+    }}
+}}
+"
+    ))
 }
 
 /// The name of the strided copy kernel.
@@ -845,7 +902,8 @@ pub(crate) enum Pool {
     /// Per output: the flat in-plane index of the window's first maximum (NaN wins), and its
     /// value when `values` is not null.
     Max,
-    /// Per output: its gradient added (atomically: windows may overlap) at the chosen input.
+    /// Per output: its gradient added (atomically: windows may overlap) at the chosen input
+    /// (the deterministic form is the sorted scatter-add instead).
     MaxBackward,
     /// Per output: the input at a flat in-plane index (0 for a negative one).
     GatherPlanes,
@@ -1382,6 +1440,9 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
         if let Some(s) = scatter_add_source(d) {
             out.push((scatter_add_name(d), s));
         }
+        if let Some(s) = scatter_add_sorted_source(d) {
+            out.push((scatter_add_sorted_name(d), s));
+        }
         out.push((scatter_name(d), scatter_source(d)));
         out.push((where_name(d), where_source(d)));
         out.push((argsort_step_name(d), argsort_step_source(d)));
@@ -1410,6 +1471,7 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
         }
     }
     out.push((SCATTER_CLAIM.to_string(), scatter_claim_source()));
+    out.push((SCATTER_KEYS.to_string(), scatter_keys_source()));
     out.push((ARGSORT_INIT.to_string(), argsort_init_source()));
     out
 }
@@ -1471,12 +1533,13 @@ mod tests {
         }
         let sources = all_sources();
         // per float dtype 35 functions, 18 two-input functions and 6 bool comparisons, 4
-        // casts, 4 reductions, 4 softmax kernels, gather, scatter-add, scatter, where, copy,
-        // an argsort stage; i64 the 5 integer functions, 8 + 6, 4, 4, gather, scatter-add,
-        // scatter, where, copy, argsort; bool 6 + 4, gather, scatter, where, copy, argsort;
-        // arg-extreme and scan (not bool); im2col, col2im and 5 pooling kernels for floats;
-        // the scatter's claim kernel and the argsort's first
-        assert_eq!(sources.len(), 2 * 86 + 35 + 15 + 2);
+        // casts, 4 reductions, 4 softmax kernels, gather, scatter-add and its sorted form,
+        // scatter, where, copy, an argsort stage; i64 the 5 integer functions, 8 + 6, 4, 4,
+        // gather, scatter-add, scatter, where, copy, argsort; bool 6 + 4, gather, scatter,
+        // where, copy, argsort; arg-extreme and scan (not bool); im2col, col2im and 5
+        // pooling kernels for floats; the scatter's claim and keys kernels and the
+        // argsort's first
+        assert_eq!(sources.len(), 2 * 87 + 35 + 15 + 3);
         let mut names = std::collections::HashSet::new();
         for (name, source) in &sources {
             assert!(names.insert(name.clone()), "two kernels named {name}");

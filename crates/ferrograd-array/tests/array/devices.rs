@@ -559,6 +559,79 @@ fn pooling_and_its_gradients_on_a_gpu_match_the_cpu() {
     }
 }
 
+/// With `set_deterministic(true)` the GPU's scatter-adds sort their source elements and add
+/// each position's values in the source's order: the CPU's bits, on every run. Sums over
+/// many repeats (100k source elements onto 700 positions, magnitudes 1 to 10¹⁸, so the order
+/// shows in the bits), an embedding's gradient (`index_add` of rows), an accumulating
+/// `index_put_add` and max pooling's gradient with overlapping windows.
+#[test]
+fn deterministic_scatter_adds_on_a_gpu_give_the_cpus_bits() {
+    use ferrograd_array::{set_deterministic, Pool2dParams};
+    for device in gpus() {
+        let before = set_deterministic(true);
+        let mut g = Generator::new(9);
+        for dtype in [DType::F32, DType::F64] {
+            let spread = |n: usize, shape: &[usize]| {
+                let v = (0..n)
+                    .map(|i| ((i * 37 % 11) as f64 - 5.0) * 10f64.powi(6 * (i % 4) as i32))
+                    .collect();
+                Array::from_vec(v, shape).to_dtype(dtype)
+            };
+            let same = |got: &Array, want: &Array, what: &str| {
+                let got = got.to_device(Device::Cpu).expect("reading back");
+                assert!(got.bit_eq(want), "{what} {dtype}: {got} vs {want}");
+            };
+            // scatter_add along dim 1: 100 rows of 1000 sources onto 7 positions each
+            let x = g.normal(&[100, 7], 0.0, 1.0, dtype);
+            let index = Array::from_vec(
+                (0..100_000i64).map(|i| (i * 13 + i / 7) % 7).collect(),
+                &[100, 1000],
+            );
+            let src = spread(100_000, &[100, 1000]);
+            let (dx, di, ds) = (on(&x, device), on(&index, device), on(&src, device));
+            let want = x.scatter_add(1, &index, &src);
+            for _ in 0..2 {
+                same(&dx.scatter_add(1, &di, &ds), &want, "scatter_add");
+            }
+            // an embedding's gradient: 3000 rows of 64 onto a table of 50
+            let table = Array::zeros(&[50, 64], dtype);
+            let rows = Array::from_vec((0..3000i64).map(|i| i * i % 50).collect(), &[3000]);
+            let grads = spread(3000 * 64, &[3000, 64]);
+            let (dt, dr, dg) = (on(&table, device), on(&rows, device), on(&grads, device));
+            same(
+                &dt.index_add(0, &dr, &dg),
+                &table.index_add(0, &rows, &grads),
+                "index_add",
+            );
+            let list = Index::List((0..3000).map(|i| i * i % 50).collect());
+            same(
+                &dt.index_put_add(&list, &dg),
+                &table.index_put_add(&list, &grads),
+                "index_put_add",
+            );
+            // max pooling's gradient, stride-1 windows sharing their maxima
+            let p = Pool2dParams {
+                kernel: (3, 3),
+                stride: (1, 1),
+                padding: (1, 1),
+            };
+            let x = g.normal(&[4, 3, 20, 20], 0.0, 1.0, dtype);
+            let (v, i) = x.max_pool2d(p);
+            let dy = spread(v.numel(), v.shape());
+            let want = dy.max_pool2d_backward(&i, x.shape());
+            let (ddy, di) = (on(&dy, device), on(&i, device));
+            for _ in 0..2 {
+                same(
+                    &ddy.max_pool2d_backward(&di, x.shape()),
+                    &want,
+                    "max_pool2d_backward",
+                );
+            }
+        }
+        set_deterministic(before);
+    }
+}
+
 #[test]
 fn matrix_products_on_a_gpu_match_the_cpu() {
     for device in gpus() {
