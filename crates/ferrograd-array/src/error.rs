@@ -13,8 +13,14 @@ use crate::DType;
 #[track_caller]
 #[cold]
 pub(crate) fn fail(op: &str, message: impl Display) -> ! {
-    let at = Site(Location::caller());
-    panic!("ferrograd: {op}: {message} (at {at})")
+    fail_at(op, message, Location::caller())
+}
+
+/// [`fail`] at a location taken earlier: a closure does not carry `#[track_caller]`, so one
+/// that checks something takes the caller's location from its function.
+#[cold]
+pub(crate) fn fail_at(op: &str, message: impl Display, at: &'static Location<'static>) -> ! {
+    panic!("ferrograd: {op}: {message} (at {})", Site(at))
 }
 
 /// A source location as ferrograd's messages and graphs print it: `file:line:column`, with

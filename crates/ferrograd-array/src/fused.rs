@@ -584,7 +584,8 @@ impl Program {
         reductions: Vec<Reduction>,
     ) -> Program {
         let n = instrs.len();
-        let bad = |what: String| -> ! { fail("fused program", format_args!("{what}")) };
+        let at = std::panic::Location::caller();
+        let bad = |what: String| -> ! { crate::error::fail_at("fused program", what, at) };
         let mut last_use = vec![0usize; n];
         for (k, instr) in instrs.iter().enumerate() {
             let operands: &[usize] = match instr {
@@ -992,7 +993,8 @@ impl Program {
     /// `target` (of `dtype`), no two share an element, and no output is named twice.
     #[track_caller]
     fn check_windows(&self, n: usize, windows: &[(usize, Window)], target: &Array, dtype: DType) {
-        let bad = |what: String| -> ! { fail("fused program", format_args!("{what}")) };
+        let at = std::panic::Location::caller();
+        let bad = |what: String| -> ! { crate::error::fail_at("fused program", what, at) };
         if self.update.is_some() && !windows.is_empty() {
             bad("an update run as one loop writes no window".into())
         }

@@ -34,9 +34,8 @@ pub fn gain(nonlinearity: Nonlinearity) -> f64 {
 #[track_caller]
 pub fn fans(shape: &[usize]) -> (usize, usize) {
     if shape.len() < 2 {
-        panic!(
-            "ferrograd: init: fan in and fan out need a weight of at least 2 dims, got shape {shape:?} (at {})",
-            ferrograd::array::Site(std::panic::Location::caller())
+        crate::fail!(
+            "init: fan in and fan out need a weight of at least 2 dims, got shape {shape:?}"
         );
     }
     let receptive: usize = shape[2..].iter().product();
@@ -160,10 +159,7 @@ pub fn trunc_normal(
 #[track_caller]
 pub fn orthogonal(rng: &mut Generator, shape: &[usize], gain: f64, dtype: DType) -> Tensor {
     if shape.len() < 2 {
-        panic!(
-            "ferrograd: init: orthogonal needs a weight of at least 2 dims, got shape {shape:?} (at {})",
-            ferrograd::array::Site(std::panic::Location::caller())
-        );
+        crate::fail!("init: orthogonal needs a weight of at least 2 dims, got shape {shape:?}");
     }
     let rows = shape[0];
     let cols: usize = shape[1..].iter().product();

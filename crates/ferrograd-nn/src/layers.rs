@@ -989,11 +989,9 @@ macro_rules! reduced_criterion {
 #[track_caller]
 fn pair(name: &str, input: &Tensor) -> (Tensor, Tensor) {
     if input.ndim() == 0 || input.size(0) != 2 {
-        panic!(
-            "ferrograd: {name}: expects its two inputs stacked along dim 0 ([2, ...]), got {:?} \
-             (at {})",
-            input.shape(),
-            ferrograd::array::Site(std::panic::Location::caller())
+        crate::fail!(
+            "{name}: expects its two inputs stacked along dim 0 ([2, ...]), got {:?}",
+            input.shape()
         );
     }
     (input.select(0, 0), input.select(0, 1))

@@ -720,6 +720,35 @@ fn every_layer_and_loss_names_the_callers_line_when_it_refuses() {
         F::batch_norm(&logits, Some(&one), None, None, true, 1e-5)
     );
     refused_here!("needs at least one criterion", F::parallel_criterion(&[]));
+    // the affine's shapes were checked in a closure, which named the library's line
+    let (image, wrong) = (f64s(&[2, 4, 3]), f64s(&[3]));
+    refused_here!(
+        "group_norm: weight and bias must be [C] = [4], got [3]",
+        F::group_norm(&image, 2, Some(&wrong), None, 1e-5)
+    );
+    refused_here!(
+        "instance_norm: weight and bias must be [C] = [4], got [3]",
+        F::instance_norm(&image, None, Some(&wrong), 1e-5)
+    );
+    refused_here!(
+        "group_norm: needs [N, C, ...] with C divisible by 3 groups, got [2, 4, 3]",
+        F::group_norm(&image, 3, None, None, 1e-5)
+    );
+    refused_here!(
+        "rms_norm: normalized shape [4]",
+        F::rms_norm(&image, &[4], None, 1e-5)
+    );
+    refused_here!(
+        "multi_margin_loss: p must be 1 or 2, got 3",
+        F::multi_margin_loss(
+            &logits,
+            &Tensor::from_vec(vec![0i64, 1, 2, 0], &[4]),
+            3,
+            1.0,
+            None,
+            Reduce::Mean
+        )
+    );
 }
 
 #[test]

@@ -494,10 +494,13 @@ fn bad_programs_and_operands_are_refused_with_the_reason() {
         err.contains("fused program") && err.contains("instruction 1 reads value 2"),
         "{err}"
     );
+    // at the caller's line (the checks ran in a closure, which named the library's)
+    let here = line!() + 2;
     let err = crate::common::panic_message(|| {
         Program::new(vec![Instr::Input(0)], vec![3]);
     });
     assert!(err.contains("output 3 is not a value"), "{err}");
+    assert!(err.contains(&format!("(at {}:{here}:", file!())), "{err}");
     let p = Program::new(vec![Instr::Input(0), Instr::Map(MapFn::Exp, 0)], vec![1]);
     let err = crate::common::panic_message(|| {
         run(&p, &[&Array::zeros(&[4], DType::F32)], &[3]);
@@ -801,6 +804,7 @@ fn outputs_written_into_windows_of_a_target_give_the_bits_of_a_plain_run() {
             run(&windows, &mut Array::zeros(&[4, 80], DType::F32));
         });
         assert!(err.contains("fused program") && err.contains(says), "{err}");
+        assert!(err.contains(&format!("(at {}:", file!())), "{err}");
     }
 }
 

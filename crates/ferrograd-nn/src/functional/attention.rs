@@ -110,10 +110,10 @@ pub fn multi_head_attention(
 ) -> Tensor {
     let e = query.size(-1);
     if query.ndim() != 3 || heads == 0 || !e.is_multiple_of(heads) {
-        panic!(
-            "ferrograd: multi_head_attention: needs [N, L, E] inputs with E divisible by {heads} heads, got {:?} (at {})",
-            query.shape(),
-            ferrograd::array::Site(std::panic::Location::caller())
+        crate::fail!(
+            "multi_head_attention: needs [N, L, E] inputs with E divisible by {heads} heads, \
+             got {:?}",
+            query.shape()
         );
     }
     let d = e / heads;

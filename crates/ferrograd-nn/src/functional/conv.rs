@@ -39,11 +39,10 @@ pub fn avg_pool2d(x: &Tensor, params: Pool2dParams, count_include_pad: bool) -> 
 #[track_caller]
 pub fn conv1d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, params: Conv2dParams) -> Tensor {
     if x.ndim() != 3 || weight.ndim() != 3 {
-        panic!(
-            "ferrograd: conv1d: needs input [N, C, L] and weight [O, C/groups, K], got {:?} and {:?} (at {})",
+        crate::fail!(
+            "conv1d: needs input [N, C, L] and weight [O, C/groups, K], got {:?} and {:?}",
             x.shape(),
-            weight.shape(),
-            ferrograd::array::Site(std::panic::Location::caller())
+            weight.shape()
         );
     }
     x.unsqueeze(2)

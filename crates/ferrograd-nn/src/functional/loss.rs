@@ -182,13 +182,12 @@ impl Reduce {
 #[track_caller]
 fn same_shape(op: &str, what: (&str, &str), a: &Tensor, b: &Tensor) {
     if a.shape() != b.shape() {
-        panic!(
-            "ferrograd: {op}: {} {:?} and {} {:?} differ in shape (at {})",
+        crate::fail!(
+            "{op}: {} {:?} and {} {:?} differ in shape",
             what.0,
             a.shape(),
             what.1,
-            b.shape(),
-            ferrograd::array::Site(std::panic::Location::caller())
+            b.shape()
         );
     }
 }
@@ -284,10 +283,7 @@ pub fn kl_div(input: &Tensor, target: &Tensor, reduction: Reduce, log_target: bo
 #[track_caller]
 fn check_positive(op: &str, name: &str, value: f64) {
     if !(value.is_finite() && value >= 0.0) {
-        panic!(
-            "ferrograd: {op}: {name} must be finite and >= 0, got {value} (at {})",
-            ferrograd::array::Site(std::panic::Location::caller())
-        );
+        crate::fail!("{op}: {name} must be finite and >= 0, got {value}");
     }
 }
 
@@ -644,10 +640,7 @@ pub fn multi_margin_loss(
 ) -> Tensor {
     check_classes("multi_margin_loss", input, target);
     if p != 1 && p != 2 {
-        panic!(
-            "ferrograd: multi_margin_loss: p must be 1 or 2, got {p} (at {})",
-            ferrograd::array::Site(std::panic::Location::caller())
-        );
+        crate::fail!("multi_margin_loss: p must be 1 or 2, got {p}");
     }
     let (s, t, n) = rows(input, target);
     let c = s.size(1);

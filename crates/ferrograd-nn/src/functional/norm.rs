@@ -188,11 +188,10 @@ pub fn batch_norm(
     eps: f64,
 ) -> Tensor {
     if !(2..=5).contains(&x.ndim()) {
-        panic!(
-            "ferrograd: batch_norm: expects [N, C], [N, C, L], [N, C, H, W] or [N, C, D, H, W], \
-             got {:?} (at {})",
-            x.shape(),
-            ferrograd::array::Site(std::panic::Location::caller())
+        crate::fail!(
+            "batch_norm: expects [N, C], [N, C, L], [N, C, H, W] or [N, C, D, H, W], \
+             got {:?}",
+            x.shape()
         );
     }
     let channels = x.size(1);
@@ -372,16 +371,16 @@ fn channel_affine(op: &str, y: Tensor, weight: Option<&Tensor>, bias: Option<&Te
     let c = y.size(1);
     let mut shape = vec![1; y.ndim()];
     shape[1] = c;
-    let fit = |t: &Tensor| {
+    // checked here, not in the closure below, which would name this line, not the caller's
+    for t in weight.into_iter().chain(bias) {
         if t.shape() != [c] {
-            panic!(
-                "ferrograd: {op}: weight and bias must be [C] = [{c}], got {:?} (at {})",
-                t.shape(),
-                ferrograd::array::Site(std::panic::Location::caller())
+            crate::fail!(
+                "{op}: weight and bias must be [C] = [{c}], got {:?}",
+                t.shape()
             );
         }
-        t.reshape(&shape)
-    };
+    }
+    let fit = |t: &Tensor| t.reshape(&shape);
     let y = match weight {
         Some(w) => &y * &fit(w),
         None => y,
@@ -412,18 +411,30 @@ pub fn group_norm(
     eps: f64,
 ) -> Tensor {
     if x.ndim() < 2 || groups == 0 || !x.size(1).is_multiple_of(groups) {
-        panic!(
-            "ferrograd: group_norm: needs [N, C, ...] with C divisible by {groups} groups, got {:?} (at {})",
-            x.shape(),
-            ferrograd::array::Site(std::panic::Location::caller())
+        crate::fail!(
+            "group_norm: needs [N, C, ...] with C divisible by {groups} groups, got {:?}",
+            x.shape()
         );
     }
+    grouped_norm("group_norm", x, groups, weight, bias, eps)
+}
+
+/// [`group_norm`] of a checked input, `op` naming the caller's function in errors.
+#[track_caller]
+fn grouped_norm(
+    op: &str,
+    x: &Tensor,
+    groups: usize,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Tensor {
     let n = x.size(0);
     let grouped = x.reshape(&[n, groups, x.numel() / (n * groups).max(1)]);
     let mean = grouped.mean_dim(2, true);
     let var = grouped.var_dim(2, 0, true);
     let y = (&(&grouped - &mean) / &(var + eps).sqrt()).reshape(x.shape());
-    channel_affine("group_norm", y, weight, bias)
+    channel_affine(op, y, weight, bias)
 }
 
 /// Instance normalization: each channel of each example normalized over its positions,
@@ -437,17 +448,16 @@ pub fn instance_norm(
     eps: f64,
 ) -> Tensor {
     if x.ndim() < 3 {
-        panic!(
-            "ferrograd: instance_norm: needs [N, C, ...] with positions, got {:?} (at {})",
-            x.shape(),
-            ferrograd::array::Site(std::panic::Location::caller())
+        crate::fail!(
+            "instance_norm: needs [N, C, ...] with positions, got {:?}",
+            x.shape()
         );
     }
     if x.size(1) == 0 {
         // no channels, so no groups: the empty input, through the affine's shape checks
         return channel_affine("instance_norm", x * 1.0, weight, bias);
     }
-    group_norm(x, x.size(1), weight, bias, eps)
+    grouped_norm("instance_norm", x, x.size(1), weight, bias, eps)
 }
 
 /// RMS normalization (Zhang & Sennrich): `x / sqrt(mean(x²) + ε) · weight` over the trailing
@@ -465,11 +475,11 @@ pub fn rms_norm(
         || x.shape()[x.ndim() - k..] != *normalized_shape
         || weight.is_some_and(|w| w.shape() != normalized_shape)
     {
-        panic!(
-            "ferrograd: rms_norm: normalized shape {normalized_shape:?} (and the weight, {:?}) must match the trailing dims of {:?} (at {})",
+        crate::fail!(
+            "rms_norm: normalized shape {normalized_shape:?} (and the weight, {:?}) must match \
+             the trailing dims of {:?}",
             weight.map(|w| w.shape().to_vec()),
-            x.shape(),
-            ferrograd::array::Site(std::panic::Location::caller())
+            x.shape()
         );
     }
     let dims: Vec<usize> = (x.ndim() - k..x.ndim()).collect();

@@ -12,11 +12,7 @@ use ferrograd::{Array, Conv2dParams, DType, Step, Tensor};
 /// Panics naming the op, the problem, the input's shape and the caller's line.
 #[track_caller]
 fn fail(op: &str, x: &Tensor, message: std::fmt::Arguments<'_>) -> ! {
-    panic!(
-        "ferrograd: {op}: {message} (input of shape {:?}) (at {})",
-        x.shape(),
-        ferrograd::array::Site(std::panic::Location::caller())
-    )
+    crate::fail!("{op}: {message} (input of shape {:?})", x.shape())
 }
 
 /// How [`interpolate`] computes the new samples.
