@@ -434,6 +434,81 @@ impl RecurrentNetwork {
         (net, params)
     }
 
+    /// Panics, naming the caller's line, unless `p` has the shapes of this network's
+    /// parameters and `state` those of a batch of `bsz` (a state carried over from a batch
+    /// of another size, or parameters of another network, failed inside a `cat` or a
+    /// `matmul`).
+    #[track_caller]
+    fn check(&self, p: &RecurrentParams, state: &RecurrentState, bsz: usize) {
+        let (f, h) = (self.input_features, self.hidden_features);
+        let normed = self.batch_norm.is_some();
+        let (k, name) = match self.cell {
+            Cell::Lstm if normed => (4, "a batch-normalized LSTM"),
+            Cell::Lstm => (4, "an LSTM"),
+            Cell::Gru => (2, "a GRU"),
+            Cell::Plain => (1, "a plain RNN"),
+            Cell::FastWeights { .. } => (1, "a fast-weights RNN"),
+        };
+        if p.batch_norm.is_some() && !normed {
+            crate::fail!(
+                "RecurrentNetwork: params.batch_norm is given for {name}, which has no batch \
+                 normalization (RecurrentNetwork::lstm_with_batch_norm makes one)"
+            );
+        }
+        let gru = self.cell == Cell::Gru;
+        let bn = p.batch_norm.as_ref();
+        // (its name, the tensor if given, whether it must be, its shape); the parameters'
+        // shapes follow from the network's, the state's from the batch's
+        let params: [(&str, Option<&Tensor>, bool, &[usize]); 8] = [
+            ("params.w", Some(&p.w), true, &[f + h, k * h]),
+            ("params.b", Some(&p.b), true, &[k * h]),
+            ("params.v", p.v.as_ref(), gru, &[f + h, h]),
+            ("params.c", p.c.as_ref(), gru, &[h]),
+            (
+                "params.batch_norm.gate_gain",
+                bn.map(|b| &b.gate_gain),
+                normed,
+                &[4 * h],
+            ),
+            (
+                "params.batch_norm.gate_bias",
+                bn.map(|b| &b.gate_bias),
+                normed,
+                &[4 * h],
+            ),
+            (
+                "params.batch_norm.cell_gain",
+                bn.map(|b| &b.cell_gain),
+                normed,
+                &[h],
+            ),
+            (
+                "params.batch_norm.cell_bias",
+                bn.map(|b| &b.cell_bias),
+                normed,
+                &[h],
+            ),
+        ];
+        let states: [(&str, Option<&Tensor>, bool, &[usize]); 3] = [
+            ("state.h", state.h.as_ref(), false, &[bsz, h]),
+            ("state.c", state.c.as_ref(), false, &[bsz, h]),
+            ("state.a", state.a.as_ref(), false, &[bsz, h, h]),
+        ];
+        for (i, (what, t, required, shape)) in params.into_iter().chain(states).enumerate() {
+            let got = match t {
+                None if required => "none".to_string(),
+                Some(t) if t.shape() != shape => format!("{:?}", t.shape()),
+                _ => continue,
+            };
+            let of = if i < params.len() {
+                format!("{name} of {f} input and {h} hidden features")
+            } else {
+                format!("a batch of {bsz} (is it the state of a batch of another size?)")
+            };
+            crate::fail!("RecurrentNetwork: {what} must be {shape:?} for {of}, got {got}");
+        }
+    }
+
     /// Runs the sequence from `state` (zeros when absent); returns the output and the new
     /// state.
     #[track_caller]
@@ -457,6 +532,7 @@ impl RecurrentNetwork {
             );
         }
         let (bsz, steps, hsz) = (x.size(0), x.size(1), self.hidden_features);
+        self.check(p, state, bsz);
         let zeros = Tensor::zeros(&[bsz, hsz], x.dtype());
         let mut h = state.h.clone().unwrap_or_else(|| zeros.clone());
         let mut c = state.c.clone().unwrap_or_else(|| zeros.clone());

@@ -328,6 +328,69 @@ fn batch_normalized_lstm() {
     assert_eq!(a, b);
 }
 
+/// The message of `f`'s panic.
+fn panic_message(f: impl FnOnce()) -> String {
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).expect_err("a panic");
+    err.downcast::<String>().map(|m| *m).unwrap_or_default()
+}
+
+/// A state carried over from a batch of another size, or the parameters of another
+/// network, are refused by name at the caller's line (they failed inside a `cat` or a
+/// `matmul`, naming neither); a batch-normalized LSTM's parameters without their
+/// normalization are refused (they ran an LSTM without it).
+#[test]
+fn recurrent_networks_refuse_a_state_or_params_that_do_not_fit() {
+    let mut rng = Generator::new(8);
+    let x4 = randn(&mut rng, &[4, 3, 2]);
+    let x2 = randn(&mut rng, &[2, 3, 2]);
+    let here = format!("(at {}:", file!());
+    for (cell, k) in [(Cell::Plain, 1), (Cell::Lstm, 4), (Cell::Gru, 2)] {
+        let (net, params) = RecurrentNetwork::new(cell, 2, 5, Output::Last, &mut rng, DType::F64);
+        let (_, state) = net.forward(&params, &x4, &RecurrentState::default());
+        let message = panic_message(|| drop(net.forward(&params, &x2, &state)));
+        assert!(
+            message.contains("RecurrentNetwork: state.h must be [2, 5] for a batch of 2")
+                && message.contains("got [4, 5]")
+                && message.contains(&here),
+            "{cell:?}: {message}"
+        );
+        let (wide, _) = RecurrentNetwork::new(cell, 2, 6, Output::Last, &mut rng, DType::F64);
+        let message = panic_message(|| drop(wide.forward(&params, &x4, &Default::default())));
+        assert!(
+            message.contains(&format!("params.w must be [8, {}]", 6 * k))
+                && message.contains(&format!("got [7, {}]", 5 * k))
+                && message.contains(&here),
+            "{cell:?}: {message}"
+        );
+    }
+    let (gru, mut params) =
+        RecurrentNetwork::new(Cell::Gru, 2, 5, Output::Last, &mut rng, DType::F64);
+    params.v = None;
+    let message = panic_message(|| drop(gru.forward(&params, &x4, &Default::default())));
+    assert!(
+        message.contains(
+            "params.v must be [7, 5] for a GRU of 2 input and 5 hidden features, got none"
+        ),
+        "{message}"
+    );
+    let (normed, params) =
+        RecurrentNetwork::lstm_with_batch_norm(2, 5, Output::Last, 2, &mut rng, DType::F64);
+    let (plain, mut bare) =
+        RecurrentNetwork::new(Cell::Lstm, 2, 5, Output::Last, &mut rng, DType::F64);
+    let message = panic_message(|| drop(plain.forward(&params, &x4, &Default::default())));
+    assert!(
+        message
+            .contains("params.batch_norm is given for an LSTM, which has no batch normalization"),
+        "{message}"
+    );
+    bare.batch_norm = None;
+    let message = panic_message(|| drop(normed.forward(&bare, &x4, &Default::default())));
+    assert!(
+        message.contains("params.batch_norm.gate_gain must be [20] for a batch-normalized LSTM"),
+        "{message}"
+    );
+}
+
 /// Every test above again, with every `grad` in optimize mode and each replay checked bit
 /// for bit against direct mode.
 #[test]
