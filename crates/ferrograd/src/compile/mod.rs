@@ -557,13 +557,19 @@ impl Optimizer {
     /// Files what a capture recorded: a new plan, a new variant of a cached one, or the
     /// reason the signature runs in direct mode (warned once). Returns the plan to check
     /// (`FERROGRAD_OPTIMIZE=check`), if any. `param_names` are the parameter tree's leaf
-    /// names.
+    /// names; `missed` the plan whose replay missed before this capture (`None`: a new
+    /// signature).
+    ///
+    /// Calls on several threads may capture one signature, or one missed variant, at once:
+    /// a recording that finds the entry changed since its call looked (another thread filed
+    /// first) and does not fit the plan there is dropped, as that thread's recording of the
+    /// same path already stands; its call's outputs came from direct mode all the same.
     #[allow(clippy::too_many_arguments)]
     fn file_capture(
         &self,
         trace: Result<capture::Trace, String>,
         template: Template,
-        key: Vec<u64>,
+        (key, missed): (Vec<u64>, Option<Arc<CachedPlan>>),
         took: Duration,
         param_names: Vec<String>,
         p_leaves: &[Tensor],
@@ -613,6 +619,11 @@ impl Optimizer {
             }
             (Ok(trace), Some(i)) => {
                 let entry = &mut state.entries[i];
+                let raced = match (&entry.plan, &missed) {
+                    (Ok(now), Some(missed)) => !Arc::ptr_eq(now, missed),
+                    (Ok(_), None) => true,
+                    (Err(_), _) => false,
+                };
                 let result = match &entry.plan {
                     Ok(compiled) => {
                         let mut plan = compiled.plan.clone();
@@ -624,6 +635,7 @@ impl Optimizer {
                 };
                 entry.last_used = clock;
                 match result {
+                    Err(_) if raced => None,
                     Err(why) => {
                         entry.plan = Err(why.clone());
                         state.warn(format!(
@@ -1001,6 +1013,9 @@ impl Config {
         key.extend(user_key);
 
         let lookup = opt.lookup(key);
+        // the plan this call missed, if any: a capture filed by another thread meanwhile
+        // replaces it (see `file_capture`)
+        let mut missed = None;
         match lookup {
             Lookup::Direct => {
                 opt.state().stats.fallbacks += 1;
@@ -1070,6 +1085,7 @@ impl Config {
                         opt.record_miss(key, read_at);
                         // the replay may have drawn from the generators before it missed
                         restore(call.args(), &states);
+                        missed = Some(plan);
                     }
                 }
             }
@@ -1086,7 +1102,7 @@ impl Config {
             location,
             &p_leaves,
             &a_leaves,
-            key,
+            (key, missed),
             inputs,
         ))
     }
@@ -1156,7 +1172,7 @@ impl Config {
         location: &'static Location<'static>,
         p_leaves: &[Tensor],
         a_leaves: &[Tensor],
-        key: Vec<u64>,
+        (key, missed): (Vec<u64>, Option<Arc<CachedPlan>>),
         inputs: Vec<Array>,
     ) -> Flat {
         let opt = &self.optimizer;
@@ -1183,7 +1199,7 @@ impl Config {
         let plan = opt.file_capture(
             trace,
             template,
-            key,
+            (key, missed),
             took,
             names,
             p_leaves,

@@ -102,6 +102,10 @@ pub(super) struct Segment {
     /// What a replay runs: the live slots, rewritten by the passes.
     pub(super) exec: Vec<Slot>,
     pub(super) end: End,
+    /// For a branch that [`Plan::insert`] added: `(boundary, shift)`, its recording's
+    /// values from `boundary` on moved to `shift` on. A later recording that takes this
+    /// branch numbers its values as that one did, and is moved alike before it is compared.
+    pub(super) renumber: Option<(ValueId, ValueId)>,
 }
 
 /// The compiled form of one input signature: every variant captured for it.
@@ -443,6 +447,39 @@ fn build(mut rest: std::vec::IntoIter<(Vec<Entry>, Option<Guard>)>, done: Done) 
         slots: slots(entries),
         exec: Vec::new(),
         end,
+        renumber: None,
+    }
+}
+
+/// The number a recording's value `id` has in a plan, given the renumberings of the
+/// branches its path took (increasing boundaries): moved by the last one it is past.
+fn renumbered(id: ValueId, moves: &[(ValueId, ValueId)]) -> ValueId {
+    match moves.iter().rev().find(|&&(boundary, _)| id >= boundary) {
+        Some(&(boundary, shift)) => id - boundary + shift,
+        None => id,
+    }
+}
+
+/// Renumbers every value a piece of a recording defines or reads.
+fn renumber_piece(piece: &mut (Vec<Entry>, Option<Guard>), moved: impl Fn(ValueId) -> ValueId) {
+    for e in piece.0.iter_mut() {
+        match e {
+            Entry::Const(id, _)
+            | Entry::StateRead(StateRead { id, .. })
+            | Entry::StateWrite { id, .. } => *id = moved(*id),
+            Entry::Step(st) => {
+                for i in st.inputs.iter_mut() {
+                    *i = moved(*i);
+                }
+                for o in st.outputs.iter_mut().flatten() {
+                    *o = moved(*o);
+                }
+            }
+            Entry::Guard(_) => {}
+        }
+    }
+    if let Some(g) = &mut piece.1 {
+        g.value = moved(g.value);
     }
 }
 
@@ -689,12 +726,39 @@ impl Plan {
     pub fn insert(&mut self, trace: Trace, template: super::Template) -> Result<(), String> {
         self.host &= on_host(&trace);
         let mut pieces = pieces(trace.entries);
-        // Find the path first (immutably): the branch taken at each guard, and the piece
-        // whose guard saw a new value.
+        // The first value each piece does not define (in the recording's own numbers):
+        // past the piece that diverges, values are new to the plan.
+        let mut ends = Vec::with_capacity(pieces.len());
+        let mut end = self.input_names.len() as ValueId;
+        for (entries, guard) in &pieces {
+            for e in entries {
+                match e {
+                    Entry::Const(id, _) | Entry::StateRead(StateRead { id, .. }) => {
+                        end = end.max(id + 1)
+                    }
+                    Entry::StateWrite { .. } | Entry::Guard(_) => {}
+                    Entry::Step(st) => {
+                        for &o in st.outputs.iter().flatten() {
+                            end = end.max(o + 1);
+                        }
+                    }
+                }
+            }
+            if let Some(g) = guard {
+                end = end.max(g.value + 1);
+            }
+            ends.push(end);
+        }
+        // Find the path (the branch taken at each guard, and the piece whose guard saw a
+        // new value), renumbering each piece as the branches it passes were.
         let mut path: Vec<usize> = Vec::new();
+        let mut moves: Vec<(ValueId, ValueId)> = Vec::new();
         let mut seg = &self.root;
         let mut diverged = None;
-        for (k, (entries, guard)) in pieces.iter().enumerate() {
+        for (k, piece) in pieces.iter_mut().enumerate() {
+            moves.extend(seg.renumber);
+            renumber_piece(piece, |id| renumbered(id, &moves));
+            let (entries, guard) = &*piece;
             if let Some(why) = state_changed(&seg.slots, entries) {
                 return Err(why);
             }
@@ -743,56 +807,14 @@ impl Plan {
                     .into(),
             );
         };
-        // Values defined up to the divergence keep their numbers; later ones move past ours.
-        let mut boundary = self.input_names.len() as ValueId;
-        for (entries, guard) in &pieces[..=k] {
-            for e in entries {
-                match e {
-                    Entry::Const(id, _) | Entry::StateRead(StateRead { id, .. }) => {
-                        boundary = boundary.max(id + 1)
-                    }
-                    Entry::StateWrite { .. } => {}
-                    Entry::Step(st) => {
-                        for &o in st.outputs.iter().flatten() {
-                            boundary = boundary.max(o + 1);
-                        }
-                    }
-                    Entry::Guard(_) => {}
-                }
-            }
-            if let Some(g) = guard {
-                boundary = boundary.max(g.value + 1);
-            }
-        }
-        let shift = self.n_values as ValueId;
-        let moved = |id: ValueId| {
-            if id >= boundary {
-                id - boundary + shift
-            } else {
-                id
-            }
-        };
+        // Values defined up to the divergence keep the numbers the path gave them; later
+        // ones move past ours.
+        let (boundary, shift) = (ends[k], self.n_values as ValueId);
+        moves.push((boundary, shift));
+        let moved = |id: ValueId| renumbered(id, &moves);
         let mut rest: Vec<(Vec<Entry>, Option<Guard>)> = pieces.split_off(k + 1);
-        for (entries, guard) in &mut rest {
-            for e in entries.iter_mut() {
-                match e {
-                    Entry::Const(id, _)
-                    | Entry::StateRead(StateRead { id, .. })
-                    | Entry::StateWrite { id, .. } => *id = moved(*id),
-                    Entry::Step(st) => {
-                        for i in st.inputs.iter_mut() {
-                            *i = moved(*i);
-                        }
-                        for o in st.outputs.iter_mut().flatten() {
-                            *o = moved(*o);
-                        }
-                    }
-                    Entry::Guard(_) => {}
-                }
-            }
-            if let Some(g) = guard {
-                g.value = moved(g.value);
-            }
+        for piece in &mut rest {
+            renumber_piece(piece, moved);
         }
         let done = Done {
             outputs: trace.outputs.iter().map(|&o| moved(o)).collect(),
@@ -801,7 +823,9 @@ impl Plan {
         };
         let (_, guard) = pieces.pop().expect("the piece that diverged");
         let guard = guard.expect("it ends at a guard");
-        let new_branch = (guard.expected, build(rest.into_iter(), done));
+        let mut branch = build(rest.into_iter(), done);
+        branch.renumber = Some((boundary, shift));
+        let new_branch = (guard.expected, branch);
         let mut seg = &mut self.root;
         for i in path {
             let End::Guard { branches, .. } = &mut seg.end else {

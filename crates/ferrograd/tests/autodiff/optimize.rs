@@ -138,6 +138,103 @@ fn a_branch_on_a_read_value_takes_the_right_path_every_call() {
     );
 }
 
+/// Two reads, the second of a value computed after the first read's branch: every one of
+/// the four paths is captured once and then replayed. A miss at the second guard inside a
+/// branch that an earlier miss added compared the new recording with that branch's
+/// renumbered values, found them different and ran the signature in direct mode for good.
+#[test]
+fn a_guard_inside_a_branch_added_by_a_miss_takes_new_variants() {
+    let f = |x: &Tensor| {
+        let y = if x.select(0, 0).lt_scalar(0.0).item::<bool>() {
+            x.square()
+        } else {
+            x * 3.0
+        };
+        if y.select(0, 1).lt_scalar(1.0).item::<bool>() {
+            y.sum()
+        } else {
+            y.exp().sum()
+        }
+    };
+    let df = grad(f).optimize(true).fusion(false);
+    // (x₀ < 0, y₁ < 1): (no, no), (yes, no), (yes, yes), (no, yes), then each again
+    let xs = [[1.0, 1.0], [-1.0, 2.0], [-1.0, 0.5], [1.0, 0.1]];
+    for round in 0..2 {
+        for (i, x) in xs.iter().enumerate() {
+            let x = Tensor::from_vec(x.to_vec(), &[2]);
+            let (dx, y) = df.call(&x, ());
+            let (want_dx, want_y) = grad(f).call(&x, ());
+            assert!(
+                same(&dx, &want_dx) && same(&y, &want_y),
+                "round {round}, path {i}: {dx} vs {want_dx}"
+            );
+        }
+    }
+    let s = df.stats();
+    assert_eq!(
+        (
+            s.captures,
+            s.guard_failures,
+            s.hits,
+            s.fallbacks,
+            s.variants
+        ),
+        (4, 3, 4, 0, 4),
+        "{s:?}"
+    );
+    assert!(s.warnings.is_empty(), "{s:?}");
+}
+
+/// A decision tree three reads deep, each read of a value the branch before computed,
+/// visited in a random order with new data each call: every call gives direct mode's bits,
+/// each of the paths is captured once (a miss at any depth files a new variant) and nothing
+/// falls back to direct mode.
+#[test]
+fn every_path_of_a_three_deep_decision_tree_is_captured_once() {
+    // returns the value after each level too: outputs defined on every stretch of a path
+    let f = |x: &Tensor| {
+        let mut y = x.clone();
+        let mut levels = Vec::new();
+        for level in 0..3 {
+            // both branches keep each element's sign, so the path is x's signs
+            y = if y.select(0, level).lt_scalar(0.0).item::<bool>() {
+                y.sinh()
+            } else {
+                &y * &y.abs() + &y
+            };
+            levels.push(y.clone());
+        }
+        (y.tanh().sum(), levels)
+    };
+    let df = grad(f).optimize(true).fusion(false);
+    let mut rng = Generator::new(41);
+    let mut paths = std::collections::HashSet::new();
+    for call in 0..48 {
+        let magnitude = rand(&mut rng, &[4], 0.2, 1.0).to_vec::<f64>();
+        let signs = rng.uniform(&[3], 0.0, 2.0, DType::I64).to_vec::<i64>();
+        paths.insert(signs.clone());
+        let v: Vec<f64> = (0..4)
+            .map(|i| magnitude[i] * if i < 3 && signs[i] == 1 { -1.0 } else { 1.0 })
+            .collect();
+        let x = Tensor::from_vec(v, &[4]);
+        let (dx, (y, levels)) = df.call(&x, ());
+        let (want_dx, (want_y, want_levels)) = grad(f).call(&x, ());
+        assert!(
+            same(&dx, &want_dx) && same(&y, &want_y),
+            "call {call}, path {signs:?}"
+        );
+        assert_same_trees(&levels, &want_levels);
+    }
+    let s = df.stats();
+    assert_eq!(paths.len(), 8, "the draws visit every path");
+    assert_eq!(
+        (s.captures, s.guard_failures, s.fallbacks, s.variants),
+        (8, 7, 0, 8),
+        "{s:?}"
+    );
+    assert!(s.warnings.is_empty(), "{s:?}");
+}
+
 #[test]
 fn a_read_that_repeats_is_a_guard_that_holds() {
     // the branch depends on the sign only: a comparison read as bool
@@ -2278,4 +2375,69 @@ fn an_sgd_update_by_a_products_gradient_accumulates_into_the_weight() {
     }
     let text = compiled.plan_text();
     assert_eq!(steps_of(&text, "matmul_acc"), 0, "{text}");
+}
+
+/// One optimized function shared by four threads calling it at once (two cores): the
+/// threads capture new signatures (batches of 3, 5 and 7) and add guard variants (a branch
+/// on a value read from the data) while others replay the same plans, and replays find
+/// the plan's scratch memory busy. Every call must return direct mode's bits (fusion off),
+/// with and without stable gradients, and nothing may be lost from the statistics.
+#[test]
+fn one_optimized_function_serves_several_threads_at_once() {
+    // the MLP's loss, doubled when the batch's first input is negative: a guard
+    let f = |p: &Mlp, x: &Tensor, y: &Tensor| {
+        let (loss, out) = mlp(p, x, y);
+        let loss = if x.select(0, 0).select(0, 0).lt_scalar(0.0).item::<bool>() {
+            loss * 2.0
+        } else {
+            loss
+        };
+        (loss, out)
+    };
+    let mut rng = Generator::new(40);
+    let p = mlp_params(&mut rng);
+    // 3 batch sizes x 2 signs of the first input, 4 inputs each
+    let inputs: Vec<(Tensor, Tensor)> = (0..24)
+        .map(|i| {
+            let n = [3, 5, 7][i % 3];
+            let mut x = rand(&mut rng, &[n, 4], 0.1, 2.0).to_vec::<f64>();
+            if i % 6 >= 3 {
+                x[0] = -x[0];
+            }
+            (Tensor::from_vec(x, &[n, 4]), one_hot_rows(&mut rng, n))
+        })
+        .collect();
+    let want: Vec<_> = inputs
+        .iter()
+        .map(|(x, y)| grad(f).call(&p, (x, y)))
+        .collect();
+    for stable in [false, true] {
+        let compiled = grad(f)
+            .optimize(true)
+            .fusion(false)
+            .stable_gradients(stable);
+        let (threads, rounds) = (4, 30);
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let (compiled, inputs, want, p) = (&compiled, &inputs, &want, &p);
+                s.spawn(move || {
+                    for r in 0..rounds {
+                        let i = (t * 7 + r * 5) % inputs.len();
+                        let (x, y) = &inputs[i];
+                        let (g, (loss, out)) = compiled.call(p, (x, y));
+                        let (wg, (wl, wo)) = &want[i];
+                        assert_same_trees(&g, wg);
+                        assert!(
+                            same(&loss, wl) && same(&out, wo),
+                            "stable {stable}, thread {t}, call {r}: input {i}"
+                        );
+                    }
+                });
+            }
+        });
+        let s = compiled.stats();
+        assert_eq!(s.calls, (threads * rounds) as u64, "{s:?}");
+        assert_eq!(s.hits + s.captures + s.fallbacks, s.calls, "{s:?}");
+        assert!(s.plans == 3 && s.variants >= 3, "{s:?}");
+    }
 }
