@@ -647,20 +647,23 @@ impl Optimizer {
                     Ok(()) => {
                         let variants = entry.plan.as_ref().map_or(0, |c| c.plan.variants());
                         if variants > self.capacity {
-                            let (read_at, _) = entry
+                            let read_at = entry
                                 .misses
                                 .iter()
                                 .max_by_key(|(_, n)| **n)
-                                .map(|(l, n)| (l.to_string(), *n))
+                                .map(|(&l, _)| ferrograd_array::Site(l).to_string())
                                 .unwrap_or_default();
-                            let why =
-                                format!(
-                                "the value read at {read_at} changed on every call: {variants} \
-                                 variants of the plan (cache_size {}); the call at {site} \
-                                 now runs in direct mode for this signature. Reading data (item, \
-                                 to_vec, value) inside the function makes the plan depend on it; \
-                                 compute with tensor ops (where_cond, clamp, maximum) instead",
-                                self.capacity, site = ferrograd_array::Site(location));
+                            let why = format!(
+                                "the data read at {read_at} (item, to_vec, value) gave this \
+                                 signature {variants} variants of its plan, more than \
+                                 cache_size ({}); the call at {site} now runs in direct mode \
+                                 for this signature. A value that changes on every call makes \
+                                 a variant each time: compute with tensor ops (where_cond, \
+                                 clamp, maximum) instead, or read it outside the function; a \
+                                 branch with more outcomes needs a larger cache_size",
+                                self.capacity,
+                                site = ferrograd_array::Site(location)
+                            );
                             entry.plan = Err(why.clone());
                             state.warn(why);
                             None

@@ -233,6 +233,23 @@ fn every_path_of_a_three_deep_decision_tree_is_captured_once() {
         "{s:?}"
     );
     assert!(s.warnings.is_empty(), "{s:?}");
+    // more paths than the cache holds: direct mode, saying why and where
+    let small = grad(f).optimize(true).cache_size(4);
+    for bits in 0..8 {
+        let sign = |i: usize| if bits >> i & 1 == 1 { -0.5 } else { 0.5 };
+        let x = Tensor::from_vec(vec![sign(0), sign(1), sign(2), 0.5], &[4]);
+        let (dx, _) = small.call(&x, ());
+        assert!(same(&dx, &grad(f).call(&x, ()).0));
+    }
+    let s = small.stats();
+    assert!(
+        s.warnings.len() == 1
+            && s.warnings[0]
+                .contains("gave this signature 5 variants of its plan, more than cache_size (4)")
+            && s.warnings[0].contains("tests/autodiff/optimize.rs")
+            && s.warnings[0].contains("a branch with more outcomes needs a larger cache_size"),
+        "{s:?}"
+    );
 }
 
 #[test]

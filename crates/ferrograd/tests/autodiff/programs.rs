@@ -754,6 +754,12 @@ const EMPTY_F64: Setting = Setting {
     ..SMALL_F64
 };
 
+/// f64 on twelve batches of 3.
+const MANY_CALLS_F64: Setting = Setting {
+    calls: &[3; 12],
+    ..SMALL_F64
+};
+
 /// `f()`, or the message it panicked with.
 fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|e| {
@@ -1000,6 +1006,24 @@ fn compiled_programs_equal_direct_mode_on_f32_batches_whose_products_join() {
 #[test]
 fn compiled_programs_equal_direct_mode_on_larger_f32_batches() {
     hunt(LARGE_F32, 10, check);
+}
+
+/// Twelve calls of one signature, new data each: the programs' branches flip from call to
+/// call, so their plans grow variants inside variants (a miss at a guard inside a branch an
+/// earlier miss added).
+#[test]
+fn compiled_programs_equal_direct_mode_over_many_calls() {
+    hunt(MANY_CALLS_F64, 4, check);
+}
+
+#[test]
+fn compiled_training_steps_equal_direct_mode_over_many_calls() {
+    hunt(MANY_CALLS_F64, 8, check_step);
+}
+
+#[test]
+fn compiled_hessian_vector_products_equal_direct_mode_over_many_calls() {
+    hunt(MANY_CALLS_F64, 8, check_hvp);
 }
 
 #[test]
