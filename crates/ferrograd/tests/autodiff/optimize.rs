@@ -252,6 +252,44 @@ fn every_path_of_a_three_deep_decision_tree_is_captured_once() {
     );
 }
 
+/// A loop whose number of iterations depends on the data (halve until the norm is below
+/// 1): each count is a path of reads, each longer one a miss inside the branch the shorter
+/// one added. All counts replay, each the bits of direct mode.
+#[test]
+fn a_loop_that_runs_until_the_data_says_stop_replays_every_count() {
+    let f = |w: &Tensor, x: &Tensor| {
+        let mut y = x.matmul(w);
+        let mut n = 0;
+        while y.square().sum().gt_scalar(1.0).item::<bool>() && n < 20 {
+            y = (&y * 0.5).tanh() + &y * 0.25;
+            n += 1;
+        }
+        (y.sum(), Tensor::scalar(n as f64))
+    };
+    let df = grad(f).optimize(true).fusion(false).cache_size(16);
+    let mut rng = Generator::new(9);
+    let w = rand(&mut rng, &[3, 2], -1.0, 1.0);
+    let mut counts = std::collections::BTreeSet::new();
+    for i in 0..60 {
+        let x = &rand(&mut rng, &[4, 3], -1.0, 1.0) * (0.3 + (i % 7) as f64);
+        let (g, (loss, n)) = df.call(&w, (&x,));
+        let (want_g, (want_loss, want_n)) = grad(f).call(&w, (&x,));
+        assert!(
+            same(&g, &want_g) && same(&loss, &want_loss) && same(&n, &want_n),
+            "call {i}"
+        );
+        counts.insert(want_n.item::<f64>() as u32);
+    }
+    let s = df.stats();
+    assert!(counts.len() >= 5, "iteration counts {counts:?}");
+    assert_eq!(
+        (s.captures as usize, s.variants, s.fallbacks),
+        (counts.len(), counts.len(), 0),
+        "{s:?}"
+    );
+    assert!(s.warnings.is_empty(), "{s:?}");
+}
+
 #[test]
 fn a_read_that_repeats_is_a_guard_that_holds() {
     // the branch depends on the sign only: a comparison read as bool
