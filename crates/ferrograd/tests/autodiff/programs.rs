@@ -86,6 +86,10 @@ enum Instr {
     Cumsum(usize),
     Flip(usize),
     BranchBool(usize, usize, usize),
+    /// A loop that runs while the value's mean magnitude is above 0.5, at most three times,
+    /// each time a unary op of half the value: as many paths as counts, each longer one a
+    /// variant inside the shorter one's.
+    Until(usize, usize),
     BranchValue(usize),
     NestedGrad(usize),
     Dropout(usize),
@@ -327,6 +331,7 @@ fn generate(dice: &mut Dice) -> Program {
                 },
                 wa,
             ),
+            22 if dice.coin(0.4) => (Instr::Until(a, dice.below(UNARY.len())), wa),
             22 => (
                 Instr::BranchBool(a, dice.below(UNARY.len()), dice.below(UNARY.len())),
                 wa,
@@ -516,6 +521,14 @@ fn run(prog: &Program, p: &[Tensor], x: &Tensor, rng: &mut Generator) -> (Tensor
                 } else {
                     unary(*u2, &v[*a])
                 }
+            }
+            Instr::Until(a, u) => {
+                let (mut y, mut count) = (v[*a].clone(), 0);
+                while count < 3 && y.abs().mean().gt_scalar(0.5).item::<bool>() {
+                    y = unary(*u, &(&y * 0.5));
+                    count += 1;
+                }
+                y
             }
             Instr::BranchValue(a) => {
                 if v[*a].mean().to_dtype(DType::F64).item::<f64>() > 0.1 {
@@ -1107,7 +1120,7 @@ fn the_generator_covers_every_instruction() {
             seen.insert(name[..name.find('(').unwrap_or(name.len())].to_string());
         }
     }
-    assert_eq!(seen.len(), 31, "{seen:?}");
+    assert_eq!(seen.len(), 32, "{seen:?}");
     assert!(
         fronts.iter().all(|&f| f),
         "conv front ends seen: {fronts:?}"
