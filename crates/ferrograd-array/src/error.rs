@@ -18,6 +18,7 @@ pub(crate) fn fail(op: &str, message: impl Display) -> ! {
 
 /// [`fail`] at a location taken earlier: a closure does not carry `#[track_caller]`, so one
 /// that checks something takes the caller's location from its function.
+#[track_caller]
 #[cold]
 pub(crate) fn fail_at(op: &str, message: impl Display, at: &'static Location<'static>) -> ! {
     panic!("ferrograd: {op}: {message} (at {})", Site(at))

@@ -444,3 +444,27 @@ fn contexts_follow_the_line_in_panic_messages_only() {
     let shown = Site(at).to_string();
     assert_eq!(shown, format!("{}:{}:{}", file!(), at.line(), at.column()));
 }
+
+/// The panic itself (what the default hook prints as "panicked at", and what a debugger
+/// stops on) is raised at the caller's line too, not inside the library's error helper.
+#[test]
+fn the_panic_is_raised_at_the_callers_line() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let (hook_seen, this_thread) = (seen.clone(), std::thread::current().id());
+    let previous = std::panic::take_hook();
+    // (other tests panic on their own threads meanwhile)
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == this_thread {
+            *hook_seen.lock().unwrap() = info.location().map(|l| (l.file().to_string(), l.line()));
+        }
+    }));
+    let line = line!() + 1;
+    let caught = std::panic::catch_unwind(|| f32s(&[2, 3]).matmul(&f32s(&[4, 5])));
+    std::panic::set_hook(previous);
+    assert!(caught.is_err());
+    let (file, at) = seen.lock().unwrap().clone().expect("a location");
+    assert!(
+        file.ends_with("tests/array/errors.rs") && at == line,
+        "{file}:{at}"
+    );
+}

@@ -339,20 +339,28 @@ impl CachedPlan {
         observer: &mut impl Observer,
         report: Option<plan::Report<'_>>,
     ) -> Outcome {
-        match self.scratch.try_lock() {
-            Ok(mut scratch) => {
-                self.plan
-                    .run(inputs, generators, &mut scratch, stable, observer, report)
+        let mut scratch = match self.scratch.try_lock() {
+            Ok(scratch) => scratch,
+            // a replay that panicked (a kernel refused its data) left it half-written
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                let mut scratch = poisoned.into_inner();
+                *scratch = Scratch::default();
+                self.scratch.clear_poison();
+                scratch
             }
-            Err(_) => self.plan.run(
-                inputs,
-                generators,
-                &mut Scratch::default(),
-                stable,
-                observer,
-                report,
-            ),
-        }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return self.plan.run(
+                    inputs,
+                    generators,
+                    &mut Scratch::default(),
+                    stable,
+                    observer,
+                    report,
+                )
+            }
+        };
+        self.plan
+            .run(inputs, generators, &mut scratch, stable, observer, report)
     }
 }
 
@@ -1050,14 +1058,55 @@ impl Config {
                 if donated {
                     p_leaves.clear();
                 }
-                let outcome = replay(
-                    self.observers(),
-                    &plan,
-                    inputs,
-                    &mut generators_of(call.args()),
-                    stable,
-                    report,
-                );
+                // (a kernel's refusal inside names the plan's line; this names the call's)
+                let _replaying = ferrograd_array::enter(ferrograd_array::Context::Call {
+                    what: if donated {
+                        "an optimize-mode replay (on donated parameters) of the function"
+                    } else {
+                        "an optimize-mode replay (run again in direct mode, which names the \
+                         line) of the function"
+                    },
+                    at: location,
+                });
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    replay(
+                        self.observers(),
+                        &plan,
+                        inputs,
+                        &mut generators_of(call.args()),
+                        stable,
+                        report,
+                    )
+                }));
+                let outcome = match outcome {
+                    Ok(outcome) => {
+                        drop(_replaying);
+                        outcome
+                    }
+                    // A kernel refused the data (an index out of range, say): its message
+                    // names the plan's line, not the user's. Direct mode on the same inputs
+                    // refuses it at the user's line (the state is unwritten: writes wait for
+                    // the end); donated parameters are gone, so that replay's panic stands.
+                    Err(panic) if donated => std::panic::resume_unwind(panic),
+                    Err(panic) => {
+                        drop(_replaying);
+                        restore(call.args(), &states);
+                        lists.give_back();
+                        let result = self.run_direct(call, None, output_grad, location);
+                        let message = panic
+                            .downcast_ref::<String>()
+                            .map(String::as_str)
+                            .or_else(|| panic.downcast_ref::<&str>().copied())
+                            .unwrap_or("a panic");
+                        opt.state().warn(format!(
+                            "internal: a replay of the call at {site} panicked where direct \
+                             mode did not ({message}); the call ran in direct mode. Please \
+                             report it",
+                            site = ferrograd_array::Site(location)
+                        ));
+                        return Some(result);
+                    }
+                };
                 match outcome {
                     Outcome::Done { template } => {
                         opt.state().stats.hits += 1;

@@ -2496,3 +2496,33 @@ fn one_optimized_function_serves_several_threads_at_once() {
         assert!(s.plans == 3 && s.variants >= 3, "{s:?}");
     }
 }
+
+/// A replay whose data a kernel refuses (an index out of range) panics as direct mode does,
+/// at the user's line (the kernel's own message named the plan's), and the plan replays
+/// the next calls as before (its scratch memory, left half-written, is made anew).
+#[test]
+fn a_replay_that_a_kernel_refuses_panics_at_the_users_line_and_replays_after() {
+    let f = |w: &Tensor, rows: &Tensor| w.index_select(0, rows).square().sum();
+    let df = grad(f).optimize(true);
+    let w = Tensor::from_vec((0..12).map(f64::from).collect(), &[4, 3]);
+    let good = Tensor::from_vec(vec![0i64, 3, 1], &[3]);
+    let bad = Tensor::from_vec(vec![0i64, 7, 1], &[3]);
+    for _ in 0..2 {
+        df.call(&w, (&good,));
+    }
+    let line = line!() - 8; // the closure's
+    let message = panic_message(|| drop(df.call(&w, (&bad,))));
+    assert!(
+        message.contains("index_select: index 7 is out of range for dim 0 of size 4")
+            && message.contains(&format!("(at {}:{line}:", file!())),
+        "{message}"
+    );
+    assert_eq!(message, panic_message(|| drop(grad(f).call(&w, (&bad,)))));
+    for _ in 0..2 {
+        let (g, _) = df.call(&w, (&good,));
+        assert!(same(&g, &grad(f).call(&w, (&good,)).0));
+    }
+    let s = df.stats();
+    assert_eq!((s.captures, s.hits), (1, 3), "{s:?}");
+    assert!(s.warnings.is_empty(), "{s:?}");
+}
