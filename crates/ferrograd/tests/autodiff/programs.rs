@@ -890,6 +890,45 @@ fn check(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
     Ok(compiled.stats().hits)
 }
 
+/// Where compiled gradients of `prog` (one unfused, one fused), each called by two threads
+/// at once on data of their own, disagree with direct mode on the same thread, if anywhere
+/// (as [`judge`] says); else how many calls were replays. The threads capture the same
+/// signatures and variants together and replay while the other captures or holds the
+/// plan's scratch memory.
+fn check_threads(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
+    let params = params_of(prog, &mut Generator::new(seed), at);
+    let f = |p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator| run(prog, p, x, rng);
+    let exact = grad(f).optimize(true).fusion(false);
+    let fused = grad(f).optimize(true);
+    let direct = grad(f);
+    let thread = |t: u64| -> Result<(), String> {
+        let mut data = Generator::new(seed * 2 + t);
+        for (call, &n) in at.calls.iter().enumerate() {
+            let n = n * at.rows;
+            let (x, _) = input_of(prog, &mut data, n, at);
+            let draws = seed + 100 * t + call as u64;
+            let run_one = |g: &ferrograd::Grad<_>| {
+                caught(|| {
+                    let (grads, (loss, last)) = g.call(&params, (&x, &mut Generator::new(draws)));
+                    bits(&grads, &loss, &last)
+                })
+            };
+            let (unfused, got, want) = (run_one(&exact), run_one(&fused), run_one(&direct));
+            judge(&unfused, &got, &want, false, at)
+                .map_err(|e| format!("thread {t}, call {call} (n = {n}): {e}"))?;
+        }
+        Ok(())
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2).map(|t| s.spawn(move || thread(t))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("the thread's panics are caught"))
+            .collect::<Result<Vec<()>, String>>()
+    })?;
+    Ok(exact.stats().hits / 2)
+}
+
 /// Where a compiled training step of `prog` (its gradient, then an SGD update, called with
 /// the params donated, as the suite's compiled steps are: the update may write them in
 /// place) disagrees with the same step in direct mode, if anywhere; else how many calls were
@@ -1027,6 +1066,12 @@ fn compiled_programs_equal_direct_mode_on_larger_f32_batches() {
 #[test]
 fn compiled_programs_equal_direct_mode_over_many_calls() {
     hunt(MANY_CALLS_F64, 4, check);
+}
+
+/// Two threads on one compiled function at once, each on data of its own.
+#[test]
+fn compiled_programs_equal_direct_mode_on_two_threads_at_once() {
+    hunt(SMALL_F64, 4, check_threads);
 }
 
 #[test]
