@@ -12,7 +12,7 @@
 //! With fusion off, the compiled results (every gradient, the loss, the network's output
 //! and the running statistics after the call) must be direct mode's bits (any NaN matching
 //! any NaN: which NaN an operation passes on is the hardware's pick); with fusion on,
-//! within 1e-12 (f64) or 1e-5 (f32) of each tensor's largest magnitude: fusion reorders
+//! within 1e-12 (f64) or 1e-5 (f32) of the call's largest magnitude: fusion reorders
 //! sums (a fused f32 step's new params were seen one ulp apart; f64's passed at 1e-13). A
 //! mismatch is shrunk to a shortest failing stack of layers and printed. Half the draws of
 //! real data are small multiples of a half, for ties and exact zeros.
@@ -29,7 +29,7 @@ use ferrograd_nn::functional::{
 };
 
 /// Where networks run: their dtype, the batch sizes' multiple, and how far a fused result
-/// may be from direct mode's, per unit of each tensor's largest magnitude (fusion reorders
+/// may be from direct mode's, per unit of the call's largest magnitude (fusion reorders
 /// sums).
 #[derive(Clone, Copy, Debug)]
 struct Setting {
@@ -792,7 +792,7 @@ fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 enum Match {
     /// The same bits, any NaN matching any NaN (the unfused replay).
     Exact,
-    /// Within this much of each tensor's largest magnitude (the fused one).
+    /// Within this much of the largest magnitude among all the outputs (the fused one).
     Within(f64),
 }
 
@@ -824,13 +824,19 @@ fn judge(
             want.len()
         ));
     }
+    // Fused sums round differently, by a few ulp of the terms they add. Measured against
+    // the largest magnitude of all the call's outputs: an output that is zero analytically
+    // (an hvp's part for a bias that a normalization after it removes) comes out as the
+    // rounding noise of terms the size of the others (seed 614001's hvp: a part of
+    // 1.8e-12 fused 5.2e-13, beside parts of 10).
+    let scale = (want.iter().flat_map(|(_, b)| b))
+        .map(|&v| f64::from_bits(v).abs())
+        .filter(|v| v.is_finite())
+        .fold(1.0, f64::max);
     for (k, ((sa, a), (sb, b))) in got.iter().zip(want).enumerate() {
         if sa != sb {
             return Err(format!("{how}: {}: shape {sa:?}, direct {sb:?}", names(k)));
         }
-        let scale = (b.iter().map(|&v| f64::from_bits(v).abs()))
-            .filter(|v| v.is_finite())
-            .fold(1.0, f64::max);
         let agree = |x: f64, y: f64| {
             x.to_bits() == y.to_bits()
                 || (x.is_nan() && y.is_nan())
@@ -1109,6 +1115,18 @@ fn compiled_training_steps_of_networks_equal_direct_mode_on_f32_batches() {
 #[test]
 fn compiled_hessian_vector_products_of_networks_equal_direct_mode() {
     hunt(SMALL_F64, 3, check_hvp);
+}
+
+/// Networks a hunt found disagreeing, by seed, kept as they were found: each must agree.
+#[test]
+fn networks_that_once_disagreed_agree() {
+    // an hvp part that is zero analytically: rounding noise of 1e-12 beside parts of 10,
+    // once judged against its own magnitude, now against the call's
+    let found: &[(u64, Setting, Check)] = &[(614001, SMALL_F64, check_hvp)];
+    for &(seed, at, check) in found {
+        let net = generate(&mut Dice(Generator::new(seed)));
+        check(&net, seed, at).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    }
 }
 
 #[test]
