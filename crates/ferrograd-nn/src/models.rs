@@ -274,6 +274,18 @@ pub enum Cell {
     },
 }
 
+impl Cell {
+    /// How many `[H]` blocks the cell's joint product `[x, h] W` has: the LSTM's four gates,
+    /// the GRU's reset and update gates, one for the others.
+    fn blocks(self) -> usize {
+        match self {
+            Cell::Lstm => 4,
+            Cell::Gru => 2,
+            Cell::Plain | Cell::FastWeights { .. } => 1,
+        }
+    }
+}
+
 /// What a recurrent network outputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
@@ -359,11 +371,7 @@ impl RecurrentNetwork {
         rng: &mut Generator,
         dtype: DType,
     ) -> (RecurrentNetwork, RecurrentParams) {
-        let k = match cell {
-            Cell::Lstm => 4,
-            Cell::Gru => 2,
-            _ => 1,
-        };
+        let k = cell.blocks();
         let bound = 1.0 / (hidden_features as f64).sqrt();
         let mut u = |shape: &[usize]| Tensor::new(rng.uniform(shape, -bound, bound, dtype));
         let w = u(&[input_features + hidden_features, k * hidden_features]);
@@ -442,12 +450,13 @@ impl RecurrentNetwork {
     fn check(&self, p: &RecurrentParams, state: &RecurrentState, bsz: usize) {
         let (f, h) = (self.input_features, self.hidden_features);
         let normed = self.batch_norm.is_some();
-        let (k, name) = match self.cell {
-            Cell::Lstm if normed => (4, "a batch-normalized LSTM"),
-            Cell::Lstm => (4, "an LSTM"),
-            Cell::Gru => (2, "a GRU"),
-            Cell::Plain => (1, "a plain RNN"),
-            Cell::FastWeights { .. } => (1, "a fast-weights RNN"),
+        let k = self.cell.blocks();
+        let name = match self.cell {
+            Cell::Lstm if normed => "a batch-normalized LSTM",
+            Cell::Lstm => "an LSTM",
+            Cell::Gru => "a GRU",
+            Cell::Plain => "a plain RNN",
+            Cell::FastWeights { .. } => "a fast-weights RNN",
         };
         if p.batch_norm.is_some() && !normed {
             crate::fail!(
