@@ -56,19 +56,11 @@ pub(crate) fn gather(a: &Array, d: usize, index: &Array, out: &mut Array, op: &s
 }
 
 /// What both scatter kernels take: `out` (a copy of `a`, contiguous, so its strides are
-/// known), where each source element lands in it (`lbase` and `stride` with the index's
-/// values), the index's and the source's layouts over the index's shape, and how many
-/// source elements there are.
+/// known) and the source elements that land in it.
 struct Scatter {
     gpu: std::sync::Arc<super::Gpu>,
     dst: u64,
-    lbase: super::source::Layout,
-    stride: i64,
-    idx: u64,
-    li: super::source::Layout,
-    src: u64,
-    ls: super::source::Layout,
-    n: i64,
+    at: Sources,
 }
 
 impl Scatter {
@@ -90,13 +82,15 @@ impl Scatter {
         );
         Scatter {
             dst: out.cuda_out(&gpu, a.shape(), dtype, op).ptr(&gpu, 0),
-            lbase,
-            stride: strides[d] as i64,
-            idx: base_ptr(index, &gpu),
-            li: layout(index, &shape, op),
-            src: base_ptr(src, &gpu),
-            ls: layout(src, &shape, op),
-            n: shape.iter().product::<usize>() as i64,
+            at: Sources {
+                lbase,
+                stride: strides[d] as i64,
+                idx: base_ptr(index, &gpu),
+                li: layout(index, &shape, op),
+                src: base_ptr(src, &gpu),
+                ls: layout(src, &shape, op),
+                n: shape.iter().product::<usize>() as i64,
+            },
             gpu,
         }
     }
@@ -104,13 +98,14 @@ impl Scatter {
     /// The arguments the scatter kernels share, in their order: the output, its base
     /// layout and the stride along `d`, the index and the source with their layouts.
     fn push<'a>(&'a self, b: &mut cudarc::driver::LaunchArgs<'a>) {
+        let at = &self.at;
         b.arg(&self.dst)
-            .arg(&self.lbase)
-            .arg(&self.stride)
-            .arg(&self.idx)
-            .arg(&self.li)
-            .arg(&self.src)
-            .arg(&self.ls);
+            .arg(&at.lbase)
+            .arg(&at.stride)
+            .arg(&at.idx)
+            .arg(&at.li)
+            .arg(&at.src)
+            .arg(&at.ls);
     }
 }
 
@@ -130,36 +125,27 @@ pub(crate) fn scatter_add(
         crate::error::dtype_fail(op, dtype, "a numeric dtype")
     };
     let s = Scatter::new(a, d, index, src, out, op);
-    if s.n == 0 {
+    if s.at.n == 0 {
         return;
     }
     if crate::deterministic() && dtype.is_float() {
-        let sum = Sorted {
-            lbase: s.lbase,
-            stride: s.stride,
-            idx: s.idx,
-            li: s.li,
-            src: s.src,
-            ls: s.ls,
-            n: s.n,
-        };
         // SAFETY: the positions were checked against dim `d` of `out` (a's shape,
         // contiguous), `src` covers the index's shape (checked).
-        return unsafe { sum.add_into(&s.gpu, a.device(), dtype, s.dst, op) };
+        return unsafe { s.at.add_sorted(&s.gpu, a.device(), dtype, s.dst, op) };
     }
     let k = kernel(&s.gpu, &source::scatter_add_name(dtype), || code, op);
     let mut b = s.gpu.stream.launch_builder(&k);
     s.push(&mut b);
-    b.arg(&s.n);
+    b.arg(&s.at.n);
     // SAFETY: `scatter_add_source`'s signature; the positions were checked against dim `d`
     // of `out` (a's shape, contiguous), `src` covers the index's shape (checked).
-    unsafe { go(b, grid(s.n as usize), &s.gpu, op) }
+    unsafe { go(b, grid(s.at.n as usize), &s.gpu, op) }
 }
 
-/// A deterministic scatter-add ([`crate::set_deterministic`]): source element `i` (of `n`)
-/// adds `src[at(ls, i)]` at `at(lbase, i) + idx[at(li, i)] · stride` (nothing where the
-/// index is negative), repeated positions in the source's order.
-pub(crate) struct Sorted {
+/// The source elements of a scatter: element `i` (of `n`) is `src[at(ls, i)]` and lands at
+/// `at(lbase, i) + idx[at(li, i)] · stride` (nowhere where the index is negative, in
+/// [`add_sorted`](Sources::add_sorted)).
+pub(crate) struct Sources {
     pub(crate) lbase: source::Layout,
     pub(crate) stride: i64,
     pub(crate) idx: u64,
@@ -169,8 +155,9 @@ pub(crate) struct Sorted {
     pub(crate) n: i64,
 }
 
-impl Sorted {
-    /// Adds into `dst` (`dtype`, a float) on `gpu`: each element's position written down,
+impl Sources {
+    /// The deterministic scatter-add ([`crate::set_deterministic`]): adds into `dst`
+    /// (`dtype`, a float) on `gpu`, each element's position written down,
     /// the elements stably sorted by it ([`argsort`](super::reduce::argsort)), and each
     /// position's run added in order by one thread, as the CPU's loop does.
     ///
@@ -178,7 +165,7 @@ impl Sorted {
     /// Every position must lie inside `dst`'s buffer, and `idx` and `src` must hold what
     /// their layouts address for `n` elements.
     #[track_caller]
-    pub(crate) unsafe fn add_into(
+    pub(crate) unsafe fn add_sorted(
         &self,
         gpu: &std::sync::Arc<super::Gpu>,
         device: crate::Device,
@@ -226,10 +213,10 @@ impl Sorted {
 #[track_caller]
 pub(crate) fn scatter(a: &Array, d: usize, index: &Array, src: &Array, out: &mut Array, op: &str) {
     let s = Scatter::new(a, d, index, src, out, op);
-    if s.n == 0 {
+    if s.at.n == 0 {
         return;
     }
-    let gpu = &s.gpu;
+    let (gpu, at) = (&s.gpu, &s.at);
     // each output position's winner, as 1 + the source element's flat position (0: none)
     let mut winner = gpu
         .alloc(DType::I64, a.numel())
@@ -239,14 +226,14 @@ pub(crate) fn scatter(a: &Array, d: usize, index: &Array, src: &Array, out: &mut
     let claim = kernel(gpu, source::SCATTER_CLAIM, source::scatter_claim_source, op);
     let mut b = gpu.stream.launch_builder(&claim);
     b.arg(&win)
-        .arg(&s.lbase)
-        .arg(&s.stride)
-        .arg(&s.idx)
-        .arg(&s.li)
-        .arg(&s.n);
+        .arg(&at.lbase)
+        .arg(&at.stride)
+        .arg(&at.idx)
+        .arg(&at.li)
+        .arg(&at.n);
     // SAFETY: `scatter_claim_source`'s signature; the positions were checked against dim
     // `d` of `a`'s shape, which `winner` has (contiguous).
-    unsafe { go(b, grid(s.n as usize), gpu, op) }
+    unsafe { go(b, grid(at.n as usize), gpu, op) }
     let dtype = a.dtype();
     let place = kernel(
         gpu,
@@ -256,11 +243,11 @@ pub(crate) fn scatter(a: &Array, d: usize, index: &Array, src: &Array, out: &mut
     );
     let mut b = gpu.stream.launch_builder(&place);
     s.push(&mut b);
-    b.arg(&win).arg(&s.n);
+    b.arg(&win).arg(&at.n);
     // SAFETY: `scatter_source`'s signature; positions as above, `src` covers the index's
     // shape (checked), `winner` as filled above (it is freed in the stream's order, after
     // both kernels have run).
-    unsafe { go(b, grid(s.n as usize), gpu, op) }
+    unsafe { go(b, grid(at.n as usize), gpu, op) }
 }
 
 /// `index` (1-d, `k` positions) as the index of a gather or scatter along `d` whose index

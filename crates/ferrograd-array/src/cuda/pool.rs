@@ -95,7 +95,7 @@ pub(crate) fn max_pool_backward(
         // element i of plane p (of s = oh·ow) lands at p·hw + indices[i]
         let (planes, s) = ((g.n * g.c) as usize, (g.oh * g.ow) as usize);
         let flat = super::elementwise::pack(std::iter::once((n, 1)), 0, op);
-        let sum = super::index::Sorted {
+        let sum = super::index::Sources {
             lbase: super::elementwise::pack([(planes, g.h * g.w), (s, 0)].into_iter(), 0, op),
             stride: 1,
             idx: pi,
@@ -106,7 +106,7 @@ pub(crate) fn max_pool_backward(
         };
         // SAFETY: the indices lie inside each H·W plane of `out` (they come from a pooling
         // of that shape), `dy` and `indices` are contiguous with n elements.
-        return unsafe { sum.add_into(&gpu, device, dtype, dst, op) };
+        return unsafe { sum.add_sorted(&gpu, device, dtype, dst, op) };
     }
     let k = kernel(
         &gpu,
