@@ -977,6 +977,55 @@ fn check_step(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
     Ok(exact.stats().hits)
 }
 
+/// Where one compiled training step of `prog` (unfused, params donated), called by two
+/// threads at once, each stepping params and data of its own, disagrees with direct mode's
+/// step on the same thread, bit for bit, if anywhere; else how many calls were replays.
+fn check_step_threads(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
+    let f = |p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator| run(prog, p, x, rng);
+    let step = |p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator| {
+        let (g, (loss, last)) = grad(f).call(p, (x, rng));
+        let next: Vec<Tensor> = p.iter().zip(&g).map(|(w, g)| w - &(g * 0.01)).collect();
+        (next, loss, last)
+    };
+    let exact = compile(step).fusion(false);
+    let thread = |t: u64| -> Result<(), String> {
+        let mut data = Generator::new(seed * 2 + t);
+        let mut direct = params_of(prog, &mut data, at);
+        // (a copy that shares no buffer: a donated param's buffer is written over)
+        let mut mine: Vec<Tensor> = direct
+            .iter()
+            .map(|w| Tensor::new(w.value().copy()))
+            .collect();
+        for (call, &n) in at.calls.iter().enumerate() {
+            let n = n * at.rows;
+            let (x, _) = input_of(prog, &mut data, n, at);
+            let rng = || Generator::new(seed + 100 * t + call as u64);
+            let want = caught(|| step(&direct, &x, &mut rng()));
+            let got = caught(|| exact.call_donating(std::mem::take(&mut mine), (&x, &mut rng())));
+            let outcome = |r: &Result<(Vec<Tensor>, Tensor, Tensor), String>| -> Outcome {
+                r.as_ref()
+                    .map(|(p, loss, last)| bits(p, loss, last))
+                    .map_err(|e| e.clone())
+            };
+            judge_one(&outcome(&got), &outcome(&want), true, false, at)
+                .map_err(|e| format!("thread {t}, call {call} (n = {n}): the step: {e}"))?;
+            match (got, want) {
+                (Ok(a), Ok(b)) => (mine, direct) = (a.0, b.0),
+                _ => return Ok(()), // (both failed alike: nothing to go on from)
+            }
+        }
+        Ok(())
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2).map(|t| s.spawn(move || thread(t))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("the thread's panics are caught"))
+            .collect::<Result<Vec<()>, String>>()
+    })?;
+    Ok(exact.stats().hits / 2)
+}
+
 /// Where a compiled Hessian-vector product of `prog`'s loss (`compile` of `hvp`: a gradient
 /// of a gradient, every op's backward differentiated again) disagrees with direct mode's,
 /// if anywhere; else how many calls were replays. Unfused the same bits, fused within
@@ -1072,6 +1121,12 @@ fn compiled_programs_equal_direct_mode_over_many_calls() {
 #[test]
 fn compiled_programs_equal_direct_mode_on_two_threads_at_once() {
     hunt(SMALL_F64, 4, check_threads);
+}
+
+/// Two threads stepping params of their own through one compiled, donating step at once.
+#[test]
+fn compiled_training_steps_equal_direct_mode_on_two_threads_at_once() {
+    hunt(SMALL_F64, 8, check_step_threads);
 }
 
 #[test]
