@@ -460,6 +460,23 @@ fn renumbered(id: ValueId, moves: &[(ValueId, ValueId)]) -> ValueId {
     }
 }
 
+/// One past the largest value a piece of a recording defines (its guard's value included).
+fn defined_end((entries, guard): &(Vec<Entry>, Option<Guard>)) -> ValueId {
+    let mut end = guard.as_ref().map_or(0, |g| g.value + 1);
+    for e in entries {
+        match e {
+            Entry::Const(id, _) | Entry::StateRead(StateRead { id, .. }) => end = end.max(id + 1),
+            Entry::Step(st) => {
+                for &o in st.outputs.iter().flatten() {
+                    end = end.max(o + 1);
+                }
+            }
+            Entry::StateWrite { .. } | Entry::Guard(_) => {}
+        }
+    }
+    end
+}
+
 /// Renumbers every value a piece of a recording defines or reads.
 fn renumber_piece(piece: &mut (Vec<Entry>, Option<Guard>), moved: impl Fn(ValueId) -> ValueId) {
     for e in piece.0.iter_mut() {
@@ -726,29 +743,9 @@ impl Plan {
     pub fn insert(&mut self, trace: Trace, template: super::Template) -> Result<(), String> {
         self.host &= on_host(&trace);
         let mut pieces = pieces(trace.entries);
-        // The first value each piece does not define (in the recording's own numbers):
+        // The first value the pieces so far do not define, in the recording's own numbers:
         // past the piece that diverges, values are new to the plan.
-        let mut ends = Vec::with_capacity(pieces.len());
         let mut end = self.input_names.len() as ValueId;
-        for (entries, guard) in &pieces {
-            for e in entries {
-                match e {
-                    Entry::Const(id, _) | Entry::StateRead(StateRead { id, .. }) => {
-                        end = end.max(id + 1)
-                    }
-                    Entry::StateWrite { .. } | Entry::Guard(_) => {}
-                    Entry::Step(st) => {
-                        for &o in st.outputs.iter().flatten() {
-                            end = end.max(o + 1);
-                        }
-                    }
-                }
-            }
-            if let Some(g) = guard {
-                end = end.max(g.value + 1);
-            }
-            ends.push(end);
-        }
         // Find the path (the branch taken at each guard, and the piece whose guard saw a
         // new value), renumbering each piece as the branches it passes were.
         let mut path: Vec<usize> = Vec::new();
@@ -756,6 +753,7 @@ impl Plan {
         let mut seg = &self.root;
         let mut diverged = None;
         for (k, piece) in pieces.iter_mut().enumerate() {
+            end = end.max(defined_end(piece));
             moves.extend(seg.renumber);
             renumber_piece(piece, |id| renumbered(id, &moves));
             let (entries, guard) = &*piece;
@@ -809,7 +807,7 @@ impl Plan {
         };
         // Values defined up to the divergence keep the numbers the path gave them; later
         // ones move past ours.
-        let (boundary, shift) = (ends[k], self.n_values as ValueId);
+        let (boundary, shift) = (end, self.n_values as ValueId);
         moves.push((boundary, shift));
         let moved = |id: ValueId| renumbered(id, &moves);
         let mut rest: Vec<(Vec<Entry>, Option<Guard>)> = pieces.split_off(k + 1);

@@ -919,14 +919,46 @@ fn check_threads(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> 
         }
         Ok(())
     };
+    on_two_threads(thread)?;
+    Ok(exact.stats().hits / 2)
+}
+
+/// `thread(0)` and `thread(1)` on two threads at once: the first error, if any (each
+/// thread's calls catch their own panics).
+fn on_two_threads(thread: impl Fn(u64) -> Result<(), String> + Sync) -> Result<(), String> {
+    let thread = &thread;
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..2).map(|t| s.spawn(move || thread(t))).collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("the thread's panics are caught"))
-            .collect::<Result<Vec<()>, String>>()
-    })?;
-    Ok(exact.stats().hits / 2)
+            .try_for_each(|h| h.join().expect("the thread's panics are caught"))
+    })
+}
+
+/// One SGD step of `prog` (learning rate 0.01): the new params, the loss, the last value.
+fn sgd_step(
+    prog: &Program,
+    p: &Vec<Tensor>,
+    x: &Tensor,
+    rng: &mut Generator,
+) -> (Vec<Tensor>, Tensor, Tensor) {
+    let f = |p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator| run(prog, p, x, rng);
+    let (g, (loss, last)) = grad(f).call(p, (x, rng));
+    let next = p.iter().zip(&g).map(|(w, g)| w - &(g * 0.01)).collect();
+    (next, loss, last)
+}
+
+/// Copies of `p` that share no buffer with it (a donated param's buffer is written over).
+fn unshared(p: &[Tensor]) -> Vec<Tensor> {
+    p.iter().map(|t| Tensor::new(t.value().copy())).collect()
+}
+
+/// A training step's outcome as [`judge_one`] takes it: the new params, loss and last value
+/// as bits, or the panic.
+fn step_outcome(r: &Result<(Vec<Tensor>, Tensor, Tensor), String>) -> Outcome {
+    r.as_ref()
+        .map(|(p, loss, last)| bits(p, loss, last))
+        .map_err(|e| e.clone())
 }
 
 /// Where a compiled training step of `prog` (its gradient, then an SGD update, called with
@@ -940,35 +972,30 @@ fn check_threads(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> 
 /// 10⁻¹¹ seen).
 fn check_step(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
     let mut data = Generator::new(seed);
-    let f = |p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator| run(prog, p, x, rng);
-    let step = |p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator| {
-        let (g, (loss, last)) = grad(f).call(p, (x, rng));
-        let next: Vec<Tensor> = p.iter().zip(&g).map(|(w, g)| w - &(g * 0.01)).collect();
-        (next, loss, last)
-    };
+    let step = |p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator| sgd_step(prog, p, x, rng);
     let (fused, exact) = (compile(step), compile(step).fusion(false));
-    // copies that share no buffer (a donated param's buffer is written over)
-    let copy =
-        |p: &[Tensor]| -> Vec<Tensor> { p.iter().map(|t| Tensor::new(t.value().copy())).collect() };
     let first = params_of(prog, &mut data, at);
-    let (mut direct, mut mine) = (copy(&first), copy(&first));
-    let as_bits = |(p, loss, last): &(Vec<Tensor>, Tensor, Tensor)| bits(p, loss, last);
+    let (mut direct, mut mine) = (unshared(&first), unshared(&first));
     for (call, &n) in at.calls.iter().enumerate() {
         let n = n * at.rows;
         let (x, integers) = input_of(prog, &mut data, n, at);
         let rng = || Generator::new(seed + call as u64);
         let want = caught(|| step(&direct, &x, &mut rng()));
         let want_first = caught(|| step(&first, &x, &mut rng()));
-        let got = caught(|| fused.call_donating(copy(&first), (&x, &mut rng())));
+        let got = caught(|| fused.call_donating(unshared(&first), (&x, &mut rng())));
         // (taken, not cloned: a donated buffer no one else holds is written in place)
         let unfused = caught(|| exact.call_donating(std::mem::take(&mut mine), (&x, &mut rng())));
         let kinks = integers && at.dtype == DType::F32;
-        let outcome = |r: &Result<(Vec<Tensor>, Tensor, Tensor), String>| -> Outcome {
-            r.as_ref().map(as_bits).map_err(|e| e.clone())
-        };
-        judge_one(&outcome(&unfused), &outcome(&want), true, kinks, at)
-            .and_then(|()| judge_one(&outcome(&got), &outcome(&want_first), false, kinks, at))
-            .map_err(|e| format!("call {call} (n = {n}): the step: {e}"))?;
+        let (got, want_first) = (step_outcome(&got), step_outcome(&want_first));
+        judge_one(
+            &step_outcome(&unfused),
+            &step_outcome(&want),
+            true,
+            kinks,
+            at,
+        )
+        .and_then(|()| judge_one(&got, &want_first, false, kinks, at))
+        .map_err(|e| format!("call {call} (n = {n}): the step: {e}"))?;
         match (unfused, want) {
             (Ok(a), Ok(b)) => (mine, direct) = (a.0, b.0),
             _ => return Ok(exact.stats().hits), // (both failed alike: nothing to go on from)
@@ -981,33 +1008,19 @@ fn check_step(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
 /// threads at once, each stepping params and data of its own, disagrees with direct mode's
 /// step on the same thread, bit for bit, if anywhere; else how many calls were replays.
 fn check_step_threads(prog: &Program, seed: u64, at: Setting) -> Result<u64, String> {
-    let f = |p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator| run(prog, p, x, rng);
-    let step = |p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator| {
-        let (g, (loss, last)) = grad(f).call(p, (x, rng));
-        let next: Vec<Tensor> = p.iter().zip(&g).map(|(w, g)| w - &(g * 0.01)).collect();
-        (next, loss, last)
-    };
+    let step = |p: &Vec<Tensor>, x: &Tensor, rng: &mut Generator| sgd_step(prog, p, x, rng);
     let exact = compile(step).fusion(false);
     let thread = |t: u64| -> Result<(), String> {
         let mut data = Generator::new(seed * 2 + t);
         let mut direct = params_of(prog, &mut data, at);
-        // (a copy that shares no buffer: a donated param's buffer is written over)
-        let mut mine: Vec<Tensor> = direct
-            .iter()
-            .map(|w| Tensor::new(w.value().copy()))
-            .collect();
+        let mut mine = unshared(&direct);
         for (call, &n) in at.calls.iter().enumerate() {
             let n = n * at.rows;
             let (x, _) = input_of(prog, &mut data, n, at);
             let rng = || Generator::new(seed + 100 * t + call as u64);
             let want = caught(|| step(&direct, &x, &mut rng()));
             let got = caught(|| exact.call_donating(std::mem::take(&mut mine), (&x, &mut rng())));
-            let outcome = |r: &Result<(Vec<Tensor>, Tensor, Tensor), String>| -> Outcome {
-                r.as_ref()
-                    .map(|(p, loss, last)| bits(p, loss, last))
-                    .map_err(|e| e.clone())
-            };
-            judge_one(&outcome(&got), &outcome(&want), true, false, at)
+            judge_one(&step_outcome(&got), &step_outcome(&want), true, false, at)
                 .map_err(|e| format!("thread {t}, call {call} (n = {n}): the step: {e}"))?;
             match (got, want) {
                 (Ok(a), Ok(b)) => (mine, direct) = (a.0, b.0),
@@ -1016,13 +1029,7 @@ fn check_step_threads(prog: &Program, seed: u64, at: Setting) -> Result<u64, Str
         }
         Ok(())
     };
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2).map(|t| s.spawn(move || thread(t))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("the thread's panics are caught"))
-            .collect::<Result<Vec<()>, String>>()
-    })?;
+    on_two_threads(thread)?;
     Ok(exact.stats().hits / 2)
 }
 
