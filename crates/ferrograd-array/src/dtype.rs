@@ -12,7 +12,9 @@ pub enum DType {
     F32,
     /// 64-bit IEEE float.
     F64,
-    /// 64-bit signed integer (indices).
+    /// 64-bit signed integer (indices, counts). Its arithmetic wraps around on overflow in
+    /// every build profile, as PyTorch's does (`i64::MAX + 1` is `i64::MIN`, and so is
+    /// `i64::MIN / -1`); dividing by 0 panics, naming the op and the caller's line.
     I64,
     /// Boolean (masks, comparison results).
     Bool,
@@ -97,6 +99,27 @@ pub trait Number:
     fn highest() -> Self;
     /// NaN test (always false for integers).
     fn is_nan_value(self) -> bool;
+    /// `self + y` as the kernels compute it: integers wrap around in every build profile, as
+    /// PyTorch's integer tensors do (Rust's `+` panics on overflow in a debug build and wraps in
+    /// a release one); floats add. Likewise the five below.
+    #[doc(hidden)]
+    fn wrapping_add(self, y: Self) -> Self;
+    /// `self - y` (see [`wrapping_add`](Number::wrapping_add)).
+    #[doc(hidden)]
+    fn wrapping_sub(self, y: Self) -> Self;
+    /// `self * y` (see [`wrapping_add`](Number::wrapping_add)).
+    #[doc(hidden)]
+    fn wrapping_mul(self, y: Self) -> Self;
+    /// `self / y`, truncating for integers; `i64::MIN / -1` is `i64::MIN` (the divisor 0 is
+    /// refused before a kernel runs).
+    #[doc(hidden)]
+    fn wrapping_div(self, y: Self) -> Self;
+    /// `self % y` (C's `fmod`); `i64::MIN % -1` is 0.
+    #[doc(hidden)]
+    fn wrapping_rem(self, y: Self) -> Self;
+    /// `-self`; `-i64::MIN` is `i64::MIN`.
+    #[doc(hidden)]
+    fn wrapping_neg(self) -> Self;
 }
 
 /// Floating-point element types: `f32`, `f64`.
@@ -238,6 +261,30 @@ macro_rules! float_number {
             fn is_nan_value(self) -> bool {
                 self.is_nan()
             }
+            #[inline(always)]
+            fn wrapping_add(self, y: Self) -> Self {
+                self + y
+            }
+            #[inline(always)]
+            fn wrapping_sub(self, y: Self) -> Self {
+                self - y
+            }
+            #[inline(always)]
+            fn wrapping_mul(self, y: Self) -> Self {
+                self * y
+            }
+            #[inline(always)]
+            fn wrapping_div(self, y: Self) -> Self {
+                self / y
+            }
+            #[inline(always)]
+            fn wrapping_rem(self, y: Self) -> Self {
+                self % y
+            }
+            #[inline(always)]
+            fn wrapping_neg(self) -> Self {
+                -self
+            }
         }
     };
 }
@@ -357,6 +404,30 @@ impl Number for i64 {
     }
     fn is_nan_value(self) -> bool {
         false
+    }
+    #[inline(always)]
+    fn wrapping_add(self, y: Self) -> Self {
+        i64::wrapping_add(self, y)
+    }
+    #[inline(always)]
+    fn wrapping_sub(self, y: Self) -> Self {
+        i64::wrapping_sub(self, y)
+    }
+    #[inline(always)]
+    fn wrapping_mul(self, y: Self) -> Self {
+        i64::wrapping_mul(self, y)
+    }
+    #[inline(always)]
+    fn wrapping_div(self, y: Self) -> Self {
+        i64::wrapping_div(self, y)
+    }
+    #[inline(always)]
+    fn wrapping_rem(self, y: Self) -> Self {
+        i64::wrapping_rem(self, y)
+    }
+    #[inline(always)]
+    fn wrapping_neg(self) -> Self {
+        i64::wrapping_neg(self)
     }
 }
 

@@ -181,8 +181,8 @@ impl MapFn {
     #[inline(always)]
     pub(crate) fn eval_number<T: Number>(self, x: T) -> T {
         match self {
-            MapFn::Neg => -x,
-            MapFn::Abs if x < T::zero() => -x,
+            MapFn::Neg => x.wrapping_neg(),
+            MapFn::Abs if x < T::zero() => x.wrapping_neg(),
             MapFn::Abs => x,
             MapFn::Sign if x > T::zero() => T::one(),
             MapFn::Sign if x < T::zero() => -T::one(),
@@ -288,13 +288,13 @@ impl ZipFn {
     #[inline(always)]
     pub(crate) fn eval_number<T: Number>(self, x: T, y: T) -> T {
         match self {
-            ZipFn::Add => x + y,
-            ZipFn::Sub => x - y,
-            ZipFn::Mul => x * y,
-            ZipFn::Div => x / y,
-            ZipFn::Fmod => x % y,
+            ZipFn::Add => x.wrapping_add(y),
+            ZipFn::Sub => x.wrapping_sub(y),
+            ZipFn::Mul => x.wrapping_mul(y),
+            ZipFn::Div => x.wrapping_div(y),
+            ZipFn::Fmod => x.wrapping_rem(y),
             ZipFn::Remainder => {
-                let r = x % y;
+                let r = x.wrapping_rem(y);
                 if r != T::zero() && ((r < T::zero()) != (y < T::zero())) {
                     r + y
                 } else {

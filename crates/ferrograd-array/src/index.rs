@@ -347,7 +347,7 @@ impl Array {
             );
         }
         if add {
-            dispatch_number!(self.dtype(), op, T => kernel::<T>(out, d, index, src, |a, b| a + b, op))
+            dispatch_number!(self.dtype(), op, T => kernel::<T>(out, d, index, src, T::wrapping_add, op))
         } else {
             dispatch_any!(self.dtype(), T => kernel::<T>(out, d, index, src, |_, b| b, op))
         }
@@ -400,7 +400,7 @@ impl Array {
                 for &row in rows {
                     let at = (o * size + row) * inner;
                     for (d, &v) in dst[at..at + inner].iter_mut().zip(&s[r..r + inner]) {
-                        *d += v;
+                        *d = d.wrapping_add(v);
                     }
                     r += inner;
                 }
@@ -561,7 +561,7 @@ impl Array {
             }
         }
         if add {
-            dispatch_number!(self.dtype(), op, T => kernel::<T>(out, &positions, &vals, |a, b| a + b))
+            dispatch_number!(self.dtype(), op, T => kernel::<T>(out, &positions, &vals, T::wrapping_add))
         } else {
             dispatch_any!(self.dtype(), T => kernel::<T>(out, &positions, &vals, |_, b| b))
         }

@@ -118,21 +118,21 @@ pub(crate) fn sum_row<T: Number>(x: &[T]) -> T {
     let rest = chunks.remainder();
     for c in chunks {
         for i in 0..16 {
-            acc[i] += c[i];
+            acc[i] = acc[i].wrapping_add(c[i]);
         }
     }
     let mut s = T::zero();
     for a in acc {
-        s += a;
+        s = s.wrapping_add(a);
     }
     for &r in rest {
-        s += r;
+        s = s.wrapping_add(r);
     }
     s
 }
 
 fn prod_row<T: Number>(x: &[T]) -> T {
-    x.iter().fold(T::one(), |a, &b| a * b)
+    x.iter().fold(T::one(), |a, &b| a.wrapping_mul(b))
 }
 
 /// First index of the largest (`better = >`) or smallest (`<`) value; NaN wins and stops.
@@ -223,7 +223,7 @@ fn column_sums<T: Number>(
     crate::math::with_simd(|| {
         for row in src.chunks(columns) {
             for (d, &s) in part.iter_mut().zip(&row[first..]) {
-                *d += s;
+                *d = d.wrapping_add(s);
             }
         }
     });
@@ -418,12 +418,12 @@ impl Array {
                         #[allow(clippy::needless_range_loop)]
                         for i in 0..n {
                             for j in 0..16 {
-                                acc[j] += c[j][i];
+                                acc[j] = acc[j].wrapping_add(c[j][i]);
                             }
                         }
                     } else {
                         for (a, column) in acc.iter_mut().zip(columns) {
-                            *a = column.iter().fold(T::zero(), |s, &v| s + v);
+                            *a = column.iter().fold(T::zero(), |s, &v| s.wrapping_add(v));
                         }
                     }
                     for (d, a) in d.iter_mut().zip(acc) {
@@ -462,7 +462,7 @@ impl Array {
             let runs = |x: &[T], first: usize, step: usize| {
                 let mut s = T::zero();
                 for o in 0..outer {
-                    s += sum_row(&x[(o * step + first) * inner..][..inner]);
+                    s = s.wrapping_add(sum_row(&x[(o * step + first) * inner..][..inner]));
                 }
                 if is_mean {
                     s / n
@@ -867,13 +867,13 @@ impl Array {
                     if product {
                         let mut acc = T::one();
                         for (d, &v) in dst.iter_mut().zip(row) {
-                            acc *= v;
+                            acc = acc.wrapping_mul(v);
                             *d = acc;
                         }
                     } else {
                         let mut acc = T::zero();
                         for (d, &v) in dst.iter_mut().zip(row) {
-                            acc += v;
+                            acc = acc.wrapping_add(v);
                             *d = acc;
                         }
                     }

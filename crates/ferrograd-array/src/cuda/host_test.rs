@@ -343,7 +343,8 @@ fn one_input_kernels_compute_what_the_cpu_ops_do() {
             }
         }
     }
-    let ints = Array::from_vec(vec![-7i64, -1, 0, 1, 5, i64::MAX, i64::MIN + 1, 3], &[2, 4]).t();
+    // (i64::MIN: its negation and magnitude wrap around to itself, as on the CPU)
+    let ints = Array::from_vec(vec![-7i64, -1, 0, 1, 5, i64::MAX, i64::MIN, 3], &[2, 4]).t();
     for f in [
         MapFn::Neg,
         MapFn::Abs,
@@ -395,12 +396,20 @@ fn two_input_kernels_broadcast_and_take_scalars_as_the_cpu_ops_do() {
             }
         }
     }
-    let a = Array::from_vec(vec![-7i64, 9, 4, -3, 10, 0], &[3, 2]).t();
-    let b = Array::from_vec(vec![3i64, -2, 5], &[3]);
+    // sums, differences and products past i64's range wrap around, and i64::MIN / -1 is
+    // i64::MIN, as on the CPU
+    let (min, max) = (i64::MIN, i64::MAX);
+    let a = Array::from_vec(
+        vec![-7i64, 9, 4, -3, 10, 0, min, max, min + 1, max - 2],
+        &[5, 2],
+    )
+    .t();
+    let b = Array::from_vec(vec![3i64, -2, 5, -1, max], &[5]);
     let s = Array::full(&[], -4.0, DType::I64);
+    let minus_one = Array::full(&[], -1.0, DType::I64);
     // the functions also defined on integers
     for f in source::ZIPS.into_iter().filter(|f| f.is_number()) {
-        for (x, y) in [(&a, &b), (&a, &s)] {
+        for (x, y) in [(&a, &b), (&a, &s), (&a, &minus_one)] {
             let got = run_zip::<i64, i64>(lib, f, x, y, false);
             if got.to_vec::<i64>() != x.zip_fn(y, f).to_vec::<i64>() {
                 failures.push(format!("{f:?} i64: {:?}", got.to_vec::<i64>()));
@@ -502,6 +511,20 @@ fn the_copy_kernel_reads_flipped_views_as_flip_does() {
 }
 
 /// `cumsum` and `cumprod` along each dim of a permuted view, with a NaN and an infinity in
+/// An i64 array's values spread over the whole range (so sums and products wrap around, as
+/// on the CPU); a float array as it is.
+fn wide_if_integer(x: Array) -> Array {
+    if x.dtype() != DType::I64 {
+        return x;
+    }
+    let wide = x
+        .to_vec::<i64>()
+        .iter()
+        .map(|v| v.wrapping_mul(0x1234_5678_9abc_def1))
+        .collect();
+    Array::from_vec(wide, x.shape())
+}
+
 /// the float cases: the same numbers as the CPU's, bit for bit (the same additions in the
 /// same order).
 #[test]
@@ -516,9 +539,7 @@ fn scan_kernels_add_and_multiply_in_order_as_the_cpu_does() {
             v[17] = f64::NAN;
             v[41] = f64::INFINITY;
         }
-        let x = Array::from_vec(v, &[3, 4, 5])
-            .to_dtype(dtype)
-            .permute(&[2, 0, 1]);
+        let x = wide_if_integer(Array::from_vec(v, &[3, 4, 5]).to_dtype(dtype)).permute(&[2, 0, 1]);
         let k: ScanKernel = symbol(lib, &source::scan_name(dtype));
         for d in 0..3 {
             for product in [false, true] {
@@ -572,9 +593,7 @@ fn reduction_kernels_sum_multiply_and_pick_extremes_over_any_dims() {
             v[17] = f64::NAN;
         }
         // a permuted view: no dim is contiguous with its neighbour
-        let x = Array::from_vec(v, &[3, 4, 5])
-            .to_dtype(dtype)
-            .permute(&[2, 0, 1]);
+        let x = wide_if_integer(Array::from_vec(v, &[3, 4, 5]).to_dtype(dtype)).permute(&[2, 0, 1]);
         for dims in [vec![0], vec![1], vec![2], vec![0, 2], vec![0, 1, 2]] {
             for (r, mean) in [
                 (Reduce::Sum, false),
@@ -635,7 +654,9 @@ fn reduction_kernels_sum_multiply_and_pick_extremes_over_any_dims() {
                     (_, Reduce::Prod) => 1e-13,
                     _ => 1e-14,
                 };
-                if let Err(e) = close(&out, &want, rel) {
+                if dtype == DType::I64 {
+                    assert!(out.bit_eq(&want), "{op} i64 over {dims:?}: {out} vs {want}");
+                } else if let Err(e) = close(&out, &want, rel) {
                     panic!("{op} {dtype} over {dims:?}: {e}");
                 }
             }

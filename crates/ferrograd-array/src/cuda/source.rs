@@ -68,6 +68,33 @@ template <typename T> __device__ __forceinline__ T fg_clamp(T x, int flags, T lo
     return x;
 }
 
+// Arithmetic as the CPU's kernels do it: floats by the operators; i64 wraps around on
+// overflow (on unsigned values, where C++ defines it), and i64's MIN / -1 is MIN, MIN % -1 0.
+template <typename T> __device__ __forceinline__ T fg_add(T a, T b) { return a + b; }
+template <typename T> __device__ __forceinline__ T fg_sub(T a, T b) { return a - b; }
+template <typename T> __device__ __forceinline__ T fg_mul(T a, T b) { return a * b; }
+template <typename T> __device__ __forceinline__ T fg_div(T a, T b) { return a / b; }
+template <typename T> __device__ __forceinline__ T fg_neg(T a) { return -a; }
+typedef unsigned long long fg_u64;
+template <> __device__ __forceinline__ long long fg_add(long long a, long long b) {
+    return (long long)((fg_u64)a + (fg_u64)b);
+}
+template <> __device__ __forceinline__ long long fg_sub(long long a, long long b) {
+    return (long long)((fg_u64)a - (fg_u64)b);
+}
+template <> __device__ __forceinline__ long long fg_mul(long long a, long long b) {
+    return (long long)((fg_u64)a * (fg_u64)b);
+}
+template <> __device__ __forceinline__ long long fg_neg(long long a) {
+    return (long long)(0ull - (fg_u64)a);
+}
+template <> __device__ __forceinline__ long long fg_div(long long a, long long b) {
+    return b == -1 ? fg_neg(a) : a / b;
+}
+__device__ __forceinline__ long long fg_irem(long long a, long long b) {
+    return b == -1 ? 0 : a % b;
+}
+
 __device__ __forceinline__ long long fg_to_i64(double v) {
     if (v != v) return 0;
     if (v >= 9223372036854775807.0) return 9223372036854775807LL;
@@ -216,8 +243,8 @@ pub(crate) fn map_expr(f: MapFn, dtype: DType) -> Option<String> {
     }
     let call = |name: &str| format!("{}(v)", math(name, dtype));
     Some(match f {
-        MapFn::Neg => "-v".into(),
-        MapFn::Abs => "(v < 0 ? -v : v)".into(),
+        MapFn::Neg => "fg_neg(v)".into(),
+        MapFn::Abs => "(v < 0 ? fg_neg(v) : v)".into(),
         MapFn::Sign => format!("(v > 0 ? ({t})1 : (v < 0 ? ({t})-1 : v))"),
         MapFn::Relu => format!("(v < 0 ? ({t})0 : v)"),
         MapFn::Clamp(..) => format!("fg_clamp<{t}>(v, flags, ({t})p0, ({t})p1)"),
@@ -307,14 +334,14 @@ pub(crate) fn zip_expr(f: ZipFn, dtype: DType) -> Option<String> {
     let fmod = if dtype.is_float() {
         format!("{}(a, b)", math("fmod", dtype))
     } else {
-        "(a % b)".into()
+        "fg_irem(a, b)".into()
     };
     let mask = |op: &str| format!("(a {op} b ? ({t})1 : ({t})0)");
     Some(match f {
-        ZipFn::Add => "(a + b)".into(),
-        ZipFn::Sub => "(a - b)".into(),
-        ZipFn::Mul => "(a * b)".into(),
-        ZipFn::Div => "(a / b)".into(),
+        ZipFn::Add => "fg_add(a, b)".into(),
+        ZipFn::Sub => "fg_sub(a, b)".into(),
+        ZipFn::Mul => "fg_mul(a, b)".into(),
+        ZipFn::Div => "fg_div(a, b)".into(),
         ZipFn::Maximum => "(a != a ? a : (b != b ? b : (b > a ? b : a)))".into(),
         ZipFn::Minimum => "(a != a ? a : (b != b ? b : (b < a ? b : a)))".into(),
         ZipFn::Pow => format!("{}(a, b)", math("pow", dtype)),
@@ -457,7 +484,7 @@ pub(crate) fn reduce_source(r: Reduce, dtype: DType) -> Option<String> {
     let t = c_type(dtype);
     let name = reduce_name(r, dtype);
     let (init, combine) = match r {
-        Reduce::Sum => ("(T)0".to_string(), "(p + q)"),
+        Reduce::Sum => ("(T)0".to_string(), "fg_add(p, q)"),
         Reduce::Max => (
             if dtype.is_float() {
                 "(T)(-1.0 / 0.0)".to_string()
@@ -474,7 +501,7 @@ pub(crate) fn reduce_source(r: Reduce, dtype: DType) -> Option<String> {
             },
             "(p != p ? p : (q != q ? q : (q < p ? q : p)))",
         ),
-        Reduce::Prod => ("(T)1".to_string(), "(p * q)"),
+        Reduce::Prod => ("(T)1".to_string(), "fg_mul(p, q)"),
     };
     let threads = REDUCE_THREADS;
     Some(format!(
@@ -1306,7 +1333,7 @@ extern \"C\" __global__ void {name}({t}* __restrict__ out, const {t}* __restrict
         {t} acc = product ? ({t})1 : ({t})0;
         for (long long j = 0; j < n; ++j) {{
             {t} v = x[bx + fg_at(lr, j)];
-            acc = product ? acc * v : acc + v;
+            acc = product ? fg_mul(acc, v) : fg_add(acc, v);
             out[bo + fg_at(orr, j)] = acc;
         }}
     }}

@@ -517,3 +517,157 @@ fn strided_views_compute_bit_for_bit_as_their_contiguous_copies() {
     assert!(xv.mul(&yv).bit_eq(&xc.mul(&yc)));
     assert!(xv.tanh_backward(&yv).bit_eq(&xc.tanh_backward(&yc)));
 }
+
+/// `n` integers over the whole i64 range (a fixed sequence, so a failure repeats).
+fn wide_ints(n: usize, seed: u64) -> Vec<i64> {
+    let mut state = seed;
+    (0..n)
+        .map(|i| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            match i % 7 {
+                0 => i64::MAX - (state >> 60) as i64,
+                1 => i64::MIN + (state >> 60) as i64,
+                2 => -1,
+                _ => (state >> 1) as i64 ^ -((state & 1) as i64),
+            }
+        })
+        .collect()
+}
+
+/// Integer arithmetic wraps around in every build profile, as PyTorch's integer tensors do,
+/// where Rust's operators panic on overflow in a debug build (the tests' profile) and wrap in
+/// a release one: every kernel that adds, subtracts, multiplies or divides i64 values, on
+/// inputs large enough for the parallel paths, against Rust's wrapping arithmetic.
+#[test]
+fn integer_arithmetic_wraps_around_in_every_build_profile() {
+    let (rows, cols) = (800, 700); // past the parallel threshold
+    let xs = wide_ints(rows * cols, 1);
+    let ys = wide_ints(rows * cols, 2);
+    let x = Array::from_vec(xs.clone(), &[rows, cols]);
+    let y = Array::from_vec(ys.clone(), &[rows, cols]);
+    let zip = |f: fn(i64, i64) -> i64| {
+        xs.iter()
+            .zip(&ys)
+            .map(|(&a, &b)| f(a, b))
+            .collect::<Vec<_>>()
+    };
+    let remainder = |a: i64, b: i64| {
+        let r = a.wrapping_rem(b);
+        if r != 0 && (r < 0) != (b < 0) {
+            r + b
+        } else {
+            r
+        }
+    };
+    let nonzero = ys.iter().all(|&b| b != 0);
+    assert!(nonzero && ys.contains(&-1) && xs.contains(&i64::MIN));
+    assert_eq!(x.add(&y).to_vec::<i64>(), zip(i64::wrapping_add));
+    assert_eq!(x.sub(&y).to_vec::<i64>(), zip(i64::wrapping_sub));
+    assert_eq!(x.mul(&y).to_vec::<i64>(), zip(i64::wrapping_mul));
+    assert_eq!(x.div(&y).to_vec::<i64>(), zip(i64::wrapping_div));
+    assert_eq!(x.fmod(&y).to_vec::<i64>(), zip(i64::wrapping_rem));
+    assert_eq!(x.remainder(&y).to_vec::<i64>(), zip(remainder));
+    // a broadcast row, and a scalar
+    let row = y.narrow(0, 0, 1);
+    let by_row: Vec<i64> = (0..rows * cols)
+        .map(|i| xs[i].wrapping_mul(ys[i % cols]))
+        .collect();
+    assert_eq!(x.mul(&row).to_vec::<i64>(), by_row);
+    let tripled: Vec<i64> = xs.iter().map(|a| a.wrapping_mul(3)).collect();
+    assert_eq!(x.mul_scalar(3.0).to_vec::<i64>(), tripled);
+    let negated: Vec<i64> = xs.iter().map(|a| a.wrapping_neg()).collect();
+    assert_eq!(x.neg().to_vec::<i64>(), negated);
+    let magnitudes: Vec<i64> = xs.iter().map(|a| a.wrapping_abs()).collect();
+    assert_eq!(x.abs().to_vec::<i64>(), magnitudes);
+    assert_eq!(
+        Array::from_vec(vec![i64::MIN], &[1])
+            .div_scalar(-1.0)
+            .to_vec::<i64>(),
+        [i64::MIN]
+    );
+
+    // reductions: every element, along rows, along columns, running sums and products
+    let fold = |v: &mut dyn Iterator<Item = i64>, product: bool| {
+        v.fold(i64::from(product), |s, a| {
+            if product {
+                s.wrapping_mul(a)
+            } else {
+                s.wrapping_add(a)
+            }
+        })
+    };
+    let row_fold = |product: bool| -> Vec<i64> {
+        (0..rows)
+            .map(|r| fold(&mut xs[r * cols..][..cols].iter().copied(), product))
+            .collect()
+    };
+    let column_fold = |product: bool| -> Vec<i64> {
+        (0..cols)
+            .map(|c| fold(&mut (0..rows).map(|r| xs[r * cols + c]), product))
+            .collect()
+    };
+    assert_eq!(
+        x.sum().to_vec::<i64>(),
+        [fold(&mut xs.iter().copied(), false)]
+    );
+    assert_eq!(
+        x.prod().to_vec::<i64>(),
+        [fold(&mut xs.iter().copied(), true)]
+    );
+    assert_eq!(x.sum_dim(1, false).to_vec::<i64>(), row_fold(false));
+    assert_eq!(x.sum_dim(0, false).to_vec::<i64>(), column_fold(false));
+    assert_eq!(x.prod_dim(1, false).to_vec::<i64>(), row_fold(true));
+    assert_eq!(x.prod_dim(0, false).to_vec::<i64>(), column_fold(true));
+    let small = x.narrow(0, 0, 3); // the one-row path of small inputs
+    assert_eq!(
+        small.sum().to_vec::<i64>(),
+        [fold(&mut xs[..3 * cols].iter().copied(), false)]
+    );
+    let running = |product: bool| -> Vec<i64> {
+        let mut out = xs.clone();
+        for r in 0..rows {
+            for c in 1..cols {
+                let (prev, here) = (out[r * cols + c - 1], out[r * cols + c]);
+                out[r * cols + c] = if product {
+                    prev.wrapping_mul(here)
+                } else {
+                    prev.wrapping_add(here)
+                };
+            }
+        }
+        out
+    };
+    assert_eq!(x.cumsum(1).to_vec::<i64>(), running(false));
+    assert_eq!(x.cumprod(1).to_vec::<i64>(), running(true));
+    let blocks = x.row_block_sums(&[0, 400], 400, false).to_vec::<i64>();
+    let block =
+        |first: usize, c: usize| fold(&mut (first..first + 400).map(|r| xs[r * cols + c]), false);
+    let expected: Vec<i64> = [0, 400]
+        .iter()
+        .flat_map(|&first| (0..cols).map(move |c| (first, c)))
+        .map(|(first, c)| block(first, c))
+        .collect();
+    assert_eq!(blocks, expected);
+
+    // sums into places: every source row onto a few rows, where the totals overflow
+    let targets: Vec<i64> = (0..rows as i64).map(|r| r % 3).collect();
+    let index = Array::from_vec(targets.clone(), &[rows]);
+    let base = Array::from_vec(ys[..3 * cols].to_vec(), &[3, cols]);
+    let mut into_rows = ys[..3 * cols].to_vec();
+    for (r, &t) in targets.iter().enumerate() {
+        for c in 0..cols {
+            let d = &mut into_rows[t as usize * cols + c];
+            *d = d.wrapping_add(xs[r * cols + c]);
+        }
+    }
+    assert_eq!(base.index_add(0, &index, &x).to_vec::<i64>(), into_rows);
+    let scatter_index = index.unsqueeze(1usize).expand(&[rows, cols]).contiguous();
+    assert_eq!(
+        base.scatter_add(0, &scatter_index, &x).to_vec::<i64>(),
+        into_rows
+    );
+    let put = base.index_put_add(&ferrograd_array::Index::Tensor(index), &x);
+    assert_eq!(put.to_vec::<i64>(), into_rows);
+}
