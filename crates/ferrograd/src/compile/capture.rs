@@ -386,18 +386,22 @@ impl Recorder {
         id
     }
 
-    /// The value of a concrete handle, making it a constant when it is new.
-    fn value_of(&mut self, t: &Tensor, location: &'static Location<'static>) -> ValueId {
+    /// The value of a concrete handle, making it a constant when it is new. `used_at`: the
+    /// user's line that uses it, `None` when the function returns it.
+    fn value_of(&mut self, t: &Tensor, used_at: Option<&'static Location<'static>>) -> ValueId {
         if let Some(&id) = self.ids.get(&t.id()) {
             return id;
         }
         let array = t.data();
         if self.computed.contains_key(&array.storage_id()) && self.poisoned.is_none() {
+            let used = match used_at {
+                Some(l) => format!("before its use at {}", ferrograd_array::Site(l)),
+                None => "and returned".into(),
+            };
             self.poisoned = Some(format!(
                 "a value computed inside the function was turned into a new tensor outside any \
-                 op before its use at {site} (for example `Tensor::new(x.value().clone())`); \
-                 use tensor operations (or `detach()`) instead",
-                site = ferrograd_array::Site(location)
+                 op {used} (for example `Tensor::new(x.value().clone())`); use tensor \
+                 operations (or `detach()`) instead"
             ));
         }
         let id = self.new_value(t, Kind::Const);
@@ -440,8 +444,10 @@ pub(crate) fn record_op(
     location: &'static Location<'static>,
 ) {
     with(|rec| {
-        let ids: SmallVec<[ValueId; 4]> =
-            inputs.iter().map(|t| rec.value_of(t, location)).collect();
+        let ids: SmallVec<[ValueId; 4]> = inputs
+            .iter()
+            .map(|t| rec.value_of(t, Some(location)))
+            .collect();
         let storages: SmallVec<[usize; 4]> = inputs.iter().map(|t| t.data().storage_id()).collect();
         let mut origin = rec.origin(op, location);
         origin.remat = rec.remat.is_some();
@@ -536,7 +542,7 @@ pub(crate) fn record_state_write(
     location: &'static Location<'static>,
 ) {
     with(|rec| {
-        let id = rec.value_of(value.concrete(), location);
+        let id = rec.value_of(value.concrete(), Some(location));
         rec.entries.push(Entry::StateWrite {
             id,
             cell: Arc::clone(cell),
@@ -569,7 +575,10 @@ pub(crate) fn record_custom_backward(
             .chain([output, grad])
             .map(Tensor::concrete)
             .collect();
-        let ids: SmallVec<[ValueId; 4]> = all.iter().map(|t| rec.value_of(t, location)).collect();
+        let ids: SmallVec<[ValueId; 4]> = all
+            .iter()
+            .map(|t| rec.value_of(t, Some(location)))
+            .collect();
         let storages: SmallVec<[usize; 4]> = all.iter().map(|t| t.data().storage_id()).collect();
         let origin = rec.origin.clone().unwrap_or_else(|| Origin {
             op: Cow::Owned(op.name().to_string()),
@@ -660,10 +669,11 @@ pub(crate) fn remat_scope() -> Restore<()> {
 
 /// Records that `new` (a fresh handle) holds the value `existing` holds: the output of a
 /// checkpoint, whose function's own steps were recorded.
+#[track_caller]
 pub(crate) fn alias(new: &Tensor, existing: &Tensor) {
+    let location = Location::caller();
     with(|rec| {
-        let location = Location::caller();
-        let id = rec.value_of(existing.concrete(), location);
+        let id = rec.value_of(existing.concrete(), Some(location));
         rec.ids.insert(new.id(), id);
         rec.handles.push(Arc::downgrade(&new.repr));
     });
@@ -736,8 +746,7 @@ pub(crate) fn finish(scope: CaptureScope, outputs: &[Tensor]) -> Result<Trace, S
             if t.is_traced() {
                 return Err("the function returned a tensor traced by an enclosing grad".into());
             }
-            let location = Location::caller();
-            ids.push(rec.value_of(t.concrete(), location));
+            ids.push(rec.value_of(t.concrete(), None));
         }
         if let Some(reason) = rec.poisoned.take() {
             return Err(reason);

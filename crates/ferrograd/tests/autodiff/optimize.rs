@@ -440,6 +440,23 @@ fn a_tensor_rebuilt_from_computed_data_is_refused_not_frozen() {
         "{:?}",
         df.stats()
     );
+    // rebuilt and returned: the message says so and names the call's line, no library line
+    let g = |x: &Tensor| Tensor::new(x.exp().value().clone());
+    let fg = grad(g).optimize(true).with_gradients(false);
+    let mut line = 0;
+    for v in [1.0f64, 2.0, 3.0] {
+        let x = Tensor::from_vec(vec![v], &[1]);
+        line = line!() + 1;
+        let out = fg.run(&x, (), None);
+        assert_eq!(out.output.unwrap().to_vec::<f64>(), vec![v.exp()]);
+    }
+    let warning = &fg.stats().warnings[0];
+    assert!(
+        warning.contains("outside any op and returned")
+            && warning.contains(&format!("optimize.rs:{line}"))
+            && !warning.contains("src/compile"),
+        "{warning}"
+    );
 }
 
 #[test]
