@@ -76,7 +76,8 @@ static DETERMINISTIC: AtomicBool = AtomicBool::new(false);
 /// source elements by where they land (a stable sort on the GPU) and add each position's
 /// values in the source's order, the CPU's loop, so they give the same bits on every run and
 /// the CPU's bits. That costs a sort of the source positions (`log²(n)/2` passes over them),
-/// several times the atomic kernels' time. Integer sums are exact and never sorted.
+/// several times the atomic kernels' time; `index_add` (an embedding's gradient) sorts only
+/// its index's rows, not every element of them. Integer sums are exact and never sorted.
 ///
 /// ```
 /// use ferrograd_array::{deterministic, set_deterministic};

@@ -380,8 +380,7 @@ impl Array {
         let rows = resolve_positions("index_add", &idx, size, d);
         #[cfg(feature = "cuda")]
         if !self.device().is_cpu() || !index.device().is_cpu() || !src.device().is_cpu() {
-            let index = crate::cuda::index::broadcast_index(index, d, src.shape());
-            return crate::cuda::index::scatter_add(self, d, &index, src, out, "index_add_into");
+            return crate::cuda::index::index_add(self, d, index, src, out, "index_add_into");
         }
         self.contiguous_into(out);
         fn kernel<T: Number>(

@@ -175,6 +175,18 @@ type FusedKernel = unsafe extern "C" fn(source::FusedArgs, i64);
 type ScatterKeysKernel = unsafe extern "C" fn(*mut c_void, Layout, i64, *const c_void, Layout, i64);
 type ScatterSortedKernel<T> =
     unsafe extern "C" fn(*mut T, *const i64, *const i64, *const c_void, Layout, i64);
+type IndexAddSortedKernel<T> = unsafe extern "C" fn(
+    *mut T,
+    *const c_void,
+    Layout,
+    *const i64,
+    *const c_void,
+    Layout,
+    i64,
+    i64,
+    i64,
+    i64,
+);
 type ArgsortInitKernel = unsafe extern "C" fn(*mut c_void, i64, i64);
 type ArgsortStepKernel =
     unsafe extern "C" fn(*mut c_void, *const c_void, Layout, i64, i64, i64, i64, i64, i32);
@@ -1290,8 +1302,8 @@ fn network_argsort(lib: &libloading::Library, x: &Array, descending: bool) -> Ve
 /// The deterministic scatter-add ([`crate::set_deterministic`]) as the backend runs it:
 /// positions written down, sorted by the argsort network, runs added in order. Values of
 /// magnitudes 1 to 10¹⁸, so a sum's bits depend on its order (checked: the reversed order
-/// gives other bits), must give the CPU's bits exactly: `scatter_add` along each dim of a
-/// strided array with repeats, and max pooling's gradient with overlapping windows and
+/// gives other bits), must give the CPU's bits exactly: `scatter_add` and `index_add` along
+/// each dim of a strided array with repeats, and max pooling's gradient with overlapping windows and
 /// windows that chose nothing.
 #[test]
 fn deterministic_scatter_adds_give_the_cpus_bits() {
@@ -1379,6 +1391,71 @@ fn deterministic_scatter_adds_give_the_cpus_bits() {
             assert!(
                 got.bit_eq(&want),
                 "scatter_add {dtype} dim {d}: {got} vs {want}"
+            );
+        }
+        // index_add along each dim, by its own kernel (the index's rows sorted, not every
+        // source element): repeated rows, a strided index and a strided source
+        for d in 0..3 {
+            let size = x.shape()[d];
+            let k = 9;
+            let index = Array::from_vec(
+                (0..2 * k as i64)
+                    .map(|j| (j * 5 + 2) % size as i64)
+                    .collect(),
+                &[2 * k],
+            )
+            .narrow(0, 0, k)
+            .flip([0]);
+            let mut sshape = x.shape().to_vec();
+            sshape[d] = k;
+            let n: usize = sshape.iter().product();
+            sshape.reverse();
+            let src = spread(n, &sshape, dtype).permute(&[2, 1, 0]);
+            let want = x.index_add(d, &index, &src);
+            let reversed = x.index_add(d, &index.flip([0]), &src.flip([d]));
+            order_matters |= !reversed.bit_eq(&want);
+            let order = network_argsort(lib, &index, false);
+            let shape = x.shape();
+            let (outer, inner) = (
+                shape[..d].iter().product::<usize>(),
+                shape[d + 1..].iter().product::<usize>(),
+            );
+            let (li, ls) = (
+                layout(&index, index.shape(), "test"),
+                layout(&src, src.shape(), "test"),
+            );
+            let mut got = x.contiguous();
+            macro_rules! run {
+                ($t:ty) => {{
+                    let kern: IndexAddSortedKernel<$t> =
+                        symbol(lib, &source::index_add_sorted_name(dtype));
+                    let o = got.out_slice::<$t>(shape, "test").as_mut_ptr();
+                    // SAFETY: the kernel's signature; `got` contiguous in `x`'s shape, the
+                    // index's positions inside dim `d`, `src` `x`'s shape with `k` at `d`,
+                    // `order` k positions.
+                    unsafe {
+                        kern(
+                            o,
+                            base::<i64>(&index),
+                            li,
+                            order.as_ptr(),
+                            base::<$t>(&src),
+                            ls,
+                            k as i64,
+                            size as i64,
+                            inner as i64,
+                            (outer * k * inner) as i64,
+                        )
+                    };
+                }};
+            }
+            match dtype {
+                DType::F32 => run!(f32),
+                _ => run!(f64),
+            }
+            assert!(
+                got.bit_eq(&want),
+                "index_add {dtype} dim {d}: {got} vs {want}"
             );
         }
         // max pooling's gradient: stride 1 windows of 3 share their maxima

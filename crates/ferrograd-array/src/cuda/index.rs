@@ -142,6 +142,62 @@ pub(crate) fn scatter_add(
     unsafe { go(b, grid(s.at.n as usize), &s.gpu, op) }
 }
 
+/// `out = a` with the rows of `src` added at the rows `index` (1-d) names along `d`, on the
+/// operands' GPU: a scatter-add of the index broadcast over the other dims, or, in
+/// deterministic mode for floats, the index's rows stably sorted and each row's run added in
+/// order ([`index_add_sorted_source`](source::index_add_sorted_source)), the CPU's bits.
+#[track_caller]
+pub(crate) fn index_add(
+    a: &Array,
+    d: usize,
+    index: &Array,
+    src: &Array,
+    out: &mut Array,
+    op: &str,
+) {
+    let dtype = a.dtype();
+    if !(crate::deterministic() && dtype.is_float()) {
+        let index = broadcast_index(index, d, src.shape());
+        return scatter_add(a, d, &index, src, out, op);
+    }
+    let device = same_device(op, &[a, index, src]);
+    let gpu = gpu_of(device, op);
+    super::elementwise::cast(a, dtype, out, op);
+    let dst = out.cuda_out(&gpu, a.shape(), dtype, op).ptr(&gpu, 0);
+    let shape = a.shape();
+    let (outer, size) = (shape[..d].iter().product::<usize>(), shape[d]);
+    let inner = shape[d + 1..].iter().product::<usize>();
+    let k = index.numel();
+    let n = outer * k * inner;
+    if n == 0 {
+        return;
+    }
+    let order = super::reduce::argsort(index, 0, false, op);
+    let po = super::elementwise::first_ptr(&order, &gpu);
+    let (idx, li) = (base_ptr(index, &gpu), layout(index, index.shape(), op));
+    let (x, ls) = (base_ptr(src, &gpu), layout(src, src.shape(), op));
+    let name = source::index_add_sorted_name(dtype);
+    let code = || source::index_add_sorted_source(dtype).expect("a float dtype");
+    let kern = kernel(&gpu, &name, code, op);
+    let (k, size, inner, count) = (k as i64, size as i64, inner as i64, n as i64);
+    let mut b = gpu.stream.launch_builder(&kern);
+    b.arg(&dst)
+        .arg(&idx)
+        .arg(&li)
+        .arg(&po)
+        .arg(&x)
+        .arg(&ls)
+        .arg(&k)
+        .arg(&size)
+        .arg(&inner)
+        .arg(&count);
+    // SAFETY: `index_add_sorted_source`'s signature; `out` is `a`'s shape, contiguous, the
+    // index's positions were checked against its dim `d` (on a host copy), `src` is `a`'s
+    // shape with `k` at `d` (checked) and `order` holds `k` positions of the index (freed in
+    // the stream's order).
+    unsafe { go(b, grid(n), &gpu, op) }
+}
+
 /// The source elements of a scatter: element `i` (of `n`) is `src[at(ls, i)]` and lands at
 /// `at(lbase, i) + idx[at(li, i)] · stride` (nowhere where the index is negative, in
 /// [`add_sorted`](Sources::add_sorted)).

@@ -810,6 +810,45 @@ extern \"C\" __global__ void {name}({t}* out, const long long* __restrict__ keys
     ))
 }
 
+/// The name of the deterministic `index_add`'s kernel.
+pub(crate) fn index_add_sorted_name(dtype: DType) -> String {
+    format!("index_add_sorted_{}", short(dtype))
+}
+
+/// The source of the deterministic `index_add` ([`crate::set_deterministic`]) along a dim of
+/// `size` of a contiguous `out` seen as `[outer, size, inner]`: with the index's `k`
+/// positions (`idx`, laid out by `li`) stably sorted (`order`), element `e` of the
+/// `outer · k · inner` threads, `(o, m, i)`, adds the run of sorted positions equal to the
+/// one at `m` when `m` starts that run: the source rows `src[o, order[m..], i]` one after
+/// another, from `out`'s value, as the CPU's loop does. Only the `k` rows are sorted, not
+/// every source element (an embedding's gradient: `k` tokens of `inner` features).
+pub(crate) fn index_add_sorted_source(dtype: DType) -> Option<String> {
+    if !dtype.is_float() {
+        return None;
+    }
+    let t = c_type(dtype);
+    let name = index_add_sorted_name(dtype);
+    Some(format!(
+        "{PRELUDE}
+extern \"C\" __global__ void {name}({t}* out, const long long* __restrict__ idx, Layout li,
+        const long long* __restrict__ order, const {t}* __restrict__ src, Layout ls,
+        long long k, long long size, long long inner, long long n) {{
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n;
+            e += (long long)gridDim.x * blockDim.x) {{
+        long long i = e % inner, m = (e / inner) % k, o = e / (inner * k);
+        long long row = idx[fg_at(li, order[m])];
+        if (m > 0 && idx[fg_at(li, order[m - 1])] == row) continue;
+        long long at = (o * size + row) * inner + i;
+        {t} acc = out[at];
+        for (long long j = m; j < k && idx[fg_at(li, order[j])] == row; ++j)
+            acc += src[fg_at(ls, (o * k + order[j]) * inner + i)];
+        out[at] = acc;
+    }}
+}}
+"
+    ))
+}
+
 /// The name of the strided copy kernel.
 pub(crate) fn copy_name(dtype: DType) -> String {
     format!("copy_{}", short(dtype))
@@ -1470,6 +1509,9 @@ pub(crate) fn all_sources() -> Vec<(String, String)> {
         if let Some(s) = scatter_add_sorted_source(d) {
             out.push((scatter_add_sorted_name(d), s));
         }
+        if let Some(s) = index_add_sorted_source(d) {
+            out.push((index_add_sorted_name(d), s));
+        }
         out.push((scatter_name(d), scatter_source(d)));
         out.push((where_name(d), where_source(d)));
         out.push((argsort_step_name(d), argsort_step_source(d)));
@@ -1561,12 +1603,12 @@ mod tests {
         let sources = all_sources();
         // per float dtype 35 functions, 18 two-input functions and 6 bool comparisons, 4
         // casts, 4 reductions, 4 softmax kernels, gather, scatter-add and its sorted form,
-        // scatter, where, copy, an argsort stage; i64 the 5 integer functions, 8 + 6, 4, 4,
+        // index_add's sorted form, scatter, where, copy, an argsort stage; i64 the 5 integer functions, 8 + 6, 4, 4,
         // gather, scatter-add, scatter, where, copy, argsort; bool 6 + 4, gather, scatter,
         // where, copy, argsort; arg-extreme and scan (not bool); im2col, col2im and 5
         // pooling kernels for floats; the scatter's claim and keys kernels and the
         // argsort's first
-        assert_eq!(sources.len(), 2 * 87 + 35 + 15 + 3);
+        assert_eq!(sources.len(), 2 * 88 + 35 + 15 + 3);
         let mut names = std::collections::HashSet::new();
         for (name, source) in &sources {
             assert!(names.insert(name.clone()), "two kernels named {name}");
