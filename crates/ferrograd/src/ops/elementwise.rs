@@ -303,7 +303,11 @@ pub(crate) fn scalar_vjp(op: ScalarOp, s: f64, x: &Tensor, out: &Tensor, g: &Ten
         // d x^s = s x^(s-1)
         ScalarOp::Pow if s == 0.0 => return smallvec![None],
         ScalarOp::Pow => g * &(x.pow_scalar(s - 1.0) * s),
-        // d s^x = s^x ln s
+        // d s^x = s^x ln s; 0 where s = 0 and x >= 0 (0^x is flat there), as in PyTorch
+        ScalarOp::Rpow if s == 0.0 => {
+            let flat = x.ge_scalar(0.0);
+            Tensor::where_cond(&flat, &scalar_like(0.0, x), &(g * &(out * s.ln())))
+        }
         ScalarOp::Rpow => g * &(out * s.ln()),
     };
     smallvec![Some(dx)]
@@ -413,20 +417,29 @@ pub(crate) fn binary_vjp(
                 let share = &mask_as(&wins, g) + &(mask_as(&a.eq(b), g) * 0.5);
                 g * &share
             }
-            // d a^b / da = b a^(b-1); d a^b / db = a^b ln a (0 where a = 0)
-            Binary::Pow if first => g * &(b * &a.pow(&(b - 1.0))),
-            Binary::Pow => {
-                let ln_a = Tensor::where_cond(&a.eq_scalar(0.0), &scalar_like(0.0, a), &a.log());
-                g * &(out * &ln_a)
+            // d a^b / da = b a^(b-1), 0 where b = 0 (not 0 · 0^-1 = NaN at a = 0);
+            // d a^b / db = a^b ln a, 0 where a = 0 and b >= 0 (flat there; for b < 0 the
+            // infinity of ∞ · ln 0), as in PyTorch
+            Binary::Pow if first => {
+                let d = g * &(b * &a.pow(&(b - 1.0)));
+                Tensor::where_cond(&b.eq_scalar(0.0), &scalar_like(0.0, &d), &d)
             }
-            // d atan2(a, b) = (b da - a db) / (a² + b²)
+            Binary::Pow => {
+                let flat = a.eq_scalar(0.0).logical_and(&b.ge_scalar(0.0));
+                let d = g * &(out * &a.log());
+                Tensor::where_cond(&flat, &scalar_like(0.0, &d), &d)
+            }
+            // d atan2(a, b) = (b da - a db) / (a² + b²); 0 at a = b = 0, as in PyTorch
             Binary::Atan2 => {
                 let r = &a.square() + &b.square();
-                if first {
-                    g * &(b / &r)
+                let origin = r.eq_scalar(0.0);
+                let safe = Tensor::where_cond(&origin, &scalar_like(1.0, &r), &r);
+                let d = if first {
+                    g * &(b / &safe)
                 } else {
-                    -(g * &(a / &r))
-                }
+                    -(g * &(a / &safe))
+                };
+                Tensor::where_cond(&origin, &scalar_like(0.0, &d), &d)
             }
             // a - q b with q = trunc(a/b) (fmod) or floor(a/b) (remainder), flat in a and b
             Binary::Fmod | Binary::Remainder if first => g.clone(),

@@ -508,22 +508,31 @@ impl Tensor {
         self.var_dim(dims.as_slice(), correction, false)
     }
 
-    /// Standard deviation over `dims`.
+    /// Standard deviation over `dims`. Its gradient where the values are all equal (a
+    /// standard deviation of 0) is 0, as in PyTorch, not the NaN of `0 · ∞`.
+    ///
+    /// ```
+    /// use ferrograd::{grad, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 2.0], &[2, 2]);
+    /// let (g, _) = grad(|x: &Tensor| x.std_dim(1, 1, false).sum()).call(&x, ());
+    /// let g = g.to_vec::<f64>(); // (x - mean) / ((n - 1) std) on the first row, 0 on the second
+    /// assert!((g[0] + 0.5f64.sqrt()).abs() < 1e-15 && g[2..] == [0.0, 0.0]);
+    /// ```
     #[track_caller]
     pub fn std_dim(&self, dims: impl Dims, correction: usize, keepdim: bool) -> Tensor {
-        self.var_dim(dims, correction, keepdim).sqrt()
+        root_flat_at_zero(self.var_dim(dims, correction, keepdim), &|v| v.sqrt())
     }
 
-    /// Standard deviation of all elements.
+    /// Standard deviation of all elements (see [`std_dim`](Tensor::std_dim)).
     #[track_caller]
     pub fn std(&self, correction: usize) -> Tensor {
-        self.var(correction).sqrt()
+        root_flat_at_zero(self.var(correction), &|v| v.sqrt())
     }
 
     /// The `p`-norm over `dims`, as PyTorch's `vector_norm`: `(Σ|x|^p)^(1/p)` for any `p`
     /// (negative too), `max |x|` for `p = ∞`, `min |x|` for `p = -∞`, and the number of
-    /// nonzero entries for `p = 0` (no gradient). The gradient at an all-zero slice is 0,
-    /// not the NaN of `0 · ∞` (as in PyTorch).
+    /// nonzero entries for `p = 0` (no gradient). The gradient at an all-zero slice, and for
+    /// `0 < p < 1` at each zero entry, is 0, not the NaN of `0 · ∞` (as in PyTorch).
     ///
     /// ```
     /// use ferrograd::{grad, Tensor};
@@ -537,13 +546,7 @@ impl Tensor {
     pub fn norm_dim(&self, p: f64, dims: impl Dims, keepdim: bool) -> Tensor {
         let dims = dims.resolve_all(self.ndim(), "norm_dim");
         let d = dims.as_slice();
-        // s^(1/p) with a zero gradient where s = 0: the root of a safe 1 there, replaced by
-        // 0 (neither branch's gradient is infinite)
-        let root = |s: Tensor, r: &dyn Fn(&Tensor) -> Tensor| {
-            let zero = s.eq_scalar(0.0);
-            let safe = Tensor::where_cond(&zero, &scalar_like(1.0, &s), &s);
-            Tensor::where_cond(&zero, &scalar_like(0.0, &s), &r(&safe))
-        };
+        let root = root_flat_at_zero;
         if p == 2.0 {
             root(self.square().sum_dim(d, keepdim), &|s| s.sqrt())
         } else if p == 1.0 {
@@ -560,7 +563,8 @@ impl Tensor {
         } else if p.is_nan() {
             Tensor::new(self.data().norm_dim(p, d, keepdim)) // fails, naming p
         } else if p > 0.0 {
-            let s = self.abs().pow_scalar(p).sum_dim(d, keepdim);
+            // |x|^p with a zero gradient at x = 0 (infinite for p < 1)
+            let s = root(self.abs(), &|a| a.pow_scalar(p)).sum_dim(d, keepdim);
             root(s, &|s| s.pow_scalar(1.0 / p))
         } else {
             // a zero entry makes the sum infinite and the norm 0
@@ -630,4 +634,13 @@ pub(crate) fn cumprod_vjp(dim: usize, x: &Tensor, g: &Tensor) -> Tensor {
     );
     let exclusive = shifted.cumprod(-1);
     (&exclusive * &s).transpose(dim, last)
+}
+
+/// `r(s)` (a root or power, 0 at `s = 0`) with a zero gradient where `s = 0`: `r` of a safe 1
+/// there, replaced by 0, so neither branch's gradient is infinite (a norm's or a standard
+/// deviation's gradient at 0 is 0, not the NaN of `0 · ∞`, as in PyTorch).
+fn root_flat_at_zero(s: Tensor, r: &dyn Fn(&Tensor) -> Tensor) -> Tensor {
+    let zero = s.eq_scalar(0.0);
+    let safe = Tensor::where_cond(&zero, &scalar_like(1.0, &s), &s);
+    Tensor::where_cond(&zero, &scalar_like(0.0, &s), &r(&safe))
 }

@@ -819,7 +819,7 @@ fn norms_follow_pytorch_at_zero_and_for_every_p() {
     assert!((rows(-1.5)[0] - want).abs() < 1e-14 && rows(-1.5)[1] == 0.0);
     // an all-zero row has a zero gradient (not NaN), at first and second order (for p < 1
     // the derivative of |x|^p is itself infinite at 0)
-    for p in [2.0, 3.0, 1.5] {
+    for p in [2.0, 3.0, 1.5, 0.5] {
         let f = move |x: &Tensor| x.norm_dim(p, 1, false).sum();
         let (g, _) = ferrograd::grad(f).call(&x, ());
         let g = g.to_vec::<f64>();
@@ -831,6 +831,65 @@ fn norms_follow_pytorch_at_zero_and_for_every_p() {
             assert!(h.to_vec::<f64>().iter().all(|v| v.is_finite()), "p = {p}");
         }
     }
+}
+
+/// Where a formula's gradient is `0 · ∞` (NaN) at a point, the gradient is PyTorch's: 0 for
+/// a standard deviation of equal values, a `p < 1` norm's zero entry, `atan2` at the origin,
+/// `a^b` in `a` where `b = 0` and in `b` where `a = 0 ≤ b`, and `0^x` for `x ≥ 0` (each NaN
+/// before, found against PyTorch).
+#[test]
+fn gradients_at_the_kinks_follow_pytorch() {
+    let grad_of = |f: &dyn Fn(&Tensor) -> Tensor, x: &Tensor| -> Vec<f64> {
+        let (g, _) = ferrograd::grad(|x: &Tensor| f(x).sum()).call(x, ());
+        g.to_vec::<f64>()
+    };
+    // std: (x - mean) / ((n - c) std) on a spread row, 0 on a row of equal values
+    let x = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 2.0], &[2, 2]);
+    let g = grad_of(&|x| x.std_dim(1, 1, false), &x);
+    let s = 0.5f64.sqrt();
+    assert!(
+        (g[0] + s).abs() < 1e-15 && (g[1] - s).abs() < 1e-15,
+        "{g:?}"
+    );
+    assert_eq!(g[2..], [0.0, 0.0]);
+    let flat = Tensor::from_vec(vec![2.0f64; 3], &[3]);
+    assert_eq!(grad_of(&|x| x.std(0), &flat), [0.0; 3]);
+    assert_eq!(grad_of(&|x| x.std_dim(0, 1, true), &flat), [0.0; 3]);
+    // a p = 1/2 norm, (Σ √|x|)²: Σ/√|x| sign x, 0 at a zero entry
+    let x = Tensor::from_vec(vec![0.0f64, 2.0, 1.0, -4.0], &[2, 2]);
+    let g = grad_of(&|x| x.norm_dim(0.5, 1, false), &x);
+    let want = [0.0, 1.0, 3.0, -1.5];
+    assert!(
+        g.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-14),
+        "{g:?}"
+    );
+    // atan2(a, b): (b, -a) / (a² + b²), 0 at the origin
+    let pairs = |a: Vec<f64>, b: Vec<f64>| {
+        let n = a.len();
+        vec![Tensor::from_vec(a, &[n]), Tensor::from_vec(b, &[n])]
+    };
+    let both = |f: fn(&Tensor, &Tensor) -> Tensor, p: &Vec<Tensor>| {
+        let (g, _) = ferrograd::grad(move |p: &Vec<Tensor>| f(&p[0], &p[1]).sum()).call(p, ());
+        (g[0].to_vec::<f64>(), g[1].to_vec::<f64>())
+    };
+    let p = pairs(vec![0.0, -0.0, 1.0], vec![0.0, 0.0, 0.0]);
+    assert_eq!(
+        both(Tensor::atan2, &p),
+        (vec![0.0, 0.0, 0.0], vec![0.0, 0.0, -1.0])
+    );
+    // a^b: b a^(b-1) in a (0 where b = 0), a^b ln a in b (0 where a = 0 ≤ b; -∞ where
+    // a = 0 > b)
+    let p = pairs(vec![0.0, 0.0, 0.0, 2.0], vec![0.0, 2.0, -1.0, 0.0]);
+    let (ga, gb) = both(Tensor::pow, &p);
+    assert_eq!(ga[..2], [0.0, 0.0]);
+    assert_eq!(ga[3], 0.0);
+    assert_eq!(gb, [0.0, 0.0, f64::NEG_INFINITY, 2f64.ln()]);
+    // 0^x: flat for x ≥ 0 (0 at x > 0, 1 at x = 0); ∞ · ln 0 below
+    let x = Tensor::from_vec(vec![0.0f64, 1.5, -1.0], &[3]);
+    assert_eq!(
+        grad_of(&|x| x.rpow_scalar(0.0), &x),
+        [0.0, 0.0, f64::NEG_INFINITY]
+    );
 }
 
 #[test]
