@@ -659,3 +659,44 @@ fn the_older_criteria_take_a_reduction_too() {
         &BCE_SUM,
     );
 }
+
+/// The logistic losses at a logit of 0 (a zero-initialised head's first step): the
+/// gradient is σ(0) - t, as in PyTorch; the form max(x, 0) + ln(1 + e^-|x|) gave the kinks'
+/// 0 for the softplus part there (-t for bce_with_logits, 0 for soft_margin_loss; found
+/// against PyTorch 2.15).
+#[test]
+fn logistic_losses_have_their_slope_at_a_zero_logit() {
+    let x = Tensor::zeros(&[3], DType::F64);
+    let t = Tensor::from_vec(vec![0.0f64, 1.0, 0.3], &[3]);
+    let grad_of = |f: &dyn Fn(&Tensor) -> Tensor| {
+        let (g, _) = ferrograd::grad(|x: &Tensor| f(x)).call(&x, ());
+        g.to_vec::<f64>()
+    };
+    let want = [0.5, -0.5, 0.2];
+    let close = |g: Vec<f64>, want: &[f64]| {
+        assert!(
+            g.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-15),
+            "{g:?} vs {want:?}"
+        )
+    };
+    close(
+        grad_of(&|x| F::binary_cross_entropy_with_logits(x, &t, Reduce::Sum)),
+        &want,
+    );
+    close(grad_of(&|x| F::bce_with_logits(x, &t) * 3.0), &want);
+    close(
+        grad_of(&|x| ferrograd_nn::loss::bce_with_logits_sum(x, &t).0),
+        &want,
+    );
+    let rows = t.reshape(&[1, 3]);
+    close(
+        grad_of(&|x| F::multilabel_soft_margin_loss(&x.reshape(&[1, 3]), &rows, Reduce::Sum) * 3.0),
+        &want,
+    );
+    // soft margin, ln(1 + e^(-y x)): -y σ(0)
+    let y = Tensor::from_vec(vec![1.0f64, -1.0, 1.0], &[3]);
+    close(
+        grad_of(&|x| F::soft_margin_loss(x, &y, Reduce::Sum)),
+        &[-0.5, 0.5, -0.5],
+    );
+}

@@ -849,3 +849,47 @@ fn values_against_pytorch() {
         &CONV_T,
     );
 }
+
+/// Ties inside a window: the gradient goes to the first maximum in row-major order, as
+/// `max_pool2d`'s and PyTorch's do (the separable pooling once chose the first column
+/// holding the maximum, found against PyTorch 2.15), with windows that tile the input and
+/// with overlapping ones.
+#[test]
+fn adaptive_max_pooling_gives_ties_gradient_in_row_major_order() {
+    let img = vec![
+        1.0f64, 1.0, 0.0, 2.0, 1.0, 1.0, 2.0, 2.0, 0.0, 3.0, 3.0, 0.0, 5.0, 5.0, 5.0, 5.0,
+    ];
+    let x = Tensor::from_vec(img, &[1, 1, 4, 4]);
+    let weights = |n: usize| Tensor::from_vec((1..=n).map(|i| i as f64).collect(), &[1, 1, n]);
+    let grad_of = |f: &dyn Fn(&Tensor) -> Tensor, n: usize| {
+        let w = weights(n * n).reshape(&[1, 1, n, n]);
+        let (g, _) = ferrograd::grad(|x: &Tensor| (f(x) * &w).sum()).call(&x, ());
+        g.to_vec::<f64>()
+    };
+    // 2x2 windows that tile: the same as max_pool2d
+    let tiled = grad_of(&|x| F::adaptive_max_pool(x, &[2, 2]), 2);
+    let params = Pool2dParams {
+        kernel: (2, 2),
+        stride: (2, 2),
+        padding: (0, 0),
+    };
+    assert_eq!(tiled, grad_of(&|x| F::max_pool2d(x, params), 2));
+    // overlapping 2x2 windows (4 -> 3): window (0, 2) holds 2 at (0, 3), (1, 2), (1, 3)
+    let overlapping = grad_of(&|x| F::adaptive_max_pool(x, &[3, 3]), 3);
+    let mut want = vec![0.0; 16];
+    // each window's first maximum in row-major order, by hand
+    for (window, at) in [
+        (0, 0),
+        (1, 6),
+        (2, 3),
+        (3, 9),
+        (4, 9),
+        (5, 10),
+        (6, 12),
+        (7, 13),
+        (8, 14),
+    ] {
+        want[at] += (window + 1) as f64;
+    }
+    assert_eq!(overlapping, want);
+}

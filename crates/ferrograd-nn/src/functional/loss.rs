@@ -115,7 +115,9 @@ pub(crate) fn bce_with_logits_terms(x: &Tensor, t: &Tensor) -> Tensor {
             t.shape()
         );
     }
-    x.relu() - x * t + x.abs().neg().exp().log1p()
+    // ln(1 + e^x) - x t; softplus is exact in both tails and its gradient at 0 is σ(0) =
+    // 1/2 (the form max(x, 0) + ln(1 + e^-|x|) gave 0 there: the kinks of max and |x|)
+    x.softplus(1.0, f64::INFINITY) - x * t
 }
 
 /// A criterion as a function of (input, target).
@@ -419,6 +421,12 @@ pub fn nll_loss(log_probs: &Tensor, target: &Tensor, reduction: Reduce) -> Tenso
 /// Binary cross-entropy of probabilities against targets in `[0, 1]`, reduced (PyTorch's
 /// `F.binary_cross_entropy`; each log clamped at -100 as there; [`bce`] is its mean).
 ///
+/// The gradient is the exact derivative of this (clamped) loss. PyTorch's backward instead
+/// divides by `max(p (1 - p), 1e-12)`, so the two differ only where a probability lies
+/// within about 1e-12 of 0 or 1: there PyTorch's gradient is bounded by 10¹², and this one
+/// is 0 where the clamp holds (a probability of exactly 0 for a target of 1, say). Prefer
+/// [`binary_cross_entropy_with_logits`] on logits, which has neither edge.
+///
 /// ```
 /// use ferrograd::Tensor;
 /// use ferrograd_nn::functional::{self as F, Reduce};
@@ -535,9 +543,9 @@ pub fn hinge_embedding_loss(
 #[track_caller]
 pub fn soft_margin_loss(input: &Tensor, target: &Tensor, reduction: Reduce) -> Tensor {
     same_shape("soft_margin_loss", ("input", "target"), input, target);
-    // ln(1 + e^z) = max(z, 0) + ln(1 + e^-|z|)
+    // ln(1 + e^z), exact in both tails, with the gradient σ(z) at z = 0 too
     let z = -(input * target);
-    reduction.apply(&(z.relu() + z.abs().neg().exp().log1p()))
+    reduction.apply(&z.softplus(1.0, f64::INFINITY))
 }
 
 /// The multi-label one-versus-all loss of logits `[N, C]` against 0/1 targets `[N, C]`:

@@ -163,8 +163,9 @@ pub fn adaptive_avg_pool(x: &Tensor, size: &[usize]) -> Tensor {
 
 /// Adaptive max pooling of `[N, C, L]` or `[N, C, H, W]` to the spatial `size` (PyTorch's
 /// `adaptive_max_pool1d` / `2d`), with the windows of [`adaptive_avg_pool`]; the maximum
-/// of a rectangle is the maximum of its rows' maxima, so it pools one dim at a time. The
-/// gradient goes to the first maximum of each window.
+/// of a rectangle is the maximum of its rows' maxima, so it pools one dim at a time, the
+/// last first. The gradient goes to the first maximum of each window in row-major order, as
+/// in PyTorch and [`max_pool2d`](crate::functional::max_pool2d).
 ///
 /// ```
 /// use ferrograd::Tensor;
@@ -176,7 +177,8 @@ pub fn adaptive_avg_pool(x: &Tensor, size: &[usize]) -> Tensor {
 pub fn adaptive_max_pool(x: &Tensor, size: &[usize]) -> Tensor {
     let sizes = spatial("adaptive_max_pool", x, size);
     let mut y = x.clone();
-    for (k, (&n, &o)) in sizes.iter().zip(size).enumerate() {
+    // (each row's first maximum, then the first row holding the window's: row-major order)
+    for (k, (&n, &o)) in sizes.iter().zip(size).enumerate().rev() {
         let dim = 2 + k;
         let pieces: Vec<Tensor> = adaptive_windows(n, o)
             .into_iter()
