@@ -11,6 +11,7 @@
 
 use smallvec::smallvec;
 
+use super::scalar_like;
 use crate::op::{wanted, Grads, Op};
 use crate::tensor::apply;
 use crate::{Array, Tensor};
@@ -158,6 +159,23 @@ fn slogdet_shapes(a: &[usize]) -> Vec<Vec<usize>> {
     vec![batch.clone(), batch]
 }
 
+/// `A⁻ᵀ` (the gradient of `ln|det A|`) from `A` and its packed `slogdet` `out`, as
+/// `cofactor(B) / det(B) / c` (the cofactor matrix is `det(B) B⁻ᵀ`) for `B = A / c` with `c = |det A|^(1/n)`: `|det B| = 1`, so
+/// neither overflows where `det A` would. At a singular `A` (`c` taken as 1) it is
+/// `cofactor(A) / 0`, the infinite or NaN gradient PyTorch gives, where an inverse would
+/// refuse the matrix in the middle of a backward pass. (`c` is a constant: the result is
+/// `A⁻ᵀ` whatever it is, at every order.)
+fn inverse_transposed_or_infinite(a: &Tensor, out: &Tensor) -> Tensor {
+    let n = a.shape()[a.ndim() - 1];
+    let log = unpack(out, &slogdet_shapes(a.shape()))[1].detach();
+    let c = (&log * (1.0 / n.max(1) as f64)).exp();
+    let c = Tensor::where_cond(&log.isfinite(), &c, &scalar_like(1.0, &c))
+        .unsqueeze(-1)
+        .unsqueeze(-1);
+    let b = a / &c;
+    &(&b.cofactor() / &b.det().unsqueeze(-1).unsqueeze(-1)) / &c
+}
+
 /// `num / den`, but 0 where `num` is exactly 0 (a result nobody used sends exact zeros,
 /// which must not turn into NaN where `den` is 0).
 fn div_where_nonzero(num: &Tensor, den: &Tensor) -> Tensor {
@@ -252,7 +270,7 @@ impl LinalgOp {
             LinalgOp::SlogDet => {
                 let parts = unpack(g, &slogdet_shapes(a.shape()));
                 let scale = parts[1].unsqueeze(-1).unsqueeze(-1);
-                smallvec![Some(&scale * &a.inverse().mt())]
+                smallvec![Some(&scale * &inverse_transposed_or_infinite(a, out))]
             }
             LinalgOp::Cholesky => {
                 // Murray (2016): Φ = tril(Lᵀ G) symmetrised, dA = L⁻ᵀ Φ L⁻¹
@@ -540,8 +558,8 @@ impl Tensor {
     /// The sign (-1, 0, 1; no gradient) and the log of the absolute value of the
     /// determinant of each square matrix of `[.., n, n]` (PyTorch's `torch.linalg.slogdet`),
     /// finite where the determinant itself would overflow. The gradient of the log is
-    /// `A⁻ᵀ`, which a singular matrix does not have (its backward pass panics as
-    /// [`inverse`](Tensor::inverse) does).
+    /// `A⁻ᵀ`, also where the determinant overflows; a singular matrix (log -∞) gets an
+    /// infinite or NaN gradient, as in PyTorch (the nan/inf debugger points at it).
     ///
     /// ```
     /// use ferrograd::Tensor;

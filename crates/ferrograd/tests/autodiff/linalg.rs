@@ -608,3 +608,37 @@ fn new_ops_on_strided_and_broadcast_inputs() {
         |p| p[0].t().cumprod(1),
     );
 }
+
+/// `slogdet`'s gradient `A⁻ᵀ`: at an exactly singular matrix it is infinite or NaN, as in
+/// PyTorch, where it once refused the matrix inside the backward pass ("inverse: matrix 0
+/// of the batch is singular", at the library's line); it stays exact where `det A` itself
+/// overflows, and on a matrix that is not symmetric.
+#[test]
+fn slogdet_gradient_at_singular_huge_and_unsymmetric_matrices() {
+    let d = |m: &Tensor| {
+        let (g, _) = grad(|m: &Tensor| m.slogdet().1).call(m, ());
+        g
+    };
+    let singular = Tensor::from_vec(vec![1.0f64, 2.0, 2.0, 4.0], &[2, 2]);
+    assert_eq!(singular.slogdet().1.item::<f64>(), f64::NEG_INFINITY);
+    assert!(d(&singular).to_vec::<f64>().iter().all(|v| !v.is_finite()));
+    assert!(d(&Tensor::zeros(&[3, 3], DType::F64))
+        .to_vec::<f64>()
+        .iter()
+        .all(|v| !v.is_finite()));
+    // det = 10^400 overflows; ln|det| and A⁻ᵀ do not
+    let n = 400;
+    let mut v = vec![0.0f64; n * n];
+    for i in 0..n {
+        v[i * n + i] = 10.0;
+    }
+    v[1] = 3.0;
+    let huge = Tensor::from_vec(v, &[n, n]);
+    assert_eq!(huge.det().item::<f64>(), f64::INFINITY);
+    assert!(max_diff(&d(&huge), &huge.inverse().mt()) < 1e-15);
+    let a = Tensor::from_vec(
+        vec![2.0f64, -1.0, 0.5, 1.0, 3.0, -2.0, 0.0, 1.0, 4.0],
+        &[3, 3],
+    );
+    assert!(max_diff(&d(&a), &a.inverse().mt()) < 1e-15);
+}
