@@ -661,3 +661,165 @@ fn a_gradient_or_state_that_does_not_fit_its_params_is_refused_at_the_callers_li
     );
     assert!(m.contains(&here), "{m}");
 }
+
+/// Eight steps of each optimizer (with its less common options) on
+/// f(p) = Σ c p² + 0.1 Σ p³ from the same start, against torch.optim in PyTorch 2.15: the
+/// parameters it printed after the eighth step, quoted. (The textbook references above are
+/// our reading of PyTorch's docs; this checks the reading against PyTorch itself.)
+#[test]
+fn eight_steps_land_where_torch_optim_lands() {
+    let f = |p: &Tensor| {
+        let c = Tensor::from_vec(vec![0.5f64, 2.0, 1.5, 3.0, 0.25], &[5]);
+        (&(&c * &p.square()) + &(p.pow_scalar(3.0) * 0.1)).sum()
+    };
+    fn run(opt: &mut impl Optimizer, f: &dyn Fn(&Tensor) -> Tensor) -> Vec<f64> {
+        let mut p = Tensor::from_vec(vec![1.0f64, -2.0, 0.5, 3.0, -0.7], &[5]);
+        for _ in 0..8 {
+            let (g, _) = ferrograd::grad(f).call(&p, ());
+            p = opt.step(&p, &g);
+        }
+        p.to_vec::<f64>()
+    }
+    let check = |name: &str, got: Vec<f64>, torch: [f64; 5]| {
+        for (g, t) in got.iter().zip(torch) {
+            assert!(
+                (g - t).abs() <= 1e-12 * t.abs().max(1.0),
+                "{name}: {got:?} vs {torch:?}"
+            );
+        }
+    };
+    let mut sgd = Sgd::new(0.05)
+        .momentum(0.9)
+        .nesterov(true)
+        .weight_decay(0.01);
+    check(
+        "sgd nesterov, decay",
+        run(&mut sgd, &f),
+        [
+            -0.20896666790263066,
+            0.35824054065520905,
+            -0.17232459183922078,
+            0.24377424531408937,
+            -0.3653502142863585,
+        ],
+    );
+    let mut adam = Adam::new(0.05).amsgrad(true).weight_decay(0.01);
+    check(
+        "adam amsgrad, decay",
+        run(&mut adam, &f),
+        [
+            0.6076832246930357,
+            -1.6021009579116214,
+            0.11887296911037443,
+            2.601811358376323,
+            -0.30472223199868054,
+        ],
+    );
+    let mut adamw = Adam::adamw(0.05).amsgrad(true);
+    check(
+        "adamw amsgrad",
+        run(&mut adamw, &f),
+        [
+            0.6044913489902721,
+            -1.5948588090278755,
+            0.1176967638905713,
+            2.5905898055086443,
+            -0.3025220237450141,
+        ],
+    );
+    let mut adagrad = AdaGrad::new(0.1);
+    (adagrad.lr_decay, adagrad.weight_decay) = (0.1, 0.01);
+    check(
+        "adagrad lr decay, decay",
+        run(&mut adagrad, &f),
+        [
+            0.6756011389581977,
+            -1.655585651093087,
+            0.2033533820809014,
+            2.654306232605593,
+            -0.36596948488819797,
+        ],
+    );
+    let mut rms = RmsProp::new(0.01).centered(true).momentum(0.9);
+    check(
+        "rmsprop centered, momentum",
+        run(&mut rms, &f),
+        [
+            -0.3492188818019403,
+            -0.35134749344429733,
+            -0.36798253410996024,
+            1.3131465366687898,
+            0.41418741105484,
+        ],
+    );
+    let mut adamax = Adamax::new(0.05);
+    adamax.weight_decay = 0.01;
+    check(
+        "adamax decay",
+        run(&mut adamax, &f),
+        [
+            0.6433764064366112,
+            -1.6149398598773046,
+            0.1737460256633285,
+            2.613161908768059,
+            -0.3254524664565935,
+        ],
+    );
+    check(
+        "nadam",
+        run(&mut NAdam::new(0.05), &f),
+        [
+            0.7010431788813426,
+            -1.6867183226109752,
+            0.22012465806124099,
+            2.6858466386214785,
+            -0.39273810292580524,
+        ],
+    );
+    check(
+        "radam",
+        run(&mut RAdam::new(0.05), &f),
+        [
+            0.6970283720209423,
+            -0.5602712539215695,
+            0.16748574291990512,
+            -0.4156050023330326,
+            -0.6446347696527518,
+        ],
+    );
+    let mut adadelta = Adadelta::new(1.0);
+    adadelta.weight_decay = 0.01;
+    check(
+        "adadelta decay",
+        run(&mut adadelta, &f),
+        [
+            0.9734998584552782,
+            -1.973333312731888,
+            0.4736779643072359,
+            2.973325862690507,
+            -0.6733451564186766,
+        ],
+    );
+    check(
+        "rprop",
+        run(&mut Rprop::new(0.01), &f),
+        [
+            0.8350091520000001,
+            -1.8350091519999998,
+            0.335009152,
+            2.835009152,
+            -0.5350091520000001,
+        ],
+    );
+    check(
+        "asgd",
+        run(&mut Asgd::new(0.01), &f),
+        [
+            0.9015698025206146,
+            -1.508053104834162,
+            0.3875426592476188,
+            1.7206546846901192,
+            -0.6838016375324362,
+        ],
+    );
+}
