@@ -714,11 +714,6 @@ fn every_layer_and_loss_names_the_callers_line_when_it_refuses() {
         "batch_norm: evaluation mode needs running statistics",
         F::batch_norm(&logits, None, None, None, false, 1e-5)
     );
-    let one = f64s(&[3]);
-    refused_here!(
-        "give both weight and bias",
-        F::batch_norm(&logits, Some(&one), None, None, true, 1e-5)
-    );
     refused_here!("needs at least one criterion", F::parallel_criterion(&[]));
     // the affine's shapes were checked in a closure, which named the library's line
     let (image, wrong) = (f64s(&[2, 4, 3]), f64s(&[3]));
@@ -1459,4 +1454,29 @@ fn attention_matches_pytorch() {
     let small = vec![q.narrow(1, 0, 2), k.narrow(1, 0, 3), v.narrow(1, 0, 3)];
     assert!(gradcheck(f, &small, (), 1e-6).passed());
     assert!(gradgradcheck(f, &small, (), 1e-5).passed());
+}
+
+/// A weight without a bias (or a bias without a weight) is the affine map with the other at
+/// its identity, as PyTorch takes it (this was refused: "give both weight and bias").
+#[test]
+fn batch_norm_takes_a_weight_or_a_bias_alone() {
+    let x = Tensor::from_vec((0..12).map(|i| (i * 7 % 5) as f64 - 1.5).collect(), &[4, 3]);
+    let w = Tensor::from_vec(vec![1.5f64, -0.5, 2.0], &[3]);
+    let b = Tensor::from_vec(vec![0.25f64, 0.0, -1.0], &[3]);
+    let (ones, zeros) = (
+        Tensor::ones(&[3], DType::F64),
+        Tensor::zeros(&[3], DType::F64),
+    );
+    let bn = |w: Option<&Tensor>, b: Option<&Tensor>| F::batch_norm(&x, w, b, None, true, 1e-5);
+    assert!(bn(Some(&w), None).allclose(&bn(Some(&w), Some(&zeros)), 0.0, 0.0));
+    assert!(bn(None, Some(&b)).allclose(&bn(Some(&ones), Some(&b)), 0.0, 0.0));
+    let (g, _) = ferrograd::grad(|w: &Tensor| {
+        (F::batch_norm(&x, Some(w), None, None, true, 1e-5) * &x).sum()
+    })
+    .call(&w, ());
+    let (want, _) = ferrograd::grad(|w: &Tensor| {
+        (F::batch_norm(&x, Some(w), Some(&zeros), None, true, 1e-5) * &x).sum()
+    })
+    .call(&w, ());
+    assert!(g.allclose(&want, 0.0, 0.0));
 }

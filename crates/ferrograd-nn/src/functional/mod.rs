@@ -57,6 +57,18 @@ pub(crate) fn as_rows(t: &Tensor) -> [usize; 2] {
     [lead.iter().product(), *k]
 }
 
+/// `value` filled into `shape`, in `like`'s dtype and on its device: a constant a function
+/// builds from its input must live where the input does (a CPU constant beside a GPU input
+/// is refused by the op that meets both). A constant of the function, so no gradient.
+#[track_caller]
+pub(crate) fn constant_like(like: &Tensor, shape: &[usize], value: f64) -> Tensor {
+    let one = ferrograd::array::Array::full(&[], value, like.dtype());
+    match one.to_device(like.device()) {
+        Ok(one) => Tensor::new(one.expand(shape).contiguous()),
+        Err(e) => crate::fail!("{e}"),
+    }
+}
+
 /// Applies a custom op to its inputs.
 #[track_caller]
 pub(crate) fn call(op: impl CustomOp, inputs: &[&Tensor]) -> Tensor {

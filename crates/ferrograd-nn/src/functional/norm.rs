@@ -174,7 +174,8 @@ impl CustomOp for BatchNorm {
 /// Batch normalization over `[N, C]`, `[N, C, L]`, `[N, C, H, W]` or `[N, C, D, H, W]`
 /// (PyTorch's BatchNorm1d, 2d and 3d), per channel. In training the batch statistics
 /// normalize and `stats` (when given) moves towards them; in evaluation `stats` normalizes.
-/// `weight`/`bias` (both or neither) are the affine `[C]` parameters.
+/// `weight`/`bias` are the affine `[C]` parameters (either alone: the other is ones or
+/// zeros, as in PyTorch).
 ///
 /// In training each channel needs more than one value (a panic otherwise, as in PyTorch:
 /// the batch variance of one value is 0); an empty batch leaves `stats` as they are.
@@ -249,13 +250,20 @@ pub fn batch_norm(
         }
     };
     let mut inputs: Vec<&Tensor> = vec![x];
-    let affine = match (weight, bias) {
+    // (one of weight and bias alone: the other is its identity, ones or zeros, as in PyTorch)
+    let ones = || super::constant_like(x, &[channels], 1.0);
+    let zeros = || super::constant_like(x, &[channels], 0.0);
+    let (w, b) = match (weight, bias) {
+        (Some(w), None) => (Some(w.clone()), Some(zeros())),
+        (None, Some(b)) => (Some(ones()), Some(b.clone())),
+        (w, b) => (w.cloned(), b.cloned()),
+    };
+    let affine = match (&w, &b) {
         (Some(w), Some(b)) => {
             inputs.extend([w, b]);
             true
         }
-        (None, None) => false,
-        _ => crate::fail!("batch_norm: give both weight and bias, or neither"),
+        _ => false,
     };
     if let Some((m, v)) = &running {
         inputs.extend([m, v]);
@@ -356,8 +364,8 @@ pub fn layer_norm(
             x.shape()
         );
     }
-    let ones = || Tensor::ones(normalized_shape, x.dtype());
-    let zeros = || Tensor::zeros(normalized_shape, x.dtype());
+    let ones = || super::constant_like(x, normalized_shape, 1.0);
+    let zeros = || super::constant_like(x, normalized_shape, 0.0);
     let weight = weight.cloned().unwrap_or_else(ones);
     let bias = bias.cloned().unwrap_or_else(zeros);
     let dims: Vec<usize> = (x.ndim() - k..x.ndim()).collect();
