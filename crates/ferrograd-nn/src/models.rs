@@ -542,13 +542,13 @@ impl RecurrentNetwork {
         }
         let (bsz, steps, hsz) = (x.size(0), x.size(1), self.hidden_features);
         self.check(p, state, bsz);
-        let zeros = Tensor::zeros(&[bsz, hsz], x.dtype());
+        let zeros = crate::functional::constant_like(&x, &[bsz, hsz], 0.0);
         let mut h = state.h.clone().unwrap_or_else(|| zeros.clone());
         let mut c = state.c.clone().unwrap_or_else(|| zeros.clone());
         let mut a = state
             .a
             .clone()
-            .unwrap_or_else(|| Tensor::zeros(&[bsz, hsz, hsz], x.dtype()));
+            .unwrap_or_else(|| crate::functional::constant_like(&x, &[bsz, hsz, hsz], 0.0));
         let mut outputs = Vec::new();
         for t in 0..steps {
             let xt = x.select(1, t);

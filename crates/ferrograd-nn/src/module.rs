@@ -360,7 +360,7 @@ pub(crate) fn traced_criterion_backward<C: Criterion + ?Sized>(
     };
     let _called = enter(called);
     let traced = record(&input.detach(), |x| criterion.loss(x, &target));
-    let seed = Tensor::ones(traced.output().shape(), input.dtype());
+    let seed = traced.output().ones_like();
     traced.backward(&seed)
 }
 

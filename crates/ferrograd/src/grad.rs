@@ -1073,7 +1073,8 @@ pub fn jacobian(f: impl Fn(&Tensor) -> Tensor, x: &Tensor) -> Tensor {
     for j in 0..m {
         let mut seed = vec![0.0; m];
         seed[j] = 1.0;
-        let seed = Tensor::new(Array::from_vec(seed, y.shape()).to_dtype(y.dtype()));
+        let seed =
+            crate::ops::on_device_of(Array::from_vec(seed, y.shape()).to_dtype(y.dtype()), &y);
         let grads = backward(level, &y, seed, None, None);
         rows.push(
             grads
@@ -1086,7 +1087,7 @@ pub fn jacobian(f: impl Fn(&Tensor) -> Tensor, x: &Tensor) -> Tensor {
     let mut shape = y.shape().to_vec();
     shape.extend_from_slice(x.shape());
     if rows.is_empty() {
-        return Tensor::zeros(&shape, x.dtype());
+        return crate::ops::on_device_of(Array::zeros(&shape, x.dtype()), x);
     }
     Tensor::stack(&rows, 0).reshape(&shape)
 }

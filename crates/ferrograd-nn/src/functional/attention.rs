@@ -59,7 +59,9 @@ pub fn scaled_dot_product_attention(
     let scores = match mask {
         AttentionMask::None => scores,
         AttentionMask::Causal => {
-            let allowed = Tensor::ones(&[l, s], DType::F64).tril(0).gt_scalar(0.0);
+            let allowed = super::constant_like(&scores, &[l, s], 1.0)
+                .tril(0)
+                .gt_scalar(0.0);
             scores.masked_fill(&allowed.logical_not(), f64::NEG_INFINITY)
         }
         AttentionMask::Allowed(m) => {

@@ -110,7 +110,7 @@ pub fn pad(x: &Tensor, pads: &[(usize, usize)], mode: PadMode) -> Tensor {
                 PadMode::Constant(v) => {
                     let mut shape = out.shape().to_vec();
                     shape[d] = count;
-                    Tensor::full(&shape, v, out.dtype())
+                    super::constant_like(&out, &shape, v)
                 }
                 PadMode::Reflect => {
                     if count >= n {

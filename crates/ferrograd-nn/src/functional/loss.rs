@@ -658,7 +658,10 @@ pub fn multi_margin_loss(
         terms = terms.square();
     }
     // not the target class itself
-    let classes = Tensor::arange(0.0, c as f64, 1.0, DType::I64).reshape(&[1, c]);
+    let classes = super::on_device_of(
+        Tensor::arange(0.0, c as f64, 1.0, DType::I64).reshape(&[1, c]),
+        input,
+    );
     let others = classes.ne(&t).to_dtype(s.dtype());
     terms = &terms * &others;
     if let Some(w) = weight {
@@ -745,25 +748,27 @@ pub fn ctc_loss(
     let dtype = log_probs.dtype();
     let mask = |f: &dyn Fn(usize, usize) -> bool, cols: usize| -> Tensor {
         let v: Vec<bool> = (0..n * cols).map(|i| f(i / cols, i % cols)).collect();
-        Tensor::from_vec(v, &[n, cols])
+        super::on_device_of(Tensor::from_vec(v, &[n, cols]), log_probs)
     };
+    // (the host constants below go where log_probs is)
+    let here = |t: Tensor| super::on_device_of(t, log_probs);
     // the extended targets: blank, l1, blank, l2, ..., blank (padding read as blank)
     let in_target = mask(&|b, k| k < target_lengths[b], s_max);
-    let blank_t = Tensor::full(&[n, s_max], blank as f64, DType::I64);
+    let blank_t = here(Tensor::full(&[n, s_max], blank as f64, DType::I64));
     let labels = in_target.where_cond(targets, &blank_t);
     super::check_index_range("ctc_loss", "target", &labels, c);
     let l = 2 * s_max + 1;
     let ext = Tensor::cat(
         &[
             Tensor::stack(&[&blank_t, &labels], 2).reshape(&[n, 2 * s_max]),
-            Tensor::full(&[n, 1], blank as f64, DType::I64),
+            here(Tensor::full(&[n, 1], blank as f64, DType::I64)),
         ],
         1,
     );
     // a skip from s - 2 is allowed onto a label that differs from the label two back
     let two_back = Tensor::cat(
         &[
-            Tensor::full(&[n, 2.min(l)], -1.0, DType::I64),
+            here(Tensor::full(&[n, 2.min(l)], -1.0, DType::I64)),
             ext.narrow(1, 0, l.saturating_sub(2)),
         ],
         1,
@@ -774,7 +779,7 @@ pub fn ctc_loss(
     let shift = |a: &Tensor, k: usize| {
         Tensor::cat(
             &[
-                Tensor::full(&[n, k.min(l)], NEG, dtype),
+                here(Tensor::full(&[n, k.min(l)], NEG, dtype)),
                 a.narrow(1, 0, l.saturating_sub(k)),
             ],
             1,
@@ -797,9 +802,12 @@ pub fn ctc_loss(
         .iter()
         .map(|&s| (2 * s as i64 - 1).max(0))
         .collect();
-    let last = alpha.gather(1, &Tensor::from_vec(ends, &[n, 1]));
+    let last = alpha.gather(1, &here(Tensor::from_vec(ends, &[n, 1])));
     let has_label = mask(&|b, _| target_lengths[b] > 0, 1);
-    let prev = has_label.where_cond(&alpha.gather(1, &Tensor::from_vec(before, &[n, 1])), &neg);
+    let prev = has_label.where_cond(
+        &alpha.gather(1, &here(Tensor::from_vec(before, &[n, 1]))),
+        &neg,
+    );
     let ll = Tensor::cat(&[last, prev], 1).logsumexp_dim(1, false);
     let impossible = ll.lt_scalar(NEG / 2.0);
     let losses = impossible.where_cond(
@@ -809,7 +817,7 @@ pub fn ctc_loss(
     match reduction {
         Reduce::Mean => {
             let lengths: Vec<f64> = target_lengths.iter().map(|&s| s.max(1) as f64).collect();
-            (&losses / &Tensor::from_vec(lengths, &[n]).to_dtype(dtype)).mean()
+            (&losses / &here(Tensor::from_vec(lengths, &[n]).to_dtype(dtype))).mean()
         }
         other => other.apply(&losses),
     }

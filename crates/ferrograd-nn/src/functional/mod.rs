@@ -69,6 +69,16 @@ pub(crate) fn constant_like(like: &Tensor, shape: &[usize], value: f64) -> Tenso
     }
 }
 
+/// `t`, a constant built on the host (an index, a mask), moved to `like`'s device (a no-op
+/// on the CPU).
+#[track_caller]
+pub(crate) fn on_device_of(t: Tensor, like: &Tensor) -> Tensor {
+    match t.to_device(like.device()) {
+        Ok(t) => t,
+        Err(e) => crate::fail!("{e}"),
+    }
+}
+
 /// Applies a custom op to its inputs.
 #[track_caller]
 pub(crate) fn call(op: impl CustomOp, inputs: &[&Tensor]) -> Tensor {

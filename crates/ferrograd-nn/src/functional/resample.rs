@@ -386,7 +386,7 @@ pub fn fold(columns: &Tensor, output_size: (usize, usize), params: Sliding) -> T
     let [wh, ww] = params.windows();
     let cols = columns.reshape(&[n, c, params.kernel.0, params.kernel.1, out[0], out[1]]);
     let (ph, pw) = (h + 2 * wh.padding, w + 2 * ww.padding);
-    let mut padded = Tensor::zeros(&[n, c, ph, pw], columns.dtype());
+    let mut padded = super::constant_like(columns, &[n, c, ph, pw], 0.0);
     for i in 0..wh.kernel {
         for j in 0..ww.kernel {
             let (r0, c0) = (i * wh.dilation, j * ww.dilation);

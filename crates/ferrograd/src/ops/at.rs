@@ -207,7 +207,7 @@ fn normalize(items: Vec<At>, shape: &[usize], op: &str) -> Vec<At> {
                     let idx: Vec<i64> = positions.iter().map(|p| (p / stride) % size).collect();
                     let n = idx.len();
                     expanded.push((
-                        At::Tensor(Tensor::new(Array::from_vec(idx, &[n]))),
+                        At::Tensor(super::on_device_of(Array::from_vec(idx, &[n]), &t)),
                         Some(size),
                     ));
                 }
@@ -418,7 +418,7 @@ fn read(x: &Tensor, items: Vec<At>, op: &str) -> Tensor {
                 }
                 if step > 1 {
                     let picks = Array::arange(0.0, (e - s) as f64, step as f64, DType::I64);
-                    y = y.index_select(dim, &Tensor::new(picks));
+                    y = y.index_select(dim, &super::on_device_of(picks, &y));
                 }
                 dim += 1;
             }
@@ -520,7 +520,10 @@ fn read(x: &Tensor, items: Vec<At>, op: &str) -> Tensor {
 #[track_caller]
 fn write(x: &Tensor, index: AtIndex, values: &Tensor, add: bool, op: &str) -> Tensor {
     let numel = x.numel();
-    let table = Tensor::new(Array::arange(0.0, numel as f64, 1.0, DType::I64).reshape(x.shape()));
+    let table = super::on_device_of(
+        Array::arange(0.0, numel as f64, 1.0, DType::I64).reshape(x.shape()),
+        x,
+    );
     let items = normalize(index.0, x.shape(), op);
     let positions = read(&table, items, op);
     let region = positions.shape().to_vec();

@@ -183,9 +183,9 @@ fn div_where_nonzero(num: &Tensor, den: &Tensor) -> Tensor {
     Tensor::where_cond(&num.eq_scalar(0.0), &zero, &(num / den))
 }
 
-/// The identity of size `n` in `like`'s dtype.
+/// The identity of size `n` in `like`'s dtype, on its device.
 fn eye_like(n: usize, like: &Tensor) -> Tensor {
-    Tensor::eye(n, like.dtype())
+    super::on_device_of(Array::eye(n, like.dtype()), like)
 }
 
 /// `[.., n, n]` with `E[i, j] = v[j] - v[i]` off the diagonal and ones on it.

@@ -9,17 +9,16 @@
 use smallvec::smallvec;
 
 use super::shape::ShapeOp;
-use super::{scalar_like, unbroadcast, zeros_like};
+use super::{on_device_of, scalar_like, unbroadcast, zeros_like};
 use crate::op::{wanted, Grads, Op};
 use crate::tensor::apply;
 use crate::{Array, DType, Dim, Index, Tensor};
 
-/// Row positions as a 1-d i64 index tensor.
-fn positions(rows: &[usize]) -> Tensor {
-    Tensor::from_vec(
-        rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
-        &[rows.len()],
-    )
+/// Row positions as a 1-d i64 index tensor on `like`'s device.
+fn positions(rows: &[usize], like: &Tensor) -> Tensor {
+    let rows = rows.iter().map(|&r| r as i64).collect::<Vec<_>>();
+    let n = rows.len();
+    on_device_of(Array::from_vec(rows, &[n]), like)
 }
 
 /// Zero-pads `t` at the end of each dim up to `shape` (src arrays may be larger than their
@@ -43,10 +42,11 @@ fn pad_to(t: Tensor, shape: &[usize]) -> Tensor {
 
 /// 1.0 where a scatter's source element is the last write to its position, else 0.0.
 fn scatter_winners(x: &Tensor, dim: usize, index: &Tensor, dtype: DType) -> Tensor {
-    let ids = Tensor::new(
+    let ids = on_device_of(
         Array::arange(0.0, index.numel() as f64, 1.0, DType::I64).reshape(index.shape()),
+        index,
     );
-    let owner = Tensor::full(x.shape(), -1.0, DType::I64).scatter(dim, index, &ids);
+    let owner = on_device_of(Array::full(x.shape(), -1.0, DType::I64), x).scatter(dim, index, &ids);
     owner.gather(dim, index).eq(&ids).to_dtype(dtype)
 }
 
@@ -157,7 +157,7 @@ fn index_vjp(op: &IndexOp, x: &[Tensor], g: &Tensor, needs: &[bool]) -> Grads {
             let dv = wanted(needs, 1, || {
                 match base.data().index_rows(index, "index_put") {
                     Some(rows) => {
-                        let idx = positions(&rows);
+                        let idx = positions(&rows, g);
                         let mut region = g.index_select(0, &idx);
                         if !*accumulate {
                             // Of repeated rows only the last write survives.
@@ -173,10 +173,11 @@ fn index_vjp(op: &IndexOp, x: &[Tensor], g: &Tensor, needs: &[bool]) -> Grads {
                             if last.contains(&0.0) {
                                 let mut shape = vec![1; region.ndim()];
                                 shape[0] = rows.len();
-                                let mask = Tensor::new(
+                                let mask = on_device_of(
                                     Array::from_vec(last, &[rows.len()])
                                         .to_dtype(g.dtype())
                                         .reshape(&shape),
+                                    g,
                                 );
                                 region = &region * &mask;
                             }
@@ -289,10 +290,10 @@ impl Tensor {
         let index = index.into();
         match (&index, self.data().index_rows(&index, "index")) {
             (Index::Single(_), Some(rows)) => self.select(0, rows[0]),
-            (_, Some(rows)) => self.index_select(0, &positions(&rows)),
+            (_, Some(rows)) => self.index_select(0, &positions(&rows, self)),
             (Index::Mask(m), None) => self
                 .reshape(&[self.numel()])
-                .index_select(0, &Tensor::new(m.flat_nonzero())),
+                .index_select(0, &on_device_of(m.flat_nonzero(), self)),
             _ => unreachable!("only masks address elements"),
         }
     }

@@ -46,6 +46,20 @@ pub(crate) fn scalar_like(value: f64, like: &Tensor) -> Tensor {
     Tensor::new(Array::full(&[], value, like.dtype()))
 }
 
+/// A constant built on the host (an index, a mask, a table, a seed) on `like`'s device:
+/// the op that meets both refuses operands on two devices. A no-op on the CPU.
+#[track_caller]
+pub(crate) fn on_device_of(constant: Array, like: &Tensor) -> Tensor {
+    let device = like.device();
+    match constant.to_device(device) {
+        Ok(a) => Tensor::new(a),
+        Err(e) => panic!(
+            "ferrograd: moving a constant to {device}: {e} (at {})",
+            ferrograd_array::Site(std::panic::Location::caller())
+        ),
+    }
+}
+
 /// Zeros with the shape, dtype and device of `like` (a constant).
 pub(crate) fn zeros_like(like: &Tensor) -> Tensor {
     like.zeros_like()

@@ -4,7 +4,7 @@
 
 use smallvec::{smallvec, SmallVec};
 
-use super::{mask_as, scalar_like, zeros_like};
+use super::{mask_as, on_device_of, scalar_like, zeros_like};
 use crate::op::{Grads, Op};
 use crate::tensor::apply;
 use crate::{Array, Dim, Dims, Tensor};
@@ -621,15 +621,18 @@ pub(crate) fn cumprod_vjp(dim: usize, x: &Tensor, g: &Tensor) -> Tensor {
     }
     let dtype = x.dtype();
     // strict upper ones: U[i, j] = [j > i]
-    let upper = Tensor::ones(&[n, n], dtype).triu(1);
+    let upper = on_device_of(Array::ones(&[n, n], dtype), &xl).triu(1);
     let table = &(&xl.unsqueeze(-2) * &upper) + &upper.rsub_scalar(1.0);
     // M[i, j] = Π_{i<k≤j} x_k for j ≥ i, 0 below the diagonal
-    let m = &table.cumprod(-1) * &Tensor::ones(&[n, n], dtype).triu(0);
+    let m = &table.cumprod(-1) * &on_device_of(Array::ones(&[n, n], dtype), &xl).triu(0);
     let s = (&m * &gl.unsqueeze(-2)).sum_dim(-1, false);
     let mut ones_shape = xl.shape().to_vec();
     ones_shape[last] = 1;
     let shifted = Tensor::cat(
-        &[Tensor::ones(&ones_shape, dtype), xl.narrow(-1, 0, n - 1)],
+        &[
+            on_device_of(Array::ones(&ones_shape, dtype), &xl),
+            xl.narrow(-1, 0, n - 1),
+        ],
         -1,
     );
     let exclusive = shifted.cumprod(-1);

@@ -103,3 +103,66 @@ fn gradients_on_a_gpu_match_the_cpu() {
         }
     }
 }
+
+/// Ops whose forward or gradient builds a constant on the host (an index from a step slice
+/// or a list of rows, a mask's positions, a scatter's owner table, cumprod's triangles, an
+/// identity for eigh's gradient, a Jacobian's seeds) give a GPU input's results on the GPU,
+/// the CPU's values: each constant is moved to its data's device (the ops refuse operands
+/// on two devices).
+#[test]
+fn host_built_constants_follow_the_data_to_a_gpu() {
+    use ferrograd::{Index, Step};
+    let f = |x: &Tensor| {
+        let rows = Tensor::from_vec(vec![2i64, 0, 2], &[3]);
+        let mask = x.at((.., 0)).gt_scalar(0.0);
+        let stepped = x.at((Step(.., 2), ..)).sum();
+        let listed = x.index(Index::List(vec![1, 3])).square().sum();
+        let masked = x.at((&mask, 1)).sum();
+        let put = x.at_put((&rows, 1), &Tensor::scalar(2.0f64)).square().sum();
+        let scattered = x
+            .scatter(
+                1,
+                &Tensor::from_vec(vec![0i64, 0, 1, 1, 2, 2, 0, 1], &[4, 2]),
+                &x.narrow(1, 0, 2),
+            )
+            .sum();
+        let products = x.cumprod(1).sum();
+        let s = x.narrow(0, 0, 3).matmul(&x.narrow(0, 0, 3).mt());
+        let (w, _) = (&s + &Tensor::eye(3, DType::F64).to_device(x.device()).unwrap()).eigh();
+        stepped + listed + masked + put + scattered + products + w.sum()
+    };
+    let x = Tensor::from_vec(
+        (0..12)
+            .map(|i| ((i * 5 % 7) as f64 - 3.0) * 0.3)
+            .collect::<Vec<_>>(),
+        &[4, 3],
+    );
+    let (want, want_value) = grad(f).call(&x, ());
+    let want_jacobian = ferrograd::jacobian(|x: &Tensor| x.cumprod(1), &x);
+    let gpus: Vec<Device> = Device::available()
+        .into_iter()
+        .filter(|d| !d.is_cpu())
+        .collect();
+    if gpus.is_empty() {
+        eprintln!("skipped: no CUDA device (the CPU ran the same function above)");
+    }
+    for device in gpus {
+        let xd = x.to_device(device).unwrap();
+        let (got, value) = grad(f).call(&xd, ());
+        let jacobian = ferrograd::jacobian(|x: &Tensor| x.cumprod(1), &xd);
+        for (g, w) in [
+            (&got, &want),
+            (&value, &want_value),
+            (&jacobian, &want_jacobian),
+        ] {
+            assert_eq!(g.device(), device);
+            let g = g.to_device(Device::Cpu).unwrap();
+            assert!(
+                g.value().allclose(w.value(), 1e-10, 1e-10),
+                "{} vs {}",
+                g.value(),
+                w.value()
+            );
+        }
+    }
+}
