@@ -26,7 +26,7 @@ build)
     --no-run --message-format=json 2>/dev/null |
     python3 -c '
 import json, sys
-wanted = {("ferrograd_array", "lib"), ("array", "test"), ("autodiff", "test"), ("checkpoint", "test")}
+wanted = {("ferrograd_array", "lib"), ("array", "test"), ("autodiff", "test"), ("checkpoint", "test"), ("functional", "test")}
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable"):
@@ -75,6 +75,7 @@ run)
   run array devices::
   run autodiff devices::
   run checkpoint devices
+  run functional devices
   run train-mnist-mlp --quick --device cuda --plot "$out/mlp.svg"
   run train-mnist-cnn --quick --device cuda --plot "$out/cnn.svg"
   echo "exit $status" | tee -a "$out/tests.log"

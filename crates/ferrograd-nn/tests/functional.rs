@@ -1480,3 +1480,67 @@ fn batch_norm_takes_a_weight_or_a_bias_alone() {
     .call(&w, ());
     assert!(g.allclose(&want, 0.0, 0.0));
 }
+
+/// nn functions whose bodies build constants (default affine parameters, the causal mask, a
+/// pad's fill, CTC's and multi_margin's tables) on a GPU input, against the CPU: value and
+/// gradient, on the GPU. Without a GPU only the CPU runs (the comparison says it skipped).
+#[test]
+fn devices_functions_that_build_constants_run_where_their_input_is() {
+    use ferrograd::Device;
+    use ferrograd_nn::functional::{AttentionMask, PadMode, Reduce};
+    let f = |x: &Tensor| {
+        let image = x.reshape(&[2, 3, 2, 4]);
+        let ln = F::layer_norm(&image, &[2, 4], None, None, 1e-5)
+            .square()
+            .sum();
+        let bn = F::batch_norm(
+            &image,
+            Some(&x.narrow(1, 0, 3).select(0, 0)),
+            None,
+            None,
+            true,
+            1e-5,
+        )
+        .tanh()
+        .sum();
+        let seq = x.reshape(&[2, 4, 6]);
+        let att =
+            F::scaled_dot_product_attention(&seq, &seq, &seq, AttentionMask::Causal, None, None)
+                .sum();
+        let padded = F::pad(&image, &[(1, 2)], PadMode::Constant(0.5))
+            .square()
+            .sum();
+        let logits = x.reshape(&[6, 8]);
+        let classes = Tensor::from_vec(vec![1i64, 0, 7, 3, 3, 5], &[6])
+            .to_device(x.device())
+            .unwrap();
+        let margin = F::multi_margin_loss(&logits, &classes, 1, 1.0, None, Reduce::Mean);
+        let lp = x.reshape(&[4, 2, 6]).log_softmax(2);
+        let targets = Tensor::from_vec(vec![1i64, 2, 3, 3], &[2, 2])
+            .to_device(x.device())
+            .unwrap();
+        let ctc = F::ctc_loss(&lp, &targets, &[4, 4], &[2, 1], 0, Reduce::Mean, false);
+        ln * 0.1 + bn + att * 0.1 + padded * 0.01 + margin + ctc
+    };
+    let x = Tensor::from_vec(
+        (0..48).map(|i| ((i * 7 % 11) as f64 - 5.0) * 0.2).collect(),
+        &[6, 8],
+    );
+    let (want, want_value) = grad(f).call(&x, ());
+    assert!(want_value.item::<f64>().is_finite());
+    let gpus: Vec<Device> = Device::available()
+        .into_iter()
+        .filter(|d| !d.is_cpu())
+        .collect();
+    if gpus.is_empty() {
+        eprintln!("skipped: no CUDA device (the CPU ran the same function above)");
+    }
+    for device in gpus {
+        let (got, value) = grad(f).call(&x.to_device(device).unwrap(), ());
+        for (g, w) in [(&got, &want), (&value, &want_value)] {
+            assert_eq!(g.device(), device);
+            let g = g.to_device(Device::Cpu).unwrap();
+            assert!(g.allclose(w, 1e-9, 1e-9), "{g:?} vs {w:?}");
+        }
+    }
+}
