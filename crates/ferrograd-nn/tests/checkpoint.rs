@@ -1,5 +1,7 @@
 //! Save/load round trips and every corruption case, each a typed error naming the problem.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -199,14 +201,7 @@ fn a_save_removes_what_killed_saves_left_behind() {
 
 #[test]
 fn checkpoints_load_onto_the_devices_of_the_template() {
-    let gpus: Vec<ferrograd::Device> = ferrograd::Device::available()
-        .into_iter()
-        .filter(|d| !d.is_cpu())
-        .collect();
-    if gpus.is_empty() {
-        eprintln!("skipped: no CUDA device to save from and load onto");
-    }
-    for device in gpus {
+    for device in common::gpus("to save from and load onto") {
         let path = dir().join(format!("on-{device}.safetensors"));
         let on_gpu = ferrograd::to_device(&net(2.0), device).unwrap();
         save(&on_gpu, &path).unwrap(); // read back from the device

@@ -2,6 +2,8 @@
 //! written with core ops and (b) finite differences, first and second order where the math
 //! allows.
 
+mod common;
+
 use ferrograd::{grad, gradcheck, gradgradcheck, DType, Generator, Tensor};
 use ferrograd_nn::functional as F;
 use ferrograd_nn::layers;
@@ -1528,14 +1530,7 @@ fn devices_functions_that_build_constants_run_where_their_input_is() {
     );
     let (want, want_value) = grad(f).call(&x, ());
     assert!(want_value.item::<f64>().is_finite());
-    let gpus: Vec<Device> = Device::available()
-        .into_iter()
-        .filter(|d| !d.is_cpu())
-        .collect();
-    if gpus.is_empty() {
-        eprintln!("skipped: no CUDA device (the CPU ran the same function above)");
-    }
-    for device in gpus {
+    for device in common::gpus("(the CPU ran the same function above)") {
         let (got, value) = grad(f).call(&x.to_device(device).unwrap(), ());
         for (g, w) in [(&got, &want), (&value, &want_value)] {
             assert_eq!(g.device(), device);

@@ -22,3 +22,15 @@ pub fn against_finite_differences(
         assert!(report.passed(), "{name} (second order): {report}");
     }
 }
+
+/// The GPUs the machine has (none without one; then `skipped` says what was not compared).
+pub fn gpus(skipped: &str) -> Vec<ferrograd::Device> {
+    let gpus: Vec<ferrograd::Device> = ferrograd::Device::available()
+        .into_iter()
+        .filter(|d| !d.is_cpu())
+        .collect();
+    if gpus.is_empty() {
+        eprintln!("skipped: no CUDA device {skipped}");
+    }
+    gpus
+}

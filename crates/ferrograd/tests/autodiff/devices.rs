@@ -25,6 +25,18 @@ fn loss(p: &Mlp, x: &Tensor, labels: &Tensor) -> Tensor {
     (y * 2.0 - 1.0).square().mean() + nll + h.cumsum(1).square().mean() * 0.1 + top
 }
 
+/// The GPUs the machine has (none without one; then `skipped` says what was not compared).
+fn gpus(skipped: &str) -> Vec<Device> {
+    let gpus: Vec<Device> = Device::available()
+        .into_iter()
+        .filter(|d| !d.is_cpu())
+        .collect();
+    if gpus.is_empty() {
+        eprintln!("skipped: no CUDA device {skipped}");
+    }
+    gpus
+}
+
 #[test]
 fn a_tree_moves_whole_or_not_at_all() {
     let mut g = Generator::new(5);
@@ -46,14 +58,7 @@ fn a_tree_moves_whole_or_not_at_all() {
 
 #[test]
 fn gradients_on_a_gpu_match_the_cpu() {
-    let gpus: Vec<Device> = Device::available()
-        .into_iter()
-        .filter(|d| !d.is_cpu())
-        .collect();
-    if gpus.is_empty() {
-        eprintln!("skipped: no CUDA device, so no gradient was compared with the CPU's");
-    }
-    for device in gpus {
+    for device in gpus("so no gradient was compared with the CPU's") {
         let mut g = Generator::new(6);
         for dtype in [DType::F32, DType::F64] {
             let p = Mlp {
@@ -139,14 +144,7 @@ fn host_built_constants_follow_the_data_to_a_gpu() {
     );
     let (want, want_value) = grad(f).call(&x, ());
     let want_jacobian = ferrograd::jacobian(|x: &Tensor| x.cumprod(1), &x);
-    let gpus: Vec<Device> = Device::available()
-        .into_iter()
-        .filter(|d| !d.is_cpu())
-        .collect();
-    if gpus.is_empty() {
-        eprintln!("skipped: no CUDA device (the CPU ran the same function above)");
-    }
-    for device in gpus {
+    for device in gpus("(the CPU ran the same function above)") {
         let xd = x.to_device(device).unwrap();
         let (got, value) = grad(f).call(&xd, ());
         let jacobian = ferrograd::jacobian(|x: &Tensor| x.cumprod(1), &xd);
