@@ -105,6 +105,27 @@ def reference(name):
         red = name[4:].removesuffix("_zi")
         targets, lengths = T([[1, 2, 3], [3, 3, 0], [1, 1, 2]]), (T([6, 5, 3]), T([3, 2, 3]))
         return un(lambda x: F.ctc_loss(x.log_softmax(2), targets, *lengths, blank=0, reduction=red, zero_infinity=name.endswith("_zi")))
+    for tag, size in [("up", 13), ("down", 4)]:
+        if name == f"linear1d_{tag}":
+            return un(lambda x: F.interpolate(x, size=size, mode="linear", align_corners=False))
+        if name == f"nearest1d_{tag}":
+            return un(lambda x: F.interpolate(x, size=size, mode="nearest"))
+        if name == f"adaptive_avg1d_{tag}":
+            return un(lambda x: F.adaptive_avg_pool1d(x, min(size, 9)))
+        if name == f"adaptive_max1d_{tag}":
+            return un(lambda x: F.adaptive_max_pool1d(x, min(size, 9)))
+    if name == "mha":
+        def mha(q):
+            w = [seq(16, 0.3 * i + 0.05).reshape(4, 4) * 0.5 for i in range(4)]
+            b = [seq(4, 2.0 + i) * 0.1 for i in range(4)]
+            kv = seq(40, 1.2).reshape(2, 5, 4)
+            out, _ = F.multi_head_attention_forward(
+                q.transpose(0, 1), kv.transpose(0, 1), (kv * 0.7).transpose(0, 1), 4, 2,
+                torch.cat(w[:3]), torch.cat(b[:3]), None, None, False, 0.0, w[3], b[3],
+                training=False, need_weights=False)
+            return out.transpose(0, 1)
+        return un(mha)
+    spatial_targets = T([[0, 2, 1, 1], [2, 0, 0, 1]])
     targ = T([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0])
     tgt = T([2, 1, 0, -100])
     w = T([1.0, 2.0, 0.5])
@@ -188,6 +209,15 @@ def reference(name):
         "sdpa": un(lambda q: F.scaled_dot_product_attention(q, kv, kv * 0.5)),
         "sdpa_causal": un(lambda q: F.scaled_dot_product_attention(q, kv, kv, is_causal=True, scale=0.7)),
         "embedding_pad": un(lambda t: F.embedding(T([[0, 2, 2], [4, 1, 2]]), t, padding_idx=2)),
+        "max_pool_with": un(lambda x: F.max_pool2d(x, (3, 2), (2, 2), (1, 1), (2, 1), ceil_mode=True)),
+        "unfold": un(lambda x: F.unfold(x, (3, 2), (2, 1), (1, 1), (2, 2))),
+        "fold": un(lambda c: F.fold(c, (4, 5), (2, 3), 1, (0, 1), (1, 2))),
+        "conv1d": un(lambda x: F.conv1d(x, seq(36, 0.45).reshape(6, 2, 3), None, stride=2, padding=1, dilation=2, groups=2)),
+        "conv_t1d": un(lambda x: F.conv_transpose1d(x, seq(36, 0.55).reshape(4, 3, 3), T([0.1, 0.2, 0.3]), stride=2, padding=1, output_padding=1)),
+        "ce_spatial": un(lambda x: F.cross_entropy(x, spatial_targets, label_smoothing=0.1)),
+        "nll_spatial": un(lambda x: F.nll_loss(x.log_softmax(1), spatial_targets, reduction="sum")),
+        "kl_div_log_target": un(lambda x: F.kl_div(x.log_softmax(1), seq(24, 3.0).reshape(2, 3, 4).log_softmax(1), reduction="batchmean", log_target=True)),
+        "einsum": un(lambda x: torch.einsum("bij,bkj->bik", x, x * x)),
     }
     return cases[name]
 

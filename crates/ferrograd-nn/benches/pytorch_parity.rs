@@ -109,6 +109,7 @@ fn main() {
     losses_and_pooling();
     linear_algebra_and_indexing();
     layers();
+    more_layers();
 }
 
 fn elementwise_and_reductions() {
@@ -1076,4 +1077,173 @@ fn layers() {
             }),
         );
     }
+}
+
+fn more_layers() {
+    use ferrograd_nn::functional::{AttentionParams, Sliding};
+    // multi-head attention, batch-first [2, 3, 4] against [2, 5, 4], two heads, biases
+    let q = seq(24, 0.15);
+    let kv = seq(40, 1.2);
+    run(
+        "mha",
+        vec![(q, vec![2, 3, 4])],
+        Box::new(move |p| {
+            let kv = Tensor::from_vec(kv.clone(), &[2, 5, 4]);
+            let w: Vec<Tensor> = (0..4)
+                .map(|i| Tensor::from_vec(seq(16, 0.3 * i as f64 + 0.05), &[4, 4]) * 0.5)
+                .collect();
+            let b: Vec<Tensor> = (0..4)
+                .map(|i| Tensor::from_vec(seq(4, 2.0 + i as f64), &[4]) * 0.1)
+                .collect();
+            let params = AttentionParams {
+                in_weights: [&w[0], &w[1], &w[2]],
+                in_biases: Some([&b[0], &b[1], &b[2]]),
+                out_weight: &w[3],
+                out_bias: Some(&b[3]),
+            };
+            F::multi_head_attention(&p[0], &kv, &(&kv * 0.7), &params, 2, AttentionMask::None)
+        }),
+    );
+    let img = seq(2 * 2 * 6 * 5, 0.6);
+    let s4 = vec![2, 2, 6, 5];
+    let sliding = Sliding {
+        kernel: (3, 2),
+        stride: (2, 2),
+        padding: (1, 1),
+        dilation: (2, 1),
+        ceil_mode: true,
+    };
+    run(
+        "max_pool_with",
+        vec![(img.clone(), s4.clone())],
+        Box::new(move |p| F::max_pool2d_with(&p[0], sliding)),
+    );
+    let plain = Sliding {
+        ceil_mode: false,
+        ..sliding
+    };
+    run(
+        "unfold",
+        vec![(img.clone(), s4.clone())],
+        Box::new(move |p| F::unfold(&p[0], plain)),
+    );
+    run(
+        "fold",
+        vec![(seq(2 * 12 * 9, 0.8), vec![2, 12, 9])],
+        Box::new(move |p| {
+            let folded = Sliding {
+                kernel: (2, 3),
+                stride: (1, 2),
+                padding: (0, 1),
+                dilation: (1, 1),
+                ceil_mode: false,
+            };
+            F::fold(&p[0], (4, 5), folded)
+        }),
+    );
+    let line = seq(2 * 4 * 9, 0.25);
+    let s3 = vec![2, 4, 9];
+    run(
+        "conv1d",
+        vec![(line.clone(), s3.clone())],
+        Box::new(|p| {
+            let params = Conv2dParams {
+                stride: (1, 2),
+                padding: (0, 1),
+                dilation: (1, 2),
+                groups: 2,
+            };
+            F::conv1d(
+                &p[0],
+                &Tensor::from_vec(seq(6 * 2 * 3, 0.45), &[6, 2, 3]),
+                None,
+                params,
+            )
+        }),
+    );
+    run(
+        "conv_t1d",
+        vec![(line.clone(), s3.clone())],
+        Box::new(|p| {
+            let params = Conv2dParams {
+                stride: (1, 2),
+                padding: (0, 1),
+                dilation: (1, 1),
+                groups: 1,
+            };
+            let w = Tensor::from_vec(seq(4 * 3 * 3, 0.55), &[4, 3, 3]);
+            F::conv_transpose1d(
+                &p[0],
+                &w,
+                Some(&Tensor::from_vec(vec![0.1f64, 0.2, 0.3], &[3])),
+                params,
+                1,
+            )
+        }),
+    );
+    for (tag, size) in [("up", 13usize), ("down", 4)] {
+        run(
+            &format!("linear1d_{tag}"),
+            vec![(line.clone(), s3.clone())],
+            Box::new(move |p| {
+                F::interpolate(
+                    &p[0],
+                    &[size],
+                    Interpolation::Linear {
+                        align_corners: false,
+                    },
+                )
+            }),
+        );
+        run(
+            &format!("nearest1d_{tag}"),
+            vec![(line.clone(), s3.clone())],
+            Box::new(move |p| F::interpolate(&p[0], &[size], Interpolation::Nearest)),
+        );
+        run(
+            &format!("adaptive_avg1d_{tag}"),
+            vec![(line.clone(), s3.clone())],
+            Box::new(move |p| F::adaptive_avg_pool(&p[0], &[size.min(9)])),
+        );
+        run(
+            &format!("adaptive_max1d_{tag}"),
+            vec![(line.clone(), s3.clone())],
+            Box::new(move |p| F::adaptive_max_pool(&p[0], &[size.min(9)])),
+        );
+    }
+    // losses over [N, C, d] and with log targets
+    let logits = seq(2 * 3 * 4, 0.35);
+    let targets = || Tensor::from_vec(vec![0i64, 2, 1, 1, 2, 0, 0, 1], &[2, 4]);
+    run(
+        "ce_spatial",
+        vec![(logits.clone(), vec![2, 3, 4])],
+        Box::new(move |p| {
+            F::cross_entropy_with(
+                &p[0],
+                &targets(),
+                CrossEntropy {
+                    label_smoothing: 0.1,
+                    ..Default::default()
+                },
+            )
+        }),
+    );
+    run(
+        "nll_spatial",
+        vec![(logits.clone(), vec![2, 3, 4])],
+        Box::new(move |p| F::nll_loss(&p[0].log_softmax(1), &targets(), Reduce::Sum)),
+    );
+    run(
+        "kl_div_log_target",
+        vec![(logits.clone(), vec![2, 3, 4])],
+        Box::new(|p| {
+            let t = Tensor::from_vec(seq(24, 3.0), &[2, 3, 4]).log_softmax(1);
+            F::kl_div(&p[0].log_softmax(1), &t, Reduce::BatchMean, true)
+        }),
+    );
+    run(
+        "einsum",
+        vec![(logits.clone(), vec![2, 3, 4])],
+        Box::new(|p| ferrograd::einsum("bij,bkj->bik", &[&p[0], &(&p[0] * &p[0])])),
+    );
 }

@@ -700,3 +700,42 @@ fn logistic_losses_have_their_slope_at_a_zero_logit() {
         &[-0.5, 0.5, -0.5],
     );
 }
+
+/// `nll_loss` of a class per position (`[N, C, d...]` log-probabilities, as PyTorch takes for
+/// segmentation; it refused them): the cross-entropy of the same log-probabilities, for
+/// every reduction, and refused out-of-range classes at the caller's line.
+#[test]
+fn nll_loss_takes_a_class_per_position() {
+    let x = Tensor::from_vec(
+        (0..24).map(|i| ((i * 5 % 7) as f64 - 3.0) * 0.4).collect(),
+        &[2, 3, 4],
+    );
+    let lp = x.log_softmax(1);
+    let t = Tensor::from_vec(vec![0i64, 2, 1, 1, 2, 0, 0, 1], &[2, 4]);
+    for r in [Reduce::None, Reduce::Sum, Reduce::Mean] {
+        let want = F::cross_entropy_with(
+            &lp,
+            &t,
+            F::CrossEntropy {
+                reduction: r,
+                ..Default::default()
+            },
+        );
+        let got = F::nll_loss(&lp, &t, r);
+        assert_eq!(got.shape(), want.shape());
+        assert!(
+            got.allclose(&want, 1e-14, 1e-14),
+            "{r:?}: {got:?} vs {want:?}"
+        );
+    }
+    let bad = Tensor::from_vec(vec![0i64, 3, 1, 1, 2, 0, 0, 1], &[2, 4]);
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        F::nll_loss(&lp, &bad, Reduce::Mean)
+    }))
+    .unwrap_err();
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        msg.contains("class index 3") && msg.contains("tests/losses.rs"),
+        "{msg}"
+    );
+}

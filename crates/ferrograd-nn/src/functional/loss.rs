@@ -392,11 +392,11 @@ pub fn cross_entropy_with(logits: &Tensor, target: &Tensor, options: CrossEntrop
     nll * (1.0 - eps) + smooth * (eps / c as f64)
 }
 
-/// Negative log-likelihood of class indices `target` (i64 `[N]`) under log-probabilities
-/// `log_probs` (`[N, C]`), reduced (PyTorch's `F.nll_loss`; [`class_nll`] is its mean).
-/// For weights, `ignore_index` and `[N, C, d...]` inputs use [`cross_entropy_with`] on
-/// log-probabilities, which it accepts unchanged (log-softmax of log-probabilities is the
-/// identity).
+/// Negative log-likelihood of class indices `target` (i64 `[N]`, or `[N, d...]`) under
+/// log-probabilities `log_probs` (`[N, C]`, or `[N, C, d...]` for a class per position, as
+/// in segmentation), reduced (PyTorch's `F.nll_loss`; [`class_nll`] is its mean). For
+/// weights and `ignore_index` use [`cross_entropy_with`] on log-probabilities, which it
+/// accepts unchanged (log-softmax of log-probabilities is the identity).
 ///
 /// ```
 /// use ferrograd::Tensor;
@@ -407,6 +407,22 @@ pub fn cross_entropy_with(logits: &Tensor, target: &Tensor, options: CrossEntrop
 /// ```
 #[track_caller]
 pub fn nll_loss(log_probs: &Tensor, target: &Tensor, reduction: Reduce) -> Tensor {
+    if log_probs.ndim() > 2 {
+        // a class per position: the term at each is the log-probability its class has
+        let mut positions = log_probs.shape().to_vec();
+        let c = positions.remove(1);
+        if target.dtype() != DType::I64 || target.shape() != positions.as_slice() {
+            crate::fail!(
+                "nll_loss: needs log-probabilities [N, C, d...] and i64 class indices [N, d...], got {:?} and {:?} {}",
+                log_probs.shape(),
+                target.shape(),
+                target.dtype().name()
+            );
+        }
+        super::check_index_range("nll_loss", "class index", target, c);
+        let terms = -log_probs.gather(1, &target.unsqueeze(1)).squeeze_dim(1);
+        return reduction.apply(&terms);
+    }
     check_classes("nll_loss", log_probs, target);
     let (s, t, n) = rows(log_probs, target);
     let terms = -s.gather(1, &t).reshape(&[n]);
