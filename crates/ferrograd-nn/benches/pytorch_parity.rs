@@ -3,7 +3,8 @@
 //! for `benches/pytorch_parity.py`, which computes the same with PyTorch and reports every
 //! difference that is not a known, explained one. Run it with `benches/pytorch-parity.sh`.
 //!
-//! Each case's gradient is that of `Σ w · out` with fixed weights `w = 1 + i/4`.
+//! Each case's gradient is that of `Σ w · out` with fixed weights `w = 1 + i/4`, and its
+//! second order the Hessian of that along `v = 0.5 + (i mod 5) / 10` in every input.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -62,18 +63,38 @@ fn run(name: &str, inputs: Vec<(Vec<f64>, Vec<usize>)>, f: Fx) {
             );
             (o * &w).sum()
         };
-        let (g, _) = grad(loss).call(&params, ());
-        (out, g)
+        let (g, _) = grad(&loss).call(&params, ());
+        // the second order: the Hessian of the loss along v = 0.5 + (i mod 5) / 10 in every
+        // input (None where the second derivative panics, reported apart)
+        let v: Vec<Tensor> = params
+            .iter()
+            .map(|p| {
+                let n = p.numel();
+                Tensor::from_vec(
+                    (0..n).map(|i| 0.5 + (i % 5) as f64 * 0.1).collect(),
+                    p.shape(),
+                )
+            })
+            .collect();
+        let hv = catch_unwind(AssertUnwindSafe(|| ferrograd::hvp(&loss, &params, (), &v))).ok();
+        (out, g, hv)
     }));
     let ins: Vec<String> = inputs
         .iter()
         .map(|(v, s)| format!("{{\"v\":{},\"s\":{}}}", list(v), shape(s)))
         .collect();
     match r {
-        Ok((out, g)) => {
+        Ok((out, g, hv)) => {
             let gs: Vec<String> = g.iter().map(|t| list(&t.to_vec::<f64>())).collect();
+            let hvs = match hv {
+                Some(hv) => {
+                    let h: Vec<String> = hv.iter().map(|t| list(&t.to_vec::<f64>())).collect();
+                    format!("[{}]", h.join(","))
+                }
+                None => "null".into(),
+            };
             println!(
-                "{{\"name\":\"{name}\",\"inputs\":[{}],\"out\":{},\"out_shape\":{},\"grads\":[{}]}}",
+                "{{\"name\":\"{name}\",\"inputs\":[{}],\"out\":{},\"out_shape\":{},\"grads\":[{}],\"hvp\":{hvs}}}",
                 ins.join(","),
                 list(&out.to_dtype(ferrograd::DType::F64).to_vec::<f64>()),
                 shape(out.shape()),

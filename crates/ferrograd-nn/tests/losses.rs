@@ -739,3 +739,26 @@ fn nll_loss_takes_a_class_per_position() {
         "{msg}"
     );
 }
+
+/// The second derivative of smooth L1 and Huber: 1/β (1) inside, where the difference is 0
+/// too (the square of |d| gave |d|'s kink, 0 there), and 0 from the threshold on, where
+/// Huber's linear part starts as in PyTorch (`|d| < δ` is the quadratic part). Found
+/// comparing Hessian-vector products with PyTorch 2.15.
+#[test]
+fn smooth_l1_and_huber_curve_where_they_are_quadratic() {
+    let x = Tensor::from_vec(vec![0.0f64, 0.5, -1.0, 1.0, 2.0], &[5]);
+    let zeros = Tensor::zeros(&[5], DType::F64);
+    let diag = |f: &dyn Fn(&Tensor) -> Tensor| {
+        let h = ferrograd::hessian(|x: &Tensor| f(x), &x).to_vec::<f64>();
+        (0..5).map(|i| h[i * 5 + i]).collect::<Vec<f64>>()
+    };
+    let beta = 2.0;
+    assert_eq!(
+        diag(&|x| F::smooth_l1_loss(x, &zeros, beta, Reduce::Sum)),
+        [0.5, 0.5, 0.5, 0.5, 0.0]
+    );
+    assert_eq!(
+        diag(&|x| F::huber_loss(x, &zeros, 1.0, Reduce::Sum)),
+        [1.0, 1.0, 0.0, 0.0, 0.0]
+    );
+}

@@ -233,24 +233,28 @@ pub fn smooth_l1_loss(
         target,
     );
     check_positive("smooth_l1_loss", "beta", beta);
-    let d = (prediction - target).abs();
+    let diff = prediction - target;
+    let d = diff.abs();
     if beta == 0.0 {
         return reduction.apply(&d);
     }
     let near = d.lt_scalar(beta);
-    let terms = Tensor::where_cond(&near, &(d.square() * (0.5 / beta)), &(&d - 0.5 * beta));
+    // (the square of the signed difference, not of |d|: its second derivative is 1/β at
+    // d = 0 too, where |d|'s kink gave 0)
+    let terms = Tensor::where_cond(&near, &(diff.square() * (0.5 / beta)), &(&d - 0.5 * beta));
     reduction.apply(&terms)
 }
 
-/// Huber: `0.5 d²` where `|d| ≤ δ`, else `δ (|d| - 0.5 δ)` (PyTorch's `huber_loss`;
+/// Huber: `0.5 d²` where `|d| < δ`, else `δ (|d| - 0.5 δ)` (PyTorch's `huber_loss`;
 /// smooth L1 times δ).
 #[track_caller]
 pub fn huber_loss(prediction: &Tensor, target: &Tensor, delta: f64, reduction: Reduce) -> Tensor {
     same_shape("huber_loss", ("prediction", "target"), prediction, target);
     check_positive("huber_loss", "delta", delta);
-    let d = (prediction - target).abs();
-    let near = d.le_scalar(delta);
-    let terms = Tensor::where_cond(&near, &(d.square() * 0.5), &((&d - 0.5 * delta) * delta));
+    let diff = prediction - target;
+    let d = diff.abs();
+    let near = d.lt_scalar(delta);
+    let terms = Tensor::where_cond(&near, &(diff.square() * 0.5), &((&d - 0.5 * delta) * delta));
     reduction.apply(&terms)
 }
 
