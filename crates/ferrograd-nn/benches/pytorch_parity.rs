@@ -131,6 +131,7 @@ fn main() {
     linear_algebra_and_indexing();
     layers();
     more_layers();
+    shapes_and_products();
 }
 
 fn elementwise_and_reductions() {
@@ -1267,4 +1268,147 @@ fn more_layers() {
         vec![(logits.clone(), vec![2, 3, 4])],
         Box::new(|p| ferrograd::einsum("bij,bkj->bik", &[&p[0], &(&p[0] * &p[0])])),
     );
+}
+
+fn shapes_and_products() {
+    use ferrograd::{Index, Triangular};
+    let m = seq(12, 0.4);
+    let cases: Vec<(&str, Fx)> = vec![
+        ("tril", Box::new(|p| p[0].tril(-1))),
+        ("triu", Box::new(|p| p[0].triu(1))),
+        ("flip", Box::new(|p| p[0].flip([0, 1]))),
+        ("diagonal", Box::new(|p| p[0].diagonal(1))),
+        (
+            "diag_embed",
+            Box::new(|p| p[0].narrow(0, 0, 1).reshape(&[4]).diag_embed(-1)),
+        ),
+        ("repeat", Box::new(|p| p[0].repeat(&[2, 1, 3]))),
+        (
+            "expand",
+            Box::new(|p| p[0].narrow(0, 1, 1).expand(&[2, 3, 4])),
+        ),
+        (
+            "where",
+            Box::new(|p| {
+                Tensor::where_cond(&p[0].gt_scalar(0.0), &p[0].square(), &p[0].narrow(0, 0, 1))
+            }),
+        ),
+        (
+            "index_fill",
+            Box::new(|p| p[0].index_fill(&Index::List(vec![2, 0]), -1.5)),
+        ),
+        (
+            "slice_scatter",
+            Box::new(|p| p[0].slice_scatter(&p[0].narrow(1, 0, 2).square(), 1, Some(1), None, 2)),
+        ),
+        (
+            "diagonal_scatter",
+            Box::new(|p| p[0].diagonal_scatter(&p[0].narrow(1, 0, 3).diagonal(0).exp(), 1, 0, 1)),
+        ),
+        (
+            "lerp_scalar",
+            Box::new(|p| p[0].lerp_scalar(&p[0].exp(), 0.3)),
+        ),
+        (
+            "addmm",
+            Box::new(|p| p[0].narrow(1, 0, 3).addmm(&p[0], &p[0].t(), 0.5, 2.0)),
+        ),
+        (
+            "addmv",
+            Box::new(|p| {
+                p[0].narrow(1, 0, 1).reshape(&[3]).addmv(
+                    &p[0],
+                    &p[0].narrow(0, 0, 1).reshape(&[4]),
+                    1.5,
+                    -0.5,
+                )
+            }),
+        ),
+        (
+            "addr",
+            Box::new(|p| {
+                p[0].addr(
+                    &p[0].narrow(1, 0, 1).reshape(&[3]),
+                    &p[0].narrow(0, 1, 1).reshape(&[4]),
+                    1.0,
+                    0.25,
+                )
+            }),
+        ),
+        (
+            "bmm",
+            Box::new(|p| p[0].reshape(&[2, 2, 3]).bmm(&p[0].reshape(&[2, 3, 2]))),
+        ),
+        (
+            "baddbmm",
+            Box::new(|p| {
+                p[0].reshape(&[2, 3, 2]).narrow(1, 0, 2).baddbmm(
+                    &p[0].reshape(&[2, 2, 3]),
+                    &p[0].reshape(&[2, 3, 2]),
+                    0.5,
+                    1.5,
+                )
+            }),
+        ),
+        (
+            "addbmm",
+            Box::new(|p| {
+                p[0].reshape(&[2, 2, 3])
+                    .select(0, 0)
+                    .narrow(1, 0, 2)
+                    .addbmm(
+                        &p[0].reshape(&[2, 2, 3]),
+                        &p[0].reshape(&[2, 3, 2]),
+                        2.0,
+                        1.0,
+                    )
+            }),
+        ),
+        (
+            "solve_lower",
+            Box::new(|p| {
+                let a = &p[0].narrow(1, 0, 3).tril(0)
+                    + &Tensor::eye(3, ferrograd::DType::F64).mul_scalar(3.0);
+                a.solve_triangular(&p[0], Triangular::Lower)
+            }),
+        ),
+        (
+            "solve_unit_upper",
+            Box::new(|p| {
+                p[0].narrow(1, 0, 3)
+                    .solve_triangular(&p[0], Triangular::UnitUpper)
+            }),
+        ),
+        (
+            "solve",
+            Box::new(|p| {
+                let a =
+                    &p[0].narrow(1, 0, 3) + &Tensor::eye(3, ferrograd::DType::F64).mul_scalar(3.0);
+                a.solve(&p[0])
+            }),
+        ),
+        (
+            "logdet_negative",
+            Box::new(|p| {
+                let a =
+                    &p[0].narrow(1, 0, 3) + &Tensor::eye(3, ferrograd::DType::F64).mul_scalar(-3.0);
+                a.logdet()
+            }),
+        ),
+        (
+            "cat_stack",
+            Box::new(|p| {
+                Tensor::stack(
+                    &[
+                        Tensor::cat(&[p[0].clone(), p[0].square()], 1),
+                        Tensor::cat(&[p[0].exp(), p[0].clone()], 1),
+                    ],
+                    0,
+                )
+            }),
+        ),
+    ];
+    for (name, f) in cases {
+        run(name, vec![(m.clone(), vec![3, 4])], f);
+    }
 }

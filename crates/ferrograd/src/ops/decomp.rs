@@ -574,8 +574,8 @@ impl Tensor {
         (parts[0].detach(), parts[1].clone())
     }
 
-    /// `ln det(A)`: NaN where the determinant is negative, -∞ where it is zero (PyTorch's
-    /// `torch.logdet`). Its gradient is `A⁻ᵀ`.
+    /// `ln det(A)`: NaN where the determinant is negative (with a zero gradient there, as
+    /// PyTorch's), -∞ where it is zero (PyTorch's `torch.logdet`). Its gradient is `A⁻ᵀ`.
     ///
     /// ```
     /// use ferrograd::Tensor;
@@ -585,7 +585,9 @@ impl Tensor {
     #[track_caller]
     pub fn logdet(&self) -> Tensor {
         let (sign, log) = self.slogdet();
-        &log + &sign.log()
+        // NaN where det < 0, with no gradient there (as PyTorch), not log|det|'s A⁻ᵀ
+        let negative = sign.lt_scalar(0.0);
+        Tensor::where_cond(&negative, &scalar_like(f64::NAN, &log), &log)
     }
 
     /// The lower-triangular Cholesky factor `L` (`A = L Lᵀ`) of each symmetric

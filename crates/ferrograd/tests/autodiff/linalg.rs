@@ -642,3 +642,16 @@ fn slogdet_gradient_at_singular_huge_and_unsymmetric_matrices() {
     );
     assert!(max_diff(&d(&a), &a.inverse().mt()) < 1e-15);
 }
+
+/// `logdet` of a matrix with a negative determinant is NaN with a zero gradient, as in
+/// PyTorch (it was log|det|'s `A⁻ᵀ`, found against PyTorch 2.15), and `A⁻ᵀ` where positive.
+#[test]
+fn logdet_of_a_negative_determinant_has_no_gradient() {
+    let negative = Tensor::from_vec(vec![0.0f64, 2.0, 3.0, 1.0], &[2, 2]);
+    assert!(negative.logdet().item::<f64>().is_nan());
+    let (g, _) = grad(|m: &Tensor| m.logdet()).call(&negative, ());
+    assert_eq!(g.to_vec::<f64>(), [0.0; 4]);
+    let positive = Tensor::from_vec(vec![2.0f64, 1.0, 0.5, 3.0], &[2, 2]);
+    let (g, _) = grad(|m: &Tensor| m.logdet()).call(&positive, ());
+    assert!(max_diff(&g, &positive.inverse().mt()) < 1e-15);
+}
