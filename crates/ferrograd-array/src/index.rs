@@ -168,7 +168,7 @@ fn index_list(op: &str, index: &Array) -> Vec<i64> {
 }
 
 /// Sizes before, at and after `dim`.
-fn split_at_dim(shape: &[usize], dim: usize) -> (usize, usize, usize) {
+pub(crate) fn split_at_dim(shape: &[usize], dim: usize) -> (usize, usize, usize) {
     (
         shape[..dim].iter().product(),
         shape[dim],

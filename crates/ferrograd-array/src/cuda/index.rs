@@ -164,9 +164,7 @@ pub(crate) fn index_add(
     let gpu = gpu_of(device, op);
     super::elementwise::cast(a, dtype, out, op);
     let dst = out.cuda_out(&gpu, a.shape(), dtype, op).ptr(&gpu, 0);
-    let shape = a.shape();
-    let (outer, size) = (shape[..d].iter().product::<usize>(), shape[d]);
-    let inner = shape[d + 1..].iter().product::<usize>();
+    let (outer, size, inner) = crate::index::split_at_dim(a.shape(), d);
     let k = index.numel();
     let n = outer * k * inner;
     if n == 0 {
