@@ -149,9 +149,9 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// for the CPU, or the capped level's kernels: see `gemm_paths.rs`).
     #[doc(hidden)]
     fn gemm_fn() -> GemmFn<Self>;
-    /// The error function (libm's).
+    /// The error function, vectorisable for f32 (see `math.rs`), libm's for f64.
     #[doc(hidden)]
-    fn erf_value(self) -> Self;
+    fn erf_kernel<const FMA: bool>(self) -> Self;
 }
 
 /// The signature of gemm's kernels: `m, n, k`, then destination, left and right operands
@@ -330,8 +330,8 @@ impl Float for f32 {
         crate::gemm_paths::f32_kernels()
     }
     #[inline(always)]
-    fn erf_value(self) -> Self {
-        libm::erff(self)
+    fn erf_kernel<const FMA: bool>(self) -> Self {
+        crate::math::erf_f32::<FMA>(self)
     }
 }
 
@@ -370,7 +370,7 @@ impl Float for f64 {
         crate::gemm_paths::f64_kernels()
     }
     #[inline(always)]
-    fn erf_value(self) -> Self {
+    fn erf_kernel<const FMA: bool>(self) -> Self {
         libm::erf(self)
     }
 }

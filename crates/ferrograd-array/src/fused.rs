@@ -146,7 +146,7 @@ impl MapFn {
             MapFn::Asin => x.asin(),
             MapFn::Acos => x.acos(),
             MapFn::Atan => x.atan(),
-            MapFn::Erf => x.erf_value(),
+            MapFn::Erf => x.erf_kernel::<FMA>(),
             MapFn::Erfinv => T::from_f64(crate::special::erfinv(x.to_f64())),
             MapFn::Lgamma => T::from_f64(crate::special::lgamma(x.to_f64())),
             MapFn::Digamma => T::from_f64(crate::special::digamma(x.to_f64())),
@@ -2010,7 +2010,7 @@ macro_rules! fast_functions {
 
 fast_functions!(
     maps: Neg, Abs, Relu, Sqrt, Reciprocal, Square, Identity;
-    f32 maps: Exp, Sin, Cos, Tanh, Sigmoid;
+    f32 maps: Exp, Sin, Cos, Tanh, Sigmoid, Erf;
     zips: Add, Sub, Mul, Div, Maximum, Minimum, TanhBackward, SigmoidBackward
 );
 

@@ -6,9 +6,11 @@
 use rayon::prelude::*;
 
 use crate::dtype::{dispatch_float, Float};
-use crate::elementwise::PARALLEL_MIN;
+use crate::elementwise::{CHUNK, PAIR_MIN, PARALLEL_MIN_TRANSCENDENTAL};
 use crate::error::fail;
 use crate::layout::{fmt_shape, Dim};
+use crate::math::{with_fma, with_simd};
+use crate::partner::halves_if_awake;
 use crate::Array;
 
 fn split(shape: &[usize], d: usize) -> (usize, usize, usize) {
@@ -19,63 +21,198 @@ fn split(shape: &[usize], d: usize) -> (usize, usize, usize) {
     )
 }
 
-/// Runs `row(x, y, stride)` over every line along the dim: `x` and `y` start at the line's
-/// first element and step by `stride`.
-fn for_lines<T: Float>(
-    outer: usize,
-    n: usize,
-    inner: usize,
-    src: &[T],
-    dst: &mut [T],
-    row: impl Fn(&[T], &mut [T], usize) + Sync,
-) {
-    let block = n * inner;
-    if block == 0 {
+/// Runs `f(start, part)` over the whole blocks of `dst` (blocks of `block` elements, `part`
+/// starting at element `start`): split across the threads from
+/// [`PARALLEL_MIN_TRANSCENDENTAL`] elements, in two halves on the partner core from
+/// [`PAIR_MIN`] when it is awake (between a step's matrix products), else in one call.
+fn for_blocks<T: Float>(block: usize, dst: &mut [T], f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+    if block == 0 || dst.is_empty() {
         return;
     }
-    let per_block = |(s, d): (&[T], &mut [T])| {
-        for i in 0..inner {
-            row(&s[i..], &mut d[i..], inner);
-        }
-    };
-    if crate::par::split(outer * block, PARALLEL_MIN) && outer > 1 {
-        src.par_chunks(block)
-            .zip(dst.par_chunks_mut(block))
-            .for_each(per_block);
+    let blocks = dst.len() / block;
+    if crate::par::split(dst.len(), PARALLEL_MIN_TRANSCENDENTAL) && blocks > 1 {
+        let per = (CHUNK / block).max(1) * block;
+        dst.par_chunks_mut(per)
+            .enumerate()
+            .for_each(|(i, part)| f(i * per, part));
+    } else if crate::par::split(dst.len(), PAIR_MIN) && blocks > 1 {
+        halves_if_awake(dst, block, f);
     } else {
-        src.chunks(block)
-            .zip(dst.chunks_mut(block))
-            .for_each(per_block);
+        f(0, dst);
     }
 }
 
-fn softmax_line<T: Float>(x: &[T], y: &mut [T], n: usize, st: usize, log: bool) {
+/// 16 lanes of a row's running result, so the loops over a contiguous row vectorise.
+const LANES: usize = 16;
+
+/// The largest element of `x` (NaN ignored, as `max`), `-inf` for an empty row.
+#[inline(always)]
+fn max_of<T: Float>(x: &[T]) -> T {
+    let mut acc = [T::neg_infinity(); LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
     let mut m = T::neg_infinity();
-    for j in 0..n {
-        m = m.max(x[j * st]);
+    for v in acc.into_iter().chain(rest.iter().copied()) {
+        m = if v > m { v } else { m };
     }
-    if m == T::neg_infinity() {
-        m = T::zero();
-    }
-    let mut sum = T::zero();
-    // The running sum keeps this loop scalar, so the unfused exp costs nothing more here.
-    for j in 0..n {
-        let e = (x[j * st] - m).exp_kernel::<false>();
-        sum += e;
-        if !log {
-            y[j * st] = e;
+    m
+}
+
+/// `Σ f(x[j], y[j])` in [`LANES`] running sums.
+#[inline(always)]
+fn sum_of<T: Float>(x: &[T], y: &[T], f: impl Fn(T, T) -> T) -> T {
+    let mut acc = [T::zero(); LANES];
+    let chunks = x.chunks_exact(LANES).zip(y.chunks_exact(LANES));
+    let rest = x.len() - x.len() % LANES;
+    for (a, b) in chunks {
+        for l in 0..LANES {
+            acc[l] += f(a[l], b[l]);
         }
     }
-    if log {
-        // (x - m) - ln(sum) keeps the largest entry exact, unlike x - (m + ln(sum)).
-        let ls = sum.ln();
-        for j in 0..n {
-            y[j * st] = (x[j * st] - m) - ls;
+    let mut s = T::zero();
+    for v in acc {
+        s += v;
+    }
+    for j in rest..x.len() {
+        s += f(x[j], y[j]);
+    }
+    s
+}
+
+/// Softmax (or log-softmax) of each of `x`'s blocks `[n, inner]` along `n` into `y`. A
+/// contiguous row (`inner` 1) runs as vector passes over it (its maximum, the exponentials,
+/// their sum in [`LANES`] running sums, the scaling); lines strided by `inner` run side by
+/// side, the vectors along `inner`, each line's sum in order.
+#[inline(always)]
+fn softmax_blocks<T: Float, const FMA: bool>(
+    x: &[T],
+    y: &mut [T],
+    n: usize,
+    inner: usize,
+    log: bool,
+) {
+    let finite = |m: T| if m == T::neg_infinity() { T::zero() } else { m };
+    if inner == 1 {
+        for (x, y) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+            let m = finite(max_of(x));
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = (x - m).exp_kernel::<FMA>();
+            }
+            let sum = sum_of(y, y, |e, _| e);
+            if log {
+                // (x - m) - ln(sum) keeps the largest entry exact, unlike x - (m + ln(sum)).
+                let ls = sum.ln();
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = (x - m) - ls;
+                }
+            } else {
+                let inv = sum.recip();
+                for y in y.iter_mut() {
+                    *y *= inv;
+                }
+            }
         }
-    } else {
-        let inv = sum.recip();
-        for j in 0..n {
-            y[j * st] *= inv;
+        return;
+    }
+    let block = n * inner;
+    let mut m = vec![T::zero(); inner];
+    let mut sum = vec![T::zero(); inner];
+    for (x, y) in x.chunks_exact(block).zip(y.chunks_exact_mut(block)) {
+        m.fill(T::neg_infinity());
+        for row in x.chunks_exact(inner) {
+            for (m, &v) in m.iter_mut().zip(row) {
+                *m = if v > *m { v } else { *m };
+            }
+        }
+        m.iter_mut().for_each(|v| *v = finite(*v));
+        sum.fill(T::zero());
+        for (xr, yr) in x.chunks_exact(inner).zip(y.chunks_exact_mut(inner)) {
+            for (((y, &x), &m), s) in yr.iter_mut().zip(xr).zip(&m).zip(sum.iter_mut()) {
+                let e = (x - m).exp_kernel::<FMA>();
+                *s += e;
+                *y = e;
+            }
+        }
+        if log {
+            sum.iter_mut().for_each(|s| *s = s.ln());
+            for (xr, yr) in x.chunks_exact(inner).zip(y.chunks_exact_mut(inner)) {
+                for (((y, &x), &m), &ls) in yr.iter_mut().zip(xr).zip(&m).zip(&sum) {
+                    *y = (x - m) - ls;
+                }
+            }
+        } else {
+            sum.iter_mut().for_each(|s| *s = s.recip());
+            for yr in y.chunks_exact_mut(inner) {
+                for (y, &inv) in yr.iter_mut().zip(&sum) {
+                    *y *= inv;
+                }
+            }
+        }
+    }
+}
+
+/// The gradient of each block `[n, inner]` along `n`: `y (g - Σ g y)` for softmax, `g -
+/// exp(y) Σ g` for log-softmax (`y` the forward's output), laid out as in
+/// [`softmax_blocks`].
+#[inline(always)]
+fn softmax_backward_blocks<T: Float, const FMA: bool>(
+    y: &[T],
+    g: &[T],
+    dx: &mut [T],
+    n: usize,
+    inner: usize,
+    log: bool,
+) {
+    if inner == 1 {
+        for ((y, g), dx) in y
+            .chunks_exact(n)
+            .zip(g.chunks_exact(n))
+            .zip(dx.chunks_exact_mut(n))
+        {
+            if log {
+                let acc = sum_of(g, g, |g, _| g);
+                for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
+                    *dx = g - y.exp_kernel::<FMA>() * acc;
+                }
+            } else {
+                let acc = sum_of(g, y, |g, y| g * y);
+                for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
+                    *dx = y * (g - acc);
+                }
+            }
+        }
+        return;
+    }
+    let block = n * inner;
+    let mut acc = vec![T::zero(); inner];
+    for ((y, g), dx) in y
+        .chunks_exact(block)
+        .zip(g.chunks_exact(block))
+        .zip(dx.chunks_exact_mut(block))
+    {
+        acc.fill(T::zero());
+        for (yr, gr) in y.chunks_exact(inner).zip(g.chunks_exact(inner)) {
+            for ((a, &y), &g) in acc.iter_mut().zip(yr).zip(gr) {
+                *a += if log { g } else { g * y };
+            }
+        }
+        for ((yr, gr), dr) in y
+            .chunks_exact(inner)
+            .zip(g.chunks_exact(inner))
+            .zip(dx.chunks_exact_mut(inner))
+        {
+            for (((dx, &y), &g), &a) in dr.iter_mut().zip(yr).zip(gr).zip(&acc) {
+                *dx = if log {
+                    g - y.exp_kernel::<FMA>() * a
+                } else {
+                    y * (g - a)
+                };
+            }
         }
     }
 }
@@ -127,8 +264,13 @@ impl Array {
         ) {
             let src = a.values::<T>("softmax");
             let dst = out.out_slice::<T>(a.shape(), "softmax_into");
-            for_lines(outer, n, inner, &src, dst, |x, y, st| {
-                softmax_line(x, y, n, st, log)
+            debug_assert_eq!(dst.len(), outer * n * inner);
+            for_blocks(n * inner, dst, &|start, y| {
+                let x = &src[start..start + y.len()];
+                with_fma!(FMA => with_simd(
+                    #[inline(always)]
+                    || softmax_blocks::<T, FMA>(x, y, n, inner, log),
+                ))
             });
         }
         dispatch_float!(self.dtype(), "softmax", T => kernel::<T>(self, out, outer, n, inner, log))
@@ -220,38 +362,15 @@ impl Array {
                 y.values::<T>("softmax_backward"),
                 g.values::<T>("softmax_backward"),
             );
-            let block = n * inner;
             let dx = out.out_slice::<T>(y.shape(), "softmax_backward_into");
-            if block > 0 {
-                let body = |((ys, gs), dxs): ((&[T], &[T]), &mut [T])| {
-                    for i in 0..inner {
-                        let mut acc = T::zero();
-                        for j in 0..n {
-                            let k = i + j * inner;
-                            acc += if log { gs[k] } else { gs[k] * ys[k] };
-                        }
-                        for j in 0..n {
-                            let k = i + j * inner;
-                            dxs[k] = if log {
-                                gs[k] - ys[k].exp_kernel::<false>() * acc
-                            } else {
-                                ys[k] * (gs[k] - acc)
-                            };
-                        }
-                    }
-                };
-                if crate::par::split(outer * block, PARALLEL_MIN) && outer > 1 {
-                    y_.par_chunks(block)
-                        .zip(g_.par_chunks(block))
-                        .zip(dx.par_chunks_mut(block))
-                        .for_each(body);
-                } else {
-                    y_.chunks(block)
-                        .zip(g_.chunks(block))
-                        .zip(dx.chunks_mut(block))
-                        .for_each(body);
-                }
-            }
+            debug_assert_eq!(dx.len(), outer * n * inner);
+            for_blocks(n * inner, dx, &|start, dx| {
+                let (y, g) = (&y_[start..start + dx.len()], &g_[start..start + dx.len()]);
+                with_fma!(FMA => with_simd(
+                    #[inline(always)]
+                    || softmax_backward_blocks::<T, FMA>(y, g, dx, n, inner, log),
+                ))
+            });
         }
         dispatch_float!(self.dtype(), op, T => kernel::<T>(self, grad, outer, n, inner, log, out))
     }

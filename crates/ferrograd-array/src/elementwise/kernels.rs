@@ -63,7 +63,7 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
     macro_rules! each {
         ($($v:ident),*; vector: $($p:ident),*) => {
             match f {
-                $(MapFn::$p => chunked_loop(dst, x, |x| MapFn::$p.eval::<T, FMA>(x)),)*
+                $(MapFn::$p => chunked_loop(dst, x, #[inline(always)] |x| MapFn::$p.eval::<T, FMA>(x)),)*
                 $(MapFn::$v => {
                     for (d, &x) in dst.iter_mut().zip(x) {
                         *d = MapFn::$v.eval::<T, FMA>(x)
@@ -84,9 +84,9 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
         };
     }
     each!(
-        Neg, Abs, Sign, Relu, Log, Log1p, Expm1, Tan, Sinh, Cosh, Asin, Acos, Atan, Erf, Erfinv,
+        Neg, Abs, Sign, Relu, Log, Log1p, Expm1, Tan, Sinh, Cosh, Asin, Acos, Atan, Erfinv,
         Lgamma, Digamma, Trunc, Sqrt, Rsqrt, Floor, Ceil, Round, Reciprocal, Square, Identity;
-        vector: Exp, Sin, Cos, Tanh, Sigmoid
+        vector: Exp, Sin, Cos, Tanh, Sigmoid, Erf
     )
 }
 

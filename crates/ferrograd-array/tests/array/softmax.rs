@@ -86,3 +86,99 @@ fn softmax_is_stable_for_large_inputs() {
     let sums = big.softmax(1).sum_dim(1, false).to_vec::<f64>();
     assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-12));
 }
+
+/// Rows long enough for the vector passes (16-lane chunks and their tails), causal-masked
+/// rows of `-inf`, a row all `-inf` and a row with NaN, along the last dim and along a dim
+/// with lines side by side; against the definition in f64, forward and backward.
+#[test]
+fn softmax_of_long_masked_and_strided_rows_matches_the_definition() {
+    use ferrograd_array::Array;
+    let inf = f64::INFINITY;
+    for dtype in [DType::F32, DType::F64] {
+        for (rows, n) in [
+            (5usize, 1usize),
+            (3, 15),
+            (4, 16),
+            (3, 37),
+            (64, 64),
+            (2, 130),
+        ] {
+            let mut v: Vec<f64> = (0..rows * n)
+                .map(|i| ((i as f64) * 0.37).sin() * 4.0)
+                .collect();
+            // a causal mask: row r keeps its first (r + 1) * n / rows entries
+            for r in 0..rows {
+                for j in ((r + 1) * n / rows).max(1)..n {
+                    v[r * n + j] = -inf;
+                }
+            }
+            if rows > 2 {
+                v[n..2 * n].iter_mut().for_each(|x| *x = -inf);
+                v[2 * n] = f64::NAN;
+            }
+            let g: Vec<f64> = (0..rows * n).map(|i| ((i as f64) * 0.91).cos()).collect();
+            // the definition along each line of `[outer, n, inner]`
+            let reference = |v: &[f64], g: &[f64], outer: usize, inner: usize| {
+                let (mut sm, mut lsm) = (vec![0.0; v.len()], vec![0.0; v.len()]);
+                let (mut dsm, mut dlsm) = (vec![0.0; v.len()], vec![0.0; v.len()]);
+                for o in 0..outer {
+                    for i in 0..inner {
+                        let at = |j: usize| o * n * inner + j * inner + i;
+                        let m = (0..n).map(|j| v[at(j)]).fold(-inf, f64::max);
+                        let m = if m == -inf { 0.0 } else { m };
+                        let z: f64 = (0..n).map(|j| (v[at(j)] - m).exp()).sum();
+                        for j in 0..n {
+                            sm[at(j)] = (v[at(j)] - m).exp() / z;
+                            lsm[at(j)] = v[at(j)] - m - z.ln();
+                        }
+                        let gy: f64 = (0..n).map(|j| g[at(j)] * sm[at(j)]).sum();
+                        let gs: f64 = (0..n).map(|j| g[at(j)]).sum();
+                        for j in 0..n {
+                            dsm[at(j)] = sm[at(j)] * (g[at(j)] - gy);
+                            dlsm[at(j)] = g[at(j)] - sm[at(j)] * gs;
+                        }
+                    }
+                }
+                [sm, lsm, dsm, dlsm]
+            };
+            let close = |got: &Array, want: &[f64], what: &str| {
+                let got = got.to_f64_vec();
+                for (k, (&a, &b)) in got.iter().zip(want).enumerate() {
+                    let ok = if b.is_nan() {
+                        a.is_nan()
+                    } else if b.is_infinite() {
+                        a == b
+                    } else {
+                        let eps = if dtype == DType::F32 { 2e-6 } else { 1e-14 };
+                        (a - b).abs() <= eps * (1.0 + b.abs())
+                    };
+                    assert!(ok, "{dtype} {rows}x{n} {what}[{k}]: {a} vs {b}");
+                }
+            };
+            // along the last dim, then the same values as [rows, n, 1] and as [1, n, rows]
+            // (the transpose: lines side by side)
+            let check = |x: &Array, gx: &Array, d: usize, want: &[Vec<f64>; 4], what: &str| {
+                let (y, ly) = (x.softmax(d), x.log_softmax(d));
+                close(&y, &want[0], &format!("{what} softmax"));
+                close(&ly, &want[1], &format!("{what} log_softmax"));
+                close(
+                    &y.softmax_backward(gx, d),
+                    &want[2],
+                    &format!("{what} softmax'"),
+                );
+                close(
+                    &ly.log_softmax_backward(gx, d),
+                    &want[3],
+                    &format!("{what} log_softmax'"),
+                );
+            };
+            let x = Array::from_vec(v.clone(), &[rows, n]).to_dtype(dtype);
+            let gx = Array::from_vec(g.clone(), &[rows, n]).to_dtype(dtype);
+            check(&x, &gx, 1, &reference(&v, &g, rows, 1), "rows");
+            let xt = x.t().contiguous().reshape(&[1, n, rows]);
+            let gt = gx.t().contiguous().reshape(&[1, n, rows]);
+            let (vt, gtv) = (xt.to_f64_vec(), gt.to_f64_vec());
+            check(&xt, &gt, 1, &reference(&vt, &gtv, 1, rows), "columns");
+        }
+    }
+}
