@@ -427,21 +427,29 @@ pub(crate) fn erf_f32<const FMA: bool>(x: f32) -> f32 {
         acc
     }
     let a = x.abs();
-    let z = x * x;
-    let small = madd::<FMA>(x, poly::<FMA, 5>(PP, z) / poly::<FMA, 6>(QQ, z), x);
-    let s = a - 1.0;
-    let middle = ERX + poly::<FMA, 7>(PA, s) / poly::<FMA, 7>(QA, s);
+    let (z, s) = (x * x, a - 1.0);
     // the tail at |x| clamped into its range, so no lane overflows or divides by zero
     let t = a.clamp(1.25, 6.0);
-    let u = 1.0 / (t * t);
-    let near = t < 1.0 / 0.35;
-    let (r, q) = if near {
+    let v = 1.0 / t;
+    let u = v * v;
+    let (r, q) = if t < 1.0 / 0.35 {
         (poly::<FMA, 8>(RA, u), poly::<FMA, 9>(SA, u))
     } else {
         (poly::<FMA, 8>(RB, u), poly::<FMA, 9>(SB, u))
     };
+    // one division serves every range: each lane divides its own range's pair
+    let (num, den) = if a < 0.843_75 {
+        (poly::<FMA, 5>(PP, z), poly::<FMA, 6>(QQ, z))
+    } else if a < 1.25 {
+        (poly::<FMA, 7>(PA, s), poly::<FMA, 7>(QA, s))
+    } else {
+        (r, q)
+    };
+    let ratio = num / den;
+    let small = madd::<FMA>(x, ratio, x);
+    let middle = ERX + ratio;
     let w = f32::from_bits(t.to_bits() & 0xffff_e000);
-    let erfc = exp_f32::<FMA>(-w * w - 0.5625) * exp_f32::<FMA>((w - t) * (w + t) + r / q) / t;
+    let erfc = exp_f32::<FMA>(-w * w - 0.5625) * exp_f32::<FMA>((w - t) * (w + t) + ratio) * v;
     let tail = if a < 6.0 { 1.0 - erfc } else { 1.0 };
     let magnitude = if a < 1.25 { middle } else { tail };
     let far = magnitude.copysign(x);
