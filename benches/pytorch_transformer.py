@@ -1,18 +1,28 @@
-"""The reference values of crates/ferrograd-nn/tests/models.rs's
+"""Two uses of one model. Without arguments: the reference values of
+crates/ferrograd-nn/tests/models.rs's
 `a_small_transformer_trained_with_adamw_tracks_pytorch`: a two-layer pre-norm decoder
 (token and position embeddings, causal multi-head attention, a GELU MLP, a tied-free head)
 on fixed tokens, eight AdamW steps in f64, with the same deterministic initial parameters.
 Prints each step's loss and the sum of |gradient| over every parameter, as a Rust literal.
+With --time: PyTorch eager's SGD step on the size of `cargo bench -p ferrograd-nn --bench
+transformer` (width 128, 4 heads, 64 tokens x 16 sequences, 65 symbols), f32, quietest of 5
+passes (benches/compare-transformer.sh alternates the two).
 
-    python benches/pytorch_transformer.py   # needs torch (a virtualenv outside the repository)
+    python benches/pytorch_transformer.py [--time]   # needs torch (a virtualenv outside
+                                                     # the repository)
 """
 import math
+import sys
 
 import torch
 import torch.nn.functional as F
 
-torch.set_default_dtype(torch.float64)
-V, E, T, N, H, L = 11, 16, 8, 4, 2, 2
+TIME = "--time" in sys.argv
+if TIME:
+    V, E, T, N, H, L = 65, 128, 64, 16, 4, 2
+else:
+    torch.set_default_dtype(torch.float64)
+    V, E, T, N, H, L = 11, 16, 8, 4, 2, 2
 
 
 def init(shape, k, scale):
@@ -57,6 +67,21 @@ def model(p):
 
 
 p = parameters()
+if TIME:
+    from timing import best
+
+    def sgd_step(_):
+        for t in p:
+            t.grad = None
+        model(p).backward()
+        with torch.no_grad():
+            for t in p:
+                t -= 0.01 * t.grad
+
+    isa = torch.backends.cpu.get_cpu_capability()
+    print(f"{'pytorch ' + torch.__version__ + ' eager (f32, ' + isa + ')':<34} {'step':>12}")
+    print(f"{'transformer batched (SGD step)':<34} {best(5, 10, sgd_step) * 1e3:>9.2f} ms")
+    sys.exit()
 opt = torch.optim.AdamW(p, lr=0.01, weight_decay=0.1)
 rows = []
 for step in range(8):

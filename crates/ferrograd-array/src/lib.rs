@@ -56,6 +56,7 @@ mod layout;
 mod linalg;
 mod math;
 mod memory;
+mod norm;
 mod par;
 mod partner;
 mod pool;

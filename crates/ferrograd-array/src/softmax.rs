@@ -25,7 +25,11 @@ fn split(shape: &[usize], d: usize) -> (usize, usize, usize) {
 /// starting at element `start`): split across the threads from
 /// [`PARALLEL_MIN_TRANSCENDENTAL`] elements, in two halves on the partner core from
 /// [`PAIR_MIN`] when it is awake (between a step's matrix products), else in one call.
-fn for_blocks<T: Float>(block: usize, dst: &mut [T], f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+pub(crate) fn for_blocks<T: Float>(
+    block: usize,
+    dst: &mut [T],
+    f: &(dyn Fn(usize, &mut [T]) + Sync),
+) {
     if block == 0 || dst.is_empty() {
         return;
     }
@@ -65,7 +69,7 @@ fn max_of<T: Float>(x: &[T]) -> T {
 
 /// `Σ f(x[j], y[j])` in [`LANES`] running sums.
 #[inline(always)]
-fn sum_of<T: Float>(x: &[T], y: &[T], f: impl Fn(T, T) -> T) -> T {
+pub(crate) fn sum_of<T: Float>(x: &[T], y: &[T], f: impl Fn(T, T) -> T) -> T {
     let mut acc = [T::zero(); LANES];
     let chunks = x.chunks_exact(LANES).zip(y.chunks_exact(LANES));
     let rest = x.len() - x.len() % LANES;

@@ -551,3 +551,54 @@ fn cumsum_along_every_dim() {
         assert_close(&c.array.cumsum(d).to_f64_vec(), &want, 1e-12, 1e-12);
     }
 }
+
+/// Layer normalization against its definition in f64: rows of 1 to 200 elements (vector
+/// running sums and their tails), two trailing dims, rows far from zero (the variance of
+/// values around 1000), and enough rows to split across threads.
+#[test]
+fn layer_norm_matches_its_definition() {
+    let mut rng = Generator::new(71);
+    for dtype in [DType::F32, DType::F64] {
+        for (shape, k, offset) in [
+            (vec![3usize, 1], 1usize, 0.0),
+            (vec![5, 15], 1, 0.0),
+            (vec![4, 16], 1, 0.0),
+            (vec![2, 3, 37], 1, 1000.0),
+            (vec![2, 6, 5], 2, 0.0),
+            (vec![3000, 200], 1, -3.0),
+        ] {
+            let x = rng.normal(&shape, offset, 2.0, dtype);
+            let trailing = &shape[shape.len() - k..];
+            let w = rng.normal(trailing, 1.0, 0.5, dtype);
+            let b = rng.normal(trailing, 0.0, 0.5, dtype);
+            let got = x.layer_norm(&w, &b, 1e-5).to_f64_vec();
+            let (xs, ws, bs) = (x.to_f64_vec(), w.to_f64_vec(), b.to_f64_vec());
+            let m = ws.len();
+            for (r, row) in xs.chunks(m).enumerate() {
+                let mean = row.iter().sum::<f64>() / m as f64;
+                let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m as f64;
+                for j in 0..m {
+                    let want = (row[j] - mean) / (var + 1e-5).sqrt() * ws[j] + bs[j];
+                    let tol = if dtype == DType::F32 { 1e-4 } else { 1e-11 };
+                    assert!(
+                        (got[r * m + j] - want).abs() <= tol * (1.0 + want.abs()),
+                        "{dtype} {shape:?} row {r} [{j}]: {} vs {want}",
+                        got[r * m + j]
+                    );
+                }
+            }
+        }
+    }
+    let x = Array::zeros(&[2, 3], DType::F32);
+    let msg = panic_message(|| {
+        x.layer_norm(
+            &Array::ones(&[2], DType::F32),
+            &Array::zeros(&[2], DType::F32),
+            1e-5,
+        );
+    });
+    assert!(
+        msg.contains("layer_norm") && msg.contains("[2]") && msg.contains("[2, 3]"),
+        "{msg}"
+    );
+}

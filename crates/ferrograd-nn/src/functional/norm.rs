@@ -288,10 +288,7 @@ impl CustomOp for LayerNorm {
     }
 
     fn forward(&self, x: &[&Array]) -> Array {
-        let d = self.dims.as_slice();
-        let mean = x[0].mean_dim(d, true);
-        let invstd = x[0].var_dim(d, 0, true).add_scalar(self.eps).rsqrt();
-        x[0].sub(&mean).mul(&invstd).mul(x[1]).add(x[2])
+        x[0].layer_norm(x[1], x[2], self.eps)
     }
 
     // per row over the normalized dims: dx = invstd/M (M dx̂ - Σ dx̂ - x̂ Σ dx̂ x̂), dx̂ = g γ;

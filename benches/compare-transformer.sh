@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# A small transformer language model's SGD step: ferrograd (direct mode, optimize mode, the
+# whole step compiled) and PyTorch eager, alternating in one run, PASSES times (default 3;
+# quote the quietest of each). PyTorch comes from $PYTHON (default python3), best a
+# virtualenv outside the repository (pip install torch). SIMD=avx2 caps both as in
+# compare-peers.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PASSES=${PASSES:-3}
+PYTHON=${PYTHON:-python3}
+SIMD=${SIMD:-}
+ARGS=()
+if [ "$SIMD" = avx2 ]; then
+  ARGS=(-- --simd avx2)
+  export ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
+elif [ -n "$SIMD" ]; then
+  echo "SIMD takes avx2 (or nothing, for the machine's best)" >&2
+  exit 2
+fi
+cargo bench -p ferrograd-nn --bench transformer --no-run >/dev/null 2>&1
+for pass in $(seq 1 "$PASSES"); do
+  echo "== pass $pass"
+  cargo bench -q -p ferrograd-nn --bench transformer "${ARGS[@]}" 2>/dev/null
+  "$PYTHON" benches/pytorch_transformer.py --time
+done
