@@ -771,6 +771,25 @@ fn accumulated_shape(a: &Array, b: &Array, out: &Array, op: &str) -> Shape {
     shape
 }
 
+/// The stride of the dims `(size, stride)` read as one dim, in order (outermost first), if
+/// they are one: each dim of more than one element steps over all of the next ones.
+fn one_strided_dim(
+    sizes: impl Iterator<Item = usize>,
+    strides: impl Iterator<Item = isize>,
+) -> Option<isize> {
+    let mut merged: Option<(usize, isize)> = None;
+    for (size, stride) in sizes.zip(strides).filter(|&(size, _)| size != 1) {
+        merged = match merged {
+            None => Some((size, stride)),
+            Some((outer, outer_stride)) if outer_stride == stride * size as isize => {
+                Some((outer * size, stride))
+            }
+            Some(_) => return None,
+        };
+    }
+    Some(merged.map_or(0, |(_, stride)| stride))
+}
+
 /// `out = scale · a @ b` (`out +=` when `accumulate`) for `a: [..., m, k]`, `b: [..., k, n]`
 /// (both at least 2-d), batch dims broadcast; `out_shape` is the user-facing shape (vector
 /// dims already dropped).
@@ -806,6 +825,50 @@ fn batched<T: Float>(
             }
         });
         return;
+    }
+    // One right matrix for every batch (`x W` with x `[B, T, k]`, a linear layer over a
+    // sequence), and the left's batches stacked rows of one strided matrix: one tall product
+    // `[B·m, k] @ [k, n]`, not B products that each pack the same right matrix (a transformer's
+    // `[16, 64, 128] @ [128, 128]` took 16 calls).
+    let batches: usize = batch.iter().product();
+    if batches > 1 && sb.iter().all(|&st| st == 0) {
+        let rows = one_strided_dim(
+            batch.iter().copied().chain([m]),
+            sa.iter().copied().chain([ars]),
+        );
+        // (rows broadcast over the batch, stride 0, stay separate products)
+        if let Some(rs) = rows.filter(|&rs| rs != 0) {
+            let (pa, pb) = (pa.wrapping_add(a.offset()), pb.wrapping_add(b.offset()));
+            // SAFETY: the stacked rows are `a`'s own elements (its batch dims and rows form one
+            // dim of stride `rs`), `b` is read as for every batch, and `dst` holds the
+            // `batches · m` rows of `n` back to back, freshly owned.
+            unsafe {
+                gemm_scaled(
+                    batches * m,
+                    n,
+                    k,
+                    Mat {
+                        ptr: dst.as_mut_ptr(),
+                        rs: n as isize,
+                        cs: 1,
+                    },
+                    Mat {
+                        ptr: pa,
+                        rs,
+                        cs: acs,
+                    },
+                    Mat {
+                        ptr: pb,
+                        rs: brs,
+                        cs: bcs,
+                    },
+                    accumulate,
+                    scale,
+                    true,
+                )
+            };
+            return;
+        }
     }
     let pc = SendPtr(dst.as_mut_ptr());
     let mut pairs: SmallVec<[(usize, usize); 8]> = SmallVec::new();

@@ -660,3 +660,54 @@ fn products_run_on_openblas_on_every_layout_it_takes() {
         }
     }
 }
+
+/// A batched left operand times one right matrix (a linear layer over a sequence, `[B, T,
+/// k] @ [k, n]`), which runs as one tall product where the batches stack into rows of one
+/// strided matrix and as separate products where they do not: every layout of each operand
+/// (permuted, narrowed, broadcast over the batch), a right matrix with unit batch dims, and
+/// the product added into an output; against a naive loop.
+#[test]
+fn products_sharing_one_right_matrix_match_a_naive_loop() {
+    let mut rng = Generator::new(34);
+    for dtype in [DType::F64, DType::F32] {
+        for _ in 0..40 {
+            let (m, k, n) = (
+                rng.rng().random_range(1..40),
+                rng.rng().random_range(1..40),
+                rng.rng().random_range(1..40),
+            );
+            let batch = vec![rng.rng().random_range(1..5), rng.rng().random_range(2..5)];
+            let sa: Vec<usize> = batch.iter().copied().chain([m, k]).collect();
+            let a = case_in(&mut rng, &sa, dtype, &LAYOUTS, -1.0, 1.0);
+            let b = case_in(&mut rng, &[k, n], dtype, &LAYOUTS[..3], -1.0, 1.0);
+            let b_array = if rng.rng().random_bool(0.5) {
+                b.array.reshape(&[1, k, n])
+            } else {
+                b.array.clone()
+            };
+            let mut want = Vec::new();
+            for i in 0..numel(&batch) {
+                want.extend(naive(
+                    &a.values[i * m * k..(i + 1) * m * k],
+                    &b.values,
+                    m,
+                    k,
+                    n,
+                ));
+            }
+            let (rtol, atol) = if dtype == DType::F32 {
+                (1e-5, 1e-5)
+            } else {
+                (1e-12, 1e-12)
+            };
+            let got = a.array.matmul(&b_array);
+            assert_eq!(got.shape(), &[batch[0], batch[1], m, n]);
+            assert_close(&got.to_f64_vec(), &want, rtol, atol);
+            // added into an output holding ones, scaled by 2
+            let mut out = Array::ones(&[batch[0], batch[1], m, n], dtype);
+            a.array.matmul_add_scaled_into(&b_array, 2.0, &mut out);
+            let twice: Vec<f64> = want.iter().map(|w| 1.0 + 2.0 * w).collect();
+            assert_close(&out.to_f64_vec(), &twice, rtol, atol);
+        }
+    }
+}
