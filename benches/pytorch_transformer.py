@@ -6,7 +6,8 @@ on fixed tokens, eight AdamW steps in f64, with the same deterministic initial p
 Prints each step's loss and the sum of |gradient| over every parameter, as a Rust literal.
 With --time: PyTorch eager's SGD step on the size of `cargo bench -p ferrograd-nn --bench
 transformer` (width 128, 4 heads, 64 tokens x 16 sequences, 65 symbols), f32, quietest of 5
-passes (benches/compare-transformer.sh alternates the two).
+passes (benches/compare-transformer.sh alternates the two); --flush-denormals turns on
+torch.set_flush_denormal.
 
     python benches/pytorch_transformer.py [--time]   # needs torch (a virtualenv outside
                                                      # the repository)
@@ -78,7 +79,9 @@ if TIME:
             for t in p:
                 t -= 0.01 * t.grad
 
-    isa = torch.backends.cpu.get_cpu_capability()
+    flush = "--flush-denormals" in sys.argv
+    torch.set_flush_denormal(flush)
+    isa = torch.backends.cpu.get_cpu_capability() + (", flush" if flush else "")
     print(f"{'pytorch ' + torch.__version__ + ' eager (f32, ' + isa + ')':<34} {'step':>12}")
     print(f"{'transformer batched (SGD step)':<34} {best(5, 10, sgd_step) * 1e3:>9.2f} ms")
     sys.exit()

@@ -44,6 +44,7 @@ mod create;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod decomp;
+mod denormal;
 mod device;
 mod display;
 mod dtype;
@@ -71,6 +72,7 @@ mod views;
 
 pub use array::{Array, StorageRef};
 pub use conv::Conv2dParams;
+pub use denormal::flush_denormals;
 pub use device::{deterministic, set_deterministic, Device, DeviceError};
 pub use dtype::{DType, Element, Float, Number};
 pub use error::{enter, in_context, normalize_path, Context, Entered, Site};

@@ -3,7 +3,8 @@
 //! sequences, 65 symbols), f32: ferrograd's direct mode, optimize mode and the whole step
 //! compiled, alternating pass by pass, quietest pass of each. `benches/pytorch_transformer.py
 //! --time` runs the same model in PyTorch eager; `benches/compare-transformer.sh` alternates
-//! the two. `-- --simd avx2` caps the vector path as in the suite.
+//! the two. `-- --simd avx2` caps the vector path as in the suite; `-- --flush-denormals`
+//! turns on `ferrograd::flush_denormals` (and the script PyTorch's `set_flush_denormal`).
 
 use std::hint::black_box;
 
@@ -102,6 +103,8 @@ fn sgd(p: &[Tensor], g: &[Tensor]) -> Vec<Tensor> {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     ferrograd::cap_simd_level(simd_arg::simd_arg().map(|(_, level)| level));
+    let flush = std::env::args().any(|a| a == "--flush-denormals");
+    ferrograd::flush_denormals(flush);
     let (passes, steps) = if quick { (1, 2) } else { (5, 10) };
     let tokens: Vec<i64> = (0..N * T)
         .map(|i| ((3 * (i / T) + 5 * (i % T) + (i % T) * (i % T)) % V) as i64)
@@ -134,7 +137,11 @@ fn main() {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     println!(
         "{:<34} {:>12} {:>12} {:>10} {:>14} {:>10}",
-        format!("ferrograd (f32, {})", simd_level()),
+        format!(
+            "ferrograd (f32, {}{})",
+            simd_level(),
+            if flush { ", flush" } else { "" }
+        ),
         "direct",
         "optimize",
         "capture",

@@ -40,9 +40,9 @@ pub use compile::{
 pub use custom::CustomOp;
 pub use debug::{graph as dot_graph, render_svg, DebugError, DebugEvent, DebugHook, Phase};
 pub use ferrograd_array::{
-    broadcast_shapes, cap_simd_level, simd_level, Array, Conv2dParams, DType, Device, DeviceError,
-    Dim, Dims, Element, Float, Generator, Index, MemoryMeter, Number, ParseSimdLevelError,
-    Pool2dParams, Position, Shape, SimdLevel,
+    broadcast_shapes, cap_simd_level, flush_denormals, simd_level, Array, Conv2dParams, DType,
+    Device, DeviceError, Dim, Dims, Element, Float, Generator, Index, MemoryMeter, Number,
+    ParseSimdLevelError, Pool2dParams, Position, Shape, SimdLevel,
 };
 pub use ferrograd_derive::Tree;
 pub use grad::{
