@@ -10,6 +10,9 @@ use ferrograd_nn::models::{
 use ferrograd_nn::primitives::{LayerNormalization, MaskedBatchNormalization, SoftAttention};
 use ferrograd_nn::util;
 
+#[path = "../benches/shared/transformer.rs"]
+mod transformer;
+
 fn randn(rng: &mut Generator, shape: &[usize]) -> Tensor {
     Tensor::new(rng.normal(shape, 0.0, 1.0, DType::F64))
 }
@@ -459,89 +462,18 @@ fn the_margin_loss_replays_for_any_targets() {
 /// builds the same model and prints them), in direct mode and in optimize mode.
 #[test]
 fn a_small_transformer_trained_with_adamw_tracks_pytorch() {
-    use ferrograd_nn::functional::{self as F, AttentionMask, AttentionParams};
     use ferrograd_nn::optim::{Adam, Optimizer};
-    const V: usize = 11;
-    const E: usize = 16;
-    const T: usize = 8;
-    const N: usize = 4;
-    const L: usize = 2;
-    let init = |shape: &[usize], k: f64, scale: f64| {
-        let n: usize = shape.iter().product();
-        Tensor::from_vec(
-            (0..n)
-                .map(|i| scale * (0.37 * i as f64 + k).sin())
-                .collect::<Vec<f64>>(),
-            shape,
-        )
+    let gpt = transformer::Gpt {
+        vocab: 11,
+        width: 16,
+        len: 8,
+        batch: 4,
+        heads: 2,
+        layers: 2,
+        dtype: DType::F64,
     };
-    let params = || {
-        let s = 1.0 / (E as f64).sqrt();
-        let mut p = vec![init(&[V, E], 1.0, 0.5), init(&[T, E], 2.0, 0.1)];
-        let mut k = 3.0;
-        let layer: [(&[usize], f64); 16] = [
-            (&[E], 0.1),
-            (&[E], 0.1),
-            (&[E, E], s),
-            (&[E, E], s),
-            (&[E, E], s),
-            (&[E], 0.02),
-            (&[E], 0.02),
-            (&[E], 0.02),
-            (&[E, E], s),
-            (&[E], 0.02),
-            (&[E], 0.1),
-            (&[E], 0.1),
-            (&[4 * E, E], s),
-            (&[4 * E], 0.02),
-            (&[E, 4 * E], 0.5 * s),
-            (&[E], 0.02),
-        ];
-        for _ in 0..L {
-            for (shape, scale) in layer {
-                p.push(init(shape, k, scale));
-                k += 1.0;
-            }
-        }
-        p.extend([
-            init(&[E], k, 0.1),
-            init(&[E], k + 1.0, 0.1),
-            init(&[V, E], k + 2.0, s),
-        ]);
-        p
-    };
-    let model = |p: &Vec<Tensor>, idx: &Tensor, tgt: &Tensor| {
-        let norm = |x: &Tensor, w: &Tensor, b: &Tensor| {
-            F::layer_norm(x, &[E], Some(&(w + 1.0)), Some(b), 1e-5)
-        };
-        let mut x = &F::embedding(idx, &p[0], None) + &p[1];
-        for q in p[2..2 + 16 * L].chunks(16) {
-            let h = norm(&x, &q[0], &q[1]);
-            let attention = AttentionParams {
-                in_weights: [&q[2], &q[3], &q[4]],
-                in_biases: Some([&q[5], &q[6], &q[7]]),
-                out_weight: &q[8],
-                out_bias: Some(&q[9]),
-            };
-            x = &x + &F::multi_head_attention(&h, &h, &h, &attention, 2, AttentionMask::Causal);
-            let h = F::gelu(
-                &F::linear(&norm(&x, &q[10], &q[11]), &q[12], Some(&q[13])),
-                false,
-            );
-            x = &x + &F::linear(&h, &q[14], Some(&q[15]));
-        }
-        let k = 2 + 16 * L;
-        let logits = F::linear(&norm(&x, &p[k], &p[k + 1]), &p[k + 2], None);
-        F::cross_entropy(&logits.reshape(&[N * T, V]), &tgt.reshape(&[N * T]))
-    };
-    let tokens: Vec<i64> = (0..N * T)
-        .map(|i| ((3 * (i / T) + 5 * (i % T) + (i % T) * (i % T)) % V) as i64)
-        .collect();
-    let targets: Vec<i64> = tokens.iter().map(|&v| (2 * v + 1) % V as i64).collect();
-    let (idx, tgt) = (
-        Tensor::from_vec(tokens, &[N, T]),
-        Tensor::from_vec(targets, &[N, T]),
-    );
+    let model = move |p: &Vec<Tensor>, idx: &Tensor, tgt: &Tensor| gpt.loss(p, idx, tgt);
+    let (idx, tgt) = gpt.tokens();
     // (loss, Σ|gradient|) at each step, from benches/pytorch_transformer.py
     let torch = [
         (2.3835705146973902, 34.58968048639795),
@@ -555,7 +487,7 @@ fn a_small_transformer_trained_with_adamw_tracks_pytorch() {
     ];
     for optimize in [false, true] {
         let df = grad(model).optimize(optimize);
-        let mut p = params();
+        let mut p = gpt.parameters();
         let mut adamw = Adam::adamw(0.01).weight_decay(0.1);
         for (step, (loss, gsum)) in torch.into_iter().enumerate() {
             let (g, got) = df.call(&p, (&idx, &tgt));
