@@ -5,7 +5,8 @@ use crate::dtype::{dispatch_float, Float};
 use crate::error::{fail, same_dtype};
 use crate::layout::fmt_shape;
 use crate::math::with_simd;
-use crate::softmax::{for_blocks, sum_of};
+use crate::par::for_blocks;
+use crate::reduce::sum_of;
 use crate::Array;
 
 /// Normalizes each row of `m` elements of `x` into `y`, then scales by `w` and shifts by `b`.

@@ -8,6 +8,9 @@
 //! machine, or `RAYON_NUM_THREADS=1` to run several jobs side by side) every kernel runs on
 //! the calling thread.
 
+use crate::elementwise::{CHUNK, PAIR_MIN, PARALLEL_MIN_TRANSCENDENTAL};
+use crate::partner::halves_if_awake;
+
 /// Whether `work` (elements, samples, or m·n·k, as the caller counts it) is worth splitting
 /// across threads: at least `min` of it, and more than one thread in rayon's pool.
 pub(crate) fn split(work: usize, min: usize) -> bool {
@@ -55,5 +58,31 @@ pub(crate) fn chunks2<A: Send, B: Send>(
             .zip(b.chunks_mut(size))
             .enumerate()
             .for_each(|(i, (a, b))| f(i, a, b));
+    }
+}
+
+/// Runs `f(start, part)` over the whole blocks of `dst` (blocks of `block` elements, `part`
+/// starting at element `start`): split across the threads from
+/// [`PARALLEL_MIN_TRANSCENDENTAL`] elements, in two halves on the partner core from
+/// [`PAIR_MIN`] when it is awake (between a step's matrix products), else in one call.
+pub(crate) fn for_blocks<T: Send>(
+    block: usize,
+    dst: &mut [T],
+    f: &(dyn Fn(usize, &mut [T]) + Sync),
+) {
+    if block == 0 || dst.is_empty() {
+        return;
+    }
+    let blocks = dst.len() / block;
+    if split(dst.len(), PARALLEL_MIN_TRANSCENDENTAL) && blocks > 1 {
+        let per = (CHUNK / block).max(1) * block;
+        use rayon::prelude::*;
+        dst.par_chunks_mut(per)
+            .enumerate()
+            .for_each(|(i, part)| f(i * per, part));
+    } else if split(dst.len(), PAIR_MIN) && blocks > 1 {
+        halves_if_awake(dst, block, f);
+    } else {
+        f(0, dst);
     }
 }

@@ -110,6 +110,30 @@ fn rows_into<T: Element, U: Element>(
     }
 }
 
+/// 16 lanes of a row's running result, so the loops over a contiguous row vectorise.
+pub(crate) const LANES: usize = 16;
+
+/// `Σ f(x[j], y[j])` in [`LANES`] running sums.
+#[inline(always)]
+pub(crate) fn sum_of<T: Float>(x: &[T], y: &[T], f: impl Fn(T, T) -> T) -> T {
+    let mut acc = [T::zero(); LANES];
+    let chunks = x.chunks_exact(LANES).zip(y.chunks_exact(LANES));
+    let rest = x.len() - x.len() % LANES;
+    for (a, b) in chunks {
+        for l in 0..LANES {
+            acc[l] += f(a[l], b[l]);
+        }
+    }
+    let mut s = T::zero();
+    for v in acc {
+        s += v;
+    }
+    for j in rest..x.len() {
+        s += f(x[j], y[j]);
+    }
+    s
+}
+
 /// Sum with 16 independent accumulators, so the loop vectorises despite float
 /// non-associativity (and rounds better than a serial sum).
 pub(crate) fn sum_row<T: Number>(x: &[T]) -> T {

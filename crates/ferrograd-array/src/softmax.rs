@@ -3,14 +3,12 @@
 //! The input is viewed as `[outer, n, inner]` around the dim, so no transpose is needed:
 //! rows are strided by `inner` when the dim is not the last.
 
-use rayon::prelude::*;
-
 use crate::dtype::{dispatch_float, Float};
-use crate::elementwise::{CHUNK, PAIR_MIN, PARALLEL_MIN_TRANSCENDENTAL};
 use crate::error::fail;
 use crate::layout::{fmt_shape, Dim};
 use crate::math::{with_fma, with_simd};
-use crate::partner::halves_if_awake;
+use crate::par::for_blocks;
+use crate::reduce::{sum_of, LANES};
 use crate::Array;
 
 fn split(shape: &[usize], d: usize) -> (usize, usize, usize) {
@@ -20,34 +18,6 @@ fn split(shape: &[usize], d: usize) -> (usize, usize, usize) {
         shape[d + 1..].iter().product(),
     )
 }
-
-/// Runs `f(start, part)` over the whole blocks of `dst` (blocks of `block` elements, `part`
-/// starting at element `start`): split across the threads from
-/// [`PARALLEL_MIN_TRANSCENDENTAL`] elements, in two halves on the partner core from
-/// [`PAIR_MIN`] when it is awake (between a step's matrix products), else in one call.
-pub(crate) fn for_blocks<T: Float>(
-    block: usize,
-    dst: &mut [T],
-    f: &(dyn Fn(usize, &mut [T]) + Sync),
-) {
-    if block == 0 || dst.is_empty() {
-        return;
-    }
-    let blocks = dst.len() / block;
-    if crate::par::split(dst.len(), PARALLEL_MIN_TRANSCENDENTAL) && blocks > 1 {
-        let per = (CHUNK / block).max(1) * block;
-        dst.par_chunks_mut(per)
-            .enumerate()
-            .for_each(|(i, part)| f(i * per, part));
-    } else if crate::par::split(dst.len(), PAIR_MIN) && blocks > 1 {
-        halves_if_awake(dst, block, f);
-    } else {
-        f(0, dst);
-    }
-}
-
-/// 16 lanes of a row's running result, so the loops over a contiguous row vectorise.
-const LANES: usize = 16;
 
 /// The largest element of `x` (NaN ignored, as `max`), `-inf` for an empty row.
 #[inline(always)]
@@ -65,27 +35,6 @@ fn max_of<T: Float>(x: &[T]) -> T {
         m = if v > m { v } else { m };
     }
     m
-}
-
-/// `Σ f(x[j], y[j])` in [`LANES`] running sums.
-#[inline(always)]
-pub(crate) fn sum_of<T: Float>(x: &[T], y: &[T], f: impl Fn(T, T) -> T) -> T {
-    let mut acc = [T::zero(); LANES];
-    let chunks = x.chunks_exact(LANES).zip(y.chunks_exact(LANES));
-    let rest = x.len() - x.len() % LANES;
-    for (a, b) in chunks {
-        for l in 0..LANES {
-            acc[l] += f(a[l], b[l]);
-        }
-    }
-    let mut s = T::zero();
-    for v in acc {
-        s += v;
-    }
-    for j in rest..x.len() {
-        s += f(x[j], y[j]);
-    }
-    s
 }
 
 /// Softmax (or log-softmax) of each of `x`'s blocks `[n, inner]` along `n` into `y`. A
