@@ -1441,11 +1441,17 @@ pub(super) fn join_products(seg: &mut Segment, metas: &mut Vec<Meta>) {
                 rows += metas[a as usize].shape[0];
             }
         }
-        if chosen.len() < 2 {
-            continue;
-        }
         let (w, start, width) = key;
         let n = metas[w as usize].shape[1];
+        // Joining copies the left operands (rows × depth elements in all) to make one kernel
+        // call, packing `w` (depth × n) once, instead of one per product: worth it while the
+        // copy costs less than half the packing and the calls it saves. Three attention
+        // projections' weight gradients, `[128, 1024] @ [1024, 128]` each, are not (their
+        // joined left operand cost a transposing copy the size of all three).
+        let saved = (chosen.len().saturating_sub(1)) * (width * n / 2 + CALL_ELEMENTS);
+        if chosen.len() < 2 || rows * width > saved {
+            continue;
+        }
         let dtype = metas[w as usize].dtype;
         let shape = SmallVec::from_slice(&[rows, n]);
         let out = new_value(metas, Meta::made(shape, dtype));
@@ -1808,6 +1814,11 @@ fn recurse_columns(seg: &mut Segment, metas: &mut Vec<Meta>) {
 
 /// Products of at most this many rows are joined by [`join_products`].
 const JOIN_MAX_ROWS: usize = 128;
+
+/// What one matrix kernel call costs beyond its arithmetic, in elements copied (its
+/// dispatch and setup, about a microsecond): [`join_products`] weighs the calls a join saves
+/// against the copy it makes.
+const CALL_ELEMENTS: usize = 4096;
 
 fn recurse_join(seg: &mut Segment, metas: &mut Vec<Meta>) {
     if let End::Guard { branches, .. } = &mut seg.end {

@@ -1576,6 +1576,40 @@ fn products_sharing_an_operand_join_only_where_the_copy_pays() {
     }
 }
 
+/// Products sharing their right operand join by rows where packing it once instead of once
+/// per product saves more than copying the left operands into one costs: three products of
+/// 8 rows by a [64, 128] weight join, three of 128 rows (a transformer's attention
+/// projections' weight gradients, whose joined left operand was a transposing copy of all
+/// three) stay apart.
+#[test]
+fn products_sharing_a_right_operand_join_only_where_the_copy_pays() {
+    let f = |w: &Tensor, a: &Tensor, b: &Tensor, c: &Tensor| {
+        (a.matmul(w).tanh() + b.matmul(w).sin() + c.matmul(w).exp()).sum()
+    };
+    let mut rng = Generator::new(37);
+    let w = rand(&mut rng, &[64, 128], -0.1, 0.1);
+    for (rows, joined) in [(128, false), (8, true)] {
+        let c = compile(f);
+        for _ in 0..2 {
+            let x: Vec<Tensor> = (0..3)
+                .map(|_| rand(&mut rng, &[rows, 64], -1.0, 1.0))
+                .collect();
+            let y = c.call(&w, (&x[0], &x[1], &x[2]));
+            assert_within(&y, &f(&w, &x[0], &x[1], &x[2]), 1e-12);
+        }
+        if std::env::var_os("FERROGRAD_OPTIMIZE").is_some() {
+            continue; // check mode runs no joins
+        }
+        let text = c.plan_text();
+        assert_eq!(steps_of(&text, "cat") > 0, joined, "{rows} rows\n{text}");
+        assert_eq!(
+            steps_of(&text, "matmul"),
+            if joined { 1 } else { 3 },
+            "{text}"
+        );
+    }
+}
+
 #[test]
 fn adding_zero_is_kept_because_it_turns_negative_zero_positive() {
     let f = |x: &Tensor| &(x + 0.0) * 2.0;
