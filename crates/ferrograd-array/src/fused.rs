@@ -26,6 +26,9 @@ use crate::layout::{fmt_shape, numel, same_shape, Shape};
 use crate::math::{with_fma, with_simd};
 use crate::{Array, DType};
 
+/// `1/√(2π)`, the standard normal density's factor.
+pub(crate) const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
 /// One-input elementwise functions.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[allow(missing_docs)]
@@ -52,6 +55,8 @@ pub enum MapFn {
     Erf,
     /// The inverse error function.
     Erfinv,
+    /// GELU, exact: `x Φ(x) = x (1 + erf(x / √2)) / 2`, rounded as those four steps are.
+    Gelu,
     /// `ln |Γ(x)|`.
     Lgamma,
     /// `Γ'(x) / Γ(x)`.
@@ -148,6 +153,11 @@ impl MapFn {
             MapFn::Atan => x.atan(),
             MapFn::Erf => x.erf_kernel::<FMA>(),
             MapFn::Erfinv => T::from_f64(crate::special::erfinv(x.to_f64())),
+            MapFn::Gelu => {
+                let c = <T as crate::Element>::from_f64(std::f64::consts::FRAC_1_SQRT_2);
+                let half = <T as crate::Element>::from_f64(0.5);
+                x * ((x * c).erf_kernel::<FMA>() + T::one()) * half
+            }
             MapFn::Lgamma => T::from_f64(crate::special::lgamma(x.to_f64())),
             MapFn::Digamma => T::from_f64(crate::special::digamma(x.to_f64())),
             MapFn::Polygamma(n) => T::from_f64(crate::special::polygamma(n, x.to_f64())),
@@ -230,6 +240,9 @@ pub enum ZipFn {
     TanhBackward,
     /// `sigmoid`'s gradient from its output `y` and the output gradient `g`: `g y (1 - y)`.
     SigmoidBackward,
+    /// GELU's gradient from its input `x` and the output gradient `g`: `g (Φ(x) + x φ(x))`,
+    /// `Φ` and `φ` the standard normal's distribution and density.
+    GeluBackward,
     /// `x == y` as 1 or 0 (a mask in the program's dtype; see [`Instr::Select`]).
     Eq,
     /// `x != y` as 1 or 0.
@@ -247,7 +260,7 @@ pub enum ZipFn {
 impl ZipFn {
     /// Whether the function costs like `exp` rather than like an add.
     pub fn is_transcendental(self) -> bool {
-        matches!(self, ZipFn::Pow | ZipFn::Atan2)
+        matches!(self, ZipFn::Pow | ZipFn::Atan2 | ZipFn::GeluBackward)
     }
 
     /// Whether the function is also defined for integers (the four operators, `Maximum`,
@@ -266,14 +279,25 @@ impl ZipFn {
         )
     }
 
-    /// The value at `(x, y)`.
+    /// The value at `(x, y)` (`FMA`: whether the polynomial kernels fuse their multiply-adds,
+    /// as [`with_fma`] chooses).
     #[inline(always)]
-    pub(crate) fn eval<T: Float>(self, x: T, y: T) -> T {
+    pub(crate) fn eval<T: Float, const FMA: bool>(self, x: T, y: T) -> T {
         match self {
             ZipFn::Pow => x.powf(y),
             ZipFn::Atan2 => x.atan2(y),
             ZipFn::TanhBackward => y * (T::one() - x * x),
             ZipFn::SigmoidBackward => y * x * (T::one() - x),
+            ZipFn::GeluBackward => {
+                let from = <T as crate::Element>::from_f64;
+                let half = from(0.5);
+                let cdf = ((x * from(std::f64::consts::FRAC_1_SQRT_2)).erf_kernel::<FMA>()
+                    + T::one())
+                    * half;
+                // 1/√(2π) e^(-x²/2)
+                let pdf = (x * x * -half).exp_kernel::<FMA>() * from(INV_SQRT_2PI);
+                y * (cdf + x * pdf)
+            }
             ZipFn::Eq => mask(x == y),
             ZipFn::Ne => mask(x != y),
             ZipFn::Lt => mask(x < y),
@@ -1886,13 +1910,14 @@ impl Run {
 }
 
 macro_rules! fast_functions {
-    (maps: $($m:ident),*; f32 maps: $($p:ident),*; zips: $($z:ident),*) => {
+    (maps: $($m:ident),*; f32 maps: $($p:ident),*; zips: $($z:ident),*; f32 zips: $($q:ident),*) => {
         /// The functions [`vector_step`] computes, and `Slow` for those [`step`] runs.
         #[derive(Clone, Copy, Debug, PartialEq)]
         enum Fast {
             $($m,)*
             $($p,)*
             $($z,)*
+            $($q,)*
             /// f32's `cos` of `x` into `d` and its `sin` into `y` (see [`VectorStep::all`]);
             /// other types run the two runs.
             CosSin,
@@ -1916,6 +1941,7 @@ macro_rules! fast_functions {
                     $(Run::Map(MapFn::$m, d, x) => lane(Fast::$m, d, x, 0),)*
                     $(Run::Map(MapFn::$p, d, x) => lane(Fast::$p, d, x, 0),)*
                     $(Run::Zip(ZipFn::$z, d, x, y) => lane(Fast::$z, d, x, y),)*
+                    $(Run::Zip(ZipFn::$q, d, x, y) => lane(Fast::$q, d, x, y),)*
                     _ => lane(Fast::Slow, 0, 0, 0),
                 }
             }
@@ -1983,7 +2009,16 @@ macro_rules! fast_functions {
                     let (x, y) = (get(lane.x, CHAIN_X), get(lane.y, CHAIN_Y));
                     let mut r = x;
                     for i in 0..VECTOR {
-                        r[i] = ZipFn::$z.eval(x[i], y[i]);
+                        r[i] = ZipFn::$z.eval::<T, FMA>(x[i], y[i]);
+                    }
+                    *d = r;
+                    *last = r;
+                })*
+                $(Fast::$q if std::mem::size_of::<T>() == 4 => {
+                    let (x, y) = (get(lane.x, CHAIN_X), get(lane.y, CHAIN_Y));
+                    let mut r = x;
+                    for i in 0..VECTOR {
+                        r[i] = ZipFn::$q.eval::<T, FMA>(x[i], y[i]);
                     }
                     *d = r;
                     *last = r;
@@ -2010,8 +2045,9 @@ macro_rules! fast_functions {
 
 fast_functions!(
     maps: Neg, Abs, Relu, Sqrt, Reciprocal, Square, Identity;
-    f32 maps: Exp, Sin, Cos, Tanh, Sigmoid, Erf;
-    zips: Add, Sub, Mul, Div, Maximum, Minimum, TanhBackward, SigmoidBackward
+    f32 maps: Exp, Sin, Cos, Tanh, Sigmoid, Erf, Gelu;
+    zips: Add, Sub, Mul, Div, Maximum, Minimum, TanhBackward, SigmoidBackward;
+    f32 zips: GeluBackward
 );
 
 /// Where [`Program::run_into`] writes an output inside a larger array: the output's
@@ -2284,7 +2320,7 @@ unsafe fn step<T: Float, const FMA: bool>(run: Run, places: &[Place<T>], m: usiz
         match run {
             Run::Map(f, d, x) => map_float::<T, FMA>(f, dst(d), read(places, x, m)),
             Run::Zip(f, d, x, y) => {
-                zip_float(f, dst(d), operand(places, x, m), operand(places, y, m))
+                zip_float::<T, FMA>(f, dst(d), operand(places, x, m), operand(places, y, m))
             }
             Run::Select(d, c, x, y) => {
                 let (c, x, y) = (read(places, c, m), read(places, x, m), read(places, y, m));

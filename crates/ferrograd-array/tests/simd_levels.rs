@@ -371,7 +371,8 @@ fn every_supported_vector_path_agrees_and_fuses_exactly() {
                 );
                 let loose = level == SimdLevel::Portable
                     && dtype == DType::F32
-                    && ["Exp", "Tanh", "Sigmoid", "Sin", "Cos", "Erf"].contains(&name.as_str());
+                    && ["Exp", "Tanh", "Sigmoid", "Sin", "Cos", "Erf", "Gelu"]
+                        .contains(&name.as_str());
                 if level == SimdLevel::Portable && dtype == DType::F32 && name.contains("Softmax") {
                     // the unfused exp's ulp, through sums and differences of values near 1
                     let worst = want
@@ -381,6 +382,21 @@ fn every_supported_vector_path_agrees_and_fuses_exactly() {
                         .map(|(&a, b)| (a - b).abs())
                         .fold(0.0f32, f32::max);
                     assert!(worst <= 1e-6, "{level:?} {name}: {worst} from {best:?}");
+                } else if level == SimdLevel::Portable
+                    && dtype == DType::F32
+                    && name == "GeluBackward"
+                {
+                    // Φ(x) + x φ(x) cancels near its zero (x ≈ -0.75), so its few ulps of
+                    // erf and exp are measured against the result's scale, not each element
+                    let (want, top) = (want.to_vec::<f32>(), top.to_vec::<f32>());
+                    let scale = top.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    let worst = (want.iter().zip(&top))
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0f32, f32::max);
+                    assert!(
+                        worst <= 4.0 * f32::EPSILON * scale,
+                        "{level:?} {name}: {worst} from {best:?}, scale {scale}"
+                    );
                 } else if loose {
                     let worst = want
                         .to_vec::<f32>()

@@ -13,9 +13,11 @@
 //! halves to even, `remainder` with the divisor's sign, casts that saturate (NaN to 0) as
 //! Rust's `as` does. Transcendental functions are CUDA's (within a few ulps of the CPU's).
 
+use std::f64::consts::FRAC_1_SQRT_2;
+
 use cudarc::driver::DeviceRepr;
 
-use crate::fused::{MapFn, ZipFn};
+use crate::fused::{MapFn, ZipFn, INV_SQRT_2PI};
 use crate::{DType, DeviceError};
 
 /// The most dims a kernel's [`Layout`] takes (after merging dims that are contiguous in
@@ -263,6 +265,10 @@ pub(crate) fn map_expr(f: MapFn, dtype: DType) -> Option<String> {
         MapFn::Atan => call("atan"),
         MapFn::Erf => call("erf"),
         MapFn::Erfinv => call("erfinv"),
+        MapFn::Gelu => format!(
+            "(v * ({}(v * ({t}){FRAC_1_SQRT_2:?}) + ({t})1) * ({t})0.5)",
+            math("erf", dtype)
+        ),
         MapFn::Lgamma => call("lgamma"),
         MapFn::Digamma => format!("({t})fg_digamma((double)v)"),
         MapFn::Polygamma(_) => format!("({t})fg_polygamma((int)p0, (double)v)"),
@@ -352,6 +358,13 @@ pub(crate) fn zip_expr(f: ZipFn, dtype: DType) -> Option<String> {
         ),
         ZipFn::TanhBackward => format!("(b * (({t})1 - a * a))"),
         ZipFn::SigmoidBackward => format!("(b * a * (({t})1 - a))"),
+        // b (Φ(a) + a φ(a))
+        ZipFn::GeluBackward => format!(
+            "(b * (({erf}(a * ({t}){FRAC_1_SQRT_2:?}) + ({t})1) * ({t})0.5 \
+             + a * ({exp}(a * a * ({t})-0.5) * ({t}){INV_SQRT_2PI:?})))",
+            erf = math("erf", dtype),
+            exp = math("exp", dtype),
+        ),
         ZipFn::Eq => mask("=="),
         ZipFn::Ne => mask("!="),
         ZipFn::Lt => mask("<"),
@@ -1409,7 +1422,7 @@ extern \"C\" __global__ void {name}({t}* __restrict__ out, const bool* __restric
 
 /// Every one-input function of the table (with sample parameters), for the kernel tests.
 #[cfg(test)]
-pub(crate) const MAPS: [MapFn; 35] = [
+pub(crate) const MAPS: [MapFn; 36] = [
     MapFn::Neg,
     MapFn::Abs,
     MapFn::Sign,
@@ -1428,6 +1441,7 @@ pub(crate) const MAPS: [MapFn; 35] = [
     MapFn::Atan,
     MapFn::Erf,
     MapFn::Erfinv,
+    MapFn::Gelu,
     MapFn::Lgamma,
     MapFn::Digamma,
     MapFn::Polygamma(1),
@@ -1449,7 +1463,7 @@ pub(crate) const MAPS: [MapFn; 35] = [
 
 /// Every two-input function of the table, for the kernel tests.
 #[cfg(test)]
-pub(crate) const ZIPS: [ZipFn; 18] = [
+pub(crate) const ZIPS: [ZipFn; 19] = [
     ZipFn::Add,
     ZipFn::Sub,
     ZipFn::Mul,
@@ -1462,6 +1476,7 @@ pub(crate) const ZIPS: [ZipFn; 18] = [
     ZipFn::Remainder,
     ZipFn::TanhBackward,
     ZipFn::SigmoidBackward,
+    ZipFn::GeluBackward,
     ZipFn::Eq,
     ZipFn::Ne,
     ZipFn::Lt,
@@ -1601,14 +1616,14 @@ mod tests {
             return;
         }
         let sources = all_sources();
-        // per float dtype 35 functions, 18 two-input functions and 6 bool comparisons, 4
+        // per float dtype 36 functions, 19 two-input functions and 6 bool comparisons, 4
         // casts, 4 reductions, 4 softmax kernels, gather, scatter-add and its sorted form,
         // index_add's sorted form, scatter, where, copy, an argsort stage; i64 the 5 integer functions, 8 + 6, 4, 4,
         // gather, scatter-add, scatter, where, copy, argsort; bool 6 + 4, gather, scatter,
         // where, copy, argsort; arg-extreme and scan (not bool); im2col, col2im and 5
         // pooling kernels for floats; the scatter's claim and keys kernels and the
         // argsort's first
-        assert_eq!(sources.len(), 2 * 88 + 35 + 15 + 3);
+        assert_eq!(sources.len(), 2 * 90 + 35 + 15 + 3);
         let mut names = std::collections::HashSet::new();
         for (name, source) in &sources {
             assert!(names.insert(name.clone()), "two kernels named {name}");

@@ -4,7 +4,7 @@ use super::kernels::{compare, logic, map_bool, zip_float, zip_number, Logic};
 use super::{broadcast_pair, map_into, parallel_min, unsupported_dtype, zip_into, PARALLEL_MIN};
 use crate::dtype::{dispatch_any, Element, Float};
 use crate::fused::ZipFn;
-use crate::math::with_simd;
+use crate::math::{with_fma, with_simd};
 use crate::{Array, DType};
 
 macro_rules! binary {
@@ -100,19 +100,13 @@ impl Array {
         }
         #[track_caller]
         fn float<T: Float>(a: &Array, b: &Array, f: ZipFn, out: &mut Array, op: &str) {
-            zip_into::<T, T>(
-                a,
-                b,
-                out,
-                op,
-                parallel_min(f.is_transcendental()),
-                &|d, x, y| {
-                    with_simd(
-                        #[inline(always)]
-                        || zip_float(f, d, x, y),
-                    )
-                },
-            )
+            let parallel_min = parallel_min(f.is_transcendental());
+            with_fma!(F => zip_into::<T, T>(a, b, out, op, parallel_min, &|d, x, y| {
+                with_simd(
+                    #[inline(always)]
+                    || zip_float::<T, F>(f, d, x, y),
+                )
+            }))
         }
         match self.dtype() {
             DType::F32 => float::<f32>(self, other, f, out, op),
@@ -318,5 +312,33 @@ impl Array {
     #[track_caller]
     pub fn sigmoid_backward_into(&self, grad: &Array, out: &mut Array) {
         self.zip_fn_named(grad, ZipFn::SigmoidBackward, out, "sigmoid_backward")
+    }
+
+    /// The gradient of [`gelu`](Array::gelu) from its input: `grad (Φ(x) + x φ(x))` in one
+    /// pass (`self` is `x`; `Φ` and `φ` the standard normal's distribution and density).
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let x = Array::from_vec(vec![-1.0f64, 0.0, 2.0], &[3]);
+    /// let g = x.gelu_backward(&Array::from_vec(vec![1.0f64, 2.0, 1.0], &[3])).to_vec::<f64>();
+    /// // Φ(0) = 1/2, times 2; Φ(-1) - φ(-1); Φ(2) + 2 φ(2)
+    /// assert!((g[0] + 0.083315470587686).abs() < 1e-14 && g[1] == 1.0);
+    /// assert!((g[2] - 1.085231801078197).abs() < 1e-14);
+    /// ```
+    #[track_caller]
+    pub fn gelu_backward(&self, grad: &Array) -> Array {
+        let mut out = Array::empty_on(
+            &broadcast_pair("gelu_backward", self.shape(), grad.shape()),
+            self.dtype(),
+            crate::error::same_device("gelu_backward", &[self, grad]),
+        );
+        self.gelu_backward_into(grad, &mut out);
+        out
+    }
+
+    /// [`gelu_backward`](Array::gelu_backward) into `out`.
+    #[track_caller]
+    pub fn gelu_backward_into(&self, grad: &Array, out: &mut Array) {
+        self.zip_fn_named(grad, ZipFn::GeluBackward, out, "gelu_backward")
     }
 }

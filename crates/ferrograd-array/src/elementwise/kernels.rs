@@ -86,7 +86,7 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
     each!(
         Neg, Abs, Sign, Relu, Log, Log1p, Expm1, Tan, Sinh, Cosh, Asin, Acos, Atan, Erfinv,
         Lgamma, Digamma, Trunc, Sqrt, Rsqrt, Floor, Ceil, Round, Reciprocal, Square, Identity;
-        vector: Exp, Sin, Cos, Tanh, Sigmoid, Erf
+        vector: Exp, Sin, Cos, Tanh, Sigmoid, Erf, Gelu
     )
 }
 
@@ -139,13 +139,18 @@ pub(crate) fn map_number<T: Number>(f: MapFn, dst: &mut [T], x: &[T]) {
     each!(Neg, Abs, Sign, Relu)
 }
 
-/// `dst[i] = f(x[i], y[i])` for a float function.
+/// `dst[i] = f(x[i], y[i])` for a float function (`FMA` as for [`map_float`]).
 #[inline(always)]
-pub(crate) fn zip_float<T: Float>(f: ZipFn, dst: &mut [T], x: Operand<'_, T>, y: Operand<'_, T>) {
+pub(crate) fn zip_float<T: Float, const FMA: bool>(
+    f: ZipFn,
+    dst: &mut [T],
+    x: Operand<'_, T>,
+    y: Operand<'_, T>,
+) {
     macro_rules! each {
         ($($v:ident),*) => {
             match f {
-                $(ZipFn::$v => zip_loop(dst, x, y, |x, y| ZipFn::$v.eval(x, y)),)*
+                $(ZipFn::$v => zip_loop(dst, x, y, #[inline(always)] |x, y| ZipFn::$v.eval::<T, FMA>(x, y)),)*
             }
         };
     }
@@ -162,6 +167,7 @@ pub(crate) fn zip_float<T: Float>(f: ZipFn, dst: &mut [T], x: Operand<'_, T>, y:
         Remainder,
         TanhBackward,
         SigmoidBackward,
+        GeluBackward,
         Eq,
         Ne,
         Lt,

@@ -134,6 +134,9 @@ unary! {
     tanh, tanh_into => Tanh;
     /// The logistic function `1 / (1 + e^-x)`, computed without overflow for large `|x|`.
     sigmoid, sigmoid_into => Sigmoid;
+    /// GELU, exact: `x Φ(x) = x (1 + erf(x / √2)) / 2` in one pass (its gradient:
+    /// [`gelu_backward`](Array::gelu_backward)).
+    gelu, gelu_into => Gelu;
 }
 
 unary! {

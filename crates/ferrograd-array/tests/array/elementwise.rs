@@ -56,6 +56,13 @@ const UNARY: &[Unary] = &[
     ("erf", Array::erf, erf, -3.0, 3.0),
     ("tanh", Array::tanh, f64::tanh, -3.0, 3.0),
     ("sigmoid", Array::sigmoid, sigmoid, -8.0, 8.0),
+    (
+        "gelu",
+        Array::gelu,
+        |x| x * 0.5 * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2)),
+        -3.0,
+        3.0,
+    ),
     ("relu", Array::relu, |x| x.max(0.0), -3.0, 3.0),
     ("floor", Array::floor, f64::floor, -3.0, 3.0),
     ("ceil", Array::ceil, f64::ceil, -3.0, 3.0),
@@ -492,6 +499,39 @@ fn fused_activation_gradients() {
         let mut out = Array::zeros(&[3, 4], DType::F64);
         y.array.sigmoid_backward_into(&g.array, &mut out);
         assert_close(&out.to_f64_vec(), &want, 1e-12, 1e-12);
+    }
+}
+
+/// GELU's one pass rounds as the four steps of its definition do, `x (erf(x/√2) + 1) / 2`
+/// (the formula PyTorch's kernel computes), bit for bit; its gradient is `Φ(x) + x φ(x)`
+/// times the output gradient, within a few roundings of its terms (`Φ` from the reference
+/// `erf`).
+#[test]
+fn gelu_rounds_as_its_definition_and_its_gradient_is_the_normal_distribution_and_density() {
+    use std::f64::consts::{FRAC_1_SQRT_2, PI};
+    let mut rng = Generator::new(17);
+    for dtype in [DType::F32, DType::F64] {
+        // 4099 elements: the vector loops, their tails and the split across threads
+        let x = rng.uniform(&[4099], -4.0, 4.0, dtype);
+        let steps = (x.mul(&x.mul_scalar(FRAC_1_SQRT_2).erf().add_scalar(1.0))).mul_scalar(0.5);
+        assert!(x.gelu().bit_eq(&steps), "{dtype}");
+        let g = rng.uniform(&[4099], -2.0, 2.0, dtype);
+        let got = x.gelu_backward(&g).to_f64_vec();
+        let eps = match dtype {
+            DType::F32 => f32::EPSILON as f64,
+            _ => f64::EPSILON,
+        };
+        for ((x, g), got) in x.to_f64_vec().into_iter().zip(g.to_f64_vec()).zip(got) {
+            let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
+            let pdf = (-x * x / 2.0).exp() / (2.0 * PI).sqrt();
+            let want = g * (cdf + x * pdf);
+            // the terms are at most 1 and 0.4 |x|; the reference erf is good to 1e-13
+            let bound = 8.0 * eps * (1.0 + x.abs()) * g.abs() + 1e-12;
+            assert!(
+                (got - want).abs() <= bound,
+                "{dtype} at {x}: {got} vs {want}"
+            );
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use ferrograd_array::{Array, MapFn, ZipFn};
 
-pub const MAPS: [MapFn; 36] = [
+pub const MAPS: [MapFn; 37] = [
     MapFn::Neg,
     MapFn::Abs,
     MapFn::Sign,
@@ -22,6 +22,7 @@ pub const MAPS: [MapFn; 36] = [
     MapFn::Atan,
     MapFn::Erf,
     MapFn::Erfinv,
+    MapFn::Gelu,
     MapFn::Lgamma,
     MapFn::Digamma,
     MapFn::Polygamma(2),
@@ -42,7 +43,7 @@ pub const MAPS: [MapFn; 36] = [
     MapFn::Clamp(None, Some(0.1)),
 ];
 
-pub const ZIPS: [ZipFn; 18] = [
+pub const ZIPS: [ZipFn; 19] = [
     ZipFn::Add,
     ZipFn::Sub,
     ZipFn::Mul,
@@ -55,6 +56,7 @@ pub const ZIPS: [ZipFn; 18] = [
     ZipFn::Remainder,
     ZipFn::TanhBackward,
     ZipFn::SigmoidBackward,
+    ZipFn::GeluBackward,
     ZipFn::Eq,
     ZipFn::Ne,
     ZipFn::Lt,
@@ -84,6 +86,7 @@ pub fn unfused_map(f: MapFn, x: &Array) -> Array {
         MapFn::Atan => x.atan(),
         MapFn::Erf => x.erf(),
         MapFn::Erfinv => x.erfinv(),
+        MapFn::Gelu => x.gelu(),
         MapFn::Lgamma => x.lgamma(),
         MapFn::Digamma => x.digamma(),
         MapFn::Polygamma(n) => x.polygamma(n),
@@ -119,6 +122,7 @@ pub fn unfused_zip(f: ZipFn, x: &Array, y: &Array) -> Array {
         ZipFn::Remainder => x.remainder(y),
         ZipFn::TanhBackward => x.tanh_backward(y),
         ZipFn::SigmoidBackward => x.sigmoid_backward(y),
+        ZipFn::GeluBackward => x.gelu_backward(y),
         // comparisons as masks in the operands' dtype
         ZipFn::Eq => x.eq(y).to_dtype(x.dtype()),
         ZipFn::Ne => x.ne(y).to_dtype(x.dtype()),

@@ -103,6 +103,7 @@ fn unary(u: Unary) -> MapFn {
         Unary::Atan => MapFn::Atan,
         Unary::Erf => MapFn::Erf,
         Unary::Erfinv => MapFn::Erfinv,
+        Unary::Gelu => MapFn::Gelu,
         Unary::Lgamma => MapFn::Lgamma,
         Unary::Digamma => MapFn::Digamma,
         Unary::Polygamma(n) => MapFn::Polygamma(n),
@@ -151,6 +152,7 @@ fn elementwise(op: &Op) -> Option<Elem> {
         },
         Op::Nn(NnOp::TanhBackward) => Elem::Zip(ZipFn::TanhBackward),
         Op::Nn(NnOp::SigmoidBackward) => Elem::Zip(ZipFn::SigmoidBackward),
+        Op::Nn(NnOp::GeluBackward) => Elem::Zip(ZipFn::GeluBackward),
         Op::Compare(c) => Elem::Compare(match c {
             Compare::Eq => ZipFn::Eq,
             Compare::Ne => ZipFn::Ne,

@@ -56,7 +56,7 @@ fn pointwise(step: &Step, metas: &[Meta]) -> Option<ValueId> {
             | Op::Binary(_)
             | Op::Scalar(..)
             | Op::Clamp { .. }
-            | Op::Nn(NnOp::TanhBackward | NnOp::SigmoidBackward)
+            | Op::Nn(NnOp::TanhBackward | NnOp::SigmoidBackward | NnOp::GeluBackward)
     );
     let out = step.outputs.first().copied().flatten()?;
     let float = |v: ValueId| metas[v as usize].dtype.is_float();

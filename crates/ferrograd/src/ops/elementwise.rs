@@ -37,6 +37,7 @@ pub enum Unary {
     Polygamma(u32),
     Tanh,
     Sigmoid,
+    Gelu,
     Relu,
     Reciprocal,
     Square,
@@ -73,6 +74,7 @@ impl Unary {
             Unary::Polygamma(_) => "polygamma",
             Unary::Tanh => "tanh",
             Unary::Sigmoid => "sigmoid",
+            Unary::Gelu => "gelu",
             Unary::Relu => "relu",
             Unary::Reciprocal => "reciprocal",
             Unary::Square => "square",
@@ -118,6 +120,7 @@ impl Unary {
             Unary::Polygamma(n) => x.polygamma(n),
             Unary::Tanh => x.tanh(),
             Unary::Sigmoid => x.sigmoid(),
+            Unary::Gelu => x.gelu(),
             Unary::Relu => x.relu(),
             Unary::Reciprocal => x.reciprocal(),
             Unary::Square => x.square(),
@@ -156,6 +159,7 @@ impl Unary {
             Unary::Polygamma(n) => x.polygamma_into(n, out),
             Unary::Tanh => x.tanh_into(out),
             Unary::Sigmoid => x.sigmoid_into(out),
+            Unary::Gelu => x.gelu_into(out),
             Unary::Relu => x.relu_into(out),
             Unary::Reciprocal => x.reciprocal_into(out),
             Unary::Square => x.square_into(out),
@@ -212,6 +216,8 @@ pub(crate) fn unary_vjp(u: Unary, x: &Tensor, out: &Tensor, g: &Tensor) -> Grads
         Unary::Tanh => out.tanh_backward(g),
         // d σ = σ (1 - σ), fused in one pass
         Unary::Sigmoid => out.sigmoid_backward(g),
+        // d gelu = Φ(x) + x φ(x), fused in one pass
+        Unary::Gelu => x.gelu_backward(g),
         // d relu = [x > 0]
         Unary::Relu => g * &mask_as(&x.gt_scalar(0.0), x),
         // d 1/x = -1/x²
@@ -854,6 +860,21 @@ impl Tensor {
     #[track_caller]
     pub fn sigmoid_backward(&self, grad: &Tensor) -> Tensor {
         apply(super::nn::NnOp::SigmoidBackward, &[self, grad])
+    }
+
+    /// The gradient of [`gelu`](Tensor::gelu) given its input `self` and the output
+    /// gradient: `grad (Φ(x) + x φ(x))` in one pass, `Φ` and `φ` the standard normal's
+    /// distribution and density (differentiable again).
+    ///
+    /// ```
+    /// use ferrograd::{grad, Tensor};
+    /// let x = Tensor::from_vec(vec![-1.0f64, 0.5, 3.0], &[3]);
+    /// let (g, _) = grad(|x: &Tensor| x.gelu().sum()).call(&x, ());
+    /// assert!(g.allclose(&x.gelu_backward(&Tensor::ones(&[3], ferrograd::DType::F64)), 0.0, 0.0));
+    /// ```
+    #[track_caller]
+    pub fn gelu_backward(&self, grad: &Tensor) -> Tensor {
+        apply(super::nn::NnOp::GeluBackward, &[self, grad])
     }
 
     /// Clamps into `[min, max]` (either may be absent); the gradient passes inside the range.

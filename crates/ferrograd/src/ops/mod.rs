@@ -13,6 +13,9 @@ pub(crate) mod shape;
 
 use crate::{Array, Tensor};
 
+/// `1/√(2π)`, the standard normal density's factor.
+pub(crate) const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
 /// Sums a broadcast gradient back to the shape of the input it came from.
 pub(crate) fn unbroadcast(g: &Tensor, shape: &[usize]) -> Tensor {
     if g.shape() == shape {

@@ -36,6 +36,8 @@ pub enum NnOp {
     TanhBackward,
     /// Gradient of sigmoid from its output (inputs: y, output gradient): `g y (1 - y)`.
     SigmoidBackward,
+    /// Gradient of GELU from its input (inputs: x, output gradient): `g (Φ(x) + x φ(x))`.
+    GeluBackward,
     /// Softmax along a dim.
     Softmax(usize),
     /// Log-softmax along a dim.
@@ -65,6 +67,7 @@ impl NnOp {
             NnOp::AvgPool2dBackward(..) => "avg_pool2d_backward",
             NnOp::TanhBackward => "tanh_backward",
             NnOp::SigmoidBackward => "sigmoid_backward",
+            NnOp::GeluBackward => "gelu_backward",
             NnOp::Softmax(_) => "softmax",
             NnOp::LogSoftmax(_) => "log_softmax",
             NnOp::SoftmaxBackward(_) => "softmax_backward",
@@ -90,6 +93,7 @@ impl NnOp {
             NnOp::AvgPool2dBackward(p, inc, s) => x[0].avg_pool2d_backward(s, *p, *inc),
             NnOp::TanhBackward => x[0].tanh_backward(x[1]),
             NnOp::SigmoidBackward => x[0].sigmoid_backward(x[1]),
+            NnOp::GeluBackward => x[0].gelu_backward(x[1]),
             NnOp::Softmax(d) => x[0].softmax(*d),
             NnOp::LogSoftmax(d) => x[0].log_softmax(*d),
             NnOp::SoftmaxBackward(d) => x[0].softmax_backward(x[1], *d),
@@ -111,6 +115,7 @@ impl NnOp {
             NnOp::AvgPool2dBackward(p, inc, s) => x[0].avg_pool2d_backward_into(s, *p, *inc, out),
             NnOp::TanhBackward => x[0].tanh_backward_into(x[1], out),
             NnOp::SigmoidBackward => x[0].sigmoid_backward_into(x[1], out),
+            NnOp::GeluBackward => x[0].gelu_backward_into(x[1], out),
             NnOp::Softmax(d) => x[0].softmax_into(*d, out),
             NnOp::LogSoftmax(d) => x[0].log_softmax_into(*d, out),
             NnOp::SoftmaxBackward(d) => x[0].softmax_backward_into(x[1], *d, out),
@@ -194,6 +199,21 @@ impl NnOp {
                 smallvec![
                     wanted(needs, 0, || &(dy * &(y * -2.0).add_scalar(1.0)) * g),
                     wanted(needs, 1, || apply(NnOp::SigmoidBackward, &[y, g])),
+                ]
+            }
+            // r = dy (Φ(x) + x φ(x)): dr/dx = dy φ(x) (2 - x²) H (φ' = -x φ), dr/d dy = gelu'(x) H
+            // (either input may be broadcast: each gradient is summed back to its shape)
+            NnOp::GeluBackward => {
+                let (x, dy) = (&x[0], &x[1]);
+                smallvec![
+                    wanted(needs, 0, || {
+                        let pdf = (x.square() * -0.5).exp() * super::INV_SQRT_2PI;
+                        let dx = &(&(dy * g) * &pdf) * &x.square().rsub_scalar(2.0);
+                        super::unbroadcast(&dx, x.shape())
+                    }),
+                    wanted(needs, 1, || {
+                        super::unbroadcast(&apply(NnOp::GeluBackward, &[x, g]), dy.shape())
+                    }),
                 ]
             }
             NnOp::Softmax(d) => smallvec![Some(apply(NnOp::SoftmaxBackward(*d), &[out, g]))],

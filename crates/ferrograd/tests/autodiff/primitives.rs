@@ -754,6 +754,11 @@ fn erf_and_the_activations() {
         check(name, &[&[2, 3]], low, high, |p| op(&p[0]));
         check(name, &[&[3, 2]], low, high, |p| op(&p[0].t()));
     }
+    // GELU's gradient is a primitive of its own: in both its inputs, to second order (a
+    // third derivative of GELU), the gradient broadcast
+    check("gelu_backward", &[&[2, 3], &[3]], -3.0, 3.0, |p| {
+        p[0].gelu_backward(&p[1])
+    });
     // values against the textbook formulas, in f64
     let xs = [-4.0, -1.3, -0.2, 0.0, 0.4, 1.7, 5.0];
     let x = Tensor::from_vec(xs.to_vec(), &[7]);
