@@ -1,12 +1,13 @@
-//! Layer normalization's forward as one pass per row: each row's mean and variance in
-//! vector running sums, then the normalized, scaled and shifted row.
+//! Layer normalization as one pass per row, forward and backward: each row's mean and
+//! variance in vector running sums, then the normalized, scaled and shifted row, or the
+//! input's gradient from the row's two gradient sums.
 
 use crate::dtype::{dispatch_float, Float};
 use crate::error::{fail, same_dtype};
 use crate::layout::fmt_shape;
 use crate::math::with_simd;
 use crate::par::for_blocks;
-use crate::reduce::sum_of;
+use crate::reduce::{sum_of, LANES};
 use crate::Array;
 
 /// Normalizes each row of `m` elements of `x` into `y`, then scales by `w` and shifts by `b`.
@@ -19,6 +20,50 @@ fn layer_norm_rows<T: Float>(x: &[T], y: &mut [T], w: &[T], b: &[T], m: usize, e
         let r = (var + eps).sqrt().recip();
         for (((y, &x), &w), &b) in y.iter_mut().zip(x).zip(w).zip(b) {
             *y = (x - mean) * r * w + b;
+        }
+    }
+}
+
+/// The gradient of [`layer_norm_rows`]'s input: for each row of `x` and its output gradient
+/// `g`, with `x̂ = (x - mean) r` and `G = g w`, `dx = r/m (m G - Σ G - x̂ Σ G x̂)`.
+#[inline(always)]
+fn layer_norm_backward_rows<T: Float>(x: &[T], g: &[T], dx: &mut [T], w: &[T], m: usize, eps: T) {
+    let count = T::from(m).expect("a row length is a float");
+    for ((x, g), dx) in x
+        .chunks_exact(m)
+        .zip(g.chunks_exact(m))
+        .zip(dx.chunks_exact_mut(m))
+    {
+        let mean = sum_of(x, x, |v, _| v) / count;
+        let var = sum_of(x, x, |v, _| (v - mean) * (v - mean)) / count;
+        let r = (var + eps).sqrt().recip();
+        // Σ G and Σ G (x - mean), in running sums side by side
+        let (mut a, mut c) = ([T::zero(); LANES], [T::zero(); LANES]);
+        let whole = m - m % LANES;
+        for ((x, g), w) in (x[..whole].chunks_exact(LANES))
+            .zip(g[..whole].chunks_exact(LANES))
+            .zip(w[..whole].chunks_exact(LANES))
+        {
+            for l in 0..LANES {
+                let gw = g[l] * w[l];
+                a[l] += gw;
+                c[l] += gw * (x[l] - mean);
+            }
+        }
+        let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
+        for l in 0..LANES {
+            sum_g += a[l];
+            sum_gx += c[l];
+        }
+        for j in whole..m {
+            let gw = g[j] * w[j];
+            sum_g += gw;
+            sum_gx += gw * (x[j] - mean);
+        }
+        // dx = r/m (m g w - Σ G - (x - mean) r² Σ G (x - mean))
+        let (scale, shift) = (r / count, r * r * sum_gx);
+        for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
+            *dx = scale * (count * g * w - sum_g - (x - mean) * shift);
         }
     }
 }
@@ -85,6 +130,76 @@ impl Array {
             });
         }
         dispatch_float!(self.dtype(), op, T => kernel::<T>(self, weight, bias, m, eps, &mut out));
+        out
+    }
+
+    /// The gradient of [`layer_norm`](Array::layer_norm)'s input `self` given its `weight` and
+    /// the output gradient `grad` (of `self`'s shape): per row of the normalized dims, with
+    /// `x̂` the normalized row, `r` its `1 / sqrt(var + eps)`, `m` its length and `G = grad ·
+    /// weight`, `r/m (m G - Σ G - x̂ Σ G x̂)`. One pass per row on the CPU; on a GPU the same
+    /// from its reductions and elementwise ops. (The weight's and bias's gradients are sums
+    /// over rows of `grad · x̂` and `grad`.)
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// // a row of two normalizes to (-1, 1) whatever its values: no gradient reaches it
+    /// let x = Array::from_vec(vec![1.0f64, 3.0], &[1, 2]);
+    /// let w = Array::from_vec(vec![1.0f64, 1.0], &[2]);
+    /// let dx = x.layer_norm_backward(&w, &Array::from_vec(vec![0.5f64, -2.0], &[1, 2]), 0.0);
+    /// assert_eq!(dx.to_vec::<f64>(), vec![0.0, 0.0]);
+    /// ```
+    ///
+    /// Panics unless `weight` has the shape of `self`'s trailing dims, `grad` `self`'s shape,
+    /// and both its float dtype.
+    #[track_caller]
+    pub fn layer_norm_backward(&self, weight: &Array, grad: &Array, eps: f64) -> Array {
+        let op = "layer_norm_backward";
+        let k = weight.ndim();
+        if grad.shape() != self.shape()
+            || k > self.ndim()
+            || self.shape()[self.ndim() - k..] != *weight.shape()
+        {
+            fail(
+                op,
+                format_args!(
+                    "weight {} must have the shape of the trailing dims of {}, and the \
+                     gradient {} its shape",
+                    fmt_shape(weight.shape()),
+                    fmt_shape(self.shape()),
+                    fmt_shape(grad.shape())
+                ),
+            )
+        }
+        same_dtype(op, self.dtype(), weight.dtype());
+        same_dtype(op, self.dtype(), grad.dtype());
+        let m = weight.numel();
+        if !self.device().is_cpu() || !weight.device().is_cpu() || !grad.device().is_cpu() {
+            let dims: Vec<usize> = (self.ndim() - k..self.ndim()).collect();
+            let d = dims.as_slice();
+            let mean = self.mean_dim(d, true);
+            let invstd = self.var_dim(d, 0, true).add_scalar(eps).rsqrt();
+            let xhat = self.sub(&mean).mul(&invstd);
+            let dxhat = grad.mul(weight);
+            let a = dxhat.sum_dim(d, true);
+            let b = dxhat.mul(&xhat).sum_dim(d, true);
+            let inner = dxhat.mul_scalar(m as f64).sub(&a).sub(&xhat.mul(&b));
+            return invstd.mul_scalar(1.0 / m as f64).mul(&inner);
+        }
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
+        fn kernel<T: Float>(x: &Array, w: &Array, g: &Array, m: usize, eps: f64, out: &mut Array) {
+            let op = "layer_norm_backward";
+            let (x_, w_, g_) = (x.values::<T>(op), w.values::<T>(op), g.values::<T>(op));
+            let dx = out.out_slice::<T>(x.shape(), op);
+            let eps = T::from(eps).expect("eps is a float");
+            for_blocks(m, dx, &|start, dx| {
+                let (x, g) = (&x_[start..start + dx.len()], &g_[start..start + dx.len()]);
+                with_simd(
+                    #[inline(always)]
+                    || layer_norm_backward_rows(x, g, dx, &w_, m, eps),
+                )
+            });
+        }
+        dispatch_float!(self.dtype(), op, T => kernel::<T>(self, weight, grad, m, eps, &mut out));
         out
     }
 }

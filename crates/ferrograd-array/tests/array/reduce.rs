@@ -552,6 +552,104 @@ fn cumsum_along_every_dim() {
     }
 }
 
+/// Layer normalization's input gradient against the textbook form in f64, `dx = (G -
+/// mean(G) - x̂ mean(G x̂)) / σ` with `G = g w`, on the forward test's shapes and a
+/// transposed output gradient; and that form against central differences of the forward.
+#[test]
+fn layer_norm_backward_matches_the_gradient_of_its_definition() {
+    let mut rng = Generator::new(72);
+    for dtype in [DType::F32, DType::F64] {
+        for (shape, k, offset) in [
+            (vec![3usize, 1], 1usize, 0.0),
+            (vec![5, 15], 1, 0.0),
+            (vec![4, 16], 1, 0.0),
+            (vec![2, 3, 37], 1, 1000.0),
+            (vec![2, 6, 5], 2, 0.0),
+            (vec![3000, 200], 1, -3.0),
+        ] {
+            let x = rng.normal(&shape, offset, 2.0, dtype);
+            let trailing = &shape[shape.len() - k..];
+            let w = rng.normal(trailing, 1.0, 0.5, dtype);
+            // the output gradient as a transposed view of a [m, rows] array
+            let m: usize = trailing.iter().product();
+            let rows = x.numel() / m;
+            let g = rng
+                .normal(&[m, rows], 0.0, 1.0, dtype)
+                .transpose(0, 1)
+                .reshape(&shape);
+            let got = x.layer_norm_backward(&w, &g, 1e-5).to_f64_vec();
+            let (xs, ws, gs) = (x.to_f64_vec(), w.to_f64_vec(), g.to_f64_vec());
+            for r in 0..rows {
+                let want = textbook_dx(&xs[r * m..][..m], &gs[r * m..][..m], &ws, 1e-5);
+                let scale = want
+                    .iter()
+                    .chain(&gs[r * m..][..m])
+                    .fold(1.0f64, |a, v| a.max(v.abs()));
+                let tol = if dtype == DType::F32 { 1e-4 } else { 1e-11 };
+                for j in 0..m {
+                    assert!(
+                        (got[r * m + j] - want[j]).abs() <= tol * scale,
+                        "{dtype} {shape:?} row {r} [{j}]: {} vs {}",
+                        got[r * m + j],
+                        want[j]
+                    );
+                }
+            }
+        }
+    }
+    // the textbook form is the forward's gradient: central differences of Σ g · layer_norm
+    let (xs, gs, ws) = (
+        [0.3, -1.2, 2.0, 0.7, 0.1],
+        [0.5, -0.25, 1.0, 2.0, -1.5],
+        [1.5, 0.5, -1.0, 2.0, 1.0],
+    );
+    let f = |x: &[f64]| -> f64 {
+        let mean = x.iter().sum::<f64>() / 5.0;
+        let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 5.0;
+        (0..5)
+            .map(|j| gs[j] * (x[j] - mean) / (var + 1e-5).sqrt() * ws[j])
+            .sum()
+    };
+    let dx = textbook_dx(&xs, &gs, &ws, 1e-5);
+    for j in 0..5 {
+        let (mut hi, mut lo) = (xs, xs);
+        hi[j] += 1e-6;
+        lo[j] -= 1e-6;
+        let numeric = (f(&hi) - f(&lo)) / 2e-6;
+        assert!(
+            (numeric - dx[j]).abs() < 1e-8,
+            "[{j}]: {numeric} vs {}",
+            dx[j]
+        );
+    }
+    let x = Array::zeros(&[2, 3], DType::F32);
+    let msg = panic_message(|| {
+        x.layer_norm_backward(
+            &Array::ones(&[3], DType::F32),
+            &Array::zeros(&[3, 2], DType::F32),
+            1e-5,
+        );
+    });
+    assert!(
+        msg.contains("layer_norm_backward") && msg.contains("[3, 2]") && msg.contains("[2, 3]"),
+        "{msg}"
+    );
+}
+
+/// `(G - mean(G) - x̂ mean(G x̂)) / σ` for one row, `G = g w`, in f64.
+fn textbook_dx(x: &[f64], g: &[f64], w: &[f64], eps: f64) -> Vec<f64> {
+    let m = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / m;
+    let sigma = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m + eps).sqrt();
+    let xhat: Vec<f64> = x.iter().map(|v| (v - mean) / sigma).collect();
+    let big_g: Vec<f64> = g.iter().zip(w).map(|(g, w)| g * w).collect();
+    let mean_g = big_g.iter().sum::<f64>() / m;
+    let mean_gx = big_g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / m;
+    (0..x.len())
+        .map(|j| (big_g[j] - mean_g - xhat[j] * mean_gx) / sigma)
+        .collect()
+}
+
 /// Layer normalization against its definition in f64: rows of 1 to 200 elements (vector
 /// running sums and their tails), two trailing dims, rows far from zero (the variance of
 /// values around 1000), and enough rows to split across threads.

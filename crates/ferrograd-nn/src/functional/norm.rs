@@ -302,6 +302,35 @@ impl CustomOp for LayerNorm {
     ) -> Vec<Option<Tensor>> {
         let d = self.dims.as_slice();
         let input = &x[0];
+        let rows: Vec<usize> = (0..input.ndim() - d.len()).collect();
+        let over_rows = |t: Tensor| {
+            if rows.is_empty() {
+                t
+            } else {
+                t.sum_dim(rows.as_slice(), false)
+            }
+        };
+        if !(x.iter().any(Tensor::is_traced) || g.is_traced()) {
+            // Nothing differentiates this gradient again: the input's in one pass per row
+            // ([`Array::layer_norm_backward`]), x̂ in another (the forward's, unscaled), where
+            // the composed form below runs fourteen ops.
+            let dx = call(LayerNormBackward { eps: self.eps }, &[input, &x[1], g]);
+            let trailing = x[1].shape();
+            let ones = super::constant_like(input, trailing, 1.0);
+            let zeros = super::constant_like(input, trailing, 0.0);
+            let xhat = call(
+                LayerNorm {
+                    dims: self.dims.clone(),
+                    eps: self.eps,
+                },
+                &[input, &ones, &zeros],
+            );
+            return vec![
+                Some(dx),
+                Some(over_rows(g * &xhat)),
+                Some(over_rows(g.clone())),
+            ];
+        }
         let mean = input.mean_dim(d, true);
         let invstd = input.var_dim(d, 0, true).add_scalar(self.eps).rsqrt();
         let xhat = &(input - &mean) * &invstd;
@@ -311,16 +340,33 @@ impl CustomOp for LayerNorm {
         let a = dxhat.sum_dim(d, true);
         let b = (&dxhat * &xhat).sum_dim(d, true);
         let dx = &(&invstd * (1.0 / m)) * &(&(&(&dxhat * m) - &a) - &(&xhat * &b));
-        let rows: Vec<usize> = (0..input.ndim() - d.len()).collect();
-        let (dg, db) = if rows.is_empty() {
-            (g * &xhat, g.clone())
-        } else {
-            (
-                (g * &xhat).sum_dim(rows.as_slice(), false),
-                g.sum_dim(rows.as_slice(), false),
-            )
-        };
-        vec![Some(dx), Some(dg), Some(db)]
+        vec![
+            Some(dx),
+            Some(over_rows(g * &xhat)),
+            Some(over_rows(g.clone())),
+        ]
+    }
+}
+
+/// Layer normalization's input gradient in one pass per row (inputs: x, weight, output
+/// gradient). First derivatives only: [`LayerNorm`]'s backward takes it where nothing
+/// differentiates the gradient again, and composes the gradient otherwise.
+#[derive(Debug)]
+struct LayerNormBackward {
+    eps: f64,
+}
+
+impl CustomOp for LayerNormBackward {
+    fn name(&self) -> &str {
+        "nn.layer_norm_backward"
+    }
+
+    fn forward(&self, x: &[&Array]) -> Array {
+        x[0].layer_norm_backward(x[1], x[2], self.eps)
+    }
+
+    fn backward_array(&self, _: &[&Array], _: &Array, _: &Array, _: &[bool]) -> Vec<Option<Array>> {
+        unreachable!("layer_norm composes its gradient where it is differentiated again")
     }
 }
 
