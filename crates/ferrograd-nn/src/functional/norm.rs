@@ -311,9 +311,9 @@ impl CustomOp for LayerNorm {
             }
         };
         if !(x.iter().any(Tensor::is_traced) || g.is_traced()) {
-            // Nothing differentiates this gradient again: the input's in one pass per row
-            // ([`Array::layer_norm_backward`]), x̂ in another (the forward's, unscaled), where
-            // the composed form below runs fourteen ops.
+            // Nothing differentiates this gradient again: the input's gradient in one pass
+            // per row ([`Array::layer_norm_backward`]) and x̂ in another (the forward's
+            // kernel, unscaled), where the composed form below runs fourteen ops.
             let dx = call(LayerNormBackward { eps: self.eps }, &[input, &x[1], g]);
             let trailing = x[1].shape();
             let ones = super::constant_like(input, trailing, 1.0);
