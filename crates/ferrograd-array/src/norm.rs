@@ -104,11 +104,8 @@ impl Array {
         same_dtype(op, self.dtype(), weight.dtype());
         same_dtype(op, self.dtype(), bias.dtype());
         if !self.device().is_cpu() || !weight.device().is_cpu() || !bias.device().is_cpu() {
-            let dims: Vec<usize> = (self.ndim() - k..self.ndim()).collect();
-            let d = dims.as_slice();
-            let mean = self.mean_dim(d, true);
-            let invstd = self.var_dim(d, 0, true).add_scalar(eps).rsqrt();
-            return self.sub(&mean).mul(&invstd).mul(weight).add(bias);
+            let (xhat, _) = self.normalized_rows(k, eps);
+            return xhat.mul(weight).add(bias);
         }
         let m = weight.numel();
         let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
@@ -174,11 +171,9 @@ impl Array {
         same_dtype(op, self.dtype(), grad.dtype());
         let m = weight.numel();
         if !self.device().is_cpu() || !weight.device().is_cpu() || !grad.device().is_cpu() {
-            let dims: Vec<usize> = (self.ndim() - k..self.ndim()).collect();
-            let d = dims.as_slice();
-            let mean = self.mean_dim(d, true);
-            let invstd = self.var_dim(d, 0, true).add_scalar(eps).rsqrt();
-            let xhat = self.sub(&mean).mul(&invstd);
+            let (xhat, invstd) = self.normalized_rows(k, eps);
+            let d: Vec<usize> = (self.ndim() - k..self.ndim()).collect();
+            let d = d.as_slice();
             let dxhat = grad.mul(weight);
             let a = dxhat.sum_dim(d, true);
             let b = dxhat.mul(&xhat).sum_dim(d, true);
@@ -201,5 +196,15 @@ impl Array {
         }
         dispatch_float!(self.dtype(), op, T => kernel::<T>(self, weight, grad, m, eps, &mut out));
         out
+    }
+
+    /// The rows of the trailing `k` dims normalized, `(x - mean) r`, and each row's `r = 1 /
+    /// sqrt(var + eps)`, from the reductions and elementwise ops (a GPU's layer norm).
+    fn normalized_rows(&self, k: usize, eps: f64) -> (Array, Array) {
+        let dims: Vec<usize> = (self.ndim() - k..self.ndim()).collect();
+        let d = dims.as_slice();
+        let mean = self.mean_dim(d, true);
+        let invstd = self.var_dim(d, 0, true).add_scalar(eps).rsqrt();
+        (self.sub(&mean).mul(&invstd), invstd)
     }
 }

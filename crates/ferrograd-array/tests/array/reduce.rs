@@ -552,6 +552,16 @@ fn cumsum_along_every_dim() {
     }
 }
 
+/// The layer norm tests' inputs: (shape, normalized trailing dims, offset of the values).
+const LAYER_NORM_CASES: [(&[usize], usize, f64); 6] = [
+    (&[3, 1], 1, 0.0),
+    (&[5, 15], 1, 0.0),
+    (&[4, 16], 1, 0.0),
+    (&[2, 3, 37], 1, 1000.0),
+    (&[2, 6, 5], 2, 0.0),
+    (&[3000, 200], 1, -3.0),
+];
+
 /// Layer normalization's input gradient against the textbook form in f64, `dx = (G -
 /// mean(G) - x̂ mean(G x̂)) / σ` with `G = g w`, on the forward test's shapes and a
 /// transposed output gradient; and that form against central differences of the forward.
@@ -559,15 +569,8 @@ fn cumsum_along_every_dim() {
 fn layer_norm_backward_matches_the_gradient_of_its_definition() {
     let mut rng = Generator::new(72);
     for dtype in [DType::F32, DType::F64] {
-        for (shape, k, offset) in [
-            (vec![3usize, 1], 1usize, 0.0),
-            (vec![5, 15], 1, 0.0),
-            (vec![4, 16], 1, 0.0),
-            (vec![2, 3, 37], 1, 1000.0),
-            (vec![2, 6, 5], 2, 0.0),
-            (vec![3000, 200], 1, -3.0),
-        ] {
-            let x = rng.normal(&shape, offset, 2.0, dtype);
+        for (shape, k, offset) in LAYER_NORM_CASES {
+            let x = rng.normal(shape, offset, 2.0, dtype);
             let trailing = &shape[shape.len() - k..];
             let w = rng.normal(trailing, 1.0, 0.5, dtype);
             // the output gradient as a transposed view of a [m, rows] array
@@ -576,7 +579,7 @@ fn layer_norm_backward_matches_the_gradient_of_its_definition() {
             let g = rng
                 .normal(&[m, rows], 0.0, 1.0, dtype)
                 .transpose(0, 1)
-                .reshape(&shape);
+                .reshape(shape);
             let got = x.layer_norm_backward(&w, &g, 1e-5).to_f64_vec();
             let (xs, ws, gs) = (x.to_f64_vec(), w.to_f64_vec(), g.to_f64_vec());
             for r in 0..rows {
@@ -657,15 +660,8 @@ fn textbook_dx(x: &[f64], g: &[f64], w: &[f64], eps: f64) -> Vec<f64> {
 fn layer_norm_matches_its_definition() {
     let mut rng = Generator::new(71);
     for dtype in [DType::F32, DType::F64] {
-        for (shape, k, offset) in [
-            (vec![3usize, 1], 1usize, 0.0),
-            (vec![5, 15], 1, 0.0),
-            (vec![4, 16], 1, 0.0),
-            (vec![2, 3, 37], 1, 1000.0),
-            (vec![2, 6, 5], 2, 0.0),
-            (vec![3000, 200], 1, -3.0),
-        ] {
-            let x = rng.normal(&shape, offset, 2.0, dtype);
+        for (shape, k, offset) in LAYER_NORM_CASES {
+            let x = rng.normal(shape, offset, 2.0, dtype);
             let trailing = &shape[shape.len() - k..];
             let w = rng.normal(trailing, 1.0, 0.5, dtype);
             let b = rng.normal(trailing, 0.0, 0.5, dtype);
