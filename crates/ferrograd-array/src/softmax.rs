@@ -109,6 +109,40 @@ fn softmax_blocks<T: Float, const FMA: bool>(
     }
 }
 
+/// Causal attention's weights over each matrix `[l, s]` of `x` (contiguous, row-major):
+/// row `i`'s softmax of `scale · x` over its first `min(i + 1, s)` entries, the rest 0. The
+/// same arithmetic as `mul_scalar`, a mask of `-inf` and [`softmax_blocks`] (the same maximum,
+/// exponentials, lane sums over the whole row with the masked entries 0, and scaling), so
+/// the same bits, with no exponential for a masked entry.
+#[inline(always)]
+fn causal_softmax_blocks<T: Float, const FMA: bool>(
+    x: &[T],
+    y: &mut [T],
+    l: usize,
+    s: usize,
+    scale: T,
+) {
+    let finite = |m: T| if m == T::neg_infinity() { T::zero() } else { m };
+    for (x, y) in x.chunks_exact(l * s).zip(y.chunks_exact_mut(l * s)) {
+        for (i, (x, y)) in x.chunks_exact(s).zip(y.chunks_exact_mut(s)).enumerate() {
+            let valid = (i + 1).min(s);
+            let (kept, masked) = y.split_at_mut(valid);
+            for (y, &x) in kept.iter_mut().zip(x) {
+                *y = x * scale;
+            }
+            let m = finite(max_of(kept));
+            for y in kept.iter_mut() {
+                *y = (*y - m).exp_kernel::<FMA>();
+            }
+            masked.fill(T::zero());
+            let inv = sum_of(y, y, |e, _| e).recip();
+            for y in y.iter_mut() {
+                *y *= inv;
+            }
+        }
+    }
+}
+
 /// The gradient of each block `[n, inner]` along `n`: `y (g - Σ g y)` for softmax, `g -
 /// exp(y) Σ g` for log-softmax (`y` the forward's output), laid out as in
 /// [`softmax_blocks`].
@@ -227,6 +261,67 @@ impl Array {
             });
         }
         dispatch_float!(self.dtype(), "softmax", T => kernel::<T>(self, out, outer, n, inner, log))
+    }
+
+    /// Causal attention's weights from its scores `self` `[..., l, s]`: each row `i` of the
+    /// last two dims is the softmax of `scale · self` over its first `min(i + 1, s)` entries
+    /// (query `i` sees keys `0..=i`), the rest 0. The same values, bit for bit, as
+    /// `mul_scalar(scale)`, the masked entries set to `-inf`, then
+    /// [`softmax`](Array::softmax) along the last dim, in one pass per row that computes no
+    /// exponential for a masked entry. Its gradient is `scale` times
+    /// [`softmax_backward`](Array::softmax_backward) of its output.
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let scores = Array::from_vec(vec![5.0f64, 9.0, 1.0, 1.0], &[2, 2]);
+    /// assert_eq!(scores.causal_softmax(0.5).to_vec::<f64>(), vec![1.0, 0.0, 0.5, 0.5]);
+    /// ```
+    ///
+    /// Panics unless `self` is a float array of at least two dims.
+    #[track_caller]
+    pub fn causal_softmax(&self, scale: f64) -> Array {
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
+        self.causal_softmax_into(scale, &mut out);
+        out
+    }
+
+    /// [`causal_softmax`](Array::causal_softmax) into `out`.
+    #[track_caller]
+    pub fn causal_softmax_into(&self, scale: f64, out: &mut Array) {
+        let op = "causal_softmax";
+        if self.ndim() < 2 {
+            fail(
+                op,
+                format_args!("needs scores [..., l, s], got {}", fmt_shape(self.shape())),
+            )
+        }
+        let (l, s) = (self.size(-2), self.size(-1));
+        if !self.device().is_cpu() {
+            let allowed = Array::ones(&[l, s], self.dtype())
+                .to_device(self.device())
+                .unwrap_or_else(|e| fail(op, e))
+                .tril(0)
+                .gt_scalar(0.0);
+            let scores = self.mul_scalar(scale);
+            let masked = Array::full(&[], f64::NEG_INFINITY, self.dtype())
+                .to_device(self.device())
+                .unwrap_or_else(|e| fail(op, e));
+            return allowed.where_cond(&scores, &masked).softmax_into(-1, out);
+        }
+        fn kernel<T: Float>(a: &Array, out: &mut Array, l: usize, s: usize, scale: f64) {
+            let op = "causal_softmax";
+            let src = a.values::<T>(op);
+            let dst = out.out_slice::<T>(a.shape(), op);
+            let scale = T::from(scale).expect("the scale is a float");
+            for_blocks(l * s, dst, &|start, y| {
+                let x = &src[start..start + y.len()];
+                with_fma!(FMA => with_simd(
+                    #[inline(always)]
+                    || causal_softmax_blocks::<T, FMA>(x, y, l, s, scale),
+                ))
+            });
+        }
+        dispatch_float!(self.dtype(), op, T => kernel::<T>(self, out, l, s, scale))
     }
 
     /// Gradient of [`softmax`](Array::softmax): `self` is the output `y`, `grad` the output

@@ -182,3 +182,65 @@ fn softmax_of_long_masked_and_strided_rows_matches_the_definition() {
         }
     }
 }
+
+/// Causal attention's weights in one pass equal the scores scaled, masked with `-inf` above
+/// the diagonal and put through `softmax`, bit for bit: square, wide (`l < s`) and tall
+/// score matrices, a row holding NaN, a transposed view, and enough matrices to split
+/// across threads; the masked entries are exactly 0 and each row sums to 1.
+#[test]
+fn causal_softmax_is_the_masked_softmax_of_the_scaled_scores() {
+    use ferrograd_array::Array;
+    let mut rng = Generator::new(61);
+    for dtype in [DType::F32, DType::F64] {
+        for shape in [
+            vec![1usize, 1],
+            vec![3, 5, 5],
+            vec![2, 4, 7],
+            vec![2, 7, 3],
+            vec![2, 3, 20, 37],
+            vec![16, 4, 64, 64],
+        ] {
+            let (l, s) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+            let mut x = rng.normal(&shape, 0.0, 3.0, dtype);
+            if shape == [3, 5, 5] {
+                let mut v = x.to_f64_vec();
+                v[2 * 25 + 3 * 5 + 1] = f64::NAN;
+                x = Array::from_vec(v, &shape).to_dtype(dtype);
+            }
+            for scores in [
+                x.clone(),
+                x.transpose(-2, -1).contiguous().transpose(-2, -1),
+            ] {
+                let got = scores.causal_softmax(0.3);
+                let allowed = Array::ones(&[l, s], dtype).tril(0).gt_scalar(0.0);
+                let minus_inf = Array::full(&[], f64::NEG_INFINITY, dtype);
+                let want = allowed
+                    .where_cond(&scores.mul_scalar(0.3), &minus_inf)
+                    .softmax(-1);
+                assert!(got.bit_eq(&want), "{dtype} {shape:?}");
+                let values = got.to_f64_vec();
+                // (a row holding NaN is NaN throughout, as softmax's)
+                for (r, row) in values.chunks(s).enumerate() {
+                    if row.iter().any(|v| v.is_nan()) {
+                        assert!(row.iter().all(|v| v.is_nan()), "{shape:?} row {r}");
+                        continue;
+                    }
+                    let i = r % l;
+                    assert!(
+                        row[(i + 1).min(s)..].iter().all(|&v| v == 0.0),
+                        "{shape:?} row {r}"
+                    );
+                    let sum: f64 = row.iter().sum();
+                    assert!((sum - 1.0).abs() < 1e-5, "{shape:?} row {r}: {sum}");
+                }
+            }
+        }
+    }
+    let msg = panic_message(|| {
+        Array::zeros(&[4], DType::F32).causal_softmax(1.0);
+    });
+    assert!(
+        msg.contains("causal_softmax") && msg.contains("[4]"),
+        "{msg}"
+    );
+}

@@ -53,17 +53,12 @@ pub fn scaled_dot_product_attention(
             v.shape()
         );
     }
-    let (l, s) = (q.size(-2), k.size(-2));
     let scale = scale.unwrap_or(1.0 / (q.size(-1) as f64).sqrt());
-    let scores = q.matmul(&k.transpose(-2, -1)) * scale;
-    let scores = match mask {
-        AttentionMask::None => scores,
-        AttentionMask::Causal => {
-            let allowed = super::constant_like(&scores, &[l, s], 1.0)
-                .tril(0)
-                .gt_scalar(0.0);
-            scores.masked_fill(&allowed.logical_not(), f64::NEG_INFINITY)
-        }
+    let scores = q.matmul(&k.transpose(-2, -1));
+    // (the causal mask's scaling, masking and softmax in one pass each way)
+    let weights = match mask {
+        AttentionMask::None => (scores * scale).softmax(-1),
+        AttentionMask::Causal => scores.causal_softmax(scale),
         AttentionMask::Allowed(m) => {
             if m.dtype() != DType::Bool {
                 panic!(
@@ -71,11 +66,12 @@ pub fn scaled_dot_product_attention(
                     m.dtype().name()
                 );
             }
-            scores.masked_fill(&m.logical_not(), f64::NEG_INFINITY)
+            (scores * scale)
+                .masked_fill(&m.logical_not(), f64::NEG_INFINITY)
+                .softmax(-1)
         }
-        AttentionMask::Additive(m) => &scores + m,
+        AttentionMask::Additive(m) => (&(scores * scale) + m).softmax(-1),
     };
-    let weights = scores.softmax(-1);
     let weights = match dropout {
         Some((p, rng)) => super::dropout(&weights, p, true, rng),
         None => weights,

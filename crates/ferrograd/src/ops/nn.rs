@@ -40,6 +40,10 @@ pub enum NnOp {
     GeluBackward,
     /// Softmax along a dim.
     Softmax(usize),
+    /// Causal attention's weights along the last dim of scores `[..., l, s]`: row `i` the
+    /// softmax of `scale · x` over its first `i + 1` entries, the rest 0 (the scale's bits,
+    /// so the op compares and hashes exactly).
+    CausalSoftmax(u64),
     /// Log-softmax along a dim.
     LogSoftmax(usize),
     /// Softmax gradient (inputs: softmax output, output gradient).
@@ -69,6 +73,7 @@ impl NnOp {
             NnOp::SigmoidBackward => "sigmoid_backward",
             NnOp::GeluBackward => "gelu_backward",
             NnOp::Softmax(_) => "softmax",
+            NnOp::CausalSoftmax(_) => "causal_softmax",
             NnOp::LogSoftmax(_) => "log_softmax",
             NnOp::SoftmaxBackward(_) => "softmax_backward",
             NnOp::LogSoftmaxBackward(_) => "log_softmax_backward",
@@ -95,6 +100,7 @@ impl NnOp {
             NnOp::SigmoidBackward => x[0].sigmoid_backward(x[1]),
             NnOp::GeluBackward => x[0].gelu_backward(x[1]),
             NnOp::Softmax(d) => x[0].softmax(*d),
+            NnOp::CausalSoftmax(scale) => x[0].causal_softmax(f64::from_bits(*scale)),
             NnOp::LogSoftmax(d) => x[0].log_softmax(*d),
             NnOp::SoftmaxBackward(d) => x[0].softmax_backward(x[1], *d),
             NnOp::LogSoftmaxBackward(d) => x[0].log_softmax_backward(x[1], *d),
@@ -117,6 +123,7 @@ impl NnOp {
             NnOp::SigmoidBackward => x[0].sigmoid_backward_into(x[1], out),
             NnOp::GeluBackward => x[0].gelu_backward_into(x[1], out),
             NnOp::Softmax(d) => x[0].softmax_into(*d, out),
+            NnOp::CausalSoftmax(scale) => x[0].causal_softmax_into(f64::from_bits(*scale), out),
             NnOp::LogSoftmax(d) => x[0].log_softmax_into(*d, out),
             NnOp::SoftmaxBackward(d) => x[0].softmax_backward_into(x[1], *d, out),
             NnOp::LogSoftmaxBackward(d) => x[0].log_softmax_backward_into(x[1], *d, out),
@@ -217,6 +224,13 @@ impl NnOp {
                 ]
             }
             NnOp::Softmax(d) => smallvec![Some(apply(NnOp::SoftmaxBackward(*d), &[out, g]))],
+            // softmax's gradient of the scaled scores (0 at the masked entries, where y is 0),
+            // times the scale
+            NnOp::CausalSoftmax(scale) => {
+                let last = out.ndim() - 1;
+                let dy = apply(NnOp::SoftmaxBackward(last), &[out, g]);
+                smallvec![Some(dy * f64::from_bits(*scale))]
+            }
             NnOp::LogSoftmax(d) => smallvec![Some(apply(NnOp::LogSoftmaxBackward(*d), &[out, g]))],
             // r = y (dy - s), s = Σ dy y. With t = Σ H y: dr/dy = H (dy - s) - dy t, dr/d dy = y (H - t)
             NnOp::SoftmaxBackward(d) => {
@@ -331,6 +345,25 @@ impl Tensor {
     pub fn softmax(&self, dim: impl Dim) -> Tensor {
         let d = dim.resolve(self.ndim(), "softmax");
         apply(NnOp::Softmax(d), &[self])
+    }
+
+    /// Causal attention's weights from its scores `self` `[..., l, s]`: each row `i` of the
+    /// last two dims the softmax of `scale · self` over its first `min(i + 1, s)` entries
+    /// (query `i` sees keys `0..=i`), the rest 0: the same values as scaling, masking with
+    /// `-inf` and [`softmax`](Tensor::softmax), in one pass per row (and one back).
+    ///
+    /// ```
+    /// use ferrograd::{grad, Tensor};
+    /// let scores = Tensor::from_vec(vec![5.0f64, 9.0, 1.0, 1.0], &[2, 2]);
+    /// assert_eq!(scores.causal_softmax(0.5).to_vec::<f64>(), vec![1.0, 0.0, 0.5, 0.5]);
+    /// // the masked score gets no gradient; the row of one entry has none to get
+    /// let w = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let (g, _) = grad(|s: &Tensor| (s.causal_softmax(0.5) * &w).sum()).call(&scores, ());
+    /// assert_eq!(g.to_vec::<f64>(), vec![0.0, 0.0, -0.125, 0.125]);
+    /// ```
+    #[track_caller]
+    pub fn causal_softmax(&self, scale: f64) -> Tensor {
+        apply(NnOp::CausalSoftmax(scale.to_bits()), &[self])
     }
 
     /// Log-softmax along `dim`.
