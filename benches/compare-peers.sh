@@ -12,16 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PASSES=${PASSES:-2}
 PYTHON=${PYTHON:-python3}
-SIMD=${SIMD:-}
-SUITE_ARGS=()
-if [ "$SIMD" = avx2 ]; then
-  SUITE_ARGS=(-- --simd avx2)
-  export ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
-  export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_max_isa=AVX2"
-elif [ -n "$SIMD" ]; then
-  echo "SIMD takes avx2 (or nothing, for the machine's best)" >&2
-  exit 2
-fi
+source benches/simd-cap.sh
+SUITE_ARGS=(-- "${SIMD_ARGS[@]}")
 cargo bench -p ferrograd-nn --bench suite --no-run >/dev/null 2>&1
 for pass in $(seq 1 "$PASSES"); do
   echo "== pass $pass"

@@ -2,26 +2,19 @@
 # A small transformer language model's SGD step: ferrograd (direct mode, optimize mode, the
 # whole step compiled) and PyTorch eager, alternating in one run, PASSES times (default 3;
 # quote the quietest of each). PyTorch comes from $PYTHON (default python3), best a
-# virtualenv outside the repository (pip install torch). SIMD=avx2 caps both as in
-# compare-peers.sh; FLUSH=1 runs both with subnormals flushed to zero (ferrograd's
+# virtualenv outside the repository (pip install torch). SIMD=avx2 caps both
+# (benches/simd-cap.sh); FLUSH=1 runs both with subnormals flushed to zero (ferrograd's
 # flush_denormals, PyTorch's set_flush_denormal).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PASSES=${PASSES:-3}
 PYTHON=${PYTHON:-python3}
-SIMD=${SIMD:-}
-ARGS=(--)
+source benches/simd-cap.sh
+ARGS=(-- "${SIMD_ARGS[@]}")
 PY_ARGS=()
 if [ -n "${FLUSH:-}" ]; then
   ARGS+=(--flush-denormals)
   PY_ARGS+=(--flush-denormals)
-fi
-if [ "$SIMD" = avx2 ]; then
-  ARGS+=(--simd avx2)
-  export ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
-elif [ -n "$SIMD" ]; then
-  echo "SIMD takes avx2 (or nothing, for the machine's best)" >&2
-  exit 2
 fi
 cargo bench -p ferrograd-nn --bench transformer --no-run >/dev/null 2>&1
 for pass in $(seq 1 "$PASSES"); do
