@@ -277,43 +277,38 @@ impl Array {
     }
 }
 
-impl Array {
+/// The activations' gradients: each a two-input function of the forward's output or input
+/// (`self`) and the output gradient, one pass over the pair, broadcast.
+macro_rules! backward {
+    ($($(#[$doc:meta])* $name:ident, $into:ident => $f:ident;)*) => {
+        impl Array {$(
+            $(#[$doc])*
+            #[track_caller]
+            pub fn $name(&self, grad: &Array) -> Array {
+                let op = stringify!($name);
+                let mut out = Array::empty_on(
+                    &broadcast_pair(op, self.shape(), grad.shape()),
+                    self.dtype(),
+                    crate::error::same_device(op, &[self, grad]),
+                );
+                self.$into(grad, &mut out);
+                out
+            }
+
+            #[doc = concat!("[`", stringify!($name), "`](Array::", stringify!($name), ") into `out`.")]
+            #[track_caller]
+            pub fn $into(&self, grad: &Array, out: &mut Array) {
+                self.zip_fn_named(grad, ZipFn::$f, out, stringify!($name))
+            }
+        )*}
+    };
+}
+
+backward! {
     /// The gradient of `tanh` from its output: `grad * (1 - y²)` in one pass (`self` is `y`).
-    #[track_caller]
-    pub fn tanh_backward(&self, grad: &Array) -> Array {
-        let mut out = Array::empty_on(
-            &broadcast_pair("tanh_backward", self.shape(), grad.shape()),
-            self.dtype(),
-            crate::error::same_device("tanh_backward", &[self, grad]),
-        );
-        self.tanh_backward_into(grad, &mut out);
-        out
-    }
-
-    /// [`tanh_backward`](Array::tanh_backward) into `out`.
-    #[track_caller]
-    pub fn tanh_backward_into(&self, grad: &Array, out: &mut Array) {
-        self.zip_fn_named(grad, ZipFn::TanhBackward, out, "tanh_backward")
-    }
-
+    tanh_backward, tanh_backward_into => TanhBackward;
     /// The gradient of `sigmoid` from its output: `grad * y (1 - y)` in one pass.
-    #[track_caller]
-    pub fn sigmoid_backward(&self, grad: &Array) -> Array {
-        let mut out = Array::empty_on(
-            &broadcast_pair("sigmoid_backward", self.shape(), grad.shape()),
-            self.dtype(),
-            crate::error::same_device("sigmoid_backward", &[self, grad]),
-        );
-        self.sigmoid_backward_into(grad, &mut out);
-        out
-    }
-
-    /// [`sigmoid_backward`](Array::sigmoid_backward) into `out`.
-    #[track_caller]
-    pub fn sigmoid_backward_into(&self, grad: &Array, out: &mut Array) {
-        self.zip_fn_named(grad, ZipFn::SigmoidBackward, out, "sigmoid_backward")
-    }
-
+    sigmoid_backward, sigmoid_backward_into => SigmoidBackward;
     /// The gradient of [`gelu`](Array::gelu) from its input: `grad (Φ(x) + x φ(x))` in one
     /// pass (`self` is `x`; `Φ` and `φ` the standard normal's distribution and density).
     ///
@@ -325,20 +320,5 @@ impl Array {
     /// assert!((g[0] + 0.083315470587686).abs() < 1e-14 && g[1] == 1.0);
     /// assert!((g[2] - 1.085231801078197).abs() < 1e-14);
     /// ```
-    #[track_caller]
-    pub fn gelu_backward(&self, grad: &Array) -> Array {
-        let mut out = Array::empty_on(
-            &broadcast_pair("gelu_backward", self.shape(), grad.shape()),
-            self.dtype(),
-            crate::error::same_device("gelu_backward", &[self, grad]),
-        );
-        self.gelu_backward_into(grad, &mut out);
-        out
-    }
-
-    /// [`gelu_backward`](Array::gelu_backward) into `out`.
-    #[track_caller]
-    pub fn gelu_backward_into(&self, grad: &Array, out: &mut Array) {
-        self.zip_fn_named(grad, ZipFn::GeluBackward, out, "gelu_backward")
-    }
+    gelu_backward, gelu_backward_into => GeluBackward;
 }
