@@ -87,10 +87,7 @@ impl Array {
     pub fn layer_norm(&self, weight: &Array, bias: &Array, eps: f64) -> Array {
         let op = "layer_norm";
         let k = weight.ndim();
-        if bias.shape() != weight.shape()
-            || k > self.ndim()
-            || self.shape()[self.ndim() - k..] != *weight.shape()
-        {
+        if bias.shape() != weight.shape() || !self.shape().ends_with(weight.shape()) {
             fail(
                 op,
                 format_args!(
@@ -152,10 +149,7 @@ impl Array {
     pub fn layer_norm_backward(&self, weight: &Array, grad: &Array, eps: f64) -> Array {
         let op = "layer_norm_backward";
         let k = weight.ndim();
-        if grad.shape() != self.shape()
-            || k > self.ndim()
-            || self.shape()[self.ndim() - k..] != *weight.shape()
-        {
+        if grad.shape() != self.shape() || !self.shape().ends_with(weight.shape()) {
             fail(
                 op,
                 format_args!(
