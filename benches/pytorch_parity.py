@@ -48,6 +48,7 @@ KNOWN = {
     "ctc_mean": "an impossible alignment without zero_infinity: gradient 0 (PyTorch NaN); the loss is inf in both",
     "ctc_sum": "as ctc_mean",
     "ctc_none": "as ctc_mean",
+    "gelu": "at ±inf the limits (-0; gradients 1 at +inf, 0 at -inf) where PyTorch's x (1 + erf(x/√2))/2 gives NaN",
 }
 # second order only (the Hessian along v): where PyTorch's is NaN and ferrograd's finite
 # (0 at the kinks its first order already took as PyTorch does), or ferrograd's gap

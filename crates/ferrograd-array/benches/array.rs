@@ -250,6 +250,33 @@ fn main() {
         );
     }
 
+    // the transcendental kernels at a transformer MLP's hidden size ([1024, 512]), where they
+    // are compute-bound (`benches/pytorch_activations.py` times PyTorch's on the same shape)
+    {
+        let n = 1024 * 512;
+        let x = rng.normal(&[n], 0.0, 1.0, DType::F32);
+        let g = rng.normal(&[n], 0.0, 1.0, DType::F32);
+        let mut out = Array::zeros(&[n], DType::F32);
+        let bytes = |arrays: usize| Work::Bytes((arrays * 4 * n) as f64);
+        b.run(&format!("activation/exp_into/{n}"), bytes(2), || {
+            x.exp_into(&mut out)
+        });
+        b.run(&format!("activation/tanh_into/{n}"), bytes(2), || {
+            x.tanh_into(&mut out)
+        });
+        b.run(&format!("activation/erf_into/{n}"), bytes(2), || {
+            x.erf_into(&mut out)
+        });
+        b.run(&format!("activation/gelu_into/{n}"), bytes(2), || {
+            x.gelu_into(&mut out)
+        });
+        b.run(
+            &format!("activation/gelu_backward_into/{n}"),
+            bytes(3),
+            || x.gelu_backward_into(&g, &mut out),
+        );
+    }
+
     for n in [10usize, 1_000, 100_000, 10_000_000] {
         let x = rng.normal(&[n], 0.0, 1.0, DType::F32);
         let y = rng.normal(&[n], 0.0, 1.0, DType::F32);

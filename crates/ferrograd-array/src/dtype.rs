@@ -152,6 +152,13 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// The error function, vectorisable for f32 (see `math.rs`), libm's for f64.
     #[doc(hidden)]
     fn erf_kernel<const FMA: bool>(self) -> Self;
+    /// GELU, `x Φ(x)`, with `Φ` from `erfc` so it keeps its precision in the negative tail:
+    /// vectorisable for f32 (see `math.rs`), from libm's `erfc` for f64.
+    #[doc(hidden)]
+    fn gelu_kernel<const FMA: bool>(self) -> Self;
+    /// GELU's gradient `grad (Φ(x) + x φ(x))` at `self`.
+    #[doc(hidden)]
+    fn gelu_backward_kernel<const FMA: bool>(self, grad: Self) -> Self;
 }
 
 /// The signature of gemm's kernels: `m, n, k`, then destination, left and right operands
@@ -333,6 +340,14 @@ impl Float for f32 {
     fn erf_kernel<const FMA: bool>(self) -> Self {
         crate::math::erf_f32::<FMA>(self)
     }
+    #[inline(always)]
+    fn gelu_kernel<const FMA: bool>(self) -> Self {
+        crate::math::gelu_f32::<FMA>(self)
+    }
+    #[inline(always)]
+    fn gelu_backward_kernel<const FMA: bool>(self, grad: Self) -> Self {
+        crate::math::gelu_backward_f32::<FMA>(self, grad)
+    }
 }
 
 impl Float for f64 {
@@ -372,6 +387,19 @@ impl Float for f64 {
     #[inline(always)]
     fn erf_kernel<const FMA: bool>(self) -> Self {
         libm::erf(self)
+    }
+    #[inline(always)]
+    fn gelu_kernel<const FMA: bool>(self) -> Self {
+        // Φ(x) = erfc(-x/√2)/2; past -40 the product is -0 (where -∞ · 0 would be NaN)
+        let cdf = 0.5 * libm::erfc(-self * std::f64::consts::FRAC_1_SQRT_2);
+        (if self < -40.0 { -40.0 } else { self }) * cdf
+    }
+    #[inline(always)]
+    fn gelu_backward_kernel<const FMA: bool>(self, grad: Self) -> Self {
+        let cdf = 0.5 * libm::erfc(-self * std::f64::consts::FRAC_1_SQRT_2);
+        // the density's term is 0 past ±40 (where ∞ · 0 would be NaN); NaN stays NaN
+        let x = self.clamp(-40.0, 40.0);
+        grad * (cdf + x * (-0.5 * x * x).exp() * crate::fused::INV_SQRT_2PI)
     }
 }
 

@@ -55,7 +55,7 @@ pub enum MapFn {
     Erf,
     /// The inverse error function.
     Erfinv,
-    /// GELU, exact: `x Φ(x) = x (1 + erf(x / √2)) / 2`, rounded as those four steps are.
+    /// GELU, exact: `x Φ(x)`, `Φ` from `erfc` (see [`Array::gelu`]).
     Gelu,
     /// `ln |Γ(x)|`.
     Lgamma,
@@ -153,11 +153,7 @@ impl MapFn {
             MapFn::Atan => x.atan(),
             MapFn::Erf => x.erf_kernel::<FMA>(),
             MapFn::Erfinv => T::from_f64(crate::special::erfinv(x.to_f64())),
-            MapFn::Gelu => {
-                let c = <T as crate::Element>::from_f64(std::f64::consts::FRAC_1_SQRT_2);
-                let half = <T as crate::Element>::from_f64(0.5);
-                x * ((x * c).erf_kernel::<FMA>() + T::one()) * half
-            }
+            MapFn::Gelu => x.gelu_kernel::<FMA>(),
             MapFn::Lgamma => T::from_f64(crate::special::lgamma(x.to_f64())),
             MapFn::Digamma => T::from_f64(crate::special::digamma(x.to_f64())),
             MapFn::Polygamma(n) => T::from_f64(crate::special::polygamma(n, x.to_f64())),
@@ -288,16 +284,7 @@ impl ZipFn {
             ZipFn::Atan2 => x.atan2(y),
             ZipFn::TanhBackward => y * (T::one() - x * x),
             ZipFn::SigmoidBackward => y * x * (T::one() - x),
-            ZipFn::GeluBackward => {
-                let from = <T as crate::Element>::from_f64;
-                let half = from(0.5);
-                let cdf = ((x * from(std::f64::consts::FRAC_1_SQRT_2)).erf_kernel::<FMA>()
-                    + T::one())
-                    * half;
-                // 1/√(2π) e^(-x²/2)
-                let pdf = (x * x * -half).exp_kernel::<FMA>() * from(INV_SQRT_2PI);
-                y * (cdf + x * pdf)
-            }
+            ZipFn::GeluBackward => x.gelu_backward_kernel::<FMA>(y),
             ZipFn::Eq => mask(x == y),
             ZipFn::Ne => mask(x != y),
             ZipFn::Lt => mask(x < y),

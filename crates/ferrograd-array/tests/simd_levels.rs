@@ -405,7 +405,12 @@ fn every_supported_vector_path_agrees_and_fuses_exactly() {
                         .map(|(&a, b)| ulps(a, b))
                         .max()
                         .unwrap_or(0);
-                    assert!(worst <= 4, "{level:?} {name}: {worst} ulp from {best:?}");
+                    // (GELU's forms are each within 8 ulp of the exact value)
+                    let bound = if name == "Gelu" { 16 } else { 4 };
+                    assert!(
+                        worst <= bound,
+                        "{level:?} {name}: {worst} ulp from {best:?}"
+                    );
                 } else {
                     assert!(
                         want.bit_eq(top),

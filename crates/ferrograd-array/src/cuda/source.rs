@@ -265,9 +265,12 @@ pub(crate) fn map_expr(f: MapFn, dtype: DType) -> Option<String> {
         MapFn::Atan => call("atan"),
         MapFn::Erf => call("erf"),
         MapFn::Erfinv => call("erfinv"),
+        // x Φ(x), Φ(x) = erfc(-x/√2)/2 (which keeps the negative tail, where 1 + erf(x/√2)
+        // cancels); past -40 the product is -0 (where -∞ · 0 would be NaN)
         MapFn::Gelu => format!(
-            "(v * ({}(v * ({t}){FRAC_1_SQRT_2:?}) + ({t})1) * ({t})0.5)",
-            math("erf", dtype)
+            "((v < ({t})-40 ? ({t})-40 : v) * ({t})0.5 * {}(v * ({t}){:?}))",
+            math("erfc", dtype),
+            -FRAC_1_SQRT_2
         ),
         MapFn::Lgamma => call("lgamma"),
         MapFn::Digamma => format!("({t})fg_digamma((double)v)"),
@@ -358,12 +361,14 @@ pub(crate) fn zip_expr(f: ZipFn, dtype: DType) -> Option<String> {
         ),
         ZipFn::TanhBackward => format!("(b * (({t})1 - a * a))"),
         ZipFn::SigmoidBackward => format!("(b * a * (({t})1 - a))"),
-        // b (Φ(a) + a φ(a))
+        // b (Φ(a) + a φ(a)), the density's term 0 past ±40 (where ∞ · 0 would be NaN)
         ZipFn::GeluBackward => format!(
-            "(b * (({erf}(a * ({t}){FRAC_1_SQRT_2:?}) + ({t})1) * ({t})0.5 \
-             + a * ({exp}(a * a * ({t})-0.5) * ({t}){INV_SQRT_2PI:?})))",
-            erf = math("erf", dtype),
+            "([&]() {{ {t} c = a < ({t})-40 ? ({t})-40 : (a > ({t})40 ? ({t})40 : a); \
+             return b * (({t})0.5 * {erfc}(a * ({t}){m:?}) \
+             + c * {exp}(c * c * ({t})-0.5) * ({t}){INV_SQRT_2PI:?}); }})()",
+            erfc = math("erfc", dtype),
             exp = math("exp", dtype),
+            m = -FRAC_1_SQRT_2,
         ),
         ZipFn::Eq => mask("=="),
         ZipFn::Ne => mask("!="),

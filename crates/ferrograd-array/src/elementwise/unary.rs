@@ -134,8 +134,11 @@ unary! {
     tanh, tanh_into => Tanh;
     /// The logistic function `1 / (1 + e^-x)`, computed without overflow for large `|x|`.
     sigmoid, sigmoid_into => Sigmoid;
-    /// GELU, exact: `x Φ(x) = x (1 + erf(x / √2)) / 2` in one pass (its gradient:
-    /// [`gelu_backward`](Array::gelu_backward)).
+    /// GELU, exact: `x Φ(x)` in one pass, `Φ` the standard normal distribution from
+    /// `erfc(-x/√2)/2`, so the negative tail keeps its digits where `x (1 + erf(x/√2)) / 2`
+    /// cancels to nothing (from x = -5.5 in f32): within 8 ulp in f32 while the result is
+    /// normal (from x = -13.2 on it flushes towards 0), 1e-10 relatively in f64 (its
+    /// gradient: [`gelu_backward`](Array::gelu_backward)).
     gelu, gelu_into => Gelu;
 }
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""PyTorch's transcendental kernels on the shape of the `activation/` rows of `cargo bench -p
+ferrograd-array --bench array -- activation` ([1024, 512] f32, the transformer benchmark's
+MLP hidden layer), printed like them: time per call and GB/s moved. Run with a PyTorch from a
+virtualenv outside the repository."""
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import best  # noqa: E402
+
+n = 1024 * 512
+gen = torch.Generator().manual_seed(0)
+x = torch.randn(n, generator=gen)
+g = torch.randn(n, generator=gen)
+out = torch.empty(n)
+print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
+      f"{torch.backends.cpu.get_cpu_capability()}")
+rows = [
+    ("exp_into", 2, lambda _: torch.exp(x, out=out)),
+    ("tanh_into", 2, lambda _: torch.tanh(x, out=out)),
+    ("erf_into", 2, lambda _: torch.erf(x, out=out)),
+    ("gelu_into", 2, lambda _: torch._C._nn.gelu(x, out=out)),
+    ("gelu_backward_into", 3,
+     lambda _: torch.ops.aten.gelu_backward.grad_input(g, x, grad_input=out)),
+]
+for name, arrays, f in rows:
+    t = best(10, max(1, int(0.1 / 2e-4)), f)
+    print(f"activation/{name}/{n:<12} {t * 1e6:9.2f} µs {arrays * 4 * n / t / 1e9:8.2f} GB/s")
