@@ -277,6 +277,26 @@ fn main() {
         );
     }
 
+    // a causal attention's scores, [batch, heads, l, l] (the transformer benchmark's)
+    {
+        let shape = [16, 4, 64, 64];
+        let n: usize = shape.iter().product();
+        let x = rng.normal(&shape, 0.0, 1.0, DType::F32);
+        let g = rng.normal(&shape, 0.0, 1.0, DType::F32);
+        let mut out = Array::zeros(&shape, DType::F32);
+        let bytes = |arrays: usize| Work::Bytes((arrays * 4 * n) as f64);
+        b.run("attention/softmax_into/16x4x64x64", bytes(2), || {
+            x.softmax_into(-1, &mut out)
+        });
+        b.run("attention/causal_softmax_into/16x4x64x64", bytes(2), || {
+            x.causal_softmax_into(0.125, &mut out)
+        });
+        let y = x.causal_softmax(0.125);
+        b.run("attention/softmax_backward/16x4x64x64", bytes(3), || {
+            black_box(y.softmax_backward(&g, -1));
+        });
+    }
+
     for n in [10usize, 1_000, 100_000, 10_000_000] {
         let x = rng.normal(&[n], 0.0, 1.0, DType::F32);
         let y = rng.normal(&[n], 0.0, 1.0, DType::F32);

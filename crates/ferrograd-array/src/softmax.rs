@@ -126,10 +126,15 @@ fn causal_softmax_blocks<T: Float, const FMA: bool>(
     for (x, y) in x.chunks_exact(l * s).zip(y.chunks_exact_mut(l * s)) {
         for (i, (x, y)) in x.chunks_exact(s).zip(y.chunks_exact_mut(s)).enumerate() {
             let valid = (i + 1).min(s);
-            let (kept, masked) = y.split_at_mut(valid);
+            // The maximum and the exponentials run on whole vectors, to the kept entries'
+            // last one, whose masked entries are -inf as in the composition (a row's vector
+            // tail, element by element, cost more than the exponentials it saved).
+            let whole = valid.next_multiple_of(LANES).min(s);
+            let (kept, masked) = y.split_at_mut(whole);
             for (y, &x) in kept.iter_mut().zip(x) {
                 *y = x * scale;
             }
+            kept[valid..].fill(T::neg_infinity());
             let m = finite(max_of(kept));
             for y in kept.iter_mut() {
                 *y = (*y - m).exp_kernel::<FMA>();
