@@ -297,6 +297,29 @@ fn main() {
         });
     }
 
+    // layer norm over a transformer's rows, [16·64, 128], and its backward's parts
+    {
+        let shape = [1024, 128];
+        let n: usize = shape.iter().product();
+        let x = rng.normal(&shape, 0.0, 1.0, DType::F32);
+        let g = rng.normal(&shape, 0.0, 1.0, DType::F32);
+        let w = rng.normal(&[128], 1.0, 0.1, DType::F32);
+        let bias = rng.normal(&[128], 0.0, 0.1, DType::F32);
+        let bytes = |arrays: usize| Work::Bytes((arrays * 4 * n) as f64);
+        b.run("norm/layer_norm/1024x128", bytes(2), || {
+            black_box(x.layer_norm(&w, &bias, 1e-5));
+        });
+        b.run("norm/layer_norm_backward/1024x128", bytes(3), || {
+            black_box(x.layer_norm_backward(&w, &g, 1e-5));
+        });
+        b.run("norm/mul/1024x128", bytes(3), || {
+            black_box(x.mul(&g));
+        });
+        b.run("norm/sum_rows/1024x128", bytes(1), || {
+            black_box(g.sum_dim(0, false));
+        });
+    }
+
     for n in [10usize, 1_000, 100_000, 10_000_000] {
         let x = rng.normal(&[n], 0.0, 1.0, DType::F32);
         let y = rng.normal(&[n], 0.0, 1.0, DType::F32);

@@ -7,7 +7,7 @@ use crate::error::{fail, same_dtype};
 use crate::layout::fmt_shape;
 use crate::math::with_simd;
 use crate::par::for_blocks;
-use crate::reduce::{sum_of, LANES};
+use crate::reduce::sum_of;
 use crate::Array;
 
 /// Normalizes each row of `m` elements of `x` into `y`, then scales by `w` and shifts by `b`.
@@ -37,33 +37,17 @@ fn layer_norm_backward_rows<T: Float>(x: &[T], g: &[T], dx: &mut [T], w: &[T], m
         let mean = sum_of(x, x, |v, _| v) / count;
         let var = sum_of(x, x, |v, _| (v - mean) * (v - mean)) / count;
         let r = (var + eps).sqrt().recip();
-        // Σ G and Σ G (x - mean), in running sums side by side
-        let (mut a, mut c) = ([T::zero(); LANES], [T::zero(); LANES]);
-        let whole = m - m % LANES;
-        for ((x, g), w) in (x[..whole].chunks_exact(LANES))
-            .zip(g[..whole].chunks_exact(LANES))
-            .zip(w[..whole].chunks_exact(LANES))
-        {
-            for l in 0..LANES {
-                let gw = g[l] * w[l];
-                a[l] += gw;
-                c[l] += gw * (x[l] - mean);
-            }
+        // G = g w into dx, then Σ G and Σ G (x - mean) over it: each a vector pass (as one
+        // pass with two running sums, the compiler left it scalar)
+        for ((dx, &g), &w) in dx.iter_mut().zip(g).zip(w) {
+            *dx = g * w;
         }
-        let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
-        for l in 0..LANES {
-            sum_g += a[l];
-            sum_gx += c[l];
-        }
-        for j in whole..m {
-            let gw = g[j] * w[j];
-            sum_g += gw;
-            sum_gx += gw * (x[j] - mean);
-        }
-        // dx = r/m (m g w - Σ G - (x - mean) r² Σ G (x - mean))
+        let sum_g = sum_of(dx, dx, |v, _| v);
+        let sum_gx = sum_of(dx, x, |v, x| v * (x - mean));
+        // dx = r/m (m G - Σ G - (x - mean) r² Σ G (x - mean))
         let (scale, shift) = (r / count, r * r * sum_gx);
-        for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
-            *dx = scale * (count * g * w - sum_g - (x - mean) * shift);
+        for (dx, &x) in dx.iter_mut().zip(x) {
+            *dx = scale * (count * *dx - sum_g - (x - mean) * shift);
         }
     }
 }
