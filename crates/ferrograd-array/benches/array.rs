@@ -312,6 +312,9 @@ fn main() {
         b.run("norm/layer_norm_backward/1024x128", bytes(3), || {
             black_box(x.layer_norm_backward(&w, &g, 1e-5));
         });
+        b.run("norm/layer_norm_param_grads/1024x128", bytes(2), || {
+            black_box(x.layer_norm_param_grads(&g, &[128], 1e-5));
+        });
         b.run("norm/mul/1024x128", bytes(3), || {
             black_box(x.mul(&g));
         });

@@ -289,8 +289,9 @@ pub(crate) fn exp_f32<const FMA: bool>(x: f32) -> f32 {
 /// `lo` is ignored): `n ln 2` comes off `hi` exactly before `lo` joins the reduced argument,
 /// so an exponent held as `hi + lo` to more than f32's precision keeps it (e^(-x²) for x
 /// near 9 is 1e-35 and a rounding of x² would cost it 40 ulp). With `LO`, `hi` is at most 0,
-/// `|lo|` at most 1/16, and results below f32's normal range (from `hi = -87.3`) are 0:
-/// scaling by `2^n` is then one addition to the exponent field.
+/// `|lo|` at most 1/16, and results are 0 from `hi = -87` (e^-87 is 1.6e-38, near the
+/// bottom of f32's normal range): `2^n` then stays normal, and scaling by it is one
+/// addition to the exponent field.
 #[inline(always)]
 fn exp_parts<const FMA: bool, const LO: bool>(hi: f32, lo: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;

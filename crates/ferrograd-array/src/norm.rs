@@ -52,6 +52,33 @@ fn layer_norm_backward_rows<T: Float>(x: &[T], g: &[T], dx: &mut [T], w: &[T], m
     }
 }
 
+/// Rows per part of [`Array::layer_norm_param_grads`]' sums: parts are summed in order, so the
+/// result does not depend on how many threads took them.
+const PARAM_GRAD_ROWS: usize = 64;
+
+/// Adds `Σ g x̂` and `Σ g` over the rows of `x` and `g` (rows of `m`) to `dw` and `db`, `x̂`
+/// the normalized row (the forward's mean and `r`).
+#[inline(always)]
+fn layer_norm_param_grad_rows<T: Float>(
+    x: &[T],
+    g: &[T],
+    dw: &mut [T],
+    db: &mut [T],
+    m: usize,
+    eps: T,
+) {
+    let count = T::from(m).expect("a row length is a float");
+    for (x, g) in x.chunks_exact(m).zip(g.chunks_exact(m)) {
+        let mean = sum_of(x, x, |v, _| v) / count;
+        let var = sum_of(x, x, |v, _| (v - mean) * (v - mean)) / count;
+        let r = (var + eps).sqrt().recip();
+        for (((dw, db), &x), &g) in dw.iter_mut().zip(db.iter_mut()).zip(x).zip(g) {
+            *dw += g * ((x - mean) * r);
+            *db += g;
+        }
+    }
+}
+
 impl Array {
     /// Layer normalization over the trailing dims whose shape `weight` and `bias` have:
     /// each row of those dims becomes `(x - mean) / sqrt(var + eps) · weight + bias`, with
@@ -174,6 +201,106 @@ impl Array {
         }
         dispatch_float!(self.dtype(), op, T => kernel::<T>(self, weight, grad, m, eps, &mut out));
         out
+    }
+
+    /// The gradients of [`layer_norm`](Array::layer_norm)'s weight and bias, given its input
+    /// `self` and the output gradient `grad` (of `self`'s shape): `(Σ grad · x̂, Σ grad)` over
+    /// the rows, each of shape `normalized_shape` (`self`'s trailing dims), `x̂` the
+    /// normalized rows. One pass over the rows on the CPU (in parts of 64 rows, summed in
+    /// order, so the result does not depend on the number of threads); on a GPU the same
+    /// from its reductions and elementwise ops.
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let x = Array::from_vec(vec![1.0f64, 3.0, 10.0, 30.0], &[2, 2]);
+    /// let g = Array::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let (dw, db) = x.layer_norm_param_grads(&g, &[2], 0.0);
+    /// // both rows normalize to (-1, 1)
+    /// assert_eq!(dw.to_vec::<f64>(), vec![-4.0, 6.0]);
+    /// assert_eq!(db.to_vec::<f64>(), vec![4.0, 6.0]);
+    /// ```
+    ///
+    /// Panics unless `normalized_shape` is `self`'s trailing dims, `grad` has `self`'s shape,
+    /// and both its float dtype.
+    #[track_caller]
+    pub fn layer_norm_param_grads(
+        &self,
+        grad: &Array,
+        normalized_shape: &[usize],
+        eps: f64,
+    ) -> (Array, Array) {
+        let op = "layer_norm_param_grads";
+        let k = normalized_shape.len();
+        if grad.shape() != self.shape() || k == 0 || !self.shape().ends_with(normalized_shape) {
+            fail(
+                op,
+                format_args!(
+                    "the normalized shape {} must be the trailing dims of {}, and the \
+                     gradient {} its shape",
+                    fmt_shape(normalized_shape),
+                    fmt_shape(self.shape()),
+                    fmt_shape(grad.shape())
+                ),
+            )
+        }
+        same_dtype(op, self.dtype(), grad.dtype());
+        let rows: Vec<usize> = (0..self.ndim() - k).collect();
+        let over_rows = |a: Array| {
+            if rows.is_empty() {
+                a
+            } else {
+                a.sum_dim(rows.as_slice(), false)
+            }
+        };
+        if !self.device().is_cpu() || !grad.device().is_cpu() {
+            let (xhat, _) = self.normalized_rows(k, eps);
+            return (over_rows(grad.mul(&xhat)), over_rows(grad.clone()));
+        }
+        fn kernel<T: Float>(x: &Array, g: &Array, shape: &[usize], eps: f64) -> (Array, Array) {
+            let op = "layer_norm_param_grads";
+            let (x_, g_) = (x.values::<T>(op), g.values::<T>(op));
+            let m: usize = shape.iter().product();
+            let eps = T::from(eps).expect("eps is a float");
+            let part = PARAM_GRAD_ROWS * m.max(1);
+            // each part's two sums side by side, [dw | db]
+            let mut parts = vec![T::zero(); x_.len().div_ceil(part.max(1)) * 2 * m];
+            if m > 0 {
+                crate::par::chunks(
+                    &mut parts,
+                    2 * m,
+                    crate::par::split(x_.len(), crate::elementwise::PARALLEL_MIN_TRANSCENDENTAL),
+                    &|i, sums| {
+                        let at = i * part;
+                        let end = (at + part).min(x_.len());
+                        let (dw, db) = sums.split_at_mut(m);
+                        with_simd(
+                            #[inline(always)]
+                            || {
+                                layer_norm_param_grad_rows(
+                                    &x_[at..end],
+                                    &g_[at..end],
+                                    dw,
+                                    db,
+                                    m,
+                                    eps,
+                                )
+                            },
+                        )
+                    },
+                );
+            }
+            let (mut dw, mut db) = (vec![T::zero(); m], vec![T::zero(); m]);
+            for sums in parts.chunks_exact(2 * m.max(1)).filter(|_| m > 0) {
+                for (a, &b) in dw.iter_mut().zip(&sums[..m]) {
+                    *a += b;
+                }
+                for (a, &b) in db.iter_mut().zip(&sums[m..]) {
+                    *a += b;
+                }
+            }
+            (Array::from_vec(dw, shape), Array::from_vec(db, shape))
+        }
+        dispatch_float!(self.dtype(), op, T => kernel::<T>(self, grad, normalized_shape, eps))
     }
 
     /// The rows of the trailing `k` dims normalized, `(x - mean) r`, and each row's `r = 1 /

@@ -308,6 +308,38 @@ fn softmax_indexing_and_where_on_a_gpu_match_the_cpu() {
                     "log_softmax_backward",
                 );
             }
+            // causal attention's softmax, and layer norm with its gradients (on a GPU composed
+            // from its reductions and elementwise ops)
+            let loose = if dtype == DType::F32 { 1e-4 } else { 1e-10 };
+            let scores = g.normal(&[2, 5, 7], 0.0, 2.0, dtype);
+            assert_matches(
+                &on(&scores, device).causal_softmax(0.5),
+                &scores.causal_softmax(0.5),
+                rel,
+                "causal_softmax",
+            );
+            let (w, b) = (
+                g.normal(&[4], 1.0, 0.5, dtype),
+                g.normal(&[4], 0.0, 0.5, dtype),
+            );
+            let rows = g.normal(&[10, 6, 4], 0.0, 2.0, dtype);
+            let (drows, dw, db) = (on(&rows, device), on(&w, device), on(&b, device));
+            assert_matches(
+                &drows.layer_norm(&dw, &db, 1e-5),
+                &rows.layer_norm(&w, &b, 1e-5),
+                loose,
+                "layer_norm",
+            );
+            assert_matches(
+                &drows.layer_norm_backward(&dw, &dg, 1e-5),
+                &rows.layer_norm_backward(&w, &grad, 1e-5),
+                loose,
+                "layer_norm_backward",
+            );
+            let (gw, gb) = drows.layer_norm_param_grads(&dg, &[4], 1e-5);
+            let (cw, cb) = rows.layer_norm_param_grads(&grad, &[4], 1e-5);
+            assert_matches(&gw, &cw, loose, "layer_norm_param_grads (weight)");
+            assert_matches(&gb, &cb, loose, "layer_norm_param_grads (bias)");
             // cross-entropy's pieces: pick each row's target, add the gradient back
             let labels = Array::from_vec(vec![3i64, 0, 5, 5, 1, 2, 4, 0, 3, 5], &[10, 1]);
             let (dl, logits) = (on(&labels, device), x.narrow(2, 0, 1).reshape(&[10, 6]));

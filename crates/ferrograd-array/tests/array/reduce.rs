@@ -639,6 +639,61 @@ fn layer_norm_backward_matches_the_gradient_of_its_definition() {
     );
 }
 
+/// Layer normalization's weight and bias gradients, `Σ g x̂` and `Σ g` over the rows, against
+/// those sums in f64 on the forward test's shapes (3000 rows: parts across threads) and a
+/// transposed output gradient.
+#[test]
+fn layer_norm_param_grads_are_the_row_sums_of_their_definition() {
+    let mut rng = Generator::new(73);
+    for dtype in [DType::F32, DType::F64] {
+        for (shape, k, offset) in LAYER_NORM_CASES {
+            let x = rng.normal(shape, offset, 2.0, dtype);
+            let trailing = &shape[shape.len() - k..];
+            let m: usize = trailing.iter().product();
+            let rows = x.numel() / m;
+            let g = rng
+                .normal(&[m, rows], 0.0, 1.0, dtype)
+                .transpose(0, 1)
+                .reshape(shape);
+            let (dw, db) = x.layer_norm_param_grads(&g, trailing, 1e-5);
+            assert_eq!((dw.shape(), db.shape()), (trailing, trailing));
+            let (xs, gs) = (x.to_f64_vec(), g.to_f64_vec());
+            let (mut want_w, mut want_b, mut scale) = (vec![0.0; m], vec![0.0; m], vec![0.0; m]);
+            for r in 0..rows {
+                let row = &xs[r * m..][..m];
+                let mean = row.iter().sum::<f64>() / m as f64;
+                let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m as f64;
+                for j in 0..m {
+                    let xhat = (row[j] - mean) / (var + 1e-5).sqrt();
+                    want_w[j] += gs[r * m + j] * xhat;
+                    want_b[j] += gs[r * m + j];
+                    scale[j] += gs[r * m + j].abs() * (1.0 + xhat.abs());
+                }
+            }
+            // (the forward's bound: rows around 1000 lose digits to the mean in f32)
+            let tol = if dtype == DType::F32 { 1e-4 } else { 1e-11 };
+            for (got, want) in [(dw.to_f64_vec(), &want_w), (db.to_f64_vec(), &want_b)] {
+                for j in 0..m {
+                    assert!(
+                        (got[j] - want[j]).abs() <= tol * scale[j],
+                        "{dtype} {shape:?} [{j}]: {} vs {}",
+                        got[j],
+                        want[j]
+                    );
+                }
+            }
+        }
+    }
+    let x = Array::zeros(&[2, 3], DType::F32);
+    let msg = panic_message(|| {
+        x.layer_norm_param_grads(&Array::zeros(&[2, 3], DType::F32), &[2], 1e-5);
+    });
+    assert!(
+        msg.contains("layer_norm_param_grads") && msg.contains("[2]") && msg.contains("[2, 3]"),
+        "{msg}"
+    );
+}
+
 /// `(G - mean(G) - x̂ mean(G x̂)) / σ` for one row, `G = g w`, in f64.
 fn textbook_dx(x: &[f64], g: &[f64], w: &[f64], eps: f64) -> Vec<f64> {
     let m = x.len() as f64;

@@ -311,24 +311,16 @@ impl CustomOp for LayerNorm {
             }
         };
         if !(x.iter().any(Tensor::is_traced) || g.is_traced()) {
-            // Nothing differentiates this gradient again: the input's gradient in one pass
-            // per row ([`Array::layer_norm_backward`]) and x̂ in another (the forward's
-            // kernel, unscaled), where the composed form below runs fourteen ops.
+            // Nothing differentiates this gradient again: the input's gradient in one kernel
+            // ([`Array::layer_norm_backward`]) and the weight's and bias's in another
+            // ([`Array::layer_norm_param_grads`]), where the composed form below runs
+            // fourteen ops and more.
             let dx = call(LayerNormBackward { eps: self.eps }, &[input, &x[1], g]);
-            let trailing = x[1].shape();
-            let ones = super::constant_like(input, trailing, 1.0);
-            let zeros = super::constant_like(input, trailing, 0.0);
-            let xhat = call(
-                LayerNorm {
-                    dims: self.dims.clone(),
-                    eps: self.eps,
-                },
-                &[input, &ones, &zeros],
-            );
+            let params = call(LayerNormParamGrads { eps: self.eps }, &[input, &x[1], g]);
             return vec![
                 Some(dx),
-                Some(over_rows(g * &xhat)),
-                Some(over_rows(g.clone())),
+                Some(params.select(0, 0)),
+                Some(params.select(0, 1)),
             ];
         }
         let mean = input.mean_dim(d, true);
@@ -363,6 +355,29 @@ impl CustomOp for LayerNormBackward {
 
     fn forward(&self, x: &[&Array]) -> Array {
         x[0].layer_norm_backward(x[1], x[2], self.eps)
+    }
+
+    fn backward_array(&self, _: &[&Array], _: &Array, _: &Array, _: &[bool]) -> Vec<Option<Array>> {
+        unreachable!("layer_norm composes its gradient where it is differentiated again")
+    }
+}
+
+/// Layer normalization's weight and bias gradients in one pass over the rows (inputs: x,
+/// weight, for its shape, and the output gradient), stacked as `[2, ...weight's shape]`.
+/// First derivatives only, as [`LayerNormBackward`].
+#[derive(Debug)]
+struct LayerNormParamGrads {
+    eps: f64,
+}
+
+impl CustomOp for LayerNormParamGrads {
+    fn name(&self) -> &str {
+        "nn.layer_norm_param_grads"
+    }
+
+    fn forward(&self, x: &[&Array]) -> Array {
+        let (dw, db) = x[0].layer_norm_param_grads(x[2], x[1].shape(), self.eps);
+        Array::cat(&[dw.unsqueeze(0), db.unsqueeze(0)], 0)
     }
 
     fn backward_array(&self, _: &[&Array], _: &Array, _: &Array, _: &[bool]) -> Vec<Option<Array>> {
