@@ -562,6 +562,25 @@ const LAYER_NORM_CASES: [(&[usize], usize, f64); 6] = [
     (&[3000, 200], 1, -3.0),
 ];
 
+/// One of [`LAYER_NORM_CASES`]: the input and an output gradient (a transposed view of a
+/// `[m, rows]` array), with the rows' length `m` and their count.
+fn layer_norm_case(
+    rng: &mut Generator,
+    dtype: DType,
+    shape: &[usize],
+    k: usize,
+    offset: f64,
+) -> (Array, Array, usize, usize) {
+    let x = rng.normal(shape, offset, 2.0, dtype);
+    let m: usize = shape[shape.len() - k..].iter().product();
+    let rows = x.numel() / m;
+    let g = rng
+        .normal(&[m, rows], 0.0, 1.0, dtype)
+        .transpose(0, 1)
+        .reshape(shape);
+    (x, g, m, rows)
+}
+
 /// Layer normalization's input gradient against the textbook form in f64, `dx = (G -
 /// mean(G) - x̂ mean(G x̂)) / σ` with `G = g w`, on the forward test's shapes and a
 /// transposed output gradient; and that form against central differences of the forward.
@@ -570,16 +589,8 @@ fn layer_norm_backward_matches_the_gradient_of_its_definition() {
     let mut rng = Generator::new(72);
     for dtype in [DType::F32, DType::F64] {
         for (shape, k, offset) in LAYER_NORM_CASES {
-            let x = rng.normal(shape, offset, 2.0, dtype);
-            let trailing = &shape[shape.len() - k..];
-            let w = rng.normal(trailing, 1.0, 0.5, dtype);
-            // the output gradient as a transposed view of a [m, rows] array
-            let m: usize = trailing.iter().product();
-            let rows = x.numel() / m;
-            let g = rng
-                .normal(&[m, rows], 0.0, 1.0, dtype)
-                .transpose(0, 1)
-                .reshape(shape);
+            let (x, g, m, rows) = layer_norm_case(&mut rng, dtype, shape, k, offset);
+            let w = rng.normal(&shape[shape.len() - k..], 1.0, 0.5, dtype);
             let got = x.layer_norm_backward(&w, &g, 1e-5).to_f64_vec();
             let (xs, ws, gs) = (x.to_f64_vec(), w.to_f64_vec(), g.to_f64_vec());
             for r in 0..rows {
@@ -647,14 +658,8 @@ fn layer_norm_param_grads_are_the_row_sums_of_their_definition() {
     let mut rng = Generator::new(73);
     for dtype in [DType::F32, DType::F64] {
         for (shape, k, offset) in LAYER_NORM_CASES {
-            let x = rng.normal(shape, offset, 2.0, dtype);
+            let (x, g, m, rows) = layer_norm_case(&mut rng, dtype, shape, k, offset);
             let trailing = &shape[shape.len() - k..];
-            let m: usize = trailing.iter().product();
-            let rows = x.numel() / m;
-            let g = rng
-                .normal(&[m, rows], 0.0, 1.0, dtype)
-                .transpose(0, 1)
-                .reshape(shape);
             let (dw, db) = x.layer_norm_param_grads(&g, trailing, 1e-5);
             assert_eq!((dw.shape(), db.shape()), (trailing, trailing));
             let (xs, gs) = (x.to_f64_vec(), g.to_f64_vec());
