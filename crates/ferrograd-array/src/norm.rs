@@ -244,57 +244,48 @@ impl Array {
             )
         }
         same_dtype(op, self.dtype(), grad.dtype());
-        let rows: Vec<usize> = (0..self.ndim() - k).collect();
-        let over_rows = |a: Array| {
-            if rows.is_empty() {
-                a
-            } else {
-                a.sum_dim(rows.as_slice(), false)
-            }
-        };
         if !self.device().is_cpu() || !grad.device().is_cpu() {
             let (xhat, _) = self.normalized_rows(k, eps);
+            let rows: Vec<usize> = (0..self.ndim() - k).collect();
+            let over_rows = |a: Array| match rows.is_empty() {
+                true => a,
+                false => a.sum_dim(rows.as_slice(), false),
+            };
             return (over_rows(grad.mul(&xhat)), over_rows(grad.clone()));
         }
         fn kernel<T: Float>(x: &Array, g: &Array, shape: &[usize], eps: f64) -> (Array, Array) {
             let op = "layer_norm_param_grads";
-            let (x_, g_) = (x.values::<T>(op), g.values::<T>(op));
             let m: usize = shape.iter().product();
+            if m == 0 {
+                return (Array::zeros(shape, T::DTYPE), Array::zeros(shape, T::DTYPE));
+            }
+            let (x_, g_) = (x.values::<T>(op), g.values::<T>(op));
             let eps = T::from(eps).expect("eps is a float");
-            let part = PARAM_GRAD_ROWS * m.max(1);
+            let part = PARAM_GRAD_ROWS * m;
             // each part's two sums side by side, [dw | db]
-            let mut parts = vec![T::zero(); x_.len().div_ceil(part.max(1)) * 2 * m];
-            if m > 0 {
-                crate::par::chunks(
-                    &mut parts,
-                    2 * m,
-                    crate::par::split(x_.len(), crate::elementwise::PARALLEL_MIN_TRANSCENDENTAL),
-                    &|i, sums| {
-                        let at = i * part;
-                        let end = (at + part).min(x_.len());
-                        let (dw, db) = sums.split_at_mut(m);
-                        with_simd(
-                            #[inline(always)]
-                            || {
-                                layer_norm_param_grad_rows(
-                                    &x_[at..end],
-                                    &g_[at..end],
-                                    dw,
-                                    db,
-                                    m,
-                                    eps,
-                                )
-                            },
+            let mut parts = vec![T::zero(); x_.len().div_ceil(part) * 2 * m];
+            let parallel =
+                crate::par::split(x_.len(), crate::elementwise::PARALLEL_MIN_TRANSCENDENTAL);
+            crate::par::chunks(&mut parts, 2 * m, parallel, &|i, sums| {
+                let rows = i * part..((i + 1) * part).min(x_.len());
+                let (dw, db) = sums.split_at_mut(m);
+                with_simd(
+                    #[inline(always)]
+                    || {
+                        layer_norm_param_grad_rows(
+                            &x_[rows.clone()],
+                            &g_[rows.clone()],
+                            dw,
+                            db,
+                            m,
+                            eps,
                         )
                     },
-                );
-            }
+                )
+            });
             let (mut dw, mut db) = (vec![T::zero(); m], vec![T::zero(); m]);
-            for sums in parts.chunks_exact(2 * m.max(1)).filter(|_| m > 0) {
-                for (a, &b) in dw.iter_mut().zip(&sums[..m]) {
-                    *a += b;
-                }
-                for (a, &b) in db.iter_mut().zip(&sums[m..]) {
+            for sums in parts.chunks_exact(2 * m) {
+                for (a, &b) in dw.iter_mut().chain(db.iter_mut()).zip(sums) {
                     *a += b;
                 }
             }
