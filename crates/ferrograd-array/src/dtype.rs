@@ -390,17 +390,22 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn gelu_kernel<const FMA: bool>(self) -> Self {
-        // Φ(x) = erfc(-x/√2)/2; past -40 the product is -0 (where -∞ · 0 would be NaN)
-        let cdf = 0.5 * libm::erfc(-self * std::f64::consts::FRAC_1_SQRT_2);
-        (if self < -40.0 { -40.0 } else { self }) * cdf
+        // past -40 the product is -0 (where -∞ · 0 would be NaN)
+        (if self < -40.0 { -40.0 } else { self }) * normal_cdf_f64(self)
     }
     #[inline(always)]
     fn gelu_backward_kernel<const FMA: bool>(self, grad: Self) -> Self {
-        let cdf = 0.5 * libm::erfc(-self * std::f64::consts::FRAC_1_SQRT_2);
         // the density's term is 0 past ±40 (where ∞ · 0 would be NaN); NaN stays NaN
         let x = self.clamp(-40.0, 40.0);
-        grad * (cdf + x * (-0.5 * x * x).exp() * crate::fused::INV_SQRT_2PI)
+        grad * (normal_cdf_f64(self) + x * (-0.5 * x * x).exp() * crate::fused::INV_SQRT_2PI)
     }
+}
+
+/// `Φ(x)`, the standard normal distribution, as `erfc(-x/√2)/2` (libm's `erfc`, which keeps
+/// the negative tail where `(1 + erf(x/√2))/2` cancels).
+#[inline(always)]
+fn normal_cdf_f64(x: f64) -> f64 {
+    0.5 * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2)
 }
 
 /// [`Element::with_scratch`] on a thread's buffer (a fresh one if it is in use).

@@ -10,14 +10,21 @@ use crate::par::for_blocks;
 use crate::reduce::sum_of;
 use crate::Array;
 
+/// A row's mean and `r = 1 / sqrt(var + eps)` (the biased variance), `count` its length: what
+/// the forward and both gradients' kernels normalize by.
+#[inline(always)]
+fn row_stats<T: Float>(x: &[T], count: T, eps: T) -> (T, T) {
+    let mean = sum_of(x, x, |v, _| v) / count;
+    let var = sum_of(x, x, |v, _| (v - mean) * (v - mean)) / count;
+    (mean, (var + eps).sqrt().recip())
+}
+
 /// Normalizes each row of `m` elements of `x` into `y`, then scales by `w` and shifts by `b`.
 #[inline(always)]
 fn layer_norm_rows<T: Float>(x: &[T], y: &mut [T], w: &[T], b: &[T], m: usize, eps: T) {
     let count = T::from(m).expect("a row length is a float");
     for (x, y) in x.chunks_exact(m).zip(y.chunks_exact_mut(m)) {
-        let mean = sum_of(x, x, |v, _| v) / count;
-        let var = sum_of(x, x, |v, _| (v - mean) * (v - mean)) / count;
-        let r = (var + eps).sqrt().recip();
+        let (mean, r) = row_stats(x, count, eps);
         for (((y, &x), &w), &b) in y.iter_mut().zip(x).zip(w).zip(b) {
             *y = (x - mean) * r * w + b;
         }
@@ -34,9 +41,7 @@ fn layer_norm_backward_rows<T: Float>(x: &[T], g: &[T], dx: &mut [T], w: &[T], m
         .zip(g.chunks_exact(m))
         .zip(dx.chunks_exact_mut(m))
     {
-        let mean = sum_of(x, x, |v, _| v) / count;
-        let var = sum_of(x, x, |v, _| (v - mean) * (v - mean)) / count;
-        let r = (var + eps).sqrt().recip();
+        let (mean, r) = row_stats(x, count, eps);
         // G = g w into dx, then Σ G and Σ G (x - mean) over it: each a vector pass (as one
         // pass with two running sums, the compiler left it scalar)
         for ((dx, &g), &w) in dx.iter_mut().zip(g).zip(w) {
@@ -69,9 +74,7 @@ fn layer_norm_param_grad_rows<T: Float>(
 ) {
     let count = T::from(m).expect("a row length is a float");
     for (x, g) in x.chunks_exact(m).zip(g.chunks_exact(m)) {
-        let mean = sum_of(x, x, |v, _| v) / count;
-        let var = sum_of(x, x, |v, _| (v - mean) * (v - mean)) / count;
-        let r = (var + eps).sqrt().recip();
+        let (mean, r) = row_stats(x, count, eps);
         for (((dw, db), &x), &g) in dw.iter_mut().zip(db.iter_mut()).zip(x).zip(g) {
             *dw += g * ((x - mean) * r);
             *db += g;
