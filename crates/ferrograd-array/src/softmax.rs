@@ -113,7 +113,9 @@ fn softmax_blocks<T: Float, const FMA: bool>(
 /// row `i`'s softmax of `scale · x` over its first `min(i + 1, s)` entries, the rest 0. The
 /// same arithmetic as `mul_scalar`, a mask of `-inf` and [`softmax_blocks`] (the same maximum,
 /// exponentials, lane sums over the whole row with the masked entries 0, and scaling), so
-/// the same bits, with no exponential for a masked entry.
+/// the same bits, with no exponential for a masked entry, and weights below the smallest
+/// normal float 0: an exponent below `ln` of it takes the exponential's `-inf` path, which
+/// makes no subnormal number on the way, and a weight the scaling leaves below it is zeroed.
 #[inline(always)]
 fn causal_softmax_blocks<T: Float, const FMA: bool>(
     x: &[T],
@@ -123,6 +125,8 @@ fn causal_softmax_blocks<T: Float, const FMA: bool>(
     scale: T,
 ) {
     let finite = |m: T| if m == T::neg_infinity() { T::zero() } else { m };
+    let tiny = T::min_positive_value();
+    let ln_tiny = tiny.ln();
     for (x, y) in x.chunks_exact(l * s).zip(y.chunks_exact_mut(l * s)) {
         for (i, (x, y)) in x.chunks_exact(s).zip(y.chunks_exact_mut(s)).enumerate() {
             let valid = (i + 1).min(s);
@@ -137,15 +141,49 @@ fn causal_softmax_blocks<T: Float, const FMA: bool>(
             kept[valid..].fill(T::neg_infinity());
             let m = finite(max_of(kept));
             for y in kept.iter_mut() {
-                *y = (*y - m).exp_kernel::<FMA>();
+                let z = *y - m;
+                *y = (if z < ln_tiny { T::neg_infinity() } else { z }).exp_kernel::<FMA>();
             }
             masked.fill(T::zero());
             let inv = sum_of(y, y, |e, _| e).recip();
             for y in y.iter_mut() {
-                *y *= inv;
+                let p = *y * inv;
+                *y = if p < tiny { T::zero() } else { p };
             }
         }
     }
+}
+
+/// [`causal_softmax_blocks`]' gradient over each matrix `[l, s]`: `scale · y (g - Σ g y)` per
+/// row (softmax's, then the scaling, rounded as the two ops round them), results of
+/// magnitude below the smallest normal float 0.
+#[inline(always)]
+fn causal_softmax_backward_blocks<T: Float>(y: &[T], g: &[T], dx: &mut [T], s: usize, scale: T) {
+    let tiny = T::min_positive_value();
+    for ((y, g), dx) in y
+        .chunks_exact(s)
+        .zip(g.chunks_exact(s))
+        .zip(dx.chunks_exact_mut(s))
+    {
+        let acc = sum_of(g, y, |g, y| g * y);
+        for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
+            let d = y * (g - acc) * scale;
+            *dx = if d.abs() < tiny { T::zero() } else { d };
+        }
+    }
+}
+
+/// `a` with its entries of magnitude below the smallest normal float 0 (NaN kept): the
+/// composed form of the causal softmax kernels' flush, for devices without them.
+fn flush_subnormals(a: &Array, op: &str) -> Array {
+    let tiny = match a.dtype() {
+        crate::DType::F32 => f64::from(f32::MIN_POSITIVE),
+        _ => f64::MIN_POSITIVE,
+    };
+    let zero = Array::full(&[], 0.0, a.dtype())
+        .to_device(a.device())
+        .unwrap_or_else(|e| fail(op, e));
+    a.abs().lt_scalar(tiny).where_cond(&zero, a)
 }
 
 /// The gradient of each block `[n, inner]` along `n`: `y (g - Σ g y)` for softmax, `g -
@@ -273,8 +311,13 @@ impl Array {
     /// (query `i` sees keys `0..=i`), the rest 0. The same values, bit for bit, as
     /// `mul_scalar(scale)`, the masked entries set to `-inf`, then
     /// [`softmax`](Array::softmax) along the last dim, in one pass per row that computes no
-    /// exponential for a masked entry. Its gradient is `scale` times
-    /// [`softmax_backward`](Array::softmax_backward) of its output.
+    /// exponential for a masked entry, except that a weight below the smallest normal
+    /// float (1.2·10⁻³⁸ in f32, 2.2·10⁻³⁰⁸ in f64) is 0, as PyTorch's
+    /// `scaled_dot_product_attention` makes it on the CPU. Such a weight moves no output of
+    /// the attention by more than itself times a value, and as a subnormal number it costs
+    /// the products it enters 5-50x on x86 cores (a microcode assist per vector; a sharp
+    /// attention's rows hold many: `e^-90`). Its gradient is
+    /// [`causal_softmax_backward`](Array::causal_softmax_backward).
     ///
     /// ```
     /// use ferrograd_array::Array;
@@ -311,7 +354,8 @@ impl Array {
             let masked = Array::full(&[], f64::NEG_INFINITY, self.dtype())
                 .to_device(self.device())
                 .unwrap_or_else(|e| fail(op, e));
-            return allowed.where_cond(&scores, &masked).softmax_into(-1, out);
+            let weights = allowed.where_cond(&scores, &masked).softmax(-1);
+            return flush_subnormals(&weights, op).contiguous_into(out);
         }
         fn kernel<T: Float>(a: &Array, out: &mut Array, l: usize, s: usize, scale: f64) {
             let op = "causal_softmax";
@@ -327,6 +371,65 @@ impl Array {
             });
         }
         dispatch_float!(self.dtype(), op, T => kernel::<T>(self, out, l, s, scale))
+    }
+
+    /// Gradient of [`causal_softmax`](Array::causal_softmax): `self` is its output `y`,
+    /// `grad` the output gradient; returns `scale · y (grad - Σ grad y)` along the last dim,
+    /// the same values, bit for bit, as [`softmax_backward`](Array::softmax_backward) then
+    /// `mul_scalar(scale)`, in one pass, except that results of magnitude below the
+    /// smallest normal float are 0 (as the forward's weights: see there).
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let y = Array::from_vec(vec![1.0f64, 0.0, 0.25, 0.75], &[2, 2]);
+    /// let g = Array::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let dx = y.causal_softmax_backward(&g, 2.0);
+    /// assert_eq!(dx.to_vec::<f64>(), vec![0.0, 0.0, -0.375, 0.375]);
+    /// ```
+    ///
+    /// Panics unless `self` and `grad` are float arrays of one shape and dtype, of at least
+    /// two dims.
+    #[track_caller]
+    pub fn causal_softmax_backward(&self, grad: &Array, scale: f64) -> Array {
+        let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
+        self.causal_softmax_backward_into(grad, scale, &mut out);
+        out
+    }
+
+    /// [`causal_softmax_backward`](Array::causal_softmax_backward) into `out`.
+    #[track_caller]
+    pub fn causal_softmax_backward_into(&self, grad: &Array, scale: f64, out: &mut Array) {
+        let op = "causal_softmax_backward";
+        if self.ndim() < 2 || grad.shape() != self.shape() {
+            fail(
+                op,
+                format_args!(
+                    "needs weights [..., l, s] and a gradient of their shape, got {} and {}",
+                    fmt_shape(self.shape()),
+                    fmt_shape(grad.shape())
+                ),
+            )
+        }
+        crate::error::same_dtype(op, self.dtype(), grad.dtype());
+        if !self.device().is_cpu() || !grad.device().is_cpu() {
+            let dx = self.softmax_backward(grad, -1).mul_scalar(scale);
+            return flush_subnormals(&dx, op).contiguous_into(out);
+        }
+        let s = self.size(-1);
+        fn kernel<T: Float>(y: &Array, g: &Array, out: &mut Array, s: usize, scale: f64) {
+            let op = "causal_softmax_backward";
+            let (y_, g_) = (y.values::<T>(op), g.values::<T>(op));
+            let dx = out.out_slice::<T>(y.shape(), op);
+            let scale = T::from(scale).expect("the scale is a float");
+            for_blocks(s, dx, &|start, dx| {
+                let (y, g) = (&y_[start..start + dx.len()], &g_[start..start + dx.len()]);
+                with_simd(
+                    #[inline(always)]
+                    || causal_softmax_backward_blocks::<T>(y, g, dx, s, scale),
+                )
+            });
+        }
+        dispatch_float!(self.dtype(), op, T => kernel::<T>(self, grad, out, s, scale))
     }
 
     /// Gradient of [`softmax`](Array::softmax): `self` is the output `y`, `grad` the output

@@ -318,6 +318,18 @@ fn softmax_indexing_and_where_on_a_gpu_match_the_cpu() {
                 rel,
                 "causal_softmax",
             );
+            // (scores of a wide spread: weights and gradients below the normal range are 0)
+            let sharp = g.normal(&[2, 5, 7], 0.0, 300.0, dtype);
+            let weights = sharp.causal_softmax(0.5);
+            let dweights = on(&sharp, device).causal_softmax(0.5);
+            assert_matches(&dweights, &weights, rel, "causal_softmax, sharp");
+            let dy = g.normal(&[2, 5, 7], 0.0, 1.0, dtype);
+            assert_matches(
+                &dweights.causal_softmax_backward(&on(&dy, device), 0.5),
+                &weights.causal_softmax_backward(&dy, 0.5),
+                rel,
+                "causal_softmax_backward",
+            );
             let (w, b) = (
                 g.normal(&[4], 1.0, 0.5, dtype),
                 g.normal(&[4], 0.0, 0.5, dtype),

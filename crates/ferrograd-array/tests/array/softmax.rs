@@ -183,25 +183,58 @@ fn softmax_of_long_masked_and_strided_rows_matches_the_definition() {
     }
 }
 
+/// The smallest normal float of `dtype`.
+fn tiny(dtype: DType) -> f64 {
+    match dtype {
+        DType::F32 => f64::from(f32::MIN_POSITIVE),
+        _ => f64::MIN_POSITIVE,
+    }
+}
+
+/// `a` with the entries of magnitude below the smallest normal float 0, and how many were
+/// (subnormal or not: a composition's f64 weights reach below 1e-308 only through ones that
+/// underflow in the exponential).
+fn flushed(a: &ferrograd_array::Array) -> (ferrograd_array::Array, usize) {
+    let small = a.abs().lt_scalar(tiny(a.dtype()));
+    let count = small.logical_and(&a.ne_scalar(0.0)).to_vec::<bool>();
+    let zero = ferrograd_array::Array::full(&[], 0.0, a.dtype());
+    (
+        small.where_cond(&zero, a),
+        count.iter().filter(|&&c| c).count(),
+    )
+}
+
 /// Causal attention's weights in one pass equal the scores scaled, masked with `-inf` above
-/// the diagonal and put through `softmax`, bit for bit: square, wide (`l < s`) and tall
-/// score matrices, a row holding NaN, a transposed view, and enough matrices to split
-/// across threads; the masked entries are exactly 0 and each row sums to 1.
+/// the diagonal and put through `softmax`, bit for bit, except that weights below the
+/// smallest normal float are 0 (scores of a wide spread make many: the test counts them):
+/// square, wide (`l < s`) and tall score matrices, a row holding NaN, a transposed view,
+/// and enough matrices to split across threads; the masked entries are exactly 0 and each
+/// row sums to 1.
 #[test]
 fn causal_softmax_is_the_masked_softmax_of_the_scaled_scores() {
     use ferrograd_array::Array;
     let mut rng = Generator::new(61);
-    for dtype in [DType::F32, DType::F64] {
-        for shape in [
-            vec![1usize, 1],
-            vec![3, 5, 5],
-            vec![2, 4, 7],
-            vec![2, 7, 3],
-            vec![2, 3, 20, 37],
-            vec![16, 4, 64, 64],
+    let mut flushes = [0usize; 2];
+    for (d, dtype) in [DType::F32, DType::F64].into_iter().enumerate() {
+        for (shape, spread) in [
+            (vec![1usize, 1], 3.0),
+            (vec![3, 5, 5], 3.0),
+            (vec![2, 4, 7], 3.0),
+            (vec![2, 7, 3], 3.0),
+            (vec![2, 3, 20, 37], 3.0),
+            (vec![16, 4, 64, 64], 3.0),
+            // exponents from 0 down to past the subnormals' end
+            (vec![4, 40, 40], 400.0),
+            (vec![2, 33, 33], 3000.0),
         ] {
             let (l, s) = (shape[shape.len() - 2], shape[shape.len() - 1]);
-            let mut x = rng.normal(&shape, 0.0, 3.0, dtype);
+            // (f64's exponentials underflow 8x further out)
+            let spread = if dtype == DType::F64 {
+                8.0 * spread
+            } else {
+                spread
+            };
+            let mut x = rng.normal(&shape, 0.0, spread, dtype);
             if shape == [3, 5, 5] {
                 let mut v = x.to_f64_vec();
                 v[2 * 25 + 3 * 5 + 1] = f64::NAN;
@@ -214,9 +247,12 @@ fn causal_softmax_is_the_masked_softmax_of_the_scaled_scores() {
                 let got = scores.causal_softmax(0.3);
                 let allowed = Array::ones(&[l, s], dtype).tril(0).gt_scalar(0.0);
                 let minus_inf = Array::full(&[], f64::NEG_INFINITY, dtype);
-                let want = allowed
-                    .where_cond(&scores.mul_scalar(0.3), &minus_inf)
-                    .softmax(-1);
+                let (want, flushed) = flushed(
+                    &allowed
+                        .where_cond(&scores.mul_scalar(0.3), &minus_inf)
+                        .softmax(-1),
+                );
+                flushes[d] += flushed;
                 assert!(got.bit_eq(&want), "{dtype} {shape:?}");
                 let values = got.to_f64_vec();
                 // (a row holding NaN is NaN throughout, as softmax's)
@@ -236,6 +272,7 @@ fn causal_softmax_is_the_masked_softmax_of_the_scaled_scores() {
             }
         }
     }
+    assert!(flushes.iter().all(|&n| n >= 40), "{flushes:?} flushed");
     let msg = panic_message(|| {
         Array::zeros(&[4], DType::F32).causal_softmax(1.0);
     });
@@ -243,4 +280,59 @@ fn causal_softmax_is_the_masked_softmax_of_the_scaled_scores() {
         msg.contains("causal_softmax") && msg.contains("[4]"),
         "{msg}"
     );
+}
+
+/// Its gradient in one pass equals `softmax_backward` then the scaling, bit for bit, except
+/// that results of magnitude below the smallest normal float are 0 (weights of a wide
+/// spread make many), on matrices split across threads or not, with NaN passed through.
+#[test]
+fn causal_softmax_backward_is_the_scaled_softmax_gradient() {
+    use ferrograd_array::Array;
+    let mut rng = Generator::new(62);
+    let mut flushes = [0usize; 2];
+    for (d, dtype) in [DType::F32, DType::F64].into_iter().enumerate() {
+        for (shape, spread) in [
+            (vec![1usize, 1], 3.0),
+            (vec![3, 5, 5], 3.0),
+            (vec![2, 7, 3], 3.0),
+            (vec![16, 4, 64, 64], 3.0),
+            (vec![4, 40, 40], 60.0),
+            (vec![2, 33, 33], 600.0),
+        ] {
+            let (spread, g_spread) = match (dtype, spread > 3.0) {
+                (DType::F64, true) => (8.0 * spread, 1e-3),
+                (_, true) => (spread, 1e-3),
+                _ => (spread, 1.0),
+            };
+            let y = rng.normal(&shape, 0.0, spread, dtype).causal_softmax(1.0);
+            let mut g = rng.normal(&shape, 0.0, g_spread, dtype);
+            if shape == [3, 5, 5] {
+                let mut v = g.to_f64_vec();
+                v[2 * 25 + 3 * 5 + 1] = f64::NAN;
+                g = Array::from_vec(v, &shape).to_dtype(dtype);
+            }
+            let got = y.causal_softmax_backward(&g, 0.7);
+            let (want, flushed) = flushed(&y.softmax_backward(&g, -1).mul_scalar(0.7));
+            flushes[d] += flushed;
+            assert!(got.bit_eq(&want), "{dtype} {shape:?}");
+            if shape == [3, 5, 5] {
+                let v = got.to_f64_vec();
+                assert!(v[2 * 25 + 3 * 5..][..5].iter().all(|v| v.is_nan()));
+            }
+        }
+    }
+    assert!(flushes.iter().all(|&n| n >= 10), "{flushes:?} flushed");
+    let y = Array::zeros(&[2, 3], DType::F32);
+    for (g, want) in [
+        (Array::zeros(&[3, 2], DType::F32), "[2, 3] and [3, 2]"),
+        (Array::zeros(&[2, 3], DType::F64), "f64"),
+    ] {
+        let msg = panic_message(|| {
+            y.causal_softmax_backward(&g, 1.0);
+        });
+        assert!(
+            msg.contains("causal_softmax_backward") && msg.contains(want),
+            "{msg}"
+        );
+    }
 }

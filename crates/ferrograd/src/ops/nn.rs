@@ -44,6 +44,9 @@ pub enum NnOp {
     /// softmax of `scale · x` over its first `i + 1` entries, the rest 0 (the scale's bits,
     /// so the op compares and hashes exactly).
     CausalSoftmax(u64),
+    /// Its gradient (inputs: its output, output gradient): `scale · y (g - Σ g y)` along the
+    /// last dim, results of magnitude below the smallest normal float 0 (the scale's bits).
+    CausalSoftmaxBackward(u64),
     /// Log-softmax along a dim.
     LogSoftmax(usize),
     /// Softmax gradient (inputs: softmax output, output gradient).
@@ -74,6 +77,7 @@ impl NnOp {
             NnOp::GeluBackward => "gelu_backward",
             NnOp::Softmax(_) => "softmax",
             NnOp::CausalSoftmax(_) => "causal_softmax",
+            NnOp::CausalSoftmaxBackward(_) => "causal_softmax_backward",
             NnOp::LogSoftmax(_) => "log_softmax",
             NnOp::SoftmaxBackward(_) => "softmax_backward",
             NnOp::LogSoftmaxBackward(_) => "log_softmax_backward",
@@ -101,6 +105,9 @@ impl NnOp {
             NnOp::GeluBackward => x[0].gelu_backward(x[1]),
             NnOp::Softmax(d) => x[0].softmax(*d),
             NnOp::CausalSoftmax(scale) => x[0].causal_softmax(f64::from_bits(*scale)),
+            NnOp::CausalSoftmaxBackward(scale) => {
+                x[0].causal_softmax_backward(x[1], f64::from_bits(*scale))
+            }
             NnOp::LogSoftmax(d) => x[0].log_softmax(*d),
             NnOp::SoftmaxBackward(d) => x[0].softmax_backward(x[1], *d),
             NnOp::LogSoftmaxBackward(d) => x[0].log_softmax_backward(x[1], *d),
@@ -124,6 +131,9 @@ impl NnOp {
             NnOp::GeluBackward => x[0].gelu_backward_into(x[1], out),
             NnOp::Softmax(d) => x[0].softmax_into(*d, out),
             NnOp::CausalSoftmax(scale) => x[0].causal_softmax_into(f64::from_bits(*scale), out),
+            NnOp::CausalSoftmaxBackward(scale) => {
+                x[0].causal_softmax_backward_into(x[1], f64::from_bits(*scale), out)
+            }
             NnOp::LogSoftmax(d) => x[0].log_softmax_into(*d, out),
             NnOp::SoftmaxBackward(d) => x[0].softmax_backward_into(x[1], *d, out),
             NnOp::LogSoftmaxBackward(d) => x[0].log_softmax_backward_into(x[1], *d, out),
@@ -227,9 +237,18 @@ impl NnOp {
             // softmax's gradient of the scaled scores (0 at the masked entries, where y is 0),
             // times the scale
             NnOp::CausalSoftmax(scale) => {
-                let last = out.ndim() - 1;
-                let dy = apply(NnOp::SoftmaxBackward(last), &[out, g]);
-                smallvec![Some(dy * f64::from_bits(*scale))]
+                smallvec![Some(apply(NnOp::CausalSoftmaxBackward(*scale), &[out, g]))]
+            }
+            // SoftmaxBackward's, times the scale (the flush of tiny results passes the
+            // gradient of the values it rounds, as a rounding does)
+            NnOp::CausalSoftmaxBackward(scale) => {
+                let (y, dy) = (&x[0], &x[1]);
+                let last = y.ndim() - 1;
+                let s = (dy * y).sum_dim(last, true);
+                let t = (g * y).sum_dim(last, true);
+                let d_y = &(&(g * &(dy - &s)) - &(dy * &t)) * f64::from_bits(*scale);
+                let d_dy = apply(NnOp::CausalSoftmaxBackward(*scale), &[y, g]);
+                smallvec![Some(d_y), Some(d_dy)]
             }
             NnOp::LogSoftmax(d) => smallvec![Some(apply(NnOp::LogSoftmaxBackward(*d), &[out, g]))],
             // r = y (dy - s), s = Σ dy y. With t = Σ H y: dr/dy = H (dy - s) - dy t, dr/d dy = y (H - t)
@@ -350,7 +369,11 @@ impl Tensor {
     /// Causal attention's weights from its scores `self` `[..., l, s]`: each row `i` of the
     /// last two dims the softmax of `scale · self` over its first `min(i + 1, s)` entries
     /// (query `i` sees keys `0..=i`), the rest 0: the same values as scaling, masking with
-    /// `-inf` and [`softmax`](Tensor::softmax), in one pass per row (and one back).
+    /// `-inf` and [`softmax`](Tensor::softmax), in one pass per row (and one back), except
+    /// that weights below the smallest normal float (1.2·10⁻³⁸ in f32) and gradients of
+    /// smaller magnitude are 0, as in PyTorch's `scaled_dot_product_attention` on the CPU:
+    /// as subnormal numbers they would change no result by more than that and cost the
+    /// products they enter 5-50x (see `ferrograd_array::Array::causal_softmax`).
     ///
     /// ```
     /// use ferrograd::{grad, Tensor};
