@@ -20,6 +20,9 @@ pub enum AttentionMask<'a> {
 /// `[..., S, Ev]`; `scale` defaults to `1 / √E`; with `dropout` (a probability and a
 /// generator) the attention weights are dropped in training (PyTorch's
 /// `scaled_dot_product_attention`). A query that may attend to no key gets NaN, as there.
+/// With the causal mask, weights below the smallest normal float (and their gradients) are
+/// 0, as in PyTorch's CPU kernels, which spares the products the cost of subnormal numbers
+/// (see [`Tensor::causal_softmax`]).
 ///
 /// ```
 /// use ferrograd::{DType, Tensor};
