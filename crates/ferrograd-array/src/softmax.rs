@@ -19,22 +19,29 @@ fn split(shape: &[usize], d: usize) -> (usize, usize, usize) {
     )
 }
 
-/// The largest element of `x` (NaN ignored, as `max`), `-inf` for an empty row.
+/// The largest element of `x` (NaN ignored, as `max`), `-inf` for an empty row. (Which of
+/// `0.0` and `-0.0` when both are largest is unspecified: `x - max` is the same either way.)
 #[inline(always)]
 fn max_of<T: Float>(x: &[T]) -> T {
+    let larger = |a: T, b: T| if b > a { b } else { a };
     let mut acc = [T::neg_infinity(); LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for c in chunks {
         for l in 0..LANES {
-            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+            acc[l] = larger(acc[l], c[l]);
         }
     }
-    let mut m = T::neg_infinity();
-    for v in acc.into_iter().chain(rest.iter().copied()) {
-        m = if v > m { v } else { m };
+    // the lanes in halves (max is exact, so any order gives the same value), not in a
+    // chain of 16 dependent steps, which also compiled to a loop over the lanes in memory
+    let mut width = LANES / 2;
+    while width > 0 {
+        for l in 0..width {
+            acc[l] = larger(acc[l], acc[l + width]);
+        }
+        width /= 2;
     }
-    m
+    rest.iter().fold(acc[0], |m, &v| larger(m, v))
 }
 
 /// Softmax (or log-softmax) of each of `x`'s blocks `[n, inner]` along `n` into `y`. A
