@@ -288,28 +288,30 @@ fn main() {
         b.run("attention/softmax_into/16x4x64x64", bytes(2), || {
             x.softmax_into(-1, &mut out)
         });
-        b.run("attention/causal_softmax_into/16x4x64x64", bytes(2), || {
-            x.causal_softmax_into(0.125, &mut out)
-        });
-        let y = x.causal_softmax(0.125);
+        b.run(
+            "attention/attention_softmax_into/causal/16x4x64x64",
+            bytes(2),
+            || x.attention_softmax_into(0.125, true, &mut out),
+        );
+        let y = x.attention_softmax(0.125, true);
         b.run("attention/softmax_backward/16x4x64x64", bytes(3), || {
             black_box(y.softmax_backward(&g, -1));
         });
         b.run(
-            "attention/causal_softmax_backward_into/16x4x64x64",
+            "attention/attention_softmax_backward_into/16x4x64x64",
             bytes(3),
-            || y.causal_softmax_backward_into(&g, 0.125, &mut out),
+            || y.attention_softmax_backward_into(&g, 0.125, &mut out),
         );
         // a sharp attention's: scaled scores spread over hundreds, so many exponentials
         // underflow below the normal range (weights of 0, not subnormal numbers), and the
         // product of the weights with the values that follows
         let sharp = rng.normal(&shape, 0.0, 800.0, DType::F32);
         b.run(
-            "attention/causal_softmax_into/16x4x64x64/sharp",
+            "attention/attention_softmax_into/causal/16x4x64x64/sharp",
             bytes(2),
-            || sharp.causal_softmax_into(0.125, &mut out),
+            || sharp.attention_softmax_into(0.125, true, &mut out),
         );
-        let weights = sharp.causal_softmax(0.125);
+        let weights = sharp.attention_softmax(0.125, true);
         let values = rng.normal(&[16, 4, 64, 32], 0.0, 1.0, DType::F32);
         b.run(
             "attention/weights_matmul_values/16x4x64x64/sharp",

@@ -116,15 +116,16 @@ fn softmax_blocks<T: Float, const FMA: bool>(
     }
 }
 
-/// Causal attention's weights over each matrix `[l, s]` of `x` (contiguous, row-major):
-/// row `i`'s softmax of `scale · x` over its first `min(i + 1, s)` entries, the rest 0. The
-/// same arithmetic as `mul_scalar`, a mask of `-inf` and [`softmax_blocks`] (the same maximum,
+/// Attention's weights over each matrix `[l, s]` of `x` (contiguous, row-major): each row's
+/// softmax of `scale · x`, with `CAUSAL` row `i`'s over its first `min(i + 1, s)` entries and
+/// the rest 0. The same arithmetic as `mul_scalar`, a mask of `-inf` and [`softmax_blocks`]
+/// (the same maximum,
 /// exponentials, lane sums over the whole row with the masked entries 0, and scaling), so
 /// the same bits, with no exponential for a masked entry, and weights below the smallest
 /// normal float 0: an exponent below `ln` of it takes the exponential's `-inf` path, which
 /// makes no subnormal number on the way, and a weight the scaling leaves below it is zeroed.
 #[inline(always)]
-fn causal_softmax_blocks<T: Float, const FMA: bool>(
+fn attention_softmax_blocks<T: Float, const FMA: bool, const CAUSAL: bool>(
     x: &[T],
     y: &mut [T],
     l: usize,
@@ -136,7 +137,7 @@ fn causal_softmax_blocks<T: Float, const FMA: bool>(
     let ln_tiny = tiny.ln();
     for (x, y) in x.chunks_exact(l * s).zip(y.chunks_exact_mut(l * s)) {
         for (i, (x, y)) in x.chunks_exact(s).zip(y.chunks_exact_mut(s)).enumerate() {
-            let valid = (i + 1).min(s);
+            let valid = if CAUSAL { (i + 1).min(s) } else { s };
             // The maximum and the exponentials run on whole vectors, to the kept entries'
             // last one, whose masked entries are -inf as in the composition (a row's vector
             // tail, element by element, cost more than the exponentials it saved).
@@ -161,11 +162,11 @@ fn causal_softmax_blocks<T: Float, const FMA: bool>(
     }
 }
 
-/// [`causal_softmax_blocks`]' gradient over each matrix `[l, s]`: `scale · y (g - Σ g y)` per
-/// row (softmax's, then the scaling, rounded as the two ops round them), results of
-/// magnitude below the smallest normal float 0.
+/// [`attention_softmax_blocks`]' gradient over each row of `s`: `scale · y (g - Σ g y)`
+/// (softmax's, then the scaling, rounded as the two ops round them), results of magnitude
+/// below the smallest normal float 0.
 #[inline(always)]
-fn causal_softmax_backward_blocks<T: Float>(y: &[T], g: &[T], dx: &mut [T], s: usize, scale: T) {
+fn attention_softmax_backward_blocks<T: Float>(y: &[T], g: &[T], dx: &mut [T], s: usize, scale: T) {
     let tiny = T::min_positive_value();
     for ((y, g), dx) in y
         .chunks_exact(s)
@@ -181,7 +182,7 @@ fn causal_softmax_backward_blocks<T: Float>(y: &[T], g: &[T], dx: &mut [T], s: u
 }
 
 /// `a` with its entries of magnitude below the smallest normal float 0 (NaN kept): the
-/// composed form of the causal softmax kernels' flush, for devices without them.
+/// composed form of the attention softmax kernels' flush, for devices without them.
 fn flush_subnormals(a: &Array, op: &str) -> Array {
     let tiny = match a.dtype() {
         crate::DType::F32 => f64::from(f32::MIN_POSITIVE),
@@ -313,59 +314,76 @@ impl Array {
         dispatch_float!(self.dtype(), "softmax", T => kernel::<T>(self, out, outer, n, inner, log))
     }
 
-    /// Causal attention's weights from its scores `self` `[..., l, s]`: each row `i` of the
-    /// last two dims is the softmax of `scale · self` over its first `min(i + 1, s)` entries
-    /// (query `i` sees keys `0..=i`), the rest 0. The same values, bit for bit, as
-    /// `mul_scalar(scale)`, the masked entries set to `-inf`, then
-    /// [`softmax`](Array::softmax) along the last dim, in one pass per row that computes no
-    /// exponential for a masked entry, except that a weight below the smallest normal
-    /// float (1.2·10⁻³⁸ in f32, 2.2·10⁻³⁰⁸ in f64) is 0, as PyTorch's
+    /// Attention's weights from its scores `self` `[..., l, s]`: the softmax of `scale ·
+    /// self` along the last dim; with `causal`, row `i` of the last two dims over its first
+    /// `min(i + 1, s)` entries only (query `i` sees keys `0..=i`), the rest 0. The same
+    /// values, bit for bit, as `mul_scalar(scale)` (with `causal`, the masked entries then
+    /// set to `-inf`) and [`softmax`](Array::softmax) along the last dim, in one pass per
+    /// row that computes no exponential for a masked entry, except that a weight below the
+    /// smallest normal float (1.2·10⁻³⁸ in f32, 2.2·10⁻³⁰⁸ in f64) is 0, as PyTorch's
     /// `scaled_dot_product_attention` makes it on the CPU. Such a weight moves no output of
     /// the attention by more than itself times a value, and as a subnormal number it costs
     /// the products it enters 5-50x on x86 cores (a microcode assist per vector; a sharp
     /// attention's rows hold many: `e^-90`). Its gradient is
-    /// [`causal_softmax_backward`](Array::causal_softmax_backward).
+    /// [`attention_softmax_backward`](Array::attention_softmax_backward).
     ///
     /// ```
     /// use ferrograd_array::Array;
     /// let scores = Array::from_vec(vec![5.0f64, 9.0, 1.0, 1.0], &[2, 2]);
-    /// assert_eq!(scores.causal_softmax(0.5).to_vec::<f64>(), vec![1.0, 0.0, 0.5, 0.5]);
+    /// let causal = scores.attention_softmax(0.5, true);
+    /// assert_eq!(causal.to_vec::<f64>(), vec![1.0, 0.0, 0.5, 0.5]);
+    /// // 2 more in the first row's scaled scores: e^2 times the weight
+    /// let all = scores.attention_softmax(0.5, false).to_vec::<f64>();
+    /// assert!((all[1] / all[0] - 2f64.exp()).abs() < 1e-12);
     /// ```
     ///
-    /// Panics unless `self` is a float array of at least two dims.
+    /// Panics unless `self` is a float array of at least one dim (two with `causal`).
     #[track_caller]
-    pub fn causal_softmax(&self, scale: f64) -> Array {
+    pub fn attention_softmax(&self, scale: f64, causal: bool) -> Array {
         let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
-        self.causal_softmax_into(scale, &mut out);
+        self.attention_softmax_into(scale, causal, &mut out);
         out
     }
 
-    /// [`causal_softmax`](Array::causal_softmax) into `out`.
+    /// [`attention_softmax`](Array::attention_softmax) into `out`.
     #[track_caller]
-    pub fn causal_softmax_into(&self, scale: f64, out: &mut Array) {
-        let op = "causal_softmax";
-        if self.ndim() < 2 {
+    pub fn attention_softmax_into(&self, scale: f64, causal: bool, out: &mut Array) {
+        let op = "attention_softmax";
+        if self.ndim() < 1 + usize::from(causal) {
             fail(
                 op,
-                format_args!("needs scores [..., l, s], got {}", fmt_shape(self.shape())),
+                format_args!(
+                    "needs scores [..., {}s], got {}",
+                    if causal { "l, " } else { "" },
+                    fmt_shape(self.shape())
+                ),
             )
         }
-        let (l, s) = (self.size(-2), self.size(-1));
+        // (without the mask, each row is a matrix of one)
+        let (l, s) = (if causal { self.size(-2) } else { 1 }, self.size(-1));
         if !self.device().is_cpu() {
-            let allowed = Array::ones(&[l, s], self.dtype())
-                .to_device(self.device())
-                .unwrap_or_else(|e| fail(op, e))
-                .tril(0)
-                .gt_scalar(0.0);
-            let scores = self.mul_scalar(scale);
-            let masked = Array::full(&[], f64::NEG_INFINITY, self.dtype())
-                .to_device(self.device())
-                .unwrap_or_else(|e| fail(op, e));
-            let weights = allowed.where_cond(&scores, &masked).softmax(-1);
-            return flush_subnormals(&weights, op).contiguous_into(out);
+            let mut scores = self.mul_scalar(scale);
+            if causal {
+                let allowed = Array::ones(&[l, s], self.dtype())
+                    .to_device(self.device())
+                    .unwrap_or_else(|e| fail(op, e))
+                    .tril(0)
+                    .gt_scalar(0.0);
+                let masked = Array::full(&[], f64::NEG_INFINITY, self.dtype())
+                    .to_device(self.device())
+                    .unwrap_or_else(|e| fail(op, e));
+                scores = allowed.where_cond(&scores, &masked);
+            }
+            return flush_subnormals(&scores.softmax(-1), op).contiguous_into(out);
         }
-        fn kernel<T: Float>(a: &Array, out: &mut Array, l: usize, s: usize, scale: f64) {
-            let op = "causal_softmax";
+        fn kernel<T: Float, const CAUSAL: bool>(
+            a: &Array,
+            out: &mut Array,
+            l: usize,
+            s: usize,
+            scale: f64,
+        ) {
+            let op = "attention_softmax";
             let src = a.values::<T>(op);
             let dst = out.out_slice::<T>(a.shape(), op);
             let scale = T::from(scale).expect("the scale is a float");
@@ -373,14 +391,19 @@ impl Array {
                 let x = &src[start..start + y.len()];
                 with_fma!(FMA => with_simd(
                     #[inline(always)]
-                    || causal_softmax_blocks::<T, FMA>(x, y, l, s, scale),
+                    || attention_softmax_blocks::<T, FMA, CAUSAL>(x, y, l, s, scale),
                 ))
             });
         }
-        dispatch_float!(self.dtype(), op, T => kernel::<T>(self, out, l, s, scale))
+        if causal {
+            dispatch_float!(self.dtype(), op, T => kernel::<T, true>(self, out, l, s, scale))
+        } else {
+            dispatch_float!(self.dtype(), op, T => kernel::<T, false>(self, out, l, s, scale))
+        }
     }
 
-    /// Gradient of [`causal_softmax`](Array::causal_softmax): `self` is its output `y`,
+    /// Gradient of [`attention_softmax`](Array::attention_softmax), with or without the
+    /// causal mask (a masked weight is 0, and so is its gradient): `self` is its output `y`,
     /// `grad` the output gradient; returns `scale · y (grad - Σ grad y)` along the last dim,
     /// the same values, bit for bit, as [`softmax_backward`](Array::softmax_backward) then
     /// `mul_scalar(scale)`, in one pass, except that results of magnitude below the
@@ -390,28 +413,28 @@ impl Array {
     /// use ferrograd_array::Array;
     /// let y = Array::from_vec(vec![1.0f64, 0.0, 0.25, 0.75], &[2, 2]);
     /// let g = Array::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
-    /// let dx = y.causal_softmax_backward(&g, 2.0);
+    /// let dx = y.attention_softmax_backward(&g, 2.0);
     /// assert_eq!(dx.to_vec::<f64>(), vec![0.0, 0.0, -0.375, 0.375]);
     /// ```
     ///
     /// Panics unless `self` and `grad` are float arrays of one shape and dtype, of at least
-    /// two dims.
+    /// one dim.
     #[track_caller]
-    pub fn causal_softmax_backward(&self, grad: &Array, scale: f64) -> Array {
+    pub fn attention_softmax_backward(&self, grad: &Array, scale: f64) -> Array {
         let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());
-        self.causal_softmax_backward_into(grad, scale, &mut out);
+        self.attention_softmax_backward_into(grad, scale, &mut out);
         out
     }
 
-    /// [`causal_softmax_backward`](Array::causal_softmax_backward) into `out`.
+    /// [`attention_softmax_backward`](Array::attention_softmax_backward) into `out`.
     #[track_caller]
-    pub fn causal_softmax_backward_into(&self, grad: &Array, scale: f64, out: &mut Array) {
-        let op = "causal_softmax_backward";
-        if self.ndim() < 2 || grad.shape() != self.shape() {
+    pub fn attention_softmax_backward_into(&self, grad: &Array, scale: f64, out: &mut Array) {
+        let op = "attention_softmax_backward";
+        if self.ndim() < 1 || grad.shape() != self.shape() {
             fail(
                 op,
                 format_args!(
-                    "needs weights [..., l, s] and a gradient of their shape, got {} and {}",
+                    "needs weights [..., s] and a gradient of their shape, got {} and {}",
                     fmt_shape(self.shape()),
                     fmt_shape(grad.shape())
                 ),
@@ -424,7 +447,7 @@ impl Array {
         }
         let s = self.size(-1);
         fn kernel<T: Float>(y: &Array, g: &Array, out: &mut Array, s: usize, scale: f64) {
-            let op = "causal_softmax_backward";
+            let op = "attention_softmax_backward";
             let (y_, g_) = (y.values::<T>(op), g.values::<T>(op));
             let dx = out.out_slice::<T>(y.shape(), op);
             let scale = T::from(scale).expect("the scale is a float");
@@ -432,7 +455,7 @@ impl Array {
                 let (y, g) = (&y_[start..start + dx.len()], &g_[start..start + dx.len()]);
                 with_simd(
                     #[inline(always)]
-                    || causal_softmax_backward_blocks::<T>(y, g, dx, s, scale),
+                    || attention_softmax_backward_blocks::<T>(y, g, dx, s, scale),
                 )
             });
         }

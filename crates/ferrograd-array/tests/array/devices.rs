@@ -313,22 +313,28 @@ fn softmax_indexing_and_where_on_a_gpu_match_the_cpu() {
             let loose = if dtype == DType::F32 { 1e-4 } else { 1e-10 };
             let scores = g.normal(&[2, 5, 7], 0.0, 2.0, dtype);
             assert_matches(
-                &on(&scores, device).causal_softmax(0.5),
-                &scores.causal_softmax(0.5),
+                &on(&scores, device).attention_softmax(0.5, true),
+                &scores.attention_softmax(0.5, true),
                 rel,
-                "causal_softmax",
+                "attention_softmax, causal",
+            );
+            assert_matches(
+                &on(&scores, device).attention_softmax(0.5, false),
+                &scores.attention_softmax(0.5, false),
+                rel,
+                "attention_softmax",
             );
             // (scores of a wide spread: weights and gradients below the normal range are 0)
             let sharp = g.normal(&[2, 5, 7], 0.0, 300.0, dtype);
-            let weights = sharp.causal_softmax(0.5);
-            let dweights = on(&sharp, device).causal_softmax(0.5);
-            assert_matches(&dweights, &weights, rel, "causal_softmax, sharp");
+            let weights = sharp.attention_softmax(0.5, true);
+            let dweights = on(&sharp, device).attention_softmax(0.5, true);
+            assert_matches(&dweights, &weights, rel, "attention_softmax, causal, sharp");
             let dy = g.normal(&[2, 5, 7], 0.0, 1.0, dtype);
             assert_matches(
-                &dweights.causal_softmax_backward(&on(&dy, device), 0.5),
-                &weights.causal_softmax_backward(&dy, 0.5),
+                &dweights.attention_softmax_backward(&on(&dy, device), 0.5),
+                &weights.attention_softmax_backward(&dy, 0.5),
                 rel,
-                "causal_softmax_backward",
+                "attention_softmax_backward",
             );
             let (w, b) = (
                 g.normal(&[4], 1.0, 0.5, dtype),

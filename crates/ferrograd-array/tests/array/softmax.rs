@@ -204,17 +204,17 @@ fn flushed(a: &ferrograd_array::Array) -> (ferrograd_array::Array, usize) {
     )
 }
 
-/// Causal attention's weights in one pass equal the scores scaled, masked with `-inf` above
-/// the diagonal and put through `softmax`, bit for bit, except that weights below the
-/// smallest normal float are 0 (scores of a wide spread make many: the test counts them):
-/// square, wide (`l < s`) and tall score matrices, a row holding NaN, a transposed view,
-/// and enough matrices to split across threads; the masked entries are exactly 0 and each
-/// row sums to 1.
+/// Attention's weights in one pass equal the scores scaled, masked with `-inf` above the
+/// diagonal (with the causal mask) and put through `softmax`, bit for bit, except that
+/// weights below the smallest normal float are 0 (scores of a wide spread make many: the
+/// test counts them): square, wide (`l < s`) and tall score matrices, a row holding NaN, a
+/// transposed view, and enough matrices to split across threads; the masked entries are
+/// exactly 0 and each row sums to 1.
 #[test]
-fn causal_softmax_is_the_masked_softmax_of_the_scaled_scores() {
+fn attention_softmax_is_the_softmax_of_the_scaled_scores_masked_or_not() {
     use ferrograd_array::Array;
     let mut rng = Generator::new(61);
-    let mut flushes = [0usize; 2];
+    let mut flushes = [0usize; 4];
     for (d, dtype) in [DType::F32, DType::F64].into_iter().enumerate() {
         for (shape, spread) in [
             (vec![1usize, 1], 3.0),
@@ -240,20 +240,23 @@ fn causal_softmax_is_the_masked_softmax_of_the_scaled_scores() {
                 v[2 * 25 + 3 * 5 + 1] = f64::NAN;
                 x = Array::from_vec(v, &shape).to_dtype(dtype);
             }
-            for scores in [
-                x.clone(),
-                x.transpose(-2, -1).contiguous().transpose(-2, -1),
+            for (scores, causal) in [
+                (x.clone(), true),
+                (x.transpose(-2, -1).contiguous().transpose(-2, -1), true),
+                (x.clone(), false),
             ] {
-                let got = scores.causal_softmax(0.3);
-                let allowed = Array::ones(&[l, s], dtype).tril(0).gt_scalar(0.0);
+                let got = scores.attention_softmax(0.3, causal);
+                let allowed = Array::ones(&[l, s], dtype)
+                    .tril(if causal { 0 } else { s as i64 })
+                    .gt_scalar(0.0);
                 let minus_inf = Array::full(&[], f64::NEG_INFINITY, dtype);
                 let (want, flushed) = flushed(
                     &allowed
                         .where_cond(&scores.mul_scalar(0.3), &minus_inf)
                         .softmax(-1),
                 );
-                flushes[d] += flushed;
-                assert!(got.bit_eq(&want), "{dtype} {shape:?}");
+                flushes[2 * d + usize::from(causal)] += flushed;
+                assert!(got.bit_eq(&want), "{dtype} {shape:?} causal {causal}");
                 let values = got.to_f64_vec();
                 // (a row holding NaN is NaN throughout, as softmax's)
                 for (r, row) in values.chunks(s).enumerate() {
@@ -261,7 +264,7 @@ fn causal_softmax_is_the_masked_softmax_of_the_scaled_scores() {
                         assert!(row.iter().all(|v| v.is_nan()), "{shape:?} row {r}");
                         continue;
                     }
-                    let i = r % l;
+                    let i = if causal { r % l } else { s };
                     assert!(
                         row[(i + 1).min(s)..].iter().all(|&v| v == 0.0),
                         "{shape:?} row {r}"
@@ -272,12 +275,12 @@ fn causal_softmax_is_the_masked_softmax_of_the_scaled_scores() {
             }
         }
     }
-    assert!(flushes.iter().all(|&n| n >= 40), "{flushes:?} flushed");
+    assert!(flushes.iter().all(|&n| n >= 20), "{flushes:?} flushed");
     let msg = panic_message(|| {
-        Array::zeros(&[4], DType::F32).causal_softmax(1.0);
+        Array::zeros(&[4], DType::F32).attention_softmax(1.0, true);
     });
     assert!(
-        msg.contains("causal_softmax") && msg.contains("[4]"),
+        msg.contains("attention_softmax") && msg.contains("[..., l, s]") && msg.contains("[4]"),
         "{msg}"
     );
 }
@@ -286,7 +289,7 @@ fn causal_softmax_is_the_masked_softmax_of_the_scaled_scores() {
 /// that results of magnitude below the smallest normal float are 0 (weights of a wide
 /// spread make many), on matrices split across threads or not, with NaN passed through.
 #[test]
-fn causal_softmax_backward_is_the_scaled_softmax_gradient() {
+fn attention_softmax_backward_is_the_scaled_softmax_gradient() {
     use ferrograd_array::Array;
     let mut rng = Generator::new(62);
     let mut flushes = [0usize; 2];
@@ -304,14 +307,16 @@ fn causal_softmax_backward_is_the_scaled_softmax_gradient() {
                 (_, true) => (spread, 1e-3),
                 _ => (spread, 1.0),
             };
-            let y = rng.normal(&shape, 0.0, spread, dtype).causal_softmax(1.0);
+            let y = rng
+                .normal(&shape, 0.0, spread, dtype)
+                .attention_softmax(1.0, true);
             let mut g = rng.normal(&shape, 0.0, g_spread, dtype);
             if shape == [3, 5, 5] {
                 let mut v = g.to_f64_vec();
                 v[2 * 25 + 3 * 5 + 1] = f64::NAN;
                 g = Array::from_vec(v, &shape).to_dtype(dtype);
             }
-            let got = y.causal_softmax_backward(&g, 0.7);
+            let got = y.attention_softmax_backward(&g, 0.7);
             let (want, flushed) = flushed(&y.softmax_backward(&g, -1).mul_scalar(0.7));
             flushes[d] += flushed;
             assert!(got.bit_eq(&want), "{dtype} {shape:?}");
@@ -328,10 +333,10 @@ fn causal_softmax_backward_is_the_scaled_softmax_gradient() {
         (Array::zeros(&[2, 3], DType::F64), "f64"),
     ] {
         let msg = panic_message(|| {
-            y.causal_softmax_backward(&g, 1.0);
+            y.attention_softmax_backward(&g, 1.0);
         });
         assert!(
-            msg.contains("causal_softmax_backward") && msg.contains(want),
+            msg.contains("attention_softmax_backward") && msg.contains(want),
             "{msg}"
         );
     }

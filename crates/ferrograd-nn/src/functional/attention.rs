@@ -20,9 +20,9 @@ pub enum AttentionMask<'a> {
 /// `[..., S, Ev]`; `scale` defaults to `1 / √E`; with `dropout` (a probability and a
 /// generator) the attention weights are dropped in training (PyTorch's
 /// `scaled_dot_product_attention`). A query that may attend to no key gets NaN, as there.
-/// With the causal mask, weights below the smallest normal float (and their gradients) are
-/// 0, as in PyTorch's CPU kernels, which spares the products the cost of subnormal numbers
-/// (see [`Tensor::causal_softmax`]).
+/// Weights below the smallest normal float (and their gradients) are 0, as in PyTorch's CPU
+/// kernels, which spares the products the cost of subnormal numbers (see
+/// [`Tensor::attention_softmax`]).
 ///
 /// ```
 /// use ferrograd::{DType, Tensor};
@@ -58,10 +58,10 @@ pub fn scaled_dot_product_attention(
     }
     let scale = scale.unwrap_or(1.0 / (q.size(-1) as f64).sqrt());
     let scores = q.matmul(&k.transpose(-2, -1));
-    // (the causal mask's scaling, masking and softmax in one pass each way)
+    // (the scaling, the causal mask and the softmax in one pass each way)
     let weights = match mask {
-        AttentionMask::None => (scores * scale).softmax(-1),
-        AttentionMask::Causal => scores.causal_softmax(scale),
+        AttentionMask::None => scores.attention_softmax(scale, false),
+        AttentionMask::Causal => scores.attention_softmax(scale, true),
         AttentionMask::Allowed(m) => {
             if m.dtype() != DType::Bool {
                 panic!(
@@ -71,9 +71,9 @@ pub fn scaled_dot_product_attention(
             }
             (scores * scale)
                 .masked_fill(&m.logical_not(), f64::NEG_INFINITY)
-                .softmax(-1)
+                .attention_softmax(1.0, false)
         }
-        AttentionMask::Additive(m) => (&(scores * scale) + m).softmax(-1),
+        AttentionMask::Additive(m) => (&(scores * scale) + m).attention_softmax(1.0, false),
     };
     let weights = match dropout {
         Some((p, rng)) => super::dropout(&weights, p, true, rng),

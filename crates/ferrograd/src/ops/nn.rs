@@ -40,13 +40,14 @@ pub enum NnOp {
     GeluBackward,
     /// Softmax along a dim.
     Softmax(usize),
-    /// Causal attention's weights along the last dim of scores `[..., l, s]`: row `i` the
-    /// softmax of `scale · x` over its first `i + 1` entries, the rest 0 (the scale's bits,
-    /// so the op compares and hashes exactly).
-    CausalSoftmax(u64),
+    /// Attention's weights along the last dim of scores `[..., l, s]`: the softmax of `scale
+    /// · x`, with the causal mask (`true`) row `i`'s over its first `i + 1` entries and the
+    /// rest 0, weights below the smallest normal float 0 (the scale's bits, so the op
+    /// compares and hashes exactly).
+    AttentionSoftmax(u64, bool),
     /// Its gradient (inputs: its output, output gradient): `scale · y (g - Σ g y)` along the
     /// last dim, results of magnitude below the smallest normal float 0 (the scale's bits).
-    CausalSoftmaxBackward(u64),
+    AttentionSoftmaxBackward(u64),
     /// Log-softmax along a dim.
     LogSoftmax(usize),
     /// Softmax gradient (inputs: softmax output, output gradient).
@@ -76,8 +77,8 @@ impl NnOp {
             NnOp::SigmoidBackward => "sigmoid_backward",
             NnOp::GeluBackward => "gelu_backward",
             NnOp::Softmax(_) => "softmax",
-            NnOp::CausalSoftmax(_) => "causal_softmax",
-            NnOp::CausalSoftmaxBackward(_) => "causal_softmax_backward",
+            NnOp::AttentionSoftmax(..) => "attention_softmax",
+            NnOp::AttentionSoftmaxBackward(_) => "attention_softmax_backward",
             NnOp::LogSoftmax(_) => "log_softmax",
             NnOp::SoftmaxBackward(_) => "softmax_backward",
             NnOp::LogSoftmaxBackward(_) => "log_softmax_backward",
@@ -104,9 +105,11 @@ impl NnOp {
             NnOp::SigmoidBackward => x[0].sigmoid_backward(x[1]),
             NnOp::GeluBackward => x[0].gelu_backward(x[1]),
             NnOp::Softmax(d) => x[0].softmax(*d),
-            NnOp::CausalSoftmax(scale) => x[0].causal_softmax(f64::from_bits(*scale)),
-            NnOp::CausalSoftmaxBackward(scale) => {
-                x[0].causal_softmax_backward(x[1], f64::from_bits(*scale))
+            NnOp::AttentionSoftmax(scale, causal) => {
+                x[0].attention_softmax(f64::from_bits(*scale), *causal)
+            }
+            NnOp::AttentionSoftmaxBackward(scale) => {
+                x[0].attention_softmax_backward(x[1], f64::from_bits(*scale))
             }
             NnOp::LogSoftmax(d) => x[0].log_softmax(*d),
             NnOp::SoftmaxBackward(d) => x[0].softmax_backward(x[1], *d),
@@ -130,9 +133,11 @@ impl NnOp {
             NnOp::SigmoidBackward => x[0].sigmoid_backward_into(x[1], out),
             NnOp::GeluBackward => x[0].gelu_backward_into(x[1], out),
             NnOp::Softmax(d) => x[0].softmax_into(*d, out),
-            NnOp::CausalSoftmax(scale) => x[0].causal_softmax_into(f64::from_bits(*scale), out),
-            NnOp::CausalSoftmaxBackward(scale) => {
-                x[0].causal_softmax_backward_into(x[1], f64::from_bits(*scale), out)
+            NnOp::AttentionSoftmax(scale, causal) => {
+                x[0].attention_softmax_into(f64::from_bits(*scale), *causal, out)
+            }
+            NnOp::AttentionSoftmaxBackward(scale) => {
+                x[0].attention_softmax_backward_into(x[1], f64::from_bits(*scale), out)
             }
             NnOp::LogSoftmax(d) => x[0].log_softmax_into(*d, out),
             NnOp::SoftmaxBackward(d) => x[0].softmax_backward_into(x[1], *d, out),
@@ -236,18 +241,21 @@ impl NnOp {
             NnOp::Softmax(d) => smallvec![Some(apply(NnOp::SoftmaxBackward(*d), &[out, g]))],
             // softmax's gradient of the scaled scores (0 at the masked entries, where y is 0),
             // times the scale
-            NnOp::CausalSoftmax(scale) => {
-                smallvec![Some(apply(NnOp::CausalSoftmaxBackward(*scale), &[out, g]))]
+            NnOp::AttentionSoftmax(scale, _) => {
+                smallvec![Some(apply(
+                    NnOp::AttentionSoftmaxBackward(*scale),
+                    &[out, g]
+                ))]
             }
             // SoftmaxBackward's, times the scale (the flush of tiny results passes the
             // gradient of the values it rounds, as a rounding does)
-            NnOp::CausalSoftmaxBackward(scale) => {
+            NnOp::AttentionSoftmaxBackward(scale) => {
                 let (y, dy) = (&x[0], &x[1]);
                 let last = y.ndim() - 1;
                 let s = (dy * y).sum_dim(last, true);
                 let t = (g * y).sum_dim(last, true);
                 let d_y = &(&(g * &(dy - &s)) - &(dy * &t)) * f64::from_bits(*scale);
-                let d_dy = apply(NnOp::CausalSoftmaxBackward(*scale), &[y, g]);
+                let d_dy = apply(NnOp::AttentionSoftmaxBackward(*scale), &[y, g]);
                 smallvec![Some(d_y), Some(d_dy)]
             }
             NnOp::LogSoftmax(d) => smallvec![Some(apply(NnOp::LogSoftmaxBackward(*d), &[out, g]))],
@@ -366,27 +374,30 @@ impl Tensor {
         apply(NnOp::Softmax(d), &[self])
     }
 
-    /// Causal attention's weights from its scores `self` `[..., l, s]`: each row `i` of the
-    /// last two dims the softmax of `scale · self` over its first `min(i + 1, s)` entries
-    /// (query `i` sees keys `0..=i`), the rest 0: the same values as scaling, masking with
-    /// `-inf` and [`softmax`](Tensor::softmax), in one pass per row (and one back), except
-    /// that weights below the smallest normal float (1.2·10⁻³⁸ in f32) and gradients of
-    /// smaller magnitude are 0, as in PyTorch's `scaled_dot_product_attention` on the CPU:
-    /// as subnormal numbers they would change no result by more than that and cost the
-    /// products they enter 5-50x (see `ferrograd_array::Array::causal_softmax`).
+    /// Attention's weights from its scores `self` `[..., l, s]`: the softmax of `scale ·
+    /// self` along the last dim; with `causal`, each row `i` of the last two dims over its
+    /// first `min(i + 1, s)` entries (query `i` sees keys `0..=i`), the rest 0. The same
+    /// values as scaling (with `causal`, masking with `-inf`) and
+    /// [`softmax`](Tensor::softmax), in one pass per row (and one back), except that
+    /// weights below the smallest normal float (1.2·10⁻³⁸ in f32) and gradients of smaller
+    /// magnitude are 0, as in PyTorch's `scaled_dot_product_attention` on the CPU: as
+    /// subnormal numbers they would change no result by more than that and cost the
+    /// products they enter 5-50x (see `ferrograd_array::Array::attention_softmax`).
     ///
     /// ```
     /// use ferrograd::{grad, Tensor};
     /// let scores = Tensor::from_vec(vec![5.0f64, 9.0, 1.0, 1.0], &[2, 2]);
-    /// assert_eq!(scores.causal_softmax(0.5).to_vec::<f64>(), vec![1.0, 0.0, 0.5, 0.5]);
+    /// let weights = scores.attention_softmax(0.5, true);
+    /// assert_eq!(weights.to_vec::<f64>(), vec![1.0, 0.0, 0.5, 0.5]);
     /// // the masked score gets no gradient; the row of one entry has none to get
     /// let w = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
-    /// let (g, _) = grad(|s: &Tensor| (s.causal_softmax(0.5) * &w).sum()).call(&scores, ());
+    /// let f = |s: &Tensor| (s.attention_softmax(0.5, true) * &w).sum();
+    /// let (g, _) = grad(f).call(&scores, ());
     /// assert_eq!(g.to_vec::<f64>(), vec![0.0, 0.0, -0.125, 0.125]);
     /// ```
     #[track_caller]
-    pub fn causal_softmax(&self, scale: f64) -> Tensor {
-        apply(NnOp::CausalSoftmax(scale.to_bits()), &[self])
+    pub fn attention_softmax(&self, scale: f64, causal: bool) -> Tensor {
+        apply(NnOp::AttentionSoftmax(scale.to_bits(), causal), &[self])
     }
 
     /// Log-softmax along `dim`.

@@ -530,11 +530,14 @@ fn convolution_pooling_softmax() {
     // causal attention's weights, square, wide and tall, and of a transposed view
     for shape in [[2usize, 3, 3], [2, 2, 4], [1, 4, 2]] {
         check("causal_softmax", &[&shape], -2.0, 2.0, |p| {
-            p[0].causal_softmax(0.7)
+            p[0].attention_softmax(0.7, true)
         });
     }
     check("causal_softmax strided", &[&[3, 4]], -2.0, 2.0, |p| {
-        p[0].t().causal_softmax(1.3)
+        p[0].t().attention_softmax(1.3, true)
+    });
+    check("attention_softmax", &[&[2, 3, 4]], -2.0, 2.0, |p| {
+        p[0].attention_softmax(0.7, false)
     });
 }
 
