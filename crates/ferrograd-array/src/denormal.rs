@@ -36,8 +36,10 @@ fn set_on_this_thread(_on: bool) -> bool {
 /// sharp attention's softmax weights (`e^-90`) and the gradients that flow through them. In
 /// a small transformer's backward, projections whose incoming gradient held 1-7% subnormal
 /// values took 2-20 times as long as the same products on normal values (AVX-512 Xeon).
-/// With flushing on, those values are zeros: below the smallest normal float, where
-/// results already carry fewer significant bits, nothing else changes.
+/// [`Array::attention_softmax`](crate::Array::attention_softmax) and its gradient zero
+/// their own (as PyTorch's CPU attention does), which took most of that back; this catches
+/// the rest, everywhere. With flushing on, those values are zeros: below the smallest
+/// normal float, where results already carry fewer significant bits, nothing else changes.
 ///
 /// Other threads of your own that run ferrograd code keep their setting: call this on each.
 /// Returns whether the calling thread flushed before. On CPUs other than x86-64 it does
