@@ -119,11 +119,11 @@ fn softmax_blocks<T: Float, const FMA: bool>(
 /// Attention's weights over each matrix `[l, s]` of `x` (contiguous, row-major): each row's
 /// softmax of `scale · x`, with `CAUSAL` row `i`'s over its first `min(i + 1, s)` entries and
 /// the rest 0. The same arithmetic as `mul_scalar`, a mask of `-inf` and [`softmax_blocks`]
-/// (the same maximum,
-/// exponentials, lane sums over the whole row with the masked entries 0, and scaling), so
-/// the same bits, with no exponential for a masked entry, and weights below the smallest
-/// normal float 0: an exponent below `ln` of it takes the exponential's `-inf` path, which
-/// makes no subnormal number on the way, and a weight the scaling leaves below it is zeroed.
+/// (the same maximum, exponentials, lane sums over the whole row with the masked entries 0,
+/// and scaling), so the same bits, with no exponential for a masked entry, and weights below
+/// the smallest normal float 0: an exponent below `ln` of it takes the exponential's `-inf`
+/// path, which makes no subnormal number on the way, and a weight the scaling leaves below
+/// it is zeroed.
 #[inline(always)]
 fn attention_softmax_blocks<T: Float, const FMA: bool, const CAUSAL: bool>(
     x: &[T],
@@ -133,8 +133,7 @@ fn attention_softmax_blocks<T: Float, const FMA: bool, const CAUSAL: bool>(
     scale: T,
 ) {
     let finite = |m: T| if m == T::neg_infinity() { T::zero() } else { m };
-    let tiny = T::min_positive_value();
-    let ln_tiny = tiny.ln();
+    let ln_tiny = T::min_positive_value().ln();
     for (x, y) in x.chunks_exact(l * s).zip(y.chunks_exact_mut(l * s)) {
         for (i, (x, y)) in x.chunks_exact(s).zip(y.chunks_exact_mut(s)).enumerate() {
             let valid = if CAUSAL { (i + 1).min(s) } else { s };
@@ -155,8 +154,7 @@ fn attention_softmax_blocks<T: Float, const FMA: bool, const CAUSAL: bool>(
             masked.fill(T::zero());
             let inv = sum_of(y, y, |e, _| e).recip();
             for y in y.iter_mut() {
-                let p = *y * inv;
-                *y = if p < tiny { T::zero() } else { p };
+                *y = flush(*y * inv);
             }
         }
     }
@@ -167,22 +165,37 @@ fn attention_softmax_blocks<T: Float, const FMA: bool, const CAUSAL: bool>(
 /// below the smallest normal float 0.
 #[inline(always)]
 fn attention_softmax_backward_blocks<T: Float>(y: &[T], g: &[T], dx: &mut [T], s: usize, scale: T) {
-    let tiny = T::min_positive_value();
     for ((y, g), dx) in y
         .chunks_exact(s)
         .zip(g.chunks_exact(s))
         .zip(dx.chunks_exact_mut(s))
     {
-        let acc = sum_of(g, y, |g, y| g * y);
-        for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
-            let d = y * (g - acc) * scale;
-            *dx = if d.abs() < tiny { T::zero() } else { d };
-        }
+        softmax_grad_row(y, g, dx, |d| flush(d * scale));
     }
 }
 
-/// `a` with its entries of magnitude below the smallest normal float 0 (NaN kept): the
-/// composed form of the attention softmax kernels' flush, for devices without them.
+/// One row of softmax's gradient, `finish(y (g - Σ g y))`, into `dx`.
+#[inline(always)]
+fn softmax_grad_row<T: Float>(y: &[T], g: &[T], dx: &mut [T], finish: impl Fn(T) -> T) {
+    let acc = sum_of(g, y, |g, y| g * y);
+    for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
+        *dx = finish(y * (g - acc));
+    }
+}
+
+/// `v`, or 0 where its magnitude is below the smallest normal float (NaN kept): the
+/// attention softmax's flush, in its kernels.
+#[inline(always)]
+fn flush<T: Float>(v: T) -> T {
+    if v.abs() < T::min_positive_value() {
+        T::zero()
+    } else {
+        v
+    }
+}
+
+/// `a` with its entries of magnitude below the smallest normal float 0 (NaN kept): [`flush`]
+/// composed of array ops, for devices without the kernels.
 fn flush_subnormals(a: &Array, op: &str) -> Array {
     let tiny = match a.dtype() {
         crate::DType::F32 => f64::from(f32::MIN_POSITIVE),
@@ -218,10 +231,7 @@ fn softmax_backward_blocks<T: Float, const FMA: bool>(
                     *dx = g - y.exp_kernel::<FMA>() * acc;
                 }
             } else {
-                let acc = sum_of(g, y, |g, y| g * y);
-                for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
-                    *dx = y * (g - acc);
-                }
+                softmax_grad_row(y, g, dx, |d| d);
             }
         }
         return;

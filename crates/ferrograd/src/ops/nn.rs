@@ -251,10 +251,7 @@ impl NnOp {
             // gradient of the values it rounds, as a rounding does)
             NnOp::AttentionSoftmaxBackward(scale) => {
                 let (y, dy) = (&x[0], &x[1]);
-                let last = y.ndim() - 1;
-                let s = (dy * y).sum_dim(last, true);
-                let t = (g * y).sum_dim(last, true);
-                let d_y = &(&(g * &(dy - &s)) - &(dy * &t)) * f64::from_bits(*scale);
+                let d_y = softmax_backward_grad_y(y, dy, g, y.ndim() - 1) * f64::from_bits(*scale);
                 let d_dy = apply(NnOp::AttentionSoftmaxBackward(*scale), &[y, g]);
                 smallvec![Some(d_y), Some(d_dy)]
             }
@@ -262,9 +259,7 @@ impl NnOp {
             // r = y (dy - s), s = Σ dy y. With t = Σ H y: dr/dy = H (dy - s) - dy t, dr/d dy = y (H - t)
             NnOp::SoftmaxBackward(d) => {
                 let (y, dy) = (&x[0], &x[1]);
-                let s = (dy * y).sum_dim(*d, true);
-                let t = (g * y).sum_dim(*d, true);
-                let d_y = &(g * &(dy - &s)) - &(dy * &t);
+                let d_y = softmax_backward_grad_y(y, dy, g, *d);
                 let d_dy = apply(NnOp::SoftmaxBackward(*d), &[y, g]);
                 smallvec![Some(d_y), Some(d_dy)]
             }
@@ -279,6 +274,14 @@ impl NnOp {
             }
         }
     }
+}
+
+/// The gradient with respect to softmax's output `y` of its gradient `r = y (dy - s)`, `s =
+/// Σ dy y` along `d`, under the output gradient `g`: `g (dy - s) - dy t`, `t = Σ g y`.
+fn softmax_backward_grad_y(y: &Tensor, dy: &Tensor, g: &Tensor, d: usize) -> Tensor {
+    let s = (dy * y).sum_dim(d, true);
+    let t = (g * y).sum_dim(d, true);
+    &(g * &(dy - &s)) - &(dy * &t)
 }
 
 impl Tensor {
