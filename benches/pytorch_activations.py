@@ -20,6 +20,7 @@ print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
       f"{torch.backends.cpu.get_cpu_capability()}")
 rows = [
     ("exp_into", 2, lambda _: torch.exp(x, out=out)),
+    ("sigmoid_into", 2, lambda _: torch.sigmoid(x, out=out)),
     ("tanh_into", 2, lambda _: torch.tanh(x, out=out)),
     ("erf_into", 2, lambda _: torch.erf(x, out=out)),
     ("gelu_into", 2, lambda _: torch._C._nn.gelu(x, out=out)),

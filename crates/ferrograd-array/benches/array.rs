@@ -261,6 +261,9 @@ fn main() {
         b.run(&format!("activation/exp_into/{n}"), bytes(2), || {
             x.exp_into(&mut out)
         });
+        b.run(&format!("activation/sigmoid_into/{n}"), bytes(2), || {
+            x.sigmoid_into(&mut out)
+        });
         b.run(&format!("activation/tanh_into/{n}"), bytes(2), || {
             x.tanh_into(&mut out)
         });

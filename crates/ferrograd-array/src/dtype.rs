@@ -159,6 +159,38 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// GELU's gradient `grad (Φ(x) + x φ(x))` at `self`.
     #[doc(hidden)]
     fn gelu_backward_kernel<const FMA: bool>(self, grad: Self) -> Self;
+    /// `dst[i] = exp_kernel(src[i] - shift)` (`src` `None`: `dst`'s own elements), and 0
+    /// where the difference is below `floor` (`None`: never; at least `ln` of the smallest
+    /// normal), on an explicit vector path where this type has one at the level in use (f32
+    /// at AVX-512, see `exp512.rs`), bit for bit the element kernel's loop; `false`, having
+    /// written nothing, where it has none.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn exp_shifted_fast<const FMA: bool>(
+        dst: &mut [Self],
+        src: Option<&[Self]>,
+        shift: Self,
+        floor: Option<Self>,
+    ) -> bool {
+        let _ = (dst, src, shift, floor);
+        false
+    }
+    /// `dst[i] = sigmoid_kernel(src[i])` on an explicit vector path, as
+    /// [`exp_shifted_fast`](Float::exp_shifted_fast).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn sigmoid_fast<const FMA: bool>(dst: &mut [Self], src: &[Self]) -> bool {
+        let _ = (dst, src);
+        false
+    }
+}
+
+/// Whether the explicit AVX-512 loops of `exp512.rs` stand in for f32's vectorised kernels:
+/// at that level (which has FMA, so `FMA` is then set).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn explicit_avx512<const FMA: bool>() -> bool {
+    FMA && crate::math::simd_level() == crate::SimdLevel::Avx512
 }
 
 /// The signature of gemm's kernels: `m, n, k`, then destination, left and right operands
@@ -319,6 +351,35 @@ impl Float for f32 {
     #[inline(always)]
     fn exp_kernel<const FMA: bool>(self) -> Self {
         crate::math::exp_f32::<FMA>(self)
+    }
+    #[inline(always)]
+    fn exp_shifted_fast<const FMA: bool>(
+        dst: &mut [f32],
+        src: Option<&[f32]>,
+        shift: f32,
+        floor: Option<f32>,
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if explicit_avx512::<FMA>() {
+            // exp_f32 is 0 below -104 already
+            let floor = floor.unwrap_or(-104.0).max(-104.0);
+            // SAFETY: the level is AVX-512 only where the CPU has AVX-512F.
+            unsafe { crate::exp512::exp_shifted(dst, src, shift, floor) };
+            return true;
+        }
+        let _ = (dst, src, shift, floor);
+        false
+    }
+    #[inline(always)]
+    fn sigmoid_fast<const FMA: bool>(dst: &mut [f32], src: &[f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if explicit_avx512::<FMA>() {
+            // SAFETY: as in `exp_shifted_fast`.
+            unsafe { crate::exp512::sigmoid(dst, src) };
+            return true;
+        }
+        let _ = (dst, src);
+        false
     }
     #[inline(always)]
     fn sin_kernel<const FMA: bool>(self) -> Self {

@@ -50,6 +50,8 @@ mod display;
 mod dtype;
 mod elementwise;
 mod error;
+#[cfg(target_arch = "x86_64")]
+mod exp512;
 mod fused;
 mod gemm_paths;
 mod index;

@@ -323,11 +323,14 @@ fn exp_parts<const FMA: bool, const LO: bool>(hi: f32, lo: f32) -> f32 {
     // n ln2_hi is exact (n has at most 8 bits, ln2_hi 9) and so is c less it (Sterbenz)
     let r = m(-n, LN2_HI, c);
     let r = m(-n, LN2_LO, if LO { r + lo } else { r });
+    // Horner's rule through the last two coefficients (1 and 1): one operation fewer than
+    // Cephes' `r + r²·P(r) + 1`, and closer (worst 0.89 ulp where that was 1.02, every f32
+    // from -104 to 89 checked against f64)
     let p = m(
-        m(m(m(m(m(P0, r, P1), r, P2), r, P3), r, P4), r, P5) * r,
+        m(m(m(m(m(m(P0, r, P1), r, P2), r, P3), r, P4), r, P5), r, 1.0),
         r,
-        r,
-    ) + 1.0;
+        1.0,
+    );
     let n = t.to_bits() as i32 - ROUNDER.to_bits() as i32;
     let y = if LO {
         // n in [-126, 0]: 2^n is normal and p 2^n too

@@ -60,8 +60,10 @@ fn softmax_blocks<T: Float, const FMA: bool>(
     if inner == 1 {
         for (x, y) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
             let m = finite(max_of(x));
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = (x - m).exp_kernel::<FMA>();
+            if !T::exp_shifted_fast::<FMA>(y, Some(x), m, None) {
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = (x - m).exp_kernel::<FMA>();
+                }
             }
             let sum = sum_of(y, y, |e, _| e);
             if log {
@@ -147,9 +149,11 @@ fn attention_softmax_blocks<T: Float, const FMA: bool, const CAUSAL: bool>(
             }
             kept[valid..].fill(T::neg_infinity());
             let m = finite(max_of(kept));
-            for y in kept.iter_mut() {
-                let z = *y - m;
-                *y = (if z < ln_tiny { T::neg_infinity() } else { z }).exp_kernel::<FMA>();
+            if !T::exp_shifted_fast::<FMA>(kept, None, m, Some(ln_tiny)) {
+                for y in kept.iter_mut() {
+                    let z = *y - m;
+                    *y = (if z < ln_tiny { T::neg_infinity() } else { z }).exp_kernel::<FMA>();
+                }
             }
             masked.fill(T::zero());
             let inv = sum_of(y, y, |e, _| e).recip();
