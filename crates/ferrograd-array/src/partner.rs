@@ -149,6 +149,35 @@ pub(crate) fn halves_if_awake<U: Send>(
     pair_if_awake(&mut || f(half, second), &mut || f(0, first));
 }
 
+/// `f(start, part)` over `dst` split for the threads, for work past a kernel's parallel
+/// bound: with a pool of two threads (a 2-core machine) as two halves by [`pair`], waking
+/// the partner if it sleeps (the second from an element that is a multiple of `align`);
+/// with more, in rayon's chunks of `chunk` elements.
+///
+/// Rayon's parallel loop, started outside the pool, puts the calling thread to sleep while
+/// the pool's two threads wake and share the chunks, a different share on each call. In
+/// halves the caller runs its own half meanwhile, and each core gets the same half on every
+/// call, still in its L2 from the last. On the 2-core Xeon (model 207, AVX-512), `[1024,
+/// 512]` f32, the two alternated 3 times in one process, quietest: exp 61 → 54 µs, sigmoid
+/// 84 → 76 µs, tanh 70 → 66 µs; past L2 (10⁷ elements) the two are level.
+pub(crate) fn halves_or_chunks<U: Send>(
+    dst: &mut [U],
+    align: usize,
+    chunk: usize,
+    f: &(dyn Fn(usize, &mut [U]) + Sync),
+) {
+    use rayon::prelude::*;
+    if rayon::current_num_threads() == 2 {
+        let half = (dst.len() / 2).next_multiple_of(align).min(dst.len());
+        let (first, second) = dst.split_at_mut(half);
+        pair(&mut || f(half, second), &mut || f(0, first));
+    } else {
+        dst.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(k, d)| f(k * chunk, d));
+    }
+}
+
 /// The partner job: runs posted halves until none has come for [`SPIN`], and pending rayon
 /// work in between.
 fn partner() {

@@ -12,7 +12,6 @@ mod ops;
 mod ternary;
 mod unary;
 
-use rayon::prelude::*;
 use smallvec::SmallVec;
 
 pub(crate) use kernels::Operand;
@@ -20,7 +19,7 @@ pub(crate) use kernels::Operand;
 use crate::dtype::Element;
 use crate::error::fail;
 use crate::layout::{broadcast_shapes, broadcast_strides, fmt_shape, same_shape, Shape, Strides};
-use crate::partner::halves_if_awake;
+use crate::partner::{halves_if_awake, halves_or_chunks};
 use crate::Array;
 
 /// Work below this many elements never leaves the calling thread.
@@ -82,9 +81,9 @@ pub(crate) fn map_into<T: Element, U: Element>(
     match Source::of(a, a.shape(), dst.len(), op) {
         Source::Slice(src) => {
             if crate::par::split(src.len(), parallel_min) {
-                dst.par_chunks_mut(CHUNK)
-                    .zip(src.par_chunks(CHUNK))
-                    .for_each(|(d, s)| kernel(d, s));
+                halves_or_chunks(dst, VECTOR, CHUNK, &|start, d| {
+                    kernel(d, &src[start..start + d.len()])
+                });
             } else if crate::par::split(src.len(), PAIR_MIN) {
                 halves_if_awake(dst, VECTOR, &|start, d| {
                     kernel(d, &src[start..start + d.len()])
@@ -181,9 +180,7 @@ pub(crate) fn zip_into<T: Element, U: Element>(
         })
     };
     if split {
-        dst.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(k, d)| range(k * CHUNK, d));
+        halves_or_chunks(dst, tile::<T>(), CHUNK, &range);
     } else if crate::par::split(n, PAIR_MIN) {
         halves_if_awake(dst, tile::<T>(), &range);
     } else {

@@ -43,7 +43,15 @@ fn run_all(x: &Array, w: &Array, v: &Array, a: &Array, b: &Array) -> Vec<(&'stat
             avg.avg_pool2d_backward(y.shape(), pool, true).to_f64_vec(),
         ),
         ("tanh", v.tanh().to_f64_vec()),
+        ("exp", v.exp().to_f64_vec()),
+        ("sigmoid", v.sigmoid().to_f64_vec()),
         ("add", v.add(&v.neg()).add(v).to_f64_vec()),
+        (
+            "add a broadcast row",
+            v.reshape(&[1200, 500])
+                .add(&v.narrow(0, 0, 500))
+                .to_f64_vec(),
+        ),
         ("sum", v.sum().to_f64_vec()),
         (
             "sum rows",
