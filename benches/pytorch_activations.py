@@ -16,11 +16,13 @@ gen = torch.Generator().manual_seed(0)
 x = torch.randn(n, generator=gen)
 g = torch.randn(n, generator=gen)
 out = torch.empty(n)
+positive = x.abs()
 print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
       f"{torch.backends.cpu.get_cpu_capability()}")
 rows = [
     ("exp_into", 2, lambda _: torch.exp(x, out=out)),
     ("sigmoid_into", 2, lambda _: torch.sigmoid(x, out=out)),
+    ("log_into", 2, lambda _: torch.log(positive, out=out)),
     ("tanh_into", 2, lambda _: torch.tanh(x, out=out)),
     ("erf_into", 2, lambda _: torch.erf(x, out=out)),
     ("gelu_into", 2, lambda _: torch._C._nn.gelu(x, out=out)),

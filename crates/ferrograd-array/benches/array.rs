@@ -264,6 +264,10 @@ fn main() {
         b.run(&format!("activation/sigmoid_into/{n}"), bytes(2), || {
             x.sigmoid_into(&mut out)
         });
+        let positive = x.abs();
+        b.run(&format!("activation/log_into/{n}"), bytes(2), || {
+            positive.log_into(&mut out)
+        });
         b.run(&format!("activation/tanh_into/{n}"), bytes(2), || {
             x.tanh_into(&mut out)
         });

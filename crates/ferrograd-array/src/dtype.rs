@@ -135,6 +135,9 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// for f64.
     #[doc(hidden)]
     fn exp_kernel<const FMA: bool>(self) -> Self;
+    /// The natural logarithm, vectorisable for f32 (see `math.rs`), libm's for f64.
+    #[doc(hidden)]
+    fn log_kernel<const FMA: bool>(self) -> Self;
     /// `sin`, vectorisable for f32 (see `math.rs`), std's for f64.
     #[doc(hidden)]
     fn sin_kernel<const FMA: bool>(self) -> Self;
@@ -382,6 +385,10 @@ impl Float for f32 {
         false
     }
     #[inline(always)]
+    fn log_kernel<const FMA: bool>(self) -> Self {
+        crate::math::log_f32::<FMA>(self)
+    }
+    #[inline(always)]
     fn sin_kernel<const FMA: bool>(self) -> Self {
         crate::math::sin_f32::<FMA>(self)
     }
@@ -428,6 +435,10 @@ impl Float for f64 {
     #[inline(always)]
     fn exp_kernel<const FMA: bool>(self) -> Self {
         self.exp()
+    }
+    #[inline(always)]
+    fn log_kernel<const FMA: bool>(self) -> Self {
+        self.ln()
     }
     #[inline(always)]
     fn sin_kernel<const FMA: bool>(self) -> Self {

@@ -163,9 +163,9 @@ pub fn simd_level() -> SimdLevel {
 /// Runs `body` compiled for AVX-512 (16 f32 lanes) or AVX2 and FMA (8 lanes) as
 /// [`simd_level`] allows, instead of the SSE2 baseline's 4. AVX-512 halves the
 /// compute-bound loops here (f32 tanh on 3·10⁴ elements: 10.0 -> 5.3 µs, exp 13.6 -> 7.2
-/// µs). No loop is reassociated, so every path gives identical results; only f32 tanh, exp
-/// and sigmoid on the baseline (no FMA) may differ from them in the last bit (see
-/// [`has_fma`]).
+/// µs). No loop is reassociated, so every path gives identical results; only the f32
+/// polynomial kernels (exp, log, tanh, sigmoid, sin, cos, erf, GELU) on the baseline (no
+/// FMA) may differ from them in the last bits (see [`has_fma`]).
 #[inline(always)]
 pub(crate) fn with_simd<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -344,6 +344,51 @@ fn exp_parts<const FMA: bool, const LO: bool>(hi: f32, lo: f32) -> f32 {
         0.0
     } else {
         y
+    }
+}
+
+/// The natural logarithm for f32 (Cephes' `logf`), branch-free so loops over it vectorise:
+/// `x = 2^e m` with `m` in `[√½, √2)` (a subnormal `x` scaled by `2^23` first), and
+/// `ln x = e ln 2 + ln(1 + f)`, `f = m - 1`, where `ln(1 + f) = f - f²/2 + f³ P(f)` with a
+/// degree-8 `P`; `e ln 2` in two parts so that it adds exactly. Within 0.83 ulp of the exact
+/// value over every positive f32 (fused; checked against f64); `ln 0 = -inf`, `ln x = NaN`
+/// below 0 and for NaN, `ln inf = inf`. libm's `logf` is a call per element, which kept
+/// `log` 12x slower than PyTorch's on `[1024, 512]`.
+#[inline(always)]
+pub(crate) fn log_f32<const FMA: bool>(x: f32) -> f32 {
+    const P: [f32; 9] = [
+        3.333_333e-1,
+        -2.499_999_4e-1,
+        2.000_071_4e-1,
+        -1.666_805_8e-1,
+        1.424_932_3e-1,
+        -1.242_014_1e-1,
+        1.167_699_9e-1,
+        -1.151_461e-1,
+        7.037_683_6e-2,
+    ];
+    let m = madd::<FMA>;
+    let subnormal = x < f32::MIN_POSITIVE;
+    let scaled = if subnormal { x * 8_388_608.0 } else { x };
+    // the exponent that puts the mantissa in [√½, √2): √½'s bits are 0x3f3504f3
+    // (wrapping: a negative x or NaN makes nonsense here, replaced at the end)
+    let bits = scaled.to_bits() as i32;
+    let e = bits.wrapping_sub(0x3f35_04f3) >> 23;
+    let f = f32::from_bits(bits.wrapping_sub(e << 23) as u32) - 1.0;
+    let e = e as f32 - if subnormal { 23.0 } else { 0.0 };
+    let z = f * f;
+    let y = poly::<FMA, 9>(P, f) * f * z;
+    let y = m(e, -2.121_944_4e-4, y);
+    let y = m(z, -0.5, y);
+    let ln = m(e, 0.693_359_4, f + y);
+    if x == 0.0 {
+        f32::NEG_INFINITY
+    } else if x < 0.0 || x.is_nan() {
+        f32::NAN
+    } else if x == f32::INFINITY {
+        x
+    } else {
+        ln
     }
 }
 
@@ -575,6 +620,27 @@ mod tests {
             assert_eq!(tanh(f32::INFINITY), 1.0, "{form}");
             assert_eq!(tanh(-9.5), -1.0, "{form}");
             assert_eq!(tanh(1e-30), 1e-30, "{form}");
+        }
+    }
+
+    #[test]
+    fn log_f32_is_within_1_ulp_of_the_exact_value_over_the_positive_floats() {
+        const LOG: [Form; 2] = [("unfused", log_f32::<false>), ("fused", log_f32::<true>)];
+        for ((form, log), bound) in LOG.into_iter().zip([2.0, 1.0]) {
+            // every 97th positive float, subnormals included, and around 1, where ln cancels
+            let around_one = (0x3f70_0000..0x3f88_0000).step_by(7);
+            for b in (1..0x7f80_0000u32).step_by(97).chain(around_one) {
+                let x = f32::from_bits(b);
+                let u = ulps(log(x), (x as f64).ln());
+                assert!(u <= bound, "{form}: ln({x:e}) is {} ulp off", u);
+            }
+            assert_eq!(log(1.0), 0.0, "{form}");
+            assert_eq!(log(0.0), f32::NEG_INFINITY, "{form}");
+            assert_eq!(log(-0.0), f32::NEG_INFINITY, "{form}");
+            assert_eq!(log(f32::INFINITY), f32::INFINITY, "{form}");
+            for x in [-1e-30, -1.0, f32::NEG_INFINITY, f32::NAN] {
+                assert!(log(x).is_nan(), "{form}: ln({x})");
+            }
         }
     }
 
