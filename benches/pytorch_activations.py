@@ -29,6 +29,12 @@ rows = [
     ("gelu_backward_into", 3,
      lambda _: torch.ops.aten.gelu_backward.grad_input(g, x, grad_input=out)),
 ]
+x64 = x.double()
+out64 = torch.empty(n, dtype=torch.float64)
+rows += [
+    ("f64/exp_into", 4, lambda _: torch.exp(x64, out=out64)),
+    ("f64/sigmoid_into", 4, lambda _: torch.sigmoid(x64, out=out64)),
+]
 for name, arrays, f in rows:
     t = best(10, max(1, int(0.1 / 2e-4)), f)
     print(f"activation/{name}/{n:<12} {t * 1e6:9.2f} µs {arrays * 4 * n / t / 1e9:8.2f} GB/s")

@@ -282,6 +282,17 @@ fn main() {
             bytes(3),
             || x.gelu_backward_into(&g, &mut out),
         );
+        // f64, where the exponential is vectorised too
+        let x = x.to_dtype(DType::F64);
+        let mut out = Array::zeros(&[n], DType::F64);
+        b.run(&format!("activation/f64/exp_into/{n}"), bytes(4), || {
+            x.exp_into(&mut out)
+        });
+        b.run(
+            &format!("activation/f64/sigmoid_into/{n}"),
+            bytes(4),
+            || x.sigmoid_into(&mut out),
+        );
     }
 
     // a causal attention's scores, [batch, heads, l, l] (the transformer benchmark's)

@@ -131,8 +131,7 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// The logistic function, accurate in both tails.
     #[doc(hidden)]
     fn sigmoid_kernel<const FMA: bool>(self) -> Self;
-    /// `exp`, vectorisable for f32 (see `math.rs`; `FMA` fuses its multiply-adds), libm's
-    /// for f64.
+    /// `exp`, vectorisable (see `math.rs`; `FMA` fuses its multiply-adds).
     #[doc(hidden)]
     fn exp_kernel<const FMA: bool>(self) -> Self;
     /// The natural logarithm, vectorisable for f32 (see `math.rs`), libm's for f64.
@@ -425,16 +424,18 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn sigmoid_kernel<const FMA: bool>(self) -> Self {
-        if self >= 0.0 {
-            1.0 / (1.0 + (-self).exp())
+        // as f32's: σ(|x|) = 1 / (1 + e), σ(-|x|) = e / (1 + e) with e = e^-|x|
+        let e = crate::math::exp_f64::<FMA>(-self.abs());
+        let s = 1.0 / (1.0 + e);
+        if self >= 0.0 || self.is_nan() {
+            s
         } else {
-            let e = self.exp();
-            e / (1.0 + e)
+            e * s
         }
     }
     #[inline(always)]
     fn exp_kernel<const FMA: bool>(self) -> Self {
-        self.exp()
+        crate::math::exp_f64::<FMA>(self)
     }
     #[inline(always)]
     fn log_kernel<const FMA: bool>(self) -> Self {
