@@ -282,7 +282,7 @@ fn main() {
             bytes(3),
             || x.gelu_backward_into(&g, &mut out),
         );
-        // f64, where the exponential is vectorised too
+        // f64, where the exponential and tanh are vectorised too
         let x = x.to_dtype(DType::F64);
         let mut out = Array::zeros(&[n], DType::F64);
         b.run(&format!("activation/f64/exp_into/{n}"), bytes(4), || {
@@ -293,6 +293,9 @@ fn main() {
             bytes(4),
             || x.sigmoid_into(&mut out),
         );
+        b.run(&format!("activation/f64/tanh_into/{n}"), bytes(4), || {
+            x.tanh_into(&mut out)
+        });
     }
 
     // a causal attention's scores, [batch, heads, l, l] (the transformer benchmark's)

@@ -124,8 +124,7 @@ pub trait Number:
 
 /// Floating-point element types: `f32`, `f64`.
 pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
-    /// `tanh`, vectorisable for f32 (see `math.rs`; `FMA` fuses its multiply-adds), libm's
-    /// for f64.
+    /// `tanh`, vectorisable (see `math.rs`; `FMA` fuses its multiply-adds).
     #[doc(hidden)]
     fn tanh_kernel<const FMA: bool>(self) -> Self;
     /// The logistic function, accurate in both tails.
@@ -420,7 +419,7 @@ impl Float for f32 {
 impl Float for f64 {
     #[inline(always)]
     fn tanh_kernel<const FMA: bool>(self) -> Self {
-        self.tanh()
+        crate::math::tanh_f64::<FMA>(self)
     }
     #[inline(always)]
     fn sigmoid_kernel<const FMA: bool>(self) -> Self {
