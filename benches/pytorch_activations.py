@@ -31,10 +31,12 @@ rows = [
 ]
 x64 = x.double()
 out64 = torch.empty(n, dtype=torch.float64)
+positive64 = positive.double()
 rows += [
     ("f64/exp_into", 4, lambda _: torch.exp(x64, out=out64)),
     ("f64/sigmoid_into", 4, lambda _: torch.sigmoid(x64, out=out64)),
     ("f64/tanh_into", 4, lambda _: torch.tanh(x64, out=out64)),
+    ("f64/log_into", 4, lambda _: torch.log(positive64, out=out64)),
 ]
 for name, arrays, f in rows:
     t = best(10, max(1, int(0.1 / 2e-4)), f)

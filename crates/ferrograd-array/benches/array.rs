@@ -282,7 +282,7 @@ fn main() {
             bytes(3),
             || x.gelu_backward_into(&g, &mut out),
         );
-        // f64, where the exponential and tanh are vectorised too
+        // f64, where the exponential, tanh and logarithm are vectorised too
         let x = x.to_dtype(DType::F64);
         let mut out = Array::zeros(&[n], DType::F64);
         b.run(&format!("activation/f64/exp_into/{n}"), bytes(4), || {
@@ -295,6 +295,10 @@ fn main() {
         );
         b.run(&format!("activation/f64/tanh_into/{n}"), bytes(4), || {
             x.tanh_into(&mut out)
+        });
+        let positive = x.abs();
+        b.run(&format!("activation/f64/log_into/{n}"), bytes(4), || {
+            positive.log_into(&mut out)
         });
     }
 

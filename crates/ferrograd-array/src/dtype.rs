@@ -133,7 +133,7 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// `exp`, vectorisable (see `math.rs`; `FMA` fuses its multiply-adds).
     #[doc(hidden)]
     fn exp_kernel<const FMA: bool>(self) -> Self;
-    /// The natural logarithm, vectorisable for f32 (see `math.rs`), libm's for f64.
+    /// The natural logarithm, vectorisable (see `math.rs`).
     #[doc(hidden)]
     fn log_kernel<const FMA: bool>(self) -> Self;
     /// `sin`, vectorisable for f32 (see `math.rs`), std's for f64.
@@ -438,7 +438,7 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn log_kernel<const FMA: bool>(self) -> Self {
-        self.ln()
+        crate::math::log_f64::<FMA>(self)
     }
     #[inline(always)]
     fn sin_kernel<const FMA: bool>(self) -> Self {
