@@ -437,6 +437,24 @@ impl Float for f64 {
         crate::math::exp_f64::<FMA>(self)
     }
     #[inline(always)]
+    fn exp_shifted_fast<const FMA: bool>(
+        dst: &mut [f64],
+        src: Option<&[f64]>,
+        shift: f64,
+        floor: Option<f64>,
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if explicit_avx512::<FMA>() {
+            // exp_f64 is 0 below -746 already
+            let floor = floor.unwrap_or(-746.0).max(-746.0);
+            // SAFETY: the level is AVX-512 only where the CPU has AVX-512F.
+            unsafe { crate::exp512::exp_shifted_f64(dst, src, shift, floor) };
+            return true;
+        }
+        let _ = (dst, src, shift, floor);
+        false
+    }
+    #[inline(always)]
     fn log_kernel<const FMA: bool>(self) -> Self {
         crate::math::log_f64::<FMA>(self)
     }
