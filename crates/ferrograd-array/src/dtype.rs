@@ -163,8 +163,8 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// `dst[i] = exp_kernel(src[i] - shift)` (`src` `None`: `dst`'s own elements), and 0
     /// where the difference is below `floor` (`None`: never; at least `ln` of the smallest
     /// normal), on an explicit vector path where this type has one at the level in use (f32
-    /// at AVX-512, see `exp512.rs`), bit for bit the element kernel's loop; `false`, having
-    /// written nothing, where it has none.
+    /// and f64 at AVX-512, see `exp512.rs`), bit for bit the element kernel's loop; `false`,
+    /// having written nothing, where it has none.
     #[doc(hidden)]
     #[inline(always)]
     fn exp_shifted_fast<const FMA: bool>(
@@ -186,8 +186,32 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     }
 }
 
-/// Whether the explicit AVX-512 loops of `exp512.rs` stand in for f32's vectorised kernels:
-/// at that level (which has FMA, so `FMA` is then set).
+/// `Float::exp_shifted_fast` for `$t` on `exp512.rs`'s `$kernel` at AVX-512, below which
+/// (`$gone`) the element kernel's exponential is 0 already.
+macro_rules! explicit_exp {
+    ($t:ty, $kernel:ident, $gone:expr) => {
+        #[inline(always)]
+        fn exp_shifted_fast<const FMA: bool>(
+            dst: &mut [$t],
+            src: Option<&[$t]>,
+            shift: $t,
+            floor: Option<$t>,
+        ) -> bool {
+            #[cfg(target_arch = "x86_64")]
+            if explicit_avx512::<FMA>() {
+                let floor = floor.unwrap_or($gone).max($gone);
+                // SAFETY: the level is AVX-512 only where the CPU has AVX-512F.
+                unsafe { crate::exp512::$kernel(dst, src, shift, floor) };
+                return true;
+            }
+            let _ = (dst, src, shift, floor);
+            false
+        }
+    };
+}
+
+/// Whether the explicit AVX-512 loops of `exp512.rs` stand in for the vectorised kernels: at
+/// that level (which has FMA, so `FMA` is then set).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn explicit_avx512<const FMA: bool>() -> bool {
@@ -353,24 +377,7 @@ impl Float for f32 {
     fn exp_kernel<const FMA: bool>(self) -> Self {
         crate::math::exp_f32::<FMA>(self)
     }
-    #[inline(always)]
-    fn exp_shifted_fast<const FMA: bool>(
-        dst: &mut [f32],
-        src: Option<&[f32]>,
-        shift: f32,
-        floor: Option<f32>,
-    ) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if explicit_avx512::<FMA>() {
-            // exp_f32 is 0 below -104 already
-            let floor = floor.unwrap_or(-104.0).max(-104.0);
-            // SAFETY: the level is AVX-512 only where the CPU has AVX-512F.
-            unsafe { crate::exp512::exp_shifted(dst, src, shift, floor) };
-            return true;
-        }
-        let _ = (dst, src, shift, floor);
-        false
-    }
+    explicit_exp!(f32, exp_shifted, -104.0);
     #[inline(always)]
     fn sigmoid_fast<const FMA: bool>(dst: &mut [f32], src: &[f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -436,24 +443,7 @@ impl Float for f64 {
     fn exp_kernel<const FMA: bool>(self) -> Self {
         crate::math::exp_f64::<FMA>(self)
     }
-    #[inline(always)]
-    fn exp_shifted_fast<const FMA: bool>(
-        dst: &mut [f64],
-        src: Option<&[f64]>,
-        shift: f64,
-        floor: Option<f64>,
-    ) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if explicit_avx512::<FMA>() {
-            // exp_f64 is 0 below -746 already
-            let floor = floor.unwrap_or(-746.0).max(-746.0);
-            // SAFETY: the level is AVX-512 only where the CPU has AVX-512F.
-            unsafe { crate::exp512::exp_shifted_f64(dst, src, shift, floor) };
-            return true;
-        }
-        let _ = (dst, src, shift, floor);
-        false
-    }
+    explicit_exp!(f64, exp_shifted_f64, -746.0);
     #[inline(always)]
     fn log_kernel<const FMA: bool>(self) -> Self {
         crate::math::log_f64::<FMA>(self)

@@ -1,4 +1,5 @@
-//! The f32 exponential's loops written out for AVX-512, bit for bit [`exp_f32`]`::<true>`.
+//! The exponential's loops written out for AVX-512, bit for bit [`exp_f32`]`::<true>` (and
+//! [`exp_f64`]`::<true>`).
 //!
 //! [`exp_f32`] is scalar code the compiler vectorises; its `2^n` is two exact power-of-two
 //! factors built from integer bits (nine vector operations), because a single factor cannot
