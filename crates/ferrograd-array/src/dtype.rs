@@ -184,6 +184,14 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
         let _ = (dst, src);
         false
     }
+    /// `dst[i] = log_kernel(src[i])` on an explicit vector path, as
+    /// [`exp_shifted_fast`](Float::exp_shifted_fast).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn log_fast<const FMA: bool>(dst: &mut [Self], src: &[Self]) -> bool {
+        let _ = (dst, src);
+        false
+    }
 }
 
 /// `Float::exp_shifted_fast` for `$t` on `exp512.rs`'s `$kernel` at AVX-512, below which
@@ -384,6 +392,17 @@ impl Float for f32 {
         if explicit_avx512::<FMA>() {
             // SAFETY: as in `exp_shifted_fast`.
             unsafe { crate::exp512::sigmoid(dst, src) };
+            return true;
+        }
+        let _ = (dst, src);
+        false
+    }
+    #[inline(always)]
+    fn log_fast<const FMA: bool>(dst: &mut [f32], src: &[f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if explicit_avx512::<FMA>() {
+            // SAFETY: as in `exp_shifted_fast`.
+            unsafe { crate::exp512::log(dst, src) };
             return true;
         }
         let _ = (dst, src);

@@ -190,6 +190,60 @@ pub(crate) unsafe fn exp_shifted_f64(dst: &mut [f64], src: Option<&[f64]>, shift
     };
 }
 
+/// `ln x` of 16 lanes, [`log_f32`](crate::math::log_f32)`::<true>`'s arithmetic with its
+/// reduction by `vgetmantps` and `vgetexpps`: the mantissa in `[1, 2)` (halved, and the
+/// exponent raised, from `√2` up, to give `log_f32`'s `[√½, √2)`) and the exponent as a
+/// float, subnormals included, where `log_f32` scales subnormals and works on the bits.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn log16(x: __m512) -> __m512 {
+    const P: [f32; 9] = [
+        3.333_333e-1,
+        -2.499_999_4e-1,
+        2.000_071_4e-1,
+        -1.666_805_8e-1,
+        1.424_932_3e-1,
+        -1.242_014_1e-1,
+        1.167_699_9e-1,
+        -1.151_461e-1,
+        7.037_683_6e-2,
+    ];
+    let m = _mm512_getmant_ps::<_MM_MANT_NORM_1_2, _MM_MANT_SIGN_ZERO>(x);
+    let e = _mm512_getexp_ps(x);
+    // √2 rounded to f32, log_f32's bound
+    let big = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(m, _mm512_set1_ps(f32::from_bits(0x3fb5_04f3)));
+    let m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5));
+    let e = _mm512_mask_add_ps(e, big, e, _mm512_set1_ps(1.0));
+    let f = _mm512_sub_ps(m, _mm512_set1_ps(1.0));
+    let z = _mm512_mul_ps(f, f);
+    let mut p = _mm512_set1_ps(P[8]);
+    for &k in P[..8].iter().rev() {
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(k));
+    }
+    let y = _mm512_mul_ps(_mm512_mul_ps(p, f), z);
+    let y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.121_944_4e-4), y);
+    let y = _mm512_fmadd_ps(z, _mm512_set1_ps(-0.5), y);
+    let ln = _mm512_fmadd_ps(e, _mm512_set1_ps(0.693_359_4), _mm512_add_ps(f, y));
+    // log_f32's special values, in its order: 0, then below 0 or NaN, then +inf
+    let zero = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, _mm512_setzero_ps());
+    let nan = _mm512_cmp_ps_mask::<_CMP_NGE_UQ>(x, _mm512_setzero_ps());
+    let inf = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, _mm512_set1_ps(f32::INFINITY));
+    let ln = _mm512_mask_mov_ps(ln, inf, x);
+    let ln = _mm512_mask_mov_ps(ln, nan, _mm512_set1_ps(f32::NAN));
+    _mm512_mask_mov_ps(ln, zero, _mm512_set1_ps(f32::NEG_INFINITY))
+}
+
+/// `dst[i] = ln src[i]`: [`log_f32`](crate::math::log_f32)`::<true>` bit for bit.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn log(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "log: lengths");
+    // SAFETY: two slices of one length, apart (one is `&mut`).
+    unsafe { lanes(dst.as_mut_ptr(), src.as_ptr(), dst.len(), |x| log16(x)) };
+}
+
 /// `dst[i] = σ(src[i])`: `f32`'s `sigmoid_kernel::<true>` bit for bit (`e = e^-|x|`, then
 /// `1/(1 + e)`, times `e` where `x < 0`).
 ///
@@ -296,7 +350,7 @@ mod tests {
     /// every_f32` (about two minutes).
     #[test]
     #[ignore = "minutes in the test profile; run in release"]
-    fn exp_is_the_scalar_kernel_on_every_f32() {
+    fn exp_and_log_are_the_scalar_kernels_on_every_f32() {
         if !avx512() {
             eprintln!("skipped: this CPU has no AVX-512");
             return;
@@ -311,6 +365,50 @@ mod tests {
             unsafe { super::exp_shifted(&mut got, Some(&xs), 0.0, -104.0) };
             for (&x, &y) in xs.iter().zip(&got) {
                 assert!(same(y, exp_f32::<true>(x)), "exp({x:e}): got {y:e}");
+            }
+            // SAFETY: as above.
+            unsafe { super::log(&mut got, &xs) };
+            for (&x, &y) in xs.iter().zip(&got) {
+                let want = crate::math::log_f32::<true>(x);
+                assert!(same(y, want), "ln({x:e}): got {y:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn log_is_the_scalar_kernel_bit_for_bit() {
+        use crate::math::log_f32;
+        if !avx512() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        // every 4099th bit pattern, every 257th positive float (subnormals included), edges
+        let mut xs: Vec<f32> = (0..u32::MAX / 4099)
+            .map(|i| f32::from_bits(i * 4099))
+            .collect();
+        xs.extend((1..0x7f80_0000u32).step_by(257).map(f32::from_bits));
+        xs.extend([
+            0.0,
+            -0.0,
+            1.0,
+            f32::from_bits(1),
+            f32::MIN_POSITIVE,
+            f32::MAX,
+        ]);
+        xs.extend([
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -1.0,
+            std::f32::consts::SQRT_2,
+        ]);
+        let mut got = vec![0.0; xs.len()];
+        for len in [xs.len(), 7, 16, 33] {
+            // SAFETY: the CPU has AVX-512 (checked above).
+            unsafe { super::log(&mut got[..len], &xs[..len]) };
+            for (&x, &y) in xs.iter().zip(&got[..len]) {
+                let want = log_f32::<true>(x);
+                assert!(same(y, want), "ln({x:e}) = {want:e}, got {y:e}");
             }
         }
     }

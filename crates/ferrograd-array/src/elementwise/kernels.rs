@@ -60,13 +60,15 @@ fn clamp_loop<T: Number>(dst: &mut [T], x: &[T], lo: Option<f64>, hi: Option<f64
 /// multiply-adds, as [`with_fma`](crate::math::with_fma) chooses).
 #[inline(always)]
 pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &[T]) {
-    // the exponential's explicit vector loops, where the type and level have them
+    // the exponential's and logarithm's explicit vector loops, where the type and level
+    // have them
     let n = dst.len().min(x.len());
     match f {
         MapFn::Exp if T::exp_shifted_fast::<FMA>(&mut dst[..n], Some(&x[..n]), T::zero(), None) => {
             return
         }
         MapFn::Sigmoid if T::sigmoid_fast::<FMA>(&mut dst[..n], &x[..n]) => return,
+        MapFn::Log if T::log_fast::<FMA>(&mut dst[..n], &x[..n]) => return,
         _ => {}
     }
     macro_rules! each {
