@@ -823,6 +823,36 @@ mod tests {
     }
 
     #[test]
+    fn sigmoid_f64_is_within_3_ulp_of_the_formula_on_libm() {
+        use crate::dtype::Float;
+        type Form64 = (&'static str, fn(f64) -> f64);
+        let libm = |x: f64| {
+            let e = (-x.abs()).exp();
+            if x >= 0.0 {
+                1.0 / (1.0 + e)
+            } else {
+                e / (1.0 + e)
+            }
+        };
+        let forms: [Form64; 2] = [
+            ("unfused", |x| x.sigmoid_kernel::<false>()),
+            ("fused", |x| x.sigmoid_kernel::<true>()),
+        ];
+        for ((form, sigmoid), bound) in forms.into_iter().zip([4.0, 3.0]) {
+            for (lo, hi) in [(-40.0, 40.0), (-746.0, 746.0), (-1e-6, 1e-6)] {
+                for i in 0..=100_000 {
+                    let x = lo + (hi - lo) * (i as f64 * 0.618_033_988_749_895).fract();
+                    let u = ulps_f64(sigmoid(x), libm(x));
+                    assert!(u <= bound, "{form}: sigmoid({x:e}) is {u} ulp off");
+                }
+            }
+            assert_eq!(sigmoid(f64::INFINITY), 1.0, "{form}");
+            assert_eq!(sigmoid(f64::NEG_INFINITY), 0.0, "{form}");
+            assert!(sigmoid(f64::NAN).is_nan(), "{form}");
+        }
+    }
+
+    #[test]
     fn tanh_f64_is_within_2_ulp_of_libm() {
         type Form64 = (&'static str, fn(f64) -> f64);
         const TANH: [Form64; 2] = [("unfused", tanh_f64::<false>), ("fused", tanh_f64::<true>)];
