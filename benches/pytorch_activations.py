@@ -23,6 +23,7 @@ rows = [
     ("exp_into", 2, lambda _: torch.exp(x, out=out)),
     ("sigmoid_into", 2, lambda _: torch.sigmoid(x, out=out)),
     ("log_into", 2, lambda _: torch.log(positive, out=out)),
+    ("log1p_into", 2, lambda _: torch.log1p(positive, out=out)),
     ("tanh_into", 2, lambda _: torch.tanh(x, out=out)),
     ("erf_into", 2, lambda _: torch.erf(x, out=out)),
     ("gelu_into", 2, lambda _: torch._C._nn.gelu(x, out=out)),

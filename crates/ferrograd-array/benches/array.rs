@@ -268,6 +268,9 @@ fn main() {
         b.run(&format!("activation/log_into/{n}"), bytes(2), || {
             positive.log_into(&mut out)
         });
+        b.run(&format!("activation/log1p_into/{n}"), bytes(2), || {
+            positive.log1p_into(&mut out)
+        });
         b.run(&format!("activation/tanh_into/{n}"), bytes(2), || {
             x.tanh_into(&mut out)
         });

@@ -136,6 +136,9 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// The natural logarithm, vectorisable (see `math.rs`).
     #[doc(hidden)]
     fn log_kernel<const FMA: bool>(self) -> Self;
+    /// `ln(1 + x)`, vectorisable for f32 (see `math.rs`), libm's for f64.
+    #[doc(hidden)]
+    fn log1p_kernel<const FMA: bool>(self) -> Self;
     /// `sin`, vectorisable for f32 (see `math.rs`), std's for f64.
     #[doc(hidden)]
     fn sin_kernel<const FMA: bool>(self) -> Self;
@@ -413,6 +416,10 @@ impl Float for f32 {
         crate::math::log_f32::<FMA>(self)
     }
     #[inline(always)]
+    fn log1p_kernel<const FMA: bool>(self) -> Self {
+        crate::math::log1p_f32::<FMA>(self)
+    }
+    #[inline(always)]
     fn sin_kernel<const FMA: bool>(self) -> Self {
         crate::math::sin_f32::<FMA>(self)
     }
@@ -466,6 +473,10 @@ impl Float for f64 {
     #[inline(always)]
     fn log_kernel<const FMA: bool>(self) -> Self {
         crate::math::log_f64::<FMA>(self)
+    }
+    #[inline(always)]
+    fn log1p_kernel<const FMA: bool>(self) -> Self {
+        self.ln_1p()
     }
     #[inline(always)]
     fn sin_kernel<const FMA: bool>(self) -> Self {
