@@ -221,6 +221,23 @@ macro_rules! explicit_exp {
     };
 }
 
+/// A `Float` slice hook `$hook` for f32 on `exp512.rs`'s `$kernel` at AVX-512.
+macro_rules! explicit_map {
+    ($hook:ident, $kernel:ident) => {
+        #[inline(always)]
+        fn $hook<const FMA: bool>(dst: &mut [f32], src: &[f32]) -> bool {
+            #[cfg(target_arch = "x86_64")]
+            if explicit_avx512::<FMA>() {
+                // SAFETY: the level is AVX-512 only where the CPU has AVX-512F.
+                unsafe { crate::exp512::$kernel(dst, src) };
+                return true;
+            }
+            let _ = (dst, src);
+            false
+        }
+    };
+}
+
 /// Whether the explicit AVX-512 loops of `exp512.rs` stand in for the vectorised kernels: at
 /// that level (which has FMA, so `FMA` is then set).
 #[cfg(target_arch = "x86_64")]
@@ -389,28 +406,8 @@ impl Float for f32 {
         crate::math::exp_f32::<FMA>(self)
     }
     explicit_exp!(f32, exp_shifted, -104.0);
-    #[inline(always)]
-    fn sigmoid_fast<const FMA: bool>(dst: &mut [f32], src: &[f32]) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if explicit_avx512::<FMA>() {
-            // SAFETY: as in `exp_shifted_fast`.
-            unsafe { crate::exp512::sigmoid(dst, src) };
-            return true;
-        }
-        let _ = (dst, src);
-        false
-    }
-    #[inline(always)]
-    fn log_fast<const FMA: bool>(dst: &mut [f32], src: &[f32]) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if explicit_avx512::<FMA>() {
-            // SAFETY: as in `exp_shifted_fast`.
-            unsafe { crate::exp512::log(dst, src) };
-            return true;
-        }
-        let _ = (dst, src);
-        false
-    }
+    explicit_map!(sigmoid_fast, sigmoid);
+    explicit_map!(log_fast, log);
     #[inline(always)]
     fn log_kernel<const FMA: bool>(self) -> Self {
         crate::math::log_f32::<FMA>(self)

@@ -22,6 +22,8 @@
 
 use std::arch::x86_64::*;
 
+use crate::math::{EXP_F32_P, EXP_F64_C, LN2_F32, LN2_F64, LOG_F32_P};
+
 /// `e^z` of 16 lanes, [`exp_f32`](crate::math::exp_f32)`::<true>`'s arithmetic, with the
 /// lanes where `z < floor` 0 (`floor` at least -104, where `exp_f32` gives 0 from).
 #[inline]
@@ -39,18 +41,10 @@ fn exp16(z: __m512, floor: __m512) -> __m512 {
     let rounder = _mm512_set1_ps(12_582_912.0);
     let t = _mm512_fmadd_ps(c, _mm512_set1_ps(std::f32::consts::LOG2_E), rounder);
     let n = _mm512_sub_ps(t, rounder);
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), c);
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
-    let mut p = _mm512_set1_ps(1.987_569_1e-4);
-    for k in [
-        1.398_2e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        0.5,
-        1.0,
-        1.0,
-    ] {
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_F32.0), c);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_F32.1), r);
+    let mut p = _mm512_set1_ps(EXP_F32_P[0]);
+    for &k in &EXP_F32_P[1..] {
         p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(k));
     }
     // p·2^n rounded once: the two-factor product's bits, overflow to +inf included
@@ -121,26 +115,11 @@ fn exp8(z: __m512d, floor: __m512d) -> __m512d {
     let rounder = _mm512_set1_pd(6_755_399_441_055_744.0);
     let t = _mm512_fmadd_pd(c, _mm512_set1_pd(std::f64::consts::LOG2_E), rounder);
     let n = _mm512_sub_pd(t, rounder);
-    let r = _mm512_fnmadd_pd(n, _mm512_set1_pd(f64::from_bits(0x3fe6_2e42_fee0_0000)), c);
-    let r = _mm512_fnmadd_pd(n, _mm512_set1_pd(f64::from_bits(0x3dea_39ef_3579_3c76)), r);
-    // 1/k! for k = 13 down to 2, then 1 and 1
-    let mut p = _mm512_set1_pd(1.0 / 6_227_020_800.0);
-    for k in [
-        479_001_600.0,
-        39_916_800.0,
-        3_628_800.0,
-        362_880.0,
-        40_320.0,
-        5_040.0,
-        720.0,
-        120.0,
-        24.0,
-        6.0,
-        2.0,
-        1.0,
-        1.0,
-    ] {
-        p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / k));
+    let r = _mm512_fnmadd_pd(n, _mm512_set1_pd(LN2_F64.0), c);
+    let r = _mm512_fnmadd_pd(n, _mm512_set1_pd(LN2_F64.1), r);
+    let mut p = _mm512_set1_pd(EXP_F64_C[0]);
+    for &k in &EXP_F64_C[1..] {
+        p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(k));
     }
     _mm512_mask_mov_pd(_mm512_scalef_pd(p, n), gone, _mm512_setzero_pd())
 }
@@ -197,17 +176,6 @@ pub(crate) unsafe fn exp_shifted_f64(dst: &mut [f64], src: Option<&[f64]>, shift
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn log16(x: __m512) -> __m512 {
-    const P: [f32; 9] = [
-        3.333_333e-1,
-        -2.499_999_4e-1,
-        2.000_071_4e-1,
-        -1.666_805_8e-1,
-        1.424_932_3e-1,
-        -1.242_014_1e-1,
-        1.167_699_9e-1,
-        -1.151_461e-1,
-        7.037_683_6e-2,
-    ];
     let m = _mm512_getmant_ps::<_MM_MANT_NORM_1_2, _MM_MANT_SIGN_ZERO>(x);
     let e = _mm512_getexp_ps(x);
     // √2 rounded to f32, log_f32's bound
@@ -216,14 +184,14 @@ fn log16(x: __m512) -> __m512 {
     let e = _mm512_mask_add_ps(e, big, e, _mm512_set1_ps(1.0));
     let f = _mm512_sub_ps(m, _mm512_set1_ps(1.0));
     let z = _mm512_mul_ps(f, f);
-    let mut p = _mm512_set1_ps(P[8]);
-    for &k in P[..8].iter().rev() {
+    let mut p = _mm512_set1_ps(LOG_F32_P[8]);
+    for &k in LOG_F32_P[..8].iter().rev() {
         p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(k));
     }
     let y = _mm512_mul_ps(_mm512_mul_ps(p, f), z);
-    let y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.121_944_4e-4), y);
+    let y = _mm512_fmadd_ps(e, _mm512_set1_ps(LN2_F32.1), y);
     let y = _mm512_fmadd_ps(z, _mm512_set1_ps(-0.5), y);
-    let ln = _mm512_fmadd_ps(e, _mm512_set1_ps(0.693_359_4), _mm512_add_ps(f, y));
+    let ln = _mm512_fmadd_ps(e, _mm512_set1_ps(LN2_F32.0), _mm512_add_ps(f, y));
     // log_f32's special values, in its order: 0, then below 0 or NaN, then +inf
     let zero = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, _mm512_setzero_ps());
     let nan = _mm512_cmp_ps_mask::<_CMP_NGE_UQ>(x, _mm512_setzero_ps());

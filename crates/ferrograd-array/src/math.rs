@@ -277,6 +277,58 @@ pub(crate) fn tanh_f32<const FMA: bool>(x: f32) -> f32 {
     }
 }
 
+/// `ln 2` in two f32 parts (Cephes'): `n·LN2_F32.0` is exact for the `n` of an f32 exponent,
+/// the second part the rest. Shared by the f32 kernels here and their AVX-512 forms
+/// (`exp512.rs`), which must round as they do.
+pub(crate) const LN2_F32: (f32, f32) = (0.693_359_4, -2.121_944_4e-4);
+/// `ln 2` in fdlibm's two f64 parts: the first with 32 trailing zero bits, so `n·LN2_F64.0`
+/// is exact for the `n` of an f64 exponent.
+pub(crate) const LN2_F64: (f64, f64) = (
+    f64::from_bits(0x3fe6_2e42_fee0_0000),
+    f64::from_bits(0x3dea_39ef_3579_3c76),
+);
+/// [`exp_f32`]'s polynomial for `e^r` (Cephes' `expf`), highest coefficient first, then its
+/// last two, 1 and 1, in Horner's rule.
+pub(crate) const EXP_F32_P: [f32; 8] = [
+    1.987_569_1e-4,
+    1.398_2e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+    1.0,
+    1.0,
+];
+/// [`exp_f64`]'s polynomial: `1/k!` for k = 13 down to 2, highest first, then 1 and 1.
+pub(crate) const EXP_F64_C: [f64; 14] = [
+    1.0 / 6_227_020_800.0,
+    1.0 / 479_001_600.0,
+    1.0 / 39_916_800.0,
+    1.0 / 3_628_800.0,
+    1.0 / 362_880.0,
+    1.0 / 40_320.0,
+    1.0 / 5_040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+/// [`log_f32`]'s `P(f)` (Cephes' `logf`), constant term first.
+pub(crate) const LOG_F32_P: [f32; 9] = [
+    3.333_333e-1,
+    -2.499_999_4e-1,
+    2.000_071_4e-1,
+    -1.666_805_8e-1,
+    1.424_932_3e-1,
+    -1.242_014_1e-1,
+    1.167_699_9e-1,
+    -1.151_461e-1,
+    7.037_683_6e-2,
+];
+
 /// `exp` for f32 by range reduction `x = n ln 2 + r` (|r| <= ln 2 / 2) and a degree-6
 /// polynomial for `e^r` (Cephes' `expf` coefficients), with `2^n` applied as two exact
 /// power-of-two factors so the whole range from denormals to overflow comes out right.
@@ -297,14 +349,8 @@ pub(crate) fn exp_f32<const FMA: bool>(x: f32) -> f32 {
 #[inline(always)]
 fn exp_parts<const FMA: bool, const LO: bool>(hi: f32, lo: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const P0: f32 = 1.987_569_1e-4;
-    const P1: f32 = 1.398_2e-3;
-    const P2: f32 = 8.333_452e-3;
-    const P3: f32 = 4.166_579_6e-2;
-    const P4: f32 = 1.666_666_5e-1;
-    const P5: f32 = 0.5;
+    const LN2_HI: f32 = LN2_F32.0;
+    const LN2_LO: f32 = LN2_F32.1;
     // 1.5·2²³: adding it rounds to an integer held in the low mantissa bits, so `n` needs
     // no float-to-int conversion (which kept this loop from vectorising).
     const ROUNDER: f32 = 12_582_912.0;
@@ -328,11 +374,10 @@ fn exp_parts<const FMA: bool, const LO: bool>(hi: f32, lo: f32) -> f32 {
     // Horner's rule through the last two coefficients (1 and 1): one operation fewer than
     // Cephes' `r + r²·P(r) + 1`, and closer (worst 0.89 ulp where that was 1.02, every f32
     // from -104 to 89 checked against f64)
-    let p = m(
-        m(m(m(m(m(m(P0, r, P1), r, P2), r, P3), r, P4), r, P5), r, 1.0),
-        r,
-        1.0,
-    );
+    let mut p = EXP_F32_P[0];
+    for &k in &EXP_F32_P[1..] {
+        p = m(p, r, k);
+    }
     let n = t.to_bits() as i32 - ROUNDER.to_bits() as i32;
     let y = if LO {
         // n in [-126, 0]: 2^n is normal and p 2^n too
@@ -359,25 +404,9 @@ fn exp_parts<const FMA: bool, const LO: bool>(hi: f32, lo: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn exp_f64<const FMA: bool>(x: f64) -> f64 {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+    let (ln2_hi, ln2_lo) = LN2_F64;
     // 1.5·2^52: adding it rounds to an integer held in the low mantissa bits
     const ROUNDER: f64 = 6_755_399_441_055_744.0;
-    // 1/k! for k = 13 down to 2
-    const C: [f64; 12] = [
-        1.0 / 6_227_020_800.0,
-        1.0 / 479_001_600.0,
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-    ];
     let m = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
     // below -746 e^x rounds to 0: those lanes compute at 0 and are zeroed at the end (as in
     // `exp_parts`, no underflow assist); beyond 710 it is +inf; NaN passes through the clamp
@@ -385,13 +414,12 @@ pub(crate) fn exp_f64<const FMA: bool>(x: f64) -> f64 {
     let c = if gone { 0.0 } else { x.clamp(-746.0, 710.0) };
     let t = m(c, LOG2E, ROUNDER);
     let n = t - ROUNDER;
-    let r = m(-n, LN2_HI, c);
-    let r = m(-n, LN2_LO, r);
-    let mut p = C[0];
-    for &k in &C[1..] {
+    let r = m(-n, ln2_hi, c);
+    let r = m(-n, ln2_lo, r);
+    let mut p = EXP_F64_C[0];
+    for &k in &EXP_F64_C[1..] {
         p = m(p, r, k);
     }
-    let p = m(m(p, r, 1.0), r, 1.0);
     // 2^n = 2^h 2^(n - h), h = floor(n / 2), each factor's exponent field from the low bits
     // of a rounder sum shifted up (the rounder's own bits shift out); all 64-bit operations
     // AVX2 has (it has no 64-bit arithmetic shift)
@@ -456,8 +484,7 @@ pub(crate) fn log_f64<const FMA: bool>(x: f64) -> f64 {
         1.531_383_769_920_937_3e-1,
         1.479_819_860_511_658_6e-1,
     ];
-    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+    let (ln2_hi, ln2_lo) = LN2_F64;
     // 2^52: its bits or'ed with an integer below 2^52 hold that integer plus 2^52
     const TWO52: f64 = 4_503_599_627_370_496.0;
     let m = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
@@ -486,7 +513,7 @@ pub(crate) fn log_f64<const FMA: bool>(x: f64) -> f64 {
     let w = z * z;
     let r = z * m(m(m(LG[6], w, LG[4]), w, LG[2]), w, LG[0]) + w * m(m(LG[5], w, LG[3]), w, LG[1]);
     let hfsq = 0.5 * f * f;
-    let ln = k * LN2_HI - ((hfsq - m(s, hfsq + r, k * LN2_LO)) - f);
+    let ln = k * ln2_hi - ((hfsq - m(s, hfsq + r, k * ln2_lo)) - f);
     if x == 0.0 {
         f64::NEG_INFINITY
     } else if x < 0.0 || x.is_nan() {
@@ -507,17 +534,6 @@ pub(crate) fn log_f64<const FMA: bool>(x: f64) -> f64 {
 /// `log` 12x slower than PyTorch's on `[1024, 512]`.
 #[inline(always)]
 pub(crate) fn log_f32<const FMA: bool>(x: f32) -> f32 {
-    const P: [f32; 9] = [
-        3.333_333e-1,
-        -2.499_999_4e-1,
-        2.000_071_4e-1,
-        -1.666_805_8e-1,
-        1.424_932_3e-1,
-        -1.242_014_1e-1,
-        1.167_699_9e-1,
-        -1.151_461e-1,
-        7.037_683_6e-2,
-    ];
     let m = madd::<FMA>;
     let subnormal = x < f32::MIN_POSITIVE;
     let scaled = if subnormal { x * 8_388_608.0 } else { x };
@@ -528,10 +544,10 @@ pub(crate) fn log_f32<const FMA: bool>(x: f32) -> f32 {
     let f = f32::from_bits(bits.wrapping_sub(e << 23) as u32) - 1.0;
     let e = e as f32 - if subnormal { 23.0 } else { 0.0 };
     let z = f * f;
-    let y = poly::<FMA, 9>(P, f) * f * z;
-    let y = m(e, -2.121_944_4e-4, y);
+    let y = poly::<FMA, 9>(LOG_F32_P, f) * f * z;
+    let y = m(e, LN2_F32.1, y);
     let y = m(z, -0.5, y);
-    let ln = m(e, 0.693_359_4, f + y);
+    let ln = m(e, LN2_F32.0, f + y);
     if x == 0.0 {
         f32::NEG_INFINITY
     } else if x < 0.0 || x.is_nan() {
