@@ -24,6 +24,7 @@ rows = [
     ("sigmoid_into", 2, lambda _: torch.sigmoid(x, out=out)),
     ("log_into", 2, lambda _: torch.log(positive, out=out)),
     ("log1p_into", 2, lambda _: torch.log1p(positive, out=out)),
+    ("expm1_into", 2, lambda _: torch.expm1(x, out=out)),
     ("tanh_into", 2, lambda _: torch.tanh(x, out=out)),
     ("erf_into", 2, lambda _: torch.erf(x, out=out)),
     ("gelu_into", 2, lambda _: torch._C._nn.gelu(x, out=out)),
@@ -38,6 +39,8 @@ rows += [
     ("f64/sigmoid_into", 4, lambda _: torch.sigmoid(x64, out=out64)),
     ("f64/tanh_into", 4, lambda _: torch.tanh(x64, out=out64)),
     ("f64/log_into", 4, lambda _: torch.log(positive64, out=out64)),
+    ("f64/log1p_into", 4, lambda _: torch.log1p(positive64, out=out64)),
+    ("f64/expm1_into", 4, lambda _: torch.expm1(x64, out=out64)),
 ]
 for name, arrays, f in rows:
     t = best(10, max(1, int(0.1 / 2e-4)), f)

@@ -271,6 +271,9 @@ fn main() {
         b.run(&format!("activation/log1p_into/{n}"), bytes(2), || {
             positive.log1p_into(&mut out)
         });
+        b.run(&format!("activation/expm1_into/{n}"), bytes(2), || {
+            x.expm1_into(&mut out)
+        });
         b.run(&format!("activation/tanh_into/{n}"), bytes(2), || {
             x.tanh_into(&mut out)
         });
@@ -285,7 +288,7 @@ fn main() {
             bytes(3),
             || x.gelu_backward_into(&g, &mut out),
         );
-        // f64, where the exponential, tanh and logarithm are vectorised too
+        // f64, where the exponential, tanh and logarithm and their kin are vectorised too
         let x = x.to_dtype(DType::F64);
         let mut out = Array::zeros(&[n], DType::F64);
         b.run(&format!("activation/f64/exp_into/{n}"), bytes(4), || {
@@ -302,6 +305,12 @@ fn main() {
         let positive = x.abs();
         b.run(&format!("activation/f64/log_into/{n}"), bytes(4), || {
             positive.log_into(&mut out)
+        });
+        b.run(&format!("activation/f64/log1p_into/{n}"), bytes(4), || {
+            positive.log1p_into(&mut out)
+        });
+        b.run(&format!("activation/f64/expm1_into/{n}"), bytes(4), || {
+            x.expm1_into(&mut out)
         });
     }
 

@@ -136,9 +136,12 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// The natural logarithm, vectorisable (see `math.rs`).
     #[doc(hidden)]
     fn log_kernel<const FMA: bool>(self) -> Self;
-    /// `ln(1 + x)`, vectorisable for f32 (see `math.rs`), libm's for f64.
+    /// `ln(1 + x)`, vectorisable (see `math.rs`).
     #[doc(hidden)]
     fn log1p_kernel<const FMA: bool>(self) -> Self;
+    /// `e^x - 1`, vectorisable (see `math.rs`).
+    #[doc(hidden)]
+    fn expm1_kernel<const FMA: bool>(self) -> Self;
     /// `sin`, vectorisable for f32 (see `math.rs`), std's for f64.
     #[doc(hidden)]
     fn sin_kernel<const FMA: bool>(self) -> Self;
@@ -417,6 +420,10 @@ impl Float for f32 {
         crate::math::log1p_f32::<FMA>(self)
     }
     #[inline(always)]
+    fn expm1_kernel<const FMA: bool>(self) -> Self {
+        crate::math::expm1_f32::<FMA>(self)
+    }
+    #[inline(always)]
     fn sin_kernel<const FMA: bool>(self) -> Self {
         crate::math::sin_f32::<FMA>(self)
     }
@@ -473,7 +480,11 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn log1p_kernel<const FMA: bool>(self) -> Self {
-        self.ln_1p()
+        crate::math::log1p_f64::<FMA>(self)
+    }
+    #[inline(always)]
+    fn expm1_kernel<const FMA: bool>(self) -> Self {
+        crate::math::expm1_f64::<FMA>(self)
     }
     #[inline(always)]
     fn sin_kernel<const FMA: bool>(self) -> Self {

@@ -142,7 +142,7 @@ impl MapFn {
             MapFn::Exp => x.exp_kernel::<FMA>(),
             MapFn::Log => x.log_kernel::<FMA>(),
             MapFn::Log1p => x.log1p_kernel::<FMA>(),
-            MapFn::Expm1 => x.exp_m1(),
+            MapFn::Expm1 => x.expm1_kernel::<FMA>(),
             MapFn::Sin => x.sin_kernel::<FMA>(),
             MapFn::Cos => x.cos_kernel::<FMA>(),
             MapFn::Tan => x.tan(),
@@ -2032,7 +2032,7 @@ macro_rules! fast_functions {
 
 fast_functions!(
     maps: Neg, Abs, Relu, Sqrt, Reciprocal, Square, Identity;
-    f32 maps: Exp, Log, Log1p, Sin, Cos, Tanh, Sigmoid, Erf, Gelu;
+    f32 maps: Exp, Expm1, Log, Log1p, Sin, Cos, Tanh, Sigmoid, Erf, Gelu;
     zips: Add, Sub, Mul, Div, Maximum, Minimum, TanhBackward, SigmoidBackward;
     f32 zips: GeluBackward
 );

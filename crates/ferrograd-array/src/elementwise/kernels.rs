@@ -95,9 +95,9 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
         };
     }
     each!(
-        Neg, Abs, Sign, Relu, Expm1, Tan, Sinh, Cosh, Asin, Acos, Atan, Erfinv,
+        Neg, Abs, Sign, Relu, Tan, Sinh, Cosh, Asin, Acos, Atan, Erfinv,
         Lgamma, Digamma, Trunc, Sqrt, Rsqrt, Floor, Ceil, Round, Reciprocal, Square, Identity;
-        vector: Exp, Log, Log1p, Sin, Cos, Tanh, Sigmoid, Erf, Gelu
+        vector: Exp, Expm1, Log, Log1p, Sin, Cos, Tanh, Sigmoid, Erf, Gelu
     )
 }
 
