@@ -34,6 +34,7 @@ rows = [
 x64 = x.double()
 out64 = torch.empty(n, dtype=torch.float64)
 positive64 = positive.double()
+g64 = g.double()
 rows += [
     ("f64/exp_into", 4, lambda _: torch.exp(x64, out=out64)),
     ("f64/sigmoid_into", 4, lambda _: torch.sigmoid(x64, out=out64)),
@@ -41,6 +42,10 @@ rows += [
     ("f64/log_into", 4, lambda _: torch.log(positive64, out=out64)),
     ("f64/log1p_into", 4, lambda _: torch.log1p(positive64, out=out64)),
     ("f64/expm1_into", 4, lambda _: torch.expm1(x64, out=out64)),
+    ("f64/erf_into", 4, lambda _: torch.erf(x64, out=out64)),
+    ("f64/gelu_into", 4, lambda _: torch._C._nn.gelu(x64, out=out64)),
+    ("f64/gelu_backward_into", 6,
+     lambda _: torch.ops.aten.gelu_backward.grad_input(g64, x64, grad_input=out64)),
 ]
 for name, arrays, f in rows:
     t = best(10, max(1, int(0.1 / 2e-4)), f)

@@ -312,6 +312,18 @@ fn main() {
         b.run(&format!("activation/f64/expm1_into/{n}"), bytes(4), || {
             x.expm1_into(&mut out)
         });
+        b.run(&format!("activation/f64/erf_into/{n}"), bytes(4), || {
+            x.erf_into(&mut out)
+        });
+        b.run(&format!("activation/f64/gelu_into/{n}"), bytes(4), || {
+            x.gelu_into(&mut out)
+        });
+        let g = g.to_dtype(DType::F64);
+        b.run(
+            &format!("activation/f64/gelu_backward_into/{n}"),
+            bytes(6),
+            || x.gelu_backward_into(&g, &mut out),
+        );
     }
 
     // a causal attention's scores, [batch, heads, l, l] (the transformer benchmark's)

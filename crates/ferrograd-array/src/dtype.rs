@@ -156,11 +156,11 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// for the CPU, or the capped level's kernels: see `gemm_paths.rs`).
     #[doc(hidden)]
     fn gemm_fn() -> GemmFn<Self>;
-    /// The error function, vectorisable for f32 (see `math.rs`), libm's for f64.
+    /// The error function, vectorisable (see `math.rs`).
     #[doc(hidden)]
     fn erf_kernel<const FMA: bool>(self) -> Self;
     /// GELU, `x Φ(x)`, with `Φ` from `erfc` so it keeps its precision in the negative tail:
-    /// vectorisable for f32 (see `math.rs`), from libm's `erfc` for f64.
+    /// vectorisable (see `math.rs`).
     #[doc(hidden)]
     fn gelu_kernel<const FMA: bool>(self) -> Self;
     /// GELU's gradient `grad (Φ(x) + x φ(x))` at `self`.
@@ -504,26 +504,27 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn erf_kernel<const FMA: bool>(self) -> Self {
-        libm::erf(self)
+        crate::math::erf_f64::<FMA>(self)
     }
     #[inline(always)]
     fn gelu_kernel<const FMA: bool>(self) -> Self {
         // past -40 the product is -0 (where -∞ · 0 would be NaN)
-        (if self < -40.0 { -40.0 } else { self }) * normal_cdf_f64(self)
+        (if self < -40.0 { -40.0 } else { self }) * normal_cdf_f64::<FMA>(self)
     }
     #[inline(always)]
     fn gelu_backward_kernel<const FMA: bool>(self, grad: Self) -> Self {
         // the density's term is 0 past ±40 (where ∞ · 0 would be NaN); NaN stays NaN
         let x = self.clamp(-40.0, 40.0);
-        grad * (normal_cdf_f64(self) + x * (-0.5 * x * x).exp() * crate::fused::INV_SQRT_2PI)
+        let density = crate::math::exp_f64::<FMA>(-0.5 * x * x) * crate::fused::INV_SQRT_2PI;
+        grad * (normal_cdf_f64::<FMA>(self) + x * density)
     }
 }
 
-/// `Φ(x)`, the standard normal distribution, as `erfc(-x/√2)/2` (libm's `erfc`, which keeps
-/// the negative tail where `(1 + erf(x/√2))/2` cancels).
+/// `Φ(x)`, the standard normal distribution, as `erfc(-x/√2)/2` (`erfc` keeps the negative
+/// tail where `(1 + erf(x/√2))/2` cancels).
 #[inline(always)]
-fn normal_cdf_f64(x: f64) -> f64 {
-    0.5 * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2)
+fn normal_cdf_f64<const FMA: bool>(x: f64) -> f64 {
+    0.5 * crate::math::erfc_f64::<FMA>(-x * std::f64::consts::FRAC_1_SQRT_2)
 }
 
 /// [`Element::with_scratch`] on a thread's buffer (a fresh one if it is in use).
