@@ -397,12 +397,12 @@ fn exp_parts<const FMA: bool, const LO: bool>(hi: f32, lo: f32) -> f32 {
 
 /// `e^x - 1` for f32, accurate near 0 (where `exp(x) - 1` cancels): [`exp_f32`]'s reduction
 /// `x = n ln 2 + r`, `e^r - 1 = r + r² P(r)` with its polynomial `P` (so `n = 0`, `|x|` up
-/// to `ln 2 / 2`, gives that sum alone), then `2^n (e^r - 1) + (2^n - 1)` in one fused
-/// step, `2^n - 1` being exact up to `n = 24` and rounding to `2^n` past it, where `e^x`
-/// swamps the 1. Branch-free, so loops over it vectorise (ELU, SELU and CELU take one per
-/// element; libm's `expm1f` is a call per element). Within 1.3 ulp of the exact value
-/// (every 29th float checked against f64); `-1` from `x = -17.4`, `+inf` past `ln(f32::MAX)`, `expm1(-0) = -0`,
-/// NaN for NaN.
+/// to `ln 2 / 2`, gives that sum alone), then `2^n (e^r - 1) + (2^n - 1)` as two fused
+/// steps, `2^n r + (2^n - 1)` and then `2^n r² P(r)`; `2^n - 1` is exact up to `n = 24` and
+/// rounds to `2^n` past it, where `e^x` swamps the 1. Branch-free, so loops over it
+/// vectorise (ELU, SELU and CELU take one per element; libm's `expm1f` is a call per
+/// element). Within 1.3 ulp of the exact value (every 29th float checked against f64); `-1`
+/// from `x = -17.4`, `+inf` past `ln(f32::MAX)`, `expm1(-0) = -0`, NaN for NaN.
 #[inline(always)]
 pub(crate) fn expm1_f32<const FMA: bool>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -492,10 +492,10 @@ fn exp_f64_parts<const FMA: bool, const LO: bool>(hi: f64, lo: f64) -> f64 {
 }
 
 /// `e^x - 1` for f64, [`expm1_f32`]'s algorithm on [`exp_f64`]'s reduction and polynomial
-/// (Taylor's to degree 13, less its constant term): `2^n (e^r - 1) + (2^n - 1)` in one fused
-/// step. Branch-free, so loops over it vectorise (libm's `expm1` is a call per element);
-/// within 1 ulp of glibc's `expm1` at 500,000 points over its range, both forms; `-1` from `x = -37.5`, `+inf` past
-/// `ln(f64::MAX)`, `expm1(-0) = -0`, NaN for NaN.
+/// (Taylor's to degree 13, less its constant term), `2^n (e^r - 1) + (2^n - 1)` in the same
+/// two fused steps. Branch-free, so loops over it vectorise (libm's `expm1` is a call per
+/// element); within 1 ulp of glibc's `expm1` at 500,000 points over its range, both forms;
+/// `-1` from `x = -37.5`, `+inf` past `ln(f64::MAX)`, `expm1(-0) = -0`, NaN for NaN.
 #[inline(always)]
 pub(crate) fn expm1_f64<const FMA: bool>(x: f64) -> f64 {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
@@ -672,8 +672,9 @@ fn erf_or_erfc_f64<const FMA: bool, const ERFC: bool>(x: f64) -> f64 {
     // v^8 (the numerator's lowest power then v), which spares the division 1/x²
     let far = a.clamp(1.25, 28.0);
     let u = pick([x * x, a - 1.0, far * far, far * far]);
-    // the coefficient of `v^power` (`s^(8 - power)` past 1.25), the denominator's
-    // constant 1 included as power 0
+    // `d(r, k)`: the coefficient of `s^k` in range r's denominator (its constant 1 as
+    // k = 0). Horner's step j multiplies in the variable's power 8 - j: the first two
+    // ranges take k = 8 - j there, the reversed ones k = j (and the numerators likewise)
     let d = |r: usize, power: usize| {
         if power == 0 {
             1.0
