@@ -271,6 +271,9 @@ fn main() {
         b.run(&format!("activation/log1p_into/{n}"), bytes(2), || {
             positive.log1p_into(&mut out)
         });
+        b.run(&format!("activation/pow_1.5_into/{n}"), bytes(2), || {
+            positive.pow_scalar_into(1.5, &mut out)
+        });
         b.run(&format!("activation/expm1_into/{n}"), bytes(2), || {
             x.expm1_into(&mut out)
         });
@@ -311,6 +314,9 @@ fn main() {
         });
         b.run(&format!("activation/f64/expm1_into/{n}"), bytes(4), || {
             x.expm1_into(&mut out)
+        });
+        b.run(&format!("activation/f64/sin_into/{n}"), bytes(4), || {
+            x.sin_into(&mut out)
         });
         b.run(&format!("activation/f64/erf_into/{n}"), bytes(4), || {
             x.erf_into(&mut out)

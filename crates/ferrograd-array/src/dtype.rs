@@ -142,10 +142,13 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// `e^x - 1`, vectorisable (see `math.rs`).
     #[doc(hidden)]
     fn expm1_kernel<const FMA: bool>(self) -> Self;
-    /// `sin`, vectorisable for f32 (see `math.rs`), std's for f64.
+    /// `self^p` as C's `pow` defines it: vectorisable for f32 (see `math.rs`), libm's for f64.
+    #[doc(hidden)]
+    fn pow_kernel<const FMA: bool>(self, p: Self) -> Self;
+    /// `sin`, vectorisable (see `math.rs`; f64's takes libm's past 1.6·10⁶).
     #[doc(hidden)]
     fn sin_kernel<const FMA: bool>(self) -> Self;
-    /// `cos`, vectorisable for f32 (see `math.rs`), std's for f64.
+    /// `cos`, as [`sin_kernel`](Float::sin_kernel).
     #[doc(hidden)]
     fn cos_kernel<const FMA: bool>(self) -> Self;
     /// `(sin, cos)`: [`sin_kernel`](Float::sin_kernel) and [`cos_kernel`](Float::cos_kernel)
@@ -196,6 +199,15 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     #[inline(always)]
     fn log_fast<const FMA: bool>(dst: &mut [Self], src: &[Self]) -> bool {
         let _ = (dst, src);
+        false
+    }
+    /// `dst[i] = sin_kernel(src[i])` (`cos`: `cos_kernel`) in a form of its own where the
+    /// element kernel's branch would keep its loop from vectorising (f64's), bit for bit the
+    /// element kernel's; `false`, having written nothing, where there is none.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn sin_or_cos_fast<const FMA: bool>(cos: bool, dst: &mut [Self], src: &[Self]) -> bool {
+        let _ = (cos, dst, src);
         false
     }
 }
@@ -424,6 +436,10 @@ impl Float for f32 {
         crate::math::expm1_f32::<FMA>(self)
     }
     #[inline(always)]
+    fn pow_kernel<const FMA: bool>(self, p: Self) -> Self {
+        crate::math::pow_f32::<FMA>(self, p)
+    }
+    #[inline(always)]
     fn sin_kernel<const FMA: bool>(self) -> Self {
         crate::math::sin_f32::<FMA>(self)
     }
@@ -487,16 +503,32 @@ impl Float for f64 {
         crate::math::expm1_f64::<FMA>(self)
     }
     #[inline(always)]
+    fn pow_kernel<const FMA: bool>(self, p: Self) -> Self {
+        self.powf(p)
+    }
+    #[inline(always)]
     fn sin_kernel<const FMA: bool>(self) -> Self {
-        self.sin()
+        crate::math::sin_f64::<FMA>(self)
     }
     #[inline(always)]
     fn cos_kernel<const FMA: bool>(self) -> Self {
-        self.cos()
+        crate::math::cos_f64::<FMA>(self)
     }
     #[inline(always)]
     fn sin_cos_kernel<const FMA: bool>(self) -> (Self, Self) {
-        (self.sin(), self.cos())
+        (
+            crate::math::sin_f64::<FMA>(self),
+            crate::math::cos_f64::<FMA>(self),
+        )
+    }
+    #[inline(always)]
+    fn sin_or_cos_fast<const FMA: bool>(cos: bool, dst: &mut [Self], src: &[Self]) -> bool {
+        if cos {
+            crate::math::sin_or_cos_f64_slice::<FMA, true>(dst, src)
+        } else {
+            crate::math::sin_or_cos_f64_slice::<FMA, false>(dst, src)
+        }
+        true
     }
     #[inline(always)]
     fn gemm_fn() -> GemmFn<f64> {

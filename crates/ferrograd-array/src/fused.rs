@@ -179,7 +179,7 @@ impl MapFn {
             MapFn::Square => x * x,
             MapFn::Identity => x,
             MapFn::Powi(n) => x.powi(n),
-            MapFn::Powf(e) => x.powf(<T as crate::Element>::from_f64(e)),
+            MapFn::Powf(e) => x.pow_kernel::<FMA>(<T as crate::Element>::from_f64(e)),
         }
     }
 
@@ -280,7 +280,7 @@ impl ZipFn {
     #[inline(always)]
     pub(crate) fn eval<T: Float, const FMA: bool>(self, x: T, y: T) -> T {
         match self {
-            ZipFn::Pow => x.powf(y),
+            ZipFn::Pow => x.pow_kernel::<FMA>(y),
             ZipFn::Atan2 => x.atan2(y),
             ZipFn::TanhBackward => y * (T::one() - x * x),
             ZipFn::SigmoidBackward => y * x * (T::one() - x),

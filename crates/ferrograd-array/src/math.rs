@@ -543,6 +543,32 @@ pub(crate) fn log1p_f64<const FMA: bool>(x: f64) -> f64 {
     }
 }
 
+/// `x^p` for f32 as C's `powf` defines it, by `e^(p ln|x|)` in f64 on [`log_f64`] and
+/// [`exp_f64`] (their errors, relative to f64, vanish when the result is rounded to f32: within
+/// 1 ulp of the exact value, nearly always the correctly rounded one), the sign and NaN
+/// from `p`'s parity: a negative `x` to an odd integer power is negative, to a non-integer
+/// finite one NaN. Branch-free, so loops over it vectorise (libm's `powf` is a call per
+/// element; a scalar `p` is classified once, outside the loop). `x^±0 = 1`, `1^p = 1` (NaN
+/// `p` included), `(-1)^±inf = 1`, and the zeros and infinities as C's.
+#[inline(always)]
+pub(crate) fn pow_f32<const FMA: bool>(x: f32, p: f32) -> f32 {
+    let magnitude = exp_f64::<FMA>(p as f64 * log_f64::<FMA>((x as f64).abs())) as f32;
+    let integer = p.fract() == 0.0;
+    let odd = integer && (p * 0.5).fract() != 0.0;
+    let y = if x.is_sign_negative() && odd {
+        -magnitude
+    } else {
+        magnitude
+    };
+    if p == 0.0 || x == 1.0 || (x == -1.0 && p.is_infinite()) {
+        1.0
+    } else if x < 0.0 && x > f32::NEG_INFINITY && p.is_finite() && !integer {
+        f32::NAN
+    } else {
+        y
+    }
+}
+
 /// fdlibm's (`s_erf.c`) rational fits for `erf` and `erfc`, one per range of `|x|`: on
 /// `[0, 0.84375)` `R(x²)/S(x²)` with `erf(x) = x + x R/S`; on `[0.84375, 1.25)` `P(s)/Q(s)`
 /// with `s = |x| - 1` and `erf(|x|) = ERX + P/Q`; on `[1.25, 1/0.35)` and `[1/0.35, 28)`
@@ -1075,6 +1101,123 @@ pub(crate) fn sin_and_cos_f32<const FMA: bool>(x: f32) -> (f32, f32) {
     (quadrant(s, c, q), quadrant(s, c, q.wrapping_add(1)))
 }
 
+/// Past this magnitude [`sin_f64`] and [`cos_f64`] are libm's: their reduction holds `n π/2`
+/// exactly for `n` below 2^20 (fdlibm's medium case).
+pub(crate) const SIN_COS_F64_LIMIT: f64 = 1.6e6;
+
+/// `sin` and `cos` for f64 below [`SIN_COS_F64_LIMIT`] by fdlibm's algorithm, branch-free:
+/// `x = n π/2 + (y0 + y1)` with `π/2` in three 33-bit parts and a tail (fdlibm's medium
+/// reduction with all three of its rounds, good to 151 bits wherever `x` falls), then
+/// fdlibm's `__kernel_sin` and `__kernel_cos` polynomials on `y0 + y1` (`|y0| <= π/4`).
+/// Returns both and `n` in the low bits of the last.
+#[inline(always)]
+fn sin_cos_parts_f64<const FMA: bool>(x: f64) -> (f64, f64, u64) {
+    const INV_PIO2: f64 = std::f64::consts::FRAC_2_PI;
+    const P1: f64 = f64::from_bits(0x3ff9_21fb_5440_0000);
+    const P2: f64 = f64::from_bits(0x3dd0_b461_1a60_0000);
+    const P2T: f64 = f64::from_bits(0x3ba3_198a_2e03_7073);
+    const P3: f64 = f64::from_bits(0x3ba3_198a_2e00_0000);
+    const P3T: f64 = f64::from_bits(0x397b_839a_2520_49c1);
+    const S: [f64; 6] = [
+        f64::from_bits(0xbfc5_5555_5555_5549),
+        f64::from_bits(0x3f81_1111_1110_f8a6),
+        f64::from_bits(0xbf2a_01a0_19c1_61d5),
+        f64::from_bits(0x3ec7_1de3_57b1_fe7d),
+        f64::from_bits(0xbe5a_e5e6_8a2b_9ceb),
+        f64::from_bits(0x3de5_d93a_5acf_d57c),
+    ];
+    const C: [f64; 6] = [
+        f64::from_bits(0x3fa5_5555_5555_554c),
+        f64::from_bits(0xbf56_c16c_16c1_5177),
+        f64::from_bits(0x3efa_01a0_19cb_1590),
+        f64::from_bits(0xbe92_7e4f_809c_52ad),
+        f64::from_bits(0x3e21_ee9e_bdb4_b1c4),
+        f64::from_bits(0xbda8_fae9_be88_38d4),
+    ];
+    // 1.5·2^52: adding it rounds to an integer held in the low mantissa bits
+    const ROUNDER: f64 = 6_755_399_441_055_744.0;
+    let m = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
+    let t = x * INV_PIO2 + ROUNDER;
+    let n = t - ROUNDER;
+    // x - n P1 is exact (n P1 has at most 53 bits and is within a factor 2 of x); each
+    // further round takes off the next part exactly and carries its rounding in w
+    let mut r = x - n * P1;
+    let mut w = 0.0;
+    for (part, tail) in [(P2, P2T), (P3, P3T)] {
+        let before = r;
+        let nw = n * part;
+        r = before - nw;
+        w = n * tail - ((before - r) - nw);
+    }
+    let y0 = r - w;
+    let y1 = (r - y0) - w;
+    let z = y0 * y0;
+    let zz = z * z;
+    let rs = m(z * zz, m(z, S[5], S[4]), m(z, m(z, S[3], S[2]), S[1]));
+    let v = z * y0;
+    let sin = y0 - ((z * m(-v, rs, 0.5 * y1) - y1) - v * S[0]);
+    let rc = m(
+        zz * zz,
+        m(z, m(z, C[5], C[4]), C[3]),
+        z * m(z, m(z, C[2], C[1]), C[0]),
+    );
+    let hz = 0.5 * z;
+    let one_less = 1.0 - hz;
+    let cos = one_less + (((1.0 - one_less) - hz) + m(z, rc, -(y0 * y1)));
+    (sin, cos, t.to_bits())
+}
+
+/// `sin` of quadrant `q` from the kernels of [`sin_cos_parts_f64`].
+#[inline(always)]
+fn quadrant_f64(sin_r: f64, cos_r: f64, q: u64) -> f64 {
+    let v = if q & 1 == 0 { sin_r } else { cos_r };
+    f64::from_bits(v.to_bits() ^ ((q & 2) << 62))
+}
+
+/// `sin` (`COS` false) or `cos` for f64 below [`SIN_COS_F64_LIMIT`] (see
+/// [`sin_cos_parts_f64`]); beyond it, and for ±∞, a value the caller replaces.
+#[inline(always)]
+pub(crate) fn sin_or_cos_f64_near<const FMA: bool, const COS: bool>(x: f64) -> f64 {
+    let (s, c, q) = sin_cos_parts_f64::<FMA>(x);
+    quadrant_f64(s, c, if COS { q.wrapping_add(1) } else { q })
+}
+
+/// `sin` for f64: fdlibm's algorithm branch-free below [`SIN_COS_F64_LIMIT`] (within 1 ulp of
+/// glibc's), libm's beyond. Loops take the branch-free form for every element and then
+/// libm's for the few beyond ([`sin_or_cos_f64_slice`]), so they vectorise.
+#[inline(always)]
+pub(crate) fn sin_f64<const FMA: bool>(x: f64) -> f64 {
+    if x.abs() > SIN_COS_F64_LIMIT {
+        x.sin()
+    } else {
+        sin_or_cos_f64_near::<FMA, false>(x)
+    }
+}
+
+/// `cos` for f64, as [`sin_f64`].
+#[inline(always)]
+pub(crate) fn cos_f64<const FMA: bool>(x: f64) -> f64 {
+    if x.abs() > SIN_COS_F64_LIMIT {
+        x.cos()
+    } else {
+        sin_or_cos_f64_near::<FMA, true>(x)
+    }
+}
+
+/// `dst[i] = sin(src[i])` (`COS`: `cos`), [`sin_f64`] or [`cos_f64`] bit for bit: the
+/// branch-free form over the whole run, then libm's where `|x|` is beyond the limit.
+#[inline(always)]
+pub(crate) fn sin_or_cos_f64_slice<const FMA: bool, const COS: bool>(dst: &mut [f64], src: &[f64]) {
+    for (d, &x) in dst.iter_mut().zip(src) {
+        *d = sin_or_cos_f64_near::<FMA, COS>(x);
+    }
+    for (d, &x) in dst.iter_mut().zip(src) {
+        if x.abs() > SIN_COS_F64_LIMIT {
+            *d = if COS { x.cos() } else { x.sin() };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1444,6 +1587,142 @@ mod tests {
                 );
             }
             assert!(erfc(f64::NAN).is_nan(), "{form}");
+        }
+    }
+
+    #[test]
+    fn pow_f32_is_within_1_ulp_of_the_exact_value_and_cs_at_the_edges() {
+        type Pow = fn(f32, f32) -> f32;
+        let forms: [(&str, Pow); 2] = [("unfused", pow_f32::<false>), ("fused", pow_f32::<true>)];
+        for (form, pow) in forms {
+            // positive bases over the whole range against f64's pow, for exponents of both
+            // signs, small and large, integer and not
+            for p in [0.5f32, -0.5, 0.7, -1.3, 2.5, 3.0, 7.25, -65.0, 100.0, 1e-3] {
+                for b in (1..0x7f80_0000u32).step_by(997) {
+                    let x = f32::from_bits(b);
+                    let want = (x as f64).powf(p as f64);
+                    if want > f32::MAX as f64 || want < f32::MIN_POSITIVE as f64 {
+                        continue;
+                    }
+                    let u = ulps(pow(x, p), want);
+                    assert!(u <= 1.0, "{form}: {x:e}^{p} is {u} ulp off");
+                }
+            }
+            // negative bases: the sign from an odd integer power, NaN for a non-integer one
+            assert_eq!(pow(-2.0, 3.0), -8.0, "{form}");
+            assert_eq!(pow(-2.0, 66.0), 2f32.powi(66), "{form}");
+            assert_eq!(pow(-2.0, -65.0), -(2f32.powi(-65)), "{form}");
+            assert!(pow(-2.0, 0.5).is_nan(), "{form}");
+            // every special case against libm's powf
+            let specials = [
+                0.0f32,
+                -0.0,
+                1.0,
+                -1.0,
+                0.5,
+                -0.5,
+                2.0,
+                -2.0,
+                1e-40,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                f32::NAN,
+            ];
+            let exponents = [
+                0.0f32,
+                -0.0,
+                0.5,
+                -0.5,
+                1.5,
+                3.0,
+                -3.0,
+                2.0,
+                -2.0,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                f32::NAN,
+            ];
+            for &x in &specials {
+                for &p in &exponents {
+                    let (got, want) = (pow(x, p), x.powf(p));
+                    assert!(
+                        got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                        "{form}: {x:e}^{p} is {got:e}, libm's {want:e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sin_and_cos_f64_are_within_1_ulp_of_libm() {
+        type Slice = fn(&mut [f64], &[f64]);
+        type Forms = (&'static str, [fn(f64) -> f64; 2], [Slice; 2]);
+        let forms: [Forms; 2] = [
+            (
+                "unfused",
+                [sin_f64::<false>, cos_f64::<false>],
+                [
+                    sin_or_cos_f64_slice::<false, false>,
+                    sin_or_cos_f64_slice::<false, true>,
+                ],
+            ),
+            (
+                "fused",
+                [sin_f64::<true>, cos_f64::<true>],
+                [
+                    sin_or_cos_f64_slice::<true, false>,
+                    sin_or_cos_f64_slice::<true, true>,
+                ],
+            ),
+        ];
+        // small, moderate and large arguments up to the limit and past it, and the
+        // multiples of π/2 nearest to some doubles (where the reduction cancels most)
+        let ranges = [
+            (-4.0, 4.0),
+            (-100.0, 100.0),
+            (-1.6e6, 1.6e6),
+            (1e6, 1e9),
+            (-1e-6, 1e-6),
+        ];
+        let spread = ranges.into_iter().flat_map(|(lo, hi)| {
+            (0..=100_000).map(move |i| lo + (hi - lo) * (i as f64 * 0.618_033_988_749_895).fract())
+        });
+        let near_multiples = (1..20_000u64).flat_map(|k| {
+            let x = k as f64 * std::f64::consts::FRAC_PI_2;
+            [
+                x,
+                f64::from_bits(x.to_bits() + 1),
+                f64::from_bits(x.to_bits() - 1),
+                -x,
+            ]
+        });
+        // 6381956970095103·2^797, the double nearest a multiple of π/2 (beyond the limit),
+        // and one below it with a tiny remainder
+        let specials = [5.319_372_648_326_541e249, 1_411_962.0, 0.0, -0.0, 1e-300];
+        let points: Vec<f64> = spread.chain(near_multiples).chain(specials).collect();
+        for (form, [sin, cos], slices) in forms {
+            for &x in &points {
+                let u = ulps_f64(sin(x), x.sin());
+                assert!(u <= 1.0, "{form}: sin({x:e}) is {u} ulp from libm's");
+                let u = ulps_f64(cos(x), x.cos());
+                assert!(u <= 1.0, "{form}: cos({x:e}) is {u} ulp from libm's");
+            }
+            assert_eq!(sin(-0.0).to_bits(), (-0.0f64).to_bits(), "{form}");
+            for x in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+                assert!(
+                    sin(x).is_nan() && cos(x).is_nan(),
+                    "{form}: sin, cos of {x}"
+                );
+            }
+            // the slice form is the element form bit for bit, past the limit too
+            let mut dst = vec![0.0; points.len()];
+            for (slice, f) in slices.into_iter().zip([sin, cos]) {
+                slice(&mut dst, &points);
+                for (&x, &d) in points.iter().zip(&dst) {
+                    assert_eq!(d.to_bits(), f(x).to_bits(), "{form}: slice at {x:e}");
+                }
+            }
         }
     }
 

@@ -61,7 +61,7 @@ fn clamp_loop<T: Number>(dst: &mut [T], x: &[T], lo: Option<f64>, hi: Option<f64
 #[inline(always)]
 pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &[T]) {
     // the exponential's and logarithm's explicit vector loops, where the type and level
-    // have them
+    // have them, and f64's sine and cosine in two passes
     let n = dst.len().min(x.len());
     match f {
         MapFn::Exp if T::exp_shifted_fast::<FMA>(&mut dst[..n], Some(&x[..n]), T::zero(), None) => {
@@ -69,6 +69,8 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
         }
         MapFn::Sigmoid if T::sigmoid_fast::<FMA>(&mut dst[..n], &x[..n]) => return,
         MapFn::Log if T::log_fast::<FMA>(&mut dst[..n], &x[..n]) => return,
+        MapFn::Sin if T::sin_or_cos_fast::<FMA>(false, &mut dst[..n], &x[..n]) => return,
+        MapFn::Cos if T::sin_or_cos_fast::<FMA>(true, &mut dst[..n], &x[..n]) => return,
         _ => {}
     }
     macro_rules! each {
@@ -86,7 +88,14 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
                     }
                 }
                 MapFn::Clamp(lo, hi) => clamp_loop(dst, x, lo, hi),
-                f @ (MapFn::Powf(_) | MapFn::Polygamma(_)) => {
+                MapFn::Powf(e) => {
+                    // the exponent converted once, outside the loop, as `eval` converts it
+                    let p = <T as crate::dtype::Element>::from_f64(e);
+                    for (d, &x) in dst.iter_mut().zip(x) {
+                        *d = x.pow_kernel::<FMA>(p)
+                    }
+                }
+                f @ MapFn::Polygamma(_) => {
                     for (d, &x) in dst.iter_mut().zip(x) {
                         *d = f.eval::<T, FMA>(x)
                     }
