@@ -17,6 +17,7 @@ x = torch.randn(n, generator=gen)
 g = torch.randn(n, generator=gen)
 out = torch.empty(n)
 positive = x.abs()
+unit = x.tanh()
 print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
       f"{torch.backends.cpu.get_cpu_capability()}")
 rows = [
@@ -26,6 +27,10 @@ rows = [
     ("log1p_into", 2, lambda _: torch.log1p(positive, out=out)),
     ("pow_1.5_into", 2, lambda _: torch.pow(positive, 1.5, out=out)),
     ("expm1_into", 2, lambda _: torch.expm1(x, out=out)),
+    ("sinh_into", 2, lambda _: torch.sinh(x, out=out)),
+    ("atan_into", 2, lambda _: torch.atan(x, out=out)),
+    ("atan2_into", 3, lambda _: torch.atan2(x, g, out=out)),
+    ("asin_into", 2, lambda _: torch.asin(unit, out=out)),
     ("tanh_into", 2, lambda _: torch.tanh(x, out=out)),
     ("erf_into", 2, lambda _: torch.erf(x, out=out)),
     ("gelu_into", 2, lambda _: torch._C._nn.gelu(x, out=out)),

@@ -277,6 +277,19 @@ fn main() {
         b.run(&format!("activation/expm1_into/{n}"), bytes(2), || {
             x.expm1_into(&mut out)
         });
+        b.run(&format!("activation/sinh_into/{n}"), bytes(2), || {
+            x.sinh_into(&mut out)
+        });
+        b.run(&format!("activation/atan_into/{n}"), bytes(2), || {
+            x.atan_into(&mut out)
+        });
+        b.run(&format!("activation/atan2_into/{n}"), bytes(3), || {
+            x.atan2_into(&g, &mut out)
+        });
+        let unit = x.tanh();
+        b.run(&format!("activation/asin_into/{n}"), bytes(2), || {
+            unit.asin_into(&mut out)
+        });
         b.run(&format!("activation/tanh_into/{n}"), bytes(2), || {
             x.tanh_into(&mut out)
         });

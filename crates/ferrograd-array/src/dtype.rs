@@ -145,6 +145,24 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// `self^p` as C's `pow` defines it: vectorisable for f32 (see `math.rs`), libm's for f64.
     #[doc(hidden)]
     fn pow_kernel<const FMA: bool>(self, p: Self) -> Self;
+    /// `sinh`, vectorisable for f32 (see `math.rs`), libm's for f64; likewise the four below.
+    #[doc(hidden)]
+    fn sinh_kernel<const FMA: bool>(self) -> Self;
+    /// `cosh`.
+    #[doc(hidden)]
+    fn cosh_kernel<const FMA: bool>(self) -> Self;
+    /// `asin`.
+    #[doc(hidden)]
+    fn asin_kernel<const FMA: bool>(self) -> Self;
+    /// `acos`.
+    #[doc(hidden)]
+    fn acos_kernel<const FMA: bool>(self) -> Self;
+    /// `atan`.
+    #[doc(hidden)]
+    fn atan_kernel<const FMA: bool>(self) -> Self;
+    /// `atan2(self, x)` as C's defines it.
+    #[doc(hidden)]
+    fn atan2_kernel<const FMA: bool>(self, x: Self) -> Self;
     /// `sin`, vectorisable (see `math.rs`; f64's takes libm's past 1.6·10⁶).
     #[doc(hidden)]
     fn sin_kernel<const FMA: bool>(self) -> Self;
@@ -440,6 +458,30 @@ impl Float for f32 {
         crate::math::pow_f32::<FMA>(self, p)
     }
     #[inline(always)]
+    fn sinh_kernel<const FMA: bool>(self) -> Self {
+        crate::math::sinh_f32::<FMA>(self)
+    }
+    #[inline(always)]
+    fn cosh_kernel<const FMA: bool>(self) -> Self {
+        crate::math::cosh_f32::<FMA>(self)
+    }
+    #[inline(always)]
+    fn asin_kernel<const FMA: bool>(self) -> Self {
+        crate::math::asin_or_acos_f32::<FMA, false>(self)
+    }
+    #[inline(always)]
+    fn acos_kernel<const FMA: bool>(self) -> Self {
+        crate::math::asin_or_acos_f32::<FMA, true>(self)
+    }
+    #[inline(always)]
+    fn atan_kernel<const FMA: bool>(self) -> Self {
+        crate::math::atan_f32::<FMA>(self)
+    }
+    #[inline(always)]
+    fn atan2_kernel<const FMA: bool>(self, x: Self) -> Self {
+        crate::math::atan2_f32::<FMA>(self, x)
+    }
+    #[inline(always)]
     fn sin_kernel<const FMA: bool>(self) -> Self {
         crate::math::sin_f32::<FMA>(self)
     }
@@ -505,6 +547,30 @@ impl Float for f64 {
     #[inline(always)]
     fn pow_kernel<const FMA: bool>(self, p: Self) -> Self {
         self.powf(p)
+    }
+    #[inline(always)]
+    fn sinh_kernel<const FMA: bool>(self) -> Self {
+        self.sinh()
+    }
+    #[inline(always)]
+    fn cosh_kernel<const FMA: bool>(self) -> Self {
+        self.cosh()
+    }
+    #[inline(always)]
+    fn asin_kernel<const FMA: bool>(self) -> Self {
+        self.asin()
+    }
+    #[inline(always)]
+    fn acos_kernel<const FMA: bool>(self) -> Self {
+        self.acos()
+    }
+    #[inline(always)]
+    fn atan_kernel<const FMA: bool>(self) -> Self {
+        self.atan()
+    }
+    #[inline(always)]
+    fn atan2_kernel<const FMA: bool>(self, x: Self) -> Self {
+        self.atan2(x)
     }
     #[inline(always)]
     fn sin_kernel<const FMA: bool>(self) -> Self {

@@ -410,6 +410,12 @@ fn every_supported_vector_path_agrees_and_fuses_exactly() {
                         "Gelu",
                         "Pow",
                         "Powf(0.7)",
+                        "Sinh",
+                        "Cosh",
+                        "Asin",
+                        "Acos",
+                        "Atan",
+                        "Atan2",
                     ][..],
                     _ => &[
                         "Exp", "Expm1", "Log", "Log1p", "Tanh", "Sigmoid", "Erf", "Gelu", "Sin",

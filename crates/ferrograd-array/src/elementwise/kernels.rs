@@ -104,9 +104,10 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
         };
     }
     each!(
-        Neg, Abs, Sign, Relu, Tan, Sinh, Cosh, Asin, Acos, Atan, Erfinv,
-        Lgamma, Digamma, Trunc, Sqrt, Rsqrt, Floor, Ceil, Round, Reciprocal, Square, Identity;
-        vector: Exp, Expm1, Log, Log1p, Sin, Cos, Tanh, Sigmoid, Erf, Gelu
+        Neg, Abs, Sign, Relu, Tan, Erfinv, Lgamma, Digamma, Trunc, Sqrt, Rsqrt, Floor, Ceil,
+        Round, Reciprocal, Square, Identity;
+        vector: Exp, Expm1, Log, Log1p, Sin, Cos, Tanh, Sigmoid, Erf, Gelu, Sinh, Cosh, Asin,
+        Acos, Atan
     )
 }
 
