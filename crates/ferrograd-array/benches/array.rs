@@ -274,6 +274,12 @@ fn main() {
         b.run(&format!("activation/pow_1.5_into/{n}"), bytes(2), || {
             positive.pow_scalar_into(1.5, &mut out)
         });
+        b.run(&format!("activation/lgamma_into/{n}"), bytes(2), || {
+            positive.lgamma_into(&mut out)
+        });
+        b.run(&format!("activation/digamma_into/{n}"), bytes(2), || {
+            positive.digamma_into(&mut out)
+        });
         b.run(&format!("activation/expm1_into/{n}"), bytes(2), || {
             x.expm1_into(&mut out)
         });

@@ -163,6 +163,12 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// `atan2(self, x)` as C's defines it.
     #[doc(hidden)]
     fn atan2_kernel<const FMA: bool>(self, x: Self) -> Self;
+    /// `ln |Γ(x)|`.
+    #[doc(hidden)]
+    fn lgamma_kernel<const FMA: bool>(self) -> Self;
+    /// The digamma function.
+    #[doc(hidden)]
+    fn digamma_kernel<const FMA: bool>(self) -> Self;
     /// `sin`, vectorisable (see `math.rs`; f64's takes libm's past 1.6·10⁶).
     #[doc(hidden)]
     fn sin_kernel<const FMA: bool>(self) -> Self;
@@ -226,6 +232,19 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     #[inline(always)]
     fn sin_or_cos_fast<const FMA: bool>(cos: bool, dst: &mut [Self], src: &[Self]) -> bool {
         let _ = (cos, dst, src);
+        false
+    }
+    /// `dst[i] = lgamma_kernel(src[i])` (`digamma`: `digamma_kernel`) in a form of its own
+    /// (f32's skips the reflection for runs that need none), bit for bit the element
+    /// kernel's; `false`, having written nothing, where there is none.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn lgamma_or_digamma_fast<const FMA: bool>(
+        digamma: bool,
+        dst: &mut [Self],
+        src: &[Self],
+    ) -> bool {
+        let _ = (digamma, dst, src);
         false
     }
 }
@@ -482,6 +501,27 @@ impl Float for f32 {
         crate::math::atan2_f32::<FMA>(self, x)
     }
     #[inline(always)]
+    fn lgamma_kernel<const FMA: bool>(self) -> Self {
+        crate::math::lgamma_or_digamma_f32::<FMA, false>(self)
+    }
+    #[inline(always)]
+    fn digamma_kernel<const FMA: bool>(self) -> Self {
+        crate::math::lgamma_or_digamma_f32::<FMA, true>(self)
+    }
+    #[inline(always)]
+    fn lgamma_or_digamma_fast<const FMA: bool>(
+        digamma: bool,
+        dst: &mut [Self],
+        src: &[Self],
+    ) -> bool {
+        if digamma {
+            crate::math::lgamma_or_digamma_f32_slice::<FMA, true>(dst, src)
+        } else {
+            crate::math::lgamma_or_digamma_f32_slice::<FMA, false>(dst, src)
+        }
+        true
+    }
+    #[inline(always)]
     fn sin_kernel<const FMA: bool>(self) -> Self {
         crate::math::sin_f32::<FMA>(self)
     }
@@ -571,6 +611,14 @@ impl Float for f64 {
     #[inline(always)]
     fn atan2_kernel<const FMA: bool>(self, x: Self) -> Self {
         self.atan2(x)
+    }
+    #[inline(always)]
+    fn lgamma_kernel<const FMA: bool>(self) -> Self {
+        crate::special::lgamma(self)
+    }
+    #[inline(always)]
+    fn digamma_kernel<const FMA: bool>(self) -> Self {
+        crate::special::digamma(self)
     }
     #[inline(always)]
     fn sin_kernel<const FMA: bool>(self) -> Self {

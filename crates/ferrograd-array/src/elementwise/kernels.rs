@@ -61,7 +61,7 @@ fn clamp_loop<T: Number>(dst: &mut [T], x: &[T], lo: Option<f64>, hi: Option<f64
 #[inline(always)]
 pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &[T]) {
     // the exponential's and logarithm's explicit vector loops, where the type and level
-    // have them, and f64's sine and cosine in two passes
+    // have them, f64's sine and cosine in two passes, f32's lgamma and digamma by runs
     let n = dst.len().min(x.len());
     match f {
         MapFn::Exp if T::exp_shifted_fast::<FMA>(&mut dst[..n], Some(&x[..n]), T::zero(), None) => {
@@ -71,6 +71,8 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
         MapFn::Log if T::log_fast::<FMA>(&mut dst[..n], &x[..n]) => return,
         MapFn::Sin if T::sin_or_cos_fast::<FMA>(false, &mut dst[..n], &x[..n]) => return,
         MapFn::Cos if T::sin_or_cos_fast::<FMA>(true, &mut dst[..n], &x[..n]) => return,
+        MapFn::Lgamma if T::lgamma_or_digamma_fast::<FMA>(false, &mut dst[..n], &x[..n]) => return,
+        MapFn::Digamma if T::lgamma_or_digamma_fast::<FMA>(true, &mut dst[..n], &x[..n]) => return,
         _ => {}
     }
     macro_rules! each {
@@ -104,10 +106,10 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
         };
     }
     each!(
-        Neg, Abs, Sign, Relu, Tan, Erfinv, Lgamma, Digamma, Trunc, Sqrt, Rsqrt, Floor, Ceil,
-        Round, Reciprocal, Square, Identity;
+        Neg, Abs, Sign, Relu, Tan, Erfinv, Trunc, Sqrt, Rsqrt, Floor, Ceil, Round, Reciprocal,
+        Square, Identity;
         vector: Exp, Expm1, Log, Log1p, Sin, Cos, Tanh, Sigmoid, Erf, Gelu, Sinh, Cosh, Asin,
-        Acos, Atan
+        Acos, Atan, Lgamma, Digamma
     )
 }
 
