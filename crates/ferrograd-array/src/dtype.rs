@@ -466,7 +466,7 @@ impl Float for f32 {
     }
     #[inline(always)]
     fn log1p_kernel<const FMA: bool>(self) -> Self {
-        crate::math::log1p_f32::<FMA>(self)
+        crate::math::log1p_kahan::<f32, FMA>(self)
     }
     #[inline(always)]
     fn expm1_kernel<const FMA: bool>(self) -> Self {
@@ -578,7 +578,7 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn log1p_kernel<const FMA: bool>(self) -> Self {
-        crate::math::log1p_f64::<FMA>(self)
+        crate::math::log1p_kahan::<f64, FMA>(self)
     }
     #[inline(always)]
     fn expm1_kernel<const FMA: bool>(self) -> Self {

@@ -5,7 +5,7 @@
 //! plain arithmetic that the loop vectoriser turns into 8- or 16-wide code, within 8 ulp (5e-7 relative) of `tanh`
 //! over the whole f32 range. f64 keeps libm where a vector form would cost accuracy; its
 //! exponential, `tanh`, logarithm, `expm1` and `log1p` are vectorised too ([`exp_f64`],
-//! [`tanh_f64`], [`log_f64`], [`expm1_f64`], [`log1p_f64`]: within 1, 2, 1, 1 and 2 ulp of
+//! [`tanh_f64`], [`log_f64`], [`expm1_f64`], [`log1p_kahan`]: within 1, 2, 1, 1 and 2 ulp of
 //! libm's).
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -528,21 +528,6 @@ pub(crate) fn expm1_f64<const FMA: bool>(x: f64) -> f64 {
     }
 }
 
-/// `ln(1 + x)` for f64, [`log1p_f32`]'s form on [`log_f64`]: `ln(u) · x / (u - 1)` with
-/// `u = 1 + x` rounded, `x` where `u` rounds to one. Branch-free, so loops over it vectorise
-/// (libm's `log1p` is a call per element); within 2 ulp of glibc's `log1p`, both forms; `-1`
-/// gives `-inf`, below it NaN, `+inf` itself.
-#[inline(always)]
-pub(crate) fn log1p_f64<const FMA: bool>(x: f64) -> f64 {
-    let u = 1.0 + x;
-    let ln = log_f64::<FMA>(u) * (x / (u - 1.0));
-    if u == 1.0 || x == f64::INFINITY {
-        x
-    } else {
-        ln
-    }
-}
-
 /// `x^p` for f32 as C's `powf` defines it, by `e^(p ln|x|)` in f64 on [`log_f64`] and
 /// [`exp_f64`] (their errors, relative to f64, vanish when the result is rounded to f32: within
 /// 1 ulp of the exact value, nearly always the correctly rounded one), the sign and NaN
@@ -635,7 +620,6 @@ pub(crate) fn atan2_f32<const FMA: bool>(y: f32, x: f32) -> f32 {
     let r = atan_f32::<FMA>(q);
     // π/2 - r, π - r, or π - (π/2 - r) = π/2 + r: one two-part constant each
     let negative = x.is_sign_negative();
-    // (selects, not a match on the pair, which compiles to a table lookup: gathers)
     let (hi, lo) = if swap {
         FRAC_PI_2_F32
     } else if negative {
@@ -1194,16 +1178,17 @@ pub(crate) fn log_f32<const FMA: bool>(x: f32) -> f32 {
     }
 }
 
-/// `ln(1 + x)` for f32 by Kahan's form on [`log_f32`]: with `u = 1 + x` rounded,
-/// `ln(u) · x / (u - 1)` (the quotient undoes `u`'s rounding), and `x` itself where `u`
-/// rounds to one. Branch-free, so loops over it vectorise (softplus, log-sigmoid and BCE on
-/// logits take two per element; libm's `log1pf` is a call per element). Within 3 ulp of the
-/// exact value (checked against f64); `-1` gives `-inf`, below it NaN, `+inf` itself.
+/// `ln(1 + x)` by Kahan's form on the type's vectorised logarithm ([`log_f32`],
+/// [`log_f64`]): with `u = 1 + x` rounded, `ln(u) · x / (u - 1)` (the quotient undoes `u`'s
+/// rounding), and `x` itself where `u` rounds to one. Branch-free, so loops over it vectorise
+/// (softplus, log-sigmoid and BCE on logits take two per element; libm's `log1pf` and
+/// `log1p` are a call per element). f32 within 3 ulp of the exact value (checked against
+/// f64), f64 within 2 ulp of glibc's `log1p`; `-1` gives `-inf`, below it NaN, `+inf` itself.
 #[inline(always)]
-pub(crate) fn log1p_f32<const FMA: bool>(x: f32) -> f32 {
-    let u = 1.0 + x;
-    let ln = log_f32::<FMA>(u) * (x / (u - 1.0));
-    if u == 1.0 || x == f32::INFINITY {
+pub(crate) fn log1p_kahan<T: crate::dtype::Float, const FMA: bool>(x: T) -> T {
+    let u = T::one() + x;
+    let ln = u.log_kernel::<FMA>() * (x / (u - T::one()));
+    if u == T::one() || x == T::infinity() {
         x
     } else {
         ln
@@ -1706,8 +1691,8 @@ mod tests {
     #[test]
     fn log1p_f32_is_within_3_ulp_of_the_exact_value() {
         let forms: [Form; 2] = [
-            ("unfused", log1p_f32::<false>),
-            ("fused", log1p_f32::<true>),
+            ("unfused", log1p_kahan::<f32, false>),
+            ("fused", log1p_kahan::<f32, true>),
         ];
         for ((form, log1p), bound) in forms.into_iter().zip([99.0, 99.0]) {
             // every 61st float above -1 (positive ones to the top, tiny ones of both signs)
@@ -1804,8 +1789,8 @@ mod tests {
     fn log1p_f64_is_within_2_ulp_of_libm() {
         type Form64 = (&'static str, fn(f64) -> f64);
         const LOG1P: [Form64; 2] = [
-            ("unfused", log1p_f64::<false>),
-            ("fused", log1p_f64::<true>),
+            ("unfused", log1p_kahan::<f64, false>),
+            ("fused", log1p_kahan::<f64, true>),
         ];
         for ((form, log1p), bound) in LOG1P.into_iter().zip([2.0, 2.0]) {
             // spread over every exponent of both signs above -1 (tiny ones included), and
