@@ -1024,7 +1024,7 @@ fn erf_or_erfc_f64<const FMA: bool, const ERFC: bool>(x: f64) -> f64 {
         } else {
             (1.0 - ERX) - q
         };
-        let far = if negative { 2.0 - tail } else { tail };
+        let beyond = if negative { 2.0 - tail } else { tail };
         if r0 {
             near
         } else if r1 {
@@ -1032,7 +1032,7 @@ fn erf_or_erfc_f64<const FMA: bool, const ERFC: bool>(x: f64) -> f64 {
         } else if x.is_nan() {
             x
         } else {
-            far
+            beyond
         }
     } else {
         let y = if r1 { ERX + q } else { 1.0 - tail };
