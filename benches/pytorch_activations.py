@@ -33,6 +33,7 @@ rows = [
     ("atan_into", 2, lambda _: torch.atan(x, out=out)),
     ("atan2_into", 3, lambda _: torch.atan2(x, g, out=out)),
     ("asin_into", 2, lambda _: torch.asin(unit, out=out)),
+    ("tan_into", 2, lambda _: torch.tan(x, out=out)),
     ("tanh_into", 2, lambda _: torch.tanh(x, out=out)),
     ("erf_into", 2, lambda _: torch.erf(x, out=out)),
     ("gelu_into", 2, lambda _: torch._C._nn.gelu(x, out=out)),
@@ -43,6 +44,7 @@ x64 = x.double()
 out64 = torch.empty(n, dtype=torch.float64)
 positive64 = positive.double()
 g64 = g.double()
+unit64 = unit.double()
 rows += [
     ("f64/exp_into", 4, lambda _: torch.exp(x64, out=out64)),
     ("f64/sigmoid_into", 4, lambda _: torch.sigmoid(x64, out=out64)),
@@ -51,6 +53,11 @@ rows += [
     ("f64/log1p_into", 4, lambda _: torch.log1p(positive64, out=out64)),
     ("f64/expm1_into", 4, lambda _: torch.expm1(x64, out=out64)),
     ("f64/sin_into", 4, lambda _: torch.sin(x64, out=out64)),
+    ("f64/tan_into", 4, lambda _: torch.tan(x64, out=out64)),
+    ("f64/sinh_into", 4, lambda _: torch.sinh(x64, out=out64)),
+    ("f64/atan_into", 4, lambda _: torch.atan(x64, out=out64)),
+    ("f64/atan2_into", 6, lambda _: torch.atan2(x64, g64, out=out64)),
+    ("f64/asin_into", 4, lambda _: torch.asin(unit64, out=out64)),
     ("f64/erf_into", 4, lambda _: torch.erf(x64, out=out64)),
     ("f64/gelu_into", 4, lambda _: torch._C._nn.gelu(x64, out=out64)),
     ("f64/gelu_backward_into", 6,

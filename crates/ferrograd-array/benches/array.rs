@@ -296,6 +296,9 @@ fn main() {
         b.run(&format!("activation/asin_into/{n}"), bytes(2), || {
             unit.asin_into(&mut out)
         });
+        b.run(&format!("activation/tan_into/{n}"), bytes(2), || {
+            x.tan_into(&mut out)
+        });
         b.run(&format!("activation/tanh_into/{n}"), bytes(2), || {
             x.tanh_into(&mut out)
         });
@@ -311,7 +314,11 @@ fn main() {
             || x.gelu_backward_into(&g, &mut out),
         );
         // f64, where the exponential, tanh and logarithm and their kin are vectorised too
-        let x = x.to_dtype(DType::F64);
+        let (x, g, unit) = (
+            x.to_dtype(DType::F64),
+            g.to_dtype(DType::F64),
+            unit.to_dtype(DType::F64),
+        );
         let mut out = Array::zeros(&[n], DType::F64);
         b.run(&format!("activation/f64/exp_into/{n}"), bytes(4), || {
             x.exp_into(&mut out)
@@ -336,6 +343,21 @@ fn main() {
         });
         b.run(&format!("activation/f64/sin_into/{n}"), bytes(4), || {
             x.sin_into(&mut out)
+        });
+        b.run(&format!("activation/f64/tan_into/{n}"), bytes(4), || {
+            x.tan_into(&mut out)
+        });
+        b.run(&format!("activation/f64/sinh_into/{n}"), bytes(4), || {
+            x.sinh_into(&mut out)
+        });
+        b.run(&format!("activation/f64/atan_into/{n}"), bytes(4), || {
+            x.atan_into(&mut out)
+        });
+        b.run(&format!("activation/f64/atan2_into/{n}"), bytes(6), || {
+            x.atan2_into(&g, &mut out)
+        });
+        b.run(&format!("activation/f64/asin_into/{n}"), bytes(4), || {
+            unit.asin_into(&mut out)
         });
         b.run(&format!("activation/f64/erf_into/{n}"), bytes(4), || {
             x.erf_into(&mut out)

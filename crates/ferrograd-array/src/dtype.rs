@@ -169,16 +169,33 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// The digamma function.
     #[doc(hidden)]
     fn digamma_kernel<const FMA: bool>(self) -> Self;
-    /// `sin`, vectorisable (see `math.rs`; f64's takes libm's past 1.6·10⁶).
+    /// `sin`, vectorisable up to [`TRIG_NEAR`](Float::TRIG_NEAR) (see `math.rs`), libm's past
+    /// it; loops take [`trig_fast`](Float::trig_fast), which keeps the branch out of the loop.
     #[doc(hidden)]
     fn sin_kernel<const FMA: bool>(self) -> Self;
     /// `cos`, as [`sin_kernel`](Float::sin_kernel).
     #[doc(hidden)]
     fn cos_kernel<const FMA: bool>(self) -> Self;
+    /// `tan`, as [`sin_kernel`](Float::sin_kernel).
+    #[doc(hidden)]
+    fn tan_kernel<const FMA: bool>(self) -> Self;
     /// `(sin, cos)`: [`sin_kernel`](Float::sin_kernel) and [`cos_kernel`](Float::cos_kernel)
     /// bit for bit, from one reduction for f32.
     #[doc(hidden)]
     fn sin_cos_kernel<const FMA: bool>(self) -> (Self, Self);
+    /// The magnitude up to which `sin`, `cos` and `tan` are their branch-free forms (their
+    /// argument reduction holds to there); beyond it libm's.
+    #[doc(hidden)]
+    const TRIG_NEAR: Self;
+    /// `sin_kernel` (`COS`: `cos_kernel`) bit for bit where `|self|` is at most
+    /// [`TRIG_NEAR`](Float::TRIG_NEAR), without the branch (a value the caller replaces
+    /// beyond it).
+    #[doc(hidden)]
+    fn sin_or_cos_near<const FMA: bool, const COS: bool>(self) -> Self;
+    /// `sin_cos_kernel` bit for bit where `|self|` is at most [`TRIG_NEAR`](Float::TRIG_NEAR),
+    /// as [`sin_or_cos_near`](Float::sin_or_cos_near).
+    #[doc(hidden)]
+    fn sin_and_cos_near<const FMA: bool>(self) -> (Self, Self);
     /// gemm's matrix-product kernel for this type at the SIMD level in use (gemm's own pick
     /// for the CPU, or the capped level's kernels: see `gemm_paths.rs`).
     #[doc(hidden)]
@@ -225,15 +242,11 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
         let _ = (dst, src);
         false
     }
-    /// `dst[i] = sin_kernel(src[i])` (`cos`: `cos_kernel`) in a form of its own where the
-    /// element kernel's branch would keep its loop from vectorising (f64's), bit for bit the
-    /// element kernel's; `false`, having written nothing, where there is none.
+    /// `dst[i] = sin_kernel(src[i])` (or `cos_kernel`, `tan_kernel`, as `f` says): the
+    /// branch-free form over the run, then libm's beyond [`TRIG_NEAR`](Float::TRIG_NEAR), so
+    /// the loop vectorises; bit for bit the element kernel's.
     #[doc(hidden)]
-    #[inline(always)]
-    fn sin_or_cos_fast<const FMA: bool>(cos: bool, dst: &mut [Self], src: &[Self]) -> bool {
-        let _ = (cos, dst, src);
-        false
-    }
+    fn trig_fast<const FMA: bool>(f: crate::math::Trig, dst: &mut [Self], src: &[Self]);
     /// `dst[i] = lgamma_kernel(src[i])` (`digamma`: `digamma_kernel`) in a form of its own
     /// (f32's skips the reflection for runs that need none), bit for bit the element
     /// kernel's; `false`, having written nothing, where there is none.
@@ -530,8 +543,25 @@ impl Float for f32 {
         crate::math::cos_f32::<FMA>(self)
     }
     #[inline(always)]
+    fn tan_kernel<const FMA: bool>(self) -> Self {
+        crate::math::tan_f32::<FMA>(self)
+    }
+    #[inline(always)]
     fn sin_cos_kernel<const FMA: bool>(self) -> (Self, Self) {
         crate::math::sin_and_cos_f32::<FMA>(self)
+    }
+    const TRIG_NEAR: f32 = crate::math::SIN_COS_F32_LIMIT;
+    #[inline(always)]
+    fn sin_or_cos_near<const FMA: bool, const COS: bool>(self) -> Self {
+        crate::math::sin_or_cos_f32_near::<FMA, COS>(self)
+    }
+    #[inline(always)]
+    fn sin_and_cos_near<const FMA: bool>(self) -> (Self, Self) {
+        crate::math::sin_and_cos_f32_near::<FMA>(self)
+    }
+    #[inline(always)]
+    fn trig_fast<const FMA: bool>(f: crate::math::Trig, dst: &mut [Self], src: &[Self]) {
+        crate::math::trig_f32_slice::<FMA>(f, dst, src)
     }
     #[inline(always)]
     fn gemm_fn() -> GemmFn<f32> {
@@ -590,27 +620,27 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn sinh_kernel<const FMA: bool>(self) -> Self {
-        self.sinh()
+        crate::math::sinh_f64::<FMA>(self)
     }
     #[inline(always)]
     fn cosh_kernel<const FMA: bool>(self) -> Self {
-        self.cosh()
+        crate::math::cosh_f64::<FMA>(self)
     }
     #[inline(always)]
     fn asin_kernel<const FMA: bool>(self) -> Self {
-        self.asin()
+        crate::math::asin_or_acos_f64::<FMA, false>(self)
     }
     #[inline(always)]
     fn acos_kernel<const FMA: bool>(self) -> Self {
-        self.acos()
+        crate::math::asin_or_acos_f64::<FMA, true>(self)
     }
     #[inline(always)]
     fn atan_kernel<const FMA: bool>(self) -> Self {
-        self.atan()
+        crate::math::atan_f64::<FMA>(self)
     }
     #[inline(always)]
     fn atan2_kernel<const FMA: bool>(self, x: Self) -> Self {
-        self.atan2(x)
+        crate::math::atan2_f64::<FMA>(self, x)
     }
     #[inline(always)]
     fn lgamma_kernel<const FMA: bool>(self) -> Self {
@@ -629,20 +659,31 @@ impl Float for f64 {
         crate::math::cos_f64::<FMA>(self)
     }
     #[inline(always)]
+    fn tan_kernel<const FMA: bool>(self) -> Self {
+        crate::math::tan_f64::<FMA>(self)
+    }
+    #[inline(always)]
     fn sin_cos_kernel<const FMA: bool>(self) -> (Self, Self) {
         (
             crate::math::sin_f64::<FMA>(self),
             crate::math::cos_f64::<FMA>(self),
         )
     }
+    const TRIG_NEAR: f64 = crate::math::SIN_COS_F64_LIMIT;
     #[inline(always)]
-    fn sin_or_cos_fast<const FMA: bool>(cos: bool, dst: &mut [Self], src: &[Self]) -> bool {
-        if cos {
-            crate::math::sin_or_cos_f64_slice::<FMA, true>(dst, src)
-        } else {
-            crate::math::sin_or_cos_f64_slice::<FMA, false>(dst, src)
-        }
-        true
+    fn sin_or_cos_near<const FMA: bool, const COS: bool>(self) -> Self {
+        crate::math::sin_or_cos_f64_near::<FMA, COS>(self)
+    }
+    #[inline(always)]
+    fn sin_and_cos_near<const FMA: bool>(self) -> (Self, Self) {
+        (
+            crate::math::sin_or_cos_f64_near::<FMA, false>(self),
+            crate::math::sin_or_cos_f64_near::<FMA, true>(self),
+        )
+    }
+    #[inline(always)]
+    fn trig_fast<const FMA: bool>(f: crate::math::Trig, dst: &mut [Self], src: &[Self]) {
+        crate::math::trig_f64_slice::<FMA>(f, dst, src)
     }
     #[inline(always)]
     fn gemm_fn() -> GemmFn<f64> {

@@ -145,7 +145,7 @@ impl MapFn {
             MapFn::Expm1 => x.expm1_kernel::<FMA>(),
             MapFn::Sin => x.sin_kernel::<FMA>(),
             MapFn::Cos => x.cos_kernel::<FMA>(),
-            MapFn::Tan => x.tan(),
+            MapFn::Tan => x.tan_kernel::<FMA>(),
             MapFn::Sinh => x.sinh_kernel::<FMA>(),
             MapFn::Cosh => x.cosh_kernel::<FMA>(),
             MapFn::Asin => x.asin_kernel::<FMA>(),
@@ -1897,12 +1897,19 @@ impl Run {
 }
 
 macro_rules! fast_functions {
-    (maps: $($m:ident),*; f32 maps: $($p:ident),*; zips: $($z:ident),*; f32 zips: $($q:ident),*) => {
+    (
+        maps: $($m:ident),*;
+        f32 maps: $($p:ident),*;
+        trig: $($t:ident),*;
+        zips: $($z:ident),*;
+        f32 zips: $($q:ident),*
+    ) => {
         /// The functions [`vector_step`] computes, and `Slow` for those [`step`] runs.
         #[derive(Clone, Copy, Debug, PartialEq)]
         enum Fast {
             $($m,)*
             $($p,)*
+            $($t,)*
             $($z,)*
             $($q,)*
             /// f32's `cos` of `x` into `d` and its `sin` into `y` (see [`VectorStep::all`]);
@@ -1927,6 +1934,7 @@ macro_rules! fast_functions {
                 match run {
                     $(Run::Map(MapFn::$m, d, x) => lane(Fast::$m, d, x, 0),)*
                     $(Run::Map(MapFn::$p, d, x) => lane(Fast::$p, d, x, 0),)*
+                    $(Run::Map(MapFn::$t, d, x) => lane(Fast::$t, d, x, 0),)*
                     $(Run::Zip(ZipFn::$z, d, x, y) => lane(Fast::$z, d, x, y),)*
                     $(Run::Zip(ZipFn::$q, d, x, y) => lane(Fast::$q, d, x, y),)*
                     _ => lane(Fast::Slow, 0, 0, 0),
@@ -2010,11 +2018,26 @@ macro_rules! fast_functions {
                     *d = r;
                     *last = r;
                 })*
+                Fast::Sin if std::mem::size_of::<T>() == 4 => {
+                    let r = sin_or_cos_vector::<T, FMA, false>(get(lane.x, CHAIN_X));
+                    *d = r;
+                    *last = r;
+                }
+                Fast::Cos if std::mem::size_of::<T>() == 4 => {
+                    let r = sin_or_cos_vector::<T, FMA, true>(get(lane.x, CHAIN_X));
+                    *d = r;
+                    *last = r;
+                }
                 Fast::CosSin if std::mem::size_of::<T>() == 4 => {
                     let x = get(lane.x, CHAIN_X);
                     let (mut sin, mut cos) = (x, x);
                     for i in 0..VECTOR {
-                        (sin[i], cos[i]) = x[i].sin_cos_kernel::<FMA>();
+                        (sin[i], cos[i]) = x[i].sin_and_cos_near::<FMA>();
+                    }
+                    if beyond_trig_near(&x) {
+                        for i in 0..VECTOR {
+                            (sin[i], cos[i]) = x[i].sin_cos_kernel::<FMA>();
+                        }
                     }
                     *d = cos;
                     // SAFETY: the caller's promise; the sine's place is a register apart
@@ -2030,9 +2053,38 @@ macro_rules! fast_functions {
     };
 }
 
+/// Whether any lane of `x` is beyond [`Float::TRIG_NEAR`] (NaN is not).
+#[inline(always)]
+fn beyond_trig_near<T: Float>(x: &[T; VECTOR]) -> bool {
+    x.iter()
+        .fold(false, |beyond, v| beyond | (v.abs() > T::TRIG_NEAR))
+}
+
+/// `sin` (`COS`: `cos`) of every lane, `step`'s values bit for bit: the branch-free form in
+/// every lane, then, only if a lane is beyond [`Float::TRIG_NEAR`], the kernel with its
+/// branch in all of them.
+#[inline(always)]
+fn sin_or_cos_vector<T: Float, const FMA: bool, const COS: bool>(x: [T; VECTOR]) -> [T; VECTOR] {
+    let mut r = x;
+    for i in 0..VECTOR {
+        r[i] = x[i].sin_or_cos_near::<FMA, COS>();
+    }
+    if beyond_trig_near(&x) {
+        for i in 0..VECTOR {
+            r[i] = if COS {
+                x[i].cos_kernel::<FMA>()
+            } else {
+                x[i].sin_kernel::<FMA>()
+            };
+        }
+    }
+    r
+}
+
 fast_functions!(
     maps: Neg, Abs, Relu, Sqrt, Reciprocal, Square, Identity;
-    f32 maps: Exp, Expm1, Log, Log1p, Sin, Cos, Tanh, Sigmoid, Erf, Gelu;
+    f32 maps: Exp, Expm1, Log, Log1p, Tanh, Sigmoid, Erf, Gelu;
+    trig: Sin, Cos;
     zips: Add, Sub, Mul, Div, Maximum, Minimum, TanhBackward, SigmoidBackward;
     f32 zips: GeluBackward
 );

@@ -452,7 +452,7 @@ pub(crate) fn exp_f64<const FMA: bool>(x: f64) -> f64 {
 
 /// `e^(hi + lo)`, [`exp_f64`]'s algorithm on an argument given as two parts (`LO`; without
 /// it `lo` is ignored), as [`exp_parts`] for f32: `n ln 2` comes off `hi` exactly before `lo`
-/// joins the reduced argument. With `LO`, `hi` is at most 0 and `|lo|` at most 1.
+/// joins the reduced argument. With `LO`, `|lo|` is at most 1.
 #[inline(always)]
 fn exp_f64_parts<const FMA: bool, const LO: bool>(hi: f64, lo: f64) -> f64 {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
@@ -697,6 +697,236 @@ pub(crate) fn sinh_f32<const FMA: bool>(x: f32) -> f32 {
 pub(crate) fn cosh_f32<const FMA: bool>(x: f32) -> f32 {
     let e = exp_f64::<FMA>((x.abs() as f64).clamp(0.0, 100.0));
     (0.5 * (e + 1.0 / e)) as f32
+}
+
+/// `π/2` in fdlibm's two f64 parts (the first rounded, the second the rest).
+const FRAC_PI_2_F64: (f64, f64) = (
+    f64::from_bits(0x3ff9_21fb_5444_2d18),
+    f64::from_bits(0x3c91_a626_3314_5c07),
+);
+
+/// `atan` for f64 by fdlibm's algorithm, branch-free: `|x|` reduced by one division to
+/// `t` near 0 against `atan(1/2)`, `atan(1)`, `atan(3/2)` or `π/2` (each in two parts, the
+/// lane's pair picked by selects), then fdlibm's polynomial of degree 22; the sign copied
+/// from `x`. Within 1 ulp of glibc's; `±π/2` at `±∞`, NaN for NaN. libm's `atan` is a call
+/// per element.
+#[inline(always)]
+pub(crate) fn atan_f64<const FMA: bool>(x: f64) -> f64 {
+    const A: [f64; 11] = [
+        f64::from_bits(0x3fd5_5555_5555_550d),
+        f64::from_bits(0xbfc9_9999_9998_ebc4),
+        f64::from_bits(0x3fc2_4924_9200_83ff),
+        f64::from_bits(0xbfbc_71c6_fe23_1671),
+        f64::from_bits(0x3fb7_45cd_c54c_206e),
+        f64::from_bits(0xbfb3_b0f2_af74_9a6d),
+        f64::from_bits(0x3fb1_0d66_a0d0_3d51),
+        f64::from_bits(0xbfad_de2d_52de_fd9a),
+        f64::from_bits(0x3fa9_7b4b_2476_0deb),
+        f64::from_bits(0xbfa2_b444_2c6a_6c2f),
+        f64::from_bits(0x3f90_ad3a_e322_da11),
+    ];
+    // atan(1/2), atan(1), atan(3/2), atan(∞) in two parts
+    const HALF: (f64, f64) = (
+        f64::from_bits(0x3fdd_ac67_0561_bb4f),
+        f64::from_bits(0x3c7a_2b7f_222f_65e2),
+    );
+    const ONE: (f64, f64) = (
+        f64::from_bits(0x3fe9_21fb_5444_2d18),
+        f64::from_bits(0x3c81_a626_3314_5c07),
+    );
+    const THREE_HALVES: (f64, f64) = (
+        f64::from_bits(0x3fef_730b_d281_f69b),
+        f64::from_bits(0x3c70_0788_7af0_cbbd),
+    );
+    let m = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
+    let a = x.abs();
+    // [0, 7/16): t = a; [7/16, 11/16): (2a - 1)/(2 + a); [11/16, 19/16): (a - 1)/(a + 1);
+    // [19/16, 39/16): (a - 1.5)/(1 + 1.5a); beyond: -1/a
+    let (num, den, base) = if a < 0.4375 {
+        (a, 1.0, (0.0, 0.0))
+    } else if a < 0.6875 {
+        (m(2.0, a, -1.0), 2.0 + a, HALF)
+    } else if a < 1.1875 {
+        (a - 1.0, a + 1.0, ONE)
+    } else if a < 2.4375 {
+        (a - 1.5, m(1.5, a, 1.0), THREE_HALVES)
+    } else {
+        (-1.0, a, FRAC_PI_2_F64)
+    };
+    let t = num / den;
+    let z = t * t;
+    let w = z * z;
+    let odd = z * m(
+        w,
+        m(w, m(w, m(w, m(w, A[10], A[8]), A[6]), A[4]), A[2]),
+        A[0],
+    );
+    let even = w * m(w, m(w, m(w, m(w, A[9], A[7]), A[5]), A[3]), A[1]);
+    // base + t - t (odd + even), as fdlibm: hi - ((t (s1 + s2) - lo) - t)
+    let r = base.0 - ((t * (odd + even) - base.1) - t);
+    r.copysign(x)
+}
+
+/// `atan2(y, x)` for f64 as C's `atan2` defines it, branch-free, as [`atan2_f32`]: [`atan_f64`]
+/// of `min(|x|, |y|) / max(|x|, |y|)`, taken from `π/2` where `|y|` is the larger and from
+/// `π` where `x` is negative (or `-0`), each in two parts, the sign copied from `y`. Within 2
+/// ulp of glibc's; libm's is a call per element.
+#[inline(always)]
+pub(crate) fn atan2_f64<const FMA: bool>(y: f64, x: f64) -> f64 {
+    const PI: (f64, f64) = (
+        f64::from_bits(0x4009_21fb_5444_2d18),
+        f64::from_bits(0x3ca1_a626_3314_5c07),
+    );
+    let (ax, ay) = (x.abs(), y.abs());
+    let swap = ay > ax;
+    let (num, den) = if swap { (ax, ay) } else { (ay, ax) };
+    let q = if num == 0.0 {
+        0.0
+    } else if num == f64::INFINITY {
+        1.0
+    } else {
+        num / den
+    };
+    let r = atan_f64::<FMA>(q);
+    let negative = x.is_sign_negative();
+    let (hi, lo) = if swap {
+        FRAC_PI_2_F64
+    } else if negative {
+        PI
+    } else {
+        (0.0, 0.0)
+    };
+    let r = (hi + if swap == negative { r } else { -r }) + lo;
+    if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else {
+        r.copysign(y)
+    }
+}
+
+/// fdlibm's rational `z R(z)` of `asin` and `acos` (`asin(s) = s + s z R(z)` with `z = s²`,
+/// on `[0, 1/4]`) as its numerator and denominator.
+#[inline(always)]
+fn asin_rational<const FMA: bool>(z: f64) -> (f64, f64) {
+    const P: [f64; 6] = [
+        f64::from_bits(0x3fc5_5555_5555_5555),
+        f64::from_bits(0xbfd4_d612_03eb_6f7d),
+        f64::from_bits(0x3fc9_c155_0e88_4455),
+        f64::from_bits(0xbfa4_8228_b568_8f3b),
+        f64::from_bits(0x3f49_efe0_7501_b288),
+        f64::from_bits(0x3f02_3de1_0dfd_f709),
+    ];
+    const Q: [f64; 4] = [
+        f64::from_bits(0xc003_3a27_1c8a_2d4b),
+        f64::from_bits(0x4000_2ae5_9c59_8ac8),
+        f64::from_bits(0xbfe6_066c_1b8d_0159),
+        f64::from_bits(0x3fb3_b8c5_b12e_9282),
+    ];
+    let m = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
+    let p = z * m(
+        z,
+        m(z, m(z, m(z, m(z, P[5], P[4]), P[3]), P[2]), P[1]),
+        P[0],
+    );
+    let q = m(z, m(z, m(z, m(z, Q[3], Q[2]), Q[1]), Q[0]), 1.0);
+    (p, q)
+}
+
+/// `asin` (`ACOS` false) or `acos` for f64 by fdlibm's algorithms, branch-free: below `|x| =
+/// 1/2` [`asin_rational`] of `x²`; past it through `asin(sqrt((1 - |x|)/2))`, with the square
+/// root `s` split in two where the result needs it (a head with its low 32 bits zero and
+/// `(z - head²)/(s + head)`, which keeps `2s` exact enough near `|x| = 1/2`) and `π/2`, `π/4`
+/// and `π` in two parts. The rational's quotient and the split's share one division (`1/(q
+/// d)`: its rounding reaches the result damped by the size of those terms). Within 1 ulp of
+/// glibc's; NaN beyond `[-1, 1]` and for NaN. libm's are a call per element.
+#[inline(always)]
+pub(crate) fn asin_or_acos_f64<const FMA: bool, const ACOS: bool>(x: f64) -> f64 {
+    let (pio2_hi, pio2_lo) = FRAC_PI_2_F64;
+    let a = x.abs();
+    let small = a < 0.5;
+    let z = if small { a * a } else { 0.5 * (1.0 - a) };
+    let (p, q) = asin_rational::<FMA>(z);
+    let s = z.sqrt();
+    let head = f64::from_bits(s.to_bits() & 0xffff_ffff_0000_0000);
+    // (at z = 0, |x| = 1 or 0, the split's tail is 0 over 1)
+    let d = if z == 0.0 { 1.0 } else { s + head };
+    let inverse = 1.0 / (q * d);
+    let r = p * d * inverse;
+    let tail = (z - head * head) * q * inverse;
+    if ACOS {
+        let near = pio2_hi - (x - (pio2_lo - x * r));
+        let negative = std::f64::consts::PI - 2.0 * (s + (r * s - pio2_lo));
+        let positive = 2.0 * (head + (r * s + tail));
+        if small {
+            near
+        } else if x < 0.0 {
+            negative
+        } else {
+            positive
+        }
+    } else {
+        let near = a + a * r;
+        let far = pio2_hi - (2.0 * (s + s * r) - pio2_lo);
+        let pio4_hi = 0.5 * pio2_hi;
+        let mid = pio4_hi - ((2.0 * s * r - (pio2_lo - 2.0 * tail)) - (pio4_hi - 2.0 * head));
+        let y = if small {
+            near
+        } else if a >= f64::from_bits(0x3fef_3333_0000_0000) {
+            far
+        } else {
+            mid
+        };
+        y.copysign(x)
+    }
+}
+
+/// `e^|x| / 2` where `|x|` is past 709 (and `e^|x|` may overflow where half of it does
+/// not) from `e^(|x| - ln2_hi)`, `e` of it (`|x| - ln2_hi` is exact there): the rest of
+/// `ln 2` as a factor `1 - ln2_lo` (a product, so that `+inf` stays `+inf`).
+#[inline(always)]
+fn half_exp_far(e: f64) -> f64 {
+    e * (1.0 - LN2_F64.1)
+}
+
+/// `sinh` for f64 on [`expm1_f64`]: `(e + e/(e + 1))/2` with `e = e^|x| - 1` (fdlibm's form:
+/// `2e - e²/(e + 1)` below 1, where it keeps its precision, and `e^|x|/2` far from 0), and
+/// past 709 `e^(|x| - ln 2)` ([`half_exp_far`]), so results up to the overflow threshold
+/// come out; the sign copied from `x`. Branch-free, within 2 ulp of glibc's below 709 and 3
+/// in the last 1.5 before the overflow.
+#[inline(always)]
+pub(crate) fn sinh_f64<const FMA: bool>(x: f64) -> f64 {
+    let a = x.abs();
+    let far = a > 709.0;
+    let e = expm1_f64::<FMA>(if far { a - LN2_F64.0 } else { a });
+    let w = e + 1.0;
+    let y = if far {
+        half_exp_far(w)
+    } else if a < 1.0 {
+        0.5 * (2.0 * e - e * e / w)
+    } else {
+        0.5 * (e + e / w)
+    };
+    y.copysign(x)
+}
+
+/// `cosh` for f64 on [`exp_f64`]'s algorithm: `(e + 1/e)/2` with `e = e^|x|`, and past 709
+/// `e^(|x| - ln 2)` with `ln 2` in two parts, so results up to the overflow threshold come
+/// out. Branch-free, within 2 ulp of glibc's.
+#[inline(always)]
+pub(crate) fn cosh_f64<const FMA: bool>(x: f64) -> f64 {
+    let a = x.abs();
+    let far = a > 709.0;
+    let (hi, lo) = if far {
+        (a - LN2_F64.0, -LN2_F64.1)
+    } else {
+        (a, 0.0)
+    };
+    let e = exp_f64_parts::<FMA, true>(hi, lo);
+    if far {
+        e
+    } else {
+        0.5 * (e + 1.0 / e)
+    }
 }
 
 /// `x` less the nearest even integer (exact), in `[-1, 1]`: `sin(π x)` and `cos(π x)` of it
@@ -1317,23 +1547,37 @@ pub(crate) fn gelu_backward_f32<const FMA: bool>(x: f32, g: f32) -> f32 {
     g * madd::<FMA>(x.clamp(-14.5, 14.5) * e, inv_sqrt_2pi, cdf)
 }
 
-/// `sin` and `cos` for f32: `x = j π/2 + r` reduced in f64 (two-part π/2, exact to well
-/// past |x| = 10⁶), then Cephes' `sinf`/`cosf` minimax polynomials on `|r| <= π/4` in f32,
-/// and the quadrant `j mod 4` picks and signs one of them. Branch-free, so loops over it
-/// vectorise (the f64 steps use the wide lanes too); within 2 ulp of the exact value.
-/// NaN and ±∞ give NaN. `FMA` fuses the polynomials' steps.
+/// Past this magnitude f32's `sin`, `cos` and `tan` are f64 libm's rounded to f32: below it
+/// their reduction ([`reduce_pio2_f32`]) holds `j π/2` exactly (`j` below 2²⁰).
+pub(crate) const SIN_COS_F32_LIMIT: f32 = 1.6e6;
+
+/// `x = j π/2 + r` for f32 `x` below [`SIN_COS_F32_LIMIT`], in f64: `π/2` in two parts, the
+/// first with 33 significant bits so that `j` times it is exact. Returns `r` (`|r| <= π/4`,
+/// good to far more bits than f32 needs) and `j` in the low bits of the last.
+#[inline(always)]
+fn reduce_pio2_f32(x: f32) -> (f64, u32) {
+    const TWO_OVER_PI: f64 = std::f64::consts::FRAC_2_PI;
+    const PIO2_HI: f64 = 1.570_796_326_734_125_6;
+    const PIO2_LO: f64 = 6.077_100_506_506_192e-11;
+    // 1.5·2⁵²: adding it rounds to an integer held in the low mantissa bits
+    const ROUNDER: f64 = 6_755_399_441_055_744.0;
+    let xd = x as f64;
+    let t = xd * TWO_OVER_PI + ROUNDER;
+    let j = t - ROUNDER;
+    ((xd - j * PIO2_HI) - j * PIO2_LO, t.to_bits() as u32)
+}
+
+/// `sin` and `cos` for f32 below [`SIN_COS_F32_LIMIT`]: [`reduce_pio2_f32`], then Cephes'
+/// `sinf`/`cosf` minimax polynomials on `|r| <= π/4` in f32, and the quadrant `j mod 4` picks
+/// and signs one of them. Branch-free, so loops over it vectorise (the f64 steps use the
+/// wide lanes too); within 2 ulp of the exact value. NaN and ±∞ give NaN; beyond the limit
+/// a value the caller replaces. `FMA` fuses the polynomials' steps.
 ///
 /// Returns both polynomials at `r` and the quadrant `j` (in its low bits); [`quadrant`] makes
 /// `sin` of them, and `cos` from the next quadrant (`cos(x) = sin(x + π/2)`), so `sin` and
 /// `cos` of one argument share everything but that last pick ([`sin_and_cos_f32`]).
 #[inline(always)]
 fn sin_cos_parts<const FMA: bool>(x: f32) -> (f32, f32, u32) {
-    const TWO_OVER_PI: f64 = std::f64::consts::FRAC_2_PI;
-    // π/2 = HI + LO, HI with 33 significant bits so that j·HI is exact for |j| < 2²⁰
-    const PIO2_HI: f64 = 1.570_796_326_734_125_6;
-    const PIO2_LO: f64 = 6.077_100_506_506_192e-11;
-    // 1.5·2⁵²: adding it rounds to an integer held in the low mantissa bits
-    const ROUNDER: f64 = 6_755_399_441_055_744.0;
     const S1: f32 = -1.666_665_5e-1;
     const S2: f32 = 8.332_161e-3;
     const S3: f32 = -1.951_529_6e-4;
@@ -1341,10 +1585,8 @@ fn sin_cos_parts<const FMA: bool>(x: f32) -> (f32, f32, u32) {
     const C2: f32 = -1.388_731_6e-3;
     const C3: f32 = 2.443_315_7e-5;
     let m = madd::<FMA>;
-    let xd = x as f64;
-    let t = xd * TWO_OVER_PI + ROUNDER;
-    let j = t - ROUNDER;
-    let r = ((xd - j * PIO2_HI) - j * PIO2_LO) as f32;
+    let (r, j) = reduce_pio2_f32(x);
+    let r = r as f32;
     let z = r * r;
     // (r itself at ±0, so that sin(-0) = -0; a select, which still vectorises)
     let sin_r = if r == 0.0 {
@@ -1353,7 +1595,7 @@ fn sin_cos_parts<const FMA: bool>(x: f32) -> (f32, f32, u32) {
         m(m(m(S3, z, S2), z, S1) * z, r, r)
     };
     let cos_r = m(m(m(m(C3, z, C2), z, C1), z * z, -0.5 * z), 1.0, 1.0);
-    (sin_r, cos_r, t.to_bits() as u32)
+    (sin_r, cos_r, j)
 }
 
 /// `sin` of quadrant `q` from the polynomials of [`sin_cos_parts`].
@@ -1364,26 +1606,134 @@ fn quadrant(sin_r: f32, cos_r: f32, q: u32) -> f32 {
     f32::from_bits(v.to_bits() ^ sign)
 }
 
-/// `sin` for f32 (see [`sin_cos_parts`]).
+/// `sin` (`COS` false) or `cos` for f32 below [`SIN_COS_F32_LIMIT`] (see [`sin_cos_parts`]).
 #[inline(always)]
-pub(crate) fn sin_f32<const FMA: bool>(x: f32) -> f32 {
+pub(crate) fn sin_or_cos_f32_near<const FMA: bool, const COS: bool>(x: f32) -> f32 {
     let (s, c, q) = sin_cos_parts::<FMA>(x);
-    quadrant(s, c, q)
+    quadrant(s, c, if COS { q.wrapping_add(1) } else { q })
 }
 
-/// `cos` for f32 (see [`sin_cos_parts`]).
+/// `(sin(x), cos(x))` for f32 below [`SIN_COS_F32_LIMIT`] from one reduction: the two
+/// [`sin_or_cos_f32_near`] bit for bit, for about the work of one of them.
 #[inline(always)]
-pub(crate) fn cos_f32<const FMA: bool>(x: f32) -> f32 {
-    let (s, c, q) = sin_cos_parts::<FMA>(x);
-    quadrant(s, c, q.wrapping_add(1))
-}
-
-/// `(sin(x), cos(x))` for f32 from one reduction: [`sin_f32`] and [`cos_f32`] bit for bit,
-/// for about the work of one of them.
-#[inline(always)]
-pub(crate) fn sin_and_cos_f32<const FMA: bool>(x: f32) -> (f32, f32) {
+pub(crate) fn sin_and_cos_f32_near<const FMA: bool>(x: f32) -> (f32, f32) {
     let (s, c, q) = sin_cos_parts::<FMA>(x);
     (quadrant(s, c, q), quadrant(s, c, q.wrapping_add(1)))
+}
+
+/// `sin` for f32: [`sin_or_cos_f32_near`] below [`SIN_COS_F32_LIMIT`], f64 libm's rounded
+/// to f32 beyond (loops take [`trig_f32_slice`], which vectorises).
+#[inline(always)]
+pub(crate) fn sin_f32<const FMA: bool>(x: f32) -> f32 {
+    if x.abs() > SIN_COS_F32_LIMIT {
+        (x as f64).sin() as f32
+    } else {
+        sin_or_cos_f32_near::<FMA, false>(x)
+    }
+}
+
+/// `cos` for f32, as [`sin_f32`].
+#[inline(always)]
+pub(crate) fn cos_f32<const FMA: bool>(x: f32) -> f32 {
+    if x.abs() > SIN_COS_F32_LIMIT {
+        (x as f64).cos() as f32
+    } else {
+        sin_or_cos_f32_near::<FMA, true>(x)
+    }
+}
+
+/// `(sin(x), cos(x))` for f32: [`sin_f32`] and [`cos_f32`] bit for bit.
+#[inline(always)]
+pub(crate) fn sin_and_cos_f32<const FMA: bool>(x: f32) -> (f32, f32) {
+    if x.abs() > SIN_COS_F32_LIMIT {
+        ((x as f64).sin() as f32, (x as f64).cos() as f32)
+    } else {
+        sin_and_cos_f32_near::<FMA>(x)
+    }
+}
+
+/// `tan` for f32 below [`SIN_COS_F32_LIMIT`], branch-free: [`reduce_pio2_f32`], then the
+/// Taylor polynomials of `sin r` and `cos r` in f64 (to degrees 13 and 12: below 2⁻⁴⁰
+/// relative on `|r| <= π/4`) and one f64 division, `sin/cos` or, in odd quadrants,
+/// `-cos/sin`, rounded to f32: within an ulp of the exact value, nearly always the correctly
+/// rounded one. NaN and ±∞ give NaN; beyond the limit a value the caller replaces.
+#[inline(always)]
+pub(crate) fn tan_f32_near<const FMA: bool>(x: f32) -> f32 {
+    let m = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
+    let (r, j) = reduce_pio2_f32(x);
+    let z = r * r;
+    // 1/k! for k = 13, 11, ..., 3 and k = 12, 10, ..., 2 (alternating signs)
+    let sin = r * m(
+        z,
+        m(
+            z,
+            m(
+                z,
+                m(
+                    z,
+                    m(
+                        z,
+                        m(z, 1.0 / 6_227_020_800.0, -1.0 / 39_916_800.0),
+                        1.0 / 362_880.0,
+                    ),
+                    -1.0 / 5_040.0,
+                ),
+                1.0 / 120.0,
+            ),
+            -1.0 / 6.0,
+        ),
+        1.0,
+    );
+    let cos = m(
+        z,
+        m(
+            z,
+            m(
+                z,
+                m(
+                    z,
+                    m(
+                        z,
+                        m(z, 1.0 / 479_001_600.0, -1.0 / 3_628_800.0),
+                        1.0 / 40_320.0,
+                    ),
+                    -1.0 / 720.0,
+                ),
+                1.0 / 24.0,
+            ),
+            -0.5,
+        ),
+        1.0,
+    );
+    let (num, den) = if j & 1 == 1 { (-cos, sin) } else { (sin, cos) };
+    (num / den) as f32
+}
+
+/// `tan` for f32: [`tan_f32_near`] below [`SIN_COS_F32_LIMIT`], f64 libm's rounded to f32
+/// beyond, as [`sin_f32`].
+#[inline(always)]
+pub(crate) fn tan_f32<const FMA: bool>(x: f32) -> f32 {
+    if x.abs() > SIN_COS_F32_LIMIT {
+        (x as f64).tan() as f32
+    } else {
+        tan_f32_near::<FMA>(x)
+    }
+}
+
+/// `dst[i] = f(src[i])` for f32 (see [`near_then_far`](crate::elementwise::kernels::near_then_far)): [`sin_f32`], [`cos_f32`] or
+/// [`tan_f32`] bit for bit.
+#[inline(always)]
+pub(crate) fn trig_f32_slice<const FMA: bool>(f: Trig, dst: &mut [f32], src: &[f32]) {
+    use crate::elementwise::kernels::near_then_far;
+    let limit = SIN_COS_F32_LIMIT;
+    let far_sin = |x: f32| (x as f64).sin() as f32;
+    let far_cos = |x: f32| (x as f64).cos() as f32;
+    let far_tan = |x: f32| (x as f64).tan() as f32;
+    match f {
+        Trig::Sin => near_then_far(dst, src, limit, sin_or_cos_f32_near::<FMA, false>, far_sin),
+        Trig::Cos => near_then_far(dst, src, limit, sin_or_cos_f32_near::<FMA, true>, far_cos),
+        Trig::Tan => near_then_far(dst, src, limit, tan_f32_near::<FMA>, far_tan),
+    }
 }
 
 /// Past this magnitude [`sin_f64`] and [`cos_f64`] are libm's: their reduction holds `n π/2`
@@ -1392,17 +1742,11 @@ pub(crate) const SIN_COS_F64_LIMIT: f64 = 1.6e6;
 
 /// `sin` and `cos` for f64 below [`SIN_COS_F64_LIMIT`] by fdlibm's algorithm, branch-free:
 /// `x = n π/2 + (y0 + y1)` with `π/2` in three 33-bit parts and a tail (fdlibm's medium
-/// reduction with all three of its rounds, good to 151 bits wherever `x` falls), then
-/// fdlibm's `__kernel_sin` and `__kernel_cos` polynomials on `y0 + y1` (`|y0| <= π/4`).
-/// Returns both and `n` in the low bits of the last.
+/// reduction with all three of its rounds, good to 151 bits wherever `x` falls, in
+/// [`reduce_pio2_f64`]), then fdlibm's `__kernel_sin` and `__kernel_cos` polynomials on
+/// `y0 + y1` (`|y0| <= π/4`). Returns both and `n` in the low bits of the last.
 #[inline(always)]
 fn sin_cos_parts_f64<const FMA: bool>(x: f64) -> (f64, f64, u64) {
-    const INV_PIO2: f64 = std::f64::consts::FRAC_2_PI;
-    const P1: f64 = f64::from_bits(0x3ff9_21fb_5440_0000);
-    const P2: f64 = f64::from_bits(0x3dd0_b461_1a60_0000);
-    const P2T: f64 = f64::from_bits(0x3ba3_198a_2e03_7073);
-    const P3: f64 = f64::from_bits(0x3ba3_198a_2e00_0000);
-    const P3T: f64 = f64::from_bits(0x397b_839a_2520_49c1);
     const S: [f64; 6] = [
         f64::from_bits(0xbfc5_5555_5555_5549),
         f64::from_bits(0x3f81_1111_1110_f8a6),
@@ -1419,23 +1763,8 @@ fn sin_cos_parts_f64<const FMA: bool>(x: f64) -> (f64, f64, u64) {
         f64::from_bits(0x3e21_ee9e_bdb4_b1c4),
         f64::from_bits(0xbda8_fae9_be88_38d4),
     ];
-    // 1.5·2^52: adding it rounds to an integer held in the low mantissa bits
-    const ROUNDER: f64 = 6_755_399_441_055_744.0;
     let m = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
-    let t = x * INV_PIO2 + ROUNDER;
-    let n = t - ROUNDER;
-    // x - n P1 is exact (n P1 has at most 53 bits and is within a factor 2 of x); each
-    // further round takes off the next part exactly and carries its rounding in w
-    let mut r = x - n * P1;
-    let mut w = 0.0;
-    for (part, tail) in [(P2, P2T), (P3, P3T)] {
-        let before = r;
-        let nw = n * part;
-        r = before - nw;
-        w = n * tail - ((before - r) - nw);
-    }
-    let y0 = r - w;
-    let y1 = (r - y0) - w;
+    let (y0, y1, n) = reduce_pio2_f64(x);
     let z = y0 * y0;
     let zz = z * z;
     let rs = m(z * zz, m(z, S[5], S[4]), m(z, m(z, S[3], S[2]), S[1]));
@@ -1449,7 +1778,39 @@ fn sin_cos_parts_f64<const FMA: bool>(x: f64) -> (f64, f64, u64) {
     let hz = 0.5 * z;
     let one_less = 1.0 - hz;
     let cos = one_less + (((1.0 - one_less) - hz) + m(z, rc, -(y0 * y1)));
-    (sin, cos, t.to_bits())
+    (sin, cos, n)
+}
+
+/// `x = n π/2 + (y0 + y1)` for `|x|` below [`SIN_COS_F64_LIMIT`], `|y0| <= π/4` and `y1`
+/// its tail: fdlibm's medium reduction, `π/2` in three 33-bit parts and a tail, all three of
+/// its rounds always run (good to 151 bits wherever `x` falls), branch-free. Returns `y0`,
+/// `y1` and `n` in the low bits of the last.
+#[inline(always)]
+fn reduce_pio2_f64(x: f64) -> (f64, f64, u64) {
+    const INV_PIO2: f64 = std::f64::consts::FRAC_2_PI;
+    const P1: f64 = f64::from_bits(0x3ff9_21fb_5440_0000);
+    const P2: f64 = f64::from_bits(0x3dd0_b461_1a60_0000);
+    const P3: f64 = f64::from_bits(0x3ba3_198a_2e00_0000);
+    const P3T: f64 = f64::from_bits(0x397b_839a_2520_49c1);
+    // 1.5·2^52: adding it rounds to an integer held in the low mantissa bits
+    const ROUNDER: f64 = 6_755_399_441_055_744.0;
+    let t = x * INV_PIO2 + ROUNDER;
+    let n = t - ROUNDER;
+    // x - n P1 is exact (n P1 has at most 53 bits and is within a factor 2 of x); each
+    // further round takes off the next part (n times it is exact) and keeps the rounding
+    // of the subtraction, which the last part's tail joins: x - n π/2 = r - w
+    let mut r = x - n * P1;
+    let mut rounding = 0.0;
+    for part in [P2, P3] {
+        let before = r;
+        let nw = n * part;
+        r = before - nw;
+        rounding += (before - r) - nw;
+    }
+    let w = n * P3T - rounding;
+    let y0 = r - w;
+    let y1 = (r - y0) - w;
+    (y0, y1, t.to_bits())
 }
 
 /// `sin` of quadrant `q` from the kernels of [`sin_cos_parts_f64`].
@@ -1469,7 +1830,7 @@ pub(crate) fn sin_or_cos_f64_near<const FMA: bool, const COS: bool>(x: f64) -> f
 
 /// `sin` for f64: fdlibm's algorithm branch-free below [`SIN_COS_F64_LIMIT`] (within 1 ulp of
 /// glibc's), libm's beyond. Loops take the branch-free form for every element and then
-/// libm's for the few beyond ([`sin_or_cos_f64_slice`]), so they vectorise.
+/// libm's for the few beyond ([`trig_f64_slice`]), so they vectorise.
 #[inline(always)]
 pub(crate) fn sin_f64<const FMA: bool>(x: f64) -> f64 {
     if x.abs() > SIN_COS_F64_LIMIT {
@@ -1489,17 +1850,118 @@ pub(crate) fn cos_f64<const FMA: bool>(x: f64) -> f64 {
     }
 }
 
-/// `dst[i] = sin(src[i])` (`COS`: `cos`), [`sin_f64`] or [`cos_f64`] bit for bit: the
-/// branch-free form over the whole run, then libm's where `|x|` is beyond the limit.
+/// `tan` for f64 below [`SIN_COS_F64_LIMIT`], branch-free: [`reduce_pio2_f64`], then fdlibm's
+/// `__kernel_tan` on `y0 + y1` (its odd polynomial of degree 27 below 0.6744, `tan(π/4 - y)`
+/// past it, `-1/tan` in odd quadrants, corrected to keep its precision), with one division
+/// whose operands each case selects. Within 1 ulp of glibc's; beyond the limit, and for ±∞,
+/// a value the caller replaces.
 #[inline(always)]
-pub(crate) fn sin_or_cos_f64_slice<const FMA: bool, const COS: bool>(dst: &mut [f64], src: &[f64]) {
-    for (d, &x) in dst.iter_mut().zip(src) {
-        *d = sin_or_cos_f64_near::<FMA, COS>(x);
+pub(crate) fn tan_f64_near<const FMA: bool>(x: f64) -> f64 {
+    const T: [f64; 13] = [
+        f64::from_bits(0x3fd5_5555_5555_5563),
+        f64::from_bits(0x3fc1_1111_1110_fe7a),
+        f64::from_bits(0x3fab_a1ba_1bb3_41fe),
+        f64::from_bits(0x3f96_64f4_8406_d637),
+        f64::from_bits(0x3f82_26e3_e96e_8493),
+        f64::from_bits(0x3f6d_6d22_c956_0328),
+        f64::from_bits(0x3f57_dbc8_fee0_8315),
+        f64::from_bits(0x3f43_44d8_f2f2_6501),
+        f64::from_bits(0x3f30_26f7_1a8d_1068),
+        f64::from_bits(0x3f14_7e88_a037_92a6),
+        f64::from_bits(0x3f12_b80f_32f0_a7e9),
+        f64::from_bits(0xbef3_75cb_db60_5373),
+        f64::from_bits(0x3efb_2a70_74bf_7ad4),
+    ];
+    const PIO4: (f64, f64) = (
+        f64::from_bits(0x3fe9_21fb_5444_2d18),
+        f64::from_bits(0x3c81_a626_3314_5c07),
+    );
+    const HI_WORD: u64 = 0xffff_ffff_0000_0000;
+    let m = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
+    let (y0, y1, n) = reduce_pio2_f64(x);
+    let odd = n & 1 == 1;
+    // past 0.6744, tan(y) = tan(π/4 - y') with y' = π/4 - |y| (y0 + y1 folded into one)
+    let far = y0.abs() >= f64::from_bits(0x3fe5_9428_0000_0000);
+    let (a, b) = if y0 < 0.0 { (-y0, -y1) } else { (y0, y1) };
+    let (u, v) = if far {
+        ((PIO4.0 - a) + (PIO4.1 - b), 0.0)
+    } else {
+        (y0, y1)
+    };
+    let z = u * u;
+    let w = z * z;
+    let odd_terms = m(
+        w,
+        m(w, m(w, m(w, m(w, T[11], T[9]), T[7]), T[5]), T[3]),
+        T[1],
+    );
+    let even_terms = z * m(
+        w,
+        m(w, m(w, m(w, m(w, T[12], T[10]), T[8]), T[6]), T[4]),
+        T[2],
+    );
+    let s = z * u;
+    let r = m(s, T[0], v + z * m(s, odd_terms + even_terms, v));
+    let w = u + r;
+    // far: sign (k - 2 (u - (w² / (w + k) - r))), k = ±1 for even and odd quadrants; near
+    // and odd: -1/w with its rounding corrected; near and even: w itself
+    let k = if odd { -1.0 } else { 1.0 };
+    let (num, den) = if far { (w * w, w + k) } else { (-1.0, w) };
+    let q = num / den;
+    let folded = (k - 2.0 * (u - (q - r))) * if y0 < 0.0 { -1.0 } else { 1.0 };
+    let wh = f64::from_bits(w.to_bits() & HI_WORD);
+    let th = f64::from_bits(q.to_bits() & HI_WORD);
+    let tail = r - (wh - u);
+    let reciprocal = m(q, m(th, tail, m(th, wh, 1.0)), th);
+    let y = if far {
+        folded
+    } else if odd {
+        reciprocal
+    } else {
+        w
+    };
+    if x == 0.0 {
+        x
+    } else {
+        y
     }
-    for (d, &x) in dst.iter_mut().zip(src) {
-        if x.abs() > SIN_COS_F64_LIMIT {
-            *d = if COS { x.cos() } else { x.sin() };
-        }
+}
+
+/// `tan` for f64: [`tan_f64_near`] below [`SIN_COS_F64_LIMIT`] (within 1 ulp of glibc's),
+/// libm's beyond, as [`sin_f64`].
+#[inline(always)]
+pub(crate) fn tan_f64<const FMA: bool>(x: f64) -> f64 {
+    if x.abs() > SIN_COS_F64_LIMIT {
+        x.tan()
+    } else {
+        tan_f64_near::<FMA>(x)
+    }
+}
+
+/// Which trigonometric function a slice form computes ([`Float::trig_fast`]).
+///
+/// [`Float::trig_fast`]: crate::dtype::Float::trig_fast
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trig {
+    /// `sin`
+    Sin,
+    /// `cos`
+    Cos,
+    /// `tan`
+    Tan,
+}
+
+/// `dst[i] = f(src[i])` for f64 (see [`near_then_far`](crate::elementwise::kernels::near_then_far)): [`sin_f64`], [`cos_f64`] or
+/// [`tan_f64`] bit for bit.
+#[inline(always)]
+pub(crate) fn trig_f64_slice<const FMA: bool>(f: Trig, dst: &mut [f64], src: &[f64]) {
+    use crate::elementwise::kernels::near_then_far;
+    let limit = SIN_COS_F64_LIMIT;
+    match f {
+        Trig::Sin => near_then_far(dst, src, limit, sin_or_cos_f64_near::<FMA, false>, f64::sin),
+        Trig::Cos => near_then_far(dst, src, limit, sin_or_cos_f64_near::<FMA, true>, f64::cos),
+        Trig::Tan => near_then_far(dst, src, limit, tan_f64_near::<FMA>, f64::tan),
     }
 }
 
@@ -1785,6 +2247,296 @@ mod tests {
         }
     }
 
+    /// `n` points spread over `[lo, hi]` (by the golden ratio, so no two runs align).
+    fn spread(lo: f64, hi: f64, n: usize) -> impl Iterator<Item = f64> {
+        (0..n).map(move |i| lo + (hi - lo) * (i as f64 * 0.618_033_988_749_895).fract())
+    }
+
+    #[test]
+    fn inverse_trigonometric_and_hyperbolic_f64_are_within_2_ulp_of_libm() {
+        type Kernel = (&'static str, fn(f64) -> f64, fn(f64) -> f64, f64);
+        for fma in [false, true] {
+            let kernels: [Kernel; 5] = if fma {
+                [
+                    ("atan", atan_f64::<true>, f64::atan, 1.0),
+                    ("asin", asin_or_acos_f64::<true, false>, f64::asin, 1.0),
+                    ("acos", asin_or_acos_f64::<true, true>, f64::acos, 1.0),
+                    ("sinh", sinh_f64::<true>, f64::sinh, 2.0),
+                    ("cosh", cosh_f64::<true>, f64::cosh, 2.0),
+                ]
+            } else {
+                [
+                    ("atan", atan_f64::<false>, f64::atan, 1.0),
+                    ("asin", asin_or_acos_f64::<false, false>, f64::asin, 1.0),
+                    ("acos", asin_or_acos_f64::<false, true>, f64::acos, 1.0),
+                    ("sinh", sinh_f64::<false>, f64::sinh, 2.0),
+                    ("cosh", cosh_f64::<false>, f64::cosh, 2.0),
+                ]
+            };
+            for (name, f, libm, bound) in kernels {
+                // each reduction's interval and their edges, [-1, 1] densely, near 0, the
+                // last finite sinh and cosh, and far out
+                let ranges = [
+                    (-1.0, 1.0),
+                    (-0.51, 0.51),
+                    (0.97, 1.0),
+                    (-3.0, 3.0),
+                    (-30.0, 30.0),
+                    (-1e-6, 1e-6),
+                    (700.0, 710.6),
+                    (-1e10, 1e10),
+                ];
+                let points = ranges
+                    .into_iter()
+                    .flat_map(|(lo, hi)| spread(lo, hi, 50_001));
+                let edges = [
+                    0.4375, 0.6875, 1.1875, 2.4375, 0.5, 0.975, 1.0, 709.0, 1e300,
+                ];
+                let edges = edges.into_iter().flat_map(|e: f64| {
+                    let (up, down) = (
+                        f64::from_bits(e.to_bits() + 1),
+                        f64::from_bits(e.to_bits() - 1),
+                    );
+                    [e, up, down, -e, -up, -down]
+                });
+                for x in points.chain(edges) {
+                    let u = ulps_f64(f(x), libm(x));
+                    // (sinh: 3 in the last 1.5 before its overflow)
+                    let bound = if name == "sinh" && x.abs() > 709.0 {
+                        3.0
+                    } else {
+                        bound
+                    };
+                    assert!(
+                        u <= bound,
+                        "{name} (fma {fma}): at {x:e} {u} ulp from libm's"
+                    );
+                }
+                // (and ±1 for asin and acos, where they are ±π/2, 0 and π)
+                let ends = if matches!(name, "asin" | "acos") {
+                    [1.0, -1.0]
+                } else {
+                    [0.0, 0.0]
+                };
+                for x in [
+                    0.0,
+                    -0.0,
+                    1e-300,
+                    5e-324,
+                    f64::INFINITY,
+                    f64::NEG_INFINITY,
+                    f64::NAN,
+                ]
+                .into_iter()
+                .chain(ends)
+                {
+                    let (got, want) = (f(x), libm(x));
+                    assert!(
+                        got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                        "{name} (fma {fma}): at {x:e} {got:e}, libm's {want:e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn atan2_f64_is_within_2_ulp_of_libm_and_cs_at_the_edges() {
+        for (fma, atan2) in [
+            (false, atan2_f64::<false> as fn(f64, f64) -> f64),
+            (true, atan2_f64::<true>),
+        ] {
+            // pairs of every 2⁵³/1500th double (both signs), and of nearby values
+            let wide: Vec<f64> = (0..1500u64)
+                .map(|i| f64::from_bits(i * (0x7ff0_0000_0000_0000 / 1500)))
+                .flat_map(|x| [x, -x])
+                .collect();
+            let near: Vec<f64> = spread(-4.0, 4.0, 1500).collect();
+            for some in [&wide, &near] {
+                for (i, &y) in some.iter().enumerate() {
+                    for &x in some.iter().skip(i % 3).step_by(3) {
+                        let u = ulps_f64(atan2(y, x), y.atan2(x));
+                        assert!(u <= 2.0, "fma {fma}: atan2({y:e}, {x:e}) is {u} ulp off");
+                    }
+                }
+            }
+            let edges = [
+                0.0f64,
+                -0.0,
+                1.0,
+                -1.0,
+                1e-310,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NAN,
+            ];
+            for &y in &edges {
+                for &x in &edges {
+                    let (got, want) = (atan2(y, x), y.atan2(x));
+                    assert!(
+                        got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                        "fma {fma}: atan2({y}, {x}) is {got:e}, libm's {want:e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tan_f64_is_within_1_ulp_of_libm_and_its_slice_form_bit_for_bit() {
+        for (fma, tan, slice) in [
+            (
+                false,
+                tan_f64::<false> as fn(f64) -> f64,
+                trig_f64_slice::<false> as fn(Trig, &mut [f64], &[f64]),
+            ),
+            (true, tan_f64::<true>, trig_f64_slice::<true>),
+        ] {
+            // moderate and large arguments up to the limit and past it, each side of
+            // 0.6744 (where the kernel folds), and the doubles nearest multiples of π/2
+            let ranges = [
+                (-4.0, 4.0),
+                (0.6, 0.9),
+                (-100.0, 100.0),
+                (-1.6e6, 1.6e6),
+                (1e6, 1e9),
+                (-1e-6, 1e-6),
+            ];
+            let points = ranges
+                .into_iter()
+                .flat_map(|(lo, hi)| spread(lo, hi, 100_001));
+            let near_multiples = (1..20_000u64).flat_map(|k| {
+                let x = k as f64 * std::f64::consts::FRAC_PI_4;
+                [
+                    x,
+                    f64::from_bits(x.to_bits() + 1),
+                    f64::from_bits(x.to_bits() - 1),
+                    -x,
+                ]
+            });
+            let specials = [0.674, 0.6744, 0.675, 1_411_962.0, 1e-300, 5e-324];
+            let points: Vec<f64> = points.chain(near_multiples).chain(specials).collect();
+            for &x in &points {
+                let u = ulps_f64(tan(x), x.tan());
+                assert!(u <= 1.0, "fma {fma}: tan({x:e}) is {u} ulp from libm's");
+            }
+            assert_eq!(tan(-0.0).to_bits(), (-0.0f64).to_bits(), "fma {fma}");
+            for x in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+                assert!(tan(x).is_nan(), "fma {fma}: tan({x})");
+            }
+            let mut got = vec![0.0; points.len()];
+            for f in [Trig::Sin, Trig::Cos, Trig::Tan] {
+                slice(f, &mut got, &points);
+                let one = [sin_f64::<true>, cos_f64::<true>, tan_f64::<true>];
+                let one = if fma {
+                    one
+                } else {
+                    [sin_f64::<false>, cos_f64::<false>, tan_f64::<false>]
+                }[f as usize];
+                for (&g, &x) in got.iter().zip(&points) {
+                    assert_eq!(g.to_bits(), one(x).to_bits(), "fma {fma}: {f:?}({x:e})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tan_f32_is_within_1_ulp_of_the_exact_value_everywhere() {
+        for (fma, tan, slice) in [
+            (
+                false,
+                tan_f32::<false> as fn(f32) -> f32,
+                trig_f32_slice::<false> as fn(Trig, &mut [f32], &[f32]),
+            ),
+            (true, tan_f32::<true>, trig_f32_slice::<true>),
+        ] {
+            // every 997th float (most of them past the limit), densely where the quadrants
+            // change, and the floats nearest multiples of π/2
+            let dense = (0..=400_000).map(|i| -7.0 + i as f32 * 3.5e-5);
+            let near_multiples = (1..100_000u32).flat_map(|k| {
+                let x = (k as f64 * std::f64::consts::FRAC_PI_2) as f32;
+                [
+                    x,
+                    f32::from_bits(x.to_bits() + 1),
+                    f32::from_bits(x.to_bits() - 1),
+                    -x,
+                ]
+            });
+            let points: Vec<f32> = every_float(997)
+                .chain(dense)
+                .chain(near_multiples)
+                .collect();
+            for &x in &points {
+                let want = (x as f64).tan();
+                let u = ulps(tan(x), want);
+                assert!(u <= 1.0, "fma {fma}: tan({x:e}) is {u} ulp off");
+            }
+            assert_eq!(tan(-0.0).to_bits(), (-0.0f32).to_bits(), "fma {fma}");
+            for x in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+                assert!(tan(x).is_nan(), "fma {fma}: tan({x})");
+            }
+            let mut got = vec![0.0; points.len()];
+            slice(Trig::Tan, &mut got, &points);
+            for (&g, &x) in got.iter().zip(&points) {
+                assert_eq!(g.to_bits(), tan(x).to_bits(), "fma {fma}: tan({x:e})");
+            }
+        }
+    }
+
+    #[test]
+    fn sin_and_cos_f32_past_the_reduction_s_limit_are_f64_s_rounded() {
+        // sin(1e30) once came out as +inf: the reduction's integer overflowed its rounder
+        let points: Vec<f32> = every_float(997)
+            .chain([
+                1.6e6,
+                1.600_001e6,
+                1e7,
+                1.234e9,
+                1e30,
+                3e38,
+                -7.7e20,
+                f32::MAX,
+            ])
+            .collect();
+        for fma in [false, true] {
+            let kernels: [fn(f32) -> f32; 2] = if fma {
+                [sin_f32::<true>, cos_f32::<true>]
+            } else {
+                [sin_f32::<false>, cos_f32::<false>]
+            };
+            let slice = if fma {
+                trig_f32_slice::<true>
+            } else {
+                trig_f32_slice::<false>
+            };
+            let mut got = vec![0.0; points.len()];
+            for (f, one, exact) in [
+                (Trig::Sin, kernels[0], f64::sin as fn(f64) -> f64),
+                (Trig::Cos, kernels[1], f64::cos),
+            ] {
+                slice(f, &mut got, &points);
+                for (&g, &x) in got.iter().zip(&points) {
+                    assert_eq!(g.to_bits(), one(x).to_bits(), "fma {fma}: {f:?}({x:e})");
+                    if x.abs() > SIN_COS_F32_LIMIT {
+                        assert_eq!(g, exact(x as f64) as f32, "fma {fma}: {f:?}({x:e})");
+                    }
+                }
+            }
+            for &x in &points {
+                let both = if fma {
+                    sin_and_cos_f32::<true>(x)
+                } else {
+                    sin_and_cos_f32::<false>(x)
+                };
+                assert_eq!(
+                    (both.0.to_bits(), both.1.to_bits()),
+                    (kernels[0](x).to_bits(), kernels[1](x).to_bits()),
+                    "fma {fma}: sin and cos of {x:e}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn log1p_f64_is_within_2_ulp_of_libm() {
         type Form64 = (&'static str, fn(f64) -> f64);
@@ -1941,25 +2693,11 @@ mod tests {
 
     #[test]
     fn sin_and_cos_f64_are_within_1_ulp_of_libm() {
-        type Slice = fn(&mut [f64], &[f64]);
-        type Forms = (&'static str, [fn(f64) -> f64; 2], [Slice; 2]);
+        // (the slice forms: `tan_f64_is_within_1_ulp_of_libm_and_its_slice_form_bit_for_bit`)
+        type Forms = (&'static str, [fn(f64) -> f64; 2]);
         let forms: [Forms; 2] = [
-            (
-                "unfused",
-                [sin_f64::<false>, cos_f64::<false>],
-                [
-                    sin_or_cos_f64_slice::<false, false>,
-                    sin_or_cos_f64_slice::<false, true>,
-                ],
-            ),
-            (
-                "fused",
-                [sin_f64::<true>, cos_f64::<true>],
-                [
-                    sin_or_cos_f64_slice::<true, false>,
-                    sin_or_cos_f64_slice::<true, true>,
-                ],
-            ),
+            ("unfused", [sin_f64::<false>, cos_f64::<false>]),
+            ("fused", [sin_f64::<true>, cos_f64::<true>]),
         ];
         // small, moderate and large arguments up to the limit and past it, and the
         // multiples of π/2 nearest to some doubles (where the reduction cancels most)
@@ -1986,7 +2724,7 @@ mod tests {
         // and one below it with a tiny remainder
         let specials = [5.319_372_648_326_541e249, 1_411_962.0, 0.0, -0.0, 1e-300];
         let points: Vec<f64> = spread.chain(near_multiples).chain(specials).collect();
-        for (form, [sin, cos], slices) in forms {
+        for (form, [sin, cos]) in forms {
             for &x in &points {
                 let u = ulps_f64(sin(x), x.sin());
                 assert!(u <= 1.0, "{form}: sin({x:e}) is {u} ulp from libm's");
@@ -1999,14 +2737,6 @@ mod tests {
                     sin(x).is_nan() && cos(x).is_nan(),
                     "{form}: sin, cos of {x}"
                 );
-            }
-            // the slice form is the element form bit for bit, past the limit too
-            let mut dst = vec![0.0; points.len()];
-            for (slice, f) in slices.into_iter().zip([sin, cos]) {
-                slice(&mut dst, &points);
-                for (&x, &d) in points.iter().zip(&dst) {
-                    assert_eq!(d.to_bits(), f(x).to_bits(), "{form}: slice at {x:e}");
-                }
             }
         }
     }

@@ -406,6 +406,7 @@ fn every_supported_vector_path_agrees_and_fuses_exactly() {
                         "Sigmoid",
                         "Sin",
                         "Cos",
+                        "Tan",
                         "Erf",
                         "Gelu",
                         "Pow",
@@ -421,7 +422,7 @@ fn every_supported_vector_path_agrees_and_fuses_exactly() {
                     ][..],
                     _ => &[
                         "Exp", "Expm1", "Log", "Log1p", "Tanh", "Sigmoid", "Erf", "Gelu", "Sin",
-                        "Cos",
+                        "Cos", "Tan", "Sinh", "Cosh", "Asin", "Acos", "Atan", "Atan2",
                     ][..],
                 };
                 let loose = level == SimdLevel::Portable && polynomial.contains(&name.as_str());

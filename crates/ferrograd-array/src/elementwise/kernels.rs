@@ -9,6 +9,7 @@
 
 use crate::dtype::{Element, Float, Number};
 use crate::fused::{clamp_value, MapFn, ZipFn};
+use crate::math::Trig;
 
 /// One operand of a two-input loop over a run of elements: a slice as long as the run, or
 /// one value repeated (a scalar, a broadcast row's value).
@@ -61,7 +62,7 @@ fn clamp_loop<T: Number>(dst: &mut [T], x: &[T], lo: Option<f64>, hi: Option<f64
 #[inline(always)]
 pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &[T]) {
     // the exponential's and logarithm's explicit vector loops, where the type and level
-    // have them, f64's sine and cosine in two passes, f32's lgamma and digamma by runs
+    // have them, sine, cosine and tangent in two passes, f32's lgamma and digamma by runs
     let n = dst.len().min(x.len());
     match f {
         MapFn::Exp if T::exp_shifted_fast::<FMA>(&mut dst[..n], Some(&x[..n]), T::zero(), None) => {
@@ -69,8 +70,9 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
         }
         MapFn::Sigmoid if T::sigmoid_fast::<FMA>(&mut dst[..n], &x[..n]) => return,
         MapFn::Log if T::log_fast::<FMA>(&mut dst[..n], &x[..n]) => return,
-        MapFn::Sin if T::sin_or_cos_fast::<FMA>(false, &mut dst[..n], &x[..n]) => return,
-        MapFn::Cos if T::sin_or_cos_fast::<FMA>(true, &mut dst[..n], &x[..n]) => return,
+        MapFn::Sin => return T::trig_fast::<FMA>(Trig::Sin, &mut dst[..n], &x[..n]),
+        MapFn::Cos => return T::trig_fast::<FMA>(Trig::Cos, &mut dst[..n], &x[..n]),
+        MapFn::Tan => return T::trig_fast::<FMA>(Trig::Tan, &mut dst[..n], &x[..n]),
         MapFn::Lgamma if T::lgamma_or_digamma_fast::<FMA>(false, &mut dst[..n], &x[..n]) => return,
         MapFn::Digamma if T::lgamma_or_digamma_fast::<FMA>(true, &mut dst[..n], &x[..n]) => return,
         _ => {}
@@ -102,15 +104,36 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
                         *d = f.eval::<T, FMA>(x)
                     }
                 }
+                MapFn::Sin | MapFn::Cos | MapFn::Tan => unreachable!("trig_fast ran it"),
             }
         };
     }
     each!(
-        Neg, Abs, Sign, Relu, Tan, Erfinv, Trunc, Sqrt, Rsqrt, Floor, Ceil, Round, Reciprocal,
+        Neg, Abs, Sign, Relu, Erfinv, Trunc, Sqrt, Rsqrt, Floor, Ceil, Round, Reciprocal,
         Square, Identity;
-        vector: Exp, Expm1, Log, Log1p, Sin, Cos, Tanh, Sigmoid, Erf, Gelu, Sinh, Cosh, Asin,
+        vector: Exp, Expm1, Log, Log1p, Tanh, Sigmoid, Erf, Gelu, Sinh, Cosh, Asin,
         Acos, Atan, Lgamma, Digamma
     )
+}
+
+/// `dst[i] = near(src[i])` over the whole run (a loop that vectorises, as [`chunked_loop`]),
+/// then `far(src[i])` where `|src[i]|` is beyond `limit`: a kernel whose argument reduction
+/// holds below a bound and a libm call past it (`sin`, `cos`, `tan`), bit for bit the kernel
+/// with the branch, in a loop without one.
+#[inline(always)]
+pub(crate) fn near_then_far<T: Float>(
+    dst: &mut [T],
+    src: &[T],
+    limit: T,
+    near: impl Fn(T) -> T,
+    far: impl Fn(T) -> T,
+) {
+    chunked_loop(dst, src, near);
+    for (d, &x) in dst.iter_mut().zip(src) {
+        if x.abs() > limit {
+            *d = far(x);
+        }
+    }
 }
 
 /// `dst[i] = f(x[i])` for a polynomial kernel (`exp`, `sin`, `tanh`, ...). A loop of fewer
