@@ -172,6 +172,71 @@ fn short_programs_padded_to_whole_vectors_match_op_by_op() {
     }
 }
 
+/// `sin`, `cos` (alone and as the pair the vector form computes in one step) and `tan` of
+/// arguments beyond their reduction's bound (1.6·10⁶), where they are libm's: short programs
+/// (the vector form) and long ones (tiles) give the op-by-op values bit for bit, and those
+/// are libm's in f64, rounded for f32 (`sin(1e30)` in f32 once came out as +inf).
+#[test]
+fn sin_cos_and_tan_of_huge_arguments_are_libms_in_every_form() {
+    let huge = [
+        1e30,
+        -7.7e20,
+        2e6,
+        1.600_001e6,
+        3e38,
+        1.234e9,
+        0.5,
+        -2.0,
+        1e7,
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        for n in [3usize, 9, 16, 17, 40, 300] {
+            let values: Vec<f64> = (0..n).map(|i| huge[i % huge.len()]).collect();
+            let x = Array::from_vec(values.clone(), &[n]).to_dtype(dtype);
+            // c = cos x; s = sin x; t = tan x; a = sin(2x) alone; out c, s, t, a
+            let p = Program::new(
+                vec![
+                    Instr::Input(0),
+                    Instr::Map(MapFn::Cos, 0),
+                    Instr::Map(MapFn::Sin, 0),
+                    Instr::Map(MapFn::Tan, 0),
+                    Instr::Const(2.0),
+                    Instr::Zip(ZipFn::Mul, 0, 4),
+                    Instr::Map(MapFn::Sin, 5),
+                ],
+                vec![1, 2, 3, 6],
+            );
+            let out = run(&p, &[&x], &[n]);
+            let twice = x.mul_scalar(2.0);
+            let want = [x.cos(), x.sin(), x.tan(), twice.sin()];
+            let what = format!("{dtype} [{n}]");
+            for (got, want) in out.iter().zip(&want) {
+                assert_bits(got, want, &what);
+            }
+            let exact: [fn(f64) -> f64; 3] = [f64::cos, f64::sin, f64::tan];
+            let x = x.to_f64_vec();
+            for (k, f) in exact.into_iter().enumerate() {
+                for (got, &v) in want[k].to_f64_vec().iter().zip(&x) {
+                    let libm = if dtype == DType::F32 {
+                        f(v) as f32 as f64
+                    } else {
+                        f(v)
+                    };
+                    if v.abs() > 1.6e6 {
+                        assert_eq!(*got, libm, "{what}: function {k} at {v:e}");
+                    } else {
+                        let bound = if dtype == DType::F32 { 1e-6 } else { 1e-15 };
+                        assert!(
+                            (got - libm).abs() <= bound * libm.abs().max(1.0),
+                            "{what}: {k} at {v:e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Chains of every function on runs of 1 to 17 elements (see
 /// [`table::check_chains_on_short_runs`]; `simd_levels` runs it on each vector path).
 #[test]
