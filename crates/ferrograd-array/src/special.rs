@@ -71,8 +71,9 @@ pub(crate) fn erfinv(y: f64) -> f64 {
 }
 
 /// The digamma function `ψ(x) = Γ'(x)/Γ(x)`: -∞ at 0 (as PyTorch), NaN at the negative
-/// integers; the reflection formula below 0, the recurrence `ψ(x) = ψ(x+1) - 1/x` up to 10,
-/// then the asymptotic series.
+/// integers; the reflection formula below 0 (its cotangent of `π` times `x` less its nearest
+/// integer, which is exact, so that it keeps its precision near the poles and far from 0),
+/// the recurrence `ψ(x) = ψ(x+1) - 1/x` up to 10, then the asymptotic series.
 pub(crate) fn digamma(x: f64) -> f64 {
     if x.is_nan() || x == f64::NEG_INFINITY {
         return f64::NAN;
@@ -88,8 +89,9 @@ pub(crate) fn digamma(x: f64) -> f64 {
         if x == x.floor() {
             return f64::NAN;
         }
-        // ψ(1 - x) - ψ(x) = π cot(πx)
-        return digamma(1.0 - x) - PI / (PI * x).tan();
+        // ψ(1 - x) - ψ(x) = π cot(πx), and cot has period π: π x rounded would lose the
+        // distance to the nearest pole, π (x - round(x)) keeps it
+        return digamma(1.0 - x) - PI / (PI * (x - x.round())).tan();
     }
     let mut x = x;
     let mut shift = 0.0;
@@ -215,4 +217,34 @@ pub(crate) fn polygamma(n: u32, x: f64) -> f64 {
 /// `ln |Γ(x)|` (libm's).
 pub(crate) fn lgamma(x: f64) -> f64 {
     libm::lgamma(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digamma_keeps_its_precision_near_the_negative_poles() {
+        // ψ(x) = ψ(x + 1) - 1/x, with x + 1 exact and in (0, 1), where no reflection runs:
+        // near -1 (the distance to the pole a power of two, so x is exact) and far out
+        for k in [3, 10, 20, 30, 40] {
+            let d = 2f64.powi(-k);
+            for x in [-1.0 + d, -1.0 - d, -2.0 + d, -40.0 - d] {
+                let want = digamma(x + 1.0) - 1.0 / x;
+                let got = digamma(x);
+                let rel = ((got - want) / want).abs();
+                assert!(
+                    rel < 1e-14,
+                    "digamma({x:e}) = {got:e}, want {want:e} ({rel:e})"
+                );
+            }
+        }
+        for x in [-710.2, -0.5, -3.25, -1e6 - 0.5] {
+            let want = digamma(x + 1.0) - 1.0 / x;
+            let rel = ((digamma(x) - want) / want).abs();
+            assert!(rel < 1e-13, "digamma({x:e}): {rel:e}");
+        }
+        assert!(digamma(-3.0).is_nan() && digamma(f64::NEG_INFINITY).is_nan());
+        assert_eq!(digamma(0.0), f64::NEG_INFINITY);
+    }
 }
