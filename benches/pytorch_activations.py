@@ -34,6 +34,7 @@ rows = [
     ("atan2_into", 3, lambda _: torch.atan2(x, g, out=out)),
     ("asin_into", 2, lambda _: torch.asin(unit, out=out)),
     ("tan_into", 2, lambda _: torch.tan(x, out=out)),
+    ("erfinv_into", 2, lambda _: torch.erfinv(unit, out=out)),
     ("tanh_into", 2, lambda _: torch.tanh(x, out=out)),
     ("erf_into", 2, lambda _: torch.erf(x, out=out)),
     ("gelu_into", 2, lambda _: torch._C._nn.gelu(x, out=out)),

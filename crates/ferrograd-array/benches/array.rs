@@ -299,6 +299,9 @@ fn main() {
         b.run(&format!("activation/tan_into/{n}"), bytes(2), || {
             x.tan_into(&mut out)
         });
+        b.run(&format!("activation/erfinv_into/{n}"), bytes(2), || {
+            unit.erfinv_into(&mut out)
+        });
         b.run(&format!("activation/tanh_into/{n}"), bytes(2), || {
             x.tanh_into(&mut out)
         });

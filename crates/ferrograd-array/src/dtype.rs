@@ -203,6 +203,9 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// The error function, vectorisable (see `math.rs`).
     #[doc(hidden)]
     fn erf_kernel<const FMA: bool>(self) -> Self;
+    /// The inverse error function (f32's vectorisable, see `math.rs`).
+    #[doc(hidden)]
+    fn erfinv_kernel<const FMA: bool>(self) -> Self;
     /// GELU, `x Φ(x)`, with `Φ` from `erfc` so it keeps its precision in the negative tail:
     /// vectorisable (see `math.rs`).
     #[doc(hidden)]
@@ -572,6 +575,10 @@ impl Float for f32 {
         crate::math::erf_f32::<FMA>(self)
     }
     #[inline(always)]
+    fn erfinv_kernel<const FMA: bool>(self) -> Self {
+        crate::math::erfinv_f32::<FMA>(self)
+    }
+    #[inline(always)]
     fn gelu_kernel<const FMA: bool>(self) -> Self {
         crate::math::gelu_f32::<FMA>(self)
     }
@@ -692,6 +699,10 @@ impl Float for f64 {
     #[inline(always)]
     fn erf_kernel<const FMA: bool>(self) -> Self {
         crate::math::erf_f64::<FMA>(self)
+    }
+    #[inline(always)]
+    fn erfinv_kernel<const FMA: bool>(self) -> Self {
+        crate::special::erfinv(self)
     }
     #[inline(always)]
     fn gelu_kernel<const FMA: bool>(self) -> Self {

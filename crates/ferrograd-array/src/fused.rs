@@ -152,7 +152,7 @@ impl MapFn {
             MapFn::Acos => x.acos_kernel::<FMA>(),
             MapFn::Atan => x.atan_kernel::<FMA>(),
             MapFn::Erf => x.erf_kernel::<FMA>(),
-            MapFn::Erfinv => T::from_f64(crate::special::erfinv(x.to_f64())),
+            MapFn::Erfinv => x.erfinv_kernel::<FMA>(),
             MapFn::Gelu => x.gelu_kernel::<FMA>(),
             MapFn::Lgamma => x.lgamma_kernel::<FMA>(),
             MapFn::Digamma => x.digamma_kernel::<FMA>(),

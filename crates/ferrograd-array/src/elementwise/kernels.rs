@@ -109,10 +109,10 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
         };
     }
     each!(
-        Neg, Abs, Sign, Relu, Erfinv, Trunc, Sqrt, Rsqrt, Floor, Ceil, Round, Reciprocal,
+        Neg, Abs, Sign, Relu, Trunc, Sqrt, Rsqrt, Floor, Ceil, Round, Reciprocal,
         Square, Identity;
         vector: Exp, Expm1, Log, Log1p, Tanh, Sigmoid, Erf, Gelu, Sinh, Cosh, Asin,
-        Acos, Atan, Lgamma, Digamma
+        Acos, Atan, Lgamma, Digamma, Erfinv
     )
 }
 
