@@ -933,9 +933,9 @@ pub(crate) fn cosh_f64<const FMA: bool>(x: f64) -> f64 {
 /// (the product exact in f64, so `w` keeps its precision as `|y|` nears 1), `g` a polynomial
 /// of degree 11 in `w - 2.5` on `w <= 5` (`|y|` up to 0.9966) and in `sqrt(w)` beyond (to
 /// the f32 nearest 1), both Chebyshev fits by mpmath's `chebyfit` to `erfinv(y)/y` (within
-/// 8e-10 relative, as evaluated in f64); rounded to f32, within 0.51 ulp of the exact value
-/// at every 997th float of `[-1, 1]`. ±∞ at ±1, NaN beyond and for NaN. Both
-/// polynomials run for every lane and the lane's is selected.
+/// 1.6e-9 relative; `docs/fits/erfinv_f32.py` makes them); rounded to f32, within 0.51 ulp
+/// of the exact value at every 997th float of `[-1, 1]`. ±∞ at ±1, NaN beyond and for NaN.
+/// Both polynomials run for every lane and the lane's is selected.
 #[inline(always)]
 pub(crate) fn erfinv_f32<const FMA: bool>(y: f32) -> f32 {
     const CENTRAL: [f64; 12] = [
