@@ -931,9 +931,9 @@ pub(crate) fn cosh_f64<const FMA: bool>(x: f64) -> f64 {
 
 /// `erfinv` for f32, branch-free in f64: `erfinv(y) = y g(w)` with `w = -ln((1 - y)(1 + y))`
 /// (the product exact in f64, so `w` keeps its precision as `|y|` nears 1), `g` a polynomial
-/// of degree 11 in `w - 2.5` on `w <= 5` (`|y|` up to 0.9966) and in `sqrt(w)` beyond (to
-/// the f32 nearest 1), both Chebyshev fits by mpmath's `chebyfit` to `erfinv(y)/y` (within
-/// 1.6e-9 relative; `docs/fits/erfinv_f32.py` makes them); rounded to f32, within 0.51 ulp
+/// of degree 11 in `w - 2.5` on `w <= 5` (`|y|` up to 0.9966) and of degree 13 in `w`
+/// beyond (to the f32 nearest 1, `w = 15.9`), both Chebyshev fits by mpmath's `chebyfit` to
+/// `erfinv(y)/y` (within 6.4e-10; `docs/fits/erfinv_f32.py` makes them); rounded to f32, within 0.51 ulp
 /// of the exact value at every 997th float of `[-1, 1]`. ±∞ at ±1, NaN beyond and for NaN.
 /// Both polynomials run for every lane and the lane's is selected.
 #[inline(always)]
@@ -952,31 +952,29 @@ pub(crate) fn erfinv_f32<const FMA: bool>(y: f32) -> f32 {
         2.466_402_767_485_842_4e-1,
         1.501_409_351_748_176_4,
     ];
-    // in sqrt(w) - (sqrt(5) + 4)/2, on [sqrt(5), 4]
-    const TAIL_MID: f64 = 3.118_033_988_749_895;
-    const TAIL: [f64; 12] = [
-        -1.052_783_415_382_176_3e-5,
-        -3.028_223_321_332_616_2e-5,
-        1.495_704_392_337_89e-4,
-        -1.232_900_295_572_560_2e-4,
-        -3.270_327_059_494_570_4e-4,
-        1.286_651_055_726_620_4e-3,
-        -2.572_267_091_064_735_7e-3,
-        3.881_275_880_808_302_6e-3,
-        -5.408_011_948_328_317e-3,
-        7.159_900_497_762_496_4e-3,
-        1.003_619_724_107_682_7,
-        2.951_328_577_024_707_3,
+    // in (w - 10.5)/5.5, on [5, 16]
+    const TAIL: [f64; 14] = [
+        6.596_081_880_115_07e-6,
+        -8.154_851_530_608_231e-6,
+        -2.516_214_827_508_302e-5,
+        7.812_905_989_160_265e-5,
+        -1.438_562_637_837_963_3e-4,
+        2.546_379_041_133_44e-4,
+        -3.232_094_868_728_001e-4,
+        9.242_770_715_680_237e-6,
+        1.557_814_442_523_82e-3,
+        -6.980_838_107_490_776e-3,
+        2.587_047_027_820_715_5e-2,
+        -1.077_605_558_696_355_8e-1,
+        8.530_428_652_194_476e-1,
+        3.074_205_818_675_587_4,
     ];
     let m = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
     let x = y as f64;
     let w = -log_f64::<FMA>((1.0 - x) * (1.0 + x));
-    let (t, u) = (w - 2.5, w.sqrt() - TAIL_MID);
-    let (mut p, mut q) = (CENTRAL[0], TAIL[0]);
-    for k in 1..12 {
-        p = m(p, t, CENTRAL[k]);
-        q = m(q, u, TAIL[k]);
-    }
+    let (t, u) = (w - 2.5, (w - 10.5) * (1.0 / 5.5));
+    let p = CENTRAL[1..].iter().fold(CENTRAL[0], |p, &c| m(p, t, c));
+    let q = TAIL[1..].iter().fold(TAIL[0], |q, &c| m(q, u, c));
     let g = if w > 5.0 { q } else { p };
     if x.abs() == 1.0 {
         f32::INFINITY.copysign(y)
