@@ -59,6 +59,7 @@ rows += [
     ("f64/atan_into", 4, lambda _: torch.atan(x64, out=out64)),
     ("f64/atan2_into", 6, lambda _: torch.atan2(x64, g64, out=out64)),
     ("f64/asin_into", 4, lambda _: torch.asin(unit64, out=out64)),
+    ("f64/erfinv_into", 4, lambda _: torch.erfinv(unit64, out=out64)),
     ("f64/erf_into", 4, lambda _: torch.erf(x64, out=out64)),
     ("f64/gelu_into", 4, lambda _: torch._C._nn.gelu(x64, out=out64)),
     ("f64/gelu_backward_into", 6,

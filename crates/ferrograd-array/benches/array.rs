@@ -362,6 +362,9 @@ fn main() {
         b.run(&format!("activation/f64/asin_into/{n}"), bytes(4), || {
             unit.asin_into(&mut out)
         });
+        b.run(&format!("activation/f64/erfinv_into/{n}"), bytes(4), || {
+            unit.erfinv_into(&mut out)
+        });
         b.run(&format!("activation/f64/erf_into/{n}"), bytes(4), || {
             x.erf_into(&mut out)
         });

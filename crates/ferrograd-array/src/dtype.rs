@@ -203,7 +203,7 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// The error function, vectorisable (see `math.rs`).
     #[doc(hidden)]
     fn erf_kernel<const FMA: bool>(self) -> Self;
-    /// The inverse error function (f32's vectorisable, see `math.rs`).
+    /// The inverse error function, vectorisable (see `math.rs`).
     #[doc(hidden)]
     fn erfinv_kernel<const FMA: bool>(self) -> Self;
     /// GELU, `x Φ(x)`, with `Φ` from `erfc` so it keeps its precision in the negative tail:
@@ -702,7 +702,7 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn erfinv_kernel<const FMA: bool>(self) -> Self {
-        crate::special::erfinv(self)
+        crate::math::erfinv_f64::<FMA>(self)
     }
     #[inline(always)]
     fn gelu_kernel<const FMA: bool>(self) -> Self {
