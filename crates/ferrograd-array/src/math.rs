@@ -933,7 +933,7 @@ pub(crate) fn cosh_f64<const FMA: bool>(x: f64) -> f64 {
 /// (the product exact in f64, so `w` keeps its precision as `|y|` nears 1), `g` a polynomial
 /// of degree 11 in `w - 2.5` on `w <= 5` (`|y|` up to 0.9966) and of degree 13 in `w`
 /// beyond (to the f32 nearest 1, `w = 15.9`), both Chebyshev fits by mpmath's `chebyfit` to
-/// `erfinv(y)/y` (within 6.4e-10; `docs/fits/erfinv_f32.py` makes them); rounded to f32, within 0.51 ulp
+/// `erfinv(y)/y` (within 6.4e-10; `docs/fits/erfinv.py` makes them); rounded to f32, within 0.51 ulp
 /// of the exact value at every 997th float of `[-1, 1]`. ±∞ at ±1, NaN beyond and for NaN.
 /// Both polynomials run for every lane and the lane's is selected.
 #[inline(always)]
@@ -987,7 +987,7 @@ pub(crate) fn erfinv_f32<const FMA: bool>(y: f32) -> f32 {
 /// rounding where the FMA is, `(1 - |y|)(1 + |y|)` without it), `g` a polynomial in `w` on
 /// `w <= 5` and in `sqrt(w)` on `[sqrt(5), 4]` and `[4, 6.05]` (to the double nearest 1),
 /// Chebyshev fits by mpmath's `chebyfit` to `erfinv(y)/y` (within 2e-17 relative;
-/// `docs/fits/erfinv_f64.py` makes them), all three run for every lane and the lane's
+/// `docs/fits/erfinv.py` makes them), all three run for every lane and the lane's
 /// selected. Within 2 ulp of a Newton iteration run to convergence; ±∞ at ±1, NaN beyond and
 /// for NaN. (It was two Newton steps on libm's `erf` per element, which fell short within
 /// 10⁻¹⁵ of ±1: `erfinv(1 - 2⁻⁵³)` came out as 5.364 instead of 5.864.)
