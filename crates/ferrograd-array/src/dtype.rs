@@ -245,6 +245,29 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
         let _ = (dst, src);
         false
     }
+    /// `dst[i] = f(src[i])` by runs that skip the costly form of a branch-free kernel where
+    /// no argument needs it ([`near_by_runs`](crate::elementwise::kernels::near_by_runs):
+    /// f64's `erf` and GELU), bit for bit the element kernel's; `false`, having written
+    /// nothing, where `f` has no such form.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn map_by_runs<const FMA: bool>(f: crate::MapFn, dst: &mut [Self], src: &[Self]) -> bool {
+        let _ = (f, dst, src);
+        false
+    }
+    /// [`map_by_runs`](Float::map_by_runs) for a two-input function (f64's GELU gradient,
+    /// by the runs of `x`).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn zip_by_runs<const FMA: bool>(
+        f: crate::ZipFn,
+        dst: &mut [Self],
+        x: &[Self],
+        y: &[Self],
+    ) -> bool {
+        let _ = (f, dst, x, y);
+        false
+    }
     /// `dst[i] = sin_kernel(src[i])` (or `cos_kernel`, `tan_kernel`, as `f` says): the
     /// branch-free form over the run, then libm's beyond [`TRIG_NEAR`](Float::TRIG_NEAR), so
     /// the loop vectorises; bit for bit the element kernel's.
@@ -700,6 +723,61 @@ impl Float for f64 {
     fn erf_kernel<const FMA: bool>(self) -> Self {
         crate::math::erf_f64::<FMA>(self)
     }
+    // (closures marked to inline stand for function items: see below)
+    #[allow(clippy::redundant_closure)]
+    #[inline(always)]
+    fn map_by_runs<const FMA: bool>(f: crate::MapFn, dst: &mut [Self], src: &[Self]) -> bool {
+        use crate::elementwise::kernels::near_by_runs;
+        use crate::math::{erf_near_f64, ERF_NEAR_END};
+        match f {
+            // (closures marked to inline: a function item passed as `impl Fn` was called
+            // through a shim the compiler kept, without the caller's vector features)
+            crate::MapFn::Erf => near_by_runs(
+                dst,
+                src,
+                ERF_NEAR_END,
+                #[inline(always)]
+                |x| erf_near_f64::<FMA>(x),
+                #[inline(always)]
+                |x| crate::math::erf_f64::<FMA>(x),
+            ),
+            crate::MapFn::Gelu => near_by_runs(
+                dst,
+                src,
+                GELU_NEAR_END,
+                #[inline(always)]
+                |x| x * normal_cdf_near_f64::<FMA>(x),
+                #[inline(always)]
+                |x| x.gelu_kernel::<FMA>(),
+            ),
+            _ => return false,
+        }
+        true
+    }
+    // (closures marked to inline stand for function items, as in `map_by_runs`)
+    #[allow(clippy::redundant_closure)]
+    #[inline(always)]
+    fn zip_by_runs<const FMA: bool>(
+        f: crate::ZipFn,
+        dst: &mut [Self],
+        x: &[Self],
+        y: &[Self],
+    ) -> bool {
+        if f != crate::ZipFn::GeluBackward {
+            return false;
+        }
+        crate::elementwise::kernels::near_by_runs_zip(
+            dst,
+            x,
+            y,
+            GELU_NEAR_END,
+            #[inline(always)]
+            |x, g| gelu_backward_f64::<FMA, true>(x, g),
+            #[inline(always)]
+            |x, g| gelu_backward_f64::<FMA, false>(x, g),
+        );
+        true
+    }
     #[inline(always)]
     fn erfinv_kernel<const FMA: bool>(self) -> Self {
         crate::math::erfinv_f64::<FMA>(self)
@@ -711,10 +789,7 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn gelu_backward_kernel<const FMA: bool>(self, grad: Self) -> Self {
-        // the density's term is 0 past ±40 (where ∞ · 0 would be NaN); NaN stays NaN
-        let x = self.clamp(-40.0, 40.0);
-        let density = crate::math::exp_f64::<FMA>(-0.5 * x * x) * crate::fused::INV_SQRT_2PI;
-        grad * (normal_cdf_f64::<FMA>(self) + x * density)
+        gelu_backward_f64::<FMA, false>(self, grad)
     }
 }
 
@@ -723,6 +798,32 @@ impl Float for f64 {
 #[inline(always)]
 fn normal_cdf_f64<const FMA: bool>(x: f64) -> f64 {
     0.5 * crate::math::erfc_f64::<FMA>(-x * std::f64::consts::FRAC_1_SQRT_2)
+}
+
+/// Below this magnitude `x/√2` is below 2.5 (at most 2.475 rounded), where
+/// [`normal_cdf_near_f64`] is [`normal_cdf_f64`].
+const GELU_NEAR_END: f64 = 3.5;
+
+/// [`normal_cdf_f64`] for `|x|` below [`GELU_NEAR_END`], bit for bit: `erfc`'s form there
+/// alone.
+#[inline(always)]
+fn normal_cdf_near_f64<const FMA: bool>(x: f64) -> f64 {
+    0.5 * crate::math::erfc_near_f64::<FMA>(-x * std::f64::consts::FRAC_1_SQRT_2)
+}
+
+/// GELU's gradient for f64, `grad (Φ(x) + x φ(x))`; `NEAR`: for `|x|` below
+/// [`GELU_NEAR_END`] only, the same bits there.
+#[inline(always)]
+fn gelu_backward_f64<const FMA: bool, const NEAR: bool>(x: f64, grad: f64) -> f64 {
+    // the density's term is 0 past ±40 (where ∞ · 0 would be NaN); NaN stays NaN
+    let c = x.clamp(-40.0, 40.0);
+    let density = crate::math::exp_f64::<FMA>(-0.5 * c * c) * crate::fused::INV_SQRT_2PI;
+    let cdf = if NEAR {
+        normal_cdf_near_f64::<FMA>(x)
+    } else {
+        normal_cdf_f64::<FMA>(x)
+    };
+    grad * (cdf + c * density)
 }
 
 /// [`Element::with_scratch`] on a thread's buffer (a fresh one if it is in use).

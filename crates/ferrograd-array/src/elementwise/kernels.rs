@@ -62,7 +62,8 @@ fn clamp_loop<T: Number>(dst: &mut [T], x: &[T], lo: Option<f64>, hi: Option<f64
 #[inline(always)]
 pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &[T]) {
     // the exponential's and logarithm's explicit vector loops, where the type and level
-    // have them, sine, cosine and tangent in two passes, f32's lgamma and digamma by runs
+    // have them, sine, cosine and tangent in two passes, f32's lgamma and digamma and f64's
+    // erf and GELU by runs
     let n = dst.len().min(x.len());
     match f {
         MapFn::Exp if T::exp_shifted_fast::<FMA>(&mut dst[..n], Some(&x[..n]), T::zero(), None) => {
@@ -70,6 +71,7 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
         }
         MapFn::Sigmoid if T::sigmoid_fast::<FMA>(&mut dst[..n], &x[..n]) => return,
         MapFn::Log if T::log_fast::<FMA>(&mut dst[..n], &x[..n]) => return,
+        MapFn::Erf | MapFn::Gelu if T::map_by_runs::<FMA>(f, &mut dst[..n], &x[..n]) => return,
         MapFn::Sin => return T::trig_fast::<FMA>(Trig::Sin, &mut dst[..n], &x[..n]),
         MapFn::Cos => return T::trig_fast::<FMA>(Trig::Cos, &mut dst[..n], &x[..n]),
         MapFn::Tan => return T::trig_fast::<FMA>(Trig::Tan, &mut dst[..n], &x[..n]),
@@ -136,6 +138,84 @@ pub(crate) fn near_then_far<T: Float>(
     }
 }
 
+/// Elements per run of [`near_by_runs`]: one AVX-512 vector of f64, two AVX2 ones.
+const RUN: usize = 8;
+/// Elements per block of [`near_by_runs`]: 2 KB of f64, in L1 while it is checked.
+const BLOCK: usize = 256;
+
+/// Whether every element of `s` is below `limit` in magnitude (NaN is not), as one loop
+/// that vectorises (no early exit).
+#[inline(always)]
+fn all_near<T: Float>(s: &[T], limit: T) -> bool {
+    s.iter().fold(true, |near, x| near & (x.abs() < limit))
+}
+
+/// `dst[i] = full(src[i])`, where `full` is a branch-free kernel made of a cheap form below
+/// `limit` in magnitude and a costly one beyond (which its every lane pays for) and `near`
+/// the cheap form alone, giving `full`'s values below the limit bit for bit: by blocks of
+/// 256 elements, `near` over the block, then `full` over each run of eight elements with an
+/// argument at the limit or beyond (so an element's value never depends on its
+/// neighbours'). Each pass is a plain loop, which the compiler vectorises with the kernel's
+/// selects; a run's choice inside the element loop made it unroll the run and keep the
+/// selects as branches, element by element.
+#[inline(always)]
+pub(crate) fn near_by_runs<T: Float>(
+    dst: &mut [T],
+    src: &[T],
+    limit: T,
+    near: impl Fn(T) -> T,
+    full: impl Fn(T) -> T,
+) {
+    let n = dst.len().min(src.len());
+    for (d, s) in dst[..n].chunks_mut(BLOCK).zip(src[..n].chunks(BLOCK)) {
+        for (d, &x) in d.iter_mut().zip(s) {
+            *d = near(x);
+        }
+        if !all_near(s, limit) {
+            for (d, s) in d.chunks_mut(RUN).zip(s.chunks(RUN)) {
+                if !all_near(s, limit) {
+                    for (d, &x) in d.iter_mut().zip(s) {
+                        *d = full(x);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`near_by_runs`] for a two-input function, the runs chosen by the first input's
+/// magnitudes.
+#[inline(always)]
+pub(crate) fn near_by_runs_zip<T: Float>(
+    dst: &mut [T],
+    x: &[T],
+    y: &[T],
+    limit: T,
+    near: impl Fn(T, T) -> T,
+    full: impl Fn(T, T) -> T,
+) {
+    let n = dst.len().min(x.len()).min(y.len());
+    let blocks = dst[..n]
+        .chunks_mut(BLOCK)
+        .zip(x[..n].chunks(BLOCK))
+        .zip(y[..n].chunks(BLOCK));
+    for ((d, x), y) in blocks {
+        for ((d, &x), &y) in d.iter_mut().zip(x).zip(y) {
+            *d = near(x, y);
+        }
+        if !all_near(x, limit) {
+            let runs = d.chunks_mut(RUN).zip(x.chunks(RUN)).zip(y.chunks(RUN));
+            for ((d, x), y) in runs {
+                if !all_near(x, limit) {
+                    for ((d, &x), &y) in d.iter_mut().zip(x).zip(y) {
+                        *d = full(x, y);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `dst[i] = f(x[i])` for a polynomial kernel (`exp`, `sin`, `tanh`, ...). A loop of fewer
 /// than 64 elements runs in chunks of 16 (one AVX-512 vector, two AVX2 ones): the compiler's
 /// own loop handles 64 at a time, unrolled, and leaves anything shorter to its element-by-
@@ -193,6 +273,12 @@ pub(crate) fn zip_float<T: Float, const FMA: bool>(
     x: Operand<'_, T>,
     y: Operand<'_, T>,
 ) {
+    // f64's GELU gradient by runs
+    if let (ZipFn::GeluBackward, Operand::Slice(xs), Operand::Slice(ys)) = (f, x, y) {
+        if T::zip_by_runs::<FMA>(f, dst, xs, ys) {
+            return;
+        }
+    }
     macro_rules! each {
         ($($v:ident),*) => {
             match f {
