@@ -723,15 +723,15 @@ impl Float for f64 {
     fn erf_kernel<const FMA: bool>(self) -> Self {
         crate::math::erf_f64::<FMA>(self)
     }
-    // (closures marked to inline stand for function items: see below)
+    // Closures marked to inline stand for function items here: a function item passed as
+    // `impl Fn` was called through a shim the compiler kept, without the caller's vector
+    // features.
     #[allow(clippy::redundant_closure)]
     #[inline(always)]
     fn map_by_runs<const FMA: bool>(f: crate::MapFn, dst: &mut [Self], src: &[Self]) -> bool {
         use crate::elementwise::kernels::near_by_runs;
         use crate::math::{erf_near_f64, ERF_NEAR_END};
         match f {
-            // (closures marked to inline: a function item passed as `impl Fn` was called
-            // through a shim the compiler kept, without the caller's vector features)
             crate::MapFn::Erf => near_by_runs(
                 dst,
                 src,

@@ -184,7 +184,8 @@ pub(crate) fn near_by_runs<T: Float>(
 }
 
 /// [`near_by_runs`] for a two-input function, the runs chosen by the first input's
-/// magnitudes.
+/// magnitudes. (Written out beside it: `near_by_runs` as this with its input twice and the
+/// second unused made f64 `erf` 8% slower, 2^18 elements on one thread.)
 #[inline(always)]
 pub(crate) fn near_by_runs_zip<T: Float>(
     dst: &mut [T],
