@@ -1430,6 +1430,21 @@ const ERFC_MID_LOG: [f64; 18] = [
     -0.21889677338583388,
 ];
 
+/// Where f64 `erf` and `erfc` change from `x + x R(x²)` ([`erf_near_r`]) to their middle
+/// forms (fdlibm's first range's end).
+const ERF_SMALL_END: f64 = 0.843_75;
+
+/// `R(t)` of [`ERF_NEAR`] at `t = x²`, shared by [`erf_near_f64`] and [`erfc_near_f64`].
+#[inline(always)]
+fn erf_near_r<const FMA: bool>(t: f64) -> f64 {
+    let m = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
+    let mut r = ERF_NEAR[0];
+    for &c in &ERF_NEAR[1..] {
+        r = m(r, t, c);
+    }
+    r
+}
+
 /// Where f64 `erf` leaves [`erf_near_f64`] for fdlibm's form ([`erf_or_erfc_f64`]).
 pub(crate) const ERF_NEAR_END: f64 = 2.5;
 
@@ -1443,11 +1458,7 @@ pub(crate) const ERF_NEAR_END: f64 = 2.5;
 #[inline(always)]
 pub(crate) fn erf_near_f64<const FMA: bool>(x: f64) -> f64 {
     let m = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
-    let t = x * x;
-    let mut r = ERF_NEAR[0];
-    for &c in &ERF_NEAR[1..] {
-        r = m(r, t, c);
-    }
+    let r = erf_near_r::<FMA>(x * x);
     let a = x.abs();
     let u = a - ERF_MID_POINT;
     let mut v = ERF_MID[0];
@@ -1455,7 +1466,7 @@ pub(crate) fn erf_near_f64<const FMA: bool>(x: f64) -> f64 {
         v = m(v, u, c);
     }
     let mid = m(u, v, ERF_MID_LO) + ERF_MID[ERF_MID.len() - 1];
-    if a < 0.843_75 {
+    if a < ERF_SMALL_END {
         m(x, r, x)
     } else {
         mid.copysign(x)
@@ -1472,11 +1483,7 @@ pub(crate) fn erf_near_f64<const FMA: bool>(x: f64) -> f64 {
 #[inline(always)]
 pub(crate) fn erfc_near_f64<const FMA: bool>(x: f64) -> f64 {
     let m = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
-    let t = x * x;
-    let mut r = ERF_NEAR[0];
-    for &c in &ERF_NEAR[1..] {
-        r = m(r, t, c);
-    }
+    let r = erf_near_r::<FMA>(x * x);
     let small = if x < 0.25 {
         1.0 - m(x, r, x)
     } else {
@@ -1491,7 +1498,7 @@ pub(crate) fn erfc_near_f64<const FMA: bool>(x: f64) -> f64 {
     // -x² - 1 = -z² - 1 + (z - a)(z + a), the first part exact (z has 21 significant bits)
     let z = f64::from_bits(a.to_bits() & 0xffff_ffff_0000_0000);
     let tail = exp_f64_parts::<FMA, true>(m(-z, z, -1.0), m(z - a, z + a, l));
-    if a < 0.843_75 {
+    if a < ERF_SMALL_END {
         small
     } else if x < 0.0 {
         2.0 - tail
