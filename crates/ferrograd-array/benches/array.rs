@@ -274,6 +274,11 @@ fn main() {
         b.run(&format!("activation/pow_1.5_into/{n}"), bytes(2), || {
             positive.pow_scalar_into(1.5, &mut out)
         });
+        for e in [0.5, -0.5, 3.0] {
+            b.run(&format!("activation/pow_{e}_into/{n}"), bytes(2), || {
+                positive.pow_scalar_into(e, &mut out)
+            });
+        }
         b.run(&format!("activation/lgamma_into/{n}"), bytes(2), || {
             positive.lgamma_into(&mut out)
         });
@@ -341,6 +346,13 @@ fn main() {
         b.run(&format!("activation/f64/log1p_into/{n}"), bytes(4), || {
             positive.log1p_into(&mut out)
         });
+        for e in [1.5, 0.5, -0.5, 3.0] {
+            b.run(
+                &format!("activation/f64/pow_{e}_into/{n}"),
+                bytes(4),
+                || positive.pow_scalar_into(e, &mut out),
+            );
+        }
         b.run(&format!("activation/f64/expm1_into/{n}"), bytes(4), || {
             x.expm1_into(&mut out)
         });

@@ -145,6 +145,10 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     /// `self^p` as C's `pow` defines it: vectorisable for f32 (see `math.rs`), libm's for f64.
     #[doc(hidden)]
     fn pow_kernel<const FMA: bool>(self, p: Self) -> Self;
+    /// `self^(-1/2)` as C's `pow` defines it, vectorisable (see
+    /// [`pow_neg_half`](crate::math::pow_neg_half)).
+    #[doc(hidden)]
+    fn pow_neg_half_kernel<const FMA: bool>(self) -> Self;
     /// `sinh`, vectorisable for f32 (see `math.rs`), libm's for f64; likewise the four below.
     #[doc(hidden)]
     fn sinh_kernel<const FMA: bool>(self) -> Self;
@@ -516,6 +520,20 @@ impl Float for f32 {
         crate::math::pow_f32::<FMA>(self, p)
     }
     #[inline(always)]
+    fn pow_neg_half_kernel<const FMA: bool>(self) -> Self {
+        if FMA {
+            crate::math::pow_neg_half(self)
+        } else {
+            // f64's reciprocal of f64's root (within 1.5 ulp of f64), rounded once to f32
+            let y = (1.0 / ((self as f64).sqrt() + 0.0)) as f32;
+            if self == f32::NEG_INFINITY {
+                0.0
+            } else {
+                y
+            }
+        }
+    }
+    #[inline(always)]
     fn sinh_kernel<const FMA: bool>(self) -> Self {
         crate::math::sinh_f32::<FMA>(self)
     }
@@ -647,6 +665,20 @@ impl Float for f64 {
     #[inline(always)]
     fn pow_kernel<const FMA: bool>(self, p: Self) -> Self {
         self.powf(p)
+    }
+    #[inline(always)]
+    fn pow_neg_half_kernel<const FMA: bool>(self) -> Self {
+        if FMA {
+            crate::math::pow_neg_half(self)
+        } else {
+            // the reciprocal of the root, unrefined (two roundings: within 1.5 ulp)
+            let y = 1.0 / (self.sqrt() + 0.0);
+            if self == f64::NEG_INFINITY {
+                0.0
+            } else {
+                y
+            }
+        }
     }
     #[inline(always)]
     fn sinh_kernel<const FMA: bool>(self) -> Self {

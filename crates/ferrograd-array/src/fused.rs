@@ -179,7 +179,7 @@ impl MapFn {
             MapFn::Square => x * x,
             MapFn::Identity => x,
             MapFn::Powi(n) => x.powi(n),
-            MapFn::Powf(e) => x.pow_kernel::<FMA>(<T as crate::Element>::from_f64(e)),
+            MapFn::Powf(e) => crate::math::pow_scalar::<T, FMA>(x, e),
         }
     }
 

@@ -10,6 +10,8 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use crate::Float;
+
 /// The vector instruction sets the elementwise kernels may be compiled for, from the
 /// baseline up. [`simd_level`] is the one they use: the best this CPU has, or less when
 /// capped with [`cap_simd_level`] (so each path can be tested on a machine that has a
@@ -552,6 +554,61 @@ pub(crate) fn pow_f32<const FMA: bool>(x: f32, p: f32) -> f32 {
         f32::NAN
     } else {
         y
+    }
+}
+
+/// `x^(1/2)` as C's `pow` defines it: `sqrt(x)` (correctly rounded), but `+0` at `-0` and
+/// `+∞` at `-∞`, where `sqrt` gives `-0` and NaN (NaN for other negative `x`, as both).
+/// [`pow_scalar`](crate::Array::pow_scalar) takes it for the exponent 0.5: a square root,
+/// where `e^(p ln x)` took 17x as long (f32, one AVX-512 core).
+#[inline(always)]
+pub(crate) fn pow_half<T: Float>(x: T) -> T {
+    // (-0 + 0 is +0; the sum leaves every other root as it is)
+    let y = x.sqrt() + T::zero();
+    if x == T::neg_infinity() {
+        T::infinity()
+    } else {
+        y
+    }
+}
+
+/// `x^(-1/2)` as C's `pow` defines it, with fused multiply-adds: `y = 1/sqrt(x)` (two
+/// roundings, within 1.5 ulp) refined by one Newton step on `x y² = 1` whose residual is
+/// exact to far below an ulp (`x y` as a rounded product and its exact rest by a fused
+/// multiply-add; `x y ≈ sqrt(x)` neither overflows nor underflows where `y²` would), so
+/// the result is the correctly rounded one but for arguments within about `2^-40` ulp of a
+/// rounding boundary. `+∞` at `±0`, `+0` at `+∞` and at `-∞` (where `1/sqrt` gives NaN),
+/// NaN for other negative `x` and for NaN. Both types; the unfused forms are in
+/// [`Float::pow_neg_half_kernel`].
+#[inline(always)]
+pub(crate) fn pow_neg_half<T: Float>(x: T) -> T {
+    let one = T::one();
+    let y = one / (x.sqrt() + T::zero());
+    let p = x * y;
+    let p_rest = x.mul_add(y, -p);
+    // x y² - 1, and y (1 - e/2): the rest of (1 + e)^(-1/2) is below e², far below an ulp
+    let e = p.mul_add(y, -one) + p_rest * y;
+    let refined = (y * T::from(-0.5).expect("-1/2 is a float")).mul_add(e, y);
+    if x > T::zero() && x < T::infinity() {
+        refined
+    } else if x == T::neg_infinity() {
+        T::zero()
+    } else {
+        y
+    }
+}
+
+/// `x^e` for a scalar exponent `e`, as [`MapFn::Powf`](crate::MapFn::Powf) computes it:
+/// [`pow_half`] and [`Float::pow_neg_half_kernel`] for `±1/2`, [`Float::pow_kernel`]
+/// otherwise.
+#[inline(always)]
+pub(crate) fn pow_scalar<T: Float, const FMA: bool>(x: T, e: f64) -> T {
+    if e == 0.5 {
+        pow_half(x)
+    } else if e == -0.5 {
+        x.pow_neg_half_kernel::<FMA>()
+    } else {
+        x.pow_kernel::<FMA>(<T as crate::Element>::from_f64(e))
     }
 }
 
@@ -3026,6 +3083,303 @@ mod tests {
                 );
             }
             assert!(erfc(f64::NAN).is_nan(), "{form}");
+        }
+    }
+
+    /// `x m² - 1`'s sign, exactly, for `x = X 2^ax` and `m = M 2^bm` (`X < 2^53`, `M <
+    /// 2^55`): `X M²`, up to 163 bits, as `A 2^64 + B` against `2^-(ax + 2 bm)`.
+    fn x_m_squared_against_one(x: (u64, i32), m: (u64, i32)) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let m2 = (m.0 as u128) * (m.0 as u128);
+        let low = (m2 & u64::MAX as u128) * x.0 as u128;
+        let a = (m2 >> 64) * x.0 as u128 + (low >> 64);
+        let b = low & u64::MAX as u128;
+        let k = -(x.1 + 2 * m.1);
+        if k < 0 {
+            return Ordering::Greater;
+        }
+        let k = k as u32;
+        if k >= 64 {
+            if k - 64 >= 127 {
+                return Ordering::Less;
+            }
+            match a.cmp(&(1u128 << (k - 64))) {
+                Ordering::Equal if b > 0 => Ordering::Greater,
+                other => other,
+            }
+        } else if a > 0 {
+            Ordering::Greater
+        } else {
+            b.cmp(&(1u128 << k))
+        }
+    }
+
+    /// A positive finite float as `(significand, exponent)`, `bits` bits of significand
+    /// (24 for f32, 53 for f64).
+    fn parts(v: f64, bits: u32) -> (u64, i32) {
+        let (mantissa_bits, bias) = if bits == 24 { (23, 127) } else { (52, 1023) };
+        let raw = if bits == 24 {
+            (v as f32).to_bits() as u64
+        } else {
+            v.to_bits()
+        };
+        let field = (raw >> mantissa_bits) as i32;
+        let fraction = raw & ((1u64 << mantissa_bits) - 1);
+        if field == 0 {
+            (fraction, 1 - bias - mantissa_bits)
+        } else {
+            (fraction | 1 << mantissa_bits, field - bias - mantissa_bits)
+        }
+    }
+
+    /// Whether `y` is `x^(-1/2)` correctly rounded to a float of `bits` bits (`x`, `y`
+    /// positive, finite and exact in that type; `y` normal): the exact value lies between
+    /// the midpoints to `y`'s neighbours, `x m_hi² >= 1 >= x m_lo²`.
+    fn is_rounded_rsqrt(x: f64, y: f64, bits: u32) -> bool {
+        use std::cmp::Ordering;
+        let xp = parts(x, bits);
+        let (my, ey) = parts(y, bits);
+        let hi = (2 * my + 1, ey - 1);
+        // at the bottom of a binade the neighbour below is half an ulp nearer
+        let lo = if my == 1 << (bits - 1) {
+            (4 * my - 1, ey - 2)
+        } else {
+            (2 * my - 1, ey - 1)
+        };
+        x_m_squared_against_one(xp, hi) != Ordering::Less
+            && x_m_squared_against_one(xp, lo) != Ordering::Greater
+    }
+
+    #[test]
+    fn the_exact_rsqrt_check_tells_the_rounded_value_from_its_neighbours() {
+        // 1/sqrt(4) = 0.5 exactly, 1/sqrt(2) = 0.70710678118654752440...
+        assert!(is_rounded_rsqrt(4.0, 0.5, 53));
+        assert!(!is_rounded_rsqrt(
+            4.0,
+            f64::from_bits(0.5f64.to_bits() + 1),
+            53
+        ));
+        let r2 = std::f64::consts::FRAC_1_SQRT_2;
+        assert!(is_rounded_rsqrt(2.0, r2, 53));
+        assert!(!is_rounded_rsqrt(2.0, f64::from_bits(r2.to_bits() + 1), 53));
+        assert!(!is_rounded_rsqrt(2.0, f64::from_bits(r2.to_bits() - 1), 53));
+        let r2 = std::f32::consts::FRAC_1_SQRT_2;
+        assert!(is_rounded_rsqrt(2.0, r2 as f64, 24));
+        assert!(!is_rounded_rsqrt(
+            2.0,
+            f32::from_bits(r2.to_bits() + 1) as f64,
+            24
+        ));
+        // the smallest subnormal: 2^-1074 -> 2^537, 2^-149 -> 2^74.5
+        assert!(is_rounded_rsqrt(f64::from_bits(1), 2f64.powi(537), 53));
+        let y = (2f64.powf(74.5)) as f32;
+        assert!(is_rounded_rsqrt(f32::from_bits(1) as f64, y as f64, 24));
+    }
+
+    #[test]
+    fn pow_neg_half_is_the_rounded_value_and_cs_at_the_edges() {
+        use crate::Float as _;
+        type Forms32 = [(&'static str, fn(f32) -> f32); 2];
+        type Forms64 = [(&'static str, fn(f64) -> f64); 2];
+        let f32_forms: Forms32 = [
+            ("unfused", f32::pow_neg_half_kernel::<false>),
+            ("fused", f32::pow_neg_half_kernel::<true>),
+        ];
+        let f64_forms: Forms64 = [
+            ("unfused", f64::pow_neg_half_kernel::<false>),
+            ("fused", f64::pow_neg_half_kernel::<true>),
+        ];
+        // a neighbour of y (one step up or down) that is the rounded value, if y is not
+        let near = |x: f64, y: f64, bits: u32, up: f64, down: f64| {
+            is_rounded_rsqrt(x, y, bits)
+                || is_rounded_rsqrt(x, up, bits)
+                || is_rounded_rsqrt(x, down, bits)
+        };
+        // f32: every 997th positive float, subnormals to the largest
+        for (form, f) in f32_forms {
+            let (mut total, mut rounded) = (0u32, 0u32);
+            for b in (1..0x7f80_0000u32).step_by(997) {
+                let x = f32::from_bits(b);
+                let y = f(x);
+                let (up, down) = (
+                    f32::from_bits(y.to_bits() + 1),
+                    f32::from_bits(y.to_bits() - 1),
+                );
+                let ok = is_rounded_rsqrt(x as f64, y as f64, 24);
+                assert!(
+                    ok || near(x as f64, y as f64, 24, up as f64, down as f64),
+                    "{form}: {x:e}^-0.5 is {y:e}, more than one step from the rounded value"
+                );
+                total += 1;
+                rounded += ok as u32;
+            }
+            // one step off only within a rounding error's width of a rounding boundary
+            assert!(
+                total - rounded <= total / 100_000,
+                "{form}: {} of {total} f32 results not correctly rounded",
+                total - rounded
+            );
+        }
+        // f64: random positive finite floats over the whole range and near 1
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for (form, f) in f64_forms {
+            for i in 0..300_000u32 {
+                let bits = if i % 3 == 0 {
+                    (next() >> 30) + 0x3fe0_0000_0000_0000
+                } else {
+                    next() % 0x7ff0_0000_0000_0000
+                };
+                let x = f64::from_bits(bits.max(1));
+                let y = f(x);
+                let (up, down) = (
+                    f64::from_bits(y.to_bits() + 1),
+                    f64::from_bits(y.to_bits() - 1),
+                );
+                if form == "fused" {
+                    assert!(
+                        is_rounded_rsqrt(x, y, 53),
+                        "{form}: {x:e}^-0.5 is {y:e}, not rounded"
+                    );
+                } else {
+                    assert!(near(x, y, 53, up, down), "{form}: {x:e}^-0.5 is {y:e}");
+                }
+            }
+        }
+        // the special values as C's pow
+        for (form, f) in f32_forms {
+            for x in [
+                0.0f32,
+                -0.0,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                -1.0,
+                -1e-40,
+                f32::NAN,
+            ] {
+                let (got, want) = (f(x), x.powf(-0.5));
+                assert!(
+                    got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan(),
+                    "{form}: {x}^-0.5 = {got}, C's {want}"
+                );
+            }
+        }
+        for (form, f) in f64_forms {
+            for x in [
+                0.0f64,
+                -0.0,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                -1.0,
+                -1e-310,
+                f64::NAN,
+            ] {
+                let (got, want) = (f(x), x.powf(-0.5));
+                assert!(
+                    got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan(),
+                    "{form}: {x}^-0.5 = {got}, C's {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pow_half_is_sqrt_but_at_the_edges_c_s_pow() {
+        for b in (0..0x7f80_0000u32).step_by(99_991) {
+            let x = f32::from_bits(b);
+            assert_eq!(pow_half(x).to_bits(), x.sqrt().to_bits(), "{x:e}");
+            assert_eq!(
+                pow_half(x as f64).to_bits(),
+                (x as f64).sqrt().to_bits(),
+                "{x:e}"
+            );
+        }
+        for x in [
+            0.0f64,
+            -0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -1.0,
+            -1e-310,
+            f64::NAN,
+        ] {
+            let (got, want) = (pow_half(x), x.powf(0.5));
+            assert!(
+                got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan(),
+                "{x}^0.5 = {got}, C's {want}"
+            );
+            let (got, want) = (pow_half(x as f32), (x as f32).powf(0.5));
+            assert!(
+                got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan(),
+                "{x}^0.5 = {got}, C's {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn powi_by_chunks_is_powi_bit_for_bit() {
+        use crate::elementwise::kernels::powi_loop;
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // bases from tiny to huge, both signs, and the special values; 101 of them, so the
+        // last chunk is partial
+        let mut x64: Vec<f64> = (0..90)
+            .map(|i| {
+                let m = (next() >> 11) as f64 / (1u64 << 53) as f64 + 0.5;
+                let v = m * 2f64.powi(i % 30 - 15);
+                if i % 2 == 0 {
+                    v
+                } else {
+                    -v
+                }
+            })
+            .collect();
+        x64.extend([
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            1e-310,
+            1e300,
+            3.0,
+            -7.5,
+        ]);
+        let x32: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+        for n in (-70..=70).chain([i32::MAX, i32::MIN, i32::MIN + 1, 1 << 20]) {
+            let mut d32 = vec![0.0f32; x32.len()];
+            powi_loop(&mut d32, &x32, n);
+            let mut d64 = vec![0.0f64; x64.len()];
+            powi_loop(&mut d64, &x64, n);
+            // (the exponent through black_box: powi's call, as for an exponent known only at
+            // run time)
+            let m = std::hint::black_box(n);
+            for i in 0..x32.len() {
+                let (got, want) = (d32[i], x32[i].powi(m));
+                assert!(
+                    got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan(),
+                    "f32 {:e}^{n}: {got:e} against {want:e}",
+                    x32[i]
+                );
+                let (got, want) = (d64[i], x64[i].powi(m));
+                assert!(
+                    got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan(),
+                    "f64 {:e}^{n}: {got:e} against {want:e}",
+                    x64[i]
+                );
+            }
         }
     }
 

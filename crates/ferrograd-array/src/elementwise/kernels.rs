@@ -88,12 +88,22 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
                         *d = MapFn::$v.eval::<T, FMA>(x)
                     }
                 })*
-                MapFn::Powi(n) => {
-                    for (d, &x) in dst.iter_mut().zip(x) {
-                        *d = x.powi(n)
-                    }
-                }
+                MapFn::Powi(n) => powi_loop(dst, x, n),
                 MapFn::Clamp(lo, hi) => clamp_loop(dst, x, lo, hi),
+                // (closures marked to inline: a function item passed as `impl Fn` can run
+                // through a shim without the caller's vector features)
+                MapFn::Powf(0.5) => chunked_loop(
+                    dst,
+                    x,
+                    #[inline(always)]
+                    |x| crate::math::pow_half(x),
+                ),
+                MapFn::Powf(-0.5) => chunked_loop(
+                    dst,
+                    x,
+                    #[inline(always)]
+                    |x| x.pow_neg_half_kernel::<FMA>(),
+                ),
                 MapFn::Powf(e) => {
                     // the exponent converted once, outside the loop, as `eval` converts it
                     let p = <T as crate::dtype::Element>::from_f64(e);
@@ -116,6 +126,60 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
         vector: Exp, Expm1, Log, Log1p, Tanh, Sigmoid, Erf, Gelu, Sinh, Cosh, Asin,
         Acos, Atan, Lgamma, Digamma, Erfinv
     )
+}
+
+/// `dst[i] = x[i]^n` by repeated squaring, the products of `powi` (compiler-rt's
+/// `__powisf2` and `__powidf2`, which it calls for an exponent known only at run time) in
+/// the same order, so the same bits: `x`, `x²`, `x⁴`, ... multiplied into the result from 1
+/// where `|n|` has a bit set, its reciprocal for a negative `n`, over chunks of 32 elements
+/// in vector registers: `powi` is a call per element (f32 `x^3` over `[1024, 512]` took 773
+/// µs on one Zen 4 core).
+#[inline(always)]
+pub(crate) fn powi_loop<T: Float>(dst: &mut [T], x: &[T], n: i32) {
+    const CHUNK: usize = 32;
+    let n_all = dst.len().min(x.len());
+    let (dst, x) = (&mut dst[..n_all], &x[..n_all]);
+    let mut d = dst.chunks_exact_mut(CHUNK);
+    let mut s = x.chunks_exact(CHUNK);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let s: &[T; CHUNK] = s.try_into().expect("a whole chunk");
+        d.copy_from_slice(&powi_chunk(*s, n));
+    }
+    // the rest in a chunk of its own (its unused lanes computed and dropped)
+    let (d, s) = (d.into_remainder(), s.remainder());
+    if !s.is_empty() {
+        let mut last = [T::one(); CHUNK];
+        last[..s.len()].copy_from_slice(s);
+        d.copy_from_slice(&powi_chunk(last, n)[..s.len()]);
+    }
+}
+
+/// [`powi_loop`]'s products over one chunk, held in vector registers.
+#[inline(always)]
+fn powi_chunk<T: Float, const N: usize>(x: [T; N], n: i32) -> [T; N] {
+    let mut power = x;
+    let mut r = [T::one(); N];
+    let mut rest = n.unsigned_abs();
+    loop {
+        if rest & 1 != 0 {
+            for i in 0..N {
+                r[i] *= power[i];
+            }
+        }
+        rest >>= 1;
+        if rest == 0 {
+            break;
+        }
+        for p in power.iter_mut() {
+            *p = *p * *p;
+        }
+    }
+    if n < 0 {
+        for v in r.iter_mut() {
+            *v = T::one() / *v;
+        }
+    }
+    r
 }
 
 /// `dst[i] = near(src[i])` over the whole run (a loop that vectorises, as [`chunked_loop`]),

@@ -198,7 +198,22 @@ impl Array {
         self.map_fn_named(MapFn::Polygamma(n), out, "polygamma")
     }
 
-    /// `x ^ exponent` for a scalar exponent.
+    /// `x ^ exponent` for a scalar exponent, with C's `pow` at the edges (signs, zeros,
+    /// infinities, NaN). An integer exponent up to 64 in magnitude is repeated squaring, the
+    /// products of Rust's `powi` in its order (2 is `x * x`, 1 is `x`; each product rounds, so
+    /// a large power can be a few ulp from the exact value); 0.5 is the square root
+    /// (correctly rounded) and -0.5 its reciprocal (correctly rounded but within a rounding
+    /// error's width of a boundary; f64 within 1.5 ulp on CPUs without fused multiply-adds);
+    /// any other exponent is `e^(p ln|x|)` in f64 rounded to f32 (within 1 ulp) for f32, and
+    /// libm's `pow` for f64.
+    ///
+    /// ```
+    /// use ferrograd_array::Array;
+    /// let x = Array::from_vec(vec![4.0f32, 2.0, -0.0], &[3]);
+    /// assert_eq!(x.pow_scalar(0.5).to_f64_vec(), [2.0, 2f32.sqrt() as f64, 0.0]);
+    /// assert_eq!(x.pow_scalar(-0.5).to_f64_vec()[0], 0.5);
+    /// assert_eq!(x.pow_scalar(3.0).to_f64_vec()[..2], [64.0, 8.0]);
+    /// ```
     #[track_caller]
     pub fn pow_scalar(&self, exponent: f64) -> Array {
         let mut out = Array::empty_on(self.shape(), self.dtype(), self.device());

@@ -3,7 +3,7 @@
 
 use ferrograd_array::{Array, MapFn, ZipFn};
 
-pub const MAPS: [MapFn; 37] = [
+pub const MAPS: [MapFn; 40] = [
     MapFn::Neg,
     MapFn::Abs,
     MapFn::Sign,
@@ -38,7 +38,10 @@ pub const MAPS: [MapFn; 37] = [
     MapFn::Square,
     MapFn::Identity,
     MapFn::Powi(3),
+    MapFn::Powi(-2),
     MapFn::Powf(0.7),
+    MapFn::Powf(0.5),
+    MapFn::Powf(-0.5),
     MapFn::Clamp(Some(-0.5), Some(0.25)),
     MapFn::Clamp(None, Some(0.1)),
 ];

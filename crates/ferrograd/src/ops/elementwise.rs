@@ -705,7 +705,10 @@ scalar_methods! {
     rsub_scalar => Rsub;
     /// `value / x`.
     rdiv_scalar => Rdiv;
-    /// `x ^ value`.
+    /// `x ^ value`, with C's `pow` at the edges; what each exponent computes (repeated
+    /// squaring for integers, the square root and its reciprocal for ±0.5) is on
+    /// [`Array::pow_scalar`](ferrograd_array::Array::pow_scalar). Its gradient is
+    /// `value x^(value - 1)`.
     pow_scalar => Pow;
     /// `value ^ x`.
     rpow_scalar => Rpow;
