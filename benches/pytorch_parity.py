@@ -62,6 +62,9 @@ KNOWN_SECOND["lgamma"] = "at its poles: inf (PyTorch: a finite roundoff value)"
 KNOWN_SECOND["pow_scalar_2.5"] = "at -inf: C's pow (PyTorch: NaN)"
 for tag in ["sing", "rank1"]:
     KNOWN_SECOND[f"det_{tag}"] = "det's Hessian at a singular matrix is NaN/inf (the cofactor's gradient divides by det); PyTorch's goes through the SVD: left open"
+KNOWN["det_sing"] = ("rank n-1: the gradient is the cofactor matrix, not 0; PyTorch's is 0 where its LU "
+                     "finds det exactly 0 (seen on a Zen 4 with PyTorch 2.15; the Xeons' det was tiny, not 0, "
+                     "and their gradients agreed)")
 for tag in ["sing", "rank1", "zero"]:
     KNOWN[f"slogdet_{tag}"] = "singular: inf/NaN gradient; PyTorch's LU sees a tiny pivot, not zero"
 for tag in ["sing", "rank1", "rep"]:
