@@ -2305,6 +2305,16 @@ mod tests {
     const TANH: [Form; 2] = [("unfused", tanh_f32::<false>), ("fused", tanh_f32::<true>)];
     const EXP: [Form; 2] = [("unfused", exp_f32::<false>), ("fused", exp_f32::<true>)];
 
+    /// Marsaglia's xorshift64 from `seed` (not 0): the tests' random bit patterns.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     /// The same bits, or both NaN (of any payload).
     fn same_bits<T: Float>(got: T, want: T) -> bool {
         (got == want && got.is_sign_negative() == want.is_sign_negative())
@@ -3229,13 +3239,7 @@ mod tests {
             );
         }
         // f64: random positive finite floats over the whole range and near 1
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         for (form, f) in f64_forms {
             for i in 0..300_000u32 {
                 let bits = if i % 3 == 0 {
@@ -3312,13 +3316,7 @@ mod tests {
     #[test]
     fn powi_by_chunks_is_powi_bit_for_bit() {
         use crate::elementwise::kernels::powi_loop;
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
         // bases from tiny to huge, both signs, and the special values; 101 of them, so the
         // last chunk is partial
         let mut x64: Vec<f64> = (0..90)
