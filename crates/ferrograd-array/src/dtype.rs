@@ -251,7 +251,7 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     }
     /// `dst[i] = f(src[i])` by runs that skip the costly form of a branch-free kernel where
     /// no argument needs it ([`near_by_runs`](crate::elementwise::kernels::near_by_runs):
-    /// f64's `erf` and GELU), bit for bit the element kernel's; `false`, having written
+    /// f64's `erf` and GELU, f32's `erfinv`), bit for bit the element kernel's; `false`, having written
     /// nothing, where `f` has no such form.
     #[doc(hidden)]
     #[inline(always)]
@@ -564,6 +564,24 @@ impl Float for f32 {
     #[inline(always)]
     fn digamma_kernel<const FMA: bool>(self) -> Self {
         crate::math::lgamma_or_digamma_f32::<FMA, true>(self)
+    }
+    // (closures marked to inline for function items, as in f64's `map_by_runs`)
+    #[allow(clippy::redundant_closure)]
+    #[inline(always)]
+    fn map_by_runs<const FMA: bool>(f: crate::MapFn, dst: &mut [Self], src: &[Self]) -> bool {
+        if f != crate::MapFn::Erfinv {
+            return false;
+        }
+        crate::elementwise::kernels::near_by_runs(
+            dst,
+            src,
+            crate::math::ERFINV_F32_NEAR_END,
+            #[inline(always)]
+            |y| crate::math::erfinv_f32_near::<FMA>(y),
+            #[inline(always)]
+            |y| crate::math::erfinv_f32::<FMA>(y),
+        );
+        true
     }
     #[inline(always)]
     fn lgamma_or_digamma_fast<const FMA: bool>(

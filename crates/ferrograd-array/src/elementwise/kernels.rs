@@ -62,8 +62,8 @@ fn clamp_loop<T: Number>(dst: &mut [T], x: &[T], lo: Option<f64>, hi: Option<f64
 #[inline(always)]
 pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &[T]) {
     // the exponential's and logarithm's explicit vector loops, where the type and level
-    // have them, sine, cosine and tangent in two passes, f32's lgamma and digamma and f64's
-    // erf and GELU by runs
+    // have them, sine, cosine and tangent in two passes, f32's lgamma, digamma and erfinv
+    // and f64's erf and GELU by runs
     let n = dst.len().min(x.len());
     match f {
         MapFn::Exp if T::exp_shifted_fast::<FMA>(&mut dst[..n], Some(&x[..n]), T::zero(), None) => {
@@ -71,7 +71,11 @@ pub(crate) fn map_float<T: Float, const FMA: bool>(f: MapFn, dst: &mut [T], x: &
         }
         MapFn::Sigmoid if T::sigmoid_fast::<FMA>(&mut dst[..n], &x[..n]) => return,
         MapFn::Log if T::log_fast::<FMA>(&mut dst[..n], &x[..n]) => return,
-        MapFn::Erf | MapFn::Gelu if T::map_by_runs::<FMA>(f, &mut dst[..n], &x[..n]) => return,
+        MapFn::Erf | MapFn::Gelu | MapFn::Erfinv
+            if T::map_by_runs::<FMA>(f, &mut dst[..n], &x[..n]) =>
+        {
+            return
+        }
         MapFn::Sin => return T::trig_fast::<FMA>(Trig::Sin, &mut dst[..n], &x[..n]),
         MapFn::Cos => return T::trig_fast::<FMA>(Trig::Cos, &mut dst[..n], &x[..n]),
         MapFn::Tan => return T::trig_fast::<FMA>(Trig::Tan, &mut dst[..n], &x[..n]),
