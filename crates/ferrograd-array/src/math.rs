@@ -531,6 +531,25 @@ pub(crate) fn expm1_f64<const FMA: bool>(x: f64) -> f64 {
     }
 }
 
+/// `a = 2^k (1 + f)` for a positive normal f64, with `1 + f` in `[√½, √2)`: `(f, k)`, `f`
+/// exact. Branch-free from the bits, by logical shifts of a positive value (AVX2 has no
+/// 64-bit arithmetic shift) and `k` as a float through 2^52's bits (nor a 64-bit integer
+/// conversion); a zero, subnormal, negative, infinite or NaN `a` gives nonsense, which the
+/// callers replace.
+#[inline(always)]
+fn split_near_one(a: f64) -> (f64, f64) {
+    // 2^52: its bits or'ed with an integer below 2^52 hold that integer plus 2^52
+    const TWO52: f64 = 4_503_599_627_370_496.0;
+    // k + 1023 (√½'s bits are 0x3fe6a09e667f3bcd)
+    let bits = a.to_bits();
+    let biased = bits
+        .wrapping_sub(0x3fe6_a09e_667f_3bcd)
+        .wrapping_add(1023 << 52)
+        >> 52;
+    let f = f64::from_bits(bits.wrapping_sub(biased.wrapping_sub(1023) << 52)) - 1.0;
+    (f, f64::from_bits(biased | TWO52.to_bits()) - TWO52 - 1023.0)
+}
+
 /// `log2 a` of a positive normal f64, for the f32 kernels that take a logarithm in f64
 /// ([`pow_f32`], [`erfinv_f32`]): within about `2^-44` relatively (their results' half ulp
 /// is `2^-24`), and bound neither by f64's division nor by a long polynomial, as
@@ -553,17 +572,8 @@ fn log2_for_f32<const FMA: bool>(a: f64) -> f64 {
         }
         c
     };
-    // 2^52: its bits or'ed with an integer below 2^52 hold that integer plus 2^52
-    const TWO52: f64 = 4_503_599_627_370_496.0;
     let m = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
-    // k + 1023 for the mantissa in [√½, √2), as in `log_f64`
-    let bits = a.to_bits();
-    let biased = bits
-        .wrapping_sub(0x3fe6_a09e_667f_3bcd)
-        .wrapping_add(1023 << 52)
-        >> 52;
-    let f = f64::from_bits(bits.wrapping_sub(biased.wrapping_sub(1023) << 52)) - 1.0;
-    let k = f64::from_bits(biased | TWO52.to_bits()) - TWO52 - 1023.0;
+    let (f, k) = split_near_one(a);
     // s = f / (2 + f): the reciprocal of d = 2 + f (exact) from f32's, one Newton step
     let d = 2.0 + f;
     let q = (1.0 / d as f32) as f64;
@@ -1759,8 +1769,6 @@ pub(crate) fn log_f64<const FMA: bool>(x: f64) -> f64 {
         1.479_819_860_511_658_6e-1,
     ];
     let (ln2_hi, ln2_lo) = LN2_F64;
-    // 2^52: its bits or'ed with an integer below 2^52 hold that integer plus 2^52
-    const TWO52: f64 = 4_503_599_627_370_496.0;
     let m = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
     let subnormal = x < f64::MIN_POSITIVE;
     let scaled = if subnormal {
@@ -1768,20 +1776,9 @@ pub(crate) fn log_f64<const FMA: bool>(x: f64) -> f64 {
     } else {
         x
     };
-    // k + 1023 for the mantissa in [√½, √2) (√½'s bits are 0x3fe6a09e667f3bcd), by logical
-    // shifts of a positive value (AVX2 has no 64-bit arithmetic shift); wrapping: a
-    // negative x or NaN makes nonsense here, replaced at the end
-    let bits = scaled.to_bits();
-    let biased = bits
-        .wrapping_sub(0x3fe6_a09e_667f_3bcd)
-        .wrapping_add(1023 << 52)
-        >> 52;
-    let f = f64::from_bits(bits.wrapping_sub(biased.wrapping_sub(1023) << 52)) - 1.0;
-    // k as a float through 2^52's bits (AVX2 has no 64-bit integer conversion either)
-    let k = f64::from_bits(biased | TWO52.to_bits())
-        - TWO52
-        - 1023.0
-        - if subnormal { 54.0 } else { 0.0 };
+    // (a negative x or NaN makes nonsense here, replaced at the end)
+    let (f, k) = split_near_one(scaled);
+    let k = k - if subnormal { 54.0 } else { 0.0 };
     let s = f / (2.0 + f);
     let z = s * s;
     let w = z * z;
