@@ -251,8 +251,8 @@ pub trait Float: Number + num_traits::Float + num_traits::FloatConst {
     }
     /// `dst[i] = f(src[i])` by runs that skip the costly form of a branch-free kernel where
     /// no argument needs it ([`near_by_runs`](crate::elementwise::kernels::near_by_runs):
-    /// f64's `erf` and GELU, f32's `erfinv`), bit for bit the element kernel's; `false`, having written
-    /// nothing, where `f` has no such form.
+    /// f64's `erf` and GELU, f32's `erfinv`), bit for bit the element kernel's; `false`,
+    /// having written nothing, where `f` has no such form.
     #[doc(hidden)]
     #[inline(always)]
     fn map_by_runs<const FMA: bool>(f: crate::MapFn, dst: &mut [Self], src: &[Self]) -> bool {

@@ -1091,12 +1091,13 @@ pub(crate) fn cosh_f64<const FMA: bool>(x: f64) -> f64 {
 
 /// `erfinv` for f32, branch-free in f64: `erfinv(y) = y g(w)` with `w = -ln((1 - y)(1 + y))`
 /// (the product exact in f64, so `w` keeps its precision as `|y|` nears 1; the logarithm
-/// [`log2_for_f32`]'s, within `2^-44`), `g` a polynomial
-/// of degree 11 in `w - 2.5` on `w <= 5` (`|y|` up to 0.9966) and of degree 13 in `w`
-/// beyond (to the f32 nearest 1, `w = 15.9`), both Chebyshev fits by mpmath's `chebyfit` to
-/// `erfinv(y)/y` (within 6.4e-10; `docs/fits/erfinv.py` makes them); rounded to f32, within 0.51 ulp
-/// of the exact value at every 997th float of `[-1, 1]`. ±∞ at ±1, NaN beyond and for NaN.
-/// Both polynomials run for every lane and the lane's is selected.
+/// [`log2_for_f32`]'s, within `2^-44`), `g` a polynomial of degree 11 in `w - 2.5` on
+/// `w <= 5` (`|y|` up to 0.9966) and of degree 13 in `w` beyond (to the f32 nearest 1,
+/// `w = 15.9`), both Chebyshev fits by mpmath's `chebyfit` to `erfinv(y)/y` (within
+/// 6.4e-10; `docs/fits/erfinv.py` makes them); rounded to f32, within 0.51 ulp of the exact
+/// value at every 997th float of `[-1, 1]`. ±∞ at ±1, NaN beyond and for NaN. Both
+/// polynomials run for every lane and the lane's is selected (the slice loops run
+/// [`erfinv_f32_near`] where no argument of a run needs the second).
 #[inline(always)]
 pub(crate) fn erfinv_f32<const FMA: bool>(y: f32) -> f32 {
     erfinv_f32_parts::<FMA, false>(y)
